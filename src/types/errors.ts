@@ -1,0 +1,109 @@
+/**
+ * Typed errors. Every error that crosses a module boundary is a PageserverError with a
+ * stable `code`; the HTTP layer maps codes to statuses with `httpStatusFor`. Messages say
+ * what was wrong and with which input; they never leak stack traces to clients.
+ */
+export type ErrorCode =
+  | "invalid_argument"
+  | "not_found"
+  | "conflict"
+  | "lsn_timeout"
+  | "gc_cutoff"
+  | "corrupt"
+  | "bad_state"
+  | "shutdown"
+  | "unauthorized"
+  | "forbidden"
+  | "unsupported"
+  | "internal";
+
+const HTTP_STATUS: Record<ErrorCode, number> = {
+  invalid_argument: 400,
+  unauthorized: 401,
+  forbidden: 403,
+  not_found: 404,
+  gc_cutoff: 406,
+  conflict: 409,
+  unsupported: 422,
+  internal: 500,
+  corrupt: 500,
+  bad_state: 503,
+  shutdown: 503,
+  lsn_timeout: 504,
+};
+
+export function httpStatusFor(code: ErrorCode): number {
+  return HTTP_STATUS[code];
+}
+
+export class PageserverError extends Error {
+  readonly code: ErrorCode;
+  constructor(code: ErrorCode, message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.code = code;
+    this.name = new.target.name;
+  }
+}
+
+export class InvalidArgumentError extends PageserverError {
+  constructor(message: string) {
+    super("invalid_argument", message);
+  }
+}
+
+export class NotFoundError extends PageserverError {
+  constructor(message: string) {
+    super("not_found", message);
+  }
+}
+
+export class ConflictError extends PageserverError {
+  constructor(message: string) {
+    super("conflict", message);
+  }
+}
+
+/** A read waited for an LSN that ingest did not reach in time. */
+export class LsnTimeoutError extends PageserverError {
+  constructor(message: string) {
+    super("lsn_timeout", message);
+  }
+}
+
+/** A request below the GC cutoff: the data it needs may be gone. */
+export class GcCutoffError extends PageserverError {
+  constructor(message: string) {
+    super("gc_cutoff", message);
+  }
+}
+
+/** A file failed its checksum or structure checks. Names the file and the block. */
+export class CorruptionError extends PageserverError {
+  readonly path: string;
+  readonly blkno: number;
+  constructor(path: string, blkno: number, reason: string) {
+    super("corrupt", `corrupt file ${path} at block ${blkno}: ${reason}`);
+    this.path = path;
+    this.blkno = blkno;
+  }
+}
+
+/** The object is in a state that does not allow the operation (says which state). */
+export class BadStateError extends PageserverError {
+  constructor(message: string) {
+    super("bad_state", message);
+  }
+}
+
+export class ShutdownError extends PageserverError {
+  constructor(message = "shutting down") {
+    super("shutdown", message);
+  }
+}
+
+/** A WAL record or value we cannot handle: names rmgr/info or kind. */
+export class UnsupportedError extends PageserverError {
+  constructor(message: string) {
+    super("unsupported", message);
+  }
+}

@@ -1,0 +1,7 @@
+/** Domain types shared by every layer of the process: Lsn, Key, ids, values, errors, assert. */
+export * from "./assert.js";
+export * from "./errors.js";
+export * from "./ids.js";
+export * from "./key.js";
+export * from "./lsn.js";
+export * from "./value.js";
