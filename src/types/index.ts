@@ -5,3 +5,4 @@ export * from "./ids.js";
 export * from "./key.js";
 export * from "./lsn.js";
 export * from "./value.js";
+export * from "./redo.js";

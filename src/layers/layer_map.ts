@@ -1,0 +1,212 @@
+/**
+ * LayerMap: an immutable snapshot of a timeline's historic (on-disk) layers that answers
+ * "which layer holds the next-older versions of key K below LSN L". A change (flush,
+ * compaction, GC) builds a new map with `with(added, removed)`; the timeline swaps its
+ * reference in one assignment, so a reader always sees one consistent set.
+ *
+ * Structure: the key space is cut at every boundary of every partial-range layer into
+ * segments; each segment lists the deltas and the images covering it, newest first. L0
+ * deltas (the whole key range) are kept in one list of their own instead of being copied
+ * into every segment. A search is two binary searches and a short scan.
+ *
+ * Invariant relied on by readers (and kept by every writer of layers): a delta layer holds
+ * every value of every key of its key range within its LSN range, and an image layer at L
+ * holds every key of its key range that exists at L. So reading any one layer within an LSN
+ * window that no other read covered is correct, even when layers overlap.
+ */
+import { assert } from "../types/assert.js";
+import { KEY_MAX, KEY_MIN, type Key, type KeyRange } from "../types/key.js";
+import type { Lsn } from "../types/lsn.js";
+import type { LayerDesc } from "./layer_name.js";
+
+export interface HasDesc {
+  readonly desc: LayerDesc;
+}
+
+export interface SearchResult<T> {
+  layer: T;
+  /** Read the layer within [floor, endLsn). */
+  floor: Lsn;
+}
+
+function isL0(d: LayerDesc): boolean {
+  return d.kind === "delta" && d.keyRange.start === KEY_MIN && d.keyRange.end === KEY_MAX;
+}
+
+/** Index of the last element of sorted `a` that is <= k, or -1. */
+function floorIndex(a: readonly Key[], k: Key): number {
+  let lo = 0;
+  let hi = a.length;
+  while (lo < hi) {
+    const mid = (lo + hi) >>> 1;
+    if (a[mid]! <= k) lo = mid + 1;
+    else hi = mid;
+  }
+  return lo - 1;
+}
+
+const byEndDesc = (a: HasDesc, b: HasDesc): number => b.desc.lsnRange.end - a.desc.lsnRange.end || b.desc.lsnRange.start - a.desc.lsnRange.start;
+
+export class LayerMap<T extends HasDesc> {
+  readonly layers: readonly T[];
+  private readonly l0: T[];
+  /** Segment boundaries, ascending, always starting at KEY_MIN and ending at KEY_MAX. */
+  private readonly bounds: Key[];
+  private readonly segDeltas: T[][];
+  private readonly segImages: T[][];
+  private readonly byName: Map<string, T>;
+
+  constructor(layers: readonly T[]) {
+    this.layers = layers;
+    this.byName = new Map();
+    const boundSet = new Set<Key>([KEY_MIN, KEY_MAX]);
+    const l0: T[] = [];
+    for (const l of layers) {
+      assert(!this.byName.has(l.desc.fileName), `duplicate layer ${l.desc.fileName}`);
+      this.byName.set(l.desc.fileName, l);
+      if (isL0(l.desc)) l0.push(l);
+      else {
+        boundSet.add(l.desc.keyRange.start);
+        boundSet.add(l.desc.keyRange.end);
+      }
+    }
+    l0.sort(byEndDesc);
+    this.l0 = l0;
+    this.bounds = [...boundSet].sort();
+    const nseg = this.bounds.length - 1;
+    this.segDeltas = Array.from({ length: nseg }, () => []);
+    this.segImages = Array.from({ length: nseg }, () => []);
+    for (const l of layers) {
+      if (isL0(l.desc)) continue;
+      const first = floorIndex(this.bounds, l.desc.keyRange.start);
+      const target = l.desc.kind === "delta" ? this.segDeltas : this.segImages;
+      for (let s = first; s < nseg && this.bounds[s]! < l.desc.keyRange.end; s++) target[s]!.push(l);
+    }
+    for (const list of this.segDeltas) list.sort(byEndDesc);
+    for (const list of this.segImages) list.sort(byEndDesc);
+  }
+
+  static empty<T extends HasDesc>(): LayerMap<T> {
+    return new LayerMap<T>([]);
+  }
+
+  /** A new map with `added` and without the layers named in `removed`. */
+  with(added: readonly T[], removed: readonly string[]): LayerMap<T> {
+    const gone = new Set(removed);
+    for (const name of removed) assert(this.byName.has(name), `removing unknown layer ${name}`);
+    return new LayerMap<T>([...this.layers.filter((l) => !gone.has(l.desc.fileName)), ...added]);
+  }
+
+  get(fileName: string): T | undefined {
+    return this.byName.get(fileName);
+  }
+
+  get size(): number {
+    return this.layers.length;
+  }
+
+  l0Layers(): readonly T[] {
+    return this.l0;
+  }
+
+  private segmentOf(key: Key): number {
+    const s = floorIndex(this.bounds, key);
+    return s >= 0 && s < this.bounds.length - 1 ? s : -1;
+  }
+
+  /**
+   * The layer to read next for `key` strictly below `endLsn`, and the floor down to which to
+   * read it; null when no layer holds anything for key below endLsn. An image wins when it
+   * is at least as new as the newest delta's last LSN; otherwise the delta is read only down
+   * to just above the image, so the image is not skipped.
+   */
+  search(key: Key, endLsn: Lsn): SearchResult<T> | null {
+    let delta: T | null = null;
+    for (const l of this.l0) {
+      if (l.desc.lsnRange.start < endLsn) {
+        delta = l;
+        break;
+      }
+    }
+    let image: T | null = null;
+    const s = this.segmentOf(key);
+    if (s >= 0) {
+      for (const l of this.segDeltas[s]!) {
+        if (l.desc.lsnRange.start < endLsn) {
+          if (delta === null || l.desc.lsnRange.end > delta.desc.lsnRange.end) delta = l;
+          break;
+        }
+      }
+      for (const l of this.segImages[s]!) {
+        if (l.desc.lsnRange.start < endLsn) {
+          image = l;
+          break;
+        }
+      }
+    }
+    if (image !== null) {
+      const imgLsn = image.desc.lsnRange.start;
+      // Compare with the top of the window we would read the delta in, not its nominal end:
+      // otherwise a delta above the window could make us read an empty window forever.
+      if (delta === null || imgLsn + 1 >= Math.min(delta.desc.lsnRange.end, endLsn)) return { layer: image, floor: imgLsn };
+      return { layer: delta, floor: Math.max(delta.desc.lsnRange.start, imgLsn + 1) };
+    }
+    if (delta !== null) return { layer: delta, floor: delta.desc.lsnRange.start };
+    return null;
+  }
+
+  /** Is every key of `range` covered by image layers with fromLsn <= lsn <= toLsn? (GC) */
+  imageCoverageExists(range: KeyRange, fromLsn: Lsn, toLsn: Lsn): boolean {
+    let s = floorIndex(this.bounds, range.start);
+    if (s < 0) return false;
+    for (; s < this.bounds.length - 1 && this.bounds[s]! < range.end; s++) {
+      let found = false;
+      for (const l of this.segImages[s]!) {
+        const lsn = l.desc.lsnRange.start;
+        if (lsn >= fromLsn && lsn <= toLsn) {
+          found = true;
+          break;
+        }
+      }
+      if (!found) return false;
+    }
+    return true;
+  }
+
+  /** LSN of the newest image covering every key of `range` at or below `lsn`, or -1 (image creation). */
+  newestImageCovering(range: KeyRange, lsn: Lsn): Lsn {
+    let s = floorIndex(this.bounds, range.start);
+    if (s < 0) return -1;
+    let result = Number.POSITIVE_INFINITY;
+    for (; s < this.bounds.length - 1 && this.bounds[s]! < range.end; s++) {
+      let segBest = -1;
+      for (const l of this.segImages[s]!) {
+        if (l.desc.lsnRange.start <= lsn) {
+          segBest = l.desc.lsnRange.start;
+          break;
+        }
+      }
+      if (segBest < result) result = segBest;
+      if (result < 0) return -1;
+    }
+    return result === Number.POSITIVE_INFINITY ? -1 : result;
+  }
+
+  /**
+   * The tallest stack of deltas over any key of `range` holding LSNs in (aboveLsn, uptoLsn]
+   * (image creation: how many deltas a read would cross).
+   */
+  countDeltas(range: KeyRange, aboveLsn: Lsn, uptoLsn: Lsn): number {
+    let l0count = 0;
+    for (const l of this.l0) if (l.desc.lsnRange.end - 1 > aboveLsn && l.desc.lsnRange.start <= uptoLsn) l0count++;
+    let best = 0;
+    let s = floorIndex(this.bounds, range.start);
+    if (s < 0) s = 0;
+    for (; s < this.bounds.length - 1 && this.bounds[s]! < range.end; s++) {
+      let n = 0;
+      for (const l of this.segDeltas[s]!) if (l.desc.lsnRange.end - 1 > aboveLsn && l.desc.lsnRange.start <= uptoLsn) n++;
+      if (n > best) best = n;
+    }
+    return best + l0count;
+  }
+}

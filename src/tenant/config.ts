@@ -1,0 +1,82 @@
+/**
+ * Tenant configuration: the knobs of layered storage, with Neon's names and defaults. Durations
+ * are given as strings ("20s", "10m", "1h", "7d") or milliseconds; sizes in bytes. Internally
+ * every field carries its unit in its name.
+ */
+import { InvalidArgumentError } from "../types/errors.js";
+
+export interface TenantConf {
+  checkpoint_distance_bytes: number;
+  checkpoint_timeout_ms: number;
+  compaction_period_ms: number;
+  compaction_threshold: number;
+  compaction_target_size_bytes: number;
+  image_creation_threshold: number;
+  gc_horizon_bytes: number;
+  gc_period_ms: number;
+  pitr_interval_ms: number;
+  wait_lsn_timeout_ms: number;
+  /** Cache reconstructed pages (materialized page versions) in the shared page cache. */
+  materialized_page_cache: boolean;
+}
+
+export const DEFAULT_TENANT_CONF: Readonly<TenantConf> = {
+  checkpoint_distance_bytes: 256 * 1024 * 1024,
+  checkpoint_timeout_ms: 10 * 60_000,
+  compaction_period_ms: 20_000,
+  compaction_threshold: 10,
+  compaction_target_size_bytes: 128 * 1024 * 1024,
+  image_creation_threshold: 3,
+  gc_horizon_bytes: 64 * 1024 * 1024,
+  gc_period_ms: 60 * 60_000,
+  pitr_interval_ms: 7 * 24 * 60 * 60_000,
+  wait_lsn_timeout_ms: 300_000,
+  materialized_page_cache: true,
+};
+
+const UNITS_MS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 };
+
+export function parseDurationMs(x: unknown, name: string): number {
+  if (typeof x === "number" && Number.isFinite(x) && x >= 0) return x;
+  if (typeof x === "string") {
+    const m = /^(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)$/.exec(x.trim());
+    if (m) return Math.round(Number.parseFloat(m[1]!) * UNITS_MS[m[2]!]!);
+  }
+  throw new InvalidArgumentError(`${name}: invalid duration ${JSON.stringify(x)} (e.g. "20s", "10m", "1h", or milliseconds)`);
+}
+
+function parseCount(x: unknown, name: string, min: number): number {
+  if (typeof x === "number" && Number.isSafeInteger(x) && x >= min) return x;
+  throw new InvalidArgumentError(`${name}: expected an integer >= ${min}, got ${JSON.stringify(x)}`);
+}
+
+/** User-facing names (as in Neon) → internal fields. */
+const FIELDS: Record<string, (c: TenantConf, v: unknown) => void> = {
+  checkpoint_distance: (c, v) => (c.checkpoint_distance_bytes = parseCount(v, "checkpoint_distance", 8192)),
+  checkpoint_timeout: (c, v) => (c.checkpoint_timeout_ms = parseDurationMs(v, "checkpoint_timeout")),
+  compaction_period: (c, v) => (c.compaction_period_ms = parseDurationMs(v, "compaction_period")),
+  compaction_threshold: (c, v) => (c.compaction_threshold = parseCount(v, "compaction_threshold", 1)),
+  compaction_target_size: (c, v) => (c.compaction_target_size_bytes = parseCount(v, "compaction_target_size", 8192)),
+  image_creation_threshold: (c, v) => (c.image_creation_threshold = parseCount(v, "image_creation_threshold", 1)),
+  gc_horizon: (c, v) => (c.gc_horizon_bytes = parseCount(v, "gc_horizon", 0)),
+  gc_period: (c, v) => (c.gc_period_ms = parseDurationMs(v, "gc_period")),
+  pitr_interval: (c, v) => (c.pitr_interval_ms = parseDurationMs(v, "pitr_interval")),
+  wait_lsn_timeout: (c, v) => (c.wait_lsn_timeout_ms = parseDurationMs(v, "wait_lsn_timeout")),
+  materialized_page_cache: (c, v) => {
+    if (typeof v !== "boolean") throw new InvalidArgumentError("materialized_page_cache: expected true or false");
+    c.materialized_page_cache = v;
+  },
+};
+
+export const TENANT_CONF_KEYS = Object.keys(FIELDS);
+
+/** Apply user-facing overrides (Neon names) on top of `base`. Unknown keys are refused. */
+export function parseTenantConf(overrides: Record<string, unknown>, base: Readonly<TenantConf> = DEFAULT_TENANT_CONF): TenantConf {
+  const c: TenantConf = { ...base };
+  for (const [k, v] of Object.entries(overrides)) {
+    const set = FIELDS[k];
+    if (set === undefined) throw new InvalidArgumentError(`unknown tenant config key '${k}'; known: ${TENANT_CONF_KEYS.join(", ")}`);
+    set(c, v);
+  }
+  return c;
+}

@@ -1,0 +1,90 @@
+/**
+ * Timeline metadata: what a timeline must know about itself to load after a restart. One
+ * small file per timeline, `metadata`, written durably (temp, fsync, rename, fsync dir):
+ *
+ *   line 1   "pageserver-timeline-metadata v1 crc32c=<8 hex>"
+ *   rest     JSON body (LSNs as "X/Y" strings); the CRC32C covers exactly these bytes
+ *
+ * Invariant: disk_consistent_lsn only moves forward, and only after every layer file that
+ * holds data up to it is durable. prev_record_lsn is stored only when it is known.
+ */
+import { readFileSync } from "node:fs";
+import { crc32c } from "@node-rs/crc32";
+import { CorruptionError } from "../types/errors.js";
+import { isId, parseTimelineId, type TimelineId } from "../types/ids.js";
+import { type Lsn, lsnToString, parseLsn } from "../types/lsn.js";
+import { writeFileDurable } from "./durable.js";
+
+export const METADATA_FORMAT_VERSION = 1;
+const MAGIC = "pageserver-timeline-metadata";
+
+export interface TimelineMetadata {
+  disk_consistent_lsn: Lsn;
+  prev_record_lsn: Lsn | null;
+  ancestor_timeline_id: TimelineId | null;
+  ancestor_lsn: Lsn;
+  latest_gc_cutoff_lsn: Lsn;
+  initdb_lsn: Lsn;
+  pg_version: number;
+}
+
+export function encodeMetadata(m: TimelineMetadata): Uint8Array {
+  const body = JSON.stringify({
+    format_version: METADATA_FORMAT_VERSION,
+    disk_consistent_lsn: lsnToString(m.disk_consistent_lsn),
+    prev_record_lsn: m.prev_record_lsn === null ? null : lsnToString(m.prev_record_lsn),
+    ancestor_timeline_id: m.ancestor_timeline_id,
+    ancestor_lsn: lsnToString(m.ancestor_lsn),
+    latest_gc_cutoff_lsn: lsnToString(m.latest_gc_cutoff_lsn),
+    initdb_lsn: lsnToString(m.initdb_lsn),
+    pg_version: m.pg_version,
+  });
+  const bodyBytes = Buffer.from(body, "utf8");
+  const crc = crc32c(bodyBytes).toString(16).padStart(8, "0");
+  return Buffer.concat([Buffer.from(`${MAGIC} v${METADATA_FORMAT_VERSION} crc32c=${crc}\n`), bodyBytes]);
+}
+
+export function decodeMetadata(path: string, bytes: Uint8Array): TimelineMetadata {
+  const buf = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  const nl = buf.indexOf(10);
+  const bad = (why: string): never => {
+    throw new CorruptionError(path, 0, why);
+  };
+  if (nl < 0) bad("no header line");
+  const header = buf.subarray(0, nl).toString("latin1");
+  const m = /^pageserver-timeline-metadata v(\d+) crc32c=([0-9a-f]{8})$/.exec(header);
+  if (m === null) return bad(`bad header '${header.slice(0, 80)}'`);
+  if (Number(m[1]) !== METADATA_FORMAT_VERSION) bad(`unsupported format version ${m[1]}`);
+  const body = buf.subarray(nl + 1);
+  if (crc32c(body) !== Number.parseInt(m[2]!, 16)) bad("checksum mismatch");
+  let j: Record<string, unknown>;
+  try {
+    j = JSON.parse(body.toString("utf8")) as Record<string, unknown>;
+  } catch (e) {
+    return bad(`bad JSON: ${(e as Error).message}`);
+  }
+  const lsn = (k: string): Lsn => {
+    const v = j[k];
+    if (typeof v !== "string") return bad(`field ${k} missing`);
+    return parseLsn(v);
+  };
+  const anc = j["ancestor_timeline_id"];
+  if (anc !== null && !isId(anc)) bad("bad ancestor_timeline_id");
+  return {
+    disk_consistent_lsn: lsn("disk_consistent_lsn"),
+    prev_record_lsn: j["prev_record_lsn"] === null ? null : lsn("prev_record_lsn"),
+    ancestor_timeline_id: anc === null ? null : parseTimelineId(anc),
+    ancestor_lsn: lsn("ancestor_lsn"),
+    latest_gc_cutoff_lsn: lsn("latest_gc_cutoff_lsn"),
+    initdb_lsn: lsn("initdb_lsn"),
+    pg_version: typeof j["pg_version"] === "number" ? (j["pg_version"] as number) : bad("pg_version missing"),
+  };
+}
+
+export function readMetadata(path: string): TimelineMetadata {
+  return decodeMetadata(path, readFileSync(path));
+}
+
+export async function writeMetadata(path: string, m: TimelineMetadata): Promise<void> {
+  await writeFileDurable(path, encodeMetadata(m));
+}

@@ -1,0 +1,336 @@
+/**
+ * Tenant: a set of timelines that branch from each other, with one configuration and the
+ * background loops that keep its storage in shape (compaction, image creation, GC,
+ * checkpoint_timeout housekeeping).
+ *
+ * On disk: <tenants dir>/<tenant_id>/config.json (overrides of the node's tenant defaults)
+ * and timelines/<timeline_id>/ (see Timeline).
+ *
+ * Lock order: the background mutex (`bg`) serializes compaction and GC of all timelines of
+ * the tenant: a GC never deletes a layer that an image job is reading, also across
+ * ancestors. Branch creation takes no lock: it runs on the main thread between awaits and
+ * checks the planned GC cutoff, which GC sets before it plans.
+ */
+import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync } from "node:fs";
+import { join } from "node:path";
+import type { Logger } from "pino";
+import type { PageCacheApi } from "../cache/api.js";
+import type { JobRunner } from "../workers/jobs.js";
+import { assert } from "../types/assert.js";
+import { BadStateError, ConflictError, InvalidArgumentError, NotFoundError } from "../types/errors.js";
+import { generateTimelineId, isId, type TenantId, type TimelineId } from "../types/ids.js";
+import { type Lsn, lsnToString } from "../types/lsn.js";
+import type { WalRedoManager } from "../types/redo.js";
+import { parseTenantConf, type TenantConf } from "./config.js";
+import { writeFileDurable } from "./durable.js";
+import { readMetadata } from "./metadata.js";
+import { type KeyspaceProvider, Timeline, TimelineState } from "./timeline.js";
+
+export const enum TenantState {
+  Loading = "Loading",
+  Active = "Active",
+  Stopping = "Stopping",
+  Broken = "Broken",
+}
+
+export interface TenantDeps {
+  cache: PageCacheApi;
+  jobs: JobRunner;
+  redo: WalRedoManager;
+  redoModule: string;
+  log: Logger;
+  defaults: TenantConf;
+  keyspace?: KeyspaceProvider;
+}
+
+/** Housekeeping period: checkpoint_timeout checks for idle timelines. */
+const HOUSEKEEPING_PERIOD_MS = 1000;
+const MAX_TIMELINES_PER_TENANT = 10_000;
+
+/** A promise-chain mutex: one holder at a time, FIFO. */
+class AsyncMutex {
+  private tail: Promise<void> = Promise.resolve();
+  async run<T>(fn: () => Promise<T>): Promise<T> {
+    const prev = this.tail;
+    let release!: () => void;
+    this.tail = new Promise<void>((r) => (release = r));
+    await prev;
+    try {
+      return await fn();
+    } finally {
+      release();
+    }
+  }
+}
+
+export class Tenant {
+  readonly id: TenantId;
+  readonly dir: string;
+  state: TenantState = TenantState.Loading;
+  brokenReason: string | null = null;
+  private overrides: Record<string, unknown>;
+  private conf_: TenantConf;
+  private readonly deps: TenantDeps;
+  private readonly timelines = new Map<TimelineId, Timeline>();
+  private readonly bg = new AsyncMutex();
+  private timers: NodeJS.Timeout[] = [];
+  private readonly log: Logger;
+
+  private constructor(deps: TenantDeps, id: TenantId, dir: string, overrides: Record<string, unknown>) {
+    this.deps = deps;
+    this.id = id;
+    this.dir = dir;
+    this.overrides = overrides;
+    this.conf_ = parseTenantConf(overrides, deps.defaults);
+    this.log = deps.log.child({ tenant_id: id });
+  }
+
+  get conf(): TenantConf {
+    return this.conf_;
+  }
+
+  static async create(deps: TenantDeps, id: TenantId, dir: string, overrides: Record<string, unknown> = {}): Promise<Tenant> {
+    parseTenantConf(overrides, deps.defaults); // validate before touching disk
+    mkdirSync(join(dir, "timelines"), { recursive: true });
+    await writeFileDurable(join(dir, "config.json"), Buffer.from(JSON.stringify(overrides)));
+    const t = new Tenant(deps, id, dir, overrides);
+    t.activate();
+    return t;
+  }
+
+  /** Load a tenant from disk. A failure to load makes the tenant Broken (with the reason), not the process. */
+  static load(deps: TenantDeps, id: TenantId, dir: string): Tenant {
+    let overrides: Record<string, unknown> = {};
+    let t: Tenant;
+    try {
+      overrides = JSON.parse(readFileSync(join(dir, "config.json"), "utf8")) as Record<string, unknown>;
+      t = new Tenant(deps, id, dir, overrides);
+    } catch (e) {
+      t = new Tenant(deps, id, dir, {});
+      t.setBroken(`cannot read tenant config: ${(e as Error).message}`);
+      return t;
+    }
+    try {
+      t.loadTimelines();
+      t.activate();
+    } catch (e) {
+      t.setBroken(`cannot load: ${(e as Error).message}`);
+    }
+    return t;
+  }
+
+  private timelineDeps() {
+    return {
+      cache: this.deps.cache,
+      jobs: this.deps.jobs,
+      redo: this.deps.redo,
+      redoModule: this.deps.redoModule,
+      conf: () => this.conf_,
+      keyspace: this.deps.keyspace,
+    };
+  }
+
+  private loadTimelines(): void {
+    const tdir = join(this.dir, "timelines");
+    const ids = existsSync(tdir) ? readdirSync(tdir).filter((n) => isId(n)) : [];
+    // Ancestors first: a child's reads need its ancestor object.
+    const ancestorOf = new Map<TimelineId, TimelineId | null>();
+    for (const id of ids) {
+      const mdPath = join(tdir, id, "metadata");
+      if (!existsSync(mdPath)) {
+        // Creation never finished (crash before its first metadata write): nothing to keep.
+        this.log.warn({ timeline_id: id }, "removing timeline directory without metadata");
+        rmSync(join(tdir, id), { recursive: true, force: true });
+        continue;
+      }
+      ancestorOf.set(id as TimelineId, readMetadata(mdPath).ancestor_timeline_id);
+    }
+    const loading = new Set<TimelineId>();
+    const load = (id: TimelineId): Timeline => {
+      const done = this.timelines.get(id);
+      if (done !== undefined) return done;
+      if (loading.has(id)) throw new BadStateError(`timeline ancestry cycle at ${id}`);
+      loading.add(id);
+      const anc = ancestorOf.get(id);
+      if (anc === undefined) throw new NotFoundError(`ancestor timeline ${id} is missing`);
+      const ancestor = anc === null ? null : load(anc);
+      const tl = Timeline.load({ ...this.timelineDeps(), log: this.log.child({ timeline_id: id }) }, this.id, id, join(tdir, id), ancestor);
+      tl.activate();
+      this.timelines.set(id, tl);
+      return tl;
+    };
+    for (const id of ancestorOf.keys()) load(id);
+  }
+
+  private activate(): void {
+    this.state = TenantState.Active;
+    this.startLoops();
+  }
+
+  setBroken(reason: string): void {
+    this.log.error({ reason }, "tenant is broken");
+    this.state = TenantState.Broken;
+    this.brokenReason = reason;
+    this.stopLoops();
+  }
+
+  private checkActive(): void {
+    if (this.state !== TenantState.Active) {
+      throw new BadStateError(`tenant ${this.id} is ${this.state}${this.brokenReason ? `: ${this.brokenReason}` : ""}`);
+    }
+  }
+
+  // ---------------------------------------------------------------------------------------
+  // Timelines
+
+  getTimeline(id: TimelineId): Timeline {
+    this.checkActive();
+    const tl = this.timelines.get(id);
+    if (tl === undefined) throw new NotFoundError(`timeline ${id} not found in tenant ${this.id}`);
+    return tl;
+  }
+
+  listTimelines(): Timeline[] {
+    return [...this.timelines.values()];
+  }
+
+  children(of: Timeline): Timeline[] {
+    return [...this.timelines.values()].filter((t) => t.ancestor === of);
+  }
+
+  /**
+   * Create an empty timeline at `startLsn` (bootstrap), or a branch of `ancestorId` at
+   * `ancestorLsn` (default: the ancestor's last record LSN).
+   */
+  async createTimeline(opts: {
+    timelineId?: TimelineId;
+    ancestorId?: TimelineId;
+    ancestorLsn?: Lsn;
+    startLsn?: Lsn;
+    pgVersion?: number;
+  }): Promise<Timeline> {
+    this.checkActive();
+    const id = opts.timelineId ?? generateTimelineId();
+    if (this.timelines.has(id)) throw new ConflictError(`timeline ${id} already exists in tenant ${this.id}`);
+    if (this.timelines.size >= MAX_TIMELINES_PER_TENANT) throw new BadStateError(`tenant ${this.id} has too many timelines`);
+    let ancestor: Timeline | null = null;
+    let start = opts.startLsn ?? 0;
+    if (opts.ancestorId !== undefined) {
+      ancestor = this.getTimeline(opts.ancestorId);
+      start = opts.ancestorLsn ?? ancestor.lastRecordLsn;
+      ancestor.checkBranchPoint(start);
+    } else if (opts.ancestorLsn !== undefined) {
+      throw new InvalidArgumentError("ancestor_start_lsn given without ancestor_timeline_id");
+    }
+    const dir = join(this.dir, "timelines", id);
+    if (existsSync(dir)) rmSync(dir, { recursive: true, force: true });
+    mkdirSync(dir, { recursive: true });
+    const tl = await Timeline.create(
+      { ...this.timelineDeps(), log: this.log.child({ timeline_id: id }) },
+      this.id,
+      id,
+      dir,
+      ancestor,
+      start,
+      opts.pgVersion ?? ancestor?.pgVersion ?? 15,
+    );
+    // The branch point may have been GC'd while metadata was written: check again.
+    if (ancestor !== null) ancestor.checkBranchPoint(start);
+    tl.activate();
+    this.timelines.set(id, tl);
+    this.log.info({ timeline_id: id, ancestor: ancestor?.timelineId, start_lsn: lsnToString(start) }, "timeline created");
+    return tl;
+  }
+
+  // ---------------------------------------------------------------------------------------
+  // Background work
+
+  /** Compaction then image creation, for every timeline. Returns files compacted + images made. */
+  compact(opts: { forceImages?: boolean } = {}): Promise<{ l0Compacted: number; imagesCreated: number }> {
+    return this.bg.run(async () => {
+      let l0Compacted = 0;
+      let imagesCreated = 0;
+      for (const tl of this.timelines.values()) {
+        if (tl.state !== TimelineState.Active) continue;
+        l0Compacted += await tl.compactL0();
+        imagesCreated += await tl.createImageLayers(opts.forceImages ?? false);
+      }
+      return { l0Compacted, imagesCreated };
+    });
+  }
+
+  /** GC every timeline at its cutoff (or the given one). Returns layers removed. */
+  gc(cutoffOverride?: Lsn): Promise<number> {
+    return this.bg.run(async () => {
+      let removed = 0;
+      for (const tl of this.timelines.values()) {
+        if (tl.state !== TimelineState.Active) continue;
+        const retain = this.children(tl).map((c) => c.ancestorLsn);
+        removed += await tl.gc(retain, cutoffOverride);
+      }
+      return removed;
+    });
+  }
+
+  private startLoops(): void {
+    const loop = (period: () => number, what: string, fn: () => Promise<unknown>): void => {
+      const schedule = (): void => {
+        const p = period();
+        // 0 disables; re-check the config every 10 s so enabling takes effect without restart.
+        const delay = p === 0 ? 10_000 : p;
+        const t = setTimeout(async () => {
+          this.timers = this.timers.filter((x) => x !== t);
+          if (this.state !== TenantState.Active) return;
+          if (period() !== 0) {
+            try {
+              await fn();
+            } catch (e) {
+              this.log.error({ err: e }, `${what} iteration failed`);
+            }
+          }
+          if (this.state === TenantState.Active) schedule();
+        }, delay);
+        t.unref();
+        this.timers.push(t);
+      };
+      schedule();
+    };
+    loop(() => this.conf_.compaction_period_ms, "compaction", () => this.compact());
+    loop(() => (this.conf_.gc_horizon_bytes === 0 ? 0 : this.conf_.gc_period_ms), "gc", () => this.gc());
+    loop(() => HOUSEKEEPING_PERIOD_MS, "housekeeping", async () => {
+      for (const tl of this.timelines.values()) tl.checkTimeout();
+    });
+  }
+
+  private stopLoops(): void {
+    for (const t of this.timers) clearTimeout(t);
+    this.timers = [];
+  }
+
+  async setConfig(overrides: Record<string, unknown>): Promise<void> {
+    const conf = parseTenantConf(overrides, this.deps.defaults);
+    await writeFileDurable(join(this.dir, "config.json"), Buffer.from(JSON.stringify(overrides)));
+    this.overrides = overrides;
+    this.conf_ = conf;
+  }
+
+  get configOverrides(): Record<string, unknown> {
+    return { ...this.overrides };
+  }
+
+  async shutdown(flush: boolean): Promise<void> {
+    if (this.state === TenantState.Active) this.state = TenantState.Stopping;
+    this.stopLoops();
+    // Wait for a running compaction or GC, then stop children before their ancestors.
+    await this.bg.run(async () => undefined);
+    const order = [...this.timelines.values()].sort((a, b) => depth(b) - depth(a));
+    for (const tl of order) await tl.shutdown(flush);
+  }
+}
+
+function depth(t: Timeline): number {
+  let d = 0;
+  for (let a = t.ancestor; a !== null; a = a.ancestor) d++;
+  assert(d < MAX_TIMELINES_PER_TENANT, "ancestry too deep");
+  return d;
+}

@@ -1,0 +1,735 @@
+/**
+ * Timeline: one branch of a tenant's history. Owns put/get@LSN, the open and frozen
+ * in-memory layers, the layer map of its files, its metadata file, and the flush loop;
+ * compaction, image creation and GC are run by the tenant through the same methods.
+ *
+ * Read path: open layer → frozen layers (newest first) → historic layers (layer map) →
+ * ancestor at the branch LSN, until an image or an initializing record; then redo. The
+ * materialized page cache gives a starting point: only values above the cached version are
+ * collected. Reads below the GC cutoff are refused; reads above last_record_lsn wait.
+ *
+ * Invariants:
+ * - LSNs handed to put never go below last_record_lsn nor below the open layer's start.
+ * - in-memory layers tile [first frozen start, ∞); historic layers end at or below it.
+ * - disk_consistent_lsn moves forward only after the L0 file holding data up to it is
+ *   durable, and metadata is written after that; a crash in between leaves a "future" L0
+ *   that load() deletes.
+ * - the layer map is replaced, never mutated: a read sees one consistent set. Reads run
+ *   synchronously once their LSN is reached, so no file is unlinked under a running read.
+ *
+ * Lock order: none on this object (single-threaded); the tenant's background mutex orders
+ * compaction and GC (never both at once for a tenant), and flushes are one at a time.
+ */
+import { existsSync, readdirSync, unlinkSync } from "node:fs";
+import { join } from "node:path";
+import type { Logger } from "pino";
+import { PAGE_SIZE, type PageCacheApi } from "../cache/api.js";
+import { HistoricLayer } from "../layers/historic_layer.js";
+import { InMemoryLayer } from "../layers/inmemory_layer.js";
+import { LayerMap } from "../layers/layer_map.js";
+import { type LayerDesc, parseLayerName, TEMP_SUFFIX } from "../layers/layer_name.js";
+import { WalkStatus, walkHistoric } from "../layers/read_path.js";
+import { ReconstructState, reconstructValue } from "../layers/reconstruct_state.js";
+import type { ChainLink, JobRunner } from "../workers/jobs.js";
+import { assert } from "../types/assert.js";
+import { BadStateError, GcCutoffError, InvalidArgumentError } from "../types/errors.js";
+import type { TenantId, TimelineId } from "../types/ids.js";
+import { KEY_MAX, KEY_MIN, type Key, type KeyRange } from "../types/key.js";
+import { type Lsn, lsnToString, MAX_LSN } from "../types/lsn.js";
+import type { Value } from "../types/value.js";
+import type { TenantConf } from "./config.js";
+import { readMetadata, type TimelineMetadata, writeMetadata } from "./metadata.js";
+import type { WalRedoManager } from "../types/redo.js";
+import { SeqWait } from "./seqwait.js";
+
+export const enum TimelineState {
+  Loading = "Loading",
+  Active = "Active",
+  Stopping = "Stopping",
+  Broken = "Broken",
+}
+
+export const enum FlushLoopState {
+  NotStarted = "not started",
+  Running = "running",
+  Exited = "exited",
+}
+
+/** Which keys exist at an LSN, as sorted half-open ranges (image creation copies only these). */
+export type KeyspaceProvider = (timeline: Timeline, lsn: Lsn) => KeyRange[];
+
+export const WHOLE_KEYSPACE: KeyspaceProvider = () => [{ start: KEY_MIN, end: KEY_MAX }];
+
+export interface TimelineDeps {
+  cache: PageCacheApi;
+  jobs: JobRunner;
+  redo: WalRedoManager;
+  /** URL of the module whose default export is `redo`, for workers. */
+  redoModule: string;
+  conf: () => TenantConf;
+  log: Logger;
+  keyspace?: KeyspaceProvider;
+}
+
+/** PITR bookkeeping: (wall time, LSN) samples, at most this many, one per second at most. */
+const MAX_LSN_TIME_SAMPLES = 4096;
+const METADATA_FILE = "metadata";
+const FLUSH_RETRY_LIMIT = 3;
+
+export interface TimelineInfo {
+  tenant_id: TenantId;
+  timeline_id: TimelineId;
+  ancestor_timeline_id: TimelineId | null;
+  ancestor_lsn: string | null;
+  last_record_lsn: string;
+  prev_record_lsn: string | null;
+  disk_consistent_lsn: string;
+  latest_gc_cutoff_lsn: string;
+  initdb_lsn: string;
+  state: TimelineState;
+  layers: { delta: number; image: number; l0: number; frozen: number };
+}
+
+export class Timeline {
+  readonly tenantId: TenantId;
+  readonly timelineId: TimelineId;
+  readonly dir: string;
+  readonly ancestor: Timeline | null;
+  readonly ancestorLsn: Lsn;
+  readonly initdbLsn: Lsn;
+  readonly pgVersion: number;
+  private readonly deps: TimelineDeps;
+  /** Namespace of this timeline's materialized pages in the shared cache. */
+  private readonly ns: number;
+
+  state: TimelineState = TimelineState.Loading;
+  brokenReason: string | null = null;
+
+  private open: InMemoryLayer | null = null;
+  private readonly frozen: InMemoryLayer[] = [];
+  private layerMap_: LayerMap<HistoricLayer>;
+  private nextOpenLayerAt: Lsn;
+  private ephemeralCounter = 0;
+
+  private readonly lastRecord: SeqWait;
+  private prevRecordLsn_: Lsn | null;
+  private readonly diskConsistent: SeqWait;
+  private latestGcCutoff_: Lsn;
+  /** Set while a GC is planning: branches below it are refused too. */
+  plannedGcCutoff: Lsn = 0;
+
+  private flushLoop: FlushLoopState = FlushLoopState.NotStarted;
+  private flushing: Promise<void> | null = null;
+  private metadataWrite: Promise<void> = Promise.resolve();
+
+  private readonly lsnTimeSamples: { time_ms: number; lsn: Lsn }[] = [];
+
+  // Read-path scratch: reads are synchronous once started, so one set per timeline suffices.
+  private readonly rs = new ReconstructState();
+  private readonly walkOut = new Float64Array(1);
+  private readonly basePage = new Uint8Array(PAGE_SIZE);
+
+  /** Counters for metrics and tests. */
+  readonly counters = { reads: 0, materializedHits: 0, redos: 0, layersVisited: 0, flushes: 0, compactions: 0, imageLayersCreated: 0, gcLayersRemoved: 0 };
+
+  private constructor(
+    deps: TimelineDeps,
+    tenantId: TenantId,
+    timelineId: TimelineId,
+    dir: string,
+    ancestor: Timeline | null,
+    md: TimelineMetadata,
+    layers: LayerDesc[],
+    lastRecordLsn: Lsn,
+    nextOpenLayerAt: Lsn,
+  ) {
+    this.deps = deps;
+    this.tenantId = tenantId;
+    this.timelineId = timelineId;
+    this.dir = dir;
+    this.ancestor = ancestor;
+    this.ancestorLsn = md.ancestor_lsn;
+    this.initdbLsn = md.initdb_lsn;
+    this.pgVersion = md.pg_version;
+    this.ns = deps.cache.allocNamespaceId();
+    this.layerMap_ = new LayerMap(layers.map((d) => new HistoricLayer(deps.cache, dir, d)));
+    this.lastRecord = new SeqWait(lastRecordLsn);
+    this.prevRecordLsn_ = md.prev_record_lsn;
+    this.diskConsistent = new SeqWait(md.disk_consistent_lsn);
+    this.latestGcCutoff_ = md.latest_gc_cutoff_lsn;
+    this.nextOpenLayerAt = nextOpenLayerAt;
+  }
+
+  /** A new, empty timeline: bootstrap at `startLsn`, or a branch of `ancestor` at `startLsn`. */
+  static async create(
+    deps: TimelineDeps,
+    tenantId: TenantId,
+    timelineId: TimelineId,
+    dir: string,
+    ancestor: Timeline | null,
+    startLsn: Lsn,
+    pgVersion: number,
+  ): Promise<Timeline> {
+    const md: TimelineMetadata = {
+      disk_consistent_lsn: startLsn,
+      prev_record_lsn: null,
+      ancestor_timeline_id: ancestor?.timelineId ?? null,
+      ancestor_lsn: ancestor === null ? 0 : startLsn,
+      latest_gc_cutoff_lsn: startLsn,
+      initdb_lsn: startLsn,
+      pg_version: pgVersion,
+    };
+    await writeMetadata(join(dir, METADATA_FILE), md);
+    // A bootstrap writes its initial data at startLsn itself; a branch's own values start above
+    // the branch point, so that reading the branch at the branch point equals the ancestor.
+    const tl = new Timeline(deps, tenantId, timelineId, dir, ancestor, md, [], startLsn, ancestor === null ? startLsn : startLsn + 1);
+    return tl;
+  }
+
+  /**
+   * Load a timeline from its directory: metadata, then the layer files named in it. Temp and
+   * ephemeral leftovers are deleted, as are "future" layers (flushed after the last durable
+   * metadata write: their WAL is re-ingested).
+   */
+  static load(deps: TimelineDeps, tenantId: TenantId, timelineId: TimelineId, dir: string, ancestor: Timeline | null): Timeline {
+    const md = readMetadata(join(dir, METADATA_FILE));
+    if ((md.ancestor_timeline_id ?? null) !== (ancestor?.timelineId ?? null)) {
+      throw new BadStateError(`timeline ${timelineId}: ancestor mismatch (metadata says ${md.ancestor_timeline_id})`);
+    }
+    const layers: LayerDesc[] = [];
+    for (const name of readdirSync(dir)) {
+      const path = join(dir, name);
+      if (name.endsWith(TEMP_SUFFIX) || name.startsWith("ephemeral-")) {
+        unlinkSync(path);
+        continue;
+      }
+      if (name === METADATA_FILE) continue;
+      const parsed = parseLayerName(name);
+      if (parsed === null) {
+        deps.log.warn({ file: name }, "unknown file in timeline directory, ignoring");
+        continue;
+      }
+      if (parsed.lsnRange.end - 1 > md.disk_consistent_lsn) {
+        deps.log.info({ layer: name, disk_consistent_lsn: lsnToString(md.disk_consistent_lsn) }, "deleting future layer");
+        unlinkSync(path);
+        continue;
+      }
+      layers.push({ ...parsed, fileSize: 0 });
+    }
+    const dcl = md.disk_consistent_lsn;
+    const first = ancestor === null && dcl === md.initdb_lsn && layers.length === 0 ? dcl : dcl + 1;
+    return new Timeline(deps, tenantId, timelineId, dir, ancestor, md, layers, dcl, first);
+  }
+
+  // ---------------------------------------------------------------------------------------
+  // State
+
+  get lastRecordLsn(): Lsn {
+    return this.lastRecord.load();
+  }
+  get prevRecordLsn(): Lsn | null {
+    return this.prevRecordLsn_;
+  }
+  get diskConsistentLsn(): Lsn {
+    return this.diskConsistent.load();
+  }
+  get latestGcCutoffLsn(): Lsn {
+    return this.latestGcCutoff_;
+  }
+  get layerMap(): LayerMap<HistoricLayer> {
+    return this.layerMap_;
+  }
+  get frozenCount(): number {
+    return this.frozen.length;
+  }
+  get openLayerSizeBytes(): number {
+    return this.open?.sizeBytes ?? 0;
+  }
+  get flushLoopState(): FlushLoopState {
+    return this.flushLoop;
+  }
+
+  activate(): void {
+    assert(this.state === TimelineState.Loading, `activate from ${this.state}`);
+    this.flushLoop = FlushLoopState.Running;
+    this.state = TimelineState.Active;
+  }
+
+  setBroken(reason: string): void {
+    this.deps.log.error({ reason }, "timeline is broken");
+    this.state = TimelineState.Broken;
+    this.brokenReason = reason;
+    this.flushLoop = FlushLoopState.Exited;
+    this.lastRecord.shutdown(`timeline ${this.timelineId} is broken: ${reason}`);
+    this.diskConsistent.shutdown(`timeline ${this.timelineId} is broken: ${reason}`);
+  }
+
+  private checkActive(): void {
+    if (this.state !== TimelineState.Active) {
+      throw new BadStateError(`timeline ${this.timelineId} is ${this.state}${this.brokenReason ? `: ${this.brokenReason}` : ""}`);
+    }
+  }
+
+  // ---------------------------------------------------------------------------------------
+  // Write path
+
+  put(key: Key, lsn: Lsn, value: Value): void {
+    this.checkActive();
+    const last = this.lastRecord.load();
+    if (!(lsn >= last)) throw new InvalidArgumentError(`put at ${lsnToString(lsn)} goes backwards: last_record_lsn is ${lsnToString(last)}`);
+    if (!(lsn >= this.nextOpenLayerAt)) {
+      throw new InvalidArgumentError(`put at ${lsnToString(lsn)} is below the open layer start ${lsnToString(this.nextOpenLayerAt)} (already frozen)`);
+    }
+    if (!(lsn <= MAX_LSN)) throw new InvalidArgumentError("LSN beyond 2^53");
+    if (value.length === 0) throw new InvalidArgumentError("empty value");
+    if (this.open === null) this.open = new InMemoryLayer(this.deps.cache, this.dir, this.ephemeralCounter++, this.nextOpenLayerAt);
+    this.open.put(key, lsn, value);
+  }
+
+  /**
+   * Everything up to `lsn` is written: advance last_record_lsn (waking readers), and freeze
+   * the open layer when it reached checkpoint_distance or checkpoint_timeout.
+   */
+  finishWrite(lsn: Lsn, prevRecordLsn: Lsn | null = null): void {
+    this.checkActive();
+    const last = this.lastRecord.load();
+    if (lsn < last) throw new InvalidArgumentError(`finishWrite at ${lsnToString(lsn)} goes backwards from ${lsnToString(last)}`);
+    if (this.open !== null && this.open.maxLsn > lsn) throw new InvalidArgumentError(`finishWrite at ${lsnToString(lsn)} below values already put`);
+    this.prevRecordLsn_ = prevRecordLsn;
+    this.lastRecord.advance(lsn);
+    this.samplePitr(lsn);
+    if (this.shouldFreeze()) this.freezeAt(lsn);
+  }
+
+  private shouldFreeze(): boolean {
+    const open = this.open;
+    if (open === null || open.valueCount === 0) return false;
+    const conf = this.deps.conf();
+    return open.sizeBytes >= conf.checkpoint_distance_bytes || Date.now() - open.created_ms >= conf.checkpoint_timeout_ms;
+  }
+
+  /** Housekeeping: freeze an idle open layer whose checkpoint_timeout passed. */
+  checkTimeout(): void {
+    if (this.state === TimelineState.Active && this.shouldFreeze()) this.freezeAt(this.lastRecord.load());
+  }
+
+  private samplePitr(lsn: Lsn): void {
+    const now = Date.now();
+    const s = this.lsnTimeSamples;
+    if (s.length > 0 && now - s[s.length - 1]!.time_ms < 1000) return;
+    if (s.length >= MAX_LSN_TIME_SAMPLES) {
+      // Keep the bound by thinning: drop every other sample of the older half.
+      const half = s.length >>> 1;
+      const kept = s.slice(0, half).filter((_, i) => i % 2 === 0);
+      s.splice(0, half, ...kept);
+    }
+    s.push({ time_ms: now, lsn });
+  }
+
+  /** Freeze the open layer at `at` and hand it to the flush loop. */
+  private freezeAt(at: Lsn): void {
+    if (this.flushLoop !== FlushLoopState.Running) {
+      throw new BadStateError(`cannot freeze timeline ${this.timelineId}: flush loop is ${this.flushLoop}`);
+    }
+    const open = this.open;
+    if (open === null) return;
+    open.freeze(at);
+    this.frozen.push(open);
+    this.open = null;
+    this.nextOpenLayerAt = at + 1;
+    this.kickFlush();
+  }
+
+  /** Freeze what is open and wait until everything up to last_record_lsn is durable. */
+  async checkpoint(): Promise<void> {
+    this.checkActive();
+    if (this.flushLoop !== FlushLoopState.Running) throw new BadStateError(`flush requested but the flush loop is ${this.flushLoop}`);
+    const target = this.lastRecord.load();
+    if (this.open !== null && this.open.valueCount > 0) this.freezeAt(target);
+    else if (this.open !== null) {
+      this.open.close(true);
+      this.open = null;
+    }
+    if (this.frozen.length === 0 && this.diskConsistent.load() < target) {
+      // Nothing unflushed: WAL without values (e.g. records that touch no page) is durable as is.
+      await this.setDiskConsistent(target);
+      this.nextOpenLayerAt = Math.max(this.nextOpenLayerAt, target + 1);
+    }
+    await this.diskConsistent.wait(target, 24 * 3_600_000);
+  }
+
+  private kickFlush(): void {
+    if (this.flushing !== null) return;
+    this.flushing = this.flushFrozen().finally(() => {
+      this.flushing = null;
+      if (this.frozen.length > 0 && this.flushLoop === FlushLoopState.Running) this.kickFlush();
+    });
+  }
+
+  private async flushFrozen(): Promise<void> {
+    while (this.frozen.length > 0 && this.flushLoop === FlushLoopState.Running) {
+      const layer = this.frozen[0]!;
+      let attempt = 0;
+      for (;;) {
+        try {
+          await this.flushOne(layer);
+          break;
+        } catch (e) {
+          attempt++;
+          this.deps.log.error({ err: e, attempt }, "layer flush failed");
+          if (attempt >= FLUSH_RETRY_LIMIT) {
+            this.setBroken(`layer flush failed: ${(e as Error).message}`);
+            return;
+          }
+          await new Promise((r) => setTimeout(r, 100 * attempt));
+        }
+      }
+    }
+  }
+
+  private async flushOne(layer: InMemoryLayer): Promise<void> {
+    const res = await this.deps.jobs.flush({
+      ephemeralPath: layer.file.path,
+      lengthBytes: layer.file.sizeBytes,
+      outDir: this.dir,
+      lsnStart: layer.start,
+      lsnEnd: layer.end,
+    });
+    if (res.desc !== null) {
+      this.layerMap_ = this.layerMap_.with([new HistoricLayer(this.deps.cache, this.dir, res.desc)], []);
+    }
+    assert(this.frozen[0] === layer, "frozen queue changed under a flush");
+    this.frozen.shift();
+    layer.close(true);
+    this.counters.flushes++;
+    await this.setDiskConsistent(layer.end - 1);
+  }
+
+  private async setDiskConsistent(lsn: Lsn): Promise<void> {
+    assert(lsn >= this.diskConsistent.load(), "disk_consistent_lsn went backwards");
+    await this.persistMetadata({ disk_consistent_lsn: lsn });
+    this.diskConsistent.advance(lsn);
+  }
+
+  metadata(overrides: Partial<TimelineMetadata> = {}): TimelineMetadata {
+    const dcl = overrides.disk_consistent_lsn ?? this.diskConsistent.load();
+    return {
+      disk_consistent_lsn: dcl,
+      prev_record_lsn: dcl === this.lastRecord.load() ? this.prevRecordLsn_ : null,
+      ancestor_timeline_id: this.ancestor?.timelineId ?? null,
+      ancestor_lsn: this.ancestorLsn,
+      latest_gc_cutoff_lsn: this.latestGcCutoff_,
+      initdb_lsn: this.initdbLsn,
+      pg_version: this.pgVersion,
+      ...overrides,
+    };
+  }
+
+  /** Metadata writes are serialized so an older one never lands after a newer one. */
+  private persistMetadata(overrides: Partial<TimelineMetadata>): Promise<void> {
+    const md = this.metadata(overrides);
+    const p = this.metadataWrite.then(() => writeMetadata(join(this.dir, METADATA_FILE), md));
+    this.metadataWrite = p.catch(() => undefined);
+    return p;
+  }
+
+  // ---------------------------------------------------------------------------------------
+  // Read path
+
+  /** Wait (up to wait_lsn_timeout) until WAL up to `lsn` is ingested. */
+  waitLsn(lsn: Lsn, timeout_ms = this.deps.conf().wait_lsn_timeout_ms): Promise<void> {
+    return this.lastRecord.wait(lsn, timeout_ms, () => `disk_consistent_lsn is ${lsnToString(this.diskConsistent.load())}, timeline ${this.timelineId}`);
+  }
+
+  /** The value of `key` at `lsn` (waiting for ingest to reach it); null when the key does not exist. */
+  async get(key: Key, lsn: Lsn): Promise<Uint8Array | null> {
+    this.checkReadable(lsn);
+    if (lsn > this.lastRecord.load()) await this.waitLsn(lsn);
+    return this.getNow(key, lsn);
+  }
+
+  private checkReadable(lsn: Lsn): void {
+    this.checkActive();
+    if (!(lsn >= 0 && lsn <= MAX_LSN)) throw new InvalidArgumentError(`invalid LSN ${lsn}`);
+    if (lsn < this.latestGcCutoff_) {
+      throw new GcCutoffError(
+        `tried to request a page version that was garbage collected: requested ${lsnToString(lsn)}, gc cutoff ${lsnToString(this.latestGcCutoff_)}`,
+      );
+    }
+  }
+
+  /** get() for an LSN that is already ingested; synchronous from start to end. */
+  getNow(key: Key, lsn: Lsn): Uint8Array | null {
+    this.checkReadable(lsn);
+    assert(lsn <= this.lastRecord.load(), "getNow above last_record_lsn");
+    const rs = this.rs;
+    rs.reset();
+    this.counters.reads++;
+    const conf = this.deps.conf();
+    let baseLsn = -1;
+    if (conf.materialized_page_cache) baseLsn = this.deps.cache.lookupMaterialized(this.ns, key, lsn, this.basePage);
+    const floorLimit = baseLsn + 1;
+
+    let status = WalkStatus.Continue;
+    let tl: Timeline = this;
+    let end = lsn + 1;
+    for (;;) {
+      status = tl.collect(key, end, floorLimit, rs, this.walkOut);
+      if (status !== WalkStatus.Continue) break;
+      end = this.walkOut[0]!;
+      if (tl.ancestor === null || end <= floorLimit) break;
+      end = Math.min(end, tl.ancestorLsn + 1);
+      tl = tl.ancestor;
+    }
+    this.counters.layersVisited += rs.layersVisited;
+    if (status === WalkStatus.Absent) return null;
+    if (status !== WalkStatus.Complete && baseLsn < 0) return null;
+    return this.reconstruct(key, rs, baseLsn);
+  }
+
+  /** The in-memory and historic layers of this timeline, for key, within [floorLimit, end). */
+  private collect(key: Key, end: Lsn, floorLimit: Lsn, rs: ReconstructState, out: Float64Array): WalkStatus {
+    let top = end;
+    const open = this.open;
+    if (open !== null && open.start < top) {
+      const floor = Math.max(open.start, floorLimit);
+      if (floor < top && open.getValues(key, floor, top, rs)) return WalkStatus.Complete;
+      top = Math.min(top, open.start);
+    }
+    for (let i = this.frozen.length - 1; i >= 0; i--) {
+      const f = this.frozen[i]!;
+      if (f.start >= top) continue;
+      const floor = Math.max(f.start, floorLimit);
+      const ceil = Math.min(top, f.end);
+      if (floor < ceil && f.getValues(key, floor, ceil, rs)) return WalkStatus.Complete;
+      top = Math.min(top, f.start);
+    }
+    if (top <= floorLimit) {
+      out[0] = top;
+      return WalkStatus.Continue;
+    }
+    return walkHistoric(this.layerMap_, key, top, floorLimit, rs, out);
+  }
+
+  private reconstruct(key: Key, rs: ReconstructState, baseLsn: Lsn): Uint8Array {
+    const fromCache = !rs.complete;
+    if (fromCache) this.counters.materializedHits++;
+    const r = reconstructValue(key, rs, this.deps.redo, fromCache ? this.basePage.slice() : null, baseLsn);
+    if (r.applied > 0) {
+      this.counters.redos++;
+      if (this.deps.conf().materialized_page_cache && r.value.length === PAGE_SIZE) {
+        this.deps.cache.insertMaterialized(this.ns, key, r.lastLsn, r.value);
+      }
+    }
+    return r.value;
+  }
+
+  // ---------------------------------------------------------------------------------------
+  // Branching support
+
+  /** Refuse a branch point this timeline can't serve (above its last LSN, below its GC cutoff). */
+  checkBranchPoint(lsn: Lsn): void {
+    this.checkActive();
+    if (lsn > this.lastRecord.load()) {
+      throw new InvalidArgumentError(
+        `invalid branch start lsn ${lsnToString(lsn)}: beyond the ancestor's last record LSN ${lsnToString(this.lastRecord.load())}`,
+      );
+    }
+    if (lsn < this.latestGcCutoff_) {
+      throw new GcCutoffError(`invalid branch start lsn ${lsnToString(lsn)}: less than latest GC cutoff ${lsnToString(this.latestGcCutoff_)}`);
+    }
+    if (lsn < this.plannedGcCutoff) {
+      throw new GcCutoffError(`invalid branch start lsn ${lsnToString(lsn)}: less than planned GC cutoff ${lsnToString(this.plannedGcCutoff)}`);
+    }
+    if (this.ancestor !== null && lsn < this.ancestorLsn) {
+      throw new InvalidArgumentError(`invalid branch start lsn ${lsnToString(lsn)}: below this timeline's own branch point ${lsnToString(this.ancestorLsn)}`);
+    }
+  }
+
+  // ---------------------------------------------------------------------------------------
+  // Compaction
+
+  /** L0 → L1 when at least compaction_threshold L0 files exist. Returns the number compacted. */
+  async compactL0(): Promise<number> {
+    this.checkActive();
+    const conf = this.deps.conf();
+    const l0 = [...this.layerMap_.l0Layers()].sort((a, b) => a.desc.lsnRange.start - b.desc.lsnRange.start);
+    if (l0.length < conf.compaction_threshold || l0.length < 2) return 0;
+    // Only a contiguous chain (each end == next start) may merge into one LSN range.
+    const chain = [l0[0]!];
+    for (let i = 1; i < l0.length && chain[chain.length - 1]!.desc.lsnRange.end === l0[i]!.desc.lsnRange.start; i++) chain.push(l0[i]!);
+    if (chain.length < 2) return 0;
+    const res = await this.deps.jobs.compact({
+      dir: this.dir,
+      l0: chain.map((l) => l.desc),
+      targetSizeBytes: conf.checkpoint_distance_bytes,
+    });
+    const removed = chain.map((l) => l.desc.fileName);
+    const added = res.added.map((d) => new HistoricLayer(this.deps.cache, this.dir, d));
+    this.layerMap_ = this.layerMap_.with(added, removed.filter((n) => !res.added.some((d) => d.fileName === n)));
+    for (const l of chain) {
+      if (res.added.some((d) => d.fileName === l.desc.fileName)) continue;
+      l.close();
+      unlinkSync(l.path);
+    }
+    this.counters.compactions++;
+    return chain.length;
+  }
+
+  /** Partitions for image creation: previous image layers' ranges, or the keyspace's extent. */
+  private partitions(keyspace: KeyRange[]): KeyRange[] {
+    if (keyspace.length === 0) return [];
+    const start = keyspace[0]!.start;
+    const end = keyspace[keyspace.length - 1]!.end;
+    const images = this.layerMap_.layers
+      .filter((l) => l.desc.kind === "image")
+      .map((l) => l.desc.keyRange)
+      .sort((a, b) => (a.start < b.start ? -1 : a.start > b.start ? 1 : 0));
+    // Cut at the boundaries of existing images so that partitions follow them.
+    const cuts = new Set<Key>();
+    for (const r of images) {
+      if (r.start > start && r.start < end) cuts.add(r.start);
+      if (r.end > start && r.end < end) cuts.add(r.end);
+    }
+    const points = [start, ...[...cuts].sort(), end];
+    const parts: KeyRange[] = [];
+    for (let i = 0; i + 1 < points.length; i++) parts.push({ start: points[i]!, end: points[i + 1]! });
+    return parts;
+  }
+
+  /**
+   * Create image layers at disk_consistent_lsn for every partition over which at least
+   * image_creation_threshold deltas lie above the newest image. Returns layers created.
+   */
+  async createImageLayers(force = false): Promise<number> {
+    this.checkActive();
+    const conf = this.deps.conf();
+    const lsn = this.diskConsistent.load();
+    // Every ancestor must have its branch point on disk: workers read files only.
+    const chain: ChainLink[] = [{ dir: this.dir, layers: this.layerMap_.layers.map((l) => l.desc), endLsn: lsn + 1 }];
+    for (let t: Timeline = this; t.ancestor !== null; t = t.ancestor) {
+      if (t.ancestor.diskConsistentLsn < t.ancestorLsn) return 0;
+      chain.push({ dir: t.ancestor.dir, layers: t.ancestor.layerMap_.layers.map((l) => l.desc), endLsn: t.ancestorLsn + 1 });
+    }
+    if (lsn < this.latestGcCutoff_) return 0;
+    const keyspace = (this.deps.keyspace ?? WHOLE_KEYSPACE)(this, lsn);
+    const todo: KeyRange[] = [];
+    for (const p of this.partitions(keyspace)) {
+      const imgLsn = this.layerMap_.newestImageCovering(p, lsn);
+      if (imgLsn === lsn) continue;
+      const deltas = this.layerMap_.countDeltas(p, imgLsn, lsn);
+      if (deltas >= conf.image_creation_threshold || (force && (deltas > 0 || this.ancestor !== null))) todo.push(p);
+    }
+    if (todo.length === 0) return 0;
+    const res = await this.deps.jobs.images({
+      outDir: this.dir,
+      lsn,
+      chain,
+      partitions: todo,
+      keyspace,
+      targetSizeBytes: conf.compaction_target_size_bytes,
+      redoModule: this.deps.redoModule,
+    });
+    const existing = new Set(this.layerMap_.layers.map((l) => l.desc.fileName));
+    const fresh = res.added.filter((d) => !existing.has(d.fileName));
+    this.layerMap_ = this.layerMap_.with(
+      fresh.map((d) => new HistoricLayer(this.deps.cache, this.dir, d)),
+      [],
+    );
+    this.counters.imageLayersCreated += fresh.length;
+    return fresh.length;
+  }
+
+  // ---------------------------------------------------------------------------------------
+  // GC
+
+  /** The cutoff GC would use now: min(last_record_lsn − gc_horizon, PITR LSN), capped at disk_consistent_lsn. */
+  gcCutoff(now_ms = Date.now()): Lsn {
+    const conf = this.deps.conf();
+    const last = this.lastRecord.load();
+    const space = Math.max(0, last - conf.gc_horizon_bytes);
+    let pitr = last;
+    if (conf.pitr_interval_ms > 0) {
+      pitr = 0;
+      const limit = now_ms - conf.pitr_interval_ms;
+      for (const s of this.lsnTimeSamples) {
+        if (s.time_ms <= limit) pitr = s.lsn;
+        else break;
+      }
+    }
+    return Math.min(space, pitr, this.diskConsistent.load());
+  }
+
+  /**
+   * Remove layers wholly below the cutoff that newer images cover and no child branch
+   * point needs. `retainLsns`: branch points of this timeline's children.
+   */
+  async gc(retainLsns: Lsn[], cutoffOverride?: Lsn): Promise<number> {
+    this.checkActive();
+    const cutoff = Math.min(cutoffOverride ?? this.gcCutoff(), this.diskConsistent.load());
+    if (cutoff <= this.latestGcCutoff_) return 0;
+    this.plannedGcCutoff = cutoff;
+    try {
+      const plan = await this.deps.jobs.gc({ layers: this.layerMap_.layers.map((l) => l.desc), cutoffLsn: cutoff, retainLsns });
+      // Publish the cutoff durably first: after that no read or branch may go below it.
+      this.latestGcCutoff_ = cutoff;
+      await this.persistMetadata({});
+      const victims = plan.remove.map((n) => this.layerMap_.get(n)).filter((l): l is HistoricLayer => l !== undefined);
+      this.layerMap_ = this.layerMap_.with([], victims.map((l) => l.desc.fileName));
+      for (const l of victims) {
+        l.close();
+        if (existsSync(l.path)) unlinkSync(l.path);
+      }
+      this.counters.gcLayersRemoved += victims.length;
+      return victims.length;
+    } finally {
+      this.plannedGcCutoff = 0;
+    }
+  }
+
+  // ---------------------------------------------------------------------------------------
+  // Lifecycle
+
+  /** Stop: optionally flush what is in memory first; then no more writes or reads. */
+  async shutdown(flush: boolean): Promise<void> {
+    if (this.state === TimelineState.Active && flush) {
+      try {
+        await this.checkpoint();
+      } catch (e) {
+        this.deps.log.warn({ err: e }, "flush at shutdown failed");
+      }
+    }
+    if (this.state !== TimelineState.Broken) this.state = TimelineState.Stopping;
+    this.flushLoop = FlushLoopState.Exited;
+    if (this.flushing !== null) await this.flushing.catch(() => undefined);
+    await this.metadataWrite;
+    this.lastRecord.shutdown();
+    this.diskConsistent.shutdown();
+    this.open?.close(true);
+    this.open = null;
+    for (const f of this.frozen.splice(0)) f.close(true);
+    for (const l of this.layerMap_.layers) l.close();
+  }
+
+  info(): TimelineInfo {
+    let delta = 0;
+    let image = 0;
+    for (const l of this.layerMap_.layers) {
+      if (l.desc.kind === "delta") delta++;
+      else image++;
+    }
+    return {
+      tenant_id: this.tenantId,
+      timeline_id: this.timelineId,
+      ancestor_timeline_id: this.ancestor?.timelineId ?? null,
+      ancestor_lsn: this.ancestor === null ? null : lsnToString(this.ancestorLsn),
+      last_record_lsn: lsnToString(this.lastRecord.load()),
+      prev_record_lsn: this.prevRecordLsn_ === null ? null : lsnToString(this.prevRecordLsn_),
+      disk_consistent_lsn: lsnToString(this.diskConsistent.load()),
+      latest_gc_cutoff_lsn: lsnToString(this.latestGcCutoff_),
+      initdb_lsn: lsnToString(this.initdbLsn),
+      state: this.state,
+      layers: { delta, image, l0: this.layerMap_.l0Layers().length, frozen: this.frozen.length },
+    };
+  }
+}

@@ -1,0 +1,72 @@
+/**
+ * The jobs the main thread hands to worker pools: plain data in (paths, ranges, LSNs), layer
+ * descriptors out. A job never touches the layer map; the main thread applies its result in
+ * one step. `JobRunner` is what timelines call; src/workers/pools.ts implements it on Piscina.
+ */
+import type { Key, KeyRange } from "../types/key.js";
+import type { Lsn } from "../types/lsn.js";
+import type { LayerDesc } from "../layers/layer_name.js";
+
+/** Frozen in-memory layer → one L0 delta file. */
+export interface FlushTask {
+  ephemeralPath: string;
+  lengthBytes: number;
+  outDir: string;
+  lsnStart: Lsn;
+  lsnEnd: Lsn;
+}
+export interface FlushResult {
+  /** null when the layer held no values. */
+  desc: LayerDesc | null;
+}
+
+/** L0 deltas (a contiguous LSN chain) → L1 deltas cut by key at targetSizeBytes. */
+export interface CompactTask {
+  dir: string;
+  l0: LayerDesc[];
+  targetSizeBytes: number;
+}
+export interface CompactResult {
+  added: LayerDesc[];
+}
+
+/** One timeline of a read chain: its layers, read strictly below endLsn. */
+export interface ChainLink {
+  dir: string;
+  layers: LayerDesc[];
+  endLsn: Lsn;
+}
+
+/** Image layers at `lsn` for each partition (tiling it exactly), keys limited to `keyspace`. */
+export interface ImageTask {
+  outDir: string;
+  lsn: Lsn;
+  chain: ChainLink[];
+  partitions: KeyRange[];
+  keyspace: KeyRange[];
+  targetSizeBytes: number;
+  /** URL of a module whose default export is a WalRedoManager. */
+  redoModule: string;
+}
+export interface ImageResult {
+  added: LayerDesc[];
+}
+
+export interface GcTask {
+  layers: LayerDesc[];
+  cutoffLsn: Lsn;
+  /** Branch points of child timelines. */
+  retainLsns: Lsn[];
+}
+export interface GcResult {
+  remove: string[];
+}
+
+export interface JobRunner {
+  flush(task: FlushTask): Promise<FlushResult>;
+  compact(task: CompactTask): Promise<CompactResult>;
+  images(task: ImageTask): Promise<ImageResult>;
+  gc(task: GcTask): Promise<GcResult>;
+}
+
+export type { Key };
