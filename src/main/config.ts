@@ -1,0 +1,91 @@
+/**
+ * Node configuration: where the pageserver keeps its data, where it listens, how big the
+ * shared page cache is, how many worker threads, and the defaults of every tenant's config.
+ *
+ * Sources, later wins: embedded defaults → `<workdir>/pageserver.json` (if present) →
+ * command-line flags. Embedded defaults are enough to run: `npm start`.
+ */
+import { existsSync, readFileSync } from "node:fs";
+import { join, resolve } from "node:path";
+import { DEFAULT_TENANT_CONF, parseTenantConf, type TenantConf } from "../tenant/config.js";
+import { InvalidArgumentError } from "../types/errors.js";
+
+export interface NodeConfig {
+  workdir: string;
+  listen_http: { host: string; port: number };
+  page_cache_size_bytes: number;
+  flush_threads: number;
+  compaction_threads: number;
+  gc_threads: number;
+  log_level: string;
+  tenant_defaults: TenantConf;
+}
+
+export const DEFAULT_NODE_CONFIG: NodeConfig = {
+  workdir: ".pageserver",
+  listen_http: { host: "127.0.0.1", port: 9898 },
+  page_cache_size_bytes: 64 * 1024 * 1024,
+  flush_threads: 1,
+  compaction_threads: 1,
+  gc_threads: 1,
+  log_level: "info",
+  tenant_defaults: { ...DEFAULT_TENANT_CONF },
+};
+
+export function parseListen(text: string): { host: string; port: number } {
+  const m = /^(\[[0-9a-fA-F:]+\]|[A-Za-z0-9.-]+):(\d{1,5})$/.exec(text);
+  if (m === null) throw new InvalidArgumentError(`invalid listen address '${text}': expected HOST:PORT`);
+  const port = Number(m[2]);
+  if (port > 65535) throw new InvalidArgumentError(`invalid port in '${text}'`);
+  return { host: m[1]!.replace(/^\[|\]$/g, ""), port };
+}
+
+function positiveInt(x: unknown, name: string): number {
+  if (typeof x === "number" && Number.isSafeInteger(x) && x > 0) return x;
+  if (typeof x === "string" && /^\d+$/.test(x) && Number(x) > 0) return Number(x);
+  throw new InvalidArgumentError(`${name}: expected a positive integer, got ${JSON.stringify(x)}`);
+}
+
+export interface ConfigOverrides {
+  workdir?: string;
+  listen?: string;
+  page_cache_size?: number | string;
+  flush_threads?: number | string;
+  compaction_threads?: number | string;
+  gc_threads?: number | string;
+  log_level?: string;
+  tenant_config?: Record<string, unknown>;
+}
+
+function apply(c: NodeConfig, o: ConfigOverrides): void {
+  if (o.workdir !== undefined) c.workdir = o.workdir;
+  if (o.listen !== undefined) c.listen_http = parseListen(o.listen);
+  if (o.page_cache_size !== undefined) c.page_cache_size_bytes = positiveInt(o.page_cache_size, "page_cache_size");
+  if (o.flush_threads !== undefined) c.flush_threads = positiveInt(o.flush_threads, "flush_threads");
+  if (o.compaction_threads !== undefined) c.compaction_threads = positiveInt(o.compaction_threads, "compaction_threads");
+  if (o.gc_threads !== undefined) c.gc_threads = positiveInt(o.gc_threads, "gc_threads");
+  if (o.log_level !== undefined) c.log_level = o.log_level;
+  if (o.tenant_config !== undefined) c.tenant_defaults = parseTenantConf(o.tenant_config, c.tenant_defaults);
+}
+
+const FILE_KEYS = new Set(["listen", "page_cache_size", "flush_threads", "compaction_threads", "gc_threads", "log_level", "tenant_config"]);
+
+/** Build the node config from flags (and the workdir's pageserver.json, if any). */
+export function loadNodeConfig(flags: ConfigOverrides): NodeConfig {
+  const c: NodeConfig = structuredClone(DEFAULT_NODE_CONFIG);
+  const workdir = resolve(flags.workdir ?? c.workdir);
+  const file = join(workdir, "pageserver.json");
+  if (existsSync(file)) {
+    let j: Record<string, unknown>;
+    try {
+      j = JSON.parse(readFileSync(file, "utf8")) as Record<string, unknown>;
+    } catch (e) {
+      throw new InvalidArgumentError(`${file}: ${(e as Error).message}`);
+    }
+    for (const k of Object.keys(j)) if (!FILE_KEYS.has(k)) throw new InvalidArgumentError(`${file}: unknown key '${k}'`);
+    apply(c, j as ConfigOverrides);
+  }
+  apply(c, flags);
+  c.workdir = workdir;
+  return c;
+}

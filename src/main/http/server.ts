@@ -1,0 +1,244 @@
+/**
+ * A small JSON HTTP layer over uWebSockets.js: routes with `:param` segments, bodies read
+ * with a size limit, typed errors mapped to statuses (PageserverError.code → status), and
+ * streamed responses with backpressure for large bodies (base backups).
+ *
+ * uWS rules followed here: everything from `req` is read before the first await (req is
+ * stack-allocated); every async response registers onAborted and checks it before writing;
+ * writes after an abort are dropped.
+ */
+import type { Logger } from "pino";
+import { httpStatusFor, PageserverError } from "../../types/errors.js";
+import { type HttpRequest, type HttpResponse, loadUws, type TemplatedApp, type us_listen_socket } from "./uws.js";
+
+export const MAX_BODY_BYTES = 1024 * 1024;
+
+export type Method = "get" | "post" | "put" | "delete";
+
+export interface Request {
+  method: string;
+  url: string;
+  params: Record<string, string>;
+  query: URLSearchParams;
+  headers: Record<string, string>;
+  body: unknown;
+}
+
+export interface JsonReply {
+  status: number;
+  json: unknown;
+}
+export interface RawReply {
+  status: number;
+  contentType: string;
+  body: string | Uint8Array;
+}
+/** A streamed body: `produce` writes chunks through `write`, which resolves when the client drained. */
+export interface StreamReply {
+  status: number;
+  contentType: string;
+  headers?: Record<string, string>;
+  produce: (write: (chunk: Uint8Array) => Promise<void>) => Promise<void>;
+}
+export type Reply = JsonReply | RawReply | StreamReply;
+export type Handler = (req: Request) => Promise<Reply> | Reply;
+export type Middleware = (req: Request) => void;
+
+const STATUS_TEXT: Record<number, string> = {
+  200: "200 OK",
+  201: "201 Created",
+  202: "202 Accepted",
+  204: "204 No Content",
+  400: "400 Bad Request",
+  401: "401 Unauthorized",
+  403: "403 Forbidden",
+  404: "404 Not Found",
+  405: "405 Method Not Allowed",
+  406: "406 Not Acceptable",
+  409: "409 Conflict",
+  413: "413 Payload Too Large",
+  422: "422 Unprocessable Entity",
+  429: "429 Too Many Requests",
+  500: "500 Internal Server Error",
+  503: "503 Service Unavailable",
+  504: "504 Gateway Timeout",
+};
+
+function statusLine(s: number): string {
+  return STATUS_TEXT[s] ?? `${s} Status`;
+}
+
+export class HttpError extends PageserverError {}
+
+export class HttpServer {
+  private readonly app: TemplatedApp;
+  private listenSocket: us_listen_socket | null = null;
+  private readonly log: Logger;
+  private readonly middleware: Middleware[] = [];
+  private inflight = 0;
+
+  constructor(log: Logger) {
+    this.app = loadUws().App();
+    this.log = log;
+  }
+
+  use(m: Middleware): void {
+    this.middleware.push(m);
+  }
+
+  route(method: Method, pattern: string, handler: Handler): void {
+    const names = [...pattern.matchAll(/:([a-z_]+)/g)].map((m) => m[1]!);
+    const register = method === "delete" ? this.app.del : this.app[method];
+    register.call(this.app, pattern, (res: HttpResponse, req: HttpRequest) => {
+      const params: Record<string, string> = {};
+      names.forEach((n, i) => {
+        params[n] = decodeURIComponent(req.getParameter(i) ?? "");
+      });
+      const headers: Record<string, string> = {};
+      req.forEach((k, v) => {
+        headers[k] = v;
+      });
+      const r: Request = {
+        method: method.toUpperCase(),
+        url: req.getUrl(),
+        params,
+        query: new URLSearchParams(req.getQuery() ?? ""),
+        headers,
+        body: undefined,
+      };
+      const state = { aborted: false };
+      res.onAborted(() => {
+        state.aborted = true;
+      });
+      this.inflight++;
+      this.readBody(res, state, (raw, tooLarge) => {
+        void this.dispatch(res, state, r, raw, tooLarge, handler).finally(() => this.inflight--);
+      });
+    });
+  }
+
+  /** 404 for everything else, as JSON. */
+  fallback(): void {
+    this.app.any("/*", (res, req) => {
+      const url = req.getUrl();
+      const method = req.getMethod();
+      res.cork(() => {
+        res
+          .writeStatus(statusLine(404))
+          .writeHeader("content-type", "application/json")
+          .end(JSON.stringify({ error: `no route for ${method.toUpperCase()} ${url}`, code: "not_found" }));
+      });
+    });
+  }
+
+  private readBody(res: HttpResponse, state: { aborted: boolean }, done: (raw: Buffer | null, tooLarge: boolean) => void): void {
+    const chunks: Buffer[] = [];
+    let size = 0;
+    let tooLarge = false;
+    res.onData((ab, isLast) => {
+      if (state.aborted) return;
+      if (!tooLarge) {
+        size += ab.byteLength;
+        if (size > MAX_BODY_BYTES) tooLarge = true;
+        // uWS reuses the ArrayBuffer after this callback: copy.
+        else chunks.push(Buffer.from(new Uint8Array(ab).slice()));
+      }
+      if (isLast) done(tooLarge ? null : Buffer.concat(chunks), tooLarge);
+    });
+  }
+
+  private async dispatch(
+    res: HttpResponse,
+    state: { aborted: boolean },
+    r: Request,
+    raw: Buffer | null,
+    tooLarge: boolean,
+    handler: Handler,
+  ): Promise<void> {
+    let reply: Reply;
+    try {
+      if (tooLarge) throw new HttpError("invalid_argument", `request body larger than ${MAX_BODY_BYTES} bytes`);
+      if (raw !== null && raw.length > 0) {
+        try {
+          r.body = JSON.parse(raw.toString("utf8"));
+        } catch {
+          throw new HttpError("invalid_argument", "request body is not valid JSON");
+        }
+      }
+      for (const m of this.middleware) m(r);
+      reply = await handler(r);
+    } catch (e) {
+      reply = this.errorReply(r, e);
+    }
+    if (state.aborted) return;
+    if ("produce" in reply) {
+      await this.stream(res, state, reply, r);
+      return;
+    }
+    const body = "json" in reply ? JSON.stringify(reply.json) : reply.body;
+    const ctype = "json" in reply ? "application/json" : reply.contentType;
+    res.cork(() => {
+      res.writeStatus(statusLine(reply.status)).writeHeader("content-type", ctype).end(body);
+    });
+  }
+
+  private errorReply(r: Request, e: unknown): JsonReply {
+    if (e instanceof PageserverError) {
+      const status = httpStatusFor(e.code);
+      if (status >= 500) this.log.error({ err: e, url: r.url }, "request failed");
+      return { status, json: { error: e.message, code: e.code } };
+    }
+    this.log.error({ err: e, url: r.url }, "request failed with an unexpected error");
+    return { status: 500, json: { error: `internal error: ${(e as Error)?.message ?? String(e)}`, code: "internal" } };
+  }
+
+  private async stream(res: HttpResponse, state: { aborted: boolean }, reply: StreamReply, r: Request): Promise<void> {
+    res.cork(() => {
+      res.writeStatus(statusLine(reply.status)).writeHeader("content-type", reply.contentType);
+      for (const [k, v] of Object.entries(reply.headers ?? {})) res.writeHeader(k, v);
+    });
+    let drained: (() => void) | null = null;
+    res.onWritable(() => {
+      const d = drained;
+      drained = null;
+      d?.();
+      return true;
+    });
+    const write = async (chunk: Uint8Array): Promise<void> => {
+      if (state.aborted) throw new HttpError("shutdown", "client went away");
+      let ok = false;
+      res.cork(() => {
+        ok = res.write(chunk);
+      });
+      if (!ok && !state.aborted) await new Promise<void>((resolve) => (drained = resolve));
+    };
+    try {
+      await reply.produce(write);
+      if (!state.aborted) res.cork(() => res.end());
+    } catch (e) {
+      // Headers are gone already: the only honest signal left is a broken connection.
+      this.log.error({ err: e, url: r.url }, "streamed response failed");
+      if (!state.aborted) res.close();
+    }
+  }
+
+  listen(host: string, port: number): Promise<number> {
+    return new Promise((resolve, reject) => {
+      this.app.listen(host, port, (sock) => {
+        if (!sock) {
+          reject(new Error(`cannot listen on ${host}:${port}`));
+          return;
+        }
+        this.listenSocket = sock;
+        resolve(loadUws().us_socket_local_port(sock));
+      });
+    });
+  }
+
+  close(): void {
+    if (this.listenSocket !== null) {
+      loadUws().us_listen_socket_close(this.listenSocket);
+      this.listenSocket = null;
+    }
+  }
+}

@@ -1,0 +1,52 @@
+#!/usr/bin/env node
+/**
+ * `pageserver` entry point: parse flags, start the node in the foreground; SIGTERM/SIGINT
+ * stop it cleanly (flush, then exit 0). Bad configuration exits 2 with a clear message.
+ */
+import { Command } from "commander";
+import { PageserverError } from "../types/errors.js";
+import { loadNodeConfig } from "./config.js";
+import { Server } from "./server.js";
+
+const program = new Command()
+  .name("pageserver")
+  .description("A multi-tenant, branchable, point-in-time page store for PostgreSQL 15")
+  .option("--workdir <dir>", "data directory", ".pageserver")
+  .option("--listen <host:port>", "HTTP API address", "127.0.0.1:9898")
+  .option("--page-cache-size <bytes>", "shared page cache size in bytes")
+  .option("--log-level <level>", "pino log level")
+  .parse();
+
+const opts = program.opts<{ workdir: string; listen: string; pageCacheSize?: string; logLevel?: string }>();
+
+let server: Server;
+try {
+  const config = loadNodeConfig({
+    workdir: opts.workdir,
+    listen: opts.listen,
+    page_cache_size: opts.pageCacheSize,
+    log_level: opts.logLevel,
+  });
+  server = new Server(config);
+  await server.start();
+} catch (e) {
+  const msg = e instanceof PageserverError ? e.message : (e as Error).stack ?? String(e);
+  process.stderr.write(`pageserver: ${msg}\n`);
+  process.exit(2);
+}
+
+let stopping = false;
+const stop = (signal: string): void => {
+  if (stopping) return;
+  stopping = true;
+  server.log.info({ signal }, "stopping");
+  server.stop().then(
+    () => process.exit(0),
+    (e) => {
+      server.log.error({ err: e }, "error during shutdown");
+      process.exit(1);
+    },
+  );
+};
+process.on("SIGTERM", () => stop("SIGTERM"));
+process.on("SIGINT", () => stop("SIGINT"));

@@ -1,0 +1,76 @@
+/**
+ * Server: wires one pageserver node together (shared page cache → worker pools → tenant
+ * manager → HTTP API) and takes it apart again. Used by the `pageserver` entry point and,
+ * in-process, by tests.
+ */
+import { pathToFileURL } from "node:url";
+import { fileURLToPath } from "node:url";
+import { mkdirSync } from "node:fs";
+import { pino, type Logger } from "pino";
+import type { Registry } from "prom-client";
+import { PageCache } from "../cache/index.js";
+import { TestRedo } from "../tenant/test_redo.js";
+import { JobPools } from "../workers/pools.js";
+import { registerRoutes } from "./api.js";
+import type { NodeConfig } from "./config.js";
+import { HttpServer } from "./http/server.js";
+import { createMetrics } from "./metrics.js";
+import { TenantManager } from "./tenant_manager.js";
+
+const isTs = import.meta.url.endsWith(".ts");
+// The storage core reconstructs with the synthetic redo; the PostgreSQL redo plugs in here.
+const REDO_MODULE = pathToFileURL(fileURLToPath(new URL(`../tenant/test_redo${isTs ? ".ts" : ".js"}`, import.meta.url))).href;
+
+export class Server {
+  readonly config: NodeConfig;
+  readonly log: Logger;
+  readonly cache: PageCache;
+  readonly pools: JobPools;
+  readonly tenants: TenantManager;
+  readonly metrics: Registry;
+  private readonly http: HttpServer;
+  port = 0;
+
+  constructor(config: NodeConfig, log?: Logger) {
+    this.config = config;
+    this.log = log ?? pino({ level: config.log_level });
+    mkdirSync(config.workdir, { recursive: true });
+    this.cache = PageCache.create({ size_bytes: config.page_cache_size_bytes });
+    this.pools = new JobPools({
+      cacheSab: this.cache.shared,
+      flushThreads: config.flush_threads,
+      compactionThreads: config.compaction_threads,
+      gcThreads: config.gc_threads,
+    });
+    this.tenants = new TenantManager(
+      {
+        cache: this.cache,
+        jobs: this.pools,
+        redo: new TestRedo(),
+        redoModule: REDO_MODULE,
+        log: this.log,
+        defaults: config.tenant_defaults,
+      },
+      config.workdir,
+    );
+    this.metrics = createMetrics(this.cache, this.tenants, config.page_cache_size_bytes);
+    this.http = new HttpServer(this.log);
+  }
+
+  async start(): Promise<number> {
+    this.tenants.loadAll();
+    registerRoutes(this.http, this.tenants, this.metrics, { startedAt: new Date() });
+    this.http.fallback();
+    this.port = await this.http.listen(this.config.listen_http.host, this.config.listen_http.port);
+    this.log.info({ workdir: this.config.workdir, listen: `${this.config.listen_http.host}:${this.port}` }, "pageserver started");
+    return this.port;
+  }
+
+  /** Stop accepting requests, flush every timeline, stop the workers. */
+  async stop(): Promise<void> {
+    this.http.close();
+    await this.tenants.shutdown(true);
+    await this.pools.destroy();
+    this.log.info("pageserver stopped");
+  }
+}

@@ -1,0 +1,73 @@
+/**
+ * TenantManager: the node's tenants, loaded from `<workdir>/tenants` at startup and created
+ * through the API. A tenant that fails to load is kept as Broken with its reason; the others
+ * serve. Tenant ids are validated before they become paths.
+ */
+import { existsSync, mkdirSync, readdirSync, rmSync } from "node:fs";
+import { join } from "node:path";
+import { Tenant, type TenantDeps, TenantState } from "../tenant/tenant.js";
+import { BadStateError, ConflictError, NotFoundError } from "../types/errors.js";
+import { generateTenantId, isId, type TenantId } from "../types/ids.js";
+
+export const MAX_TENANTS = 10_000;
+
+export class TenantManager {
+  private readonly tenants = new Map<TenantId, Tenant>();
+  private readonly dir: string;
+  private readonly deps: TenantDeps;
+  private stopping = false;
+
+  constructor(deps: TenantDeps, workdir: string) {
+    this.deps = deps;
+    this.dir = join(workdir, "tenants");
+    mkdirSync(this.dir, { recursive: true });
+  }
+
+  loadAll(): void {
+    for (const name of readdirSync(this.dir)) {
+      if (name.endsWith(".___temp")) {
+        rmSync(join(this.dir, name), { recursive: true, force: true });
+        continue;
+      }
+      if (!isId(name)) {
+        this.deps.log.warn({ dir: name }, "ignoring non-tenant directory");
+        continue;
+      }
+      const id = name as TenantId;
+      this.tenants.set(id, Tenant.load(this.deps, id, join(this.dir, id)));
+    }
+  }
+
+  async create(id: TenantId | undefined, config: Record<string, unknown> = {}): Promise<Tenant> {
+    if (this.stopping) throw new BadStateError("pageserver is shutting down");
+    const tid = id ?? generateTenantId();
+    if (this.tenants.has(tid)) throw new ConflictError(`tenant ${tid} already exists`);
+    if (this.tenants.size >= MAX_TENANTS) throw new BadStateError(`too many tenants (${MAX_TENANTS})`);
+    const dir = join(this.dir, tid);
+    if (existsSync(dir)) rmSync(dir, { recursive: true, force: true });
+    const t = await Tenant.create(this.deps, tid, dir, config);
+    this.tenants.set(tid, t);
+    return t;
+  }
+
+  get(id: TenantId): Tenant {
+    const t = this.tenants.get(id);
+    if (t === undefined) throw new NotFoundError(`tenant ${id} not found`);
+    return t;
+  }
+
+  list(): Tenant[] {
+    return [...this.tenants.values()];
+  }
+
+  countByState(): Record<string, number> {
+    const out: Record<string, number> = { Active: 0, Broken: 0, Loading: 0, Stopping: 0 };
+    for (const t of this.tenants.values()) out[t.state] = (out[t.state] ?? 0) + 1;
+    return out;
+  }
+
+  async shutdown(flush: boolean): Promise<void> {
+    this.stopping = true;
+    await Promise.all([...this.tenants.values()].filter((t) => t.state !== TenantState.Broken).map((t) => t.shutdown(flush)));
+  }
+}
