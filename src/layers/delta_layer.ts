@@ -1,0 +1,363 @@
+/**
+ * Delta layer files: every version of the keys of [keyStart, keyEnd) with LSN in
+ * [lsnStart, lsnEnd). DeltaLayerWriter streams them to disk; DeltaLayer reads them.
+ *
+ * File layout (block_io.ts has the header, block seal and blob formats; disk_btree.ts the index):
+ *
+ *   +---------+--------------------------------+--------------------------+-------------+
+ *   | block 0 | blocks 1..                     | leaves (consecutive)     | upper nodes |
+ *   | header  | value stream: blobs in (key,   | B-tree, key width 26     | root last   |
+ *   | 'PSDL'  | lsn) order, spanning blocks    |                          |             |
+ *   +---------+--------------------------------+--------------------------+-------------+
+ *
+ * Index entry:
+ *   key   = 18-byte Key ‖ LSN as u64 big-endian (hi, lo)  → byte order = (key, lsn) order
+ *   value = blob offset × 2 + will_init                      (offset < 2^48 in practice)
+ * will_init in the index lets a reader know where a walk ends without reading the value; the
+ * reader cross-checks it against the value's tag.
+ *
+ * Values are written as they come (only the current block is buffered); the index entries are
+ * kept packed in memory and written as a B-tree at finish(), after the values. Blobs are
+ * contiguous in index order, so an entry's value size is the distance to the next offset:
+ * index() reports sizes without reading a value.
+ *
+ * Invariants: entries strictly increase in (key, lsn); keyStart <= key < keyEnd;
+ * lsnStart <= lsn < lsnEnd. The reader re-checks them on what it reads (order, ranges, tag vs
+ * will_init) and reports a CorruptionError naming the block rather than a wrong value.
+ */
+import { randomBytes } from "node:crypto";
+import * as path from "node:path";
+import type { PageCacheApi } from "../cache/api.js";
+import { assert } from "../types/assert.js";
+import { BadStateError, CorruptionError, InvalidArgumentError } from "../types/errors.js";
+import { KEY_SIZE, type Key, keyFromBytes, keyToBytes } from "../types/key.js";
+import type { Lsn } from "../types/lsn.js";
+import { isValueTag, type Value, valueWillInit } from "../types/value.js";
+import {
+  BLOB_HEADER_BYTES,
+  BLOCK_SIZE,
+  BlobReader,
+  BlobWriter,
+  BlockFile,
+  BlockFileWriter,
+  encodeLayerHeader,
+  HEADER_BLK,
+  MAX_VALUE_BYTES,
+  readLayerHeader,
+  readU64OrNeg,
+  VALUES_START_BLK,
+  valueBlocksFor,
+  writeU64,
+} from "./block_io.js";
+import { BtreeCursor, type BtreeMeta, DiskBtreeBuilder, validateBtreeMeta } from "./disk_btree.js";
+import { deltaLayerName, type LayerDesc, type LsnRange, parseLayerName, TEMP_SUFFIX } from "./layer_name.js";
+import type { ReconstructState } from "./reconstruct_state.js";
+
+/** Index key width: Key + big-endian LSN. */
+export const DELTA_KEY_WIDTH = KEY_SIZE + 8;
+
+export class DeltaLayerWriter {
+  readonly dir: string;
+  readonly keyStart: Key;
+  readonly lsnRange: LsnRange;
+  private readonly out: BlockFileWriter;
+  private readonly blobs: BlobWriter;
+  private readonly index = new DiskBtreeBuilder(DELTA_KEY_WIDTH);
+  private readonly entryKey = new Uint8Array(DELTA_KEY_WIDTH);
+  private lastKey: Key | null = null;
+  private lastLsn: Lsn = -1;
+  private state: "open" | "finished" | "aborted" = "open";
+
+  /** `_cache` is accepted for symmetry with the readers; writing does not go through it. */
+  constructor(_cache: PageCacheApi, dir: string, keyStart: Key, lsnRange: LsnRange) {
+    assert(keyStart.length === KEY_SIZE, "keyStart is not a Key");
+    assert(Number.isSafeInteger(lsnRange.start) && Number.isSafeInteger(lsnRange.end), "LSN range not integral");
+    assert(lsnRange.start >= 0 && lsnRange.start < lsnRange.end, `empty LSN range ${lsnRange.start}..${lsnRange.end}`);
+    this.dir = dir;
+    this.keyStart = keyStart;
+    this.lsnRange = { start: lsnRange.start, end: lsnRange.end };
+    this.out = new BlockFileWriter(path.join(dir, `delta-${randomBytes(8).toString("hex")}${TEMP_SUFFIX}`));
+    try {
+      // Block 0 is reserved for the header, rewritten by finish() once the counts are known.
+      this.out.appendBlock(new Uint8Array(BLOCK_SIZE));
+      this.blobs = new BlobWriter(this.out);
+    } catch (e) {
+      this.out.abort();
+      throw e;
+    }
+  }
+
+  /** Bytes the file would have if finished now (values + header + an upper bound of the index). */
+  get sizeBytes(): number {
+    return (VALUES_START_BLK + valueBlocksFor(this.blobs.lengthBytes)) * BLOCK_SIZE + this.index.estimatedBytes;
+  }
+
+  get numEntries(): number {
+    return this.index.numEntries;
+  }
+
+  put(key: Key, lsn: Lsn, value: Value): void {
+    if (this.state !== "open") throw new BadStateError(`delta layer writer is ${this.state}`);
+    assert(key.length === KEY_SIZE && key >= this.keyStart, "put: key below the layer's key start");
+    assert(Number.isSafeInteger(lsn) && lsn >= this.lsnRange.start && lsn < this.lsnRange.end, `put: LSN ${lsn} outside the layer's range`);
+    assert(this.lastKey === null || key > this.lastKey || (key === this.lastKey && lsn > this.lastLsn), "put: (key, lsn) must strictly increase");
+    if (value.length === 0 || !isValueTag(value[0]!)) throw new InvalidArgumentError(`put: value without a valid tag byte (${value.length} bytes)`);
+    const offset = this.blobs.append(value);
+    keyToBytes(key, this.entryKey, 0);
+    writeU64(this.entryKey, KEY_SIZE, lsn);
+    this.index.add(this.entryKey, 0, offset * 2 + (valueWillInit(value) ? 1 : 0));
+    this.lastKey = key;
+    this.lastLsn = lsn;
+  }
+
+  /** Write the index and the header, make the file durable under its layer name. */
+  finish(keyEnd: Key): LayerDesc {
+    if (this.state !== "open") throw new BadStateError(`delta layer writer is ${this.state}`);
+    assert(keyEnd.length === KEY_SIZE && keyEnd > this.keyStart, "finish: empty key range");
+    assert(this.lastKey === null || this.lastKey < keyEnd, "finish: keyEnd must be above every key put");
+    const keyRange = { start: this.keyStart, end: keyEnd };
+    const fileName = deltaLayerName(keyRange, this.lsnRange);
+    try {
+      const valuesBytes = this.blobs.finish();
+      const meta = this.index.finish(this.out);
+      const header = new Uint8Array(BLOCK_SIZE);
+      encodeLayerHeader(
+        {
+          kind: "delta",
+          keyStart: this.keyStart,
+          keyEnd,
+          lsnStart: this.lsnRange.start,
+          lsnEnd: this.lsnRange.end,
+          entryCount: meta.numEntries,
+          valuesBytes,
+          indexStartBlk: meta.startBlk,
+          indexLeafEndBlk: meta.leafEndBlk,
+          indexRootBlk: meta.rootBlk,
+          indexDepth: meta.depth,
+          totalBlocks: this.out.blocksWritten,
+          indexKeyWidth: DELTA_KEY_WIDTH,
+        },
+        header,
+      );
+      this.out.writeBlock(HEADER_BLK, header);
+      const fileSize = this.out.finish(path.join(this.dir, fileName));
+      this.state = "finished";
+      return { kind: "delta", keyRange, lsnRange: { ...this.lsnRange }, fileName, fileSize };
+    } catch (e) {
+      this.abort();
+      throw e;
+    }
+  }
+
+  /** Delete the temp file. Idempotent; a no-op after finish(). */
+  abort(): void {
+    if (this.state !== "open") return;
+    this.state = "aborted";
+    this.out.abort();
+  }
+}
+
+/**
+ * Lookup scratch shared by every DeltaLayer of this thread: a lookup is synchronous and never
+ * nests (ReconstructState.add does not call back into layers), so one set serves them all and
+ * an open layer costs no buffers. Iterators have their own.
+ */
+const lookup = {
+  cursor: new BtreeCursor(),
+  blobs: new BlobReader(),
+  search: new Uint8Array(DELTA_KEY_WIDTH),
+  entry: new Uint8Array(DELTA_KEY_WIDTH),
+  busy: false,
+};
+
+export class DeltaLayer {
+  readonly desc: LayerDesc;
+  readonly path: string;
+  private readonly file: BlockFile;
+  private readonly meta: BtreeMeta;
+  private readonly valuesBytes: number;
+  /** The index root, kept: saves one cache read per lookup (8 kB per open layer). */
+  private readonly rootNode: Uint8Array;
+
+  private constructor(file: BlockFile, desc: LayerDesc, meta: BtreeMeta, valuesBytes: number, rootNode: Uint8Array) {
+    this.file = file;
+    this.path = file.path;
+    this.desc = desc;
+    this.meta = meta;
+    this.valuesBytes = valuesBytes;
+    this.rootNode = rootNode;
+  }
+
+  /** Open and verify the header; it must agree with the ranges in the file's name. */
+  static open(cache: PageCacheApi, filePath: string): DeltaLayer {
+    const fileName = path.basename(filePath);
+    const named = parseLayerName(fileName);
+    if (named === null || named.kind !== "delta") throw new InvalidArgumentError(`${filePath}: not a delta layer file name`);
+    const file = BlockFile.open(cache, filePath);
+    try {
+      const h = readLayerHeader(file, "delta", new Uint8Array(BLOCK_SIZE));
+      if (h.keyStart !== named.keyRange.start || h.keyEnd !== named.keyRange.end || h.lsnStart !== named.lsnRange.start || h.lsnEnd !== named.lsnRange.end) {
+        throw new CorruptionError(filePath, HEADER_BLK, "key or LSN range in the header does not match the file name");
+      }
+      const meta: BtreeMeta = {
+        startBlk: h.indexStartBlk,
+        leafEndBlk: h.indexLeafEndBlk,
+        rootBlk: h.indexRootBlk,
+        depth: h.indexDepth,
+        numEntries: h.entryCount,
+      };
+      validateBtreeMeta(file, HEADER_BLK, meta, DELTA_KEY_WIDTH, h.indexKeyWidth);
+      const rootNode = new Uint8Array(BLOCK_SIZE);
+      file.read(meta.rootBlk, rootNode); // verified; parsed (and checked) on every use
+      const desc: LayerDesc = { kind: "delta", keyRange: named.keyRange, lsnRange: named.lsnRange, fileName, fileSize: file.sizeBytes };
+      return new DeltaLayer(file, desc, meta, h.valuesBytes, rootNode);
+    } catch (e) {
+      file.close();
+      throw e;
+    }
+  }
+
+  get numEntries(): number {
+    return this.meta.numEntries;
+  }
+
+  /** Levels of the index B-tree (1 = the root is a leaf); for diagnostics. */
+  get indexDepth(): number {
+    return this.meta.depth;
+  }
+
+  /**
+   * Add the versions of `key` with lsnFloor <= lsn < lsnEnd to `state`, newest first, until
+   * one completes it (will_init) or they run out. Returns state.complete.
+   * Does not touch state.layersVisited (the caller counts the layers it visits).
+   */
+  getValues(key: Key, lsnFloor: Lsn, lsnEnd: Lsn, state: ReconstructState): boolean {
+    this.checkOpen();
+    const d = this.desc;
+    if (key < d.keyRange.start || key >= d.keyRange.end) return state.complete;
+    const lo = Math.max(lsnFloor, d.lsnRange.start);
+    const hi = Math.min(lsnEnd, d.lsnRange.end);
+    if (lo >= hi) return state.complete;
+    const s = lookup;
+    assert(!s.busy, "delta layer lookups must not nest");
+    s.busy = true;
+    try {
+      keyToBytes(key, s.search, 0);
+      writeU64(s.search, KEY_SIZE, hi);
+      const c = s.cursor;
+      c.reset(this.file, this.meta, DELTA_KEY_WIDTH, this.rootNode);
+      c.seekGE(s.search);
+      let newer = hi; // versions must arrive strictly below this
+      // From the last entry < (key, hi) backwards, while the key matches and lsn >= lo.
+      for (let ok = c.prev(); ok; ok = c.prev()) {
+        const e = s.entry;
+        c.copyKey(e, 0);
+        let sameKey = true;
+        for (let i = 0; i < KEY_SIZE; i++) {
+          if (e[i] !== s.search[i]) {
+            sameKey = false;
+            break;
+          }
+        }
+        if (!sameKey) break;
+        const lsn = readU64OrNeg(e, KEY_SIZE);
+        if (lsn < 0 || lsn >= newer) throw new CorruptionError(this.path, c.leafBlk, "index entries out of order");
+        if (lsn < lo) break;
+        newer = lsn;
+        const v = c.value();
+        const value = this.readValue(s.blobs, v, c.leafBlk);
+        if (state.add(lsn, value)) break;
+      }
+    } finally {
+      s.busy = false;
+    }
+    return state.complete;
+  }
+
+  /** Every entry in (key, lsn) order; values are read as the iteration reaches them. */
+  *entries(): IterableIterator<{ key: Key; lsn: Lsn; value: Value }> {
+    const blobs = new BlobReader();
+    for (const e of this.walk()) {
+      yield { key: e.key, lsn: e.lsn, value: this.readValue(blobs, e.ref, e.leafBlk) };
+    }
+  }
+
+  /** Every entry's (key, lsn, value size in bytes) in order, from the index alone. */
+  *index(): IterableIterator<{ key: Key; lsn: Lsn; sizeBytes: number }> {
+    let pending: { key: Key; lsn: Lsn; offset: number; leafBlk: number } | null = null;
+    for (const e of this.walk()) {
+      const offset = Math.floor(e.ref / 2);
+      if (pending !== null) yield { key: pending.key, lsn: pending.lsn, sizeBytes: this.blobSize(pending.offset, offset, pending.leafBlk) };
+      pending = { key: e.key, lsn: e.lsn, offset, leafBlk: e.leafBlk };
+    }
+    if (pending !== null) yield { key: pending.key, lsn: pending.lsn, sizeBytes: this.blobSize(pending.offset, this.valuesBytes, pending.leafBlk) };
+  }
+
+  close(): void {
+    this.file.close();
+  }
+
+  get closed(): boolean {
+    return this.file.closed;
+  }
+
+  // -------------------------------------------------------------------------------------------
+
+  private checkOpen(): void {
+    if (this.file.closed) throw new BadStateError(`delta layer ${this.path} is closed`);
+  }
+
+  /** Read the value an index entry refers to and cross-check its will_init bit. */
+  private readValue(blobs: BlobReader, ref: number, leafBlk: number): Value {
+    const willInit = ref % 2 === 1;
+    const value = blobs.read(this.file, this.valuesBytes, Math.floor(ref / 2), leafBlk);
+    if (!isValueTag(value[0]!) || valueWillInit(value) !== willInit) {
+      throw new CorruptionError(this.path, leafBlk, `value tag ${value[0]} disagrees with the index (will_init ${willInit})`);
+    }
+    return value;
+  }
+
+  /** Size of the value in the blob at `offset`, from the offset of the next blob. */
+  private blobSize(offset: number, nextOffset: number, leafBlk: number): number {
+    const size = nextOffset - offset - BLOB_HEADER_BYTES;
+    if (!(size >= 1 && size <= MAX_VALUE_BYTES)) throw new CorruptionError(this.path, leafBlk, `index offsets ${offset}, ${nextOffset} imply a value of ${size} bytes`);
+    return size;
+  }
+
+  /**
+   * Walk the index in order with its own cursor, checking order and ranges; yields decoded
+   * entries. Re-uses the key string while consecutive entries share the key.
+   */
+  private *walk(): Generator<{ key: Key; lsn: Lsn; ref: number; leafBlk: number }> {
+    this.checkOpen();
+    const c = new BtreeCursor();
+    c.reset(this.file, this.meta, DELTA_KEY_WIDTH, this.rootNode);
+    let cur = new Uint8Array(DELTA_KEY_WIDTH);
+    let prev = new Uint8Array(DELTA_KEY_WIDTH);
+    let key: Key | null = null;
+    let seen = 0;
+    const d = this.desc;
+    for (let ok = c.seekFirst(); ok; ok = c.next()) {
+      c.copyKey(cur, 0);
+      let cmp = key === null ? 1 : 0;
+      let keyDiffers = key === null;
+      for (let i = 0; i < DELTA_KEY_WIDTH && cmp === 0; i++) {
+        cmp = cur[i]! - prev[i]!;
+        if (cmp !== 0 && i < KEY_SIZE) keyDiffers = true;
+      }
+      if (cmp <= 0) throw new CorruptionError(this.path, c.leafBlk, "index entries out of order");
+      if (keyDiffers) {
+        key = keyFromBytes(cur, 0);
+        if (key < d.keyRange.start || key >= d.keyRange.end) throw new CorruptionError(this.path, c.leafBlk, "index key outside the layer's key range");
+      }
+      const lsn = readU64OrNeg(cur, KEY_SIZE);
+      if (lsn < d.lsnRange.start || lsn >= d.lsnRange.end) throw new CorruptionError(this.path, c.leafBlk, `index LSN ${lsn} outside the layer's range`);
+      seen++;
+      const ref = c.value();
+      const leafBlk = c.leafBlk;
+      [cur, prev] = [prev, cur];
+      yield { key: key!, lsn, ref, leafBlk };
+    }
+    if (seen !== this.meta.numEntries) throw new CorruptionError(this.path, HEADER_BLK, `header says ${this.meta.numEntries} entries, index has ${seen}`);
+  }
+}

@@ -1,0 +1,297 @@
+/**
+ * Image layer files: the value of every key of [keyStart, keyEnd) that exists at one LSN.
+ * A key of the range that is absent does not exist at that LSN. ImageLayerWriter streams the
+ * file; ImageLayer reads it.
+ *
+ * File layout (block_io.ts has the header, block seal and blob formats; disk_btree.ts the index):
+ *
+ *   +---------+--------------------------------+--------------------------+-------------+
+ *   | block 0 | blocks 1..                     | leaves (consecutive)     | upper nodes |
+ *   | header  | value stream: blobs in key     | B-tree, key width 18     | root last   |
+ *   | 'PSIL'  | order, spanning blocks         |                          |             |
+ *   +---------+--------------------------------+--------------------------+-------------+
+ *
+ * Index entry: key = the 18-byte Key; value = blob offset.
+ * Values are whole Values (tag byte ValueTag.Image + payload), so readers hand out Values
+ * everywhere; the reader checks the tag.
+ *
+ * Invariants: keys strictly increase; keyStart <= key < keyEnd; every value is an image.
+ * The reader re-checks order and ranges on what it reads and reports a CorruptionError naming
+ * the block rather than a wrong value.
+ */
+import { randomBytes } from "node:crypto";
+import * as path from "node:path";
+import type { PageCacheApi } from "../cache/api.js";
+import { assert } from "../types/assert.js";
+import { BadStateError, CorruptionError, InvalidArgumentError } from "../types/errors.js";
+import { KEY_SIZE, type Key, keyFromBytes, keyToBytes } from "../types/key.js";
+import type { Lsn } from "../types/lsn.js";
+import { type Value, ValueTag } from "../types/value.js";
+import {
+  BLOCK_SIZE,
+  BlobReader,
+  BlobWriter,
+  BlockFile,
+  BlockFileWriter,
+  encodeLayerHeader,
+  HEADER_BLK,
+  readLayerHeader,
+  VALUES_START_BLK,
+  valueBlocksFor,
+} from "./block_io.js";
+import { BtreeCursor, type BtreeMeta, DiskBtreeBuilder, validateBtreeMeta } from "./disk_btree.js";
+import { imageLayerName, type LayerDesc, parseLayerName, TEMP_SUFFIX } from "./layer_name.js";
+import type { ReconstructState } from "./reconstruct_state.js";
+
+export const IMAGE_KEY_WIDTH = KEY_SIZE;
+
+export class ImageLayerWriter {
+  readonly dir: string;
+  readonly keyStart: Key;
+  readonly lsn: Lsn;
+  private readonly out: BlockFileWriter;
+  private readonly blobs: BlobWriter;
+  private readonly index = new DiskBtreeBuilder(IMAGE_KEY_WIDTH);
+  private readonly entryKey = new Uint8Array(IMAGE_KEY_WIDTH);
+  private lastKey: Key | null = null;
+  private state: "open" | "finished" | "aborted" = "open";
+
+  /** `_cache` is accepted for symmetry with the readers; writing does not go through it. */
+  constructor(_cache: PageCacheApi, dir: string, keyStart: Key, lsn: Lsn) {
+    assert(keyStart.length === KEY_SIZE, "keyStart is not a Key");
+    // lsn + 1 (the end of the image's LSN range) must stay exact.
+    assert(Number.isSafeInteger(lsn + 1) && lsn >= 0, `bad image LSN ${lsn}`);
+    this.dir = dir;
+    this.keyStart = keyStart;
+    this.lsn = lsn;
+    this.out = new BlockFileWriter(path.join(dir, `image-${randomBytes(8).toString("hex")}${TEMP_SUFFIX}`));
+    try {
+      // Block 0 is reserved for the header, rewritten by finish() once the counts are known.
+      this.out.appendBlock(new Uint8Array(BLOCK_SIZE));
+      this.blobs = new BlobWriter(this.out);
+    } catch (e) {
+      this.out.abort();
+      throw e;
+    }
+  }
+
+  /** Bytes the file would have if finished now (values + header + an upper bound of the index). */
+  get sizeBytes(): number {
+    return (VALUES_START_BLK + valueBlocksFor(this.blobs.lengthBytes)) * BLOCK_SIZE + this.index.estimatedBytes;
+  }
+
+  get numEntries(): number {
+    return this.index.numEntries;
+  }
+
+  put(key: Key, value: Value): void {
+    if (this.state !== "open") throw new BadStateError(`image layer writer is ${this.state}`);
+    assert(key.length === KEY_SIZE && key >= this.keyStart, "put: key below the layer's key start");
+    assert(this.lastKey === null || key > this.lastKey, "put: keys must strictly increase");
+    if (value.length === 0 || value[0] !== ValueTag.Image) throw new InvalidArgumentError(`put: an image layer holds images only (tag ${value[0]})`);
+    const offset = this.blobs.append(value);
+    keyToBytes(key, this.entryKey, 0);
+    this.index.add(this.entryKey, 0, offset);
+    this.lastKey = key;
+  }
+
+  /** Write the index and the header, make the file durable under its layer name. */
+  finish(keyEnd: Key): LayerDesc {
+    if (this.state !== "open") throw new BadStateError(`image layer writer is ${this.state}`);
+    assert(keyEnd.length === KEY_SIZE && keyEnd > this.keyStart, "finish: empty key range");
+    assert(this.lastKey === null || this.lastKey < keyEnd, "finish: keyEnd must be above every key put");
+    const keyRange = { start: this.keyStart, end: keyEnd };
+    const fileName = imageLayerName(keyRange, this.lsn);
+    try {
+      const valuesBytes = this.blobs.finish();
+      const meta = this.index.finish(this.out);
+      const header = new Uint8Array(BLOCK_SIZE);
+      encodeLayerHeader(
+        {
+          kind: "image",
+          keyStart: this.keyStart,
+          keyEnd,
+          lsnStart: this.lsn,
+          lsnEnd: 0,
+          entryCount: meta.numEntries,
+          valuesBytes,
+          indexStartBlk: meta.startBlk,
+          indexLeafEndBlk: meta.leafEndBlk,
+          indexRootBlk: meta.rootBlk,
+          indexDepth: meta.depth,
+          totalBlocks: this.out.blocksWritten,
+          indexKeyWidth: IMAGE_KEY_WIDTH,
+        },
+        header,
+      );
+      this.out.writeBlock(HEADER_BLK, header);
+      const fileSize = this.out.finish(path.join(this.dir, fileName));
+      this.state = "finished";
+      return { kind: "image", keyRange, lsnRange: { start: this.lsn, end: this.lsn + 1 }, fileName, fileSize };
+    } catch (e) {
+      this.abort();
+      throw e;
+    }
+  }
+
+  /** Delete the temp file. Idempotent; a no-op after finish(). */
+  abort(): void {
+    if (this.state !== "open") return;
+    this.state = "aborted";
+    this.out.abort();
+  }
+}
+
+/**
+ * Lookup scratch shared by every ImageLayer of this thread: a lookup is synchronous and never
+ * nests, so one set serves them all and an open layer costs no buffers. Iterators have their own.
+ */
+const lookup = {
+  cursor: new BtreeCursor(),
+  blobs: new BlobReader(),
+  search: new Uint8Array(IMAGE_KEY_WIDTH),
+  busy: false,
+};
+
+export class ImageLayer {
+  readonly desc: LayerDesc;
+  readonly path: string;
+  /** The LSN of the image (= desc.lsnRange.start). */
+  readonly lsn: Lsn;
+  private readonly file: BlockFile;
+  private readonly meta: BtreeMeta;
+  private readonly valuesBytes: number;
+  /** The index root, kept: saves one cache read per lookup (8 kB per open layer). */
+  private readonly rootNode: Uint8Array;
+
+  private constructor(file: BlockFile, desc: LayerDesc, meta: BtreeMeta, valuesBytes: number, rootNode: Uint8Array) {
+    this.file = file;
+    this.path = file.path;
+    this.desc = desc;
+    this.lsn = desc.lsnRange.start;
+    this.meta = meta;
+    this.valuesBytes = valuesBytes;
+    this.rootNode = rootNode;
+  }
+
+  /** Open and verify the header; it must agree with the ranges in the file's name. */
+  static open(cache: PageCacheApi, filePath: string): ImageLayer {
+    const fileName = path.basename(filePath);
+    const named = parseLayerName(fileName);
+    if (named === null || named.kind !== "image") throw new InvalidArgumentError(`${filePath}: not an image layer file name`);
+    const file = BlockFile.open(cache, filePath);
+    try {
+      const h = readLayerHeader(file, "image", new Uint8Array(BLOCK_SIZE));
+      if (h.keyStart !== named.keyRange.start || h.keyEnd !== named.keyRange.end || h.lsnStart !== named.lsnRange.start) {
+        throw new CorruptionError(filePath, HEADER_BLK, "key range or LSN in the header does not match the file name");
+      }
+      const meta: BtreeMeta = {
+        startBlk: h.indexStartBlk,
+        leafEndBlk: h.indexLeafEndBlk,
+        rootBlk: h.indexRootBlk,
+        depth: h.indexDepth,
+        numEntries: h.entryCount,
+      };
+      validateBtreeMeta(file, HEADER_BLK, meta, IMAGE_KEY_WIDTH, h.indexKeyWidth);
+      const rootNode = new Uint8Array(BLOCK_SIZE);
+      file.read(meta.rootBlk, rootNode); // verified; parsed (and checked) on every use
+      const desc: LayerDesc = { kind: "image", keyRange: named.keyRange, lsnRange: named.lsnRange, fileName, fileSize: file.sizeBytes };
+      return new ImageLayer(file, desc, meta, h.valuesBytes, rootNode);
+    } catch (e) {
+      file.close();
+      throw e;
+    }
+  }
+
+  get numEntries(): number {
+    return this.meta.numEntries;
+  }
+
+  /** Levels of the index B-tree (1 = the root is a leaf); for diagnostics. */
+  get indexDepth(): number {
+    return this.meta.depth;
+  }
+
+  /** The image of `key`, or null when this layer has none (inside keyRange: it does not exist). */
+  get(key: Key): Value | null {
+    this.checkOpen();
+    if (key < this.desc.keyRange.start || key >= this.desc.keyRange.end) return null;
+    const s = lookup;
+    assert(!s.busy, "image layer lookups must not nest");
+    s.busy = true;
+    try {
+      keyToBytes(key, s.search, 0);
+      const c = s.cursor;
+      c.reset(this.file, this.meta, IMAGE_KEY_WIDTH, this.rootNode);
+      if (!c.seekGE(s.search) || c.compareKey(s.search, IMAGE_KEY_WIDTH) !== 0) return null;
+      return this.readValue(s.blobs, c.value(), c.leafBlk);
+    } finally {
+      s.busy = false;
+    }
+  }
+
+  /**
+   * Add the image of `key` to `state` if this layer has one and its LSN is in
+   * [lsnFloor, lsnEnd). Returns state.complete. Does not touch state.layersVisited.
+   */
+  getValues(key: Key, lsnFloor: Lsn, lsnEnd: Lsn, state: ReconstructState): boolean {
+    if (this.lsn < lsnFloor || this.lsn >= lsnEnd) return state.complete;
+    const value = this.get(key);
+    if (value !== null) state.add(this.lsn, value);
+    return state.complete;
+  }
+
+  /** Every entry in key order; values are read as the iteration reaches them. */
+  *entries(): IterableIterator<{ key: Key; lsn: Lsn; value: Value }> {
+    const blobs = new BlobReader();
+    for (const e of this.walk()) {
+      yield { key: e.key, lsn: this.lsn, value: this.readValue(blobs, e.offset, e.leafBlk) };
+    }
+  }
+
+  /** Every key in order, from the index alone. */
+  *keys(): IterableIterator<Key> {
+    for (const e of this.walk()) yield e.key;
+  }
+
+  close(): void {
+    this.file.close();
+  }
+
+  get closed(): boolean {
+    return this.file.closed;
+  }
+
+  // -------------------------------------------------------------------------------------------
+
+  private checkOpen(): void {
+    if (this.file.closed) throw new BadStateError(`image layer ${this.path} is closed`);
+  }
+
+  private readValue(blobs: BlobReader, offset: number, leafBlk: number): Value {
+    const value = blobs.read(this.file, this.valuesBytes, offset, leafBlk);
+    if (value[0] !== ValueTag.Image) throw new CorruptionError(this.path, leafBlk, `value tag ${value[0]} in an image layer`);
+    return value;
+  }
+
+  /** Walk the index in order with its own cursor, checking order and range. */
+  private *walk(): Generator<{ key: Key; offset: number; leafBlk: number }> {
+    this.checkOpen();
+    const c = new BtreeCursor();
+    c.reset(this.file, this.meta, IMAGE_KEY_WIDTH, this.rootNode);
+    const buf = new Uint8Array(IMAGE_KEY_WIDTH);
+    let prev: Key | null = null;
+    let seen = 0;
+    const d = this.desc;
+    for (let ok = c.seekFirst(); ok; ok = c.next()) {
+      c.copyKey(buf, 0);
+      const key = keyFromBytes(buf, 0);
+      if (prev !== null && !(key > prev)) throw new CorruptionError(this.path, c.leafBlk, "index keys out of order");
+      if (key < d.keyRange.start || key >= d.keyRange.end) throw new CorruptionError(this.path, c.leafBlk, "index key outside the layer's key range");
+      prev = key;
+      seen++;
+      yield { key, offset: c.value(), leafBlk: c.leafBlk };
+    }
+    if (seen !== this.meta.numEntries) throw new CorruptionError(this.path, HEADER_BLK, `header says ${this.meta.numEntries} entries, index has ${seen}`);
+  }
+}
