@@ -8,8 +8,10 @@
  *
  *   - A thread holding a stripe lock never blocks on a slot lock (it only bumps pin counts).
  *   - A thread holding a slot write lock may take one stripe lock (evict, link, unlink).
- *   - A lookup takes the stripe lock, finds the slot, pins it, RELEASES the stripe lock, and
- *     only then takes the slot's read lock and re-checks the slot's tag and state.
+ *   - A lookup takes the stripe lock, finds the slot, pins it, RELEASES the stripe lock. A
+ *     pinned VALID slot is then read without any lock (see invariants); a slot still
+ *     IO_IN_PROGRESS is waited for by taking its read lock, then its tag and state are
+ *     re-checked (its fill may have failed).
  *   - Victims are taken with a try-lock only, so no thread ever waits for a slot write lock.
  *   No thread holds two stripe locks or two slot locks at once.
  *
@@ -37,8 +39,11 @@
  *     (for the tag) while it is unlinked; so under a stripe lock the tags in its chains are stable.
  *   - Pins are taken only under the stripe lock of a linked slot (or by a filler that still
  *     write-holds it); an evictor write-holds the slot and re-checks the pin count under that
- *     same stripe lock before it unlinks, so a pinned slot is never evicted. A pinned VALID
- *     slot's bytes do not change (pinBlock / pageView read them without a lock).
+ *     same stripe lock before it unlinks, so a pinned slot is never evicted. A FREE slot is
+ *     reused only with a pin count of 0 (checked while write-held; unlinked, it gains no pins).
+ *     Hence a pinned slot that is VALID keeps its tag and bytes until unpinned: hits copy it
+ *     out (and pinBlock users read it) without taking its lock. A pinned slot goes from
+ *     IO_IN_PROGRESS either to VALID (same tag) or, when its fill fails, to FREE.
  *   - A linked slot in IO_IN_PROGRESS is write-held by its filler until VALID (readers park on
  *     its read lock); a fill that throws unlinks the slot and frees it: nothing unverified stays.
  *   - Materialized slots are linked only once VALID.
@@ -371,6 +376,12 @@ export class PageCache implements PageCacheApi {
     const blk = blkno | 0;
     for (let attempt = 0; attempt < MAX_LOOKUP_ATTEMPTS; attempt++) {
       const slot = this.pinBlockSlot(kind, fileId, blk, source);
+      const at = this.slotsBase + (slot << SLOT_SHIFT);
+      if (Atomics.load(this.m, at + S_STATE) === SLOT_VALID) {
+        // Pinned and VALID: it stays so, with our tag and bytes, until we unpin. No lock needed.
+        this.copyOutAndUnpin(slot, at, dst);
+        return;
+      }
       if (this.readPinned(slot, kind, fileId, blk, dst)) return;
       // Its fill failed between our pin and our read lock: look again (we may fill it).
     }
@@ -388,6 +399,7 @@ export class PageCache implements PageCacheApi {
     const blk = blkno | 0;
     for (let attempt = 0; attempt < MAX_LOOKUP_ATTEMPTS; attempt++) {
       const slot = this.pinBlockSlot(kind, fileId, blk, source);
+      if (Atomics.load(this.m, this.slotsBase + (slot << SLOT_SHIFT) + S_STATE) === SLOT_VALID) return slot;
       if (this.readPinned(slot, kind, fileId, blk, null)) return slot;
     }
     throw new PageserverError("internal", `page cache: block ${fileId}/${blkno} changed under ${MAX_LOOKUP_ATTEMPTS} lookups in a row`);
@@ -447,7 +459,16 @@ export class PageCache implements PageCacheApi {
     return -1;
   }
 
+  private copyOutAndUnpin(slot: number, at: number, dst: Uint8Array): void {
+    const m = this.m;
+    dst.set(this.pages[slot]);
+    const usage = m[at + S_USAGE];
+    if (usage < USAGE_MAX) Atomics.store(m, at + S_USAGE, usage + 1);
+    Atomics.sub(m, at + S_PIN, 1);
+  }
+
   /**
+   * Slow path of a hit on a slot that was IO_IN_PROGRESS when we pinned it.
    * Takes pinned `slot`'s read lock (parking while a filler holds it) and re-checks that it
    * still holds VALID block (kind, w0, w1). If so, copies it to `dst` and unpins, or with a null
    * `dst` keeps the pin for the caller. If not (its fill failed), unpins and returns false.
@@ -532,73 +553,44 @@ export class PageCache implements PageCacheApi {
     const hash = hashMaterialized(ns, k0, k1, k2, k3, k4);
     const bucket = hash & this.bucketMask;
     const stripeAt = this.stripesBase + (bucket & this.stripeMask) * STRIPE_WORDS;
-    for (let attempt = 0; attempt < MAX_LOOKUP_ATTEMPTS; attempt++) {
-      mutexLock(m, stripeAt, this.lock_timeout_ms);
-      // Inexact lookup: the newest version at or below `lsn` among this chain's versions.
-      let best = -1;
-      let bestLsn = -1;
-      let slot = m[this.bucketsBase + bucket];
-      for (let steps = 0; slot !== -1; steps++) {
-        assert(steps < this.slots, "page cache hash chain has a cycle");
-        const at = this.slotsBase + (slot << SLOT_SHIFT);
-        if (
-          m[at + S_TAG + 1] === k0 &&
-          m[at + S_TAG + 2] === k1 &&
-          m[at + S_TAG + 3] === k2 &&
-          m[at + S_TAG + 4] === k3 &&
-          m[at + S_TAG + 5] === k4 &&
-          m[at + S_TAG] === ns &&
-          m[at + S_KIND] === KIND_MATERIALIZED
-        ) {
-          const v = (m[at + S_TAG + 6] >>> 0) * TWO_32 + (m[at + S_TAG + 7] >>> 0);
-          if (v <= lsn && v > bestLsn) {
-            best = slot;
-            bestLsn = v;
-          }
+    mutexLock(m, stripeAt, this.lock_timeout_ms);
+    // Inexact lookup: the newest version at or below `lsn` among this chain's versions.
+    let best = -1;
+    let bestLsn = -1;
+    let slot = m[this.bucketsBase + bucket];
+    for (let steps = 0; slot !== -1; steps++) {
+      assert(steps < this.slots, "page cache hash chain has a cycle");
+      const at = this.slotsBase + (slot << SLOT_SHIFT);
+      if (
+        m[at + S_TAG + 1] === k0 &&
+        m[at + S_TAG + 2] === k1 &&
+        m[at + S_TAG + 3] === k2 &&
+        m[at + S_TAG + 4] === k3 &&
+        m[at + S_TAG + 5] === k4 &&
+        m[at + S_TAG] === ns &&
+        m[at + S_KIND] === KIND_MATERIALIZED
+      ) {
+        const v = (m[at + S_TAG + 6] >>> 0) * TWO_32 + (m[at + S_TAG + 7] >>> 0);
+        if (v <= lsn && v > bestLsn) {
+          best = slot;
+          bestLsn = v;
         }
-        slot = m[at + S_NEXT];
       }
-      if (best >= 0) Atomics.add(m, this.slotsBase + (best << SLOT_SHIFT) + S_PIN, 1);
-      mutexUnlock(m, stripeAt);
-      if (best < 0) {
-        this.myStats[KIND_MATERIALIZED * ST_PER_KIND + ST_MISSES] += 1;
-        return -1;
-      }
-      if (this.readPinnedMaterialized(best, ns, k0, k1, k2, k3, k4, bestLsn, dst)) {
-        this.myStats[KIND_MATERIALIZED * ST_PER_KIND + ST_HITS] += 1;
-        return bestLsn;
-      }
+      slot = m[at + S_NEXT];
     }
-    throw new PageserverError("internal", `page cache: materialized page of ns ${ns} changed under ${MAX_LOOKUP_ATTEMPTS} lookups in a row`);
-  }
-
-  private readPinnedMaterialized(slot: number, ns: number, k0: number, k1: number, k2: number, k3: number, k4: number, lsn: number, dst: Uint8Array): boolean {
-    const m = this.m;
-    const at = this.slotsBase + (slot << SLOT_SHIFT);
-    try {
-      rwReadLock(m, at + S_LOCK, this.lock_timeout_ms);
-    } catch (e) {
-      Atomics.sub(m, at + S_PIN, 1);
-      throw e;
+    if (best >= 0) Atomics.add(m, this.slotsBase + (best << SLOT_SHIFT) + S_PIN, 1);
+    mutexUnlock(m, stripeAt);
+    if (best < 0) {
+      this.myStats[KIND_MATERIALIZED * ST_PER_KIND + ST_MISSES] += 1;
+      return -1;
     }
-    const ok =
-      m[at + S_STATE] === SLOT_VALID &&
-      m[at + S_KIND] === KIND_MATERIALIZED &&
-      m[at + S_TAG] === ns &&
-      m[at + S_TAG + 1] === k0 &&
-      m[at + S_TAG + 2] === k1 &&
-      m[at + S_TAG + 3] === k2 &&
-      m[at + S_TAG + 4] === k3 &&
-      m[at + S_TAG + 5] === k4 &&
-      (m[at + S_TAG + 6] >>> 0) * TWO_32 + (m[at + S_TAG + 7] >>> 0) === lsn;
-    if (ok) {
-      dst.set(this.pages[slot]);
-      const usage = m[at + S_USAGE];
-      if (usage < USAGE_MAX) Atomics.store(m, at + S_USAGE, usage + 1);
-    }
-    rwReadUnlock(m, at + S_LOCK);
-    Atomics.sub(m, at + S_PIN, 1);
-    return ok;
+    // Materialized slots are linked only when VALID, and a pinned VALID slot keeps its tag
+    // and bytes until unpinned: copy without a lock.
+    const at = this.slotsBase + (best << SLOT_SHIFT);
+    assert(Atomics.load(m, at + S_STATE) === SLOT_VALID, "pinned materialized slot is not VALID");
+    this.copyOutAndUnpin(best, at, dst);
+    this.myStats[KIND_MATERIALIZED * ST_PER_KIND + ST_HITS] += 1;
+    return bestLsn;
   }
 
   insertMaterialized(ns: number, key: Key, lsn: Lsn, page: Uint8Array): void {
