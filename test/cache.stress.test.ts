@@ -10,7 +10,19 @@
 import type { Worker } from "node:worker_threads";
 import { describe, expect, it } from "vitest";
 import { PAGE_SIZE, PageCache } from "../src/cache/index.js";
-import { runStress, type StressConfig, type StressResult, type StressWorkerData, startTsWorker } from "./support/cache_stress_worker.js";
+import { type BlockSource, PageKind } from "../src/cache/index.js";
+import { CorruptionError } from "../src/types/errors.js";
+import {
+  fillBlockPattern,
+  type ReadOneData,
+  type ReadOneResult,
+  runStress,
+  type StressConfig,
+  type StressResult,
+  type StressWorkerData,
+  startTsWorker,
+  verifyBlockPage,
+} from "./support/cache_stress_worker.js";
 
 const WORKERS = 2;
 const ITERATIONS = 150_000;
@@ -18,9 +30,9 @@ const TIME_LIMIT_MS = 6_000;
 /** How long the workers may take to start, run and report before the test calls it a hang. */
 const WORKER_DEADLINE_MS = 25_000;
 
-type Msg = { type: "ready" } | { type: "done"; result: StressResult } | { type: "error"; message: string };
+type Msg = { type: "ready" } | { type: "done"; result: StressResult } | { type: "read"; result: ReadOneResult } | { type: "error"; message: string };
 
-function waitFor(worker: Worker, type: "ready" | "done", deadline_ms: number): Promise<StressResult | null> {
+function waitFor(worker: Worker, type: "ready" | "done" | "read", deadline_ms: number): Promise<StressResult | ReadOneResult | null> {
   return new Promise((resolve, reject) => {
     const timer = setTimeout(() => reject(new Error(`worker did not report '${type}' within ${deadline_ms} ms (deadlock?)`)), deadline_ms);
     const onMessage = (msg: Msg): void => {
@@ -30,7 +42,7 @@ function waitFor(worker: Worker, type: "ready" | "done", deadline_ms: number): P
       } else if (msg.type === type) {
         clearTimeout(timer);
         worker.off("message", onMessage);
-        resolve(msg.type === "done" ? msg.result : null);
+        resolve(msg.type === "done" || msg.type === "read" ? msg.result : null);
       }
     };
     worker.on("message", onMessage);
@@ -112,4 +124,50 @@ describe("PageCache under concurrent load", () => {
       await Promise.all(workers.map((w) => w.terminate()));
     }
   });
+
+  /**
+   * The main thread fills a block slowly (its source waits until the worker is about to read
+   * the same block, then a little longer); the worker must park on the slot being filled and
+   * then get the main thread's page without filling it itself. If the main thread's fill
+   * fails instead, the worker must not see it and fills the block itself.
+   */
+  for (const fillFails of [false, true]) {
+    it(`a reader in another thread waits for a fill in progress (fill ${fillFails ? "fails" : "succeeds"})`, async () => {
+      const cache = PageCache.create({ size_bytes: 8 * PAGE_SIZE });
+      const fileId = cache.allocFileId();
+      const control = new SharedArrayBuffer(8);
+      const ctl = new Int32Array(control);
+      const data: ReadOneData = { role: "read-one", sab: cache.shared, control, fileId, blkno: 3 };
+      const worker = startTsWorker(new URL("./support/cache_stress_worker.ts", import.meta.url), data);
+      try {
+        await waitFor(worker, "ready", WORKER_DEADLINE_MS);
+        const read = waitFor(worker, "read", WORKER_DEADLINE_MS);
+        let mainFills = 0;
+        const slow: BlockSource = {
+          readBlockInto(blkno: number, dst: Uint8Array): void {
+            Atomics.store(ctl, 0, 1);
+            Atomics.notify(ctl, 0);
+            for (let i = 0; i < 200 && Atomics.load(ctl, 1) === 0; i++) Atomics.wait(ctl, 1, 0, 50);
+            Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 150); // let it park
+            if (fillFails) throw new CorruptionError("slow-file", blkno, "injected failure");
+            mainFills++;
+            fillBlockPattern(PageKind.FileBlock, fileId, blkno, dst);
+          },
+        };
+        const dst = new Uint8Array(PAGE_SIZE);
+        if (fillFails) expect(() => cache.readBlock(PageKind.FileBlock, fileId, 3, slow, dst)).toThrow(CorruptionError);
+        else {
+          cache.readBlock(PageKind.FileBlock, fileId, 3, slow, dst);
+          expect(verifyBlockPage(PageKind.FileBlock, fileId, 3, dst)).toBeNull();
+        }
+        const r = (await read) as ReadOneResult;
+        expect(r.verify).toBeNull();
+        expect(r.fills).toBe(fillFails ? 1 : 0);
+        expect(mainFills).toBe(fillFails ? 0 : 1);
+        expect(cache.checkInvariants()).toEqual({ valid: 1, free: 7 });
+      } finally {
+        await worker.terminate();
+      }
+    });
+  }
 });

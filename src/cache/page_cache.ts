@@ -407,20 +407,21 @@ export class PageCache implements PageCacheApi {
 
   /** The page bytes of a slot this thread holds pinned (from pinBlock). */
   pageView(slot: number): Uint8Array {
-    assert(Number.isInteger(slot) && slot >= 0 && slot < this.slots, `pageView: slot ${slot} out of range`);
-    assert(Atomics.load(this.m, this.slotsBase + (slot << SLOT_SHIFT) + S_PIN) > 0, `pageView: slot ${slot} is not pinned`);
+    // Messages built only on failure: this is a hot path and must not allocate.
+    if (!(Number.isInteger(slot) && slot >= 0 && slot < this.slots)) assert(false, `pageView: slot ${slot} out of range`);
+    if (Atomics.load(this.m, this.slotsBase + (slot << SLOT_SHIFT) + S_PIN) <= 0) assert(false, `pageView: slot ${slot} is not pinned`);
     return this.pages[slot];
   }
 
   unpinSlot(slot: number): void {
-    assert(Number.isInteger(slot) && slot >= 0 && slot < this.slots, `unpinSlot: slot ${slot} out of range`);
+    if (!(Number.isInteger(slot) && slot >= 0 && slot < this.slots)) assert(false, `unpinSlot: slot ${slot} out of range`);
     const pinAt = this.slotsBase + (slot << SLOT_SHIFT) + S_PIN;
     // CAS, not Atomics.sub: a wrong unpin must fail without corrupting the count. A failed CAS
     // means another thread changed the count, i.e. made progress.
     for (let tries = 0; ; tries++) {
       assert(tries < 1_000_000, "unpinSlot: pin count never settled");
       const pins = Atomics.load(this.m, pinAt);
-      assert(pins > 0, `unpinSlot: slot ${slot} is not pinned`);
+      if (pins <= 0) assert(false, `unpinSlot: slot ${slot} is not pinned`);
       if (Atomics.compareExchange(this.m, pinAt, pins, pins - 1) === pins) return;
     }
   }

@@ -303,7 +303,28 @@ export interface LockHolderData {
   hold_ms: number;
 }
 
-type WorkerMessage = { type: "ready" } | { type: "locked" } | { type: "done"; result: StressResult } | { type: "error"; message: string };
+export interface ReadOneData {
+  role: "read-one";
+  sab: SharedArrayBuffer;
+  /** Int32 words: [0] go flag set by the main thread, [1] set to 1 by the worker just before it reads. */
+  control: SharedArrayBuffer;
+  fileId: number;
+  blkno: number;
+}
+
+export interface ReadOneResult {
+  fills: number;
+  verify: string | null;
+  hits: number;
+  misses: number;
+}
+
+type WorkerMessage =
+  | { type: "ready" }
+  | { type: "locked" }
+  | { type: "done"; result: StressResult }
+  | { type: "read"; result: ReadOneResult }
+  | { type: "error"; message: string };
 
 function post(msg: WorkerMessage): void {
   parentPort?.postMessage(msg);
@@ -325,6 +346,26 @@ function stressWorker(data: StressWorkerData): void {
   post({ type: "done", result });
 }
 
+/** Waits for the go flag, reads one file block (its own source counts fills), reports. */
+function readOne(data: ReadOneData): void {
+  const cache = PageCache.attach(data.sab);
+  const control = new Int32Array(data.control);
+  post({ type: "ready" });
+  const give_up_ms = performance.now() + GO_WAIT_LIMIT_MS;
+  while (Atomics.load(control, 0) === 0) {
+    if (performance.now() > give_up_ms) throw new Error("read-one worker: no go signal");
+    Atomics.wait(control, 0, 0, 50);
+  }
+  const src = new PatternSource(PageKind.FileBlock, data.fileId);
+  const dst = new Uint8Array(PAGE_SIZE);
+  Atomics.store(control, 1, 1);
+  Atomics.notify(control, 1);
+  cache.readBlock(PageKind.FileBlock, data.fileId, data.blkno, src, dst);
+  const before = cache.stats().byKind.file;
+  cache.detach();
+  post({ type: "read", result: { fills: src.fills, verify: verifyBlockPage(PageKind.FileBlock, data.fileId, data.blkno, dst), hits: before.hits, misses: before.misses } });
+}
+
 function lockHolder(data: LockHolderData): void {
   const words = new Int32Array(data.words);
   rwWriteLock(words, data.at, 5_000);
@@ -337,11 +378,12 @@ function lockHolder(data: LockHolderData): void {
   rwWriteUnlock(words, data.at);
 }
 
-const wd = workerData as StressWorkerData | LockHolderData | null | undefined;
+const wd = workerData as StressWorkerData | LockHolderData | ReadOneData | null | undefined;
 if (!isMainThread && wd !== null && wd !== undefined && typeof wd === "object") {
   try {
     if (wd.role === "cache-stress") stressWorker(wd);
     else if (wd.role === "lock-holder") lockHolder(wd);
+    else if (wd.role === "read-one") readOne(wd);
   } catch (e) {
     post({ type: "error", message: e instanceof Error ? `${e.name}: ${e.message}` : String(e) });
   }
