@@ -1,7 +1,8 @@
 /**
  * Disk B-tree: bottom-up build, seek/next/prev against a sorted reference, ≥ 3 levels,
  * prefix compression, empty and one-entry trees, 56-bit values, and corrupt nodes (sealed
- * and resealed) reported as CorruptionError naming the block.
+ * and resealed) reported as CorruptionError naming the block. Also the block I/O underneath:
+ * durable writes, block seals, short reads.
  */
 import * as fs from "node:fs";
 import * as os from "node:os";
@@ -9,10 +10,11 @@ import * as path from "node:path";
 import fc from "fast-check";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { PAGE_SIZE, PageCache } from "../src/cache/index.js";
-import { BLOCK_SIZE, BlockFile, BlockFileWriter, sealBlock } from "../src/layers/block_io.js";
+import { BLOCK_SIZE, BlockFile, BlockFileWriter, blockSealOk, DurableFileWriter, sealBlock, writeFileDurably } from "../src/layers/block_io.js";
 import { BtreeCursor, type BtreeMeta, DiskBtreeBuilder, validateBtreeMeta } from "../src/layers/disk_btree.js";
 import { TEMP_SUFFIX } from "../src/layers/layer_name.js";
-import { CorruptionError } from "../src/types/errors.js";
+import { AssertionError } from "../src/types/assert.js";
+import { BadStateError, CorruptionError } from "../src/types/errors.js";
 
 let dir: string;
 let cache: PageCache;
@@ -332,5 +334,69 @@ describe("disk B-tree", () => {
     c.reset(t.file, { ...t.meta, depth: 2 }, 18);
     expect(() => c.seekGE(new Uint8Array(18))).toThrow(CorruptionError);
     t.file.close();
+  });
+});
+
+describe("block I/O", () => {
+  it("writeFileDurably writes the whole file and leaves no temp file", () => {
+    const d = fs.mkdtempSync(path.join(dir, "durable-"));
+    const data = new Uint8Array(300_000).map((_, i) => i * 7);
+    writeFileDurably(path.join(d, "f"), data);
+    writeFileDurably(path.join(d, "f"), data.subarray(0, 10)); // replaces
+    expect(fs.readdirSync(d)).toEqual(["f"]);
+    expect(Buffer.compare(fs.readFileSync(path.join(d, "f")), data.subarray(0, 10))).toBe(0);
+  });
+
+  it("DurableFileWriter batches, rewrites, finishes, aborts", () => {
+    const d = fs.mkdtempSync(path.join(dir, "durable-"));
+    const w = DurableFileWriter.create(path.join(d, `x${TEMP_SUFFIX}`));
+    expect(() => DurableFileWriter.create(path.join(d, `x${TEMP_SUFFIX}`))).toThrow(); // exists
+    expect(() => DurableFileWriter.create(path.join(d, "no-suffix"))).toThrow(AssertionError);
+    const parts = [new Uint8Array(10).fill(1), new Uint8Array(600_000).fill(2), new Uint8Array(200_000).fill(3), new Uint8Array(5).fill(4)];
+    for (const p of parts) w.append(p);
+    w.writeAt(3, new Uint8Array([9, 9]));
+    expect(w.bytesWritten).toBe(800_015);
+    expect(w.finish(path.join(d, "x"))).toBe(800_015);
+    const got = fs.readFileSync(path.join(d, "x"));
+    expect([got[2], got[3], got[4], got[5], got[10], got[600_009], got[600_010], got[800_010]]).toEqual([1, 9, 9, 1, 2, 2, 3, 4]);
+    expect(() => w.append(new Uint8Array(1))).toThrow(BadStateError);
+    const a = DurableFileWriter.create(path.join(d, `y${TEMP_SUFFIX}`));
+    a.append(new Uint8Array(100));
+    a.abort();
+    a.abort();
+    expect(fs.readdirSync(d)).toEqual(["x"]);
+  });
+
+  it("a block's seal covers its content and its position", () => {
+    const b = new Uint8Array(BLOCK_SIZE).map((_, i) => i);
+    sealBlock(b, 5);
+    expect(blockSealOk(b, 5)).toBe(true);
+    expect(blockSealOk(b, 6)).toBe(false); // the right block at the wrong place
+    b[100]! ^= 1;
+    expect(blockSealOk(b, 5)).toBe(false);
+  });
+
+  it("BlockFile reports blocks beyond the end and short reads as corrupt", () => {
+    const p = path.join(dir, `short-${seq++}`);
+    const w = new BlockFileWriter(p + TEMP_SUFFIX);
+    for (let i = 0; i < 3; i++) w.appendBlock(new Uint8Array(BLOCK_SIZE).fill(i));
+    w.finish(p);
+    const f = BlockFile.open(cache, p);
+    expect(f.numBlocks).toBe(3);
+    const dst = new Uint8Array(BLOCK_SIZE);
+    f.read(2, dst);
+    expect(dst[0]).toBe(2);
+    expect(() => f.read(3, dst)).toThrow(CorruptionError);
+    fs.truncateSync(p, BLOCK_SIZE + 100);
+    try {
+      f.readBlockInto(1, dst);
+      expect.unreachable();
+    } catch (e) {
+      expect(e).toBeInstanceOf(CorruptionError);
+      expect((e as CorruptionError).blkno).toBe(1);
+      expect((e as CorruptionError).message).toMatch(/short read/);
+    }
+    f.close();
+    expect(() => f.read(0, dst)).toThrow(BadStateError);
   });
 });

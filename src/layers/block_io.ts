@@ -479,13 +479,14 @@ export class BlobWriter {
 
 /**
  * Reads blobs of a layer file through the cache. Holds one block buffer and remembers which
- * (file, block) it holds, so consecutive reads of small values in one block copy it once.
+ * (open file, block) it holds, so consecutive reads of small values in one block copy it once.
  * One reader per concurrent walk (lookups share one; each iterator has its own).
  */
 export class BlobReader {
   private readonly block = new Uint8Array(BLOCK_SIZE);
   private readonly head = new Uint8Array(BLOB_HEADER_BYTES);
-  private fileId = -1;
+  /** The block in `block` and its open file (by object: file ids are unique per cache only). */
+  private file: BlockFile | null = null;
   private blkno = -1;
 
   /**
@@ -512,7 +513,7 @@ export class BlobReader {
 
   /** Forget the buffered block (e.g. the file was closed). */
   invalidate(): void {
-    this.fileId = -1;
+    this.file = null;
     this.blkno = -1;
   }
 
@@ -524,7 +525,7 @@ export class BlobReader {
     // ends in the block already buffered. Take that part first so it is not read twice.
     const lastBlk = VALUES_START_BLK + Math.floor((offset + n - 1) / BLOCK_PAYLOAD);
     let skipBlk = -1;
-    if (lastBlk > blk && file.fileId === this.fileId && this.blkno > blk && this.blkno <= lastBlk) {
+    if (lastBlk > blk && file === this.file && this.blkno > blk && this.blkno <= lastBlk) {
       skipBlk = this.blkno;
       const from = (skipBlk - VALUES_START_BLK) * BLOCK_PAYLOAD; // logical offset of its payload
       const k = Math.min(offset + n, from + BLOCK_PAYLOAD) - from;
@@ -536,12 +537,12 @@ export class BlobReader {
         blk++;
         continue;
       }
-      if (blk !== this.blkno || file.fileId !== this.fileId) {
+      if (blk !== this.blkno || file !== this.file) {
         // Mark the buffer empty first: if the read throws, it must not look valid.
         this.blkno = -1;
         file.read(blk, this.block);
         this.blkno = blk;
-        this.fileId = file.fileId;
+        this.file = file;
       }
       const k = Math.min(n - done, BLOCK_PAYLOAD - pos);
       dst.set(this.block.subarray(pos, pos + k), done);

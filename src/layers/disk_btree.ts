@@ -284,9 +284,12 @@ export function validateBtreeMeta(file: BlockFile, refBlk: number, meta: BtreeMe
 export class BtreeCursor {
   /** This cursor's own node buffer, filled from the cache. */
   private readonly own = new Uint8Array(BLOCK_SIZE);
-  /** Block in `own` and the file it came from (-1: none). Files are immutable: reusable. */
+  /**
+   * Block in `own` and the open file it came from (-1/null: none). Files are immutable, so it
+   * stays valid. By object, not file id: ids are unique per cache, and tests use several.
+   */
   private ownBlk = -1;
-  private ownFileId = -1;
+  private ownFile: BlockFile | null = null;
   /** The caller's copy of the root node, or null. Only read. */
   private rootNode: Uint8Array | null = null;
   /** The current node: `own` or `rootNode`. */
@@ -465,11 +468,11 @@ export class BtreeCursor {
     if (blk === this.meta.rootBlk && this.rootNode !== null) {
       this.buf = this.rootNode;
     } else {
-      if (!(blk === this.ownBlk && file.fileId === this.ownFileId)) {
+      if (!(blk === this.ownBlk && file === this.ownFile)) {
         this.ownBlk = -1; // if the read throws, the buffer holds nothing valid
         file.read(blk, this.own);
         this.ownBlk = blk;
-        this.ownFileId = file.fileId;
+        this.ownFile = file;
       }
       this.buf = this.own;
     }
