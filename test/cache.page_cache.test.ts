@@ -51,6 +51,21 @@ describe("PageCache construction", () => {
     a.detach();
   });
 
+  it("handles of one thread share one stats row, so attaching per job does not use rows up", () => {
+    const c = PageCache.create({ size_bytes: 4 * PAGE_SIZE });
+    const src = new PatternSource(FILE, 1);
+    for (let i = 0; i < 200; i++) {
+      const h = PageCache.attach(c.shared);
+      read(h, src, i % 2);
+      h.detach();
+      h.detach(); // idempotent
+    }
+    expect(c.stats().byKind.file).toEqual({ hits: 198, misses: 2, evictions: 0 });
+    c.detach();
+    // Counts of a released row are still summed.
+    expect(PageCache.attach(c.shared).stats().byKind.file.hits).toBe(198);
+  });
+
   it("defaults to 64 MiB", () => {
     const c = PageCache.create();
     expect(c.slots).toBe((64 * 1024 * 1024) / PAGE_SIZE);

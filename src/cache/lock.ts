@@ -117,16 +117,16 @@ function rwReadLockSlow(words: Int32Array, at: number, timeout_ms: number): void
   let deadline_ms = 0;
   for (let spin = 0; ; spin++) {
     const seen = Atomics.load(words, at);
-    if ((seen & RW_WRITER) === 0) {
+    const writer = (seen & RW_WRITER) !== 0;
+    if (!writer) {
       assert(seen < RW_READERS, "reader count overflow");
-      // A failed CAS here means another reader changed the count first: that reader made
-      // progress, so retry at once (this cannot go on while nobody holds or takes the lock).
+      // A failed CAS means another reader changed the count first: retry at once.
       if (Atomics.compareExchange(words, at, seen, seen + 1) === seen) return;
-      continue;
     }
     if (spin < SPIN_LIMIT) continue;
+    // Past the spin, every round checks the deadline, even one lost only to other readers.
     deadline_ms = checkDeadline(deadline_ms, timeout_ms, "read lock");
-    park(words, at, seen);
+    if (writer) park(words, at, seen);
   }
 }
 

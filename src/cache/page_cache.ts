@@ -518,7 +518,9 @@ export class PageCache implements PageCacheApi {
     m[at + S_NEXT] = m[this.bucketsBase + bucket];
     m[this.bucketsBase + bucket] = victim;
     mutexUnlock(m, stripeAt);
-    // Linked and IO_IN_PROGRESS: readers of this block now park on our write lock.
+    // Linked and IO_IN_PROGRESS: readers of this block now park on our write lock. (So a
+    // source must not read the block it is filling through this cache: it would wait on
+    // itself until the lock deadline. Other blocks are fine.)
     try {
       source.readBlockInto(blk >>> 0, this.pages[victim]);
     } catch (e) {
