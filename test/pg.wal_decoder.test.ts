@@ -12,6 +12,7 @@
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { crc32c, crc32cRange } from "../src/pg/wal/crc32c.js";
 import { restorePageImage } from "../src/pg/wal/image.js";
 import { WalStreamDecoder, type WalStreamDecoderOptions } from "../src/pg/wal/decoder.js";
 import {
@@ -710,5 +711,23 @@ describe("decodeRecord validation (DecodeXLogRecord's rules)", () => {
     expect(() => restorePageImage(img(new Uint8Array(100), 0, 0, 0x0c))).toThrow(/several methods/);
     expect(() => restorePageImage(img(new Uint8Array([0x10, 0x41]), 0, 0, 0x08), undefined, 0x16b3748)).toThrow(/0\/16B3748.*lz4/);
     expect(() => restorePageImage({ id: 3 })).toThrow(WalDecodeError);
+  });
+});
+
+describe("crc32c", () => {
+  it("has the CRC-32C check value and agrees between the JS and native engines at every length", () => {
+    expect(crc32c(new TextEncoder().encode("123456789"))).toBe(0xe3069283);
+    const buf = Uint8Array.from({ length: 3000 }, (_, i) => (i * 7919) >>> 3);
+    for (let len = 0; len < 600; len += 7) {
+      for (const start of [0, 1, 5]) {
+        const whole = crc32c(buf.subarray(start, start + len));
+        expect(crc32cRange(buf, start, start + len)).toBe(whole);
+        // split anywhere: continuing from a finished CRC equals one pass
+        const cut = start + (len >> 1);
+        expect(crc32cRange(buf, cut, start + len, crc32cRange(buf, start, cut))).toBe(whole);
+        expect(crc32c(buf.subarray(cut, start + len), crc32c(buf.subarray(start, cut)))).toBe(whole);
+      }
+    }
+    expect(crc32c(buf.subarray(0, 2999), 0x12345678)).toBe(crc32cRange(buf, 0, 2999, 0x12345678));
   });
 });

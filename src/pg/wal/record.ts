@@ -31,7 +31,7 @@
  * above 3, an image longer than BLCKSZ, a hole reaching past BLCKSZ.
  */
 import { type Lsn, lsnToString } from "../../types/lsn.js";
-import { crc32c } from "./crc32c.js";
+import { crc32cRange } from "./crc32c.js";
 import { BLCKSZ, SIZE_OF_XLOG_RECORD, WalDecodeError } from "./page.js";
 import { isValidRmgrId } from "./rmgr.js";
 
@@ -151,7 +151,7 @@ export function storedRecordCrc(record: Uint8Array): number {
 
 /** The CRC a record should carry: over [24, tot_len), then over header bytes [0, 20). */
 export function computeRecordCrc(record: Uint8Array): number {
-  return crc32c(record.subarray(0, 20), crc32c(record.subarray(SIZE_OF_XLOG_RECORD)));
+  return crc32cRange(record, 0, 20, crc32cRange(record, SIZE_OF_XLOG_RECORD, record.length));
 }
 
 /** ValidXLogRecord: throws WalDecodeError naming `lsn` when the CRC does not match. */
