@@ -77,13 +77,33 @@ export function lz4DecompressBlockInto(src: Uint8Array, dst: Uint8Array, dstOff:
     }
     matchLen += 4;
     if (matchLen > oend - op) throw new DecompressError("lz4", `match of ${matchLen} bytes at output offset ${op - ostart} exceeds ${rawSizeBytes} bytes`);
-    if (offset >= matchLen) {
-      dst.copyWithin(op, op - offset, op - offset + matchLen);
-      op += matchLen;
-    } else {
-      const end = op + matchLen;
-      for (; op < end; op++) dst[op] = dst[op - offset]!;
-    }
+    op = copyMatch(dst, op, offset, matchLen);
   }
   if (op !== oend) throw new DecompressError("lz4", `produced ${op - ostart} bytes, expected ${rawSizeBytes}`);
+}
+
+/**
+ * Copy `len` bytes from `offset` back to `op` (the source may overlap the destination, which
+ * repeats the last `offset` bytes) and return the new output position. Short copies loop
+ * (cheaper than a builtin call); long ones use copyWithin, doubling the copied span when it
+ * overlaps so that a run of one repeated byte costs a few calls, not one per byte.
+ */
+function copyMatch(dst: Uint8Array, op: number, offset: number, len: number): number {
+  const end = op + len;
+  if (len <= 32) {
+    for (; op < end; op++) dst[op] = dst[op - offset]!;
+    return end;
+  }
+  if (offset >= len) {
+    dst.copyWithin(op, op - offset, end - offset);
+    return end;
+  }
+  let span = offset;
+  while (op < end) {
+    const n = Math.min(span, end - op);
+    dst.copyWithin(op, op - span, op - span + n);
+    op += n;
+    span += n;
+  }
+  return end;
 }

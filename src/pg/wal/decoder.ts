@@ -251,8 +251,10 @@ export class WalStreamDecoder {
     if (this.recBuf !== null) {
       if ((hdr.info & XLP_FIRST_IS_OVERWRITE_CONTRECORD) !== 0) {
         // The record being gathered was torn by a crash and recovery wrote an
-        // OVERWRITE_CONTRECORD record here instead: drop it and read on from this page.
+        // OVERWRITE_CONTRECORD record here instead: drop it and read on from this page,
+        // where a record must start (xlogreader restarts there the same way).
         this.recBuf = null;
+        if (isCont) throw new WalDecodeError(pageLsn, `contrecord is requested by ${lsnToString(this.pos)}`);
         return true;
       }
       if (!isCont) {
