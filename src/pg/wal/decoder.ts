@@ -18,6 +18,9 @@
  *   boundary it is that boundary itself.
  * - XLOG_SWITCH ends the segment: the rest of it is zeros, page headers included, and is
  *   skipped unread; its endLsn is the next segment's start (as xlogreader reports it).
+ * - A continuation page flagged XLP_FIRST_IS_OVERWRITE_CONTRECORD means the record being
+ *   gathered was torn by a crash: it is dropped (never returned) and decoding restarts after
+ *   that page's header, where recovery wrote an XLOG_OVERWRITE_CONTRECORD record.
  *
  * Start: `startLsn` is the LSN of the first byte fed. A page-aligned start begins at a page
  * header, and a continuation (XLP_FIRST_IS_CONTRECORD) there is skipped, over as many pages as
@@ -25,8 +28,8 @@
  * xl_prev can only be checked to lie before it; every later one must equal the previous start.
  *
  * Copies: a record that lies within one fed chunk and one page is returned as a subarray of
- * that chunk (so fed buffers must not be modified afterwards); others are gathered into one
- * new buffer of xl_tot_len bytes. Consumed chunks are released at once: the decoder holds only
+ * that chunk, so a fed buffer must never be reused or modified by the caller afterwards;
+ * other records are gathered into one new buffer of xl_tot_len bytes. Consumed chunks are released at once: the decoder holds only
  * unconsumed input plus at most one partial record (<= MAX_RECORD_BYTES, 1 GiB - 1).
  *
  * Errors: anything invalid is a WalDecodeError (code "corrupt") naming the LSN of the page or
