@@ -1,8 +1,10 @@
 /**
  * Which layers GC may delete (Neon's rule): a layer goes only if
- *   1. it lies wholly below the cutoff (lsn.end <= cutoff; an image at L has end L+1),
+ *   1. its last LSN is at or below the cutoff,
  *   2. it starts above every child branch point (a conservative test against the largest),
- *   3. newer image layers, at LSNs in [lsn.end, cutoff], cover its whole key range.
+ *   3. image layers at LSNs in [its last LSN, cutoff] cover its whole key range (for an image
+ *      layer: strictly newer images). Our images at L hold every value up to and including L,
+ *      so an image at a delta's last LSN supersedes the delta.
  * Reads at or above the cutoff then never reach it: the covering images complete them first.
  */
 import type { Lsn } from "../types/lsn.js";
@@ -14,9 +16,11 @@ export function planGc(layers: readonly LayerDesc[], cutoffLsn: Lsn, retainLsns:
   const maxRetain = retainLsns.length === 0 ? -1 : Math.max(...retainLsns);
   const remove: string[] = [];
   for (const d of layers) {
-    if (d.lsnRange.end > cutoffLsn) continue;
+    const lastLsn = d.lsnRange.end - 1;
+    if (lastLsn > cutoffLsn) continue;
     if (d.lsnRange.start <= maxRetain) continue;
-    if (!map.imageCoverageExists(d.keyRange, d.lsnRange.end, cutoffLsn)) continue;
+    const from = d.kind === "image" ? lastLsn + 1 : lastLsn;
+    if (!map.imageCoverageExists(d.keyRange, from, cutoffLsn)) continue;
     remove.push(d.fileName);
   }
   return remove;

@@ -576,22 +576,21 @@ export class Timeline {
     return chain.length;
   }
 
-  /** Partitions for image creation: previous image layers' ranges, or the keyspace's extent. */
-  private partitions(keyspace: KeyRange[]): KeyRange[] {
-    if (keyspace.length === 0) return [];
-    const start = keyspace[0]!.start;
-    const end = keyspace[keyspace.length - 1]!.end;
-    const images = this.layerMap_.layers
-      .filter((l) => l.desc.kind === "image")
-      .map((l) => l.desc.keyRange)
-      .sort((a, b) => (a.start < b.start ? -1 : a.start > b.start ? 1 : 0));
-    // Cut at the boundaries of existing images so that partitions follow them.
+  /**
+   * Partitions for image creation: they tile the whole key space [KEY_MIN, KEY_MAX), cut where
+   * existing image layers are cut. Tiling everything (not just the keyspace's extent) is what
+   * lets images cover L0 deltas completely, and puts keys that left the keyspace inside an
+   * image's range, where their absence reads as "does not exist".
+   */
+  private partitions(): KeyRange[] {
     const cuts = new Set<Key>();
-    for (const r of images) {
-      if (r.start > start && r.start < end) cuts.add(r.start);
-      if (r.end > start && r.end < end) cuts.add(r.end);
+    for (const l of this.layerMap_.layers) {
+      if (l.desc.kind !== "image") continue;
+      const r = l.desc.keyRange;
+      if (r.start !== KEY_MIN) cuts.add(r.start);
+      if (r.end !== KEY_MAX) cuts.add(r.end);
     }
-    const points = [start, ...[...cuts].sort(), end];
+    const points = [KEY_MIN, ...[...cuts].sort(), KEY_MAX];
     const parts: KeyRange[] = [];
     for (let i = 0; i + 1 < points.length; i++) parts.push({ start: points[i]!, end: points[i + 1]! });
     return parts;
@@ -614,7 +613,7 @@ export class Timeline {
     if (lsn < this.latestGcCutoff_) return 0;
     const keyspace = (this.deps.keyspace ?? WHOLE_KEYSPACE)(this, lsn);
     const todo: KeyRange[] = [];
-    for (const p of this.partitions(keyspace)) {
+    for (const p of this.partitions()) {
       const imgLsn = this.layerMap_.newestImageCovering(p, lsn);
       if (imgLsn === lsn) continue;
       const deltas = this.layerMap_.countDeltas(p, imgLsn, lsn);

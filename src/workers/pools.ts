@@ -28,12 +28,22 @@ export interface PoolOptions {
   gcThreads?: number;
   /** Max queued jobs per pool. */
   maxQueue?: number;
+  onError?: (e: unknown) => void;
 }
 
 const isTs = import.meta.url.endsWith(".ts");
 
-function jobFile(name: string): string {
-  return fileURLToPath(new URL(`./${name}${isTs ? ".ts" : ".js"}`, import.meta.url));
+function jobUrl(name: string): URL {
+  return new URL(`./${name}${isTs ? ".ts" : ".js"}`, import.meta.url);
+}
+
+/** Piscina options that load job module `name`: directly when built, through tsx in development. */
+function jobModule(name: string, cacheSab: SharedArrayBuffer): { filename: string; workerData: PoolWorkerData } {
+  if (!isTs) return { filename: fileURLToPath(jobUrl(name)), workerData: { cacheSab } };
+  return {
+    filename: fileURLToPath(new URL("./dev_bootstrap.mjs", import.meta.url)),
+    workerData: { cacheSab, tsJobModule: jobUrl(name).href },
+  };
 }
 
 export class JobPools implements JobRunner {
@@ -42,17 +52,19 @@ export class JobPools implements JobRunner {
   private readonly gcPool: Piscina;
 
   constructor(opts: PoolOptions) {
-    const workerData: PoolWorkerData = { cacheSab: opts.cacheSab };
     const base = {
-      workerData,
-      execArgv: isTs ? ["--import", "tsx"] : [],
       minThreads: 1,
       maxQueue: opts.maxQueue ?? 1024,
       idleTimeout: 60_000,
     };
-    this.flushPool = new Piscina({ ...base, filename: jobFile("flush_job"), maxThreads: opts.flushThreads ?? 1 });
-    this.compactionPool = new Piscina({ ...base, filename: jobFile("compaction_jobs"), maxThreads: opts.compactionThreads ?? 1 });
-    this.gcPool = new Piscina({ ...base, filename: jobFile("gc_job"), maxThreads: opts.gcThreads ?? 1 });
+    this.flushPool = new Piscina({ ...base, ...jobModule("flush_job", opts.cacheSab), maxThreads: opts.flushThreads ?? 1 });
+    this.compactionPool = new Piscina({ ...base, ...jobModule("compaction_jobs", opts.cacheSab), maxThreads: opts.compactionThreads ?? 1 });
+    this.gcPool = new Piscina({ ...base, ...jobModule("gc_job", opts.cacheSab), maxThreads: opts.gcThreads ?? 1 });
+    // A worker that dies outside a job (e.g. fails to load) must not crash the process silently
+    // through an unhandled 'error' event: the jobs it would have run fail with the error instead.
+    for (const p of [this.flushPool, this.compactionPool, this.gcPool]) {
+      p.on("error", (e: unknown) => (opts.onError ?? ((x: unknown) => console.error("worker pool error", x)))(e));
+    }
   }
 
   flush(task: FlushTask): Promise<FlushResult> {

@@ -11,6 +11,8 @@ let cache: PageCacheApi | null = null;
 
 export interface PoolWorkerData {
   cacheSab: SharedArrayBuffer;
+  /** Development only: the TypeScript job module dev_bootstrap.mjs loads. */
+  tsJobModule?: string;
 }
 
 export function workerCache(): PageCacheApi {

@@ -1,0 +1,75 @@
+/**
+ * A tenant with the real parts (shared page cache, Piscina worker pools, TestRedo) in a
+ * temp directory, for storage-core tests. `restart()` drops everything in memory and loads
+ * the tenant again from disk, as a process restart would.
+ */
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { pathToFileURL } from "node:url";
+import { fileURLToPath } from "node:url";
+import { pino } from "pino";
+import { PageCache } from "../../src/cache/index.js";
+import { DEFAULT_TENANT_CONF, parseTenantConf, type TenantConf } from "../../src/tenant/config.js";
+import { Tenant, type TenantDeps } from "../../src/tenant/tenant.js";
+import { TestRedo } from "../../src/tenant/test_redo.js";
+import type { KeyspaceProvider } from "../../src/tenant/timeline.js";
+import { generateTenantId, type TenantId } from "../../src/types/ids.js";
+import { JobPools } from "../../src/workers/pools.js";
+
+export const TEST_REDO_MODULE = pathToFileURL(fileURLToPath(new URL("../../src/tenant/test_redo.ts", import.meta.url))).href;
+
+/** Background loops off: tests drive flush, compaction and GC themselves. */
+export const QUIET_CONF: Record<string, unknown> = {
+  compaction_period: 0,
+  gc_period: 0,
+  checkpoint_timeout: "1d",
+  wait_lsn_timeout: "2s",
+};
+
+export class TenantHarness {
+  readonly dir: string;
+  readonly cache: PageCache;
+  readonly pools: JobPools;
+  readonly tenantId: TenantId = generateTenantId();
+  tenant!: Tenant;
+  private readonly deps: TenantDeps;
+
+  constructor(opts: { cacheBytes?: number; conf?: Record<string, unknown>; keyspace?: KeyspaceProvider } = {}) {
+    this.dir = mkdtempSync(join(tmpdir(), "ps-tenant-"));
+    this.cache = PageCache.create({ size_bytes: opts.cacheBytes ?? 8 * 1024 * 1024 });
+    this.pools = new JobPools({ cacheSab: this.cache.shared });
+    const defaults: TenantConf = parseTenantConf({ ...QUIET_CONF, ...(opts.conf ?? {}) }, DEFAULT_TENANT_CONF);
+    this.deps = {
+      cache: this.cache,
+      jobs: this.pools,
+      redo: new TestRedo(),
+      redoModule: TEST_REDO_MODULE,
+      log: pino({ level: process.env["TEST_LOG_LEVEL"] ?? "silent" }),
+      defaults,
+      keyspace: opts.keyspace,
+    };
+  }
+
+  get tenantDir(): string {
+    return join(this.dir, this.tenantId);
+  }
+
+  async create(): Promise<Tenant> {
+    this.tenant = await Tenant.create(this.deps, this.tenantId, this.tenantDir, {});
+    return this.tenant;
+  }
+
+  /** Simulate a restart: stop (optionally without flushing), then load from disk. */
+  async restart(flush = false): Promise<Tenant> {
+    await this.tenant.shutdown(flush);
+    this.tenant = Tenant.load(this.deps, this.tenantId, this.tenantDir);
+    return this.tenant;
+  }
+
+  async close(): Promise<void> {
+    if (this.tenant !== undefined) await this.tenant.shutdown(false);
+    await this.pools.destroy();
+    rmSync(this.dir, { recursive: true, force: true });
+  }
+}
