@@ -32,11 +32,14 @@ export class TenantHarness {
   readonly cache: PageCache;
   readonly pools: JobPools;
   readonly tenantId: TenantId = generateTenantId();
+  private readonly ownsDir: boolean;
   tenant!: Tenant;
   private readonly deps: TenantDeps;
 
-  constructor(opts: { cacheBytes?: number; conf?: Record<string, unknown>; keyspace?: KeyspaceProvider } = {}) {
-    this.dir = mkdtempSync(join(tmpdir(), "ps-tenant-"));
+  constructor(opts: { cacheBytes?: number; conf?: Record<string, unknown>; keyspace?: KeyspaceProvider; dir?: string; tenantId?: TenantId } = {}) {
+    this.dir = opts.dir ?? mkdtempSync(join(tmpdir(), "ps-tenant-"));
+    if (opts.tenantId !== undefined) this.tenantId = opts.tenantId;
+    this.ownsDir = opts.dir === undefined;
     this.cache = PageCache.create({ size_bytes: opts.cacheBytes ?? 8 * 1024 * 1024 });
     this.pools = new JobPools({ cacheSab: this.cache.shared });
     const defaults: TenantConf = parseTenantConf({ ...QUIET_CONF, ...(opts.conf ?? {}) }, DEFAULT_TENANT_CONF);
@@ -60,6 +63,12 @@ export class TenantHarness {
     return this.tenant;
   }
 
+  /** Load the tenant from disk (a directory an earlier process left). */
+  load(): Tenant {
+    this.tenant = Tenant.load(this.deps, this.tenantId, this.tenantDir);
+    return this.tenant;
+  }
+
   /** Simulate a restart: stop (optionally without flushing), then load from disk. */
   async restart(flush = false): Promise<Tenant> {
     await this.tenant.shutdown(flush);
@@ -70,6 +79,6 @@ export class TenantHarness {
   async close(): Promise<void> {
     if (this.tenant !== undefined) await this.tenant.shutdown(false);
     await this.pools.destroy();
-    rmSync(this.dir, { recursive: true, force: true });
+    if (this.ownsDir) rmSync(this.dir, { recursive: true, force: true });
   }
 }
