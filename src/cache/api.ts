@@ -8,7 +8,7 @@ import type { Lsn } from "../types/lsn.js";
 export const PAGE_SIZE = 8192;
 
 /** Kinds of cached pages; also the label of the per-kind counters. */
-export const enum PageKind {
+export enum PageKind {
   /** An immutable block of a layer file: (file id, block number). */
   FileBlock = 0,
   /** A full (hence immutable) block of an ephemeral file: (file id, block number). */

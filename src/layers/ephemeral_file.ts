@@ -40,7 +40,6 @@ export class EphemeralFile implements BlockSource {
   /** Bytes on disk: always a multiple of PAGE_SIZE. */
   private written_bytes = 0;
   private readonly tail = new Uint8Array(WRITE_BUFFER_BLOCKS * PAGE_SIZE);
-  private readonly tailView = new DataView(this.tail.buffer);
   private readonly scratch = new Uint8Array(PAGE_SIZE);
   private readonly header = new Uint8Array(EPHEMERAL_RECORD_HEADER_SIZE);
   private readonly headerView = new DataView(this.header.buffer);

@@ -9,7 +9,7 @@
  * Temp files end in `.___temp` and are deleted at startup.
  */
 import { InvalidArgumentError } from "../types/errors.js";
-import { type Key, type KeyRange, keyFromHex, keyToHex } from "../types/key.js";
+import { type KeyRange, keyFromHex, keyToHex } from "../types/key.js";
 import { type Lsn, lsnFromHex16, lsnToHex16 } from "../types/lsn.js";
 
 export const TEMP_SUFFIX = ".___temp";

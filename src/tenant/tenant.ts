@@ -26,7 +26,7 @@ import { writeFileDurable } from "./durable.js";
 import { readMetadata } from "./metadata.js";
 import { type KeyspaceProvider, Timeline, TimelineState } from "./timeline.js";
 
-export const enum TenantState {
+export enum TenantState {
   Loading = "Loading",
   Active = "Active",
   Stopping = "Stopping",

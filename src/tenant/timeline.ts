@@ -42,14 +42,14 @@ import { readMetadata, type TimelineMetadata, writeMetadata } from "./metadata.j
 import type { WalRedoManager } from "../types/redo.js";
 import { SeqWait } from "./seqwait.js";
 
-export const enum TimelineState {
+export enum TimelineState {
   Loading = "Loading",
   Active = "Active",
   Stopping = "Stopping",
   Broken = "Broken",
 }
 
-export const enum FlushLoopState {
+export enum FlushLoopState {
   NotStarted = "not started",
   Running = "running",
   Exited = "exited",

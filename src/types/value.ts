@@ -12,7 +12,7 @@
  */
 import { assert } from "./assert.js";
 
-export const enum ValueTag {
+export enum ValueTag {
   Image = 0,
   PgRecord = 1,
   PgRecordInit = 2,
