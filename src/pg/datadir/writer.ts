@@ -1,0 +1,526 @@
+/**
+ * DatadirWriter: one batch of changes to the datadir key map at one LSN (Neon's
+ * DatadirModification). `begin(lsn)`, any number of puts, then `commit()`, which hands every
+ * value to timeline.put(key, lsn, …) and finishes the write at `lsn`.
+ *
+ * Two kinds of pending state:
+ * - data (relation and SLRU blocks): kept as values, not readable through this writer; a
+ *   batch above MAX_PENDING_DATA_BYTES is put into the timeline early (only allowed because
+ *   nothing reads at `lsn` before finishWrite(lsn) except in a bootstrap import).
+ * - metadata (directories, sizes, relmap, control, checkpoint, two-phase files): kept
+ *   decoded, visible to later calls of the same modification, encoded at commit.
+ *
+ * Semantics (as Neon's):
+ * - existence comes from the directories (DbDir → RelDir), never from a size key: dropped
+ *   keys are not tombstoned (nothing is deleted in storage) but become unreachable once the
+ *   directory forgets them; collectKeyspace then leaves them out of new image layers.
+ * - writing a block at or beyond EOF creates the relation if needed and extends it; blocks in
+ *   the gap are written as zero pages, so every block below nblocks has a value and a
+ *   re-extension after a truncation never resurrects old contents.
+ * - createDb writes an empty RelDir; createRel writes nblocks = 0 (a dropped and re-created
+ *   relnode starts empty).
+ *
+ * Reads of state not yet pending go to the timeline at its last_record_lsn: modifications
+ * commit in LSN order, so that is the state this one builds on.
+ */
+import type { Timeline } from "../../tenant/timeline.js";
+import { assert } from "../../types/assert.js";
+import { BadStateError, InvalidArgumentError } from "../../types/errors.js";
+import type { Key } from "../../types/key.js";
+import { type Lsn, lsnToString } from "../../types/lsn.js";
+import { imageValue, type Value, isValueTag } from "../../types/value.js";
+import {
+  type DbDirectory,
+  dbDirKey,
+  decodeDbDirectory,
+  decodeRelDirectory,
+  decodeSlruDirectory,
+  decodeTwoPhaseDirectory,
+  encodeDbDirectory,
+  encodeRelDirectory,
+  encodeSlruDirectory,
+  encodeTwoPhaseDirectory,
+  type RelDirectory,
+  relDirEntry,
+  relDirEntryFork,
+  relDirEntryRelnode,
+  type SlruDirectory,
+  type TwoPhaseDirectory,
+} from "./directories.js";
+import {
+  BLCKSZ,
+  CHECKPOINT_KEY,
+  CONTROLFILE_KEY,
+  checkRelTag,
+  DBDIR_KEY,
+  decodeNblocks,
+  dbdirKeyRange,
+  encodeNblocks,
+  MAX_BLKNO,
+  type RelTag,
+  relBlockKey,
+  relDirKey,
+  relKeyRange,
+  relmapFileKey,
+  relSizeKey,
+  relTagToString,
+  SLRU_PAGES_PER_SEGMENT,
+  type SlruKind,
+  slruBlockKey,
+  slruDirKey,
+  slruSegmentKeyRange,
+  slruSegmentSizeKey,
+  TWOPHASEDIR_KEY,
+  twophaseFileKey,
+} from "./keys.js";
+
+/** Data values held before they are put early (bounded memory per modification). */
+export const MAX_PENDING_DATA_BYTES = 8 * 1024 * 1024;
+/** Exact sizes of fixed PostgreSQL files. */
+export const RELMAP_FILE_BYTES = 512;
+export const PG_CONTROL_FILE_BYTES = 8192;
+export const CHECKPOINT_BYTES = 88;
+
+const ZERO_PAGE = new Uint8Array(BLCKSZ);
+const ZERO_PAGE_VALUE = imageValue(ZERO_PAGE);
+
+export class DatadirWriter {
+  readonly timeline: Timeline;
+  private lsn_: Lsn = -1;
+  private active = false;
+
+  private readonly data = new Map<Key, Value>();
+  private dataBytes = 0;
+  private flushedEarly = 0;
+
+  private dbDir: DbDirectory | null = null;
+  private dbDirDirty = false;
+  private readonly relDirs = new Map<string, RelDirectory>();
+  private readonly relDirsDirty = new Set<string>();
+  private readonly sizes = new Map<Key, number>();
+  private readonly slruDirs = new Map<SlruKind, SlruDirectory>();
+  private readonly slruDirsDirty = new Set<SlruKind>();
+  private twophaseDir: TwoPhaseDirectory | null = null;
+  private twophaseDirty = false;
+  /** Raw metadata files (relmap, control, checkpoint, two-phase state). */
+  private readonly files = new Map<Key, Uint8Array>();
+
+  constructor(timeline: Timeline) {
+    this.timeline = timeline;
+  }
+
+  get lsn(): Lsn {
+    return this.lsn_;
+  }
+
+  get pending(): boolean {
+    return this.active;
+  }
+
+  begin(lsn: Lsn): void {
+    if (this.active) throw new BadStateError(`modification at ${lsnToString(this.lsn_)} still open`);
+    if (lsn < this.timeline.lastRecordLsn) {
+      throw new InvalidArgumentError(`modification at ${lsnToString(lsn)} below last_record_lsn ${lsnToString(this.timeline.lastRecordLsn)}`);
+    }
+    this.reset();
+    this.lsn_ = lsn;
+    this.active = true;
+  }
+
+  private reset(): void {
+    this.data.clear();
+    this.dataBytes = 0;
+    this.flushedEarly = 0;
+    this.dbDir = null;
+    this.dbDirDirty = false;
+    this.relDirs.clear();
+    this.relDirsDirty.clear();
+    this.sizes.clear();
+    this.slruDirs.clear();
+    this.slruDirsDirty.clear();
+    this.twophaseDir = null;
+    this.twophaseDirty = false;
+    this.files.clear();
+  }
+
+  private check(): void {
+    if (!this.active) throw new BadStateError("no modification begun");
+  }
+
+  /** Stored state (before this modification). */
+  private stored(key: Key): Uint8Array | null {
+    const at = this.timeline.lastRecordLsn;
+    return this.timeline.getNow(key, at);
+  }
+
+  // ---------------------------------------------------------------------------------------
+  // Metadata reads (see pending updates)
+
+  private getDbDir(): DbDirectory {
+    if (this.dbDir === null) {
+      const b = this.stored(DBDIR_KEY);
+      this.dbDir = b === null ? new Map() : decodeDbDirectory(b);
+    }
+    return this.dbDir;
+  }
+
+  /** The RelDir of a database, or null when the database does not exist. */
+  private getRelDir(spcnode: number, dbnode: number): RelDirectory | null {
+    const k = dbDirKey(spcnode, dbnode);
+    const pending = this.relDirs.get(k);
+    if (pending !== undefined) return pending;
+    if (!this.getDbDir().has(k)) return null;
+    const b = this.stored(relDirKey(spcnode, dbnode));
+    const d = b === null ? new Set<number>() : decodeRelDirectory(b);
+    this.relDirs.set(k, d);
+    return d;
+  }
+
+  private getSize(key: Key): number | null {
+    const p = this.sizes.get(key);
+    if (p !== undefined) return p;
+    const b = this.stored(key);
+    return b === null ? null : decodeNblocks(b);
+  }
+
+  dbExists(spcnode: number, dbnode: number): boolean {
+    this.check();
+    return this.getDbDir().has(dbDirKey(spcnode, dbnode));
+  }
+
+  relExists(rel: RelTag): boolean {
+    this.check();
+    checkRelTag(rel);
+    const d = this.getRelDir(rel.spcnode, rel.dbnode);
+    return d?.has(relDirEntry(rel.relnode, rel.forknum)) === true;
+  }
+
+  /** nblocks of an existing relation fork; null when it does not exist. */
+  relSize(rel: RelTag): number | null {
+    if (!this.relExists(rel)) return null;
+    const n = this.getSize(relSizeKey(rel));
+    return n ?? 0;
+  }
+
+  // ---------------------------------------------------------------------------------------
+  // Databases
+
+  /** Create a database (idempotent): DbDir entry and an empty RelDir. */
+  createDb(spcnode: number, dbnode: number): void {
+    this.check();
+    const dir = this.getDbDir();
+    const k = dbDirKey(spcnode, dbnode);
+    if (dir.has(k)) return;
+    dir.set(k, { spcnode, dbnode, relmapExists: false });
+    this.dbDirDirty = true;
+    this.relDirs.set(k, new Set());
+    this.relDirsDirty.add(k);
+  }
+
+  /** Store a database's pg_filenode.map (creating the database entry if needed). */
+  putRelmap(spcnode: number, dbnode: number, file: Uint8Array): void {
+    this.check();
+    if (file.length !== RELMAP_FILE_BYTES) throw new InvalidArgumentError(`relmap file of ${file.length} bytes (expected ${RELMAP_FILE_BYTES})`);
+    this.createDb(spcnode, dbnode);
+    const e = this.getDbDir().get(dbDirKey(spcnode, dbnode))!;
+    if (!e.relmapExists) {
+      e.relmapExists = true;
+      this.dbDirDirty = true;
+    }
+    this.files.set(relmapFileKey(spcnode, dbnode), file.slice());
+  }
+
+  /** Drop a database and (logically) everything in it. */
+  dropDb(spcnode: number, dbnode: number): void {
+    this.check();
+    const dir = this.getDbDir();
+    const k = dbDirKey(spcnode, dbnode);
+    if (!dir.delete(k)) return;
+    this.dbDirDirty = true;
+    this.relDirs.delete(k);
+    this.relDirsDirty.delete(k);
+    this.dropPendingIn(dbdirKeyRange(spcnode, dbnode));
+  }
+
+  private dropPendingIn(r: { start: Key; end: Key }): void {
+    for (const m of [this.data, this.sizes, this.files] as Map<Key, unknown>[]) {
+      for (const key of m.keys()) {
+        if (key >= r.start && key < r.end) {
+          if (m === this.data) this.dataBytes -= this.data.get(key)!.length;
+          m.delete(key);
+        }
+      }
+    }
+  }
+
+  // ---------------------------------------------------------------------------------------
+  // Relations
+
+  /** Create a relation fork with `nblocks` zero pages (default empty). Creating its database if needed. */
+  createRel(rel: RelTag, nblocks = 0): void {
+    this.check();
+    checkRelTag(rel);
+    this.createDb(rel.spcnode, rel.dbnode);
+    const k = dbDirKey(rel.spcnode, rel.dbnode);
+    const d = this.getRelDir(rel.spcnode, rel.dbnode)!;
+    const e = relDirEntry(rel.relnode, rel.forknum);
+    if (d.has(e)) throw new InvalidArgumentError(`relation ${relTagToString(rel)} already exists`);
+    d.add(e);
+    this.relDirsDirty.add(k);
+    this.sizes.set(relSizeKey(rel), 0);
+    if (nblocks > 0) this.extendRel(rel, nblocks);
+  }
+
+  /** Grow to `nblocks` (zero pages); a smaller or equal size is a no-op (smgrextend races). */
+  extendRel(rel: RelTag, nblocks: number): void {
+    const cur = this.relSize(rel);
+    if (cur === null) throw new InvalidArgumentError(`extend of nonexistent relation ${relTagToString(rel)}`);
+    if (!(Number.isInteger(nblocks) && nblocks >= 0 && nblocks <= MAX_BLKNO + 1)) throw new InvalidArgumentError(`invalid size ${nblocks}`);
+    if (nblocks <= cur) return;
+    for (let b = cur; b < nblocks; b++) this.putData(relBlockKey(rel, b), ZERO_PAGE_VALUE);
+    this.sizes.set(relSizeKey(rel), nblocks);
+  }
+
+  /** Shrink to `nblocks` (blocks beyond read as zero pages until written again). */
+  truncateRel(rel: RelTag, nblocks: number): void {
+    const cur = this.relSize(rel);
+    if (cur === null) throw new InvalidArgumentError(`truncate of nonexistent relation ${relTagToString(rel)}`);
+    if (!(Number.isInteger(nblocks) && nblocks >= 0)) throw new InvalidArgumentError(`invalid size ${nblocks}`);
+    if (nblocks >= cur) return;
+    this.sizes.set(relSizeKey(rel), nblocks);
+    const r = relKeyRange(rel);
+    for (const key of [...this.data.keys()]) {
+      if (key >= relBlockKey(rel, nblocks) && key < r.end && key !== relSizeKey(rel)) {
+        this.dataBytes -= this.data.get(key)!.length;
+        this.data.delete(key);
+      }
+    }
+  }
+
+  /** Drop a relation fork (no-op if it does not exist). */
+  dropRel(rel: RelTag): void {
+    this.check();
+    checkRelTag(rel);
+    const d = this.getRelDir(rel.spcnode, rel.dbnode);
+    if (d === null || !d.delete(relDirEntry(rel.relnode, rel.forknum))) return;
+    this.relDirsDirty.add(dbDirKey(rel.spcnode, rel.dbnode));
+    this.dropPendingIn(relKeyRange(rel));
+  }
+
+  /** Relation forks of a database as this modification sees them. */
+  listRels(spcnode: number, dbnode: number): RelTag[] {
+    this.check();
+    const d = this.getRelDir(spcnode, dbnode);
+    if (d === null) return [];
+    return [...d].sort((a, b) => a - b).map((e) => ({ spcnode, dbnode, relnode: relDirEntryRelnode(e), forknum: relDirEntryFork(e) }));
+  }
+
+  /** A full page image of block `blkno` (extending the relation as needed). */
+  putRelPageImage(rel: RelTag, blkno: number, page: Uint8Array): void {
+    if (page.length !== BLCKSZ) throw new InvalidArgumentError(`page image of ${page.length} bytes`);
+    this.putRelValue(rel, blkno, imageValue(page));
+  }
+
+  /** Any value (image or WAL record) for block `blkno`; extends the relation (zero-filling the gap). */
+  putRelValue(rel: RelTag, blkno: number, value: Value): void {
+    this.check();
+    if (value.length === 0 || !isValueTag(value[0]!)) throw new InvalidArgumentError("invalid value");
+    const key = relBlockKey(rel, blkno);
+    let size = this.relSize(rel);
+    if (size === null) {
+      this.createRel(rel);
+      size = 0;
+    }
+    if (blkno >= size) {
+      for (let b = size; b < blkno; b++) this.putData(relBlockKey(rel, b), ZERO_PAGE_VALUE);
+      this.sizes.set(relSizeKey(rel), blkno + 1);
+    }
+    this.putData(key, value);
+  }
+
+  private putData(key: Key, value: Value): void {
+    const old = this.data.get(key);
+    if (old !== undefined) this.dataBytes -= old.length;
+    this.data.set(key, value);
+    this.dataBytes += value.length;
+    if (this.dataBytes > MAX_PENDING_DATA_BYTES) this.flushData();
+  }
+
+  /** Put pending data values into the timeline now (bounded memory for big modifications). */
+  private flushData(): void {
+    for (const [key, value] of this.data) this.timeline.put(key, this.lsn_, value);
+    this.flushedEarly += this.data.size;
+    this.data.clear();
+    this.dataBytes = 0;
+  }
+
+  // ---------------------------------------------------------------------------------------
+  // SLRUs
+
+  private getSlruDir(kind: SlruKind): SlruDirectory {
+    let d = this.slruDirs.get(kind);
+    if (d === undefined) {
+      const b = this.stored(slruDirKey(kind));
+      d = b === null ? new Set() : decodeSlruDirectory(b);
+      this.slruDirs.set(kind, d);
+    }
+    return d;
+  }
+
+  slruSegmentExists(kind: SlruKind, segno: number): boolean {
+    this.check();
+    return this.getSlruDir(kind).has(segno);
+  }
+
+  /** nblocks of an SLRU segment, or null when it does not exist. */
+  slruSegmentSize(kind: SlruKind, segno: number): number | null {
+    if (!this.slruSegmentExists(kind, segno)) return null;
+    return this.getSize(slruSegmentSizeKey(kind, segno)) ?? 0;
+  }
+
+  /** A whole SLRU segment file (a multiple of 8192 bytes, at most 32 pages). */
+  putSlruSegment(kind: SlruKind, segno: number, file: Uint8Array): void {
+    this.check();
+    if (file.length % BLCKSZ !== 0 || file.length > SLRU_PAGES_PER_SEGMENT * BLCKSZ) {
+      throw new InvalidArgumentError(`SLRU segment of ${file.length} bytes`);
+    }
+    const nblocks = file.length / BLCKSZ;
+    this.createSlruSegment(kind, segno);
+    for (let b = 0; b < nblocks; b++) this.putData(slruBlockKey(kind, segno, b), imageValue(file.subarray(b * BLCKSZ, (b + 1) * BLCKSZ)));
+    this.sizes.set(slruSegmentSizeKey(kind, segno), nblocks);
+  }
+
+  /** Create an empty segment (idempotent: an existing one is truncated to 0 pages). */
+  createSlruSegment(kind: SlruKind, segno: number): void {
+    this.check();
+    const d = this.getSlruDir(kind);
+    if (!d.has(segno)) {
+      d.add(segno);
+      this.slruDirsDirty.add(kind);
+    }
+    this.dropPendingIn(slruSegmentKeyRange(kind, segno));
+    this.sizes.set(slruSegmentSizeKey(kind, segno), 0);
+  }
+
+  /** One SLRU page (value: image or record); creates/extends the segment, zero-filling gaps. */
+  putSlruValue(kind: SlruKind, segno: number, blkno: number, value: Value): void {
+    this.check();
+    const key = slruBlockKey(kind, segno, blkno);
+    let size = this.slruSegmentSize(kind, segno);
+    if (size === null) {
+      this.createSlruSegment(kind, segno);
+      size = 0;
+    }
+    if (blkno >= size) {
+      for (let b = size; b < blkno; b++) this.putData(slruBlockKey(kind, segno, b), ZERO_PAGE_VALUE);
+      this.sizes.set(slruSegmentSizeKey(kind, segno), blkno + 1);
+    }
+    this.putData(key, value);
+  }
+
+  putSlruPageImage(kind: SlruKind, segno: number, blkno: number, page: Uint8Array): void {
+    if (page.length !== BLCKSZ) throw new InvalidArgumentError(`SLRU page of ${page.length} bytes`);
+    this.putSlruValue(kind, segno, blkno, imageValue(page));
+  }
+
+  dropSlruSegment(kind: SlruKind, segno: number): void {
+    this.check();
+    const d = this.getSlruDir(kind);
+    if (!d.delete(segno)) return;
+    this.slruDirsDirty.add(kind);
+    this.dropPendingIn(slruSegmentKeyRange(kind, segno));
+  }
+
+  // ---------------------------------------------------------------------------------------
+  // Two-phase, control file, checkpoint
+
+  private getTwophaseDir(): TwoPhaseDirectory {
+    if (this.twophaseDir === null) {
+      const b = this.stored(TWOPHASEDIR_KEY);
+      this.twophaseDir = b === null ? new Set() : decodeTwoPhaseDirectory(b);
+    }
+    return this.twophaseDir;
+  }
+
+  putTwophase(xid: number, file: Uint8Array): void {
+    this.check();
+    const key = twophaseFileKey(xid);
+    const d = this.getTwophaseDir();
+    if (!d.has(xid)) {
+      d.add(xid);
+      this.twophaseDirty = true;
+    }
+    this.files.set(key, file.slice());
+  }
+
+  dropTwophase(xid: number): void {
+    this.check();
+    const key = twophaseFileKey(xid);
+    if (!this.getTwophaseDir().delete(xid)) return;
+    this.twophaseDirty = true;
+    this.files.delete(key);
+  }
+
+  putControlFile(file: Uint8Array): void {
+    this.check();
+    if (file.length !== PG_CONTROL_FILE_BYTES) throw new InvalidArgumentError(`pg_control of ${file.length} bytes`);
+    this.files.set(CONTROLFILE_KEY, file.slice());
+  }
+
+  putCheckpoint(checkpoint: Uint8Array): void {
+    this.check();
+    if (checkpoint.length !== CHECKPOINT_BYTES) throw new InvalidArgumentError(`checkpoint of ${checkpoint.length} bytes`);
+    this.files.set(CHECKPOINT_KEY, checkpoint.slice());
+  }
+
+  // ---------------------------------------------------------------------------------------
+  // Commit
+
+  /** Put everything at `lsn` and finish the write there. Returns the number of values put. */
+  commit(prevRecordLsn: Lsn | null = null): number {
+    this.check();
+    const tl = this.timeline;
+    const lsn = this.lsn_;
+    let n = this.flushedEarly + this.data.size;
+    this.flushData();
+    if (this.dbDirDirty) {
+      tl.put(DBDIR_KEY, lsn, imageValue(encodeDbDirectory(this.getDbDir())));
+      n++;
+    }
+    for (const k of this.relDirsDirty) {
+      const d = this.relDirs.get(k);
+      assert(d !== undefined, "dirty RelDir not loaded");
+      const [spc, db] = k.split("/").map(Number) as [number, number];
+      tl.put(relDirKey(spc, db), lsn, imageValue(encodeRelDirectory(d)));
+      n++;
+    }
+    for (const kind of this.slruDirsDirty) {
+      tl.put(slruDirKey(kind), lsn, imageValue(encodeSlruDirectory(this.slruDirs.get(kind)!)));
+      n++;
+    }
+    if (this.twophaseDirty) {
+      tl.put(TWOPHASEDIR_KEY, lsn, imageValue(encodeTwoPhaseDirectory(this.getTwophaseDir())));
+      n++;
+    }
+    for (const [key, nblocks] of this.sizes) {
+      tl.put(key, lsn, imageValue(encodeNblocks(nblocks)));
+      n++;
+    }
+    for (const [key, file] of this.files) {
+      tl.put(key, lsn, imageValue(file));
+      n++;
+    }
+    tl.finishWrite(lsn, prevRecordLsn);
+    this.active = false;
+    this.reset();
+    return n;
+  }
+
+  /** Forget pending metadata. Data already put early stays in the timeline (unreferenced). */
+  abort(): void {
+    this.active = false;
+    this.reset();
+  }
+}
+
+export { ZERO_PAGE };
