@@ -21,6 +21,12 @@
  * contiguous in index order, so an entry's value size is the distance to the next offset:
  * index() reports sizes without reading a value.
  *
+ * Reader memory: an open layer keeps its header fields and its index root (8 kB, saving a cache
+ * read per lookup); lookups share one cursor and one value-block buffer per thread (module
+ * scope: lookups are synchronous and never nest), so a lookup allocates only the values it
+ * returns. Iterators (entries(), index()/keys()) own their buffers and may interleave freely
+ * with lookups and with each other.
+ *
  * Invariants: entries strictly increase in (key, lsn); keyStart <= key < keyEnd;
  * lsnStart <= lsn < lsnEnd. The reader re-checks them on what it reads (order, ranges, tag vs
  * will_init) and reports a CorruptionError naming the block rather than a wrong value.
@@ -99,7 +105,7 @@ export class DeltaLayerWriter {
   put(key: Key, lsn: Lsn, value: Value): void {
     if (this.state !== "open") throw new BadStateError(`delta layer writer is ${this.state}`);
     assert(key.length === KEY_SIZE && key >= this.keyStart, "put: key below the layer's key start");
-    assert(Number.isSafeInteger(lsn) && lsn >= this.lsnRange.start && lsn < this.lsnRange.end, `put: LSN ${lsn} outside the layer's range`);
+    if (!(Number.isSafeInteger(lsn) && lsn >= this.lsnRange.start && lsn < this.lsnRange.end)) assert(false, `put: LSN ${lsn} outside the layer's range`);
     assert(this.lastKey === null || key > this.lastKey || (key === this.lastKey && lsn > this.lastLsn), "put: (key, lsn) must strictly increase");
     if (value.length === 0 || !isValueTag(value[0]!)) throw new InvalidArgumentError(`put: value without a valid tag byte (${value.length} bytes)`);
     const offset = this.blobs.append(value);
@@ -355,7 +361,9 @@ export class DeltaLayer {
       seen++;
       const ref = c.value();
       const leafBlk = c.leafBlk;
-      [cur, prev] = [prev, cur];
+      const t = cur;
+      cur = prev;
+      prev = t;
       yield { key: key!, lsn, ref, leafBlk };
     }
     if (seen !== this.meta.numEntries) throw new CorruptionError(this.path, HEADER_BLK, `header says ${this.meta.numEntries} entries, index has ${seen}`);

@@ -241,6 +241,10 @@ export class DiskBtreeBuilder {
   }
 }
 
+function nodeCorruption(path: string, blk: number, reason: string): CorruptionError {
+  return new CorruptionError(path, blk, `index node: ${reason}`);
+}
+
 function writeNodeHeader(block: Uint8Array, level: number, count: number, keyWidth: number, prefixLen: number): void {
   writeU16(block, 0, NODE_MAGIC);
   block[2] = level;
@@ -483,18 +487,19 @@ export class BtreeCursor {
   private parse(file: BlockFile, blk: number, level: number): void {
     const b = this.buf;
     const w = this.keyWidth;
-    const bad = (reason: string): CorruptionError => new CorruptionError(file.path, blk, `index node: ${reason}`);
-    if (readU16(b, 0) !== NODE_MAGIC) throw bad(`bad magic 0x${readU16(b, 0).toString(16)}`);
-    if (b[2] !== level) throw bad(`level ${b[2]}, expected ${level}`);
+    // No closure here: this runs for every node a lookup visits.
+    const bad = nodeCorruption;
+    if (readU16(b, 0) !== NODE_MAGIC) throw bad(file.path, blk, `bad magic 0x${readU16(b, 0).toString(16)}`);
+    if (b[2] !== level) throw bad(file.path, blk, `level ${b[2]}, expected ${level}`);
     const inLeaves = blk >= this.meta.startBlk && blk < this.meta.leafEndBlk;
-    if (inLeaves !== (level === 0)) throw bad(`a level-${level} node at a ${inLeaves ? "leaf" : "internal"} position`);
-    if (readU16(b, 6) !== w) throw bad(`key width ${readU16(b, 6)}, expected ${w}`);
+    if (inLeaves !== (level === 0)) throw bad(file.path, blk, `a level-${level} node at a ${inLeaves ? "leaf" : "internal"} position`);
+    if (readU16(b, 6) !== w) throw bad(file.path, blk, `key width ${readU16(b, 6)}, expected ${w}`);
     const count = readU16(b, 4);
     const prefixLen = readU16(b, 8);
-    if (prefixLen > w) throw bad(`prefix length ${prefixLen} > key width ${w}`);
-    if (nodeBytes(count, w, prefixLen) > BLOCK_PAYLOAD) throw bad(`${count} entries overflow the block`);
-    if (count === 0 && !(this.meta.numEntries === 0 && blk === this.meta.rootBlk)) throw bad("empty node");
-    if (count > 1 && prefixLen === w) throw bad("several entries with one full-width key");
+    if (prefixLen > w) throw bad(file.path, blk, `prefix length ${prefixLen} > key width ${w}`);
+    if (nodeBytes(count, w, prefixLen) > BLOCK_PAYLOAD) throw bad(file.path, blk, `${count} entries overflow the block`);
+    if (count === 0 && !(this.meta.numEntries === 0 && blk === this.meta.rootBlk)) throw bad(file.path, blk, "empty node");
+    if (count > 1 && prefixLen === w) throw bad(file.path, blk, "several entries with one full-width key");
     this.count = count;
     this.prefixLen = prefixLen;
     this.suffixWidth = w - prefixLen;

@@ -192,7 +192,7 @@ export function* scanEphemeralFile(
       for (let i = 0; i < KEY_SIZE; i++) key += String.fromCharCode(buf[o + 4 + i]!);
       const lsn = dv.getUint32(o + 22, true) * TWO_32 + dv.getUint32(o + 26, true);
       pos += EPHEMERAL_RECORD_HEADER_SIZE;
-      assert(len > 0 && pos + len <= length_bytes, `ephemeral file ${path}: record at ${pos} runs past the end`);
+      if (!(len > 0 && pos + len <= length_bytes)) assert(false, `ephemeral file ${path}: record at ${pos} runs past the end`);
       // The tag byte (first value byte) tells will_init; the rest is read only when asked for.
       ensure(withValues ? len : 1);
       const vo = pos - bufStart;

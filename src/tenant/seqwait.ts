@@ -34,7 +34,8 @@ export class SeqWait {
   }
 
   advance(lsn: Lsn): void {
-    assert(lsn >= this.current, `SeqWait went backwards: ${lsnToString(lsn)} < ${lsnToString(this.current)}`);
+    // Not assert(cond, `…${…}`): the message would be built on every call of this hot path.
+    if (lsn < this.current) assert(false, `SeqWait went backwards: ${lsnToString(lsn)} < ${lsnToString(this.current)}`);
     this.current = lsn;
     let n = 0;
     while (n < this.waiters.length && this.waiters[n]!.lsn <= lsn) n++;

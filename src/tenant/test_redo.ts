@@ -39,11 +39,14 @@ export function testInit(bytes: Uint8Array | string): Value {
 export class TestRedo implements WalRedoManager {
   apply(key: Key, base: Uint8Array | null, _baseLsn: Lsn, records: readonly Value[], lsns: readonly Lsn[]): Uint8Array {
     let page: Uint8Array | null = base;
+    // WRITE_AT copies the page once, then writes in place: `owned` says the copy is ours.
+    let owned = false;
     for (let i = 0; i < records.length; i++) {
       const r = records[i]!;
       const tag = r[0] as ValueTag;
       if (tag === ValueTag.PgRecordInit) {
         page = r.slice(1);
+        owned = true;
         continue;
       }
       if (tag !== ValueTag.Native) throw new UnsupportedError(`TestRedo cannot apply value tag ${tag} at LSN ${lsns[i]}`);
@@ -54,13 +57,16 @@ export class TestRedo implements WalRedoManager {
         next.set(page, 0);
         next.set(r.subarray(2), page.length);
         page = next;
+        owned = true;
       } else if (op === TEST_OP_WRITE_AT) {
         const off = r[2]! | (r[3]! << 8);
         const bytes = r.subarray(4);
         if (off + bytes.length > page.length) throw new UnsupportedError(`TestRedo: WRITE_AT beyond the page at LSN ${lsns[i]}`);
-        const next = page.slice();
-        next.set(bytes, off);
-        page = next;
+        if (!owned) {
+          page = page.slice();
+          owned = true;
+        }
+        page.set(bytes, off);
       } else {
         throw new UnsupportedError(`TestRedo: unknown op ${op} at LSN ${lsns[i]}`);
       }
