@@ -289,12 +289,12 @@ describe("delta layer index with ≥ 3 levels", () => {
       expect(Buffer.compare(state.values[0]!, makeValue(i % 2 ? ValueTag.Image : ValueTag.PgRecord, 1 + (i % 13), i))).toBe(0);
     }
     let count = 0;
-    let prev = "";
+    let mismatches = 0;
     for (const e of layer.index()) {
-      expect(e.key > prev).toBe(true);
-      prev = e.key;
-      count++;
+      const i = count++;
+      if (e.key !== keys[i] || e.lsn !== 100 + (i % 50) || e.sizeBytes !== 1 + (i % 13)) mismatches++;
     }
+    expect(mismatches).toBe(0);
     expect(count).toBe(keys.length);
     layer.close();
   });

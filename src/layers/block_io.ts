@@ -545,7 +545,12 @@ export class BlobReader {
         this.file = file;
       }
       const k = Math.min(n - done, BLOCK_PAYLOAD - pos);
-      dst.set(this.block.subarray(pos, pos + k), done);
+      if (k <= 16) {
+        // Blob headers and tiny values: a loop beats creating a subarray view.
+        for (let i = 0; i < k; i++) dst[done + i] = this.block[pos + i]!;
+      } else {
+        dst.set(this.block.subarray(pos, pos + k), done);
+      }
       done += k;
       blk++;
       pos = 0;

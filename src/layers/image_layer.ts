@@ -15,6 +15,12 @@
  * Values are whole Values (tag byte ValueTag.Image + payload), so readers hand out Values
  * everywhere; the reader checks the tag.
  *
+ * Reader memory: an open layer keeps its header fields and its index root (8 kB, saving a cache
+ * read per lookup); lookups share one cursor and one value-block buffer per thread (module
+ * scope: lookups are synchronous and never nest), so a lookup allocates only the values it
+ * returns. Iterators (entries(), index()/keys()) own their buffers and may interleave freely
+ * with lookups and with each other.
+ *
  * Invariants: keys strictly increase; keyStart <= key < keyEnd; every value is an image.
  * The reader re-checks order and ranges on what it reads and reports a CorruptionError naming
  * the block rather than a wrong value.
