@@ -1,3 +1,5 @@
+import { readdirSync, readFileSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
 import { testAppend, testInit, testWriteAt } from "../src/tenant/test_redo.js";
 import { type Key, KEY_MAX, makeKey } from "../src/types/key.js";
@@ -206,5 +208,71 @@ describe("gc", () => {
     expect(str(await tl.get(k(0), 0x200))).toBe("v0!");
     expect(str(await tl.get(k(9), 0x200))).toBe("v9");
     expect(await tl.get(k(15), 0x200)).toBe(null);
+  });
+});
+
+describe("failure handling", () => {
+  it("a flush requested while the flush loop is not running is an error saying which state", async () => {
+    h = new TenantHarness();
+    const t = await h.create();
+    const tl = await t.createTimeline({ startLsn: 0x100 });
+    tl.put(k(1), 0x100, testInit("x"));
+    tl.finishWrite(0x100);
+    await t.shutdown(false);
+    await expect(tl.checkpoint()).rejects.toThrow(/is Stopping/);
+    expect(tl.flushLoopState).toBe("exited");
+  });
+
+  it("a tenant whose timeline metadata is corrupt loads as Broken with the reason; the file names the block", async () => {
+    h = new TenantHarness();
+    const t = await h.create();
+    const tl = await t.createTimeline({ startLsn: 0x100 });
+    tl.put(k(1), 0x100, testInit("x"));
+    tl.finishWrite(0x100);
+    await tl.checkpoint();
+    await t.shutdown(false);
+    const md = join(tl.dir, "metadata");
+    const bytes = readFileSync(md);
+    bytes[bytes.length - 3] ^= 0x20;
+    writeFileSync(md, bytes);
+    const t2 = h.load();
+    expect(t2.state).toBe("Broken");
+    expect(t2.brokenReason).toMatch(/corrupt file .*metadata at block 0: checksum mismatch/);
+    expect(() => t2.getTimeline(tl.timelineId)).toThrow(/is Broken/);
+  });
+
+  it("a corrupt layer file fails the read with an error naming the file, and the timeline keeps serving other data", async () => {
+    h = new TenantHarness();
+    const t = await h.create();
+    const tl = await t.createTimeline({ startLsn: 0x100 });
+    tl.put(k(1), 0x100, testInit("on-disk"));
+    tl.finishWrite(0x100);
+    await tl.checkpoint();
+    const t2 = await h.restart(false);
+    const tl2 = t2.getTimeline(tl.timelineId);
+    const layer = tl2.layerMap.layers[0]!;
+    const bytes = readFileSync(layer.path);
+    bytes[8192 + 40] ^= 0xff; // inside the values region
+    writeFileSync(layer.path, bytes);
+    await expect(tl2.get(k(1), 0x100)).rejects.toThrow(new RegExp(`corrupt file .*${layer.desc.fileName} at block \\d+`));
+    tl2.put(k(2), 0x200, testInit("fresh"));
+    tl2.finishWrite(0x200);
+    expect(str(await tl2.get(k(2), 0x200))).toBe("fresh");
+  });
+
+  it("startup removes temp and ephemeral leftovers", async () => {
+    h = new TenantHarness();
+    const t = await h.create();
+    const tl = await t.createTimeline({ startLsn: 0x100 });
+    tl.put(k(1), 0x100, testInit("x"));
+    tl.finishWrite(0x100);
+    await t.shutdown(false);
+    writeFileSync(join(tl.dir, "metadata.___temp"), "half-written");
+    writeFileSync(join(tl.dir, "ephemeral-99"), "spill");
+    const t2 = h.load();
+    expect(t2.state).toBe("Active");
+    expect(readdirSync(tl.dir).filter((n) => n.endsWith(".___temp") || n.startsWith("ephemeral-"))).toEqual([]);
+    // Unflushed data is gone (it would be re-ingested from WAL), nothing else is.
+    expect(await t2.getTimeline(tl.timelineId).get(k(1), 0x100)).toBe(null);
   });
 });
