@@ -10,6 +10,8 @@
  */
 import { TenantHarness } from "../test/support/tenant_harness.js";
 import { testWriteAt } from "../src/tenant/test_redo.js";
+import { LayerMap } from "../src/layers/layer_map.js";
+import { deltaLayerName, imageLayerName, type LayerDesc } from "../src/layers/layer_name.js";
 import { makeKey } from "../src/types/key.js";
 import { imageValue } from "../src/types/value.js";
 import { type BenchRow, percentile, row } from "./harness.js";
@@ -99,8 +101,40 @@ async function getBench(rows: BenchRow[], hot: boolean): Promise<void> {
   }
 }
 
+/** The layer map with thousands of layers: L1 deltas in 200 key ranges × 20 LSN generations, images every 5. */
+function layerMapBench(rows: BenchRow[]): void {
+  const RANGES = 200;
+  const GENS = 20;
+  const layers: { desc: LayerDesc }[] = [];
+  const kr = (r: number) => ({ start: key(r * 1000), end: key((r + 1) * 1000) });
+  for (let g = 0; g < GENS; g++) {
+    for (let r = 0; r < RANGES; r++) {
+      const lsnRange = { start: 0x1000 + g * 0x1000, end: 0x1000 + (g + 1) * 0x1000 };
+      layers.push({ desc: { kind: "delta", keyRange: kr(r), lsnRange, fileName: deltaLayerName(kr(r), lsnRange), fileSize: 0 } });
+      if (g % 5 === 4) {
+        const img = { start: lsnRange.end - 1, end: lsnRange.end };
+        layers.push({ desc: { kind: "image", keyRange: kr(r), lsnRange: img, fileName: imageLayerName(kr(r), img.start), fileSize: 0 } });
+      }
+    }
+  }
+  let t0 = performance.now();
+  const map = new LayerMap(layers);
+  rows.push(row(`layer map build (${layers.length} layers)`, "ms", performance.now() - t0));
+  const N = 500_000;
+  let sink = 0;
+  t0 = performance.now();
+  for (let i = 0; i < N; i++) {
+    const r = map.search(key((i * 7919) % (RANGES * 1000)), 0x1000 + ((i * 104729) % (GENS * 0x1000)) + 1);
+    if (r !== null) sink += r.floor;
+  }
+  const s = (performance.now() - t0) / 1000;
+  if (sink === 0) throw new Error("layer map search found nothing");
+  rows.push(row(`layer map search (${layers.length} layers)`, "ops/s", N / s));
+}
+
 export default async function run(): Promise<BenchRow[]> {
   const rows: BenchRow[] = [];
+  layerMapBench(rows);
   await putBench(rows);
   await getBench(rows, true);
   await getBench(rows, false);
