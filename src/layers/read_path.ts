@@ -11,7 +11,7 @@ import type { HistoricLayer } from "./historic_layer.js";
 import type { LayerMap } from "./layer_map.js";
 import type { ReconstructState } from "./reconstruct_state.js";
 
-export const enum WalkStatus {
+export enum WalkStatus {
   /** A will_init value ended the read. */
   Complete = 0,
   /** An image layer covering the key at an LSN inside the window does not hold it: the key does not exist. */
