@@ -225,6 +225,58 @@ describe("physical replication against PostgreSQL 15", () => {
     await pg.psql("SELECT pg_drop_replication_slot('ps_stream')");
   });
 
+  it("backpressure: while onWal is pending nothing more is read, and the buffer stays bounded", async () => {
+    const max_buffered_bytes = 256 * 1024;
+    let release!: () => void;
+    const gate = new Promise<void>((r) => {
+      release = r;
+    });
+    let blocked = true;
+    // Start at the slot's reserved position, as the pageserver does on first attach.
+    const setup = await ReplicationConnection.connect({ connstr });
+    await setup.createPhysicalSlot("ps_bp");
+    const start = (await setup.readReplicationSlot("ps_bp")).restartLsn!;
+    await setup.close();
+    let expectedNext: Lsn = start;
+    let calls = 0;
+    const receiver = new WalReceiver(
+      { connstr, slot_name: "ps_bp", start_lsn: start, timeline: 1, status_interval_ms: 100, max_buffered_bytes, application_name: "ps_test_bp" },
+      {
+        onWal: async (lsn, bytes) => {
+          calls++;
+          if (lsn !== expectedNext) throw new Error(`onWal at ${lsnToString(lsn)}, expected ${lsnToString(expectedNext)}`);
+          expectedNext = lsn + bytes.length;
+          if (blocked) await gate;
+        },
+        flushLsn: () => start,
+      },
+    );
+    receiver.start();
+    try {
+      await pg.psql("CREATE TABLE bp (id int, pad text); INSERT INTO bp SELECT g, repeat('b', 200) FROM generate_series(1, 20000) g;");
+      const target = parseLsn(await pg.psql("SELECT pg_current_wal_insert_lsn()"));
+      expect(target - start).toBeGreaterThan(16 * max_buffered_bytes);
+      await waitFor("the inbox to fill up", () => receiver.state.buffered_bytes >= max_buffered_bytes);
+      let maxSeen = 0;
+      for (let i = 0; i < 20; i++) {
+        maxSeen = Math.max(maxSeen, receiver.state.buffered_bytes);
+        await new Promise((r) => setTimeout(r, 25));
+      }
+      // Paused at the bound: at most one socket read and one message more.
+      expect(maxSeen).toBeLessThanOrEqual(max_buffered_bytes + 512 * 1024);
+      expect(calls).toBe(1);
+      blocked = false;
+      release();
+      await waitFor("all WAL delivered after the release", () => expectedNext >= target);
+      expect(receiver.state.state).toBe("streaming");
+    } finally {
+      blocked = false;
+      release();
+      await receiver.stop();
+      await pg.psql("SELECT pg_drop_replication_slot('ps_bp')");
+    }
+  });
+
   it("a wrong expected system id fails with a typed error after one attempt", async () => {
     const receiver = new WalReceiver(
       { connstr, slot_name: "ps_wrong", start_lsn: parseLsn("0/1000000"), expected_system_id: "12345", timeline: 1, backoff_initial_ms: 10 },

@@ -758,9 +758,12 @@ export class ReplicationConnection {
     }
   }
 
-  /** Drop the socket now. Idempotent. */
-  destroy(): void {
-    this.markClosed(this.closedError ?? new ReplicationError("stopped", "replication connection closed by us", { retryable: false }));
+  /**
+   * Drop the socket now. Idempotent. `reason` is what a pending read or command fails with
+   * (default: a non-retryable "stopped").
+   */
+  destroy(reason?: ReplicationError): void {
+    this.markClosed(this.closedError ?? reason ?? new ReplicationError("stopped", "replication connection closed by us", { retryable: false }));
     this.wire.stream.destroy();
   }
 

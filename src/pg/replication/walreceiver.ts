@@ -51,6 +51,8 @@ export interface WalReceiverState {
   last_error: string | null;
   connect_attempts: number;
   status_updates_sent: number;
+  /** Received and not yet delivered (bounded by max_buffered_bytes plus one socket read). */
+  buffered_bytes: number;
 }
 
 export interface WalReceiverCallbacks {
@@ -165,6 +167,7 @@ export class WalReceiver {
       last_error: null,
       connect_attempts: 0,
       status_updates_sent: 0,
+      buffered_bytes: 0,
     };
     this.finished = new Promise<void>((resolve, reject) => {
       this.resolveFinished = resolve;
@@ -176,7 +179,7 @@ export class WalReceiver {
 
   /** A snapshot of the state, for metrics and the HTTP API. */
   get state(): WalReceiverState {
-    return { ...this.st };
+    return { ...this.st, buffered_bytes: this.stream?.bufferedBytes ?? 0 };
   }
 
   /** Start the receive loop (once). */
@@ -198,8 +201,12 @@ export class WalReceiver {
       // Connecting: don't wait for IDENTIFY_SYSTEM & co, the session fails and the loop ends.
       this.conn?.destroy();
     }
-    if (this.loop !== null) await this.loop;
-    else this.setState("stopped");
+    if (this.loop !== null) {
+      await this.loop;
+    } else {
+      this.setState("stopped");
+      this.resolveFinished();
+    }
   }
 
   private setState(s: WalReceiverStateName): void {
@@ -361,8 +368,9 @@ export class WalReceiver {
     if (this.waitingForMessage) {
       const idle_ms = performance.now() - this.lastActivity_ms;
       if (idle_ms >= this.opts.receive_timeout_ms) {
-        this.st.last_error = `no message from the source in ${Math.round(idle_ms)} ms`;
-        this.conn?.destroy();
+        const msg = `no message from the source in ${Math.round(idle_ms)} ms`;
+        this.st.last_error = msg;
+        this.conn?.destroy(new ReplicationError("connection", msg));
         return;
       }
       if (idle_ms >= this.opts.receive_timeout_ms / 2 && !this.pingSent) {
