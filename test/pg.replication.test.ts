@@ -21,6 +21,7 @@ import {
   ReplicationConnection,
   ReplicationError,
   startBaseBackup,
+  WalConsumerError,
   WalReceiver,
 } from "../src/pg/replication/index.js";
 import { WalStreamDecoder } from "../src/pg/wal/decoder.js";
@@ -307,6 +308,56 @@ describe("physical replication against PostgreSQL 15", () => {
     receiver.start();
     await expect(receiver.finished).rejects.toMatchObject({ kind: "timeline_mismatch", retryable: false });
     expect(receiver.state.connect_attempts).toBe(1);
+  });
+
+  it("a throwing consumer fails the receiver without a retry", async () => {
+    const setup = await ReplicationConnection.connect({ connstr });
+    await setup.createPhysicalSlot("ps_throw");
+    const start = (await setup.readReplicationSlot("ps_throw")).restartLsn!;
+    await setup.close();
+    const receiver = new WalReceiver(
+      { connstr, slot_name: "ps_throw", start_lsn: start, timeline: 1, backoff_initial_ms: 10 },
+      {
+        onWal: () => {
+          throw new Error("disk full");
+        },
+        flushLsn: () => start,
+      },
+    );
+    receiver.start();
+    await pg.psql("SELECT pg_switch_wal(); CHECKPOINT;");
+    await expect(receiver.finished).rejects.toBeInstanceOf(WalConsumerError);
+    expect(receiver.state.state).toBe("failed");
+    expect(receiver.state.connect_attempts).toBe(1);
+    expect(receiver.state.last_error).toContain("disk full");
+    await waitFor("the walsender to go", async () => (await pg.psql("SELECT count(*) FROM pg_replication_slots WHERE slot_name = 'ps_throw' AND active")) === "0");
+    await pg.psql("SELECT pg_drop_replication_slot('ps_throw')");
+  });
+
+  it("an unreachable source is retried a bounded number of times; stop() ends a backoff", async () => {
+    // Port 1 on 127.0.0.1: connection refused at once.
+    const dead = "postgresql://postgres@127.0.0.1:1/postgres";
+    const states: string[] = [];
+    const bounded = new WalReceiver(
+      { connstr: dead, slot_name: "ps_dead", start_lsn: 0, timeline: 1, backoff_initial_ms: 1, backoff_max_ms: 4, max_consecutive_failures: 4 },
+      { onWal: () => {}, flushLsn: () => 0, onStateChange: (s) => states.push(s.state) },
+    );
+    bounded.start();
+    await expect(bounded.finished).rejects.toMatchObject({ kind: "connection" });
+    expect(bounded.state.connect_attempts).toBe(4);
+    expect(states.filter((s) => s === "backoff").length).toBe(3);
+    expect(states[states.length - 1]).toBe("failed");
+
+    const stopped = new WalReceiver(
+      { connstr: dead, slot_name: "ps_dead", start_lsn: 0, timeline: 1, backoff_initial_ms: 60_000 },
+      { onWal: () => {}, flushLsn: () => 0 },
+    );
+    stopped.start();
+    await waitFor("backoff", () => stopped.state.state === "backoff");
+    await stopped.stop();
+    expect(stopped.state.state).toBe("stopped");
+    expect(stopped.state.connect_attempts).toBe(1);
+    await expect(stopped.finished).resolves.toBeUndefined();
   });
 
   it("BASE_BACKUP streams base.tar with PG_VERSION, base/<db>/ and global/pg_control, and sane LSNs", async () => {

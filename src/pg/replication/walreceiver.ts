@@ -229,7 +229,12 @@ export class WalReceiver {
         throw new ReplicationError("timeline_mismatch", `the source ended timeline ${this.opts.timeline} at ${lsnToString(this.nextLsn)}`, { retryable: false });
       } catch (e) {
         if (this.stopping) break;
-        const err = e instanceof ReplicationError ? e : new WalConsumerError(this.nextLsn, e);
+        // Consumer failures arrive as WalConsumerError (deliver, sendStatus); anything else
+        // that is not a ReplicationError is a bug here: not retried either.
+        const err =
+          e instanceof ReplicationError
+            ? e
+            : new ReplicationError("protocol", `internal error at ${lsnToString(this.nextLsn)}: ${e instanceof Error ? e.message : String(e)}`, { retryable: false, cause: e });
         this.st.last_error = err.message;
         if (e instanceof StreamedThenFailed) {
           failures = 0;
@@ -252,15 +257,13 @@ export class WalReceiver {
 
   private sleep(ms: number): Promise<void> {
     return new Promise((resolve) => {
-      const t = setTimeout(done, ms);
-      function done() {
+      const t = setTimeout(() => done(), ms);
+      const done = () => {
         clearTimeout(t);
-        resolve();
-      }
-      this.wakeSleep = () => {
         this.wakeSleep = null;
-        done();
+        resolve();
       };
+      this.wakeSleep = done;
     });
   }
 
@@ -354,6 +357,7 @@ export class WalReceiver {
       throw new ReplicationError("protocol", `gap in the WAL stream: expected ${lsnToString(this.nextLsn)}, got data at ${lsnToString(start)}`);
     }
     if (bytes.length === 0) return;
+    assert(start === this.nextLsn, "delivered WAL must be contiguous");
     try {
       await this.cb.onWal(start, bytes);
     } catch (e) {
@@ -385,9 +389,17 @@ export class WalReceiver {
   private sendStatus(replyRequested: boolean): void {
     const stream = this.stream;
     if (stream === null) return;
-    const flush = this.cb.flushLsn();
-    assert(isValidLsn(flush), `flushLsn() returned an invalid LSN ${flush}`);
-    const apply = this.cb.applyLsn?.() ?? flush;
+    let flush: Lsn;
+    let apply: Lsn;
+    try {
+      flush = this.cb.flushLsn();
+      apply = this.cb.applyLsn?.() ?? flush;
+      if (!isValidLsn(flush) || !isValidLsn(apply)) throw new Error(`flushLsn()/applyLsn() returned an invalid LSN (${flush}, ${apply})`);
+    } catch (e) {
+      // Runs from a timer too: a throw here would be uncaught. Fail the receiver instead.
+      this.conn?.destroy(new WalConsumerError(this.nextLsn, e));
+      return;
+    }
     const s: StandbyStatus = { write: this.nextLsn, flush, apply, replyRequested };
     try {
       stream.sendStatus(s);
