@@ -189,7 +189,10 @@ export class WalReceiver {
     this.loop = this.run();
   }
 
-  /** Stop cleanly: a last status update, CopyDone, close. Resolves when the loop has ended. */
+  /**
+   * Stop cleanly: a last status update, CopyDone, close. Resolves when the loop has ended,
+   * which includes waiting for an onWal call in progress to settle.
+   */
   async stop(): Promise<void> {
     this.stopping = true;
     this.wakeSleep?.();
