@@ -7,7 +7,7 @@
  * - import: a shut-down data directory (or a base.tar stream) into an empty timeline
  */
 export * from "./directories.js";
-// import.js is added with the importer
+export * from "./import.js";
 export * from "./keys.js";
 export * from "./reader.js";
 export * from "./writer.js";

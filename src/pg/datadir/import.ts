@@ -1,0 +1,342 @@
+/**
+ * Import of a PostgreSQL 15 data directory into an empty timeline, all at one LSN:
+ * - `importDatadir(timeline, pgdata)`: a cleanly shut down cluster's files on disk, at the
+ *   LSN of its last checkpoint (pg_control.checkPoint; the state must be "shut down").
+ *   Create the timeline first at `(await readImportLsn(pgdata)).lsn`.
+ * - `importTarStream(timeline, lsn, stream)`: a base.tar (as BASE_BACKUP sends it) at a
+ *   given LSN; PostgreSQL puts pg_control last, so the caller names the LSN.
+ *
+ * What is imported (paths relative to the data directory):
+ *   global/<relfilenode>[_fsm|_vm|_init][.<seg>]         relation forks of spc 1664, db 0
+ *   base/<db>/<relfilenode>…                             relation forks of spc 1663
+ *   pg_tblspc/<spc>/PG_15_202209061/<db>/<relfilenode>…  other tablespaces
+ *   global/pg_filenode.map, base/<db>/pg_filenode.map    relmap files (512 bytes)
+ *   pg_xact/, pg_multixact/{offsets,members}/<hex>       SLRU segments
+ *   pg_twophase/<8 hex>                                  two-phase state files
+ *   global/pg_control                                    control file; its checkPointCopy → checkpoint key
+ * Everything else (configuration, pg_wal, stats, temp relations t<n>_…) is not part of
+ * the timeline: a base backup regenerates what PostgreSQL needs.
+ *
+ * Relation segment k holds blocks [k·131072, (k+1)·131072); a file whose size is not a
+ * multiple of 8192 is refused (ImportError). Large files are streamed page by page; the
+ * writer puts data early, so memory stays bounded.
+ */
+import { createReadStream, existsSync, readdirSync, readFileSync, statSync } from "node:fs";
+import { join } from "node:path";
+import type { Readable } from "node:stream";
+import { extract } from "tar-stream";
+import type { Timeline } from "../../tenant/timeline.js";
+import { PageserverError } from "../../types/errors.js";
+import { type Lsn, lsnToString } from "../../types/lsn.js";
+import { type ControlFileData, DB_STATE_NAMES, DbState, decodeControlFile, SIZEOF_CHECKPOINT } from "../control.js";
+import { BLCKSZ, DEFAULTTABLESPACE_OID, GLOBALTABLESPACE_OID, RELSEG_SIZE, type RelTag, SLRU_PAGES_PER_SEGMENT, SlruKind } from "./keys.js";
+import { DatadirWriter } from "./writer.js";
+
+/** A data directory or archive that cannot be imported (names the file and why). */
+export class ImportError extends PageserverError {
+  constructor(message: string) {
+    super("invalid_argument", message);
+  }
+}
+
+const FORKS: Record<string, number> = { "": 0, fsm: 1, vm: 2, init: 3 };
+const TBLSPC_VERSION_DIR = "PG_15_202209061";
+/** Bytes read per chunk from relation files. */
+const READ_CHUNK_BYTES = 1024 * 1024;
+const RELFILE_RE = /^(\d+)(?:_(fsm|vm|init))?(?:\.(\d+))?$/;
+
+type Classified =
+  | { kind: "rel"; rel: RelTag; segno: number }
+  | { kind: "relmap"; spcnode: number; dbnode: number }
+  | { kind: "dbversion"; spcnode: number; dbnode: number }
+  | { kind: "slru"; slru: SlruKind; segno: number }
+  | { kind: "twophase"; xid: number }
+  | { kind: "control" }
+  | { kind: "skip" };
+
+function u32(text: string): number | null {
+  const n = Number(text);
+  return Number.isInteger(n) && n >= 0 && n <= 0xffff_ffff ? n : null;
+}
+
+/** What a data directory path is (relative, '/'-separated, no leading "./"). */
+export function classifyPath(path: string): Classified {
+  const parts = path.split("/");
+  let spcnode: number | null = null;
+  let dbnode: number | null = null;
+  let name: string | undefined;
+  if (parts.length === 2 && parts[0] === "global") {
+    spcnode = GLOBALTABLESPACE_OID;
+    dbnode = 0;
+    name = parts[1];
+    if (name === "pg_control") return { kind: "control" };
+  } else if (parts.length === 3 && parts[0] === "base") {
+    spcnode = DEFAULTTABLESPACE_OID;
+    dbnode = u32(parts[1]!);
+    name = parts[2];
+  } else if (parts.length === 5 && parts[0] === "pg_tblspc" && parts[2] === TBLSPC_VERSION_DIR) {
+    spcnode = u32(parts[1]!);
+    dbnode = u32(parts[3]!);
+    name = parts[4];
+  }
+  if (spcnode !== null && dbnode !== null && name !== undefined) {
+    if (name === "pg_filenode.map") return { kind: "relmap", spcnode, dbnode };
+    if (name === "PG_VERSION") return { kind: "dbversion", spcnode, dbnode };
+    const m = RELFILE_RE.exec(name);
+    if (m !== null) {
+      const relnode = u32(m[1]!);
+      const segno = m[3] === undefined ? 0 : u32(m[3]);
+      if (relnode !== null && relnode !== 0 && segno !== null) {
+        return { kind: "rel", rel: { spcnode, dbnode, relnode, forknum: FORKS[m[2] ?? ""]! }, segno };
+      }
+    }
+    return { kind: "skip" };
+  }
+  const slruDirs: [string, SlruKind][] = [
+    ["pg_xact", SlruKind.Clog],
+    ["pg_multixact/offsets", SlruKind.MultiXactOffsets],
+    ["pg_multixact/members", SlruKind.MultiXactMembers],
+  ];
+  for (const [dir, slru] of slruDirs) {
+    if (path.startsWith(`${dir}/`)) {
+      const seg = path.slice(dir.length + 1);
+      if (/^[0-9A-F]{4,8}$/.test(seg)) return { kind: "slru", slru, segno: Number.parseInt(seg, 16) };
+      return { kind: "skip" };
+    }
+  }
+  if (parts.length === 2 && parts[0] === "pg_twophase" && /^[0-9A-F]{8}$/.test(parts[1]!)) {
+    return { kind: "twophase", xid: Number.parseInt(parts[1]!, 16) };
+  }
+  return { kind: "skip" };
+}
+
+/** Feeds files into a DatadirWriter that has begun a modification. */
+class Importer {
+  private readonly w: DatadirWriter;
+  control: ControlFileData | null = null;
+  files = 0;
+  pages = 0;
+
+  constructor(w: DatadirWriter) {
+    this.w = w;
+  }
+
+  /** Import one file given as chunks (any sizes). */
+  async file(path: string, sizeBytes: number, chunks: AsyncIterable<Uint8Array>): Promise<void> {
+    const c = classifyPath(path);
+    if (c.kind === "skip") {
+      for await (const _ of chunks) {
+        // drain
+      }
+      return;
+    }
+    this.files++;
+    if (c.kind === "rel") {
+      if (sizeBytes % BLCKSZ !== 0) throw new ImportError(`relation file ${path} has size ${sizeBytes}, not a multiple of ${BLCKSZ}`);
+      if (sizeBytes > RELSEG_SIZE * BLCKSZ) throw new ImportError(`relation file ${path} is larger than a 1 GiB segment`);
+      const first = c.segno * RELSEG_SIZE;
+      if (sizeBytes === 0) {
+        if (!this.w.relExists(c.rel)) this.w.createRel(c.rel);
+        for await (const _ of chunks) {
+          // drain
+        }
+        return;
+      }
+      const page = new Uint8Array(BLCKSZ);
+      let fill = 0;
+      let blk = first;
+      for await (const chunk of chunks) {
+        let off = 0;
+        while (off < chunk.length) {
+          const n = Math.min(BLCKSZ - fill, chunk.length - off);
+          page.set(chunk.subarray(off, off + n), fill);
+          fill += n;
+          off += n;
+          if (fill === BLCKSZ) {
+            this.w.putRelPageImage(c.rel, blk++, page);
+            this.pages++;
+            fill = 0;
+          }
+        }
+      }
+      if (fill !== 0 || blk - first !== sizeBytes / BLCKSZ) throw new ImportError(`relation file ${path}: read ${(blk - first) * BLCKSZ + fill} of ${sizeBytes} bytes`);
+      return;
+    }
+    const bytes = await collect(chunks, sizeBytes, path);
+    switch (c.kind) {
+      case "relmap":
+        if (bytes.length !== 512) throw new ImportError(`${path} has ${bytes.length} bytes, expected 512`);
+        this.w.putRelmap(c.spcnode, c.dbnode, bytes);
+        return;
+      case "dbversion":
+        this.w.createDb(c.spcnode, c.dbnode);
+        return;
+      case "slru":
+        if (bytes.length % BLCKSZ !== 0 || bytes.length > SLRU_PAGES_PER_SEGMENT * BLCKSZ) {
+          throw new ImportError(`SLRU segment ${path} has size ${bytes.length}`);
+        }
+        this.w.putSlruSegment(c.slru, c.segno, bytes);
+        return;
+      case "twophase":
+        this.w.putTwophase(c.xid, bytes);
+        return;
+      case "control": {
+        const ctl = decodeControlFile(bytes);
+        this.control = ctl;
+        this.w.putControlFile(bytes.length === 8192 ? bytes : padTo(bytes, 8192));
+        this.w.putCheckpoint(bytes.slice(40, 40 + SIZEOF_CHECKPOINT));
+        return;
+      }
+    }
+  }
+}
+
+function padTo(b: Uint8Array, n: number): Uint8Array {
+  const out = new Uint8Array(n);
+  out.set(b.subarray(0, n));
+  return out;
+}
+
+async function collect(chunks: AsyncIterable<Uint8Array>, sizeBytes: number, path: string): Promise<Uint8Array> {
+  // Non-relation files are small (≤ 256 KiB SLRU segments, two-phase files); bound it anyway.
+  if (sizeBytes > 64 * 1024 * 1024) throw new ImportError(`${path}: ${sizeBytes} bytes is too large for a metadata file`);
+  const out = new Uint8Array(sizeBytes);
+  let off = 0;
+  for await (const c of chunks) {
+    if (off + c.length > sizeBytes) throw new ImportError(`${path}: more bytes than its size ${sizeBytes}`);
+    out.set(c, off);
+    off += c.length;
+  }
+  if (off !== sizeBytes) throw new ImportError(`${path}: read ${off} of ${sizeBytes} bytes`);
+  return out;
+}
+
+async function* fileChunks(path: string): AsyncIterable<Uint8Array> {
+  for await (const c of createReadStream(path, { highWaterMark: READ_CHUNK_BYTES })) yield c as Buffer;
+}
+
+/** The import LSN of a data directory: its checkpoint location; refuses a cluster not cleanly shut down. */
+export function readImportLsn(pgdata: string): { lsn: Lsn; control: ControlFileData } {
+  const path = join(pgdata, "global", "pg_control");
+  if (!existsSync(path)) throw new ImportError(`${pgdata} is not a PostgreSQL data directory (no global/pg_control)`);
+  const control = decodeControlFile(new Uint8Array(readFileSync(path)));
+  if (control.state !== DbState.Shutdowned) {
+    throw new ImportError(
+      `data directory ${pgdata} was not shut down cleanly: pg_control state is "${DB_STATE_NAMES[control.state] ?? control.state}", expected "shut down"`,
+    );
+  }
+  return { lsn: control.checkPoint, control };
+}
+
+export interface ImportResult {
+  lsn: Lsn;
+  control: ControlFileData;
+  files: number;
+  pages: number;
+}
+
+function checkEmpty(timeline: Timeline, lsn: Lsn): void {
+  if (timeline.lastRecordLsn > lsn) {
+    throw new ImportError(`cannot import at ${lsnToString(lsn)}: timeline is already at ${lsnToString(timeline.lastRecordLsn)}`);
+  }
+  if (timeline.ancestor !== null) throw new ImportError("cannot import into a branch");
+}
+
+/** Relative paths of every regular file under `dir` (symlinks to directories followed: tablespaces). */
+function walk(root: string, rel = "", out: string[] = []): string[] {
+  for (const name of readdirSync(join(root, rel)).sort()) {
+    const p = rel === "" ? name : `${rel}/${name}`;
+    const st = statSync(join(root, p));
+    if (st.isDirectory()) walk(root, p, out);
+    else if (st.isFile()) out.push(p);
+  }
+  return out;
+}
+
+/** Segment order within a fork: a file's segments in ascending order (no zero-filled gaps). */
+function importOrder(paths: string[]): string[] {
+  const seg = (p: string): number => {
+    const m = /\.(\d+)$/.exec(p);
+    return m === null ? 0 : Number(m[1]);
+  };
+  const base = (p: string): string => p.replace(/\.\d+$/, "");
+  return paths.slice().sort((a, b) => (base(a) < base(b) ? -1 : base(a) > base(b) ? 1 : seg(a) - seg(b)));
+}
+
+/**
+ * Import a cleanly shut down PostgreSQL 15 data directory into `timeline` (empty, created at
+ * the directory's checkpoint LSN or below), then checkpoint the timeline (all on disk).
+ */
+export async function importDatadir(timeline: Timeline, pgdata: string): Promise<ImportResult> {
+  const { lsn, control } = readImportLsn(pgdata);
+  checkEmpty(timeline, lsn);
+  const w = new DatadirWriter(timeline);
+  w.begin(lsn);
+  const imp = new Importer(w);
+  try {
+    // Databases exist as directories even before any file of theirs is seen.
+    for (const name of readdirSync(join(pgdata, "base"))) {
+      const db = u32(name);
+      if (db !== null) w.createDb(DEFAULTTABLESPACE_OID, db);
+    }
+    const paths = walk(pgdata).filter((p) => p !== "global/pg_control" && classifyPath(p).kind !== "skip");
+    for (const p of importOrder(paths)) {
+      await imp.file(p, statSync(join(pgdata, p)).size, fileChunks(join(pgdata, p)));
+    }
+    // pg_control last: it names the LSN everything else is stamped with.
+    await imp.file("global/pg_control", statSync(join(pgdata, "global/pg_control")).size, fileChunks(join(pgdata, "global/pg_control")));
+    w.commit();
+  } catch (e) {
+    if (w.pending) w.abort();
+    throw e;
+  }
+  await timeline.checkpoint();
+  return { lsn, control, files: imp.files, pages: imp.pages };
+}
+
+/**
+ * Import a base.tar stream (BASE_BACKUP's main archive, uncompressed) at `lsn` (the backup's
+ * start LSN, which the caller knows from the protocol), then checkpoint the timeline.
+ */
+export async function importTarStream(timeline: Timeline, lsn: Lsn, stream: Readable | AsyncIterable<Uint8Array>): Promise<ImportResult> {
+  checkEmpty(timeline, lsn);
+  const w = new DatadirWriter(timeline);
+  w.begin(lsn);
+  const imp = new Importer(w);
+  const ex = extract();
+  const feeding = (async () => {
+    try {
+      for await (const chunk of stream as AsyncIterable<Uint8Array>) {
+        if (!ex.write(chunk)) await new Promise<void>((r) => ex.once("drain", r));
+      }
+      ex.end(undefined);
+    } catch (e) {
+      ex.destroy(e as Error);
+    }
+  })();
+  try {
+    for await (const entry of ex) {
+      const h = entry.header;
+      const name = h.name.replace(/^\.\//, "").replace(/\/$/, "");
+      if (h.type === "directory") {
+        const m = /^base\/(\d+)$/.exec(name);
+        if (m !== null && u32(m[1]!) !== null) w.createDb(DEFAULTTABLESPACE_OID, Number(m[1]));
+        entry.resume();
+        continue;
+      }
+      if (h.type !== "file" && h.type !== "contiguous-file") {
+        entry.resume();
+        continue;
+      }
+      await imp.file(name, h.size ?? 0, entry as unknown as AsyncIterable<Uint8Array>);
+    }
+    await feeding;
+    if (imp.control === null) throw new ImportError("archive has no global/pg_control");
+    w.commit();
+  } catch (e) {
+    if (w.pending) w.abort();
+    throw e;
+  }
+  await timeline.checkpoint();
+  return { lsn, control: imp.control, files: imp.files, pages: imp.pages };
+}
