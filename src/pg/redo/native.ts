@@ -1,0 +1,175 @@
+/**
+ * Pageserver records: changes PostgreSQL makes to pages without a block image in the WAL
+ * (even with wal_consistency_checking = all), stored as NATIVE values and applied here.
+ * Payload = op byte + little-endian fields:
+ *
+ *   op    name              fields                                          page
+ *   0x01  CLOG_SET          status u8, n u32, xid u32 × n                   pg_xact page
+ *   0x02  MULTI_OFFSETS     n u32, (mxid u32, offset u32) × n               pg_multixact/offsets page
+ *   0x03  MULTI_MEMBERS     n u32, (offset u32, xid u32, status u32) × n    pg_multixact/members page
+ *   0x04  VM_CLEAR          heapBlkA u32, heapBlkB u32 (0xFFFFFFFF: none), flags u8   VM page
+ *   0x05  VM_TRUNCATE       heapBlocks u32 (new heap size)                  last VM page
+ *
+ * Every op asserts that its entries belong to the page it is applied to (the key says which).
+ */
+import { UnsupportedError } from "../../types/errors.js";
+import { type Value, ValueTag, nativeValue } from "../../types/value.js";
+
+export const OP_CLOG_SET = 0x01;
+export const OP_MULTI_OFFSETS = 0x02;
+export const OP_MULTI_MEMBERS = 0x03;
+export const OP_VM_CLEAR = 0x04;
+export const OP_VM_TRUNCATE = 0x05;
+
+export const CLOG_XACTS_PER_PAGE = 32768;
+export const MULTIXACT_OFFSETS_PER_PAGE = 2048;
+export const MULTIXACT_MEMBERS_PER_GROUP = 4;
+export const MULTIXACT_GROUPS_PER_PAGE = 409;
+export const MULTIXACT_MEMBERS_PER_PAGE = MULTIXACT_GROUPS_PER_PAGE * MULTIXACT_MEMBERS_PER_GROUP; // 1636
+const MULTIXACT_GROUP_BYTES = 20;
+export const HEAPBLOCKS_PER_VM_PAGE = 32672;
+const VM_MAP_OFFSET = 24;
+const NONE = 0xffff_ffff;
+
+export const CLOG_STATUS_COMMITTED = 1;
+export const CLOG_STATUS_ABORTED = 2;
+export const CLOG_STATUS_SUBCOMMITTED = 3;
+
+function build(size: number, fill: (dv: DataView) => void): Value {
+  const p = new Uint8Array(size);
+  fill(new DataView(p.buffer));
+  return nativeValue(p);
+}
+
+export function clogSet(status: number, xids: readonly number[]): Value {
+  return build(6 + 4 * xids.length, (dv) => {
+    dv.setUint8(0, OP_CLOG_SET);
+    dv.setUint8(1, status);
+    dv.setUint32(2, xids.length, true);
+    xids.forEach((x, i) => dv.setUint32(6 + 4 * i, x, true));
+  });
+}
+
+export function multiOffsets(entries: readonly { mxid: number; offset: number }[]): Value {
+  return build(5 + 8 * entries.length, (dv) => {
+    dv.setUint8(0, OP_MULTI_OFFSETS);
+    dv.setUint32(1, entries.length, true);
+    entries.forEach((e, i) => {
+      dv.setUint32(5 + 8 * i, e.mxid, true);
+      dv.setUint32(9 + 8 * i, e.offset, true);
+    });
+  });
+}
+
+export function multiMembers(entries: readonly { offset: number; xid: number; status: number }[]): Value {
+  return build(5 + 12 * entries.length, (dv) => {
+    dv.setUint8(0, OP_MULTI_MEMBERS);
+    dv.setUint32(1, entries.length, true);
+    entries.forEach((e, i) => {
+      dv.setUint32(5 + 12 * i, e.offset, true);
+      dv.setUint32(9 + 12 * i, e.xid, true);
+      dv.setUint32(13 + 12 * i, e.status, true);
+    });
+  });
+}
+
+export function vmClear(heapBlkA: number | null, heapBlkB: number | null, flags: number): Value {
+  return build(10, (dv) => {
+    dv.setUint8(0, OP_VM_CLEAR);
+    dv.setUint32(1, heapBlkA ?? NONE, true);
+    dv.setUint32(5, heapBlkB ?? NONE, true);
+    dv.setUint8(9, flags);
+  });
+}
+
+export function vmTruncate(heapBlocks: number): Value {
+  return build(5, (dv) => {
+    dv.setUint8(0, OP_VM_TRUNCATE);
+    dv.setUint32(1, heapBlocks, true);
+  });
+}
+
+export function isNativeValue(v: Value): boolean {
+  return v[0] === ValueTag.Native;
+}
+
+/**
+ * Apply one native record (the Value, tag byte included) to `page` in place. `blkno` is the
+ * page's block number within its SLRU segment or fork; `segno` its SLRU segment (0 for rel pages).
+ */
+export function applyNative(v: Value, page: Uint8Array, segno: number, blkno: number): void {
+  const dv = new DataView(v.buffer, v.byteOffset, v.byteLength);
+  const op = v[1];
+  const pv = new DataView(page.buffer, page.byteOffset, page.byteLength);
+  const bad = (why: string): never => {
+    throw new UnsupportedError(`pageserver record op 0x${(op ?? 0).toString(16)}: ${why}`);
+  };
+  switch (op) {
+    case OP_CLOG_SET: {
+      const status = dv.getUint8(2);
+      const n = dv.getUint32(3, true);
+      const pageno = segno * 32 + blkno;
+      for (let i = 0; i < n; i++) {
+        const xid = dv.getUint32(7 + 4 * i, true);
+        if (Math.floor(xid / CLOG_XACTS_PER_PAGE) !== pageno) bad(`xid ${xid} is not on CLOG page ${pageno}`);
+        const idx = xid % CLOG_XACTS_PER_PAGE;
+        const byte = idx >>> 2;
+        const shift = (idx & 3) * 2;
+        page[byte] = (page[byte]! & ~(3 << shift)) | (status << shift);
+      }
+      return;
+    }
+    case OP_MULTI_OFFSETS: {
+      const n = dv.getUint32(2, true);
+      const pageno = segno * 32 + blkno;
+      for (let i = 0; i < n; i++) {
+        const mxid = dv.getUint32(6 + 8 * i, true);
+        if (Math.floor(mxid / MULTIXACT_OFFSETS_PER_PAGE) !== pageno) bad(`multixact ${mxid} is not on offsets page ${pageno}`);
+        pv.setUint32((mxid % MULTIXACT_OFFSETS_PER_PAGE) * 4, dv.getUint32(10 + 8 * i, true), true);
+      }
+      return;
+    }
+    case OP_MULTI_MEMBERS: {
+      const n = dv.getUint32(2, true);
+      const pageno = segno * 32 + blkno;
+      for (let i = 0; i < n; i++) {
+        const off = dv.getUint32(6 + 12 * i, true);
+        if (Math.floor(off / MULTIXACT_MEMBERS_PER_PAGE) !== pageno) bad(`member offset ${off} is not on members page ${pageno}`);
+        const group = Math.floor(off / MULTIXACT_MEMBERS_PER_GROUP) % MULTIXACT_GROUPS_PER_PAGE;
+        const inGroup = off % MULTIXACT_MEMBERS_PER_GROUP;
+        const flagsAt = group * MULTIXACT_GROUP_BYTES;
+        const shift = inGroup * 8;
+        const flags = pv.getUint32(flagsAt, true);
+        const status = dv.getUint32(14 + 12 * i, true) & 0xff;
+        pv.setUint32(flagsAt, ((flags & ~(0xff << shift)) | (status << shift)) >>> 0, true);
+        pv.setUint32(flagsAt + 4 + inGroup * 4, dv.getUint32(10 + 12 * i, true), true);
+      }
+      return;
+    }
+    case OP_VM_CLEAR: {
+      const flags = dv.getUint8(10);
+      for (const at of [2, 6]) {
+        const h = dv.getUint32(at, true);
+        if (h === NONE) continue;
+        if (Math.floor(h / HEAPBLOCKS_PER_VM_PAGE) !== blkno) bad(`heap block ${h} is not on VM page ${blkno}`);
+        const idx = h % HEAPBLOCKS_PER_VM_PAGE;
+        const byte = VM_MAP_OFFSET + (idx >>> 2);
+        page[byte] = page[byte]! & ~(flags << ((idx & 3) * 2));
+      }
+      return;
+    }
+    case OP_VM_TRUNCATE: {
+      const heapBlocks = dv.getUint32(2, true);
+      if (Math.floor(heapBlocks / HEAPBLOCKS_PER_VM_PAGE) !== blkno) bad(`truncation point ${heapBlocks} is not on VM page ${blkno}`);
+      const idx = heapBlocks % HEAPBLOCKS_PER_VM_PAGE;
+      const byte = VM_MAP_OFFSET + (idx >>> 2);
+      const bits = (idx & 3) * 2;
+      // Keep the bits of heap blocks below the truncation point; clear everything after.
+      page[byte] = page[byte]! & ((1 << bits) - 1);
+      page.fill(0, byte + 1);
+      return;
+    }
+    default:
+      bad("unknown op");
+  }
+}
