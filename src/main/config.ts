@@ -46,6 +46,14 @@ function positiveInt(x: unknown, name: string): number {
   throw new InvalidArgumentError(`${name}: expected a positive integer, got ${JSON.stringify(x)}`);
 }
 
+const LOG_LEVELS = ["fatal", "error", "warn", "info", "debug", "trace", "silent"];
+
+/** A pino level name (pino itself would throw a plain Error at startup). */
+function logLevel(x: unknown): string {
+  if (typeof x === "string" && LOG_LEVELS.includes(x)) return x;
+  throw new InvalidArgumentError(`log_level: expected one of ${LOG_LEVELS.join(", ")}, got ${JSON.stringify(x)}`);
+}
+
 export interface ConfigOverrides {
   workdir?: string;
   listen?: string;
@@ -64,7 +72,7 @@ function apply(c: NodeConfig, o: ConfigOverrides): void {
   if (o.flush_threads !== undefined) c.flush_threads = positiveInt(o.flush_threads, "flush_threads");
   if (o.compaction_threads !== undefined) c.compaction_threads = positiveInt(o.compaction_threads, "compaction_threads");
   if (o.gc_threads !== undefined) c.gc_threads = positiveInt(o.gc_threads, "gc_threads");
-  if (o.log_level !== undefined) c.log_level = o.log_level;
+  if (o.log_level !== undefined) c.log_level = logLevel(o.log_level);
   if (o.tenant_config !== undefined) c.tenant_defaults = parseTenantConf(o.tenant_config, c.tenant_defaults);
 }
 
@@ -82,6 +90,7 @@ export function loadNodeConfig(flags: ConfigOverrides): NodeConfig {
     } catch (e) {
       throw new InvalidArgumentError(`${file}: ${(e as Error).message}`);
     }
+    if (typeof j !== "object" || j === null || Array.isArray(j)) throw new InvalidArgumentError(`${file}: expected a JSON object`);
     for (const k of Object.keys(j)) if (!FILE_KEYS.has(k)) throw new InvalidArgumentError(`${file}: unknown key '${k}'`);
     apply(c, j as ConfigOverrides);
   }

@@ -36,13 +36,20 @@ export const DEFAULT_TENANT_CONF: Readonly<TenantConf> = {
 
 const UNITS_MS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 };
 
-export function parseDurationMs(x: unknown, name: string): number {
-  if (typeof x === "number" && Number.isFinite(x) && x >= 0) return x;
-  if (typeof x === "string") {
+/** The longest delay a Node timer waits (2^31 - 1 ms, ~24.8 days): a longer one fires after 1 ms. */
+export const MAX_TIMER_MS = 0x7fff_ffff;
+
+/** A duration in ms; `max_ms` bounds settings that become timer delays (MAX_TIMER_MS). */
+export function parseDurationMs(x: unknown, name: string, max_ms = Number.MAX_SAFE_INTEGER): number {
+  let ms: number | null = null;
+  if (typeof x === "number" && Number.isFinite(x) && x >= 0) ms = x;
+  else if (typeof x === "string") {
     const m = /^(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)$/.exec(x.trim());
-    if (m) return Math.round(Number.parseFloat(m[1]!) * UNITS_MS[m[2]!]!);
+    if (m) ms = Math.round(Number.parseFloat(m[1]!) * UNITS_MS[m[2]!]!);
   }
-  throw new InvalidArgumentError(`${name}: invalid duration ${JSON.stringify(x)} (e.g. "20s", "10m", "1h", or milliseconds)`);
+  if (ms === null) throw new InvalidArgumentError(`${name}: invalid duration ${JSON.stringify(x)} (e.g. "20s", "10m", "1h", or milliseconds)`);
+  if (ms > max_ms) throw new InvalidArgumentError(`${name}: ${JSON.stringify(x)} is longer than ${max_ms} ms`);
+  return ms;
 }
 
 function parseCount(x: unknown, name: string, min: number): number {
@@ -54,14 +61,14 @@ function parseCount(x: unknown, name: string, min: number): number {
 const FIELDS: Record<string, (c: TenantConf, v: unknown) => void> = {
   checkpoint_distance: (c, v) => (c.checkpoint_distance_bytes = parseCount(v, "checkpoint_distance", 8192)),
   checkpoint_timeout: (c, v) => (c.checkpoint_timeout_ms = parseDurationMs(v, "checkpoint_timeout")),
-  compaction_period: (c, v) => (c.compaction_period_ms = parseDurationMs(v, "compaction_period")),
+  compaction_period: (c, v) => (c.compaction_period_ms = parseDurationMs(v, "compaction_period", MAX_TIMER_MS)),
   compaction_threshold: (c, v) => (c.compaction_threshold = parseCount(v, "compaction_threshold", 1)),
   compaction_target_size: (c, v) => (c.compaction_target_size_bytes = parseCount(v, "compaction_target_size", 8192)),
   image_creation_threshold: (c, v) => (c.image_creation_threshold = parseCount(v, "image_creation_threshold", 1)),
   gc_horizon: (c, v) => (c.gc_horizon_bytes = parseCount(v, "gc_horizon", 0)),
-  gc_period: (c, v) => (c.gc_period_ms = parseDurationMs(v, "gc_period")),
+  gc_period: (c, v) => (c.gc_period_ms = parseDurationMs(v, "gc_period", MAX_TIMER_MS)),
   pitr_interval: (c, v) => (c.pitr_interval_ms = parseDurationMs(v, "pitr_interval")),
-  wait_lsn_timeout: (c, v) => (c.wait_lsn_timeout_ms = parseDurationMs(v, "wait_lsn_timeout")),
+  wait_lsn_timeout: (c, v) => (c.wait_lsn_timeout_ms = parseDurationMs(v, "wait_lsn_timeout", MAX_TIMER_MS)),
   materialized_page_cache: (c, v) => {
     if (typeof v !== "boolean") throw new InvalidArgumentError("materialized_page_cache: expected true or false");
     c.materialized_page_cache = v;

@@ -57,16 +57,22 @@ export function decodeMetadata(path: string, bytes: Uint8Array): TimelineMetadat
   if (Number(m[1]) !== METADATA_FORMAT_VERSION) bad(`unsupported format version ${m[1]}`);
   const body = buf.subarray(nl + 1);
   if (crc32c(body) !== Number.parseInt(m[2]!, 16)) bad("checksum mismatch");
-  let j: Record<string, unknown>;
+  let parsed: unknown;
   try {
-    j = JSON.parse(body.toString("utf8")) as Record<string, unknown>;
+    parsed = JSON.parse(body.toString("utf8"));
   } catch (e) {
     return bad(`bad JSON: ${(e as Error).message}`);
   }
+  if (typeof parsed !== "object" || parsed === null || Array.isArray(parsed)) return bad("body is not a JSON object");
+  const j = parsed as Record<string, unknown>;
   const lsn = (k: string): Lsn => {
     const v = j[k];
     if (typeof v !== "string") return bad(`field ${k} missing`);
-    return parseLsn(v);
+    try {
+      return parseLsn(v);
+    } catch (e) {
+      return bad(`field ${k}: ${(e as Error).message}`);
+    }
   };
   const anc = j["ancestor_timeline_id"];
   if (anc !== null && !isId(anc)) bad("bad ancestor_timeline_id");
