@@ -16,9 +16,9 @@ import { pipeline } from "node:stream/promises";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { basebackupTar, checkpointLocation, checkpointRecordEnd, pageChecksum } from "../src/pg/basebackup.js";
 import { decodeControlFile, encodeControlFile } from "../src/pg/control.js";
-import { collectKeyspace, DatadirSnapshot, importDatadir, importTarStream, readImportLsn } from "../src/pg/datadir/index.js";
+import { collectKeyspace, DatadirSnapshot, DatadirWriter, importDatadir, importTarStream, readImportLsn } from "../src/pg/datadir/index.js";
 import type { Timeline } from "../src/tenant/timeline.js";
-import { parseLsn } from "../src/types/lsn.js";
+import { lsnToString, parseLsn } from "../src/types/lsn.js";
 import { findPgBinDir, PgInstance } from "./support/postgres.js";
 import { TenantHarness } from "./support/tenant_harness.js";
 
@@ -76,7 +76,7 @@ class BackupServer {
   }
   async start(): Promise<void> {
     this.port = await freePort();
-    const opts = `-p ${this.port} -c listen_addresses=127.0.0.1 -k ${this.sock} -c fsync=off -c max_connections=20 -c shared_buffers=16MB`;
+    const opts = `-p ${this.port} -c listen_addresses=127.0.0.1 -k ${this.sock} -c fsync=off -c max_connections=20 -c shared_buffers=16MB -c max_prepared_transactions=5`;
     const r = await run("pg_ctl", ["-D", this.data, "-l", this.log, "-w", "-t", "60", "-o", opts, "start"]);
     if (r.code !== 0) throw new Error(`start failed: ${r.stderr}\n${this.logText()}`);
     this.running = true;
@@ -115,6 +115,8 @@ const QUERIES: [string, string][] = [
   ["postgres", "SELECT count(*) FROM t WHERE s = 'aborted'"],
   ["postgres", "SELECT count(*) FROM ul"],
   ["postgres", "SELECT datname FROM pg_database ORDER BY 1"],
+  ["postgres", "SELECT count(*) FROM pt"],
+  ["postgres", "SELECT gid FROM pg_prepared_xacts"],
   ["db2", "SELECT count(*), sum(v), string_agg(name, ',' ORDER BY v) FROM u"],
 ];
 
@@ -132,7 +134,7 @@ let importLsn = 0;
 let tl: Timeline;
 
 beforeAll(async () => {
-  src = await PgInstance.start();
+  src = await PgInstance.start({ conf: { max_prepared_transactions: 5 } });
   await src.psql(`
     CREATE TABLE t (x int PRIMARY KEY, s text);
     INSERT INTO t SELECT g, md5(g::text) FROM generate_series(1, 20000) g;
@@ -153,6 +155,7 @@ beforeAll(async () => {
      BEGIN; INSERT INTO u VALUES (-1, 'gone'); ROLLBACK;`,
     "db2",
   );
+  await src.psql("CREATE TABLE pt (a int); BEGIN; INSERT INTO pt SELECT generate_series(1, 10); PREPARE TRANSACTION 'p1';");
   // Rows the unlogged table loses in a backup (as after a crash): expected count 0.
   expected = await runQueries((sql, db) => src!.psql(sql, db));
   expected[4] = "0";
@@ -209,9 +212,16 @@ describe("base backup of an imported cluster", () => {
   });
 
   it("starts a stock PostgreSQL without recovery; same results; amcheck clean; takes writes", async () => {
-    const s = await startFromBackup(tl, importLsn);
-    expect(await s.psql("SELECT pg_is_in_recovery()")).toBe("f");
+    const s = new BackupServer();
+    servers.push(s);
+    await s.untar(await basebackupTar(tl, importLsn));
     const c = checkpointLocation(importLsn, 16 * 1024 * 1024);
+    expect(c).toBe(importLsn);
+    // A WAL reader that scans pages finds the synthetic checkpoint record and its CRC is right.
+    const dump = await run("pg_waldump", ["--path", join(s.data, "pg_wal"), "--start", lsnToString(c), "--limit", "1"]);
+    expect(dump.stdout).toMatch(new RegExp(`CHECKPOINT_SHUTDOWN redo ${lsnToString(c)}; tli 1; prev tli 1; fpw true`));
+    await s.start();
+    expect(await s.psql("SELECT pg_is_in_recovery()")).toBe("f");
     expect(parseLsn(await s.psql("SELECT pg_current_wal_lsn()"))).toBeGreaterThanOrEqual(checkpointRecordEnd(c));
     expect(s.logText()).not.toMatch(/redo starts|database system was interrupted/);
     expect(await runQueries((sql, db) => s.psql(sql, db))).toEqual(expected);
@@ -220,6 +230,8 @@ describe("base backup of an imported cluster", () => {
     expect(am.code).toBe(0);
     await s.psql("INSERT INTO t SELECT g, 'new' FROM generate_series(30001, 31000) g; CHECKPOINT;");
     await s.psql("INSERT INTO u VALUES (1000, 'later')", "db2");
+    await s.psql("COMMIT PREPARED 'p1'");
+    expect(await s.psql("SELECT count(*), sum(a) FROM pt")).toBe("10|55");
     expect(await s.psql("SELECT count(*) FROM t WHERE s = 'new'")).toBe("1000");
     await s.stop();
     expect(s.logText()).toMatch(/database system is shut down/);
@@ -270,6 +282,22 @@ describe("base backup of an imported cluster", () => {
     await expect(basebackupTar(tl, importLsn - 8)).rejects.toThrow(/below the timeline's start/);
     // Beyond last_record_lsn: waits (wait_lsn_timeout 2 s in tests), then times out.
     await expect(basebackupTar(tl, importLsn + 0x1000)).rejects.toMatchObject({ code: "lsn_timeout" });
+  });
+
+  it("places the checkpoint after the page header when the LSN is on a page boundary; PostgreSQL starts", async () => {
+    const x = importLsn - (importLsn % 8192) + 8192;
+    const w = new DatadirWriter(tl);
+    w.begin(x);
+    w.putRelmap(1663, 5, new DatadirSnapshot(tl, importLsn).relmap(1663, 5)!); // an unchanged rewrite
+    w.commit(importLsn);
+    const c = checkpointLocation(x, 16 * 1024 * 1024);
+    expect(c).toBe(x + 24);
+    expect(checkpointLocation(x - 80, 16 * 1024 * 1024)).toBe(c); // record would cross the page end
+    expect(checkpointLocation(0x2000000, 16 * 1024 * 1024)).toBe(0x2000000 + 40);
+    const s = await startFromBackup(tl, x);
+    expect(parseLsn(await s.psql("SELECT pg_current_wal_lsn()"))).toBeGreaterThanOrEqual(checkpointRecordEnd(c));
+    expect(await runQueries((sql, db) => s.psql(sql, db))).toEqual(expected);
+    await s.stop();
   });
 
   it("refuses to import a cluster that was not shut down cleanly", async () => {
