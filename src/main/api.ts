@@ -3,7 +3,10 @@
  * Ids in paths and bodies are validated (they become paths); LSNs are "X/Y" strings.
  * docs/http-api.md describes each route.
  */
+import type { Logger } from "pino";
 import type { Registry } from "prom-client";
+import { basebackupTar } from "../pg/basebackup.js";
+import { DatadirSnapshot } from "../pg/datadir/reader.js";
 import { lsnToString, parseLsn } from "../types/lsn.js";
 import { InvalidArgumentError } from "../types/errors.js";
 import { parseTenantId, parseTimelineId, type TenantId, type TimelineId } from "../types/ids.js";
@@ -11,6 +14,8 @@ import type { Tenant } from "../tenant/tenant.js";
 import type { Timeline } from "../tenant/timeline.js";
 import type { HttpServer, Request } from "./http/server.js";
 import type { TenantManager } from "./tenant_manager.js";
+import { bootstrapFromSource, parseConnstr } from "./wal_source.js";
+import type { WalSources } from "./wal_sources.js";
 
 function bodyObject(r: Request): Record<string, unknown> {
   if (r.body === undefined) return {};
@@ -24,7 +29,15 @@ function optLsn(v: unknown, name: string): number | undefined {
   return parseLsn(v);
 }
 
-export function timelineInfoJson(tl: Timeline): Record<string, unknown> {
+function logicalSizeNow(tl: Timeline): number {
+  try {
+    return new DatadirSnapshot(tl, tl.lastRecordLsn).logicalSize();
+  } catch {
+    return 0;
+  }
+}
+
+export function timelineInfoJson(tl: Timeline, walSources?: WalSources): Record<string, unknown> {
   const i = tl.info();
   return {
     tenant_id: i.tenant_id,
@@ -37,7 +50,9 @@ export function timelineInfoJson(tl: Timeline): Record<string, unknown> {
     remote_consistent_lsn: null,
     latest_gc_cutoff_lsn: i.latest_gc_cutoff_lsn,
     initdb_lsn: i.initdb_lsn,
+    current_logical_size: logicalSizeNow(tl),
     state: i.state,
+    wal_source: walSources?.status(tl) ?? null,
     layers: i.layers,
   };
 }
@@ -46,7 +61,13 @@ function tenantJson(t: Tenant): Record<string, unknown> {
   return { id: t.id, state: t.state, ...(t.brokenReason ? { broken_reason: t.brokenReason } : {}), timelines: t.listTimelines().length };
 }
 
-export function registerRoutes(http: HttpServer, tenants: TenantManager, metrics: Registry, extra: { startedAt: Date }): void {
+export function registerRoutes(
+  http: HttpServer,
+  tenants: TenantManager,
+  metrics: Registry,
+  extra: { startedAt: Date; walSources: WalSources; log: Logger },
+): void {
+  const ws = extra.walSources;
   const tenantOf = (r: Request): Tenant => tenants.get(parseTenantId(r.params["tenant_id"]));
   const timelineOf = (r: Request): Timeline => tenantOf(r).getTimeline(parseTimelineId(r.params["timeline_id"]));
 
@@ -76,17 +97,58 @@ export function registerRoutes(http: HttpServer, tenants: TenantManager, metrics
   http.route("post", "/v1/tenant/:tenant_id/timeline", async (r) => {
     const t = tenantOf(r);
     const b = bodyObject(r);
+    const timelineId = b["new_timeline_id"] === undefined ? undefined : (parseTimelineId(b["new_timeline_id"]) as TimelineId);
+    const ancestorId =
+      b["ancestor_timeline_id"] === undefined || b["ancestor_timeline_id"] === null ? undefined : parseTimelineId(b["ancestor_timeline_id"]);
+    let connstr: string | null = null;
+    if (b["wal_source"] !== undefined && b["wal_source"] !== null) {
+      const src = b["wal_source"];
+      if (typeof src !== "object" || Array.isArray(src)) throw new InvalidArgumentError("wal_source must be an object {\"connstr\"}");
+      connstr = parseConnstr((src as Record<string, unknown>)["connstr"]);
+    }
+    if (connstr !== null && ancestorId === undefined) {
+      // Bootstrap from a running source: BASE_BACKUP, import, then stream from its start.
+      const boot = await bootstrapFromSource(t, timelineId, connstr, extra.log);
+      await ws.set(boot.timeline, connstr, boot.config.system_id, boot.config.consistent_from_lsn ?? null);
+      return { status: 201, json: timelineInfoJson(boot.timeline, ws) };
+    }
     const tl = await t.createTimeline({
-      timelineId: b["new_timeline_id"] === undefined ? undefined : (parseTimelineId(b["new_timeline_id"]) as TimelineId),
-      ancestorId: b["ancestor_timeline_id"] === undefined || b["ancestor_timeline_id"] === null ? undefined : parseTimelineId(b["ancestor_timeline_id"]),
+      timelineId,
+      ancestorId,
       ancestorLsn: optLsn(b["ancestor_start_lsn"], "ancestor_start_lsn"),
       startLsn: optLsn(b["start_lsn"], "start_lsn"),
       pgVersion: b["pg_version"] === undefined ? undefined : Number(b["pg_version"]),
     });
-    return { status: 201, json: timelineInfoJson(tl) };
+    if (connstr !== null) await ws.set(tl, connstr);
+    return { status: 201, json: timelineInfoJson(tl, ws) };
   });
-  http.route("get", "/v1/tenant/:tenant_id/timeline", (r) => ({ status: 200, json: tenantOf(r).listTimelines().map(timelineInfoJson) }));
-  http.route("get", "/v1/tenant/:tenant_id/timeline/:timeline_id", (r) => ({ status: 200, json: timelineInfoJson(timelineOf(r)) }));
+  http.route("put", "/v1/tenant/:tenant_id/timeline/:timeline_id/wal_source", async (r) => {
+    const tl = timelineOf(r);
+    const connstr = parseConnstr(bodyObject(r)["connstr"]);
+    const src = await ws.set(tl, connstr, ws.get(tl)?.config.system_id ?? null);
+    return { status: 200, json: src.status() };
+  });
+  http.route("delete", "/v1/tenant/:tenant_id/timeline/:timeline_id/wal_source", async (r) => {
+    const tl = timelineOf(r);
+    ws.requireFor(tl);
+    await ws.remove(tl, true);
+    return { status: 200, json: { removed: true } };
+  });
+  http.route("get", "/v1/tenant/:tenant_id/timeline/:timeline_id/basebackup", async (r) => {
+    const tl = timelineOf(r);
+    const q = r.query.get("lsn");
+    const lsn = q === null ? tl.lastRecordLsn : parseLsn(q);
+    const tar = await basebackupTar(tl, lsn);
+    return {
+      status: 200,
+      contentType: "application/x-tar",
+      produce: async (write) => {
+        for await (const chunk of tar) await write(chunk);
+      },
+    };
+  });
+  http.route("get", "/v1/tenant/:tenant_id/timeline", (r) => ({ status: 200, json: tenantOf(r).listTimelines().map((tl) => timelineInfoJson(tl, ws)) }));
+  http.route("get", "/v1/tenant/:tenant_id/timeline/:timeline_id", (r) => ({ status: 200, json: timelineInfoJson(timelineOf(r), ws) }));
 
   http.route("put", "/v1/tenant/:tenant_id/timeline/:timeline_id/checkpoint", async (r) => {
     const tl = timelineOf(r);

@@ -10,6 +10,11 @@ import type { TenantManager } from "./tenant_manager.js";
 export function createMetrics(cache: PageCacheApi, tenants: TenantManager, cacheSizeBytes: number): Registry {
   const register = new Registry();
   collectDefaultMetrics({ register });
+  // prom-client names three gauges *_total, which Prometheus reserves for counters (promtool
+  // check metrics fails on them); the per-type nodejs_active_* gauges carry the same counts.
+  for (const name of ["nodejs_active_handles_total", "nodejs_active_requests_total", "nodejs_active_resources_total"]) {
+    register.removeSingleMetric(name);
+  }
 
   // Cache counters live in the shared buffer; expose them as counters by adding the deltas.
   const last = new Map<string, number>();

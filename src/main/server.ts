@@ -9,17 +9,19 @@ import { mkdirSync } from "node:fs";
 import { pino, type Logger } from "pino";
 import type { Registry } from "prom-client";
 import { PageCache } from "../cache/index.js";
-import { TestRedo } from "../tenant/test_redo.js";
+import { collectKeyspace } from "../pg/datadir/reader.js";
+import { PgRedo } from "../pg/redo/pg_redo.js";
 import { JobPools } from "../workers/pools.js";
 import { registerRoutes } from "./api.js";
 import type { NodeConfig } from "./config.js";
 import { HttpServer } from "./http/server.js";
 import { createMetrics } from "./metrics.js";
 import { TenantManager } from "./tenant_manager.js";
+import { WalSources } from "./wal_sources.js";
 
 const isTs = import.meta.url.endsWith(".ts");
-// The storage core reconstructs with the synthetic redo; the PostgreSQL redo plugs in here.
-const REDO_MODULE = pathToFileURL(fileURLToPath(new URL(`../tenant/test_redo${isTs ? ".ts" : ".js"}`, import.meta.url))).href;
+// Workers (image creation) load the same redo by URL.
+const REDO_MODULE = pathToFileURL(fileURLToPath(new URL(`../pg/redo/pg_redo${isTs ? ".ts" : ".js"}`, import.meta.url))).href;
 
 export class Server {
   readonly config: NodeConfig;
@@ -28,6 +30,7 @@ export class Server {
   readonly pools: JobPools;
   readonly tenants: TenantManager;
   readonly metrics: Registry;
+  readonly walSources: WalSources;
   private readonly http: HttpServer;
   port = 0;
 
@@ -46,29 +49,33 @@ export class Server {
       {
         cache: this.cache,
         jobs: this.pools,
-        redo: new TestRedo(),
+        redo: new PgRedo(),
         redoModule: REDO_MODULE,
         log: this.log,
         defaults: config.tenant_defaults,
+        keyspace: collectKeyspace,
       },
       config.workdir,
     );
     this.metrics = createMetrics(this.cache, this.tenants, config.page_cache_size_bytes);
     this.http = new HttpServer(this.log);
+    this.walSources = new WalSources(this.log);
   }
 
   async start(): Promise<number> {
     this.tenants.loadAll();
-    registerRoutes(this.http, this.tenants, this.metrics, { startedAt: new Date() });
+    registerRoutes(this.http, this.tenants, this.metrics, { startedAt: new Date(), walSources: this.walSources, log: this.log });
     this.http.fallback();
     this.port = await this.http.listen(this.config.listen_http.host, this.config.listen_http.port);
     this.log.info({ workdir: this.config.workdir, listen: `${this.config.listen_http.host}:${this.port}` }, "pageserver started");
+    await this.walSources.startAll(this.tenants);
     return this.port;
   }
 
   /** Stop accepting requests, flush every timeline, stop the workers. */
   async stop(): Promise<void> {
     this.http.close();
+    await this.walSources.stopAll();
     await this.tenants.shutdown(true);
     await this.pools.destroy();
     this.log.info("pageserver stopped");

@@ -524,6 +524,16 @@ export class Timeline {
     return r.value;
   }
 
+  /**
+   * Refuse reads and branches below `lsn` from now on (a timeline bootstrapped from a fuzzy
+   * base backup is consistent only from the backup's end LSN).
+   */
+  async raiseGcCutoff(lsn: Lsn): Promise<void> {
+    if (lsn <= this.latestGcCutoff_) return;
+    this.latestGcCutoff_ = lsn;
+    await this.persistMetadata({});
+  }
+
   // ---------------------------------------------------------------------------------------
   // Branching support
 

@@ -91,8 +91,16 @@ export class HttpServer {
     const register = method === "delete" ? this.app.del : this.app[method];
     register.call(this.app, pattern, (res: HttpResponse, req: HttpRequest) => {
       const params: Record<string, string> = {};
+      // A malformed escape (`%zz`) is the client's error: a 400, never an uncaught URIError.
+      let badSegment: string | null = null;
       names.forEach((n, i) => {
-        params[n] = decodeURIComponent(req.getParameter(i) ?? "");
+        const raw = req.getParameter(i) ?? "";
+        try {
+          params[n] = decodeURIComponent(raw);
+        } catch {
+          badSegment ??= raw;
+          params[n] = raw;
+        }
       });
       const headers: Record<string, string> = {};
       req.forEach((k, v) => {
@@ -112,7 +120,13 @@ export class HttpServer {
       });
       this.inflight++;
       this.readBody(res, state, (raw, tooLarge) => {
-        void this.dispatch(res, state, r, raw, tooLarge, handler).finally(() => this.inflight--);
+        const h: Handler =
+          badSegment === null
+            ? handler
+            : () => {
+                throw new HttpError("invalid_argument", `malformed percent-encoding in path segment '${badSegment}'`);
+              };
+        void this.dispatch(res, state, r, raw, tooLarge, h).finally(() => this.inflight--);
       });
     });
   }

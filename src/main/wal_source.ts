@@ -1,0 +1,239 @@
+/**
+ * WAL sources: a timeline that has a PostgreSQL source streams its WAL (physical replication
+ * through a slot) into the WAL decoder and WalIngest, and reports disk_consistent_lsn as the
+ * flush position, so the source keeps every byte the pageserver has not made durable. After
+ * a restart streaming resumes at last_record_lsn (= disk_consistent_lsn).
+ *
+ * The source of a timeline is persisted next to its metadata (wal_source.json, durable) with
+ * the system identifier seen on first contact; a source with another system identifier is
+ * refused. Until native heap/btree redo lands a source must run with
+ * wal_consistency_checking = all (every block reference then carries an image).
+ *
+ * Bootstrap: BASE_BACKUP over a replication connection after creating the slot (so WAL from
+ * the backup's start is kept), imported at the backup's start LSN; streaming then replays
+ * from the start, and the timeline is readable from the backup's end LSN.
+ */
+import { existsSync, readFileSync, unlinkSync } from "node:fs";
+import { join } from "node:path";
+import type { Logger } from "pino";
+import { WalIngest } from "../pg/ingest/walingest.js";
+import { importTarStream } from "../pg/datadir/import.js";
+import { startBaseBackup } from "../pg/replication/base_backup.js";
+import { ReplicationConnection } from "../pg/replication/connection.js";
+import { WalReceiver, type WalReceiverState } from "../pg/replication/walreceiver.js";
+import { WalStreamDecoder } from "../pg/wal/decoder.js";
+import { writeFileDurable } from "../tenant/durable.js";
+import type { Tenant } from "../tenant/tenant.js";
+import type { Timeline } from "../tenant/timeline.js";
+import { InvalidArgumentError, UnsupportedError } from "../types/errors.js";
+import { generateTimelineId, type TimelineId } from "../types/ids.js";
+import { type Lsn, lsnToString, parseLsn } from "../types/lsn.js";
+
+export const WAL_SOURCE_FILE = "wal_source.json";
+
+export interface WalSourceConfig {
+  connstr: string;
+  slot_name: string;
+  /** Decimal pg_control system identifier, learned on first contact. */
+  system_id: string | null;
+  /**
+   * A bootstrap from a fuzzy base backup is consistent only from the backup's end LSN: once
+   * ingest passes it, reads and branches below it are refused (the GC cutoff is raised).
+   */
+  consistent_from_lsn?: string | null;
+}
+
+export interface WalSourceStatus {
+  connstr: string;
+  slot_name: string;
+  state: string;
+  last_received_lsn: string | null;
+  last_error: string | null;
+  records_ingested: number;
+}
+
+export function slotNameFor(timelineId: TimelineId): string {
+  return `pageserver_${timelineId}`;
+}
+
+/** The connstr must be a postgres URL or a key=value string; no other schemes. */
+export function parseConnstr(x: unknown): string {
+  if (typeof x !== "string" || x.length === 0 || x.length > 4096) throw new InvalidArgumentError("wal_source.connstr must be a non-empty string");
+  if (!/^postgres(ql)?:\/\//.test(x) && !/^\s*\w+\s*=/.test(x)) throw new InvalidArgumentError("wal_source.connstr must be a postgresql:// URL or key=value pairs");
+  return x;
+}
+
+/** Check a source's settings before using it: the error says what to change. */
+export async function checkSource(conn: ReplicationConnection): Promise<{ systemId: string; timeline: number; xlogPos: Lsn }> {
+  const wcc = (await conn.show("wal_consistency_checking")).trim();
+  if (wcc !== "all") {
+    throw new UnsupportedError(
+      `source has wal_consistency_checking = '${wcc}': the pageserver needs 'all' until native heap/btree redo lands (every block reference must carry an image)`,
+    );
+  }
+  const level = (await conn.show("wal_level")).trim();
+  if (level !== "replica" && level !== "logical") throw new UnsupportedError(`source has wal_level = '${level}': replica or logical is needed`);
+  return conn.identifySystem();
+}
+
+export class TimelineWalSource {
+  readonly timeline: Timeline;
+  config: WalSourceConfig;
+  private readonly log: Logger;
+  private receiver: WalReceiver | null = null;
+  private ingest: WalIngest | null = null;
+  private decoder: WalStreamDecoder | null = null;
+  private state_: WalReceiverState | null = null;
+  private failure: string | null = null;
+
+  constructor(timeline: Timeline, config: WalSourceConfig, log: Logger) {
+    this.timeline = timeline;
+    this.config = config;
+    this.log = log;
+  }
+
+  static configPath(tl: Timeline): string {
+    return join(tl.dir, WAL_SOURCE_FILE);
+  }
+
+  static load(tl: Timeline): WalSourceConfig | null {
+    const p = TimelineWalSource.configPath(tl);
+    if (!existsSync(p)) return null;
+    const j = JSON.parse(readFileSync(p, "utf8")) as WalSourceConfig;
+    return {
+      connstr: parseConnstr(j.connstr),
+      slot_name: String(j.slot_name),
+      system_id: j.system_id ?? null,
+      consistent_from_lsn: j.consistent_from_lsn ?? null,
+    };
+  }
+
+  async persist(): Promise<void> {
+    await writeFileDurable(TimelineWalSource.configPath(this.timeline), Buffer.from(JSON.stringify(this.config)));
+  }
+
+  static remove(tl: Timeline): void {
+    const p = TimelineWalSource.configPath(tl);
+    if (existsSync(p)) unlinkSync(p);
+  }
+
+  /** Connect once to check the source and learn its system id; then stream in the background. */
+  async start(): Promise<void> {
+    const conn = await ReplicationConnection.connect({ connstr: this.config.connstr, application_name: "pageserver" });
+    let info: { systemId: string; timeline: number; xlogPos: Lsn };
+    try {
+      info = await checkSource(conn);
+    } finally {
+      await conn.close();
+    }
+    if (this.config.system_id !== null && this.config.system_id !== info.systemId) {
+      throw new InvalidArgumentError(`source system identifier ${info.systemId} differs from this timeline's ${this.config.system_id}`);
+    }
+    if (this.config.system_id === null) {
+      this.config.system_id = info.systemId;
+      await this.persist();
+    }
+    const tl = this.timeline;
+    const start = tl.lastRecordLsn;
+    this.ingest = new WalIngest(tl);
+    this.decoder = new WalStreamDecoder(start);
+    this.failure = null;
+    const receiver = new WalReceiver(
+      {
+        connstr: this.config.connstr,
+        slot_name: this.config.slot_name,
+        start_lsn: start,
+        expected_system_id: info.systemId,
+        timeline: info.timeline,
+        application_name: `pageserver_${tl.timelineId}`,
+      },
+      {
+        onWal: (_startLsn, bytes) => this.onWal(bytes),
+        flushLsn: () => tl.diskConsistentLsn,
+        applyLsn: () => tl.lastRecordLsn,
+        onStateChange: (s) => {
+          this.state_ = s;
+        },
+      },
+    );
+    this.receiver = receiver;
+    receiver.start();
+    receiver.finished.catch((e: unknown) => {
+      this.failure = e instanceof Error ? e.message : String(e);
+      this.log.error({ err: e, timeline_id: tl.timelineId }, "WAL source stopped with an error");
+    });
+    this.log.info({ timeline_id: tl.timelineId, start_lsn: lsnToString(start), slot: this.config.slot_name }, "streaming WAL");
+  }
+
+  private onWal(bytes: Uint8Array): void {
+    const dec = this.decoder!;
+    const ing = this.ingest!;
+    dec.feed(bytes);
+    for (let rec = dec.next(); rec !== null; rec = dec.next()) ing.ingest(rec);
+    const from = this.config.consistent_from_lsn;
+    if (from !== undefined && from !== null && this.timeline.lastRecordLsn >= parseLsn(from)) {
+      this.config.consistent_from_lsn = null;
+      void this.timeline
+        .raiseGcCutoff(parseLsn(from))
+        .then(() => this.persist())
+        .catch((e: unknown) => this.log.error({ err: e }, "could not record the consistent point"));
+    }
+  }
+
+  async stop(): Promise<void> {
+    const r = this.receiver;
+    this.receiver = null;
+    if (r !== null) await r.stop();
+  }
+
+  status(): WalSourceStatus {
+    const s = this.state_;
+    return {
+      connstr: this.config.connstr.replace(/:[^:@/]*@/, ":***@"),
+      slot_name: this.config.slot_name,
+      state: this.failure !== null ? "failed" : (s?.state ?? "starting"),
+      last_received_lsn: s === null ? null : lsnToString(s.last_received_lsn),
+      last_error: this.failure ?? s?.last_error ?? null,
+      records_ingested: this.ingest?.records ?? 0,
+    };
+  }
+}
+
+/**
+ * Create a timeline from a running source: slot (reserving WAL), BASE_BACKUP, import at the
+ * backup's start LSN. Returns the timeline and the backup's end LSN (readable from there).
+ */
+export async function bootstrapFromSource(
+  tenant: Tenant,
+  timelineId: TimelineId | undefined,
+  connstr: string,
+  log: Logger,
+): Promise<{ timeline: Timeline; config: WalSourceConfig; endLsn: Lsn }> {
+  const id = timelineId ?? generateTimelineId();
+  const slot = slotNameFor(id);
+  const conn = await ReplicationConnection.connect({ connstr, application_name: "pageserver_bootstrap" });
+  let slotCreated = false;
+  try {
+    const info = await checkSource(conn);
+    if (info.timeline !== 1) throw new UnsupportedError(`source is on PostgreSQL timeline ${info.timeline}; only timeline 1 is supported`);
+    // The slot first, reserving WAL from now: the backup's start (its checkpoint's redo point)
+    // comes later, so every byte streaming needs is kept from the start.
+    slotCreated = await conn.createPhysicalSlot(slot, { reserveWal: true });
+    const bb = await startBaseBackup(conn, { label: "pageserver bootstrap", fast_checkpoint: true, wait: true });
+    const tl = await tenant.createTimeline({ timelineId: id, startLsn: bb.startLsn, pgVersion: 15 });
+    await importTarStream(tl, bb.startLsn, bb.archive);
+    const end = await bb.finished;
+    log.info({ timeline_id: tl.timelineId, start_lsn: lsnToString(bb.startLsn), end_lsn: lsnToString(end.endLsn) }, "bootstrapped from base backup");
+    return {
+      timeline: tl,
+      config: { connstr, slot_name: slot, system_id: info.systemId, consistent_from_lsn: lsnToString(end.endLsn) },
+      endLsn: end.endLsn,
+    };
+  } catch (e) {
+    // Don't leave a slot behind that would keep the source's WAL forever.
+    if (slotCreated && !conn.closed) await conn.dropReplicationSlot(slot).catch(() => false);
+    throw e;
+  } finally {
+    if (!conn.closed) await conn.close();
+  }
+}
