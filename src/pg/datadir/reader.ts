@@ -75,23 +75,42 @@ export class DatadirSnapshot {
     return this.timeline.getNow(key, this.lsn);
   }
 
+  // Decoded directories, cached: the state at an ingested LSN never changes, and a base
+  // backup asks for the same RelDir once per page.
+  private dbDirCache: Map<string, DbEntry> | null = null;
+  private readonly relDirCache = new Map<string, Set<number> | null>();
+  private readonly sizeCache = new Map<Key, number>();
+
+  private dbDir(): Map<string, DbEntry> {
+    if (this.dbDirCache === null) {
+      const b = this.get(DBDIR_KEY);
+      this.dbDirCache = b === null ? new Map() : decodeDbDirectory(b);
+    }
+    return this.dbDirCache;
+  }
+
   // Databases and relations
 
   listDbs(): DbEntry[] {
-    const b = this.get(DBDIR_KEY);
-    if (b === null) return [];
-    return [...decodeDbDirectory(b).values()].sort((x, y) => x.spcnode - y.spcnode || x.dbnode - y.dbnode);
+    return [...this.dbDir().values()].sort((x, y) => x.spcnode - y.spcnode || x.dbnode - y.dbnode).map((e) => ({ ...e }));
   }
 
   dbExists(spcnode: number, dbnode: number): boolean {
-    const b = this.get(DBDIR_KEY);
-    return b !== null && decodeDbDirectory(b).has(dbDirKey(spcnode, dbnode));
+    return this.dbDir().has(dbDirKey(spcnode, dbnode));
   }
 
   private relDir(spcnode: number, dbnode: number): Set<number> | null {
-    if (!this.dbExists(spcnode, dbnode)) return null;
-    const b = this.get(relDirKey(spcnode, dbnode));
-    return b === null ? new Set() : decodeRelDirectory(b);
+    const k = dbDirKey(spcnode, dbnode);
+    let d = this.relDirCache.get(k);
+    if (d === undefined) {
+      if (!this.dbExists(spcnode, dbnode)) d = null;
+      else {
+        const b = this.get(relDirKey(spcnode, dbnode));
+        d = b === null ? new Set() : decodeRelDirectory(b);
+      }
+      this.relDirCache.set(k, d);
+    }
+    return d;
   }
 
   listRels(spcnode: number, dbnode: number): RelTag[] {
@@ -116,8 +135,14 @@ export class DatadirSnapshot {
   }
 
   private storedRelSize(rel: RelTag): number {
-    const b = this.get(relSizeKey(rel));
-    return b === null ? 0 : decodeNblocks(b);
+    const key = relSizeKey(rel);
+    let n = this.sizeCache.get(key);
+    if (n === undefined) {
+      const b = this.get(key);
+      n = b === null ? 0 : decodeNblocks(b);
+      this.sizeCache.set(key, n);
+    }
+    return n;
   }
 
   /** The page (8192 bytes); beyond EOF or never written: an all-zero page. */
@@ -136,9 +161,7 @@ export class DatadirSnapshot {
   }
 
   relmap(spcnode: number, dbnode: number): Uint8Array | null {
-    const b = this.get(DBDIR_KEY);
-    if (b === null) return null;
-    const e = decodeDbDirectory(b).get(dbDirKey(spcnode, dbnode));
+    const e = this.dbDir().get(dbDirKey(spcnode, dbnode));
     if (e === undefined || !e.relmapExists) return null;
     return this.get(relmapFileKey(spcnode, dbnode));
   }
