@@ -1,0 +1,429 @@
+/**
+ * The HTTP API v1 (src/main/api.ts over src/main/http/server.ts) in-process through a real
+ * Server on an ephemeral port: every route (tenants, timelines, branching, checkpoint,
+ * compact, do_gc, config, status, metrics) with fetch(), the error mapping (bad ids, unknown
+ * routes, malformed and oversized bodies → JSON {error, code}), /metrics checked by
+ * `promtool check metrics`, and a stop / restart on the same workdir. Then the entry point
+ * as a process: SIGTERM exits 0, a bad flag exits 2 with a clear message.
+ */
+import { type ChildProcess, spawn, spawnSync } from "node:child_process";
+import { mkdtempSync, rmSync } from "node:fs";
+import { connect, createServer } from "node:net";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { pino } from "pino";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { loadNodeConfig } from "../src/main/config.js";
+import { Server } from "../src/main/server.js";
+import { generateTenantId, generateTimelineId, type TenantId, type TimelineId } from "../src/types/ids.js";
+import { makeKey } from "../src/types/key.js";
+import { lsnToString, parseLsn } from "../src/types/lsn.js";
+import { imageValue } from "../src/types/value.js";
+
+const ROOT = new URL("..", import.meta.url).pathname;
+const silent = pino({ level: "silent" });
+
+let workdir: string;
+let server: Server | null = null;
+let base = "";
+const children: ChildProcess[] = [];
+
+interface ApiError {
+  error: string;
+  code: string;
+}
+
+async function call(method: string, path: string, body?: unknown, raw?: string | Uint8Array): Promise<{ status: number; json: unknown; type: string | null }> {
+  const init: RequestInit = { method };
+  if (raw !== undefined) init.body = raw;
+  else if (body !== undefined) init.body = JSON.stringify(body);
+  const res = await fetch(`${base}${path}`, init);
+  const text = await res.text();
+  let json: unknown = text;
+  try {
+    json = JSON.parse(text);
+  } catch {
+    // not JSON: keep the text
+  }
+  return { status: res.status, json, type: res.headers.get("content-type") };
+}
+
+/** Expect a JSON error reply with `status`, `code` and a message containing `msg`. */
+async function expectError(p: Promise<{ status: number; json: unknown; type: string | null }>, status: number, code: string, msg: string): Promise<void> {
+  const r = await p;
+  expect(r.status, JSON.stringify(r.json)).toBe(status);
+  expect(r.type).toBe("application/json");
+  const e = r.json as ApiError;
+  expect(Object.keys(e).sort()).toEqual(["code", "error"]);
+  expect(e.code).toBe(code);
+  expect(e.error).toContain(msg);
+}
+
+async function startServer(): Promise<Server> {
+  const s = new Server(loadNodeConfig({ workdir, listen: "127.0.0.1:0" }), silent);
+  const port = await s.start();
+  expect(port).toBeGreaterThan(0);
+  base = `http://127.0.0.1:${port}`;
+  return s;
+}
+
+const QUIET = { compaction_period: 0, gc_period: 0, checkpoint_timeout: "1d", compaction_threshold: 2, image_creation_threshold: 1 };
+const k = (n: number) => makeKey(0, 1663, 5, 16384, 0, n);
+
+beforeAll(async () => {
+  workdir = mkdtempSync(join(tmpdir(), "ps-http-"));
+  server = await startServer();
+});
+
+afterAll(async () => {
+  for (const c of children) if (c.exitCode === null && c.signalCode === null) c.kill("SIGKILL");
+  if (server !== null) await server.stop();
+  rmSync(workdir, { recursive: true, force: true });
+});
+
+describe("HTTP API v1 in-process", () => {
+  const tenantId: TenantId = generateTenantId();
+  const mainTl: TimelineId = generateTimelineId();
+  let otherTenant = "";
+  let branchTl = "";
+
+  it("GET /v1/status", async () => {
+    const r = await call("GET", "/v1/status");
+    expect(r.status).toBe(200);
+    expect(r.type).toBe("application/json");
+    const j = r.json as { status: string; started_at: string };
+    expect(j.status).toBe("ok");
+    expect(Number.isNaN(Date.parse(j.started_at))).toBe(false);
+  });
+
+  it("POST /v1/tenant with and without new_tenant_id; a duplicate is 409", async () => {
+    const a = await call("POST", "/v1/tenant", { new_tenant_id: tenantId, config: QUIET });
+    expect(a.status).toBe(201);
+    expect(a.json).toEqual({ id: tenantId });
+    const b = await call("POST", "/v1/tenant", {});
+    expect(b.status).toBe(201);
+    otherTenant = (b.json as { id: string }).id;
+    expect(otherTenant).toMatch(/^[0-9a-f]{32}$/);
+    expect(otherTenant).not.toBe(tenantId);
+    // No body at all is an empty object.
+    const c = await call("POST", "/v1/tenant");
+    expect(c.status).toBe(201);
+    await expectError(call("POST", "/v1/tenant", { new_tenant_id: tenantId }), 409, "conflict", `tenant ${tenantId} already exists`);
+    await expectError(call("POST", "/v1/tenant", { new_tenant_id: "xyz" }), 400, "invalid_argument", 'invalid tenant id "xyz"');
+    await expectError(call("POST", "/v1/tenant", { config: { nope: 1 } }), 400, "invalid_argument", "unknown tenant config key 'nope'");
+    await expectError(call("POST", "/v1/tenant", { config: [1] }), 400, "invalid_argument", "config must be an object");
+    await expectError(call("POST", "/v1/tenant", [1, 2]), 400, "invalid_argument", "request body must be a JSON object");
+  });
+
+  it("GET /v1/tenant lists and GET /v1/tenant/:id describes", async () => {
+    const list = await call("GET", "/v1/tenant");
+    expect(list.status).toBe(200);
+    const ids = (list.json as Array<{ id: string; state: string }>).map((t) => t.id);
+    expect(ids).toContain(tenantId);
+    expect(ids).toContain(otherTenant);
+    expect(ids.length).toBe(3);
+    expect((list.json as Array<{ state: string }>).every((t) => t.state === "Active")).toBe(true);
+    const one = await call("GET", `/v1/tenant/${tenantId}`);
+    expect(one.status).toBe(200);
+    expect(one.json).toEqual({ id: tenantId, state: "Active", timelines: 0 });
+    await expectError(call("GET", `/v1/tenant/${generateTenantId()}`), 404, "not_found", "not found");
+  });
+
+  it("POST /v1/tenant/:id/timeline bootstraps at start_lsn", async () => {
+    const r = await call("POST", `/v1/tenant/${tenantId}/timeline`, { new_timeline_id: mainTl, start_lsn: "0/1000" });
+    expect(r.status).toBe(201);
+    const j = r.json as Record<string, unknown>;
+    expect(j).toMatchObject({
+      tenant_id: tenantId,
+      timeline_id: mainTl,
+      ancestor_timeline_id: null,
+      ancestor_lsn: null,
+      last_record_lsn: "0/1000",
+      disk_consistent_lsn: "0/1000",
+      remote_consistent_lsn: null,
+      state: "Active",
+    });
+    await expectError(call("POST", `/v1/tenant/${tenantId}/timeline`, { new_timeline_id: mainTl }), 409, "conflict", "already exists");
+    await expectError(call("POST", `/v1/tenant/${tenantId}/timeline`, { start_lsn: "nope" }), 400, "invalid_argument", "invalid LSN 'nope'");
+    await expectError(call("POST", `/v1/tenant/${tenantId}/timeline`, { start_lsn: 4096 }), 400, "invalid_argument", "start_lsn must be an LSN string");
+    await expectError(call("POST", `/v1/tenant/${tenantId}/timeline`, { new_timeline_id: "../etc" }), 400, "invalid_argument", 'invalid timeline id "../etc"');
+    await expectError(call("POST", `/v1/tenant/${tenantId}/timeline`, { ancestor_start_lsn: "0/1000" }), 400, "invalid_argument", "without ancestor_timeline_id");
+  });
+
+  it("data written in-process: checkpoint makes it durable; compact and do_gc act on it", async () => {
+    const tl = server!.tenants.get(tenantId).getTimeline(mainTl);
+    let lsn = 0x1000;
+    for (let round = 0; round < 3; round++) {
+      for (let i = 0; i < 20; i++) {
+        lsn += 8;
+        tl.put(k(i), lsn, imageValue(Buffer.from(`v${i}r${round}`)));
+      }
+      tl.finishWrite(lsn);
+      const cp = await call("PUT", `/v1/tenant/${tenantId}/timeline/${mainTl}/checkpoint`);
+      expect(cp.status).toBe(200);
+      expect(cp.json).toEqual({ disk_consistent_lsn: lsnToString(lsn) });
+    }
+    expect(Buffer.from((await tl.get(k(3), lsn))!).toString()).toBe("v3r2");
+    expect(Buffer.from((await tl.get(k(3), lsn - 20 * 8))!).toString()).toBe("v3r1");
+    const info = (await call("GET", `/v1/tenant/${tenantId}/timeline/${mainTl}`)).json as { last_record_lsn: string; layers: { l0: number; delta: number; image: number } };
+    expect(info.last_record_lsn).toBe(lsnToString(lsn));
+    expect(info.layers.l0).toBe(3);
+    const compact = await call("PUT", `/v1/tenant/${tenantId}/timeline/${mainTl}/compact?force_image_layer_creation=true`);
+    expect(compact.status).toBe(200);
+    const cj = compact.json as { l0_compacted: number; image_layers_created: number };
+    expect(cj.l0_compacted).toBe(3);
+    expect(cj.image_layers_created).toBeGreaterThan(0);
+    const after = (await call("GET", `/v1/tenant/${tenantId}/timeline/${mainTl}`)).json as { layers: { l0: number; image: number } };
+    expect(after.layers.l0).toBe(0);
+    expect(after.layers.image).toBeGreaterThan(0);
+    const gc = await call("PUT", `/v1/tenant/${tenantId}/timeline/${mainTl}/do_gc`, { gc_horizon: 0 });
+    expect(gc.status).toBe(200);
+    const gj = gc.json as { layers_removed: number; latest_gc_cutoff_lsn: string };
+    expect(gj.layers_removed).toBeGreaterThan(0);
+    expect(gj.latest_gc_cutoff_lsn).toBe(lsnToString(lsn));
+    await expectError(call("PUT", `/v1/tenant/${tenantId}/timeline/${mainTl}/do_gc`, { gc_horizon: -1 }), 400, "invalid_argument", "gc_horizon must be a byte count");
+    await expectError(call("PUT", `/v1/tenant/${tenantId}/timeline/${mainTl}/do_gc`, { gc_horizon: "1MB" }), 400, "invalid_argument", "gc_horizon");
+    // A GC with the default cutoff works too.
+    expect((await call("PUT", `/v1/tenant/${tenantId}/timeline/${mainTl}/do_gc`)).status).toBe(200);
+  });
+
+  it("branches with ancestor_timeline_id / ancestor_start_lsn; beyond the last LSN or below the GC cutoff is refused", async () => {
+    const main = server!.tenants.get(tenantId).getTimeline(mainTl);
+    const last = main.lastRecordLsn;
+    // Write more so there is a branch point above the GC cutoff.
+    main.put(k(1), last + 8, imageValue(Buffer.from("v1!")));
+    main.finishWrite(last + 8);
+    const r = await call("POST", `/v1/tenant/${tenantId}/timeline`, { ancestor_timeline_id: mainTl, ancestor_start_lsn: lsnToString(last + 8) });
+    expect(r.status).toBe(201);
+    const j = r.json as Record<string, unknown>;
+    branchTl = j["timeline_id"] as string;
+    expect(j).toMatchObject({ ancestor_timeline_id: mainTl, ancestor_lsn: lsnToString(last + 8), last_record_lsn: lsnToString(last + 8) });
+    // Without ancestor_start_lsn: at the ancestor's last record LSN.
+    const r2 = await call("POST", `/v1/tenant/${tenantId}/timeline`, { ancestor_timeline_id: mainTl });
+    expect(r2.status).toBe(201);
+    expect((r2.json as Record<string, unknown>)["ancestor_lsn"]).toBe(lsnToString(last + 8));
+    const beyond = lsnToString(last + 0x100);
+    await expectError(
+      call("POST", `/v1/tenant/${tenantId}/timeline`, { ancestor_timeline_id: mainTl, ancestor_start_lsn: beyond }),
+      400,
+      "invalid_argument",
+      `invalid branch start lsn ${beyond}: beyond the ancestor's last record LSN ${lsnToString(last + 8)}`,
+    );
+    await expectError(
+      call("POST", `/v1/tenant/${tenantId}/timeline`, { ancestor_timeline_id: mainTl, ancestor_start_lsn: "0/1000" }),
+      406,
+      "gc_cutoff",
+      "less than latest GC cutoff",
+    );
+    await expectError(call("POST", `/v1/tenant/${tenantId}/timeline`, { ancestor_timeline_id: generateTimelineId() }), 404, "not_found", "not found");
+    const list = await call("GET", `/v1/tenant/${tenantId}/timeline`);
+    expect(list.status).toBe(200);
+    expect((list.json as Array<{ timeline_id: string }>).map((t) => t.timeline_id).sort()).toEqual(
+      [mainTl, branchTl, (r2.json as { timeline_id: string }).timeline_id].sort(),
+    );
+    expect(((await call("GET", `/v1/tenant/${tenantId}`)).json as { timelines: number }).timelines).toBe(3);
+    // The branch reads its ancestor's data.
+    const branch = server!.tenants.get(tenantId).getTimeline(branchTl as TimelineId);
+    expect(Buffer.from((await branch.get(k(1), last + 8))!).toString()).toBe("v1!");
+  });
+
+  it("GET/PUT /v1/tenant/:id/config", async () => {
+    const g = await call("GET", `/v1/tenant/${tenantId}/config`);
+    expect(g.status).toBe(200);
+    const gj = g.json as { overrides: Record<string, unknown>; effective: Record<string, unknown> };
+    expect(gj.overrides).toMatchObject(QUIET);
+    expect(gj.effective).toMatchObject({ compaction_threshold: 2, gc_period_ms: 0, checkpoint_distance_bytes: 256 * 1024 * 1024 });
+    const p = await call("PUT", `/v1/tenant/${tenantId}/config`, { ...QUIET, checkpoint_distance: 1 << 20, wait_lsn_timeout: "5s" });
+    expect(p.status).toBe(200);
+    expect((p.json as { overrides: Record<string, unknown> }).overrides).toMatchObject({ checkpoint_distance: 1 << 20, wait_lsn_timeout: "5s" });
+    const g2 = (await call("GET", `/v1/tenant/${tenantId}/config`)).json as { effective: Record<string, unknown> };
+    expect(g2.effective).toMatchObject({ checkpoint_distance_bytes: 1 << 20, wait_lsn_timeout_ms: 5000 });
+    await expectError(call("PUT", `/v1/tenant/${tenantId}/config`, { bogus: true }), 400, "invalid_argument", "unknown tenant config key 'bogus'");
+    await expectError(call("PUT", `/v1/tenant/${tenantId}/config`, { gc_period: "soon" }), 400, "invalid_argument", 'gc_period: invalid duration "soon"');
+    // A refused update changes nothing.
+    const g3 = (await call("GET", `/v1/tenant/${tenantId}/config`)).json as { effective: Record<string, unknown> };
+    expect(g3.effective).toEqual(g2.effective);
+  });
+
+  it("bad ids are 400 with a JSON {error, code}; unknown ones 404", async () => {
+    await expectError(call("GET", "/v1/tenant/xyz"), 400, "invalid_argument", 'invalid tenant id "xyz": expected 32 lower-case hex characters');
+    await expectError(call("GET", "/v1/tenant/%2E%2E%2Fetc"), 400, "invalid_argument", 'invalid tenant id "../etc"');
+    await expectError(call("GET", `/v1/tenant/${tenantId.toUpperCase()}`), 400, "invalid_argument", "invalid tenant id");
+    await expectError(call("GET", `/v1/tenant/${tenantId}/timeline/xyz`), 400, "invalid_argument", 'invalid timeline id "xyz"');
+    await expectError(call("PUT", `/v1/tenant/${tenantId}/timeline/%2E%2E%2Fx/checkpoint`), 400, "invalid_argument", 'invalid timeline id "../x"');
+    await expectError(call("PUT", `/v1/tenant/xyz/timeline/${mainTl}/compact`), 400, "invalid_argument", "invalid tenant id");
+    await expectError(call("GET", `/v1/tenant/${tenantId}/timeline/${generateTimelineId()}`), 404, "not_found", "not found");
+    await expectError(call("PUT", `/v1/tenant/${tenantId}/timeline/${generateTimelineId()}/do_gc`), 404, "not_found", "not found");
+    await expectError(call("GET", `/v1/tenant/${generateTenantId()}/timeline`), 404, "not_found", "not found");
+    // A malformed escape is bad input too, not a dropped connection.
+    await expectError(call("GET", "/v1/tenant/%zz"), 400, "invalid_argument", "malformed percent-encoding in path segment '%zz'");
+    await expectError(call("GET", `/v1/tenant/${tenantId}/timeline/%E0%A4%A`), 400, "invalid_argument", "malformed percent-encoding");
+  });
+
+  it("unknown routes and methods are 404 JSON", async () => {
+    await expectError(call("GET", "/v1/nope"), 404, "not_found", "no route for GET /v1/nope");
+    await expectError(call("DELETE", `/v1/tenant/${tenantId}`), 404, "not_found", `no route for DELETE /v1/tenant/${tenantId}`);
+    await expectError(call("POST", "/v1/status"), 404, "not_found", "no route for POST /v1/status");
+    await expectError(call("GET", "/"), 404, "not_found", "no route");
+  });
+
+  it("malformed JSON and bodies over 1 MiB are 400", async () => {
+    await expectError(call("POST", "/v1/tenant", undefined, "{not json"), 400, "invalid_argument", "request body is not valid JSON");
+    await expectError(call("PUT", `/v1/tenant/${tenantId}/config`, undefined, "[1,"), 400, "invalid_argument", "request body is not valid JSON");
+    const big = JSON.stringify({ config: { pad: "x".repeat(1024 * 1024) } });
+    await expectError(call("POST", "/v1/tenant", undefined, big), 400, "invalid_argument", "request body larger than 1048576 bytes");
+    // Exactly at the limit is read (and then judged on its content).
+    const atLimit = `{"config":{"pad":"${"x".repeat(1024 * 1024 - 21)}"}}`;
+    expect(Buffer.byteLength(atLimit)).toBe(1024 * 1024);
+    await expectError(call("POST", "/v1/tenant", undefined, atLimit), 400, "invalid_argument", "unknown tenant config key 'pad'");
+    // The server is still fine afterwards.
+    expect((await call("GET", "/v1/status")).status).toBe(200);
+  });
+
+  it("/metrics is Prometheus text that promtool accepts", async () => {
+    const r = await call("GET", "/metrics");
+    expect(r.status).toBe(200);
+    expect(r.type).toMatch(/^text\/plain/);
+    const text = r.json as string;
+    expect(typeof text).toBe("string");
+    const sample = /^[a-zA-Z_:][a-zA-Z0-9_:]*(\{([a-zA-Z_][a-zA-Z0-9_]*="([^"\\]|\\.)*",?)*\})? (-?[0-9.]+([eE][-+]?[0-9]+)?|NaN|[+-]Inf)$/;
+    const names = new Set<string>();
+    for (const line of text.split("\n")) {
+      if (line === "") continue;
+      if (line.startsWith("# HELP ") || line.startsWith("# TYPE ")) {
+        names.add(line.split(" ")[2]!);
+        continue;
+      }
+      expect(line, "sample line").toMatch(sample);
+    }
+    for (const n of ["pageserver_page_cache_read_accesses_total", "pageserver_last_record_lsn", "pageserver_disk_consistent_lsn", "pageserver_layers", "pageserver_tenant_states"]) {
+      expect(names.has(n), n).toBe(true);
+    }
+    expect(text).toContain(`pageserver_last_record_lsn{tenant_id="${tenantId}",timeline_id="${mainTl}"}`);
+    const promtool = spawnSync("promtool", ["check", "metrics"], { input: text, encoding: "utf8", timeout: 20_000 });
+    expect(promtool.error, "promtool must be installed (apt-get install -y prometheus)").toBeUndefined();
+    expect(promtool.status, `${promtool.stdout}${promtool.stderr}`).toBe(0);
+  });
+
+  it("stop, then a restart on the same workdir lists the same tenants and timelines", async () => {
+    const before = (await call("GET", "/v1/tenant")).json as Array<{ id: string }>;
+    const tlsBefore = (await call("GET", `/v1/tenant/${tenantId}/timeline`)).json as Array<Record<string, unknown>>;
+    await server!.stop();
+    server = null;
+    // The listening socket is closed: no new connection is accepted.
+    const port = Number(new URL(base).port);
+    await expect(
+      new Promise((resolve, reject) => {
+        const sock = connect(port, "127.0.0.1", () => {
+          sock.destroy();
+          resolve("connected");
+        });
+        sock.once("error", reject);
+      }),
+    ).rejects.toThrow(/ECONNREFUSED/);
+    server = await startServer();
+    const after = (await call("GET", "/v1/tenant")).json as Array<{ id: string; state: string }>;
+    expect(after.map((t) => t.id).sort()).toEqual(before.map((t) => t.id).sort());
+    expect(after.every((t) => t.state === "Active")).toBe(true);
+    const tlsAfter = (await call("GET", `/v1/tenant/${tenantId}/timeline`)).json as Array<Record<string, unknown>>;
+    const pick = (t: Record<string, unknown>) => [t["timeline_id"], t["ancestor_timeline_id"], t["ancestor_lsn"], t["last_record_lsn"]];
+    const byId = (a: Array<Record<string, unknown>>) => a.map(pick).sort((x, y) => String(x[0]).localeCompare(String(y[0])));
+    expect(byId(tlsAfter)).toEqual(byId(tlsBefore));
+    // stop() flushed everything: each timeline is durable up to its last record.
+    for (const t of tlsAfter) expect(t["disk_consistent_lsn"]).toBe(t["last_record_lsn"]);
+    // Data flushed at stop reads back after the restart.
+    const main = server.tenants.get(tenantId).getTimeline(mainTl);
+    const last = parseLsn(String(tlsBefore.find((t) => t["timeline_id"] === mainTl)!["last_record_lsn"]));
+    expect(Buffer.from((await main.get(k(1), last))!).toString()).toBe("v1!");
+    const conf = (await call("GET", `/v1/tenant/${tenantId}/config`)).json as { effective: Record<string, unknown> };
+    expect(conf.effective).toMatchObject({ checkpoint_distance_bytes: 1 << 20, wait_lsn_timeout_ms: 5000 });
+  });
+});
+
+async function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const s = createServer();
+    s.once("error", reject);
+    s.listen(0, "127.0.0.1", () => {
+      const addr = s.address();
+      const port = typeof addr === "object" && addr !== null ? addr.port : 0;
+      s.close(() => resolve(port));
+    });
+  });
+}
+
+function exitOf(child: ChildProcess, timeoutMs: number): Promise<{ code: number | null; signal: string | null }> {
+  return new Promise((resolve, reject) => {
+    if (child.exitCode !== null || child.signalCode !== null) {
+      resolve({ code: child.exitCode, signal: child.signalCode });
+      return;
+    }
+    const t = setTimeout(() => reject(new Error(`process ${child.pid} did not exit within ${timeoutMs} ms`)), timeoutMs);
+    child.once("exit", (code, signal) => {
+      clearTimeout(t);
+      resolve({ code, signal });
+    });
+  });
+}
+
+function startProcess(args: string[]): { child: ChildProcess; output: () => string } {
+  const child = spawn(process.execPath, ["--import", "tsx", "src/main/pageserver.ts", ...args], { cwd: ROOT, stdio: ["ignore", "pipe", "pipe"] });
+  children.push(child);
+  let out = "";
+  child.stdout?.on("data", (d: Buffer) => {
+    out += d.toString();
+  });
+  child.stderr?.on("data", (d: Buffer) => {
+    out += d.toString();
+  });
+  return { child, output: () => out };
+}
+
+describe("pageserver process", () => {
+  it("serves /v1/status and exits 0 on SIGTERM", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "ps-proc-"));
+    try {
+      const port = await freePort();
+      const { child, output } = startProcess(["--workdir", dir, "--listen", `127.0.0.1:${port}`, "--page-cache-size", String(4 * 1024 * 1024)]);
+      let up = false;
+      for (let i = 0; i < 200 && !up; i++) {
+        if (child.exitCode !== null) break;
+        try {
+          up = (await fetch(`http://127.0.0.1:${port}/v1/status`)).status === 200;
+        } catch {
+          await new Promise((r) => setTimeout(r, 100));
+        }
+      }
+      expect(up, output()).toBe(true);
+      const created = await fetch(`http://127.0.0.1:${port}/v1/tenant`, { method: "POST", body: "{}" });
+      expect(created.status).toBe(201);
+      child.kill("SIGTERM");
+      expect(await exitOf(child, 20_000), output()).toEqual({ code: 0, signal: null });
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it("a bad flag value exits 2 with a clear message on stderr", () => {
+    const dir = mkdtempSync(join(tmpdir(), "ps-proc-"));
+    try {
+      const r = spawnSync(process.execPath, ["--import", "tsx", "src/main/pageserver.ts", "--workdir", dir, "--listen", "nope"], {
+        cwd: ROOT,
+        encoding: "utf8",
+        timeout: 20_000,
+      });
+      expect(r.status, r.stderr).toBe(2);
+      expect(r.stderr.trim()).toBe("pageserver: invalid listen address 'nope': expected HOST:PORT");
+      const r2 = spawnSync(process.execPath, ["--import", "tsx", "src/main/pageserver.ts", "--workdir", dir, "--listen", "127.0.0.1:0", "--page-cache-size", "1000"], {
+        cwd: ROOT,
+        encoding: "utf8",
+        timeout: 20_000,
+      });
+      expect(r2.status, r2.stderr).toBe(2);
+      expect(r2.stderr).toContain("pageserver: page cache size_bytes 1000 is not a multiple of 8192");
+      expect(r2.stderr).not.toContain("    at ");
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
