@@ -279,6 +279,7 @@ describe("base backup of an imported cluster", () => {
   });
 
   it("refuses bad LSNs with typed errors", async () => {
+    await expect(importDatadir(tl, src!.dataDir)).rejects.toThrow(/not empty/);
     await expect(basebackupTar(tl, importLsn - 8)).rejects.toThrow(/below the timeline's start/);
     // Beyond last_record_lsn: waits (wait_lsn_timeout 2 s in tests), then times out.
     await expect(basebackupTar(tl, importLsn + 0x1000)).rejects.toMatchObject({ code: "lsn_timeout" });

@@ -11,6 +11,7 @@ import {
   DBDIR_KEY,
   DatadirSnapshot,
   DatadirWriter,
+  datadirAt,
   DirectoryDecodeError,
   dbdirKeyRange,
   decodeDbDirectory,
@@ -38,6 +39,7 @@ import {
   slruSegmentSizeKey,
   twophaseFileKey,
 } from "../src/pg/datadir/index.js";
+import { basebackupTar } from "../src/pg/basebackup.js";
 import type { Timeline } from "../src/tenant/timeline.js";
 import { keyFields, keyToHex } from "../src/types/key.js";
 import { TenantHarness } from "./support/tenant_harness.js";
@@ -265,6 +267,9 @@ describe("writer and reader", () => {
     expect(await tl.get(relBlockKey(gone, 2), 0x2000)).toBe(null);
     expect(await tl.get(relBlockKey(goneDb, 2), 0x2000)).toBe(null);
     expect(await tl.get(relSizeKey(gone), 0x2000)).toBe(null);
+    // Below the GC cutoff: typed errors from reads and base backups.
+    await expect(datadirAt(tl, 0x1000)).rejects.toMatchObject({ code: "gc_cutoff" });
+    await expect(basebackupTar(tl, 0x1000)).rejects.toMatchObject({ code: "gc_cutoff" });
     // Still right after a restart (layers on disk).
     const t2 = await h!.restart(true);
     const tl2 = t2.getTimeline(tl.timelineId);

@@ -29,7 +29,7 @@ import type { Timeline } from "../../tenant/timeline.js";
 import { PageserverError } from "../../types/errors.js";
 import { type Lsn, lsnToString } from "../../types/lsn.js";
 import { type ControlFileData, DB_STATE_NAMES, DbState, decodeControlFile, SIZEOF_CHECKPOINT } from "../control.js";
-import { BLCKSZ, DEFAULTTABLESPACE_OID, GLOBALTABLESPACE_OID, RELSEG_SIZE, type RelTag, SLRU_PAGES_PER_SEGMENT, SlruKind } from "./keys.js";
+import { BLCKSZ, DBDIR_KEY, DEFAULTTABLESPACE_OID, GLOBALTABLESPACE_OID, RELSEG_SIZE, type RelTag, SLRU_PAGES_PER_SEGMENT, SlruKind } from "./keys.js";
 import { DatadirWriter } from "./writer.js";
 
 /** A data directory or archive that cannot be imported (names the file and why). */
@@ -240,6 +240,7 @@ function checkEmpty(timeline: Timeline, lsn: Lsn): void {
     throw new ImportError(`cannot import at ${lsnToString(lsn)}: timeline is already at ${lsnToString(timeline.lastRecordLsn)}`);
   }
   if (timeline.ancestor !== null) throw new ImportError("cannot import into a branch");
+  if (timeline.getNow(DBDIR_KEY, timeline.lastRecordLsn) !== null) throw new ImportError(`timeline ${timeline.timelineId} is not empty`);
 }
 
 /** Relative paths of every regular file under `dir` (symlinks to directories followed: tablespaces). */
