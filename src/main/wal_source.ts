@@ -16,6 +16,9 @@
 import { existsSync, readFileSync, unlinkSync } from "node:fs";
 import { join } from "node:path";
 import type { Logger } from "pino";
+import { checkpointLocation } from "../pg/basebackup.js";
+import { decodeControlFile } from "../pg/control.js";
+import { DatadirSnapshot } from "../pg/datadir/reader.js";
 import { WalIngest } from "../pg/ingest/walingest.js";
 import { importTarStream } from "../pg/datadir/import.js";
 import { startBaseBackup } from "../pg/replication/base_backup.js";
@@ -85,11 +88,18 @@ export class TimelineWalSource {
   private decoder: WalStreamDecoder | null = null;
   private state_: WalReceiverState | null = null;
   private failure: string | null = null;
+  private readonly consistentFrom: Lsn | null;
 
   constructor(timeline: Timeline, config: WalSourceConfig, log: Logger) {
     this.timeline = timeline;
     this.config = config;
     this.log = log;
+    this.consistentFrom = config.consistent_from_lsn ? parseLsn(config.consistent_from_lsn) : null;
+  }
+
+  /** A start that failed (source unreachable, refused settings): shown in the status. */
+  markFailed(e: unknown): void {
+    this.failure = e instanceof Error ? e.message : String(e);
   }
 
   static configPath(tl: Timeline): string {
@@ -134,7 +144,7 @@ export class TimelineWalSource {
       await this.persist();
     }
     const tl = this.timeline;
-    const start = tl.lastRecordLsn;
+    const start = streamStartLsn(tl);
     this.ingest = new WalIngest(tl);
     this.decoder = new WalStreamDecoder(start);
     this.failure = null;
@@ -170,13 +180,9 @@ export class TimelineWalSource {
     const ing = this.ingest!;
     dec.feed(bytes);
     for (let rec = dec.next(); rec !== null; rec = dec.next()) ing.ingest(rec);
-    const from = this.config.consistent_from_lsn;
-    if (from !== undefined && from !== null && this.timeline.lastRecordLsn >= parseLsn(from)) {
-      this.config.consistent_from_lsn = null;
-      void this.timeline
-        .raiseGcCutoff(parseLsn(from))
-        .then(() => this.persist())
-        .catch((e: unknown) => this.log.error({ err: e }, "could not record the consistent point"));
+    const from = this.consistentFrom;
+    if (from !== null && this.timeline.latestGcCutoffLsn < from && this.timeline.lastRecordLsn >= from) {
+      void this.timeline.raiseGcCutoff(from).catch((e: unknown) => this.log.error({ err: e }, "could not record the consistent point"));
     }
   }
 
@@ -197,6 +203,22 @@ export class TimelineWalSource {
       records_ingested: this.ingest?.records ?? 0,
     };
   }
+}
+
+/**
+ * Where streaming starts: last_record_lsn, except for a branch that has no WAL of its own yet.
+ * Its source is an endpoint started from our base backup at the branch point, whose WAL
+ * begins with the synthetic checkpoint record; when that record had to move to the next page
+ * (it did not fit), the bytes before it are not WAL, so start at that page.
+ */
+export function streamStartLsn(tl: Timeline): Lsn {
+  const last = tl.lastRecordLsn;
+  if (tl.ancestor === null || last !== tl.ancestorLsn) return last;
+  const control = new DatadirSnapshot(tl, last).controlFile();
+  if (control === null) return last;
+  const c = checkpointLocation(last, decodeControlFile(control).xlogSegSize);
+  const page = c - (c % 8192);
+  return page > last ? page : last;
 }
 
 /**

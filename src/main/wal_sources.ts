@@ -36,7 +36,10 @@ export class WalSources {
         if (cfg === null) continue;
         const src = new TimelineWalSource(tl, cfg, this.log.child({ tenant_id: t.id, timeline_id: tl.timelineId }));
         this.sources.set(WalSources.keyOf(tl), src);
-        src.start().catch((e: unknown) => this.log.error({ err: e, timeline_id: tl.timelineId }, "WAL source failed to start"));
+        src.start().catch((e: unknown) => {
+          src.markFailed(e);
+          this.log.error({ err: e, timeline_id: tl.timelineId }, "WAL source failed to start");
+        });
       }
     }
   }

@@ -418,7 +418,9 @@ export class Timeline {
       prev_record_lsn: dcl === this.lastRecord.load() ? this.prevRecordLsn_ : null,
       ancestor_timeline_id: this.ancestor?.timelineId ?? null,
       ancestor_lsn: this.ancestorLsn,
-      latest_gc_cutoff_lsn: this.latestGcCutoff_,
+      // Never persist a cutoff above what is durable: after a crash the timeline restarts at
+      // disk_consistent_lsn and must still read there (raiseGcCutoff can run ahead of it).
+      latest_gc_cutoff_lsn: Math.min(this.latestGcCutoff_, dcl),
       initdb_lsn: this.initdbLsn,
       pg_version: this.pgVersion,
       ...overrides,

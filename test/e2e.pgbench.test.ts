@@ -1,0 +1,232 @@
+/**
+ * End to end with real PostgreSQL 15 and pgbench, the pageserver as a separate process:
+ * - a source (wal_level=replica, wal_consistency_checking=all, wal_compression=lz4) is
+ *   initialized with `pgbench -i -s 2`, bootstrapped into a timeline, and streams while
+ *   `pgbench -c 4 -T 20` runs; the pageserver is SIGKILLed mid-stream and restarted (it
+ *   resumes from its slot); for LSNs recorded at two intermediate points and at the end, a
+ *   base backup starts a stock PostgreSQL 15 with the same figures, and pg_amcheck is clean;
+ * - a branch at an intermediate LSN gets its own endpoint (a PostgreSQL started from the
+ *   branch's base backup) as WAL source; the branch serves the endpoint's writes, the parent
+ *   is unchanged at every recorded LSN;
+ * - bad input: a bad tenant id, an LSN beyond the end, a source without
+ *   wal_consistency_checking, a corrupted WAL byte in the stream: clear errors, and the
+ *   server keeps serving the other timelines.
+ */
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { BackupServer, freePort, runPg } from "./support/backup_server.js";
+import { CorruptingProxy } from "./support/corrupting_proxy.js";
+import { PageserverProcess } from "./support/pageserver_process.js";
+import { PgInstance } from "./support/postgres.js";
+
+const SOURCE_CONF = {
+  wal_level: "replica",
+  wal_consistency_checking: "all",
+  wal_compression: "lz4",
+  max_wal_senders: 10,
+  max_replication_slots: 10,
+};
+const ENDPOINT_CONF = { wal_level: "replica", wal_consistency_checking: "all", max_wal_senders: "5", max_replication_slots: "5" };
+
+const STATE_SQL = `SELECT (SELECT sum(abalance) FROM pgbench_accounts) || ',' || (SELECT sum(bbalance) FROM pgbench_branches)
+  || ',' || (SELECT sum(tbalance) FROM pgbench_tellers) || ',' || (SELECT count(*) FROM pgbench_history)`;
+
+let src: PgInstance;
+let ps: PageserverProcess;
+let dir: string;
+const cleanup: (() => Promise<unknown>)[] = [];
+
+interface Point {
+  lsn: string;
+  state: string;
+}
+let tenant = "";
+let main = "";
+const points: Point[] = [];
+
+async function api(method: string, path: string, body?: unknown): Promise<{ status: number; json: Record<string, unknown> }> {
+  const r = await fetch(`${ps.url}${path}`, { method, body: body === undefined ? undefined : JSON.stringify(body) });
+  const text = await r.text();
+  let json: Record<string, unknown> = {};
+  try {
+    json = JSON.parse(text) as Record<string, unknown>;
+  } catch {
+    json = { raw: text };
+  }
+  return { status: r.status, json };
+}
+
+const lsnNum = (s: string): number => {
+  const [hi, lo] = s.split("/").map((x) => Number.parseInt(x, 16)) as [number, number];
+  return hi * 2 ** 32 + lo;
+};
+
+async function timelineInfo(t: string, tl: string): Promise<Record<string, unknown>> {
+  const r = await api("GET", `/v1/tenant/${t}/timeline/${tl}`);
+  expect(r.status, JSON.stringify(r.json)).toBe(200);
+  return r.json;
+}
+
+async function waitIngested(t: string, tl: string, lsn: string, timeout_ms = 60_000): Promise<void> {
+  const deadline = Date.now() + timeout_ms;
+  for (;;) {
+    const info = await timelineInfo(t, tl);
+    if (lsnNum(String(info["last_record_lsn"])) >= lsnNum(lsn)) return;
+    if (Date.now() > deadline) throw new Error(`timeline ${tl} did not reach ${lsn}: ${JSON.stringify(info)}\n${ps.logTail()}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+async function startBackup(t: string, tl: string, lsn: string, conf: Record<string, string> = {}): Promise<BackupServer> {
+  const r = await fetch(`${ps.url}/v1/tenant/${t}/timeline/${tl}/basebackup?lsn=${lsn}`);
+  if (r.status !== 200) throw new Error(`basebackup at ${lsn}: ${r.status} ${await r.text()}`);
+  const b = new BackupServer();
+  cleanup.push(() => b.destroy());
+  await b.untar(r.body as unknown as AsyncIterable<Uint8Array>);
+  await b.start(conf);
+  return b;
+}
+
+/** The source's pgbench figures and the WAL position they are exact at (writers are locked out meanwhile). */
+async function samplePoint(q: (sql: string) => Promise<string>): Promise<Point> {
+  const out = await q(`BEGIN;
+    LOCK TABLE pgbench_accounts, pgbench_branches, pgbench_tellers, pgbench_history IN EXCLUSIVE MODE;
+    SELECT pg_current_wal_insert_lsn() || ' ' || (${STATE_SQL});
+    COMMIT;`);
+  const [lsn, state] = out.trim().split(" ") as [string, string];
+  return { lsn, state };
+}
+
+function pgbench(args: string[], port: number): Promise<{ code: number; stdout: string; stderr: string }> {
+  return runPg("pgbench", [...args, "-h", "127.0.0.1", "-p", String(port), "-U", "postgres", "postgres"]);
+}
+
+beforeAll(async () => {
+  src = await PgInstance.start({ conf: SOURCE_CONF });
+  dir = mkdtempSync(join(tmpdir(), "ps-e2e-pgbench-"));
+  ps = new PageserverProcess(join(dir, "workdir"), await freePort(), join(dir, "pageserver.log"));
+  await ps.start();
+});
+
+afterAll(async () => {
+  for (const c of cleanup.reverse()) await c().catch(() => undefined);
+  await ps?.stop();
+  await src?.destroy();
+  if (dir) rmSync(dir, { recursive: true, force: true });
+});
+
+describe("pgbench through the pageserver", () => {
+  it("streams a pgbench run, survives SIGKILL, and base backups at past LSNs match the source", async () => {
+    const init = await pgbench(["-i", "-s", "2", "-q"], src.port);
+    expect(init.code, init.stderr).toBe(0);
+    tenant = String((await api("POST", "/v1/tenant", {})).json["id"]);
+    const created = await api("POST", `/v1/tenant/${tenant}/timeline`, { wal_source: { connstr: src.connectionString() } });
+    expect(created.status, JSON.stringify(created.json)).toBe(201);
+    main = String(created.json["timeline_id"]);
+
+    const load = pgbench(["-c", "4", "-j", "2", "-T", "20", "-n"], src.port);
+    await new Promise((r) => setTimeout(r, 6000));
+    points.push(await samplePoint((sql) => src.psql(sql)));
+    await new Promise((r) => setTimeout(r, 3000));
+    await ps.kill();
+    await ps.start();
+    await new Promise((r) => setTimeout(r, 4000));
+    points.push(await samplePoint((sql) => src.psql(sql)));
+    const done = await load;
+    expect(done.code, done.stderr).toBe(0);
+    points.push(await samplePoint((sql) => src.psql(sql)));
+    await src.psql("CREATE TABLE after_load (); INSERT INTO after_load DEFAULT VALUES;");
+    await waitIngested(tenant, main, points[2]!.lsn);
+    expect(new Set(points.map((p) => p.state)).size).toBe(3);
+
+    for (const p of points) {
+      const b = await startBackup(tenant, main, p.lsn);
+      expect(await b.psql(STATE_SQL), `figures at ${p.lsn}`).toBe(p.state);
+      const chk = await b.amcheck();
+      expect(chk.code, chk.out).toBe(0);
+      await b.destroy();
+    }
+  });
+
+  it("a branch streams from its own endpoint; the parent is unchanged", async () => {
+    const branchAt = points[0]!;
+    const br = await api("POST", `/v1/tenant/${tenant}/timeline`, { ancestor_timeline_id: main, ancestor_start_lsn: branchAt.lsn });
+    expect(br.status, JSON.stringify(br.json)).toBe(201);
+    const branch = String(br.json["timeline_id"]);
+    const endpoint = await startBackup(tenant, branch, branchAt.lsn, ENDPOINT_CONF);
+    expect(await endpoint.psql(STATE_SQL)).toBe(branchAt.state);
+    const set = await api("PUT", `/v1/tenant/${tenant}/timeline/${branch}/wal_source`, { connstr: endpoint.connectionString() });
+    expect(set.status, JSON.stringify(set.json)).toBe(200);
+
+    await endpoint.psql(`
+      UPDATE pgbench_accounts SET abalance = abalance + 1000 WHERE aid <= 500;
+      CREATE TABLE only_on_branch AS SELECT generate_series(1, 1000) AS x;
+      INSERT INTO pgbench_history (tid, bid, aid, delta, mtime) VALUES (1, 1, 1, 42, now());`);
+    const endState = await samplePoint((sql) => endpoint.psql(sql));
+    const extra = await endpoint.psql("SELECT sum(x) FROM only_on_branch");
+    await endpoint.psql("CREATE TABLE marker (); INSERT INTO marker DEFAULT VALUES;");
+    await waitIngested(tenant, branch, endState.lsn);
+
+    const b = await startBackup(tenant, branch, endState.lsn);
+    expect(await b.psql(STATE_SQL)).toBe(endState.state);
+    expect(await b.psql("SELECT sum(x) FROM only_on_branch")).toBe(extra);
+    await b.destroy();
+    await endpoint.stop();
+    for (const p of [points[0]!, points[2]!]) {
+      const pb = await startBackup(tenant, main, p.lsn);
+      expect(await pb.psql(STATE_SQL), `parent at ${p.lsn}`).toBe(p.state);
+      expect(await pb.psql("SELECT count(*) FROM pg_class WHERE relname = 'only_on_branch'")).toBe("0");
+      await pb.destroy();
+    }
+    await api("DELETE", `/v1/tenant/${tenant}/timeline/${branch}/wal_source`);
+  });
+
+  it("bad input gets clear errors and the server keeps serving", async () => {
+    const bad = await api("GET", "/v1/tenant/not-a-tenant/timeline");
+    expect(bad.status).toBe(400);
+    expect(String(bad.json["error"])).toMatch(/invalid tenant id/);
+
+    const conf = await api("PUT", `/v1/tenant/${tenant}/config`, { wait_lsn_timeout: "1s" });
+    expect(conf.status, JSON.stringify(conf.json)).toBe(200);
+    const beyond = await fetch(`${ps.url}/v1/tenant/${tenant}/timeline/${main}/basebackup?lsn=FF/0`);
+    expect(beyond.status).toBe(504);
+    expect(await beyond.text()).toMatch(/timed out after 1000 ms waiting for WAL to reach FF\/0/);
+
+    const plain = await PgInstance.start({ conf: { wal_level: "replica", max_wal_senders: 5, max_replication_slots: 5 } });
+    cleanup.push(() => plain.destroy());
+    const refused = await api("POST", `/v1/tenant/${tenant}/timeline`, { wal_source: { connstr: plain.connectionString() } });
+    expect(refused.status).toBe(422);
+    expect(String(refused.json["error"])).toMatch(/wal_consistency_checking = '[^']*'.*needs 'all'/);
+
+    // A corrupted byte in the WAL stream stops ingest on that timeline only, naming the LSN.
+    const proxy = new CorruptingProxy(src.port);
+    cleanup.push(() => proxy.stop());
+    await proxy.start();
+    const viaProxy = `postgresql://postgres@127.0.0.1:${proxy.port}/postgres`;
+    const t2 = String((await api("POST", "/v1/tenant", {})).json["id"]);
+    const c2 = await api("POST", `/v1/tenant/${t2}/timeline`, { wal_source: { connstr: viaProxy } });
+    expect(c2.status, JSON.stringify(c2.json)).toBe(201);
+    const tl2 = String(c2.json["timeline_id"]);
+    proxy.armed = true;
+    await src.psql("CREATE TABLE after_corruption AS SELECT generate_series(1, 5000) AS x;");
+    const deadline = Date.now() + 30_000;
+    let ws: Record<string, unknown> = {};
+    for (;;) {
+      ws = (await timelineInfo(t2, tl2))["wal_source"] as Record<string, unknown>;
+      if (ws["state"] === "failed" || Date.now() > deadline) break;
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    expect(proxy.corruptedAt).not.toBe(null);
+    expect(ws["state"]).toBe("failed");
+    expect(String(ws["last_error"])).toMatch(/[0-9A-F]+\/[0-9A-F]+/);
+    expect(String(ws["last_error"])).toMatch(/CRC|checksum|pageaddr|page address|invalid|incorrect/i);
+    // The other timelines still serve.
+    const last = points[2]!;
+    const b = await startBackup(tenant, main, last.lsn);
+    expect(await b.psql(STATE_SQL)).toBe(last.state);
+    await b.destroy();
+    expect((await api("GET", "/v1/status")).status).toBe(200);
+  });
+});

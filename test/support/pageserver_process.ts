@@ -1,0 +1,83 @@
+/**
+ * The pageserver as a separate process (`node --import tsx src/main/pageserver.ts`), for
+ * tests that kill and restart it. Logs go to <workdir>/../pageserver.log (appended across
+ * restarts) so a failing test can show them.
+ */
+import { type ChildProcess, spawn } from "node:child_process";
+import { appendFileSync, readFileSync } from "node:fs";
+import { fileURLToPath } from "node:url";
+
+const ENTRY = fileURLToPath(new URL("../../src/main/pageserver.ts", import.meta.url));
+const live = new Set<ChildProcess>();
+process.once("exit", () => {
+  for (const c of live) c.kill("SIGKILL");
+});
+
+export class PageserverProcess {
+  readonly workdir: string;
+  readonly port: number;
+  readonly logFile: string;
+  private child: ChildProcess | null = null;
+
+  constructor(workdir: string, port: number, logFile: string) {
+    this.workdir = workdir;
+    this.port = port;
+    this.logFile = logFile;
+  }
+
+  get url(): string {
+    return `http://127.0.0.1:${this.port}`;
+  }
+
+  async start(timeout_ms = 30_000): Promise<void> {
+    const child = spawn(process.execPath, ["--import", "tsx", ENTRY, "--workdir", this.workdir, "--listen", `127.0.0.1:${this.port}`], {
+      stdio: ["ignore", "pipe", "pipe"],
+    });
+    live.add(child);
+    this.child = child;
+    child.stdout!.on("data", (d: Buffer) => appendFileSync(this.logFile, d));
+    child.stderr!.on("data", (d: Buffer) => appendFileSync(this.logFile, d));
+    child.on("exit", () => live.delete(child));
+    const deadline = Date.now() + timeout_ms;
+    for (;;) {
+      if (child.exitCode !== null) throw new Error(`pageserver exited with ${child.exitCode}: ${this.logTail()}`);
+      try {
+        const r = await fetch(`${this.url}/v1/status`);
+        if (r.status === 200) return;
+      } catch {
+        // not listening yet
+      }
+      if (Date.now() > deadline) throw new Error(`pageserver did not start: ${this.logTail()}`);
+      await new Promise((r) => setTimeout(r, 100));
+    }
+  }
+
+  /** SIGKILL and wait for the exit. */
+  async kill(): Promise<void> {
+    const c = this.child;
+    if (c === null || c.exitCode !== null) return;
+    const exited = new Promise((r) => c.once("exit", r));
+    c.kill("SIGKILL");
+    await exited;
+  }
+
+  /** SIGTERM; resolves with the exit code. */
+  async stop(timeout_ms = 30_000): Promise<number | null> {
+    const c = this.child;
+    if (c === null || c.exitCode !== null) return c?.exitCode ?? null;
+    const exited = new Promise<number | null>((r) => c.once("exit", (code) => r(code)));
+    c.kill("SIGTERM");
+    const t = setTimeout(() => c.kill("SIGKILL"), timeout_ms);
+    const code = await exited;
+    clearTimeout(t);
+    return code;
+  }
+
+  logTail(n = 4000): string {
+    try {
+      return readFileSync(this.logFile, "utf8").slice(-n);
+    } catch {
+      return "";
+    }
+  }
+}
