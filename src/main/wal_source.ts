@@ -218,7 +218,7 @@ export function streamStartLsn(tl: Timeline): Lsn {
   if (control === null) return last;
   const c = checkpointLocation(last, decodeControlFile(control).xlogSegSize);
   const page = c - (c % 8192);
-  return page > last ? page : last;
+  return Math.max(page, last);
 }
 
 /**

@@ -174,19 +174,26 @@ export class WalIngest {
     const d = rec.mainData;
     switch (rec.rmid) {
       case RM_XLOG_ID:
-        return this.ingestXlog(rec, d);
+        this.ingestXlog(rec, d);
+        return;
       case RM_XACT_ID:
-        return this.ingestXact(rec, d);
+        this.ingestXact(rec, d);
+        return;
       case RM_SMGR_ID:
-        return this.ingestSmgr(rec, d);
+        this.ingestSmgr(rec, d);
+        return;
       case RM_CLOG_ID:
-        return this.ingestClog(rec, d);
+        this.ingestClog(rec, d);
+        return;
       case RM_DBASE_ID:
-        return this.ingestDbase(rec, d);
+        this.ingestDbase(rec, d);
+        return;
       case RM_TBLSPC_ID:
-        return this.unsupported(rec, "tablespaces other than pg_default and pg_global are not supported");
+        this.unsupported(rec, "tablespaces other than pg_default and pg_global are not supported");
+        return;
       case RM_MULTIXACT_ID:
-        return this.ingestMultixact(rec, d);
+        this.ingestMultixact(rec, d);
+        return;
       case RM_RELMAP_ID: {
         const dbid = u32(d, 0);
         const tsid = u32(d, 4);
@@ -197,7 +204,8 @@ export class WalIngest {
       }
       case RM_HEAP_ID:
       case RM_HEAP2_ID:
-        return this.ingestHeapVm(rec, d);
+        this.ingestHeapVm(rec, d);
+        return;
       default:
         // Standby, Btree, Hash, Gin, Gist, Sequence, SPGist, BRIN, CommitTs, ReplicationOrigin,
         // Generic, LogicalMessage: their storage effects are all in block references.
@@ -306,7 +314,10 @@ export class WalIngest {
     for (const x of xids) {
       const p = Math.floor(x / CLOG_XACTS_PER_PAGE);
       let l = byPage.get(p);
-      if (l === undefined) byPage.set(p, (l = []));
+      if (l === undefined) {
+        l = [];
+        byPage.set(p, l);
+      }
       l.push(x);
     }
     for (const [pageno, list] of byPage) this.putSlruNative(SlruKind.Clog, pageno, clogSet(status, list));
@@ -465,7 +476,10 @@ export class WalIngest {
         const o = (moff + i) >>> 0;
         const p = Math.floor(o / MULTIXACT_MEMBERS_PER_PAGE);
         let l = byPage.get(p);
-        if (l === undefined) byPage.set(p, (l = []));
+        if (l === undefined) {
+          l = [];
+          byPage.set(p, l);
+        }
         l.push({ offset: o, xid: u32(d, 12 + 8 * i), status: u32(d, 16 + 8 * i) });
         this.trackXid(u32(d, 12 + 8 * i));
       }

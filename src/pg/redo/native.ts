@@ -46,7 +46,7 @@ export function clogSet(status: number, xids: readonly number[]): Value {
     dv.setUint8(0, OP_CLOG_SET);
     dv.setUint8(1, status);
     dv.setUint32(2, xids.length, true);
-    xids.forEach((x, i) => dv.setUint32(6 + 4 * i, x, true));
+    for (let i = 0; i < xids.length; i++) dv.setUint32(6 + 4 * i, xids[i]!, true);
   });
 }
 
@@ -54,10 +54,10 @@ export function multiOffsets(entries: readonly { mxid: number; offset: number }[
   return build(5 + 8 * entries.length, (dv) => {
     dv.setUint8(0, OP_MULTI_OFFSETS);
     dv.setUint32(1, entries.length, true);
-    entries.forEach((e, i) => {
-      dv.setUint32(5 + 8 * i, e.mxid, true);
-      dv.setUint32(9 + 8 * i, e.offset, true);
-    });
+    for (let i = 0; i < entries.length; i++) {
+      dv.setUint32(5 + 8 * i, entries[i]!.mxid, true);
+      dv.setUint32(9 + 8 * i, entries[i]!.offset, true);
+    }
   });
 }
 
@@ -65,11 +65,12 @@ export function multiMembers(entries: readonly { offset: number; xid: number; st
   return build(5 + 12 * entries.length, (dv) => {
     dv.setUint8(0, OP_MULTI_MEMBERS);
     dv.setUint32(1, entries.length, true);
-    entries.forEach((e, i) => {
+    for (let i = 0; i < entries.length; i++) {
+      const e = entries[i]!;
       dv.setUint32(5 + 12 * i, e.offset, true);
       dv.setUint32(9 + 12 * i, e.xid, true);
       dv.setUint32(13 + 12 * i, e.status, true);
-    });
+    }
   });
 }
 

@@ -23,7 +23,7 @@ export class PgRedo implements WalRedoManager {
     const f = keyFields(key);
     const isRelBlock = f.field1 === 0 && f.field4 !== 0 && f.field6 !== 0xffff_ffff;
     const isSlruBlock = f.field1 === 1 && f.field3 === 1 && f.field6 !== 0xffff_ffff;
-    let page: Uint8Array | null = base === null ? null : base.slice();
+    const page: Uint8Array | null = base === null ? null : base.slice();
     for (let i = 0; i < records.length; i++) {
       const r = records[i]!;
       const tag = r[0] as ValueTag;
