@@ -15,10 +15,12 @@
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { fileURLToPath } from "node:url";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { BackupServer, freePort, runPg } from "./support/backup_server.js";
 import { CorruptingProxy } from "./support/corrupting_proxy.js";
 import { PageserverProcess } from "./support/pageserver_process.js";
+import { TestEnv } from "./support/env.js";
 import { PgInstance } from "./support/postgres.js";
 
 const SOURCE_CONF = {
@@ -33,6 +35,7 @@ const ENDPOINT_CONF = { wal_level: "replica", wal_consistency_checking: "all", m
 const STATE_SQL = `SELECT (SELECT sum(abalance) FROM pgbench_accounts) || ',' || (SELECT sum(bbalance) FROM pgbench_branches)
   || ',' || (SELECT sum(tbalance) FROM pgbench_tellers) || ',' || (SELECT count(*) FROM pgbench_history)`;
 
+const env = new TestEnv(fileURLToPath(import.meta.url));
 let src: PgInstance;
 let ps: PageserverProcess;
 let dir: string;
@@ -83,6 +86,7 @@ async function startBackup(t: string, tl: string, lsn: string, conf: Record<stri
   const r = await fetch(`${ps.url}/v1/tenant/${t}/timeline/${tl}/basebackup?lsn=${lsn}`);
   if (r.status !== 200) throw new Error(`basebackup at ${lsn}: ${r.status} ${await r.text()}`);
   const b = new BackupServer();
+  env.add(`backup_${lsn.replace("/", "_")}_${tl.slice(0, 8)}.log`, b.log);
   cleanup.push(() => b.destroy());
   await b.untar(r.body as unknown as AsyncIterable<Uint8Array>);
   await b.start(conf);
@@ -105,8 +109,11 @@ function pgbench(args: string[], port: number): Promise<{ code: number; stdout: 
 
 beforeAll(async () => {
   src = await PgInstance.start({ conf: SOURCE_CONF });
+  env.add("source.log", src.logFile);
   dir = mkdtempSync(join(tmpdir(), "ps-e2e-pgbench-"));
   ps = new PageserverProcess(join(dir, "workdir"), await freePort(), join(dir, "pageserver.log"));
+  env.add("pageserver.log", ps.logFile);
+  env.add("pageserver_workdir", ps.workdir);
   await ps.start();
 });
 

@@ -7,11 +7,13 @@
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { fileURLToPath } from "node:url";
 import { pino } from "pino";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { loadNodeConfig } from "../src/main/config.js";
 import { Server } from "../src/main/server.js";
 import { BackupServer } from "./support/backup_server.js";
+import { TestEnv } from "./support/env.js";
 import { PgInstance } from "./support/postgres.js";
 
 const SOURCE_CONF = {
@@ -22,6 +24,7 @@ const SOURCE_CONF = {
   max_replication_slots: 5,
 };
 
+const env = new TestEnv(fileURLToPath(import.meta.url));
 let src: PgInstance;
 let server: Server;
 let workdir: string;
@@ -38,8 +41,12 @@ const STATE_SQL = "SELECT count(*), sum(x), sum(length(s)), sum(v) FROM t";
 
 beforeAll(async () => {
   src = await PgInstance.start({ conf: SOURCE_CONF });
+  env.add("source.log", src.logFile);
   workdir = mkdtempSync(join(tmpdir(), "ps-e2e-"));
-  server = new Server(loadNodeConfig({ workdir, listen: "127.0.0.1:0" }), pino({ level: process.env["TEST_LOG_LEVEL"] ?? "silent" }));
+  env.add("pageserver_workdir", workdir);
+  env.add("pageserver.log", join(workdir, "pageserver.log"));
+  const log = pino({ level: process.env["TEST_LOG_LEVEL"] ?? "info" }, pino.destination({ dest: join(workdir, "pageserver.log"), sync: true }));
+  server = new Server(loadNodeConfig({ workdir, listen: "127.0.0.1:0" }), log);
   base = `http://127.0.0.1:${await server.start()}`;
 });
 
@@ -68,6 +75,7 @@ async function backupAt(tenant: string, timeline: string, lsn: string): Promise<
   expect(r.status, await (r.status === 200 ? Promise.resolve("") : r.text())).toBe(200);
   expect(r.headers.get("content-type")).toBe("application/x-tar");
   const b = new BackupServer();
+  env.add(`backup_${lsn.replace("/", "_")}.log`, b.log);
   backups.push(b);
   const body = r.body!;
   await b.untar(body as unknown as AsyncIterable<Uint8Array>);

@@ -69,6 +69,10 @@ import {
   XLP_FIRST_IS_CONTRECORD,
   XLP_LONG_HEADER,
 } from "./wal/page.js";
+import { setPageChecksum } from "./page.js";
+
+/** Page checksums live in src/pg/page.ts; re-exported for callers of this module. */
+export { pageChecksum, setPageChecksum } from "./page.js";
 
 /** xl_tot_len of a checkpoint record: header 24 + short data header 2 + CheckPoint 88. */
 export const CHECKPOINT_RECORD_BYTES = 24 + 2 + SIZEOF_CHECKPOINT;
@@ -125,51 +129,6 @@ const EMPTY_DIRS = [
   "pg_dynshmem",
   "pg_replslot",
 ];
-
-// ---------------------------------------------------------------------------------------
-// Page checksum (pg_checksum_page, src/include/storage/checksum_impl.h)
-
-const CHECKSUM_BASE = new Uint32Array([
-  0x5b1f36e9, 0xb8525960, 0x02ab50aa, 0x1de66d2a, 0x79ff467a, 0x9bb9f8a3, 0x217e7cd2, 0x83e13d2c, 0xf8d4474f, 0xe39eb970, 0x42c6ae16,
-  0x993216fa, 0x7b093b5d, 0x98daff3c, 0xf718902a, 0x0b1c9cdb, 0xe58f764b, 0x187636bc, 0x5d7b3bb1, 0xe73de7de, 0x92bec979, 0xccA6c0b2,
-  0x304a0979, 0x85aa43d4, 0x783125bb, 0x6ca8eaa2, 0xe407eac6, 0x4b5cfc3e, 0x9fbf8c76, 0x15ca20be, 0xf2ca9fd3, 0x959bd756,
-]);
-const FNV_PRIME = 16777619;
-const sums = new Uint32Array(32);
-
-/** The checksum of an 8192-byte page at block `blkno` of its fork (pd_checksum taken as 0). */
-export function pageChecksum(page: Uint8Array, blkno: number): number {
-  assert(page.length === BLCKSZ, "checksum of a non-page");
-  const dv = new DataView(page.buffer, page.byteOffset, BLCKSZ);
-  sums.set(CHECKSUM_BASE);
-  for (let i = 0; i < BLCKSZ / 4; i += 32) {
-    for (let j = 0; j < 32; j++) {
-      let v = dv.getUint32((i + j) * 4, true);
-      if (i + j === 2) v &= 0xffff_0000; // pd_checksum (bytes 8–9) counts as zero
-      const t = (sums[j]! ^ v) >>> 0;
-      sums[j] = (Math.imul(t, FNV_PRIME) ^ (t >>> 17)) >>> 0;
-    }
-  }
-  for (let r = 0; r < 2; r++) {
-    for (let j = 0; j < 32; j++) {
-      const t = sums[j]!;
-      sums[j] = (Math.imul(t, FNV_PRIME) ^ (t >>> 17)) >>> 0;
-    }
-  }
-  let result = 0;
-  for (let j = 0; j < 32; j++) result ^= sums[j]!;
-  result = (result ^ blkno) >>> 0;
-  return (result % 65535) + 1;
-}
-
-/** Set pd_checksum of a non-new page (pd_upper ≠ 0) in place. */
-export function setPageChecksum(page: Uint8Array, blkno: number): void {
-  const pdUpper = page[14]! | (page[15]! << 8);
-  if (pdUpper === 0) return;
-  const c = pageChecksum(page, blkno);
-  page[8] = c & 0xff;
-  page[9] = c >>> 8;
-}
 
 // ---------------------------------------------------------------------------------------
 // Tar
