@@ -1,0 +1,12 @@
+/**
+ * src/tenant: tenants and timelines. put/get@LSN with SeqWait, branching, the flush loop,
+ * compaction/image creation/GC policy (the jobs themselves run in src/workers), durable
+ * timeline metadata, and the tenant configuration.
+ */
+export * from "./config.js";
+export * from "./durable.js";
+export * from "./metadata.js";
+export * from "./seqwait.js";
+export * from "./tenant.js";
+export * from "./timeline.js";
+export { TestRedo, testAppend, testInit, testWriteAt } from "./test_redo.js";
