@@ -8,6 +8,7 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
+import pg from "pg";
 import { pino } from "pino";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { loadNodeConfig } from "../src/main/config.js";
@@ -37,7 +38,12 @@ async function api(method: string, path: string, body?: unknown): Promise<{ stat
   return { status: r.status, json: text.length > 0 && r.headers.get("content-type")?.includes("json") ? (JSON.parse(text) as Record<string, unknown>) : {} };
 }
 
-const STATE_SQL = "SELECT count(*), sum(x), sum(length(s)), sum(v) FROM t";
+const STATE_SQL = `SELECT (SELECT count(*) || ',' || sum(x) || ',' || sum(length(s)) || ',' || sum(v) FROM t)
+  || ';' || (SELECT count(*) FROM g WHERE p <@ box(point(10, 10), point(50, 50)))
+  || ';' || (SELECT count(*) FROM t WHERE x <= 20 AND xmax <> 0)`;
+/** The same figures, forced through the indexes (GiST after page splits; the primary key). */
+const INDEX_SQL = `SET enable_seqscan = off; SET enable_bitmapscan = off;
+  SELECT (SELECT count(*) FROM g WHERE p <@ box(point(10, 10), point(50, 50))) || ';' || (SELECT sum(x) FROM t WHERE x BETWEEN 100 AND 4000)`;
 
 beforeAll(async () => {
   src = await PgInstance.start({ conf: SOURCE_CONF });
@@ -56,6 +62,29 @@ afterAll(async () => {
   await src?.destroy();
   if (workdir) rmSync(workdir, { recursive: true, force: true });
 });
+
+/**
+ * Two sessions share-lock the same rows at once: PostgreSQL records a multixact (MULTIXACT
+ * CREATE_ID: offsets and members pages) as their xmax; one then updates a row.
+ */
+async function sharedLocks(round: number): Promise<void> {
+  const a = new pg.Client(src.connectionConfig());
+  const b = new pg.Client(src.connectionConfig());
+  await a.connect();
+  await b.connect();
+  try {
+    await a.query("BEGIN");
+    await b.query("BEGIN");
+    await a.query("SELECT x FROM t WHERE x <= 20 FOR SHARE");
+    await b.query("SELECT x FROM t WHERE x <= 20 FOR SHARE");
+    await a.query("COMMIT");
+    await b.query(`UPDATE t SET v = v + 1 WHERE x = ${round + 1}`);
+    await b.query("COMMIT");
+  } finally {
+    await a.end();
+    await b.end();
+  }
+}
 
 async function waitIngested(tenant: string, timeline: string, lsn: string, timeout_ms = 60_000): Promise<void> {
   const [hi, lo] = lsn.split("/").map((x) => Number.parseInt(x, 16)) as [number, number];
@@ -88,6 +117,8 @@ describe("streaming ingest", () => {
     await src.psql(`
       CREATE TABLE t (x int PRIMARY KEY, s text, v int DEFAULT 0);
       INSERT INTO t SELECT g, md5(g::text) FROM generate_series(1, 5000) g;
+      CREATE TABLE g (id int, p point);
+      CREATE INDEX g_p ON g USING gist (p);
     `);
     const tenant = String((await api("POST", "/v1/tenant", {})).json["id"]);
     const created = await api("POST", `/v1/tenant/${tenant}/timeline`, { wal_source: { connstr: src.connectionString() } });
@@ -102,7 +133,9 @@ describe("streaming ingest", () => {
         DELETE FROM t WHERE x % 101 = ${round};
         BEGIN; INSERT INTO t VALUES (-1, 'rolled back'); ROLLBACK;
         CREATE INDEX IF NOT EXISTS t_v ON t (v);
+        INSERT INTO g SELECT i, point(i % 100, (i / 100) + ${round * 100}) FROM generate_series(1, 8000) i;
       `);
+      await sharedLocks(round);
       points.push({ lsn: await src.psql("SELECT pg_current_wal_insert_lsn()"), state: await src.psql(STATE_SQL) });
     }
     await src.psql("CREATE TABLE marker (); INSERT INTO marker DEFAULT VALUES;");
@@ -115,6 +148,7 @@ describe("streaming ingest", () => {
     for (const p of points) {
       const b = await backupAt(tenant, timeline, p.lsn);
       expect(await b.psql(STATE_SQL), `state at ${p.lsn}`).toBe(p.state);
+      expect(await b.psql(INDEX_SQL), `index scans at ${p.lsn}`).toBe(await b.psql(INDEX_SQL.replace(/= off/g, "= on")));
       const chk = await b.amcheck();
       expect(chk.code, chk.out).toBe(0);
       await b.destroy();
