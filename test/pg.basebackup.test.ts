@@ -6,107 +6,21 @@
  * same results, pg_amcheck is clean, the server takes writes. Again after a tenant restart
  * (layers on disk). Also: the page checksum against real pages, tar import, LSN errors.
  */
-import { execFile, execFileSync } from "node:child_process";
-import { createWriteStream, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
-import { createServer } from "node:net";
+import { execFileSync } from "node:child_process";
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { Readable } from "node:stream";
-import { pipeline } from "node:stream/promises";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { basebackupTar, checkpointLocation, checkpointRecordEnd, pageChecksum } from "../src/pg/basebackup.js";
 import { decodeControlFile, encodeControlFile } from "../src/pg/control.js";
 import { collectKeyspace, DatadirSnapshot, DatadirWriter, importDatadir, importTarStream, readImportLsn } from "../src/pg/datadir/index.js";
 import type { Timeline } from "../src/tenant/timeline.js";
 import { lsnToString, parseLsn } from "../src/types/lsn.js";
+import { BackupServer, runPg } from "./support/backup_server.js";
 import { findPgBinDir, PgInstance } from "./support/postgres.js";
 import { TenantHarness } from "./support/tenant_harness.js";
 
-const IS_ROOT = process.getuid?.() === 0;
-const owner = IS_ROOT
-  ? { uid: Number(execFileSync("id", ["-u", "postgres"]).toString().trim()), gid: Number(execFileSync("id", ["-g", "postgres"]).toString().trim()) }
-  : null;
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = createServer();
-    srv.on("error", reject);
-    srv.listen(0, "127.0.0.1", () => {
-      const a = srv.address();
-      const port = typeof a === "object" && a !== null ? a.port : 0;
-      srv.close(() => resolve(port));
-    });
-  });
-}
-
-function run(bin: string, args: string[], input?: string): Promise<{ code: number; stdout: string; stderr: string }> {
-  const path = join(findPgBinDir(), bin);
-  const [cmd, argv] = IS_ROOT ? ["runuser", ["-u", "postgres", "--", path, ...args]] : [path, args];
-  return new Promise((resolve) => {
-    const child = execFile(cmd, argv, { encoding: "utf8", maxBuffer: 64 * 1024 * 1024 }, (err, stdout, stderr) => {
-      resolve({ code: err === null ? 0 : typeof err.code === "number" ? err.code : 1, stdout, stderr });
-    });
-    child.stdin?.end(input ?? "");
-  });
-}
-
-/** A stock PostgreSQL started on an untarred base backup. */
-class BackupServer {
-  readonly base: string;
-  readonly data: string;
-  readonly sock: string;
-  readonly log: string;
-  port = 0;
-  running = false;
-  constructor() {
-    this.base = mkdtempSync(join(tmpdir(), "pgbb-"));
-    this.data = join(this.base, "data");
-    this.sock = join(this.base, "sock");
-    this.log = join(this.base, "postgres.log");
-    mkdirSync(this.data, { mode: 0o700 });
-    mkdirSync(this.sock);
-  }
-  async untar(stream: AsyncIterable<Uint8Array>): Promise<void> {
-    const tarPath = join(this.base, "base.tar");
-    await pipeline(Readable.from(stream), createWriteStream(tarPath));
-    execFileSync("tar", ["-xf", tarPath, "-C", this.data]);
-    rmSync(tarPath);
-    if (owner !== null) execFileSync("chown", ["-R", `${owner.uid}:${owner.gid}`, this.base]);
-    execFileSync("chmod", ["700", this.data]);
-  }
-  async start(): Promise<void> {
-    this.port = await freePort();
-    const opts = `-p ${this.port} -c listen_addresses=127.0.0.1 -k ${this.sock} -c fsync=off -c max_connections=20 -c shared_buffers=16MB -c max_prepared_transactions=5`;
-    const r = await run("pg_ctl", ["-D", this.data, "-l", this.log, "-w", "-t", "60", "-o", opts, "start"]);
-    if (r.code !== 0) throw new Error(`start failed: ${r.stderr}\n${this.logText()}`);
-    this.running = true;
-  }
-  logText(): string {
-    try {
-      return readFileSync(this.log, "utf8");
-    } catch {
-      return "";
-    }
-  }
-  async psql(sql: string, db = "postgres"): Promise<string> {
-    const r = await run("psql", ["-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-h", "127.0.0.1", "-p", String(this.port), "-U", "postgres", "-d", db, "-f", "-"], sql);
-    if (r.code !== 0) throw new Error(`psql: ${r.stderr}`);
-    return r.stdout.trim();
-  }
-  async stop(): Promise<void> {
-    if (!this.running) return;
-    this.running = false;
-    const r = await run("pg_ctl", ["-D", this.data, "-m", "fast", "-w", "-t", "30", "stop"]);
-    if (r.code !== 0) await run("pg_ctl", ["-D", this.data, "-m", "immediate", "-w", "-t", "10", "stop"]);
-  }
-  async destroy(): Promise<void> {
-    try {
-      await this.stop();
-    } finally {
-      rmSync(this.base, { recursive: true, force: true });
-    }
-  }
-}
+const run = runPg;
 
 const QUERIES: [string, string][] = [
   ["postgres", "SELECT count(*), sum(x), sum(length(s)) FROM t"],

@@ -76,7 +76,7 @@ export class BackupServer {
     const extra = Object.entries(conf)
       .map(([k, v]) => `-c ${k}=${v}`)
       .join(" ");
-    const opts = `-p ${this.port} -c listen_addresses=127.0.0.1 -k ${this.sock} -c fsync=off -c max_connections=20 -c shared_buffers=16MB ${extra}`;
+    const opts = `-p ${this.port} -c listen_addresses=127.0.0.1 -k ${this.sock} -c fsync=off -c max_connections=20 -c shared_buffers=16MB -c max_prepared_transactions=5 ${extra}`;
     const r = await runPg("pg_ctl", ["-D", this.data, "-l", this.log, "-w", "-t", "60", "-o", opts, "start"]);
     if (r.code !== 0) throw new Error(`PostgreSQL on the base backup failed to start: ${r.stderr}\n${this.logText()}`);
     this.running = true;
