@@ -29,12 +29,25 @@ function optLsn(v: unknown, name: string): number | undefined {
   return parseLsn(v);
 }
 
+/**
+ * current_logical_size walks every relation's size: too much to do on each GET while a
+ * client polls. It is recomputed at most every LOGICAL_SIZE_TTL_MS per timeline.
+ */
+const LOGICAL_SIZE_TTL_MS = 2000;
+const logicalSizes = new WeakMap<Timeline, { at_ms: number; lsn: number; size: number }>();
+
 function logicalSizeNow(tl: Timeline): number {
+  const now = Date.now();
+  const c = logicalSizes.get(tl);
+  if (c !== undefined && (c.lsn === tl.lastRecordLsn || now - c.at_ms < LOGICAL_SIZE_TTL_MS)) return c.size;
+  let size = 0;
   try {
-    return new DatadirSnapshot(tl, tl.lastRecordLsn).logicalSize();
+    size = new DatadirSnapshot(tl, tl.lastRecordLsn).logicalSize();
   } catch {
-    return 0;
+    size = 0;
   }
+  logicalSizes.set(tl, { at_ms: now, lsn: tl.lastRecordLsn, size });
+  return size;
 }
 
 export function timelineInfoJson(tl: Timeline, walSources?: WalSources): Record<string, unknown> {

@@ -105,8 +105,27 @@ export class DatadirWriter {
   /** Raw metadata files (relmap, control, checkpoint, two-phase state). */
   private readonly files = new Map<Key, Uint8Array>();
 
+  /**
+   * Decoded metadata as of `cacheLsn`, kept across modifications: ingest reads the same
+   * directories and sizes for every record, and decoding them each time dominated its cost.
+   * Valid only while this writer is the timeline's only writer (checked at begin(): any
+   * other write moves last_record_lsn away from cacheLsn); dropped on abort, since pending
+   * changes mutate the cached objects in place.
+   */
+  private cacheLsn = -1;
+  private cachedDbDir: DbDirectory | null = null;
+  private readonly cachedRelDirs = new Map<string, RelDirectory>();
+  private readonly cachedSizes = new Map<Key, number | null>();
+
   constructor(timeline: Timeline) {
     this.timeline = timeline;
+  }
+
+  private clearCache(): void {
+    this.cacheLsn = -1;
+    this.cachedDbDir = null;
+    this.cachedRelDirs.clear();
+    this.cachedSizes.clear();
   }
 
   get lsn(): Lsn {
@@ -123,6 +142,7 @@ export class DatadirWriter {
       throw new InvalidArgumentError(`modification at ${lsnToString(lsn)} below last_record_lsn ${lsnToString(this.timeline.lastRecordLsn)}`);
     }
     this.reset();
+    if (this.timeline.lastRecordLsn !== this.cacheLsn) this.clearCache();
     this.lsn_ = lsn;
     this.active = true;
   }
@@ -158,8 +178,11 @@ export class DatadirWriter {
 
   private getDbDir(): DbDirectory {
     if (this.dbDir === null) {
-      const b = this.stored(DBDIR_KEY);
-      this.dbDir = b === null ? new Map() : decodeDbDirectory(b);
+      if (this.cachedDbDir === null) {
+        const b = this.stored(DBDIR_KEY);
+        this.cachedDbDir = b === null ? new Map() : decodeDbDirectory(b);
+      }
+      this.dbDir = this.cachedDbDir;
     }
     return this.dbDir;
   }
@@ -170,8 +193,12 @@ export class DatadirWriter {
     const pending = this.relDirs.get(k);
     if (pending !== undefined) return pending;
     if (!this.getDbDir().has(k)) return null;
-    const b = this.stored(relDirKey(spcnode, dbnode));
-    const d = b === null ? new Set<number>() : decodeRelDirectory(b);
+    let d = this.cachedRelDirs.get(k);
+    if (d === undefined) {
+      const b = this.stored(relDirKey(spcnode, dbnode));
+      d = b === null ? new Set<number>() : decodeRelDirectory(b);
+      this.cachedRelDirs.set(k, d);
+    }
     this.relDirs.set(k, d);
     return d;
   }
@@ -179,8 +206,12 @@ export class DatadirWriter {
   private getSize(key: Key): number | null {
     const p = this.sizes.get(key);
     if (p !== undefined) return p;
+    const c = this.cachedSizes.get(key);
+    if (c !== undefined) return c;
     const b = this.stored(key);
-    return b === null ? null : decodeNblocks(b);
+    const n = b === null ? null : decodeNblocks(b);
+    this.cachedSizes.set(key, n);
+    return n;
   }
 
   dbExists(spcnode: number, dbnode: number): boolean {
@@ -511,6 +542,11 @@ export class DatadirWriter {
       n++;
     }
     tl.finishWrite(lsn, prevRecordLsn);
+    // What this modification wrote is the stored state now.
+    if (this.dbDirDirty) this.cachedDbDir = this.dbDir;
+    for (const k of this.relDirsDirty) this.cachedRelDirs.set(k, this.relDirs.get(k)!);
+    for (const [key, nblocks] of this.sizes) this.cachedSizes.set(key, nblocks);
+    this.cacheLsn = lsn;
     this.active = false;
     this.reset();
     return n;
@@ -520,6 +556,7 @@ export class DatadirWriter {
   abort(): void {
     this.active = false;
     this.reset();
+    this.clearCache();
   }
 }
 

@@ -4,7 +4,8 @@
  * the modification commits with finishWrite(endLsn)).
  *
  * Block references: an image (APPLY or a wal_consistency_checking image: the page after the
- * change) becomes an image value with pd_lsn = end LSN and a fresh checksum; the GiST left
+ * change) becomes an image value with pd_lsn = end LSN (the checksum is set on the way out);
+ * the GiST left
  * child of a split gets the NSN and F_FOLLOW_RIGHT redo would give it. A block without an
  * image is stored as the PostgreSQL record (redo refuses it with a clear error until native
  * heap/btree redo lands). Main data, rmgr by rmgr: SMGR create/truncate, DBASE create/drop,
@@ -20,12 +21,12 @@ import { crc32c } from "@node-rs/crc32";
 import type { Timeline } from "../../tenant/timeline.js";
 import { UnsupportedError } from "../../types/errors.js";
 import { type Lsn, lsnToString } from "../../types/lsn.js";
-import { imageValue, pgRecordValue, type Value } from "../../types/value.js";
+import { pgRecordValue, type Value, ValueTag } from "../../types/value.js";
 import { type CheckPoint, decodeCheckPoint, encodeCheckPoint } from "../control.js";
 import { CHECKPOINT_KEY, GLOBALTABLESPACE_OID, relTag, SlruKind, VISIBILITYMAP_FORKNUM, type RelTag } from "../datadir/keys.js";
 import { DatadirSnapshot } from "../datadir/reader.js";
 import { DatadirWriter } from "../datadir/writer.js";
-import { BLCKSZ, pageIsNew, setPageChecksum, setPageLsn } from "../page.js";
+import { BLCKSZ, pageIsNew, setPageLsn } from "../page.js";
 import {
   applyNative,
   CLOG_STATUS_ABORTED,
@@ -133,13 +134,18 @@ export class WalIngest {
     for (const b of rec.blocks) {
       const rel = relTag(b.rnode.spcNode, b.rnode.dbNode, b.rnode.relNode, b.forkNum);
       if (b.hasImage) {
-        const page = restorePageImage(b, undefined, rec.lsn);
+        // Restore straight into the value (tag byte + page): no second 8 kB copy per block.
+        const value = new Uint8Array(BLCKSZ + 1);
+        value[0] = ValueTag.Image;
+        const page = value.subarray(1);
+        restorePageImage(b, page, rec.lsn);
         if (!pageIsNew(page)) {
           setPageLsn(page, rec.endLsn);
           if (rec.rmid === RM_GIST_ID) this.gistLeftChildFixup(rec, b, page);
-          setPageChecksum(page, b.blkno);
         }
-        this.w.putRelValue(rel, b.blkno, imageValue(page));
+        // The checksum is left stale here: whoever hands the page to PostgreSQL sets it
+        // (base backups do, for clusters with data checksums).
+        this.w.putRelValue(rel, b.blkno, value);
       } else {
         this.w.putRelValue(rel, b.blkno, pgRecordValue(b.willInit, rec.record));
       }

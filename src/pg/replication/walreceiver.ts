@@ -93,6 +93,9 @@ export interface WalReceiverOptions {
   application_name?: string;
 }
 
+/** Longest stretch of WAL handling before the receive loop lets the event loop run. */
+const YIELD_EVERY_MS = 5;
+
 const DEFAULTS = {
   status_interval_ms: 1_000,
   backoff_initial_ms: 100,
@@ -310,6 +313,7 @@ export class WalReceiver {
       timer.unref();
       // A first status at once: the slot learns our flush position without waiting a tick.
       this.sendStatus(false);
+      let lastYield_ms = performance.now();
       for (;;) {
         this.waitingForMessage = true;
         this.lastActivity_ms = performance.now();
@@ -325,6 +329,13 @@ export class WalReceiver {
         }
         if (this.stopping) continue; // drain until the server's CopyDone
         await this.deliver(msg.dataStart, msg.data);
+        // With messages already buffered every await above resumes at once, so a catch-up
+        // would hold the event loop (HTTP, timers, status updates) for seconds: yield to it
+        // every YIELD_EVERY_MS of work.
+        if (performance.now() - lastYield_ms >= YIELD_EVERY_MS) {
+          await new Promise<void>((r) => setImmediate(r));
+          lastYield_ms = performance.now();
+        }
       }
     } catch (e) {
       // Report whether we streamed; the caller resets the backoff on that.
