@@ -154,4 +154,33 @@ describe("streaming ingest", () => {
       await b.destroy();
     }
   });
+
+  it("bootstraps from a cleanly shut down data directory, then streams from its checkpoint", async () => {
+    const pg2 = await PgInstance.start({ conf: SOURCE_CONF });
+    env.add("source2.log", pg2.logFile);
+    try {
+      await pg2.psql("CREATE TABLE d (x int PRIMARY KEY); INSERT INTO d SELECT generate_series(1, 1000);");
+      await pg2.stop();
+      const tenant = String((await api("POST", "/v1/tenant", {})).json["id"]);
+      const bad = await api("POST", `/v1/tenant/${tenant}/timeline`, { import_pgdata: "relative/path" });
+      expect(bad.status).toBe(400);
+      const created = await api("POST", `/v1/tenant/${tenant}/timeline`, { import_pgdata: pg2.dataDir });
+      expect(created.status, JSON.stringify(created.json)).toBe(201);
+      const timeline = String(created.json["timeline_id"]);
+      await pg2.restart();
+      const set = await api("PUT", `/v1/tenant/${tenant}/timeline/${timeline}/wal_source`, { connstr: pg2.connectionString() });
+      expect(set.status, JSON.stringify(set.json)).toBe(200);
+      await pg2.psql("INSERT INTO d SELECT generate_series(1001, 3000); DELETE FROM d WHERE x % 10 = 0;");
+      const lsn = await pg2.psql("SELECT pg_current_wal_insert_lsn()");
+      const state = await pg2.psql("SELECT count(*), sum(x) FROM d");
+      await pg2.psql("CREATE TABLE marker (); INSERT INTO marker DEFAULT VALUES;");
+      await waitIngested(tenant, timeline, lsn);
+      const b = await backupAt(tenant, timeline, lsn);
+      expect(await b.psql("SELECT count(*), sum(x) FROM d")).toBe(state);
+      await b.destroy();
+      await api("DELETE", `/v1/tenant/${tenant}/timeline/${timeline}/wal_source`);
+    } finally {
+      await pg2.destroy();
+    }
+  });
 });

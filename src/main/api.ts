@@ -6,6 +6,8 @@
 import type { Logger } from "pino";
 import type { Registry } from "prom-client";
 import { basebackupTar } from "../pg/basebackup.js";
+import { isAbsolute } from "node:path";
+import { importDatadir, readImportLsn } from "../pg/datadir/import.js";
 import { DatadirSnapshot } from "../pg/datadir/reader.js";
 import { lsnToString, parseLsn } from "../types/lsn.js";
 import { InvalidArgumentError } from "../types/errors.js";
@@ -118,6 +120,17 @@ export function registerRoutes(
       const src = b["wal_source"];
       if (typeof src !== "object" || Array.isArray(src)) throw new InvalidArgumentError("wal_source must be an object {\"connstr\"}");
       connstr = parseConnstr((src as Record<string, unknown>)["connstr"]);
+    }
+    const pgdata = b["import_pgdata"];
+    if (pgdata !== undefined && pgdata !== null) {
+      // Bootstrap from a cleanly shut down data directory on this machine, at its checkpoint.
+      if (typeof pgdata !== "string" || !isAbsolute(pgdata)) throw new InvalidArgumentError("import_pgdata must be an absolute path");
+      if (ancestorId !== undefined) throw new InvalidArgumentError("import_pgdata and ancestor_timeline_id exclude each other");
+      const { lsn } = readImportLsn(pgdata);
+      const tl = await t.createTimeline({ timelineId, startLsn: lsn, pgVersion: 15 });
+      await importDatadir(tl, pgdata);
+      if (connstr !== null) await ws.set(tl, connstr);
+      return { status: 201, json: timelineInfoJson(tl, ws) };
     }
     if (connstr !== null && ancestorId === undefined) {
       // Bootstrap from a running source: BASE_BACKUP, import, then stream from its start.
