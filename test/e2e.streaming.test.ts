@@ -153,6 +153,26 @@ describe("streaming ingest", () => {
       expect(chk.code, chk.out).toBe(0);
       await b.destroy();
     }
+
+    // Storage maintenance on a PostgreSQL timeline: flush, image layers made in a worker with
+    // the PostgreSQL redo and keyspace, GC to the last LSN; the latest state still serves.
+    const tlPath = `/v1/tenant/${tenant}/timeline/${timeline}`;
+    expect((await api("PUT", `${tlPath}/checkpoint`)).status).toBe(200);
+    const compacted = await api("PUT", `${tlPath}/compact?force_image_layer_creation=true`);
+    expect(compacted.status, JSON.stringify(compacted.json)).toBe(200);
+    expect(Number(compacted.json["image_layers_created"])).toBeGreaterThan(0);
+    const gc = await api("PUT", `${tlPath}/do_gc`, { gc_horizon: 0 });
+    expect(gc.status, JSON.stringify(gc.json)).toBe(200);
+    expect(Number(gc.json["layers_removed"])).toBeGreaterThan(0);
+    const last = String((await api("GET", tlPath)).json["last_record_lsn"]);
+    const finalState = await src.psql(STATE_SQL);
+    const fb = await backupAt(tenant, timeline, last);
+    expect(await fb.psql(STATE_SQL)).toBe(finalState);
+    const fchk = await fb.amcheck();
+    expect(fchk.code, fchk.out).toBe(0);
+    await fb.destroy();
+    const old = await fetch(`${base}${tlPath}/basebackup?lsn=${points[0]!.lsn}`);
+    expect(old.status).toBe(406);
   });
 
   it("bootstraps from a cleanly shut down data directory, then streams from its checkpoint", async () => {
