@@ -121,6 +121,8 @@ export class Timeline {
   private flushLoop: FlushLoopState = FlushLoopState.NotStarted;
   private flushing: Promise<void> | null = null;
   private metadataWrite: Promise<void> = Promise.resolve();
+  /** disk_consistent_lsn of the last metadata write that landed. */
+  private persistedDcl: Lsn;
 
   private readonly lsnTimeSamples: { time_ms: number; lsn: Lsn }[] = [];
 
@@ -156,6 +158,7 @@ export class Timeline {
     this.lastRecord = new SeqWait(lastRecordLsn);
     this.prevRecordLsn_ = md.prev_record_lsn;
     this.diskConsistent = new SeqWait(md.disk_consistent_lsn);
+    this.persistedDcl = md.disk_consistent_lsn;
     this.latestGcCutoff_ = md.latest_gc_cutoff_lsn;
     this.nextOpenLayerAt = nextOpenLayerAt;
   }
@@ -406,9 +409,11 @@ export class Timeline {
   }
 
   private async setDiskConsistent(lsn: Lsn): Promise<void> {
-    assert(lsn >= this.diskConsistent.load(), "disk_consistent_lsn went backwards");
+    // A checkpoint with nothing left to flush may advance it past a flush whose metadata write
+    // is still in flight: the later (smaller) value is then already covered.
+    if (lsn <= this.diskConsistent.load()) return;
     await this.persistMetadata({ disk_consistent_lsn: lsn });
-    this.diskConsistent.advance(lsn);
+    if (lsn > this.diskConsistent.load()) this.diskConsistent.advance(lsn);
   }
 
   metadata(overrides: Partial<TimelineMetadata> = {}): TimelineMetadata {
@@ -429,8 +434,13 @@ export class Timeline {
 
   /** Metadata writes are serialized so an older one never lands after a newer one. */
   private persistMetadata(overrides: Partial<TimelineMetadata>): Promise<void> {
-    const md = this.metadata(overrides);
-    const p = this.metadataWrite.then(() => writeMetadata(join(this.dir, METADATA_FILE), md));
+    // The metadata is built when its turn in the chain comes, and disk_consistent_lsn never
+    // goes below what is already on disk: the source drops WAL below what we reported.
+    const p = this.metadataWrite.then(async () => {
+      const dcl = Math.max(overrides.disk_consistent_lsn ?? this.diskConsistent.load(), this.persistedDcl);
+      await writeMetadata(join(this.dir, METADATA_FILE), this.metadata({ ...overrides, disk_consistent_lsn: dcl }));
+      this.persistedDcl = dcl;
+    });
     this.metadataWrite = p.catch(() => undefined);
     return p;
   }
