@@ -6,7 +6,6 @@
  * same results, pg_amcheck is clean, the server takes writes. Again after a tenant restart
  * (layers on disk). Also: the page checksum against real pages, tar import, LSN errors.
  */
-import { execFileSync } from "node:child_process";
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -17,7 +16,7 @@ import { collectKeyspace, DatadirSnapshot, DatadirWriter, importDatadir, importT
 import type { Timeline } from "../src/tenant/timeline.js";
 import { lsnToString, parseLsn } from "../src/types/lsn.js";
 import { BackupServer, runPg } from "./support/backup_server.js";
-import { findPgBinDir, PgInstance } from "./support/postgres.js";
+import { PgInstance } from "./support/postgres.js";
 import { TenantHarness } from "./support/tenant_harness.js";
 
 const run = runPg;
