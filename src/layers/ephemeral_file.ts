@@ -24,7 +24,8 @@ import type { Lsn } from "../types/lsn.js";
 import { type Value, valueWillInit } from "../types/value.js";
 
 export const EPHEMERAL_RECORD_HEADER_SIZE = 30;
-export const WRITE_BUFFER_BLOCKS = 16;
+/** 1 MiB: fewer, larger writes; ingest spent an eighth of its time in 128 kB writeSync calls. */
+export const WRITE_BUFFER_BLOCKS = 128;
 /** A single value larger than this is refused (PostgreSQL values are ≤ 1 GiB records; ours are pages). */
 export const MAX_EPHEMERAL_VALUE_SIZE = 64 * 1024 * 1024;
 

@@ -206,7 +206,8 @@ export class Timeline {
         unlinkSync(path);
         continue;
       }
-      if (name === METADATA_FILE) continue;
+      // Our metadata, and JSON files other layers keep beside it (wal_source.json).
+      if (name === METADATA_FILE || name.endsWith(".json")) continue;
       const parsed = parseLayerName(name);
       if (parsed === null) {
         deps.log.warn({ file: name }, "unknown file in timeline directory, ignoring");

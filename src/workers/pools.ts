@@ -41,7 +41,7 @@ function jobUrl(name: string): URL {
 function jobModule(name: string, cacheSab: SharedArrayBuffer): { filename: string; workerData: PoolWorkerData } {
   if (!isTs) return { filename: fileURLToPath(jobUrl(name)), workerData: { cacheSab } };
   return {
-    filename: fileURLToPath(new URL("./dev_bootstrap.mjs", import.meta.url)),
+    filename: fileURLToPath(new URL("./dev_bootstrap.cjs", import.meta.url)),
     workerData: { cacheSab, tsJobModule: jobUrl(name).href },
   };
 }

@@ -11,7 +11,7 @@ let cache: PageCacheApi | null = null;
 
 export interface PoolWorkerData {
   cacheSab: SharedArrayBuffer;
-  /** Development only: the TypeScript job module dev_bootstrap.mjs loads. */
+  /** Development only: the TypeScript job module dev_bootstrap.cjs loads. */
   tsJobModule?: string;
 }
 

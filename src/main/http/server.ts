@@ -12,6 +12,8 @@ import { httpStatusFor, PageserverError } from "../../types/errors.js";
 import { type HttpRequest, type HttpResponse, loadUws, type TemplatedApp, type us_listen_socket } from "./uws.js";
 
 export const MAX_BODY_BYTES = 1024 * 1024;
+/** Streamed bodies are written in slices of at most this size. */
+const STREAM_SLICE_BYTES = 64 * 1024;
 
 export type Method = "get" | "post" | "put" | "delete";
 
@@ -220,11 +222,18 @@ export class HttpServer {
     });
     const write = async (chunk: Uint8Array): Promise<void> => {
       if (state.aborted) throw new HttpError("shutdown", "client went away");
-      let ok = false;
-      res.cork(() => {
-        ok = res.write(chunk);
-      });
-      if (!ok && !state.aborted) await new Promise<void>((resolve) => (drained = resolve));
+      // A zero-length write ends a chunked response in uWS; never send one mid-stream.
+      for (let off = 0; off < chunk.length; off += STREAM_SLICE_BYTES) {
+        // Each slice goes out as its own exact ArrayBuffer (no view into a larger buffer):
+        // under load we saw chunk framing that did not match the bytes sent for views.
+        const slice = chunk.slice(off, Math.min(chunk.length, off + STREAM_SLICE_BYTES)).buffer;
+        let ok = false;
+        res.cork(() => {
+          ok = res.write(slice);
+        });
+        if (!ok && !state.aborted) await new Promise<void>((resolve) => (drained = resolve));
+        if (state.aborted) throw new HttpError("shutdown", "client went away");
+      }
     };
     try {
       await reply.produce(write);
