@@ -124,7 +124,7 @@ afterAll(async () => {
   if (dir) rmSync(dir, { recursive: true, force: true });
 });
 
-describe("pgbench through the pageserver", () => {
+describe("pgbench through the pageserver", { timeout: 300_000 }, () => {
   it("streams a pgbench run, survives SIGKILL, and base backups at past LSNs match the source", async () => {
     const init = await pgbench(["-i", "-s", "2", "-q"], src.port);
     expect(init.code, init.stderr).toBe(0);

@@ -112,7 +112,7 @@ async function backupAt(tenant: string, timeline: string, lsn: string): Promise<
   return b;
 }
 
-describe("streaming ingest", () => {
+describe("streaming ingest", { timeout: 300_000 }, () => {
   it("bootstraps from a running source, streams, and serves base backups at past LSNs", async () => {
     await src.psql(`
       CREATE TABLE t (x int PRIMARY KEY, s text, v int DEFAULT 0);
