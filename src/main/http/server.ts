@@ -12,8 +12,9 @@ import { httpStatusFor, PageserverError } from "../../types/errors.js";
 import { type HttpRequest, type HttpResponse, loadUws, type TemplatedApp, type us_listen_socket } from "./uws.js";
 
 export const MAX_BODY_BYTES = 1024 * 1024;
-/** Streamed bodies are written in slices of at most this size. */
-const STREAM_SLICE_BYTES = 64 * 1024;
+/** A streamed body's producer waits while more than this is queued, and resumes below LOW. */
+const STREAM_QUEUE_HIGH_BYTES = 4 * 1024 * 1024;
+const STREAM_QUEUE_LOW_BYTES = 1024 * 1024;
 
 export type Method = "get" | "post" | "put" | "delete";
 
@@ -72,6 +73,12 @@ function statusLine(s: number): string {
 
 export class HttpError extends PageserverError {}
 
+/** Per-request state shared with uWS callbacks: set when the client goes away. */
+interface StreamState {
+  aborted: boolean;
+  onAbort: (() => void) | null;
+}
+
 export class HttpServer {
   private readonly app: TemplatedApp;
   private listenSocket: us_listen_socket | null = null;
@@ -116,9 +123,10 @@ export class HttpServer {
         headers,
         body: undefined,
       };
-      const state = { aborted: false };
+      const state: StreamState = { aborted: false, onAbort: null };
       res.onAborted(() => {
         state.aborted = true;
+        state.onAbort?.();
       });
       this.inflight++;
       this.readBody(res, state, (raw, tooLarge) => {
@@ -147,7 +155,7 @@ export class HttpServer {
     });
   }
 
-  private readBody(res: HttpResponse, state: { aborted: boolean }, done: (raw: Buffer | null, tooLarge: boolean) => void): void {
+  private readBody(res: HttpResponse, state: StreamState, done: (raw: Buffer | null, tooLarge: boolean) => void): void {
     const chunks: Buffer[] = [];
     let size = 0;
     let tooLarge = false;
@@ -165,7 +173,7 @@ export class HttpServer {
 
   private async dispatch(
     res: HttpResponse,
-    state: { aborted: boolean },
+    state: StreamState,
     r: Request,
     raw: Buffer | null,
     tooLarge: boolean,
@@ -208,40 +216,73 @@ export class HttpServer {
     return { status: 500, json: { error: `internal error: ${(e as Error)?.message ?? String(e)}`, code: "internal" } };
   }
 
-  private async stream(res: HttpResponse, state: { aborted: boolean }, reply: StreamReply, r: Request): Promise<void> {
+  /**
+   * Stream a body with chunked encoding. uWS corrupts the chunk framing when each write is
+   * corked on its own and backpressure builds up (uWebSockets.js issues 1005, 1249; we saw it
+   * under load). So writes are queued, and one pump writes as many as the socket takes inside
+   * a single cork, then waits for onWritable to pump again. The queue is bounded: the producer
+   * waits while more than STREAM_QUEUE_HIGH_BYTES are queued.
+   */
+  private async stream(res: HttpResponse, state: StreamState, reply: StreamReply, r: Request): Promise<void> {
     res.cork(() => {
       res.writeStatus(statusLine(reply.status)).writeHeader("content-type", reply.contentType);
       for (const [k, v] of Object.entries(reply.headers ?? {})) res.writeHeader(k, v);
     });
-    let drained: (() => void) | null = null;
-    res.onWritable(() => {
-      const d = drained;
-      drained = null;
-      d?.();
-      return true;
-    });
+    const queue: Uint8Array[] = [];
+    let queuedBytes = 0;
+    let backpressured = false;
+    let producerDone = false;
+    let ended = false;
+    let spaceWaiter: (() => void) | null = null;
+    const wakeProducer = (): void => {
+      if (spaceWaiter !== null && (queuedBytes < STREAM_QUEUE_LOW_BYTES || state.aborted)) {
+        const w = spaceWaiter;
+        spaceWaiter = null;
+        w();
+      }
+    };
+    const pump = (): boolean => {
+      if (state.aborted || ended) return true;
+      let ok = true;
+      res.cork(() => {
+        while (ok && queue.length > 0) {
+          const c = queue.shift()!;
+          queuedBytes -= c.length;
+          ok = res.write(c);
+        }
+        if (ok && producerDone && queue.length === 0) {
+          res.end();
+          ended = true;
+        }
+      });
+      backpressured = !ok;
+      wakeProducer();
+      return ok;
+    };
+    res.onWritable(() => pump());
+    state.onAbort = wakeProducer;
     const write = async (chunk: Uint8Array): Promise<void> => {
       if (state.aborted) throw new HttpError("shutdown", "client went away");
-      // A zero-length write ends a chunked response in uWS; never send one mid-stream.
-      for (let off = 0; off < chunk.length; off += STREAM_SLICE_BYTES) {
-        // Each slice goes out as its own exact ArrayBuffer (no view into a larger buffer):
-        // under load we saw chunk framing that did not match the bytes sent for views.
-        const slice = chunk.slice(off, Math.min(chunk.length, off + STREAM_SLICE_BYTES)).buffer;
-        let ok = false;
-        res.cork(() => {
-          ok = res.write(slice);
+      // A zero-length write would end the chunked body.
+      if (chunk.length === 0) return;
+      queue.push(chunk);
+      queuedBytes += chunk.length;
+      if (!backpressured) pump();
+      if (queuedBytes >= STREAM_QUEUE_HIGH_BYTES) {
+        await new Promise<void>((resolve) => {
+          spaceWaiter = resolve;
         });
-        if (!ok && !state.aborted) await new Promise<void>((resolve) => (drained = resolve));
         if (state.aborted) throw new HttpError("shutdown", "client went away");
       }
     };
     try {
       await reply.produce(write);
-      if (!state.aborted) res.cork(() => res.end());
+      producerDone = true;
+      if (!backpressured) pump();
     } catch (e) {
       // Headers are gone already: the only honest signal left is a broken connection.
       this.log.error({ err: e, url: r.url }, "streamed response failed");
-      if (!state.aborted) res.close();
+      if (!state.aborted && !ended) res.close();
     }
   }
 
