@@ -94,6 +94,7 @@ describe("streamed responses", () => {
       expect(r.bytes).toBe(TOTAL_BYTES);
       expect(r.sha).toBe(body(seeds[i]!).sha);
     });
+    expect(producersFinished).toBe(seeds.length);
   });
 
   it("a client that goes away releases the producer", async () => {
