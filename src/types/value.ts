@@ -7,6 +7,8 @@
  *   tag 1  PG_RECORD       payload = a PostgreSQL WAL record that needs a prior page version
  *   tag 2  PG_RECORD_INIT  payload = a PostgreSQL WAL record that initializes the page
  *   tag 3  NATIVE          payload = a pageserver record (CLOG bits, multixact, test ops…)
+ *   tag 4  NATIVE_INIT     payload = a pageserver record that initializes the page (e.g. a
+ *                          PostgreSQL full-page image kept as it came in the WAL, compressed)
  *
  * `will_init` (an image or an initializing record) ends a reconstruction walk.
  */
@@ -17,6 +19,7 @@ export enum ValueTag {
   PgRecord = 1,
   PgRecordInit = 2,
   Native = 3,
+  NativeInit = 4,
 }
 
 export type Value = Uint8Array;
@@ -27,11 +30,11 @@ export function valueTag(v: Value): ValueTag {
 
 export function valueWillInit(v: Value): boolean {
   const t = v[0];
-  return t === ValueTag.Image || t === ValueTag.PgRecordInit;
+  return t === ValueTag.Image || t === ValueTag.PgRecordInit || t === ValueTag.NativeInit;
 }
 
 export function isValueTag(t: number): boolean {
-  return t >= 0 && t <= 3;
+  return t >= 0 && t <= 4;
 }
 
 export function valuePayload(v: Value): Uint8Array {
@@ -56,4 +59,9 @@ export function pgRecordValue(willInit: boolean, record: Uint8Array): Value {
 export function nativeValue(payload: Uint8Array): Value {
   assert(payload.length > 0, "empty native record");
   return withTag(ValueTag.Native, payload);
+}
+
+export function nativeInitValue(payload: Uint8Array): Value {
+  assert(payload.length > 0, "empty native record");
+  return withTag(ValueTag.NativeInit, payload);
 }

@@ -4,8 +4,9 @@
  * the modification commits with finishWrite(endLsn)).
  *
  * Block references: an image (APPLY or a wal_consistency_checking image: the page after the
- * change) becomes an image value with pd_lsn = end LSN (the checksum is set on the way out);
- * the GiST left
+ * change) is kept as the WAL carried it, an initializing pageserver record that becomes the
+ * page with pd_lsn = end LSN when a read needs it (the checksum is set on the way out); the
+ * GiST left
  * child of a split gets the NSN and F_FOLLOW_RIGHT redo would give it. A block without an
  * image is stored as the PostgreSQL record (redo refuses it with a clear error until native
  * heap/btree redo lands). Main data, rmgr by rmgr: SMGR create/truncate, DBASE create/drop,
@@ -21,12 +22,12 @@ import { crc32c } from "@node-rs/crc32";
 import type { Timeline } from "../../tenant/timeline.js";
 import { UnsupportedError } from "../../types/errors.js";
 import { type Lsn, lsnToString } from "../../types/lsn.js";
-import { pgRecordValue, type Value, ValueTag } from "../../types/value.js";
+import { pgRecordValue, type Value } from "../../types/value.js";
 import { type CheckPoint, decodeCheckPoint, encodeCheckPoint } from "../control.js";
 import { CHECKPOINT_KEY, GLOBALTABLESPACE_OID, relTag, SlruKind, VISIBILITYMAP_FORKNUM, type RelTag } from "../datadir/keys.js";
 import { DatadirSnapshot } from "../datadir/reader.js";
 import { DatadirWriter } from "../datadir/writer.js";
-import { BLCKSZ, pageIsNew, setPageLsn } from "../page.js";
+import { BLCKSZ } from "../page.js";
 import {
   applyNative,
   CLOG_STATUS_ABORTED,
@@ -38,10 +39,10 @@ import {
   MULTIXACT_OFFSETS_PER_PAGE,
   multiMembers,
   multiOffsets,
+  pgImage,
   vmClear,
   vmTruncate,
 } from "../redo/native.js";
-import { restorePageImage } from "../wal/image.js";
 import type { DecodedBlock, DecodedRecord } from "../wal/record.js";
 import {
   describeRecordKind,
@@ -70,7 +71,6 @@ const FIRST_NORMAL_XID = 3;
 // GiST (gistxlog.h) and its page opaque (gist.h).
 const XLOG_GIST_PAGE_UPDATE = 0x00;
 const XLOG_GIST_PAGE_SPLIT = 0x30;
-const F_FOLLOW_RIGHT = 1 << 3;
 
 function u32(b: Uint8Array, off: number): number {
   return (b[off]! | (b[off + 1]! << 8) | (b[off + 2]! << 16) | (b[off + 3]! << 24)) >>> 0;
@@ -134,18 +134,9 @@ export class WalIngest {
     for (const b of rec.blocks) {
       const rel = relTag(b.rnode.spcNode, b.rnode.dbNode, b.rnode.relNode, b.forkNum);
       if (b.hasImage) {
-        // Restore straight into the value (tag byte + page): no second 8 kB copy per block.
-        const value = new Uint8Array(BLCKSZ + 1);
-        value[0] = ValueTag.Image;
-        const page = value.subarray(1);
-        restorePageImage(b, page, rec.lsn);
-        if (!pageIsNew(page)) {
-          setPageLsn(page, rec.endLsn);
-          if (rec.rmid === RM_GIST_ID) this.gistLeftChildFixup(rec, b, page);
-        }
-        // The checksum is left stale here: whoever hands the page to PostgreSQL sets it
-        // (base backups do, for clusters with data checksums).
-        this.w.putRelValue(rel, b.blkno, value);
+        // Kept as the WAL carried it (compressed, hole removed): decompressing, pd_lsn and the
+        // GiST fix-up happen when a read needs this version, which most never do.
+        this.w.putRelValue(rel, b.blkno, pgImage(b.image!, rec.endLsn, this.isGistLeftChild(rec, b)));
       } else {
         this.w.putRelValue(rel, b.blkno, pgRecordValue(b.willInit, rec.record));
       }
@@ -157,17 +148,11 @@ export class WalIngest {
    * after XLogInsert, so its consistency image still shows the old state; redo
    * (gistRedoClearFollowRight) sets them. Block 0 in PAGE_SPLIT, block 1 in PAGE_UPDATE.
    */
-  private gistLeftChildFixup(rec: DecodedRecord, b: DecodedBlock, page: Uint8Array): void {
+  private isGistLeftChild(rec: DecodedRecord, b: DecodedBlock): boolean {
+    if (rec.rmid !== RM_GIST_ID || b.applyImage) return false;
     const op = rec.info & 0xf0;
     const leftChildId = op === XLOG_GIST_PAGE_SPLIT ? 0 : op === XLOG_GIST_PAGE_UPDATE ? 1 : -1;
-    if (b.id !== leftChildId || b.applyImage) return;
-    const special = page[16]! | (page[17]! << 8);
-    if (special + 16 > BLCKSZ) return;
-    setPageLsn(page.subarray(special, special + 8), rec.endLsn);
-    const flags = page[special + 12]! | (page[special + 13]! << 8);
-    const nf = flags & ~F_FOLLOW_RIGHT;
-    page[special + 12] = nf & 0xff;
-    page[special + 13] = nf >>> 8;
+    return b.id === leftChildId;
   }
 
   private unsupported(rec: DecodedRecord, why: string): never {

@@ -10,16 +10,33 @@
  *   0x04  VM_CLEAR          heapBlkA u32, heapBlkB u32 (0xFFFFFFFF: none), flags u8   VM page
  *   0x05  VM_TRUNCATE       heapBlocks u32 (new heap size)                  last VM page
  *
+ * Initializing records (tag NATIVE_INIT, will_init: they need no base page):
+ *
+ *   0x10  PG_IMAGE          bimg_info u8, hole_offset u16, hole_length u16, flags u8,
+ *                           pad u8, pd_lsn hi u32, pd_lsn lo u32, stored image bytes
+ *         A full-page image exactly as the WAL carried it (compressed, hole removed):
+ *         decompressing is left to the reads that need the page, most versions never are.
+ *         On decode: pd_lsn is set unless the page is new; flag 0x01 applies the GiST
+ *         left-child fix-up (NSN = pd_lsn, F_FOLLOW_RIGHT cleared).
+ *
  * Every op asserts that its entries belong to the page it is applied to (the key says which).
  */
 import { UnsupportedError } from "../../types/errors.js";
-import { type Value, ValueTag, nativeValue } from "../../types/value.js";
+import { type Lsn, lsnHi, lsnLo } from "../../types/lsn.js";
+import { nativeInitValue, nativeValue, type Value, ValueTag } from "../../types/value.js";
+import { BLCKSZ, pageIsNew, setPageLsn } from "../page.js";
+import { restorePageImage } from "../wal/image.js";
+import type { BlockImage } from "../wal/record.js";
 
 export const OP_CLOG_SET = 0x01;
 export const OP_MULTI_OFFSETS = 0x02;
 export const OP_MULTI_MEMBERS = 0x03;
 export const OP_VM_CLEAR = 0x04;
 export const OP_VM_TRUNCATE = 0x05;
+export const OP_PG_IMAGE = 0x10;
+export const PG_IMAGE_GIST_FIXUP = 0x01;
+const PG_IMAGE_HEADER = 16;
+const F_FOLLOW_RIGHT = 1 << 3;
 
 export const CLOG_XACTS_PER_PAGE = 32768;
 export const MULTIXACT_OFFSETS_PER_PAGE = 2048;
@@ -88,6 +105,50 @@ export function vmTruncate(heapBlocks: number): Value {
     dv.setUint8(0, OP_VM_TRUNCATE);
     dv.setUint32(1, heapBlocks, true);
   });
+}
+
+/** A WAL full-page image kept as stored in the record; `pdLsn` is the record's end LSN. */
+export function pgImage(img: BlockImage, pdLsn: Lsn, gistFixup: boolean): Value {
+  const p = new Uint8Array(PG_IMAGE_HEADER + img.bytes.length);
+  const dv = new DataView(p.buffer);
+  dv.setUint8(0, OP_PG_IMAGE);
+  dv.setUint8(1, img.bimgInfo);
+  dv.setUint16(2, img.holeOffset, true);
+  dv.setUint16(4, img.holeLength, true);
+  dv.setUint8(6, gistFixup ? PG_IMAGE_GIST_FIXUP : 0);
+  dv.setUint32(8, lsnHi(pdLsn), true);
+  dv.setUint32(12, lsnLo(pdLsn), true);
+  p.set(img.bytes, PG_IMAGE_HEADER);
+  return nativeInitValue(p);
+}
+
+/** The page an initializing pageserver record (tag NATIVE_INIT) stands for. */
+export function initNative(v: Value): Uint8Array {
+  const op = v[1];
+  if (op !== OP_PG_IMAGE || v.length < 1 + PG_IMAGE_HEADER) {
+    throw new UnsupportedError(`initializing pageserver record op 0x${(op ?? 0).toString(16)} of ${v.length} bytes`);
+  }
+  const dv = new DataView(v.buffer, v.byteOffset + 1, PG_IMAGE_HEADER);
+  const page = new Uint8Array(BLCKSZ);
+  restorePageImage(
+    { image: { bytes: v.subarray(1 + PG_IMAGE_HEADER), bimgInfo: dv.getUint8(1), holeOffset: dv.getUint16(2, true), holeLength: dv.getUint16(4, true) } },
+    page,
+  );
+  if (pageIsNew(page)) return page;
+  const pdLsn = dv.getUint32(8, true) * 0x1_0000_0000 + dv.getUint32(12, true);
+  setPageLsn(page, pdLsn);
+  if (dv.getUint8(6) & PG_IMAGE_GIST_FIXUP) {
+    // The left child of a GiST split gets NSN = the record's LSN and F_FOLLOW_RIGHT cleared
+    // after XLogInsert, so its image still shows the old state; redo would set them.
+    const special = page[16]! | (page[17]! << 8);
+    if (special + 16 <= BLCKSZ) {
+      setPageLsn(page.subarray(special, special + 8), pdLsn);
+      const flags = (page[special + 12]! | (page[special + 13]! << 8)) & ~F_FOLLOW_RIGHT;
+      page[special + 12] = flags & 0xff;
+      page[special + 13] = flags >>> 8;
+    }
+  }
+  return page;
 }
 
 export function isNativeValue(v: Value): boolean {

@@ -15,7 +15,7 @@ import type { WalRedoManager } from "../../types/redo.js";
 import { type Value, ValueTag } from "../../types/value.js";
 import { BLCKSZ, setPageChecksum } from "../page.js";
 import { describeRecordKind } from "../wal/rmgr.js";
-import { applyNative } from "./native.js";
+import { applyNative, initNative } from "./native.js";
 
 /** rel block key: field1 0, relnode ≠ 0, blkno ≠ size marker. SLRU block: field1 1, field3 1. */
 export class PgRedo implements WalRedoManager {
@@ -23,10 +23,14 @@ export class PgRedo implements WalRedoManager {
     const f = keyFields(key);
     const isRelBlock = f.field1 === 0 && f.field4 !== 0 && f.field6 !== 0xffff_ffff;
     const isSlruBlock = f.field1 === 1 && f.field3 === 1 && f.field6 !== 0xffff_ffff;
-    const page: Uint8Array | null = base === null ? null : base.slice();
+    let page: Uint8Array | null = base === null ? null : base.slice();
     for (let i = 0; i < records.length; i++) {
       const r = records[i]!;
       const tag = r[0] as ValueTag;
+      if (tag === ValueTag.NativeInit) {
+        page = initNative(r);
+        continue;
+      }
       if (tag === ValueTag.PgRecord || tag === ValueTag.PgRecordInit) {
         const rec = r.subarray(1);
         const info = rec.length >= 18 ? rec[16]! : -1;
