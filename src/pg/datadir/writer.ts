@@ -148,19 +148,20 @@ export class DatadirWriter {
   }
 
   private reset(): void {
-    this.data.clear();
+    // Map.clear() allocates a new table even when empty; this runs twice per WAL record.
+    if (this.data.size > 0) this.data.clear();
     this.dataBytes = 0;
     this.flushedEarly = 0;
     this.dbDir = null;
     this.dbDirDirty = false;
-    this.relDirs.clear();
-    this.relDirsDirty.clear();
-    this.sizes.clear();
-    this.slruDirs.clear();
-    this.slruDirsDirty.clear();
+    if (this.relDirs.size > 0) this.relDirs.clear();
+    if (this.relDirsDirty.size > 0) this.relDirsDirty.clear();
+    if (this.sizes.size > 0) this.sizes.clear();
+    if (this.slruDirs.size > 0) this.slruDirs.clear();
+    if (this.slruDirsDirty.size > 0) this.slruDirsDirty.clear();
     this.twophaseDir = null;
     this.twophaseDirty = false;
-    this.files.clear();
+    if (this.files.size > 0) this.files.clear();
   }
 
   private check(): void {
