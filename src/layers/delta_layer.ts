@@ -44,19 +44,19 @@ import {
   BLOCK_SIZE,
   BlobReader,
   BlobWriter,
-  BlockFile,
+  type BlockFile,
   BlockFileWriter,
   encodeLayerHeader,
   HEADER_BLK,
   MAX_VALUE_BYTES,
-  readLayerHeader,
   readU64OrNeg,
   VALUES_START_BLK,
   valueBlocksFor,
   writeU64,
 } from "./block_io.js";
-import { BtreeCursor, type BtreeMeta, DiskBtreeBuilder, validateBtreeMeta } from "./disk_btree.js";
-import { deltaLayerName, type LayerDesc, type LsnRange, parseLayerName, TEMP_SUFFIX } from "./layer_name.js";
+import { BtreeCursor, type BtreeMeta, DiskBtreeBuilder } from "./disk_btree.js";
+import { deltaLayerName, type LayerDesc, type LsnRange, TEMP_SUFFIX } from "./layer_name.js";
+import { openLayerFile } from "./layer_open.js";
 import type { ReconstructState } from "./reconstruct_state.js";
 
 /** Index key width: Key + big-endian LSN. */
@@ -196,31 +196,8 @@ export class DeltaLayer {
 
   /** Open and verify the header; it must agree with the ranges in the file's name. */
   static open(cache: PageCacheApi, filePath: string): DeltaLayer {
-    const fileName = path.basename(filePath);
-    const named = parseLayerName(fileName);
-    if (named === null || named.kind !== "delta") throw new InvalidArgumentError(`${filePath}: not a delta layer file name`);
-    const file = BlockFile.open(cache, filePath);
-    try {
-      const h = readLayerHeader(file, "delta", new Uint8Array(BLOCK_SIZE));
-      if (h.keyStart !== named.keyRange.start || h.keyEnd !== named.keyRange.end || h.lsnStart !== named.lsnRange.start || h.lsnEnd !== named.lsnRange.end) {
-        throw new CorruptionError(filePath, HEADER_BLK, "key or LSN range in the header does not match the file name");
-      }
-      const meta: BtreeMeta = {
-        startBlk: h.indexStartBlk,
-        leafEndBlk: h.indexLeafEndBlk,
-        rootBlk: h.indexRootBlk,
-        depth: h.indexDepth,
-        numEntries: h.entryCount,
-      };
-      validateBtreeMeta(file, HEADER_BLK, meta, DELTA_KEY_WIDTH, h.indexKeyWidth);
-      const rootNode = new Uint8Array(BLOCK_SIZE);
-      file.read(meta.rootBlk, rootNode); // verified; parsed (and checked) on every use
-      const desc: LayerDesc = { kind: "delta", keyRange: named.keyRange, lsnRange: named.lsnRange, fileName, fileSize: file.sizeBytes };
-      return new DeltaLayer(file, desc, meta, h.valuesBytes, rootNode);
-    } catch (e) {
-      file.close();
-      throw e;
-    }
+    const o = openLayerFile(cache, filePath, "delta", DELTA_KEY_WIDTH);
+    return new DeltaLayer(o.file, o.desc, o.meta, o.valuesBytes, o.rootNode);
   }
 
   get numEntries(): number {

@@ -37,16 +37,16 @@ import {
   BLOCK_SIZE,
   BlobReader,
   BlobWriter,
-  BlockFile,
+  type BlockFile,
   BlockFileWriter,
   encodeLayerHeader,
   HEADER_BLK,
-  readLayerHeader,
   VALUES_START_BLK,
   valueBlocksFor,
 } from "./block_io.js";
-import { BtreeCursor, type BtreeMeta, DiskBtreeBuilder, validateBtreeMeta } from "./disk_btree.js";
-import { imageLayerName, type LayerDesc, parseLayerName, TEMP_SUFFIX } from "./layer_name.js";
+import { BtreeCursor, type BtreeMeta, DiskBtreeBuilder } from "./disk_btree.js";
+import { imageLayerName, type LayerDesc, TEMP_SUFFIX } from "./layer_name.js";
+import { openLayerFile } from "./layer_open.js";
 import type { ReconstructState } from "./reconstruct_state.js";
 
 export const IMAGE_KEY_WIDTH = KEY_SIZE;
@@ -182,31 +182,8 @@ export class ImageLayer {
 
   /** Open and verify the header; it must agree with the ranges in the file's name. */
   static open(cache: PageCacheApi, filePath: string): ImageLayer {
-    const fileName = path.basename(filePath);
-    const named = parseLayerName(fileName);
-    if (named === null || named.kind !== "image") throw new InvalidArgumentError(`${filePath}: not an image layer file name`);
-    const file = BlockFile.open(cache, filePath);
-    try {
-      const h = readLayerHeader(file, "image", new Uint8Array(BLOCK_SIZE));
-      if (h.keyStart !== named.keyRange.start || h.keyEnd !== named.keyRange.end || h.lsnStart !== named.lsnRange.start) {
-        throw new CorruptionError(filePath, HEADER_BLK, "key range or LSN in the header does not match the file name");
-      }
-      const meta: BtreeMeta = {
-        startBlk: h.indexStartBlk,
-        leafEndBlk: h.indexLeafEndBlk,
-        rootBlk: h.indexRootBlk,
-        depth: h.indexDepth,
-        numEntries: h.entryCount,
-      };
-      validateBtreeMeta(file, HEADER_BLK, meta, IMAGE_KEY_WIDTH, h.indexKeyWidth);
-      const rootNode = new Uint8Array(BLOCK_SIZE);
-      file.read(meta.rootBlk, rootNode); // verified; parsed (and checked) on every use
-      const desc: LayerDesc = { kind: "image", keyRange: named.keyRange, lsnRange: named.lsnRange, fileName, fileSize: file.sizeBytes };
-      return new ImageLayer(file, desc, meta, h.valuesBytes, rootNode);
-    } catch (e) {
-      file.close();
-      throw e;
-    }
+    const o = openLayerFile(cache, filePath, "image", IMAGE_KEY_WIDTH);
+    return new ImageLayer(o.file, o.desc, o.meta, o.valuesBytes, o.rootNode);
   }
 
   get numEntries(): number {
