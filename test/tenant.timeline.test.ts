@@ -112,6 +112,18 @@ describe("timeline get/put", () => {
     expect(c[500]).toBe(77);
     expect(c[190]).toBe(20);
     expect(tl.counters.materializedHits).toBe(2);
+    // Bulk reads (fillCache = false) reconstruct without filling the cache.
+    tl.put(k(2), lsn, imageValue(page));
+    lsn += 8;
+    tl.put(k(2), lsn, testWriteAt(7, new Uint8Array([9])));
+    tl.finishWrite(lsn);
+    const hitsBefore = tl.counters.materializedHits;
+    expect(tl.getNow(k(2), lsn, false)![7]).toBe(9);
+    expect(tl.getNow(k(2), lsn, false)![7]).toBe(9);
+    expect(tl.counters.materializedHits).toBe(hitsBefore);
+    expect(tl.getNow(k(2), lsn)![7]).toBe(9);
+    expect(tl.getNow(k(2), lsn)![7]).toBe(9);
+    expect(tl.counters.materializedHits).toBe(hitsBefore + 1);
     // An older LSN still reads the older version.
     const old = (await tl.get(k(1), 0x1000 + 8 * 5))!;
     expect(old[40]).toBe(5);

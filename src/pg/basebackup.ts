@@ -288,7 +288,8 @@ function hex(n: number, width: number): string {
 export async function basebackupTar(timeline: Timeline, lsn: Lsn, opts: BasebackupOptions = {}): Promise<AsyncIterable<Uint8Array>> {
   const start = timeline.ancestor === null ? timeline.initdbLsn : timeline.ancestorLsn;
   if (lsn < start) throw new InvalidArgumentError(`base backup LSN ${lsnToString(lsn)} is below the timeline's start ${lsnToString(start)}`);
-  const snap = await datadirAt(timeline, lsn);
+  // A base backup reads every page once: keep it out of the materialized page cache.
+  const snap = await datadirAt(timeline, lsn, { fillCache: false });
   const controlBytes = snap.controlFile();
   const cpBytes = snap.checkpoint();
   if (controlBytes === null || cpBytes === null) throw new NotFoundError(`timeline ${timeline.timelineId} has no control file / checkpoint at ${lsnToString(lsn)}`);

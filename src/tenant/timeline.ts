@@ -471,8 +471,11 @@ export class Timeline {
     }
   }
 
-  /** get() for an LSN that is already ingested; synchronous from start to end. */
-  getNow(key: Key, lsn: Lsn): Uint8Array | null {
+  /**
+   * get() for an LSN that is already ingested; synchronous from start to end. `fillCache`
+   * false keeps a reconstructed page out of the materialized page cache (bulk reads).
+   */
+  getNow(key: Key, lsn: Lsn, fillCache = true): Uint8Array | null {
     this.checkReadable(lsn);
     assert(lsn <= this.lastRecord.load(), "getNow above last_record_lsn");
     const rs = this.rs;
@@ -497,7 +500,7 @@ export class Timeline {
     this.counters.layersVisited += rs.layersVisited;
     if (status === WalkStatus.Absent) return null;
     if (status !== WalkStatus.Complete && baseLsn < 0) return null;
-    return this.reconstruct(key, rs, baseLsn);
+    return this.reconstruct(key, rs, baseLsn, fillCache);
   }
 
   /** The in-memory and historic layers of this timeline, for key, within [floorLimit, end). */
@@ -524,13 +527,13 @@ export class Timeline {
     return walkHistoric(this.layerMap_, key, top, floorLimit, rs, out);
   }
 
-  private reconstruct(key: Key, rs: ReconstructState, baseLsn: Lsn): Uint8Array {
+  private reconstruct(key: Key, rs: ReconstructState, baseLsn: Lsn, fillCache: boolean): Uint8Array {
     const fromCache = !rs.complete;
     if (fromCache) this.counters.materializedHits++;
     const r = reconstructValue(key, rs, this.deps.redo, fromCache ? this.basePage.slice() : null, baseLsn);
     if (r.applied > 0) {
       this.counters.redos++;
-      if (this.deps.conf().materialized_page_cache && r.value.length === PAGE_SIZE) {
+      if (fillCache && this.deps.conf().materialized_page_cache && r.value.length === PAGE_SIZE) {
         this.deps.cache.insertMaterialized(this.ns, key, r.lastLsn, r.value);
       }
     }

@@ -62,17 +62,20 @@ const ZERO_PAGE = new Uint8Array(BLCKSZ);
 export class DatadirSnapshot {
   readonly timeline: Timeline;
   readonly lsn: Lsn;
+  /** Whether reconstructed pages go into the materialized page cache (not for bulk reads). */
+  private readonly fillCache: boolean;
 
-  constructor(timeline: Timeline, lsn: Lsn) {
+  constructor(timeline: Timeline, lsn: Lsn, opts: { fillCache?: boolean } = {}) {
     if (lsn > timeline.lastRecordLsn) {
       throw new InvalidArgumentError(`snapshot at ${lsnToString(lsn)} beyond last_record_lsn ${lsnToString(timeline.lastRecordLsn)}`);
     }
     this.timeline = timeline;
     this.lsn = lsn;
+    this.fillCache = opts.fillCache ?? true;
   }
 
   private get(key: Key): Uint8Array | null {
-    return this.timeline.getNow(key, this.lsn);
+    return this.timeline.getNow(key, this.lsn, this.fillCache);
   }
 
   // Decoded directories, cached: the state at an ingested LSN never changes, and a base
@@ -295,12 +298,12 @@ export class KeyspaceAccum {
  * A snapshot at `lsn`, after waiting for ingest to reach it. Below the timeline's GC cutoff
  * (or its start) → GcCutoffError; not reached within wait_lsn_timeout → LsnTimeoutError.
  */
-export async function datadirAt(timeline: Timeline, lsn: Lsn): Promise<DatadirSnapshot> {
+export async function datadirAt(timeline: Timeline, lsn: Lsn, opts: { fillCache?: boolean } = {}): Promise<DatadirSnapshot> {
   if (lsn < timeline.latestGcCutoffLsn) {
     throw new GcCutoffError(`requested LSN ${lsnToString(lsn)} is below the GC cutoff ${lsnToString(timeline.latestGcCutoffLsn)}`);
   }
   if (lsn > timeline.lastRecordLsn) await timeline.waitLsn(lsn);
-  return new DatadirSnapshot(timeline, lsn);
+  return new DatadirSnapshot(timeline, lsn, opts);
 }
 
 /** The KeyspaceProvider of timelines that hold a PostgreSQL datadir. */
