@@ -46,7 +46,6 @@ import {
   BlobWriter,
   type BlockFile,
   BlockFileWriter,
-  encodeLayerHeader,
   HEADER_BLK,
   MAX_VALUE_BYTES,
   readU64OrNeg,
@@ -56,7 +55,7 @@ import {
 } from "./block_io.js";
 import { BtreeCursor, type BtreeMeta, DiskBtreeBuilder } from "./disk_btree.js";
 import { deltaLayerName, type LayerDesc, type LsnRange, TEMP_SUFFIX } from "./layer_name.js";
-import { openLayerFile } from "./layer_open.js";
+import { openLayerFile, sealLayerFile } from "./layer_open.js";
 import type { ReconstructState } from "./reconstruct_state.js";
 
 /** Index key width: Key + big-endian LSN. */
@@ -126,27 +125,11 @@ export class DeltaLayerWriter {
     try {
       const valuesBytes = this.blobs.finish();
       const meta = this.index.finish(this.out);
-      const header = new Uint8Array(BLOCK_SIZE);
-      encodeLayerHeader(
-        {
-          kind: "delta",
-          keyStart: this.keyStart,
-          keyEnd,
-          lsnStart: this.lsnRange.start,
-          lsnEnd: this.lsnRange.end,
-          entryCount: meta.numEntries,
-          valuesBytes,
-          indexStartBlk: meta.startBlk,
-          indexLeafEndBlk: meta.leafEndBlk,
-          indexRootBlk: meta.rootBlk,
-          indexDepth: meta.depth,
-          totalBlocks: this.out.blocksWritten,
-          indexKeyWidth: DELTA_KEY_WIDTH,
-        },
-        header,
+      const fileSize = sealLayerFile(
+        this.out,
+        { kind: "delta", keyStart: this.keyStart, keyEnd, lsnStart: this.lsnRange.start, lsnEnd: this.lsnRange.end, valuesBytes, meta, keyWidth: DELTA_KEY_WIDTH },
+        path.join(this.dir, fileName),
       );
-      this.out.writeBlock(HEADER_BLK, header);
-      const fileSize = this.out.finish(path.join(this.dir, fileName));
       this.state = "finished";
       return { kind: "delta", keyRange, lsnRange: { ...this.lsnRange }, fileName, fileSize };
     } catch (e) {

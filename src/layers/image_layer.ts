@@ -39,14 +39,13 @@ import {
   BlobWriter,
   type BlockFile,
   BlockFileWriter,
-  encodeLayerHeader,
   HEADER_BLK,
   VALUES_START_BLK,
   valueBlocksFor,
 } from "./block_io.js";
 import { BtreeCursor, type BtreeMeta, DiskBtreeBuilder } from "./disk_btree.js";
 import { imageLayerName, type LayerDesc, TEMP_SUFFIX } from "./layer_name.js";
-import { openLayerFile } from "./layer_open.js";
+import { openLayerFile, sealLayerFile } from "./layer_open.js";
 import type { ReconstructState } from "./reconstruct_state.js";
 
 export const IMAGE_KEY_WIDTH = KEY_SIZE;
@@ -111,27 +110,11 @@ export class ImageLayerWriter {
     try {
       const valuesBytes = this.blobs.finish();
       const meta = this.index.finish(this.out);
-      const header = new Uint8Array(BLOCK_SIZE);
-      encodeLayerHeader(
-        {
-          kind: "image",
-          keyStart: this.keyStart,
-          keyEnd,
-          lsnStart: this.lsn,
-          lsnEnd: 0,
-          entryCount: meta.numEntries,
-          valuesBytes,
-          indexStartBlk: meta.startBlk,
-          indexLeafEndBlk: meta.leafEndBlk,
-          indexRootBlk: meta.rootBlk,
-          indexDepth: meta.depth,
-          totalBlocks: this.out.blocksWritten,
-          indexKeyWidth: IMAGE_KEY_WIDTH,
-        },
-        header,
+      const fileSize = sealLayerFile(
+        this.out,
+        { kind: "image", keyStart: this.keyStart, keyEnd, lsnStart: this.lsn, lsnEnd: 0, valuesBytes, meta, keyWidth: IMAGE_KEY_WIDTH },
+        path.join(this.dir, fileName),
       );
-      this.out.writeBlock(HEADER_BLK, header);
-      const fileSize = this.out.finish(path.join(this.dir, fileName));
       this.state = "finished";
       return { kind: "image", keyRange, lsnRange: { start: this.lsn, end: this.lsn + 1 }, fileName, fileSize };
     } catch (e) {
