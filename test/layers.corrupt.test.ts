@@ -5,9 +5,8 @@
  * never a wrong value from the value stream, never another kind of error (RangeError…).
  */
 import * as fs from "node:fs";
-import * as os from "node:os";
 import * as path from "node:path";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { beforeAll, describe, expect, it } from "vitest";
 import { PAGE_SIZE, PageCache } from "../src/cache/index.js";
 import {
   BLOCK_SIZE,
@@ -27,43 +26,13 @@ import { CorruptionError } from "../src/types/errors.js";
 import { KEY_MAX, KEY_MIN, type Key, makeKey } from "../src/types/key.js";
 import { MAX_LSN } from "../src/types/lsn.js";
 import { imageValue, pgRecordValue, type Value } from "../src/types/value.js";
+import { payload, rng, tempDirs } from "./support/layer_fixture.js";
 
-let root: string;
-let seq = 0;
-
-beforeAll(() => {
-  root = fs.mkdtempSync(path.join(os.tmpdir(), "corrupt-test-"));
-});
-afterAll(() => {
-  fs.rmSync(root, { recursive: true, force: true });
-});
+const { freshDir } = tempDirs("corrupt-test-");
 
 /** A fresh cache per check: damage must be seen on disk, not hidden by a cached good block. */
 function newCache(): PageCache {
   return PageCache.create({ size_bytes: 256 * PAGE_SIZE });
-}
-
-function freshDir(): string {
-  const d = path.join(root, `d${seq++}`);
-  fs.mkdirSync(d);
-  return d;
-}
-
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
-function payload(size: number, seed: number): Uint8Array {
-  const p = new Uint8Array(size);
-  for (let i = 0; i < size; i++) p[i] = (seed * 13 + i * 5) & 0xff;
-  return p;
 }
 
 type Kind = "delta" | "image";

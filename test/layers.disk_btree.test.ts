@@ -15,6 +15,7 @@ import { BtreeCursor, type BtreeMeta, DiskBtreeBuilder, validateBtreeMeta } from
 import { TEMP_SUFFIX } from "../src/layers/layer_name.js";
 import { AssertionError } from "../src/types/assert.js";
 import { BadStateError, CorruptionError } from "../src/types/errors.js";
+import { rng } from "./support/layer_fixture.js";
 
 let dir: string;
 let cache: PageCache;
@@ -70,17 +71,6 @@ function lowerBound(keys: Uint8Array[], probe: Uint8Array): number {
 }
 
 /** Deterministic PRNG (mulberry32) so failures reproduce. */
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
 function randomKey(r: () => number, width: number): Uint8Array {
   const k = new Uint8Array(width);
   for (let i = 0; i < width; i++) k[i] = Math.floor(r() * 256);

@@ -4,7 +4,6 @@
  * writer bookkeeping and misuse, open() checks, openLayer.
  */
 import * as fs from "node:fs";
-import * as os from "node:os";
 import * as path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { PAGE_SIZE, PageCache } from "../src/cache/index.js";
@@ -17,41 +16,14 @@ import { BadStateError, CorruptionError, InvalidArgumentError } from "../src/typ
 import { KEY_MAX, KEY_MIN, type Key, keyNext, makeKey } from "../src/types/key.js";
 import { MAX_LSN } from "../src/types/lsn.js";
 import { imageValue, pgRecordValue, type Value } from "../src/types/value.js";
+import { payload, rng, tempDirs } from "./support/layer_fixture.js";
 
-let root: string;
+const { freshDir } = tempDirs("image-test-");
 let cache: PageCache;
-let seq = 0;
 
 beforeAll(() => {
-  root = fs.mkdtempSync(path.join(os.tmpdir(), "image-test-"));
   cache = PageCache.create({ size_bytes: 1024 * PAGE_SIZE });
 });
-afterAll(() => {
-  fs.rmSync(root, { recursive: true, force: true });
-});
-
-function freshDir(): string {
-  const d = path.join(root, `d${seq++}`);
-  fs.mkdirSync(d);
-  return d;
-}
-
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
-function payload(size: number, seed: number): Uint8Array {
-  const p = new Uint8Array(size);
-  for (let i = 0; i < size; i++) p[i] = (seed * 13 + i * 5) & 0xff;
-  return p;
-}
 
 const LSN = 0x2_0000_0000 + 0x1234; // above 2^32
 
