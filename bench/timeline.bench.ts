@@ -9,7 +9,7 @@
  * No peer is named for these; the numbers track us against ourselves over time.
  */
 import { TenantHarness } from "../test/support/tenant_harness.js";
-import { testWriteAt } from "../src/tenant/test_redo.js";
+import { testWriteAt } from "../test/support/test_redo.js";
 import { LayerMap } from "../src/layers/layer_map.js";
 import { deltaLayerName, imageLayerName, type LayerDesc } from "../src/layers/layer_name.js";
 import { makeKey } from "../src/types/key.js";

@@ -10,9 +10,9 @@ import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "nod
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { basebackupTar, checkpointLocation, checkpointRecordEnd, pageChecksum } from "../src/pg/basebackup.js";
+import { basebackupTar, checkpointLocation, checkpointRecordEnd, pageChecksum } from "../src/pgdata/basebackup.js";
 import { decodeControlFile, encodeControlFile } from "../src/pg/control.js";
-import { collectKeyspace, DatadirSnapshot, DatadirWriter, importDatadir, importTarStream, readImportLsn } from "../src/pg/datadir/index.js";
+import { collectKeyspace, DatadirSnapshot, DatadirWriter, importDatadir, importTarStream, readImportLsn } from "../src/pgdata/index.js";
 import type { Timeline } from "../src/tenant/timeline.js";
 import { lsnToString, parseLsn } from "../src/types/lsn.js";
 import { BackupServer, runPg } from "./support/backup_server.js";

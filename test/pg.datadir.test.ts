@@ -38,8 +38,8 @@ import {
   slruBlockKey,
   slruSegmentSizeKey,
   twophaseFileKey,
-} from "../src/pg/datadir/index.js";
-import { basebackupTar } from "../src/pg/basebackup.js";
+} from "../src/pgdata/index.js";
+import { basebackupTar } from "../src/pgdata/basebackup.js";
 import type { Timeline } from "../src/tenant/timeline.js";
 import { keyFields, keyToHex } from "../src/types/key.js";
 import { TenantHarness } from "./support/tenant_harness.js";

@@ -1,7 +1,7 @@
 import { readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
-import { testAppend, testInit, testWriteAt } from "../src/tenant/test_redo.js";
+import { testAppend, testInit, testWriteAt } from "./support/test_redo.js";
 import { type Key, KEY_MAX, makeKey } from "../src/types/key.js";
 import { imageValue } from "../src/types/value.js";
 import { TenantHarness } from "./support/tenant_harness.js";

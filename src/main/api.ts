@@ -5,10 +5,10 @@
  */
 import type { Logger } from "pino";
 import type { Registry } from "prom-client";
-import { basebackupTar } from "../pg/basebackup.js";
+import { basebackupTar } from "../pgdata/basebackup.js";
 import { isAbsolute } from "node:path";
-import { importDatadir, readImportLsn } from "../pg/datadir/import.js";
-import { DatadirSnapshot } from "../pg/datadir/reader.js";
+import { importDatadir, readImportLsn } from "../pgdata/import.js";
+import { DatadirSnapshot } from "../pgdata/reader.js";
 import { lsnToString, parseLsn } from "../types/lsn.js";
 import { InvalidArgumentError } from "../types/errors.js";
 import { parseTenantId, parseTimelineId, type TenantId, type TimelineId } from "../types/ids.js";

@@ -9,7 +9,7 @@ import { mkdirSync } from "node:fs";
 import { pino, type Logger } from "pino";
 import type { Registry } from "prom-client";
 import { PageCache } from "../cache/index.js";
-import { collectKeyspace } from "../pg/datadir/reader.js";
+import { collectKeyspace } from "../pgdata/reader.js";
 import { PgRedo } from "../pg/redo/pg_redo.js";
 import { JobPools } from "../workers/pools.js";
 import { registerRoutes } from "./api.js";

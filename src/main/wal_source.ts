@@ -16,11 +16,11 @@
 import { existsSync, readFileSync, unlinkSync } from "node:fs";
 import { join } from "node:path";
 import type { Logger } from "pino";
-import { checkpointLocation } from "../pg/basebackup.js";
+import { checkpointLocation } from "../pgdata/basebackup.js";
 import { decodeControlFile } from "../pg/control.js";
-import { DatadirSnapshot } from "../pg/datadir/reader.js";
-import { WalIngest } from "../pg/ingest/walingest.js";
-import { importTarStream } from "../pg/datadir/import.js";
+import { DatadirSnapshot } from "../pgdata/reader.js";
+import { WalIngest } from "../pgdata/walingest.js";
+import { importTarStream } from "../pgdata/import.js";
 import { startBaseBackup } from "../pg/replication/base_backup.js";
 import { ReplicationConnection } from "../pg/replication/connection.js";
 import { WalReceiver, type WalReceiverState } from "../pg/replication/walreceiver.js";

@@ -9,4 +9,3 @@ export * from "./metadata.js";
 export * from "./seqwait.js";
 export * from "./tenant.js";
 export * from "./timeline.js";
-export { TestRedo, testAppend, testInit, testWriteAt } from "./test_redo.js";

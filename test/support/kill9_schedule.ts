@@ -3,7 +3,7 @@
  * START_LSN + 8·(i+1) to key i mod NKEYS, an initializing value every INIT_EVERY-th time a
  * key is written, else an append. Anyone can recompute the value of any key at any LSN.
  */
-import { testAppend, testInit } from "../../src/tenant/test_redo.js";
+import { testAppend, testInit } from "./test_redo.js";
 import { type Key, makeKey } from "../../src/types/key.js";
 import type { Value } from "../../src/types/value.js";
 

@@ -12,12 +12,12 @@ import { pino } from "pino";
 import { PageCache } from "../../src/cache/index.js";
 import { DEFAULT_TENANT_CONF, parseTenantConf, type TenantConf } from "../../src/tenant/config.js";
 import { Tenant, type TenantDeps } from "../../src/tenant/tenant.js";
-import { TestRedo } from "../../src/tenant/test_redo.js";
+import { TestRedo } from "./test_redo.js";
 import type { KeyspaceProvider } from "../../src/tenant/timeline.js";
 import { generateTenantId, type TenantId } from "../../src/types/ids.js";
 import { JobPools } from "../../src/workers/pools.js";
 
-export const TEST_REDO_MODULE = pathToFileURL(fileURLToPath(new URL("../../src/tenant/test_redo.ts", import.meta.url))).href;
+export const TEST_REDO_MODULE = pathToFileURL(fileURLToPath(new URL("./test_redo.ts", import.meta.url))).href;
 
 /** Background loops off: tests drive flush, compaction and GC themselves. */
 export const QUIET_CONF: Record<string, unknown> = {

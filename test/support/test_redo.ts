@@ -6,11 +6,11 @@
  *   0xF1 WRITE_AT  u16 LE offset, bytes…  result = base with bytes written at offset (size kept)
  *   PG_RECORD_INIT payload                 result = payload (an initializing record)
  */
-import { UnsupportedError } from "../types/errors.js";
-import type { Key } from "../types/key.js";
-import type { Lsn } from "../types/lsn.js";
-import { nativeValue, pgRecordValue, type Value, ValueTag } from "../types/value.js";
-import type { WalRedoManager } from "../types/redo.js";
+import { UnsupportedError } from "../../src/types/errors.js";
+import type { Key } from "../../src/types/key.js";
+import type { Lsn } from "../../src/types/lsn.js";
+import { nativeValue, pgRecordValue, type Value, ValueTag } from "../../src/types/value.js";
+import type { WalRedoManager } from "../../src/types/redo.js";
 
 export const TEST_OP_APPEND = 0xf0;
 export const TEST_OP_WRITE_AT = 0xf1;

@@ -25,10 +25,10 @@ import { createReadStream, existsSync, readdirSync, readFileSync, statSync } fro
 import { join } from "node:path";
 import type { Readable } from "node:stream";
 import { extract } from "tar-stream";
-import type { Timeline } from "../../tenant/timeline.js";
-import { PageserverError } from "../../types/errors.js";
-import { type Lsn, lsnToString } from "../../types/lsn.js";
-import { type ControlFileData, DB_STATE_NAMES, DbState, decodeControlFile, SIZEOF_CHECKPOINT } from "../control.js";
+import type { Timeline } from "../tenant/timeline.js";
+import { PageserverError } from "../types/errors.js";
+import { type Lsn, lsnToString } from "../types/lsn.js";
+import { type ControlFileData, DB_STATE_NAMES, DbState, decodeControlFile, SIZEOF_CHECKPOINT } from "../pg/control.js";
 import { BLCKSZ, DBDIR_KEY, DEFAULTTABLESPACE_OID, GLOBALTABLESPACE_OID, RELSEG_SIZE, type RelTag, SLRU_PAGES_PER_SEGMENT, SlruKind } from "./keys.js";
 import { DatadirWriter } from "./writer.js";
 

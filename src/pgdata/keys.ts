@@ -25,8 +25,8 @@
  * DbDir is the key (00 0 0 0 0 0), which is also "RelMap of spc 0 db 0": spc 0 is not a
  * tablespace OID PostgreSQL ever uses (global is 1664, default 1663), so they never collide.
  */
-import { InvalidArgumentError } from "../../types/errors.js";
-import { type Key, type KeyRange, keyFields, makeKey } from "../../types/key.js";
+import { InvalidArgumentError } from "../types/errors.js";
+import { type Key, type KeyRange, keyFields, makeKey } from "../types/key.js";
 
 export const BLCKSZ = 8192;
 /** Blocks per 1 GiB relation segment file (RELSEG_SIZE). */

@@ -19,15 +19,15 @@
  * stops ingest on that timeline. Nothing is skipped silently.
  */
 import { crc32c } from "@node-rs/crc32";
-import type { Timeline } from "../../tenant/timeline.js";
-import { UnsupportedError } from "../../types/errors.js";
-import { type Lsn, lsnToString } from "../../types/lsn.js";
-import { pgRecordValue, type Value } from "../../types/value.js";
-import { type CheckPoint, decodeCheckPoint, encodeCheckPoint } from "../control.js";
-import { CHECKPOINT_KEY, GLOBALTABLESPACE_OID, relTag, SlruKind, VISIBILITYMAP_FORKNUM, type RelTag } from "../datadir/keys.js";
-import { DatadirSnapshot } from "../datadir/reader.js";
-import { DatadirWriter } from "../datadir/writer.js";
-import { BLCKSZ } from "../page.js";
+import type { Timeline } from "../tenant/timeline.js";
+import { UnsupportedError } from "../types/errors.js";
+import { type Lsn, lsnToString } from "../types/lsn.js";
+import { pgRecordValue, type Value } from "../types/value.js";
+import { type CheckPoint, decodeCheckPoint, encodeCheckPoint } from "../pg/control.js";
+import { CHECKPOINT_KEY, GLOBALTABLESPACE_OID, relTag, SlruKind, VISIBILITYMAP_FORKNUM, type RelTag } from "./keys.js";
+import { DatadirSnapshot } from "./reader.js";
+import { DatadirWriter } from "./writer.js";
+import { BLCKSZ } from "../pg/page.js";
 import {
   applyNative,
   CLOG_STATUS_ABORTED,
@@ -42,8 +42,8 @@ import {
   pgImage,
   vmClear,
   vmTruncate,
-} from "../redo/native.js";
-import type { DecodedBlock, DecodedRecord } from "../wal/record.js";
+} from "../pg/redo/native.js";
+import type { DecodedBlock, DecodedRecord } from "../pg/wal/record.js";
 import {
   describeRecordKind,
   RM_CLOG_ID,
@@ -60,7 +60,7 @@ import {
   XLOG_CHECKPOINT_ONLINE,
   XLOG_CHECKPOINT_SHUTDOWN,
   XLOG_NEXTOID,
-} from "../wal/rmgr.js";
+} from "../pg/wal/rmgr.js";
 
 const SLRU_PAGES_PER_SEGMENT = 32;
 const ZERO_PAGE = new Uint8Array(BLCKSZ);

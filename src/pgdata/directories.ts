@@ -21,8 +21,8 @@
  * Invariant: encode(decode(b)) == b for every b decode accepts (ascending order is checked).
  * Decoding bad bytes throws DirectoryDecodeError (code "corrupt").
  */
-import { PageserverError } from "../../types/errors.js";
-import { assert } from "../../types/assert.js";
+import { PageserverError } from "../types/errors.js";
+import { assert } from "../types/assert.js";
 
 export class DirectoryDecodeError extends PageserverError {
   constructor(what: string, reason: string) {

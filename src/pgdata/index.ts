@@ -1,13 +1,18 @@
 /**
- * src/pg/datadir: the PostgreSQL 15 data directory as keys and values of a timeline.
+ * src/pgdata: PostgreSQL 15 mapped onto a timeline (above src/tenant; PostgreSQL's own formats
+ * are in src/pg, which knows nothing of timelines).
  * - keys: the dense key map (relations, databases, SLRUs, two-phase, control, checkpoint)
  * - directories: encodings of the directory values
  * - writer: DatadirWriter, batched changes at one LSN
  * - reader: DatadirSnapshot / DatadirReader reads at an LSN, collectKeyspace, logical size
  * - import: a shut-down data directory (or a base.tar stream) into an empty timeline
+ * - walingest: WalIngest, one decoded record → datadir modifications
+ * - basebackup: a base backup tar at any LSN
  */
 export * from "./directories.js";
 export * from "./import.js";
 export * from "./keys.js";
 export * from "./reader.js";
 export * from "./writer.js";
+export { WalIngest } from "./walingest.js";
+export { basebackupTar, checkpointLocation, checkpointRecordEnd, type BasebackupOptions } from "./basebackup.js";

@@ -23,12 +23,12 @@
  * Reads of state not yet pending go to the timeline at its last_record_lsn: modifications
  * commit in LSN order, so that is the state this one builds on.
  */
-import type { Timeline } from "../../tenant/timeline.js";
-import { assert } from "../../types/assert.js";
-import { BadStateError, InvalidArgumentError } from "../../types/errors.js";
-import type { Key } from "../../types/key.js";
-import { type Lsn, lsnToString } from "../../types/lsn.js";
-import { imageValue, type Value, isValueTag } from "../../types/value.js";
+import type { Timeline } from "../tenant/timeline.js";
+import { assert } from "../types/assert.js";
+import { BadStateError, InvalidArgumentError } from "../types/errors.js";
+import type { Key } from "../types/key.js";
+import { type Lsn, lsnToString } from "../types/lsn.js";
+import { imageValue, type Value, isValueTag } from "../types/value.js";
 import {
   type DbDirectory,
   dbDirKey,

@@ -42,8 +42,8 @@ import {
   encodeCheckPoint,
   encodeControlFile,
   SIZEOF_CHECKPOINT,
-} from "./control.js";
-import { type DatadirSnapshot, datadirAt } from "./datadir/reader.js";
+} from "../pg/control.js";
+import { type DatadirSnapshot, datadirAt } from "./reader.js";
 import {
   BLCKSZ,
   dbDirPath,
@@ -57,8 +57,8 @@ import {
   SLRU_KINDS,
   slruDirName,
   VISIBILITYMAP_FORKNUM,
-} from "./datadir/keys.js";
-import { crc32c } from "./wal/crc32c.js";
+} from "./keys.js";
+import { crc32c } from "../pg/wal/crc32c.js";
 import {
   maxAlign,
   SIZE_OF_XLOG_LONG_PHD,
@@ -68,11 +68,11 @@ import {
   XLOG_PAGE_MAGIC,
   XLP_FIRST_IS_CONTRECORD,
   XLP_LONG_HEADER,
-} from "./wal/page.js";
-import { setPageChecksum } from "./page.js";
+} from "../pg/wal/page.js";
+import { setPageChecksum } from "../pg/page.js";
 
 /** Page checksums live in src/pg/page.ts; re-exported for callers of this module. */
-export { pageChecksum, setPageChecksum } from "./page.js";
+export { pageChecksum, setPageChecksum } from "../pg/page.js";
 
 /** xl_tot_len of a checkpoint record: header 24 + short data header 2 + CheckPoint 88. */
 export const CHECKPOINT_RECORD_BYTES = 24 + 2 + SIZEOF_CHECKPOINT;
