@@ -187,6 +187,77 @@ describe("HTTP API v1 in-process", () => {
     expect((await call("PUT", `/v1/tenant/${tenantId}/timeline/${mainTl}/do_gc`)).status).toBe(200);
   });
 
+  it("compact and do_gc act on the timeline in the URL only: siblings, parents and branches keep their history", async () => {
+    const tid = generateTenantId();
+    expect((await call("POST", "/v1/tenant", { new_tenant_id: tid, config: QUIET })).status).toBe(201);
+    const mk = async (body: Record<string, unknown>): Promise<TimelineId> => {
+      const r = await call("POST", `/v1/tenant/${tid}/timeline`, body);
+      expect(r.status, JSON.stringify(r.json)).toBe(201);
+      return (r.json as { timeline_id: TimelineId }).timeline_id;
+    };
+    const t = server!.tenants.get(tid);
+    // Three rounds of 20 keys, each checkpointed: versions to lose if a GC reached them.
+    const fill = async (id: TimelineId, from: number, tag: string): Promise<number> => {
+      const tl = t.getTimeline(id);
+      let lsn = from;
+      for (let round = 0; round < 3; round++) {
+        for (let i = 0; i < 20; i++) {
+          lsn += 8;
+          tl.put(k(i), lsn, imageValue(Buffer.from(`${tag}${i}r${round}`)));
+        }
+        tl.finishWrite(lsn);
+        await tl.checkpoint();
+      }
+      return lsn;
+    };
+    const a = await mk({ start_lsn: "0/1000" });
+    const b = await mk({ start_lsn: "0/1000" });
+    const aMid = await fill(a, 0x1000, "a");
+    const bEnd = await fill(b, 0x1000, "b");
+    const c = await mk({ ancestor_timeline_id: a, ancestor_start_lsn: lsnToString(aMid) });
+    const cEnd = await fill(c, aMid, "c");
+    const aEnd = await fill(a, aMid, "A");
+    type Info = { latest_gc_cutoff_lsn: string; layers: { l0: number } };
+    const info = async (id: TimelineId): Promise<Info> => (await call("GET", `/v1/tenant/${tid}/timeline/${id}`)).json as Info;
+    const read = async (id: TimelineId, i: number, lsn: number): Promise<string> => Buffer.from((await t.getTimeline(id).get(k(i), lsn))!).toString();
+    const cutoff0 = (await info(a)).latest_gc_cutoff_lsn;
+    const op = async (id: TimelineId, what: "compact" | "do_gc"): Promise<void> => {
+      const path = `/v1/tenant/${tid}/timeline/${id}/${what === "compact" ? "compact?force_image_layer_creation=true" : "do_gc"}`;
+      const r = await call("PUT", path, what === "do_gc" ? { gc_horizon: 0 } : undefined);
+      expect(r.status, JSON.stringify(r.json)).toBe(200);
+    };
+
+    // The branch first: its parent and the unrelated timeline keep their L0s and history.
+    await op(c, "compact");
+    await op(c, "do_gc");
+    expect((await info(c)).latest_gc_cutoff_lsn).toBe(lsnToString(cEnd));
+    for (const id of [a, b]) {
+      expect((await info(id)).latest_gc_cutoff_lsn).toBe(cutoff0);
+      expect((await info(id)).layers.l0).toBeGreaterThan(0);
+    }
+    expect(await read(a, 3, 0x1000 + 8 * 4)).toBe("a3r0");
+    expect(await read(a, 3, aEnd)).toBe("A3r2");
+    expect(await read(b, 5, 0x1000 + 8 * 6)).toBe("b5r0");
+
+    // The unrelated one: the other two keep theirs.
+    await op(b, "compact");
+    await op(b, "do_gc");
+    expect((await info(b)).latest_gc_cutoff_lsn).toBe(lsnToString(bEnd));
+    expect((await info(a)).latest_gc_cutoff_lsn).toBe(cutoff0);
+    expect((await info(c)).latest_gc_cutoff_lsn).toBe(lsnToString(cEnd));
+    expect(await read(a, 7, 0x1000 + 8 * 8)).toBe("a7r0");
+
+    // The parent last: the others keep their cutoffs. (These keys are outside any PostgreSQL
+    // directory, so a timeline's own image layers treat them as deleted: reads are checked
+    // only on timelines not compacted yet; test/tenant.timeline.test.ts has a keyspace.)
+    await op(a, "compact");
+    await op(a, "do_gc");
+    expect((await info(a)).latest_gc_cutoff_lsn).toBe(lsnToString(aEnd));
+    expect((await info(b)).latest_gc_cutoff_lsn).toBe(lsnToString(bEnd));
+    expect((await info(c)).latest_gc_cutoff_lsn).toBe(lsnToString(cEnd));
+    await expectError(call("PUT", `/v1/tenant/${tid}/timeline/${generateTimelineId()}/do_gc`, { gc_horizon: 0 }), 404, "not_found", "timeline");
+  });
+
   it("branches with ancestor_timeline_id / ancestor_start_lsn; beyond the last LSN or below the GC cutoff is refused", async () => {
     const main = server!.tenants.get(tenantId).getTimeline(mainTl);
     const last = main.lastRecordLsn;

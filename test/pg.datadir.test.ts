@@ -257,7 +257,7 @@ describe("writer and reader", () => {
     expect(inKs(relBlockKey(gone, 0)) || inKs(relSizeKey(gone)) || inKs(relBlockKey(goneDb, 0)) || inKs(relDirKey(1663, 6))).toBe(false);
 
     await t.compact({ forceImages: true });
-    await t.gc(0x2000);
+    await t.gc({ timeline: tl, cutoffLsn: 0x2000 });
     expect(tl.layerMap.layers.every((l) => l.desc.kind === "image")).toBe(true);
     const s = new DatadirSnapshot(tl, 0x2000);
     expect(s.getRelPage(keep, 0)[0]).toBe(99);

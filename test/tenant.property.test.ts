@@ -133,7 +133,7 @@ class GcCmd implements fc.AsyncCommand<Model, Real> {
   async run(m: Model, r: Real): Promise<void> {
     const mt = m.timelines[this.t % m.timelines.length]!;
     const cutoff = mt.branchLsn + Math.floor(this.frac * (mt.last - mt.branchLsn));
-    await r.tenant.gc(cutoff);
+    await r.tenant.gc({ timeline: tlOf(r, mt), cutoffLsn: cutoff });
   }
   toString = (): string => `gc(t${this.t}, ${this.frac.toFixed(2)})`;
 }

@@ -184,7 +184,7 @@ describe("gc", () => {
     const child = await t.createTimeline({ ancestorId: tl.timelineId, ancestorLsn: branchLsn });
     await t.compact({ forceImages: true }); // images at 0x500
     const before = tl.layerMap.size;
-    const removed = await t.gc(lsn);
+    const removed = await t.gc({ timeline: tl, cutoffLsn: lsn });
     expect(removed).toBeGreaterThan(0);
     expect(tl.layerMap.size).toBe(before - removed);
     // Layers that start at or below the branch point survive: the child still reads them.
@@ -215,7 +215,7 @@ describe("gc", () => {
     tl.finishWrite(0x200);
     await tl.checkpoint();
     await t.compact({ forceImages: true });
-    await t.gc(0x200);
+    await t.gc({ timeline: tl, cutoffLsn: 0x200 });
     expect(tl.layerMap.layers.every((l) => l.desc.kind === "image")).toBe(true);
     expect(str(await tl.get(k(0), 0x200))).toBe("v0!");
     expect(str(await tl.get(k(9), 0x200))).toBe("v9");

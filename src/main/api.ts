@@ -183,22 +183,19 @@ export function registerRoutes(
   });
   http.route("put", "/v1/tenant/:tenant_id/timeline/:timeline_id/compact", async (r) => {
     const t = tenantOf(r);
-    timelineOf(r);
+    const tl = timelineOf(r);
     const force = r.query.get("force_image_layer_creation") === "true";
-    const res = await t.compact({ forceImages: force });
+    const res = await t.compact({ forceImages: force, timeline: tl });
     return { status: 200, json: { l0_compacted: res.l0Compacted, image_layers_created: res.imagesCreated } };
   });
   http.route("put", "/v1/tenant/:tenant_id/timeline/:timeline_id/do_gc", async (r) => {
     const t = tenantOf(r);
     const tl = timelineOf(r);
-    const b = bodyObject(r);
-    const horizon = b["gc_horizon"];
-    let cutoff: number | undefined;
-    if (horizon !== undefined) {
-      if (typeof horizon !== "number" || !Number.isSafeInteger(horizon) || horizon < 0) throw new InvalidArgumentError("gc_horizon must be a byte count");
-      cutoff = Math.max(0, tl.lastRecordLsn - horizon);
+    const horizon = bodyObject(r)["gc_horizon"];
+    if (horizon !== undefined && (typeof horizon !== "number" || !Number.isSafeInteger(horizon) || horizon < 0)) {
+      throw new InvalidArgumentError("gc_horizon must be a byte count");
     }
-    const removed = await t.gc(cutoff);
+    const removed = await t.gc({ timeline: tl, horizonBytes: horizon });
     return { status: 200, json: { layers_removed: removed, latest_gc_cutoff_lsn: lsnToString(tl.latestGcCutoffLsn) } };
   });
 }

@@ -245,13 +245,15 @@ export class Tenant {
   // ---------------------------------------------------------------------------------------
   // Background work
 
-  /** Compaction then image creation, for every timeline. Returns files compacted + images made. */
-  compact(opts: { forceImages?: boolean } = {}): Promise<{ l0Compacted: number; imagesCreated: number }> {
+  /**
+   * Compaction then image creation, for one timeline (an operator action names it) or for
+   * every timeline (the background loop). Returns files compacted + images made.
+   */
+  compact(opts: { forceImages?: boolean; timeline?: Timeline } = {}): Promise<{ l0Compacted: number; imagesCreated: number }> {
     return this.bg.run(async () => {
       let l0Compacted = 0;
       let imagesCreated = 0;
-      for (const tl of this.timelines.values()) {
-        if (tl.state !== TimelineState.Active) continue;
+      for (const tl of this.scope(opts.timeline)) {
         l0Compacted += await tl.compactL0();
         imagesCreated += await tl.createImageLayers(opts.forceImages ?? false);
       }
@@ -259,17 +261,30 @@ export class Tenant {
     });
   }
 
-  /** GC every timeline at its cutoff (or the given one). Returns layers removed. */
-  gc(cutoffOverride?: Lsn): Promise<number> {
+  /**
+   * GC one timeline (an operator action names it) or every timeline (the background loop).
+   * Each timeline's cutoff comes from its own history: its configured horizon/PITR, or
+   * `horizonBytes` back from its own last record LSN, or `cutoffLsn` (only with `timeline`);
+   * its children's branch points are kept. A cutoff is never taken from one timeline and
+   * applied to another.
+   */
+  gc(opts: { timeline?: Timeline; horizonBytes?: number; cutoffLsn?: Lsn } = {}): Promise<number> {
+    assert(opts.cutoffLsn === undefined || (opts.timeline !== undefined && opts.horizonBytes === undefined), "an absolute GC cutoff names one timeline");
     return this.bg.run(async () => {
       let removed = 0;
-      for (const tl of this.timelines.values()) {
-        if (tl.state !== TimelineState.Active) continue;
+      for (const tl of this.scope(opts.timeline)) {
         const retain = this.children(tl).map((c) => c.ancestorLsn);
-        removed += await tl.gc(retain, cutoffOverride);
+        const cutoff = opts.cutoffLsn ?? (opts.horizonBytes === undefined ? undefined : Math.max(0, tl.lastRecordLsn - opts.horizonBytes));
+        removed += await tl.gc(retain, cutoff);
       }
       return removed;
     });
+  }
+
+  /** The active timelines an operation covers: the one given (if active) or all. */
+  private scope(only: Timeline | undefined): Timeline[] {
+    const all = only === undefined ? [...this.timelines.values()] : [only];
+    return all.filter((tl) => tl.state === TimelineState.Active && this.timelines.get(tl.timelineId) === tl);
   }
 
   private startLoops(): void {
