@@ -59,6 +59,55 @@ async function expectError(p: Promise<{ status: number; json: unknown; type: str
   expect(e.error).toContain(msg);
 }
 
+/**
+ * Send `requests` one after another on ONE keep-alive connection; resolve with the status
+ * line of each reply (a connection closed early shows as fewer replies).
+ */
+function rawExchange(requests: string[]): Promise<string[]> {
+  const port = Number(new URL(base).port);
+  return new Promise((resolve, reject) => {
+    const sock = connect(port, "127.0.0.1");
+    const lines: string[] = [];
+    let buf = "";
+    let next = 0;
+    const timer = setTimeout(() => {
+      sock.destroy();
+      resolve(lines);
+    }, 10_000);
+    const sendNext = (): void => {
+      if (next < requests.length) sock.write(requests[next++]!);
+      else {
+        clearTimeout(timer);
+        sock.end();
+        resolve(lines);
+      }
+    };
+    sock.on("connect", sendNext);
+    sock.on("error", (e) => {
+      clearTimeout(timer);
+      reject(e);
+    });
+    sock.on("close", () => {
+      clearTimeout(timer);
+      resolve(lines);
+    });
+    sock.on("data", (d) => {
+      buf += d.toString("latin1");
+      // Replies here are small and not chunked: head, then content-length bytes.
+      for (;;) {
+        const head = buf.indexOf("\r\n\r\n");
+        if (head < 0) return;
+        const m = /content-length: (\d+)/i.exec(buf.slice(0, head));
+        const len = m === null ? 0 : Number(m[1]);
+        if (buf.length < head + 4 + len) return;
+        lines.push(buf.slice(0, buf.indexOf("\r\n")));
+        buf = buf.slice(head + 4 + len);
+        sendNext();
+      }
+    });
+  });
+}
+
 async function startServer(): Promise<Server> {
   const s = new Server(loadNodeConfig({ workdir, listen: "127.0.0.1:0" }), silent);
   const port = await s.start();
@@ -338,17 +387,56 @@ describe("HTTP API v1 in-process", () => {
     await expectError(call("GET", "/"), 404, "not_found", "no route");
   });
 
-  it("malformed JSON and bodies over 1 MiB are 400", async () => {
+  it("malformed JSON is 400; bodies over 1 MiB are 413, URLs over 8 KiB 414; the connection stays usable", async () => {
     await expectError(call("POST", "/v1/tenant", undefined, "{not json"), 400, "invalid_argument", "request body is not valid JSON");
     await expectError(call("PUT", `/v1/tenant/${tenantId}/config`, undefined, "[1,"), 400, "invalid_argument", "request body is not valid JSON");
     const big = JSON.stringify({ config: { pad: "x".repeat(1024 * 1024) } });
-    await expectError(call("POST", "/v1/tenant", undefined, big), 400, "invalid_argument", "request body larger than 1048576 bytes");
+    await expectError(call("POST", "/v1/tenant", undefined, big), 413, "payload_too_large", "request body larger than 1048576 bytes");
     // Exactly at the limit is read (and then judged on its content).
     const atLimit = `{"config":{"pad":"${"x".repeat(1024 * 1024 - 21)}"}}`;
     expect(Buffer.byteLength(atLimit)).toBe(1024 * 1024);
     await expectError(call("POST", "/v1/tenant", undefined, atLimit), 400, "invalid_argument", "unknown tenant config key 'pad'");
+    // A 100 kB URL, on a route and off any route: 414, and the error does not echo it.
+    const longId = "a".repeat(100_000);
+    for (const path of [`/v1/tenant/${longId}`, `/nowhere/${longId}`, `/v1/status?${longId}`]) {
+      const r = await call("GET", path);
+      expect(r.status, path.slice(0, 20)).toBe(414);
+      expect((r.json as ApiError).code).toBe("uri_too_long");
+      expect(JSON.stringify(r.json).length).toBeLessThan(200);
+    }
+    // A bad id just under the URL limit is a 400 whose message is cut short.
+    const r400 = await call("GET", `/v1/tenant/${"b".repeat(8000)}`);
+    expect(r400.status).toBe(400);
+    expect(JSON.stringify(r400.json).length).toBeLessThan(300);
+    // One keep-alive connection: an oversized body, then a long URL, then a normal request.
+    const replies = await rawExchange([
+      `POST /v1/tenant HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: ${big.length}\r\n\r\n${big}`,
+      `GET /v1/tenant/${longId} HTTP/1.1\r\nHost: x\r\n\r\n`,
+      "GET /v1/status HTTP/1.1\r\nHost: x\r\n\r\n",
+    ]);
+    expect(replies.map((x) => x.split(" ")[1])).toEqual(["413", "414", "200"]);
     // The server is still fine afterwards.
     expect((await call("GET", "/v1/status")).status).toBe(200);
+  });
+
+  it("the tenant limit is the client's problem: 429 naming max_tenants", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "ps-http-limit-"));
+    const s = new Server(loadNodeConfig({ workdir: dir, listen: "127.0.0.1:0", max_tenants: 2 }), silent);
+    const port = await s.start();
+    try {
+      const post = (): Promise<Response> => fetch(`http://127.0.0.1:${port}/v1/tenant`, { method: "POST", body: "{}" });
+      expect((await post()).status).toBe(201);
+      expect((await post()).status).toBe(201);
+      const r = await post();
+      expect(r.status).toBe(429);
+      const e = (await r.json()) as ApiError;
+      expect(e.code).toBe("limit_reached");
+      expect(e.error).toContain("max_tenants");
+      expect((await fetch(`http://127.0.0.1:${port}/v1/tenant`)).status).toBe(200);
+    } finally {
+      await s.stop();
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 
   it("/metrics is Prometheus text that promtool accepts", async () => {

@@ -56,6 +56,7 @@ export class Server {
         keyspace: collectKeyspace,
       },
       config.workdir,
+      config.max_tenants,
     );
     this.metrics = createMetrics(this.cache, this.tenants, config.page_cache_size_bytes);
     this.http = new HttpServer(this.log);

@@ -6,19 +6,19 @@
 import { existsSync, mkdirSync, readdirSync, rmSync } from "node:fs";
 import { join } from "node:path";
 import { Tenant, type TenantDeps, TenantState } from "../tenant/tenant.js";
-import { BadStateError, ConflictError, NotFoundError } from "../types/errors.js";
+import { BadStateError, ConflictError, LimitReachedError, NotFoundError } from "../types/errors.js";
 import { generateTenantId, isId, type TenantId } from "../types/ids.js";
-
-export const MAX_TENANTS = 10_000;
 
 export class TenantManager {
   private readonly tenants = new Map<TenantId, Tenant>();
   private readonly dir: string;
   private readonly deps: TenantDeps;
+  private readonly maxTenants: number;
   private stopping = false;
 
-  constructor(deps: TenantDeps, workdir: string) {
+  constructor(deps: TenantDeps, workdir: string, maxTenants: number) {
     this.deps = deps;
+    this.maxTenants = maxTenants;
     this.dir = join(workdir, "tenants");
     mkdirSync(this.dir, { recursive: true });
   }
@@ -42,7 +42,10 @@ export class TenantManager {
     if (this.stopping) throw new BadStateError("pageserver is shutting down");
     const tid = id ?? generateTenantId();
     if (this.tenants.has(tid)) throw new ConflictError(`tenant ${tid} already exists`);
-    if (this.tenants.size >= MAX_TENANTS) throw new BadStateError(`too many tenants (${MAX_TENANTS})`);
+    if (this.tenants.size >= this.maxTenants) {
+      this.deps.log.warn({ max_tenants: this.maxTenants }, "tenant creation refused: max_tenants reached");
+      throw new LimitReachedError(`this pageserver hosts its maximum of ${this.maxTenants} tenants; raise max_tenants in pageserver.json to host more`);
+    }
     const dir = join(this.dir, tid);
     if (existsSync(dir)) rmSync(dir, { recursive: true, force: true });
     const t = await Tenant.create(this.deps, tid, dir, config);

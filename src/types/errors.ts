@@ -15,6 +15,10 @@ export type ErrorCode =
   | "unauthorized"
   | "forbidden"
   | "unsupported"
+  | "source_unavailable"
+  | "limit_reached"
+  | "payload_too_large"
+  | "uri_too_long"
   | "internal";
 
 const HTTP_STATUS: Record<ErrorCode, number> = {
@@ -24,7 +28,11 @@ const HTTP_STATUS: Record<ErrorCode, number> = {
   not_found: 404,
   gc_cutoff: 406,
   conflict: 409,
+  payload_too_large: 413,
+  uri_too_long: 414,
   unsupported: 422,
+  source_unavailable: 422,
+  limit_reached: 429,
   internal: 500,
   corrupt: 500,
   bad_state: 503,
@@ -105,5 +113,26 @@ export class ShutdownError extends PageserverError {
 export class UnsupportedError extends PageserverError {
   constructor(message: string) {
     super("unsupported", message);
+  }
+}
+
+/** A configured limit is reached: the client's problem, names the limit and its setting. */
+export class LimitReachedError extends PageserverError {
+  constructor(message: string) {
+    super("limit_reached", message);
+  }
+}
+
+/** A PostgreSQL source named in a request can't be reached or used as asked. */
+export class SourceUnavailableError extends PageserverError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super("source_unavailable", message, options);
+  }
+}
+
+/** A request body or URL over the server's limits (413 / 414). */
+export class RequestTooLargeError extends PageserverError {
+  constructor(code: "payload_too_large" | "uri_too_long", message: string) {
+    super(code, message);
   }
 }

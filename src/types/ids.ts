@@ -15,12 +15,12 @@ export function isId(x: unknown): x is string {
 }
 
 export function parseTenantId(x: unknown): TenantId {
-  if (!isId(x)) throw new InvalidArgumentError(`invalid tenant id ${JSON.stringify(x)}: expected 32 lower-case hex characters`);
+  if (!isId(x)) throw new InvalidArgumentError(`invalid tenant id ${quoteInput(x)}: expected 32 lower-case hex characters`);
   return x as TenantId;
 }
 
 export function parseTimelineId(x: unknown): TimelineId {
-  if (!isId(x)) throw new InvalidArgumentError(`invalid timeline id ${JSON.stringify(x)}: expected 32 lower-case hex characters`);
+  if (!isId(x)) throw new InvalidArgumentError(`invalid timeline id ${quoteInput(x)}: expected 32 lower-case hex characters`);
   return x as TimelineId;
 }
 
@@ -30,4 +30,10 @@ export function generateTenantId(): TenantId {
 
 export function generateTimelineId(): TimelineId {
   return randomBytes(16).toString("hex") as TimelineId;
+}
+
+/** Bad input quoted in an error message, cut to a readable length (a 100 kB id is not echoed). */
+export function quoteInput(x: unknown, max_chars = 80): string {
+  const q = JSON.stringify(x) ?? String(x);
+  return q.length <= max_chars ? q : `${q.slice(0, max_chars)}… (${q.length} characters)`;
 }

@@ -8,10 +8,15 @@
  * writes after an abort are dropped.
  */
 import type { Logger } from "pino";
-import { httpStatusFor, PageserverError } from "../../types/errors.js";
+import { httpStatusFor, PageserverError, RequestTooLargeError } from "../../types/errors.js";
 import { type HttpRequest, type HttpResponse, loadUws, type TemplatedApp, type us_listen_socket } from "./uws.js";
 
 export const MAX_BODY_BYTES = 1024 * 1024;
+/**
+ * Longest path + query we answer (414 above it). uWebSockets.js itself resets connections
+ * whose request head passes ~128 KiB before any handler runs: that limit is not ours to move.
+ */
+export const MAX_URL_BYTES = 8 * 1024;
 /** A streamed body's producer waits while more than this is queued, and resumes below LOW. */
 const STREAM_QUEUE_HIGH_BYTES = 4 * 1024 * 1024;
 const STREAM_QUEUE_LOW_BYTES = 1024 * 1024;
@@ -60,6 +65,7 @@ const STATUS_TEXT: Record<number, string> = {
   406: "406 Not Acceptable",
   409: "409 Conflict",
   413: "413 Payload Too Large",
+  414: "414 URI Too Long",
   422: "422 Unprocessable Entity",
   429: "429 Too Many Requests",
   500: "500 Internal Server Error",
@@ -115,6 +121,7 @@ export class HttpServer {
       req.forEach((k, v) => {
         headers[k] = v;
       });
+      const urlBytes = req.getUrl().length + (req.getQuery()?.length ?? 0);
       const r: Request = {
         method: method.toUpperCase(),
         url: req.getUrl(),
@@ -131,11 +138,15 @@ export class HttpServer {
       this.inflight++;
       this.readBody(res, state, (raw, tooLarge) => {
         const h: Handler =
-          badSegment === null
-            ? handler
-            : () => {
-                throw new HttpError("invalid_argument", `malformed percent-encoding in path segment '${badSegment}'`);
-              };
+          urlBytes > MAX_URL_BYTES
+            ? () => {
+                throw new RequestTooLargeError("uri_too_long", `request URL of ${urlBytes} bytes is longer than ${MAX_URL_BYTES}`);
+              }
+            : badSegment === null
+              ? handler
+              : () => {
+                  throw new HttpError("invalid_argument", `malformed percent-encoding in path segment '${badSegment}'`);
+                };
         void this.dispatch(res, state, r, raw, tooLarge, h).finally(() => this.inflight--);
       });
     });
@@ -146,11 +157,13 @@ export class HttpServer {
     this.app.any("/*", (res, req) => {
       const url = req.getUrl();
       const method = req.getMethod();
+      const urlBytes = url.length + (req.getQuery()?.length ?? 0);
+      const [status, body] =
+        urlBytes > MAX_URL_BYTES
+          ? [414, { error: `request URL of ${urlBytes} bytes is longer than ${MAX_URL_BYTES}`, code: "uri_too_long" }]
+          : [404, { error: `no route for ${method.toUpperCase()} ${url}`, code: "not_found" }];
       res.cork(() => {
-        res
-          .writeStatus(statusLine(404))
-          .writeHeader("content-type", "application/json")
-          .end(JSON.stringify({ error: `no route for ${method.toUpperCase()} ${url}`, code: "not_found" }));
+        res.writeStatus(statusLine(status)).writeHeader("content-type", "application/json").end(JSON.stringify(body));
       });
     });
   }
@@ -181,7 +194,7 @@ export class HttpServer {
   ): Promise<void> {
     let reply: Reply;
     try {
-      if (tooLarge) throw new HttpError("invalid_argument", `request body larger than ${MAX_BODY_BYTES} bytes`);
+      if (tooLarge) throw new RequestTooLargeError("payload_too_large", `request body larger than ${MAX_BODY_BYTES} bytes`);
       if (raw !== null && raw.length > 0) {
         try {
           r.body = JSON.parse(raw.toString("utf8"));
