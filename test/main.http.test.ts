@@ -19,6 +19,7 @@ import { generateTenantId, generateTimelineId, type TenantId, type TimelineId } 
 import { makeKey } from "../src/types/key.js";
 import { lsnToString, parseLsn } from "../src/types/lsn.js";
 import { imageValue } from "../src/types/value.js";
+import { DBDIR_KEY } from "../src/pgdata/keys.js";
 
 const ROOT = new URL("..", import.meta.url).pathname;
 const silent = pino({ level: "silent" });
@@ -305,6 +306,23 @@ describe("HTTP API v1 in-process", () => {
     expect((await info(b)).latest_gc_cutoff_lsn).toBe(lsnToString(bEnd));
     expect((await info(c)).latest_gc_cutoff_lsn).toBe(lsnToString(cEnd));
     await expectError(call("PUT", `/v1/tenant/${tid}/timeline/${generateTimelineId()}/do_gc`, { gc_horizon: 0 }), 404, "not_found", "timeline");
+  });
+
+  it("current_logical_size is null with the reason when it can't be computed, never a made-up 0", async () => {
+    const tid = generateTenantId();
+    expect((await call("POST", "/v1/tenant", { new_tenant_id: tid, config: QUIET })).status).toBe(201);
+    const r = await call("POST", `/v1/tenant/${tid}/timeline`, { start_lsn: "0/2000" });
+    expect(r.status).toBe(201);
+    const id = (r.json as { timeline_id: TimelineId }).timeline_id;
+    expect((r.json as { current_logical_size: number | null }).current_logical_size).toBe(0);
+    const tl = server!.tenants.get(tid).getTimeline(id);
+    // A database directory value that doesn't decode: the size can't be known.
+    tl.put(DBDIR_KEY, 0x2008, imageValue(Buffer.from("not a directory")));
+    tl.finishWrite(0x2008);
+    await new Promise((res) => setTimeout(res, 2100)); // the size is cached for 2 s
+    const info = (await call("GET", `/v1/tenant/${tid}/timeline/${id}`)).json as Record<string, unknown>;
+    expect(info["current_logical_size"]).toBeNull();
+    expect(String(info["current_logical_size_error"])).not.toBe("");
   });
 
   it("branches with ancestor_timeline_id / ancestor_start_lsn; beyond the last LSN or below the GC cutoff is refused", async () => {

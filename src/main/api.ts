@@ -36,20 +36,23 @@ function optLsn(v: unknown, name: string): number | undefined {
  * client polls. It is recomputed at most every LOGICAL_SIZE_TTL_MS per timeline.
  */
 const LOGICAL_SIZE_TTL_MS = 2000;
-const logicalSizes = new WeakMap<Timeline, { at_ms: number; lsn: number; size: number }>();
+const logicalSizes = new WeakMap<Timeline, { at_ms: number; lsn: number; size: number | null; error: string | null }>();
 
-function logicalSizeNow(tl: Timeline): number {
+/** The timeline's logical size, or null with the reason when it can't be computed (never a made-up 0). */
+function logicalSizeNow(tl: Timeline): { size: number | null; error: string | null } {
   const now = Date.now();
   const c = logicalSizes.get(tl);
-  if (c !== undefined && (c.lsn === tl.lastRecordLsn || now - c.at_ms < LOGICAL_SIZE_TTL_MS)) return c.size;
-  let size = 0;
+  if (c !== undefined && (c.lsn === tl.lastRecordLsn || now - c.at_ms < LOGICAL_SIZE_TTL_MS)) return c;
+  let entry: { at_ms: number; lsn: number; size: number | null; error: string | null };
   try {
-    size = new DatadirSnapshot(tl, tl.lastRecordLsn).logicalSize();
-  } catch {
-    size = 0;
+    entry = { at_ms: now, lsn: tl.lastRecordLsn, size: new DatadirSnapshot(tl, tl.lastRecordLsn).logicalSize(), error: null };
+  } catch (e) {
+    const error = e instanceof Error ? e.message : String(e);
+    tl.log.warn({ err: e }, "could not compute the logical size");
+    entry = { at_ms: now, lsn: tl.lastRecordLsn, size: null, error };
   }
-  logicalSizes.set(tl, { at_ms: now, lsn: tl.lastRecordLsn, size });
-  return size;
+  logicalSizes.set(tl, entry);
+  return entry;
 }
 
 export function timelineInfoJson(tl: Timeline, walSources?: WalSources): Record<string, unknown> {
@@ -65,11 +68,16 @@ export function timelineInfoJson(tl: Timeline, walSources?: WalSources): Record<
     remote_consistent_lsn: null,
     latest_gc_cutoff_lsn: i.latest_gc_cutoff_lsn,
     initdb_lsn: i.initdb_lsn,
-    current_logical_size: logicalSizeNow(tl),
+    ...logicalSizeJson(tl),
     state: i.state,
     wal_source: walSources?.status(tl) ?? null,
     layers: i.layers,
   };
+}
+
+function logicalSizeJson(tl: Timeline): { current_logical_size: number | null; current_logical_size_error?: string } {
+  const { size, error } = logicalSizeNow(tl);
+  return error === null ? { current_logical_size: size } : { current_logical_size: null, current_logical_size_error: error };
 }
 
 function tenantJson(t: Tenant): Record<string, unknown> {
@@ -129,15 +137,20 @@ export function registerRoutes(
       const { lsn } = readImportLsn(pgdata);
       const tl = await t.createTimeline({ timelineId, startLsn: lsn, pgVersion: 15 });
       await importDatadir(tl, pgdata);
-      if (connstr !== null) await ws.set(tl, connstr);
+      // The imported server is shut down (that is what import needs): its source starts
+      // streaming once it runs again, retrying until then.
+      if (connstr !== null) await ws.setDeferred(tl, connstr);
       return { status: 201, json: timelineInfoJson(tl, ws) };
     }
     if (connstr !== null && ancestorId === undefined) {
       // Bootstrap from a running source: BASE_BACKUP, import, then stream from its start.
-      const boot = await bootstrapFromSource(t, timelineId, connstr, extra.log);
-      await ws.set(boot.timeline, connstr, boot.config.system_id, boot.config.consistent_from_lsn ?? null);
+      const boot = await bootstrapFromSource(t, timelineId, connstr);
+      await ws.set(boot.timeline, connstr, { consistentFrom: boot.config.consistent_from_lsn ?? null });
       return { status: 201, json: timelineInfoJson(boot.timeline, ws) };
     }
+    // A branch with its own source (an endpoint started from the branch point): the source
+    // must be usable, and of the ancestor's system, before the branch exists.
+    const probed = connstr !== null && ancestorId !== undefined ? await ws.probe(t.getTimeline(ancestorId), connstr) : undefined;
     const tl = await t.createTimeline({
       timelineId,
       ancestorId,
@@ -145,20 +158,20 @@ export function registerRoutes(
       startLsn: optLsn(b["start_lsn"], "start_lsn"),
       pgVersion: b["pg_version"] === undefined ? undefined : Number(b["pg_version"]),
     });
-    if (connstr !== null) await ws.set(tl, connstr);
+    if (connstr !== null) await ws.set(tl, connstr, { probed });
     return { status: 201, json: timelineInfoJson(tl, ws) };
   });
   http.route("put", "/v1/tenant/:tenant_id/timeline/:timeline_id/wal_source", async (r) => {
     const tl = timelineOf(r);
     const connstr = parseConnstr(bodyObject(r)["connstr"]);
-    const src = await ws.set(tl, connstr, ws.get(tl)?.config.system_id ?? null);
-    return { status: 200, json: src.status() };
+    const { source, oldSlot } = await ws.set(tl, connstr);
+    return { status: 200, json: { ...source.status(), ...(oldSlot === null ? {} : { old_slot: oldSlot }) } };
   });
   http.route("delete", "/v1/tenant/:tenant_id/timeline/:timeline_id/wal_source", async (r) => {
     const tl = timelineOf(r);
     ws.requireFor(tl);
-    await ws.remove(tl, true);
-    return { status: 200, json: { removed: true } };
+    const slot = await ws.remove(tl, true);
+    return { status: 200, json: { removed: true, ...slot } };
   });
   http.route("get", "/v1/tenant/:tenant_id/timeline/:timeline_id/basebackup", async (r) => {
     const tl = timelineOf(r);

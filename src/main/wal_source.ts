@@ -6,8 +6,12 @@
  *
  * The source of a timeline is persisted next to its metadata (wal_source.json, durable) with
  * the system identifier seen on first contact; a source with another system identifier is
- * refused. Until native heap/btree redo lands a source must run with
- * wal_consistency_checking = all (every block reference then carries an image).
+ * refused. A source whose WAL needs redo we can't do natively yet must carry images for
+ * those rmgrs (wal_consistency_checking, see checkSource).
+ *
+ * A new source is probed before anything changes (probeSource): reachable, settings, same
+ * system. A source that fails to start later (at startup, or its server goes away) retries
+ * with a bounded backoff and shows "retrying" with its error and the next attempt's time.
  *
  * Bootstrap: BASE_BACKUP over a replication connection after creating the slot (so WAL from
  * the backup's start is kept), imported at the backup's start LSN; streaming then replays
@@ -17,7 +21,7 @@ import { existsSync, readFileSync, unlinkSync } from "node:fs";
 import { join } from "node:path";
 import type { Logger } from "pino";
 import { checkpointLocation } from "../pgdata/basebackup.js";
-import { decodeControlFile } from "../pg/control.js";
+import { decodeControlFile, systemIdentifierString } from "../pg/control.js";
 import { DatadirSnapshot } from "../pgdata/reader.js";
 import { WalIngest } from "../pgdata/walingest.js";
 import { importTarStream } from "../pgdata/import.js";
@@ -28,7 +32,7 @@ import { WalStreamDecoder } from "../pg/wal/decoder.js";
 import { writeFileDurable } from "../tenant/durable.js";
 import type { Tenant } from "../tenant/tenant.js";
 import type { Timeline } from "../tenant/timeline.js";
-import { InvalidArgumentError, UnsupportedError } from "../types/errors.js";
+import { ConflictError, InvalidArgumentError, SourceUnavailableError, UnsupportedError } from "../types/errors.js";
 import { generateTimelineId, type TimelineId } from "../types/ids.js";
 import { type Lsn, lsnToString, parseLsn } from "../types/lsn.js";
 
@@ -49,11 +53,25 @@ export interface WalSourceConfig {
 export interface WalSourceStatus {
   connstr: string;
   slot_name: string;
+  /** starting | connecting | streaming | retrying | failed | stopped */
   state: string;
   last_received_lsn: string | null;
   last_error: string | null;
+  /** While retrying: when the next attempt starts (ISO time). */
+  next_retry_at: string | null;
   records_ingested: number;
 }
+
+/** What a probe of a source learned (IDENTIFY_SYSTEM). */
+export interface SourceInfo {
+  systemId: string;
+  timeline: number;
+  xlogPos: Lsn;
+}
+
+/** Retries of a source that could not start: 1 s, 2 s, … capped here. */
+const START_RETRY_INITIAL_MS = 1_000;
+const START_RETRY_MAX_MS = 60_000;
 
 export function slotNameFor(timelineId: TimelineId): string {
   return `pageserver_${timelineId}`;
@@ -79,6 +97,36 @@ export async function checkSource(conn: ReplicationConnection): Promise<{ system
   return conn.identifySystem();
 }
 
+/**
+ * Check that `connstr` can feed a timeline before anything is changed: reachable and logged
+ * into (else SourceUnavailableError, 422), its settings (UnsupportedError, 422), the same
+ * system as `expectedSystemId` (else ConflictError, 409) and PostgreSQL timeline 1.
+ */
+export async function probeSource(connstr: string, expectedSystemId: string | null): Promise<SourceInfo> {
+  let conn: ReplicationConnection;
+  try {
+    conn = await ReplicationConnection.connect({ connstr, application_name: "pageserver_probe", connect_timeout_ms: 10_000 });
+  } catch (e) {
+    throw new SourceUnavailableError(`cannot connect to the WAL source: ${e instanceof Error ? e.message : String(e)}`, { cause: e });
+  }
+  try {
+    const info = await checkSource(conn);
+    if (expectedSystemId !== null && info.systemId !== expectedSystemId) {
+      throw new ConflictError(`source system identifier ${info.systemId} differs from this timeline's ${expectedSystemId}`);
+    }
+    if (info.timeline !== 1) throw new UnsupportedError(`source is on PostgreSQL timeline ${info.timeline}; only timeline 1 is supported`);
+    return info;
+  } finally {
+    await conn.close();
+  }
+}
+
+/** The system identifier in the timeline's pg_control at its last LSN; null if it has none. */
+export function timelineSystemId(tl: Timeline): string | null {
+  const control = new DatadirSnapshot(tl, tl.lastRecordLsn).controlFile();
+  return control === null ? null : systemIdentifierString(decodeControlFile(control));
+}
+
 export class TimelineWalSource {
   readonly timeline: Timeline;
   config: WalSourceConfig;
@@ -87,7 +135,12 @@ export class TimelineWalSource {
   private ingest: WalIngest | null = null;
   private decoder: WalStreamDecoder | null = null;
   private state_: WalReceiverState | null = null;
+  /** A failure that ended the source (not retried): shown as state "failed". */
   private failure: string | null = null;
+  /** A start that failed and will be retried: the error and when the next attempt starts. */
+  private retry: { error: string; at_ms: number } | null = null;
+  private stopped = false;
+  private wakeRetry: (() => void) | null = null;
   private readonly consistentFrom: Lsn | null;
 
   constructor(timeline: Timeline, config: WalSourceConfig, log: Logger) {
@@ -95,11 +148,6 @@ export class TimelineWalSource {
     this.config = config;
     this.log = log;
     this.consistentFrom = config.consistent_from_lsn ? parseLsn(config.consistent_from_lsn) : null;
-  }
-
-  /** A start that failed (source unreachable, refused settings): shown in the status. */
-  markFailed(e: unknown): void {
-    this.failure = e instanceof Error ? e.message : String(e);
   }
 
   static configPath(tl: Timeline): string {
@@ -127,18 +175,13 @@ export class TimelineWalSource {
     if (existsSync(p)) unlinkSync(p);
   }
 
-  /** Connect once to check the source and learn its system id; then stream in the background. */
-  async start(): Promise<void> {
-    const conn = await ReplicationConnection.connect({ connstr: this.config.connstr, application_name: "pageserver" });
-    let info: { systemId: string; timeline: number; xlogPos: Lsn };
-    try {
-      info = await checkSource(conn);
-    } finally {
-      await conn.close();
-    }
-    if (this.config.system_id !== null && this.config.system_id !== info.systemId) {
-      throw new InvalidArgumentError(`source system identifier ${info.systemId} differs from this timeline's ${this.config.system_id}`);
-    }
+  /**
+   * Check the source (or take the check a caller just made) and stream in the background.
+   * Throws what the check throws; the caller decides whether to retry (startWithRetry).
+   */
+  async start(probed?: SourceInfo): Promise<void> {
+    const info = probed ?? (await probeSource(this.config.connstr, this.config.system_id));
+    if (this.stopped) return;
     if (this.config.system_id === null) {
       this.config.system_id = info.systemId;
       await this.persist();
@@ -148,6 +191,7 @@ export class TimelineWalSource {
     this.ingest = new WalIngest(tl);
     this.decoder = new WalStreamDecoder(start);
     this.failure = null;
+    this.retry = null;
     const receiver = new WalReceiver(
       {
         connstr: this.config.connstr,
@@ -170,9 +214,55 @@ export class TimelineWalSource {
     receiver.start();
     receiver.finished.catch((e: unknown) => {
       this.failure = e instanceof Error ? e.message : String(e);
-      this.log.error({ err: e, timeline_id: tl.timelineId }, "WAL source stopped with an error");
+      this.log.error({ err: e }, "WAL source stopped with an error");
     });
-    this.log.info({ timeline_id: tl.timelineId, start_lsn: lsnToString(start), slot: this.config.slot_name }, "streaming WAL");
+    this.log.info({ start_lsn: lsnToString(start), slot: this.config.slot_name }, "streaming WAL");
+  }
+
+  /**
+   * Start, and while that fails, keep retrying with a bounded backoff (state "retrying" with
+   * the error and the next attempt's time), until stop(). A source of another system is not
+   * retried (state "failed"): only a new connstr fixes that.
+   */
+  async startWithRetry(): Promise<void> {
+    let delay_ms = START_RETRY_INITIAL_MS;
+    while (!this.stopped) {
+      try {
+        await this.start();
+        return;
+      } catch (e) {
+        if (this.stopped) return;
+        const error = e instanceof Error ? e.message : String(e);
+        if (e instanceof ConflictError) {
+          this.failure = error;
+          this.log.error({ err: e }, "WAL source refused");
+          return;
+        }
+        this.retry = { error, at_ms: Date.now() + delay_ms };
+        this.log.warn({ err: e, retry_in_ms: delay_ms }, "WAL source could not start; retrying");
+        await new Promise<void>((resolve) => {
+          const t = setTimeout(resolve, delay_ms);
+          t.unref();
+          this.wakeRetry = () => {
+            clearTimeout(t);
+            resolve();
+          };
+        });
+        this.wakeRetry = null;
+        delay_ms = Math.min(delay_ms * 2, START_RETRY_MAX_MS);
+      }
+    }
+  }
+
+  /** Resolves once the receiver streams, false if it doesn't within `timeout_ms`. */
+  async waitStreaming(timeout_ms: number): Promise<boolean> {
+    const until = Date.now() + timeout_ms;
+    while (Date.now() < until && !this.stopped) {
+      if (this.state_?.state === "streaming") return true;
+      if (this.failure !== null) return false;
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    return this.state_?.state === "streaming";
   }
 
   private onWal(bytes: Uint8Array): void {
@@ -187,6 +277,8 @@ export class TimelineWalSource {
   }
 
   async stop(): Promise<void> {
+    this.stopped = true;
+    this.wakeRetry?.();
     const r = this.receiver;
     this.receiver = null;
     if (r !== null) await r.stop();
@@ -194,12 +286,23 @@ export class TimelineWalSource {
 
   status(): WalSourceStatus {
     const s = this.state_;
+    let state = s?.state ?? "starting";
+    let nextRetry: number | null = null;
+    if (this.failure !== null) state = "failed";
+    else if (this.retry !== null) {
+      state = "retrying";
+      nextRetry = this.retry.at_ms;
+    } else if (s?.state === "backoff") {
+      state = "retrying";
+      nextRetry = s.next_attempt_at_ms;
+    }
     return {
       connstr: this.config.connstr.replace(/:[^:@/]*@/, ":***@"),
       slot_name: this.config.slot_name,
-      state: this.failure !== null ? "failed" : (s?.state ?? "starting"),
+      state,
       last_received_lsn: s === null ? null : lsnToString(s.last_received_lsn),
-      last_error: this.failure ?? s?.last_error ?? null,
+      last_error: this.failure ?? this.retry?.error ?? s?.last_error ?? null,
+      next_retry_at: nextRetry === null ? null : new Date(nextRetry).toISOString(),
       records_ingested: this.ingest?.records ?? 0,
     };
   }
@@ -229,7 +332,6 @@ export async function bootstrapFromSource(
   tenant: Tenant,
   timelineId: TimelineId | undefined,
   connstr: string,
-  log: Logger,
 ): Promise<{ timeline: Timeline; config: WalSourceConfig; endLsn: Lsn }> {
   const id = timelineId ?? generateTimelineId();
   const slot = slotNameFor(id);
@@ -245,7 +347,7 @@ export async function bootstrapFromSource(
     const tl = await tenant.createTimeline({ timelineId: id, startLsn: bb.startLsn, pgVersion: 15 });
     await importTarStream(tl, bb.startLsn, bb.archive);
     const end = await bb.finished;
-    log.info({ timeline_id: tl.timelineId, start_lsn: lsnToString(bb.startLsn), end_lsn: lsnToString(end.endLsn) }, "bootstrapped from base backup");
+    tl.log.info({ start_lsn: lsnToString(bb.startLsn), end_lsn: lsnToString(end.endLsn) }, "bootstrapped from base backup");
     return {
       timeline: tl,
       config: { connstr, slot_name: slot, system_id: info.systemId, consistent_from_lsn: lsnToString(end.endLsn) },

@@ -1,14 +1,29 @@
 /**
  * WalSources: the node's running WAL sources, one per timeline that has one. Started at
- * startup for every timeline with a persisted source, and by the API; stopped before the
- * tenants shut down (so a final flush is reported to the source's slot).
+ * startup for every timeline with a persisted source (retrying while a source is down), and
+ * by the API; stopped before the tenants shut down (so a final flush is reported to the
+ * source's slot).
+ *
+ * Changing a source never breaks a working one: the new source is probed first (reachable,
+ * settings, same system); only then is the old one stopped and the new one started. The old
+ * source's slot is dropped once the new source streams; when it can't be (still in use, the
+ * old server gone), the reply says so and the log has a WARN.
  */
 import type { Logger } from "pino";
 import { ReplicationConnection } from "../pg/replication/connection.js";
 import type { Timeline } from "../tenant/timeline.js";
 import { NotFoundError } from "../types/errors.js";
 import type { TenantManager } from "./tenant_manager.js";
-import { slotNameFor, TimelineWalSource, type WalSourceStatus } from "./wal_source.js";
+import { probeSource, type SourceInfo, slotNameFor, TimelineWalSource, timelineSystemId, type WalSourceStatus } from "./wal_source.js";
+
+/** How long a switch waits for the new source to stream before it leaves the old slot alone. */
+const SWITCH_STREAMING_WAIT_MS = 10_000;
+
+/** Whether a slot on a source was dropped; the error when it wasn't. */
+export interface SlotDrop {
+  slot_dropped: boolean;
+  slot_error?: string;
+}
 
 export class WalSources {
   private readonly sources = new Map<string, TimelineWalSource>();
@@ -22,7 +37,7 @@ export class WalSources {
     return `${tl.tenantId}/${tl.timelineId}`;
   }
 
-  /** Start the persisted sources of every loaded timeline; a failing source is logged, not fatal. */
+  /** Start the persisted sources of every loaded timeline; one that can't start retries in the background. */
   async startAll(tenants: TenantManager): Promise<void> {
     for (const t of tenants.list()) {
       for (const tl of t.listTimelines()) {
@@ -30,31 +45,87 @@ export class WalSources {
         try {
           cfg = TimelineWalSource.load(tl);
         } catch (e) {
-          this.log.error({ err: e, timeline_id: tl.timelineId }, "unreadable wal_source.json");
+          tl.log.error({ err: e }, "unreadable wal_source.json");
           continue;
         }
         if (cfg === null) continue;
-        const src = new TimelineWalSource(tl, cfg, this.log.child({ tenant_id: t.id, timeline_id: tl.timelineId }));
+        const src = new TimelineWalSource(tl, cfg, tl.log);
         this.sources.set(WalSources.keyOf(tl), src);
-        src.start().catch((e: unknown) => {
-          src.markFailed(e);
-          this.log.error({ err: e, timeline_id: tl.timelineId }, "WAL source failed to start");
-        });
+        void src.startWithRetry();
       }
     }
   }
 
-  /** Set (or replace) the source of a timeline, persist it, start streaming. */
-  async set(tl: Timeline, connstr: string, systemId: string | null = null, consistentFrom: string | null = null): Promise<TimelineWalSource> {
-    await this.remove(tl, false);
+  /**
+   * Check `connstr` as a source for `tl` without changing anything: throws a 4xx error
+   * (unreachable, settings, another system). The expected system is the current source's,
+   * or the one in the timeline's pg_control.
+   */
+  async probe(tl: Timeline, connstr: string): Promise<SourceInfo> {
+    return probeSource(connstr, this.get(tl)?.config.system_id ?? timelineSystemId(tl));
+  }
+
+  /**
+   * Set (or replace) the source of a timeline: probe it first (a failing probe throws and
+   * leaves the current source streaming), then switch, persist, start. Returns the new source
+   * and, when an old source on another connstr was replaced, what became of its slot.
+   */
+  async set(
+    tl: Timeline,
+    connstr: string,
+    opts: { probed?: SourceInfo; consistentFrom?: string | null } = {},
+  ): Promise<{ source: TimelineWalSource; oldSlot: SlotDrop | null }> {
+    const info = opts.probed ?? (await this.probe(tl, connstr));
+    const old = this.get(tl);
     const src = new TimelineWalSource(
       tl,
-      { connstr, slot_name: slotNameFor(tl.timelineId), system_id: systemId, consistent_from_lsn: consistentFrom },
-      this.log.child({ timeline_id: tl.timelineId }),
+      {
+        connstr,
+        slot_name: slotNameFor(tl.timelineId),
+        system_id: info.systemId,
+        consistent_from_lsn: opts.consistentFrom ?? old?.config.consistent_from_lsn ?? null,
+      },
+      tl.log,
     );
+    if (old !== undefined) {
+      this.sources.delete(WalSources.keyOf(tl));
+      await old.stop();
+    }
     await src.persist();
     this.sources.set(WalSources.keyOf(tl), src);
-    await src.start();
+    try {
+      await src.start(info);
+    } catch (e) {
+      // It answered the probe a moment ago: keep trying in the background, visibly.
+      tl.log.warn({ err: e }, "new WAL source failed to start after its probe; retrying");
+      void src.startWithRetry();
+    }
+    if (old === undefined || old.config.connstr === connstr) return { source: src, oldSlot: null };
+    // Same slot name on both: if both connstrs reach one server, the new stream holds the
+    // slot and the drop fails as "active", which is what we want. Only drop once the new
+    // source streams, so an old server that is the same server never loses retained WAL.
+    if (!(await src.waitStreaming(SWITCH_STREAMING_WAIT_MS))) {
+      const oldSlot = { slot_dropped: false, slot_error: "the new source is not streaming yet; the old source's slot was kept" };
+      tl.log.warn({ slot: old.config.slot_name }, oldSlot.slot_error);
+      return { source: src, oldSlot };
+    }
+    return { source: src, oldSlot: await this.dropSlot(tl, old) };
+  }
+
+  /**
+   * Set the source of a timeline whose server is not running yet (an imported data
+   * directory's): no probe; it starts when the server answers (state "retrying" until then).
+   */
+  async setDeferred(tl: Timeline, connstr: string): Promise<TimelineWalSource> {
+    const old = this.get(tl);
+    if (old !== undefined) {
+      this.sources.delete(WalSources.keyOf(tl));
+      await old.stop();
+    }
+    const src = new TimelineWalSource(tl, { connstr, slot_name: slotNameFor(tl.timelineId), system_id: timelineSystemId(tl), consistent_from_lsn: null }, tl.log);
+    await src.persist();
+    this.sources.set(WalSources.keyOf(tl), src);
+    void src.startWithRetry();
     return src;
   }
 
@@ -66,26 +137,33 @@ export class WalSources {
     return this.get(tl)?.status() ?? null;
   }
 
-  /** Stop streaming and forget the source; with dropSlot, also drop its slot on the source (best effort). */
-  async remove(tl: Timeline, dropSlot: boolean): Promise<boolean> {
+  /** Stop streaming and forget the source; with dropSlot, also drop its slot and say whether that worked. */
+  async remove(tl: Timeline, dropSlot: boolean): Promise<SlotDrop | null> {
     const src = this.get(tl);
-    if (src === undefined) return false;
+    if (src === undefined) return null;
     this.sources.delete(WalSources.keyOf(tl));
     await src.stop();
     TimelineWalSource.remove(tl);
-    if (dropSlot) {
+    return dropSlot ? this.dropSlot(tl, src) : null;
+  }
+
+  /** Drop a (stopped) source's slot on its server. A slot left behind keeps WAL there: WARN. */
+  private async dropSlot(tl: Timeline, src: TimelineWalSource): Promise<SlotDrop> {
+    const slot = src.config.slot_name;
+    try {
+      const conn = await ReplicationConnection.connect({ connstr: src.config.connstr, connect_timeout_ms: 5000 });
       try {
-        const conn = await ReplicationConnection.connect({ connstr: src.config.connstr, connect_timeout_ms: 5000 });
-        try {
-          await conn.dropReplicationSlot(src.config.slot_name);
-        } finally {
-          await conn.close();
-        }
-      } catch (e) {
-        this.log.warn({ err: e, slot: src.config.slot_name }, "could not drop the source's replication slot");
+        const existed = await conn.dropReplicationSlot(slot);
+        tl.log.info({ slot, existed }, "dropped the source's replication slot");
+        return { slot_dropped: true };
+      } finally {
+        await conn.close();
       }
+    } catch (e) {
+      const slot_error = e instanceof Error ? e.message : String(e);
+      tl.log.warn({ err: e, slot }, "could not drop the source's replication slot: it keeps WAL on the source until dropped by hand");
+      return { slot_dropped: false, slot_error };
     }
-    return true;
   }
 
   requireFor(tl: Timeline): TimelineWalSource {

@@ -228,6 +228,11 @@ export class Timeline {
   // ---------------------------------------------------------------------------------------
   // State
 
+  /** This timeline's logger: tenant_id and timeline_id bound once, for every line about it. */
+  get log(): Logger {
+    return this.deps.log;
+  }
+
   get lastRecordLsn(): Lsn {
     return this.lastRecord.load();
   }

@@ -49,6 +49,8 @@ export interface WalReceiverState {
   /** The flush LSN in the last status update sent. */
   last_reported_flush_lsn: Lsn;
   last_error: string | null;
+  /** In backoff: when the next connection attempt starts (epoch ms); otherwise null. */
+  next_attempt_at_ms: number | null;
   connect_attempts: number;
   status_updates_sent: number;
   /** Received and not yet delivered (bounded by max_buffered_bytes plus one socket read). */
@@ -168,6 +170,7 @@ export class WalReceiver {
       server_wal_end_lsn: 0,
       last_reported_flush_lsn: 0,
       last_error: null,
+      next_attempt_at_ms: null,
       connect_attempts: 0,
       status_updates_sent: 0,
       buffered_bytes: 0,
@@ -252,8 +255,10 @@ export class WalReceiver {
           this.rejectFinished(err);
           return;
         }
+        this.st.next_attempt_at_ms = Date.now() + backoff_ms;
         this.setState("backoff");
         await this.sleep(backoff_ms);
+        this.st.next_attempt_at_ms = null;
         backoff_ms = Math.min(backoff_ms * 2, this.opts.backoff_max_ms);
       }
     }
