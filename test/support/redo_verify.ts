@@ -8,7 +8,8 @@
  * the server is then stopped and its WAL, from the checkpoint's redo pointer to the end of the
  * workload, is read straight from pg_wal with our WalStreamDecoder. A map page → our current
  * version is kept, per block reference:
- *   - APPLY image: our page := the image, as ingest stores it (pd_lsn := end LSN unless new);
+ *   - APPLY image: our page := the image, as PostgreSQL's redo leaves it (pd_lsn := end LSN
+ *     unless new; the GiST left child's NSN / F_FOLLOW_RIGHT fix-up, see isGistLeftChild);
  *   - otherwise, when the rmgr has an RmgrRedo (and is one of `rmgrs`): base = our page, or a
  *     zeroed page if the block is will_init; no base → counted in `noBase`. Redo a copy; if
  *     the block has a check image, both pages go through the rmgr's mask (rm_mask only, as
@@ -204,7 +205,7 @@ class Verifier {
   private block(rec: DecodedRecord, b: DecodedBlock): void {
     const key = `${b.rnode.spcNode}/${b.rnode.dbNode}/${b.rnode.relNode}/${b.forkNum}/${b.blkno}`;
     if (b.applyImage) {
-      this.pages.set(key, initNative(pgImage(b.image!, rec.endLsn, false)));
+      this.pages.set(key, initNative(pgImage(b.image!, rec.endLsn, isGistLeftChild(rec, b))));
       return;
     }
     const redo = this.redoFor(rec.rmid);
@@ -259,10 +260,7 @@ class Verifier {
       this.pages.delete(key);
       return;
     }
-    const op = rec.info & 0xf0;
-    const gistLeftChild =
-      rec.rmid === RM_GIST_ID && ((op === XLOG_GIST_PAGE_SPLIT && b.id === 0) || (op === XLOG_GIST_PAGE_UPDATE && b.id === 1));
-    this.pages.set(key, initNative(pgImage(b.image!, rec.endLsn, gistLeftChild)));
+    this.pages.set(key, initNative(pgImage(b.image!, rec.endLsn, isGistLeftChild(rec, b))));
   }
 
   private fail(rec: DecodedRecord, b: DecodedBlock, off: number, ours: Uint8Array | null, error: string | undefined): void {
@@ -285,6 +283,18 @@ class Verifier {
     if (error !== undefined) m.error = error;
     this.report.mismatches.push(m);
   }
+}
+
+/**
+ * The left child of a GiST split (block 0 of PAGE_SPLIT, block 1 of PAGE_UPDATE) gets NSN :=
+ * the record's LSN and F_FOLLOW_RIGHT cleared after XLogInsert, so neither its APPLY image nor
+ * its check image shows that; PostgreSQL's redo (gistRedoClearFollowRight) applies it even to a
+ * restored image. (gist_mask hides both fields, so comparisons never depend on this.)
+ */
+function isGistLeftChild(rec: DecodedRecord, b: DecodedBlock): boolean {
+  if (rec.rmid !== RM_GIST_ID) return false;
+  const op = rec.info & 0xf0;
+  return (op === XLOG_GIST_PAGE_SPLIT && b.id === 0) || (op === XLOG_GIST_PAGE_UPDATE && b.id === 1);
 }
 
 function hexContext(page: Uint8Array, off: number): string {

@@ -26,10 +26,9 @@ import { type Value, ValueTag } from "../../types/value.js";
 import { BLCKSZ, setPageChecksum } from "../page.js";
 import { DEFAULT_WAL_SEGMENT_SIZE, maxAlign, SIZE_OF_XLOG_LONG_PHD, SIZE_OF_XLOG_SHORT_PHD, XLOG_BLCKSZ } from "../wal/page.js";
 import { type DecodedBlock, type DecodedRecord, decodeRecord } from "../wal/record.js";
-import { describeRecordKind } from "../wal/rmgr.js";
 import { PageLayoutError } from "./bufpage.js";
 import { applyNative, initNative } from "./native.js";
-import { relFilePath } from "./rmgr.js";
+import { describeRecord, relFilePath } from "./rmgr.js";
 import { PAGE_RMGRS, rmgrRedo } from "./rmgr_redo.js";
 
 const XLOG_RECORD_TOT_LEN_BYTES = 4;
@@ -132,22 +131,21 @@ export class PgRedo implements WalRedoManager {
   private redoRecord(v: Value, endLsn: Lsn, init: boolean, spc: number, db: number, rel: number, fork: number, blkno: number, page: Uint8Array): void {
     const rec = decodeRecordValue(v, endLsn);
     const blk = matchingBlock(rec, spc, db, rel, fork, blkno);
-    const what = `${describeRecordKind(rec.rmid, rec.info)} (rmgr ${rec.rmid}, info 0x${rec.info.toString(16).padStart(2, "0")}) at ${lsnToString(rec.lsn)}`;
     if (blk === undefined) {
-      throw new CorruptionError(relFilePath({ spcNode: spc, dbNode: db, relNode: rel }, fork), blkno, `${what} stored for this block has no reference to it`);
+      throw new CorruptionError(relFilePath({ spcNode: spc, dbNode: db, relNode: rel }, fork), blkno, `${describeRecord(rec)} stored for this block has no reference to it`);
     }
     if (blk.willInit !== init) {
       throw new CorruptionError(
         relFilePath(blk.rnode, fork),
         blkno,
-        `${what}: stored as ${init ? "PG_RECORD_INIT" : "PG_RECORD"} but block reference ${blk.id} ${blk.willInit ? "has" : "lacks"} BKPBLOCK_WILL_INIT`,
+        `${describeRecord(rec)}: stored as ${init ? "PG_RECORD_INIT" : "PG_RECORD"} but block reference ${blk.id} ${blk.willInit ? "has" : "lacks"} BKPBLOCK_WILL_INIT`,
       );
     }
     const redo = rmgrRedo(rec.rmid);
     if (redo === undefined) {
       const name = consistencyName(rec.rmid);
       throw new UnsupportedError(
-        `cannot redo ${what} for ${relFilePath(blk.rnode, fork)} block ${blkno}: no native redo for this rmgr yet. ` +
+        `cannot redo ${describeRecord(rec)} for ${relFilePath(blk.rnode, fork)} block ${blkno}: no native redo for this rmgr yet. ` +
           (name === null
             ? "This rmgr has no wal_consistency_checking setting; its records can't be served."
             : `Run the source with wal_consistency_checking including '${name}' (or 'all'), so that every block its records touch carries an image.`),
@@ -157,7 +155,7 @@ export class PgRedo implements WalRedoManager {
       redo.redo(rec, blk.id, page);
     } catch (e) {
       if (e instanceof PageLayoutError) {
-        throw new CorruptionError(relFilePath(blk.rnode, fork), blkno, `redo of ${what}, block reference ${blk.id}: ${e.message}`);
+        throw new CorruptionError(relFilePath(blk.rnode, fork), blkno, `redo of ${describeRecord(rec)}, block reference ${blk.id}: ${e.message}`);
       }
       throw e;
     }
