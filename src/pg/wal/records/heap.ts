@@ -165,11 +165,15 @@ export interface XlHeapInplace {
 // ---------------------------------------------------------------------------------------
 // Shared helpers
 
-/** A malformed record: names LSN, rmgr and info (and the block number when one is involved). */
-export function recordCorruption(rec: DecodedRecord, why: string, blkno = 0): CorruptionError {
+/**
+ * A malformed record: a CorruptionError whose "file" is the WAL record (rmgr, info, LSN);
+ * the block number is that of block reference `blockId` when the fault is in its data, else -1.
+ */
+export function recordCorruption(rec: DecodedRecord, why: string, blockId = -1): CorruptionError {
+  const blk = blockId >= 0 ? findBlock(rec, blockId) : undefined;
   return new CorruptionError(
     `WAL record ${describeRecordKind(rec.rmid, rec.info)} (rmgr ${rec.rmid}, info 0x${rec.info.toString(16).padStart(2, "0")}) at ${lsnToString(rec.lsn)}`,
-    blkno,
+    blk === undefined ? -1 : blk.blkno,
     why,
   );
 }
@@ -201,15 +205,16 @@ export function exactMain(rec: DecodedRecord, size: number, what: string): Uint8
 }
 
 /** xl_heap_header + tuple bytes filling `bytes[from, to)`. */
-function decodeHeapTuple(rec: DecodedRecord, bytes: Uint8Array, from: number, to: number, what: string): XlHeapTuple {
+/** `blockId`: the block whose data holds it, -1 for main data. */
+function decodeHeapTuple(rec: DecodedRecord, bytes: Uint8Array, from: number, to: number, what: string, blockId: number): XlHeapTuple {
   if (to - from < SIZE_OF_HEAP_HEADER) {
-    throw recordCorruption(rec, `${what} is ${to - from} bytes, shorter than xl_heap_header (${SIZE_OF_HEAP_HEADER})`);
+    throw recordCorruption(rec, `${what} is ${to - from} bytes, shorter than xl_heap_header (${SIZE_OF_HEAP_HEADER})`, blockId);
   }
   const hoff = bytes[from + 4]!;
-  if (hoff < SIZEOF_HEAP_TUPLE_HEADER) throw recordCorruption(rec, `${what}: t_hoff ${hoff} is below ${SIZEOF_HEAP_TUPLE_HEADER}`);
+  if (hoff < SIZEOF_HEAP_TUPLE_HEADER) throw recordCorruption(rec, `${what}: t_hoff ${hoff} is below ${SIZEOF_HEAP_TUPLE_HEADER}`, blockId);
   const dataLen = to - from - SIZE_OF_HEAP_HEADER;
   if (SIZEOF_HEAP_TUPLE_HEADER + dataLen > MAX_HEAP_TUPLE_SIZE) {
-    throw recordCorruption(rec, `${what}: ${SIZEOF_HEAP_TUPLE_HEADER + dataLen}-byte tuple exceeds MaxHeapTupleSize`);
+    throw recordCorruption(rec, `${what}: ${SIZEOF_HEAP_TUPLE_HEADER + dataLen}-byte tuple exceeds MaxHeapTupleSize`, blockId);
   }
   return {
     infomask2: u16(bytes, from),
@@ -242,7 +247,7 @@ export function decodeHeapInsert(rec: DecodedRecord): XlHeapInsert {
   return {
     offnum: u16(d, 0),
     flags: d[2]!,
-    tuple: data === null ? null : decodeHeapTuple(rec, data, 0, data.length, "block 0 data"),
+    tuple: data === null ? null : decodeHeapTuple(rec, data, 0, data.length, "block 0 data", 0),
   };
 }
 
@@ -253,7 +258,7 @@ export function decodeHeapDelete(rec: DecodedRecord): XlHeapDelete {
   const flags = d[7]!;
   let oldTuple: XlHeapTuple | null = null;
   if ((flags & XLH_DELETE_CONTAINS_OLD) !== 0) {
-    oldTuple = decodeHeapTuple(rec, d, SIZE_OF_HEAP_DELETE, d.length, "old tuple");
+    oldTuple = decodeHeapTuple(rec, d, SIZE_OF_HEAP_DELETE, d.length, "old tuple", -1);
   } else if (d.length !== SIZE_OF_HEAP_DELETE) {
     throw recordCorruption(rec, `main data is ${d.length} bytes, xl_heap_delete without an old tuple is ${SIZE_OF_HEAP_DELETE}`);
   }
@@ -269,7 +274,7 @@ export function decodeHeapUpdate(rec: DecodedRecord): XlHeapUpdate {
   const flags = d[7]!;
   let oldTuple: XlHeapTuple | null = null;
   if ((flags & XLH_UPDATE_CONTAINS_OLD) !== 0) {
-    oldTuple = decodeHeapTuple(rec, d, SIZE_OF_HEAP_UPDATE, d.length, "old tuple");
+    oldTuple = decodeHeapTuple(rec, d, SIZE_OF_HEAP_UPDATE, d.length, "old tuple", -1);
   } else if (d.length !== SIZE_OF_HEAP_UPDATE) {
     throw recordCorruption(rec, `main data is ${d.length} bytes, xl_heap_update without an old tuple is ${SIZE_OF_HEAP_UPDATE}`);
   }
@@ -283,7 +288,7 @@ export function decodeHeapUpdate(rec: DecodedRecord): XlHeapUpdate {
     let pos = 0;
     const affixes = (flags & XLH_UPDATE_PREFIX_FROM_OLD ? 1 : 0) + (flags & XLH_UPDATE_SUFFIX_FROM_OLD ? 1 : 0);
     if (affixes > 0 && b1 !== undefined) throw recordCorruption(rec, "prefix/suffix from the old tuple, but the old tuple is on another page");
-    if (data.length < 2 * affixes) throw recordCorruption(rec, `block 0 data is ${data.length} bytes, its prefix/suffix lengths need ${2 * affixes}`);
+    if (data.length < 2 * affixes) throw recordCorruption(rec, `block 0 data is ${data.length} bytes, its prefix/suffix lengths need ${2 * affixes}`, 0);
     if (flags & XLH_UPDATE_PREFIX_FROM_OLD) {
       prefixLen = u16(data, pos);
       pos += 2;
@@ -292,12 +297,12 @@ export function decodeHeapUpdate(rec: DecodedRecord): XlHeapUpdate {
       suffixLen = u16(data, pos);
       pos += 2;
     }
-    newTuple = decodeHeapTuple(rec, data, pos, data.length, "new tuple");
+    newTuple = decodeHeapTuple(rec, data, pos, data.length, "new tuple", 0);
     if (prefixLen > 0 && newTuple.data.length < newTuple.hoff - SIZEOF_HEAP_TUPLE_HEADER) {
-      throw recordCorruption(rec, `new tuple: ${newTuple.data.length} bytes cannot hold its ${newTuple.hoff - SIZEOF_HEAP_TUPLE_HEADER}-byte null bitmap`);
+      throw recordCorruption(rec, `new tuple: ${newTuple.data.length} bytes cannot hold its ${newTuple.hoff - SIZEOF_HEAP_TUPLE_HEADER}-byte null bitmap`, 0);
     }
     if (SIZEOF_HEAP_TUPLE_HEADER + newTuple.data.length + prefixLen + suffixLen > MAX_HEAP_TUPLE_SIZE) {
-      throw recordCorruption(rec, "new tuple with its prefix and suffix exceeds MaxHeapTupleSize");
+      throw recordCorruption(rec, "new tuple with its prefix and suffix exceeds MaxHeapTupleSize", 0);
     }
   }
   return {

@@ -40,7 +40,6 @@ import {
   recordCorruption,
   requireBlock,
   XLOG_HEAP_INIT_PAGE,
-  XLOG_HEAP_OPMASK,
 } from "./heap.js";
 
 export const XLOG_HEAP2_REWRITE = 0x00;
@@ -195,7 +194,7 @@ export function decodeHeap2Prune(rec: DecodedRecord): XlHeapPrune {
   if (offsets !== null) {
     const fixed = 2 * (2 * nredirected + ndead);
     if ((offsets.length & 1) !== 0 || offsets.length < fixed) {
-      throw recordCorruption(rec, `block 0 data is ${offsets.length} bytes, not an array of OffsetNumbers holding ${nredirected} redirects and ${ndead} dead`);
+      throw recordCorruption(rec, `block 0 data is ${offsets.length} bytes, not an array of OffsetNumbers holding ${nredirected} redirects and ${ndead} dead`, 0);
     }
     nunused = (offsets.length - fixed) / 2;
   }
@@ -208,7 +207,7 @@ export function decodeHeap2Vacuum(rec: DecodedRecord): XlHeapVacuum {
   const nunused = u16(d, 0);
   const offsets = heap2Data(rec, 0);
   if (offsets !== null && offsets.length !== 2 * nunused) {
-    throw recordCorruption(rec, `block 0 data is ${offsets.length} bytes, ${nunused} unused offsets are ${2 * nunused}`);
+    throw recordCorruption(rec, `block 0 data is ${offsets.length} bytes, ${nunused} unused offsets are ${2 * nunused}`, 0);
   }
   return { nunused, offsets };
 }
@@ -219,7 +218,7 @@ export function decodeHeap2FreezePage(rec: DecodedRecord): XlHeapFreezePage {
   const ntuples = u16(d, 4);
   const plans = heap2Data(rec, 0);
   if (plans !== null && plans.length !== SIZE_OF_HEAP_FREEZE_TUPLE * ntuples) {
-    throw recordCorruption(rec, `block 0 data is ${plans.length} bytes, ${ntuples} freeze plans are ${SIZE_OF_HEAP_FREEZE_TUPLE * ntuples}`);
+    throw recordCorruption(rec, `block 0 data is ${plans.length} bytes, ${ntuples} freeze plans are ${SIZE_OF_HEAP_FREEZE_TUPLE * ntuples}`, 0);
   }
   return { cutoffXid: u32(d, 0), ntuples, plans };
 }
@@ -251,17 +250,17 @@ export function decodeHeap2MultiInsert(rec: DecodedRecord): XlHeapMultiInsert {
     for (let i = 0; i < ntuples; i++) {
       pos += pos & 1; // SHORTALIGN
       if (pos + SIZE_OF_MULTI_INSERT_TUPLE > tupleData.length) {
-        throw recordCorruption(rec, `block 0 data of ${tupleData.length} bytes ends inside the header of tuple ${i + 1} of ${ntuples}`);
+        throw recordCorruption(rec, `block 0 data of ${tupleData.length} bytes ends inside the header of tuple ${i + 1} of ${ntuples}`, 0);
       }
       const dataLen = u16(tupleData, pos);
       const hoff = tupleData[pos + 6]!;
-      if (hoff < SIZEOF_HEAP_TUPLE_HEADER) throw recordCorruption(rec, `tuple ${i + 1}: t_hoff ${hoff} is below ${SIZEOF_HEAP_TUPLE_HEADER}`);
-      if (SIZEOF_HEAP_TUPLE_HEADER + dataLen > MAX_HEAP_TUPLE_SIZE) throw recordCorruption(rec, `tuple ${i + 1}: ${dataLen} data bytes exceed MaxHeapTupleSize`);
+      if (hoff < SIZEOF_HEAP_TUPLE_HEADER) throw recordCorruption(rec, `tuple ${i + 1}: t_hoff ${hoff} is below ${SIZEOF_HEAP_TUPLE_HEADER}`, 0);
+      if (SIZEOF_HEAP_TUPLE_HEADER + dataLen > MAX_HEAP_TUPLE_SIZE) throw recordCorruption(rec, `tuple ${i + 1}: ${dataLen} data bytes exceed MaxHeapTupleSize`, 0);
       tupleStarts[i] = pos;
       pos += SIZE_OF_MULTI_INSERT_TUPLE + dataLen;
-      if (pos > tupleData.length) throw recordCorruption(rec, `block 0 data of ${tupleData.length} bytes ends inside tuple ${i + 1} of ${ntuples}`);
+      if (pos > tupleData.length) throw recordCorruption(rec, `block 0 data of ${tupleData.length} bytes ends inside tuple ${i + 1} of ${ntuples}`, 0);
     }
-    if (pos !== tupleData.length) throw recordCorruption(rec, `total tuple length mismatch: ${ntuples} tuples use ${pos} of ${tupleData.length} bytes`);
+    if (pos !== tupleData.length) throw recordCorruption(rec, `total tuple length mismatch: ${ntuples} tuples use ${pos} of ${tupleData.length} bytes`, 0);
   }
   return {
     flags: d[0]!,
@@ -314,9 +313,4 @@ export function decodeHeap2Rewrite(rec: DecodedRecord): XlHeapRewriteMapping {
     startLsn: lsnHi * 0x1_0000_0000 + u32(d, 32),
     mappings: d.subarray(SIZE_OF_HEAP_REWRITE_MAPPING),
   };
-}
-
-/** The opcode of a Heap2 record (xl_info & XLOG_HEAP_OPMASK). */
-export function heap2Op(rec: DecodedRecord): number {
-  return rec.info & XLOG_HEAP_OPMASK;
 }
