@@ -45,6 +45,33 @@ import {
 } from "../pg/redo/native.js";
 import type { DecodedBlock, DecodedRecord } from "../pg/wal/record.js";
 import {
+  decodeHeapDelete,
+  decodeHeapInsert,
+  decodeHeapLock,
+  decodeHeapUpdate,
+  findBlock,
+  requireBlock,
+  XLH_DELETE_ALL_VISIBLE_CLEARED,
+  XLH_INSERT_ALL_VISIBLE_CLEARED,
+  XLH_LOCK_ALL_FROZEN_CLEARED,
+  XLH_UPDATE_NEW_ALL_VISIBLE_CLEARED,
+  XLH_UPDATE_OLD_ALL_VISIBLE_CLEARED,
+  XLOG_HEAP_DELETE,
+  XLOG_HEAP_HOT_UPDATE,
+  XLOG_HEAP_INSERT,
+  XLOG_HEAP_LOCK,
+  XLOG_HEAP_OPMASK,
+  XLOG_HEAP_UPDATE,
+} from "../pg/wal/records/heap.js";
+import {
+  decodeHeap2LockUpdated,
+  decodeHeap2MultiInsert,
+  VISIBILITYMAP_ALL_FROZEN,
+  VISIBILITYMAP_VALID_BITS,
+  XLOG_HEAP2_LOCK_UPDATED,
+  XLOG_HEAP2_MULTI_INSERT,
+} from "../pg/wal/records/heap2.js";
+import {
   describeRecordKind,
   RM_CLOG_ID,
   RM_DBASE_ID,
@@ -195,7 +222,7 @@ export class WalIngest {
       }
       case RM_HEAP_ID:
       case RM_HEAP2_ID:
-        this.ingestHeapVm(rec, d);
+        this.ingestHeapVm(rec);
         return;
       default:
         // Standby, Btree, Hash, Gin, Gist, Sequence, SPGist, BRIN, CommitTs, ReplicationOrigin,
@@ -503,44 +530,60 @@ export class WalIngest {
   // -------------------------------------------------------------------------------------
   // Visibility-map bits heap records clear without referencing the VM page
 
-  private ingestHeapVm(rec: DecodedRecord, d: Uint8Array): void {
-    const op = rec.info & 0x70;
-    const b0 = rec.blocks.find((b) => b.id === 0);
-    const b1 = rec.blocks.find((b) => b.id === 1);
+  private ingestHeapVm(rec: DecodedRecord): void {
+    const op = rec.info & XLOG_HEAP_OPMASK;
     if (rec.rmid === RM_HEAP_ID) {
-      if (b0 === undefined) return;
       switch (op) {
-        case 0x00: // INSERT
-          if (d[2]! & 0x01) this.clearVm(b0, b0.blkno, null, 0x03);
+        case XLOG_HEAP_INSERT: {
+          const x = decodeHeapInsert(rec);
+          const b0 = requireBlock(rec, 0);
+          if (x.flags & XLH_INSERT_ALL_VISIBLE_CLEARED) this.clearVm(b0, b0.blkno, null, VISIBILITYMAP_VALID_BITS);
           return;
-        case 0x10: // DELETE
-          if (d[7]! & 0x01) this.clearVm(b0, b0.blkno, null, 0x03);
+        }
+        case XLOG_HEAP_DELETE: {
+          const x = decodeHeapDelete(rec);
+          const b0 = requireBlock(rec, 0);
+          if (x.flags & XLH_DELETE_ALL_VISIBLE_CLEARED) this.clearVm(b0, b0.blkno, null, VISIBILITYMAP_VALID_BITS);
           return;
-        case 0x20: // UPDATE
-        case 0x40: {
-          // HOT_UPDATE
-          const flags = d[7]!;
+        }
+        case XLOG_HEAP_UPDATE:
+        case XLOG_HEAP_HOT_UPDATE: {
+          const x = decodeHeapUpdate(rec);
+          const b0 = requireBlock(rec, 0);
+          const b1 = findBlock(rec, 1);
           const oldBlk = b1 !== undefined ? b1.blkno : b0.blkno;
-          const oldClr = (flags & 0x01) !== 0;
-          const newClr = (flags & 0x02) !== 0;
+          const oldClr = (x.flags & XLH_UPDATE_OLD_ALL_VISIBLE_CLEARED) !== 0;
+          const newClr = (x.flags & XLH_UPDATE_NEW_ALL_VISIBLE_CLEARED) !== 0;
           if (oldClr && newClr && Math.floor(oldBlk / HEAPBLOCKS_PER_VM_PAGE) === Math.floor(b0.blkno / HEAPBLOCKS_PER_VM_PAGE)) {
-            this.clearVm(b0, oldBlk, b0.blkno, 0x03);
+            this.clearVm(b0, oldBlk, b0.blkno, VISIBILITYMAP_VALID_BITS);
           } else {
-            if (oldClr) this.clearVm(b0, oldBlk, null, 0x03);
-            if (newClr) this.clearVm(b0, b0.blkno, null, 0x03);
+            if (oldClr) this.clearVm(b0, oldBlk, null, VISIBILITYMAP_VALID_BITS);
+            if (newClr) this.clearVm(b0, b0.blkno, null, VISIBILITYMAP_VALID_BITS);
           }
           return;
         }
-        case 0x60: // LOCK: only ALL_FROZEN
-          if (d[7]! & 0x01) this.clearVm(b0, b0.blkno, null, 0x02);
+        case XLOG_HEAP_LOCK: {
+          // A lock clears only ALL_FROZEN.
+          const x = decodeHeapLock(rec);
+          const b0 = requireBlock(rec, 0);
+          if (x.flags & XLH_LOCK_ALL_FROZEN_CLEARED) this.clearVm(b0, b0.blkno, null, VISIBILITYMAP_ALL_FROZEN);
           return;
+        }
         default:
+          // TRUNCATE, CONFIRM, INPLACE leave the visibility map alone.
           return;
       }
     }
-    if (b0 === undefined) return;
-    if (op === 0x50 && d[0]! & 0x01) this.clearVm(b0, b0.blkno, null, 0x03); // MULTI_INSERT
-    if (op === 0x60 && d[7]! & 0x01) this.clearVm(b0, b0.blkno, null, 0x02); // LOCK_UPDATED
+    if (op === XLOG_HEAP2_MULTI_INSERT) {
+      const x = decodeHeap2MultiInsert(rec);
+      const b0 = requireBlock(rec, 0);
+      if (x.flags & XLH_INSERT_ALL_VISIBLE_CLEARED) this.clearVm(b0, b0.blkno, null, VISIBILITYMAP_VALID_BITS);
+    } else if (op === XLOG_HEAP2_LOCK_UPDATED) {
+      const x = decodeHeap2LockUpdated(rec);
+      const b0 = requireBlock(rec, 0);
+      if (x.flags & XLH_LOCK_ALL_FROZEN_CLEARED) this.clearVm(b0, b0.blkno, null, VISIBILITYMAP_ALL_FROZEN);
+    }
+    // PRUNE, VACUUM, FREEZE_PAGE: no VM change; VISIBLE: its VM block is a block reference.
   }
 
   private clearVm(heap: DecodedBlock, blkA: number, blkB: number | null, flags: number): void {

@@ -25,12 +25,15 @@ import {
   RM_SPGIST_ID,
 } from "../wal/rmgr.js";
 import type { RmgrRedo } from "./rmgr.js";
+import { heap2Redo, heapRedo } from "./heap.js";
 import { xlogRedo } from "./xlog.js";
 
 export type { RmgrRedo } from "./rmgr.js";
 
 const REDO_TABLE: readonly RmgrRedo[] = [
   xlogRedo,
+  heapRedo,
+  heap2Redo,
   // One line per rmgr module, e.g. heapRedo, heap2Redo, btreeRedo, …
 ];
 
