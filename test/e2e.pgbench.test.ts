@@ -205,7 +205,7 @@ describe("pgbench through the pageserver", { timeout: 300_000 }, () => {
     cleanup.push(() => plain.destroy());
     const refused = await api("POST", `/v1/tenant/${tenant}/timeline`, { wal_source: { connstr: plain.connectionString() } });
     expect(refused.status).toBe(422);
-    expect(String(refused.json["error"])).toMatch(/wal_consistency_checking = '[^']*'.*needs 'all'/);
+    expect(String(refused.json["error"])).toMatch(/wal_consistency_checking = '[^']*'.*needs wal_consistency_checking to include '[a-z0-9,]+' \(or 'all'\)/);
 
     // A corrupted byte in the WAL stream stops ingest on that timeline only, naming the LSN.
     const proxy = new CorruptingProxy(src.port);

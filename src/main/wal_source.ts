@@ -29,6 +29,7 @@ import { startBaseBackup } from "../pg/replication/base_backup.js";
 import { ReplicationConnection } from "../pg/replication/connection.js";
 import { WalReceiver, type WalReceiverState } from "../pg/replication/walreceiver.js";
 import { WalStreamDecoder } from "../pg/wal/decoder.js";
+import { rmgrsWithoutNativeRedo } from "../pg/redo/rmgr_redo.js";
 import { writeFileDurable } from "../tenant/durable.js";
 import type { Tenant } from "../tenant/tenant.js";
 import type { Timeline } from "../tenant/timeline.js";
@@ -84,13 +85,23 @@ export function parseConnstr(x: unknown): string {
   return x;
 }
 
-/** Check a source's settings before using it: the error says what to change. */
+/**
+ * Check a source's settings before using it: the error says what to change. Records of an
+ * rmgr without native redo can only be stored as the images wal_consistency_checking puts
+ * on every block they touch, so the source's setting must cover exactly those rmgrs
+ * (nothing, once every rmgr is redone natively).
+ */
 export async function checkSource(conn: ReplicationConnection): Promise<{ systemId: string; timeline: number; xlogPos: Lsn }> {
-  const wcc = (await conn.show("wal_consistency_checking")).trim();
-  if (wcc !== "all") {
-    throw new UnsupportedError(
-      `source has wal_consistency_checking = '${wcc}': the pageserver needs 'all' until native heap/btree redo lands (every block reference must carry an image)`,
-    );
+  const needed = rmgrsWithoutNativeRedo();
+  if (needed.length > 0) {
+    const wcc = (await conn.show("wal_consistency_checking")).trim();
+    const has = new Set(wcc.split(",").map((x) => x.trim().toLowerCase()));
+    const missing = has.has("all") ? [] : needed.filter((n) => !has.has(n));
+    if (missing.length > 0) {
+      throw new UnsupportedError(
+        `source has wal_consistency_checking = '${wcc}': the pageserver can't redo ${missing.join(", ")} records natively yet, so it needs wal_consistency_checking to include '${needed.join(",")}' (or 'all')`,
+      );
+    }
   }
   const level = (await conn.show("wal_level")).trim();
   if (level !== "replica" && level !== "logical") throw new UnsupportedError(`source has wal_level = '${level}': replica or logical is needed`);

@@ -172,11 +172,12 @@ export class WalIngest {
 
   /**
    * The left child of a GiST split gets NSN = the record's LSN and F_FOLLOW_RIGHT cleared
-   * after XLogInsert, so its consistency image still shows the old state; redo
-   * (gistRedoClearFollowRight) sets them. Block 0 in PAGE_SPLIT, block 1 in PAGE_UPDATE.
+   * after XLogInsert, so its image (a full-page write as much as a consistency image) still
+   * shows the old state; redo (gistRedoClearFollowRight) sets them even on a restored image.
+   * Block 0 in PAGE_SPLIT, block 1 in PAGE_UPDATE.
    */
   private isGistLeftChild(rec: DecodedRecord, b: DecodedBlock): boolean {
-    if (rec.rmid !== RM_GIST_ID || b.applyImage) return false;
+    if (rec.rmid !== RM_GIST_ID) return false;
     const op = rec.info & 0xf0;
     const leftChildId = op === XLOG_GIST_PAGE_SPLIT ? 0 : op === XLOG_GIST_PAGE_UPDATE ? 1 : -1;
     return b.id === leftChildId;
