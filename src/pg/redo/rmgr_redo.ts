@@ -24,6 +24,7 @@ import {
   RM_SEQ_ID,
   RM_SPGIST_ID,
 } from "../wal/rmgr.js";
+import { btreeRmgrRedo } from "./btree.js";
 import type { RmgrRedo } from "./rmgr.js";
 import { xlogRedo } from "./xlog.js";
 
@@ -31,6 +32,7 @@ export type { RmgrRedo } from "./rmgr.js";
 
 const REDO_TABLE: readonly RmgrRedo[] = [
   xlogRedo,
+  btreeRmgrRedo,
   // One line per rmgr module, e.g. heapRedo, heap2Redo, btreeRedo, …
 ];
 
