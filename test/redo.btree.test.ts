@@ -127,7 +127,7 @@ function postingTuple(key: number, offs: number[]): Uint8Array {
   const size = (16 + 6 * offs.length + 7) & ~7;
   const t = new Uint8Array(size);
   t.set(le([0, 2], [16, 2], [offs.length | 0x2000, 2], [size | 0x2000, 2], [key, 4]), 0);
-  offs.forEach((o, i) => t.set(le([0, 2], [1, 2], [o, 2]), 16 + 6 * i));
+  for (let i = 0; i < offs.length; i++) t.set(le([0, 2], [1, 2], [offs[i]!, 2]), 16 + 6 * i);
   return t;
 }
 
@@ -136,7 +136,7 @@ function leafPage(tuples: Uint8Array[]): Uint8Array {
   const page = new Uint8Array(BLCKSZ);
   btPageInit(page);
   setBtOpaque(page, 0, 0, 0, BTP_LEAF, 0);
-  tuples.forEach((t, i) => expect(pageAddItemExtended(page, t, i + 1, 0)).toBe(i + 1));
+  for (let i = 0; i < tuples.length; i++) expect(pageAddItemExtended(page, tuples[i]!, i + 1, 0)).toBe(i + 1);
   return page;
 }
 
