@@ -344,7 +344,7 @@ describe("btree redo on hand-built pages", () => {
 /** Whether block `id` of `rec` was redone and compared (a check image, no image to apply). */
 function checkedBlock(rec: DecodedRecord, id: number): boolean {
   const b = rec.blocks.find((x) => x.id === id);
-  return b !== undefined && b.hasImage && !b.applyImage;
+  return b?.hasImage === true && !b.applyImage;
 }
 
 /**
