@@ -58,6 +58,7 @@ import {
   decodeBtreeVacuum,
   nextUpdate,
   offsetAt,
+  SIZE_OF_BTREE_UPDATE,
   updateNDeleted,
   type XlBtreeSplit,
   type XlBtreeVacuum,
@@ -340,9 +341,12 @@ let dedupNhtids = 0;
 let dedupNitems = 0;
 let dedupNintervals = 0;
 
-/** A non-pivot tuple's heap TIDs on the page: sets dedupTidStart/dedupTidCount. */
+// Where the heap TIDs of the tuple nonPivotTids last looked at are: byte offset in the
+// tuple (0 for a plain tuple's t_tid) and count.
 let dedupTidStart = 0;
 let dedupTidCount = 0;
+
+/** A non-pivot tuple's heap TIDs (its t_tid, or its posting list), checked to lie inside the item. */
 function nonPivotTids(rec: DecodedRecord, itup: Uint8Array, off: number): void {
   if (itup.length < SIZE_OF_INDEX_TUPLE_DATA || btreeTupleIsPivot(itup, 0)) {
     throw corrupt(rec, `deduplication met a pivot or truncated tuple at offset ${off}`);
@@ -354,7 +358,7 @@ function nonPivotTids(rec: DecodedRecord, itup: Uint8Array, off: number): void {
   }
   dedupTidStart = btreeTupleGetPostingOffset(itup, 0);
   dedupTidCount = btreeTupleGetNPosting(itup, 0);
-  if (dedupTidStart + dedupTidCount * SIZE_OF_ITEM_POINTER > itup.length) {
+  if (dedupTidStart < SIZE_OF_INDEX_TUPLE_DATA || dedupTidStart + dedupTidCount * SIZE_OF_ITEM_POINTER > itup.length) {
     throw corrupt(rec, `posting list at offset ${off} passes the end of its ${itup.length}-byte item`);
   }
 }
@@ -460,7 +464,7 @@ function redoDeleteItems(rec: DecodedRecord, blockId: number, page: Uint8Array, 
     for (let i = 0; i < counts.nupdated; i++) {
       const off = offsetAt(data.updatedOffsets, i);
       checkOffset(rec, page, off, "updated tuple");
-      const size = btUpdatePosting(pageGetItem(page, off), 0, data.updates, pos + 2, updateNDeleted(data.updates, pos), tupleOut);
+      const size = btUpdatePosting(pageGetItem(page, off), 0, data.updates, pos + SIZE_OF_BTREE_UPDATE, updateNDeleted(data.updates, pos), tupleOut);
       if (!pageIndexTupleOverwrite(page, off, tupleOut.subarray(0, maxAlign(size)))) {
         throw corrupt(rec, `failed to update partially dead item at offset ${off}`);
       }

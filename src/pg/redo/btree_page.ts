@@ -36,9 +36,7 @@ export const BTP_HAS_GARBAGE = 1 << 6;
 export const BTP_INCOMPLETE_SPLIT = 1 << 7;
 export const BTP_HAS_FULLXID = 1 << 8;
 
-export const BTREE_METAPAGE = 0;
 export const BTREE_MAGIC = 0x053162;
-export const BTREE_NOVAC_VERSION = 3;
 export const SIZE_OF_BT_META_PAGE_DATA = 48;
 export const SIZE_OF_BT_DELETED_PAGE_DATA = 8;
 
@@ -103,17 +101,11 @@ export function setBtpoNext(page: Uint8Array, v: number): void {
 export function btpoLevel(page: Uint8Array): number {
   return u32(page, opaqueAt(page) + OPQ_LEVEL);
 }
-export function setBtpoLevel(page: Uint8Array, v: number): void {
-  setU32(page, opaqueAt(page) + OPQ_LEVEL, v);
-}
 export function btpoFlags(page: Uint8Array): number {
   return u16(page, opaqueAt(page) + OPQ_FLAGS);
 }
 export function setBtpoFlags(page: Uint8Array, v: number): void {
   setU16(page, opaqueAt(page) + OPQ_FLAGS, v);
-}
-export function btpoCycleid(page: Uint8Array): number {
-  return u16(page, opaqueAt(page) + OPQ_CYCLEID);
 }
 export function setBtpoCycleid(page: Uint8Array, v: number): void {
   setU16(page, opaqueAt(page) + OPQ_CYCLEID, v);
@@ -164,10 +156,6 @@ export function itupTidBlock(b: Uint8Array, o: number): number {
 export function setItupTidBlock(b: Uint8Array, o: number, blkno: number): void {
   setU16(b, o, blkno >>> 16);
   setU16(b, o + 2, blkno & 0xffff);
-}
-/** ItemPointerGetOffsetNumberNoCheck of t_tid. */
-export function itupTidOffset(b: Uint8Array, o: number): number {
-  return u16(b, o + 4);
 }
 
 export function btreeTupleIsPosting(b: Uint8Array, o: number): boolean {

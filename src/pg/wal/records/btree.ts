@@ -71,10 +71,6 @@ export const INDEX_SIZE_MASK = 0x1fff;
 /** Every on-page index tuple is MAXALIGNed. */
 const MAXALIGN_MASK = 7;
 
-/** P_NONE / InvalidBlockNumber as they appear in btree records. */
-export const P_NONE = 0;
-export const INVALID_BLOCK_NUMBER = 0xffff_ffff;
-
 /** The btree opcode of a record: xl_info without the XLR_INFO_MASK bits. */
 export function btreeInfoCode(rec: DecodedRecord): number {
   return rec.info & XLR_RMGR_INFO_MASK;
@@ -317,7 +313,7 @@ export function decodeBtreeDelete(rec: DecodedRecord): XlBtreeDelete {
 /**
  * Block 0's data of VACUUM and DELETE. Offsets are u16 arrays (read with offsetAt); each
  * xl_btree_update is {u16 ndeletedtids ≥ 1, u16 posting-list indexes}, walked with
- * updateAt/nextUpdate. The whole layout has been checked to fill the data exactly.
+ * updateNDeleted/nextUpdate. The whole layout has been checked to fill the data exactly.
  */
 export interface XlBtreeDeleteData {
   deleted: Uint8Array;
@@ -354,10 +350,6 @@ export function offsetAt(arr: Uint8Array, i: number): number {
 /** ndeletedtids of the xl_btree_update at byte `pos` of `updates`. */
 export function updateNDeleted(updates: Uint8Array, pos: number): number {
   return u16(updates, pos);
-}
-/** The k-th deleted posting-list index of the xl_btree_update at byte `pos`. */
-export function updateDeletedTid(updates: Uint8Array, pos: number, k: number): number {
-  return u16(updates, pos + SIZE_OF_BTREE_UPDATE + k * 2);
 }
 /** Byte position of the xl_btree_update after the one at `pos`. */
 export function nextUpdate(updates: Uint8Array, pos: number): number {
