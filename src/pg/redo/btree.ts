@@ -90,9 +90,16 @@ import {
   pageIndexMultiDelete,
   pageIndexTupleDelete,
   pageIndexTupleOverwrite,
+  LP_NORMAL,
   pageLsn,
   pdSpecial,
+  pdUpper,
+  SIZE_OF_ITEM_ID,
+  SIZE_OF_PAGE_HEADER,
+  setItemId,
   setPageLsn,
+  setPdLower,
+  setPdUpper,
 } from "./bufpage.js";
 import {
   BT_MAX_ITEM_SIZE,
@@ -193,16 +200,26 @@ function restoreMeta(rec: DecodedRecord, blockId: number, page: Uint8Array): voi
 }
 
 /**
- * _bt_restore_page: add the tuples of a page's upper part (highest item number first) to a
- * freshly initialized page, in item-number order, so they land where they were.
+ * _bt_restore_page on a freshly initialized page: the logged tuples (a page's
+ * [pd_upper, pd_special), highest item number first) re-added in item-number order. Each
+ * PageAddItem would place its MAXALIGNed tuple right below the previous one, so the data
+ * goes back byte for byte below pd_special, and item k's line pointer points into it: one
+ * copy instead of one PageAddItem per tuple, the same page.
  */
 function restorePage(rec: DecodedRecord, blockId: number, page: Uint8Array): void {
   const { data, count: n } = decodeRestoreTuples(rec, blockId, restoreStarts);
-  for (let i = n - 1; i >= 0; i--) {
+  const special = pdSpecial(page);
+  assert(pageGetMaxOffsetNumber(page) === 0 && pdUpper(page) === special, "_bt_restore_page needs an empty page");
+  const upper = special - data.length;
+  const lower = SIZE_OF_PAGE_HEADER + n * SIZE_OF_ITEM_ID;
+  if (lower > upper) throw corrupt(rec, `_bt_restore_page: ${n} items of ${data.length} bytes don't fit on a page`);
+  page.set(data, upper);
+  for (let i = 0; i < n; i++) {
     const start = restoreStarts[i]!;
-    const size = maxAlign(itupSize(data, start));
-    addItem(rec, page, data.subarray(start, start + size), n - i, "restored item");
+    setItemId(page, n - i, upper + start, LP_NORMAL, maxAlign(itupSize(data, start)));
   }
+  setPdLower(page, lower);
+  setPdUpper(page, upper);
 }
 
 // ---- INSERT_* ------------------------------------------------------------------------
