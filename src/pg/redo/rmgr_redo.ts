@@ -24,6 +24,7 @@ import {
   RM_SEQ_ID,
   RM_SPGIST_ID,
 } from "../wal/rmgr.js";
+import { btreeRmgrRedo } from "./btree.js";
 import type { RmgrRedo } from "./rmgr.js";
 import { heap2Redo, heapRedo } from "./heap.js";
 import { xlogRedo } from "./xlog.js";
@@ -34,6 +35,7 @@ const REDO_TABLE: readonly RmgrRedo[] = [
   xlogRedo,
   heapRedo,
   heap2Redo,
+  btreeRmgrRedo,
   // One line per rmgr module, e.g. heapRedo, heap2Redo, btreeRedo, …
 ];
 
