@@ -25,12 +25,16 @@ import {
   RM_SPGIST_ID,
 } from "../wal/rmgr.js";
 import type { RmgrRedo } from "./rmgr.js";
+import { ginRedo } from "./gin.js";
+import { hashRedo } from "./hash.js";
 import { xlogRedo } from "./xlog.js";
 
 export type { RmgrRedo } from "./rmgr.js";
 
 const REDO_TABLE: readonly RmgrRedo[] = [
   xlogRedo,
+  hashRedo,
+  ginRedo,
   // One line per rmgr module, e.g. heapRedo, heap2Redo, btreeRedo, …
 ];
 
