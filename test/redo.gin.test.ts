@@ -222,6 +222,23 @@ describe("GIN record decoders", () => {
     expect([...page.subarray(8184)]).toEqual([0xff, 0xff, 0xff, 0xff, 0, 0, 8, 0]);
   });
 
+  it("convert a pre-9.4 uncompressed posting-tree leaf before recompressing it", () => {
+    const page = new Uint8Array(8192);
+    pageInit(page, 8);
+    page.set([0, 0, 3, 0, 0x03, 0], 8184 + 2); // maxoff 3 (rightlink 0), flags GIN_DATA | GIN_LEAF
+    page.set([0xff, 0xff, 0xff, 0xff], 8184);
+    // (0,1), (0,2), (1,1) as raw ItemPointerData; pd_lower left at the header, as before 9.4.
+    page.set([0, 0, 0, 0, 1, 0, 0, 0, 0, 0, 2, 0, 0, 0, 1, 0, 1, 0], 32);
+    // One action: ADDITEMS (2,1) to segment 0, which the conversion just produced.
+    const rec = record(XLOG_GIN_VACUUM_DATA_LEAF_PAGE, EMPTY, [block(0, new Uint8Array([...u16le(1), 0, 4, ...u16le(1), 0, 0, 2, 0, 1, 0]))]);
+    ginRedo.redo(rec, 0, page);
+    // (0,1) | nbytes 5 | deltas 1, 2047, 2048 | pad
+    expect([...page.subarray(32, 46)]).toEqual([0, 0, 0, 0, 1, 0, 5, 0, 0x01, 0xff, 0x0f, 0x80, 0x10, 0]);
+    expect(pdLower(page)).toBe(46);
+    expect([...page.subarray(8184)]).toEqual([0xff, 0xff, 0xff, 0xff, 0, 0, 0x83, 0]);
+    expect(pageLsn(page)).toBe(rec.endLsn);
+  });
+
   it("refuse SPLIT and VACUUM_PAGE blocks without their full-page images", () => {
     const split = new Uint8Array(28);
     split[24] = GIN_INSERT_ISLEAF;
