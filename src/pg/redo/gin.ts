@@ -509,6 +509,7 @@ function redoInsert(rec: DecodedRecord, blk: DecodedBlock, page: Uint8Array): vo
       const data = decodeGinInsertDataInternal(rec);
       const maxoff = u16(page, at + OPAQUE_MAXOFF);
       if (data.offset < FirstOffsetNumber || data.offset > maxoff + 1) throw redoCorruption(rec, blockId, `posting item offset ${data.offset} outside [1, ${maxoff + 1}]`);
+      if (DATA_START + (maxoff + 1) * SIZE_OF_POSTING_ITEM > at) throw redoCorruption(rec, blockId, `no room for posting item ${maxoff + 1}`);
       // The existing downlink now points at the split's right page.
       setBlockId(page, DATA_START + (data.offset - 1) * SIZE_OF_POSTING_ITEM, xl.rightChildBlkno);
       addPostingItem(rec, blockId, page, at, data.newItem, data.offset);
