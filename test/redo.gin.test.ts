@@ -267,7 +267,8 @@ function recordVariants(rec: DecodedRecord): string[] {
 }
 
 describe("GIN redo against PostgreSQL 15", () => {
-  it("matches every checked block", async () => {
+  // A real server and ~350k records: allow for a busy machine.
+  it("matches every checked block", { timeout: 600_000 }, async () => {
     const seen = new Map<string, number>();
     const report = await verifyRedo({
       rmgrs: [RM_GIN_ID],
