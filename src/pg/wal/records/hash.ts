@@ -29,11 +29,11 @@
  * bits are the size), each taking MAXALIGN(size) bytes of the block data.
  *
  * Every length is checked before it is read; a short or inconsistent record is a
- * CorruptionError naming the record's LSN, rmgr and info (walRecordCorruption).
+ * CorruptionError naming the record's LSN, rmgr and info (recordCorrupt).
  */
 import type { DecodedBlock, DecodedRecord } from "../record.js";
 import { XLR_RMGR_INFO_MASK } from "../rmgr.js";
-import { walRecordCorruption } from "./corruption.js";
+import { blockById, recordCorrupt } from "./record_access.js";
 
 export const XLOG_HASH_INIT_META_PAGE = 0x00;
 export const XLOG_HASH_INIT_BITMAP_PAGE = 0x10;
@@ -178,40 +178,33 @@ function u32(b: Uint8Array, o: number): number {
 
 function mainData(rec: DecodedRecord, size: number, what: string): Uint8Array {
   const d = rec.mainData;
-  if (d.length < size) throw walRecordCorruption(rec, `${what} main data is ${d.length} bytes, needs ${size}`);
+  if (d.length < size) throw recordCorrupt(rec, `${what} main data is ${d.length} bytes, needs ${size}`);
   return d;
 }
 
 function expectInfo(rec: DecodedRecord, info: number): void {
   if ((rec.info & XLR_RMGR_INFO_MASK) !== info) {
-    throw walRecordCorruption(rec, `decoded as info 0x${info.toString(16)}`);
+    throw recordCorrupt(rec, `decoded as info 0x${info.toString(16)}`);
   }
 }
 
-/** The block reference with id `blockId`, or undefined. */
-export function hashBlock(rec: DecodedRecord, blockId: number): DecodedBlock | undefined {
-  const blocks = rec.blocks;
-  for (let i = 0; i < blocks.length; i++) if (blocks[i]!.id === blockId) return blocks[i];
-  return undefined;
-}
-
 export function hashBlockRequired(rec: DecodedRecord, blockId: number): DecodedBlock {
-  const b = hashBlock(rec, blockId);
-  if (b === undefined) throw walRecordCorruption(rec, `has no block reference ${blockId}`);
+  const b = blockById(rec, blockId);
+  if (b === undefined) throw recordCorrupt(rec, `has no block reference ${blockId}`);
   return b;
 }
 
 /** A block's data that must be exactly one u32 (bucket number, bitmap bit, firstfree). */
 export function hashBlockU32(rec: DecodedRecord, blockId: number): number {
   const d = hashBlockRequired(rec, blockId).data;
-  if (d.length !== 4) throw walRecordCorruption(rec, `block ${blockId} data is ${d.length} bytes, expected a u32`);
+  if (d.length !== 4) throw recordCorrupt(rec, `block ${blockId} data is ${d.length} bytes, expected a u32`);
   return u32(d, 0);
 }
 
 /** An OffsetNumber array of `byteLength` bytes at `bytes[start]`, copied (the source may be unaligned). */
 function offsetArray(rec: DecodedRecord, bytes: Uint8Array, start: number, count: number, what: string): Uint16Array {
-  if (count > MAX_OFFSET_NUMBER) throw walRecordCorruption(rec, `${what}: ${count} offsets exceed MaxOffsetNumber`);
-  if (start + 2 * count > bytes.length) throw walRecordCorruption(rec, `${what}: ${count} offsets need ${2 * count} bytes, ${bytes.length - start} present`);
+  if (count > MAX_OFFSET_NUMBER) throw recordCorrupt(rec, `${what}: ${count} offsets exceed MaxOffsetNumber`);
+  if (start + 2 * count > bytes.length) throw recordCorrupt(rec, `${what}: ${count} offsets need ${2 * count} bytes, ${bytes.length - start} present`);
   const out = new Uint16Array(count);
   for (let i = 0; i < count; i++) out[i] = u16(bytes, start + 2 * i);
   return out;
@@ -220,7 +213,7 @@ function offsetArray(rec: DecodedRecord, bytes: Uint8Array, start: number, count
 /** A block's data that is an array of OffsetNumbers (DELETE block 1, MOVE_PAGE_CONTENTS block 2). */
 export function hashBlockOffsets(rec: DecodedRecord, blockId: number): Uint16Array {
   const d = hashBlockRequired(rec, blockId).data;
-  if ((d.length & 1) !== 0) throw walRecordCorruption(rec, `block ${blockId} offset array has odd length ${d.length}`);
+  if ((d.length & 1) !== 0) throw recordCorrupt(rec, `block ${blockId} offset array has odd length ${d.length}`);
   return offsetArray(rec, d, 0, d.length >>> 1, `block ${blockId}`);
 }
 
@@ -268,7 +261,7 @@ export function decodeHashSplitMetaUpdate(rec: DecodedRecord, flags: number): Ha
   const hasMasks = (flags & XLH_SPLIT_META_UPDATE_MASKS) !== 0;
   const hasSplitpoint = (flags & XLH_SPLIT_META_UPDATE_SPLITPOINT) !== 0;
   const want = (hasMasks ? 8 : 0) + (hasSplitpoint ? 8 : 0);
-  if (d.length !== want) throw walRecordCorruption(rec, `block 2 data is ${d.length} bytes, flags 0x${flags.toString(16)} announce ${want}`);
+  if (d.length !== want) throw recordCorrupt(rec, `block 2 data is ${d.length} bytes, flags 0x${flags.toString(16)} announce ${want}`);
   const at = hasMasks ? 8 : 0;
   return {
     hasMasks,
@@ -305,9 +298,9 @@ export function decodeHashSqueezePage(rec: DecodedRecord): XlHashSqueezePage {
 }
 
 function checkIndexTuple(rec: DecodedRecord, d: Uint8Array, start: number, avail: number, what: string): number {
-  if (avail < SIZE_OF_INDEX_TUPLE_DATA) throw walRecordCorruption(rec, `${what}: ${avail} bytes cannot hold an index tuple header`);
+  if (avail < SIZE_OF_INDEX_TUPLE_DATA) throw recordCorrupt(rec, `${what}: ${avail} bytes cannot hold an index tuple header`);
   const size = u16(d, start + T_INFO_OFFSET) & INDEX_SIZE_MASK;
-  if (size < SIZE_OF_INDEX_TUPLE_DATA || size > avail) throw walRecordCorruption(rec, `${what}: index tuple size ${size}, ${avail} bytes present`);
+  if (size < SIZE_OF_INDEX_TUPLE_DATA || size > avail) throw recordCorrupt(rec, `${what}: index tuple size ${size}, ${avail} bytes present`);
   return size;
 }
 
@@ -325,12 +318,12 @@ export function decodeHashTupleList(rec: DecodedRecord, blockId: number, ntups: 
   for (let i = 0; i < ntups; i++) {
     const size = checkIndexTuple(rec, d, pos, d.length - pos, `block ${blockId} tuple ${i}`);
     const aligned = (size + MAXIMUM_ALIGNOF - 1) & ~(MAXIMUM_ALIGNOF - 1);
-    if (pos + aligned > d.length) throw walRecordCorruption(rec, `block ${blockId} tuple ${i}: ${aligned} bytes, ${d.length - pos} present`);
+    if (pos + aligned > d.length) throw recordCorrupt(rec, `block ${blockId} tuple ${i}: ${aligned} bytes, ${d.length - pos} present`);
     starts[i] = pos;
     sizes[i] = aligned;
     pos += aligned;
   }
-  if (pos !== d.length) throw walRecordCorruption(rec, `block ${blockId}: ${d.length - pos} bytes after ${ntups} tuples`);
+  if (pos !== d.length) throw recordCorrupt(rec, `block ${blockId}: ${d.length - pos} bytes after ${ntups} tuples`);
   return { offsets, starts, sizes, data: d };
 }
 
@@ -350,7 +343,7 @@ export function decodeHashVacuumOnePage(rec: DecodedRecord): XlHashVacuumOnePage
   expectInfo(rec, XLOG_HASH_VACUUM_ONE_PAGE);
   const d = mainData(rec, SIZE_OF_HASH_VACUUM_ONE_PAGE, "xl_hash_vacuum_one_page");
   const ntuples = u32(d, 4) | 0;
-  if (ntuples < 0) throw walRecordCorruption(rec, `negative ntuples ${ntuples}`);
+  if (ntuples < 0) throw recordCorrupt(rec, `negative ntuples ${ntuples}`);
   // PostgreSQL deletes the offsets only when the record is longer than the struct.
   const offsets = d.length > SIZE_OF_HASH_VACUUM_ONE_PAGE ? offsetArray(rec, d, SIZE_OF_HASH_VACUUM_ONE_PAGE, ntuples, "deleted offsets") : new Uint16Array(0);
   return { latestRemovedXid: u32(d, 0), ntuples, offsets };
