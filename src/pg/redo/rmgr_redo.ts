@@ -27,6 +27,8 @@ import {
 import { btreeRmgrRedo } from "./btree.js";
 import type { RmgrRedo } from "./rmgr.js";
 import { heap2Redo, heapRedo } from "./heap.js";
+import { ginRedo } from "./gin.js";
+import { hashRedo } from "./hash.js";
 import { xlogRedo } from "./xlog.js";
 
 export type { RmgrRedo } from "./rmgr.js";
@@ -36,7 +38,8 @@ const REDO_TABLE: readonly RmgrRedo[] = [
   heapRedo,
   heap2Redo,
   btreeRmgrRedo,
-  // One line per rmgr module, e.g. heapRedo, heap2Redo, btreeRedo, …
+  hashRedo,
+  ginRedo,
 ];
 
 /** Page-touching rmgrs, with their wal_consistency_checking names. */
