@@ -21,7 +21,7 @@
  * A block restored from an APPLY image gets nothing more. No FSM updates (PostgreSQL's redo
  * makes none either).
  */
-import { UnsupportedError } from "../../types/errors.js";
+import type { CorruptionError } from "../../types/errors.js";
 import type { DecodedBlock, DecodedRecord } from "../wal/record.js";
 import {
   type BrinInsert,
@@ -40,8 +40,7 @@ import {
   XLOG_BRIN_SAMEPAGE_UPDATE,
   XLOG_BRIN_UPDATE,
 } from "../wal/records/brin.js";
-import { blockById, recordCorrupt } from "../wal/records/record_access.js";
-import { describeRecordKind, RM_BRIN_ID } from "../wal/rmgr.js";
+import { RM_BRIN_ID } from "../wal/rmgr.js";
 import { maskPageHintBits, maskPageLsnAndChecksum, maskUnusedSpace } from "./bufmask.js";
 import {
   BLCKSZ,
@@ -59,7 +58,7 @@ import {
   setPageLsn,
   setPdLower,
 } from "./bufpage.js";
-import type { RmgrRedo } from "./rmgr_redo.js";
+import { findBlock, type RmgrRedo, redoCorruption, redoUnsupported } from "./rmgr.js";
 
 export const SIZE_OF_BRIN_SPECIAL = 8;
 export const BRIN_PAGETYPE_META = 0xf091;
@@ -121,49 +120,55 @@ function setRevmapEntry(page: Uint8Array, pagesPerRange: number, heapBlk: number
   setU16(page, at + 4, valid ? off : InvalidOffsetNumber);
 }
 
-function checkOffset(rec: DecodedRecord, page: Uint8Array, off: number): void {
+function checkOffset(rec: DecodedRecord, bid: number, page: Uint8Array, off: number): void {
   const max = pageGetMaxOffsetNumber(page);
-  if (off < FirstOffsetNumber || off > max) throw recordCorrupt(rec, `offset ${off} is not on the page (max offset ${max})`);
+  if (off < FirstOffsetNumber || off > max) throw redoCorruption(rec, bid, `offset ${off} is not on the page (max offset ${max})`);
 }
 
 /** brin_xlog_insert_update, blocks 0 (the tuple's page) and 1 (the revmap page). */
 function redoInsertUpdate(rec: DecodedRecord, block: DecodedBlock, page: Uint8Array, xl: BrinInsert): void {
+  const bid = block.id;
   if (block.id === 0) {
     if ((rec.info & XLOG_BRIN_INIT_PAGE) !== 0) brinPageInit(page, BRIN_PAGETYPE_REGULAR);
     else if (block.applyImage) return;
     const tuple = block.data;
-    if (tuple.length === 0) throw recordCorrupt(rec, "block 0 carries no BRIN tuple");
-    if (pageGetMaxOffsetNumber(page) + 1 < xl.offnum) throw recordCorrupt(rec, `invalid max offset number: offset ${xl.offnum} on a page of ${pageGetMaxOffsetNumber(page)}`);
+    if (tuple.length === 0) throw redoCorruption(rec, bid, "block 0 carries no BRIN tuple");
+    if (pageGetMaxOffsetNumber(page) + 1 < xl.offnum) throw redoCorruption(rec, bid, `invalid max offset number: offset ${xl.offnum} on a page of ${pageGetMaxOffsetNumber(page)}`);
     if (pageAddItemExtended(page, tuple, xl.offnum, PAI_OVERWRITE) === InvalidOffsetNumber) {
-      throw recordCorrupt(rec, `failed to add a BRIN tuple of ${tuple.length} bytes at offset ${xl.offnum}`);
+      throw redoCorruption(rec, bid, `failed to add a BRIN tuple of ${tuple.length} bytes at offset ${xl.offnum}`);
     }
   } else if (block.id === 1) {
     if (block.applyImage) return;
-    const regular = blockById(rec, 0);
-    if (regular === undefined) throw recordCorrupt(rec, "no block reference 0 for the revmap entry to point at");
+    const regular = findBlock(rec, 0);
+    if (regular === undefined) throw redoCorruption(rec, bid, "no block reference 0 for the revmap entry to point at");
     setRevmapEntry(page, xl.pagesPerRange, xl.heapBlk, regular.blkno, xl.offnum);
   } else {
-    return noSuchBlock(rec, block.id);
+    throw noSuchBlock(rec, block.id);
   }
   setPageLsn(page, rec.endLsn);
 }
 
 function redoUpdate(rec: DecodedRecord, block: DecodedBlock, page: Uint8Array): void {
+  const bid = block.id;
   const xl = decodeBrinUpdate(rec);
-  if (block.id !== 2) return redoInsertUpdate(rec, block, page, xl.insert);
+  if (block.id !== 2) {
+    redoInsertUpdate(rec, block, page, xl.insert);
+    return;
+  }
   if (block.applyImage) return;
-  checkOffset(rec, page, xl.oldOffnum);
+  checkOffset(rec, bid, page, xl.oldOffnum);
   pageIndexTupleDeleteNoCompact(page, xl.oldOffnum);
   setPageLsn(page, rec.endLsn);
 }
 
 function redoSamepageUpdate(rec: DecodedRecord, block: DecodedBlock, page: Uint8Array): void {
-  if (block.id !== 0) return noSuchBlock(rec, block.id);
+  const bid = block.id;
+  if (block.id !== 0) throw noSuchBlock(rec, block.id);
   if (block.applyImage) return;
   const xl = decodeBrinSamepageUpdate(rec);
-  checkOffset(rec, page, xl.offnum);
+  checkOffset(rec, bid, page, xl.offnum);
   if (!pageIndexTupleOverwrite(page, xl.offnum, block.data)) {
-    throw recordCorrupt(rec, `failed to replace the BRIN tuple at offset ${xl.offnum} with ${block.data.length} bytes`);
+    throw redoCorruption(rec, bid, `failed to replace the BRIN tuple at offset ${xl.offnum} with ${block.data.length} bytes`);
   }
   setPageLsn(page, rec.endLsn);
 }
@@ -178,54 +183,61 @@ function redoRevmapExtend(rec: DecodedRecord, block: DecodedBlock, page: Uint8Ar
     setPdLower(page, SIZE_OF_PAGE_HEADER + SIZE_OF_BRIN_META);
     return;
   }
-  if (block.id !== 1) return noSuchBlock(rec, block.id);
+  if (block.id !== 1) throw noSuchBlock(rec, block.id);
   brinPageInit(page, BRIN_PAGETYPE_REVMAP);
   setPageLsn(page, rec.endLsn);
 }
 
 function redoDesummarize(rec: DecodedRecord, block: DecodedBlock, page: Uint8Array): void {
+  const bid = block.id;
   if (block.applyImage) return;
   const xl = decodeBrinDesummarize(rec);
   if (block.id === 0) {
     setRevmapEntry(page, xl.pagesPerRange, xl.heapBlk, INVALID_BLOCK_NUMBER, InvalidOffsetNumber);
   } else if (block.id === 1) {
-    checkOffset(rec, page, xl.regOffset);
+    checkOffset(rec, bid, page, xl.regOffset);
     pageIndexTupleDeleteNoCompact(page, xl.regOffset);
   } else {
-    return noSuchBlock(rec, block.id);
+    throw noSuchBlock(rec, block.id);
   }
   setPageLsn(page, rec.endLsn);
 }
 
-function noSuchBlock(rec: DecodedRecord, blockId: number): never {
-  throw recordCorrupt(rec, `block reference ${blockId} has no meaning for this record`);
+function noSuchBlock(rec: DecodedRecord, blockId: number): CorruptionError {
+  return redoCorruption(rec, blockId, "this record gives the block reference no meaning");
 }
 
 function redo(rec: DecodedRecord, blockId: number, page: Uint8Array): void {
-  const block = blockById(rec, blockId);
-  if (block === undefined) throw recordCorrupt(rec, `no block reference ${blockId}`);
-  if (page.length !== BLCKSZ) throw recordCorrupt(rec, `block ${blockId}: page of ${page.length} bytes`);
+  const bid = blockId;
+  const block = findBlock(rec, blockId);
+  if (block === undefined) throw redoCorruption(rec, bid, `no block reference ${blockId}`);
+  if (page.length !== BLCKSZ) throw redoCorruption(rec, bid, `block ${blockId}: page of ${page.length} bytes`);
   const op = rec.info & XLOG_BRIN_OPMASK;
   switch (op) {
     case XLOG_BRIN_CREATE_INDEX: {
-      if (blockId !== 0) return noSuchBlock(rec, blockId);
+      if (blockId !== 0) throw noSuchBlock(rec, blockId);
       const xl = decodeBrinCreateIdx(rec);
       brinMetapageInit(page, xl.pagesPerRange, xl.version);
       setPageLsn(page, rec.endLsn);
       return;
     }
     case XLOG_BRIN_INSERT:
-      return redoInsertUpdate(rec, block, page, decodeBrinInsert(rec));
+      redoInsertUpdate(rec, block, page, decodeBrinInsert(rec));
+      return;
     case XLOG_BRIN_UPDATE:
-      return redoUpdate(rec, block, page);
+      redoUpdate(rec, block, page);
+      return;
     case XLOG_BRIN_SAMEPAGE_UPDATE:
-      return redoSamepageUpdate(rec, block, page);
+      redoSamepageUpdate(rec, block, page);
+      return;
     case XLOG_BRIN_REVMAP_EXTEND:
-      return redoRevmapExtend(rec, block, page);
+      redoRevmapExtend(rec, block, page);
+      return;
     case XLOG_BRIN_DESUMMARIZE:
-      return redoDesummarize(rec, block, page);
+      redoDesummarize(rec, block, page);
+      return;
     default:
-      throw new UnsupportedError(`cannot redo ${describeRecordKind(rec.rmid, rec.info)} (brin info 0x${op.toString(16)})`);
+      throw redoUnsupported(rec, `unknown brin op code 0x${op.toString(16)}`);
   }
 }
 

@@ -8,14 +8,12 @@
  * pd_lower and pd_upper is zeroed (the delta says nothing about it and GenericXLogFinish
  * zeroed it on the primary), and pd_lsn := the record's end.
  */
-import { UnsupportedError } from "../../types/errors.js";
 import type { DecodedRecord } from "../wal/record.js";
 import { checkGenericDelta, GENERIC_FRAGMENT_HEADER_SIZE, MAX_GENERIC_XLOG_PAGES, XLOG_GENERIC } from "../wal/records/generic.js";
-import { blockById, recordCorrupt } from "../wal/records/record_access.js";
-import { describeRecordKind, RM_GENERIC_ID, XLR_RMGR_INFO_MASK } from "../wal/rmgr.js";
+import { RM_GENERIC_ID, XLR_RMGR_INFO_MASK } from "../wal/rmgr.js";
 import { maskPageLsnAndChecksum, maskUnusedSpace } from "./bufmask.js";
 import { BLCKSZ, pdLower, pdUpper, setPageLsn } from "./bufpage.js";
-import type { RmgrRedo } from "./rmgr_redo.js";
+import { findBlock, type RmgrRedo, redoCorruption, redoUnsupported } from "./rmgr.js";
 
 function u16(b: Uint8Array, o: number): number {
   return b[o]! | (b[o + 1]! << 8);
@@ -34,18 +32,19 @@ function applyDelta(page: Uint8Array, delta: Uint8Array): void {
 }
 
 function redo(rec: DecodedRecord, blockId: number, page: Uint8Array): void {
+  const bid = blockId;
   const op = rec.info & XLR_RMGR_INFO_MASK;
-  if (op !== XLOG_GENERIC) throw new UnsupportedError(`cannot redo ${describeRecordKind(rec.rmid, rec.info)} (generic info 0x${op.toString(16)})`);
-  const block = blockById(rec, blockId);
-  if (block === undefined) throw recordCorrupt(rec, `no block reference ${blockId}`);
-  if (blockId >= MAX_GENERIC_XLOG_PAGES) throw recordCorrupt(rec, `block reference ${blockId} beyond the ${MAX_GENERIC_XLOG_PAGES} pages of a generic record`);
-  if (page.length !== BLCKSZ) throw recordCorrupt(rec, `block ${blockId}: page of ${page.length} bytes`);
+  if (op !== XLOG_GENERIC) throw redoUnsupported(rec, `unknown generic op code 0x${op.toString(16)}`);
+  const block = findBlock(rec, blockId);
+  if (block === undefined) throw redoCorruption(rec, bid, `no block reference ${blockId}`);
+  if (blockId >= MAX_GENERIC_XLOG_PAGES) throw redoCorruption(rec, bid, `block reference ${blockId} beyond the ${MAX_GENERIC_XLOG_PAGES} pages of a generic record`);
+  if (page.length !== BLCKSZ) throw redoCorruption(rec, bid, `block ${blockId}: page of ${page.length} bytes`);
   if (block.applyImage) return;
   checkGenericDelta(rec, blockId, block.data);
   applyDelta(page, block.data);
   const lower = pdLower(page);
   const upper = pdUpper(page);
-  if (lower > upper || upper > BLCKSZ) throw recordCorrupt(rec, `block ${blockId}: after the delta pd_lower ${lower} and pd_upper ${upper} make no hole`);
+  if (lower > upper || upper > BLCKSZ) throw redoCorruption(rec, bid, `block ${blockId}: after the delta pd_lower ${lower} and pd_upper ${upper} make no hole`);
   page.fill(0, lower, upper);
   setPageLsn(page, rec.endLsn);
 }

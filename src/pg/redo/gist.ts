@@ -20,8 +20,8 @@
  * A block restored from an APPLY image gets nothing more, except the left-child fix-up, which
  * PostgreSQL applies on top of the restored image (its effect is never in the image).
  */
-import { UnsupportedError } from "../../types/errors.js";
 import { lsnHi, lsnLo } from "../../types/lsn.js";
+import type { CorruptionError } from "../../types/errors.js";
 import type { DecodedBlock, DecodedRecord } from "../wal/record.js";
 import {
   decodeGistDelete,
@@ -38,8 +38,7 @@ import {
   XLOG_GIST_PAGE_SPLIT,
   XLOG_GIST_PAGE_UPDATE,
 } from "../wal/records/gist.js";
-import { blockById, recordCorrupt } from "../wal/records/record_access.js";
-import { describeRecordKind, RM_GIST_ID } from "../wal/rmgr.js";
+import { RM_GIST_ID } from "../wal/rmgr.js";
 import {
   BLCKSZ,
   FirstOffsetNumber,
@@ -56,7 +55,7 @@ import {
   setPdLower,
 } from "./bufpage.js";
 import { maskLpFlags, maskPageHintBits, maskPageLsnAndChecksum, maskUnusedSpace } from "./bufmask.js";
-import type { RmgrRedo } from "./rmgr_redo.js";
+import { findBlock, type RmgrRedo, redoCorruption, redoUnsupported } from "./rmgr.js";
 
 export const SIZE_OF_GIST_OPAQUE = 16;
 export const F_LEAF = 1 << 0;
@@ -122,22 +121,23 @@ function clearFollowRight(rec: DecodedRecord, page: Uint8Array): void {
   setPageLsn(page, rec.endLsn);
 }
 
-function addTuple(rec: DecodedRecord, page: Uint8Array, tuple: Uint8Array, off: number): void {
+function addTuple(rec: DecodedRecord, bid: number, page: Uint8Array, tuple: Uint8Array, off: number): void {
   if (pageAddItemExtended(page, tuple, off, 0) === 0) {
-    throw recordCorrupt(rec, `failed to add item to GiST index page, size ${tuple.length} bytes, at offset ${off}`);
+    throw redoCorruption(rec, bid, `failed to add item to GiST index page, size ${tuple.length} bytes, at offset ${off}`);
   }
 }
 
 function redoPageUpdate(rec: DecodedRecord, block: DecodedBlock, page: Uint8Array): void {
+  const bid = block.id;
   const xl = decodeGistPageUpdate(rec);
   const { todelete, tuples } = decodeGistPageUpdateBlock(rec, xl, block.data);
   let first = 0;
   if (xl.ntodelete === 1 && xl.ntoinsert === 1) {
     // One tuple replacing one: overwrite in place, as gistplacetopage did.
     const off = todelete[0]!;
-    checkOffset(rec, page, off);
+    checkOffset(rec, bid, page, off);
     if (!pageIndexTupleOverwrite(page, off, tuples[0]!)) {
-      throw recordCorrupt(rec, `failed to add item to GiST index page, size ${tuples[0]!.length} bytes`);
+      throw redoCorruption(rec, bid, `failed to add item to GiST index page, size ${tuples[0]!.length} bytes`);
     }
     first = 1;
   } else if (xl.ntodelete > 0) {
@@ -145,7 +145,7 @@ function redoPageUpdate(rec: DecodedRecord, block: DecodedBlock, page: Uint8Arra
     if ((gistFlags(page) & F_LEAF) !== 0) setGistFlags(page, gistFlags(page) | F_TUPLES_DELETED);
   }
   let off = pageIsEmpty(page) ? FirstOffsetNumber : pageGetMaxOffsetNumber(page) + 1;
-  for (let i = first; i < tuples.length; i++) addTuple(rec, page, tuples[i]!, off++);
+  for (let i = first; i < tuples.length; i++) addTuple(rec, bid, page, tuples[i]!, off++);
   setPageLsn(page, rec.endLsn);
 }
 
@@ -157,23 +157,24 @@ function redoDelete(rec: DecodedRecord, page: Uint8Array): void {
 }
 
 function redoSplitPage(rec: DecodedRecord, block: DecodedBlock, page: Uint8Array): void {
+  const bid = block.id;
   const xl = decodeGistPageSplit(rec);
   const i = block.id - 1;
-  if (i >= xl.npage) throw recordCorrupt(rec, `block ${block.id} is beyond the ${xl.npage} split pages`);
+  if (i >= xl.npage) throw redoCorruption(rec, bid, `block ${block.id} is beyond the ${xl.npage} split pages`);
   const tuples = decodeGistSplitPageTuples(rec, block.id, block.data);
   // PostgreSQL notes a root split while walking the pages in order: the root can only be first.
   let isRootSplit = false;
-  for (let j = 1; j <= block.id; j++) if (blockById(rec, j)!.blkno === GIST_ROOT_BLKNO) isRootSplit = true;
+  for (let j = 1; j <= block.id; j++) if (findBlock(rec, j)!.blkno === GIST_ROOT_BLKNO) isRootSplit = true;
   const blkno = block.blkno;
   gistInitPage(page, xl.origleaf && blkno !== GIST_ROOT_BLKNO ? F_LEAF : 0);
-  for (let t = 0; t < tuples.length; t++) addTuple(rec, page, tuples[t]!, FirstOffsetNumber + t);
+  for (let t = 0; t < tuples.length; t++) addTuple(rec, bid, page, tuples[t]!, FirstOffsetNumber + t);
   if (blkno === GIST_ROOT_BLKNO) {
     setRightlink(page, INVALID_BLOCK_NUMBER);
     setNsn(page, xl.orignsnHi, xl.orignsnLo);
     setGistFlags(page, gistFlags(page) & ~F_FOLLOW_RIGHT);
   } else {
     const last = i === xl.npage - 1;
-    setRightlink(page, last ? xl.origrlink : blockById(rec, block.id + 1)!.blkno);
+    setRightlink(page, last ? xl.origrlink : findBlock(rec, block.id + 1)!.blkno);
     setNsn(page, xl.orignsnHi, xl.orignsnLo);
     if (!last && !isRootSplit && xl.markfollowright) setGistFlags(page, gistFlags(page) | F_FOLLOW_RIGHT);
     else setGistFlags(page, gistFlags(page) & ~F_FOLLOW_RIGHT);
@@ -191,51 +192,65 @@ function redoPageDeleteLeaf(rec: DecodedRecord, page: Uint8Array): void {
   setPageLsn(page, rec.endLsn);
 }
 
-function redoPageDeleteParent(rec: DecodedRecord, page: Uint8Array): void {
+function redoPageDeleteParent(rec: DecodedRecord, bid: number, page: Uint8Array): void {
   const xl = decodeGistPageDelete(rec);
-  checkOffset(rec, page, xl.downlinkOffset);
+  checkOffset(rec, bid, page, xl.downlinkOffset);
   pageIndexTupleDelete(page, xl.downlinkOffset);
   setPageLsn(page, rec.endLsn);
 }
 
-function checkOffset(rec: DecodedRecord, page: Uint8Array, off: number): void {
+function checkOffset(rec: DecodedRecord, bid: number, page: Uint8Array, off: number): void {
   const max = pageGetMaxOffsetNumber(page);
-  if (off < FirstOffsetNumber || off > max) throw recordCorrupt(rec, `offset ${off} is not on the page (max offset ${max})`);
+  if (off < FirstOffsetNumber || off > max) throw redoCorruption(rec, bid, `offset ${off} is not on the page (max offset ${max})`);
 }
 
-function noSuchBlock(rec: DecodedRecord, blockId: number): never {
-  throw recordCorrupt(rec, `block reference ${blockId} has no meaning for this record`);
+function noSuchBlock(rec: DecodedRecord, blockId: number): CorruptionError {
+  return redoCorruption(rec, blockId, "this record gives the block reference no meaning");
 }
 
 function redo(rec: DecodedRecord, blockId: number, page: Uint8Array): void {
-  const block = blockById(rec, blockId);
-  if (block === undefined) throw recordCorrupt(rec, `no block reference ${blockId}`);
-  if (page.length !== BLCKSZ) throw recordCorrupt(rec, `block ${blockId}: page of ${page.length} bytes`);
+  const bid = blockId;
+  const block = findBlock(rec, blockId);
+  if (block === undefined) throw redoCorruption(rec, bid, `no block reference ${blockId}`);
+  if (page.length !== BLCKSZ) throw redoCorruption(rec, bid, `block ${blockId}: page of ${page.length} bytes`);
   const op = rec.info & XLOG_GIST_OPMASK;
   switch (op) {
     case XLOG_GIST_PAGE_UPDATE:
-      if (blockId === 1) return clearFollowRight(rec, page);
-      if (blockId !== 0) return noSuchBlock(rec, blockId);
+      if (blockId === 1) {
+        clearFollowRight(rec, page);
+        return;
+      }
+      if (blockId !== 0) throw noSuchBlock(rec, blockId);
       if (!block.applyImage) redoPageUpdate(rec, block, page);
       return;
     case XLOG_GIST_DELETE:
-      if (blockId !== 0) return noSuchBlock(rec, blockId);
+      if (blockId !== 0) throw noSuchBlock(rec, blockId);
       if (!block.applyImage) redoDelete(rec, page);
       return;
     case XLOG_GIST_PAGE_SPLIT:
-      if (blockId === 0) return clearFollowRight(rec, page);
+      if (blockId === 0) {
+        clearFollowRight(rec, page);
+        return;
+      }
       // Split pages are registered WILL_INIT: PostgreSQL re-initializes them whatever it read.
-      return redoSplitPage(rec, block, page);
+      redoSplitPage(rec, block, page);
+      return;
     case XLOG_GIST_PAGE_DELETE:
       if (block.applyImage) return;
-      if (blockId === 0) return redoPageDeleteLeaf(rec, page);
-      if (blockId === 1) return redoPageDeleteParent(rec, page);
-      return noSuchBlock(rec, blockId);
+      if (blockId === 0) {
+        redoPageDeleteLeaf(rec, page);
+        return;
+      }
+      if (blockId === 1) {
+        redoPageDeleteParent(rec, bid, page);
+        return;
+      }
+      throw noSuchBlock(rec, blockId);
     case XLOG_GIST_PAGE_REUSE:
     case XLOG_GIST_ASSIGN_LSN:
-      return noSuchBlock(rec, blockId);
+      throw noSuchBlock(rec, blockId);
     default:
-      throw new UnsupportedError(`cannot redo ${describeRecordKind(rec.rmid, rec.info)} (gist info 0x${op.toString(16)})`);
+      throw redoUnsupported(rec, `unknown gist op code 0x${op.toString(16)}`);
   }
 }
 

@@ -24,13 +24,23 @@ import {
   RM_SEQ_ID,
   RM_SPGIST_ID,
 } from "../wal/rmgr.js";
+import { brinRedo } from "./brin.js";
+import { genericRedo } from "./generic.js";
+import { gistRedo } from "./gist.js";
 import type { RmgrRedo } from "./rmgr.js";
+import { seqRedo } from "./seq.js";
+import { spgistRedo } from "./spgist.js";
 import { xlogRedo } from "./xlog.js";
 
 export type { RmgrRedo } from "./rmgr.js";
 
 const REDO_TABLE: readonly RmgrRedo[] = [
   xlogRedo,
+  gistRedo,
+  seqRedo,
+  spgistRedo,
+  brinRedo,
+  genericRedo,
   // One line per rmgr module, e.g. heapRedo, heap2Redo, btreeRedo, …
 ];
 

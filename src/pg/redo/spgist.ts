@@ -19,9 +19,8 @@
  * Counters (nRedirection, nPlaceholder) wrap as uint16 like PostgreSQL's; its Asserts are
  * not errors here either.
  */
-import { UnsupportedError } from "../../types/errors.js";
+import type { CorruptionError } from "../../types/errors.js";
 import type { DecodedBlock, DecodedRecord } from "../wal/record.js";
-import { blockById, recordCorrupt } from "../wal/records/record_access.js";
 import {
   decodeSpgAddLeaf,
   decodeSpgAddNode,
@@ -42,7 +41,7 @@ import {
   XLOG_SPGIST_VACUUM_REDIRECT,
   XLOG_SPGIST_VACUUM_ROOT,
 } from "../wal/records/spgist.js";
-import { describeRecordKind, RM_SPGIST_ID } from "../wal/rmgr.js";
+import { RM_SPGIST_ID } from "../wal/rmgr.js";
 import { maskPageHintBits, maskPageLsnAndChecksum, maskUnusedSpace } from "./bufmask.js";
 import {
   BLCKSZ,
@@ -60,7 +59,7 @@ import {
   SIZE_OF_PAGE_HEADER,
   setPageLsn,
 } from "./bufpage.js";
-import type { RmgrRedo } from "./rmgr_redo.js";
+import { findBlock, type RmgrRedo, redoCorruption, redoUnsupported } from "./rmgr.js";
 
 export const SIZE_OF_SPGIST_OPAQUE = 8;
 export const SPGIST_META = 1 << 0;
@@ -130,16 +129,16 @@ function spgInitPage(page: Uint8Array, flags: number): void {
 // ---- tuples ---------------------------------------------------------------------------
 
 /** `off` must be a line pointer of the page (PostgreSQL would read past pd_lower). */
-function checkOffset(rec: DecodedRecord, page: Uint8Array, off: number): void {
+function checkOffset(rec: DecodedRecord, bid: number, page: Uint8Array, off: number): void {
   const max = pageGetMaxOffsetNumber(page);
-  if (off < FirstOffsetNumber || off > max) throw recordCorrupt(rec, `offset ${off} is not on the page (max offset ${max})`);
+  if (off < FirstOffsetNumber || off > max) throw redoCorruption(rec, bid, `offset ${off} is not on the page (max offset ${max})`);
 }
 
 /** The tuple at `off`, which must be a line pointer of the page with at least a tuple header of storage. */
-function itemAt(rec: DecodedRecord, page: Uint8Array, off: number): Uint8Array {
-  checkOffset(rec, page, off);
+function itemAt(rec: DecodedRecord, bid: number, page: Uint8Array, off: number): Uint8Array {
+  checkOffset(rec, bid, page, off);
   const item = pageGetItem(page, off);
-  if (item.length < 8) throw recordCorrupt(rec, `tuple at offset ${off} is ${item.length} bytes, too short for an SP-GiST tuple`);
+  if (item.length < 8) throw redoCorruption(rec, bid, `tuple at offset ${off} is ${item.length} bytes, too short for an SP-GiST tuple`);
   return item;
 }
 
@@ -163,21 +162,21 @@ function formDeadTuple(state: SpgState, tstate: number, blkno: number, off: numb
   return deadTuple;
 }
 
-function addItemAt(rec: DecodedRecord, page: Uint8Array, item: Uint8Array, off: number): void {
+function addItemAt(rec: DecodedRecord, bid: number, page: Uint8Array, item: Uint8Array, off: number): void {
   if (pageAddItemExtended(page, item, off, 0) !== off) {
-    throw recordCorrupt(rec, `failed to add item of size ${item.length} to SPGiST index page at offset ${off}`);
+    throw redoCorruption(rec, bid, `failed to add item of size ${item.length} to SPGiST index page at offset ${off}`);
   }
 }
 
 /** addOrReplaceTuple: add at `off`, replacing the placeholder there if the offset exists. */
-function addOrReplaceTuple(rec: DecodedRecord, page: Uint8Array, tuple: Uint8Array, off: number): void {
+function addOrReplaceTuple(rec: DecodedRecord, bid: number, page: Uint8Array, tuple: Uint8Array, off: number): void {
   if (off <= pageGetMaxOffsetNumber(page)) {
-    const dt = itemAt(rec, page, off);
-    if (tupstate(dt) !== SPGIST_PLACEHOLDER) throw recordCorrupt(rec, `SPGiST tuple to be replaced at offset ${off} is not a placeholder`);
+    const dt = itemAt(rec, bid, page, off);
+    if (tupstate(dt) !== SPGIST_PLACEHOLDER) throw redoCorruption(rec, bid, `SPGiST tuple to be replaced at offset ${off} is not a placeholder`);
     bumpCounter(page, OPAQUE_N_PLACEHOLDER, -1);
     pageIndexTupleDelete(page, off);
   }
-  addItemAt(rec, page, tuple, off);
+  addItemAt(rec, bid, page, tuple, off);
 }
 
 /** SGLT_SET_NEXTOFFSET on a leaf tuple in place. */
@@ -186,19 +185,19 @@ function setNextOffset(lt: Uint8Array, next: number): void {
 }
 
 /** spgUpdateNodeLink: point node `nodeI` of the inner tuple `tup` (in the page) at blkno/off. */
-function updateNodeLink(rec: DecodedRecord, tup: Uint8Array, nodeI: number, blkno: number, off: number): void {
+function updateNodeLink(rec: DecodedRecord, bid: number, tup: Uint8Array, nodeI: number, blkno: number, off: number): void {
   const word0 = u32(tup, 0);
   const nNodes = (word0 >>> 3) & 0x1fff;
   let p = SGITHDRSZ + (word0 >>> 16);
   for (let i = 0; i < nNodes; i++) {
-    if (p + 8 > tup.length) throw recordCorrupt(rec, `node ${i} of an inner tuple of ${tup.length} bytes lies outside it`);
+    if (p + 8 > tup.length) throw redoCorruption(rec, bid, `node ${i} of an inner tuple of ${tup.length} bytes lies outside it`);
     if (i === nodeI) {
       setItemPointer(tup, p, blkno, off);
       return;
     }
     p += u16(tup, p + 6) & INDEX_SIZE_MASK;
   }
-  throw recordCorrupt(rec, `failed to find requested node ${nodeI} in SPGiST inner tuple of ${nNodes} nodes`);
+  throw redoCorruption(rec, bid, `failed to find requested node ${nodeI} in SPGiST inner tuple of ${nNodes} nodes`);
 }
 
 /**
@@ -207,6 +206,7 @@ function updateNodeLink(rec: DecodedRecord, tup: Uint8Array, nodeI: number, blkn
  */
 function spgMultiDelete(
   rec: DecodedRecord,
+  bid: number,
   state: SpgState,
   page: Uint8Array,
   itemnos: Uint16Array,
@@ -218,13 +218,13 @@ function spgMultiDelete(
   const n = itemnos.length;
   if (n === 0) return;
   const sorted = itemnos.slice().sort();
-  for (let i = 0; i < n; i++) checkOffset(rec, page, sorted[i]!);
+  for (let i = 0; i < n; i++) checkOffset(rec, bid, page, sorted[i]!);
   pageIndexMultiDelete(page, sorted);
   const firstItem = itemnos[0]!;
   for (let i = 0; i < n; i++) {
     const itemno = sorted[i]!;
     const tstate = itemno === firstItem ? firstState : restState;
-    addItemAt(rec, page, formDeadTuple(state, tstate, blkno, off), itemno);
+    addItemAt(rec, bid, page, formDeadTuple(state, tstate, blkno, off), itemno);
     if (tstate === SPGIST_REDIRECT) bumpCounter(page, OPAQUE_N_REDIRECTION, 1);
     else if (tstate === SPGIST_PLACEHOLDER) bumpCounter(page, OPAQUE_N_PLACEHOLDER, 1);
   }
@@ -234,82 +234,85 @@ function leafFlags(storesNulls: boolean): number {
   return SPGIST_LEAF | (storesNulls ? SPGIST_NULLS : 0);
 }
 
-function blockNo(rec: DecodedRecord, id: number): number {
-  const b = blockById(rec, id);
-  if (b === undefined) throw recordCorrupt(rec, `no block reference ${id}`);
+function blockNo(rec: DecodedRecord, bid: number, id: number): number {
+  const b = findBlock(rec, id);
+  if (b === undefined) throw redoCorruption(rec, bid, `no block reference ${id}`);
   return b.blkno;
 }
 
 // ---- per info code --------------------------------------------------------------------
 
 function redoAddLeaf(rec: DecodedRecord, block: DecodedBlock, page: Uint8Array): void {
+  const bid = block.id;
   const xl = decodeSpgAddLeaf(rec);
   if (block.id === 0) {
     if (xl.newPage) spgInitPage(page, leafFlags(xl.storesNulls));
     else if (block.applyImage) return;
     if (xl.offnumLeaf !== xl.offnumHeadLeaf) {
-      addOrReplaceTuple(rec, page, xl.leafTuple, xl.offnumLeaf);
-      if (xl.offnumHeadLeaf !== InvalidOffsetNumber) setNextOffset(itemAt(rec, page, xl.offnumHeadLeaf), xl.offnumLeaf);
+      addOrReplaceTuple(rec, bid, page, xl.leafTuple, xl.offnumLeaf);
+      if (xl.offnumHeadLeaf !== InvalidOffsetNumber) setNextOffset(itemAt(rec, bid, page, xl.offnumHeadLeaf), xl.offnumLeaf);
     } else {
       // Replacing a DEAD tuple.
-      checkOffset(rec, page, xl.offnumLeaf);
+      checkOffset(rec, bid, page, xl.offnumLeaf);
       pageIndexTupleDelete(page, xl.offnumLeaf);
-      addItemAt(rec, page, xl.leafTuple, xl.offnumLeaf);
+      addItemAt(rec, bid, page, xl.leafTuple, xl.offnumLeaf);
     }
     setPageLsn(page, rec.endLsn);
     return;
   }
-  if (block.id !== 1) return noSuchBlock(rec, block.id);
+  if (block.id !== 1) throw noSuchBlock(rec, block.id);
   if (xl.offnumParent === InvalidOffsetNumber || block.applyImage) return;
-  updateNodeLink(rec, itemAt(rec, page, xl.offnumParent), xl.nodeI, blockNo(rec, 0), xl.offnumLeaf);
+  updateNodeLink(rec, bid, itemAt(rec, bid, page, xl.offnumParent), xl.nodeI, blockNo(rec, bid, 0), xl.offnumLeaf);
   setPageLsn(page, rec.endLsn);
 }
 
 function redoMoveLeafs(rec: DecodedRecord, block: DecodedBlock, page: Uint8Array): void {
+  const bid = block.id;
   const xl = decodeSpgMoveLeafs(rec);
-  const blknoDst = blockNo(rec, 1);
+  const blknoDst = blockNo(rec, bid, 1);
   const lastInsert = xl.toInsert[xl.toInsert.length - 1]!;
   switch (block.id) {
     case 1:
       // The destination first, so that the redirect is valid.
       if (xl.newPage) spgInitPage(page, leafFlags(xl.storesNulls));
       else if (block.applyImage) return;
-      for (let i = 0; i < xl.leafTuples.length; i++) addOrReplaceTuple(rec, page, xl.leafTuples[i]!, xl.toInsert[i]!);
+      for (let i = 0; i < xl.leafTuples.length; i++) addOrReplaceTuple(rec, bid, page, xl.leafTuples[i]!, xl.toInsert[i]!);
       break;
     case 0:
       if (block.applyImage) return;
-      spgMultiDelete(rec, xl.stateSrc, page, xl.toDelete, xl.stateSrc.isBuild ? SPGIST_PLACEHOLDER : SPGIST_REDIRECT, SPGIST_PLACEHOLDER, blknoDst, lastInsert);
+      spgMultiDelete(rec, bid, xl.stateSrc, page, xl.toDelete, xl.stateSrc.isBuild ? SPGIST_PLACEHOLDER : SPGIST_REDIRECT, SPGIST_PLACEHOLDER, blknoDst, lastInsert);
       break;
     case 2:
       if (block.applyImage) return;
-      updateNodeLink(rec, itemAt(rec, page, xl.offnumParent), xl.nodeI, blknoDst, lastInsert);
+      updateNodeLink(rec, bid, itemAt(rec, bid, page, xl.offnumParent), xl.nodeI, blknoDst, lastInsert);
       break;
     default:
-      return noSuchBlock(rec, block.id);
+      throw noSuchBlock(rec, block.id);
   }
   setPageLsn(page, rec.endLsn);
 }
 
 function redoAddNode(rec: DecodedRecord, block: DecodedBlock, page: Uint8Array): void {
+  const bid = block.id;
   const xl = decodeSpgAddNode(rec);
-  if (blockById(rec, 1) === undefined) {
+  if (findBlock(rec, 1) === undefined) {
     // The new inner tuple replaces the old one in place.
-    if (block.id !== 0) return noSuchBlock(rec, block.id);
+    if (block.id !== 0) throw noSuchBlock(rec, block.id);
     if (block.applyImage) return;
-    checkOffset(rec, page, xl.offnum);
+    checkOffset(rec, bid, page, xl.offnum);
     pageIndexTupleDelete(page, xl.offnum);
-    addItemAt(rec, page, xl.innerTuple, xl.offnum);
+    addItemAt(rec, bid, page, xl.innerTuple, xl.offnum);
     setPageLsn(page, rec.endLsn);
     return;
   }
-  const blknoNew = blockNo(rec, 1);
+  const blknoNew = blockNo(rec, bid, 1);
   switch (block.id) {
     case 1:
       // ADD_NODE is not used on nulls pages.
       if (xl.newPage) spgInitPage(page, 0);
       else if (block.applyImage) return;
-      addOrReplaceTuple(rec, page, xl.innerTuple, xl.offnumNew);
-      if (xl.parentBlk === 1) updateNodeLink(rec, itemAt(rec, page, xl.offnumParent), xl.nodeI, blknoNew, xl.offnumNew);
+      addOrReplaceTuple(rec, bid, page, xl.innerTuple, xl.offnumNew);
+      if (xl.parentBlk === 1) updateNodeLink(rec, bid, itemAt(rec, bid, page, xl.offnumParent), xl.nodeI, blknoNew, xl.offnumNew);
       break;
     case 0: {
       if (block.applyImage) return;
@@ -317,46 +320,48 @@ function redoAddNode(rec: DecodedRecord, block: DecodedBlock, page: Uint8Array):
       const dt = st.isBuild
         ? formDeadTuple(st, SPGIST_PLACEHOLDER, INVALID_BLOCK_NUMBER, InvalidOffsetNumber)
         : formDeadTuple(st, SPGIST_REDIRECT, blknoNew, xl.offnumNew);
-      checkOffset(rec, page, xl.offnum);
+      checkOffset(rec, bid, page, xl.offnum);
       pageIndexTupleDelete(page, xl.offnum);
-      addItemAt(rec, page, dt, xl.offnum);
+      addItemAt(rec, bid, page, dt, xl.offnum);
       bumpCounter(page, st.isBuild ? OPAQUE_N_PLACEHOLDER : OPAQUE_N_REDIRECTION, 1);
-      if (xl.parentBlk === 0) updateNodeLink(rec, itemAt(rec, page, xl.offnumParent), xl.nodeI, blknoNew, xl.offnumNew);
+      if (xl.parentBlk === 0) updateNodeLink(rec, bid, itemAt(rec, bid, page, xl.offnumParent), xl.nodeI, blknoNew, xl.offnumNew);
       break;
     }
     case 2:
       if (xl.parentBlk !== 2 || block.applyImage) return;
-      updateNodeLink(rec, itemAt(rec, page, xl.offnumParent), xl.nodeI, blknoNew, xl.offnumNew);
+      updateNodeLink(rec, bid, itemAt(rec, bid, page, xl.offnumParent), xl.nodeI, blknoNew, xl.offnumNew);
       break;
     default:
-      return noSuchBlock(rec, block.id);
+      throw noSuchBlock(rec, block.id);
   }
   setPageLsn(page, rec.endLsn);
 }
 
 function redoSplitTuple(rec: DecodedRecord, block: DecodedBlock, page: Uint8Array): void {
+  const bid = block.id;
   const xl = decodeSpgSplitTuple(rec);
   if (block.id === 1) {
     if (xl.postfixBlkSame) return;
     // SPLIT_TUPLE is not used on nulls pages.
     if (xl.newPage) spgInitPage(page, 0);
     else if (block.applyImage) return;
-    addOrReplaceTuple(rec, page, xl.postfixTuple, xl.offnumPostfix);
+    addOrReplaceTuple(rec, bid, page, xl.postfixTuple, xl.offnumPostfix);
     setPageLsn(page, rec.endLsn);
     return;
   }
-  if (block.id !== 0) return noSuchBlock(rec, block.id);
+  if (block.id !== 0) throw noSuchBlock(rec, block.id);
   if (block.applyImage) return;
-  checkOffset(rec, page, xl.offnumPrefix);
+  checkOffset(rec, bid, page, xl.offnumPrefix);
   pageIndexTupleDelete(page, xl.offnumPrefix);
-  addItemAt(rec, page, xl.prefixTuple, xl.offnumPrefix);
-  if (xl.postfixBlkSame) addOrReplaceTuple(rec, page, xl.postfixTuple, xl.offnumPostfix);
+  addItemAt(rec, bid, page, xl.prefixTuple, xl.offnumPrefix);
+  if (xl.postfixBlkSame) addOrReplaceTuple(rec, bid, page, xl.postfixTuple, xl.offnumPostfix);
   setPageLsn(page, rec.endLsn);
 }
 
 function redoPickSplit(rec: DecodedRecord, block: DecodedBlock, page: Uint8Array): void {
+  const bid = block.id;
   const xl = decodeSpgPickSplit(rec);
-  const blknoInner = blockNo(rec, 2);
+  const blknoInner = blockNo(rec, bid, 2);
   switch (block.id) {
     case 0:
       // A root split touches the root only as the new inner page (block 2).
@@ -364,29 +369,29 @@ function redoPickSplit(rec: DecodedRecord, block: DecodedBlock, page: Uint8Array
       if (xl.initSrc) spgInitPage(page, leafFlags(xl.storesNulls));
       else if (block.applyImage) return;
       else if (!xl.stateSrc.isBuild) {
-        spgMultiDelete(rec, xl.stateSrc, page, xl.toDelete, SPGIST_REDIRECT, SPGIST_PLACEHOLDER, blknoInner, xl.offnumInner);
+        spgMultiDelete(rec, bid, xl.stateSrc, page, xl.toDelete, SPGIST_REDIRECT, SPGIST_PLACEHOLDER, blknoInner, xl.offnumInner);
       } else {
-        spgMultiDelete(rec, xl.stateSrc, page, xl.toDelete, SPGIST_PLACEHOLDER, SPGIST_PLACEHOLDER, INVALID_BLOCK_NUMBER, InvalidOffsetNumber);
+        spgMultiDelete(rec, bid, xl.stateSrc, page, xl.toDelete, SPGIST_PLACEHOLDER, SPGIST_PLACEHOLDER, INVALID_BLOCK_NUMBER, InvalidOffsetNumber);
       }
-      restoreLeafTuples(rec, xl.leafTuples, xl.toInsert, xl.leafPageSelect, false, page);
+      restoreLeafTuples(rec, bid, xl.leafTuples, xl.toInsert, xl.leafPageSelect, false, page);
       break;
     case 1:
       if (xl.initDest) spgInitPage(page, leafFlags(xl.storesNulls));
       else if (block.applyImage) return;
-      restoreLeafTuples(rec, xl.leafTuples, xl.toInsert, xl.leafPageSelect, true, page);
+      restoreLeafTuples(rec, bid, xl.leafTuples, xl.toInsert, xl.leafPageSelect, true, page);
       break;
     case 2:
       if (xl.initInner) spgInitPage(page, xl.storesNulls ? SPGIST_NULLS : 0);
       else if (block.applyImage) return;
-      addOrReplaceTuple(rec, page, xl.innerTuple, xl.offnumInner);
-      if (xl.innerIsParent) updateNodeLink(rec, itemAt(rec, page, xl.offnumParent), xl.nodeI, blknoInner, xl.offnumInner);
+      addOrReplaceTuple(rec, bid, page, xl.innerTuple, xl.offnumInner);
+      if (xl.innerIsParent) updateNodeLink(rec, bid, itemAt(rec, bid, page, xl.offnumParent), xl.nodeI, blknoInner, xl.offnumInner);
       break;
     case 3:
       if (block.applyImage) return;
-      updateNodeLink(rec, itemAt(rec, page, xl.offnumParent), xl.nodeI, blknoInner, xl.offnumInner);
+      updateNodeLink(rec, bid, itemAt(rec, bid, page, xl.offnumParent), xl.nodeI, blknoInner, xl.offnumInner);
       break;
     default:
-      return noSuchBlock(rec, block.id);
+      throw noSuchBlock(rec, block.id);
   }
   setPageLsn(page, rec.endLsn);
 }
@@ -394,6 +399,7 @@ function redoPickSplit(rec: DecodedRecord, block: DecodedBlock, page: Uint8Array
 /** The leaf tuples of a pick-split that go to the dest page (`toDest`) or to the source. */
 function restoreLeafTuples(
   rec: DecodedRecord,
+  bid: number,
   tuples: Uint8Array[],
   toInsert: Uint16Array,
   select: Uint8Array,
@@ -401,24 +407,25 @@ function restoreLeafTuples(
   page: Uint8Array,
 ): void {
   for (let i = 0; i < tuples.length; i++) {
-    if ((select[i] !== 0) === toDest) addOrReplaceTuple(rec, page, tuples[i]!, toInsert[i]!);
+    if ((select[i] !== 0) === toDest) addOrReplaceTuple(rec, bid, page, tuples[i]!, toInsert[i]!);
   }
 }
 
 function redoVacuumLeaf(rec: DecodedRecord, block: DecodedBlock, page: Uint8Array): void {
-  if (block.id !== 0) return noSuchBlock(rec, block.id);
+  const bid = block.id;
+  if (block.id !== 0) throw noSuchBlock(rec, block.id);
   if (block.applyImage) return;
   const xl = decodeSpgVacuumLeaf(rec);
   const st = xl.stateSrc;
-  spgMultiDelete(rec, st, page, xl.toDead, SPGIST_DEAD, SPGIST_DEAD, INVALID_BLOCK_NUMBER, InvalidOffsetNumber);
-  spgMultiDelete(rec, st, page, xl.toPlaceholder, SPGIST_PLACEHOLDER, SPGIST_PLACEHOLDER, INVALID_BLOCK_NUMBER, InvalidOffsetNumber);
+  spgMultiDelete(rec, bid, st, page, xl.toDead, SPGIST_DEAD, SPGIST_DEAD, INVALID_BLOCK_NUMBER, InvalidOffsetNumber);
+  spgMultiDelete(rec, bid, st, page, xl.toPlaceholder, SPGIST_PLACEHOLDER, SPGIST_PLACEHOLDER, INVALID_BLOCK_NUMBER, InvalidOffsetNumber);
   // Swap the line pointers of each move (see vacuumLeafPage), then placeholders at the sources.
   const max = pageGetMaxOffsetNumber(page);
   for (let i = 0; i < xl.moveSrc.length; i++) {
     const src = xl.moveSrc[i]!;
     const dst = xl.moveDest[i]!;
     if (src < FirstOffsetNumber || src > max || dst < FirstOffsetNumber || dst > max) {
-      throw recordCorrupt(rec, `move ${src} -> ${dst} is not on the page (max offset ${max})`);
+      throw redoCorruption(rec, bid, `move ${src} -> ${dst} is not on the page (max offset ${max})`);
     }
     const a = SIZE_OF_PAGE_HEADER + (src - 1) * SIZE_OF_ITEM_ID;
     const b = SIZE_OF_PAGE_HEADER + (dst - 1) * SIZE_OF_ITEM_ID;
@@ -426,13 +433,13 @@ function redoVacuumLeaf(rec: DecodedRecord, block: DecodedBlock, page: Uint8Arra
     setU32(page, a, u32(page, b));
     setU32(page, b, tmp);
   }
-  spgMultiDelete(rec, st, page, xl.moveSrc, SPGIST_PLACEHOLDER, SPGIST_PLACEHOLDER, INVALID_BLOCK_NUMBER, InvalidOffsetNumber);
-  for (let i = 0; i < xl.chainSrc.length; i++) setNextOffset(itemAt(rec, page, xl.chainSrc[i]!), xl.chainDest[i]!);
+  spgMultiDelete(rec, bid, st, page, xl.moveSrc, SPGIST_PLACEHOLDER, SPGIST_PLACEHOLDER, INVALID_BLOCK_NUMBER, InvalidOffsetNumber);
+  for (let i = 0; i < xl.chainSrc.length; i++) setNextOffset(itemAt(rec, bid, page, xl.chainSrc[i]!), xl.chainDest[i]!);
   setPageLsn(page, rec.endLsn);
 }
 
 function redoVacuumRoot(rec: DecodedRecord, block: DecodedBlock, page: Uint8Array): void {
-  if (block.id !== 0) return noSuchBlock(rec, block.id);
+  if (block.id !== 0) throw noSuchBlock(rec, block.id);
   if (block.applyImage) return;
   const xl = decodeSpgVacuumRoot(rec);
   // The tuple numbers are in order, as PageIndexMultiDelete needs.
@@ -441,13 +448,14 @@ function redoVacuumRoot(rec: DecodedRecord, block: DecodedBlock, page: Uint8Arra
 }
 
 function redoVacuumRedirect(rec: DecodedRecord, block: DecodedBlock, page: Uint8Array): void {
-  if (block.id !== 0) return noSuchBlock(rec, block.id);
+  const bid = block.id;
+  if (block.id !== 0) throw noSuchBlock(rec, block.id);
   if (block.applyImage) return;
   const xl = decodeSpgVacuumRedirect(rec);
   const n = xl.itemToPlaceholder.length;
   for (let i = 0; i < n; i++) {
-    const dt = itemAt(rec, page, xl.itemToPlaceholder[i]!);
-    if (dt.length < SGDTSIZE) throw recordCorrupt(rec, `redirect tuple at offset ${xl.itemToPlaceholder[i]} is ${dt.length} bytes`);
+    const dt = itemAt(rec, bid, page, xl.itemToPlaceholder[i]!);
+    if (dt.length < SGDTSIZE) throw redoCorruption(rec, bid, `redirect tuple at offset ${xl.itemToPlaceholder[i]} is ${dt.length} bytes`);
     dt[0] = (dt[0]! & ~3) | SPGIST_PLACEHOLDER;
     setItemPointer(dt, 6, INVALID_BLOCK_NUMBER, InvalidOffsetNumber);
   }
@@ -456,7 +464,7 @@ function redoVacuumRedirect(rec: DecodedRecord, block: DecodedBlock, page: Uint8
   if (xl.firstPlaceholder !== InvalidOffsetNumber) {
     // Drop the placeholders at the end of the page: [firstPlaceholder, max], in order.
     const max = pageGetMaxOffsetNumber(page);
-    if (xl.firstPlaceholder > max + 1) throw recordCorrupt(rec, `first placeholder ${xl.firstPlaceholder} is past the page's ${max} line pointers`);
+    if (xl.firstPlaceholder > max + 1) throw redoCorruption(rec, bid, `first placeholder ${xl.firstPlaceholder} is past the page's ${max} line pointers`);
     const count = max - xl.firstPlaceholder + 1;
     const toDelete = new Uint16Array(count);
     for (let i = 0; i < count; i++) toDelete[i] = xl.firstPlaceholder + i;
@@ -466,34 +474,43 @@ function redoVacuumRedirect(rec: DecodedRecord, block: DecodedBlock, page: Uint8
   setPageLsn(page, rec.endLsn);
 }
 
-function noSuchBlock(rec: DecodedRecord, blockId: number): never {
-  throw recordCorrupt(rec, `block reference ${blockId} has no meaning for this record`);
+function noSuchBlock(rec: DecodedRecord, blockId: number): CorruptionError {
+  return redoCorruption(rec, blockId, "this record gives the block reference no meaning");
 }
 
 function redo(rec: DecodedRecord, blockId: number, page: Uint8Array): void {
-  const block = blockById(rec, blockId);
-  if (block === undefined) throw recordCorrupt(rec, `no block reference ${blockId}`);
-  if (page.length !== BLCKSZ) throw recordCorrupt(rec, `block ${blockId}: page of ${page.length} bytes`);
+  const bid = blockId;
+  const block = findBlock(rec, blockId);
+  if (block === undefined) throw redoCorruption(rec, bid, `no block reference ${blockId}`);
+  if (page.length !== BLCKSZ) throw redoCorruption(rec, bid, `block ${blockId}: page of ${page.length} bytes`);
   const op = rec.info & XLOG_SPGIST_OPMASK;
   switch (op) {
     case XLOG_SPGIST_ADD_LEAF:
-      return redoAddLeaf(rec, block, page);
+      redoAddLeaf(rec, block, page);
+      return;
     case XLOG_SPGIST_MOVE_LEAFS:
-      return redoMoveLeafs(rec, block, page);
+      redoMoveLeafs(rec, block, page);
+      return;
     case XLOG_SPGIST_ADD_NODE:
-      return redoAddNode(rec, block, page);
+      redoAddNode(rec, block, page);
+      return;
     case XLOG_SPGIST_SPLIT_TUPLE:
-      return redoSplitTuple(rec, block, page);
+      redoSplitTuple(rec, block, page);
+      return;
     case XLOG_SPGIST_PICKSPLIT:
-      return redoPickSplit(rec, block, page);
+      redoPickSplit(rec, block, page);
+      return;
     case XLOG_SPGIST_VACUUM_LEAF:
-      return redoVacuumLeaf(rec, block, page);
+      redoVacuumLeaf(rec, block, page);
+      return;
     case XLOG_SPGIST_VACUUM_ROOT:
-      return redoVacuumRoot(rec, block, page);
+      redoVacuumRoot(rec, block, page);
+      return;
     case XLOG_SPGIST_VACUUM_REDIRECT:
-      return redoVacuumRedirect(rec, block, page);
+      redoVacuumRedirect(rec, block, page);
+      return;
     default:
-      throw new UnsupportedError(`cannot redo ${describeRecordKind(rec.rmid, rec.info)} (spgist info 0x${op.toString(16)})`);
+      throw redoUnsupported(rec, `unknown spgist op code 0x${op.toString(16)}`);
   }
 }
 
