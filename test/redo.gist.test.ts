@@ -46,7 +46,7 @@ function decodeAll(rec: DecodedRecord): void {
     case XLOG_GIST_PAGE_UPDATE: {
       const xl = decodeGistPageUpdate(rec);
       const b0 = rec.blocks.find((b) => b.id === 0);
-      if (b0 !== undefined && b0.hasData) decodeGistPageUpdateBlock(rec, xl, b0.data);
+      if (b0?.hasData) decodeGistPageUpdateBlock(rec, xl, b0.data);
       return;
     }
     case XLOG_GIST_DELETE:
