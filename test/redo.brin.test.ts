@@ -11,6 +11,7 @@
  */
 import { beforeAll, describe, expect, it } from "vitest";
 import { brinRedo } from "../src/pg/redo/brin.js";
+import { BLCKSZ } from "../src/pg/page.js";
 import type { DecodedRecord } from "../src/pg/wal/record.js";
 import {
   decodeBrinCreateIdx,
@@ -28,8 +29,8 @@ import {
   XLOG_BRIN_UPDATE,
 } from "../src/pg/wal/records/brin.js";
 import { RM_BRIN_ID } from "../src/pg/wal/rmgr.js";
-import { CorruptionError } from "../src/types/errors.js";
-import { checkTruncations, RecordSampler } from "./support/redo_malformed.js";
+import { CorruptionError, UnsupportedError } from "../src/types/errors.js";
+import { checkTruncations, fakeRecord, RecordSampler } from "./support/redo_malformed.js";
 import { formatReport, type VerifyReport, verifyRedo } from "./support/redo_verify.js";
 
 function decodeAll(rec: DecodedRecord): unknown {
@@ -106,5 +107,33 @@ describe("BRIN redo against PostgreSQL 15", () => {
       const rec = list[0]!;
       expect(() => decodeAll({ ...rec, mainData: rec.mainData.subarray(0, 1) }), kind).toThrow(CorruptionError);
     }
+  });
+});
+
+describe("BRIN redo on hand-made malformed records", () => {
+  const u32 = (v: number): number[] => [v & 0xff, (v >>> 8) & 0xff, (v >>> 16) & 0xff, (v >>> 24) & 0xff];
+  /** xl_brin_insert: heapBlk, pagesPerRange, offnum. */
+  const insert = (heapBlk: number, ppr: number, off: number): number[] => [...u32(heapBlk), ...u32(ppr), off, 0];
+  const tuple = [0, 0, 0, 0, 8, 0, 0, 0];
+
+  it("inserts onto a new page and points the revmap at it", () => {
+    const rec = fakeRecord(RM_BRIN_ID, XLOG_BRIN_INSERT | 0x80, insert(10, 1, 1), [{ id: 0, blkno: 2, data: tuple, willInit: true }, { id: 1, blkno: 1 }]);
+    const regular = new Uint8Array(BLCKSZ);
+    brinRedo.redo(rec, 0, regular);
+    expect(regular[12]! | (regular[13]! << 8)).toBe(28);
+    const revmap = new Uint8Array(BLCKSZ);
+    brinRedo.redo(fakeRecord(RM_BRIN_ID, XLOG_BRIN_REVMAP_EXTEND, u32(1), [{ id: 0, blkno: 0 }, { id: 1, blkno: 1, willInit: true }]), 1, revmap);
+    brinRedo.redo(rec, 1, revmap);
+    // Entry 10: (block 2, offset 1) at 24 + 6 * 10.
+    expect([...revmap.subarray(84, 90)]).toEqual([0, 0, 2, 0, 1, 0]);
+  });
+
+  it("refuses pagesPerRange 0, offsets past the page, and unknown info codes, naming the record", () => {
+    expect(() => decodeBrinInsert(fakeRecord(RM_BRIN_ID, XLOG_BRIN_INSERT, insert(10, 0, 1)))).toThrow(/BRIN\/INSERT.*0\/1000028.*pagesPerRange is 0/);
+    const rec = fakeRecord(RM_BRIN_ID, XLOG_BRIN_INSERT | 0x80, insert(10, 1, 3), [{ id: 0, data: tuple, willInit: true }, { id: 1 }]);
+    expect(() => brinRedo.redo(rec, 0, new Uint8Array(BLCKSZ))).toThrow(/invalid max offset number/);
+    const empty = fakeRecord(RM_BRIN_ID, XLOG_BRIN_INSERT | 0x80, insert(10, 1, 1), [{ id: 0, willInit: true }, { id: 1 }]);
+    expect(() => brinRedo.redo(empty, 0, new Uint8Array(BLCKSZ))).toThrow(/no BRIN tuple/);
+    expect(() => brinRedo.redo(fakeRecord(RM_BRIN_ID, 0x60, [], [{ id: 0 }]), 0, new Uint8Array(BLCKSZ))).toThrow(UnsupportedError);
   });
 });

@@ -15,7 +15,7 @@ import { checkGenericDelta } from "../src/pg/wal/records/generic.js";
 import { RM_GENERIC_ID } from "../src/pg/wal/rmgr.js";
 import { CorruptionError } from "../src/types/errors.js";
 import { findPgBinDir } from "./support/postgres.js";
-import { checkTruncations, RecordSampler } from "./support/redo_malformed.js";
+import { checkTruncations, fakeRecord, RecordSampler } from "./support/redo_malformed.js";
 import { formatReport, type VerifyReport, verifyRedo } from "./support/redo_verify.js";
 
 function checkAll(rec: DecodedRecord): void {
@@ -90,5 +90,28 @@ describe("Generic WAL redo against PostgreSQL 15 (bloom)", () => {
     expect(() => checkGenericDelta(rec, 0, frag(BLCKSZ - 2, 3, 3))).toThrow(CorruptionError);
     expect(() => checkGenericDelta(rec, 0, new Uint8Array([1, 0, 0]))).toThrow(CorruptionError);
     expect(checkGenericDelta(rec, 0, new Uint8Array(0))).toBe(0);
+  });
+});
+
+describe("Generic redo on hand-made records", () => {
+  const frag = (off: number, bytes: number[]): number[] => [off & 0xff, off >>> 8, bytes.length & 0xff, bytes.length >>> 8, ...bytes];
+
+  it("applies fragments, zeroes the hole, sets pd_lsn", () => {
+    const page = new Uint8Array(BLCKSZ).fill(0x33);
+    // pd_lower 40, pd_upper 8000, pd_special 8192, then bytes at 8100.
+    const header = [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 40, 0, 0x40, 0x1f, 0, 0x20, 4, 0x20, 0, 0, 0, 0];
+    genericRedo.redo(fakeRecord(RM_GENERIC_ID, 0, [], [{ id: 0, data: [...frag(0, header), ...frag(8100, [1, 2, 3])] }]), 0, page);
+    expect(page[39]).toBe(0x33);
+    expect(page.subarray(40, 8000).every((b) => b === 0)).toBe(true);
+    expect(page[8000]).toBe(0x33);
+    expect([...page.subarray(8100, 8103)]).toEqual([1, 2, 3]);
+    expect([...page.subarray(4, 8)]).toEqual([0x80, 0, 0, 1]);
+  });
+
+  it("refuses a delta that leaves pd_lower above pd_upper, and block ids past 3", () => {
+    const page = new Uint8Array(BLCKSZ);
+    const bad = fakeRecord(RM_GENERIC_ID, 0, [], [{ id: 0, data: frag(12, [0x20, 0, 0x10, 0]) }]);
+    expect(() => genericRedo.redo(bad, 0, page)).toThrow(/Generic.*0\/1000028.*make no hole/);
+    expect(() => genericRedo.redo(fakeRecord(RM_GENERIC_ID, 0, [], [{ id: 4 }]), 4, page)).toThrow(CorruptionError);
   });
 });

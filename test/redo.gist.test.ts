@@ -35,9 +35,9 @@ import {
   XLOG_GIST_PAGE_UPDATE,
 } from "../src/pg/wal/records/gist.js";
 import { RM_GIST_ID } from "../src/pg/wal/rmgr.js";
-import { CorruptionError } from "../src/types/errors.js";
+import { CorruptionError, UnsupportedError } from "../src/types/errors.js";
 import { PgInstance } from "./support/postgres.js";
-import { checkTruncations, RecordSampler } from "./support/redo_malformed.js";
+import { checkTruncations, fakeRecord, RecordSampler } from "./support/redo_malformed.js";
 import { formatReport, type VerifyReport, verifyRedo } from "./support/redo_verify.js";
 
 /** Decode everything a GiST record of any info code carries (main data and block data). */
@@ -218,4 +218,51 @@ describe("Gist/DELETE: PostgreSQL's redo differs from its primary by F_TUPLES_DE
     // Each diverging page diverged at a Gist/DELETE and carried the bit on from there.
     expect([...new Set(firstByPage.values())], msg).toEqual(["Gist/DELETE"]);
   }, 300_000);
+});
+
+describe("GiST redo on hand-made malformed records", () => {
+  const leafPage = (): Uint8Array => {
+    const p = new Uint8Array(BLCKSZ);
+    // An empty GiST leaf page, as a split would leave it.
+    gistRedo.redo(fakeRecord(RM_GIST_ID, XLOG_GIST_PAGE_SPLIT, splitMain(1), [{ id: 1, blkno: 7, data: [0, 0, 0, 0] }]), 1, p);
+    return p;
+  };
+  function splitMain(npage: number): number[] {
+    const d = new Array(24).fill(0);
+    d[0] = 0xff; d[1] = 0xff; d[2] = 0xff; d[3] = 0xff; // origrlink: none
+    d[16] = 1; // origleaf
+    d[18] = npage;
+    return d;
+  }
+  const tuple = (size: number): number[] => [0, 0, 0, 0, 1, 0, size & 0xff, (size >>> 8) & 0x1f, ...new Array(Math.max(0, size - 8)).fill(0x5a)];
+
+  it("names the record in its errors: LSN, rmgr, info", () => {
+    const rec = fakeRecord(RM_GIST_ID, XLOG_GIST_PAGE_SPLIT, splitMain(2), [{ id: 1, data: [0, 0, 0, 0] }]);
+    expect(() => gistRedo.redo(rec, 1, new Uint8Array(BLCKSZ))).toThrow(/Gist\/PAGE_SPLIT.*0\/1000028.*lacks block reference 2/);
+  });
+
+  it("refuses tuples that overrun their data or have no size, and counts that disagree", () => {
+    const upd = (data: number[], ntoinsert: number) => fakeRecord(RM_GIST_ID, XLOG_GIST_PAGE_UPDATE, [0, 0, ntoinsert, 0], [{ id: 0, data }]);
+    expect(() => gistRedo.redo(upd(tuple(0), 1), 0, leafPage())).toThrow(CorruptionError);
+    expect(() => gistRedo.redo(upd(tuple(16).slice(0, 12), 1), 0, leafPage())).toThrow(CorruptionError);
+    expect(() => gistRedo.redo(upd([...tuple(16), ...tuple(16)], 1), 0, leafPage())).toThrow(CorruptionError);
+    const page = leafPage();
+    gistRedo.redo(upd([...tuple(16), ...tuple(24)], 2), 0, page);
+    expect(page[12]! | (page[13]! << 8)).toBe(24 + 2 * 4);
+  });
+
+  it("refuses offsets that are not on the page", () => {
+    // Replace offset 9 (one for one) on an empty page.
+    const rec = fakeRecord(RM_GIST_ID, XLOG_GIST_PAGE_UPDATE, [1, 0, 1, 0], [{ id: 0, data: [9, 0, ...tuple(16)] }]);
+    expect(() => gistRedo.redo(rec, 0, leafPage())).toThrow(/offset 9 is not on the page/);
+    const del = fakeRecord(RM_GIST_ID, XLOG_GIST_PAGE_DELETE, [1, 0, 0, 0, 0, 0, 0, 0, 3, 0], [{ id: 0 }, { id: 1 }]);
+    expect(() => gistRedo.redo(del, 1, leafPage())).toThrow(CorruptionError);
+  });
+
+  it("refuses block references the info code does not define, and unknown info codes", () => {
+    const rec = fakeRecord(RM_GIST_ID, XLOG_GIST_PAGE_UPDATE, [0, 0, 0, 0], [{ id: 0 }, { id: 1 }, { id: 2 }]);
+    expect(() => gistRedo.redo(rec, 2, leafPage())).toThrow(CorruptionError);
+    expect(() => gistRedo.redo(rec, 3, leafPage())).toThrow(CorruptionError);
+    expect(() => gistRedo.redo(fakeRecord(RM_GIST_ID, 0x40, [0, 0, 0, 0], [{ id: 0 }]), 0, leafPage())).toThrow(UnsupportedError);
+  });
 });

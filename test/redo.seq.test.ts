@@ -8,10 +8,11 @@
  */
 import { beforeAll, describe, expect, it } from "vitest";
 import { seqRedo } from "../src/pg/redo/seq.js";
+import { BLCKSZ } from "../src/pg/page.js";
 import { decodeSeqLog } from "../src/pg/wal/records/seq.js";
 import { RM_SEQ_ID } from "../src/pg/wal/rmgr.js";
-import { CorruptionError } from "../src/types/errors.js";
-import { checkTruncations, RecordSampler } from "./support/redo_malformed.js";
+import { CorruptionError, UnsupportedError } from "../src/types/errors.js";
+import { checkTruncations, fakeRecord, RecordSampler } from "./support/redo_malformed.js";
 import { formatReport, type VerifyReport, verifyRedo } from "./support/redo_verify.js";
 
 describe("Sequence redo against PostgreSQL 15", () => {
@@ -61,5 +62,20 @@ describe("Sequence redo against PostgreSQL 15", () => {
     const rec = sampler.samples.get("Sequence/LOG")![0]!;
     // An xl_seq_rec without its tuple, or shorter, is refused.
     for (const n of [0, 5, 12]) expect(() => decodeSeqLog({ ...rec, mainData: rec.mainData.subarray(0, n) })).toThrow(CorruptionError);
+  });
+});
+
+describe("Sequence redo on hand-made records", () => {
+  it("rebuilds the page from the tuple whatever was there, and refuses unknown info codes", () => {
+    const tuple = new Array(40).fill(0).map((_, i) => i);
+    const page = new Uint8Array(BLCKSZ).fill(0xee);
+    seqRedo.redo(fakeRecord(RM_SEQ_ID, 0x00, [...new Array(12).fill(1), ...tuple], [{ id: 0, willInit: true }]), 0, page);
+    // pd_lower 28 (one item), pd_upper = pd_special - 40, pd_special = 8192 - 8, magic 0x1717.
+    expect([page[12], page[13], page[14]! | (page[15]! << 8), page[16]! | (page[17]! << 8)]).toEqual([28, 0, 8184 - 40, 8184]);
+    expect([page[8184], page[8185], page[8186], page[8187]]).toEqual([0x17, 0x17, 0, 0]);
+    expect([...page.subarray(8144, 8184)]).toEqual(tuple);
+    expect(page[100]).toBe(0);
+    expect(() => seqRedo.redo(fakeRecord(RM_SEQ_ID, 0x10, tuple, [{ id: 0 }]), 0, page)).toThrow(UnsupportedError);
+    expect(() => seqRedo.redo(fakeRecord(RM_SEQ_ID, 0x00, tuple, [{ id: 0 }, { id: 1 }]), 1, page)).toThrow(CorruptionError);
   });
 });

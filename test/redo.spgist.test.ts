@@ -10,6 +10,7 @@
  */
 import { beforeAll, describe, expect, it } from "vitest";
 import { spgistRedo } from "../src/pg/redo/spgist.js";
+import { BLCKSZ } from "../src/pg/page.js";
 import type { DecodedRecord } from "../src/pg/wal/record.js";
 import {
   decodeSpgAddLeaf,
@@ -31,8 +32,8 @@ import {
   XLOG_SPGIST_VACUUM_ROOT,
 } from "../src/pg/wal/records/spgist.js";
 import { RM_SPGIST_ID } from "../src/pg/wal/rmgr.js";
-import { CorruptionError } from "../src/types/errors.js";
-import { checkTruncations, RecordSampler } from "./support/redo_malformed.js";
+import { CorruptionError, UnsupportedError } from "../src/types/errors.js";
+import { checkTruncations, fakeRecord, RecordSampler } from "./support/redo_malformed.js";
 import { formatReport, type VerifyReport, verifyRedo } from "./support/redo_verify.js";
 
 function decodeAll(rec: DecodedRecord): unknown {
@@ -199,5 +200,51 @@ describe("SP-GiST redo against PostgreSQL 15", () => {
       const rec = list[0]!;
       expect(() => decodeAll({ ...rec, mainData: rec.mainData.subarray(0, 5) }), kind).toThrow(CorruptionError);
     }
+  });
+});
+
+describe("SP-GiST redo on hand-made malformed records", () => {
+  /** A 16-byte leaf tuple: tupstate LIVE, size 16, nextOffset 0, heap pointer (0, 1). */
+  const leaf = (size = 16): number[] => [(size << 2) & 0xff, (size >>> 6) & 0xff, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0, ...new Array(Math.max(0, size - 12)).fill(0)];
+  /** ADD_LEAF main data: newPage, offnumLeaf, offnumHeadLeaf, offnumParent, nodeI, then the tuple. */
+  const addLeaf = (newPage: boolean, offLeaf: number, offHead: number, offParent: number, nodeI: number, tuple: number[]): number[] => [
+    newPage ? 1 : 0, 0, offLeaf, 0, offHead, 0, offParent, 0, nodeI, 0, ...tuple,
+  ];
+  const newLeafPage = (): Uint8Array => {
+    const p = new Uint8Array(BLCKSZ);
+    spgistRedo.redo(fakeRecord(RM_SPGIST_ID, XLOG_SPGIST_ADD_LEAF, addLeaf(true, 1, 0, 0, 0, leaf()), [{ id: 0, willInit: true }]), 0, p);
+    return p;
+  };
+
+  it("adds a leaf to a new page, and names the record in its errors", () => {
+    const p = newLeafPage();
+    expect(p[12]! | (p[13]! << 8)).toBe(28);
+    // Offset 3 on a page of one tuple: PageAddItem would refuse, so is the record.
+    const rec = fakeRecord(RM_SPGIST_ID, XLOG_SPGIST_ADD_LEAF, addLeaf(false, 3, 0, 0, 0, leaf()), [{ id: 0 }]);
+    expect(() => spgistRedo.redo(rec, 0, p)).toThrow(/SPGist\/ADD_LEAF.*0\/1000028/);
+  });
+
+  it("refuses a leaf tuple whose size is below its header or beyond the record", () => {
+    expect(() => decodeSpgAddLeaf(fakeRecord(RM_SPGIST_ID, XLOG_SPGIST_ADD_LEAF, addLeaf(true, 1, 0, 0, 0, leaf(4).slice(0, 12))))).toThrow(CorruptionError);
+    expect(() => decodeSpgAddLeaf(fakeRecord(RM_SPGIST_ID, XLOG_SPGIST_ADD_LEAF, addLeaf(true, 1, 0, 0, 0, leaf(24).slice(0, 20))))).toThrow(CorruptionError);
+  });
+
+  it("refuses replacing a live tuple, a missing node, a bad parentBlk, and placeholders past the page", () => {
+    // Offset 1 holds a live tuple: only placeholders may be replaced.
+    const replace = fakeRecord(RM_SPGIST_ID, XLOG_SPGIST_ADD_LEAF, addLeaf(false, 1, 2, 0, 0, leaf()), [{ id: 0 }]);
+    expect(() => spgistRedo.redo(replace, 0, newLeafPage())).toThrow(/not a placeholder/);
+    // A parent link to node 9 of the leaf at offset 1 read as an inner tuple: its first word
+    // (size 16 << 2) says 8 nodes.
+    const parent = fakeRecord(RM_SPGIST_ID, XLOG_SPGIST_ADD_LEAF, addLeaf(false, 2, 0, 1, 9, leaf()), [{ id: 0 }, { id: 1 }]);
+    expect(() => spgistRedo.redo(parent, 1, newLeafPage())).toThrow(/failed to find requested node 9/);
+    const addNode = new Array(20).fill(0);
+    addNode[5] = 7; // parentBlk
+    expect(() => decodeSpgAddNode(fakeRecord(RM_SPGIST_ID, XLOG_SPGIST_ADD_NODE, [...addNode, 0, 0, 0, 0, 8, 0, 0, 0]))).toThrow(/parentBlk 7/);
+    const redirect = fakeRecord(RM_SPGIST_ID, XLOG_SPGIST_VACUUM_REDIRECT, [0, 0, 9, 0, 0, 0, 0, 0], [{ id: 0 }]);
+    expect(() => spgistRedo.redo(redirect, 0, newLeafPage())).toThrow(/first placeholder 9/);
+  });
+
+  it("refuses unknown info codes", () => {
+    expect(() => spgistRedo.redo(fakeRecord(RM_SPGIST_ID, 0x90, [], [{ id: 0 }]), 0, newLeafPage())).toThrow(UnsupportedError);
   });
 });

@@ -112,3 +112,39 @@ export class RecordSampler {
     if (list.length < this.perKind && (list.length < this.perKind / 2 || n % 101 === 0)) list.push(rec);
   };
 }
+
+/** A hand-made decoded record: `blocks` get a default relation and no image. */
+export function fakeRecord(
+  rmid: number,
+  info: number,
+  mainData: number[] | Uint8Array,
+  blocks: { id: number; blkno?: number; data?: number[] | Uint8Array; willInit?: boolean }[] = [],
+): DecodedRecord {
+  const rnode = { spcNode: 1663, dbNode: 5, relNode: 16384 };
+  return {
+    lsn: 0x100_0028,
+    endLsn: 0x100_0080,
+    xid: 0,
+    prev: 0x100_0000,
+    info,
+    rmid,
+    totLen: 0,
+    blocks: blocks.map((b) => {
+      const data = Uint8Array.from(b.data ?? []);
+      return {
+        id: b.id,
+        rnode,
+        forkNum: 0,
+        blkno: b.blkno ?? b.id,
+        flags: 0,
+        hasImage: false,
+        applyImage: false,
+        willInit: b.willInit ?? false,
+        hasData: data.length > 0,
+        data,
+      };
+    }),
+    mainData: Uint8Array.from(mainData),
+    record: new Uint8Array(0),
+  };
+}
