@@ -21,6 +21,7 @@
  * A block restored from an APPLY image gets nothing more. No FSM updates (PostgreSQL's redo
  * makes none either).
  */
+import { assert } from "../../types/assert.js";
 import type { CorruptionError } from "../../types/errors.js";
 import type { DecodedBlock, DecodedRecord } from "../wal/record.js";
 import {
@@ -208,10 +209,9 @@ function noSuchBlock(rec: DecodedRecord, blockId: number): CorruptionError {
 }
 
 function redo(rec: DecodedRecord, blockId: number, page: Uint8Array): void {
-  const bid = blockId;
   const block = findBlock(rec, blockId);
-  if (block === undefined) throw redoCorruption(rec, bid, `no block reference ${blockId}`);
-  if (page.length !== BLCKSZ) throw redoCorruption(rec, bid, `block ${blockId}: page of ${page.length} bytes`);
+  if (block === undefined) throw redoCorruption(rec, blockId, `no block reference ${blockId}`);
+  assert(page.length === BLCKSZ, `redo needs an 8192-byte page, got ${page.length} bytes`);
   const op = rec.info & XLOG_BRIN_OPMASK;
   switch (op) {
     case XLOG_BRIN_CREATE_INDEX: {

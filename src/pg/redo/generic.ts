@@ -8,6 +8,7 @@
  * pd_lower and pd_upper is zeroed (the delta says nothing about it and GenericXLogFinish
  * zeroed it on the primary), and pd_lsn := the record's end.
  */
+import { assert } from "../../types/assert.js";
 import type { DecodedRecord } from "../wal/record.js";
 import { checkGenericDelta, GENERIC_FRAGMENT_HEADER_SIZE, MAX_GENERIC_XLOG_PAGES, XLOG_GENERIC } from "../wal/records/generic.js";
 import { RM_GENERIC_ID, XLR_RMGR_INFO_MASK } from "../wal/rmgr.js";
@@ -32,19 +33,18 @@ function applyDelta(page: Uint8Array, delta: Uint8Array): void {
 }
 
 function redo(rec: DecodedRecord, blockId: number, page: Uint8Array): void {
-  const bid = blockId;
   const op = rec.info & XLR_RMGR_INFO_MASK;
   if (op !== XLOG_GENERIC) throw redoUnsupported(rec, `unknown generic op code 0x${op.toString(16)}`);
   const block = findBlock(rec, blockId);
-  if (block === undefined) throw redoCorruption(rec, bid, `no block reference ${blockId}`);
-  if (blockId >= MAX_GENERIC_XLOG_PAGES) throw redoCorruption(rec, bid, `block reference ${blockId} beyond the ${MAX_GENERIC_XLOG_PAGES} pages of a generic record`);
-  if (page.length !== BLCKSZ) throw redoCorruption(rec, bid, `block ${blockId}: page of ${page.length} bytes`);
+  if (block === undefined) throw redoCorruption(rec, blockId, `no block reference ${blockId}`);
+  if (blockId >= MAX_GENERIC_XLOG_PAGES) throw redoCorruption(rec, blockId, `block reference ${blockId} beyond the ${MAX_GENERIC_XLOG_PAGES} pages of a generic record`);
+  assert(page.length === BLCKSZ, `redo needs an 8192-byte page, got ${page.length} bytes`);
   if (block.applyImage) return;
   checkGenericDelta(rec, blockId, block.data);
   applyDelta(page, block.data);
   const lower = pdLower(page);
   const upper = pdUpper(page);
-  if (lower > upper || upper > BLCKSZ) throw redoCorruption(rec, bid, `block ${blockId}: after the delta pd_lower ${lower} and pd_upper ${upper} make no hole`);
+  if (lower > upper || upper > BLCKSZ) throw redoCorruption(rec, blockId, `block ${blockId}: after the delta pd_lower ${lower} and pd_upper ${upper} make no hole`);
   page.fill(0, lower, upper);
   setPageLsn(page, rec.endLsn);
 }

@@ -20,6 +20,7 @@
  * A block restored from an APPLY image gets nothing more, except the left-child fix-up, which
  * PostgreSQL applies on top of the restored image (its effect is never in the image).
  */
+import { assert } from "../../types/assert.js";
 import { lsnHi, lsnLo } from "../../types/lsn.js";
 import type { CorruptionError } from "../../types/errors.js";
 import type { DecodedBlock, DecodedRecord } from "../wal/record.js";
@@ -209,10 +210,9 @@ function noSuchBlock(rec: DecodedRecord, blockId: number): CorruptionError {
 }
 
 function redo(rec: DecodedRecord, blockId: number, page: Uint8Array): void {
-  const bid = blockId;
   const block = findBlock(rec, blockId);
-  if (block === undefined) throw redoCorruption(rec, bid, `no block reference ${blockId}`);
-  if (page.length !== BLCKSZ) throw redoCorruption(rec, bid, `block ${blockId}: page of ${page.length} bytes`);
+  if (block === undefined) throw redoCorruption(rec, blockId, `no block reference ${blockId}`);
+  assert(page.length === BLCKSZ, `redo needs an 8192-byte page, got ${page.length} bytes`);
   const op = rec.info & XLOG_GIST_OPMASK;
   switch (op) {
     case XLOG_GIST_PAGE_UPDATE:
@@ -242,7 +242,7 @@ function redo(rec: DecodedRecord, blockId: number, page: Uint8Array): void {
         return;
       }
       if (blockId === 1) {
-        redoPageDeleteParent(rec, bid, page);
+        redoPageDeleteParent(rec, blockId, page);
         return;
       }
       throw noSuchBlock(rec, blockId);
