@@ -160,11 +160,11 @@ describe("SP-GiST redo against PostgreSQL 15", () => {
     expect(report.mismatches, msg).toEqual([]);
     expect(report.noBase, msg).toBe(0);
     const floors: [string, number][] = [
-      ["SPGist/ADD_LEAF", 30_000],
-      ["SPGist/MOVE_LEAFS", 200],
-      ["SPGist/ADD_NODE", 20],
+      ["SPGist/ADD_LEAF", 50_000],
+      ["SPGist/MOVE_LEAFS", 1_000],
+      ["SPGist/ADD_NODE", 500],
       ["SPGist/SPLIT_TUPLE", 5],
-      ["SPGist/PICKSPLIT", 300],
+      ["SPGist/PICKSPLIT", 800],
       ["SPGist/VACUUM_LEAF", 100],
       ["SPGist/VACUUM_ROOT", 1],
       ["SPGist/VACUUM_REDIRECT", 50],
