@@ -1,9 +1,8 @@
 /**
- * What the typed record decoders (src/pg/wal/records/*) need from a decoded record: its block
- * references by id, and the error for a malformed record — a CorruptionError whose message
- * names the record's LSN, its rmgr and info ("Gist/PAGE_SPLIT") and what was wrong, so that
- * all decoders say it the same way. (Redo code uses src/pg/redo/rmgr.ts's findBlock and
- * redoCorruption, which also name the block; decoders sit below redo and know no block.)
+ * What every typed decoder and rmgr redo needs from a decoded record: its block references
+ * by id, and the error for a malformed record — a CorruptionError whose message names the
+ * record's LSN, its rmgr and info ("Gist/PAGE_SPLIT") and what was wrong, so that all rmgrs
+ * say it the same way.
  */
 import { CorruptionError } from "../../../types/errors.js";
 import { lsnToString } from "../../../types/lsn.js";
