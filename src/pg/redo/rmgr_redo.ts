@@ -24,11 +24,16 @@ import {
   RM_SEQ_ID,
   RM_SPGIST_ID,
 } from "../wal/rmgr.js";
+import { brinRedo } from "./brin.js";
 import { btreeRmgrRedo } from "./btree.js";
-import type { RmgrRedo } from "./rmgr.js";
-import { heap2Redo, heapRedo } from "./heap.js";
+import { genericRedo } from "./generic.js";
 import { ginRedo } from "./gin.js";
+import { gistRedo } from "./gist.js";
 import { hashRedo } from "./hash.js";
+import { heap2Redo, heapRedo } from "./heap.js";
+import type { RmgrRedo } from "./rmgr.js";
+import { seqRedo } from "./seq.js";
+import { spgistRedo } from "./spgist.js";
 import { xlogRedo } from "./xlog.js";
 
 export type { RmgrRedo } from "./rmgr.js";
@@ -40,6 +45,11 @@ const REDO_TABLE: readonly RmgrRedo[] = [
   btreeRmgrRedo,
   hashRedo,
   ginRedo,
+  gistRedo,
+  seqRedo,
+  spgistRedo,
+  brinRedo,
+  genericRedo,
 ];
 
 /** Page-touching rmgrs, with their wal_consistency_checking names. */

@@ -1,0 +1,191 @@
+/**
+ * Typed GiST WAL records (src/include/access/gistxlog.h of PostgreSQL 15): main data and
+ * block data of every info code, decoded with every length checked first. A short or
+ * malformed record is a CorruptionError naming the record's LSN, rmgr and info.
+ *
+ *   info  name          main data (x86-64 layout)                        blocks
+ *   0x00  PAGE_UPDATE   ntodelete u16 @0, ntoinsert u16 @2 (4)            0 page: todelete u16×n ‖ tuples
+ *                                                                        1 left child (fix-up only)
+ *   0x10  DELETE        latestRemovedXid u32 @0, ntodelete u16 @4 (6)     0 leaf page
+ *                       ‖ todelete u16×ntodelete (in the main data)
+ *   0x20  PAGE_REUSE    RelFileNode @0, block u32 @12, latestRemovedFullXid u64 @16 (24); no block
+ *   0x30  PAGE_SPLIT    origrlink u32 @0, orignsn u64 @8, origleaf u8 @16, npage u16 @18,
+ *                       markfollowright u8 @20 (24)                      0 left child (fix-up only)
+ *                                                                        1..npage: i32 ntuples ‖ tuples
+ *   0x60  PAGE_DELETE   deleteXid u64 @0, downlinkOffset u16 @8 (10)      0 deleted page, 1 parent
+ *   0x70  ASSIGN_LSN    an int 0, no block
+ *
+ * Tuples are IndexTuples: t_tid (6 bytes) then t_info u16 whose low 13 bits are the size.
+ * 64-bit values (NSN, full xids) are kept as hi/lo u32 halves: no BigInt, no 2^53 limit.
+ */
+import type { DecodedRecord } from "../record.js";
+import { blockById, recordCorrupt } from "./record_access.js";
+
+export const XLOG_GIST_PAGE_UPDATE = 0x00;
+export const XLOG_GIST_DELETE = 0x10;
+export const XLOG_GIST_PAGE_REUSE = 0x20;
+export const XLOG_GIST_PAGE_SPLIT = 0x30;
+export const XLOG_GIST_PAGE_DELETE = 0x60;
+export const XLOG_GIST_ASSIGN_LSN = 0x70;
+export const XLOG_GIST_OPMASK = 0xf0;
+
+/** sizeof(IndexTupleData): the smallest tuple; INDEX_SIZE_MASK extracts its size from t_info. */
+export const SIZE_OF_INDEX_TUPLE = 8;
+export const INDEX_SIZE_MASK = 0x1fff;
+
+const SIZE_OF_PAGE_UPDATE = 4;
+const SIZE_OF_DELETE = 6;
+const SIZE_OF_PAGE_REUSE = 24;
+const SIZE_OF_PAGE_SPLIT = 24;
+const SIZE_OF_PAGE_DELETE = 10;
+/** A page holds at most BLCKSZ / (tuple + line pointer) tuples: the bound of every tuple loop. */
+const MAX_TUPLES_PER_PAGE = 8192 / (SIZE_OF_INDEX_TUPLE + 4);
+
+function u16(b: Uint8Array, o: number): number {
+  return b[o]! | (b[o + 1]! << 8);
+}
+function u32(b: Uint8Array, o: number): number {
+  return (b[o]! | (b[o + 1]! << 8) | (b[o + 2]! << 16) | (b[o + 3]! << 24)) >>> 0;
+}
+
+function needMain(rec: DecodedRecord, size: number, what: string): Uint8Array {
+  const d = rec.mainData;
+  if (d.length < size) throw recordCorrupt(rec, `${what} needs ${size} bytes of main data, has ${d.length}`);
+  return d;
+}
+
+/**
+ * Split `bytes[start, end)` into consecutive IndexTuples (subarrays), each at least a header
+ * long and inside the range, which they must cover exactly.
+ */
+function indexTuples(rec: DecodedRecord, bytes: Uint8Array, start: number, end: number, what: string): Uint8Array[] {
+  const out: Uint8Array[] = [];
+  let p = start;
+  while (p < end) {
+    if (out.length >= MAX_TUPLES_PER_PAGE) throw recordCorrupt(rec, `${what}: more than ${MAX_TUPLES_PER_PAGE} tuples`);
+    if (end - p < SIZE_OF_INDEX_TUPLE) throw recordCorrupt(rec, `${what}: ${end - p} bytes left, shorter than a tuple header`);
+    const size = u16(bytes, p + 6) & INDEX_SIZE_MASK;
+    if (size < SIZE_OF_INDEX_TUPLE || size > end - p) {
+      throw recordCorrupt(rec, `${what}: tuple at byte ${p - start} of size ${size} with ${end - p} bytes left`);
+    }
+    out.push(bytes.subarray(p, p + size));
+    p += size;
+  }
+  return out;
+}
+
+function offsets(bytes: Uint8Array, at: number, n: number): Uint16Array {
+  const out = new Uint16Array(n);
+  for (let i = 0; i < n; i++) out[i] = u16(bytes, at + 2 * i);
+  return out;
+}
+
+export interface GistPageUpdate {
+  ntodelete: number;
+  ntoinsert: number;
+}
+
+export function decodeGistPageUpdate(rec: DecodedRecord): GistPageUpdate {
+  const d = needMain(rec, SIZE_OF_PAGE_UPDATE, "gistxlogPageUpdate");
+  return { ntodelete: u16(d, 0), ntoinsert: u16(d, 2) };
+}
+
+/** Block 0's data of a PAGE_UPDATE: the offsets to delete and the tuples to add. */
+export interface GistPageUpdateBlock {
+  todelete: Uint16Array;
+  tuples: Uint8Array[];
+}
+
+export function decodeGistPageUpdateBlock(rec: DecodedRecord, xl: GistPageUpdate, data: Uint8Array): GistPageUpdateBlock {
+  const delBytes = 2 * xl.ntodelete;
+  if (data.length < delBytes) {
+    throw recordCorrupt(rec, `block 0 data of ${data.length} bytes is shorter than ${xl.ntodelete} offsets to delete`);
+  }
+  const tuples = indexTuples(rec, data, delBytes, data.length, "block 0 tuples");
+  if (tuples.length !== xl.ntoinsert) throw recordCorrupt(rec, `block 0 carries ${tuples.length} tuples, the record announces ${xl.ntoinsert}`);
+  return { todelete: offsets(data, 0, xl.ntodelete), tuples };
+}
+
+export interface GistDelete {
+  latestRemovedXid: number;
+  /** Empty when the record carries no offsets (PostgreSQL then deletes nothing). */
+  todelete: Uint16Array;
+}
+
+export function decodeGistDelete(rec: DecodedRecord): GistDelete {
+  const d = needMain(rec, SIZE_OF_DELETE, "gistxlogDelete");
+  const ntodelete = u16(d, 4);
+  // gistRedoDeleteRecord deletes only when the main data goes on past the header.
+  if (d.length === SIZE_OF_DELETE) return { latestRemovedXid: u32(d, 0), todelete: new Uint16Array(0) };
+  if (d.length < SIZE_OF_DELETE + 2 * ntodelete) {
+    throw recordCorrupt(rec, `main data of ${d.length} bytes is shorter than ${ntodelete} offsets to delete`);
+  }
+  return { latestRemovedXid: u32(d, 0), todelete: offsets(d, SIZE_OF_DELETE, ntodelete) };
+}
+
+export interface GistPageReuse {
+  spcNode: number;
+  dbNode: number;
+  relNode: number;
+  block: number;
+  latestRemovedFullXidHi: number;
+  latestRemovedFullXidLo: number;
+}
+
+export function decodeGistPageReuse(rec: DecodedRecord): GistPageReuse {
+  const d = needMain(rec, SIZE_OF_PAGE_REUSE, "gistxlogPageReuse");
+  return {
+    spcNode: u32(d, 0),
+    dbNode: u32(d, 4),
+    relNode: u32(d, 8),
+    block: u32(d, 12),
+    latestRemovedFullXidLo: u32(d, 16),
+    latestRemovedFullXidHi: u32(d, 20),
+  };
+}
+
+export interface GistPageSplit {
+  origrlink: number;
+  orignsnHi: number;
+  orignsnLo: number;
+  origleaf: boolean;
+  npage: number;
+  markfollowright: boolean;
+}
+
+export function decodeGistPageSplit(rec: DecodedRecord): GistPageSplit {
+  const d = needMain(rec, SIZE_OF_PAGE_SPLIT, "gistxlogPageSplit");
+  const npage = u16(d, 18);
+  // Blocks 1..npage are the split pages: every one must be referenced.
+  for (let i = 1; i <= npage; i++) {
+    if (blockById(rec, i) === undefined) throw recordCorrupt(rec, `split of ${npage} pages lacks block reference ${i}`);
+  }
+  return {
+    origrlink: u32(d, 0),
+    orignsnLo: u32(d, 8),
+    orignsnHi: u32(d, 12),
+    origleaf: d[16] !== 0,
+    npage,
+    markfollowright: d[20] !== 0,
+  };
+}
+
+/** A split page's block data: an int count, then that many tuples covering the rest. */
+export function decodeGistSplitPageTuples(rec: DecodedRecord, blockId: number, data: Uint8Array): Uint8Array[] {
+  if (data.length < 4) throw recordCorrupt(rec, `block ${blockId} data of ${data.length} bytes lacks the tuple count`);
+  const n = u32(data, 0) | 0;
+  const tuples = indexTuples(rec, data, 4, data.length, `block ${blockId} tuples`);
+  if (tuples.length !== n) throw recordCorrupt(rec, `block ${blockId} carries ${tuples.length} tuples, its count says ${n}`);
+  return tuples;
+}
+
+export interface GistPageDelete {
+  deleteXidHi: number;
+  deleteXidLo: number;
+  downlinkOffset: number;
+}
+
+export function decodeGistPageDelete(rec: DecodedRecord): GistPageDelete {
+  const d = needMain(rec, SIZE_OF_PAGE_DELETE, "gistxlogPageDelete");
+  return { deleteXidLo: u32(d, 0), deleteXidHi: u32(d, 4), downlinkOffset: u16(d, 8) };
+}
