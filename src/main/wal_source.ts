@@ -296,7 +296,8 @@ export class TimelineWalSource {
   }
 
   status(): WalSourceStatus {
-    const s = this.state_;
+    // The receiver's live state (last_received_lsn moves without a state change).
+    const s = this.receiver?.state ?? this.state_;
     let state = s?.state ?? "starting";
     let nextRetry: number | null = null;
     if (this.failure !== null) state = "failed";
