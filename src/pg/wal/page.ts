@@ -29,8 +29,10 @@ import { PageserverError } from "../../types/errors.js";
 import { type Lsn, lsnFromParts, lsnToString } from "../../types/lsn.js";
 
 export const XLOG_PAGE_MAGIC = 0xd110;
-export const XLOG_BLCKSZ = 8192;
-export const BLCKSZ = 8192;
+/** Defined in src/pg/consts.ts; re-exported for the WAL modules that take them from here. */
+import { XLOG_BLCKSZ } from "../consts.js";
+
+export { BLCKSZ, XLOG_BLCKSZ } from "../consts.js";
 export const SIZE_OF_XLOG_SHORT_PHD = 24;
 export const SIZE_OF_XLOG_LONG_PHD = 40;
 export const SIZE_OF_XLOG_RECORD = 24;
