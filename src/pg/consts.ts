@@ -29,7 +29,7 @@ export const RELSEG_SIZE = 131072;
 /** MAXIMUM_ALIGNOF of the platforms PostgreSQL 15 runs on here (x86-64, aarch64). */
 export const MAXIMUM_ALIGNOF = 8;
 /** SizeOfPageHeaderData: the standard page header. */
-export const SIZE_OF_PAGE_HEADER_DATA = 24;
+export const SIZE_OF_PAGE_HEADER = 24;
 
 // Forks (relpath.h)
 export const MAIN_FORKNUM = 0;
@@ -67,12 +67,12 @@ export const MULTIXACT_MEMBERS_PER_PAGE = MULTIXACT_MEMBERGROUPS_PER_PAGE * MULT
 
 // Visibility map (visibilitymap.c): the bitmap starts after the MAXALIGNed page header.
 export const VM_BITS_PER_HEAPBLOCK = 2;
-export const VM_MAPSIZE = BLCKSZ - SIZE_OF_PAGE_HEADER_DATA;
+export const VM_MAPSIZE = BLCKSZ - SIZE_OF_PAGE_HEADER;
 export const HEAPBLOCKS_PER_VM_PAGE = VM_MAPSIZE * (8 / VM_BITS_PER_HEAPBLOCK);
 
 // Free space map (fsm_internals.h, freespace.c): a binary tree of u8 nodes per page after
 // the page header and fp_next_slot (int).
-export const FSM_NODES_PER_PAGE = BLCKSZ - SIZE_OF_PAGE_HEADER_DATA - 4;
+export const FSM_NODES_PER_PAGE = BLCKSZ - SIZE_OF_PAGE_HEADER - 4;
 export const FSM_NON_LEAF_NODES_PER_PAGE = BLCKSZ / 2 - 1;
 export const FSM_SLOTS_PER_PAGE = FSM_NODES_PER_PAGE - FSM_NON_LEAF_NODES_PER_PAGE;
 export const FSM_TREE_DEPTH = 3;

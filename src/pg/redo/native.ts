@@ -33,7 +33,7 @@ import {
   MULTIXACT_MEMBERS_PER_GROUP,
   MULTIXACT_MEMBERS_PER_PAGE,
   MULTIXACT_OFFSETS_PER_PAGE,
-  SIZE_OF_PAGE_HEADER_DATA,
+  SIZE_OF_PAGE_HEADER,
   SLRU_PAGES_PER_SEGMENT,
 } from "../consts.js";
 import { pageIsNew, setPageLsn } from "../page.js";
@@ -50,7 +50,7 @@ export const PG_IMAGE_GIST_FIXUP = 0x01;
 const PG_IMAGE_HEADER = 16;
 const F_FOLLOW_RIGHT = 1 << 3;
 
-const VM_MAP_OFFSET = SIZE_OF_PAGE_HEADER_DATA;
+const VM_MAP_OFFSET = SIZE_OF_PAGE_HEADER;
 const NONE = 0xffff_ffff;
 
 export const CLOG_STATUS_COMMITTED = 1;

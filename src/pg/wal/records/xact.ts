@@ -33,8 +33,8 @@
  * Timestamps are microseconds since 2000-01-01 as numbers.
  */
 import { type Lsn, readLsnLE } from "../../../types/lsn.js";
-import { MAXIMUM_ALIGNOF } from "../../consts.js";
 import { getU16 as u16, getU32 as u32 } from "../../heap_tuple.js";
+import { maxAlign } from "../page.js";
 import type { DecodedRecord, RelFileNode } from "../record.js";
 import { RM_XACT_ID } from "../rmgr.js";
 import { recordCorruption } from "./heap.js";
@@ -175,10 +175,6 @@ export function relFileNodeAt(rels: Uint8Array, i: number): RelFileNode {
 
 function timestampAt(b: Uint8Array, o: number): number {
   return (b[o + 4]! | (b[o + 5]! << 8) | (b[o + 6]! << 16) | (b[o + 7]! << 24)) * 0x1_0000_0000 + u32(b, o);
-}
-
-function maxAlign(n: number): number {
-  return Math.ceil(n / MAXIMUM_ALIGNOF) * MAXIMUM_ALIGNOF;
 }
 
 /** Reads main data front to back, every read bounds-checked against what remains. */
