@@ -29,8 +29,8 @@ import { describe, expect, it } from "vitest";
 import { maskPageLsnAndChecksum } from "../src/pg/redo/bufmask.js";
 import { pageInit } from "../src/pg/redo/bufpage.js";
 import { heap2Redo, heapRedo } from "../src/pg/redo/heap.js";
-import { applyNative, HEAPBLOCKS_PER_VM_PAGE, initNative, pgImage, vmClear } from "../src/pg/redo/native.js";
-import { BLCKSZ } from "../src/pg/page.js";
+import { BLCKSZ, HEAPBLOCKS_PER_VM_PAGE } from "../src/pg/consts.js";
+import { applyNative, initNative, pgImage, vmClear } from "../src/pg/redo/native.js";
 import { restorePageImage } from "../src/pg/wal/image.js";
 import type { DecodedBlock, DecodedRecord } from "../src/pg/wal/record.js";
 import {

@@ -16,6 +16,8 @@
  *
  * Callers check that the tuple's 23 header bytes lie inside the page before using these.
  */
+import { BLCKSZ } from "./consts.js";
+
 
 export const T_XMIN = 0;
 export const T_XMAX = 4;
@@ -27,7 +29,7 @@ export const T_HOFF = 22;
 /** SizeofHeapTupleHeader: offsetof(HeapTupleHeaderData, t_bits). */
 export const SIZEOF_HEAP_TUPLE_HEADER = 23;
 /** MaxHeapTupleSize: BLCKSZ - MAXALIGN(SizeOfPageHeaderData + sizeof(ItemIdData)). */
-export const MAX_HEAP_TUPLE_SIZE = 8192 - 32;
+export const MAX_HEAP_TUPLE_SIZE = BLCKSZ - 32;
 
 // t_infomask
 export const HEAP_HASNULL = 0x0001;
@@ -64,8 +66,7 @@ export const SPEC_TOKEN_OFFSET_NUMBER = 0xfffe;
 export const MOVED_PARTITIONS_OFFSET_NUMBER = 0xfffd;
 export const MOVED_PARTITIONS_BLOCK_NUMBER = 0xffff_ffff;
 
-export const INVALID_TRANSACTION_ID = 0;
-export const FROZEN_TRANSACTION_ID = 2;
+export { FROZEN_TRANSACTION_ID, INVALID_TRANSACTION_ID } from "./consts.js";
 export const FIRST_COMMAND_ID = 0;
 
 export function getU16(b: Uint8Array, o: number): number {

@@ -19,7 +19,10 @@
  */
 import { type Lsn, lsnHi, lsnLo } from "../types/lsn.js";
 
-export const BLCKSZ = 8192;
+import { BLCKSZ } from "./consts.js";
+
+/** BLCKSZ is defined in consts.ts; re-exported for the many modules that take it from here. */
+export { BLCKSZ };
 
 export function pageLsn(page: Uint8Array): Lsn {
   const dv = new DataView(page.buffer, page.byteOffset, 8);

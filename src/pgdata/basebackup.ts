@@ -70,15 +70,14 @@ import {
   XLP_LONG_HEADER,
 } from "../pg/wal/page.js";
 import { setPageChecksum } from "../pg/page.js";
+import { XLR_BLOCK_ID_DATA_SHORT } from "../pg/wal/record.js";
+import { RM_XLOG_ID, XLOG_CHECKPOINT_SHUTDOWN } from "../pg/wal/rmgr.js";
 
 /** Page checksums live in src/pg/page.ts; re-exported for callers of this module. */
 export { pageChecksum, setPageChecksum } from "../pg/page.js";
 
 /** xl_tot_len of a checkpoint record: header 24 + short data header 2 + CheckPoint 88. */
 export const CHECKPOINT_RECORD_BYTES = 24 + 2 + SIZEOF_CHECKPOINT;
-const XLOG_CHECKPOINT_SHUTDOWN = 0x00;
-const RM_XLOG_ID = 0;
-const XLR_BLOCK_ID_DATA_SHORT = 255;
 /** Pages per yielded chunk of a relation file (bounds memory of one chunk to 1 MiB). */
 const PAGES_PER_CHUNK = 128;
 const TAR_BLOCK = 512;

@@ -28,7 +28,8 @@ import { extract } from "tar-stream";
 import type { Timeline } from "../tenant/timeline.js";
 import { PageserverError } from "../types/errors.js";
 import { type Lsn, lsnToString } from "../types/lsn.js";
-import { type ControlFileData, DB_STATE_NAMES, DbState, decodeControlFile, SIZEOF_CHECKPOINT } from "../pg/control.js";
+import { RELMAPPER_FILESIZE } from "../pg/consts.js";
+import { type ControlFileData, DB_STATE_NAMES, DbState, decodeControlFile, PG_CONTROL_FILE_SIZE, SIZEOF_CHECKPOINT } from "../pg/control.js";
 import { BLCKSZ, DBDIR_KEY, DEFAULTTABLESPACE_OID, GLOBALTABLESPACE_OID, RELSEG_SIZE, type RelTag, SLRU_PAGES_PER_SEGMENT, SlruKind } from "./keys.js";
 import { DatadirWriter } from "./writer.js";
 
@@ -165,7 +166,7 @@ class Importer {
     const bytes = await collect(chunks, sizeBytes, path);
     switch (c.kind) {
       case "relmap":
-        if (bytes.length !== 512) throw new ImportError(`${path} has ${bytes.length} bytes, expected 512`);
+        if (bytes.length !== RELMAPPER_FILESIZE) throw new ImportError(`${path} has ${bytes.length} bytes, expected ${RELMAPPER_FILESIZE}`);
         this.w.putRelmap(c.spcnode, c.dbnode, bytes);
         return;
       case "dbversion":
@@ -183,7 +184,7 @@ class Importer {
       case "control": {
         const ctl = decodeControlFile(bytes);
         this.control = ctl;
-        this.w.putControlFile(bytes.length === 8192 ? bytes : padTo(bytes, 8192));
+        this.w.putControlFile(bytes.length === PG_CONTROL_FILE_SIZE ? bytes : padTo(bytes, PG_CONTROL_FILE_SIZE));
         this.w.putCheckpoint(bytes.slice(40, 40 + SIZEOF_CHECKPOINT));
         return;
       }

@@ -27,25 +27,35 @@
  */
 import { InvalidArgumentError } from "../types/errors.js";
 import { type Key, type KeyRange, keyFields, makeKey } from "../types/key.js";
+import {
+  DEFAULTTABLESPACE_OID,
+  FSM_FORKNUM,
+  GLOBALTABLESPACE_OID,
+  INIT_FORKNUM,
+  MAIN_FORKNUM,
+  MAX_FORKNUM,
+  SLRU_PAGES_PER_SEGMENT,
+  VISIBILITYMAP_FORKNUM,
+} from "../pg/consts.js";
 
-export const BLCKSZ = 8192;
-/** Blocks per 1 GiB relation segment file (RELSEG_SIZE). */
-export const RELSEG_SIZE = 131072;
-/** Pages per SLRU segment file. */
-export const SLRU_PAGES_PER_SEGMENT = 32;
+/** PostgreSQL's own constants live in src/pg/consts.ts; re-exported for the pgdata modules. */
+export {
+  BLCKSZ,
+  DEFAULTTABLESPACE_OID,
+  FSM_FORKNUM,
+  GLOBALTABLESPACE_OID,
+  INIT_FORKNUM,
+  MAIN_FORKNUM,
+  MAX_FORKNUM,
+  RELSEG_SIZE,
+  SLRU_PAGES_PER_SEGMENT,
+  VISIBILITYMAP_FORKNUM,
+} from "../pg/consts.js";
+
 /** The f6 value of size keys. */
 export const SIZE_BLKNO = 0xffff_ffff;
 /** The largest valid block number (InvalidBlockNumber is 0xFFFFFFFF). */
 export const MAX_BLKNO = 0xffff_fffe;
-
-export const GLOBALTABLESPACE_OID = 1664;
-export const DEFAULTTABLESPACE_OID = 1663;
-
-export const MAIN_FORKNUM = 0;
-export const FSM_FORKNUM = 1;
-export const VISIBILITYMAP_FORKNUM = 2;
-export const INIT_FORKNUM = 3;
-export const MAX_FORKNUM = 3;
 
 export enum SlruKind {
   Clog = 0,

@@ -15,6 +15,10 @@
  * a base backup's pg_control is right at any LSN), and the visibility-map bits that heap
  * records clear without referencing the VM page.
  *
+ * Main data is read only through the typed decoders of src/pg/wal/records (one module per
+ * rmgr; a malformed record is their CorruptionError naming LSN, rmgr and info): this layer
+ * switches on their opcodes and fields and reads no bytes of a record itself.
+ *
  * A record that can't be handled is an UnsupportedError naming rmgr and info; the caller
  * stops ingest on that timeline. Nothing is skipped silently.
  */
@@ -23,20 +27,28 @@ import type { Timeline } from "../tenant/timeline.js";
 import { UnsupportedError } from "../types/errors.js";
 import { type Lsn, lsnToString } from "../types/lsn.js";
 import { pgRecordValue, type Value } from "../types/value.js";
+import {
+  BLCKSZ,
+  CLOG_XACTS_PER_PAGE,
+  FIRST_MULTIXACT_ID,
+  FIRST_NORMAL_TRANSACTION_ID,
+  FSM_FORKNUM,
+  FSM_SLOTS_PER_PAGE,
+  FSM_TREE_DEPTH,
+  HEAPBLOCKS_PER_VM_PAGE,
+  MAIN_FORKNUM,
+  MAX_FORKNUM,
+  MULTIXACT_MEMBERS_PER_PAGE,
+  MULTIXACT_OFFSETS_PER_PAGE,
+  SLRU_PAGES_PER_SEGMENT,
+  VISIBILITYMAP_FORKNUM,
+} from "../pg/consts.js";
 import { type CheckPoint, decodeCheckPoint, encodeCheckPoint } from "../pg/control.js";
-import { CHECKPOINT_KEY, GLOBALTABLESPACE_OID, relTag, SlruKind, VISIBILITYMAP_FORKNUM, type RelTag } from "./keys.js";
-import { DatadirSnapshot } from "./reader.js";
-import { DatadirWriter } from "./writer.js";
-import { BLCKSZ } from "../pg/page.js";
 import {
   applyNative,
   CLOG_STATUS_ABORTED,
   CLOG_STATUS_COMMITTED,
-  CLOG_XACTS_PER_PAGE,
   clogSet,
-  HEAPBLOCKS_PER_VM_PAGE,
-  MULTIXACT_MEMBERS_PER_PAGE,
-  MULTIXACT_OFFSETS_PER_PAGE,
   multiMembers,
   multiOffsets,
   pgImage,
@@ -44,6 +56,15 @@ import {
   vmTruncate,
 } from "../pg/redo/native.js";
 import type { DecodedBlock, DecodedRecord } from "../pg/wal/record.js";
+import { CLOG_ZEROPAGE, type ClogRecord, decodeClogRecord } from "../pg/wal/records/clog.js";
+import {
+  type DbaseRecord,
+  decodeDbaseRecord,
+  tablespaceIdAt,
+  XLOG_DBASE_CREATE_FILE_COPY,
+  XLOG_DBASE_CREATE_WAL_LOG,
+  XLOG_DBASE_DROP,
+} from "../pg/wal/records/dbase.js";
 import {
   decodeHeapDelete,
   decodeHeapInsert,
@@ -72,6 +93,44 @@ import {
   XLOG_HEAP2_MULTI_INSERT,
 } from "../pg/wal/records/heap2.js";
 import {
+  decodeMultiXactRecord,
+  memberStatusAt,
+  memberXidAt,
+  type MultiXactRecord,
+  XLOG_MULTIXACT_CREATE_ID,
+  XLOG_MULTIXACT_TRUNCATE_ID,
+  XLOG_MULTIXACT_ZERO_MEM_PAGE,
+  XLOG_MULTIXACT_ZERO_OFF_PAGE,
+} from "../pg/wal/records/multixact.js";
+import { decodeRelmapRecord } from "../pg/wal/records/relmap.js";
+import {
+  decodeSmgrRecord,
+  SMGR_TRUNCATE_FSM,
+  SMGR_TRUNCATE_HEAP,
+  SMGR_TRUNCATE_VM,
+  type SmgrRecord,
+  XLOG_SMGR_CREATE,
+} from "../pg/wal/records/smgr.js";
+import {
+  decodeXactRecord,
+  relFileNodeAt,
+  subxactAt,
+  type XactRecord,
+  XLOG_XACT_ABORT_PREPARED,
+  XLOG_XACT_ASSIGNMENT,
+  XLOG_XACT_COMMIT,
+  XLOG_XACT_COMMIT_PREPARED,
+  XLOG_XACT_INVALIDATIONS,
+  XLOG_XACT_PREPARE,
+} from "../pg/wal/records/xact.js";
+import {
+  decodeXlogRecord,
+  XLOG_CHECKPOINT_ONLINE,
+  XLOG_CHECKPOINT_SHUTDOWN,
+  XLOG_NEXTOID,
+  type XlogRecord,
+} from "../pg/wal/records/xlog.js";
+import {
   describeRecordKind,
   RM_CLOG_ID,
   RM_DBASE_ID,
@@ -84,27 +143,17 @@ import {
   RM_TBLSPC_ID,
   RM_XACT_ID,
   RM_XLOG_ID,
-  XLOG_CHECKPOINT_ONLINE,
-  XLOG_CHECKPOINT_SHUTDOWN,
-  XLOG_NEXTOID,
+  XLR_RMGR_INFO_MASK,
 } from "../pg/wal/rmgr.js";
+import { CHECKPOINT_KEY, GLOBALTABLESPACE_OID, type RelTag, relTag, SlruKind } from "./keys.js";
+import { DatadirSnapshot } from "./reader.js";
+import { DatadirWriter } from "./writer.js";
 
-const SLRU_PAGES_PER_SEGMENT = 32;
 const ZERO_PAGE = new Uint8Array(BLCKSZ);
-const FSM_SLOTS_PER_PAGE = 4069;
-const FSM_TREE_DEPTH = 3;
-const FIRST_NORMAL_XID = 3;
 
-// GiST (gistxlog.h) and its page opaque (gist.h).
+// GiST (gistxlog.h): which block of a record is the left child of a split.
 const XLOG_GIST_PAGE_UPDATE = 0x00;
 const XLOG_GIST_PAGE_SPLIT = 0x30;
-
-function u32(b: Uint8Array, off: number): number {
-  return (b[off]! | (b[off + 1]! << 8) | (b[off + 2]! << 16) | (b[off + 3]! << 24)) >>> 0;
-}
-function i32(b: Uint8Array, off: number): number {
-  return b[off]! | (b[off + 1]! << 8) | (b[off + 2]! << 16) | (b[off + 3]! << 24);
-}
 
 /** xid a "follows or equals" xid b in PostgreSQL's modulo-2^32 order (normal xids). */
 function xidFollowsOrEquals(a: number, b: number): boolean {
@@ -178,7 +227,7 @@ export class WalIngest {
    */
   private isGistLeftChild(rec: DecodedRecord, b: DecodedBlock): boolean {
     if (rec.rmid !== RM_GIST_ID) return false;
-    const op = rec.info & 0xf0;
+    const op = rec.info & XLR_RMGR_INFO_MASK;
     const leftChildId = op === XLOG_GIST_PAGE_SPLIT ? 0 : op === XLOG_GIST_PAGE_UPDATE ? 1 : -1;
     return b.id === leftChildId;
   }
@@ -190,35 +239,31 @@ export class WalIngest {
   }
 
   private ingestMainData(rec: DecodedRecord): void {
-    const d = rec.mainData;
     switch (rec.rmid) {
       case RM_XLOG_ID:
-        this.ingestXlog(rec, d);
+        this.ingestXlog(decodeXlogRecord(rec));
         return;
       case RM_XACT_ID:
-        this.ingestXact(rec, d);
+        this.ingestXact(rec, decodeXactRecord(rec));
         return;
       case RM_SMGR_ID:
-        this.ingestSmgr(rec, d);
+        this.ingestSmgr(decodeSmgrRecord(rec));
         return;
       case RM_CLOG_ID:
-        this.ingestClog(rec, d);
+        this.ingestClog(decodeClogRecord(rec));
         return;
       case RM_DBASE_ID:
-        this.ingestDbase(rec, d);
+        this.ingestDbase(rec, decodeDbaseRecord(rec));
         return;
       case RM_TBLSPC_ID:
         this.unsupported(rec, "tablespaces other than pg_default and pg_global are not supported");
         return;
       case RM_MULTIXACT_ID:
-        this.ingestMultixact(rec, d);
+        this.ingestMultixact(decodeMultiXactRecord(rec));
         return;
       case RM_RELMAP_ID: {
-        const dbid = u32(d, 0);
-        const tsid = u32(d, 4);
-        const nbytes = i32(d, 8);
-        if (nbytes !== 512 || d.length < 12 + 512) this.unsupported(rec, `relmap update of ${nbytes} bytes`);
-        this.w.putRelmap(tsid, dbid, d.subarray(12, 12 + 512));
+        const r = decodeRelmapRecord(rec);
+        this.w.putRelmap(r.tsId, r.dbId, r.data);
         return;
       }
       case RM_HEAP_ID:
@@ -235,38 +280,46 @@ export class WalIngest {
   // -------------------------------------------------------------------------------------
   // XLOG: checkpoint and counters
 
-  private ingestXlog(rec: DecodedRecord, d: Uint8Array): void {
-    const op = rec.info & 0xf0;
-    if (op === XLOG_CHECKPOINT_SHUTDOWN || op === XLOG_CHECKPOINT_ONLINE) {
-      const r = decodeCheckPoint(d);
-      const cp = this.checkpoint;
-      const next: CheckPoint = { ...r };
-      if (op === XLOG_CHECKPOINT_ONLINE) {
-        // An online checkpoint's counters were read before it started: treat them as minimums.
-        next.nextOid = cp.nextOid;
-        if (!xidFollowsOrEquals(r.nextXid, cp.nextXid)) {
-          next.nextXid = cp.nextXid;
-          next.nextXidEpoch = cp.nextXidEpoch;
+  private ingestXlog(r: XlogRecord): void {
+    switch (r.op) {
+      case XLOG_CHECKPOINT_SHUTDOWN:
+      case XLOG_CHECKPOINT_ONLINE: {
+        const cp = this.checkpoint;
+        const next: CheckPoint = { ...r.checkpoint };
+        if (r.op === XLOG_CHECKPOINT_ONLINE) {
+          // An online checkpoint's counters were read before it started: treat them as minimums.
+          next.nextOid = cp.nextOid;
+          if (!xidFollowsOrEquals(next.nextXid, cp.nextXid)) {
+            next.nextXid = cp.nextXid;
+            next.nextXidEpoch = cp.nextXidEpoch;
+          }
+          if (!xidFollowsOrEquals(next.nextMulti, cp.nextMulti)) next.nextMulti = cp.nextMulti;
+          if (!xidFollowsOrEquals(next.nextMultiOffset, cp.nextMultiOffset)) next.nextMultiOffset = cp.nextMultiOffset;
         }
-        if (!xidFollowsOrEquals(r.nextMulti, cp.nextMulti)) next.nextMulti = cp.nextMulti;
-        if (!xidFollowsOrEquals(r.nextMultiOffset, cp.nextMultiOffset)) next.nextMultiOffset = cp.nextMultiOffset;
+        this.checkpoint = next;
+        this.checkpointDirty = true;
+        return;
       }
-      this.checkpoint = next;
-      this.checkpointDirty = true;
-    } else if (op === XLOG_NEXTOID) {
-      this.checkpoint.nextOid = u32(d, 0);
-      this.checkpointDirty = true;
+      case XLOG_NEXTOID:
+        this.checkpoint.nextOid = r.nextOid;
+        this.checkpointDirty = true;
+        return;
+      default:
+        // SWITCH, NOOP, BACKUP_END, PARAMETER_CHANGE, RESTORE_POINT, FPW_CHANGE,
+        // END_OF_RECOVERY, OVERWRITE_CONTRECORD change no stored state; FPI and FPI_FOR_HINT
+        // are their block references.
+        return;
     }
   }
 
   /** nextXid must pass every xid seen: xids are assigned between checkpoints. */
   private trackXid(xid: number): void {
-    if (xid < FIRST_NORMAL_XID) return;
+    if (xid < FIRST_NORMAL_TRANSACTION_ID) return;
     const cp = this.checkpoint;
     if (xidFollowsOrEquals(xid, cp.nextXid)) {
       let next = (xid + 1) >>> 0;
-      if (next < FIRST_NORMAL_XID) {
-        next = FIRST_NORMAL_XID;
+      if (next < FIRST_NORMAL_TRANSACTION_ID) {
+        next = FIRST_NORMAL_TRANSACTION_ID;
         cp.nextXidEpoch++;
       }
       cp.nextXid = next;
@@ -277,54 +330,36 @@ export class WalIngest {
   // -------------------------------------------------------------------------------------
   // XACT
 
-  private ingestXact(rec: DecodedRecord, d: Uint8Array): void {
-    const op = rec.info & 0x70;
-    if (op === 0x50 || op === 0x60) return; // ASSIGNMENT, INVALIDATIONS
-    if (op === 0x10) {
-      // PREPARE: the main data is the two-phase state file; pg_twophase adds a CRC32C.
-      const file = new Uint8Array(d.length + 4);
-      file.set(d, 0);
-      new DataView(file.buffer).setUint32(d.length, crc32c(d), true);
-      this.w.putTwophase(rec.xid, file);
-      return;
+  private ingestXact(rec: DecodedRecord, r: XactRecord): void {
+    switch (r.op) {
+      case XLOG_XACT_ASSIGNMENT:
+      case XLOG_XACT_INVALIDATIONS:
+        return;
+      case XLOG_XACT_PREPARE: {
+        // The main data is the two-phase state file; pg_twophase adds a CRC32C.
+        const d = r.stateFile;
+        const file = new Uint8Array(d.length + 4);
+        file.set(d, 0);
+        new DataView(file.buffer).setUint32(d.length, crc32c(d), true);
+        this.w.putTwophase(rec.xid, file);
+        return;
+      }
+      default: {
+        const commit = r.op === XLOG_XACT_COMMIT || r.op === XLOG_XACT_COMMIT_PREPARED;
+        const prepared = r.op === XLOG_XACT_COMMIT_PREPARED || r.op === XLOG_XACT_ABORT_PREPARED;
+        // The decoder guarantees a prepared transaction's record carries its xid.
+        const xid = prepared ? r.twophaseXid : rec.xid;
+        const xids = [xid];
+        for (let i = 0; i < r.nsubxacts; i++) xids.push(subxactAt(r.subxacts, i));
+        this.setClog(xids, commit ? CLOG_STATUS_COMMITTED : CLOG_STATUS_ABORTED);
+        for (let i = 0; i < r.nrels; i++) {
+          const n = relFileNodeAt(r.rels, i);
+          for (let fork = MAIN_FORKNUM; fork <= MAX_FORKNUM; fork++) this.w.dropRel(relTag(n.spcNode, n.dbNode, n.relNode, fork));
+        }
+        if (prepared) this.w.dropTwophase(xid);
+        return;
+      }
     }
-    if (op !== 0x00 && op !== 0x20 && op !== 0x30 && op !== 0x40) this.unsupported(rec, "unknown transaction op");
-    const commit = op === 0x00 || op === 0x30;
-    let off = 8; // xact_time
-    let xinfo = 0;
-    if (rec.info & 0x80) {
-      xinfo = u32(d, off);
-      off += 4;
-    }
-    if (xinfo & 0x01) off += 8; // dbinfo
-    const subxacts: number[] = [];
-    if (xinfo & 0x02) {
-      const n = i32(d, off);
-      off += 4;
-      for (let i = 0; i < n; i++) subxacts.push(u32(d, off + 4 * i));
-      off += 4 * n;
-    }
-    const dropped: { spc: number; db: number; rel: number }[] = [];
-    if (xinfo & 0x04) {
-      const n = i32(d, off);
-      off += 4;
-      for (let i = 0; i < n; i++) dropped.push({ spc: u32(d, off + 12 * i), db: u32(d, off + 12 * i + 4), rel: u32(d, off + 12 * i + 8) });
-      off += 12 * n;
-    }
-    if (xinfo & 0x100) off += 4 + 12 * i32(d, off); // dropped stats
-    if (xinfo & 0x08) off += 4 + 16 * i32(d, off); // invalidations
-    let twophaseXid = -1;
-    if (xinfo & 0x10) {
-      twophaseXid = u32(d, off);
-      off += 4;
-    }
-    if (off > d.length) this.unsupported(rec, "truncated transaction record");
-    const prepared = op === 0x30 || op === 0x40;
-    const xid = prepared ? twophaseXid : rec.xid;
-    if (prepared && twophaseXid < 0) this.unsupported(rec, "prepared transaction record without its xid");
-    this.setClog([xid, ...subxacts], commit ? CLOG_STATUS_COMMITTED : CLOG_STATUS_ABORTED);
-    for (const r of dropped) for (let fork = 0; fork <= 3; fork++) this.w.dropRel(relTag(r.spc, r.db, r.rel, fork));
-    if (prepared) this.w.dropTwophase(xid);
   }
 
   /** Set CLOG status bits: one pageserver record per CLOG page touched. */
@@ -359,28 +394,28 @@ export class WalIngest {
     }
   }
 
+  /** A new SLRU page, all zeros. */
+  private zeroSlruPage(kind: SlruKind, pageno: number): void {
+    this.w.putSlruPageImage(kind, Math.floor(pageno / SLRU_PAGES_PER_SEGMENT), pageno % SLRU_PAGES_PER_SEGMENT, ZERO_PAGE);
+  }
+
   // -------------------------------------------------------------------------------------
   // SMGR
 
-  private ingestSmgr(rec: DecodedRecord, d: Uint8Array): void {
-    const op = rec.info & 0xf0;
-    if (op === 0x10) {
-      const rel = relTag(u32(d, 0), u32(d, 4), u32(d, 8), i32(d, 12));
+  private ingestSmgr(r: SmgrRecord): void {
+    const { spcNode, dbNode, relNode } = r.rnode;
+    if (r.op === XLOG_SMGR_CREATE) {
+      const rel = relTag(spcNode, dbNode, relNode, r.forkNum);
       if (this.w.relSize(rel) === null) this.w.createRel(rel);
       return;
     }
-    if (op !== 0x20) this.unsupported(rec, "unknown SMGR op");
-    const blkno = u32(d, 0);
-    const spc = u32(d, 4);
-    const db = u32(d, 8);
-    const relnode = u32(d, 12);
-    const flags = i32(d, 16);
-    if (flags & 0x1) {
-      const main = relTag(spc, db, relnode, 0);
+    const blkno = r.blkno;
+    if (r.flags & SMGR_TRUNCATE_HEAP) {
+      const main = relTag(spcNode, dbNode, relNode, MAIN_FORKNUM);
       if (this.w.relSize(main) !== null) this.w.truncateRel(main, blkno);
     }
-    if (flags & 0x4) {
-      const fsm = relTag(spc, db, relnode, 1);
+    if (r.flags & SMGR_TRUNCATE_FSM) {
+      const fsm = relTag(spcNode, dbNode, relNode, FSM_FORKNUM);
       const size = this.w.relSize(fsm);
       if (size !== null) {
         // FreeSpaceMapPrepareTruncateRel: the bottom page holding the cut is cleared (whole,
@@ -393,8 +428,8 @@ export class WalIngest {
         if (phys < size) this.w.truncateRel(fsm, phys);
       }
     }
-    if (flags & 0x2) {
-      const vm = relTag(spc, db, relnode, VISIBILITYMAP_FORKNUM);
+    if (r.flags & SMGR_TRUNCATE_VM) {
+      const vm = relTag(spcNode, dbNode, relNode, VISIBILITYMAP_FORKNUM);
       const size = this.w.relSize(vm);
       if (size !== null) {
         let vmBlocks = Math.floor(blkno / HEAPBLOCKS_PER_VM_PAGE);
@@ -410,56 +445,40 @@ export class WalIngest {
   // -------------------------------------------------------------------------------------
   // DBASE
 
-  private ingestDbase(rec: DecodedRecord, d: Uint8Array): void {
-    const op = rec.info & 0xf0;
-    if (op === 0x10) {
-      // CREATE_WAL_LOG: the directory and PG_VERSION; relations follow as SMGR_CREATE + FPIs.
-      this.w.createDb(u32(d, 4), u32(d, 0));
-      return;
-    }
-    if (op === 0x00) {
-      // CREATE_FILE_COPY: copy every relation of the source database as of now.
-      const db = u32(d, 0);
-      const spc = u32(d, 4);
-      const srcDb = u32(d, 8);
-      const srcSpc = u32(d, 12);
-      const snap = new DatadirSnapshot(this.timeline, this.timeline.lastRecordLsn);
-      if (!snap.dbExists(srcSpc, srcDb)) this.unsupported(rec, `source database ${srcSpc}/${srcDb} does not exist`);
-      this.w.createDb(spc, db);
-      const relmap = snap.relmap(srcSpc, srcDb);
-      if (relmap !== null) this.w.putRelmap(spc, db, relmap);
-      for (const src of snap.listRels(srcSpc, srcDb)) {
-        const dst: RelTag = relTag(spc, db, src.relnode, src.forknum);
-        const n = snap.relSize(src);
-        if (this.w.relSize(dst) === null) this.w.createRel(dst);
-        for (let b = 0; b < n; b++) this.w.putRelPageImage(dst, b, snap.getRelPage(src, b));
+  private ingestDbase(rec: DecodedRecord, r: DbaseRecord): void {
+    switch (r.op) {
+      case XLOG_DBASE_CREATE_WAL_LOG:
+        // The directory and PG_VERSION; relations follow as SMGR_CREATE + FPIs.
+        this.w.createDb(r.tablespaceId, r.dbId);
+        return;
+      case XLOG_DBASE_CREATE_FILE_COPY: {
+        // Copy every relation of the source database as of now.
+        const { dbId: db, tablespaceId: spc, srcDbId: srcDb, srcTablespaceId: srcSpc } = r;
+        const snap = new DatadirSnapshot(this.timeline, this.timeline.lastRecordLsn);
+        if (!snap.dbExists(srcSpc, srcDb)) this.unsupported(rec, `source database ${srcSpc}/${srcDb} does not exist`);
+        this.w.createDb(spc, db);
+        const relmap = snap.relmap(srcSpc, srcDb);
+        if (relmap !== null) this.w.putRelmap(spc, db, relmap);
+        for (const src of snap.listRels(srcSpc, srcDb)) {
+          const dst: RelTag = relTag(spc, db, src.relnode, src.forknum);
+          const n = snap.relSize(src);
+          if (this.w.relSize(dst) === null) this.w.createRel(dst);
+          for (let b = 0; b < n; b++) this.w.putRelPageImage(dst, b, snap.getRelPage(src, b));
+        }
+        return;
       }
-      return;
+      case XLOG_DBASE_DROP:
+        for (let i = 0; i < r.ntablespaces; i++) this.w.dropDb(tablespaceIdAt(r, i), r.dbId);
+        return;
     }
-    if (op === 0x20) {
-      const db = u32(d, 0);
-      const n = i32(d, 4);
-      for (let i = 0; i < n; i++) this.w.dropDb(u32(d, 8 + 4 * i), db);
-      return;
-    }
-    this.unsupported(rec, "unknown database op");
   }
 
   // -------------------------------------------------------------------------------------
   // CLOG and MULTIXACT pages
 
-  private ingestClog(rec: DecodedRecord, d: Uint8Array): void {
-    const op = rec.info & 0xf0;
-    const pageno = i32(d, 0);
-    if (op === 0x00) {
-      this.w.putSlruPageImage(SlruKind.Clog, Math.floor(pageno / 32), pageno % 32, ZERO_PAGE);
-      return;
-    }
-    if (op === 0x10) {
-      this.truncateSlru(SlruKind.Clog, Math.floor(pageno / 32));
-      return;
-    }
-    this.unsupported(rec, "unknown CLOG op");
+  private ingestClog(r: ClogRecord): void {
+    if (r.op === CLOG_ZEROPAGE) this.zeroSlruPage(SlruKind.Clog, r.pageno);
+    else this.truncateSlru(SlruKind.Clog, Math.floor(r.pageno / SLRU_PAGES_PER_SEGMENT));
   }
 
   /** Drop the segments before `keepFrom` (wraparound of segment numbers is not handled yet). */
@@ -468,64 +487,58 @@ export class WalIngest {
     for (const seg of snap.slruSegments(kind)) if (seg < keepFrom) this.w.dropSlruSegment(kind, seg);
   }
 
-  private ingestMultixact(rec: DecodedRecord, d: Uint8Array): void {
-    const op = rec.info & 0xf0;
-    if (op === 0x00 || op === 0x10) {
-      const pageno = i32(d, 0);
-      const kind = op === 0x00 ? SlruKind.MultiXactOffsets : SlruKind.MultiXactMembers;
-      this.w.putSlruPageImage(kind, Math.floor(pageno / 32), pageno % 32, ZERO_PAGE);
-      return;
-    }
-    if (op === 0x20) {
-      const mid = u32(d, 0);
-      const moff = u32(d, 4);
-      const n = i32(d, 8);
-      if (d.length < 12 + 8 * n) this.unsupported(rec, "truncated multixact record");
-      // offsets[mid] = moff; 15.18 also writes offsets[mid+1] = moff + n (1 if that wraps to 0)
-      // when mid+1 is on the same page; startup writes it otherwise (TrimMultiXact).
-      const entries = [{ mxid: mid, offset: moff }];
-      const nextMid = (mid + 1) >>> 0;
-      let nextOff = (moff + n) >>> 0;
-      if (nextOff === 0) nextOff = 1;
-      const page = Math.floor(mid / MULTIXACT_OFFSETS_PER_PAGE);
-      if (Math.floor(nextMid / MULTIXACT_OFFSETS_PER_PAGE) === page) entries.push({ mxid: nextMid, offset: nextOff });
-      this.putSlruNative(SlruKind.MultiXactOffsets, page, multiOffsets(entries));
-      const byPage = new Map<number, { offset: number; xid: number; status: number }[]>();
-      for (let i = 0; i < n; i++) {
-        const o = (moff + i) >>> 0;
-        const p = Math.floor(o / MULTIXACT_MEMBERS_PER_PAGE);
-        let l = byPage.get(p);
-        if (l === undefined) {
-          l = [];
-          byPage.set(p, l);
+  private ingestMultixact(r: MultiXactRecord): void {
+    switch (r.op) {
+      case XLOG_MULTIXACT_ZERO_OFF_PAGE:
+        this.zeroSlruPage(SlruKind.MultiXactOffsets, r.pageno);
+        return;
+      case XLOG_MULTIXACT_ZERO_MEM_PAGE:
+        this.zeroSlruPage(SlruKind.MultiXactMembers, r.pageno);
+        return;
+      case XLOG_MULTIXACT_CREATE_ID: {
+        const { mid, moff, nmembers: n } = r;
+        // offsets[mid] = moff; 15.18 also writes offsets[mid+1] = moff + n (1 if that wraps to 0)
+        // when mid+1 is on the same page; startup writes it otherwise (TrimMultiXact).
+        const entries = [{ mxid: mid, offset: moff }];
+        const nextMid = (mid + 1) >>> 0;
+        let nextOff = (moff + n) >>> 0;
+        if (nextOff === 0) nextOff = 1;
+        const page = Math.floor(mid / MULTIXACT_OFFSETS_PER_PAGE);
+        if (Math.floor(nextMid / MULTIXACT_OFFSETS_PER_PAGE) === page) entries.push({ mxid: nextMid, offset: nextOff });
+        this.putSlruNative(SlruKind.MultiXactOffsets, page, multiOffsets(entries));
+        const byPage = new Map<number, { offset: number; xid: number; status: number }[]>();
+        for (let i = 0; i < n; i++) {
+          const o = (moff + i) >>> 0;
+          const p = Math.floor(o / MULTIXACT_MEMBERS_PER_PAGE);
+          let l = byPage.get(p);
+          if (l === undefined) {
+            l = [];
+            byPage.set(p, l);
+          }
+          const xid = memberXidAt(r, i);
+          l.push({ offset: o, xid, status: memberStatusAt(r, i) });
+          this.trackXid(xid);
         }
-        l.push({ offset: o, xid: u32(d, 12 + 8 * i), status: u32(d, 16 + 8 * i) });
-        this.trackXid(u32(d, 12 + 8 * i));
+        for (const [p, l] of byPage) this.putSlruNative(SlruKind.MultiXactMembers, p, multiMembers(l));
+        const cp = this.checkpoint;
+        if (xidFollowsOrEquals(nextMid, cp.nextMulti)) {
+          cp.nextMulti = nextMid === 0 ? FIRST_MULTIXACT_ID : nextMid;
+          this.checkpointDirty = true;
+        }
+        if (xidFollowsOrEquals((moff + n) >>> 0, cp.nextMultiOffset)) {
+          cp.nextMultiOffset = (moff + n) >>> 0;
+          this.checkpointDirty = true;
+        }
+        return;
       }
-      for (const [p, l] of byPage) this.putSlruNative(SlruKind.MultiXactMembers, p, multiMembers(l));
-      const cp = this.checkpoint;
-      if (xidFollowsOrEquals(nextMid, cp.nextMulti)) {
-        cp.nextMulti = nextMid === 0 ? 1 : nextMid;
+      case XLOG_MULTIXACT_TRUNCATE_ID:
+        this.truncateSlru(SlruKind.MultiXactOffsets, Math.floor(r.endTruncOff / MULTIXACT_OFFSETS_PER_PAGE / SLRU_PAGES_PER_SEGMENT));
+        this.truncateSlru(SlruKind.MultiXactMembers, Math.floor(r.endTruncMemb / MULTIXACT_MEMBERS_PER_PAGE / SLRU_PAGES_PER_SEGMENT));
+        this.checkpoint.oldestMulti = r.endTruncOff;
+        this.checkpoint.oldestMultiDb = r.oldestMultiDb;
         this.checkpointDirty = true;
-      }
-      if (xidFollowsOrEquals((moff + n) >>> 0, cp.nextMultiOffset)) {
-        cp.nextMultiOffset = (moff + n) >>> 0;
-        this.checkpointDirty = true;
-      }
-      return;
+        return;
     }
-    if (op === 0x30) {
-      const oldestMultiDb = u32(d, 0);
-      const endTruncOff = u32(d, 8);
-      const endTruncMemb = u32(d, 16);
-      this.truncateSlru(SlruKind.MultiXactOffsets, Math.floor(endTruncOff / MULTIXACT_OFFSETS_PER_PAGE / SLRU_PAGES_PER_SEGMENT));
-      this.truncateSlru(SlruKind.MultiXactMembers, Math.floor(endTruncMemb / MULTIXACT_MEMBERS_PER_PAGE / SLRU_PAGES_PER_SEGMENT));
-      this.checkpoint.oldestMulti = endTruncOff;
-      this.checkpoint.oldestMultiDb = oldestMultiDb;
-      this.checkpointDirty = true;
-      return;
-    }
-    this.unsupported(rec, "unknown multixact op");
   }
 
   // -------------------------------------------------------------------------------------

@@ -73,13 +73,11 @@ import {
   TWOPHASEDIR_KEY,
   twophaseFileKey,
 } from "./keys.js";
+import { RELMAPPER_FILESIZE } from "../pg/consts.js";
+import { PG_CONTROL_FILE_SIZE, SIZEOF_CHECKPOINT } from "../pg/control.js";
 
 /** Data values held before they are put early (bounded memory per modification). */
 export const MAX_PENDING_DATA_BYTES = 8 * 1024 * 1024;
-/** Exact sizes of fixed PostgreSQL files. */
-export const RELMAP_FILE_BYTES = 512;
-export const PG_CONTROL_FILE_BYTES = 8192;
-export const CHECKPOINT_BYTES = 88;
 
 const ZERO_PAGE = new Uint8Array(BLCKSZ);
 const ZERO_PAGE_VALUE = imageValue(ZERO_PAGE);
@@ -252,7 +250,7 @@ export class DatadirWriter {
   /** Store a database's pg_filenode.map (creating the database entry if needed). */
   putRelmap(spcnode: number, dbnode: number, file: Uint8Array): void {
     this.check();
-    if (file.length !== RELMAP_FILE_BYTES) throw new InvalidArgumentError(`relmap file of ${file.length} bytes (expected ${RELMAP_FILE_BYTES})`);
+    if (file.length !== RELMAPPER_FILESIZE) throw new InvalidArgumentError(`relmap file of ${file.length} bytes (expected ${RELMAPPER_FILESIZE})`);
     this.createDb(spcnode, dbnode);
     const e = this.getDbDir().get(dbDirKey(spcnode, dbnode))!;
     if (!e.relmapExists) {
@@ -495,13 +493,13 @@ export class DatadirWriter {
 
   putControlFile(file: Uint8Array): void {
     this.check();
-    if (file.length !== PG_CONTROL_FILE_BYTES) throw new InvalidArgumentError(`pg_control of ${file.length} bytes`);
+    if (file.length !== PG_CONTROL_FILE_SIZE) throw new InvalidArgumentError(`pg_control of ${file.length} bytes`);
     this.files.set(CONTROLFILE_KEY, file.slice());
   }
 
   putCheckpoint(checkpoint: Uint8Array): void {
     this.check();
-    if (checkpoint.length !== CHECKPOINT_BYTES) throw new InvalidArgumentError(`checkpoint of ${checkpoint.length} bytes`);
+    if (checkpoint.length !== SIZEOF_CHECKPOINT) throw new InvalidArgumentError(`checkpoint of ${checkpoint.length} bytes`);
     this.files.set(CHECKPOINT_KEY, checkpoint.slice());
   }
 

@@ -6,7 +6,7 @@
  *
  * Used by the verification harness and the rmgrs' mask functions, not on the read path.
  */
-import { BLCKSZ } from "../page.js";
+import { BLCKSZ } from "../consts.js";
 import { LP_UNUSED, pageGetMaxOffsetNumber, PageLayoutError, PD_ALL_VISIBLE, PD_HAS_FREE_LINES, PD_PAGE_FULL, SIZE_OF_PAGE_HEADER } from "./bufpage.js";
 
 export const MASK_MARKER = 0;

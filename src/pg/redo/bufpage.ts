@@ -26,12 +26,10 @@
  * compaction works in two module-level scratch buffers (calls are synchronous, never nested).
  */
 import { PageserverError } from "../../types/errors.js";
-import { BLCKSZ } from "../page.js";
+import { BLCKSZ, MAXIMUM_ALIGNOF, SIZE_OF_PAGE_HEADER } from "../consts.js";
 
-export { BLCKSZ, pageIsNew, pageLsn, setPageLsn } from "../page.js";
-
-export const MAXIMUM_ALIGNOF = 8;
-export const SIZE_OF_PAGE_HEADER = 24;
+export { BLCKSZ, MAXIMUM_ALIGNOF, SIZE_OF_PAGE_HEADER };
+export { pageIsNew, pageLsn, setPageLsn } from "../page.js";
 export const SIZE_OF_ITEM_ID = 4;
 export const PG_PAGE_LAYOUT_VERSION = 4;
 

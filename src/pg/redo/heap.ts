@@ -71,7 +71,7 @@ import {
   T_XMIN,
   xmaxIsLockedOnly,
 } from "../heap_tuple.js";
-import { BLCKSZ } from "../page.js";
+import { BLCKSZ, HEAPBLOCKS_PER_VM_PAGE } from "../consts.js";
 import type { DecodedBlock, DecodedRecord } from "../wal/record.js";
 import {
   decodeHeapConfirm,
@@ -164,7 +164,6 @@ import {
   SIZE_OF_PAGE_HEADER,
 } from "./bufpage.js";
 import { maskPageHintBits, maskPageLsnAndChecksum, maskUnusedSpace, MASK_MARKER } from "./bufmask.js";
-import { HEAPBLOCKS_PER_VM_PAGE } from "./native.js";
 import { findBlock, type RmgrRedo, redoCorruption, redoUnsupported } from "./rmgr.js";
 
 /** Rebuilt tuples are assembled here before PageAddItemExtended copies them onto the page. */

@@ -24,7 +24,19 @@
 import { UnsupportedError } from "../../types/errors.js";
 import { type Lsn, lsnHi, lsnLo } from "../../types/lsn.js";
 import { nativeValue, type Value, ValueTag } from "../../types/value.js";
-import { BLCKSZ, pageIsNew, setPageLsn } from "../page.js";
+import {
+  BLCKSZ,
+  CLOG_XACTS_PER_PAGE,
+  HEAPBLOCKS_PER_VM_PAGE,
+  MULTIXACT_MEMBERGROUP_SIZE,
+  MULTIXACT_MEMBERGROUPS_PER_PAGE,
+  MULTIXACT_MEMBERS_PER_GROUP,
+  MULTIXACT_MEMBERS_PER_PAGE,
+  MULTIXACT_OFFSETS_PER_PAGE,
+  SIZE_OF_PAGE_HEADER,
+  SLRU_PAGES_PER_SEGMENT,
+} from "../consts.js";
+import { pageIsNew, setPageLsn } from "../page.js";
 import { restorePageImage } from "../wal/image.js";
 import type { BlockImage } from "../wal/record.js";
 
@@ -38,14 +50,7 @@ export const PG_IMAGE_GIST_FIXUP = 0x01;
 const PG_IMAGE_HEADER = 16;
 const F_FOLLOW_RIGHT = 1 << 3;
 
-export const CLOG_XACTS_PER_PAGE = 32768;
-export const MULTIXACT_OFFSETS_PER_PAGE = 2048;
-export const MULTIXACT_MEMBERS_PER_GROUP = 4;
-export const MULTIXACT_GROUPS_PER_PAGE = 409;
-export const MULTIXACT_MEMBERS_PER_PAGE = MULTIXACT_GROUPS_PER_PAGE * MULTIXACT_MEMBERS_PER_GROUP; // 1636
-const MULTIXACT_GROUP_BYTES = 20;
-export const HEAPBLOCKS_PER_VM_PAGE = 32672;
-const VM_MAP_OFFSET = 24;
+const VM_MAP_OFFSET = SIZE_OF_PAGE_HEADER;
 const NONE = 0xffff_ffff;
 
 export const CLOG_STATUS_COMMITTED = 1;
@@ -181,7 +186,7 @@ export function applyNative(v: Value, page: Uint8Array, segno: number, blkno: nu
     case OP_CLOG_SET: {
       const status = dv.getUint8(2);
       const n = dv.getUint32(3, true);
-      const pageno = segno * 32 + blkno;
+      const pageno = segno * SLRU_PAGES_PER_SEGMENT + blkno;
       for (let i = 0; i < n; i++) {
         const xid = dv.getUint32(7 + 4 * i, true);
         if (Math.floor(xid / CLOG_XACTS_PER_PAGE) !== pageno) bad(`xid ${xid} is not on CLOG page ${pageno}`);
@@ -194,7 +199,7 @@ export function applyNative(v: Value, page: Uint8Array, segno: number, blkno: nu
     }
     case OP_MULTI_OFFSETS: {
       const n = dv.getUint32(2, true);
-      const pageno = segno * 32 + blkno;
+      const pageno = segno * SLRU_PAGES_PER_SEGMENT + blkno;
       for (let i = 0; i < n; i++) {
         const mxid = dv.getUint32(6 + 8 * i, true);
         if (Math.floor(mxid / MULTIXACT_OFFSETS_PER_PAGE) !== pageno) bad(`multixact ${mxid} is not on offsets page ${pageno}`);
@@ -204,13 +209,13 @@ export function applyNative(v: Value, page: Uint8Array, segno: number, blkno: nu
     }
     case OP_MULTI_MEMBERS: {
       const n = dv.getUint32(2, true);
-      const pageno = segno * 32 + blkno;
+      const pageno = segno * SLRU_PAGES_PER_SEGMENT + blkno;
       for (let i = 0; i < n; i++) {
         const off = dv.getUint32(6 + 12 * i, true);
         if (Math.floor(off / MULTIXACT_MEMBERS_PER_PAGE) !== pageno) bad(`member offset ${off} is not on members page ${pageno}`);
-        const group = Math.floor(off / MULTIXACT_MEMBERS_PER_GROUP) % MULTIXACT_GROUPS_PER_PAGE;
+        const group = Math.floor(off / MULTIXACT_MEMBERS_PER_GROUP) % MULTIXACT_MEMBERGROUPS_PER_PAGE;
         const inGroup = off % MULTIXACT_MEMBERS_PER_GROUP;
-        const flagsAt = group * MULTIXACT_GROUP_BYTES;
+        const flagsAt = group * MULTIXACT_MEMBERGROUP_SIZE;
         const shift = inGroup * 8;
         const flags = pv.getUint32(flagsAt, true);
         const status = dv.getUint32(14 + 12 * i, true) & 0xff;

@@ -8,6 +8,7 @@
  */
 import { CorruptionError, UnsupportedError } from "../../types/errors.js";
 import { lsnToString } from "../../types/lsn.js";
+import { DEFAULTTABLESPACE_OID, GLOBALTABLESPACE_OID } from "../consts.js";
 import type { DecodedBlock, DecodedRecord, RelFileNode } from "../wal/record.js";
 import { describeRecordKind } from "../wal/rmgr.js";
 
@@ -30,8 +31,6 @@ export interface RmgrRedo {
 }
 
 const FORK_SUFFIX: readonly string[] = ["", "_fsm", "_vm", "_init"];
-const GLOBALTABLESPACE_OID = 1664;
-const DEFAULTTABLESPACE_OID = 1663;
 
 /** The relation fork's file as PostgreSQL names it (relpath.c, first segment). */
 export function relFilePath(rnode: RelFileNode, forkNum: number): string {

@@ -56,7 +56,7 @@ import {
   XLP_FIRST_IS_OVERWRITE_CONTRECORD,
 } from "./page.js";
 import { type DecodedRecord, decodeRecord, MAX_RECORD_BYTES, readTotLen, validateRecordHeader, verifyRecordCrc } from "./record.js";
-import { RM_XLOG_ID, XLOG_SWITCH } from "./rmgr.js";
+import { RM_XLOG_ID, XLOG_SWITCH, XLR_RMGR_INFO_MASK } from "./rmgr.js";
 
 export interface WalStreamDecoderOptions {
   /** WAL segment size of the cluster (pg_control / initdb --wal-segsize); default 16 MiB. */
@@ -226,7 +226,7 @@ export class WalStreamDecoder {
     verifyRecordCrc(rec, start);
     const endPos = this.pos;
     let endLsn = maxAlign(endPos);
-    if (rec[17] === RM_XLOG_ID && (rec[16]! & 0xf0) === XLOG_SWITCH) {
+    if (rec[17] === RM_XLOG_ID && (rec[16]! & XLR_RMGR_INFO_MASK) === XLOG_SWITCH) {
       // The rest of the segment is zeros, page headers included: read nothing of it.
       endLsn = Math.ceil(endPos / this.segmentSizeBytes) * this.segmentSizeBytes;
     }

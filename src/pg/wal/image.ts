@@ -22,7 +22,8 @@ import { lz4DecompressBlockInto } from "../compress/lz4.js";
 import { zstdDecompressInto } from "../compress/zstd.js";
 import { assert } from "../../types/assert.js";
 import type { Lsn } from "../../types/lsn.js";
-import { BLCKSZ, WalDecodeError } from "./page.js";
+import { BLCKSZ } from "../consts.js";
+import { WalDecodeError } from "./page.js";
 import {
   BKPIMAGE_COMPRESS_LZ4,
   BKPIMAGE_COMPRESS_MASK,

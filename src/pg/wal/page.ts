@@ -29,8 +29,10 @@ import { PageserverError } from "../../types/errors.js";
 import { type Lsn, lsnFromParts, lsnToString } from "../../types/lsn.js";
 
 export const XLOG_PAGE_MAGIC = 0xd110;
-export const XLOG_BLCKSZ = 8192;
-export const BLCKSZ = 8192;
+/** Defined in src/pg/consts.ts; re-exported for the WAL modules that take them from here. */
+import { MAXIMUM_ALIGNOF, XLOG_BLCKSZ } from "../consts.js";
+
+export { BLCKSZ, XLOG_BLCKSZ } from "../consts.js";
 export const SIZE_OF_XLOG_SHORT_PHD = 24;
 export const SIZE_OF_XLOG_LONG_PHD = 40;
 export const SIZE_OF_XLOG_RECORD = 24;
@@ -72,8 +74,8 @@ export function isValidWalSegmentSize(bytes: number): boolean {
 /** MAXALIGN: records start and end on 8-byte boundaries. */
 export function maxAlign(x: number): number {
   // Not `(x + 7) & ~7`: LSNs exceed 32 bits.
-  const r = x % 8;
-  return r === 0 ? x : x + 8 - r;
+  const r = x % MAXIMUM_ALIGNOF;
+  return r === 0 ? x : x + MAXIMUM_ALIGNOF - r;
 }
 
 /** Size of the header of the page that starts at `pageLsn` (which must be page-aligned). */

@@ -31,8 +31,9 @@
  * above 3, an image longer than BLCKSZ, a hole reaching past BLCKSZ.
  */
 import { type Lsn, lsnToString } from "../../types/lsn.js";
+import { BLCKSZ, MAX_FORKNUM } from "../consts.js";
 import { crc32cRange } from "./crc32c.js";
-import { BLCKSZ, SIZE_OF_XLOG_RECORD, WalDecodeError } from "./page.js";
+import { SIZE_OF_XLOG_RECORD, WalDecodeError } from "./page.js";
 import { isValidRmgrId } from "./rmgr.js";
 
 /** PostgreSQL's record size limit (MaxAllocSize, 1 GiB - 1): anything larger is corrupt. */
@@ -58,7 +59,7 @@ export const BKPIMAGE_COMPRESS_LZ4 = 0x08;
 export const BKPIMAGE_COMPRESS_ZSTD = 0x10;
 export const BKPIMAGE_COMPRESS_MASK = 0x1c;
 
-export const MAX_FORKNUM = 3;
+export { MAX_FORKNUM };
 
 export interface RelFileNode {
   spcNode: number;
