@@ -22,6 +22,7 @@
  * A record that can't be handled is an UnsupportedError naming rmgr and info; the caller
  * stops ingest on that timeline. Nothing is skipped silently.
  */
+import { XLOG_GIST_PAGE_SPLIT, XLOG_GIST_PAGE_UPDATE } from "../pg/wal/records/gist.js";
 import { crc32c } from "@node-rs/crc32";
 import type { Timeline } from "../tenant/timeline.js";
 import { UnsupportedError } from "../types/errors.js";
@@ -151,9 +152,6 @@ import { DatadirWriter } from "./writer.js";
 
 const ZERO_PAGE = new Uint8Array(BLCKSZ);
 
-// GiST (gistxlog.h): which block of a record is the left child of a split.
-const XLOG_GIST_PAGE_UPDATE = 0x00;
-const XLOG_GIST_PAGE_SPLIT = 0x30;
 
 /** xid a "follows or equals" xid b in PostgreSQL's modulo-2^32 order (normal xids). */
 function xidFollowsOrEquals(a: number, b: number): boolean {

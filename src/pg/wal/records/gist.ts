@@ -18,6 +18,7 @@
  * Tuples are IndexTuples: t_tid (6 bytes) then t_info u16 whose low 13 bits are the size.
  * 64-bit values (NSN, full xids) are kept as hi/lo u32 halves: no BigInt, no 2^53 limit.
  */
+import { BLCKSZ } from "../../consts.js";
 import type { DecodedRecord } from "../record.js";
 import { blockById, recordCorrupt } from "./record_access.js";
 
@@ -39,7 +40,7 @@ const SIZE_OF_PAGE_REUSE = 24;
 const SIZE_OF_PAGE_SPLIT = 24;
 const SIZE_OF_PAGE_DELETE = 10;
 /** A page holds at most BLCKSZ / (tuple + line pointer) tuples: the bound of every tuple loop. */
-const MAX_TUPLES_PER_PAGE = 8192 / (SIZE_OF_INDEX_TUPLE + 4);
+const MAX_TUPLES_PER_PAGE = BLCKSZ / (SIZE_OF_INDEX_TUPLE + 4);
 
 function u16(b: Uint8Array, o: number): number {
   return b[o]! | (b[o + 1]! << 8);

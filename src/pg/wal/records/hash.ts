@@ -31,6 +31,7 @@
  * Every length is checked before it is read; a short or inconsistent record is a
  * CorruptionError naming the record's LSN, rmgr and info (recordCorrupt).
  */
+import { MAXIMUM_ALIGNOF } from "../../consts.js";
 import type { DecodedBlock, DecodedRecord } from "../record.js";
 import { XLR_RMGR_INFO_MASK } from "../rmgr.js";
 import { blockById, recordCorrupt } from "./record_access.js";
@@ -81,7 +82,6 @@ export const SIZE_OF_HASH_VACUUM_ONE_PAGE = 8;
 const INDEX_SIZE_MASK = 0x1fff;
 const SIZE_OF_INDEX_TUPLE_DATA = 8;
 const T_INFO_OFFSET = 6;
-const MAXIMUM_ALIGNOF = 8;
 /** MaxOffsetNumber (BLCKSZ / sizeof(ItemIdData)): no offset array is longer. */
 const MAX_OFFSET_NUMBER = 2048;
 
