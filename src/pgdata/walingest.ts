@@ -152,7 +152,6 @@ import { DatadirWriter } from "./writer.js";
 
 const ZERO_PAGE = new Uint8Array(BLCKSZ);
 
-
 /** xid a "follows or equals" xid b in PostgreSQL's modulo-2^32 order (normal xids). */
 function xidFollowsOrEquals(a: number, b: number): boolean {
   return ((a - b) | 0) >= 0;
