@@ -47,33 +47,44 @@ const CHECKSUM_BASE_OFFSETS = new Uint32Array([
   0x993216fa, 0x7b093b5d, 0x98daff3c, 0xf718902a, 0x0b1c9cdb, 0xe58f764b, 0x187636bc, 0x5d7b3bb1, 0xe73de7de, 0x92bec979, 0xcca6c0b2,
   0x304a0979, 0x85aa43d4, 0x783125bb, 0x6ca8eaa2, 0xe407eac6, 0x4b5cfc3e, 0x9fbf8c76, 0x15ca20be, 0xf2ca9fd3, 0x959bd756,
 ]);
-// Reused scratch: checksumming allocates nothing.
-const sums = new Uint32Array(N_SUMS);
+// Reused scratch: checksumming allocates nothing but a typed-array view of the page.
+const alignedCopy = new Uint32Array(BLCKSZ / 4);
+const WORDS_PER_ROW = N_SUMS;
+// The page is read as native u32 words; PostgreSQL's on-disk format here is little-endian.
+const LITTLE_ENDIAN = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1;
 
-/** pg_checksum_page(page, blkno): the value pd_checksum must hold. */
+/**
+ * pg_checksum_page(page, blkno): the value pd_checksum must hold. Words are read through a
+ * Uint32Array (a copy when the page is not 4-byte aligned) and mixed as int32: every page
+ * handed out is checksummed, so this is on the read path.
+ */
 export function pageChecksum(page: Uint8Array, blkno: number): number {
-  const dv = new DataView(page.buffer, page.byteOffset, BLCKSZ);
-  sums.set(CHECKSUM_BASE_OFFSETS);
-  for (let i = 0; i < BLCKSZ / 4 / N_SUMS; i++) {
-    for (let j = 0; j < N_SUMS; j++) {
-      const off = (i * N_SUMS + j) * 4;
-      // pd_checksum (bytes 8..9) counts as zero: it is the low half of word 2.
-      let v = dv.getUint32(off, true);
-      if (off === 8) v &= 0xffff0000;
-      const t = (sums[j]! ^ v) >>> 0;
-      sums[j] = (Math.imul(t, FNV_PRIME) ^ (t >>> 17)) >>> 0;
-    }
+  if (!LITTLE_ENDIAN) throw new Error("page checksums assume a little-endian host");
+  let w: Uint32Array;
+  if ((page.byteOffset & 3) === 0) {
+    w = new Uint32Array(page.buffer, page.byteOffset, BLCKSZ / 4);
+  } else {
+    new Uint8Array(alignedCopy.buffer).set(page.subarray(0, BLCKSZ));
+    w = alignedCopy;
   }
-  for (let round = 0; round < 2; round++) {
-    for (let j = 0; j < N_SUMS; j++) {
-      const t = sums[j]! >>> 0;
-      sums[j] = (Math.imul(t, FNV_PRIME) ^ (t >>> 17)) >>> 0;
-    }
-  }
+  // The 32 lanes are independent: each runs down its column of words in a register.
   let r = 0;
-  for (let j = 0; j < N_SUMS; j++) r = (r ^ sums[j]!) >>> 0;
-  r = (r ^ blkno) >>> 0;
-  return (r % 65535) + 1;
+  for (let j = 0; j < N_SUMS; j++) {
+    let x = CHECKSUM_BASE_OFFSETS[j]! | 0;
+    // Row 0: pd_checksum (bytes 8..9, the low half of word 2) counts as zero.
+    let t = x ^ (j === 2 ? w[2]! & 0xffff0000 : w[j]!);
+    x = Math.imul(t, FNV_PRIME) ^ (t >>> 17);
+    for (let off = j + WORDS_PER_ROW; off < BLCKSZ / 4; off += WORDS_PER_ROW) {
+      t = x ^ w[off]!;
+      x = Math.imul(t, FNV_PRIME) ^ (t >>> 17);
+    }
+    // Two rounds of zeros.
+    x = Math.imul(x, FNV_PRIME) ^ (x >>> 17);
+    x = Math.imul(x, FNV_PRIME) ^ (x >>> 17);
+    r ^= x;
+  }
+  r = ((r ^ blkno) >>> 0) % 65535;
+  return r + 1;
 }
 
 /** Set pd_checksum to the page's checksum (no-op on a new page). */
