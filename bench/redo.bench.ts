@@ -25,38 +25,39 @@
  *   are copied into preallocated pages (not timed), the batch is redone under one timer
  *   (wall: performance.now(); CPU: process.cpuUsage(), user + system), then every result is
  *   compared byte for byte with the verified result (not timed; a difference fails the
- *   bench). WARMUP_ROUNDS untimed rounds, then up to TIMED_ROUNDS; the best round per kind,
- *   per rmgr and over all. "decode + redo" also decodes each record from its bytes in the
- *   timed region (decodeRecord, as PgRedo.apply does for every record).
+ *   bench). WARMUP_ROUNDS untimed rounds, then up to TIMED_ROUNDS; each batch counts with
+ *   the median of its rounds (this drops the rounds in which a loaded machine descheduled
+ *   us), summed per kind, per rmgr and over all. "decode + redo" also decodes each record
+ *   from its bytes in the timed region (decodeRecord, as PgRedo.apply does for each record).
  * - p50 / p99: all records interleaved in LSN order as in the WAL, one performance.now()
  *   pair per record (its cost is logged and included), DIST_ROUNDS rounds.
  *
  * Peer ("source B"): a second PostgreSQL 15 on default WAL settings (no
  * wal_consistency_checking, wal_compression off) runs the same setup, CHECKPOINT and
  * workload, is stopped with -m immediate, and its crash recovery is timed: `pg_ctl start` on
- * a fresh copy of the crashed data directory, best of RECOVERY_RUNS, taking the "redo done …
- * system usage" figures PostgreSQL logs (10 ms resolution; the redo loop only: reading WAL
- * from the OS page cache, decoding, FPI restore, rm_redo, buffer lookups and reads from the
- * OS page cache; shared_buffers 256MB so nothing is evicted; fsync = off so nothing is
- * synced; no process start, no end-of-recovery checkpoint), divided by the records it
- * replayed (counted with our decoder from the checkpoint's redo pointer through the record
- * "redo done at" names). Those include commits and the cheap FPI-only first touches that our
- * per-record figure leaves out, so PostgreSQL's time per record that redoes a page lies
- * between that figure and its time divided by only those records (the "upper bound" peer
- * row). CPU rows compare process CPU (ours) with the startup process's CPU (PostgreSQL's
- * "CPU: user + system"): less disturbed by a loaded machine than wall time.
- * The same measurement on source A's own WAL is an extra row:
- * PostgreSQL then also checks every block against its check image
- * (verifyBackupPageConsistency), so it is not the peer.
+ * a fresh copy of the crashed data directory, best of RECOVERY_RUNS (elapsed and CPU each),
+ * from the "redo done … system usage" line PostgreSQL logs (10 ms resolution). That covers
+ * the redo loop only: reading WAL from the OS page cache, decoding, FPI restore, rm_redo,
+ * buffer lookups and reads from the OS page cache (shared_buffers 256MB: nothing is evicted;
+ * fsync = off: nothing is synced); no process start, no end-of-recovery checkpoint. Divided
+ * by the records it replayed (counted with our decoder from the checkpoint's redo pointer
+ * through the record "redo done at" names). Those include commits and the cheap FPI-only
+ * first touches that our per-record figure leaves out, so PostgreSQL's time per record that
+ * redoes a page lies between that figure and its time divided by only those records (the
+ * "upper bound" peer row). The CPU row compares our process CPU with the startup process's
+ * ("CPU: user + system"): less disturbed by a loaded machine than wall time. The same
+ * measurement on source A's own WAL is an extra row: PostgreSQL then also checks every block
+ * against its check image (verifyBackupPageConsistency), so it is not the peer.
  *
  * Chains: heap pages of the corpus that got an APPLY image in a heap/heap2 record followed by
- * at least N verified records (no will_init in between; PRUNE / VISIBLE included); for each N
- * the first MAX_CHAINS such pages, stored as ingest stores them: the image as a PG_IMAGE value
- * (lz4, hole removed), each record as a PG_RECORD value (these records still carry their check
- * images, which decoding skips). Timed: PgRedo.apply(key, null, …) round robin over the
- * chains (image restore, decode and redo of every record, checksum), best of CHAIN_ROUNDS
- * rounds of CHAIN_ROUND_MS; each chain's result is first checked byte for byte against the
- * verified page (checksum set).
+ * N verified records (no will_init in between; PRUNE / VISIBLE included): the first
+ * MAX_CHAINS pages that reached the largest N reached, the same pages for every N, stored as
+ * ingest stores them: the image as a PG_IMAGE value (lz4, hole removed), each record as a
+ * PG_RECORD value (these records still carry their check images, which decoding skips).
+ * Timed: PgRedo.apply(key, null, …) (image restore, decode and redo of every record,
+ * checksum) round robin over the chains, one timer per call, up to CHAIN_CALLS calls per
+ * chain; pages/s from each chain's median call. Each chain's result is first checked byte
+ * for byte against the verified page (checksum set).
  *
  * Bounds: REDO_BENCH_TX / REDO_BENCH_ROWS size the workload; every wait has a deadline;
  * sample, chains and rounds are capped. Every server and directory is removed in finally.
@@ -89,8 +90,9 @@ const SCALE = 2;
 const CLIENTS = 2;
 const BATCH_PAGES = 256;
 const WARMUP_ROUNDS = 2;
-const TIMED_ROUNDS = 10;
-const DECODE_ROUNDS = 5;
+const TIMED_ROUNDS = 11;
+const DECODE_ROUNDS = 7;
+const MIN_TIMED_ROUNDS = 3;
 const DIST_ROUNDS = 3;
 /** Per timing pass: stop adding rounds after this long. */
 const TIMED_BUDGET_MS = 30_000;
@@ -100,10 +102,11 @@ const MIN_KIND_SAMPLES = 20;
 const CHAIN_NS = [0, 1, 10, 100] as const;
 const MAX_CHAINS = 16;
 /** Heap pages followed at once while looking for chains (each holds its values). */
-const MAX_ACTIVE_CHAINS = 4096;
-const CHAIN_ROUNDS = 3;
-const CHAIN_ROUND_MS = 400;
-const CHAIN_MAX_ITERS = 1_000_000;
+const MAX_ACTIVE_CHAINS = 1024;
+const CHAIN_WARMUP_CALLS = 2000;
+/** Timed calls per chain, at most, and the time allowed for them (per N). */
+const CHAIN_CALLS = 1000;
+const CHAIN_BUDGET_MS = 3000;
 const RECOVERY_RUNS = 3;
 const START_TIMEOUT_S = 600;
 const FLUSH_WAIT_MS = 30_000;
@@ -225,7 +228,7 @@ function copyDir(from: string, to: string): void {
 }
 
 interface Recovery {
-  /** Best "redo done … elapsed" of the runs, seconds. */
+  /** Best "redo done … elapsed" of the runs, and best CPU user + system, seconds. */
   elapsedS: number;
   cpuS: number;
   /** Records from the redo start through the record "redo done at" names. */
@@ -239,7 +242,7 @@ const REDO_DONE = /redo done at ([0-9A-F]+\/[0-9A-F]+) system usage: CPU: user: 
 async function timeRecovery(src: Source, label: string): Promise<Recovery> {
   const { pg } = src;
   let best = Number.POSITIVE_INFINITY;
-  let cpu = 0;
+  let cpu = Number.POSITIVE_INFINITY;
   let lastLsn = -1;
   for (let run = 0; run < RECOVERY_RUNS; run++) {
     copyDir(src.crashedDir, pg.dataDir);
@@ -259,10 +262,8 @@ async function timeRecovery(src: Source, label: string): Promise<Recovery> {
     lastLsn = done0;
     const elapsed = Number(done[4]);
     log(`${label}: crash recovery run ${run + 1}: redo ${starts[1]}..${done[1]} elapsed ${elapsed} s (CPU user ${done[2]} s, system ${done[3]} s)`);
-    if (elapsed < best) {
-      best = elapsed;
-      cpu = Number(done[2]) + Number(done[3]);
-    }
+    best = Math.min(best, elapsed);
+    cpu = Math.min(cpu, Number(done[2]) + Number(done[3]));
   }
   const records = countRecords(join(src.crashedDir, "pg_wal"), src.segSize, src.startLsn, lastLsn);
   return { elapsedS: best, cpuS: cpu, records, lastLsn };
@@ -336,13 +337,14 @@ interface Chain {
   lsns: Lsn[];
   /** End LSN of the record last appended. */
   lastEnd: Lsn;
+  /** N → the verified page after the image and N records, checksum set (as PgRedo.apply returns it). */
+  expected: Map<number, Uint8Array>;
 }
 
 interface ChainPrefix {
   key: Key;
   values: Value[];
   lsns: Lsn[];
-  /** The verified page after the last record, checksum set (as PgRedo.apply returns it). */
   expected: Uint8Array;
 }
 
@@ -365,7 +367,8 @@ class Corpus {
   /** Records with at least one verified native redo. */
   seen = 0;
   verifiedBlocks = 0;
-  readonly prefixes = new Map<number, ChainPrefix[]>(CHAIN_NS.map((n) => [n, []]));
+  /** Heap page chains that stopped growing, by the longest N they reached. */
+  private readonly finished = new Map<number, Chain[]>(CHAIN_NS.map((n) => [n, []]));
   private readonly rand = prng(0x5eed);
   private pendingRec: DecodedRecord | null = null;
   private pending: Item[] = [];
@@ -389,51 +392,80 @@ class Corpus {
       if (b.forkNum !== 0) continue;
       const key = blockKey(b);
       if (b.applyImage) {
+        // A new image of a followed page restarts its chain.
         if (this.chains.has(key) || ((rec.rmid === RM_HEAP_ID || rec.rmid === RM_HEAP2_ID) && this.wantChains())) this.startChain(key, rec, b);
         continue;
       }
       const c = this.chains.get(key);
       // Redone but not verified (or not redone): the chain can't be checked past it.
-      if (c !== undefined && c.lastEnd !== rec.endLsn) this.chains.delete(key);
+      if (c !== undefined && c.lastEnd !== rec.endLsn) this.endChain(c);
     }
   }
 
   private wantChains(): boolean {
-    if (this.chains.size >= MAX_ACTIVE_CHAINS) return false;
-    for (const n of CHAIN_NS) if (this.prefixes.get(n)!.length < MAX_CHAINS) return true;
-    return false;
+    return this.chains.size < MAX_ACTIVE_CHAINS && this.finished.get(CHAIN_NS[CHAIN_NS.length - 1]!)!.length < MAX_CHAINS;
   }
 
   private startChain(key: Key, rec: DecodedRecord, b: DecodedBlock): void {
-    const c: Chain = { key, blkno: b.blkno, values: [pgImage(b.image!, rec.endLsn, false)], lsns: [rec.endLsn], lastEnd: rec.endLsn };
-    this.chains.set(key, c);
-    const list = this.prefixes.get(0)!;
-    if (list.length < MAX_CHAINS) {
-      const expected = initNative(c.values[0]!);
-      setPageChecksum(expected, c.blkno);
-      list.push({ key, values: c.values.slice(), lsns: c.lsns.slice(), expected });
-    }
+    const old = this.chains.get(key);
+    if (old !== undefined) this.endChain(old);
+    const image = pgImage(b.image!, rec.endLsn, false);
+    const expected = initNative(image);
+    setPageChecksum(expected, b.blkno);
+    this.chains.set(key, { key, blkno: b.blkno, values: [image], lsns: [rec.endLsn], lastEnd: rec.endLsn, expected: new Map([[0, expected]]) });
   }
 
   private chainRecord(rec: DecodedRecord, b: DecodedBlock, redone: Uint8Array): void {
-    const key = blockKey(b);
-    const c = this.chains.get(key);
+    const c = this.chains.get(blockKey(b));
     if (c === undefined) return;
     if (b.willInit) {
-      this.chains.delete(key);
+      this.endChain(c);
       return;
     }
     c.values.push(pgRecordValue(false, rec.record));
     c.lsns.push(rec.endLsn);
     c.lastEnd = rec.endLsn;
     const n = c.values.length - 1;
-    const list = this.prefixes.get(n);
-    if (list !== undefined && list.length < MAX_CHAINS) {
+    if ((CHAIN_NS as readonly number[]).includes(n)) {
       const expected = redone.slice();
       setPageChecksum(expected, c.blkno);
-      list.push({ key, values: c.values.slice(), lsns: c.lsns.slice(), expected });
+      c.expected.set(n, expected);
     }
-    if (n >= CHAIN_NS[CHAIN_NS.length - 1]!) this.chains.delete(key);
+    if (n >= CHAIN_NS[CHAIN_NS.length - 1]!) this.endChain(c);
+  }
+
+  /** A chain stops growing: file it under the longest N it reached. */
+  private endChain(c: Chain): void {
+    this.chains.delete(c.key);
+    let longest = 0;
+    for (const n of CHAIN_NS) if (c.expected.has(n)) longest = n;
+    const list = this.finished.get(longest)!;
+    if (list.length < MAX_CHAINS) list.push(c);
+  }
+
+  /** After the corpus: the chains still growing end where they are. */
+  finish(): void {
+    for (const c of [...this.chains.values()]) this.endChain(c);
+  }
+
+  /**
+   * N → the same heap pages for every N (so the rows compare): the chains that reached the
+   * longest N any chain reached, cut after N records.
+   */
+  chainPrefixes(): Map<number, ChainPrefix[]> {
+    let top = -1;
+    for (const n of CHAIN_NS) if (this.finished.get(n)!.length > 0) top = n;
+    const out = new Map<number, ChainPrefix[]>();
+    if (top < 0) return out;
+    const chains = this.finished.get(top)!;
+    for (const n of CHAIN_NS) {
+      if (n > top) break;
+      out.set(
+        n,
+        chains.map((c) => ({ key: c.key, values: c.values.slice(0, n + 1), lsns: c.lsns.slice(0, n + 1), expected: c.expected.get(n)! })),
+      );
+    }
+    return out;
   }
 
   private keep(rec: DecodedRecord, items: Item[]): void {
@@ -499,36 +531,43 @@ function checkBatch(recs: Sample[], from: number, end: number, pages: Uint8Array
   }
 }
 
-/**
- * One round over the records of one kind (LSN order), timed per batch, no timer per record:
- * wall µs and CPU µs (process user + system) of the redo (and decode) alone.
- */
-function meanRound(recs: Sample[], pages: Uint8Array[], decode: boolean): { wallUs: number; cpuUs: number } {
-  let wallUs = 0;
-  let cpuUs = 0;
-  let i = 0;
-  while (i < recs.length) {
-    const end = fillBatch(recs, i, pages);
-    const cpu0 = process.cpuUsage();
-    const t0 = performance.now();
-    let slot = 0;
-    for (let r = i; r < end; r++) {
-      const s = recs[r]!;
-      const items = s.items;
-      const rec = decode ? decodeRecord(s.rec.record, s.rec.lsn, s.rec.endLsn) : s.rec;
-      for (let k = 0; k < items.length; k++) {
-        const it = items[k]!;
-        it.redo.redo(rec, it.blockId, pages[slot + k]!);
-      }
-      slot += items.length;
+/** Where the batches of `recs` start (and the end): as many records as fill BATCH_PAGES pages. */
+function batchBounds(recs: Sample[]): number[] {
+  const bounds = [0];
+  let used = 0;
+  for (let r = 0; r < recs.length; r++) {
+    const n = recs[r]!.items.length;
+    if (used + n > BATCH_PAGES) {
+      bounds.push(r);
+      used = 0;
     }
-    wallUs += (performance.now() - t0) * 1000;
-    const cpu = process.cpuUsage(cpu0);
-    cpuUs += cpu.user + cpu.system;
-    checkBatch(recs, i, end, pages);
-    i = end;
+    used += n;
   }
-  return { wallUs, cpuUs };
+  if (recs.length > 0) bounds.push(recs.length);
+  return bounds;
+}
+
+/**
+ * Redo records from..end (one batch, its base pages already in `pages`) under one timer, no
+ * timer per record: wall µs and CPU µs (process user + system) of the redo (and decode) alone.
+ */
+function timeBatch(recs: Sample[], from: number, end: number, pages: Uint8Array[], decode: boolean, out: { wallUs: number; cpuUs: number }): void {
+  const cpu0 = process.cpuUsage();
+  const t0 = performance.now();
+  let slot = 0;
+  for (let r = from; r < end; r++) {
+    const s = recs[r]!;
+    const items = s.items;
+    const rec = decode ? decodeRecord(s.rec.record, s.rec.lsn, s.rec.endLsn) : s.rec;
+    for (let k = 0; k < items.length; k++) {
+      const it = items[k]!;
+      it.redo.redo(rec, it.blockId, pages[slot + k]!);
+    }
+    slot += items.length;
+  }
+  out.wallUs = (performance.now() - t0) * 1000;
+  const cpu = process.cpuUsage(cpu0);
+  out.cpuUs = cpu.user + cpu.system;
 }
 
 /** One round over all records in LSN order (kinds interleaved), µs per record into `out`. */
@@ -554,50 +593,75 @@ function distributionRound(all: Sample[], pages: Uint8Array[], out: Float64Array
 }
 
 interface Timing {
-  /** Best round per kind: mean µs per record. */
+  /** Mean µs per record, per kind. */
   kindMeanUs: Map<Kind, number>;
-  /** Best round per rmgr: mean µs per record. */
+  /** Mean µs per record, per rmgr. */
   rmgrMeanUs: Map<number, number>;
-  /** Best round over all records: mean µs per record, wall and CPU. */
+  /** Mean µs per record over all records, wall and CPU. */
   allMeanUs: number;
   allCpuUs: number;
   rounds: number;
 }
 
+function median(xs: Float64Array): number {
+  const s = xs.slice().sort();
+  const m = s.length >>> 1;
+  return s.length % 2 === 1 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
+}
+
+/**
+ * Rounds over every kind's batches; each batch's time is the median of its rounds (a batch
+ * lasts well under a millisecond, so the median drops the rounds in which the process was
+ * descheduled or collected garbage), summed per kind, per rmgr and over all.
+ */
 function timeMeans(byKind: Map<Kind, Sample[]>, decode: boolean, rounds: number): Timing {
   const pages = batchPages();
-  const kinds = [...byKind.keys()];
-  const total = kinds.reduce((a, k) => a + byKind.get(k)!.length, 0);
-  const bestKind = new Map<Kind, number>(kinds.map((k) => [k, Number.POSITIVE_INFINITY]));
-  const rmids = [...new Set(kinds.map((k) => k.rmid))];
-  const bestRmgr = new Map<number, number>(rmids.map((r) => [r, Number.POSITIVE_INFINITY]));
-  let bestAll = Number.POSITIVE_INFINITY;
-  let bestCpu = Number.POSITIVE_INFINITY;
+  const groups = [...byKind].map(([kind, recs]) => ({ kind, recs, bounds: batchBounds(recs) }));
+  const walls = groups.map((g) => new Float64Array((g.bounds.length - 1) * rounds));
+  const cpus = groups.map((g) => new Float64Array((g.bounds.length - 1) * rounds));
+  const out = { wallUs: 0, cpuUs: 0 };
   const t0 = performance.now();
   let done = 0;
   for (let round = -WARMUP_ROUNDS; round < rounds; round++) {
-    let all = 0;
-    let cpu = 0;
-    const rmgrSum = new Map<number, number>(rmids.map((r) => [r, 0]));
-    for (const k of kinds) {
-      const m = meanRound(byKind.get(k)!, pages, decode);
-      if (round < 0) continue;
-      bestKind.set(k, Math.min(bestKind.get(k)!, m.wallUs / byKind.get(k)!.length));
-      rmgrSum.set(k.rmid, rmgrSum.get(k.rmid)! + m.wallUs);
-      all += m.wallUs;
-      cpu += m.cpuUs;
+    for (let gi = 0; gi < groups.length; gi++) {
+      const g = groups[gi]!;
+      for (let b = 0; b + 1 < g.bounds.length; b++) {
+        const from = g.bounds[b]!;
+        const end = g.bounds[b + 1]!;
+        if (fillBatch(g.recs, from, pages) !== end) throw new Error("batch bounds disagree with fillBatch");
+        timeBatch(g.recs, from, end, pages, decode, out);
+        checkBatch(g.recs, from, end, pages);
+        if (round >= 0) {
+          walls[gi]![b * rounds + round] = out.wallUs;
+          cpus[gi]![b * rounds + round] = out.cpuUs;
+        }
+      }
     }
-    if (round < 0) continue;
-    done++;
-    bestAll = Math.min(bestAll, all / total);
-    bestCpu = Math.min(bestCpu, cpu / total);
-    for (const r of rmids) {
-      const n = kinds.filter((k) => k.rmid === r).reduce((a, k) => a + byKind.get(k)!.length, 0);
-      bestRmgr.set(r, Math.min(bestRmgr.get(r)!, rmgrSum.get(r)! / n));
-    }
-    if (performance.now() - t0 > TIMED_BUDGET_MS) break;
+    if (round >= 0) done++;
+    if (round >= 0 && done >= MIN_TIMED_ROUNDS && performance.now() - t0 > TIMED_BUDGET_MS) break;
   }
-  return { kindMeanUs: bestKind, rmgrMeanUs: bestRmgr, allMeanUs: bestAll, allCpuUs: bestCpu, rounds: done };
+  const kindMeanUs = new Map<Kind, number>();
+  const rmgrSum = new Map<number, { us: number; n: number }>();
+  let allWall = 0;
+  let allCpu = 0;
+  let total = 0;
+  for (let gi = 0; gi < groups.length; gi++) {
+    const g = groups[gi]!;
+    let wall = 0;
+    for (let b = 0; b + 1 < g.bounds.length; b++) {
+      wall += median(walls[gi]!.subarray(b * rounds, b * rounds + done));
+      allCpu += median(cpus[gi]!.subarray(b * rounds, b * rounds + done));
+    }
+    kindMeanUs.set(g.kind, wall / g.recs.length);
+    const r = rmgrSum.get(g.kind.rmid) ?? { us: 0, n: 0 };
+    r.us += wall;
+    r.n += g.recs.length;
+    rmgrSum.set(g.kind.rmid, r);
+    allWall += wall;
+    total += g.recs.length;
+  }
+  const rmgrMeanUs = new Map<number, number>([...rmgrSum].map(([rmid, r]) => [rmid, r.us / r.n]));
+  return { kindMeanUs, rmgrMeanUs, allMeanUs: allWall / total, allCpuUs: allCpu / total, rounds: done };
 }
 
 function timeDistribution(all: Sample[]): Map<Kind, { p50Us: number; p99Us: number }> {
@@ -639,6 +703,10 @@ function timerOverheadUs(): number {
 // ---------------------------------------------------------------------------------------
 // Chains through PgRedo.apply
 
+/**
+ * pages/s of PgRedo.apply over `prefixes`: round robin, one timer per call (a call lasts tens
+ * of µs or more), each chain's median call time, pages/s = 1 / mean of the medians.
+ */
 function timeChains(prefixes: ChainPrefix[]): number {
   const redo = new PgRedo();
   for (const c of prefixes) {
@@ -647,19 +715,25 @@ function timeChains(prefixes: ChainPrefix[]): number {
       throw new Error(`PgRedo.apply of a heap chain (${c.values.length - 1} records to ${lsnToString(c.lsns[c.lsns.length - 1]!)}) differs from the verified page`);
     }
   }
-  let best = 0;
-  for (let round = 0; round < CHAIN_ROUNDS; round++) {
-    let n = 0;
-    const t0 = performance.now();
-    while (n < CHAIN_MAX_ITERS) {
-      const c = prefixes[n % prefixes.length]!;
-      redo.apply(c.key, null, 0, c.values, c.lsns);
-      n++;
-      if ((n & 63) === 0 && performance.now() - t0 > CHAIN_ROUND_MS) break;
-    }
-    best = Math.max(best, n / ((performance.now() - t0) / 1000));
+  for (let w = 0; w < CHAIN_WARMUP_CALLS; w++) {
+    const c = prefixes[w % prefixes.length]!;
+    redo.apply(c.key, null, 0, c.values, c.lsns);
   }
-  return best;
+  const times = prefixes.map(() => new Float64Array(CHAIN_CALLS));
+  let calls = 0;
+  const t0 = performance.now();
+  while (calls < CHAIN_CALLS && performance.now() - t0 < CHAIN_BUDGET_MS) {
+    for (let i = 0; i < prefixes.length; i++) {
+      const c = prefixes[i]!;
+      const t = performance.now();
+      redo.apply(c.key, null, 0, c.values, c.lsns);
+      times[i]![calls] = (performance.now() - t) * 1000;
+    }
+    calls++;
+  }
+  let sumUs = 0;
+  for (const t of times) sumUs += median(t.subarray(0, calls));
+  return prefixes.length / (sumUs / 1e6);
 }
 
 // ---------------------------------------------------------------------------------------
@@ -678,6 +752,7 @@ export default async function run(): Promise<BenchRow[]> {
       onRecord: (rec) => corpus.onRecord(rec),
     });
     console.log(formatReport(report));
+    corpus.finish();
     if (report.mismatches.length > 0) throw new Error(`native redo differs from PostgreSQL's check images in ${report.mismatches.length} blocks (see above)`);
     recordsA = report.records;
     log(`source A: ${report.records} records read in ${((performance.now() - t0) / 1000).toFixed(1)} s; ${corpus.verifiedBlocks} block redos verified in ${corpus.seen} records`);
@@ -737,9 +812,10 @@ export default async function run(): Promise<BenchRow[]> {
     rows.push(row(`redo ${k.name}: p99`, "us", dist.get(k)!.p99Us));
   }
 
+  const chainPrefixes = corpus.chainPrefixes();
   for (const n of CHAIN_NS) {
-    const prefixes = corpus.prefixes.get(n)!;
-    if (prefixes.length === 0) {
+    const prefixes = chainPrefixes.get(n);
+    if (prefixes === undefined) {
       log(`no heap page with an image and ${n} verified records after it: no chain row for N = ${n}`);
       continue;
     }
