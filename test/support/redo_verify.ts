@@ -20,6 +20,9 @@
  *     ingest would store it (GiST left-child fix-up included), or forgotten without one.
  * Redo that throws is reported as a mismatch with the error (offset -1).
  *
+ * `verifyWal` checks WAL already on disk (bench/redo.bench.ts runs its own server and takes
+ * every verified (record, block, base page, result) through `onVerifiedRedo`).
+ *
  * Test-only: `overrides` substitutes RmgrRedo entries (e.g. a deliberately wrong redo to prove
  * the harness can fail) without touching the registry in src.
  */
@@ -37,19 +40,30 @@ import { describeRecordKind, infoName, RM_GIST_ID, rmgrName } from "../../src/pg
 import { type Lsn, lsnToString, parseLsn } from "../../src/types/lsn.js";
 import { PgInstance } from "./postgres.js";
 
-export interface VerifyOptions {
-  conf?: Record<string, string | number | boolean>;
-  initdbArgs?: string[];
-  /** Runs before the CHECKPOINT (not verified). */
-  setup?: (pg: PgInstance) => Promise<void>;
-  /** Verified. */
-  workload: (pg: PgInstance) => Promise<void>;
+/** What checking a stretch of WAL (verifyWal) takes. */
+export interface CheckOptions {
   /** Only check these rmgrs (default: all with RmgrRedo). */
   rmgrs?: number[];
   /** Test-only RmgrRedo substitutes, by their rmid, taking precedence over the registry. */
   overrides?: readonly RmgrRedo[];
   /** Called with every record read (after its blocks are processed), e.g. to check decoding. */
   onRecord?: (rec: DecodedRecord) => void;
+  /**
+   * Called for every block reference redone natively whose result matched PostgreSQL's check
+   * image after masking: `base` is the page redo started from (null for will_init: a zeroed
+   * page), `redone` the result. The harness never changes either page afterwards (it redoes
+   * a copy), so they may be kept; `rec` points into the WAL read (copy what you keep).
+   */
+  onVerifiedRedo?: (rec: DecodedRecord, block: DecodedBlock, base: Uint8Array | null, redone: Uint8Array) => void;
+}
+
+export interface VerifyOptions extends CheckOptions {
+  conf?: Record<string, string | number | boolean>;
+  initdbArgs?: string[];
+  /** Runs before the CHECKPOINT (not verified). */
+  setup?: (pg: PgInstance) => Promise<void>;
+  /** Verified. */
+  workload: (pg: PgInstance) => Promise<void>;
 }
 
 export interface Mismatch {
@@ -128,7 +142,7 @@ export async function verifyRedo(opts: VerifyOptions): Promise<VerifyReport> {
 }
 
 /** Read pg_wal from `startLsn` (a record start) up to `endLsn` and verify every block reference. */
-function verifyWal(walDir: string, segSize: number, startLsn: Lsn, endLsn: Lsn, opts: VerifyOptions): VerifyReport {
+export function verifyWal(walDir: string, segSize: number, startLsn: Lsn, endLsn: Lsn, opts: CheckOptions): VerifyReport {
   const v = new Verifier(opts);
   const dec = new WalStreamDecoder(startLsn, { segmentSizeBytes: segSize });
   const lastSeg = Math.floor((endLsn - 1) / segSize);
@@ -181,15 +195,17 @@ class Verifier {
   private readonly overrides = new Map<number, RmgrRedo>();
   private readonly only: Set<number> | null;
   private readonly onRecord: ((rec: DecodedRecord) => void) | undefined;
+  private readonly onVerifiedRedo: CheckOptions["onVerifiedRedo"];
   // Masking scratch: compare copies, never our pages.
   private readonly oursMasked = new Uint8Array(BLCKSZ);
   private readonly theirsMasked = new Uint8Array(BLCKSZ);
   private readonly theirs = new Uint8Array(BLCKSZ);
 
-  constructor(opts: VerifyOptions) {
+  constructor(opts: CheckOptions) {
     for (const r of opts.overrides ?? []) this.overrides.set(r.rmid, r);
     this.only = opts.rmgrs === undefined ? null : new Set(opts.rmgrs);
     this.onRecord = opts.onRecord;
+    this.onVerifiedRedo = opts.onVerifiedRedo;
   }
 
   private redoFor(rmid: number): RmgrRedo | undefined {
@@ -220,6 +236,7 @@ class Verifier {
       return;
     }
     let page: Uint8Array;
+    let base: Uint8Array | null = null;
     if (b.willInit) {
       page = new Uint8Array(BLCKSZ);
     } else {
@@ -229,6 +246,7 @@ class Verifier {
         this.seedFromCheckImage(key, rec, b);
         return;
       }
+      base = prev;
       page = prev.slice();
     }
     try {
@@ -251,7 +269,9 @@ class Verifier {
       let off = 0;
       while (this.theirsMasked[off] === this.oursMasked[off]) off++;
       this.fail(rec, b, off, page, undefined);
+      return;
     }
+    this.onVerifiedRedo?.(rec, b, base, page);
   }
 
   /** Our page := the check image as ingest stores it, or unknown without one. */
