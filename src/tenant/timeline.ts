@@ -16,6 +16,10 @@
  *   that load() deletes.
  * - the layer map is replaced, never mutated: a read sees one consistent set. Reads run
  *   synchronously once their LSN is reached, so no file is unlinked under a running read.
+ * - frozen layers never exceed max_frozen_layers: at the limit the open layer keeps growing
+ *   instead, and the ingest gate (ingest_gate.ts) stops ingest until a flush lands. So the
+ *   flush lag (last_record_lsn − disk_consistent_lsn) stays below about
+ *   (max_frozen_layers + 1) × checkpoint_distance plus what ingest adds before it next checks.
  *
  * Lock order: none on this object (single-threaded); the tenant's background mutex orders
  * compaction and GC (never both at once for a tenant), and flushes are one at a time.
@@ -37,7 +41,8 @@ import type { TenantId, TimelineId } from "../types/ids.js";
 import { KEY_MAX, KEY_MIN, type Key, type KeyRange } from "../types/key.js";
 import { type Lsn, lsnToString, MAX_LSN } from "../types/lsn.js";
 import type { Value } from "../types/value.js";
-import type { TenantConf } from "./config.js";
+import { l0Thresholds, type TenantConf } from "./config.js";
+import { Backpressure, GATE_OPEN, type GateStats, type GateVerdict, IngestGate } from "./ingest_gate.js";
 import { readMetadata, type TimelineMetadata, writeMetadata } from "./metadata.js";
 import type { WalRedoManager } from "../types/redo.js";
 import { SeqWait } from "./seqwait.js";
@@ -69,12 +74,16 @@ export interface TimelineDeps {
   conf: () => TenantConf;
   log: Logger;
   keyspace?: KeyspaceProvider;
+  /** Asks the tenant's compaction loop to run soon (L0 files reached compaction_threshold). */
+  wakeCompaction?: () => void;
 }
 
 /** PITR bookkeeping: (wall time, LSN) samples, at most this many, one per second at most. */
 const MAX_LSN_TIME_SAMPLES = 4096;
 const METADATA_FILE = "metadata";
 const FLUSH_RETRY_LIMIT = 3;
+/** L0 files one compaction job takes at most (Neon's compaction_upper_limit): bounds a job's length. */
+const COMPACTION_UPPER_LIMIT = 10;
 
 export interface TimelineInfo {
   tenant_id: TenantId;
@@ -88,6 +97,8 @@ export interface TimelineInfo {
   initdb_lsn: string;
   state: TimelineState;
   layers: { delta: number; image: number; l0: number; frozen: number };
+  /** Ingest backpressure: the state now, why, and the time ingest spent waiting in total. */
+  ingest_backpressure: { state: Backpressure; reason: string | null; delayed_ms: number; stalled_ms: number; waits: number };
 }
 
 export class Timeline {
@@ -125,6 +136,7 @@ export class Timeline {
   private persistedDcl: Lsn;
 
   private readonly lsnTimeSamples: { time_ms: number; lsn: Lsn }[] = [];
+  private readonly gate = new IngestGate(() => this.gateVerdict());
 
   // Read-path scratch: reads are synchronous once started, so one set per timeline suffices.
   private readonly rs = new ReconstructState();
@@ -246,6 +258,9 @@ export class Timeline {
   get frozenCount(): number {
     return this.frozen.length;
   }
+  get l0Count(): number {
+    return this.layerMap_.l0Layers().length;
+  }
   get openLayerSizeBytes(): number {
     return this.open?.sizeBytes ?? 0;
   }
@@ -264,6 +279,7 @@ export class Timeline {
     this.state = TimelineState.Broken;
     this.brokenReason = reason;
     this.flushLoop = FlushLoopState.Exited;
+    this.gate.close(`timeline ${this.timelineId} is broken: ${reason}`);
     this.lastRecord.shutdown(`timeline ${this.timelineId} is broken: ${reason}`);
     this.diskConsistent.shutdown(`timeline ${this.timelineId} is broken: ${reason}`);
   }
@@ -305,11 +321,63 @@ export class Timeline {
     if (this.shouldFreeze()) this.freezeAt(lsn);
   }
 
+  /**
+   * Freeze when the open layer holds checkpoint_distance bytes, or spans that much WAL (as
+   * Neon's should_roll: the flush lag in WAL bytes stays bounded even when records carry
+   * little data), or its first write is checkpoint_timeout old; never beyond the frozen limit.
+   */
   private shouldFreeze(): boolean {
     const open = this.open;
     if (open === null || open.valueCount === 0) return false;
     const conf = this.deps.conf();
-    return open.sizeBytes >= conf.checkpoint_distance_bytes || Date.now() - open.created_ms >= conf.checkpoint_timeout_ms;
+    if (this.frozen.length >= conf.max_frozen_layers) return false;
+    return (
+      open.sizeBytes >= conf.checkpoint_distance_bytes ||
+      open.maxLsn - open.start >= conf.checkpoint_distance_bytes ||
+      Date.now() - open.created_ms >= conf.checkpoint_timeout_ms
+    );
+  }
+
+  // ---------------------------------------------------------------------------------------
+  // Ingest backpressure
+
+  private gateVerdict(): GateVerdict {
+    if (this.state !== TimelineState.Active) return GATE_OPEN;
+    const conf = this.deps.conf();
+    const frozen = this.frozen.length;
+    if (frozen >= conf.max_frozen_layers) {
+      return { state: Backpressure.Stalled, reason: `${frozen} frozen layers wait for their flush (max_frozen_layers ${conf.max_frozen_layers})` };
+    }
+    // Without the compaction loop nothing lowers the L0 count: waiting for it would never end.
+    if (conf.compaction_period_ms === 0) return GATE_OPEN;
+    const l0 = this.layerMap_.l0Layers().length;
+    const t = l0Thresholds(conf);
+    if (t.stall > 0 && l0 >= t.stall) {
+      return { state: Backpressure.Stalled, reason: `${l0} L0 files wait for compaction (l0_flush_stall_threshold ${t.stall})` };
+    }
+    if (t.delay > 0 && l0 >= t.delay && frozen > 0) {
+      return { state: Backpressure.Delayed, reason: `${l0} L0 files: ingest waits for each flush (l0_flush_delay_threshold ${t.delay})` };
+    }
+    return GATE_OPEN;
+  }
+
+  /** The ingest path's check before each record: None, or wait with waitIngestCapacity(). */
+  ingestBackpressure(): Backpressure {
+    return this.gate.state();
+  }
+
+  /** Wait until flush and compaction let ingest go on (see ingest_gate.ts). */
+  waitIngestCapacity(signal?: AbortSignal): Promise<void> {
+    return this.gate.wait(signal);
+  }
+
+  /** The tenant config changed: thresholds may have moved. */
+  configChanged(): void {
+    this.gate.notify();
+  }
+
+  get backpressureStats(): GateStats {
+    return this.gate.stats();
   }
 
   /** Housekeeping: freeze an idle open layer whose checkpoint_timeout passed. */
@@ -342,12 +410,19 @@ export class Timeline {
     this.open = null;
     this.nextOpenLayerAt = at + 1;
     this.kickFlush();
+    this.gate.notify();
   }
 
   /** Freeze what is open and wait until everything up to last_record_lsn is durable. */
   async checkpoint(): Promise<void> {
     this.checkActive();
     if (this.flushLoop !== FlushLoopState.Running) throw new BadStateError(`flush requested but the flush loop is ${this.flushLoop}`);
+    // Keep the frozen limit: wait for room (flushes are running whenever the queue is full).
+    for (let i = 0; this.frozen.length >= this.deps.conf().max_frozen_layers && this.flushing !== null; i++) {
+      assert(i < 1_000_000, "checkpoint waited for frozen-queue room too often");
+      await this.flushing;
+    }
+    this.checkActive();
     const target = this.lastRecord.load();
     if (this.open !== null && this.open.valueCount > 0) this.freezeAt(target);
     else if (this.open !== null) {
@@ -392,13 +467,16 @@ export class Timeline {
   }
 
   private async flushOne(layer: InMemoryLayer): Promise<void> {
-    const res = await this.deps.jobs.flush({
-      ephemeralPath: layer.file.path,
-      lengthBytes: layer.file.sizeBytes,
-      outDir: this.dir,
-      lsnStart: layer.start,
-      lsnEnd: layer.end,
-    });
+    const res = await this.deps.jobs.flush(
+      {
+        ephemeralPath: layer.file.path,
+        lengthBytes: layer.file.sizeBytes,
+        outDir: this.dir,
+        lsnStart: layer.start,
+        lsnEnd: layer.end,
+      },
+      this.tenantId,
+    );
     if (res.desc !== null) {
       this.layerMap_ = this.layerMap_.with([new HistoricLayer(this.deps.cache, this.dir, res.desc)], []);
     }
@@ -407,6 +485,8 @@ export class Timeline {
     layer.close(true);
     this.counters.flushes++;
     await this.setDiskConsistent(layer.end - 1);
+    if (this.layerMap_.l0Layers().length >= this.deps.conf().compaction_threshold) this.deps.wakeCompaction?.();
+    this.gate.notify();
   }
 
   private async setDiskConsistent(lsn: Lsn): Promise<void> {
@@ -575,21 +655,32 @@ export class Timeline {
   // ---------------------------------------------------------------------------------------
   // Compaction
 
-  /** L0 → L1 when at least compaction_threshold L0 files exist. Returns the number compacted. */
+  /**
+   * L0 → L1 when at least compaction_threshold L0 files exist: the oldest contiguous chain,
+   * at most max(compaction_threshold, COMPACTION_UPPER_LIMIT) files, so one job stays short
+   * (the loop runs again while L0 files remain). A chain of one (a gap after it: a checkpoint
+   * with nothing to flush) is rewritten alone, so no L0 file is ever stuck. Returns the
+   * number of L0 files compacted.
+   */
   async compactL0(): Promise<number> {
     this.checkActive();
     const conf = this.deps.conf();
     const l0 = [...this.layerMap_.l0Layers()].sort((a, b) => a.desc.lsnRange.start - b.desc.lsnRange.start);
-    if (l0.length < conf.compaction_threshold || l0.length < 2) return 0;
+    if (l0.length === 0 || l0.length < conf.compaction_threshold) return 0;
     // Only a contiguous chain (each end == next start) may merge into one LSN range.
+    const limit = Math.max(conf.compaction_threshold, COMPACTION_UPPER_LIMIT);
     const chain = [l0[0]!];
-    for (let i = 1; i < l0.length && chain[chain.length - 1]!.desc.lsnRange.end === l0[i]!.desc.lsnRange.start; i++) chain.push(l0[i]!);
-    if (chain.length < 2) return 0;
-    const res = await this.deps.jobs.compact({
-      dir: this.dir,
-      l0: chain.map((l) => l.desc),
-      targetSizeBytes: conf.checkpoint_distance_bytes,
-    });
+    for (let i = 1; i < l0.length && chain.length < limit && chain[chain.length - 1]!.desc.lsnRange.end === l0[i]!.desc.lsnRange.start; i++) {
+      chain.push(l0[i]!);
+    }
+    const res = await this.deps.jobs.compact(
+      {
+        dir: this.dir,
+        l0: chain.map((l) => l.desc),
+        targetSizeBytes: conf.checkpoint_distance_bytes,
+      },
+      this.tenantId,
+    );
     const removed = chain.map((l) => l.desc.fileName);
     const added = res.added.map((d) => new HistoricLayer(this.deps.cache, this.dir, d));
     this.layerMap_ = this.layerMap_.with(added, removed.filter((n) => !res.added.some((d) => d.fileName === n)));
@@ -599,6 +690,7 @@ export class Timeline {
       unlinkSync(l.path);
     }
     this.counters.compactions++;
+    this.gate.notify();
     return chain.length;
   }
 
@@ -646,23 +738,31 @@ export class Timeline {
       if (deltas >= conf.image_creation_threshold || (force && (deltas > 0 || this.ancestor !== null))) todo.push(p);
     }
     if (todo.length === 0) return 0;
-    const res = await this.deps.jobs.images({
-      outDir: this.dir,
-      lsn,
-      chain,
-      partitions: todo,
-      keyspace,
-      targetSizeBytes: conf.compaction_target_size_bytes,
-      redoModule: this.deps.redoModule,
-    });
-    const existing = new Set(this.layerMap_.layers.map((l) => l.desc.fileName));
-    const fresh = res.added.filter((d) => !existing.has(d.fileName));
-    this.layerMap_ = this.layerMap_.with(
-      fresh.map((d) => new HistoricLayer(this.deps.cache, this.dir, d)),
-      [],
-    );
-    this.counters.imageLayersCreated += fresh.length;
-    return fresh.length;
+    // One job per partition: between them the pool serves other tenants' jobs (fair queue).
+    let created = 0;
+    for (const part of todo) {
+      const res = await this.deps.jobs.images(
+        {
+          outDir: this.dir,
+          lsn,
+          chain,
+          partitions: [part],
+          keyspace,
+          targetSizeBytes: conf.compaction_target_size_bytes,
+          redoModule: this.deps.redoModule,
+        },
+        this.tenantId,
+      );
+      const existing = new Set(this.layerMap_.layers.map((l) => l.desc.fileName));
+      const fresh = res.added.filter((d) => !existing.has(d.fileName));
+      this.layerMap_ = this.layerMap_.with(
+        fresh.map((d) => new HistoricLayer(this.deps.cache, this.dir, d)),
+        [],
+      );
+      this.counters.imageLayersCreated += fresh.length;
+      created += fresh.length;
+    }
+    return created;
   }
 
   // ---------------------------------------------------------------------------------------
@@ -695,7 +795,7 @@ export class Timeline {
     if (cutoff <= this.latestGcCutoff_) return 0;
     this.plannedGcCutoff = cutoff;
     try {
-      const plan = await this.deps.jobs.gc({ layers: this.layerMap_.layers.map((l) => l.desc), cutoffLsn: cutoff, retainLsns });
+      const plan = await this.deps.jobs.gc({ layers: this.layerMap_.layers.map((l) => l.desc), cutoffLsn: cutoff, retainLsns }, this.tenantId);
       // Publish the cutoff durably first: after that no read or branch may go below it.
       this.latestGcCutoff_ = cutoff;
       await this.persistMetadata({});
@@ -726,6 +826,7 @@ export class Timeline {
     }
     if (this.state !== TimelineState.Broken) this.state = TimelineState.Stopping;
     this.flushLoop = FlushLoopState.Exited;
+    this.gate.close(`timeline ${this.timelineId} is stopping`);
     if (this.flushing !== null) await this.flushing.catch(() => undefined);
     await this.metadataWrite;
     this.lastRecord.shutdown();
@@ -743,6 +844,7 @@ export class Timeline {
       if (l.desc.kind === "delta") delta++;
       else image++;
     }
+    const bp = this.gate.stats();
     return {
       tenant_id: this.tenantId,
       timeline_id: this.timelineId,
@@ -755,6 +857,7 @@ export class Timeline {
       initdb_lsn: lsnToString(this.initdbLsn),
       state: this.state,
       layers: { delta, image, l0: this.layerMap_.l0Layers().length, frozen: this.frozen.length },
+      ingest_backpressure: { ...bp, delayed_ms: Math.round(bp.delayed_ms), stalled_ms: Math.round(bp.stalled_ms) },
     };
   }
 }

@@ -62,11 +62,15 @@ export interface GcResult {
   remove: string[];
 }
 
+/**
+ * Runs jobs on worker threads. `owner` (the tenant id) is who the job is for: each pool
+ * serves owners in turn, so one tenant's backlog never queues another's job behind all of it.
+ */
 export interface JobRunner {
-  flush(task: FlushTask): Promise<FlushResult>;
-  compact(task: CompactTask): Promise<CompactResult>;
-  images(task: ImageTask): Promise<ImageResult>;
-  gc(task: GcTask): Promise<GcResult>;
+  flush(task: FlushTask, owner: string): Promise<FlushResult>;
+  compact(task: CompactTask, owner: string): Promise<CompactResult>;
+  images(task: ImageTask, owner: string): Promise<ImageResult>;
+  gc(task: GcTask, owner: string): Promise<GcResult>;
 }
 
 export type { Key };
