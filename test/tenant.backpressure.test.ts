@@ -42,6 +42,24 @@ class Valve {
   }
 }
 
+/** The real pools, with flush and compaction jobs passing their valve first. */
+function hooked(pools: JobRunner, valves: { flush?: Valve; compact?: Valve }): JobRunner {
+  return {
+    flush: async (t, o) => {
+      await valves.flush?.pass();
+      return pools.flush(t, o);
+    },
+    compact: async (t, o) => {
+      await valves.compact?.pass();
+      return pools.compact(t, o);
+    },
+    images: (t, o) => pools.images(t, o),
+    gc: (t, o) => pools.gc(t, o),
+    importRun: (t, o) => pools.importRun(t, o),
+    importMerge: (t, o) => pools.importMerge(t, o),
+  };
+}
+
 /** Seeded PRNG (mulberry32): the same run every time. */
 function rng(seed: number): () => number {
   let a = seed >>> 0;
@@ -100,18 +118,7 @@ describe("ingest backpressure", () => {
         // Compaction runs when a flush wakes it (L0 files at the threshold), not on a timer.
         compaction_period: "1h",
       },
-      jobs: (pools): JobRunner => ({
-        flush: async (t, o) => {
-          await flushValve.pass();
-          return pools.flush(t, o);
-        },
-        compact: async (t, o) => {
-          await compactValve.pass();
-          return pools.compact(t, o);
-        },
-        images: (t, o) => pools.images(t, o),
-        gc: (t, o) => pools.gc(t, o),
-      }),
+      jobs: (pools) => hooked(pools, { flush: flushValve, compact: compactValve }),
     });
     const t = await h.create();
     const tl = await t.createTimeline({ startLsn: 0x1000 });
@@ -219,15 +226,7 @@ describe("ingest backpressure", () => {
     const flushValve = new Valve();
     h = new TenantHarness({
       conf: { checkpoint_distance: 8192, max_frozen_layers: 1 },
-      jobs: (pools): JobRunner => ({
-        flush: async (t, o) => {
-          await flushValve.pass();
-          return pools.flush(t, o);
-        },
-        compact: (t, o) => pools.compact(t, o),
-        images: (t, o) => pools.images(t, o),
-        gc: (t, o) => pools.gc(t, o),
-      }),
+      jobs: (pools) => hooked(pools, { flush: flushValve }),
     });
     const t = await h.create();
     const tl: Timeline = await t.createTimeline({ startLsn: 0x1000 });

@@ -24,13 +24,14 @@
  * Lock order: none on this object (single-threaded); the tenant's background mutex orders
  * compaction and GC (never both at once for a tenant), and flushes are one at a time.
  */
-import { existsSync, readdirSync, unlinkSync } from "node:fs";
+import { existsSync, readdirSync, renameSync, rmSync, unlinkSync } from "node:fs";
 import { join } from "node:path";
 import type { Logger } from "pino";
 import { PAGE_SIZE, type PageCacheApi } from "../cache/api.js";
 import { HistoricLayer } from "../layers/historic_layer.js";
 import { InMemoryLayer } from "../layers/inmemory_layer.js";
 import { LayerMap } from "../layers/layer_map.js";
+import { fsyncDir } from "../layers/block_io.js";
 import { type LayerDesc, parseLayerName, TEMP_SUFFIX } from "../layers/layer_name.js";
 import { WalkStatus, walkHistoric } from "../layers/read_path.js";
 import { ReconstructState, reconstructValue } from "../layers/reconstruct_state.js";
@@ -41,6 +42,7 @@ import type { TenantId, TimelineId } from "../types/ids.js";
 import { KEY_MAX, KEY_MIN, type Key, type KeyRange } from "../types/key.js";
 import { type Lsn, lsnToString, MAX_LSN } from "../types/lsn.js";
 import type { Value } from "../types/value.js";
+import { BulkImport, IMPORT_TEMP_DIR } from "./bulk_import.js";
 import { l0Thresholds, type TenantConf } from "./config.js";
 import { Backpressure, GATE_OPEN, type GateStats, type GateVerdict, IngestGate } from "./ingest_gate.js";
 import { readMetadata, type TimelineMetadata, writeMetadata } from "./metadata.js";
@@ -212,6 +214,15 @@ export class Timeline {
       throw new BadStateError(`timeline ${timelineId}: ancestor mismatch (metadata says ${md.ancestor_timeline_id})`);
     }
     const layers: LayerDesc[] = [];
+    // A bulk import that never finished: its temp directory is still there, and any layer it
+    // had moved in is part of an incomplete import. The timeline is empty again.
+    const importDir = join(dir, IMPORT_TEMP_DIR);
+    const importInterrupted = existsSync(importDir);
+    if (importInterrupted) {
+      deps.log.warn({ dir: importDir }, "removing an interrupted bulk import");
+      rmSync(importDir, { recursive: true, force: true });
+    }
+    const emptyAgain = importInterrupted && ancestor === null && md.disk_consistent_lsn === md.initdb_lsn;
     for (const name of readdirSync(dir)) {
       const path = join(dir, name);
       if (name.endsWith(TEMP_SUFFIX) || name.startsWith("ephemeral-")) {
@@ -223,6 +234,10 @@ export class Timeline {
       const parsed = parseLayerName(name);
       if (parsed === null) {
         deps.log.warn({ file: name }, "unknown file in timeline directory, ignoring");
+        continue;
+      }
+      if (emptyAgain) {
+        unlinkSync(path);
         continue;
       }
       if (parsed.lsnRange.end - 1 > md.disk_consistent_lsn) {
@@ -411,6 +426,52 @@ export class Timeline {
     this.nextOpenLayerAt = at + 1;
     this.kickFlush();
     this.gate.notify();
+  }
+
+  // ---------------------------------------------------------------------------------------
+  // Bulk import
+
+  /**
+   * Start a bulk import at `lsn` into this empty, ancestor-less timeline: its values go to
+   * image layers at `lsn` (bulk_import.ts), which finish() adds here.
+   */
+  bulkImport(lsn: Lsn): BulkImport {
+    this.checkActive();
+    if (this.ancestor !== null) throw new BadStateError("cannot bulk import into a branch");
+    if (this.layerMap_.size > 0 || this.frozen.length > 0 || (this.open?.valueCount ?? 0) > 0) {
+      throw new BadStateError(`timeline ${this.timelineId} is not empty: cannot bulk import`);
+    }
+    if (lsn < this.lastRecord.load()) throw new InvalidArgumentError(`bulk import at ${lsnToString(lsn)} is below last_record_lsn`);
+    const conf = this.deps.conf();
+    return new BulkImport({
+      cache: this.deps.cache,
+      jobs: this.deps.jobs,
+      owner: this.tenantId,
+      tempDir: join(this.dir, IMPORT_TEMP_DIR),
+      lsn,
+      runSizeBytes: conf.checkpoint_distance_bytes,
+      targetSizeBytes: conf.compaction_target_size_bytes,
+      adopt: (layers, dir, prev) => this.adoptImport(layers, dir, lsn, prev),
+    });
+  }
+
+  /** A finished bulk import's image layers (files in `fromDir`) become this timeline's data at `lsn`. */
+  private async adoptImport(layers: LayerDesc[], fromDir: string, lsn: Lsn, prevRecordLsn: Lsn | null): Promise<void> {
+    this.checkActive();
+    assert(this.layerMap_.size === 0 && this.frozen.length === 0 && (this.open?.valueCount ?? 0) === 0, "bulk import into a timeline that got other data");
+    for (const l of layers) {
+      assert(l.kind === "image" && l.lsnRange.start === lsn, "a bulk import adopts image layers at its LSN");
+      renameSync(join(fromDir, l.fileName), join(this.dir, l.fileName));
+    }
+    fsyncDir(this.dir);
+    this.layerMap_ = this.layerMap_.with(
+      layers.map((d) => new HistoricLayer(this.deps.cache, this.dir, d)),
+      [],
+    );
+    // WAL values come after the import: the open layer starts above the images' LSN.
+    this.nextOpenLayerAt = Math.max(this.nextOpenLayerAt, lsn + 1);
+    if (this.lastRecord.load() < lsn || prevRecordLsn !== null) this.finishWrite(lsn, prevRecordLsn);
+    await this.setDiskConsistent(lsn);
   }
 
   /** Freeze what is open and wait until everything up to last_record_lsn is durable. */

@@ -21,6 +21,9 @@ import type {
   GcTask,
   ImageResult,
   ImageTask,
+  ImportMergeTask,
+  ImportResult,
+  ImportRunTask,
   JobRunner,
 } from "./jobs.js";
 import { FairQueue } from "./fair_queue.js";
@@ -90,6 +93,12 @@ export class JobPools implements JobRunner {
   }
   images(task: ImageTask, owner: string): Promise<ImageResult> {
     return this.compactionQueue.run(owner, () => this.compactionPool.run(task, { name: "createImages" }) as Promise<ImageResult>);
+  }
+  importRun(task: ImportRunTask, owner: string): Promise<ImportResult> {
+    return this.compactionQueue.run(owner, () => this.compactionPool.run(task, { name: "importRun" }) as Promise<ImportResult>);
+  }
+  importMerge(task: ImportMergeTask, owner: string): Promise<ImportResult> {
+    return this.compactionQueue.run(owner, () => this.compactionPool.run(task, { name: "importMerge" }) as Promise<ImportResult>);
   }
   gc(task: GcTask, owner: string): Promise<GcResult> {
     return this.gcQueue.run(owner, () => this.gcPool.run(task) as Promise<GcResult>);
