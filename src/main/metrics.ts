@@ -111,7 +111,7 @@ export function createMetrics(cache: PageCacheApi, tenants: TenantManager, cache
             const total_s = pick(tl.backpressureStats) / 1000;
             const d = total_s - (seen.get(k) ?? 0);
             // Touch every series so it shows (at 0) before the first wait.
-            this.inc(labels, d > 0 ? d : 0);
+            this.inc(labels, Math.max(d, 0));
             seen.set(k, Math.max(total_s, seen.get(k) ?? 0));
           }
         }
