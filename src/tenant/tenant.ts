@@ -252,14 +252,20 @@ export class Tenant {
   // ---------------------------------------------------------------------------------------
   // Background work
 
-  /** Compaction then image creation, for every timeline. Returns files compacted + images made. */
-  compact(opts: { forceImages?: boolean } = {}): Promise<{ l0Compacted: number; imagesCreated: number }> {
+  /**
+   * Compaction then image creation, for every timeline. Returns files compacted + images made.
+   * `l0First` (the background loop): a timeline still at compaction_threshold L0 files after
+   * its L0 compaction skips image creation this round, as Neon's compaction_l0_first: the
+   * next round follows at once, and ingest may be waiting for the L0 count to drop.
+   */
+  compact(opts: { forceImages?: boolean; l0First?: boolean } = {}): Promise<{ l0Compacted: number; imagesCreated: number }> {
     return this.bg.run(async () => {
       let l0Compacted = 0;
       let imagesCreated = 0;
       for (const tl of this.timelines.values()) {
         if (tl.state !== TimelineState.Active) continue;
         l0Compacted += await tl.compactL0();
+        if (opts.l0First === true && tl.l0Count >= this.conf_.compaction_threshold) continue;
         imagesCreated += await tl.createImageLayers(opts.forceImages ?? false);
       }
       return { l0Compacted, imagesCreated };
@@ -332,7 +338,7 @@ export class Tenant {
       () => this.conf_.compaction_period_ms,
       "compaction",
       async () => {
-        const r = await this.compact();
+        const r = await this.compact({ l0First: true });
         // More rounds while they make progress and some timeline is still at the threshold.
         return r.l0Compacted > 0 && this.listTimelines().some((tl) => tl.state === TimelineState.Active && tl.l0Count >= this.conf_.compaction_threshold);
       },

@@ -133,6 +133,9 @@ export class Timeline {
 
   private flushLoop: FlushLoopState = FlushLoopState.NotStarted;
   private flushing: Promise<void> | null = null;
+  /** The newest LSN flushes made durable, and the metadata writer recording it (advanceDiskConsistent). */
+  private dclTarget: Lsn = 0;
+  private dclWriter: Promise<void> | null = null;
   private metadataWrite: Promise<void> = Promise.resolve();
   /** disk_consistent_lsn of the last metadata write that landed. */
   private persistedDcl: Lsn;
@@ -545,9 +548,39 @@ export class Timeline {
     this.frozen.shift();
     layer.close(true);
     this.counters.flushes++;
-    await this.setDiskConsistent(layer.end - 1);
+    // The next flush starts now, not after this one's metadata write (an fsync or two): the
+    // flush worker stays busy, and disk_consistent_lsn follows in order (advanceDiskConsistent).
+    this.advanceDiskConsistent(layer.end - 1);
     if (this.layerMap_.l0Layers().length >= this.deps.conf().compaction_threshold) this.deps.wakeCompaction?.();
     this.gate.notify();
+  }
+
+  /**
+   * Layers are durable up to `lsn`: persist it in the metadata, then advance
+   * disk_consistent_lsn. Writes are one at a time and coalesce (the newest target wins); a
+   * failed write breaks the timeline (what is durable can't be recorded).
+   */
+  private advanceDiskConsistent(lsn: Lsn): void {
+    if (lsn > this.dclTarget) this.dclTarget = lsn;
+    if (this.dclWriter !== null || this.dclTarget <= this.diskConsistent.load()) return;
+    const w = this.writeDiskConsistent();
+    this.dclWriter = w;
+    void w.finally(() => {
+      if (this.dclWriter === w) this.dclWriter = null;
+      // A target that arrived after the writer's last check is picked up here.
+      if (this.state === TimelineState.Active) this.advanceDiskConsistent(this.dclTarget);
+    });
+  }
+
+  private async writeDiskConsistent(): Promise<void> {
+    try {
+      for (let i = 0; this.dclTarget > this.diskConsistent.load(); i++) {
+        assert(i < 1_000_000, "disk_consistent_lsn writer looped too often");
+        await this.setDiskConsistent(this.dclTarget);
+      }
+    } catch (e) {
+      if (this.state === TimelineState.Active) this.setBroken(`cannot record disk_consistent_lsn: ${(e as Error).message}`);
+    }
   }
 
   private async setDiskConsistent(lsn: Lsn): Promise<void> {
@@ -790,7 +823,6 @@ export class Timeline {
       chain.push({ dir: t.ancestor.dir, layers: t.ancestor.layerMap_.layers.map((l) => l.desc), endLsn: t.ancestorLsn + 1 });
     }
     if (lsn < this.latestGcCutoff_) return 0;
-    const keyspace = (this.deps.keyspace ?? WHOLE_KEYSPACE)(this, lsn);
     const todo: KeyRange[] = [];
     for (const p of this.partitions()) {
       const imgLsn = this.layerMap_.newestImageCovering(p, lsn);
@@ -799,6 +831,8 @@ export class Timeline {
       if (deltas >= conf.image_creation_threshold || (force && (deltas > 0 || this.ancestor !== null))) todo.push(p);
     }
     if (todo.length === 0) return 0;
+    // Only now: walking the keyspace reads every relation's size on the main thread.
+    const keyspace = (this.deps.keyspace ?? WHOLE_KEYSPACE)(this, lsn);
     // One job per partition: between them the pool serves other tenants' jobs (fair queue).
     let created = 0;
     for (const part of todo) {
@@ -889,6 +923,7 @@ export class Timeline {
     this.flushLoop = FlushLoopState.Exited;
     this.gate.close(`timeline ${this.timelineId} is stopping`);
     if (this.flushing !== null) await this.flushing.catch(() => undefined);
+    await this.dclWriter;
     await this.metadataWrite;
     this.lastRecord.shutdown();
     this.diskConsistent.shutdown();
