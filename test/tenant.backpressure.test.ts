@@ -1,7 +1,8 @@
 /**
  * Ingest backpressure (issue 12): sustained synthetic ingest into a timeline whose flush and
  * compaction jobs are held back by test hooks (a JobRunner wrapping the real pools, passed as
- * the tenant's dependency). The frozen layers never exceed max_frozen_layers; ingest stalls
+ * the tenant's dependency). The frozen layers never exceed max_frozen_layers and the flush lag
+ * stays below (max_frozen_layers + 1) × checkpoint_distance + one record; ingest stalls
  * (frozen limit, then the L0 stall threshold), is delayed between the L0 thresholds, and
  * resumes when the flush / compaction catch up; every read at every ingested LSN matches a
  * model. Also: the fair job queue serves tenants in turn.
@@ -18,6 +19,8 @@ import { TenantHarness } from "./support/tenant_harness.js";
 import { testAppend, testInit } from "./support/test_redo.js";
 
 const KEYS = 40;
+/** WAL bytes per synthetic record: about its value's size, as with full-page images. */
+const LSN_STEP = 0x200;
 const key = (n: number): Key => makeKey(0, 1663, 5, 1000, 0, n);
 const dec = new TextDecoder();
 
@@ -108,9 +111,10 @@ describe("ingest backpressure", () => {
     const flushValve = new Valve();
     const compactValve = new Valve();
     const MAX_FROZEN = 2;
+    const CHECKPOINT_DISTANCE = 16384;
     h = new TenantHarness({
       conf: {
-        checkpoint_distance: 16384,
+        checkpoint_distance: CHECKPOINT_DISTANCE,
         max_frozen_layers: MAX_FROZEN,
         compaction_threshold: 3,
         l0_flush_delay_threshold: 4,
@@ -130,6 +134,7 @@ describe("ingest backpressure", () => {
     let lsn = 0x1000;
     let parked = false;
     let maxFrozen = 0;
+    let maxLag = 0;
     const waitsSeen = new Set<string>();
 
     /** The ingest loop as a WAL source runs it: ask the gate before every record. */
@@ -141,7 +146,7 @@ describe("ingest backpressure", () => {
           await tl.waitIngestCapacity();
           parked = false;
         }
-        lsn += 0x20;
+        lsn += LSN_STEP;
         const k = Math.floor(rand() * KEYS);
         const init = !model.has(k) || rand() < 0.7;
         const text = init ? `${k}@${lsn}:${pad}` : `+${lsn}`;
@@ -152,6 +157,9 @@ describe("ingest backpressure", () => {
         writtenAt.set(lsn, k);
         maxFrozen = Math.max(maxFrozen, tl.frozenCount);
         if (tl.frozenCount > MAX_FROZEN) throw new Error(`${tl.frozenCount} frozen layers at ${lsn}`);
+        // The flush lag in WAL bytes: at most max_frozen_layers + 1 layers of checkpoint_distance, plus a record.
+        maxLag = Math.max(maxLag, tl.lastRecordLsn - tl.diskConsistentLsn);
+        if (maxLag > (MAX_FROZEN + 1) * CHECKPOINT_DISTANCE + LSN_STEP) throw new Error(`flush lag ${maxLag} at ${lsn}`);
         // Let flush results land now and then, as the walreceiver's yields do.
         if (i % 16 === 15) await yieldNow();
       }
@@ -201,6 +209,7 @@ describe("ingest backpressure", () => {
     await tl.checkpoint();
     expect(tl.diskConsistentLsn).toBe(lsn);
     expect(maxFrozen).toBe(MAX_FROZEN);
+    expect(maxLag).toBeGreaterThan(CHECKPOINT_DISTANCE);
     // The last flushes may have left L0 files at a threshold: compaction (woken) lowers them.
     await until("compaction settles", () => tl.ingestBackpressure() === Backpressure.None);
     const stats = tl.info().ingest_backpressure;

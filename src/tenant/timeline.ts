@@ -16,9 +16,10 @@
  *   that load() deletes.
  * - the layer map is replaced, never mutated: a read sees one consistent set. Reads run
  *   synchronously once their LSN is reached, so no file is unlinked under a running read.
- * - frozen layers never exceed max_frozen_layers: at the limit the open layer keeps growing
- *   instead, and the ingest gate (ingest_gate.ts) stops ingest until a flush lands. So the
- *   flush lag (last_record_lsn − disk_consistent_lsn) stays below about
+ * - frozen layers, counting flushed ones whose disk_consistent_lsn is not yet recorded, never
+ *   exceed max_frozen_layers: at the limit the open layer keeps growing instead, and the
+ *   ingest gate (ingest_gate.ts) stops ingest until a flush is recorded. So the flush lag
+ *   (last_record_lsn − disk_consistent_lsn) stays below about
  *   (max_frozen_layers + 1) × checkpoint_distance plus what ingest adds before it next checks.
  *
  * Lock order: none on this object (single-threaded); the tenant's background mutex orders
@@ -135,6 +136,8 @@ export class Timeline {
   private flushing: Promise<void> | null = null;
   /** The newest LSN flushes made durable, and the metadata writer recording it (advanceDiskConsistent). */
   private dclTarget: Lsn = 0;
+  /** End LSNs of flushed layers not yet recorded as disk_consistent_lsn: they still count as frozen for backpressure. */
+  private readonly unrecorded: Lsn[] = [];
   private dclWriter: Promise<void> | null = null;
   private metadataWrite: Promise<void> = Promise.resolve();
   /** disk_consistent_lsn of the last metadata write that landed. */
@@ -348,7 +351,7 @@ export class Timeline {
     const open = this.open;
     if (open === null || open.valueCount === 0) return false;
     const conf = this.deps.conf();
-    if (this.frozen.length >= conf.max_frozen_layers) return false;
+    if (this.pendingFlushes >= conf.max_frozen_layers) return false;
     return (
       open.sizeBytes >= conf.checkpoint_distance_bytes ||
       open.maxLsn - open.start >= conf.checkpoint_distance_bytes ||
@@ -359,10 +362,18 @@ export class Timeline {
   // ---------------------------------------------------------------------------------------
   // Ingest backpressure
 
+  /**
+   * Frozen layers plus flushed ones whose disk_consistent_lsn is not yet recorded: what the
+   * frozen limit counts, so the reported flush lag stays bounded even while metadata writes lag.
+   */
+  private get pendingFlushes(): number {
+    return this.frozen.length + this.unrecorded.length;
+  }
+
   private gateVerdict(): GateVerdict {
     if (this.state !== TimelineState.Active) return GATE_OPEN;
     const conf = this.deps.conf();
-    const frozen = this.frozen.length;
+    const frozen = this.pendingFlushes;
     if (frozen >= conf.max_frozen_layers) {
       return { state: Backpressure.Stalled, reason: `${frozen} frozen layers wait for their flush (max_frozen_layers ${conf.max_frozen_layers})` };
     }
@@ -482,9 +493,9 @@ export class Timeline {
     this.checkActive();
     if (this.flushLoop !== FlushLoopState.Running) throw new BadStateError(`flush requested but the flush loop is ${this.flushLoop}`);
     // Keep the frozen limit: wait for room (flushes are running whenever the queue is full).
-    for (let i = 0; this.frozen.length >= this.deps.conf().max_frozen_layers && this.flushing !== null; i++) {
+    for (let i = 0; this.pendingFlushes >= this.deps.conf().max_frozen_layers && (this.flushing !== null || this.dclWriter !== null); i++) {
       assert(i < 1_000_000, "checkpoint waited for frozen-queue room too often");
-      await this.flushing;
+      await (this.flushing ?? this.dclWriter);
     }
     this.checkActive();
     const target = this.lastRecord.load();
@@ -550,6 +561,10 @@ export class Timeline {
     this.counters.flushes++;
     // The next flush starts now, not after this one's metadata write (an fsync or two): the
     // flush worker stays busy, and disk_consistent_lsn follows in order (advanceDiskConsistent).
+    if (layer.end - 1 > this.diskConsistent.load()) {
+      assert(this.unrecorded.length < 1_000_000, "unrecorded flushes pile up");
+      this.unrecorded.push(layer.end - 1);
+    }
     this.advanceDiskConsistent(layer.end - 1);
     if (this.layerMap_.l0Layers().length >= this.deps.conf().compaction_threshold) this.deps.wakeCompaction?.();
     this.gate.notify();
@@ -589,6 +604,13 @@ export class Timeline {
     if (lsn <= this.diskConsistent.load()) return;
     await this.persistMetadata({ disk_consistent_lsn: lsn });
     if (lsn > this.diskConsistent.load()) this.diskConsistent.advance(lsn);
+    const dcl = this.diskConsistent.load();
+    let n = 0;
+    while (n < this.unrecorded.length && this.unrecorded[n]! <= dcl) n++;
+    if (n > 0) {
+      this.unrecorded.splice(0, n);
+      this.gate.notify();
+    }
   }
 
   metadata(overrides: Partial<TimelineMetadata> = {}): TimelineMetadata {
