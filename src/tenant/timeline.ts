@@ -20,7 +20,8 @@
  *   exceed max_frozen_layers: at the limit the open layer keeps growing instead, and the
  *   ingest gate (ingest_gate.ts) stops ingest until a flush is recorded. So the flush lag
  *   (last_record_lsn − disk_consistent_lsn) stays below about
- *   (max_frozen_layers + 1) × checkpoint_distance plus what ingest adds before it next checks.
+ *   (max_frozen_layers + 1) × checkpoint_distance plus one record (an XLOG_SWITCH record
+ *   spans the rest of its segment).
  *
  * Lock order: none on this object (single-threaded); the tenant's background mutex orders
  * compaction and GC (never both at once for a tenant), and flushes are one at a time.
