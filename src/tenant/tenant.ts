@@ -25,7 +25,7 @@ import { BadStateError, ConflictError, InvalidArgumentError, NotFoundError } fro
 import { generateTimelineId, isId, type TenantId, type TimelineId } from "../types/ids.js";
 import { type Lsn, lsnToString } from "../types/lsn.js";
 import type { WalRedoManager } from "../types/redo.js";
-import { l0Thresholds, parseTenantConf, type TenantConf } from "./config.js";
+import { parseTenantConf, type TenantConf } from "./config.js";
 import { writeFileDurable } from "./durable.js";
 import { readMetadata } from "./metadata.js";
 import { type KeyspaceProvider, Timeline, TimelineState } from "./timeline.js";
@@ -254,9 +254,9 @@ export class Tenant {
 
   /**
    * Compaction then image creation, for every timeline. Returns files compacted + images made.
-   * `l0First` (the background loop): a timeline still at l0_flush_delay_threshold L0 files
-   * after its L0 compaction skips image creation this round, as Neon's compaction_l0_first:
-   * its ingest is being slowed until the L0 count drops, and the next round follows at once.
+   * `l0First` (the background loop): a timeline still at compaction_threshold L0 files after
+   * its L0 compaction skips image creation this round, as Neon's compaction_l0_first: the
+   * next round follows at once, and ingest may be waiting for the L0 count to drop.
    */
   compact(opts: { forceImages?: boolean; l0First?: boolean } = {}): Promise<{ l0Compacted: number; imagesCreated: number }> {
     return this.bg.run(async () => {
@@ -265,8 +265,7 @@ export class Tenant {
       for (const tl of this.timelines.values()) {
         if (tl.state !== TimelineState.Active) continue;
         l0Compacted += await tl.compactL0();
-        const delay = l0Thresholds(this.conf_).delay;
-        if (opts.l0First === true && delay > 0 && tl.l0Count >= delay) continue;
+        if (opts.l0First === true && tl.l0Count >= this.conf_.compaction_threshold) continue;
         imagesCreated += await tl.createImageLayers(opts.forceImages ?? false);
       }
       return { l0Compacted, imagesCreated };
