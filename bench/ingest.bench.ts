@@ -15,6 +15,9 @@
  *   same moment (PUT wal_source; pg_ctl start); MB/s = (lsn1 − the consumer's resume LSN) /
  *   seconds to reach lsn1, records/s = records in that range (pg_waldump --stats) / seconds.
  *   The standby's seconds include its startup (it re-replays from the checkpoint).
+ * - backpressure (live run, pageserver only): the flush lag (last_record_lsn −
+ *   disk_consistent_lsn) and frozen layers sampled every LAG_SAMPLE_MS from the load's start
+ *   until lsn1 is ingested, and the share of that time ingest was delayed / stalled.
  * Sanity: sum(pgbench_accounts.abalance) on a base backup at the final lsn1 equals the
  * source's (idle by then) and the standby's; the bench fails otherwise.
  * Everything is bounded (each wait has a deadline); every process and dir is removed in finally.
@@ -32,7 +35,9 @@ import { type Lsn, lsnToString, parseLsn } from "../src/types/lsn.js";
 import { BackupServer } from "../test/support/backup_server.js";
 import { PgInstance } from "../test/support/postgres.js";
 import { Standby } from "../test/support/standby.js";
-import { type BenchRow, row } from "./harness.js";
+import type { Timeline } from "../src/tenant/timeline.js";
+import type { TenantId, TimelineId } from "../src/types/ids.js";
+import { type BenchRow, percentile, row } from "./harness.js";
 
 const SOURCE_CONF = {
   wal_level: "replica",
@@ -278,6 +283,7 @@ export default async function run(): Promise<BenchRow[]> {
     // --- live: both consumers streaming while the load runs.
     log(`live: pgbench -c ${CLIENTS} -T ${LIVE_S}`);
     const lsn0 = await insertLsn(src);
+    const lag = new LagSampler(server.tenants.get(ctx.tenant as TenantId).getTimeline(ctx.timeline as TimelineId));
     let t0 = epochNow();
     const liveOut = await pgbench(src, ["-n", "-c", String(CLIENTS), "-j", "2", "-T", String(LIVE_S)]);
     const loadS = (epochNow() - t0) / 1000;
@@ -293,6 +299,13 @@ export default async function run(): Promise<BenchRow[]> {
     rows.push(row(`live: s from load start to lsn1 (pgbench -T ${LIVE_S})`, "s", psLive, PEER, sbLive));
     rows.push(row("live: WAL MB/s (incl. load)", "MB/s", liveMB / psLive, PEER, liveMB / sbLive));
     rows.push(row("live: records/s (incl. load)", "records/s", liveRecords / psLive, PEER, liveRecords / sbLive));
+    const bp = lag.stop();
+    log(`live: flush lag p50 ${bp.lagP50MB.toFixed(1)} MB, max ${bp.lagMaxMB.toFixed(1)} MB, frozen max ${bp.frozenMax}, ${bp.samples} samples`);
+    rows.push(row("live: flush lag p50 (MB)", "MB", bp.lagP50MB));
+    rows.push(row("live: flush lag max (MB)", "MB", bp.lagMaxMB));
+    rows.push(row("live: frozen layers max", "layers", bp.frozenMax));
+    rows.push(row("live: ingest delayed (% of time)", "%", bp.delayedPct));
+    rows.push(row("live: ingest stalled (% of time)", "%", bp.stalledPct));
 
     // --- catch-up: both stopped during the load, resumed together.
     log("catch-up: checkpoint, both consumers reach it, stop both");
@@ -370,5 +383,53 @@ async function standbySql(sb: Standby, sql: string): Promise<string> {
     return r.rows.map((x: unknown[]) => x.map(String).join("|")).join("\n");
   } finally {
     await c.end().catch(() => undefined);
+  }
+}
+
+/** Flush-lag samples during the live run: at most this many (LIVE_S is bounded by TOTAL_MS anyway). */
+const LAG_SAMPLE_MS = 100;
+const MAX_LAG_SAMPLES = 100_000;
+
+/**
+ * Samples the live run's flush lag and frozen layers straight from the in-process timeline
+ * (no HTTP round trip, so sampling costs the pageserver nothing measurable), and takes the
+ * ingest gate's delayed / stalled time over the same span.
+ */
+class LagSampler {
+  private readonly tl: Timeline;
+  private readonly lags: number[] = [];
+  private frozenMax = 0;
+  private readonly timer: NodeJS.Timeout;
+  private readonly t0 = performance.now();
+  private readonly bp0: { delayed_ms: number; stalled_ms: number };
+
+  constructor(tl: Timeline) {
+    this.tl = tl;
+    this.bp0 = tl.backpressureStats;
+    this.timer = setInterval(() => this.sample(), LAG_SAMPLE_MS);
+    this.timer.unref();
+    this.sample();
+  }
+
+  private sample(): void {
+    if (this.lags.length >= MAX_LAG_SAMPLES) return;
+    this.lags.push(this.tl.lastRecordLsn - this.tl.diskConsistentLsn);
+    this.frozenMax = Math.max(this.frozenMax, this.tl.frozenCount);
+  }
+
+  stop(): { lagP50MB: number; lagMaxMB: number; frozenMax: number; delayedPct: number; stalledPct: number; samples: number } {
+    clearInterval(this.timer);
+    this.sample();
+    const span_ms = performance.now() - this.t0;
+    const bp = this.tl.backpressureStats;
+    const sorted = this.lags.slice().sort((a, b) => a - b);
+    return {
+      lagP50MB: percentile(sorted, 50) / 1e6,
+      lagMaxMB: sorted[sorted.length - 1]! / 1e6,
+      frozenMax: this.frozenMax,
+      delayedPct: (100 * (bp.delayed_ms - this.bp0.delayed_ms)) / span_ms,
+      stalledPct: (100 * (bp.stalled_ms - this.bp0.stalled_ms)) / span_ms,
+      samples: sorted.length,
+    };
   }
 }

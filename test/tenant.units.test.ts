@@ -12,7 +12,7 @@ import { join, resolve } from "node:path";
 import { crc32c } from "@node-rs/crc32";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { DEFAULT_NODE_CONFIG, loadNodeConfig, parseListen } from "../src/main/config.js";
-import { DEFAULT_TENANT_CONF, MAX_TIMER_MS, parseDurationMs, parseTenantConf, TENANT_CONF_KEYS } from "../src/tenant/config.js";
+import { DEFAULT_TENANT_CONF, l0Thresholds, MAX_TIMER_MS, parseDurationMs, parseTenantConf, TENANT_CONF_KEYS } from "../src/tenant/config.js";
 import { decodeMetadata, encodeMetadata, readMetadata, type TimelineMetadata, writeMetadata } from "../src/tenant/metadata.js";
 import { MAX_WAITERS, SeqWait } from "../src/tenant/seqwait.js";
 import { AssertionError } from "../src/types/assert.js";
@@ -144,7 +144,15 @@ describe("tenant config", () => {
       pitr_interval_ms: 604_800_000,
       wait_lsn_timeout_ms: 300_000,
       materialized_page_cache: true,
+      max_frozen_layers: 2,
+      l0_flush_delay_threshold: null,
+      l0_flush_stall_threshold: null,
     });
+    // Unset L0 thresholds follow compaction_threshold (Neon: delay = 3 ×); 0 turns one off.
+    expect(l0Thresholds(DEFAULT_TENANT_CONF)).toEqual({ delay: 30, stall: 50 });
+    expect(l0Thresholds(parseTenantConf({ compaction_threshold: 3 }))).toEqual({ delay: 9, stall: 15 });
+    expect(l0Thresholds(parseTenantConf({ l0_flush_delay_threshold: 0, l0_flush_stall_threshold: 12 }))).toEqual({ delay: 0, stall: 12 });
+    expect(() => parseTenantConf({ max_frozen_layers: 0 })).toThrow(/max_frozen_layers: expected an integer >= 1/);
     expect([...TENANT_CONF_KEYS].sort()).toEqual(
       [
         "checkpoint_distance",
@@ -158,6 +166,9 @@ describe("tenant config", () => {
         "pitr_interval",
         "wait_lsn_timeout",
         "materialized_page_cache",
+        "max_frozen_layers",
+        "l0_flush_delay_threshold",
+        "l0_flush_stall_threshold",
       ].sort(),
     );
   });

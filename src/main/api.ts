@@ -72,6 +72,7 @@ export function timelineInfoJson(tl: Timeline, walSources?: WalSources): Record<
     state: i.state,
     wal_source: walSources?.status(tl) ?? null,
     layers: i.layers,
+    ingest_backpressure: i.ingest_backpressure,
   };
 }
 

@@ -86,6 +86,48 @@ export function createMetrics(cache: PageCacheApi, tenants: TenantManager, cache
       }
     },
   });
+  new Gauge({
+    name: "pageserver_flush_lag_bytes",
+    help: "WAL ingested but not yet in durable layer files (last_record_lsn - disk_consistent_lsn)",
+    labelNames: tlLabels,
+    registers: [register],
+    collect() {
+      forTimelines(this, (tl) => Math.max(0, tl.lastRecordLsn - tl.diskConsistentLsn));
+    },
+  });
+  // Ingest backpressure: seconds ingest waited, by stage (timeline info has the same in ms).
+  const waited = (name: string, help: string, pick: (s: { delayed_ms: number; stalled_ms: number }) => number): void => {
+    const seen = new Map<string, number>();
+    new Counter({
+      name,
+      help,
+      labelNames: tlLabels,
+      registers: [register],
+      collect() {
+        for (const t of tenants.list()) {
+          for (const tl of t.listTimelines()) {
+            const labels = { tenant_id: t.id, timeline_id: tl.timelineId };
+            const k = `${t.id}/${tl.timelineId}`;
+            const total_s = pick(tl.backpressureStats) / 1000;
+            const d = total_s - (seen.get(k) ?? 0);
+            // Touch every series so it shows (at 0) before the first wait.
+            this.inc(labels, Math.max(d, 0));
+            seen.set(k, Math.max(total_s, seen.get(k) ?? 0));
+          }
+        }
+      },
+    });
+  };
+  waited(
+    "pageserver_wal_ingest_delayed_seconds_total",
+    "Time ingest waited for flushes because L0 files reached l0_flush_delay_threshold",
+    (s) => s.delayed_ms,
+  );
+  waited(
+    "pageserver_wal_ingest_stalled_seconds_total",
+    "Time ingest stopped because the frozen layers reached max_frozen_layers or L0 files reached l0_flush_stall_threshold",
+    (s) => s.stalled_ms,
+  );
   const reads = new Counter({ name: "pageserver_getpage_reads_total", help: "Values read (get@LSN)", registers: [register] });
   const matHits = new Counter({
     name: "pageserver_materialized_page_hits_total",

@@ -16,6 +16,15 @@
  * Bootstrap: BASE_BACKUP over a replication connection after creating the slot (so WAL from
  * the backup's start is kept), imported at the backup's start LSN; streaming then replays
  * from the start, and the timeline is readable from the backup's end LSN.
+ *
+ * Backpressure: before each record, ingest asks the timeline's ingest gate; while it is
+ * closed (frozen queue or L0 files over their limits) onWal waits, so the walreceiver reads
+ * no more WAL and the source keeps it.
+ *
+ * Letting a source shut down: at a fast shutdown the source's walsender waits until the
+ * flush position we report (disk_consistent_lsn) reaches the end of its WAL. So a shutdown
+ * checkpoint record in the stream, or a stream idle for IDLE_FLUSH_MS, makes us freeze and
+ * flush what is in memory and report the new position at once.
  */
 import { existsSync, readFileSync, unlinkSync } from "node:fs";
 import { join } from "node:path";
@@ -30,6 +39,9 @@ import { ReplicationConnection } from "../pg/replication/connection.js";
 import { WalReceiver, type WalReceiverState } from "../pg/replication/walreceiver.js";
 import { WalStreamDecoder } from "../pg/wal/decoder.js";
 import { rmgrsWithoutNativeRedo } from "../pg/redo/rmgr_redo.js";
+import type { DecodedRecord } from "../pg/wal/record.js";
+import { RM_XLOG_ID, XLOG_CHECKPOINT_SHUTDOWN } from "../pg/wal/rmgr.js";
+import { Backpressure } from "../tenant/ingest_gate.js";
 import { writeFileDurable } from "../tenant/durable.js";
 import type { Tenant } from "../tenant/tenant.js";
 import type { Timeline } from "../tenant/timeline.js";
@@ -38,6 +50,9 @@ import { generateTimelineId, type TimelineId } from "../types/ids.js";
 import { type Lsn, lsnToString, parseLsn } from "../types/lsn.js";
 
 export const WAL_SOURCE_FILE = "wal_source.json";
+/** A stream that brought no WAL for this long gets what it ingested flushed (see the header). */
+export const IDLE_FLUSH_MS = 3000;
+const IDLE_CHECK_MS = 1000;
 
 export interface WalSourceConfig {
   connstr: string;
@@ -153,6 +168,11 @@ export class TimelineWalSource {
   private stopped = false;
   private wakeRetry: (() => void) | null = null;
   private readonly consistentFrom: Lsn | null;
+  /** Aborts a wait at the ingest gate when the source stops. */
+  private stopSignal = new AbortController();
+  private idleTimer: NodeJS.Timeout | null = null;
+  private lastWal_ms = 0;
+  private flushRequest: Promise<void> | null = null;
 
   constructor(timeline: Timeline, config: WalSourceConfig, log: Logger) {
     this.timeline = timeline;
@@ -203,6 +223,7 @@ export class TimelineWalSource {
     this.decoder = new WalStreamDecoder(start);
     this.failure = null;
     this.retry = null;
+    this.stopSignal = new AbortController();
     const receiver = new WalReceiver(
       {
         connstr: this.config.connstr,
@@ -223,6 +244,9 @@ export class TimelineWalSource {
     );
     this.receiver = receiver;
     receiver.start();
+    this.lastWal_ms = performance.now();
+    this.idleTimer = setInterval(() => this.checkIdle(), IDLE_CHECK_MS);
+    this.idleTimer.unref();
     receiver.finished.catch((e: unknown) => {
       this.failure = e instanceof Error ? e.message : String(e);
       this.log.error({ err: e }, "WAL source stopped with an error");
@@ -276,15 +300,47 @@ export class TimelineWalSource {
     return this.state_?.state === "streaming";
   }
 
-  private onWal(bytes: Uint8Array): void {
+  private async onWal(bytes: Uint8Array): Promise<void> {
     const dec = this.decoder!;
     const ing = this.ingest!;
+    const tl = this.timeline;
+    this.lastWal_ms = performance.now();
     dec.feed(bytes);
-    for (let rec = dec.next(); rec !== null; rec = dec.next()) ing.ingest(rec);
-    const from = this.consistentFrom;
-    if (from !== null && this.timeline.latestGcCutoffLsn < from && this.timeline.lastRecordLsn >= from) {
-      void this.timeline.raiseGcCutoff(from).catch((e: unknown) => this.log.error({ err: e }, "could not record the consistent point"));
+    let shutdown = false;
+    for (let rec = dec.next(); rec !== null; rec = dec.next()) {
+      if (tl.ingestBackpressure() !== Backpressure.None) await tl.waitIngestCapacity(this.stopSignal.signal);
+      ing.ingest(rec);
+      if (isShutdownCheckpoint(rec)) shutdown = true;
     }
+    const from = this.consistentFrom;
+    if (from !== null && tl.latestGcCutoffLsn < from && tl.lastRecordLsn >= from) {
+      void tl.raiseGcCutoff(from).catch((e: unknown) => this.log.error({ err: e }, "could not record the consistent point"));
+    }
+    if (shutdown) {
+      this.log.info({ lsn: lsnToString(tl.lastRecordLsn) }, "shutdown checkpoint from the source: flushing so it can stop");
+      this.flushAndReport();
+    }
+  }
+
+  /** Idle timer: a stream quiet for IDLE_FLUSH_MS gets its unflushed WAL flushed and reported. */
+  private checkIdle(): void {
+    const tl = this.timeline;
+    if (performance.now() - this.lastWal_ms < IDLE_FLUSH_MS) return;
+    if (tl.diskConsistentLsn >= tl.lastRecordLsn) return;
+    this.flushAndReport();
+  }
+
+  /** Freeze and flush what is ingested, then tell the source at once (one request at a time). */
+  private flushAndReport(): void {
+    if (this.flushRequest !== null || this.receiver === null) return;
+    const tl = this.timeline;
+    this.flushRequest = tl
+      .checkpoint()
+      .then(() => this.receiver?.reportNow())
+      .catch((e: unknown) => this.log.warn({ err: e }, "flush for the source failed"))
+      .finally(() => {
+        this.flushRequest = null;
+      });
   }
 
   async stop(): Promise<void> {
@@ -292,7 +348,14 @@ export class TimelineWalSource {
     this.wakeRetry?.();
     const r = this.receiver;
     this.receiver = null;
-    if (r !== null) await r.stop();
+    if (this.idleTimer !== null) clearInterval(this.idleTimer);
+    this.idleTimer = null;
+    // stop() marks the receiver stopping before it awaits anything; only then end a wait at
+    // the ingest gate, so the receiver sees a stop and not a consumer failure.
+    const stopped = r?.stop();
+    this.stopSignal.abort();
+    await stopped;
+    await this.flushRequest;
   }
 
   status(): WalSourceStatus {
@@ -318,6 +381,10 @@ export class TimelineWalSource {
       records_ingested: this.ingest?.records ?? 0,
     };
   }
+}
+
+function isShutdownCheckpoint(rec: DecodedRecord): boolean {
+  return rec.rmid === RM_XLOG_ID && (rec.info & 0xf0) === XLOG_CHECKPOINT_SHUTDOWN;
 }
 
 /**

@@ -20,6 +20,10 @@
  * Relation segment k holds blocks [k·131072, (k+1)·131072); a file whose size is not a
  * multiple of 8192 is refused (ImportError). Large files are streamed page by page; the
  * writer puts data early, so memory stays bounded.
+ *
+ * Any size: the values go to a bulk import (src/tenant/bulk_import.ts), which sorts them into
+ * image layers at the import LSN off the main thread, not into the in-memory layer (which
+ * can't be frozen part way through one LSN). The importer waits for it between chunks.
  */
 import { createReadStream, existsSync, readdirSync, readFileSync, statSync } from "node:fs";
 import { join } from "node:path";
@@ -114,12 +118,15 @@ export function classifyPath(path: string): Classified {
 /** Feeds files into a DatadirWriter that has begun a modification. */
 class Importer {
   private readonly w: DatadirWriter;
+  private readonly ready: () => Promise<void>;
   control: ControlFileData | null = null;
   files = 0;
   pages = 0;
 
-  constructor(w: DatadirWriter) {
+  /** `ready` resolves when the sink can take more (awaited between chunks). */
+  constructor(w: DatadirWriter, ready: () => Promise<void>) {
     this.w = w;
+    this.ready = ready;
   }
 
   /** Import one file given as chunks (any sizes). */
@@ -147,6 +154,7 @@ class Importer {
       let fill = 0;
       let blk = first;
       for await (const chunk of chunks) {
+        await this.ready();
         let off = 0;
         while (off < chunk.length) {
           const n = Math.min(BLCKSZ - fill, chunk.length - off);
@@ -272,9 +280,10 @@ function importOrder(paths: string[]): string[] {
 export async function importDatadir(timeline: Timeline, pgdata: string): Promise<ImportResult> {
   const { lsn, control } = readImportLsn(pgdata);
   checkEmpty(timeline, lsn);
-  const w = new DatadirWriter(timeline);
+  const bulk = timeline.bulkImport(lsn);
+  const w = new DatadirWriter(timeline, bulk);
   w.begin(lsn);
-  const imp = new Importer(w);
+  const imp = new Importer(w, () => bulk.ready());
   try {
     // Databases exist as directories even before any file of theirs is seen.
     for (const name of readdirSync(join(pgdata, "base"))) {
@@ -288,8 +297,10 @@ export async function importDatadir(timeline: Timeline, pgdata: string): Promise
     // pg_control last: it names the LSN everything else is stamped with.
     await imp.file("global/pg_control", statSync(join(pgdata, "global/pg_control")).size, fileChunks(join(pgdata, "global/pg_control")));
     w.commit();
+    await bulk.finish();
   } catch (e) {
     if (w.pending) w.abort();
+    await bulk.abort();
     throw e;
   }
   await timeline.checkpoint();
@@ -302,9 +313,10 @@ export async function importDatadir(timeline: Timeline, pgdata: string): Promise
  */
 export async function importTarStream(timeline: Timeline, lsn: Lsn, stream: Readable | AsyncIterable<Uint8Array>): Promise<ImportResult> {
   checkEmpty(timeline, lsn);
-  const w = new DatadirWriter(timeline);
+  const bulk = timeline.bulkImport(lsn);
+  const w = new DatadirWriter(timeline, bulk);
   w.begin(lsn);
-  const imp = new Importer(w);
+  const imp = new Importer(w, () => bulk.ready());
   const ex = extract();
   const feeding = (async () => {
     try {
@@ -335,8 +347,10 @@ export async function importTarStream(timeline: Timeline, lsn: Lsn, stream: Read
     await feeding;
     if (imp.control === null) throw new ImportError("archive has no global/pg_control");
     w.commit();
+    await bulk.finish();
   } catch (e) {
     if (w.pending) w.abort();
+    await bulk.abort();
     throw e;
   }
   await timeline.checkpoint();

@@ -22,6 +22,9 @@
  *
  * Reads of state not yet pending go to the timeline at its last_record_lsn: modifications
  * commit in LSN order, so that is the state this one builds on.
+ *
+ * Values go to the timeline, or to a `sink` given to the constructor (a bulk import, whose
+ * values become image layers once it finishes; its reads still go to the empty timeline).
  */
 import type { Timeline } from "../tenant/timeline.js";
 import { assert } from "../types/assert.js";
@@ -82,8 +85,15 @@ export const MAX_PENDING_DATA_BYTES = 8 * 1024 * 1024;
 const ZERO_PAGE = new Uint8Array(BLCKSZ);
 const ZERO_PAGE_VALUE = imageValue(ZERO_PAGE);
 
+/** Where a writer's values go: the timeline itself, or a bulk import of it. */
+export interface DatadirSink {
+  put(key: Key, lsn: Lsn, value: Value): void;
+  finishWrite(lsn: Lsn, prevRecordLsn: Lsn | null): void;
+}
+
 export class DatadirWriter {
   readonly timeline: Timeline;
+  private readonly sink: DatadirSink;
   private lsn_: Lsn = -1;
   private active = false;
 
@@ -115,8 +125,9 @@ export class DatadirWriter {
   private readonly cachedRelDirs = new Map<string, RelDirectory>();
   private readonly cachedSizes = new Map<Key, number | null>();
 
-  constructor(timeline: Timeline) {
+  constructor(timeline: Timeline, sink: DatadirSink = timeline) {
     this.timeline = timeline;
+    this.sink = sink;
   }
 
   private clearCache(): void {
@@ -378,7 +389,7 @@ export class DatadirWriter {
 
   /** Put pending data values into the timeline now (bounded memory for big modifications). */
   private flushData(): void {
-    for (const [key, value] of this.data) this.timeline.put(key, this.lsn_, value);
+    for (const [key, value] of this.data) this.sink.put(key, this.lsn_, value);
     this.flushedEarly += this.data.size;
     this.data.clear();
     this.dataBytes = 0;
@@ -509,7 +520,7 @@ export class DatadirWriter {
   /** Put everything at `lsn` and finish the write there. Returns the number of values put. */
   commit(prevRecordLsn: Lsn | null = null): number {
     this.check();
-    const tl = this.timeline;
+    const tl = this.sink;
     const lsn = this.lsn_;
     let n = this.flushedEarly + this.data.size;
     this.flushData();

@@ -2,6 +2,10 @@
  * Tenant configuration: the knobs of layered storage, with Neon's names and defaults. Durations
  * are given as strings ("20s", "10m", "1h", "7d") or milliseconds; sizes in bytes. Internally
  * every field carries its unit in its name.
+ *
+ * Ingest backpressure (see Timeline.ingestBackpressure): the frozen-layer limit and the two L0
+ * thresholds. The L0 thresholds default to multiples of compaction_threshold (null = derived,
+ * as Neon derives l0_flush_delay_threshold); 0 disables one.
  */
 import { InvalidArgumentError } from "../types/errors.js";
 
@@ -18,6 +22,12 @@ export interface TenantConf {
   wait_lsn_timeout_ms: number;
   /** Cache reconstructed pages (materialized page versions) in the shared page cache. */
   materialized_page_cache: boolean;
+  /** Frozen in-memory layers waiting for their flush; at this many, ingest waits. */
+  max_frozen_layers: number;
+  /** L0 files from which ingest waits for each flush (null: 3 × compaction_threshold; 0: off). */
+  l0_flush_delay_threshold: number | null;
+  /** L0 files from which ingest stops until compaction catches up (null: 5 × compaction_threshold; 0: off). */
+  l0_flush_stall_threshold: number | null;
 }
 
 export const DEFAULT_TENANT_CONF: Readonly<TenantConf> = {
@@ -32,7 +42,22 @@ export const DEFAULT_TENANT_CONF: Readonly<TenantConf> = {
   pitr_interval_ms: 7 * 24 * 60 * 60_000,
   wait_lsn_timeout_ms: 300_000,
   materialized_page_cache: true,
+  max_frozen_layers: 2,
+  l0_flush_delay_threshold: null,
+  l0_flush_stall_threshold: null,
 };
+
+/** Default L0 thresholds as multiples of compaction_threshold (Neon: delay = 3 ×). */
+const L0_DELAY_FACTOR = 3;
+const L0_STALL_FACTOR = 5;
+
+/** The effective L0 thresholds; 0 means that stage is off. */
+export function l0Thresholds(c: Readonly<TenantConf>): { delay: number; stall: number } {
+  return {
+    delay: c.l0_flush_delay_threshold ?? L0_DELAY_FACTOR * c.compaction_threshold,
+    stall: c.l0_flush_stall_threshold ?? L0_STALL_FACTOR * c.compaction_threshold,
+  };
+}
 
 const UNITS_MS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 };
 
@@ -69,6 +94,9 @@ const FIELDS: Record<string, (c: TenantConf, v: unknown) => void> = {
   gc_period: (c, v) => (c.gc_period_ms = parseDurationMs(v, "gc_period", MAX_TIMER_MS)),
   pitr_interval: (c, v) => (c.pitr_interval_ms = parseDurationMs(v, "pitr_interval")),
   wait_lsn_timeout: (c, v) => (c.wait_lsn_timeout_ms = parseDurationMs(v, "wait_lsn_timeout", MAX_TIMER_MS)),
+  max_frozen_layers: (c, v) => (c.max_frozen_layers = parseCount(v, "max_frozen_layers", 1)),
+  l0_flush_delay_threshold: (c, v) => (c.l0_flush_delay_threshold = v === null ? null : parseCount(v, "l0_flush_delay_threshold", 0)),
+  l0_flush_stall_threshold: (c, v) => (c.l0_flush_stall_threshold = v === null ? null : parseCount(v, "l0_flush_stall_threshold", 0)),
   materialized_page_cache: (c, v) => {
     if (typeof v !== "boolean") throw new InvalidArgumentError("materialized_page_cache: expected true or false");
     c.materialized_page_cache = v;

@@ -6,6 +6,10 @@
  * On disk: <tenants dir>/<tenant_id>/config.json (overrides of the node's tenant defaults)
  * and timelines/<timeline_id>/ (see Timeline).
  *
+ * Compaction runs every compaction_period, and at once when a flush leaves
+ * compaction_threshold L0 files (wakeCompaction), again and again while a round compacted
+ * something and L0 files remain at the threshold: ingest backpressure waits on it.
+ *
  * Lock order: the background mutex (`bg`) serializes compaction and GC of all timelines of
  * the tenant: a GC never deletes a layer that an image job is reading, also across
  * ancestors. Branch creation takes no lock: it runs on the main thread between awaits and
@@ -75,6 +79,8 @@ export class Tenant {
   private readonly bg = new AsyncMutex();
   private timers: NodeJS.Timeout[] = [];
   private readonly log: Logger;
+  /** Runs the compaction loop soon (set by startLoops). */
+  private wakeCompactionLoop: () => void = () => undefined;
 
   private constructor(deps: TenantDeps, id: TenantId, dir: string, overrides: Record<string, unknown>) {
     this.deps = deps;
@@ -127,6 +133,7 @@ export class Tenant {
       redoModule: this.deps.redoModule,
       conf: () => this.conf_,
       keyspace: this.deps.keyspace,
+      wakeCompaction: () => this.wakeCompactionLoop(),
     };
   }
 
@@ -248,13 +255,17 @@ export class Tenant {
   /**
    * Compaction then image creation, for one timeline (an operator action names it) or for
    * every timeline (the background loop). Returns files compacted + images made.
+   * `l0First` (the background loop): a timeline still at compaction_threshold L0 files after
+   * its L0 compaction skips image creation this round, as Neon's compaction_l0_first: the
+   * next round follows at once, and ingest may be waiting for the L0 count to drop.
    */
-  compact(opts: { forceImages?: boolean; timeline?: Timeline } = {}): Promise<{ l0Compacted: number; imagesCreated: number }> {
+  compact(opts: { forceImages?: boolean; l0First?: boolean; timeline?: Timeline } = {}): Promise<{ l0Compacted: number; imagesCreated: number }> {
     return this.bg.run(async () => {
       let l0Compacted = 0;
       let imagesCreated = 0;
       for (const tl of this.scope(opts.timeline)) {
         l0Compacted += await tl.compactL0();
+        if (opts.l0First === true && tl.l0Count >= this.conf_.compaction_threshold) continue;
         imagesCreated += await tl.createImageLayers(opts.forceImages ?? false);
       }
       return { l0Compacted, imagesCreated };
@@ -288,38 +299,85 @@ export class Tenant {
   }
 
   private startLoops(): void {
-    const loop = (period: () => number, what: string, fn: () => Promise<unknown>): void => {
-      const schedule = (): void => {
-        const p = period();
-        // 0 disables; re-check the config every 10 s so enabling takes effect without restart.
-        const delay = p === 0 ? 10_000 : p;
+    /**
+     * A loop runs `fn` every period() ms (0 disables; the config is re-checked every 10 s so
+     * enabling takes effect without a restart). `fn` returning true means "more to do": the
+     * next round starts at once. The returned function wakes the loop now (or right after
+     * the round in progress).
+     */
+    const loop = (period: () => number, what: string, fn: () => Promise<boolean>): (() => void) => {
+      let timer: NodeJS.Timeout | null = null;
+      let running = false;
+      let again = false;
+      const schedule = (delay_ms: number): void => {
         const t = setTimeout(async () => {
           this.timers = this.timers.filter((x) => x !== t);
+          timer = null;
           if (this.state !== TenantState.Active) return;
+          let more = false;
           if (period() !== 0) {
+            running = true;
             try {
-              await fn();
+              more = await fn();
             } catch (e) {
               this.log.error({ err: e }, `${what} iteration failed`);
+            } finally {
+              running = false;
             }
           }
-          if (this.state === TenantState.Active) schedule();
-        }, delay);
+          if (this.state !== TenantState.Active) return;
+          const p = period();
+          schedule(more || again ? 0 : p === 0 ? 10_000 : p);
+          again = false;
+        }, delay_ms);
         t.unref();
+        timer = t;
         this.timers.push(t);
       };
-      schedule();
+      const p0 = period();
+      schedule(p0 === 0 ? 10_000 : p0);
+      return () => {
+        if (this.state !== TenantState.Active || period() === 0) return;
+        if (running) {
+          again = true;
+        } else if (timer !== null) {
+          clearTimeout(timer);
+          this.timers = this.timers.filter((x) => x !== timer);
+          schedule(0);
+        }
+      };
     };
-    loop(() => this.conf_.compaction_period_ms, "compaction", () => this.compact());
-    loop(() => (this.conf_.gc_horizon_bytes === 0 ? 0 : this.conf_.gc_period_ms), "gc", () => this.gc());
-    loop(() => HOUSEKEEPING_PERIOD_MS, "housekeeping", async () => {
-      for (const tl of this.timelines.values()) tl.checkTimeout();
-    });
+    this.wakeCompactionLoop = loop(
+      () => this.conf_.compaction_period_ms,
+      "compaction",
+      async () => {
+        const r = await this.compact({ l0First: true });
+        // More rounds while they make progress and some timeline is still at the threshold.
+        return r.l0Compacted > 0 && this.listTimelines().some((tl) => tl.state === TimelineState.Active && tl.l0Count >= this.conf_.compaction_threshold);
+      },
+    );
+    loop(
+      () => (this.conf_.gc_horizon_bytes === 0 ? 0 : this.conf_.gc_period_ms),
+      "gc",
+      async () => {
+        await this.gc();
+        return false;
+      },
+    );
+    loop(
+      () => HOUSEKEEPING_PERIOD_MS,
+      "housekeeping",
+      async () => {
+        for (const tl of this.timelines.values()) tl.checkTimeout();
+        return false;
+      },
+    );
   }
 
   private stopLoops(): void {
     for (const t of this.timers) clearTimeout(t);
     this.timers = [];
+    this.wakeCompactionLoop = () => undefined;
   }
 
   async setConfig(overrides: Record<string, unknown>): Promise<void> {
@@ -327,6 +385,7 @@ export class Tenant {
     await writeFileDurable(join(this.dir, "config.json"), Buffer.from(JSON.stringify(overrides)));
     this.overrides = overrides;
     this.conf_ = conf;
+    for (const tl of this.timelines.values()) tl.configChanged();
   }
 
   get configOverrides(): Record<string, unknown> {

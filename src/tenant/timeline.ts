@@ -16,17 +16,24 @@
  *   that load() deletes.
  * - the layer map is replaced, never mutated: a read sees one consistent set. Reads run
  *   synchronously once their LSN is reached, so no file is unlinked under a running read.
+ * - frozen layers, counting flushed ones whose disk_consistent_lsn is not yet recorded, never
+ *   exceed max_frozen_layers: at the limit the open layer keeps growing instead, and the
+ *   ingest gate (ingest_gate.ts) stops ingest until a flush is recorded. So the flush lag
+ *   (last_record_lsn − disk_consistent_lsn) stays below about
+ *   (max_frozen_layers + 1) × checkpoint_distance plus one record (an XLOG_SWITCH record
+ *   spans the rest of its segment).
  *
  * Lock order: none on this object (single-threaded); the tenant's background mutex orders
  * compaction and GC (never both at once for a tenant), and flushes are one at a time.
  */
-import { existsSync, readdirSync, unlinkSync } from "node:fs";
+import { existsSync, readdirSync, renameSync, rmSync, unlinkSync } from "node:fs";
 import { join } from "node:path";
 import type { Logger } from "pino";
 import { PAGE_SIZE, type PageCacheApi } from "../cache/api.js";
 import { HistoricLayer } from "../layers/historic_layer.js";
 import { InMemoryLayer } from "../layers/inmemory_layer.js";
 import { LayerMap } from "../layers/layer_map.js";
+import { fsyncDir } from "../layers/block_io.js";
 import { type LayerDesc, parseLayerName, TEMP_SUFFIX } from "../layers/layer_name.js";
 import { WalkStatus, walkHistoric } from "../layers/read_path.js";
 import { ReconstructState, reconstructValue } from "../layers/reconstruct_state.js";
@@ -37,7 +44,9 @@ import type { TenantId, TimelineId } from "../types/ids.js";
 import { KEY_MAX, KEY_MIN, type Key, type KeyRange } from "../types/key.js";
 import { type Lsn, lsnToString, MAX_LSN } from "../types/lsn.js";
 import type { Value } from "../types/value.js";
-import type { TenantConf } from "./config.js";
+import { BulkImport, IMPORT_TEMP_DIR } from "./bulk_import.js";
+import { l0Thresholds, type TenantConf } from "./config.js";
+import { Backpressure, GATE_OPEN, type GateStats, type GateVerdict, IngestGate } from "./ingest_gate.js";
 import { readMetadata, type TimelineMetadata, writeMetadata } from "./metadata.js";
 import type { WalRedoManager } from "../types/redo.js";
 import { SeqWait } from "./seqwait.js";
@@ -69,12 +78,16 @@ export interface TimelineDeps {
   conf: () => TenantConf;
   log: Logger;
   keyspace?: KeyspaceProvider;
+  /** Asks the tenant's compaction loop to run soon (L0 files reached compaction_threshold). */
+  wakeCompaction?: () => void;
 }
 
 /** PITR bookkeeping: (wall time, LSN) samples, at most this many, one per second at most. */
 const MAX_LSN_TIME_SAMPLES = 4096;
 const METADATA_FILE = "metadata";
 const FLUSH_RETRY_LIMIT = 3;
+/** L0 files one compaction job takes at most (Neon's compaction_upper_limit): bounds a job's length. */
+const COMPACTION_UPPER_LIMIT = 10;
 
 export interface TimelineInfo {
   tenant_id: TenantId;
@@ -88,6 +101,8 @@ export interface TimelineInfo {
   initdb_lsn: string;
   state: TimelineState;
   layers: { delta: number; image: number; l0: number; frozen: number };
+  /** Ingest backpressure: the state now, why, and the time ingest spent waiting in total. */
+  ingest_backpressure: { state: Backpressure; reason: string | null; delayed_ms: number; stalled_ms: number; waits: number };
 }
 
 export class Timeline {
@@ -120,11 +135,17 @@ export class Timeline {
 
   private flushLoop: FlushLoopState = FlushLoopState.NotStarted;
   private flushing: Promise<void> | null = null;
+  /** The newest LSN flushes made durable, and the metadata writer recording it (advanceDiskConsistent). */
+  private dclTarget: Lsn = 0;
+  /** End LSNs of flushed layers not yet recorded as disk_consistent_lsn: they still count as frozen for backpressure. */
+  private readonly unrecorded: Lsn[] = [];
+  private dclWriter: Promise<void> | null = null;
   private metadataWrite: Promise<void> = Promise.resolve();
   /** disk_consistent_lsn of the last metadata write that landed. */
   private persistedDcl: Lsn;
 
   private readonly lsnTimeSamples: { time_ms: number; lsn: Lsn }[] = [];
+  private readonly gate = new IngestGate(() => this.gateVerdict());
 
   // Read-path scratch: reads are synchronous once started, so one set per timeline suffices.
   private readonly rs = new ReconstructState();
@@ -200,6 +221,15 @@ export class Timeline {
       throw new BadStateError(`timeline ${timelineId}: ancestor mismatch (metadata says ${md.ancestor_timeline_id})`);
     }
     const layers: LayerDesc[] = [];
+    // A bulk import that never finished: its temp directory is still there, and any layer it
+    // had moved in is part of an incomplete import. The timeline is empty again.
+    const importDir = join(dir, IMPORT_TEMP_DIR);
+    const importInterrupted = existsSync(importDir);
+    if (importInterrupted) {
+      deps.log.warn({ dir: importDir }, "removing an interrupted bulk import");
+      rmSync(importDir, { recursive: true, force: true });
+    }
+    const emptyAgain = importInterrupted && ancestor === null && md.disk_consistent_lsn === md.initdb_lsn;
     for (const name of readdirSync(dir)) {
       const path = join(dir, name);
       if (name.endsWith(TEMP_SUFFIX) || name.startsWith("ephemeral-")) {
@@ -211,6 +241,10 @@ export class Timeline {
       const parsed = parseLayerName(name);
       if (parsed === null) {
         deps.log.warn({ file: name }, "unknown file in timeline directory, ignoring");
+        continue;
+      }
+      if (emptyAgain) {
+        unlinkSync(path);
         continue;
       }
       if (parsed.lsnRange.end - 1 > md.disk_consistent_lsn) {
@@ -251,6 +285,9 @@ export class Timeline {
   get frozenCount(): number {
     return this.frozen.length;
   }
+  get l0Count(): number {
+    return this.layerMap_.l0Layers().length;
+  }
   get openLayerSizeBytes(): number {
     return this.open?.sizeBytes ?? 0;
   }
@@ -269,6 +306,7 @@ export class Timeline {
     this.state = TimelineState.Broken;
     this.brokenReason = reason;
     this.flushLoop = FlushLoopState.Exited;
+    this.gate.close(`timeline ${this.timelineId} is broken: ${reason}`);
     this.lastRecord.shutdown(`timeline ${this.timelineId} is broken: ${reason}`);
     this.diskConsistent.shutdown(`timeline ${this.timelineId} is broken: ${reason}`);
   }
@@ -310,11 +348,71 @@ export class Timeline {
     if (this.shouldFreeze()) this.freezeAt(lsn);
   }
 
+  /**
+   * Freeze when the open layer holds checkpoint_distance bytes, or spans that much WAL (as
+   * Neon's should_roll: the flush lag in WAL bytes stays bounded even when records carry
+   * little data), or its first write is checkpoint_timeout old; never beyond the frozen limit.
+   */
   private shouldFreeze(): boolean {
     const open = this.open;
     if (open === null || open.valueCount === 0) return false;
     const conf = this.deps.conf();
-    return open.sizeBytes >= conf.checkpoint_distance_bytes || Date.now() - open.created_ms >= conf.checkpoint_timeout_ms;
+    if (this.pendingFlushes >= conf.max_frozen_layers) return false;
+    return (
+      open.sizeBytes >= conf.checkpoint_distance_bytes ||
+      open.maxLsn - open.start >= conf.checkpoint_distance_bytes ||
+      Date.now() - open.created_ms >= conf.checkpoint_timeout_ms
+    );
+  }
+
+  // ---------------------------------------------------------------------------------------
+  // Ingest backpressure
+
+  /**
+   * Frozen layers plus flushed ones whose disk_consistent_lsn is not yet recorded: what the
+   * frozen limit counts, so the reported flush lag stays bounded even while metadata writes lag.
+   */
+  private get pendingFlushes(): number {
+    return this.frozen.length + this.unrecorded.length;
+  }
+
+  private gateVerdict(): GateVerdict {
+    if (this.state !== TimelineState.Active) return GATE_OPEN;
+    const conf = this.deps.conf();
+    const frozen = this.pendingFlushes;
+    if (frozen >= conf.max_frozen_layers) {
+      return { state: Backpressure.Stalled, reason: `${frozen} frozen layers wait for their flush (max_frozen_layers ${conf.max_frozen_layers})` };
+    }
+    // Without the compaction loop nothing lowers the L0 count: waiting for it would never end.
+    if (conf.compaction_period_ms === 0) return GATE_OPEN;
+    const l0 = this.layerMap_.l0Layers().length;
+    const t = l0Thresholds(conf);
+    if (t.stall > 0 && l0 >= t.stall) {
+      return { state: Backpressure.Stalled, reason: `${l0} L0 files wait for compaction (l0_flush_stall_threshold ${t.stall})` };
+    }
+    if (t.delay > 0 && l0 >= t.delay && frozen > 0) {
+      return { state: Backpressure.Delayed, reason: `${l0} L0 files: ingest waits for each flush (l0_flush_delay_threshold ${t.delay})` };
+    }
+    return GATE_OPEN;
+  }
+
+  /** The ingest path's check before each record: None, or wait with waitIngestCapacity(). */
+  ingestBackpressure(): Backpressure {
+    return this.gate.state();
+  }
+
+  /** Wait until flush and compaction let ingest go on (see ingest_gate.ts). */
+  waitIngestCapacity(signal?: AbortSignal): Promise<void> {
+    return this.gate.wait(signal);
+  }
+
+  /** The tenant config changed: thresholds may have moved. */
+  configChanged(): void {
+    this.gate.notify();
+  }
+
+  get backpressureStats(): GateStats {
+    return this.gate.stats();
   }
 
   /** Housekeeping: freeze an idle open layer whose checkpoint_timeout passed. */
@@ -347,12 +445,65 @@ export class Timeline {
     this.open = null;
     this.nextOpenLayerAt = at + 1;
     this.kickFlush();
+    this.gate.notify();
+  }
+
+  // ---------------------------------------------------------------------------------------
+  // Bulk import
+
+  /**
+   * Start a bulk import at `lsn` into this empty, ancestor-less timeline: its values go to
+   * image layers at `lsn` (bulk_import.ts), which finish() adds here.
+   */
+  bulkImport(lsn: Lsn): BulkImport {
+    this.checkActive();
+    if (this.ancestor !== null) throw new BadStateError("cannot bulk import into a branch");
+    if (this.layerMap_.size > 0 || this.frozen.length > 0 || (this.open?.valueCount ?? 0) > 0) {
+      throw new BadStateError(`timeline ${this.timelineId} is not empty: cannot bulk import`);
+    }
+    if (lsn < this.lastRecord.load()) throw new InvalidArgumentError(`bulk import at ${lsnToString(lsn)} is below last_record_lsn`);
+    const conf = this.deps.conf();
+    return new BulkImport({
+      cache: this.deps.cache,
+      jobs: this.deps.jobs,
+      owner: this.tenantId,
+      tempDir: join(this.dir, IMPORT_TEMP_DIR),
+      lsn,
+      runSizeBytes: conf.checkpoint_distance_bytes,
+      targetSizeBytes: conf.compaction_target_size_bytes,
+      adopt: (layers, dir, prev) => this.adoptImport(layers, dir, lsn, prev),
+    });
+  }
+
+  /** A finished bulk import's image layers (files in `fromDir`) become this timeline's data at `lsn`. */
+  private async adoptImport(layers: LayerDesc[], fromDir: string, lsn: Lsn, prevRecordLsn: Lsn | null): Promise<void> {
+    this.checkActive();
+    assert(this.layerMap_.size === 0 && this.frozen.length === 0 && (this.open?.valueCount ?? 0) === 0, "bulk import into a timeline that got other data");
+    for (const l of layers) {
+      assert(l.kind === "image" && l.lsnRange.start === lsn, "a bulk import adopts image layers at its LSN");
+      renameSync(join(fromDir, l.fileName), join(this.dir, l.fileName));
+    }
+    fsyncDir(this.dir);
+    this.layerMap_ = this.layerMap_.with(
+      layers.map((d) => new HistoricLayer(this.deps.cache, this.dir, d)),
+      [],
+    );
+    // WAL values come after the import: the open layer starts above the images' LSN.
+    this.nextOpenLayerAt = Math.max(this.nextOpenLayerAt, lsn + 1);
+    if (this.lastRecord.load() < lsn || prevRecordLsn !== null) this.finishWrite(lsn, prevRecordLsn);
+    await this.setDiskConsistent(lsn);
   }
 
   /** Freeze what is open and wait until everything up to last_record_lsn is durable. */
   async checkpoint(): Promise<void> {
     this.checkActive();
     if (this.flushLoop !== FlushLoopState.Running) throw new BadStateError(`flush requested but the flush loop is ${this.flushLoop}`);
+    // Keep the frozen limit: wait for room (flushes are running whenever the queue is full).
+    for (let i = 0; this.pendingFlushes >= this.deps.conf().max_frozen_layers && (this.flushing !== null || this.dclWriter !== null); i++) {
+      assert(i < 1_000_000, "checkpoint waited for frozen-queue room too often");
+      await (this.flushing ?? this.dclWriter);
+    }
+    this.checkActive();
     const target = this.lastRecord.load();
     if (this.open !== null && this.open.valueCount > 0) this.freezeAt(target);
     else if (this.open !== null) {
@@ -397,13 +548,16 @@ export class Timeline {
   }
 
   private async flushOne(layer: InMemoryLayer): Promise<void> {
-    const res = await this.deps.jobs.flush({
-      ephemeralPath: layer.file.path,
-      lengthBytes: layer.file.sizeBytes,
-      outDir: this.dir,
-      lsnStart: layer.start,
-      lsnEnd: layer.end,
-    });
+    const res = await this.deps.jobs.flush(
+      {
+        ephemeralPath: layer.file.path,
+        lengthBytes: layer.file.sizeBytes,
+        outDir: this.dir,
+        lsnStart: layer.start,
+        lsnEnd: layer.end,
+      },
+      this.tenantId,
+    );
     if (res.desc !== null) {
       this.layerMap_ = this.layerMap_.with([new HistoricLayer(this.deps.cache, this.dir, res.desc)], []);
     }
@@ -411,7 +565,43 @@ export class Timeline {
     this.frozen.shift();
     layer.close(true);
     this.counters.flushes++;
-    await this.setDiskConsistent(layer.end - 1);
+    // The next flush starts now, not after this one's metadata write (an fsync or two): the
+    // flush worker stays busy, and disk_consistent_lsn follows in order (advanceDiskConsistent).
+    if (layer.end - 1 > this.diskConsistent.load()) {
+      assert(this.unrecorded.length < 1_000_000, "unrecorded flushes pile up");
+      this.unrecorded.push(layer.end - 1);
+    }
+    this.advanceDiskConsistent(layer.end - 1);
+    if (this.layerMap_.l0Layers().length >= this.deps.conf().compaction_threshold) this.deps.wakeCompaction?.();
+    this.gate.notify();
+  }
+
+  /**
+   * Layers are durable up to `lsn`: persist it in the metadata, then advance
+   * disk_consistent_lsn. Writes are one at a time and coalesce (the newest target wins); a
+   * failed write breaks the timeline (what is durable can't be recorded).
+   */
+  private advanceDiskConsistent(lsn: Lsn): void {
+    if (lsn > this.dclTarget) this.dclTarget = lsn;
+    if (this.dclWriter !== null || this.dclTarget <= this.diskConsistent.load()) return;
+    const w = this.writeDiskConsistent();
+    this.dclWriter = w;
+    void w.finally(() => {
+      if (this.dclWriter === w) this.dclWriter = null;
+      // A target that arrived after the writer's last check is picked up here.
+      if (this.state === TimelineState.Active) this.advanceDiskConsistent(this.dclTarget);
+    });
+  }
+
+  private async writeDiskConsistent(): Promise<void> {
+    try {
+      for (let i = 0; this.dclTarget > this.diskConsistent.load(); i++) {
+        assert(i < 1_000_000, "disk_consistent_lsn writer looped too often");
+        await this.setDiskConsistent(this.dclTarget);
+      }
+    } catch (e) {
+      if (this.state === TimelineState.Active) this.setBroken(`cannot record disk_consistent_lsn: ${(e as Error).message}`);
+    }
   }
 
   private async setDiskConsistent(lsn: Lsn): Promise<void> {
@@ -420,6 +610,13 @@ export class Timeline {
     if (lsn <= this.diskConsistent.load()) return;
     await this.persistMetadata({ disk_consistent_lsn: lsn });
     if (lsn > this.diskConsistent.load()) this.diskConsistent.advance(lsn);
+    const dcl = this.diskConsistent.load();
+    let n = 0;
+    while (n < this.unrecorded.length && this.unrecorded[n]! <= dcl) n++;
+    if (n > 0) {
+      this.unrecorded.splice(0, n);
+      this.gate.notify();
+    }
   }
 
   metadata(overrides: Partial<TimelineMetadata> = {}): TimelineMetadata {
@@ -580,21 +777,32 @@ export class Timeline {
   // ---------------------------------------------------------------------------------------
   // Compaction
 
-  /** L0 → L1 when at least compaction_threshold L0 files exist. Returns the number compacted. */
+  /**
+   * L0 → L1 when at least compaction_threshold L0 files exist: the oldest contiguous chain,
+   * at most max(compaction_threshold, COMPACTION_UPPER_LIMIT) files, so one job stays short
+   * (the loop runs again while L0 files remain). A chain of one (a gap after it: a checkpoint
+   * with nothing to flush) is rewritten alone, so no L0 file is ever stuck. Returns the
+   * number of L0 files compacted.
+   */
   async compactL0(): Promise<number> {
     this.checkActive();
     const conf = this.deps.conf();
     const l0 = [...this.layerMap_.l0Layers()].sort((a, b) => a.desc.lsnRange.start - b.desc.lsnRange.start);
-    if (l0.length < conf.compaction_threshold || l0.length < 2) return 0;
+    if (l0.length === 0 || l0.length < conf.compaction_threshold) return 0;
     // Only a contiguous chain (each end == next start) may merge into one LSN range.
+    const limit = Math.max(conf.compaction_threshold, COMPACTION_UPPER_LIMIT);
     const chain = [l0[0]!];
-    for (let i = 1; i < l0.length && chain[chain.length - 1]!.desc.lsnRange.end === l0[i]!.desc.lsnRange.start; i++) chain.push(l0[i]!);
-    if (chain.length < 2) return 0;
-    const res = await this.deps.jobs.compact({
-      dir: this.dir,
-      l0: chain.map((l) => l.desc),
-      targetSizeBytes: conf.checkpoint_distance_bytes,
-    });
+    for (let i = 1; i < l0.length && chain.length < limit && chain[chain.length - 1]!.desc.lsnRange.end === l0[i]!.desc.lsnRange.start; i++) {
+      chain.push(l0[i]!);
+    }
+    const res = await this.deps.jobs.compact(
+      {
+        dir: this.dir,
+        l0: chain.map((l) => l.desc),
+        targetSizeBytes: conf.checkpoint_distance_bytes,
+      },
+      this.tenantId,
+    );
     const removed = chain.map((l) => l.desc.fileName);
     const added = res.added.map((d) => new HistoricLayer(this.deps.cache, this.dir, d));
     this.layerMap_ = this.layerMap_.with(added, removed.filter((n) => !res.added.some((d) => d.fileName === n)));
@@ -604,6 +812,7 @@ export class Timeline {
       unlinkSync(l.path);
     }
     this.counters.compactions++;
+    this.gate.notify();
     return chain.length;
   }
 
@@ -642,7 +851,6 @@ export class Timeline {
       chain.push({ dir: t.ancestor.dir, layers: t.ancestor.layerMap_.layers.map((l) => l.desc), endLsn: t.ancestorLsn + 1 });
     }
     if (lsn < this.latestGcCutoff_) return 0;
-    const keyspace = (this.deps.keyspace ?? WHOLE_KEYSPACE)(this, lsn);
     const todo: KeyRange[] = [];
     for (const p of this.partitions()) {
       const imgLsn = this.layerMap_.newestImageCovering(p, lsn);
@@ -651,23 +859,33 @@ export class Timeline {
       if (deltas >= conf.image_creation_threshold || (force && (deltas > 0 || this.ancestor !== null))) todo.push(p);
     }
     if (todo.length === 0) return 0;
-    const res = await this.deps.jobs.images({
-      outDir: this.dir,
-      lsn,
-      chain,
-      partitions: todo,
-      keyspace,
-      targetSizeBytes: conf.compaction_target_size_bytes,
-      redoModule: this.deps.redoModule,
-    });
-    const existing = new Set(this.layerMap_.layers.map((l) => l.desc.fileName));
-    const fresh = res.added.filter((d) => !existing.has(d.fileName));
-    this.layerMap_ = this.layerMap_.with(
-      fresh.map((d) => new HistoricLayer(this.deps.cache, this.dir, d)),
-      [],
-    );
-    this.counters.imageLayersCreated += fresh.length;
-    return fresh.length;
+    // Only now: walking the keyspace reads every relation's size on the main thread.
+    const keyspace = (this.deps.keyspace ?? WHOLE_KEYSPACE)(this, lsn);
+    // One job per partition: between them the pool serves other tenants' jobs (fair queue).
+    let created = 0;
+    for (const part of todo) {
+      const res = await this.deps.jobs.images(
+        {
+          outDir: this.dir,
+          lsn,
+          chain,
+          partitions: [part],
+          keyspace,
+          targetSizeBytes: conf.compaction_target_size_bytes,
+          redoModule: this.deps.redoModule,
+        },
+        this.tenantId,
+      );
+      const existing = new Set(this.layerMap_.layers.map((l) => l.desc.fileName));
+      const fresh = res.added.filter((d) => !existing.has(d.fileName));
+      this.layerMap_ = this.layerMap_.with(
+        fresh.map((d) => new HistoricLayer(this.deps.cache, this.dir, d)),
+        [],
+      );
+      this.counters.imageLayersCreated += fresh.length;
+      created += fresh.length;
+    }
+    return created;
   }
 
   // ---------------------------------------------------------------------------------------
@@ -700,7 +918,7 @@ export class Timeline {
     if (cutoff <= this.latestGcCutoff_) return 0;
     this.plannedGcCutoff = cutoff;
     try {
-      const plan = await this.deps.jobs.gc({ layers: this.layerMap_.layers.map((l) => l.desc), cutoffLsn: cutoff, retainLsns });
+      const plan = await this.deps.jobs.gc({ layers: this.layerMap_.layers.map((l) => l.desc), cutoffLsn: cutoff, retainLsns }, this.tenantId);
       // Publish the cutoff durably first: after that no read or branch may go below it.
       this.latestGcCutoff_ = cutoff;
       await this.persistMetadata({});
@@ -731,7 +949,9 @@ export class Timeline {
     }
     if (this.state !== TimelineState.Broken) this.state = TimelineState.Stopping;
     this.flushLoop = FlushLoopState.Exited;
+    this.gate.close(`timeline ${this.timelineId} is stopping`);
     if (this.flushing !== null) await this.flushing.catch(() => undefined);
+    await this.dclWriter;
     await this.metadataWrite;
     this.lastRecord.shutdown();
     this.diskConsistent.shutdown();
@@ -748,6 +968,7 @@ export class Timeline {
       if (l.desc.kind === "delta") delta++;
       else image++;
     }
+    const bp = this.gate.stats();
     return {
       tenant_id: this.tenantId,
       timeline_id: this.timelineId,
@@ -760,6 +981,7 @@ export class Timeline {
       initdb_lsn: lsnToString(this.initdbLsn),
       state: this.state,
       layers: { delta, image, l0: this.layerMap_.l0Layers().length, frozen: this.frozen.length },
+      ingest_backpressure: { ...bp, delayed_ms: Math.round(bp.delayed_ms), stalled_ms: Math.round(bp.stalled_ms) },
     };
   }
 }

@@ -26,7 +26,7 @@ function advance(c: Cursor): void {
 }
 
 export default async function compact(task: CompactTask): Promise<CompactResult> {
-  assert(task.l0.length >= 2, "compaction needs at least two L0 layers");
+  assert(task.l0.length >= 1, "compaction needs an L0 layer");
   for (let i = 1; i < task.l0.length; i++) assert(task.l0[i - 1]!.lsnRange.end === task.l0[i]!.lsnRange.start, "L0 chain must be contiguous");
   const cache = workerCache();
   const layers = task.l0.map((d) => DeltaLayer.open(cache, join(task.dir, d.fileName)));

@@ -21,3 +21,5 @@ module.exports = async function run(task) {
 };
 module.exports.compact = async (task) => (await load()).compact(task);
 module.exports.createImages = async (task) => (await load()).createImages(task);
+module.exports.importRun = async (task) => (await load()).importRun(task);
+module.exports.importMerge = async (task) => (await load()).importMerge(task);

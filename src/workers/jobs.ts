@@ -62,11 +62,39 @@ export interface GcResult {
   remove: string[];
 }
 
+/** An import's spill file (ephemeral-file records, all at `lsn`) → sorted by key (import_job.ts). */
+export interface ImportRunTask {
+  spillPath: string;
+  lengthBytes: number;
+  outDir: string;
+  lsn: Lsn;
+  /** Final: image layers tiling the whole key space; else one sorted run. */
+  final: boolean;
+  targetSizeBytes: number;
+}
+/** Sorted runs (image layer files at `lsn`, ranked: a later run wins a key) → merged. */
+export interface ImportMergeTask {
+  runs: string[];
+  outDir: string;
+  lsn: Lsn;
+  final: boolean;
+  targetSizeBytes: number;
+}
+export interface ImportResult {
+  added: LayerDesc[];
+}
+
+/**
+ * Runs jobs on worker threads. `owner` (the tenant id) is who the job is for: each pool
+ * serves owners in turn, so one tenant's backlog never queues another's job behind all of it.
+ */
 export interface JobRunner {
-  flush(task: FlushTask): Promise<FlushResult>;
-  compact(task: CompactTask): Promise<CompactResult>;
-  images(task: ImageTask): Promise<ImageResult>;
-  gc(task: GcTask): Promise<GcResult>;
+  flush(task: FlushTask, owner: string): Promise<FlushResult>;
+  compact(task: CompactTask, owner: string): Promise<CompactResult>;
+  images(task: ImageTask, owner: string): Promise<ImageResult>;
+  gc(task: GcTask, owner: string): Promise<GcResult>;
+  importRun(task: ImportRunTask, owner: string): Promise<ImportResult>;
+  importMerge(task: ImportMergeTask, owner: string): Promise<ImportResult>;
 }
 
 export type { Key };

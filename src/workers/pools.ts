@@ -1,7 +1,11 @@
 /**
  * Worker pools: one Piscina pool per job kind (flush, compaction + image creation, gc), each
  * thread attached to the one shared page cache. Sized for the machine: one thread each by
- * default. Each pool's queue is bounded (maxQueue): a job beyond it is refused, not buffered.
+ * default. Jobs reach a pool through a FairQueue (fair_queue.ts): no more jobs in the pool
+ * than it has threads, and waiting jobs are served tenant by tenant, so a tenant's flush or
+ * compaction waits behind at most one job of each other busy tenant, never a whole backlog.
+ * Flushes have their own pool: they never wait behind a compaction. Each queue is bounded
+ * (maxQueue): a job beyond it is refused, not buffered.
  *
  * Job modules are TypeScript in development (run through tsx's loader) and JavaScript once
  * built; the pool resolves whichever sits next to this file.
@@ -17,8 +21,12 @@ import type {
   GcTask,
   ImageResult,
   ImageTask,
+  ImportMergeTask,
+  ImportResult,
+  ImportRunTask,
   JobRunner,
 } from "./jobs.js";
+import { FairQueue } from "./fair_queue.js";
 import type { PoolWorkerData } from "./worker_cache.js";
 
 export interface PoolOptions {
@@ -50,16 +58,26 @@ export class JobPools implements JobRunner {
   private readonly flushPool: Piscina;
   private readonly compactionPool: Piscina;
   private readonly gcPool: Piscina;
+  private readonly flushQueue: FairQueue;
+  private readonly compactionQueue: FairQueue;
+  private readonly gcQueue: FairQueue;
 
   constructor(opts: PoolOptions) {
+    const maxQueue = opts.maxQueue ?? 1024;
     const base = {
       minThreads: 1,
-      maxQueue: opts.maxQueue ?? 1024,
+      maxQueue,
       idleTimeout: 60_000,
     };
-    this.flushPool = new Piscina({ ...base, ...jobModule("flush_job", opts.cacheSab), maxThreads: opts.flushThreads ?? 1 });
-    this.compactionPool = new Piscina({ ...base, ...jobModule("compaction_jobs", opts.cacheSab), maxThreads: opts.compactionThreads ?? 1 });
-    this.gcPool = new Piscina({ ...base, ...jobModule("gc_job", opts.cacheSab), maxThreads: opts.gcThreads ?? 1 });
+    const flushThreads = opts.flushThreads ?? 1;
+    const compactionThreads = opts.compactionThreads ?? 1;
+    const gcThreads = opts.gcThreads ?? 1;
+    this.flushPool = new Piscina({ ...base, ...jobModule("flush_job", opts.cacheSab), maxThreads: flushThreads });
+    this.compactionPool = new Piscina({ ...base, ...jobModule("compaction_jobs", opts.cacheSab), maxThreads: compactionThreads });
+    this.gcPool = new Piscina({ ...base, ...jobModule("gc_job", opts.cacheSab), maxThreads: gcThreads });
+    this.flushQueue = new FairQueue(flushThreads, maxQueue);
+    this.compactionQueue = new FairQueue(compactionThreads, maxQueue);
+    this.gcQueue = new FairQueue(gcThreads, maxQueue);
     // A worker that dies outside a job (e.g. fails to load) must not crash the process silently
     // through an unhandled 'error' event: the jobs it would have run fail with the error instead.
     for (const p of [this.flushPool, this.compactionPool, this.gcPool]) {
@@ -67,17 +85,23 @@ export class JobPools implements JobRunner {
     }
   }
 
-  flush(task: FlushTask): Promise<FlushResult> {
-    return this.flushPool.run(task) as Promise<FlushResult>;
+  flush(task: FlushTask, owner: string): Promise<FlushResult> {
+    return this.flushQueue.run(owner, () => this.flushPool.run(task) as Promise<FlushResult>);
   }
-  compact(task: CompactTask): Promise<CompactResult> {
-    return this.compactionPool.run(task, { name: "compact" }) as Promise<CompactResult>;
+  compact(task: CompactTask, owner: string): Promise<CompactResult> {
+    return this.compactionQueue.run(owner, () => this.compactionPool.run(task, { name: "compact" }) as Promise<CompactResult>);
   }
-  images(task: ImageTask): Promise<ImageResult> {
-    return this.compactionPool.run(task, { name: "createImages" }) as Promise<ImageResult>;
+  images(task: ImageTask, owner: string): Promise<ImageResult> {
+    return this.compactionQueue.run(owner, () => this.compactionPool.run(task, { name: "createImages" }) as Promise<ImageResult>);
   }
-  gc(task: GcTask): Promise<GcResult> {
-    return this.gcPool.run(task) as Promise<GcResult>;
+  importRun(task: ImportRunTask, owner: string): Promise<ImportResult> {
+    return this.compactionQueue.run(owner, () => this.compactionPool.run(task, { name: "importRun" }) as Promise<ImportResult>);
+  }
+  importMerge(task: ImportMergeTask, owner: string): Promise<ImportResult> {
+    return this.compactionQueue.run(owner, () => this.compactionPool.run(task, { name: "importMerge" }) as Promise<ImportResult>);
+  }
+  gc(task: GcTask, owner: string): Promise<GcResult> {
+    return this.gcQueue.run(owner, () => this.gcPool.run(task) as Promise<GcResult>);
   }
 
   async destroy(): Promise<void> {

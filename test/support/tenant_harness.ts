@@ -15,6 +15,7 @@ import { Tenant, type TenantDeps } from "../../src/tenant/tenant.js";
 import { TestRedo } from "./test_redo.js";
 import type { KeyspaceProvider } from "../../src/tenant/timeline.js";
 import { generateTenantId, type TenantId } from "../../src/types/ids.js";
+import type { JobRunner } from "../../src/workers/jobs.js";
 import { JobPools } from "../../src/workers/pools.js";
 
 export const TEST_REDO_MODULE = pathToFileURL(fileURLToPath(new URL("./test_redo.ts", import.meta.url))).href;
@@ -36,7 +37,20 @@ export class TenantHarness {
   tenant!: Tenant;
   private readonly deps: TenantDeps;
 
-  constructor(opts: { cacheBytes?: number; conf?: Record<string, unknown>; keyspace?: KeyspaceProvider; dir?: string; tenantId?: TenantId } = {}) {
+  /**
+   * `jobs` wraps the real pools, e.g. to slow a job kind down (a test hook passed as a
+   * dependency: src has no test doubles).
+   */
+  constructor(
+    opts: {
+      cacheBytes?: number;
+      conf?: Record<string, unknown>;
+      keyspace?: KeyspaceProvider;
+      dir?: string;
+      tenantId?: TenantId;
+      jobs?: (pools: JobPools) => JobRunner;
+    } = {},
+  ) {
     this.dir = opts.dir ?? mkdtempSync(join(tmpdir(), "ps-tenant-"));
     if (opts.tenantId !== undefined) this.tenantId = opts.tenantId;
     this.ownsDir = opts.dir === undefined;
@@ -45,7 +59,7 @@ export class TenantHarness {
     const defaults: TenantConf = parseTenantConf({ ...QUIET_CONF, ...(opts.conf ?? {}) }, DEFAULT_TENANT_CONF);
     this.deps = {
       cache: this.cache,
-      jobs: this.pools,
+      jobs: opts.jobs?.(this.pools) ?? this.pools,
       redo: new TestRedo(),
       redoModule: TEST_REDO_MODULE,
       log: pino({ level: process.env["TEST_LOG_LEVEL"] ?? "silent" }),

@@ -20,7 +20,8 @@
  *   connection's inbox (bounded, see connection.ts) fills and the socket is paused.
  * - Status ('r'): write = next_lsn, flush = flushLsn() (the slot's restart_lsn follows it),
  *   apply = applyLsn() or flush. Sent every status_interval_ms, at once when a keepalive asks
- *   for a reply, and once more before a clean stop.
+ *   for a reply, when the consumer calls reportNow() (its flush position moved), and once
+ *   more before a clean stop.
  * - Liveness: when the stream is idle (we wait for a message) for half of
  *   receive_timeout_ms, a status with replyRequested makes the server answer; after the whole
  *   timeout the connection is dropped and re-established.
@@ -216,6 +217,11 @@ export class WalReceiver {
       this.setState("stopped");
       this.resolveFinished();
     }
+  }
+
+  /** Send a status update now (the consumer's flush position moved); a no-op unless streaming. */
+  reportNow(): void {
+    if (!this.stopping) this.sendStatus(false);
   }
 
   private setState(s: WalReceiverStateName): void {
