@@ -197,7 +197,7 @@ function decodeNode(block: Uint8Array): { level: number; entries: NodeEntry[] } 
 }
 
 /** What a decoded node or header means; equal strings = the damage changed no field. */
-function meaning(fx: Fixture, blk: number, block: Uint8Array): string {
+function meaning(blk: number, block: Uint8Array): string {
   if (blk === 0) return Buffer.from(block.subarray(0, LAYER_HEADER_BYTES)).toString("hex");
   return JSON.stringify(decodeNode(block));
 }
@@ -464,7 +464,7 @@ for (const kind of ["delta", "image"] as const) {
           sealBlock(block, blk);
           fs.writeSync(fd, block, 0, BLOCK_SIZE, blk * BLOCK_SIZE);
           // Did the damage change what the index or header says? (Value blocks: never allowed to matter.)
-          const relabels = !inValues && meaning(fx, blk, block) !== meaning(fx, blk, original.subarray(blk * BLOCK_SIZE, (blk + 1) * BLOCK_SIZE));
+          const relabels = !inValues && meaning(blk, block) !== meaning(blk, original.subarray(blk * BLOCK_SIZE, (blk + 1) * BLOCK_SIZE));
           const damagedBytes = original.slice();
           damagedBytes.set(block, blk * BLOCK_SIZE);
           const named = relabels ? namedVersions(fx, damagedBytes) : null;
