@@ -2,10 +2,11 @@
  * End to end with real PostgreSQL 15 and pgbench, the pageserver as a separate process:
  * - a source (wal_level=replica, wal_consistency_checking=all, wal_compression=lz4) is
  *   initialized with `pgbench -i -s 2`, bootstrapped into a timeline, and streams while
- *   `pgbench -c 4 -T 20` runs, then `-T 8` more; the pageserver is SIGKILLed mid-stream (while streaming, past
- *   the first recorded point) and restarted: it loads the timeline at the disk_consistent_lsn
- *   it had on disk, resumes streaming there from its own slot (which kept that WAL), and
- *   bootstraps nothing again; for LSNs recorded at two intermediate points and at the end, a
+ *   `pgbench -c 4 -T 20` runs, then `-T 8` more; the pageserver is SIGKILLed mid-stream
+ *   (while streaming, past the first recorded point) and restarted: it loads the timeline at
+ *   the disk_consistent_lsn it had on disk, resumes streaming there from its own slot (which
+ *   kept that WAL), and bootstraps nothing again; for LSNs recorded at two intermediate
+ *   points (one during each run) and at the end, a
  *   base backup starts a stock PostgreSQL 15 with the same figures, and pg_amcheck is clean;
  * - a branch at an intermediate LSN gets its own endpoint (a PostgreSQL started from the
  *   branch's base backup) as WAL source; the branch serves the endpoint's writes, the parent
