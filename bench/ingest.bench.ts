@@ -14,16 +14,16 @@
  *   after replaying a fresh checkpoint), `pgbench -c 4 -T CATCHUP_S`, lsn1; both resume at the
  *   same moment (PUT wal_source; pg_ctl start); MB/s = (lsn1 − the consumer's resume LSN) /
  *   seconds to reach lsn1, records/s = records in that range (pg_waldump --stats) / seconds.
- *   The standby's seconds include its startup (it re-replays from the checkpoint); its
- *   startup (pg_ctl start until it answers a query) is also reported on its own, and the
- *   catch-up again with the standby timed from then (replay only).
- * The peer does more than a plain standby would: wal_consistency_checking = all on the source
- * puts an image on every record, and the standby replays it and compares it with the page
- * its redo produced (checkXLogConsistency). Every row against the peer says so in its name.
+ *   The standby's seconds include its startup (it re-replays from the checkpoint).
  * Sanity: sum(pgbench_accounts.abalance) on a base backup at the final lsn1 equals the
  * source's (idle by then) and the standby's; records_ingested of the resumed stream equals
  * pg_waldump's count over the same range (resume LSN .. last_record_lsn, read together);
  * the bench fails otherwise.
+ * The standby's catch-up startup (pg_ctl start until it answers a query) is also reported on
+ * its own, and the catch-up again with the standby timed from then (replay only).
+ * The peer does more than a plain standby would: wal_consistency_checking = all on the source
+ * puts an image on every record, and the standby replays it and compares it with the page
+ * its redo produced (checkXLogConsistency). Every row against the peer says so in its name.
  * Everything is bounded (each wait has a deadline); every process and dir is removed in finally.
  */
 import { mkdtempSync, rmSync } from "node:fs";
