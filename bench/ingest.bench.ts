@@ -19,7 +19,14 @@
  *   disk_consistent_lsn) and frozen layers sampled every LAG_SAMPLE_MS from the load's start
  *   until lsn1 is ingested, and the share of that time ingest was delayed / stalled.
  * Sanity: sum(pgbench_accounts.abalance) on a base backup at the final lsn1 equals the
- * source's (idle by then) and the standby's; the bench fails otherwise.
+ * source's (idle by then) and the standby's; records_ingested of the resumed stream equals
+ * pg_waldump's count over the same range (resume LSN .. last_record_lsn, read together);
+ * the bench fails otherwise.
+ * The standby's catch-up startup (pg_ctl start until it answers a query) is also reported on
+ * its own, and the catch-up again with the standby timed from then (replay only).
+ * The peer does more than a plain standby would: wal_consistency_checking = all on the source
+ * puts an image on every record, and the standby replays it and compares it with the page
+ * its redo produced (checkXLogConsistency). Every row against the peer says so in its name.
  * Everything is bounded (each wait has a deadline); every process and dir is removed in finally.
  */
 import { mkdtempSync, rmSync } from "node:fs";
@@ -67,6 +74,8 @@ const PS_POLL_MS = Number(process.env["INGEST_PS_POLL_MS"] ?? POLL_MS);
 /** Hard bound on the whole bench. */
 const TOTAL_MS = 175_000;
 const PEER = "PG15 streaming standby";
+/** Appended to the name of every row compared with the standby. */
+const PEER_NOTE = " [peer replays + checks an image on every record]";
 
 const sleep = (ms: number) => new Promise<void>((res) => setTimeout(res, ms));
 const log = (msg: string) => console.error(`[ingest ${new Date().toISOString().slice(11, 23)}] ${msg}`);
@@ -129,13 +138,14 @@ async function replay() {
 parentPort.on("message", async (m) => {
   if (m.cmd === "close") { if (client !== null) await client.end().catch(() => {}); client = null; parentPort.postMessage({ closed: true }); return; }
   const end = Date.now() + m.timeoutMs;
-  let polls = 0, pollMs = 0, last = null;
+  let polls = 0, pollMs = 0, last = null, firstAt = null;
   for (;;) {
     const a = performance.now();
     last = await replay();
     pollMs += performance.now() - a; polls++;
-    if (last !== null && last >= m.target) { parentPort.postMessage({ at: performance.timeOrigin + performance.now(), last, polls, pollMs }); return; }
-    if (Date.now() > end) { parentPort.postMessage({ at: null, last, polls, pollMs }); return; }
+    if (last !== null && firstAt === null) firstAt = performance.timeOrigin + performance.now();
+    if (last !== null && last >= m.target) { parentPort.postMessage({ at: performance.timeOrigin + performance.now(), firstAt, last, polls, pollMs }); return; }
+    if (Date.now() > end) { parentPort.postMessage({ at: null, firstAt, last, polls, pollMs }); return; }
     await sleep(m.pollMs);
   }
 });
@@ -143,6 +153,8 @@ parentPort.on("message", async (m) => {
 
 interface WatchReply {
   at: number | null;
+  /** When the first poll of this wait was answered (the standby accepted a connection). */
+  firstAt: number | null;
   last: number | null;
   polls: number;
   pollMs: number;
@@ -150,6 +162,8 @@ interface WatchReply {
 
 class StandbyWatcher {
   private readonly worker: Worker;
+  /** Seconds from t0 of the last timeToReach until the standby first answered. */
+  lastFirstAnswerS = 0;
   constructor(sb: Standby) {
     const pgPath = createRequire(import.meta.url).resolve("pg");
     this.worker = new Worker(WATCHER_JS, { eval: true, workerData: { pgPath, conn: sb.connectionConfig() } });
@@ -173,6 +187,7 @@ class StandbyWatcher {
     const r = await this.request<WatchReply>({ cmd: "wait", target, timeoutMs, pollMs: POLL_MS });
     if (r.at === null) throw new Error(`standby did not reach ${lsnToString(target)} in ${timeoutMs} ms (at ${r.last === null ? "-" : lsnToString(r.last)})`);
     const s = (r.at - t0) / 1000;
+    this.lastFirstAnswerS = ((r.firstAt ?? r.at) - t0) / 1000;
     log(`  standby reached ${lsnToString(target)} after ${s.toFixed(2)} s (${r.polls} polls, ${(r.pollMs / r.polls).toFixed(1)} ms each)`);
     return s;
   }
@@ -335,18 +350,30 @@ export default async function run(): Promise<BenchRow[]> {
       w.timeToReach(lsn2, t0, ctx.remaining(120_000)),
     ]);
     // Counted once both have it: by then the source has written all of it to pg_wal.
+    const sbStartup = w.lastFirstAnswerS;
     const psRecords = await countRecords(src, psResume, lsn2);
     const sbRecords = sbResume === psResume ? psRecords : await countRecords(src, sbResume, lsn2);
-    const ingested = Number((((await ctx.info())["wal_source"] ?? {}) as Record<string, unknown>)["records_ingested"]);
+    // records_ingested counts from the resume; last_record_lsn from the same reply bounds it.
+    const after = await ctx.info();
+    const ingested = Number(((after["wal_source"] ?? {}) as Record<string, unknown>)["records_ingested"]);
+    const ingestedTo = parseLsn(String(after["last_record_lsn"]));
+    const dumped = await countRecords(src, psResume, ingestedTo);
+    if (ingested !== dumped) {
+      throw new Error(`records_ingested ${ingested} != pg_waldump's ${dumped} records in ${lsnToString(psResume)}..${lsnToString(ingestedTo)}`);
+    }
     const psMB = (lsn2 - psResume) / 1e6;
     const sbMB = (lsn2 - sbResume) / 1e6;
     log(
       `catch-up: pageserver ${psMB.toFixed(1)} MB / ${psRecords} records (records_ingested ${ingested}) in ${psCatch.toFixed(2)} s; ` +
-        `standby ${sbMB.toFixed(1)} MB / ${sbRecords} records in ${sbCatch.toFixed(2)} s`,
+        `standby ${sbMB.toFixed(1)} MB / ${sbRecords} records in ${sbCatch.toFixed(2)} s (startup ${sbStartup.toFixed(2)} s)`,
     );
     rows.push(row(`catch-up: s from resume to lsn1 (pgbench -T ${CATCHUP_S})`, "s", psCatch, PEER, sbCatch));
     rows.push(row("catch-up: WAL MB/s", "MB/s", psMB / psCatch, PEER, sbMB / sbCatch));
     rows.push(row("catch-up: records/s", "records/s", psRecords / psCatch, PEER, sbRecords / sbCatch));
+    rows.push(row("catch-up: standby startup (pg_ctl start until it answers)", "s", sbStartup));
+    const sbReplay = Math.max(sbCatch - sbStartup, Number.EPSILON);
+    rows.push(row(`catch-up: s from resume to lsn1, standby from its startup's end (pgbench -T ${CATCHUP_S})`, "s", psCatch, PEER, sbReplay));
+    rows.push(row("catch-up: WAL MB/s, standby from its startup's end", "MB/s", psMB / psCatch, PEER, sbMB / sbReplay));
 
     // --- sanity: a base backup at lsn2 has the source's pgbench_accounts.
     log("sanity: base backup at lsn1, sum(abalance)");
@@ -364,7 +391,7 @@ export default async function run(): Promise<BenchRow[]> {
     getMs = (performance.now() - getMs) / 10;
     log(`note: GET timeline info takes ${getMs.toFixed(1)} ms when idle`);
     if (got !== want || sbSum !== want) throw new Error(`pgbench_accounts differ at ${lsnToString(lsn2)}: source ${want}, base backup ${got}, standby ${sbSum}`);
-    return rows;
+    return rows.map((r) => (r.peer === PEER ? { ...r, name: r.name + PEER_NOTE } : r));
   } finally {
     await watcher?.terminate().catch(() => undefined);
     await bb?.destroy().catch(() => undefined);

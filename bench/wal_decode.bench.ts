@@ -8,6 +8,9 @@
  * and dropped. Best of 5 runs. The peer is timed as a subprocess (its file reads hit the page
  * cache; its process start is a few ms against seconds of work), best of 3.
  *
+ * Both must see the same records: pg_waldump --stats over the range must count exactly the
+ * records we decode (every run, with and without images), or the bench fails.
+ *
  * Rows: MB/s and records/s for both; ratio = ours / peer (higher is better). The image rows
  * (decode + restorePageImage of every full-page image, wal_compression = lz4) have no peer:
  * pg_waldump of PostgreSQL 15 does not restore images.
@@ -87,18 +90,29 @@ export default async function run(): Promise<BenchRow[]> {
     const end = probe.lsn;
     const mb = (end - start) / 1e6;
 
-    decodeOnce(wal, start, end, false); // warm-up (JIT)
+    // The peer's count of the same range: every run of ours must decode exactly these records.
+    const stats = await pg.waldump(["--stats", "--start", lsnToString(start), "--end", lsnToString(end)]);
+    const total = /^Total\s+(\d+)/m.exec(stats.stdout);
+    if (stats.code !== 0 || total === null) throw new Error(`wal_decode bench: pg_waldump --stats gave no total: ${stats.stderr || stats.stdout.slice(0, 400)}`);
+    const records = Number(total[1]);
+    const checkCount = (r: { records: number }, what: string): void => {
+      if (r.records !== records) {
+        throw new Error(`wal_decode bench: ${what} decoded ${r.records} records in ${lsnToString(start)}..${lsnToString(end)}, pg_waldump counts ${records}`);
+      }
+    };
+
+    checkCount(decodeOnce(wal, start, end, false), "warm-up"); // warm-up (JIT)
     let best = Number.POSITIVE_INFINITY;
-    let records = 0;
     for (let i = 0; i < 5; i++) {
       const r = decodeOnce(wal, start, end, false);
-      records = r.records;
+      checkCount(r, "a timed run");
       best = Math.min(best, r.ms);
     }
     let bestImg = Number.POSITIVE_INFINITY;
     let images = 0;
     for (let i = 0; i < 3; i++) {
       const r = decodeOnce(wal, start, end, true);
+      checkCount(r, "a run with images");
       images = r.images;
       bestImg = Math.min(bestImg, r.ms);
     }
@@ -111,7 +125,7 @@ export default async function run(): Promise<BenchRow[]> {
     const ours = mb / (best / 1000);
     const peer = mb / (peerBest / 1000);
     console.log(
-      `WAL ${lsnToString(start)}..${lsnToString(end)}: ${mb.toFixed(1)} MB, ${records} records, ${images} images; ours ${best.toFixed(0)} ms (+images ${bestImg.toFixed(0)} ms), pg_waldump --quiet ${peerBest.toFixed(0)} ms`,
+      `WAL ${lsnToString(start)}..${lsnToString(end)}: ${mb.toFixed(1)} MB, ${records} records (= pg_waldump's count), ${images} images; ours ${best.toFixed(0)} ms (+images ${bestImg.toFixed(0)} ms), pg_waldump --quiet ${peerBest.toFixed(0)} ms`,
     );
     return [
       row("decode throughput", "MB/s", ours, "pg_waldump --quiet", peer),

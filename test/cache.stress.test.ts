@@ -116,6 +116,11 @@ describe("PageCache under concurrent load", () => {
       expect(s.file.evictions + s.ephemeral.evictions + s.materialized.evictions).toBeGreaterThan(1000);
       expect(s.file.hits).toBeGreaterThan(0);
       expect(injected).toBeGreaterThan(0);
+      // Every call of a source (a fill or an injected failure) comes from a miss of its thread;
+      // a miss without one found the block linked by another thread meanwhile.
+      const fills = results.reduce((n, r) => n + r.fills, 0);
+      expect(fills).toBeGreaterThan(0);
+      expect(fills + injected).toBeLessThanOrEqual(s.file.misses + s.ephemeral.misses);
       console.log(
         `stress: ${results.map((r) => r.iterations).join(" + ")} iterations, ${results.reduce((n, r) => n + r.verified, 0)} pages verified, ` +
           `${injected} injected fill failures, stats ${JSON.stringify(s)}`,
@@ -127,15 +132,16 @@ describe("PageCache under concurrent load", () => {
 
   /**
    * The main thread fills a block slowly (its source waits until the worker is about to read
-   * the same block, then a little longer); the worker must park on the slot being filled and
-   * then get the main thread's page without filling it itself. If the main thread's fill
-   * fails instead, the worker must not see it and fills the block itself.
+   * the same block, then until the worker has parked on a lock of the cache); the worker must
+   * park on the slot being filled and then get the main thread's page without filling it
+   * itself: one miss (ours), one hit (its). If the main thread's fill fails instead, the worker
+   * must not see it and fills the block itself: its hit is followed by its own miss.
    */
   for (const fillFails of [false, true]) {
     it(`a reader in another thread waits for a fill in progress (fill ${fillFails ? "fails" : "succeeds"})`, async () => {
       const cache = PageCache.create({ size_bytes: 8 * PAGE_SIZE });
       const fileId = cache.allocFileId();
-      const control = new SharedArrayBuffer(8);
+      const control = new SharedArrayBuffer(12);
       const ctl = new Int32Array(control);
       const data: ReadOneData = { role: "read-one", sab: cache.shared, control, fileId, blkno: 3 };
       const worker = startTsWorker(new URL("./support/cache_stress_worker.ts", import.meta.url), data);
@@ -148,7 +154,8 @@ describe("PageCache under concurrent load", () => {
             Atomics.store(ctl, 0, 1);
             Atomics.notify(ctl, 0);
             for (let i = 0; i < 200 && Atomics.load(ctl, 1) === 0; i++) Atomics.wait(ctl, 1, 0, 50);
-            Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 150); // let it park
+            // Hold the fill until the reader parks (bounded: a reader that never parks fails below).
+            for (let i = 0; i < 100 && Atomics.load(ctl, 2) === 0; i++) Atomics.wait(ctl, 2, 0, 50);
             if (fillFails) throw new CorruptionError("slow-file", blkno, "injected failure");
             mainFills++;
             fillBlockPattern(PageKind.FileBlock, fileId, blkno, dst);
@@ -162,8 +169,13 @@ describe("PageCache under concurrent load", () => {
         }
         const r = (await read) as ReadOneResult;
         expect(r.verify).toBeNull();
+        expect(r.parks).toBeGreaterThan(0);
         expect(r.fills).toBe(fillFails ? 1 : 0);
         expect(mainFills).toBe(fillFails ? 0 : 1);
+        // Ours: a miss. The worker's: a hit on the slot being filled, then (fill failed) a miss.
+        expect({ hits: r.hits, misses: r.misses }).toEqual({ hits: 1, misses: fillFails ? 2 : 1 });
+        const file = cache.stats().byKind.file;
+        expect({ hits: file.hits, misses: file.misses }).toEqual({ hits: 1, misses: fillFails ? 2 : 1 });
         expect(cache.checkInvariants()).toEqual({ valid: 1, free: 7 });
       } finally {
         await worker.terminate();

@@ -139,7 +139,7 @@ describe("base backup of an imported cluster", () => {
     expect(s.logText()).not.toMatch(/redo starts|database system was interrupted/);
     expect(await runQueries((sql, db) => s.psql(sql, db))).toEqual(expected);
     const am = await run("pg_amcheck", ["-h", "127.0.0.1", "-p", String(s.port), "-U", "postgres", "--all", "--heapallindexed", "--install-missing"]);
-    expect(am.stderr + am.stdout).toBe("");
+    expect(am.stderr + am.stdout, `pg_amcheck (exit ${am.code}) printed:\n${am.stderr}${am.stdout}\n--- server log ---\n${s.logText()}`).toBe("");
     expect(am.code).toBe(0);
     await s.psql("INSERT INTO t SELECT g, 'new' FROM generate_series(30001, 31000) g; CHECKPOINT;");
     await s.psql("INSERT INTO u VALUES (1000, 'later')", "db2");

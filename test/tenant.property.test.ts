@@ -3,6 +3,15 @@
  * branch, checkpoint (freeze + flush), compaction (L0→L1 + images), GC, graceful restart
  * and crash, checked at every read against a plain in-memory model of "value of key K on
  * timeline T at LSN L".
+ *
+ * Durability is the model's own bookkeeping, not what the timeline reports: a timeline is
+ * durable up to its start or branch point when created, and up to its last LSN after each
+ * checkpoint it completed or a graceful restart. After a crash, disk_consistent_lsn must lie
+ * between that and the last LSN written, on a record boundary the model knows; only then is
+ * the model cut back to it.
+ *
+ * The run is bounded in cases and in time; it reports how many cases ran, and fails when the
+ * time limit cut it below MIN_RUNS (a run that checked almost nothing is not a pass).
  */
 import fc from "fast-check";
 import { afterAll, describe, it } from "vitest";
@@ -30,6 +39,8 @@ interface ModelTimeline {
   branchLsn: number;
   writes: ModelWrite[]; // ascending lsn
   last: number;
+  /** The LSN up to which the model knows this timeline is on disk (see the header). */
+  durable: number;
 }
 interface Model {
   timelines: ModelTimeline[];
@@ -104,7 +115,7 @@ class BranchCmd implements fc.AsyncCommand<Model, Real> {
     const lsn = lo + Math.floor(this.at * (mt.last - lo + 1));
     if (lsn > mt.last) return;
     const child = await r.tenant.createTimeline({ ancestorId: mt.id, ancestorLsn: lsn });
-    m.timelines.push({ id: child.timelineId, parent: mt, branchLsn: lsn, writes: [], last: lsn });
+    m.timelines.push({ id: child.timelineId, parent: mt, branchLsn: lsn, writes: [], last: lsn, durable: lsn });
   }
   toString = (): string => `branch(t${this.t}, ${this.at.toFixed(2)})`;
 }
@@ -113,7 +124,9 @@ class CheckpointCmd implements fc.AsyncCommand<Model, Real> {
   constructor(readonly t: number) {}
   check = (): boolean => true;
   async run(m: Model, r: Real): Promise<void> {
-    await tlOf(r, m.timelines[this.t % m.timelines.length]!).checkpoint();
+    const mt = m.timelines[this.t % m.timelines.length]!;
+    await tlOf(r, mt).checkpoint();
+    mt.durable = mt.last;
   }
   toString = (): string => `checkpoint(t${this.t})`;
 }
@@ -145,16 +158,28 @@ class RestartCmd implements fc.AsyncCommand<Model, Real> {
     if (this.crash) {
       // A parent must have its branch points on disk before it can lose its tail: the WAL
       // behind a child's branch point is the child's history. (Re-ingest would bring it back.)
-      for (const mt of m.timelines) if (m.timelines.some((c) => c.parent === mt)) await tlOf(r, mt).checkpoint();
+      for (const mt of m.timelines) {
+        if (!m.timelines.some((c) => c.parent === mt)) continue;
+        await tlOf(r, mt).checkpoint();
+        mt.durable = mt.last;
+      }
     }
     r.tenant = await r.h.restart(!this.crash);
     for (const mt of m.timelines) {
       const tl = tlOf(r, mt);
       if (this.crash) {
-        mt.writes = mt.writes.filter((w) => w.lsn <= tl.diskConsistentLsn);
-        mt.last = tl.diskConsistentLsn;
+        const dcl = tl.diskConsistentLsn;
+        const where = `t${m.timelines.indexOf(mt)} after a crash: disk_consistent_lsn ${dcl.toString(16)}, durable ${mt.durable.toString(16)}, last ${mt.last.toString(16)}`;
+        expect(dcl, where).toBeGreaterThanOrEqual(mt.durable);
+        expect(dcl, where).toBeLessThanOrEqual(mt.last);
+        expect(dcl === mt.branchLsn || mt.writes.some((w) => w.lsn === dcl), `${where}: not a record boundary`).toBe(true);
+        mt.writes = mt.writes.filter((w) => w.lsn <= dcl);
+        mt.last = dcl;
+      } else {
+        mt.durable = mt.last;
       }
       expect(tl.lastRecordLsn).toBe(mt.last);
+      expect(tl.diskConsistentLsn).toBe(mt.last);
     }
   }
   toString = (): string => (this.crash ? "crash+restart" : "restart");
@@ -179,14 +204,20 @@ const commands = [
   fc.boolean().map((c) => new RestartCmd(c)),
 ];
 
+/** Cases per run, and the time limit that may cut a run short (on a loaded machine). */
+const NUM_RUNS = 40;
+const TIME_LIMIT_MS = 90_000;
+/** Fewer cases than this in the time limit is a failure, not a pass. */
+const MIN_RUNS = 10;
+
 const harnesses: TenantHarness[] = [];
 afterAll(async () => {
   for (const h of harnesses) await h.close();
 });
 
 describe("timeline vs model", () => {
-  it("get@LSN matches the model over random put/branch/flush/compact/gc/restart sequences", async () => {
-    await fc.assert(
+  it("get@LSN matches the model over random put/branch/flush/compact/gc/restart sequences", { timeout: TIME_LIMIT_MS + 60_000 }, async () => {
+    const details = await fc.check(
       fc.asyncProperty(fc.commands(commands, { maxCommands: 60, size: "max" }), async (cmds) => {
         const h = new TenantHarness({
           cacheBytes: 64 * 8192, // tiny: eviction on every run
@@ -195,7 +226,7 @@ describe("timeline vs model", () => {
         harnesses.push(h);
         const tenant = await h.create();
         const root = await tenant.createTimeline({ startLsn: 0x1000 });
-        const model: Model = { timelines: [{ id: root.timelineId, parent: null, branchLsn: 0x1000, writes: [], last: 0x1000 }] };
+        const model: Model = { timelines: [{ id: root.timelineId, parent: null, branchLsn: 0x1000, writes: [], last: 0x1000, durable: 0x1000 }] };
         const real: Real = { h, tenant };
         try {
           await fc.asyncModelRun(() => ({ model, real }), cmds);
@@ -212,7 +243,10 @@ describe("timeline vs model", () => {
           harnesses.splice(harnesses.indexOf(h), 1);
         }
       }),
-      { numRuns: 40, interruptAfterTimeLimit: 60_000 },
+      { numRuns: NUM_RUNS, interruptAfterTimeLimit: TIME_LIMIT_MS },
     );
+    console.log(`property: ${details.numRuns} of ${NUM_RUNS} cases ran${details.interrupted ? ` (cut by the ${TIME_LIMIT_MS} ms limit)` : ""}`);
+    if (details.failed) throw new Error(await fc.asyncDefaultReportMessage(details));
+    expect(details.numRuns, `only ${details.numRuns} cases ran within ${TIME_LIMIT_MS} ms`).toBeGreaterThanOrEqual(MIN_RUNS);
   });
 });

@@ -167,6 +167,8 @@ export interface StressResult {
   mat_inserts: number;
   verified: number;
   injected_failures: number;
+  /** Blocks this participant's sources filled (each one a miss of this participant). */
+  fills: number;
   errors: string[];
   ids: number[];
 }
@@ -202,6 +204,7 @@ export function runStress(cache: PageCache, cfg: StressConfig): StressResult {
     mat_inserts: 0,
     verified: 0,
     injected_failures: 0,
+    fills: 0,
     errors: [],
     ids: [],
   };
@@ -264,6 +267,7 @@ export function runStress(cache: PageCache, cfg: StressConfig): StressResult {
       else fail(`op ${op} threw: ${e instanceof Error ? `${e.name}: ${e.message}` : String(e)}`);
     }
   }
+  for (const s of sources) r.fills += s.fills;
   return r;
 }
 
@@ -306,7 +310,10 @@ export interface LockHolderData {
 export interface ReadOneData {
   role: "read-one";
   sab: SharedArrayBuffer;
-  /** Int32 words: [0] go flag set by the main thread, [1] set to 1 by the worker just before it reads. */
+  /**
+   * Int32 words: [0] go flag set by the main thread, [1] set to 1 by the worker just before it
+   * reads, [2] counts the worker's parks (Atomics.wait on the cache's memory) during its read.
+   */
   control: SharedArrayBuffer;
   fileId: number;
   blkno: number;
@@ -315,6 +322,9 @@ export interface ReadOneData {
 export interface ReadOneResult {
   fills: number;
   verify: string | null;
+  /** Times the worker parked in Atomics.wait on the cache's shared memory during its read. */
+  parks: number;
+  /** The cache's file-block counters (all threads) right after the worker's read. */
   hits: number;
   misses: number;
 }
@@ -346,7 +356,11 @@ function stressWorker(data: StressWorkerData): void {
   post({ type: "done", result });
 }
 
-/** Waits for the go flag, reads one file block (its own source counts fills), reports. */
+/**
+ * Waits for the go flag, reads one file block (its own source counts fills), reports. Every
+ * Atomics.wait the read makes on the cache's memory (a park on a lock) is counted in control
+ * word 2, and the main thread is woken on it, so it can hold a fill until the reader parked.
+ */
 function readOne(data: ReadOneData): void {
   const cache = PageCache.attach(data.sab);
   const control = new Int32Array(data.control);
@@ -358,12 +372,25 @@ function readOne(data: ReadOneData): void {
   }
   const src = new PatternSource(PageKind.FileBlock, data.fileId);
   const dst = new Uint8Array(PAGE_SIZE);
+  const realWait = Atomics.wait;
+  Atomics.wait = ((arr: Int32Array, index: number, value: number, timeout?: number) => {
+    if (arr.buffer === data.sab) {
+      Atomics.add(control, 2, 1);
+      Atomics.notify(control, 2);
+    }
+    return realWait(arr, index, value, timeout);
+  }) as typeof Atomics.wait;
   Atomics.store(control, 1, 1);
   Atomics.notify(control, 1);
-  cache.readBlock(PageKind.FileBlock, data.fileId, data.blkno, src, dst);
-  const before = cache.stats().byKind.file;
+  try {
+    cache.readBlock(PageKind.FileBlock, data.fileId, data.blkno, src, dst);
+  } finally {
+    Atomics.wait = realWait;
+  }
+  const after = cache.stats().byKind.file;
   cache.detach();
-  post({ type: "read", result: { fills: src.fills, verify: verifyBlockPage(PageKind.FileBlock, data.fileId, data.blkno, dst), hits: before.hits, misses: before.misses } });
+  const verify = verifyBlockPage(PageKind.FileBlock, data.fileId, data.blkno, dst);
+  post({ type: "read", result: { fills: src.fills, verify, parks: Atomics.load(control, 2), hits: after.hits, misses: after.misses } });
 }
 
 function lockHolder(data: LockHolderData): void {

@@ -12,6 +12,8 @@ export class CorruptingProxy {
   armed = false;
   /** LSN of the chunk that was corrupted, once it happened. */
   corruptedAt: number | null = null;
+  /** LSN of the flipped byte itself. */
+  corruptedByteLsn: number | null = null;
   port = 0;
 
   constructor(readonly targetPort: number) {}
@@ -44,6 +46,7 @@ export class CorruptingProxy {
           msg[payload + k] ^= 0x5a;
           this.armed = false;
           this.corruptedAt = startLsn;
+          this.corruptedByteLsn = startLsn + k;
         }
         client.write(msg);
         off += 1 + len;
