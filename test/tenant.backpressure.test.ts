@@ -60,6 +60,7 @@ function hooked(pools: JobRunner, valves: { flush?: Valve; compact?: Valve }): J
     gc: (t, o) => pools.gc(t, o),
     importRun: (t, o) => pools.importRun(t, o),
     importMerge: (t, o) => pools.importMerge(t, o),
+    redo: (t, o) => pools.redo(t, o),
   };
 }
 

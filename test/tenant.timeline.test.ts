@@ -3,7 +3,8 @@ import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
 import { testAppend, testInit, testWriteAt } from "./support/test_redo.js";
 import { type Key, KEY_MAX, makeKey } from "../src/types/key.js";
-import { imageValue } from "../src/types/value.js";
+import { imageValue, nativeValue } from "../src/types/value.js";
+import { REDO_OFFLOAD_MIN_RECORDS } from "../src/tenant/timeline.js";
 import { TenantHarness } from "./support/tenant_harness.js";
 
 const dec = new TextDecoder();
@@ -286,5 +287,39 @@ describe("failure handling", () => {
     expect(readdirSync(tl.dir).filter((n) => n.endsWith(".___temp") || n.startsWith("ephemeral-"))).toEqual([]);
     // Unflushed data is gone (it would be re-ingested from WAL), nothing else is.
     expect(await t2.getTimeline(tl.timelineId).get(k(1), 0x100)).toBe(null);
+  });
+
+  it("reads with long record chains are redone on the redo pool, with the same result; its errors keep their type", async () => {
+    h = new TenantHarness({ conf: { materialized_page_cache: false } });
+    const t = await h.create();
+    const tl = await t.createTimeline({ startLsn: 0x100 });
+    let lsn = 0x100;
+    tl.put(k(1), lsn, testInit("x"));
+    tl.put(k(2), lsn, testInit("y"));
+    const expected = ["x"];
+    for (let i = 0; i < REDO_OFFLOAD_MIN_RECORDS + 36; i++) {
+      lsn += 8;
+      const c = String.fromCharCode(97 + (i % 26));
+      tl.put(k(1), lsn, testAppend(c));
+      expected.push(c);
+    }
+    // A short chain, and a record the redo manager refuses at the end of a long one.
+    tl.put(k(2), lsn, testAppend("z"));
+    for (let i = 0; i < REDO_OFFLOAD_MIN_RECORDS; i++) tl.put(k(3), 0x100 + 8 * i, i === 0 ? testInit("w") : testAppend("w"));
+    tl.put(k(3), 0x100 + 8 * REDO_OFFLOAD_MIN_RECORDS, nativeValue(new Uint8Array([0x7e])));
+    lsn = Math.max(lsn, 0x100 + 8 * REDO_OFFLOAD_MIN_RECORDS);
+    tl.finishWrite(lsn);
+
+    const before = tl.counters.offloadedRedos;
+    expect(str(await tl.get(k(1), lsn))).toBe(expected.join(""));
+    expect(tl.counters.offloadedRedos).toBe(before + 1);
+    // The same read on the main thread (getNow) gives the same bytes.
+    expect(str(tl.getNow(k(1), lsn))).toBe(expected.join(""));
+    // A mid-chain version, and a short chain: inline.
+    expect(str(await tl.get(k(1), 0x100 + 8 * 10))).toBe(expected.slice(0, 11).join(""));
+    expect(str(await tl.get(k(2), lsn))).toBe("yz");
+    expect(tl.counters.offloadedRedos).toBe(before + 1);
+    await expect(tl.get(k(3), lsn)).rejects.toMatchObject({ code: "unsupported", message: expect.stringContaining("unknown op 126") });
+    expect(tl.counters.offloadedRedos).toBe(before + 1);
   });
 });

@@ -45,19 +45,20 @@ export class ReconstructState {
   }
 }
 
+/** What a reconstruction applies: `records` (oldest first, at `lsns`) on `base` (null: the oldest initializes). */
+export interface ReconstructPlan {
+  base: Uint8Array | null;
+  baseAt: Lsn;
+  records: Value[];
+  lsns: Lsn[];
+}
+
 /**
- * Turn a completed (or based) collection into the value: the newest image below the records
- * is the base, records above it are applied in ascending LSN order by `redo`.
- * `fallbackBase`/`fallbackLsn`: a starting page from elsewhere (materialized cache) when the
- * collection is not complete. Returns the payload (no tag byte).
+ * The newest image below the records is the base; the records above it, in ascending LSN
+ * order, are what redo applies. `fallbackBase`/`fallbackLsn`: a starting page from elsewhere
+ * (materialized cache) when the collection is not complete.
  */
-export function reconstructValue(
-  key: Key,
-  rs: ReconstructState,
-  redo: WalRedoManager,
-  fallbackBase: Uint8Array | null,
-  fallbackLsn: Lsn,
-): { value: Uint8Array; applied: number; lastLsn: Lsn } {
+export function planReconstruct(rs: ReconstructState, fallbackBase: Uint8Array | null, fallbackLsn: Lsn): ReconstructPlan {
   const n = rs.values.length;
   let base: Uint8Array | null = null;
   let baseAt = -1;
@@ -74,19 +75,39 @@ export function reconstructValue(
     base = fallbackBase;
     baseAt = fallbackLsn;
   }
-  if (firstRecord < 0) return { value: base!, applied: 0, lastLsn: baseAt };
   const records: Value[] = [];
   const lsns: Lsn[] = [];
   for (let i = firstRecord; i >= 0; i--) {
     records.push(rs.values[i]!);
     lsns.push(rs.lsns[i]!);
   }
+  return { base, baseAt, records, lsns };
+}
+
+/**
+ * Turn a completed (or based) collection into the value (planReconstruct, then redo).
+ * Returns the payload (no tag byte).
+ */
+export function reconstructValue(
+  key: Key,
+  rs: ReconstructState,
+  redo: WalRedoManager,
+  fallbackBase: Uint8Array | null,
+  fallbackLsn: Lsn,
+): { value: Uint8Array; applied: number; lastLsn: Lsn } {
+  const plan = planReconstruct(rs, fallbackBase, fallbackLsn);
+  if (plan.records.length === 0) return { value: plan.base!, applied: 0, lastLsn: plan.baseAt };
   let value: Uint8Array;
   try {
-    value = redo.apply(key, base, baseAt, records, lsns);
+    value = redo.apply(key, plan.base, plan.baseAt, plan.records, plan.lsns);
   } catch (e) {
-    if (e instanceof PageserverError) throw e;
-    throw new PageserverError("internal", `redo of key ${keyToHex(key)} failed: ${(e as Error).message}`, { cause: e });
+    throw redoFailure(key, e);
   }
-  return { value, applied: records.length, lastLsn: lsns[lsns.length - 1]! };
+  return { value, applied: plan.records.length, lastLsn: plan.lsns[plan.lsns.length - 1]! };
+}
+
+/** A redo failure as a PageserverError (typed ones pass through). */
+export function redoFailure(key: Key, e: unknown): PageserverError {
+  if (e instanceof PageserverError) return e;
+  return new PageserverError("internal", `redo of key ${keyToHex(key)} failed: ${(e as Error).message}`, { cause: e });
 }

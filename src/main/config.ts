@@ -17,6 +17,8 @@ export interface NodeConfig {
   flush_threads: number;
   compaction_threads: number;
   gc_threads: number;
+  /** Threads that redo reads with long record chains off the main thread. */
+  redo_threads: number;
   log_level: string;
   /** Tenants this node hosts at most; creating one more answers 429. */
   max_tenants: number;
@@ -30,6 +32,7 @@ export const DEFAULT_NODE_CONFIG: NodeConfig = {
   flush_threads: 1,
   compaction_threads: 1,
   gc_threads: 1,
+  redo_threads: 1,
   log_level: "info",
   max_tenants: 10_000,
   tenant_defaults: { ...DEFAULT_TENANT_CONF },
@@ -64,6 +67,7 @@ export interface ConfigOverrides {
   flush_threads?: number | string;
   compaction_threads?: number | string;
   gc_threads?: number | string;
+  redo_threads?: number | string;
   log_level?: string;
   max_tenants?: number | string;
   tenant_config?: Record<string, unknown>;
@@ -76,12 +80,13 @@ function apply(c: NodeConfig, o: ConfigOverrides): void {
   if (o.flush_threads !== undefined) c.flush_threads = positiveInt(o.flush_threads, "flush_threads");
   if (o.compaction_threads !== undefined) c.compaction_threads = positiveInt(o.compaction_threads, "compaction_threads");
   if (o.gc_threads !== undefined) c.gc_threads = positiveInt(o.gc_threads, "gc_threads");
+  if (o.redo_threads !== undefined) c.redo_threads = positiveInt(o.redo_threads, "redo_threads");
   if (o.log_level !== undefined) c.log_level = logLevel(o.log_level);
   if (o.max_tenants !== undefined) c.max_tenants = positiveInt(o.max_tenants, "max_tenants");
   if (o.tenant_config !== undefined) c.tenant_defaults = parseTenantConf(o.tenant_config, c.tenant_defaults);
 }
 
-const FILE_KEYS = new Set(["listen", "page_cache_size", "flush_threads", "compaction_threads", "gc_threads", "log_level", "max_tenants", "tenant_config"]);
+const FILE_KEYS = new Set(["listen", "page_cache_size", "flush_threads", "compaction_threads", "gc_threads", "redo_threads", "log_level", "max_tenants", "tenant_config"]);
 
 /** Build the node config from flags (and the workdir's pageserver.json, if any). */
 export function loadNodeConfig(flags: ConfigOverrides): NodeConfig {

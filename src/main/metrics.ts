@@ -135,6 +135,11 @@ export function createMetrics(cache: PageCacheApi, tenants: TenantManager, cache
     registers: [register],
   });
   const redos = new Counter({ name: "pageserver_wal_redo_total", help: "Reads that applied records", registers: [register] });
+  const offloaded = new Counter({
+    name: "pageserver_wal_redo_offloaded_total",
+    help: "Reads whose long record chain was redone on the redo worker pool",
+    registers: [register],
+  });
   new Gauge({
     // Neon: pageserver_tenant_states_count (renamed for promtool, as above).
     name: "pageserver_tenant_states",
@@ -147,11 +152,13 @@ export function createMetrics(cache: PageCacheApi, tenants: TenantManager, cache
       let r = 0;
       let m = 0;
       let w = 0;
+      let o = 0;
       for (const t of tenants.list())
         for (const tl of t.listTimelines()) {
           r += tl.counters.reads;
           m += tl.counters.materializedHits;
           w += tl.counters.redos;
+          o += tl.counters.offloadedRedos;
         }
       const set = (c: Counter<string>, k: string, v: number): void => {
         const d = v - (last.get(k) ?? 0);
@@ -161,6 +168,7 @@ export function createMetrics(cache: PageCacheApi, tenants: TenantManager, cache
       set(reads, "reads", r);
       set(matHits, "mat", m);
       set(redos, "redos", w);
+      set(offloaded, "offloaded", o);
     },
   });
   return register;

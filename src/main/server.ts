@@ -44,6 +44,7 @@ export class Server {
       flushThreads: config.flush_threads,
       compactionThreads: config.compaction_threads,
       gcThreads: config.gc_threads,
+      redoThreads: config.redo_threads,
     });
     this.tenants = new TenantManager(
       {

@@ -12,21 +12,10 @@ import type { LayerDesc } from "../layers/layer_name.js";
 import { WalkStatus, walkHistoric } from "../layers/read_path.js";
 import { ReconstructState, reconstructValue } from "../layers/reconstruct_state.js";
 import { type Key, type KeyRange, keyRangesOverlap } from "../types/key.js";
-import type { WalRedoManager } from "../types/redo.js";
 import { imageValue } from "../types/value.js";
 import type { ImageResult, ImageTask } from "./jobs.js";
+import { loadRedo } from "./redo_module.js";
 import { workerCache } from "./worker_cache.js";
-
-const redoModules = new Map<string, WalRedoManager>();
-
-async function loadRedo(url: string): Promise<WalRedoManager> {
-  let r = redoModules.get(url);
-  if (r === undefined) {
-    r = ((await import(url)) as { default: WalRedoManager }).default;
-    redoModules.set(url, r);
-  }
-  return r;
-}
 
 function inKeyspace(keyspace: KeyRange[], k: Key): boolean {
   let lo = 0;

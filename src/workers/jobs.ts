@@ -3,6 +3,7 @@
  * descriptors out. A job never touches the layer map; the main thread applies its result in
  * one step. `JobRunner` is what timelines call; src/workers/pools.ts implements it on Piscina.
  */
+import type { ErrorCode } from "../types/errors.js";
 import type { Key, KeyRange } from "../types/key.js";
 import type { Lsn } from "../types/lsn.js";
 import type { LayerDesc } from "../layers/layer_name.js";
@@ -85,6 +86,22 @@ export interface ImportResult {
 }
 
 /**
+ * One page reconstruction off the main thread: `records` (values, tag byte included, oldest
+ * first, at `lsns`) applied on `base` (null when the oldest record initializes the page) by
+ * the redo manager at `redoModule`. Everything is a copy: nothing points into the cache.
+ */
+export interface RedoTask {
+  redoModule: string;
+  key: Key;
+  base: Uint8Array | null;
+  baseLsn: Lsn;
+  records: Uint8Array[];
+  lsns: Lsn[];
+}
+/** The page, or the typed error redo threw (an Error crossing threads loses its class). */
+export type RedoResult = { page: Uint8Array } | { error: { code: ErrorCode; message: string } };
+
+/**
  * Runs jobs on worker threads. `owner` (the tenant id) is who the job is for: each pool
  * serves owners in turn, so one tenant's backlog never queues another's job behind all of it.
  */
@@ -95,6 +112,7 @@ export interface JobRunner {
   gc(task: GcTask, owner: string): Promise<GcResult>;
   importRun(task: ImportRunTask, owner: string): Promise<ImportResult>;
   importMerge(task: ImportMergeTask, owner: string): Promise<ImportResult>;
+  redo(task: RedoTask, owner: string): Promise<RedoResult>;
 }
 
 export type { Key };

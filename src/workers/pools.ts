@@ -1,5 +1,6 @@
 /**
- * Worker pools: one Piscina pool per job kind (flush, compaction + image creation, gc), each
+ * Worker pools: one Piscina pool per job kind (flush, compaction + image creation, gc, and
+ * reconstructions of pages with long record chains), each
  * thread attached to the one shared page cache. Sized for the machine: one thread each by
  * default. Jobs reach a pool through a FairQueue (fair_queue.ts): no more jobs in the pool
  * than it has threads, and waiting jobs are served tenant by tenant, so a tenant's flush or
@@ -25,6 +26,8 @@ import type {
   ImportResult,
   ImportRunTask,
   JobRunner,
+  RedoResult,
+  RedoTask,
 } from "./jobs.js";
 import { FairQueue } from "./fair_queue.js";
 import type { PoolWorkerData } from "./worker_cache.js";
@@ -34,6 +37,8 @@ export interface PoolOptions {
   flushThreads?: number;
   compactionThreads?: number;
   gcThreads?: number;
+  /** Threads that reconstruct pages whose record chains are long (Timeline.get). */
+  redoThreads?: number;
   /** Max queued jobs per pool. */
   maxQueue?: number;
   onError?: (e: unknown) => void;
@@ -58,9 +63,11 @@ export class JobPools implements JobRunner {
   private readonly flushPool: Piscina;
   private readonly compactionPool: Piscina;
   private readonly gcPool: Piscina;
+  private readonly redoPool: Piscina;
   private readonly flushQueue: FairQueue;
   private readonly compactionQueue: FairQueue;
   private readonly gcQueue: FairQueue;
+  private readonly redoQueue: FairQueue;
 
   constructor(opts: PoolOptions) {
     const maxQueue = opts.maxQueue ?? 1024;
@@ -72,15 +79,18 @@ export class JobPools implements JobRunner {
     const flushThreads = opts.flushThreads ?? 1;
     const compactionThreads = opts.compactionThreads ?? 1;
     const gcThreads = opts.gcThreads ?? 1;
+    const redoThreads = opts.redoThreads ?? 1;
     this.flushPool = new Piscina({ ...base, ...jobModule("flush_job", opts.cacheSab), maxThreads: flushThreads });
     this.compactionPool = new Piscina({ ...base, ...jobModule("compaction_jobs", opts.cacheSab), maxThreads: compactionThreads });
     this.gcPool = new Piscina({ ...base, ...jobModule("gc_job", opts.cacheSab), maxThreads: gcThreads });
+    this.redoPool = new Piscina({ ...base, ...jobModule("redo_job", opts.cacheSab), maxThreads: redoThreads });
     this.flushQueue = new FairQueue(flushThreads, maxQueue);
     this.compactionQueue = new FairQueue(compactionThreads, maxQueue);
     this.gcQueue = new FairQueue(gcThreads, maxQueue);
+    this.redoQueue = new FairQueue(redoThreads, maxQueue);
     // A worker that dies outside a job (e.g. fails to load) must not crash the process silently
     // through an unhandled 'error' event: the jobs it would have run fail with the error instead.
-    for (const p of [this.flushPool, this.compactionPool, this.gcPool]) {
+    for (const p of [this.flushPool, this.compactionPool, this.gcPool, this.redoPool]) {
       p.on("error", (e: unknown) => (opts.onError ?? ((x: unknown) => console.error("worker pool error", x)))(e));
     }
   }
@@ -104,7 +114,11 @@ export class JobPools implements JobRunner {
     return this.gcQueue.run(owner, () => this.gcPool.run(task) as Promise<GcResult>);
   }
 
+  redo(task: RedoTask, owner: string): Promise<RedoResult> {
+    return this.redoQueue.run(owner, () => this.redoPool.run(task) as Promise<RedoResult>);
+  }
+
   async destroy(): Promise<void> {
-    await Promise.all([this.flushPool.destroy(), this.compactionPool.destroy(), this.gcPool.destroy()]);
+    await Promise.all([this.flushPool.destroy(), this.compactionPool.destroy(), this.gcPool.destroy(), this.redoPool.destroy()]);
   }
 }
