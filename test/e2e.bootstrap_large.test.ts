@@ -18,7 +18,6 @@ import { PgInstance } from "./support/postgres.js";
 
 const SOURCE_CONF = {
   wal_level: "replica",
-  wal_consistency_checking: "all",
   wal_compression: "lz4",
   max_wal_senders: 10,
   max_replication_slots: 10,

@@ -20,12 +20,11 @@ import { PgInstance } from "./support/postgres.js";
 
 const SOURCE_CONF = {
   wal_level: "replica",
-  wal_consistency_checking: "all",
   wal_compression: "lz4",
   max_wal_senders: 10,
   max_replication_slots: 10,
 };
-const ENDPOINT_CONF = { wal_level: "replica", wal_consistency_checking: "all", max_wal_senders: "5", max_replication_slots: "5" };
+const ENDPOINT_CONF = { wal_level: "replica", max_wal_senders: "5", max_replication_slots: "5" };
 const STATE_SQL = `SELECT (SELECT sum(abalance) FROM pgbench_accounts) || ',' || (SELECT sum(bbalance) FROM pgbench_branches)
   || ',' || (SELECT sum(tbalance) FROM pgbench_tellers) || ',' || (SELECT count(*) FROM pgbench_history)`;
 

@@ -23,7 +23,6 @@ import { Standby } from "./support/standby.js";
 
 const SOURCE_CONF = {
   wal_level: "replica",
-  wal_consistency_checking: "all",
   max_wal_senders: 6,
   max_replication_slots: 6,
   hot_standby: "on",

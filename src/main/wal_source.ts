@@ -129,12 +129,7 @@ export async function checkSource(conn: ReplicationConnection): Promise<{ system
  * system as `expectedSystemId` (else ConflictError, 409) and PostgreSQL timeline 1.
  */
 export async function probeSource(connstr: string, expectedSystemId: string | null): Promise<SourceInfo> {
-  let conn: ReplicationConnection;
-  try {
-    conn = await ReplicationConnection.connect({ connstr, application_name: "pageserver_probe", connect_timeout_ms: 10_000 });
-  } catch (e) {
-    throw new SourceUnavailableError(`cannot connect to the WAL source: ${e instanceof Error ? e.message : String(e)}`, { cause: e });
-  }
+  const conn = await connectSource(connstr, "pageserver_probe");
   try {
     const info = await checkSource(conn);
     if (expectedSystemId !== null && info.systemId !== expectedSystemId) {
@@ -144,6 +139,15 @@ export async function probeSource(connstr: string, expectedSystemId: string | nu
     return info;
   } finally {
     await conn.close();
+  }
+}
+
+/** A replication connection to a source named in a request; failing to connect is a 422. */
+async function connectSource(connstr: string, application_name: string): Promise<ReplicationConnection> {
+  try {
+    return await ReplicationConnection.connect({ connstr, application_name, connect_timeout_ms: 10_000 });
+  } catch (e) {
+    throw new SourceUnavailableError(`cannot connect to the WAL source: ${e instanceof Error ? e.message : String(e)}`, { cause: e });
   }
 }
 
@@ -414,7 +418,7 @@ export async function bootstrapFromSource(
 ): Promise<{ timeline: Timeline; config: WalSourceConfig; endLsn: Lsn }> {
   const id = timelineId ?? generateTimelineId();
   const slot = slotNameFor(id);
-  const conn = await ReplicationConnection.connect({ connstr, application_name: "pageserver_bootstrap" });
+  const conn = await connectSource(connstr, "pageserver_bootstrap");
   let slotCreated = false;
   try {
     const info = await checkSource(conn);

@@ -1,0 +1,321 @@
+/**
+ * A suite run by more than one test file, each with its own source settings (E2eVariant):
+ * test/e2e.pgbench.test.ts (images) and test/e2e.pgbench_plain.test.ts (default WAL settings).
+ *
+ * End to end with real PostgreSQL 15 and pgbench, the pageserver as a separate process:
+ * - a source (the variant's settings) is
+ *   initialized with `pgbench -i -s 2`, bootstrapped into a timeline, and streams while
+ *   `pgbench -c 4 -T 20` runs, then `-T 8` more; the pageserver is SIGKILLed mid-stream
+ *   (while streaming, past the first recorded point) and restarted: it loads the timeline at
+ *   the disk_consistent_lsn it had on disk, resumes streaming there from its own slot (which
+ *   kept that WAL), and bootstraps nothing again; for LSNs recorded at two intermediate
+ *   points (one during each run) and at the end, a
+ *   base backup starts a stock PostgreSQL 15 with the same figures, and pg_amcheck is clean;
+ * - a branch at an intermediate LSN gets its own endpoint (a PostgreSQL started from the
+ *   branch's base backup) as WAL source; the branch serves the endpoint's writes, the parent
+ *   is unchanged at every recorded LSN;
+ * - bad input: a bad tenant id, an LSN beyond the end, a source that can't serve
+ *   replication (wal_level = minimal), a corrupted WAL byte in the stream: clear errors (the corrupt
+ *   one names the LSN of the record or page holding the byte, and why), and the server keeps
+ *   serving the other timelines: the healthy one ingests past the corrupted LSN.
+ */
+import { mkdtempSync, readFileSync, rmSync, statSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { readMetadata } from "../../src/tenant/metadata.js";
+import { lsnToString } from "../../src/types/lsn.js";
+import { BackupServer, freePort, runPg } from "./backup_server.js";
+import { CorruptingProxy } from "./corrupting_proxy.js";
+import { PageserverProcess } from "./pageserver_process.js";
+import { TestEnv } from "./env.js";
+import { PgInstance } from "./postgres.js";
+import type { E2eVariant } from "./e2e_variant.js";
+
+export function pgbenchSuite(testFile: string, variant: E2eVariant): void {
+
+
+const STATE_SQL = `SELECT (SELECT sum(abalance) FROM pgbench_accounts) || ',' || (SELECT sum(bbalance) FROM pgbench_branches)
+  || ',' || (SELECT sum(tbalance) FROM pgbench_tellers) || ',' || (SELECT count(*) FROM pgbench_history)`;
+
+const env = new TestEnv(testFile);
+let src: PgInstance;
+let ps: PageserverProcess;
+let dir: string;
+const cleanup: (() => Promise<unknown>)[] = [];
+
+interface Point {
+  lsn: string;
+  state: string;
+}
+let tenant = "";
+let main = "";
+const points: Point[] = [];
+
+async function api(method: string, path: string, body?: unknown): Promise<{ status: number; json: Record<string, unknown> }> {
+  const r = await fetch(`${ps.url}${path}`, { method, body: body === undefined ? undefined : JSON.stringify(body) });
+  const text = await r.text();
+  let json: Record<string, unknown> = {};
+  try {
+    json = JSON.parse(text) as Record<string, unknown>;
+  } catch {
+    json = { raw: text };
+  }
+  return { status: r.status, json };
+}
+
+const lsnNum = (s: string): number => {
+  const [hi, lo] = s.split("/").map((x) => Number.parseInt(x, 16)) as [number, number];
+  return hi * 2 ** 32 + lo;
+};
+
+async function timelineInfo(t: string, tl: string): Promise<Record<string, unknown>> {
+  const r = await api("GET", `/v1/tenant/${t}/timeline/${tl}`);
+  expect(r.status, JSON.stringify(r.json)).toBe(200);
+  return r.json;
+}
+
+async function waitIngested(t: string, tl: string, lsn: string, timeout_ms = 60_000): Promise<void> {
+  const deadline = Date.now() + timeout_ms;
+  for (;;) {
+    const info = await timelineInfo(t, tl);
+    if (lsnNum(String(info["last_record_lsn"])) >= lsnNum(lsn)) return;
+    if (Date.now() > deadline) throw new Error(`timeline ${tl} did not reach ${lsn}: ${JSON.stringify(info)}\n${ps.logTail()}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+async function startBackup(t: string, tl: string, lsn: string, conf: Record<string, string> = {}): Promise<BackupServer> {
+  const r = await fetch(`${ps.url}/v1/tenant/${t}/timeline/${tl}/basebackup?lsn=${lsn}`);
+  if (r.status !== 200) throw new Error(`basebackup at ${lsn}: ${r.status} ${await r.text()}`);
+  const b = new BackupServer();
+  env.add(`backup_${lsn.replace("/", "_")}_${tl.slice(0, 8)}.log`, b.log);
+  cleanup.push(() => b.destroy());
+  await b.untar(r.body as unknown as AsyncIterable<Uint8Array>);
+  await b.start(conf);
+  return b;
+}
+
+/** The source's pgbench figures and the WAL position they are exact at (writers are locked out meanwhile). */
+async function samplePoint(q: (sql: string) => Promise<string>): Promise<Point> {
+  const out = await q(`BEGIN;
+    LOCK TABLE pgbench_accounts, pgbench_branches, pgbench_tellers, pgbench_history IN EXCLUSIVE MODE;
+    SELECT pg_current_wal_insert_lsn() || ' ' || (${STATE_SQL});
+    COMMIT;`);
+  const [lsn, state] = out.trim().split(" ") as [string, string];
+  return { lsn, state };
+}
+
+/** The pageserver's JSON log lines written since byte `from` of its log file. */
+function logLinesSince(from: number): Record<string, unknown>[] {
+  const text = readFileSync(ps.logFile).subarray(from).toString("utf8");
+  const out: Record<string, unknown>[] = [];
+  for (const line of text.split("\n")) {
+    if (!line.startsWith("{")) continue;
+    try {
+      out.push(JSON.parse(line) as Record<string, unknown>);
+    } catch {
+      // a line of another writer (node warnings); not ours
+    }
+  }
+  return out;
+}
+
+function pgbench(args: string[], port: number): Promise<{ code: number; stdout: string; stderr: string }> {
+  return runPg("pgbench", [...args, "-h", "127.0.0.1", "-p", String(port), "-U", "postgres", "postgres"]);
+}
+
+beforeAll(async () => {
+  src = await PgInstance.start({ conf: variant.source_conf });
+  env.add("source.log", src.logFile);
+  dir = mkdtempSync(join(tmpdir(), "ps-e2e-pgbench-"));
+  ps = new PageserverProcess(join(dir, "workdir"), await freePort(), join(dir, "pageserver.log"));
+  env.add("pageserver.log", ps.logFile);
+  env.add("pageserver_workdir", ps.workdir);
+  await ps.start();
+});
+
+afterAll(async () => {
+  for (const c of cleanup.reverse()) await c().catch(() => undefined);
+  await ps?.stop();
+  await src?.destroy();
+  if (dir) rmSync(dir, { recursive: true, force: true });
+});
+
+describe(`pgbench through the pageserver (${variant.name})`, { timeout: 300_000 }, () => {
+  it("streams a pgbench run, survives SIGKILL, and base backups at past LSNs match the source", async () => {
+    const init = await pgbench(["-i", "-s", "2", "-q"], src.port);
+    expect(init.code, init.stderr).toBe(0);
+    tenant = String((await api("POST", "/v1/tenant", {})).json["id"]);
+    const created = await api("POST", `/v1/tenant/${tenant}/timeline`, { wal_source: { connstr: src.connectionString() } });
+    expect(created.status, JSON.stringify(created.json)).toBe(201);
+    main = String(created.json["timeline_id"]);
+
+    const initdbLsn = String(created.json["initdb_lsn"]);
+    const slot = `pageserver_${main}`;
+
+    const load = pgbench(["-c", "4", "-j", "2", "-T", "20", "-n"], src.port);
+    await new Promise((r) => setTimeout(r, 6000));
+    points.push(await samplePoint((sql) => src.psql(sql)));
+    await new Promise((r) => setTimeout(r, 3000));
+    // Killed mid-stream: streaming, and already past the first recorded point.
+    await waitIngested(tenant, main, points[0]!.lsn);
+    const before = await timelineInfo(tenant, main);
+    expect((before["wal_source"] as Record<string, unknown>)["state"], JSON.stringify(before)).toBe("streaming");
+    expect(lsnNum(String(before["last_record_lsn"]))).toBeGreaterThan(lsnNum(points[0]!.lsn));
+    await ps.kill();
+    // What the killed process had made durable is what it must come back with.
+    const onDisk = readMetadata(join(ps.workdir, "tenants", tenant, "timelines", main, "metadata"));
+    const durable = lsnToString(onDisk.disk_consistent_lsn);
+    expect(onDisk.disk_consistent_lsn).toBeGreaterThanOrEqual(lsnNum(String(before["disk_consistent_lsn"])));
+    const logFrom = statSync(ps.logFile).size;
+    await ps.start();
+    const after = await timelineInfo(tenant, main);
+    expect(after["disk_consistent_lsn"], "disk_consistent_lsn after the restart").toBe(durable);
+    expect(after["initdb_lsn"]).toBe(initdbLsn);
+    expect(((await api("GET", `/v1/tenant/${tenant}/timeline`)).json as unknown as Record<string, unknown>[]).map((t) => t["timeline_id"])).toEqual([main]);
+    // Resumed from its slot at that LSN, not bootstrapped again.
+    const deadline = Date.now() + 30_000;
+    let resumed: Record<string, unknown> | undefined;
+    while (resumed === undefined && Date.now() < deadline) {
+      resumed = logLinesSince(logFrom).find((l) => l["msg"] === "streaming WAL" && l["timeline_id"] === main);
+      if (resumed === undefined) await new Promise((r) => setTimeout(r, 100));
+    }
+    expect(resumed, ps.logTail()).toBeDefined();
+    expect(resumed!["slot"]).toBe(slot);
+    expect(resumed!["start_lsn"]).toBe(durable);
+    expect(logLinesSince(logFrom).filter((l) => l["msg"] === "bootstrapped from base backup")).toEqual([]);
+    expect(await src.psql("SELECT string_agg(slot_name, ',') FROM pg_replication_slots WHERE slot_name LIKE 'pageserver_%'")).toBe(slot);
+    expect(lsnNum(await src.psql(`SELECT restart_lsn FROM pg_replication_slots WHERE slot_name = '${slot}'`))).toBeLessThanOrEqual(onDisk.disk_consistent_lsn);
+    const done = await load;
+    expect(done.code, done.stderr).toBe(0);
+    // More load on the restarted pageserver (the checks above may outlast the first run on a
+    // busy machine): a point while it runs, one after.
+    const load2 = pgbench(["-c", "4", "-j", "2", "-T", "8", "-n"], src.port);
+    await new Promise((r) => setTimeout(r, 3000));
+    points.push(await samplePoint((sql) => src.psql(sql)));
+    const done2 = await load2;
+    expect(done2.code, done2.stderr).toBe(0);
+    points.push(await samplePoint((sql) => src.psql(sql)));
+    await src.psql("CREATE TABLE after_load (); INSERT INTO after_load DEFAULT VALUES;");
+    await waitIngested(tenant, main, points[2]!.lsn);
+    expect(new Set(points.map((p) => p.state)).size).toBe(3);
+
+    for (const p of points) {
+      const b = await startBackup(tenant, main, p.lsn);
+      expect(await b.psql(STATE_SQL), `figures at ${p.lsn}`).toBe(p.state);
+      const chk = await b.amcheck();
+      expect(chk.code, chk.out).toBe(0);
+      await b.destroy();
+    }
+  });
+
+  it("a branch streams from its own endpoint; the parent is unchanged", async () => {
+    const branchAt = points[0]!;
+    const br = await api("POST", `/v1/tenant/${tenant}/timeline`, { ancestor_timeline_id: main, ancestor_start_lsn: branchAt.lsn });
+    expect(br.status, JSON.stringify(br.json)).toBe(201);
+    const branch = String(br.json["timeline_id"]);
+    const endpoint = await startBackup(tenant, branch, branchAt.lsn, variant.endpoint_conf);
+    expect(await endpoint.psql(STATE_SQL)).toBe(branchAt.state);
+    const set = await api("PUT", `/v1/tenant/${tenant}/timeline/${branch}/wal_source`, { connstr: endpoint.connectionString() });
+    expect(set.status, JSON.stringify(set.json)).toBe(200);
+
+    await endpoint.psql(`
+      UPDATE pgbench_accounts SET abalance = abalance + 1000 WHERE aid <= 500;
+      CREATE TABLE only_on_branch AS SELECT generate_series(1, 1000) AS x;
+      INSERT INTO pgbench_history (tid, bid, aid, delta, mtime) VALUES (1, 1, 1, 42, now());`);
+    const endState = await samplePoint((sql) => endpoint.psql(sql));
+    const extra = await endpoint.psql("SELECT sum(x) FROM only_on_branch");
+    await endpoint.psql("CREATE TABLE marker (); INSERT INTO marker DEFAULT VALUES;");
+    await waitIngested(tenant, branch, endState.lsn);
+
+    const b = await startBackup(tenant, branch, endState.lsn);
+    expect(await b.psql(STATE_SQL)).toBe(endState.state);
+    expect(await b.psql("SELECT sum(x) FROM only_on_branch")).toBe(extra);
+    await b.destroy();
+    await endpoint.stop();
+    for (const p of [points[0]!, points[2]!]) {
+      const pb = await startBackup(tenant, main, p.lsn);
+      expect(await pb.psql(STATE_SQL), `parent at ${p.lsn}`).toBe(p.state);
+      expect(await pb.psql("SELECT count(*) FROM pg_class WHERE relname = 'only_on_branch'")).toBe("0");
+      await pb.destroy();
+    }
+    await api("DELETE", `/v1/tenant/${tenant}/timeline/${branch}/wal_source`);
+  });
+
+  it("bad input gets clear errors and the server keeps serving", async () => {
+    const bad = await api("GET", "/v1/tenant/not-a-tenant/timeline");
+    expect(bad.status).toBe(400);
+    expect(String(bad.json["error"])).toMatch(/invalid tenant id/);
+
+    const conf = await api("PUT", `/v1/tenant/${tenant}/config`, { wait_lsn_timeout: "1s" });
+    expect(conf.status, JSON.stringify(conf.json)).toBe(200);
+    const beyond = await fetch(`${ps.url}/v1/tenant/${tenant}/timeline/${main}/basebackup?lsn=FF/0`);
+    expect(beyond.status).toBe(504);
+    expect(await beyond.text()).toMatch(/timed out after 1000 ms waiting for WAL to reach FF\/0/);
+
+    // A source that can't serve replication is refused before anything is created.
+    const minimal = await PgInstance.start({ conf: { wal_level: "minimal", max_wal_senders: 0 } });
+    cleanup.push(() => minimal.destroy());
+    const before = (await api("GET", `/v1/tenant/${tenant}/timeline`)).json;
+    const refused = await api("POST", `/v1/tenant/${tenant}/timeline`, { wal_source: { connstr: minimal.connectionString() } });
+    expect(refused.status, JSON.stringify(refused.json)).toBe(422);
+    expect(refused.json["code"]).toBe("source_unavailable");
+    expect(String(refused.json["error"])).toMatch(/cannot connect to the WAL source: .*max_wal_senders/);
+    expect((await api("GET", `/v1/tenant/${tenant}/timeline`)).json).toEqual(before);
+
+    // A corrupted byte in the WAL stream stops ingest on that timeline only, naming the LSN.
+    const proxy = new CorruptingProxy(src.port);
+    cleanup.push(() => proxy.stop());
+    await proxy.start();
+    const viaProxy = `postgresql://postgres@127.0.0.1:${proxy.port}/postgres`;
+    const t2 = String((await api("POST", "/v1/tenant", {})).json["id"]);
+    const c2 = await api("POST", `/v1/tenant/${t2}/timeline`, { wal_source: { connstr: viaProxy } });
+    expect(c2.status, JSON.stringify(c2.json)).toBe(201);
+    const tl2 = String(c2.json["timeline_id"]);
+    await waitIngested(t2, tl2, await src.psql("SELECT pg_current_wal_insert_lsn()"));
+    proxy.armed = true;
+    await src.psql("CREATE TABLE after_corruption AS SELECT generate_series(1, 5000) AS x;");
+    const afterCorruption = await src.psql("SELECT pg_current_wal_insert_lsn()");
+    const deadline = Date.now() + 30_000;
+    let ws: Record<string, unknown> = {};
+    for (;;) {
+      ws = (await timelineInfo(t2, tl2))["wal_source"] as Record<string, unknown>;
+      if (ws["state"] === "failed" || Date.now() > deadline) break;
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    expect(proxy.corruptedAt).not.toBe(null);
+    expect(ws["state"]).toBe("failed");
+    // The error names the record (or page) that holds the flipped byte, and why it is refused.
+    const lastError = String(ws["last_error"]);
+    const m = /invalid WAL at ([0-9A-F]+\/[0-9A-F]+): (unexpected pageaddr|incorrect resource manager data checksum in record)\b/.exec(lastError);
+    expect(m, lastError).not.toBeNull();
+    const errLsn = lsnNum(m![1]!);
+    const byteLsn = proxy.corruptedByteLsn!;
+    if (proxy.corruptedAt! % 8192 === 0) {
+      expect(m![2], lastError).toBe("unexpected pageaddr");
+      expect(m![1], lastError).toBe(lsnToString(proxy.corruptedAt!));
+    } else {
+      expect(m![2], lastError).toBe("incorrect resource manager data checksum in record");
+      const dump = await src.waldump(["-s", m![1]!, "-n", "1"]);
+      const rec = /len \(rec\/tot\):\s*\d+\/\s*(\d+), tx:\s*\d+, lsn: ([0-9A-F]+\/[0-9A-F]+),/.exec(dump.stdout);
+      expect(rec, `${dump.stdout}${dump.stderr}`).not.toBeNull();
+      expect(lsnNum(rec![2]!), `pg_waldump: ${dump.stdout}`).toBe(errLsn);
+      // The record spans the byte (page headers inside it count too).
+      const span = Number(rec![1]) + 40 * (1 + Math.ceil(Number(rec![1]) / 8192));
+      expect(byteLsn, `flipped byte at ${lsnToString(byteLsn)}, record at ${m![1]}`).toBeGreaterThanOrEqual(errLsn);
+      expect(byteLsn, `flipped byte at ${lsnToString(byteLsn)}, record at ${m![1]}`).toBeLessThan(errLsn + span);
+    }
+    // The other timelines still serve, and the healthy one ingests past the corrupted LSN.
+    expect(lsnNum(afterCorruption)).toBeGreaterThan(byteLsn);
+    await waitIngested(tenant, main, afterCorruption);
+    const mainInfo = await timelineInfo(tenant, main);
+    expect((mainInfo["wal_source"] as Record<string, unknown>)["state"]).toBe("streaming");
+    const b = await startBackup(tenant, main, afterCorruption);
+    expect(await b.psql(STATE_SQL)).toBe(points[2]!.state);
+    expect(await b.psql("SELECT count(*) || ',' || sum(x) FROM after_corruption")).toBe("5000,12502500");
+    await b.destroy();
+    expect((await api("GET", "/v1/status")).status).toBe(200);
+  });
+});
+}
