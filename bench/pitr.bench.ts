@@ -51,7 +51,7 @@ const CHECKPOINT_TIMEOUT = process.env["PITR_CHECKPOINT_TIMEOUT"] ?? "30s";
 const CHUNK_S = 5;
 /** How often the insert LSN is read during the load. */
 const LSN_POLL_MS = 100;
-const TOTAL_MS = Number(process.env["PITR_TOTAL_S"] ?? 1500) * 1000;
+const TOTAL_MS = Number(process.env["PITR_TOTAL_S"] ?? 900) * 1000;
 /** The load stops after this many runs even when the volumes are not reached (then the bench fails). */
 const MAX_CHUNKS = Math.ceil(TOTAL_MS / 1000 / CHUNK_S);
 const PEER = "PG15 base backup + WAL archive replay";
@@ -178,6 +178,8 @@ export default async function run(): Promise<BenchRow[]> {
       const load = pgbench(["-n", "-c", String(CLIENTS), "-j", "2", "-T", String(CHUNK_S)]).finally(() => {
         running = false;
       });
+      // Handled here too, so a failing LSN read below leaves no unhandled rejection behind; awaited after the loop.
+      load.catch(() => undefined);
       while (running) {
         await Promise.race([sleep(LSN_POLL_MS), load]);
         const lsn = await insertLsn();
