@@ -3,9 +3,14 @@
  * Server, timeline bootstrapped from the source over the HTTP API) side by side with a stock
  * PostgreSQL 15 streaming standby (the peer) replaying the same WAL.
  *
- * Source: PostgreSQL 15, wal_level = replica, wal_consistency_checking = all (the pageserver
- * needs it; the standby then also verifies every block image), wal_compression = lz4;
+ * Source: PostgreSQL 15 on default WAL settings (wal_level = replica, full_page_writes on,
+ * wal_compression off, no wal_consistency_checking): plain WAL, as a production database
+ * writes it; the pageserver redoes every record natively and the standby is a plain one.
  * `pgbench -i -s 5`. Both consumers are attached before any load.
+ * INGEST_WAL=images runs the former variant instead: wal_consistency_checking = all and
+ * wal_compression = lz4, so every record carries the page after it (≈16× the WAL) and the
+ * standby also compares that image with the page its redo produced (checkXLogConsistency).
+ * Every row against the peer names the variant (see PEER_NOTE).
  * - live: lsn0, `pgbench -c 4 -T LIVE_S`, lsn1; seconds from the load's start until each
  *   consumer has applied lsn1 (pageserver last_record_lsn, standby pg_last_wal_replay_lsn(),
  *   polled every 20 ms): catch-up time including the load. MB/s and records/s over
@@ -24,9 +29,6 @@
  * the bench fails otherwise.
  * The standby's catch-up startup (pg_ctl start until it answers a query) is also reported on
  * its own, and the catch-up again with the standby timed from then (replay only).
- * The peer does more than a plain standby would: wal_consistency_checking = all on the source
- * puts an image on every record, and the standby replays it and compares it with the page
- * its redo produced (checkXLogConsistency). Every row against the peer says so in its name.
  * Everything is bounded (each wait has a deadline); every process and dir is removed in finally.
  */
 import { mkdtempSync, rmSync } from "node:fs";
@@ -46,16 +48,18 @@ import type { Timeline } from "../src/tenant/timeline.js";
 import type { TenantId, TimelineId } from "../src/types/ids.js";
 import { type BenchRow, percentile, row } from "./harness.js";
 
+/** INGEST_WAL=images: the former image-carrying source (see the header). */
+const IMAGES = (process.env["INGEST_WAL"] ?? "plain") === "images";
+if (!IMAGES && (process.env["INGEST_WAL"] ?? "plain") !== "plain") throw new Error("INGEST_WAL must be plain (default) or images");
 const SOURCE_CONF = {
   wal_level: "replica",
-  wal_consistency_checking: "all",
-  wal_compression: "lz4",
+  full_page_writes: true,
+  ...(IMAGES ? { wal_consistency_checking: "all", wal_compression: "lz4", max_wal_size: "4GB" } : { wal_compression: "off" }),
   max_wal_senders: 10,
   max_replication_slots: 10,
   max_connections: 30,
   // The pageserver's slot is dropped by DELETE wal_source: keep the WAL it resumes from.
   wal_keep_size: "4GB",
-  max_wal_size: "4GB",
   // No autovacuum: the WAL in each measured range is pgbench's alone, and records_ingested
   // can be checked against pg_waldump's count.
   autovacuum: false,
@@ -74,8 +78,8 @@ const PS_POLL_MS = Number(process.env["INGEST_PS_POLL_MS"] ?? POLL_MS);
 /** Hard bound on the whole bench. */
 const TOTAL_MS = 175_000;
 const PEER = "PG15 streaming standby";
-/** Appended to the name of every row compared with the standby. */
-const PEER_NOTE = " [peer replays + checks an image on every record]";
+/** Appended to the name of every row compared with the standby: what the peer does. */
+const PEER_NOTE = IMAGES ? " [image WAL: peer replays + checks an image on every record]" : " [plain WAL: peer is a plain standby replaying it]";
 
 const sleep = (ms: number) => new Promise<void>((res) => setTimeout(res, ms));
 const log = (msg: string) => console.error(`[ingest ${new Date().toISOString().slice(11, 23)}] ${msg}`);
@@ -268,7 +272,7 @@ export default async function run(): Promise<BenchRow[]> {
   let watcher: StandbyWatcher | null = null;
   let bb: BackupServer | null = null;
   try {
-    log("source: initdb, start, pgbench -i");
+    log(`source: initdb, start (${IMAGES ? "image WAL: wal_consistency_checking = all, lz4" : "plain WAL: default settings"}), pgbench -i`);
     src = await PgInstance.start({ conf: SOURCE_CONF });
     await pgbench(src, ["-i", "-s", String(SCALE), "-q"]);
     await src.psql("CHECKPOINT");

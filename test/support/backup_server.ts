@@ -70,16 +70,21 @@ export class BackupServer {
     execFileSync("chmod", ["700", this.data]);
   }
 
-  /** Start; `conf` adds -c settings (e.g. to make it a WAL source: wal_consistency_checking). */
-  async start(conf: Record<string, string> = {}): Promise<void> {
+  /**
+   * Start; `conf` adds -c settings (e.g. to make it a WAL source: wal_consistency_checking).
+   * pg_ctl waits up to `timeoutS` (a PITR replaying a long archive with hot_standby off
+   * only answers once its recovery is done).
+   */
+  async start(conf: Record<string, string> = {}, timeoutS = 60): Promise<void> {
     this.port = await freePort();
     const extra = Object.entries(conf)
       .map(([k, v]) => `-c ${k}=${v}`)
       .join(" ");
     const opts = `-p ${this.port} -c listen_addresses=127.0.0.1 -k ${this.sock} -c fsync=off -c max_connections=20 -c shared_buffers=16MB -c max_prepared_transactions=5 ${extra}`;
-    const r = await runPg("pg_ctl", ["-D", this.data, "-l", this.log, "-w", "-t", "60", "-o", opts, "start"]);
-    if (r.code !== 0) throw new Error(`PostgreSQL on the base backup failed to start: ${r.stderr}\n${this.logText()}`);
+    // Running from here on: a start that times out leaves a postmaster that destroy() must stop.
     this.running = true;
+    const r = await runPg("pg_ctl", ["-D", this.data, "-l", this.log, "-w", "-t", String(timeoutS), "-o", opts, "start"]);
+    if (r.code !== 0) throw new Error(`PostgreSQL on the base backup failed to start: ${r.stderr}\n${this.logText()}`);
   }
 
   connectionString(db = "postgres"): string {
