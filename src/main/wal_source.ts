@@ -242,7 +242,16 @@ export class TimelineWalSource {
         flushLsn: () => tl.diskConsistentLsn,
         applyLsn: () => tl.lastRecordLsn,
         onStateChange: (s) => {
+          const was = this.state_?.state;
           this.state_ = s;
+          // Transitions an operator wants in the log: the stream lost (and why), and back.
+          if (s.state === "backoff") {
+            this.log.warn({ last_error: s.last_error, next_attempt_at_ms: s.next_attempt_at_ms, last_received_lsn: lsnToString(s.last_received_lsn) }, "WAL stream lost; reconnecting");
+          } else if (s.state === "streaming" && was !== undefined && was !== "connecting") {
+            this.log.info({ last_received_lsn: lsnToString(s.last_received_lsn) }, "WAL stream resumed");
+          } else if (s.state === "streaming" && was === "connecting" && s.connect_attempts > 1) {
+            this.log.info({ last_received_lsn: lsnToString(s.last_received_lsn), connect_attempts: s.connect_attempts }, "WAL stream resumed");
+          }
         },
       },
     );
