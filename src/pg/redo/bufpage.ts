@@ -325,27 +325,101 @@ const compactLp = new Uint16Array(MAX_LINE_POINTERS);
 const compactOff = new Uint16Array(MAX_LINE_POINTERS);
 const compactLen = new Uint16Array(MAX_LINE_POINTERS);
 const scratchPage = new Uint8Array(BLCKSZ);
+const scratchWords = new Int32Array(scratchPage.buffer);
+/** Typed-array word views use the host's byte order; the page format is little-endian. */
+const LITTLE_ENDIAN = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1;
+/** Line pointer n (1-based) is Int32 word LP_WORD_BASE + n of a page. */
+const LP_WORD_BASE = SIZE_OF_PAGE_HEADER / SIZE_OF_ITEM_ID - 1;
 const scratchLinePointers = new Uint8Array(BLCKSZ);
+
+/** Below this many bytes a byte loop beats a subarray view + set (the view is an allocation). */
+const COPY_LOOP_MAX_BYTES = 64;
+
+/** dst[dstOff, dstOff + len) := src[srcOff, srcOff + len) for distinct arrays, without a view for short copies. */
+export function copyBytes(dst: Uint8Array, dstOff: number, src: Uint8Array, srcOff: number, len: number): void {
+  if (len <= COPY_LOOP_MAX_BYTES && srcOff + len <= src.length && dstOff + len <= dst.length) {
+    for (let i = 0; i < len; i++) dst[dstOff + i] = src[srcOff + i]!;
+  } else {
+    dst.set(src.subarray(srcOff, srcOff + len), dstOff);
+  }
+}
+
+/** Line pointer `lp` keeps its flags and length and points at `lpOff`. */
+function setItemIdOff(page: Uint8Array, lp: number, lpOff: number): void {
+  const at = lpAt(lp);
+  setU32(page, at, ((u32(page, at) & ~0x7fff) | (lpOff & 0x7fff)) >>> 0);
+}
 
 /**
  * compactify_tuples: place the n collected tuples from pd_special downward in the order
- * collected (line-pointer order), rewrite their lp_off, set pd_upper. PostgreSQL moves them
- * with memmove/memcpy in place or through a scratch block depending on their order; the
- * resulting bytes are the same in every case: tuple i's MAXALIGNed bytes end where tuple
- * i - 1's begin. Copying every source through the scratch page first gives exactly that.
+ * collected (line-pointer order), rewrite their lp_off, set pd_upper. Tuple i's MAXALIGNed
+ * bytes end where tuple i - 1's begin. When the tuples are already in descending, disjoint
+ * order (the usual case, PostgreSQL's "presorted"), each only moves up, over bytes no later
+ * tuple needs, so runs of adjacent tuples move in place (memmove) as PostgreSQL does;
+ * otherwise every source is first copied to a scratch page. Both give the same bytes.
  */
 function compactifyTuples(page: Uint8Array, n: number): void {
   const special = pdSpecial(page);
-  const upperBefore = pdUpper(page);
-  scratchPage.set(page.subarray(upperBefore, BLCKSZ), upperBefore);
-  let upper = special;
+  let presorted = true;
+  // Word copies need 4-aligned tuples inside the page on a 4-aligned page.
+  let wordsOk = LITTLE_ENDIAN && (page.byteOffset & 3) === 0;
+  let prevOff = special;
   for (let i = 0; i < n; i++) {
     const off = compactOff[i]!;
     const len = compactLen[i]!;
-    upper -= len;
-    if (upper !== off) page.set(scratchPage.subarray(off, off + len), upper);
-    const lp = compactLp[i]!;
-    setItemId(page, lp, upper, itemIdFlags(page, lp), itemIdLen(page, lp));
+    if (off + len > prevOff) presorted = false;
+    if ((off & 3) !== 0 || off + len > BLCKSZ) wordsOk = false;
+    prevOff = off;
+  }
+  let upper = special;
+  if (presorted) {
+    // A run: source [runSrc, runSrc + runLen) goes to [runDst, runDst + runLen), runDst >= runSrc.
+    let runSrc = special;
+    let runDst = special;
+    let runLen = 0;
+    for (let i = 0; i < n; i++) {
+      const off = compactOff[i]!;
+      const len = compactLen[i]!;
+      upper -= len;
+      if (off + len === runSrc) {
+        runSrc = off;
+        runDst = upper;
+        runLen += len;
+      } else {
+        if (runLen > 0 && runSrc !== runDst) page.copyWithin(runDst, runSrc, runSrc + runLen);
+        runSrc = off;
+        runDst = upper;
+        runLen = len;
+      }
+      setItemIdOff(page, compactLp[i]!, upper);
+    }
+    if (runLen > 0 && runSrc !== runDst) page.copyWithin(runDst, runSrc, runSrc + runLen);
+  } else {
+    const upperBefore = pdUpper(page);
+    scratchPage.set(page.subarray(upperBefore, BLCKSZ), upperBefore);
+    if (wordsOk) {
+      const words = new Int32Array(page.buffer, page.byteOffset, BLCKSZ >>> 2);
+      for (let i = 0; i < n; i++) {
+        const off = compactOff[i]!;
+        const len = compactLen[i]!;
+        upper -= len;
+        if (upper !== off) {
+          const d = upper >>> 2;
+          const s = off >>> 2;
+          for (let k = 0; k < len >>> 2; k++) words[d + k] = scratchWords[s + k]!;
+        }
+        const lp = LP_WORD_BASE + compactLp[i]!;
+        words[lp] = (words[lp]! & ~0x7fff) | upper;
+      }
+    } else {
+      for (let i = 0; i < n; i++) {
+        const off = compactOff[i]!;
+        const len = compactLen[i]!;
+        upper -= len;
+        if (upper !== off) copyBytes(page, upper, scratchPage, off, len);
+        setItemIdOff(page, compactLp[i]!, upper);
+      }
+    }
   }
   setPdUpper(page, upper);
 }
@@ -366,10 +440,11 @@ export function pageRepairFragmentation(page: Uint8Array): void {
   let totalLen = 0;
   let finalUsed = InvalidOffsetNumber;
   for (let i = FirstOffsetNumber; i <= nline; i++) {
-    if (itemIdIsUsed(page, i)) {
-      const len = itemIdLen(page, i);
+    const w = lpWord(page, i);
+    if (((w >>> 15) & 3) !== LP_UNUSED) {
+      const len = w >>> 17;
       if (len !== 0) {
-        const off = itemIdOff(page, i);
+        const off = w & 0x7fff;
         if (off < upper || off >= special) throw new PageLayoutError(`corrupted line pointer: ${off}`);
         compactLp[nstorage] = i;
         compactOff[nstorage] = off;
@@ -379,7 +454,7 @@ export function pageRepairFragmentation(page: Uint8Array): void {
       }
       finalUsed = i;
     } else {
-      setItemIdUnused(page, i);
+      if (w !== 0) setItemIdUnused(page, i);
       nunused++;
     }
   }
@@ -484,8 +559,8 @@ export function pageIndexTupleDelete(page: Uint8Array, off: number): void {
   if (!pageIsEmpty(page)) {
     nline--;
     for (let i = FirstOffsetNumber; i <= nline; i++) {
-      const o = itemIdOff(page, i);
-      if (o <= offset) setItemId(page, i, o + size, itemIdFlags(page, i), itemIdLen(page, i));
+      const o = lpWord(page, i) & 0x7fff;
+      if (o <= offset) setItemIdOff(page, i, o + size);
     }
   }
 }
@@ -511,8 +586,9 @@ export function pageIndexMultiDelete(page: Uint8Array, offs: ArrayLike<number>):
   let next = 0;
   let totalLen = 0;
   for (let off = FirstOffsetNumber; off <= nline; off++) {
-    const size = itemIdLen(page, off);
-    const offset = itemIdOff(page, off);
+    const w = lpWord(page, off);
+    const size = w >>> 17;
+    const offset = w & 0x7fff;
     if (offset < upper || offset + size > special || offset !== maxAlign(offset)) {
       throw new PageLayoutError(`corrupted line pointer: offset = ${offset}, size = ${size}`);
     }
@@ -523,8 +599,7 @@ export function pageIndexMultiDelete(page: Uint8Array, offs: ArrayLike<number>):
       compactOff[nused] = offset;
       compactLen[nused] = maxAlign(size);
       totalLen += maxAlign(size);
-      const at = lpAt(off);
-      scratchLinePointers.set(page.subarray(at, at + SIZE_OF_ITEM_ID), nused * SIZE_OF_ITEM_ID);
+      setU32(scratchLinePointers, nused * SIZE_OF_ITEM_ID, w);
       nused++;
     }
   }
@@ -559,9 +634,9 @@ export function pageIndexTupleDeleteNoCompact(page: Uint8Array, off: number): vo
   setPdUpper(page, upper + size);
   if (!pageIsEmpty(page)) {
     for (let i = FirstOffsetNumber; i <= nline; i++) {
-      const len = itemIdLen(page, i);
-      const o = itemIdOff(page, i);
-      if (len !== 0 && o <= offset) setItemId(page, i, o + size, itemIdFlags(page, i), len);
+      const w = lpWord(page, i);
+      const o = w & 0x7fff;
+      if (w >>> 17 !== 0 && o <= offset) setItemIdOff(page, i, o + size);
     }
   }
 }
@@ -584,9 +659,9 @@ export function pageIndexTupleOverwrite(page: Uint8Array, off: number, item: Uin
     page.copyWithin(upper + sizeDiff, upper, offset);
     setPdUpper(page, upper + sizeDiff);
     for (let i = FirstOffsetNumber; i <= itemCount; i++) {
-      const len = itemIdLen(page, i);
-      const o = itemIdOff(page, i);
-      if (len !== 0 && o <= offset) setItemId(page, i, o + sizeDiff, itemIdFlags(page, i), len);
+      const w = lpWord(page, i);
+      const o = w & 0x7fff;
+      if (w >>> 17 !== 0 && o <= offset) setItemIdOff(page, i, o + sizeDiff);
     }
   }
   setItemId(page, off, offset + sizeDiff, itemIdFlags(page, off), item.length);
