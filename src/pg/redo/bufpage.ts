@@ -286,6 +286,36 @@ function checkPointers(page: Uint8Array): void {
  * item does not fit or the offset is refused (PostgreSQL's WARNING cases).
  */
 export function pageAddItemExtended(page: Uint8Array, item: Uint8Array, offsetNumber: number, flags: number): number {
+  return pageAddItemBytes(page, item, 0, item.length, offsetNumber, flags);
+}
+
+/** pageAddItemExtended of the item src[srcOff, srcOff + len) (src may be the page itself), without a view of it. */
+export function pageAddItemBytes(page: Uint8Array, src: Uint8Array, srcOff: number, len: number, offsetNumber: number, flags: number): number {
+  if (srcOff < 0 || len < 0 || srcOff + len > src.length) throw new RangeError(`item [${srcOff}, ${srcOff + len}) is outside its ${src.length}-byte array`);
+  const off = addItemSlot(page, len, offsetNumber, flags);
+  if (off === InvalidOffsetNumber) return off;
+  if (srcOff === 0 && len === src.length) page.set(src, slotUpper);
+  else if (src === page) page.copyWithin(slotUpper, srcOff, srcOff + len);
+  else copyBytes(page, slotUpper, src, srcOff, len);
+  return off;
+}
+
+/**
+ * pageAddItemExtended at a given `offsetNumber` without the copy: the line pointer (lp_len =
+ * len), pd_lower and pd_upper are set as it sets them, and the item's byte offset is returned
+ * (0 where it returns InvalidOffsetNumber). The caller writes the `len` item bytes there, so a
+ * tuple can be assembled in place.
+ */
+export function pageAddItemSpace(page: Uint8Array, len: number, offsetNumber: number, flags: number): number {
+  if (offsetNumber === InvalidOffsetNumber || len < 0) throw new RangeError(`pageAddItemSpace: offset ${offsetNumber}, length ${len}`);
+  return addItemSlot(page, len, offsetNumber, flags) === InvalidOffsetNumber ? 0 : slotUpper;
+}
+
+/** Where addItemSlot placed its item (pd_upper after it): read right after a successful call. */
+let slotUpper = 0;
+
+/** PageAddItemExtended but the copy of the item's bytes (see pageAddItemExtended); sets slotUpper. */
+function addItemSlot(page: Uint8Array, len: number, offsetNumber: number, flags: number): number {
   checkPointersLoose(page);
   const limit = pageGetMaxOffsetNumber(page) + 1;
   let off = offsetNumber;
@@ -308,14 +338,14 @@ export function pageAddItemExtended(page: Uint8Array, item: Uint8Array, offsetNu
   if ((flags & PAI_IS_HEAP) !== 0 && off > MAX_HEAP_TUPLES_PER_PAGE) return InvalidOffsetNumber;
 
   const lower = off === limit || needShuffle ? pdLower(page) + SIZE_OF_ITEM_ID : pdLower(page);
-  const upper = pdUpper(page) - maxAlign(item.length);
+  const upper = pdUpper(page) - maxAlign(len);
   if (lower > upper) return InvalidOffsetNumber;
 
   if (needShuffle) page.copyWithin(lpAt(off + 1), lpAt(off), lpAt(limit));
-  setItemIdNormal(page, off, upper, item.length);
-  page.set(item, upper);
+  setItemIdNormal(page, off, upper, len);
   setPdLower(page, lower);
   setPdUpper(page, upper);
+  slotUpper = upper;
   return off;
 }
 
@@ -333,7 +363,7 @@ const LP_WORD_BASE = SIZE_OF_PAGE_HEADER / SIZE_OF_ITEM_ID - 1;
 const scratchLinePointers = new Uint8Array(BLCKSZ);
 
 /** Below this many bytes a byte loop beats a subarray view + set (the view is an allocation). */
-const COPY_LOOP_MAX_BYTES = 64;
+const COPY_LOOP_MAX_BYTES = 24;
 
 /** dst[dstOff, dstOff + len) := src[srcOff, srcOff + len) for distinct arrays, without a view for short copies. */
 export function copyBytes(dst: Uint8Array, dstOff: number, src: Uint8Array, srcOff: number, len: number): void {
