@@ -238,6 +238,15 @@ export function pageGetItem(page: Uint8Array, off: number): Uint8Array {
   return page.subarray(start, start + len);
 }
 
+/** Where pageGetItem's item starts (lp_off), with the same check, without a view; its length is itemIdLen. */
+export function pageGetItemPos(page: Uint8Array, off: number): number {
+  const w = lpWord(page, off);
+  const start = w & 0x7fff;
+  const len = w >>> 17;
+  if (start + len > BLCKSZ) throw new PageLayoutError(`line pointer ${off}: item [${start}, ${start + len}) reaches past the page`);
+  return start;
+}
+
 /** [pd_special, BLCKSZ) as a subarray. */
 export function pageGetSpecial(page: Uint8Array): Uint8Array {
   const special = pdSpecial(page);
