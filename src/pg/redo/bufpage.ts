@@ -22,8 +22,11 @@
  * with its MAXALIGN padding bytes; bytes left below pd_upper are not cleared (PostgreSQL
  * doesn't either; the masks hide [pd_lower, pd_upper)).
  *
- * Hot path: no allocation per call except the subarrays pageGetItem/pageGetSpecial return;
- * compaction works in two module-level scratch buffers (calls are synchronous, never nested).
+ * Hot path: no allocation per call except the subarrays pageGetItem/pageGetSpecial return and
+ * an Int32Array view of the page for long line-pointer loops and word copies (little-endian
+ * host, 4-aligned page; bytes otherwise); no view per item or line pointer (pageGetItemPos,
+ * pageAddItemBytes, pageAddItemSpace avoid them for callers). Compaction works in
+ * module-level scratch buffers (calls are synchronous, never nested).
  */
 import { PageserverError } from "../../types/errors.js";
 import { BLCKSZ, MAXIMUM_ALIGNOF, SIZE_OF_PAGE_HEADER } from "../consts.js";
@@ -389,6 +392,36 @@ function setItemIdOff(page: Uint8Array, lp: number, lpOff: number): void {
   setU32(page, at, ((u32(page, at) & ~0x7fff) | (lpOff & 0x7fff)) >>> 0);
 }
 
+/** Below this many line pointers a byte loop is cheaper than making a word view of the page. */
+const WORD_VIEW_MIN_LINE_POINTERS = 16;
+
+/**
+ * The page as Int32 words (line pointer n is word LP_WORD_BASE + n), when the host is
+ * little-endian and the page a 4-aligned BLCKSZ array; else null (callers use bytes).
+ */
+function pageWords(page: Uint8Array): Int32Array | null {
+  if (!LITTLE_ENDIAN || (page.byteOffset & 3) !== 0 || page.length !== BLCKSZ) return null;
+  return new Int32Array(page.buffer, page.byteOffset, BLCKSZ >>> 2);
+}
+
+/** Line pointers 1..nline with lp_off <= offset (and lp_len != 0 if storageOnly) move by delta: the tuple data below `offset` moved. */
+function shiftItemOffsets(page: Uint8Array, nline: number, offset: number, delta: number, storageOnly: boolean): void {
+  const words = nline >= WORD_VIEW_MIN_LINE_POINTERS ? pageWords(page) : null;
+  if (words !== null) {
+    for (let i = LP_WORD_BASE + 1; i <= LP_WORD_BASE + nline; i++) {
+      const w = words[i]!;
+      const o = w & 0x7fff;
+      if (o <= offset && (!storageOnly || w >>> 17 !== 0)) words[i] = (w & ~0x7fff) | ((o + delta) & 0x7fff);
+    }
+    return;
+  }
+  for (let i = FirstOffsetNumber; i <= nline; i++) {
+    const w = lpWord(page, i);
+    const o = w & 0x7fff;
+    if (o <= offset && (!storageOnly || w >>> 17 !== 0)) setItemIdOff(page, i, o + delta);
+  }
+}
+
 /**
  * compactify_tuples: place the n collected tuples from pd_special downward in the order
  * collected (line-pointer order), rewrite their lp_off, set pd_upper. Tuple i's MAXALIGNed
@@ -401,7 +434,8 @@ function compactifyTuples(page: Uint8Array, n: number): void {
   const special = pdSpecial(page);
   let presorted = true;
   // Word copies need 4-aligned tuples inside the page on a 4-aligned page.
-  let wordsOk = LITTLE_ENDIAN && (page.byteOffset & 3) === 0;
+  const words = pageWords(page);
+  let wordsOk = words !== null;
   let prevOff = special;
   for (let i = 0; i < n; i++) {
     const off = compactOff[i]!;
@@ -430,14 +464,18 @@ function compactifyTuples(page: Uint8Array, n: number): void {
         runDst = upper;
         runLen = len;
       }
-      setItemIdOff(page, compactLp[i]!, upper);
+      if (words !== null) {
+        const lp = LP_WORD_BASE + compactLp[i]!;
+        words[lp] = (words[lp]! & ~0x7fff) | upper;
+      } else {
+        setItemIdOff(page, compactLp[i]!, upper);
+      }
     }
     if (runLen > 0 && runSrc !== runDst) page.copyWithin(runDst, runSrc, runSrc + runLen);
   } else {
     const upperBefore = pdUpper(page);
     scratchPage.set(page.subarray(upperBefore, BLCKSZ), upperBefore);
-    if (wordsOk) {
-      const words = new Int32Array(page.buffer, page.byteOffset, BLCKSZ >>> 2);
+    if (wordsOk && words !== null) {
       for (let i = 0; i < n; i++) {
         const off = compactOff[i]!;
         const len = compactLen[i]!;
@@ -478,8 +516,9 @@ export function pageRepairFragmentation(page: Uint8Array): void {
   let nunused = 0;
   let totalLen = 0;
   let finalUsed = InvalidOffsetNumber;
+  const words = nline >= WORD_VIEW_MIN_LINE_POINTERS ? pageWords(page) : null;
   for (let i = FirstOffsetNumber; i <= nline; i++) {
-    const w = lpWord(page, i);
+    const w = words !== null ? words[LP_WORD_BASE + i]! >>> 0 : lpWord(page, i);
     if (((w >>> 15) & 3) !== LP_UNUSED) {
       const len = w >>> 17;
       if (len !== 0) {
@@ -597,10 +636,7 @@ export function pageIndexTupleDelete(page: Uint8Array, off: number): void {
   setPdLower(page, lower - SIZE_OF_ITEM_ID);
   if (!pageIsEmpty(page)) {
     nline--;
-    for (let i = FirstOffsetNumber; i <= nline; i++) {
-      const o = lpWord(page, i) & 0x7fff;
-      if (o <= offset) setItemIdOff(page, i, o + size);
-    }
+    shiftItemOffsets(page, nline, offset, size, false);
   }
 }
 
@@ -624,8 +660,9 @@ export function pageIndexMultiDelete(page: Uint8Array, offs: ArrayLike<number>):
   let nused = 0;
   let next = 0;
   let totalLen = 0;
+  const words = nline >= WORD_VIEW_MIN_LINE_POINTERS ? pageWords(page) : null;
   for (let off = FirstOffsetNumber; off <= nline; off++) {
-    const w = lpWord(page, off);
+    const w = words !== null ? words[LP_WORD_BASE + off]! >>> 0 : lpWord(page, off);
     const size = w >>> 17;
     const offset = w & 0x7fff;
     if (offset < upper || offset + size > special || offset !== maxAlign(offset)) {
@@ -672,11 +709,7 @@ export function pageIndexTupleDeleteNoCompact(page: Uint8Array, off: number): vo
   if (offset > upper) page.copyWithin(upper + size, upper, offset);
   setPdUpper(page, upper + size);
   if (!pageIsEmpty(page)) {
-    for (let i = FirstOffsetNumber; i <= nline; i++) {
-      const w = lpWord(page, i);
-      const o = w & 0x7fff;
-      if (w >>> 17 !== 0 && o <= offset) setItemIdOff(page, i, o + size);
-    }
+    shiftItemOffsets(page, nline, offset, size, true);
   }
 }
 
@@ -697,11 +730,7 @@ export function pageIndexTupleOverwrite(page: Uint8Array, off: number, item: Uin
   if (sizeDiff !== 0) {
     page.copyWithin(upper + sizeDiff, upper, offset);
     setPdUpper(page, upper + sizeDiff);
-    for (let i = FirstOffsetNumber; i <= itemCount; i++) {
-      const w = lpWord(page, i);
-      const o = w & 0x7fff;
-      if (w >>> 17 !== 0 && o <= offset) setItemIdOff(page, i, o + sizeDiff);
-    }
+    shiftItemOffsets(page, itemCount, offset, sizeDiff, true);
   }
   setItemId(page, off, offset + sizeDiff, itemIdFlags(page, off), item.length);
   page.set(item, offset + sizeDiff);
