@@ -24,15 +24,26 @@ import { BLCKSZ } from "./consts.js";
 /** BLCKSZ is defined in consts.ts; re-exported for the many modules that take it from here. */
 export { BLCKSZ };
 
+// pd_lsn is read and written on every redo: plain byte access, no DataView per call.
+function u32le(page: Uint8Array, o: number): number {
+  return (page[o]! | (page[o + 1]! << 8) | (page[o + 2]! << 16) | (page[o + 3]! << 24)) >>> 0;
+}
+function setU32le(page: Uint8Array, o: number, v: number): void {
+  page[o] = v & 0xff;
+  page[o + 1] = (v >>> 8) & 0xff;
+  page[o + 2] = (v >>> 16) & 0xff;
+  page[o + 3] = (v >>> 24) & 0xff;
+}
+
 export function pageLsn(page: Uint8Array): Lsn {
-  const dv = new DataView(page.buffer, page.byteOffset, 8);
-  return dv.getUint32(0, true) * 0x1_0000_0000 + dv.getUint32(4, true);
+  if (page.length < 8) throw new RangeError(`pageLsn: a ${page.length}-byte page has no pd_lsn`);
+  return u32le(page, 0) * 0x1_0000_0000 + u32le(page, 4);
 }
 
 export function setPageLsn(page: Uint8Array, lsn: Lsn): void {
-  const dv = new DataView(page.buffer, page.byteOffset, 8);
-  dv.setUint32(0, lsnHi(lsn), true);
-  dv.setUint32(4, lsnLo(lsn), true);
+  if (page.length < 8) throw new RangeError(`setPageLsn: a ${page.length}-byte page has no pd_lsn`);
+  setU32le(page, 0, lsnHi(lsn));
+  setU32le(page, 4, lsnLo(lsn));
 }
 
 /** A "new" page (all zeros header: pd_upper == 0) has no checksum and keeps pd_lsn 0. */

@@ -84,8 +84,12 @@ import {
   BLCKSZ,
   MAX_INDEX_TUPLES_PER_PAGE,
   maxAlign,
+  copyBytes,
+  itemIdLen,
+  pageAddItemBytes,
   pageAddItemExtended,
   pageGetItem,
+  pageGetItemPos,
   pageGetMaxOffsetNumber,
   pageIndexMultiDelete,
   pageIndexTupleDelete,
@@ -177,6 +181,11 @@ function unexpectedBlock(rec: DecodedRecord, blockId: number): CorruptionError {
 /** PageAddItem(page, item, size, off, false, false) where PostgreSQL PANICs/ERRORs on failure. */
 function addItem(rec: DecodedRecord, page: Uint8Array, item: Uint8Array, off: number, what: string): void {
   if (pageAddItemExtended(page, item, off, 0) === 0) throw corrupt(rec, `failed to add ${what} at offset ${off}`);
+}
+
+/** addItem of the item src[srcOff, srcOff + len) (no view of it). */
+function addItemBytes(rec: DecodedRecord, page: Uint8Array, src: Uint8Array, srcOff: number, len: number, off: number, what: string): void {
+  if (pageAddItemBytes(page, src, srcOff, len, off, 0) === 0) throw corrupt(rec, `failed to add ${what} at offset ${off}`);
 }
 
 /** An existing item's offset, checked to be on the page (PostgreSQL would read garbage). */
@@ -323,7 +332,7 @@ function redoSplitLeft(rec: DecodedRecord, origpage: Uint8Array, xlrec: XlBtreeS
   if (firstrightoff > maxoff + 1) throw corrupt(rec, `firstrightoff ${firstrightoff} is past the page's ${maxoff} items`);
   for (; off < firstrightoff; off++) {
     if (off === replacepostingoff) {
-      addItem(rec, tempPage, tupleOut.subarray(0, maxAlign(npostingSize)), leftoff, "new posting list item to left page after split");
+      addItemBytes(rec, tempPage, tupleOut, 0, maxAlign(npostingSize), leftoff, "new posting list item to left page after split");
       leftoff++;
       continue;
     }
@@ -331,7 +340,7 @@ function redoSplitLeft(rec: DecodedRecord, origpage: Uint8Array, xlrec: XlBtreeS
       addItem(rec, tempPage, newitem!, leftoff, "new item to left page after split");
       leftoff++;
     }
-    addItem(rec, tempPage, pageGetItem(origpage, off), leftoff, "old item to left page after split");
+    addItemBytes(rec, tempPage, origpage, pageGetItemPos(origpage, off), itemIdLen(origpage, off), leftoff, "old item to left page after split");
     leftoff++;
   }
   if (newitemonleft && off === newitemoff) {
@@ -363,43 +372,43 @@ let dedupNintervals = 0;
 let dedupTidStart = 0;
 let dedupTidCount = 0;
 
-/** A non-pivot tuple's heap TIDs (its t_tid, or its posting list), checked to lie inside the item. */
-function nonPivotTids(rec: DecodedRecord, itup: Uint8Array, off: number): void {
-  if (itup.length < SIZE_OF_INDEX_TUPLE_DATA || btreeTupleIsPivot(itup, 0)) {
+/** A non-pivot tuple's heap TIDs (its t_tid, or its posting list), checked to lie inside the item at page[t, t + len). */
+function nonPivotTids(rec: DecodedRecord, page: Uint8Array, t: number, len: number, off: number): void {
+  if (len < SIZE_OF_INDEX_TUPLE_DATA || btreeTupleIsPivot(page, t)) {
     throw corrupt(rec, `deduplication met a pivot or truncated tuple at offset ${off}`);
   }
-  if (!btreeTupleIsPosting(itup, 0)) {
+  if (!btreeTupleIsPosting(page, t)) {
     dedupTidStart = 0;
     dedupTidCount = 1;
     return;
   }
-  dedupTidStart = btreeTupleGetPostingOffset(itup, 0);
-  dedupTidCount = btreeTupleGetNPosting(itup, 0);
-  if (dedupTidStart < SIZE_OF_INDEX_TUPLE_DATA || dedupTidStart + dedupTidCount * SIZE_OF_ITEM_POINTER > itup.length) {
-    throw corrupt(rec, `posting list at offset ${off} passes the end of its ${itup.length}-byte item`);
+  dedupTidStart = btreeTupleGetPostingOffset(page, t);
+  dedupTidCount = btreeTupleGetNPosting(page, t);
+  if (dedupTidStart < SIZE_OF_INDEX_TUPLE_DATA || dedupTidStart + dedupTidCount * SIZE_OF_ITEM_POINTER > len) {
+    throw corrupt(rec, `posting list at offset ${off} passes the end of its ${len}-byte item`);
   }
 }
 
 /** _bt_dedup_start_pending: item `off` of `page` becomes the base of a new pending posting list. */
 function dedupStartPending(rec: DecodedRecord, page: Uint8Array, off: number): void {
-  const base = pageGetItem(page, off);
-  nonPivotTids(rec, base, off);
-  dedupHtids.set(base.subarray(dedupTidStart, dedupTidStart + dedupTidCount * SIZE_OF_ITEM_POINTER), 0);
+  const t = pageGetItemPos(page, off);
+  nonPivotTids(rec, page, t, itemIdLen(page, off), off);
+  copyBytes(dedupHtids, 0, page, t + dedupTidStart, dedupTidCount * SIZE_OF_ITEM_POINTER);
   dedupNhtids = dedupTidCount;
   // basetupsize excludes an existing posting list.
-  dedupBaseTupSize = dedupTidStart === 0 ? itupSize(base, 0) : dedupTidStart;
+  dedupBaseTupSize = dedupTidStart === 0 ? itupSize(page, t) : dedupTidStart;
   dedupNitems = 1;
   dedupBaseOff = off;
 }
 
 /** _bt_dedup_save_htid: merge item `off`'s TIDs into the pending list if the result fits. */
 function dedupSaveHtid(rec: DecodedRecord, page: Uint8Array, off: number): boolean {
-  const itup = pageGetItem(page, off);
-  nonPivotTids(rec, itup, off);
+  const t = pageGetItemPos(page, off);
+  nonPivotTids(rec, page, t, itemIdLen(page, off), off);
   const mergedtupsz = maxAlign(dedupBaseTupSize + (dedupNhtids + dedupTidCount) * SIZE_OF_ITEM_POINTER);
   if (mergedtupsz > BT_MAX_ITEM_SIZE) return false;
   dedupNitems++;
-  dedupHtids.set(itup.subarray(dedupTidStart, dedupTidStart + dedupTidCount * SIZE_OF_ITEM_POINTER), dedupNhtids * SIZE_OF_ITEM_POINTER);
+  copyBytes(dedupHtids, dedupNhtids * SIZE_OF_ITEM_POINTER, page, t + dedupTidStart, dedupTidCount * SIZE_OF_ITEM_POINTER);
   dedupNhtids += dedupTidCount;
   return true;
 }
@@ -407,13 +416,14 @@ function dedupSaveHtid(rec: DecodedRecord, page: Uint8Array, off: number): boole
 /** _bt_dedup_finish_pending: append the base unchanged, or the merged posting list tuple. */
 function dedupFinishPending(rec: DecodedRecord, page: Uint8Array, newpage: Uint8Array, intervals: Uint8Array, nintervals: number): void {
   const tupoff = pageGetMaxOffsetNumber(newpage) + 1;
-  const base = pageGetItem(page, dedupBaseOff);
   if (dedupNitems === 1) {
-    const size = itupSize(base, 0);
-    if (size > base.length) throw corrupt(rec, `tuple at offset ${dedupBaseOff} claims ${size} bytes in a ${base.length}-byte item`);
-    addItem(rec, newpage, base.subarray(0, size), tupoff, "deduplicated tuple");
+    const t = pageGetItemPos(page, dedupBaseOff);
+    const len = itemIdLen(page, dedupBaseOff);
+    const size = itupSize(page, t);
+    if (size > len) throw corrupt(rec, `tuple at offset ${dedupBaseOff} claims ${size} bytes in a ${len}-byte item`);
+    addItemBytes(rec, newpage, page, t, size, tupoff, "deduplicated tuple");
   } else {
-    const size = btFormPosting(base, 0, dedupHtids, dedupNhtids, tupleOut);
+    const size = btFormPosting(pageGetItem(page, dedupBaseOff), 0, dedupHtids, dedupNhtids, tupleOut);
     // The pass must form exactly the logged intervals (PostgreSQL asserts it).
     if (
       dedupNintervals >= nintervals ||
@@ -422,7 +432,7 @@ function dedupFinishPending(rec: DecodedRecord, page: Uint8Array, newpage: Uint8
     ) {
       throw corrupt(rec, `deduplication merged ${dedupNitems} items at offset ${dedupBaseOff}, unlike logged interval ${dedupNintervals}`);
     }
-    addItem(rec, newpage, tupleOut.subarray(0, size), tupoff, "posting list tuple");
+    addItemBytes(rec, newpage, tupleOut, 0, size, tupoff, "posting list tuple");
     dedupNintervals++;
   }
   dedupNhtids = 0;

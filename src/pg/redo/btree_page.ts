@@ -22,7 +22,7 @@
  * allocate nothing; a tuple that contradicts its own header is a PageLayoutError.
  */
 import { BLCKSZ } from "../page.js";
-import { maxAlign, PageLayoutError, pageInit, pdSpecial, SIZE_OF_PAGE_HEADER, setPdLower, setPdUpper } from "./bufpage.js";
+import { copyBytes, maxAlign, PageLayoutError, pageInit, pdSpecial, SIZE_OF_PAGE_HEADER, setPdLower, setPdUpper } from "./bufpage.js";
 
 export const SIZE_OF_BT_PAGE_OPAQUE = 16;
 
@@ -259,8 +259,7 @@ export function btUpdatePosting(orig: Uint8Array, origOff: number, del: Uint8Arr
       continue;
     }
     if (ui >= nhtids) break;
-    const from = src + i * SIZE_OF_ITEM_POINTER;
-    out.set(orig.subarray(from, from + SIZE_OF_ITEM_POINTER), dst + ui * SIZE_OF_ITEM_POINTER);
+    copyBytes(out, dst + ui * SIZE_OF_ITEM_POINTER, orig, src + i * SIZE_OF_ITEM_POINTER, SIZE_OF_ITEM_POINTER);
     ui++;
   }
   if (ui !== nhtids || d !== ndeleted) {

@@ -22,8 +22,11 @@
  * with its MAXALIGN padding bytes; bytes left below pd_upper are not cleared (PostgreSQL
  * doesn't either; the masks hide [pd_lower, pd_upper)).
  *
- * Hot path: no allocation per call except the subarrays pageGetItem/pageGetSpecial return;
- * compaction works in two module-level scratch buffers (calls are synchronous, never nested).
+ * Hot path: no allocation per call except the subarrays pageGetItem/pageGetSpecial return and
+ * an Int32Array view of the page for long line-pointer loops and word copies (little-endian
+ * host, 4-aligned page; bytes otherwise); no view per item or line pointer (pageGetItemPos,
+ * pageAddItemBytes, pageAddItemSpace avoid them for callers). Compaction works in
+ * module-level scratch buffers (calls are synchronous, never nested).
  */
 import { PageserverError } from "../../types/errors.js";
 import { BLCKSZ, MAXIMUM_ALIGNOF, SIZE_OF_PAGE_HEADER } from "../consts.js";
@@ -238,6 +241,15 @@ export function pageGetItem(page: Uint8Array, off: number): Uint8Array {
   return page.subarray(start, start + len);
 }
 
+/** Where pageGetItem's item starts (lp_off), with the same check, without a view; its length is itemIdLen. */
+export function pageGetItemPos(page: Uint8Array, off: number): number {
+  const w = lpWord(page, off);
+  const start = w & 0x7fff;
+  const len = w >>> 17;
+  if (start + len > BLCKSZ) throw new PageLayoutError(`line pointer ${off}: item [${start}, ${start + len}) reaches past the page`);
+  return start;
+}
+
 /** [pd_special, BLCKSZ) as a subarray. */
 export function pageGetSpecial(page: Uint8Array): Uint8Array {
   const special = pdSpecial(page);
@@ -286,6 +298,36 @@ function checkPointers(page: Uint8Array): void {
  * item does not fit or the offset is refused (PostgreSQL's WARNING cases).
  */
 export function pageAddItemExtended(page: Uint8Array, item: Uint8Array, offsetNumber: number, flags: number): number {
+  return pageAddItemBytes(page, item, 0, item.length, offsetNumber, flags);
+}
+
+/** pageAddItemExtended of the item src[srcOff, srcOff + len) (src may be the page itself), without a view of it. */
+export function pageAddItemBytes(page: Uint8Array, src: Uint8Array, srcOff: number, len: number, offsetNumber: number, flags: number): number {
+  if (srcOff < 0 || len < 0 || srcOff + len > src.length) throw new RangeError(`item [${srcOff}, ${srcOff + len}) is outside its ${src.length}-byte array`);
+  const off = addItemSlot(page, len, offsetNumber, flags);
+  if (off === InvalidOffsetNumber) return off;
+  if (srcOff === 0 && len === src.length) page.set(src, slotUpper);
+  else if (src === page) page.copyWithin(slotUpper, srcOff, srcOff + len);
+  else copyBytes(page, slotUpper, src, srcOff, len);
+  return off;
+}
+
+/**
+ * pageAddItemExtended at a given `offsetNumber` without the copy: the line pointer (lp_len =
+ * len), pd_lower and pd_upper are set as it sets them, and the item's byte offset is returned
+ * (0 where it returns InvalidOffsetNumber). The caller writes the `len` item bytes there, so a
+ * tuple can be assembled in place.
+ */
+export function pageAddItemSpace(page: Uint8Array, len: number, offsetNumber: number, flags: number): number {
+  if (offsetNumber === InvalidOffsetNumber || len < 0) throw new RangeError(`pageAddItemSpace: offset ${offsetNumber}, length ${len}`);
+  return addItemSlot(page, len, offsetNumber, flags) === InvalidOffsetNumber ? 0 : slotUpper;
+}
+
+/** Where addItemSlot placed its item (pd_upper after it): read right after a successful call. */
+let slotUpper = 0;
+
+/** PageAddItemExtended but the copy of the item's bytes (see pageAddItemExtended); sets slotUpper. */
+function addItemSlot(page: Uint8Array, len: number, offsetNumber: number, flags: number): number {
   checkPointersLoose(page);
   const limit = pageGetMaxOffsetNumber(page) + 1;
   let off = offsetNumber;
@@ -308,14 +350,14 @@ export function pageAddItemExtended(page: Uint8Array, item: Uint8Array, offsetNu
   if ((flags & PAI_IS_HEAP) !== 0 && off > MAX_HEAP_TUPLES_PER_PAGE) return InvalidOffsetNumber;
 
   const lower = off === limit || needShuffle ? pdLower(page) + SIZE_OF_ITEM_ID : pdLower(page);
-  const upper = pdUpper(page) - maxAlign(item.length);
+  const upper = pdUpper(page) - maxAlign(len);
   if (lower > upper) return InvalidOffsetNumber;
 
   if (needShuffle) page.copyWithin(lpAt(off + 1), lpAt(off), lpAt(limit));
-  setItemIdNormal(page, off, upper, item.length);
-  page.set(item, upper);
+  setItemIdNormal(page, off, upper, len);
   setPdLower(page, lower);
   setPdUpper(page, upper);
+  slotUpper = upper;
   return off;
 }
 
@@ -325,27 +367,136 @@ const compactLp = new Uint16Array(MAX_LINE_POINTERS);
 const compactOff = new Uint16Array(MAX_LINE_POINTERS);
 const compactLen = new Uint16Array(MAX_LINE_POINTERS);
 const scratchPage = new Uint8Array(BLCKSZ);
+const scratchWords = new Int32Array(scratchPage.buffer);
+/** Typed-array word views use the host's byte order; the page format is little-endian. */
+const LITTLE_ENDIAN = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1;
+/** Line pointer n (1-based) is Int32 word LP_WORD_BASE + n of a page. */
+const LP_WORD_BASE = SIZE_OF_PAGE_HEADER / SIZE_OF_ITEM_ID - 1;
 const scratchLinePointers = new Uint8Array(BLCKSZ);
+
+/** Below this many bytes a byte loop beats a subarray view + set (the view is an allocation). */
+const COPY_LOOP_MAX_BYTES = 24;
+
+/** dst[dstOff, dstOff + len) := src[srcOff, srcOff + len) for distinct arrays, without a view for short copies. */
+export function copyBytes(dst: Uint8Array, dstOff: number, src: Uint8Array, srcOff: number, len: number): void {
+  if (len <= COPY_LOOP_MAX_BYTES && srcOff + len <= src.length && dstOff + len <= dst.length) {
+    for (let i = 0; i < len; i++) dst[dstOff + i] = src[srcOff + i]!;
+  } else {
+    dst.set(src.subarray(srcOff, srcOff + len), dstOff);
+  }
+}
+
+/** Line pointer `lp` keeps its flags and length and points at `lpOff`. */
+function setItemIdOff(page: Uint8Array, lp: number, lpOff: number): void {
+  const at = lpAt(lp);
+  setU32(page, at, ((u32(page, at) & ~0x7fff) | (lpOff & 0x7fff)) >>> 0);
+}
+
+/** Below this many line pointers a byte loop is cheaper than making a word view of the page. */
+const WORD_VIEW_MIN_LINE_POINTERS = 16;
+
+/**
+ * The page as Int32 words (line pointer n is word LP_WORD_BASE + n), when the host is
+ * little-endian and the page a 4-aligned BLCKSZ array; else null (callers use bytes).
+ */
+function pageWords(page: Uint8Array): Int32Array | null {
+  if (!LITTLE_ENDIAN || (page.byteOffset & 3) !== 0 || page.length !== BLCKSZ) return null;
+  return new Int32Array(page.buffer, page.byteOffset, BLCKSZ >>> 2);
+}
+
+/** Line pointers 1..nline with lp_off <= offset (and lp_len != 0 if storageOnly) move by delta: the tuple data below `offset` moved. */
+function shiftItemOffsets(page: Uint8Array, nline: number, offset: number, delta: number, storageOnly: boolean): void {
+  const words = nline >= WORD_VIEW_MIN_LINE_POINTERS ? pageWords(page) : null;
+  if (words !== null) {
+    for (let i = LP_WORD_BASE + 1; i <= LP_WORD_BASE + nline; i++) {
+      const w = words[i]!;
+      const o = w & 0x7fff;
+      if (o <= offset && (!storageOnly || w >>> 17 !== 0)) words[i] = (w & ~0x7fff) | ((o + delta) & 0x7fff);
+    }
+    return;
+  }
+  for (let i = FirstOffsetNumber; i <= nline; i++) {
+    const w = lpWord(page, i);
+    const o = w & 0x7fff;
+    if (o <= offset && (!storageOnly || w >>> 17 !== 0)) setItemIdOff(page, i, o + delta);
+  }
+}
 
 /**
  * compactify_tuples: place the n collected tuples from pd_special downward in the order
- * collected (line-pointer order), rewrite their lp_off, set pd_upper. PostgreSQL moves them
- * with memmove/memcpy in place or through a scratch block depending on their order; the
- * resulting bytes are the same in every case: tuple i's MAXALIGNed bytes end where tuple
- * i - 1's begin. Copying every source through the scratch page first gives exactly that.
+ * collected (line-pointer order), rewrite their lp_off, set pd_upper. Tuple i's MAXALIGNed
+ * bytes end where tuple i - 1's begin. When the tuples are already in descending, disjoint
+ * order (the usual case, PostgreSQL's "presorted"), each only moves up, over bytes no later
+ * tuple needs, so runs of adjacent tuples move in place (memmove) as PostgreSQL does;
+ * otherwise every source is first copied to a scratch page. Both give the same bytes.
  */
 function compactifyTuples(page: Uint8Array, n: number): void {
   const special = pdSpecial(page);
-  const upperBefore = pdUpper(page);
-  scratchPage.set(page.subarray(upperBefore, BLCKSZ), upperBefore);
-  let upper = special;
+  let presorted = true;
+  // Word copies need 4-aligned tuples inside the page on a 4-aligned page.
+  const words = pageWords(page);
+  let wordsOk = words !== null;
+  let prevOff = special;
   for (let i = 0; i < n; i++) {
     const off = compactOff[i]!;
     const len = compactLen[i]!;
-    upper -= len;
-    if (upper !== off) page.set(scratchPage.subarray(off, off + len), upper);
-    const lp = compactLp[i]!;
-    setItemId(page, lp, upper, itemIdFlags(page, lp), itemIdLen(page, lp));
+    if (off + len > prevOff) presorted = false;
+    if ((off & 3) !== 0 || off + len > BLCKSZ) wordsOk = false;
+    prevOff = off;
+  }
+  let upper = special;
+  if (presorted) {
+    // A run: source [runSrc, runSrc + runLen) goes to [runDst, runDst + runLen), runDst >= runSrc.
+    let runSrc = special;
+    let runDst = special;
+    let runLen = 0;
+    for (let i = 0; i < n; i++) {
+      const off = compactOff[i]!;
+      const len = compactLen[i]!;
+      upper -= len;
+      if (off + len === runSrc) {
+        runSrc = off;
+        runDst = upper;
+        runLen += len;
+      } else {
+        if (runLen > 0 && runSrc !== runDst) page.copyWithin(runDst, runSrc, runSrc + runLen);
+        runSrc = off;
+        runDst = upper;
+        runLen = len;
+      }
+      if (words !== null) {
+        const lp = LP_WORD_BASE + compactLp[i]!;
+        words[lp] = (words[lp]! & ~0x7fff) | upper;
+      } else {
+        setItemIdOff(page, compactLp[i]!, upper);
+      }
+    }
+    if (runLen > 0 && runSrc !== runDst) page.copyWithin(runDst, runSrc, runSrc + runLen);
+  } else {
+    const upperBefore = pdUpper(page);
+    scratchPage.set(page.subarray(upperBefore, BLCKSZ), upperBefore);
+    if (wordsOk && words !== null) {
+      for (let i = 0; i < n; i++) {
+        const off = compactOff[i]!;
+        const len = compactLen[i]!;
+        upper -= len;
+        if (upper !== off) {
+          const d = upper >>> 2;
+          const s = off >>> 2;
+          for (let k = 0; k < len >>> 2; k++) words[d + k] = scratchWords[s + k]!;
+        }
+        const lp = LP_WORD_BASE + compactLp[i]!;
+        words[lp] = (words[lp]! & ~0x7fff) | upper;
+      }
+    } else {
+      for (let i = 0; i < n; i++) {
+        const off = compactOff[i]!;
+        const len = compactLen[i]!;
+        upper -= len;
+        if (upper !== off) copyBytes(page, upper, scratchPage, off, len);
+        setItemIdOff(page, compactLp[i]!, upper);
+      }
+    }
   }
   setPdUpper(page, upper);
 }
@@ -365,11 +516,13 @@ export function pageRepairFragmentation(page: Uint8Array): void {
   let nunused = 0;
   let totalLen = 0;
   let finalUsed = InvalidOffsetNumber;
+  const words = nline >= WORD_VIEW_MIN_LINE_POINTERS ? pageWords(page) : null;
   for (let i = FirstOffsetNumber; i <= nline; i++) {
-    if (itemIdIsUsed(page, i)) {
-      const len = itemIdLen(page, i);
+    const w = words !== null ? words[LP_WORD_BASE + i]! >>> 0 : lpWord(page, i);
+    if (((w >>> 15) & 3) !== LP_UNUSED) {
+      const len = w >>> 17;
       if (len !== 0) {
-        const off = itemIdOff(page, i);
+        const off = w & 0x7fff;
         if (off < upper || off >= special) throw new PageLayoutError(`corrupted line pointer: ${off}`);
         compactLp[nstorage] = i;
         compactOff[nstorage] = off;
@@ -379,7 +532,7 @@ export function pageRepairFragmentation(page: Uint8Array): void {
       }
       finalUsed = i;
     } else {
-      setItemIdUnused(page, i);
+      if (w !== 0) setItemIdUnused(page, i);
       nunused++;
     }
   }
@@ -483,10 +636,7 @@ export function pageIndexTupleDelete(page: Uint8Array, off: number): void {
   setPdLower(page, lower - SIZE_OF_ITEM_ID);
   if (!pageIsEmpty(page)) {
     nline--;
-    for (let i = FirstOffsetNumber; i <= nline; i++) {
-      const o = itemIdOff(page, i);
-      if (o <= offset) setItemId(page, i, o + size, itemIdFlags(page, i), itemIdLen(page, i));
-    }
+    shiftItemOffsets(page, nline, offset, size, false);
   }
 }
 
@@ -510,9 +660,11 @@ export function pageIndexMultiDelete(page: Uint8Array, offs: ArrayLike<number>):
   let nused = 0;
   let next = 0;
   let totalLen = 0;
+  const words = nline >= WORD_VIEW_MIN_LINE_POINTERS ? pageWords(page) : null;
   for (let off = FirstOffsetNumber; off <= nline; off++) {
-    const size = itemIdLen(page, off);
-    const offset = itemIdOff(page, off);
+    const w = words !== null ? words[LP_WORD_BASE + off]! >>> 0 : lpWord(page, off);
+    const size = w >>> 17;
+    const offset = w & 0x7fff;
     if (offset < upper || offset + size > special || offset !== maxAlign(offset)) {
       throw new PageLayoutError(`corrupted line pointer: offset = ${offset}, size = ${size}`);
     }
@@ -523,8 +675,7 @@ export function pageIndexMultiDelete(page: Uint8Array, offs: ArrayLike<number>):
       compactOff[nused] = offset;
       compactLen[nused] = maxAlign(size);
       totalLen += maxAlign(size);
-      const at = lpAt(off);
-      scratchLinePointers.set(page.subarray(at, at + SIZE_OF_ITEM_ID), nused * SIZE_OF_ITEM_ID);
+      setU32(scratchLinePointers, nused * SIZE_OF_ITEM_ID, w);
       nused++;
     }
   }
@@ -558,11 +709,7 @@ export function pageIndexTupleDeleteNoCompact(page: Uint8Array, off: number): vo
   if (offset > upper) page.copyWithin(upper + size, upper, offset);
   setPdUpper(page, upper + size);
   if (!pageIsEmpty(page)) {
-    for (let i = FirstOffsetNumber; i <= nline; i++) {
-      const len = itemIdLen(page, i);
-      const o = itemIdOff(page, i);
-      if (len !== 0 && o <= offset) setItemId(page, i, o + size, itemIdFlags(page, i), len);
-    }
+    shiftItemOffsets(page, nline, offset, size, true);
   }
 }
 
@@ -583,11 +730,7 @@ export function pageIndexTupleOverwrite(page: Uint8Array, off: number, item: Uin
   if (sizeDiff !== 0) {
     page.copyWithin(upper + sizeDiff, upper, offset);
     setPdUpper(page, upper + sizeDiff);
-    for (let i = FirstOffsetNumber; i <= itemCount; i++) {
-      const len = itemIdLen(page, i);
-      const o = itemIdOff(page, i);
-      if (len !== 0 && o <= offset) setItemId(page, i, o + sizeDiff, itemIdFlags(page, i), len);
-    }
+    shiftItemOffsets(page, itemCount, offset, sizeDiff, true);
   }
   setItemId(page, off, offset + sizeDiff, itemIdFlags(page, off), item.length);
   page.set(item, offset + sizeDiff);

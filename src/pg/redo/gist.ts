@@ -43,6 +43,7 @@ import { RM_GIST_ID } from "../wal/rmgr.js";
 import {
   BLCKSZ,
   FirstOffsetNumber,
+  pageAddItemBytes,
   pageAddItemExtended,
   pageGetMaxOffsetNumber,
   pageIndexMultiDelete,
@@ -168,7 +169,13 @@ function redoSplitPage(rec: DecodedRecord, block: DecodedBlock, page: Uint8Array
   for (let j = 1; j <= block.id; j++) if (findBlock(rec, j)!.blkno === GIST_ROOT_BLKNO) isRootSplit = true;
   const blkno = block.blkno;
   gistInitPage(page, xl.origleaf && blkno !== GIST_ROOT_BLKNO ? F_LEAF : 0);
-  for (let t = 0; t < tuples.length; t++) addTuple(rec, bid, page, tuples[t]!, FirstOffsetNumber + t);
+  const { data, bounds } = tuples;
+  for (let t = 0; t + 1 < bounds.length; t++) {
+    const len = bounds[t + 1]! - bounds[t]!;
+    if (pageAddItemBytes(page, data, bounds[t]!, len, FirstOffsetNumber + t, 0) === 0) {
+      throw redoCorruption(rec, bid, `failed to add item to GiST index page, size ${len} bytes, at offset ${FirstOffsetNumber + t}`);
+    }
+  }
   if (blkno === GIST_ROOT_BLKNO) {
     setRightlink(page, INVALID_BLOCK_NUMBER);
     setNsn(page, xl.orignsnHi, xl.orignsnLo);

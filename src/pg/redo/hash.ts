@@ -63,7 +63,7 @@ import {
   type HashTupleList,
 } from "../wal/records/hash.js";
 import { maskLpFlags, maskPageContent, maskPageHintBits, maskPageLsnAndChecksum, maskUnusedSpace } from "./bufmask.js";
-import { BLCKSZ, InvalidOffsetNumber, pageAddItemExtended, pageIndexMultiDelete, pageInit, pageIsNew, pdSpecial, setPageLsn, setPdLower, SIZE_OF_PAGE_HEADER } from "./bufpage.js";
+import { BLCKSZ, InvalidOffsetNumber, pageAddItemBytes, pageAddItemExtended, pageIndexMultiDelete, pageInit, pageIsNew, pdSpecial, setPageLsn, setPdLower, SIZE_OF_PAGE_HEADER } from "./bufpage.js";
 import { findBlock, type RmgrRedo, redoCorruption, redoUnsupported } from "./rmgr.js";
 
 const INVALID_BLOCK_NUMBER = 0xffff_ffff;
@@ -257,10 +257,9 @@ function bitmapByte(rec: DecodedRecord, blockId: number, page: Uint8Array, bit: 
 
 function addTuples(rec: DecodedRecord, blockId: number, page: Uint8Array, list: HashTupleList): void {
   for (let i = 0; i < list.offsets.length; i++) {
-    const start = list.starts[i]!;
-    const item = list.data.subarray(start, start + list.sizes[i]!);
-    if (pageAddItemExtended(page, item, list.offsets[i]!, 0) === InvalidOffsetNumber) {
-      throw redoCorruption(rec, blockId, `failed to add item to hash index page, size ${item.length} bytes`);
+    const size = list.sizes[i]!;
+    if (pageAddItemBytes(page, list.data, list.starts[i]!, size, list.offsets[i]!, 0) === InvalidOffsetNumber) {
+      throw redoCorruption(rec, blockId, `failed to add item to hash index page, size ${size} bytes`);
     }
   }
 }

@@ -32,8 +32,8 @@
  * the record and the block. Offsets PostgreSQL trusts blindly (prune/vacuum/freeze arrays)
  * are range-checked so a bad record can't write outside the page.
  *
- * Hot path: one module-level scratch buffer for rebuilt tuples (redo is synchronous and
- * never nested); the decoders allocate only their small result objects.
+ * Hot path: rebuilt tuples are assembled in place, in the space pageAddItemSpace reserves
+ * (no scratch copy, no view per tuple); the decoders allocate only their small result objects.
  */
 import type { CorruptionError } from "../../types/errors.js";
 import {
@@ -54,7 +54,6 @@ import {
   HEAP_XMAX_LOCK_ONLY,
   HEAP_XMIN_FROZEN,
   INVALID_TRANSACTION_ID,
-  MAX_HEAP_TUPLE_SIZE,
   MOVED_PARTITIONS_BLOCK_NUMBER,
   MOVED_PARTITIONS_OFFSET_NUMBER,
   SIZEOF_HEAP_TUPLE_HEADER,
@@ -136,7 +135,6 @@ import {
 import { RM_HEAP2_ID, RM_HEAP_ID } from "../wal/rmgr.js";
 import {
   FirstOffsetNumber,
-  InvalidOffsetNumber,
   itemIdFlags,
   itemIdHasStorage,
   itemIdLen,
@@ -146,7 +144,8 @@ import {
   PAI_IS_HEAP,
   PAI_OVERWRITE,
   PageLayoutError,
-  pageAddItemExtended,
+  copyBytes,
+  pageAddItemSpace,
   pageGetMaxOffsetNumber,
   pageInit,
   pageIsNew,
@@ -165,9 +164,6 @@ import {
 } from "./bufpage.js";
 import { maskPageHintBits, maskPageLsnAndChecksum, maskUnusedSpace, MASK_MARKER } from "./bufmask.js";
 import { findBlock, type RmgrRedo, redoCorruption, redoUnsupported } from "./rmgr.js";
-
-/** Rebuilt tuples are assembled here before PageAddItemExtended copies them onto the page. */
-const tupleScratch = new Uint8Array(MAX_HEAP_TUPLE_SIZE);
 
 /** The most line pointers a page can hold: bounds every line-pointer loop. */
 const MAX_LINE_POINTERS = (BLCKSZ - SIZE_OF_PAGE_HEADER) / 4;
@@ -251,25 +247,34 @@ function setInfomask2Bits(page: Uint8Array, t: number, set: number, clear: numbe
 }
 
 /**
- * The fixed header of a tuple rebuilt in tupleScratch (the caller has put the bytes after
- * offset 23): zeroes, then infomask2/infomask/hoff from WAL, xmin = the record's xid, cmin
- * FirstCommandId, ctid = (blkno, offnum). xmax stays 0 unless the caller sets it.
+ * Place a rebuilt tuple of `len` bytes at `offnum` as PageAddItemExtended(OVERWRITE | IS_HEAP)
+ * would, and write its fixed header in place: infomask2/infomask/hoff from WAL, xmin = the
+ * record's xid, xmax = `xmax`, cmin FirstCommandId (HEAP_COMBOCID off), ctid = (blkno,
+ * offnum). Returns the tuple's byte offset; the caller writes the bytes from offset 23 on.
  */
-function fillRebuiltHeader(rec: DecodedRecord, infomask2: number, infomask: number, hoff: number, blkno: number, offnum: number): void {
-  const b = tupleScratch;
-  b.fill(0, 0, SIZEOF_HEAP_TUPLE_HEADER);
-  setU16(b, T_INFOMASK2, infomask2);
-  setU16(b, T_INFOMASK, infomask);
-  b[T_HOFF] = hoff;
-  setU32(b, T_XMIN, rec.xid);
-  setFirstCommandId(b, 0);
-  setCtid(b, 0, blkno, offnum);
-}
-
-function addRebuiltTuple(rec: DecodedRecord, blockId: number, page: Uint8Array, len: number, offnum: number): void {
-  if (pageAddItemExtended(page, tupleScratch.subarray(0, len), offnum, PAI_OVERWRITE | PAI_IS_HEAP) === InvalidOffsetNumber) {
-    throw redoCorruption(rec, blockId, `failed to add a ${len}-byte tuple at offset ${offnum}`);
-  }
+function placeRebuiltTuple(
+  rec: DecodedRecord,
+  blockId: number,
+  page: Uint8Array,
+  len: number,
+  offnum: number,
+  infomask2: number,
+  infomask: number,
+  hoff: number,
+  blkno: number,
+  xmax: number,
+): number {
+  const t = pageAddItemSpace(page, len, offnum, PAI_OVERWRITE | PAI_IS_HEAP);
+  if (t === 0) throw redoCorruption(rec, blockId, `failed to add a ${len}-byte tuple at offset ${offnum}`);
+  // The 23 header bytes, every one written.
+  setU32(page, t + T_XMIN, rec.xid);
+  setU32(page, t + T_XMAX, xmax);
+  setU32(page, t + T_CID, FIRST_COMMAND_ID);
+  setCtid(page, t, blkno, offnum);
+  setU16(page, t + T_INFOMASK2, infomask2);
+  setU16(page, t + T_INFOMASK, infomask & ~HEAP_COMBOCID);
+  page[t + T_HOFF] = hoff;
+  return t;
 }
 
 function checkInsertOffset(rec: DecodedRecord, blockId: number, page: Uint8Array, offnum: number): void {
@@ -293,9 +298,8 @@ function heapXlogInsert(rec: DecodedRecord, blockId: number, page: Uint8Array): 
   const tup = x.tuple;
   if (tup === null) throw noData(rec, 0);
   checkInsertOffset(rec, 0, page, x.offnum);
-  tupleScratch.set(tup.data, SIZEOF_HEAP_TUPLE_HEADER);
-  fillRebuiltHeader(rec, tup.infomask2, tup.infomask, tup.hoff, blkno, x.offnum);
-  addRebuiltTuple(rec, 0, page, SIZEOF_HEAP_TUPLE_HEADER + tup.data.length, x.offnum);
+  const t = placeRebuiltTuple(rec, 0, page, SIZEOF_HEAP_TUPLE_HEADER + tup.data.length, x.offnum, tup.infomask2, tup.infomask, tup.hoff, blkno, 0);
+  page.set(tup.data, t + SIZEOF_HEAP_TUPLE_HEADER);
   setPageLsn(page, rec.endLsn);
   if (x.flags & XLH_INSERT_ALL_VISIBLE_CLEARED) pageClearAllVisible(page);
 }
@@ -364,28 +368,26 @@ function heapXlogUpdate(rec: DecodedRecord, blockId: number, page: Uint8Array, h
       throw redoCorruption(rec, 0, `prefix ${prefixLen} / suffix ${suffixLen} bytes exceed the old tuple's ${oldLen - oldHoff} data bytes`);
     }
   }
-  const b = tupleScratch;
-  let pos = SIZEOF_HEAP_TUPLE_HEADER;
+  // The new tuple is assembled in place: its space lies below pd_upper, apart from the old
+  // tuple it takes a prefix / suffix from.
+  const dataLen = tup.data.length;
+  const t = placeRebuiltTuple(rec, 0, page, SIZEOF_HEAP_TUPLE_HEADER + prefixLen + dataLen + suffixLen, x.newOffnum, tup.infomask2, tup.infomask, tup.hoff, newblk, x.newXmax);
+  let pos = t + SIZEOF_HEAP_TUPLE_HEADER;
   if (prefixLen > 0) {
     // bitmap [+ padding] [+ oid] from WAL, the prefix from the old tuple, then the rest from WAL
     const bitmapLen = tup.hoff - SIZEOF_HEAP_TUPLE_HEADER;
-    b.set(tup.data.subarray(0, bitmapLen), pos);
+    if (bitmapLen > dataLen) throw redoCorruption(rec, 0, `t_hoff ${tup.hoff} leaves ${bitmapLen} bitmap bytes in ${dataLen} bytes of tuple data`);
+    copyBytes(page, pos, tup.data, 0, bitmapLen);
     pos += bitmapLen;
-    b.set(page.subarray(oldTuple + oldHoff, oldTuple + oldHoff + prefixLen), pos);
+    page.copyWithin(pos, oldTuple + oldHoff, oldTuple + oldHoff + prefixLen);
     pos += prefixLen;
-    b.set(tup.data.subarray(bitmapLen), pos);
-    pos += tup.data.length - bitmapLen;
+    copyBytes(page, pos, tup.data, bitmapLen, dataLen - bitmapLen);
+    pos += dataLen - bitmapLen;
   } else {
-    b.set(tup.data, pos);
-    pos += tup.data.length;
+    page.set(tup.data, pos);
+    pos += dataLen;
   }
-  if (suffixLen > 0) {
-    b.set(page.subarray(oldTuple + oldLen - suffixLen, oldTuple + oldLen), pos);
-    pos += suffixLen;
-  }
-  fillRebuiltHeader(rec, tup.infomask2, tup.infomask, tup.hoff, newblk, x.newOffnum);
-  setU32(b, T_XMAX, x.newXmax);
-  addRebuiltTuple(rec, 0, page, pos, x.newOffnum);
+  if (suffixLen > 0) page.copyWithin(pos, oldTuple + oldLen - suffixLen, oldTuple + oldLen);
   if (x.flags & XLH_UPDATE_NEW_ALL_VISIBLE_CLEARED) pageClearAllVisible(page);
   setPageLsn(page, rec.endLsn);
 }
@@ -546,10 +548,8 @@ function heapXlogMultiInsert(rec: DecodedRecord, blockId: number, page: Uint8Arr
     checkInsertOffset(rec, 0, page, offnum);
     const s = starts[i]!;
     const dataLen = multiInsertDataLen(data, s);
-    const from = s + SIZE_OF_MULTI_INSERT_TUPLE;
-    tupleScratch.set(data.subarray(from, from + dataLen), SIZEOF_HEAP_TUPLE_HEADER);
-    fillRebuiltHeader(rec, multiInsertInfomask2(data, s), multiInsertInfomask(data, s), multiInsertHoff(data, s), blkno, offnum);
-    addRebuiltTuple(rec, 0, page, SIZEOF_HEAP_TUPLE_HEADER + dataLen, offnum);
+    const t = placeRebuiltTuple(rec, 0, page, SIZEOF_HEAP_TUPLE_HEADER + dataLen, offnum, multiInsertInfomask2(data, s), multiInsertInfomask(data, s), multiInsertHoff(data, s), blkno, 0);
+    copyBytes(page, t + SIZEOF_HEAP_TUPLE_HEADER, data, s + SIZE_OF_MULTI_INSERT_TUPLE, dataLen);
   }
   setPageLsn(page, rec.endLsn);
   if (x.flags & XLH_INSERT_ALL_VISIBLE_CLEARED) pageClearAllVisible(page);

@@ -31,6 +31,7 @@ import {
   decodeSpgVacuumLeaf,
   decodeSpgVacuumRedirect,
   decodeSpgVacuumRoot,
+  type SpgLeafTuples,
   type SpgState,
   XLOG_SPGIST_ADD_LEAF,
   XLOG_SPGIST_ADD_NODE,
@@ -48,6 +49,7 @@ import {
   BLCKSZ,
   FirstOffsetNumber,
   InvalidOffsetNumber,
+  pageAddItemBytes,
   pageAddItemExtended,
   pageGetItem,
   pageGetMaxOffsetNumber,
@@ -171,13 +173,31 @@ function addItemAt(rec: DecodedRecord, bid: number, page: Uint8Array, item: Uint
 
 /** addOrReplaceTuple: add at `off`, replacing the placeholder there if the offset exists. */
 function addOrReplaceTuple(rec: DecodedRecord, bid: number, page: Uint8Array, tuple: Uint8Array, off: number): void {
+  addOrReplaceTupleBytes(rec, bid, page, tuple, 0, tuple.length, off);
+}
+
+/** addOrReplaceTuple of the tuple src[srcOff, srcOff + len) (no view of it). */
+function addOrReplaceTupleBytes(rec: DecodedRecord, bid: number, page: Uint8Array, src: Uint8Array, srcOff: number, len: number, off: number): void {
   if (off <= pageGetMaxOffsetNumber(page)) {
     const dt = itemAt(rec, bid, page, off);
     if (tupstate(dt) !== SPGIST_PLACEHOLDER) throw redoCorruption(rec, bid, `SPGiST tuple to be replaced at offset ${off} is not a placeholder`);
     bumpCounter(page, OPAQUE_N_PLACEHOLDER, -1);
     pageIndexTupleDelete(page, off);
   }
-  addItemAt(rec, bid, page, tuple, off);
+  if (pageAddItemBytes(page, src, srcOff, len, off, 0) !== off) {
+    throw redoCorruption(rec, bid, `failed to add item of size ${len} to SPGiST index page at offset ${off}`);
+  }
+}
+
+/** Every leaf tuple i of `tuples` (with `select` non-zero iff toDest, when given) added or replacing a placeholder at toInsert[i]. */
+function addLeafTuples(rec: DecodedRecord, bid: number, page: Uint8Array, tuples: SpgLeafTuples, toInsert: Uint16Array, select: Uint8Array | null, toDest: boolean): void {
+  const { data, starts, sizes } = tuples;
+  if (toInsert.length < starts.length || (select !== null && select.length < starts.length)) {
+    throw redoCorruption(rec, bid, `${starts.length} leaf tuples for ${toInsert.length} offsets`);
+  }
+  for (let i = 0; i < starts.length; i++) {
+    if (select === null || (select[i] !== 0) === toDest) addOrReplaceTupleBytes(rec, bid, page, data, starts[i]!, sizes[i]!, toInsert[i]!);
+  }
 }
 
 /** SGLT_SET_NEXTOFFSET on a leaf tuple in place. */
@@ -277,7 +297,7 @@ function redoMoveLeafs(rec: DecodedRecord, block: DecodedBlock, page: Uint8Array
       // The destination first, so that the redirect is valid.
       if (xl.newPage) spgInitPage(page, leafFlags(xl.storesNulls));
       else if (block.applyImage) return;
-      for (let i = 0; i < xl.leafTuples.length; i++) addOrReplaceTuple(rec, bid, page, xl.leafTuples[i]!, xl.toInsert[i]!);
+      addLeafTuples(rec, bid, page, xl.leafTuples, xl.toInsert, null, false);
       break;
     case 0:
       if (block.applyImage) return;
@@ -374,12 +394,12 @@ function redoPickSplit(rec: DecodedRecord, block: DecodedBlock, page: Uint8Array
       } else {
         spgMultiDelete(rec, bid, xl.stateSrc, page, xl.toDelete, SPGIST_PLACEHOLDER, SPGIST_PLACEHOLDER, INVALID_BLOCK_NUMBER, InvalidOffsetNumber);
       }
-      restoreLeafTuples(rec, bid, xl.leafTuples, xl.toInsert, xl.leafPageSelect, false, page);
+      addLeafTuples(rec, bid, page, xl.leafTuples, xl.toInsert, xl.leafPageSelect, false);
       break;
     case 1:
       if (xl.initDest) spgInitPage(page, leafFlags(xl.storesNulls));
       else if (block.applyImage) return;
-      restoreLeafTuples(rec, bid, xl.leafTuples, xl.toInsert, xl.leafPageSelect, true, page);
+      addLeafTuples(rec, bid, page, xl.leafTuples, xl.toInsert, xl.leafPageSelect, true);
       break;
     case 2:
       if (xl.initInner) spgInitPage(page, xl.storesNulls ? SPGIST_NULLS : 0);
@@ -395,21 +415,6 @@ function redoPickSplit(rec: DecodedRecord, block: DecodedBlock, page: Uint8Array
       throw noSuchBlock(rec, block.id);
   }
   setPageLsn(page, rec.endLsn);
-}
-
-/** The leaf tuples of a pick-split that go to the dest page (`toDest`) or to the source. */
-function restoreLeafTuples(
-  rec: DecodedRecord,
-  bid: number,
-  tuples: Uint8Array[],
-  toInsert: Uint16Array,
-  select: Uint8Array,
-  toDest: boolean,
-  page: Uint8Array,
-): void {
-  for (let i = 0; i < tuples.length; i++) {
-    if ((select[i] !== 0) === toDest) addOrReplaceTuple(rec, bid, page, tuples[i]!, toInsert[i]!);
-  }
 }
 
 function redoVacuumLeaf(rec: DecodedRecord, block: DecodedBlock, page: Uint8Array): void {

@@ -75,6 +75,36 @@ function indexTuples(rec: DecodedRecord, bytes: Uint8Array, start: number, end: 
   return out;
 }
 
+/** IndexTuples carried back to back: tuple i is data[bounds[i], bounds[i + 1]). */
+export interface GistTupleRun {
+  data: Uint8Array;
+  bounds: Uint32Array;
+}
+
+/** indexTuples as positions (no view per tuple). */
+function indexTupleRun(rec: DecodedRecord, bytes: Uint8Array, start: number, end: number, what: string): GistTupleRun {
+  let n = 0;
+  let p = start;
+  while (p < end) {
+    if (n >= MAX_TUPLES_PER_PAGE) throw recordCorrupt(rec, `${what}: more than ${MAX_TUPLES_PER_PAGE} tuples`);
+    if (end - p < SIZE_OF_INDEX_TUPLE) throw recordCorrupt(rec, `${what}: ${end - p} bytes left, shorter than a tuple header`);
+    const size = u16(bytes, p + 6) & INDEX_SIZE_MASK;
+    if (size < SIZE_OF_INDEX_TUPLE || size > end - p) {
+      throw recordCorrupt(rec, `${what}: tuple at byte ${p - start} of size ${size} with ${end - p} bytes left`);
+    }
+    p += size;
+    n++;
+  }
+  const bounds = new Uint32Array(n + 1);
+  p = start;
+  for (let i = 0; i < n; i++) {
+    bounds[i] = p;
+    p += u16(bytes, p + 6) & INDEX_SIZE_MASK;
+  }
+  bounds[n] = p;
+  return { data: bytes, bounds };
+}
+
 function offsets(bytes: Uint8Array, at: number, n: number): Uint16Array {
   const out = new Uint16Array(n);
   for (let i = 0; i < n; i++) out[i] = u16(bytes, at + 2 * i);
@@ -172,11 +202,11 @@ export function decodeGistPageSplit(rec: DecodedRecord): GistPageSplit {
 }
 
 /** A split page's block data: an int count, then that many tuples covering the rest. */
-export function decodeGistSplitPageTuples(rec: DecodedRecord, blockId: number, data: Uint8Array): Uint8Array[] {
+export function decodeGistSplitPageTuples(rec: DecodedRecord, blockId: number, data: Uint8Array): GistTupleRun {
   if (data.length < 4) throw recordCorrupt(rec, `block ${blockId} data of ${data.length} bytes lacks the tuple count`);
   const n = u32(data, 0) | 0;
-  const tuples = indexTuples(rec, data, 4, data.length, `block ${blockId} tuples`);
-  if (tuples.length !== n) throw recordCorrupt(rec, `block ${blockId} carries ${tuples.length} tuples, its count says ${n}`);
+  const tuples = indexTupleRun(rec, data, 4, data.length, `block ${blockId} tuples`);
+  if (tuples.bounds.length - 1 !== n) throw recordCorrupt(rec, `block ${blockId} carries ${tuples.bounds.length - 1} tuples, its count says ${n}`);
   return tuples;
 }
 

@@ -105,10 +105,30 @@ class Reader {
 
   /** A leaf tuple: its size is bits 2-31 of its first word. */
   leafTuple(what: string): Uint8Array {
+    const start = this.leafTupleAt(what);
+    return this.d.subarray(start, this.pos);
+  }
+
+  /** leafTuple without a view: the tuple's start in the main data (it ends at `pos`). */
+  leafTupleAt(what: string): number {
     if (this.d.length - this.pos < SIZE_OF_SPGIST_LEAF_TUPLE) throw recordCorrupt(this.rec, `${what}: leaf tuple header at byte ${this.pos} overruns the main data`);
     const size = u32(this.d, this.pos) >>> 2;
     if (size < SIZE_OF_SPGIST_LEAF_TUPLE) throw recordCorrupt(this.rec, `${what}: leaf tuple of size ${size} is shorter than its header`);
-    return this.bytes(size, what);
+    if (this.d.length - this.pos < size) throw recordCorrupt(this.rec, `${what}: ${size} bytes at byte ${this.pos} overrun ${this.d.length} bytes of main data`);
+    const start = this.pos;
+    this.pos += size;
+    return start;
+  }
+
+  /** n leaf tuples in a row, as positions in the main data (no view per tuple). */
+  leafTuples(n: number, what: string): SpgLeafTuples {
+    const starts = new Uint32Array(n);
+    const sizes = new Uint32Array(n);
+    for (let i = 0; i < n; i++) {
+      starts[i] = this.leafTupleAt(`${what} ${i}`);
+      sizes[i] = this.pos - starts[i]!;
+    }
+    return { data: this.d, starts, sizes };
   }
 
   /** An inner tuple: its size is the u16 at byte 4. */
@@ -118,6 +138,13 @@ class Reader {
     if (size < SIZE_OF_SPGIST_INNER_TUPLE) throw recordCorrupt(this.rec, `${what}: inner tuple of size ${size} is shorter than its header`);
     return this.bytes(size, what);
   }
+}
+
+/** Leaf tuples carried in a record: tuple i is data[starts[i], starts[i] + sizes[i]). */
+export interface SpgLeafTuples {
+  data: Uint8Array;
+  starts: Uint32Array;
+  sizes: Uint32Array;
 }
 
 export interface SpgAddLeaf {
@@ -156,7 +183,7 @@ export interface SpgMoveLeafs {
   /** nMoves + 1 offsets, or 1 when replaceDead. */
   toInsert: Uint16Array;
   /** As many as toInsert. */
-  leafTuples: Uint8Array[];
+  leafTuples: SpgLeafTuples;
 }
 
 export function decodeSpgMoveLeafs(rec: DecodedRecord): SpgMoveLeafs {
@@ -167,8 +194,7 @@ export function decodeSpgMoveLeafs(rec: DecodedRecord): SpgMoveLeafs {
   const r = new Reader(rec, d, SIZE_OF_MOVE_LEAFS);
   const toDelete = r.offsets(nMoves, "toDelete");
   const toInsert = r.offsets(nInsert, "toInsert");
-  const leafTuples: Uint8Array[] = [];
-  for (let i = 0; i < nInsert; i++) leafTuples.push(r.leafTuple(`leaf tuple ${i}`));
+  const leafTuples = r.leafTuples(nInsert, "leaf tuple");
   return {
     nMoves,
     newPage: d[2] !== 0,
@@ -257,7 +283,7 @@ export interface SpgPickSplit {
   /** Per inserted tuple: non-zero means the dest page (block 1), zero the source (block 0). */
   leafPageSelect: Uint8Array;
   innerTuple: Uint8Array;
-  leafTuples: Uint8Array[];
+  leafTuples: SpgLeafTuples;
 }
 
 export function decodeSpgPickSplit(rec: DecodedRecord): SpgPickSplit {
@@ -269,8 +295,7 @@ export function decodeSpgPickSplit(rec: DecodedRecord): SpgPickSplit {
   const toInsert = r.offsets(nInsert, "toInsert");
   const leafPageSelect = r.bytes(nInsert, "leafPageSelect");
   const innerTuple = r.innerTuple("new inner tuple");
-  const leafTuples: Uint8Array[] = [];
-  for (let i = 0; i < nInsert; i++) leafTuples.push(r.leafTuple(`leaf tuple ${i}`));
+  const leafTuples = r.leafTuples(nInsert, "leaf tuple");
   return {
     isRootSplit: d[0] !== 0,
     nDelete,
