@@ -7,7 +7,7 @@
  * as a process: SIGTERM exits 0, a bad flag exits 2 with a clear message.
  */
 import { type ChildProcess, spawn, spawnSync } from "node:child_process";
-import { mkdtempSync, rmSync } from "node:fs";
+import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { connect, createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -557,6 +557,16 @@ function startProcess(args: string[]): { child: ChildProcess; output: () => stri
 }
 
 describe("pageserver process", () => {
+  it("every bin in package.json is built from a source file that exists", () => {
+    const pkg = JSON.parse(readFileSync(join(ROOT, "package.json"), "utf8")) as { bin: Record<string, string> };
+    expect(Object.keys(pkg.bin).length).toBeGreaterThan(0);
+    for (const [name, file] of Object.entries(pkg.bin)) {
+      const m = /^dist\/(src\/.+)\.js$/.exec(file);
+      expect(m, `${name}: ${file} is not a built file of src/`).not.toBeNull();
+      expect(existsSync(join(ROOT, `${m![1]}.ts`)), `${name}: ${m![1]}.ts does not exist`).toBe(true);
+    }
+  });
+
   it("serves /v1/status and exits 0 on SIGTERM", async () => {
     const dir = mkdtempSync(join(tmpdir(), "ps-proc-"));
     try {
