@@ -60,6 +60,7 @@ import {
   setPdLower,
 } from "./bufpage.js";
 import { findBlock, type RmgrRedo, redoCorruption, redoUnsupported } from "./rmgr.js";
+import { setU16, setU32, u16 } from "../bytes.js";
 
 export const SIZE_OF_BRIN_SPECIAL = 8;
 export const BRIN_PAGETYPE_META = 0xf091;
@@ -76,19 +77,6 @@ const META_LAST_REVMAP_PAGE = SIZE_OF_PAGE_HEADER + 12;
 const SIZE_OF_BRIN_META = 16;
 const INVALID_BLOCK_NUMBER = 0xffff_ffff;
 
-function u16(p: Uint8Array, o: number): number {
-  return p[o]! | (p[o + 1]! << 8);
-}
-function setU16(p: Uint8Array, o: number, v: number): void {
-  p[o] = v & 0xff;
-  p[o + 1] = (v >>> 8) & 0xff;
-}
-function setU32(p: Uint8Array, o: number, v: number): void {
-  p[o] = v & 0xff;
-  p[o + 1] = (v >>> 8) & 0xff;
-  p[o + 2] = (v >>> 16) & 0xff;
-  p[o + 3] = (v >>> 24) & 0xff;
-}
 
 function brinPageType(page: Uint8Array): number {
   return u16(page, pdSpecial(page) + SPECIAL_TYPE);

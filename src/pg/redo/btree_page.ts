@@ -23,6 +23,7 @@
  */
 import { BLCKSZ } from "../page.js";
 import { copyBytes, maxAlign, PageLayoutError, pageInit, pdSpecial, SIZE_OF_PAGE_HEADER, setPdLower, setPdUpper } from "./bufpage.js";
+import { setU16, setU32, u16, u32 } from "../bytes.js";
 
 export const SIZE_OF_BT_PAGE_OPAQUE = 16;
 
@@ -60,22 +61,6 @@ const OPQ_LEVEL = 8;
 const OPQ_FLAGS = 12;
 const OPQ_CYCLEID = 14;
 
-function u16(b: Uint8Array, o: number): number {
-  return b[o]! | (b[o + 1]! << 8);
-}
-function setU16(b: Uint8Array, o: number, v: number): void {
-  b[o] = v & 0xff;
-  b[o + 1] = (v >>> 8) & 0xff;
-}
-function u32(b: Uint8Array, o: number): number {
-  return (b[o]! | (b[o + 1]! << 8) | (b[o + 2]! << 16) | (b[o + 3]! << 24)) >>> 0;
-}
-function setU32(b: Uint8Array, o: number, v: number): void {
-  b[o] = v & 0xff;
-  b[o + 1] = (v >>> 8) & 0xff;
-  b[o + 2] = (v >>> 16) & 0xff;
-  b[o + 3] = (v >>> 24) & 0xff;
-}
 
 // ---- page opaque ---------------------------------------------------------------------
 

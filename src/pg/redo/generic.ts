@@ -15,10 +15,8 @@ import { RM_GENERIC_ID, XLR_RMGR_INFO_MASK } from "../wal/rmgr.js";
 import { maskPageLsnAndChecksum, maskUnusedSpace } from "./bufmask.js";
 import { BLCKSZ, pdLower, pdUpper, setPageLsn } from "./bufpage.js";
 import { findBlock, type RmgrRedo, redoCorruption, redoUnsupported } from "./rmgr.js";
+import { u16 } from "../bytes.js";
 
-function u16(b: Uint8Array, o: number): number {
-  return b[o]! | (b[o + 1]! << 8);
-}
 
 /** applyPageRedo on a delta that checkGenericDelta accepted. */
 function applyDelta(page: Uint8Array, delta: Uint8Array): void {

@@ -77,6 +77,7 @@ import {
 } from "./bufpage.js";
 import { decodePostingList, encodePostingList, itemPointerValue, mergeItemPointers, postingListSize } from "./gin_posting_list.js";
 import { findBlock, type RmgrRedo, redoCorruption, redoUnsupported } from "./rmgr.js";
+import { setU16, setU32, u16 } from "../bytes.js";
 
 export const GIN_DATA = 1 << 0;
 export const GIN_LEAF = 1 << 1;
@@ -110,19 +111,6 @@ const tailCopy = new Uint8Array(BLCKSZ);
 /** A re-encoded segment (ADDITEMS) or a converted pre-9.4 leaf. */
 const newSegment = new Uint8Array(BLCKSZ);
 
-function u16(b: Uint8Array, o: number): number {
-  return b[o]! | (b[o + 1]! << 8);
-}
-function setU16(b: Uint8Array, o: number, v: number): void {
-  b[o] = v & 0xff;
-  b[o + 1] = (v >>> 8) & 0xff;
-}
-function setU32(b: Uint8Array, o: number, v: number): void {
-  b[o] = v & 0xff;
-  b[o + 1] = (v >>> 8) & 0xff;
-  b[o + 2] = (v >>> 16) & 0xff;
-  b[o + 3] = (v >>> 24) & 0xff;
-}
 /** BlockIdSet: bi_hi then bi_lo. */
 function setBlockId(b: Uint8Array, o: number, blkno: number): void {
   setU16(b, o, Math.floor(blkno / 0x1_0000));

@@ -58,6 +58,7 @@ import {
 } from "./bufpage.js";
 import { maskLpFlags, maskPageHintBits, maskPageLsnAndChecksum, maskUnusedSpace } from "./bufmask.js";
 import { findBlock, type RmgrRedo, redoCorruption, redoUnsupported } from "./rmgr.js";
+import { setU16, setU32 } from "../bytes.js";
 
 export const SIZE_OF_GIST_OPAQUE = 16;
 export const F_LEAF = 1 << 0;
@@ -76,16 +77,6 @@ const OPAQUE_RIGHTLINK = 8;
 const OPAQUE_FLAGS = 12;
 const OPAQUE_PAGE_ID = 14;
 
-function setU16(p: Uint8Array, o: number, v: number): void {
-  p[o] = v & 0xff;
-  p[o + 1] = (v >>> 8) & 0xff;
-}
-function setU32(p: Uint8Array, o: number, v: number): void {
-  p[o] = v & 0xff;
-  p[o + 1] = (v >>> 8) & 0xff;
-  p[o + 2] = (v >>> 16) & 0xff;
-  p[o + 3] = (v >>> 24) & 0xff;
-}
 
 /** Byte position of the opaque; GiST pages always have theirs at BLCKSZ - 16. */
 function opaqueAt(page: Uint8Array): number {

@@ -36,10 +36,10 @@
  * (no scratch copy, no view per tuple); the decoders allocate only their small result objects.
  */
 import type { CorruptionError } from "../../types/errors.js";
+import { setU16, setU32, u16 } from "../bytes.js";
 import {
   FIRST_COMMAND_ID,
   FROZEN_TRANSACTION_ID,
-  getU16,
   HEAP_COMBOCID,
   HEAP_HOT_UPDATED,
   HEAP_KEYS_UPDATED,
@@ -59,8 +59,6 @@ import {
   SIZEOF_HEAP_TUPLE_HEADER,
   SPEC_TOKEN_OFFSET_NUMBER,
   setCtid,
-  setU16,
-  setU32,
   T_CID,
   T_CTID,
   T_HOFF,
@@ -218,8 +216,8 @@ function checkedOffset(rec: DecodedRecord, blockId: number, page: Uint8Array, of
 
 /** fix_infomask_from_infobits, on the tuple at `page[t]`. */
 function fixInfomaskFromInfobits(page: Uint8Array, t: number, infobits: number): void {
-  let infomask = getU16(page, t + T_INFOMASK) & ~(HEAP_XMAX_IS_MULTI | HEAP_XMAX_LOCK_ONLY | HEAP_XMAX_KEYSHR_LOCK | HEAP_XMAX_EXCL_LOCK);
-  let infomask2 = getU16(page, t + T_INFOMASK2) & ~HEAP_KEYS_UPDATED;
+  let infomask = u16(page, t + T_INFOMASK) & ~(HEAP_XMAX_IS_MULTI | HEAP_XMAX_LOCK_ONLY | HEAP_XMAX_KEYSHR_LOCK | HEAP_XMAX_EXCL_LOCK);
+  let infomask2 = u16(page, t + T_INFOMASK2) & ~HEAP_KEYS_UPDATED;
   if (infobits & XLHL_XMAX_IS_MULTI) infomask |= HEAP_XMAX_IS_MULTI;
   if (infobits & XLHL_XMAX_LOCK_ONLY) infomask |= HEAP_XMAX_LOCK_ONLY;
   if (infobits & XLHL_XMAX_EXCL_LOCK) infomask |= HEAP_XMAX_EXCL_LOCK;
@@ -232,18 +230,18 @@ function fixInfomaskFromInfobits(page: Uint8Array, t: number, infobits: number):
 
 /** The common start of DELETE, UPDATE (old tuple), LOCK and LOCK_UPDATED. */
 function clearXmaxBits(page: Uint8Array, t: number): void {
-  setU16(page, t + T_INFOMASK, getU16(page, t + T_INFOMASK) & ~(HEAP_XMAX_BITS | HEAP_MOVED));
-  setU16(page, t + T_INFOMASK2, getU16(page, t + T_INFOMASK2) & ~HEAP_KEYS_UPDATED);
+  setU16(page, t + T_INFOMASK, u16(page, t + T_INFOMASK) & ~(HEAP_XMAX_BITS | HEAP_MOVED));
+  setU16(page, t + T_INFOMASK2, u16(page, t + T_INFOMASK2) & ~HEAP_KEYS_UPDATED);
 }
 
 /** HeapTupleHeaderSetCmin/SetCmax(tuple, FirstCommandId, false): t_cid and HEAP_COMBOCID off. */
 function setFirstCommandId(b: Uint8Array, t: number): void {
   setU32(b, t + T_CID, FIRST_COMMAND_ID);
-  setU16(b, t + T_INFOMASK, getU16(b, t + T_INFOMASK) & ~HEAP_COMBOCID);
+  setU16(b, t + T_INFOMASK, u16(b, t + T_INFOMASK) & ~HEAP_COMBOCID);
 }
 
 function setInfomask2Bits(page: Uint8Array, t: number, set: number, clear: number): void {
-  setU16(page, t + T_INFOMASK2, (getU16(page, t + T_INFOMASK2) & ~clear) | set);
+  setU16(page, t + T_INFOMASK2, (u16(page, t + T_INFOMASK2) & ~clear) | set);
 }
 
 /**
@@ -407,7 +405,7 @@ function heapXlogLock(rec: DecodedRecord, blockId: number, page: Uint8Array): vo
   clearXmaxBits(page, t);
   fixInfomaskFromInfobits(page, t, x.infobitsSet);
   // Clear the update flags only if the new infomask says there is no update.
-  if (xmaxIsLockedOnly(getU16(page, t + T_INFOMASK))) {
+  if (xmaxIsLockedOnly(u16(page, t + T_INFOMASK))) {
     setInfomask2Bits(page, t, 0, HEAP_HOT_UPDATED);
     setCtid(page, t, block(rec, 0).blkno, x.offnum);
   }
@@ -615,11 +613,11 @@ export function heapMask(page: Uint8Array, blkno: number): void {
     const t = itemIdOff(page, off);
     if (itemIdFlags(page, off) === LP_NORMAL) {
       if (t + SIZEOF_HEAP_TUPLE_HEADER > BLCKSZ) throw new PageLayoutError(`heap_mask: tuple ${off} at ${t} reaches past the page`);
-      const infomask = getU16(page, t + T_INFOMASK);
+      const infomask = u16(page, t + T_INFOMASK);
       if ((infomask & HEAP_XMIN_FROZEN) !== HEAP_XMIN_FROZEN) setU16(page, t + T_INFOMASK, infomask & ~HEAP_XACT_MASK);
       else setU16(page, t + T_INFOMASK, infomask & ~(HEAP_XMAX_INVALID | HEAP_XMAX_COMMITTED));
       setU32(page, t + T_CID, MASK_MARKER);
-      if (getU16(page, t + T_CTID + 4) === SPEC_TOKEN_OFFSET_NUMBER) setCtid(page, t, blkno, off);
+      if (u16(page, t + T_CTID + 4) === SPEC_TOKEN_OFFSET_NUMBER) setCtid(page, t, blkno, off);
     }
     if (itemIdHasStorage(page, off)) {
       const len = itemIdLen(page, off);

@@ -63,6 +63,7 @@ import {
   setPageLsn,
 } from "./bufpage.js";
 import { findBlock, type RmgrRedo, redoCorruption, redoUnsupported } from "./rmgr.js";
+import { setU16, setU32, u16, u32 } from "../bytes.js";
 
 export const SIZE_OF_SPGIST_OPAQUE = 8;
 export const SPGIST_META = 1 << 0;
@@ -87,22 +88,6 @@ const OPAQUE_N_REDIRECTION = 2;
 const OPAQUE_N_PLACEHOLDER = 4;
 const OPAQUE_PAGE_ID = 6;
 
-function u16(p: Uint8Array, o: number): number {
-  return p[o]! | (p[o + 1]! << 8);
-}
-function setU16(p: Uint8Array, o: number, v: number): void {
-  p[o] = v & 0xff;
-  p[o + 1] = (v >>> 8) & 0xff;
-}
-function u32(p: Uint8Array, o: number): number {
-  return (p[o]! | (p[o + 1]! << 8) | (p[o + 2]! << 16) | (p[o + 3]! << 24)) >>> 0;
-}
-function setU32(p: Uint8Array, o: number, v: number): void {
-  p[o] = v & 0xff;
-  p[o + 1] = (v >>> 8) & 0xff;
-  p[o + 2] = (v >>> 16) & 0xff;
-  p[o + 3] = (v >>> 24) & 0xff;
-}
 
 /** ItemPointerSet on 6 bytes at `o`: bi_hi, bi_lo, posid. */
 function setItemPointer(p: Uint8Array, o: number, blkno: number, off: number): void {

@@ -15,6 +15,7 @@
  */
 import type { DecodedRecord } from "../record.js";
 import { recordCorrupt } from "./record_access.js";
+import { u16, u32 } from "../../bytes.js";
 
 export const XLOG_BRIN_CREATE_INDEX = 0x00;
 export const XLOG_BRIN_INSERT = 0x10;
@@ -32,12 +33,6 @@ const SIZE_OF_SAMEPAGE_UPDATE = 2;
 const SIZE_OF_REVMAP_EXTEND = 4;
 const SIZE_OF_DESUMMARIZE = 10;
 
-function u16(b: Uint8Array, o: number): number {
-  return b[o]! | (b[o + 1]! << 8);
-}
-function u32(b: Uint8Array, o: number): number {
-  return (b[o]! | (b[o + 1]! << 8) | (b[o + 2]! << 16) | (b[o + 3]! << 24)) >>> 0;
-}
 
 function needMain(rec: DecodedRecord, size: number, what: string): Uint8Array {
   const d = rec.mainData;

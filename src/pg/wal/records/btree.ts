@@ -33,6 +33,7 @@ import { CorruptionError } from "../../../types/errors.js";
 import { lsnToString } from "../../../types/lsn.js";
 import type { DecodedBlock, DecodedRecord } from "../record.js";
 import { describeRecordKind, XLR_RMGR_INFO_MASK } from "../rmgr.js";
+import { u16, u32 } from "../../bytes.js";
 
 export const XLOG_BTREE_INSERT_LEAF = 0x00;
 export const XLOG_BTREE_INSERT_UPPER = 0x10;
@@ -91,12 +92,6 @@ export function btreeRecordError(rec: DecodedRecord, what: string, blockId = -1)
   );
 }
 
-function u16(b: Uint8Array, o: number): number {
-  return b[o]! | (b[o + 1]! << 8);
-}
-function u32(b: Uint8Array, o: number): number {
-  return (b[o]! | (b[o + 1]! << 8) | (b[o + 2]! << 16) | (b[o + 3]! << 24)) >>> 0;
-}
 
 function mainDataExactly(rec: DecodedRecord, size: number, struct: string): Uint8Array {
   const d = rec.mainData;

@@ -12,7 +12,7 @@
  * and info.
  */
 import { CLOG_XACTS_PER_PAGE } from "../../consts.js";
-import { getU32 as u32 } from "../../heap_tuple.js";
+import { u32 } from "../../bytes.js";
 import type { DecodedRecord } from "../record.js";
 import { RM_CLOG_ID, XLR_RMGR_INFO_MASK } from "../rmgr.js";
 import { exactMain, recordCorruption } from "./heap.js";

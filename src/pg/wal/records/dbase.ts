@@ -13,7 +13,7 @@
  *
  * Every length is checked: a malformed record is a CorruptionError naming LSN, rmgr and info.
  */
-import { getU32 as u32 } from "../../heap_tuple.js";
+import { u32 } from "../../bytes.js";
 import type { DecodedRecord } from "../record.js";
 import { RM_DBASE_ID, XLR_RMGR_INFO_MASK } from "../rmgr.js";
 import { exactMain, needMain, recordCorruption } from "./heap.js";

@@ -13,14 +13,12 @@
 import { BLCKSZ } from "../page.js";
 import type { DecodedRecord } from "../record.js";
 import { recordCorrupt } from "./record_access.js";
+import { u16 } from "../../bytes.js";
 
 export const XLOG_GENERIC = 0x00;
 export const MAX_GENERIC_XLOG_PAGES = 4;
 export const GENERIC_FRAGMENT_HEADER_SIZE = 4;
 
-function u16(b: Uint8Array, o: number): number {
-  return b[o]! | (b[o + 1]! << 8);
-}
 
 /**
  * Check a block's delta: every fragment header and payload inside `delta`, every target range

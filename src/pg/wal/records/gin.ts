@@ -31,6 +31,7 @@
 import type { DecodedRecord } from "../record.js";
 import { XLR_RMGR_INFO_MASK } from "../rmgr.js";
 import { blockById, recordCorrupt } from "./record_access.js";
+import { u16, u32 } from "../../bytes.js";
 
 export const XLOG_GIN_CREATE_PTREE = 0x10;
 export const XLOG_GIN_INSERT = 0x20;
@@ -154,12 +155,6 @@ export interface XlGinDeleteListPages {
   ndeleted: number;
 }
 
-function u16(b: Uint8Array, o: number): number {
-  return b[o]! | (b[o + 1]! << 8);
-}
-function u32(b: Uint8Array, o: number): number {
-  return (b[o]! | (b[o + 1]! << 8) | (b[o + 2]! << 16) | (b[o + 3]! << 24)) >>> 0;
-}
 /** BlockIdData: bi_hi u16 then bi_lo u16. */
 export function blockIdAt(b: Uint8Array, o: number): number {
   return u16(b, o) * 0x1_0000 + u16(b, o + 2);

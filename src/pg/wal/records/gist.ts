@@ -21,6 +21,7 @@
 import { BLCKSZ } from "../../consts.js";
 import type { DecodedRecord } from "../record.js";
 import { blockById, recordCorrupt } from "./record_access.js";
+import { u16, u32 } from "../../bytes.js";
 
 export const XLOG_GIST_PAGE_UPDATE = 0x00;
 export const XLOG_GIST_DELETE = 0x10;
@@ -42,12 +43,6 @@ const SIZE_OF_PAGE_DELETE = 10;
 /** A page holds at most BLCKSZ / (tuple + line pointer) tuples: the bound of every tuple loop. */
 const MAX_TUPLES_PER_PAGE = BLCKSZ / (SIZE_OF_INDEX_TUPLE + 4);
 
-function u16(b: Uint8Array, o: number): number {
-  return b[o]! | (b[o + 1]! << 8);
-}
-function u32(b: Uint8Array, o: number): number {
-  return (b[o]! | (b[o + 1]! << 8) | (b[o + 2]! << 16) | (b[o + 3]! << 24)) >>> 0;
-}
 
 function needMain(rec: DecodedRecord, size: number, what: string): Uint8Array {
   const d = rec.mainData;

@@ -35,6 +35,7 @@ import { MAXIMUM_ALIGNOF } from "../../consts.js";
 import type { DecodedBlock, DecodedRecord } from "../record.js";
 import { XLR_RMGR_INFO_MASK } from "../rmgr.js";
 import { blockById, recordCorrupt } from "./record_access.js";
+import { u16, u32 } from "../../bytes.js";
 
 export const XLOG_HASH_INIT_META_PAGE = 0x00;
 export const XLOG_HASH_INIT_BITMAP_PAGE = 0x10;
@@ -169,12 +170,6 @@ export interface HashTupleList {
   data: Uint8Array;
 }
 
-function u16(b: Uint8Array, o: number): number {
-  return b[o]! | (b[o + 1]! << 8);
-}
-function u32(b: Uint8Array, o: number): number {
-  return (b[o]! | (b[o + 1]! << 8) | (b[o + 2]! << 16) | (b[o + 3]! << 24)) >>> 0;
-}
 
 function mainData(rec: DecodedRecord, size: number, what: string): Uint8Array {
   const d = rec.mainData;

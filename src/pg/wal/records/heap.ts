@@ -30,7 +30,8 @@
  */
 import { CorruptionError } from "../../../types/errors.js";
 import { lsnToString } from "../../../types/lsn.js";
-import { getU16 as u16, getU32 as u32, MAX_HEAP_TUPLE_SIZE, SIZEOF_HEAP_TUPLE_HEADER } from "../../heap_tuple.js";
+import { u16, u32 } from "../../bytes.js";
+import { MAX_HEAP_TUPLE_SIZE, SIZEOF_HEAP_TUPLE_HEADER } from "../../heap_tuple.js";
 import type { DecodedBlock, DecodedRecord } from "../record.js";
 import { describeRecordKind, RM_HEAP_ID } from "../rmgr.js";
 

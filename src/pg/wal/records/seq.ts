@@ -8,6 +8,7 @@
  */
 import type { DecodedRecord } from "../record.js";
 import { recordCorrupt } from "./record_access.js";
+import { u32 } from "../../bytes.js";
 
 export const XLOG_SEQ_LOG = 0x00;
 export const XLOG_SEQ_OPMASK = 0xf0;
@@ -22,9 +23,6 @@ export interface SeqLog {
   tuple: Uint8Array;
 }
 
-function u32(b: Uint8Array, o: number): number {
-  return (b[o]! | (b[o + 1]! << 8) | (b[o + 2]! << 16) | (b[o + 3]! << 24)) >>> 0;
-}
 
 export function decodeSeqLog(rec: DecodedRecord): SeqLog {
   const d = rec.mainData;

@@ -11,7 +11,7 @@
  * naming LSN, rmgr and info.
  */
 import { MAX_FORKNUM } from "../../consts.js";
-import { getU32 as u32 } from "../../heap_tuple.js";
+import { u32 } from "../../bytes.js";
 import type { DecodedRecord, RelFileNode } from "../record.js";
 import { RM_SMGR_ID, XLR_RMGR_INFO_MASK } from "../rmgr.js";
 import { exactMain, recordCorruption } from "./heap.js";

@@ -30,6 +30,7 @@
  */
 import type { DecodedRecord } from "../record.js";
 import { recordCorrupt } from "./record_access.js";
+import { u16, u32 } from "../../bytes.js";
 
 export const XLOG_SPGIST_ADD_LEAF = 0x10;
 export const XLOG_SPGIST_MOVE_LEAFS = 0x20;
@@ -54,12 +55,6 @@ const SIZE_OF_VACUUM_LEAF = 16;
 const SIZE_OF_VACUUM_ROOT = 12;
 const SIZE_OF_VACUUM_REDIRECT = 8;
 
-function u16(b: Uint8Array, o: number): number {
-  return b[o]! | (b[o + 1]! << 8);
-}
-function u32(b: Uint8Array, o: number): number {
-  return (b[o]! | (b[o + 1]! << 8) | (b[o + 2]! << 16) | (b[o + 3]! << 24)) >>> 0;
-}
 
 /** The record state PostgreSQL's redo builds a fake SpGistState from (fillFakeState). */
 export interface SpgState {
