@@ -21,7 +21,6 @@
  */
 import { RM_HASH_ID, XLR_RMGR_INFO_MASK } from "../wal/rmgr.js";
 import type { DecodedBlock, DecodedRecord } from "../wal/record.js";
-import { restorePageImage } from "../wal/image.js";
 import {
   decodeHashAddOvflPage,
   decodeHashDelete,
@@ -63,8 +62,8 @@ import {
   type HashTupleList,
 } from "../wal/records/hash.js";
 import { maskLpFlags, maskPageContent, maskPageHintBits, maskPageLsnAndChecksum, maskUnusedSpace } from "./bufmask.js";
-import { BLCKSZ, InvalidOffsetNumber, pageAddItemBytes, pageAddItemExtended, pageIndexMultiDelete, pageInit, pageIsNew, pdSpecial, setPageLsn, setPdLower, SIZE_OF_PAGE_HEADER } from "./bufpage.js";
-import { findBlock, type RmgrRedo, redoCorruption, redoUnsupported } from "./rmgr.js";
+import { BLCKSZ, InvalidOffsetNumber, pageAddItemBytes, pageAddItemExtended, pageIndexMultiDelete, pageInit, pdSpecial, setPageLsn, setPdLower, SIZE_OF_PAGE_HEADER } from "./bufpage.js";
+import { findBlock, readForRedo, redoBlock, redoCorruption, redoUnsupported, type RmgrRedo, unexpectedBlock } from "./rmgr.js";
 import { setU16, setU32, u16, u32 } from "../bytes.js";
 
 const INVALID_BLOCK_NUMBER = 0xffff_ffff;
@@ -256,24 +255,8 @@ function clearFlag(rec: DecodedRecord, blockId: number, page: Uint8Array, bits: 
 
 // ---- redo -------------------------------------------------------------------------------
 
-/**
- * XLogReadBufferForRedo for one block: an APPLY image is restored (pd_lsn := end LSN unless
- * the page is new) and false returned (BLK_RESTORED); true means the record must be replayed.
- */
-function readForRedo(rec: DecodedRecord, blk: DecodedBlock, page: Uint8Array): boolean {
-  if (!blk.applyImage) return true;
-  restorePageImage(blk, page, rec.lsn);
-  if (!pageIsNew(page)) setPageLsn(page, rec.endLsn);
-  return false;
-}
-
-function unexpectedBlock(rec: DecodedRecord, blockId: number): Error {
-  return redoCorruption(rec, blockId, "PostgreSQL never registers this block reference for this record");
-}
-
 function redoHash(rec: DecodedRecord, blockId: number, page: Uint8Array): void {
-  const blk = findBlock(rec, blockId);
-  if (blk === undefined) throw redoCorruption(rec, blockId, "no such block reference");
+  const blk = redoBlock(rec, blockId);
   const info = rec.info & XLR_RMGR_INFO_MASK;
   const lsn = rec.endLsn;
   switch (info) {

@@ -69,7 +69,7 @@ import {
   xmaxIsLockedOnly,
 } from "../heap_tuple.js";
 import { BLCKSZ, HEAPBLOCKS_PER_VM_PAGE } from "../consts.js";
-import type { DecodedBlock, DecodedRecord } from "../wal/record.js";
+import type { DecodedRecord } from "../wal/record.js";
 import {
   decodeHeapConfirm,
   decodeHeapDelete,
@@ -161,7 +161,7 @@ import {
   SIZE_OF_PAGE_HEADER,
 } from "./bufpage.js";
 import { maskPageHintBits, maskPageLsnAndChecksum, maskUnusedSpace, MASK_MARKER } from "./bufmask.js";
-import { findBlock, type RmgrRedo, redoCorruption, redoUnsupported } from "./rmgr.js";
+import { findBlock, redoBlock, redoCorruption, redoUnsupported, type RmgrRedo } from "./rmgr.js";
 
 /** The most line pointers a page can hold: bounds every line-pointer loop. */
 const MAX_LINE_POINTERS = (BLCKSZ - SIZE_OF_PAGE_HEADER) / 4;
@@ -170,12 +170,6 @@ const MAX_LINE_POINTERS = (BLCKSZ - SIZE_OF_PAGE_HEADER) / 4;
 const VM_MAP_OFFSET = maxAlign(SIZE_OF_PAGE_HEADER);
 const VM_BITS_PER_HEAPBLOCK = 2;
 const VM_HEAPBLOCKS_PER_BYTE = 4;
-
-function block(rec: DecodedRecord, blockId: number): DecodedBlock {
-  const b = findBlock(rec, blockId);
-  if (b === undefined) throw redoCorruption(rec, blockId, "the record has no such block reference");
-  return b;
-}
 
 function pageClearAllVisible(page: Uint8Array): void {
   setPdFlags(page, pdFlags(page) & ~PD_ALL_VISIBLE);
@@ -291,7 +285,7 @@ function noData(rec: DecodedRecord, blockId: number): CorruptionError {
 function heapXlogInsert(rec: DecodedRecord, blockId: number, page: Uint8Array): void {
   const x = decodeHeapInsert(rec);
   if (blockId !== 0) throw redoCorruption(rec, blockId, "Heap/INSERT touches only block 0");
-  const blkno = block(rec, 0).blkno;
+  const blkno = redoBlock(rec, 0).blkno;
   if (rec.info & XLOG_HEAP_INIT_PAGE) pageInit(page, 0);
   const tup = x.tuple;
   if (tup === null) throw noData(rec, 0);
@@ -305,7 +299,7 @@ function heapXlogInsert(rec: DecodedRecord, blockId: number, page: Uint8Array): 
 function heapXlogDelete(rec: DecodedRecord, blockId: number, page: Uint8Array): void {
   const x = decodeHeapDelete(rec);
   if (blockId !== 0) throw redoCorruption(rec, blockId, "Heap/DELETE touches only block 0");
-  const blkno = block(rec, 0).blkno;
+  const blkno = redoBlock(rec, 0).blkno;
   const t = normalTuple(rec, 0, page, x.offnum);
   clearXmaxBits(page, t);
   setInfomask2Bits(page, t, 0, HEAP_HOT_UPDATED);
@@ -326,7 +320,7 @@ function heapXlogDelete(rec: DecodedRecord, blockId: number, page: Uint8Array): 
  */
 function heapXlogUpdate(rec: DecodedRecord, blockId: number, page: Uint8Array, hot: boolean): void {
   const x = decodeHeapUpdate(rec);
-  const newblk = block(rec, 0).blkno;
+  const newblk = redoBlock(rec, 0).blkno;
   const b1 = findBlock(rec, 1);
   const oldblk = b1 === undefined ? newblk : b1.blkno;
   const oldBlockId = oldblk === newblk ? 0 : 1;
@@ -394,7 +388,7 @@ function heapXlogConfirm(rec: DecodedRecord, blockId: number, page: Uint8Array):
   const x = decodeHeapConfirm(rec);
   if (blockId !== 0) throw redoCorruption(rec, blockId, "Heap/HEAP_CONFIRM touches only block 0");
   const t = normalTuple(rec, 0, page, x.offnum);
-  setCtid(page, t, block(rec, 0).blkno, x.offnum);
+  setCtid(page, t, redoBlock(rec, 0).blkno, x.offnum);
   setPageLsn(page, rec.endLsn);
 }
 
@@ -407,7 +401,7 @@ function heapXlogLock(rec: DecodedRecord, blockId: number, page: Uint8Array): vo
   // Clear the update flags only if the new infomask says there is no update.
   if (xmaxIsLockedOnly(u16(page, t + T_INFOMASK))) {
     setInfomask2Bits(page, t, 0, HEAP_HOT_UPDATED);
-    setCtid(page, t, block(rec, 0).blkno, x.offnum);
+    setCtid(page, t, redoBlock(rec, 0).blkno, x.offnum);
   }
   setU32(page, t + T_XMAX, x.lockingXid);
   setFirstCommandId(page, t);
@@ -513,7 +507,7 @@ function heapXlogFreezePage(rec: DecodedRecord, blockId: number, page: Uint8Arra
  */
 function heapXlogVisible(rec: DecodedRecord, blockId: number, page: Uint8Array): void {
   const x = decodeHeap2Visible(rec);
-  const heapBlk = block(rec, 1).blkno;
+  const heapBlk = redoBlock(rec, 1).blkno;
   if (blockId === 1) {
     pageSetAllVisible(page);
     setPageLsn(page, rec.endLsn);
@@ -523,7 +517,7 @@ function heapXlogVisible(rec: DecodedRecord, blockId: number, page: Uint8Array):
   if (pageIsNew(page)) pageInit(page, 0);
   if (!(rec.endLsn > pageLsn(page))) return;
   const mapBlock = Math.floor(heapBlk / HEAPBLOCKS_PER_VM_PAGE);
-  if (mapBlock !== block(rec, 0).blkno) throw redoCorruption(rec, 0, `wrong VM buffer: heap block ${heapBlk} is on VM page ${mapBlock}`);
+  if (mapBlock !== redoBlock(rec, 0).blkno) throw redoCorruption(rec, 0, `wrong VM buffer: heap block ${heapBlk} is on VM page ${mapBlock}`);
   const inPage = heapBlk % HEAPBLOCKS_PER_VM_PAGE;
   const mapByte = VM_MAP_OFFSET + Math.floor(inPage / VM_HEAPBLOCKS_PER_BYTE);
   const mapOffset = (inPage % VM_HEAPBLOCKS_PER_BYTE) * VM_BITS_PER_HEAPBLOCK;
@@ -536,7 +530,7 @@ function heapXlogVisible(rec: DecodedRecord, blockId: number, page: Uint8Array):
 function heapXlogMultiInsert(rec: DecodedRecord, blockId: number, page: Uint8Array): void {
   const x = decodeHeap2MultiInsert(rec);
   if (blockId !== 0) throw redoCorruption(rec, blockId, "Heap2/MULTI_INSERT touches only block 0");
-  const blkno = block(rec, 0).blkno;
+  const blkno = redoBlock(rec, 0).blkno;
   if (x.init) pageInit(page, 0);
   const data = x.tupleData;
   const starts = x.tupleStarts;
