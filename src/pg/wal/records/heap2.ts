@@ -34,12 +34,9 @@ import { u16, u32 } from "../../bytes.js";
 import { MAX_HEAP_TUPLE_SIZE, SIZEOF_HEAP_TUPLE_HEADER } from "../../heap_tuple.js";
 import type { DecodedRecord } from "../record.js";
 import { RM_HEAP2_ID } from "../rmgr.js";
+import { exactMain, needMain, recordCorruption, requireBlock } from "./record_access.js";
 import {
-  exactMain,
   expectOp,
-  needMain,
-  recordCorruption,
-  requireBlock,
   XLOG_HEAP_INIT_PAGE,
 } from "./heap.js";
 

@@ -17,7 +17,7 @@
 import { u32 } from "../../bytes.js";
 import type { DecodedRecord } from "../record.js";
 import { RM_STANDBY_ID, XLR_RMGR_INFO_MASK } from "../rmgr.js";
-import { needMain, recordCorruption } from "./heap.js";
+import { needMain, recordCorruption } from "./record_access.js";
 
 export const XLOG_STANDBY_LOCK = 0x00;
 export const XLOG_RUNNING_XACTS = 0x10;

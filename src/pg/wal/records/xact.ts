@@ -37,7 +37,7 @@ import { i64, u16, u32 } from "../../bytes.js";
 import { maxAlign } from "../page.js";
 import type { DecodedRecord, RelFileNode } from "../record.js";
 import { RM_XACT_ID } from "../rmgr.js";
-import { recordCorruption } from "./heap.js";
+import { recordCorruption } from "./record_access.js";
 
 export const XLOG_XACT_COMMIT = 0x00;
 export const XLOG_XACT_PREPARE = 0x10;

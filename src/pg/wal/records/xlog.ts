@@ -46,7 +46,7 @@ import {
   XLOG_SWITCH,
   XLR_RMGR_INFO_MASK,
 } from "../rmgr.js";
-import { exactMain, recordCorruption } from "./heap.js";
+import { exactMain, recordCorruption } from "./record_access.js";
 
 export {
   XLOG_BACKUP_END,
