@@ -34,7 +34,7 @@ export function blockById(rec: DecodedRecord, id: number): DecodedBlock | undefi
 /** Block `id`, which the record must reference. */
 export function requireBlock(rec: DecodedRecord, id: number): DecodedBlock {
   const b = blockById(rec, id);
-  if (b === undefined) throw recordCorruption(rec, `has no block reference ${id}`);
+  if (b === undefined) throw recordCorruption(rec, `needs block ${id}, but the record has no block reference ${id}`);
   return b;
 }
 
