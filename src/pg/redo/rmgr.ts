@@ -56,7 +56,8 @@ export function redoBlock(rec: DecodedRecord, blockId: number): DecodedBlock {
  * XLogReadBufferForRedo for one block, for the rmgrs whose redo restores images itself (gin,
  * hash): an APPLY image is restored (pd_lsn := end LSN unless the page is new) and false
  * returned (BLK_RESTORED); true means the record must be replayed. (brin, gist and spgist
- * get an APPLY block already restored and only skip it: `if (block.applyImage) return`.)
+ * instead leave the page of an APPLY block as it is: `if (block.applyImage) return`. Served
+ * reads never get here with an image: ingest stores a block's image as its own version.)
  */
 export function readForRedo(rec: DecodedRecord, blk: DecodedBlock, page: Uint8Array): boolean {
   if (!blk.applyImage) return true;
