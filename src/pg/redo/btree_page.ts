@@ -22,6 +22,7 @@
  * allocate nothing; a tuple that contradicts its own header is a PageLayoutError.
  */
 import { BLCKSZ } from "../page.js";
+import type { XlBtreeMetadata } from "../wal/records/btree.js";
 import { copyBytes, maxAlign, PageLayoutError, pageInit, pdSpecial, SIZE_OF_PAGE_HEADER, setPdLower, setPdUpper } from "./bufpage.js";
 import { setU16, setU32, u16, u32 } from "../bytes.js";
 
@@ -280,19 +281,8 @@ export function btSwapPosting(newitem: Uint8Array, oposting: Uint8Array, opostin
 
 // ---- metapage ------------------------------------------------------------------------
 
-/** The fields _bt_restore_meta writes (xl_btree_metadata). */
-export interface BtMetaFields {
-  version: number;
-  root: number;
-  level: number;
-  fastroot: number;
-  fastlevel: number;
-  lastCleanupNumDelpages: number;
-  allequalimage: boolean;
-}
-
 /** _bt_restore_meta's page: a fresh btree page holding BTMetaPageData, BTP_META, pd_lower past it. */
-export function writeMetaPage(page: Uint8Array, md: BtMetaFields): void {
+export function writeMetaPage(page: Uint8Array, md: XlBtreeMetadata): void {
   btPageInit(page);
   const m = SIZE_OF_PAGE_HEADER;
   setU32(page, m, BTREE_MAGIC);
