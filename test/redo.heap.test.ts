@@ -86,9 +86,10 @@ import {
   XLOG_HEAP2_VISIBLE,
 } from "../src/pg/wal/records/heap2.js";
 import { describeRecordKind, RM_HEAP2_ID, RM_HEAP_ID, RM_SMGR_ID, RM_XLOG_ID, XLOG_FPI_FOR_HINT, XLR_RMGR_INFO_MASK } from "../src/pg/wal/rmgr.js";
-import { CorruptionError, UnsupportedError } from "../src/types/errors.js";
+import { UnsupportedError } from "../src/types/errors.js";
 import { lsnToString } from "../src/types/lsn.js";
 import type { PgInstance } from "./support/postgres.js";
+import { corruptionOf } from "./support/redo_malformed.js";
 import { formatReport, type VerifyReport, verifyRedo } from "./support/redo_verify.js";
 
 const VM_FORKNUM = 2;
@@ -638,14 +639,7 @@ const le16 = (v: number): number[] => [v & 0xff, (v >>> 8) & 0xff];
 const le32 = (v: number): number[] => [v & 0xff, (v >>> 8) & 0xff, (v >>> 16) & 0xff, (v >>> 24) & 0xff];
 
 function expectCorruption(fn: () => unknown, ...parts: string[]): void {
-  let err: unknown;
-  try {
-    fn();
-  } catch (e) {
-    err = e;
-  }
-  expect(err).toBeInstanceOf(CorruptionError);
-  const msg = (err as Error).message;
+  const msg = corruptionOf(fn).message;
   expect(msg).toContain("1/28"); // the record's LSN
   for (const p of parts) expect(msg).toContain(p);
 }
