@@ -68,6 +68,11 @@ export interface RelFileNode {
   relNode: number;
 }
 
+/** The 12-byte RelFileNode (spcNode, dbNode, relNode: u32 each) at `b[o]`; the caller checked the length. */
+export function readRelFileNode(b: Uint8Array, o: number): RelFileNode {
+  return { spcNode: u32(b, o), dbNode: u32(b, o + 4), relNode: u32(b, o + 8) };
+}
+
 /** A full-page image as stored: maybe compressed, with its hole removed. */
 export interface BlockImage {
   /** The stored bytes (bimg_len of them), a subarray of the record. */
@@ -322,7 +327,7 @@ export function decodeRecord(record: Uint8Array, lsn: Lsn, endLsn: Lsn): Decoded
     let rnode: RelFileNode;
     if ((forkFlags & BKPBLOCK_SAME_REL) === 0) {
       if (remaining < 12) throw shortData(lsn, dataTotal, remaining);
-      rnode = { spcNode: u32(record, ptr), dbNode: u32(record, ptr + 4), relNode: u32(record, ptr + 8) };
+      rnode = readRelFileNode(record, ptr);
       ptr += 12;
       remaining -= 12;
       lastRnode = rnode;

@@ -35,7 +35,7 @@
 import { type Lsn, readLsnLE } from "../../../types/lsn.js";
 import { i64, u16, u32 } from "../../bytes.js";
 import { maxAlign } from "../page.js";
-import type { DecodedRecord, RelFileNode } from "../record.js";
+import { type DecodedRecord, type RelFileNode, readRelFileNode } from "../record.js";
 import { RM_XACT_ID } from "../rmgr.js";
 import { recordCorruption } from "./record_access.js";
 
@@ -169,8 +169,7 @@ export function subxactAt(xids: Uint8Array, i: number): number {
 
 /** The i-th RelFileNode of a relation array view. */
 export function relFileNodeAt(rels: Uint8Array, i: number): RelFileNode {
-  const o = SIZE_OF_RELFILENODE * i;
-  return { spcNode: u32(rels, o), dbNode: u32(rels, o + 4), relNode: u32(rels, o + 8) };
+  return readRelFileNode(rels, SIZE_OF_RELFILENODE * i);
 }
 
 /** Reads main data front to back, every read bounds-checked against what remains. */
