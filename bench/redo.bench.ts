@@ -81,6 +81,7 @@ import { type Lsn, lsnToString, parseLsn } from "../src/types/lsn.js";
 import { pgRecordValue, type Value } from "../src/types/value.js";
 import { PgInstance } from "../test/support/postgres.js";
 import { formatReport, verifyWal } from "../test/support/redo_verify.js";
+import { rng } from "../test/support/rng.js";
 import { type BenchRow, percentile, row } from "./harness.js";
 
 const TX = Number(process.env["REDO_BENCH_TX"] ?? 20_000);
@@ -348,18 +349,6 @@ interface ChainPrefix {
   expected: Uint8Array;
 }
 
-/** mulberry32: a fixed-seed PRNG so the sample is the same from run to run. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
 class Corpus {
   readonly kinds = new Map<string, Kind>();
   /** Uniform reservoir sample (algorithm R) of the records with verified native redo. */
@@ -369,7 +358,7 @@ class Corpus {
   verifiedBlocks = 0;
   /** Heap page chains that stopped growing, by the longest N they reached. */
   private readonly finished = new Map<number, Chain[]>(CHAIN_NS.map((n) => [n, []]));
-  private readonly rand = prng(0x5eed);
+  private readonly rand = rng(0x5eed);
   private pendingRec: DecodedRecord | null = null;
   private pending: Item[] = [];
   private readonly chains = new Map<Key, Chain>();

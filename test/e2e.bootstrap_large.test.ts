@@ -6,15 +6,13 @@
  *   at two LSNs of that run start a stock PostgreSQL with the source's figures;
  * - from the same cluster's data directory once shut down (import_pgdata): the same figures.
  */
-import { mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { BackupServer, freePort, runPg } from "./support/backup_server.js";
+import { BackupServer } from "./support/backup_server.js";
+import { PGBENCH_STATE_SQL as STATE_SQL, pageserverApi, pgbench, pgbenchPoint, startE2e, stopE2e } from "./support/e2e_fixture.js";
 import { TestEnv } from "./support/env.js";
-import { PageserverProcess } from "./support/pageserver_process.js";
-import { PgInstance } from "./support/postgres.js";
+import type { PageserverProcess } from "./support/pageserver_process.js";
+import type { PgInstance } from "./support/postgres.js";
 
 const SOURCE_CONF = {
   wal_level: "replica",
@@ -23,41 +21,13 @@ const SOURCE_CONF = {
   max_replication_slots: 10,
 };
 const CHECKPOINT_DISTANCE = 2 * 1024 * 1024;
-const STATE_SQL = `SELECT (SELECT sum(abalance) FROM pgbench_accounts) || ',' || (SELECT sum(bbalance) FROM pgbench_branches)
-  || ',' || (SELECT sum(tbalance) FROM pgbench_tellers) || ',' || (SELECT count(*) FROM pgbench_history)`;
 
 const env = new TestEnv(fileURLToPath(import.meta.url));
 let src: PgInstance;
 let ps: PageserverProcess;
 let dir: string;
 const cleanup: (() => Promise<unknown>)[] = [];
-
-async function api(method: string, path: string, body?: unknown): Promise<{ status: number; json: Record<string, unknown> }> {
-  const r = await fetch(`${ps.url}${path}`, { method, body: body === undefined ? undefined : JSON.stringify(body) });
-  const text = await r.text();
-  let json: Record<string, unknown> = {};
-  try {
-    json = JSON.parse(text) as Record<string, unknown>;
-  } catch {
-    json = { raw: text };
-  }
-  return { status: r.status, json };
-}
-
-const lsnNum = (s: string): number => {
-  const [hi, lo] = s.split("/").map((x) => Number.parseInt(x, 16)) as [number, number];
-  return hi * 2 ** 32 + lo;
-};
-
-async function waitIngested(t: string, tl: string, lsn: string, timeout_ms = 120_000): Promise<void> {
-  const deadline = Date.now() + timeout_ms;
-  for (;;) {
-    const r = await api("GET", `/v1/tenant/${t}/timeline/${tl}`);
-    if (lsnNum(String(r.json["last_record_lsn"])) >= lsnNum(lsn)) return;
-    if (Date.now() > deadline) throw new Error(`timeline ${tl} did not reach ${lsn}: ${JSON.stringify(r.json)}\n${ps.logTail()}`);
-    await new Promise((res) => setTimeout(res, 100));
-  }
-}
+const { api, waitLsn } = pageserverApi(() => ps, env, cleanup);
 
 async function figuresAt(t: string, tl: string, lsn: string): Promise<string> {
   const r = await fetch(`${ps.url}/v1/tenant/${t}/timeline/${tl}/basebackup?lsn=${lsn}`);
@@ -73,38 +43,17 @@ async function figuresAt(t: string, tl: string, lsn: string): Promise<string> {
   }
 }
 
-async function samplePoint(): Promise<{ lsn: string; state: string }> {
-  const out = await src.psql(`BEGIN;
-    LOCK TABLE pgbench_accounts, pgbench_branches, pgbench_tellers, pgbench_history IN EXCLUSIVE MODE;
-    SELECT pg_current_wal_insert_lsn() || ' ' || (${STATE_SQL});
-    COMMIT;`);
-  const [lsn, state] = out.trim().split(" ") as [string, string];
-  return { lsn, state };
-}
-
-function pgbench(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  return runPg("pgbench", [...args, "-h", "127.0.0.1", "-p", String(src.port), "-U", "postgres", "postgres"]);
-}
-
 beforeAll(async () => {
-  src = await PgInstance.start({ conf: SOURCE_CONF });
-  env.add("source.log", src.logFile);
-  dir = mkdtempSync(join(tmpdir(), "ps-e2e-bootstrap-"));
-  ps = new PageserverProcess(join(dir, "workdir"), await freePort(), join(dir, "pageserver.log"));
-  env.add("pageserver.log", ps.logFile);
-  await ps.start();
+  ({ src, ps, dir } = await startE2e(env, SOURCE_CONF, "ps-e2e-bootstrap-"));
 });
 
 afterAll(async () => {
-  for (const c of cleanup.reverse()) await c().catch(() => undefined);
-  await ps?.stop();
-  await src?.destroy();
-  if (dir) rmSync(dir, { recursive: true, force: true });
+  await stopE2e(cleanup, ps, src, dir);
 });
 
 describe("bootstrap from a source larger than checkpoint_distance", { timeout: 400_000 }, () => {
   it("imports a running source of ≈ 45 × checkpoint_distance, streams on top, and matches the source at two LSNs", async () => {
-    const init = await pgbench(["-i", "-s", "6", "-q"]);
+    const init = await pgbench(["-i", "-s", "6", "-q"], src.port);
     expect(init.code, init.stderr).toBe(0);
     const size = Number(await src.psql("SELECT pg_database_size('postgres')"));
     expect(size).toBeGreaterThan(40 * CHECKPOINT_DISTANCE);
@@ -118,14 +67,14 @@ describe("bootstrap from a source larger than checkpoint_distance", { timeout: 4
     // The import is image layers at the backup's start, cut at compaction_target_size.
     expect(layers.image).toBeGreaterThan(5);
 
-    const load = pgbench(["-c", "2", "-j", "2", "-T", "8", "-n"]);
+    const load = pgbench(["-c", "2", "-j", "2", "-T", "8", "-n"], src.port);
     await new Promise((r) => setTimeout(r, 3000));
-    const a = await samplePoint();
+    const a = await pgbenchPoint((sql) => src.psql(sql));
     const done = await load;
     expect(done.code, done.stderr).toBe(0);
-    const b = await samplePoint();
+    const b = await pgbenchPoint((sql) => src.psql(sql));
     expect(a.state).not.toBe(b.state);
-    await waitIngested(tenant, tl, b.lsn);
+    await waitLsn(tenant, tl, "last_record_lsn", b.lsn, 120_000);
     expect(await figuresAt(tenant, tl, a.lsn), `figures at ${a.lsn}`).toBe(a.state);
     expect(await figuresAt(tenant, tl, b.lsn), `figures at ${b.lsn}`).toBe(b.state);
 

@@ -8,15 +8,14 @@
  * - more pgbench, then `pg_ctl stop -m fast -t 30` succeeds (the shutdown checkpoint record
  *   makes the pageserver flush and report at once), and the branch holds every commit.
  */
-import { mkdtempSync, readFileSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { readFileSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { BackupServer, freePort, runPg } from "./support/backup_server.js";
+import { runPg } from "./support/backup_server.js";
+import { lsnNum, PGBENCH_STATE_SQL as STATE_SQL, pageserverApi, pgbench, startE2e, stopE2e } from "./support/e2e_fixture.js";
 import { TestEnv } from "./support/env.js";
-import { PageserverProcess } from "./support/pageserver_process.js";
-import { PgInstance } from "./support/postgres.js";
+import type { PageserverProcess } from "./support/pageserver_process.js";
+import type { PgInstance } from "./support/postgres.js";
 
 const SOURCE_CONF = {
   wal_level: "replica",
@@ -25,78 +24,20 @@ const SOURCE_CONF = {
   max_replication_slots: 10,
 };
 const ENDPOINT_CONF = { wal_level: "replica", max_wal_senders: "5", max_replication_slots: "5" };
-const STATE_SQL = `SELECT (SELECT sum(abalance) FROM pgbench_accounts) || ',' || (SELECT sum(bbalance) FROM pgbench_branches)
-  || ',' || (SELECT sum(tbalance) FROM pgbench_tellers) || ',' || (SELECT count(*) FROM pgbench_history)`;
 
 const env = new TestEnv(fileURLToPath(import.meta.url));
 let src: PgInstance;
 let ps: PageserverProcess;
 let dir: string;
 const cleanup: (() => Promise<unknown>)[] = [];
-
-async function api(method: string, path: string, body?: unknown): Promise<{ status: number; json: Record<string, unknown> }> {
-  const r = await fetch(`${ps.url}${path}`, { method, body: body === undefined ? undefined : JSON.stringify(body) });
-  const text = await r.text();
-  let json: Record<string, unknown> = {};
-  try {
-    json = JSON.parse(text) as Record<string, unknown>;
-  } catch {
-    json = { raw: text };
-  }
-  return { status: r.status, json };
-}
-
-const lsnNum = (s: string): number => {
-  const [hi, lo] = s.split("/").map((x) => Number.parseInt(x, 16)) as [number, number];
-  return hi * 2 ** 32 + lo;
-};
-
-async function info(t: string, tl: string): Promise<Record<string, unknown>> {
-  const r = await api("GET", `/v1/tenant/${t}/timeline/${tl}`);
-  expect(r.status, JSON.stringify(r.json)).toBe(200);
-  return r.json;
-}
-
-/** Poll timeline info until `field` reaches `lsn` (bounded). */
-async function waitLsn(t: string, tl: string, field: string, lsn: string, timeout_ms = 60_000): Promise<void> {
-  const deadline = Date.now() + timeout_ms;
-  for (;;) {
-    const i = await info(t, tl);
-    if (lsnNum(String(i[field])) >= lsnNum(lsn)) return;
-    if (Date.now() > deadline) throw new Error(`${field} of ${tl} did not reach ${lsn}: ${JSON.stringify(i)}\n${ps.logTail()}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
-}
-
-async function backup(t: string, tl: string, lsn: string, conf: Record<string, string> = {}): Promise<BackupServer> {
-  const r = await fetch(`${ps.url}/v1/tenant/${t}/timeline/${tl}/basebackup?lsn=${lsn}`);
-  if (r.status !== 200) throw new Error(`basebackup at ${lsn}: ${r.status} ${await r.text()}`);
-  const b = new BackupServer();
-  env.add(`backup_${lsn.replace("/", "_")}_${tl.slice(0, 8)}.log`, b.log);
-  cleanup.push(() => b.destroy());
-  await b.untar(r.body as unknown as AsyncIterable<Uint8Array>);
-  await b.start(conf);
-  return b;
-}
-
-function pgbench(args: string[], port: number): Promise<{ code: number; stdout: string; stderr: string }> {
-  return runPg("pgbench", [...args, "-h", "127.0.0.1", "-p", String(port), "-U", "postgres", "postgres"]);
-}
+const { api, timelineInfo: info, waitLsn, startBackup: backup } = pageserverApi(() => ps, env, cleanup);
 
 beforeAll(async () => {
-  src = await PgInstance.start({ conf: SOURCE_CONF });
-  env.add("source.log", src.logFile);
-  dir = mkdtempSync(join(tmpdir(), "ps-e2e-endpoint-stop-"));
-  ps = new PageserverProcess(join(dir, "workdir"), await freePort(), join(dir, "pageserver.log"));
-  env.add("pageserver.log", ps.logFile);
-  await ps.start();
+  ({ src, ps, dir } = await startE2e(env, SOURCE_CONF, "ps-e2e-endpoint-stop-"));
 });
 
 afterAll(async () => {
-  for (const c of cleanup.reverse()) await c().catch(() => undefined);
-  await ps?.stop();
-  await src?.destroy();
-  if (dir) rmSync(dir, { recursive: true, force: true });
+  await stopE2e(cleanup, ps, src, dir);
 });
 
 describe("stopping a source that streams into the pageserver", { timeout: 300_000 }, () => {

@@ -37,7 +37,8 @@ import { CorruptionError } from "../src/types/errors.js";
 import { KEY_MAX, KEY_MIN, KEY_SIZE, type Key, keyFromBytes, makeKey } from "../src/types/key.js";
 import { MAX_LSN } from "../src/types/lsn.js";
 import { imageValue, pgRecordValue, type Value } from "../src/types/value.js";
-import { payload, rng, tempDirs } from "./support/layer_fixture.js";
+import { payload, tempDirs } from "./support/layer_fixture.js";
+import { rng } from "./support/rng.js";
 
 const { freshDir } = tempDirs("corrupt-test-");
 

@@ -17,7 +17,8 @@ import { BadStateError, CorruptionError, InvalidArgumentError } from "../src/typ
 import { KEY_MAX, KEY_MIN, type Key, keyNext, makeKey } from "../src/types/key.js";
 import { MAX_LSN } from "../src/types/lsn.js";
 import { type Value, ValueTag, valueWillInit } from "../src/types/value.js";
-import { rng, tempDirs } from "./support/layer_fixture.js";
+import { tempDirs } from "./support/layer_fixture.js";
+import { rng } from "./support/rng.js";
 
 const { freshDir } = tempDirs("delta-test-");
 let cache: PageCache;

@@ -15,7 +15,7 @@ import { BtreeCursor, type BtreeMeta, DiskBtreeBuilder, validateBtreeMeta } from
 import { TEMP_SUFFIX } from "../src/layers/layer_name.js";
 import { AssertionError } from "../src/types/assert.js";
 import { BadStateError, CorruptionError } from "../src/types/errors.js";
-import { rng } from "./support/layer_fixture.js";
+import { rng } from "./support/rng.js";
 
 let dir: string;
 let cache: PageCache;

@@ -16,7 +16,8 @@ import { BadStateError, CorruptionError, InvalidArgumentError } from "../src/typ
 import { KEY_MAX, KEY_MIN, type Key, keyNext, makeKey } from "../src/types/key.js";
 import { MAX_LSN } from "../src/types/lsn.js";
 import { imageValue, pgRecordValue, type Value } from "../src/types/value.js";
-import { payload, rng, tempDirs } from "./support/layer_fixture.js";
+import { payload, tempDirs } from "./support/layer_fixture.js";
+import { rng } from "./support/rng.js";
 
 const { freshDir } = tempDirs("image-test-");
 let cache: PageCache;

@@ -32,6 +32,7 @@ import { RM_BRIN_ID } from "../src/pg/wal/rmgr.js";
 import { CorruptionError, UnsupportedError } from "../src/types/errors.js";
 import { checkTruncations, fakeRecord, RecordSampler } from "./support/redo_malformed.js";
 import { formatReport, type VerifyReport, verifyRedo } from "./support/redo_verify.js";
+import { u32le } from "./support/walgen.js";
 
 function decodeAll(rec: DecodedRecord): unknown {
   switch (rec.info & XLOG_BRIN_OPMASK) {
@@ -111,9 +112,8 @@ describe("BRIN redo against PostgreSQL 15", () => {
 });
 
 describe("BRIN redo on hand-made malformed records", () => {
-  const u32 = (v: number): number[] => [v & 0xff, (v >>> 8) & 0xff, (v >>> 16) & 0xff, (v >>> 24) & 0xff];
   /** xl_brin_insert: heapBlk, pagesPerRange, offnum. */
-  const insert = (heapBlk: number, ppr: number, off: number): number[] => [...u32(heapBlk), ...u32(ppr), off, 0];
+  const insert = (heapBlk: number, ppr: number, off: number): number[] => [...u32le(heapBlk), ...u32le(ppr), off, 0];
   const tuple = [0, 0, 0, 0, 8, 0, 0, 0];
 
   it("inserts onto a new page and points the revmap at it", () => {
@@ -122,7 +122,7 @@ describe("BRIN redo on hand-made malformed records", () => {
     brinRedo.redo(rec, 0, regular);
     expect(regular[12]! | (regular[13]! << 8)).toBe(28);
     const revmap = new Uint8Array(BLCKSZ);
-    brinRedo.redo(fakeRecord(RM_BRIN_ID, XLOG_BRIN_REVMAP_EXTEND, u32(1), [{ id: 0, blkno: 0 }, { id: 1, blkno: 1, willInit: true }]), 1, revmap);
+    brinRedo.redo(fakeRecord(RM_BRIN_ID, XLOG_BRIN_REVMAP_EXTEND, u32le(1), [{ id: 0, blkno: 0 }, { id: 1, blkno: 1, willInit: true }]), 1, revmap);
     brinRedo.redo(rec, 1, revmap);
     // Entry 10: (block 2, offset 1) at 24 + 6 * 10.
     expect([...revmap.subarray(84, 90)]).toEqual([0, 0, 2, 0, 1, 0]);

@@ -72,8 +72,8 @@ import {
   XLOG_BTREE_VACUUM,
 } from "../src/pg/wal/records/btree.js";
 import { describeRecordKind, RM_BTREE_ID } from "../src/pg/wal/rmgr.js";
-import { CorruptionError } from "../src/types/errors.js";
 import { havePg15, type PgInstance } from "./support/postgres.js";
+import { corruptionOf } from "./support/redo_malformed.js";
 import { formatReport, type VerifyReport, verifyRedo } from "./support/redo_verify.js";
 
 const REC_LSN = 0x1_0000_2000;
@@ -154,14 +154,7 @@ function tidOffsets(page: Uint8Array, off: number): number[] {
 }
 
 function expectCorrupt(fn: () => unknown, info: string): void {
-  let err: unknown;
-  try {
-    fn();
-  } catch (e) {
-    err = e;
-  }
-  expect(err).toBeInstanceOf(CorruptionError);
-  const msg = (err as Error).message;
+  const msg = corruptionOf(fn).message;
   expect(msg).toContain("1/2000");
   expect(msg).toContain(`Btree/${info}`);
 }

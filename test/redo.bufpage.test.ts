@@ -63,6 +63,7 @@ import {
 } from "../src/pg/redo/bufpage.js";
 import { rmgrRedo, rmgrsWithoutNativeRedo } from "../src/pg/redo/rmgr_redo.js";
 import { RM_XLOG_ID } from "../src/pg/wal/rmgr.js";
+import { rng } from "./support/rng.js";
 
 /** An item of `len` bytes whose content names it: byte k = (seed * 31 + k) & 0xff. */
 function item(len: number, seed: number): Uint8Array {
@@ -75,18 +76,6 @@ function newPage(special = 0): Uint8Array {
   const p = new Uint8Array(BLCKSZ);
   pageInit(p, special);
   return p;
-}
-
-/** A small deterministic PRNG (mulberry32) so failures reproduce. */
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
 }
 
 /** The aligned bytes [lp_off, lp_off + MAXALIGN(lp_len)) of every item with storage, by offset number. */

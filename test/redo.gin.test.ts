@@ -30,8 +30,9 @@ import {
   XLOG_GIN_VACUUM_PAGE,
 } from "../src/pg/wal/records/gin.js";
 import { describeRecordKind, RM_GIN_ID } from "../src/pg/wal/rmgr.js";
-import { CorruptionError } from "../src/types/errors.js";
+import { corruptionOf } from "./support/redo_malformed.js";
 import { formatReport, verifyRedo } from "./support/redo_verify.js";
+import { u16le } from "./support/walgen.js";
 
 const EMPTY = new Uint8Array(0);
 
@@ -52,20 +53,6 @@ function block(id: number, data: Uint8Array = EMPTY): DecodedBlock {
 
 function record(info: number, mainData: Uint8Array, blocks: DecodedBlock[]): DecodedRecord {
   return { lsn: 0x2_0000_0100, endLsn: 0x2_0000_0140, xid: 0, prev: 0, info, rmid: RM_GIN_ID, totLen: 0, blocks, mainData, record: EMPTY };
-}
-
-function corruptionOf(f: () => unknown): CorruptionError {
-  try {
-    f();
-  } catch (e) {
-    expect(e).toBeInstanceOf(CorruptionError);
-    return e as CorruptionError;
-  }
-  throw new Error("expected a CorruptionError");
-}
-
-function u16le(v: number): number[] {
-  return [v & 0xff, v >>> 8];
 }
 
 /** Item pointer (blk, off) as the 43-bit value. */

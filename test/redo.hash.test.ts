@@ -27,7 +27,7 @@ import {
   XLOG_HASH_VACUUM_ONE_PAGE,
 } from "../src/pg/wal/records/hash.js";
 import { describeRecordKind, RM_HASH_ID } from "../src/pg/wal/rmgr.js";
-import { CorruptionError } from "../src/types/errors.js";
+import { corruptionOf } from "./support/redo_malformed.js";
 import { formatReport, verifyRedo } from "./support/redo_verify.js";
 
 const EMPTY = new Uint8Array(0);
@@ -61,16 +61,6 @@ function record(info: number, mainData: Uint8Array, blocks: DecodedBlock[]): Dec
     mainData,
     record: EMPTY,
   };
-}
-
-function corruptionOf(f: () => unknown): CorruptionError {
-  try {
-    f();
-  } catch (e) {
-    expect(e).toBeInstanceOf(CorruptionError);
-    return e as CorruptionError;
-  }
-  throw new Error("expected a CorruptionError");
 }
 
 /** An index tuple of `size` bytes (t_info carries the size). */

@@ -86,10 +86,12 @@ import {
   XLOG_HEAP2_VISIBLE,
 } from "../src/pg/wal/records/heap2.js";
 import { describeRecordKind, RM_HEAP2_ID, RM_HEAP_ID, RM_SMGR_ID, RM_XLOG_ID, XLOG_FPI_FOR_HINT, XLR_RMGR_INFO_MASK } from "../src/pg/wal/rmgr.js";
-import { CorruptionError, UnsupportedError } from "../src/types/errors.js";
+import { UnsupportedError } from "../src/types/errors.js";
 import { lsnToString } from "../src/types/lsn.js";
 import type { PgInstance } from "./support/postgres.js";
+import { corruptionOf } from "./support/redo_malformed.js";
 import { formatReport, type VerifyReport, verifyRedo } from "./support/redo_verify.js";
+import { u16le, u32le } from "./support/walgen.js";
 
 const VM_FORKNUM = 2;
 const TEST_TIMEOUT_MS = 900_000;
@@ -634,25 +636,15 @@ function record(rmid: number, info: number, main: number[], blocks: DecodedBlock
   };
 }
 
-const le16 = (v: number): number[] => [v & 0xff, (v >>> 8) & 0xff];
-const le32 = (v: number): number[] => [v & 0xff, (v >>> 8) & 0xff, (v >>> 16) & 0xff, (v >>> 24) & 0xff];
-
 function expectCorruption(fn: () => unknown, ...parts: string[]): void {
-  let err: unknown;
-  try {
-    fn();
-  } catch (e) {
-    err = e;
-  }
-  expect(err).toBeInstanceOf(CorruptionError);
-  const msg = (err as Error).message;
+  const msg = corruptionOf(fn).message;
   expect(msg).toContain("1/28"); // the record's LSN
   for (const p of parts) expect(msg).toContain(p);
 }
 
 /** A heap tuple's WAL form: xl_heap_header (hoff 24, no nulls) + `n` data bytes after offset 23. */
 function xlTuple(n: number, natts = 1): number[] {
-  return [...le16(natts), ...le16(0x0800), 24, ...new Array<number>(n).fill(0x41)];
+  return [...u16le(natts), ...u16le(0x0800), 24, ...new Array<number>(n).fill(0x41)];
 }
 
 describe("Heap/Heap2 decoders refuse malformed records", () => {
@@ -663,7 +655,7 @@ describe("Heap/Heap2 decoders refuse malformed records", () => {
     expectCorruption(() => decodeHeapLock(record(RM_HEAP_ID, XLOG_HEAP_LOCK, [0, 0, 0, 0, 1, 0, 0], [block(0, null)])), "Heap/LOCK");
     expectCorruption(() => decodeHeapConfirm(record(RM_HEAP_ID, XLOG_HEAP_CONFIRM, [1], [block(0, null)])), "Heap/HEAP_CONFIRM");
     expectCorruption(() => decodeHeapInplace(record(RM_HEAP_ID, XLOG_HEAP_INPLACE, [], [block(0, [1])])), "Heap/INPLACE");
-    expectCorruption(() => decodeHeapTruncate(record(RM_HEAP_ID, XLOG_HEAP_TRUNCATE, [...le32(5), ...le32(2), 0, 0, 0, 0, ...le32(1)], [])), "Heap/TRUNCATE", "2 relids");
+    expectCorruption(() => decodeHeapTruncate(record(RM_HEAP_ID, XLOG_HEAP_TRUNCATE, [...u32le(5), ...u32le(2), 0, 0, 0, 0, ...u32le(1)], [])), "Heap/TRUNCATE", "2 relids");
     expectCorruption(() => decodeHeap2Prune(record(RM_HEAP2_ID, XLOG_HEAP2_PRUNE, [0, 0, 0, 0, 1, 0], [block(0, [1, 0])])), "Heap2/PRUNE", "rmgr 9", "info 0x10");
     expectCorruption(() => decodeHeap2Vacuum(record(RM_HEAP2_ID, XLOG_HEAP2_VACUUM, [2], [block(0, [1, 0])])), "Heap2/VACUUM");
     expectCorruption(() => decodeHeap2FreezePage(record(RM_HEAP2_ID, XLOG_HEAP2_FREEZE_PAGE, [0, 0, 0, 0, 1], [block(0, null)])), "Heap2/FREEZE_PAGE");
@@ -680,12 +672,12 @@ describe("Heap/Heap2 decoders refuse malformed records", () => {
     expectCorruption(() => decodeHeapInsert(record(RM_HEAP_ID, XLOG_HEAP_INSERT, [1, 0, 0], [block(0, [1, 0, 0, 8, 22, 1])])), "t_hoff 22");
     expectCorruption(() => decodeHeapInsert(record(RM_HEAP_ID, XLOG_HEAP_INSERT, [1, 0, 0], [])), "block 0");
     // Prefix/suffix lengths promised but the data is too short for them.
-    const upd = [...le32(0), ...le16(1), 0, XLH_UPDATE_PREFIX_FROM_OLD | XLH_UPDATE_SUFFIX_FROM_OLD, ...le32(0), ...le16(2)];
+    const upd = [...u32le(0), ...u16le(1), 0, XLH_UPDATE_PREFIX_FROM_OLD | XLH_UPDATE_SUFFIX_FROM_OLD, ...u32le(0), ...u16le(2)];
     expectCorruption(() => decodeHeapUpdate(record(RM_HEAP_ID, XLOG_HEAP_UPDATE, upd, [block(0, [3, 0, 4])])), "prefix/suffix");
     // Prefix from an old tuple on another page.
-    const updPrefix = [...le32(0), ...le16(1), 0, XLH_UPDATE_PREFIX_FROM_OLD, ...le32(0), ...le16(2)];
+    const updPrefix = [...u32le(0), ...u16le(1), 0, XLH_UPDATE_PREFIX_FROM_OLD, ...u32le(0), ...u16le(2)];
     expectCorruption(
-      () => decodeHeapUpdate(record(RM_HEAP_ID, XLOG_HEAP_UPDATE, updPrefix, [block(0, [...le16(3), ...xlTuple(4)]), block(1, null, 7)])),
+      () => decodeHeapUpdate(record(RM_HEAP_ID, XLOG_HEAP_UPDATE, updPrefix, [block(0, [...u16le(3), ...xlTuple(4)]), block(1, null, 7)])),
       "another page",
     );
     // A delete flagged with an old tuple that is not there.
@@ -698,29 +690,29 @@ describe("Heap/Heap2 decoders refuse malformed records", () => {
     expectCorruption(() => decodeHeap2Visible(record(RM_HEAP2_ID, XLOG_HEAP2_VISIBLE, [0, 0, 0, 0, 8], [block(0, null), block(1, null)])), "flags");
     expectCorruption(() => decodeHeap2Visible(record(RM_HEAP2_ID, XLOG_HEAP2_VISIBLE, [0, 0, 0, 0, 1], [block(0, null)])), "block 1");
     // MULTI_INSERT: a tuple running past the data, and bytes left over.
-    const mi = [0, 0, ...le16(1), ...le16(1)];
-    expectCorruption(() => decodeHeap2MultiInsert(record(RM_HEAP2_ID, XLOG_HEAP2_MULTI_INSERT, mi, [block(0, [...le16(10), ...le16(1), ...le16(0), 24, 1, 2])])), "ends inside tuple 1");
+    const mi = [0, 0, ...u16le(1), ...u16le(1)];
+    expectCorruption(() => decodeHeap2MultiInsert(record(RM_HEAP2_ID, XLOG_HEAP2_MULTI_INSERT, mi, [block(0, [...u16le(10), ...u16le(1), ...u16le(0), 24, 1, 2])])), "ends inside tuple 1");
     expectCorruption(
-      () => decodeHeap2MultiInsert(record(RM_HEAP2_ID, XLOG_HEAP2_MULTI_INSERT, mi, [block(0, [...le16(1), ...le16(1), ...le16(0), 24, 1, 9, 9])])),
+      () => decodeHeap2MultiInsert(record(RM_HEAP2_ID, XLOG_HEAP2_MULTI_INSERT, mi, [block(0, [...u16le(1), ...u16le(1), ...u16le(0), 24, 1, 9, 9])])),
       "total tuple length mismatch",
     );
     // A rewrite mapping whose entry count disagrees with its length.
-    const rw = [...new Array(24).fill(0), ...le32(1), ...new Array(12).fill(0)];
+    const rw = [...new Array(24).fill(0), ...u32le(1), ...new Array(12).fill(0)];
     expectCorruption(() => decodeHeap2Rewrite(record(RM_HEAP2_ID, XLOG_HEAP2_REWRITE, rw, [])), "1 entries");
   });
 
   it("decodes well-formed records field by field", () => {
-    const upd = [...le32(77), ...le16(3), 0x11, XLH_UPDATE_PREFIX_FROM_OLD | XLH_UPDATE_SUFFIX_FROM_OLD, ...le32(0), ...le16(4)];
-    const x = decodeHeapUpdate(record(RM_HEAP_ID, XLOG_HEAP_HOT_UPDATE, upd, [block(0, [...le16(5), ...le16(6), ...xlTuple(7, 3)])]));
+    const upd = [...u32le(77), ...u16le(3), 0x11, XLH_UPDATE_PREFIX_FROM_OLD | XLH_UPDATE_SUFFIX_FROM_OLD, ...u32le(0), ...u16le(4)];
+    const x = decodeHeapUpdate(record(RM_HEAP_ID, XLOG_HEAP_HOT_UPDATE, upd, [block(0, [...u16le(5), ...u16le(6), ...xlTuple(7, 3)])]));
     expect(x).toMatchObject({ oldXmax: 77, oldOffnum: 3, oldInfobitsSet: 0x11, newXmax: 0, newOffnum: 4, prefixLen: 5, suffixLen: 6 });
     expect(x.newTuple).toMatchObject({ infomask2: 3, infomask: 0x0800, hoff: 24 });
     expect(x.newTuple!.data.length).toBe(7);
     const mi = decodeHeap2MultiInsert(
-      record(RM_HEAP2_ID, XLOG_HEAP2_MULTI_INSERT | 0x80, [XLH_INSERT_ALL_FROZEN_SET, 0, ...le16(2)], [block(0, [...le16(2), ...le16(1), ...le16(0), 24, 0x42, 0x43, 0, ...le16(2), ...le16(1), ...le16(0x0800), 24, 1, 2], 0, true)]),
+      record(RM_HEAP2_ID, XLOG_HEAP2_MULTI_INSERT | 0x80, [XLH_INSERT_ALL_FROZEN_SET, 0, ...u16le(2)], [block(0, [...u16le(2), ...u16le(1), ...u16le(0), 24, 0x42, 0x43, 0, ...u16le(2), ...u16le(1), ...u16le(0x0800), 24, 1, 2], 0, true)]),
     );
     expect(mi).toMatchObject({ ntuples: 2, init: true, offsets: null });
     expect(Array.from(mi.tupleStarts!)).toEqual([0, 10]);
-    const nc = decodeHeap2NewCid(record(RM_HEAP2_ID, XLOG_HEAP2_NEW_CID, [...le32(9), ...le32(1), ...le32(2), ...le32(3), ...le32(1663), ...le32(5), ...le32(16384), ...le16(1), ...le16(2), ...le16(7)], []));
+    const nc = decodeHeap2NewCid(record(RM_HEAP2_ID, XLOG_HEAP2_NEW_CID, [...u32le(9), ...u32le(1), ...u32le(2), ...u32le(3), ...u32le(1663), ...u32le(5), ...u32le(16384), ...u16le(1), ...u16le(2), ...u16le(7)], []));
     expect(nc).toMatchObject({ topXid: 9, cmin: 1, cmax: 2, combocid: 3, relNode: 16384, targetBlkno: 0x1_0002, targetOffnum: 7 });
   });
 });
@@ -729,7 +721,7 @@ describe("Heap/Heap2 redo refusals and page checks", () => {
   it("refuses records that change no page, naming them", () => {
     const page = new Uint8Array(BLCKSZ);
     const cases: [typeof heapRedo, DecodedRecord, string][] = [
-      [heapRedo, record(RM_HEAP_ID, XLOG_HEAP_TRUNCATE, [...le32(5), ...le32(1), 0, 0, 0, 0, ...le32(1)], []), "Heap/TRUNCATE"],
+      [heapRedo, record(RM_HEAP_ID, XLOG_HEAP_TRUNCATE, [...u32le(5), ...u32le(1), 0, 0, 0, 0, ...u32le(1)], []), "Heap/TRUNCATE"],
       [heap2Redo, record(RM_HEAP2_ID, XLOG_HEAP2_NEW_CID, new Array(34).fill(0), []), "Heap2/NEW_CID"],
       [heap2Redo, record(RM_HEAP2_ID, XLOG_HEAP2_REWRITE, new Array(40).fill(0), []), "Heap2/REWRITE"],
     ];
@@ -743,40 +735,40 @@ describe("Heap/Heap2 redo refusals and page checks", () => {
     const page = new Uint8Array(BLCKSZ);
     pageInit(page, 0);
     // Delete of a tuple that is not there ("invalid lp").
-    const del = record(RM_HEAP_ID, XLOG_HEAP_DELETE, [...le32(5), ...le16(1), 0, 0], [block(0, null)]);
+    const del = record(RM_HEAP_ID, XLOG_HEAP_DELETE, [...u32le(5), ...u16le(1), 0, 0], [block(0, null)]);
     expectCorruption(() => heapRedo.redo(del, 0, page), "invalid lp");
     // Insert past the end of the line pointer array.
-    const ins = record(RM_HEAP_ID, XLOG_HEAP_INSERT, [...le16(3), 0], [block(0, xlTuple(4))]);
+    const ins = record(RM_HEAP_ID, XLOG_HEAP_INSERT, [...u16le(3), 0], [block(0, xlTuple(4))]);
     expectCorruption(() => heapRedo.redo(ins, 0, page), "invalid max offset number");
     // A block the record does not touch.
-    const ok = record(RM_HEAP_ID, XLOG_HEAP_INSERT, [...le16(1), 0], [block(0, xlTuple(4))]);
+    const ok = record(RM_HEAP_ID, XLOG_HEAP_INSERT, [...u16le(1), 0], [block(0, xlTuple(4))]);
     expectCorruption(() => heapRedo.redo(ok, 1, page), "block");
     // Prune offsets outside the page.
-    const prune = record(RM_HEAP2_ID, XLOG_HEAP2_PRUNE, [0, 0, 0, 0, 0, 0, 1, 0], [block(0, le16(9))]);
+    const prune = record(RM_HEAP2_ID, XLOG_HEAP2_PRUNE, [0, 0, 0, 0, 0, 0, 1, 0], [block(0, u16le(9))]);
     expectCorruption(() => heap2Redo.redo(prune, 0, page), "outside the page");
   });
 
   it("insert then delete then freeze, field by field", () => {
     const page = new Uint8Array(BLCKSZ);
-    const ins = record(RM_HEAP_ID, XLOG_HEAP_INSERT | 0x80, [...le16(1), 0], [block(0, xlTuple(4), 3, true)], 700);
+    const ins = record(RM_HEAP_ID, XLOG_HEAP_INSERT | 0x80, [...u16le(1), 0], [block(0, xlTuple(4), 3, true)], 700);
     heapRedo.redo(ins, 0, page);
     const lp = page[24]! | (page[25]! << 8) | (page[26]! << 16) | (page[27]! << 24);
     const at = lp & 0x7fff;
     expect(lp >>> 17).toBe(27); // 23 header bytes + 4 data bytes
     expect(at).toBe(BLCKSZ - 32);
     const tuple = page.subarray(at, at + 27);
-    expect(Array.from(tuple.subarray(0, 4))).toEqual(le32(700)); // xmin = the record's xid
+    expect(Array.from(tuple.subarray(0, 4))).toEqual(u32le(700)); // xmin = the record's xid
     expect(Array.from(tuple.subarray(12, 18))).toEqual([0, 0, 3, 0, 1, 0]); // ctid (3, 1)
     expect(page[0]! | page[4]!).not.toBe(0); // pd_lsn set
 
-    const del = record(RM_HEAP_ID, XLOG_HEAP_DELETE, [...le32(701), ...le16(1), 0x10, 0], [block(0, null, 3)], 701);
+    const del = record(RM_HEAP_ID, XLOG_HEAP_DELETE, [...u32le(701), ...u16le(1), 0x10, 0], [block(0, null, 3)], 701);
     heapRedo.redo(del, 0, page);
-    expect(Array.from(tuple.subarray(4, 8))).toEqual(le32(701)); // xmax
+    expect(Array.from(tuple.subarray(4, 8))).toEqual(u32le(701)); // xmax
     expect(tuple[19]! & 0x20).toBe(0x20); // HEAP_KEYS_UPDATED from XLHL_KEYS_UPDATED
-    expect(Array.from(page.subarray(20, 24))).toEqual(le32(701)); // pd_prune_xid
+    expect(Array.from(page.subarray(20, 24))).toEqual(u32le(701)); // pd_prune_xid
 
-    const plan = [...le32(0), ...le16(1), ...le16(1), ...le16(0x0b00), 0, 0];
-    heap2Redo.redo(record(RM_HEAP2_ID, XLOG_HEAP2_FREEZE_PAGE, [...le32(702), ...le16(1)], [block(0, plan, 3)]), 0, page);
+    const plan = [...u32le(0), ...u16le(1), ...u16le(1), ...u16le(0x0b00), 0, 0];
+    heap2Redo.redo(record(RM_HEAP2_ID, XLOG_HEAP2_FREEZE_PAGE, [...u32le(702), ...u16le(1)], [block(0, plan, 3)]), 0, page);
     expect(Array.from(tuple.subarray(4, 8))).toEqual([0, 0, 0, 0]);
     expect(tuple[20]! | (tuple[21]! << 8)).toBe(0x0b00);
   });

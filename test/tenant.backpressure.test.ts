@@ -17,6 +17,7 @@ import { FairQueue } from "../src/workers/fair_queue.js";
 import type { JobRunner } from "../src/workers/jobs.js";
 import { TenantHarness } from "./support/tenant_harness.js";
 import { testAppend, testInit } from "./support/test_redo.js";
+import { rng } from "./support/rng.js";
 
 const KEYS = 40;
 /** WAL bytes per synthetic record: about its value's size, as with full-page images. */
@@ -61,18 +62,6 @@ function hooked(pools: JobRunner, valves: { flush?: Valve; compact?: Valve }): J
     importRun: (t, o) => pools.importRun(t, o),
     importMerge: (t, o) => pools.importMerge(t, o),
     redo: (t, o) => pools.redo(t, o),
-  };
-}
-
-/** Seeded PRNG (mulberry32): the same run every time. */
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
   };
 }
 

@@ -16,6 +16,7 @@
  *
  * Callers check that the tuple's 23 header bytes lie inside the page before using these.
  */
+import { setU16 } from "./bytes.js";
 import { BLCKSZ } from "./consts.js";
 
 
@@ -68,26 +69,6 @@ export const MOVED_PARTITIONS_BLOCK_NUMBER = 0xffff_ffff;
 
 export { FROZEN_TRANSACTION_ID, INVALID_TRANSACTION_ID } from "./consts.js";
 export const FIRST_COMMAND_ID = 0;
-
-export function getU16(b: Uint8Array, o: number): number {
-  return b[o]! | (b[o + 1]! << 8);
-}
-
-export function setU16(b: Uint8Array, o: number, v: number): void {
-  b[o] = v & 0xff;
-  b[o + 1] = (v >>> 8) & 0xff;
-}
-
-export function getU32(b: Uint8Array, o: number): number {
-  return (b[o]! | (b[o + 1]! << 8) | (b[o + 2]! << 16) | (b[o + 3]! << 24)) >>> 0;
-}
-
-export function setU32(b: Uint8Array, o: number, v: number): void {
-  b[o] = v & 0xff;
-  b[o + 1] = (v >>> 8) & 0xff;
-  b[o + 2] = (v >>> 16) & 0xff;
-  b[o + 3] = (v >>> 24) & 0xff;
-}
 
 /** ItemPointerSet(&tuple->t_ctid, blkno, offnum) for the tuple at `b[t]`. */
 export function setCtid(b: Uint8Array, t: number, blkno: number, offnum: number): void {

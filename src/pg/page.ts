@@ -19,31 +19,21 @@
  */
 import { type Lsn, lsnHi, lsnLo } from "../types/lsn.js";
 
+import { setU32, u32 } from "./bytes.js";
 import { BLCKSZ } from "./consts.js";
 
 /** BLCKSZ is defined in consts.ts; re-exported for the many modules that take it from here. */
 export { BLCKSZ };
 
-// pd_lsn is read and written on every redo: plain byte access, no DataView per call.
-function u32le(page: Uint8Array, o: number): number {
-  return (page[o]! | (page[o + 1]! << 8) | (page[o + 2]! << 16) | (page[o + 3]! << 24)) >>> 0;
-}
-function setU32le(page: Uint8Array, o: number, v: number): void {
-  page[o] = v & 0xff;
-  page[o + 1] = (v >>> 8) & 0xff;
-  page[o + 2] = (v >>> 16) & 0xff;
-  page[o + 3] = (v >>> 24) & 0xff;
-}
-
 export function pageLsn(page: Uint8Array): Lsn {
   if (page.length < 8) throw new RangeError(`pageLsn: a ${page.length}-byte page has no pd_lsn`);
-  return u32le(page, 0) * 0x1_0000_0000 + u32le(page, 4);
+  return u32(page, 0) * 0x1_0000_0000 + u32(page, 4);
 }
 
 export function setPageLsn(page: Uint8Array, lsn: Lsn): void {
   if (page.length < 8) throw new RangeError(`setPageLsn: a ${page.length}-byte page has no pd_lsn`);
-  setU32le(page, 0, lsnHi(lsn));
-  setU32le(page, 4, lsnLo(lsn));
+  setU32(page, 0, lsnHi(lsn));
+  setU32(page, 4, lsnLo(lsn));
 }
 
 /** A "new" page (all zeros header: pd_upper == 0) has no checksum and keeps pd_lsn 0. */

@@ -19,24 +19,20 @@
  *   one names the LSN of the record or page holding the byte, and why), and the server keeps
  *   serving the other timelines: the healthy one ingests past the corrupted LSN.
  */
-import { mkdtempSync, readFileSync, rmSync, statSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { readFileSync, statSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { readMetadata } from "../../src/tenant/metadata.js";
 import { lsnToString } from "../../src/types/lsn.js";
-import { BackupServer, freePort, runPg } from "./backup_server.js";
 import { CorruptingProxy } from "./corrupting_proxy.js";
-import { PageserverProcess } from "./pageserver_process.js";
+import type { PageserverProcess } from "./pageserver_process.js";
+import { lsnNum, PGBENCH_STATE_SQL, pageserverApi, pgbench, pgbenchPoint, startE2e, stopE2e } from "./e2e_fixture.js";
 import { TestEnv } from "./env.js";
 import { PgInstance } from "./postgres.js";
 import type { E2eVariant } from "./e2e_variant.js";
 
 export function pgbenchSuite(testFile: string, variant: E2eVariant): void {
 
-
-const STATE_SQL = `SELECT (SELECT sum(abalance) FROM pgbench_accounts) || ',' || (SELECT sum(bbalance) FROM pgbench_branches)
-  || ',' || (SELECT sum(tbalance) FROM pgbench_tellers) || ',' || (SELECT count(*) FROM pgbench_history)`;
 
 const env = new TestEnv(testFile);
 let src: PgInstance;
@@ -51,60 +47,7 @@ interface Point {
 let tenant = "";
 let main = "";
 const points: Point[] = [];
-
-async function api(method: string, path: string, body?: unknown): Promise<{ status: number; json: Record<string, unknown> }> {
-  const r = await fetch(`${ps.url}${path}`, { method, body: body === undefined ? undefined : JSON.stringify(body) });
-  const text = await r.text();
-  let json: Record<string, unknown> = {};
-  try {
-    json = JSON.parse(text) as Record<string, unknown>;
-  } catch {
-    json = { raw: text };
-  }
-  return { status: r.status, json };
-}
-
-const lsnNum = (s: string): number => {
-  const [hi, lo] = s.split("/").map((x) => Number.parseInt(x, 16)) as [number, number];
-  return hi * 2 ** 32 + lo;
-};
-
-async function timelineInfo(t: string, tl: string): Promise<Record<string, unknown>> {
-  const r = await api("GET", `/v1/tenant/${t}/timeline/${tl}`);
-  expect(r.status, JSON.stringify(r.json)).toBe(200);
-  return r.json;
-}
-
-async function waitIngested(t: string, tl: string, lsn: string, timeout_ms = 60_000): Promise<void> {
-  const deadline = Date.now() + timeout_ms;
-  for (;;) {
-    const info = await timelineInfo(t, tl);
-    if (lsnNum(String(info["last_record_lsn"])) >= lsnNum(lsn)) return;
-    if (Date.now() > deadline) throw new Error(`timeline ${tl} did not reach ${lsn}: ${JSON.stringify(info)}\n${ps.logTail()}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
-}
-
-async function startBackup(t: string, tl: string, lsn: string, conf: Record<string, string> = {}): Promise<BackupServer> {
-  const r = await fetch(`${ps.url}/v1/tenant/${t}/timeline/${tl}/basebackup?lsn=${lsn}`);
-  if (r.status !== 200) throw new Error(`basebackup at ${lsn}: ${r.status} ${await r.text()}`);
-  const b = new BackupServer();
-  env.add(`backup_${lsn.replace("/", "_")}_${tl.slice(0, 8)}.log`, b.log);
-  cleanup.push(() => b.destroy());
-  await b.untar(r.body as unknown as AsyncIterable<Uint8Array>);
-  await b.start(conf);
-  return b;
-}
-
-/** The source's pgbench figures and the WAL position they are exact at (writers are locked out meanwhile). */
-async function samplePoint(q: (sql: string) => Promise<string>): Promise<Point> {
-  const out = await q(`BEGIN;
-    LOCK TABLE pgbench_accounts, pgbench_branches, pgbench_tellers, pgbench_history IN EXCLUSIVE MODE;
-    SELECT pg_current_wal_insert_lsn() || ' ' || (${STATE_SQL});
-    COMMIT;`);
-  const [lsn, state] = out.trim().split(" ") as [string, string];
-  return { lsn, state };
-}
+const { api, timelineInfo, waitLsn, startBackup } = pageserverApi(() => ps, env, cleanup);
 
 /** The pageserver's JSON log lines written since byte `from` of its log file. */
 function logLinesSince(from: number): Record<string, unknown>[] {
@@ -121,25 +64,13 @@ function logLinesSince(from: number): Record<string, unknown>[] {
   return out;
 }
 
-function pgbench(args: string[], port: number): Promise<{ code: number; stdout: string; stderr: string }> {
-  return runPg("pgbench", [...args, "-h", "127.0.0.1", "-p", String(port), "-U", "postgres", "postgres"]);
-}
-
 beforeAll(async () => {
-  src = await PgInstance.start({ conf: variant.source_conf });
-  env.add("source.log", src.logFile);
-  dir = mkdtempSync(join(tmpdir(), "ps-e2e-pgbench-"));
-  ps = new PageserverProcess(join(dir, "workdir"), await freePort(), join(dir, "pageserver.log"));
-  env.add("pageserver.log", ps.logFile);
+  ({ src, ps, dir } = await startE2e(env, variant.source_conf, "ps-e2e-pgbench-"));
   env.add("pageserver_workdir", ps.workdir);
-  await ps.start();
 });
 
 afterAll(async () => {
-  for (const c of cleanup.reverse()) await c().catch(() => undefined);
-  await ps?.stop();
-  await src?.destroy();
-  if (dir) rmSync(dir, { recursive: true, force: true });
+  await stopE2e(cleanup, ps, src, dir);
 });
 
 describe(`pgbench through the pageserver (${variant.name})`, { timeout: 300_000 }, () => {
@@ -156,10 +87,10 @@ describe(`pgbench through the pageserver (${variant.name})`, { timeout: 300_000 
 
     const load = pgbench(["-c", "4", "-j", "2", "-T", "20", "-n"], src.port);
     await new Promise((r) => setTimeout(r, 6000));
-    points.push(await samplePoint((sql) => src.psql(sql)));
+    points.push(await pgbenchPoint((sql) => src.psql(sql)));
     await new Promise((r) => setTimeout(r, 3000));
     // Killed mid-stream: streaming, and already past the first recorded point.
-    await waitIngested(tenant, main, points[0]!.lsn);
+    await waitLsn(tenant, main, "last_record_lsn", points[0]!.lsn);
     const before = await timelineInfo(tenant, main);
     expect((before["wal_source"] as Record<string, unknown>)["state"], JSON.stringify(before)).toBe("streaming");
     expect(lsnNum(String(before["last_record_lsn"]))).toBeGreaterThan(lsnNum(points[0]!.lsn));
@@ -193,17 +124,17 @@ describe(`pgbench through the pageserver (${variant.name})`, { timeout: 300_000 
     // busy machine): a point while it runs, one after.
     const load2 = pgbench(["-c", "4", "-j", "2", "-T", "8", "-n"], src.port);
     await new Promise((r) => setTimeout(r, 3000));
-    points.push(await samplePoint((sql) => src.psql(sql)));
+    points.push(await pgbenchPoint((sql) => src.psql(sql)));
     const done2 = await load2;
     expect(done2.code, done2.stderr).toBe(0);
-    points.push(await samplePoint((sql) => src.psql(sql)));
+    points.push(await pgbenchPoint((sql) => src.psql(sql)));
     await src.psql("CREATE TABLE after_load (); INSERT INTO after_load DEFAULT VALUES;");
-    await waitIngested(tenant, main, points[2]!.lsn);
+    await waitLsn(tenant, main, "last_record_lsn", points[2]!.lsn);
     expect(new Set(points.map((p) => p.state)).size).toBe(3);
 
     for (const p of points) {
       const b = await startBackup(tenant, main, p.lsn);
-      expect(await b.psql(STATE_SQL), `figures at ${p.lsn}`).toBe(p.state);
+      expect(await b.psql(PGBENCH_STATE_SQL), `figures at ${p.lsn}`).toBe(p.state);
       const chk = await b.amcheck();
       expect(chk.code, chk.out).toBe(0);
       await b.destroy();
@@ -216,7 +147,7 @@ describe(`pgbench through the pageserver (${variant.name})`, { timeout: 300_000 
     expect(br.status, JSON.stringify(br.json)).toBe(201);
     const branch = String(br.json["timeline_id"]);
     const endpoint = await startBackup(tenant, branch, branchAt.lsn, variant.endpoint_conf);
-    expect(await endpoint.psql(STATE_SQL)).toBe(branchAt.state);
+    expect(await endpoint.psql(PGBENCH_STATE_SQL)).toBe(branchAt.state);
     const set = await api("PUT", `/v1/tenant/${tenant}/timeline/${branch}/wal_source`, { connstr: endpoint.connectionString() });
     expect(set.status, JSON.stringify(set.json)).toBe(200);
 
@@ -224,19 +155,19 @@ describe(`pgbench through the pageserver (${variant.name})`, { timeout: 300_000 
       UPDATE pgbench_accounts SET abalance = abalance + 1000 WHERE aid <= 500;
       CREATE TABLE only_on_branch AS SELECT generate_series(1, 1000) AS x;
       INSERT INTO pgbench_history (tid, bid, aid, delta, mtime) VALUES (1, 1, 1, 42, now());`);
-    const endState = await samplePoint((sql) => endpoint.psql(sql));
+    const endState = await pgbenchPoint((sql) => endpoint.psql(sql));
     const extra = await endpoint.psql("SELECT sum(x) FROM only_on_branch");
     await endpoint.psql("CREATE TABLE marker (); INSERT INTO marker DEFAULT VALUES;");
-    await waitIngested(tenant, branch, endState.lsn);
+    await waitLsn(tenant, branch, "last_record_lsn", endState.lsn);
 
     const b = await startBackup(tenant, branch, endState.lsn);
-    expect(await b.psql(STATE_SQL)).toBe(endState.state);
+    expect(await b.psql(PGBENCH_STATE_SQL)).toBe(endState.state);
     expect(await b.psql("SELECT sum(x) FROM only_on_branch")).toBe(extra);
     await b.destroy();
     await endpoint.stop();
     for (const p of [points[0]!, points[2]!]) {
       const pb = await startBackup(tenant, main, p.lsn);
-      expect(await pb.psql(STATE_SQL), `parent at ${p.lsn}`).toBe(p.state);
+      expect(await pb.psql(PGBENCH_STATE_SQL), `parent at ${p.lsn}`).toBe(p.state);
       expect(await pb.psql("SELECT count(*) FROM pg_class WHERE relname = 'only_on_branch'")).toBe("0");
       await pb.destroy();
     }
@@ -273,7 +204,7 @@ describe(`pgbench through the pageserver (${variant.name})`, { timeout: 300_000 
     const c2 = await api("POST", `/v1/tenant/${t2}/timeline`, { wal_source: { connstr: viaProxy } });
     expect(c2.status, JSON.stringify(c2.json)).toBe(201);
     const tl2 = String(c2.json["timeline_id"]);
-    await waitIngested(t2, tl2, await src.psql("SELECT pg_current_wal_insert_lsn()"));
+    await waitLsn(t2, tl2, "last_record_lsn", await src.psql("SELECT pg_current_wal_insert_lsn()"));
     proxy.armed = true;
     await src.psql("CREATE TABLE after_corruption AS SELECT generate_series(1, 5000) AS x;");
     const afterCorruption = await src.psql("SELECT pg_current_wal_insert_lsn()");
@@ -308,11 +239,11 @@ describe(`pgbench through the pageserver (${variant.name})`, { timeout: 300_000 
     }
     // The other timelines still serve, and the healthy one ingests past the corrupted LSN.
     expect(lsnNum(afterCorruption)).toBeGreaterThan(byteLsn);
-    await waitIngested(tenant, main, afterCorruption);
+    await waitLsn(tenant, main, "last_record_lsn", afterCorruption);
     const mainInfo = await timelineInfo(tenant, main);
     expect((mainInfo["wal_source"] as Record<string, unknown>)["state"]).toBe("streaming");
     const b = await startBackup(tenant, main, afterCorruption);
-    expect(await b.psql(STATE_SQL)).toBe(points[2]!.state);
+    expect(await b.psql(PGBENCH_STATE_SQL)).toBe(points[2]!.state);
     expect(await b.psql("SELECT count(*) || ',' || sum(x) FROM after_corruption")).toBe("5000,12502500");
     await b.destroy();
     expect((await api("GET", "/v1/status")).status).toBe(200);

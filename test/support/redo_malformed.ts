@@ -8,14 +8,16 @@
  * AssertionError — is a bug. Redo runs on a copy of the block's check image (a well-formed
  * page of the right kind), never on the harness's pages.
  *
- * Also a sampler that keeps a few records of each rmgr/info kind seen during a run.
+ * Also a sampler that keeps a few records of each rmgr/info kind seen during a run, a
+ * hand-made record (fakeRecord), and corruptionOf for asserting on a decoder's error.
  */
+import { expect } from "vitest";
 import type { RmgrRedo } from "../../src/pg/redo/rmgr.js";
 import { BLCKSZ } from "../../src/pg/page.js";
 import { restorePageImage } from "../../src/pg/wal/image.js";
 import type { DecodedBlock, DecodedRecord } from "../../src/pg/wal/record.js";
 import { describeRecordKind } from "../../src/pg/wal/rmgr.js";
-import { PageserverError } from "../../src/types/errors.js";
+import { CorruptionError, PageserverError } from "../../src/types/errors.js";
 import { lsnToString } from "../../src/types/lsn.js";
 
 /** Lengths to cut a field of `len` bytes to: all below 64, then 16 spread over the rest. */
@@ -56,6 +58,17 @@ export function unexpectedFailure(fn: () => void): string | null {
     if (e instanceof PageserverError && e.code === "corrupt") return null;
     return e instanceof Error ? `${e.name}: ${e.message}` : String(e);
   }
+}
+
+/** The CorruptionError `f` throws (the test fails when it throws anything else, or nothing). */
+export function corruptionOf(f: () => unknown): CorruptionError {
+  try {
+    f();
+  } catch (e) {
+    expect(e).toBeInstanceOf(CorruptionError);
+    return e as CorruptionError;
+  }
+  throw new Error("expected a CorruptionError");
 }
 
 /** Whether `fn` fails with a "corrupt" PageserverError. */

@@ -22,7 +22,6 @@
  * makes none either).
  */
 import { assert } from "../../types/assert.js";
-import type { CorruptionError } from "../../types/errors.js";
 import type { DecodedBlock, DecodedRecord } from "../wal/record.js";
 import {
   type BrinInsert,
@@ -59,7 +58,8 @@ import {
   setPageLsn,
   setPdLower,
 } from "./bufpage.js";
-import { findBlock, type RmgrRedo, redoCorruption, redoUnsupported } from "./rmgr.js";
+import { findBlock, redoBlock, redoCorruption, redoUnsupported, type RmgrRedo, unexpectedBlock } from "./rmgr.js";
+import { setU16, setU32, u16 } from "../bytes.js";
 
 export const SIZE_OF_BRIN_SPECIAL = 8;
 export const BRIN_PAGETYPE_META = 0xf091;
@@ -76,19 +76,6 @@ const META_LAST_REVMAP_PAGE = SIZE_OF_PAGE_HEADER + 12;
 const SIZE_OF_BRIN_META = 16;
 const INVALID_BLOCK_NUMBER = 0xffff_ffff;
 
-function u16(p: Uint8Array, o: number): number {
-  return p[o]! | (p[o + 1]! << 8);
-}
-function setU16(p: Uint8Array, o: number, v: number): void {
-  p[o] = v & 0xff;
-  p[o + 1] = (v >>> 8) & 0xff;
-}
-function setU32(p: Uint8Array, o: number, v: number): void {
-  p[o] = v & 0xff;
-  p[o + 1] = (v >>> 8) & 0xff;
-  p[o + 2] = (v >>> 16) & 0xff;
-  p[o + 3] = (v >>> 24) & 0xff;
-}
 
 function brinPageType(page: Uint8Array): number {
   return u16(page, pdSpecial(page) + SPECIAL_TYPE);
@@ -144,7 +131,7 @@ function redoInsertUpdate(rec: DecodedRecord, block: DecodedBlock, page: Uint8Ar
     if (regular === undefined) throw redoCorruption(rec, bid, "no block reference 0 for the revmap entry to point at");
     setRevmapEntry(page, xl.pagesPerRange, xl.heapBlk, regular.blkno, xl.offnum);
   } else {
-    throw noSuchBlock(rec, block.id);
+    throw unexpectedBlock(rec, block.id);
   }
   setPageLsn(page, rec.endLsn);
 }
@@ -164,7 +151,7 @@ function redoUpdate(rec: DecodedRecord, block: DecodedBlock, page: Uint8Array): 
 
 function redoSamepageUpdate(rec: DecodedRecord, block: DecodedBlock, page: Uint8Array): void {
   const bid = block.id;
-  if (block.id !== 0) throw noSuchBlock(rec, block.id);
+  if (block.id !== 0) throw unexpectedBlock(rec, block.id);
   if (block.applyImage) return;
   const xl = decodeBrinSamepageUpdate(rec);
   checkOffset(rec, bid, page, xl.offnum);
@@ -184,7 +171,7 @@ function redoRevmapExtend(rec: DecodedRecord, block: DecodedBlock, page: Uint8Ar
     setPdLower(page, SIZE_OF_PAGE_HEADER + SIZE_OF_BRIN_META);
     return;
   }
-  if (block.id !== 1) throw noSuchBlock(rec, block.id);
+  if (block.id !== 1) throw unexpectedBlock(rec, block.id);
   brinPageInit(page, BRIN_PAGETYPE_REVMAP);
   setPageLsn(page, rec.endLsn);
 }
@@ -199,23 +186,18 @@ function redoDesummarize(rec: DecodedRecord, block: DecodedBlock, page: Uint8Arr
     checkOffset(rec, bid, page, xl.regOffset);
     pageIndexTupleDeleteNoCompact(page, xl.regOffset);
   } else {
-    throw noSuchBlock(rec, block.id);
+    throw unexpectedBlock(rec, block.id);
   }
   setPageLsn(page, rec.endLsn);
 }
 
-function noSuchBlock(rec: DecodedRecord, blockId: number): CorruptionError {
-  return redoCorruption(rec, blockId, "this record gives the block reference no meaning");
-}
-
 function redo(rec: DecodedRecord, blockId: number, page: Uint8Array): void {
-  const block = findBlock(rec, blockId);
-  if (block === undefined) throw redoCorruption(rec, blockId, `no block reference ${blockId}`);
+  const block = redoBlock(rec, blockId);
   assert(page.length === BLCKSZ, `redo needs an 8192-byte page, got ${page.length} bytes`);
   const op = rec.info & XLOG_BRIN_OPMASK;
   switch (op) {
     case XLOG_BRIN_CREATE_INDEX: {
-      if (blockId !== 0) throw noSuchBlock(rec, blockId);
+      if (blockId !== 0) throw unexpectedBlock(rec, blockId);
       const xl = decodeBrinCreateIdx(rec);
       brinMetapageInit(page, xl.pagesPerRange, xl.version);
       setPageLsn(page, rec.endLsn);

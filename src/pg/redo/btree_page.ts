@@ -22,7 +22,9 @@
  * allocate nothing; a tuple that contradicts its own header is a PageLayoutError.
  */
 import { BLCKSZ } from "../page.js";
+import type { XlBtreeMetadata } from "../wal/records/btree.js";
 import { copyBytes, maxAlign, PageLayoutError, pageInit, pdSpecial, SIZE_OF_PAGE_HEADER, setPdLower, setPdUpper } from "./bufpage.js";
+import { setU16, setU32, u16, u32 } from "../bytes.js";
 
 export const SIZE_OF_BT_PAGE_OPAQUE = 16;
 
@@ -60,22 +62,6 @@ const OPQ_LEVEL = 8;
 const OPQ_FLAGS = 12;
 const OPQ_CYCLEID = 14;
 
-function u16(b: Uint8Array, o: number): number {
-  return b[o]! | (b[o + 1]! << 8);
-}
-function setU16(b: Uint8Array, o: number, v: number): void {
-  b[o] = v & 0xff;
-  b[o + 1] = (v >>> 8) & 0xff;
-}
-function u32(b: Uint8Array, o: number): number {
-  return (b[o]! | (b[o + 1]! << 8) | (b[o + 2]! << 16) | (b[o + 3]! << 24)) >>> 0;
-}
-function setU32(b: Uint8Array, o: number, v: number): void {
-  b[o] = v & 0xff;
-  b[o + 1] = (v >>> 8) & 0xff;
-  b[o + 2] = (v >>> 16) & 0xff;
-  b[o + 3] = (v >>> 24) & 0xff;
-}
 
 // ---- page opaque ---------------------------------------------------------------------
 
@@ -295,19 +281,8 @@ export function btSwapPosting(newitem: Uint8Array, oposting: Uint8Array, opostin
 
 // ---- metapage ------------------------------------------------------------------------
 
-/** The fields _bt_restore_meta writes (xl_btree_metadata). */
-export interface BtMetaFields {
-  version: number;
-  root: number;
-  level: number;
-  fastroot: number;
-  fastlevel: number;
-  lastCleanupNumDelpages: number;
-  allequalimage: boolean;
-}
-
 /** _bt_restore_meta's page: a fresh btree page holding BTMetaPageData, BTP_META, pd_lower past it. */
-export function writeMetaPage(page: Uint8Array, md: BtMetaFields): void {
+export function writeMetaPage(page: Uint8Array, md: XlBtreeMetadata): void {
   btPageInit(page);
   const m = SIZE_OF_PAGE_HEADER;
   setU32(page, m, BTREE_MAGIC);

@@ -30,6 +30,7 @@
  */
 import { PageserverError } from "../../types/errors.js";
 import { BLCKSZ, MAXIMUM_ALIGNOF, SIZE_OF_PAGE_HEADER } from "../consts.js";
+import { setU16, setU32, u16, u32 } from "../bytes.js";
 
 export { BLCKSZ, MAXIMUM_ALIGNOF, SIZE_OF_PAGE_HEADER };
 export { pageIsNew, pageLsn, setPageLsn } from "../page.js";
@@ -83,22 +84,6 @@ export function maxAlign(n: number): number {
   return (n + (MAXIMUM_ALIGNOF - 1)) & ~(MAXIMUM_ALIGNOF - 1);
 }
 
-function u16(page: Uint8Array, o: number): number {
-  return page[o]! | (page[o + 1]! << 8);
-}
-function setU16(page: Uint8Array, o: number, v: number): void {
-  page[o] = v & 0xff;
-  page[o + 1] = (v >>> 8) & 0xff;
-}
-function u32(page: Uint8Array, o: number): number {
-  return (page[o]! | (page[o + 1]! << 8) | (page[o + 2]! << 16) | (page[o + 3]! << 24)) >>> 0;
-}
-function setU32(page: Uint8Array, o: number, v: number): void {
-  page[o] = v & 0xff;
-  page[o + 1] = (v >>> 8) & 0xff;
-  page[o + 2] = (v >>> 16) & 0xff;
-  page[o + 3] = (v >>> 24) & 0xff;
-}
 
 // ---- header fields -------------------------------------------------------------------
 

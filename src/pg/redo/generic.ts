@@ -14,11 +14,9 @@ import { checkGenericDelta, GENERIC_FRAGMENT_HEADER_SIZE, MAX_GENERIC_XLOG_PAGES
 import { RM_GENERIC_ID, XLR_RMGR_INFO_MASK } from "../wal/rmgr.js";
 import { maskPageLsnAndChecksum, maskUnusedSpace } from "./bufmask.js";
 import { BLCKSZ, pdLower, pdUpper, setPageLsn } from "./bufpage.js";
-import { findBlock, type RmgrRedo, redoCorruption, redoUnsupported } from "./rmgr.js";
+import { redoBlock, redoCorruption, redoUnsupported, type RmgrRedo } from "./rmgr.js";
+import { u16 } from "../bytes.js";
 
-function u16(b: Uint8Array, o: number): number {
-  return b[o]! | (b[o + 1]! << 8);
-}
 
 /** applyPageRedo on a delta that checkGenericDelta accepted. */
 function applyDelta(page: Uint8Array, delta: Uint8Array): void {
@@ -35,8 +33,7 @@ function applyDelta(page: Uint8Array, delta: Uint8Array): void {
 function redo(rec: DecodedRecord, blockId: number, page: Uint8Array): void {
   const op = rec.info & XLR_RMGR_INFO_MASK;
   if (op !== XLOG_GENERIC) throw redoUnsupported(rec, `unknown generic op code 0x${op.toString(16)}`);
-  const block = findBlock(rec, blockId);
-  if (block === undefined) throw redoCorruption(rec, blockId, `no block reference ${blockId}`);
+  const block = redoBlock(rec, blockId);
   if (blockId >= MAX_GENERIC_XLOG_PAGES) throw redoCorruption(rec, blockId, `block reference ${blockId} beyond the ${MAX_GENERIC_XLOG_PAGES} pages of a generic record`);
   assert(page.length === BLCKSZ, `redo needs an 8192-byte page, got ${page.length} bytes`);
   if (block.applyImage) return;

@@ -22,7 +22,6 @@
  *
  * ginRedoRecompress works in module-level scratch buffers (redo is synchronous, never nested).
  */
-import { restorePageImage } from "../wal/image.js";
 import type { DecodedBlock, DecodedRecord } from "../wal/record.js";
 import {
   decodeGinCreatePostingTree,
@@ -67,7 +66,6 @@ import {
   pageIndexTupleDelete,
   pageInit,
   pageIsEmpty,
-  pageIsNew,
   pdLower,
   pdSpecial,
   SIZE_OF_PAGE_HEADER,
@@ -76,7 +74,8 @@ import {
   setPdPruneXid,
 } from "./bufpage.js";
 import { decodePostingList, encodePostingList, itemPointerValue, mergeItemPointers, postingListSize } from "./gin_posting_list.js";
-import { findBlock, type RmgrRedo, redoCorruption, redoUnsupported } from "./rmgr.js";
+import { readForRedo, redoBlock, redoCorruption, redoUnsupported, type RmgrRedo, unexpectedBlock } from "./rmgr.js";
+import { setU16, setU32, u16 } from "../bytes.js";
 
 export const GIN_DATA = 1 << 0;
 export const GIN_LEAF = 1 << 1;
@@ -110,19 +109,6 @@ const tailCopy = new Uint8Array(BLCKSZ);
 /** A re-encoded segment (ADDITEMS) or a converted pre-9.4 leaf. */
 const newSegment = new Uint8Array(BLCKSZ);
 
-function u16(b: Uint8Array, o: number): number {
-  return b[o]! | (b[o + 1]! << 8);
-}
-function setU16(b: Uint8Array, o: number, v: number): void {
-  b[o] = v & 0xff;
-  b[o + 1] = (v >>> 8) & 0xff;
-}
-function setU32(b: Uint8Array, o: number, v: number): void {
-  b[o] = v & 0xff;
-  b[o + 1] = (v >>> 8) & 0xff;
-  b[o + 2] = (v >>> 16) & 0xff;
-  b[o + 3] = (v >>> 24) & 0xff;
-}
 /** BlockIdSet: bi_hi then bi_lo. */
 function setBlockId(b: Uint8Array, o: number, blkno: number): void {
   setU16(b, o, Math.floor(blkno / 0x1_0000));
@@ -339,21 +325,6 @@ function checkedSegmentSize(rec: DecodedRecord, blockId: number, b: Uint8Array, 
 
 // ---- redo -------------------------------------------------------------------------------------
 
-/**
- * XLogReadBufferForRedo for one block: an APPLY image is restored (pd_lsn := end LSN unless
- * the page is new) and false returned (BLK_RESTORED); true means the record must be replayed.
- */
-function readForRedo(rec: DecodedRecord, blk: DecodedBlock, page: Uint8Array): boolean {
-  if (!blk.applyImage) return true;
-  restorePageImage(blk, page, rec.lsn);
-  if (!pageIsNew(page)) setPageLsn(page, rec.endLsn);
-  return false;
-}
-
-function unexpectedBlock(rec: DecodedRecord, blockId: number): Error {
-  return redoCorruption(rec, blockId, "PostgreSQL never registers this block reference for this record");
-}
-
 /** ginRedoClearIncompleteSplit. */
 function clearIncompleteSplit(rec: DecodedRecord, blk: DecodedBlock, page: Uint8Array): void {
   if (!readForRedo(rec, blk, page)) return;
@@ -363,8 +334,7 @@ function clearIncompleteSplit(rec: DecodedRecord, blk: DecodedBlock, page: Uint8
 }
 
 function redoGin(rec: DecodedRecord, blockId: number, page: Uint8Array): void {
-  const blk = findBlock(rec, blockId);
-  if (blk === undefined) throw redoCorruption(rec, blockId, "no such block reference");
+  const blk = redoBlock(rec, blockId);
   const info = rec.info & XLR_RMGR_INFO_MASK;
   const lsn = rec.endLsn;
   switch (info) {

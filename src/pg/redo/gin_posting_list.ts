@@ -13,6 +13,7 @@
  * decoding never reads past a segment's nbytes.
  */
 import { PageLayoutError } from "./bufpage.js";
+import { u16 } from "../bytes.js";
 
 export const MAX_HEAP_TUPLES_PER_PAGE_BITS = 11;
 const OFFSET_LIMIT = 1 << MAX_HEAP_TUPLES_PER_PAGE_BITS;
@@ -22,9 +23,6 @@ const MAX_BYTES_PER_INTEGER = 7;
 export const GIN_POSTING_LIST_HEADER_BYTES = 8;
 const ITEM_POINTER_BYTES = 6;
 
-function u16(b: Uint8Array, o: number): number {
-  return b[o]! | (b[o + 1]! << 8);
-}
 
 /** The item pointer at b[o] as PostgreSQL's 43-bit integer; throws when its offset needs more than 11 bits. */
 export function itemPointerValue(b: Uint8Array, o: number): number {

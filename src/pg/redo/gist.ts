@@ -22,7 +22,6 @@
  */
 import { assert } from "../../types/assert.js";
 import { lsnHi, lsnLo } from "../../types/lsn.js";
-import type { CorruptionError } from "../../types/errors.js";
 import type { DecodedBlock, DecodedRecord } from "../wal/record.js";
 import {
   decodeGistDelete,
@@ -57,7 +56,8 @@ import {
   setPdLower,
 } from "./bufpage.js";
 import { maskLpFlags, maskPageHintBits, maskPageLsnAndChecksum, maskUnusedSpace } from "./bufmask.js";
-import { findBlock, type RmgrRedo, redoCorruption, redoUnsupported } from "./rmgr.js";
+import { findBlock, redoBlock, redoCorruption, redoUnsupported, type RmgrRedo, unexpectedBlock } from "./rmgr.js";
+import { setU16, setU32 } from "../bytes.js";
 
 export const SIZE_OF_GIST_OPAQUE = 16;
 export const F_LEAF = 1 << 0;
@@ -76,16 +76,6 @@ const OPAQUE_RIGHTLINK = 8;
 const OPAQUE_FLAGS = 12;
 const OPAQUE_PAGE_ID = 14;
 
-function setU16(p: Uint8Array, o: number, v: number): void {
-  p[o] = v & 0xff;
-  p[o + 1] = (v >>> 8) & 0xff;
-}
-function setU32(p: Uint8Array, o: number, v: number): void {
-  p[o] = v & 0xff;
-  p[o + 1] = (v >>> 8) & 0xff;
-  p[o + 2] = (v >>> 16) & 0xff;
-  p[o + 3] = (v >>> 24) & 0xff;
-}
 
 /** Byte position of the opaque; GiST pages always have theirs at BLCKSZ - 16. */
 function opaqueAt(page: Uint8Array): number {
@@ -212,13 +202,8 @@ function checkOffset(rec: DecodedRecord, bid: number, page: Uint8Array, off: num
   if (off < FirstOffsetNumber || off > max) throw redoCorruption(rec, bid, `offset ${off} is not on the page (max offset ${max})`);
 }
 
-function noSuchBlock(rec: DecodedRecord, blockId: number): CorruptionError {
-  return redoCorruption(rec, blockId, "this record gives the block reference no meaning");
-}
-
 function redo(rec: DecodedRecord, blockId: number, page: Uint8Array): void {
-  const block = findBlock(rec, blockId);
-  if (block === undefined) throw redoCorruption(rec, blockId, `no block reference ${blockId}`);
+  const block = redoBlock(rec, blockId);
   assert(page.length === BLCKSZ, `redo needs an 8192-byte page, got ${page.length} bytes`);
   const op = rec.info & XLOG_GIST_OPMASK;
   switch (op) {
@@ -227,11 +212,11 @@ function redo(rec: DecodedRecord, blockId: number, page: Uint8Array): void {
         clearFollowRight(rec, page);
         return;
       }
-      if (blockId !== 0) throw noSuchBlock(rec, blockId);
+      if (blockId !== 0) throw unexpectedBlock(rec, blockId);
       if (!block.applyImage) redoPageUpdate(rec, block, page);
       return;
     case XLOG_GIST_DELETE:
-      if (blockId !== 0) throw noSuchBlock(rec, blockId);
+      if (blockId !== 0) throw unexpectedBlock(rec, blockId);
       if (!block.applyImage) redoDelete(rec, page);
       return;
     case XLOG_GIST_PAGE_SPLIT:
@@ -252,10 +237,10 @@ function redo(rec: DecodedRecord, blockId: number, page: Uint8Array): void {
         redoPageDeleteParent(rec, blockId, page);
         return;
       }
-      throw noSuchBlock(rec, blockId);
+      throw unexpectedBlock(rec, blockId);
     case XLOG_GIST_PAGE_REUSE:
     case XLOG_GIST_ASSIGN_LSN:
-      throw noSuchBlock(rec, blockId);
+      throw unexpectedBlock(rec, blockId);
     default:
       throw redoUnsupported(rec, `unknown gist op code 0x${op.toString(16)}`);
   }

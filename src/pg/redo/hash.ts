@@ -21,7 +21,6 @@
  */
 import { RM_HASH_ID, XLR_RMGR_INFO_MASK } from "../wal/rmgr.js";
 import type { DecodedBlock, DecodedRecord } from "../wal/record.js";
-import { restorePageImage } from "../wal/image.js";
 import {
   decodeHashAddOvflPage,
   decodeHashDelete,
@@ -63,8 +62,9 @@ import {
   type HashTupleList,
 } from "../wal/records/hash.js";
 import { maskLpFlags, maskPageContent, maskPageHintBits, maskPageLsnAndChecksum, maskUnusedSpace } from "./bufmask.js";
-import { BLCKSZ, InvalidOffsetNumber, pageAddItemBytes, pageAddItemExtended, pageIndexMultiDelete, pageInit, pageIsNew, pdSpecial, setPageLsn, setPdLower, SIZE_OF_PAGE_HEADER } from "./bufpage.js";
-import { findBlock, type RmgrRedo, redoCorruption, redoUnsupported } from "./rmgr.js";
+import { BLCKSZ, InvalidOffsetNumber, pageAddItemBytes, pageAddItemExtended, pageIndexMultiDelete, pageInit, pdSpecial, setPageLsn, setPdLower, SIZE_OF_PAGE_HEADER } from "./bufpage.js";
+import { findBlock, readForRedo, redoBlock, redoCorruption, redoUnsupported, type RmgrRedo, unexpectedBlock } from "./rmgr.js";
+import { setU16, setU32, u16, u32 } from "../bytes.js";
 
 const INVALID_BLOCK_NUMBER = 0xffff_ffff;
 const INVALID_BUCKET = 0xffff_ffff;
@@ -109,22 +109,6 @@ const HASH_SPLITPOINT_PHASE_MASK = (1 << HASH_SPLITPOINT_PHASE_BITS) - 1;
 const HASH_SPLITPOINT_GROUPS_WITH_ONE_PHASE = 10;
 const BYTE_TO_BIT = 3;
 
-function u32(b: Uint8Array, o: number): number {
-  return (b[o]! | (b[o + 1]! << 8) | (b[o + 2]! << 16) | (b[o + 3]! << 24)) >>> 0;
-}
-function setU32(b: Uint8Array, o: number, v: number): void {
-  b[o] = v & 0xff;
-  b[o + 1] = (v >>> 8) & 0xff;
-  b[o + 2] = (v >>> 16) & 0xff;
-  b[o + 3] = (v >>> 24) & 0xff;
-}
-function u16(b: Uint8Array, o: number): number {
-  return b[o]! | (b[o + 1]! << 8);
-}
-function setU16(b: Uint8Array, o: number, v: number): void {
-  b[o] = v & 0xff;
-  b[o + 1] = (v >>> 8) & 0xff;
-}
 
 // ---- page helpers (hashpage.c, hashovfl.c, hashutil.c) ---------------------------------
 
@@ -271,24 +255,8 @@ function clearFlag(rec: DecodedRecord, blockId: number, page: Uint8Array, bits: 
 
 // ---- redo -------------------------------------------------------------------------------
 
-/**
- * XLogReadBufferForRedo for one block: an APPLY image is restored (pd_lsn := end LSN unless
- * the page is new) and false returned (BLK_RESTORED); true means the record must be replayed.
- */
-function readForRedo(rec: DecodedRecord, blk: DecodedBlock, page: Uint8Array): boolean {
-  if (!blk.applyImage) return true;
-  restorePageImage(blk, page, rec.lsn);
-  if (!pageIsNew(page)) setPageLsn(page, rec.endLsn);
-  return false;
-}
-
-function unexpectedBlock(rec: DecodedRecord, blockId: number): Error {
-  return redoCorruption(rec, blockId, "PostgreSQL never registers this block reference for this record");
-}
-
 function redoHash(rec: DecodedRecord, blockId: number, page: Uint8Array): void {
-  const blk = findBlock(rec, blockId);
-  if (blk === undefined) throw redoCorruption(rec, blockId, "no such block reference");
+  const blk = redoBlock(rec, blockId);
   const info = rec.info & XLR_RMGR_INFO_MASK;
   const lsn = rec.endLsn;
   switch (info) {

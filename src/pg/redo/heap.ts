@@ -36,10 +36,10 @@
  * (no scratch copy, no view per tuple); the decoders allocate only their small result objects.
  */
 import type { CorruptionError } from "../../types/errors.js";
+import { setU16, setU32, u16 } from "../bytes.js";
 import {
   FIRST_COMMAND_ID,
   FROZEN_TRANSACTION_ID,
-  getU16,
   HEAP_COMBOCID,
   HEAP_HOT_UPDATED,
   HEAP_KEYS_UPDATED,
@@ -59,8 +59,6 @@ import {
   SIZEOF_HEAP_TUPLE_HEADER,
   SPEC_TOKEN_OFFSET_NUMBER,
   setCtid,
-  setU16,
-  setU32,
   T_CID,
   T_CTID,
   T_HOFF,
@@ -71,7 +69,7 @@ import {
   xmaxIsLockedOnly,
 } from "../heap_tuple.js";
 import { BLCKSZ, HEAPBLOCKS_PER_VM_PAGE } from "../consts.js";
-import type { DecodedBlock, DecodedRecord } from "../wal/record.js";
+import type { DecodedRecord } from "../wal/record.js";
 import {
   decodeHeapConfirm,
   decodeHeapDelete,
@@ -163,7 +161,7 @@ import {
   SIZE_OF_PAGE_HEADER,
 } from "./bufpage.js";
 import { maskPageHintBits, maskPageLsnAndChecksum, maskUnusedSpace, MASK_MARKER } from "./bufmask.js";
-import { findBlock, type RmgrRedo, redoCorruption, redoUnsupported } from "./rmgr.js";
+import { findBlock, redoBlock, redoCorruption, redoUnsupported, type RmgrRedo } from "./rmgr.js";
 
 /** The most line pointers a page can hold: bounds every line-pointer loop. */
 const MAX_LINE_POINTERS = (BLCKSZ - SIZE_OF_PAGE_HEADER) / 4;
@@ -172,12 +170,6 @@ const MAX_LINE_POINTERS = (BLCKSZ - SIZE_OF_PAGE_HEADER) / 4;
 const VM_MAP_OFFSET = maxAlign(SIZE_OF_PAGE_HEADER);
 const VM_BITS_PER_HEAPBLOCK = 2;
 const VM_HEAPBLOCKS_PER_BYTE = 4;
-
-function block(rec: DecodedRecord, blockId: number): DecodedBlock {
-  const b = findBlock(rec, blockId);
-  if (b === undefined) throw redoCorruption(rec, blockId, "the record has no such block reference");
-  return b;
-}
 
 function pageClearAllVisible(page: Uint8Array): void {
   setPdFlags(page, pdFlags(page) & ~PD_ALL_VISIBLE);
@@ -218,8 +210,8 @@ function checkedOffset(rec: DecodedRecord, blockId: number, page: Uint8Array, of
 
 /** fix_infomask_from_infobits, on the tuple at `page[t]`. */
 function fixInfomaskFromInfobits(page: Uint8Array, t: number, infobits: number): void {
-  let infomask = getU16(page, t + T_INFOMASK) & ~(HEAP_XMAX_IS_MULTI | HEAP_XMAX_LOCK_ONLY | HEAP_XMAX_KEYSHR_LOCK | HEAP_XMAX_EXCL_LOCK);
-  let infomask2 = getU16(page, t + T_INFOMASK2) & ~HEAP_KEYS_UPDATED;
+  let infomask = u16(page, t + T_INFOMASK) & ~(HEAP_XMAX_IS_MULTI | HEAP_XMAX_LOCK_ONLY | HEAP_XMAX_KEYSHR_LOCK | HEAP_XMAX_EXCL_LOCK);
+  let infomask2 = u16(page, t + T_INFOMASK2) & ~HEAP_KEYS_UPDATED;
   if (infobits & XLHL_XMAX_IS_MULTI) infomask |= HEAP_XMAX_IS_MULTI;
   if (infobits & XLHL_XMAX_LOCK_ONLY) infomask |= HEAP_XMAX_LOCK_ONLY;
   if (infobits & XLHL_XMAX_EXCL_LOCK) infomask |= HEAP_XMAX_EXCL_LOCK;
@@ -232,18 +224,18 @@ function fixInfomaskFromInfobits(page: Uint8Array, t: number, infobits: number):
 
 /** The common start of DELETE, UPDATE (old tuple), LOCK and LOCK_UPDATED. */
 function clearXmaxBits(page: Uint8Array, t: number): void {
-  setU16(page, t + T_INFOMASK, getU16(page, t + T_INFOMASK) & ~(HEAP_XMAX_BITS | HEAP_MOVED));
-  setU16(page, t + T_INFOMASK2, getU16(page, t + T_INFOMASK2) & ~HEAP_KEYS_UPDATED);
+  setU16(page, t + T_INFOMASK, u16(page, t + T_INFOMASK) & ~(HEAP_XMAX_BITS | HEAP_MOVED));
+  setU16(page, t + T_INFOMASK2, u16(page, t + T_INFOMASK2) & ~HEAP_KEYS_UPDATED);
 }
 
 /** HeapTupleHeaderSetCmin/SetCmax(tuple, FirstCommandId, false): t_cid and HEAP_COMBOCID off. */
 function setFirstCommandId(b: Uint8Array, t: number): void {
   setU32(b, t + T_CID, FIRST_COMMAND_ID);
-  setU16(b, t + T_INFOMASK, getU16(b, t + T_INFOMASK) & ~HEAP_COMBOCID);
+  setU16(b, t + T_INFOMASK, u16(b, t + T_INFOMASK) & ~HEAP_COMBOCID);
 }
 
 function setInfomask2Bits(page: Uint8Array, t: number, set: number, clear: number): void {
-  setU16(page, t + T_INFOMASK2, (getU16(page, t + T_INFOMASK2) & ~clear) | set);
+  setU16(page, t + T_INFOMASK2, (u16(page, t + T_INFOMASK2) & ~clear) | set);
 }
 
 /**
@@ -293,7 +285,7 @@ function noData(rec: DecodedRecord, blockId: number): CorruptionError {
 function heapXlogInsert(rec: DecodedRecord, blockId: number, page: Uint8Array): void {
   const x = decodeHeapInsert(rec);
   if (blockId !== 0) throw redoCorruption(rec, blockId, "Heap/INSERT touches only block 0");
-  const blkno = block(rec, 0).blkno;
+  const blkno = redoBlock(rec, 0).blkno;
   if (rec.info & XLOG_HEAP_INIT_PAGE) pageInit(page, 0);
   const tup = x.tuple;
   if (tup === null) throw noData(rec, 0);
@@ -307,7 +299,7 @@ function heapXlogInsert(rec: DecodedRecord, blockId: number, page: Uint8Array): 
 function heapXlogDelete(rec: DecodedRecord, blockId: number, page: Uint8Array): void {
   const x = decodeHeapDelete(rec);
   if (blockId !== 0) throw redoCorruption(rec, blockId, "Heap/DELETE touches only block 0");
-  const blkno = block(rec, 0).blkno;
+  const blkno = redoBlock(rec, 0).blkno;
   const t = normalTuple(rec, 0, page, x.offnum);
   clearXmaxBits(page, t);
   setInfomask2Bits(page, t, 0, HEAP_HOT_UPDATED);
@@ -328,7 +320,7 @@ function heapXlogDelete(rec: DecodedRecord, blockId: number, page: Uint8Array): 
  */
 function heapXlogUpdate(rec: DecodedRecord, blockId: number, page: Uint8Array, hot: boolean): void {
   const x = decodeHeapUpdate(rec);
-  const newblk = block(rec, 0).blkno;
+  const newblk = redoBlock(rec, 0).blkno;
   const b1 = findBlock(rec, 1);
   const oldblk = b1 === undefined ? newblk : b1.blkno;
   const oldBlockId = oldblk === newblk ? 0 : 1;
@@ -396,7 +388,7 @@ function heapXlogConfirm(rec: DecodedRecord, blockId: number, page: Uint8Array):
   const x = decodeHeapConfirm(rec);
   if (blockId !== 0) throw redoCorruption(rec, blockId, "Heap/HEAP_CONFIRM touches only block 0");
   const t = normalTuple(rec, 0, page, x.offnum);
-  setCtid(page, t, block(rec, 0).blkno, x.offnum);
+  setCtid(page, t, redoBlock(rec, 0).blkno, x.offnum);
   setPageLsn(page, rec.endLsn);
 }
 
@@ -407,9 +399,9 @@ function heapXlogLock(rec: DecodedRecord, blockId: number, page: Uint8Array): vo
   clearXmaxBits(page, t);
   fixInfomaskFromInfobits(page, t, x.infobitsSet);
   // Clear the update flags only if the new infomask says there is no update.
-  if (xmaxIsLockedOnly(getU16(page, t + T_INFOMASK))) {
+  if (xmaxIsLockedOnly(u16(page, t + T_INFOMASK))) {
     setInfomask2Bits(page, t, 0, HEAP_HOT_UPDATED);
-    setCtid(page, t, block(rec, 0).blkno, x.offnum);
+    setCtid(page, t, redoBlock(rec, 0).blkno, x.offnum);
   }
   setU32(page, t + T_XMAX, x.lockingXid);
   setFirstCommandId(page, t);
@@ -515,7 +507,7 @@ function heapXlogFreezePage(rec: DecodedRecord, blockId: number, page: Uint8Arra
  */
 function heapXlogVisible(rec: DecodedRecord, blockId: number, page: Uint8Array): void {
   const x = decodeHeap2Visible(rec);
-  const heapBlk = block(rec, 1).blkno;
+  const heapBlk = redoBlock(rec, 1).blkno;
   if (blockId === 1) {
     pageSetAllVisible(page);
     setPageLsn(page, rec.endLsn);
@@ -525,7 +517,7 @@ function heapXlogVisible(rec: DecodedRecord, blockId: number, page: Uint8Array):
   if (pageIsNew(page)) pageInit(page, 0);
   if (!(rec.endLsn > pageLsn(page))) return;
   const mapBlock = Math.floor(heapBlk / HEAPBLOCKS_PER_VM_PAGE);
-  if (mapBlock !== block(rec, 0).blkno) throw redoCorruption(rec, 0, `wrong VM buffer: heap block ${heapBlk} is on VM page ${mapBlock}`);
+  if (mapBlock !== redoBlock(rec, 0).blkno) throw redoCorruption(rec, 0, `wrong VM buffer: heap block ${heapBlk} is on VM page ${mapBlock}`);
   const inPage = heapBlk % HEAPBLOCKS_PER_VM_PAGE;
   const mapByte = VM_MAP_OFFSET + Math.floor(inPage / VM_HEAPBLOCKS_PER_BYTE);
   const mapOffset = (inPage % VM_HEAPBLOCKS_PER_BYTE) * VM_BITS_PER_HEAPBLOCK;
@@ -538,7 +530,7 @@ function heapXlogVisible(rec: DecodedRecord, blockId: number, page: Uint8Array):
 function heapXlogMultiInsert(rec: DecodedRecord, blockId: number, page: Uint8Array): void {
   const x = decodeHeap2MultiInsert(rec);
   if (blockId !== 0) throw redoCorruption(rec, blockId, "Heap2/MULTI_INSERT touches only block 0");
-  const blkno = block(rec, 0).blkno;
+  const blkno = redoBlock(rec, 0).blkno;
   if (x.init) pageInit(page, 0);
   const data = x.tupleData;
   const starts = x.tupleStarts;
@@ -615,11 +607,11 @@ export function heapMask(page: Uint8Array, blkno: number): void {
     const t = itemIdOff(page, off);
     if (itemIdFlags(page, off) === LP_NORMAL) {
       if (t + SIZEOF_HEAP_TUPLE_HEADER > BLCKSZ) throw new PageLayoutError(`heap_mask: tuple ${off} at ${t} reaches past the page`);
-      const infomask = getU16(page, t + T_INFOMASK);
+      const infomask = u16(page, t + T_INFOMASK);
       if ((infomask & HEAP_XMIN_FROZEN) !== HEAP_XMIN_FROZEN) setU16(page, t + T_INFOMASK, infomask & ~HEAP_XACT_MASK);
       else setU16(page, t + T_INFOMASK, infomask & ~(HEAP_XMAX_INVALID | HEAP_XMAX_COMMITTED));
       setU32(page, t + T_CID, MASK_MARKER);
-      if (getU16(page, t + T_CTID + 4) === SPEC_TOKEN_OFFSET_NUMBER) setCtid(page, t, blkno, off);
+      if (u16(page, t + T_CTID + 4) === SPEC_TOKEN_OFFSET_NUMBER) setCtid(page, t, blkno, off);
     }
     if (itemIdHasStorage(page, off)) {
       const len = itemIdLen(page, off);

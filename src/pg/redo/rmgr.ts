@@ -1,16 +1,21 @@
 /**
- * What an rmgr's redo module implements and uses: the RmgrRedo interface, and the errors a
- * redo throws, which name the record (LSN, rmgr, info) and the block (relation file, fork,
+ * What an rmgr's redo module implements and uses: the RmgrRedo interface, the block reference
+ * being redone (findBlock, redoBlock, and readForRedo: XLogReadBufferForRedo), and the errors
+ * a redo throws, which name the record (LSN, rmgr, info) and the block (relation file, fork,
  * block number, block reference id) so a failed read can be traced to its WAL.
  *
  * Rmgr modules (src/pg/redo/heap.ts, btree.ts, …) import from here, never from the
  * registry (rmgr_redo.ts imports them: importing it back would be a cycle).
  */
 import { CorruptionError, UnsupportedError } from "../../types/errors.js";
-import { lsnToString } from "../../types/lsn.js";
 import { DEFAULTTABLESPACE_OID, GLOBALTABLESPACE_OID } from "../consts.js";
+import { restorePageImage } from "../wal/image.js";
 import type { DecodedBlock, DecodedRecord, RelFileNode } from "../wal/record.js";
-import { describeRecordKind } from "../wal/rmgr.js";
+import { blockById, describeRecord } from "../wal/records/record_access.js";
+import { pageIsNew, setPageLsn } from "./bufpage.js";
+
+// The same lookup and naming as the record decoders use (findBlock: ids may have gaps).
+export { blockById as findBlock, describeRecord };
 
 export interface RmgrRedo {
   /** RM_*_ID from src/pg/wal/rmgr.ts. */
@@ -40,23 +45,37 @@ export function relFilePath(rnode: RelFileNode, forkNum: number): string {
   return `pg_tblspc/${rnode.spcNode}/PG_15_202209061/${rnode.dbNode}/${rnode.relNode}${suffix}`;
 }
 
-/** "Heap/INSERT (rmgr 10, info 0x00) at 0/16B3748": a record for messages. */
-export function describeRecord(rec: DecodedRecord): string {
-  return `${describeRecordKind(rec.rmid, rec.info)} (rmgr ${rec.rmid}, info 0x${rec.info.toString(16).padStart(2, "0")}) at ${lsnToString(rec.lsn)}`;
+/** The block reference `blockId` being redone, which the record must have. */
+export function redoBlock(rec: DecodedRecord, blockId: number): DecodedBlock {
+  const blk = blockById(rec, blockId);
+  if (blk === undefined) throw redoCorruption(rec, blockId, `no block reference ${blockId}`);
+  return blk;
 }
 
-/** The block reference with id `blockId`, or undefined (ids may have gaps: blocks[i].id ≠ i). */
-export function findBlock(rec: DecodedRecord, blockId: number): DecodedBlock | undefined {
-  const blocks = rec.blocks;
-  for (let i = 0; i < blocks.length; i++) if (blocks[i]!.id === blockId) return blocks[i];
-  return undefined;
+/**
+ * XLogReadBufferForRedo for one block, for the rmgrs whose redo restores images itself (gin,
+ * hash): an APPLY image is restored (pd_lsn := end LSN unless the page is new) and false
+ * returned (BLK_RESTORED); true means the record must be replayed. (brin, gist and spgist
+ * instead leave the page of an APPLY block as it is: `if (block.applyImage) return`. Served
+ * reads never get here with an image: ingest stores a block's image as its own version.)
+ */
+export function readForRedo(rec: DecodedRecord, blk: DecodedBlock, page: Uint8Array): boolean {
+  if (!blk.applyImage) return true;
+  restorePageImage(blk, page, rec.lsn);
+  if (!pageIsNew(page)) setPageLsn(page, rec.endLsn);
+  return false;
 }
 
 /** A malformed record (short data, impossible offsets, a page that contradicts it). */
 export function redoCorruption(rec: DecodedRecord, blockId: number, why: string): CorruptionError {
-  const blk = findBlock(rec, blockId);
+  const blk = blockById(rec, blockId);
   const path = blk === undefined ? "(no such block reference)" : relFilePath(blk.rnode, blk.forkNum);
   return new CorruptionError(path, blk === undefined ? -1 : blk.blkno, `redo of ${describeRecord(rec)}, block reference ${blockId}: ${why}`);
+}
+
+/** A block reference the record has but PostgreSQL's redo of this record never reads. */
+export function unexpectedBlock(rec: DecodedRecord, blockId: number): CorruptionError {
+  return redoCorruption(rec, blockId, "PostgreSQL never registers this block reference for this record");
 }
 
 /** A record (or a variant of it) this redo does not handle. */

@@ -11,7 +11,7 @@ import { decodeSeqLog, XLOG_SEQ_LOG, XLOG_SEQ_OPMASK } from "../wal/records/seq.
 import { RM_SEQ_ID } from "../wal/rmgr.js";
 import { maskPageLsnAndChecksum, maskUnusedSpace } from "./bufmask.js";
 import { BLCKSZ, FirstOffsetNumber, InvalidOffsetNumber, pageAddItemExtended, pageInit, pdSpecial, setPageLsn } from "./bufpage.js";
-import { findBlock, type RmgrRedo, redoCorruption, redoUnsupported } from "./rmgr.js";
+import { redoBlock, redoCorruption, redoUnsupported, type RmgrRedo } from "./rmgr.js";
 
 export const SEQ_MAGIC = 0x1717;
 /** sizeof(sequence_magic). */
@@ -20,7 +20,7 @@ const SIZE_OF_SEQUENCE_MAGIC = 4;
 function redo(rec: DecodedRecord, blockId: number, page: Uint8Array): void {
   const op = rec.info & XLOG_SEQ_OPMASK;
   if (op !== XLOG_SEQ_LOG) throw redoUnsupported(rec, `unknown sequence op code 0x${op.toString(16)}`);
-  if (findBlock(rec, blockId) === undefined) throw redoCorruption(rec, blockId, `no block reference ${blockId}`);
+  redoBlock(rec, blockId);
   if (blockId !== 0) throw redoCorruption(rec, blockId, `block reference ${blockId} has no meaning for this record`);
   assert(page.length === BLCKSZ, `redo needs an 8192-byte page, got ${page.length} bytes`);
   const xl = decodeSeqLog(rec);

@@ -20,7 +20,6 @@
  * not errors here either.
  */
 import { assert } from "../../types/assert.js";
-import type { CorruptionError } from "../../types/errors.js";
 import type { DecodedBlock, DecodedRecord } from "../wal/record.js";
 import {
   decodeSpgAddLeaf,
@@ -62,7 +61,8 @@ import {
   SIZE_OF_PAGE_HEADER,
   setPageLsn,
 } from "./bufpage.js";
-import { findBlock, type RmgrRedo, redoCorruption, redoUnsupported } from "./rmgr.js";
+import { findBlock, redoBlock, redoCorruption, redoUnsupported, type RmgrRedo, unexpectedBlock } from "./rmgr.js";
+import { setU16, setU32, u16, u32 } from "../bytes.js";
 
 export const SIZE_OF_SPGIST_OPAQUE = 8;
 export const SPGIST_META = 1 << 0;
@@ -87,22 +87,6 @@ const OPAQUE_N_REDIRECTION = 2;
 const OPAQUE_N_PLACEHOLDER = 4;
 const OPAQUE_PAGE_ID = 6;
 
-function u16(p: Uint8Array, o: number): number {
-  return p[o]! | (p[o + 1]! << 8);
-}
-function setU16(p: Uint8Array, o: number, v: number): void {
-  p[o] = v & 0xff;
-  p[o + 1] = (v >>> 8) & 0xff;
-}
-function u32(p: Uint8Array, o: number): number {
-  return (p[o]! | (p[o + 1]! << 8) | (p[o + 2]! << 16) | (p[o + 3]! << 24)) >>> 0;
-}
-function setU32(p: Uint8Array, o: number, v: number): void {
-  p[o] = v & 0xff;
-  p[o + 1] = (v >>> 8) & 0xff;
-  p[o + 2] = (v >>> 16) & 0xff;
-  p[o + 3] = (v >>> 24) & 0xff;
-}
 
 /** ItemPointerSet on 6 bytes at `o`: bi_hi, bi_lo, posid. */
 function setItemPointer(p: Uint8Array, o: number, blkno: number, off: number): void {
@@ -281,7 +265,7 @@ function redoAddLeaf(rec: DecodedRecord, block: DecodedBlock, page: Uint8Array):
     setPageLsn(page, rec.endLsn);
     return;
   }
-  if (block.id !== 1) throw noSuchBlock(rec, block.id);
+  if (block.id !== 1) throw unexpectedBlock(rec, block.id);
   if (xl.offnumParent === InvalidOffsetNumber || block.applyImage) return;
   updateNodeLink(rec, bid, itemAt(rec, bid, page, xl.offnumParent), xl.nodeI, blockNo(rec, bid, 0), xl.offnumLeaf);
   setPageLsn(page, rec.endLsn);
@@ -308,7 +292,7 @@ function redoMoveLeafs(rec: DecodedRecord, block: DecodedBlock, page: Uint8Array
       updateNodeLink(rec, bid, itemAt(rec, bid, page, xl.offnumParent), xl.nodeI, blknoDst, lastInsert);
       break;
     default:
-      throw noSuchBlock(rec, block.id);
+      throw unexpectedBlock(rec, block.id);
   }
   setPageLsn(page, rec.endLsn);
 }
@@ -318,7 +302,7 @@ function redoAddNode(rec: DecodedRecord, block: DecodedBlock, page: Uint8Array):
   const xl = decodeSpgAddNode(rec);
   if (findBlock(rec, 1) === undefined) {
     // The new inner tuple replaces the old one in place.
-    if (block.id !== 0) throw noSuchBlock(rec, block.id);
+    if (block.id !== 0) throw unexpectedBlock(rec, block.id);
     if (block.applyImage) return;
     checkOffset(rec, bid, page, xl.offnum);
     pageIndexTupleDelete(page, xl.offnum);
@@ -353,7 +337,7 @@ function redoAddNode(rec: DecodedRecord, block: DecodedBlock, page: Uint8Array):
       updateNodeLink(rec, bid, itemAt(rec, bid, page, xl.offnumParent), xl.nodeI, blknoNew, xl.offnumNew);
       break;
     default:
-      throw noSuchBlock(rec, block.id);
+      throw unexpectedBlock(rec, block.id);
   }
   setPageLsn(page, rec.endLsn);
 }
@@ -370,7 +354,7 @@ function redoSplitTuple(rec: DecodedRecord, block: DecodedBlock, page: Uint8Arra
     setPageLsn(page, rec.endLsn);
     return;
   }
-  if (block.id !== 0) throw noSuchBlock(rec, block.id);
+  if (block.id !== 0) throw unexpectedBlock(rec, block.id);
   if (block.applyImage) return;
   checkOffset(rec, bid, page, xl.offnumPrefix);
   pageIndexTupleDelete(page, xl.offnumPrefix);
@@ -412,14 +396,14 @@ function redoPickSplit(rec: DecodedRecord, block: DecodedBlock, page: Uint8Array
       updateNodeLink(rec, bid, itemAt(rec, bid, page, xl.offnumParent), xl.nodeI, blknoInner, xl.offnumInner);
       break;
     default:
-      throw noSuchBlock(rec, block.id);
+      throw unexpectedBlock(rec, block.id);
   }
   setPageLsn(page, rec.endLsn);
 }
 
 function redoVacuumLeaf(rec: DecodedRecord, block: DecodedBlock, page: Uint8Array): void {
   const bid = block.id;
-  if (block.id !== 0) throw noSuchBlock(rec, block.id);
+  if (block.id !== 0) throw unexpectedBlock(rec, block.id);
   if (block.applyImage) return;
   const xl = decodeSpgVacuumLeaf(rec);
   const st = xl.stateSrc;
@@ -445,7 +429,7 @@ function redoVacuumLeaf(rec: DecodedRecord, block: DecodedBlock, page: Uint8Arra
 }
 
 function redoVacuumRoot(rec: DecodedRecord, block: DecodedBlock, page: Uint8Array): void {
-  if (block.id !== 0) throw noSuchBlock(rec, block.id);
+  if (block.id !== 0) throw unexpectedBlock(rec, block.id);
   if (block.applyImage) return;
   const xl = decodeSpgVacuumRoot(rec);
   // The tuple numbers are in order, as PageIndexMultiDelete needs.
@@ -455,7 +439,7 @@ function redoVacuumRoot(rec: DecodedRecord, block: DecodedBlock, page: Uint8Arra
 
 function redoVacuumRedirect(rec: DecodedRecord, block: DecodedBlock, page: Uint8Array): void {
   const bid = block.id;
-  if (block.id !== 0) throw noSuchBlock(rec, block.id);
+  if (block.id !== 0) throw unexpectedBlock(rec, block.id);
   if (block.applyImage) return;
   const xl = decodeSpgVacuumRedirect(rec);
   const n = xl.itemToPlaceholder.length;
@@ -480,13 +464,8 @@ function redoVacuumRedirect(rec: DecodedRecord, block: DecodedBlock, page: Uint8
   setPageLsn(page, rec.endLsn);
 }
 
-function noSuchBlock(rec: DecodedRecord, blockId: number): CorruptionError {
-  return redoCorruption(rec, blockId, "this record gives the block reference no meaning");
-}
-
 function redo(rec: DecodedRecord, blockId: number, page: Uint8Array): void {
-  const block = findBlock(rec, blockId);
-  if (block === undefined) throw redoCorruption(rec, blockId, `no block reference ${blockId}`);
+  const block = redoBlock(rec, blockId);
   assert(page.length === BLCKSZ, `redo needs an 8192-byte page, got ${page.length} bytes`);
   const op = rec.info & XLOG_SPGIST_OPMASK;
   switch (op) {

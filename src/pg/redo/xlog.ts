@@ -16,7 +16,7 @@ import { restorePageImage } from "../wal/image.js";
 import type { DecodedRecord } from "../wal/record.js";
 import { RM_XLOG_ID, XLOG_FPI, XLOG_FPI_FOR_HINT, XLR_RMGR_INFO_MASK } from "../wal/rmgr.js";
 import { pageIsNew, setPageLsn } from "./bufpage.js";
-import { findBlock, type RmgrRedo, redoCorruption } from "./rmgr.js";
+import { redoBlock, redoCorruption, type RmgrRedo } from "./rmgr.js";
 
 export const xlogRedo: RmgrRedo = {
   rmid: RM_XLOG_ID,
@@ -24,8 +24,7 @@ export const xlogRedo: RmgrRedo = {
   redo(rec: DecodedRecord, blockId: number, page: Uint8Array): void {
     const info = rec.info & XLR_RMGR_INFO_MASK;
     if (info !== XLOG_FPI && info !== XLOG_FPI_FOR_HINT) throw redoCorruption(rec, blockId, "only FPI records have block references in the XLOG rmgr");
-    const blk = findBlock(rec, blockId);
-    if (blk === undefined) throw redoCorruption(rec, blockId, "no such block reference");
+    const blk = redoBlock(rec, blockId);
     if (blk.hasImage) {
       if (!blk.applyImage) throw redoCorruption(rec, blockId, "full-page image without BKPIMAGE_APPLY");
       restorePageImage(blk, page, rec.lsn);

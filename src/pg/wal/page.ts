@@ -31,6 +31,7 @@ import { type Lsn, lsnFromParts, lsnToString } from "../../types/lsn.js";
 export const XLOG_PAGE_MAGIC = 0xd110;
 /** Defined in src/pg/consts.ts; re-exported for the WAL modules that take them from here. */
 import { MAXIMUM_ALIGNOF, XLOG_BLCKSZ } from "../consts.js";
+import { u16, u32 } from "../bytes.js";
 
 export { BLCKSZ, XLOG_BLCKSZ } from "../consts.js";
 export const SIZE_OF_XLOG_SHORT_PHD = 24;
@@ -108,12 +109,6 @@ export interface XLogPageHeader {
   blcksz: number;
 }
 
-function u16(b: Uint8Array, o: number): number {
-  return b[o]! | (b[o + 1]! << 8);
-}
-function u32(b: Uint8Array, o: number): number {
-  return (b[o]! | (b[o + 1]! << 8) | (b[o + 2]! << 16) | (b[o + 3]! << 24)) >>> 0;
-}
 
 /**
  * Decode the header at `buf[off..]`: 24 bytes, or 40 when XLP_LONG_HEADER is set (the caller

@@ -35,6 +35,7 @@ import { BLCKSZ, MAX_FORKNUM } from "../consts.js";
 import { crc32cRange } from "./crc32c.js";
 import { SIZE_OF_XLOG_RECORD, WalDecodeError } from "./page.js";
 import { isValidRmgrId } from "./rmgr.js";
+import { u16, u32 } from "../bytes.js";
 
 /** PostgreSQL's record size limit (MaxAllocSize, 1 GiB - 1): anything larger is corrupt. */
 export const MAX_RECORD_BYTES = 0x3fff_ffff;
@@ -65,6 +66,11 @@ export interface RelFileNode {
   spcNode: number;
   dbNode: number;
   relNode: number;
+}
+
+/** The 12-byte RelFileNode (spcNode, dbNode, relNode: u32 each) at `b[o]`; the caller checked the length. */
+export function readRelFileNode(b: Uint8Array, o: number): RelFileNode {
+  return { spcNode: u32(b, o), dbNode: u32(b, o + 4), relNode: u32(b, o + 8) };
 }
 
 /** A full-page image as stored: maybe compressed, with its hole removed. */
@@ -126,12 +132,6 @@ function shortData(lsn: Lsn, dataTotal: number, remaining: number): WalDecodeErr
   return new WalDecodeError(lsn, `record with invalid length (headers announce ${dataTotal} payload bytes, ${remaining} remain)`);
 }
 
-function u16(b: Uint8Array, o: number): number {
-  return b[o]! | (b[o + 1]! << 8);
-}
-function u32(b: Uint8Array, o: number): number {
-  return (b[o]! | (b[o + 1]! << 8) | (b[o + 2]! << 16) | (b[o + 3]! << 24)) >>> 0;
-}
 
 /** xl_tot_len of the record whose header starts at `buf[off]` (4 bytes needed). */
 export function readTotLen(buf: Uint8Array, off: number): number {
@@ -327,7 +327,7 @@ export function decodeRecord(record: Uint8Array, lsn: Lsn, endLsn: Lsn): Decoded
     let rnode: RelFileNode;
     if ((forkFlags & BKPBLOCK_SAME_REL) === 0) {
       if (remaining < 12) throw shortData(lsn, dataTotal, remaining);
-      rnode = { spcNode: u32(record, ptr), dbNode: u32(record, ptr + 4), relNode: u32(record, ptr + 8) };
+      rnode = readRelFileNode(record, ptr);
       ptr += 12;
       remaining -= 12;
       lastRnode = rnode;

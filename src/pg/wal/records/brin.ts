@@ -14,7 +14,8 @@
  * INSERT and UPDATE carry XLOG_BRIN_INIT_PAGE (0x80) when block 0 is a new page.
  */
 import type { DecodedRecord } from "../record.js";
-import { recordCorrupt } from "./record_access.js";
+import { needMain, recordCorruption } from "./record_access.js";
+import { u16, u32 } from "../../bytes.js";
 
 export const XLOG_BRIN_CREATE_INDEX = 0x00;
 export const XLOG_BRIN_INSERT = 0x10;
@@ -32,18 +33,6 @@ const SIZE_OF_SAMEPAGE_UPDATE = 2;
 const SIZE_OF_REVMAP_EXTEND = 4;
 const SIZE_OF_DESUMMARIZE = 10;
 
-function u16(b: Uint8Array, o: number): number {
-  return b[o]! | (b[o + 1]! << 8);
-}
-function u32(b: Uint8Array, o: number): number {
-  return (b[o]! | (b[o + 1]! << 8) | (b[o + 2]! << 16) | (b[o + 3]! << 24)) >>> 0;
-}
-
-function needMain(rec: DecodedRecord, size: number, what: string): Uint8Array {
-  const d = rec.mainData;
-  if (d.length < size) throw recordCorrupt(rec, `${what} needs ${size} bytes of main data, has ${d.length}`);
-  return d;
-}
 
 export interface BrinCreateIdx {
   pagesPerRange: number;
@@ -65,7 +54,7 @@ export interface BrinInsert {
 function insertAt(rec: DecodedRecord, d: Uint8Array, at: number): BrinInsert {
   const pagesPerRange = u32(d, at + 4);
   // HEAPBLK_TO_REVMAP_INDEX divides by it.
-  if (pagesPerRange === 0) throw recordCorrupt(rec, "pagesPerRange is 0");
+  if (pagesPerRange === 0) throw recordCorruption(rec, "pagesPerRange is 0");
   return { heapBlk: u32(d, at), pagesPerRange, offnum: u16(d, at + 8) };
 }
 
@@ -108,6 +97,6 @@ export interface BrinDesummarize {
 export function decodeBrinDesummarize(rec: DecodedRecord): BrinDesummarize {
   const d = needMain(rec, SIZE_OF_DESUMMARIZE, "xl_brin_desummarize");
   const pagesPerRange = u32(d, 0);
-  if (pagesPerRange === 0) throw recordCorrupt(rec, "pagesPerRange is 0");
+  if (pagesPerRange === 0) throw recordCorruption(rec, "pagesPerRange is 0");
   return { pagesPerRange, heapBlk: u32(d, 4), regOffset: u16(d, 8) };
 }

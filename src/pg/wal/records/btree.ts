@@ -31,8 +31,10 @@
  */
 import { CorruptionError } from "../../../types/errors.js";
 import { lsnToString } from "../../../types/lsn.js";
-import type { DecodedBlock, DecodedRecord } from "../record.js";
+import type { DecodedRecord } from "../record.js";
 import { describeRecordKind, XLR_RMGR_INFO_MASK } from "../rmgr.js";
+import { u16, u32 } from "../../bytes.js";
+import { blockById } from "./record_access.js";
 
 export const XLOG_BTREE_INSERT_LEAF = 0x00;
 export const XLOG_BTREE_INSERT_UPPER = 0x10;
@@ -81,7 +83,7 @@ export function btreeInfoCode(rec: DecodedRecord): number {
  * reference (its block number as the error's blkno, -1 when none) whose data is at fault.
  */
 export function btreeRecordError(rec: DecodedRecord, what: string, blockId = -1): CorruptionError {
-  const blk = blockId < 0 ? undefined : findBlock(rec, blockId);
+  const blk = blockId < 0 ? undefined : blockById(rec, blockId);
   const info = `0x${rec.info.toString(16).padStart(2, "0")}`;
   const where = blockId < 0 ? "" : `, block reference ${blockId}`;
   return new CorruptionError(
@@ -91,12 +93,6 @@ export function btreeRecordError(rec: DecodedRecord, what: string, blockId = -1)
   );
 }
 
-function u16(b: Uint8Array, o: number): number {
-  return b[o]! | (b[o + 1]! << 8);
-}
-function u32(b: Uint8Array, o: number): number {
-  return (b[o]! | (b[o + 1]! << 8) | (b[o + 2]! << 16) | (b[o + 3]! << 24)) >>> 0;
-}
 
 function mainDataExactly(rec: DecodedRecord, size: number, struct: string): Uint8Array {
   const d = rec.mainData;
@@ -104,19 +100,12 @@ function mainDataExactly(rec: DecodedRecord, size: number, struct: string): Uint
   return d;
 }
 
-/** The block reference `blockId` of `rec`, or undefined when the record has none. */
-function findBlock(rec: DecodedRecord, blockId: number): DecodedBlock | undefined {
-  const blocks = rec.blocks;
-  for (let i = 0; i < blocks.length; i++) if (blocks[i]!.id === blockId) return blocks[i];
-  return undefined;
-}
-
 /**
  * The data of block `blockId`, which the record must reference. (A block whose image is
  * applied carries no data; its redo never asks.)
  */
 function blockData(rec: DecodedRecord, blockId: number): Uint8Array {
-  const b = findBlock(rec, blockId);
+  const b = blockById(rec, blockId);
   if (b === undefined) throw btreeRecordError(rec, "the record has no such block reference", blockId);
   return b.data;
 }

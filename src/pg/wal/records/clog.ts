@@ -12,10 +12,10 @@
  * and info.
  */
 import { CLOG_XACTS_PER_PAGE } from "../../consts.js";
-import { getU32 as u32 } from "../../heap_tuple.js";
+import { u32 } from "../../bytes.js";
 import type { DecodedRecord } from "../record.js";
 import { RM_CLOG_ID, XLR_RMGR_INFO_MASK } from "../rmgr.js";
-import { exactMain, recordCorruption } from "./heap.js";
+import { exactMain, recordCorruption } from "./record_access.js";
 
 export const CLOG_ZEROPAGE = 0x00;
 export const CLOG_TRUNCATE = 0x10;

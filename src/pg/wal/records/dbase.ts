@@ -13,10 +13,10 @@
  *
  * Every length is checked: a malformed record is a CorruptionError naming LSN, rmgr and info.
  */
-import { getU32 as u32 } from "../../heap_tuple.js";
+import { u32 } from "../../bytes.js";
 import type { DecodedRecord } from "../record.js";
 import { RM_DBASE_ID, XLR_RMGR_INFO_MASK } from "../rmgr.js";
-import { exactMain, needMain, recordCorruption } from "./heap.js";
+import { exactMain, needMain, recordCorruption } from "./record_access.js";
 
 export const XLOG_DBASE_CREATE_FILE_COPY = 0x00;
 export const XLOG_DBASE_CREATE_WAL_LOG = 0x10;

@@ -29,8 +29,8 @@
  * 56 bytes: redo copies it whole, padding included, exactly as PostgreSQL's memcpy does.
  */
 import type { DecodedRecord } from "../record.js";
-import { XLR_RMGR_INFO_MASK } from "../rmgr.js";
-import { blockById, recordCorrupt } from "./record_access.js";
+import { blockById, expectInfo, needMain, recordCorruption, requireBlock } from "./record_access.js";
+import { u16, u32 } from "../../bytes.js";
 
 export const XLOG_GIN_CREATE_PTREE = 0x10;
 export const XLOG_GIN_INSERT = 0x20;
@@ -154,48 +154,26 @@ export interface XlGinDeleteListPages {
   ndeleted: number;
 }
 
-function u16(b: Uint8Array, o: number): number {
-  return b[o]! | (b[o + 1]! << 8);
-}
-function u32(b: Uint8Array, o: number): number {
-  return (b[o]! | (b[o + 1]! << 8) | (b[o + 2]! << 16) | (b[o + 3]! << 24)) >>> 0;
-}
 /** BlockIdData: bi_hi u16 then bi_lo u16. */
 export function blockIdAt(b: Uint8Array, o: number): number {
   return u16(b, o) * 0x1_0000 + u16(b, o + 2);
 }
 
-function expectInfo(rec: DecodedRecord, info: number): void {
-  if ((rec.info & XLR_RMGR_INFO_MASK) !== info) throw recordCorrupt(rec, `decoded as info 0x${info.toString(16)}`);
-}
-
-function mainData(rec: DecodedRecord, size: number, what: string): Uint8Array {
-  const d = rec.mainData;
-  if (d.length < size) throw recordCorrupt(rec, `${what} main data is ${d.length} bytes, needs ${size}`);
-  return d;
-}
-
-function blockData(rec: DecodedRecord, blockId: number): Uint8Array {
-  const b = blockById(rec, blockId);
-  if (b === undefined) throw recordCorrupt(rec, `has no block reference ${blockId}`);
-  return b.data;
-}
-
 export function decodeGinCreatePostingTree(rec: DecodedRecord): XlGinCreatePostingTree {
   expectInfo(rec, XLOG_GIN_CREATE_PTREE);
-  const d = mainData(rec, SIZE_OF_CREATE_PTREE, "ginxlogCreatePostingTree");
+  const d = needMain(rec, SIZE_OF_CREATE_PTREE, "ginxlogCreatePostingTree");
   const size = u32(d, 0);
-  if (d.length !== SIZE_OF_CREATE_PTREE + size) throw recordCorrupt(rec, `posting list of ${size} bytes, ${d.length - SIZE_OF_CREATE_PTREE} present`);
+  if (d.length !== SIZE_OF_CREATE_PTREE + size) throw recordCorruption(rec, `posting list of ${size} bytes, ${d.length - SIZE_OF_CREATE_PTREE} present`);
   return { postingList: d.subarray(SIZE_OF_CREATE_PTREE) };
 }
 
 export function decodeGinInsert(rec: DecodedRecord): XlGinInsert {
   expectInfo(rec, XLOG_GIN_INSERT);
-  const d = mainData(rec, SIZE_OF_GIN_INSERT, "ginxlogInsert");
+  const d = needMain(rec, SIZE_OF_GIN_INSERT, "ginxlogInsert");
   const flags = u16(d, 0);
   const isLeaf = (flags & GIN_INSERT_ISLEAF) !== 0;
   const want = isLeaf ? SIZE_OF_GIN_INSERT : SIZE_OF_GIN_INSERT + 8;
-  if (d.length !== want) throw recordCorrupt(rec, `ginxlogInsert main data is ${d.length} bytes, flags 0x${flags.toString(16)} need ${want}`);
+  if (d.length !== want) throw recordCorruption(rec, `ginxlogInsert main data is ${d.length} bytes, flags 0x${flags.toString(16)} need ${want}`);
   return {
     flags,
     isLeaf,
@@ -207,46 +185,46 @@ export function decodeGinInsert(rec: DecodedRecord): XlGinInsert {
 
 /** INSERT block 0 on an entry page: ginxlogInsertEntry with its tuple filling the rest. */
 export function decodeGinInsertEntry(rec: DecodedRecord): GinInsertEntry {
-  const d = blockData(rec, 0);
-  if (d.length < INSERT_ENTRY_HEADER + SIZE_OF_INDEX_TUPLE_DATA) throw recordCorrupt(rec, `ginxlogInsertEntry of ${d.length} bytes`);
+  const d = requireBlock(rec, 0).data;
+  if (d.length < INSERT_ENTRY_HEADER + SIZE_OF_INDEX_TUPLE_DATA) throw recordCorruption(rec, `ginxlogInsertEntry of ${d.length} bytes`);
   const size = u16(d, INSERT_ENTRY_HEADER + T_INFO_OFFSET) & INDEX_SIZE_MASK;
-  if (size !== d.length - INSERT_ENTRY_HEADER) throw recordCorrupt(rec, `entry tuple size ${size}, ${d.length - INSERT_ENTRY_HEADER} bytes logged`);
+  if (size !== d.length - INSERT_ENTRY_HEADER) throw recordCorruption(rec, `entry tuple size ${size}, ${d.length - INSERT_ENTRY_HEADER} bytes logged`);
   return { offset: u16(d, 0), isDelete: d[2] !== 0, tuple: d.subarray(INSERT_ENTRY_HEADER) };
 }
 
 /** INSERT block 0 on an internal posting-tree page: ginxlogInsertDataInternal. */
 export function decodeGinInsertDataInternal(rec: DecodedRecord): GinInsertDataInternal {
-  const d = blockData(rec, 0);
-  if (d.length !== SIZE_OF_INSERT_DATA_INTERNAL) throw recordCorrupt(rec, `ginxlogInsertDataInternal of ${d.length} bytes, expected ${SIZE_OF_INSERT_DATA_INTERNAL}`);
+  const d = requireBlock(rec, 0).data;
+  if (d.length !== SIZE_OF_INSERT_DATA_INTERNAL) throw recordCorruption(rec, `ginxlogInsertDataInternal of ${d.length} bytes, expected ${SIZE_OF_INSERT_DATA_INTERNAL}`);
   return { offset: u16(d, 0), newItem: d.subarray(2, 2 + SIZE_OF_POSTING_ITEM) };
 }
 
 /** Size of the GinPostingList at d[at] (header + SHORTALIGN(nbytes)), checked against `end`. */
 function postingListSize(rec: DecodedRecord, d: Uint8Array, at: number, end: number, what: string): number {
-  if (at + SIZE_OF_GIN_POSTING_LIST_HEADER > end) throw recordCorrupt(rec, `${what}: posting list header past the end of the data`);
+  if (at + SIZE_OF_GIN_POSTING_LIST_HEADER > end) throw recordCorruption(rec, `${what}: posting list header past the end of the data`);
   const nbytes = u16(d, at + SIZE_OF_ITEM_POINTER);
   const size = SIZE_OF_GIN_POSTING_LIST_HEADER + ((nbytes + 1) & ~1);
-  if (at + size > end) throw recordCorrupt(rec, `${what}: posting list of ${size} bytes, ${end - at} present`);
+  if (at + size > end) throw recordCorruption(rec, `${what}: posting list of ${size} bytes, ${end - at} present`);
   return size;
 }
 
 /** Block `blockId`'s data as a ginxlogRecompressDataLeaf (INSERT on a data leaf, VACUUM_DATA_LEAF_PAGE). */
 export function decodeGinRecompress(rec: DecodedRecord, blockId: number): GinRecompress {
-  const d = blockData(rec, blockId);
-  if (d.length < 2) throw recordCorrupt(rec, `ginxlogRecompressDataLeaf of ${d.length} bytes`);
+  const d = requireBlock(rec, blockId).data;
+  if (d.length < 2) throw recordCorruption(rec, `ginxlogRecompressDataLeaf of ${d.length} bytes`);
   const nactions = u16(d, 0);
-  if (nactions > MAX_ACTIONS) throw recordCorrupt(rec, `${nactions} segment actions`);
+  if (nactions > MAX_ACTIONS) throw recordCorruption(rec, `${nactions} segment actions`);
   const segnos = new Uint8Array(nactions);
   const types = new Uint8Array(nactions);
   const starts = new Int32Array(nactions);
   const lens = new Int32Array(nactions);
   let pos = 2;
   for (let i = 0; i < nactions; i++) {
-    if (pos + 2 > d.length) throw recordCorrupt(rec, `segment action ${i} past the end of the data`);
+    if (pos + 2 > d.length) throw recordCorruption(rec, `segment action ${i} past the end of the data`);
     const segno = d[pos]!;
     const type = d[pos + 1]!;
     pos += 2;
-    if (i > 0 && segno < segnos[i - 1]!) throw recordCorrupt(rec, `segment action ${i} on segment ${segno} after segment ${segnos[i - 1]}`);
+    if (i > 0 && segno < segnos[i - 1]!) throw recordCorruption(rec, `segment action ${i} on segment ${segno} after segment ${segnos[i - 1]}`);
     segnos[i] = segno;
     types[i] = type;
     starts[i] = pos;
@@ -255,27 +233,27 @@ export function decodeGinRecompress(rec: DecodedRecord, blockId: number): GinRec
       lens[i] = size;
       pos += size;
     } else if (type === GIN_SEGMENT_ADDITEMS) {
-      if (pos + 2 > d.length) throw recordCorrupt(rec, `segment action ${i}: item count past the end of the data`);
+      if (pos + 2 > d.length) throw recordCorruption(rec, `segment action ${i}: item count past the end of the data`);
       const nitems = u16(d, pos);
       pos += 2;
       const len = nitems * SIZE_OF_ITEM_POINTER;
-      if (pos + len > d.length) throw recordCorrupt(rec, `segment action ${i}: ${nitems} items need ${len} bytes, ${d.length - pos} present`);
+      if (pos + len > d.length) throw recordCorruption(rec, `segment action ${i}: ${nitems} items need ${len} bytes, ${d.length - pos} present`);
       starts[i] = pos;
       lens[i] = len;
       pos += len;
     } else if (type === GIN_SEGMENT_DELETE) {
       lens[i] = 0;
     } else {
-      throw recordCorrupt(rec, `unexpected GIN leaf action: ${type}`);
+      throw recordCorruption(rec, `unexpected GIN leaf action: ${type}`);
     }
   }
-  if (pos !== d.length) throw recordCorrupt(rec, `${d.length - pos} bytes after ${nactions} segment actions`);
+  if (pos !== d.length) throw recordCorruption(rec, `${d.length - pos} bytes after ${nactions} segment actions`);
   return { nactions, segnos, types, starts, lens, data: d };
 }
 
 export function decodeGinSplit(rec: DecodedRecord): XlGinSplit {
   expectInfo(rec, XLOG_GIN_SPLIT);
-  const d = mainData(rec, SIZE_OF_SPLIT_FIELDS, "ginxlogSplit");
+  const d = needMain(rec, SIZE_OF_SPLIT_FIELDS, "ginxlogSplit");
   const flags = u16(d, 24);
   return {
     rrlink: u32(d, 12),
@@ -289,13 +267,13 @@ export function decodeGinSplit(rec: DecodedRecord): XlGinSplit {
 
 export function decodeGinDeletePage(rec: DecodedRecord): XlGinDeletePage {
   expectInfo(rec, XLOG_GIN_DELETE_PAGE);
-  const d = mainData(rec, SIZE_OF_DELETE_PAGE, "ginxlogDeletePage");
+  const d = needMain(rec, SIZE_OF_DELETE_PAGE, "ginxlogDeletePage");
   return { parentOffset: u16(d, 0), rightLink: u32(d, 4), deleteXid: u32(d, 8) };
 }
 
 export function decodeGinUpdateMeta(rec: DecodedRecord): XlGinUpdateMeta {
   expectInfo(rec, XLOG_GIN_UPDATE_META_PAGE);
-  const d = mainData(rec, SIZE_OF_UPDATE_META_FIELDS, "ginxlogUpdateMeta");
+  const d = needMain(rec, SIZE_OF_UPDATE_META_FIELDS, "ginxlogUpdateMeta");
   const ntuples = u32(d, 80) | 0;
   return {
     metadata: d.subarray(UPDATE_META_METADATA, UPDATE_META_METADATA + SIZE_OF_GIN_META_PAGE_DATA),
@@ -307,19 +285,19 @@ export function decodeGinUpdateMeta(rec: DecodedRecord): XlGinUpdateMeta {
 
 export function decodeGinInsertListPage(rec: DecodedRecord): XlGinInsertListPage {
   expectInfo(rec, XLOG_GIN_INSERT_LISTPAGE);
-  const d = mainData(rec, SIZE_OF_INSERT_LISTPAGE, "ginxlogInsertListPage");
+  const d = needMain(rec, SIZE_OF_INSERT_LISTPAGE, "ginxlogInsertListPage");
   const ntuples = u32(d, 4) | 0;
-  if (ntuples < 0) throw recordCorrupt(rec, `negative ntuples ${ntuples}`);
+  if (ntuples < 0) throw recordCorruption(rec, `negative ntuples ${ntuples}`);
   return { rightlink: u32(d, 0), ntuples };
 }
 
 export function decodeGinDeleteListPages(rec: DecodedRecord): XlGinDeleteListPages {
   expectInfo(rec, XLOG_GIN_DELETE_LISTPAGE);
-  const d = mainData(rec, SIZE_OF_DELETE_LISTPAGES_FIELDS, "ginxlogDeleteListPages");
+  const d = needMain(rec, SIZE_OF_DELETE_LISTPAGES_FIELDS, "ginxlogDeleteListPages");
   const ndeleted = u32(d, 56) | 0;
-  if (ndeleted < 0 || ndeleted > GIN_NDELETE_AT_ONCE) throw recordCorrupt(rec, `ndeleted ${ndeleted} outside [0, ${GIN_NDELETE_AT_ONCE}]`);
+  if (ndeleted < 0 || ndeleted > GIN_NDELETE_AT_ONCE) throw recordCorruption(rec, `ndeleted ${ndeleted} outside [0, ${GIN_NDELETE_AT_ONCE}]`);
   for (let i = 1; i <= ndeleted; i++) {
-    if (blockById(rec, i) === undefined) throw recordCorrupt(rec, `ndeleted ${ndeleted} but no block reference ${i}`);
+    if (blockById(rec, i) === undefined) throw recordCorruption(rec, `ndeleted ${ndeleted} but no block reference ${i}`);
   }
   return { metadata: d.subarray(0, SIZE_OF_GIN_META_PAGE_DATA), ndeleted };
 }
@@ -330,18 +308,18 @@ export function decodeGinDeleteListPages(rec: DecodedRecord): XlGinDeleteListPag
  * starts (the last at data.length).
  */
 export function decodeGinTupleRun(rec: DecodedRecord, blockId: number, ntuples: number): { data: Uint8Array; starts: Int32Array } {
-  const d = blockData(rec, blockId);
+  const d = requireBlock(rec, blockId).data;
   // Each tuple takes at least its 8-byte header: a count beyond that cannot be honest.
-  if (ntuples > d.length / SIZE_OF_INDEX_TUPLE_DATA) throw recordCorrupt(rec, `${ntuples} tuples cannot fit in ${d.length} bytes of block ${blockId}`);
+  if (ntuples > d.length / SIZE_OF_INDEX_TUPLE_DATA) throw recordCorruption(rec, `${ntuples} tuples cannot fit in ${d.length} bytes of block ${blockId}`);
   const starts = new Int32Array(ntuples);
   let pos = 0;
   for (let i = 0; i < ntuples; i++) {
-    if (pos + SIZE_OF_INDEX_TUPLE_DATA > d.length) throw recordCorrupt(rec, `block ${blockId} tuple ${i} past the end of the data`);
+    if (pos + SIZE_OF_INDEX_TUPLE_DATA > d.length) throw recordCorruption(rec, `block ${blockId} tuple ${i} past the end of the data`);
     const size = u16(d, pos + T_INFO_OFFSET) & INDEX_SIZE_MASK;
-    if (size < SIZE_OF_INDEX_TUPLE_DATA || pos + size > d.length) throw recordCorrupt(rec, `block ${blockId} tuple ${i}: size ${size}, ${d.length - pos} bytes present`);
+    if (size < SIZE_OF_INDEX_TUPLE_DATA || pos + size > d.length) throw recordCorruption(rec, `block ${blockId} tuple ${i}: size ${size}, ${d.length - pos} bytes present`);
     starts[i] = pos;
     pos += size;
   }
-  if (pos !== d.length) throw recordCorrupt(rec, `block ${blockId}: ${d.length - pos} bytes after ${ntuples} tuples`);
+  if (pos !== d.length) throw recordCorruption(rec, `block ${blockId}: ${d.length - pos} bytes after ${ntuples} tuples`);
   return { data: d, starts };
 }

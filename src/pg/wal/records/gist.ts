@@ -20,7 +20,8 @@
  */
 import { BLCKSZ } from "../../consts.js";
 import type { DecodedRecord } from "../record.js";
-import { blockById, recordCorrupt } from "./record_access.js";
+import { blockById, needMain, recordCorruption } from "./record_access.js";
+import { u16, u32 } from "../../bytes.js";
 
 export const XLOG_GIST_PAGE_UPDATE = 0x00;
 export const XLOG_GIST_DELETE = 0x10;
@@ -42,18 +43,6 @@ const SIZE_OF_PAGE_DELETE = 10;
 /** A page holds at most BLCKSZ / (tuple + line pointer) tuples: the bound of every tuple loop. */
 const MAX_TUPLES_PER_PAGE = BLCKSZ / (SIZE_OF_INDEX_TUPLE + 4);
 
-function u16(b: Uint8Array, o: number): number {
-  return b[o]! | (b[o + 1]! << 8);
-}
-function u32(b: Uint8Array, o: number): number {
-  return (b[o]! | (b[o + 1]! << 8) | (b[o + 2]! << 16) | (b[o + 3]! << 24)) >>> 0;
-}
-
-function needMain(rec: DecodedRecord, size: number, what: string): Uint8Array {
-  const d = rec.mainData;
-  if (d.length < size) throw recordCorrupt(rec, `${what} needs ${size} bytes of main data, has ${d.length}`);
-  return d;
-}
 
 /**
  * Split `bytes[start, end)` into consecutive IndexTuples (subarrays), each at least a header
@@ -63,11 +52,11 @@ function indexTuples(rec: DecodedRecord, bytes: Uint8Array, start: number, end: 
   const out: Uint8Array[] = [];
   let p = start;
   while (p < end) {
-    if (out.length >= MAX_TUPLES_PER_PAGE) throw recordCorrupt(rec, `${what}: more than ${MAX_TUPLES_PER_PAGE} tuples`);
-    if (end - p < SIZE_OF_INDEX_TUPLE) throw recordCorrupt(rec, `${what}: ${end - p} bytes left, shorter than a tuple header`);
+    if (out.length >= MAX_TUPLES_PER_PAGE) throw recordCorruption(rec, `${what}: more than ${MAX_TUPLES_PER_PAGE} tuples`);
+    if (end - p < SIZE_OF_INDEX_TUPLE) throw recordCorruption(rec, `${what}: ${end - p} bytes left, shorter than a tuple header`);
     const size = u16(bytes, p + 6) & INDEX_SIZE_MASK;
     if (size < SIZE_OF_INDEX_TUPLE || size > end - p) {
-      throw recordCorrupt(rec, `${what}: tuple at byte ${p - start} of size ${size} with ${end - p} bytes left`);
+      throw recordCorruption(rec, `${what}: tuple at byte ${p - start} of size ${size} with ${end - p} bytes left`);
     }
     out.push(bytes.subarray(p, p + size));
     p += size;
@@ -86,11 +75,11 @@ function indexTupleRun(rec: DecodedRecord, bytes: Uint8Array, start: number, end
   let n = 0;
   let p = start;
   while (p < end) {
-    if (n >= MAX_TUPLES_PER_PAGE) throw recordCorrupt(rec, `${what}: more than ${MAX_TUPLES_PER_PAGE} tuples`);
-    if (end - p < SIZE_OF_INDEX_TUPLE) throw recordCorrupt(rec, `${what}: ${end - p} bytes left, shorter than a tuple header`);
+    if (n >= MAX_TUPLES_PER_PAGE) throw recordCorruption(rec, `${what}: more than ${MAX_TUPLES_PER_PAGE} tuples`);
+    if (end - p < SIZE_OF_INDEX_TUPLE) throw recordCorruption(rec, `${what}: ${end - p} bytes left, shorter than a tuple header`);
     const size = u16(bytes, p + 6) & INDEX_SIZE_MASK;
     if (size < SIZE_OF_INDEX_TUPLE || size > end - p) {
-      throw recordCorrupt(rec, `${what}: tuple at byte ${p - start} of size ${size} with ${end - p} bytes left`);
+      throw recordCorruption(rec, `${what}: tuple at byte ${p - start} of size ${size} with ${end - p} bytes left`);
     }
     p += size;
     n++;
@@ -130,10 +119,10 @@ export interface GistPageUpdateBlock {
 export function decodeGistPageUpdateBlock(rec: DecodedRecord, xl: GistPageUpdate, data: Uint8Array): GistPageUpdateBlock {
   const delBytes = 2 * xl.ntodelete;
   if (data.length < delBytes) {
-    throw recordCorrupt(rec, `block 0 data of ${data.length} bytes is shorter than ${xl.ntodelete} offsets to delete`);
+    throw recordCorruption(rec, `block 0 data of ${data.length} bytes is shorter than ${xl.ntodelete} offsets to delete`);
   }
   const tuples = indexTuples(rec, data, delBytes, data.length, "block 0 tuples");
-  if (tuples.length !== xl.ntoinsert) throw recordCorrupt(rec, `block 0 carries ${tuples.length} tuples, the record announces ${xl.ntoinsert}`);
+  if (tuples.length !== xl.ntoinsert) throw recordCorruption(rec, `block 0 carries ${tuples.length} tuples, the record announces ${xl.ntoinsert}`);
   return { todelete: offsets(data, 0, xl.ntodelete), tuples };
 }
 
@@ -149,7 +138,7 @@ export function decodeGistDelete(rec: DecodedRecord): GistDelete {
   // gistRedoDeleteRecord deletes only when the main data goes on past the header.
   if (d.length === SIZE_OF_DELETE) return { latestRemovedXid: u32(d, 0), todelete: new Uint16Array(0) };
   if (d.length < SIZE_OF_DELETE + 2 * ntodelete) {
-    throw recordCorrupt(rec, `main data of ${d.length} bytes is shorter than ${ntodelete} offsets to delete`);
+    throw recordCorruption(rec, `main data of ${d.length} bytes is shorter than ${ntodelete} offsets to delete`);
   }
   return { latestRemovedXid: u32(d, 0), todelete: offsets(d, SIZE_OF_DELETE, ntodelete) };
 }
@@ -189,7 +178,7 @@ export function decodeGistPageSplit(rec: DecodedRecord): GistPageSplit {
   const npage = u16(d, 18);
   // Blocks 1..npage are the split pages: every one must be referenced.
   for (let i = 1; i <= npage; i++) {
-    if (blockById(rec, i) === undefined) throw recordCorrupt(rec, `split of ${npage} pages lacks block reference ${i}`);
+    if (blockById(rec, i) === undefined) throw recordCorruption(rec, `split of ${npage} pages lacks block reference ${i}`);
   }
   return {
     origrlink: u32(d, 0),
@@ -203,10 +192,10 @@ export function decodeGistPageSplit(rec: DecodedRecord): GistPageSplit {
 
 /** A split page's block data: an int count, then that many tuples covering the rest. */
 export function decodeGistSplitPageTuples(rec: DecodedRecord, blockId: number, data: Uint8Array): GistTupleRun {
-  if (data.length < 4) throw recordCorrupt(rec, `block ${blockId} data of ${data.length} bytes lacks the tuple count`);
+  if (data.length < 4) throw recordCorruption(rec, `block ${blockId} data of ${data.length} bytes lacks the tuple count`);
   const n = u32(data, 0) | 0;
   const tuples = indexTupleRun(rec, data, 4, data.length, `block ${blockId} tuples`);
-  if (tuples.bounds.length - 1 !== n) throw recordCorrupt(rec, `block ${blockId} carries ${tuples.bounds.length - 1} tuples, its count says ${n}`);
+  if (tuples.bounds.length - 1 !== n) throw recordCorruption(rec, `block ${blockId} carries ${tuples.bounds.length - 1} tuples, its count says ${n}`);
   return tuples;
 }
 

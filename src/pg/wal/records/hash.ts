@@ -29,12 +29,12 @@
  * bits are the size), each taking MAXALIGN(size) bytes of the block data.
  *
  * Every length is checked before it is read; a short or inconsistent record is a
- * CorruptionError naming the record's LSN, rmgr and info (recordCorrupt).
+ * CorruptionError naming the record's LSN, rmgr and info (recordCorruption).
  */
 import { MAXIMUM_ALIGNOF } from "../../consts.js";
-import type { DecodedBlock, DecodedRecord } from "../record.js";
-import { XLR_RMGR_INFO_MASK } from "../rmgr.js";
-import { blockById, recordCorrupt } from "./record_access.js";
+import type { DecodedRecord } from "../record.js";
+import { expectInfo, needMain, recordCorruption, requireBlock } from "./record_access.js";
+import { u16, u32 } from "../../bytes.js";
 
 export const XLOG_HASH_INIT_META_PAGE = 0x00;
 export const XLOG_HASH_INIT_BITMAP_PAGE = 0x10;
@@ -169,42 +169,18 @@ export interface HashTupleList {
   data: Uint8Array;
 }
 
-function u16(b: Uint8Array, o: number): number {
-  return b[o]! | (b[o + 1]! << 8);
-}
-function u32(b: Uint8Array, o: number): number {
-  return (b[o]! | (b[o + 1]! << 8) | (b[o + 2]! << 16) | (b[o + 3]! << 24)) >>> 0;
-}
-
-function mainData(rec: DecodedRecord, size: number, what: string): Uint8Array {
-  const d = rec.mainData;
-  if (d.length < size) throw recordCorrupt(rec, `${what} main data is ${d.length} bytes, needs ${size}`);
-  return d;
-}
-
-function expectInfo(rec: DecodedRecord, info: number): void {
-  if ((rec.info & XLR_RMGR_INFO_MASK) !== info) {
-    throw recordCorrupt(rec, `decoded as info 0x${info.toString(16)}`);
-  }
-}
-
-export function hashBlockRequired(rec: DecodedRecord, blockId: number): DecodedBlock {
-  const b = blockById(rec, blockId);
-  if (b === undefined) throw recordCorrupt(rec, `has no block reference ${blockId}`);
-  return b;
-}
 
 /** A block's data that must be exactly one u32 (bucket number, bitmap bit, firstfree). */
 export function hashBlockU32(rec: DecodedRecord, blockId: number): number {
-  const d = hashBlockRequired(rec, blockId).data;
-  if (d.length !== 4) throw recordCorrupt(rec, `block ${blockId} data is ${d.length} bytes, expected a u32`);
+  const d = requireBlock(rec, blockId).data;
+  if (d.length !== 4) throw recordCorruption(rec, `block ${blockId} data is ${d.length} bytes, expected a u32`);
   return u32(d, 0);
 }
 
 /** An OffsetNumber array of `byteLength` bytes at `bytes[start]`, copied (the source may be unaligned). */
 function offsetArray(rec: DecodedRecord, bytes: Uint8Array, start: number, count: number, what: string): Uint16Array {
-  if (count > MAX_OFFSET_NUMBER) throw recordCorrupt(rec, `${what}: ${count} offsets exceed MaxOffsetNumber`);
-  if (start + 2 * count > bytes.length) throw recordCorrupt(rec, `${what}: ${count} offsets need ${2 * count} bytes, ${bytes.length - start} present`);
+  if (count > MAX_OFFSET_NUMBER) throw recordCorruption(rec, `${what}: ${count} offsets exceed MaxOffsetNumber`);
+  if (start + 2 * count > bytes.length) throw recordCorruption(rec, `${what}: ${count} offsets need ${2 * count} bytes, ${bytes.length - start} present`);
   const out = new Uint16Array(count);
   for (let i = 0; i < count; i++) out[i] = u16(bytes, start + 2 * i);
   return out;
@@ -212,56 +188,56 @@ function offsetArray(rec: DecodedRecord, bytes: Uint8Array, start: number, count
 
 /** A block's data that is an array of OffsetNumbers (DELETE block 1, MOVE_PAGE_CONTENTS block 2). */
 export function hashBlockOffsets(rec: DecodedRecord, blockId: number): Uint16Array {
-  const d = hashBlockRequired(rec, blockId).data;
-  if ((d.length & 1) !== 0) throw recordCorrupt(rec, `block ${blockId} offset array has odd length ${d.length}`);
+  const d = requireBlock(rec, blockId).data;
+  if ((d.length & 1) !== 0) throw recordCorruption(rec, `block ${blockId} offset array has odd length ${d.length}`);
   return offsetArray(rec, d, 0, d.length >>> 1, `block ${blockId}`);
 }
 
 export function decodeHashInitMetaPage(rec: DecodedRecord): XlHashInitMetaPage {
   expectInfo(rec, XLOG_HASH_INIT_META_PAGE);
-  const d = mainData(rec, SIZE_OF_HASH_INIT_META_PAGE, "xl_hash_init_meta_page");
+  const d = needMain(rec, SIZE_OF_HASH_INIT_META_PAGE, "xl_hash_init_meta_page");
   const dv = new DataView(d.buffer, d.byteOffset, d.length);
   return { numTuples: dv.getFloat64(0, true), procid: u32(d, 8), ffactor: u16(d, 12) };
 }
 
 export function decodeHashInitBitmapPage(rec: DecodedRecord): XlHashInitBitmapPage {
   expectInfo(rec, XLOG_HASH_INIT_BITMAP_PAGE);
-  const d = mainData(rec, SIZE_OF_HASH_INIT_BITMAP_PAGE, "xl_hash_init_bitmap_page");
+  const d = needMain(rec, SIZE_OF_HASH_INIT_BITMAP_PAGE, "xl_hash_init_bitmap_page");
   return { bmsize: u16(d, 0) };
 }
 
 export function decodeHashInsert(rec: DecodedRecord): XlHashInsert {
   expectInfo(rec, XLOG_HASH_INSERT);
-  const d = mainData(rec, SIZE_OF_HASH_INSERT, "xl_hash_insert");
+  const d = needMain(rec, SIZE_OF_HASH_INSERT, "xl_hash_insert");
   return { offnum: u16(d, 0) };
 }
 
 /** INSERT block 0: the index tuple, whose t_info size must match the data length. */
 export function hashInsertTuple(rec: DecodedRecord): Uint8Array {
-  const d = hashBlockRequired(rec, 0).data;
+  const d = requireBlock(rec, 0).data;
   checkIndexTuple(rec, d, 0, d.length, "block 0 tuple");
   return d;
 }
 
 export function decodeHashAddOvflPage(rec: DecodedRecord): XlHashAddOvflPage {
   expectInfo(rec, XLOG_HASH_ADD_OVFL_PAGE);
-  const d = mainData(rec, SIZE_OF_HASH_ADD_OVFL_PAGE, "xl_hash_add_ovfl_page");
+  const d = needMain(rec, SIZE_OF_HASH_ADD_OVFL_PAGE, "xl_hash_add_ovfl_page");
   return { bmsize: u16(d, 0), bmpageFound: d[2] !== 0 };
 }
 
 export function decodeHashSplitAllocatePage(rec: DecodedRecord): XlHashSplitAllocatePage {
   expectInfo(rec, XLOG_HASH_SPLIT_ALLOCATE_PAGE);
-  const d = mainData(rec, SIZE_OF_HASH_SPLIT_ALLOC_PAGE, "xl_hash_split_allocate_page");
+  const d = needMain(rec, SIZE_OF_HASH_SPLIT_ALLOC_PAGE, "xl_hash_split_allocate_page");
   return { newBucket: u32(d, 0), oldBucketFlag: u16(d, 4), newBucketFlag: u16(d, 6), flags: d[8]! };
 }
 
 /** SPLIT_ALLOCATE_PAGE block 2: the masks and/or the splitpoint, as `flags` announces them. */
 export function decodeHashSplitMetaUpdate(rec: DecodedRecord, flags: number): HashSplitMetaUpdate {
-  const d = hashBlockRequired(rec, 2).data;
+  const d = requireBlock(rec, 2).data;
   const hasMasks = (flags & XLH_SPLIT_META_UPDATE_MASKS) !== 0;
   const hasSplitpoint = (flags & XLH_SPLIT_META_UPDATE_SPLITPOINT) !== 0;
   const want = (hasMasks ? 8 : 0) + (hasSplitpoint ? 8 : 0);
-  if (d.length !== want) throw recordCorrupt(rec, `block 2 data is ${d.length} bytes, flags 0x${flags.toString(16)} announce ${want}`);
+  if (d.length !== want) throw recordCorruption(rec, `block 2 data is ${d.length} bytes, flags 0x${flags.toString(16)} announce ${want}`);
   const at = hasMasks ? 8 : 0;
   return {
     hasMasks,
@@ -275,19 +251,19 @@ export function decodeHashSplitMetaUpdate(rec: DecodedRecord, flags: number): Ha
 
 export function decodeHashSplitComplete(rec: DecodedRecord): XlHashSplitComplete {
   expectInfo(rec, XLOG_HASH_SPLIT_COMPLETE);
-  const d = mainData(rec, SIZE_OF_HASH_SPLIT_COMPLETE, "xl_hash_split_complete");
+  const d = needMain(rec, SIZE_OF_HASH_SPLIT_COMPLETE, "xl_hash_split_complete");
   return { oldBucketFlag: u16(d, 0), newBucketFlag: u16(d, 2) };
 }
 
 export function decodeHashMovePageContents(rec: DecodedRecord): XlHashMovePageContents {
   expectInfo(rec, XLOG_HASH_MOVE_PAGE_CONTENTS);
-  const d = mainData(rec, SIZE_OF_HASH_MOVE_PAGE_CONTENTS, "xl_hash_move_page_contents");
+  const d = needMain(rec, SIZE_OF_HASH_MOVE_PAGE_CONTENTS, "xl_hash_move_page_contents");
   return { ntups: u16(d, 0), isPrimBucketSameWrt: d[2] !== 0 };
 }
 
 export function decodeHashSqueezePage(rec: DecodedRecord): XlHashSqueezePage {
   expectInfo(rec, XLOG_HASH_SQUEEZE_PAGE);
-  const d = mainData(rec, SIZE_OF_HASH_SQUEEZE_PAGE, "xl_hash_squeeze_page");
+  const d = needMain(rec, SIZE_OF_HASH_SQUEEZE_PAGE, "xl_hash_squeeze_page");
   return {
     prevblkno: u32(d, 0),
     nextblkno: u32(d, 4),
@@ -298,9 +274,9 @@ export function decodeHashSqueezePage(rec: DecodedRecord): XlHashSqueezePage {
 }
 
 function checkIndexTuple(rec: DecodedRecord, d: Uint8Array, start: number, avail: number, what: string): number {
-  if (avail < SIZE_OF_INDEX_TUPLE_DATA) throw recordCorrupt(rec, `${what}: ${avail} bytes cannot hold an index tuple header`);
+  if (avail < SIZE_OF_INDEX_TUPLE_DATA) throw recordCorruption(rec, `${what}: ${avail} bytes cannot hold an index tuple header`);
   const size = u16(d, start + T_INFO_OFFSET) & INDEX_SIZE_MASK;
-  if (size < SIZE_OF_INDEX_TUPLE_DATA || size > avail) throw recordCorrupt(rec, `${what}: index tuple size ${size}, ${avail} bytes present`);
+  if (size < SIZE_OF_INDEX_TUPLE_DATA || size > avail) throw recordCorruption(rec, `${what}: index tuple size ${size}, ${avail} bytes present`);
   return size;
 }
 
@@ -310,7 +286,7 @@ function checkIndexTuple(rec: DecodedRecord, d: Uint8Array, start: number, avail
  * data ends; a count that disagrees would make it read offsets past the array).
  */
 export function decodeHashTupleList(rec: DecodedRecord, blockId: number, ntups: number): HashTupleList {
-  const d = hashBlockRequired(rec, blockId).data;
+  const d = requireBlock(rec, blockId).data;
   const offsets = offsetArray(rec, d, 0, ntups, `block ${blockId} tuple offsets`);
   const starts = new Int32Array(ntups);
   const sizes = new Int32Array(ntups);
@@ -318,32 +294,32 @@ export function decodeHashTupleList(rec: DecodedRecord, blockId: number, ntups: 
   for (let i = 0; i < ntups; i++) {
     const size = checkIndexTuple(rec, d, pos, d.length - pos, `block ${blockId} tuple ${i}`);
     const aligned = (size + MAXIMUM_ALIGNOF - 1) & ~(MAXIMUM_ALIGNOF - 1);
-    if (pos + aligned > d.length) throw recordCorrupt(rec, `block ${blockId} tuple ${i}: ${aligned} bytes, ${d.length - pos} present`);
+    if (pos + aligned > d.length) throw recordCorruption(rec, `block ${blockId} tuple ${i}: ${aligned} bytes, ${d.length - pos} present`);
     starts[i] = pos;
     sizes[i] = aligned;
     pos += aligned;
   }
-  if (pos !== d.length) throw recordCorrupt(rec, `block ${blockId}: ${d.length - pos} bytes after ${ntups} tuples`);
+  if (pos !== d.length) throw recordCorruption(rec, `block ${blockId}: ${d.length - pos} bytes after ${ntups} tuples`);
   return { offsets, starts, sizes, data: d };
 }
 
 export function decodeHashDelete(rec: DecodedRecord): XlHashDelete {
   expectInfo(rec, XLOG_HASH_DELETE);
-  const d = mainData(rec, SIZE_OF_HASH_DELETE, "xl_hash_delete");
+  const d = needMain(rec, SIZE_OF_HASH_DELETE, "xl_hash_delete");
   return { clearDeadMarking: d[0] !== 0, isPrimaryBucketPage: d[1] !== 0 };
 }
 
 export function decodeHashUpdateMetaPage(rec: DecodedRecord): XlHashUpdateMetaPage {
   expectInfo(rec, XLOG_HASH_UPDATE_META_PAGE);
-  const d = mainData(rec, SIZE_OF_HASH_UPDATE_META_PAGE, "xl_hash_update_meta_page");
+  const d = needMain(rec, SIZE_OF_HASH_UPDATE_META_PAGE, "xl_hash_update_meta_page");
   return { ntuplesBytes: d.subarray(0, 8) };
 }
 
 export function decodeHashVacuumOnePage(rec: DecodedRecord): XlHashVacuumOnePage {
   expectInfo(rec, XLOG_HASH_VACUUM_ONE_PAGE);
-  const d = mainData(rec, SIZE_OF_HASH_VACUUM_ONE_PAGE, "xl_hash_vacuum_one_page");
+  const d = needMain(rec, SIZE_OF_HASH_VACUUM_ONE_PAGE, "xl_hash_vacuum_one_page");
   const ntuples = u32(d, 4) | 0;
-  if (ntuples < 0) throw recordCorrupt(rec, `negative ntuples ${ntuples}`);
+  if (ntuples < 0) throw recordCorruption(rec, `negative ntuples ${ntuples}`);
   // PostgreSQL deletes the offsets only when the record is longer than the struct.
   const offsets = d.length > SIZE_OF_HASH_VACUUM_ONE_PAGE ? offsetArray(rec, d, SIZE_OF_HASH_VACUUM_ONE_PAGE, ntuples, "deleted offsets") : new Uint16Array(0);
   return { latestRemovedXid: u32(d, 0), ntuples, offsets };

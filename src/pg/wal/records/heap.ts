@@ -1,7 +1,7 @@
 /**
  * Typed decoders of the Heap rmgr's records (RM_HEAP_ID, src/include/access/heapam_xlog.h of
- * PostgreSQL 15.18), plus what Heap and Heap2 share: the record-corruption error, the
- * xl_heap_header tuple form and the infobits flags.
+ * PostgreSQL 15.18), plus what Heap and Heap2 share: the xl_heap_header tuple form and the
+ * infobits flags. (The record-corruption error and main-data checks are record_access.ts's.)
  *
  *   xl_info & 0x70 (XLOG_HEAP_OPMASK) is the opcode; 0x80 is XLOG_HEAP_INIT_PAGE (INSERT,
  *   UPDATE, HOT_UPDATE: block 0 is re-initialized, BKPBLOCK_WILL_INIT).
@@ -28,11 +28,14 @@
  * or inconsistent record is a CorruptionError naming LSN, rmgr and info. Decoders return
  * views (subarrays) into the record; nothing is copied.
  */
-import { CorruptionError } from "../../../types/errors.js";
-import { lsnToString } from "../../../types/lsn.js";
-import { getU16 as u16, getU32 as u32, MAX_HEAP_TUPLE_SIZE, SIZEOF_HEAP_TUPLE_HEADER } from "../../heap_tuple.js";
-import type { DecodedBlock, DecodedRecord } from "../record.js";
-import { describeRecordKind, RM_HEAP_ID } from "../rmgr.js";
+import { u16, u32 } from "../../bytes.js";
+import { MAX_HEAP_TUPLE_SIZE, SIZEOF_HEAP_TUPLE_HEADER } from "../../heap_tuple.js";
+import type { DecodedRecord } from "../record.js";
+import { RM_HEAP_ID } from "../rmgr.js";
+import { blockById, exactMain, needMain, recordCorruption, requireBlock } from "./record_access.js";
+
+// src/pgdata/walingest.ts takes the block lookups from here.
+export { blockById as findBlock, requireBlock };
 
 export const XLOG_HEAP_INSERT = 0x00;
 export const XLOG_HEAP_DELETE = 0x10;
@@ -165,45 +168,6 @@ export interface XlHeapInplace {
 // ---------------------------------------------------------------------------------------
 // Shared helpers
 
-/**
- * A malformed record: a CorruptionError whose "file" is the WAL record (rmgr, info, LSN);
- * the block number is that of block reference `blockId` when the fault is in its data, else -1.
- */
-export function recordCorruption(rec: DecodedRecord, why: string, blockId = -1): CorruptionError {
-  const blk = blockId >= 0 ? findBlock(rec, blockId) : undefined;
-  return new CorruptionError(
-    `WAL record ${describeRecordKind(rec.rmid, rec.info)} (rmgr ${rec.rmid}, info 0x${rec.info.toString(16).padStart(2, "0")}) at ${lsnToString(rec.lsn)}`,
-    blk === undefined ? -1 : blk.blkno,
-    why,
-  );
-}
-
-/** The block reference with id `id`, or undefined. Records have at most a few. */
-export function findBlock(rec: DecodedRecord, id: number): DecodedBlock | undefined {
-  const blocks = rec.blocks;
-  for (let i = 0; i < blocks.length; i++) if (blocks[i]!.id === id) return blocks[i];
-  return undefined;
-}
-
-/** Block `id`, which the record must reference. */
-export function requireBlock(rec: DecodedRecord, id: number): DecodedBlock {
-  const b = findBlock(rec, id);
-  if (b === undefined) throw recordCorruption(rec, `record does not reference block ${id}`);
-  return b;
-}
-
-export function needMain(rec: DecodedRecord, size: number, what: string): Uint8Array {
-  const d = rec.mainData;
-  if (d.length < size) throw recordCorruption(rec, `main data is ${d.length} bytes, ${what} needs ${size}`);
-  return d;
-}
-
-export function exactMain(rec: DecodedRecord, size: number, what: string): Uint8Array {
-  const d = rec.mainData;
-  if (d.length !== size) throw recordCorruption(rec, `main data is ${d.length} bytes, ${what} is ${size}`);
-  return d;
-}
-
 /** xl_heap_header + tuple bytes filling `bytes[from, to)`. */
 /** `blockId`: the block whose data holds it, -1 for main data. */
 function decodeHeapTuple(rec: DecodedRecord, bytes: Uint8Array, from: number, to: number, what: string, blockId: number): XlHeapTuple {
@@ -278,7 +242,7 @@ export function decodeHeapUpdate(rec: DecodedRecord): XlHeapUpdate {
   } else if (d.length !== SIZE_OF_HEAP_UPDATE) {
     throw recordCorruption(rec, `main data is ${d.length} bytes, xl_heap_update without an old tuple is ${SIZE_OF_HEAP_UPDATE}`);
   }
-  const b1 = findBlock(rec, 1);
+  const b1 = blockById(rec, 1);
   if (code === XLOG_HEAP_HOT_UPDATE && b1 !== undefined) throw recordCorruption(rec, "HOT update across two pages");
   const data = blockData(rec, 0);
   let prefixLen = 0;

@@ -30,15 +30,13 @@
  * relative to the start of the block data. Every length is checked: a malformed record is a
  * CorruptionError naming LSN, rmgr and info.
  */
-import { getU16 as u16, getU32 as u32, MAX_HEAP_TUPLE_SIZE, SIZEOF_HEAP_TUPLE_HEADER } from "../../heap_tuple.js";
+import { u16, u32 } from "../../bytes.js";
+import { MAX_HEAP_TUPLE_SIZE, SIZEOF_HEAP_TUPLE_HEADER } from "../../heap_tuple.js";
 import type { DecodedRecord } from "../record.js";
 import { RM_HEAP2_ID } from "../rmgr.js";
+import { exactMain, needMain, recordCorruption, requireBlock } from "./record_access.js";
 import {
-  exactMain,
   expectOp,
-  needMain,
-  recordCorruption,
-  requireBlock,
   XLOG_HEAP_INIT_PAGE,
 } from "./heap.js";
 

@@ -15,10 +15,10 @@
  * CorruptionError naming LSN, rmgr and info.
  */
 import { MULTIXACT_MEMBERS_PER_PAGE, MULTIXACT_OFFSETS_PER_PAGE } from "../../consts.js";
-import { getU32 as u32 } from "../../heap_tuple.js";
+import { u32 } from "../../bytes.js";
 import type { DecodedRecord } from "../record.js";
 import { RM_MULTIXACT_ID, XLR_RMGR_INFO_MASK } from "../rmgr.js";
-import { exactMain, needMain, recordCorruption } from "./heap.js";
+import { exactMain, needMain, recordCorruption } from "./record_access.js";
 
 export const XLOG_MULTIXACT_ZERO_OFF_PAGE = 0x00;
 export const XLOG_MULTIXACT_ZERO_MEM_PAGE = 0x10;

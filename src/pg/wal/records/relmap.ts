@@ -10,10 +10,10 @@
  * Every length is checked: a malformed record is a CorruptionError naming LSN, rmgr and info.
  */
 import { RELMAPPER_FILESIZE } from "../../consts.js";
-import { getU32 as u32 } from "../../heap_tuple.js";
+import { u32 } from "../../bytes.js";
 import type { DecodedRecord } from "../record.js";
 import { RM_RELMAP_ID, XLR_RMGR_INFO_MASK } from "../rmgr.js";
-import { needMain, recordCorruption } from "./heap.js";
+import { needMain, recordCorruption } from "./record_access.js";
 
 export const XLOG_RELMAP_UPDATE = 0x00;
 

@@ -7,7 +7,8 @@
  * and info.
  */
 import type { DecodedRecord } from "../record.js";
-import { recordCorrupt } from "./record_access.js";
+import { recordCorruption } from "./record_access.js";
+import { u32 } from "../../bytes.js";
 
 export const XLOG_SEQ_LOG = 0x00;
 export const XLOG_SEQ_OPMASK = 0xf0;
@@ -22,12 +23,9 @@ export interface SeqLog {
   tuple: Uint8Array;
 }
 
-function u32(b: Uint8Array, o: number): number {
-  return (b[o]! | (b[o + 1]! << 8) | (b[o + 2]! << 16) | (b[o + 3]! << 24)) >>> 0;
-}
 
 export function decodeSeqLog(rec: DecodedRecord): SeqLog {
   const d = rec.mainData;
-  if (d.length <= SIZE_OF_SEQ_REC) throw recordCorrupt(rec, `main data of ${d.length} bytes holds no sequence tuple after the ${SIZE_OF_SEQ_REC}-byte xl_seq_rec`);
+  if (d.length <= SIZE_OF_SEQ_REC) throw recordCorruption(rec, `main data of ${d.length} bytes holds no sequence tuple after the ${SIZE_OF_SEQ_REC}-byte xl_seq_rec`);
   return { spcNode: u32(d, 0), dbNode: u32(d, 4), relNode: u32(d, 8), tuple: d.subarray(SIZE_OF_SEQ_REC) };
 }

@@ -11,10 +11,10 @@
  * naming LSN, rmgr and info.
  */
 import { MAX_FORKNUM } from "../../consts.js";
-import { getU32 as u32 } from "../../heap_tuple.js";
-import type { DecodedRecord, RelFileNode } from "../record.js";
+import { u32 } from "../../bytes.js";
+import { type DecodedRecord, type RelFileNode, readRelFileNode } from "../record.js";
 import { RM_SMGR_ID, XLR_RMGR_INFO_MASK } from "../rmgr.js";
-import { exactMain, recordCorruption } from "./heap.js";
+import { exactMain, recordCorruption } from "./record_access.js";
 
 export const XLOG_SMGR_CREATE = 0x10;
 export const XLOG_SMGR_TRUNCATE = 0x20;
@@ -44,10 +44,6 @@ export interface SmgrTruncateRecord {
 
 export type SmgrRecord = SmgrCreateRecord | SmgrTruncateRecord;
 
-function rnodeAt(d: Uint8Array, o: number): RelFileNode {
-  return { spcNode: u32(d, o), dbNode: u32(d, o + 4), relNode: u32(d, o + 8) };
-}
-
 /** Decode any Storage record; an opcode PostgreSQL 15 does not define is a CorruptionError. */
 export function decodeSmgrRecord(rec: DecodedRecord): SmgrRecord {
   if (rec.rmid !== RM_SMGR_ID) throw recordCorruption(rec, "not a Storage record");
@@ -57,13 +53,13 @@ export function decodeSmgrRecord(rec: DecodedRecord): SmgrRecord {
       const d = exactMain(rec, SIZE_OF_SMGR_CREATE, "xl_smgr_create");
       const forkNum = u32(d, 12);
       if (forkNum > MAX_FORKNUM) throw recordCorruption(rec, `fork number ${forkNum | 0}`);
-      return { op, rnode: rnodeAt(d, 0), forkNum };
+      return { op, rnode: readRelFileNode(d, 0), forkNum };
     }
     case XLOG_SMGR_TRUNCATE: {
       const d = exactMain(rec, SIZE_OF_SMGR_TRUNCATE, "xl_smgr_truncate");
       const flags = u32(d, 16);
       if ((flags & ~SMGR_TRUNCATE_ALL) !== 0) throw recordCorruption(rec, `truncate flags 0x${flags.toString(16)}`);
-      return { op, blkno: u32(d, 0), rnode: rnodeAt(d, 4), flags };
+      return { op, blkno: u32(d, 0), rnode: readRelFileNode(d, 4), flags };
     }
     default:
       throw recordCorruption(rec, `unknown Storage info code 0x${op.toString(16).padStart(2, "0")}`);

@@ -29,7 +29,8 @@
  * prefixSize (16-31), and its size is the u16 at byte 4.
  */
 import type { DecodedRecord } from "../record.js";
-import { recordCorrupt } from "./record_access.js";
+import { needMain, recordCorruption } from "./record_access.js";
+import { u16, u32 } from "../../bytes.js";
 
 export const XLOG_SPGIST_ADD_LEAF = 0x10;
 export const XLOG_SPGIST_MOVE_LEAFS = 0x20;
@@ -54,12 +55,6 @@ const SIZE_OF_VACUUM_LEAF = 16;
 const SIZE_OF_VACUUM_ROOT = 12;
 const SIZE_OF_VACUUM_REDIRECT = 8;
 
-function u16(b: Uint8Array, o: number): number {
-  return b[o]! | (b[o + 1]! << 8);
-}
-function u32(b: Uint8Array, o: number): number {
-  return (b[o]! | (b[o + 1]! << 8) | (b[o + 2]! << 16) | (b[o + 3]! << 24)) >>> 0;
-}
 
 /** The record state PostgreSQL's redo builds a fake SpGistState from (fillFakeState). */
 export interface SpgState {
@@ -69,12 +64,6 @@ export interface SpgState {
 
 function state(d: Uint8Array, at: number): SpgState {
   return { myXid: u32(d, at), isBuild: d[at + 4] !== 0 };
-}
-
-function needMain(rec: DecodedRecord, size: number, what: string): Uint8Array {
-  const d = rec.mainData;
-  if (d.length < size) throw recordCorrupt(rec, `${what} needs ${size} bytes of main data, has ${d.length}`);
-  return d;
 }
 
 /** A cursor over the main data: every read checks the bytes are there. */
@@ -89,7 +78,7 @@ class Reader {
   }
 
   offsets(n: number, what: string): Uint16Array {
-    if (this.d.length - this.pos < 2 * n) throw recordCorrupt(this.rec, `${what}: ${n} offsets at byte ${this.pos} overrun ${this.d.length} bytes of main data`);
+    if (this.d.length - this.pos < 2 * n) throw recordCorruption(this.rec, `${what}: ${n} offsets at byte ${this.pos} overrun ${this.d.length} bytes of main data`);
     const out = new Uint16Array(n);
     for (let i = 0; i < n; i++) out[i] = u16(this.d, this.pos + 2 * i);
     this.pos += 2 * n;
@@ -97,7 +86,7 @@ class Reader {
   }
 
   bytes(n: number, what: string): Uint8Array {
-    if (this.d.length - this.pos < n) throw recordCorrupt(this.rec, `${what}: ${n} bytes at byte ${this.pos} overrun ${this.d.length} bytes of main data`);
+    if (this.d.length - this.pos < n) throw recordCorruption(this.rec, `${what}: ${n} bytes at byte ${this.pos} overrun ${this.d.length} bytes of main data`);
     const out = this.d.subarray(this.pos, this.pos + n);
     this.pos += n;
     return out;
@@ -111,10 +100,10 @@ class Reader {
 
   /** leafTuple without a view: the tuple's start in the main data (it ends at `pos`). */
   leafTupleAt(what: string): number {
-    if (this.d.length - this.pos < SIZE_OF_SPGIST_LEAF_TUPLE) throw recordCorrupt(this.rec, `${what}: leaf tuple header at byte ${this.pos} overruns the main data`);
+    if (this.d.length - this.pos < SIZE_OF_SPGIST_LEAF_TUPLE) throw recordCorruption(this.rec, `${what}: leaf tuple header at byte ${this.pos} overruns the main data`);
     const size = u32(this.d, this.pos) >>> 2;
-    if (size < SIZE_OF_SPGIST_LEAF_TUPLE) throw recordCorrupt(this.rec, `${what}: leaf tuple of size ${size} is shorter than its header`);
-    if (this.d.length - this.pos < size) throw recordCorrupt(this.rec, `${what}: ${size} bytes at byte ${this.pos} overrun ${this.d.length} bytes of main data`);
+    if (size < SIZE_OF_SPGIST_LEAF_TUPLE) throw recordCorruption(this.rec, `${what}: leaf tuple of size ${size} is shorter than its header`);
+    if (this.d.length - this.pos < size) throw recordCorruption(this.rec, `${what}: ${size} bytes at byte ${this.pos} overrun ${this.d.length} bytes of main data`);
     const start = this.pos;
     this.pos += size;
     return start;
@@ -133,9 +122,9 @@ class Reader {
 
   /** An inner tuple: its size is the u16 at byte 4. */
   innerTuple(what: string): Uint8Array {
-    if (this.d.length - this.pos < SIZE_OF_SPGIST_INNER_TUPLE) throw recordCorrupt(this.rec, `${what}: inner tuple header at byte ${this.pos} overruns the main data`);
+    if (this.d.length - this.pos < SIZE_OF_SPGIST_INNER_TUPLE) throw recordCorruption(this.rec, `${what}: inner tuple header at byte ${this.pos} overruns the main data`);
     const size = u16(this.d, this.pos + 4);
-    if (size < SIZE_OF_SPGIST_INNER_TUPLE) throw recordCorrupt(this.rec, `${what}: inner tuple of size ${size} is shorter than its header`);
+    if (size < SIZE_OF_SPGIST_INNER_TUPLE) throw recordCorruption(this.rec, `${what}: inner tuple of size ${size} is shorter than its header`);
     return this.bytes(size, what);
   }
 }
@@ -227,7 +216,7 @@ export interface SpgAddNode {
 export function decodeSpgAddNode(rec: DecodedRecord): SpgAddNode {
   const d = needMain(rec, SIZE_OF_ADD_NODE, "spgxlogAddNode");
   const parentBlk = (d[5]! << 24) >> 24;
-  if (parentBlk < SPG_PARENT_NONE || parentBlk > 2) throw recordCorrupt(rec, `parentBlk ${parentBlk} is not -1, 0, 1 or 2`);
+  if (parentBlk < SPG_PARENT_NONE || parentBlk > 2) throw recordCorruption(rec, `parentBlk ${parentBlk} is not -1, 0, 1 or 2`);
   const r = new Reader(rec, d, SIZE_OF_ADD_NODE);
   return {
     offnum: u16(d, 0),

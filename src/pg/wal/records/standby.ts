@@ -14,10 +14,10 @@
  * Arrays are views into the record. Every length is checked: a malformed record is a
  * CorruptionError naming LSN, rmgr and info.
  */
-import { getU32 as u32 } from "../../heap_tuple.js";
+import { u32 } from "../../bytes.js";
 import type { DecodedRecord } from "../record.js";
 import { RM_STANDBY_ID, XLR_RMGR_INFO_MASK } from "../rmgr.js";
-import { needMain, recordCorruption } from "./heap.js";
+import { needMain, recordCorruption } from "./record_access.js";
 
 export const XLOG_STANDBY_LOCK = 0x00;
 export const XLOG_RUNNING_XACTS = 0x10;

@@ -33,11 +33,11 @@
  * Timestamps are microseconds since 2000-01-01 as numbers.
  */
 import { type Lsn, readLsnLE } from "../../../types/lsn.js";
-import { getU16 as u16, getU32 as u32 } from "../../heap_tuple.js";
+import { i64, u16, u32 } from "../../bytes.js";
 import { maxAlign } from "../page.js";
-import type { DecodedRecord, RelFileNode } from "../record.js";
+import { type DecodedRecord, type RelFileNode, readRelFileNode } from "../record.js";
 import { RM_XACT_ID } from "../rmgr.js";
-import { recordCorruption } from "./heap.js";
+import { recordCorruption } from "./record_access.js";
 
 export const XLOG_XACT_COMMIT = 0x00;
 export const XLOG_XACT_PREPARE = 0x10;
@@ -169,12 +169,7 @@ export function subxactAt(xids: Uint8Array, i: number): number {
 
 /** The i-th RelFileNode of a relation array view. */
 export function relFileNodeAt(rels: Uint8Array, i: number): RelFileNode {
-  const o = SIZE_OF_RELFILENODE * i;
-  return { spcNode: u32(rels, o), dbNode: u32(rels, o + 4), relNode: u32(rels, o + 8) };
-}
-
-function timestampAt(b: Uint8Array, o: number): number {
-  return (b[o + 4]! | (b[o + 5]! << 8) | (b[o + 6]! << 16) | (b[o + 7]! << 24)) * 0x1_0000_0000 + u32(b, o);
+  return readRelFileNode(rels, SIZE_OF_RELFILENODE * i);
 }
 
 /** Reads main data front to back, every read bounds-checked against what remains. */
@@ -241,7 +236,7 @@ class Cursor {
 function decodeFinish(rec: DecodedRecord, op: XactFinishRecord["op"]): XactFinishRecord {
   const c = new Cursor(rec, rec.mainData);
   c.need(SIZE_OF_XACT_COMMIT, "xact_time");
-  const xactTime = timestampAt(c.d, 0);
+  const xactTime = i64(c.d, 0);
   c.off = SIZE_OF_XACT_COMMIT;
   const xinfo = rec.info & XLOG_XACT_HAS_INFO ? c.u32("xinfo") : 0;
   const x: XactFinishRecord = {
@@ -295,7 +290,7 @@ function decodeFinish(rec: DecodedRecord, op: XactFinishRecord["op"]): XactFinis
   if (xinfo & XACT_XINFO_HAS_ORIGIN) {
     c.need(SIZE_OF_XACT_ORIGIN, "xl_xact_origin");
     x.originLsn = readLsnLE(c.d, c.off);
-    x.originTimestamp = timestampAt(c.d, c.off + 8);
+    x.originTimestamp = i64(c.d, c.off + 8);
     c.off += SIZE_OF_XACT_ORIGIN;
   }
   c.end(commit ? "xl_xact_commit" : "xl_xact_abort");
@@ -336,7 +331,7 @@ function decodePrepare(rec: DecodedRecord): XactPrepareRecord {
     op: XLOG_XACT_PREPARE,
     xid: u32(d, 8),
     database: u32(d, 12),
-    preparedAt: timestampAt(d, 16),
+    preparedAt: i64(d, 16),
     owner: u32(d, 24),
     initFileInval: d[52] === 1,
     gid: new TextDecoder().decode(gidBytes.subarray(0, gidlen - 1)),
@@ -353,7 +348,7 @@ function decodePrepare(rec: DecodedRecord): XactPrepareRecord {
     nmsgs,
     msgs,
     originLsn: readLsnLE(d, 56),
-    originTimestamp: timestampAt(d, 64),
+    originTimestamp: i64(d, 64),
     rmgrRecords: d.subarray(c.off),
     stateFile: d,
   };

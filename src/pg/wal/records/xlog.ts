@@ -27,7 +27,7 @@
  */
 import { type Lsn, readLsnLE } from "../../../types/lsn.js";
 import { type CheckPoint, decodeCheckPoint, SIZEOF_CHECKPOINT } from "../../control.js";
-import { getU32 as u32 } from "../../heap_tuple.js";
+import { i64, u32 } from "../../bytes.js";
 import type { DecodedRecord } from "../record.js";
 import {
   RM_XLOG_ID,
@@ -46,7 +46,7 @@ import {
   XLOG_SWITCH,
   XLR_RMGR_INFO_MASK,
 } from "../rmgr.js";
-import { exactMain, recordCorruption } from "./heap.js";
+import { exactMain, recordCorruption } from "./record_access.js";
 
 export {
   XLOG_BACKUP_END,
@@ -163,11 +163,6 @@ export type XlogRecord =
   | XlogFpiRecord
   | XlogOverwriteContrecordRecord;
 
-/** TimestampTz (i64, little-endian) as a number. */
-function timestampAt(b: Uint8Array, o: number): number {
-  return (b[o + 4]! | (b[o + 5]! << 8) | (b[o + 6]! << 16) | (b[o + 7]! << 24)) * 0x1_0000_0000 + u32(b, o);
-}
-
 function boolAt(rec: DecodedRecord, b: Uint8Array, o: number, what: string): boolean {
   const v = b[o]!;
   if (v > 1) throw recordCorruption(rec, `${what} is ${v}, not a bool`);
@@ -217,7 +212,7 @@ export function decodeXlogRecord(rec: DecodedRecord): XlogRecord {
       const nameBytes = d.subarray(8, SIZE_OF_RESTORE_POINT);
       const nul = nameBytes.indexOf(0);
       if (nul < 0) throw recordCorruption(rec, `restore point name is not NUL-terminated within ${MAXFNAMELEN} bytes`);
-      return { op, time: timestampAt(d, 0), name: new TextDecoder().decode(nameBytes.subarray(0, nul)) };
+      return { op, time: i64(d, 0), name: new TextDecoder().decode(nameBytes.subarray(0, nul)) };
     }
     case XLOG_FPW_CHANGE: {
       const d = exactMain(rec, SIZE_OF_FPW_CHANGE, "FPW_CHANGE's bool");
@@ -225,7 +220,7 @@ export function decodeXlogRecord(rec: DecodedRecord): XlogRecord {
     }
     case XLOG_END_OF_RECOVERY: {
       const d = exactMain(rec, SIZE_OF_END_OF_RECOVERY, "xl_end_of_recovery");
-      return { op, endTime: timestampAt(d, 0), thisTimeLineId: u32(d, 8), prevTimeLineId: u32(d, 12) };
+      return { op, endTime: i64(d, 0), thisTimeLineId: u32(d, 8), prevTimeLineId: u32(d, 12) };
     }
     case XLOG_FPI:
     case XLOG_FPI_FOR_HINT:
@@ -233,7 +228,7 @@ export function decodeXlogRecord(rec: DecodedRecord): XlogRecord {
       return { op };
     case XLOG_OVERWRITE_CONTRECORD: {
       const d = exactMain(rec, SIZE_OF_OVERWRITE_CONTRECORD, "xl_overwrite_contrecord");
-      return { op, overwrittenLsn: readLsnLE(d, 0), overwriteTime: timestampAt(d, 8) };
+      return { op, overwrittenLsn: readLsnLE(d, 0), overwriteTime: i64(d, 8) };
     }
     default:
       throw recordCorruption(rec, `unknown XLOG info code 0x${op.toString(16).padStart(2, "0")}`);
