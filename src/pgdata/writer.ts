@@ -124,10 +124,25 @@ export class DatadirWriter {
   private cachedDbDir: DbDirectory | null = null;
   private readonly cachedRelDirs = new Map<string, RelDirectory>();
   private readonly cachedSizes = new Map<Key, number | null>();
+  private readonly cachedSlruDirs = new Map<SlruKind, SlruDirectory>();
 
   constructor(timeline: Timeline, sink: DatadirSink = timeline) {
     this.timeline = timeline;
     this.sink = sink;
+  }
+
+  /** dbDirKey of the last database asked about: records touch one database after another. */
+  private dbKeySpc = -1;
+  private dbKeyDb = -1;
+  private dbKeyStr = "";
+
+  private dbKey(spcnode: number, dbnode: number): string {
+    if (spcnode !== this.dbKeySpc || dbnode !== this.dbKeyDb) {
+      this.dbKeyStr = dbDirKey(spcnode, dbnode);
+      this.dbKeySpc = spcnode;
+      this.dbKeyDb = dbnode;
+    }
+    return this.dbKeyStr;
   }
 
   private clearCache(): void {
@@ -135,6 +150,7 @@ export class DatadirWriter {
     this.cachedDbDir = null;
     this.cachedRelDirs.clear();
     this.cachedSizes.clear();
+    this.cachedSlruDirs.clear();
   }
 
   get lsn(): Lsn {
@@ -199,7 +215,7 @@ export class DatadirWriter {
 
   /** The RelDir of a database, or null when the database does not exist. */
   private getRelDir(spcnode: number, dbnode: number): RelDirectory | null {
-    const k = dbDirKey(spcnode, dbnode);
+    const k = this.dbKey(spcnode, dbnode);
     const pending = this.relDirs.get(k);
     if (pending !== undefined) return pending;
     if (!this.getDbDir().has(k)) return null;
@@ -226,7 +242,7 @@ export class DatadirWriter {
 
   dbExists(spcnode: number, dbnode: number): boolean {
     this.check();
-    return this.getDbDir().has(dbDirKey(spcnode, dbnode));
+    return this.getDbDir().has(this.dbKey(spcnode, dbnode));
   }
 
   relExists(rel: RelTag): boolean {
@@ -250,7 +266,7 @@ export class DatadirWriter {
   createDb(spcnode: number, dbnode: number): void {
     this.check();
     const dir = this.getDbDir();
-    const k = dbDirKey(spcnode, dbnode);
+    const k = this.dbKey(spcnode, dbnode);
     if (dir.has(k)) return;
     dir.set(k, { spcnode, dbnode, relmapExists: false });
     this.dbDirDirty = true;
@@ -263,7 +279,7 @@ export class DatadirWriter {
     this.check();
     if (file.length !== RELMAPPER_FILESIZE) throw new InvalidArgumentError(`relmap file of ${file.length} bytes (expected ${RELMAPPER_FILESIZE})`);
     this.createDb(spcnode, dbnode);
-    const e = this.getDbDir().get(dbDirKey(spcnode, dbnode))!;
+    const e = this.getDbDir().get(this.dbKey(spcnode, dbnode))!;
     if (!e.relmapExists) {
       e.relmapExists = true;
       this.dbDirDirty = true;
@@ -275,7 +291,7 @@ export class DatadirWriter {
   dropDb(spcnode: number, dbnode: number): void {
     this.check();
     const dir = this.getDbDir();
-    const k = dbDirKey(spcnode, dbnode);
+    const k = this.dbKey(spcnode, dbnode);
     if (!dir.delete(k)) return;
     this.dbDirDirty = true;
     this.relDirs.delete(k);
@@ -302,7 +318,7 @@ export class DatadirWriter {
     this.check();
     checkRelTag(rel);
     this.createDb(rel.spcnode, rel.dbnode);
-    const k = dbDirKey(rel.spcnode, rel.dbnode);
+    const k = this.dbKey(rel.spcnode, rel.dbnode);
     const d = this.getRelDir(rel.spcnode, rel.dbnode)!;
     const e = relDirEntry(rel.relnode, rel.forknum);
     if (d.has(e)) throw new InvalidArgumentError(`relation ${relTagToString(rel)} already exists`);
@@ -344,7 +360,7 @@ export class DatadirWriter {
     checkRelTag(rel);
     const d = this.getRelDir(rel.spcnode, rel.dbnode);
     if (d === null || !d.delete(relDirEntry(rel.relnode, rel.forknum))) return;
-    this.relDirsDirty.add(dbDirKey(rel.spcnode, rel.dbnode));
+    this.relDirsDirty.add(this.dbKey(rel.spcnode, rel.dbnode));
     this.dropPendingIn(relKeyRange(rel));
   }
 
@@ -401,8 +417,12 @@ export class DatadirWriter {
   private getSlruDir(kind: SlruKind): SlruDirectory {
     let d = this.slruDirs.get(kind);
     if (d === undefined) {
-      const b = this.stored(slruDirKey(kind));
-      d = b === null ? new Set() : decodeSlruDirectory(b);
+      d = this.cachedSlruDirs.get(kind);
+      if (d === undefined) {
+        const b = this.stored(slruDirKey(kind));
+        d = b === null ? new Set<number>() : decodeSlruDirectory(b);
+        this.cachedSlruDirs.set(kind, d);
+      }
       this.slruDirs.set(kind, d);
     }
     return d;
@@ -555,6 +575,7 @@ export class DatadirWriter {
     // What this modification wrote is the stored state now.
     if (this.dbDirDirty) this.cachedDbDir = this.dbDir;
     for (const k of this.relDirsDirty) this.cachedRelDirs.set(k, this.relDirs.get(k)!);
+    for (const kind of this.slruDirsDirty) this.cachedSlruDirs.set(kind, this.slruDirs.get(kind)!);
     for (const [key, nblocks] of this.sizes) this.cachedSizes.set(key, nblocks);
     this.cacheLsn = lsn;
     this.active = false;
