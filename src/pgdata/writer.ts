@@ -31,7 +31,7 @@ import { assert } from "../types/assert.js";
 import { BadStateError, InvalidArgumentError } from "../types/errors.js";
 import type { Key } from "../types/key.js";
 import { type Lsn, lsnToString } from "../types/lsn.js";
-import { imageValue, type Value, isValueTag } from "../types/value.js";
+import { imageValue, isValueTag, type Value, ValueTag } from "../types/value.js";
 import {
   type DbDirectory,
   dbDirKey,
@@ -77,6 +77,7 @@ import {
   twophaseFileKey,
 } from "./keys.js";
 import { RELMAPPER_FILESIZE } from "../pg/consts.js";
+import { PendingValues, type PendingValuesSink } from "./pending_values.js";
 import { PG_CONTROL_FILE_SIZE, SIZEOF_CHECKPOINT } from "../pg/control.js";
 
 /** Data values held before they are put early (bounded memory per modification). */
@@ -86,8 +87,7 @@ const ZERO_PAGE = new Uint8Array(BLCKSZ);
 const ZERO_PAGE_VALUE = imageValue(ZERO_PAGE);
 
 /** Where a writer's values go: the timeline itself, or a bulk import of it. */
-export interface DatadirSink {
-  put(key: Key, lsn: Lsn, value: Value): void;
+export interface DatadirSink extends PendingValuesSink {
   finishWrite(lsn: Lsn, prevRecordLsn: Lsn | null): void;
 }
 
@@ -97,8 +97,7 @@ export class DatadirWriter {
   private lsn_: Lsn = -1;
   private active = false;
 
-  private readonly data = new Map<Key, Value>();
-  private dataBytes = 0;
+  private readonly data = new PendingValues();
   private flushedEarly = 0;
 
   private dbDir: DbDirectory | null = null;
@@ -174,8 +173,7 @@ export class DatadirWriter {
 
   private reset(): void {
     // Map.clear() allocates a new table even when empty; this runs twice per WAL record.
-    if (this.data.size > 0) this.data.clear();
-    this.dataBytes = 0;
+    this.data.clear();
     this.flushedEarly = 0;
     this.dbDir = null;
     this.dbDirDirty = false;
@@ -300,13 +298,9 @@ export class DatadirWriter {
   }
 
   private dropPendingIn(r: { start: Key; end: Key }): void {
-    for (const m of [this.data, this.sizes, this.files] as Map<Key, unknown>[]) {
-      for (const key of m.keys()) {
-        if (key >= r.start && key < r.end) {
-          if (m === this.data) this.dataBytes -= this.data.get(key)!.length;
-          m.delete(key);
-        }
-      }
+    this.data.deleteRange(r.start, r.end);
+    for (const m of [this.sizes, this.files] as Map<Key, unknown>[]) {
+      for (const key of m.keys()) if (key >= r.start && key < r.end) m.delete(key);
     }
   }
 
@@ -345,13 +339,8 @@ export class DatadirWriter {
     if (!(Number.isInteger(nblocks) && nblocks >= 0)) throw new InvalidArgumentError(`invalid size ${nblocks}`);
     if (nblocks >= cur) return;
     this.sizes.set(relSizeKey(rel), nblocks);
-    const r = relKeyRange(rel);
-    for (const key of [...this.data.keys()]) {
-      if (key >= relBlockKey(rel, nblocks) && key < r.end && key !== relSizeKey(rel)) {
-        this.dataBytes -= this.data.get(key)!.length;
-        this.data.delete(key);
-      }
-    }
+    // Blocks from nblocks on: the fork's keys below its size key (the last of them).
+    this.data.deleteRange(relBlockKey(rel, nblocks), relSizeKey(rel));
   }
 
   /** Drop a relation fork (no-op if it does not exist). */
@@ -382,6 +371,24 @@ export class DatadirWriter {
   putRelValue(rel: RelTag, blkno: number, value: Value): void {
     this.check();
     if (value.length === 0 || !isValueTag(value[0]!)) throw new InvalidArgumentError("invalid value");
+    this.putData(this.relBlockForPut(rel, blkno), value);
+  }
+
+  /**
+   * A PostgreSQL WAL record for block `blkno` (tag PG_RECORD, or PG_RECORD_INIT when it
+   * initializes the page), as putRelValue(rel, blkno, pgRecordValue(willInit, record)) but
+   * without building that value: `record` is referenced, not copied, so it must stay
+   * unchanged until commit (a decoded WAL record does).
+   */
+  putRelRecord(rel: RelTag, blkno: number, willInit: boolean, record: Uint8Array): void {
+    this.check();
+    const key = this.relBlockForPut(rel, blkno);
+    this.data.setTagged(key, willInit ? ValueTag.PgRecordInit : ValueTag.PgRecord, record);
+    if (this.data.bytes > MAX_PENDING_DATA_BYTES) this.flushData();
+  }
+
+  /** The key of block `blkno`, the relation created or extended (zero-filling the gap) to hold it. */
+  private relBlockForPut(rel: RelTag, blkno: number): Key {
     const key = relBlockKey(rel, blkno);
     let size = this.relSize(rel);
     if (size === null) {
@@ -392,23 +399,19 @@ export class DatadirWriter {
       for (let b = size; b < blkno; b++) this.putData(relBlockKey(rel, b), ZERO_PAGE_VALUE);
       this.sizes.set(relSizeKey(rel), blkno + 1);
     }
-    this.putData(key, value);
+    return key;
   }
 
   private putData(key: Key, value: Value): void {
-    const old = this.data.get(key);
-    if (old !== undefined) this.dataBytes -= old.length;
-    this.data.set(key, value);
-    this.dataBytes += value.length;
-    if (this.dataBytes > MAX_PENDING_DATA_BYTES) this.flushData();
+    this.data.setValue(key, value);
+    if (this.data.bytes > MAX_PENDING_DATA_BYTES) this.flushData();
   }
 
   /** Put pending data values into the timeline now (bounded memory for big modifications). */
   private flushData(): void {
-    for (const [key, value] of this.data) this.sink.put(key, this.lsn_, value);
+    this.data.putAll(this.sink, this.lsn_);
     this.flushedEarly += this.data.size;
     this.data.clear();
-    this.dataBytes = 0;
   }
 
   // ---------------------------------------------------------------------------------------
@@ -544,31 +547,33 @@ export class DatadirWriter {
     const lsn = this.lsn_;
     let n = this.flushedEarly + this.data.size;
     this.flushData();
+    // Metadata is encoded fresh (files were copied when set): put as images without a copy.
+    const IMAGE = ValueTag.Image;
     if (this.dbDirDirty) {
-      tl.put(DBDIR_KEY, lsn, imageValue(encodeDbDirectory(this.getDbDir())));
+      tl.putTagged(DBDIR_KEY, lsn, IMAGE, encodeDbDirectory(this.getDbDir()));
       n++;
     }
     for (const k of this.relDirsDirty) {
       const d = this.relDirs.get(k);
       assert(d !== undefined, "dirty RelDir not loaded");
       const [spc, db] = k.split("/").map(Number) as [number, number];
-      tl.put(relDirKey(spc, db), lsn, imageValue(encodeRelDirectory(d)));
+      tl.putTagged(relDirKey(spc, db), lsn, IMAGE, encodeRelDirectory(d));
       n++;
     }
     for (const kind of this.slruDirsDirty) {
-      tl.put(slruDirKey(kind), lsn, imageValue(encodeSlruDirectory(this.slruDirs.get(kind)!)));
+      tl.putTagged(slruDirKey(kind), lsn, IMAGE, encodeSlruDirectory(this.slruDirs.get(kind)!));
       n++;
     }
     if (this.twophaseDirty) {
-      tl.put(TWOPHASEDIR_KEY, lsn, imageValue(encodeTwoPhaseDirectory(this.getTwophaseDir())));
+      tl.putTagged(TWOPHASEDIR_KEY, lsn, IMAGE, encodeTwoPhaseDirectory(this.getTwophaseDir()));
       n++;
     }
     for (const [key, nblocks] of this.sizes) {
-      tl.put(key, lsn, imageValue(encodeNblocks(nblocks)));
+      tl.putTagged(key, lsn, IMAGE, encodeNblocks(nblocks));
       n++;
     }
     for (const [key, file] of this.files) {
-      tl.put(key, lsn, imageValue(file));
+      tl.putTagged(key, lsn, IMAGE, file);
       n++;
     }
     tl.finishWrite(lsn, prevRecordLsn);
