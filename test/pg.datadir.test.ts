@@ -113,10 +113,11 @@ describe("directory encodings", () => {
 });
 
 describe("PendingValues", () => {
-  it("behaves as a Map of key → value (order, replace, delete ranges, bytes), with and without its index (property)", () => {
+  it("behaves as a Map of key → value (order, replace, delete, delete ranges, bytes), with and without its index (property)", () => {
     const op = fc.oneof(
       fc.record({ kind: fc.constant("set" as const), key: fc.integer({ min: 0, max: 40 }), len: fc.integer({ min: 1, max: 9 }), tagged: fc.boolean() }),
       fc.record({ kind: fc.constant("del" as const), from: fc.integer({ min: 0, max: 40 }), n: fc.integer({ min: 0, max: 6 }) }),
+      fc.record({ kind: fc.constant("del1" as const), key: fc.integer({ min: 0, max: 40 }) }),
       fc.record({ kind: fc.constant("clear" as const) }),
     );
     const key = (i: number): Key => makeKey(0, 1663, 5, 16384, 0, i);
@@ -137,6 +138,9 @@ describe("PendingValues", () => {
           } else if (o.kind === "del") {
             p.deleteRange(key(o.from), key(o.from + o.n));
             for (const k of [...model.keys()]) if (k >= key(o.from) && k < key(o.from + o.n)) model.delete(k);
+          } else if (o.kind === "del1") {
+            p.delete(key(o.key));
+            model.delete(key(o.key));
           } else {
             p.clear();
             model.clear();

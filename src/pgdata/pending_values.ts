@@ -95,6 +95,16 @@ export class PendingValues {
     return this.tags[i] === WHOLE_VALUE ? p.length : p.length + 1;
   }
 
+  /** Delete `key` if present. */
+  delete(key: Key): void {
+    const i = this.find(key);
+    if (i < 0) return;
+    this.bytes -= this.lengthAt(i);
+    this.payloads[i] = null;
+    this.live--;
+    this.byKey?.delete(key);
+  }
+
   /** Delete every key in [start, end). */
   deleteRange(start: Key, end: Key): void {
     for (let i = 0; i < this.count; i++) {

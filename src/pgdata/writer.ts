@@ -102,15 +102,14 @@ export class DatadirWriter {
 
   private dbDir: DbDirectory | null = null;
   private dbDirDirty = false;
-  private readonly relDirs = new Map<string, RelDirectory>();
+  /** RelDirs and SLRU directories are changed in place in the cache below; these name the changed ones. */
   private readonly relDirsDirty = new Set<string>();
   private readonly sizes = new Map<Key, number>();
-  private readonly slruDirs = new Map<SlruKind, SlruDirectory>();
   private readonly slruDirsDirty = new Set<SlruKind>();
   private twophaseDir: TwoPhaseDirectory | null = null;
   private twophaseDirty = false;
-  /** Raw metadata files (relmap, control, checkpoint, two-phase state). */
-  private readonly files = new Map<Key, Uint8Array>();
+  /** Raw metadata files (relmap, control, checkpoint, two-phase state): copies, put as images. */
+  private readonly files = new PendingValues();
 
   /**
    * Decoded metadata as of `cacheLsn`, kept across modifications: ingest reads the same
@@ -177,14 +176,12 @@ export class DatadirWriter {
     this.flushedEarly = 0;
     this.dbDir = null;
     this.dbDirDirty = false;
-    if (this.relDirs.size > 0) this.relDirs.clear();
     if (this.relDirsDirty.size > 0) this.relDirsDirty.clear();
     if (this.sizes.size > 0) this.sizes.clear();
-    if (this.slruDirs.size > 0) this.slruDirs.clear();
     if (this.slruDirsDirty.size > 0) this.slruDirsDirty.clear();
     this.twophaseDir = null;
     this.twophaseDirty = false;
-    if (this.files.size > 0) this.files.clear();
+    this.files.clear();
   }
 
   private check(): void {
@@ -214,8 +211,6 @@ export class DatadirWriter {
   /** The RelDir of a database, or null when the database does not exist. */
   private getRelDir(spcnode: number, dbnode: number): RelDirectory | null {
     const k = this.dbKey(spcnode, dbnode);
-    const pending = this.relDirs.get(k);
-    if (pending !== undefined) return pending;
     if (!this.getDbDir().has(k)) return null;
     let d = this.cachedRelDirs.get(k);
     if (d === undefined) {
@@ -223,7 +218,6 @@ export class DatadirWriter {
       d = b === null ? new Set<number>() : decodeRelDirectory(b);
       this.cachedRelDirs.set(k, d);
     }
-    this.relDirs.set(k, d);
     return d;
   }
 
@@ -268,7 +262,7 @@ export class DatadirWriter {
     if (dir.has(k)) return;
     dir.set(k, { spcnode, dbnode, relmapExists: false });
     this.dbDirDirty = true;
-    this.relDirs.set(k, new Set());
+    this.cachedRelDirs.set(k, new Set());
     this.relDirsDirty.add(k);
   }
 
@@ -282,7 +276,7 @@ export class DatadirWriter {
       e.relmapExists = true;
       this.dbDirDirty = true;
     }
-    this.files.set(relmapFileKey(spcnode, dbnode), file.slice());
+    this.files.setTagged(relmapFileKey(spcnode, dbnode), ValueTag.Image, file.slice());
   }
 
   /** Drop a database and (logically) everything in it. */
@@ -292,16 +286,15 @@ export class DatadirWriter {
     const k = this.dbKey(spcnode, dbnode);
     if (!dir.delete(k)) return;
     this.dbDirDirty = true;
-    this.relDirs.delete(k);
+    this.cachedRelDirs.delete(k);
     this.relDirsDirty.delete(k);
     this.dropPendingIn(dbdirKeyRange(spcnode, dbnode));
   }
 
   private dropPendingIn(r: { start: Key; end: Key }): void {
     this.data.deleteRange(r.start, r.end);
-    for (const m of [this.sizes, this.files] as Map<Key, unknown>[]) {
-      for (const key of m.keys()) if (key >= r.start && key < r.end) m.delete(key);
-    }
+    this.files.deleteRange(r.start, r.end);
+    for (const key of this.sizes.keys()) if (key >= r.start && key < r.end) this.sizes.delete(key);
   }
 
   // ---------------------------------------------------------------------------------------
@@ -418,15 +411,11 @@ export class DatadirWriter {
   // SLRUs
 
   private getSlruDir(kind: SlruKind): SlruDirectory {
-    let d = this.slruDirs.get(kind);
+    let d = this.cachedSlruDirs.get(kind);
     if (d === undefined) {
-      d = this.cachedSlruDirs.get(kind);
-      if (d === undefined) {
-        const b = this.stored(slruDirKey(kind));
-        d = b === null ? new Set<number>() : decodeSlruDirectory(b);
-        this.cachedSlruDirs.set(kind, d);
-      }
-      this.slruDirs.set(kind, d);
+      const b = this.stored(slruDirKey(kind));
+      d = b === null ? new Set<number>() : decodeSlruDirectory(b);
+      this.cachedSlruDirs.set(kind, d);
     }
     return d;
   }
@@ -514,7 +503,7 @@ export class DatadirWriter {
       d.add(xid);
       this.twophaseDirty = true;
     }
-    this.files.set(key, file.slice());
+    this.files.setTagged(key, ValueTag.Image, file.slice());
   }
 
   dropTwophase(xid: number): void {
@@ -528,13 +517,13 @@ export class DatadirWriter {
   putControlFile(file: Uint8Array): void {
     this.check();
     if (file.length !== PG_CONTROL_FILE_SIZE) throw new InvalidArgumentError(`pg_control of ${file.length} bytes`);
-    this.files.set(CONTROLFILE_KEY, file.slice());
+    this.files.setTagged(CONTROLFILE_KEY, ValueTag.Image, file.slice());
   }
 
   putCheckpoint(checkpoint: Uint8Array): void {
     this.check();
     if (checkpoint.length !== SIZEOF_CHECKPOINT) throw new InvalidArgumentError(`checkpoint of ${checkpoint.length} bytes`);
-    this.files.set(CHECKPOINT_KEY, checkpoint.slice());
+    this.files.setTagged(CHECKPOINT_KEY, ValueTag.Image, checkpoint.slice());
   }
 
   // ---------------------------------------------------------------------------------------
@@ -554,14 +543,14 @@ export class DatadirWriter {
       n++;
     }
     for (const k of this.relDirsDirty) {
-      const d = this.relDirs.get(k);
+      const d = this.cachedRelDirs.get(k);
       assert(d !== undefined, "dirty RelDir not loaded");
       const [spc, db] = k.split("/").map(Number) as [number, number];
       tl.putTagged(relDirKey(spc, db), lsn, IMAGE, encodeRelDirectory(d));
       n++;
     }
     for (const kind of this.slruDirsDirty) {
-      tl.putTagged(slruDirKey(kind), lsn, IMAGE, encodeSlruDirectory(this.slruDirs.get(kind)!));
+      tl.putTagged(slruDirKey(kind), lsn, IMAGE, encodeSlruDirectory(this.cachedSlruDirs.get(kind)!));
       n++;
     }
     if (this.twophaseDirty) {
@@ -572,15 +561,11 @@ export class DatadirWriter {
       tl.putTagged(key, lsn, IMAGE, encodeNblocks(nblocks));
       n++;
     }
-    for (const [key, file] of this.files) {
-      tl.putTagged(key, lsn, IMAGE, file);
-      n++;
-    }
+    this.files.putAll(tl, lsn);
+    n += this.files.size;
     tl.finishWrite(lsn, prevRecordLsn);
     // What this modification wrote is the stored state now.
     if (this.dbDirDirty) this.cachedDbDir = this.dbDir;
-    for (const k of this.relDirsDirty) this.cachedRelDirs.set(k, this.relDirs.get(k)!);
-    for (const kind of this.slruDirsDirty) this.cachedSlruDirs.set(kind, this.slruDirs.get(kind)!);
     for (const [key, nblocks] of this.sizes) this.cachedSizes.set(key, nblocks);
     this.cacheLsn = lsn;
     this.active = false;
