@@ -364,6 +364,14 @@ export class WalIngest {
 
   /** Set CLOG status bits: one pageserver record per CLOG page touched. */
   private setClog(xids: number[], status: number): void {
+    // Almost always one page (a transaction without subtransactions): no grouping needed.
+    const first = Math.floor(xids[0]! / CLOG_XACTS_PER_PAGE);
+    let onePage = true;
+    for (let i = 1; i < xids.length && onePage; i++) onePage = Math.floor(xids[i]! / CLOG_XACTS_PER_PAGE) === first;
+    if (onePage) {
+      this.putSlruNative(SlruKind.Clog, first, clogSet(status, xids));
+      return;
+    }
     const byPage = new Map<number, number[]>();
     for (const x of xids) {
       const p = Math.floor(x / CLOG_XACTS_PER_PAGE);

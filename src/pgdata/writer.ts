@@ -110,6 +110,8 @@ export class DatadirWriter {
   private twophaseDirty = false;
   /** Raw metadata files (relmap, control, checkpoint, two-phase state): copies, put as images. */
   private readonly files = new PendingValues();
+  /** putCheckpoint's copy (one per record that moves nextXid: a new buffer each time showed up in profiles). */
+  private readonly checkpointCopy = new Uint8Array(SIZEOF_CHECKPOINT);
 
   /**
    * Decoded metadata as of `cacheLsn`, kept across modifications: ingest reads the same
@@ -523,7 +525,9 @@ export class DatadirWriter {
   putCheckpoint(checkpoint: Uint8Array): void {
     this.check();
     if (checkpoint.length !== SIZEOF_CHECKPOINT) throw new InvalidArgumentError(`checkpoint of ${checkpoint.length} bytes`);
-    this.files.setTagged(CHECKPOINT_KEY, ValueTag.Image, checkpoint.slice());
+    // The copy goes to a buffer of this writer: a pending value lives only until commit or abort.
+    this.checkpointCopy.set(checkpoint);
+    this.files.setTagged(CHECKPOINT_KEY, ValueTag.Image, this.checkpointCopy);
   }
 
   // ---------------------------------------------------------------------------------------

@@ -371,8 +371,10 @@ export class Timeline {
     if (this.open !== null && this.open.maxLsn > lsn) throw new InvalidArgumentError(`finishWrite at ${lsnToString(lsn)} below values already put`);
     this.prevRecordLsn_ = prevRecordLsn;
     this.lastRecord.advance(lsn);
-    this.samplePitr(lsn);
-    if (this.shouldFreeze()) this.freezeAt(lsn);
+    // One clock read per record for both (Date.now() is a visible share of ingest's cost).
+    const now_ms = Date.now();
+    this.samplePitr(lsn, now_ms);
+    if (this.shouldFreeze(now_ms)) this.freezeAt(lsn);
   }
 
   /**
@@ -380,7 +382,7 @@ export class Timeline {
    * Neon's should_roll: the flush lag in WAL bytes stays bounded even when records carry
    * little data), or its first write is checkpoint_timeout old; never beyond the frozen limit.
    */
-  private shouldFreeze(): boolean {
+  private shouldFreeze(now_ms: number): boolean {
     const open = this.open;
     if (open === null || open.valueCount === 0) return false;
     const conf = this.deps.conf();
@@ -388,7 +390,7 @@ export class Timeline {
     return (
       open.sizeBytes >= conf.checkpoint_distance_bytes ||
       open.maxLsn - open.start >= conf.checkpoint_distance_bytes ||
-      Date.now() - open.created_ms >= conf.checkpoint_timeout_ms
+      now_ms - open.created_ms >= conf.checkpoint_timeout_ms
     );
   }
 
@@ -444,11 +446,10 @@ export class Timeline {
 
   /** Housekeeping: freeze an idle open layer whose checkpoint_timeout passed. */
   checkTimeout(): void {
-    if (this.state === TimelineState.Active && this.shouldFreeze()) this.freezeAt(this.lastRecord.load());
+    if (this.state === TimelineState.Active && this.shouldFreeze(Date.now())) this.freezeAt(this.lastRecord.load());
   }
 
-  private samplePitr(lsn: Lsn): void {
-    const now = Date.now();
+  private samplePitr(lsn: Lsn, now: number): void {
     const s = this.lsnTimeSamples;
     if (s.length > 0 && now - s[s.length - 1]!.time_ms < 1000) return;
     if (s.length >= MAX_LSN_TIME_SAMPLES) {
