@@ -4,11 +4,14 @@
  * value to timeline.put(key, lsn, …) and finishes the write at `lsn`.
  *
  * Two kinds of pending state:
- * - data (relation and SLRU blocks): kept as values, not readable through this writer; a
- *   batch above MAX_PENDING_DATA_BYTES is put into the timeline early (only allowed because
- *   nothing reads at `lsn` before finishWrite(lsn) except in a bootstrap import).
+ * - data (relation and SLRU blocks): kept as values (PendingValues; a WAL record for a block,
+ *   putRelRecord, as the record itself and its tag: referenced until commit, not copied), not
+ *   readable through this writer; a batch above MAX_PENDING_DATA_BYTES is put into the
+ *   timeline early (only allowed because nothing reads at `lsn` before finishWrite(lsn)
+ *   except in a bootstrap import).
  * - metadata (directories, sizes, relmap, control, checkpoint, two-phase files): kept
- *   decoded, visible to later calls of the same modification, encoded at commit.
+ *   decoded, visible to later calls of the same modification, encoded at commit. RelDirs
+ *   and SLRU directories are changed in place in the cross-modification cache (below).
  *
  * Semantics (as Neon's):
  * - existence comes from the directories (DbDir → RelDir), never from a size key: dropped
