@@ -26,7 +26,7 @@ import { AssertionError } from "../src/types/assert.js";
 import { BadStateError } from "../src/types/errors.js";
 import { type Key, makeKey } from "../src/types/key.js";
 import type { Lsn } from "../src/types/lsn.js";
-import { imageValue, pgRecordValue, type Value } from "../src/types/value.js";
+import { imageValue, pgRecordValue, type Value, type ValueTag } from "../src/types/value.js";
 
 const TAIL_BYTES = WRITE_BUFFER_BLOCKS * PAGE_SIZE;
 
@@ -182,6 +182,40 @@ describe("EphemeralFile", () => {
         for (const { off, v } of written) expect(Buffer.compare(f.read(off, v.length), v)).toBe(0);
         f.close(true);
       }),
+      { numRuns: 30 },
+    );
+  });
+
+  it("appendTagged writes the same bytes and offsets as append of the built value, at every tail position (property)", () => {
+    fc.assert(
+      fc.property(
+        fc.array(fc.record({ len: fc.integer({ min: 0, max: 3 * PAGE_SIZE }), tagged: fc.boolean(), tag: fc.integer({ min: 0, max: 4 }) }), { minLength: 1, maxLength: 40 }),
+        fc.integer({ min: 0, max: EPHEMERAL_RECORD_HEADER_SIZE + 2 }),
+        (ops, shift) => {
+          const a = newFile();
+          const b = newFile();
+          // Start near the end of the tail so headers and tag bytes straddle the boundary.
+          const pad = pattern(99, TAIL_BYTES - EPHEMERAL_RECORD_HEADER_SIZE - 60 - shift);
+          a.append(k(0), 0, pad);
+          b.append(k(0), 0, pad);
+          ops.forEach((op, i) => {
+            const payload = pattern(i + op.len, op.len + 1).subarray(1);
+            const whole = new Uint8Array(op.len + 1);
+            whole[0] = op.tag;
+            whole.set(payload, 1);
+            const offA = a.append(k(i), i + 1, whole);
+            const offB = op.tagged ? b.appendTagged(k(i), i + 1, op.tag as ValueTag, payload) : b.append(k(i), i + 1, whole);
+            expect(offB).toBe(offA);
+            expect(Buffer.compare(b.read(offB, whole.length), whole)).toBe(0);
+          });
+          expect(b.sizeBytes).toBe(a.sizeBytes);
+          a.flushToOs();
+          b.flushToOs();
+          expect(Buffer.compare(readFileSync(a.path), readFileSync(b.path))).toBe(0);
+          a.close(true);
+          b.close(true);
+        },
+      ),
       { numRuns: 30 },
     );
   });

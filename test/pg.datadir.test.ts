@@ -3,6 +3,7 @@
  * semantics on a real timeline (TenantHarness), and reclaim of dropped relations through
  * collectKeyspace + image layers + GC.
  */
+import fc from "fast-check";
 import { afterEach, describe, expect, it } from "vitest";
 import {
   CHECKPOINT_KEY,
@@ -40,8 +41,11 @@ import {
   twophaseFileKey,
 } from "../src/pgdata/index.js";
 import { basebackupTar } from "../src/pgdata/basebackup.js";
+import { PendingValues } from "../src/pgdata/pending_values.js";
 import type { Timeline } from "../src/tenant/timeline.js";
-import { keyFields, keyToHex } from "../src/types/key.js";
+import { type Key, keyFields, keyToHex, makeKey } from "../src/types/key.js";
+import type { Lsn } from "../src/types/lsn.js";
+import { type Value, ValueTag } from "../src/types/value.js";
 import { TenantHarness } from "./support/tenant_harness.js";
 
 let h: TenantHarness | null = null;
@@ -105,6 +109,57 @@ describe("directory encodings", () => {
     const unordered = encodeSlruDirectory(new Set([1, 2]));
     unordered[8] = 3;
     expect(() => decodeSlruDirectory(unordered)).toThrow(/ascending/);
+  });
+});
+
+describe("PendingValues", () => {
+  it("behaves as a Map of key → value (order, replace, delete, delete ranges, bytes), with and without its index (property)", () => {
+    const op = fc.oneof(
+      fc.record({ kind: fc.constant("set" as const), key: fc.integer({ min: 0, max: 40 }), len: fc.integer({ min: 1, max: 9 }), tagged: fc.boolean() }),
+      fc.record({ kind: fc.constant("del" as const), from: fc.integer({ min: 0, max: 40 }), n: fc.integer({ min: 0, max: 6 }) }),
+      fc.record({ kind: fc.constant("del1" as const), key: fc.integer({ min: 0, max: 40 }) }),
+      fc.record({ kind: fc.constant("clear" as const) }),
+    );
+    const key = (i: number): Key => makeKey(0, 1663, 5, 16384, 0, i);
+    fc.assert(
+      fc.property(fc.array(op, { maxLength: 120 }), (ops) => {
+        const p = new PendingValues();
+        const model = new Map<Key, Value>();
+        let seq = 0;
+        for (const o of ops) {
+          if (o.kind === "set") {
+            const payload = new Uint8Array(o.len).fill(seq++ & 0xff);
+            const whole = new Uint8Array(o.len + 1);
+            whole[0] = ValueTag.PgRecord;
+            whole.set(payload, 1);
+            if (o.tagged) p.setTagged(key(o.key), ValueTag.PgRecord, payload);
+            else p.setValue(key(o.key), whole);
+            model.set(key(o.key), whole);
+          } else if (o.kind === "del") {
+            p.deleteRange(key(o.from), key(o.from + o.n));
+            for (const k of [...model.keys()]) if (k >= key(o.from) && k < key(o.from + o.n)) model.delete(k);
+          } else if (o.kind === "del1") {
+            p.delete(key(o.key));
+            model.delete(key(o.key));
+          } else {
+            p.clear();
+            model.clear();
+          }
+          expect(p.size).toBe(model.size);
+          expect(p.bytes).toBe([...model.values()].reduce((a, v) => a + v.length, 0));
+        }
+        const got: Array<[Key, number[]]> = [];
+        p.putAll(
+          {
+            put: (k: Key, _lsn: Lsn, v: Value) => got.push([k, [...v]]),
+            putTagged: (k: Key, _lsn: Lsn, tag: ValueTag, payload: Uint8Array) => got.push([k, [tag, ...payload]]),
+          },
+          1,
+        );
+        expect(got).toEqual([...model].map(([k, v]) => [k, [...v]]));
+      }),
+      { numRuns: 200 },
+    );
   });
 });
 

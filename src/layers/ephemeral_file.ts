@@ -21,7 +21,7 @@ import { type BlockSource, PAGE_SIZE, type PageCacheApi, PageKind } from "../cac
 import { assert } from "../types/assert.js";
 import { KEY_SIZE, type Key } from "../types/key.js";
 import type { Lsn } from "../types/lsn.js";
-import { type Value, valueWillInit } from "../types/value.js";
+import { type Value, type ValueTag, valueWillInit } from "../types/value.js";
 
 export const EPHEMERAL_RECORD_HEADER_SIZE = 30;
 /** 1 MiB: fewer, larger writes; ingest spent an eighth of its time in 128 kB writeSync calls. */
@@ -41,6 +41,7 @@ export class EphemeralFile implements BlockSource {
   /** Bytes on disk: always a multiple of PAGE_SIZE. */
   private written_bytes = 0;
   private readonly tail = new Uint8Array(WRITE_BUFFER_BLOCKS * PAGE_SIZE);
+  private readonly tailView = new DataView(this.tail.buffer);
   private readonly scratch = new Uint8Array(PAGE_SIZE);
   private readonly header = new Uint8Array(EPHEMERAL_RECORD_HEADER_SIZE);
   private readonly headerView = new DataView(this.header.buffer);
@@ -59,26 +60,62 @@ export class EphemeralFile implements BlockSource {
 
   /** Append one value record; returns the offset of the value bytes (header skipped). */
   append(key: Key, lsn: Lsn, value: Value): number {
-    assert(!this.closed, "append to a closed ephemeral file");
     assert(value.length > 0 && value.length <= MAX_EPHEMERAL_VALUE_SIZE, "ephemeral value size out of range");
-    const h = this.header;
-    const hv = this.headerView;
-    hv.setUint32(0, value.length, true);
-    for (let i = 0; i < KEY_SIZE; i++) h[4 + i] = key.charCodeAt(i);
-    hv.setUint32(22, Math.floor(lsn / TWO_32), true);
-    hv.setUint32(26, lsn % TWO_32, true);
-    this.appendBytes(h);
-    const valueOffset = this.length_bytes;
+    const valueOffset = this.appendHeader(key, lsn, value.length);
     this.appendBytes(value);
     return valueOffset;
   }
 
+  /**
+   * Append the value `tag ‖ payload` without it being built first: a WAL record that one
+   * record's several block references all store is copied only here, once per reference.
+   * Returns the offset of the value bytes; the value is payload.length + 1 bytes.
+   */
+  appendTagged(key: Key, lsn: Lsn, tag: ValueTag, payload: Uint8Array): number {
+    assert(payload.length < MAX_EPHEMERAL_VALUE_SIZE, "ephemeral value size out of range");
+    const valueOffset = this.appendHeader(key, lsn, payload.length + 1);
+    this.tail[this.length_bytes - this.written_bytes] = tag;
+    this.length_bytes++;
+    if (this.length_bytes - this.written_bytes === this.tail.length) this.writeTail();
+    this.appendBytes(payload);
+    return valueOffset;
+  }
+
+  /** The record header of a value of `len` bytes; returns the offset the value starts at. */
+  private appendHeader(key: Key, lsn: Lsn, len: number): number {
+    assert(!this.closed, "append to a closed ephemeral file");
+    const tailPos = this.length_bytes - this.written_bytes;
+    // Straight into the tail when it fits (all but one header per tail flush).
+    const inTail = tailPos + EPHEMERAL_RECORD_HEADER_SIZE <= this.tail.length;
+    const h = inTail ? this.tail : this.header;
+    const hv = inTail ? this.tailView : this.headerView;
+    const o = inTail ? tailPos : 0;
+    hv.setUint32(o, len, true);
+    for (let i = 0; i < KEY_SIZE; i++) h[o + 4 + i] = key.charCodeAt(i);
+    hv.setUint32(o + 22, Math.floor(lsn / TWO_32), true);
+    hv.setUint32(o + 26, lsn % TWO_32, true);
+    if (inTail) {
+      this.length_bytes += EPHEMERAL_RECORD_HEADER_SIZE;
+      if (this.length_bytes - this.written_bytes === this.tail.length) this.writeTail();
+    } else {
+      this.appendBytes(h);
+    }
+    return this.length_bytes;
+  }
+
   private appendBytes(src: Uint8Array): void {
+    const tailPos = this.length_bytes - this.written_bytes;
+    if (tailPos + src.length < this.tail.length) {
+      // Fits without filling the tail: no subarray view to allocate.
+      this.tail.set(src, tailPos);
+      this.length_bytes += src.length;
+      return;
+    }
     let done = 0;
     while (done < src.length) {
-      const tailPos = this.length_bytes - this.written_bytes;
-      const n = Math.min(src.length - done, this.tail.length - tailPos);
-      this.tail.set(src.subarray(done, done + n), tailPos);
+      const pos = this.length_bytes - this.written_bytes;
+      const n = Math.min(src.length - done, this.tail.length - pos);
+      this.tail.set(src.subarray(done, done + n), pos);
       done += n;
       this.length_bytes += n;
       if (this.length_bytes - this.written_bytes === this.tail.length) this.writeTail();

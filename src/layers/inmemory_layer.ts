@@ -13,7 +13,7 @@ import { assert } from "../types/assert.js";
 import { BadStateError } from "../types/errors.js";
 import type { Key } from "../types/key.js";
 import { type Lsn, lsnToString } from "../types/lsn.js";
-import { type Value, valueWillInit } from "../types/value.js";
+import { type Value, type ValueTag, valueWillInit } from "../types/value.js";
 import { EphemeralFile } from "./ephemeral_file.js";
 import type { ReconstructState } from "./reconstruct_state.js";
 
@@ -58,9 +58,22 @@ export class InMemoryLayer {
   }
 
   put(key: Key, lsn: Lsn, value: Value): void {
+    this.checkPut(lsn);
+    this.index_(key, lsn, this.file.append(key, lsn, value), value.length);
+  }
+
+  /** put() of the value `tag ‖ payload`, which is not built (see EphemeralFile.appendTagged). */
+  putTagged(key: Key, lsn: Lsn, tag: ValueTag, payload: Uint8Array): void {
+    this.checkPut(lsn);
+    this.index_(key, lsn, this.file.appendTagged(key, lsn, tag, payload), payload.length + 1);
+  }
+
+  private checkPut(lsn: Lsn): void {
     if (this.frozen) throw new BadStateError(`put into frozen in-memory layer ${lsnToString(this.start)}-${lsnToString(this.end_)}`);
     assert(lsn >= this.start, "put below the layer's start LSN");
-    const offset = this.file.append(key, lsn, value);
+  }
+
+  private index_(key: Key, lsn: Lsn, offset: number, length: number): void {
     let v = this.index.get(key);
     if (v === undefined) {
       v = [];
@@ -69,10 +82,10 @@ export class InMemoryLayer {
     const n = v.length;
     if (n > 0 && v[n - STRIDE] === lsn) {
       v[n - 2] = offset;
-      v[n - 1] = value.length;
+      v[n - 1] = length;
     } else {
       assert(n === 0 || v[n - STRIDE]! < lsn, "per-key LSNs must ascend");
-      v.push(lsn, offset, value.length);
+      v.push(lsn, offset, length);
       this.valueCount_++;
     }
     if (lsn > this.maxLsn_) this.maxLsn_ = lsn;

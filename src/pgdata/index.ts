@@ -3,7 +3,7 @@
  * are in src/pg, which knows nothing of timelines).
  * - keys: the dense key map (relations, databases, SLRUs, two-phase, control, checkpoint)
  * - directories: encodings of the directory values
- * - writer: DatadirWriter, batched changes at one LSN
+ * - writer: DatadirWriter, batched changes at one LSN (pending_values: its pending data)
  * - reader: DatadirSnapshot / DatadirReader reads at an LSN, collectKeyspace, logical size
  * - import: a shut-down data directory (or a base.tar stream) into an empty timeline
  * - walingest: WalIngest, one decoded record → datadir modifications

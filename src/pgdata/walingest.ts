@@ -27,7 +27,7 @@ import { crc32c } from "@node-rs/crc32";
 import type { Timeline } from "../tenant/timeline.js";
 import { UnsupportedError } from "../types/errors.js";
 import { type Lsn, lsnToString } from "../types/lsn.js";
-import { pgRecordValue, type Value } from "../types/value.js";
+import type { Value } from "../types/value.js";
 import {
   BLCKSZ,
   CLOG_XACTS_PER_PAGE,
@@ -44,7 +44,7 @@ import {
   SLRU_PAGES_PER_SEGMENT,
   VISIBILITYMAP_FORKNUM,
 } from "../pg/consts.js";
-import { type CheckPoint, decodeCheckPoint, encodeCheckPoint } from "../pg/control.js";
+import { type CheckPoint, decodeCheckPoint, encodeCheckPoint, SIZEOF_CHECKPOINT } from "../pg/control.js";
 import {
   applyNative,
   CLOG_STATUS_ABORTED,
@@ -173,6 +173,7 @@ export class WalIngest {
   private readonly w: DatadirWriter;
   private checkpoint: CheckPoint;
   private checkpointDirty = false;
+  private readonly checkpointScratch = new Uint8Array(SIZEOF_CHECKPOINT);
   /** Records ingested and values written, for metrics. */
   records = 0;
 
@@ -192,7 +193,8 @@ export class WalIngest {
       this.ingestMainData(rec);
       this.trackXid(rec.xid);
       if (this.checkpointDirty) {
-        w.putCheckpoint(encodeCheckPoint(this.checkpoint));
+        // Encoded into scratch space: putCheckpoint keeps a copy.
+        w.putCheckpoint(encodeCheckPoint(this.checkpoint, this.checkpointScratch));
         this.checkpointDirty = false;
       }
       w.commit(rec.lsn);
@@ -211,7 +213,8 @@ export class WalIngest {
         // GiST fix-up happen when a read needs this version, which most never do.
         this.w.putRelValue(rel, b.blkno, pgImage(b.image!, rec.endLsn, this.isGistLeftChild(rec, b)));
       } else {
-        this.w.putRelValue(rel, b.blkno, pgRecordValue(b.willInit, rec.record));
+        // The record itself, not copied: every block reference of it stores the same bytes.
+        this.w.putRelRecord(rel, b.blkno, b.willInit, rec.record);
       }
     }
   }
@@ -361,6 +364,14 @@ export class WalIngest {
 
   /** Set CLOG status bits: one pageserver record per CLOG page touched. */
   private setClog(xids: number[], status: number): void {
+    // Almost always one page (a transaction without subtransactions): no grouping needed.
+    const first = Math.floor(xids[0]! / CLOG_XACTS_PER_PAGE);
+    let onePage = true;
+    for (let i = 1; i < xids.length && onePage; i++) onePage = Math.floor(xids[i]! / CLOG_XACTS_PER_PAGE) === first;
+    if (onePage) {
+      this.putSlruNative(SlruKind.Clog, first, clogSet(status, xids));
+      return;
+    }
     const byPage = new Map<number, number[]>();
     for (const x of xids) {
       const p = Math.floor(x / CLOG_XACTS_PER_PAGE);

@@ -4,11 +4,14 @@
  * value to timeline.put(key, lsn, …) and finishes the write at `lsn`.
  *
  * Two kinds of pending state:
- * - data (relation and SLRU blocks): kept as values, not readable through this writer; a
- *   batch above MAX_PENDING_DATA_BYTES is put into the timeline early (only allowed because
- *   nothing reads at `lsn` before finishWrite(lsn) except in a bootstrap import).
+ * - data (relation and SLRU blocks): kept as values (PendingValues; a WAL record for a block,
+ *   putRelRecord, as the record itself and its tag: referenced until commit, not copied), not
+ *   readable through this writer; a batch above MAX_PENDING_DATA_BYTES is put into the
+ *   timeline early (only allowed because nothing reads at `lsn` before finishWrite(lsn)
+ *   except in a bootstrap import).
  * - metadata (directories, sizes, relmap, control, checkpoint, two-phase files): kept
- *   decoded, visible to later calls of the same modification, encoded at commit.
+ *   decoded, visible to later calls of the same modification, encoded at commit. RelDirs
+ *   and SLRU directories are changed in place in the cross-modification cache (below).
  *
  * Semantics (as Neon's):
  * - existence comes from the directories (DbDir → RelDir), never from a size key: dropped
@@ -31,7 +34,7 @@ import { assert } from "../types/assert.js";
 import { BadStateError, InvalidArgumentError } from "../types/errors.js";
 import type { Key } from "../types/key.js";
 import { type Lsn, lsnToString } from "../types/lsn.js";
-import { imageValue, type Value, isValueTag } from "../types/value.js";
+import { imageValue, isValueTag, type Value, ValueTag } from "../types/value.js";
 import {
   type DbDirectory,
   dbDirKey,
@@ -77,6 +80,7 @@ import {
   twophaseFileKey,
 } from "./keys.js";
 import { RELMAPPER_FILESIZE } from "../pg/consts.js";
+import { PendingValues, type PendingValuesSink } from "./pending_values.js";
 import { PG_CONTROL_FILE_SIZE, SIZEOF_CHECKPOINT } from "../pg/control.js";
 
 /** Data values held before they are put early (bounded memory per modification). */
@@ -86,8 +90,7 @@ const ZERO_PAGE = new Uint8Array(BLCKSZ);
 const ZERO_PAGE_VALUE = imageValue(ZERO_PAGE);
 
 /** Where a writer's values go: the timeline itself, or a bulk import of it. */
-export interface DatadirSink {
-  put(key: Key, lsn: Lsn, value: Value): void;
+export interface DatadirSink extends PendingValuesSink {
   finishWrite(lsn: Lsn, prevRecordLsn: Lsn | null): void;
 }
 
@@ -97,21 +100,21 @@ export class DatadirWriter {
   private lsn_: Lsn = -1;
   private active = false;
 
-  private readonly data = new Map<Key, Value>();
-  private dataBytes = 0;
+  private readonly data = new PendingValues();
   private flushedEarly = 0;
 
   private dbDir: DbDirectory | null = null;
   private dbDirDirty = false;
-  private readonly relDirs = new Map<string, RelDirectory>();
+  /** RelDirs and SLRU directories are changed in place in the cache below; these name the changed ones. */
   private readonly relDirsDirty = new Set<string>();
   private readonly sizes = new Map<Key, number>();
-  private readonly slruDirs = new Map<SlruKind, SlruDirectory>();
   private readonly slruDirsDirty = new Set<SlruKind>();
   private twophaseDir: TwoPhaseDirectory | null = null;
   private twophaseDirty = false;
-  /** Raw metadata files (relmap, control, checkpoint, two-phase state). */
-  private readonly files = new Map<Key, Uint8Array>();
+  /** Raw metadata files (relmap, control, checkpoint, two-phase state): copies, put as images. */
+  private readonly files = new PendingValues();
+  /** putCheckpoint's copy (one per record that moves nextXid: a new buffer each time showed up in profiles). */
+  private readonly checkpointCopy = new Uint8Array(SIZEOF_CHECKPOINT);
 
   /**
    * Decoded metadata as of `cacheLsn`, kept across modifications: ingest reads the same
@@ -124,10 +127,25 @@ export class DatadirWriter {
   private cachedDbDir: DbDirectory | null = null;
   private readonly cachedRelDirs = new Map<string, RelDirectory>();
   private readonly cachedSizes = new Map<Key, number | null>();
+  private readonly cachedSlruDirs = new Map<SlruKind, SlruDirectory>();
 
   constructor(timeline: Timeline, sink: DatadirSink = timeline) {
     this.timeline = timeline;
     this.sink = sink;
+  }
+
+  /** dbDirKey of the last database asked about: records touch one database after another. */
+  private dbKeySpc = -1;
+  private dbKeyDb = -1;
+  private dbKeyStr = "";
+
+  private dbKey(spcnode: number, dbnode: number): string {
+    if (spcnode !== this.dbKeySpc || dbnode !== this.dbKeyDb) {
+      this.dbKeyStr = dbDirKey(spcnode, dbnode);
+      this.dbKeySpc = spcnode;
+      this.dbKeyDb = dbnode;
+    }
+    return this.dbKeyStr;
   }
 
   private clearCache(): void {
@@ -135,6 +153,7 @@ export class DatadirWriter {
     this.cachedDbDir = null;
     this.cachedRelDirs.clear();
     this.cachedSizes.clear();
+    this.cachedSlruDirs.clear();
   }
 
   get lsn(): Lsn {
@@ -158,19 +177,16 @@ export class DatadirWriter {
 
   private reset(): void {
     // Map.clear() allocates a new table even when empty; this runs twice per WAL record.
-    if (this.data.size > 0) this.data.clear();
-    this.dataBytes = 0;
+    this.data.clear();
     this.flushedEarly = 0;
     this.dbDir = null;
     this.dbDirDirty = false;
-    if (this.relDirs.size > 0) this.relDirs.clear();
     if (this.relDirsDirty.size > 0) this.relDirsDirty.clear();
     if (this.sizes.size > 0) this.sizes.clear();
-    if (this.slruDirs.size > 0) this.slruDirs.clear();
     if (this.slruDirsDirty.size > 0) this.slruDirsDirty.clear();
     this.twophaseDir = null;
     this.twophaseDirty = false;
-    if (this.files.size > 0) this.files.clear();
+    this.files.clear();
   }
 
   private check(): void {
@@ -199,9 +215,7 @@ export class DatadirWriter {
 
   /** The RelDir of a database, or null when the database does not exist. */
   private getRelDir(spcnode: number, dbnode: number): RelDirectory | null {
-    const k = dbDirKey(spcnode, dbnode);
-    const pending = this.relDirs.get(k);
-    if (pending !== undefined) return pending;
+    const k = this.dbKey(spcnode, dbnode);
     if (!this.getDbDir().has(k)) return null;
     let d = this.cachedRelDirs.get(k);
     if (d === undefined) {
@@ -209,7 +223,6 @@ export class DatadirWriter {
       d = b === null ? new Set<number>() : decodeRelDirectory(b);
       this.cachedRelDirs.set(k, d);
     }
-    this.relDirs.set(k, d);
     return d;
   }
 
@@ -226,7 +239,7 @@ export class DatadirWriter {
 
   dbExists(spcnode: number, dbnode: number): boolean {
     this.check();
-    return this.getDbDir().has(dbDirKey(spcnode, dbnode));
+    return this.getDbDir().has(this.dbKey(spcnode, dbnode));
   }
 
   relExists(rel: RelTag): boolean {
@@ -250,11 +263,11 @@ export class DatadirWriter {
   createDb(spcnode: number, dbnode: number): void {
     this.check();
     const dir = this.getDbDir();
-    const k = dbDirKey(spcnode, dbnode);
+    const k = this.dbKey(spcnode, dbnode);
     if (dir.has(k)) return;
     dir.set(k, { spcnode, dbnode, relmapExists: false });
     this.dbDirDirty = true;
-    this.relDirs.set(k, new Set());
+    this.cachedRelDirs.set(k, new Set());
     this.relDirsDirty.add(k);
   }
 
@@ -263,35 +276,30 @@ export class DatadirWriter {
     this.check();
     if (file.length !== RELMAPPER_FILESIZE) throw new InvalidArgumentError(`relmap file of ${file.length} bytes (expected ${RELMAPPER_FILESIZE})`);
     this.createDb(spcnode, dbnode);
-    const e = this.getDbDir().get(dbDirKey(spcnode, dbnode))!;
+    const e = this.getDbDir().get(this.dbKey(spcnode, dbnode))!;
     if (!e.relmapExists) {
       e.relmapExists = true;
       this.dbDirDirty = true;
     }
-    this.files.set(relmapFileKey(spcnode, dbnode), file.slice());
+    this.files.setTagged(relmapFileKey(spcnode, dbnode), ValueTag.Image, file.slice());
   }
 
   /** Drop a database and (logically) everything in it. */
   dropDb(spcnode: number, dbnode: number): void {
     this.check();
     const dir = this.getDbDir();
-    const k = dbDirKey(spcnode, dbnode);
+    const k = this.dbKey(spcnode, dbnode);
     if (!dir.delete(k)) return;
     this.dbDirDirty = true;
-    this.relDirs.delete(k);
+    this.cachedRelDirs.delete(k);
     this.relDirsDirty.delete(k);
     this.dropPendingIn(dbdirKeyRange(spcnode, dbnode));
   }
 
   private dropPendingIn(r: { start: Key; end: Key }): void {
-    for (const m of [this.data, this.sizes, this.files] as Map<Key, unknown>[]) {
-      for (const key of m.keys()) {
-        if (key >= r.start && key < r.end) {
-          if (m === this.data) this.dataBytes -= this.data.get(key)!.length;
-          m.delete(key);
-        }
-      }
-    }
+    this.data.deleteRange(r.start, r.end);
+    this.files.deleteRange(r.start, r.end);
+    for (const key of this.sizes.keys()) if (key >= r.start && key < r.end) this.sizes.delete(key);
   }
 
   // ---------------------------------------------------------------------------------------
@@ -302,7 +310,7 @@ export class DatadirWriter {
     this.check();
     checkRelTag(rel);
     this.createDb(rel.spcnode, rel.dbnode);
-    const k = dbDirKey(rel.spcnode, rel.dbnode);
+    const k = this.dbKey(rel.spcnode, rel.dbnode);
     const d = this.getRelDir(rel.spcnode, rel.dbnode)!;
     const e = relDirEntry(rel.relnode, rel.forknum);
     if (d.has(e)) throw new InvalidArgumentError(`relation ${relTagToString(rel)} already exists`);
@@ -329,13 +337,8 @@ export class DatadirWriter {
     if (!(Number.isInteger(nblocks) && nblocks >= 0)) throw new InvalidArgumentError(`invalid size ${nblocks}`);
     if (nblocks >= cur) return;
     this.sizes.set(relSizeKey(rel), nblocks);
-    const r = relKeyRange(rel);
-    for (const key of [...this.data.keys()]) {
-      if (key >= relBlockKey(rel, nblocks) && key < r.end && key !== relSizeKey(rel)) {
-        this.dataBytes -= this.data.get(key)!.length;
-        this.data.delete(key);
-      }
-    }
+    // Blocks from nblocks on: the fork's keys below its size key (the last of them).
+    this.data.deleteRange(relBlockKey(rel, nblocks), relSizeKey(rel));
   }
 
   /** Drop a relation fork (no-op if it does not exist). */
@@ -344,7 +347,7 @@ export class DatadirWriter {
     checkRelTag(rel);
     const d = this.getRelDir(rel.spcnode, rel.dbnode);
     if (d === null || !d.delete(relDirEntry(rel.relnode, rel.forknum))) return;
-    this.relDirsDirty.add(dbDirKey(rel.spcnode, rel.dbnode));
+    this.relDirsDirty.add(this.dbKey(rel.spcnode, rel.dbnode));
     this.dropPendingIn(relKeyRange(rel));
   }
 
@@ -366,6 +369,24 @@ export class DatadirWriter {
   putRelValue(rel: RelTag, blkno: number, value: Value): void {
     this.check();
     if (value.length === 0 || !isValueTag(value[0]!)) throw new InvalidArgumentError("invalid value");
+    this.putData(this.relBlockForPut(rel, blkno), value);
+  }
+
+  /**
+   * A PostgreSQL WAL record for block `blkno` (tag PG_RECORD, or PG_RECORD_INIT when it
+   * initializes the page), as putRelValue(rel, blkno, pgRecordValue(willInit, record)) but
+   * without building that value: `record` is referenced, not copied, so it must stay
+   * unchanged until commit (a decoded WAL record does).
+   */
+  putRelRecord(rel: RelTag, blkno: number, willInit: boolean, record: Uint8Array): void {
+    this.check();
+    const key = this.relBlockForPut(rel, blkno);
+    this.data.setTagged(key, willInit ? ValueTag.PgRecordInit : ValueTag.PgRecord, record);
+    if (this.data.bytes > MAX_PENDING_DATA_BYTES) this.flushData();
+  }
+
+  /** The key of block `blkno`, the relation created or extended (zero-filling the gap) to hold it. */
+  private relBlockForPut(rel: RelTag, blkno: number): Key {
     const key = relBlockKey(rel, blkno);
     let size = this.relSize(rel);
     if (size === null) {
@@ -376,34 +397,30 @@ export class DatadirWriter {
       for (let b = size; b < blkno; b++) this.putData(relBlockKey(rel, b), ZERO_PAGE_VALUE);
       this.sizes.set(relSizeKey(rel), blkno + 1);
     }
-    this.putData(key, value);
+    return key;
   }
 
   private putData(key: Key, value: Value): void {
-    const old = this.data.get(key);
-    if (old !== undefined) this.dataBytes -= old.length;
-    this.data.set(key, value);
-    this.dataBytes += value.length;
-    if (this.dataBytes > MAX_PENDING_DATA_BYTES) this.flushData();
+    this.data.setValue(key, value);
+    if (this.data.bytes > MAX_PENDING_DATA_BYTES) this.flushData();
   }
 
   /** Put pending data values into the timeline now (bounded memory for big modifications). */
   private flushData(): void {
-    for (const [key, value] of this.data) this.sink.put(key, this.lsn_, value);
+    this.data.putAll(this.sink, this.lsn_);
     this.flushedEarly += this.data.size;
     this.data.clear();
-    this.dataBytes = 0;
   }
 
   // ---------------------------------------------------------------------------------------
   // SLRUs
 
   private getSlruDir(kind: SlruKind): SlruDirectory {
-    let d = this.slruDirs.get(kind);
+    let d = this.cachedSlruDirs.get(kind);
     if (d === undefined) {
       const b = this.stored(slruDirKey(kind));
-      d = b === null ? new Set() : decodeSlruDirectory(b);
-      this.slruDirs.set(kind, d);
+      d = b === null ? new Set<number>() : decodeSlruDirectory(b);
+      this.cachedSlruDirs.set(kind, d);
     }
     return d;
   }
@@ -491,7 +508,7 @@ export class DatadirWriter {
       d.add(xid);
       this.twophaseDirty = true;
     }
-    this.files.set(key, file.slice());
+    this.files.setTagged(key, ValueTag.Image, file.slice());
   }
 
   dropTwophase(xid: number): void {
@@ -505,13 +522,15 @@ export class DatadirWriter {
   putControlFile(file: Uint8Array): void {
     this.check();
     if (file.length !== PG_CONTROL_FILE_SIZE) throw new InvalidArgumentError(`pg_control of ${file.length} bytes`);
-    this.files.set(CONTROLFILE_KEY, file.slice());
+    this.files.setTagged(CONTROLFILE_KEY, ValueTag.Image, file.slice());
   }
 
   putCheckpoint(checkpoint: Uint8Array): void {
     this.check();
     if (checkpoint.length !== SIZEOF_CHECKPOINT) throw new InvalidArgumentError(`checkpoint of ${checkpoint.length} bytes`);
-    this.files.set(CHECKPOINT_KEY, checkpoint.slice());
+    // The copy goes to a buffer of this writer: a pending value lives only until commit or abort.
+    this.checkpointCopy.set(checkpoint);
+    this.files.setTagged(CHECKPOINT_KEY, ValueTag.Image, this.checkpointCopy);
   }
 
   // ---------------------------------------------------------------------------------------
@@ -524,37 +543,36 @@ export class DatadirWriter {
     const lsn = this.lsn_;
     let n = this.flushedEarly + this.data.size;
     this.flushData();
+    // Metadata is encoded fresh (files were copied when set): put as images without a copy.
+    const IMAGE = ValueTag.Image;
     if (this.dbDirDirty) {
-      tl.put(DBDIR_KEY, lsn, imageValue(encodeDbDirectory(this.getDbDir())));
+      tl.putTagged(DBDIR_KEY, lsn, IMAGE, encodeDbDirectory(this.getDbDir()));
       n++;
     }
     for (const k of this.relDirsDirty) {
-      const d = this.relDirs.get(k);
+      const d = this.cachedRelDirs.get(k);
       assert(d !== undefined, "dirty RelDir not loaded");
       const [spc, db] = k.split("/").map(Number) as [number, number];
-      tl.put(relDirKey(spc, db), lsn, imageValue(encodeRelDirectory(d)));
+      tl.putTagged(relDirKey(spc, db), lsn, IMAGE, encodeRelDirectory(d));
       n++;
     }
     for (const kind of this.slruDirsDirty) {
-      tl.put(slruDirKey(kind), lsn, imageValue(encodeSlruDirectory(this.slruDirs.get(kind)!)));
+      tl.putTagged(slruDirKey(kind), lsn, IMAGE, encodeSlruDirectory(this.cachedSlruDirs.get(kind)!));
       n++;
     }
     if (this.twophaseDirty) {
-      tl.put(TWOPHASEDIR_KEY, lsn, imageValue(encodeTwoPhaseDirectory(this.getTwophaseDir())));
+      tl.putTagged(TWOPHASEDIR_KEY, lsn, IMAGE, encodeTwoPhaseDirectory(this.getTwophaseDir()));
       n++;
     }
     for (const [key, nblocks] of this.sizes) {
-      tl.put(key, lsn, imageValue(encodeNblocks(nblocks)));
+      tl.putTagged(key, lsn, IMAGE, encodeNblocks(nblocks));
       n++;
     }
-    for (const [key, file] of this.files) {
-      tl.put(key, lsn, imageValue(file));
-      n++;
-    }
+    this.files.putAll(tl, lsn);
+    n += this.files.size;
     tl.finishWrite(lsn, prevRecordLsn);
     // What this modification wrote is the stored state now.
     if (this.dbDirDirty) this.cachedDbDir = this.dbDir;
-    for (const k of this.relDirsDirty) this.cachedRelDirs.set(k, this.relDirs.get(k)!);
     for (const [key, nblocks] of this.sizes) this.cachedSizes.set(key, nblocks);
     this.cacheLsn = lsn;
     this.active = false;

@@ -34,7 +34,7 @@ import { assert } from "../types/assert.js";
 import { BadStateError, InvalidArgumentError } from "../types/errors.js";
 import type { Key } from "../types/key.js";
 import { type Lsn, lsnToString } from "../types/lsn.js";
-import type { Value } from "../types/value.js";
+import { isValueTag, type Value, type ValueTag } from "../types/value.js";
 import type { JobRunner } from "../workers/jobs.js";
 
 /** The temp directory of an import in progress, inside the timeline directory. */
@@ -85,13 +85,35 @@ export class BulkImport {
   }
 
   put(key: Key, lsn: Lsn, value: Value): void {
+    this.checkPut(lsn);
+    if (value.length === 0) throw new InvalidArgumentError("empty value");
+    const spill = this.spillFile();
+    spill.append(key, lsn, value);
+    this.putDone(spill);
+  }
+
+  /** put() of the value `tag ‖ payload` without building it (Timeline.putTagged). */
+  putTagged(key: Key, lsn: Lsn, tag: ValueTag, payload: Uint8Array): void {
+    this.checkPut(lsn);
+    if (!isValueTag(tag)) throw new InvalidArgumentError(`invalid value tag ${tag}`);
+    const spill = this.spillFile();
+    spill.appendTagged(key, lsn, tag, payload);
+    this.putDone(spill);
+  }
+
+  private checkPut(lsn: Lsn): void {
     if (this.state !== "open") throw new BadStateError(`bulk import is ${this.state}`);
     if (lsn !== this.d.lsn) throw new InvalidArgumentError(`bulk import at ${lsnToString(this.d.lsn)} got a value at ${lsnToString(lsn)}`);
-    if (value.length === 0) throw new InvalidArgumentError("empty value");
+  }
+
+  private spillFile(): EphemeralFile {
     if (this.spill === null) this.spill = new EphemeralFile(this.d.cache, join(this.d.tempDir, `spill-${this.spills++}`));
-    this.spill.append(key, lsn, value);
+    return this.spill;
+  }
+
+  private putDone(spill: EphemeralFile): void {
     this.values++;
-    if (this.spill.sizeBytes >= this.runSize) this.sealRun();
+    if (spill.sizeBytes >= this.runSize) this.sealRun();
   }
 
   /** The writer's commit: every value is put (the data is adopted by finish()). */

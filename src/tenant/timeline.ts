@@ -43,7 +43,7 @@ import { BadStateError, GcCutoffError, InvalidArgumentError, PageserverError } f
 import type { TenantId, TimelineId } from "../types/ids.js";
 import { KEY_MAX, KEY_MIN, type Key, type KeyRange } from "../types/key.js";
 import { type Lsn, lsnToString, MAX_LSN } from "../types/lsn.js";
-import type { Value } from "../types/value.js";
+import { isValueTag, type Value, type ValueTag } from "../types/value.js";
 import { BulkImport, IMPORT_TEMP_DIR } from "./bulk_import.js";
 import { l0Thresholds, type TenantConf } from "./config.js";
 import { Backpressure, GATE_OPEN, type GateStats, type GateVerdict, IngestGate } from "./ingest_gate.js";
@@ -329,6 +329,22 @@ export class Timeline {
   // Write path
 
   put(key: Key, lsn: Lsn, value: Value): void {
+    this.checkPut(lsn);
+    if (value.length === 0) throw new InvalidArgumentError("empty value");
+    this.openLayer().put(key, lsn, value);
+  }
+
+  /**
+   * put() of the value `tag ‖ payload` without building it: the payload (e.g. a WAL record
+   * that several block references store) is copied once, into the open layer.
+   */
+  putTagged(key: Key, lsn: Lsn, tag: ValueTag, payload: Uint8Array): void {
+    this.checkPut(lsn);
+    if (!isValueTag(tag)) throw new InvalidArgumentError(`invalid value tag ${tag}`);
+    this.openLayer().putTagged(key, lsn, tag, payload);
+  }
+
+  private checkPut(lsn: Lsn): void {
     this.checkActive();
     const last = this.lastRecord.load();
     if (!(lsn >= last)) throw new InvalidArgumentError(`put at ${lsnToString(lsn)} goes backwards: last_record_lsn is ${lsnToString(last)}`);
@@ -336,9 +352,12 @@ export class Timeline {
       throw new InvalidArgumentError(`put at ${lsnToString(lsn)} is below the open layer start ${lsnToString(this.nextOpenLayerAt)} (already frozen)`);
     }
     if (!(lsn <= MAX_LSN)) throw new InvalidArgumentError("LSN beyond 2^53");
-    if (value.length === 0) throw new InvalidArgumentError("empty value");
+  }
+
+  /** The open layer (created on the first put after a freeze). */
+  private openLayer(): InMemoryLayer {
     if (this.open === null) this.open = new InMemoryLayer(this.deps.cache, this.dir, this.ephemeralCounter++, this.nextOpenLayerAt);
-    this.open.put(key, lsn, value);
+    return this.open;
   }
 
   /**
@@ -352,8 +371,10 @@ export class Timeline {
     if (this.open !== null && this.open.maxLsn > lsn) throw new InvalidArgumentError(`finishWrite at ${lsnToString(lsn)} below values already put`);
     this.prevRecordLsn_ = prevRecordLsn;
     this.lastRecord.advance(lsn);
-    this.samplePitr(lsn);
-    if (this.shouldFreeze()) this.freezeAt(lsn);
+    // One clock read per record for both (Date.now() is a visible share of ingest's cost).
+    const now_ms = Date.now();
+    this.samplePitr(lsn, now_ms);
+    if (this.shouldFreeze(now_ms)) this.freezeAt(lsn);
   }
 
   /**
@@ -361,7 +382,7 @@ export class Timeline {
    * Neon's should_roll: the flush lag in WAL bytes stays bounded even when records carry
    * little data), or its first write is checkpoint_timeout old; never beyond the frozen limit.
    */
-  private shouldFreeze(): boolean {
+  private shouldFreeze(now_ms: number): boolean {
     const open = this.open;
     if (open === null || open.valueCount === 0) return false;
     const conf = this.deps.conf();
@@ -369,7 +390,7 @@ export class Timeline {
     return (
       open.sizeBytes >= conf.checkpoint_distance_bytes ||
       open.maxLsn - open.start >= conf.checkpoint_distance_bytes ||
-      Date.now() - open.created_ms >= conf.checkpoint_timeout_ms
+      now_ms - open.created_ms >= conf.checkpoint_timeout_ms
     );
   }
 
@@ -425,11 +446,10 @@ export class Timeline {
 
   /** Housekeeping: freeze an idle open layer whose checkpoint_timeout passed. */
   checkTimeout(): void {
-    if (this.state === TimelineState.Active && this.shouldFreeze()) this.freezeAt(this.lastRecord.load());
+    if (this.state === TimelineState.Active && this.shouldFreeze(Date.now())) this.freezeAt(this.lastRecord.load());
   }
 
-  private samplePitr(lsn: Lsn): void {
-    const now = Date.now();
+  private samplePitr(lsn: Lsn, now: number): void {
     const s = this.lsnTimeSamples;
     if (s.length > 0 && now - s[s.length - 1]!.time_ms < 1000) return;
     if (s.length >= MAX_LSN_TIME_SAMPLES) {

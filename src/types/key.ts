@@ -40,12 +40,28 @@ export function makeKey(f1: number, f2: number, f3: number, f4: number, f5: numb
   if (!(u8ok(f1) && u32ok(f2) && u32ok(f3) && u32ok(f4) && u8ok(f5) && u32ok(f6))) {
     throw new InvalidArgumentError(`key field out of range: ${f1},${f2},${f3},${f4},${f5},${f6}`);
   }
-  return (fc(f1) +
-    fc(f2 >>> 24, (f2 >>> 16) & 0xff, (f2 >>> 8) & 0xff, f2 & 0xff) +
-    fc(f3 >>> 24, (f3 >>> 16) & 0xff, (f3 >>> 8) & 0xff, f3 & 0xff) +
-    fc(f4 >>> 24, (f4 >>> 16) & 0xff, (f4 >>> 8) & 0xff, f4 & 0xff) +
-    fc(f5) +
-    fc(f6 >>> 24, (f6 >>> 16) & 0xff, (f6 >>> 8) & 0xff, f6 & 0xff)) as Key;
+  // One call: a flat string at once. Concatenated pieces would be a cons string that every
+  // Map lookup flattens (a copy) before hashing, and ingest makes several keys per record.
+  return fc(
+    f1,
+    f2 >>> 24,
+    (f2 >>> 16) & 0xff,
+    (f2 >>> 8) & 0xff,
+    f2 & 0xff,
+    f3 >>> 24,
+    (f3 >>> 16) & 0xff,
+    (f3 >>> 8) & 0xff,
+    f3 & 0xff,
+    f4 >>> 24,
+    (f4 >>> 16) & 0xff,
+    (f4 >>> 8) & 0xff,
+    f4 & 0xff,
+    f5,
+    f6 >>> 24,
+    (f6 >>> 16) & 0xff,
+    (f6 >>> 8) & 0xff,
+    f6 & 0xff,
+  ) as Key;
 }
 
 export function keyFromFields(f: KeyFields): Key {

@@ -186,7 +186,9 @@ export function parseReplicationMessage(buf: Uint8Array): ReplicationMessage {
       dataStart: readLsnBE(buf, 1),
       walEnd: readLsnBE(buf, 9),
       sendTime_us: readI64BE(dv, 17),
-      data: buf.subarray(XLOGDATA_HEADER_BYTES),
+      // A plain Uint8Array view even when `buf` is a Buffer: the WAL decoder cuts every record
+      // and its parts out of this with subarray(), which Buffer makes several times slower.
+      data: new Uint8Array(buf.buffer, buf.byteOffset + XLOGDATA_HEADER_BYTES, buf.byteLength - XLOGDATA_HEADER_BYTES),
     };
   }
   if (type === 0x6b /* 'k' */) {
