@@ -33,6 +33,7 @@ import { BLCKSZ, HEAPBLOCKS_PER_VM_PAGE } from "../src/pg/consts.js";
 import { applyNative, initNative, pgImage, vmClear } from "../src/pg/redo/native.js";
 import { restorePageImage } from "../src/pg/wal/image.js";
 import type { DecodedBlock, DecodedRecord } from "../src/pg/wal/record.js";
+import { blockById as findBlock } from "../src/pg/wal/records/record_access.js";
 import {
   decodeHeapConfirm,
   decodeHeapDelete,
@@ -41,7 +42,6 @@ import {
   decodeHeapLock,
   decodeHeapTruncate,
   decodeHeapUpdate,
-  findBlock,
   XLH_DELETE_ALL_VISIBLE_CLEARED,
   XLH_DELETE_CONTAINS_OLD,
   XLH_DELETE_IS_PARTITION_MOVE,

@@ -71,8 +71,6 @@ import {
   decodeHeapInsert,
   decodeHeapLock,
   decodeHeapUpdate,
-  findBlock,
-  requireBlock,
   XLH_DELETE_ALL_VISIBLE_CLEARED,
   XLH_INSERT_ALL_VISIBLE_CLEARED,
   XLH_LOCK_ALL_FROZEN_CLEARED,
@@ -85,6 +83,7 @@ import {
   XLOG_HEAP_OPMASK,
   XLOG_HEAP_UPDATE,
 } from "../pg/wal/records/heap.js";
+import { blockById as findBlock, requireBlock } from "../pg/wal/records/record_access.js";
 import {
   decodeHeap2LockUpdated,
   decodeHeap2MultiInsert,

@@ -34,9 +34,6 @@ import type { DecodedRecord } from "../record.js";
 import { RM_HEAP_ID } from "../rmgr.js";
 import { blockById, exactMain, needMain, recordCorruption, requireBlock } from "./record_access.js";
 
-// src/pgdata/walingest.ts takes the block lookups from here.
-export { blockById as findBlock, requireBlock };
-
 export const XLOG_HEAP_INSERT = 0x00;
 export const XLOG_HEAP_DELETE = 0x10;
 export const XLOG_HEAP_UPDATE = 0x20;
