@@ -95,8 +95,8 @@ export function registerRoutes(
   const tenantOf = (r: Request): Tenant => tenants.get(parseTenantId(r.params["tenant_id"]));
   const timelineOf = (r: Request): Timeline => tenantOf(r).getTimeline(parseTimelineId(r.params["timeline_id"]));
 
-  http.route("get", "/v1/status", () => ({ status: 200, json: { status: "ok", started_at: extra.startedAt.toISOString() } }));
-  http.route("get", "/metrics", async () => ({ status: 200, contentType: metrics.contentType, body: await metrics.metrics() }));
+  http.route("get", "/v1/status", () => ({ status: 200, json: { status: "ok", started_at: extra.startedAt.toISOString() } }), { open: true });
+  http.route("get", "/metrics", async () => ({ status: 200, contentType: metrics.contentType, body: await metrics.metrics() }), { open: true });
 
   http.route("post", "/v1/tenant", async (r) => {
     const b = bodyObject(r);

@@ -13,6 +13,10 @@ import { InvalidArgumentError } from "../types/errors.js";
 export interface NodeConfig {
   workdir: string;
   listen_http: { host: string; port: number };
+  /** Page service (Neon's pagestream over the PostgreSQL wire protocol). */
+  listen_pg: { host: string; port: number };
+  /** PEM public key (Ed25519 or RSA) that turns on JWT auth for HTTP and the page service; null: no auth. */
+  auth_public_key: string | null;
   page_cache_size_bytes: number;
   flush_threads: number;
   compaction_threads: number;
@@ -28,6 +32,8 @@ export interface NodeConfig {
 export const DEFAULT_NODE_CONFIG: NodeConfig = {
   workdir: ".pageserver",
   listen_http: { host: "127.0.0.1", port: 9898 },
+  listen_pg: { host: "127.0.0.1", port: 6400 },
+  auth_public_key: null,
   page_cache_size_bytes: 64 * 1024 * 1024,
   flush_threads: 1,
   compaction_threads: 1,
@@ -63,6 +69,8 @@ function logLevel(x: unknown): string {
 export interface ConfigOverrides {
   workdir?: string;
   listen?: string;
+  listen_pg?: string;
+  auth_public_key?: string;
   page_cache_size?: number | string;
   flush_threads?: number | string;
   compaction_threads?: number | string;
@@ -76,6 +84,8 @@ export interface ConfigOverrides {
 function apply(c: NodeConfig, o: ConfigOverrides): void {
   if (o.workdir !== undefined) c.workdir = o.workdir;
   if (o.listen !== undefined) c.listen_http = parseListen(o.listen);
+  if (o.listen_pg !== undefined) c.listen_pg = parseListen(o.listen_pg);
+  if (o.auth_public_key !== undefined) c.auth_public_key = o.auth_public_key;
   if (o.page_cache_size !== undefined) c.page_cache_size_bytes = positiveInt(o.page_cache_size, "page_cache_size");
   if (o.flush_threads !== undefined) c.flush_threads = positiveInt(o.flush_threads, "flush_threads");
   if (o.compaction_threads !== undefined) c.compaction_threads = positiveInt(o.compaction_threads, "compaction_threads");
@@ -86,7 +96,7 @@ function apply(c: NodeConfig, o: ConfigOverrides): void {
   if (o.tenant_config !== undefined) c.tenant_defaults = parseTenantConf(o.tenant_config, c.tenant_defaults);
 }
 
-const FILE_KEYS = new Set(["listen", "page_cache_size", "flush_threads", "compaction_threads", "gc_threads", "redo_threads", "log_level", "max_tenants", "tenant_config"]);
+const FILE_KEYS = new Set(["listen", "listen_pg", "auth_public_key", "page_cache_size", "flush_threads", "compaction_threads", "gc_threads", "redo_threads", "log_level", "max_tenants", "tenant_config"]);
 
 /** Build the node config from flags (and the workdir's pageserver.json, if any). */
 export function loadNodeConfig(flags: ConfigOverrides): NodeConfig {

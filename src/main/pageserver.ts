@@ -13,17 +13,21 @@ const program = new Command()
   .description("A multi-tenant, branchable, point-in-time page store for PostgreSQL 15")
   .option("--workdir <dir>", "data directory", ".pageserver")
   .option("--listen <host:port>", "HTTP API address", "127.0.0.1:9898")
+  .option("--listen-pg <host:port>", "page service address (pagestream, basebackup)")
+  .option("--auth-public-key <file>", "PEM public key (Ed25519 or RSA): JWT auth on HTTP and the page service")
   .option("--page-cache-size <bytes>", "shared page cache size in bytes")
   .option("--log-level <level>", "pino log level")
   .parse();
 
-const opts = program.opts<{ workdir: string; listen: string; pageCacheSize?: string; logLevel?: string }>();
+const opts = program.opts<{ workdir: string; listen: string; listenPg?: string; authPublicKey?: string; pageCacheSize?: string; logLevel?: string }>();
 
 let server: Server;
 try {
   const config = loadNodeConfig({
     workdir: opts.workdir,
     listen: opts.listen,
+    listen_pg: opts.listenPg,
+    auth_public_key: opts.authPublicKey,
     page_cache_size: opts.pageCacheSize,
     log_level: opts.logLevel,
   });

@@ -13,6 +13,7 @@ import { collectKeyspace } from "../pgdata/reader.js";
 import { PgRedo } from "../pg/redo/pg_redo.js";
 import { JobPools } from "../workers/pools.js";
 import { registerRoutes } from "./api.js";
+import { Auth } from "./auth.js";
 import type { NodeConfig } from "./config.js";
 import { HttpServer } from "./http/server.js";
 import { createMetrics } from "./metrics.js";
@@ -32,6 +33,8 @@ export class Server {
   readonly metrics: Registry;
   readonly walSources: WalSources;
   private readonly http: HttpServer;
+  /** JWT verification when `auth_public_key` is set (loaded in start); null: auth off. */
+  auth: Auth | null = null;
   port = 0;
 
   constructor(config: NodeConfig, log?: Logger) {
@@ -65,6 +68,10 @@ export class Server {
   }
 
   async start(): Promise<number> {
+    if (this.config.auth_public_key !== null) {
+      this.auth = await Auth.fromPublicKeyFile(this.config.auth_public_key);
+      this.http.setAuth(this.auth);
+    }
     this.tenants.loadAll();
     registerRoutes(this.http, this.tenants, this.metrics, { startedAt: new Date(), walSources: this.walSources, log: this.log });
     this.http.fallback();

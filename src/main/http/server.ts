@@ -9,6 +9,8 @@
  */
 import type { Logger } from "pino";
 import { httpStatusFor, PageserverError, RequestTooLargeError } from "../../types/errors.js";
+import type { TenantId } from "../../types/ids.js";
+import { Auth } from "../auth.js";
 import { type HttpRequest, type HttpResponse, loadUws, type TemplatedApp, type us_listen_socket } from "./uws.js";
 
 export const MAX_BODY_BYTES = 1024 * 1024;
@@ -51,6 +53,10 @@ export interface StreamReply {
 export type Reply = JsonReply | RawReply | StreamReply;
 export type Handler = (req: Request) => Promise<Reply> | Reply;
 export type Middleware = (req: Request) => void;
+/** `open`: served without a token even when auth is on (/metrics, /v1/status). */
+export interface RouteOptions {
+  open?: boolean;
+}
 
 const STATUS_TEXT: Record<number, string> = {
   200: "200 OK",
@@ -91,6 +97,7 @@ export class HttpServer {
   private readonly log: Logger;
   private readonly middleware: Middleware[] = [];
   private inflight = 0;
+  private auth: Auth | null = null;
 
   constructor(log: Logger) {
     this.app = loadUws().App();
@@ -101,7 +108,24 @@ export class HttpServer {
     this.middleware.push(m);
   }
 
-  route(method: Method, pattern: string, handler: Handler): void {
+  /**
+   * Turn on JWT auth for every route not registered `open`: a route with a `:tenant_id`
+   * needs a token for that tenant (or pageserverapi); every other route is management.
+   */
+  setAuth(auth: Auth): void {
+    this.auth = auth;
+  }
+
+  private async authorize(r: Request): Promise<void> {
+    if (this.auth === null) return;
+    const h = r.headers["authorization"] ?? "";
+    const m = /^Bearer\s+(\S+)\s*$/i.exec(h);
+    const claims = await this.auth.verify(m === null ? undefined : m[1]);
+    const tenant = r.params["tenant_id"];
+    Auth.check(claims, tenant === undefined ? "management" : { tenant: tenant as TenantId });
+  }
+
+  route(method: Method, pattern: string, handler: Handler, opts: RouteOptions = {}): void {
     const names = [...pattern.matchAll(/:([a-z_]+)/g)].map((m) => m[1]!);
     const register = method === "delete" ? this.app.del : this.app[method];
     register.call(this.app, pattern, (res: HttpResponse, req: HttpRequest) => {
@@ -147,7 +171,7 @@ export class HttpServer {
               : () => {
                   throw new HttpError("invalid_argument", `malformed percent-encoding in path segment '${badSegment}'`);
                 };
-        void this.dispatch(res, state, r, raw, tooLarge, h).finally(() => this.inflight--);
+        void this.dispatch(res, state, r, raw, tooLarge, h, opts.open === true).finally(() => this.inflight--);
       });
     });
   }
@@ -191,9 +215,12 @@ export class HttpServer {
     raw: Buffer | null,
     tooLarge: boolean,
     handler: Handler,
+    open: boolean,
   ): Promise<void> {
     let reply: Reply;
     try {
+      // Auth first: a refused request is answered before its body is even parsed.
+      if (!open) await this.authorize(r);
       if (tooLarge) throw new RequestTooLargeError("payload_too_large", `request body larger than ${MAX_BODY_BYTES} bytes`);
       if (raw !== null && raw.length > 0) {
         try {
