@@ -26,6 +26,8 @@ export interface NodeConfig {
   log_level: string;
   /** Tenants this node hosts at most; creating one more answers 429. */
   max_tenants: number;
+  /** Compaction / GC rounds running at once across all tenants (queued FIFO beyond it). */
+  max_concurrent_background_tasks: number;
   tenant_defaults: TenantConf;
 }
 
@@ -41,6 +43,7 @@ export const DEFAULT_NODE_CONFIG: NodeConfig = {
   redo_threads: 1,
   log_level: "info",
   max_tenants: 10_000,
+  max_concurrent_background_tasks: 4,
   tenant_defaults: { ...DEFAULT_TENANT_CONF },
 };
 
@@ -78,6 +81,7 @@ export interface ConfigOverrides {
   redo_threads?: number | string;
   log_level?: string;
   max_tenants?: number | string;
+  max_concurrent_background_tasks?: number | string;
   tenant_config?: Record<string, unknown>;
 }
 
@@ -93,10 +97,13 @@ function apply(c: NodeConfig, o: ConfigOverrides): void {
   if (o.redo_threads !== undefined) c.redo_threads = positiveInt(o.redo_threads, "redo_threads");
   if (o.log_level !== undefined) c.log_level = logLevel(o.log_level);
   if (o.max_tenants !== undefined) c.max_tenants = positiveInt(o.max_tenants, "max_tenants");
+  if (o.max_concurrent_background_tasks !== undefined) {
+    c.max_concurrent_background_tasks = positiveInt(o.max_concurrent_background_tasks, "max_concurrent_background_tasks");
+  }
   if (o.tenant_config !== undefined) c.tenant_defaults = parseTenantConf(o.tenant_config, c.tenant_defaults);
 }
 
-const FILE_KEYS = new Set(["listen", "listen_pg", "auth_public_key", "page_cache_size", "flush_threads", "compaction_threads", "gc_threads", "redo_threads", "log_level", "max_tenants", "tenant_config"]);
+const FILE_KEYS = new Set(["listen", "listen_pg", "auth_public_key", "page_cache_size", "flush_threads", "compaction_threads", "gc_threads", "redo_threads", "log_level", "max_tenants", "max_concurrent_background_tasks", "tenant_config"]);
 
 /** Build the node config from flags (and the workdir's pageserver.json, if any). */
 export function loadNodeConfig(flags: ConfigOverrides): NodeConfig {

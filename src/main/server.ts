@@ -11,6 +11,7 @@ import type { Registry } from "prom-client";
 import { PageCache } from "../cache/index.js";
 import { collectKeyspace } from "../pgdata/reader.js";
 import { PgRedo } from "../pg/redo/pg_redo.js";
+import { BackgroundLoops } from "../tenant/background_loops.js";
 import { JobPools } from "../workers/pools.js";
 import { registerRoutes } from "./api.js";
 import { Auth } from "./auth.js";
@@ -32,7 +33,8 @@ export class Server {
   readonly tenants: TenantManager;
   readonly metrics: Registry;
   readonly walSources: WalSources;
-  private readonly http: HttpServer;
+  readonly loops: BackgroundLoops;
+  readonly http: HttpServer;
   /** JWT verification when `auth_public_key` is set (loaded in start); null: auth off. */
   auth: Auth | null = null;
   port = 0;
@@ -49,6 +51,7 @@ export class Server {
       gcThreads: config.gc_threads,
       redoThreads: config.redo_threads,
     });
+    this.loops = new BackgroundLoops(config.max_concurrent_background_tasks);
     this.tenants = new TenantManager(
       {
         cache: this.cache,
@@ -58,6 +61,7 @@ export class Server {
         log: this.log,
         defaults: config.tenant_defaults,
         keyspace: collectKeyspace,
+        loops: this.loops,
       },
       config.workdir,
       config.max_tenants,
@@ -72,11 +76,12 @@ export class Server {
       this.auth = await Auth.fromPublicKeyFile(this.config.auth_public_key);
       this.http.setAuth(this.auth);
     }
-    this.tenants.loadAll();
     registerRoutes(this.http, this.tenants, this.metrics, { startedAt: new Date(), walSources: this.walSources, log: this.log });
     this.http.fallback();
     this.port = await this.http.listen(this.config.listen_http.host, this.config.listen_http.port);
     this.log.info({ workdir: this.config.workdir, listen: `${this.config.listen_http.host}:${this.port}` }, "pageserver started");
+    // The API answers while tenants load (they show as Loading); sources start once loaded.
+    await this.tenants.loadAll();
     await this.walSources.startAll(this.tenants);
     return this.port;
   }
@@ -86,6 +91,7 @@ export class Server {
     this.http.close();
     await this.walSources.stopAll();
     await this.tenants.shutdown(true);
+    this.loops.close();
     await this.pools.destroy();
     this.log.info("pageserver stopped");
   }

@@ -98,6 +98,8 @@ export class HttpServer {
   private readonly middleware: Middleware[] = [];
   private inflight = 0;
   private auth: Auth | null = null;
+  /** Every route registered, in order (tests walk them all, e.g. the auth matrix). */
+  readonly routes: { method: Method; pattern: string; open: boolean }[] = [];
 
   constructor(log: Logger) {
     this.app = loadUws().App();
@@ -126,6 +128,7 @@ export class HttpServer {
   }
 
   route(method: Method, pattern: string, handler: Handler, opts: RouteOptions = {}): void {
+    this.routes.push({ method, pattern, open: opts.open === true });
     const names = [...pattern.matchAll(/:([a-z_]+)/g)].map((m) => m[1]!);
     const register = method === "delete" ? this.app.del : this.app[method];
     register.call(this.app, pattern, (res: HttpResponse, req: HttpRequest) => {
