@@ -1,0 +1,61 @@
+/**
+ * Object keys of a timeline in remote storage (relative to the storage's root):
+ *
+ *   tenants/<tenant>/timelines/<timeline>/<layer name>-<gen:08x>
+ *   tenants/<tenant>/timelines/<timeline>/index_part.json-<gen:08x>
+ *
+ * Every key a pageserver writes carries its generation (see generation.ts). The parse
+ * functions are the inverse of the builders and return null for keys of another shape, so a
+ * listing can hold objects we don't know without failing.
+ */
+import { parseLayerName } from "../layers/layer_name.js";
+import type { TenantId, TimelineId } from "../types/ids.js";
+import { type Generation, generationSuffix, parseGenerationSuffix } from "./generation.js";
+
+export const INDEX_PART_NAME = "index_part.json";
+
+export function tenantPrefix(tenant: TenantId): string {
+  return `tenants/${tenant}/`;
+}
+
+/** Ends in '/': list() under it yields exactly the timeline's objects. */
+export function timelinePrefix(tenant: TenantId, timeline: TimelineId): string {
+  return `tenants/${tenant}/timelines/${timeline}/`;
+}
+
+export function layerKey(tenant: TenantId, timeline: TimelineId, layer_name: string, gen: Generation): string {
+  return `${timelinePrefix(tenant, timeline)}${layer_name}-${generationSuffix(gen)}`;
+}
+
+export function indexKey(tenant: TenantId, timeline: TimelineId, gen: Generation): string {
+  return `${timelinePrefix(tenant, timeline)}${INDEX_PART_NAME}-${generationSuffix(gen)}`;
+}
+
+/** The file name part of a key (after the last '/'). */
+function baseName(key: string): string {
+  return key.slice(key.lastIndexOf("/") + 1);
+}
+
+/** `index_part.json-<gen>` → gen; null for anything else. */
+export function parseIndexKey(key: string): Generation | null {
+  const base = baseName(key);
+  const head = `${INDEX_PART_NAME}-`;
+  if (!base.startsWith(head)) return null;
+  return parseGenerationSuffix(base.slice(head.length));
+}
+
+/** `<layer name>-<gen>` → {layer_name, generation}; null for anything else. */
+export function parseLayerKey(key: string): { layer_name: string; generation: Generation } | null {
+  const base = baseName(key);
+  const dash = base.lastIndexOf("-");
+  if (dash < 0) return null;
+  const generation = parseGenerationSuffix(base.slice(dash + 1));
+  const layer_name = base.slice(0, dash);
+  if (generation === null) return null;
+  try {
+    if (parseLayerName(layer_name) === null) return null;
+  } catch {
+    return null;
+  }
+  return { layer_name, generation };
+}

@@ -1,0 +1,101 @@
+/**
+ * The remote storage URL (`--remote-storage`, config `remote_storage`) and the backend it opens:
+ *
+ *   file:///abs/path                                          LocalFs rooted at /abs/path
+ *   s3://bucket[/prefix][?endpoint=http://host:port][&region=R]   S3 (region default us-east-1)
+ *
+ * Anything else is an InvalidArgumentError that says what was expected. Credentials never
+ * appear in the URL (the AWS SDK reads them from the environment).
+ */
+import { InvalidArgumentError } from "../types/errors.js";
+import { quoteInput } from "../types/ids.js";
+import { LocalFs } from "./local_fs.js";
+import { checkKey, type RemoteStorage } from "./remote_storage.js";
+import { S3Storage } from "./s3.js";
+
+export type RemoteStorageConfig =
+  | { kind: "local"; root_path: string }
+  | { kind: "s3"; bucket: string; prefix: string; region: string; endpoint: string | null };
+
+export const DEFAULT_S3_REGION = "us-east-1";
+const MAX_URL_CHARS = 2048;
+/** S3 bucket naming rules (lower-case letters, digits, '.', '-'; 3 to 63 characters). */
+const BUCKET_RE = /^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$/;
+const REGION_RE = /^[a-z0-9-]{1,64}$/;
+
+export function parseRemoteStorageUrl(text: string): RemoteStorageConfig {
+  const bad = (why: string): never => {
+    throw new InvalidArgumentError(
+      `invalid remote storage URL ${quoteInput(text)}: ${why} (expected file:///abs/path or s3://bucket/prefix?endpoint=http://host:port&region=R)`,
+    );
+  };
+  if (typeof text !== "string" || text.length === 0) return bad("empty");
+  if (text.length > MAX_URL_CHARS) return bad(`longer than ${MAX_URL_CHARS} characters`);
+  let url: URL;
+  try {
+    url = new URL(text);
+  } catch {
+    return bad("not a URL");
+  }
+  if (url.hash !== "") bad("a fragment is not allowed");
+  if (url.username !== "" || url.password !== "") bad("credentials don't belong in the URL (use the AWS_* environment variables)");
+  if (url.protocol === "file:") {
+    if (url.host !== "") bad("a file URL has no host: use three slashes, file:///abs/path");
+    if (url.search !== "") bad("a file URL takes no query");
+    const path = decodePath(url.pathname, bad);
+    if (!path.startsWith("/") || path.includes("\0")) bad("the path must be absolute");
+    const root_path = path.length > 1 && path.endsWith("/") ? path.slice(0, -1) : path;
+    if (root_path === "/") bad("refusing the filesystem root as remote storage");
+    if (root_path.split("/").some((c) => c === "." || c === "..")) bad("'.' or '..' in the path");
+    return { kind: "local", root_path };
+  }
+  if (url.protocol === "s3:") {
+    const bucket = url.hostname;
+    if (url.port !== "") bad("an s3 URL has no port (put the endpoint in ?endpoint=)");
+    if (!BUCKET_RE.test(bucket) || bucket.includes("..")) bad(`invalid bucket name ${quoteInput(bucket)}`);
+    const prefix = decodePath(url.pathname, bad).replace(/^\/+/, "").replace(/\/+$/, "");
+    if (prefix !== "") {
+      try {
+        checkKey(prefix);
+      } catch (e) {
+        bad(`invalid prefix: ${(e as Error).message}`);
+      }
+    }
+    let endpoint: string | null = null;
+    let region = DEFAULT_S3_REGION;
+    for (const [k, v] of url.searchParams) {
+      if (k === "endpoint") {
+        let ep: URL;
+        try {
+          ep = new URL(v);
+        } catch {
+          return bad(`endpoint ${quoteInput(v)} is not a URL`);
+        }
+        if (ep.protocol !== "http:" && ep.protocol !== "https:") bad("the endpoint must be http:// or https://");
+        if (ep.pathname !== "/" || ep.search !== "" || ep.hash !== "") bad("the endpoint is scheme://host[:port] only");
+        endpoint = `${ep.protocol}//${ep.host}`;
+      } else if (k === "region") {
+        if (!REGION_RE.test(v)) bad(`invalid region ${quoteInput(v)}`);
+        region = v;
+      } else {
+        bad(`unknown parameter ${quoteInput(k)} (known: endpoint, region)`);
+      }
+    }
+    return { kind: "s3", bucket, prefix, region, endpoint };
+  }
+  return bad(`unsupported scheme ${quoteInput(url.protocol)}`);
+}
+
+function decodePath(p: string, bad: (why: string) => never): string {
+  try {
+    return decodeURIComponent(p);
+  } catch {
+    return bad("malformed percent-encoding in the path");
+  }
+}
+
+/** Opens the backend a parsed URL names. */
+export function openRemoteStorage(cfg: RemoteStorageConfig, opts: { timeout_ms?: number } = {}): RemoteStorage {
+  if (cfg.kind === "local") return new LocalFs(cfg.root_path, opts);
+  return new S3Storage({ ...cfg, ...opts });
+}
