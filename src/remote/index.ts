@@ -1,0 +1,13 @@
+/**
+ * src/remote: remote storage. The RemoteStorage interface and its backends (LocalFs, S3), the
+ * storage URL, generations and object keys, index_part.json, and the per-timeline upload
+ * queue with Neon's ordering rules.
+ */
+export * from "./generation.js";
+export * from "./index_part.js";
+export * from "./local_fs.js";
+export * from "./remote_path.js";
+export * from "./remote_storage.js";
+export * from "./s3.js";
+export * from "./storage_url.js";
+export * from "./upload_queue.js";

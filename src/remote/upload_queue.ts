@@ -1,0 +1,528 @@
+/**
+ * The upload queue of one timeline: the ordered operations that carry its layer files and its
+ * index to remote storage, with Neon's ordering rules (remote_timeline_client.rs,
+ * upload_queue.rs):
+ *
+ * - The queue keeps the *projected* index: the remote state once everything scheduled so far
+ *   is done. scheduleLayerUpload adds a layer to it, scheduleIndexUpload snapshots it (with new
+ *   metadata), scheduleLayerDeletion removes layers, snapshots it, then deletes them.
+ * - An index upload starts only when every operation scheduled before it is done, so an index
+ *   never names a layer that isn't uploaded. Consecutive index uploads that are ready together
+ *   are coalesced: only the newest is written, and all of them complete with it.
+ * - A deletion starts only when every operation before it is done, in particular the index
+ *   that stopped naming its layers; and only after checkGeneration() finds no newer generation
+ *   of the timeline in the bucket. If one exists, nothing is deleted and the queue stops as
+ *   "superseded by generation N".
+ * - Layer uploads run concurrently (at most max_concurrent_uploads operations in flight) and
+ *   may overtake earlier index uploads (an earlier index never names a later layer), but never
+ *   an earlier operation on the same object key.
+ * - Transient errors are retried with exponential backoff (retry_base_ms doubling up to
+ *   retry_max_ms) until they succeed or the queue stops; a retry loop ends only with the
+ *   queue. A permanent error (the local layer file vanished or changed, access denied, ...)
+ *   stops the queue as "failed" with the reason: every later index would be wrong without it.
+ * - remote_consistent_lsn is the disk_consistent_lsn of the last index known to be uploaded.
+ * - shutdown() aborts what is in flight, stops retrying, and rejects every pending wait with a
+ *   ShutdownError; a stop (failed/superseded) rejects them with UploadQueueStoppedError.
+ *
+ * Nothing here is persisted: after a restart the queue starts from the remote index and the
+ * local files (the owner reconciles them), as Neon's does.
+ */
+import { open } from "node:fs/promises";
+import { pipeline, Transform } from "node:stream";
+import { setTimeout as sleep } from "node:timers/promises";
+import { crc32c } from "@node-rs/crc32";
+import type { Logger } from "pino";
+import { parseLayerName } from "../layers/layer_name.js";
+import type { TimelineMetadata } from "../tenant/metadata.js";
+import { assert } from "../types/assert.js";
+import { BadStateError, ConflictError, InvalidArgumentError, LimitReachedError, PageserverError, ShutdownError } from "../types/errors.js";
+import type { TenantId, TimelineId } from "../types/ids.js";
+import { type Lsn, lsnToString } from "../types/lsn.js";
+import { type Generation, isGeneration } from "./generation.js";
+import { encodeIndexPart, type IndexLayerMetadata, type IndexPart, listIndexGenerations } from "./index_part.js";
+import { indexKey, layerKey } from "./remote_path.js";
+import { type RemoteStorage, RemoteStorageError } from "./remote_storage.js";
+
+export interface LayerUpload {
+  name: string;
+  local_path: string;
+  file_size: number;
+  crc32c: number;
+}
+
+export interface UploadQueueOptions {
+  storage: RemoteStorage;
+  tenant_id: TenantId;
+  timeline_id: TimelineId;
+  /** Our generation: suffix of every key we write. */
+  generation: Generation;
+  /** The remote index we start from (loaded at startup/attach); null for a new timeline. */
+  initial: IndexPart | null;
+  log: Logger;
+  /** Operations in flight at once (default 4). */
+  max_concurrent_uploads?: number;
+  /** Operations queued at once; scheduling beyond is a LimitReachedError (default 10,000). */
+  max_queued_ops?: number;
+  retry_base_ms?: number;
+  retry_max_ms?: number;
+  /** Per storage call (default: the backend's). */
+  op_timeout_ms?: number;
+  /**
+   * The newest generation of this timeline found in remote storage, asked before every
+   * deletion. Default: the newest index_part.json-<gen> under the timeline's prefix.
+   */
+  newestRemoteGeneration?: (signal: AbortSignal) => Promise<Generation | null>;
+  /** Called once when the queue stops by itself (failed or superseded), with the reason. */
+  onStopped?: (status: "failed" | "superseded", reason: string) => void;
+}
+
+export type UploadQueueStatus = "active" | "failed" | "superseded" | "shutdown";
+
+/** The queue stopped on a permanent error or a newer generation; says which. */
+export class UploadQueueStoppedError extends PageserverError {
+  constructor(message: string) {
+    super("bad_state", message);
+  }
+}
+
+class SupersededError extends Error {
+  readonly generation: Generation;
+  constructor(generation: Generation) {
+    super(`superseded by generation ${generation}`);
+    this.generation = generation;
+  }
+}
+
+type OpState = "queued" | "inflight";
+
+interface LayerOp {
+  kind: "upload_layer";
+  seq: number;
+  state: OpState;
+  key: string;
+  layer: LayerUpload;
+}
+interface IndexOp {
+  kind: "upload_index";
+  seq: number;
+  state: OpState;
+  index: IndexPart;
+}
+interface DeleteOp {
+  kind: "delete_layers";
+  seq: number;
+  state: OpState;
+  names: string[];
+  keys: string[];
+}
+type Op = LayerOp | IndexOp | DeleteOp;
+type OpKind = Op["kind"];
+
+interface Waiter {
+  seq: number;
+  resolve: () => void;
+  reject: (e: Error) => void;
+}
+
+export interface UploadQueueStats {
+  queued: Record<OpKind, number>;
+  inflight: Record<OpKind, number>;
+  retries_total: number;
+  uploaded_layers_total: number;
+  uploaded_layer_bytes_total: number;
+  uploaded_indexes_total: number;
+  deleted_layers_total: number;
+}
+
+const MAX_WAITERS = 10_000;
+
+export class UploadQueue {
+  private readonly o: UploadQueueOptions;
+  private readonly max_inflight: number;
+  private readonly max_queued: number;
+  private readonly retry_base_ms: number;
+  private readonly retry_max_ms: number;
+  private readonly abort = new AbortController();
+  /** Undone operations (queued or in flight), in schedule order. */
+  private readonly pending: Op[] = [];
+  private readonly running = new Set<Promise<void>>();
+  private waiters: Waiter[] = [];
+  private next_seq = 1;
+  private inflight = 0;
+  private projectedLayers: Map<string, IndexLayerMetadata>;
+  private projectedMetadata: TimelineMetadata | null;
+  private uploaded: IndexPart | null;
+  private _status: UploadQueueStatus = "active";
+  private _stop_reason: string | null = null;
+  private readonly counters = {
+    retries_total: 0,
+    uploaded_layers_total: 0,
+    uploaded_layer_bytes_total: 0,
+    uploaded_indexes_total: 0,
+    deleted_layers_total: 0,
+  };
+
+  constructor(opts: UploadQueueOptions) {
+    assert(isGeneration(opts.generation), "UploadQueue: bad generation");
+    this.o = opts;
+    this.max_inflight = opts.max_concurrent_uploads ?? 4;
+    this.max_queued = opts.max_queued_ops ?? 10_000;
+    this.retry_base_ms = opts.retry_base_ms ?? 100;
+    this.retry_max_ms = opts.retry_max_ms ?? 3_000;
+    assert(this.max_inflight >= 1 && this.max_queued >= 1, "UploadQueue: limits must be ≥ 1");
+    assert(this.retry_base_ms > 0 && this.retry_max_ms >= this.retry_base_ms, "UploadQueue: bad retry bounds");
+    this.projectedLayers = new Map(opts.initial?.layers ?? []);
+    this.projectedMetadata = opts.initial?.metadata ?? null;
+    this.uploaded = opts.initial;
+  }
+
+  get status(): UploadQueueStatus {
+    return this._status;
+  }
+
+  /** Why the queue stopped (null while active). */
+  get stop_reason(): string | null {
+    return this._stop_reason;
+  }
+
+  get generation(): Generation {
+    return this.o.generation;
+  }
+
+  /** disk_consistent_lsn of the last index known to be in remote storage; null if none. */
+  get remote_consistent_lsn(): Lsn | null {
+    return this.uploaded?.metadata.disk_consistent_lsn ?? null;
+  }
+
+  /** The last index known to be in remote storage. */
+  get remoteIndex(): IndexPart | null {
+    return this.uploaded;
+  }
+
+  /** The remote state once everything scheduled so far is done. */
+  get projectedIndex(): IndexPart | null {
+    return this.projectedMetadata === null ? null : { metadata: this.projectedMetadata, layers: new Map(this.projectedLayers) };
+  }
+
+  /** True while an upload of this layer is queued or in flight: its local file must stay. */
+  isPending(name: string): boolean {
+    return this.pending.some((op) => op.kind === "upload_layer" && op.layer.name === name);
+  }
+
+  /** Operations not done (queued + in flight). */
+  get depth(): number {
+    return this.pending.length;
+  }
+
+  stats(): UploadQueueStats {
+    const queued: Record<OpKind, number> = { upload_layer: 0, upload_index: 0, delete_layers: 0 };
+    const inflight: Record<OpKind, number> = { upload_layer: 0, upload_index: 0, delete_layers: 0 };
+    for (const op of this.pending) (op.state === "queued" ? queued : inflight)[op.kind]++;
+    return { queued, inflight, ...this.counters };
+  }
+
+  /** Uploads a new layer file under our generation; it joins the projected index. */
+  scheduleLayerUpload(layer: LayerUpload): void {
+    this.checkSchedulable(1);
+    if (parseLayerName(layer.name) === null) throw new InvalidArgumentError(`not a layer name: '${layer.name}'`);
+    assert(Number.isSafeInteger(layer.file_size) && layer.file_size >= 0, "scheduleLayerUpload: bad file_size");
+    assert(Number.isInteger(layer.crc32c) && layer.crc32c >= 0 && layer.crc32c <= 0xffff_ffff, "scheduleLayerUpload: bad crc32c");
+    const existing = this.projectedLayers.get(layer.name);
+    if (existing !== undefined && existing.generation === this.o.generation) {
+      // Same key as an object an index may already name: overwriting it could change a
+      // published layer under a reader.
+      throw new ConflictError(`layer ${layer.name} is already part of the remote state in generation ${this.o.generation}`);
+    }
+    this.projectedLayers.set(layer.name, { file_size: layer.file_size, crc32c: layer.crc32c, generation: this.o.generation });
+    const key = layerKey(this.o.tenant_id, this.o.timeline_id, layer.name, this.o.generation);
+    this.enqueue({ kind: "upload_layer", seq: 0, state: "queued", key, layer: { ...layer } });
+  }
+
+  /** Uploads the projected index with this metadata, after everything scheduled before it. */
+  scheduleIndexUpload(metadata: TimelineMetadata): void {
+    this.checkSchedulable(1);
+    if (this.projectedMetadata !== null && metadata.disk_consistent_lsn < this.projectedMetadata.disk_consistent_lsn) {
+      throw new InvalidArgumentError(
+        `index upload would move disk_consistent_lsn back from ${this.projectedMetadata.disk_consistent_lsn} to ${metadata.disk_consistent_lsn}`,
+      );
+    }
+    this.projectedMetadata = { ...metadata };
+    this.enqueue({ kind: "upload_index", seq: 0, state: "queued", index: { metadata: { ...metadata }, layers: new Map(this.projectedLayers) } });
+  }
+
+  /**
+   * Removes layers from the remote state: an index without them is uploaded, then (after the
+   * generation check) their objects are deleted. Names not in the projected index are an error.
+   */
+  scheduleLayerDeletion(names: readonly string[]): void {
+    this.checkSchedulable(2);
+    if (this.projectedMetadata === null) throw new BadStateError("no index scheduled yet: nothing to delete from");
+    const unique = [...new Set(names)];
+    const missing = unique.filter((n) => !this.projectedLayers.has(n));
+    if (missing.length > 0) throw new InvalidArgumentError(`layers not in the remote state: ${missing.slice(0, 5).join(", ")}`);
+    if (unique.length === 0) return;
+    const keys = unique.map((n) => layerKey(this.o.tenant_id, this.o.timeline_id, n, this.projectedLayers.get(n)!.generation));
+    for (const n of unique) this.projectedLayers.delete(n);
+    this.enqueue({
+      kind: "upload_index",
+      seq: 0,
+      state: "queued",
+      index: { metadata: { ...this.projectedMetadata }, layers: new Map(this.projectedLayers) },
+    });
+    this.enqueue({ kind: "delete_layers", seq: 0, state: "queued", names: unique, keys });
+  }
+
+  /** Resolves when everything scheduled before this call is done; rejects if the queue stops. */
+  waitUploaded(opts: { signal?: AbortSignal } = {}): Promise<void> {
+    if (this._status !== "active") return Promise.reject(this.stoppedError());
+    const seq = this.next_seq - 1;
+    if (this.pending.length === 0 || this.pending[0]!.seq > seq) return Promise.resolve();
+    if (this.waiters.length >= MAX_WAITERS) return Promise.reject(new LimitReachedError(`more than ${MAX_WAITERS} waits on one upload queue`));
+    return new Promise<void>((resolve, reject) => {
+      const w: Waiter = { seq, resolve, reject };
+      this.waiters.push(w);
+      opts.signal?.addEventListener(
+        "abort",
+        () => {
+          this.waiters = this.waiters.filter((x) => x !== w);
+          reject(opts.signal!.reason instanceof Error ? opts.signal!.reason : new ShutdownError("wait aborted"));
+        },
+        { once: true },
+      );
+    });
+  }
+
+  /**
+   * The newest generation of this timeline in remote storage if it is newer than ours, else
+   * null. Asked before every deletion; the owner may also ask at startup.
+   */
+  async checkGeneration(signal?: AbortSignal): Promise<Generation | null> {
+    const sig = signal ?? this.abort.signal;
+    const newest = this.o.newestRemoteGeneration
+      ? await this.o.newestRemoteGeneration(sig)
+      : ((await listIndexGenerations(this.o.storage, this.o.tenant_id, this.o.timeline_id, { signal: sig, timeout_ms: this.o.op_timeout_ms })).at(-1) ??
+        null);
+    return newest !== null && newest > this.o.generation ? newest : null;
+  }
+
+  /** Stops: aborts what is in flight, rejects pending waits with ShutdownError. Idempotent. */
+  async shutdown(): Promise<void> {
+    if (this._status === "active") {
+      this._status = "shutdown";
+      this._stop_reason = "shut down";
+    }
+    this.abortAll(new ShutdownError("upload queue shut down"));
+    await Promise.allSettled([...this.running]);
+  }
+
+  private checkSchedulable(n_ops: number): void {
+    if (this._status !== "active") throw this.stoppedError();
+    if (this.pending.length + n_ops > this.max_queued) {
+      throw new LimitReachedError(`upload queue of ${this.o.timeline_id} holds ${this.pending.length} operations (max_queued_ops ${this.max_queued})`);
+    }
+  }
+
+  private stoppedError(): Error {
+    if (this._status === "shutdown") return new ShutdownError("upload queue shut down");
+    return new UploadQueueStoppedError(`upload queue of timeline ${this.o.timeline_id} stopped: ${this._stop_reason}`);
+  }
+
+  private enqueue(op: Op): void {
+    op.seq = this.next_seq++;
+    this.pending.push(op);
+    this.pump();
+  }
+
+  /** Whether the queued op at pending[i] may start now (see the header's rules). */
+  private canStart(i: number): boolean {
+    const op = this.pending[i]!;
+    if (op.kind !== "upload_layer") return i === 0;
+    for (let j = 0; j < i; j++) {
+      const other = this.pending[j]!;
+      if (other.kind === "upload_layer" && other.key === op.key) return false;
+      if (other.kind === "delete_layers" && other.keys.includes(op.key)) return false;
+      if (other.kind === "upload_index") {
+        const l = other.index.layers.get(op.layer.name);
+        if (l !== undefined && l.generation === this.o.generation) return false;
+      }
+    }
+    return true;
+  }
+
+  private pump(): void {
+    // Each pass starts at most one op per pending entry; it ends at the inflight bound.
+    for (let i = 0; i < this.pending.length && this._status === "active" && this.inflight < this.max_inflight; i++) {
+      const op = this.pending[i]!;
+      if (op.state !== "queued" || !this.canStart(i)) continue;
+      if (op.kind === "upload_index") {
+        // Coalesce: the run of queued index uploads right behind this one is ready too.
+        let last = i;
+        while (last + 1 < this.pending.length && this.pending[last + 1]!.kind === "upload_index") last++;
+        const group = this.pending.slice(i, last + 1) as IndexOp[];
+        this.start(group, group[group.length - 1]!);
+        i = last;
+        continue;
+      }
+      this.start([op], op);
+    }
+  }
+
+  private start(group: Op[], op: Op): void {
+    for (const g of group) g.state = "inflight";
+    this.inflight++;
+    const p = this.runWithRetries(op).then(
+      (ok) => {
+        this.running.delete(p);
+        this.inflight--;
+        if (ok) this.complete(group);
+      },
+      (e: unknown) => {
+        // runWithRetries catches everything it expects; anything else is a bug.
+        this.running.delete(p);
+        this.inflight--;
+        this.stop("failed", `internal error in the upload queue: ${(e as Error)?.message ?? String(e)}`);
+      },
+    );
+    this.running.add(p);
+  }
+
+  /** true when the op is done; false when the queue stopped first. */
+  private async runWithRetries(op: Op): Promise<boolean> {
+    // Bounded by the queue's life: every failure either stops the queue or sleeps a backoff
+    // that shutdown() interrupts.
+    for (let attempt = 0; ; attempt++) {
+      if (this._status !== "active") return false;
+      try {
+        await this.execute(op);
+        return true;
+      } catch (e) {
+        if (this._status !== "active") return false;
+        if (e instanceof SupersededError) {
+          this.stop("superseded", e.message);
+          return false;
+        }
+        if (e instanceof RemoteStorageError && e.kind === "transient") {
+          this.counters.retries_total++;
+          const delay_ms = Math.min(this.retry_max_ms, this.retry_base_ms * 2 ** Math.min(attempt, 30));
+          this.o.log.warn({ op: op.kind, attempt: attempt + 1, delay_ms, err: e.message }, "remote operation failed, retrying");
+          try {
+            await sleep(delay_ms, undefined, { signal: this.abort.signal });
+          } catch {
+            return false;
+          }
+          continue;
+        }
+        this.stop("failed", `${describe(op)}: ${(e as Error)?.message ?? String(e)}`);
+        return false;
+      }
+    }
+  }
+
+  private async execute(op: Op): Promise<void> {
+    const call = { signal: this.abort.signal, timeout_ms: this.o.op_timeout_ms };
+    switch (op.kind) {
+      case "upload_layer":
+        return this.uploadLayer(op);
+      case "upload_index": {
+        const bytes = encodeIndexPart(op.index);
+        await this.o.storage.put(indexKey(this.o.tenant_id, this.o.timeline_id, this.o.generation), bytes, { ...call, size_bytes: bytes.byteLength });
+        return;
+      }
+      case "delete_layers": {
+        const newer = await this.checkGeneration(this.abort.signal);
+        if (newer !== null) throw new SupersededError(newer);
+        await this.o.storage.delete(op.keys, call);
+        return;
+      }
+    }
+  }
+
+  private async uploadLayer(op: LayerOp): Promise<void> {
+    const { local_path, file_size, crc32c: expected_crc } = op.layer;
+    let fh: Awaited<ReturnType<typeof open>>;
+    try {
+      fh = await open(local_path, "r");
+    } catch (e) {
+      const code = (e as NodeJS.ErrnoException).code;
+      if (code === "ENOENT") throw new LocalLayerError(`local file ${local_path} vanished before its upload`);
+      throw new RemoteStorageError("transient", op.key, `opening ${local_path}: ${(e as Error).message}`);
+    }
+    try {
+      const size = (await fh.stat()).size;
+      if (size !== file_size) throw new LocalLayerError(`local file ${local_path} is ${size} bytes, scheduled as ${file_size}`);
+      let crc = 0;
+      const crcPass = new Transform({
+        transform(chunk: Buffer, _enc, cb) {
+          crc = crc32c(chunk, crc);
+          cb(null, chunk);
+        },
+      });
+      const body = pipeline(fh.createReadStream({ autoClose: false }), crcPass, () => undefined);
+      await this.o.storage.put(op.key, body, { signal: this.abort.signal, timeout_ms: this.o.op_timeout_ms, size_bytes: file_size });
+      if (crc >>> 0 !== expected_crc) {
+        throw new LocalLayerError(`local file ${local_path} has CRC32C ${(crc >>> 0).toString(16)}, scheduled as ${expected_crc.toString(16)}`);
+      }
+    } finally {
+      await fh.close().catch(() => undefined);
+    }
+  }
+
+  private complete(group: Op[]): void {
+    for (const op of group) {
+      const i = this.pending.indexOf(op);
+      assert(i >= 0, "completed op not pending");
+      this.pending.splice(i, 1);
+    }
+    const last = group[group.length - 1]!;
+    switch (last.kind) {
+      case "upload_layer":
+        this.counters.uploaded_layers_total++;
+        this.counters.uploaded_layer_bytes_total += last.layer.file_size;
+        break;
+      case "upload_index":
+        this.counters.uploaded_indexes_total++;
+        this.uploaded = last.index;
+        break;
+      case "delete_layers":
+        this.counters.deleted_layers_total += last.keys.length;
+        break;
+    }
+    const first = this.pending.length === 0 ? Number.POSITIVE_INFINITY : this.pending[0]!.seq;
+    const ready = this.waiters.filter((w) => w.seq < first);
+    if (ready.length > 0) {
+      this.waiters = this.waiters.filter((w) => w.seq >= first);
+      for (const w of ready) w.resolve();
+    }
+    this.pump();
+  }
+
+  private stop(status: "failed" | "superseded", reason: string): void {
+    if (this._status !== "active") return;
+    this._status = status;
+    this._stop_reason = reason;
+    this.o.log.error({ status, reason }, "upload queue stopped");
+    this.abortAll(new UploadQueueStoppedError(`upload queue of timeline ${this.o.timeline_id} stopped: ${reason}`));
+    this.o.onStopped?.(status, reason);
+  }
+
+  private abortAll(err: Error): void {
+    this.abort.abort(err);
+    const ws = this.waiters;
+    this.waiters = [];
+    for (const w of ws) w.reject(err);
+  }
+}
+
+/** The local side of a layer upload is wrong (file gone or changed): retrying won't help. */
+class LocalLayerError extends Error {}
+
+function describe(op: Op): string {
+  switch (op.kind) {
+    case "upload_layer":
+      return `upload of layer ${op.layer.name}`;
+    case "upload_index":
+      return `upload of the index at ${lsnToString(op.index.metadata.disk_consistent_lsn)}`;
+    case "delete_layers":
+      return `deletion of ${op.keys.length} layers`;
+  }
+}
