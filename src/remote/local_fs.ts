@@ -15,7 +15,6 @@ import type { Dirent } from "node:fs";
 import { mkdir, open, readdir, readFile, rename, rm, stat, unlink } from "node:fs/promises";
 import { dirname, isAbsolute, join } from "node:path";
 import { addAbortSignal, type Readable } from "node:stream";
-import { pipeline } from "node:stream/promises";
 import { fsyncDir } from "../tenant/durable.js";
 import { assert } from "../types/assert.js";
 import { InvalidArgumentError } from "../types/errors.js";
@@ -64,6 +63,7 @@ export class LocalFs implements RemoteStorage {
     const signal = callSignal(opts, this.timeout_ms);
     const tmp = `${path}.${randomBytes(6).toString("hex")}${TEMP_MARK}`;
     try {
+      signal.throwIfAborted();
       await mkdir(dirname(path), { recursive: true });
       const fh = await open(tmp, "w", 0o600);
       let written = 0;
@@ -73,18 +73,12 @@ export class LocalFs implements RemoteStorage {
           await fh.writeFile(body);
           written = body.byteLength;
         } else {
-          const ws = fh.createWriteStream({ autoClose: false });
-          await pipeline(
-            body,
-            async function* (src: AsyncIterable<Uint8Array>) {
-              for await (const chunk of src) {
-                written += chunk.byteLength;
-                yield chunk;
-              }
-            },
-            ws,
-            { signal },
-          );
+          // The signal also ends a source that stalls.
+          for await (const chunk of addAbortSignal(signal, body) as AsyncIterable<Uint8Array>) {
+            written += chunk.byteLength;
+            if (written > opts.size_bytes) break;
+            await fh.write(chunk);
+          }
         }
         if (written !== opts.size_bytes) {
           throw new RemoteStorageError("permanent", key, `body is ${written} bytes, expected ${opts.size_bytes}`);
@@ -97,8 +91,9 @@ export class LocalFs implements RemoteStorage {
       await rename(tmp, path);
       await fsyncDir(dirname(path));
     } catch (e) {
+      if (!(body instanceof Uint8Array)) body.destroy();
       await rm(tmp, { force: true }).catch(() => undefined);
-      throw this.classify(key, e, opts);
+      throw this.classify(key, e, opts, signal);
     }
   }
 
@@ -108,7 +103,7 @@ export class LocalFs implements RemoteStorage {
     try {
       return await readFile(path, { signal });
     } catch (e) {
-      throw this.classify(key, e, opts);
+      throw this.classify(key, e, opts, signal);
     }
   }
 
@@ -116,6 +111,7 @@ export class LocalFs implements RemoteStorage {
     const path = this.pathOf(key);
     const signal = callSignal(opts, this.timeout_ms);
     try {
+      signal.throwIfAborted();
       const fh = await open(path, "r");
       try {
         const st = await fh.stat();
@@ -126,18 +122,20 @@ export class LocalFs implements RemoteStorage {
         throw e;
       }
     } catch (e) {
-      throw this.classify(key, e, opts);
+      throw this.classify(key, e, opts, signal);
     }
   }
 
   async head(key: string, opts?: RemoteCallOptions): Promise<RemoteObject> {
     const path = this.pathOf(key);
+    const signal = callSignal(opts, this.timeout_ms);
     try {
+      signal.throwIfAborted();
       const st = await stat(path);
       if (!st.isFile()) throw new RemoteStorageError("not_found", key, "not an object (a directory)");
       return { key, size_bytes: st.size };
     } catch (e) {
-      throw this.classify(key, e, opts);
+      throw this.classify(key, e, opts, signal);
     }
   }
 
@@ -178,7 +176,7 @@ export class LocalFs implements RemoteStorage {
         }
       }
     } catch (e) {
-      throw this.classify(prefix, e, opts);
+      throw this.classify(prefix, e, opts, signal);
     }
     out.sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0));
     return out;
@@ -195,16 +193,16 @@ export class LocalFs implements RemoteStorage {
         dirs.add(dirname(paths[i]!));
       } catch (e) {
         if ((e as NodeJS.ErrnoException).code === "ENOENT") continue;
-        throw this.classify(keys[i]!, e, opts);
+        throw this.classify(keys[i]!, e, opts, signal);
       }
     }
     for (const d of dirs) await fsyncDir(d).catch(() => undefined);
   }
 
-  private classify(key: string, e: unknown, opts: RemoteCallOptions | undefined): RemoteStorageError {
+  private classify(key: string, e: unknown, opts: RemoteCallOptions | undefined, signal: AbortSignal): RemoteStorageError {
     if (e instanceof RemoteStorageError) return e;
     const err = e as NodeJS.ErrnoException;
-    if (err?.name === "AbortError" || err?.name === "TimeoutError") return abortError(key, opts, e);
+    if (signal.aborted) return abortError(key, opts, e);
     if (err?.code === "ENOENT") return new RemoteStorageError("not_found", key, "no such object", { cause: e });
     if (err?.code !== undefined && PERMANENT_CODES.has(err.code)) {
       return new RemoteStorageError("permanent", key, `${err.code}: ${err.message}`, { cause: e });

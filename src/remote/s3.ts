@@ -111,7 +111,7 @@ export class S3Storage implements RemoteStorage {
       );
     } catch (e) {
       if (body instanceof Readable) body.destroy();
-      throw this.classify(key, e, opts);
+      throw this.classify(key, e, opts, signal);
     }
   }
 
@@ -127,7 +127,7 @@ export class S3Storage implements RemoteStorage {
       }
       return bytes;
     } catch (e) {
-      throw this.classify(key, e, opts);
+      throw this.classify(key, e, opts, signal);
     }
   }
 
@@ -141,7 +141,7 @@ export class S3Storage implements RemoteStorage {
       }
       return { stream: out.Body, size_bytes: out.ContentLength };
     } catch (e) {
-      throw this.classify(key, e, opts);
+      throw this.classify(key, e, opts, signal);
     }
   }
 
@@ -152,7 +152,7 @@ export class S3Storage implements RemoteStorage {
       const out = await this.client.send(new HeadObjectCommand({ Bucket: this.bucket, Key: this.prefix + key }), { abortSignal: signal });
       return { key, size_bytes: out.ContentLength ?? 0 };
     } catch (e) {
-      throw this.classify(key, e, opts);
+      throw this.classify(key, e, opts, signal);
     }
   }
 
@@ -178,7 +178,7 @@ export class S3Storage implements RemoteStorage {
         token = res.NextContinuationToken;
       }
     } catch (e) {
-      throw this.classify(prefix, e, opts);
+      throw this.classify(prefix, e, opts, signal);
     }
     out.sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0));
     return out;
@@ -204,18 +204,18 @@ export class S3Storage implements RemoteStorage {
           throw new RemoteStorageError(kind, f.Key ?? batch[0]!, `${failed.length} of ${batch.length} deletions failed, first: ${f.Code}: ${f.Message}`);
         }
       } catch (e) {
-        throw this.classify(batch[0]!, e, opts);
+        throw this.classify(batch[0]!, e, opts, signal);
       }
     }
   }
 
-  private classify(key: string, e: unknown, opts: RemoteCallOptions | undefined): RemoteStorageError {
+  private classify(key: string, e: unknown, opts: RemoteCallOptions | undefined, signal: AbortSignal): RemoteStorageError {
     if (e instanceof RemoteStorageError) return e;
     const err = e as { name?: string; message?: string; $metadata?: { httpStatusCode?: number } };
     const name = err?.name ?? "";
     const status = err?.$metadata?.httpStatusCode;
     const what = `${name}${status === undefined ? "" : ` (HTTP ${status})`}: ${err?.message ?? String(e)}`;
-    if (name === "AbortError" || name === "TimeoutError" || opts?.signal?.aborted) return abortError(key, opts, e);
+    if (signal.aborted) return abortError(key, opts, e);
     if (PERMANENT_NAMES.has(name)) return new RemoteStorageError("permanent", key, what, { cause: e });
     if (NOT_FOUND_NAMES.has(name) || status === 404) return new RemoteStorageError("not_found", key, what, { cause: e });
     // 4xx other than throttling and timeouts: the request itself is wrong.

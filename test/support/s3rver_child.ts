@@ -1,0 +1,51 @@
+/**
+ * s3rver in its own process, for TestS3 (test/support/s3rver.ts). Runs under
+ * `node --openssl-legacy-provider`: s3rver 3.7.1 makes ListObjectsV2 continuation tokens with
+ * DES, which OpenSSL 3 only offers through its legacy provider.
+ *
+ * Also works around an s3rver bug: DeleteObjects deletes its keys concurrently, and each
+ * deletion then removes its directory if empty; when the last keys of a directory go together
+ * the removals race and the request fails with HTTP 500. Real S3 has no directories; here the
+ * per-object deletions run one at a time.
+ *
+ *   node --openssl-legacy-provider --import tsx test/support/s3rver_child.ts <dir> <port> <bucket>
+ *
+ * Prints "listening <port>" once serving; exits when its stdin closes (the test process is
+ * gone) or on SIGTERM/SIGKILL.
+ */
+import { createRequire } from "node:module";
+
+interface S3rverInstance {
+  run(): Promise<{ address: string; port: number }>;
+  store: { deleteObject(bucket: string, key: string): Promise<void> };
+}
+type S3rverCtor = new (opts: {
+  address: string;
+  port: number;
+  silent: boolean;
+  directory: string;
+  configureBuckets: { name: string }[];
+}) => S3rverInstance;
+
+const S3rver = createRequire(import.meta.url)("s3rver") as S3rverCtor;
+const [dir, port, bucket] = process.argv.slice(2);
+
+const inst = new S3rver({
+  address: "127.0.0.1",
+  port: Number(port),
+  silent: process.env["S3RVER_LOG"] === undefined,
+  directory: dir!,
+  configureBuckets: [{ name: bucket! }],
+});
+const store = inst.store;
+const deleteOne = store.deleteObject.bind(store);
+let tail: Promise<void> = Promise.resolve();
+store.deleteObject = (b: string, k: string): Promise<void> => {
+  const p = tail.then(() => deleteOne(b, k));
+  tail = p.catch(() => undefined);
+  return p;
+};
+const addr = await inst.run();
+process.stdout.write(`listening ${addr.port}\n`);
+process.stdin.on("end", () => process.exit(0));
+process.stdin.resume();
