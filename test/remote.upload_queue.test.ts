@@ -31,7 +31,7 @@ import type { S3Storage } from "../src/remote/s3.js";
 import { openRemoteStorage, parseRemoteStorageUrl } from "../src/remote/storage_url.js";
 import { type LayerUpload, UploadQueue, type UploadQueueOptions, UploadQueueStoppedError } from "../src/remote/upload_queue.js";
 import type { TimelineMetadata } from "../src/tenant/metadata.js";
-import { ConflictError, InvalidArgumentError, LimitReachedError, ShutdownError } from "../src/types/errors.js";
+import { ConflictError, InvalidArgumentError, LimitReachedError, NotFoundError, ShutdownError } from "../src/types/errors.js";
 import { generateTenantId, generateTimelineId, type TenantId, type TimelineId } from "../src/types/ids.js";
 import { KEY_MAX, KEY_MIN } from "../src/types/key.js";
 import { TestS3 } from "./support/s3rver.js";
@@ -450,8 +450,30 @@ describe("upload queue rules", () => {
     expect(f.queue.status).toBe("superseded");
   });
 
-  it("a local layer file that vanished or changed is a permanent error: the queue stops, its index is never written", async () => {
-    for (const damage of ["vanish", "resize", "rewrite"] as const) {
+  it("a scheduled upload holds its file: unlinking it locally loses nothing", async () => {
+    const f = fixture("local");
+    const gate = new Gate();
+    f.rec.hooks.beforePut = () => gate.pass();
+    const l = makeLayer(20_000);
+    f.queue.scheduleLayerUpload(l);
+    f.queue.scheduleIndexUpload(meta(0x1000));
+    unlinkSync(l.local_path);
+    expect(f.queue.isPending(l.name)).toBe(true);
+    gate.open();
+    await within(f.queue.waitUploaded(), "upload of an unlinked file");
+    const got = await f.rec.inner.get(layerKey(f.tenant, f.timeline, l.name, 1));
+    expect(crc32c(got) >>> 0).toBe(l.crc32c);
+    expect(f.queue.isPending(l.name)).toBe(false);
+    // A file already gone when scheduled is refused at once.
+    const gone = makeLayer(10);
+    unlinkSync(gone.local_path);
+    expect(() => f.queue.scheduleLayerUpload(gone)).toThrow(NotFoundError);
+    expect(f.queue.projectedIndex!.layers.has(gone.name)).toBe(false);
+    await f.queue.shutdown();
+  });
+
+  it("a local layer file that changed is a permanent error: the queue stops, its index is never written", async () => {
+    for (const damage of ["resize", "rewrite"] as const) {
       const f = fixture("local");
       const gate = new Gate();
       f.rec.hooks.beforePut = () => gate.pass();
@@ -459,10 +481,10 @@ describe("upload queue rules", () => {
       f.queue.scheduleLayerUpload(ok);
       await until(() => gate.entered === 1, "first upload started");
       const l = makeLayer(500);
-      if (damage === "vanish") unlinkSync(l.local_path);
+      f.queue.scheduleLayerUpload(l);
+      // Changed in place after scheduling (the queue holds the inode, not a copy).
       if (damage === "resize") writeFileSync(l.local_path, Buffer.alloc(499));
       if (damage === "rewrite") writeFileSync(l.local_path, Buffer.alloc(500, 1));
-      f.queue.scheduleLayerUpload(l);
       f.queue.scheduleIndexUpload(meta(0x1000));
       const wait = f.queue.waitUploaded();
       gate.open();
@@ -470,7 +492,7 @@ describe("upload queue rules", () => {
       expect(e, damage).toBeInstanceOf(UploadQueueStoppedError);
       expect(f.queue.status).toBe("failed");
       expect(f.queue.stop_reason).toContain(l.name);
-      expect(f.queue.stop_reason).toContain({ vanish: "vanished", resize: "499 bytes", rewrite: "CRC32C" }[damage]);
+      expect(f.queue.stop_reason).toContain({ resize: "499 bytes", rewrite: "CRC32C" }[damage]);
       expect(f.stopped.length).toBe(1);
       expect(f.rec.countOps("put-start") - f.rec.countOps(`put-start ${layerKey(f.tenant, f.timeline, l.name, 1)}`)).toBe(1);
       expect((await bucketNames(f)).filter((k) => k.startsWith("index_part"))).toEqual([]);

@@ -18,8 +18,11 @@
  *   an earlier operation on the same object key.
  * - Transient errors are retried with exponential backoff (retry_base_ms doubling up to
  *   retry_max_ms) until they succeed or the queue stops; a retry loop ends only with the
- *   queue. A permanent error (the local layer file vanished or changed, access denied, ...)
+ *   queue. A permanent error (the local layer file changed, access denied, ...)
  *   stops the queue as "failed" with the reason: every later index would be wrong without it.
+ * - A scheduled layer upload holds its local file open until it ends, so the timeline may
+ *   unlink a layer (compaction, GC) right away without losing a pending upload; isPending()
+ *   says whether one is still queued or in flight. At most max_queued_ops files are held.
  * - remote_consistent_lsn is the disk_consistent_lsn of the last index known to be uploaded.
  * - shutdown() aborts what is in flight, stops retrying, and rejects every pending wait with a
  *   ShutdownError; a stop (failed/superseded) rejects them with UploadQueueStoppedError.
@@ -27,15 +30,16 @@
  * Nothing here is persisted: after a restart the queue starts from the remote index and the
  * local files (the owner reconciles them), as Neon's does.
  */
-import { open } from "node:fs/promises";
-import { pipeline, Transform } from "node:stream";
+import { closeSync, fstat, openSync, read } from "node:fs";
+import { Readable } from "node:stream";
+import { promisify } from "node:util";
 import { setTimeout as sleep } from "node:timers/promises";
 import { crc32c } from "@node-rs/crc32";
 import type { Logger } from "pino";
 import { parseLayerName } from "../layers/layer_name.js";
 import type { TimelineMetadata } from "../tenant/metadata.js";
 import { assert } from "../types/assert.js";
-import { BadStateError, ConflictError, InvalidArgumentError, LimitReachedError, PageserverError, ShutdownError } from "../types/errors.js";
+import { BadStateError, ConflictError, InvalidArgumentError, LimitReachedError, NotFoundError, PageserverError, ShutdownError } from "../types/errors.js";
 import type { TenantId, TimelineId } from "../types/ids.js";
 import { type Lsn, lsnToString } from "../types/lsn.js";
 import { type Generation, isGeneration } from "./generation.js";
@@ -101,6 +105,8 @@ interface LayerOp {
   state: OpState;
   key: string;
   layer: LayerUpload;
+  /** The local file, open from scheduling until the op ends: its name may go meanwhile. */
+  fd: number;
 }
 interface IndexOp {
   kind: "upload_index";
@@ -135,6 +141,7 @@ export interface UploadQueueStats {
 }
 
 const MAX_WAITERS = 10_000;
+const fstatAsync = promisify(fstat);
 
 export class UploadQueue {
   private readonly o: UploadQueueOptions;
@@ -204,7 +211,7 @@ export class UploadQueue {
     return this.projectedMetadata === null ? null : { metadata: this.projectedMetadata, layers: new Map(this.projectedLayers) };
   }
 
-  /** True while an upload of this layer is queued or in flight: its local file must stay. */
+  /** True while an upload of this layer is queued or in flight (its file is held open). */
   isPending(name: string): boolean {
     return this.pending.some((op) => op.kind === "upload_layer" && op.layer.name === name);
   }
@@ -221,21 +228,32 @@ export class UploadQueue {
     return { queued, inflight, ...this.counters };
   }
 
-  /** Uploads a new layer file under our generation; it joins the projected index. */
-  scheduleLayerUpload(layer: LayerUpload): void {
-    this.checkSchedulable(1);
-    if (parseLayerName(layer.name) === null) throw new InvalidArgumentError(`not a layer name: '${layer.name}'`);
-    assert(Number.isSafeInteger(layer.file_size) && layer.file_size >= 0, "scheduleLayerUpload: bad file_size");
-    assert(Number.isInteger(layer.crc32c) && layer.crc32c >= 0 && layer.crc32c <= 0xffff_ffff, "scheduleLayerUpload: bad crc32c");
-    const existing = this.projectedLayers.get(layer.name);
-    if (existing !== undefined && existing.generation === this.o.generation) {
-      // Same key as an object an index may already name: overwriting it could change a
-      // published layer under a reader.
-      throw new ConflictError(`layer ${layer.name} is already part of the remote state in generation ${this.o.generation}`);
+  /**
+   * Uploads a new layer file under our generation; it joins the projected index. The file is
+   * opened now (or `fd`, already open on it, is handed over: the queue closes it, even when
+   * this call throws) and stays open until the upload ends, so the timeline may unlink it at
+   * any time after this call without losing the upload.
+   */
+  scheduleLayerUpload(layer: LayerUpload, opts: { fd?: number } = {}): void {
+    try {
+      this.checkSchedulable(1);
+      if (parseLayerName(layer.name) === null) throw new InvalidArgumentError(`not a layer name: '${layer.name}'`);
+      assert(Number.isSafeInteger(layer.file_size) && layer.file_size >= 0, "scheduleLayerUpload: bad file_size");
+      assert(Number.isInteger(layer.crc32c) && layer.crc32c >= 0 && layer.crc32c <= 0xffff_ffff, "scheduleLayerUpload: bad crc32c");
+      const existing = this.projectedLayers.get(layer.name);
+      if (existing !== undefined && existing.generation === this.o.generation) {
+        // Same key as an object an index may already name: overwriting it could change a
+        // published layer under a reader.
+        throw new ConflictError(`layer ${layer.name} is already part of the remote state in generation ${this.o.generation}`);
+      }
+    } catch (e) {
+      if (opts.fd !== undefined) closeSync(opts.fd);
+      throw e;
     }
+    const fd = opts.fd ?? openLocal(layer.local_path);
     this.projectedLayers.set(layer.name, { file_size: layer.file_size, crc32c: layer.crc32c, generation: this.o.generation });
     const key = layerKey(this.o.tenant_id, this.o.timeline_id, layer.name, this.o.generation);
-    this.enqueue({ kind: "upload_layer", seq: 0, state: "queued", key, layer: { ...layer } });
+    this.enqueue({ kind: "upload_layer", seq: 0, state: "queued", key, layer: { ...layer }, fd });
   }
 
   /** Uploads the projected index with this metadata, after everything scheduled before it. */
@@ -312,7 +330,7 @@ export class UploadQueue {
       this._stop_reason = "shut down";
     }
     this.abortAll(new ShutdownError("upload queue shut down"));
-    await Promise.allSettled([...this.running]);
+    await this.closeFilesWhenIdle();
   }
 
   private checkSchedulable(n_ops: number): void {
@@ -439,31 +457,18 @@ export class UploadQueue {
 
   private async uploadLayer(op: LayerOp): Promise<void> {
     const { local_path, file_size, crc32c: expected_crc } = op.layer;
-    let fh: Awaited<ReturnType<typeof open>>;
+    const size = (await fstatAsync(op.fd)).size;
+    if (size !== file_size) throw new LocalLayerError(`local file ${local_path} is ${size} bytes, scheduled as ${file_size}`);
+    const reader = new FdReader(op.fd, file_size, local_path);
     try {
-      fh = await open(local_path, "r");
-    } catch (e) {
-      const code = (e as NodeJS.ErrnoException).code;
-      if (code === "ENOENT") throw new LocalLayerError(`local file ${local_path} vanished before its upload`);
-      throw new RemoteStorageError("transient", op.key, `opening ${local_path}: ${(e as Error).message}`);
-    }
-    try {
-      const size = (await fh.stat()).size;
-      if (size !== file_size) throw new LocalLayerError(`local file ${local_path} is ${size} bytes, scheduled as ${file_size}`);
-      let crc = 0;
-      const crcPass = new Transform({
-        transform(chunk: Buffer, _enc, cb) {
-          crc = crc32c(chunk, crc);
-          cb(null, chunk);
-        },
-      });
-      const body = pipeline(fh.createReadStream({ autoClose: false }), crcPass, () => undefined);
-      await this.o.storage.put(op.key, body, { signal: this.abort.signal, timeout_ms: this.o.op_timeout_ms, size_bytes: file_size });
-      if (crc >>> 0 !== expected_crc) {
-        throw new LocalLayerError(`local file ${local_path} has CRC32C ${(crc >>> 0).toString(16)}, scheduled as ${expected_crc.toString(16)}`);
-      }
+      await this.o.storage.put(op.key, reader.stream, { signal: this.abort.signal, timeout_ms: this.o.op_timeout_ms, size_bytes: file_size });
     } finally {
-      await fh.close().catch(() => undefined);
+      reader.stream.destroy();
+      // No read may still use the fd when the op ends and the fd is closed.
+      await reader.idle();
+    }
+    if (reader.crc !== expected_crc) {
+      throw new LocalLayerError(`local file ${local_path} has CRC32C ${reader.crc.toString(16)}, scheduled as ${expected_crc.toString(16)}`);
     }
   }
 
@@ -472,6 +477,7 @@ export class UploadQueue {
       const i = this.pending.indexOf(op);
       assert(i >= 0, "completed op not pending");
       this.pending.splice(i, 1);
+      if (op.kind === "upload_layer") closeSync(op.fd);
     }
     const last = group[group.length - 1]!;
     switch (last.kind) {
@@ -502,7 +508,15 @@ export class UploadQueue {
     this._stop_reason = reason;
     this.o.log.error({ status, reason }, "upload queue stopped");
     this.abortAll(new UploadQueueStoppedError(`upload queue of timeline ${this.o.timeline_id} stopped: ${reason}`));
+    void this.closeFilesWhenIdle();
     this.o.onStopped?.(status, reason);
+  }
+
+  /** After a stop: once nothing runs, close the files of the uploads that will never happen. */
+  private async closeFilesWhenIdle(): Promise<void> {
+    // Each round awaits the ops running now; a stopped queue starts none, so one round ends it.
+    while (this.running.size > 0) await Promise.allSettled([...this.running]);
+    for (const op of this.pending.splice(0)) if (op.kind === "upload_layer") closeSync(op.fd);
   }
 
   private abortAll(err: Error): void {
@@ -513,8 +527,61 @@ export class UploadQueue {
   }
 }
 
-/** The local side of a layer upload is wrong (file gone or changed): retrying won't help. */
+/** The local side of a layer upload is wrong (the file changed): retrying won't help. */
 class LocalLayerError extends Error {}
+
+const READ_CHUNK_BYTES = 1024 * 1024;
+
+/**
+ * A stream over the first `size_bytes` of an open file, read by position (so each attempt
+ * reads from byte 0 of the same fd, and destroying the stream never closes the fd), with the
+ * CRC32C of what it read.
+ */
+class FdReader {
+  readonly stream: Readable;
+  crc = 0;
+  private pos = 0;
+  private reading: Promise<void> = Promise.resolve();
+
+  constructor(fd: number, size_bytes: number, path: string) {
+    this.stream = new Readable({
+      highWaterMark: READ_CHUNK_BYTES,
+      read: () => {
+        if (this.pos >= size_bytes) {
+          this.stream.push(null);
+          return;
+        }
+        const len = Math.min(READ_CHUNK_BYTES, size_bytes - this.pos);
+        const buf = Buffer.allocUnsafe(len);
+        this.reading = new Promise<void>((done) => {
+          read(fd, buf, 0, len, this.pos, (err, n) => {
+            done();
+            if (this.stream.destroyed) return;
+            if (err !== null) return void this.stream.destroy(err);
+            if (n === 0) return void this.stream.destroy(new LocalLayerError(`local file ${path} shrank below ${size_bytes} bytes during its upload`));
+            const chunk = n === len ? buf : buf.subarray(0, n);
+            this.crc = crc32c(chunk, this.crc) >>> 0;
+            this.pos += n;
+            this.stream.push(chunk);
+          });
+        });
+      },
+    });
+  }
+
+  idle(): Promise<void> {
+    return this.reading;
+  }
+}
+
+function openLocal(path: string): number {
+  try {
+    return openSync(path, "r");
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === "ENOENT") throw new NotFoundError(`local layer file ${path} does not exist`);
+    throw e;
+  }
+}
 
 function describe(op: Op): string {
   switch (op.kind) {
