@@ -474,7 +474,9 @@ describe("upload queue rules", () => {
 
   it("a local layer file that changed is a permanent error: the queue stops, its index is never written", async () => {
     for (const damage of ["resize", "rewrite"] as const) {
-      const f = fixture("local");
+      // One upload at a time: the damaged layer's upload waits behind the gated one, so the
+      // damage is done before it looks at its file.
+      const f = fixture("local", { max_concurrent_uploads: 1 });
       const gate = new Gate();
       f.rec.hooks.beforePut = () => gate.pass();
       const ok = makeLayer(300);
