@@ -187,7 +187,7 @@ let scratch: string;
 let layerSeq = 0;
 
 /** A local "layer file" with a real layer name, its size and CRC32C. */
-function makeLayer(size_bytes: number): LayerUpload {
+function makeLayer(size_bytes: number): LayerUpload & { crc32c: number } {
   layerSeq++;
   const name = deltaLayerName({ start: KEY_MIN, end: KEY_MAX }, { start: layerSeq * 0x1000, end: layerSeq * 0x1000 + 0x800 });
   const bytes = Buffer.alloc(size_bytes);
@@ -280,10 +280,13 @@ describe.each(["local", "s3"])("upload queue on %s", (backend) => {
     };
     const names: string[] = [];
     let dcl = 0x1000;
+    const crcs = new Map<string, number>();
     for (let i = 0; i < 24; i++) {
       const l = makeLayer(1000 + i * 517);
       names.push(l.name);
-      f.queue.scheduleLayerUpload(l);
+      crcs.set(l.name, l.crc32c);
+      // Half of them leave the CRC to the upload.
+      f.queue.scheduleLayerUpload(i % 2 === 0 ? l : { ...l, crc32c: null });
       if (i % 3 === 2) {
         dcl += 0x1000;
         f.queue.scheduleIndexUpload(meta(dcl));
@@ -302,6 +305,7 @@ describe.each(["local", "s3"])("upload queue on %s", (backend) => {
     // Every object carries generation 1; exactly the named layers and one index are there.
     const objs = await bucketNames(f);
     expect(objs.sort()).toEqual([...names.map((n) => `${n}-00000001`), "index_part.json-00000001"].sort());
+    for (const [n, l] of latest!.index.layers) expect(l.crc32c, n).toBe(crcs.get(n));
     // Uploaded bytes are the local files' bytes.
     for (const n of names.slice(0, 3)) {
       const got = await f.rec.inner.get(layerKey(f.tenant, f.timeline, n, 1));

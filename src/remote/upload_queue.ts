@@ -51,7 +51,21 @@ export interface LayerUpload {
   name: string;
   local_path: string;
   file_size: number;
-  crc32c: number;
+  /** CRC32C of the whole file; null: taken while uploading (the file is read once). */
+  crc32c: number | null;
+}
+
+/** A layer of the projected index; crc32c is null until the upload that reads it is done. */
+export interface ProjectedLayer {
+  file_size: number;
+  crc32c: number | null;
+  generation: Generation;
+}
+
+/** The remote state once everything scheduled is done (see UploadQueue.projectedIndex). */
+export interface ProjectedIndex {
+  metadata: TimelineMetadata;
+  layers: Map<string, Readonly<ProjectedLayer>>;
 }
 
 export interface UploadQueueOptions {
@@ -105,6 +119,8 @@ interface LayerOp {
   state: OpState;
   key: string;
   layer: LayerUpload;
+  /** Its entry in the projected index (and in every index snapshot taken since): the upload fills in crc32c. */
+  entry: ProjectedLayer;
   /** The local file, open from scheduling until the op ends: its name may go meanwhile. */
   fd: number;
 }
@@ -112,7 +128,7 @@ interface IndexOp {
   kind: "upload_index";
   seq: number;
   state: OpState;
-  index: IndexPart;
+  index: ProjectedIndex;
 }
 interface DeleteOp {
   kind: "delete_layers";
@@ -156,7 +172,7 @@ export class UploadQueue {
   private waiters: Waiter[] = [];
   private next_seq = 1;
   private inflight = 0;
-  private projectedLayers: Map<string, IndexLayerMetadata>;
+  private projectedLayers: Map<string, ProjectedLayer>;
   private projectedMetadata: TimelineMetadata | null;
   private uploaded: IndexPart | null;
   private _status: UploadQueueStatus = "active";
@@ -178,7 +194,7 @@ export class UploadQueue {
     this.retry_max_ms = opts.retry_max_ms ?? 3_000;
     assert(this.max_inflight >= 1 && this.max_queued >= 1, "UploadQueue: limits must be ≥ 1");
     assert(this.retry_base_ms > 0 && this.retry_max_ms >= this.retry_base_ms, "UploadQueue: bad retry bounds");
-    this.projectedLayers = new Map(opts.initial?.layers ?? []);
+    this.projectedLayers = new Map([...(opts.initial?.layers ?? [])].map(([n, l]) => [n, { ...l }]));
     this.projectedMetadata = opts.initial?.metadata ?? null;
     this.uploaded = opts.initial;
   }
@@ -207,7 +223,7 @@ export class UploadQueue {
   }
 
   /** The remote state once everything scheduled so far is done. */
-  get projectedIndex(): IndexPart | null {
+  get projectedIndex(): ProjectedIndex | null {
     return this.projectedMetadata === null ? null : { metadata: this.projectedMetadata, layers: new Map(this.projectedLayers) };
   }
 
@@ -239,7 +255,8 @@ export class UploadQueue {
       this.checkSchedulable(1);
       if (parseLayerName(layer.name) === null) throw new InvalidArgumentError(`not a layer name: '${layer.name}'`);
       assert(Number.isSafeInteger(layer.file_size) && layer.file_size >= 0, "scheduleLayerUpload: bad file_size");
-      assert(Number.isInteger(layer.crc32c) && layer.crc32c >= 0 && layer.crc32c <= 0xffff_ffff, "scheduleLayerUpload: bad crc32c");
+      const c = layer.crc32c;
+      assert(c === null || (Number.isInteger(c) && c >= 0 && c <= 0xffff_ffff), "scheduleLayerUpload: bad crc32c");
       const existing = this.projectedLayers.get(layer.name);
       if (existing !== undefined && existing.generation === this.o.generation) {
         // Same key as an object an index may already name: overwriting it could change a
@@ -251,9 +268,10 @@ export class UploadQueue {
       throw e;
     }
     const fd = opts.fd ?? openLocal(layer.local_path);
-    this.projectedLayers.set(layer.name, { file_size: layer.file_size, crc32c: layer.crc32c, generation: this.o.generation });
+    const entry: ProjectedLayer = { file_size: layer.file_size, crc32c: layer.crc32c, generation: this.o.generation };
+    this.projectedLayers.set(layer.name, entry);
     const key = layerKey(this.o.tenant_id, this.o.timeline_id, layer.name, this.o.generation);
-    this.enqueue({ kind: "upload_layer", seq: 0, state: "queued", key, layer: { ...layer }, fd });
+    this.enqueue({ kind: "upload_layer", seq: 0, state: "queued", key, layer: { ...layer }, entry, fd });
   }
 
   /** Uploads the projected index with this metadata, after everything scheduled before it. */
@@ -442,7 +460,7 @@ export class UploadQueue {
       case "upload_layer":
         return this.uploadLayer(op);
       case "upload_index": {
-        const bytes = encodeIndexPart(op.index);
+        const bytes = encodeIndexPart(publishable(op.index));
         await this.o.storage.put(indexKey(this.o.tenant_id, this.o.timeline_id, this.o.generation), bytes, { ...call, size_bytes: bytes.byteLength });
         return;
       }
@@ -467,9 +485,10 @@ export class UploadQueue {
       // No read may still use the fd when the op ends and the fd is closed.
       await reader.idle();
     }
-    if (reader.crc !== expected_crc) {
+    if (expected_crc !== null && reader.crc !== expected_crc) {
       throw new LocalLayerError(`local file ${local_path} has CRC32C ${reader.crc.toString(16)}, scheduled as ${expected_crc.toString(16)}`);
     }
+    op.entry.crc32c = reader.crc;
   }
 
   private complete(group: Op[]): void {
@@ -487,7 +506,7 @@ export class UploadQueue {
         break;
       case "upload_index":
         this.counters.uploaded_indexes_total++;
-        this.uploaded = last.index;
+        this.uploaded = publishable(last.index);
         break;
       case "delete_layers":
         this.counters.deleted_layers_total += last.keys.length;
@@ -529,6 +548,19 @@ export class UploadQueue {
 
 /** The local side of a layer upload is wrong (the file changed): retrying won't help. */
 class LocalLayerError extends Error {}
+
+/**
+ * An index snapshot as it goes out: every layer's CRC is known by then, because an index
+ * upload starts only after every upload scheduled before it is done.
+ */
+function publishable(ip: ProjectedIndex): IndexPart {
+  const layers = new Map<string, IndexLayerMetadata>();
+  for (const [name, l] of ip.layers) {
+    assert(l.crc32c !== null, `index names layer ${name} before its upload is done`);
+    layers.set(name, { file_size: l.file_size, crc32c: l.crc32c, generation: l.generation });
+  }
+  return { metadata: ip.metadata, layers };
+}
 
 const READ_CHUNK_BYTES = 1024 * 1024;
 
