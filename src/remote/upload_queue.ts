@@ -103,7 +103,7 @@ export class UploadQueueStoppedError extends PageserverError {
   }
 }
 
-class SupersededError extends Error {
+class NewerGenerationError extends Error {
   readonly generation: Generation;
   constructor(generation: Generation) {
     super(`superseded by generation ${generation}`);
@@ -351,6 +351,11 @@ export class UploadQueue {
     await this.closeFilesWhenIdle();
   }
 
+  /** Stops the queue as failed (its owner can't keep the remote state in step any more). */
+  fail(reason: string): void {
+    this.stop("failed", reason);
+  }
+
   private checkSchedulable(n_ops: number): void {
     if (this._status !== "active") throw this.stoppedError();
     if (this.pending.length + n_ops > this.max_queued) {
@@ -433,7 +438,7 @@ export class UploadQueue {
         return true;
       } catch (e) {
         if (this._status !== "active") return false;
-        if (e instanceof SupersededError) {
+        if (e instanceof NewerGenerationError) {
           this.stop("superseded", e.message);
           return false;
         }
@@ -466,7 +471,7 @@ export class UploadQueue {
       }
       case "delete_layers": {
         const newer = await this.checkGeneration(this.abort.signal);
-        if (newer !== null) throw new SupersededError(newer);
+        if (newer !== null) throw new NewerGenerationError(newer);
         await this.o.storage.delete(op.keys, call);
         return;
       }

@@ -1,0 +1,187 @@
+/**
+ * RemoteTimelineClient: one timeline's side of remote storage. It implements the timeline's
+ * LayerEvents (src/tenant/layer_events.ts) over an UploadQueue, so that every layer file and
+ * every metadata change a timeline makes durable locally follows, in order, to the bucket.
+ *
+ * - open(): refuses a timeline whose bucket holds an index of a newer generation (we are
+ *   stale: SupersededError), then starts the queue from the newest index ≤ our generation.
+ * - reconcile(): makes the remote state the local one once at load: uploads local layers
+ *   the index lacks (or has with another size), removes remote-only layers, uploads an
+ *   index with the local metadata. Local is the truth here because nothing downloads yet;
+ *   a remote index ahead of local disk_consistent_lsn is refused (that timeline needs an
+ *   attach from remote storage, not an upload over it).
+ * - layersAdded opens each file at once (the queue holds it until uploaded; see
+ *   UploadQueue), so the timeline may unlink it any time later. A name already in the remote
+ *   state is not uploaded again: a layer name fixes its key and LSN ranges, so a rewrite
+ *   under the same name holds the same data.
+ * - The LayerEvents calls never throw: a failure stops the queue, and the owner hears of it
+ *   through onStopped (failed / superseded) to mark the timeline Broken.
+ */
+import { closeSync, fstatSync, openSync } from "node:fs";
+import type { Logger } from "pino";
+import type { AddedLayer, LayerEvents } from "../tenant/layer_events.js";
+import type { TimelineMetadata } from "../tenant/metadata.js";
+import { BadStateError, PageserverError } from "../types/errors.js";
+import type { TenantId, TimelineId } from "../types/ids.js";
+import { type Lsn, lsnToString } from "../types/lsn.js";
+import type { Generation } from "./generation.js";
+import { findLatestIndex, listIndexGenerations } from "./index_part.js";
+import type { RemoteCallOptions, RemoteStorage } from "./remote_storage.js";
+import { UploadQueue, type UploadQueueOptions, type UploadQueueStats, type UploadQueueStatus } from "./upload_queue.js";
+
+/** Our generation is not the newest: another pageserver attached this tenant after us. */
+export class SupersededError extends PageserverError {
+  readonly newer_generation: Generation;
+  constructor(timeline: TimelineId, ours: Generation, newer: Generation) {
+    super("bad_state", `timeline ${timeline}: generation ${ours} is superseded by generation ${newer}`);
+    this.newer_generation = newer;
+  }
+}
+
+export interface RemoteTimelineClientOptions
+  extends Pick<
+    UploadQueueOptions,
+    "max_concurrent_uploads" | "max_queued_ops" | "retry_base_ms" | "retry_max_ms" | "op_timeout_ms" | "onStopped"
+  > {
+  storage: RemoteStorage;
+  tenant_id: TenantId;
+  timeline_id: TimelineId;
+  generation: Generation;
+  log: Logger;
+}
+
+export class RemoteTimelineClient implements LayerEvents {
+  private readonly queue: UploadQueue;
+  private readonly log: Logger;
+
+  private constructor(queue: UploadQueue, log: Logger) {
+    this.queue = queue;
+    this.log = log;
+  }
+
+  static async open(o: RemoteTimelineClientOptions, call: RemoteCallOptions = {}): Promise<RemoteTimelineClient> {
+    const gens = await listIndexGenerations(o.storage, o.tenant_id, o.timeline_id, call);
+    const newest = gens.at(-1);
+    if (newest !== undefined && newest > o.generation) throw new SupersededError(o.timeline_id, o.generation, newest);
+    const latest = await findLatestIndex(o.storage, o.tenant_id, o.timeline_id, o.generation, call);
+    const queue = new UploadQueue({ ...o, initial: latest?.index ?? null });
+    return new RemoteTimelineClient(queue, o.log);
+  }
+
+  /** Schedules what makes the bucket hold exactly the local layers and metadata. */
+  reconcile(local: { layers: readonly AddedLayer[]; metadata: TimelineMetadata }): void {
+    const projected = this.queue.projectedIndex;
+    const remote_dcl = projected?.metadata.disk_consistent_lsn ?? null;
+    if (remote_dcl !== null && remote_dcl > local.metadata.disk_consistent_lsn) {
+      throw new BadStateError(
+        `remote index is at ${lsnToString(remote_dcl)}, ahead of the local disk_consistent_lsn ${lsnToString(local.metadata.disk_consistent_lsn)}: ` +
+          "this timeline needs an attach from remote storage",
+      );
+    }
+    const remoteLayers = projected?.layers ?? new Map();
+    const localNames = new Set(local.layers.map((l) => l.name));
+    const stale: string[] = [];
+    const upload: { layer: AddedLayer; fd: number; size: number }[] = [];
+    try {
+      for (const l of local.layers) {
+        const fd = openSync(l.path, "r");
+        const size = fstatSync(fd).size;
+        const r = remoteLayers.get(l.name);
+        if (r !== undefined && r.file_size === size) {
+          closeSync(fd);
+          continue;
+        }
+        if (r !== undefined) stale.push(l.name);
+        upload.push({ layer: l, fd, size });
+      }
+    } catch (e) {
+      for (const u of upload) closeSync(u.fd);
+      throw e;
+    }
+    const remoteOnly = [...remoteLayers.keys()].filter((n) => !localNames.has(n));
+    // Same name, other size: off the remote state first (its key may be ours to reuse).
+    if (stale.length > 0) this.queue.scheduleLayerDeletion(stale);
+    for (const u of upload) {
+      this.queue.scheduleLayerUpload({ name: u.layer.name, local_path: u.layer.path, file_size: u.size, crc32c: null }, { fd: u.fd });
+    }
+    this.queue.scheduleIndexUpload(local.metadata);
+    if (remoteOnly.length > 0) this.queue.scheduleLayerDeletion(remoteOnly);
+    this.log.info(
+      { uploads: upload.length, remote_only: remoteOnly.length, replaced: stale.length, disk_consistent_lsn: lsnToString(local.metadata.disk_consistent_lsn) },
+      "remote state reconciled with local layers",
+    );
+  }
+
+  layersAdded(layers: readonly AddedLayer[]): void {
+    this.guard("layersAdded", () => {
+      const known = this.queue.projectedIndex?.layers;
+      for (const l of layers) {
+        if (known?.has(l.name) === true) continue;
+        const fd = openSync(l.path, "r");
+        let size: number;
+        try {
+          size = fstatSync(fd).size;
+        } catch (e) {
+          closeSync(fd);
+          throw e;
+        }
+        this.queue.scheduleLayerUpload({ name: l.name, local_path: l.path, file_size: size, crc32c: null }, { fd });
+      }
+    });
+  }
+
+  layersRemoved(names: readonly string[]): void {
+    this.guard("layersRemoved", () => {
+      const known = this.queue.projectedIndex?.layers;
+      const remote = names.filter((n) => known?.has(n) === true);
+      if (remote.length > 0) this.queue.scheduleLayerDeletion(remote);
+    });
+  }
+
+  metadataChanged(metadata: TimelineMetadata): void {
+    this.guard("metadataChanged", () => this.queue.scheduleIndexUpload(metadata));
+  }
+
+  /** disk_consistent_lsn of the last index known to be in the bucket; null before the first. */
+  get remote_consistent_lsn(): Lsn | null {
+    return this.queue.remote_consistent_lsn;
+  }
+
+  get status(): UploadQueueStatus {
+    return this.queue.status;
+  }
+
+  get stop_reason(): string | null {
+    return this.queue.stop_reason;
+  }
+
+  stats(): UploadQueueStats {
+    return this.queue.stats();
+  }
+
+  /** Whether an upload of this layer is still queued or in flight. */
+  isPending(name: string): boolean {
+    return this.queue.isPending(name);
+  }
+
+  /** Resolves when everything reported so far is in the bucket (detach waits on it). */
+  waitUploaded(opts: { signal?: AbortSignal } = {}): Promise<void> {
+    return this.queue.waitUploaded(opts);
+  }
+
+  shutdown(): Promise<void> {
+    return this.queue.shutdown();
+  }
+
+  private guard(what: string, fn: () => void): void {
+    if (this.queue.status !== "active") return;
+    try {
+      fn();
+    } catch (e) {
+      // The remote state can't follow the local one any more: stop rather than publish an
+      // index that skips a change.
+      this.log.error({ err: e, event: what }, "remote timeline client cannot schedule a change");
+      this.queue.fail(`${what}: ${(e as Error)?.message ?? String(e)}`);
+    }
+  }
+}
