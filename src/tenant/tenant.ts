@@ -24,6 +24,8 @@ import { assert } from "../types/assert.js";
 import { BadStateError, ConflictError, InvalidArgumentError, NotFoundError } from "../types/errors.js";
 import { generateTimelineId, isId, type TenantId, type TimelineId } from "../types/ids.js";
 import { type Lsn, lsnToString } from "../types/lsn.js";
+import { failpointSync } from "../types/failpoints.js";
+import type { MetricsSink } from "../types/metrics_sink.js";
 import type { WalRedoManager } from "../types/redo.js";
 import { parseTenantConf, type TenantConf } from "./config.js";
 import { writeFileDurable } from "./durable.js";
@@ -45,6 +47,8 @@ export interface TenantDeps {
   log: Logger;
   defaults: TenantConf;
   keyspace?: KeyspaceProvider;
+  /** Observations at event time, handed to every timeline (the node's metrics). */
+  metrics?: MetricsSink;
 }
 
 /** Housekeeping period: checkpoint_timeout checks for idle timelines. */
@@ -117,6 +121,7 @@ export class Tenant {
       return t;
     }
     try {
+      failpointSync("tenant-load");
       t.loadTimelines();
       t.activate();
     } catch (e) {
@@ -133,6 +138,7 @@ export class Tenant {
       redoModule: this.deps.redoModule,
       conf: () => this.conf_,
       keyspace: this.deps.keyspace,
+      metrics: this.deps.metrics,
       wakeCompaction: () => this.wakeCompactionLoop(),
     };
   }
