@@ -53,7 +53,8 @@ async function query(q: string): Promise<Sample[]> {
 async function waitFor(q: string, ok: (s: Sample[]) => boolean): Promise<Sample[]> {
   const deadline = Date.now() + WAIT_MS;
   let last: Sample[] | string = "no answer yet";
-  for (let i = 0; Date.now() < deadline; i++) {
+  // Bounded in time and in polls (a query takes at least a moment).
+  for (let i = 0; i < WAIT_MS / POLL_MS && Date.now() < deadline; i++) {
     if (prom !== null && prom.exitCode !== null) throw new Error(`prometheus exited with ${prom.exitCode}: ${promOutput.slice(-4000)}`);
     try {
       const s = await query(q);
@@ -68,7 +69,7 @@ async function waitFor(q: string, ok: (s: Sample[]) => boolean): Promise<Sample[
   throw new Error(`prometheus query ${q} not satisfied within ${WAIT_MS} ms; last answer: ${JSON.stringify(last)}; prometheus output: ${promOutput.slice(-4000)}`);
 }
 
-const valueOf = (s: Sample): number => Number(s.value[1]);
+const sampleValue = (s: Sample): number => Number(s.value[1]);
 
 beforeAll(async () => {
   dir = mkdtempSync(join(tmpdir(), "ps-prom-"));
@@ -129,38 +130,38 @@ afterAll(async () => {
 
 describe("a real Prometheus scrapes /metrics", () => {
   it("up is 1 for our job", async () => {
-    const up = await waitFor(`up{job="${JOB}"}`, (s) => s.length === 1 && valueOf(s[0]!) === 1);
+    const up = await waitFor(`up{job="${JOB}"}`, (s) => s.length === 1 && sampleValue(s[0]!) === 1);
     expect(up[0]!.metric["instance"]).toBe(new URL(httpBase).host);
   });
 
   it("page cache counters are stored with their labels", async () => {
-    const s = await waitFor('pageserver_page_cache_read_accesses_total{key_kind="immutable"}', (x) => x.length === 1 && valueOf(x[0]!) > 0);
+    const s = await waitFor('pageserver_page_cache_read_accesses_total{key_kind="immutable"}', (x) => x.length === 1 && sampleValue(x[0]!) > 0);
     expect(s[0]!.metric["job"]).toBe(JOB);
     const hits = await query('pageserver_page_cache_read_hits_total{key_kind="immutable"}');
     expect(hits.length).toBe(1);
-    expect(valueOf(hits[0]!)).toBeLessThanOrEqual(valueOf(s[0]!));
+    expect(sampleValue(hits[0]!)).toBeLessThanOrEqual(sampleValue(s[0]!));
     // A per-timeline gauge carries the ids as labels.
     const lsn = await query(`pageserver_last_record_lsn{tenant_id="${tenantId}",timeline_id="${timelineId}"}`);
-    expect(lsn.map(valueOf)).toEqual([0x1000 + 8 * 50]);
+    expect(lsn.map(sampleValue)).toEqual([0x1000 + 8 * 50]);
   });
 
   it("a checkpoint over HTTP shows in pageserver_storage_operations_seconds_count", async () => {
     const q = 'pageserver_storage_operations_seconds_count{operation="layer flush"}';
     const before = await waitFor(q, (s) => s.length === 1);
-    const n0 = valueOf(before[0]!);
+    const n0 = sampleValue(before[0]!);
     expect(n0).toBeGreaterThanOrEqual(1);
     const tl = server!.tenants.get(tenantId).getTimeline(timelineId);
     tl.put(k(0), 0x1000 + 8 * 51, imageValue(Buffer.from("again")));
     tl.finishWrite(0x1000 + 8 * 51);
     const res = await fetch(`${httpBase}/v1/tenant/${tenantId}/timeline/${timelineId}/checkpoint`, { method: "PUT" });
     expect(res.status).toBe(200);
-    const after = await waitFor(q, (s) => s.length === 1 && valueOf(s[0]!) >= n0 + 1);
-    expect(valueOf(after[0]!)).toBe(n0 + 1);
+    const after = await waitFor(q, (s) => s.length === 1 && sampleValue(s[0]!) >= n0 + 1);
+    expect(sampleValue(after[0]!)).toBe(n0 + 1);
     // The buckets are stored too: the +Inf bucket counts every flush.
     const inf = await query('pageserver_storage_operations_seconds_bucket{operation="layer flush",le="+Inf"}');
-    expect(inf.map(valueOf)).toEqual([n0 + 1]);
+    expect(inf.map(sampleValue)).toEqual([n0 + 1]);
     // Operations that have not run show at 0.
     const gc = await query('pageserver_storage_operations_seconds_count{operation="gc"}');
-    expect(gc.map(valueOf)).toEqual([0]);
+    expect(gc.map(sampleValue)).toEqual([0]);
   });
 });
