@@ -81,6 +81,21 @@ describe("failpoints in the pageserver process", { timeout: 300_000 }, () => {
       await src.psql("SELECT count(*), count(*) FILTER (WHERE v = 'updated'), max(i) FROM t"),
     );
     expect(await pg.psql("SELECT count(*) FROM t")).toBe("3000");
+
+    // The restarted process's metrics: WAL received, the walreceiver's lag, the base backup.
+    const text = await (await fetch(`${ps.url}/metrics`)).text();
+    const value = (series: string): number => {
+      const line = text.split("\n").find((l) => l.startsWith(`${series} `));
+      expect(line, series).toBeDefined();
+      return Number(line!.slice(series.length + 1));
+    };
+    expect(value("pageserver_wal_ingest_records_received_total")).toBeGreaterThan(0);
+    expect(value("pageserver_wal_ingest_bytes_received_total")).toBeGreaterThan(0);
+    expect(value(`pageserver_walreceiver_lag_bytes{tenant_id="${tenant}",timeline_id="${timeline}"}`)).toBeGreaterThanOrEqual(0);
+    expect(value('pageserver_storage_operations_seconds_count{operation="basebackup"}')).toBe(1);
+    expect(value('pageserver_storage_operations_seconds_count{operation="layer flush"}')).toBeGreaterThanOrEqual(1);
+    const promtool = spawnSync("promtool", ["check", "metrics"], { input: text, encoding: "utf8", timeout: 20_000 });
+    expect(promtool.status, `${promtool.stdout}${promtool.stderr}`).toBe(0);
   });
 
   it("FAILPOINTS=tenant-load=return: the tenant is Broken naming the failpoint, the server serves; without it the tenant loads", async () => {
@@ -98,6 +113,16 @@ describe("failpoints in the pageserver process", { timeout: 300_000 }, () => {
     await ps.start();
     expect((await api("GET", `/v1/tenant/${tenant}`)).json).toMatchObject({ state: "Active" });
     await waitLsn(tenant, timeline, "last_record_lsn", rowsAt);
+
+    // basebackup-start=return at runtime: the request fails naming it; off, it works again.
+    expect((await api("PUT", "/v1/failpoints", [{ name: "basebackup-start", actions: "return" }])).status).toBe(200);
+    const bb = await api("GET", `/v1/tenant/${tenant}/timeline/${timeline}/basebackup?lsn=${rowsAt}`);
+    expect(bb.status).toBe(500);
+    expect(bb.json).toEqual({ code: "internal", error: "failpoint 'basebackup-start' returned an error" });
+    expect((await api("PUT", "/v1/failpoints", [{ name: "basebackup-start", actions: "off" }])).status).toBe(200);
+    const ok = await fetch(`${ps.url}/v1/tenant/${tenant}/timeline/${timeline}/basebackup?lsn=${rowsAt}`);
+    expect(ok.status).toBe(200);
+    expect((await ok.arrayBuffer()).byteLength).toBeGreaterThan(0);
   });
 
   it("a bad FAILPOINTS spec exits 2 with a clear message", () => {
@@ -125,8 +150,10 @@ describe("failpoints in the pageserver process", { timeout: 300_000 }, () => {
 
   it("the pageserver's log has no warning but those the failpoints caused", () => {
     expectLogFileClean(ps.logFile, [
-      // The restart after the exit: the tenant broken on purpose by FAILPOINTS.
+      // FAILPOINTS=tenant-load=return breaks the tenant on purpose.
       /^tenant is broken$/,
+      // The HTTP layer logs every 5xx reply: the base backup failed by basebackup-start.
+      /^request failed$/,
     ]);
   });
 });

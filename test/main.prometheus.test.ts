@@ -164,4 +164,23 @@ describe("a real Prometheus scrapes /metrics", () => {
     const gc = await query('pageserver_storage_operations_seconds_count{operation="gc"}');
     expect(gc.map(sampleValue)).toEqual([0]);
   });
+
+  it("a read that waits for WAL is observed in pageserver_wait_lsn_seconds; one that doesn't wait is not", async () => {
+    const tl = server!.tenants.get(tenantId).getTimeline(timelineId);
+    const count = async (): Promise<number> => {
+      const m = /^pageserver_wait_lsn_seconds_count (\d+)$/m.exec(await (await fetch(`${httpBase}/metrics`)).text());
+      expect(m).not.toBeNull();
+      return Number(m![1]);
+    };
+    expect(await count()).toBe(0);
+    const last = tl.lastRecordLsn;
+    await tl.get(k(1), last);
+    expect(await count()).toBe(0);
+    // A read one record ahead parks until the record is written.
+    const ahead = tl.get(k(60), last + 8);
+    tl.put(k(60), last + 8, imageValue(Buffer.from("late")));
+    tl.finishWrite(last + 8);
+    expect(Buffer.from((await ahead)!).toString()).toBe("late");
+    expect(await count()).toBe(1);
+  });
 });
