@@ -32,6 +32,17 @@ let dir: string;
 const cleanup: (() => Promise<unknown>)[] = [];
 const { api, timelineInfo, waitLsn, startBackup } = pageserverApi(() => ps, env, cleanup);
 
+/** After a (re)start: tenants may load after the API answers; wait until this one has (bounded). */
+async function waitLoaded(tenant: string): Promise<Record<string, unknown>> {
+  const deadline = Date.now() + 60_000;
+  for (let i = 0; i < 1200 && Date.now() < deadline; i++) {
+    const r = await api("GET", `/v1/tenant/${tenant}`);
+    if (r.status === 200 && r.json["state"] !== "Loading") return r.json;
+    await new Promise((res) => setTimeout(res, 50));
+  }
+  throw new Error(`tenant ${tenant} did not finish loading: ${ps.logTail()}`);
+}
+
 beforeAll(async () => {
   ({ src, ps, dir } = await startE2e(env, SOURCE_CONF, "ps-e2e-failpoints-"));
 });
@@ -66,6 +77,7 @@ describe("failpoints in the pageserver process", { timeout: 300_000 }, () => {
 
     // No FAILPOINTS in the environment: the runtime setting died with the process.
     await ps.start();
+    expect(await waitLoaded(tenant)).toMatchObject({ state: "Active" });
     const lines = parseLogLines(readFileSync(ps.logFile, "utf8"));
     expect(lines.some((l) => l.msg === "deleting future layer"), "the L0 file written before the exit is deleted at load").toBe(true);
     const starting = lines.filter((l) => l.msg === "pageserver starting");
@@ -101,9 +113,7 @@ describe("failpoints in the pageserver process", { timeout: 300_000 }, () => {
   it("FAILPOINTS=tenant-load=return: the tenant is Broken naming the failpoint, the server serves; without it the tenant loads", async () => {
     await ps.stop();
     await ps.start(30_000, { FAILPOINTS: "tenant-load=return" });
-    const t = await api("GET", `/v1/tenant/${tenant}`);
-    expect(t.status).toBe(200);
-    expect(t.json).toMatchObject({ state: "Broken", broken_reason: "cannot load: failpoint 'tenant-load' returned an error" });
+    expect(await waitLoaded(tenant)).toMatchObject({ state: "Broken", broken_reason: "cannot load: failpoint 'tenant-load' returned an error" });
     expect((await api("GET", "/v1/status")).status).toBe(200);
     expect((await api("GET", "/v1/failpoints")).json).toEqual({ "tenant-load": "return" });
     const starting = parseLogLines(readFileSync(ps.logFile, "utf8")).filter((l) => l.msg === "pageserver starting");
@@ -111,7 +121,7 @@ describe("failpoints in the pageserver process", { timeout: 300_000 }, () => {
 
     await ps.stop();
     await ps.start();
-    expect((await api("GET", `/v1/tenant/${tenant}`)).json).toMatchObject({ state: "Active" });
+    expect(await waitLoaded(tenant)).toMatchObject({ state: "Active" });
     await waitLsn(tenant, timeline, "last_record_lsn", rowsAt);
 
     // basebackup-start=return at runtime: the request fails naming it; off, it works again.
