@@ -8,6 +8,9 @@
  * - FAILPOINTS in the environment: `tenant-load=return` makes the tenant Broken with the
  *   failpoint's name (the other routes keep serving) and the startup log lists it; a bad spec
  *   exits 2 with a clear message.
+ * - `basebackup-start=return` fails a base backup request naming it; `walreceiver-before-ingest
+ *   =return` stops the WAL source (state failed) and a restart streams the WAL it missed.
+ * - The restarted process's /metrics: WAL received, walreceiver lag, base backup timing.
  * The pageserver's log file is checked for warnings nobody provoked.
  */
 import { spawnSync } from "node:child_process";
@@ -135,6 +138,27 @@ describe("failpoints in the pageserver process", { timeout: 300_000 }, () => {
     expect((await ok.arrayBuffer()).byteLength).toBeGreaterThan(0);
   });
 
+  it("walreceiver-before-ingest=return stops the source with the failpoint's error; after a restart it streams again", async () => {
+    expect((await api("PUT", "/v1/failpoints", [{ name: "walreceiver-before-ingest", actions: "return" }])).status).toBe(200);
+    await src.psql("INSERT INTO t SELECT g, 'late ' || g FROM generate_series(3001, 3100) g");
+    const lateAt = (await src.psql("SELECT pg_current_wal_insert_lsn()")).trim();
+    const deadline = Date.now() + 60_000;
+    let status: Record<string, unknown> = {};
+    for (let i = 0; i < 1200 && Date.now() < deadline; i++) {
+      status = (await timelineInfo(tenant, timeline))["wal_source"] as Record<string, unknown>;
+      if (status["state"] === "failed") break;
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    expect(status["state"]).toBe("failed");
+    expect(String(status["last_error"])).toMatch(/^WAL consumer failed at [0-9A-F]+\/[0-9A-F]+: failpoint 'walreceiver-before-ingest' returned an error$/);
+    expect((await api("PUT", "/v1/failpoints", [{ name: "walreceiver-before-ingest", actions: "off" }])).status).toBe(200);
+    // A failed source is not retried; a restart starts it again from disk_consistent_lsn.
+    await ps.stop();
+    await ps.start();
+    expect(await waitLoaded(tenant)).toMatchObject({ state: "Active" });
+    await waitLsn(tenant, timeline, "last_record_lsn", lateAt);
+  });
+
   it("a bad FAILPOINTS spec exits 2 with a clear message", () => {
     const work = mkdtempSync(join(tmpdir(), "ps-fp-bad-"));
     try {
@@ -164,6 +188,8 @@ describe("failpoints in the pageserver process", { timeout: 300_000 }, () => {
       /^tenant is broken$/,
       // The HTTP layer logs every 5xx reply: the base backup failed by basebackup-start.
       /^request failed$/,
+      // walreceiver-before-ingest=return ends the source.
+      /^WAL source stopped with an error$/,
     ]);
   });
 });

@@ -4,7 +4,8 @@
  * compact, do_gc, config, status, metrics) with fetch(), the error mapping (bad ids, unknown
  * routes, malformed and oversized bodies → JSON {error, code}), /metrics checked by
  * `promtool check metrics`, and a stop / restart on the same workdir. Then the entry point
- * as a process: SIGTERM exits 0, a bad flag exits 2 with a clear message.
+ * as a process: SIGTERM exits 0, a bad flag exits 2 with a clear message. The in-process
+ * servers' logs are checked (test/support/log_check.ts): no warning but those provoked here.
  */
 import { type ChildProcess, spawn, spawnSync } from "node:child_process";
 import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
