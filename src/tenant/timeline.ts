@@ -22,6 +22,8 @@
  *   (last_record_lsn − disk_consistent_lsn) stays below about
  *   (max_frozen_layers + 1) × checkpoint_distance plus one record (an XLOG_SWITCH record
  *   spans the rest of its segment).
+ * - a layer whose flush fails stays frozen (and readable) until a later round writes it: the
+ *   checkpoints waiting fail with the error, the timeline stays Active (as in Neon).
  *
  * Lock order: none on this object (single-threaded); the tenant's background mutex orders
  * compaction and GC (never both at once for a tenant), and flushes are one at a time.
