@@ -17,7 +17,9 @@ import { registerRoutes } from "./api.js";
 import { Auth } from "./auth.js";
 import type { NodeConfig } from "./config.js";
 import { HttpServer } from "./http/server.js";
-import { createMetrics } from "./metrics.js";
+import { activeFailpoints } from "../types/failpoints.js";
+import { buildInfo } from "./build_info.js";
+import { NodeMetrics } from "./metrics.js";
 import { TenantManager } from "./tenant_manager.js";
 import { WalSources } from "./wal_sources.js";
 
@@ -43,6 +45,7 @@ export class Server {
     this.config = config;
     this.log = log ?? pino({ level: config.log_level });
     mkdirSync(config.workdir, { recursive: true });
+    const metrics = new NodeMetrics();
     this.cache = PageCache.create({ size_bytes: config.page_cache_size_bytes });
     this.pools = new JobPools({
       cacheSab: this.cache.shared,
@@ -62,16 +65,19 @@ export class Server {
         defaults: config.tenant_defaults,
         keyspace: collectKeyspace,
         loops: this.loops,
+        metrics,
       },
       config.workdir,
       config.max_tenants,
     );
-    this.metrics = createMetrics(this.cache, this.tenants, config.page_cache_size_bytes);
     this.http = new HttpServer(this.log);
     this.walSources = new WalSources(this.log);
+    metrics.collectFrom({ cache: this.cache, cacheSizeBytes: config.page_cache_size_bytes, tenants: this.tenants, pools: this.pools, walSources: this.walSources });
+    this.metrics = metrics.registry;
   }
 
   async start(): Promise<number> {
+    this.log.info({ ...buildInfo(), failpoints: activeFailpoints() }, "pageserver starting");
     if (this.config.auth_public_key !== null) {
       this.auth = await Auth.fromPublicKeyFile(this.config.auth_public_key);
       this.http.setAuth(this.auth);
