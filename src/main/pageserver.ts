@@ -21,9 +21,10 @@ const program = new Command()
   .option("--auth-public-key <file>", "PEM public key (Ed25519 or RSA): JWT auth on HTTP and the page service")
   .option("--page-cache-size <bytes>", "shared page cache size in bytes")
   .option("--log-level <level>", "pino log level")
+  .option("--log-format <format>", "json (default) or pretty (human-readable, via pino-pretty)")
   .parse();
 
-const opts = program.opts<{ workdir: string; listen: string; listenPg?: string; authPublicKey?: string; pageCacheSize?: string; logLevel?: string }>();
+const opts = program.opts<{ workdir: string; listen: string; listenPg?: string; authPublicKey?: string; pageCacheSize?: string; logLevel?: string; logFormat?: string }>();
 
 let server: Server;
 try {
@@ -39,6 +40,7 @@ try {
     auth_public_key: opts.authPublicKey,
     page_cache_size: opts.pageCacheSize,
     log_level: opts.logLevel,
+    log_format: opts.logFormat,
   });
   server = new Server(config);
   await server.start();

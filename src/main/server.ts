@@ -43,7 +43,8 @@ export class Server {
 
   constructor(config: NodeConfig, log?: Logger) {
     this.config = config;
-    this.log = log ?? pino({ level: config.log_level });
+    this.log =
+      log ?? (config.log_format === "pretty" ? pino({ level: config.log_level }, pino.transport({ target: "pino-pretty" })) : pino({ level: config.log_level }));
     mkdirSync(config.workdir, { recursive: true });
     const metrics = new NodeMetrics();
     this.cache = PageCache.create({ size_bytes: config.page_cache_size_bytes });
