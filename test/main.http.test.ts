@@ -481,7 +481,7 @@ describe("HTTP API v1 in-process", () => {
       }
       expect(line, "sample line").toMatch(sample);
     }
-    for (const n of ["pageserver_page_cache_read_accesses_total", "pageserver_last_record_lsn", "pageserver_disk_consistent_lsn", "pageserver_layers", "pageserver_tenant_states"]) {
+    for (const n of ["pageserver_page_cache_read_accesses_total", "pageserver_last_record_lsn", "pageserver_disk_consistent_lsn", "pageserver_layers", "pageserver_tenant_states", "pageserver_background_loop_rounds"]) {
       expect(names.has(n), n).toBe(true);
     }
     expect(text).toContain(`pageserver_last_record_lsn{tenant_id="${tenantId}",timeline_id="${mainTl}"}`);

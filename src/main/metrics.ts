@@ -37,6 +37,7 @@ export interface MetricSources {
   tenants: TenantManager;
   pools: { stats(): PoolStats[] };
   walSources: WalSources;
+  loops: { readonly queued: number; readonly active: number; readonly concurrency: number };
 }
 
 export class NodeMetrics implements MetricsSink {
@@ -279,6 +280,17 @@ export class NodeMetrics implements MetricsSink {
         },
       });
     };
+    const loops = src.loops;
+    new Gauge({
+      name: "pageserver_background_loop_rounds",
+      help: "Tenants' compaction / GC rounds by state: queued for a slot, or running (at most max_concurrent_background_tasks)",
+      labelNames: ["state"],
+      registers,
+      collect() {
+        this.set({ state: "queued" }, loops.queued);
+        this.set({ state: "running" }, loops.active);
+      },
+    });
     gauge("pageserver_worker_pool_queued_jobs", "Jobs waiting for a thread of the pool", (s) => s.queued);
     gauge("pageserver_worker_pool_running_jobs", "Jobs running on the pool", (s) => s.running);
     gauge("pageserver_worker_pool_threads", "Worker threads alive in the pool", (s) => s.threads);

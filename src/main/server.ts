@@ -73,7 +73,7 @@ export class Server {
     );
     this.http = new HttpServer(this.log);
     this.walSources = new WalSources(this.log);
-    metrics.collectFrom({ cache: this.cache, cacheSizeBytes: config.page_cache_size_bytes, tenants: this.tenants, pools: this.pools, walSources: this.walSources });
+    metrics.collectFrom({ cache: this.cache, cacheSizeBytes: config.page_cache_size_bytes, tenants: this.tenants, pools: this.pools, walSources: this.walSources, loops: this.loops });
     this.metrics = metrics.registry;
   }
 
