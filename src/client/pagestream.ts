@@ -238,9 +238,14 @@ function writeRequestFields(b: Uint8Array, off: number, r: PagestreamRequest): n
 
 const ENCODER = new TextEncoder();
 
+/** An Error message as sent: it is NUL-terminated, so a NUL inside it would cut it short. */
+function errorText(message: string): string {
+  return message.includes("\0") ? message.replaceAll("\0", "\\0") : message;
+}
+
 /** Bytes of the encoded response (for sizing one buffer for a batch). */
 export function responseBytes(r: PagestreamResponse, version: PagestreamVersion): number {
-  if (r.kind === "error") return 1 + (version === 3 ? 24 : 0) + Buffer.byteLength(r.message, "utf8") + 1;
+  if (r.kind === "error") return 1 + (version === 3 ? 24 : 0) + Buffer.byteLength(errorText(r.message), "utf8") + 1;
   const echo = version === 3 ? headerBytes(3) - 1 + REQUEST_BODY_BYTES[r.kind] : 0;
   return 1 + echo + payloadBytes(r);
 }
@@ -269,8 +274,7 @@ export function encodeResponseInto(b: Uint8Array, off: number, r: PagestreamResp
       if (r.hdr === null) throw new PagestreamDecodeError("a v3 Error response needs the request header");
       o = putHeader(b, o, r.hdr, 3);
     }
-    // The message is NUL-terminated: a NUL inside it would cut it short.
-    const w = ENCODER.encodeInto(r.message.replaceAll("\0", "\\0"), b.subarray(o));
+    const w = ENCODER.encodeInto(errorText(r.message), b.subarray(o));
     o += w.written;
     b[o] = 0;
     return o + 1;

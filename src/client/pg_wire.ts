@@ -229,7 +229,7 @@ const ZERO = Buffer.from([0]);
 
 function int32s(...vs: number[]): Buffer {
   const b = Buffer.allocUnsafe(4 * vs.length);
-  vs.forEach((v, i) => writeI32(b, 4 * i, v));
+  for (let i = 0; i < vs.length; i++) writeI32(b, 4 * i, vs[i]!);
   return b;
 }
 

@@ -1,6 +1,6 @@
 /**
  * Server: wires one pageserver node together (shared page cache → worker pools → tenant
- * manager → HTTP API) and takes it apart again. Used by the `pageserver` entry point and,
+ * manager → HTTP API and page service) and takes it apart again. Used by the `pageserver` entry point and,
  * in-process, by tests.
  */
 import { pathToFileURL } from "node:url";
@@ -17,6 +17,7 @@ import { Auth } from "./auth.js";
 import type { NodeConfig } from "./config.js";
 import { HttpServer } from "./http/server.js";
 import { createMetrics } from "./metrics.js";
+import { PageService } from "./page_service.js";
 import { TenantManager } from "./tenant_manager.js";
 import { WalSources } from "./wal_sources.js";
 
@@ -33,9 +34,12 @@ export class Server {
   readonly metrics: Registry;
   readonly walSources: WalSources;
   private readonly http: HttpServer;
+  readonly pageService: PageService;
   /** JWT verification when `auth_public_key` is set (loaded in start); null: auth off. */
   auth: Auth | null = null;
   port = 0;
+  /** The page service's bound port (config.listen_pg; 0 there picks a free one). */
+  pgPort = 0;
 
   constructor(config: NodeConfig, log?: Logger) {
     this.config = config;
@@ -64,6 +68,7 @@ export class Server {
     );
     this.metrics = createMetrics(this.cache, this.tenants, config.page_cache_size_bytes);
     this.http = new HttpServer(this.log);
+    this.pageService = new PageService(this.tenants, this.metrics, this.log, () => this.auth);
     this.walSources = new WalSources(this.log);
   }
 
@@ -76,7 +81,8 @@ export class Server {
     registerRoutes(this.http, this.tenants, this.metrics, { startedAt: new Date(), walSources: this.walSources, log: this.log });
     this.http.fallback();
     this.port = await this.http.listen(this.config.listen_http.host, this.config.listen_http.port);
-    this.log.info({ workdir: this.config.workdir, listen: `${this.config.listen_http.host}:${this.port}` }, "pageserver started");
+    this.pgPort = await this.pageService.listen(this.config.listen_pg.host, this.config.listen_pg.port);
+    this.log.info({ workdir: this.config.workdir, listen: `${this.config.listen_http.host}:${this.port}`, listen_pg: `${this.config.listen_pg.host}:${this.pgPort}` }, "pageserver started");
     await this.walSources.startAll(this.tenants);
     return this.port;
   }
@@ -84,6 +90,7 @@ export class Server {
   /** Stop accepting requests, flush every timeline, stop the workers. */
   async stop(): Promise<void> {
     this.http.close();
+    await this.pageService.close();
     await this.walSources.stopAll();
     await this.tenants.shutdown(true);
     await this.pools.destroy();

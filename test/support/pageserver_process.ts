@@ -30,7 +30,7 @@ export class PageserverProcess {
   }
 
   async start(timeout_ms = 30_000): Promise<void> {
-    const child = spawn(process.execPath, ["--import", "tsx", ENTRY, "--workdir", this.workdir, "--listen", `127.0.0.1:${this.port}`], {
+    const child = spawn(process.execPath, ["--import", "tsx", ENTRY, "--workdir", this.workdir, "--listen", `127.0.0.1:${this.port}`, "--listen-pg", "127.0.0.1:0"], {
       stdio: ["ignore", "pipe", "pipe"],
     });
     live.add(child);
