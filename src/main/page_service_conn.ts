@@ -53,6 +53,8 @@ import type { TenantManager } from "./tenant_manager.js";
 export const STARTUP_TIMEOUT_MS = 10_000;
 /** Startup packets before the StartupMessage (SSLRequest, GSSENCRequest): at most this many. */
 const MAX_STARTUP_PACKETS = 4;
+/** A base backup goes out in CopyData messages of at most this many bytes (clients bound their frames). */
+const MAX_COPY_DATA_BYTES = 256 * 1024;
 /** Words in a command (ids, LSN, flags): anything longer is refused unparsed. */
 const MAX_COMMAND_WORDS = 8;
 
@@ -274,9 +276,11 @@ export class PageServiceConnection {
       if (gzip) await this.sendGzipped(tar);
       else {
         for await (const chunk of tar) {
+          for (let off = 0; off < chunk.length && !this.io.closed; off += MAX_COPY_DATA_BYTES) {
+            this.io.send(copyData(chunk.subarray(off, off + MAX_COPY_DATA_BYTES)));
+            await this.io.drained();
+          }
           if (this.io.closed) return;
-          this.io.send(copyData(chunk));
-          await this.io.drained();
         }
       }
     } catch (e) {
