@@ -7,17 +7,21 @@
  *   GetSlruSegment(clog 0) starts with pg_xact/0000 — at latest and at the explicit LSN, in
  *   v2 and v3 (reqid and the request fields echoed).
  * - 1,000 GetPage written before any answer is read: all answered, in order, and batched.
+ * - Backpressure: 100,000 GetPage from a client that reads nothing: the server stops reading
+ *   it and its buffers stay bounded.
  * - Errors mid-stream (missing relation, not_modified_since > request_lsn, request_lsn 0,
  *   below the GC cutoff, bad SLRU kind): an Error response each, and the next request works.
  * - `basebackup` over CopyOut equals the HTTP base backup at the same LSN; `--gzip` gunzips
  *   to it. Unknown tenant / timeline / command → ErrorResponse, and the connection goes on.
  */
 import { readdirSync, readFileSync, statSync } from "node:fs";
+import { connect } from "node:net";
 import { join } from "node:path";
 import { gunzipSync } from "node:zlib";
 import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
 import { PageServiceError, PagestreamRequestError } from "../src/client/page_service_client.js";
-import { header, LATEST_LSN, type PagestreamRequest, type PagestreamVersion } from "../src/client/pagestream.js";
+import { encodeRequest, header, LATEST_LSN, type PagestreamRequest, type PagestreamVersion } from "../src/client/pagestream.js";
+import { copyData, query, startupMessage } from "../src/client/pg_wire.js";
 import { generateTenantId, generateTimelineId } from "../src/types/ids.js";
 import { lsnToString, parseLsn } from "../src/types/lsn.js";
 import { PageServiceFixture } from "./support/page_service_fixture.js";
@@ -157,6 +161,39 @@ describe.each([2, 3] as PagestreamVersion[])("pagestream v%i", (version) => {
       await s.close();
     } finally {
       c.close();
+    }
+  });
+});
+
+describe("backpressure", () => {
+  it("a client that sends 100,000 GetPage and reads nothing stops being read; the server's buffers stay bounded", async () => {
+    const sock = connect(fx.server.pgPort, "127.0.0.1");
+    try {
+      await new Promise((resolve, reject) => sock.once("connect", resolve).once("error", reject));
+      sock.pause(); // read nothing
+      sock.write(Buffer.concat([startupMessage({ user: "bp" }), query(`pagestream_v2 ${fx.tenant} ${fx.timeline}`)]));
+      const N = 100_000;
+      const one = copyData(encodeRequest({ kind: "get_page", hdr: header(0, LATEST_LSN, fx.lsn), rel: fx.rel, blkno: 1 }, 2));
+      const all = Buffer.concat(Array.from({ length: N }, () => one));
+      sock.write(all);
+      // Wait (bounded) until the server's counters stop moving.
+      let last = "";
+      let stats = fx.server.pageService.connectionStats();
+      for (let i = 0; i < 100; i++) {
+        await new Promise((r) => setTimeout(r, 100));
+        stats = fx.server.pageService.connectionStats();
+        const now = JSON.stringify(stats);
+        if (now === last) break;
+        last = now;
+      }
+      const mine = stats.reduce((a, b) => (b.bytes_read > a.bytes_read ? b : a));
+      // It stopped reading: far less than what was sent, and what it queued is bounded
+      // (its write limit, plus one round of answers).
+      expect(mine.bytes_read).toBeLessThan(all.length / 4);
+      expect(mine.unwritten_bytes).toBeLessThan(4 * 1024 * 1024);
+      expect(mine.bytes_written).toBeLessThan(64 * 1024 * 1024);
+    } finally {
+      sock.destroy();
     }
   });
 });

@@ -115,8 +115,9 @@ export class PageService {
     return wait_ms;
   }
 
-  get connectionCount(): number {
-    return this.conns.size;
+  /** Per open connection: bytes read and written, and bytes queued unwritten (flow control is visible here). */
+  connectionStats(): { bytes_read: number; bytes_written: number; unwritten_bytes: number }[] {
+    return [...this.conns].map((s) => ({ bytes_read: s.bytesRead, bytes_written: s.bytesWritten, unwritten_bytes: s.writableLength }));
   }
 
   async close(): Promise<void> {
