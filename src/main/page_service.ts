@@ -4,7 +4,8 @@
  * describes the protocol as served.
  *
  * Owns the listener, the open connections (each a PageServiceConnection over a PgSocket),
- * the per-tenant GetPage token buckets, and the page service metrics.
+ * the per-tenant GetPage token buckets, the per-timeline last snapshot, and the page service
+ * metrics.
  *
  * Invariants:
  * - At most MAX_CONNECTIONS connections; one more is refused by the kernel backlog's owner
@@ -18,8 +19,10 @@
 import { createServer, type Server as NetServer, type Socket } from "node:net";
 import type { Logger } from "pino";
 import type { Registry } from "prom-client";
+import { type DatadirSnapshot, datadirAt } from "../pgdata/reader.js";
 import { getpageThrottle } from "../tenant/config.js";
 import type { Tenant } from "../tenant/tenant.js";
+import type { Timeline } from "../tenant/timeline.js";
 import { TokenBucket } from "../tenant/throttle.js";
 import type { Auth } from "./auth.js";
 import { PageServiceConnection } from "./page_service_conn.js";
@@ -45,6 +48,8 @@ export class PageService {
   private server: NetServer | null = null;
   private readonly conns = new Set<Socket>();
   private readonly buckets = new WeakMap<Tenant, TokenBucket>();
+  /** Per timeline, the snapshot of its latest request: its directories and sizes decoded once. */
+  private readonly snapshots = new WeakMap<Timeline, DatadirSnapshot>();
   private nextConnId = 1;
 
   /** `auth` is read per connection (the server loads its key in start()). */
@@ -90,11 +95,28 @@ export class PageService {
       {
         tenants: this.tenants,
         auth: this.auth(),
-        pagestream: { metrics: this.metrics, max_batch_size: MAX_BATCH_SIZE, throttle: (t, n) => this.throttle(t, n) },
+        pagestream: {
+          metrics: this.metrics,
+          max_batch_size: MAX_BATCH_SIZE,
+          throttle: (t, n) => this.throttle(t, n),
+          snapshot: (tl, lsn) => this.snapshot(tl, lsn),
+        },
       },
       log,
     );
     void conn.run();
+  }
+
+  /**
+   * The datadir of `tl` at `lsn`. A snapshot is immutable (the state at an ingested LSN never
+   * changes), so the last one is reused for the same LSN while it is at or above the GC cutoff.
+   */
+  private async snapshot(tl: Timeline, lsn: number): Promise<DatadirSnapshot> {
+    const s = this.snapshots.get(tl);
+    if (s !== undefined && s.lsn === lsn && lsn >= tl.latestGcCutoffLsn) return s;
+    const fresh = await datadirAt(tl, lsn);
+    this.snapshots.set(tl, fresh);
+    return fresh;
   }
 
   /** ms the caller waits before serving `n` GetPage of `tenant`; the wait is counted in the metric. */

@@ -7,7 +7,8 @@
  * MAX_ROUND_REQUESTS: the per-connection in-flight bound), answer them in order, and wait
  * for the socket to drain below its limit before the next round. Consecutive GetPage
  * requests with the same effective LSN (at most `max_batch_size`) are one batch: one
- * throttle wait, one wait for the LSN, one snapshot, one write.
+ * throttle wait, one wait for the LSN, one snapshot, one write. Snapshots are shared: a
+ * request at the LSN of the timeline's previous one reuses its decoded directories and sizes.
  *
  * Effective LSN (as Neon's wait_or_get_last_lsn): request_lsn 0, request_lsn <
  * not_modified_since, or not_modified_since = latest are errors. If not_modified_since is
@@ -34,7 +35,7 @@ import {
   responseBytes,
 } from "../client/pagestream.js";
 import { COPY_DATA_HEADER_BYTES, MSG, typeName, writeCopyDataHeader } from "../client/pg_wire.js";
-import { type DatadirSnapshot, datadirAt } from "../pgdata/reader.js";
+import type { DatadirSnapshot } from "../pgdata/reader.js";
 import { DEFAULTTABLESPACE_OID, SLRU_KINDS, type SlruKind } from "../pgdata/keys.js";
 import type { Tenant } from "../tenant/tenant.js";
 import type { Timeline } from "../tenant/timeline.js";
@@ -50,6 +51,8 @@ export interface PagestreamContext {
   metrics: PageServiceMetrics;
   /** ms to wait before serving `n` GetPage of `tenant` (its token bucket); 0 when not throttled. */
   throttle(tenant: Tenant, n: number): number;
+  /** The datadir at `lsn` (waits for it; GC cutoff checked), shared between the timeline's sessions. */
+  snapshot(tl: Timeline, lsn: number): Promise<DatadirSnapshot>;
   max_batch_size: number;
 }
 
@@ -168,7 +171,7 @@ export class PagestreamHandler {
     let resp: PagestreamResponse;
     let type: SmgrQueryType;
     try {
-      const snap = await datadirAt(this.tl, lsn);
+      const snap = await this.ctx.snapshot(this.tl, lsn);
       switch (r.kind) {
         case "exists":
           type = "get_rel_exists";
@@ -205,7 +208,7 @@ export class PagestreamHandler {
     const t0 = performance.now();
     let snap: DatadirSnapshot;
     try {
-      snap = await datadirAt(this.tl, lsn);
+      snap = await this.ctx.snapshot(this.tl, lsn);
     } catch (e) {
       for (const r of batch) this.write(this.errorFor(r, e));
       return;
