@@ -6,7 +6,8 @@
  * the server sends, every ErrorResponse with a severity, a 5-character SQLSTATE and a
  * message, every CopyData in a session a decodable pagestream response (an answer or an
  * Error). The server never hangs or crashes: afterwards a fresh connection still gets the
- * right pages.
+ * right pages. Before that, the edges by hand: SSL/GSSENC requests, the extended protocol,
+ * and a malformed request in a session (answered up to it, an Error, then the close).
  */
 import { connect } from "node:net";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -20,6 +21,8 @@ import {
   parseErrorFields,
   query,
   SSL_REQUEST_CODE,
+  sslRequest,
+  gssencRequest,
   startupMessage,
   terminate,
 } from "../src/client/pg_wire.js";
@@ -168,6 +171,71 @@ async function stillServes(): Promise<void> {
   } finally {
     c.close();
   }
+}
+
+describe("protocol edges, byte by byte", () => {
+  it("SSLRequest and GSSENCRequest are answered 'N', then the startup goes on", async () => {
+    for (const first of [sslRequest(), gssencRequest()]) {
+      const bytes = Buffer.concat([first, STARTUP, terminate()]);
+      const raw = await rawExchange(bytes);
+      expect(raw[0]).toBe(0x4e); // 'N'
+      const r = new FrameReader({ max_frame_bytes: 1 << 20, startup: false });
+      r.push(raw.subarray(1));
+      const types: number[] = [];
+      for (let f = r.next(); f !== null; f = r.next()) types.push(f.type);
+      expect(types).toEqual([MSG.Authentication, MSG.ParameterStatus, MSG.ParameterStatus, MSG.ReadyForQuery]);
+    }
+  });
+
+  it("an extended-protocol exchange gets one ErrorResponse 0A000, and Sync a ReadyForQuery", async () => {
+    const parse = Buffer.from([0x50, 0, 0, 0, 9, 0, 0x78, 0, 0, 0]); // Parse: statement "", query "x", 0 parameter types
+    const sync = Buffer.from([0x53, 0, 0, 0, 4]);
+    const reply = await exchange(Buffer.concat([STARTUP, parse, Buffer.from([0x42, 0, 0, 0, 4]), sync, query("SELECT 1"), terminate()]));
+    const types = reply.frames.map((f) => String.fromCharCode(f.type));
+    expect(types.join("")).toBe("RSSZ" + "EZ" + "EZ");
+    expect(parseErrorFields(reply.frames[4]!.body).get("C")).toBe("0A000");
+  });
+
+  it("a malformed request inside a session: the requests before it are answered, then an Error, then the connection closes", async () => {
+    for (const version of [2, 3] as PagestreamVersion[]) {
+      const good = encodeRequest({ kind: "get_page", hdr: header(7, LATEST_LSN, fx.lsn), rel: fx.rel, blkno: 0 }, version);
+      const badTag = Uint8Array.from(good);
+      badTag[0] = 9;
+      const bigLsn = Uint8Array.from(good);
+      bigLsn.set([0, 0x20, 0, 0, 0, 0, 0, 0], version === 3 ? 9 : 1); // request_lsn 2^53
+      for (const bad of [badTag, bigLsn, good.subarray(0, good.length - 1)]) {
+        const reply = await exchange(
+          Buffer.concat([STARTUP, query(`pagestream_v${version} ${fx.tenant} ${fx.timeline}`), copyData(good), copyData(bad), copyData(good), copyDone()]),
+        );
+        const types = reply.frames.map((f) => String.fromCharCode(f.type)).join("");
+        // Startup, CopyBoth, the first answer, the Error — and nothing after: no answer to the third request, no ReadyForQuery.
+        expect(types).toBe("RSSZWdd");
+        expect(decodeResponse(reply.frames[5]!.body, version).kind).toBe("get_page");
+        const e = decodeResponse(reply.frames[6]!.body, version);
+        expect(e.kind).toBe("error");
+        expect(e.kind === "error" && e.message).toMatch(/malformed pagestream message: (unknown pagestream request tag 9|request_lsn 200000\/0 is beyond 2\^53|.*truncated)/);
+      }
+    }
+  });
+});
+
+/** Send `bytes`, half-close, return every byte received until the server closes. */
+function rawExchange(bytes: Uint8Array): Promise<Buffer> {
+  return new Promise((resolve, reject) => {
+    const sock = connect(fx.server.pgPort, "127.0.0.1");
+    const chunks: Buffer[] = [];
+    const timer = setTimeout(() => {
+      sock.destroy();
+      reject(new Error("no close"));
+    }, CASE_TIMEOUT_MS);
+    sock.on("connect", () => sock.end(bytes));
+    sock.on("data", (d: Buffer) => chunks.push(d));
+    sock.on("error", () => undefined);
+    sock.on("close", () => {
+      clearTimeout(timer);
+      resolve(Buffer.concat(chunks));
+    });
+  });
 }
 
 describe("bad input never crashes the page service", () => {

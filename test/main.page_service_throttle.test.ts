@@ -4,6 +4,8 @@
  * pageserver_tenant_throttled_seconds_total{tenant_id} (the counter, not wall time), while
  * another tenant on the same node, unthrottled, is served meanwhile and gets no series.
  *
+ * Last, closing the page service ends a session that waits for WAL.
+ *
  * Why the counter sits just below (M − B) / N: each wait is the bucket's debt / N at the
  * moment of taking, and the time spent serving between two waits refills a little too; so the
  * sum is (M − B) / N minus that serving time (milliseconds here), never more.
@@ -90,5 +92,23 @@ describe("GetPage throttle", () => {
       c.close();
     }
     expect(await throttledSeconds(fx.tenant)).toBe(before);
+  });
+
+  it("closing the page service ends open sessions, even one waiting for WAL that won't come", async () => {
+    const c = await fx.client();
+    const s = await c.pagestream(fx.tenant, fx.timeline, 3);
+    // not_modified_since beyond last_record_lsn: the server waits for ingest (wait_lsn_timeout).
+    const waiting = s.getPage(fx.rel, 0, fx.lsn + 1_000_000, fx.lsn + 1_000_000);
+    const settled = waiting.then(
+      () => "answered",
+      (e: Error) => e.message,
+    );
+    await new Promise((r) => setTimeout(r, 100));
+    expect(fx.server.pageService.connectionStats().length).toBe(1);
+    await fx.server.pageService.close();
+    expect(await settled).toMatch(/connection closed/);
+    expect(fx.server.pageService.connectionStats().length).toBe(0);
+    await expect(fx.client()).rejects.toThrow(/ECONNREFUSED/);
+    c.close();
   });
 });

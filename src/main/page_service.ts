@@ -8,11 +8,10 @@
  * metrics.
  *
  * Invariants:
- * - At most MAX_CONNECTIONS connections; one more is refused by the kernel backlog's owner
- *   (net.Server.maxConnections closes it at once).
+ * - At most MAX_CONNECTIONS connections: node:net closes one more at once (maxConnections).
  * - close() stops accepting, destroys every open connection (their sessions end: a pending
- *   LSN wait finishes into a closed socket and writes nothing), and resolves when the
- *   listener is closed.
+ *   LSN wait finishes into a closed socket and writes nothing), and resolves when every
+ *   connection and the listener are closed.
  * - A tenant has a token bucket only while its getpage_throttle_rps is set (WeakMap: a
  *   dropped tenant's bucket goes with it).
  */
@@ -145,7 +144,9 @@ export class PageService {
   async close(): Promise<void> {
     const server = this.server;
     this.server = null;
+    const closed = [...this.conns].map((s) => new Promise<void>((resolve) => s.once("close", () => resolve())));
     for (const s of this.conns) s.destroy();
+    await Promise.all(closed);
     if (server === null) return;
     await new Promise<void>((resolve) => server.close(() => resolve()));
     this.log.info("page service closed");
