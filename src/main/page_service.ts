@@ -61,7 +61,7 @@ export class PageService {
 
   /** Listen on host:port (0: any free port); resolves with the bound port. */
   async listen(host: string, port: number): Promise<number> {
-    const server = createServer({ noDelay: true }, (sock) => this.accept(sock));
+    const server = createServer({ noDelay: true, allowHalfOpen: true }, (sock) => this.accept(sock));
     server.maxConnections = MAX_CONNECTIONS;
     await new Promise<void>((resolve, reject) => {
       server.once("error", reject);

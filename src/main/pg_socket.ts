@@ -10,6 +10,9 @@
  *   'drain'. Handlers await it between batches, so a client that doesn't read its answers
  *   can't grow our memory.
  *
+ * The socket is half-open capable (the server is created with allowHalfOpen): a client that
+ * sends its requests and then ends its side still gets every answer before the close.
+ *
  * Invariants: a frame's body is valid until the next `next()`/`tryNext()` call that has to
  * wait for data (callers decode before awaiting); once closed, `next()` returns null and
  * `send` does nothing; a WireProtocolError from the reader is thrown to the caller (who
@@ -32,6 +35,8 @@ export class PgSocket {
   private dataWaiter: (() => void) | null = null;
   private drainWaiters: (() => void)[] = [];
   private closed_ = false;
+  /** The client ended its side (FIN): frames already buffered are still served. */
+  private inputEnded = false;
   private readPaused = false;
   private writeBlocked = false;
 
@@ -50,6 +55,10 @@ export class PgSocket {
       this.writeBlocked = false;
       this.maybeResume();
       for (const w of this.drainWaiters.splice(0)) w();
+    });
+    sock.on("end", () => {
+      this.inputEnded = true;
+      this.wake();
     });
     sock.on("close", () => {
       this.closed_ = true;
@@ -95,12 +104,12 @@ export class PgSocket {
     return f;
   }
 
-  /** The next frame; null once the connection is closed (bytes of a partial frame are dropped). */
+  /** The next frame; null once the connection is closed or the client ended its side (bytes of a partial frame are dropped). */
   async next(): Promise<Frame | null> {
     for (;;) {
       const f = this.tryNext();
       if (f !== null) return f;
-      if (this.closed) return null;
+      if (this.closed || this.inputEnded) return null;
       await new Promise<void>((resolve) => {
         this.dataWaiter = resolve;
       });
