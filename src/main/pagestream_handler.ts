@@ -213,17 +213,16 @@ export class PagestreamHandler {
       for (const r of batch) this.write(this.errorFor(r, e));
       return;
     }
-    // One buffer for the batch's answers: a page each (an error answer is sized on its own).
+    // The pages together: most are reconstructed at once, long record chains on the redo pool
+    // meanwhile. Then one buffer for the batch's answers.
+    const settled = await Promise.allSettled(batch.map((r) => snap.readRelPage(r.rel, r.blkno)));
+    if (this.io.closed) return;
     const resps: PagestreamResponse[] = new Array(n);
     let total = 0;
     for (let k = 0; k < n; k++) {
       const r = batch[k]!;
-      let resp: PagestreamResponse;
-      try {
-        resp = { kind: "get_page", req: r, page: snap.getRelPage(r.rel, r.blkno) };
-      } catch (e) {
-        resp = this.errorFor(r, e);
-      }
+      const s = settled[k]!;
+      const resp: PagestreamResponse = s.status === "fulfilled" ? { kind: "get_page", req: r, page: s.value } : this.errorFor(r, s.reason);
       resps[k] = resp;
       total += COPY_DATA_HEADER_BYTES + responseBytes(resp, this.version);
     }
