@@ -42,6 +42,7 @@ import {
   type PagestreamResponse,
   type PagestreamVersion,
   type RelTag,
+  type RequestHeader,
   sameHeader,
 } from "./pagestream.js";
 
@@ -341,7 +342,7 @@ export class PagestreamSession {
   }
 
   /** A fresh header: reqid counts from 1 (v3 echoes it; v2 has none). */
-  header(requestLsn: number, notModifiedSince: number): ReturnType<typeof header> {
+  header(requestLsn: number, notModifiedSince: number): RequestHeader {
     return header(this.version === 3 ? this.nextReqid++ : 0, requestLsn, notModifiedSince);
   }
 
