@@ -318,7 +318,7 @@ export function encodeResponse(r: PagestreamResponse, version: PagestreamVersion
 
 const DECODER = new TextDecoder("utf-8", { fatal: false });
 
-/** Decode one response (the whole CopyData payload). `page`/`segment` are copies. */
+/** Decode one response (the whole CopyData payload). `page`/`segment` are views into `b`: the caller owns `b`. */
 export function decodeResponse(b: Uint8Array, version: PagestreamVersion): PagestreamResponse {
   if (b.length === 0) throw new PagestreamDecodeError("empty pagestream response");
   const tag = b[0]!;
@@ -357,7 +357,7 @@ export function decodeResponse(b: Uint8Array, version: PagestreamVersion): Pages
       return { kind, req: req as NblocksRequest | null, nblocks: u32(b, o) };
     case "get_page":
       expectLength(b, o + PAGE_BYTES, what);
-      return { kind, req: req as GetPageRequest | null, page: b.slice(o, o + PAGE_BYTES) };
+      return { kind, req: req as GetPageRequest | null, page: b.subarray(o, o + PAGE_BYTES) };
     case "db_size": {
       expectLength(b, o + 8, what);
       const hi = u32(b, o);
@@ -370,7 +370,7 @@ export function decodeResponse(b: Uint8Array, version: PagestreamVersion): Pages
       const n = u32(b, o);
       if (n > SLRU_SEGMENT_MAX_BLOCKS) throw new PagestreamDecodeError(`${what}: ${n} blocks (at most ${SLRU_SEGMENT_MAX_BLOCKS})`);
       expectLength(b, o + 4 + n * PAGE_BYTES, what);
-      return { kind, req: req as GetSlruSegmentRequest | null, segment: b.slice(o + 4, o + 4 + n * PAGE_BYTES) };
+      return { kind, req: req as GetSlruSegmentRequest | null, segment: b.subarray(o + 4, o + 4 + n * PAGE_BYTES) };
     }
   }
 }
