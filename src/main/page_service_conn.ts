@@ -51,6 +51,8 @@ import type { TenantManager } from "./tenant_manager.js";
 
 /** The startup (packets and authentication) must be over within this. */
 export const STARTUP_TIMEOUT_MS = 10_000;
+/** After the last answer, a connection is destroyed if its output isn't flushed within this. */
+const CLOSE_FLUSH_TIMEOUT_MS = 10_000;
 /** Startup packets before the StartupMessage (SSLRequest, GSSENCRequest): at most this many. */
 const MAX_STARTUP_PACKETS = 4;
 /** A base backup goes out in CopyData messages of at most this many bytes (clients bound their frames). */
@@ -119,8 +121,9 @@ export class PageServiceConnection {
       }
     } finally {
       this.io.end();
-      // A client that never reads its socket must not keep it open: end() waits for a flush.
-      setTimeout(() => this.io.destroy(), 1000).unref();
+      // end() waits for the queued answers to be flushed: a client that never reads them
+      // must not keep the socket open.
+      setTimeout(() => this.io.destroy(), CLOSE_FLUSH_TIMEOUT_MS).unref();
     }
   }
 
