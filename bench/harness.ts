@@ -20,8 +20,8 @@ export interface BenchRow {
 
 export type BenchFn = () => Promise<BenchRow[]>;
 
-/** Units where smaller is better: ratio is inverted for them. */
-const LOWER_IS_BETTER = new Set(["us", "ms", "s", "ns"]);
+/** Units where smaller is better (times, CPU share, memory): ratio is inverted for them. */
+const LOWER_IS_BETTER = new Set(["us", "ms", "s", "ns", "%", "MiB"]);
 
 export function row(name: string, unit: string, value: number, peer?: string, peerValue?: number): BenchRow {
   let ratio: number | null = null;

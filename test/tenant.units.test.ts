@@ -385,6 +385,9 @@ describe("node config", () => {
         flush_threads: "2",
         compaction_threads: 3,
         log_level: "debug",
+        log_format: "pretty",
+        listen_pg: "127.0.0.2:7001",
+        max_concurrent_background_tasks: 2,
         tenant_config: { gc_period: "2h", compaction_threshold: 4 },
       }),
     );
@@ -395,6 +398,10 @@ describe("node config", () => {
     expect(fromFile.compaction_threads).toBe(3);
     expect(fromFile.gc_threads).toBe(1);
     expect(fromFile.log_level).toBe("debug");
+    expect(fromFile.log_format).toBe("pretty");
+    expect(fromFile.listen_pg).toEqual({ host: "127.0.0.2", port: 7001 });
+    expect(fromFile.max_concurrent_background_tasks).toBe(2);
+    expect(fromFile.auth_public_key).toBeNull();
     expect(fromFile.tenant_defaults).toEqual({ ...DEFAULT_TENANT_CONF, gc_period_ms: 7_200_000, compaction_threshold: 4 });
     const flagged = loadNodeConfig({ workdir: w, listen: "127.0.0.1:0", page_cache_size: "16777216", log_level: "warn", tenant_config: { gc_horizon: 0 } });
     expect(flagged.listen_http).toEqual({ host: "127.0.0.1", port: 0 });
@@ -430,6 +437,8 @@ describe("node config", () => {
     refuses('{"flush_threads":1.5}', "flush_threads: expected a positive integer, got 1.5");
     refuses('{"tenant_config":{"gc_horizon":-1}}', "gc_horizon: expected an integer >= 0");
     refuses('{"tenant_config":{"nope":1}}', "unknown tenant config key 'nope'");
+    refuses('{"log_format":"xml"}', 'log_format: expected json or pretty, got "xml"');
+    refuses('{"max_concurrent_background_tasks":0}', "max_concurrent_background_tasks: expected a positive integer, got 0");
     refuses('{"log_level":"verbose"}', 'log_level: expected one of fatal, error, warn, info, debug, trace, silent, got "verbose"');
   });
 

@@ -11,12 +11,15 @@ import type { Registry } from "prom-client";
 import { PageCache } from "../cache/index.js";
 import { collectKeyspace } from "../pgdata/reader.js";
 import { PgRedo } from "../pg/redo/pg_redo.js";
+import { BackgroundLoops } from "../tenant/background_loops.js";
 import { JobPools } from "../workers/pools.js";
 import { registerRoutes } from "./api.js";
 import { Auth } from "./auth.js";
 import type { NodeConfig } from "./config.js";
 import { HttpServer } from "./http/server.js";
-import { createMetrics } from "./metrics.js";
+import { activeFailpoints } from "../types/failpoints.js";
+import { buildInfo } from "./build_info.js";
+import { NodeMetrics } from "./metrics.js";
 import { PageService } from "./page_service.js";
 import { TenantManager } from "./tenant_manager.js";
 import { WalSources } from "./wal_sources.js";
@@ -33,7 +36,8 @@ export class Server {
   readonly tenants: TenantManager;
   readonly metrics: Registry;
   readonly walSources: WalSources;
-  private readonly http: HttpServer;
+  readonly loops: BackgroundLoops;
+  readonly http: HttpServer;
   readonly pageService: PageService;
   /** JWT verification when `auth_public_key` is set (loaded in start); null: auth off. */
   auth: Auth | null = null;
@@ -43,8 +47,10 @@ export class Server {
 
   constructor(config: NodeConfig, log?: Logger) {
     this.config = config;
-    this.log = log ?? pino({ level: config.log_level });
+    this.log =
+      log ?? (config.log_format === "pretty" ? pino({ level: config.log_level }, pino.transport({ target: "pino-pretty" })) : pino({ level: config.log_level }));
     mkdirSync(config.workdir, { recursive: true });
+    const metrics = new NodeMetrics();
     this.cache = PageCache.create({ size_bytes: config.page_cache_size_bytes });
     this.pools = new JobPools({
       cacheSab: this.cache.shared,
@@ -53,6 +59,7 @@ export class Server {
       gcThreads: config.gc_threads,
       redoThreads: config.redo_threads,
     });
+    this.loops = new BackgroundLoops(config.max_concurrent_background_tasks);
     this.tenants = new TenantManager(
       {
         cache: this.cache,
@@ -62,27 +69,32 @@ export class Server {
         log: this.log,
         defaults: config.tenant_defaults,
         keyspace: collectKeyspace,
+        loops: this.loops,
+        metrics,
       },
       config.workdir,
       config.max_tenants,
     );
-    this.metrics = createMetrics(this.cache, this.tenants, config.page_cache_size_bytes);
     this.http = new HttpServer(this.log);
-    this.pageService = new PageService(this.tenants, this.metrics, this.log, () => this.auth);
     this.walSources = new WalSources(this.log);
+    metrics.collectFrom({ cache: this.cache, cacheSizeBytes: config.page_cache_size_bytes, tenants: this.tenants, pools: this.pools, walSources: this.walSources, loops: this.loops });
+    this.metrics = metrics.registry;
+    this.pageService = new PageService(this.tenants, this.metrics, this.log, () => this.auth);
   }
 
   async start(): Promise<number> {
+    this.log.info({ ...buildInfo(), failpoints: activeFailpoints() }, "pageserver starting");
     if (this.config.auth_public_key !== null) {
       this.auth = await Auth.fromPublicKeyFile(this.config.auth_public_key);
       this.http.setAuth(this.auth);
     }
-    this.tenants.loadAll();
     registerRoutes(this.http, this.tenants, this.metrics, { startedAt: new Date(), walSources: this.walSources, log: this.log });
     this.http.fallback();
     this.port = await this.http.listen(this.config.listen_http.host, this.config.listen_http.port);
     this.pgPort = await this.pageService.listen(this.config.listen_pg.host, this.config.listen_pg.port);
     this.log.info({ workdir: this.config.workdir, listen: `${this.config.listen_http.host}:${this.port}`, listen_pg: `${this.config.listen_pg.host}:${this.pgPort}` }, "pageserver started");
+    // The API and the page service answer while tenants load (they show as Loading); sources start once loaded.
+    await this.tenants.loadAll();
     await this.walSources.startAll(this.tenants);
     return this.port;
   }
@@ -93,6 +105,7 @@ export class Server {
     await this.pageService.close();
     await this.walSources.stopAll();
     await this.tenants.shutdown(true);
+    this.loops.close();
     await this.pools.destroy();
     this.log.info("pageserver stopped");
   }

@@ -1,13 +1,17 @@
 /**
  * TenantManager: the node's tenants, loaded from `<workdir>/tenants` at startup and created
- * through the API. A tenant that fails to load is kept as Broken with its reason; the others
- * serve. Tenant ids are validated before they become paths.
+ * through the API. Every tenant found is listed at once (Loading) and loaded with a bound on
+ * concurrency while the API already answers. A tenant that fails to load is kept as Broken
+ * with its reason; the others serve. Tenant ids are validated before they become paths.
  */
 import { existsSync, mkdirSync, readdirSync, rmSync } from "node:fs";
 import { join } from "node:path";
 import { Tenant, type TenantDeps, TenantState } from "../tenant/tenant.js";
 import { BadStateError, ConflictError, LimitReachedError, NotFoundError } from "../types/errors.js";
 import { generateTenantId, isId, type TenantId } from "../types/ids.js";
+
+/** Tenants loaded at once at startup (loads yield between tenants; remote attach will wait on I/O). */
+const DEFAULT_LOAD_CONCURRENCY = 16;
 
 export class TenantManager {
   private readonly tenants = new Map<TenantId, Tenant>();
@@ -23,7 +27,13 @@ export class TenantManager {
     mkdirSync(this.dir, { recursive: true });
   }
 
-  loadAll(): void {
+  /**
+   * Find the tenants on disk (each listed at once, Loading) and load them, at most
+   * `concurrency` at a time, yielding to the event loop between tenants so the API answers
+   * meanwhile. Resolves when every tenant is Active or Broken.
+   */
+  async loadAll(concurrency = DEFAULT_LOAD_CONCURRENCY): Promise<void> {
+    const found: Tenant[] = [];
     for (const name of readdirSync(this.dir)) {
       if (name.endsWith(".___temp")) {
         rmSync(join(this.dir, name), { recursive: true, force: true });
@@ -33,9 +43,22 @@ export class TenantManager {
         this.deps.log.warn({ dir: name }, "ignoring non-tenant directory");
         continue;
       }
-      const id = name as TenantId;
-      this.tenants.set(id, Tenant.load(this.deps, id, join(this.dir, id)));
+      const t = Tenant.loading(this.deps, name as TenantId, join(this.dir, name));
+      this.tenants.set(t.id, t);
+      found.push(t);
     }
+    let next = 0;
+    const worker = async (): Promise<void> => {
+      while (next < found.length && !this.stopping) {
+        const t = found[next++]!;
+        await new Promise<void>((r) => setImmediate(r));
+        if (this.stopping) break;
+        t.loadFromDisk();
+      }
+    };
+    await Promise.all(Array.from({ length: Math.min(concurrency, found.length) }, worker));
+    const states = this.countByState();
+    this.deps.log.info({ tenants: found.length, active: states["Active"], broken: states["Broken"] }, "tenants loaded");
   }
 
   async create(id: TenantId | undefined, config: Record<string, unknown> = {}): Promise<Tenant> {
@@ -71,6 +94,8 @@ export class TenantManager {
 
   async shutdown(flush: boolean): Promise<void> {
     this.stopping = true;
-    await Promise.all([...this.tenants.values()].filter((t) => t.state !== TenantState.Broken).map((t) => t.shutdown(flush)));
+    await Promise.all(
+      [...this.tenants.values()].filter((t) => t.state !== TenantState.Broken && t.state !== TenantState.Loading).map((t) => t.shutdown(flush)),
+    );
   }
 }

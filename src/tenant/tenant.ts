@@ -6,6 +6,8 @@
  * On disk: <tenants dir>/<tenant_id>/config.json (overrides of the node's tenant defaults)
  * and timelines/<timeline_id>/ (see Timeline).
  *
+ * The rounds are scheduled by the node's BackgroundLoops (one timer for all tenants, a global
+ * limit on concurrent rounds, FIFO between tenants).
  * Compaction runs every compaction_period, and at once when a flush leaves
  * compaction_threshold L0 files (wakeCompaction), again and again while a round compacted
  * something and L0 files remain at the threshold: ingest backpressure waits on it.
@@ -24,8 +26,11 @@ import { assert } from "../types/assert.js";
 import { BadStateError, ConflictError, InvalidArgumentError, NotFoundError } from "../types/errors.js";
 import { generateTimelineId, isId, type TenantId, type TimelineId } from "../types/ids.js";
 import { type Lsn, lsnToString } from "../types/lsn.js";
+import { failpointSync } from "../types/failpoints.js";
+import type { MetricsSink } from "../types/metrics_sink.js";
 import type { WalRedoManager } from "../types/redo.js";
 import { parseTenantConf, type TenantConf } from "./config.js";
+import type { BackgroundLoops, LoopHandle } from "./background_loops.js";
 import { writeFileDurable } from "./durable.js";
 import { readMetadata } from "./metadata.js";
 import { type KeyspaceProvider, Timeline, TimelineState } from "./timeline.js";
@@ -45,6 +50,10 @@ export interface TenantDeps {
   log: Logger;
   defaults: TenantConf;
   keyspace?: KeyspaceProvider;
+  /** The node's scheduler of every tenant's compaction, GC and housekeeping rounds. */
+  loops: BackgroundLoops;
+  /** Observations at event time, handed to every timeline (the node's metrics). */
+  metrics?: MetricsSink;
 }
 
 /** Housekeeping period: checkpoint_timeout checks for idle timelines. */
@@ -77,7 +86,7 @@ export class Tenant {
   private readonly deps: TenantDeps;
   private readonly timelines = new Map<TimelineId, Timeline>();
   private readonly bg = new AsyncMutex();
-  private timers: NodeJS.Timeout[] = [];
+  private loopHandles: LoopHandle[] = [];
   private readonly log: Logger;
   /** Runs the compaction loop soon (set by startLoops). */
   private wakeCompactionLoop: () => void = () => undefined;
@@ -106,23 +115,34 @@ export class Tenant {
 
   /** Load a tenant from disk. A failure to load makes the tenant Broken (with the reason), not the process. */
   static load(deps: TenantDeps, id: TenantId, dir: string): Tenant {
-    let overrides: Record<string, unknown> = {};
-    let t: Tenant;
-    try {
-      overrides = JSON.parse(readFileSync(join(dir, "config.json"), "utf8")) as Record<string, unknown>;
-      t = new Tenant(deps, id, dir, overrides);
-    } catch (e) {
-      t = new Tenant(deps, id, dir, {});
-      t.setBroken(`cannot read tenant config: ${(e as Error).message}`);
-      return t;
-    }
-    try {
-      t.loadTimelines();
-      t.activate();
-    } catch (e) {
-      t.setBroken(`cannot load: ${(e as Error).message}`);
-    }
+    const t = Tenant.loading(deps, id, dir);
+    t.loadFromDisk();
     return t;
+  }
+
+  /** A tenant found on disk, not read yet: state Loading until loadFromDisk(). */
+  static loading(deps: TenantDeps, id: TenantId, dir: string): Tenant {
+    return new Tenant(deps, id, dir, {});
+  }
+
+  /** Read config and timelines: Active, or Broken with the reason. Once, from Loading. */
+  loadFromDisk(): void {
+    assert(this.state === TenantState.Loading, "a tenant loads once, from Loading");
+    try {
+      const overrides = JSON.parse(readFileSync(join(this.dir, "config.json"), "utf8")) as Record<string, unknown>;
+      this.conf_ = parseTenantConf(overrides, this.deps.defaults);
+      this.overrides = overrides;
+    } catch (e) {
+      this.setBroken(`cannot read tenant config: ${(e as Error).message}`);
+      return;
+    }
+    try {
+      failpointSync("tenant-load");
+      this.loadTimelines();
+      this.activate();
+    } catch (e) {
+      this.setBroken(`cannot load: ${(e as Error).message}`);
+    }
   }
 
   private timelineDeps() {
@@ -133,6 +153,7 @@ export class Tenant {
       redoModule: this.deps.redoModule,
       conf: () => this.conf_,
       keyspace: this.deps.keyspace,
+      metrics: this.deps.metrics,
       wakeCompaction: () => this.wakeCompactionLoop(),
     };
   }
@@ -299,84 +320,50 @@ export class Tenant {
   }
 
   private startLoops(): void {
-    /**
-     * A loop runs `fn` every period() ms (0 disables; the config is re-checked every 10 s so
-     * enabling takes effect without a restart). `fn` returning true means "more to do": the
-     * next round starts at once. The returned function wakes the loop now (or right after
-     * the round in progress).
-     */
-    const loop = (period: () => number, what: string, fn: () => Promise<boolean>): (() => void) => {
-      let timer: NodeJS.Timeout | null = null;
-      let running = false;
-      let again = false;
-      const schedule = (delay_ms: number): void => {
-        const t = setTimeout(async () => {
-          this.timers = this.timers.filter((x) => x !== t);
-          timer = null;
-          if (this.state !== TenantState.Active) return;
-          let more = false;
-          if (period() !== 0) {
-            running = true;
-            try {
-              more = await fn();
-            } catch (e) {
-              this.log.error({ err: e }, `${what} iteration failed`);
-            } finally {
-              running = false;
-            }
-          }
-          if (this.state !== TenantState.Active) return;
-          const p = period();
-          schedule(more || again ? 0 : p === 0 ? 10_000 : p);
-          again = false;
-        }, delay_ms);
-        t.unref();
-        timer = t;
-        this.timers.push(t);
-      };
-      const p0 = period();
-      schedule(p0 === 0 ? 10_000 : p0);
-      return () => {
-        if (this.state !== TenantState.Active || period() === 0) return;
-        if (running) {
-          again = true;
-        } else if (timer !== null) {
-          clearTimeout(timer);
-          this.timers = this.timers.filter((x) => x !== timer);
-          schedule(0);
-        }
-      };
-    };
-    this.wakeCompactionLoop = loop(
-      () => this.conf_.compaction_period_ms,
+    const loops = this.deps.loops;
+    const spec = (what: string, period_ms: () => number, round: () => Promise<boolean> | boolean, inline = false) =>
+      loops.register({
+        what,
+        period_ms,
+        inline,
+        round: () => (this.state === TenantState.Active ? round() : false),
+        onError: (e) => this.log.error({ err: e }, `${what} iteration failed`),
+      });
+    const compaction = spec(
       "compaction",
+      () => this.conf_.compaction_period_ms,
       async () => {
         const r = await this.compact({ l0First: true });
         // More rounds while they make progress and some timeline is still at the threshold.
         return r.l0Compacted > 0 && this.listTimelines().some((tl) => tl.state === TimelineState.Active && tl.l0Count >= this.conf_.compaction_threshold);
       },
     );
-    loop(
-      () => (this.conf_.gc_horizon_bytes === 0 ? 0 : this.conf_.gc_period_ms),
+    const gc = spec(
       "gc",
+      () => (this.conf_.gc_horizon_bytes === 0 ? 0 : this.conf_.gc_period_ms),
       async () => {
         await this.gc();
         return false;
       },
     );
-    loop(
-      () => HOUSEKEEPING_PERIOD_MS,
+    const housekeeping = spec(
       "housekeeping",
-      async () => {
+      () => HOUSEKEEPING_PERIOD_MS,
+      () => {
         for (const tl of this.timelines.values()) tl.checkTimeout();
         return false;
       },
+      true,
     );
+    this.loopHandles = [compaction, gc, housekeeping];
+    this.wakeCompactionLoop = () => {
+      if (this.state === TenantState.Active) compaction.wake();
+    };
   }
 
   private stopLoops(): void {
-    for (const t of this.timers) clearTimeout(t);
-    this.timers = [];
+    for (const h of this.loopHandles) h.stop();
+    this.loopHandles = [];
     this.wakeCompactionLoop = () => undefined;
   }
 

@@ -11,6 +11,7 @@ import { fileURLToPath } from "node:url";
 import { pino } from "pino";
 import { PageCache } from "../../src/cache/index.js";
 import { DEFAULT_TENANT_CONF, parseTenantConf, type TenantConf } from "../../src/tenant/config.js";
+import { BackgroundLoops } from "../../src/tenant/background_loops.js";
 import { Tenant, type TenantDeps } from "../../src/tenant/tenant.js";
 import { TestRedo } from "./test_redo.js";
 import type { KeyspaceProvider } from "../../src/tenant/timeline.js";
@@ -32,6 +33,7 @@ export class TenantHarness {
   readonly dir: string;
   readonly cache: PageCache;
   readonly pools: JobPools;
+  readonly loops = new BackgroundLoops(4);
   readonly tenantId: TenantId = generateTenantId();
   private readonly ownsDir: boolean;
   tenant!: Tenant;
@@ -65,6 +67,7 @@ export class TenantHarness {
       log: pino({ level: process.env["TEST_LOG_LEVEL"] ?? "silent" }),
       defaults,
       keyspace: opts.keyspace,
+      loops: this.loops,
     };
   }
 
@@ -92,6 +95,7 @@ export class TenantHarness {
 
   async close(): Promise<void> {
     if (this.tenant !== undefined) await this.tenant.shutdown(false);
+    this.loops.close();
     await this.pools.destroy();
     if (this.ownsDir) rmSync(this.dir, { recursive: true, force: true });
   }

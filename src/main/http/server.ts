@@ -85,6 +85,9 @@ function statusLine(s: number): string {
 
 export class HttpError extends PageserverError {}
 
+/** 5xx codes that describe a known state rather than a failure (logged at INFO). */
+const EXPECTED_5XX: ReadonlySet<string> = new Set(["bad_state", "shutdown", "lsn_timeout"]);
+
 /** Per-request state shared with uWS callbacks: set when the client goes away. */
 interface StreamState {
   aborted: boolean;
@@ -98,6 +101,8 @@ export class HttpServer {
   private readonly middleware: Middleware[] = [];
   private inflight = 0;
   private auth: Auth | null = null;
+  /** Every route registered, in order (tests walk them all, e.g. the auth matrix). */
+  readonly routes: { method: Method; pattern: string; open: boolean }[] = [];
 
   constructor(log: Logger) {
     this.app = loadUws().App();
@@ -126,6 +131,7 @@ export class HttpServer {
   }
 
   route(method: Method, pattern: string, handler: Handler, opts: RouteOptions = {}): void {
+    this.routes.push({ method, pattern, open: opts.open === true });
     const names = [...pattern.matchAll(/:([a-z_]+)/g)].map((m) => m[1]!);
     const register = method === "delete" ? this.app.del : this.app[method];
     register.call(this.app, pattern, (res: HttpResponse, req: HttpRequest) => {
@@ -249,7 +255,12 @@ export class HttpServer {
   private errorReply(r: Request, e: unknown): JsonReply {
     if (e instanceof PageserverError) {
       const status = httpStatusFor(e.code);
-      if (status >= 500) this.log.error({ err: e, url: r.url }, "request failed");
+      // A Broken or stopping tenant, or an LSN not reached in time, is a state the reply
+      // explains (and that was logged where it arose), not a fault of this request: INFO.
+      if (status >= 500) {
+        if (EXPECTED_5XX.has(e.code)) this.log.info({ code: e.code, reason: e.message, url: r.url }, "request refused");
+        else this.log.error({ err: e, url: r.url }, "request failed");
+      }
       return { status, json: { error: e.message, code: e.code } };
     }
     this.log.error({ err: e, url: r.url }, "request failed with an unexpected error");
