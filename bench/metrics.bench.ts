@@ -22,7 +22,7 @@ const QUIET = { compaction_period: 0, gc_period: 0, checkpoint_timeout: "1d" };
 
 export default async function run(): Promise<BenchRow[]> {
   const dir = mkdtempSync(join(tmpdir(), "ps-bench-metrics-"));
-  const server = new Server(loadNodeConfig({ workdir: dir, listen: "127.0.0.1:0", max_tenants: TENANTS }), pino({ level: "silent" }));
+  const server = new Server(loadNodeConfig({ workdir: dir, listen: "127.0.0.1:0", listen_pg: "127.0.0.1:0", max_tenants: TENANTS }), pino({ level: "silent" }));
   try {
     await server.start();
     for (let i = 0; i < TENANTS; i += BATCH) {

@@ -66,7 +66,7 @@ async function read(tenant: TenantId, timeline: TimelineId, i: number, lsn: numb
 
 beforeAll(async () => {
   dir = mkdtempSync(join(tmpdir(), "ps-failpoints-"));
-  server = new Server(loadNodeConfig({ workdir: dir, listen: "127.0.0.1:0" }), logs.logger);
+  server = new Server(loadNodeConfig({ workdir: dir, listen: "127.0.0.1:0", listen_pg: "127.0.0.1:0" }), logs.logger);
   base = `http://127.0.0.1:${await server.start()}`;
 });
 

@@ -112,7 +112,7 @@ function rawExchange(requests: string[]): Promise<string[]> {
 }
 
 async function startServer(): Promise<Server> {
-  const s = new Server(loadNodeConfig({ workdir, listen: "127.0.0.1:0" }), logs.logger);
+  const s = new Server(loadNodeConfig({ workdir, listen: "127.0.0.1:0", listen_pg: "127.0.0.1:0" }), logs.logger);
   const port = await s.start();
   expect(port).toBeGreaterThan(0);
   base = `http://127.0.0.1:${port}`;
@@ -447,7 +447,7 @@ describe("HTTP API v1 in-process", () => {
 
   it("the tenant limit is the client's problem: 429 naming max_tenants", async () => {
     const dir = mkdtempSync(join(tmpdir(), "ps-http-limit-"));
-    const s = new Server(loadNodeConfig({ workdir: dir, listen: "127.0.0.1:0", max_tenants: 2 }), logs.logger);
+    const s = new Server(loadNodeConfig({ workdir: dir, listen: "127.0.0.1:0", listen_pg: "127.0.0.1:0", max_tenants: 2 }), logs.logger);
     const port = await s.start();
     try {
       const post = (): Promise<Response> => fetch(`http://127.0.0.1:${port}/v1/tenant`, { method: "POST", body: "{}" });
@@ -579,7 +579,7 @@ describe("pageserver process", () => {
     const dir = mkdtempSync(join(tmpdir(), "ps-proc-"));
     try {
       const port = await freePort();
-      const { child, output } = startProcess(["--workdir", dir, "--listen", `127.0.0.1:${port}`, "--page-cache-size", String(4 * 1024 * 1024)]);
+      const { child, output } = startProcess(["--workdir", dir, "--listen", `127.0.0.1:${port}`, "--listen-pg", "127.0.0.1:0", "--page-cache-size", String(4 * 1024 * 1024)]);
       let up = false;
       for (let i = 0; i < 200 && !up; i++) {
         if (child.exitCode !== null) break;
@@ -609,7 +609,7 @@ describe("pageserver process", () => {
       });
       expect(r.status, r.stderr).toBe(2);
       expect(r.stderr.trim()).toBe("pageserver: invalid listen address 'nope': expected HOST:PORT");
-      const r2 = spawnSync(process.execPath, ["--import", "tsx", "src/main/pageserver.ts", "--workdir", dir, "--listen", "127.0.0.1:0", "--page-cache-size", "1000"], {
+      const r2 = spawnSync(process.execPath, ["--import", "tsx", "src/main/pageserver.ts", "--workdir", dir, "--listen", "127.0.0.1:0", "--listen-pg", "127.0.0.1:0", "--page-cache-size", "1000"], {
         cwd: ROOT,
         encoding: "utf8",
         timeout: 20_000,

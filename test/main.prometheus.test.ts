@@ -73,7 +73,7 @@ const sampleValue = (s: Sample): number => Number(s.value[1]);
 
 beforeAll(async () => {
   dir = mkdtempSync(join(tmpdir(), "ps-prom-"));
-  server = new Server(loadNodeConfig({ workdir: join(dir, "pageserver"), listen: "127.0.0.1:0" }), logs.logger);
+  server = new Server(loadNodeConfig({ workdir: join(dir, "pageserver"), listen: "127.0.0.1:0", listen_pg: "127.0.0.1:0" }), logs.logger);
   const port = await server.start();
   httpBase = `http://127.0.0.1:${port}`;
   const t = await server.tenants.create(tenantId, { compaction_period: 0, gc_period: 0, checkpoint_timeout: "1d" });

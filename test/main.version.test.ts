@@ -43,7 +43,7 @@ let startedBefore = 0;
 beforeAll(async () => {
   dir = mkdtempSync(join(tmpdir(), "ps-version-"));
   startedBefore = Date.now();
-  server = new Server(loadNodeConfig({ workdir: dir, listen: "127.0.0.1:0" }), logs.logger);
+  server = new Server(loadNodeConfig({ workdir: dir, listen: "127.0.0.1:0", listen_pg: "127.0.0.1:0" }), logs.logger);
   base = `http://127.0.0.1:${await server.start()}`;
 });
 

@@ -31,7 +31,7 @@ export class PageserverProcess {
 
   /** Start and wait until /v1/status answers. `env`: extra environment (e.g. FAILPOINTS). */
   async start(timeout_ms = 30_000, env: Record<string, string> = {}): Promise<void> {
-    const child = spawn(process.execPath, ["--import", "tsx", ENTRY, "--workdir", this.workdir, "--listen", `127.0.0.1:${this.port}`], {
+    const child = spawn(process.execPath, ["--import", "tsx", ENTRY, "--workdir", this.workdir, "--listen", `127.0.0.1:${this.port}`, "--listen-pg", "127.0.0.1:0"], {
       stdio: ["ignore", "pipe", "pipe"],
       env: { ...process.env, ...env },
     });
