@@ -279,7 +279,7 @@ export default async function run(): Promise<BenchRow[]> {
 
     log("pageserver: bootstrap a timeline from the source");
     workdir = mkdtempSync(join(tmpdir(), "ps-bench-ingest-"));
-    server = new Server(loadNodeConfig({ workdir, listen: "127.0.0.1:0" }), pino({ level: process.env["BENCH_LOG_LEVEL"] ?? "silent" }));
+    server = new Server(loadNodeConfig({ workdir, listen: "127.0.0.1:0", listen_pg: "127.0.0.1:0" }), pino({ level: process.env["BENCH_LOG_LEVEL"] ?? "silent" }));
     ctx.base = `http://127.0.0.1:${await server.start()}`;
     ctx.tenant = String((await ctx.api("POST", "/v1/tenant", {}))["id"]);
     const connstr = src.connectionString();

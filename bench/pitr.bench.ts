@@ -142,7 +142,7 @@ export default async function run(): Promise<BenchRow[]> {
 
     log("pageserver: bootstrap a timeline from the source");
     workdir = mkdtempSync(join(tmpdir(), "ps-bench-pitr-"));
-    server = new Server(loadNodeConfig({ workdir, listen: "127.0.0.1:0" }), pino({ level: process.env["BENCH_LOG_LEVEL"] ?? "silent" }));
+    server = new Server(loadNodeConfig({ workdir, listen: "127.0.0.1:0", listen_pg: "127.0.0.1:0" }), pino({ level: process.env["BENCH_LOG_LEVEL"] ?? "silent" }));
     const base = `http://127.0.0.1:${await server.start()}`;
     const api = async (method: string, path: string, timeoutMs: number, body?: unknown): Promise<Record<string, unknown>> => {
       const r = await fetch(`${base}${path}`, { method, body: body === undefined ? undefined : JSON.stringify(body), signal: AbortSignal.timeout(timeoutMs) });

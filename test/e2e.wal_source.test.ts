@@ -40,7 +40,7 @@ const logFile = (): string => join(workdir, "pageserver.log");
 
 async function startServer(): Promise<void> {
   const log = pino({ level: "info" }, pino.destination({ dest: logFile(), sync: true, append: true }));
-  server = new Server(loadNodeConfig({ workdir, listen: "127.0.0.1:0" }), log);
+  server = new Server(loadNodeConfig({ workdir, listen: "127.0.0.1:0", listen_pg: "127.0.0.1:0" }), log);
   base = `http://127.0.0.1:${await server.start()}`;
 }
 

@@ -13,14 +13,14 @@ import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { SignJWT } from "jose";
-import { pino } from "pino";
+import { LogCapture } from "./support/log_check.js";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { Auth } from "../src/main/auth.js";
 import { loadNodeConfig } from "../src/main/config.js";
 import { Server } from "../src/main/server.js";
 import { generateTenantId, type TenantId } from "../src/types/ids.js";
 
-const silent = pino({ level: "silent" });
+const logs = new LogCapture();
 
 let dir: string;
 let server: Server;
@@ -73,7 +73,7 @@ beforeAll(async () => {
     auth_public_key: join(dir, "ed25519.pem"),
     tenant_config: { compaction_period: 0, gc_period: 0, checkpoint_timeout: "1d" },
   });
-  server = new Server(conf, silent);
+  server = new Server(conf, logs.logger);
   base = `http://127.0.0.1:${await server.start()}`;
   const admin = await sign({ scope: "pageserverapi" });
   for (const [t, set] of [
@@ -89,6 +89,7 @@ beforeAll(async () => {
 
 afterAll(async () => {
   await server?.stop();
+  logs.expectClean([]);
   rmSync(dir, { recursive: true, force: true });
 });
 

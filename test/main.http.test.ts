@@ -4,14 +4,14 @@
  * compact, do_gc, config, status, metrics) with fetch(), the error mapping (bad ids, unknown
  * routes, malformed and oversized bodies → JSON {error, code}), /metrics checked by
  * `promtool check metrics`, and a stop / restart on the same workdir. Then the entry point
- * as a process: SIGTERM exits 0, a bad flag exits 2 with a clear message.
+ * as a process: SIGTERM exits 0, a bad flag exits 2 with a clear message. The in-process
+ * servers' logs are checked (test/support/log_check.ts): no warning but those provoked here.
  */
 import { type ChildProcess, spawn, spawnSync } from "node:child_process";
 import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { connect, createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { pino } from "pino";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { loadNodeConfig } from "../src/main/config.js";
 import { Server } from "../src/main/server.js";
@@ -20,9 +20,11 @@ import { makeKey } from "../src/types/key.js";
 import { lsnToString, parseLsn } from "../src/types/lsn.js";
 import { imageValue } from "../src/types/value.js";
 import { DBDIR_KEY } from "../src/pgdata/keys.js";
+import { LogCapture } from "./support/log_check.js";
 
 const ROOT = new URL("..", import.meta.url).pathname;
-const silent = pino({ level: "silent" });
+/** Every in-process Server of this file logs here; afterAll fails on a warning not provoked on purpose. */
+const logs = new LogCapture();
 
 let workdir: string;
 let server: Server | null = null;
@@ -110,7 +112,7 @@ function rawExchange(requests: string[]): Promise<string[]> {
 }
 
 async function startServer(): Promise<Server> {
-  const s = new Server(loadNodeConfig({ workdir, listen: "127.0.0.1:0" }), silent);
+  const s = new Server(loadNodeConfig({ workdir, listen: "127.0.0.1:0", listen_pg: "127.0.0.1:0" }), logs.logger);
   const port = await s.start();
   expect(port).toBeGreaterThan(0);
   base = `http://127.0.0.1:${port}`;
@@ -129,6 +131,12 @@ afterAll(async () => {
   for (const c of children) if (c.exitCode === null && c.signalCode === null) c.kill("SIGKILL");
   if (server !== null) await server.stop();
   rmSync(workdir, { recursive: true, force: true });
+  logs.expectClean([
+    // "current_logical_size is null …" breaks a database directory on purpose.
+    /^could not compute the logical size$/,
+    // "the tenant limit is the client's problem" fills max_tenants on purpose.
+    /^tenant creation refused: max_tenants reached$/,
+  ]);
 });
 
 describe("HTTP API v1 in-process", () => {
@@ -439,7 +447,7 @@ describe("HTTP API v1 in-process", () => {
 
   it("the tenant limit is the client's problem: 429 naming max_tenants", async () => {
     const dir = mkdtempSync(join(tmpdir(), "ps-http-limit-"));
-    const s = new Server(loadNodeConfig({ workdir: dir, listen: "127.0.0.1:0", max_tenants: 2 }), silent);
+    const s = new Server(loadNodeConfig({ workdir: dir, listen: "127.0.0.1:0", listen_pg: "127.0.0.1:0", max_tenants: 2 }), logs.logger);
     const port = await s.start();
     try {
       const post = (): Promise<Response> => fetch(`http://127.0.0.1:${port}/v1/tenant`, { method: "POST", body: "{}" });
@@ -473,7 +481,7 @@ describe("HTTP API v1 in-process", () => {
       }
       expect(line, "sample line").toMatch(sample);
     }
-    for (const n of ["pageserver_page_cache_read_accesses_total", "pageserver_last_record_lsn", "pageserver_disk_consistent_lsn", "pageserver_layers", "pageserver_tenant_states"]) {
+    for (const n of ["pageserver_page_cache_read_accesses_total", "pageserver_last_record_lsn", "pageserver_disk_consistent_lsn", "pageserver_layers", "pageserver_tenant_states", "pageserver_background_loop_rounds"]) {
       expect(names.has(n), n).toBe(true);
     }
     expect(text).toContain(`pageserver_last_record_lsn{tenant_id="${tenantId}",timeline_id="${mainTl}"}`);
@@ -571,7 +579,7 @@ describe("pageserver process", () => {
     const dir = mkdtempSync(join(tmpdir(), "ps-proc-"));
     try {
       const port = await freePort();
-      const { child, output } = startProcess(["--workdir", dir, "--listen", `127.0.0.1:${port}`, "--page-cache-size", String(4 * 1024 * 1024)]);
+      const { child, output } = startProcess(["--workdir", dir, "--listen", `127.0.0.1:${port}`, "--listen-pg", "127.0.0.1:0", "--page-cache-size", String(4 * 1024 * 1024)]);
       let up = false;
       for (let i = 0; i < 200 && !up; i++) {
         if (child.exitCode !== null) break;
@@ -601,7 +609,7 @@ describe("pageserver process", () => {
       });
       expect(r.status, r.stderr).toBe(2);
       expect(r.stderr.trim()).toBe("pageserver: invalid listen address 'nope': expected HOST:PORT");
-      const r2 = spawnSync(process.execPath, ["--import", "tsx", "src/main/pageserver.ts", "--workdir", dir, "--listen", "127.0.0.1:0", "--page-cache-size", "1000"], {
+      const r2 = spawnSync(process.execPath, ["--import", "tsx", "src/main/pageserver.ts", "--workdir", dir, "--listen", "127.0.0.1:0", "--listen-pg", "127.0.0.1:0", "--page-cache-size", "1000"], {
         cwd: ROOT,
         encoding: "utf8",
         timeout: 20_000,

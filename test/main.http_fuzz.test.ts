@@ -9,7 +9,7 @@
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { pino } from "pino";
+import { LogCapture } from "./support/log_check.js";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { loadNodeConfig } from "../src/main/config.js";
 import { Server } from "../src/main/server.js";
@@ -32,7 +32,7 @@ class Rng {
 const REQUESTS = 3000;
 const BUDGET_MS = 90_000;
 const START_LSN = 0x0100_0000;
-const silent = pino({ level: "silent" });
+const logs = new LogCapture();
 
 let dir: string;
 let server: Server;
@@ -52,7 +52,7 @@ beforeAll(async () => {
       max_tenants: 200,
       tenant_config: { compaction_period: 0, gc_period: 0, checkpoint_timeout: "1d", wait_lsn_timeout: "100ms" },
     }),
-    silent,
+    logs.logger,
   );
   base = `http://127.0.0.1:${await server.start()}`;
   const t = await server.tenants.create(undefined, {});
@@ -70,6 +70,7 @@ beforeAll(async () => {
 
 afterAll(async () => {
   await server?.stop();
+  logs.expectClean([]);
   rmSync(dir, { recursive: true, force: true });
 });
 

@@ -9,12 +9,12 @@
 import { readFileSync, rmSync, writeFileSync, mkdtempSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { pino } from "pino";
+import { LogCapture } from "./support/log_check.js";
 import { afterAll, describe, expect, it } from "vitest";
 import { loadNodeConfig } from "../src/main/config.js";
 import { Server } from "../src/main/server.js";
 
-const silent = pino({ level: "silent" });
+const logs = new LogCapture();
 const dir = mkdtempSync(join(tmpdir(), "ps-states-"));
 let server: Server | null = null;
 
@@ -26,7 +26,7 @@ async function start(): Promise<string> {
       listen_pg: "127.0.0.1:0",
       tenant_config: { compaction_period: 0, gc_period: 0, checkpoint_timeout: "1d" },
     }),
-    silent,
+    logs.logger,
   );
   return `http://127.0.0.1:${await server.start()}`;
 }
@@ -38,6 +38,7 @@ async function call(base: string, method: string, path: string, body?: unknown):
 
 afterAll(async () => {
   await server?.stop();
+  logs.expectClean([/tenant is broken/]);
   rmSync(dir, { recursive: true, force: true });
 });
 

@@ -12,12 +12,13 @@ import { join, resolve } from "node:path";
 import { crc32c } from "@node-rs/crc32";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { DEFAULT_NODE_CONFIG, loadNodeConfig, parseListen } from "../src/main/config.js";
-import { DEFAULT_TENANT_CONF, l0Thresholds, MAX_TIMER_MS, parseDurationMs, parseTenantConf, TENANT_CONF_KEYS } from "../src/tenant/config.js";
+import { DEFAULT_TENANT_CONF, getpageThrottle, l0Thresholds, MAX_TIMER_MS, parseDurationMs, parseTenantConf, TENANT_CONF_KEYS } from "../src/tenant/config.js";
 import { decodeMetadata, encodeMetadata, readMetadata, type TimelineMetadata, writeMetadata } from "../src/tenant/metadata.js";
 import { MAX_WAITERS, SeqWait } from "../src/tenant/seqwait.js";
 import { AssertionError } from "../src/types/assert.js";
 import { BadStateError, CorruptionError, InvalidArgumentError, LsnTimeoutError, ShutdownError } from "../src/types/errors.js";
 import { generateTimelineId } from "../src/types/ids.js";
+import { TokenBucket } from "../src/tenant/throttle.js";
 import { parseLsn } from "../src/types/lsn.js";
 
 let dir: string;
@@ -147,6 +148,8 @@ describe("tenant config", () => {
       max_frozen_layers: 2,
       l0_flush_delay_threshold: null,
       l0_flush_stall_threshold: null,
+      getpage_throttle_rps: 0,
+      getpage_throttle_burst: null,
     });
     // Unset L0 thresholds follow compaction_threshold (Neon: delay = 3 ×); 0 turns one off.
     expect(l0Thresholds(DEFAULT_TENANT_CONF)).toEqual({ delay: 30, stall: 50 });
@@ -169,6 +172,8 @@ describe("tenant config", () => {
         "max_frozen_layers",
         "l0_flush_delay_threshold",
         "l0_flush_stall_threshold",
+        "getpage_throttle_rps",
+        "getpage_throttle_burst",
       ].sort(),
     );
   });
@@ -222,6 +227,36 @@ describe("tenant config", () => {
     }
     // Not timers: long values are fine.
     expect(parseTenantConf({ pitr_interval: "365d", checkpoint_timeout: "30d" })).toMatchObject({ pitr_interval_ms: 365 * 86_400_000, checkpoint_timeout_ms: 30 * 86_400_000 });
+  });
+});
+
+describe("GetPage throttle", () => {
+  it("is off by default; burst defaults to rps; bad values are refused", () => {
+    expect(getpageThrottle(DEFAULT_TENANT_CONF)).toBeNull();
+    expect(getpageThrottle(parseTenantConf({ getpage_throttle_rps: 100 }))).toEqual({ rps: 100, burst: 100 });
+    expect(getpageThrottle(parseTenantConf({ getpage_throttle_rps: 0.5 }))).toEqual({ rps: 0.5, burst: 1 });
+    expect(getpageThrottle(parseTenantConf({ getpage_throttle_rps: 10, getpage_throttle_burst: 3 }))).toEqual({ rps: 10, burst: 3 });
+    expect(() => parseTenantConf({ getpage_throttle_rps: -1 })).toThrow(/getpage_throttle_rps: expected a number of requests per second >= 0/);
+    expect(() => parseTenantConf({ getpage_throttle_rps: "10" })).toThrow(InvalidArgumentError);
+    expect(() => parseTenantConf({ getpage_throttle_burst: 0 })).toThrow(/getpage_throttle_burst: expected an integer >= 1/);
+  });
+
+  it("token bucket: a burst free, then waits that repay the debt at rps", () => {
+    const b = new TokenBucket(10, 5, 1000);
+    for (let i = 0; i < 5; i++) expect(b.take(1, 1000)).toBe(0);
+    expect(b.take(1, 1000)).toBeCloseTo(100, 9); // one token short at 10/s
+    expect(b.take(2, 1000)).toBeCloseTo(300, 9); // debt queues: 3 tokens short
+    expect(b.available(1300)).toBeCloseTo(0, 9);
+    // Refill is capped at the burst; a clock going back counts as no time.
+    expect(b.available(100_000)).toBe(5);
+    expect(b.available(50_000)).toBe(5);
+    expect(b.take(5, 100_000)).toBe(0);
+    expect(b.take(32, 100_000)).toBeCloseTo(3200, 9);
+    b.reconfigure(1000, 2);
+    expect(b.matches(1000, 2)).toBe(true);
+    expect(b.available(100_000)).toBeCloseTo(-32, 9);
+    expect(() => b.take(0, 0)).toThrow(AssertionError);
+    expect(() => new TokenBucket(0, 1, 0)).toThrow(AssertionError);
   });
 });
 
@@ -350,6 +385,9 @@ describe("node config", () => {
         flush_threads: "2",
         compaction_threads: 3,
         log_level: "debug",
+        log_format: "pretty",
+        listen_pg: "127.0.0.2:7001",
+        max_concurrent_background_tasks: 2,
         tenant_config: { gc_period: "2h", compaction_threshold: 4 },
       }),
     );
@@ -360,6 +398,10 @@ describe("node config", () => {
     expect(fromFile.compaction_threads).toBe(3);
     expect(fromFile.gc_threads).toBe(1);
     expect(fromFile.log_level).toBe("debug");
+    expect(fromFile.log_format).toBe("pretty");
+    expect(fromFile.listen_pg).toEqual({ host: "127.0.0.2", port: 7001 });
+    expect(fromFile.max_concurrent_background_tasks).toBe(2);
+    expect(fromFile.auth_public_key).toBeNull();
     expect(fromFile.tenant_defaults).toEqual({ ...DEFAULT_TENANT_CONF, gc_period_ms: 7_200_000, compaction_threshold: 4 });
     const flagged = loadNodeConfig({ workdir: w, listen: "127.0.0.1:0", page_cache_size: "16777216", log_level: "warn", tenant_config: { gc_horizon: 0 } });
     expect(flagged.listen_http).toEqual({ host: "127.0.0.1", port: 0 });
@@ -395,6 +437,8 @@ describe("node config", () => {
     refuses('{"flush_threads":1.5}', "flush_threads: expected a positive integer, got 1.5");
     refuses('{"tenant_config":{"gc_horizon":-1}}', "gc_horizon: expected an integer >= 0");
     refuses('{"tenant_config":{"nope":1}}', "unknown tenant config key 'nope'");
+    refuses('{"log_format":"xml"}', 'log_format: expected json or pretty, got "xml"');
+    refuses('{"max_concurrent_background_tasks":0}', "max_concurrent_background_tasks: expected a positive integer, got 0");
     refuses('{"log_level":"verbose"}', 'log_level: expected one of fatal, error, warn, info, debug, trace, silent, got "verbose"');
   });
 

@@ -23,6 +23,13 @@ export interface HasDesc {
   readonly desc: LayerDesc;
 }
 
+/** Layer files by level and kind: how many, and their bytes (as known to the descriptors). */
+export interface LayerStats {
+  l0Delta: { count: number; bytes: number };
+  l1Delta: { count: number; bytes: number };
+  image: { count: number; bytes: number };
+}
+
 export interface SearchResult<T> {
   layer: T;
   /** Read the layer within [floor, endLsn). */
@@ -55,6 +62,8 @@ export class LayerMap<T extends HasDesc> {
   private readonly segDeltas: T[][];
   private readonly segImages: T[][];
   private readonly byName: Map<string, T>;
+  /** Computed on first use: a map never changes, so metrics read it once per map. */
+  private stats_: LayerStats | null = null;
 
   constructor(layers: readonly T[]) {
     this.layers = layers;
@@ -107,6 +116,19 @@ export class LayerMap<T extends HasDesc> {
 
   l0Layers(): readonly T[] {
     return this.l0;
+  }
+
+  stats(): LayerStats {
+    if (this.stats_ !== null) return this.stats_;
+    const st: LayerStats = { l0Delta: { count: 0, bytes: 0 }, l1Delta: { count: 0, bytes: 0 }, image: { count: 0, bytes: 0 } };
+    for (const l of this.layers) {
+      const d = l.desc;
+      const slot = d.kind === "image" ? st.image : isL0(d) ? st.l0Delta : st.l1Delta;
+      slot.count++;
+      slot.bytes += d.fileSize;
+    }
+    this.stats_ = st;
+    return st;
   }
 
   private segmentOf(key: Key): number {

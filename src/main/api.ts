@@ -11,9 +11,12 @@ import { importDatadir, readImportLsn } from "../pgdata/import.js";
 import { DatadirSnapshot } from "../pgdata/reader.js";
 import { lsnToString, parseLsn } from "../types/lsn.js";
 import { InvalidArgumentError } from "../types/errors.js";
+import { activeFailpoints, applyFailpoints, parseFailpointConfig } from "../types/failpoints.js";
+import { secondsSince } from "../types/metrics_sink.js";
 import { parseTenantId, parseTimelineId, type TenantId, type TimelineId } from "../types/ids.js";
 import type { Tenant } from "../tenant/tenant.js";
 import type { Timeline } from "../tenant/timeline.js";
+import { buildInfo } from "./build_info.js";
 import type { HttpServer, Request } from "./http/server.js";
 import type { TenantManager } from "./tenant_manager.js";
 import { bootstrapFromSource, parseConnstr } from "./wal_source.js";
@@ -44,6 +47,7 @@ function logicalSizeNow(tl: Timeline): { size: number | null; error: string | nu
   const c = logicalSizes.get(tl);
   if (c !== undefined && (c.lsn === tl.lastRecordLsn || now - c.at_ms < LOGICAL_SIZE_TTL_MS)) return c;
   let entry: { at_ms: number; lsn: number; size: number | null; error: string | null };
+  const start_ms = performance.now();
   try {
     entry = { at_ms: now, lsn: tl.lastRecordLsn, size: new DatadirSnapshot(tl, tl.lastRecordLsn).logicalSize(), error: null };
   } catch (e) {
@@ -51,6 +55,7 @@ function logicalSizeNow(tl: Timeline): { size: number | null; error: string | nu
     tl.log.warn({ err: e }, "could not compute the logical size");
     entry = { at_ms: now, lsn: tl.lastRecordLsn, size: null, error };
   }
+  tl.metrics.storageOperation("logical size", secondsSince(start_ms));
   logicalSizes.set(tl, entry);
   return entry;
 }
@@ -95,7 +100,21 @@ export function registerRoutes(
   const tenantOf = (r: Request): Tenant => tenants.get(parseTenantId(r.params["tenant_id"]));
   const timelineOf = (r: Request): Timeline => tenantOf(r).getTimeline(parseTimelineId(r.params["timeline_id"]));
 
-  http.route("get", "/v1/status", () => ({ status: 200, json: { status: "ok", started_at: extra.startedAt.toISOString() } }), { open: true });
+  const build = buildInfo();
+  http.route(
+    "get",
+    "/v1/status",
+    () => ({ status: 200, json: { status: "ok", version: build.version, git_commit: build.git_commit, started_at: extra.startedAt.toISOString() } }),
+    { open: true },
+  );
+  // Failpoints (src/types/failpoints.ts): Neon's body, [{"name", "actions"}]; all or nothing.
+  http.route("get", "/v1/failpoints", () => ({ status: 200, json: activeFailpoints() }));
+  http.route("put", "/v1/failpoints", (r) => {
+    const settings = parseFailpointConfig(r.body);
+    applyFailpoints(settings);
+    extra.log.info({ failpoints: activeFailpoints() }, "failpoints changed");
+    return { status: 200, json: activeFailpoints() };
+  });
   http.route("get", "/metrics", async () => ({ status: 200, contentType: metrics.contentType, body: await metrics.metrics() }), { open: true });
 
   http.route("post", "/v1/tenant", async (r) => {

@@ -24,6 +24,8 @@ export interface NodeConfig {
   /** Threads that redo reads with long record chains off the main thread. */
   redo_threads: number;
   log_level: string;
+  /** `json` (one object per line, for machines) or `pretty` (pino-pretty, for humans at a terminal). */
+  log_format: "json" | "pretty";
   /** Tenants this node hosts at most; creating one more answers 429. */
   max_tenants: number;
   /** Compaction / GC rounds running at once across all tenants (queued FIFO beyond it). */
@@ -42,6 +44,7 @@ export const DEFAULT_NODE_CONFIG: NodeConfig = {
   gc_threads: 1,
   redo_threads: 1,
   log_level: "info",
+  log_format: "json",
   max_tenants: 10_000,
   max_concurrent_background_tasks: 4,
   tenant_defaults: { ...DEFAULT_TENANT_CONF },
@@ -80,6 +83,7 @@ export interface ConfigOverrides {
   gc_threads?: number | string;
   redo_threads?: number | string;
   log_level?: string;
+  log_format?: string;
   max_tenants?: number | string;
   max_concurrent_background_tasks?: number | string;
   tenant_config?: Record<string, unknown>;
@@ -96,6 +100,10 @@ function apply(c: NodeConfig, o: ConfigOverrides): void {
   if (o.gc_threads !== undefined) c.gc_threads = positiveInt(o.gc_threads, "gc_threads");
   if (o.redo_threads !== undefined) c.redo_threads = positiveInt(o.redo_threads, "redo_threads");
   if (o.log_level !== undefined) c.log_level = logLevel(o.log_level);
+  if (o.log_format !== undefined) {
+    if (o.log_format !== "json" && o.log_format !== "pretty") throw new InvalidArgumentError(`log_format: expected json or pretty, got ${JSON.stringify(o.log_format)}`);
+    c.log_format = o.log_format;
+  }
   if (o.max_tenants !== undefined) c.max_tenants = positiveInt(o.max_tenants, "max_tenants");
   if (o.max_concurrent_background_tasks !== undefined) {
     c.max_concurrent_background_tasks = positiveInt(o.max_concurrent_background_tasks, "max_concurrent_background_tasks");
@@ -103,7 +111,7 @@ function apply(c: NodeConfig, o: ConfigOverrides): void {
   if (o.tenant_config !== undefined) c.tenant_defaults = parseTenantConf(o.tenant_config, c.tenant_defaults);
 }
 
-const FILE_KEYS = new Set(["listen", "listen_pg", "auth_public_key", "page_cache_size", "flush_threads", "compaction_threads", "gc_threads", "redo_threads", "log_level", "max_tenants", "max_concurrent_background_tasks", "tenant_config"]);
+const FILE_KEYS = new Set(["listen", "listen_pg", "auth_public_key", "page_cache_size", "flush_threads", "compaction_threads", "gc_threads", "redo_threads", "log_level", "log_format", "max_tenants", "max_concurrent_background_tasks", "tenant_config"]);
 
 /** Build the node config from flags (and the workdir's pageserver.json, if any). */
 export function loadNodeConfig(flags: ConfigOverrides): NodeConfig {

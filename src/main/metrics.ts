@@ -1,175 +1,303 @@
 /**
- * Prometheus metrics (prom-client). Nothing here sits on a hot path: values are pulled from
- * the cache's lock-free counters and from tenants/timelines when /metrics is scraped.
- * Names follow Neon's where a Neon metric exists (pageserver_*).
+ * Prometheus metrics (prom-client), one Registry per Server (tests run several Servers in one
+ * process: no global prom-client state). docs/metrics.md lists every metric.
+ *
+ * Two kinds of values:
+ * - observed when they happen (histograms of wait_lsn and storage operations, WAL received):
+ *   the storage layers call the MetricsSink (src/types/metrics_sink.ts) that NodeMetrics is;
+ * - read when /metrics is scraped (collect()): LSNs, layer counts and bytes, cache counters,
+ *   worker pools, walreceiver lag. A scrape costs O(timelines) with constant work each (layer
+ *   stats are cached per immutable layer map), nothing that walks layers or reads files.
+ *
+ * Names are Neon's (pageserver/src/metrics.rs) where Neon has the metric; promtool's lint
+ * forced a few changes (counters end in _total, gauges don't end in _count), listed in
+ * docs/metrics.md.
  */
-import { collectDefaultMetrics, Counter, Gauge, Registry } from "prom-client";
+import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from "prom-client";
 import { PAGE_KIND_NAMES, type PageCacheApi } from "../cache/api.js";
+import { type MetricsSink, STORAGE_OPERATIONS, type StorageOperation } from "../types/metrics_sink.js";
+import type { PoolStats } from "../workers/pools.js";
+import type { Timeline } from "../tenant/timeline.js";
+import { buildInfo } from "./build_info.js";
 import type { TenantManager } from "./tenant_manager.js";
+import type { WalSources } from "./wal_sources.js";
 
-export function createMetrics(cache: PageCacheApi, tenants: TenantManager, cacheSizeBytes: number): Registry {
-  const register = new Registry();
-  collectDefaultMetrics({ register });
-  // prom-client names three gauges *_total, which Prometheus reserves for counters (promtool
-  // check metrics fails on them); the per-type nodejs_active_* gauges carry the same counts.
-  for (const name of ["nodejs_active_handles_total", "nodejs_active_requests_total", "nodejs_active_resources_total"]) {
-    register.removeSingleMetric(name);
+/** Neon's CRITICAL_OP_BUCKETS: operations on the read path, 1 µs … 100 s. */
+const CRITICAL_OP_BUCKETS = [0.000_001, 0.000_01, 0.000_1, 0.001, 0.01, 0.1, 1, 10, 100];
+/** Neon's STORAGE_OP_BUCKETS (10 ms … 1000 s) with 1 ms below: small tenants flush in ms. */
+const STORAGE_OP_BUCKETS = [0.001, 0.01, 0.1, 1, 10, 100, 1000];
+
+/** Our page kinds under Neon's label name key_kind, with Neon's values where it has the kind. */
+const KEY_KIND: Record<(typeof PAGE_KIND_NAMES)[number], string> = { file: "immutable", ephemeral: "ephemeral", materialized: "materialized_page" };
+
+/** What the scrape-time metrics read. */
+export interface MetricSources {
+  cache: PageCacheApi;
+  cacheSizeBytes: number;
+  tenants: TenantManager;
+  pools: { stats(): PoolStats[] };
+  walSources: WalSources;
+  loops: { readonly queued: number; readonly active: number; readonly concurrency: number };
+}
+
+export class NodeMetrics implements MetricsSink {
+  readonly registry = new Registry();
+  private readonly waitLsnSeconds: Histogram<string>;
+  private readonly storageSeconds: Histogram<string>;
+  private readonly storageSecondsGlobal: Histogram<string>;
+  private readonly walRecords: Counter<string>;
+  private readonly walBytes: Counter<string>;
+
+  constructor() {
+    const registers = [this.registry];
+    this.waitLsnSeconds = new Histogram({
+      name: "pageserver_wait_lsn_seconds",
+      help: "Time reads waited for WAL ingest to reach their LSN (reads that did not wait are not observed)",
+      buckets: CRITICAL_OP_BUCKETS,
+      registers,
+    });
+    const storageHelp = "Time spent on storage operations that did work, by operation";
+    this.storageSeconds = new Histogram({ name: "pageserver_storage_operations_seconds", help: storageHelp, labelNames: ["operation"], buckets: STORAGE_OP_BUCKETS, registers });
+    this.storageSecondsGlobal = new Histogram({
+      name: "pageserver_storage_operations_seconds_global",
+      help: `${storageHelp} (Neon's name for the same histogram)`,
+      labelNames: ["operation"],
+      buckets: STORAGE_OP_BUCKETS,
+      registers,
+    });
+    // Every operation shows (at 0) before it first runs: rate() and dashboards need the series.
+    for (const operation of STORAGE_OPERATIONS) {
+      this.storageSeconds.zero({ operation });
+      this.storageSecondsGlobal.zero({ operation });
+    }
+    this.walRecords = new Counter({ name: "pageserver_wal_ingest_records_received_total", help: "WAL records received from sources and ingested", registers });
+    this.walBytes = new Counter({ name: "pageserver_wal_ingest_bytes_received_total", help: "Bytes of WAL received from sources", registers });
   }
 
-  // Cache counters live in the shared buffer; expose them as counters by adding the deltas.
-  const last = new Map<string, number>();
-  const bump = (c: Counter<string>, name: string, kind: string, total: number): void => {
-    const k = `${name}/${kind}`;
-    const d = total - (last.get(k) ?? 0);
-    if (d > 0) c.inc({ kind }, d);
-    last.set(k, total);
-  };
-  const accesses = new Counter({ name: "pageserver_page_cache_read_accesses_total", help: "Page cache lookups", labelNames: ["kind"], registers: [register] });
-  const hits = new Counter({ name: "pageserver_page_cache_read_hits_total", help: "Page cache lookups that hit", labelNames: ["kind"], registers: [register] });
-  const evictions = new Counter({ name: "pageserver_page_cache_evictions_total", help: "Page cache evictions", labelNames: ["kind"], registers: [register] });
-  new Gauge({
-    name: "pageserver_page_cache_size_max_bytes",
-    help: "Size of the shared page cache",
-    registers: [register],
-    collect() {
-      this.set(cacheSizeBytes);
-      const s = cache.stats();
-      for (const kind of PAGE_KIND_NAMES) {
-        const ks = s.byKind[kind];
-        bump(accesses, "accesses", kind, ks.hits + ks.misses);
-        bump(hits, "hits", kind, ks.hits);
-        bump(evictions, "evictions", kind, ks.evictions);
-      }
-    },
-  });
+  waitLsn(seconds: number): void {
+    this.waitLsnSeconds.observe(seconds);
+  }
 
-  const tlLabels = ["tenant_id", "timeline_id"];
-  const forTimelines = (g: Gauge<string>, f: (tl: ReturnType<ReturnType<TenantManager["list"]>[number]["listTimelines"]>[number]) => number): void => {
-    g.reset();
-    for (const t of tenants.list()) for (const tl of t.listTimelines()) g.set({ tenant_id: t.id, timeline_id: tl.timelineId }, f(tl));
-  };
-  new Gauge({
-    name: "pageserver_last_record_lsn",
-    help: "Last ingested record LSN (bytes of WAL)",
-    labelNames: tlLabels,
-    registers: [register],
-    collect() {
-      forTimelines(this, (tl) => tl.lastRecordLsn);
-    },
-  });
-  new Gauge({
-    name: "pageserver_disk_consistent_lsn",
-    help: "LSN up to which everything is in durable layer files",
-    labelNames: tlLabels,
-    registers: [register],
-    collect() {
-      forTimelines(this, (tl) => tl.diskConsistentLsn);
-    },
-  });
-  new Gauge({
-    // Neon calls this pageserver_layer_count; a gauge named *_count fails promtool's lint.
-    name: "pageserver_layers",
-    help: "Layer files per timeline",
-    labelNames: [...tlLabels, "kind", "level"],
-    registers: [register],
-    collect() {
-      this.reset();
-      for (const t of tenants.list()) {
-        for (const tl of t.listTimelines()) {
-          const i = tl.info().layers;
-          const l = { tenant_id: t.id, timeline_id: tl.timelineId };
-          this.set({ ...l, kind: "delta", level: "l0" }, i.l0);
-          this.set({ ...l, kind: "delta", level: "l1" }, i.delta - i.l0);
-          this.set({ ...l, kind: "image", level: "l1" }, i.image);
-          this.set({ ...l, kind: "delta", level: "frozen" }, i.frozen);
-        }
-      }
-    },
-  });
-  new Gauge({
-    name: "pageserver_flush_lag_bytes",
-    help: "WAL ingested but not yet in durable layer files (last_record_lsn - disk_consistent_lsn)",
-    labelNames: tlLabels,
-    registers: [register],
-    collect() {
-      forTimelines(this, (tl) => Math.max(0, tl.lastRecordLsn - tl.diskConsistentLsn));
-    },
-  });
-  // Ingest backpressure: seconds ingest waited, by stage (timeline info has the same in ms).
-  const waited = (name: string, help: string, pick: (s: { delayed_ms: number; stalled_ms: number }) => number): void => {
-    const seen = new Map<string, number>();
+  storageOperation(op: StorageOperation, seconds: number): void {
+    this.storageSeconds.observe({ operation: op }, seconds);
+    this.storageSecondsGlobal.observe({ operation: op }, seconds);
+  }
+
+  walReceived(records: number, bytes: number): void {
+    if (records > 0) this.walRecords.inc(records);
+    if (bytes > 0) this.walBytes.inc(bytes);
+  }
+
+  /** Register the metrics read at scrape time. Called once, when the node's parts exist. */
+  collectFrom(src: MetricSources): void {
+    const register = this.registry;
+    const registers = [register];
+    collectDefaultMetrics({ register });
+    // prom-client names three gauges *_total, which Prometheus reserves for counters (promtool
+    // check metrics fails on them); the per-type nodejs_active_* gauges carry the same counts.
+    for (const name of ["nodejs_active_handles_total", "nodejs_active_requests_total", "nodejs_active_resources_total"]) {
+      register.removeSingleMetric(name);
+    }
+
+    const b = buildInfo();
+    new Gauge({ name: "pageserver_build_info", help: "Build of this pageserver (always 1)", labelNames: ["version", "revision"], registers }).set(
+      { version: b.version, revision: b.git_commit },
+      1,
+    );
+
+    this.cacheMetrics(src);
+    this.timelineMetrics(src);
+    this.poolMetrics(src);
+
+    const readCounters = (): Timeline["counters"][] => {
+      const out: Timeline["counters"][] = [];
+      for (const t of src.tenants.list()) for (const tl of t.listTimelines()) out.push(tl.counters);
+      return out;
+    };
+    const sumOf = (pick: (c: Timeline["counters"]) => number) => (): Array<[Record<string, string>, number]> => {
+      let n = 0;
+      for (const c of readCounters()) n += pick(c);
+      return [[{}, n]];
+    };
+    this.counterFrom("pageserver_getpage_reads_total", "Values read (get@LSN)", [], sumOf((c) => c.reads));
+    this.counterFrom("pageserver_materialized_page_hits_total", "Reads that started from a cached materialized page version", [], sumOf((c) => c.materializedHits));
+    this.counterFrom("pageserver_wal_redo_total", "Reads that applied records", [], sumOf((c) => c.redos));
+    this.counterFrom("pageserver_wal_redo_offloaded_total", "Reads whose long record chain was redone on the redo worker pool", [], sumOf((c) => c.offloadedRedos));
+    new Gauge({
+      // Neon: pageserver_tenant_states_count (a gauge may not end in _count for promtool).
+      name: "pageserver_tenant_states",
+      help: "Tenants by state",
+      labelNames: ["state"],
+      registers,
+      collect() {
+        this.reset();
+        for (const [state, n] of Object.entries(src.tenants.countByState())) this.set({ state }, n);
+      },
+    });
+  }
+
+  /**
+   * A counter whose totals are kept elsewhere (the cache's shared buffer, timelines, pools):
+   * each scrape adds the increase since the last one. A total that went down (a timeline
+   * removed) is no increase; counting resumes from the lower total.
+   */
+  private counterFrom(name: string, help: string, labelNames: string[], read: () => Array<[Record<string, string>, number]>): void {
+    const last = new Map<string, number>();
     new Counter({
       name,
       help,
-      labelNames: tlLabels,
-      registers: [register],
+      labelNames,
+      registers: [this.registry],
       collect() {
-        for (const t of tenants.list()) {
-          for (const tl of t.listTimelines()) {
-            const labels = { tenant_id: t.id, timeline_id: tl.timelineId };
-            const k = `${t.id}/${tl.timelineId}`;
-            const total_s = pick(tl.backpressureStats) / 1000;
-            const d = total_s - (seen.get(k) ?? 0);
-            // Touch every series so it shows (at 0) before the first wait.
-            this.inc(labels, Math.max(d, 0));
-            seen.set(k, Math.max(total_s, seen.get(k) ?? 0));
-          }
+        for (const [labels, total] of read()) {
+          const key = JSON.stringify(labels);
+          const d = total - (last.get(key) ?? 0);
+          if (labelNames.length === 0) this.inc(Math.max(d, 0));
+          else this.inc(labels, Math.max(d, 0));
+          last.set(key, total);
         }
       },
     });
-  };
-  waited(
-    "pageserver_wal_ingest_delayed_seconds_total",
-    "Time ingest waited for flushes because L0 files reached l0_flush_delay_threshold",
-    (s) => s.delayed_ms,
-  );
-  waited(
-    "pageserver_wal_ingest_stalled_seconds_total",
-    "Time ingest stopped because the frozen layers reached max_frozen_layers or L0 files reached l0_flush_stall_threshold",
-    (s) => s.stalled_ms,
-  );
-  const reads = new Counter({ name: "pageserver_getpage_reads_total", help: "Values read (get@LSN)", registers: [register] });
-  const matHits = new Counter({
-    name: "pageserver_materialized_page_hits_total",
-    help: "Reads that started from a cached materialized page version",
-    registers: [register],
-  });
-  const redos = new Counter({ name: "pageserver_wal_redo_total", help: "Reads that applied records", registers: [register] });
-  const offloaded = new Counter({
-    name: "pageserver_wal_redo_offloaded_total",
-    help: "Reads whose long record chain was redone on the redo worker pool",
-    registers: [register],
-  });
-  new Gauge({
-    // Neon: pageserver_tenant_states_count (renamed for promtool, as above).
-    name: "pageserver_tenant_states",
-    help: "Tenants by state",
-    labelNames: ["state"],
-    registers: [register],
-    collect() {
-      this.reset();
-      for (const [state, n] of Object.entries(tenants.countByState())) this.set({ state }, n);
-      let r = 0;
-      let m = 0;
-      let w = 0;
-      let o = 0;
-      for (const t of tenants.list())
-        for (const tl of t.listTimelines()) {
-          r += tl.counters.reads;
-          m += tl.counters.materializedHits;
-          w += tl.counters.redos;
-          o += tl.counters.offloadedRedos;
+  }
+
+  private cacheMetrics(src: MetricSources): void {
+    const byKind = (pick: (s: { hits: number; misses: number; evictions: number }) => number) => (): Array<[Record<string, string>, number]> => {
+      const s = src.cache.stats();
+      return PAGE_KIND_NAMES.map((kind) => [{ key_kind: KEY_KIND[kind] }, pick(s.byKind[kind])]);
+    };
+    this.counterFrom("pageserver_page_cache_read_accesses_total", "Page cache lookups", ["key_kind"], byKind((s) => s.hits + s.misses));
+    this.counterFrom("pageserver_page_cache_read_hits_total", "Page cache lookups that hit", ["key_kind"], byKind((s) => s.hits));
+    this.counterFrom("pageserver_page_cache_evictions_total", "Page cache slots taken from a page of this kind for another page", ["key_kind"], byKind((s) => s.evictions));
+    new Gauge({ name: "pageserver_page_cache_size_max_bytes", help: "Size of the shared page cache", registers: [this.registry] }).set(src.cacheSizeBytes);
+  }
+
+  /** Per-timeline gauges: one pass over the timelines per metric, constant work each. */
+  private timelineMetrics(src: MetricSources): void {
+    const registers = [this.registry];
+    const labelNames = ["tenant_id", "timeline_id"];
+    const each = (f: (tl: Timeline, labels: { tenant_id: string; timeline_id: string }) => void): void => {
+      for (const t of src.tenants.list()) for (const tl of t.listTimelines()) f(tl, { tenant_id: t.id, timeline_id: tl.timelineId });
+    };
+    const perTimeline = (name: string, help: string, value: (tl: Timeline) => number): void => {
+      new Gauge({
+        name,
+        help,
+        labelNames,
+        registers,
+        collect() {
+          this.reset();
+          each((tl, l) => this.set(l, value(tl)));
+        },
+      });
+    };
+    perTimeline("pageserver_last_record_lsn", "Last ingested record LSN (bytes of WAL)", (tl) => tl.lastRecordLsn);
+    perTimeline("pageserver_disk_consistent_lsn", "LSN up to which everything is in durable layer files", (tl) => tl.diskConsistentLsn);
+    perTimeline(
+      "pageserver_flush_lag_bytes",
+      "WAL ingested but not yet in durable layer files (last_record_lsn - disk_consistent_lsn)",
+      (tl) => Math.max(0, tl.lastRecordLsn - tl.diskConsistentLsn),
+    );
+
+    const levelNames = [...labelNames, "level", "kind"];
+    const layerGauge = (name: string, help: string, pick: (x: { count: number; bytes: number }) => number): void => {
+      new Gauge({
+        name,
+        help,
+        labelNames: levelNames,
+        registers,
+        collect() {
+          this.reset();
+          each((tl, l) => {
+            const s = tl.layerStats();
+            this.set({ ...l, level: "l0", kind: "delta" }, pick(s.l0Delta));
+            this.set({ ...l, level: "l1", kind: "delta" }, pick(s.l1Delta));
+            this.set({ ...l, level: "l1", kind: "image" }, pick(s.image));
+            this.set({ ...l, level: "frozen", kind: "delta" }, pick(s.frozen));
+          });
+        },
+      });
+    };
+    // Neon calls this pageserver_layer_count; a gauge named *_count fails promtool's lint.
+    layerGauge("pageserver_layers", "Layers per timeline by level and kind (frozen: in-memory layers waiting for their flush)", (x) => x.count);
+    layerGauge("pageserver_layer_bytes", "Bytes of the layers per timeline by level and kind (frozen: in-memory size)", (x) => x.bytes);
+
+    // Ingest backpressure: seconds ingest waited, by stage (timeline info has the same in ms).
+    const waited = (name: string, help: string, pick: (s: { delayed_ms: number; stalled_ms: number }) => number): void => {
+      const seen = new Map<string, number>();
+      new Counter({
+        name,
+        help,
+        labelNames,
+        registers,
+        collect() {
+          each((tl, l) => {
+            const k = `${l.tenant_id}/${l.timeline_id}`;
+            const total_s = pick(tl.backpressureStats) / 1000;
+            const before = seen.get(k) ?? 0;
+            // Touch every series so it shows (at 0) before the first wait.
+            this.inc(l, Math.max(total_s - before, 0));
+            seen.set(k, Math.max(total_s, before));
+          });
+        },
+      });
+    };
+    waited("pageserver_wal_ingest_delayed_seconds_total", "Time ingest waited for flushes because L0 files reached l0_flush_delay_threshold", (s) => s.delayed_ms);
+    waited(
+      "pageserver_wal_ingest_stalled_seconds_total",
+      "Time ingest stopped because the frozen layers reached max_frozen_layers or L0 files reached l0_flush_stall_threshold",
+      (s) => s.stalled_ms,
+    );
+
+    new Gauge({
+      name: "pageserver_walreceiver_lag_bytes",
+      help: "WAL the source has (its flush position as of its last message) that this timeline has not ingested yet",
+      labelNames,
+      registers,
+      collect() {
+        this.reset();
+        for (const source of src.walSources.list()) {
+          const p = source.positions();
+          const tl = source.timeline;
+          // Before the source's first message its position is unknown: no sample, not a 0.
+          if (p === null || p.serverWalEndLsn === 0) continue;
+          this.set({ tenant_id: tl.tenantId, timeline_id: tl.timelineId }, Math.max(0, p.serverWalEndLsn - tl.lastRecordLsn));
         }
-      const set = (c: Counter<string>, k: string, v: number): void => {
-        const d = v - (last.get(k) ?? 0);
-        if (d > 0) c.inc(d);
-        last.set(k, v);
-      };
-      set(reads, "reads", r);
-      set(matHits, "mat", m);
-      set(redos, "redos", w);
-      set(offloaded, "offloaded", o);
-    },
-  });
-  return register;
+      },
+    });
+  }
+
+  private poolMetrics(src: MetricSources): void {
+    const registers = [this.registry];
+    const labelNames = ["pool"];
+    const gauge = (name: string, help: string, pick: (s: PoolStats) => number): void => {
+      new Gauge({
+        name,
+        help,
+        labelNames,
+        registers,
+        collect() {
+          for (const s of src.pools.stats()) this.set({ pool: s.pool }, pick(s));
+        },
+      });
+    };
+    const loops = src.loops;
+    new Gauge({
+      name: "pageserver_background_loop_rounds",
+      help: "Tenants' compaction / GC rounds by state: queued for a slot, or running (at most max_concurrent_background_tasks)",
+      labelNames: ["state"],
+      registers,
+      collect() {
+        this.set({ state: "queued" }, loops.queued);
+        this.set({ state: "running" }, loops.active);
+      },
+    });
+    gauge("pageserver_worker_pool_queued_jobs", "Jobs waiting for a thread of the pool", (s) => s.queued);
+    gauge("pageserver_worker_pool_running_jobs", "Jobs running on the pool", (s) => s.running);
+    gauge("pageserver_worker_pool_threads", "Worker threads alive in the pool", (s) => s.threads);
+    gauge("pageserver_worker_pool_max_threads", "Worker threads the pool may run", (s) => s.maxThreads);
+    gauge("pageserver_worker_pool_utilization_ratio", "Piscina's utilization of the pool since it started: mean job run time over capacity (0..1)", (s) => s.utilization);
+    this.counterFrom("pageserver_worker_pool_jobs_completed_total", "Jobs the pool completed", labelNames, () =>
+      src.pools.stats().map((s) => [{ pool: s.pool }, s.completed]),
+    );
+  }
 }

@@ -1,28 +1,38 @@
 #!/usr/bin/env node
 /**
  * `pageserver` entry point: parse flags, start the node in the foreground; SIGTERM/SIGINT
- * stop it cleanly (flush, then exit 0). Bad configuration exits 2 with a clear message.
+ * stop it cleanly (flush, then exit 0). Bad configuration exits 2 with a clear message; so
+ * does a bad FAILPOINTS environment variable ("name=action;…", src/types/failpoints.ts).
  */
 import { Command } from "commander";
-import { PageserverError } from "../types/errors.js";
+import { InvalidArgumentError, PageserverError } from "../types/errors.js";
+import { applyFailpoints, parseFailpointSpec } from "../types/failpoints.js";
+import { versionLine } from "./build_info.js";
 import { loadNodeConfig } from "./config.js";
 import { Server } from "./server.js";
 
 const program = new Command()
   .name("pageserver")
   .description("A multi-tenant, branchable, point-in-time page store for PostgreSQL 15")
+  .version(versionLine(), "-V, --version", "print the version and git commit")
   .option("--workdir <dir>", "data directory", ".pageserver")
   .option("--listen <host:port>", "HTTP API address", "127.0.0.1:9898")
   .option("--listen-pg <host:port>", "page service address (pagestream, basebackup)")
   .option("--auth-public-key <file>", "PEM public key (Ed25519 or RSA): JWT auth on HTTP and the page service")
   .option("--page-cache-size <bytes>", "shared page cache size in bytes")
   .option("--log-level <level>", "pino log level")
+  .option("--log-format <format>", "json (default) or pretty (human-readable, via pino-pretty)")
   .parse();
 
-const opts = program.opts<{ workdir: string; listen: string; listenPg?: string; authPublicKey?: string; pageCacheSize?: string; logLevel?: string }>();
+const opts = program.opts<{ workdir: string; listen: string; listenPg?: string; authPublicKey?: string; pageCacheSize?: string; logLevel?: string; logFormat?: string }>();
 
 let server: Server;
 try {
+  try {
+    applyFailpoints(parseFailpointSpec(process.env["FAILPOINTS"] ?? ""));
+  } catch (e) {
+    throw e instanceof PageserverError ? new InvalidArgumentError(`FAILPOINTS: ${e.message}`) : e;
+  }
   const config = loadNodeConfig({
     workdir: opts.workdir,
     listen: opts.listen,
@@ -30,6 +40,7 @@ try {
     auth_public_key: opts.authPublicKey,
     page_cache_size: opts.pageCacheSize,
     log_level: opts.logLevel,
+    log_format: opts.logFormat,
   });
   server = new Server(config);
   await server.start();

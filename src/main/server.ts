@@ -1,6 +1,6 @@
 /**
  * Server: wires one pageserver node together (shared page cache → worker pools → tenant
- * manager → HTTP API) and takes it apart again. Used by the `pageserver` entry point and,
+ * manager → HTTP API and page service) and takes it apart again. Used by the `pageserver` entry point and,
  * in-process, by tests.
  */
 import { pathToFileURL } from "node:url";
@@ -17,7 +17,10 @@ import { registerRoutes } from "./api.js";
 import { Auth } from "./auth.js";
 import type { NodeConfig } from "./config.js";
 import { HttpServer } from "./http/server.js";
-import { createMetrics } from "./metrics.js";
+import { activeFailpoints } from "../types/failpoints.js";
+import { buildInfo } from "./build_info.js";
+import { NodeMetrics } from "./metrics.js";
+import { PageService } from "./page_service.js";
 import { TenantManager } from "./tenant_manager.js";
 import { WalSources } from "./wal_sources.js";
 
@@ -35,14 +38,19 @@ export class Server {
   readonly walSources: WalSources;
   readonly loops: BackgroundLoops;
   readonly http: HttpServer;
+  readonly pageService: PageService;
   /** JWT verification when `auth_public_key` is set (loaded in start); null: auth off. */
   auth: Auth | null = null;
   port = 0;
+  /** The page service's bound port (config.listen_pg; 0 there picks a free one). */
+  pgPort = 0;
 
   constructor(config: NodeConfig, log?: Logger) {
     this.config = config;
-    this.log = log ?? pino({ level: config.log_level });
+    this.log =
+      log ?? (config.log_format === "pretty" ? pino({ level: config.log_level }, pino.transport({ target: "pino-pretty" })) : pino({ level: config.log_level }));
     mkdirSync(config.workdir, { recursive: true });
+    const metrics = new NodeMetrics();
     this.cache = PageCache.create({ size_bytes: config.page_cache_size_bytes });
     this.pools = new JobPools({
       cacheSab: this.cache.shared,
@@ -62,16 +70,20 @@ export class Server {
         defaults: config.tenant_defaults,
         keyspace: collectKeyspace,
         loops: this.loops,
+        metrics,
       },
       config.workdir,
       config.max_tenants,
     );
-    this.metrics = createMetrics(this.cache, this.tenants, config.page_cache_size_bytes);
     this.http = new HttpServer(this.log);
     this.walSources = new WalSources(this.log);
+    metrics.collectFrom({ cache: this.cache, cacheSizeBytes: config.page_cache_size_bytes, tenants: this.tenants, pools: this.pools, walSources: this.walSources, loops: this.loops });
+    this.metrics = metrics.registry;
+    this.pageService = new PageService(this.tenants, this.metrics, this.log, () => this.auth);
   }
 
   async start(): Promise<number> {
+    this.log.info({ ...buildInfo(), failpoints: activeFailpoints() }, "pageserver starting");
     if (this.config.auth_public_key !== null) {
       this.auth = await Auth.fromPublicKeyFile(this.config.auth_public_key);
       this.http.setAuth(this.auth);
@@ -79,8 +91,9 @@ export class Server {
     registerRoutes(this.http, this.tenants, this.metrics, { startedAt: new Date(), walSources: this.walSources, log: this.log });
     this.http.fallback();
     this.port = await this.http.listen(this.config.listen_http.host, this.config.listen_http.port);
-    this.log.info({ workdir: this.config.workdir, listen: `${this.config.listen_http.host}:${this.port}` }, "pageserver started");
-    // The API answers while tenants load (they show as Loading); sources start once loaded.
+    this.pgPort = await this.pageService.listen(this.config.listen_pg.host, this.config.listen_pg.port);
+    this.log.info({ workdir: this.config.workdir, listen: `${this.config.listen_http.host}:${this.port}`, listen_pg: `${this.config.listen_pg.host}:${this.pgPort}` }, "pageserver started");
+    // The API and the page service answer while tenants load (they show as Loading); sources start once loaded.
     await this.tenants.loadAll();
     await this.walSources.startAll(this.tenants);
     return this.port;
@@ -89,6 +102,7 @@ export class Server {
   /** Stop accepting requests, flush every timeline, stop the workers. */
   async stop(): Promise<void> {
     this.http.close();
+    await this.pageService.close();
     await this.walSources.stopAll();
     await this.tenants.shutdown(true);
     this.loops.close();

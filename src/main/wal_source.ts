@@ -46,6 +46,7 @@ import { writeFileDurable } from "../tenant/durable.js";
 import type { Tenant } from "../tenant/tenant.js";
 import type { Timeline } from "../tenant/timeline.js";
 import { ConflictError, InvalidArgumentError, SourceUnavailableError, UnsupportedError } from "../types/errors.js";
+import { failpoint } from "../types/failpoints.js";
 import { generateTimelineId, type TimelineId } from "../types/ids.js";
 import { type Lsn, lsnToString, parseLsn } from "../types/lsn.js";
 
@@ -314,17 +315,21 @@ export class TimelineWalSource {
   }
 
   private async onWal(bytes: Uint8Array): Promise<void> {
+    await failpoint("walreceiver-before-ingest");
     const dec = this.decoder!;
     const ing = this.ingest!;
     const tl = this.timeline;
     this.lastWal_ms = performance.now();
     dec.feed(bytes);
     let shutdown = false;
+    let records = 0;
     for (let rec = dec.next(); rec !== null; rec = dec.next()) {
       if (tl.ingestBackpressure() !== Backpressure.None) await tl.waitIngestCapacity(this.stopSignal.signal);
       ing.ingest(rec);
+      records++;
       if (isShutdownCheckpoint(rec)) shutdown = true;
     }
+    tl.metrics.walReceived(records, bytes.length);
     const from = this.consistentFrom;
     if (from !== null && tl.latestGcCutoffLsn < from && tl.lastRecordLsn >= from) {
       void tl.raiseGcCutoff(from).catch((e: unknown) => this.log.error({ err: e }, "could not record the consistent point"));
@@ -369,6 +374,15 @@ export class TimelineWalSource {
     this.stopSignal.abort();
     await stopped;
     await this.flushRequest;
+  }
+
+  /**
+   * For the lag metrics: the source's WAL end as of its last message, and the end of what it
+   * sent us; null before the first connection.
+   */
+  positions(): { serverWalEndLsn: Lsn; lastReceivedLsn: Lsn } | null {
+    const s = this.receiver?.state ?? this.state_;
+    return s === null ? null : { serverWalEndLsn: s.server_wal_end_lsn, lastReceivedLsn: s.last_received_lsn };
   }
 
   status(): WalSourceStatus {

@@ -32,6 +32,8 @@
 import type { Timeline } from "../tenant/timeline.js";
 import { assert } from "../types/assert.js";
 import { InvalidArgumentError, NotFoundError } from "../types/errors.js";
+import { failpoint } from "../types/failpoints.js";
+import { secondsSince } from "../types/metrics_sink.js";
 import { type Lsn, lsnToString, writeLsnLE } from "../types/lsn.js";
 import {
   type CheckPoint,
@@ -285,6 +287,8 @@ function hex(n: number, width: number): string {
  * Throws before the first chunk on a bad LSN or missing control data.
  */
 export async function basebackupTar(timeline: Timeline, lsn: Lsn, opts: BasebackupOptions = {}): Promise<AsyncIterable<Uint8Array>> {
+  const start_ms = performance.now();
+  await failpoint("basebackup-start");
   const start = timeline.ancestor === null ? timeline.initdbLsn : timeline.ancestorLsn;
   if (lsn < start) throw new InvalidArgumentError(`base backup LSN ${lsnToString(lsn)} is below the timeline's start ${lsnToString(start)}`);
   // A base backup reads every page once: keep it out of the materialized page cache.
@@ -321,7 +325,16 @@ export async function basebackupTar(timeline: Timeline, lsn: Lsn, opts: Baseback
   });
   const wal = checkpointWalSegment(control, c, checkpointRecord(cp, prev));
   const walName = walFileName(cp.thisTimeLineId, Math.floor(c / control.xlogSegSize), control.xlogSegSize);
-  return generate(snap, control, newControl, wal, walName, now, opts);
+  return timed(timeline, start_ms, generate(snap, control, newControl, wal, walName, now, opts));
+}
+
+/** The stream, timed from the request to its last chunk (or to the consumer stopping early). */
+async function* timed(timeline: Timeline, start_ms: number, inner: AsyncGenerator<Uint8Array>): AsyncGenerator<Uint8Array> {
+  try {
+    yield* inner;
+  } finally {
+    timeline.metrics.storageOperation("basebackup", secondsSince(start_ms));
+  }
 }
 
 async function* generate(

@@ -156,6 +156,16 @@ export class DatadirSnapshot {
     return p === null ? ZERO_PAGE.slice() : p;
   }
 
+  /**
+   * getRelPage for request handlers: a page whose record chain is long is redone on the redo
+   * pool (timeline.get) instead of on this thread, so one deep chain doesn't stall the others.
+   */
+  async readRelPage(rel: RelTag, blkno: number): Promise<Uint8Array> {
+    if (blkno >= this.relSize(rel)) return ZERO_PAGE.slice();
+    const p = await this.timeline.get(relBlockKey(rel, blkno), this.lsn);
+    return p === null ? ZERO_PAGE.slice() : p;
+  }
+
   /** Σ nblocks × 8192 over the relations of one database. */
   dbSize(spcnode: number, dbnode: number): number {
     let total = 0;

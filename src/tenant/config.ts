@@ -28,6 +28,10 @@ export interface TenantConf {
   l0_flush_delay_threshold: number | null;
   /** L0 files from which ingest stops until compaction catches up (null: 5 × compaction_threshold; 0: off). */
   l0_flush_stall_threshold: number | null;
+  /** GetPage requests per second the page service serves this tenant (token bucket); 0: no throttle. */
+  getpage_throttle_rps: number;
+  /** Bucket size of that throttle (null: = getpage_throttle_rps). */
+  getpage_throttle_burst: number | null;
 }
 
 export const DEFAULT_TENANT_CONF: Readonly<TenantConf> = {
@@ -45,7 +49,15 @@ export const DEFAULT_TENANT_CONF: Readonly<TenantConf> = {
   max_frozen_layers: 2,
   l0_flush_delay_threshold: null,
   l0_flush_stall_threshold: null,
+  getpage_throttle_rps: 0,
+  getpage_throttle_burst: null,
 };
+
+/** The GetPage throttle: null when off, else rate and burst (the burst at least 1 request). */
+export function getpageThrottle(c: Readonly<TenantConf>): { rps: number; burst: number } | null {
+  if (c.getpage_throttle_rps === 0) return null;
+  return { rps: c.getpage_throttle_rps, burst: Math.max(1, c.getpage_throttle_burst ?? Math.ceil(c.getpage_throttle_rps)) };
+}
 
 /** Default L0 thresholds as multiples of compaction_threshold (Neon: delay = 3 ×). */
 const L0_DELAY_FACTOR = 3;
@@ -82,6 +94,12 @@ function parseCount(x: unknown, name: string, min: number): number {
   throw new InvalidArgumentError(`${name}: expected an integer >= ${min}, got ${JSON.stringify(x)}`);
 }
 
+/** Requests per second: a finite number ≥ 0 (fractions allowed: one request every few seconds). */
+function parseRate(x: unknown, name: string): number {
+  if (typeof x === "number" && Number.isFinite(x) && x >= 0 && x <= 1e9) return x;
+  throw new InvalidArgumentError(`${name}: expected a number of requests per second >= 0, got ${JSON.stringify(x)}`);
+}
+
 /** User-facing names (as in Neon) → internal fields. */
 const FIELDS: Record<string, (c: TenantConf, v: unknown) => void> = {
   checkpoint_distance: (c, v) => (c.checkpoint_distance_bytes = parseCount(v, "checkpoint_distance", 8192)),
@@ -97,6 +115,8 @@ const FIELDS: Record<string, (c: TenantConf, v: unknown) => void> = {
   max_frozen_layers: (c, v) => (c.max_frozen_layers = parseCount(v, "max_frozen_layers", 1)),
   l0_flush_delay_threshold: (c, v) => (c.l0_flush_delay_threshold = v === null ? null : parseCount(v, "l0_flush_delay_threshold", 0)),
   l0_flush_stall_threshold: (c, v) => (c.l0_flush_stall_threshold = v === null ? null : parseCount(v, "l0_flush_stall_threshold", 0)),
+  getpage_throttle_rps: (c, v) => (c.getpage_throttle_rps = parseRate(v, "getpage_throttle_rps")),
+  getpage_throttle_burst: (c, v) => (c.getpage_throttle_burst = v === null ? null : parseCount(v, "getpage_throttle_burst", 1)),
   materialized_page_cache: (c, v) => {
     if (typeof v !== "boolean") throw new InvalidArgumentError("materialized_page_cache: expected true or false");
     c.materialized_page_cache = v;

@@ -47,10 +47,14 @@ export class SeqWait {
     }
   }
 
-  /** Resolves once load() >= lsn; rejects with LsnTimeoutError after timeout_ms. `describe` adds context to the error. */
-  wait(lsn: Lsn, timeout_ms: number, describe?: () => string): Promise<void> {
+  /**
+   * Resolves once load() >= lsn; rejects with LsnTimeoutError after timeout_ms. `describe`
+   * adds context to the error; `signal` ends the wait early with its reason.
+   */
+  wait(lsn: Lsn, timeout_ms: number, describe?: () => string, signal?: AbortSignal): Promise<void> {
     if (this.shutdownReason !== null) return Promise.reject(new ShutdownError(this.shutdownReason));
     if (lsn <= this.current) return Promise.resolve();
+    if (signal?.aborted === true) return Promise.reject(signal.reason);
     if (this.waiters.length >= MAX_WAITERS) {
       return Promise.reject(new BadStateError(`too many readers waiting for WAL (${MAX_WAITERS})`));
     }
@@ -63,7 +67,7 @@ export class SeqWait {
           const i = this.waiters.indexOf(w);
           if (i >= 0) this.waiters.splice(i, 1);
           const extra = describe ? `; ${describe()}` : "";
-          reject(
+          w.reject(
             new LsnTimeoutError(
               `timed out after ${timeout_ms} ms waiting for WAL to reach ${lsnToString(lsn)}: last_record_lsn is ${lsnToString(this.current)}${extra}`,
             ),
@@ -74,6 +78,26 @@ export class SeqWait {
       let i = this.waiters.length;
       while (i > 0 && this.waiters[i - 1]!.lsn > lsn) i--;
       this.waiters.splice(i, 0, w);
+      if (signal !== undefined) {
+        const onAbort = (): void => {
+          const j = this.waiters.indexOf(w);
+          if (j < 0) return;
+          this.waiters.splice(j, 1);
+          clearTimeout(w.timer);
+          reject(signal.reason);
+        };
+        signal.addEventListener("abort", onAbort, { once: true });
+        // Settled otherwise: the listener goes (a signal may outlive many waits).
+        const done = (): void => signal.removeEventListener("abort", onAbort);
+        w.resolve = () => {
+          done();
+          resolve();
+        };
+        w.reject = (e) => {
+          done();
+          reject(e);
+        };
+      }
     });
   }
 

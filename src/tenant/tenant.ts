@@ -26,6 +26,8 @@ import { assert } from "../types/assert.js";
 import { BadStateError, ConflictError, InvalidArgumentError, NotFoundError } from "../types/errors.js";
 import { generateTimelineId, isId, type TenantId, type TimelineId } from "../types/ids.js";
 import { type Lsn, lsnToString } from "../types/lsn.js";
+import { failpointSync } from "../types/failpoints.js";
+import type { MetricsSink } from "../types/metrics_sink.js";
 import type { WalRedoManager } from "../types/redo.js";
 import { parseTenantConf, type TenantConf } from "./config.js";
 import type { BackgroundLoops, LoopHandle } from "./background_loops.js";
@@ -50,6 +52,8 @@ export interface TenantDeps {
   keyspace?: KeyspaceProvider;
   /** The node's scheduler of every tenant's compaction, GC and housekeeping rounds. */
   loops: BackgroundLoops;
+  /** Observations at event time, handed to every timeline (the node's metrics). */
+  metrics?: MetricsSink;
 }
 
 /** Housekeeping period: checkpoint_timeout checks for idle timelines. */
@@ -133,6 +137,7 @@ export class Tenant {
       return;
     }
     try {
+      failpointSync("tenant-load");
       this.loadTimelines();
       this.activate();
     } catch (e) {
@@ -148,6 +153,7 @@ export class Tenant {
       redoModule: this.deps.redoModule,
       conf: () => this.conf_,
       keyspace: this.deps.keyspace,
+      metrics: this.deps.metrics,
       wakeCompaction: () => this.wakeCompactionLoop(),
     };
   }

@@ -22,17 +22,19 @@
  *   (last_record_lsn − disk_consistent_lsn) stays below about
  *   (max_frozen_layers + 1) × checkpoint_distance plus one record (an XLOG_SWITCH record
  *   spans the rest of its segment).
+ * - a layer whose flush fails stays frozen (and readable) until a later round writes it: the
+ *   checkpoints waiting fail with the error, the timeline stays Active (as in Neon).
  *
  * Lock order: none on this object (single-threaded); the tenant's background mutex orders
  * compaction and GC (never both at once for a tenant), and flushes are one at a time.
  */
-import { existsSync, readdirSync, renameSync, rmSync, unlinkSync } from "node:fs";
+import { existsSync, readdirSync, renameSync, rmSync, statSync, unlinkSync } from "node:fs";
 import { join } from "node:path";
 import type { Logger } from "pino";
 import { PAGE_SIZE, type PageCacheApi } from "../cache/api.js";
 import { HistoricLayer } from "../layers/historic_layer.js";
 import { InMemoryLayer } from "../layers/inmemory_layer.js";
-import { LayerMap } from "../layers/layer_map.js";
+import { LayerMap, type LayerStats } from "../layers/layer_map.js";
 import { fsyncDir } from "../layers/block_io.js";
 import { type LayerDesc, parseLayerName, TEMP_SUFFIX } from "../layers/layer_name.js";
 import { WalkStatus, walkHistoric } from "../layers/read_path.js";
@@ -40,6 +42,8 @@ import { planReconstruct, ReconstructState, reconstructValue } from "../layers/r
 import type { ChainLink, JobRunner } from "../workers/jobs.js";
 import { assert } from "../types/assert.js";
 import { BadStateError, GcCutoffError, InvalidArgumentError, PageserverError } from "../types/errors.js";
+import { failpoint } from "../types/failpoints.js";
+import { type MetricsSink, NO_METRICS, secondsSince } from "../types/metrics_sink.js";
 import type { TenantId, TimelineId } from "../types/ids.js";
 import { KEY_MAX, KEY_MIN, type Key, type KeyRange } from "../types/key.js";
 import { type Lsn, lsnToString, MAX_LSN } from "../types/lsn.js";
@@ -80,12 +84,17 @@ export interface TimelineDeps {
   keyspace?: KeyspaceProvider;
   /** Asks the tenant's compaction loop to run soon (L0 files reached compaction_threshold). */
   wakeCompaction?: () => void;
+  /** Observations at event time (wait_lsn, storage operation durations); none when absent. */
+  metrics?: MetricsSink;
 }
 
 /** PITR bookkeeping: (wall time, LSN) samples, at most this many, one per second at most. */
 const MAX_LSN_TIME_SAMPLES = 4096;
 const METADATA_FILE = "metadata";
+/** Attempts of one flush round; a round that fails them all fails the checkpoints waiting on it. */
 const FLUSH_RETRY_LIMIT = 3;
+/** After a failed flush round, housekeeping starts the next one no sooner than this. */
+const FLUSH_ROUND_RETRY_MS = 10_000;
 /**
  * A read whose chain holds at least this many values is reconstructed on the redo pool, off
  * the main thread: native redo takes a few µs per record, so a chain this long costs the
@@ -96,6 +105,8 @@ export const REDO_OFFLOAD_MIN_RECORDS = 64;
 const ABSENT = -2;
 /** L0 files one compaction job takes at most (Neon's compaction_upper_limit): bounds a job's length. */
 const COMPACTION_UPPER_LIMIT = 10;
+/** Checkpoints waiting on one timeline at once (each is an HTTP request or a shutdown). */
+const MAX_FLUSH_WAITERS = 100_000;
 
 export interface TimelineInfo {
   tenant_id: TenantId;
@@ -143,6 +154,13 @@ export class Timeline {
 
   private flushLoop: FlushLoopState = FlushLoopState.NotStarted;
   private flushing: Promise<void> | null = null;
+  /**
+   * Checkpoints waiting for disk_consistent_lsn: aborted with the error when a flush round
+   * fails, so they report it instead of waiting for a flush that is not running.
+   */
+  private readonly flushWaiters = new Set<AbortController>();
+  /** The last failed flush round: its error, and when housekeeping may start the next round. */
+  private flushFailure: { error: Error; retry_at_ms: number } | null = null;
   /** The newest LSN flushes made durable, and the metadata writer recording it (advanceDiskConsistent). */
   private dclTarget: Lsn = 0;
   /** End LSNs of flushed layers not yet recorded as disk_consistent_lsn: they still count as frozen for backpressure. */
@@ -260,7 +278,8 @@ export class Timeline {
         unlinkSync(path);
         continue;
       }
-      layers.push({ ...parsed, fileSize: 0 });
+      // The size from the directory: layer_bytes metrics, and open() refuses a file that changed.
+      layers.push({ ...parsed, fileSize: statSync(path).size });
     }
     const dcl = md.disk_consistent_lsn;
     const first = ancestor === null && dcl === md.initdb_lsn && layers.length === 0 ? dcl : dcl + 1;
@@ -273,6 +292,11 @@ export class Timeline {
   /** This timeline's logger: tenant_id and timeline_id bound once, for every line about it. */
   get log(): Logger {
     return this.deps.log;
+  }
+
+  /** Where observations about this timeline go (the node's metrics). */
+  get metrics(): MetricsSink {
+    return this.deps.metrics ?? NO_METRICS;
   }
 
   get lastRecordLsn(): Lsn {
@@ -292,6 +316,12 @@ export class Timeline {
   }
   get frozenCount(): number {
     return this.frozen.length;
+  }
+  /** Layers by level and kind, with bytes, and the frozen in-memory layers: O(1) once per layer map. */
+  layerStats(): LayerStats & { frozen: { count: number; bytes: number } } {
+    let bytes = 0;
+    for (const f of this.frozen) bytes += f.sizeBytes;
+    return { ...this.layerMap_.stats(), frozen: { count: this.frozen.length, bytes } };
   }
   get l0Count(): number {
     return this.layerMap_.l0Layers().length;
@@ -444,9 +474,15 @@ export class Timeline {
     return this.gate.stats();
   }
 
-  /** Housekeeping: freeze an idle open layer whose checkpoint_timeout passed. */
+  /**
+   * Housekeeping: freeze an idle open layer whose checkpoint_timeout passed; start a new flush
+   * round for frozen layers a failed round left behind (no sooner than FLUSH_ROUND_RETRY_MS).
+   */
   checkTimeout(): void {
-    if (this.state === TimelineState.Active && this.shouldFreeze(Date.now())) this.freezeAt(this.lastRecord.load());
+    if (this.state !== TimelineState.Active) return;
+    const now_ms = Date.now();
+    if (this.shouldFreeze(now_ms)) this.freezeAt(this.lastRecord.load());
+    else if (this.flushFailure !== null && now_ms >= this.flushFailure.retry_at_ms && this.frozen.length > 0) this.kickFlush();
   }
 
   private samplePitr(lsn: Lsn, now: number): void {
@@ -522,16 +558,23 @@ export class Timeline {
     await this.setDiskConsistent(lsn);
   }
 
-  /** Freeze what is open and wait until everything up to last_record_lsn is durable. */
+  /**
+   * Freeze what is open and wait until everything up to last_record_lsn is durable. A flush
+   * round that fails while this waits fails the checkpoint with its error (the frozen layers
+   * stay queued: the next checkpoint, or housekeeping, tries again).
+   */
   async checkpoint(): Promise<void> {
     this.checkActive();
     if (this.flushLoop !== FlushLoopState.Running) throw new BadStateError(`flush requested but the flush loop is ${this.flushLoop}`);
+    // Layers a failed round left behind: a checkpoint is the request to try again.
+    if (this.frozen.length > 0) this.kickFlush();
     // Keep the frozen limit: wait for room (flushes are running whenever the queue is full).
     for (let i = 0; this.pendingFlushes >= this.deps.conf().max_frozen_layers && (this.flushing !== null || this.dclWriter !== null); i++) {
       assert(i < 1_000_000, "checkpoint waited for frozen-queue room too often");
       await (this.flushing ?? this.dclWriter);
     }
     this.checkActive();
+    if (this.pendingFlushes >= this.deps.conf().max_frozen_layers && this.flushFailure !== null) throw this.flushFailedError(this.flushFailure.error);
     const target = this.lastRecord.load();
     if (this.open !== null && this.open.valueCount > 0) this.freezeAt(target);
     else if (this.open !== null) {
@@ -543,18 +586,37 @@ export class Timeline {
       await this.setDiskConsistent(target);
       this.nextOpenLayerAt = Math.max(this.nextOpenLayerAt, target + 1);
     }
-    await this.diskConsistent.wait(target, 24 * 3_600_000);
+    const waiter = new AbortController();
+    assert(this.flushWaiters.size < MAX_FLUSH_WAITERS, "too many checkpoints waiting");
+    this.flushWaiters.add(waiter);
+    try {
+      await this.diskConsistent.wait(target, 24 * 3_600_000, undefined, waiter.signal);
+    } finally {
+      this.flushWaiters.delete(waiter);
+    }
+  }
+
+  private flushFailedError(e: Error): BadStateError {
+    return new BadStateError(`layer flush failed on timeline ${this.timelineId}: ${e.message}`);
   }
 
   private kickFlush(): void {
     if (this.flushing !== null) return;
     this.flushing = this.flushFrozen().finally(() => {
       this.flushing = null;
-      if (this.frozen.length > 0 && this.flushLoop === FlushLoopState.Running) this.kickFlush();
+      if (this.frozen.length > 0 && this.flushLoop === FlushLoopState.Running && this.flushFailure === null) this.kickFlush();
     });
   }
 
+  /**
+   * One flush round: the frozen layers, oldest first. A layer is tried FLUSH_RETRY_LIMIT
+   * times; then the round stops, the layer stays frozen (its data is still readable and its
+   * WAL still held by the source), and the checkpoints waiting fail with the error. The
+   * timeline stays Active, as in Neon: a flush that fails (a failpoint, a full disk) may
+   * succeed later, and ingest waits at the frozen limit meanwhile.
+   */
   private async flushFrozen(): Promise<void> {
+    this.flushFailure = null;
     while (this.frozen.length > 0 && this.flushLoop === FlushLoopState.Running) {
       const layer = this.frozen[0]!;
       let attempt = 0;
@@ -564,11 +626,15 @@ export class Timeline {
           break;
         } catch (e) {
           attempt++;
-          this.deps.log.error({ err: e, attempt }, "layer flush failed");
-          if (attempt >= FLUSH_RETRY_LIMIT) {
-            this.setBroken(`layer flush failed: ${(e as Error).message}`);
+          const error = e instanceof Error ? e : new Error(String(e));
+          if (attempt >= FLUSH_RETRY_LIMIT || this.flushLoop !== FlushLoopState.Running) {
+            this.deps.log.error({ err: error, attempts: attempt }, "layer flush failed; the layer stays frozen until the next flush request");
+            this.flushFailure = { error, retry_at_ms: Date.now() + FLUSH_ROUND_RETRY_MS };
+            const failed = this.flushFailedError(error);
+            for (const w of this.flushWaiters) w.abort(failed);
             return;
           }
+          this.deps.log.warn({ err: error, attempt }, "layer flush failed; retrying");
           await new Promise((r) => setTimeout(r, 100 * attempt));
         }
       }
@@ -576,6 +642,15 @@ export class Timeline {
   }
 
   private async flushOne(layer: InMemoryLayer): Promise<void> {
+    const start_ms = performance.now();
+    try {
+      await this.flushOneTimed(layer);
+    } finally {
+      this.metrics.storageOperation("layer flush", secondsSince(start_ms));
+    }
+  }
+
+  private async flushOneTimed(layer: InMemoryLayer): Promise<void> {
     const res = await this.deps.jobs.flush(
       {
         ephemeralPath: layer.file.path,
@@ -586,7 +661,10 @@ export class Timeline {
       },
       this.tenantId,
     );
-    if (res.desc !== null) {
+    // The file is durable under its final name but in no layer map: a crash here leaves a
+    // "future" layer that load() deletes; an error here leaves the layer frozen.
+    await failpoint("flush-before-layer-map");
+    if (res.desc !== null && this.layerMap_.get(res.desc.fileName) === undefined) {
       this.layerMap_ = this.layerMap_.with([new HistoricLayer(this.deps.cache, this.dir, res.desc)], []);
     }
     assert(this.frozen[0] === layer, "frozen queue changed under a flush");
@@ -679,9 +757,16 @@ export class Timeline {
   // ---------------------------------------------------------------------------------------
   // Read path
 
-  /** Wait (up to wait_lsn_timeout) until WAL up to `lsn` is ingested. */
+  /**
+   * Wait (up to wait_lsn_timeout) until WAL up to `lsn` is ingested. A wait that happens is
+   * timed (pageserver_wait_lsn_seconds); an LSN already reached costs nothing.
+   */
   waitLsn(lsn: Lsn, timeout_ms = this.deps.conf().wait_lsn_timeout_ms): Promise<void> {
-    return this.lastRecord.wait(lsn, timeout_ms, () => `disk_consistent_lsn is ${lsnToString(this.diskConsistent.load())}, timeline ${this.timelineId}`);
+    const p = this.lastRecord.wait(lsn, timeout_ms, () => `disk_consistent_lsn is ${lsnToString(this.diskConsistent.load())}, timeline ${this.timelineId}`);
+    if (lsn <= this.lastRecord.load()) return p;
+    const start_ms = performance.now();
+    const observe = (): void => this.metrics.waitLsn(secondsSince(start_ms));
+    return p.finally(observe);
   }
 
   /** The value of `key` at `lsn` (waiting for ingest to reach it); null when the key does not exist. */
@@ -865,6 +950,16 @@ export class Timeline {
     for (let i = 1; i < l0.length && chain.length < limit && chain[chain.length - 1]!.desc.lsnRange.end === l0[i]!.desc.lsnRange.start; i++) {
       chain.push(l0[i]!);
     }
+    const start_ms = performance.now();
+    try {
+      await this.compactChain(chain, conf);
+    } finally {
+      this.metrics.storageOperation("compact", secondsSince(start_ms));
+    }
+    return chain.length;
+  }
+
+  private async compactChain(chain: HistoricLayer[], conf: TenantConf): Promise<void> {
     const res = await this.deps.jobs.compact(
       {
         dir: this.dir,
@@ -873,8 +968,12 @@ export class Timeline {
       },
       this.tenantId,
     );
+    // The L1 files are durable, the map still has the L0 files: a crash here loads both (they
+    // overlap, which reads allow), and the next compaction writes the same L1 files again.
+    await failpoint("compact-before-map-swap");
     const removed = chain.map((l) => l.desc.fileName);
-    const added = res.added.map((d) => new HistoricLayer(this.deps.cache, this.dir, d));
+    // An L1 file of an interrupted compaction of the same chain is in the map already.
+    const added = res.added.filter((d) => this.layerMap_.get(d.fileName) === undefined).map((d) => new HistoricLayer(this.deps.cache, this.dir, d));
     this.layerMap_ = this.layerMap_.with(added, removed.filter((n) => !res.added.some((d) => d.fileName === n)));
     for (const l of chain) {
       if (res.added.some((d) => d.fileName === l.desc.fileName)) continue;
@@ -883,7 +982,6 @@ export class Timeline {
     }
     this.counters.compactions++;
     this.gate.notify();
-    return chain.length;
   }
 
   /**
@@ -929,6 +1027,15 @@ export class Timeline {
       if (deltas >= conf.image_creation_threshold || (force && (deltas > 0 || this.ancestor !== null))) todo.push(p);
     }
     if (todo.length === 0) return 0;
+    const start_ms = performance.now();
+    try {
+      return await this.createImagesFor(todo, chain, lsn, conf);
+    } finally {
+      this.metrics.storageOperation("create images", secondsSince(start_ms));
+    }
+  }
+
+  private async createImagesFor(todo: KeyRange[], chain: ChainLink[], lsn: Lsn, conf: TenantConf): Promise<number> {
     // Only now: walking the keyspace reads every relation's size on the main thread.
     const keyspace = (this.deps.keyspace ?? WHOLE_KEYSPACE)(this, lsn);
     // One job per partition: between them the pool serves other tenants' jobs (fair queue).
@@ -987,11 +1094,14 @@ export class Timeline {
     const cutoff = Math.min(cutoffOverride ?? this.gcCutoff(), this.diskConsistent.load());
     if (cutoff <= this.latestGcCutoff_) return 0;
     this.plannedGcCutoff = cutoff;
+    const start_ms = performance.now();
     try {
       const plan = await this.deps.jobs.gc({ layers: this.layerMap_.layers.map((l) => l.desc), cutoffLsn: cutoff, retainLsns }, this.tenantId);
       // Publish the cutoff durably first: after that no read or branch may go below it.
       this.latestGcCutoff_ = cutoff;
       await this.persistMetadata({});
+      // The cutoff is durable, nothing is deleted yet: the next GC above this cutoff plans again.
+      await failpoint("gc-before-delete");
       const victims = plan.remove.map((n) => this.layerMap_.get(n)).filter((l): l is HistoricLayer => l !== undefined);
       this.layerMap_ = this.layerMap_.with([], victims.map((l) => l.desc.fileName));
       for (const l of victims) {
@@ -1002,6 +1112,7 @@ export class Timeline {
       return victims.length;
     } finally {
       this.plannedGcCutoff = 0;
+      this.metrics.storageOperation("gc", secondsSince(start_ms));
     }
   }
 
@@ -1032,12 +1143,7 @@ export class Timeline {
   }
 
   info(): TimelineInfo {
-    let delta = 0;
-    let image = 0;
-    for (const l of this.layerMap_.layers) {
-      if (l.desc.kind === "delta") delta++;
-      else image++;
-    }
+    const st = this.layerMap_.stats();
     const bp = this.gate.stats();
     return {
       tenant_id: this.tenantId,
@@ -1050,7 +1156,7 @@ export class Timeline {
       latest_gc_cutoff_lsn: lsnToString(this.latestGcCutoff_),
       initdb_lsn: lsnToString(this.initdbLsn),
       state: this.state,
-      layers: { delta, image, l0: this.layerMap_.l0Layers().length, frozen: this.frozen.length },
+      layers: { delta: st.l0Delta.count + st.l1Delta.count, image: st.image.count, l0: st.l0Delta.count, frozen: this.frozen.length },
       ingest_backpressure: { ...bp, delayed_ms: Math.round(bp.delayed_ms), stalled_ms: Math.round(bp.stalled_ms) },
     };
   }

@@ -6,3 +6,5 @@ export * from "./key.js";
 export * from "./lsn.js";
 export * from "./value.js";
 export * from "./redo.js";
+export * from "./failpoints.js";
+export * from "./metrics_sink.js";

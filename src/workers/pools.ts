@@ -59,6 +59,21 @@ function jobModule(name: string, cacheSab: SharedArrayBuffer): { filename: strin
   };
 }
 
+/** One pool as metrics see it; cheap to read (counters the pool keeps anyway). */
+export interface PoolStats {
+  pool: "flush" | "compaction" | "gc" | "redo";
+  /** Jobs waiting: in the fair queue and (briefly) in Piscina's own queue. */
+  queued: number;
+  /** Jobs handed to the pool and not finished. */
+  running: number;
+  /** Worker threads alive now (Piscina starts them lazily and retires idle ones). */
+  threads: number;
+  maxThreads: number;
+  /** Piscina's utilization: mean run time of completed tasks over the pool's capacity since it started (0..1). */
+  utilization: number;
+  completed: number;
+}
+
 export class JobPools implements JobRunner {
   private readonly flushPool: Piscina;
   private readonly compactionPool: Piscina;
@@ -116,6 +131,24 @@ export class JobPools implements JobRunner {
 
   redo(task: RedoTask, owner: string): Promise<RedoResult> {
     return this.redoQueue.run(owner, () => this.redoPool.run(task) as Promise<RedoResult>);
+  }
+
+  stats(): PoolStats[] {
+    const one = (pool: PoolStats["pool"], p: Piscina, q: FairQueue): PoolStats => ({
+      pool,
+      queued: q.queuedCount + p.queueSize,
+      running: q.runningCount,
+      threads: p.threads.length,
+      maxThreads: p.options.maxThreads,
+      utilization: p.utilization,
+      completed: p.completed,
+    });
+    return [
+      one("flush", this.flushPool, this.flushQueue),
+      one("compaction", this.compactionPool, this.compactionQueue),
+      one("gc", this.gcPool, this.gcQueue),
+      one("redo", this.redoPool, this.redoQueue),
+    ];
   }
 
   async destroy(): Promise<void> {

@@ -29,9 +29,11 @@ export class PageserverProcess {
     return `http://127.0.0.1:${this.port}`;
   }
 
-  async start(timeout_ms = 30_000): Promise<void> {
-    const child = spawn(process.execPath, ["--import", "tsx", ENTRY, "--workdir", this.workdir, "--listen", `127.0.0.1:${this.port}`], {
+  /** Start and wait until /v1/status answers. `env`: extra environment (e.g. FAILPOINTS). */
+  async start(timeout_ms = 30_000, env: Record<string, string> = {}): Promise<void> {
+    const child = spawn(process.execPath, ["--import", "tsx", ENTRY, "--workdir", this.workdir, "--listen", `127.0.0.1:${this.port}`, "--listen-pg", "127.0.0.1:0"], {
       stdio: ["ignore", "pipe", "pipe"],
+      env: { ...process.env, ...env },
     });
     live.add(child);
     this.child = child;
@@ -50,6 +52,21 @@ export class PageserverProcess {
       if (Date.now() > deadline) throw new Error(`pageserver did not start: ${this.logTail()}`);
       await new Promise((r) => setTimeout(r, 100));
     }
+  }
+
+  /** Wait until the process exits by itself (e.g. an `exit` failpoint); its exit code. */
+  async waitExit(timeout_ms = 30_000): Promise<number | null> {
+    const c = this.child;
+    if (c === null) throw new Error("pageserver was never started");
+    if (c.exitCode !== null || c.signalCode !== null) return c.exitCode;
+    return new Promise((resolve, reject) => {
+      const t = setTimeout(() => reject(new Error(`pageserver did not exit within ${timeout_ms} ms: ${this.logTail()}`)), timeout_ms);
+      // "close": the exit, and the last of its output is in the log file.
+      c.once("close", (code) => {
+        clearTimeout(t);
+        resolve(code);
+      });
+    });
   }
 
   /** SIGKILL and wait for the exit. */

@@ -85,6 +85,9 @@ function statusLine(s: number): string {
 
 export class HttpError extends PageserverError {}
 
+/** 5xx codes that describe a known state rather than a failure (logged at INFO). */
+const EXPECTED_5XX: ReadonlySet<string> = new Set(["bad_state", "shutdown", "lsn_timeout"]);
+
 /** Per-request state shared with uWS callbacks: set when the client goes away. */
 interface StreamState {
   aborted: boolean;
@@ -252,7 +255,12 @@ export class HttpServer {
   private errorReply(r: Request, e: unknown): JsonReply {
     if (e instanceof PageserverError) {
       const status = httpStatusFor(e.code);
-      if (status >= 500) this.log.error({ err: e, url: r.url }, "request failed");
+      // A Broken or stopping tenant, or an LSN not reached in time, is a state the reply
+      // explains (and that was logged where it arose), not a fault of this request: INFO.
+      if (status >= 500) {
+        if (EXPECTED_5XX.has(e.code)) this.log.info({ code: e.code, reason: e.message, url: r.url }, "request refused");
+        else this.log.error({ err: e, url: r.url }, "request failed");
+      }
       return { status, json: { error: e.message, code: e.code } };
     }
     this.log.error({ err: e, url: r.url }, "request failed with an unexpected error");

@@ -1,0 +1,64 @@
+/**
+ * Metrics of the page service, registered on the node's prom-client Registry. Names as
+ * Neon's. Global (not per tenant: a node hosts thousands), except the throttle counter, which
+ * only tenants that were actually throttled get a series of.
+ *
+ * Hot-path cost: the per-query-type histogram children are resolved once here, so serving a
+ * request costs one observe() (a batch of GetPage: one observe per request of the batch's time,
+ * plus one for the batch size).
+ */
+import { Counter, Gauge, Histogram, type Registry } from "prom-client";
+
+export const SMGR_QUERY_TYPES = ["get_page_at_lsn", "get_rel_exists", "get_rel_size", "get_db_size", "get_slru_segment"] as const;
+export type SmgrQueryType = (typeof SMGR_QUERY_TYPES)[number];
+
+const LATENCY_BUCKETS_S = [0.00001, 0.00003, 0.0001, 0.0003, 0.0006, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30];
+const BATCH_BUCKETS = [1, 2, 4, 8, 16, 24, 32];
+
+type Observer = { observe(v: number): void };
+
+export class PageServiceMetrics {
+  private readonly byType: Record<SmgrQueryType, Observer>;
+  readonly batchSize: Histogram;
+  readonly connections: Gauge;
+  private readonly throttled: Counter<"tenant_id">;
+
+  constructor(registry: Registry) {
+    const smgr = new Histogram({
+      name: "pageserver_smgr_query_seconds",
+      help: "Time to serve a page service request, from its batch's start (after throttling) to its answer being queued",
+      labelNames: ["smgr_query_type"],
+      buckets: LATENCY_BUCKETS_S,
+      registers: [registry],
+    });
+    const child = (t: SmgrQueryType): Observer => smgr.labels({ smgr_query_type: t });
+    this.byType = {
+      get_page_at_lsn: child("get_page_at_lsn"),
+      get_rel_exists: child("get_rel_exists"),
+      get_rel_size: child("get_rel_size"),
+      get_db_size: child("get_db_size"),
+      get_slru_segment: child("get_slru_segment"),
+    };
+    this.batchSize = new Histogram({
+      name: "pageserver_page_service_batch_size",
+      help: "GetPage requests served together from one snapshot (consecutive, same effective LSN)",
+      buckets: BATCH_BUCKETS,
+      registers: [registry],
+    });
+    this.connections = new Gauge({ name: "pageserver_page_service_connections", help: "Open page service connections", registers: [registry] });
+    this.throttled = new Counter({
+      name: "pageserver_tenant_throttled_seconds_total",
+      help: "Time GetPage requests of a tenant waited for its getpage_throttle_rps token bucket",
+      labelNames: ["tenant_id"],
+      registers: [registry],
+    });
+  }
+
+  observe(type: SmgrQueryType, seconds: number): void {
+    this.byType[type].observe(seconds);
+  }
+
+  throttledFor(tenantId: string, seconds: number): void {
+    this.throttled.inc({ tenant_id: tenantId }, seconds);
+  }
+}
