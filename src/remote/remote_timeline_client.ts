@@ -11,7 +11,8 @@
  *   a remote index ahead of local disk_consistent_lsn is refused (that timeline needs an
  *   attach from remote storage, not an upload over it).
  * - layersAdded opens each file at once (the queue holds it until uploaded; see
- *   UploadQueue), so the timeline may unlink it any time later. A name already in the remote
+ *   UploadQueue), so the timeline may unlink it any time later, and schedules an index that
+ *   names them (image creation changes no metadata). A name already in the remote
  *   state is not uploaded again: a layer name fixes its key and LSN ranges, so a rewrite
  *   under the same name holds the same data.
  * - The LayerEvents calls never throw: a failure stops the queue, and the owner hears of it
@@ -114,7 +115,9 @@ export class RemoteTimelineClient implements LayerEvents {
 
   layersAdded(layers: readonly AddedLayer[]): void {
     this.guard("layersAdded", () => {
-      const known = this.queue.projectedIndex?.layers;
+      const projected = this.queue.projectedIndex;
+      const known = projected?.layers;
+      let scheduled = 0;
       for (const l of layers) {
         if (known?.has(l.name) === true) continue;
         const fd = openSync(l.path, "r");
@@ -126,7 +129,11 @@ export class RemoteTimelineClient implements LayerEvents {
           throw e;
         }
         this.queue.scheduleLayerUpload({ name: l.name, local_path: l.path, file_size: size, crc32c: null }, { fd });
+        scheduled++;
       }
+      // Publish them now: image creation changes no metadata, so nothing else would. (After
+      // a flush the metadata follows at once; queued index uploads coalesce.)
+      if (scheduled > 0 && projected !== null) this.queue.scheduleIndexUpload(projected.metadata);
     });
   }
 

@@ -5,6 +5,7 @@
  */
 export * from "./config.js";
 export * from "./durable.js";
+export * from "./layer_events.js";
 export * from "./metadata.js";
 export * from "./seqwait.js";
 export * from "./tenant.js";

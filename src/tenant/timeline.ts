@@ -51,6 +51,7 @@ import { isValueTag, type Value, type ValueTag } from "../types/value.js";
 import { BulkImport, IMPORT_TEMP_DIR } from "./bulk_import.js";
 import { l0Thresholds, type TenantConf } from "./config.js";
 import { Backpressure, GATE_OPEN, type GateStats, type GateVerdict, IngestGate } from "./ingest_gate.js";
+import { type AddedLayer, type LayerEvents, NO_LAYER_EVENTS } from "./layer_events.js";
 import { readMetadata, type TimelineMetadata, writeMetadata } from "./metadata.js";
 import type { WalRedoManager } from "../types/redo.js";
 import { SeqWait } from "./seqwait.js";
@@ -171,6 +172,8 @@ export class Timeline {
   private persistedDcl: Lsn;
 
   private readonly lsnTimeSamples: { time_ms: number; lsn: Lsn }[] = [];
+  /** Where layer and metadata changes are reported (remote storage), once they are durable. */
+  private events: LayerEvents = NO_LAYER_EVENTS;
   private readonly gate = new IngestGate(() => this.gateVerdict());
 
   // Read-path scratch: reads are synchronous once started, so one set per timeline suffices.
@@ -331,6 +334,20 @@ export class Timeline {
   }
   get flushLoopState(): FlushLoopState {
     return this.flushLoop;
+  }
+
+  /**
+   * Reports every later layer and metadata change to `events` (see layer_events.ts). The
+   * owner takes the current state (layerFiles(), metadata()) in the same synchronous step,
+   * so no change falls between the two.
+   */
+  setLayerEvents(events: LayerEvents): void {
+    this.events = events;
+  }
+
+  /** This timeline's layer files, as layer events name them. */
+  layerFiles(): AddedLayer[] {
+    return this.layerMap_.layers.map((l) => ({ name: l.desc.fileName, path: l.path }));
   }
 
   activate(): void {
@@ -552,6 +569,7 @@ export class Timeline {
       layers.map((d) => new HistoricLayer(this.deps.cache, this.dir, d)),
       [],
     );
+    this.events.layersAdded(layers.map((d) => ({ name: d.fileName, path: join(this.dir, d.fileName) })));
     // WAL values come after the import: the open layer starts above the images' LSN.
     this.nextOpenLayerAt = Math.max(this.nextOpenLayerAt, lsn + 1);
     if (this.lastRecord.load() < lsn || prevRecordLsn !== null) this.finishWrite(lsn, prevRecordLsn);
@@ -666,6 +684,7 @@ export class Timeline {
     await failpoint("flush-before-layer-map");
     if (res.desc !== null && this.layerMap_.get(res.desc.fileName) === undefined) {
       this.layerMap_ = this.layerMap_.with([new HistoricLayer(this.deps.cache, this.dir, res.desc)], []);
+      this.events.layersAdded([{ name: res.desc.fileName, path: join(this.dir, res.desc.fileName) }]);
     }
     assert(this.frozen[0] === layer, "frozen queue changed under a flush");
     this.frozen.shift();
@@ -747,8 +766,10 @@ export class Timeline {
     // goes below what is already on disk: the source drops WAL below what we reported.
     const p = this.metadataWrite.then(async () => {
       const dcl = Math.max(overrides.disk_consistent_lsn ?? this.diskConsistent.load(), this.persistedDcl);
-      await writeMetadata(join(this.dir, METADATA_FILE), this.metadata({ ...overrides, disk_consistent_lsn: dcl }));
+      const md = this.metadata({ ...overrides, disk_consistent_lsn: dcl });
+      await writeMetadata(join(this.dir, METADATA_FILE), md);
       this.persistedDcl = dcl;
+      this.events.metadataChanged(md);
     });
     this.metadataWrite = p.catch(() => undefined);
     return p;
@@ -974,7 +995,11 @@ export class Timeline {
     const removed = chain.map((l) => l.desc.fileName);
     // An L1 file of an interrupted compaction of the same chain is in the map already.
     const added = res.added.filter((d) => this.layerMap_.get(d.fileName) === undefined).map((d) => new HistoricLayer(this.deps.cache, this.dir, d));
-    this.layerMap_ = this.layerMap_.with(added, removed.filter((n) => !res.added.some((d) => d.fileName === n)));
+    const gone = removed.filter((n) => !res.added.some((d) => d.fileName === n));
+    this.layerMap_ = this.layerMap_.with(added, gone);
+    // New layers first: the index that drops the L0 files names the L1 files that replace them.
+    this.events.layersAdded(added.map((l) => ({ name: l.desc.fileName, path: l.path })));
+    this.events.layersRemoved(gone);
     for (const l of chain) {
       if (res.added.some((d) => d.fileName === l.desc.fileName)) continue;
       l.close();
@@ -1059,6 +1084,7 @@ export class Timeline {
         fresh.map((d) => new HistoricLayer(this.deps.cache, this.dir, d)),
         [],
       );
+      this.events.layersAdded(fresh.map((d) => ({ name: d.fileName, path: join(this.dir, d.fileName) })));
       this.counters.imageLayersCreated += fresh.length;
       created += fresh.length;
     }
@@ -1104,6 +1130,7 @@ export class Timeline {
       await failpoint("gc-before-delete");
       const victims = plan.remove.map((n) => this.layerMap_.get(n)).filter((l): l is HistoricLayer => l !== undefined);
       this.layerMap_ = this.layerMap_.with([], victims.map((l) => l.desc.fileName));
+      this.events.layersRemoved(victims.map((l) => l.desc.fileName));
       for (const l of victims) {
         l.close();
         if (existsSync(l.path)) unlinkSync(l.path);
