@@ -64,7 +64,7 @@ beforeAll(async () => {
 });
 
 afterAll(async () => {
-  (backends["s3"] as S3Storage | undefined)?.destroy();
+  backends["s3"]?.close();
   await s3.destroy();
   rmSync(localRoot, { recursive: true, force: true });
 });
@@ -204,7 +204,7 @@ describe("S3 failure classification", () => {
       expect(isRemoteError(await rejection(st.put("k", new Uint8Array(1), { size_bytes: 1 })), "permanent")).toBe(true);
       expect(isRemoteError(await rejection(st.list("")), "permanent")).toBe(true);
     } finally {
-      st.destroy();
+      st.close();
     }
   });
 
@@ -220,7 +220,7 @@ describe("S3 failure classification", () => {
     try {
       expect(isRemoteError(await rejection(st.get("k")), "transient")).toBe(true);
     } finally {
-      st.destroy();
+      st.close();
     }
   });
 
@@ -235,7 +235,7 @@ describe("S3 failure classification", () => {
       expect(isRemoteError(e, "transient")).toBe(true);
       expect(e.message).toContain("timed out");
     } finally {
-      st.destroy();
+      st.close();
       for (const s of sockets) s.destroy();
       await new Promise<void>((res) => srv.close(() => res()));
     }

@@ -27,7 +27,6 @@ import {
   type RemoteStorage,
   RemoteStorageError,
 } from "../src/remote/remote_storage.js";
-import type { S3Storage } from "../src/remote/s3.js";
 import { openRemoteStorage, parseRemoteStorageUrl } from "../src/remote/storage_url.js";
 import { type LayerUpload, UploadQueue, type UploadQueueOptions, UploadQueueStoppedError } from "../src/remote/upload_queue.js";
 import type { TimelineMetadata } from "../src/tenant/metadata.js";
@@ -161,6 +160,9 @@ class RecordingStorage implements RemoteStorage {
   list(prefix: string, opts?: ListOptions): Promise<RemoteObject[]> {
     return this.inner.list(prefix, opts);
   }
+  close(): void {
+    // The inner storage is shared by the file's tests; afterAll closes it.
+  }
 }
 
 function assertBytes(b: Uint8Array | Readable): asserts b is Uint8Array {
@@ -222,7 +224,7 @@ beforeAll(async () => {
 });
 
 afterAll(async () => {
-  (inner["s3"] as S3Storage | undefined)?.destroy();
+  inner["s3"]?.close();
   await s3.destroy();
   rmSync(scratch, { recursive: true, force: true });
   rmSync(localRoot, { recursive: true, force: true });

@@ -18,6 +18,7 @@ import type { Tenant } from "../tenant/tenant.js";
 import type { Timeline } from "../tenant/timeline.js";
 import { buildInfo } from "./build_info.js";
 import type { HttpServer, Request } from "./http/server.js";
+import type { RemoteTimelines } from "./remote_timelines.js";
 import type { TenantManager } from "./tenant_manager.js";
 import { bootstrapFromSource, parseConnstr } from "./wal_source.js";
 import type { WalSources } from "./wal_sources.js";
@@ -60,7 +61,11 @@ function logicalSizeNow(tl: Timeline): { size: number | null; error: string | nu
   return entry;
 }
 
-export function timelineInfoJson(tl: Timeline, walSources?: WalSources): Record<string, unknown> {
+function remoteLsnJson(lsn: number | null): string | null {
+  return lsn === null ? null : lsnToString(lsn);
+}
+
+export function timelineInfoJson(tl: Timeline, walSources?: WalSources, remote?: RemoteTimelines | null): Record<string, unknown> {
   const i = tl.info();
   return {
     tenant_id: i.tenant_id,
@@ -70,7 +75,7 @@ export function timelineInfoJson(tl: Timeline, walSources?: WalSources): Record<
     last_record_lsn: i.last_record_lsn,
     prev_record_lsn: i.prev_record_lsn,
     disk_consistent_lsn: i.disk_consistent_lsn,
-    remote_consistent_lsn: null,
+    remote_consistent_lsn: remoteLsnJson(remote?.remoteConsistentLsn(tl) ?? null),
     latest_gc_cutoff_lsn: i.latest_gc_cutoff_lsn,
     initdb_lsn: i.initdb_lsn,
     ...logicalSizeJson(tl),
@@ -94,7 +99,7 @@ export function registerRoutes(
   http: HttpServer,
   tenants: TenantManager,
   metrics: Registry,
-  extra: { startedAt: Date; walSources: WalSources; log: Logger },
+  extra: { startedAt: Date; walSources: WalSources; log: Logger; remote?: RemoteTimelines | null },
 ): void {
   const ws = extra.walSources;
   const tenantOf = (r: Request): Tenant => tenants.get(parseTenantId(r.params["tenant_id"]));
@@ -160,13 +165,13 @@ export function registerRoutes(
       // The imported server is shut down (that is what import needs): its source starts
       // streaming once it runs again, retrying until then.
       if (connstr !== null) await ws.setDeferred(tl, connstr);
-      return { status: 201, json: timelineInfoJson(tl, ws) };
+      return { status: 201, json: timelineInfoJson(tl, ws, extra.remote) };
     }
     if (connstr !== null && ancestorId === undefined) {
       // Bootstrap from a running source: BASE_BACKUP, import, then stream from its start.
       const boot = await bootstrapFromSource(t, timelineId, connstr);
       await ws.set(boot.timeline, connstr, { consistentFrom: boot.config.consistent_from_lsn ?? null });
-      return { status: 201, json: timelineInfoJson(boot.timeline, ws) };
+      return { status: 201, json: timelineInfoJson(boot.timeline, ws, extra.remote) };
     }
     // A branch with its own source (an endpoint started from the branch point): the source
     // must be usable, and of the ancestor's system, before the branch exists.
@@ -179,7 +184,7 @@ export function registerRoutes(
       pgVersion: b["pg_version"] === undefined ? undefined : Number(b["pg_version"]),
     });
     if (connstr !== null) await ws.set(tl, connstr, { probed });
-    return { status: 201, json: timelineInfoJson(tl, ws) };
+    return { status: 201, json: timelineInfoJson(tl, ws, extra.remote) };
   });
   http.route("put", "/v1/tenant/:tenant_id/timeline/:timeline_id/wal_source", async (r) => {
     const tl = timelineOf(r);
@@ -206,8 +211,8 @@ export function registerRoutes(
       },
     };
   });
-  http.route("get", "/v1/tenant/:tenant_id/timeline", (r) => ({ status: 200, json: tenantOf(r).listTimelines().map((tl) => timelineInfoJson(tl, ws)) }));
-  http.route("get", "/v1/tenant/:tenant_id/timeline/:timeline_id", (r) => ({ status: 200, json: timelineInfoJson(timelineOf(r), ws) }));
+  http.route("get", "/v1/tenant/:tenant_id/timeline", (r) => ({ status: 200, json: tenantOf(r).listTimelines().map((tl) => timelineInfoJson(tl, ws, extra.remote)) }));
+  http.route("get", "/v1/tenant/:tenant_id/timeline/:timeline_id", (r) => ({ status: 200, json: timelineInfoJson(timelineOf(r), ws, extra.remote) }));
 
   http.route("put", "/v1/tenant/:tenant_id/timeline/:timeline_id/checkpoint", async (r) => {
     const tl = timelineOf(r);

@@ -7,6 +7,7 @@
  */
 import { existsSync, readFileSync } from "node:fs";
 import { join, resolve } from "node:path";
+import { parseRemoteStorageUrl } from "../remote/storage_url.js";
 import { DEFAULT_TENANT_CONF, parseTenantConf, type TenantConf } from "../tenant/config.js";
 import { InvalidArgumentError } from "../types/errors.js";
 
@@ -31,6 +32,11 @@ export interface NodeConfig {
   /** Compaction / GC rounds running at once across all tenants (queued FIFO beyond it). */
   max_concurrent_background_tasks: number;
   tenant_defaults: TenantConf;
+  /**
+   * Remote storage URL (file:///abs/path or s3://bucket/prefix?endpoint=…&region=…, see
+   * src/remote/storage_url.ts); null: layers stay local only.
+   */
+  remote_storage: string | null;
 }
 
 export const DEFAULT_NODE_CONFIG: NodeConfig = {
@@ -48,6 +54,7 @@ export const DEFAULT_NODE_CONFIG: NodeConfig = {
   max_tenants: 10_000,
   max_concurrent_background_tasks: 4,
   tenant_defaults: { ...DEFAULT_TENANT_CONF },
+  remote_storage: null,
 };
 
 export function parseListen(text: string): { host: string; port: number } {
@@ -87,6 +94,7 @@ export interface ConfigOverrides {
   max_tenants?: number | string;
   max_concurrent_background_tasks?: number | string;
   tenant_config?: Record<string, unknown>;
+  remote_storage?: string;
 }
 
 function apply(c: NodeConfig, o: ConfigOverrides): void {
@@ -109,9 +117,14 @@ function apply(c: NodeConfig, o: ConfigOverrides): void {
     c.max_concurrent_background_tasks = positiveInt(o.max_concurrent_background_tasks, "max_concurrent_background_tasks");
   }
   if (o.tenant_config !== undefined) c.tenant_defaults = parseTenantConf(o.tenant_config, c.tenant_defaults);
+  if (o.remote_storage !== undefined) {
+    if (typeof o.remote_storage !== "string") throw new InvalidArgumentError(`remote_storage: expected a URL string, got ${JSON.stringify(o.remote_storage)}`);
+    parseRemoteStorageUrl(o.remote_storage);
+    c.remote_storage = o.remote_storage;
+  }
 }
 
-const FILE_KEYS = new Set(["listen", "listen_pg", "auth_public_key", "page_cache_size", "flush_threads", "compaction_threads", "gc_threads", "redo_threads", "log_level", "log_format", "max_tenants", "max_concurrent_background_tasks", "tenant_config"]);
+const FILE_KEYS = new Set(["listen", "listen_pg", "auth_public_key", "page_cache_size", "flush_threads", "compaction_threads", "gc_threads", "redo_threads", "log_level", "log_format", "max_tenants", "max_concurrent_background_tasks", "tenant_config", "remote_storage"]);
 
 /** Build the node config from flags (and the workdir's pageserver.json, if any). */
 export function loadNodeConfig(flags: ConfigOverrides): NodeConfig {

@@ -22,9 +22,19 @@ const program = new Command()
   .option("--page-cache-size <bytes>", "shared page cache size in bytes")
   .option("--log-level <level>", "pino log level")
   .option("--log-format <format>", "json (default) or pretty (human-readable, via pino-pretty)")
+  .option("--remote-storage <url>", "remote storage: file:///abs/path or s3://bucket/prefix?endpoint=URL&region=R (credentials: AWS_* env)")
   .parse();
 
-const opts = program.opts<{ workdir: string; listen: string; listenPg?: string; authPublicKey?: string; pageCacheSize?: string; logLevel?: string; logFormat?: string }>();
+const opts = program.opts<{
+  workdir: string;
+  listen: string;
+  listenPg?: string;
+  authPublicKey?: string;
+  pageCacheSize?: string;
+  logLevel?: string;
+  logFormat?: string;
+  remoteStorage?: string;
+}>();
 
 let server: Server;
 try {
@@ -41,6 +51,7 @@ try {
     page_cache_size: opts.pageCacheSize,
     log_level: opts.logLevel,
     log_format: opts.logFormat,
+    remote_storage: opts.remoteStorage,
   });
   server = new Server(config);
   await server.start();

@@ -21,6 +21,8 @@ import { activeFailpoints } from "../types/failpoints.js";
 import { buildInfo } from "./build_info.js";
 import { NodeMetrics } from "./metrics.js";
 import { PageService } from "./page_service.js";
+import { RemoteTimelines } from "./remote_timelines.js";
+import { openRemoteStorage, parseRemoteStorageUrl } from "../remote/storage_url.js";
 import { TenantManager } from "./tenant_manager.js";
 import { WalSources } from "./wal_sources.js";
 
@@ -39,6 +41,8 @@ export class Server {
   readonly loops: BackgroundLoops;
   readonly http: HttpServer;
   readonly pageService: PageService;
+  /** Remote storage (config remote_storage); null: layers stay local. */
+  readonly remote: RemoteTimelines | null;
   /** JWT verification when `auth_public_key` is set (loaded in start); null: auth off. */
   auth: Auth | null = null;
   port = 0;
@@ -60,6 +64,8 @@ export class Server {
       redoThreads: config.redo_threads,
     });
     this.loops = new BackgroundLoops(config.max_concurrent_background_tasks);
+    const remote = config.remote_storage === null ? null : new RemoteTimelines(openRemoteStorage(parseRemoteStorageUrl(config.remote_storage)), this.log);
+    this.remote = remote;
     this.tenants = new TenantManager(
       {
         cache: this.cache,
@@ -71,6 +77,7 @@ export class Server {
         keyspace: collectKeyspace,
         loops: this.loops,
         metrics,
+        ...(remote === null ? {} : { onTimelineReady: (t, tl) => remote.timelineReady(t, tl) }),
       },
       config.workdir,
       config.max_tenants,
@@ -79,6 +86,7 @@ export class Server {
     this.walSources = new WalSources(this.log);
     metrics.collectFrom({ cache: this.cache, cacheSizeBytes: config.page_cache_size_bytes, tenants: this.tenants, pools: this.pools, walSources: this.walSources, loops: this.loops });
     this.metrics = metrics.registry;
+    remote?.registerMetrics(this.metrics);
     this.pageService = new PageService(this.tenants, this.metrics, this.log, () => this.auth);
   }
 
@@ -88,7 +96,7 @@ export class Server {
       this.auth = await Auth.fromPublicKeyFile(this.config.auth_public_key);
       this.http.setAuth(this.auth);
     }
-    registerRoutes(this.http, this.tenants, this.metrics, { startedAt: new Date(), walSources: this.walSources, log: this.log });
+    registerRoutes(this.http, this.tenants, this.metrics, { startedAt: new Date(), walSources: this.walSources, log: this.log, remote: this.remote });
     this.http.fallback();
     this.port = await this.http.listen(this.config.listen_http.host, this.config.listen_http.port);
     this.pgPort = await this.pageService.listen(this.config.listen_pg.host, this.config.listen_pg.port);
@@ -105,6 +113,8 @@ export class Server {
     await this.pageService.close();
     await this.walSources.stopAll();
     await this.tenants.shutdown(true);
+    // The tenants flushed: their last layers and index are queued; let them reach the bucket.
+    await this.remote?.shutdown();
     this.loops.close();
     await this.pools.destroy();
     this.log.info("pageserver stopped");

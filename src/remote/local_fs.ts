@@ -199,6 +199,10 @@ export class LocalFs implements RemoteStorage {
     for (const d of dirs) await fsyncDir(d).catch(() => undefined);
   }
 
+  close(): void {
+    // Nothing held between calls.
+  }
+
   private classify(key: string, e: unknown, opts: RemoteCallOptions | undefined, signal: AbortSignal): RemoteStorageError {
     if (e instanceof RemoteStorageError) return e;
     const err = e as NodeJS.ErrnoException;

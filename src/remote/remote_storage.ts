@@ -53,6 +53,8 @@ export interface RemoteStorage {
   list(prefix: string, opts?: ListOptions): Promise<RemoteObject[]>;
   /** Idempotent: a missing key is not an error. */
   delete(keys: readonly string[], opts?: RemoteCallOptions): Promise<void>;
+  /** Releases connections; no call may follow. */
+  close(): void;
 }
 
 export type RemoteErrorKind = "not_found" | "transient" | "permanent" | "cancelled";

@@ -89,8 +89,7 @@ export class S3Storage implements RemoteStorage {
     });
   }
 
-  /** Closes the client's sockets. */
-  destroy(): void {
+  close(): void {
     this.client.destroy();
   }
 

@@ -54,6 +54,11 @@ export interface TenantDeps {
   loops: BackgroundLoops;
   /** Observations at event time, handed to every timeline (the node's metrics). */
   metrics?: MetricsSink;
+  /**
+   * Told of every timeline once it is active (loaded or created): the node hooks remote
+   * storage in here (Timeline.setLayerEvents).
+   */
+  onTimelineReady?: (tenant: Tenant, timeline: Timeline) => void;
 }
 
 /** Housekeeping period: checkpoint_timeout checks for idle timelines. */
@@ -185,6 +190,7 @@ export class Tenant {
       const tl = Timeline.load({ ...this.timelineDeps(), log: this.log.child({ timeline_id: id }) }, this.id, id, join(tdir, id), ancestor);
       tl.activate();
       this.timelines.set(id, tl);
+      this.deps.onTimelineReady?.(this, tl);
       return tl;
     };
     for (const id of ancestorOf.keys()) load(id);
@@ -266,6 +272,7 @@ export class Tenant {
     if (ancestor !== null) ancestor.checkBranchPoint(start);
     tl.activate();
     this.timelines.set(id, tl);
+    this.deps.onTimelineReady?.(this, tl);
     this.log.info({ timeline_id: id, ancestor: ancestor?.timelineId, start_lsn: lsnToString(start) }, "timeline created");
     return tl;
   }

@@ -1,0 +1,195 @@
+/**
+ * RemoteTimelines: the node's remote storage side (config `remote_storage`). Every timeline
+ * that becomes active (loaded or created: Tenant's onTimelineReady) gets a
+ * RemoteTimelineClient: opened against the bucket, reconciled with the timeline's local
+ * layers and metadata, and installed as the timeline's LayerEvents in one synchronous step,
+ * so no change falls between the snapshot and the hook.
+ *
+ * - Generations: every tenant is in FIRST_GENERATION until attach names higher ones (issue
+ *   10's attach work); a bucket that holds a newer generation of a timeline makes its tenant
+ *   Broken ("superseded by generation N") and nothing of it is uploaded or deleted.
+ * - A bucket that can't be reached when a timeline starts: the open is retried with a backoff
+ *   (capped at OPEN_RETRY_MAX_MS) until it works or the node stops; the timeline serves
+ *   meanwhile, and its remote_consistent_lsn stays null.
+ * - A queue that stops on a permanent error makes its timeline Broken with the reason.
+ * - shutdown(): after the tenants flushed, waits (bounded) for the queues to drain, then
+ *   stops them.
+ * - Metrics (pulled at scrape time): pageserver_projected_remote_consistent_lsn, and the queue
+ *   depth, retries and uploaded bytes per timeline (docs/metrics.md).
+ */
+import { setTimeout as sleep } from "node:timers/promises";
+import type { Logger } from "pino";
+import { Counter, Gauge, type Registry } from "prom-client";
+import { FIRST_GENERATION } from "../remote/generation.js";
+import type { RemoteStorage } from "../remote/remote_storage.js";
+import { RemoteTimelineClient, SupersededError } from "../remote/remote_timeline_client.js";
+import type { Tenant } from "../tenant/tenant.js";
+import { type Timeline, TimelineState } from "../tenant/timeline.js";
+import type { Lsn } from "../types/lsn.js";
+
+const OPEN_RETRY_BASE_MS = 200;
+const OPEN_RETRY_MAX_MS = 10_000;
+/** How long shutdown waits for the queues to drain before it stops them anyway. */
+const DRAIN_TIMEOUT_MS = 60_000;
+
+export class RemoteTimelines {
+  readonly storage: RemoteStorage;
+  private readonly log: Logger;
+  private readonly clients = new Map<Timeline, RemoteTimelineClient>();
+  private readonly opening = new Set<Promise<void>>();
+  private readonly abort = new AbortController();
+
+  constructor(storage: RemoteStorage, log: Logger) {
+    this.storage = storage;
+    this.log = log.child({ remote_storage: storage.description });
+  }
+
+  /** Tenant's onTimelineReady: connect the timeline to the bucket in the background. */
+  timelineReady(tenant: Tenant, tl: Timeline): void {
+    if (this.abort.signal.aborted) return;
+    const p = this.connect(tenant, tl).finally(() => this.opening.delete(p));
+    this.opening.add(p);
+  }
+
+  private async connect(tenant: Tenant, tl: Timeline): Promise<void> {
+    // Bounded by the node's life: every failed attempt sleeps a backoff that shutdown ends.
+    for (let attempt = 0; ; attempt++) {
+      if (this.abort.signal.aborted || tl.state !== TimelineState.Active) return;
+      let client: RemoteTimelineClient;
+      try {
+        client = await RemoteTimelineClient.open(
+          {
+            storage: this.storage,
+            tenant_id: tenant.id,
+            timeline_id: tl.timelineId,
+            generation: FIRST_GENERATION,
+            log: tl.log,
+            onStopped: (status, reason) => {
+              if (status === "superseded") tenant.setBroken(reason);
+              else tl.setBroken(`remote storage: ${reason}`);
+            },
+          },
+          { signal: this.abort.signal },
+        );
+      } catch (e) {
+        if (this.abort.signal.aborted) return;
+        if (e instanceof SupersededError) {
+          tenant.setBroken(e.message);
+          return;
+        }
+        const delay_ms = Math.min(OPEN_RETRY_MAX_MS, OPEN_RETRY_BASE_MS * 2 ** Math.min(attempt, 20));
+        tl.log.warn({ err: e, attempt: attempt + 1, delay_ms }, "cannot open the timeline's remote state; retrying");
+        try {
+          await sleep(delay_ms, undefined, { signal: this.abort.signal });
+        } catch {
+          return;
+        }
+        continue;
+      }
+      if (this.abort.signal.aborted || tl.state !== TimelineState.Active) {
+        await client.shutdown();
+        return;
+      }
+      // One synchronous step: snapshot, reconcile, hook.
+      try {
+        client.reconcile({ layers: tl.layerFiles(), metadata: tl.metadata() });
+      } catch (e) {
+        await client.shutdown();
+        tl.setBroken(`remote storage: ${(e as Error).message}`);
+        return;
+      }
+      tl.setLayerEvents(client);
+      this.clients.set(tl, client);
+      return;
+    }
+  }
+
+  /** The timeline's client, once connected. */
+  clientOf(tl: Timeline): RemoteTimelineClient | undefined {
+    return this.clients.get(tl);
+  }
+
+  remoteConsistentLsn(tl: Timeline): Lsn | null {
+    return this.clients.get(tl)?.remote_consistent_lsn ?? null;
+  }
+
+  /** Resolves when every timeline that is connecting now is connected (or gave up). */
+  async whenConnected(): Promise<void> {
+    while (this.opening.size > 0) await Promise.allSettled([...this.opening]);
+  }
+
+  /** After the tenants shut down (flushed): drain the queues (bounded), then stop them. */
+  async shutdown(): Promise<void> {
+    this.abort.abort();
+    await Promise.allSettled([...this.opening]);
+    const drain = AbortSignal.timeout(DRAIN_TIMEOUT_MS);
+    await Promise.all(
+      [...this.clients.values()].map(async (c) => {
+        try {
+          await c.waitUploaded({ signal: drain });
+        } catch (e) {
+          this.log.warn({ err: e }, "remote uploads not drained at shutdown");
+        }
+        await c.shutdown();
+      }),
+    );
+    this.clients.clear();
+    this.storage.close();
+  }
+
+  /** Scrape-time metrics on the node's registry. */
+  registerMetrics(registry: Registry): void {
+    const clients = this.clients;
+    const registers = [registry];
+    const labelNames = ["tenant_id", "timeline_id"];
+    const labels = (tl: Timeline) => ({ tenant_id: tl.tenantId, timeline_id: tl.timelineId });
+    new Gauge({
+      name: "pageserver_projected_remote_consistent_lsn",
+      help: "disk_consistent_lsn of the last index uploaded to remote storage",
+      labelNames,
+      registers,
+      collect() {
+        this.reset();
+        for (const [tl, c] of clients) {
+          const lsn = c.remote_consistent_lsn;
+          if (lsn !== null) this.set(labels(tl), lsn);
+        }
+      },
+    });
+    new Gauge({
+      name: "pageserver_remote_upload_queue_ops",
+      help: "Operations in a timeline's upload queue, by kind (upload_layer, upload_index, delete_layers) and state (queued, inflight)",
+      labelNames: [...labelNames, "op_kind", "state"],
+      registers,
+      collect() {
+        this.reset();
+        for (const [tl, c] of clients) {
+          const s = c.stats();
+          for (const state of ["queued", "inflight"] as const) {
+            for (const [op_kind, n] of Object.entries(s[state])) this.set({ ...labels(tl), op_kind, state }, n);
+          }
+        }
+      },
+    });
+    const counter = (name: string, help: string, pick: (c: RemoteTimelineClient) => number): void => {
+      const last = new Map<RemoteTimelineClient, number>();
+      new Counter({
+        name,
+        help,
+        labelNames,
+        registers,
+        collect() {
+          for (const [tl, c] of clients) {
+            const total = pick(c);
+            this.inc(labels(tl), Math.max(0, total - (last.get(c) ?? 0)));
+            last.set(c, total);
+          }
+          for (const c of last.keys()) if (![...clients.values()].includes(c)) last.delete(c);
+        },
+      });
+    };
+    counter("pageserver_remote_upload_retries_total", "Remote storage operations retried after a transient error", (c) => c.stats().retries_total);
+    counter("pageserver_remote_uploaded_layer_bytes_total", "Bytes of layer files uploaded to remote storage", (c) => c.stats().uploaded_layer_bytes_total);
+    counter("pageserver_remote_deleted_layers_total", "Layer objects deleted from remote storage", (c) => c.stats().deleted_layers_total);
+  }
+}
