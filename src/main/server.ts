@@ -18,6 +18,7 @@ import { Auth } from "./auth.js";
 import type { NodeConfig } from "./config.js";
 import { HttpServer } from "./http/server.js";
 import { activeFailpoints } from "../types/failpoints.js";
+import { INVALID_LSN } from "../types/lsn.js";
 import { buildInfo } from "./build_info.js";
 import { NodeMetrics } from "./metrics.js";
 import { PageService } from "./page_service.js";
@@ -83,7 +84,9 @@ export class Server {
       config.max_tenants,
     );
     this.http = new HttpServer(this.log);
-    this.walSources = new WalSources(this.log);
+    // With remote storage the source keeps WAL until it is in the bucket: its flush position
+    // is remote_consistent_lsn (INVALID_LSN before the first index upload: the source ignores it).
+    this.walSources = new WalSources(this.log, remote === null ? undefined : (tl) => remote.remoteConsistentLsn(tl) ?? INVALID_LSN);
     metrics.collectFrom({ cache: this.cache, cacheSizeBytes: config.page_cache_size_bytes, tenants: this.tenants, pools: this.pools, walSources: this.walSources, loops: this.loops });
     this.metrics = metrics.registry;
     remote?.registerMetrics(this.metrics);

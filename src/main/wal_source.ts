@@ -1,8 +1,9 @@
 /**
  * WAL sources: a timeline that has a PostgreSQL source streams its WAL (physical replication
- * through a slot) into the WAL decoder and WalIngest, and reports disk_consistent_lsn as the
- * flush position, so the source keeps every byte the pageserver has not made durable. After
- * a restart streaming resumes at last_record_lsn (= disk_consistent_lsn).
+ * through a slot) into the WAL decoder and WalIngest, and reports disk_consistent_lsn (with
+ * remote storage: remote_consistent_lsn) as the flush position, so the source keeps every
+ * byte the pageserver has not made durable. After a restart streaming resumes at
+ * last_record_lsn (= disk_consistent_lsn).
  *
  * The source of a timeline is persisted next to its metadata (wal_source.json, durable) with
  * the system identifier seen on first contact; a source with another system identifier is
@@ -179,7 +180,14 @@ export class TimelineWalSource {
   private lastWal_ms = 0;
   private flushRequest: Promise<void> | null = null;
 
-  constructor(timeline: Timeline, config: WalSourceConfig, log: Logger) {
+  /**
+   * The flush position reported to the source: disk_consistent_lsn, or with remote storage
+   * remote_consistent_lsn (the source keeps WAL until it is in the object store).
+   */
+  private readonly flushLsnOf: (tl: Timeline) => Lsn;
+
+  constructor(timeline: Timeline, config: WalSourceConfig, log: Logger, flushLsnOf: (tl: Timeline) => Lsn = (tl) => tl.diskConsistentLsn) {
+    this.flushLsnOf = flushLsnOf;
     this.timeline = timeline;
     this.config = config;
     this.log = log;
@@ -240,7 +248,7 @@ export class TimelineWalSource {
       },
       {
         onWal: (_startLsn, bytes) => this.onWal(bytes),
-        flushLsn: () => tl.diskConsistentLsn,
+        flushLsn: () => this.flushLsnOf(tl),
         applyLsn: () => tl.lastRecordLsn,
         onStateChange: (s) => {
           const was = this.state_?.state;

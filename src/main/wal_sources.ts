@@ -13,6 +13,7 @@ import type { Logger } from "pino";
 import { ReplicationConnection } from "../pg/replication/connection.js";
 import type { Timeline } from "../tenant/timeline.js";
 import { NotFoundError } from "../types/errors.js";
+import type { Lsn } from "../types/lsn.js";
 import type { TenantManager } from "./tenant_manager.js";
 import { probeSource, type SourceInfo, slotNameFor, TimelineWalSource, timelineSystemId, type WalSourceStatus } from "./wal_source.js";
 
@@ -29,8 +30,12 @@ export class WalSources {
   private readonly sources = new Map<string, TimelineWalSource>();
   private readonly log: Logger;
 
-  constructor(log: Logger) {
+  /** The flush position reported to a timeline's source (see TimelineWalSource). */
+  private readonly flushLsnOf: (tl: Timeline) => Lsn;
+
+  constructor(log: Logger, flushLsnOf: (tl: Timeline) => Lsn = (tl) => tl.diskConsistentLsn) {
     this.log = log;
+    this.flushLsnOf = flushLsnOf;
   }
 
   private static keyOf(tl: Timeline): string {
@@ -49,7 +54,7 @@ export class WalSources {
           continue;
         }
         if (cfg === null) continue;
-        const src = new TimelineWalSource(tl, cfg, tl.log);
+        const src = new TimelineWalSource(tl, cfg, tl.log, this.flushLsnOf);
         this.sources.set(WalSources.keyOf(tl), src);
         void src.startWithRetry();
       }
@@ -86,6 +91,7 @@ export class WalSources {
         consistent_from_lsn: opts.consistentFrom ?? old?.config.consistent_from_lsn ?? null,
       },
       tl.log,
+      this.flushLsnOf,
     );
     if (old !== undefined) {
       this.sources.delete(WalSources.keyOf(tl));
@@ -122,7 +128,12 @@ export class WalSources {
       this.sources.delete(WalSources.keyOf(tl));
       await old.stop();
     }
-    const src = new TimelineWalSource(tl, { connstr, slot_name: slotNameFor(tl.timelineId), system_id: timelineSystemId(tl), consistent_from_lsn: null }, tl.log);
+    const src = new TimelineWalSource(
+      tl,
+      { connstr, slot_name: slotNameFor(tl.timelineId), system_id: timelineSystemId(tl), consistent_from_lsn: null },
+      tl.log,
+      this.flushLsnOf,
+    );
     await src.persist();
     this.sources.set(WalSources.keyOf(tl), src);
     void src.startWithRetry();
