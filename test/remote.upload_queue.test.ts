@@ -30,6 +30,7 @@ import {
 import { openRemoteStorage, parseRemoteStorageUrl } from "../src/remote/storage_url.js";
 import { type LayerUpload, UploadQueue, type UploadQueueOptions, UploadQueueStoppedError } from "../src/remote/upload_queue.js";
 import type { TimelineMetadata } from "../src/tenant/metadata.js";
+import { applyFailpoints, clearFailpoints } from "../src/types/failpoints.js";
 import { ConflictError, InvalidArgumentError, LimitReachedError, NotFoundError, ShutdownError } from "../src/types/errors.js";
 import { generateTenantId, generateTimelineId, type TenantId, type TimelineId } from "../src/types/ids.js";
 import { KEY_MAX, KEY_MIN } from "../src/types/key.js";
@@ -521,6 +522,31 @@ describe("upload queue rules", () => {
     expect(e.message).toContain("access denied (injected)");
     expect(f.queue.stats().retries_total).toBe(3);
     expect(f.queue.status).toBe("failed");
+  });
+
+  it("the remote failpoints fail attempts the way a transient error does", async () => {
+    const f = fixture("local");
+    try {
+      for (const name of ["remote-upload-layer", "remote-upload-index", "remote-delete-layers"] as const) {
+        const before = f.queue.stats().retries_total;
+        applyFailpoints([{ name, action: { kind: "return" } }]);
+        const l = makeLayer(100);
+        f.queue.scheduleLayerUpload(l);
+        f.queue.scheduleIndexUpload(meta(0x1000 * (before + 2)));
+        if (name === "remote-delete-layers") f.queue.scheduleLayerDeletion([l.name]);
+        const wait = f.queue.waitUploaded();
+        await until(() => f.queue.stats().retries_total >= before + 3, `retries under ${name}`);
+        expect(f.queue.depth, name).toBeGreaterThan(0);
+        if (name === "remote-upload-layer") expect(await bucketNames(f)).not.toContain(`${l.name}-00000001`);
+        applyFailpoints([{ name, action: { kind: "off" } }]);
+        await within(wait, `drain after ${name}`);
+      }
+      expect(f.queue.status).toBe("active");
+      expect(f.rec.violations).toEqual([]);
+    } finally {
+      clearFailpoints();
+      await f.queue.shutdown();
+    }
   });
 
   it("shutdown stops retrying and rejects pending waits with ShutdownError", async () => {

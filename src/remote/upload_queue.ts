@@ -41,6 +41,7 @@ import type { TimelineMetadata } from "../tenant/metadata.js";
 import { assert } from "../types/assert.js";
 import { BadStateError, ConflictError, InvalidArgumentError, LimitReachedError, NotFoundError, PageserverError, ShutdownError } from "../types/errors.js";
 import type { TenantId, TimelineId } from "../types/ids.js";
+import { FailpointError, failpoint } from "../types/failpoints.js";
 import { type Lsn, lsnToString } from "../types/lsn.js";
 import { type Generation, isGeneration } from "./generation.js";
 import { encodeIndexPart, type IndexLayerMetadata, type IndexPart, listIndexGenerations } from "./index_part.js";
@@ -442,7 +443,8 @@ export class UploadQueue {
           this.stop("superseded", e.message);
           return false;
         }
-        if (e instanceof RemoteStorageError && e.kind === "transient") {
+        // A failpoint's `return` stands for a transient failure: retried like one.
+        if ((e instanceof RemoteStorageError && e.kind === "transient") || e instanceof FailpointError) {
           this.counters.retries_total++;
           const delay_ms = Math.min(this.retry_max_ms, this.retry_base_ms * 2 ** Math.min(attempt, 30));
           this.o.log.warn({ op: op.kind, attempt: attempt + 1, delay_ms, err: e.message }, "remote operation failed, retrying");
@@ -465,6 +467,7 @@ export class UploadQueue {
       case "upload_layer":
         return this.uploadLayer(op);
       case "upload_index": {
+        await failpoint("remote-upload-index");
         const bytes = encodeIndexPart(publishable(op.index));
         await this.o.storage.put(indexKey(this.o.tenant_id, this.o.timeline_id, this.o.generation), bytes, { ...call, size_bytes: bytes.byteLength });
         return;
@@ -472,6 +475,7 @@ export class UploadQueue {
       case "delete_layers": {
         const newer = await this.checkGeneration(this.abort.signal);
         if (newer !== null) throw new NewerGenerationError(newer);
+        await failpoint("remote-delete-layers");
         await this.o.storage.delete(op.keys, call);
         return;
       }
@@ -482,6 +486,7 @@ export class UploadQueue {
     const { local_path, file_size, crc32c: expected_crc } = op.layer;
     const size = (await fstatAsync(op.fd)).size;
     if (size !== file_size) throw new LocalLayerError(`local file ${local_path} is ${size} bytes, scheduled as ${file_size}`);
+    await failpoint("remote-upload-layer");
     const reader = new FdReader(op.fd, file_size, local_path);
     try {
       await this.o.storage.put(op.key, reader.stream, { signal: this.abort.signal, timeout_ms: this.o.op_timeout_ms, size_bytes: file_size });

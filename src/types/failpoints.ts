@@ -23,6 +23,9 @@ export const FAILPOINTS = {
   "basebackup-start": "a base backup is requested (HTTP or page service), before anything is read",
   "walreceiver-before-ingest": "a message of WAL from the source arrived and is about to be decoded and ingested",
   "tenant-load": "a tenant is about to load its timelines from disk at startup",
+  "remote-upload-layer": "an upload queue is about to put a layer file's object (each attempt)",
+  "remote-upload-index": "an upload queue is about to put an index_part.json (each attempt)",
+  "remote-delete-layers": "an upload queue checked generations and is about to delete layer objects (each attempt)",
 } as const;
 
 export type FailpointName = keyof typeof FAILPOINTS;
