@@ -142,6 +142,13 @@ describe("RemoteTimelineClient", () => {
     // Restart in generation 2 with local changes made while offline: e appeared, d is gone.
     const e = layerFile(500, "image");
     unlinkSync(d.path);
+    // A crash in generation 2 had left garbage: a layer uploaded but never indexed (its local
+    // file gone since), and a half-written copy of e.
+    const junk = layerFile(50);
+    unlinkSync(junk.path);
+    const put = (key: string, bytes: Uint8Array) => st.put(key, bytes, { size_bytes: bytes.byteLength });
+    await put(layerKey(tenant, timeline, junk.name, 2), new Uint8Array(50));
+    await put(layerKey(tenant, timeline, e.name, 2), new Uint8Array(7));
     const c2 = await RemoteTimelineClient.open({ ...o, generation: 2 });
     expect(c2.remote_consistent_lsn).toBe(0x400);
     c2.reconcile({ layers: [e], metadata: meta(0x500, 0x380) });

@@ -5,9 +5,10 @@
  *
  * - open(): refuses a timeline whose bucket holds an index of a newer generation (we are
  *   stale: SupersededError), then starts the queue from the newest index ≤ our generation.
- * - reconcile(): makes the remote state the local one once at load: uploads local layers
- *   the index lacks (or has with another size), removes remote-only layers, uploads an
- *   index with the local metadata. Local is the truth here because nothing downloads yet;
+ * - reconcile(): makes the remote state the local one once at load: deletes our own
+ *   generation's unindexed layer objects (a crash cut their upload or deletion short), uploads
+ *   local layers the index lacks (or has with another size), removes remote-only layers,
+ *   uploads an index with the local metadata. Local is the truth here because nothing downloads yet;
  *   a remote index ahead of local disk_consistent_lsn is refused (that timeline needs an
  *   attach from remote storage, not an upload over it).
  * - layersAdded opens each file at once (the queue holds it until uploaded; see
@@ -27,6 +28,7 @@ import type { TenantId, TimelineId } from "../types/ids.js";
 import { type Lsn, lsnToString } from "../types/lsn.js";
 import type { Generation } from "./generation.js";
 import { findLatestIndex, listIndexGenerations } from "./index_part.js";
+import { parseLayerKey, timelinePrefix } from "./remote_path.js";
 import type { RemoteCallOptions, RemoteStorage } from "./remote_storage.js";
 import { UploadQueue, type UploadQueueOptions, type UploadQueueStats, type UploadQueueStatus } from "./upload_queue.js";
 
@@ -54,10 +56,13 @@ export interface RemoteTimelineClientOptions
 export class RemoteTimelineClient implements LayerEvents {
   private readonly queue: UploadQueue;
   private readonly log: Logger;
+  /** Layer objects of our generation that no index names, found at open (reconcile deletes them). */
+  private orphans: string[];
 
-  private constructor(queue: UploadQueue, log: Logger) {
+  private constructor(queue: UploadQueue, log: Logger, orphans: string[]) {
     this.queue = queue;
     this.log = log;
+    this.orphans = orphans;
   }
 
   static async open(o: RemoteTimelineClientOptions, call: RemoteCallOptions = {}): Promise<RemoteTimelineClient> {
@@ -65,8 +70,14 @@ export class RemoteTimelineClient implements LayerEvents {
     const newest = gens.at(-1);
     if (newest !== undefined && newest > o.generation) throw new SupersededError(o.timeline_id, o.generation, newest);
     const latest = await findLatestIndex(o.storage, o.tenant_id, o.timeline_id, o.generation, call);
+    const orphans: string[] = [];
+    for (const obj of await o.storage.list(timelinePrefix(o.tenant_id, o.timeline_id), call)) {
+      const lk = parseLayerKey(obj.key);
+      if (lk === null || lk.generation !== o.generation) continue;
+      if (latest?.index.layers.get(lk.layer_name)?.generation !== o.generation) orphans.push(obj.key);
+    }
     const queue = new UploadQueue({ ...o, initial: latest?.index ?? null });
-    return new RemoteTimelineClient(queue, o.log);
+    return new RemoteTimelineClient(queue, o.log, orphans);
   }
 
   /** Schedules what makes the bucket hold exactly the local layers and metadata. */
@@ -100,6 +111,8 @@ export class RemoteTimelineClient implements LayerEvents {
       throw e;
     }
     const remoteOnly = [...remoteLayers.keys()].filter((n) => !localNames.has(n));
+    // Our own garbage first (an upload below may put the same key again: it waits for this).
+    if (this.orphans.length > 0) this.queue.scheduleOrphanDeletion(this.orphans);
     // Same name, other size: off the remote state first (its key may be ours to reuse).
     if (stale.length > 0) this.queue.scheduleLayerDeletion(stale);
     for (const u of upload) {
@@ -107,8 +120,15 @@ export class RemoteTimelineClient implements LayerEvents {
     }
     this.queue.scheduleIndexUpload(local.metadata);
     if (remoteOnly.length > 0) this.queue.scheduleLayerDeletion(remoteOnly);
+    this.orphans = [];
     this.log.info(
-      { uploads: upload.length, remote_only: remoteOnly.length, replaced: stale.length, disk_consistent_lsn: lsnToString(local.metadata.disk_consistent_lsn) },
+      {
+        uploads: upload.length,
+        remote_only: remoteOnly.length,
+        replaced: stale.length,
+        orphans: this.orphans.length,
+        disk_consistent_lsn: lsnToString(local.metadata.disk_consistent_lsn),
+      },
       "remote state reconciled with local layers",
     );
   }

@@ -45,7 +45,7 @@ import { FailpointError, failpoint } from "../types/failpoints.js";
 import { type Lsn, lsnToString } from "../types/lsn.js";
 import { type Generation, isGeneration } from "./generation.js";
 import { encodeIndexPart, type IndexLayerMetadata, type IndexPart, listIndexGenerations } from "./index_part.js";
-import { indexKey, layerKey } from "./remote_path.js";
+import { indexKey, layerKey, parseLayerKey } from "./remote_path.js";
 import { type RemoteStorage, RemoteStorageError } from "./remote_storage.js";
 
 export interface LayerUpload {
@@ -307,6 +307,26 @@ export class UploadQueue {
       index: { metadata: { ...this.projectedMetadata }, layers: new Map(this.projectedLayers) },
     });
     this.enqueue({ kind: "delete_layers", seq: 0, state: "queued", names: unique, keys });
+  }
+
+  /**
+   * Deletes objects of this timeline that no index names (uploads or deletions a crash cut
+   * short), after the generation check. Only layer objects of our own generation: older
+   * generations' garbage is left to a scrubber, since only we write ours.
+   */
+  scheduleOrphanDeletion(keys: readonly string[]): void {
+    this.checkSchedulable(1);
+    const unique = [...new Set(keys)];
+    for (const k of unique) {
+      const lk = parseLayerKey(k);
+      if (lk === null || k !== layerKey(this.o.tenant_id, this.o.timeline_id, lk.layer_name, this.o.generation)) {
+        throw new InvalidArgumentError(`not a layer object of this timeline in generation ${this.o.generation}: '${k}'`);
+      }
+      const named = this.projectedLayers.get(lk.layer_name);
+      if (named !== undefined && named.generation === this.o.generation) throw new ConflictError(`'${k}' is part of the remote state`);
+    }
+    if (unique.length === 0) return;
+    this.enqueue({ kind: "delete_layers", seq: 0, state: "queued", names: unique.map((k) => parseLayerKey(k)!.layer_name), keys: unique });
   }
 
   /** Resolves when everything scheduled before this call is done; rejects if the queue stops. */
