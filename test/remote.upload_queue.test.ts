@@ -602,8 +602,8 @@ describe("upload queue rules", () => {
     expect(() => f.queue.scheduleLayerDeletion(["nope"])).toThrow(InvalidArgumentError);
     // Orphan deletion: only unindexed layer objects of our own generation and timeline.
     expect(() => f.queue.scheduleOrphanDeletion([layerKey(f.tenant, f.timeline, a.name, 1)])).toThrow(ConflictError);
-    expect(() => f.queue.scheduleOrphanDeletion([layerKey(f.tenant, f.timeline, makeLayer(1).name, 2)])).toThrow(InvalidArgumentError);
-    expect(() => f.queue.scheduleOrphanDeletion([layerKey(f.tenant, generateTimelineId(), makeLayer(1).name, 1)])).toThrow(InvalidArgumentError);
+    expect(() => f.queue.scheduleOrphanDeletion([layerKey(f.tenant, f.timeline, makeLayer(10).name, 2)])).toThrow(InvalidArgumentError);
+    expect(() => f.queue.scheduleOrphanDeletion([layerKey(f.tenant, generateTimelineId(), makeLayer(10).name, 1)])).toThrow(InvalidArgumentError);
     expect(() => f.queue.scheduleOrphanDeletion([indexKey(f.tenant, f.timeline, 1)])).toThrow(InvalidArgumentError);
     await f.queue.shutdown();
   });
