@@ -13,7 +13,8 @@ import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { loadNodeConfig } from "../src/main/config.js";
 import { Server } from "../src/main/server.js";
-import { findLatestIndex } from "../src/remote/index_part.js";
+import { encodeIndexPart, findLatestIndex } from "../src/remote/index_part.js";
+import { indexKey } from "../src/remote/remote_path.js";
 import { checkRemoteTimeline } from "../src/remote/remote_check.js";
 import type { Timeline } from "../src/tenant/timeline.js";
 import { generateTenantId, generateTimelineId } from "../src/types/ids.js";
@@ -116,7 +117,8 @@ describe.each(["local", "s3"])("a Server with remote storage on %s", (backend) =
 
   afterAll(async () => {
     if (server !== null) await server.stop();
-    logs.expectClean([]);
+    // The superseded tenant's lines, provoked on purpose.
+    logs.expectClean([/^tenant is broken$/]);
   });
 
   it("uploads a new timeline's index, then every checkpoint's layers", async () => {
@@ -168,5 +170,21 @@ describe.each(["local", "s3"])("a Server with remote storage on %s", (backend) =
     expect(server.remote!.clientOf(timeline())!.stats()).toMatchObject({ uploaded_layers_total: 0, deleted_layers_total: 0 });
     expect(timeline().layerFiles().map((l) => l.name).sort()).toEqual(layers);
     expect(timeline().diskConsistentLsn).toBe(dcl);
+  });
+
+  it("a newer generation in the bucket: at restart the tenant is Broken (superseded) and nothing is deleted", async () => {
+    const storage = server!.remote!.storage;
+    const before = (await storage.list(`tenants/${tenantId}/`)).map((o) => o.key).sort();
+    // Another pageserver attached the tenant in generation 2 and wrote its index.
+    const theirs = await findLatestIndex(storage, tenantId, timelineId, 1);
+    const bytes = encodeIndexPart(theirs!.index);
+    await storage.put(indexKey(tenantId, timelineId, 2), bytes, { size_bytes: bytes.byteLength });
+    await server!.stop();
+    server = await start();
+    await within(server.remote!.whenConnected(), "remote connect attempts");
+    const t = (await call("GET", `/v1/tenant/${tenantId}`)).json as { state: string; broken_reason?: string };
+    expect(t.state).toBe("Broken");
+    expect(t.broken_reason).toContain("superseded by generation 2");
+    expect((await server.remote!.storage.list(`tenants/${tenantId}/`)).map((o) => o.key).sort()).toEqual([...before, indexKey(tenantId, timelineId, 2)].sort());
   });
 });

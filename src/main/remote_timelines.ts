@@ -7,7 +7,8 @@
  *
  * - Generations: every tenant is in FIRST_GENERATION until attach names higher ones (issue
  *   10's attach work); a bucket that holds a newer generation of a timeline makes its tenant
- *   Broken ("superseded by generation N") and nothing of it is uploaded or deleted.
+ *   Broken ("superseded by generation N"), its WAL streams stop (onSuperseded), and nothing
+ *   of it is uploaded or deleted.
  * - A bucket that can't be reached when a timeline starts: the open is retried with a backoff
  *   (capped at OPEN_RETRY_MAX_MS) until it works or the node stops; the timeline serves
  *   meanwhile, and its remote_consistent_lsn stays null.
@@ -39,9 +40,18 @@ export class RemoteTimelines {
   private readonly opening = new Set<Promise<void>>();
   private readonly abort = new AbortController();
 
-  constructor(storage: RemoteStorage, log: Logger) {
+  /** Called when a tenant is found superseded (after it is Broken): the node stops its WAL streams. */
+  private readonly onSuperseded: (tenant: Tenant) => void;
+
+  constructor(storage: RemoteStorage, log: Logger, onSuperseded: (tenant: Tenant) => void = () => undefined) {
     this.storage = storage;
     this.log = log.child({ remote_storage: storage.description });
+    this.onSuperseded = onSuperseded;
+  }
+
+  private superseded(tenant: Tenant, reason: string): void {
+    tenant.setBroken(reason);
+    this.onSuperseded(tenant);
   }
 
   /** Tenant's onTimelineReady: connect the timeline to the bucket in the background. */
@@ -65,7 +75,7 @@ export class RemoteTimelines {
             generation: FIRST_GENERATION,
             log: tl.log,
             onStopped: (status, reason) => {
-              if (status === "superseded") tenant.setBroken(reason);
+              if (status === "superseded") this.superseded(tenant, reason);
               else tl.setBroken(`remote storage: ${reason}`);
             },
           },
@@ -74,7 +84,7 @@ export class RemoteTimelines {
       } catch (e) {
         if (this.abort.signal.aborted) return;
         if (e instanceof SupersededError) {
-          tenant.setBroken(e.message);
+          this.superseded(tenant, e.message);
           return;
         }
         const delay_ms = Math.min(OPEN_RETRY_MAX_MS, OPEN_RETRY_BASE_MS * 2 ** Math.min(attempt, 20));

@@ -65,7 +65,13 @@ export class Server {
       redoThreads: config.redo_threads,
     });
     this.loops = new BackgroundLoops(config.max_concurrent_background_tasks);
-    const remote = config.remote_storage === null ? null : new RemoteTimelines(openRemoteStorage(parseRemoteStorageUrl(config.remote_storage)), this.log);
+    const remote =
+      config.remote_storage === null
+        ? null
+        : new RemoteTimelines(openRemoteStorage(parseRemoteStorageUrl(config.remote_storage)), this.log, (t) => {
+            // A stale pageserver must not keep taking WAL: another one holds the tenant now.
+            for (const tl of t.listTimelines()) void this.walSources.get(tl)?.stop();
+          });
     this.remote = remote;
     this.tenants = new TenantManager(
       {
