@@ -1,0 +1,104 @@
+/**
+ * Remote storage benchmark (issue 10, first part): the upload queue pushing layer files to
+ * LocalFs and to S3 (s3rver on loopback, in its own process), and the raw backends.
+ *
+ *  - layer upload: FILES layer files of FILE_MIB each, scheduled at once on an UploadQueue
+ *    (max_concurrent_uploads 4, CRC taken while uploading) and an index after them; MiB/s from
+ *    the first schedule to waitUploaded().
+ *  - layer download: the same objects read back with getStream() one after another; MiB/s.
+ *  - index put: INDEX_PUTS sequential puts of a small index_part.json; p50 / p99 latency.
+ *
+ * There is no peer: s3rver is a test double of S3, so its numbers say what this machine's
+ * loopback and s3rver cost, not what AWS would do. REMOTE_BENCH_FILES and
+ * REMOTE_BENCH_FILE_MIB shrink the run.
+ */
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { pino } from "pino";
+import { deltaLayerName } from "../src/layers/layer_name.js";
+import { encodeIndexPart } from "../src/remote/index_part.js";
+import { layerKey } from "../src/remote/remote_path.js";
+import type { RemoteStorage } from "../src/remote/remote_storage.js";
+import { openRemoteStorage, parseRemoteStorageUrl } from "../src/remote/storage_url.js";
+import { UploadQueue } from "../src/remote/upload_queue.js";
+import type { TimelineMetadata } from "../src/tenant/metadata.js";
+import { generateTenantId, generateTimelineId } from "../src/types/ids.js";
+import { KEY_MAX, KEY_MIN } from "../src/types/key.js";
+import { TestS3 } from "../test/support/s3rver.js";
+import { type BenchRow, percentile, row } from "./harness.js";
+
+const FILES = Number(process.env["REMOTE_BENCH_FILES"] ?? 16);
+const FILE_MIB = Number(process.env["REMOTE_BENCH_FILE_MIB"] ?? 8);
+const INDEX_PUTS = 200;
+const MIB = 1024 * 1024;
+
+function meta(dcl: number): TimelineMetadata {
+  return { disk_consistent_lsn: dcl, prev_record_lsn: null, ancestor_timeline_id: null, ancestor_lsn: 0, latest_gc_cutoff_lsn: 0, initdb_lsn: 0, pg_version: 15 };
+}
+
+async function measure(label: string, storage: RemoteStorage, files: { name: string; path: string }[]): Promise<BenchRow[]> {
+  const tenant = generateTenantId();
+  const timeline = generateTimelineId();
+  const queue = new UploadQueue({ storage, tenant_id: tenant, timeline_id: timeline, generation: 1, initial: null, log: pino({ level: "silent" }) });
+  const t0 = performance.now();
+  for (const f of files) queue.scheduleLayerUpload({ name: f.name, local_path: f.path, file_size: FILE_MIB * MIB, crc32c: null });
+  queue.scheduleIndexUpload(meta(0x1000));
+  await queue.waitUploaded();
+  const upload_s = (performance.now() - t0) / 1000;
+  await queue.shutdown();
+
+  const t1 = performance.now();
+  for (const f of files) {
+    const { stream } = await storage.getStream(layerKey(tenant, timeline, f.name, 1));
+    for await (const _ of stream) {
+      // drain
+    }
+  }
+  const download_s = (performance.now() - t1) / 1000;
+
+  const idx = encodeIndexPart({ metadata: meta(0x2000), layers: new Map() });
+  const lat: number[] = [];
+  for (let i = 0; i < INDEX_PUTS; i++) {
+    const s = performance.now();
+    await storage.put(`tenants/${tenant}/timelines/${timeline}/index_part.json-00000001`, idx, { size_bytes: idx.byteLength });
+    lat.push(performance.now() - s);
+  }
+  lat.sort((a, b) => a - b);
+  const total_mib = files.length * FILE_MIB;
+  return [
+    row(`${label}: layer upload (${files.length} × ${FILE_MIB} MiB, 4 at once)`, "MiB/s", total_mib / upload_s),
+    row(`${label}: layer download (getStream, one at a time)`, "MiB/s", total_mib / download_s),
+    row(`${label}: index put p50`, "ms", percentile(lat, 50)),
+    row(`${label}: index put p99`, "ms", percentile(lat, 99)),
+  ];
+}
+
+export default async function run(): Promise<BenchRow[]> {
+  const scratch = mkdtempSync(join(tmpdir(), "bench-remote-"));
+  const s3 = new TestS3();
+  try {
+    const files: { name: string; path: string }[] = [];
+    for (let i = 0; i < FILES; i++) {
+      const name = deltaLayerName({ start: KEY_MIN, end: KEY_MAX }, { start: (i + 1) * 0x1000, end: (i + 1) * 0x1000 + 0x800 });
+      const path = join(scratch, name);
+      const bytes = Buffer.alloc(FILE_MIB * MIB);
+      for (let o = 0; o < bytes.length; o += 4096) bytes.writeUInt32LE((i * 7919 + o) >>> 0, o);
+      writeFileSync(path, bytes);
+      files.push({ name, path });
+    }
+    const local = openRemoteStorage(parseRemoteStorageUrl(`file://${join(scratch, "bucket")}`));
+    const rows = await measure("LocalFs", local, files);
+    await s3.start();
+    const remote = openRemoteStorage(parseRemoteStorageUrl(s3.url("bench")));
+    try {
+      rows.push(...(await measure("S3 (s3rver)", remote, files)));
+    } finally {
+      remote.close();
+    }
+    return rows;
+  } finally {
+    await s3.destroy();
+    rmSync(scratch, { recursive: true, force: true });
+  }
+}
