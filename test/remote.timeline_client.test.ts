@@ -159,8 +159,19 @@ describe("RemoteTimelineClient", () => {
 
     // Generation 1 is stale now: it can't open.
     await expect(RemoteTimelineClient.open(o)).rejects.toBeInstanceOf(SupersededError);
-    // A restart with nothing changed uploads only an index.
+    // A local layer under a name the bucket has with another size (written again after a
+    // crash, say): the remote copy is dropped from the index, deleted, and uploaded anew.
     await c2.shutdown();
+    writeFileSync(e.path, Buffer.alloc(777, 9));
+    const c2b = await RemoteTimelineClient.open({ ...o, generation: 2 });
+    c2b.reconcile({ layers: [e], metadata: meta(0x500, 0x380) });
+    await within(c2b.waitUploaded(), "replace reconcile");
+    check = await checkRemoteTimeline(st, tenant, timeline, 2, { verify_checksums: true });
+    expect(check).toMatchObject({ ok: true, layers_named: 1 });
+    expect((await findLatestIndex(st, tenant, timeline, 2))!.index.layers.get(e.name)!.file_size).toBe(777);
+    expect(c2b.stats()).toMatchObject({ uploaded_layers_total: 1, deleted_layers_total: 1 });
+    // A restart with nothing changed uploads only an index.
+    await c2b.shutdown();
     const c3 = await RemoteTimelineClient.open({ ...o, generation: 2 });
     c3.reconcile({ layers: [e], metadata: meta(0x500, 0x380) });
     await within(c3.waitUploaded(), "idle reconcile");

@@ -24,7 +24,7 @@ import { Counter, Gauge, type Registry } from "prom-client";
 import { FIRST_GENERATION } from "../remote/generation.js";
 import type { RemoteStorage } from "../remote/remote_storage.js";
 import { RemoteTimelineClient, SupersededError } from "../remote/remote_timeline_client.js";
-import type { Tenant } from "../tenant/tenant.js";
+import { type Tenant, TenantState } from "../tenant/tenant.js";
 import { type Timeline, TimelineState } from "../tenant/timeline.js";
 import type { Lsn } from "../types/lsn.js";
 
@@ -61,10 +61,15 @@ export class RemoteTimelines {
     this.opening.add(p);
   }
 
+  /** Nothing to connect any more: the node stops, or the timeline or its tenant can't serve. */
+  private gone(tenant: Tenant, tl: Timeline): boolean {
+    return this.abort.signal.aborted || tl.state !== TimelineState.Active || tenant.state === TenantState.Broken;
+  }
+
   private async connect(tenant: Tenant, tl: Timeline): Promise<void> {
     // Bounded by the node's life: every failed attempt sleeps a backoff that shutdown ends.
     for (let attempt = 0; ; attempt++) {
-      if (this.abort.signal.aborted || tl.state !== TimelineState.Active) return;
+      if (this.gone(tenant, tl)) return;
       let client: RemoteTimelineClient;
       try {
         client = await RemoteTimelineClient.open(
@@ -96,7 +101,7 @@ export class RemoteTimelines {
         }
         continue;
       }
-      if (this.abort.signal.aborted || tl.state !== TimelineState.Active) {
+      if (this.gone(tenant, tl)) {
         await client.shutdown();
         return;
       }
