@@ -7,6 +7,7 @@
  * and /metrics report remote_consistent_lsn; a restart on the same workdir reconciles without
  * uploading a layer again. Server logs must stay clean.
  */
+import { spawnSync } from "node:child_process";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -143,6 +144,8 @@ describe.each(["local", "s3"])("a Server with remote storage on %s", (backend) =
     expect(metrics).toContain(`pageserver_projected_remote_consistent_lsn{tenant_id="${tenantId}",timeline_id="${timelineId}"} ${lsn}`);
     expect(metrics).toMatch(/pageserver_remote_upload_queue_ops\{[^}]*op_kind="upload_layer",state="queued"\} 0/);
     expect(metrics).toMatch(/pageserver_remote_uploaded_layer_bytes_total\{[^}]*\} [1-9]/);
+    const promtool = spawnSync("promtool", ["check", "metrics"], { input: metrics, encoding: "utf8", timeout: 20_000 });
+    expect(promtool.status, `${promtool.stdout}${promtool.stderr}`).toBe(0);
     expect(lsnToString(server!.remote!.remoteConsistentLsn(tl)!)).toBe(lsnToString(lsn));
   });
 
