@@ -112,7 +112,9 @@ export class RemoteTimelineClient implements LayerEvents {
     }
     const remoteOnly = [...remoteLayers.keys()].filter((n) => !localNames.has(n));
     // Our own garbage first (an upload below may put the same key again: it waits for this).
-    if (this.orphans.length > 0) this.queue.scheduleOrphanDeletion(this.orphans);
+    const orphans = this.orphans;
+    this.orphans = [];
+    if (orphans.length > 0) this.queue.scheduleOrphanDeletion(orphans);
     // Same name, other size: off the remote state first (its key may be ours to reuse).
     if (stale.length > 0) this.queue.scheduleLayerDeletion(stale);
     for (const u of upload) {
@@ -120,13 +122,12 @@ export class RemoteTimelineClient implements LayerEvents {
     }
     this.queue.scheduleIndexUpload(local.metadata);
     if (remoteOnly.length > 0) this.queue.scheduleLayerDeletion(remoteOnly);
-    this.orphans = [];
     this.log.info(
       {
         uploads: upload.length,
         remote_only: remoteOnly.length,
         replaced: stale.length,
-        orphans: this.orphans.length,
+        orphans: orphans.length,
         disk_consistent_lsn: lsnToString(local.metadata.disk_consistent_lsn),
       },
       "remote state reconciled with local layers",
