@@ -19,7 +19,6 @@ import { LocalFs } from "../src/remote/local_fs.js";
 import { checkRemoteTimeline, type RemoteTimelineCheck } from "../src/remote/remote_check.js";
 import { parseTenantId, parseTimelineId } from "../src/types/ids.js";
 import { parseLsn } from "../src/types/lsn.js";
-import { freePort } from "./support/backup_server.js";
 import { startE2e, stopE2e } from "./support/e2e_fixture.js";
 import { TestEnv } from "./support/env.js";
 import { parseLogLines } from "./support/log_check.js";
