@@ -3,6 +3,7 @@
  * storage URL, generations and object keys, index_part.json, and the per-timeline upload
  * queue with Neon's ordering rules.
  */
+export * from "./download.js";
 export * from "./generation.js";
 export * from "./index_part.js";
 export * from "./local_fs.js";
