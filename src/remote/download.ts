@@ -97,7 +97,7 @@ export async function downloadTimeline(
       const [name, meta] = todo[next++]!;
       const dest = join(dir, name);
       const have = await stat(dest).catch(() => null);
-      if (have !== null && have.isFile() && have.size === meta.file_size) {
+      if (have?.isFile() && have.size === meta.file_size) {
         present++;
         continue;
       }
