@@ -1,7 +1,8 @@
 /**
  * src/remote: remote storage. The RemoteStorage interface and its backends (LocalFs, S3), the
- * storage URL, generations and object keys, index_part.json, and the per-timeline upload
- * queue with Neon's ordering rules.
+ * storage URL, generations and object keys, index_part.json, the per-timeline upload queue
+ * with Neon's ordering rules, the RemoteTimelineClient a timeline reports its layer changes
+ * to, verified downloads (the ground of attach), and the index-vs-bucket check.
  */
 export * from "./download.js";
 export * from "./generation.js";
