@@ -5,10 +5,10 @@
  * layers and metadata, and installed as the timeline's LayerEvents in one synchronous step,
  * so no change falls between the snapshot and the hook.
  *
- * - Generations: every tenant is in FIRST_GENERATION until attach names higher ones (issue
- *   10's attach work); a bucket that holds a newer generation of a timeline makes its tenant
- *   Broken ("superseded by generation N"), its WAL streams stop (onSuperseded), and nothing
- *   of it is uploaded or deleted.
+ * - Generations: a tenant's comes from its directory (src/remote/attach.ts: the generation an
+ *   attach wrote; FIRST_GENERATION for a tenant created here). A bucket that holds a newer
+ *   generation of a timeline makes its tenant Broken ("superseded by generation N"), its WAL
+ *   streams stop (onSuperseded), and nothing of it is uploaded or deleted.
  * - A bucket that can't be reached when a timeline starts: the open is retried with a backoff
  *   (capped at OPEN_RETRY_MAX_MS) until it works or the node stops; the timeline serves
  *   meanwhile, and its remote_consistent_lsn stays null.
@@ -21,7 +21,8 @@
 import { setTimeout as sleep } from "node:timers/promises";
 import type { Logger } from "pino";
 import { Counter, Gauge, type Registry } from "prom-client";
-import { FIRST_GENERATION } from "../remote/generation.js";
+import { readTenantGeneration } from "../remote/attach.js";
+import type { Generation } from "../remote/generation.js";
 import type { RemoteStorage } from "../remote/remote_storage.js";
 import { RemoteTimelineClient, SupersededError } from "../remote/remote_timeline_client.js";
 import { type Tenant, TenantState } from "../tenant/tenant.js";
@@ -67,6 +68,13 @@ export class RemoteTimelines {
   }
 
   private async connect(tenant: Tenant, tl: Timeline): Promise<void> {
+    let generation: Generation;
+    try {
+      generation = readTenantGeneration(tenant.dir);
+    } catch (e) {
+      tenant.setBroken(`cannot read the tenant's generation: ${(e as Error).message}`);
+      return;
+    }
     // Bounded by the node's life: every failed attempt sleeps a backoff that shutdown ends.
     for (let attempt = 0; ; attempt++) {
       if (this.gone(tenant, tl)) return;
@@ -77,7 +85,7 @@ export class RemoteTimelines {
             storage: this.storage,
             tenant_id: tenant.id,
             timeline_id: tl.timelineId,
-            generation: FIRST_GENERATION,
+            generation,
             log: tl.log,
             onStopped: (status, reason) => {
               if (status === "superseded") this.superseded(tenant, reason);

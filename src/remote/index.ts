@@ -4,6 +4,7 @@
  * with Neon's ordering rules, the RemoteTimelineClient a timeline reports its layer changes
  * to, verified downloads (the ground of attach), and the index-vs-bucket check.
  */
+export * from "./attach.js";
 export * from "./download.js";
 export * from "./generation.js";
 export * from "./index_part.js";
