@@ -8,12 +8,13 @@
  * uploading a layer again. Server logs must stay clean.
  */
 import { spawnSync } from "node:child_process";
-import { mkdtempSync, rmSync } from "node:fs";
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { loadNodeConfig } from "../src/main/config.js";
 import { Server } from "../src/main/server.js";
+import { ATTACHING_MARKER } from "../src/remote/attach.js";
 import { encodeIndexPart, findLatestIndex } from "../src/remote/index_part.js";
 import { indexKey } from "../src/remote/remote_path.js";
 import { checkRemoteTimeline } from "../src/remote/remote_check.js";
@@ -189,5 +190,28 @@ describe.each(["local", "s3"])("a Server with remote storage on %s", (backend) =
     expect(t.state).toBe("Broken");
     expect(t.broken_reason).toContain("superseded by generation 2");
     expect((await server.remote!.storage.list(`tenants/${tenantId}/`)).map((o) => o.key).sort()).toEqual([...before, indexKey(tenantId, timelineId, 2)].sort());
+  });
+});
+
+describe("a tenant whose attach was cut short", () => {
+  it("is Broken at startup with the reason, and not loaded", async () => {
+    const logs = new LogCapture();
+    const workdir = mkdtempSync(join(tmpdir(), "ps-attaching-"));
+    dirs.push(workdir);
+    const id = generateTenantId();
+    const tdir = join(workdir, "tenants", id);
+    mkdirSync(join(tdir, "timelines", generateTimelineId()), { recursive: true });
+    writeFileSync(join(tdir, ATTACHING_MARKER), JSON.stringify({ generation: 3 }));
+    const s = new Server(loadNodeConfig({ workdir, listen: "127.0.0.1:0", listen_pg: "127.0.0.1:0" }), logs.logger);
+    await s.start();
+    try {
+      const t = s.tenants.get(id);
+      expect(t.state).toBe("Broken");
+      expect(t.brokenReason).toContain("an attach in generation 3 did not finish");
+      expect(t.listTimelines()).toEqual([]);
+    } finally {
+      await s.stop();
+    }
+    logs.expectClean([/^tenant is broken$/]);
   });
 });

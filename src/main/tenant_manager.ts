@@ -2,10 +2,12 @@
  * TenantManager: the node's tenants, loaded from `<workdir>/tenants` at startup and created
  * through the API. Every tenant found is listed at once (Loading) and loaded with a bound on
  * concurrency while the API already answers. A tenant that fails to load is kept as Broken
- * with its reason; the others serve. Tenant ids are validated before they become paths.
+ * with its reason; the others serve. Tenant ids are validated before they become paths. A
+ * tenant whose attach was cut short (src/remote/attach.ts marker) is Broken, never loaded.
  */
 import { existsSync, mkdirSync, readdirSync, rmSync } from "node:fs";
 import { join } from "node:path";
+import { attachPending } from "../remote/attach.js";
 import { Tenant, type TenantDeps, TenantState } from "../tenant/tenant.js";
 import { BadStateError, ConflictError, LimitReachedError, NotFoundError } from "../types/errors.js";
 import { generateTenantId, isId, type TenantId } from "../types/ids.js";
@@ -53,6 +55,12 @@ export class TenantManager {
         const t = found[next++]!;
         await new Promise<void>((r) => setImmediate(r));
         if (this.stopping) break;
+        const pending = attachPendingSafe(t.dir);
+        if (pending !== null) {
+          // Half attached: never loaded as if whole (it is attached again, resuming).
+          t.setBroken(pending);
+          continue;
+        }
         t.loadFromDisk();
       }
     };
@@ -97,5 +105,15 @@ export class TenantManager {
     await Promise.all(
       [...this.tenants.values()].filter((t) => t.state !== TenantState.Broken && t.state !== TenantState.Loading).map((t) => t.shutdown(flush)),
     );
+  }
+}
+
+/** Why a tenant directory must not load (an attach cut short there), or null. */
+function attachPendingSafe(dir: string): string | null {
+  try {
+    const gen = attachPending(dir);
+    return gen === null ? null : `an attach in generation ${gen} did not finish; attach the tenant again`;
+  } catch (e) {
+    return `unreadable attach marker: ${(e as Error).message}`;
   }
 }
