@@ -27,6 +27,7 @@ import type { RemoteStorage } from "../remote/remote_storage.js";
 import { RemoteTimelineClient, SupersededError } from "../remote/remote_timeline_client.js";
 import { type Tenant, TenantState } from "../tenant/tenant.js";
 import { type Timeline, TimelineState } from "../tenant/timeline.js";
+import { BadStateError } from "../types/errors.js";
 import type { Lsn } from "../types/lsn.js";
 
 const OPEN_RETRY_BASE_MS = 200;
@@ -134,6 +135,28 @@ export class RemoteTimelines {
 
   remoteConsistentLsn(tl: Timeline): Lsn | null {
     return this.clients.get(tl)?.remote_consistent_lsn ?? null;
+  }
+
+  /**
+   * Detach's last remote step, after the tenant shut down (flushed): waits until the bucket
+   * holds everything its timelines reported (bounded), then stops their clients. Throws when
+   * the uploads did not finish: the local data must then stay.
+   */
+  async release(tenant: Tenant): Promise<void> {
+    await this.whenConnected();
+    const mine = [...this.clients].filter(([tl]) => tl.tenantId === tenant.id);
+    const drain = AbortSignal.timeout(DRAIN_TIMEOUT_MS);
+    const failures: string[] = [];
+    for (const [tl, c] of mine) {
+      try {
+        await c.waitUploaded({ signal: drain });
+      } catch (e) {
+        failures.push(`${tl.timelineId}: ${(e as Error).message}`);
+      }
+      await c.shutdown();
+      this.clients.delete(tl);
+    }
+    if (failures.length > 0) throw new BadStateError(`uploads of tenant ${tenant.id} did not finish: ${failures.join("; ")}`);
   }
 
   /** Resolves when every timeline that is connecting now is connected (or gave up). */

@@ -23,6 +23,11 @@ import { buildInfo } from "./build_info.js";
 import { NodeMetrics } from "./metrics.js";
 import { PageService } from "./page_service.js";
 import { RemoteTimelines } from "./remote_timelines.js";
+import { attachTenant } from "../remote/attach.js";
+import type { Generation } from "../remote/generation.js";
+import { type Tenant, TenantState } from "../tenant/tenant.js";
+import { BadStateError } from "../types/errors.js";
+import type { TenantId } from "../types/ids.js";
 import { openRemoteStorage, parseRemoteStorageUrl } from "../remote/storage_url.js";
 import { TenantManager } from "./tenant_manager.js";
 import { WalSources } from "./wal_sources.js";
@@ -114,6 +119,47 @@ export class Server {
     await this.tenants.loadAll();
     await this.walSources.startAll(this.tenants);
     return this.port;
+  }
+
+  private requireRemote(what: string): RemoteTimelines {
+    if (this.remote === null) throw new BadStateError(`${what} needs remote storage (config remote_storage)`);
+    return this.remote;
+  }
+
+  /**
+   * Detach: the tenant's WAL streams stop (their slots stay on the sources), it shuts down
+   * (flushing), the bucket receives everything (detach waits for it), and the tenant leaves
+   * this node with its local directory. If the uploads can't finish, the error says so and
+   * the local data stays.
+   */
+  async detachTenant(id: TenantId): Promise<void> {
+    const remote = this.requireRemote("detach");
+    const t = this.tenants.get(id);
+    if (t.state !== TenantState.Active) throw new BadStateError(`tenant ${id} is ${t.state}: only an Active tenant detaches`);
+    for (const tl of t.listTimelines()) await this.walSources.remove(tl, false);
+    await t.shutdown(true);
+    await remote.release(t);
+    await this.tenants.forget(id);
+    this.log.info({ tenant_id: id }, "tenant detached");
+  }
+
+  /**
+   * Attach: the tenant's remote state in `generation` is downloaded (src/remote/attach.ts:
+   * crash-safe, resumable), then loaded; its remote clients write in that generation. WAL
+   * sources are local configuration and don't travel: set them again on this node.
+   */
+  async attachTenant(id: TenantId, generation: Generation): Promise<Tenant> {
+    const remote = this.requireRemote("attach");
+    const t = this.tenants.beginAttach(id);
+    try {
+      await attachTenant(remote.storage, id, generation, t.dir);
+    } catch (e) {
+      t.setBroken(`attach in generation ${generation} failed: ${(e as Error).message}`);
+      throw e;
+    }
+    t.loadFromDisk();
+    this.log.info({ tenant_id: id, generation, state: t.state }, "tenant attached");
+    return t;
   }
 
   /** Stop accepting requests, flush every timeline, stop the workers. */

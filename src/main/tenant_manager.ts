@@ -6,8 +6,12 @@
  * tenant whose attach was cut short (src/remote/attach.ts marker) is Broken, never loaded.
  */
 import { existsSync, mkdirSync, readdirSync, rmSync } from "node:fs";
+import { rename, rm } from "node:fs/promises";
 import { join } from "node:path";
+import { TEMP_SUFFIX } from "../layers/layer_name.js";
 import { attachPending } from "../remote/attach.js";
+import { fsyncDir } from "../tenant/durable.js";
+import { assert } from "../types/assert.js";
 import { Tenant, type TenantDeps, TenantState } from "../tenant/tenant.js";
 import { BadStateError, ConflictError, LimitReachedError, NotFoundError } from "../types/errors.js";
 import { generateTenantId, isId, type TenantId } from "../types/ids.js";
@@ -37,7 +41,7 @@ export class TenantManager {
   async loadAll(concurrency = DEFAULT_LOAD_CONCURRENCY): Promise<void> {
     const found: Tenant[] = [];
     for (const name of readdirSync(this.dir)) {
-      if (name.endsWith(".___temp")) {
+      if (name.endsWith(TEMP_SUFFIX)) {
         rmSync(join(this.dir, name), { recursive: true, force: true });
         continue;
       }
@@ -82,6 +86,42 @@ export class TenantManager {
     const t = await Tenant.create(this.deps, tid, dir, config);
     this.tenants.set(tid, t);
     return t;
+  }
+
+  /**
+   * A tenant about to be attached: listed at once (Loading) while its data downloads. A tenant
+   * whose attach failed (Broken, with its marker or no directory at all) may be attached again.
+   */
+  beginAttach(id: TenantId): Tenant {
+    if (this.stopping) throw new BadStateError("pageserver is shutting down");
+    const existing = this.tenants.get(id);
+    if (existing !== undefined) {
+      const retry = existing.state === TenantState.Broken && (!existsSync(existing.dir) || attachPendingSafe(existing.dir) !== null);
+      if (!retry) throw new ConflictError(`tenant ${id} already exists`);
+      this.tenants.delete(id);
+    }
+    if (this.tenants.size >= this.maxTenants) {
+      throw new LimitReachedError(`this pageserver hosts its maximum of ${this.maxTenants} tenants; raise max_tenants in pageserver.json to host more`);
+    }
+    const t = Tenant.loading(this.deps, id, join(this.dir, id));
+    this.tenants.set(id, t);
+    return t;
+  }
+
+  /**
+   * Drops a stopped tenant from this node: out of the list, its directory removed. The
+   * directory is renamed to a temp name first, so a crash midway leaves only a temp
+   * directory, which startup removes: never half a tenant.
+   */
+  async forget(id: TenantId): Promise<void> {
+    const t = this.get(id);
+    assert(t.state !== TenantState.Active && t.state !== TenantState.Loading, `forget an ${t.state} tenant`);
+    this.tenants.delete(id);
+    if (!existsSync(t.dir)) return;
+    const tmp = join(this.dir, `${id}${TEMP_SUFFIX}`);
+    await rename(t.dir, tmp);
+    await fsyncDir(this.dir);
+    await rm(tmp, { recursive: true, force: true });
   }
 
   get(id: TenantId): Tenant {

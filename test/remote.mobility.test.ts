@@ -1,0 +1,153 @@
+/**
+ * A tenant moves between two Servers sharing one bucket (Server.detachTenant /
+ * Server.attachTenant over src/remote/attach.ts): A writes, checkpoints and detaches (it waits
+ * for the bucket; A keeps nothing); B attaches in generation 2 and reads every value A had,
+ * at A's disk_consistent_lsn, and publishes its own generation-2 index; A can't take the
+ * tenant back in generation 1. Without remote storage both operations are refused.
+ */
+import { existsSync, mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { loadNodeConfig } from "../src/main/config.js";
+import { Server } from "../src/main/server.js";
+import { listIndexGenerations } from "../src/remote/index_part.js";
+import { checkRemoteTimeline } from "../src/remote/remote_check.js";
+import { BadStateError, NotFoundError } from "../src/types/errors.js";
+import { generateTenantId, generateTimelineId } from "../src/types/ids.js";
+import { makeKey } from "../src/types/key.js";
+import { imageValue } from "../src/types/value.js";
+import { LogCapture } from "./support/log_check.js";
+
+const k = (n: number) => makeKey(0, 1663, 5, 16384, 0, n);
+const KEYS = 50;
+const QUIET = { compaction_period: 0, gc_period: 0, checkpoint_timeout: "1d", compaction_threshold: 2, image_creation_threshold: 1 };
+const WAIT_BOUND_MS = 60_000;
+
+async function within<T>(p: Promise<T>, what: string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const t = new Promise<never>((_, rej) => {
+    timer = setTimeout(() => rej(new Error(`bound exceeded: ${what}`)), WAIT_BOUND_MS);
+  });
+  try {
+    return await Promise.race([p, t]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+const logs = new LogCapture();
+const dirs: string[] = [];
+let bucketUrl: string;
+let a: Server;
+let b: Server;
+
+function tmp(prefix: string): string {
+  const d = mkdtempSync(join(tmpdir(), prefix));
+  dirs.push(d);
+  return d;
+}
+
+async function server(workdir: string, remote: string | undefined): Promise<Server> {
+  const s = new Server(loadNodeConfig({ workdir, listen: "127.0.0.1:0", listen_pg: "127.0.0.1:0", ...(remote === undefined ? {} : { remote_storage: remote }) }), logs.logger);
+  await s.start();
+  return s;
+}
+
+beforeAll(async () => {
+  bucketUrl = `file://${tmp("mobility-bucket-")}`;
+  a = await server(tmp("mobility-a-"), bucketUrl);
+  b = await server(tmp("mobility-b-"), bucketUrl);
+});
+
+afterAll(async () => {
+  await a?.stop();
+  await b?.stop();
+  for (const d of dirs) rmSync(d, { recursive: true, force: true });
+  // The refused attach of generation 1, provoked on purpose.
+  logs.expectClean([/^tenant is broken$/]);
+});
+
+describe("tenant mobility", () => {
+  const tenantId = generateTenantId();
+  const timelineId = generateTimelineId();
+  const values: (string | null)[] = [];
+  let lsn = 0x1000;
+  let dcl = 0;
+
+  it("A detaches: it waits for the bucket, then keeps nothing", async () => {
+    const t = await a.tenants.create(tenantId, QUIET);
+    const tl = await t.createTimeline({ timelineId, startLsn: lsn });
+    for (let round = 0; round < 3; round++) {
+      for (let i = 0; i < KEYS; i++) {
+        lsn += 8;
+        tl.put(k(i), lsn, imageValue(Buffer.from(`a ${i} r${round}`)));
+      }
+      tl.finishWrite(lsn);
+      await tl.checkpoint();
+    }
+    // The last round stays in memory: detach flushes it.
+    for (let i = 0; i < KEYS; i += 2) {
+      lsn += 8;
+      tl.put(k(i), lsn, imageValue(Buffer.from(`a ${i} last`)));
+    }
+    tl.finishWrite(lsn);
+    for (let i = 0; i < KEYS; i++) {
+      const v = await tl.get(k(i), lsn);
+      values.push(v === null ? null : Buffer.from(v).toString());
+    }
+    await within(a.detachTenant(tenantId), "detach");
+    expect(() => a.tenants.get(tenantId)).toThrow(NotFoundError);
+    expect(existsSync(join(a.config.workdir, "tenants", tenantId))).toBe(false);
+    const check = await checkRemoteTimeline(a.remote!.storage, tenantId, timelineId, 1, { verify_checksums: true });
+    expect(check.ok, JSON.stringify(check)).toBe(true);
+    dcl = lsn;
+  });
+
+  it("B attaches in generation 2 and reads what A had", async () => {
+    const t = await within(b.attachTenant(tenantId, 2), "attach");
+    expect(t.state, t.brokenReason ?? "").toBe("Active");
+    const tl = t.getTimeline(timelineId);
+    expect(tl.diskConsistentLsn).toBe(dcl);
+    for (let i = 0; i < KEYS; i++) {
+      const v = await tl.get(k(i), dcl);
+      expect(v === null ? null : Buffer.from(v).toString(), `key ${i}`).toBe(values[i]);
+    }
+    await within(b.remote!.whenConnected(), "B's remote client");
+    await within(b.remote!.clientOf(tl)!.waitUploaded(), "B's index");
+    expect(await listIndexGenerations(b.remote!.storage, tenantId, timelineId)).toEqual([1, 2]);
+    expect(b.remote!.clientOf(tl)!.stats().uploaded_layers_total).toBe(0);
+    // B writes on, in generation 2.
+    tl.put(k(0), dcl + 8, imageValue(Buffer.from("b 0")));
+    tl.finishWrite(dcl + 8);
+    await tl.checkpoint();
+    await within(b.remote!.clientOf(tl)!.waitUploaded(), "B's upload");
+    const check = await checkRemoteTimeline(b.remote!.storage, tenantId, timelineId, 2, { verify_checksums: true });
+    expect(check.ok, JSON.stringify(check)).toBe(true);
+    expect(b.remote!.remoteConsistentLsn(tl)).toBe(dcl + 8);
+  });
+
+  it("A can't take it back in an older generation; the failed attach leaves a Broken entry", async () => {
+    const e = await a.attachTenant(tenantId, 1).catch((x: unknown) => x);
+    expect(e).toBeInstanceOf(BadStateError);
+    expect((e as Error).message).toContain("older than generation 2");
+    expect(a.tenants.get(tenantId).state).toBe("Broken");
+    // Nothing was written: a later attach (in a newer generation) may try again.
+    expect(existsSync(join(a.config.workdir, "tenants", tenantId))).toBe(false);
+    await b.detachTenant(tenantId);
+    const back = await within(a.attachTenant(tenantId, 3), "attach back in generation 3");
+    expect(back.state).toBe("Active");
+    const v = await back.getTimeline(timelineId).get(k(0), dcl + 8);
+    expect(Buffer.from(v!).toString()).toBe("b 0");
+  });
+
+  it("without remote storage, attach and detach are refused", async () => {
+    const s = await server(tmp("mobility-none-"), undefined);
+    try {
+      await expect(s.attachTenant(generateTenantId(), 1)).rejects.toThrow(/needs remote storage/);
+      await expect(s.detachTenant(generateTenantId())).rejects.toThrow(/needs remote storage/);
+    } finally {
+      await s.stop();
+    }
+  });
+});
