@@ -113,6 +113,7 @@ function rawExchange(requests: string[]): Promise<string[]> {
 
 async function startServer(): Promise<Server> {
   const s = new Server(loadNodeConfig({ workdir, listen: "127.0.0.1:0", listen_pg: "127.0.0.1:0" }), logs.logger);
+  s.http.checkResponses = true;
   const port = await s.start();
   expect(port).toBeGreaterThan(0);
   base = `http://127.0.0.1:${port}`;
