@@ -113,11 +113,40 @@ export function describeError(where: string, e: ValueError): string {
   }
 }
 
+/** JSON Schema's name for the type of a JSON value. */
+function jsonType(v: unknown): string {
+  if (v === null) return "null";
+  if (Array.isArray(v)) return "array";
+  if (typeof v === "number") return Number.isInteger(v) ? "integer" : "number";
+  return typeof v;
+}
+
+/** Unions nested in a reported error followed at most this deep. */
+const MAX_UNION_DEPTH = 8;
+
+/**
+ * The error to report. A union (`X or null`) reports only "expected X or null"; when exactly
+ * one alternative has the value's type (an object given where an object or null is
+ * expected), the error inside that alternative says more: `body.wal_source.connstr: required`.
+ */
+function reportedError(first: ValueError): ValueError {
+  let e = first;
+  for (let depth = 0; depth < MAX_UNION_DEPTH && e.type === ValueErrorType.Union; depth++) {
+    const t = jsonType(e.value);
+    const alts = ((e.schema["anyOf"] as TSchema[] | undefined) ?? []).filter((a) => a["type"] === t || (t === "integer" && a["type"] === "number"));
+    if (alts.length !== 1 || alts[0]!["const"] !== undefined) break;
+    const inner = compile(alts[0]!).Errors(e.value).First();
+    if (inner === undefined) break;
+    e = { ...inner, path: e.path + inner.path };
+  }
+  return e;
+}
+
 /** Throw an InvalidArgumentError naming the first failing field of `value`; else return it typed. */
 export function checkValue<T extends TSchema>(where: string, check: TypeCheck<T>, value: unknown): Static<T> {
   if (check.Check(value)) return value;
   const first = check.Errors(value).First();
-  throw new InvalidArgumentError(first === undefined ? `${where}: invalid` : describeError(where, first));
+  throw new InvalidArgumentError(first === undefined ? `${where}: invalid` : describeError(where, reportedError(first)));
 }
 
 /** Query parameters as the object the query schema checks: the first value of each name. */
