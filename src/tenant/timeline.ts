@@ -1178,7 +1178,8 @@ export class Timeline {
    * own commits and, below the branch point, its ancestors': `present`; before every commit
    * known → `past` (the earliest LSN a branch may start at); after the last → `future`
    * (last_record_lsn); none known → `nodata` (the earliest LSN). A commit found below the
-   * earliest branchable LSN (GC'd away) is `past` too.
+   * earliest branchable LSN (GC'd away, or an ancestor's below this branch's start) is `past`
+   * too: the answer is always an LSN this timeline can be branched at.
    */
   lsnForTime(time_ms: number): LsnForTime {
     const earliest = this.earliestBranchLsn();
