@@ -286,7 +286,13 @@ export class Timeline {
     const dcl = md.disk_consistent_lsn;
     const first = ancestor === null && dcl === md.initdb_lsn && layers.length === 0 ? dcl : dcl + 1;
     const tl = new Timeline(deps, tenantId, timelineId, dir, ancestor, md, layers, dcl, first);
-    tl.commitTimes.load(dcl);
+    try {
+      tl.commitTimes.load(dcl);
+    } catch (e) {
+      // An index of commit times is no reason to refuse the timeline's data: start it empty
+      // (times before the next commits answer `past`), and say so.
+      deps.log.warn({ err: e }, "commit-time index unreadable; starting it empty");
+    }
     return tl;
   }
 
