@@ -11,9 +11,10 @@
  *   schema for that status, or its content type is the declared one;
  * - an invalid request (bad id, unknown body field, bad query) is a 400 naming the field, its
  *   status in the document and its body the document's Error.
- * Error bodies of the HTTP layer itself (unknown route, bad JSON, 413, 414) are Error too.
+ * An import that fails after its timeline exists leaves no timeline behind. Error bodies of
+ * the HTTP layer itself (unknown route, bad JSON, 413, 414) are Error too.
  */
-import { mkdtempSync, rmSync } from "node:fs";
+import { cpSync, mkdtempSync, readdirSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { TSchema } from "@sinclair/typebox";
@@ -192,6 +193,18 @@ describe("OpenAPI document", { timeout: 300_000 }, () => {
     await valid(`PUT ${T}/config`, 200, { body: { gc_period: "0s", compaction_period: "0s" } });
     await invalid(`PUT ${T}/config`, "unknown tenant config key 'bogus'", { body: { bogus: 1 } });
     await invalid(`PUT ${T}/config`, "body: expected object, got [1]", { body: [1] });
+
+    // An import that fails once its timeline exists (a data directory without its databases)
+    // leaves nothing behind.
+    const broken = join(workdir, "broken-pgdata");
+    cpSync(pg.dataDir, broken, { recursive: true });
+    rmSync(join(broken, "base"), { recursive: true });
+    const failed = await send("POST", path(`${T}/timeline`), { import_pgdata: broken });
+    expect(failed.status, failed.text).toBe(400);
+    expect((failed.json as { error: string }).error).toContain("is not a PostgreSQL data directory (no base/)");
+    checkAgainstDoc(routes.get(`POST ${T}/timeline`)!, failed);
+    expect((await send("GET", path(`${T}/timeline`))).json).toEqual([]);
+    expect(readdirSync(join(workdir, "tenants", tenant, "timelines"))).toEqual([]);
 
     // Timelines: an imported data directory, a branch of it.
     const created = await valid(`POST ${T}/timeline`, 201, { body: { import_pgdata: pg.dataDir } });

@@ -42,10 +42,19 @@ export function registerTimelineRoutes(http: HttpServer, tenants: TenantManager,
   const timelineOf = (p: Record<string, string>): Timeline => tenantOf(p).getTimeline(p["timeline_id"] as TimelineId);
   const optLsn = (v: string | null | undefined): Lsn | undefined => (v === undefined || v === null ? undefined : parseLsn(v));
 
-  /** A creation failed after its timeline existed: take it away again (its source first). */
+  /**
+   * A creation failed after its timeline existed: take it away again (its source first). A
+   * failure here is logged; the creation's own error is what the client gets.
+   */
   async function undoCreate(t: Tenant, id: TimelineId): Promise<void> {
-    if (!t.listTimelines().some((tl) => tl.timelineId === id)) return;
-    await t.deleteTimeline(id, (tl) => ws.remove(tl, true));
+    const tl = t.listTimelines().find((x) => x.timelineId === id);
+    if (tl === undefined) return;
+    try {
+      await t.deleteTimeline(id, (x) => ws.remove(x, true));
+      tl.log.info("removed the timeline whose creation failed");
+    } catch (e) {
+      tl.log.error({ err: e }, "could not remove a timeline whose creation failed");
+    }
   }
 
   http.route(
@@ -96,14 +105,15 @@ export function registerTimelineRoutes(http: HttpServer, tenants: TenantManager,
         }
         if (connstr !== null && ancestorId === undefined) {
           // Bootstrap from a running source: BASE_BACKUP, import, then stream from its start.
-          const boot = await bootstrapFromSource(t, reservation, connstr);
+          // A failed import leaves the timeline it created (bootstrapFromSource drops the slot).
           try {
+            const boot = await bootstrapFromSource(t, reservation, connstr);
             await ws.set(boot.timeline, connstr, { consistentFrom: boot.config.consistent_from_lsn ?? null });
+            return { status: 201, json: M.timelineInfo(boot.timeline, ws) };
           } catch (e) {
             await undoCreate(t, reservation.id);
             throw e;
           }
-          return { status: 201, json: M.timelineInfo(boot.timeline, ws) };
         }
         // A branch with its own source (an endpoint started from the branch point): the source
         // must be usable, and of the ancestor's system, before the branch exists.
