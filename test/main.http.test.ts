@@ -203,7 +203,7 @@ describe("HTTP API v1 in-process", () => {
       state: "Active",
     });
     await expectError(call("POST", `/v1/tenant/${tenantId}/timeline`, { new_timeline_id: mainTl }), 409, "conflict", "already exists");
-    await expectError(call("POST", `/v1/tenant/${tenantId}/timeline`, { start_lsn: "nope" }), 400, "invalid_argument", 'body.start_lsn: expected an LSN like "0/16B3748" or null, got "nope"');
+    await expectError(call("POST", `/v1/tenant/${tenantId}/timeline`, { start_lsn: "nope" }), 400, "invalid_argument", 'body.start_lsn: expected an LSN like "0/16B3748", got "nope"');
     await expectError(call("POST", `/v1/tenant/${tenantId}/timeline`, { start_lsn: 4096 }), 400, "invalid_argument", 'body.start_lsn: expected an LSN like "0/16B3748" or null, got 4096');
     await expectError(call("POST", `/v1/tenant/${tenantId}/timeline`, { new_timeline_id: "../etc" }), 400, "invalid_argument", 'body.new_timeline_id: expected 32 lower-case hex characters, got "../etc"');
     await expectError(call("POST", `/v1/tenant/${tenantId}/timeline`, { ancestor_start_lsn: "0/1000" }), 400, "invalid_argument", "without ancestor_timeline_id");
