@@ -9,7 +9,8 @@
  * as a stock PostgreSQL); a branch sees its ancestor's commits below its branch point (a
  * later time is its `future`, an earlier one its `past` at the branch point); a branch at a
  * `past` time is a 400 naming the kind. After a restart of the
- * pageserver the answers are the same (the index is durable).
+ * pageserver the answers are the same (the index is durable). Deleting the streaming timeline
+ * (after its branches; before, a 409 that stops nothing) drops its slot on the source.
  */
 import { existsSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -190,5 +191,31 @@ describe("get_lsn_by_timestamp", { timeout: 300_000 }, () => {
     // The last answer is `future` at last_record_lsn, which the restart keeps (nothing new committed).
     expect(after).toEqual(before);
     expect(after.map((a) => a.kind)).toEqual(["past", "present", "present", "future"]);
+  });
+
+  it("deleting the streaming timeline (after its branches) drops its slot on the source; deleting the tenant removes it", async () => {
+    const slot = `pageserver_${timeline}`;
+    const state = async (): Promise<unknown> => ((await api("GET", `/v1/tenant/${tenant}/timeline/${timeline}`)).json["wal_source"] as { state: string }).state;
+    for (let i = 0; (await state()) !== "streaming"; i++) {
+      expect(i, "the source streams again after the restart").toBeLessThan(600);
+      await new Promise((res) => setTimeout(res, 100));
+    }
+    expect(await src.psql("SELECT string_agg(slot_name, ',') FROM pg_replication_slots")).toBe(slot);
+    const refused = await api("DELETE", `/v1/tenant/${tenant}/timeline/${timeline}`);
+    expect(refused.status).toBe(409);
+    // Refused before anything stopped: still streaming.
+    expect(await state()).toBe("streaming");
+    const all = (await api("GET", `/v1/tenant/${tenant}/timeline`)).json as unknown as { timeline_id: string; ancestor_timeline_id: string | null }[];
+    for (const b of all.filter((x) => x.ancestor_timeline_id !== null)) {
+      expect((await api("DELETE", `/v1/tenant/${tenant}/timeline/${b.timeline_id}`)).status).toBe(200);
+    }
+    const del = await api("DELETE", `/v1/tenant/${tenant}/timeline/${timeline}`);
+    expect(del.status, JSON.stringify(del.json)).toBe(200);
+    expect(del.json).toEqual({ tenant_id: tenant, timeline_id: timeline, wal_source: { slot_dropped: true } });
+    expect(await src.psql("SELECT count(*) FROM pg_replication_slots")).toBe("0");
+    expect(existsSync(join(workdir, "tenants", tenant, "timelines", timeline))).toBe(false);
+    const delTenant = await api("DELETE", `/v1/tenant/${tenant}`);
+    expect(delTenant.json).toEqual({ tenant_id: tenant, timelines: [] });
+    expect(existsSync(join(workdir, "tenants", tenant))).toBe(false);
   });
 });
