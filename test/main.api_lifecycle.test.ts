@@ -102,6 +102,7 @@ describe("API lifecycle", { timeout: 120_000 }, () => {
       expect(list.map((x) => x.timeline_id).sort()).toEqual([tl, br].sort());
       expect(list.find((x) => x.timeline_id === br)!.ancestor_lsn).toBe(lsnToString(end));
       expect(readdirSync(join(tenantDir(tid), "timelines")).sort()).toEqual([tl, br].sort());
+      expect((await call("GET", `/v1/tenant/${tid}`)).json).toMatchObject({ timelines: 2, timeline_ids: [tl, br].sort(), config: QUIET });
       for (const id of [tl, br]) expect(existsSync(join(timelineDir(tid, id), "metadata"))).toBe(true);
     }
     console.log(`409 answers: ${overlapped.filter((m) => m.includes("is being created")).length} while the other was being created, ${overlapped.filter((m) => m.includes("already exists")).length} after`);

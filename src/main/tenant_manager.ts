@@ -109,6 +109,8 @@ export class TenantManager {
     if (t.state === TenantState.Loading) throw new BadStateError(`tenant ${id} is still loading`);
     this.deleting.add(id);
     try {
+      // No creation or background round starts on it while its sources stop.
+      t.beginStopping();
       const r = await beforeStop(t);
       await t.shutdown(false);
       this.tenants.delete(id);

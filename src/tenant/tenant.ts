@@ -471,6 +471,15 @@ export class Tenant {
     return { ...this.overrides };
   }
 
+  /**
+   * The tenant is going away (deletion): from now on it refuses new work (creations,
+   * lookups: BadStateError) and its background rounds stop; shutdown() follows.
+   */
+  beginStopping(): void {
+    if (this.state === TenantState.Active) this.state = TenantState.Stopping;
+    this.stopLoops();
+  }
+
   async shutdown(flush: boolean): Promise<void> {
     if (this.state === TenantState.Active) this.state = TenantState.Stopping;
     this.stopLoops();

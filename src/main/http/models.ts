@@ -56,7 +56,16 @@ export const TenantCreated = Type.Object({ id: Id }, { additionalProperties: fal
 const TenantStateT = enumOf(Object.values(TenantState));
 export const TenantListItem = Type.Object({ id: Id, state: TenantStateT }, { additionalProperties: false });
 export const TenantInfo = Type.Object(
-  { id: Id, state: TenantStateT, broken_reason: Type.Optional(Type.String()), timelines: Count },
+  {
+    id: Id,
+    state: TenantStateT,
+    broken_reason: Type.Optional(Type.String()),
+    /** How many timelines (timeline_ids lists them, sorted). */
+    timelines: Count,
+    timeline_ids: Type.Array(Id),
+    /** The tenant's config overrides (GET …/config has the effective values too). */
+    config: AnyObject,
+  },
   { additionalProperties: false },
 );
 export const TenantConfig = Type.Object({ overrides: AnyObject, effective: AnyObject }, { additionalProperties: false });
@@ -72,7 +81,16 @@ export function tenantListItem(t: Tenant): Static<typeof TenantListItem> {
 }
 
 export function tenantInfo(t: Tenant): Static<typeof TenantInfo> {
-  return { id: t.id, state: t.state, ...(t.brokenReason ? { broken_reason: t.brokenReason } : {}), timelines: t.listTimelines().length };
+  const ids = t.listTimelines().map((tl) => tl.timelineId as string);
+  ids.sort();
+  return {
+    id: t.id,
+    state: t.state,
+    ...(t.brokenReason ? { broken_reason: t.brokenReason } : {}),
+    timelines: ids.length,
+    timeline_ids: ids,
+    config: t.configOverrides,
+  };
 }
 
 // -----------------------------------------------------------------------------------------
