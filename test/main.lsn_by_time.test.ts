@@ -20,6 +20,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { loadNodeConfig } from "../src/main/config.js";
 import { Server } from "../src/main/server.js";
 import { COMMIT_TIMES_FILE } from "../src/tenant/commit_times.js";
+import type { TenantId, TimelineId } from "../src/types/ids.js";
 import { parseLsn } from "../src/types/lsn.js";
 import { BackupServer } from "./support/backup_server.js";
 import { TestEnv } from "./support/env.js";
@@ -147,6 +148,13 @@ describe("get_lsn_by_timestamp", { timeout: 300_000 }, () => {
       const lsn = parseLsn(r.lsn);
       expect(lsn, `T${i}: within commit ${i}'s WAL`).toBeGreaterThan(commits[i - 1]!.before);
       expect(lsn).toBeLessThanOrEqual(commits[i - 1]!.after);
+      // And back: the commit's time lies between the reads around it (the same clock).
+      const tl = server!.tenants.get(tenant as TenantId).getTimeline(timeline as TimelineId);
+      const at = tl.timeForLsn(lsn);
+      expect(at).not.toBeNull();
+      expect(at!).toBeGreaterThan(Date.parse(times[i - 1]!));
+      expect(at!).toBeLessThanOrEqual(Date.parse(times[i]!) + 1);
+      expect(tl.timeForLsn(commits[i - 1]!.before)).toBe(i === 1 ? null : tl.timeForLsn(parseLsn((await lsnAt(timeline, times[i - 1]!)).lsn)));
     }
     const last = await api("GET", `/v1/tenant/${tenant}/timeline/${timeline}`);
     const future = await lsnAt(timeline, times[3]!);
