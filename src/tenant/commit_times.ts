@@ -73,6 +73,9 @@ export class CommitTimes {
       f.lsns.length === f.times_ms.length &&
       f.lsns.length <= this.maxEntries;
     if (!ok) throw new CorruptionError(this.path, 0, "commit-time index is not {version: 1, lsns, times_ms} of equal lengths within the bound");
+    // Checked whole before any of it is taken: a bad file leaves the index empty.
+    const lsns: number[] = [];
+    const times: number[] = [];
     let prev = -1;
     for (let i = 0; i < f.lsns.length; i++) {
       const lsn = f.lsns[i];
@@ -81,11 +84,13 @@ export class CommitTimes {
         throw new CorruptionError(this.path, 0, `commit-time index entry ${i} is not an ascending LSN with a finite time`);
       }
       prev = lsn as number;
-      if ((lsn as number) > durableLsn) break;
-      this.lsns.push(lsn as number);
-      this.times.push(t);
-      this.savedNewest = lsn as number;
+      if ((lsn as number) > durableLsn) continue;
+      lsns.push(lsn as number);
+      times.push(t);
     }
+    this.lsns = lsns;
+    this.times = times;
+    this.savedNewest = lsns.length === 0 ? -1 : lsns[lsns.length - 1]!;
   }
 
   get size(): number {
