@@ -141,6 +141,20 @@ describe("tenant mobility", () => {
     expect(Buffer.from(v!).toString()).toBe("b 0");
   });
 
+  it("deleting a timeline or a tenant stops its remote clients", async () => {
+    const id = generateTenantId();
+    const t = await b.tenants.create(id, QUIET);
+    const [x, y] = [await t.createTimeline({ startLsn: 0x1000 }), await t.createTimeline({ startLsn: 0x1000 })];
+    await within(b.remote!.whenConnected(), "clients");
+    expect(b.remote!.clientOf(x)).toBeDefined();
+    const base = `http://127.0.0.1:${b.port}`;
+    expect((await fetch(`${base}/v1/tenant/${id}/timeline/${x.timelineId}`, { method: "DELETE" })).status).toBe(200);
+    expect(b.remote!.clientOf(x)).toBeUndefined();
+    expect(b.remote!.clientOf(y)).toBeDefined();
+    expect((await fetch(`${base}/v1/tenant/${id}`, { method: "DELETE" })).status).toBe(200);
+    expect(b.remote!.clientOf(y)).toBeUndefined();
+  });
+
   it("without remote storage, attach and detach are refused", async () => {
     const s = await server(tmp("mobility-none-"), undefined);
     try {

@@ -28,6 +28,7 @@ import { RemoteTimelineClient, SupersededError } from "../remote/remote_timeline
 import { type Tenant, TenantState } from "../tenant/tenant.js";
 import { type Timeline, TimelineState } from "../tenant/timeline.js";
 import { BadStateError } from "../types/errors.js";
+import type { TenantId } from "../types/ids.js";
 import type { Lsn } from "../types/lsn.js";
 
 const OPEN_RETRY_BASE_MS = 200;
@@ -157,6 +158,21 @@ export class RemoteTimelines {
       this.clients.delete(tl);
     }
     if (failures.length > 0) throw new BadStateError(`uploads of tenant ${tenant.id} did not finish: ${failures.join("; ")}`);
+  }
+
+  /**
+   * A deleted timeline: its client stops at once (nothing more is uploaded). Its objects stay
+   * in the bucket: removing a deleted timeline's remote state is not built yet.
+   */
+  async dropTimeline(tl: Timeline): Promise<void> {
+    const c = this.clients.get(tl);
+    this.clients.delete(tl);
+    await c?.shutdown();
+  }
+
+  /** A deleted tenant: every client of its timelines stops (see dropTimeline). */
+  async dropTenant(id: TenantId): Promise<void> {
+    for (const tl of [...this.clients.keys()]) if (tl.tenantId === id) await this.dropTimeline(tl);
   }
 
   /** Resolves when every timeline that is connecting now is connected (or gave up). */
