@@ -50,6 +50,8 @@ function tmp(prefix: string): string {
 
 async function server(workdir: string, remote: string | undefined): Promise<Server> {
   const s = new Server(loadNodeConfig({ workdir, listen: "127.0.0.1:0", listen_pg: "127.0.0.1:0", ...(remote === undefined ? {} : { remote_storage: remote }) }), logs.logger);
+  // Every reply checked against its declared schema.
+  s.http.checkResponses = true;
   await s.start();
   return s;
 }
@@ -138,6 +140,27 @@ describe("tenant mobility", () => {
     const back = await within(a.attachTenant(tenantId, 3), "attach back in generation 3");
     expect(back.state).toBe("Active");
     const v = await back.getTimeline(timelineId).get(k(0), dcl + 8);
+    expect(Buffer.from(v!).toString()).toBe("b 0");
+  });
+
+  it("over HTTP: POST …/detach on A, POST …/attach {generation} on B; both in the OpenAPI document", async () => {
+    const call = async (srv: Server, method: string, path: string, body?: unknown) => {
+      const res = await fetch(`http://127.0.0.1:${srv.port}${path}`, { method, ...(body === undefined ? {} : { body: JSON.stringify(body) }) });
+      return { status: res.status, json: (await res.json()) as Record<string, unknown> };
+    };
+    // A holds the tenant now (generation 3): it moves to B in generation 4.
+    expect(await call(a, "POST", `/v1/tenant/${tenantId}/detach`)).toEqual({ status: 200, json: { tenant_id: tenantId } });
+    expect((await call(a, "GET", `/v1/tenant/${tenantId}`)).status).toBe(404);
+    const bad = await call(b, "POST", `/v1/tenant/${tenantId}/attach`, { generation: 0 });
+    expect(bad.status).toBe(400);
+    expect(String(bad.json["error"])).toContain("generation");
+    const r = await call(b, "POST", `/v1/tenant/${tenantId}/attach`, { generation: 4 });
+    expect(r.status, JSON.stringify(r.json)).toBe(201);
+    expect(r.json).toMatchObject({ id: tenantId, state: "Active", timeline_ids: [timelineId] });
+    expect((await call(b, "POST", `/v1/tenant/${tenantId}/attach`, { generation: 5 })).status).toBe(409);
+    const doc = (await call(b, "GET", "/v1/openapi.json")).json as { paths: Record<string, unknown> };
+    expect(Object.keys(doc.paths)).toEqual(expect.arrayContaining(["/v1/tenant/{tenant_id}/detach", "/v1/tenant/{tenant_id}/attach"]));
+    const v = await b.tenants.get(tenantId).getTimeline(timelineId).get(k(0), dcl + 8);
     expect(Buffer.from(v!).toString()).toBe("b 0");
   });
 

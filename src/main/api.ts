@@ -16,6 +16,7 @@ import { buildInfo } from "./build_info.js";
 import * as M from "./http/models.js";
 import { openApiDocument } from "./http/openapi.js";
 import type { HttpServer } from "./http/server.js";
+import type { Tenant } from "../tenant/tenant.js";
 import type { TenantManager } from "./tenant_manager.js";
 import type { WalSources } from "./wal_sources.js";
 
@@ -26,7 +27,14 @@ export function registerRoutes(
   http: HttpServer,
   tenants: TenantManager,
   metrics: Registry,
-  extra: { startedAt: Date; walSources: WalSources; log: Logger; remote?: RemoteTimelines | null },
+  extra: {
+    startedAt: Date;
+    walSources: WalSources;
+    log: Logger;
+    remote?: RemoteTimelines | null;
+    /** Detach / attach (Server's): their routes exist only with remote storage. */
+    mobility?: { detach(id: TenantId): Promise<void>; attach(id: TenantId, generation: number): Promise<Tenant> } | null;
+  },
 ): void {
   const ws = extra.walSources;
   const build = buildInfo();
@@ -121,6 +129,37 @@ export function registerRoutes(
       return { status: 200, json: { tenant_id: id, timelines } };
     },
   );
+  const mobility = extra.mobility ?? null;
+  if (mobility !== null) {
+    http.route(
+      {
+        method: "post",
+        path: "/v1/tenant/:tenant_id/detach",
+        summary: "detach a tenant: its WAL sources stop (slots kept), it flushes, the bucket receives everything, then it leaves this node",
+        params: TenantParams,
+        responses: { 200: { description: "detached", schema: M.TenantDetached } },
+      },
+      async (r) => {
+        const id = r.params["tenant_id"] as TenantId;
+        await mobility.detach(id);
+        return { status: 200, json: { tenant_id: id } };
+      },
+    );
+    http.route(
+      {
+        method: "post",
+        path: "/v1/tenant/:tenant_id/attach",
+        summary: "attach a tenant from remote storage in a generation: downloaded (resumable), then loaded",
+        params: TenantParams,
+        body: M.TenantAttach,
+        responses: { 201: { description: "attached", schema: M.TenantInfo } },
+      },
+      async (r) => {
+        const t = await mobility.attach(r.params["tenant_id"] as TenantId, r.body.generation);
+        return { status: 201, json: M.tenantInfo(t) };
+      },
+    );
+  }
   http.route(
     {
       method: "get",

@@ -110,7 +110,13 @@ export class Server {
       this.auth = await Auth.fromPublicKeyFile(this.config.auth_public_key);
       this.http.setAuth(this.auth);
     }
-    registerRoutes(this.http, this.tenants, this.metrics, { startedAt: new Date(), walSources: this.walSources, log: this.log, remote: this.remote });
+    registerRoutes(this.http, this.tenants, this.metrics, {
+      startedAt: new Date(),
+      walSources: this.walSources,
+      log: this.log,
+      remote: this.remote,
+      mobility: this.remote === null ? null : { detach: (id) => this.detachTenant(id), attach: (id, gen) => this.attachTenant(id, gen) },
+    });
     this.http.fallback();
     this.port = await this.http.listen(this.config.listen_http.host, this.config.listen_http.port);
     this.pgPort = await this.pageService.listen(this.config.listen_pg.host, this.config.listen_pg.port);

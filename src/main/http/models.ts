@@ -75,6 +75,12 @@ export const TenantConfigSet = Type.Object({ overrides: AnyObject }, { additiona
 export const SlotDrop = Type.Object({ slot_dropped: Type.Boolean(), slot_error: Type.Optional(Type.String()) }, { additionalProperties: false });
 export const TimelineDeleted = Type.Object({ tenant_id: Id, timeline_id: Id, wal_source: Nullable(SlotDrop) }, { additionalProperties: false });
 export const TenantDeleted = Type.Object({ tenant_id: Id, timelines: Type.Array(TimelineDeleted) }, { additionalProperties: false });
+/** Attach (routes only with remote storage): the generation the control plane issued, higher than any before. */
+export const TenantAttach = Type.Object(
+  { generation: Type.Integer({ minimum: 1, maximum: 0xffff_ffff, description: "generation of this attachment (RFC 025)" }) },
+  { additionalProperties: false },
+);
+export const TenantDetached = Type.Object({ tenant_id: Id }, { additionalProperties: false });
 
 export function tenantListItem(t: Tenant): Static<typeof TenantListItem> {
   return { id: t.id, state: t.state };
