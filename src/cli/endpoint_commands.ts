@@ -73,6 +73,7 @@ async function start(cli: Cli, o: StartOptions): Promise<void> {
   const atArg = o.at === undefined ? undefined : argTime("--at", o.at);
   const bindir = findPgBinDir();
   prepareDataDir(pgdata);
+  handToPostgres(pgdata);
   await checkReachable(pgdata);
 
   // The timeline the endpoint writes to: a new branch, or the given one if nothing streams into it.

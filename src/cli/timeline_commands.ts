@@ -1,5 +1,5 @@
 /**
- * `pagectl timeline create|branch|list|show|delete|layers|draw`. A branch at a time
+ * `pagectl timeline create|branch|list|show|delete|checkpoint|compact|gc|layers|draw`. A branch at a time
  * (`--at`) is resolved to the LSN of the last commit at or before it (get_lsn_by_timestamp,
  * `present` only) and created at that LSN, so the branch point printed is exactly the one used.
  */
@@ -8,7 +8,7 @@ import type { Command } from "commander";
 import type { PageserverHttpClient } from "../client/http_client.js";
 import type { LayerInfo, TimelineInfo } from "../client/http_models.js";
 import { PageserverError } from "../types/errors.js";
-import { argId, argLsn, argTime, UsageError } from "./args.js";
+import { argId, argInt, argLsn, argTime, UsageError } from "./args.js";
 import { cliOf } from "./context.js";
 import { progressWanted, withElapsed } from "./progress.js";
 import { formatBytes, formatRecord, formatTable } from "./table.js";
@@ -127,6 +127,39 @@ export function registerTimelineCommands(program: Command): void {
       const tlid = argId("timeline id", timeline);
       const r = await cli.api.deleteTimeline(argId("tenant id", tenant), tlid);
       cli.print(r, () => `deleted timeline ${tlid}${Object.keys(r).length > 0 ? `\n${formatRecord(r)}` : ""}`);
+    });
+
+  tl.command("checkpoint")
+    .description("freeze and flush what the timeline holds in memory; returns once durable")
+    .argument("<tenant_id>")
+    .argument("<timeline_id>")
+    .action(async (tenant: string, timeline: string, _o: unknown, cmd: Command) => {
+      const cli = cliOf(cmd);
+      const r = await cli.api.checkpoint(argId("tenant id", tenant), argId("timeline id", timeline));
+      cli.print(r, () => formatRecord(r));
+    });
+
+  tl.command("compact")
+    .description("compact the timeline's L0 layers (and create image layers)")
+    .argument("<tenant_id>")
+    .argument("<timeline_id>")
+    .option("--force-images", "create image layers whatever the thresholds say")
+    .action(async (tenant: string, timeline: string, o: { forceImages?: boolean }, cmd: Command) => {
+      const cli = cliOf(cmd);
+      const r = await cli.api.compact(argId("tenant id", tenant), argId("timeline id", timeline), o.forceImages === true);
+      cli.print(r, () => formatRecord(r));
+    });
+
+  tl.command("gc")
+    .description("garbage-collect the timeline's layers below its GC cutoff")
+    .argument("<tenant_id>")
+    .argument("<timeline_id>")
+    .option("--horizon <bytes>", "keep this many bytes of WAL history (default: the tenant's gc_horizon / pitr_interval)")
+    .action(async (tenant: string, timeline: string, o: { horizon?: string }, cmd: Command) => {
+      const cli = cliOf(cmd);
+      const h = o.horizon === undefined ? undefined : argInt("--horizon", o.horizon, 0, Number.MAX_SAFE_INTEGER);
+      const r = await cli.api.gc(argId("tenant id", tenant), argId("timeline id", timeline), h);
+      cli.print(r, () => formatRecord(r));
     });
 
   tl.command("layers")

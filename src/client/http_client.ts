@@ -202,6 +202,12 @@ export class PageserverHttpClient {
     return expectObject<Record<string, unknown>>("compact answer", await this.json("PUT", `${this.tl(tenant, timeline)}/compact${q}`), []);
   }
 
+  /** GC of this timeline, `gc_horizon_bytes` back from its last record LSN (default: the tenant's settings). */
+  async gc(tenant: string, timeline: string, gc_horizon_bytes?: number): Promise<Record<string, unknown>> {
+    const body = gc_horizon_bytes === undefined ? {} : { gc_horizon: gc_horizon_bytes };
+    return expectObject<Record<string, unknown>>("gc answer", await this.json("PUT", `${this.tl(tenant, timeline)}/do_gc`, body), []);
+  }
+
   /** The base backup tar at `lsn` ("X/Y"; default the latest), streamed. */
   async basebackup(tenant: string, timeline: string, lsn?: string): Promise<StreamedReply> {
     const q = lsn === undefined ? "" : `?lsn=${enc(lsn)}`;
