@@ -1,0 +1,343 @@
+/**
+ * pagectl end to end (issue 11): the real command (`node --import tsx src/cli/pagectl.ts`)
+ * against a real pageserver (in-process Server on ephemeral ports) and a stock PostgreSQL 15
+ * source streaming into it:
+ * - tenant and timeline lifecycle, tables for humans, `--json` parsed back;
+ * - errors: one line `pagectl: <message> (<code>)`, exit 1; usage errors exit 2, nothing sent;
+ * - a base backup download with `--progress` (progress on stderr, the tar in the file);
+ * - getpage through the page service (hexdump and --json);
+ * - `endpoint start` on a branch at an LSN, a write on the endpoint, `endpoint stop`, and
+ *   the write is in the branch (a second endpoint on the branch itself sees it);
+ * - the commands on routes of the operator API (lsn-by-time, branch --at, layers, draw,
+ *   delete): against a server that has them, their results; against one that does not yet,
+ *   a `not_found` error with exit 1 (the same command, no silent fallback).
+ */
+import { spawn } from "node:child_process";
+import { chownSync, existsSync, mkdtempSync, readFileSync, rmSync, statSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { loadNodeConfig } from "../src/main/config.js";
+import { Server } from "../src/main/server.js";
+import { lsnNum } from "./support/e2e_fixture.js";
+import { TestEnv } from "./support/env.js";
+import { LogCapture } from "./support/log_check.js";
+import { PgInstance } from "./support/postgres.js";
+import { freePort, runPg } from "./support/backup_server.js";
+
+const PAGECTL = fileURLToPath(new URL("../src/cli/pagectl.ts", import.meta.url));
+const IS_ROOT = typeof process.getuid === "function" && process.getuid() === 0;
+const RUN_TIMEOUT_MS = 120_000;
+
+const env = new TestEnv(fileURLToPath(import.meta.url));
+const logs = new LogCapture();
+let src: PgInstance;
+let server: Server;
+let url: string;
+let pgAddr: string;
+let dir: string;
+const endpointDirs: string[] = [];
+
+interface Run {
+  code: number;
+  stdout: string;
+  stderr: string;
+}
+
+/** pagectl with `args` against our server (unless args name another --server). */
+async function pagectl(args: string[], extraEnv: Record<string, string> = {}): Promise<Run> {
+  const child = spawn(process.execPath, ["--import", "tsx", PAGECTL, "--server", url, "--pg-server", pgAddr, ...args], {
+    stdio: ["ignore", "pipe", "pipe"],
+    env: { ...process.env, ...extraEnv },
+  });
+  let stdout = "";
+  let stderr = "";
+  child.stdout.on("data", (d: Buffer) => {
+    stdout += d.toString();
+  });
+  child.stderr.on("data", (d: Buffer) => {
+    stderr += d.toString();
+  });
+  const timer = setTimeout(() => child.kill("SIGKILL"), RUN_TIMEOUT_MS);
+  const code = await new Promise<number>((r) => child.once("close", (c) => r(c ?? -1)));
+  clearTimeout(timer);
+  return { code, stdout, stderr };
+}
+
+/** pagectl that must succeed; its stdout. */
+async function ok(args: string[]): Promise<string> {
+  const r = await pagectl(args);
+  expect(r.code, `pagectl ${args.join(" ")}: ${r.stderr}`).toBe(0);
+  return r.stdout;
+}
+
+async function okJson<T>(args: string[]): Promise<T> {
+  return JSON.parse(await ok(["--json", ...args])) as T;
+}
+
+/** A one-line failure with the code, and the exit code. */
+function expectFailure(r: Run, exitCode: number, code: string): void {
+  expect(r.code, r.stdout + r.stderr).toBe(exitCode);
+  const lines = r.stderr.trimEnd().split("\n");
+  expect(lines[0]).toMatch(new RegExp(`^pagectl: .+ \\(${code}\\)$`));
+}
+
+/** Is this route on the server (a 404 with "no route" means not yet)? */
+async function hasRoute(path: string): Promise<boolean> {
+  const r = await fetch(`${url}${path}`);
+  const text = await r.text();
+  return !(r.status === 404 && /no route/.test(text));
+}
+
+async function waitIngested(tenant: string, timeline: string, lsn: string, timeout_ms = 60_000): Promise<void> {
+  const deadline = Date.now() + timeout_ms;
+  for (;;) {
+    const info = (await (await fetch(`${url}/v1/tenant/${tenant}/timeline/${timeline}`)).json()) as { last_record_lsn: string };
+    if (lsnNum(info.last_record_lsn) >= lsnNum(lsn)) return;
+    if (Date.now() > deadline) throw new Error(`${timeline} did not reach ${lsn}: at ${info.last_record_lsn}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+async function psql(port: number, sql: string): Promise<string> {
+  const r = await runPg("psql", ["-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-h", "127.0.0.1", "-p", String(port), "-U", "postgres", "-d", "postgres", "-f", "-"], sql);
+  if (r.code !== 0) throw new Error(`psql: ${r.stderr}`);
+  return r.stdout.trim();
+}
+
+beforeAll(async () => {
+  src = await PgInstance.start({ conf: { wal_level: "replica", max_wal_senders: 10, max_replication_slots: 10 } });
+  env.add("source.log", src.logFile);
+  dir = mkdtempSync(join(tmpdir(), "ps-cli-"));
+  // Endpoints' data directories live here: PostgreSQL runs as `postgres` when we are root.
+  if (IS_ROOT) {
+    const { uid, gid } = statSync(src.baseDir);
+    chownSync(dir, uid, gid);
+  }
+  server = new Server(loadNodeConfig({ workdir: join(dir, "workdir"), listen: "127.0.0.1:0", listen_pg: "127.0.0.1:0" }), logs.logger);
+  url = `http://127.0.0.1:${await server.start()}`;
+  pgAddr = `127.0.0.1:${server.pgPort}`;
+  await src.psql("CREATE TABLE t (x int); INSERT INTO t SELECT g FROM generate_series(1, 1000) g");
+});
+
+afterAll(async () => {
+  for (const d of endpointDirs) {
+    if (existsSync(join(d, "postmaster.pid"))) await runPg("pg_ctl", ["-D", d, "-m", "immediate", "-w", "stop"]);
+  }
+  await server?.stop();
+  await src?.destroy();
+  if (dir) rmSync(dir, { recursive: true, force: true });
+  // A stopped endpoint's slot can't be dropped (the server is down): the WARN says so.
+  logs.expectClean([/could not drop the source's replication slot/, /WAL stream lost/, /could not compute the logical size/]);
+});
+
+describe("pagectl against a real pageserver", { timeout: 300_000 }, () => {
+  let tenant: string;
+  let main: string;
+  let lsnBefore: string;
+
+  it("status, tenant lifecycle, tables and --json", async () => {
+    const status = await okJson<{ status: string; version: string }>(["status"]);
+    expect(status.status).toBe("ok");
+
+    tenant = (await ok(["tenant", "create", "checkpoint_distance=4194304"])).trim();
+    expect(tenant).toMatch(/^[0-9a-f]{32}$/);
+    const list = await okJson<{ id: string; state: string }[]>(["tenant", "list"]);
+    expect(list).toContainEqual({ id: tenant, state: "Active" });
+    const table = await ok(["tenant", "list"]);
+    const lines = table.trimEnd().split("\n");
+    expect(lines[0]).toMatch(/^TENANT_ID\s+STATE$/);
+    expect(lines.some((l) => l.startsWith(tenant) && l.endsWith("Active"))).toBe(true);
+
+    const shown = await okJson<{ id: string; timelines: number }>(["tenant", "show", tenant]);
+    expect(shown).toMatchObject({ id: tenant, timelines: 0 });
+
+    // config set merges into the overrides; key= removes one.
+    await ok(["tenant", "config", "set", tenant, "gc_period=0", "compaction_period=5s"]);
+    let conf = await okJson<{ overrides: Record<string, unknown> }>(["tenant", "config", "get", tenant]);
+    expect(conf.overrides).toEqual({ checkpoint_distance: 4194304, gc_period: 0, compaction_period: "5s" });
+    await ok(["tenant", "config", "set", tenant, "compaction_period="]);
+    conf = await okJson<{ overrides: Record<string, unknown> }>(["tenant", "config", tenant]);
+    expect(conf.overrides).toEqual({ checkpoint_distance: 4194304, gc_period: 0 });
+  });
+
+  it("errors: one line with the code, exit 1; usage errors exit 2", async () => {
+    expectFailure(await pagectl(["tenant", "show", "00000000000000000000000000000000"]), 1, "not_found");
+    expectFailure(await pagectl(["tenant", "create", "--id", tenant]), 1, "conflict");
+    expectFailure(await pagectl(["tenant", "config", "set", tenant, "no_such_setting=1"]), 1, "invalid_argument");
+    expectFailure(await pagectl(["--server", "http://127.0.0.1:1", "status"]), 1, "source_unavailable");
+    // Usage: nothing is sent.
+    expectFailure(await pagectl(["tenant", "show", "not-an-id"]), 2, "usage");
+    expectFailure(await pagectl(["timeline", "branch", tenant, tenant, "--lsn", "zz"]), 2, "usage");
+    expectFailure(await pagectl(["getpage", tenant, tenant, "--rel", "1/2", "--blk", "0"]), 2, "usage");
+    const unknown = await pagectl(["frobnicate"]);
+    expect(unknown.code).toBe(2);
+    expect(unknown.stderr).toMatch(/^pagectl: unknown command 'frobnicate'/);
+    const missing = await pagectl(["basebackup", tenant, tenant]);
+    expect(missing.code).toBe(2);
+    expect(missing.stderr).toMatch(/required option '-o, --output <file>' not specified/);
+    expect((await pagectl(["--help"])).code).toBe(0);
+  });
+
+  it("timelines: bootstrap from a source, branch at an LSN, list, show", async () => {
+    const created = await okJson<{ timeline_id: string; wal_source: { state: string } }>(["timeline", "create", tenant, "--source", src.connectionString()]);
+    main = created.timeline_id;
+    lsnBefore = await src.psql("SELECT pg_current_wal_insert_lsn()");
+    await waitIngested(tenant, main, lsnBefore);
+    await src.psql("INSERT INTO t SELECT g FROM generate_series(1001, 3000) g");
+    await waitIngested(tenant, main, await src.psql("SELECT pg_current_wal_insert_lsn()"));
+
+    const branch = await okJson<{ timeline_id: string; ancestor_timeline_id: string; ancestor_lsn: string }>(["timeline", "branch", tenant, main, "--lsn", lsnBefore]);
+    expect(branch.ancestor_timeline_id).toBe(main);
+    expect(branch.ancestor_lsn).toBe(lsnBefore);
+
+    const list = await okJson<{ timeline_id: string }[]>(["timeline", "list", tenant]);
+    expect(list.map((t) => t.timeline_id).sort()).toEqual([main, branch.timeline_id].sort());
+    const table = (await ok(["timeline", "list", tenant])).trimEnd().split("\n");
+    expect(table[0]).toMatch(/^TIMELINE_ID\s+ANCESTOR\s+ANCESTOR_LSN\s+LAST_RECORD_LSN/);
+    expect(table).toHaveLength(3);
+    // Aligned: every row's second column starts where the header's does.
+    const col = table[0]!.indexOf("ANCESTOR");
+    for (const row of table.slice(1)) expect(row[col - 1]).toBe(" ");
+
+    const show = await ok(["timeline", "show", tenant, main]);
+    expect(show).toMatch(new RegExp(`^timeline_id\\s+${main}$`, "m"));
+    expect(show).toMatch(/^wal_source\.state\s+streaming$/m);
+    const cp = await okJson<{ disk_consistent_lsn: string }>(["timeline", "checkpoint", tenant, main]);
+    expect(lsnNum(cp.disk_consistent_lsn)).toBeGreaterThan(lsnNum(lsnBefore));
+  });
+
+  it("basebackup with --progress: progress on stderr, the tar in the file", async () => {
+    const out = join(dir, "base.tar");
+    const r = await pagectl(["basebackup", tenant, main, "--lsn", lsnBefore, "-o", out, "--progress"]);
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stderr).toMatch(/base backup .*\d+(\.\d)? (B|KiB|MiB)/);
+    expect(r.stdout).toMatch(/^wrote .*base\.tar \(\d/);
+    expect(existsSync(`${out}.partial`)).toBe(false);
+    const tar = readFileSync(out);
+    expect(tar.length).toBeGreaterThan(1024 * 1024);
+    expect(tar.length % 512).toBe(0);
+    expect(tar.subarray(257, 262).toString()).toBe("ustar");
+    const names = new Set<string>();
+    for (let off = 0; off + 512 <= tar.length; ) {
+      const name = tar.subarray(off, off + 100).toString().replace(/\0.*$/s, "");
+      if (name === "") break;
+      names.add(name);
+      const size = Number.parseInt(tar.subarray(off + 124, off + 136).toString().replace(/\0.*$/s, "").trim() || "0", 8);
+      off += 512 + Math.ceil(size / 512) * 512;
+    }
+    expect(names).toContain("global/pg_control");
+    expect(names).toContain("PG_VERSION");
+
+    // --json: machine output only on stdout, no progress (stderr is not a terminal here).
+    const j = await okJson<{ size_bytes: number }>(["basebackup", tenant, main, "-o", join(dir, "base2.tar")]);
+    expect(j.size_bytes).toBe(statSync(join(dir, "base2.tar")).size);
+  });
+
+  it("getpage through the page service: hexdump, --json", async () => {
+    const rel = (await src.psql("SELECT (SELECT oid FROM pg_database WHERE datname = 'postgres') || '/' || pg_relation_filenode('t')")).trim();
+    const spec = `1663/${rel}`;
+    const hex = await ok(["getpage", tenant, main, "--rel", spec, "--blk", "0"]);
+    const lines = hex.trimEnd().split("\n");
+    expect(lines[0]).toMatch(/^00000000 {2}([0-9a-f]{2} ){8} ([0-9a-f]{2} ){7}[0-9a-f]{2} {2}\|.{16}\|$/);
+    expect(lines.at(-1)).toBe("00002000");
+    const j = await okJson<{ page_hex: string; lsn: string }>(["getpage", tenant, main, "--rel", `${spec}.main`, "--blk", "0", "--lsn", lsnBefore]);
+    expect(j.page_hex).toHaveLength(16384);
+    expect(j.lsn).toBe(lsnBefore);
+    // pd_lower (bytes 12..13 LE) of a heap page with tuples is past the header.
+    const page = Buffer.from(j.page_hex, "hex");
+    expect(page.readUInt16LE(12)).toBeGreaterThan(24);
+    expectFailure(await pagectl(["getpage", tenant, main, "--rel", "1663/1/999999", "--blk", "0"]), 1, "\\w+");
+  });
+
+  it("endpoint start on a branch at an LSN, a write there, endpoint stop: the write is in the branch", async () => {
+    const pgdata = join(dir, "ep1");
+    endpointDirs.push(pgdata);
+    const port = await freePort();
+    const started = await okJson<{ timeline_id: string; lsn: string; branch_created: boolean; wal_source_state: string; port: number }>([
+      "endpoint", "start", "--tenant", tenant, "--timeline", main, "--lsn", lsnBefore, "--pgdata", pgdata, "--port", String(port), "--conf", "fsync=off", "--conf", "shared_buffers=16MB",
+    ]);
+    expect(started).toMatchObject({ lsn: lsnBefore, branch_created: true, wal_source_state: "streaming", port });
+    const branch = started.timeline_id;
+    // The endpoint shows the database at the branch point: the first 1000 rows only.
+    expect(await psql(port, "SELECT count(*) FROM t")).toBe("1000");
+    await psql(port, "INSERT INTO t SELECT -g FROM generate_series(1, 500) g");
+    const end = await psql(port, "SELECT pg_current_wal_insert_lsn()");
+    await waitIngested(tenant, branch, end);
+
+    // The main timeline streams from the source: an endpoint on it directly is refused.
+    expectFailure(await pagectl(["endpoint", "start", "--tenant", tenant, "--timeline", main, "--pgdata", join(dir, "ep-refused"), "--port", String(await freePort())]), 1, "conflict");
+    // The data directory of a running endpoint is not reused.
+    expectFailure(await pagectl(["endpoint", "start", "--tenant", tenant, "--timeline", branch, "--branch", "--pgdata", pgdata, "--port", String(await freePort())]), 1, "invalid_argument");
+
+    const stopped = await okJson<{ stopped: boolean; fast_shutdown: boolean; wal_source: { removed: boolean }; last_record_lsn: string; disk_consistent_lsn: string }>(["endpoint", "stop", "--pgdata", pgdata]);
+    expect(stopped).toMatchObject({ stopped: true, fast_shutdown: true, wal_source: { removed: true } });
+    // Fast shutdown waited for the pageserver's flush: every byte is durable.
+    expect(stopped.disk_consistent_lsn).toBe(stopped.last_record_lsn);
+    expect(lsnNum(stopped.last_record_lsn)).toBeGreaterThanOrEqual(lsnNum(end));
+    const info = await okJson<{ wal_source: unknown }>(["timeline", "show", tenant, branch]);
+    expect(info.wal_source).toBeNull();
+    // A second stop is harmless.
+    const again = await okJson<{ stopped: boolean }>(["endpoint", "stop", "--pgdata", pgdata]);
+    expect(again.stopped).toBe(false);
+
+    // A new endpoint on the branch itself (nothing streams into it now) sees the write.
+    const pgdata2 = join(dir, "ep2");
+    endpointDirs.push(pgdata2);
+    const port2 = await freePort();
+    const second = await okJson<{ timeline_id: string; branch_created: boolean }>(["endpoint", "start", "--tenant", tenant, "--timeline", branch, "--pgdata", pgdata2, "--port", String(port2), "--conf", "fsync=off"]);
+    expect(second).toMatchObject({ timeline_id: branch, branch_created: false });
+    expect(await psql(port2, "SELECT count(*), sum(x) FROM t")).toBe(`1500|${(1000 * 1001) / 2 - (500 * 501) / 2}`);
+    const stop2 = await pagectl(["endpoint", "stop", "--pgdata", pgdata2]);
+    expect(stop2.code, stop2.stderr).toBe(0);
+    expect(stop2.stdout).toMatch(/^postgres\s+stopped \(fast\)$/m);
+  });
+
+  it("operator routes (lsn-by-time, branch --at, layers, draw, delete): results where the server has them, not_found where not", async () => {
+    const at = new Date().toISOString();
+    if (await hasRoute(`/v1/tenant/${tenant}/timeline/${main}/get_lsn_by_timestamp?timestamp=${at}`)) {
+      await src.psql("INSERT INTO t VALUES (0)");
+      await waitIngested(tenant, main, await src.psql("SELECT pg_current_wal_insert_lsn()"));
+      const r = await okJson<{ lsn: string; kind: string }>(["lsn-by-time", tenant, main, at]);
+      expect(r.kind).toBe("present");
+      const b = await okJson<{ ancestor_lsn: string }>(["timeline", "branch", tenant, main, "--at", at]);
+      expect(b.ancestor_lsn).toBe(r.lsn);
+      const past = await pagectl(["timeline", "branch", tenant, main, "--at", "2000-01-01T00:00:00Z"]);
+      expectFailure(past, 1, "invalid_argument");
+      expect(past.stderr).toMatch(/'past'/);
+    } else {
+      expectFailure(await pagectl(["lsn-by-time", tenant, main, at]), 1, "not_found");
+      expectFailure(await pagectl(["timeline", "branch", tenant, main, "--at", at]), 1, "not_found");
+    }
+    if (await hasRoute(`/v1/tenant/${tenant}/timeline/${main}/layer`)) {
+      const layers = await okJson<{ name: string; kind: string }[]>(["timeline", "layers", tenant, main]);
+      expect(layers.length).toBeGreaterThan(0);
+      expect(await ok(["timeline", "layers", tenant, main])).toMatch(/^\d+ layers/m);
+    } else {
+      expectFailure(await pagectl(["timeline", "layers", tenant, main]), 1, "not_found");
+    }
+    const svg = join(dir, "map.svg");
+    if (await hasRoute(`/v1/tenant/${tenant}/timeline/${main}/layer_map.svg`)) {
+      await ok(["timeline", "draw", tenant, main, "-o", svg]);
+      expect(readFileSync(svg, "utf8")).toMatch(/<svg[\s>]/);
+    } else {
+      expectFailure(await pagectl(["timeline", "draw", tenant, main, "-o", svg]), 1, "not_found");
+      expect(existsSync(svg)).toBe(false);
+    }
+    const scratch = (await ok(["tenant", "create"])).trim();
+    const del = await fetch(`${url}/v1/tenant/${scratch}`, { method: "DELETE" });
+    await del.text();
+    if (del.status !== 404 && del.status !== 405) {
+      // DELETE exists (it just removed the scratch tenant): the CLI on another one.
+      const t2 = (await ok(["tenant", "create"])).trim();
+      const tl = await okJson<{ timeline_id: string }>(["timeline", "create", t2, "--start-lsn", "0/1000000"]);
+      await ok(["timeline", "delete", t2, tl.timeline_id]);
+      expect(await okJson<unknown[]>(["timeline", "list", t2])).toEqual([]);
+      await ok(["tenant", "delete", t2]);
+      expectFailure(await pagectl(["tenant", "show", t2]), 1, "not_found");
+    } else {
+      expectFailure(await pagectl(["tenant", "delete", scratch]), 1, "not_found");
+    }
+  });
+});
