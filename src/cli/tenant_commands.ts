@@ -5,6 +5,7 @@ import type { Command } from "commander";
 import { argId, argSettings } from "./args.js";
 import { cliOf } from "./context.js";
 import { formatRecord, formatTable } from "./table.js";
+import { sourceNote } from "./timeline_commands.js";
 
 export function registerTenantCommands(program: Command): void {
   const tenant = program.command("tenant").description("create, list, show, delete tenants and their settings");
@@ -54,7 +55,8 @@ export function registerTenantCommands(program: Command): void {
       const cli = cliOf(cmd);
       const tid = argId("tenant id", id);
       const r = await cli.api.deleteTenant(tid);
-      cli.print(r, () => `deleted tenant ${tid}${Object.keys(r).length > 0 ? `\n${formatRecord(r)}` : ""}`);
+      const timelines = Array.isArray(r["timelines"]) ? (r["timelines"] as Record<string, unknown>[]) : [];
+      cli.print(r, () => [`deleted tenant ${tid}`, ...timelines.map((t) => `  timeline ${String(t["timeline_id"])}${sourceNote(t["wal_source"])}`)].join("\n"));
     });
 
   const config = tenant.command("config").description("a tenant's settings: get (default) or set");

@@ -126,7 +126,7 @@ export function registerTimelineCommands(program: Command): void {
       const cli = cliOf(cmd);
       const tlid = argId("timeline id", timeline);
       const r = await cli.api.deleteTimeline(argId("tenant id", tenant), tlid);
-      cli.print(r, () => `deleted timeline ${tlid}${Object.keys(r).length > 0 ? `\n${formatRecord(r)}` : ""}`);
+      cli.print(r, () => `deleted timeline ${tlid}${sourceNote(r["wal_source"])}`);
     });
 
   tl.command("checkpoint")
@@ -188,7 +188,7 @@ export function registerTimelineCommands(program: Command): void {
 
 export function layerTable(list: readonly LayerInfo[]): string {
   return formatTable(list, [
-    { header: "level", value: (l) => l.level ?? l.kind },
+    { header: "level", value: (l) => layerLevel(l) },
     { header: "key_start", value: (l) => l.key_start },
     { header: "key_end", value: (l) => l.key_end },
     { header: "lsn_start", value: (l) => l.lsn_start },
@@ -197,15 +197,27 @@ export function layerTable(list: readonly LayerInfo[]): string {
   ]);
 }
 
+/** l0, l1, image; in-memory layers as "open" / "frozen". */
+export function layerLevel(l: LayerInfo): string {
+  return typeof l["in_memory"] === "string" ? l["in_memory"] : (l.level ?? l.kind);
+}
+
 /** "12 layers: 3 l0, 5 l1, 4 image; 40.1 MiB" */
 export function layerSummary(list: readonly LayerInfo[]): string {
   const by = new Map<string, number>();
   let bytes = 0;
   for (const l of list) {
-    const k = l.level ?? l.kind;
+    const k = layerLevel(l);
     by.set(k, (by.get(k) ?? 0) + 1);
     if (typeof l.size_bytes === "number") bytes += l.size_bytes;
   }
   const parts = [...by.entries()].map(([k, n]) => `${n} ${k}`).join(", ");
   return `${list.length} layers${list.length > 0 ? `: ${parts}` : ""}; ${formatBytes(bytes)}`;
+}
+
+/** What became of a deleted timeline's WAL source and its slot, for a human. */
+export function sourceNote(ws: unknown): string {
+  if (ws === null || ws === undefined || typeof ws !== "object") return "";
+  const w = ws as Record<string, unknown>;
+  return w["slot_dropped"] === true ? " (its WAL source stopped, slot dropped)" : ` (its WAL source stopped; the slot was NOT dropped: ${String(w["slot_error"] ?? "unknown reason")})`;
 }
