@@ -8,15 +8,18 @@
  * - getpage through the page service (hexdump and --json);
  * - `endpoint start` on a branch at an LSN, a write on the endpoint, `endpoint stop`, and
  *   the write is in the branch (a second endpoint on the branch itself sees it);
+ * - --token / PAGESERVER_TOKEN against a server with auth on (401 / 403 as their codes);
  * - the commands on routes of the operator API (lsn-by-time, branch --at, layers, draw,
  *   delete): against a server that has them, their results; against one that does not yet,
  *   a `not_found` error with exit 1 (the same command, no silent fallback).
  */
 import { spawn } from "node:child_process";
-import { chownSync, existsSync, mkdtempSync, readFileSync, rmSync, statSync } from "node:fs";
+import { generateKeyPairSync } from "node:crypto";
+import { chownSync, existsSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
+import { SignJWT } from "jose";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { loadNodeConfig } from "../src/main/config.js";
 import { Server } from "../src/main/server.js";
@@ -339,5 +342,33 @@ describe("pagectl against a real pageserver", { timeout: 300_000 }, () => {
     } else {
       expectFailure(await pagectl(["tenant", "delete", scratch]), 1, "not_found");
     }
+  });
+
+  it("--token and PAGESERVER_TOKEN against a server with auth on", async () => {
+    const { privateKey, publicKey } = generateKeyPairSync("ed25519");
+    const keyFile = join(dir, "auth_key.pem");
+    writeFileSync(keyFile, publicKey.export({ type: "spki", format: "pem" }));
+    const authLogs = new LogCapture();
+    const authServer = new Server(
+      loadNodeConfig({ workdir: join(dir, "workdir-auth"), listen: "127.0.0.1:0", listen_pg: "127.0.0.1:0", auth_public_key: keyFile }),
+      authLogs.logger,
+    );
+    const authUrl = `http://127.0.0.1:${await authServer.start()}`;
+    try {
+      const sign = (claims: Record<string, unknown>): Promise<string> => new SignJWT(claims).setProtectedHeader({ alg: "EdDSA" }).setIssuedAt().sign(privateKey);
+      const admin = await sign({ scope: "pageserverapi" });
+      expectFailure(await pagectl(["--server", authUrl, "tenant", "list"]), 1, "unauthorized");
+      const t = (await ok(["--server", authUrl, "--token", admin, "tenant", "create"])).trim();
+      const viaEnv = await pagectl(["--server", authUrl, "--json", "tenant", "list"], { PAGESERVER_TOKEN: admin });
+      expect(viaEnv.code, viaEnv.stderr).toBe(0);
+      expect(JSON.parse(viaEnv.stdout)).toEqual([{ id: t, state: "Active" }]);
+      // A tenant token reaches its tenant only, not the management routes.
+      const tenantToken = await sign({ scope: "tenant", tenant_id: t });
+      expect((await pagectl(["--server", authUrl, "--token", tenantToken, "tenant", "show", t])).code).toBe(0);
+      expectFailure(await pagectl(["--server", authUrl, "--token", tenantToken, "tenant", "list"]), 1, "forbidden");
+    } finally {
+      await authServer.stop();
+    }
+    authLogs.expectClean();
   });
 });
