@@ -14,7 +14,7 @@
  *   a `not_found` error with exit 1 (the same command, no silent fallback).
  */
 import { spawn } from "node:child_process";
-import { generateKeyPairSync } from "node:crypto";
+import { createHash, generateKeyPairSync } from "node:crypto";
 import { chownSync, existsSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -46,6 +46,8 @@ interface Run {
   code: number;
   stdout: string;
   stderr: string;
+  /** stdout's bytes (a tar on stdout is not text). */
+  raw: Buffer;
 }
 
 /** pagectl with `args` against our server (unless args name another --server). */
@@ -54,10 +56,10 @@ async function pagectl(args: string[], extraEnv: Record<string, string> = {}): P
     stdio: ["ignore", "pipe", "pipe"],
     env: { ...process.env, ...extraEnv },
   });
-  let stdout = "";
+  const out: Buffer[] = [];
   let stderr = "";
   child.stdout.on("data", (d: Buffer) => {
-    stdout += d.toString();
+    out.push(d);
   });
   child.stderr.on("data", (d: Buffer) => {
     stderr += d.toString();
@@ -65,7 +67,8 @@ async function pagectl(args: string[], extraEnv: Record<string, string> = {}): P
   const timer = setTimeout(() => child.kill("SIGKILL"), RUN_TIMEOUT_MS);
   const code = await new Promise<number>((r) => child.once("close", (c) => r(c ?? -1)));
   clearTimeout(timer);
-  return { code, stdout, stderr };
+  const raw = Buffer.concat(out);
+  return { code, stdout: raw.toString("utf8"), stderr, raw };
 }
 
 /** pagectl that must succeed; its stdout. */
@@ -84,6 +87,21 @@ function expectFailure(r: Run, exitCode: number, code: string): void {
   expect(r.code, r.stdout + r.stderr).toBe(exitCode);
   const lines = r.stderr.trimEnd().split("\n");
   expect(lines[0]).toMatch(new RegExp(`^pagectl: .+ \\(${code}\\)$`));
+}
+
+/** A ustar archive's entries: name → sha256 of the content. */
+function tarEntries(tar: Buffer): Map<string, string> {
+  const out = new Map<string, string>();
+  const field = (off: number, len: number): string => tar.subarray(off, off + len).toString("latin1").replace(/\0.*$/s, "");
+  for (let off = 0; off + 512 <= tar.length; ) {
+    const name = field(off, 100);
+    if (name === "") break;
+    const size = Number.parseInt(field(off + 124, 12).trim() || "0", 8);
+    expect(off + 512 + size).toBeLessThanOrEqual(tar.length);
+    out.set(name, createHash("sha256").update(tar.subarray(off + 512, off + 512 + size)).digest("hex"));
+    off += 512 + Math.ceil(size / 512) * 512;
+  }
+  return out;
 }
 
 /** Is this route on the server (a 404 with "no route" means not yet)? */
@@ -222,16 +240,18 @@ describe("pagectl against a real pageserver", { timeout: 300_000 }, () => {
     expect(tar.length).toBeGreaterThan(1024 * 1024);
     expect(tar.length % 512).toBe(0);
     expect(tar.subarray(257, 262).toString()).toBe("ustar");
-    const names = new Set<string>();
-    for (let off = 0; off + 512 <= tar.length; ) {
-      const name = tar.subarray(off, off + 100).toString().replace(/\0.*$/s, "");
-      if (name === "") break;
-      names.add(name);
-      const size = Number.parseInt(tar.subarray(off + 124, off + 136).toString().replace(/\0.*$/s, "").trim() || "0", 8);
-      off += 512 + Math.ceil(size / 512) * 512;
-    }
+    const names = new Set(tarEntries(tar).keys());
     expect(names).toContain("global/pg_control");
     expect(names).toContain("PG_VERSION");
+
+    // To stdout: the tar and nothing else.
+    const piped = await pagectl(["basebackup", tenant, main, "--lsn", lsnBefore, "-o", "-"]);
+    expect(piped.code, piped.stderr).toBe(0);
+    // The same archive: the same files with the same contents, but for the time stamps of the
+    // download (tar headers' mtimes, the synthetic checkpoint's time in pg_control and pg_wal).
+    expect(piped.raw.length).toBe(tar.length);
+    const timeless = (m: Map<string, string>): [string, string][] => [...m].map(([k, v]) => [k, k === "global/pg_control" || k.startsWith("pg_wal/0") ? "(time)" : v]);
+    expect(timeless(tarEntries(piped.raw))).toEqual(timeless(tarEntries(tar)));
 
     // --json: machine output only on stdout, no progress (stderr is not a terminal here).
     const j = await okJson<{ size_bytes: number }>(["basebackup", tenant, main, "-o", join(dir, "base2.tar")]);

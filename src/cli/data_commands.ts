@@ -4,7 +4,6 @@
  * (pagestream v2, --pg-server) at an LSN, latest by default (the timeline's last_record_lsn).
  */
 import { createWriteStream, renameSync, rmSync, writeFileSync } from "node:fs";
-import { Writable } from "node:stream";
 import { pipeline } from "node:stream/promises";
 import type { Command } from "commander";
 import { PageServiceClient } from "../client/page_service_client.js";
@@ -41,7 +40,8 @@ export function registerDataCommands(program: Command): void {
       }
       try {
         if (o.output === "-") {
-          await pipeline(counted(), Writable.toWeb(process.stdout) as unknown as NodeJS.WritableStream);
+          // The tar is the output: nothing else goes to stdout, and stdout is not ended.
+          await pipeline(counted(), process.stdout, { end: false });
           return;
         }
         // Written under a temp name: a failed download never leaves a file that looks whole.
