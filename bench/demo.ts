@@ -77,9 +77,12 @@ async function startPageserver(dir: string): Promise<Pageserver> {
   const port = await freePort();
   const pgPort = await freePort();
   const log = join(dir, "pageserver.log");
+  // Its own process group: Ctrl-C in the terminal does not reach it, our cleanup stops it
+  // (after the endpoint, which needs it to remove its WAL source).
   const child = spawn(process.execPath, ["--import", "tsx", PAGESERVER, "--workdir", join(dir, "workdir"), "--listen", `127.0.0.1:${port}`, "--listen-pg", `127.0.0.1:${pgPort}`], {
     cwd: ROOT,
     stdio: ["ignore", "pipe", "pipe"],
+    detached: true,
   });
   child.stdout!.on("data", (d: Buffer) => appendFileSync(log, d));
   child.stderr!.on("data", (d: Buffer) => appendFileSync(log, d));
@@ -121,7 +124,10 @@ function sleep(ms: number): Promise<void> {
 }
 
 /** Run pagectl as an operator would, printing the command and its output; stdout. */
-async function pagectl(ps: Pageserver, args: string[], opts: { quiet?: boolean; allowFail?: boolean } = {}): Promise<{ code: number; stdout: string; stderr: string }> {
+async function pagectl(ps: Pageserver, args: string[], opts: { quiet?: boolean; allowFail?: boolean; cleanup?: boolean } = {}): Promise<{ code: number; stdout: string; stderr: string }> {
+  // Once stopping has begun, the story does not go on beside it (it would start what the
+  // cleanup just stopped).
+  if (cleaning !== null && opts.cleanup !== true) throw new Error("stopping");
   say(`$ pagectl ${args.join(" ")}`);
   const child = spawn(process.execPath, ["--import", "tsx", PAGECTL, "--server", ps.url, "--pg-server", ps.pg, ...args], { cwd: ROOT, stdio: ["ignore", "pipe", "pipe"] });
   let stdout = "";
@@ -227,7 +233,7 @@ async function main(): Promise<void> {
     branchArgs = ["--lsn", lsnAtT];
     say(`  (no lsn-by-time on this server: branching at the LSN recorded at T, ${lsnAtT})`);
   }
-  cleanups.push({ what: "endpoint", fn: () => pagectl(ps, ["endpoint", "stop", "--pgdata", epDir], { allowFail: true }).then((r) => (r.code === 0 ? undefined : runPg("pg_ctl", ["-D", epDir, "-m", "immediate", "stop"]))) });
+  cleanups.push({ what: "endpoint", fn: () => pagectl(ps, ["endpoint", "stop", "--pgdata", epDir], { allowFail: true, cleanup: true }).then((r) => (r.code === 0 ? undefined : runPg("pg_ctl", ["-D", epDir, "-m", "immediate", "stop"]))) });
   const ep = await pagectl(ps, ["--json", "endpoint", "start", "--tenant", tenant, "--timeline", main, ...branchArgs, "--pgdata", epDir, "--port", String(epPort), "--conf", "fsync=off", "--conf", "shared_buffers=16MB"], {
     quiet: true,
   });
@@ -291,12 +297,21 @@ async function main(): Promise<void> {
   if (!asExpected) throw new Error("the endpoint did not show the database at T");
 }
 
+/**
+ * Ctrl-C reaches every process of the terminal's group at once, and npm / tsx forward it
+ * again: the first signal starts the cleanup, later ones only wait for it (a default handler
+ * would kill us half way, leaving the source running).
+ */
 function onSignal(sig: NodeJS.Signals): void {
+  if (cleaning !== null) {
+    process.stderr.write(`demo: ${sig}: still stopping everything\n`);
+    return;
+  }
   process.stderr.write(`\ndemo: ${sig}: stopping everything\n`);
   void cleanupAll().then(() => process.exit(130));
 }
-process.once("SIGINT", onSignal);
-process.once("SIGTERM", onSignal);
+process.on("SIGINT", onSignal);
+process.on("SIGTERM", onSignal);
 
 const budget = setTimeout(() => {
   process.stderr.write(`demo: over its budget of ${DEMO_BUDGET_MS / 1000} s: stopping everything\n`);
