@@ -96,6 +96,19 @@ async function start(cli: Cli, o: StartOptions): Promise<void> {
   const lsn = target.last_record_lsn;
 
   let started = false;
+  let sourceSet = false;
+  // Ctrl-C half way: undo what was done (as the catch below), then exit 130.
+  const interrupted = (sig: NodeJS.Signals): void => {
+    process.stderr.write(`pagectl: ${sig}: undoing the endpoint start\n`);
+    void (async () => {
+      if (sourceSet) await cli.api.deleteWalSource(tenant, timeline).catch(() => undefined);
+      if (started && (await pgRunning(bindir, pgdata))) await pgStop(bindir, pgdata).catch(() => undefined);
+      emptyDataDir(pgdata);
+      process.exit(130);
+    })();
+  };
+  process.once("SIGINT", interrupted);
+  process.once("SIGTERM", interrupted);
   try {
     const reply = await cli.api.basebackup(tenant, timeline, lsn);
     const bar = byteProgress(progressWanted(o.progress) && !cli.json, "base backup", reply.size_bytes);
@@ -118,6 +131,7 @@ async function start(cli: Cli, o: StartOptions): Promise<void> {
     handToPostgres(pgdata);
     started = true;
     await pgStart(bindir, pgdata);
+    sourceSet = true;
     await cli.api.setWalSource(tenant, timeline, connstr);
     const info = await waitStreaming(cli.api, tenant, timeline);
     const state = info.wal_source?.state ?? "none";
@@ -138,10 +152,14 @@ async function start(cli: Cli, o: StartOptions): Promise<void> {
     );
   } catch (e) {
     // Leave nothing running and an empty --pgdata, so the same command can be run again.
+    if (sourceSet) await cli.api.deleteWalSource(tenant, timeline).catch(() => undefined);
     if (started && (await pgRunning(bindir, pgdata))) await pgStop(bindir, pgdata).catch(() => undefined);
     emptyDataDir(pgdata);
     if (created) cli.note(`the branch ${timeline} created for this endpoint is kept (pagectl timeline delete ${tenant} ${timeline} removes it)`);
     throw e;
+  } finally {
+    process.off("SIGINT", interrupted);
+    process.off("SIGTERM", interrupted);
   }
 }
 
