@@ -15,7 +15,7 @@
  */
 import { spawn } from "node:child_process";
 import { createHash, generateKeyPairSync } from "node:crypto";
-import { chownSync, existsSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { chownSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -85,8 +85,10 @@ async function okJson<T>(args: string[]): Promise<T> {
 /** A one-line failure with the code, and the exit code. */
 function expectFailure(r: Run, exitCode: number, code: string): void {
   expect(r.code, r.stdout + r.stderr).toBe(exitCode);
+  // Notes for humans may come first; the error is the last line, and the only one.
   const lines = r.stderr.trimEnd().split("\n");
-  expect(lines[0]).toMatch(new RegExp(`^pagectl: .+ \\(${code}\\)$`));
+  expect(lines.at(-1)).toMatch(new RegExp(`^pagectl: .+ \\(${code}\\)$`));
+  expect(lines.filter((l) => l.startsWith("pagectl: "))).toHaveLength(1);
 }
 
 /** A ustar archive's entries: name → sha256 of the content. */
@@ -291,6 +293,15 @@ describe("pagectl against a real pageserver", { timeout: 300_000 }, () => {
 
     // The main timeline streams from the source: an endpoint on it directly is refused.
     expectFailure(await pagectl(["endpoint", "start", "--tenant", tenant, "--timeline", main, "--pgdata", join(dir, "ep-refused"), "--port", String(await freePort())]), 1, "conflict");
+    // A start that fails half way (the port is taken) leaves nothing running and --pgdata
+    // empty; the branch it created is kept, and said so.
+    const busy = join(dir, "ep-busy");
+    endpointDirs.push(busy);
+    const failed = await pagectl(["endpoint", "start", "--tenant", tenant, "--timeline", main, "--lsn", lsnBefore, "--pgdata", busy, "--port", String(src.port)]);
+    expectFailure(failed, 1, "internal");
+    expect(failed.stderr).toMatch(/pg_ctl start failed/);
+    expect(failed.stderr).toMatch(/the branch [0-9a-f]{32} created for this endpoint is kept/);
+    expect(readdirSync(busy)).toEqual([]);
     // The data directory of a running endpoint is not reused.
     expectFailure(await pagectl(["endpoint", "start", "--tenant", tenant, "--timeline", branch, "--branch", "--pgdata", pgdata, "--port", String(await freePort())]), 1, "invalid_argument");
 

@@ -198,7 +198,16 @@ export function logTail(pgdata: string, max_chars = 2000): string {
 /** pg_ctl start, waiting until it accepts connections. */
 export async function pgStart(bindir: string, pgdata: string): Promise<void> {
   const r = await runPgBinary(bindir, "pg_ctl", ["-D", pgdata, "-l", join(pgdata, ENDPOINT_LOG_FILE), "-w", "-t", String(PG_CTL_TIMEOUT_S), "start"]);
-  if (r.code !== 0) throw new PageserverError("internal", `pg_ctl start failed: ${(r.stderr || r.stdout).trim()}\n${logTail(pgdata)}`);
+  if (r.code !== 0) {
+    // One line: pg_ctl's complaint and the server log's reasons (the log goes with --pgdata).
+    const reasons = logTail(pgdata, 8000)
+      .split("\n")
+      .filter((l) => /\b(FATAL|PANIC|ERROR):/.test(l))
+      .slice(-3)
+      .map((l) => l.replace(/^.*?\b(FATAL|PANIC|ERROR):\s*/, "$1: "));
+    const pgctl = (r.stderr || r.stdout).trim().split("\n").at(-1) ?? "";
+    throw new PageserverError("internal", `pg_ctl start failed: ${[pgctl, ...reasons].filter((x) => x !== "").join("; ")}`);
+  }
 }
 
 /**
