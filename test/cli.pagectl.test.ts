@@ -201,6 +201,9 @@ describe("pagectl against a real pageserver", { timeout: 300_000 }, () => {
     expect(missing.code).toBe(2);
     expect(missing.stderr).toMatch(/required option '-o, --output <file>' not specified/);
     expect((await pagectl(["--help"])).code).toBe(0);
+    const version = await pagectl(["--version"]);
+    expect(version.code).toBe(0);
+    expect(version.stdout.trim()).toBe(JSON.parse(readFileSync(new URL("../package.json", import.meta.url), "utf8")).version);
   });
 
   it("timelines: bootstrap from a source, branch at an LSN, list, show", async () => {

@@ -9,7 +9,7 @@
  * the code being the server's error code, e.g. not_found); 2 a usage error (unknown command
  * or option, a malformed id / LSN / time: nothing was sent).
  */
-import { realpathSync } from "node:fs";
+import { existsSync, readFileSync, realpathSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 import { Command, CommanderError, Option } from "commander";
 import { PageserverError } from "../types/errors.js";
@@ -24,9 +24,21 @@ import { registerTimelineCommands } from "./timeline_commands.js";
 export const EXIT_FAILED = 1;
 export const EXIT_USAGE = 2;
 
+/** The package's version: package.json two levels up (src/cli) or three (dist/src/cli). */
+function packageVersion(): string {
+  for (const rel of ["../../package.json", "../../../package.json"]) {
+    const path = fileURLToPath(new URL(rel, import.meta.url));
+    if (!existsSync(path)) continue;
+    const pkg = JSON.parse(readFileSync(path, "utf8")) as { name?: string; version?: string };
+    if (pkg.name === "pageserver" && typeof pkg.version === "string") return pkg.version;
+  }
+  return "unknown";
+}
+
 export function buildProgram(): Command {
   const program = new Command("pagectl")
     .description("control a pageserver: tenants, timelines, base backups, pages, endpoints")
+    .version(packageVersion(), "-V, --version")
     .addOption(new Option("--server <url>", "the pageserver's HTTP API").env("PAGESERVER_URL").default(DEFAULT_SERVER))
     .addOption(new Option("--pg-server <host:port>", "the page service, for getpage").env("PAGESERVER_PG").default(DEFAULT_PG_SERVER))
     .addOption(new Option("--token <jwt>", "a JWT when the server's auth is on").env("PAGESERVER_TOKEN"))
