@@ -104,6 +104,8 @@ function entryPath(root: string, name: string): string {
 export async function untar(body: AsyncIterable<Uint8Array>, root: string): Promise<{ files: number; size_bytes: number }> {
   const ex = tar.extract();
   const feeding = pipeline(Readable.from(body), ex);
+  // Its failure also ends the loop below (which reports it); until awaited it is handled here.
+  feeding.catch(() => undefined);
   let files = 0;
   let size_bytes = 0;
   let entries = 0;
