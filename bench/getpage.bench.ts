@@ -39,6 +39,8 @@ const CACHE_MB = Number(process.env["GETPAGE_CACHE_MB"] ?? 512);
 const MAX_SAMPLES = 4_000_000;
 const PEER = "PG15 pageinspect get_raw_page via pgbench";
 const ROOT = new URL("..", import.meta.url).pathname;
+/** Extra node flags for the server process, e.g. GETPAGE_NODE_ARGS="--cpu-prof --cpu-prof-dir=/tmp/prof". */
+const NODE_ARGS = (process.env["GETPAGE_NODE_ARGS"] ?? "").split(" ").filter((a) => a.length > 0);
 
 interface RunResult {
   pages: number;
@@ -101,6 +103,7 @@ class PageserverChild {
     const child = spawn(
       process.execPath,
       [
+        ...NODE_ARGS,
         "--import",
         "tsx",
         join(ROOT, "src/main/pageserver.ts"),

@@ -74,6 +74,7 @@ beforeAll(async () => {
     tenant_config: { compaction_period: 0, gc_period: 0, checkpoint_timeout: "1d" },
   });
   server = new Server(conf, logs.logger);
+  server.http.checkResponses = true;
   base = `http://127.0.0.1:${await server.start()}`;
   const admin = await sign({ scope: "pageserverapi" });
   for (const [t, set] of [

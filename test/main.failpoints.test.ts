@@ -129,9 +129,9 @@ describe("failpoints in an in-process server", () => {
       "unknown failpoint 'no-such-failpoint'",
     );
     await bad([{ name: "tenant-load", actions: "explode" }], "invalid failpoint action 'explode'");
-    await bad([{ name: "tenant-load" }], "failpoint 'tenant-load': actions must be a string");
-    await bad({ name: "tenant-load", actions: "return" }, "failpoints body must be an array");
-    await bad([42], "each failpoint must be an object");
+    await bad([{ name: "tenant-load" }], "body.0.actions: required");
+    await bad({ name: "tenant-load", actions: "return" }, 'body: expected array, got {"name":"tenant-load","actions":"return"}');
+    await bad([42], "body.0: expected object, got 42");
     expect((await call("GET", "/v1/failpoints")).json).toEqual({ "basebackup-start": "sleep(10)" });
   });
 

@@ -113,6 +113,7 @@ function rawExchange(requests: string[]): Promise<string[]> {
 
 async function startServer(): Promise<Server> {
   const s = new Server(loadNodeConfig({ workdir, listen: "127.0.0.1:0", listen_pg: "127.0.0.1:0" }), logs.logger);
+  s.http.checkResponses = true;
   const port = await s.start();
   expect(port).toBeGreaterThan(0);
   base = `http://127.0.0.1:${port}`;
@@ -167,10 +168,10 @@ describe("HTTP API v1 in-process", () => {
     const c = await call("POST", "/v1/tenant");
     expect(c.status).toBe(201);
     await expectError(call("POST", "/v1/tenant", { new_tenant_id: tenantId }), 409, "conflict", `tenant ${tenantId} already exists`);
-    await expectError(call("POST", "/v1/tenant", { new_tenant_id: "xyz" }), 400, "invalid_argument", 'invalid tenant id "xyz"');
+    await expectError(call("POST", "/v1/tenant", { new_tenant_id: "xyz" }), 400, "invalid_argument", 'body.new_tenant_id: expected 32 lower-case hex characters, got "xyz"');
     await expectError(call("POST", "/v1/tenant", { config: { nope: 1 } }), 400, "invalid_argument", "unknown tenant config key 'nope'");
-    await expectError(call("POST", "/v1/tenant", { config: [1] }), 400, "invalid_argument", "config must be an object");
-    await expectError(call("POST", "/v1/tenant", [1, 2]), 400, "invalid_argument", "request body must be a JSON object");
+    await expectError(call("POST", "/v1/tenant", { config: [1] }), 400, "invalid_argument", "body.config: expected object, got [1]");
+    await expectError(call("POST", "/v1/tenant", [1, 2]), 400, "invalid_argument", "body: expected object, got [1,2]");
   });
 
   it("GET /v1/tenant lists and GET /v1/tenant/:id describes", async () => {
@@ -183,7 +184,7 @@ describe("HTTP API v1 in-process", () => {
     expect((list.json as Array<{ state: string }>).every((t) => t.state === "Active")).toBe(true);
     const one = await call("GET", `/v1/tenant/${tenantId}`);
     expect(one.status).toBe(200);
-    expect(one.json).toEqual({ id: tenantId, state: "Active", timelines: 0 });
+    expect(one.json).toEqual({ id: tenantId, state: "Active", timelines: 0, timeline_ids: [], config: QUIET });
     await expectError(call("GET", `/v1/tenant/${generateTenantId()}`), 404, "not_found", "not found");
   });
 
@@ -202,9 +203,9 @@ describe("HTTP API v1 in-process", () => {
       state: "Active",
     });
     await expectError(call("POST", `/v1/tenant/${tenantId}/timeline`, { new_timeline_id: mainTl }), 409, "conflict", "already exists");
-    await expectError(call("POST", `/v1/tenant/${tenantId}/timeline`, { start_lsn: "nope" }), 400, "invalid_argument", "invalid LSN 'nope'");
-    await expectError(call("POST", `/v1/tenant/${tenantId}/timeline`, { start_lsn: 4096 }), 400, "invalid_argument", "start_lsn must be an LSN string");
-    await expectError(call("POST", `/v1/tenant/${tenantId}/timeline`, { new_timeline_id: "../etc" }), 400, "invalid_argument", 'invalid timeline id "../etc"');
+    await expectError(call("POST", `/v1/tenant/${tenantId}/timeline`, { start_lsn: "nope" }), 400, "invalid_argument", 'body.start_lsn: expected an LSN like "0/16B3748", got "nope"');
+    await expectError(call("POST", `/v1/tenant/${tenantId}/timeline`, { start_lsn: 4096 }), 400, "invalid_argument", 'body.start_lsn: expected an LSN like "0/16B3748" or null, got 4096');
+    await expectError(call("POST", `/v1/tenant/${tenantId}/timeline`, { new_timeline_id: "../etc" }), 400, "invalid_argument", 'body.new_timeline_id: expected 32 lower-case hex characters, got "../etc"');
     await expectError(call("POST", `/v1/tenant/${tenantId}/timeline`, { ancestor_start_lsn: "0/1000" }), 400, "invalid_argument", "without ancestor_timeline_id");
   });
 
@@ -239,8 +240,8 @@ describe("HTTP API v1 in-process", () => {
     const gj = gc.json as { layers_removed: number; latest_gc_cutoff_lsn: string };
     expect(gj.layers_removed).toBeGreaterThan(0);
     expect(gj.latest_gc_cutoff_lsn).toBe(lsnToString(lsn));
-    await expectError(call("PUT", `/v1/tenant/${tenantId}/timeline/${mainTl}/do_gc`, { gc_horizon: -1 }), 400, "invalid_argument", "gc_horizon must be a byte count");
-    await expectError(call("PUT", `/v1/tenant/${tenantId}/timeline/${mainTl}/do_gc`, { gc_horizon: "1MB" }), 400, "invalid_argument", "gc_horizon");
+    await expectError(call("PUT", `/v1/tenant/${tenantId}/timeline/${mainTl}/do_gc`, { gc_horizon: -1 }), 400, "invalid_argument", "body.gc_horizon: expected integer ≥ 0, got -1");
+    await expectError(call("PUT", `/v1/tenant/${tenantId}/timeline/${mainTl}/do_gc`, { gc_horizon: "1MB" }), 400, "invalid_argument", 'body.gc_horizon: expected integer ≥ 0, got "1MB"');
     // A GC with the default cutoff works too.
     expect((await call("PUT", `/v1/tenant/${tenantId}/timeline/${mainTl}/do_gc`)).status).toBe(200);
   });
@@ -392,12 +393,12 @@ describe("HTTP API v1 in-process", () => {
   });
 
   it("bad ids are 400 with a JSON {error, code}; unknown ones 404", async () => {
-    await expectError(call("GET", "/v1/tenant/xyz"), 400, "invalid_argument", 'invalid tenant id "xyz": expected 32 lower-case hex characters');
-    await expectError(call("GET", "/v1/tenant/%2E%2E%2Fetc"), 400, "invalid_argument", 'invalid tenant id "../etc"');
-    await expectError(call("GET", `/v1/tenant/${tenantId.toUpperCase()}`), 400, "invalid_argument", "invalid tenant id");
-    await expectError(call("GET", `/v1/tenant/${tenantId}/timeline/xyz`), 400, "invalid_argument", 'invalid timeline id "xyz"');
-    await expectError(call("PUT", `/v1/tenant/${tenantId}/timeline/%2E%2E%2Fx/checkpoint`), 400, "invalid_argument", 'invalid timeline id "../x"');
-    await expectError(call("PUT", `/v1/tenant/xyz/timeline/${mainTl}/compact`), 400, "invalid_argument", "invalid tenant id");
+    await expectError(call("GET", "/v1/tenant/xyz"), 400, "invalid_argument", 'params.tenant_id: expected 32 lower-case hex characters, got "xyz"');
+    await expectError(call("GET", "/v1/tenant/%2E%2E%2Fetc"), 400, "invalid_argument", 'params.tenant_id: expected 32 lower-case hex characters, got "../etc"');
+    await expectError(call("GET", `/v1/tenant/${tenantId.toUpperCase()}`), 400, "invalid_argument", "params.tenant_id: expected 32 lower-case hex characters");
+    await expectError(call("GET", `/v1/tenant/${tenantId}/timeline/xyz`), 400, "invalid_argument", 'params.timeline_id: expected 32 lower-case hex characters, got "xyz"');
+    await expectError(call("PUT", `/v1/tenant/${tenantId}/timeline/%2E%2E%2Fx/checkpoint`), 400, "invalid_argument", 'params.timeline_id: expected 32 lower-case hex characters, got "../x"');
+    await expectError(call("PUT", `/v1/tenant/xyz/timeline/${mainTl}/compact`), 400, "invalid_argument", "params.tenant_id: expected 32 lower-case hex characters");
     await expectError(call("GET", `/v1/tenant/${tenantId}/timeline/${generateTimelineId()}`), 404, "not_found", "not found");
     await expectError(call("PUT", `/v1/tenant/${tenantId}/timeline/${generateTimelineId()}/do_gc`), 404, "not_found", "not found");
     await expectError(call("GET", `/v1/tenant/${generateTenantId()}/timeline`), 404, "not_found", "not found");
@@ -408,7 +409,7 @@ describe("HTTP API v1 in-process", () => {
 
   it("unknown routes and methods are 404 JSON", async () => {
     await expectError(call("GET", "/v1/nope"), 404, "not_found", "no route for GET /v1/nope");
-    await expectError(call("DELETE", `/v1/tenant/${tenantId}`), 404, "not_found", `no route for DELETE /v1/tenant/${tenantId}`);
+    await expectError(call("DELETE", `/v1/tenant/${tenantId}/config`), 404, "not_found", `no route for DELETE /v1/tenant/${tenantId}/config`);
     await expectError(call("POST", "/v1/status"), 404, "not_found", "no route for POST /v1/status");
     await expectError(call("GET", "/"), 404, "not_found", "no route");
   });

@@ -8,6 +8,7 @@ import { createHash } from "node:crypto";
 import { request } from "node:http";
 import { pino } from "pino";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { Type } from "@sinclair/typebox";
 import { HttpServer } from "../src/main/http/server.js";
 
 const TOTAL_BYTES = 24 * 1024 * 1024;
@@ -38,7 +39,14 @@ function body(seed: number): { chunks: Uint8Array[]; sha: string } {
 
 beforeAll(async () => {
   server = new HttpServer(pino({ level: "silent" }));
-  server.route("get", "/stream/:seed", (r) => {
+  const spec = {
+    method: "get",
+    path: "/stream/:seed",
+    summary: "a streamed body",
+    params: Type.Object({ seed: Type.String({ pattern: "^[0-9]+$" }) }),
+    responses: { 200: { description: "bytes", contentType: "application/octet-stream" } },
+  } as const;
+  server.route(spec, (r) => {
     const { chunks } = body(Number(r.params["seed"]));
     return {
       status: 200,

@@ -131,7 +131,7 @@ describe("ingest backpressure", () => {
     const ingest = async (records: number): Promise<void> => {
       for (let i = 0; i < records; i++) {
         if (tl.ingestBackpressure() !== Backpressure.None) {
-          waitsSeen.add(tl.info().ingest_backpressure.reason ?? "");
+          waitsSeen.add(tl.backpressureStats.reason ?? "");
           parked = true;
           await tl.waitIngestCapacity();
           parked = false;
@@ -156,7 +156,7 @@ describe("ingest backpressure", () => {
     };
     const until = async (what: string, cond: () => boolean): Promise<void> => {
       for (let i = 0; !cond(); i++) {
-        if (i > 3000) throw new Error(`timed out waiting for: ${what}; ${JSON.stringify(tl.info())}`);
+        if (i > 3000) throw new Error(`timed out waiting for: ${what}; ${JSON.stringify(tl.backpressureStats)}`);
         await new Promise((r) => setTimeout(r, 10));
       }
     };
@@ -166,7 +166,7 @@ describe("ingest backpressure", () => {
     const phase1 = ingest(1500);
     await until("ingest stalls on the frozen limit", () => parked);
     expect(tl.frozenCount).toBe(MAX_FROZEN);
-    const bp1 = tl.info().ingest_backpressure;
+    const bp1 = tl.backpressureStats;
     expect(bp1.state).toBe(Backpressure.Stalled);
     expect(bp1.reason).toMatch(/max_frozen_layers 2/);
     const stalledAt = tl.lastRecordLsn;
@@ -184,7 +184,7 @@ describe("ingest backpressure", () => {
     const delayedBefore = tl.backpressureStats.delayed_ms;
     const phase2 = ingest(3000);
     await until("ingest stalls on L0 files", () => parked && tl.l0Count >= 6);
-    const bp2 = tl.info().ingest_backpressure;
+    const bp2 = tl.backpressureStats;
     expect(bp2.state).toBe(Backpressure.Stalled);
     expect(bp2.reason).toMatch(/l0_flush_stall_threshold 6/);
     expect(tl.frozenCount).toBeLessThanOrEqual(MAX_FROZEN);
@@ -202,7 +202,7 @@ describe("ingest backpressure", () => {
     expect(maxLag).toBeGreaterThan(CHECKPOINT_DISTANCE);
     // The last flushes may have left L0 files at a threshold: compaction (woken) lowers them.
     await until("compaction settles", () => tl.ingestBackpressure() === Backpressure.None);
-    const stats = tl.info().ingest_backpressure;
+    const stats = tl.backpressureStats;
     expect(stats.state).toBe(Backpressure.None);
     expect(stats.stalled_ms).toBeGreaterThan(0);
     expect(stats.waits).toBeGreaterThanOrEqual(2);

@@ -3,10 +3,17 @@
  * through the API. Every tenant found is listed at once (Loading) and loaded with a bound on
  * concurrency while the API already answers. A tenant that fails to load is kept as Broken
  * with its reason; the others serve. Tenant ids are validated before they become paths.
+ *
+ * Creation reserves the id before its first await: of two concurrent creates of one id,
+ * exactly one proceeds, the other is a ConflictError; a failed creation leaves nothing on
+ * disk. Deletion stops the tenant (no flush), drops it from the map, renames its directory
+ * to a temp name (startup removes those) and removes it.
  */
-import { existsSync, mkdirSync, readdirSync, rmSync } from "node:fs";
+import { existsSync, mkdirSync, readdirSync, renameSync, rmSync } from "node:fs";
+import { rm } from "node:fs/promises";
 import { join } from "node:path";
 import { Tenant, type TenantDeps, TenantState } from "../tenant/tenant.js";
+import { TEMP_SUFFIX } from "../layers/layer_name.js";
 import { BadStateError, ConflictError, LimitReachedError, NotFoundError } from "../types/errors.js";
 import { generateTenantId, isId, type TenantId } from "../types/ids.js";
 
@@ -19,6 +26,9 @@ export class TenantManager {
   private readonly deps: TenantDeps;
   private readonly maxTenants: number;
   private stopping = false;
+  /** Ids being created or deleted right now. */
+  private readonly creating = new Set<TenantId>();
+  private readonly deleting = new Set<TenantId>();
 
   constructor(deps: TenantDeps, workdir: string, maxTenants: number) {
     this.deps = deps;
@@ -35,7 +45,7 @@ export class TenantManager {
   async loadAll(concurrency = DEFAULT_LOAD_CONCURRENCY): Promise<void> {
     const found: Tenant[] = [];
     for (const name of readdirSync(this.dir)) {
-      if (name.endsWith(".___temp")) {
+      if (name.endsWith(TEMP_SUFFIX)) {
         rmSync(join(this.dir, name), { recursive: true, force: true });
         continue;
       }
@@ -65,15 +75,53 @@ export class TenantManager {
     if (this.stopping) throw new BadStateError("pageserver is shutting down");
     const tid = id ?? generateTenantId();
     if (this.tenants.has(tid)) throw new ConflictError(`tenant ${tid} already exists`);
-    if (this.tenants.size >= this.maxTenants) {
+    if (this.creating.has(tid)) throw new ConflictError(`tenant ${tid} is being created`);
+    if (this.tenants.size + this.creating.size >= this.maxTenants) {
       this.deps.log.warn({ max_tenants: this.maxTenants }, "tenant creation refused: max_tenants reached");
       throw new LimitReachedError(`this pageserver hosts its maximum of ${this.maxTenants} tenants; raise max_tenants in pageserver.json to host more`);
     }
+    this.creating.add(tid);
     const dir = join(this.dir, tid);
-    if (existsSync(dir)) rmSync(dir, { recursive: true, force: true });
-    const t = await Tenant.create(this.deps, tid, dir, config);
-    this.tenants.set(tid, t);
-    return t;
+    try {
+      if (existsSync(dir)) rmSync(dir, { recursive: true, force: true });
+      let t: Tenant;
+      try {
+        t = await Tenant.create(this.deps, tid, dir, config);
+      } catch (e) {
+        await rm(dir, { recursive: true, force: true });
+        throw e;
+      }
+      this.tenants.set(tid, t);
+      return t;
+    } finally {
+      this.creating.delete(tid);
+    }
+  }
+
+  /**
+   * Delete a tenant: `beforeStop` runs first (the caller stops the tenant's WAL sources and
+   * says what became of their slots), then the tenant stops without flushing and its
+   * directory goes. A tenant still loading can't be deleted yet (BadStateError).
+   */
+  async delete<T>(id: TenantId, beforeStop: (t: Tenant) => Promise<T>): Promise<T> {
+    const t = this.get(id);
+    if (this.deleting.has(id)) throw new ConflictError(`tenant ${id} is being deleted`);
+    if (t.state === TenantState.Loading) throw new BadStateError(`tenant ${id} is still loading`);
+    this.deleting.add(id);
+    try {
+      // No creation or background round starts on it while its sources stop.
+      t.beginStopping();
+      const r = await beforeStop(t);
+      await t.shutdown(false);
+      this.tenants.delete(id);
+      const gone = `${t.dir}${TEMP_SUFFIX}`;
+      renameSync(t.dir, gone);
+      await rm(gone, { recursive: true, force: true });
+      this.deps.log.info({ tenant_id: id }, "tenant deleted");
+      return r;
+    } finally {
+      this.deleting.delete(id);
+    }
   }
 
   get(id: TenantId): Tenant {

@@ -43,11 +43,11 @@ import type { DecodedRecord } from "../pg/wal/record.js";
 import { RM_XLOG_ID, XLOG_CHECKPOINT_SHUTDOWN } from "../pg/wal/rmgr.js";
 import { Backpressure } from "../tenant/ingest_gate.js";
 import { writeFileDurable } from "../tenant/durable.js";
-import type { Tenant } from "../tenant/tenant.js";
+import type { Tenant, TimelineReservation } from "../tenant/tenant.js";
 import type { Timeline } from "../tenant/timeline.js";
 import { ConflictError, InvalidArgumentError, SourceUnavailableError, UnsupportedError } from "../types/errors.js";
 import { failpoint } from "../types/failpoints.js";
-import { generateTimelineId, type TimelineId } from "../types/ids.js";
+import type { TimelineId } from "../types/ids.js";
 import { type Lsn, lsnToString, parseLsn } from "../types/lsn.js";
 
 export const WAL_SOURCE_FILE = "wal_source.json";
@@ -436,10 +436,10 @@ export function streamStartLsn(tl: Timeline): Lsn {
  */
 export async function bootstrapFromSource(
   tenant: Tenant,
-  timelineId: TimelineId | undefined,
+  reservation: TimelineReservation,
   connstr: string,
 ): Promise<{ timeline: Timeline; config: WalSourceConfig; endLsn: Lsn }> {
-  const id = timelineId ?? generateTimelineId();
+  const id = reservation.id;
   const slot = slotNameFor(id);
   const conn = await connectSource(connstr, "pageserver_bootstrap");
   let slotCreated = false;
@@ -450,7 +450,7 @@ export async function bootstrapFromSource(
     // comes later, so every byte streaming needs is kept from the start.
     slotCreated = await conn.createPhysicalSlot(slot, { reserveWal: true });
     const bb = await startBaseBackup(conn, { label: "pageserver bootstrap", fast_checkpoint: true, wait: true });
-    const tl = await tenant.createTimeline({ timelineId: id, startLsn: bb.startLsn, pgVersion: 15 });
+    const tl = await tenant.createTimeline({ reservation, startLsn: bb.startLsn, pgVersion: 15 });
     await importTarStream(tl, bb.startLsn, bb.archive);
     const end = await bb.finished;
     tl.log.info({ start_lsn: lsnToString(bb.startLsn), end_lsn: lsnToString(end.endLsn) }, "bootstrapped from base backup");

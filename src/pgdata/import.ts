@@ -286,6 +286,7 @@ export async function importDatadir(timeline: Timeline, pgdata: string): Promise
   const imp = new Importer(w, () => bulk.ready());
   try {
     // Databases exist as directories even before any file of theirs is seen.
+    if (!existsSync(join(pgdata, "base"))) throw new ImportError(`${pgdata} is not a PostgreSQL data directory (no base/)`);
     for (const name of readdirSync(join(pgdata, "base"))) {
       const db = u32(name);
       if (db !== null) w.createDb(DEFAULTTABLESPACE_OID, db);

@@ -11,7 +11,7 @@
  * image is stored as the PostgreSQL record (redo refuses it with a clear error until native
  * heap/btree redo lands). Main data, rmgr by rmgr: SMGR create/truncate, DBASE create/drop,
  * XACT commit/abort/prepare (CLOG bits, dropped relations, two-phase files), CLOG and
- * MULTIXACT pages, RELMAP files, XLOG checkpoints and counters (kept in the CHECKPOINT key so
+ * MULTIXACT pages, RELMAP files, commit timestamps (the timeline's LSN ↔ time index), XLOG checkpoints and counters (kept in the CHECKPOINT key so
  * a base backup's pg_control is right at any LSN), and the visibility-map bits that heap
  * records clear without referencing the VM page.
  *
@@ -175,6 +175,8 @@ export class WalIngest {
   private readonly checkpointScratch = new Uint8Array(SIZEOF_CHECKPOINT);
   /** Records ingested and values written, for metrics. */
   records = 0;
+  /** The commit time (µs since 2000) of the record being ingested, NaN if it is no commit: noted once the record is written. */
+  private commitTime_us = Number.NaN;
 
   constructor(timeline: Timeline) {
     this.timeline = timeline;
@@ -198,9 +200,12 @@ export class WalIngest {
       }
       w.commit(rec.lsn);
       this.records++;
+      if (!Number.isNaN(this.commitTime_us)) this.timeline.noteCommit(rec.endLsn, this.commitTime_us);
     } catch (e) {
       w.abort();
       throw e;
+    } finally {
+      this.commitTime_us = Number.NaN;
     }
   }
 
@@ -346,6 +351,8 @@ export class WalIngest {
       default: {
         const commit = r.op === XLOG_XACT_COMMIT || r.op === XLOG_XACT_COMMIT_PREPARED;
         const prepared = r.op === XLOG_XACT_COMMIT_PREPARED || r.op === XLOG_XACT_ABORT_PREPARED;
+        // get_lsn_by_timestamp's source of truth (Timeline.lsnForTime).
+        if (commit) this.commitTime_us = r.xactTime;
         // The decoder guarantees a prepared transaction's record carries its xid.
         const xid = prepared ? r.twophaseXid : rec.xid;
         const xids = [xid];

@@ -1,8 +1,9 @@
 /**
  * src/tenant: tenants and timelines. put/get@LSN with SeqWait, branching, the flush loop,
  * compaction/image creation/GC policy (the jobs themselves run in src/workers), durable
- * timeline metadata, and the tenant configuration.
+ * timeline metadata, the commit-time index (LSN ↔ time), and the tenant configuration.
  */
+export * from "./commit_times.js";
 export * from "./config.js";
 export * from "./durable.js";
 export * from "./metadata.js";

@@ -16,11 +16,19 @@
  * the tenant: a GC never deletes a layer that an image job is reading, also across
  * ancestors. Branch creation takes no lock: it runs on the main thread between awaits and
  * checks the planned GC cutoff, which GC sets before it plans.
+ *
+ * Creation and deletion of timelines: an id is reserved (synchronously, before any await)
+ * for the whole creation, so of two concurrent creates of one id exactly one proceeds and
+ * the other is a ConflictError; a deletion is refused while the timeline has children or a
+ * branch of it is being created, and a branch of a timeline being deleted is refused. A
+ * deleted timeline's directory is renamed to a temp name first (startup removes leftovers).
  */
-import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync } from "node:fs";
+import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync } from "node:fs";
+import { rm } from "node:fs/promises";
 import { join } from "node:path";
 import type { Logger } from "pino";
 import type { PageCacheApi } from "../cache/api.js";
+import { TEMP_SUFFIX } from "../layers/layer_name.js";
 import type { JobRunner } from "../workers/jobs.js";
 import { assert } from "../types/assert.js";
 import { BadStateError, ConflictError, InvalidArgumentError, NotFoundError } from "../types/errors.js";
@@ -60,6 +68,12 @@ export interface TenantDeps {
 const HOUSEKEEPING_PERIOD_MS = 1000;
 const MAX_TIMELINES_PER_TENANT = 10_000;
 
+/** A timeline id held for one creation: released when the creation ends, whatever its outcome. */
+export interface TimelineReservation {
+  readonly id: TimelineId;
+  release(): void;
+}
+
 /** A promise-chain mutex: one holder at a time, FIFO. */
 class AsyncMutex {
   private tail: Promise<void> = Promise.resolve();
@@ -85,6 +99,11 @@ export class Tenant {
   private conf_: TenantConf;
   private readonly deps: TenantDeps;
   private readonly timelines = new Map<TimelineId, Timeline>();
+  /** Ids being created (reserveTimeline), and being deleted. */
+  private readonly reserved = new Set<TimelineId>();
+  private readonly deleting = new Set<TimelineId>();
+  /** Branch creations in progress, by ancestor id (a deletion of the ancestor waits for none: it is refused). */
+  private readonly branching = new Map<TimelineId, number>();
   private readonly bg = new AsyncMutex();
   private loopHandles: LoopHandle[] = [];
   private readonly log: Logger;
@@ -160,6 +179,8 @@ export class Tenant {
 
   private loadTimelines(): void {
     const tdir = join(this.dir, "timelines");
+    // A deletion that did not finish: its directory was renamed first.
+    if (existsSync(tdir)) for (const n of readdirSync(tdir)) if (n.endsWith(TEMP_SUFFIX)) rmSync(join(tdir, n), { recursive: true, force: true });
     const ids = existsSync(tdir) ? readdirSync(tdir).filter((n) => isId(n)) : [];
     // Ancestors first: a child's reads need its ancestor object.
     const ancestorOf = new Map<TimelineId, TimelineId | null>();
@@ -230,44 +251,115 @@ export class Tenant {
    * Create an empty timeline at `startLsn` (bootstrap), or a branch of `ancestorId` at
    * `ancestorLsn` (default: the ancestor's last record LSN).
    */
+  /**
+   * Hold a timeline id (a new random one when absent) for a creation that takes a while
+   * (a bootstrap from a source): a ConflictError when it exists or another creation holds it.
+   */
+  reserveTimeline(id?: TimelineId): TimelineReservation {
+    this.checkActive();
+    const tid = id ?? generateTimelineId();
+    if (this.timelines.has(tid) || this.deleting.has(tid)) throw new ConflictError(`timeline ${tid} already exists in tenant ${this.id}`);
+    if (this.reserved.has(tid)) throw new ConflictError(`timeline ${tid} is being created in tenant ${this.id}`);
+    if (this.timelines.size + this.reserved.size >= MAX_TIMELINES_PER_TENANT) throw new BadStateError(`tenant ${this.id} has too many timelines`);
+    this.reserved.add(tid);
+    let held = true;
+    return {
+      id: tid,
+      release: () => {
+        if (held) this.reserved.delete(tid);
+        held = false;
+      },
+    };
+  }
+
   async createTimeline(opts: {
     timelineId?: TimelineId;
+    /** An id reserved by the caller (reserveTimeline), who releases it. */
+    reservation?: TimelineReservation;
     ancestorId?: TimelineId;
     ancestorLsn?: Lsn;
     startLsn?: Lsn;
     pgVersion?: number;
   }): Promise<Timeline> {
     this.checkActive();
-    const id = opts.timelineId ?? generateTimelineId();
-    if (this.timelines.has(id)) throw new ConflictError(`timeline ${id} already exists in tenant ${this.id}`);
-    if (this.timelines.size >= MAX_TIMELINES_PER_TENANT) throw new BadStateError(`tenant ${this.id} has too many timelines`);
-    let ancestor: Timeline | null = null;
-    let start = opts.startLsn ?? 0;
-    if (opts.ancestorId !== undefined) {
-      ancestor = this.getTimeline(opts.ancestorId);
-      start = opts.ancestorLsn ?? ancestor.lastRecordLsn;
-      ancestor.checkBranchPoint(start);
-    } else if (opts.ancestorLsn !== undefined) {
+    assert(opts.reservation === undefined || opts.timelineId === undefined || opts.timelineId === opts.reservation.id, "one timeline id");
+    if (opts.ancestorId === undefined && opts.ancestorLsn !== undefined) {
       throw new InvalidArgumentError("ancestor_start_lsn given without ancestor_timeline_id");
     }
+    const ancestor = opts.ancestorId === undefined ? null : this.getTimeline(opts.ancestorId);
+    if (ancestor !== null && this.deleting.has(ancestor.timelineId)) throw new ConflictError(`timeline ${ancestor.timelineId} is being deleted`);
+    const start = ancestor === null ? (opts.startLsn ?? 0) : (opts.ancestorLsn ?? ancestor.lastRecordLsn);
+    ancestor?.checkBranchPoint(start);
+    const reservation = opts.reservation ?? this.reserveTimeline(opts.timelineId);
+    const ancestorKey = ancestor?.timelineId;
+    if (ancestorKey !== undefined) this.branching.set(ancestorKey, (this.branching.get(ancestorKey) ?? 0) + 1);
+    try {
+      return await this.createReserved(reservation.id, ancestor, start, opts.pgVersion);
+    } finally {
+      if (ancestorKey !== undefined) {
+        const n = (this.branching.get(ancestorKey) ?? 1) - 1;
+        if (n === 0) this.branching.delete(ancestorKey);
+        else this.branching.set(ancestorKey, n);
+      }
+      if (opts.reservation === undefined) reservation.release();
+    }
+  }
+
+  private async createReserved(id: TimelineId, ancestor: Timeline | null, start: Lsn, pgVersion: number | undefined): Promise<Timeline> {
     const dir = join(this.dir, "timelines", id);
     if (existsSync(dir)) rmSync(dir, { recursive: true, force: true });
     mkdirSync(dir, { recursive: true });
-    const tl = await Timeline.create(
-      { ...this.timelineDeps(), log: this.log.child({ timeline_id: id }) },
-      this.id,
-      id,
-      dir,
-      ancestor,
-      start,
-      opts.pgVersion ?? ancestor?.pgVersion ?? 15,
-    );
-    // The branch point may have been GC'd while metadata was written: check again.
-    if (ancestor !== null) ancestor.checkBranchPoint(start);
+    let tl: Timeline;
+    try {
+      tl = await Timeline.create(
+        { ...this.timelineDeps(), log: this.log.child({ timeline_id: id }) },
+        this.id,
+        id,
+        dir,
+        ancestor,
+        start,
+        pgVersion ?? ancestor?.pgVersion ?? 15,
+      );
+      // The branch point may have been GC'd while metadata was written: check again.
+      if (ancestor !== null) ancestor.checkBranchPoint(start);
+    } catch (e) {
+      // Never half-created: nothing of it stays on disk.
+      await rm(dir, { recursive: true, force: true });
+      throw e;
+    }
     tl.activate();
     this.timelines.set(id, tl);
     this.log.info({ timeline_id: id, ancestor: ancestor?.timelineId, start_lsn: lsnToString(start) }, "timeline created");
     return tl;
+  }
+
+  /**
+   * Delete a timeline: refused (ConflictError) while it has children or a branch of it is
+   * being created (and branching from it is refused from here on). `beforeStop` runs first
+   * (the caller stops its WAL source); then it leaves the map (new requests see 404), stops
+   * (no flush: its data goes) between background rounds, and its directory goes.
+   */
+  async deleteTimeline<T>(id: TimelineId, beforeStop: (tl: Timeline) => Promise<T>): Promise<T> {
+    const tl = this.getTimeline(id);
+    if (this.deleting.has(id)) throw new ConflictError(`timeline ${id} is being deleted`);
+    const kids = this.children(tl);
+    if (kids.length > 0) throw new ConflictError(`timeline ${id} has child branches (${kids.map((k) => k.timelineId).join(", ")}): delete them first`);
+    if ((this.branching.get(id) ?? 0) > 0) throw new ConflictError(`a branch of timeline ${id} is being created`);
+    this.deleting.add(id);
+    try {
+      // Its WAL source stops here (the caller's part): nothing ingests into it any more.
+      const r = await beforeStop(tl);
+      this.timelines.delete(id);
+      // Between compaction / GC rounds: none of them is reading its layers then.
+      await this.bg.run(() => tl.shutdown(false));
+      const gone = `${tl.dir}${TEMP_SUFFIX}`;
+      renameSync(tl.dir, gone);
+      await rm(gone, { recursive: true, force: true });
+      this.log.info({ timeline_id: id }, "timeline deleted");
+      return r;
+    } finally {
+      this.deleting.delete(id);
+    }
   }
 
   // ---------------------------------------------------------------------------------------
@@ -377,6 +469,15 @@ export class Tenant {
 
   get configOverrides(): Record<string, unknown> {
     return { ...this.overrides };
+  }
+
+  /**
+   * The tenant is going away (deletion): from now on it refuses new work (creations,
+   * lookups: BadStateError) and its background rounds stop; shutdown() follows.
+   */
+  beginStopping(): void {
+    if (this.state === TenantState.Active) this.state = TenantState.Stopping;
+    this.stopLoops();
   }
 
   async shutdown(flush: boolean): Promise<void> {

@@ -49,6 +49,7 @@ import { KEY_MAX, KEY_MIN, type Key, type KeyRange } from "../types/key.js";
 import { type Lsn, lsnToString, MAX_LSN } from "../types/lsn.js";
 import { isValueTag, type Value, type ValueTag } from "../types/value.js";
 import { BulkImport, IMPORT_TEMP_DIR } from "./bulk_import.js";
+import { CommitTimes, pgTimestampToMs } from "./commit_times.js";
 import { l0Thresholds, type TenantConf } from "./config.js";
 import { Backpressure, GATE_OPEN, type GateStats, type GateVerdict, IngestGate } from "./ingest_gate.js";
 import { readMetadata, type TimelineMetadata, writeMetadata } from "./metadata.js";
@@ -108,20 +109,18 @@ const COMPACTION_UPPER_LIMIT = 10;
 /** Checkpoints waiting on one timeline at once (each is an HTTP request or a shutdown). */
 const MAX_FLUSH_WAITERS = 100_000;
 
-export interface TimelineInfo {
-  tenant_id: TenantId;
-  timeline_id: TimelineId;
-  ancestor_timeline_id: TimelineId | null;
-  ancestor_lsn: string | null;
-  last_record_lsn: string;
-  prev_record_lsn: string | null;
-  disk_consistent_lsn: string;
-  latest_gc_cutoff_lsn: string;
-  initdb_lsn: string;
-  state: TimelineState;
-  layers: { delta: number; image: number; l0: number; frozen: number };
-  /** Ingest backpressure: the state now, why, and the time ingest spent waiting in total. */
-  ingest_backpressure: { state: Backpressure; reason: string | null; delayed_ms: number; stalled_ms: number; waits: number };
+/** An in-memory layer as the operator sees it: LSN range [start, end), bytes, frozen or open. */
+export interface InMemoryLayerInfo {
+  start: Lsn;
+  end: Lsn;
+  sizeBytes: number;
+  frozen: boolean;
+}
+
+/** get_lsn_by_timestamp's answer (Neon's kinds). */
+export interface LsnForTime {
+  kind: "present" | "past" | "future" | "nodata";
+  lsn: Lsn;
 }
 
 export class Timeline {
@@ -171,6 +170,8 @@ export class Timeline {
   private persistedDcl: Lsn;
 
   private readonly lsnTimeSamples: { time_ms: number; lsn: Lsn }[] = [];
+  /** Commit timestamps seen in this timeline's own WAL (above its branch point). */
+  private readonly commitTimes: CommitTimes;
   private readonly gate = new IngestGate(() => this.gateVerdict());
 
   // Read-path scratch: reads are synchronous once started, so one set per timeline suffices.
@@ -208,6 +209,7 @@ export class Timeline {
     this.persistedDcl = md.disk_consistent_lsn;
     this.latestGcCutoff_ = md.latest_gc_cutoff_lsn;
     this.nextOpenLayerAt = nextOpenLayerAt;
+    this.commitTimes = new CommitTimes(dir);
   }
 
   /** A new, empty timeline: bootstrap at `startLsn`, or a branch of `ancestor` at `startLsn`. */
@@ -283,7 +285,15 @@ export class Timeline {
     }
     const dcl = md.disk_consistent_lsn;
     const first = ancestor === null && dcl === md.initdb_lsn && layers.length === 0 ? dcl : dcl + 1;
-    return new Timeline(deps, tenantId, timelineId, dir, ancestor, md, layers, dcl, first);
+    const tl = new Timeline(deps, tenantId, timelineId, dir, ancestor, md, layers, dcl, first);
+    try {
+      tl.commitTimes.load(dcl);
+    } catch (e) {
+      // An index of commit times is no reason to refuse the timeline's data: start it empty
+      // (times before the next commits answer `past`), and say so.
+      deps.log.warn({ err: e }, "commit-time index unreadable; starting it empty");
+    }
+    return tl;
   }
 
   // ---------------------------------------------------------------------------------------
@@ -747,6 +757,9 @@ export class Timeline {
     // goes below what is already on disk: the source drops WAL below what we reported.
     const p = this.metadataWrite.then(async () => {
       const dcl = Math.max(overrides.disk_consistent_lsn ?? this.diskConsistent.load(), this.persistedDcl);
+      // Before the metadata: a crash in between leaves entries above the old
+      // disk_consistent_lsn in the file, which load() drops (their WAL comes again).
+      await this.commitTimes.save(dcl);
       await writeMetadata(join(this.dir, METADATA_FILE), this.metadata({ ...overrides, disk_consistent_lsn: dcl }));
       this.persistedDcl = dcl;
     });
@@ -1142,22 +1155,69 @@ export class Timeline {
     for (const l of this.layerMap_.layers) l.close();
   }
 
-  info(): TimelineInfo {
-    const st = this.layerMap_.stats();
-    const bp = this.gate.stats();
-    return {
-      tenant_id: this.tenantId,
-      timeline_id: this.timelineId,
-      ancestor_timeline_id: this.ancestor?.timelineId ?? null,
-      ancestor_lsn: this.ancestor === null ? null : lsnToString(this.ancestorLsn),
-      last_record_lsn: lsnToString(this.lastRecord.load()),
-      prev_record_lsn: this.prevRecordLsn_ === null ? null : lsnToString(this.prevRecordLsn_),
-      disk_consistent_lsn: lsnToString(this.diskConsistent.load()),
-      latest_gc_cutoff_lsn: lsnToString(this.latestGcCutoff_),
-      initdb_lsn: lsnToString(this.initdbLsn),
-      state: this.state,
-      layers: { delta: st.l0Delta.count + st.l1Delta.count, image: st.image.count, l0: st.l0Delta.count, frozen: this.frozen.length },
-      ingest_backpressure: { ...bp, delayed_ms: Math.round(bp.delayed_ms), stalled_ms: Math.round(bp.stalled_ms) },
-    };
+  // ---------------------------------------------------------------------------------------
+  // Operator views
+
+  /** The frozen in-memory layers (oldest first), then the open one; an open layer ends past last_record_lsn. */
+  inMemoryLayers(): InMemoryLayerInfo[] {
+    const out: InMemoryLayerInfo[] = this.frozen.map((f) => ({ start: f.start, end: f.end, sizeBytes: f.sizeBytes, frozen: true }));
+    const open = this.open;
+    if (open !== null) out.push({ start: open.start, end: Math.max(open.start, this.lastRecord.load()) + 1, sizeBytes: open.sizeBytes, frozen: false });
+    return out;
+  }
+
+  // ---------------------------------------------------------------------------------------
+  // Commit timestamps (commit_times.ts): LSN ↔ time
+
+  /** Ingest saw a commit record ending at `lsn` with PostgreSQL timestamp `xactTime_us` (µs since 2000-01-01). */
+  noteCommit(lsn: Lsn, xactTime_us: number): void {
+    this.commitTimes.add(lsn, pgTimestampToMs(xactTime_us));
+  }
+
+  /** The lowest LSN a branch of this timeline may start at now. */
+  earliestBranchLsn(): Lsn {
+    return Math.max(this.latestGcCutoff_, this.plannedGcCutoff, this.initdbLsn, this.ancestor === null ? 0 : this.ancestorLsn);
+  }
+
+  /**
+   * The LSN of the last commit at or before `time_ms` (Unix ms), looking in this timeline's
+   * own commits and, below the branch point, its ancestors': `present`; before every commit
+   * known → `past` (the earliest LSN a branch may start at); after the last → `future`
+   * (last_record_lsn); none known → `nodata` (the earliest LSN). A commit found below the
+   * earliest branchable LSN (GC'd away, or an ancestor's below this branch's start) is `past`
+   * too: the answer is always an LSN this timeline can be branched at.
+   */
+  lsnForTime(time_ms: number): LsnForTime {
+    const earliest = this.earliestBranchLsn();
+    let any = false;
+    let later = false;
+    let found: Lsn | null = null;
+    let maxLsn = Number.MAX_SAFE_INTEGER;
+    let depth = 0;
+    for (let t: Timeline | null = this; t !== null && found === null; t = t.ancestor) {
+      assert(depth++ < 100_000, "ancestry too deep");
+      const r = t.commitTimes.lookup(time_ms, maxLsn);
+      any ||= r.any;
+      later ||= r.laterExists;
+      found = r.lsn;
+      maxLsn = t.ancestorLsn;
+    }
+    if (!any) return { kind: "nodata", lsn: earliest };
+    if (found === null || found < earliest) return { kind: "past", lsn: earliest };
+    if (!later) return { kind: "future", lsn: this.lastRecord.load() };
+    return { kind: "present", lsn: found };
+  }
+
+  /** The time (Unix ms) of the last commit at or before `lsn` on this timeline's history, or null. */
+  timeForLsn(lsn: Lsn): number | null {
+    let at = lsn;
+    let depth = 0;
+    for (let t: Timeline | null = this; t !== null; t = t.ancestor) {
+      assert(depth++ < 100_000, "ancestry too deep");
+      const time = t.commitTimes.timeAt(at);
+      if (time !== null) return time;
+      at = Math.min(at, t.ancestorLsn);
+    }
+    return null;
   }
 }

@@ -1,8 +1,9 @@
 /**
  * Typed errors. Every error that crosses a module boundary is a PageserverError with a
- * stable `code`; the HTTP layer maps codes to statuses with `httpStatusFor`. Messages say
+ * stable `code`; the HTTP layer (src/main/http/errors.ts) maps codes to statuses. Messages say
  * what was wrong and with which input; they never leak stack traces to clients.
  */
+/** Every code, for the HTTP layer's catalogue (a code without a status fails its type check). */
 export type ErrorCode =
   | "invalid_argument"
   | "not_found"
@@ -20,29 +21,6 @@ export type ErrorCode =
   | "payload_too_large"
   | "uri_too_long"
   | "internal";
-
-const HTTP_STATUS: Record<ErrorCode, number> = {
-  invalid_argument: 400,
-  unauthorized: 401,
-  forbidden: 403,
-  not_found: 404,
-  gc_cutoff: 406,
-  conflict: 409,
-  payload_too_large: 413,
-  uri_too_long: 414,
-  unsupported: 422,
-  source_unavailable: 422,
-  limit_reached: 429,
-  internal: 500,
-  corrupt: 500,
-  bad_state: 503,
-  shutdown: 503,
-  lsn_timeout: 504,
-};
-
-export function httpStatusFor(code: ErrorCode): number {
-  return HTTP_STATUS[code];
-}
 
 export class PageserverError extends Error {
   readonly code: ErrorCode;

@@ -1,14 +1,21 @@
 /**
- * A small JSON HTTP layer over uWebSockets.js: routes with `:param` segments, bodies read
- * with a size limit, typed errors mapped to statuses (PageserverError.code → status), and
- * streamed responses with backpressure for large bodies (base backups).
+ * A small JSON HTTP layer over uWebSockets.js: routes declared with their schemas (schema.ts:
+ * params, query, body, responses) and `:param` segments, bodies read with a size limit,
+ * requests validated after auth and before the handler, typed errors mapped to statuses
+ * (errors.ts: PageserverError.code → status), and streamed responses with backpressure for
+ * large bodies (base backups). With `checkResponses` on (tests), every reply is checked
+ * against its route's declared schema for its status; a mismatch is a 500 and an ERROR line.
  *
  * uWS rules followed here: everything from `req` is read before the first await (req is
  * stack-allocated); every async response registers onAborted and checks it before writing;
  * writes after an abort are dropped.
  */
 import type { Logger } from "pino";
-import { httpStatusFor, PageserverError, RequestTooLargeError } from "../../types/errors.js";
+import type { TProperties, TSchema } from "@sinclair/typebox";
+import { PageserverError, RequestTooLargeError } from "../../types/errors.js";
+import { ERROR_STATUSES, httpStatusFor } from "./errors.js";
+import { ApiError } from "./models.js";
+import { checkValue, compile, type Method, queryObject, type RouteSpec, type RouteValidator, routeValidator, type ValidRequest } from "./schema.js";
 import type { TenantId } from "../../types/ids.js";
 import { Auth } from "../auth.js";
 import { type HttpRequest, type HttpResponse, loadUws, type TemplatedApp, type us_listen_socket } from "./uws.js";
@@ -23,8 +30,9 @@ export const MAX_URL_BYTES = 8 * 1024;
 const STREAM_QUEUE_HIGH_BYTES = 4 * 1024 * 1024;
 const STREAM_QUEUE_LOW_BYTES = 1024 * 1024;
 
-export type Method = "get" | "post" | "put" | "delete";
+export type { Method } from "./schema.js";
 
+/** A request as read from the wire, before validation. */
 export interface Request {
   method: string;
   url: string;
@@ -51,11 +59,14 @@ export interface StreamReply {
   produce: (write: (chunk: Uint8Array) => Promise<void>) => Promise<void>;
 }
 export type Reply = JsonReply | RawReply | StreamReply;
-export type Handler = (req: Request) => Promise<Reply> | Reply;
-export type Middleware = (req: Request) => void;
-/** `open`: served without a token even when auth is on (/metrics, /v1/status). */
-export interface RouteOptions {
-  open?: boolean;
+export type Handler<B extends TSchema = TSchema, Q extends TProperties = TProperties> = (req: ValidRequest<B, Q>) => Promise<Reply> | Reply;
+
+/** A registered route: what the auth matrix, the fuzzer and the OpenAPI document walk. */
+export interface RegisteredRoute {
+  method: Method;
+  pattern: string;
+  open: boolean;
+  spec: RouteSpec;
 }
 
 const STATUS_TEXT: Record<number, string> = {
@@ -98,19 +109,16 @@ export class HttpServer {
   private readonly app: TemplatedApp;
   private listenSocket: us_listen_socket | null = null;
   private readonly log: Logger;
-  private readonly middleware: Middleware[] = [];
   private inflight = 0;
   private auth: Auth | null = null;
   /** Every route registered, in order (tests walk them all, e.g. the auth matrix). */
-  readonly routes: { method: Method; pattern: string; open: boolean }[] = [];
+  readonly routes: RegisteredRoute[] = [];
+  /** Check every reply against its route's declared schema (tests; costs a validation per reply). */
+  checkResponses = false;
 
   constructor(log: Logger) {
     this.app = loadUws().App();
     this.log = log;
-  }
-
-  use(m: Middleware): void {
-    this.middleware.push(m);
   }
 
   /**
@@ -130,9 +138,17 @@ export class HttpServer {
     Auth.check(claims, tenant === undefined ? "management" : { tenant: tenant as TenantId });
   }
 
-  route(method: Method, pattern: string, handler: Handler, opts: RouteOptions = {}): void {
-    this.routes.push({ method, pattern, open: opts.open === true });
+  /** Register a route: its declaration (validated requests, documented replies) and its handler. */
+  route<B extends TSchema, Q extends TProperties>(spec: RouteSpec<B, Q>, handler: Handler<B, Q>): void {
+    const { method, path: pattern } = spec;
     const names = [...pattern.matchAll(/:([a-z_]+)/g)].map((m) => m[1]!);
+    const declared = Object.keys(spec.params?.properties ?? {}).sort();
+    if (JSON.stringify(declared) !== JSON.stringify([...names].sort())) throw new Error(`route ${pattern}: params schema names ${declared} but the path has ${names}`);
+    if (this.routes.some((r) => r.method === method && r.pattern === pattern)) throw new Error(`route ${method} ${pattern} registered twice`);
+    const registered: RegisteredRoute = { method, pattern, open: spec.open === true, spec: spec as unknown as RouteSpec };
+    this.routes.push(registered);
+    const validator = routeValidator(registered.spec);
+    const run = handler as unknown as Handler;
     const register = method === "delete" ? this.app.del : this.app[method];
     register.call(this.app, pattern, (res: HttpResponse, req: HttpRequest) => {
       const params: Record<string, string> = {};
@@ -167,17 +183,14 @@ export class HttpServer {
       });
       this.inflight++;
       this.readBody(res, state, (raw, tooLarge) => {
-        const h: Handler =
+        // Refused after auth (as every other request error) but before validation.
+        const refusal: PageserverError | null =
           urlBytes > MAX_URL_BYTES
-            ? () => {
-                throw new RequestTooLargeError("uri_too_long", `request URL of ${urlBytes} bytes is longer than ${MAX_URL_BYTES}`);
-              }
+            ? new RequestTooLargeError("uri_too_long", `request URL of ${urlBytes} bytes is longer than ${MAX_URL_BYTES}`)
             : badSegment === null
-              ? handler
-              : () => {
-                  throw new HttpError("invalid_argument", `malformed percent-encoding in path segment '${badSegment}'`);
-                };
-        void this.dispatch(res, state, r, raw, tooLarge, h, opts.open === true).finally(() => this.inflight--);
+              ? null
+              : new HttpError("invalid_argument", `malformed percent-encoding in path segment '${badSegment}'`);
+        void this.dispatch(res, state, r, raw, tooLarge, refusal, run, registered, validator).finally(() => this.inflight--);
       });
     });
   }
@@ -220,13 +233,16 @@ export class HttpServer {
     r: Request,
     raw: Buffer | null,
     tooLarge: boolean,
+    refusal: PageserverError | null,
     handler: Handler,
-    open: boolean,
+    route: RegisteredRoute,
+    validator: RouteValidator,
   ): Promise<void> {
     let reply: Reply;
     try {
       // Auth first: a refused request is answered before its body is even parsed.
-      if (!open) await this.authorize(r);
+      if (!route.open) await this.authorize(r);
+      if (refusal !== null) throw refusal;
       if (tooLarge) throw new RequestTooLargeError("payload_too_large", `request body larger than ${MAX_BODY_BYTES} bytes`);
       if (raw !== null && raw.length > 0) {
         try {
@@ -235,11 +251,11 @@ export class HttpServer {
           throw new HttpError("invalid_argument", "request body is not valid JSON");
         }
       }
-      for (const m of this.middleware) m(r);
-      reply = await handler(r);
+      reply = await handler(this.validate(r, validator));
     } catch (e) {
       reply = this.errorReply(r, e);
     }
+    if (this.checkResponses) reply = this.checkReply(r, route, reply);
     if (state.aborted) return;
     if ("produce" in reply) {
       await this.stream(res, state, reply, r);
@@ -250,6 +266,57 @@ export class HttpServer {
     res.cork(() => {
       res.writeStatus(statusLine(reply.status)).writeHeader("content-type", ctype).end(body);
     });
+  }
+
+  /** Params, query and body against the route's schemas: the first failure is a 400 naming its field. */
+  private validate(r: Request, v: RouteValidator): ValidRequest {
+    const params = v.params === null ? r.params : (checkValue("params", v.params, r.params) as Record<string, string>);
+    const q = queryObject(r.query);
+    const query = v.query === null ? q : checkValue("query", v.query, q);
+    let body: unknown = r.body;
+    if (v.body === null) {
+      // A route without a body ignores an empty object (clients send `{}` on a bare PUT).
+      const empty = body === undefined || (typeof body === "object" && body !== null && !Array.isArray(body) && Object.keys(body).length === 0);
+      if (!empty) throw new HttpError("invalid_argument", "body: this route takes no request body");
+      body = undefined;
+    } else {
+      body = checkValue("body", v.body, body === undefined ? {} : body);
+    }
+    return { method: r.method, url: r.url, params, query, headers: r.headers, body };
+  }
+
+  /**
+   * Tests: the reply against the route's declaration for its status (an error against the
+   * catalogue's). A mismatch becomes a 500 naming the difference, and an ERROR line.
+   */
+  private checkReply(r: Request, route: RegisteredRoute, reply: Reply): Reply {
+    const fail = (why: string): JsonReply => {
+      this.log.error({ url: r.url, status: reply.status, why }, "reply does not match its declared schema");
+      return { status: 500, json: { error: `reply does not match its declared schema: ${why}`, code: "internal" } };
+    };
+    if (reply.status >= 400) {
+      if (!ERROR_STATUSES.includes(reply.status)) return fail(`status ${reply.status} is not in the error catalogue`);
+      if (!("json" in reply)) return fail("an error reply is not JSON");
+      try {
+        checkValue("reply", compile(ApiError), reply.json);
+      } catch (e) {
+        return fail((e as Error).message);
+      }
+      return reply;
+    }
+    const decl = route.spec.responses[reply.status];
+    if (decl === undefined) return fail(`status ${reply.status} is not declared for ${route.method.toUpperCase()} ${route.pattern}`);
+    if ("json" in reply) {
+      if (decl.schema === undefined) return fail(`status ${reply.status} is declared ${decl.contentType}, the reply is JSON`);
+      try {
+        checkValue("reply", compile(decl.schema), JSON.parse(JSON.stringify(reply.json)));
+      } catch (e) {
+        return fail((e as Error).message);
+      }
+      return reply;
+    }
+    if (decl.contentType !== reply.contentType.split(";")[0]) return fail(`content type ${reply.contentType}, declared ${decl.contentType}`);
+    return reply;
   }
 
   private errorReply(r: Request, e: unknown): JsonReply {

@@ -1,0 +1,41 @@
+/**
+ * The HTTP error catalogue: every PageserverError code (src/types/errors.ts) and the status
+ * it answers with, plus the JSON error body `{"error", "code"}` every non-2xx reply carries.
+ * The table is total over ErrorCode: a new code without a status does not compile.
+ * docs/http-api.md lists the same table for operators.
+ */
+import type { ErrorCode } from "../../types/errors.js";
+
+const HTTP_STATUS: Record<ErrorCode, number> = {
+  invalid_argument: 400,
+  unauthorized: 401,
+  forbidden: 403,
+  not_found: 404,
+  gc_cutoff: 406,
+  conflict: 409,
+  payload_too_large: 413,
+  uri_too_long: 414,
+  unsupported: 422,
+  source_unavailable: 422,
+  limit_reached: 429,
+  internal: 500,
+  corrupt: 500,
+  bad_state: 503,
+  shutdown: 503,
+  lsn_timeout: 504,
+};
+
+export function httpStatusFor(code: ErrorCode): number {
+  return HTTP_STATUS[code];
+}
+
+/** Every code, in the catalogue's order (the OpenAPI document's Error.code enum). */
+export const ERROR_CODES = Object.keys(HTTP_STATUS) as ErrorCode[];
+
+/** Every status an error can answer with, ascending. */
+export const ERROR_STATUSES: readonly number[] = [...new Set(Object.values(HTTP_STATUS))].sort((a, b) => a - b);
+
+/** The codes answering with `status` (the OpenAPI description of that response). */
+export function codesFor(status: number): ErrorCode[] {
+  return ERROR_CODES.filter((c) => HTTP_STATUS[c] === status);
+}
