@@ -219,27 +219,16 @@ async function main(): Promise<void> {
   say(`the timeline has ingested the source's WAL up to ${ingested}`);
 
   step("4. the LSN at T, and an endpoint on a branch at T");
-  const byTime = await pagectl(ps, ["lsn-by-time", tenant, main, T], { allowFail: true });
+  await pagectl(ps, ["lsn-by-time", tenant, main, T]);
   const epDir = join(dir, "endpoint");
   const epPort = await freePort();
-  let branchHow: string;
-  let branchArgs: string[];
-  if (byTime.code === 0) {
-    branchHow = `at T (--at ${T})`;
-    branchArgs = ["--at", T];
-  } else {
-    // A server without get_lsn_by_timestamp: branch at the LSN recorded at T instead.
-    branchHow = `at the LSN recorded at T (--lsn ${lsnAtT}): this server has no get_lsn_by_timestamp yet`;
-    branchArgs = ["--lsn", lsnAtT];
-    say(`  (no lsn-by-time on this server: branching at the LSN recorded at T, ${lsnAtT})`);
-  }
   cleanups.push({ what: "endpoint", fn: () => pagectl(ps, ["endpoint", "stop", "--pgdata", epDir], { allowFail: true, cleanup: true }).then((r) => (r.code === 0 ? undefined : runPg("pg_ctl", ["-D", epDir, "-m", "immediate", "stop"]))) });
-  const ep = await pagectl(ps, ["--json", "endpoint", "start", "--tenant", tenant, "--timeline", main, ...branchArgs, "--pgdata", epDir, "--port", String(epPort), "--conf", "fsync=off", "--conf", "shared_buffers=16MB"], {
+  const ep = await pagectl(ps, ["--json", "endpoint", "start", "--tenant", tenant, "--timeline", main, "--at", T, "--pgdata", epDir, "--port", String(epPort), "--conf", "fsync=off", "--conf", "shared_buffers=16MB"], {
     quiet: true,
   });
   const epInfo = JSON.parse(ep.stdout) as { timeline_id: string; lsn: string; wal_source_state: string };
   const branch = epInfo.timeline_id;
-  say(`  endpoint on 127.0.0.1:${epPort}: branch ${branch} at ${epInfo.lsn}, ${branchHow}; pageserver ${epInfo.wal_source_state} from it`);
+  say(`  endpoint on 127.0.0.1:${epPort}: branch ${branch} at ${epInfo.lsn} (the last commit at or before T); pageserver ${epInfo.wal_source_state} from it`);
 
   step("5. the same queries on the source and on the endpoint");
   const onSource = await psql(src.port, COUNTS_SQL);
@@ -261,22 +250,15 @@ async function main(): Promise<void> {
   step("6. the layers of the main timeline and their picture");
   await pagectl(ps, ["timeline", "checkpoint", tenant, main]);
   await pagectl(ps, ["timeline", "compact", tenant, main, "--force-images"]);
-  const layers = await pagectl(ps, ["--json", "timeline", "layers", tenant, main], { quiet: true, allowFail: true });
-  let layerSummary = "the layer list is not on this server yet";
-  if (layers.code === 0) {
-    const list = JSON.parse(layers.stdout) as { kind: string; level?: string }[];
-    const by = new Map<string, number>();
-    for (const l of list) by.set(l.level ?? l.kind, (by.get(l.level ?? l.kind) ?? 0) + 1);
-    layerSummary = `${list.length} layers (${[...by].map(([k, n]) => `${n} ${k}`).join(", ")})`;
-  }
+  const layers = JSON.parse((await pagectl(ps, ["--json", "timeline", "layers", tenant, main], { quiet: true })).stdout) as { level: string; in_memory: string | null }[];
+  const by = new Map<string, number>();
+  for (const l of layers) by.set(l.in_memory ?? l.level, (by.get(l.in_memory ?? l.level) ?? 0) + 1);
+  const layerSummary = `${layers.length} layers (${[...by].map(([k, n]) => `${n} ${k}`).join(", ")})`;
   say(`  ${layerSummary}`);
   const svgPath = join(outDir, "layer_map.svg");
-  const draw = await pagectl(ps, ["--json", "timeline", "draw", tenant, main, "-o", svgPath], { allowFail: true });
-  let pictureLine = "the layer picture is not on this server yet (no layer_map.svg route)";
-  if (draw.code === 0) {
-    const d = JSON.parse(draw.stdout) as { rects: number; size_bytes: number };
-    pictureLine = `the layer picture: ${svgPath} (${d.rects} rectangles: the layers by key range and LSN range, the branch point at T marked)`;
-  }
+  const drawn = JSON.parse((await pagectl(ps, ["--json", "timeline", "draw", tenant, main, "-o", svgPath], { quiet: true })).stdout) as { layers: number };
+  const pictureLine = `the layer picture: ${svgPath} (${drawn.layers} layers drawn by key range and LSN range; the branch point at T and the GC cutoff marked)`;
+  say(`  ${pictureLine}`);
   await pagectl(ps, ["timeline", "list", tenant]);
 
   step("7. stopping everything");
@@ -289,7 +271,7 @@ async function main(): Promise<void> {
 
   step("summary");
   say(`source: pgbench, ${srcRows} history rows; timeline ${main} streamed it in (up to ${ingested})`);
-  say(`T = ${T}: ${tRows} rows; branch ${branch} ${branchHow}, at ${epInfo.lsn}`);
+  say(`T = ${T}: ${tRows} rows; branch ${branch} at T (--at), at ${epInfo.lsn}`);
   say(`endpoint on the branch: ${epRows} rows (source: ${srcRows}): ${asExpected ? "as expected" : "NOT as expected"}`);
   say(`layers of the main timeline: ${layerSummary}`);
   say(pictureLine);

@@ -181,8 +181,9 @@ export function registerTimelineCommands(program: Command): void {
       const cli = cliOf(cmd);
       const svg = await cli.api.layerMapSvg(argId("tenant id", tenant), argId("timeline id", timeline));
       writeFileSync(o.output, svg);
-      const rects = (svg.match(/<rect\b/g) ?? []).length;
-      cli.print({ file: o.output, size_bytes: Buffer.byteLength(svg), rects }, () => `wrote ${o.output} (${formatBytes(Buffer.byteLength(svg))}, ${rects} rectangles)`);
+      // docs/http-api.md: every layer is a <rect class="layer">.
+      const layers = (svg.match(/<rect class="layer"/g) ?? []).length;
+      cli.print({ file: o.output, size_bytes: Buffer.byteLength(svg), layers }, () => `wrote ${o.output} (${formatBytes(Buffer.byteLength(svg))}, ${layers} layers drawn)`);
     });
 }
 
