@@ -10,7 +10,7 @@
  *   the write is in the branch (a second endpoint on the branch itself sees it);
  * - --token / PAGESERVER_TOKEN against a server with auth on (401 / 403 as their codes);
  * - lsn-by-time (present / past / future), branch --at (at the LSN lsn-by-time names; a time
- *   before every commit is refused naming 'past'), layers, draw (one rect per layer), deletes
+ *   before every commit is refused naming "past"), layers, draw (one rect per layer), deletes
  *   (a timeline with branches refused; a tenant's delete drops its source's slot).
  */
 import { spawn } from "node:child_process";
@@ -342,7 +342,7 @@ describe("pagectl against a real pageserver", { timeout: 300_000 }, () => {
     expect(atBranch.ancestor_lsn).toBe(r.lsn);
     const past = await pagectl(["timeline", "branch", tenant, main, "--at", "2000-01-01T00:00:00Z"]);
     expectFailure(past, 1, "invalid_argument");
-    expect(past.stderr).toMatch(/'past'/);
+    expect(past.stderr).toMatch(/"past"/);
 
     await ok(["timeline", "checkpoint", tenant, main]);
     const layers = await okJson<{ name: string; kind: string; level: string; in_memory: string | null; size_bytes: number }[]>(["timeline", "layers", tenant, main]);

@@ -33,7 +33,6 @@ import {
   writeEndpointRecord,
 } from "./endpoint.js";
 import { byteProgress, progressWanted } from "./progress.js";
-import { lsnAtTime } from "./timeline_commands.js";
 import { formatBytes, formatRecord } from "./table.js";
 
 /** How long start waits for the pageserver to be streaming from the new endpoint. */
@@ -80,11 +79,13 @@ async function start(cli: Cli, o: StartOptions): Promise<void> {
   let target: TimelineInfo;
   let created = false;
   if (branching === 1) {
-    const at = atArg === undefined ? lsnArg : await lsnAtTime(cli.api, tenant, base, atArg);
-    if (atArg !== undefined) cli.note(`the last commit at or before ${atArg} ends at ${at}`);
-    target = await cli.api.createTimeline(tenant, { ancestor_timeline_id: base, ...(at === undefined ? {} : { ancestor_start_lsn: at }) });
+    target = await cli.api.createTimeline(tenant, {
+      ancestor_timeline_id: base,
+      ...(lsnArg === undefined ? {} : { ancestor_start_lsn: lsnArg }),
+      ...(atArg === undefined ? {} : { ancestor_start_time: atArg }),
+    });
     created = true;
-    cli.note(`created branch ${target.timeline_id} of ${base} at ${target.ancestor_lsn}`);
+    cli.note(`created branch ${target.timeline_id} of ${base} at ${target.ancestor_lsn}${atArg === undefined ? "" : `, the last commit at or before ${atArg}`}`);
   } else {
     target = await cli.api.getTimeline(tenant, base);
     const src = target.wal_source;

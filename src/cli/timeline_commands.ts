@@ -1,13 +1,11 @@
 /**
  * `pagectl timeline create|branch|list|show|delete|checkpoint|compact|gc|layers|draw`. A branch at a time
- * (`--at`) is resolved to the LSN of the last commit at or before it (get_lsn_by_timestamp,
- * `present` only) and created at that LSN, so the branch point printed is exactly the one used.
+ * (`--at`) is the server's `ancestor_start_time`: at the end of the last commit at or before
+ * it (what `lsn-by-time` calls `present`; any other answer is refused naming it).
  */
 import { writeFileSync } from "node:fs";
 import type { Command } from "commander";
-import type { PageserverHttpClient } from "../client/http_client.js";
 import type { LayerInfo, TimelineInfo } from "../client/http_models.js";
-import { PageserverError } from "../types/errors.js";
 import { argId, argInt, argLsn, argTime, UsageError } from "./args.js";
 import { cliOf } from "./context.js";
 import { progressWanted, withElapsed } from "./progress.js";
@@ -32,19 +30,6 @@ export function timelineRecord(t: TimelineInfo): string {
     else flat[k] = v;
   }
   return formatRecord(flat);
-}
-
-/**
- * Where a branch of `ancestor` at `at` (RFC 3339) starts: the last commit at or before it.
- * Any other answer (before the first commit, after the last, no commits known) is refused
- * with the kind, as the server refuses ancestor_start_time.
- */
-export async function lsnAtTime(api: PageserverHttpClient, tenant: string, ancestor: string, at: string): Promise<string> {
-  const r = await api.lsnByTimestamp(tenant, ancestor, at);
-  if (r.kind !== "present") {
-    throw new PageserverError("invalid_argument", `no branch point at ${at}: the timeline's commit times say '${r.kind}' (LSN ${r.lsn})`);
-  }
-  return r.lsn;
 }
 
 export function registerTimelineCommands(program: Command): void {
@@ -85,18 +70,15 @@ export function registerTimelineCommands(program: Command): void {
       const t = argId("tenant id", tenant);
       const a = argId("ancestor timeline id", ancestor);
       if (o.lsn !== undefined && o.at !== undefined) throw new UsageError("--lsn and --at exclude each other");
-      let lsn = o.lsn === undefined ? undefined : argLsn("--lsn", o.lsn);
-      if (o.at !== undefined) {
-        const at = argTime("--at", o.at);
-        lsn = await lsnAtTime(cli.api, t, a, at);
-        cli.note(`the last commit at or before ${at} ends at ${lsn}`);
-      }
+      const lsn = o.lsn === undefined ? undefined : argLsn("--lsn", o.lsn);
+      const at = o.at === undefined ? undefined : argTime("--at", o.at);
       const r = await cli.api.createTimeline(t, {
         ancestor_timeline_id: a,
         ...(lsn === undefined ? {} : { ancestor_start_lsn: lsn }),
+        ...(at === undefined ? {} : { ancestor_start_time: at }),
         ...(o.id === undefined ? {} : { new_timeline_id: argId("timeline id", o.id) }),
       });
-      cli.print(r, () => `${r.timeline_id} (branch of ${a} at ${r.ancestor_lsn})`);
+      cli.print(r, () => `${r.timeline_id} (branch of ${a} at ${r.ancestor_lsn}${at === undefined ? "" : `, the last commit at or before ${at}`})`);
     });
 
   tl.command("list")
