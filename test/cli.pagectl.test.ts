@@ -220,6 +220,11 @@ describe("pagectl against a real pageserver", { timeout: 300_000 }, () => {
     const col = table[0]!.indexOf("ANCESTOR");
     for (const row of table.slice(1)) expect(row[col - 1]).toBe(" ");
 
+    const tenantShow = await ok(["tenant", "show", tenant]);
+    expect(tenantShow).toMatch(/^timelines\s+2$/m);
+    expect(tenantShow).toMatch(/^config\s+.*checkpoint_distance=4194304/m);
+    for (const id of [main, branch.timeline_id]) expect(tenantShow).toMatch(new RegExp(`^  ${id}$`, "m"));
+
     const show = await ok(["timeline", "show", tenant, main]);
     expect(show).toMatch(new RegExp(`^timeline_id\\s+${main}$`, "m"));
     expect(show).toMatch(/^wal_source\.state\s+streaming$/m);

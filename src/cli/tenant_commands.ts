@@ -4,7 +4,7 @@
 import type { Command } from "commander";
 import { argId, argSettings } from "./args.js";
 import { cliOf } from "./context.js";
-import { formatRecord, formatTable } from "./table.js";
+import { cellText, formatRecord, formatTable } from "./table.js";
 import { sourceNote } from "./timeline_commands.js";
 
 export function registerTenantCommands(program: Command): void {
@@ -44,7 +44,13 @@ export function registerTenantCommands(program: Command): void {
     .action(async (id: string, _o: unknown, cmd: Command) => {
       const cli = cliOf(cmd);
       const t = await cli.api.getTenant(argId("tenant id", id));
-      cli.print(t, () => formatRecord(t));
+      cli.print(t, () => {
+        const { timeline_ids, config, ...rest } = t;
+        const settings = Object.entries(config ?? {}).map(([k, v]) => `${k}=${cellText(v)}`);
+        const lines = [formatRecord({ ...rest, config: settings.length === 0 ? "(defaults)" : settings.join(" ") })];
+        for (const tl of timeline_ids ?? []) lines.push(`  ${tl}`);
+        return lines.join("\n");
+      });
     });
 
   tenant

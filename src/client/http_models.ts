@@ -28,6 +28,10 @@ export interface TenantInfo extends TenantSummary {
   broken_reason?: string;
   /** The number of timelines. */
   timelines: number;
+  /** Their ids, sorted. */
+  timeline_ids?: string[];
+  /** The tenant's config overrides. */
+  config?: Record<string, unknown>;
 }
 
 export interface TenantConfig {
