@@ -2,7 +2,7 @@
  * pagectl end to end (issue 11): the real command (`node --import tsx src/cli/pagectl.ts`)
  * against a real pageserver (in-process Server on ephemeral ports) and a stock PostgreSQL 15
  * source streaming into it:
- * - tenant and timeline lifecycle, tables for humans, `--json` parsed back;
+ * - tenant and timeline lifecycle, tables for humans, `--json` parsed back; failpoints;
  * - errors: one line `pagectl: <message> (<code>)`, exit 1; usage errors exit 2, nothing sent;
  * - a base backup download with `--progress` (progress on stderr, the tar in the file);
  * - getpage through the page service (hexdump and --json);
@@ -176,6 +176,15 @@ describe("pagectl against a real pageserver", { timeout: 300_000 }, () => {
     await ok(["tenant", "config", "set", tenant, "compaction_period="]);
     conf = await okJson<{ overrides: Record<string, unknown> }>(["tenant", "config", tenant]);
     expect(conf.overrides).toEqual({ checkpoint_distance: 4194304, gc_period: 0 });
+  });
+
+  it("failpoints: set, list, clear; a bad name changes nothing", async () => {
+    expect(await okJson<Record<string, string>>(["failpoints", "set", "basebackup-start=sleep(1)"])).toEqual({ "basebackup-start": "sleep(1)" });
+    expect((await ok(["failpoints"])).trimEnd().split("\n")).toEqual(["NAME              ACTION", "basebackup-start  sleep(1)"]);
+    expectFailure(await pagectl(["failpoints", "set", "no-such-failpoint=return"]), 1, "invalid_argument");
+    expectFailure(await pagectl(["failpoints", "set", "basebackup-start"]), 2, "usage");
+    expect(await okJson<Record<string, string>>(["failpoints", "list"])).toEqual({ "basebackup-start": "sleep(1)" });
+    expect((await ok(["failpoints", "set", "basebackup-start=off"])).trim()).toBe("no active failpoints");
   });
 
   it("errors: one line with the code, exit 1; usage errors exit 2", async () => {
