@@ -39,6 +39,8 @@ export function runPg(bin: string, args: string[], input?: string): Promise<{ co
     const child = execFile(cmd, argv, { encoding: "utf8", maxBuffer: 64 * 1024 * 1024 }, (err, stdout, stderr) => {
       resolve({ code: err === null ? 0 : typeof err.code === "number" ? err.code : 1, stdout, stderr });
     });
+    // A binary that exits without reading its input (pg_ctl) must not crash us with EPIPE.
+    child.stdin?.on("error", () => undefined);
     child.stdin?.end(input ?? "");
   });
 }

@@ -1,0 +1,105 @@
+/**
+ * `pagectl tenant create|list|show|delete|config [get|set k=v…]`: one HTTP call each.
+ */
+import type { Command } from "commander";
+import { argId, argSettings } from "./args.js";
+import { cliOf } from "./context.js";
+import { cellText, formatRecord, formatTable } from "./table.js";
+import { sourceNote } from "./timeline_commands.js";
+
+export function registerTenantCommands(program: Command): void {
+  const tenant = program.command("tenant").description("create, list, show, delete tenants and their settings");
+
+  tenant
+    .command("create")
+    .description("create a tenant (prints its id)")
+    .option("--id <tenant_id>", "the new tenant's id (default: a random one)")
+    .argument("[settings...]", "tenant settings as key=value (e.g. checkpoint_distance=1048576)")
+    .action(async (settings: string[], o: { id?: string }, cmd: Command) => {
+      const cli = cliOf(cmd);
+      const config = argSettings(settings);
+      const body = { ...(o.id === undefined ? {} : { new_tenant_id: argId("tenant id", o.id) }), ...(settings.length > 0 ? { config } : {}) };
+      const r = await cli.api.createTenant(body);
+      cli.print(r, () => r.id);
+    });
+
+  tenant
+    .command("list")
+    .description("list tenants")
+    .action(async (_o: unknown, cmd: Command) => {
+      const cli = cliOf(cmd);
+      const list = await cli.api.listTenants();
+      cli.print(list, () =>
+        formatTable(list, [
+          { header: "tenant_id", value: (t) => t.id },
+          { header: "state", value: (t) => t.state },
+        ]),
+      );
+    });
+
+  tenant
+    .command("show")
+    .description("a tenant's state and timeline count")
+    .argument("<tenant_id>")
+    .action(async (id: string, _o: unknown, cmd: Command) => {
+      const cli = cliOf(cmd);
+      const t = await cli.api.getTenant(argId("tenant id", id));
+      cli.print(t, () => {
+        const { timeline_ids, config, ...rest } = t;
+        const settings = Object.entries(config ?? {}).map(([k, v]) => `${k}=${cellText(v)}`);
+        const lines = [formatRecord({ ...rest, config: settings.length === 0 ? "(defaults)" : settings.join(" ") })];
+        for (const tl of timeline_ids ?? []) lines.push(`  ${tl}`);
+        return lines.join("\n");
+      });
+    });
+
+  tenant
+    .command("delete")
+    .description("stop a tenant (its WAL sources too) and remove it from disk")
+    .argument("<tenant_id>")
+    .action(async (id: string, _o: unknown, cmd: Command) => {
+      const cli = cliOf(cmd);
+      const tid = argId("tenant id", id);
+      const r = await cli.api.deleteTenant(tid);
+      const timelines = Array.isArray(r["timelines"]) ? (r["timelines"] as Record<string, unknown>[]) : [];
+      cli.print(r, () => [`deleted tenant ${tid}`, ...timelines.map((t) => `  timeline ${String(t["timeline_id"])}${sourceNote(t["wal_source"])}`)].join("\n"));
+    });
+
+  const config = tenant.command("config").description("a tenant's settings: get (default) or set");
+  config
+    .command("get", { isDefault: true })
+    .description("the tenant's overrides and effective settings")
+    .argument("<tenant_id>")
+    .action(async (id: string, _o: unknown, cmd: Command) => {
+      const cli = cliOf(cmd);
+      const c = await cli.api.getTenantConfig(argId("tenant id", id));
+      // The effective settings use the server's internal names (units in the name): two lists.
+      cli.print(c, () => `overrides:\n${indent(Object.keys(c.overrides).length === 0 ? "(none)" : formatRecord(c.overrides))}\neffective:\n${indent(formatRecord(c.effective ?? {}))}`);
+    });
+  config
+    .command("set")
+    .description("change settings (merged into the current overrides; key= removes one)")
+    .argument("<tenant_id>")
+    .argument("<settings...>", "key=value")
+    .action(async (id: string, pairs: string[], _o: unknown, cmd: Command) => {
+      const cli = cliOf(cmd);
+      const tid = argId("tenant id", id);
+      const changes = argSettings(pairs);
+      // The API replaces the overrides whole: read, merge, write.
+      const current = await cli.api.getTenantConfig(tid);
+      const next: Record<string, unknown> = { ...current.overrides };
+      for (const [k, v] of Object.entries(changes)) {
+        if (v === "") delete next[k];
+        else next[k] = v;
+      }
+      const r = await cli.api.putTenantConfig(tid, next);
+      cli.print(r, () => formatRecord(r.overrides));
+    });
+}
+
+function indent(text: string): string {
+  return text
+    .split("\n")
+    .map((l) => `  ${l}`)
+    .join("\n");
+}

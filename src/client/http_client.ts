@@ -1,0 +1,318 @@
+/**
+ * PageserverHttpClient: a typed client of the HTTP API v1 (docs/http-api.md) on fetch, used by
+ * pagectl, the demo and tests.
+ *
+ *   const api = new PageserverHttpClient({ url: "http://127.0.0.1:9898", token });
+ *   const { id } = await api.createTenant();
+ *   const tl = await api.createTimeline(id, { wal_source: { connstr } });
+ *
+ * Invariants:
+ * - Every failure is a PageserverError with a stable `code`: an error reply is an
+ *   HttpApiError carrying the server's `code` and the HTTP status; a server that can't be
+ *   reached is an HttpApiError with code `source_unavailable` and status null.
+ * - Every JSON reply is read to at most MAX_JSON_BYTES and checked against the shape its
+ *   method promises (http_models.ts) before it is returned.
+ * - Each request is bounded: `timeout_ms` covers the whole exchange of a JSON request and the
+ *   wait for the headers of a streamed one (a base backup streams for as long as it takes).
+ * - The token, when given, goes out as `Authorization: Bearer`; it is never put in a message.
+ */
+import { type ErrorCode, PageserverError } from "../types/errors.js";
+import {
+  expectArray,
+  expectLsnByTimestamp,
+  expectObject,
+  expectTimelineInfo,
+  type LayerInfo,
+  type LsnByTimestamp,
+  type NodeStatus,
+  ResponseShapeError,
+  type TenantConfig,
+  type TenantInfo,
+  type TenantSummary,
+  type TimelineCreateRequest,
+  type TimelineInfo,
+  type WalSourceInfo,
+} from "./http_models.js";
+
+/** JSON (and SVG) replies larger than this are refused: no reply of the API comes close. */
+export const MAX_JSON_BYTES = 64 * 1024 * 1024;
+/** A timeline create bootstraps from a source (a whole base backup): minutes, not seconds. */
+export const DEFAULT_TIMEOUT_MS = 10 * 60 * 1000;
+
+/** An error reply of the API (status set), or the server unreachable (status null). */
+export class HttpApiError extends PageserverError {
+  readonly status: number | null;
+  constructor(code: ErrorCode, status: number | null, message: string, options?: { cause?: unknown }) {
+    super(code, message, options);
+    this.status = status;
+  }
+}
+
+export interface HttpClientOptions {
+  /** Base URL, e.g. http://127.0.0.1:9898 (a trailing slash is ignored). */
+  url: string;
+  /** A JWT, sent as `Authorization: Bearer` (the server's auth is on). */
+  token?: string;
+  timeout_ms?: number;
+}
+
+/** A streamed reply: its bytes, and its length when the server said it. */
+export interface StreamedReply {
+  body: AsyncIterable<Uint8Array>;
+  size_bytes: number | null;
+}
+
+/** Every code a reply may carry (a Record over ErrorCode, so a new code fails the type check here). */
+const KNOWN_CODES: Record<ErrorCode, true> = {
+  invalid_argument: true,
+  not_found: true,
+  conflict: true,
+  lsn_timeout: true,
+  gc_cutoff: true,
+  corrupt: true,
+  bad_state: true,
+  shutdown: true,
+  unauthorized: true,
+  forbidden: true,
+  unsupported: true,
+  source_unavailable: true,
+  limit_reached: true,
+  payload_too_large: true,
+  uri_too_long: true,
+  internal: true,
+};
+
+function isErrorCode(x: unknown): x is ErrorCode {
+  return typeof x === "string" && Object.hasOwn(KNOWN_CODES, x);
+}
+
+/** The code for a status when the body has none (a proxy's reply, an old server). */
+function codeForStatus(status: number): ErrorCode {
+  const byStatus: Record<number, ErrorCode> = {
+    400: "invalid_argument",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not_found",
+    406: "gc_cutoff",
+    409: "conflict",
+    413: "payload_too_large",
+    414: "uri_too_long",
+    422: "unsupported",
+    429: "limit_reached",
+    503: "bad_state",
+    504: "lsn_timeout",
+  };
+  return byStatus[status] ?? "internal";
+}
+
+const enc = encodeURIComponent;
+
+export class PageserverHttpClient {
+  readonly url: string;
+  private readonly token: string | undefined;
+  private readonly timeout_ms: number;
+
+  constructor(opts: HttpClientOptions) {
+    let url: URL;
+    try {
+      url = new URL(opts.url);
+    } catch {
+      throw new HttpApiError("invalid_argument", null, `invalid server URL '${opts.url}'`);
+    }
+    if (url.protocol !== "http:" && url.protocol !== "https:") throw new HttpApiError("invalid_argument", null, `server URL '${opts.url}' must be http(s)`);
+    this.url = url.toString().replace(/\/+$/, "");
+    this.token = opts.token;
+    this.timeout_ms = opts.timeout_ms ?? DEFAULT_TIMEOUT_MS;
+  }
+
+  // ---- node ----
+  async status(): Promise<NodeStatus> {
+    return expectObject<NodeStatus>("status", await this.json("GET", "/v1/status"), ["status", "version"]);
+  }
+
+  async failpoints(): Promise<Record<string, string>> {
+    return expectObject<Record<string, string>>("failpoints", await this.json("GET", "/v1/failpoints"), []);
+  }
+
+  /** Set (or, with action "off", clear) failpoints; the active set after the change. */
+  async setFailpoints(settings: { name: string; actions: string }[]): Promise<Record<string, string>> {
+    return expectObject<Record<string, string>>("failpoints", await this.json("PUT", "/v1/failpoints", settings), []);
+  }
+
+  // ---- tenants ----
+  async listTenants(): Promise<TenantSummary[]> {
+    return expectArray<TenantSummary>("tenant list", await this.json("GET", "/v1/tenant"), ["id", "state"]);
+  }
+
+  async createTenant(body: { new_tenant_id?: string; config?: Record<string, unknown> } = {}): Promise<{ id: string }> {
+    return expectObject<{ id: string }>("tenant create answer", await this.json("POST", "/v1/tenant", body), ["id"]);
+  }
+
+  async getTenant(tenant: string): Promise<TenantInfo> {
+    return expectObject<TenantInfo>("tenant info", await this.json("GET", `/v1/tenant/${enc(tenant)}`), ["id", "state"]);
+  }
+
+  async deleteTenant(tenant: string): Promise<Record<string, unknown>> {
+    return expectObject<Record<string, unknown>>("tenant delete answer", await this.json("DELETE", `/v1/tenant/${enc(tenant)}`), []);
+  }
+
+  async getTenantConfig(tenant: string): Promise<TenantConfig> {
+    const r = expectObject<TenantConfig>("tenant config", await this.json("GET", `/v1/tenant/${enc(tenant)}/config`), []);
+    if (typeof r.overrides !== "object" || r.overrides === null) throw new ResponseShapeError("tenant config", r);
+    return r;
+  }
+
+  /** Replace the tenant's overrides with `config`. */
+  async putTenantConfig(tenant: string, config: Record<string, unknown>): Promise<TenantConfig> {
+    return expectObject<TenantConfig>("tenant config", await this.json("PUT", `/v1/tenant/${enc(tenant)}/config`, config), []);
+  }
+
+  // ---- timelines ----
+  async listTimelines(tenant: string): Promise<TimelineInfo[]> {
+    const r = await this.json("GET", `/v1/tenant/${enc(tenant)}/timeline`);
+    if (!Array.isArray(r)) throw new ResponseShapeError("timeline list", r);
+    return r.map(expectTimelineInfo);
+  }
+
+  async getTimeline(tenant: string, timeline: string): Promise<TimelineInfo> {
+    return expectTimelineInfo(await this.json("GET", this.tl(tenant, timeline)));
+  }
+
+  async createTimeline(tenant: string, body: TimelineCreateRequest): Promise<TimelineInfo> {
+    return expectTimelineInfo(await this.json("POST", `/v1/tenant/${enc(tenant)}/timeline`, body));
+  }
+
+  async deleteTimeline(tenant: string, timeline: string): Promise<Record<string, unknown>> {
+    return expectObject<Record<string, unknown>>("timeline delete answer", await this.json("DELETE", this.tl(tenant, timeline)), []);
+  }
+
+  async layers(tenant: string, timeline: string): Promise<LayerInfo[]> {
+    return expectArray<LayerInfo>("layer list", await this.json("GET", `${this.tl(tenant, timeline)}/layer`), ["name", "kind"]);
+  }
+
+  /** The SVG picture of the timeline's layers (`layer_map.svg`), as text. */
+  async layerMapSvg(tenant: string, timeline: string): Promise<string> {
+    const r = await this.send("GET", `${this.tl(tenant, timeline)}/layer_map.svg`);
+    const text = await this.readText(r.res, r.done);
+    if (!text.trimStart().startsWith("<")) throw new ResponseShapeError("layer map (not SVG)", text.slice(0, 100));
+    return text;
+  }
+
+  /** `timestamp`: RFC 3339. */
+  async lsnByTimestamp(tenant: string, timeline: string, timestamp: string): Promise<LsnByTimestamp> {
+    return expectLsnByTimestamp(await this.json("GET", `${this.tl(tenant, timeline)}/get_lsn_by_timestamp?timestamp=${enc(timestamp)}`));
+  }
+
+  async setWalSource(tenant: string, timeline: string, connstr: string): Promise<WalSourceInfo> {
+    return expectObject<WalSourceInfo>("wal source status", await this.json("PUT", `${this.tl(tenant, timeline)}/wal_source`, { connstr }), ["state"]);
+  }
+
+  async deleteWalSource(tenant: string, timeline: string): Promise<{ removed: boolean; slot_dropped: boolean; slot_error?: string }> {
+    const r = expectObject<{ removed: boolean; slot_dropped: boolean; slot_error?: string }>("wal source removal", await this.json("DELETE", `${this.tl(tenant, timeline)}/wal_source`), []);
+    if (typeof r.slot_dropped !== "boolean") throw new ResponseShapeError("wal source removal", r);
+    return r;
+  }
+
+  async checkpoint(tenant: string, timeline: string): Promise<{ disk_consistent_lsn: string }> {
+    return expectObject<{ disk_consistent_lsn: string }>("checkpoint answer", await this.json("PUT", `${this.tl(tenant, timeline)}/checkpoint`), ["disk_consistent_lsn"]);
+  }
+
+  async compact(tenant: string, timeline: string, forceImageLayerCreation = false): Promise<Record<string, unknown>> {
+    const q = forceImageLayerCreation ? "?force_image_layer_creation=true" : "";
+    return expectObject<Record<string, unknown>>("compact answer", await this.json("PUT", `${this.tl(tenant, timeline)}/compact${q}`), []);
+  }
+
+  /** GC of this timeline, `gc_horizon_bytes` back from its last record LSN (default: the tenant's settings). */
+  async gc(tenant: string, timeline: string, gc_horizon_bytes?: number): Promise<Record<string, unknown>> {
+    const body = gc_horizon_bytes === undefined ? {} : { gc_horizon: gc_horizon_bytes };
+    return expectObject<Record<string, unknown>>("gc answer", await this.json("PUT", `${this.tl(tenant, timeline)}/do_gc`, body), []);
+  }
+
+  /** The base backup tar at `lsn` ("X/Y"; default the latest), streamed. */
+  async basebackup(tenant: string, timeline: string, lsn?: string): Promise<StreamedReply> {
+    const q = lsn === undefined ? "" : `?lsn=${enc(lsn)}`;
+    const { res, done } = await this.send("GET", `${this.tl(tenant, timeline)}/basebackup${q}`);
+    // The body streams past the request timeout: only the wait for the headers was bounded.
+    done();
+    if (res.body === null) throw new ResponseShapeError("base backup (no body)", null);
+    const len = res.headers.get("content-length");
+    const size = len === null ? null : Number(len);
+    return { body: res.body as unknown as AsyncIterable<Uint8Array>, size_bytes: size !== null && Number.isSafeInteger(size) && size >= 0 ? size : null };
+  }
+
+  // ---- plumbing ----
+  private tl(tenant: string, timeline: string): string {
+    return `/v1/tenant/${enc(tenant)}/timeline/${enc(timeline)}`;
+  }
+
+  /** A request whose reply is JSON: the parsed body of a 2xx, else HttpApiError. */
+  async json(method: string, path: string, body?: unknown): Promise<unknown> {
+    const { res, done } = await this.send(method, path, body);
+    const text = await this.readText(res, done);
+    if (text.length === 0) return {};
+    try {
+      return JSON.parse(text) as unknown;
+    } catch {
+      throw new ResponseShapeError(`reply to ${method} ${path} (not JSON)`, text.slice(0, 200));
+    }
+  }
+
+  /**
+   * Send; resolves on a 2xx with the response and `done` (clears the timeout: call it once
+   * the body is read, or at once for a streamed body). A non-2xx is read and thrown.
+   */
+  private async send(method: string, path: string, body?: unknown): Promise<{ res: Response; done: () => void }> {
+    const ac = new AbortController();
+    const timer = setTimeout(() => ac.abort(), this.timeout_ms);
+    const done = (): void => clearTimeout(timer);
+    const headers: Record<string, string> = {};
+    if (this.token !== undefined) headers["authorization"] = `Bearer ${this.token}`;
+    if (body !== undefined) headers["content-type"] = "application/json";
+    let res: Response;
+    try {
+      res = await fetch(`${this.url}${path}`, { method, headers, body: body === undefined ? undefined : JSON.stringify(body), signal: ac.signal });
+    } catch (e) {
+      done();
+      const cause = e instanceof Error && e.cause instanceof Error ? e.cause.message : e instanceof Error ? e.message : String(e);
+      const what = ac.signal.aborted ? `no answer within ${this.timeout_ms} ms` : cause;
+      throw new HttpApiError("source_unavailable", null, `cannot reach the pageserver at ${this.url}: ${what}`, { cause: e });
+    }
+    if (res.status >= 200 && res.status < 300) return { res, done };
+    const text = await this.readText(res, done).catch(() => "");
+    let code: ErrorCode = codeForStatus(res.status);
+    let message = `${method} ${path}: HTTP ${res.status}`;
+    try {
+      const j = JSON.parse(text) as unknown;
+      if (typeof j === "object" && j !== null) {
+        const o = j as Record<string, unknown>;
+        if (isErrorCode(o["code"])) code = o["code"];
+        if (typeof o["error"] === "string") message = o["error"];
+      }
+    } catch {
+      if (text.length > 0) message = `${message}: ${text.slice(0, 200)}`;
+    }
+    throw new HttpApiError(code, res.status, message);
+  }
+
+  /** The body as text, at most MAX_JSON_BYTES; `done` is called whatever happens. */
+  private async readText(res: Response, done: () => void): Promise<string> {
+    try {
+      const len = Number(res.headers.get("content-length") ?? "0");
+      if (len > MAX_JSON_BYTES) throw new PageserverError("limit_reached", `a reply of ${len} bytes from the pageserver (limit ${MAX_JSON_BYTES})`);
+      if (res.body === null) return "";
+      const chunks: Uint8Array[] = [];
+      let total = 0;
+      for await (const c of res.body as unknown as AsyncIterable<Uint8Array>) {
+        total += c.byteLength;
+        if (total > MAX_JSON_BYTES) throw new PageserverError("limit_reached", `a reply over ${MAX_JSON_BYTES} bytes from the pageserver`);
+        chunks.push(c);
+      }
+      return Buffer.concat(chunks).toString("utf8");
+    } catch (e) {
+      if (e instanceof PageserverError) throw e;
+      throw new HttpApiError("source_unavailable", res.status, `reading the reply failed: ${e instanceof Error ? e.message : String(e)}`, { cause: e });
+    } finally {
+      done();
+    }
+  }
+}
