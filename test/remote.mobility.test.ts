@@ -5,17 +5,21 @@
  * at A's disk_consistent_lsn, and publishes its own generation-2 index; A can't take the
  * tenant back in generation 1. Without remote storage both operations are refused.
  */
+import { spawn } from "node:child_process";
 import { existsSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { fileURLToPath } from "node:url";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { deltaLayerName } from "../src/layers/layer_name.js";
 import { loadNodeConfig } from "../src/main/config.js";
 import { Server } from "../src/main/server.js";
 import { listIndexGenerations } from "../src/remote/index_part.js";
 import { checkRemoteTimeline } from "../src/remote/remote_check.js";
+import { layerKey } from "../src/remote/remote_path.js";
 import { BadStateError, NotFoundError } from "../src/types/errors.js";
 import { generateTenantId, generateTimelineId } from "../src/types/ids.js";
-import { makeKey } from "../src/types/key.js";
+import { KEY_MAX, KEY_MIN, makeKey } from "../src/types/key.js";
 import { imageValue } from "../src/types/value.js";
 import { LogCapture } from "./support/log_check.js";
 
@@ -34,6 +38,25 @@ async function within<T>(p: Promise<T>, what: string): Promise<T> {
   } finally {
     clearTimeout(timer);
   }
+}
+
+const PAGECTL = fileURLToPath(new URL("../src/cli/pagectl.ts", import.meta.url));
+
+/** pagectl as a process (async: the Servers answering it run in this process). */
+async function pagectl(server: string, args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+  const child = spawn(process.execPath, ["--import", "tsx", PAGECTL, "--server", server, ...args], { stdio: ["ignore", "pipe", "pipe"] });
+  let stdout = "";
+  let stderr = "";
+  child.stdout.on("data", (d: Buffer) => {
+    stdout += d.toString();
+  });
+  child.stderr.on("data", (d: Buffer) => {
+    stderr += d.toString();
+  });
+  const timer = setTimeout(() => child.kill("SIGKILL"), WAIT_BOUND_MS);
+  const code = await new Promise<number>((r) => child.once("close", (c) => r(c ?? -1)));
+  clearTimeout(timer);
+  return { code, stdout, stderr };
 }
 
 const logs = new LogCapture();
@@ -162,6 +185,31 @@ describe("tenant mobility", () => {
     expect(Object.keys(doc.paths)).toEqual(expect.arrayContaining(["/v1/tenant/{tenant_id}/detach", "/v1/tenant/{tenant_id}/attach"]));
     const v = await b.tenants.get(tenantId).getTimeline(timelineId).get(k(0), dcl + 8);
     expect(Buffer.from(v!).toString()).toBe("b 0");
+  });
+
+  it("pagectl: remote check (exit 1 on an orphan), tenant detach, tenant attach --generation", async () => {
+    const bUrl = `http://127.0.0.1:${b.port}`;
+    const aUrl = `http://127.0.0.1:${a.port}`;
+    const check = await pagectl(bUrl, ["remote", "check", tenantId, timelineId, "--verify-checksums"]);
+    expect(check.code, check.stderr).toBe(0);
+    expect(check.stdout).toMatch(/ok\s+true/);
+    const json = await pagectl(bUrl, ["--json", "remote", "check", tenantId, timelineId]);
+    expect(JSON.parse(json.stdout)).toMatchObject({ ok: true, index_generation: 4, missing: [], orphans: [] });
+    // An object of B's generation that no index names.
+    const orphan = layerKey(tenantId, timelineId, deltaLayerName({ start: KEY_MIN, end: KEY_MAX }, { start: 0x10, end: 0x20 }), 4);
+    await b.remote!.storage.put(orphan, new Uint8Array(3), { size_bytes: 3 });
+    const bad = await pagectl(bUrl, ["remote", "check", tenantId, timelineId]);
+    expect(bad.code).toBe(1);
+    expect(bad.stdout).toMatch(/orphans\s+1/);
+    expect(bad.stderr).toContain("inconsistent");
+    await b.remote!.storage.delete([orphan]);
+    const detach = await pagectl(bUrl, ["tenant", "detach", tenantId]);
+    expect(detach.code, detach.stderr).toBe(0);
+    expect(detach.stdout).toContain(`detached tenant ${tenantId}`);
+    const attach = await pagectl(aUrl, ["tenant", "attach", tenantId, "--generation", "5"]);
+    expect(attach.code, attach.stderr).toBe(0);
+    expect(attach.stdout).toContain(`attached tenant ${tenantId} (Active)`);
+    expect((await pagectl(aUrl, ["tenant", "attach", tenantId, "--generation", "zero"])).code).toBe(2);
   });
 
   it("deleting a timeline or a tenant stops its remote clients", async () => {

@@ -3,7 +3,7 @@
  * pagectl: the pageserver's command line (issue 11). Every HTTP API action, base backups and
  * pages, and endpoints (a stock PostgreSQL 15 started on a branch, streaming back into it).
  * One file per command group: tenant_commands, timeline_commands, data_commands,
- * node_commands, endpoint_commands.
+ * node_commands, endpoint_commands, remote_commands.
  *
  * Exit codes: 0 done; 1 the action failed (one line on stderr: `pagectl: <message> (<code>)`,
  * the code being the server's error code, e.g. not_found); 2 a usage error (unknown command
@@ -18,6 +18,7 @@ import { DEFAULT_PG_SERVER, DEFAULT_SERVER } from "./context.js";
 import { registerDataCommands } from "./data_commands.js";
 import { registerEndpointCommands } from "./endpoint_commands.js";
 import { registerNodeCommands } from "./node_commands.js";
+import { registerRemoteCommands } from "./remote_commands.js";
 import { registerTenantCommands } from "./tenant_commands.js";
 import { registerTimelineCommands } from "./timeline_commands.js";
 
@@ -52,6 +53,7 @@ export function buildProgram(): Command {
   registerDataCommands(program);
   registerEndpointCommands(program);
   registerNodeCommands(program);
+  registerRemoteCommands(program);
   return program;
 }
 

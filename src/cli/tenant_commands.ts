@@ -1,8 +1,9 @@
 /**
- * `pagectl tenant create|list|show|delete|config [get|set k=v…]`: one HTTP call each.
+ * `pagectl tenant create|list|show|delete|detach|attach|config [get|set k=v…]`: one HTTP call each
+ * (config set: two).
  */
 import type { Command } from "commander";
-import { argId, argSettings } from "./args.js";
+import { argId, argInt, argSettings } from "./args.js";
 import { cliOf } from "./context.js";
 import { cellText, formatRecord, formatTable } from "./table.js";
 import { sourceNote } from "./timeline_commands.js";
@@ -63,6 +64,27 @@ export function registerTenantCommands(program: Command): void {
       const r = await cli.api.deleteTenant(tid);
       const timelines = Array.isArray(r["timelines"]) ? (r["timelines"] as Record<string, unknown>[]) : [];
       cli.print(r, () => [`deleted tenant ${tid}`, ...timelines.map((t) => `  timeline ${String(t["timeline_id"])}${sourceNote(t["wal_source"])}`)].join("\n"));
+    });
+
+  tenant
+    .command("detach")
+    .description("detach a tenant (remote storage): flush, wait until the bucket has everything, leave this node")
+    .argument("<tenant_id>")
+    .action(async (id: string, _o: unknown, cmd: Command) => {
+      const cli = cliOf(cmd);
+      const r = await cli.api.detachTenant(argId("tenant id", id));
+      cli.print(r, () => `detached tenant ${r.tenant_id}`);
+    });
+
+  tenant
+    .command("attach")
+    .description("attach a tenant from remote storage in a generation (higher than any before)")
+    .argument("<tenant_id>")
+    .requiredOption("--generation <n>", "the attachment's generation (1 … 4294967295)")
+    .action(async (id: string, o: { generation: string }, cmd: Command) => {
+      const cli = cliOf(cmd);
+      const t = await cli.api.attachTenant(argId("tenant id", id), argInt("generation", o.generation, 1, 0xffff_ffff));
+      cli.print(t, () => `attached tenant ${t.id} (${t.state}), timelines: ${(t.timeline_ids ?? []).join(" ") || "none"}`);
     });
 
   const config = tenant.command("config").description("a tenant's settings: get (default) or set");

@@ -21,10 +21,12 @@ import {
   expectArray,
   expectLsnByTimestamp,
   expectObject,
+  expectRemoteCheck,
   expectTimelineInfo,
   type LayerInfo,
   type LsnByTimestamp,
   type NodeStatus,
+  type RemoteCheck,
   ResponseShapeError,
   type TenantConfig,
   type TenantInfo,
@@ -156,6 +158,16 @@ export class PageserverHttpClient {
     return expectObject<Record<string, unknown>>("tenant delete answer", await this.json("DELETE", `/v1/tenant/${enc(tenant)}`), []);
   }
 
+  /** Attach from remote storage in `generation` (the server must have remote storage). */
+  async attachTenant(tenant: string, generation: number): Promise<TenantInfo> {
+    return expectObject<TenantInfo>("tenant attach answer", await this.json("POST", `/v1/tenant/${enc(tenant)}/attach`, { generation }), ["id", "state"]);
+  }
+
+  /** Detach: flush, wait for the bucket, leave this node (the server must have remote storage). */
+  async detachTenant(tenant: string): Promise<{ tenant_id: string }> {
+    return expectObject<{ tenant_id: string }>("tenant detach answer", await this.json("POST", `/v1/tenant/${enc(tenant)}/detach`), ["tenant_id"]);
+  }
+
   async getTenantConfig(tenant: string): Promise<TenantConfig> {
     const r = expectObject<TenantConfig>("tenant config", await this.json("GET", `/v1/tenant/${enc(tenant)}/config`), []);
     if (typeof r.overrides !== "object" || r.overrides === null) throw new ResponseShapeError("tenant config", r);
@@ -226,6 +238,12 @@ export class PageserverHttpClient {
   async gc(tenant: string, timeline: string, gc_horizon_bytes?: number): Promise<Record<string, unknown>> {
     const body = gc_horizon_bytes === undefined ? {} : { gc_horizon: gc_horizon_bytes };
     return expectObject<Record<string, unknown>>("gc answer", await this.json("PUT", `${this.tl(tenant, timeline)}/do_gc`, body), []);
+  }
+
+  /** The timeline's index against its objects in remote storage. */
+  async remoteCheck(tenant: string, timeline: string, verifyChecksums = false): Promise<RemoteCheck> {
+    const q = verifyChecksums ? "?verify_checksums=true" : "";
+    return expectRemoteCheck(await this.json("GET", `${this.tl(tenant, timeline)}/remote_check${q}`));
   }
 
   /** The base backup tar at `lsn` ("X/Y"; default the latest), streamed. */

@@ -103,6 +103,29 @@ export class ResponseShapeError extends PageserverError {
   }
 }
 
+/** GET …/remote_check: a timeline's index against its objects in remote storage. */
+export interface RemoteCheck {
+  index_key: string | null;
+  index_generation: number | null;
+  layers_named: number;
+  missing: string[];
+  size_mismatch: { key: string; index_bytes: number; object_bytes: number }[];
+  checksum_mismatch: string[];
+  orphans: string[];
+  unknown: string[];
+  stale_indexes: string[];
+  newer_generation_keys: string[];
+  ok: boolean;
+  [k: string]: unknown;
+}
+
+export function expectRemoteCheck(x: unknown): RemoteCheck {
+  const r = expectObject<RemoteCheck>("remote check", x, [], ["index_key"]);
+  const lists = ["missing", "size_mismatch", "checksum_mismatch", "orphans", "unknown", "stale_indexes", "newer_generation_keys"];
+  if (typeof r.ok !== "boolean" || typeof r.layers_named !== "number" || lists.some((f) => !Array.isArray(r[f]))) throw new ResponseShapeError("remote check", x);
+  return r;
+}
+
 type Obj = Record<string, unknown>;
 
 function isObj(x: unknown): x is Obj {

@@ -23,6 +23,8 @@ import type { TenantManager } from "./tenant_manager.js";
 import { bootstrapFromSource, parseConnstr } from "./wal_source.js";
 import type { WalSources } from "./wal_sources.js";
 import type { RemoteTimelines } from "./remote_timelines.js";
+import { readTenantGeneration } from "../remote/attach.js";
+import { checkRemoteTimeline } from "../remote/remote_check.js";
 
 const TenantParams = Type.Object({ tenant_id: M.Id }, { additionalProperties: false });
 const TimelineParams = Type.Object({ tenant_id: M.Id, timeline_id: M.Id }, { additionalProperties: false });
@@ -334,4 +336,25 @@ export function registerTimelineRoutes(http: HttpServer, tenants: TenantManager,
       return { status: 200, json: { layers_removed: removed, latest_gc_cutoff_lsn: lsnToString(tl.latestGcCutoffLsn) } };
     },
   );
+  if (remote !== null) {
+    const r0 = remote;
+    http.route(
+      {
+        method: "get",
+        path: "/v1/tenant/:tenant_id/timeline/:timeline_id/remote_check",
+        summary: "the timeline's index against its objects in remote storage: missing, mismatched, orphaned (only with remote storage)",
+        params: TimelineParams,
+        query: Type.Object({ verify_checksums: Type.Optional(Type.Union([Type.Literal("true"), Type.Literal("false")])) }, { additionalProperties: false }),
+        responses: { 200: { description: "the check", schema: M.RemoteCheck } },
+      },
+      async (r) => {
+        const t = tenantOf(r.params);
+        const tl = timelineOf(r.params);
+        const check = await checkRemoteTimeline(r0.storage, tl.tenantId, tl.timelineId, readTenantGeneration(t.dir), {
+          verify_checksums: r.query.verify_checksums === "true",
+        });
+        return { status: 200, json: check };
+      },
+    );
+  }
 }

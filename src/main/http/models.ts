@@ -81,6 +81,24 @@ export const TenantAttach = Type.Object(
   { additionalProperties: false },
 );
 export const TenantDetached = Type.Object({ tenant_id: Id }, { additionalProperties: false });
+const Keys = Type.Array(Type.String());
+/** src/remote/remote_check.ts: a timeline's index against its bucket objects. */
+export const RemoteCheck = Type.Object(
+  {
+    index_key: Nullable(Type.String()),
+    index_generation: Nullable(Type.Integer({ minimum: 1 })),
+    layers_named: Count,
+    missing: Keys,
+    size_mismatch: Type.Array(Type.Object({ key: Type.String(), index_bytes: Count, object_bytes: Count }, { additionalProperties: false })),
+    checksum_mismatch: Keys,
+    orphans: Keys,
+    unknown: Keys,
+    stale_indexes: Keys,
+    newer_generation_keys: Keys,
+    ok: Type.Boolean(),
+  },
+  { additionalProperties: false },
+);
 
 export function tenantListItem(t: Tenant): Static<typeof TenantListItem> {
   return { id: t.id, state: t.state };
