@@ -126,7 +126,7 @@ export function registerRoutes(
       const timelines = await tenants.delete(id, async (t) => {
         const out: M.TimelineDeletedT[] = [];
         for (const tl of t.listTimelines()) out.push({ tenant_id: id, timeline_id: tl.timelineId, wal_source: await ws.remove(tl, true) });
-        await extra.remote?.dropTenant(id);
+        await extra.remote?.dropTenant(t);
         return out;
       });
       return { status: 200, json: { tenant_id: id, timelines } };
