@@ -32,7 +32,6 @@ import { RemoteTimelineClient, SupersededError } from "../remote/remote_timeline
 import { type Tenant, TenantState } from "../tenant/tenant.js";
 import { type Timeline, TimelineState } from "../tenant/timeline.js";
 import { BadStateError } from "../types/errors.js";
-import type { TenantId } from "../types/ids.js";
 import type { Lsn } from "../types/lsn.js";
 
 const OPEN_RETRY_BASE_MS = 200;
