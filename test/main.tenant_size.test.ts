@@ -10,12 +10,17 @@
  * - over HTTP with a real PostgreSQL 15 data directory (import_pgdata): GET /v1/tenant/:id/size
  *   (replies checked against the declared schema), shared history counted once against a
  *   second tenant holding the same data alone, and the computations timed in
- *   pageserver_storage_operations_seconds{operation="logical size"}.
+ *   pageserver_storage_operations_seconds{operation="logical size"}; the same answer through
+ *   PageserverHttpClient.tenantSize and `pagectl tenant size` (table and --json).
  */
+import { execFile } from "node:child_process";
+import { promisify } from "node:util";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { fileURLToPath } from "node:url";
 import { afterAll, afterEach, describe, expect, it } from "vitest";
+import { PageserverHttpClient } from "../src/client/http_client.js";
 import { loadNodeConfig } from "../src/main/config.js";
 import { LogicalSizeQueries } from "../src/main/logical_size_queries.js";
 import { Server } from "../src/main/server.js";
@@ -194,8 +199,26 @@ describe.skipIf(!havePg15())("GET /v1/tenant/:id/size with a real data directory
     expect(both.size).toBeLessThan(parentOnly.size + branchAlone.size);
     expect(both.size).toBe(parentOnly.size + both.segments[1]!.wal_bytes);
 
+    // The client and pagectl see the same model.
+    const viaClient = await new PageserverHttpClient({ url: base }).tenantSize(a);
+    expect(viaClient.size).toBe(both.size);
+    expect(viaClient.segments).toEqual(both.segments);
+    const PAGECTL = fileURLToPath(new URL("../src/cli/pagectl.ts", import.meta.url));
+    // Asynchronous: the server runs in this process.
+    const run = (args: string[]) => promisify(execFile)(process.execPath, ["--import", "tsx", PAGECTL, "--server", base, ...args], { encoding: "utf8", timeout: 60_000 });
+    const table = await run(["tenant", "size", a]);
+    expect(table.stdout).toContain(`tenant ${a}: `);
+    expect(table.stdout).toContain(`(${both.size} bytes)`);
+    expect(table.stdout).toMatch(/TIMELINE\s+PARENT\s+LSN_START\s+LSN_END\s+LOGICAL\s+WAL\s+SIZE/);
+    expect(table.stdout).toContain(br);
+    const asJson = await run(["--json", "tenant", "size", a]);
+    expect((JSON.parse(asJson.stdout) as { size: number }).size).toBe(both.size);
+
     // Both tenants at once: every computation counted.
     const n = await count();
+    // One computation per counted segment (a shared branch costs none): six queries of one
+    // each; and the branch creation's reply (timeline info's current_logical_size) one.
+    expect(n).toBe(before + 7);
     await Promise.all([sizeOf(a), sizeOf(alone)]);
     expect(await count()).toBe(n + 2);
   });
