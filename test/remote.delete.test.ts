@@ -7,7 +7,10 @@
  *   and of a tenant empties their prefixes in the bucket after the clients stopped; another
  *   tenant's objects stay and its index-vs-bucket check stays clean (nothing orphaned, nothing
  *   missing); a timeline whose bucket holds a newer generation is deleted locally and its
- *   objects all stay. Server logs are checked.
+ *   objects all stay; a deletion cut short after the indexes (failpoint
+ *   remote-delete-timeline) fails the DELETE, leaves only unindexed layers (orphans, no index
+ *   naming a missing layer) and the timeline here, and a retry removes both. Server logs are
+ *   checked.
  */
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -138,7 +141,8 @@ describe.each(["local", "s3"])("DELETE with remote storage on %s", (backend) => 
 
   afterAll(async () => {
     await server?.stop();
-    logs.expectClean([/^a newer generation holds the tenant: nothing remote deleted$/]);
+    // The failpoint's failed DELETE, provoked on purpose.
+    logs.expectClean([/^a newer generation holds the tenant: nothing remote deleted$/, /^request failed$/]);
   });
 
   it("a branch, then its parent, then a tenant: their objects leave the bucket; another tenant's stay consistent", async () => {
@@ -174,6 +178,30 @@ describe.each(["local", "s3"])("DELETE with remote storage on %s", (backend) => 
 
     expect(await keysUnder(storage, tenantPrefix(t2))).toEqual(otherKeys);
     await expectClean(storage, t2, other);
+  });
+
+  it("a deletion cut short after the indexes: the DELETE fails, only orphans are left; a retry finishes it", async () => {
+    const storage = server!.remote!.storage;
+    const t = generateTenantId();
+    expect((await call("POST", "/v1/tenant", { new_tenant_id: t, config: QUIET })).status).toBe(201);
+    const tl = await timelineWithData(t);
+    expect((await call("PUT", "/v1/failpoints", [{ name: "remote-delete-timeline", actions: "return" }])).status).toBe(200);
+    try {
+      const failed = await call("DELETE", `/v1/tenant/${t}/timeline/${tl}`);
+      expect(failed.status).toBe(500);
+      expect((failed.json as { error: string }).error).toContain("failpoint 'remote-delete-timeline'");
+    } finally {
+      expect((await call("PUT", "/v1/failpoints", [{ name: "remote-delete-timeline", actions: "off" }])).status).toBe(200);
+    }
+    expect((await call("GET", `/v1/tenant/${t}/timeline/${tl}`)).status).toBe(200);
+    const check = await checkRemoteTimeline(storage, t, tl, 1);
+    expect(check.index_key).toBeNull();
+    expect(check.missing).toEqual([]);
+    expect(check.orphans.length).toBeGreaterThan(0);
+    expect(check.orphans.sort()).toEqual(await keysUnder(storage, timelinePrefix(t, tl)));
+    expect((await call("DELETE", `/v1/tenant/${t}/timeline/${tl}`)).status).toBe(200);
+    expect(await keysUnder(storage, tenantPrefix(t))).toEqual([]);
+    expect((await call("GET", `/v1/tenant/${t}/timeline/${tl}`)).status).toBe(404);
   });
 
   it("a newer generation in the bucket: the timeline goes locally, every remote object stays", async () => {

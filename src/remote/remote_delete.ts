@@ -11,6 +11,7 @@
  *   missing layer, only unindexed layer objects (garbage, never data; a retry removes them).
  * The caller stops the timeline's upload queue first: nothing uploads while this runs.
  */
+import { failpoint } from "../types/failpoints.js";
 import { isId, type TenantId, type TimelineId } from "../types/ids.js";
 import type { Generation } from "./generation.js";
 import { listIndexGenerations } from "./index_part.js";
@@ -76,6 +77,7 @@ async function deleteTimelines(
       else layers.push(o.key);
     }
     if (indexes.length > 0) await storage.delete(indexes, opts);
+    await failpoint("remote-delete-timeline");
     if (layers.length > 0) await storage.delete(layers, opts);
     deleted += indexes.length + layers.length;
   }
