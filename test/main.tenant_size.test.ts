@@ -5,6 +5,9 @@
  *   the WAL after it; a branch inside its parent's retained history adds only its WAL; a
  *   branch below the parent's retention start is counted on its own; size(parent + branch) <
  *   size(parent) + size(branch alone);
+ * - the inputs from a real tenant (sizeInputs): retention starts at the GC cutoff (gc_horizon
+ *   back from last_record_lsn, at least latest_gc_cutoff_lsn), logical sizes asked only for
+ *   counted segments;
  * - the node-wide limit: with concurrent_tenant_size_logical_size_queries = 1 two tenants'
  *   size queries never compute at the same time (with 2 they do, so the probe sees overlap);
  * - over HTTP with a real PostgreSQL 15 data directory (import_pgdata): GET /v1/tenant/:id/size
@@ -24,7 +27,7 @@ import { PageserverHttpClient } from "../src/client/http_client.js";
 import { loadNodeConfig } from "../src/main/config.js";
 import { LogicalSizeQueries } from "../src/main/logical_size_queries.js";
 import { Server } from "../src/main/server.js";
-import { computeTenantSize, type SizeInputs, type SizeInputTimeline } from "../src/tenant/size_model.js";
+import { computeTenantSize, type SizeInputs, type SizeInputTimeline, sizeInputs } from "../src/tenant/size_model.js";
 import type { TimelineId } from "../src/types/ids.js";
 import { testInit } from "./support/test_redo.js";
 import { makeKey } from "../src/types/key.js";
@@ -88,6 +91,55 @@ describe("the size model", () => {
       wal_bytes: 0x2800,
       size_bytes: 1_000_000 + 0x7800 + 0x2800,
     });
+  });
+});
+
+describe("the size model's inputs from a tenant", () => {
+  let h: TenantHarness | null = null;
+  afterEach(async () => {
+    await h?.close();
+    h = null;
+  });
+
+  it("retention starts at the GC cutoff (gc_horizon back, at least latest_gc_cutoff_lsn); branches above it share, below it don't", async () => {
+    h = new TenantHarness({ conf: { gc_horizon: 0x200, pitr_interval: 0 } });
+    const t = await h.create();
+    const main = await t.createTimeline({ startLsn: 0x100 });
+    for (let lsn = 0x100; lsn <= 0x600; lsn += 0x100) {
+      main.put(makeKey(0, 1663, 5, 1000, 0, 1), lsn, testInit(String(lsn)));
+      main.finishWrite(lsn);
+    }
+    await main.checkpoint();
+    const shared = await t.createTimeline({ ancestorId: main.timelineId, ancestorLsn: 0x500 });
+    const own = await t.createTimeline({ ancestorId: main.timelineId, ancestorLsn: 0x300 });
+    const inputs = sizeInputs(t, Date.now());
+    const byId = new Map(inputs.timelines.map((x) => [x.timeline_id, x]));
+    expect(inputs).toMatchObject({ gc_horizon_bytes: 0x200, pitr_interval_ms: 0 });
+    expect(byId.get(main.timelineId)).toEqual({
+      timeline_id: main.timelineId,
+      ancestor_id: null,
+      ancestor_lsn: null,
+      last_record_lsn: 0x600,
+      latest_gc_cutoff_lsn: 0x100,
+      retention_start_lsn: 0x400,
+    });
+    // A branch with no WAL of its own retains from its branch point.
+    expect(byId.get(shared.timelineId)).toMatchObject({ ancestor_id: main.timelineId, ancestor_lsn: 0x500, retention_start_lsn: 0x500, last_record_lsn: 0x500 });
+    expect(byId.get(own.timelineId)).toMatchObject({ ancestor_lsn: 0x300, retention_start_lsn: 0x300 });
+    const asked: [TimelineId, number][] = [];
+    const size = await computeTenantSize(inputs, async (id, lsn) => {
+      asked.push([id, lsn]);
+      return 1000;
+    });
+    // Logical sizes of the root at 0x400 and of the branch below it at 0x300; none for the shared one.
+    expect(asked.sort((a, b) => a[1] - b[1])).toEqual([
+      [own.timelineId, 0x300],
+      [main.timelineId, 0x400],
+    ]);
+    expect(size.size_bytes).toBe(1000 + 0x200 + 0 + 1000 + 0);
+    // After a GC past the horizon, latest_gc_cutoff_lsn holds the retention start up.
+    await t.gc({ timeline: main, cutoffLsn: 0x400 });
+    expect(sizeInputs(t, Date.now()).timelines.find((x) => x.timeline_id === main.timelineId)).toMatchObject({ latest_gc_cutoff_lsn: 0x400, retention_start_lsn: 0x400 });
   });
 });
 
