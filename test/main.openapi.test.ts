@@ -265,6 +265,11 @@ describe("OpenAPI document", { timeout: 300_000 }, () => {
     await valid(`PUT ${TL}/do_gc`, 200, { body: { gc_horizon: 1 << 30 } });
     await invalid(`PUT ${TL}/do_gc`, "body.gc_horizon: expected integer ≥ 0, got -1", { body: { gc_horizon: -1 } });
 
+    // The size model: the timeline and its branch (the branch's history shared).
+    const size = await valid(`GET ${T}/size`, 200);
+    expect((size.json as { segments: unknown[] }).segments.length).toBe(2);
+    await badId(`GET ${T}/size`, "tenant_id");
+
     // Deletes: the branch, then the scratch tenant; a timeline with children is a documented 409.
     const withChild = await send("DELETE", path(TL));
     expect(withChild.status).toBe(409);

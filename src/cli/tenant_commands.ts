@@ -1,11 +1,11 @@
 /**
- * `pagectl tenant create|list|show|delete|detach|attach|config [get|set k=v…]`: one HTTP call each
+ * `pagectl tenant create|list|show|size|delete|detach|attach|config [get|set k=v…]`: one HTTP call each
  * (config set: two).
  */
 import type { Command } from "commander";
 import { argId, argInt, argSettings } from "./args.js";
 import { cliOf } from "./context.js";
-import { cellText, formatRecord, formatTable } from "./table.js";
+import { cellText, formatBytes, formatRecord, formatTable } from "./table.js";
 import { sourceNote } from "./timeline_commands.js";
 
 export function registerTenantCommands(program: Command): void {
@@ -52,6 +52,29 @@ export function registerTenantCommands(program: Command): void {
         for (const tl of timeline_ids ?? []) lines.push(`  ${tl}`);
         return lines.join("\n");
       });
+    });
+
+  tenant
+    .command("size")
+    .description("the tenant size model: per timeline the logical size at its retention start and the WAL after it")
+    .argument("<tenant_id>")
+    .action(async (id: string, _o: unknown, cmd: Command) => {
+      const cli = cliOf(cmd);
+      const r = await cli.api.tenantSize(argId("tenant id", id));
+      cli.print(r, () =>
+        [
+          `tenant ${r.id}: ${formatBytes(r.size)} (${r.size} bytes)`,
+          formatTable(r.segments, [
+            { header: "timeline", value: (g) => g.timeline_id },
+            { header: "parent", value: (g) => g.parent },
+            { header: "lsn_start", value: (g) => g.lsn_start },
+            { header: "lsn_end", value: (g) => g.lsn_end },
+            { header: "logical", value: (g) => g.logical_size_bytes, right: true },
+            { header: "wal", value: (g) => g.wal_bytes, right: true },
+            { header: "size", value: (g) => g.size_bytes, right: true },
+          ]),
+        ].join("\n"),
+      );
     });
 
   tenant

@@ -22,6 +22,7 @@ import {
   expectLsnByTimestamp,
   expectObject,
   expectRemoteCheck,
+  expectTenantSize,
   expectTimelineInfo,
   type LayerInfo,
   type LsnByTimestamp,
@@ -30,6 +31,7 @@ import {
   ResponseShapeError,
   type TenantConfig,
   type TenantInfo,
+  type TenantSize,
   type TenantSummary,
   type TimelineCreateRequest,
   type TimelineInfo,
@@ -156,6 +158,11 @@ export class PageserverHttpClient {
 
   async deleteTenant(tenant: string): Promise<Record<string, unknown>> {
     return expectObject<Record<string, unknown>>("tenant delete answer", await this.json("DELETE", `/v1/tenant/${enc(tenant)}`), []);
+  }
+
+  /** The tenant size model: size, one segment per timeline, the inputs. */
+  async tenantSize(tenant: string): Promise<TenantSize> {
+    return expectTenantSize(await this.json("GET", `/v1/tenant/${enc(tenant)}/size`));
   }
 
   /** Attach from remote storage in `generation` (the server must have remote storage). */

@@ -126,6 +126,30 @@ export function expectRemoteCheck(x: unknown): RemoteCheck {
   return r;
 }
 
+/** GET /v1/tenant/:id/size: the tenant size model (docs/storage.md, Tenant size). */
+export interface TenantSizeSegment {
+  timeline_id: string;
+  parent: string | null;
+  lsn_start: string;
+  lsn_end: string;
+  logical_size_bytes: number | null;
+  wal_bytes: number;
+  size_bytes: number;
+}
+export interface TenantSize {
+  id: string;
+  size: number;
+  segments: TenantSizeSegment[];
+  inputs: Record<string, unknown>;
+}
+
+export function expectTenantSize(x: unknown): TenantSize {
+  const r = expectObject<TenantSize>("tenant size", x, ["id"]);
+  if (typeof r.size !== "number" || !Array.isArray(r.segments) || !isObj(r.inputs)) throw new ResponseShapeError("tenant size", x);
+  for (const g of r.segments) expectObject<TenantSizeSegment>("tenant size segment", g, ["timeline_id", "lsn_start", "lsn_end"], ["parent"]);
+  return r;
+}
+
 type Obj = Record<string, unknown>;
 
 function isObj(x: unknown): x is Obj {

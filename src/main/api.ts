@@ -11,6 +11,7 @@ import type { Registry } from "prom-client";
 import { activeFailpoints, applyFailpoints, parseFailpointConfig } from "../types/failpoints.js";
 import type { TenantId } from "../types/ids.js";
 import { registerTimelineRoutes } from "./api_timeline.js";
+import type { LogicalSizeQueries } from "./logical_size_queries.js";
 import type { RemoteTimelines } from "./remote_timelines.js";
 import { buildInfo } from "./build_info.js";
 import * as M from "./http/models.js";
@@ -32,6 +33,8 @@ export function registerRoutes(
     walSources: WalSources;
     log: Logger;
     remote?: RemoteTimelines | null;
+    /** The tenant size model's logical-size computations (node-wide limit). */
+    sizes: LogicalSizeQueries;
     /** Detach / attach (Server's): their routes exist only with remote storage. */
     mobility?: { detach(id: TenantId): Promise<void>; attach(id: TenantId, generation: number): Promise<Tenant> } | null;
   },
@@ -123,7 +126,7 @@ export function registerRoutes(
       const timelines = await tenants.delete(id, async (t) => {
         const out: M.TimelineDeletedT[] = [];
         for (const tl of t.listTimelines()) out.push({ tenant_id: id, timeline_id: tl.timelineId, wal_source: await ws.remove(tl, true) });
-        await extra.remote?.dropTenant(id);
+        await extra.remote?.dropTenant(t);
         return out;
       });
       return { status: 200, json: { tenant_id: id, timelines } };
@@ -186,6 +189,20 @@ export function registerRoutes(
       const t = tenantOf(r.params);
       await t.setConfig(r.body);
       return { status: 200, json: { overrides: t.configOverrides } };
+    },
+  );
+
+  http.route(
+    {
+      method: "get",
+      path: "/v1/tenant/:tenant_id/size",
+      summary: "the tenant size model: per timeline the logical size at its retention start plus the WAL after it, history shared at branch points counted once",
+      params: TenantParams,
+      responses: { 200: { description: "size, segments and the model's inputs", schema: M.TenantSize } },
+    },
+    async (r) => {
+      const t = tenantOf(r.params);
+      return { status: 200, json: M.tenantSize(t.id, await extra.sizes.tenantSize(t)) };
     },
   );
 

@@ -53,7 +53,10 @@ export function registerTimelineRoutes(http: HttpServer, tenants: TenantManager,
     const tl = t.listTimelines().find((x) => x.timelineId === id);
     if (tl === undefined) return;
     try {
-      await t.deleteTimeline(id, (x) => ws.remove(x, true));
+      await t.deleteTimeline(id, async (x) => {
+        await ws.remove(x, true);
+        await remote?.dropTimeline(t, x);
+      });
       tl.log.info("removed the timeline whose creation failed");
     } catch (e) {
       tl.log.error({ err: e }, "could not remove a timeline whose creation failed");
@@ -175,7 +178,7 @@ export function registerTimelineRoutes(http: HttpServer, tenants: TenantManager,
       const id = r.params["timeline_id"] as TimelineId;
       const slot = await t.deleteTimeline(id, async (tl) => {
         const s = await ws.remove(tl, true);
-        await remote?.dropTimeline(tl);
+        await remote?.dropTimeline(t, tl);
         return s;
       });
       return { status: 200, json: { tenant_id: t.id, timeline_id: id, wal_source: slot } };

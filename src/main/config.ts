@@ -31,6 +31,8 @@ export interface NodeConfig {
   max_tenants: number;
   /** Compaction / GC rounds running at once across all tenants (queued FIFO beyond it). */
   max_concurrent_background_tasks: number;
+  /** Logical-size computations of the tenant size model running at once across all tenants. */
+  concurrent_tenant_size_logical_size_queries: number;
   tenant_defaults: TenantConf;
   /**
    * Remote storage URL (file:///abs/path or s3://bucket/prefix?endpoint=…&region=…, see
@@ -53,6 +55,7 @@ export const DEFAULT_NODE_CONFIG: NodeConfig = {
   log_format: "json",
   max_tenants: 10_000,
   max_concurrent_background_tasks: 4,
+  concurrent_tenant_size_logical_size_queries: 1,
   tenant_defaults: { ...DEFAULT_TENANT_CONF },
   remote_storage: null,
 };
@@ -93,6 +96,7 @@ export interface ConfigOverrides {
   log_format?: string;
   max_tenants?: number | string;
   max_concurrent_background_tasks?: number | string;
+  concurrent_tenant_size_logical_size_queries?: number | string;
   tenant_config?: Record<string, unknown>;
   remote_storage?: string;
 }
@@ -116,6 +120,9 @@ function apply(c: NodeConfig, o: ConfigOverrides): void {
   if (o.max_concurrent_background_tasks !== undefined) {
     c.max_concurrent_background_tasks = positiveInt(o.max_concurrent_background_tasks, "max_concurrent_background_tasks");
   }
+  if (o.concurrent_tenant_size_logical_size_queries !== undefined) {
+    c.concurrent_tenant_size_logical_size_queries = positiveInt(o.concurrent_tenant_size_logical_size_queries, "concurrent_tenant_size_logical_size_queries");
+  }
   if (o.tenant_config !== undefined) c.tenant_defaults = parseTenantConf(o.tenant_config, c.tenant_defaults);
   if (o.remote_storage !== undefined) {
     if (typeof o.remote_storage !== "string") throw new InvalidArgumentError(`remote_storage: expected a URL string, got ${JSON.stringify(o.remote_storage)}`);
@@ -124,7 +131,7 @@ function apply(c: NodeConfig, o: ConfigOverrides): void {
   }
 }
 
-const FILE_KEYS = new Set(["listen", "listen_pg", "auth_public_key", "page_cache_size", "flush_threads", "compaction_threads", "gc_threads", "redo_threads", "log_level", "log_format", "max_tenants", "max_concurrent_background_tasks", "tenant_config", "remote_storage"]);
+const FILE_KEYS = new Set(["listen", "listen_pg", "auth_public_key", "page_cache_size", "flush_threads", "compaction_threads", "gc_threads", "redo_threads", "log_level", "log_format", "max_tenants", "max_concurrent_background_tasks", "concurrent_tenant_size_logical_size_queries", "tenant_config", "remote_storage"]);
 
 /** Build the node config from flags (and the workdir's pageserver.json, if any). */
 export function loadNodeConfig(flags: ConfigOverrides): NodeConfig {

@@ -13,6 +13,9 @@
  *   (capped at OPEN_RETRY_MAX_MS) until it works or the node stops; the timeline serves
  *   meanwhile, and its remote_consistent_lsn stays null.
  * - A queue that stops on a permanent error makes its timeline Broken with the reason.
+ * - Deletion (dropTimeline / dropTenant, from the DELETE routes before the local data goes):
+ *   the clients stop, then the objects leave the bucket (src/remote/remote_delete.ts), never
+ *   those of a newer generation.
  * - shutdown(): after the tenants flushed, waits (bounded) for the queues to drain, then
  *   stops them.
  * - Metrics (pulled at scrape time): pageserver_projected_remote_consistent_lsn, and the queue
@@ -23,12 +26,12 @@ import type { Logger } from "pino";
 import { Counter, Gauge, type Registry } from "prom-client";
 import { readTenantGeneration } from "../remote/attach.js";
 import type { Generation } from "../remote/generation.js";
+import { deleteRemoteTenant, deleteRemoteTimeline, type RemoteDeletion } from "../remote/remote_delete.js";
 import type { RemoteStorage } from "../remote/remote_storage.js";
 import { RemoteTimelineClient, SupersededError } from "../remote/remote_timeline_client.js";
 import { type Tenant, TenantState } from "../tenant/tenant.js";
 import { type Timeline, TimelineState } from "../tenant/timeline.js";
 import { BadStateError } from "../types/errors.js";
-import type { TenantId } from "../types/ids.js";
 import type { Lsn } from "../types/lsn.js";
 
 const OPEN_RETRY_BASE_MS = 200;
@@ -41,6 +44,8 @@ export class RemoteTimelines {
   private readonly log: Logger;
   private readonly clients = new Map<Timeline, RemoteTimelineClient>();
   private readonly opening = new Set<Promise<void>>();
+  /** Timelines being deleted: a connection that opens now must not hook them. */
+  private readonly dropped = new WeakSet<Timeline>();
   private readonly abort = new AbortController();
 
   /** Called when a tenant is found superseded (after it is Broken): the node stops its WAL streams. */
@@ -66,7 +71,7 @@ export class RemoteTimelines {
 
   /** Nothing to connect any more: the node stops, or the timeline or its tenant can't serve. */
   private gone(tenant: Tenant, tl: Timeline): boolean {
-    return this.abort.signal.aborted || tl.state !== TimelineState.Active || tenant.state === TenantState.Broken;
+    return this.abort.signal.aborted || this.dropped.has(tl) || tl.state !== TimelineState.Active || tenant.state === TenantState.Broken;
   }
 
   private async connect(tenant: Tenant, tl: Timeline): Promise<void> {
@@ -161,18 +166,44 @@ export class RemoteTimelines {
   }
 
   /**
-   * A deleted timeline: its client stops at once (nothing more is uploaded). Its objects stay
-   * in the bucket: removing a deleted timeline's remote state is not built yet.
+   * A deleted timeline (called before its local directory goes): it is marked dropped (a
+   * connection still opening will not hook it), its client stops at once (nothing more is
+   * uploaded), then its objects leave the bucket (src/remote/remote_delete.ts: never a newer
+   * generation's). A superseded timeline deletes nothing remote and is no error: its local
+   * copy is stale and may go. Any other failure throws: the deletion is refused, the objects
+   * stay, and the DELETE may be retried.
    */
-  async dropTimeline(tl: Timeline): Promise<void> {
+  async dropTimeline(tenant: Tenant, tl: Timeline): Promise<void> {
+    this.dropped.add(tl);
     const c = this.clients.get(tl);
     this.clients.delete(tl);
     await c?.shutdown();
+    const generation = readTenantGeneration(tenant.dir);
+    await this.deleteRemote(tenant, () => deleteRemoteTimeline(this.storage, tenant.id, tl.timelineId, generation, { signal: this.abort.signal }));
   }
 
-  /** A deleted tenant: every client of its timelines stops (see dropTimeline). */
-  async dropTenant(id: TenantId): Promise<void> {
-    for (const tl of [...this.clients.keys()]) if (tl.tenantId === id) await this.dropTimeline(tl);
+  /** A deleted tenant: every client of its timelines stops, then all its timelines' objects go (see dropTimeline). */
+  async dropTenant(tenant: Tenant): Promise<void> {
+    for (const tl of [...this.clients.keys()]) {
+      if (tl.tenantId !== tenant.id) continue;
+      const c = this.clients.get(tl);
+      this.clients.delete(tl);
+      await c?.shutdown();
+    }
+    for (const tl of tenant.listTimelines()) this.dropped.add(tl);
+    const generation = readTenantGeneration(tenant.dir);
+    await this.deleteRemote(tenant, () => deleteRemoteTenant(this.storage, tenant.id, generation, { signal: this.abort.signal }));
+  }
+
+  private async deleteRemote(tenant: Tenant, run: () => Promise<RemoteDeletion>): Promise<void> {
+    try {
+      const r = await run();
+      if (r.left.length > 0) this.log.warn({ tenant_id: tenant.id, left: r.left.slice(0, 10), n_left: r.left.length }, "remote deletion left objects it does not own");
+      this.log.info({ tenant_id: tenant.id, deleted: r.deleted }, "remote objects deleted");
+    } catch (e) {
+      if (!(e instanceof SupersededError)) throw e;
+      this.log.warn({ tenant_id: tenant.id, err: e }, "a newer generation holds the tenant: nothing remote deleted");
+    }
   }
 
   /** Resolves when every timeline that is connecting now is connected (or gave up). */

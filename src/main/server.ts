@@ -20,6 +20,7 @@ import { HttpServer } from "./http/server.js";
 import { activeFailpoints } from "../types/failpoints.js";
 import { INVALID_LSN } from "../types/lsn.js";
 import { buildInfo } from "./build_info.js";
+import { LogicalSizeQueries } from "./logical_size_queries.js";
 import { NodeMetrics } from "./metrics.js";
 import { PageService } from "./page_service.js";
 import { RemoteTimelines } from "./remote_timelines.js";
@@ -115,6 +116,7 @@ export class Server {
       walSources: this.walSources,
       log: this.log,
       remote: this.remote,
+      sizes: new LogicalSizeQueries(this.config.concurrent_tenant_size_logical_size_queries),
       mobility: this.remote === null ? null : { detach: (id) => this.detachTenant(id), attach: (id, gen) => this.attachTenant(id, gen) },
     });
     this.http.fallback();

@@ -394,18 +394,19 @@ export class Tenant {
 
   /**
    * GC one timeline (an operator action names it) or every timeline (the background loop).
-   * Each timeline's cutoff comes from its own history: its configured horizon/PITR, or
-   * `horizonBytes` back from its own last record LSN, or `cutoffLsn` (only with `timeline`);
+   * Each timeline's cutoff comes from its own history: its configured horizon/PITR (as of
+   * `now_ms`, default now), or `horizonBytes` back from its own last record LSN, or
+   * `cutoffLsn` (only with `timeline`);
    * its children's branch points are kept. A cutoff is never taken from one timeline and
    * applied to another.
    */
-  gc(opts: { timeline?: Timeline; horizonBytes?: number; cutoffLsn?: Lsn } = {}): Promise<number> {
+  gc(opts: { timeline?: Timeline; horizonBytes?: number; cutoffLsn?: Lsn; now_ms?: number } = {}): Promise<number> {
     assert(opts.cutoffLsn === undefined || (opts.timeline !== undefined && opts.horizonBytes === undefined), "an absolute GC cutoff names one timeline");
     return this.bg.run(async () => {
       let removed = 0;
       for (const tl of this.scope(opts.timeline)) {
         const retain = this.children(tl).map((c) => c.ancestorLsn);
-        const cutoff = opts.cutoffLsn ?? (opts.horizonBytes === undefined ? undefined : Math.max(0, tl.lastRecordLsn - opts.horizonBytes));
+        const cutoff = opts.cutoffLsn ?? (opts.horizonBytes === undefined ? tl.gcCutoff(opts.now_ms) : Math.max(0, tl.lastRecordLsn - opts.horizonBytes));
         removed += await tl.gc(retain, cutoff);
       }
       return removed;

@@ -1107,21 +1107,35 @@ export class Timeline {
   // ---------------------------------------------------------------------------------------
   // GC
 
-  /** The cutoff GC would use now: min(last_record_lsn − gc_horizon, PITR LSN), capped at disk_consistent_lsn. */
+  /**
+   * The cutoff GC would use now: min(space cutoff, PITR cutoff), capped at disk_consistent_lsn.
+   * - space: last_record_lsn − gc_horizon.
+   * - PITR (pitr_interval > 0): the LSN of the last commit at or before now − pitr_interval,
+   *   from the commit timestamps seen in the WAL (lsnForTime, this timeline's and, below its
+   *   branch point, its ancestors'). Every commit known is older → no PITR limit (the space
+   *   cutoff decides); every commit known is newer → the earliest branchable LSN (nothing
+   *   more is collected). Only when no commit time is known at all do the wall-clock samples
+   *   taken at ingest stand in (the last sample at or before the limit; 0 without one).
+   */
   gcCutoff(now_ms = Date.now()): Lsn {
     const conf = this.deps.conf();
     const last = this.lastRecord.load();
     const space = Math.max(0, last - conf.gc_horizon_bytes);
-    let pitr = last;
-    if (conf.pitr_interval_ms > 0) {
-      pitr = 0;
-      const limit = now_ms - conf.pitr_interval_ms;
-      for (const s of this.lsnTimeSamples) {
-        if (s.time_ms <= limit) pitr = s.lsn;
-        else break;
-      }
-    }
+    const pitr = conf.pitr_interval_ms > 0 ? this.pitrCutoff(now_ms - conf.pitr_interval_ms, last) : last;
     return Math.min(space, pitr, this.diskConsistent.load());
+  }
+
+  /** The LSN whose history PITR keeps: everything committed after `limit_ms` stays readable. */
+  private pitrCutoff(limit_ms: number, last: Lsn): Lsn {
+    const found = this.lsnForTime(limit_ms);
+    if (found.kind === "present" || found.kind === "past") return found.lsn;
+    if (found.kind === "future") return last;
+    let pitr = 0;
+    for (const s of this.lsnTimeSamples) {
+      if (s.time_ms <= limit_ms) pitr = s.lsn;
+      else break;
+    }
+    return pitr;
   }
 
   /**

@@ -26,6 +26,7 @@ export const FAILPOINTS = {
   "remote-upload-layer": "an upload queue is about to put a layer file's object (each attempt)",
   "remote-upload-index": "an upload queue is about to put an index_part.json (each attempt)",
   "remote-delete-layers": "an upload queue checked generations and is about to delete layer objects (each attempt)",
+  "remote-delete-timeline": "a deleted timeline's index objects left the bucket; its layer objects are about to",
 } as const;
 
 export type FailpointName = keyof typeof FAILPOINTS;

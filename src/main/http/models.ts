@@ -8,6 +8,7 @@
  * 36 upper-case hex characters (18 bytes); times RFC 3339.
  */
 import { type Static, type TLiteral, type TSchema, type TUnion, Type } from "@sinclair/typebox";
+import type { SizeInputs, TenantSize as TenantSizeModel } from "../../tenant/size_model.js";
 import type { Tenant } from "../../tenant/tenant.js";
 import { type Timeline, TimelineState } from "../../tenant/timeline.js";
 import { DatadirSnapshot } from "../../pgdata/reader.js";
@@ -99,6 +100,68 @@ export const RemoteCheck = Type.Object(
   },
   { additionalProperties: false },
 );
+
+/** GET /v1/tenant/:id/size: the tenant size model (src/tenant/size_model.ts) with its inputs. */
+export const TenantSizeSegment = Type.Object(
+  {
+    timeline_id: Id,
+    parent: Nullable(Id),
+    lsn_start: Lsn,
+    lsn_end: Lsn,
+    logical_size_bytes: Nullable(Type.Integer({ minimum: 0, description: "the logical size at lsn_start; null when the parent's retained history holds it" })),
+    wal_bytes: Count,
+    size_bytes: Count,
+  },
+  { additionalProperties: false },
+);
+export const TenantSize = Type.Object(
+  {
+    id: Id,
+    size: Type.Integer({ minimum: 0, description: "bytes: the sum of the segments' size_bytes" }),
+    segments: Type.Array(TenantSizeSegment),
+    inputs: Type.Object(
+      {
+        gc_horizon_bytes: Count,
+        pitr_interval_ms: Count,
+        timelines: Type.Array(
+          Type.Object(
+            {
+              timeline_id: Id,
+              ancestor_id: Nullable(Id),
+              ancestor_lsn: Nullable(Lsn),
+              last_record_lsn: Lsn,
+              latest_gc_cutoff_lsn: Lsn,
+              retention_start_lsn: Lsn,
+            },
+            { additionalProperties: false },
+          ),
+        ),
+      },
+      { additionalProperties: false },
+    ),
+  },
+  { additionalProperties: false },
+);
+
+export function tenantSize(id: string, s: TenantSizeModel & { inputs: SizeInputs }): Static<typeof TenantSize> {
+  const opt = (l: number | null): string | null => (l === null ? null : lsnToString(l));
+  return {
+    id,
+    size: s.size_bytes,
+    segments: s.segments.map((g) => ({ ...g, lsn_start: lsnToString(g.lsn_start), lsn_end: lsnToString(g.lsn_end) })),
+    inputs: {
+      gc_horizon_bytes: s.inputs.gc_horizon_bytes,
+      pitr_interval_ms: s.inputs.pitr_interval_ms,
+      timelines: s.inputs.timelines.map((t) => ({
+        ...t,
+        ancestor_lsn: opt(t.ancestor_lsn),
+        last_record_lsn: lsnToString(t.last_record_lsn),
+        latest_gc_cutoff_lsn: lsnToString(t.latest_gc_cutoff_lsn),
+        retention_start_lsn: lsnToString(t.retention_start_lsn),
+      })),
+    },
+  };
+}
 
 export function tenantListItem(t: Tenant): Static<typeof TenantListItem> {
   return { id: t.id, state: t.state };

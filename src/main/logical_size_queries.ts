@@ -1,0 +1,49 @@
+/**
+ * LogicalSizeQueries: the node's logical-size computations for the tenant size model
+ * (GET /v1/tenant/:id/size). Each walks every relation's size at an LSN (many page reads), so
+ * at most `concurrent_tenant_size_logical_size_queries` run at once across all tenants (a
+ * FIFO semaphore); each one is timed in pageserver_storage_operations_seconds with Neon's
+ * operation label "logical size".
+ *
+ * `compute` is the computation itself (default: src/pgdata's logicalSize); a caller may wrap
+ * it (tests observe the concurrency limit that way).
+ */
+import { logicalSize } from "../pgdata/reader.js";
+import { computeTenantSize, sizeInputs, type SizeInputs, type TenantSize } from "../tenant/size_model.js";
+import type { Tenant } from "../tenant/tenant.js";
+import type { Timeline } from "../tenant/timeline.js";
+import type { TimelineId } from "../types/ids.js";
+import type { Lsn } from "../types/lsn.js";
+import { secondsSince } from "../types/metrics_sink.js";
+import { Semaphore } from "../types/semaphore.js";
+
+export type LogicalSizeCompute = (tl: Timeline, lsn: Lsn) => Promise<number>;
+
+export class LogicalSizeQueries {
+  private readonly sem: Semaphore;
+  private readonly compute: LogicalSizeCompute;
+
+  constructor(limit: number, compute: LogicalSizeCompute = logicalSize) {
+    this.sem = new Semaphore(limit);
+    this.compute = compute;
+  }
+
+  /** The logical size of `tl` at `lsn`, within the node's limit. */
+  at(tl: Timeline, lsn: Lsn): Promise<number> {
+    return this.sem.run(async () => {
+      const start_ms = performance.now();
+      try {
+        return await this.compute(tl, lsn);
+      } finally {
+        tl.metrics.storageOperation("logical size", secondsSince(start_ms));
+      }
+    });
+  }
+
+  /** The tenant's size by the model (src/tenant/size_model.ts), with the inputs it used. */
+  async tenantSize(tenant: Tenant, now_ms = Date.now()): Promise<TenantSize & { inputs: SizeInputs }> {
+    const inputs = sizeInputs(tenant, now_ms);
+    const size = await computeTenantSize(inputs, (id: TimelineId, lsn: Lsn) => this.at(tenant.getTimeline(id), lsn));
+    return { ...size, inputs };
+  }
+}
