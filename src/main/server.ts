@@ -158,7 +158,8 @@ export class Server {
     const remote = this.requireRemote("attach");
     const t = this.tenants.beginAttach(id);
     try {
-      await attachTenant(remote.storage, id, generation, t.dir);
+      // Layers come down on demand (the timelines' remote clients download them on reads).
+      await attachTenant(remote.storage, id, generation, t.dir, { lazy_layers: true });
     } catch (e) {
       t.setBroken(`attach in generation ${generation} failed: ${(e as Error).message}`);
       throw e;
