@@ -10,6 +10,7 @@
 import { type Static, type TLiteral, type TSchema, type TUnion, Type } from "@sinclair/typebox";
 import type { Tenant } from "../../tenant/tenant.js";
 import { type Timeline, TimelineState } from "../../tenant/timeline.js";
+import { LayerEvictedError } from "../../layers/historic_layer.js";
 import { DatadirSnapshot } from "../../pgdata/reader.js";
 import { Backpressure } from "../../tenant/ingest_gate.js";
 import { TenantState } from "../../tenant/tenant.js";
@@ -199,7 +200,11 @@ function logicalSizeNow(tl: Timeline): LogicalSize {
     entry = { at_ms: now, lsn: tl.lastRecordLsn, size: new DatadirSnapshot(tl, tl.lastRecordLsn).logicalSize(), error: null };
   } catch (e) {
     const error = e instanceof Error ? e.message : String(e);
-    tl.log.warn({ err: e }, "could not compute the logical size");
+    if (e instanceof LayerEvictedError) {
+      // Not now (this view is synchronous): download what the walk needs in the background,
+      // so a later request finds the layers here.
+      tl.withResidentLayers(() => new DatadirSnapshot(tl, tl.lastRecordLsn).logicalSize()).catch(() => undefined);
+    } else tl.log.warn({ err: e }, "could not compute the logical size");
     entry = { at_ms: now, lsn: tl.lastRecordLsn, size: null, error };
   }
   tl.metrics.storageOperation("logical size", secondsSince(start_ms));
