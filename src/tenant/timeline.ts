@@ -118,6 +118,8 @@ const COMPACTION_UPPER_LIMIT = 10;
 const MAX_FLUSH_WAITERS = 100_000;
 /** Downloads one async read may wait for before it gives up (each makes one more layer resident). */
 const MAX_DOWNLOADS_PER_READ = 10_000;
+/** Reads waiting at once for remote storage to connect (each is a request). */
+const MAX_DOWNLOADER_WAITERS = 100_000;
 
 /** An in-memory layer as the operator sees it: LSN range [start, end), bytes, frozen or open. */
 export interface InMemoryLayerInfo {
@@ -187,6 +189,8 @@ export class Timeline {
   private readonly gate = new IngestGate(() => this.gateVerdict());
   /** Brings evicted layers back (remote storage); null: none can be downloaded. */
   private downloader: LayerDownloader | null = null;
+  /** Reads that wait for a downloader (remote storage connects in the background after load). */
+  private readonly downloaderWaiters = new Set<() => void>();
   /** The evicted-layer manifest writes, one at a time in order. */
   private manifestWrite: Promise<void> = Promise.resolve();
 
@@ -393,6 +397,25 @@ export class Timeline {
   /** Where evicted layers of this timeline are downloaded from; null: nowhere (no remote storage). */
   setLayerDownloader(d: LayerDownloader | null): void {
     this.downloader = d;
+    if (d === null) return;
+    for (const w of this.downloaderWaiters) w();
+    this.downloaderWaiters.clear();
+  }
+
+  /** The downloader, waiting (up to wait_lsn_timeout) for remote storage to connect; null if it does not. */
+  private async awaitDownloader(): Promise<LayerDownloader | null> {
+    if (this.downloader !== null) return this.downloader;
+    if (this.downloaderWaiters.size >= MAX_DOWNLOADER_WAITERS) return null;
+    let timer: NodeJS.Timeout | undefined;
+    let wake: (() => void) | undefined;
+    await new Promise<void>((resolve) => {
+      wake = resolve;
+      this.downloaderWaiters.add(resolve);
+      timer = setTimeout(resolve, this.deps.conf().wait_lsn_timeout_ms);
+    });
+    clearTimeout(timer);
+    if (wake !== undefined) this.downloaderWaiters.delete(wake);
+    return this.downloader;
   }
 
   /** The names of this timeline's evicted layers. */
@@ -461,7 +484,8 @@ export class Timeline {
   async downloadLayer(layer: HistoricLayer): Promise<void> {
     if (layer.resident) return;
     const owner = this.ownerOf(layer) ?? this;
-    const d = owner.downloader;
+    const d = await owner.awaitDownloader();
+    if (layer.resident) return;
     if (d === null) throw new BadStateError(`layer ${layer.desc.fileName} of timeline ${owner.timelineId} is evicted and remote storage is not connected (yet)`);
     await layer.fetch(d);
   }
