@@ -13,6 +13,7 @@ import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, statSync, writ
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { LayerEvictedError } from "../src/layers/historic_layer.js";
 import { parseLayerName, TEMP_SUFFIX } from "../src/layers/layer_name.js";
 import { loadNodeConfig } from "../src/main/config.js";
 import { Server } from "../src/main/server.js";
@@ -175,6 +176,38 @@ describe.each([
     const count = /pageserver_remote_ondemand_download_seconds_count (\d+)/.exec(metrics);
     expect(Number(count?.[1] ?? 0)).toBeGreaterThanOrEqual(ROUNDS);
     expect(metrics).toMatch(/pageserver_remote_ondemand_downloaded_layers_total \d+/);
+  });
+
+  it("a synchronous read of an evicted layer is a typed error; compaction and image creation download their inputs first", async () => {
+    const w = await writeAndDetach(a);
+    const tl = await attach(w);
+    const oldest = w.roundKeys[0]!;
+    expect(() => tl.getNow(k(oldest), w.lsn)).toThrow(LayerEvictedError);
+    expect(() => tl.getNow(k(oldest), w.lsn)).toThrow(/async path/);
+    expect(layerFiles(tl)).toEqual([]);
+    // Under withResidentLayers the same synchronous read downloads what it meets and runs again.
+    expect(text(await within(tl.withResidentLayers(() => tl.getNow(k(oldest), w.lsn)), "sync read made async"))).toBe(w.values.get(oldest));
+    expect(layerFiles(tl).length).toBe(ROUNDS);
+    // Back to all evicted, by hand (every layer is uploaded), then the jobs.
+    const client = b.remote!.clientOf(tl)!;
+    for (const l of tl.residentLayers()) {
+      expect(client.isUploaded(l.desc.fileName, l.desc.fileSize)).toBe(true);
+      expect(await tl.evictLayer(l)).toBe(true);
+    }
+    expect(layerFiles(tl)).toEqual([]);
+    const t = b.tenants.get(w.tenantId);
+    await t.setConfig({ ...QUIET, compaction_threshold: 2 });
+    const r = await within(t.compact({ timeline: tl }), "compaction of evicted layers");
+    expect(r.l0Compacted).toBe(ROUNDS);
+    expect(tl.evictedLayerNames()).toEqual([]);
+    for (const [key, v] of w.values) expect(text(await tl.get(k(key), w.lsn)), `key ${key}`).toBe(v);
+    // Image creation: its worker jobs read every layer of the chain, and its keyspace walk
+    // (the datadir's, which these raw keys are not part of) reads on the main thread.
+    await within(client.waitUploaded(), "L1 uploads");
+    for (const l of tl.residentLayers()) expect(await tl.evictLayer(l)).toBe(true);
+    expect(layerFiles(tl)).toEqual([]);
+    await within(tl.createImageLayers(true), "image creation over evicted layers");
+    expect(tl.evictedLayerNames()).toEqual([]);
   });
 
   it("concurrent reads of one evicted layer share one download", async () => {

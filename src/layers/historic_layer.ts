@@ -107,6 +107,11 @@ export class HistoricLayer {
     return this.downloading;
   }
 
+  /** The file was written here again under the same name (a job redid its output): resident, nothing to download. */
+  markRewritten(): void {
+    if (this.downloading === null) this.resident_ = true;
+  }
+
   /**
    * Forget the local file (the caller unlinks it after): only a resident, unpinned layer that
    * is not being downloaded. Reads are synchronous, so none is running now.

@@ -470,6 +470,14 @@ export class Timeline {
     return p;
   }
 
+  /** Layers a job wrote again under names the map holds (an interrupted run's output): their files are here now. */
+  private markRewritten(written: readonly LayerDesc[]): void {
+    for (const d of written) {
+      const l = this.layerMap_.get(d.fileName);
+      if (l !== undefined && !l.resident) l.markRewritten();
+    }
+  }
+
   /** The timeline (this or an ancestor) whose map holds `layer`, for its downloader. */
   private ownerOf(layer: HistoricLayer): Timeline | null {
     let depth = 0;
@@ -1224,6 +1232,7 @@ export class Timeline {
     const removed = chain.map((l) => l.desc.fileName);
     // An L1 file of an interrupted compaction of the same chain is in the map already.
     const added = res.added.filter((d) => this.layerMap_.get(d.fileName) === undefined).map((d) => new HistoricLayer(this.deps.cache, this.dir, d));
+    this.markRewritten(res.added);
     const gone = removed.filter((n) => !res.added.some((d) => d.fileName === n));
     this.layerMap_ = this.layerMap_.with(added, gone);
     // New layers first: the index that drops the L0 files names the L1 files that replace them.
@@ -1315,6 +1324,7 @@ export class Timeline {
       );
       const existing = new Set(this.layerMap_.layers.map((l) => l.desc.fileName));
       const fresh = res.added.filter((d) => !existing.has(d.fileName));
+      this.markRewritten(res.added);
       this.layerMap_ = this.layerMap_.with(
         fresh.map((d) => new HistoricLayer(this.deps.cache, this.dir, d)),
         [],
