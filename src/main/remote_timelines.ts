@@ -147,7 +147,9 @@ export class RemoteTimelines {
           this.ondemand.bytes += layer.desc.fileSize;
         } catch (e) {
           this.ondemand.failures++;
-          tl.log.warn({ err: e, layer: layer.desc.fileName }, "on-demand layer download failed");
+          // Cut short by shutdown: nothing wrong with the layer or the bucket.
+          if (this.abort.signal.aborted) tl.log.info({ layer: layer.desc.fileName }, "on-demand layer download stopped by shutdown");
+          else tl.log.warn({ err: e, layer: layer.desc.fileName }, "on-demand layer download failed");
           throw e;
         } finally {
           this.downloadSeconds.observe(secondsSince(start_ms));
