@@ -60,6 +60,8 @@ function tmp(prefix: string): string {
 
 async function server(workdir: string, remote: string, extra: { max_local_disk_bytes?: number } = {}): Promise<Server> {
   const s = new Server(loadNodeConfig({ workdir, listen: "127.0.0.1:0", listen_pg: "127.0.0.1:0", remote_storage: remote, ...extra }), logs.logger);
+  // Every reply checked against its declared schema.
+  s.http.checkResponses = true;
   await s.start();
   servers.push(s);
   return s;
@@ -164,6 +166,9 @@ describe.each([
     expect(text(await within(tl.get(k(newest), w.lsn), "first read"))).toBe(w.values.get(newest));
     expect(b.remote!.ondemand.downloads - before).toBe(1);
     expect(layerFiles(tl).length).toBe(1);
+    const listed = (await (await fetch(`http://127.0.0.1:${b.port}/v1/tenant/${w.tenantId}/timeline/${w.timelineId}/layer`)).json()) as { name: string; remote: boolean }[];
+    expect(listed.filter((l) => !l.remote).map((l) => l.name)).toEqual(layerFiles(tl));
+    expect(listed.filter((l) => l.remote).length).toBe(ROUNDS - 1);
     // Round 2's key: the walk visits rounds 5, 4, 3, 2 (one of them already here).
     expect(text(await tl.get(k(w.roundKeys[2]!), w.lsn))).toBe(w.values.get(w.roundKeys[2]!));
     expect(layerFiles(tl).length).toBe(ROUNDS - 2);

@@ -264,6 +264,8 @@ export const LayerInfo = Type.Object(
     /** Exclusive; an image at L is [L, L+1); the open layer ends past last_record_lsn. */
     lsn_end: Lsn,
     size_bytes: Count,
+    /** Neon's `remote`: the layer is evicted, its bytes only in remote storage (downloaded when a read needs it). */
+    remote: Type.Boolean(),
   },
   { additionalProperties: false },
 );
@@ -271,9 +273,13 @@ export type LayerInfoT = Static<typeof LayerInfo>;
 
 /** The timeline's layer files (by LSN, then key) and then its frozen and open in-memory layers. */
 export function layerList(tl: Timeline): LayerInfoT[] {
-  const files = [...tl.layerMap.layers].map((l) => l.desc);
-  files.sort((a, b) => a.lsnRange.start - b.lsnRange.start || (a.keyRange.start < b.keyRange.start ? -1 : a.keyRange.start > b.keyRange.start ? 1 : 0));
-  const out: LayerInfoT[] = files.map((d) => ({
+  const layers = [...tl.layerMap.layers];
+  layers.sort((x, y) => {
+    const a = x.desc;
+    const b = y.desc;
+    return a.lsnRange.start - b.lsnRange.start || (a.keyRange.start < b.keyRange.start ? -1 : a.keyRange.start > b.keyRange.start ? 1 : 0);
+  });
+  const out: LayerInfoT[] = layers.map(({ desc: d, resident }) => ({
     name: d.fileName,
     kind: d.kind,
     level: d.kind === "image" ? "image" : d.keyRange.start === KEY_MIN && d.keyRange.end === KEY_MAX ? "l0" : "l1",
@@ -283,6 +289,7 @@ export function layerList(tl: Timeline): LayerInfoT[] {
     lsn_start: lsnToString(d.lsnRange.start),
     lsn_end: lsnToString(d.lsnRange.end),
     size_bytes: d.fileSize,
+    remote: !resident,
   }));
   for (const m of tl.inMemoryLayers()) {
     out.push({
@@ -295,6 +302,7 @@ export function layerList(tl: Timeline): LayerInfoT[] {
       lsn_start: lsnToString(m.start),
       lsn_end: lsnToString(m.end),
       size_bytes: m.sizeBytes,
+      remote: false,
     });
   }
   return out;
