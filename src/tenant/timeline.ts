@@ -496,6 +496,12 @@ export class Timeline {
     if (layer.resident) return;
     if (d === null) throw new BadStateError(`layer ${layer.desc.fileName} of timeline ${owner.timelineId} is evicted and remote storage is not connected (yet)`);
     await layer.fetch(d);
+    // GC or compaction dropped the layer while it came down: its file must not stay, or the
+    // next load would take it for one of the timeline's layers.
+    if (owner.layerMap_.get(layer.desc.fileName) === undefined) {
+      layer.close();
+      rmSync(layer.path, { force: true });
+    }
   }
 
   /**
