@@ -7,6 +7,8 @@
  *    the first schedule to waitUploaded().
  *  - layer download: the same objects read back with getStream() one after another; MiB/s.
  *  - index put: INDEX_PUTS sequential puts of a small index_part.json; p50 / p99 latency.
+ *  - on-demand download: each layer as a read that meets it evicted downloads it
+ *    (downloadLayer: length and CRC32C checked, temp file, fsync, rename); p50 / p99 latency.
  *
  * There is no peer: s3rver is a test double of S3, so its numbers say what this machine's
  * loopback and s3rver cost, not what AWS would do. REMOTE_BENCH_FILES and
@@ -17,7 +19,8 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { pino } from "pino";
 import { deltaLayerName } from "../src/layers/layer_name.js";
-import { encodeIndexPart } from "../src/remote/index_part.js";
+import { downloadLayer } from "../src/remote/download.js";
+import { encodeIndexPart, fileCrc32c } from "../src/remote/index_part.js";
 import { layerKey } from "../src/remote/remote_path.js";
 import type { RemoteStorage } from "../src/remote/remote_storage.js";
 import { openRemoteStorage, parseRemoteStorageUrl } from "../src/remote/storage_url.js";
@@ -57,6 +60,20 @@ async function measure(label: string, storage: RemoteStorage, files: { name: str
   }
   const download_s = (performance.now() - t1) / 1000;
 
+  const fetched = mkdtempSync(join(tmpdir(), "bench-ondemand-"));
+  const dl: number[] = [];
+  try {
+    for (const f of files) {
+      const { crc32c, size_bytes } = await fileCrc32c(f.path);
+      const s = performance.now();
+      await downloadLayer(storage, layerKey(tenant, timeline, f.name, 1), join(fetched, f.name), { file_size: size_bytes, crc32c, generation: 1 });
+      dl.push(performance.now() - s);
+    }
+  } finally {
+    rmSync(fetched, { recursive: true, force: true });
+  }
+  dl.sort((a, b) => a - b);
+
   const idx = encodeIndexPart({ metadata: meta(0x2000), layers: new Map() });
   const lat: number[] = [];
   for (let i = 0; i < INDEX_PUTS; i++) {
@@ -69,6 +86,8 @@ async function measure(label: string, storage: RemoteStorage, files: { name: str
   return [
     row(`${label}: layer upload (${files.length} × ${FILE_MIB} MiB, 4 at once)`, "MiB/s", total_mib / upload_s),
     row(`${label}: layer download (getStream, one at a time)`, "MiB/s", total_mib / download_s),
+    row(`${label}: on-demand layer download (${FILE_MIB} MiB, verified, durable) p50`, "ms", percentile(dl, 50)),
+    row(`${label}: on-demand layer download p99`, "ms", percentile(dl, 99)),
     row(`${label}: index put p50`, "ms", percentile(lat, 50)),
     row(`${label}: index put p99`, "ms", percentile(lat, 99)),
   ];

@@ -39,6 +39,12 @@ export interface NodeConfig {
    * src/remote/storage_url.ts); null: layers stay local only.
    */
   remote_storage: string | null;
+  /**
+   * Disk-usage eviction (src/main/disk_usage_eviction.ts): above this many bytes of resident
+   * layer files the coldest uploaded layers are evicted (downloaded again on demand). 0: off.
+   * Needs remote_storage.
+   */
+  max_local_disk_bytes: number;
 }
 
 export const DEFAULT_NODE_CONFIG: NodeConfig = {
@@ -58,6 +64,7 @@ export const DEFAULT_NODE_CONFIG: NodeConfig = {
   concurrent_tenant_size_logical_size_queries: 1,
   tenant_defaults: { ...DEFAULT_TENANT_CONF },
   remote_storage: null,
+  max_local_disk_bytes: 0,
 };
 
 export function parseListen(text: string): { host: string; port: number } {
@@ -99,6 +106,7 @@ export interface ConfigOverrides {
   concurrent_tenant_size_logical_size_queries?: number | string;
   tenant_config?: Record<string, unknown>;
   remote_storage?: string;
+  max_local_disk_bytes?: number | string;
 }
 
 function apply(c: NodeConfig, o: ConfigOverrides): void {
@@ -129,9 +137,16 @@ function apply(c: NodeConfig, o: ConfigOverrides): void {
     parseRemoteStorageUrl(o.remote_storage);
     c.remote_storage = o.remote_storage;
   }
+  if (o.max_local_disk_bytes !== undefined) c.max_local_disk_bytes = nonNegativeInt(o.max_local_disk_bytes, "max_local_disk_bytes");
 }
 
-const FILE_KEYS = new Set(["listen", "listen_pg", "auth_public_key", "page_cache_size", "flush_threads", "compaction_threads", "gc_threads", "redo_threads", "log_level", "log_format", "max_tenants", "max_concurrent_background_tasks", "concurrent_tenant_size_logical_size_queries", "tenant_config", "remote_storage"]);
+function nonNegativeInt(x: unknown, name: string): number {
+  if (typeof x === "number" && Number.isSafeInteger(x) && x >= 0) return x;
+  if (typeof x === "string" && /^\d+$/.test(x) && Number.isSafeInteger(Number(x))) return Number(x);
+  throw new InvalidArgumentError(`${name}: expected a non-negative integer, got ${JSON.stringify(x)}`);
+}
+
+const FILE_KEYS = new Set(["listen", "listen_pg", "auth_public_key", "page_cache_size", "flush_threads", "compaction_threads", "gc_threads", "redo_threads", "log_level", "log_format", "max_tenants", "max_concurrent_background_tasks", "concurrent_tenant_size_logical_size_queries", "tenant_config", "remote_storage", "max_local_disk_bytes"]);
 
 /** Build the node config from flags (and the workdir's pageserver.json, if any). */
 export function loadNodeConfig(flags: ConfigOverrides): NodeConfig {

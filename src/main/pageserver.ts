@@ -23,6 +23,7 @@ const program = new Command()
   .option("--log-level <level>", "pino log level")
   .option("--log-format <format>", "json (default) or pretty (human-readable, via pino-pretty)")
   .option("--remote-storage <url>", "remote storage: file:///abs/path or s3://bucket/prefix?endpoint=URL&region=R (credentials: AWS_* env)")
+  .option("--max-local-disk-bytes <bytes>", "evict the coldest uploaded layers above this many resident bytes (0: off; needs remote storage)")
   .parse();
 
 const opts = program.opts<{
@@ -34,6 +35,7 @@ const opts = program.opts<{
   logLevel?: string;
   logFormat?: string;
   remoteStorage?: string;
+  maxLocalDiskBytes?: string;
 }>();
 
 let server: Server;
@@ -52,6 +54,7 @@ try {
     log_level: opts.logLevel,
     log_format: opts.logFormat,
     remote_storage: opts.remoteStorage,
+    max_local_disk_bytes: opts.maxLocalDiskBytes,
   });
   server = new Server(config);
   await server.start();

@@ -18,12 +18,16 @@
  *   those of a newer generation.
  * - shutdown(): after the tenants flushed, waits (bounded) for the queues to drain, then
  *   stops them.
+ * - On-demand download: a connected timeline's evicted layers (all of them after an attach,
+ *   which downloads no layer) are adopted into its layer map from the remote index, kept out
+ *   of reconcile's deletions, and downloaded through the client when a read needs them
+ *   (timed in pageserver_remote_ondemand_download_seconds).
  * - Metrics (pulled at scrape time): pageserver_projected_remote_consistent_lsn, and the queue
  *   depth, retries and uploaded bytes per timeline (docs/metrics.md).
  */
 import { setTimeout as sleep } from "node:timers/promises";
 import type { Logger } from "pino";
-import { Counter, Gauge, type Registry } from "prom-client";
+import { Counter, Gauge, Histogram, type Registry } from "prom-client";
 import { readTenantGeneration } from "../remote/attach.js";
 import type { Generation } from "../remote/generation.js";
 import { deleteRemoteTenant, deleteRemoteTimeline, type RemoteDeletion } from "../remote/remote_delete.js";
@@ -33,6 +37,7 @@ import { type Tenant, TenantState } from "../tenant/tenant.js";
 import { type Timeline, TimelineState } from "../tenant/timeline.js";
 import { BadStateError } from "../types/errors.js";
 import type { Lsn } from "../types/lsn.js";
+import { secondsSince } from "../types/metrics_sink.js";
 
 const OPEN_RETRY_BASE_MS = 200;
 const OPEN_RETRY_MAX_MS = 10_000;
@@ -47,6 +52,15 @@ export class RemoteTimelines {
   /** Timelines being deleted: a connection that opens now must not hook them. */
   private readonly dropped = new WeakSet<Timeline>();
   private readonly abort = new AbortController();
+  /** On-demand downloads: how long each took (successful or not); registered by registerMetrics. */
+  private readonly downloadSeconds = new Histogram({
+    name: "pageserver_remote_ondemand_download_seconds",
+    help: "Time of on-demand layer downloads from remote storage (successful or not)",
+    buckets: [0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 30],
+    registers: [],
+  });
+  /** On-demand downloads that completed, their bytes, and those that failed. */
+  readonly ondemand = { downloads: 0, bytes: 0, failures: 0 };
 
   /** Called when a tenant is found superseded (after it is Broken): the node stops its WAL streams. */
   private readonly onSuperseded: (tenant: Tenant) => void;
@@ -120,15 +134,32 @@ export class RemoteTimelines {
         await client.shutdown();
         return;
       }
-      // One synchronous step: snapshot, reconcile, hook.
+      // One synchronous step: adopt the remote-only layers as evicted, snapshot, reconcile, hook.
       try {
-        client.reconcile({ layers: tl.layerFiles(), metadata: tl.metadata() });
+        tl.adoptRemoteLayers(client.remoteLayerSizes());
+        client.reconcile({ layers: tl.layerFiles(), metadata: tl.metadata(), evicted: tl.evictedLayerNames() });
       } catch (e) {
         await client.shutdown();
         tl.setBroken(`remote storage: ${(e as Error).message}`);
         return;
       }
       tl.setLayerEvents(client);
+      tl.setLayerDownloader(async (layer) => {
+        const start_ms = performance.now();
+        try {
+          await client.downloadLayer(layer.desc.fileName, layer.path, { signal: this.abort.signal });
+          this.ondemand.downloads++;
+          this.ondemand.bytes += layer.desc.fileSize;
+        } catch (e) {
+          this.ondemand.failures++;
+          // Cut short by shutdown: nothing wrong with the layer or the bucket.
+          if (this.abort.signal.aborted) tl.log.info({ layer: layer.desc.fileName }, "on-demand layer download stopped by shutdown");
+          else tl.log.warn({ err: e, layer: layer.desc.fileName }, "on-demand layer download failed");
+          throw e;
+        } finally {
+          this.downloadSeconds.observe(secondsSince(start_ms));
+        }
+      });
       this.clients.set(tl, client);
       return;
     }
@@ -160,6 +191,7 @@ export class RemoteTimelines {
         failures.push(`${tl.timelineId}: ${(e as Error).message}`);
       }
       await c.shutdown();
+      tl.setLayerDownloader(null);
       this.clients.delete(tl);
     }
     if (failures.length > 0) throw new BadStateError(`uploads of tenant ${tenant.id} did not finish: ${failures.join("; ")}`);
@@ -175,6 +207,7 @@ export class RemoteTimelines {
    */
   async dropTimeline(tenant: Tenant, tl: Timeline): Promise<void> {
     this.dropped.add(tl);
+    tl.setLayerDownloader(null);
     const c = this.clients.get(tl);
     this.clients.delete(tl);
     await c?.shutdown();
@@ -226,6 +259,7 @@ export class RemoteTimelines {
         await c.shutdown();
       }),
     );
+    for (const tl of this.clients.keys()) tl.setLayerDownloader(null);
     this.clients.clear();
     this.storage.close();
   }
@@ -234,6 +268,27 @@ export class RemoteTimelines {
   registerMetrics(registry: Registry): void {
     const clients = this.clients;
     const registers = [registry];
+    registry.registerMetric(this.downloadSeconds);
+    const ondemand = this.ondemand;
+    const downloadedLast = { downloads: 0, bytes: 0 };
+    new Counter({
+      name: "pageserver_remote_ondemand_downloaded_layers_total",
+      help: "Layers downloaded on demand from remote storage",
+      registers,
+      collect() {
+        this.inc(ondemand.downloads - downloadedLast.downloads);
+        downloadedLast.downloads = ondemand.downloads;
+      },
+    });
+    new Counter({
+      name: "pageserver_remote_ondemand_downloaded_bytes_total",
+      help: "Bytes of layers downloaded on demand from remote storage",
+      registers,
+      collect() {
+        this.inc(ondemand.bytes - downloadedLast.bytes);
+        downloadedLast.bytes = ondemand.bytes;
+      },
+    });
     const labelNames = ["tenant_id", "timeline_id"];
     const labels = (tl: Timeline) => ({ tenant_id: tl.tenantId, timeline_id: tl.timelineId });
     new Gauge({

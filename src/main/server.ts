@@ -23,11 +23,12 @@ import { buildInfo } from "./build_info.js";
 import { LogicalSizeQueries } from "./logical_size_queries.js";
 import { NodeMetrics } from "./metrics.js";
 import { PageService } from "./page_service.js";
+import { DiskUsageEviction } from "./disk_usage_eviction.js";
 import { RemoteTimelines } from "./remote_timelines.js";
 import { attachTenant } from "../remote/attach.js";
 import type { Generation } from "../remote/generation.js";
 import { type Tenant, TenantState } from "../tenant/tenant.js";
-import { BadStateError } from "../types/errors.js";
+import { BadStateError, InvalidArgumentError } from "../types/errors.js";
 import type { TenantId } from "../types/ids.js";
 import { openRemoteStorage, parseRemoteStorageUrl } from "../remote/storage_url.js";
 import { TenantManager } from "./tenant_manager.js";
@@ -50,6 +51,8 @@ export class Server {
   readonly pageService: PageService;
   /** Remote storage (config remote_storage); null: layers stay local. */
   readonly remote: RemoteTimelines | null;
+  /** Disk-usage eviction (config max_local_disk_bytes, with remote storage); null: off. */
+  readonly eviction: DiskUsageEviction | null;
   /** JWT verification when `auth_public_key` is set (loaded in start); null: auth off. */
   auth: Auth | null = null;
   port = 0;
@@ -102,6 +105,14 @@ export class Server {
     metrics.collectFrom({ cache: this.cache, cacheSizeBytes: config.page_cache_size_bytes, tenants: this.tenants, pools: this.pools, walSources: this.walSources, loops: this.loops });
     this.metrics = metrics.registry;
     remote?.registerMetrics(this.metrics);
+    if (config.max_local_disk_bytes > 0 && remote === null) {
+      throw new InvalidArgumentError("max_local_disk_bytes needs remote storage (config remote_storage): an evicted layer must have somewhere to come back from");
+    }
+    this.eviction =
+      remote === null
+        ? null
+        : new DiskUsageEviction({ max_local_disk_bytes: config.max_local_disk_bytes, tenants: this.tenants, remoteOf: (tl) => remote.clientOf(tl), log: this.log });
+    this.eviction?.registerMetrics(this.metrics);
     this.pageService = new PageService(this.tenants, this.metrics, this.log, () => this.auth);
   }
 
@@ -125,6 +136,7 @@ export class Server {
     this.log.info({ workdir: this.config.workdir, listen: `${this.config.listen_http.host}:${this.port}`, listen_pg: `${this.config.listen_pg.host}:${this.pgPort}` }, "pageserver started");
     // The API and the page service answer while tenants load (they show as Loading); sources start once loaded.
     await this.tenants.loadAll();
+    this.eviction?.start(this.loops);
     await this.walSources.startAll(this.tenants);
     return this.port;
   }
@@ -160,7 +172,8 @@ export class Server {
     const remote = this.requireRemote("attach");
     const t = this.tenants.beginAttach(id);
     try {
-      await attachTenant(remote.storage, id, generation, t.dir);
+      // Layers come down on demand (the timelines' remote clients download them on reads).
+      await attachTenant(remote.storage, id, generation, t.dir, { lazy_layers: true });
     } catch (e) {
       t.setBroken(`attach in generation ${generation} failed: ${(e as Error).message}`);
       throw e;
@@ -177,6 +190,7 @@ export class Server {
     await this.walSources.stopAll();
     await this.tenants.shutdown(true);
     // The tenants flushed: their last layers and index are queued; let them reach the bucket.
+    this.eviction?.stop();
     await this.remote?.shutdown();
     this.loops.close();
     await this.pools.destroy();

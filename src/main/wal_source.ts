@@ -30,6 +30,7 @@
 import { existsSync, readFileSync, unlinkSync } from "node:fs";
 import { join } from "node:path";
 import type { Logger } from "pino";
+import { LayerEvictedError } from "../layers/historic_layer.js";
 import { checkpointLocation } from "../pgdata/basebackup.js";
 import { decodeControlFile, systemIdentifierString } from "../pg/control.js";
 import { DatadirSnapshot } from "../pgdata/reader.js";
@@ -90,6 +91,8 @@ export interface SourceInfo {
 /** Retries of a source that could not start: 1 s, 2 s, … capped here. */
 const START_RETRY_INITIAL_MS = 1_000;
 const START_RETRY_MAX_MS = 60_000;
+/** Layers one record's ingest may wait to download before it fails (each makes one resident). */
+const MAX_DOWNLOADS_PER_RECORD = 10_000;
 
 export function slotNameFor(timelineId: TimelineId): string {
   return `pageserver_${timelineId}`;
@@ -231,8 +234,10 @@ export class TimelineWalSource {
       await this.persist();
     }
     const tl = this.timeline;
-    const start = streamStartLsn(tl);
-    this.ingest = new WalIngest(tl);
+    // Both read the timeline synchronously: downloading what they need (evicted layers) first.
+    const start = await tl.withResidentLayers(() => streamStartLsn(tl));
+    this.ingest = await tl.withResidentLayers(() => new WalIngest(tl));
+    if (this.stopped) return;
     this.decoder = new WalStreamDecoder(start);
     this.failure = null;
     this.retry = null;
@@ -333,7 +338,17 @@ export class TimelineWalSource {
     let records = 0;
     for (let rec = dec.next(); rec !== null; rec = dec.next()) {
       if (tl.ingestBackpressure() !== Backpressure.None) await tl.waitIngestCapacity(this.stopSignal.signal);
-      ing.ingest(rec);
+      // A record whose lookups (relation sizes, directories) meet an evicted layer is aborted
+      // whole (the writer drops its pending changes), the layer downloaded, the record ingested again.
+      for (let downloads = 0; ; downloads++) {
+        try {
+          ing.ingest(rec);
+          break;
+        } catch (e) {
+          if (!(e instanceof LayerEvictedError) || downloads >= MAX_DOWNLOADS_PER_RECORD) throw e;
+          await tl.downloadLayer(e.layer);
+        }
+      }
       records++;
       if (isShutdownCheckpoint(rec)) shutdown = true;
     }

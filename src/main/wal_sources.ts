@@ -67,7 +67,7 @@ export class WalSources {
    * or the one in the timeline's pg_control.
    */
   async probe(tl: Timeline, connstr: string): Promise<SourceInfo> {
-    return probeSource(connstr, this.get(tl)?.config.system_id ?? timelineSystemId(tl));
+    return probeSource(connstr, this.get(tl)?.config.system_id ?? (await tl.withResidentLayers(() => timelineSystemId(tl))));
   }
 
   /**
@@ -128,9 +128,10 @@ export class WalSources {
       this.sources.delete(WalSources.keyOf(tl));
       await old.stop();
     }
+    const system_id = await tl.withResidentLayers(() => timelineSystemId(tl));
     const src = new TimelineWalSource(
       tl,
-      { connstr, slot_name: slotNameFor(tl.timelineId), system_id: timelineSystemId(tl), consistent_from_lsn: null },
+      { connstr, slot_name: slotNameFor(tl.timelineId), system_id, consistent_from_lsn: null },
       tl.log,
       this.flushLsnOf,
     );

@@ -293,11 +293,26 @@ export async function basebackupTar(timeline: Timeline, lsn: Lsn, opts: Baseback
   if (lsn < start) throw new InvalidArgumentError(`base backup LSN ${lsnToString(lsn)} is below the timeline's start ${lsnToString(start)}`);
   // A base backup reads every page once: keep it out of the materialized page cache.
   const snap = await datadirAt(timeline, lsn, { fillCache: false });
+  // The backup reads everything synchronously, chunk by chunk: every layer it may visit is
+  // downloaded first and pinned (kept from eviction) until the stream ends.
+  const unpin = await timeline.pinLayersAt(lsn);
+  try {
+    return timed(timeline, start_ms, unpin, prepare(timeline, snap, lsn, now0(opts), opts));
+  } catch (e) {
+    unpin();
+    throw e;
+  }
+}
+
+function now0(opts: BasebackupOptions): number {
+  return opts.nowSeconds ?? Math.floor(Date.now() / 1000);
+}
+
+function prepare(timeline: Timeline, snap: DatadirSnapshot, lsn: Lsn, now: number, opts: BasebackupOptions): AsyncGenerator<Uint8Array> {
   const controlBytes = snap.controlFile();
   const cpBytes = snap.checkpoint();
   if (controlBytes === null || cpBytes === null) throw new NotFoundError(`timeline ${timeline.timelineId} has no control file / checkpoint at ${lsnToString(lsn)}`);
   const control = decodeControlFile(controlBytes);
-  const now = opts.nowSeconds ?? Math.floor(Date.now() / 1000);
   const c = checkpointLocation(lsn, control.xlogSegSize);
   let prev = opts.prevLsn ?? (lsn === timeline.lastRecordLsn ? (timeline.prevRecordLsn ?? 0) : 0);
   if (!(prev < c)) prev = 0;
@@ -325,14 +340,15 @@ export async function basebackupTar(timeline: Timeline, lsn: Lsn, opts: Baseback
   });
   const wal = checkpointWalSegment(control, c, checkpointRecord(cp, prev));
   const walName = walFileName(cp.thisTimeLineId, Math.floor(c / control.xlogSegSize), control.xlogSegSize);
-  return timed(timeline, start_ms, generate(snap, control, newControl, wal, walName, now, opts));
+  return generate(snap, control, newControl, wal, walName, now, opts);
 }
 
-/** The stream, timed from the request to its last chunk (or to the consumer stopping early). */
-async function* timed(timeline: Timeline, start_ms: number, inner: AsyncGenerator<Uint8Array>): AsyncGenerator<Uint8Array> {
+/** The stream, timed from the request to its last chunk (or to the consumer stopping early); unpins its layers at the end. */
+async function* timed(timeline: Timeline, start_ms: number, unpin: () => void, inner: AsyncGenerator<Uint8Array>): AsyncGenerator<Uint8Array> {
   try {
     yield* inner;
   } finally {
+    unpin();
     timeline.metrics.storageOperation("basebackup", secondsSince(start_ms));
   }
 }

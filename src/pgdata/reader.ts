@@ -3,8 +3,10 @@
  * control file, checkpoint, relmaps; the logical size; and the live keyspace.
  *
  * `DatadirSnapshot` is the synchronous core: it reads with timeline.getNow, so the LSN must
- * already be ingested (`datadirAt` waits for it first). `DatadirReader` is the async face
- * for request handlers: each call waits for its LSN, then reads.
+ * already be ingested (`datadirAt` waits for it first), and a layer it needs must be on local
+ * disk (else LayerEvictedError: run it under timeline.withResidentLayers, which downloads and
+ * reruns). `DatadirReader` is the async face for request handlers: each call waits for its
+ * LSN, then reads, downloading evicted layers as needed.
  *
  * Semantics (as Neon's): existence comes from the directories; the FSM/VM fork of a
  * relation that does not exist has size 0 (PostgreSQL asks after smgrcreate); a block at or
@@ -161,7 +163,8 @@ export class DatadirSnapshot {
    * pool (timeline.get) instead of on this thread, so one deep chain doesn't stall the others.
    */
   async readRelPage(rel: RelTag, blkno: number): Promise<Uint8Array> {
-    if (blkno >= this.relSize(rel)) return ZERO_PAGE.slice();
+    const n = await this.timeline.withResidentLayers(() => this.relSize(rel));
+    if (blkno >= n) return ZERO_PAGE.slice();
     const p = await this.timeline.get(relBlockKey(rel, blkno), this.lsn);
     return p === null ? ZERO_PAGE.slice() : p;
   }
@@ -321,7 +324,8 @@ export const collectKeyspace: KeyspaceProvider = (timeline, lsn) => new DatadirS
 
 /** Logical size at `lsn`: Σ relation nblocks × 8192. */
 export async function logicalSize(timeline: Timeline, lsn: Lsn): Promise<number> {
-  return (await datadirAt(timeline, lsn)).logicalSize();
+  const snap = await datadirAt(timeline, lsn);
+  return timeline.withResidentLayers(() => snap.logicalSize());
 }
 
 /** Async reads for request handlers (page service): each waits for its LSN. */
@@ -331,27 +335,35 @@ export class DatadirReader {
     this.timeline = timeline;
   }
   async relExists(rel: RelTag, lsn: Lsn): Promise<boolean> {
-    return (await datadirAt(this.timeline, lsn)).relExists(rel);
+    const snap = await datadirAt(this.timeline, lsn);
+    return this.timeline.withResidentLayers(() => snap.relExists(rel));
   }
   async relSize(rel: RelTag, lsn: Lsn): Promise<number> {
-    return (await datadirAt(this.timeline, lsn)).relSize(rel);
+    const snap = await datadirAt(this.timeline, lsn);
+    return this.timeline.withResidentLayers(() => snap.relSize(rel));
   }
   async getRelPage(rel: RelTag, blkno: number, lsn: Lsn): Promise<Uint8Array> {
-    return (await datadirAt(this.timeline, lsn)).getRelPage(rel, blkno);
+    const snap = await datadirAt(this.timeline, lsn);
+    return this.timeline.withResidentLayers(() => snap.getRelPage(rel, blkno));
   }
   async dbSize(spcnode: number, dbnode: number, lsn: Lsn): Promise<number> {
-    return (await datadirAt(this.timeline, lsn)).dbSize(spcnode, dbnode);
+    const snap = await datadirAt(this.timeline, lsn);
+    return this.timeline.withResidentLayers(() => snap.dbSize(spcnode, dbnode));
   }
   async getSlruSegment(kind: SlruKind, segno: number, lsn: Lsn): Promise<Uint8Array> {
-    return (await datadirAt(this.timeline, lsn)).getSlruSegment(kind, segno);
+    const snap = await datadirAt(this.timeline, lsn);
+    return this.timeline.withResidentLayers(() => snap.getSlruSegment(kind, segno));
   }
   async listDbs(lsn: Lsn): Promise<DbEntry[]> {
-    return (await datadirAt(this.timeline, lsn)).listDbs();
+    const snap = await datadirAt(this.timeline, lsn);
+    return this.timeline.withResidentLayers(() => snap.listDbs());
   }
   async listRels(spcnode: number, dbnode: number, lsn: Lsn): Promise<RelTag[]> {
-    return (await datadirAt(this.timeline, lsn)).listRels(spcnode, dbnode);
+    const snap = await datadirAt(this.timeline, lsn);
+    return this.timeline.withResidentLayers(() => snap.listRels(spcnode, dbnode));
   }
   async logicalSize(lsn: Lsn): Promise<number> {
-    return (await datadirAt(this.timeline, lsn)).logicalSize();
+    const snap = await datadirAt(this.timeline, lsn);
+    return this.timeline.withResidentLayers(() => snap.logicalSize());
   }
 }

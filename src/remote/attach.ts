@@ -9,7 +9,8 @@
  * (each timeline's layers, then its metadata: download.ts; the tenant config; the generation
  * file). A directory with the marker is a half-attached tenant: never loaded as it is, only
  * attached again (attachPending says with which generation), which skips the layers already
- * there. An attach refuses a generation older than one already in the bucket: that tenant
+ * there. With `lazy_layers` (the node's attach) only the indexes and metadata come down: every
+ * layer starts evicted and is downloaded when a read needs it. An attach refuses a generation older than one already in the bucket: that tenant
  * belongs to a newer attachment.
  *
  * The generation file is what the remote client of each timeline writes its keys with
@@ -66,7 +67,7 @@ export async function attachTenant(
   tenant: TenantId,
   gen: Generation,
   tenantDir: string,
-  opts: RemoteCallOptions & { concurrency?: number } = {},
+  opts: RemoteCallOptions & { concurrency?: number; lazy_layers?: boolean } = {},
 ): Promise<{ timelines: { id: TimelineId; downloaded: number; present: number }[] }> {
   const pending = existsSync(tenantDir) ? attachPending(tenantDir) : null;
   if (pending !== null && pending !== gen) throw new BadStateError(`tenant ${tenant}: an attach in generation ${pending} is pending here, not ${gen}`);

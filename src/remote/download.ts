@@ -8,7 +8,10 @@
  *   metadata file LAST. Until the metadata exists the directory is no timeline (tenant load
  *   removes a timeline directory without metadata), so a download cut short (crash, error) is
  *   never loaded as if whole; a retry finds the layers already there (same size) and skips
- *   them. Layers download at most `concurrency` at a time.
+ *   them. Layers download at most `concurrency` at a time. With `lazy_layers` no layer is
+ *   downloaded: the timeline's evicted-layer manifest (src/tenant/evicted_layers.ts) names
+ *   every layer of the index, and reads download them on demand (a layer file already
+ *   present stays, and counts as present).
  * - listRemoteTimelines: the timelines of a tenant that have objects in the bucket.
  */
 import { mkdir, open, rename, rm, stat } from "node:fs/promises";
@@ -16,8 +19,10 @@ import { join } from "node:path";
 import { crc32c } from "@node-rs/crc32";
 import { TEMP_SUFFIX } from "../layers/layer_name.js";
 import { fsyncDir } from "../tenant/durable.js";
+import { writeEvictedLayers } from "../tenant/evicted_layers.js";
 import { writeMetadata } from "../tenant/metadata.js";
 import { assert } from "../types/assert.js";
+import { failpoint } from "../types/failpoints.js";
 import { CorruptionError, NotFoundError } from "../types/errors.js";
 import { isId, type TenantId, type TimelineId } from "../types/ids.js";
 import type { Generation } from "./generation.js";
@@ -59,6 +64,7 @@ export async function downloadLayer(storage: RemoteStorage, key: string, dest: s
         n += c.byteLength;
         await fh.write(c);
       }
+      await failpoint("remote-download-layer");
       await fh.sync();
     } finally {
       await fh.close();
@@ -82,11 +88,23 @@ export async function downloadTimeline(
   timeline: TimelineId,
   gen: Generation,
   dir: string,
-  opts: RemoteCallOptions & { concurrency?: number } = {},
+  opts: RemoteCallOptions & { concurrency?: number; lazy_layers?: boolean } = {},
 ): Promise<{ index: IndexPart; downloaded: number; present: number }> {
   const latest = await findLatestIndex(storage, tenant, timeline, gen, opts);
   if (latest === null) throw new NotFoundError(`timeline ${timeline} of tenant ${tenant} has no index of generation ≤ ${gen} in ${storage.description}`);
   await mkdir(dir, { recursive: true });
+  if (opts.lazy_layers === true) {
+    const evicted = new Map<string, number>();
+    let present = 0;
+    for (const [name, meta] of latest.index.layers) {
+      const have = await stat(join(dir, name)).catch(() => null);
+      if (have?.isFile() && have.size === meta.file_size) present++;
+      else evicted.set(name, meta.file_size);
+    }
+    await writeEvictedLayers(dir, evicted);
+    await writeMetadata(join(dir, TIMELINE_METADATA_FILE), latest.index.metadata);
+    return { index: latest.index, downloaded: 0, present };
+  }
   const todo = [...latest.index.layers];
   let next = 0;
   let downloaded = 0;

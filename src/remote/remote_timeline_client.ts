@@ -7,10 +7,13 @@
  *   stale: SupersededError), then starts the queue from the newest index ≤ our generation.
  * - reconcile(): makes the remote state the local one once at load: deletes our own
  *   generation's unindexed layer objects (a crash cut their upload or deletion short), uploads
- *   local layers the index lacks (or has with another size), removes remote-only layers,
- *   uploads an index with the local metadata. Local is the truth here because nothing downloads yet;
- *   a remote index ahead of local disk_consistent_lsn is refused (that timeline needs an
- *   attach from remote storage, not an upload over it).
+ *   local layers the index lacks (or has with another size), removes remote-only layers
+ *   except the timeline's evicted ones (held remotely on purpose), uploads an index with the
+ *   local metadata. A remote index ahead of local disk_consistent_lsn is refused (that
+ *   timeline needs an attach from remote storage, not an upload over it).
+ * - downloadLayer: one evicted layer back from the uploaded index's object (verified and
+ *   durable: download.ts); isUploaded says whether a local layer may be evicted (the uploaded
+ *   index names it with the local size and no upload of it is pending).
  * - layersAdded opens each file at once (the queue holds it until uploaded; see
  *   UploadQueue), so the timeline may unlink it any time later, and schedules an index that
  *   names them (image creation changes no metadata). A name already in the remote
@@ -23,12 +26,13 @@ import { closeSync, fstatSync, openSync } from "node:fs";
 import type { Logger } from "pino";
 import type { AddedLayer, LayerEvents } from "../tenant/layer_events.js";
 import type { TimelineMetadata } from "../tenant/metadata.js";
-import { BadStateError, PageserverError } from "../types/errors.js";
+import { BadStateError, NotFoundError, PageserverError } from "../types/errors.js";
 import type { TenantId, TimelineId } from "../types/ids.js";
 import { type Lsn, lsnToString } from "../types/lsn.js";
 import type { Generation } from "./generation.js";
+import { downloadLayer } from "./download.js";
 import { findLatestIndex, listIndexGenerations } from "./index_part.js";
-import { parseLayerKey, timelinePrefix } from "./remote_path.js";
+import { layerKey, parseLayerKey, timelinePrefix } from "./remote_path.js";
 import type { RemoteCallOptions, RemoteStorage } from "./remote_storage.js";
 import { UploadQueue, type UploadQueueOptions, type UploadQueueStats, type UploadQueueStatus } from "./upload_queue.js";
 
@@ -56,10 +60,12 @@ export interface RemoteTimelineClientOptions
 export class RemoteTimelineClient implements LayerEvents {
   private readonly queue: UploadQueue;
   private readonly log: Logger;
+  private readonly o: RemoteTimelineClientOptions;
   /** Layer objects of our generation that no index names, found at open (reconcile deletes them). */
   private orphans: string[];
 
-  private constructor(queue: UploadQueue, log: Logger, orphans: string[]) {
+  private constructor(o: RemoteTimelineClientOptions, queue: UploadQueue, log: Logger, orphans: string[]) {
+    this.o = o;
     this.queue = queue;
     this.log = log;
     this.orphans = orphans;
@@ -77,11 +83,11 @@ export class RemoteTimelineClient implements LayerEvents {
       if (latest?.index.layers.get(lk.layer_name)?.generation !== o.generation) orphans.push(obj.key);
     }
     const queue = new UploadQueue({ ...o, initial: latest?.index ?? null });
-    return new RemoteTimelineClient(queue, o.log, orphans);
+    return new RemoteTimelineClient(o, queue, o.log, orphans);
   }
 
   /** Schedules what makes the bucket hold exactly the local layers and metadata. */
-  reconcile(local: { layers: readonly AddedLayer[]; metadata: TimelineMetadata }): void {
+  reconcile(local: { layers: readonly AddedLayer[]; metadata: TimelineMetadata; evicted?: readonly string[] }): void {
     const projected = this.queue.projectedIndex;
     const remote_dcl = projected?.metadata.disk_consistent_lsn ?? null;
     if (remote_dcl !== null && remote_dcl > local.metadata.disk_consistent_lsn) {
@@ -91,7 +97,7 @@ export class RemoteTimelineClient implements LayerEvents {
       );
     }
     const remoteLayers = projected?.layers ?? new Map();
-    const localNames = new Set(local.layers.map((l) => l.name));
+    const localNames = new Set([...local.layers.map((l) => l.name), ...(local.evicted ?? [])]);
     const stale: string[] = [];
     const upload: { layer: AddedLayer; fd: number; size: number }[] = [];
     try {
@@ -185,6 +191,29 @@ export class RemoteTimelineClient implements LayerEvents {
 
   stats(): UploadQueueStats {
     return this.queue.stats();
+  }
+
+  /** Name → file size of every layer the remote state will hold (the timeline adopts those it lacks as evicted). */
+  remoteLayerSizes(): Map<string, number> {
+    const m = new Map<string, number>();
+    for (const [name, l] of this.queue.projectedIndex?.layers ?? []) m.set(name, l.file_size);
+    return m;
+  }
+
+  /** Whether the uploaded index names `name` with size `size_bytes` and no upload of it is pending: its local file may go. */
+  isUploaded(name: string, size_bytes: number): boolean {
+    const l = this.queue.remoteIndex?.layers.get(name);
+    return l !== undefined && l.file_size === size_bytes && !this.queue.isPending(name);
+  }
+
+  /**
+   * Downloads layer `name` to `dest` from the object the uploaded index names (length and
+   * CRC32C checked; temp file, fsync, rename). A layer no uploaded index names is a NotFoundError.
+   */
+  async downloadLayer(name: string, dest: string, call: RemoteCallOptions = {}): Promise<void> {
+    const meta = this.queue.remoteIndex?.layers.get(name);
+    if (meta === undefined) throw new NotFoundError(`layer ${name} of timeline ${this.o.timeline_id} is in no uploaded index`);
+    await downloadLayer(this.o.storage, layerKey(this.o.tenant_id, this.o.timeline_id, name, meta.generation), dest, meta, call);
   }
 
   /** Whether an upload of this layer is still queued or in flight. */

@@ -24,6 +24,12 @@
  *   spans the rest of its segment).
  * - a layer whose flush fails stays frozen (and readable) until a later round writes it: the
  *   checkpoints waiting fail with the error, the timeline stays Active (as in Neon).
+ * - residency: a historic layer is resident (on local disk) or evicted (held in remote
+ *   storage only; evicted_layers.ts keeps the list across restarts). The synchronous read
+ *   (getNow, collectRead) throws LayerEvictedError on an evicted layer; the async read (get,
+ *   withResidentLayers) downloads it and reads again. Jobs that read files in workers
+ *   (compaction, image creation) download and pin their inputs first; eviction
+ *   (evictLayer) takes only resident, unpinned layers, between reads.
  *
  * Lock order: none on this object (single-threaded); the tenant's background mutex orders
  * compaction and GC (never both at once for a tenant), and flushes are one at a time.
@@ -32,7 +38,7 @@ import { existsSync, readdirSync, renameSync, rmSync, statSync, unlinkSync } fro
 import { join } from "node:path";
 import type { Logger } from "pino";
 import { PAGE_SIZE, type PageCacheApi } from "../cache/api.js";
-import { HistoricLayer } from "../layers/historic_layer.js";
+import { advanceAccessTick, HistoricLayer, type LayerDownloader, LayerEvictedError } from "../layers/historic_layer.js";
 import { InMemoryLayer } from "../layers/inmemory_layer.js";
 import { LayerMap, type LayerStats } from "../layers/layer_map.js";
 import { fsyncDir } from "../layers/block_io.js";
@@ -52,6 +58,7 @@ import { BulkImport, IMPORT_TEMP_DIR } from "./bulk_import.js";
 import { CommitTimes, pgTimestampToMs } from "./commit_times.js";
 import { l0Thresholds, type TenantConf } from "./config.js";
 import { Backpressure, GATE_OPEN, type GateStats, type GateVerdict, IngestGate } from "./ingest_gate.js";
+import { readEvictedLayers, writeEvictedLayers } from "./evicted_layers.js";
 import { type AddedLayer, type LayerEvents, NO_LAYER_EVENTS } from "./layer_events.js";
 import { readMetadata, type TimelineMetadata, writeMetadata } from "./metadata.js";
 import type { WalRedoManager } from "../types/redo.js";
@@ -109,6 +116,10 @@ const ABSENT = -2;
 const COMPACTION_UPPER_LIMIT = 10;
 /** Checkpoints waiting on one timeline at once (each is an HTTP request or a shutdown). */
 const MAX_FLUSH_WAITERS = 100_000;
+/** Downloads one async read may wait for before it gives up (each makes one more layer resident). */
+const MAX_DOWNLOADS_PER_READ = 10_000;
+/** Reads waiting at once for remote storage to connect (each is a request). */
+const MAX_DOWNLOADER_WAITERS = 100_000;
 
 /** An in-memory layer as the operator sees it: LSN range [start, end), bytes, frozen or open. */
 export interface InMemoryLayerInfo {
@@ -176,6 +187,12 @@ export class Timeline {
   /** Commit timestamps seen in this timeline's own WAL (above its branch point). */
   private readonly commitTimes: CommitTimes;
   private readonly gate = new IngestGate(() => this.gateVerdict());
+  /** Brings evicted layers back (remote storage); null: none can be downloaded. */
+  private downloader: LayerDownloader | null = null;
+  /** Reads that wait for a downloader (remote storage connects in the background after load). */
+  private readonly downloaderWaiters = new Set<() => void>();
+  /** The evicted-layer manifest writes, one at a time in order. */
+  private manifestWrite: Promise<void> = Promise.resolve();
 
   // Read-path scratch: reads are synchronous once started, so one set per timeline suffices.
   private readonly rs = new ReconstructState();
@@ -195,6 +212,7 @@ export class Timeline {
     layers: LayerDesc[],
     lastRecordLsn: Lsn,
     nextOpenLayerAt: Lsn,
+    evicted: LayerDesc[] = [],
   ) {
     this.deps = deps;
     this.tenantId = tenantId;
@@ -205,7 +223,10 @@ export class Timeline {
     this.initdbLsn = md.initdb_lsn;
     this.pgVersion = md.pg_version;
     this.ns = deps.cache.allocNamespaceId();
-    this.layerMap_ = new LayerMap(layers.map((d) => new HistoricLayer(deps.cache, dir, d)));
+    this.layerMap_ = new LayerMap([
+      ...layers.map((d) => new HistoricLayer(deps.cache, dir, d)),
+      ...evicted.map((d) => new HistoricLayer(deps.cache, dir, d, false)),
+    ]);
     this.lastRecord = new SeqWait(lastRecordLsn);
     this.prevRecordLsn_ = md.prev_record_lsn;
     this.diskConsistent = new SeqWait(md.disk_consistent_lsn);
@@ -286,9 +307,19 @@ export class Timeline {
       // The size from the directory: layer_bytes metrics, and open() refuses a file that changed.
       layers.push({ ...parsed, fileSize: statSync(path).size });
     }
+    // Layers held only remotely: those of the manifest whose file is not here (a file wins).
+    const evicted: LayerDesc[] = [];
+    if (!emptyAgain) {
+      const present = new Set(layers.map((d) => d.fileName));
+      for (const [name, size] of readEvictedLayers(dir)) {
+        const parsed = parseLayerName(name);
+        if (parsed === null || present.has(name) || parsed.lsnRange.end - 1 > md.disk_consistent_lsn) continue;
+        evicted.push({ ...parsed, fileSize: size });
+      }
+    }
     const dcl = md.disk_consistent_lsn;
-    const first = ancestor === null && dcl === md.initdb_lsn && layers.length === 0 ? dcl : dcl + 1;
-    const tl = new Timeline(deps, tenantId, timelineId, dir, ancestor, md, layers, dcl, first);
+    const first = ancestor === null && dcl === md.initdb_lsn && layers.length === 0 && evicted.length === 0 ? dcl : dcl + 1;
+    const tl = new Timeline(deps, tenantId, timelineId, dir, ancestor, md, layers, dcl, first, evicted);
     try {
       tl.commitTimes.load(dcl);
     } catch (e) {
@@ -355,9 +386,193 @@ export class Timeline {
     this.events = events;
   }
 
-  /** This timeline's layer files, as layer events name them. */
+  /** This timeline's resident layer files, as layer events name them. */
   layerFiles(): AddedLayer[] {
-    return this.layerMap_.layers.map((l) => ({ name: l.desc.fileName, path: l.path }));
+    return this.layerMap_.layers.filter((l) => l.resident).map((l) => ({ name: l.desc.fileName, path: l.path }));
+  }
+
+  // ---------------------------------------------------------------------------------------
+  // Layer residency (on-demand download, eviction)
+
+  /** Where evicted layers of this timeline are downloaded from; null: nowhere (no remote storage). */
+  setLayerDownloader(d: LayerDownloader | null): void {
+    this.downloader = d;
+    if (d === null) return;
+    for (const w of this.downloaderWaiters) w();
+    this.downloaderWaiters.clear();
+  }
+
+  /** The downloader, waiting (up to wait_lsn_timeout) for remote storage to connect; null if it does not. */
+  private async awaitDownloader(): Promise<LayerDownloader | null> {
+    if (this.downloader !== null) return this.downloader;
+    if (this.downloaderWaiters.size >= MAX_DOWNLOADER_WAITERS) return null;
+    let timer: NodeJS.Timeout | undefined;
+    let wake: (() => void) | undefined;
+    await new Promise<void>((resolve) => {
+      wake = resolve;
+      this.downloaderWaiters.add(resolve);
+      timer = setTimeout(resolve, this.deps.conf().wait_lsn_timeout_ms);
+    });
+    clearTimeout(timer);
+    if (wake !== undefined) this.downloaderWaiters.delete(wake);
+    return this.downloader;
+  }
+
+  /** The names of this timeline's evicted layers. */
+  evictedLayerNames(): string[] {
+    return this.layerMap_.layers.filter((l) => !l.resident).map((l) => l.desc.fileName);
+  }
+
+  /** The resident historic layers (eviction candidates, among others). */
+  residentLayers(): HistoricLayer[] {
+    return this.layerMap_.layers.filter((l) => l.resident);
+  }
+
+  /** Bytes of the resident layer files. */
+  residentBytes(): number {
+    let n = 0;
+    for (const l of this.layerMap_.layers) if (l.resident) n += l.desc.fileSize;
+    return n;
+  }
+
+  /**
+   * Make the layer map match the remote index (`remote`: name → size) for what is not on
+   * local disk: index layers we lack become evicted layers (an attach downloads none), and
+   * evicted layers the index no longer names are dropped (GC or compaction removed them
+   * while they were evicted). Layers above disk_consistent_lsn are left out, as load does.
+   */
+  adoptRemoteLayers(remote: ReadonlyMap<string, number>): { added: number; dropped: number } {
+    const added: HistoricLayer[] = [];
+    const dropped: string[] = [];
+    const dcl = this.diskConsistent.load();
+    for (const [name, size] of remote) {
+      if (this.layerMap_.get(name) !== undefined) continue;
+      const parsed = parseLayerName(name);
+      if (parsed === null || parsed.lsnRange.end - 1 > dcl) continue;
+      added.push(new HistoricLayer(this.deps.cache, this.dir, { ...parsed, fileSize: size }, false));
+    }
+    for (const l of this.layerMap_.layers) if (!l.resident && !remote.has(l.desc.fileName)) dropped.push(l.desc.fileName);
+    if (added.length > 0 || dropped.length > 0) {
+      this.layerMap_ = this.layerMap_.with(added, dropped);
+      this.saveEvictedManifest().catch((e: unknown) => this.log.warn({ err: e }, "cannot write the evicted-layer manifest"));
+    }
+    return { added: added.length, dropped: dropped.length };
+  }
+
+  /** Writes the manifest of the evicted layers as the map has them when the write starts (plus `also`). */
+  private saveEvictedManifest(also: HistoricLayer | null = null): Promise<void> {
+    const p = this.manifestWrite.then(() => {
+      const m = new Map<string, number>();
+      for (const l of this.layerMap_.layers) if (!l.resident || l === also) m.set(l.desc.fileName, l.desc.fileSize);
+      return writeEvictedLayers(this.dir, m);
+    });
+    this.manifestWrite = p.catch(() => undefined);
+    return p;
+  }
+
+  /** Layers a job wrote again under names the map holds (an interrupted run's output): their files are here now. */
+  private markRewritten(written: readonly LayerDesc[]): void {
+    for (const d of written) {
+      const l = this.layerMap_.get(d.fileName);
+      if (l !== undefined && !l.resident) l.markRewritten();
+    }
+  }
+
+  /** The timeline (this or an ancestor) whose map holds `layer`, for its downloader. */
+  private ownerOf(layer: HistoricLayer): Timeline | null {
+    let depth = 0;
+    for (let t: Timeline | null = this; t !== null; t = t.ancestor) {
+      assert(depth++ < 100_000, "ancestry too deep");
+      if (t.layerMap_.get(layer.desc.fileName) === layer) return t;
+    }
+    return null;
+  }
+
+  /** Download `layer` (of this timeline or an ancestor) if it is evicted; one download per layer at a time. */
+  async downloadLayer(layer: HistoricLayer): Promise<void> {
+    if (layer.resident) return;
+    const owner = this.ownerOf(layer) ?? this;
+    const d = await owner.awaitDownloader();
+    if (layer.resident) return;
+    if (d === null) throw new BadStateError(`layer ${layer.desc.fileName} of timeline ${owner.timelineId} is evicted and remote storage is not connected (yet)`);
+    await layer.fetch(d);
+    // GC or compaction dropped the layer while it came down: its file must not stay, or the
+    // next load would take it for one of the timeline's layers.
+    if (owner.layerMap_.get(layer.desc.fileName) === undefined) {
+      layer.close();
+      rmSync(layer.path, { force: true });
+    }
+  }
+
+  /**
+   * Run the synchronous read `fn`; each time it meets an evicted layer, download that layer
+   * and run `fn` again (reads are pure, so a rerun is safe). The async face of every
+   * synchronous reader (DatadirSnapshot, ingest lookups, keyspace walks).
+   */
+  async withResidentLayers<T>(fn: () => T): Promise<T> {
+    for (let downloads = 0; ; downloads++) {
+      try {
+        return fn();
+      } catch (e) {
+        if (!(e instanceof LayerEvictedError) || downloads >= MAX_DOWNLOADS_PER_READ) throw e;
+        await this.downloadLayer(e.layer);
+      }
+    }
+  }
+
+  /**
+   * Download and pin every layer a read at `lsn` could visit (this timeline's layers that
+   * start at or below it, and the ancestors' below their branch points): for readers that
+   * read everything and can't stop to download (base backups). Returns the unpin function.
+   */
+  async pinLayersAt(lsn: Lsn): Promise<() => void> {
+    const pinned: HistoricLayer[] = [];
+    let at = lsn;
+    let depth = 0;
+    for (let t: Timeline | null = this; t !== null; t = t.ancestor) {
+      assert(depth++ < 100_000, "ancestry too deep");
+      for (const l of t.layerMap_.layers) if (l.desc.lsnRange.start <= at) pinned.push(l);
+      at = Math.min(at, t.ancestorLsn);
+    }
+    return this.pinAndFetch(pinned);
+  }
+
+  /** Pin `layers` (so eviction leaves them), then download those that are evicted. Returns the unpin function. */
+  private async pinAndFetch(layers: HistoricLayer[]): Promise<() => void> {
+    for (const l of layers) l.pins++;
+    let released = false;
+    const release = (): void => {
+      if (released) return;
+      released = true;
+      for (const l of layers) l.pins--;
+    };
+    try {
+      for (const l of layers) if (!l.resident) await this.downloadLayer(l);
+    } catch (e) {
+      release();
+      throw e;
+    }
+    return release;
+  }
+
+  /**
+   * Evict one resident layer of this timeline: recorded in the manifest first, then closed
+   * and unlinked. False when it can't be now (not in the map any more, pinned, downloading,
+   * already evicted). The caller decides it is safe remotely (uploaded, no upload pending).
+   */
+  async evictLayer(layer: HistoricLayer): Promise<boolean> {
+    const usable = (): boolean => this.layerMap_.get(layer.desc.fileName) === layer && layer.resident && layer.pins === 0 && !layer.downloadInFlight;
+    if (!usable()) return false;
+    await this.saveEvictedManifest(layer);
+    // The manifest write awaited: a read, a pin or a map change may have come meanwhile.
+    if (!usable()) return false;
+    layer.markEvicted();
+    try {
+      unlinkSync(layer.path);
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== "ENOENT") throw e;
+    }
+    return true;
   }
 
   activate(): void {
@@ -807,7 +1022,18 @@ export class Timeline {
   async get(key: Key, lsn: Lsn): Promise<Uint8Array | null> {
     this.checkReadable(lsn);
     if (lsn > this.lastRecord.load()) await this.waitLsn(lsn);
-    const baseLsn = this.collectRead(key, lsn);
+    // Collect, downloading each evicted layer the walk meets; the collection that succeeds
+    // runs without an await after it (this.rs is shared by every read).
+    let baseLsn: Lsn = ABSENT;
+    for (let downloads = 0; ; downloads++) {
+      try {
+        baseLsn = this.collectRead(key, lsn);
+        break;
+      } catch (e) {
+        if (!(e instanceof LayerEvictedError) || downloads >= MAX_DOWNLOADS_PER_READ) throw e;
+        await this.downloadLayer(e.layer);
+      }
+    }
     if (baseLsn === ABSENT) return null;
     if (this.rs.values.length < REDO_OFFLOAD_MIN_RECORDS) return this.reconstruct(key, this.rs, baseLsn, true);
     return this.reconstructOffThread(key, baseLsn);
@@ -844,6 +1070,7 @@ export class Timeline {
     const rs = this.rs;
     rs.reset();
     this.counters.reads++;
+    advanceAccessTick();
     const conf = this.deps.conf();
     let baseLsn = -1;
     if (conf.materialized_page_cache) baseLsn = this.deps.cache.lookupMaterialized(this.ns, key, lsn, this.basePage);
@@ -985,9 +1212,12 @@ export class Timeline {
       chain.push(l0[i]!);
     }
     const start_ms = performance.now();
+    // The job reads the files in a worker: they must be here, and stay until it is done.
+    const release = await this.pinAndFetch(chain);
     try {
       await this.compactChain(chain, conf);
     } finally {
+      release();
       this.metrics.storageOperation("compact", secondsSince(start_ms));
     }
     return chain.length;
@@ -1008,6 +1238,7 @@ export class Timeline {
     const removed = chain.map((l) => l.desc.fileName);
     // An L1 file of an interrupted compaction of the same chain is in the map already.
     const added = res.added.filter((d) => this.layerMap_.get(d.fileName) === undefined).map((d) => new HistoricLayer(this.deps.cache, this.dir, d));
+    this.markRewritten(res.added);
     const gone = removed.filter((n) => !res.added.some((d) => d.fileName === n));
     this.layerMap_ = this.layerMap_.with(added, gone);
     // New layers first: the index that drops the L0 files names the L1 files that replace them.
@@ -1066,16 +1297,22 @@ export class Timeline {
     }
     if (todo.length === 0) return 0;
     const start_ms = performance.now();
+    // The jobs read the chain's files in workers: download what is evicted, and keep it.
+    const inputs: HistoricLayer[] = [...this.layerMap_.layers];
+    for (let t: Timeline = this; t.ancestor !== null; t = t.ancestor) inputs.push(...t.ancestor.layerMap_.layers);
+    const release = await this.pinAndFetch(inputs);
     try {
       return await this.createImagesFor(todo, chain, lsn, conf);
     } finally {
+      release();
       this.metrics.storageOperation("create images", secondsSince(start_ms));
     }
   }
 
   private async createImagesFor(todo: KeyRange[], chain: ChainLink[], lsn: Lsn, conf: TenantConf): Promise<number> {
     // Only now: walking the keyspace reads every relation's size on the main thread.
-    const keyspace = (this.deps.keyspace ?? WHOLE_KEYSPACE)(this, lsn);
+    const provider = this.deps.keyspace ?? WHOLE_KEYSPACE;
+    const keyspace = await this.withResidentLayers(() => provider(this, lsn));
     // One job per partition: between them the pool serves other tenants' jobs (fair queue).
     let created = 0;
     for (const part of todo) {
@@ -1093,6 +1330,7 @@ export class Timeline {
       );
       const existing = new Set(this.layerMap_.layers.map((l) => l.desc.fileName));
       const fresh = res.added.filter((d) => !existing.has(d.fileName));
+      this.markRewritten(res.added);
       this.layerMap_ = this.layerMap_.with(
         fresh.map((d) => new HistoricLayer(this.deps.cache, this.dir, d)),
         [],
@@ -1158,6 +1396,7 @@ export class Timeline {
       const victims = plan.remove.map((n) => this.layerMap_.get(n)).filter((l): l is HistoricLayer => l !== undefined);
       this.layerMap_ = this.layerMap_.with([], victims.map((l) => l.desc.fileName));
       this.events.layersRemoved(victims.map((l) => l.desc.fileName));
+      if (victims.some((l) => !l.resident)) await this.saveEvictedManifest();
       for (const l of victims) {
         l.close();
         if (existsSync(l.path)) unlinkSync(l.path);

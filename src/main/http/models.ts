@@ -11,6 +11,7 @@ import { type Static, type TLiteral, type TSchema, type TUnion, Type } from "@si
 import type { SizeInputs, TenantSize as TenantSizeModel } from "../../tenant/size_model.js";
 import type { Tenant } from "../../tenant/tenant.js";
 import { type Timeline, TimelineState } from "../../tenant/timeline.js";
+import { LayerEvictedError } from "../../layers/historic_layer.js";
 import { DatadirSnapshot } from "../../pgdata/reader.js";
 import { Backpressure } from "../../tenant/ingest_gate.js";
 import { TenantState } from "../../tenant/tenant.js";
@@ -262,7 +263,11 @@ function logicalSizeNow(tl: Timeline): LogicalSize {
     entry = { at_ms: now, lsn: tl.lastRecordLsn, size: new DatadirSnapshot(tl, tl.lastRecordLsn).logicalSize(), error: null };
   } catch (e) {
     const error = e instanceof Error ? e.message : String(e);
-    tl.log.warn({ err: e }, "could not compute the logical size");
+    if (e instanceof LayerEvictedError) {
+      // Not now (this view is synchronous): download what the walk needs in the background,
+      // so a later request finds the layers here.
+      tl.withResidentLayers(() => new DatadirSnapshot(tl, tl.lastRecordLsn).logicalSize()).catch(() => undefined);
+    } else tl.log.warn({ err: e }, "could not compute the logical size");
     entry = { at_ms: now, lsn: tl.lastRecordLsn, size: null, error };
   }
   tl.metrics.storageOperation("logical size", secondsSince(start_ms));
@@ -322,6 +327,8 @@ export const LayerInfo = Type.Object(
     /** Exclusive; an image at L is [L, L+1); the open layer ends past last_record_lsn. */
     lsn_end: Lsn,
     size_bytes: Count,
+    /** Neon's `remote`: the layer is evicted, its bytes only in remote storage (downloaded when a read needs it). */
+    remote: Type.Boolean(),
   },
   { additionalProperties: false },
 );
@@ -329,9 +336,13 @@ export type LayerInfoT = Static<typeof LayerInfo>;
 
 /** The timeline's layer files (by LSN, then key) and then its frozen and open in-memory layers. */
 export function layerList(tl: Timeline): LayerInfoT[] {
-  const files = [...tl.layerMap.layers].map((l) => l.desc);
-  files.sort((a, b) => a.lsnRange.start - b.lsnRange.start || (a.keyRange.start < b.keyRange.start ? -1 : a.keyRange.start > b.keyRange.start ? 1 : 0));
-  const out: LayerInfoT[] = files.map((d) => ({
+  const layers = [...tl.layerMap.layers];
+  layers.sort((x, y) => {
+    const a = x.desc;
+    const b = y.desc;
+    return a.lsnRange.start - b.lsnRange.start || (a.keyRange.start < b.keyRange.start ? -1 : a.keyRange.start > b.keyRange.start ? 1 : 0);
+  });
+  const out: LayerInfoT[] = layers.map(({ desc: d, resident }) => ({
     name: d.fileName,
     kind: d.kind,
     level: d.kind === "image" ? "image" : d.keyRange.start === KEY_MIN && d.keyRange.end === KEY_MAX ? "l0" : "l1",
@@ -341,6 +352,7 @@ export function layerList(tl: Timeline): LayerInfoT[] {
     lsn_start: lsnToString(d.lsnRange.start),
     lsn_end: lsnToString(d.lsnRange.end),
     size_bytes: d.fileSize,
+    remote: !resident,
   }));
   for (const m of tl.inMemoryLayers()) {
     out.push({
@@ -353,6 +365,7 @@ export function layerList(tl: Timeline): LayerInfoT[] {
       lsn_start: lsnToString(m.start),
       lsn_end: lsnToString(m.end),
       size_bytes: m.sizeBytes,
+      remote: false,
     });
   }
   return out;

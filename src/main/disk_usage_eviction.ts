@@ -1,0 +1,145 @@
+/**
+ * DiskUsageEviction: keeps the bytes of resident layer files on this node at or below
+ * `max_local_disk_bytes` (node config; 0: off). A node loop (BackgroundLoops, every
+ * EVICTION_PERIOD_MS) sums the resident layer files of every active timeline; above the
+ * limit it evicts the coldest layers first (the smallest last-access tick, set by reads)
+ * until the sum is below it.
+ *
+ * Only a layer that is safe to drop locally is a candidate: its timeline is connected to
+ * remote storage, the uploaded index names it with the same size and no upload of it is
+ * pending (RemoteTimelineClient.isUploaded), it is not pinned by a job or a base backup and
+ * not being downloaded (Timeline.evictLayer checks those again after its manifest write).
+ * In-memory layers (open, frozen) are no historic layers and never candidates. An evicted
+ * layer comes back when a read needs it (on-demand download).
+ *
+ * Metrics: pageserver_layer_evictions_total, pageserver_layer_evicted_bytes_total,
+ * pageserver_resident_layer_bytes (pulled at scrape time).
+ */
+import type { Logger } from "pino";
+import { Counter, Gauge, type Registry } from "prom-client";
+import type { HistoricLayer } from "../layers/historic_layer.js";
+import type { LoopHandle, BackgroundLoops } from "../tenant/background_loops.js";
+import { TenantState } from "../tenant/tenant.js";
+import { type Timeline, TimelineState } from "../tenant/timeline.js";
+import type { TenantManager } from "./tenant_manager.js";
+
+/** How often the loop compares the resident bytes with the limit. */
+export const EVICTION_PERIOD_MS = 1000;
+/** Layers one round evicts at most (the next round goes on). */
+const MAX_EVICTIONS_PER_ROUND = 10_000;
+
+/** What eviction asks remote storage about a timeline's layer. */
+export interface UploadedCheck {
+  isUploaded(name: string, size_bytes: number): boolean;
+}
+
+export class DiskUsageEviction {
+  readonly max_local_disk_bytes: number;
+  private readonly tenants: TenantManager;
+  private readonly remoteOf: (tl: Timeline) => UploadedCheck | undefined;
+  private readonly log: Logger;
+  private handle: LoopHandle | null = null;
+  readonly counters = { evictions: 0, evicted_bytes: 0, rounds: 0 };
+
+  constructor(o: { max_local_disk_bytes: number; tenants: TenantManager; remoteOf: (tl: Timeline) => UploadedCheck | undefined; log: Logger }) {
+    this.max_local_disk_bytes = o.max_local_disk_bytes;
+    this.tenants = o.tenants;
+    this.remoteOf = o.remoteOf;
+    this.log = o.log;
+  }
+
+  /** Starts the loop (nothing when the limit is 0). */
+  start(loops: BackgroundLoops): void {
+    if (this.max_local_disk_bytes <= 0 || this.handle !== null) return;
+    this.handle = loops.register({
+      what: "disk usage eviction",
+      period_ms: () => EVICTION_PERIOD_MS,
+      round: () => this.round(),
+      onError: (e) => this.log.warn({ err: e }, "disk usage eviction round failed"),
+    });
+  }
+
+  stop(): void {
+    this.handle?.stop();
+    this.handle = null;
+  }
+
+  private timelines(): Timeline[] {
+    const out: Timeline[] = [];
+    for (const t of this.tenants.list()) {
+      if (t.state !== TenantState.Active) continue;
+      for (const tl of t.listTimelines()) if (tl.state === TimelineState.Active) out.push(tl);
+    }
+    return out;
+  }
+
+  /** Bytes of every resident layer file of the node's active timelines. */
+  residentBytes(): number {
+    let n = 0;
+    for (const tl of this.timelines()) n += tl.residentBytes();
+    return n;
+  }
+
+  /** One round: evict the coldest uploaded layers while above the limit. Returns whether it should run again now. */
+  async round(): Promise<boolean> {
+    if (this.max_local_disk_bytes <= 0) return false;
+    this.counters.rounds++;
+    let total = this.residentBytes();
+    if (total <= this.max_local_disk_bytes) return false;
+    const candidates: { tl: Timeline; layer: HistoricLayer }[] = [];
+    for (const tl of this.timelines()) {
+      const remote = this.remoteOf(tl);
+      if (remote === undefined) continue;
+      for (const layer of tl.residentLayers()) {
+        if (layer.pins > 0 || layer.downloadInFlight || !remote.isUploaded(layer.desc.fileName, layer.desc.fileSize)) continue;
+        candidates.push({ tl, layer });
+      }
+    }
+    candidates.sort((a, b) => a.layer.lastAccess - b.layer.lastAccess);
+    let evicted = 0;
+    for (const c of candidates) {
+      if (total <= this.max_local_disk_bytes || evicted >= MAX_EVICTIONS_PER_ROUND) break;
+      if (!(await c.tl.evictLayer(c.layer))) continue;
+      total -= c.layer.desc.fileSize;
+      evicted++;
+      this.counters.evictions++;
+      this.counters.evicted_bytes += c.layer.desc.fileSize;
+    }
+    if (evicted > 0) this.log.info({ evicted, resident_bytes: total, max_local_disk_bytes: this.max_local_disk_bytes }, "evicted layers for disk usage");
+    // More to do only if this round hit its bound: otherwise what is left can't go now.
+    return evicted >= MAX_EVICTIONS_PER_ROUND;
+  }
+
+  registerMetrics(registry: Registry): void {
+    const registers = [registry];
+    const counters = this.counters;
+    const last = { evictions: 0, evicted_bytes: 0 };
+    new Counter({
+      name: "pageserver_layer_evictions_total",
+      help: "Layer files evicted from local disk for disk usage (max_local_disk_bytes)",
+      registers,
+      collect() {
+        this.inc(counters.evictions - last.evictions);
+        last.evictions = counters.evictions;
+      },
+    });
+    new Counter({
+      name: "pageserver_layer_evicted_bytes_total",
+      help: "Bytes of layer files evicted from local disk for disk usage",
+      registers,
+      collect() {
+        this.inc(counters.evicted_bytes - last.evicted_bytes);
+        last.evicted_bytes = counters.evicted_bytes;
+      },
+    });
+    const self = this;
+    new Gauge({
+      name: "pageserver_resident_layer_bytes",
+      help: "Bytes of layer files on local disk (resident), over every active timeline",
+      registers,
+      collect() {
+        this.set(self.residentBytes());
+      },
+    });
+  }
+}
