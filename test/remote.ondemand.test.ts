@@ -58,7 +58,7 @@ function tmp(prefix: string): string {
   return d;
 }
 
-async function server(workdir: string, remote: string, extra: { max_local_disk_bytes?: number } = {}): Promise<Server> {
+async function server(workdir: string, remote: string, extra: { max_local_disk_bytes?: number; min_free_disk_bytes?: number } = {}): Promise<Server> {
   const s = new Server(loadNodeConfig({ workdir, listen: "127.0.0.1:0", listen_pg: "127.0.0.1:0", remote_storage: remote, ...extra }), logs.logger);
   // Every reply checked against its declared schema.
   s.http.checkResponses = true;
@@ -306,6 +306,47 @@ describe("disk-usage eviction (LocalFs)", () => {
     expect(tl2.layerMap.size).toBe(tl.layerMap.size);
     for (const [key, v] of values) expect(text(await within(tl2.get(k(key), lsn), "read after restart")), `key ${key}`).toBe(v);
   }, 120_000);
+
+  it("min_free_disk_bytes: a floor above the free space evicts every uploaded layer; a floor below it evicts none; reads come back", async () => {
+    const url = `file://${tmp("floor-bucket-")}`;
+    // No filesystem has 2^50 bytes free here: the floor can't be met, so every candidate goes.
+    const s = await server(tmp("floor-node-"), url, { min_free_disk_bytes: 2 ** 50 });
+    expect(s.eviction!.freeDiskBytes()).toBeGreaterThan(0);
+    const t = await s.tenants.create(generateTenantId(), QUIET);
+    let lsn = 0x1000;
+    const tl = await t.createTimeline({ timelineId: generateTimelineId(), startLsn: lsn });
+    await within(s.remote!.whenConnected(), "remote connect");
+    const client = s.remote!.clientOf(tl)!;
+    const values = new Map<number, string>();
+    for (let r = 0; r < 3; r++) {
+      for (let i = 0; i < KEYS_PER_ROUND; i++) {
+        const key = r * KEYS_PER_ROUND + i;
+        lsn += 8;
+        values.set(key, `floor ${key}`);
+        tl.put(k(key), lsn, imageValue(Buffer.from(`floor ${key}`)));
+      }
+      tl.finishWrite(lsn);
+      await tl.checkpoint();
+    }
+    await within(client.waitUploaded(), "uploads");
+    await s.eviction!.round();
+    expect(layerFiles(tl)).toEqual([]);
+    expect(tl.evictedLayerNames().length).toBe(3);
+    for (const [key, v] of values) expect(text(await within(tl.get(k(key), lsn), "read after eviction")), `key ${key}`).toBe(v);
+
+    // A floor the filesystem meets evicts nothing.
+    const s2 = await server(tmp("floor-node2-"), `file://${tmp("floor-bucket2-")}`, { min_free_disk_bytes: 1 });
+    const t2 = await s2.tenants.create(generateTenantId(), QUIET);
+    const tl2 = await t2.createTimeline({ timelineId: generateTimelineId(), startLsn: 0x1000 });
+    await within(s2.remote!.whenConnected(), "remote connect");
+    tl2.put(k(1), 0x1008, imageValue(Buffer.from("kept")));
+    tl2.finishWrite(0x1008);
+    await tl2.checkpoint();
+    await within(s2.remote!.clientOf(tl2)!.waitUploaded(), "uploads");
+    await s2.eviction!.round();
+    expect(layerFiles(tl2).length).toBe(1);
+    expect(s2.eviction!.counters.evictions).toBe(0);
+  });
 });
 
 describe("SIGKILL during an on-demand download (LocalFs)", () => {

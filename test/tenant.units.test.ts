@@ -405,6 +405,7 @@ describe("node config", () => {
     expect(fromFile.concurrent_tenant_size_logical_size_queries).toBe(3);
     expect(DEFAULT_NODE_CONFIG.concurrent_tenant_size_logical_size_queries).toBe(1);
     expect(fromFile.auth_public_key).toBeNull();
+    expect(fromFile.min_free_disk_bytes).toBe(0);
     expect(fromFile.tenant_defaults).toEqual({ ...DEFAULT_TENANT_CONF, gc_period_ms: 7_200_000, compaction_threshold: 4 });
     const flagged = loadNodeConfig({ workdir: w, listen: "127.0.0.1:0", page_cache_size: "16777216", log_level: "warn", tenant_config: { gc_horizon: 0 } });
     expect(flagged.listen_http).toEqual({ host: "127.0.0.1", port: 0 });
@@ -441,6 +442,7 @@ describe("node config", () => {
     refuses('{"tenant_config":{"gc_horizon":-1}}', "gc_horizon: expected an integer >= 0");
     refuses('{"tenant_config":{"nope":1}}', "unknown tenant config key 'nope'");
     refuses('{"log_format":"xml"}', 'log_format: expected json or pretty, got "xml"');
+    refuses('{"min_free_disk_bytes":-1}', "min_free_disk_bytes: expected a non-negative integer, got -1");
     refuses('{"max_concurrent_background_tasks":0}', "max_concurrent_background_tasks: expected a positive integer, got 0");
     refuses('{"concurrent_tenant_size_logical_size_queries":0}', "concurrent_tenant_size_logical_size_queries: expected a positive integer, got 0");
     refuses('{"log_level":"verbose"}', 'log_level: expected one of fatal, error, warn, info, debug, trace, silent, got "verbose"');

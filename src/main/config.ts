@@ -45,6 +45,8 @@ export interface NodeConfig {
    * Needs remote_storage.
    */
   max_local_disk_bytes: number;
+  /** Disk-usage eviction also keeps at least this many bytes free on the workdir's filesystem (0: off). */
+  min_free_disk_bytes: number;
 }
 
 export const DEFAULT_NODE_CONFIG: NodeConfig = {
@@ -65,6 +67,7 @@ export const DEFAULT_NODE_CONFIG: NodeConfig = {
   tenant_defaults: { ...DEFAULT_TENANT_CONF },
   remote_storage: null,
   max_local_disk_bytes: 0,
+  min_free_disk_bytes: 0,
 };
 
 export function parseListen(text: string): { host: string; port: number } {
@@ -107,6 +110,7 @@ export interface ConfigOverrides {
   tenant_config?: Record<string, unknown>;
   remote_storage?: string;
   max_local_disk_bytes?: number | string;
+  min_free_disk_bytes?: number | string;
 }
 
 function apply(c: NodeConfig, o: ConfigOverrides): void {
@@ -138,6 +142,7 @@ function apply(c: NodeConfig, o: ConfigOverrides): void {
     c.remote_storage = o.remote_storage;
   }
   if (o.max_local_disk_bytes !== undefined) c.max_local_disk_bytes = nonNegativeInt(o.max_local_disk_bytes, "max_local_disk_bytes");
+  if (o.min_free_disk_bytes !== undefined) c.min_free_disk_bytes = nonNegativeInt(o.min_free_disk_bytes, "min_free_disk_bytes");
 }
 
 function nonNegativeInt(x: unknown, name: string): number {
@@ -146,7 +151,7 @@ function nonNegativeInt(x: unknown, name: string): number {
   throw new InvalidArgumentError(`${name}: expected a non-negative integer, got ${JSON.stringify(x)}`);
 }
 
-const FILE_KEYS = new Set(["listen", "listen_pg", "auth_public_key", "page_cache_size", "flush_threads", "compaction_threads", "gc_threads", "redo_threads", "log_level", "log_format", "max_tenants", "max_concurrent_background_tasks", "concurrent_tenant_size_logical_size_queries", "tenant_config", "remote_storage", "max_local_disk_bytes"]);
+const FILE_KEYS = new Set(["listen", "listen_pg", "auth_public_key", "page_cache_size", "flush_threads", "compaction_threads", "gc_threads", "redo_threads", "log_level", "log_format", "max_tenants", "max_concurrent_background_tasks", "concurrent_tenant_size_logical_size_queries", "tenant_config", "remote_storage", "max_local_disk_bytes", "min_free_disk_bytes"]);
 
 /** Build the node config from flags (and the workdir's pageserver.json, if any). */
 export function loadNodeConfig(flags: ConfigOverrides): NodeConfig {

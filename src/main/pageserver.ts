@@ -24,6 +24,7 @@ const program = new Command()
   .option("--log-format <format>", "json (default) or pretty (human-readable, via pino-pretty)")
   .option("--remote-storage <url>", "remote storage: file:///abs/path or s3://bucket/prefix?endpoint=URL&region=R (credentials: AWS_* env)")
   .option("--max-local-disk-bytes <bytes>", "evict the coldest uploaded layers above this many resident bytes (0: off; needs remote storage)")
+  .option("--min-free-disk-bytes <bytes>", "evict the coldest uploaded layers while the workdir's filesystem has less free space (0: off; needs remote storage)")
   .parse();
 
 const opts = program.opts<{
@@ -36,6 +37,7 @@ const opts = program.opts<{
   logFormat?: string;
   remoteStorage?: string;
   maxLocalDiskBytes?: string;
+  minFreeDiskBytes?: string;
 }>();
 
 let server: Server;
@@ -55,6 +57,7 @@ try {
     log_format: opts.logFormat,
     remote_storage: opts.remoteStorage,
     max_local_disk_bytes: opts.maxLocalDiskBytes,
+    min_free_disk_bytes: opts.minFreeDiskBytes,
   });
   server = new Server(config);
   await server.start();

@@ -105,13 +105,21 @@ export class Server {
     metrics.collectFrom({ cache: this.cache, cacheSizeBytes: config.page_cache_size_bytes, tenants: this.tenants, pools: this.pools, walSources: this.walSources, loops: this.loops });
     this.metrics = metrics.registry;
     remote?.registerMetrics(this.metrics);
-    if (config.max_local_disk_bytes > 0 && remote === null) {
-      throw new InvalidArgumentError("max_local_disk_bytes needs remote storage (config remote_storage): an evicted layer must have somewhere to come back from");
+    if ((config.max_local_disk_bytes > 0 || config.min_free_disk_bytes > 0) && remote === null) {
+      const which = config.max_local_disk_bytes > 0 ? "max_local_disk_bytes" : "min_free_disk_bytes";
+      throw new InvalidArgumentError(`${which} needs remote storage (config remote_storage): an evicted layer must have somewhere to come back from`);
     }
     this.eviction =
       remote === null
         ? null
-        : new DiskUsageEviction({ max_local_disk_bytes: config.max_local_disk_bytes, tenants: this.tenants, remoteOf: (tl) => remote.clientOf(tl), log: this.log });
+        : new DiskUsageEviction({
+            max_local_disk_bytes: config.max_local_disk_bytes,
+            min_free_disk_bytes: config.min_free_disk_bytes,
+            workdir: config.workdir,
+            tenants: this.tenants,
+            remoteOf: (tl) => remote.clientOf(tl),
+            log: this.log,
+          });
     this.eviction?.registerMetrics(this.metrics);
     this.pageService = new PageService(this.tenants, this.metrics, this.log, () => this.auth);
   }
