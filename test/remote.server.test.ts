@@ -194,6 +194,49 @@ describe.each(["local", "s3"])("a Server with remote storage on %s", (backend) =
 });
 
 describe("a tenant whose attach was cut short", () => {
+  it("with remote storage, resumes at startup (in the marker's generation) and becomes Active with its data", async () => {
+    const logs = new LogCapture();
+    const bucket = mkdtempSync(join(tmpdir(), "ps-resume-bucket-"));
+    const workA = mkdtempSync(join(tmpdir(), "ps-resume-a-"));
+    const workB = mkdtempSync(join(tmpdir(), "ps-resume-b-"));
+    dirs.push(bucket, workA, workB);
+    const url = `file://${bucket}`;
+    const id = generateTenantId();
+    const tlId = generateTimelineId();
+    const a = new Server(loadNodeConfig({ workdir: workA, listen: "127.0.0.1:0", listen_pg: "127.0.0.1:0", remote_storage: url }), logs.logger);
+    await a.start();
+    try {
+      const t = await a.tenants.create(id, QUIET);
+      const tl = await t.createTimeline({ timelineId: tlId, startLsn: 0x1000 });
+      tl.put(k(1), 0x1008, imageValue(Buffer.from("resumed")));
+      tl.finishWrite(0x1008);
+      await tl.checkpoint();
+      await within(a.remote!.whenConnected(), "connect");
+      await within(a.remote!.clientOf(tl)!.waitUploaded(), "uploads");
+    } finally {
+      await a.stop();
+    }
+    // B was SIGKILLed right after its attach (generation 2) wrote the marker.
+    const tdir = join(workB, "tenants", id);
+    mkdirSync(join(tdir, "timelines"), { recursive: true });
+    writeFileSync(join(tdir, ATTACHING_MARKER), JSON.stringify({ generation: 2 }));
+    const b = new Server(loadNodeConfig({ workdir: workB, listen: "127.0.0.1:0", listen_pg: "127.0.0.1:0", remote_storage: url }), logs.logger);
+    await b.start();
+    try {
+      const deadline = Date.now() + WAIT_BOUND_MS;
+      while (b.tenants.get(id).state !== "Active" && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+      const t = b.tenants.get(id);
+      expect(t.state, t.brokenReason ?? "").toBe("Active");
+      const tl = t.getTimeline(tlId);
+      expect(Buffer.from((await within(tl.get(k(1), 0x1008), "read"))!).toString()).toBe("resumed");
+    } finally {
+      await b.stop();
+    }
+    logs.expectClean([/^tenant is broken$/]);
+  });
+});
+
+describe("a tenant whose attach was cut short, without remote storage", () => {
   it("is Broken at startup with the reason, and not loaded", async () => {
     const logs = new LogCapture();
     const workdir = mkdtempSync(join(tmpdir(), "ps-attaching-"));

@@ -25,7 +25,7 @@ import { NodeMetrics } from "./metrics.js";
 import { PageService } from "./page_service.js";
 import { DiskUsageEviction } from "./disk_usage_eviction.js";
 import { RemoteTimelines } from "./remote_timelines.js";
-import { attachTenant } from "../remote/attach.js";
+import { attachPending, attachTenant } from "../remote/attach.js";
 import type { Generation } from "../remote/generation.js";
 import { type Tenant, TenantState } from "../tenant/tenant.js";
 import { BadStateError, InvalidArgumentError } from "../types/errors.js";
@@ -144,9 +144,31 @@ export class Server {
     this.log.info({ workdir: this.config.workdir, listen: `${this.config.listen_http.host}:${this.port}`, listen_pg: `${this.config.listen_pg.host}:${this.pgPort}` }, "pageserver started");
     // The API and the page service answer while tenants load (they show as Loading); sources start once loaded.
     await this.tenants.loadAll();
+    this.resumeAttaches();
     this.eviction?.start(this.loops);
     await this.walSources.startAll(this.tenants);
     return this.port;
+  }
+
+  /**
+   * Tenants whose attach a crash cut short (their marker is there: they loaded Broken) attach
+   * again in the marker's generation, in the background: attach resumes, skipping what is
+   * already downloaded. Without remote storage they stay Broken (attach them once it is set).
+   */
+  private resumeAttaches(): void {
+    if (this.remote === null) return;
+    for (const t of this.tenants.list()) {
+      if (t.state !== TenantState.Broken) continue;
+      let gen: Generation | null;
+      try {
+        gen = attachPending(t.dir);
+      } catch {
+        continue; // an unreadable marker: Broken says so; an operator attaches it anew
+      }
+      if (gen === null) continue;
+      this.log.info({ tenant_id: t.id, generation: gen }, "resuming an attach a restart cut short");
+      this.attachTenant(t.id, gen).catch((e: unknown) => this.log.warn({ err: e, tenant_id: t.id, generation: gen }, "resumed attach failed"));
+    }
   }
 
   private requireRemote(what: string): RemoteTimelines {
