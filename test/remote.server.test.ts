@@ -15,6 +15,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { loadNodeConfig } from "../src/main/config.js";
 import { Server } from "../src/main/server.js";
 import { ATTACHING_MARKER } from "../src/remote/attach.js";
+import { applyFailpoints, clearFailpoints, parseFailpointSpec } from "../src/types/failpoints.js";
 import { encodeIndexPart, findLatestIndex } from "../src/remote/index_part.js";
 import { indexKey } from "../src/remote/remote_path.js";
 import { checkRemoteTimeline } from "../src/remote/remote_check.js";
@@ -231,6 +232,57 @@ describe("a tenant whose attach was cut short", () => {
       expect(Buffer.from((await within(tl.get(k(1), 0x1008), "read"))!).toString()).toBe("resumed");
     } finally {
       await b.stop();
+    }
+    logs.expectClean([/^tenant is broken$/]);
+  });
+});
+
+describe("an attach that fails half way (failpoint remote-attach-timeline)", () => {
+  it("shows Attaching, ends Broken with the reason, and a restart resumes it to Active with the data", async () => {
+    const logs = new LogCapture();
+    const bucket = mkdtempSync(join(tmpdir(), "ps-fp-bucket-"));
+    const workA = mkdtempSync(join(tmpdir(), "ps-fp-a-"));
+    const workB = mkdtempSync(join(tmpdir(), "ps-fp-b-"));
+    dirs.push(bucket, workA, workB);
+    const url = `file://${bucket}`;
+    const id = generateTenantId();
+    const tlId = generateTimelineId();
+    const conf = (workdir: string) => loadNodeConfig({ workdir, listen: "127.0.0.1:0", listen_pg: "127.0.0.1:0", remote_storage: url });
+    const a = new Server(conf(workA), logs.logger);
+    await a.start();
+    try {
+      const tl = await (await a.tenants.create(id, QUIET)).createTimeline({ timelineId: tlId, startLsn: 0x1000 });
+      tl.put(k(2), 0x1008, imageValue(Buffer.from("after the failpoint")));
+      tl.finishWrite(0x1008);
+      await tl.checkpoint();
+      await within(a.remote!.whenConnected(), "connect");
+      await within(a.remote!.clientOf(tl)!.waitUploaded(), "uploads");
+    } finally {
+      await a.stop();
+    }
+    const b = new Server(conf(workB), logs.logger);
+    await b.start();
+    try {
+      applyFailpoints(parseFailpointSpec("remote-attach-timeline=return"));
+      const attaching = b.attachTenant(id, 2);
+      expect(b.tenants.get(id).state).toBe("Attaching");
+      await expect(attaching).rejects.toThrow(/remote-attach-timeline/);
+      expect(b.tenants.get(id).state).toBe("Broken");
+      expect(b.tenants.get(id).brokenReason).toMatch(/attach in generation 2 failed/);
+    } finally {
+      clearFailpoints();
+      await b.stop();
+    }
+    const b2 = new Server(conf(workB), logs.logger);
+    await b2.start();
+    try {
+      const deadline = Date.now() + WAIT_BOUND_MS;
+      while (b2.tenants.get(id).state !== "Active" && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+      const t = b2.tenants.get(id);
+      expect(t.state, t.brokenReason ?? "").toBe("Active");
+      expect(Buffer.from((await within(t.getTimeline(tlId).get(k(2), 0x1008), "read"))!).toString()).toBe("after the failpoint");
+    } finally {
+      await b2.stop();
     }
     logs.expectClean([/^tenant is broken$/]);
   });

@@ -117,7 +117,7 @@ export class TenantManager {
   async delete<T>(id: TenantId, beforeStop: (t: Tenant) => Promise<T>): Promise<T> {
     const t = this.get(id);
     if (this.deleting.has(id)) throw new ConflictError(`tenant ${id} is being deleted`);
-    if (t.state === TenantState.Loading) throw new BadStateError(`tenant ${id} is still loading`);
+    if (t.state === TenantState.Loading || t.state === TenantState.Attaching) throw new BadStateError(`tenant ${id} is still ${t.state === TenantState.Loading ? "loading" : "attaching"}`);
     this.deleting.add(id);
     try {
       // No creation or background round starts on it while its sources stop.
@@ -151,7 +151,7 @@ export class TenantManager {
     if (this.tenants.size + this.creating.size >= this.maxTenants) {
       throw new LimitReachedError(`this pageserver hosts its maximum of ${this.maxTenants} tenants; raise max_tenants in pageserver.json to host more`);
     }
-    const t = Tenant.loading(this.deps, id, join(this.dir, id));
+    const t = Tenant.attaching(this.deps, id, join(this.dir, id));
     this.tenants.set(id, t);
     return t;
   }
@@ -163,7 +163,7 @@ export class TenantManager {
    */
   async forget(id: TenantId): Promise<void> {
     const t = this.get(id);
-    assert(t.state !== TenantState.Active && t.state !== TenantState.Loading, `forget an ${t.state} tenant`);
+    assert(t.state !== TenantState.Active && t.state !== TenantState.Loading && t.state !== TenantState.Attaching, `forget an ${t.state} tenant`);
     this.tenants.delete(id);
     if (!existsSync(t.dir)) return;
     const tmp = join(this.dir, `${id}${TEMP_SUFFIX}`);
@@ -183,7 +183,7 @@ export class TenantManager {
   }
 
   countByState(): Record<string, number> {
-    const out: Record<string, number> = { Active: 0, Broken: 0, Loading: 0, Stopping: 0 };
+    const out: Record<string, number> = { Active: 0, Attaching: 0, Broken: 0, Loading: 0, Stopping: 0 };
     for (const t of this.tenants.values()) out[t.state] = (out[t.state] ?? 0) + 1;
     return out;
   }
@@ -191,7 +191,9 @@ export class TenantManager {
   async shutdown(flush: boolean): Promise<void> {
     this.stopping = true;
     await Promise.all(
-      [...this.tenants.values()].filter((t) => t.state !== TenantState.Broken && t.state !== TenantState.Loading).map((t) => t.shutdown(flush)),
+      [...this.tenants.values()]
+        .filter((t) => t.state !== TenantState.Broken && t.state !== TenantState.Loading && t.state !== TenantState.Attaching)
+        .map((t) => t.shutdown(flush)),
     );
   }
 }

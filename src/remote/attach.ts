@@ -21,6 +21,7 @@ import { mkdir, rm } from "node:fs/promises";
 import { join } from "node:path";
 import { fsyncDir, writeFileDurable } from "../tenant/durable.js";
 import { BadStateError, CorruptionError } from "../types/errors.js";
+import { failpoint } from "../types/failpoints.js";
 import type { TenantId, TimelineId } from "../types/ids.js";
 import { downloadTimeline, listRemoteTimelines } from "./download.js";
 import { FIRST_GENERATION, type Generation, isGeneration } from "./generation.js";
@@ -85,6 +86,7 @@ export async function attachTenant(
   await writeFileDurable(join(tenantDir, ATTACHING_MARKER), Buffer.from(JSON.stringify({ generation: gen })));
   const timelines: { id: TimelineId; downloaded: number; present: number }[] = [];
   for (const id of ids) {
+    await failpoint("remote-attach-timeline");
     const r = await downloadTimeline(storage, tenant, id, gen, join(tenantDir, "timelines", id), opts);
     timelines.push({ id, downloaded: r.downloaded, present: r.present });
   }

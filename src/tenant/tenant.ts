@@ -45,6 +45,8 @@ import { type KeyspaceProvider, Timeline, TimelineState } from "./timeline.js";
 
 export enum TenantState {
   Loading = "Loading",
+  /** Its remote state is being downloaded (attach), then it loads. */
+  Attaching = "Attaching",
   Active = "Active",
   Stopping = "Stopping",
   Broken = "Broken",
@@ -149,9 +151,16 @@ export class Tenant {
     return new Tenant(deps, id, dir, {});
   }
 
+  /** A tenant being attached: state Attaching while its remote state downloads, then loadFromDisk(). */
+  static attaching(deps: TenantDeps, id: TenantId, dir: string): Tenant {
+    const t = new Tenant(deps, id, dir, {});
+    t.state = TenantState.Attaching;
+    return t;
+  }
+
   /** Read config and timelines: Active, or Broken with the reason. Once, from Loading. */
   loadFromDisk(): void {
-    assert(this.state === TenantState.Loading, "a tenant loads once, from Loading");
+    assert(this.state === TenantState.Loading || this.state === TenantState.Attaching, "a tenant loads once, from Loading or Attaching");
     try {
       const overrides = JSON.parse(readFileSync(join(this.dir, "config.json"), "utf8")) as Record<string, unknown>;
       this.conf_ = parseTenantConf(overrides, this.deps.defaults);

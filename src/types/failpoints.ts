@@ -27,6 +27,7 @@ export const FAILPOINTS = {
   "remote-upload-index": "an upload queue is about to put an index_part.json (each attempt)",
   "remote-delete-layers": "an upload queue checked generations and is about to delete layer objects (each attempt)",
   "remote-delete-timeline": "a deleted timeline's index objects left the bucket; its layer objects are about to",
+  "remote-attach-timeline": "an attach (marker written) is about to download the next timeline's index and metadata",
   "remote-download-layer": "a layer download wrote the object to its temp file, before the fsync and the rename into place",
 } as const;
 
