@@ -22,7 +22,8 @@ import { parseLsn } from "../src/types/lsn.js";
 import { startE2e, stopE2e } from "./support/e2e_fixture.js";
 import { TestEnv } from "./support/env.js";
 import { parseLogLines } from "./support/log_check.js";
-import type { PageserverProcess } from "./support/pageserver_process.js";
+import { freePort } from "./support/backup_server.js";
+import { PageserverProcess } from "./support/pageserver_process.js";
 import type { PgInstance } from "./support/postgres.js";
 
 const SOURCE_CONF = { wal_level: "replica", max_wal_senders: 4, max_replication_slots: 4 };
@@ -164,5 +165,37 @@ describe("crashes during remote storage work", { timeout: 600_000 }, () => {
     await ps.kill();
     await ps.start();
     await converged();
+  });
+
+  it("exit during an attach on another pageserver: its restart resumes the attach; the tenant is Active, holds what A uploaded and serves a base backup", async () => {
+    expect((await api("PUT", "/v1/failpoints", [])).status).toBe(200);
+    await converged();
+    const durable = parseLsn(String((await info())["remote_consistent_lsn"]));
+    const workB = join(dir, "b");
+    mkdirSync(workB, { recursive: true });
+    writeFileSync(join(workB, "pageserver.json"), JSON.stringify({ remote_storage: `file://${join(dir, "bucket")}` }));
+    const b = new PageserverProcess(workB, await freePort(), join(dir, "pageserver-b.log"));
+    cleanup.push(() => b.stop());
+    await b.start(30_000, { FAILPOINTS: "remote-attach-timeline=exit" });
+    await fetch(`${b.url}/v1/tenant/${tenant}/attach`, { method: "POST", body: JSON.stringify({ generation: 2 }) }).catch(() => undefined);
+    expect(await b.waitExit(60_000)).toBe(1);
+    expect(b.logTail()).toContain("failpoint 'remote-attach-timeline': exit");
+    await b.start();
+    const state = async (): Promise<string | null> => {
+      const r = await fetch(`${b.url}/v1/tenant/${tenant}`);
+      return r.status === 200 ? String(((await r.json()) as Record<string, unknown>)["state"]) : null;
+    };
+    for (let waited = 0; (await state()) !== "Active"; waited += 100) {
+      if (waited > 60_000) throw new Error(`attach did not resume: ${b.logTail(2000)}`);
+      await sleep(100);
+    }
+    const r = await fetch(`${b.url}/v1/tenant/${tenant}/timeline/${timeline}`);
+    expect(r.status).toBe(200);
+    // B holds the timeline as far as the bucket had it: at least everything A had uploaded.
+    expect(parseLsn(String(((await r.json()) as Record<string, unknown>)["last_record_lsn"]))).toBeGreaterThanOrEqual(durable);
+    const tar = await fetch(`${b.url}/v1/tenant/${tenant}/timeline/${timeline}/basebackup`);
+    expect(tar.status).toBe(200);
+    expect((await tar.arrayBuffer()).byteLength).toBeGreaterThan(1024 * 1024);
+    await b.stop();
   });
 });
