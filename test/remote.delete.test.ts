@@ -16,6 +16,7 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { within } from "./support/within.js";
 import { loadNodeConfig } from "../src/main/config.js";
 import { Server } from "../src/main/server.js";
 import { encodeIndexPart, findLatestIndex } from "../src/remote/index_part.js";
@@ -30,22 +31,9 @@ import { imageValue } from "../src/types/value.js";
 import { LogCapture } from "./support/log_check.js";
 import { TestS3 } from "./support/s3rver.js";
 
-const WAIT_BOUND_MS = 60_000;
 const QUIET = { compaction_period: 0, gc_period: 0, checkpoint_timeout: "1d" };
 const k = (n: number) => makeKey(0, 1663, 5, 16384, 0, n);
 const LAYER = "000000000000000000000000000000000000-FFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFF__0000000000001000";
-
-async function within<T>(p: Promise<T>, what: string): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  const t = new Promise<never>((_, rej) => {
-    timer = setTimeout(() => rej(new Error(`bound exceeded: ${what}`)), WAIT_BOUND_MS);
-  });
-  try {
-    return await Promise.race([p, t]);
-  } finally {
-    clearTimeout(timer);
-  }
-}
 
 const dirs: string[] = [];
 const tmp = (p: string): string => {

@@ -11,6 +11,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { WAIT_BOUND_MS, within } from "./support/within.js";
 import { deltaLayerName } from "../src/layers/layer_name.js";
 import { loadNodeConfig } from "../src/main/config.js";
 import { Server } from "../src/main/server.js";
@@ -26,19 +27,6 @@ import { LogCapture } from "./support/log_check.js";
 const k = (n: number) => makeKey(0, 1663, 5, 16384, 0, n);
 const KEYS = 50;
 const QUIET = { compaction_period: 0, gc_period: 0, checkpoint_timeout: "1d", compaction_threshold: 2, image_creation_threshold: 1 };
-const WAIT_BOUND_MS = 60_000;
-
-async function within<T>(p: Promise<T>, what: string): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  const t = new Promise<never>((_, rej) => {
-    timer = setTimeout(() => rej(new Error(`bound exceeded: ${what}`)), WAIT_BOUND_MS);
-  });
-  try {
-    return await Promise.race([p, t]);
-  } finally {
-    clearTimeout(timer);
-  }
-}
 
 const PAGECTL = fileURLToPath(new URL("../src/cli/pagectl.ts", import.meta.url));
 

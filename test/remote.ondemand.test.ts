@@ -13,6 +13,7 @@ import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, statSync, writ
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { WAIT_BOUND_MS, within } from "./support/within.js";
 import { LayerEvictedError } from "../src/layers/historic_layer.js";
 import { parseLayerName, TEMP_SUFFIX } from "../src/layers/layer_name.js";
 import { loadNodeConfig } from "../src/main/config.js";
@@ -34,19 +35,6 @@ const k = (n: number) => makeKey(0, 1663, 5, 16384, 0, n);
 const ROUNDS = 6;
 const KEYS_PER_ROUND = 40;
 const QUIET = { compaction_period: 0, gc_period: 0, checkpoint_timeout: "1d", compaction_threshold: 100, image_creation_threshold: 100 };
-const WAIT_BOUND_MS = 60_000;
-
-async function within<T>(p: Promise<T>, what: string): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  const t = new Promise<never>((_, rej) => {
-    timer = setTimeout(() => rej(new Error(`bound exceeded: ${what}`)), WAIT_BOUND_MS);
-  });
-  try {
-    return await Promise.race([p, t]);
-  } finally {
-    clearTimeout(timer);
-  }
-}
 
 const logs = new LogCapture();
 const dirs: string[] = [];

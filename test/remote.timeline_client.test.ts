@@ -11,6 +11,7 @@ import { join } from "node:path";
 import type { Readable } from "node:stream";
 import pino from "pino";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { within } from "./support/within.js";
 import { deltaLayerName, imageLayerName } from "../src/layers/layer_name.js";
 import { encodeIndexPart, findLatestIndex } from "../src/remote/index_part.js";
 import { LocalFs } from "../src/remote/local_fs.js";
@@ -25,19 +26,6 @@ import { generateTenantId, generateTimelineId, type TenantId, type TimelineId } 
 import { KEY_MAX, KEY_MIN } from "../src/types/key.js";
 
 const silent = pino({ level: "silent" });
-const WAIT_BOUND_MS = 60_000;
-
-async function within<T>(p: Promise<T>, what: string): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  const t = new Promise<never>((_, rej) => {
-    timer = setTimeout(() => rej(new Error(`bound exceeded: ${what}`)), WAIT_BOUND_MS);
-  });
-  try {
-    return await Promise.race([p, t]);
-  } finally {
-    clearTimeout(timer);
-  }
-}
 
 let root: string;
 let local: string;

@@ -15,6 +15,7 @@ import { setTimeout as sleep } from "node:timers/promises";
 import { crc32c } from "@node-rs/crc32";
 import pino from "pino";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { WAIT_BOUND_MS, within } from "./support/within.js";
 import { deltaLayerName } from "../src/layers/layer_name.js";
 import type { Generation } from "../src/remote/generation.js";
 import { encodeIndexPart, findLatestIndex, parseIndexPart } from "../src/remote/index_part.js";
@@ -38,19 +39,6 @@ import { TestS3 } from "./support/s3rver.js";
 
 const silent = pino({ level: "silent" });
 /** Upper bound on any single wait in this file; a hang fails the test instead of stalling it. */
-const WAIT_BOUND_MS = 60_000;
-
-async function within<T>(p: Promise<T>, what: string, bound_ms = WAIT_BOUND_MS): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  const t = new Promise<never>((_, rej) => {
-    timer = setTimeout(() => rej(new Error(`bound exceeded: ${what} (${bound_ms} ms)`)), bound_ms);
-  });
-  try {
-    return await Promise.race([p, t]);
-  } finally {
-    clearTimeout(timer);
-  }
-}
 
 /** Polls cond every few ms, at most bound_ms. */
 async function until(cond: () => boolean, what: string, bound_ms = WAIT_BOUND_MS): Promise<void> {

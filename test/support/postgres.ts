@@ -18,6 +18,7 @@
  * still running and removes its dir, so a failing test never leaves a server behind.
  * destroy() is idempotent: stop (fast, then immediate, then SIGKILL) and remove the dir.
  */
+import { findPgBinDir } from "../../src/cli/endpoint.js";
 import { type ExecFileException, execFile, execFileSync } from "node:child_process";
 import { chownSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { createServer } from "node:net";
@@ -53,26 +54,6 @@ function pgOwner(): { uid: number; gid: number } {
 const live = new Set<PgInstance>();
 let exitHookInstalled = false;
 
-/** The directory of the PostgreSQL 15 binaries: pg_config --bindir, else the Debian path. */
-export function findPgBinDir(): string {
-  const candidates: string[] = [];
-  try {
-    candidates.push(execFileSync("pg_config", ["--bindir"], { encoding: "utf8" }).trim());
-  } catch {
-    // no pg_config on PATH
-  }
-  candidates.push("/usr/lib/postgresql/15/bin");
-  for (const dir of candidates) {
-    if (!existsSync(join(dir, "postgres"))) continue;
-    try {
-      const v = execFileSync(join(dir, "postgres"), ["--version"], { encoding: "utf8" });
-      if (/\(PostgreSQL\) 15\./.test(v)) return dir;
-    } catch {
-      // not runnable
-    }
-  }
-  throw new Error(`PostgreSQL 15 binaries not found (tried ${candidates.join(", ")})`);
-}
 
 /** Whether a PostgreSQL 15 is available (for skipping tests where it is not). */
 export function havePg15(): boolean {
@@ -314,3 +295,6 @@ export class PgInstance {
     }
   }
 }
+
+/** The PostgreSQL 15 binaries the tests run: the same lookup pagectl's endpoints use. */
+export { findPgBinDir };
