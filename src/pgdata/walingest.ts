@@ -175,7 +175,7 @@ export class WalIngest {
   private readonly checkpointScratch = new Uint8Array(SIZEOF_CHECKPOINT);
   /** Records ingested and values written, for metrics. */
   records = 0;
-  /** The commit time (µs since 2000) of the record being ingested, NaN if it is no commit: noted once the record is written. */
+  /** The xact_time (µs since 2000) of the commit or abort record being ingested, NaN for other records: noted once the record is written. */
   private commitTime_us = Number.NaN;
 
   constructor(timeline: Timeline) {
@@ -351,8 +351,9 @@ export class WalIngest {
       default: {
         const commit = r.op === XLOG_XACT_COMMIT || r.op === XLOG_XACT_COMMIT_PREPARED;
         const prepared = r.op === XLOG_XACT_COMMIT_PREPARED || r.op === XLOG_XACT_ABORT_PREPARED;
-        // get_lsn_by_timestamp's source of truth (Timeline.lsnForTime).
-        if (commit) this.commitTime_us = r.xactTime;
+        // get_lsn_by_timestamp's source of truth (Timeline.lsnForTime): all four records, as
+        // PostgreSQL's recovery checks each against recovery_target_time.
+        this.commitTime_us = r.xactTime;
         // The decoder guarantees a prepared transaction's record carries its xid.
         const xid = prepared ? r.twophaseXid : rec.xid;
         const xids = [xid];

@@ -55,7 +55,7 @@ import { KEY_MAX, KEY_MIN, type Key, type KeyRange } from "../types/key.js";
 import { type Lsn, lsnToString, MAX_LSN } from "../types/lsn.js";
 import { isValueTag, type Value, type ValueTag } from "../types/value.js";
 import { BulkImport, IMPORT_TEMP_DIR } from "./bulk_import.js";
-import { CommitTimes, pgTimestampToMs } from "./commit_times.js";
+import { CommitTimes, isCommitTimesFile, type LsnForTime, msToPgTimestamp, pgTimestampToMs, resolveLsnForTime, type TimeProbe } from "./commit_times.js";
 import { l0Thresholds, type TenantConf } from "./config.js";
 import { Backpressure, GATE_OPEN, type GateStats, type GateVerdict, IngestGate } from "./ingest_gate.js";
 import { readEvictedLayers, writeEvictedLayers } from "./evicted_layers.js";
@@ -129,11 +129,6 @@ export interface InMemoryLayerInfo {
   frozen: boolean;
 }
 
-/** get_lsn_by_timestamp's answer (Neon's kinds). */
-export interface LsnForTime {
-  kind: "present" | "past" | "future" | "nodata";
-  lsn: Lsn;
-}
 
 export class Timeline {
   readonly tenantId: TenantId;
@@ -289,7 +284,7 @@ export class Timeline {
         continue;
       }
       // Our metadata, and JSON files other layers keep beside it (wal_source.json).
-      if (name === METADATA_FILE || name.endsWith(".json")) continue;
+      if (name === METADATA_FILE || name.endsWith(".json") || isCommitTimesFile(name)) continue;
       const parsed = parseLayerName(name);
       if (parsed === null) {
         deps.log.warn({ file: name }, "unknown file in timeline directory, ignoring");
@@ -321,11 +316,13 @@ export class Timeline {
     const first = ancestor === null && dcl === md.initdb_lsn && layers.length === 0 && evicted.length === 0 ? dcl : dcl + 1;
     const tl = new Timeline(deps, tenantId, timelineId, dir, ancestor, md, layers, dcl, first, evicted);
     try {
-      tl.commitTimes.load(dcl);
+      const note = tl.commitTimes.load(dcl);
+      if (note !== null) deps.log.warn({ disk_consistent_lsn: lsnToString(dcl) }, note);
     } catch (e) {
-      // An index of commit times is no reason to refuse the timeline's data: start it empty
-      // (times before the next commits answer `past`), and say so.
-      deps.log.warn({ err: e }, "commit-time index unreadable; starting it empty");
+      // An index of commit times is no reason to refuse the timeline's data: keep the bad files
+      // aside and start it at disk_consistent_lsn (times before the next commits answer `past`).
+      deps.log.warn({ err: e, disk_consistent_lsn: lsnToString(dcl) }, "commit-time index corrupt: kept aside as *.corrupt, restarted at disk_consistent_lsn");
+      tl.commitTimes.reset(dcl);
     }
     return tl;
   }
@@ -1348,11 +1345,11 @@ export class Timeline {
   /**
    * The cutoff GC would use now: min(space cutoff, PITR cutoff), capped at disk_consistent_lsn.
    * - space: last_record_lsn − gc_horizon.
-   * - PITR (pitr_interval > 0): the LSN of the last commit at or before now − pitr_interval,
-   *   from the commit timestamps seen in the WAL (lsnForTime, this timeline's and, below its
-   *   branch point, its ancestors'). Every commit known is older → no PITR limit (the space
-   *   cutoff decides); every commit known is newer → the earliest branchable LSN (nothing
-   *   more is collected). Only when no commit time is known at all do the wall-clock samples
+   * - PITR (pitr_interval > 0): where a branch at now − pitr_interval would start
+   *   (lsnForTime: PostgreSQL's recovery_target_time rule over every transaction end kept in
+   *   the commit-time index, this timeline's and, below its branch point, its ancestors').
+   *   Every commit known is older → no PITR limit (the space cutoff decides); the time is
+   *   before the history kept → the earliest branchable LSN (nothing more is collected). Only when no commit time is known at all do the wall-clock samples
    *   taken at ingest stand in (the last sample at or before the limit; 0 without one).
    */
   gcCutoff(now_ms = Date.now()): Lsn {
@@ -1391,6 +1388,7 @@ export class Timeline {
       // Publish the cutoff durably first: after that no read or branch may go below it.
       this.latestGcCutoff_ = cutoff;
       await this.persistMetadata({});
+      await this.trimCommitTimes(cutoff, retainLsns);
       // The cutoff is durable, nothing is deleted yet: the next GC above this cutoff plans again.
       await failpoint("gc-before-delete");
       const victims = plan.remove.map((n) => this.layerMap_.get(n)).filter((l): l is HistoricLayer => l !== undefined);
@@ -1449,9 +1447,13 @@ export class Timeline {
   // ---------------------------------------------------------------------------------------
   // Commit timestamps (commit_times.ts): LSN ↔ time
 
-  /** Ingest saw a commit record ending at `lsn` with PostgreSQL timestamp `xactTime_us` (µs since 2000-01-01). */
+  /**
+   * Ingest saw a transaction-end record (COMMIT, COMMIT_PREPARED, ABORT, ABORT_PREPARED: the
+   * records recovery_target_time is checked against) ending at `lsn` with PostgreSQL timestamp
+   * `xactTime_us` (µs since 2000-01-01).
+   */
   noteCommit(lsn: Lsn, xactTime_us: number): void {
-    this.commitTimes.add(lsn, pgTimestampToMs(xactTime_us));
+    this.commitTimes.add(lsn, xactTime_us);
   }
 
   /** The lowest LSN a branch of this timeline may start at now. */
@@ -1460,42 +1462,49 @@ export class Timeline {
   }
 
   /**
-   * The LSN of the last commit at or before `time_ms` (Unix ms), looking in this timeline's
-   * own commits and, below the branch point, its ancestors': `present`; before every commit
-   * known → `past` (the earliest LSN a branch may start at); after the last → `future`
-   * (last_record_lsn); none known → `nodata` (the earliest LSN). A commit found below the
-   * earliest branchable LSN (GC'd away, or an ancestor's below this branch's start) is `past`
-   * too: the answer is always an LSN this timeline can be branched at.
+   * Where a branch at `time_ms` (Unix ms, taken to the µs) starts, by PostgreSQL's rule for
+   * recovery_target_time with recovery_target_inclusive: before the first transaction-end
+   * record, in LSN order, whose time is later (resolveLsnForTime, commit_times.ts). This
+   * timeline's history is its ancestors' records below the branch points, then its own.
+   * `present`: the first LSN at or above the earliest branchable one holding exactly the
+   * transactions that ended by then; `past`: that state is below the earliest branchable LSN
+   * (or before the first record known); `future`: no record is later (last_record_lsn);
+   * `nodata`: no record known. The answer is always an LSN this timeline can be branched at.
    */
   lsnForTime(time_ms: number): LsnForTime {
-    const earliest = this.earliestBranchLsn();
-    let any = false;
-    let later = false;
-    let found: Lsn | null = null;
-    let maxLsn = Number.MAX_SAFE_INTEGER;
-    let depth = 0;
-    for (let t: Timeline | null = this; t !== null && found === null; t = t.ancestor) {
-      assert(depth++ < 100_000, "ancestry too deep");
-      const r = t.commitTimes.lookup(time_ms, maxLsn);
-      any ||= r.any;
-      later ||= r.laterExists;
-      found = r.lsn;
-      maxLsn = t.ancestorLsn;
+    const t_us = msToPgTimestamp(time_ms);
+    const chain: Timeline[] = [];
+    for (let t: Timeline | null = this; t !== null; t = t.ancestor) {
+      assert(chain.length < 100_000, "ancestry too deep");
+      chain.push(t);
     }
-    if (!any) return { kind: "nodata", lsn: earliest };
-    if (found === null || found < earliest) return { kind: "past", lsn: earliest };
-    if (!later) return { kind: "future", lsn: this.lastRecord.load() };
-    return { kind: "present", lsn: found };
+    // Root first, each up to its child's branch point; a probe's object is reused: copy it.
+    const probes: TimeProbe[] = [];
+    for (let i = chain.length - 1; i >= 0; i--) {
+      const maxLsn = i === 0 ? Number.MAX_SAFE_INTEGER : chain[i - 1]!.ancestorLsn;
+      probes.push({ ...chain[i]!.commitTimes.probe(t_us, maxLsn) });
+    }
+    return resolveLsnForTime(probes, this.earliestBranchLsn(), this.lastRecord.load());
   }
 
-  /** The time (Unix ms) of the last commit at or before `lsn` on this timeline's history, or null. */
+  /**
+   * Drop commit times that no reader needs any more: below the GC cutoff and below every
+   * child's branch point (a child reads this timeline's commit times up to its branch point).
+   */
+  async trimCommitTimes(cutoff: Lsn, retainLsns: readonly Lsn[]): Promise<void> {
+    let below = cutoff;
+    for (const l of retainLsns) below = Math.min(below, l);
+    await this.commitTimes.trimBelow(below);
+  }
+
+  /** The time (Unix ms) of the last transaction end (commit or abort) at or before `lsn` on this timeline's history, or null. */
   timeForLsn(lsn: Lsn): number | null {
     let at = lsn;
     let depth = 0;
     for (let t: Timeline | null = this; t !== null; t = t.ancestor) {
       assert(depth++ < 100_000, "ancestry too deep");
       const time = t.commitTimes.timeAt(at);
-      if (time !== null) return time;
+      if (time !== null) return pgTimestampToMs(time);
       at = Math.min(at, t.ancestorLsn);
     }
     return null;
