@@ -589,11 +589,13 @@ export class CommitTimes {
       if (!blockSane(t, readU64OrNeg(t, B_PREV), true)) throw new CorruptionError(this.tailPath, 0, "commit-time tail header out of range");
       tailBlk = t;
     }
-    const tailPrev = tailBlk === null ? -1 : readU64OrNeg(tailBlk, B_PREV);
+    // No tail file: no save finished, nothing was durable before the blocks appended.
+    const tailPrev = tailBlk === null ? start : readU64OrNeg(tailBlk, B_PREV);
     if (torn) {
-      // Blocks appended by a save that did not finish: the tail file it would have replaced
-      // still starts where the good blocks end.
-      if (tailPrev !== prev) throw new CorruptionError(this.path, 1 + good, "commit-time block checksum or chain mismatch (not a torn append: the tail file does not continue there)");
+      // Blocks appended by a save that did not finish (it writes the tail file after them): the
+      // tail file it would have replaced starts at or before where the good blocks end, so the
+      // good blocks and that tail hold everything durable. A tail starting later: a lost block.
+      if (tailPrev > prev) throw new CorruptionError(this.path, 1 + good, "commit-time block checksum or chain mismatch (not a torn append: the tail file starts after it)");
       this.truncateFile(good);
     }
     if (tailBlk !== null) {
