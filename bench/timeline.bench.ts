@@ -7,6 +7,8 @@
  * - get@LSN cold: every read reconstructs from layer files (1 image layer + 10 L0 deltas),
  *   materialized cache off; p50/p99 latency.
  * No peer is named for these; the numbers track us against ourselves over time.
+ * - commit times (timeline_commit_times.ts): the commit-time index at 10^6 commits, bytes per
+ *   commit and lookup by time, against the peers named there.
  */
 import { TenantHarness } from "../test/support/tenant_harness.js";
 import { testWriteAt } from "../test/support/test_redo.js";
@@ -15,6 +17,7 @@ import { deltaLayerName, imageLayerName, type LayerDesc } from "../src/layers/la
 import { makeKey } from "../src/types/key.js";
 import { imageValue } from "../src/types/value.js";
 import { type BenchRow, percentile, row } from "./harness.js";
+import { commitTimeBench } from "./timeline_commit_times.js";
 
 const key = (i: number) => makeKey(0, 1663, 5, 16384, 0, i);
 
@@ -138,5 +141,6 @@ export default async function run(): Promise<BenchRow[]> {
   await putBench(rows);
   await getBench(rows, true);
   await getBench(rows, false);
+  await commitTimeBench(rows);
   return rows;
 }
