@@ -12,7 +12,11 @@
  *   block elsewhere, a bad tail, a gap are CorruptionErrors naming the file; a block that goes
  *   bad after load is an error at lookup, never an answer;
  * - the JSON index of the earlier format: migrated when it never thinned, refused (start at the
- *   durable LSN) when it did.
+ *   durable LSN) when it did;
+ * - through a Timeline: answers equal the model after checkpoints and restarts (the WAL above
+ *   disk_consistent_lsn ingested again), GC trims the file below its cutoff (times before it
+ *   `past`, later ones exact), a corrupt index is kept aside and restarted without breaking the
+ *   timeline.
  */
 import { mkdtempSync, readFileSync, rmSync, statSync, truncateSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -30,7 +34,11 @@ import {
   resolveLsnForTime,
   type TimeProbe,
 } from "../src/tenant/commit_times.js";
+import { TimelineState } from "../src/tenant/timeline.js";
 import { CorruptionError } from "../src/types/errors.js";
+import { makeKey } from "../src/types/key.js";
+import { TenantHarness } from "./support/tenant_harness.js";
+import { testAppend, testInit } from "./support/test_redo.js";
 
 const dirs: string[] = [];
 const tmp = (): string => {
@@ -74,7 +82,7 @@ function stream(n: number, seed: number, jitter_us: number, fromLsn = 0x1000000,
   for (let i = 0; i < n; i++) {
     const u = r();
     lsn += u < 0.001 ? 2 ** 33 : 24 + Math.floor(r() * 4000);
-    clock += u < 0.002 ? -10_000_000 : Math.floor(r() * 2000);
+    clock += u < 0.0005 ? -1_000_000 : Math.floor(r() * 2000);
     const t = u > 0.98 && out.length > 0 ? out[out.length - 1]!.t : clock - Math.floor(r() * jitter_us);
     out.push({ lsn, t });
   }
@@ -438,4 +446,77 @@ describe("CommitTimes", () => {
       expect(() => new CommitTimes(dir2).load(1e12)).toThrow(/corrupt file .*commit_times\.json/);
     }
   });
+
+  it("through a Timeline: checkpoints, restarts, GC trimming, and a corrupt index kept aside", async () => {
+    const h = new TenantHarness({ conf: { gc_horizon: 0, pitr_interval: 0 } });
+    try {
+      const k = makeKey(0, 1663, 5, 1000, 0, 1);
+      const t = await h.create();
+      let tl = await t.createTimeline({ startLsn: 0x100 });
+      tl.put(k, 0x100, testInit("0"));
+      tl.finishWrite(0x100);
+      const all = stream(30_000, 11, 5_000, 0x200);
+      const model = new Model(all);
+      const ingest = (from: number): void => {
+        for (let i = 0; i < all.length; i++) {
+          const e = all[i]!;
+          if (e.lsn <= from) continue;
+          if (i % 1000 === 0 || i === all.length - 1) tl.put(k, e.lsn, testAppend("x"));
+          tl.noteCommit(e.lsn, e.t);
+          tl.finishWrite(e.lsn);
+        }
+      };
+      const expectModel = (n: number): void => {
+        for (const time of timesToAsk(all, prng(n), n)) {
+          const got = tl.lsnForTime(pgTimestampToMs(time));
+          check(model, got, time, tl.earliestBranchLsn(), tl.lastRecordLsn);
+        }
+      };
+      ingest(0);
+      expectModel(500);
+      await tl.checkpoint();
+      const dcl = tl.diskConsistentLsn;
+      expect(dcl).toBe(all[all.length - 1]!.lsn);
+      // A restart: the same answers from the file.
+      let t2 = await h.restart(false);
+      tl = t2.getTimeline(tl.timelineId);
+      expectModel(500);
+
+      // GC at a cutoff in the middle: the file is trimmed below it, the answers stay the model's.
+      const path = join(tl.dir, COMMIT_TIMES_FILE);
+      const before = statSync(path).size;
+      const cutoff = all[20_000]!.lsn;
+      await t2.gc({ timeline: tl, cutoffLsn: cutoff });
+      expect(tl.latestGcCutoffLsn).toBe(cutoff);
+      expect(statSync(path).size).toBeLessThan(before / 2);
+      expectModel(500);
+      t2 = await h.restart(false);
+      tl = t2.getTimeline(tl.timelineId);
+      expectModel(500);
+      // A time whose stop record is in the trimmed part (not the first record): `past` at the cutoff.
+      const trimmedT = all.slice(1, 20_000).find((e) => model.stop(e.t) > 0 && model.stop(e.t) <= 20_000)!.t;
+      expect(tl.lsnForTime(pgTimestampToMs(trimmedT))).toEqual({ kind: "past", lsn: cutoff });
+
+      // A corrupt index: kept aside, the timeline loads and serves; no answer from lost history.
+      await t2.shutdown(false);
+      const f = readFileSync(path);
+      f[8192 + 300] = f[8192 + 300]! ^ 4;
+      writeFileSync(path, f);
+      t2 = h.load();
+      tl = t2.getTimeline(tl.timelineId);
+      expect(tl.state).toBe(TimelineState.Active);
+      expect(statSync(`${path}.corrupt`).size).toBe(f.length);
+      expect(tl.lsnForTime(pgTimestampToMs(all[25_000]!.t)).kind).toBe("nodata");
+      // New commits after the reset: times before the first of them are `past`, later ones exact.
+      const latest = model.runMax[model.runMax.length - 1]!;
+      tl.noteCommit(dcl + 0x100, latest + 1_000);
+      tl.finishWrite(dcl + 0x100);
+      tl.noteCommit(dcl + 0x200, latest + 2_000);
+      tl.finishWrite(dcl + 0x200);
+      expect(tl.lsnForTime(pgTimestampToMs(all[25_000]!.t))).toEqual({ kind: "past", lsn: tl.earliestBranchLsn() });
+      expect(tl.lsnForTime(pgTimestampToMs(latest + 1_500))).toEqual({ kind: "present", lsn: dcl + 0x100 });
+    } finally {
+      await h.close();
+    }
+  }, 120_000);
 });
