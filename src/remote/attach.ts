@@ -10,8 +10,10 @@
  * file). A directory with the marker is a half-attached tenant: never loaded as it is, only
  * attached again (attachPending says with which generation), which skips the layers already
  * there. With `lazy_layers` (the node's attach) only the indexes and metadata come down: every
- * layer starts evicted and is downloaded when a read needs it. An attach refuses a generation older than one already in the bucket: that tenant
- * belongs to a newer attachment.
+ * layer starts evicted and is downloaded when a read needs it. An attach refuses a generation
+ * older than one already in the bucket (that tenant belongs to a newer attachment), and one
+ * equal to the bucket's newest (ConflictError: another node may hold it live) unless it
+ * resumes this directory's own attach marker in that generation.
  *
  * The generation file is what the remote client of each timeline writes its keys with
  * (readTenantGeneration); a tenant created here, without one, is in FIRST_GENERATION.
@@ -20,7 +22,7 @@ import { existsSync, readFileSync } from "node:fs";
 import { mkdir, rm } from "node:fs/promises";
 import { join } from "node:path";
 import { fsyncDir, writeFileDurable } from "../tenant/durable.js";
-import { BadStateError, CorruptionError } from "../types/errors.js";
+import { BadStateError, ConflictError, CorruptionError } from "../types/errors.js";
 import { failpoint } from "../types/failpoints.js";
 import type { TenantId, TimelineId } from "../types/ids.js";
 import { downloadTimeline, listRemoteTimelines } from "./download.js";
@@ -80,6 +82,11 @@ export async function attachTenant(
     const newest = (await listIndexGenerations(storage, tenant, id, opts)).at(-1);
     if (newest !== undefined && newest > gen) {
       throw new BadStateError(`tenant ${tenant}: generation ${gen} is older than generation ${newest} in ${storage.description}`);
+    }
+    // The same generation as a live holder's would make two writers of one index key; only
+    // our own attach, cut short here (its marker), may go on in it.
+    if (newest === gen && pending !== gen) {
+      throw new ConflictError(`tenant ${tenant}: generation ${gen} is already in use in ${storage.description}: attach in a newer generation`);
     }
   }
   await mkdir(join(tenantDir, "timelines"), { recursive: true });
