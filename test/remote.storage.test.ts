@@ -244,16 +244,24 @@ describe("S3 failure classification", () => {
 
 describe("storage URL", () => {
   it("parses file and s3 URLs", () => {
-    expect(parseRemoteStorageUrl("file:///var/lib/ps/remote")).toEqual({ kind: "local", root_path: "/var/lib/ps/remote" });
-    expect(parseRemoteStorageUrl("file:///var/lib/ps/remote/")).toEqual({ kind: "local", root_path: "/var/lib/ps/remote" });
-    expect(parseRemoteStorageUrl("s3://my-bucket")).toEqual({ kind: "s3", bucket: "my-bucket", prefix: "", region: "us-east-1", endpoint: null });
+    expect(parseRemoteStorageUrl("file:///var/lib/ps/remote")).toEqual({ kind: "local", root_path: "/var/lib/ps/remote", options: {} });
+    expect(parseRemoteStorageUrl("file:///var/lib/ps/remote/")).toEqual({ kind: "local", root_path: "/var/lib/ps/remote", options: {} });
+    expect(parseRemoteStorageUrl("s3://my-bucket")).toEqual({ kind: "s3", bucket: "my-bucket", prefix: "", region: "us-east-1", endpoint: null, options: {} });
     expect(parseRemoteStorageUrl("s3://my-bucket/a/b/?endpoint=http://127.0.0.1:9000&region=eu-west-1")).toEqual({
       kind: "s3",
       bucket: "my-bucket",
       prefix: "a/b",
       region: "eu-west-1",
       endpoint: "http://127.0.0.1:9000",
+      options: {},
     });
+    // The node's remote options ride along on either scheme.
+    expect(parseRemoteStorageUrl("file:///r?detach_timeout_ms=5000&generation_check_interval_ms=0")).toEqual({
+      kind: "local",
+      root_path: "/r",
+      options: { detach_timeout_ms: 5000, generation_check_interval_ms: 0 },
+    });
+    expect(parseRemoteStorageUrl("s3://bkt/p?generation_check_interval_ms=2500")).toMatchObject({ options: { generation_check_interval_ms: 2500 } });
     expect(parseRemoteStorageUrl(`s3://bkt/p?endpoint=${encodeURIComponent("https://s3.example.com")}`)).toMatchObject({
       endpoint: "https://s3.example.com",
     });
@@ -267,6 +275,8 @@ describe("storage URL", () => {
       ["file://host/x", "no host"],
       ["file:///", "filesystem root"],
       ["file:///a?x=1", "no query"],
+      ["file:///a?detach_timeout_ms=0", "detach_timeout_ms must be an integer"],
+      ["s3://bkt/x?generation_check_interval_ms=-1", "generation_check_interval_ms must be an integer"],
       ["file:///a/%zz", "percent-encoding"],
       ["s3://Bad_Bucket/x", "invalid bucket name"],
       ["s3://ab/x", "invalid bucket name"],
