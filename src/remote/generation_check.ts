@@ -4,13 +4,19 @@
  * holder still needs). One small interface, so a control plane's validate call can replace
  * the bucket listing without touching its callers.
  *
- * bucketGenerationValidator answers from the bucket: the newest generation among the index
- * keys (index_part.json-<gen>) of the given timelines: one list call per timeline, of that
- * timeline's index keys only (never its layer objects).
+ * bucketGenerationValidator answers from the bucket: the newest generation among the tenant's
+ * generation markers (tenants/<t>/generation-<gen>, which an attach writes before it reads
+ * anything) and the index keys (index_part.json-<gen>) of the given timelines: one list call
+ * for the markers and one per timeline, of index keys only (never layer objects).
+ *
+ * Why the marker makes the check sound: a check that starts after position P was uploaded and
+ * does not see a newer marker ran its listing before that marker was written, so the newer
+ * holder read the bucket after P was there, and starts from P or later.
  */
 import type { TenantId, TimelineId } from "../types/ids.js";
 import type { Generation } from "./generation.js";
 import { listIndexGenerations } from "./index_part.js";
+import { generationMarkerPrefix, parseGenerationMarkerKey } from "./remote_path.js";
 import type { RemoteCallOptions, RemoteStorage } from "./remote_storage.js";
 
 export interface GenerationValidator {
@@ -22,6 +28,10 @@ export function bucketGenerationValidator(storage: RemoteStorage): GenerationVal
   return {
     async newestGeneration(tenant, timelines, opts) {
       let newest: Generation | null = null;
+      for (const o of await storage.list(generationMarkerPrefix(tenant), opts)) {
+        const g = parseGenerationMarkerKey(o.key);
+        if (g !== null && (newest === null || g > newest)) newest = g;
+      }
       for (const tl of timelines) {
         const g = (await listIndexGenerations(storage, tenant, tl, opts)).at(-1);
         if (g !== undefined && (newest === null || g > newest)) newest = g;

@@ -170,8 +170,15 @@ export class LocalFs implements RemoteStorage {
             if (prefix.startsWith(`${k}/`) || k.startsWith(prefix)) dirs.push(k);
           } else if (ent.isFile() && !ent.name.endsWith(TEMP_MARK) && k.startsWith(prefix)) {
             if (out.length >= max_keys) throw new RemoteStorageError("permanent", prefix, `more than ${max_keys} keys under the prefix`);
-            const st = await stat(join(this.root, k));
-            out.push({ key: k, size_bytes: st.size });
+            let size_bytes: number;
+            try {
+              size_bytes = (await stat(join(this.root, k))).size;
+            } catch (e) {
+              // Deleted since readdir: S3's listing would not show it either.
+              if ((e as NodeJS.ErrnoException).code === "ENOENT") continue;
+              throw e;
+            }
+            out.push({ key: k, size_bytes });
           }
         }
       }
