@@ -224,7 +224,9 @@ export class RemoteTimelines {
         }
         o.last_error = (e as Error)?.message ?? String(e);
         this.progress();
-        const delay_ms = Math.min(OPEN_RETRY_MAX_MS, OPEN_RETRY_BASE_MS * 2 ** Math.min(attempt, 20));
+        // Jittered: the timelines of a node that lost its bucket don't retry in lockstep.
+        const cap_ms = Math.min(OPEN_RETRY_MAX_MS, OPEN_RETRY_BASE_MS * 2 ** Math.min(attempt, 20));
+        const delay_ms = Math.round(cap_ms / 2 + Math.random() * (cap_ms / 2));
         tl.log.warn({ err: e, attempt: attempt + 1, delay_ms }, "cannot open the timeline's remote state; retrying");
         try {
           await sleep(delay_ms, undefined, { signal: this.abort.signal });
@@ -561,6 +563,11 @@ export class RemoteTimelines {
       });
     };
     counter("pageserver_remote_upload_retries_total", "Remote storage operations retried after a transient error", (c) => c.stats().retries_total);
+    counter(
+      "pageserver_remote_upload_backpressure_waits_total",
+      "Flushes held back because the timeline's upload queue was full",
+      (c) => c.stats().backpressure_waits_total,
+    );
     counter("pageserver_remote_uploaded_layer_bytes_total", "Bytes of layer files uploaded to remote storage", (c) => c.stats().uploaded_layer_bytes_total);
     counter("pageserver_remote_deleted_layers_total", "Layer objects deleted from remote storage", (c) => c.stats().deleted_layers_total);
   }
