@@ -566,7 +566,8 @@ describe("upload queue rules", () => {
     for (let i = 0; i < 40; i++) {
       if (!(await f.queue.waitForRoom(20))) break;
       f.queue.scheduleLayerUpload(makeLayer(100));
-      f.queue.scheduleIndexUpload(meta((dcl += 0x100)));
+      dcl += 0x100;
+      f.queue.scheduleIndexUpload(meta(dcl));
       scheduled++;
     }
     expect(scheduled).toBeLessThan(40);
