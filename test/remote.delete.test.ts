@@ -168,7 +168,7 @@ describe.each(["local", "s3"])("DELETE with remote storage on %s", (backend) => 
     await expectClean(storage, t2, other);
   });
 
-  it("a deletion cut short after the indexes: the DELETE fails, only orphans are left; a retry finishes it", async () => {
+  it("a deletion cut short after the indexes: the DELETE fails, no index names a missing layer, the timeline connects again; a retry finishes it", async () => {
     const storage = server!.remote!.storage;
     const t = generateTenantId();
     expect((await call("POST", "/v1/tenant", { new_tenant_id: t, config: QUIET })).status).toBe(201);

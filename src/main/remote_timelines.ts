@@ -12,7 +12,8 @@
  * - A bucket that can't be reached when a timeline starts: the open is retried with a backoff
  *   (capped at OPEN_RETRY_MAX_MS) until it works or the node stops; the timeline serves
  *   meanwhile, and its remote_consistent_lsn stays null.
- * - A queue that stops on a permanent error makes its timeline Broken with the reason.
+ * - A queue that stops on a local error (every remote error is retried: upload_queue.ts) makes
+ *   its timeline Broken with the reason.
  * - Deletion (dropTimeline / dropTenant, from the DELETE routes before the local data goes):
  *   the clients stop, then the objects leave the bucket (src/remote/remote_delete.ts), never
  *   those of a newer generation. A timeline whose remote deletion fails stays, connected again.
@@ -58,6 +59,8 @@ import { secondsSince } from "../types/metrics_sink.js";
 
 const OPEN_RETRY_BASE_MS = 200;
 const OPEN_RETRY_MAX_MS = 10_000;
+/** Bound on each storage call of a client's open (lists and one index get). */
+const OPEN_CALL_TIMEOUT_MS = 30_000;
 /** How long shutdown waits for the queues to drain before it stops them anyway. */
 const DRAIN_TIMEOUT_MS = 60_000;
 export const DEFAULT_DETACH_TIMEOUT_MS = 60_000;
@@ -214,7 +217,8 @@ export class RemoteTimelines {
               else tl.setBroken(`remote storage: ${reason}`);
             },
           },
-          { signal: this.abort.signal },
+          // A call that hangs (a half-open connection) fails the attempt, which is retried.
+          { signal: this.abort.signal, timeout_ms: OPEN_CALL_TIMEOUT_MS },
         );
       } catch (e) {
         if (this.abort.signal.aborted) return;
@@ -315,9 +319,9 @@ export class RemoteTimelines {
     v.last_check_ms = now_ms;
     // What the bucket held before the check started: confirmed only if the check passes.
     const snapshot: [Timeline, Lsn][] = [];
-    for (const [tl, c] of this.clients) {
-      const lsn = c.remote_consistent_lsn;
-      if (this.tenantOf.get(tl) === tenant && lsn !== null) snapshot.push([tl, lsn]);
+    for (const tl of tenant.listTimelines()) {
+      const lsn = this.clients.get(tl)?.remote_consistent_lsn ?? null;
+      if (lsn !== null) snapshot.push([tl, lsn]);
     }
     const vv = v;
     const signal = AbortSignal.any([this.abort.signal, AbortSignal.timeout(Math.max(this.generation_check_interval_ms, 1000) * 3)]);
