@@ -5,7 +5,8 @@
  * aborted calls (cancelled), invalid keys, and S3 failure classification (no such bucket:
  * permanent; refused and unresponsive endpoints: transient). Plus the storage URL parser.
  */
-import { mkdtempSync, rmSync } from "node:fs";
+import { mkdtempSync, readdirSync, rmSync, utimesSync, writeFileSync } from "node:fs";
+import { createServer as createHttpServer } from "node:http";
 import { createServer, type Server, type Socket } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -192,6 +193,33 @@ describe("LocalFs specifics", () => {
     expect(await rejection(fs.get("tmp/obj.___rtemp"))).toBeInstanceOf(InvalidArgumentError);
   });
 
+  it("a failed put leaves no temp file; a crash's leftovers go at the next listing once older than a put may run, a fresh one stays", async () => {
+    const root = mkdtempSync(join(tmpdir(), "lfs-rtemp-"));
+    try {
+      const fs = new LocalFs(root, { timeout_ms: 60_000 });
+      const body = Readable.from(
+        (async function* () {
+          yield Buffer.alloc(10);
+          throw new Error("source failed");
+        })(),
+      );
+      await rejection(fs.put("a/obj", body, { size_bytes: 20 }));
+      expect(readdirSync(join(root, "a"))).toEqual([]);
+      // What a kill -9 mid-put leaves: one old temp file, and one of a put still running.
+      await fs.put("a/keep", new Uint8Array(3), { size_bytes: 3 });
+      const stale = join(root, "a", "obj.0123456789ab.___rtemp");
+      const fresh = join(root, "a", "obj.ba9876543210.___rtemp");
+      writeFileSync(stale, "x");
+      writeFileSync(fresh, "y");
+      const old_s = (Date.now() - 120_000) / 1000;
+      utimesSync(stale, old_s, old_s);
+      expect((await fs.list("a/")).map((o) => o.key)).toEqual(["a/keep"]);
+      expect(readdirSync(join(root, "a")).sort()).toEqual(["keep", "obj.ba9876543210.___rtemp"]);
+    } finally {
+      rmSync(root, { recursive: true, force: true });
+    }
+  });
+
   it("needs an absolute root", () => {
     expect(() => new LocalFs("relative/dir")).toThrow(InvalidArgumentError);
   });
@@ -205,6 +233,31 @@ describe("S3 failure classification", () => {
       expect(isRemoteError(await rejection(st.list("")), "permanent")).toBe(true);
     } finally {
       st.close();
+    }
+  });
+
+  it("a 403 from clock skew or an expired token is transient (it heals); AccessDenied stays permanent", async () => {
+    let code = "RequestTimeTooSkewed";
+    let status = 403;
+    const srv = createHttpServer((req, res) => {
+      req.resume();
+      res.writeHead(status, { "content-type": "application/xml" });
+      res.end(`<?xml version="1.0" encoding="UTF-8"?><Error><Code>${code}</Code><Message>injected</Message></Error>`);
+    });
+    await new Promise<void>((res) => srv.listen(0, "127.0.0.1", res));
+    const port = (srv.address() as { port: number }).port;
+    const st = new S3Storage({ bucket: "b-1", prefix: "", region: "us-east-1", endpoint: `http://127.0.0.1:${port}` });
+    try {
+      expect(isRemoteError(await rejection(st.put("k", new Uint8Array(1), { size_bytes: 1 })), "transient")).toBe(true);
+      code = "ExpiredToken";
+      status = 400;
+      expect(isRemoteError(await rejection(st.put("k", new Uint8Array(1), { size_bytes: 1 })), "transient")).toBe(true);
+      code = "AccessDenied";
+      status = 403;
+      expect(isRemoteError(await rejection(st.put("k", new Uint8Array(1), { size_bytes: 1 })), "permanent")).toBe(true);
+    } finally {
+      st.close();
+      await new Promise<void>((res) => srv.close(() => res()));
     }
   });
 
@@ -244,16 +297,24 @@ describe("S3 failure classification", () => {
 
 describe("storage URL", () => {
   it("parses file and s3 URLs", () => {
-    expect(parseRemoteStorageUrl("file:///var/lib/ps/remote")).toEqual({ kind: "local", root_path: "/var/lib/ps/remote" });
-    expect(parseRemoteStorageUrl("file:///var/lib/ps/remote/")).toEqual({ kind: "local", root_path: "/var/lib/ps/remote" });
-    expect(parseRemoteStorageUrl("s3://my-bucket")).toEqual({ kind: "s3", bucket: "my-bucket", prefix: "", region: "us-east-1", endpoint: null });
+    expect(parseRemoteStorageUrl("file:///var/lib/ps/remote")).toEqual({ kind: "local", root_path: "/var/lib/ps/remote", options: {} });
+    expect(parseRemoteStorageUrl("file:///var/lib/ps/remote/")).toEqual({ kind: "local", root_path: "/var/lib/ps/remote", options: {} });
+    expect(parseRemoteStorageUrl("s3://my-bucket")).toEqual({ kind: "s3", bucket: "my-bucket", prefix: "", region: "us-east-1", endpoint: null, options: {} });
     expect(parseRemoteStorageUrl("s3://my-bucket/a/b/?endpoint=http://127.0.0.1:9000&region=eu-west-1")).toEqual({
       kind: "s3",
       bucket: "my-bucket",
       prefix: "a/b",
       region: "eu-west-1",
       endpoint: "http://127.0.0.1:9000",
+      options: {},
     });
+    // The node's remote options ride along on either scheme.
+    expect(parseRemoteStorageUrl("file:///r?detach_timeout_ms=5000&generation_check_interval_ms=0")).toEqual({
+      kind: "local",
+      root_path: "/r",
+      options: { detach_timeout_ms: 5000, generation_check_interval_ms: 0 },
+    });
+    expect(parseRemoteStorageUrl("s3://bkt/p?generation_check_interval_ms=2500")).toMatchObject({ options: { generation_check_interval_ms: 2500 } });
     expect(parseRemoteStorageUrl(`s3://bkt/p?endpoint=${encodeURIComponent("https://s3.example.com")}`)).toMatchObject({
       endpoint: "https://s3.example.com",
     });
@@ -267,6 +328,8 @@ describe("storage URL", () => {
       ["file://host/x", "no host"],
       ["file:///", "filesystem root"],
       ["file:///a?x=1", "no query"],
+      ["file:///a?detach_timeout_ms=0", "detach_timeout_ms must be an integer"],
+      ["s3://bkt/x?generation_check_interval_ms=-1", "generation_check_interval_ms must be an integer"],
       ["file:///a/%zz", "percent-encoding"],
       ["s3://Bad_Bucket/x", "invalid bucket name"],
       ["s3://ab/x", "invalid bucket name"],

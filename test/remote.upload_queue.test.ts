@@ -7,7 +7,9 @@
  * generation suffixes, a newer generation stopping deletions, permanent local errors,
  * shutdown, limits, and s3rver killed and restarted mid-upload.
  */
-import { mkdtempSync, rmSync, unlinkSync, writeFileSync } from "node:fs";
+import { mkdtempSync, readdirSync, rmSync, unlinkSync, writeFileSync } from "node:fs";
+import { createServer, request as httpRequest } from "node:http";
+import type { AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { Readable } from "node:stream";
@@ -497,19 +499,86 @@ describe("upload queue rules", () => {
     }
   });
 
-  it("a permanent storage error stops the queue; transient ones are retried", async () => {
+  it("every storage error is retried, 'permanent' ones too (a clock-skew 403 heals); each retry is counted", async () => {
     const f = fixture("local");
     let n = 0;
     f.rec.hooks.failPut = (key) => {
       n++;
       if (n <= 3) return new RemoteStorageError("transient", key, "injected");
-      return new RemoteStorageError("permanent", key, "access denied (injected)");
+      if (n <= 6) return new RemoteStorageError("permanent", key, "access denied (injected)");
+      return null;
     };
-    f.queue.scheduleLayerUpload(makeLayer(10));
-    const e = await rejection(f.queue.waitUploaded());
-    expect(e.message).toContain("access denied (injected)");
-    expect(f.queue.stats().retries_total).toBe(3);
-    expect(f.queue.status).toBe("failed");
+    const l = makeLayer(10);
+    f.queue.scheduleLayerUpload(l);
+    f.queue.scheduleIndexUpload(meta(0x1000));
+    await within(f.queue.waitUploaded(), "uploads after the errors");
+    expect(f.queue.stats().retries_total).toBe(6);
+    expect(f.queue.status).toBe("active");
+    expect(f.stopped).toEqual([]);
+    expect(await bucketNames(f)).toContain(`${l.name}-00000001`);
+    await f.queue.shutdown();
+  });
+
+  it("retry delays are jittered (no lockstep across queues) and capped at retry_max_ms", async () => {
+    const lines: { delay_ms: number }[] = [];
+    const log = pino({ level: "debug" }, { write: (line: string) => void lines.push(JSON.parse(line) as { delay_ms: number }) });
+    const qs = [0, 1, 2].map(() => fixture("local", { retry_base_ms: 100, retry_max_ms: 100, log }));
+    for (const f of qs) {
+      f.rec.hooks.failPut = (key) => (f.queue.stats().retries_total < 3 ? new RemoteStorageError("transient", key, "down (injected)") : null);
+      f.queue.scheduleIndexUpload(meta(0x1000));
+    }
+    for (const f of qs) await within(f.queue.waitUploaded(), "drained");
+    const delays = lines.map((l) => l.delay_ms).filter((d) => d !== undefined);
+    expect(delays.length).toBe(9);
+    for (const d of delays) expect(d >= 50 && d <= 100, String(d)).toBe(true);
+    expect(new Set(delays).size).toBeGreaterThan(1);
+    for (const f of qs) await f.queue.shutdown();
+  });
+
+  it("queued uploads hold no file descriptor; a layer unlinked after scheduling still uploads; nothing is left beside it", async () => {
+    const fds = (): number => readdirSync("/proc/self/fd").length;
+    const f = fixture("local", { max_concurrent_uploads: 2 });
+    const gate = new Gate();
+    f.rec.hooks.beforePut = (key) => (key.includes("index_part") ? undefined : gate.pass());
+    const before = fds();
+    const layers = Array.from({ length: 40 }, () => makeLayer(4096));
+    for (const l of layers) f.queue.scheduleLayerUpload(l);
+    f.queue.scheduleIndexUpload(meta(0x1000));
+    await until(() => gate.entered >= 2, "two uploads in flight");
+    // Two uploads in flight hold their files open; the 38 queued hold none.
+    expect(fds() - before).toBeLessThanOrEqual(4);
+    for (const l of layers) unlinkSync(l.local_path);
+    gate.open();
+    await within(f.queue.waitUploaded(), "drained");
+    const names = await bucketNames(f);
+    for (const l of layers) expect(names).toContain(`${l.name}-00000001`);
+    expect(readdirSync(scratch).filter((n) => n.includes(".upload-"))).toEqual([]);
+    await f.queue.shutdown();
+  });
+
+  it("a full queue holds a flush back (waitForRoom) instead of failing, and lets it go once it drains", async () => {
+    const f = fixture("local", { max_queued_ops: 20, retry_base_ms: 5, retry_max_ms: 5 });
+    let down = true;
+    f.rec.hooks.failPut = (key) => (down ? new RemoteStorageError("transient", key, "outage (injected)") : null);
+    let dcl = 0x1000;
+    // What a flush does per layer: ask for room, then schedule a layer and an index.
+    let scheduled = 0;
+    for (let i = 0; i < 40; i++) {
+      if (!(await f.queue.waitForRoom(20))) break;
+      f.queue.scheduleLayerUpload(makeLayer(100));
+      dcl += 0x100;
+      f.queue.scheduleIndexUpload(meta(dcl));
+      scheduled++;
+    }
+    expect(scheduled).toBeLessThan(40);
+    expect(f.queue.status).toBe("active");
+    expect(f.queue.stats().backpressure_waits_total).toBeGreaterThan(0);
+    const waiting = f.queue.waitForRoom(60_000);
+    down = false;
+    expect(await within(waiting, "room after the outage")).toBe(true);
+    await within(f.queue.waitUploaded(), "drained");
+    expect(f.queue.remote_consistent_lsn).toBe(dcl);
+    await f.queue.shutdown();
   });
 
   it("the remote failpoints fail attempts the way a transient error does", async () => {
@@ -628,5 +697,50 @@ describe("upload queue with S3 going away", () => {
     expect(objs.filter((k) => parseLayerKey(k) === null && parseIndexKey(k) === null)).toEqual([]);
     expect(objs.length).toBe(layers.length + 1);
     await f.queue.shutdown();
+  });
+
+  it("an S3 endpoint answering 403 (RequestTimeTooSkewed, AccessDenied) for a while: retried, the queue finishes once it recovers", async () => {
+    // A proxy in front of s3rver: the first requests get an S3 403, then it passes everything.
+    let refuse = 6;
+    let refused = 0;
+    const proxy = createServer((req, res) => {
+      if (refuse > 0) {
+        refuse--;
+        refused++;
+        req.resume();
+        const code = refused % 2 === 0 ? "AccessDenied" : "RequestTimeTooSkewed";
+        res.writeHead(403, { "content-type": "application/xml" });
+        res.end(`<?xml version="1.0" encoding="UTF-8"?><Error><Code>${code}</Code><Message>injected</Message></Error>`);
+        return;
+      }
+      const up = httpRequest({ host: "127.0.0.1", port: s3.port, method: req.method, path: req.url, headers: req.headers }, (r) => {
+        res.writeHead(r.statusCode ?? 502, r.headers);
+        r.pipe(res);
+      });
+      up.on("error", () => res.destroy());
+      req.pipe(up);
+    });
+    await new Promise<void>((r) => proxy.listen(0, "127.0.0.1", r));
+    const port = (proxy.address() as AddressInfo).port;
+    const storage = openRemoteStorage(parseRemoteStorageUrl(`s3://${s3.bucket}/uq403?endpoint=${encodeURIComponent(`http://127.0.0.1:${port}`)}&region=us-east-1`));
+    const tenant = generateTenantId();
+    const timeline = generateTimelineId();
+    const stopped: string[] = [];
+    const queue = new UploadQueue({ storage, tenant_id: tenant, timeline_id: timeline, generation: 1, initial: null, log: silent, retry_base_ms: 5, retry_max_ms: 50, onStopped: (_st, r) => stopped.push(r) });
+    try {
+      const l = makeLayer(8192);
+      queue.scheduleLayerUpload(l);
+      queue.scheduleIndexUpload(meta(0x1000));
+      await within(queue.waitUploaded(), "uploads after the 403s");
+      expect(stopped).toEqual([]);
+      expect(queue.status).toBe("active");
+      expect(queue.stats().retries_total).toBeGreaterThanOrEqual(6);
+      expect(refused).toBe(6);
+      expect(crc32c(await storage.get(layerKey(tenant, timeline, l.name, 1))) >>> 0).toBe(l.crc32c);
+    } finally {
+      await queue.shutdown();
+      storage.close();
+      await new Promise<void>((r) => proxy.close(() => r()));
+    }
   });
 });

@@ -18,7 +18,6 @@ import { Auth } from "./auth.js";
 import type { NodeConfig } from "./config.js";
 import { HttpServer } from "./http/server.js";
 import { activeFailpoints } from "../types/failpoints.js";
-import { INVALID_LSN } from "../types/lsn.js";
 import { buildInfo } from "./build_info.js";
 import { LogicalSizeQueries } from "./logical_size_queries.js";
 import { NodeMetrics } from "./metrics.js";
@@ -28,7 +27,7 @@ import { RemoteTimelines } from "./remote_timelines.js";
 import { attachPending, attachTenant } from "../remote/attach.js";
 import type { Generation } from "../remote/generation.js";
 import { type Tenant, TenantState } from "../tenant/tenant.js";
-import { BadStateError, InvalidArgumentError } from "../types/errors.js";
+import { BadStateError, ConflictError, InvalidArgumentError } from "../types/errors.js";
 import type { TenantId } from "../types/ids.js";
 import { openRemoteStorage, parseRemoteStorageUrl } from "../remote/storage_url.js";
 import { TenantManager } from "./tenant_manager.js";
@@ -53,6 +52,8 @@ export class Server {
   readonly remote: RemoteTimelines | null;
   /** Disk-usage eviction (config max_local_disk_bytes, with remote storage); null: off. */
   readonly eviction: DiskUsageEviction | null;
+  /** Tenants being detached (a second detach of one is a ConflictError). */
+  private readonly detaching = new Set<TenantId>();
   /** JWT verification when `auth_public_key` is set (loaded in start); null: auth off. */
   auth: Auth | null = null;
   port = 0;
@@ -74,13 +75,19 @@ export class Server {
       redoThreads: config.redo_threads,
     });
     this.loops = new BackgroundLoops(config.max_concurrent_background_tasks);
+    const remoteUrl = config.remote_storage === null ? null : parseRemoteStorageUrl(config.remote_storage);
     const remote =
-      config.remote_storage === null
+      remoteUrl === null
         ? null
-        : new RemoteTimelines(openRemoteStorage(parseRemoteStorageUrl(config.remote_storage)), this.log, (t) => {
-            // A stale pageserver must not keep taking WAL: another one holds the tenant now.
-            for (const tl of t.listTimelines()) void this.walSources.get(tl)?.stop();
-          });
+        : new RemoteTimelines(
+            openRemoteStorage(remoteUrl),
+            this.log,
+            (t) => {
+              // A stale pageserver must not keep taking WAL: another one holds the tenant now.
+              for (const tl of t.listTimelines()) void this.walSources.get(tl)?.stop();
+            },
+            remoteUrl.options,
+          );
     this.remote = remote;
     this.tenants = new TenantManager(
       {
@@ -100,8 +107,9 @@ export class Server {
     );
     this.http = new HttpServer(this.log);
     // With remote storage the source keeps WAL until it is in the bucket: its flush position
-    // is remote_consistent_lsn (INVALID_LSN before the first index upload: the source ignores it).
-    this.walSources = new WalSources(this.log, remote === null ? undefined : (tl) => remote.remoteConsistentLsn(tl) ?? INVALID_LSN);
+    // is remote_consistent_lsn once a generation check confirmed it (RemoteTimelines.feedbackLsn;
+    // INVALID_LSN before: the source ignores it).
+    this.walSources = new WalSources(this.log, remote === null ? undefined : (tl) => remote.feedbackLsn(tl));
     metrics.collectFrom({ cache: this.cache, cacheSizeBytes: config.page_cache_size_bytes, tenants: this.tenants, pools: this.pools, walSources: this.walSources, loops: this.loops });
     this.metrics = metrics.registry;
     remote?.registerMetrics(this.metrics);
@@ -177,19 +185,39 @@ export class Server {
   }
 
   /**
-   * Detach: the tenant's WAL streams stop (their slots stay on the sources), it shuts down
-   * (flushing), the bucket receives everything (detach waits for it), and the tenant leaves
-   * this node with its local directory. If the uploads can't finish, the error says so and
-   * the local data stays.
+   * Detach: refused at once (503, naming the timelines) unless every timeline is connected to
+   * the bucket; then the tenant's WAL streams stop (slots and settings kept), it shuts down
+   * (flushing), and the bucket must hold an index at every timeline's disk_consistent_lsn
+   * (waits bounded by the remote option detach_timeout_ms). Only then does the tenant leave
+   * this node with its local directory. A detach that fails midway loads the tenant again
+   * (Active) and restarts its WAL sources: the data stays here.
    */
   async detachTenant(id: TenantId): Promise<void> {
     const remote = this.requireRemote("detach");
     const t = this.tenants.get(id);
     if (t.state !== TenantState.Active) throw new BadStateError(`tenant ${id} is ${t.state}: only an Active tenant detaches`);
-    for (const tl of t.listTimelines()) await this.walSources.remove(tl, false);
-    await t.shutdown(true);
-    await remote.release(t);
-    await this.tenants.forget(id);
+    if (this.detaching.has(id)) throw new ConflictError(`tenant ${id} is being detached`);
+    this.detaching.add(id);
+    try {
+      await remote.checkDetachable(t);
+      if (t.state !== TenantState.Active) throw new BadStateError(`tenant ${id} is ${t.state}: only an Active tenant detaches`);
+      t.beginStopping();
+      let shutDown = false;
+      try {
+        for (const tl of t.listTimelines()) await this.walSources.stopKeepingConfig(tl);
+        await t.shutdown(true);
+        shutDown = true;
+        await remote.release(t);
+      } catch (e) {
+        const back = await this.tenants.restore(t, { shutDown });
+        for (const tl of back.listTimelines()) this.walSources.startPersisted(tl);
+        this.log.warn({ tenant_id: id, err: e, state: back.state }, "detach failed: the tenant stays on this node");
+        throw e;
+      }
+      await this.tenants.forget(id);
+    } finally {
+      this.detaching.delete(id);
+    }
     this.log.info({ tenant_id: id }, "tenant detached");
   }
 

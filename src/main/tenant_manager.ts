@@ -9,7 +9,8 @@
  * exactly one proceeds, the other is a ConflictError; a failed creation leaves nothing on
  * disk. Deletion stops the tenant (no flush), drops it from the map, renames its directory
  * to a temp name (startup removes those) and removes it. Detach (Server.detachTenant) ends
- * the same way (forget), after the tenant flushed and the bucket holds everything.
+ * the same way (forget), after the tenant flushed and the bucket holds everything. A deletion
+ * or detach that fails before anything local went loads the tenant again (restore).
  */
 import { existsSync, mkdirSync, readdirSync, renameSync, rmSync } from "node:fs";
 import { rename, rm } from "node:fs/promises";
@@ -122,7 +123,14 @@ export class TenantManager {
     try {
       // No creation or background round starts on it while its sources stop.
       t.beginStopping();
-      const r = await beforeStop(t);
+      let r: T;
+      try {
+        r = await beforeStop(t);
+      } catch (e) {
+        // Nothing of it is deleted yet (its remote deletion failed): it serves again.
+        await this.restore(t, { shutDown: false });
+        throw e;
+      }
       await t.shutdown(false);
       this.tenants.delete(id);
       const gone = `${t.dir}${TEMP_SUFFIX}`;
@@ -154,6 +162,28 @@ export class TenantManager {
     const t = Tenant.attaching(this.deps, id, join(this.dir, id));
     this.tenants.set(id, t);
     return t;
+  }
+
+  /**
+   * A detach or deletion that failed before anything local went: the tenant object (Stopping,
+   * shut down or not) is replaced by the tenant loaded again from its directory (Active, or
+   * Broken with the reason); its timelines connect to remote storage anew (onTimelineReady).
+   * Never leaves a tenant Stopping until a restart.
+   */
+  async restore(t: Tenant, opts: { shutDown: boolean }): Promise<Tenant> {
+    assert(this.tenants.get(t.id) === t, "restore: not this node's tenant object");
+    if (!opts.shutDown) {
+      try {
+        await t.shutdown(true);
+      } catch (e) {
+        this.deps.log.warn({ tenant_id: t.id, err: e }, "shutdown before reloading the tenant failed");
+      }
+    }
+    const fresh = Tenant.loading(this.deps, t.id, t.dir);
+    this.tenants.set(t.id, fresh);
+    fresh.loadFromDisk();
+    this.deps.log.info({ tenant_id: t.id, state: fresh.state }, "tenant loaded again");
+    return fresh;
   }
 
   /**

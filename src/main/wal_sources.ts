@@ -44,21 +44,33 @@ export class WalSources {
 
   /** Start the persisted sources of every loaded timeline; one that can't start retries in the background. */
   async startAll(tenants: TenantManager): Promise<void> {
-    for (const t of tenants.list()) {
-      for (const tl of t.listTimelines()) {
-        let cfg: ReturnType<typeof TimelineWalSource.load>;
-        try {
-          cfg = TimelineWalSource.load(tl);
-        } catch (e) {
-          tl.log.error({ err: e }, "unreadable wal_source.json");
-          continue;
-        }
-        if (cfg === null) continue;
-        const src = new TimelineWalSource(tl, cfg, tl.log, this.flushLsnOf);
-        this.sources.set(WalSources.keyOf(tl), src);
-        void src.startWithRetry();
-      }
+    for (const t of tenants.list()) for (const tl of t.listTimelines()) this.startPersisted(tl);
+  }
+
+  /** Start the timeline's persisted source, if it has one (retrying in the background while it can't). */
+  startPersisted(tl: Timeline): void {
+    let cfg: ReturnType<typeof TimelineWalSource.load>;
+    try {
+      cfg = TimelineWalSource.load(tl);
+    } catch (e) {
+      tl.log.error({ err: e }, "unreadable wal_source.json");
+      return;
     }
+    if (cfg === null) return;
+    const src = new TimelineWalSource(tl, cfg, tl.log, this.flushLsnOf);
+    this.sources.set(WalSources.keyOf(tl), src);
+    void src.startWithRetry();
+  }
+
+  /**
+   * Stop streaming and forget the running source but keep its persisted settings and its slot
+   * (a detach: they leave with the tenant's directory, or start again if the detach fails).
+   */
+  async stopKeepingConfig(tl: Timeline): Promise<void> {
+    const src = this.get(tl);
+    if (src === undefined) return;
+    this.sources.delete(WalSources.keyOf(tl));
+    await src.stop();
   }
 
   /**

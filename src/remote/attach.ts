@@ -10,8 +10,14 @@
  * file). A directory with the marker is a half-attached tenant: never loaded as it is, only
  * attached again (attachPending says with which generation), which skips the layers already
  * there. With `lazy_layers` (the node's attach) only the indexes and metadata come down: every
- * layer starts evicted and is downloaded when a read needs it. An attach refuses a generation older than one already in the bucket: that tenant
- * belongs to a newer attachment.
+ * layer starts evicted and is downloaded when a read needs it. An attach refuses a generation
+ * older than one already in the bucket (that tenant belongs to a newer attachment), and one
+ * equal to the bucket's newest (ConflictError: another node may hold it live) unless it
+ * resumes this directory's own attach marker in that generation.
+ *
+ * Before it reads any index, an attach writes the bucket's generation marker
+ * (tenants/<id>/generation-<gen>, src/remote/remote_path.ts): the previous holder's generation
+ * checks see it from then on (src/remote/generation_check.ts).
  *
  * The generation file is what the remote client of each timeline writes its keys with
  * (readTenantGeneration); a tenant created here, without one, is in FIRST_GENERATION.
@@ -20,12 +26,13 @@ import { existsSync, readFileSync } from "node:fs";
 import { mkdir, rm } from "node:fs/promises";
 import { join } from "node:path";
 import { fsyncDir, writeFileDurable } from "../tenant/durable.js";
-import { BadStateError, CorruptionError } from "../types/errors.js";
+import { BadStateError, ConflictError, CorruptionError } from "../types/errors.js";
 import { failpoint } from "../types/failpoints.js";
 import type { TenantId, TimelineId } from "../types/ids.js";
 import { downloadTimeline, listRemoteTimelines } from "./download.js";
 import { FIRST_GENERATION, type Generation, isGeneration } from "./generation.js";
-import { listIndexGenerations } from "./index_part.js";
+import { bucketGenerationValidator } from "./generation_check.js";
+import { generationMarkerKey } from "./remote_path.js";
 import type { RemoteCallOptions, RemoteStorage } from "./remote_storage.js";
 
 export const ATTACHING_MARKER = "attaching";
@@ -75,15 +82,23 @@ export async function attachTenant(
   if (pending === null && existsSync(join(tenantDir, GENERATION_FILE))) {
     throw new BadStateError(`tenant ${tenant} is attached here already (generation ${readTenantGeneration(tenantDir)})`);
   }
-  const ids = await listRemoteTimelines(storage, tenant, opts);
-  for (const id of ids) {
-    const newest = (await listIndexGenerations(storage, tenant, id, opts)).at(-1);
-    if (newest !== undefined && newest > gen) {
-      throw new BadStateError(`tenant ${tenant}: generation ${gen} is older than generation ${newest} in ${storage.description}`);
-    }
+  // The newest generation the bucket shows: markers of attaches, and every timeline's indexes.
+  const validator = bucketGenerationValidator(storage);
+  const newest = await validator.newestGeneration(tenant, await listRemoteTimelines(storage, tenant, opts), opts);
+  if (newest !== null && newest > gen) {
+    throw new BadStateError(`tenant ${tenant}: generation ${gen} is older than generation ${newest} in ${storage.description}`);
+  }
+  // The same generation as a live holder's would make two writers of one index key; only
+  // our own attach, cut short here (its marker), may go on in it.
+  if (newest === gen && pending !== gen) {
+    throw new ConflictError(`tenant ${tenant}: generation ${gen} is already in use in ${storage.description}: attach in a newer generation`);
   }
   await mkdir(join(tenantDir, "timelines"), { recursive: true });
   await writeFileDurable(join(tenantDir, ATTACHING_MARKER), Buffer.from(JSON.stringify({ generation: gen })));
+  // Before reading any index: from here on the previous holder's generation checks see us
+  // (src/remote/generation_check.ts), so it reports no flush position past what we read.
+  await storage.put(generationMarkerKey(tenant, gen), new Uint8Array(0), { ...opts, size_bytes: 0 });
+  const ids = await listRemoteTimelines(storage, tenant, opts);
   const timelines: { id: TimelineId; downloaded: number; present: number }[] = [];
   for (const id of ids) {
     await failpoint("remote-attach-timeline");

@@ -5,7 +5,11 @@
  * Invariants:
  * - put is atomic: the body goes to a unique temp file beside the target, is fsynced, renamed
  *   over the target, and the directory fsynced; a crash leaves the old object or the new one,
- *   plus at worst a temp file that list() never shows (its name ends in TEMP_MARK).
+ *   plus at worst a temp file that list() never shows (its name ends in TEMP_MARK). A failed
+ *   put removes its temp file; a crash's leftovers are removed by the next list() that walks
+ *   their directory (at startup every timeline lists its prefix) once they are older than the
+ *   call timeout: no put still running (of this node or another sharing the directory) can
+ *   own them then.
  * - A key never names a temp file (checkKey + the TEMP_MARK check), so objects and temp files
  *   can't collide.
  * - delete is idempotent; list walks at most MAX_WALK_DIRS directories.
@@ -168,10 +172,19 @@ export class LocalFs implements RemoteStorage {
           if (ent.isDirectory()) {
             // Descend only where keys can still match the prefix.
             if (prefix.startsWith(`${k}/`) || k.startsWith(prefix)) dirs.push(k);
-          } else if (ent.isFile() && !ent.name.endsWith(TEMP_MARK) && k.startsWith(prefix)) {
+          } else if (ent.isFile() && ent.name.endsWith(TEMP_MARK)) {
+            await this.removeStaleTemp(join(this.root, k));
+          } else if (ent.isFile() && k.startsWith(prefix)) {
             if (out.length >= max_keys) throw new RemoteStorageError("permanent", prefix, `more than ${max_keys} keys under the prefix`);
-            const st = await stat(join(this.root, k));
-            out.push({ key: k, size_bytes: st.size });
+            let size_bytes: number;
+            try {
+              size_bytes = (await stat(join(this.root, k))).size;
+            } catch (e) {
+              // Deleted since readdir: S3's listing would not show it either.
+              if ((e as NodeJS.ErrnoException).code === "ENOENT") continue;
+              throw e;
+            }
+            out.push({ key: k, size_bytes });
           }
         }
       }
@@ -180,6 +193,17 @@ export class LocalFs implements RemoteStorage {
     }
     out.sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0));
     return out;
+  }
+
+  /** A temp file older than any put may run (timeout_ms) is a crash's leftover: removed, best effort. */
+  private async removeStaleTemp(path: string): Promise<void> {
+    try {
+      const st = await stat(path);
+      if (Date.now() - st.mtimeMs <= this.timeout_ms) return;
+      await unlink(path);
+    } catch {
+      // Gone already, or not ours to remove: a later listing tries again.
+    }
   }
 
   async delete(keys: readonly string[], opts?: RemoteCallOptions): Promise<void> {

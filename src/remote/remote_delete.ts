@@ -5,6 +5,7 @@
  * - Never an object of a newer generation: before deleting anything, every timeline concerned
  *   is checked for an index of a generation above ours; if one exists we are stale (another
  *   pageserver attached the tenant after us: SupersededError) and nothing at all is deleted.
+ *   An attach's generation marker (tenants/<t>/generation-<gen>) newer than ours counts too.
  * - Only keys we know (layer and index objects of a generation ≤ ours) are deleted; anything
  *   else under the prefix is left and reported (`left`), never guessed at.
  * - The indexes go first, then the layers: a deletion cut short leaves no index naming a
@@ -15,7 +16,7 @@ import { failpoint } from "../types/failpoints.js";
 import { isId, type TenantId, type TimelineId } from "../types/ids.js";
 import type { Generation } from "./generation.js";
 import { listIndexGenerations } from "./index_part.js";
-import { parseIndexKey, parseLayerKey, tenantPrefix, timelinePrefix } from "./remote_path.js";
+import { generationMarkerPrefix, parseGenerationMarkerKey, parseIndexKey, parseLayerKey, tenantPrefix, timelinePrefix } from "./remote_path.js";
 import type { RemoteCallOptions, RemoteStorage } from "./remote_storage.js";
 import { SupersededError } from "./remote_timeline_client.js";
 
@@ -48,7 +49,10 @@ export async function deleteRemoteTenant(storage: RemoteStorage, tenant: TenantI
     else left.push(o.key);
   }
   const r = await deleteTimelines(storage, tenant, [...ids], generation, opts);
-  return { deleted: r.deleted, left: [...left, ...r.left] };
+  // Last: the attach markers of our generation and older (a newer one stopped us above).
+  const markers = (await storage.list(generationMarkerPrefix(tenant), opts)).map((o) => o.key).filter((k) => (parseGenerationMarkerKey(k) ?? Number.POSITIVE_INFINITY) <= generation);
+  if (markers.length > 0) await storage.delete(markers, opts);
+  return { deleted: r.deleted + markers.length, left: [...left, ...r.left] };
 }
 
 async function deleteTimelines(
@@ -58,7 +62,12 @@ async function deleteTimelines(
   generation: Generation,
   opts: RemoteCallOptions,
 ): Promise<RemoteDeletion> {
-  // Every check before any deletion.
+  // Every check before any deletion: an attach's marker counts as much as an index (the new
+  // holder may have read our index and not yet uploaded its own).
+  for (const o of await storage.list(generationMarkerPrefix(tenant), opts)) {
+    const g = parseGenerationMarkerKey(o.key);
+    if (g !== null && g > generation) throw new SupersededError(timelines[0] ?? ("" as TimelineId), generation, g);
+  }
   for (const tl of timelines) {
     const newest = (await listIndexGenerations(storage, tenant, tl, opts)).at(-1);
     if (newest !== undefined && newest > generation) throw new SupersededError(tl, generation, newest);

@@ -3,6 +3,8 @@
  *
  *   tenants/<tenant>/timelines/<timeline>/<layer name>-<gen:08x>
  *   tenants/<tenant>/timelines/<timeline>/index_part.json-<gen:08x>
+ *   tenants/<tenant>/generation-<gen:08x>     (empty) written by an attach before it reads
+ *                                             anything: the tenant is held in <gen> from here on
  *
  * Every key a pageserver writes carries its generation (see generation.ts). The parse
  * functions are the inverse of the builders and return null for keys of another shape, so a
@@ -29,6 +31,26 @@ export function layerKey(tenant: TenantId, timeline: TimelineId, layer_name: str
 
 export function indexKey(tenant: TenantId, timeline: TimelineId, gen: Generation): string {
   return `${timelinePrefix(tenant, timeline)}${INDEX_PART_NAME}-${generationSuffix(gen)}`;
+}
+
+const GENERATION_MARKER_NAME = "generation";
+
+/** The attach marker of generation `gen` (see the header). */
+export function generationMarkerKey(tenant: TenantId, gen: Generation): string {
+  return `${tenantPrefix(tenant)}${GENERATION_MARKER_NAME}-${generationSuffix(gen)}`;
+}
+
+/** The list prefix of a tenant's generation markers. */
+export function generationMarkerPrefix(tenant: TenantId): string {
+  return `${tenantPrefix(tenant)}${GENERATION_MARKER_NAME}-`;
+}
+
+/** `tenants/<t>/generation-<gen>` → gen; null for anything else. */
+export function parseGenerationMarkerKey(key: string): Generation | null {
+  const base = baseName(key);
+  const head = `${GENERATION_MARKER_NAME}-`;
+  if (!base.startsWith(head) || key.split("/").length !== 3) return null;
+  return parseGenerationSuffix(base.slice(head.length));
 }
 
 /** The file name part of a key (after the last '/'). */

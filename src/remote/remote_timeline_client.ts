@@ -14,7 +14,7 @@
  * - downloadLayer: one evicted layer back from the uploaded index's object (verified and
  *   durable: download.ts); isUploaded says whether a local layer may be evicted (the uploaded
  *   index names it with the local size and no upload of it is pending).
- * - layersAdded opens each file at once (the queue holds it until uploaded; see
+ * - layersAdded hands each file to the queue at once (it holds a hard link until uploaded; see
  *   UploadQueue), so the timeline may unlink it any time later, and schedules an index that
  *   names them (image creation changes no metadata). A name already in the remote
  *   state is not uploaded again: a layer name fixes its key and LSN ranges, so a rewrite
@@ -22,7 +22,7 @@
  * - The LayerEvents calls never throw: a failure stops the queue, and the owner hears of it
  *   through onStopped (failed / superseded) to mark the timeline Broken.
  */
-import { closeSync, fstatSync, openSync } from "node:fs";
+import { statSync } from "node:fs";
 import type { Logger } from "pino";
 import type { AddedLayer, LayerEvents } from "../tenant/layer_events.js";
 import type { TimelineMetadata } from "../tenant/metadata.js";
@@ -99,22 +99,13 @@ export class RemoteTimelineClient implements LayerEvents {
     const remoteLayers = projected?.layers ?? new Map();
     const localNames = new Set([...local.layers.map((l) => l.name), ...(local.evicted ?? [])]);
     const stale: string[] = [];
-    const upload: { layer: AddedLayer; fd: number; size: number }[] = [];
-    try {
-      for (const l of local.layers) {
-        const fd = openSync(l.path, "r");
-        const size = fstatSync(fd).size;
-        const r = remoteLayers.get(l.name);
-        if (r !== undefined && r.file_size === size) {
-          closeSync(fd);
-          continue;
-        }
-        if (r !== undefined) stale.push(l.name);
-        upload.push({ layer: l, fd, size });
-      }
-    } catch (e) {
-      for (const u of upload) closeSync(u.fd);
-      throw e;
+    const upload: { layer: AddedLayer; size: number }[] = [];
+    for (const l of local.layers) {
+      const size = statSync(l.path).size;
+      const r = remoteLayers.get(l.name);
+      if (r !== undefined && r.file_size === size) continue;
+      if (r !== undefined) stale.push(l.name);
+      upload.push({ layer: l, size });
     }
     const remoteOnly = [...remoteLayers.keys()].filter((n) => !localNames.has(n));
     // Our own garbage first (an upload below may put the same key again: it waits for this).
@@ -124,7 +115,7 @@ export class RemoteTimelineClient implements LayerEvents {
     // Same name, other size: off the remote state first (its key may be ours to reuse).
     if (stale.length > 0) this.queue.scheduleLayerDeletion(stale);
     for (const u of upload) {
-      this.queue.scheduleLayerUpload({ name: u.layer.name, local_path: u.layer.path, file_size: u.size, crc32c: null }, { fd: u.fd });
+      this.queue.scheduleLayerUpload({ name: u.layer.name, local_path: u.layer.path, file_size: u.size, crc32c: null });
     }
     this.queue.scheduleIndexUpload(local.metadata);
     if (remoteOnly.length > 0) this.queue.scheduleLayerDeletion(remoteOnly);
@@ -147,15 +138,8 @@ export class RemoteTimelineClient implements LayerEvents {
       let scheduled = 0;
       for (const l of layers) {
         if (known?.has(l.name) === true) continue;
-        const fd = openSync(l.path, "r");
-        let size: number;
-        try {
-          size = fstatSync(fd).size;
-        } catch (e) {
-          closeSync(fd);
-          throw e;
-        }
-        this.queue.scheduleLayerUpload({ name: l.name, local_path: l.path, file_size: size, crc32c: null }, { fd });
+        // The queue links the file now: the timeline may unlink it from here on.
+        this.queue.scheduleLayerUpload({ name: l.name, local_path: l.path, file_size: statSync(l.path).size, crc32c: null });
         scheduled++;
       }
       // Publish them now: image creation changes no metadata, so nothing else would. (After
@@ -214,6 +198,11 @@ export class RemoteTimelineClient implements LayerEvents {
     const meta = this.queue.remoteIndex?.layers.get(name);
     if (meta === undefined) throw new NotFoundError(`layer ${name} of timeline ${this.o.timeline_id} is in no uploaded index`);
     await downloadLayer(this.o.storage, layerKey(this.o.tenant_id, this.o.timeline_id, name, meta.generation), dest, meta, call);
+  }
+
+  /** Backpressure for the timeline's flush (LayerEvents.waitForRoom; UploadQueue.waitForRoom). */
+  waitForRoom(timeout_ms: number): Promise<boolean> {
+    return this.queue.waitForRoom(timeout_ms);
   }
 
   /** Whether an upload of this layer is still queued or in flight. */

@@ -63,7 +63,6 @@ const PERMANENT_NAMES = new Set([
   "InvalidBucketName",
   "EntityTooLarge",
   "InvalidArgument",
-  "CredentialsProviderError",
 ]);
 
 export class S3Storage implements RemoteStorage {
@@ -221,10 +220,9 @@ export class S3Storage implements RemoteStorage {
     if (signal.aborted) return abortError(key, opts, e);
     if (PERMANENT_NAMES.has(name)) return new RemoteStorageError("permanent", key, what, { cause: e });
     if (NOT_FOUND_NAMES.has(name) || status === 404) return new RemoteStorageError("not_found", key, what, { cause: e });
-    // 4xx other than throttling and timeouts: the request itself is wrong.
-    if (status !== undefined && status >= 400 && status < 500 && status !== 408 && status !== 429) {
-      return new RemoteStorageError("permanent", key, what, { cause: e });
-    }
+    // Any other error may heal: a 403 from clock skew (RequestTimeTooSkewed), an expired or
+    // rotating token (ExpiredToken), throttling, timeouts, 5xx. Only PERMANENT_NAMES above are
+    // known not to; even those the upload queue retries (backoff), attach fails on them.
     return new RemoteStorageError("transient", key, what, { cause: e });
   }
 }

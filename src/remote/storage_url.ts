@@ -4,6 +4,11 @@
  *   file:///abs/path                                          LocalFs rooted at /abs/path
  *   s3://bucket[/prefix][?endpoint=http://host:port][&region=R]   S3 (region default us-east-1)
  *
+ * Both take the node's remote options as query parameters too (NODE_OPTION_KEYS, integers in
+ * milliseconds): detach_timeout_ms (bound on each wait of a detach) and
+ * generation_check_interval_ms (at most one generation check per tenant this often before a
+ * new flush position goes to a WAL source); src/main/remote_timelines.ts uses them.
+ *
  * Anything else is an InvalidArgumentError that says what was expected. Credentials never
  * appear in the URL (the AWS SDK reads them from the environment).
  */
@@ -13,9 +18,19 @@ import { LocalFs } from "./local_fs.js";
 import { checkKey, type RemoteStorage } from "./remote_storage.js";
 import { S3Storage } from "./s3.js";
 
+/** The node's remote options carried in the URL (absent: the defaults of src/main/remote_timelines.ts). */
+export interface RemoteNodeOptions {
+  detach_timeout_ms?: number;
+  generation_check_interval_ms?: number;
+}
+
 export type RemoteStorageConfig =
-  | { kind: "local"; root_path: string }
-  | { kind: "s3"; bucket: string; prefix: string; region: string; endpoint: string | null };
+  | { kind: "local"; root_path: string; options: RemoteNodeOptions }
+  | { kind: "s3"; bucket: string; prefix: string; region: string; endpoint: string | null; options: RemoteNodeOptions };
+
+const NODE_OPTION_KEYS = ["detach_timeout_ms", "generation_check_interval_ms"] as const;
+/** A day: a longer wait is a typo, not a setting. */
+const MAX_OPTION_MS = 86_400_000;
 
 export const DEFAULT_S3_REGION = "us-east-1";
 const MAX_URL_CHARS = 2048;
@@ -39,15 +54,24 @@ export function parseRemoteStorageUrl(text: string): RemoteStorageConfig {
   }
   if (url.hash !== "") bad("a fragment is not allowed");
   if (url.username !== "" || url.password !== "") bad("credentials don't belong in the URL (use the AWS_* environment variables)");
+  const options: RemoteNodeOptions = {};
+  for (const key of NODE_OPTION_KEYS) {
+    const v = url.searchParams.get(key);
+    if (v === null) continue;
+    const n = /^\d{1,9}$/.test(v) ? Number(v) : Number.NaN;
+    if (!(n >= (key === "detach_timeout_ms" ? 1 : 0) && n <= MAX_OPTION_MS)) bad(`${key} must be an integer number of milliseconds up to ${MAX_OPTION_MS}`);
+    options[key] = n;
+    url.searchParams.delete(key);
+  }
   if (url.protocol === "file:") {
     if (url.host !== "") bad("a file URL has no host: use three slashes, file:///abs/path");
-    if (url.search !== "") bad("a file URL takes no query");
+    if ([...url.searchParams.keys()].length > 0) bad(`a file URL takes no query but ${NODE_OPTION_KEYS.join(", ")}`);
     const path = decodePath(url.pathname, bad);
     if (!path.startsWith("/") || path.includes("\0")) bad("the path must be absolute");
     const root_path = path.length > 1 && path.endsWith("/") ? path.slice(0, -1) : path;
     if (root_path === "/") bad("refusing the filesystem root as remote storage");
     if (root_path.split("/").some((c) => c === "." || c === "..")) bad("'.' or '..' in the path");
-    return { kind: "local", root_path };
+    return { kind: "local", root_path, options };
   }
   if (url.protocol === "s3:") {
     const bucket = url.hostname;
@@ -78,10 +102,10 @@ export function parseRemoteStorageUrl(text: string): RemoteStorageConfig {
         if (!REGION_RE.test(v)) bad(`invalid region ${quoteInput(v)}`);
         region = v;
       } else {
-        bad(`unknown parameter ${quoteInput(k)} (known: endpoint, region)`);
+        bad(`unknown parameter ${quoteInput(k)} (known: endpoint, region, ${NODE_OPTION_KEYS.join(", ")})`);
       }
     }
-    return { kind: "s3", bucket, prefix, region, endpoint };
+    return { kind: "s3", bucket, prefix, region, endpoint, options };
   }
   return bad(`unsupported scheme ${quoteInput(url.protocol)}`);
 }
@@ -97,5 +121,5 @@ function decodePath(p: string, bad: (why: string) => never): string {
 /** Opens the backend a parsed URL names. */
 export function openRemoteStorage(cfg: RemoteStorageConfig, opts: { timeout_ms?: number } = {}): RemoteStorage {
   if (cfg.kind === "local") return new LocalFs(cfg.root_path, opts);
-  return new S3Storage({ ...cfg, ...opts });
+  return new S3Storage({ bucket: cfg.bucket, prefix: cfg.prefix, region: cfg.region, endpoint: cfg.endpoint, ...opts });
 }

@@ -16,13 +16,23 @@
  * - Layer uploads run concurrently (at most max_concurrent_uploads operations in flight) and
  *   may overtake earlier index uploads (an earlier index never names a later layer), but never
  *   an earlier operation on the same object key.
- * - Transient errors are retried with exponential backoff (retry_base_ms doubling up to
- *   retry_max_ms) until they succeed or the queue stops; a retry loop ends only with the
- *   queue. A permanent error (the local layer file changed, access denied, ...)
- *   stops the queue as "failed" with the reason: every later index would be wrong without it.
- * - A scheduled layer upload holds its local file open until it ends, so the timeline may
- *   unlink a layer (compaction, GC) right away without losing a pending upload; isPending()
- *   says whether one is still queued or in flight. At most max_queued_ops files are held.
+ * - Every remote storage error (transient or "permanent": a clock-skew 403 or an expired
+ *   token heals) is retried with jittered exponential backoff (a random delay in the upper
+ *   half of retry_base_ms doubling up to retry_max_ms, so thousands of queues that failed
+ *   together don't retry in lockstep) until it succeeds or the queue stops; a retry loop ends
+ *   only with the queue. Each retry is counted (stats().retries_total) and logged (WARN for
+ *   the first attempts and every RETRY_LOG_EVERY-th, DEBUG between). Only a local error (the
+ *   layer file changed or is gone) stops the queue as "failed" with the reason: every later
+ *   index would be wrong without it.
+ * - A scheduled layer upload holds a hard link to its local file (beside it, named
+ *   `<file>.upload-<random>.___temp`, which timeline load removes after a crash) until it
+ *   ends, so the timeline may unlink a layer (compaction, GC) right away without losing a
+ *   pending upload; isPending() says whether one is still queued or in flight. A queued upload
+ *   holds no file descriptor: the file is opened only while its upload runs (at most
+ *   max_concurrent_uploads at once).
+ * - Backpressure: waitForRoom() resolves once the queue holds fewer than
+ *   max_queued_ops - roomHeadroom() operations; a timeline's flush waits on it (bounded
+ *   waits), so a long outage slows flushes (and so ingest) instead of filling the queue.
  * - remote_consistent_lsn is the disk_consistent_lsn of the last index known to be uploaded.
  * - shutdown() aborts what is in flight, stops retrying, and rejects every pending wait with a
  *   ShutdownError; a stop (failed/superseded) rejects them with UploadQueueStoppedError.
@@ -30,13 +40,14 @@
  * Nothing here is persisted: after a restart the queue starts from the remote index and the
  * local files (the owner reconciles them), as Neon's does.
  */
-import { closeSync, fstat, openSync, read } from "node:fs";
+import { randomBytes } from "node:crypto";
+import { linkSync, read, unlinkSync } from "node:fs";
+import { open } from "node:fs/promises";
 import { Readable } from "node:stream";
-import { promisify } from "node:util";
 import { setTimeout as sleep } from "node:timers/promises";
 import { crc32c } from "@node-rs/crc32";
 import type { Logger } from "pino";
-import { parseLayerName } from "../layers/layer_name.js";
+import { parseLayerName, TEMP_SUFFIX } from "../layers/layer_name.js";
 import type { TimelineMetadata } from "../tenant/metadata.js";
 import { assert } from "../types/assert.js";
 import { BadStateError, ConflictError, InvalidArgumentError, LimitReachedError, NotFoundError, PageserverError, ShutdownError } from "../types/errors.js";
@@ -122,8 +133,8 @@ interface LayerOp {
   layer: LayerUpload;
   /** Its entry in the projected index (and in every index snapshot taken since): the upload fills in crc32c. */
   entry: ProjectedLayer;
-  /** The local file, open from scheduling until the op ends: its name may go meanwhile. */
-  fd: number;
+  /** A hard link to the local file, from scheduling until the op ends: the layer's name may go meanwhile. */
+  link: string;
 }
 interface IndexOp {
   kind: "upload_index";
@@ -155,10 +166,14 @@ export interface UploadQueueStats {
   uploaded_layer_bytes_total: number;
   uploaded_indexes_total: number;
   deleted_layers_total: number;
+  /** waitForRoom calls that found the queue full (a flush held back). */
+  backpressure_waits_total: number;
 }
 
 const MAX_WAITERS = 10_000;
-const fstatAsync = promisify(fstat);
+/** Retries logged at WARN: the first few of an op, then every this many. */
+const RETRY_LOG_FIRST = 3;
+const RETRY_LOG_EVERY = 10;
 
 export class UploadQueue {
   private readonly o: UploadQueueOptions;
@@ -171,6 +186,8 @@ export class UploadQueue {
   private readonly pending: Op[] = [];
   private readonly running = new Set<Promise<void>>();
   private waiters: Waiter[] = [];
+  /** waitForRoom calls waiting: each checks for room when an op completes or the queue stops. */
+  private readonly roomWaiters = new Set<() => void>();
   private next_seq = 1;
   private inflight = 0;
   private projectedLayers: Map<string, ProjectedLayer>;
@@ -184,6 +201,7 @@ export class UploadQueue {
     uploaded_layer_bytes_total: 0,
     uploaded_indexes_total: 0,
     deleted_layers_total: 0,
+    backpressure_waits_total: 0,
   };
 
   constructor(opts: UploadQueueOptions) {
@@ -192,7 +210,7 @@ export class UploadQueue {
     this.max_inflight = opts.max_concurrent_uploads ?? 4;
     this.max_queued = opts.max_queued_ops ?? 10_000;
     this.retry_base_ms = opts.retry_base_ms ?? 100;
-    this.retry_max_ms = opts.retry_max_ms ?? 3_000;
+    this.retry_max_ms = opts.retry_max_ms ?? 30_000;
     assert(this.max_inflight >= 1 && this.max_queued >= 1, "UploadQueue: limits must be ≥ 1");
     assert(this.retry_base_ms > 0 && this.retry_max_ms >= this.retry_base_ms, "UploadQueue: bad retry bounds");
     this.projectedLayers = new Map([...(opts.initial?.layers ?? [])].map(([n, l]) => [n, { ...l }]));
@@ -246,33 +264,56 @@ export class UploadQueue {
   }
 
   /**
-   * Uploads a new layer file under our generation; it joins the projected index. The file is
-   * opened now (or `fd`, already open on it, is handed over: the queue closes it, even when
-   * this call throws) and stays open until the upload ends, so the timeline may unlink it at
-   * any time after this call without losing the upload.
+   * Uploads a new layer file under our generation; it joins the projected index. A hard link
+   * to the file is made now (see the header), so the timeline may unlink it at any time after
+   * this call without losing the upload. A missing file is a NotFoundError.
    */
-  scheduleLayerUpload(layer: LayerUpload, opts: { fd?: number } = {}): void {
-    try {
-      this.checkSchedulable(1);
-      if (parseLayerName(layer.name) === null) throw new InvalidArgumentError(`not a layer name: '${layer.name}'`);
-      assert(Number.isSafeInteger(layer.file_size) && layer.file_size >= 0, "scheduleLayerUpload: bad file_size");
-      const c = layer.crc32c;
-      assert(c === null || (Number.isInteger(c) && c >= 0 && c <= 0xffff_ffff), "scheduleLayerUpload: bad crc32c");
-      const existing = this.projectedLayers.get(layer.name);
-      if (existing !== undefined && existing.generation === this.o.generation) {
-        // Same key as an object an index may already name: overwriting it could change a
-        // published layer under a reader.
-        throw new ConflictError(`layer ${layer.name} is already part of the remote state in generation ${this.o.generation}`);
-      }
-    } catch (e) {
-      if (opts.fd !== undefined) closeSync(opts.fd);
-      throw e;
+  scheduleLayerUpload(layer: LayerUpload): void {
+    this.checkSchedulable(1);
+    if (parseLayerName(layer.name) === null) throw new InvalidArgumentError(`not a layer name: '${layer.name}'`);
+    assert(Number.isSafeInteger(layer.file_size) && layer.file_size >= 0, "scheduleLayerUpload: bad file_size");
+    const c = layer.crc32c;
+    assert(c === null || (Number.isInteger(c) && c >= 0 && c <= 0xffff_ffff), "scheduleLayerUpload: bad crc32c");
+    const existing = this.projectedLayers.get(layer.name);
+    if (existing !== undefined && existing.generation === this.o.generation) {
+      // Same key as an object an index may already name: overwriting it could change a
+      // published layer under a reader.
+      throw new ConflictError(`layer ${layer.name} is already part of the remote state in generation ${this.o.generation}`);
     }
-    const fd = opts.fd ?? openLocal(layer.local_path);
+    const link = linkLocal(layer.local_path);
     const entry: ProjectedLayer = { file_size: layer.file_size, crc32c: layer.crc32c, generation: this.o.generation };
     this.projectedLayers.set(layer.name, entry);
     const key = layerKey(this.o.tenant_id, this.o.timeline_id, layer.name, this.o.generation);
-    this.enqueue({ kind: "upload_layer", seq: 0, state: "queued", key, layer: { ...layer }, entry, fd });
+    this.enqueue({ kind: "upload_layer", seq: 0, state: "queued", key, layer: { ...layer }, entry, link });
+  }
+
+  /** Operations kept free below max_queued_ops for what a flush and a compaction round schedule. */
+  private roomHeadroom(): number {
+    return Math.max(1, Math.min(1000, Math.floor(this.max_queued / 10)));
+  }
+
+  /**
+   * Backpressure for the timeline's flush: true at once while the queue has room (fewer than
+   * max_queued_ops - headroom operations) or is stopped (scheduling then fails on its own);
+   * otherwise waits until it has, at most timeout_ms (false: still full, ask again).
+   */
+  waitForRoom(timeout_ms: number): Promise<boolean> {
+    const hasRoom = (): boolean => this._status !== "active" || this.pending.length < this.max_queued - this.roomHeadroom();
+    if (hasRoom()) return Promise.resolve(true);
+    if (this.roomWaiters.size >= MAX_WAITERS) return Promise.resolve(false);
+    this.counters.backpressure_waits_total++;
+    return new Promise<boolean>((resolve) => {
+      const done = (): void => {
+        clearTimeout(timer);
+        this.roomWaiters.delete(check);
+        resolve(hasRoom());
+      };
+      const check = (): void => {
+        if (hasRoom()) done();
+      };
+      const timer = setTimeout(done, timeout_ms);
+      this.roomWaiters.add(check);
+    });
   }
 
   /** Uploads the projected index with this metadata, after everything scheduled before it. */
@@ -463,11 +504,15 @@ export class UploadQueue {
           this.stop("superseded", e.message);
           return false;
         }
-        // A failpoint's `return` stands for a transient failure: retried like one.
-        if ((e instanceof RemoteStorageError && e.kind === "transient") || e instanceof FailpointError) {
+        // Any remote error may heal (a 403 from clock skew, an expired token, an outage); a
+        // failpoint's `return` stands for one. Only local errors stop the queue.
+        if ((e instanceof RemoteStorageError && e.kind !== "cancelled") || e instanceof FailpointError) {
           this.counters.retries_total++;
-          const delay_ms = Math.min(this.retry_max_ms, this.retry_base_ms * 2 ** Math.min(attempt, 30));
-          this.o.log.warn({ op: op.kind, attempt: attempt + 1, delay_ms, err: e.message }, "remote operation failed, retrying");
+          const cap_ms = Math.min(this.retry_max_ms, this.retry_base_ms * 2 ** Math.min(attempt, 30));
+          const delay_ms = Math.round(cap_ms / 2 + Math.random() * (cap_ms / 2));
+          const n = attempt + 1;
+          const level = n <= RETRY_LOG_FIRST || n % RETRY_LOG_EVERY === 0 ? "warn" : "debug";
+          this.o.log[level]({ op: op.kind, attempt: n, delay_ms, err: e.message }, "remote operation failed, retrying");
           try {
             await sleep(delay_ms, undefined, { signal: this.abort.signal });
           } catch {
@@ -504,21 +549,31 @@ export class UploadQueue {
 
   private async uploadLayer(op: LayerOp): Promise<void> {
     const { local_path, file_size, crc32c: expected_crc } = op.layer;
-    const size = (await fstatAsync(op.fd)).size;
-    if (size !== file_size) throw new LocalLayerError(`local file ${local_path} is ${size} bytes, scheduled as ${file_size}`);
-    await failpoint("remote-upload-layer");
-    const reader = new FdReader(op.fd, file_size, local_path);
+    let fh: Awaited<ReturnType<typeof open>>;
     try {
-      await this.o.storage.put(op.key, reader.stream, { signal: this.abort.signal, timeout_ms: this.o.op_timeout_ms, size_bytes: file_size });
+      fh = await open(op.link, "r");
+    } catch (e) {
+      throw new LocalLayerError(`local file ${local_path} (held as ${op.link}) can't be opened: ${(e as Error).message}`);
+    }
+    try {
+      const size = (await fh.stat()).size;
+      if (size !== file_size) throw new LocalLayerError(`local file ${local_path} is ${size} bytes, scheduled as ${file_size}`);
+      await failpoint("remote-upload-layer");
+      const reader = new FdReader(fh.fd, file_size, local_path);
+      try {
+        await this.o.storage.put(op.key, reader.stream, { signal: this.abort.signal, timeout_ms: this.o.op_timeout_ms, size_bytes: file_size });
+      } finally {
+        reader.stream.destroy();
+        // No read may still use the fd when the attempt ends and the fd is closed.
+        await reader.idle();
+      }
+      if (expected_crc !== null && reader.crc !== expected_crc) {
+        throw new LocalLayerError(`local file ${local_path} has CRC32C ${reader.crc.toString(16)}, scheduled as ${expected_crc.toString(16)}`);
+      }
+      op.entry.crc32c = reader.crc;
     } finally {
-      reader.stream.destroy();
-      // No read may still use the fd when the op ends and the fd is closed.
-      await reader.idle();
+      await fh.close();
     }
-    if (expected_crc !== null && reader.crc !== expected_crc) {
-      throw new LocalLayerError(`local file ${local_path} has CRC32C ${reader.crc.toString(16)}, scheduled as ${expected_crc.toString(16)}`);
-    }
-    op.entry.crc32c = reader.crc;
   }
 
   private complete(group: Op[]): void {
@@ -526,7 +581,7 @@ export class UploadQueue {
       const i = this.pending.indexOf(op);
       assert(i >= 0, "completed op not pending");
       this.pending.splice(i, 1);
-      if (op.kind === "upload_layer") closeSync(op.fd);
+      if (op.kind === "upload_layer") unlinkQuiet(op.link);
     }
     const last = group[group.length - 1]!;
     switch (last.kind) {
@@ -548,6 +603,7 @@ export class UploadQueue {
       this.waiters = this.waiters.filter((w) => w.seq >= first);
       for (const w of ready) w.resolve();
     }
+    this.wakeRoomWaiters();
     this.pump();
   }
 
@@ -557,15 +613,21 @@ export class UploadQueue {
     this._stop_reason = reason;
     this.o.log.error({ status, reason }, "upload queue stopped");
     this.abortAll(new UploadQueueStoppedError(`upload queue of timeline ${this.o.timeline_id} stopped: ${reason}`));
+    this.wakeRoomWaiters();
     void this.closeFilesWhenIdle();
     this.o.onStopped?.(status, reason);
   }
 
-  /** After a stop: once nothing runs, close the files of the uploads that will never happen. */
+  /** After a stop: once nothing runs, remove the links of the uploads that will never happen. */
   private async closeFilesWhenIdle(): Promise<void> {
     // Each round awaits the ops running now; a stopped queue starts none, so one round ends it.
     while (this.running.size > 0) await Promise.allSettled([...this.running]);
-    for (const op of this.pending.splice(0)) if (op.kind === "upload_layer") closeSync(op.fd);
+    for (const op of this.pending.splice(0)) if (op.kind === "upload_layer") unlinkQuiet(op.link);
+    this.wakeRoomWaiters();
+  }
+
+  private wakeRoomWaiters(): void {
+    for (const w of [...this.roomWaiters]) w();
   }
 
   private abortAll(err: Error): void {
@@ -636,12 +698,23 @@ class FdReader {
   }
 }
 
-function openLocal(path: string): number {
+/** A hard link to `path` beside it (see the header); a missing file is a NotFoundError. */
+function linkLocal(path: string): string {
+  const link = `${path}.upload-${randomBytes(6).toString("hex")}${TEMP_SUFFIX}`;
   try {
-    return openSync(path, "r");
+    linkSync(path, link);
   } catch (e) {
     if ((e as NodeJS.ErrnoException).code === "ENOENT") throw new NotFoundError(`local layer file ${path} does not exist`);
     throw e;
+  }
+  return link;
+}
+
+function unlinkQuiet(path: string): void {
+  try {
+    unlinkSync(path);
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code !== "ENOENT") throw e;
   }
 }
 

@@ -26,6 +26,11 @@ export interface LayerEvents {
   layersAdded(layers: readonly AddedLayer[]): void;
   layersRemoved(names: readonly string[]): void;
   metadataChanged(metadata: TimelineMetadata): void;
+  /**
+   * Backpressure: the flush asks before each layer; false after timeout_ms means "still full,
+   * ask again" (the flush waits while its loop runs). Absent: never full.
+   */
+  waitForRoom?(timeout_ms: number): Promise<boolean>;
 }
 
 export const NO_LAYER_EVENTS: LayerEvents = {

@@ -114,6 +114,8 @@ export const REDO_OFFLOAD_MIN_RECORDS = 64;
 const ABSENT = -2;
 /** L0 files one compaction job takes at most (Neon's compaction_upper_limit): bounds a job's length. */
 const COMPACTION_UPPER_LIMIT = 10;
+/** One bounded wait of a flush for room in the remote upload queue (it asks again while it runs). */
+const ROOM_WAIT_MS = 10_000;
 /** Checkpoints waiting on one timeline at once (each is an HTTP request or a shutdown). */
 const MAX_FLUSH_WAITERS = 100_000;
 /** Downloads one async read may wait for before it gives up (each makes one more layer resident). */
@@ -179,6 +181,8 @@ export class Timeline {
   private readonly lsnTimeSamples: { time_ms: number; lsn: Lsn }[] = [];
   /** Where layer and metadata changes are reported (remote storage), once they are durable. */
   private events: LayerEvents = NO_LAYER_EVENTS;
+  /** Set by shutdown: its flush no longer waits for room in the remote upload queue. */
+  private shuttingDown = false;
   /** Commit timestamps seen in this timeline's own WAL (above its branch point). */
   private readonly commitTimes: CommitTimes;
   private readonly gate = new IngestGate(() => this.gateVerdict());
@@ -859,6 +863,8 @@ export class Timeline {
     this.flushFailure = null;
     while (this.frozen.length > 0 && this.flushLoop === FlushLoopState.Running) {
       const layer = this.frozen[0]!;
+      // A full remote upload queue holds the flush (and so ingest) back, in bounded waits, until shutdown.
+      if (!(await this.roomForLayer())) return;
       let attempt = 0;
       for (;;) {
         try {
@@ -879,6 +885,15 @@ export class Timeline {
         }
       }
     }
+  }
+
+  /** Waits while the layer events' queue is full (LayerEvents.waitForRoom); false: the flush loop stopped meanwhile. */
+  private async roomForLayer(): Promise<boolean> {
+    for (let waits = 0; this.flushLoop === FlushLoopState.Running; waits++) {
+      if (this.shuttingDown || ((await this.events.waitForRoom?.(ROOM_WAIT_MS)) ?? true)) return true;
+      if (waits % 6 === 0) this.deps.log.warn({ waited_ms: (waits + 1) * ROOM_WAIT_MS }, "flush waits for room in the remote upload queue");
+    }
+    return false;
   }
 
   private async flushOne(layer: InMemoryLayer): Promise<void> {
@@ -1412,6 +1427,8 @@ export class Timeline {
 
   /** Stop: optionally flush what is in memory first; then no more writes or reads. */
   async shutdown(flush: boolean): Promise<void> {
+    // The last flush goes to disk even while the remote upload queue is full.
+    this.shuttingDown = true;
     if (this.state === TimelineState.Active && flush) {
       try {
         await this.checkpoint();
