@@ -42,7 +42,7 @@ import type { TenantManager } from "./tenant_manager.js";
 export const MAX_CONNECTIONS = 4096;
 /** GetPage requests served from one snapshot at most (Neon's max_batch_size). */
 export const MAX_BATCH_SIZE = 32;
-const SOCKET_LIMITS = {
+export const SOCKET_LIMITS = {
   // Requests are ≤ 42 bytes, queries a few hundred, a JWT a few kB.
   max_frame_bytes: 64 * 1024,
   max_buffered_bytes: 256 * 1024,
