@@ -15,7 +15,8 @@
  * - At most `page_service_max_connections_per_tenant` connections per tenant: a connection
  *   counts for the tenant of its tenant-scoped token (from its login) or of its latest
  *   command (pagestream, basebackup); the one beyond gets FATAL 53300 and is closed
- *   (page_service_conn.ts). Counts drop when a connection closes; a zero count is no entry.
+ *   (page_service_conn.ts). Counts drop when a connection closes; a zero count is no entry,
+ *   so each map holds at most MAX_CONNECTIONS entries.
  * - close() stops accepting, destroys every open connection (their sessions end: a pending
  *   LSN wait finishes into a closed socket and writes nothing), and resolves when every
  *   connection and the listener are closed.
@@ -181,6 +182,7 @@ export class PageService {
     this.metrics.refused("peer_limit");
     this.conns.set(sock, null);
     sock.on("close", () => this.conns.delete(sock));
+    sock.resume(); // its startup packet is read and dropped, so the client's close is seen at once
     sock.end(errorResponse("53300", `too many connections from ${peer}: at most ${max} (page_service_max_connections_per_peer)`, "FATAL"));
     setTimeout(() => sock.destroy(), REFUSE_FLUSH_TIMEOUT_MS).unref();
   }
