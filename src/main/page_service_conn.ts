@@ -251,7 +251,7 @@ export class PageServiceConnection {
     this.log.info({ idle_timeout_ms: ms }, "page service connection idle: closing it");
     this.deps.metrics.closed("idle_timeout");
     this.closedBy = "idle_timeout";
-    this.io.terminate("57P05", `terminating connection due to idle-session timeout (no request for ${ms} ms)`);
+    this.io.terminate("57P05", `terminating connection due to idle-session timeout (waited ${ms} ms on the client: no request, or answers unread)`);
   }
 
   /** Count this connection for `tenant` (moving it from its previous tenant); false when `tenant` is full. */

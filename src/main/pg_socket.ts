@@ -103,7 +103,7 @@ export class PgSocket {
     this.onIdle = onIdle;
   }
 
-  /** Entering a wait on the client: arm the idle timer (one at a time: next() and drained() never overlap). */
+  /** Entering a wait on the client: arm the idle timer unless it runs (next() and drained() never overlap). */
   private armIdle(): void {
     const onIdle = this.onIdle;
     if (onIdle === null || this.idleTimer !== null || this.closed) return;
@@ -170,14 +170,18 @@ export class PgSocket {
 
   /** The next frame; null once the connection is closed or the client ended its side (bytes of a partial frame are dropped). */
   async next(): Promise<Frame | null> {
-    for (;;) {
-      const f = this.tryNext();
-      if (f !== null) return f;
-      if (this.closed || this.inputEnded) return null;
-      this.armIdle();
-      await new Promise<void>((resolve) => {
-        this.dataWaiter = resolve;
-      });
+    try {
+      for (;;) {
+        const f = this.tryNext();
+        if (f !== null) return f;
+        if (this.closed || this.inputEnded) return null;
+        // Armed once per frame: bytes of a frame trickling in don't restart the idle time.
+        this.armIdle();
+        await new Promise<void>((resolve) => {
+          this.dataWaiter = resolve;
+        });
+      }
+    } finally {
       this.clearIdle();
     }
   }
@@ -197,8 +201,11 @@ export class PgSocket {
     if (!this.needsDrain) return;
     this.pauseReading();
     this.armIdle();
-    await new Promise<void>((resolve) => this.drainWaiters.push(resolve));
-    this.clearIdle();
+    try {
+      await new Promise<void>((resolve) => this.drainWaiters.push(resolve));
+    } finally {
+      this.clearIdle();
+    }
   }
 
   /** Send what is queued, then close. */
