@@ -10,10 +10,13 @@
  *   token) and the 7th from one peer get FATAL 53300 and are closed; the others keep working;
  * - a connection whose token's exp passes gets FATAL 28000 and is closed;
  * - a 5,000-character user / application_name is logged cut to 64 characters.
- * The refusals and closes are counted in /metrics.
+ * The refusals and closes are counted in /metrics; the settings load from pageserver.json.
  */
 import { generateKeyPairSync } from "node:crypto";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { connect, type Socket } from "node:net";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { Writable } from "node:stream";
 import { SignJWT } from "jose";
 import { pino } from "pino";
@@ -21,6 +24,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type PageServiceClient, PageServiceError } from "../src/client/page_service_client.js";
 import { encodeRequest, header, LATEST_LSN } from "../src/client/pagestream.js";
 import { copyData, MSG, parseErrorFields, passwordMessage, query, startupMessage } from "../src/client/pg_wire.js";
+import { DEFAULT_NODE_CONFIG, loadNodeConfig } from "../src/main/config.js";
 import { SOCKET_LIMITS } from "../src/main/page_service.js";
 import { MAX_LOGGED_PARAM_CHARS } from "../src/main/page_service_conn.js";
 import type { TenantId } from "../src/types/ids.js";
@@ -245,8 +249,8 @@ describe("token expiry", () => {
   it("a connection whose token's exp passes gets FATAL 28000 and is closed, also inside a pagestream session", async () => {
     await noConnections();
     const closedBefore = await metric("pageserver_page_service_connections_closed_total", "token_expired");
-    // exp is in whole seconds: 2 to 3 s from now.
-    const short = await token({ scope: "tenant", tenant_id: fx.tenant }, Math.floor(Date.now() / 1000) + 3);
+    // exp is in whole seconds: 3 to 4 s from now (time for the login and one request first).
+    const short = await token({ scope: "tenant", tenant_id: fx.tenant }, Math.floor(Date.now() / 1000) + 4);
     const c = await fx.client(short);
     try {
       const s = await c.pagestream(fx.tenant, fx.timeline, 3);
@@ -284,6 +288,27 @@ describe("logs", () => {
       expect(j.user).toBe(`${"u".repeat(MAX_LOGGED_PARAM_CHARS)}… (5000 chars)`);
       expect(j.application_name).toBe(`${"a".repeat(MAX_LOGGED_PARAM_CHARS)}… (4000 chars)`);
       expect(l.length).toBeLessThan(1000);
+    }
+  });
+});
+
+describe("settings", () => {
+  it("come from pageserver.json (defaults: 10 min, 512 per tenant, 1024 per peer) and refuse bad values", () => {
+    expect(DEFAULT_NODE_CONFIG.page_service_idle_timeout_ms).toBe(600_000);
+    expect(DEFAULT_NODE_CONFIG.page_service_max_connections_per_tenant).toBe(512);
+    expect(DEFAULT_NODE_CONFIG.page_service_max_connections_per_peer).toBe(1024);
+    const dir = mkdtempSync(join(tmpdir(), "ps-pagesvc-conf-"));
+    try {
+      const file = join(dir, "pageserver.json");
+      writeFileSync(file, JSON.stringify({ page_service_idle_timeout_ms: 30_000, page_service_max_connections_per_tenant: 8, page_service_max_connections_per_peer: 16 }));
+      const c = loadNodeConfig({ workdir: dir });
+      expect([c.page_service_idle_timeout_ms, c.page_service_max_connections_per_tenant, c.page_service_max_connections_per_peer]).toEqual([30_000, 8, 16]);
+      writeFileSync(file, JSON.stringify({ page_service_max_connections_per_peer: 0 }));
+      expect(() => loadNodeConfig({ workdir: dir })).toThrow(/page_service_max_connections_per_peer: expected a positive integer/);
+      writeFileSync(file, JSON.stringify({ page_service_idle_timeout_ms: 2 ** 31 }));
+      expect(() => loadNodeConfig({ workdir: dir })).toThrow(/page_service_idle_timeout_ms: at most 2147483647/);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
     }
   });
 });
