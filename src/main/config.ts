@@ -16,6 +16,12 @@ export interface NodeConfig {
   listen_http: { host: string; port: number };
   /** Page service (Neon's pagestream over the PostgreSQL wire protocol). */
   listen_pg: { host: string; port: number };
+  /** A page service connection that waits on its client this long (no request, answers unread) is closed (FATAL 57P05). */
+  page_service_idle_timeout_ms: number;
+  /** Page service connections one tenant may hold; one more gets FATAL 53300 and is closed. */
+  page_service_max_connections_per_tenant: number;
+  /** Page service connections from one remote address; one more gets FATAL 53300 and is closed. */
+  page_service_max_connections_per_peer: number;
   /** PEM public key (Ed25519 or RSA) that turns on JWT auth for HTTP and the page service; null: no auth. */
   auth_public_key: string | null;
   page_cache_size_bytes: number;
@@ -53,6 +59,9 @@ export const DEFAULT_NODE_CONFIG: NodeConfig = {
   workdir: ".pageserver",
   listen_http: { host: "127.0.0.1", port: 9898 },
   listen_pg: { host: "127.0.0.1", port: 6400 },
+  page_service_idle_timeout_ms: 10 * 60 * 1000,
+  page_service_max_connections_per_tenant: 512,
+  page_service_max_connections_per_peer: 1024,
   auth_public_key: null,
   page_cache_size_bytes: 64 * 1024 * 1024,
   flush_threads: 1,
@@ -69,6 +78,9 @@ export const DEFAULT_NODE_CONFIG: NodeConfig = {
   max_local_disk_bytes: 0,
   min_free_disk_bytes: 0,
 };
+
+/** The longest setTimeout (2^31 - 1 ms, ~24.8 days). */
+const MAX_TIMER_MS = 2 ** 31 - 1;
 
 export function parseListen(text: string): { host: string; port: number } {
   const m = /^(\[[0-9a-fA-F:]+\]|[A-Za-z0-9.-]+):(\d{1,5})$/.exec(text);
@@ -96,6 +108,9 @@ export interface ConfigOverrides {
   workdir?: string;
   listen?: string;
   listen_pg?: string;
+  page_service_idle_timeout_ms?: number | string;
+  page_service_max_connections_per_tenant?: number | string;
+  page_service_max_connections_per_peer?: number | string;
   auth_public_key?: string;
   page_cache_size?: number | string;
   flush_threads?: number | string;
@@ -117,6 +132,17 @@ function apply(c: NodeConfig, o: ConfigOverrides): void {
   if (o.workdir !== undefined) c.workdir = o.workdir;
   if (o.listen !== undefined) c.listen_http = parseListen(o.listen);
   if (o.listen_pg !== undefined) c.listen_pg = parseListen(o.listen_pg);
+  if (o.page_service_idle_timeout_ms !== undefined) {
+    c.page_service_idle_timeout_ms = positiveInt(o.page_service_idle_timeout_ms, "page_service_idle_timeout_ms");
+    // setTimeout's limit: a longer timer would fire at once.
+    if (c.page_service_idle_timeout_ms > MAX_TIMER_MS) throw new InvalidArgumentError(`page_service_idle_timeout_ms: at most ${MAX_TIMER_MS}`);
+  }
+  if (o.page_service_max_connections_per_tenant !== undefined) {
+    c.page_service_max_connections_per_tenant = positiveInt(o.page_service_max_connections_per_tenant, "page_service_max_connections_per_tenant");
+  }
+  if (o.page_service_max_connections_per_peer !== undefined) {
+    c.page_service_max_connections_per_peer = positiveInt(o.page_service_max_connections_per_peer, "page_service_max_connections_per_peer");
+  }
   if (o.auth_public_key !== undefined) c.auth_public_key = o.auth_public_key;
   if (o.page_cache_size !== undefined) c.page_cache_size_bytes = positiveInt(o.page_cache_size, "page_cache_size");
   if (o.flush_threads !== undefined) c.flush_threads = positiveInt(o.flush_threads, "flush_threads");
@@ -152,6 +178,9 @@ function nonNegativeInt(x: unknown, name: string): number {
 }
 
 const FILE_KEYS = new Set(["listen", "listen_pg", "auth_public_key", "page_cache_size", "flush_threads", "compaction_threads", "gc_threads", "redo_threads", "log_level", "log_format", "max_tenants", "max_concurrent_background_tasks", "concurrent_tenant_size_logical_size_queries", "tenant_config", "remote_storage", "max_local_disk_bytes", "min_free_disk_bytes"]);
+
+const PAGE_SERVICE_FILE_KEYS = ["page_service_idle_timeout_ms", "page_service_max_connections_per_tenant", "page_service_max_connections_per_peer"];
+for (const k of PAGE_SERVICE_FILE_KEYS) FILE_KEYS.add(k);
 
 /** Build the node config from flags (and the workdir's pageserver.json, if any). */
 export function loadNodeConfig(flags: ConfigOverrides): NodeConfig {

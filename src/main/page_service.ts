@@ -4,11 +4,19 @@
  * describes the protocol as served.
  *
  * Owns the listener, the open connections (each a PageServiceConnection over a PgSocket),
- * the per-tenant GetPage token buckets, the per-timeline last snapshot, and the page service
- * metrics.
+ * the per-peer and per-tenant connection counts, the per-tenant GetPage token buckets, the
+ * per-timeline last snapshot, and the page service metrics.
  *
  * Invariants:
  * - At most MAX_CONNECTIONS connections: node:net closes one more at once (maxConnections).
+ * - At most `page_service_max_connections_per_peer` admitted connections per remote address:
+ *   one more gets FATAL 53300 at once (before its startup packet, as PostgreSQL's postmaster
+ *   answers when it can't start a backend; libpq reads it) and is closed. It is not counted.
+ * - At most `page_service_max_connections_per_tenant` connections per tenant: a connection
+ *   counts for the tenant of its tenant-scoped token (from its login) or of its latest
+ *   command (pagestream, basebackup); the one beyond gets FATAL 53300 and is closed
+ *   (page_service_conn.ts). Counts drop when a connection closes; a zero count is no entry,
+ *   so each map holds at most MAX_CONNECTIONS entries.
  * - close() stops accepting, destroys every open connection (their sessions end: a pending
  *   LSN wait finishes into a closed socket and writes nothing), and resolves when every
  *   connection and the listener are closed.
@@ -26,18 +34,59 @@ import { TokenBucket } from "../tenant/throttle.js";
 import type { Auth } from "./auth.js";
 import { PageServiceConnection } from "./page_service_conn.js";
 import { PageServiceMetrics } from "./page_service_metrics.js";
+import { errorResponse } from "../client/pg_wire.js";
+import type { TenantId } from "../types/ids.js";
+import type { NodeConfig } from "./config.js";
 import { PgSocket } from "./pg_socket.js";
 import type { TenantManager } from "./tenant_manager.js";
 
 export const MAX_CONNECTIONS = 4096;
 /** GetPage requests served from one snapshot at most (Neon's max_batch_size). */
 export const MAX_BATCH_SIZE = 32;
-const SOCKET_LIMITS = {
+export const SOCKET_LIMITS = {
   // Requests are ≤ 42 bytes, queries a few hundred, a JWT a few kB.
   max_frame_bytes: 64 * 1024,
   max_buffered_bytes: 256 * 1024,
   max_unwritten_bytes: 1024 * 1024,
 };
+
+/** A refused connection is destroyed if its FATAL isn't flushed within this. */
+const REFUSE_FLUSH_TIMEOUT_MS = 1_000;
+
+/** The node settings the page service reads (NodeConfig has them). */
+export type PageServiceConfig = Pick<NodeConfig, "page_service_idle_timeout_ms" | "page_service_max_connections_per_tenant" | "page_service_max_connections_per_peer">;
+
+/** Connections per tenant (a connection holds at most one tenant's slot). */
+export class TenantConnectionCounts {
+  readonly max_per_tenant: number;
+  private readonly counts = new Map<TenantId, number>();
+
+  constructor(max_per_tenant: number) {
+    if (!(Number.isSafeInteger(max_per_tenant) && max_per_tenant > 0)) throw new RangeError(`max_per_tenant must be a positive integer, got ${max_per_tenant}`);
+    this.max_per_tenant = max_per_tenant;
+  }
+
+  /** Move a connection's slot from `from` (null: none yet) to `to`; false, and nothing moved, when `to` is full. */
+  move(from: TenantId | null, to: TenantId): boolean {
+    if (from === to) return true;
+    const n = this.counts.get(to) ?? 0;
+    if (n >= this.max_per_tenant) return false;
+    this.counts.set(to, n + 1);
+    if (from !== null) this.release(from);
+    return true;
+  }
+
+  release(t: TenantId): void {
+    const n = this.counts.get(t);
+    if (n === undefined) throw new Error(`page service: releasing a connection slot of tenant ${t}, which holds none`);
+    if (n === 1) this.counts.delete(t);
+    else this.counts.set(t, n - 1);
+  }
+
+  count(t: TenantId): number {
+    return this.counts.get(t) ?? 0;
+  }
+}
 
 export class PageService {
   readonly metrics: PageServiceMetrics;
@@ -45,15 +94,21 @@ export class PageService {
   private readonly log: Logger;
   private readonly auth: () => Auth | null;
   private server: NetServer | null = null;
-  private readonly conns = new Set<Socket>();
+  private readonly conns = new Map<Socket, PgSocket | null>();
+  private readonly conf: PageServiceConfig;
+  /** Admitted connections per remote address. */
+  private readonly peers = new Map<string, number>();
+  private readonly tenantConns: TenantConnectionCounts;
   private readonly buckets = new WeakMap<Tenant, TokenBucket>();
   /** Per timeline, the snapshot of its latest request: its directories and sizes decoded once. */
   private readonly snapshots = new WeakMap<Timeline, DatadirSnapshot>();
   private nextConnId = 1;
 
   /** `auth` is read per connection (the server loads its key in start()). */
-  constructor(tenants: TenantManager, registry: Registry, log: Logger, auth: () => Auth | null) {
+  constructor(tenants: TenantManager, registry: Registry, log: Logger, auth: () => Auth | null, conf: PageServiceConfig) {
     this.tenants = tenants;
+    this.conf = conf;
+    this.tenantConns = new TenantConnectionCounts(conf.page_service_max_connections_per_tenant);
     this.log = log.child({ component: "page_service" });
     this.auth = auth;
     this.metrics = new PageServiceMetrics(registry);
@@ -80,20 +135,34 @@ export class PageService {
 
   private accept(sock: Socket): void {
     const id = this.nextConnId++;
-    const log = this.log.child({ conn_id: id, peer: `${sock.remoteAddress}:${sock.remotePort}` });
-    this.conns.add(sock);
-    this.metrics.connections.inc();
+    // A socket that is already gone has no address: it is refused below (its own peer).
+    const peer = sock.remoteAddress ?? "unknown";
+    const log = this.log.child({ conn_id: id, peer: `${peer}:${sock.remotePort}` });
     sock.on("error", (e) => log.info({ reason: e.message }, "page service socket error"));
+    const fromPeer = this.peers.get(peer) ?? 0;
+    if (fromPeer >= this.conf.page_service_max_connections_per_peer) {
+      this.refuse(sock, peer, log);
+      return;
+    }
+    this.peers.set(peer, fromPeer + 1);
+    this.metrics.connections.inc();
     sock.on("close", () => {
       this.conns.delete(sock);
       this.metrics.connections.dec();
+      const n = this.peers.get(peer)!;
+      if (n === 1) this.peers.delete(peer);
+      else this.peers.set(peer, n - 1);
     });
     const io = new PgSocket(sock, SOCKET_LIMITS);
+    this.conns.set(sock, io);
     const conn = new PageServiceConnection(
       io,
       {
         tenants: this.tenants,
         auth: this.auth(),
+        idle_timeout_ms: this.conf.page_service_idle_timeout_ms,
+        tenant_conns: this.tenantConns,
+        metrics: this.metrics,
         pagestream: {
           metrics: this.metrics,
           max_batch_size: MAX_BATCH_SIZE,
@@ -104,6 +173,18 @@ export class PageService {
       log,
     );
     void conn.run();
+  }
+
+  /** FATAL 53300 to a connection beyond its peer's cap, and close it (it holds no slot meanwhile). */
+  private refuse(sock: Socket, peer: string, log: Logger): void {
+    const max = this.conf.page_service_max_connections_per_peer;
+    log.info({ max_connections_per_peer: max }, "page service connection refused: too many connections from this peer");
+    this.metrics.refused("peer_limit");
+    this.conns.set(sock, null);
+    sock.on("close", () => this.conns.delete(sock));
+    sock.resume(); // its startup packet is read and dropped, so the client's close is seen at once
+    sock.end(errorResponse("53300", `too many connections from ${peer}: at most ${max} (page_service_max_connections_per_peer)`, "FATAL"));
+    setTimeout(() => sock.destroy(), REFUSE_FLUSH_TIMEOUT_MS).unref();
   }
 
   /**
@@ -136,16 +217,30 @@ export class PageService {
     return wait_ms;
   }
 
-  /** Per open connection: bytes read and written, and bytes queued unwritten (flow control is visible here). */
-  connectionStats(): { bytes_read: number; bytes_written: number; unwritten_bytes: number }[] {
-    return [...this.conns].map((s) => ({ bytes_read: s.bytesRead, bytes_written: s.bytesWritten, unwritten_bytes: s.writableLength }));
+  /**
+   * Per open connection: bytes read and written, bytes queued unwritten now and at most ever
+   * (flow control is visible here).
+   */
+  connectionStats(): { bytes_read: number; bytes_written: number; unwritten_bytes: number; peak_unwritten_bytes: number }[] {
+    return [...this.conns].map(([s, io]) => ({
+      bytes_read: s.bytesRead,
+      bytes_written: s.bytesWritten,
+      unwritten_bytes: s.writableLength,
+      peak_unwritten_bytes: io?.peak_unwritten_bytes ?? s.writableLength,
+    }));
+  }
+
+  /** Connections a tenant holds now (its count against page_service_max_connections_per_tenant). */
+  tenantConnections(tenant: TenantId): number {
+    return this.tenantConns.count(tenant);
   }
 
   async close(): Promise<void> {
     const server = this.server;
     this.server = null;
-    const closed = [...this.conns].map((s) => new Promise<void>((resolve) => s.once("close", () => resolve())));
-    for (const s of this.conns) s.destroy();
+    const socks = [...this.conns.keys()];
+    const closed = socks.map((s) => new Promise<void>((resolve) => s.once("close", () => resolve())));
+    for (const s of socks) s.destroy();
     await Promise.all(closed);
     if (server === null) return;
     await new Promise<void>((resolve) => server.close(() => resolve()));

@@ -11,10 +11,20 @@
  *             anything else → ErrorResponse. The token's tenant is checked on each command.
  *             Extended-protocol messages get one ErrorResponse and are skipped until Sync.
  *
+ * Bounds after the login (node settings): the connection is closed with a FATAL
+ *   ErrorResponse when it waits on its client (no request, or answers unread) for
+ *   idle_timeout_ms (57P05, PostgreSQL's idle_session_timeout), when its token's `exp` passes
+ *   (28000; a timer at exp, and a check before each command), and when it would be one
+ *   connection too many for its tenant (53300): the tenant of a tenant-scoped token at login,
+ *   else the tenant of a command.
+ *
  * Invariants: run() never throws (a bug is logged and the connection closed); every reply to
- * bad input is an ErrorResponse (with a SQLSTATE) or a close; a client going away is INFO.
+ * bad input is an ErrorResponse (with a SQLSTATE) or a close; a client going away is INFO;
+ * the connection holds at most one tenant slot and gives it back when run() ends; client
+ * strings (startup parameters) are logged cut to MAX_LOGGED_PARAM_CHARS.
  */
 import { createGzip } from "node:zlib";
+import { decodeJwt } from "jose";
 import type { Logger } from "pino";
 import type { PagestreamVersion } from "../client/pagestream.js";
 import {
@@ -45,6 +55,7 @@ import { type ErrorCode, InvalidArgumentError, PageserverError } from "../types/
 import { parseTenantId, parseTimelineId, type TenantId } from "../types/ids.js";
 import { parseLsn } from "../types/lsn.js";
 import { Auth, type Claims } from "./auth.js";
+import type { ClosedReason, PageServiceMetrics } from "./page_service_metrics.js";
 import { type PagestreamContext, PagestreamHandler } from "./pagestream_handler.js";
 import type { PgSocket } from "./pg_socket.js";
 import type { TenantManager } from "./tenant_manager.js";
@@ -59,6 +70,10 @@ const MAX_STARTUP_PACKETS = 4;
 const MAX_COPY_DATA_BYTES = 256 * 1024;
 /** Words in a command (ids, LSN, flags): anything longer is refused unparsed. */
 const MAX_COMMAND_WORDS = 8;
+/** A startup parameter (user, application_name: up to ~10 KB from the client) is logged cut to this. */
+export const MAX_LOGGED_PARAM_CHARS = 64;
+/** The longest setTimeout: a token expiring later re-arms its timer. */
+const MAX_TIMER_MS = 2 ** 31 - 1;
 
 /** SQLSTATE for each error code (the client sees both: the message names the code). */
 const SQLSTATE: Record<ErrorCode, string> = {
@@ -80,17 +95,39 @@ const SQLSTATE: Record<ErrorCode, string> = {
   internal: "XX000",
 };
 
+/** Per-tenant connection counts (owned by the PageService); a connection holds at most one slot. */
+export interface TenantSlots {
+  readonly max_per_tenant: number;
+  /** Move a connection's slot from `from` (null: none) to `to`; false, and nothing moved, when `to` is full. */
+  move(from: TenantId | null, to: TenantId): boolean;
+  release(t: TenantId): void;
+}
+
 export interface ConnDeps {
   tenants: TenantManager;
   auth: Auth | null;
+  /** Waiting on the client this long after the login closes the connection. */
+  idle_timeout_ms: number;
+  tenant_conns: TenantSlots;
+  metrics: PageServiceMetrics;
   pagestream: PagestreamContext;
 }
+
+/** The tenant holds the most connections allowed: FATAL 53300 and close. */
+class TooManyConnectionsError extends Error {}
 
 export class PageServiceConnection {
   private readonly io: PgSocket;
   private readonly deps: ConnDeps;
   private log: Logger;
   private claims: Claims | null = null;
+  /** The token's `exp` (ms since the epoch); null: no expiry (or no auth). */
+  private expiresAtMs: number | null = null;
+  private expiryTimer: NodeJS.Timeout | null = null;
+  /** The tenant this connection counts for (TenantSlots). */
+  private tenantSlot: TenantId | null = null;
+  /** Why the server ended the connection (then a session's end is not the client's doing). */
+  private closedBy: ClosedReason | "too_many_connections" | null = null;
 
   constructor(io: PgSocket, deps: ConnDeps, log: Logger) {
     this.io = io;
@@ -110,7 +147,10 @@ export class PageServiceConnection {
       } finally {
         clearTimeout(timer);
       }
-      if (ok) await this.queries();
+      if (ok) {
+        this.io.setIdleTimeout(this.deps.idle_timeout_ms, () => this.closeIdle());
+        await this.queries();
+      }
     } catch (e) {
       if (e instanceof WireProtocolError) {
         this.log.info({ reason: e.message }, "protocol violation: closing the connection");
@@ -120,6 +160,9 @@ export class PageServiceConnection {
         this.io.send(errorResponse("XX000", "internal error", "FATAL"));
       }
     } finally {
+      if (this.expiryTimer !== null) clearTimeout(this.expiryTimer);
+      if (this.tenantSlot !== null) this.deps.tenant_conns.release(this.tenantSlot);
+      this.tenantSlot = null;
       this.io.end();
       // end() waits for the queued answers to be flushed: a client that never reads them
       // must not keep the socket open.
@@ -143,7 +186,7 @@ export class PageServiceConnection {
       }
       const params = parseStartupParams(f.body);
       this.io.endStartup();
-      this.log = this.log.child({ user: params.get("user") ?? null, application_name: params.get("application_name") ?? null });
+      this.log = this.log.child({ user: logged(params.get("user")), application_name: logged(params.get("application_name")) });
       return await this.authenticate();
     }
     throw new WireProtocolError(`more than ${MAX_STARTUP_PACKETS} startup packets`);
@@ -165,9 +208,65 @@ export class PageServiceConnection {
         this.io.send(errorResponse("28000", `authentication failed: ${why}`, "FATAL"));
         return false;
       }
+      // Verified above: its exp is the signer's.
+      const exp = decodeJwt(token).exp;
+      if (exp !== undefined) {
+        this.expiresAtMs = exp * 1000;
+        this.armExpiry();
+      }
+      if (this.claims.scope === "tenant" && !this.claimTenant(this.claims.tenant_id)) {
+        this.io.send(errorResponse("53300", this.tooMany(this.claims.tenant_id), "FATAL"));
+        return false;
+      }
     }
     this.io.send(authenticationOk(), parameterStatus("server_version", "15"), parameterStatus("client_encoding", "UTF8"), readyForQuery());
     return true;
+  }
+
+  /** A timer at the token's exp (re-armed while exp is beyond the longest timer). */
+  private armExpiry(): void {
+    const at = this.expiresAtMs;
+    if (at === null) return;
+    const in_ms = at - Date.now();
+    if (in_ms <= 0) {
+      this.closeExpired();
+      return;
+    }
+    this.expiryTimer = setTimeout(() => this.armExpiry(), Math.min(in_ms, MAX_TIMER_MS));
+    this.expiryTimer.unref();
+  }
+
+  private closeExpired(): void {
+    if (this.io.closed) return;
+    const at = new Date(this.expiresAtMs!).toISOString();
+    this.log.info({ exp: at }, "page service token expired: closing the connection");
+    this.deps.metrics.closed("token_expired");
+    this.closedBy = "token_expired";
+    this.io.terminate("28000", `the token expired at ${at}: reconnect with a new token`);
+  }
+
+  private closeIdle(): void {
+    if (this.io.closed) return;
+    const ms = this.deps.idle_timeout_ms;
+    this.log.info({ idle_timeout_ms: ms }, "page service connection idle: closing it");
+    this.deps.metrics.closed("idle_timeout");
+    this.closedBy = "idle_timeout";
+    this.io.terminate("57P05", `terminating connection due to idle-session timeout (waited ${ms} ms on the client: no request, or answers unread)`);
+  }
+
+  /** Count this connection for `tenant` (moving it from its previous tenant); false when `tenant` is full. */
+  private claimTenant(tenant: TenantId): boolean {
+    if (!this.deps.tenant_conns.move(this.tenantSlot, tenant)) {
+      this.log.info({ tenant_id: tenant, max_connections_per_tenant: this.deps.tenant_conns.max_per_tenant }, "page service connection refused: too many connections for this tenant");
+      this.deps.metrics.refused("tenant_limit");
+      return false;
+    }
+    this.tenantSlot = tenant;
+    return true;
+  }
+
+  private tooMany(tenant: TenantId): string {
+    return `too many connections for tenant ${tenant}: at most ${this.deps.tenant_conns.max_per_tenant} (page_service_max_connections_per_tenant)`;
   }
 
   private async queries(): Promise<void> {
@@ -175,7 +274,12 @@ export class PageServiceConnection {
     for (;;) {
       const f = await this.io.next();
       if (f === null) {
-        this.log.info("client disconnected");
+        if (this.closedBy === null) this.log.info("client disconnected");
+        return;
+      }
+      // The timer may not have run yet: a command never starts on an expired token.
+      if (this.expiresAtMs !== null && Date.now() >= this.expiresAtMs) {
+        this.closeExpired();
         return;
       }
       switch (f.type) {
@@ -222,6 +326,11 @@ export class PageServiceConnection {
           throw new PageserverError("unsupported", `unsupported command ${JSON.stringify(sql.slice(0, 80))}: expected pagestream_v2, pagestream_v3 or basebackup`);
       }
     } catch (e) {
+      if (e instanceof TooManyConnectionsError) {
+        this.closedBy = "too_many_connections";
+        this.io.terminate("53300", e.message);
+        return "closed";
+      }
       this.sendError(e);
     }
     this.io.send(readyForQuery());
@@ -244,7 +353,9 @@ export class PageServiceConnection {
     const timelineId = parseTimelineId(words[2]);
     if (this.claims !== null) Auth.check(this.claims, { tenant: tenantId });
     const tenant = this.deps.tenants.get(tenantId);
-    return { tenant, tl: tenant.getTimeline(timelineId) };
+    const tl = tenant.getTimeline(timelineId);
+    if (!this.claimTenant(tenantId)) throw new TooManyConnectionsError(this.tooMany(tenantId));
+    return { tenant, tl };
   }
 
   private async pagestream(words: string[], version: PagestreamVersion): Promise<"ok" | "closed"> {
@@ -255,7 +366,7 @@ export class PageServiceConnection {
     log.debug("pagestream session started");
     const end = await new PagestreamHandler(this.io, tenant, tl, version, this.deps.pagestream, log).run();
     if (end === "closed") {
-      log.info("pagestream session ended: client disconnected");
+      if (this.closedBy === null) log.info("pagestream session ended: client disconnected");
       return "closed";
     }
     this.io.send(copyDone(), commandComplete("SELECT 1"), readyForQuery());
@@ -310,4 +421,11 @@ export class PageServiceConnection {
     }
     await pump;
   }
+}
+
+/** A client-supplied string as logged: at most MAX_LOGGED_PARAM_CHARS, and how long it was when cut. */
+export function logged(v: string | undefined): string | null {
+  if (v === undefined) return null;
+  if (v.length <= MAX_LOGGED_PARAM_CHARS) return v;
+  return `${v.slice(0, MAX_LOGGED_PARAM_CHARS)}… (${v.length} chars)`;
 }

@@ -11,6 +11,10 @@ import { Counter, Gauge, Histogram, type Registry } from "prom-client";
 
 export const SMGR_QUERY_TYPES = ["get_page_at_lsn", "get_rel_exists", "get_rel_size", "get_db_size", "get_slru_segment"] as const;
 export type SmgrQueryType = (typeof SMGR_QUERY_TYPES)[number];
+/** Why a connection was refused: its peer or its tenant holds the most connections allowed. */
+export type RefusedReason = "peer_limit" | "tenant_limit";
+/** Why the server closed a connection: no request in the idle timeout, or its token's exp passed. */
+export type ClosedReason = "idle_timeout" | "token_expired";
 
 const LATENCY_BUCKETS_S = [0.00001, 0.00003, 0.0001, 0.0003, 0.0006, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30];
 const BATCH_BUCKETS = [1, 2, 4, 8, 16, 24, 32];
@@ -22,6 +26,8 @@ export class PageServiceMetrics {
   readonly batchSize: Histogram;
   readonly connections: Gauge;
   private readonly throttled: Counter<"tenant_id">;
+  private readonly refusedTotal: Counter<"reason">;
+  private readonly closedTotal: Counter<"reason">;
 
   constructor(registry: Registry) {
     const smgr = new Histogram({
@@ -52,6 +58,29 @@ export class PageServiceMetrics {
       labelNames: ["tenant_id"],
       registers: [registry],
     });
+    this.refusedTotal = new Counter({
+      name: "pageserver_page_service_connections_refused_total",
+      help: "Page service connections refused with FATAL 53300: their peer (remote address) or tenant held the most connections allowed",
+      labelNames: ["reason"],
+      registers: [registry],
+    });
+    this.closedTotal = new Counter({
+      name: "pageserver_page_service_connections_closed_total",
+      help: "Page service connections the server closed: idle (waited on the client for page_service_idle_timeout_ms) or token expired",
+      labelNames: ["reason"],
+      registers: [registry],
+    });
+    // Every series from the start (0), so a rate() sees the first one.
+    for (const reason of ["peer_limit", "tenant_limit"] satisfies RefusedReason[]) this.refusedTotal.inc({ reason }, 0);
+    for (const reason of ["idle_timeout", "token_expired"] satisfies ClosedReason[]) this.closedTotal.inc({ reason }, 0);
+  }
+
+  refused(reason: RefusedReason): void {
+    this.refusedTotal.inc({ reason });
+  }
+
+  closed(reason: ClosedReason): void {
+    this.closedTotal.inc({ reason });
   }
 
   observe(type: SmgrQueryType, seconds: number): void {

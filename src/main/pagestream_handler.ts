@@ -4,8 +4,11 @@
  * order.
  *
  * Each round: wait for one frame, then take every frame already received (at most
- * MAX_ROUND_REQUESTS: the per-connection in-flight bound), answer them in order, and wait
- * for the socket to drain below its limit before the next round. Consecutive GetPage
+ * MAX_ROUND_REQUESTS: the per-connection in-flight bound), and answer them in order. Before
+ * each answer (a GetPage batch or one other request) the socket must be below its unwritten
+ * limit, else the round waits for it to drain: a client that doesn't read its answers makes
+ * us queue at most the limit plus one answer (≤ 32 pages, or one SLRU segment of 256 KiB),
+ * not a round of 256 answers (256 SLRU segments: 64 MiB). Consecutive GetPage
  * requests with the same effective LSN (at most `max_batch_size`) are one batch: one
  * throttle wait, one wait for the LSN, one snapshot, one write. Snapshots are shared: a
  * request at the LSN of the timeline's previous one reuses its decoded directories and sizes.
@@ -120,7 +123,9 @@ export class PagestreamHandler {
   /** Answer `reqs` in order. */
   private async serve(reqs: PagestreamRequest[]): Promise<void> {
     let i = 0;
-    while (i < reqs.length && !this.io.closed) {
+    while (i < reqs.length) {
+      if (this.io.needsDrain) await this.io.drained();
+      if (this.io.closed) return;
       const r = reqs[i]!;
       let lsn: number;
       try {

@@ -7,8 +7,16 @@
  *   that stops taking frames (its pipeline is full) thus stops the client within one read.
  * - Out: `drained()` resolves at once while less than `max_unwritten_bytes` wait in the
  *   socket's write buffer; else (socket.write returned false) reading pauses too, until
- *   'drain'. Handlers await it between batches, so a client that doesn't read its answers
- *   can't grow our memory.
+ *   'drain'. Handlers check `needsDrain` before each answer (batch) and await `drained()`
+ *   then, so what a client that doesn't read its answers makes us queue stays below
+ *   `max_unwritten_bytes` plus one answer. `peak_unwritten_bytes` records the most ever queued.
+ * - Idle: with `setIdleTimeout(ms, onIdle)`, while the server waits on the client (for its
+ *   next frame in `next()`, or for it to read in `drained()`) for `ms` straight, `onIdle` runs
+ *   (it ends the connection, e.g. with `terminate`). Time spent working on a request (LSN
+ *   waits, throttling, reads) is not idle.
+ * - `terminate(sqlstate, message)` ends the connection from the server's side: a FATAL
+ *   ErrorResponse is queued, then the socket is ended; from then on the socket is closed for
+ *   the handlers (`next()` returns null, `drained()` resolves, `send` does nothing).
  *
  * The socket is half-open capable (the server is created with allowHalfOpen): a client that
  * sends its requests and then ends its side still gets every answer before the close.
@@ -19,7 +27,7 @@
  * answers it and closes).
  */
 import type { Socket } from "node:net";
-import { type Frame, FrameReader } from "../client/pg_wire.js";
+import { errorResponse, type Frame, FrameReader } from "../client/pg_wire.js";
 
 export interface PgSocketLimits {
   /** The largest frame a client may send (startup packets: at most 10,000 bytes anyway). */
@@ -39,6 +47,12 @@ export class PgSocket {
   private inputEnded = false;
   private readPaused = false;
   private writeBlocked = false;
+  /** Ended by the server (terminate): the handlers see a closed connection. */
+  private terminated = false;
+  private peakUnwritten = 0;
+  private idleTimeoutMs = 0;
+  private onIdle: (() => void) | null = null;
+  private idleTimer: NodeJS.Timeout | null = null;
 
   constructor(sock: Socket, limits: PgSocketLimits) {
     this.sock = sock;
@@ -62,13 +76,63 @@ export class PgSocket {
     });
     sock.on("close", () => {
       this.closed_ = true;
+      this.clearIdle();
       this.wake();
       for (const w of this.drainWaiters.splice(0)) w();
     });
   }
 
   get closed(): boolean {
-    return this.closed_ || this.sock.destroyed;
+    return this.closed_ || this.terminated || this.sock.destroyed;
+  }
+
+  /** The most bytes ever queued unwritten on this socket (after a send). */
+  get peak_unwritten_bytes(): number {
+    return this.peakUnwritten;
+  }
+
+  /** Whether the write buffer is above the limit: the handler must await `drained()` before answering more. */
+  get needsDrain(): boolean {
+    return !this.closed && this.sock.writableLength > this.limits.max_unwritten_bytes;
+  }
+
+  /** Call `onIdle` once the server has waited on the client for `timeout_ms` straight (see the header). */
+  setIdleTimeout(timeout_ms: number, onIdle: () => void): void {
+    if (!(Number.isSafeInteger(timeout_ms) && timeout_ms > 0)) throw new RangeError(`idle timeout must be a positive integer of ms, got ${timeout_ms}`);
+    this.idleTimeoutMs = timeout_ms;
+    this.onIdle = onIdle;
+  }
+
+  /** Entering a wait on the client: arm the idle timer unless it runs (next() and drained() never overlap). */
+  private armIdle(): void {
+    const onIdle = this.onIdle;
+    if (onIdle === null || this.idleTimer !== null || this.closed) return;
+    this.idleTimer = setTimeout(() => {
+      this.idleTimer = null;
+      onIdle();
+    }, this.idleTimeoutMs);
+  }
+
+  private clearIdle(): void {
+    if (this.idleTimer !== null) {
+      clearTimeout(this.idleTimer);
+      this.idleTimer = null;
+    }
+  }
+
+  /**
+   * End the connection from the server's side: queue a FATAL ErrorResponse, end the socket,
+   * and wake every waiter (the handlers then see `closed`). The caller's run() destroys the
+   * socket if the client never reads it.
+   */
+  terminate(sqlstate: string, message: string): void {
+    if (this.closed) return;
+    this.sock.write(errorResponse(sqlstate, message, "FATAL"));
+    this.terminated = true;
+    this.clearIdle();
+    this.sock.end();
+    this.wake();
+    for (const w of this.drainWaiters.splice(0)) w();
   }
 
   endStartup(): void {
@@ -106,13 +170,19 @@ export class PgSocket {
 
   /** The next frame; null once the connection is closed or the client ended its side (bytes of a partial frame are dropped). */
   async next(): Promise<Frame | null> {
-    for (;;) {
-      const f = this.tryNext();
-      if (f !== null) return f;
-      if (this.closed || this.inputEnded) return null;
-      await new Promise<void>((resolve) => {
-        this.dataWaiter = resolve;
-      });
+    try {
+      for (;;) {
+        const f = this.tryNext();
+        if (f !== null) return f;
+        if (this.closed || this.inputEnded) return null;
+        // Armed once per frame: bytes of a frame trickling in don't restart the idle time.
+        this.armIdle();
+        await new Promise<void>((resolve) => {
+          this.dataWaiter = resolve;
+        });
+      }
+    } finally {
+      this.clearIdle();
     }
   }
 
@@ -121,14 +191,21 @@ export class PgSocket {
     for (const b of bufs) {
       if (!this.sock.write(b)) this.writeBlocked = true;
     }
-    if (this.sock.writableLength > this.limits.max_unwritten_bytes) this.pauseReading();
+    const unwritten = this.sock.writableLength;
+    if (unwritten > this.peakUnwritten) this.peakUnwritten = unwritten;
+    if (unwritten > this.limits.max_unwritten_bytes) this.pauseReading();
   }
 
   /** Resolves when the write buffer is below the limit (or the connection closed). */
-  drained(): Promise<void> {
-    if (this.closed || this.sock.writableLength <= this.limits.max_unwritten_bytes) return Promise.resolve();
+  async drained(): Promise<void> {
+    if (!this.needsDrain) return;
     this.pauseReading();
-    return new Promise((resolve) => this.drainWaiters.push(resolve));
+    this.armIdle();
+    try {
+      await new Promise<void>((resolve) => this.drainWaiters.push(resolve));
+    } finally {
+      this.clearIdle();
+    }
   }
 
   /** Send what is queued, then close. */

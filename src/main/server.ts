@@ -129,7 +129,7 @@ export class Server {
             log: this.log,
           });
     this.eviction?.registerMetrics(this.metrics);
-    this.pageService = new PageService(this.tenants, this.metrics, this.log, () => this.auth);
+    this.pageService = new PageService(this.tenants, this.metrics, this.log, () => this.auth, config);
   }
 
   async start(): Promise<number> {

@@ -11,9 +11,9 @@
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { pino } from "pino";
+import { type Logger, pino } from "pino";
 import { PageServiceClient } from "../../src/client/page_service_client.js";
-import { loadNodeConfig } from "../../src/main/config.js";
+import { type ConfigOverrides, loadNodeConfig } from "../../src/main/config.js";
 import { Server } from "../../src/main/server.js";
 import { parseLsn } from "../../src/types/lsn.js";
 import { PgInstance } from "./postgres.js";
@@ -24,6 +24,12 @@ export interface FixtureOptions {
   authPublicKeyPem?: string;
   httpToken?: string;
   tenantConfig?: Record<string, unknown>;
+  /** Node settings besides the fixture's own (workdir, listen addresses, auth). */
+  nodeConfig?: ConfigOverrides;
+  /** The server's logger (default: silent). */
+  logger?: Logger;
+  /** Runs on the stopped source PostgreSQL before its data directory is imported. */
+  beforeImport?: (pg: PgInstance) => Promise<void>;
 }
 
 export interface HttpReply {
@@ -90,14 +96,15 @@ export class PageServiceFixture {
         .split("|")
         .map(Number) as [number, number];
       await pg.stop();
+      if (opts.beforeImport !== undefined) await opts.beforeImport(pg);
       let authPath: string | undefined;
       if (opts.authPublicKeyPem !== undefined) {
         authPath = join(workdir, "auth_public_key.pem");
         writeFileSync(authPath, opts.authPublicKeyPem);
       }
       server = new Server(
-        loadNodeConfig({ workdir, listen: "127.0.0.1:0", listen_pg: "127.0.0.1:0", ...(authPath ? { auth_public_key: authPath } : {}) }),
-        pino({ level: "silent" }),
+        loadNodeConfig({ ...opts.nodeConfig, workdir, listen: "127.0.0.1:0", listen_pg: "127.0.0.1:0", ...(authPath ? { auth_public_key: authPath } : {}) }),
+        opts.logger ?? pino({ level: "silent" }),
       );
       await server.start();
       const http = async (method: string, path: string, body?: unknown): Promise<Record<string, unknown>> => {
