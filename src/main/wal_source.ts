@@ -35,7 +35,7 @@ import { checkpointLocation } from "../pgdata/basebackup.js";
 import { decodeControlFile, systemIdentifierString } from "../pg/control.js";
 import { DatadirSnapshot } from "../pgdata/reader.js";
 import { WalIngest } from "../pgdata/walingest.js";
-import { importTarStream } from "../pgdata/import.js";
+import { importArchives } from "../pgdata/import.js";
 import { startBaseBackup } from "../pg/replication/base_backup.js";
 import { ReplicationConnection } from "../pg/replication/connection.js";
 import { WalReceiver, type WalReceiverState } from "../pg/replication/walreceiver.js";
@@ -474,7 +474,8 @@ export async function bootstrapFromSource(
     slotCreated = await conn.createPhysicalSlot(slot, { reserveWal: true });
     const bb = await startBaseBackup(conn, { label: "pageserver bootstrap", fast_checkpoint: true, wait: true });
     const tl = await tenant.createTimeline({ reservation, startLsn: bb.startLsn, pgVersion: 15 });
-    await importTarStream(tl, bb.startLsn, bb.archive);
+    // One tar per tablespace with a LOCATION, then base.tar: all imported at the start LSN.
+    await importArchives(tl, bb.startLsn, bb.archives);
     const end = await bb.finished;
     tl.log.info({ start_lsn: lsnToString(bb.startLsn), end_lsn: lsnToString(end.endLsn) }, "bootstrapped from base backup");
     return {
