@@ -346,10 +346,9 @@ export class TimelineWalSource {
    */
   private onIngestFailure(e: WalConsumerError): void {
     const tl = this.timeline;
-    const cause = e.cause instanceof Error ? e.cause.message : e.message;
     const delay_ms = this.ingestRetryDelay_ms;
     this.ingestErrors++;
-    this.ingestFailure = { error: cause, at_lsn: tl.lastRecordLsn, retry_at_ms: Date.now() + delay_ms };
+    this.ingestFailure = { error: e.message, at_lsn: tl.lastRecordLsn, retry_at_ms: Date.now() + delay_ms };
     this.ingestRetryDelay_ms = Math.min(delay_ms * 2, INGEST_RETRY_MAX_MS);
     this.log.error({ err: e.cause ?? e, at_lsn: lsnToString(tl.lastRecordLsn), retry_in_ms: delay_ms }, "WAL ingest failed; the stream restarts after a backoff");
     this.receiver = null;
