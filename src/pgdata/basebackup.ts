@@ -37,6 +37,7 @@ import type { Timeline } from "../tenant/timeline.js";
 import { assert } from "../types/assert.js";
 import { InvalidArgumentError, NotFoundError } from "../types/errors.js";
 import { failpoint } from "../types/failpoints.js";
+import { encodeTablespacesFile, TABLESPACES_FILE } from "../types/tablespaces_file.js";
 import { secondsSince } from "../types/metrics_sink.js";
 import { type Lsn, lsnToString, writeLsnLE } from "../types/lsn.js";
 import {
@@ -98,24 +99,6 @@ export interface BasebackupOptions {
   hbaConf?: string;
   /** Seconds since the epoch for pg_control/checkpoint time and tar mtimes (default now). */
   nowSeconds?: number;
-}
-
-/**
- * Where a base backup names its user tablespaces' original locations (PostgreSQL ignores
- * files it does not know in the data directory): JSON, `[{"oid": 16390, "location": ""}, …]`
- * (location "" for an in-place tablespace). `pagectl endpoint start --tablespace-mapping
- * OLD=NEW` reads it to find OLD.
- */
-export const TABLESPACES_FILE = "pageserver_tablespaces.json";
-
-export interface TablespaceEntry {
-  oid: number;
-  location: string;
-}
-
-export function tablespacesFile(tablespaces: readonly { spcnode: number; location: string }[]): string {
-  const entries: TablespaceEntry[] = tablespaces.map((t) => ({ oid: t.spcnode, location: t.location }));
-  return `${JSON.stringify(entries)}\n`;
 }
 
 const DEFAULT_POSTGRESQL_CONF = "# written by the pageserver base backup\nlisten_addresses = 'localhost'\n";
@@ -421,7 +404,7 @@ async function* generate(
     }
   };
   for (const t of tablespaces) yield* tblspcDir(`${tablespaceLinkPath(t.spcnode)}/${TABLESPACE_VERSION_DIR}`);
-  if (tablespaces.length > 0) yield* file(TABLESPACES_FILE, text(tablespacesFile(tablespaces)));
+  if (tablespaces.length > 0) yield* file(TABLESPACES_FILE, text(encodeTablespacesFile(tablespaces.map((t) => ({ oid: t.spcnode, location: t.location })))));
   for (const db of snap.listDbs()) {
     const path = dbDirPath(db.spcnode, db.dbnode);
     if (db.spcnode !== GLOBALTABLESPACE_OID) {
