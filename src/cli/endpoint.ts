@@ -190,33 +190,34 @@ function moveEntries(from: string, to: string): void {
 /**
  * Apply `--tablespace-mapping`s to an unpacked base backup: each OLD (a tablespace's original
  * LOCATION or its OID) must name a tablespace of the backup; its in-place directory moves to
- * NEW and pg_tblspc/<oid> becomes a symlink to NEW. Returns what was moved.
+ * NEW and pg_tblspc/<oid> becomes a symlink to NEW. Every mapping is checked before anything
+ * moves. Returns what was moved.
  */
 export function applyTablespaceMappings(pgdata: string, mappings: readonly TablespaceMapping[]): { oid: number; from: string; to: string }[] {
   if (mappings.length === 0) return [];
   const listPath = join(pgdata, TABLESPACES_FILE);
   const tablespaces = existsSync(listPath) ? parseTablespacesFile(readFileSync(listPath, "utf8")) : [];
-  const done: { oid: number; from: string; to: string }[] = [];
-  const targets = new Set<string>();
+  const plan: { oid: number; from: string; to: string }[] = [];
   for (const m of mappings) {
     const t = tablespaces.find((x) => String(x.oid) === m.old || (x.location !== "" && normalize(x.location) === normalize(m.old)));
     if (t === undefined) {
       const known = tablespaces.map((x) => (x.location === "" ? `${x.oid} (in place)` : `${x.oid} (${x.location})`)).join(", ");
       throw new InvalidArgumentError(`--tablespace-mapping ${m.old}=${m.new}: the base backup has no tablespace ${m.old} (it has: ${known === "" ? "none" : known})`);
     }
-    if (done.some((d) => d.oid === t.oid)) throw new InvalidArgumentError(`--tablespace-mapping: tablespace ${t.oid} is mapped twice`);
-    if (targets.has(m.new)) throw new InvalidArgumentError(`--tablespace-mapping: ${m.new} is the target of two tablespaces`);
-    targets.add(m.new);
+    if (plan.some((p) => p.oid === t.oid)) throw new InvalidArgumentError(`--tablespace-mapping: tablespace ${t.oid} is mapped twice`);
+    if (plan.some((p) => p.to === m.new)) throw new InvalidArgumentError(`--tablespace-mapping: ${m.new} is the target of two tablespaces`);
     if (existsSync(m.new) && readdirSync(m.new).length > 0) throw new InvalidArgumentError(`--tablespace-mapping: ${m.new} is not empty`);
-    const link = join(pgdata, "pg_tblspc", String(t.oid));
-    mkdirSync(m.new, { recursive: true, mode: 0o700 });
-    moveEntries(link, m.new);
-    rmdirSync(link);
-    symlinkSync(m.new, link);
-    handToPostgres(m.new);
-    done.push({ oid: t.oid, from: t.location, to: m.new });
+    plan.push({ oid: t.oid, from: t.location, to: m.new });
   }
-  return done;
+  for (const p of plan) {
+    const link = join(pgdata, "pg_tblspc", String(p.oid));
+    mkdirSync(p.to, { recursive: true, mode: 0o700 });
+    moveEntries(link, p.to);
+    rmdirSync(link);
+    symlinkSync(p.to, link);
+    handToPostgres(p.to);
+  }
+  return plan;
 }
 
 /** The settings that make a base backup an endpoint on `port` (extra ones win). */
