@@ -1,7 +1,8 @@
 /**
  * End to end: tablespaces on a default-settings source streaming into a timeline.
  * - Before the timeline exists the source has a tablespace with a LOCATION (a table and a
- *   database in it): the bootstrap's BASE_BACKUP sends it as a tar of its own.
+ *   database in it), which the bootstrap's BASE_BACKUP sends as a tar of its own, and an
+ *   in-place one (a table in it), a directory in base.tar.
  * - PostgreSQL 15's own `tablespace` regression test (test/fixtures/pg15_regress_tablespace.sql)
  *   runs with psql on the source, ON_ERROR_STOP off as pg_regress runs it, in two parts; then
  *   more: an in-place tablespace with a table, an index and a database (CREATE DATABASE
@@ -109,12 +110,14 @@ describe("tablespaces: PostgreSQL's tablespace regression test on a streaming so
     expect(backupDump).toBe(expected);
   }
 
-  it("bootstraps from a source that already has a LOCATION tablespace (one BASE_BACKUP tar per tablespace)", async () => {
+  it("bootstraps from a source that already has a LOCATION tablespace (one BASE_BACKUP tar per tablespace) and an in-place one", async () => {
     preLoc = pgOwnedDir(join(src.baseDir, "ts_pre"));
     await src.psql(`CREATE TABLESPACE pre_ts LOCATION '${preLoc}'`);
     await src.psql("CREATE TABLE pre_t (i int PRIMARY KEY, t text) TABLESPACE pre_ts; INSERT INTO pre_t SELECT g, md5(g::text) FROM generate_series(1, 3000) g");
     await src.psql("CREATE DATABASE pre_db TABLESPACE pre_ts");
     await src.psql("CREATE TABLE in_pre_db (i int); INSERT INTO in_pre_db SELECT generate_series(1, 100)", "pre_db");
+    await src.psql("SET allow_in_place_tablespaces = true; CREATE TABLESPACE pre_inplace LOCATION ''");
+    await src.psql("CREATE TABLE pre_ip (i int) TABLESPACE pre_inplace; INSERT INTO pre_ip SELECT generate_series(1, 1000)");
     await src.psql("CREATE DATABASE regression");
 
     tenant = String((await api("POST", "/v1/tenant", {})).json["id"]);
@@ -125,6 +128,7 @@ describe("tablespaces: PostgreSQL's tablespace regression test on a streaming so
     const p = await sourcePoint();
     const { b, mapped } = await backupAt(p.lsn, [preLoc]);
     expectSameDump(await dumpall(b.port), p.dump, mapped);
+    expect(await b.psql("SELECT (SELECT count(*) FROM pre_t) || ',' || (SELECT count(*) FROM pre_ip)")).toBe("3000,1000");
     await b.destroy();
   });
 
@@ -169,7 +173,7 @@ describe("tablespaces: PostgreSQL's tablespace regression test on a streaming so
       "postgres",
     );
     await src.psql("CREATE TABLE in_db_inplace AS SELECT generate_series(1, 500) i", "db_inplace");
-    expect(await src.psql("SELECT string_agg(spcname, ',' ORDER BY spcname) FROM pg_tablespace")).toBe("pg_default,pg_global,pre_ts,ts_keep,ts_late");
+    expect(await src.psql("SELECT string_agg(spcname, ',' ORDER BY spcname) FROM pg_tablespace")).toBe("pg_default,pg_global,pre_inplace,pre_ts,ts_keep,ts_late");
     const info = await timelineInfo(tenant, timeline);
     expect(info["wal_source"]).toMatchObject({ state: "streaming", last_error: null });
 
