@@ -16,7 +16,8 @@
  *
  * A record that ingest can't take (an error from WalIngest or the decoder) stops the stream
  * with state "error", the reason in last_error and the next attempt's time; the attempt
- * restarts streaming at last_record_lsn (the failed record left nothing behind) after a
+ * restarts streaming at last_record_lsn (the failed record's pending changes were dropped;
+ * any it had put early are put again at the same LSN) after a
  * backoff that doubles from INGEST_RETRY_INITIAL_MS up to INGEST_RETRY_MAX_MS and starts over
  * once ingest gets past the record. Each such failure counts in ingestErrors
  * (pageserver_wal_ingest_errors_total). Never a silent dead end.
