@@ -7,9 +7,16 @@
  *   Storage/CREATE of a relation in a user tablespace, Database/CREATE_WAL_LOG,
  *   CREATE_FILE_COPY (CREATE DATABASE … TABLESPACE and ALTER DATABASE SET TABLESPACE) and
  *   DROP with tablespace ids; what a snapshot sees at each LSN, and the keyspace;
- * - a record ingest refuses leaves the timeline as it was (the WAL source retries it).
+ * - a record ingest refuses leaves the timeline as it was (the WAL source retries it);
+ * - importDatadir of a shut-down PostgreSQL 15 with an in-place tablespace and one with a
+ *   LOCATION (a pg_tblspc symlink): both recorded with their locations, their relations and
+ *   databases imported.
  */
+import { execFileSync } from "node:child_process";
+import { mkdirSync } from "node:fs";
+import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
+import { IS_ROOT } from "../src/cli/endpoint.js";
 import { type CheckPoint, encodeCheckPoint } from "../src/pg/control.js";
 import { type DecodedRecord, decodeRecord } from "../src/pg/wal/record.js";
 import { decodeTblspcRecord, XLOG_TBLSPC_CREATE, XLOG_TBLSPC_DROP } from "../src/pg/wal/records/tblspc.js";
@@ -25,11 +32,12 @@ import {
   TABLESPACEDIR_KEY,
   WalIngest,
 } from "../src/pgdata/index.js";
-import { classifyPath } from "../src/pgdata/import.js";
+import { classifyPath, importDatadir, readImportLsn } from "../src/pgdata/import.js";
 import type { Timeline } from "../src/tenant/timeline.js";
 import { CorruptionError } from "../src/types/errors.js";
 import { keyNext } from "../src/types/key.js";
 import { type Lsn, lsnToString } from "../src/types/lsn.js";
+import { PgInstance } from "./support/postgres.js";
 import { TenantHarness } from "./support/tenant_harness.js";
 import { buildRecord, bytesOf, u32le } from "./support/walgen.js";
 
@@ -239,5 +247,37 @@ describe("import paths", () => {
     });
     expect(classifyPath(`pg_tblspc/${TS_LOC}/PG_15_202209061/${DB}/pg_filenode.map`)).toEqual({ kind: "relmap", spcnode: TS_LOC, dbnode: DB });
     expect(classifyPath(`pg_tblspc/${TS_LOC}/PG_14_202107181/${DB}/16384`)).toEqual({ kind: "skip" });
+  });
+});
+
+describe("importDatadir with tablespaces", () => {
+  it("records in-place and LOCATION tablespaces and imports what is in them", { timeout: 120_000 }, async () => {
+    const pg = await PgInstance.start();
+    try {
+      const loc = join(pg.baseDir, "ts_loc");
+      mkdirSync(loc);
+      if (IS_ROOT) execFileSync("chown", ["postgres:postgres", loc]);
+      await pg.psql(`SET allow_in_place_tablespaces = true; CREATE TABLESPACE ts_in LOCATION ''; CREATE TABLESPACE ts_loc LOCATION '${loc}'`);
+      await pg.psql("CREATE TABLE a (i int) TABLESPACE ts_in; INSERT INTO a SELECT generate_series(1, 1000)");
+      await pg.psql("CREATE DATABASE d TABLESPACE ts_loc");
+      const ids = (await pg.psql("SELECT string_agg(oid::text, ',' ORDER BY spcname) FROM pg_tablespace WHERE spcname LIKE 'ts_%'")).split(",").map(Number);
+      const db = Number(await pg.psql("SELECT oid FROM pg_database WHERE datname = 'd'"));
+      const [relIn, dbPostgres] = (await pg.psql("SELECT pg_relation_filenode('a') || ',' || (SELECT oid FROM pg_database WHERE datname = 'postgres')")).split(",").map(Number) as [number, number];
+      await pg.stop();
+
+      h = new TenantHarness({ keyspace: collectKeyspace });
+      const tl = await (await h.create()).createTimeline({ startLsn: readImportLsn(pg.dataDir).lsn });
+      await importDatadir(tl, pg.dataDir);
+      const snap = new DatadirSnapshot(tl, tl.lastRecordLsn);
+      expect(snap.listTablespaces()).toEqual([
+        { spcnode: ids[0], location: "" },
+        { spcnode: ids[1], location: loc },
+      ]);
+      expect(snap.relSize(relTag(ids[0]!, dbPostgres, relIn, 0))).toBeGreaterThan(0);
+      expect(snap.dbExists(ids[1]!, db)).toBe(true);
+      expect(snap.relmap(ids[1]!, db)).not.toBeNull();
+    } finally {
+      await pg.destroy();
+    }
   });
 });
