@@ -9,7 +9,9 @@
  *   failpoint's name (the other routes keep serving) and the startup log lists it; a bad spec
  *   exits 2 with a clear message.
  * - `basebackup-start=return` fails a base backup request naming it; `walreceiver-before-ingest
- *   =return` stops the WAL source (state failed) and a restart streams the WAL it missed.
+ *   =return` makes ingest fail: the source shows state error with the reason, retries with a
+ *   backoff (pageserver_wal_ingest_errors_total counts each failure), and streams the WAL it
+ *   missed by itself once the failpoint is off.
  * - The restarted process's /metrics: WAL received, walreceiver lag, base backup timing.
  * The pageserver's log file is checked for warnings nobody provoked.
  */
@@ -138,25 +140,36 @@ describe("failpoints in the pageserver process", { timeout: 300_000 }, () => {
     expect((await ok.arrayBuffer()).byteLength).toBeGreaterThan(0);
   });
 
-  it("walreceiver-before-ingest=return stops the source with the failpoint's error; after a restart it streams again", async () => {
+  it("walreceiver-before-ingest=return: the source shows state error with the reason and a counted, retried failure; once the failpoint is off it streams again by itself", async () => {
     expect((await api("PUT", "/v1/failpoints", [{ name: "walreceiver-before-ingest", actions: "return" }])).status).toBe(200);
     await src.psql("INSERT INTO t SELECT g, 'late ' || g FROM generate_series(3001, 3100) g");
     const lateAt = (await src.psql("SELECT pg_current_wal_insert_lsn()")).trim();
+    const errorsMetric = async (): Promise<number> => {
+      const text = await (await fetch(`${ps.url}/metrics`)).text();
+      const line = text.split("\n").find((l) => l.startsWith(`pageserver_wal_ingest_errors_total{tenant_id="${tenant}",timeline_id="${timeline}"}`));
+      return line === undefined ? 0 : Number(line.split(" ").at(-1));
+    };
     const deadline = Date.now() + 60_000;
     let status: Record<string, unknown> = {};
+    // Two failures: the first attempt and at least one retry after its backoff.
     for (let i = 0; i < 1200 && Date.now() < deadline; i++) {
       status = (await timelineInfo(tenant, timeline))["wal_source"] as Record<string, unknown>;
-      if (status["state"] === "failed") break;
+      if (status["state"] === "error" && (await errorsMetric()) >= 2) break;
       await new Promise((r) => setTimeout(r, 50));
     }
-    expect(status["state"]).toBe("failed");
+    expect(status["state"]).toBe("error");
     expect(String(status["last_error"])).toMatch(/^WAL consumer failed at [0-9A-F]+\/[0-9A-F]+: failpoint 'walreceiver-before-ingest' returned an error$/);
+    expect(Number.isNaN(Date.parse(String(status["next_retry_at"])))).toBe(false);
+    expect(await errorsMetric()).toBeGreaterThanOrEqual(2);
     expect((await api("PUT", "/v1/failpoints", [{ name: "walreceiver-before-ingest", actions: "off" }])).status).toBe(200);
-    // A failed source is not retried; a restart starts it again from disk_consistent_lsn.
-    await ps.stop();
-    await ps.start();
-    expect(await waitLoaded(tenant)).toMatchObject({ state: "Active" });
+    // No restart: the next retry streams again from last_record_lsn.
     await waitLsn(tenant, timeline, "last_record_lsn", lateAt);
+    for (let i = 0; i < 1200 && Date.now() < deadline + 60_000; i++) {
+      status = (await timelineInfo(tenant, timeline))["wal_source"] as Record<string, unknown>;
+      if (status["state"] === "streaming" && status["last_error"] === null) break;
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    expect(status).toMatchObject({ state: "streaming", last_error: null, next_retry_at: null });
   });
 
   it("a bad FAILPOINTS spec exits 2 with a clear message", () => {
@@ -188,8 +201,8 @@ describe("failpoints in the pageserver process", { timeout: 300_000 }, () => {
       /^tenant is broken$/,
       // The HTTP layer logs every 5xx reply: the base backup failed by basebackup-start.
       /^request failed$/,
-      // walreceiver-before-ingest=return ends the source.
-      /^WAL source stopped with an error$/,
+      // walreceiver-before-ingest=return fails ingest until it is off.
+      /^WAL ingest failed; the stream restarts after a backoff$/,
     ]);
   });
 });

@@ -11,14 +11,32 @@
  * - The data directory is 0700 and, when we are root, owned by `postgres` (PostgreSQL checks).
  * - Settings live in their own file included at the end of postgresql.conf, so they win over
  *   the base backup's and ALTER SYSTEM (postgresql.auto.conf) still works.
+ * - Tablespaces come in place (pg_tblspc/<oid>/ directories); `--tablespace-mapping OLD=NEW`
+ *   (pg_basebackup's option; OLD is the tablespace's original LOCATION, as the base backup's
+ *   pageserver_tablespaces.json names it, or its OID) moves one to NEW (absolute; absent or
+ *   empty) and leaves the symlink pg_tblspc/<oid> → NEW, as PostgreSQL makes them.
  */
 import { execFile, execFileSync } from "node:child_process";
-import { appendFileSync, createWriteStream, existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
-import { dirname, join, normalize, sep } from "node:path";
+import {
+  appendFileSync,
+  cpSync,
+  createWriteStream,
+  existsSync,
+  mkdirSync,
+  readdirSync,
+  readFileSync,
+  renameSync,
+  rmdirSync,
+  rmSync,
+  symlinkSync,
+  writeFileSync,
+} from "node:fs";
+import { dirname, isAbsolute, join, normalize, sep } from "node:path";
 import { Readable } from "node:stream";
 import { pipeline } from "node:stream/promises";
 import tar from "tar-stream";
 import { InvalidArgumentError, PageserverError, UnsupportedError } from "../types/errors.js";
+import { parseTablespacesFile, TABLESPACES_FILE } from "../types/tablespaces_file.js";
 
 export const ENDPOINT_RECORD_FILE = "pagectl_endpoint.json";
 export const ENDPOINT_CONF_FILE = "pagectl_endpoint.conf";
@@ -133,6 +151,73 @@ export async function untar(body: AsyncIterable<Uint8Array>, root: string): Prom
     throw e;
   }
   return { files, size_bytes };
+}
+
+export interface TablespaceMapping {
+  old: string;
+  new: string;
+}
+
+/** `OLD=NEW` as pg_basebackup takes it (`\\=` is an `=` inside a name); NEW absolute. */
+export function parseTablespaceMapping(arg: string): TablespaceMapping {
+  const parts: string[] = [""];
+  for (let i = 0; i < arg.length; i++) {
+    const c = arg[i]!;
+    if (c === "\\" && arg[i + 1] === "=") {
+      parts[parts.length - 1] += "=";
+      i++;
+    } else if (c === "=") parts.push("");
+    else parts[parts.length - 1] += c;
+  }
+  if (parts.length !== 2 || parts[0] === "" || parts[1] === "") throw new InvalidArgumentError(`--tablespace-mapping '${arg}': expected OLD=NEW`);
+  if (!isAbsolute(parts[1]!)) throw new InvalidArgumentError(`--tablespace-mapping '${arg}': NEW must be an absolute path`);
+  return { old: parts[0]!, new: normalize(parts[1]!) };
+}
+
+/** Move a directory's entries into `to` (rename; a copy when they are on another filesystem). */
+function moveEntries(from: string, to: string): void {
+  for (const e of readdirSync(from)) {
+    try {
+      renameSync(join(from, e), join(to, e));
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== "EXDEV") throw err;
+      cpSync(join(from, e), join(to, e), { recursive: true });
+      rmSync(join(from, e), { recursive: true, force: true });
+    }
+  }
+}
+
+/**
+ * Apply `--tablespace-mapping`s to an unpacked base backup: each OLD (a tablespace's original
+ * LOCATION or its OID) must name a tablespace of the backup; its in-place directory moves to
+ * NEW and pg_tblspc/<oid> becomes a symlink to NEW. Every mapping is checked before anything
+ * moves. Returns what was moved.
+ */
+export function applyTablespaceMappings(pgdata: string, mappings: readonly TablespaceMapping[]): { oid: number; from: string; to: string }[] {
+  if (mappings.length === 0) return [];
+  const listPath = join(pgdata, TABLESPACES_FILE);
+  const tablespaces = existsSync(listPath) ? parseTablespacesFile(readFileSync(listPath, "utf8")) : [];
+  const plan: { oid: number; from: string; to: string }[] = [];
+  for (const m of mappings) {
+    const t = tablespaces.find((x) => String(x.oid) === m.old || (x.location !== "" && normalize(x.location) === normalize(m.old)));
+    if (t === undefined) {
+      const known = tablespaces.map((x) => (x.location === "" ? `${x.oid} (in place)` : `${x.oid} (${x.location})`)).join(", ");
+      throw new InvalidArgumentError(`--tablespace-mapping ${m.old}=${m.new}: the base backup has no tablespace ${m.old} (it has: ${known === "" ? "none" : known})`);
+    }
+    if (plan.some((p) => p.oid === t.oid)) throw new InvalidArgumentError(`--tablespace-mapping: tablespace ${t.oid} is mapped twice`);
+    if (plan.some((p) => p.to === m.new)) throw new InvalidArgumentError(`--tablespace-mapping: ${m.new} is the target of two tablespaces`);
+    if (existsSync(m.new) && readdirSync(m.new).length > 0) throw new InvalidArgumentError(`--tablespace-mapping: ${m.new} is not empty`);
+    plan.push({ oid: t.oid, from: t.location, to: m.new });
+  }
+  for (const p of plan) {
+    const link = join(pgdata, "pg_tblspc", String(p.oid));
+    mkdirSync(p.to, { recursive: true, mode: 0o700 });
+    moveEntries(link, p.to);
+    rmdirSync(link);
+    symlinkSync(p.to, link);
+    handToPostgres(p.to);
+  }
+  return plan;
 }
 
 /** The settings that make a base backup an endpoint on `port` (extra ones win). */

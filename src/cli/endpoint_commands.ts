@@ -3,7 +3,8 @@
  * into that timeline.
  *
  * start: (with --lsn / --at / --branch: first a branch of the timeline there) → base backup of
- * the target timeline at its last record LSN → unpacked into --pgdata → endpoint settings →
+ * the target timeline at its last record LSN → unpacked into --pgdata (tablespaces in place,
+ * or moved to --tablespace-mapping's NEW with a symlink) → endpoint settings →
  * pg_ctl start (as `postgres` when root) → `PUT …/wal_source` with the endpoint's connstr
  * (the pageserver probes it, creates its slot and streams). A timeline that already streams
  * from a source is refused: two writers on one timeline would fork its history.
@@ -18,16 +19,19 @@ import { ConflictError } from "../types/errors.js";
 import { argId, argInt, argLsn, argSettings, argTime, UsageError } from "./args.js";
 import { type Cli, cliOf } from "./context.js";
 import {
+  applyTablespaceMappings,
   checkReachable,
   emptyDataDir,
   type EndpointRecord,
   findPgBinDir,
   handToPostgres,
+  parseTablespaceMapping,
   pgRunning,
   pgStart,
   pgStop,
   prepareDataDir,
   readEndpointRecord,
+  type TablespaceMapping,
   untar,
   writeEndpointConf,
   writeEndpointRecord,
@@ -48,6 +52,7 @@ interface StartOptions {
   port: string;
   pgUser: string;
   conf: string[];
+  tablespaceMapping: string[];
   progress?: boolean;
 }
 
@@ -70,6 +75,13 @@ async function start(cli: Cli, o: StartOptions): Promise<void> {
   if (branching > 1) throw new UsageError("--lsn, --at and --branch exclude each other");
   const lsnArg = o.lsn === undefined ? undefined : argLsn("--lsn", o.lsn);
   const atArg = o.at === undefined ? undefined : argTime("--at", o.at);
+  const mappings: TablespaceMapping[] = o.tablespaceMapping.map((m) => {
+    try {
+      return parseTablespaceMapping(m);
+    } catch (e) {
+      throw new UsageError((e as Error).message);
+    }
+  });
   const bindir = findPgBinDir();
   prepareDataDir(pgdata);
   handToPostgres(pgdata);
@@ -98,6 +110,8 @@ async function start(cli: Cli, o: StartOptions): Promise<void> {
 
   let started = false;
   let sourceSet = false;
+  /** Tablespace directories moved out of --pgdata: emptied with it when the start fails. */
+  let mapped: string[] = [];
   // Ctrl-C half way: undo what was done (as the catch below), then exit 130.
   const interrupted = (sig: NodeJS.Signals): void => {
     process.stderr.write(`pagectl: ${sig}: undoing the endpoint start\n`);
@@ -105,6 +119,7 @@ async function start(cli: Cli, o: StartOptions): Promise<void> {
       if (sourceSet) await cli.api.deleteWalSource(tenant, timeline).catch(() => undefined);
       if (started && (await pgRunning(bindir, pgdata))) await pgStop(bindir, pgdata).catch(() => undefined);
       emptyDataDir(pgdata);
+      for (const m of mapped) emptyDataDir(m);
       process.exit(130);
     })();
   };
@@ -125,6 +140,8 @@ async function start(cli: Cli, o: StartOptions): Promise<void> {
     } finally {
       bar.stop();
     }
+    mapped = applyTablespaceMappings(pgdata, mappings).map((x) => x.to);
+    for (const m of mapped) cli.note(`tablespace moved to ${m}`);
     writeEndpointConf(pgdata, port, extra);
     const connstr = `postgresql://${encodeURIComponent(o.pgUser)}@127.0.0.1:${port}/postgres`;
     const record: EndpointRecord = { tenant_id: tenant, timeline_id: timeline, server: cli.api.url, port, lsn, connstr, branch_created: created, started_at: new Date().toISOString() };
@@ -156,6 +173,7 @@ async function start(cli: Cli, o: StartOptions): Promise<void> {
     if (sourceSet) await cli.api.deleteWalSource(tenant, timeline).catch(() => undefined);
     if (started && (await pgRunning(bindir, pgdata))) await pgStop(bindir, pgdata).catch(() => undefined);
     emptyDataDir(pgdata);
+    for (const m of mapped) emptyDataDir(m);
     if (created) cli.note(`the branch ${timeline} created for this endpoint is kept (pagectl timeline delete ${tenant} ${timeline} removes it)`);
     throw e;
   } finally {
@@ -217,6 +235,12 @@ export function registerEndpointCommands(program: Command): void {
     .requiredOption("--port <port>", "its TCP port (it listens on 127.0.0.1)")
     .option("--pg-user <name>", "the superuser the pageserver replicates as", "postgres")
     .option("--conf <key=value>", "extra postgresql.conf setting (repeatable)", (v: string, acc: string[]) => [...acc, v], [] as string[])
+    .option(
+      "--tablespace-mapping <OLD=NEW>",
+      "put the tablespace whose original LOCATION (or OID) is OLD in the absolute directory NEW, with a symlink in pg_tblspc, as pg_basebackup does (repeatable; default: tablespaces in place under pg_tblspc/<oid>)",
+      (v: string, acc: string[]) => [...acc, v],
+      [] as string[],
+    )
     .option("--progress", "show the base backup's progress on stderr (default: when stderr is a terminal)")
     .action(async (o: StartOptions, cmd: Command) => {
       await start(cliOf(cmd), o);

@@ -248,6 +248,23 @@ export class NodeMetrics implements MetricsSink {
       (s) => s.stalled_ms,
     );
 
+    // Per source object (a new source of the timeline counts from 0 again; the series goes on).
+    const ingestErrorsSeen = new WeakMap<object, number>();
+    new Counter({
+      name: "pageserver_wal_ingest_errors_total",
+      help: "WAL records ingest refused: each stopped the timeline's stream, which restarts after a backoff (wal_source.state error)",
+      labelNames,
+      registers,
+      collect() {
+        for (const source of src.walSources.list()) {
+          const tl = source.timeline;
+          const before = ingestErrorsSeen.get(source) ?? 0;
+          this.inc({ tenant_id: tl.tenantId, timeline_id: tl.timelineId }, source.ingestErrors - before);
+          ingestErrorsSeen.set(source, source.ingestErrors);
+        }
+      },
+    });
+
     new Gauge({
       name: "pageserver_walreceiver_lag_bytes",
       help: "WAL the source has (its flush position as of its last message) that this timeline has not ingested yet",

@@ -14,6 +14,14 @@
  * system. A source that fails to start later (at startup, or its server goes away) retries
  * with a bounded backoff and shows "retrying" with its error and the next attempt's time.
  *
+ * A record that ingest can't take (an error from WalIngest or the decoder) stops the stream
+ * with state "error", the reason in last_error and the next attempt's time; the attempt
+ * restarts streaming at last_record_lsn (the failed record's pending changes were dropped;
+ * any it had put early are put again at the same LSN) after a
+ * backoff that doubles from INGEST_RETRY_INITIAL_MS up to INGEST_RETRY_MAX_MS and starts over
+ * once ingest gets past the record. Each such failure counts in ingestErrors
+ * (pageserver_wal_ingest_errors_total). Never a silent dead end.
+ *
  * Bootstrap: BASE_BACKUP over a replication connection after creating the slot (so WAL from
  * the backup's start is kept), imported at the backup's start LSN; streaming then replays
  * from the start, and the timeline is readable from the backup's end LSN.
@@ -35,10 +43,10 @@ import { checkpointLocation } from "../pgdata/basebackup.js";
 import { decodeControlFile, systemIdentifierString } from "../pg/control.js";
 import { DatadirSnapshot } from "../pgdata/reader.js";
 import { WalIngest } from "../pgdata/walingest.js";
-import { importTarStream } from "../pgdata/import.js";
+import { importArchives } from "../pgdata/import.js";
 import { startBaseBackup } from "../pg/replication/base_backup.js";
 import { ReplicationConnection } from "../pg/replication/connection.js";
-import { WalReceiver, type WalReceiverState } from "../pg/replication/walreceiver.js";
+import { WalConsumerError, WalReceiver, type WalReceiverState } from "../pg/replication/walreceiver.js";
 import { WalStreamDecoder } from "../pg/wal/decoder.js";
 import { rmgrsWithoutNativeRedo } from "../pg/redo/rmgr_redo.js";
 import type { DecodedRecord } from "../pg/wal/record.js";
@@ -72,7 +80,7 @@ export interface WalSourceConfig {
 export interface WalSourceStatus {
   connstr: string;
   slot_name: string;
-  /** starting | connecting | streaming | retrying | failed | stopped */
+  /** starting | connecting | streaming | retrying | error (ingest failed; retried) | failed | stopped */
   state: string;
   last_received_lsn: string | null;
   last_error: string | null;
@@ -91,6 +99,9 @@ export interface SourceInfo {
 /** Retries of a source that could not start: 1 s, 2 s, … capped here. */
 const START_RETRY_INITIAL_MS = 1_000;
 const START_RETRY_MAX_MS = 60_000;
+/** Retries of a stream whose ingest failed: 1 s, 2 s, … capped here. */
+const INGEST_RETRY_INITIAL_MS = 1_000;
+const INGEST_RETRY_MAX_MS = 60_000;
 /** Layers one record's ingest may wait to download before it fails (each makes one resident). */
 const MAX_DOWNLOADS_PER_RECORD = 10_000;
 
@@ -174,6 +185,15 @@ export class TimelineWalSource {
   private failure: string | null = null;
   /** A start that failed and will be retried: the error and when the next attempt starts. */
   private retry: { error: string; at_ms: number } | null = null;
+  /**
+   * The last ingest failure: its error, where ingest stood (last_record_lsn), and when the
+   * stream restarts (null once it has). Cleared when ingest gets past that LSN.
+   */
+  private ingestFailure: { error: string; at_lsn: Lsn; retry_at_ms: number | null } | null = null;
+  private ingestRetryDelay_ms = INGEST_RETRY_INITIAL_MS;
+  private ingestRetryTimer: NodeJS.Timeout | null = null;
+  /** Ingest failures of this source so far (each stopped the stream and was retried). */
+  ingestErrors = 0;
   private stopped = false;
   private wakeRetry: (() => void) | null = null;
   private readonly consistentFrom: Lsn | null;
@@ -275,6 +295,11 @@ export class TimelineWalSource {
     this.idleTimer = setInterval(() => this.checkIdle(), IDLE_CHECK_MS);
     this.idleTimer.unref();
     receiver.finished.catch((e: unknown) => {
+      if (this.stopped || this.receiver !== receiver) return;
+      if (e instanceof WalConsumerError) {
+        this.onIngestFailure(e);
+        return;
+      }
       this.failure = e instanceof Error ? e.message : String(e);
       this.log.error({ err: e }, "WAL source stopped with an error");
     });
@@ -316,6 +341,38 @@ export class TimelineWalSource {
     }
   }
 
+  /**
+   * Ingest refused a record: the receiver has stopped. Show it ("error"), count it, and
+   * start streaming again at last_record_lsn after the backoff.
+   */
+  private onIngestFailure(e: WalConsumerError): void {
+    const tl = this.timeline;
+    const delay_ms = this.ingestRetryDelay_ms;
+    this.ingestErrors++;
+    this.ingestFailure = { error: e.message, at_lsn: tl.lastRecordLsn, retry_at_ms: Date.now() + delay_ms };
+    this.ingestRetryDelay_ms = Math.min(delay_ms * 2, INGEST_RETRY_MAX_MS);
+    this.log.error({ err: e.cause ?? e, at_lsn: lsnToString(tl.lastRecordLsn), retry_in_ms: delay_ms }, "WAL ingest failed; the stream restarts after a backoff");
+    this.receiver = null;
+    if (this.idleTimer !== null) clearInterval(this.idleTimer);
+    this.idleTimer = null;
+    this.ingestRetryTimer = setTimeout(() => {
+      this.ingestRetryTimer = null;
+      if (this.stopped) return;
+      if (this.ingestFailure !== null) this.ingestFailure.retry_at_ms = null;
+      void this.startWithRetry();
+    }, delay_ms);
+    this.ingestRetryTimer.unref();
+  }
+
+  /** Ingest went past the record that failed: the failure is over and the backoff starts over. */
+  private ingestProgressed(): void {
+    const f = this.ingestFailure;
+    if (f === null || f.retry_at_ms !== null || this.timeline.lastRecordLsn <= f.at_lsn) return;
+    this.log.info({ last_record_lsn: lsnToString(this.timeline.lastRecordLsn) }, "WAL ingest got past the record that failed");
+    this.ingestFailure = null;
+    this.ingestRetryDelay_ms = INGEST_RETRY_INITIAL_MS;
+  }
+
   /** Resolves once the receiver streams, false if it doesn't within `timeout_ms`. */
   async waitStreaming(timeout_ms: number): Promise<boolean> {
     const until = Date.now() + timeout_ms;
@@ -353,6 +410,7 @@ export class TimelineWalSource {
       if (isShutdownCheckpoint(rec)) shutdown = true;
     }
     tl.metrics.walReceived(records, bytes.length);
+    this.ingestProgressed();
     const from = this.consistentFrom;
     if (from !== null && tl.latestGcCutoffLsn < from && tl.lastRecordLsn >= from) {
       void tl.raiseGcCutoff(from).catch((e: unknown) => this.log.error({ err: e }, "could not record the consistent point"));
@@ -387,6 +445,8 @@ export class TimelineWalSource {
   async stop(): Promise<void> {
     this.stopped = true;
     this.wakeRetry?.();
+    if (this.ingestRetryTimer !== null) clearTimeout(this.ingestRetryTimer);
+    this.ingestRetryTimer = null;
     const r = this.receiver;
     this.receiver = null;
     if (this.idleTimer !== null) clearInterval(this.idleTimer);
@@ -413,8 +473,12 @@ export class TimelineWalSource {
     const s = this.receiver?.state ?? this.state_;
     let state = s?.state ?? "starting";
     let nextRetry: number | null = null;
+    const ingestFailure = this.ingestFailure;
     if (this.failure !== null) state = "failed";
-    else if (this.retry !== null) {
+    else if (ingestFailure !== null && ingestFailure.retry_at_ms !== null) {
+      state = "error";
+      nextRetry = ingestFailure.retry_at_ms;
+    } else if (this.retry !== null) {
       state = "retrying";
       nextRetry = this.retry.at_ms;
     } else if (s?.state === "backoff") {
@@ -426,7 +490,7 @@ export class TimelineWalSource {
       slot_name: this.config.slot_name,
       state,
       last_received_lsn: s === null ? null : lsnToString(s.last_received_lsn),
-      last_error: this.failure ?? this.retry?.error ?? s?.last_error ?? null,
+      last_error: this.failure ?? ingestFailure?.error ?? this.retry?.error ?? s?.last_error ?? null,
       next_retry_at: nextRetry === null ? null : new Date(nextRetry).toISOString(),
       records_ingested: this.ingest?.records ?? 0,
     };
@@ -474,7 +538,8 @@ export async function bootstrapFromSource(
     slotCreated = await conn.createPhysicalSlot(slot, { reserveWal: true });
     const bb = await startBaseBackup(conn, { label: "pageserver bootstrap", fast_checkpoint: true, wait: true });
     const tl = await tenant.createTimeline({ reservation, startLsn: bb.startLsn, pgVersion: 15 });
-    await importTarStream(tl, bb.startLsn, bb.archive);
+    // One tar per tablespace with a LOCATION, then base.tar: all imported at the start LSN.
+    await importArchives(tl, bb.startLsn, bb.archives);
     const end = await bb.finished;
     tl.log.info({ start_lsn: lsnToString(bb.startLsn), end_lsn: lsnToString(end.endLsn) }, "bootstrapped from base backup");
     return {

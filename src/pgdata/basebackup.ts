@@ -9,7 +9,11 @@
  *     pg_logical/{snapshots,mappings}, pg_notify, pg_serial, pg_snapshots, pg_subtrans,
  *     pg_commit_ts, pg_dynshmem, pg_replslot)
  *   PG_VERSION, postgresql.conf, postgresql.auto.conf, pg_hba.conf, pg_ident.conf
- *   per database: PG_VERSION, pg_filenode.map, every relation fork at its size, split in
+ *   user tablespaces in place: pg_tblspc/<oid>/PG_15_202209061/ directories, and
+ *     pageserver_tablespaces.json (their original locations, for an endpoint's mapping)
+ *   per database directory (base/<db>, or pg_tblspc/<oid>/PG_15_202209061/<db> for each
+ *     other tablespace holding its relations): PG_VERSION (only where the database was
+ *     created: its relmap is there), pg_filenode.map, every relation fork at its size, split in
  *     1 GiB segments (<relfilenode>[_fork][.seg]); data pages get a fresh checksum when the
  *     cluster has data checksums (redo does not maintain pd_checksum)
  *   unlogged relations (those with an init fork): the init fork, and the main fork as a
@@ -33,6 +37,7 @@ import type { Timeline } from "../tenant/timeline.js";
 import { assert } from "../types/assert.js";
 import { InvalidArgumentError, NotFoundError } from "../types/errors.js";
 import { failpoint } from "../types/failpoints.js";
+import { encodeTablespacesFile, TABLESPACES_FILE } from "../types/tablespaces_file.js";
 import { secondsSince } from "../types/metrics_sink.js";
 import { type Lsn, lsnToString, writeLsnLE } from "../types/lsn.js";
 import {
@@ -48,6 +53,7 @@ import {
 import { type DatadirSnapshot, datadirAt } from "./reader.js";
 import {
   BLCKSZ,
+  DEFAULTTABLESPACE_OID,
   dbDirPath,
   FSM_FORKNUM,
   GLOBALTABLESPACE_OID,
@@ -58,6 +64,8 @@ import {
   relSegmentPath,
   SLRU_KINDS,
   slruDirName,
+  TABLESPACE_VERSION_DIR,
+  tablespaceLinkPath,
   VISIBILITYMAP_FORKNUM,
 } from "./keys.js";
 import { crc32c } from "../pg/wal/crc32c.js";
@@ -378,22 +386,33 @@ async function* generate(
   yield* file("pg_hba.conf", text(opts.hbaConf ?? DEFAULT_HBA_CONF));
   yield* file("pg_ident.conf", text("# MAPNAME       SYSTEM-USERNAME         PG-USERNAME\n"));
 
+  // User tablespaces, always in place: pg_tblspc/<oid>/PG_15_202209061/ as directories
+  // (PostgreSQL 15 runs on in-place tablespace directories as on symlinked ones; an endpoint
+  // moves one elsewhere with --tablespace-mapping, leaving a symlink, as pg_basebackup does).
+  const tablespaces = snap.listTablespaces();
   const tblspcDirs = new Set<string>();
+  const tblspcDir = function* (path: string): Generator<Uint8Array> {
+    // A database directory of a tablespace with no record of its own (a timeline ingested
+    // before tablespaces were recorded) still gets its parents.
+    const parts = path.split("/");
+    for (let i = 2; i <= parts.length; i++) {
+      const p = parts.slice(0, i).join("/");
+      if (!tblspcDirs.has(p)) {
+        tblspcDirs.add(p);
+        yield dir(p);
+      }
+    }
+  };
+  for (const t of tablespaces) yield* tblspcDir(`${tablespaceLinkPath(t.spcnode)}/${TABLESPACE_VERSION_DIR}`);
+  if (tablespaces.length > 0) yield* file(TABLESPACES_FILE, text(encodeTablespacesFile(tablespaces.map((t) => ({ oid: t.spcnode, location: t.location })))));
   for (const db of snap.listDbs()) {
     const path = dbDirPath(db.spcnode, db.dbnode);
     if (db.spcnode !== GLOBALTABLESPACE_OID) {
-      if (path.startsWith("pg_tblspc/")) {
-        const parts = path.split("/");
-        for (let i = 2; i < parts.length; i++) {
-          const p = parts.slice(0, i).join("/");
-          if (!tblspcDirs.has(p)) {
-            tblspcDirs.add(p);
-            yield dir(p);
-          }
-        }
-      }
-      yield dir(path);
-      yield* file(`${path}/PG_VERSION`, text("15\n"));
+      if (path.startsWith("pg_tblspc/")) yield* tblspcDir(path);
+      else yield dir(path);
+      // A database's directory in its default tablespace has PG_VERSION (and the relmap);
+      // its directory in another tablespace, made for a relation, has neither.
+      if (db.relmapExists || db.spcnode === DEFAULTTABLESPACE_OID) yield* file(`${path}/PG_VERSION`, text("15\n"));
     }
     const relmap = snap.relmap(db.spcnode, db.dbnode);
     if (relmap !== null) yield* file(`${path}/pg_filenode.map`, relmap);

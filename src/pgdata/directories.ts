@@ -4,7 +4,7 @@
  *
  *   off  size  field
  *    0    1    kind: 'D' 0x44 DbDirectory, 'R' 0x52 RelDirectory, 'S' 0x53 SlruDirectory,
- *                    'T' 0x54 TwoPhaseDirectory
+ *                    'T' 0x54 TwoPhaseDirectory, 'P' 0x50 TablespaceDirectory
  *    1    1    version = 1
  *    2    2    reserved, 0
  *    4    4    entry count n (u32 LE)
@@ -15,6 +15,9 @@
  *   R     5  relnode u32, forknum u8
  *   S     4  segno u32
  *   T     8  xid lo u32, xid hi u32 (64-bit so a later PostgreSQL fits)
+ *   P     6+m  spcnode u32, m u16, the LOCATION's m UTF-8 bytes (m < 1024; "" in place):
+ *              the only kind whose entries vary in size. pg_default and pg_global are
+ *              never in it (they always exist).
  *
  * In memory: DbDirectory is a Map keyed "spc/db"; RelDirectory a Set of relnode·4 + forknum
  * (≤ 2^34, exact in a number, and sorts as (relnode, forknum)); the others Sets of numbers.
@@ -35,7 +38,7 @@ const HEADER_BYTES = 8;
 /** A bound on entries per directory (PostgreSQL's OIDs are u32; this is far beyond any real cluster). */
 export const MAX_DIRECTORY_ENTRIES = 64 * 1024 * 1024;
 
-const DirKind = { Db: 0x44, Rel: 0x52, Slru: 0x53, TwoPhase: 0x54 } as const;
+const DirKind = { Db: 0x44, Rel: 0x52, Slru: 0x53, TwoPhase: 0x54, Tablespace: 0x50 } as const;
 type DirKind = (typeof DirKind)[keyof typeof DirKind];
 
 export interface DbEntry {
@@ -48,6 +51,10 @@ export type DbDirectory = Map<string, DbEntry>;
 export type RelDirectory = Set<number>;
 export type SlruDirectory = Set<number>;
 export type TwoPhaseDirectory = Set<number>;
+/** User tablespaces: OID → the LOCATION they were created with ("" for an in-place one). */
+export type TablespaceDirectory = Map<number, string>;
+/** MAXPGPATH: no tablespace location is longer (PostgreSQL refuses it). */
+export const MAX_TABLESPACE_PATH_BYTES = 1024;
 
 export function dbDirKey(spcnode: number, dbnode: number): string {
   return `${spcnode}/${dbnode}`;
@@ -202,5 +209,62 @@ export function decodeTwoPhaseDirectory(b: Uint8Array): TwoPhaseDirectory {
     prev = e;
     d.add(e);
   }
+  return d;
+}
+
+export function encodeTablespaceDirectory(d: TablespaceDirectory): Uint8Array {
+  const entries = [...d.entries()].sort((a, b) => a[0] - b[0]).map(([oid, path]) => ({ oid, path: new TextEncoder().encode(path) }));
+  assert(entries.length <= MAX_DIRECTORY_ENTRIES, "directory too large");
+  let size = HEADER_BYTES;
+  for (const e of entries) {
+    assert(Number.isInteger(e.oid) && e.oid > 0 && e.oid <= 0xffff_ffff, "tablespace OID");
+    assert(e.path.length < MAX_TABLESPACE_PATH_BYTES, "tablespace location too long");
+    size += 6 + e.path.length;
+  }
+  const buf = new Uint8Array(size);
+  const dv = new DataView(buf.buffer);
+  buf[0] = DirKind.Tablespace;
+  buf[1] = VERSION;
+  dv.setUint32(4, entries.length, true);
+  let off = HEADER_BYTES;
+  for (const e of entries) {
+    dv.setUint32(off, e.oid, true);
+    dv.setUint16(off + 4, e.path.length, true);
+    buf.set(e.path, off + 6);
+    off += 6 + e.path.length;
+  }
+  return buf;
+}
+
+export function decodeTablespaceDirectory(b: Uint8Array): TablespaceDirectory {
+  const what = "TablespaceDirectory";
+  if (b.length < HEADER_BYTES) throw new DirectoryDecodeError(what, `${b.length} bytes, shorter than the header`);
+  if (b[0] !== DirKind.Tablespace) throw new DirectoryDecodeError(what, `kind byte 0x${b[0]!.toString(16)}, expected 0x${DirKind.Tablespace.toString(16)}`);
+  if (b[1] !== VERSION) throw new DirectoryDecodeError(what, `unknown version ${b[1]}`);
+  const dv = new DataView(b.buffer, b.byteOffset, b.byteLength);
+  const n = dv.getUint32(4, true);
+  // Each entry takes at least 6 bytes: a count the bytes can't hold is corrupt.
+  if (n > (b.length - HEADER_BYTES) / 6) throw new DirectoryDecodeError(what, `${n} entries in ${b.length} bytes`);
+  const d: TablespaceDirectory = new Map();
+  const dec = new TextDecoder("utf-8", { fatal: true });
+  let prev = 0;
+  let off = HEADER_BYTES;
+  for (let i = 0; i < n; i++) {
+    if (off + 6 > b.length) throw new DirectoryDecodeError(what, "truncated entry");
+    const oid = dv.getUint32(off, true);
+    const m = dv.getUint16(off + 4, true);
+    if (oid <= prev) throw new DirectoryDecodeError(what, "entries not ascending");
+    if (m >= MAX_TABLESPACE_PATH_BYTES || off + 6 + m > b.length) throw new DirectoryDecodeError(what, `location of ${m} bytes`);
+    let path: string;
+    try {
+      path = dec.decode(b.subarray(off + 6, off + 6 + m));
+    } catch {
+      throw new DirectoryDecodeError(what, "location is not UTF-8");
+    }
+    d.set(oid, path);
+    prev = oid;
+    off += 6 + m;
+  }
+  if (off !== b.length) throw new DirectoryDecodeError(what, `length ${b.length} does not match ${n} entries`);
   return d;
 }

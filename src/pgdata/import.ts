@@ -5,6 +5,13 @@
  *   Create the timeline first at `(await readImportLsn(pgdata)).lsn`.
  * - `importTarStream(timeline, lsn, stream)`: a base.tar (as BASE_BACKUP sends it) at a
  *   given LSN; PostgreSQL puts pg_control last, so the caller names the LSN.
+ *   `importArchives(timeline, lsn, archives)`: the same for every archive of a BASE_BACKUP:
+ *   base.tar, then one tar per tablespace with a LOCATION (its entries are relative to the
+ *   location: PG_15_202209061/<db>/…, imported as pg_tblspc/<oid>/PG_15_202209061/<db>/…).
+ *
+ * Tablespaces: every user tablespace is recorded with its location (TablespaceDirectory):
+ * an in-place one (a directory pg_tblspc/<oid>) with "", one with a LOCATION (a symlink
+ * pg_tblspc/<oid>, in a directory or a tar) with the symlink's target.
  *
  * What is imported (paths relative to the data directory):
  *   global/<relfilenode>[_fsm|_vm|_init][.<seg>]         relation forks of spc 1664, db 0
@@ -25,7 +32,7 @@
  * image layers at the import LSN off the main thread, not into the in-memory layer (which
  * can't be frozen part way through one LSN). The importer waits for it between chunks.
  */
-import { createReadStream, existsSync, readdirSync, readFileSync, statSync } from "node:fs";
+import { createReadStream, existsSync, lstatSync, readdirSync, readFileSync, readlinkSync, statSync } from "node:fs";
 import { join } from "node:path";
 import type { Readable } from "node:stream";
 import { extract } from "tar-stream";
@@ -34,7 +41,17 @@ import { PageserverError } from "../types/errors.js";
 import { type Lsn, lsnToString } from "../types/lsn.js";
 import { RELMAPPER_FILESIZE } from "../pg/consts.js";
 import { type ControlFileData, DB_STATE_NAMES, DbState, decodeControlFile, PG_CONTROL_FILE_SIZE, SIZEOF_CHECKPOINT } from "../pg/control.js";
-import { BLCKSZ, DBDIR_KEY, DEFAULTTABLESPACE_OID, GLOBALTABLESPACE_OID, RELSEG_SIZE, type RelTag, SLRU_PAGES_PER_SEGMENT, SlruKind } from "./keys.js";
+import {
+  BLCKSZ,
+  DBDIR_KEY,
+  DEFAULTTABLESPACE_OID,
+  GLOBALTABLESPACE_OID,
+  RELSEG_SIZE,
+  type RelTag,
+  SLRU_PAGES_PER_SEGMENT,
+  SlruKind,
+  TABLESPACE_VERSION_DIR,
+} from "./keys.js";
 import { DatadirWriter } from "./writer.js";
 
 /** A data directory or archive that cannot be imported (names the file and why). */
@@ -45,7 +62,6 @@ export class ImportError extends PageserverError {
 }
 
 const FORKS: Record<string, number> = { "": 0, fsm: 1, vm: 2, init: 3 };
-const TBLSPC_VERSION_DIR = "PG_15_202209061";
 /** Bytes read per chunk from relation files. */
 const READ_CHUNK_BYTES = 1024 * 1024;
 const RELFILE_RE = /^(\d+)(?:_(fsm|vm|init))?(?:\.(\d+))?$/;
@@ -79,7 +95,7 @@ export function classifyPath(path: string): Classified {
     spcnode = DEFAULTTABLESPACE_OID;
     dbnode = u32(parts[1]!);
     name = parts[2];
-  } else if (parts.length === 5 && parts[0] === "pg_tblspc" && parts[2] === TBLSPC_VERSION_DIR) {
+  } else if (parts.length === 5 && parts[0] === "pg_tblspc" && parts[2] === TABLESPACE_VERSION_DIR) {
     spcnode = u32(parts[1]!);
     dbnode = u32(parts[3]!);
     name = parts[4];
@@ -291,6 +307,7 @@ export async function importDatadir(timeline: Timeline, pgdata: string): Promise
       const db = u32(name);
       if (db !== null) w.createDb(DEFAULTTABLESPACE_OID, db);
     }
+    importTablespaceDirs(w, pgdata);
     const paths = walk(pgdata).filter((p) => p !== "global/pg_control" && classifyPath(p).kind !== "skip");
     for (const p of importOrder(paths)) {
       await imp.file(p, statSync(join(pgdata, p)).size, fileChunks(join(pgdata, p)));
@@ -308,44 +325,64 @@ export async function importDatadir(timeline: Timeline, pgdata: string): Promise
   return { lsn, control, files: imp.files, pages: imp.pages };
 }
 
+/** Tablespaces of a data directory on disk: pg_tblspc/<oid> symlinks (target = location) or in-place directories, and their databases' directories. */
+function importTablespaceDirs(w: DatadirWriter, pgdata: string): void {
+  const tblspc = join(pgdata, "pg_tblspc");
+  if (!existsSync(tblspc)) return;
+  for (const name of readdirSync(tblspc)) {
+    const oid = u32(name);
+    if (oid === null) continue;
+    const link = join(tblspc, name);
+    const st = lstatSync(link);
+    if (st.isSymbolicLink()) w.createTablespace(oid, readlinkSync(link));
+    else if (st.isDirectory()) w.createTablespace(oid, "");
+    else continue;
+    const versionDir = join(link, TABLESPACE_VERSION_DIR);
+    if (!existsSync(versionDir)) continue;
+    for (const db of readdirSync(versionDir)) {
+      const dbnode = u32(db);
+      if (dbnode !== null && statSync(join(versionDir, db)).isDirectory()) w.createDb(oid, dbnode);
+    }
+  }
+}
+
+/** One archive of a BASE_BACKUP: base.tar (spcnode null) or a tablespace's tar. */
+export interface ImportArchive {
+  /** null for the main data directory; else the tablespace OID. */
+  spcnode: number | null;
+  /** The tablespace's LOCATION (its symlink's target); "" for the main archive. */
+  location: string;
+  data: AsyncIterable<Uint8Array>;
+}
+
 /**
  * Import a base.tar stream (BASE_BACKUP's main archive, uncompressed) at `lsn` (the backup's
  * start LSN, which the caller knows from the protocol), then checkpoint the timeline.
  */
-export async function importTarStream(timeline: Timeline, lsn: Lsn, stream: Readable | AsyncIterable<Uint8Array>): Promise<ImportResult> {
+export function importTarStream(timeline: Timeline, lsn: Lsn, stream: Readable | AsyncIterable<Uint8Array>): Promise<ImportResult> {
+  return importArchives(timeline, lsn, [{ spcnode: null, location: "", data: stream as AsyncIterable<Uint8Array> }]);
+}
+
+/**
+ * Import every archive of a BASE_BACKUP (each read to its end before the next is asked
+ * for) at `lsn`, then checkpoint the timeline.
+ */
+export async function importArchives(timeline: Timeline, lsn: Lsn, archives: AsyncIterable<ImportArchive> | Iterable<ImportArchive>): Promise<ImportResult> {
   checkEmpty(timeline, lsn);
   const bulk = timeline.bulkImport(lsn);
   const w = new DatadirWriter(timeline, bulk);
   w.begin(lsn);
   const imp = new Importer(w, () => bulk.ready());
-  const ex = extract();
-  const feeding = (async () => {
-    try {
-      for await (const chunk of stream as AsyncIterable<Uint8Array>) {
-        if (!ex.write(chunk)) await new Promise<void>((r) => ex.once("drain", r));
-      }
-      ex.end(undefined);
-    } catch (e) {
-      ex.destroy(e as Error);
-    }
-  })();
   try {
-    for await (const entry of ex) {
-      const h = entry.header;
-      const name = h.name.replace(/^\.\//, "").replace(/\/$/, "");
-      if (h.type === "directory") {
-        const m = /^base\/(\d+)$/.exec(name);
-        if (m !== null && u32(m[1]!) !== null) w.createDb(DEFAULTTABLESPACE_OID, Number(m[1]));
-        entry.resume();
-        continue;
+    for await (const a of archives) {
+      if (a.spcnode === null) {
+        await importTar(w, imp, "", a.data);
+      } else {
+        // The main archive has pg_tblspc/<oid> as a symlink to the location; record it here too.
+        w.createTablespace(a.spcnode, a.location);
+        await importTar(w, imp, `pg_tblspc/${a.spcnode}/`, a.data);
       }
-      if (h.type !== "file" && h.type !== "contiguous-file") {
-        entry.resume();
-        continue;
-      }
-      await imp.file(name, h.size ?? 0, entry as unknown as AsyncIterable<Uint8Array>);
     }
-    await feeding;
     if (imp.control === null) throw new ImportError("archive has no global/pg_control");
     w.commit();
     await bulk.finish();
@@ -356,4 +393,59 @@ export async function importTarStream(timeline: Timeline, lsn: Lsn, stream: Read
   }
   await timeline.checkpoint();
   return { lsn, control: imp.control, files: imp.files, pages: imp.pages };
+}
+
+/** The entries of one tar into the modification, each named `prefix` + its name. */
+async function importTar(w: DatadirWriter, imp: Importer, prefix: string, stream: AsyncIterable<Uint8Array>): Promise<void> {
+  const ex = extract();
+  const feeding = (async () => {
+    try {
+      for await (const chunk of stream) {
+        if (!ex.write(chunk)) await new Promise<void>((r) => ex.once("drain", r));
+      }
+      ex.end(undefined);
+    } catch (e) {
+      ex.destroy(e as Error);
+    }
+  })();
+  for await (const entry of ex) {
+    const h = entry.header;
+    const name = prefix + h.name.replace(/^\.\//, "").replace(/\/$/, "");
+    if (h.type === "directory") {
+      importDirectory(w, name);
+      entry.resume();
+      continue;
+    }
+    if (h.type === "symlink") {
+      // pg_tblspc/<oid> → LOCATION: a tablespace whose files come in an archive of their own.
+      const m = /^pg_tblspc\/(\d+)$/.exec(name);
+      const oid = m === null ? null : u32(m[1]!);
+      if (oid !== null) w.createTablespace(oid, h.linkname ?? "");
+      entry.resume();
+      continue;
+    }
+    if (h.type !== "file" && h.type !== "contiguous-file") {
+      entry.resume();
+      continue;
+    }
+    await imp.file(name, h.size ?? 0, entry as unknown as AsyncIterable<Uint8Array>);
+  }
+  await feeding;
+}
+
+/** A directory entry: a database's directory exists before any file of it; an in-place tablespace is a directory in pg_tblspc. */
+function importDirectory(w: DatadirWriter, name: string): void {
+  const base = /^base\/(\d+)$/.exec(name);
+  if (base !== null && u32(base[1]!) !== null) {
+    w.createDb(DEFAULTTABLESPACE_OID, Number(base[1]));
+    return;
+  }
+  const spc = /^pg_tblspc\/(\d+)$/.exec(name);
+  if (spc !== null && u32(spc[1]!) !== null) {
+    // In place (a directory, not a symlink), unless a tablespace archive named its location.
+    if (!w.tablespaces().has(Number(spc[1]))) w.createTablespace(Number(spc[1]), "");
+    return;
+  }
+  const db = new RegExp(`^pg_tblspc/(\\d+)/${TABLESPACE_VERSION_DIR}/(\\d+)$`).exec(name);
+  if (db !== null && u32(db[1]!) !== null && u32(db[2]!) !== null) w.createDb(Number(db[1]), Number(db[2]));
 }

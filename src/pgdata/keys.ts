@@ -6,6 +6,7 @@
  *   object              f1  f2      f3      f4              f5        f6          value
  *   ------------------  --  ------  ------  --------------  --------  ----------  -----------------------
  *   DbDir               00  0       0       0               0         0           DbDirectory (directories.ts)
+ *   TablespaceDir       00  0       0       0               0         1           TablespaceDirectory
  *   RelMap file         00  spc     db      0               0         0           pg_filenode.map, 512 bytes
  *   RelDir              00  spc     db      0               0         1           RelDirectory
  *   RelBlock            00  spc     db      rel (≠ 0)       fork      blkno       page image / WAL records
@@ -22,8 +23,12 @@
  * init 3. relnode 0 is never a relation (it is the relmap/reldir slot), so a rel block key
  * is `f1 = 0 && f4 ≠ 0 && f6 ≠ FFFFFFFF`.
  *
- * DbDir is the key (00 0 0 0 0 0), which is also "RelMap of spc 0 db 0": spc 0 is not a
- * tablespace OID PostgreSQL ever uses (global is 1664, default 1663), so they never collide.
+ * DbDir is the key (00 0 0 0 0 0), which is also "RelMap of spc 0 db 0", and TablespaceDir
+ * (00 0 0 0 0 1) "RelDir of spc 0 db 0": spc 0 is not a tablespace OID PostgreSQL ever uses
+ * (InvalidOid; global is 1664, default 1663), so they never collide. TablespaceDir sits beside
+ * DbDir because a tablespace's DROP changes both. A database lives in one DbDir entry per
+ * tablespace that holds a directory of it (its default one, and any other where it has
+ * relations): DbDir is keyed by (spcnode, dbnode), as Neon's.
  */
 import { InvalidArgumentError } from "../types/errors.js";
 import { type Key, type KeyRange, keyFields, makeKey } from "../types/key.js";
@@ -128,6 +133,7 @@ function checkBlkno(blkno: number): void {
 // Relations and databases
 
 export const DBDIR_KEY: Key = makeKey(0, 0, 0, 0, 0, 0);
+export const TABLESPACEDIR_KEY: Key = makeKey(0, 0, 0, 0, 0, 1);
 
 export function relBlockKey(rel: RelTag, blkno: number): Key {
   checkRelTag(rel);
@@ -141,6 +147,7 @@ export function relSizeKey(rel: RelTag): Key {
 }
 
 export function relDirKey(spcnode: number, dbnode: number): Key {
+  if (spcnode === 0) throw new InvalidArgumentError("reldir of tablespace 0");
   return makeKey(0, spcnode, dbnode, 0, 0, 1);
 }
 
@@ -282,13 +289,21 @@ export function decodeNblocks(b: Uint8Array): number {
   return new DataView(b.buffer, b.byteOffset, 4).getUint32(0, true);
 }
 
+/** TABLESPACE_VERSION_DIRECTORY of PostgreSQL 15 (catversion 202209061). */
+export const TABLESPACE_VERSION_DIR = "PG_15_202209061";
+
+/** A user tablespace's directory in a data directory: pg_tblspc/<oid> (a symlink, or a directory when in place). */
+export function tablespaceLinkPath(spcnode: number): string {
+  return `pg_tblspc/${spcnode}`;
+}
+
 /** Path of a relation segment file relative to the data directory (relpath.c). */
 export function relSegmentPath(rel: RelTag, segno: number): string {
   const suffix = forkSuffix(rel.forknum);
   let base: string;
   if (rel.spcnode === GLOBALTABLESPACE_OID) base = `global/${rel.relnode}`;
   else if (rel.spcnode === DEFAULTTABLESPACE_OID) base = `base/${rel.dbnode}/${rel.relnode}`;
-  else base = `pg_tblspc/${rel.spcnode}/PG_15_202209061/${rel.dbnode}/${rel.relnode}`;
+  else base = `pg_tblspc/${rel.spcnode}/${TABLESPACE_VERSION_DIR}/${rel.dbnode}/${rel.relnode}`;
   if (suffix !== "") base += `_${suffix}`;
   return segno === 0 ? base : `${base}.${segno}`;
 }
@@ -297,5 +312,5 @@ export function relSegmentPath(rel: RelTag, segno: number): string {
 export function dbDirPath(spcnode: number, dbnode: number): string {
   if (spcnode === GLOBALTABLESPACE_OID) return "global";
   if (spcnode === DEFAULTTABLESPACE_OID) return `base/${dbnode}`;
-  return `pg_tblspc/${spcnode}/PG_15_202209061/${dbnode}`;
+  return `pg_tblspc/${spcnode}/${TABLESPACE_VERSION_DIR}/${dbnode}`;
 }

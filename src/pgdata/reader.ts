@@ -13,7 +13,7 @@
  * beyond EOF reads as an all-zero page.
  *
  * `collectKeyspace` is the timeline's KeyspaceProvider: only live keys, sorted and merged:
- *   DbDir; per database its relmap (when it exists), RelDir, and per relation fork blocks
+ *   DbDir; TablespaceDir (when any user tablespace was ever created); per database its relmap (when it exists), RelDir, and per relation fork blocks
  *   [0, nblocks) and the size key; per SLRU its dir, and per segment blocks and size key;
  *   the two-phase dir and files; control file; checkpoint.
  * Keys of dropped relations and databases are not in it, so new image layers leave them out.
@@ -28,6 +28,7 @@ import {
   decodeDbDirectory,
   decodeRelDirectory,
   decodeSlruDirectory,
+  decodeTablespaceDirectory,
   decodeTwoPhaseDirectory,
   relDirEntry,
   relDirEntryFork,
@@ -53,6 +54,7 @@ import {
   slruDirKey,
   slruSegmentKeyRange,
   slruSegmentSizeKey,
+  TABLESPACEDIR_KEY,
   TWOPHASEDIR_KEY,
   twophaseFileKey,
   VISIBILITYMAP_FORKNUM,
@@ -94,7 +96,14 @@ export class DatadirSnapshot {
     return this.dbDirCache;
   }
 
-  // Databases and relations
+  // Tablespaces, databases and relations
+
+  /** User tablespaces (not pg_default, pg_global), ascending by OID, with the LOCATION each was created with ("" in place). */
+  listTablespaces(): { spcnode: number; location: string }[] {
+    const b = this.get(TABLESPACEDIR_KEY);
+    if (b === null) return [];
+    return [...decodeTablespaceDirectory(b)].sort((x, y) => x[0] - y[0]).map(([spcnode, location]) => ({ spcnode, location }));
+  }
 
   listDbs(): DbEntry[] {
     return [...this.dbDir().values()].sort((x, y) => x.spcnode - y.spcnode || x.dbnode - y.dbnode).map((e) => ({ ...e }));
@@ -249,6 +258,7 @@ export class DatadirSnapshot {
   keyspace(): KeyRange[] {
     const acc = new KeyspaceAccum();
     acc.addKey(DBDIR_KEY);
+    if (this.get(TABLESPACEDIR_KEY) !== null) acc.addKey(TABLESPACEDIR_KEY);
     for (const db of this.listDbs()) {
       if (db.relmapExists) acc.addKey(relmapFileKey(db.spcnode, db.dbnode));
       acc.addKey(relDirKey(db.spcnode, db.dbnode));

@@ -9,7 +9,8 @@
  * GiST left
  * child of a split gets the NSN and F_FOLLOW_RIGHT redo would give it. A block without an
  * image is stored as the PostgreSQL record (redo refuses it with a clear error until native
- * heap/btree redo lands). Main data, rmgr by rmgr: SMGR create/truncate, DBASE create/drop,
+ * heap/btree redo lands). Main data, rmgr by rmgr: SMGR create/truncate, DBASE create/drop
+ * (in any tablespace), TBLSPC create/drop (the tablespace directory a base backup needs),
  * XACT commit/abort/prepare (CLOG bits, dropped relations, two-phase files), CLOG and
  * MULTIXACT pages, RELMAP files, commit timestamps (the timeline's LSN ↔ time index), XLOG checkpoints and counters (kept in the CHECKPOINT key so
  * a base backup's pg_control is right at any LSN), and the visibility-map bits that heap
@@ -20,7 +21,8 @@
  * switches on their opcodes and fields and reads no bytes of a record itself.
  *
  * A record that can't be handled is an UnsupportedError naming rmgr and info; the caller
- * stops ingest on that timeline. Nothing is skipped silently.
+ * (the WAL source) shows it as its error and retries from last_record_lsn with a backoff.
+ * Nothing is skipped silently.
  */
 import { XLOG_GIST_PAGE_SPLIT, XLOG_GIST_PAGE_UPDATE } from "../pg/wal/records/gist.js";
 import { crc32c } from "@node-rs/crc32";
@@ -103,6 +105,7 @@ import {
   XLOG_MULTIXACT_ZERO_OFF_PAGE,
 } from "../pg/wal/records/multixact.js";
 import { decodeRelmapRecord } from "../pg/wal/records/relmap.js";
+import { decodeTblspcRecord, XLOG_TBLSPC_CREATE } from "../pg/wal/records/tblspc.js";
 import {
   decodeSmgrRecord,
   SMGR_TRUNCATE_FSM,
@@ -259,9 +262,14 @@ export class WalIngest {
       case RM_DBASE_ID:
         this.ingestDbase(rec, decodeDbaseRecord(rec));
         return;
-      case RM_TBLSPC_ID:
-        this.unsupported(rec, "tablespaces other than pg_default and pg_global are not supported");
+      case RM_TBLSPC_ID: {
+        // CREATE makes pg_tblspc/<oid>/PG_15_…; the databases' directories in it come with
+        // their first relation (SMGR_CREATE) or a CREATE DATABASE. DROP is of an empty one.
+        const r = decodeTblspcRecord(rec);
+        if (r.op === XLOG_TBLSPC_CREATE) this.w.createTablespace(r.tsId, r.path);
+        else this.w.dropTablespace(r.tsId);
         return;
+      }
       case RM_MULTIXACT_ID:
         this.ingestMultixact(decodeMultiXactRecord(rec));
         return;

@@ -41,8 +41,10 @@ import {
   decodeDbDirectory,
   decodeRelDirectory,
   decodeSlruDirectory,
+  decodeTablespaceDirectory,
   decodeTwoPhaseDirectory,
   encodeDbDirectory,
+  encodeTablespaceDirectory,
   encodeRelDirectory,
   encodeSlruDirectory,
   encodeTwoPhaseDirectory,
@@ -51,6 +53,7 @@ import {
   relDirEntryFork,
   relDirEntryRelnode,
   type SlruDirectory,
+  type TablespaceDirectory,
   type TwoPhaseDirectory,
 } from "./directories.js";
 import {
@@ -59,6 +62,8 @@ import {
   CONTROLFILE_KEY,
   checkRelTag,
   DBDIR_KEY,
+  DEFAULTTABLESPACE_OID,
+  GLOBALTABLESPACE_OID,
   decodeNblocks,
   dbdirKeyRange,
   encodeNblocks,
@@ -73,6 +78,7 @@ import {
   SLRU_PAGES_PER_SEGMENT,
   type SlruKind,
   slruBlockKey,
+  TABLESPACEDIR_KEY,
   slruDirKey,
   slruSegmentKeyRange,
   slruSegmentSizeKey,
@@ -111,6 +117,8 @@ export class DatadirWriter {
   private readonly slruDirsDirty = new Set<SlruKind>();
   private twophaseDir: TwoPhaseDirectory | null = null;
   private twophaseDirty = false;
+  private tablespaceDir: TablespaceDirectory | null = null;
+  private tablespaceDirty = false;
   /** Raw metadata files (relmap, control, checkpoint, two-phase state): copies, put as images. */
   private readonly files = new PendingValues();
   /** putCheckpoint's copy (one per record that moves nextXid: a new buffer each time showed up in profiles). */
@@ -186,6 +194,8 @@ export class DatadirWriter {
     if (this.slruDirsDirty.size > 0) this.slruDirsDirty.clear();
     this.twophaseDir = null;
     this.twophaseDirty = false;
+    this.tablespaceDir = null;
+    this.tablespaceDirty = false;
     this.files.clear();
   }
 
@@ -259,9 +269,13 @@ export class DatadirWriter {
   // ---------------------------------------------------------------------------------------
   // Databases
 
-  /** Create a database (idempotent): DbDir entry and an empty RelDir. */
+  /**
+   * Create a database's directory in a tablespace (idempotent): DbDir entry and an empty
+   * RelDir. A database has one in each tablespace that holds relations of it.
+   */
   createDb(spcnode: number, dbnode: number): void {
     this.check();
+    if (spcnode === 0) throw new InvalidArgumentError(`database ${dbnode} in tablespace 0`);
     const dir = this.getDbDir();
     const k = this.dbKey(spcnode, dbnode);
     if (dir.has(k)) return;
@@ -294,6 +308,46 @@ export class DatadirWriter {
     this.cachedRelDirs.delete(k);
     this.relDirsDirty.delete(k);
     this.dropPendingIn(dbdirKeyRange(spcnode, dbnode));
+  }
+
+  // ---------------------------------------------------------------------------------------
+  // Tablespaces
+
+  private getTablespaceDir(): TablespaceDirectory {
+    if (this.tablespaceDir === null) {
+      const b = this.stored(TABLESPACEDIR_KEY);
+      this.tablespaceDir = b === null ? new Map() : decodeTablespaceDirectory(b);
+    }
+    return this.tablespaceDir;
+  }
+
+  /** User tablespaces (OID → LOCATION, "" in place) as this modification sees them. */
+  tablespaces(): ReadonlyMap<number, string> {
+    this.check();
+    return this.getTablespaceDir();
+  }
+
+  /** Record a user tablespace (a second CREATE of the same OID replaces its location: redo of a replayed record). */
+  createTablespace(spcnode: number, location: string): void {
+    this.check();
+    if (!(Number.isInteger(spcnode) && spcnode > 0 && spcnode <= 0xffff_ffff) || spcnode === DEFAULTTABLESPACE_OID || spcnode === GLOBALTABLESPACE_OID) {
+      throw new InvalidArgumentError(`invalid tablespace OID ${spcnode}`);
+    }
+    const d = this.getTablespaceDir();
+    if (d.get(spcnode) === location) return;
+    d.set(spcnode, location);
+    this.tablespaceDirty = true;
+  }
+
+  /**
+   * Forget a user tablespace and every database directory left in it (PostgreSQL drops only
+   * an empty tablespace and removes the empty database directories with it).
+   */
+  dropTablespace(spcnode: number): void {
+    this.check();
+    const d = this.getTablespaceDir();
+    if (d.delete(spcnode)) this.tablespaceDirty = true;
+    for (const e of [...this.getDbDir().values()]) if (e.spcnode === spcnode) this.dropDb(e.spcnode, e.dbnode);
   }
 
   private dropPendingIn(r: { start: Key; end: Key }): void {
@@ -562,6 +616,10 @@ export class DatadirWriter {
     }
     if (this.twophaseDirty) {
       tl.putTagged(TWOPHASEDIR_KEY, lsn, IMAGE, encodeTwoPhaseDirectory(this.getTwophaseDir()));
+      n++;
+    }
+    if (this.tablespaceDirty) {
+      tl.putTagged(TABLESPACEDIR_KEY, lsn, IMAGE, encodeTablespaceDirectory(this.getTablespaceDir()));
       n++;
     }
     for (const [key, nblocks] of this.sizes) {

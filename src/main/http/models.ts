@@ -188,7 +188,7 @@ export const WalSourceStatus = Type.Object(
   {
     connstr: Type.String({ description: "the connection string, password masked" }),
     slot_name: Type.String(),
-    state: enumOf(["starting", "connecting", "streaming", "retrying", "failed", "stopped"]),
+    state: enumOf(["starting", "connecting", "streaming", "retrying", "error", "failed", "stopped"]),
     last_received_lsn: Nullable(Lsn),
     last_error: Nullable(Type.String()),
     next_retry_at: Nullable(Type.String()),

@@ -22,9 +22,12 @@
  *   6. result set (recptr text, tli int8)             end LSN and timeline
  *   7. CommandComplete, ReadyForQuery
  *
- * Invariants: only the main archive is supported (the pageserver imports base.tar; user
- * tablespaces are refused with UnsupportedError before any byte is yielded for them). The
- * tar bytes yielded are owned by the consumer. The archive is read once; memory is bounded
+ * Archives: PostgreSQL 15 sends one per tablespace with a LOCATION first ('n' with its name
+ * "<oid>.tar" and the location; entries relative to the location: PG_15_202209061/<db>/…),
+ * then base.tar ('n' with an empty path), which has pg_tblspc/<oid> as a symlink to each
+ * location (in-place tablespaces are plain directories in it). `archives` yields them all;
+ * `archive` is base.tar alone and refuses a backup that has any other. The tar bytes yielded
+ * are owned by the consumer. The archive is read once; memory is bounded
  * by the connection's inbox (the socket pauses while the consumer is slow). Abandoning the
  * iteration early destroys the connection: a COPY OUT cannot be cancelled in-band.
  */
@@ -75,7 +78,16 @@ function readCString(buf: Uint8Array, off: number, context: string): { text: str
   return { text: Buffer.from(buf.buffer, buf.byteOffset + off, end - off).toString("utf8"), next: end + 1 };
 }
 
-/** A base backup in progress: iterate `archive` to the end, then await `finished`. */
+/** One archive of the backup; read `data` to its end before asking for the next archive. */
+export interface BaseBackupArchive {
+  /** null for base.tar; else the tablespace's OID. */
+  spcnode: number | null;
+  /** The tablespace's location ("" for base.tar). */
+  location: string;
+  data: AsyncIterable<Uint8Array>;
+}
+
+/** A base backup in progress: iterate `archives` (or `archive`) to the end, then await `finished`. */
 export class BaseBackup {
   /** Start LSN: the backup's redo point. */
   readonly startLsn: Lsn;
@@ -105,38 +117,92 @@ export class BaseBackup {
     this.finished.catch(() => {});
   }
 
-  /** The bytes of base.tar, in order (the server's two zero end blocks included). Read once. */
+  /** The bytes of base.tar, in order (the server's two zero end blocks included). Read once; a tablespace archive is an UnsupportedError. */
   get archive(): AsyncIterable<Uint8Array> {
-    assert(!this.iterated, "BaseBackup.archive is read once");
+    const all = this.archives;
+    return (async function* () {
+      for await (const a of all) {
+        if (a.spcnode !== null) throw new UnsupportedError(`BASE_BACKUP: archive for tablespace ${a.spcnode} ('${a.location}'): only the main data directory is read here`);
+        yield* a.data;
+      }
+    })();
+  }
+
+  /** Every archive in the order the server sends them (tablespaces first, base.tar last). Read once. */
+  get archives(): AsyncIterable<BaseBackupArchive> {
+    assert(!this.iterated, "BaseBackup archives are read once");
     this.iterated = true;
     return this.generate();
   }
 
-  private async *generate(): AsyncGenerator<Uint8Array, void, undefined> {
+  /** A CopyData message read ahead by an archive's data (the next archive's 'n'), or null at CopyDone. */
+  private lookahead: Uint8Array | null | undefined = undefined;
+
+  private async nextMessage(): Promise<Uint8Array | null> {
+    if (this.lookahead !== undefined) {
+      const m = this.lookahead;
+      this.lookahead = undefined;
+      return m;
+    }
+    const msg = await this.copy.read();
+    if (msg !== null && msg.length === 0) throw new ReplicationError("protocol", "BASE_BACKUP: empty CopyData message");
+    return msg;
+  }
+
+  /** The 'd' payloads of the current archive, up to the next 'n' or CopyDone (left for nextMessage). */
+  private async *archiveData(): AsyncGenerator<Uint8Array, void, undefined> {
+    for (;;) {
+      const msg = await this.nextMessage();
+      if (msg === null || msg[0] === 0x6e /* 'n' */ || msg[0] === 0x6d /* 'm' */) {
+        this.lookahead = msg;
+        return;
+      }
+      switch (msg[0]) {
+        case 0x64 /* 'd' */:
+          this.archive_bytes += msg.length - 1;
+          yield msg.subarray(1);
+          break;
+        case 0x70 /* 'p' */:
+          break;
+        default:
+          throw new ReplicationError("protocol", `BASE_BACKUP: unknown CopyData type 0x${msg[0]!.toString(16)}`);
+      }
+    }
+  }
+
+  private async *generate(): AsyncGenerator<BaseBackupArchive, void, undefined> {
     let complete = false;
     try {
-      let archives = 0;
+      let main = 0;
       let inManifest = false;
       for (;;) {
-        const msg = await this.copy.read();
+        const msg = await this.nextMessage();
         if (msg === null) break;
-        if (msg.length === 0) throw new ReplicationError("protocol", "BASE_BACKUP: empty CopyData message");
         switch (msg[0]) {
           case 0x6e /* 'n' */: {
             const name = readCString(msg, 1, "BASE_BACKUP 'n'");
             const path = readCString(msg, name.next, "BASE_BACKUP 'n'");
-            archives++;
-            if (archives > 1 || path.text !== "") {
-              throw new UnsupportedError(`BASE_BACKUP: archive ${name.text} for tablespace '${path.text}': only the main data directory is supported`);
+            let spcnode: number | null = null;
+            if (path.text === "") main++;
+            else {
+              const m = /^(\d+)\.tar$/.exec(name.text);
+              spcnode = m === null ? Number.NaN : Number(m[1]);
+              if (!(Number.isInteger(spcnode) && spcnode > 0 && spcnode <= 0xffff_ffff)) {
+                throw new ReplicationError("protocol", `BASE_BACKUP: tablespace archive named '${name.text}' (expected <oid>.tar)`);
+              }
+            }
+            if (main > 1) throw new ReplicationError("protocol", "BASE_BACKUP: two archives of the main data directory");
+            const data = this.archiveData();
+            yield { spcnode, location: path.text, data };
+            // Whatever the consumer left unread of this archive is skipped.
+            for await (const _ of data) {
+              // drain
             }
             break;
           }
           case 0x64 /* 'd' */:
             if (inManifest) break; // MANIFEST 'no' is asked for; ignore one if sent anyway
-            if (archives === 0) throw new ReplicationError("protocol", "BASE_BACKUP: data before any archive");
-            this.archive_bytes += msg.length - 1;
-            yield msg.subarray(1);
-            break;
+            throw new ReplicationError("protocol", "BASE_BACKUP: data before any archive");
           case 0x70 /* 'p' */:
             break;
           case 0x6d /* 'm' */:
@@ -146,7 +212,7 @@ export class BaseBackup {
             throw new ReplicationError("protocol", `BASE_BACKUP: unknown CopyData type 0x${msg[0]!.toString(16)}`);
         }
       }
-      if (archives !== 1) throw new ReplicationError("protocol", "BASE_BACKUP: no base.tar archive in the stream");
+      if (main !== 1) throw new ReplicationError("protocol", "BASE_BACKUP: no base.tar archive in the stream");
       const after = await this.copy.done;
       const end = lsnAndTli(after[0], "BASE_BACKUP end");
       complete = true;
