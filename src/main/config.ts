@@ -47,6 +47,8 @@ export interface NodeConfig {
   max_local_disk_bytes: number;
   /** Disk-usage eviction also keeps at least this many bytes free on the workdir's filesystem (0: off). */
   min_free_disk_bytes: number;
+  /** Whether a wal_source connstr may name a unix socket (host '/dir'); off: TCP hosts only. */
+  wal_source_unix_sockets: boolean;
 }
 
 export const DEFAULT_NODE_CONFIG: NodeConfig = {
@@ -68,6 +70,7 @@ export const DEFAULT_NODE_CONFIG: NodeConfig = {
   remote_storage: null,
   max_local_disk_bytes: 0,
   min_free_disk_bytes: 0,
+  wal_source_unix_sockets: false,
 };
 
 export function parseListen(text: string): { host: string; port: number } {
@@ -111,6 +114,7 @@ export interface ConfigOverrides {
   remote_storage?: string;
   max_local_disk_bytes?: number | string;
   min_free_disk_bytes?: number | string;
+  wal_source_unix_sockets?: boolean;
 }
 
 function apply(c: NodeConfig, o: ConfigOverrides): void {
@@ -143,6 +147,10 @@ function apply(c: NodeConfig, o: ConfigOverrides): void {
   }
   if (o.max_local_disk_bytes !== undefined) c.max_local_disk_bytes = nonNegativeInt(o.max_local_disk_bytes, "max_local_disk_bytes");
   if (o.min_free_disk_bytes !== undefined) c.min_free_disk_bytes = nonNegativeInt(o.min_free_disk_bytes, "min_free_disk_bytes");
+  if (o.wal_source_unix_sockets !== undefined) {
+    if (typeof o.wal_source_unix_sockets !== "boolean") throw new InvalidArgumentError(`wal_source_unix_sockets: expected true or false, got ${JSON.stringify(o.wal_source_unix_sockets)}`);
+    c.wal_source_unix_sockets = o.wal_source_unix_sockets;
+  }
 }
 
 function nonNegativeInt(x: unknown, name: string): number {
@@ -151,7 +159,7 @@ function nonNegativeInt(x: unknown, name: string): number {
   throw new InvalidArgumentError(`${name}: expected a non-negative integer, got ${JSON.stringify(x)}`);
 }
 
-const FILE_KEYS = new Set(["listen", "listen_pg", "auth_public_key", "page_cache_size", "flush_threads", "compaction_threads", "gc_threads", "redo_threads", "log_level", "log_format", "max_tenants", "max_concurrent_background_tasks", "concurrent_tenant_size_logical_size_queries", "tenant_config", "remote_storage", "max_local_disk_bytes", "min_free_disk_bytes"]);
+const FILE_KEYS = new Set(["listen", "listen_pg", "auth_public_key", "page_cache_size", "flush_threads", "compaction_threads", "gc_threads", "redo_threads", "log_level", "log_format", "max_tenants", "max_concurrent_background_tasks", "concurrent_tenant_size_logical_size_queries", "tenant_config", "remote_storage", "max_local_disk_bytes", "min_free_disk_bytes", "wal_source_unix_sockets"]);
 
 /** Build the node config from flags (and the workdir's pageserver.json, if any). */
 export function loadNodeConfig(flags: ConfigOverrides): NodeConfig {

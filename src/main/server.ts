@@ -101,7 +101,9 @@ export class Server {
     this.http = new HttpServer(this.log);
     // With remote storage the source keeps WAL until it is in the bucket: its flush position
     // is remote_consistent_lsn (INVALID_LSN before the first index upload: the source ignores it).
-    this.walSources = new WalSources(this.log, remote === null ? undefined : (tl) => remote.remoteConsistentLsn(tl) ?? INVALID_LSN);
+    this.walSources = new WalSources(this.log, remote === null ? undefined : (tl) => remote.remoteConsistentLsn(tl) ?? INVALID_LSN, {
+      allowUnixSockets: config.wal_source_unix_sockets,
+    });
     metrics.collectFrom({ cache: this.cache, cacheSizeBytes: config.page_cache_size_bytes, tenants: this.tenants, pools: this.pools, walSources: this.walSources, loops: this.loops });
     this.metrics = metrics.registry;
     remote?.registerMetrics(this.metrics);
