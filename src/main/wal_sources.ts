@@ -100,7 +100,7 @@ export class WalSources {
         try {
           cfg = TimelineWalSource.load(tl, this.policy);
         } catch (e) {
-          tl.log.error({ err: e }, "unreadable wal_source.json");
+          tl.log.error({ err: e }, "cannot start the WAL source in wal_source.json");
           continue;
         }
         if (cfg === null) continue;
