@@ -4,7 +4,8 @@
  * - concurrent `PUT /v1/tenant/:id/config` (WRITERS at once, ROUNDS rounds): every one 200,
  *   config.json on disk always whole JSON equal to the config served, no temp file left; after
  *   a restart the tenant is Active with the last config;
- * - concurrent writeFileDurable of one path: each succeeds, the last call's bytes stay;
+ * - concurrent writeFileDurable of one path: each succeeds, the last call's bytes stay; a
+ *   removal queued after a write of the path lands after it;
  * - a temp file a crash left in a tenant directory is removed at startup;
  * - creating a tenant or a timeline whose directory already exists on disk is 409 (conflict)
  *   and leaves the directory and its files as they were.
@@ -16,7 +17,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { TEMP_SUFFIX } from "../src/layers/layer_name.js";
 import { loadNodeConfig } from "../src/main/config.js";
 import { Server } from "../src/main/server.js";
-import { writeFileDurable } from "../src/tenant/durable.js";
+import { removeFileDurable, writeFileDurable } from "../src/tenant/durable.js";
 import { generateTenantId, generateTimelineId } from "../src/types/ids.js";
 import { LogCapture } from "./support/log_check.js";
 
@@ -84,6 +85,14 @@ describe("durable writes", { timeout: 120_000 }, () => {
     await Promise.all(Array.from({ length: n }, (_, i) => writeFileDurable(path, Buffer.from(JSON.stringify({ i, pad: "x".repeat(i * 100) })))));
     expect(JSON.parse(readFileSync(path, "utf8"))).toEqual({ i: n - 1, pad: "x".repeat((n - 1) * 100) });
     expect(readdirSync(dir)).toEqual(["f.json"]);
+  });
+
+  it("a removal queued after a write of one path lands last: the file is gone", async () => {
+    const dir = mkdtempSync(join(workdir, "r-"));
+    const path = join(dir, "f.json");
+    const writes = [writeFileDurable(path, Buffer.from("1")), removeFileDurable(path)];
+    await Promise.all(writes);
+    expect(readdirSync(dir)).toEqual([]);
   });
 
   it("a temp file a crash left in a tenant directory is removed at startup", async () => {

@@ -32,7 +32,7 @@
  * checkpoint record in the stream, or a stream idle for IDLE_FLUSH_MS, makes us freeze and
  * flush what is in memory and report the new position at once.
  */
-import { existsSync, readFileSync, unlinkSync } from "node:fs";
+import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import type { Logger } from "pino";
 import { LayerEvictedError } from "../layers/historic_layer.js";
@@ -50,7 +50,7 @@ import { rmgrsWithoutNativeRedo } from "../pg/redo/rmgr_redo.js";
 import type { DecodedRecord } from "../pg/wal/record.js";
 import { RM_XLOG_ID, XLOG_CHECKPOINT_SHUTDOWN } from "../pg/wal/rmgr.js";
 import { Backpressure } from "../tenant/ingest_gate.js";
-import { writeFileDurable } from "../tenant/durable.js";
+import { removeFileDurable, writeFileDurable } from "../tenant/durable.js";
 import type { Tenant, TimelineReservation } from "../tenant/tenant.js";
 import type { Timeline } from "../tenant/timeline.js";
 import { ConflictError, InvalidArgumentError, SourceUnavailableError, UnsupportedError } from "../types/errors.js";
@@ -258,9 +258,9 @@ export class TimelineWalSource {
     await writeFileDurable(TimelineWalSource.configPath(this.timeline), Buffer.from(JSON.stringify(this.config)));
   }
 
-  static remove(tl: Timeline): void {
-    const p = TimelineWalSource.configPath(tl);
-    if (existsSync(p)) unlinkSync(p);
+  /** Remove the persisted source, after any write of it still in flight (a stopped start's). */
+  static remove(tl: Timeline): Promise<void> {
+    return removeFileDurable(TimelineWalSource.configPath(tl));
   }
 
   /**

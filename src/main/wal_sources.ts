@@ -126,7 +126,7 @@ export class WalSources {
    * leaves the current source streaming), then switch, persist, start. Returns the new source
    * and, when an old source on another connstr was replaced, what became of its slot.
    */
-  set(tl: Timeline, connstr: string, opts: { probed?: SourceInfo; consistentFrom?: string | null } = {}): Promise<{ source: TimelineWalSource; oldSlot: SlotDrop | null }> {
+  async set(tl: Timeline, connstr: string, opts: { probed?: SourceInfo; consistentFrom?: string | null } = {}): Promise<{ source: TimelineWalSource; oldSlot: SlotDrop | null }> {
     parseConnstr(connstr, this.policy);
     return this.serial(tl, () => this.setNow(tl, connstr, opts));
   }
@@ -178,7 +178,7 @@ export class WalSources {
    * Set the source of a timeline whose server is not running yet (an imported data
    * directory's): no probe; it starts when the server answers (state "retrying" until then).
    */
-  setDeferred(tl: Timeline, connstr: string): Promise<TimelineWalSource> {
+  async setDeferred(tl: Timeline, connstr: string): Promise<TimelineWalSource> {
     parseConnstr(connstr, this.policy);
     return this.serial(tl, () => this.setDeferredNow(tl, connstr));
   }
@@ -216,7 +216,7 @@ export class WalSources {
   }
 
   /** Stop streaming and forget the source; with dropSlot, also drop its slot and say whether that worked. */
-  remove(tl: Timeline, dropSlot: boolean): Promise<SlotDrop | null> {
+  async remove(tl: Timeline, dropSlot: boolean): Promise<SlotDrop | null> {
     // At shutdown nothing is queued any more: remove what is there directly.
     return this.closed ? this.removeNow(tl, dropSlot) : this.serial(tl, () => this.removeNow(tl, dropSlot));
   }
@@ -226,7 +226,7 @@ export class WalSources {
     if (src === undefined) return null;
     this.sources.delete(WalSources.keyOf(tl));
     await src.stop();
-    TimelineWalSource.remove(tl);
+    await TimelineWalSource.remove(tl);
     return dropSlot ? this.dropSlot(tl, src) : null;
   }
 

@@ -7,8 +7,8 @@
  * - Every write has its own temp name (`<target>.<pid>.<n>.___temp`): two writers never share
  *   a temp file, so neither renames the other's half-written bytes into place. The name ends
  *   in TEMP_SUFFIX, so startup removes what a crash left (src/layers/layer_name.ts).
- * - One writer per file: writes of one path run one after another, in call order, so the
- *   last call's content is what stays on disk. The chain of a path is dropped once idle, so
+ * - One writer per file: writes (and removals) of one path run one after another, in call
+ *   order, so the last call's content (or absence) is what stays on disk. The chain of a path is dropped once idle, so
  *   the map holds only paths being written.
  */
 import { open, rename, rm } from "node:fs/promises";
@@ -40,8 +40,23 @@ export function uniqueTempPath(path: string): string {
 
 /** Write `data` to `path` durably; writes of one path are serialized in call order. */
 export function writeFileDurable(path: string, data: Uint8Array): Promise<void> {
+  return enqueue(path, () => writeOnce(path, data));
+}
+
+/**
+ * Remove `path` (if there) durably, after every write of it queued before: a write still in
+ * flight never brings the file back after its removal.
+ */
+export function removeFileDurable(path: string): Promise<void> {
+  return enqueue(path, async () => {
+    await rm(path, { force: true });
+    await fsyncDir(dirname(path));
+  });
+}
+
+function enqueue(path: string, op: () => Promise<void>): Promise<void> {
   const prev = chains.get(path) ?? Promise.resolve();
-  const p = prev.then(() => writeOnce(path, data));
+  const p = prev.then(op);
   const tail = p.catch(() => undefined);
   chains.set(path, tail);
   void tail.then(() => {
