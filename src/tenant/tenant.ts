@@ -499,7 +499,7 @@ export class Tenant {
    * in call order (configLock), so the file and the config in memory are both the last
    * call's. Returns the overrides this call set.
    */
-  setConfig(overrides: Record<string, unknown>): Promise<Record<string, unknown>> {
+  async setConfig(overrides: Record<string, unknown>): Promise<Record<string, unknown>> {
     const conf = parseTenantConf(overrides, this.deps.defaults);
     return this.configLock.run(async () => {
       await writeFileDurable(join(this.dir, TENANT_CONFIG_FILE), Buffer.from(JSON.stringify(overrides)));
