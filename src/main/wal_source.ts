@@ -506,7 +506,7 @@ export async function bootstrapFromSource(
 ): Promise<{ timeline: Timeline; config: WalSourceConfig; endLsn: Lsn }> {
   const id = reservation.id;
   const slot = slotNameFor(id);
-  const conn = await connectSource(connstr, "pageserver_bootstrap", log);
+  const conn = await connectSource(connstr, "pageserver_bootstrap", log.child({ tenant_id: tenant.id, timeline_id: id }));
   let slotCreated = false;
   try {
     const info = await checkSource(conn);
