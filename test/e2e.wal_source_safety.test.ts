@@ -3,6 +3,7 @@
  * - a key=value connstr (libpq's other form) bootstraps and streams like a URI;
  * - passwords (URI userinfo, ?password=, key=value, quoted) never show in timeline info,
  *   the PUT reply, or `pagectl timeline show`;
+ * - both forms are read as libpq reads them (psql logs in with each string used);
  * - no ambient credentials: with PGPASSWORD / PGPASSFILE / PGUSER / PGOPTIONS / PGSSLMODE set
  *   in the node's environment, a connstr without a password is refused by a source that
  *   wants one, and one with its password works (and PGSSLMODE=require is not applied);
@@ -104,18 +105,21 @@ async function pagectlShow(tl: string): Promise<string> {
  * psql on the source without the ambient settings (psql would use them too): the swap is
  * synchronous up to the child's spawn, so the server never runs without them.
  */
-function sql(q: string): Promise<string> {
+function withoutAmbient<T>(spawnNow: () => Promise<T>): Promise<T> {
   const keep: Record<string, string | undefined> = {};
   for (const k of [...Object.keys(AMBIENT), "PGPASSFILE"]) {
     keep[k] = process.env[k];
     delete process.env[k];
   }
   try {
-    return src.psql(q);
+    return spawnNow();
   } finally {
     for (const [k, v] of Object.entries(keep)) if (v !== undefined) process.env[k] = v;
   }
 }
+const sql = (q: string): Promise<string> => withoutAmbient(() => src.psql(q));
+/** libpq itself (psql) logs in with `connstr`: the string is one libpq reads the same way. */
+const libpqLogsIn = async (connstr: string): Promise<string> => (await withoutAmbient(() => src.runChecked("psql", ["-X", "-A", "-t", "-d", connstr, "-c", "SELECT current_user"]))).trim();
 
 const walsendersOf = async (tl: string): Promise<number> => Number(await sql(`SELECT count(*) FROM pg_stat_replication WHERE application_name = 'pageserver_${tl}'`));
 
@@ -164,8 +168,9 @@ describe("WAL source connection safety", { timeout: 300_000 }, () => {
     const forms = [
       `postgresql://${PW_ROLE}:${encodeURIComponent(PW)}@${src.host}:${src.port}/postgres`,
       `postgresql://${PW_ROLE}@${src.host}:${src.port}/postgres?password=${encodeURIComponent(PW)}`,
-      `host=${src.host} port=${src.port} user=${PW_ROLE} password=${PW.replace(/ /g, "\\ ").replace(/'/g, "\\'")}`,
+      `host=${src.host} port=${src.port} user=${PW_ROLE} dbname=postgres password=${PW.replace(/ /g, "\\ ").replace(/'/g, "\\'")}`,
     ];
+    for (const connstr of [kv, ...forms]) expect(await libpqLogsIn(connstr)).toBe(PW_ROLE);
     for (const connstr of forms) {
       const put = await api("PUT", `/v1/tenant/${tenant}/timeline/${tl}/wal_source`, { connstr });
       expect(put.status, put.text).toBe(200);
