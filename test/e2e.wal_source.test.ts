@@ -6,6 +6,9 @@
  * - `DELETE …/wal_source` says whether the slot was dropped (and WARNs when it wasn't);
  * - a source that goes away shows "retrying" with its error and the next attempt's time,
  *   also after a pageserver restart, and streams again when it is back;
+ * - concurrent PUTs of wal_source (issue 16, item 2): all 200, exactly one source running
+ *   afterwards, the last one (also in wal_source.json), and after DELETE no replication
+ *   connection or slot of ours comes back (no source left running that nothing references);
  * - every log line about a timeline carries tenant_id and timeline_id, each once.
  */
 import { mkdtempSync, readFileSync, rmSync } from "node:fs";
@@ -81,6 +84,9 @@ async function writeAndIngest(n: number): Promise<void> {
     return parseLsn(String(r.json["last_record_lsn"])) >= lsn - 8192 ? true : null;
   });
 }
+
+const walsendersOf = async (tl: string): Promise<number> => Number(await src.psql(`SELECT count(*) FROM pg_stat_replication WHERE application_name = 'pageserver_${tl}'`));
+const slotsOf = async (tl: string): Promise<number> => Number(await src.psql(`SELECT count(*) FROM pg_replication_slots WHERE slot_name = 'pageserver_${tl}'`));
 
 async function slotsOn(pg: PgInstance): Promise<string> {
   return pg.psql("SELECT coalesce(string_agg(slot_name || ':' || active, ',' ORDER BY slot_name), '') FROM pg_replication_slots");
@@ -198,6 +204,42 @@ describe("WAL sources", { timeout: 300_000 }, () => {
     await src.restart();
     await waitState("streaming");
     await writeAndIngest(50);
+  });
+
+  it("concurrent PUTs of wal_source: all 200, one source running (the last), none left after DELETE", async () => {
+    const tl = timeline;
+    await waitState("streaming");
+    const WRITERS = 4;
+    const ROUNDS = 3;
+    // One server, several spellings of it (a physical walsender ignores dbname): the one
+    // that stays is visible in the status.
+    const spell = (round: number, w: number): string => src.connectionString(`r${round}w${w}`);
+    for (let round = 0; round < ROUNDS; round++) {
+      const arrived: string[] = [];
+      const replies = await Promise.all(
+        Array.from({ length: WRITERS }, async (_, w) => {
+          const r = await api("PUT", `/v1/tenant/${tenant}/timeline/${tl}/wal_source`, { connstr: spell(round, w) });
+          arrived.push(spell(round, w));
+          return r;
+        }),
+      );
+      for (const r of replies) expect(r.status, JSON.stringify(r.json)).toBe(200);
+      const s = await waitState("streaming");
+      expect(s.connstr).toBe(arrived[arrived.length - 1]);
+      const onDisk = JSON.parse(readFileSync(join(workdir, "tenants", tenant, "timelines", tl, "wal_source.json"), "utf8")) as { connstr: string };
+      expect(onDisk.connstr).toBe(s.connstr);
+      expect(await walsendersOf(tl)).toBe(1);
+    }
+    const del = await api("DELETE", `/v1/tenant/${tenant}/timeline/${tl}/wal_source`);
+    expect(del.status, JSON.stringify(del.json)).toBe(200);
+    expect(del.json["slot_dropped"], JSON.stringify(del.json)).toBe(true);
+    // A source nothing references would reconnect within its backoff (100 ms, doubling) and
+    // create the slot again: watch for a while that nothing of ours comes back.
+    for (let i = 0; i < 30; i++) {
+      expect(await walsendersOf(tl)).toBe(0);
+      expect(await slotsOf(tl)).toBe(0);
+      await new Promise((r) => setTimeout(r, 100));
+    }
   });
 
   it("log lines about a timeline carry tenant_id and timeline_id, each once", () => {

@@ -20,7 +20,7 @@ import * as M from "./http/models.js";
 import type { HttpServer } from "./http/server.js";
 import { layerMapSvg } from "./layer_map_svg.js";
 import type { TenantManager } from "./tenant_manager.js";
-import { bootstrapFromSource, parseConnstr } from "./wal_source.js";
+import { bootstrapFromSource } from "./wal_source.js";
 import type { WalSources } from "./wal_sources.js";
 import type { RemoteTimelines } from "./remote_timelines.js";
 import { readTenantGeneration } from "../remote/attach.js";
@@ -76,7 +76,7 @@ export function registerTimelineRoutes(http: HttpServer, tenants: TenantManager,
       const t = tenantOf(r.params);
       const b = r.body;
       const ancestorId = (b.ancestor_timeline_id ?? undefined) as TimelineId | undefined;
-      const connstr = b.wal_source === undefined || b.wal_source === null ? null : parseConnstr(b.wal_source.connstr);
+      const connstr = b.wal_source === undefined || b.wal_source === null ? null : ws.parseConnstr(b.wal_source.connstr);
       const pgdata = b.import_pgdata ?? null;
       let ancestorLsn = optLsn(b.ancestor_start_lsn);
       const atTime = b.ancestor_start_time ?? null;
@@ -113,7 +113,7 @@ export function registerTimelineRoutes(http: HttpServer, tenants: TenantManager,
           // Bootstrap from a running source: BASE_BACKUP, import, then stream from its start.
           // A failed import leaves the timeline it created (bootstrapFromSource drops the slot).
           try {
-            const boot = await bootstrapFromSource(t, reservation, connstr);
+            const boot = await bootstrapFromSource(t, reservation, connstr, ws.log);
             await ws.set(boot.timeline, connstr, { consistentFrom: boot.config.consistent_from_lsn ?? null });
             return { status: 201, json: M.timelineInfo(boot.timeline, ws, remote) };
           } catch (e) {
@@ -199,7 +199,7 @@ export function registerTimelineRoutes(http: HttpServer, tenants: TenantManager,
     },
     async (r) => {
       const tl = timelineOf(r.params);
-      const connstr = parseConnstr(r.body.connstr);
+      const connstr = ws.parseConnstr(r.body.connstr);
       const { source, oldSlot } = await ws.set(tl, connstr);
       return { status: 200, json: { ...source.status(), ...(oldSlot === null ? {} : { old_slot: oldSlot }) } };
     },

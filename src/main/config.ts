@@ -53,6 +53,8 @@ export interface NodeConfig {
   max_local_disk_bytes: number;
   /** Disk-usage eviction also keeps at least this many bytes free on the workdir's filesystem (0: off). */
   min_free_disk_bytes: number;
+  /** Whether a wal_source connstr may name a unix socket (host '/dir'); off: TCP hosts only. */
+  wal_source_unix_sockets: boolean;
 }
 
 export const DEFAULT_NODE_CONFIG: NodeConfig = {
@@ -77,6 +79,7 @@ export const DEFAULT_NODE_CONFIG: NodeConfig = {
   remote_storage: null,
   max_local_disk_bytes: 0,
   min_free_disk_bytes: 0,
+  wal_source_unix_sockets: false,
 };
 
 /** The longest setTimeout (2^31 - 1 ms, ~24.8 days). */
@@ -126,6 +129,7 @@ export interface ConfigOverrides {
   remote_storage?: string;
   max_local_disk_bytes?: number | string;
   min_free_disk_bytes?: number | string;
+  wal_source_unix_sockets?: boolean;
 }
 
 function apply(c: NodeConfig, o: ConfigOverrides): void {
@@ -169,6 +173,10 @@ function apply(c: NodeConfig, o: ConfigOverrides): void {
   }
   if (o.max_local_disk_bytes !== undefined) c.max_local_disk_bytes = nonNegativeInt(o.max_local_disk_bytes, "max_local_disk_bytes");
   if (o.min_free_disk_bytes !== undefined) c.min_free_disk_bytes = nonNegativeInt(o.min_free_disk_bytes, "min_free_disk_bytes");
+  if (o.wal_source_unix_sockets !== undefined) {
+    if (typeof o.wal_source_unix_sockets !== "boolean") throw new InvalidArgumentError(`wal_source_unix_sockets: expected true or false, got ${JSON.stringify(o.wal_source_unix_sockets)}`);
+    c.wal_source_unix_sockets = o.wal_source_unix_sockets;
+  }
 }
 
 function nonNegativeInt(x: unknown, name: string): number {
@@ -177,7 +185,7 @@ function nonNegativeInt(x: unknown, name: string): number {
   throw new InvalidArgumentError(`${name}: expected a non-negative integer, got ${JSON.stringify(x)}`);
 }
 
-const FILE_KEYS = new Set(["listen", "listen_pg", "auth_public_key", "page_cache_size", "flush_threads", "compaction_threads", "gc_threads", "redo_threads", "log_level", "log_format", "max_tenants", "max_concurrent_background_tasks", "concurrent_tenant_size_logical_size_queries", "tenant_config", "remote_storage", "max_local_disk_bytes", "min_free_disk_bytes"]);
+const FILE_KEYS = new Set(["listen", "listen_pg", "auth_public_key", "page_cache_size", "flush_threads", "compaction_threads", "gc_threads", "redo_threads", "log_level", "log_format", "max_tenants", "max_concurrent_background_tasks", "concurrent_tenant_size_logical_size_queries", "tenant_config", "remote_storage", "max_local_disk_bytes", "min_free_disk_bytes", "wal_source_unix_sockets"]);
 
 const PAGE_SERVICE_FILE_KEYS = ["page_service_idle_timeout_ms", "page_service_max_connections_per_tenant", "page_service_max_connections_per_peer"];
 for (const k of PAGE_SERVICE_FILE_KEYS) FILE_KEYS.add(k);

@@ -109,7 +109,9 @@ export class Server {
     // With remote storage the source keeps WAL until it is in the bucket: its flush position
     // is remote_consistent_lsn once a generation check confirmed it (RemoteTimelines.feedbackLsn;
     // INVALID_LSN before: the source ignores it).
-    this.walSources = new WalSources(this.log, remote === null ? undefined : (tl) => remote.feedbackLsn(tl));
+    this.walSources = new WalSources(this.log, remote === null ? undefined : (tl) => remote.feedbackLsn(tl), {
+      allowUnixSockets: config.wal_source_unix_sockets,
+    });
     metrics.collectFrom({ cache: this.cache, cacheSizeBytes: config.page_cache_size_bytes, tenants: this.tenants, pools: this.pools, walSources: this.walSources, loops: this.loops });
     this.metrics = metrics.registry;
     remote?.registerMetrics(this.metrics);

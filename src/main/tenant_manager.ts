@@ -7,7 +7,8 @@
  *
  * Creation reserves the id before its first await: of two concurrent creates of one id,
  * exactly one proceeds, the other is a ConflictError; a failed creation leaves nothing on
- * disk. Deletion stops the tenant (no flush), drops it from the map, renames its directory
+ * disk. A directory of the id already on disk is a ConflictError, left as it is; a new
+ * tenant directory's parent is fsynced before the tenant exists. Deletion stops the tenant (no flush), drops it from the map, renames its directory
  * to a temp name (startup removes those) and removes it. Detach (Server.detachTenant) ends
  * the same way (forget), after the tenant flushed and the bucket holds everything. A deletion
  * or detach that fails before anything local went loads the tenant again (restore).
@@ -95,10 +96,20 @@ export class TenantManager {
     this.creating.add(tid);
     const dir = join(this.dir, tid);
     try {
-      if (existsSync(dir)) rmSync(dir, { recursive: true, force: true });
+      // A directory of this id that no tenant owns (left by hand, or by a forget cut short)
+      // may hold the only copy of something: refuse, never wipe. mkdir is the atomic check.
+      try {
+        mkdirSync(dir);
+      } catch (e) {
+        if ((e as NodeJS.ErrnoException).code !== "EEXIST") throw e;
+        throw new ConflictError(`tenant directory ${tid} already exists on disk: remove it by hand to create the tenant anew, or attach it`);
+      }
       let t: Tenant;
       try {
         t = await Tenant.create(this.deps, tid, dir, config);
+        // The new directory's entry in tenants/ is durable before the tenant is: a crash
+        // after the reply never loses it.
+        await fsyncDir(this.dir);
       } catch (e) {
         await rm(dir, { recursive: true, force: true });
         throw e;

@@ -10,6 +10,11 @@
  * refused. A source whose WAL needs redo we can't do natively yet must carry images for
  * those rmgrs (wal_consistency_checking, see checkSource).
  *
+ * Connection strings: libpq's URI and key=value forms; only what the string says is used (no
+ * PG* environment, no ~/.pgpass: src/pg/replication/connection.ts); a unix-socket host only
+ * where the node allows it (ConnstrPolicy). Clients see the string with every password masked,
+ * and a failed connect as one message whatever the reason (the reason goes to the log).
+ *
  * A new source is probed before anything changes (probeSource): reachable, settings, same
  * system. A source that fails to start later (at startup, or its server goes away) retries
  * with a bounded backoff and shows "retrying" with its error and the next attempt's time.
@@ -35,7 +40,7 @@
  * checkpoint record in the stream, or a stream idle for IDLE_FLUSH_MS, makes us freeze and
  * flush what is in memory and report the new position at once.
  */
-import { existsSync, readFileSync, unlinkSync } from "node:fs";
+import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import type { Logger } from "pino";
 import { LayerEvictedError } from "../layers/historic_layer.js";
@@ -45,14 +50,15 @@ import { DatadirSnapshot } from "../pgdata/reader.js";
 import { WalIngest } from "../pgdata/walingest.js";
 import { importArchives } from "../pgdata/import.js";
 import { startBaseBackup } from "../pg/replication/base_backup.js";
-import { ReplicationConnection } from "../pg/replication/connection.js";
+import { CONNECT_ERROR_CONTEXT, ReplicationConnection } from "../pg/replication/connection.js";
+import { isUnixSocketHost, MAX_CONNINFO_LENGTH, maskConninfo, resolveConninfo } from "../pg/replication/conninfo.js";
 import { WalConsumerError, WalReceiver, type WalReceiverState } from "../pg/replication/walreceiver.js";
 import { WalStreamDecoder } from "../pg/wal/decoder.js";
 import { rmgrsWithoutNativeRedo } from "../pg/redo/rmgr_redo.js";
 import type { DecodedRecord } from "../pg/wal/record.js";
 import { RM_XLOG_ID, XLOG_CHECKPOINT_SHUTDOWN } from "../pg/wal/rmgr.js";
 import { Backpressure } from "../tenant/ingest_gate.js";
-import { writeFileDurable } from "../tenant/durable.js";
+import { removeFileDurable, writeFileDurable } from "../tenant/durable.js";
 import type { Tenant, TimelineReservation } from "../tenant/tenant.js";
 import type { Timeline } from "../tenant/timeline.js";
 import { ConflictError, InvalidArgumentError, SourceUnavailableError, UnsupportedError } from "../types/errors.js";
@@ -109,11 +115,42 @@ export function slotNameFor(timelineId: TimelineId): string {
   return `pageserver_${timelineId}`;
 }
 
-/** The connstr must be a postgres URL or a key=value string; no other schemes. */
-export function parseConnstr(x: unknown): string {
-  if (typeof x !== "string" || x.length === 0 || x.length > 4096) throw new InvalidArgumentError("wal_source.connstr must be a non-empty string");
-  if (!/^postgres(ql)?:\/\//.test(x) && !/^\s*\w+\s*=/.test(x)) throw new InvalidArgumentError("wal_source.connstr must be a postgresql:// URL or key=value pairs");
+/** Which connection strings a node accepts beyond TCP hosts (pageserver.json `wal_source_unix_sockets`). */
+export interface ConnstrPolicy {
+  /** A host that is a unix socket directory ('/…', or '@…' abstract): off unless the operator allows it. */
+  allowUnixSockets: boolean;
+}
+
+/**
+ * What every failed connect to a source answers, whatever the reason (closed port, another
+ * protocol, no such host, bad password): the reason would tell a prober what is there, so it
+ * goes to the log only.
+ */
+export const SOURCE_UNAVAILABLE_MESSAGE = "cannot connect to the WAL source (the reason is in the pageserver log)";
+
+/**
+ * A libpq connection string, URI or key=value (src/pg/replication/conninfo.ts): it must parse,
+ * name a host and a user, and name a unix socket only where the node allows it. The error
+ * never echoes the string (it may hold a password).
+ */
+export function parseConnstr(x: unknown, policy: ConnstrPolicy): string {
+  if (typeof x !== "string" || x.length === 0 || x.length > MAX_CONNINFO_LENGTH) throw new InvalidArgumentError("wal_source.connstr must be a non-empty string");
+  if (/^[a-z][a-z0-9+.-]*:\/\//i.test(x) && !/^postgres(ql)?:\/\//.test(x)) throw new InvalidArgumentError("wal_source.connstr must be a postgresql:// URL or key=value pairs");
+  let host: string;
+  try {
+    host = resolveConninfo(x).host;
+  } catch (e) {
+    throw new InvalidArgumentError(`wal_source.connstr: ${(e as Error).message}`);
+  }
+  if (isUnixSocketHost(host) && !policy.allowUnixSockets) {
+    throw new InvalidArgumentError("wal_source.connstr names a unix socket: this node allows TCP sources only (pageserver.json wal_source_unix_sockets)");
+  }
   return x;
+}
+
+/** A status or error text for clients: a failed connect's reason is replaced (see SOURCE_UNAVAILABLE_MESSAGE). */
+export function publicSourceError(message: string): string {
+  return message.includes(CONNECT_ERROR_CONTEXT) ? SOURCE_UNAVAILABLE_MESSAGE : message;
 }
 
 /**
@@ -144,8 +181,8 @@ export async function checkSource(conn: ReplicationConnection): Promise<{ system
  * into (else SourceUnavailableError, 422), its settings (UnsupportedError, 422), the same
  * system as `expectedSystemId` (else ConflictError, 409) and PostgreSQL timeline 1.
  */
-export async function probeSource(connstr: string, expectedSystemId: string | null): Promise<SourceInfo> {
-  const conn = await connectSource(connstr, "pageserver_probe");
+export async function probeSource(connstr: string, expectedSystemId: string | null, log: Logger): Promise<SourceInfo> {
+  const conn = await connectSource(connstr, "pageserver_probe", log);
   try {
     const info = await checkSource(conn);
     if (expectedSystemId !== null && info.systemId !== expectedSystemId) {
@@ -158,12 +195,16 @@ export async function probeSource(connstr: string, expectedSystemId: string | nu
   }
 }
 
-/** A replication connection to a source named in a request; failing to connect is a 422. */
-async function connectSource(connstr: string, application_name: string): Promise<ReplicationConnection> {
+/**
+ * A replication connection to a source named in a request; failing to connect is a 422 with
+ * one message whatever the reason, which goes to the log (WARN) with the masked connstr.
+ */
+async function connectSource(connstr: string, application_name: string, log: Logger): Promise<ReplicationConnection> {
   try {
     return await ReplicationConnection.connect({ connstr, application_name, connect_timeout_ms: 10_000 });
   } catch (e) {
-    throw new SourceUnavailableError(`cannot connect to the WAL source: ${e instanceof Error ? e.message : String(e)}`, { cause: e });
+    log.warn({ err: e, connstr: maskConninfo(connstr) }, "cannot connect to the WAL source");
+    throw new SourceUnavailableError(SOURCE_UNAVAILABLE_MESSAGE);
   }
 }
 
@@ -221,12 +262,12 @@ export class TimelineWalSource {
     return join(tl.dir, WAL_SOURCE_FILE);
   }
 
-  static load(tl: Timeline): WalSourceConfig | null {
+  static load(tl: Timeline, policy: ConnstrPolicy): WalSourceConfig | null {
     const p = TimelineWalSource.configPath(tl);
     if (!existsSync(p)) return null;
     const j = JSON.parse(readFileSync(p, "utf8")) as WalSourceConfig;
     return {
-      connstr: parseConnstr(j.connstr),
+      connstr: parseConnstr(j.connstr, policy),
       slot_name: String(j.slot_name),
       system_id: j.system_id ?? null,
       consistent_from_lsn: j.consistent_from_lsn ?? null,
@@ -237,9 +278,9 @@ export class TimelineWalSource {
     await writeFileDurable(TimelineWalSource.configPath(this.timeline), Buffer.from(JSON.stringify(this.config)));
   }
 
-  static remove(tl: Timeline): void {
-    const p = TimelineWalSource.configPath(tl);
-    if (existsSync(p)) unlinkSync(p);
+  /** Remove the persisted source, after any write of it still in flight (a stopped start's). */
+  static remove(tl: Timeline): Promise<void> {
+    return removeFileDurable(TimelineWalSource.configPath(tl));
   }
 
   /**
@@ -247,7 +288,7 @@ export class TimelineWalSource {
    * Throws what the check throws; the caller decides whether to retry (startWithRetry).
    */
   async start(probed?: SourceInfo): Promise<void> {
-    const info = probed ?? (await probeSource(this.config.connstr, this.config.system_id));
+    const info = probed ?? (await probeSource(this.config.connstr, this.config.system_id, this.log));
     if (this.stopped) return;
     if (this.config.system_id === null) {
       this.config.system_id = info.systemId;
@@ -486,11 +527,11 @@ export class TimelineWalSource {
       nextRetry = s.next_attempt_at_ms;
     }
     return {
-      connstr: this.config.connstr.replace(/:[^:@/]*@/, ":***@"),
+      connstr: maskConninfo(this.config.connstr),
       slot_name: this.config.slot_name,
       state,
       last_received_lsn: s === null ? null : lsnToString(s.last_received_lsn),
-      last_error: this.failure ?? ingestFailure?.error ?? this.retry?.error ?? s?.last_error ?? null,
+      last_error: ((e) => (e === null ? null : publicSourceError(e)))(this.failure ?? ingestFailure?.error ?? this.retry?.error ?? s?.last_error ?? null),
       next_retry_at: nextRetry === null ? null : new Date(nextRetry).toISOString(),
       records_ingested: this.ingest?.records ?? 0,
     };
@@ -525,10 +566,11 @@ export async function bootstrapFromSource(
   tenant: Tenant,
   reservation: TimelineReservation,
   connstr: string,
+  log: Logger,
 ): Promise<{ timeline: Timeline; config: WalSourceConfig; endLsn: Lsn }> {
   const id = reservation.id;
   const slot = slotNameFor(id);
-  const conn = await connectSource(connstr, "pageserver_bootstrap");
+  const conn = await connectSource(connstr, "pageserver_bootstrap", log.child({ tenant_id: tenant.id, timeline_id: id }));
   let slotCreated = false;
   try {
     const info = await checkSource(conn);

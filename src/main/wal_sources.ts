@@ -8,14 +8,29 @@
  * settings, same system); only then is the old one stopped and the new one started. The old
  * source's slot is dropped once the new source streams; when it can't be (still in use, the
  * old server gone), the reply says so and the log has a WARN.
+ *
+ * One change at a time per timeline: set, setDeferred and remove of one timeline run one
+ * after another in call order (a per-timeline chain), so two concurrent PUTs leave exactly one
+ * source running, the last one, and never one that nothing references. After stopAll no
+ * change starts (ShutdownError), and one already running stops the source it made.
  */
 import type { Logger } from "pino";
 import { ReplicationConnection } from "../pg/replication/connection.js";
 import type { Timeline } from "../tenant/timeline.js";
-import { NotFoundError } from "../types/errors.js";
+import { NotFoundError, ShutdownError } from "../types/errors.js";
 import type { Lsn } from "../types/lsn.js";
 import type { TenantManager } from "./tenant_manager.js";
-import { probeSource, type SourceInfo, slotNameFor, TimelineWalSource, timelineSystemId, type WalSourceStatus } from "./wal_source.js";
+import {
+  type ConnstrPolicy,
+  parseConnstr,
+  probeSource,
+  publicSourceError,
+  type SourceInfo,
+  slotNameFor,
+  TimelineWalSource,
+  timelineSystemId,
+  type WalSourceStatus,
+} from "./wal_source.js";
 
 /** How long a switch waits for the new source to stream before it leaves the old slot alone. */
 const SWITCH_STREAMING_WAIT_MS = 10_000;
@@ -28,14 +43,49 @@ export interface SlotDrop {
 
 export class WalSources {
   private readonly sources = new Map<string, TimelineWalSource>();
-  private readonly log: Logger;
+  readonly log: Logger;
+  private readonly policy: ConnstrPolicy;
+  /** Per timeline key, the tail of its chain of changes (only while one is queued or running). */
+  private readonly chains = new Map<string, Promise<void>>();
+  private closed = false;
 
   /** The flush position reported to a timeline's source (see TimelineWalSource). */
   private readonly flushLsnOf: (tl: Timeline) => Lsn;
 
-  constructor(log: Logger, flushLsnOf: (tl: Timeline) => Lsn = (tl) => tl.diskConsistentLsn) {
+  constructor(log: Logger, flushLsnOf: (tl: Timeline) => Lsn = (tl) => tl.diskConsistentLsn, policy: ConnstrPolicy = { allowUnixSockets: false }) {
     this.log = log;
     this.flushLsnOf = flushLsnOf;
+    this.policy = policy;
+  }
+
+  /** Check a connection string from a request against libpq's syntax and this node's policy (InvalidArgumentError). */
+  parseConnstr(x: unknown): string {
+    return parseConnstr(x, this.policy);
+  }
+
+  /** Run `fn` after every change of `tl`'s source queued before it. */
+  private serial<T>(tl: Timeline, fn: () => Promise<T>): Promise<T> {
+    if (this.closed) return Promise.reject(new ShutdownError("WAL sources are stopping"));
+    const key = WalSources.keyOf(tl);
+    const p = (this.chains.get(key) ?? Promise.resolve()).then(fn);
+    const tail = p.then(
+      () => undefined,
+      () => undefined,
+    );
+    this.chains.set(key, tail);
+    void tail.then(() => {
+      if (this.chains.get(key) === tail) this.chains.delete(key);
+    });
+    return p;
+  }
+
+  /** Make `src` the timeline's running source, unless stopAll came first (then it stops). */
+  private async install(tl: Timeline, src: TimelineWalSource): Promise<boolean> {
+    this.sources.set(WalSources.keyOf(tl), src);
+    if (!this.closed) return true;
+    this.sources.delete(WalSources.keyOf(tl));
+    await src.stop();
+    return false;
   }
 
   private static keyOf(tl: Timeline): string {
@@ -51,9 +101,9 @@ export class WalSources {
   startPersisted(tl: Timeline): void {
     let cfg: ReturnType<typeof TimelineWalSource.load>;
     try {
-      cfg = TimelineWalSource.load(tl);
+      cfg = TimelineWalSource.load(tl, this.policy);
     } catch (e) {
-      tl.log.error({ err: e }, "unreadable wal_source.json");
+      tl.log.error({ err: e }, "cannot start the WAL source in wal_source.json");
       return;
     }
     if (cfg === null) return;
@@ -67,10 +117,12 @@ export class WalSources {
    * (a detach: they leave with the tenant's directory, or start again if the detach fails).
    */
   async stopKeepingConfig(tl: Timeline): Promise<void> {
-    const src = this.get(tl);
-    if (src === undefined) return;
-    this.sources.delete(WalSources.keyOf(tl));
-    await src.stop();
+    return this.serial(tl, async () => {
+      const src = this.get(tl);
+      if (src === undefined) return;
+      this.sources.delete(WalSources.keyOf(tl));
+      await src.stop();
+    });
   }
 
   /**
@@ -79,7 +131,8 @@ export class WalSources {
    * or the one in the timeline's pg_control.
    */
   async probe(tl: Timeline, connstr: string): Promise<SourceInfo> {
-    return probeSource(connstr, this.get(tl)?.config.system_id ?? (await tl.withResidentLayers(() => timelineSystemId(tl))));
+    parseConnstr(connstr, this.policy);
+    return probeSource(connstr, this.get(tl)?.config.system_id ?? (await tl.withResidentLayers(() => timelineSystemId(tl))), tl.log);
   }
 
   /**
@@ -87,10 +140,15 @@ export class WalSources {
    * leaves the current source streaming), then switch, persist, start. Returns the new source
    * and, when an old source on another connstr was replaced, what became of its slot.
    */
-  async set(
+  async set(tl: Timeline, connstr: string, opts: { probed?: SourceInfo; consistentFrom?: string | null } = {}): Promise<{ source: TimelineWalSource; oldSlot: SlotDrop | null }> {
+    parseConnstr(connstr, this.policy);
+    return this.serial(tl, () => this.setNow(tl, connstr, opts));
+  }
+
+  private async setNow(
     tl: Timeline,
     connstr: string,
-    opts: { probed?: SourceInfo; consistentFrom?: string | null } = {},
+    opts: { probed?: SourceInfo; consistentFrom?: string | null },
   ): Promise<{ source: TimelineWalSource; oldSlot: SlotDrop | null }> {
     const info = opts.probed ?? (await this.probe(tl, connstr));
     const old = this.get(tl);
@@ -110,7 +168,7 @@ export class WalSources {
       await old.stop();
     }
     await src.persist();
-    this.sources.set(WalSources.keyOf(tl), src);
+    if (!(await this.install(tl, src))) throw new ShutdownError("WAL sources are stopping");
     try {
       await src.start(info);
     } catch (e) {
@@ -135,6 +193,11 @@ export class WalSources {
    * directory's): no probe; it starts when the server answers (state "retrying" until then).
    */
   async setDeferred(tl: Timeline, connstr: string): Promise<TimelineWalSource> {
+    parseConnstr(connstr, this.policy);
+    return this.serial(tl, () => this.setDeferredNow(tl, connstr));
+  }
+
+  private async setDeferredNow(tl: Timeline, connstr: string): Promise<TimelineWalSource> {
     const old = this.get(tl);
     if (old !== undefined) {
       this.sources.delete(WalSources.keyOf(tl));
@@ -148,7 +211,7 @@ export class WalSources {
       this.flushLsnOf,
     );
     await src.persist();
-    this.sources.set(WalSources.keyOf(tl), src);
+    if (!(await this.install(tl, src))) throw new ShutdownError("WAL sources are stopping");
     void src.startWithRetry();
     return src;
   }
@@ -168,11 +231,16 @@ export class WalSources {
 
   /** Stop streaming and forget the source; with dropSlot, also drop its slot and say whether that worked. */
   async remove(tl: Timeline, dropSlot: boolean): Promise<SlotDrop | null> {
+    // At shutdown nothing is queued any more: remove what is there directly.
+    return this.closed ? this.removeNow(tl, dropSlot) : this.serial(tl, () => this.removeNow(tl, dropSlot));
+  }
+
+  private async removeNow(tl: Timeline, dropSlot: boolean): Promise<SlotDrop | null> {
     const src = this.get(tl);
     if (src === undefined) return null;
     this.sources.delete(WalSources.keyOf(tl));
     await src.stop();
-    TimelineWalSource.remove(tl);
+    await TimelineWalSource.remove(tl);
     return dropSlot ? this.dropSlot(tl, src) : null;
   }
 
@@ -189,7 +257,7 @@ export class WalSources {
         await conn.close();
       }
     } catch (e) {
-      const slot_error = e instanceof Error ? e.message : String(e);
+      const slot_error = publicSourceError(e instanceof Error ? e.message : String(e));
       tl.log.warn({ err: e, slot }, "could not drop the source's replication slot: it keeps WAL on the source until dropped by hand");
       return { slot_dropped: false, slot_error };
     }
@@ -202,6 +270,7 @@ export class WalSources {
   }
 
   async stopAll(): Promise<void> {
+    this.closed = true;
     await Promise.all([...this.sources.values()].map((s) => s.stop().catch(() => undefined)));
     this.sources.clear();
   }

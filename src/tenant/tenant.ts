@@ -22,6 +22,9 @@
  * the other is a ConflictError; a deletion is refused while the timeline has children or a
  * branch of it is being created, and a branch of a timeline being deleted is refused. A
  * deleted timeline's directory is renamed to a temp name first (startup removes leftovers).
+ * A creation refuses a directory of its id already on disk (ConflictError, nothing deleted)
+ * and fsyncs timelines/ once the new directory is whole. setConfig calls run one at a time
+ * (configLock), so config.json and the config in memory are the last call's.
  */
 import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync } from "node:fs";
 import { rm } from "node:fs/promises";
@@ -39,7 +42,7 @@ import type { MetricsSink } from "../types/metrics_sink.js";
 import type { WalRedoManager } from "../types/redo.js";
 import { parseTenantConf, type TenantConf } from "./config.js";
 import type { BackgroundLoops, LoopHandle } from "./background_loops.js";
-import { writeFileDurable } from "./durable.js";
+import { fsyncDir, writeFileDurable } from "./durable.js";
 import { readMetadata } from "./metadata.js";
 import { type KeyspaceProvider, Timeline, TimelineState } from "./timeline.js";
 
@@ -70,6 +73,8 @@ export interface TenantDeps {
    */
   onTimelineReady?: (tenant: Tenant, timeline: Timeline) => void;
 }
+
+const TENANT_CONFIG_FILE = "config.json";
 
 /** Housekeeping period: checkpoint_timeout checks for idle timelines. */
 const HOUSEKEEPING_PERIOD_MS = 1000;
@@ -112,6 +117,8 @@ export class Tenant {
   /** Branch creations in progress, by ancestor id (a deletion of the ancestor waits for none: it is refused). */
   private readonly branching = new Map<TimelineId, number>();
   private readonly bg = new AsyncMutex();
+  /** One config write at a time (setConfig), in call order. */
+  private readonly configLock = new AsyncMutex();
   private loopHandles: LoopHandle[] = [];
   private readonly log: Logger;
   /** Runs the compaction loop soon (set by startLoops). */
@@ -133,7 +140,7 @@ export class Tenant {
   static async create(deps: TenantDeps, id: TenantId, dir: string, overrides: Record<string, unknown> = {}): Promise<Tenant> {
     parseTenantConf(overrides, deps.defaults); // validate before touching disk
     mkdirSync(join(dir, "timelines"), { recursive: true });
-    await writeFileDurable(join(dir, "config.json"), Buffer.from(JSON.stringify(overrides)));
+    await writeFileDurable(join(dir, TENANT_CONFIG_FILE), Buffer.from(JSON.stringify(overrides)));
     const t = new Tenant(deps, id, dir, overrides);
     t.activate();
     return t;
@@ -162,7 +169,8 @@ export class Tenant {
   loadFromDisk(): void {
     assert(this.state === TenantState.Loading || this.state === TenantState.Attaching, "a tenant loads once, from Loading or Attaching");
     try {
-      const overrides = JSON.parse(readFileSync(join(this.dir, "config.json"), "utf8")) as Record<string, unknown>;
+      removeTempFiles(this.dir);
+      const overrides = JSON.parse(readFileSync(join(this.dir, TENANT_CONFIG_FILE), "utf8")) as Record<string, unknown>;
       this.conf_ = parseTenantConf(overrides, this.deps.defaults);
       this.overrides = overrides;
     } catch (e) {
@@ -321,9 +329,17 @@ export class Tenant {
   }
 
   private async createReserved(id: TimelineId, ancestor: Timeline | null, start: Lsn, pgVersion: number | undefined): Promise<Timeline> {
-    const dir = join(this.dir, "timelines", id);
-    if (existsSync(dir)) rmSync(dir, { recursive: true, force: true });
-    mkdirSync(dir, { recursive: true });
+    const parent = join(this.dir, "timelines");
+    const dir = join(parent, id);
+    // A directory of this id that no timeline owns may hold the only copy of something:
+    // refuse, never wipe. mkdir is the atomic check.
+    mkdirSync(parent, { recursive: true });
+    try {
+      mkdirSync(dir);
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== "EEXIST") throw e;
+      throw new ConflictError(`timeline directory ${id} already exists on disk in tenant ${this.id}: remove it by hand to create the timeline anew`);
+    }
     let tl: Timeline;
     try {
       tl = await Timeline.create(
@@ -337,6 +353,8 @@ export class Tenant {
       );
       // The branch point may have been GC'd while metadata was written: check again.
       if (ancestor !== null) ancestor.checkBranchPoint(start);
+      // The new directory's entry in timelines/ is durable before the timeline is.
+      await fsyncDir(parent);
     } catch (e) {
       // Never half-created: nothing of it stays on disk.
       await rm(dir, { recursive: true, force: true });
@@ -476,12 +494,20 @@ export class Tenant {
     this.wakeCompactionLoop = () => undefined;
   }
 
-  async setConfig(overrides: Record<string, unknown>): Promise<void> {
+  /**
+   * Replace the overrides: validated, written durably, then applied. Calls run one at a time
+   * in call order (configLock), so the file and the config in memory are both the last
+   * call's. Returns the overrides this call set.
+   */
+  async setConfig(overrides: Record<string, unknown>): Promise<Record<string, unknown>> {
     const conf = parseTenantConf(overrides, this.deps.defaults);
-    await writeFileDurable(join(this.dir, "config.json"), Buffer.from(JSON.stringify(overrides)));
-    this.overrides = overrides;
-    this.conf_ = conf;
-    for (const tl of this.timelines.values()) tl.configChanged();
+    return this.configLock.run(async () => {
+      await writeFileDurable(join(this.dir, TENANT_CONFIG_FILE), Buffer.from(JSON.stringify(overrides)));
+      this.overrides = overrides;
+      this.conf_ = conf;
+      for (const tl of this.timelines.values()) tl.configChanged();
+      return { ...overrides };
+    });
   }
 
   get configOverrides(): Record<string, unknown> {
@@ -505,6 +531,11 @@ export class Tenant {
     const order = [...this.timelines.values()].sort((a, b) => depth(b) - depth(a));
     for (const tl of order) await tl.shutdown(flush);
   }
+}
+
+/** Temp files a crash left in a directory (a durable write cut short): never the real ones. */
+function removeTempFiles(dir: string): void {
+  for (const n of readdirSync(dir)) if (n.endsWith(TEMP_SUFFIX)) rmSync(join(dir, n), { recursive: true, force: true });
 }
 
 function depth(t: Timeline): number {

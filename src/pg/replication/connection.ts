@@ -50,6 +50,7 @@ import type { Duplex } from "node:stream";
 import pg from "pg";
 import { assert } from "../../types/assert.js";
 import { type ErrorCode, PageserverError } from "../../types/errors.js";
+import { type ResolvedConninfo, resolveConninfo } from "./conninfo.js";
 import { isValidLsn, type Lsn, lsnToString, parseLsn, readLsnBE, writeLsnBE } from "../../types/lsn.js";
 
 // ─── errors ──────────────────────────────────────────────────────────────────────────────
@@ -488,7 +489,10 @@ class Command {
 // ─── the connection ──────────────────────────────────────────────────────────────────────
 
 export interface ReplicationConnectOptions {
-  /** postgresql://user[:password]@host:port/db URL of the source. */
+  /**
+   * libpq connection string of the source, URI or key=value (src/pg/replication/conninfo.ts).
+   * Only what it says is used: no environment defaults, no ~/.pgpass.
+   */
   connstr: string;
   application_name?: string;
   /** Connect (TCP + startup + auth) timeout; default 10 s. */
@@ -554,6 +558,53 @@ function intCell(text: string, context: string): number {
   return n;
 }
 
+/**
+ * What every error of a failed connect starts with (`<this>: <reason>`): the reason tells
+ * closed ports, other protocols and bad passwords apart, so it is for the log, not for clients.
+ */
+export const CONNECT_ERROR_CONTEXT = "connect for replication";
+
+/**
+ * A `pg.Client` for a resolved connection string with every setting explicit. `pg` fills
+ * what its config leaves out from the node's environment (PGHOST, PGPORT, PGUSER,
+ * PGDATABASE, PGPASSWORD, PGOPTIONS, PGSSLMODE, PGSSLNEGOTIATION, PGCLIENT_ENCODING,
+ * PGAPPNAME, PGCONNECT_TIMEOUT) and a missing password from ~/.pgpass (PGPASSFILE): that
+ * would hand a source named in a request the node's own credentials. So every field is
+ * given, a missing password is a function that refuses, and what `pg` can only take from
+ * the environment when a field is empty (options) is overwritten after construction.
+ */
+function explicitClient(ci: ResolvedConninfo, application_name: string, connect_timeout_ms: number): pg.Client {
+  const password = ci.password;
+  const config: pg.ClientConfig & Record<string, unknown> = {
+    host: ci.host,
+    port: ci.port,
+    user: ci.user,
+    database: ci.database,
+    // pg asks for a password only when the server does; with none given that is an error,
+    // never a look into PGPASSWORD or ~/.pgpass.
+    password:
+      password ??
+      (() => {
+        throw new Error("the server asks for a password and the connection string gives none");
+      }),
+    ssl: ci.ssl === "off" ? false : ci.ssl === "verified" ? true : { rejectUnauthorized: false },
+    sslnegotiation: "postgres",
+    client_encoding: "UTF8",
+    replication: "true",
+    application_name,
+    connectionTimeoutMillis: connect_timeout_ms,
+  };
+  const client = new pg.Client(config);
+  const params = (client as unknown as { connectionParameters: Record<string, unknown> }).connectionParameters;
+  // An empty `options` falls back to PGOPTIONS inside pg: set what we mean.
+  params["options"] = ci.options ?? undefined;
+  assert(
+    params["host"] === ci.host && params["port"] === ci.port && params["user"] === ci.user && params["database"] === ci.database && params["replication"] === "true",
+    "pg.Client took a connection parameter from elsewhere than the connection string",
+  );
+  return client;
+}
+
 export class ReplicationConnection {
   private readonly client: pg.Client;
   private readonly wire: PgWire;
@@ -581,19 +632,13 @@ export class ReplicationConnection {
     if (!(Number.isInteger(max_buffered_bytes) && max_buffered_bytes > 0)) {
       throw new ReplicationError("protocol", `max_buffered_bytes must be a positive integer, got ${max_buffered_bytes}`, { retryable: false });
     }
-    const client = new pg.Client({
-      connectionString: opts.connstr,
-      // @types/pg declares no `replication` option; pg sends it in the startup packet.
-      ...({ replication: "true" } as object),
-      application_name: opts.application_name ?? "pageserver",
-      connectionTimeoutMillis: opts.connect_timeout_ms ?? 10_000,
-    });
+    const client = explicitClient(resolveConninfo(opts.connstr), opts.application_name ?? "pageserver", opts.connect_timeout_ms ?? 10_000);
     const conn = new ReplicationConnection(client, max_buffered_bytes);
     try {
       await client.connect();
     } catch (e) {
       conn.destroy();
-      throw toReplicationError(e, "connect for replication");
+      throw toReplicationError(e, CONNECT_ERROR_CONTEXT);
     }
     return conn;
   }
