@@ -82,9 +82,6 @@ export const DEFAULT_NODE_CONFIG: NodeConfig = {
   wal_source_unix_sockets: false,
 };
 
-/** The longest setTimeout (2^31 - 1 ms, ~24.8 days). */
-const MAX_TIMER_MS = 2 ** 31 - 1;
-
 export function parseListen(text: string): { host: string; port: number } {
   const m = /^(\[[0-9a-fA-F:]+\]|[A-Za-z0-9.-]+):(\d{1,5})$/.exec(text);
   if (m === null) throw new InvalidArgumentError(`invalid listen address '${text}': expected HOST:PORT`);
@@ -138,8 +135,8 @@ function apply(c: NodeConfig, o: ConfigOverrides): void {
   if (o.listen_pg !== undefined) c.listen_pg = parseListen(o.listen_pg);
   if (o.page_service_idle_timeout_ms !== undefined) {
     c.page_service_idle_timeout_ms = positiveInt(o.page_service_idle_timeout_ms, "page_service_idle_timeout_ms");
-    // setTimeout's limit: a longer timer would fire at once.
-    if (c.page_service_idle_timeout_ms > MAX_TIMER_MS) throw new InvalidArgumentError(`page_service_idle_timeout_ms: at most ${MAX_TIMER_MS}`);
+    // setTimeout's limit (2^31 - 1 ms, ~24.8 days): a longer timer would fire at once.
+    if (c.page_service_idle_timeout_ms > 0x7fff_ffff) throw new InvalidArgumentError(`page_service_idle_timeout_ms: at most ${0x7fff_ffff}`);
   }
   if (o.page_service_max_connections_per_tenant !== undefined) {
     c.page_service_max_connections_per_tenant = positiveInt(o.page_service_max_connections_per_tenant, "page_service_max_connections_per_tenant");

@@ -26,17 +26,17 @@
 import { createServer, type Server as NetServer, type Socket } from "node:net";
 import type { Logger } from "pino";
 import type { Registry } from "prom-client";
+import { errorResponse } from "../client/pg_wire.js";
 import { type DatadirSnapshot, datadirAt } from "../pgdata/reader.js";
 import { getpageThrottle } from "../tenant/config.js";
 import type { Tenant } from "../tenant/tenant.js";
 import type { Timeline } from "../tenant/timeline.js";
 import { TokenBucket } from "../tenant/throttle.js";
+import type { TenantId } from "../types/ids.js";
 import type { Auth } from "./auth.js";
+import type { NodeConfig } from "./config.js";
 import { PageServiceConnection } from "./page_service_conn.js";
 import { PageServiceMetrics } from "./page_service_metrics.js";
-import { errorResponse } from "../client/pg_wire.js";
-import type { TenantId } from "../types/ids.js";
-import type { NodeConfig } from "./config.js";
 import { PgSocket } from "./pg_socket.js";
 import type { TenantManager } from "./tenant_manager.js";
 
@@ -135,7 +135,7 @@ export class PageService {
 
   private accept(sock: Socket): void {
     const id = this.nextConnId++;
-    // A socket that is already gone has no address: it is refused below (its own peer).
+    // A socket already gone has no address: such sockets share the peer "unknown" (they close at once).
     const peer = sock.remoteAddress ?? "unknown";
     const log = this.log.child({ conn_id: id, peer: `${peer}:${sock.remotePort}` });
     sock.on("error", (e) => log.info({ reason: e.message }, "page service socket error"));

@@ -49,6 +49,7 @@ import {
   WireProtocolError,
 } from "../client/pg_wire.js";
 import { basebackupTar } from "../pgdata/basebackup.js";
+import { MAX_TIMER_MS } from "../tenant/config.js";
 import type { Tenant } from "../tenant/tenant.js";
 import type { Timeline } from "../tenant/timeline.js";
 import { type ErrorCode, InvalidArgumentError, PageserverError } from "../types/errors.js";
@@ -72,8 +73,6 @@ const MAX_COPY_DATA_BYTES = 256 * 1024;
 const MAX_COMMAND_WORDS = 8;
 /** A startup parameter (user, application_name: up to ~10 KB from the client) is logged cut to this. */
 export const MAX_LOGGED_PARAM_CHARS = 64;
-/** The longest setTimeout: a token expiring later re-arms its timer. */
-const MAX_TIMER_MS = 2 ** 31 - 1;
 
 /** SQLSTATE for each error code (the client sees both: the message names the code). */
 const SQLSTATE: Record<ErrorCode, string> = {
@@ -223,7 +222,7 @@ export class PageServiceConnection {
     return true;
   }
 
-  /** A timer at the token's exp (re-armed while exp is beyond the longest timer). */
+  /** A timer at the token's exp (re-armed while exp is beyond the longest timer, MAX_TIMER_MS). */
   private armExpiry(): void {
     const at = this.expiresAtMs;
     if (at === null) return;
