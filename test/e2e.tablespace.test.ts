@@ -13,20 +13,23 @@
  *   tablespaces in place, the LOCATION ones moved out with applyTablespaceMappings (what
  *   `pagectl endpoint start --tablespace-mapping OLD=NEW` does), so the dumps differ only in
  *   those locations.
+ * - `pagectl endpoint start --branch --tablespace-mapping OLD=NEW`: the endpoint's LOCATION
+ *   tablespaces are symlinks to NEW; tablespace DDL on the endpoint streams into its branch.
  */
-import { execFileSync } from "node:child_process";
+import { execFile, execFileSync } from "node:child_process";
 import { mkdirSync, readFileSync, readlinkSync } from "node:fs";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { applyTablespaceMappings, IS_ROOT } from "../src/cli/endpoint.js";
-import { BackupServer, runPg } from "./support/backup_server.js";
+import { BackupServer, freePort, runPg } from "./support/backup_server.js";
 import { pageserverApi, startE2e, stopE2e } from "./support/e2e_fixture.js";
 import { DEFAULT_WAL } from "./support/e2e_variant.js";
 import { TestEnv } from "./support/env.js";
 import type { PageserverProcess } from "./support/pageserver_process.js";
 import type { PgInstance } from "./support/postgres.js";
 
+const PAGECTL = fileURLToPath(new URL("../src/cli/pagectl.ts", import.meta.url));
 const REGRESS_SQL = readFileSync(fileURLToPath(new URL("./fixtures/pg15_regress_tablespace.sql", import.meta.url)), "utf8");
 /** The regression test in two parts: the second starts where its tablespace is emptied and dropped. */
 const SPLIT_AT = REGRESS_SQL.indexOf("-- Will fail with bad path");
@@ -85,9 +88,13 @@ describe("tablespaces: PostgreSQL's tablespace regression test on a streaming so
   }
 
   /** A stock PostgreSQL on the timeline's base backup at `lsn`, LOCATION tablespaces mapped into its own directory. */
-  async function backupAt(lsn: string, locations: string[]): Promise<{ b: BackupServer; mapped: Map<string, string> }> {
-    await waitLsn(tenant, timeline, "last_record_lsn", lsn, 120_000);
-    const r = await fetch(`${ps.url}/v1/tenant/${tenant}/timeline/${timeline}/basebackup?lsn=${lsn}`);
+  function backupAt(lsn: string, locations: string[]): Promise<{ b: BackupServer; mapped: Map<string, string> }> {
+    return backupAtOf(timeline, lsn, locations);
+  }
+
+  async function backupAtOf(tl: string, lsn: string, locations: string[] = []): Promise<{ b: BackupServer; mapped: Map<string, string> }> {
+    await waitLsn(tenant, tl, "last_record_lsn", lsn, 120_000);
+    const r = await fetch(`${ps.url}/v1/tenant/${tenant}/timeline/${tl}/basebackup?lsn=${lsn}`);
     expect(r.status).toBe(200);
     const b = new BackupServer();
     env.add(`backup_${lsn.replace("/", "_")}.log`, b.log);
@@ -183,6 +190,47 @@ describe("tablespaces: PostgreSQL's tablespace regression test on a streaming so
     expect(await b.psql("SELECT count(*) FROM in_db_inplace", "db_inplace")).toBe("500");
     // A tablespace can be emptied and dropped on the endpoint (its directories are PostgreSQL's own).
     await b.psql("DROP DATABASE db_inplace; DROP TABLE kept; DROP TABLESPACE ts_keep");
+    await b.destroy();
+  });
+
+  it("pagectl endpoint start --tablespace-mapping: tablespaces mapped, tablespace DDL on the endpoint streams into its branch", async () => {
+    const base = join(src.baseDir, "endpoint");
+    const pgdata = join(base, "data");
+    const [newPre, newLate] = [join(base, "ts_pre"), join(base, "ts_late")];
+    pgOwnedDir(base);
+    const epPort = await freePort();
+    const pagectl = (args: string[]): Promise<{ code: number; stdout: string; stderr: string }> =>
+      new Promise((resolve) => {
+        execFile(process.execPath, ["--import", "tsx", PAGECTL, "--server", ps.url, "--json", ...args], { encoding: "utf8", timeout: 180_000 }, (err, stdout, stderr) =>
+          resolve({ code: err === null ? 0 : typeof err.code === "number" ? err.code : 1, stdout, stderr }),
+        );
+      });
+    const started = await pagectl([
+      "endpoint", "start", "--tenant", tenant, "--timeline", timeline, "--branch", "--pgdata", pgdata, "--port", String(epPort),
+      "--conf", "fsync=off", "--conf", "shared_buffers=16MB",
+      "--tablespace-mapping", `${preLoc}=${newPre}`, "--tablespace-mapping", `${lateLoc}=${newLate}`,
+    ]);
+    cleanup.push(() => pagectl(["endpoint", "stop", "--pgdata", pgdata]));
+    expect(started.code, started.stderr).toBe(0);
+    const ep = JSON.parse(started.stdout) as { timeline_id: string; wal_source_state: string };
+    expect(ep.wal_source_state).toBe("streaming");
+    const q = async (sql: string): Promise<string> => {
+      const r = await runPg("psql", ["-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-h", "127.0.0.1", "-p", String(epPort), "-U", "postgres", "-d", "postgres", "-f", "-"], sql);
+      expect(r.code, r.stderr).toBe(0);
+      return r.stdout.trim();
+    };
+    expect(await q("SELECT string_agg(spcname || '=' || pg_tablespace_location(oid), ',' ORDER BY spcname) FROM pg_tablespace WHERE spcname IN ('pre_ts', 'ts_late')")).toBe(
+      `pre_ts=${newPre},ts_late=${newLate}`,
+    );
+    expect(readlinkSync(join(pgdata, "pg_tblspc", await q("SELECT oid FROM pg_tablespace WHERE spcname = 'pre_ts'")))).toBe(newPre);
+    // Tablespace DDL on the endpoint: into its branch.
+    await q("SET allow_in_place_tablespaces = true; CREATE TABLESPACE ep_ts LOCATION ''");
+    await q("CREATE TABLE ep_t TABLESPACE ep_ts AS SELECT generate_series(1, 777) i; INSERT INTO pre_t VALUES (200000, 'endpoint')");
+    const stopped = await pagectl(["endpoint", "stop", "--pgdata", pgdata]);
+    expect(stopped.code, stopped.stderr).toBe(0);
+    const branchInfo = await timelineInfo(tenant, ep.timeline_id);
+    const { b } = await backupAtOf(ep.timeline_id, String(branchInfo["last_record_lsn"]));
+    expect(await b.psql("SELECT (SELECT count(*) FROM ep_t) || ',' || (SELECT count(*) FROM pre_t)")).toBe("777,3001");
     await b.destroy();
   });
 
