@@ -27,6 +27,7 @@ import type { Auth } from "./auth.js";
 import { PageServiceConnection } from "./page_service_conn.js";
 import { PageServiceMetrics } from "./page_service_metrics.js";
 import { PgSocket } from "./pg_socket.js";
+import type { TenantWorkLimiter } from "../tenant/heavy_work.js";
 import type { TenantManager } from "./tenant_manager.js";
 
 export const MAX_CONNECTIONS = 4096;
@@ -50,13 +51,16 @@ export class PageService {
   /** Per timeline, the snapshot of its latest request: its directories and sizes decoded once. */
   private readonly snapshots = new WeakMap<Timeline, DatadirSnapshot>();
   private nextConnId = 1;
+  /** Heavy requests per tenant (the basebackup command), shared with HTTP. */
+  private readonly heavy: TenantWorkLimiter | null;
 
   /** `auth` is read per connection (the server loads its key in start()). */
-  constructor(tenants: TenantManager, registry: Registry, log: Logger, auth: () => Auth | null) {
+  constructor(tenants: TenantManager, registry: Registry, log: Logger, auth: () => Auth | null, heavy: TenantWorkLimiter | null = null) {
     this.tenants = tenants;
     this.log = log.child({ component: "page_service" });
     this.auth = auth;
     this.metrics = new PageServiceMetrics(registry);
+    this.heavy = heavy;
   }
 
   /** Listen on host:port (0: any free port); resolves with the bound port. */
@@ -94,6 +98,7 @@ export class PageService {
       {
         tenants: this.tenants,
         auth: this.auth(),
+        heavy: this.heavy,
         pagestream: {
           metrics: this.metrics,
           max_batch_size: MAX_BATCH_SIZE,

@@ -32,6 +32,8 @@ import { BadStateError, InvalidArgumentError } from "../types/errors.js";
 import type { TenantId } from "../types/ids.js";
 import { openRemoteStorage, parseRemoteStorageUrl } from "../remote/storage_url.js";
 import { TenantManager } from "./tenant_manager.js";
+import { TenantWorkLimiter } from "../tenant/heavy_work.js";
+import { apiPolicy, warnIfExposed } from "./api.js";
 import { WalSources } from "./wal_sources.js";
 
 const isTs = import.meta.url.endsWith(".ts");
@@ -53,6 +55,8 @@ export class Server {
   readonly remote: RemoteTimelines | null;
   /** Disk-usage eviction (config max_local_disk_bytes, with remote storage); null: off. */
   readonly eviction: DiskUsageEviction | null;
+  /** Heavy requests per tenant (HTTP and the page service's basebackup). */
+  readonly heavy: TenantWorkLimiter;
   /** JWT verification when `auth_public_key` is set (loaded in start); null: auth off. */
   auth: Auth | null = null;
   port = 0;
@@ -98,7 +102,7 @@ export class Server {
       config.workdir,
       config.max_tenants,
     );
-    this.http = new HttpServer(this.log);
+    this.http = new HttpServer(this.log, { max_inflight_requests: config.http_max_inflight_requests, max_inflight_body_bytes: config.http_max_inflight_body_bytes });
     // With remote storage the source keeps WAL until it is in the bucket: its flush position
     // is remote_consistent_lsn (INVALID_LSN before the first index upload: the source ignores it).
     this.walSources = new WalSources(this.log, remote === null ? undefined : (tl) => remote.remoteConsistentLsn(tl) ?? INVALID_LSN);
@@ -121,7 +125,8 @@ export class Server {
             log: this.log,
           });
     this.eviction?.registerMetrics(this.metrics);
-    this.pageService = new PageService(this.tenants, this.metrics, this.log, () => this.auth);
+    this.heavy = new TenantWorkLimiter(config.max_heavy_requests_per_tenant);
+    this.pageService = new PageService(this.tenants, this.metrics, this.log, () => this.auth, this.heavy);
   }
 
   async start(): Promise<number> {
@@ -137,11 +142,13 @@ export class Server {
       remote: this.remote,
       sizes: new LogicalSizeQueries(this.config.concurrent_tenant_size_logical_size_queries),
       mobility: this.remote === null ? null : { detach: (id) => this.detachTenant(id), attach: (id, gen) => this.attachTenant(id, gen) },
+      policy: apiPolicy(this.config, this.heavy),
     });
     this.http.fallback();
     this.port = await this.http.listen(this.config.listen_http.host, this.config.listen_http.port);
     this.pgPort = await this.pageService.listen(this.config.listen_pg.host, this.config.listen_pg.port);
     this.log.info({ workdir: this.config.workdir, listen: `${this.config.listen_http.host}:${this.port}`, listen_pg: `${this.config.listen_pg.host}:${this.pgPort}` }, "pageserver started");
+    warnIfExposed(this.config, this.log);
     // The API and the page service answer while tenants load (they show as Loading); sources start once loaded.
     await this.tenants.loadAll();
     this.resumeAttaches();
