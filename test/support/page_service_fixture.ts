@@ -96,7 +96,7 @@ export class PageServiceFixture {
         writeFileSync(authPath, opts.authPublicKeyPem);
       }
       server = new Server(
-        loadNodeConfig({ workdir, listen: "127.0.0.1:0", listen_pg: "127.0.0.1:0", ...(authPath ? { auth_public_key: authPath } : {}) }),
+        loadNodeConfig({ workdir, listen: "127.0.0.1:0", listen_pg: "127.0.0.1:0", import_pgdata_root: tmpdir(), ...(authPath ? { auth_public_key: authPath } : {}) }),
         pino({ level: "silent" }),
       );
       await server.start();
