@@ -152,6 +152,8 @@ interface BodyState {
   done: boolean;
   /** Bytes of this request counted in the node-wide in-flight body total. */
   counted: number;
+  /** Answered before the body: what still arrives is dropped uncounted. */
+  discard: boolean;
   waiter: (() => void) | null;
 }
 
@@ -271,7 +273,7 @@ export class HttpServer {
       });
       if (this.inflight >= this.limits.max_inflight_requests) {
         const e = new LimitReachedError(`the server is serving ${this.inflight} requests (http_max_inflight_requests); retry later`);
-        this.writeEarly(res, state, this.errorReply(r, e));
+        this.writeEarly(res, state, null, this.errorReply(r, e));
         return;
       }
       this.inflight++;
@@ -310,9 +312,9 @@ export class HttpServer {
   }
 
   private readBody(res: HttpResponse, state: StreamState): BodyState {
-    const body: BodyState = { chunks: [], size: 0, tooLarge: false, done: false, counted: 0, waiter: null };
+    const body: BodyState = { chunks: [], size: 0, tooLarge: false, done: false, counted: 0, discard: false, waiter: null };
     res.onData((ab, isLast) => {
-      if (state.aborted || body.done) return;
+      if (state.aborted || body.done || body.discard) return;
       if (!body.tooLarge) {
         body.size += ab.byteLength;
         if (body.size > MAX_BODY_BYTES) {
@@ -336,11 +338,21 @@ export class HttpServer {
     return body;
   }
 
-  /** Reply at once, the body unread: the connection closes after the reply (its unread body with it). */
-  private writeEarly(res: HttpResponse, state: StreamState, reply: JsonReply): void {
+  /**
+   * Reply at once, before the body. A client that passed auth (a 413) keeps its connection:
+   * the body is read and dropped as it arrives. Any other (401, 403, 429) is closed after the
+   * reply, its body unread.
+   */
+  private writeEarly(res: HttpResponse, state: StreamState, body: BodyState | null, reply: JsonReply): void {
     if (state.aborted) return;
+    const keepAlive = body !== null && reply.status === 413;
+    if (body !== null) {
+      body.discard = true;
+      body.chunks = [];
+    }
+    if (keepAlive) res.resume();
     res.cork(() => {
-      res.writeStatus(statusLine(reply.status)).writeHeader("content-type", "application/json").end(JSON.stringify(reply.json), true);
+      res.writeStatus(statusLine(reply.status)).writeHeader("content-type", "application/json").end(JSON.stringify(reply.json), !keepAlive);
     });
   }
 
@@ -353,7 +365,7 @@ export class HttpServer {
     const lenText = r.headers["content-length"];
     const declared = lenText === undefined ? 0 : /^\d{1,15}$/.test(lenText) ? Number(lenText) : Number.NaN;
     if (Number.isNaN(declared)) throw new HttpError("invalid_argument", "invalid Content-Length header");
-    if (declared > MAX_BODY_BYTES) throw new RequestTooLargeError("payload_too_large", `request body of ${declared} bytes is larger than ${MAX_BODY_BYTES}`);
+    if (declared > MAX_BODY_BYTES) throw new RequestTooLargeError("payload_too_large", `request body larger than ${MAX_BODY_BYTES} bytes (Content-Length ${declared})`);
     const extra = Math.max(0, declared - body.counted);
     if (this.inflightBodyBytes + extra > this.limits.max_inflight_body_bytes) {
       throw new LimitReachedError(`the server holds ${this.inflightBodyBytes} bytes of request bodies (http_max_inflight_body_bytes); retry later`);
@@ -386,7 +398,7 @@ export class HttpServer {
       // Auth first: a refused request is answered before its body is even read.
       claims = await this.admit(res, state, body, r, route);
     } catch (e) {
-      this.writeEarly(res, state, this.errorReply(r, e));
+      this.writeEarly(res, state, body, this.errorReply(r, e));
       return;
     }
     if (state.aborted) return;
