@@ -11,9 +11,9 @@
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { pino } from "pino";
+import { type Logger, pino } from "pino";
 import { PageServiceClient } from "../../src/client/page_service_client.js";
-import { loadNodeConfig } from "../../src/main/config.js";
+import { type ConfigOverrides, loadNodeConfig } from "../../src/main/config.js";
 import { Server } from "../../src/main/server.js";
 import { parseLsn } from "../../src/types/lsn.js";
 import { PgInstance } from "./postgres.js";
@@ -24,6 +24,10 @@ export interface FixtureOptions {
   authPublicKeyPem?: string;
   httpToken?: string;
   tenantConfig?: Record<string, unknown>;
+  /** Node config beyond the fixture's own (e.g. max_heavy_requests_per_tenant). */
+  node?: ConfigOverrides;
+  /** The server's logger (default: silent). */
+  logger?: Logger;
 }
 
 export interface HttpReply {
@@ -96,8 +100,8 @@ export class PageServiceFixture {
         writeFileSync(authPath, opts.authPublicKeyPem);
       }
       server = new Server(
-        loadNodeConfig({ workdir, listen: "127.0.0.1:0", listen_pg: "127.0.0.1:0", import_pgdata_root: tmpdir(), ...(authPath ? { auth_public_key: authPath } : {}) }),
-        pino({ level: "silent" }),
+        loadNodeConfig({ workdir, listen: "127.0.0.1:0", listen_pg: "127.0.0.1:0", import_pgdata_root: tmpdir(), ...(authPath ? { auth_public_key: authPath } : {}), ...(opts.node ?? {}) }),
+        opts.logger ?? pino({ level: "silent" }),
       );
       await server.start();
       const http = async (method: string, path: string, body?: unknown): Promise<Record<string, unknown>> => {
