@@ -15,10 +15,9 @@ import type { Registry } from "prom-client";
 import { activeFailpoints, applyFailpoints, parseFailpointConfig } from "../types/failpoints.js";
 import type { TenantId } from "../types/ids.js";
 import { registerTimelineRoutes } from "./api_timeline.js";
-import { checkTenantConfigScope, type TenantFloors } from "./api_scopes.js";
+import { type ApiPolicy, checkTenantConfigScope } from "./api_scopes.js";
 import type { TenantWorkLimiter } from "../tenant/heavy_work.js";
 import { UnsupportedError } from "../types/errors.js";
-import type { TenantConf } from "../tenant/config.js";
 import type { NodeConfig } from "./config.js";
 import type { LogicalSizeQueries } from "./logical_size_queries.js";
 import type { RemoteTimelines } from "./remote_timelines.js";
@@ -29,16 +28,6 @@ import type { HttpServer } from "./http/server.js";
 import type { Tenant } from "../tenant/tenant.js";
 import type { TenantManager } from "./tenant_manager.js";
 import type { WalSources } from "./wal_sources.js";
-
-/** What the node config decides for the API (src/main/config.ts). */
-export interface ApiPolicy {
-  enable_failpoints: boolean;
-  import_pgdata_root: string | null;
-  floors: TenantFloors;
-  heavy: TenantWorkLimiter;
-  /** The node's tenant defaults (a config PUT is judged by the effective values it leads to). */
-  tenant_defaults: TenantConf;
-}
 
 /** The API's policy from the node config. */
 export function apiPolicy(c: NodeConfig, heavy: TenantWorkLimiter): ApiPolicy {

@@ -10,8 +10,19 @@
  * (compaction_period 0); nor lower checkpoint_distance, gc_horizon or pitr_interval below the
  * node's floors (node config tenant_min_*). With auth off (claims null) nothing is checked.
  */
+import type { TenantWorkLimiter } from "../tenant/heavy_work.js";
 import { l0Thresholds, parseTenantConf, type TenantConf } from "../tenant/config.js";
 import { type Claims, requireManagement } from "./auth.js";
+
+/** What the node config decides for the API (src/main/config.ts). */
+export interface ApiPolicy {
+  enable_failpoints: boolean;
+  import_pgdata_root: string | null;
+  floors: TenantFloors;
+  heavy: TenantWorkLimiter;
+  /** The node's tenant defaults (a config PUT is judged by the effective values it leads to). */
+  tenant_defaults: TenantConf;
+}
 
 export interface TenantFloors {
   checkpoint_distance_bytes: number;

@@ -30,8 +30,7 @@ import type { WalSources } from "./wal_sources.js";
 import type { RemoteTimelines } from "./remote_timelines.js";
 import { readTenantGeneration } from "../remote/attach.js";
 import { checkRemoteTimeline } from "../remote/remote_check.js";
-import type { ApiPolicy } from "./api.js";
-import { checkGcHorizonScope } from "./api_scopes.js";
+import { type ApiPolicy, checkGcHorizonScope } from "./api_scopes.js";
 import { requireManagement } from "./auth.js";
 
 const TenantParams = Type.Object({ tenant_id: M.Id }, { additionalProperties: false });
