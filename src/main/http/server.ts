@@ -372,7 +372,9 @@ export class HttpServer {
     }
     this.inflightBodyBytes += extra;
     body.counted += extra;
-    if (!state.aborted) res.resume();
+    // A client gone during the checks: nothing more will arrive (and onAbort already ran).
+    if (state.aborted) return claims;
+    res.resume();
     if (!body.done) {
       await new Promise<void>((resolve) => {
         body.waiter = resolve;
