@@ -191,7 +191,8 @@ export function registerTimelineRoutes(http: HttpServer, tenants: TenantManager,
     async (r) => {
       const t = tenantOf(r.params);
       const id = r.params["timeline_id"] as TimelineId;
-      if (ws.get(t.getTimeline(id)) !== undefined) requireManagement(r.claims, "deleting a timeline with a WAL source");
+      const existing = t.listTimelines().find((x) => x.timelineId === id);
+      if (existing !== undefined && ws.get(existing) !== undefined) requireManagement(r.claims, "deleting a timeline with a WAL source");
       const slot = await t.deleteTimeline(id, async (tl) => {
         const s = await ws.remove(tl, true);
         await remote?.dropTimeline(t, tl);
