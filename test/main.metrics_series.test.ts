@@ -3,7 +3,7 @@
  * an in-process Server, tenants and timelines created, scraped, deleted, scraped again: no
  * series names a deleted tenant or timeline, whoever registered the metric (a counter of the
  * node's, a remote-storage counter, the page service's throttle counter); a live timeline's
- * series stay.
+ * series stay. With listen_metrics, /metrics is served on its own listener only.
  */
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -84,5 +84,25 @@ describe("series of deleted tenants and timelines", () => {
     const kept = later.filter((l) => l.includes(keep));
     expect(kept.length).toBeGreaterThan(5);
     expect(kept.some((l) => l.startsWith("pageserver_wal_ingest_stalled_seconds_total{"))).toBe(true);
+  });
+});
+
+describe("listen_metrics", () => {
+  it("serves /metrics on its own address, and not on the API's", async () => {
+    const work = mkdtempSync(join(tmpdir(), "ps-metrics-listen-"));
+    const s = new Server(loadNodeConfig({ workdir: work, listen: "127.0.0.1:0", listen_pg: "127.0.0.1:0", listen_metrics: "127.0.0.1:0" }), logs.logger);
+    try {
+      const api = `http://127.0.0.1:${await s.start()}`;
+      expect(s.metricsPort).toBeGreaterThan(0);
+      const m = await fetch(`http://127.0.0.1:${s.metricsPort}/metrics`);
+      expect(m.status).toBe(200);
+      expect(await m.text()).toContain("pageserver_page_cache_size_max_bytes");
+      expect((await fetch(`http://127.0.0.1:${s.metricsPort}/v1/status`)).status).toBe(404);
+      expect((await fetch(`${api}/metrics`)).status).toBe(404);
+      expect((await fetch(`${api}/v1/status`)).status).toBe(200);
+    } finally {
+      await s.stop();
+      rmSync(work, { recursive: true, force: true });
+    }
   });
 });

@@ -37,7 +37,16 @@ export function apiPolicy(c: NodeConfig, heavy: TenantWorkLimiter): ApiPolicy {
     floors: { checkpoint_distance_bytes: c.tenant_min_checkpoint_distance_bytes, gc_horizon_bytes: c.tenant_min_gc_horizon_bytes, pitr_interval_ms: c.tenant_min_pitr_interval_ms },
     heavy,
     tenant_defaults: c.tenant_defaults,
+    separate_metrics: c.listen_metrics !== null,
   };
+}
+
+/** GET /metrics (open): on the API listener, or alone on `listen_metrics`. */
+export function registerMetricsRoute(http: HttpServer, metrics: Registry): void {
+  http.route(
+    { method: "get", path: "/metrics", summary: "Prometheus metrics", open: true, responses: { 200: { description: "text exposition format", contentType: "text/plain" } } },
+    async () => ({ status: 200, contentType: metrics.contentType, body: await metrics.metrics() }),
+  );
 }
 
 /** Is `host` a loopback address (or a name that only resolves there)? */
@@ -51,6 +60,7 @@ export function warnIfExposed(c: NodeConfig, log: Logger): void {
   for (const [name, l] of [
     ["listen (HTTP)", c.listen_http],
     ["listen_pg (page service)", c.listen_pg],
+    ...(c.listen_metrics === null ? [] : ([["listen_metrics", c.listen_metrics]] as const)),
   ] as const) {
     if (!isLoopback(l.host)) {
       log.warn({ listener: name, host: l.host, port: l.port }, "listening beyond loopback with auth off: anyone who reaches this address has every power (set auth_public_key)");
@@ -123,10 +133,8 @@ export function registerRoutes(
       return { status: 200, json: activeFailpoints() };
     },
   );
-  http.route(
-    { method: "get", path: "/metrics", summary: "Prometheus metrics", open: true, responses: { 200: { description: "text exposition format", contentType: "text/plain" } } },
-    async () => ({ status: 200, contentType: metrics.contentType, body: await metrics.metrics() }),
-  );
+  // With listen_metrics, /metrics is served there only (a port the operator's scraper reaches).
+  if (!extra.policy.separate_metrics) registerMetricsRoute(http, metrics);
 
   // ---------------------------------------------------------------------------------------
   // Tenants

@@ -22,6 +22,8 @@ export interface ApiPolicy {
   heavy: TenantWorkLimiter;
   /** The node's tenant defaults (a config PUT is judged by the effective values it leads to). */
   tenant_defaults: TenantConf;
+  /** /metrics has its own listener (listen_metrics): not on the API's. */
+  separate_metrics: boolean;
 }
 
 export interface TenantFloors {

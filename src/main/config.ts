@@ -16,6 +16,8 @@ export interface NodeConfig {
   listen_http: { host: string; port: number };
   /** Page service (Neon's pagestream over the PostgreSQL wire protocol). */
   listen_pg: { host: string; port: number };
+  /** A listener of its own for GET /metrics (then not on listen_http); null: /metrics on listen_http. */
+  listen_metrics: { host: string; port: number } | null;
   /** PEM public key (Ed25519 or RSA) that turns on JWT auth for HTTP and the page service; null: no auth. */
   auth_public_key: string | null;
   page_cache_size_bytes: number;
@@ -76,6 +78,7 @@ export const DEFAULT_NODE_CONFIG: NodeConfig = {
   workdir: ".pageserver",
   listen_http: { host: "127.0.0.1", port: 9898 },
   listen_pg: { host: "127.0.0.1", port: 6400 },
+  listen_metrics: null,
   auth_public_key: null,
   page_cache_size_bytes: 64 * 1024 * 1024,
   flush_threads: 1,
@@ -127,6 +130,7 @@ export interface ConfigOverrides {
   workdir?: string;
   listen?: string;
   listen_pg?: string;
+  listen_metrics?: string;
   auth_public_key?: string;
   page_cache_size?: number | string;
   flush_threads?: number | string;
@@ -156,6 +160,7 @@ function apply(c: NodeConfig, o: ConfigOverrides): void {
   if (o.workdir !== undefined) c.workdir = o.workdir;
   if (o.listen !== undefined) c.listen_http = parseListen(o.listen);
   if (o.listen_pg !== undefined) c.listen_pg = parseListen(o.listen_pg);
+  if (o.listen_metrics !== undefined) c.listen_metrics = parseListen(o.listen_metrics);
   if (o.auth_public_key !== undefined) c.auth_public_key = o.auth_public_key;
   if (o.page_cache_size !== undefined) c.page_cache_size_bytes = positiveInt(o.page_cache_size, "page_cache_size");
   if (o.flush_threads !== undefined) c.flush_threads = positiveInt(o.flush_threads, "flush_threads");
@@ -206,7 +211,7 @@ function nonNegativeInt(x: unknown, name: string): number {
   throw new InvalidArgumentError(`${name}: expected a non-negative integer, got ${JSON.stringify(x)}`);
 }
 
-const FILE_KEYS = new Set(["listen", "listen_pg", "auth_public_key", "page_cache_size", "flush_threads", "compaction_threads", "gc_threads", "redo_threads", "log_level", "log_format", "max_tenants", "max_concurrent_background_tasks", "concurrent_tenant_size_logical_size_queries", "tenant_config", "remote_storage", "max_local_disk_bytes", "min_free_disk_bytes", "enable_failpoints", "import_pgdata_root", "tenant_min_checkpoint_distance", "tenant_min_gc_horizon", "tenant_min_pitr_interval", "max_heavy_requests_per_tenant", "http_max_inflight_requests", "http_max_inflight_body_bytes"]);
+const FILE_KEYS = new Set(["listen", "listen_pg", "listen_metrics", "auth_public_key", "page_cache_size", "flush_threads", "compaction_threads", "gc_threads", "redo_threads", "log_level", "log_format", "max_tenants", "max_concurrent_background_tasks", "concurrent_tenant_size_logical_size_queries", "tenant_config", "remote_storage", "max_local_disk_bytes", "min_free_disk_bytes", "enable_failpoints", "import_pgdata_root", "tenant_min_checkpoint_distance", "tenant_min_gc_horizon", "tenant_min_pitr_interval", "max_heavy_requests_per_tenant", "http_max_inflight_requests", "http_max_inflight_body_bytes"]);
 
 /** Build the node config from flags (and the workdir's pageserver.json, if any). */
 export function loadNodeConfig(flags: ConfigOverrides): NodeConfig {

@@ -21,6 +21,7 @@ const program = new Command()
   .option("--workdir <dir>", "data directory", ".pageserver")
   .option("--listen <host:port>", "HTTP API address", "127.0.0.1:9898")
   .option("--listen-pg <host:port>", "page service address (pagestream, basebackup)")
+  .option("--listen-metrics <host:port>", "serve GET /metrics on this address only (default: on --listen)")
   .option("--auth-public-key <file>", "PEM public key (Ed25519 or RSA): JWT auth on HTTP and the page service")
   .option("--page-cache-size <bytes>", "shared page cache size in bytes")
   .option("--log-level <level>", "pino log level")
@@ -36,6 +37,7 @@ const opts = program.opts<{
   workdir: string;
   listen: string;
   listenPg?: string;
+  listenMetrics?: string;
   authPublicKey?: string;
   pageCacheSize?: string;
   logLevel?: string;
@@ -56,6 +58,7 @@ try {
     workdir: opts.workdir,
     listen: opts.listen,
     listen_pg: opts.listenPg,
+    listen_metrics: opts.listenMetrics,
     auth_public_key: opts.authPublicKey,
     page_cache_size: opts.pageCacheSize,
     log_level: opts.logLevel,

@@ -33,7 +33,7 @@ import type { TenantId } from "../types/ids.js";
 import { openRemoteStorage, parseRemoteStorageUrl } from "../remote/storage_url.js";
 import { TenantManager } from "./tenant_manager.js";
 import { TenantWorkLimiter } from "../tenant/heavy_work.js";
-import { apiPolicy, warnIfExposed } from "./api.js";
+import { apiPolicy, registerMetricsRoute, warnIfExposed } from "./api.js";
 import { WalSources } from "./wal_sources.js";
 
 const isTs = import.meta.url.endsWith(".ts");
@@ -62,6 +62,9 @@ export class Server {
   port = 0;
   /** The page service's bound port (config.listen_pg; 0 there picks a free one). */
   pgPort = 0;
+  /** GET /metrics alone on config.listen_metrics (null: /metrics is on the API's listener). */
+  private metricsHttp: HttpServer | null = null;
+  metricsPort = 0;
 
   constructor(config: NodeConfig, log?: Logger) {
     this.config = config;
@@ -145,6 +148,7 @@ export class Server {
       policy: apiPolicy(this.config, this.heavy),
     });
     this.http.fallback();
+    if (this.config.listen_metrics !== null) this.metricsPort = await this.listenMetrics(this.config.listen_metrics);
     this.port = await this.http.listen(this.config.listen_http.host, this.config.listen_http.port);
     this.pgPort = await this.pageService.listen(this.config.listen_pg.host, this.config.listen_pg.port);
     this.log.info({ workdir: this.config.workdir, listen: `${this.config.listen_http.host}:${this.port}`, listen_pg: `${this.config.listen_pg.host}:${this.pgPort}` }, "pageserver started");
@@ -176,6 +180,13 @@ export class Server {
       this.log.info({ tenant_id: t.id, generation: gen }, "resuming an attach a restart cut short");
       this.attachTenant(t.id, gen).catch((e: unknown) => this.log.warn({ err: e, tenant_id: t.id, generation: gen }, "resumed attach failed"));
     }
+  }
+
+  private async listenMetrics(at: { host: string; port: number }): Promise<number> {
+    this.metricsHttp = new HttpServer(this.log);
+    registerMetricsRoute(this.metricsHttp, this.metrics);
+    this.metricsHttp.fallback();
+    return this.metricsHttp.listen(at.host, at.port);
   }
 
   private requireRemote(what: string): RemoteTimelines {
@@ -223,6 +234,7 @@ export class Server {
   /** Stop accepting requests, flush every timeline, stop the workers. */
   async stop(): Promise<void> {
     this.http.close();
+    this.metricsHttp?.close();
     await this.pageService.close();
     await this.walSources.stopAll();
     await this.tenants.shutdown(true);
