@@ -6,6 +6,7 @@
  *   heavy request is refused at once: an HTTP base backup, do_gc, a forced image compaction
  *   and /size answer 429 limit_reached, a page-service `basebackup` an ErrorResponse 53400;
  *   A's light requests (a plain compaction) and tenant B's heavy ones go on;
+ * - the held request outlives uWebSockets.js' 10 s idle timeout and still gets its reply;
  * - a client that goes away in the middle of a streamed base backup frees its permit: the
  *   stream stops (logged at INFO, no ERROR) and the next base backup is served.
  */
@@ -43,7 +44,9 @@ describe("heavy work per tenant", () => {
   it("beyond max_heavy_requests_per_tenant: 429 over HTTP, 53400 over the page service; light requests and other tenants go on", async () => {
     const heavy = fx.server.heavy;
     const tl = `/v1/tenant/${fx.tenant}/timeline/${fx.timeline}`;
-    applyFailpoints(parseFailpointSpec("basebackup-start=sleep(3000)"));
+    // Held longer than uWebSockets.js' 10 s idle timeout: a handler this slow keeps its
+    // connection (reading stays paused while it runs), and its reply arrives.
+    applyFailpoints(parseFailpointSpec("basebackup-start=sleep(11000)"));
     const first = fx.http("GET", `${tl}/basebackup`);
     await until("the first base backup holds A's permit", () => heavy.runningFor(fx.tenant) === 1);
     for (const [method, path] of [

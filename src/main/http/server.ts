@@ -127,6 +127,13 @@ function statusLine(s: number): string {
 
 export class HttpError extends PageserverError {}
 
+/** Reading resumed before a reply is written: the connection serves its next request afterwards. */
+function resumeForReply(res: HttpResponse, state: StreamState): void {
+  if (!state.paused) return;
+  res.resume();
+  state.paused = false;
+}
+
 /** The token of `Authorization: Bearer <token>`, or undefined. */
 function bearerToken(headers: Record<string, string>): string | undefined {
   const m = /^Bearer\s+(\S+)\s*$/i.exec(headers["authorization"] ?? "");
@@ -142,6 +149,12 @@ interface StreamState {
   onAbort: (() => void) | null;
   /** Aborted with the request: handed to the handler (ValidRequest.signal). */
   controller: AbortController;
+  /**
+   * Reading is paused (res.pause): before the checks, and again once the body is in. uWS arms
+   * its 10 s idle timeout on resume and would close a connection whose handler runs longer,
+   * so the socket is resumed only to read the body and right before the reply is written.
+   */
+  paused: boolean;
 }
 
 /** A request body as uWS delivers it: chunks held (bounded by MAX_BODY_BYTES) until the last. */
@@ -158,11 +171,12 @@ interface BodyState {
 }
 
 /**
- * `/x/y` paths in a 5xx message (file names, the workdir): replaced, so a reply never tells
- * a client where or how the node stores its data. LSNs (`0/16B3748`) are not paths.
+ * Absolute paths in a 5xx message (the workdir, temp dirs): each cut to `…/<its last
+ * component>`, so a reply names the file (a layer, `metadata`) but never where the node keeps
+ * its data. LSNs (`0/16B3748`) are not paths.
  */
 export function redactPaths(message: string): string {
-  return message.replace(/(?<![\w.~-])\/[^\s'"`,;()]+/g, "<path>");
+  return message.replace(/(?<![\w.~-])\/[^\s'"`,;()]+/g, (p) => `…/${p.slice(p.lastIndexOf("/") + 1)}`);
 }
 
 /** Nesting depth of JSON text (brackets outside strings): linear, no recursion. */
@@ -265,7 +279,7 @@ export class HttpServer {
         headers,
         body: undefined,
       };
-      const state: StreamState = { aborted: false, onAbort: null, controller: new AbortController() };
+      const state: StreamState = { aborted: false, onAbort: null, controller: new AbortController(), paused: false };
       res.onAborted(() => {
         state.aborted = true;
         state.onAbort?.();
@@ -280,6 +294,7 @@ export class HttpServer {
       // The body stays in the socket until the token and the size are checked.
       const body = this.readBody(res, state);
       res.pause();
+      state.paused = true;
       const refusal: PageserverError | null =
         urlBytes > MAX_URL_BYTES
           ? new RequestTooLargeError("uri_too_long", `request URL of ${urlBytes} bytes is longer than ${MAX_URL_BYTES}`)
@@ -350,7 +365,7 @@ export class HttpServer {
       body.discard = true;
       body.chunks = [];
     }
-    if (keepAlive) res.resume();
+    if (keepAlive) resumeForReply(res, state);
     res.cork(() => {
       res.writeStatus(statusLine(reply.status)).writeHeader("content-type", "application/json").end(JSON.stringify(reply.json), !keepAlive);
     });
@@ -374,13 +389,18 @@ export class HttpServer {
     body.counted += extra;
     // A client gone during the checks: nothing more will arrive (and onAbort already ran).
     if (state.aborted) return claims;
-    res.resume();
     if (!body.done) {
+      res.resume();
+      state.paused = false;
       await new Promise<void>((resolve) => {
         body.waiter = resolve;
         state.onAbort = resolve;
       });
       state.onAbort = null;
+      if (!state.aborted) {
+        res.pause();
+        state.paused = true;
+      }
     }
     return claims;
   }
@@ -435,6 +455,7 @@ export class HttpServer {
     }
     const out = "json" in reply ? JSON.stringify(reply.json) : reply.body;
     const ctype = "json" in reply ? "application/json" : reply.contentType;
+    resumeForReply(res, state);
     res.cork(() => {
       res.writeStatus(statusLine(reply.status)).writeHeader("content-type", ctype).end(out);
     });
@@ -517,6 +538,7 @@ export class HttpServer {
    * waits while more than STREAM_QUEUE_HIGH_BYTES are queued.
    */
   private async stream(res: HttpResponse, state: StreamState, reply: StreamReply, r: Request): Promise<void> {
+    resumeForReply(res, state);
     res.cork(() => {
       res.writeStatus(statusLine(reply.status)).writeHeader("content-type", reply.contentType);
       for (const [k, v] of Object.entries(reply.headers ?? {})) res.writeHeader(k, v);
