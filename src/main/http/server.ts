@@ -10,7 +10,9 @@
  * request cap (429, connection closed) → the token (401/403; the body stays unread in the
  * socket: reading is paused) → Content-Length against the per-request limit (413) and the
  * node-wide in-flight body budget (429) → only then the body is read → validation → handler.
- * A reply sent before the body was read closes the connection.
+ * A reply sent before the body was read closes the connection, but for a 413 to a client that
+ * passed auth (its body is then read and dropped). Reading stays paused while a handler runs
+ * (see StreamState.paused).
  *
  * uWS rules followed here: everything from `req` is read before the first await (req is
  * stack-allocated); onData is registered in the handler (uWS drops data otherwise) and
