@@ -54,13 +54,15 @@ export function isLoopback(host: string): boolean {
   return host === "localhost" || host === "::1" || /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(host);
 }
 
-/** A WARN line per listener reachable from other machines while auth is off: anyone there is the operator. */
+/**
+ * A WARN line per listener reachable from other machines while auth is off: anyone there is
+ * the operator. (listen_metrics is not one: /metrics is open and changes nothing.)
+ */
 export function warnIfExposed(c: NodeConfig, log: Logger): void {
   if (c.auth_public_key !== null) return;
   for (const [name, l] of [
     ["listen (HTTP)", c.listen_http],
     ["listen_pg (page service)", c.listen_pg],
-    ...(c.listen_metrics === null ? [] : ([["listen_metrics", c.listen_metrics]] as const)),
   ] as const) {
     if (!isLoopback(l.host)) {
       log.warn({ listener: name, host: l.host, port: l.port }, "listening beyond loopback with auth off: anyone who reaches this address has every power (set auth_public_key)");
