@@ -4,9 +4,19 @@
  * FairQueue serves tenants round-robin (a second waiter of tenant A waits behind tenant B's
  * first), and a waiter whose signal aborts leaves the queue without taking a permit.
  */
-import { describe, expect, it } from "vitest";
+import { afterEach, describe, expect, it } from "vitest";
 import { FairQueue, TenantWorkLimiter } from "../src/tenant/heavy_work.js";
 import { LimitReachedError } from "../src/types/errors.js";
+import { type Key, makeKey } from "../src/types/key.js";
+import { testInit } from "./support/test_redo.js";
+import { TenantHarness } from "./support/tenant_harness.js";
+
+const k = (n: number): Key => makeKey(0, 1663, 5, 1000, 0, n);
+let h: TenantHarness | null = null;
+afterEach(async () => {
+  await h?.close();
+  h = null;
+});
 
 /** A promise and its resolver. */
 function gate(): { promise: Promise<void>; open: () => void } {
@@ -84,5 +94,36 @@ describe("FairQueue", () => {
     await first;
     expect(ran).toBe(false);
     expect(q.held).toBe(0);
+  });
+});
+
+describe("a request's AbortSignal in compaction and GC", () => {
+  it("an aborted signal stops compact and gc before their work; without it they run", async () => {
+    h = new TenantHarness({ conf: { compaction_threshold: 2, image_creation_threshold: 1 } });
+    const t = await h.create();
+    const tl = await t.createTimeline({ startLsn: 0x100 });
+    let lsn = 0x100;
+    for (let round = 0; round < 4; round++) {
+      for (let i = 0; i < 5; i++) {
+        lsn += 8;
+        tl.put(k(i), lsn, testInit(`v${round}`));
+        tl.finishWrite(lsn);
+      }
+      await tl.checkpoint();
+    }
+    const l0 = tl.layerMap.l0Layers().length;
+    expect(l0).toBe(4);
+    const gone = new AbortController();
+    gone.abort(new Error("client went away"));
+    await expect(t.compact({ forceImages: true, timeline: tl, signal: gone.signal })).rejects.toThrow("client went away");
+    expect(tl.layerMap.l0Layers().length).toBe(l0);
+    expect(tl.layerMap.layers.filter((l) => l.desc.kind === "image").length).toBe(0);
+    await expect(t.gc({ timeline: tl, cutoffLsn: lsn, signal: gone.signal })).rejects.toThrow("client went away");
+    expect(tl.latestGcCutoffLsn).toBeLessThan(lsn);
+    const res = await t.compact({ forceImages: true, timeline: tl, signal: new AbortController().signal });
+    expect(res.l0Compacted).toBe(l0);
+    expect(res.imagesCreated).toBeGreaterThan(0);
+    await t.gc({ timeline: tl, cutoffLsn: lsn, signal: new AbortController().signal });
+    expect(tl.latestGcCutoffLsn).toBe(lsn);
   });
 });
