@@ -117,6 +117,9 @@ class PageserverChild {
         String(CACHE_MB * 1024 * 1024),
         "--log-level",
         "warn",
+        // The source's data directory is a PgInstance's, under the temp directory.
+        "--import-pgdata-root",
+        tmpdir(),
       ],
       { stdio: ["ignore", "pipe", "pipe"], cwd: ROOT },
     );

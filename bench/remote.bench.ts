@@ -75,7 +75,7 @@ async function pgbenchData(): Promise<{ pg: PgInstance; data: PgbenchData }> {
 }
 
 async function startServer(workdir: string, remoteUrl: string): Promise<Server> {
-  const s = new Server(loadNodeConfig({ workdir, listen: "127.0.0.1:0", listen_pg: "127.0.0.1:0", remote_storage: remoteUrl, log_level: "warn" }), pino({ level: "warn" }));
+  const s = new Server(loadNodeConfig({ workdir, listen: "127.0.0.1:0", listen_pg: "127.0.0.1:0", remote_storage: remoteUrl, log_level: "warn", import_pgdata_root: tmpdir() }), pino({ level: "warn" }));
   await s.start();
   return s;
 }

@@ -131,7 +131,7 @@ beforeAll(async () => {
     const { uid, gid } = statSync(src.baseDir);
     chownSync(dir, uid, gid);
   }
-  server = new Server(loadNodeConfig({ workdir: join(dir, "workdir"), listen: "127.0.0.1:0", listen_pg: "127.0.0.1:0" }), logs.logger);
+  server = new Server(loadNodeConfig({ workdir: join(dir, "workdir"), listen: "127.0.0.1:0", listen_pg: "127.0.0.1:0", enable_failpoints: true }), logs.logger);
   url = `http://127.0.0.1:${await server.start()}`;
   pgAddr = `127.0.0.1:${server.pgPort}`;
   await src.psql("CREATE TABLE t (x int); INSERT INTO t SELECT g FROM generate_series(1, 1000) g");

@@ -49,7 +49,7 @@ async function waitLoaded(tenant: string): Promise<Record<string, unknown>> {
 }
 
 beforeAll(async () => {
-  ({ src, ps, dir } = await startE2e(env, SOURCE_CONF, "ps-e2e-failpoints-"));
+  ({ src, ps, dir } = await startE2e(env, SOURCE_CONF, "ps-e2e-failpoints-", ["--enable-failpoints"]));
 });
 
 afterAll(async () => {
@@ -184,7 +184,7 @@ describe("failpoints in the pageserver process", { timeout: 300_000 }, () => {
           cwd: ROOT,
           encoding: "utf8",
           timeout: 20_000,
-          env: { ...process.env, FAILPOINTS: spec },
+          env: { ...process.env, FAILPOINTS: spec, PAGESERVER_ENABLE_FAILPOINTS: "1" },
         });
         expect(r.status, r.stderr).toBe(2);
         expect(r.stderr).toContain(msg);

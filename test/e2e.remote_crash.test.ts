@@ -100,7 +100,7 @@ async function crashAt(failpoint: string, trigger: () => Promise<unknown>): Prom
 }
 
 beforeAll(async () => {
-  ({ src, ps, dir } = await startE2e(env, SOURCE_CONF, "ps-e2e-remote-crash-"));
+  ({ src, ps, dir } = await startE2e(env, SOURCE_CONF, "ps-e2e-remote-crash-", ["--enable-failpoints"]));
   // Remote storage from the workdir's config file, so every restart has it.
   await ps.stop();
   const root = join(dir, "bucket");
@@ -175,6 +175,7 @@ describe("crashes during remote storage work", { timeout: 600_000 }, () => {
     mkdirSync(workB, { recursive: true });
     writeFileSync(join(workB, "pageserver.json"), JSON.stringify({ remote_storage: `file://${join(dir, "bucket")}` }));
     const b = new PageserverProcess(workB, await freePort(), join(dir, "pageserver-b.log"));
+    b.extraArgs.push("--enable-failpoints");
     cleanup.push(() => b.stop());
     await b.start(30_000, { FAILPOINTS: "remote-attach-timeline=exit" });
     await fetch(`${b.url}/v1/tenant/${tenant}/attach`, { method: "POST", body: JSON.stringify({ generation: 2 }) }).catch(() => undefined);

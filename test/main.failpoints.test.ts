@@ -6,9 +6,11 @@
  * the failpoint (the flushed file exists, the layer map doesn't have it yet). The FAILPOINTS
  * spec parser. Logs are checked: only the warnings these failures cause are allowed.
  */
+import { spawnSync } from "node:child_process";
 import { existsSync, mkdtempSync, readdirSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { fileURLToPath } from "node:url";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { loadNodeConfig } from "../src/main/config.js";
 import { Server } from "../src/main/server.js";
@@ -66,7 +68,7 @@ async function read(tenant: TenantId, timeline: TimelineId, i: number, lsn: numb
 
 beforeAll(async () => {
   dir = mkdtempSync(join(tmpdir(), "ps-failpoints-"));
-  server = new Server(loadNodeConfig({ workdir: dir, listen: "127.0.0.1:0", listen_pg: "127.0.0.1:0" }), logs.logger);
+  server = new Server(loadNodeConfig({ workdir: dir, listen: "127.0.0.1:0", listen_pg: "127.0.0.1:0", enable_failpoints: true }), logs.logger);
   base = `http://127.0.0.1:${await server.start()}`;
 });
 
@@ -244,5 +246,55 @@ describe("failpoints in an in-process server", () => {
     expect(count("gc")).toBe(2);
     expect(count("create images")).toBeGreaterThanOrEqual(1);
     expect(count("basebackup")).toBe(0);
+  });
+});
+
+describe("failpoints are off unless the node enables them (Neon gates them the same way)", () => {
+  it("a node without enable_failpoints refuses PUT /v1/failpoints (422 unsupported) and arms nothing", async () => {
+    const work = mkdtempSync(join(tmpdir(), "ps-failpoints-off-"));
+    const off = new Server(loadNodeConfig({ workdir: work, listen: "127.0.0.1:0", listen_pg: "127.0.0.1:0" }), logs.logger);
+    try {
+      const url = `http://127.0.0.1:${await off.start()}`;
+      const r = await fetch(`${url}/v1/failpoints`, { method: "PUT", body: JSON.stringify([{ name: "tenant-load", actions: "return" }]) });
+      expect(r.status).toBe(422);
+      const body = (await r.json()) as { code: string; error: string };
+      expect(body.code).toBe("unsupported");
+      expect(body.error).toContain("--enable-failpoints");
+      expect(activeFailpoints()).toEqual({});
+      expect(await (await fetch(`${url}/v1/failpoints`)).json()).toEqual({});
+    } finally {
+      await off.stop();
+      rmSync(work, { recursive: true, force: true });
+    }
+  });
+
+  it("the pageserver process refuses FAILPOINTS (exit 2) without --enable-failpoints or PAGESERVER_ENABLE_FAILPOINTS=1", () => {
+    const work = mkdtempSync(join(tmpdir(), "ps-failpoints-env-"));
+    const root = fileURLToPath(new URL("..", import.meta.url));
+    const env: Record<string, string | undefined> = { ...process.env, FAILPOINTS: "tenant-load=explode" };
+    delete env["PAGESERVER_ENABLE_FAILPOINTS"];
+    try {
+      const run = (args: string[], extraEnv: Record<string, string> = {}) =>
+        spawnSync(process.execPath, ["--import", "tsx", "src/main/pageserver.ts", "--workdir", work, "--listen", "127.0.0.1:0", ...args], {
+          cwd: root,
+          encoding: "utf8",
+          timeout: 20_000,
+          env: { ...env, ...extraEnv },
+        });
+      const refused = run([]);
+      expect(refused.status, refused.stderr).toBe(2);
+      expect(refused.stderr).toContain("pageserver: FAILPOINTS is set but failpoints are off: start with --enable-failpoints");
+      // Enabled (flag or environment), the spec itself is parsed (and this one is bad).
+      for (const [args, extra] of [
+        [["--enable-failpoints"], {}],
+        [[], { PAGESERVER_ENABLE_FAILPOINTS: "1" }],
+      ] as const) {
+        const r = run([...args], extra);
+        expect(r.status, r.stderr).toBe(2);
+        expect(r.stderr).toContain("pageserver: FAILPOINTS: invalid failpoint action 'explode'");
+      }
+    } finally {
+      rmSync(work, { recursive: true, force: true });
+    }
   });
 });

@@ -96,7 +96,7 @@ beforeAll(async () => {
   await pg.stop();
   workdir = mkdtempSync(join(tmpdir(), "ps-openapi-"));
   server = new Server(
-    loadNodeConfig({ workdir, listen: "127.0.0.1:0", listen_pg: "127.0.0.1:0", tenant_config: { compaction_period: 0, gc_period: 0 } }),
+    loadNodeConfig({ workdir, listen: "127.0.0.1:0", listen_pg: "127.0.0.1:0", enable_failpoints: true, import_pgdata_root: tmpdir(), tenant_config: { compaction_period: 0, gc_period: 0 } }),
     logs.logger,
   );
   server.http.checkResponses = true;

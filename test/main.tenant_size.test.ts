@@ -208,6 +208,7 @@ describe.skipIf(!havePg15())("GET /v1/tenant/:id/size with a real data directory
         listen: "127.0.0.1:0",
         listen_pg: "127.0.0.1:0",
         concurrent_tenant_size_logical_size_queries: 1,
+        import_pgdata_root: tmpdir(),
         tenant_config: { compaction_period: 0, gc_period: 0 },
       }),
       logs.logger,

@@ -122,7 +122,7 @@ describe.each(["local", "s3"])("DELETE with remote storage on %s", (backend) => 
   beforeAll(async () => {
     const workdir = tmp("ps-rdel-node-");
     const url = backend === "local" ? `file://${tmp("ps-rdel-bucket-")}` : s3.url(`del-${generateTenantId().slice(0, 8)}`);
-    server = new Server(loadNodeConfig({ workdir, listen: "127.0.0.1:0", listen_pg: "127.0.0.1:0", remote_storage: url }), logs.logger);
+    server = new Server(loadNodeConfig({ workdir, listen: "127.0.0.1:0", listen_pg: "127.0.0.1:0", remote_storage: url, enable_failpoints: true }), logs.logger);
     server.http.checkResponses = true;
     base = `http://127.0.0.1:${await server.start()}`;
   });

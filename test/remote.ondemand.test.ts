@@ -351,6 +351,7 @@ describe("SIGKILL during an on-demand download (LocalFs)", () => {
     mkdirSync(workdir, { recursive: true });
     writeFileSync(join(workdir, "pageserver.json"), JSON.stringify({ remote_storage: url }));
     const ps = new PageserverProcess(workdir, await freePort(), join(home, "pageserver.log"));
+    ps.extraArgs.push("--enable-failpoints");
     try {
       await ps.start(WAIT_BOUND_MS, { FAILPOINTS: "remote-download-layer=exit" });
       const r = await fetch(`${ps.url}/v1/tenant/${w.tenantId}/attach`, { method: "POST", body: JSON.stringify({ generation: 2 }) });

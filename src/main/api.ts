@@ -4,6 +4,10 @@
  * HTTP layer validates requests against them before a handler runs, and the OpenAPI
  * document served at /v1/openapi.json is generated from them. docs/http-api.md describes
  * each route.
+ *
+ * Scopes (with auth on): each route declares who may call it (http/server.ts routeScope);
+ * a tenant route whose request needs management for a body field or a setting checks it here
+ * (api_scopes.ts). Heavy requests take a permit of their tenant (src/tenant/heavy_work.ts).
  */
 import { Type } from "@sinclair/typebox";
 import type { Logger } from "pino";
@@ -11,6 +15,10 @@ import type { Registry } from "prom-client";
 import { activeFailpoints, applyFailpoints, parseFailpointConfig } from "../types/failpoints.js";
 import type { TenantId } from "../types/ids.js";
 import { registerTimelineRoutes } from "./api_timeline.js";
+import { type ApiPolicy, checkTenantConfigScope } from "./api_scopes.js";
+import type { TenantWorkLimiter } from "../tenant/heavy_work.js";
+import { UnsupportedError } from "../types/errors.js";
+import type { NodeConfig } from "./config.js";
 import type { LogicalSizeQueries } from "./logical_size_queries.js";
 import type { RemoteTimelines } from "./remote_timelines.js";
 import { buildInfo } from "./build_info.js";
@@ -20,6 +28,47 @@ import type { HttpServer } from "./http/server.js";
 import type { Tenant } from "../tenant/tenant.js";
 import type { TenantManager } from "./tenant_manager.js";
 import type { WalSources } from "./wal_sources.js";
+
+/** The API's policy from the node config. */
+export function apiPolicy(c: NodeConfig, heavy: TenantWorkLimiter): ApiPolicy {
+  return {
+    enable_failpoints: c.enable_failpoints,
+    import_pgdata_root: c.import_pgdata_root,
+    floors: { checkpoint_distance_bytes: c.tenant_min_checkpoint_distance_bytes, gc_horizon_bytes: c.tenant_min_gc_horizon_bytes, pitr_interval_ms: c.tenant_min_pitr_interval_ms },
+    heavy,
+    tenant_defaults: c.tenant_defaults,
+    separate_metrics: c.listen_metrics !== null,
+  };
+}
+
+/** GET /metrics (open): on the API listener, or alone on `listen_metrics`. */
+export function registerMetricsRoute(http: HttpServer, metrics: Registry): void {
+  http.route(
+    { method: "get", path: "/metrics", summary: "Prometheus metrics", open: true, responses: { 200: { description: "text exposition format", contentType: "text/plain" } } },
+    async () => ({ status: 200, contentType: metrics.contentType, body: await metrics.metrics() }),
+  );
+}
+
+/** Is `host` a loopback address (or a name that only resolves there)? */
+export function isLoopback(host: string): boolean {
+  return host === "localhost" || host === "::1" || /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(host);
+}
+
+/**
+ * A WARN line per listener reachable from other machines while auth is off: anyone there is
+ * the operator. (listen_metrics is not one: /metrics is open and changes nothing.)
+ */
+export function warnIfExposed(c: NodeConfig, log: Logger): void {
+  if (c.auth_public_key !== null) return;
+  for (const [name, l] of [
+    ["listen (HTTP)", c.listen_http],
+    ["listen_pg (page service)", c.listen_pg],
+  ] as const) {
+    if (!isLoopback(l.host)) {
+      log.warn({ listener: name, host: l.host, port: l.port }, "listening beyond loopback with auth off: anyone who reaches this address has every power (set auth_public_key)");
+    }
+  }
+}
 
 const TenantParams = Type.Object({ tenant_id: M.Id }, { additionalProperties: false });
 const OpenApiDoc = Type.Object({ openapi: Type.String(), info: Type.Object({ version: Type.String() }), paths: Type.Record(Type.String(), Type.Unknown()) });
@@ -37,6 +86,8 @@ export function registerRoutes(
     sizes: LogicalSizeQueries;
     /** Detach / attach (Server's): their routes exist only with remote storage. */
     mobility?: { detach(id: TenantId): Promise<void>; attach(id: TenantId, generation: number): Promise<Tenant> } | null;
+    /** Node policy: failpoints on or off, the import root, the floors of tenant settings, per-tenant heavy work. */
+    policy: ApiPolicy;
   },
 ): void {
   const ws = extra.walSources;
@@ -77,16 +128,15 @@ export function registerRoutes(
       responses: { 200: { description: "the active failpoints", schema: M.Failpoints } },
     },
     (r) => {
+      if (!extra.policy.enable_failpoints) throw new UnsupportedError("failpoints are off on this node: start it with --enable-failpoints (or PAGESERVER_ENABLE_FAILPOINTS=1)");
       const settings = parseFailpointConfig(r.body);
       applyFailpoints(settings);
       extra.log.info({ failpoints: activeFailpoints() }, "failpoints changed");
       return { status: 200, json: activeFailpoints() };
     },
   );
-  http.route(
-    { method: "get", path: "/metrics", summary: "Prometheus metrics", open: true, responses: { 200: { description: "text exposition format", contentType: "text/plain" } } },
-    async () => ({ status: 200, contentType: metrics.contentType, body: await metrics.metrics() }),
-  );
+  // With listen_metrics, /metrics is served there only (a port the operator's scraper reaches).
+  if (!extra.policy.separate_metrics) registerMetricsRoute(http, metrics);
 
   // ---------------------------------------------------------------------------------------
   // Tenants
@@ -118,6 +168,7 @@ export function registerRoutes(
       method: "delete",
       path: "/v1/tenant/:tenant_id",
       summary: "delete a tenant: its WAL sources stop (slots dropped, or the reply says why not), its data goes",
+      scope: "management",
       params: TenantParams,
       responses: { 200: { description: "deleted", schema: M.TenantDeleted } },
     },
@@ -139,6 +190,7 @@ export function registerRoutes(
         method: "post",
         path: "/v1/tenant/:tenant_id/detach",
         summary: "detach a tenant: its WAL sources stop (slots kept), it flushes, the bucket receives everything, then it leaves this node",
+        scope: "management",
         params: TenantParams,
         responses: { 200: { description: "detached", schema: M.TenantDetached } },
       },
@@ -153,6 +205,7 @@ export function registerRoutes(
         method: "post",
         path: "/v1/tenant/:tenant_id/attach",
         summary: "attach a tenant from remote storage in a generation: downloaded (resumable), then loaded",
+        scope: "management",
         params: TenantParams,
         body: M.TenantAttach,
         responses: { 201: { description: "attached", schema: M.TenantInfo } },
@@ -181,12 +234,14 @@ export function registerRoutes(
       method: "put",
       path: "/v1/tenant/:tenant_id/config",
       summary: "replace the tenant's config overrides",
+      scopeNote: "Node-protecting settings need management: changing getpage_throttle_*, max_frozen_layers, l0_flush_* (or the thresholds derived from compaction_threshold), wait_lsn_timeout; compaction_period 0; checkpoint_distance, gc_horizon or pitr_interval below the node's floors (tenant_min_*).",
       params: TenantParams,
       body: Type.Record(Type.String(), Type.Unknown(), { description: "tenant settings (docs/configuration.md)" }),
       responses: { 200: { description: "the overrides now", schema: M.TenantConfigSet } },
     },
     async (r) => {
       const t = tenantOf(r.params);
+      checkTenantConfigScope(r.claims, t.conf, r.body, extra.policy.tenant_defaults, extra.policy.floors);
       await t.setConfig(r.body);
       return { status: 200, json: { overrides: t.configOverrides } };
     },
@@ -197,14 +252,16 @@ export function registerRoutes(
       method: "get",
       path: "/v1/tenant/:tenant_id/size",
       summary: "the tenant size model: per timeline the logical size at its retention start plus the WAL after it, history shared at branch points counted once",
+      scopeNote: "Heavy: at most max_heavy_requests_per_tenant of the tenant's heavy requests at once (429 beyond).",
       params: TenantParams,
       responses: { 200: { description: "size, segments and the model's inputs", schema: M.TenantSize } },
     },
     async (r) => {
       const t = tenantOf(r.params);
-      return { status: 200, json: M.tenantSize(t.id, await extra.sizes.tenantSize(t)) };
+      const size = await extra.policy.heavy.run(t.id, "tenant size", () => extra.sizes.tenantSize(t, Date.now(), r.signal));
+      return { status: 200, json: M.tenantSize(t.id, size) };
     },
   );
 
-  registerTimelineRoutes(http, tenants, ws, extra.remote ?? null);
+  registerTimelineRoutes(http, tenants, ws, extra.remote ?? null, extra.policy);
 }

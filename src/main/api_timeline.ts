@@ -4,13 +4,18 @@
  * actions (checkpoint, compact, do_gc), layers (list and picture), LSN by timestamp.
  * Declared with their schemas (http/schema.ts, http/models.ts); docs/http-api.md.
  *
+ * Scopes: import_pgdata and a wal_source in a creation, the WAL source routes, and deleting a
+ * timeline that has a WAL source need management (api_scopes.ts); heavy requests (base
+ * backup, forced image compaction, do_gc, remote_check with checksums) take a permit of
+ * their tenant (src/tenant/heavy_work.ts) and stop when the client goes away (r.signal).
+ *
  * A creation holds its timeline id from before its first await to its end (of two
  * concurrent creates of one id, one gets 201, the other 409), and undoes itself when it
  * fails after the timeline exists: never half-created.
  */
 import { Type } from "@sinclair/typebox";
 import { basebackupTar } from "../pgdata/basebackup.js";
-import { importDatadir, readImportLsn } from "../pgdata/import.js";
+import { importDatadir, readImportLsn, resolveImportDir } from "../pgdata/import.js";
 import type { Tenant, TimelineReservation } from "../tenant/tenant.js";
 import type { Timeline } from "../tenant/timeline.js";
 import { InvalidArgumentError } from "../types/errors.js";
@@ -25,9 +30,13 @@ import type { WalSources } from "./wal_sources.js";
 import type { RemoteTimelines } from "./remote_timelines.js";
 import { readTenantGeneration } from "../remote/attach.js";
 import { checkRemoteTimeline } from "../remote/remote_check.js";
+import { type ApiPolicy, checkGcHorizonScope } from "./api_scopes.js";
+import { requireManagement } from "./auth.js";
 
 const TenantParams = Type.Object({ tenant_id: M.Id }, { additionalProperties: false });
 const TimelineParams = Type.Object({ tenant_id: M.Id, timeline_id: M.Id }, { additionalProperties: false });
+
+const HEAVY = "Heavy: at most max_heavy_requests_per_tenant of the tenant's heavy requests at once (429 beyond); stops when the client goes away.";
 
 const RFC3339_RE = /^(\d{4}-\d{2}-\d{2})[Tt ](\d{2}:\d{2}:\d{2})(?:\.(\d+))?([Zz]|[+-]\d{2}:\d{2})$/;
 
@@ -40,7 +49,7 @@ export function parseRfc3339Ms(text: string): number {
   return whole + frac;
 }
 
-export function registerTimelineRoutes(http: HttpServer, tenants: TenantManager, ws: WalSources, remote: RemoteTimelines | null = null): void {
+export function registerTimelineRoutes(http: HttpServer, tenants: TenantManager, ws: WalSources, remote: RemoteTimelines | null, policy: ApiPolicy): void {
   const tenantOf = (p: Record<string, string>): Tenant => tenants.get(p["tenant_id"] as TenantId);
   const timelineOf = (p: Record<string, string>): Timeline => tenantOf(p).getTimeline(p["timeline_id"] as TimelineId);
   const optLsn = (v: string | null | undefined): Lsn | undefined => (v === undefined || v === null ? undefined : parseLsn(v));
@@ -68,6 +77,7 @@ export function registerTimelineRoutes(http: HttpServer, tenants: TenantManager,
       method: "post",
       path: "/v1/tenant/:tenant_id/timeline",
       summary: "create a timeline: bootstrap from a source, import a data directory, or branch at an LSN or a time",
+      scopeNote: "import_pgdata and wal_source need management.",
       params: TenantParams,
       body: M.TimelineCreate,
       responses: { 201: { description: "created", schema: M.TimelineInfo } },
@@ -75,9 +85,13 @@ export function registerTimelineRoutes(http: HttpServer, tenants: TenantManager,
     async (r) => {
       const t = tenantOf(r.params);
       const b = r.body;
+      if (b.import_pgdata !== undefined && b.import_pgdata !== null) requireManagement(r.claims, "import_pgdata");
+      if (b.wal_source !== undefined && b.wal_source !== null) requireManagement(r.claims, "wal_source");
       const ancestorId = (b.ancestor_timeline_id ?? undefined) as TimelineId | undefined;
       const connstr = b.wal_source === undefined || b.wal_source === null ? null : ws.parseConnstr(b.wal_source.connstr);
-      const pgdata = b.import_pgdata ?? null;
+      // Only under the node's import root, symlinks resolved (refused alike whatever the reason).
+      const imported = b.import_pgdata === undefined || b.import_pgdata === null ? null : resolveImportDir(policy.import_pgdata_root, b.import_pgdata);
+      const pgdata = imported?.dir ?? null;
       let ancestorLsn = optLsn(b.ancestor_start_lsn);
       const atTime = b.ancestor_start_time ?? null;
       if (atTime !== null) {
@@ -96,10 +110,10 @@ export function registerTimelineRoutes(http: HttpServer, tenants: TenantManager,
       try {
         if (pgdata !== null) {
           // Bootstrap from a cleanly shut down data directory on this machine, at its checkpoint.
-          const { lsn } = readImportLsn(pgdata);
+          const { lsn } = readImportLsn(pgdata, imported!.root);
           const tl = await t.createTimeline({ reservation, startLsn: lsn, pgVersion: 15 });
           try {
-            await importDatadir(tl, pgdata);
+            await importDatadir(tl, pgdata, { within: imported!.root });
             // The imported server is shut down (that is what import needs): its source starts
             // streaming once it runs again, retrying until then.
             if (connstr !== null) await ws.setDeferred(tl, connstr);
@@ -170,12 +184,15 @@ export function registerTimelineRoutes(http: HttpServer, tenants: TenantManager,
       method: "delete",
       path: "/v1/tenant/:tenant_id/timeline/:timeline_id",
       summary: "delete a timeline (409 while it has child branches): its WAL source stops and its slot is dropped, its data goes",
+      scopeNote: "A timeline with a WAL source needs management (its slot is dropped).",
       params: TimelineParams,
       responses: { 200: { description: "deleted", schema: M.TimelineDeleted } },
     },
     async (r) => {
       const t = tenantOf(r.params);
       const id = r.params["timeline_id"] as TimelineId;
+      const existing = t.listTimelines().find((x) => x.timelineId === id);
+      if (existing !== undefined && ws.get(existing) !== undefined) requireManagement(r.claims, "deleting a timeline with a WAL source");
       const slot = await t.deleteTimeline(id, async (tl) => {
         const s = await ws.remove(tl, true);
         await remote?.dropTimeline(t, tl);
@@ -193,6 +210,7 @@ export function registerTimelineRoutes(http: HttpServer, tenants: TenantManager,
       method: "put",
       path: "/v1/tenant/:tenant_id/timeline/:timeline_id/wal_source",
       summary: "set or replace the timeline's WAL source (probed first; a refused change leaves the current one streaming)",
+      scope: "management",
       params: TimelineParams,
       body: M.WalSourceBody,
       responses: { 200: { description: "the new source", schema: M.WalSourceSet } },
@@ -209,6 +227,7 @@ export function registerTimelineRoutes(http: HttpServer, tenants: TenantManager,
       method: "delete",
       path: "/v1/tenant/:tenant_id/timeline/:timeline_id/wal_source",
       summary: "stop the timeline's WAL source and drop its slot",
+      scope: "management",
       params: TimelineParams,
       responses: { 200: { description: "removed", schema: M.WalSourceRemoved } },
     },
@@ -228,6 +247,7 @@ export function registerTimelineRoutes(http: HttpServer, tenants: TenantManager,
       method: "get",
       path: "/v1/tenant/:tenant_id/timeline/:timeline_id/basebackup",
       summary: "a base backup (tar) at an LSN (default: last record LSN)",
+      scopeNote: HEAVY,
       params: TimelineParams,
       query: Type.Object({ lsn: Type.Optional(M.Lsn) }, { additionalProperties: false }),
       responses: { 200: { description: "tar stream", contentType: "application/x-tar" } },
@@ -235,12 +255,24 @@ export function registerTimelineRoutes(http: HttpServer, tenants: TenantManager,
     async (r) => {
       const tl = timelineOf(r.params);
       const lsn = r.query.lsn === undefined ? tl.lastRecordLsn : parseLsn(r.query.lsn);
-      const tar = await basebackupTar(tl, lsn);
+      // Held until the stream ends (or the client goes away: the next write throws).
+      const permit = policy.heavy.acquire(tl.tenantId, "base backup");
+      let tar: AsyncIterable<Uint8Array>;
+      try {
+        tar = await basebackupTar(tl, lsn);
+      } catch (e) {
+        permit.release();
+        throw e;
+      }
       return {
         status: 200,
         contentType: "application/x-tar",
         produce: async (write) => {
-          for await (const chunk of tar) await write(chunk);
+          try {
+            for await (const chunk of tar) await write(chunk);
+          } finally {
+            permit.release();
+          }
         },
       };
     },
@@ -312,6 +344,7 @@ export function registerTimelineRoutes(http: HttpServer, tenants: TenantManager,
       method: "put",
       path: "/v1/tenant/:tenant_id/timeline/:timeline_id/compact",
       summary: "compact L0 and create image layers, this timeline only",
+      scopeNote: "force_image_layer_creation is heavy: at most max_heavy_requests_per_tenant at once (429 beyond).",
       params: TimelineParams,
       query: Type.Object({ force_image_layer_creation: Type.Optional(Type.Union([Type.Literal("true"), Type.Literal("false")])) }, { additionalProperties: false }),
       responses: { 200: { description: "done", schema: M.Compacted } },
@@ -319,7 +352,9 @@ export function registerTimelineRoutes(http: HttpServer, tenants: TenantManager,
     async (r) => {
       const t = tenantOf(r.params);
       const tl = timelineOf(r.params);
-      const res = await t.compact({ forceImages: r.query.force_image_layer_creation === "true", timeline: tl });
+      const forceImages = r.query.force_image_layer_creation === "true";
+      const compact = () => t.compact({ forceImages, timeline: tl, signal: r.signal });
+      const res = forceImages ? await policy.heavy.run(t.id, "compact with force_image_layer_creation", compact) : await compact();
       return { status: 200, json: { l0_compacted: res.l0Compacted, image_layers_created: res.imagesCreated } };
     },
   );
@@ -328,6 +363,7 @@ export function registerTimelineRoutes(http: HttpServer, tenants: TenantManager,
       method: "put",
       path: "/v1/tenant/:tenant_id/timeline/:timeline_id/do_gc",
       summary: "GC this timeline (cutoff gc_horizon bytes back from its last record LSN; its branch points kept)",
+      scopeNote: `gc_horizon below the node's floor (tenant_min_gc_horizon) needs management. ${HEAVY}`,
       params: TimelineParams,
       body: M.GcBody,
       responses: { 200: { description: "done", schema: M.GcDone } },
@@ -335,7 +371,8 @@ export function registerTimelineRoutes(http: HttpServer, tenants: TenantManager,
     async (r) => {
       const t = tenantOf(r.params);
       const tl = timelineOf(r.params);
-      const removed = await t.gc({ timeline: tl, horizonBytes: r.body.gc_horizon });
+      checkGcHorizonScope(r.claims, r.body.gc_horizon, policy.floors);
+      const removed = await policy.heavy.run(t.id, "do_gc", () => t.gc({ timeline: tl, horizonBytes: r.body.gc_horizon, signal: r.signal }));
       return { status: 200, json: { layers_removed: removed, latest_gc_cutoff_lsn: lsnToString(tl.latestGcCutoffLsn) } };
     },
   );
@@ -346,6 +383,7 @@ export function registerTimelineRoutes(http: HttpServer, tenants: TenantManager,
         method: "get",
         path: "/v1/tenant/:tenant_id/timeline/:timeline_id/remote_check",
         summary: "the timeline's index against its objects in remote storage: missing, mismatched, orphaned (only with remote storage)",
+        scopeNote: "verify_checksums (downloads every layer) is heavy: at most max_heavy_requests_per_tenant at once (429 beyond).",
         params: TimelineParams,
         query: Type.Object({ verify_checksums: Type.Optional(Type.Union([Type.Literal("true"), Type.Literal("false")])) }, { additionalProperties: false }),
         responses: { 200: { description: "the check", schema: M.RemoteCheck } },
@@ -353,10 +391,10 @@ export function registerTimelineRoutes(http: HttpServer, tenants: TenantManager,
       async (r) => {
         const t = tenantOf(r.params);
         const tl = timelineOf(r.params);
-        const check = await checkRemoteTimeline(r0.storage, tl.tenantId, tl.timelineId, readTenantGeneration(t.dir), {
-          verify_checksums: r.query.verify_checksums === "true",
-        });
-        return { status: 200, json: check };
+        const verify = r.query.verify_checksums === "true";
+        const check = () => checkRemoteTimeline(r0.storage, tl.tenantId, tl.timelineId, readTenantGeneration(t.dir), { verify_checksums: verify, signal: r.signal });
+        const checked = verify ? await policy.heavy.run(t.id, "remote_check with verify_checksums", check) : await check();
+        return { status: 200, json: checked };
       },
     );
   }

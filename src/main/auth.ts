@@ -33,6 +33,13 @@ export type Claims = { scope: "pageserverapi" } | { scope: "tenant"; tenant_id: 
 /** What a request touches: one tenant, or the node (management, every tenant). */
 export type AuthTarget = { tenant: TenantId } | "management";
 
+/**
+ * Who may call an HTTP route: `open` (no token), `tenant` (that tenant's token or
+ * pageserverapi: reads, branches, base backups, its own safe settings) or `management`
+ * (pageserverapi: attach/detach, WAL sources, imports, failpoints, node-protecting settings).
+ */
+export type AuthScope = "open" | "tenant" | "management";
+
 /** A bearer token longer than this is refused unread (no JWT of ours comes close). */
 const MAX_TOKEN_CHARS = 8192;
 const ALGORITHMS = ["EdDSA", "RS256"] as const;
@@ -90,6 +97,15 @@ export class Auth {
     if (target === "management") throw new ForbiddenError("a tenant-scoped token can't use management routes: needs scope pageserverapi");
     if (claims.tenant_id !== target.tenant) throw new ForbiddenError(`the token is for tenant ${claims.tenant_id}, not ${target.tenant}`);
   }
+}
+
+/**
+ * Refuse (403) a request that needs the management scope for `what` (a body field or a
+ * setting of a tenant route) unless the caller has it. `null` claims: auth is off.
+ */
+export function requireManagement(claims: Claims | null, what: string): void {
+  if (claims === null || claims.scope === "pageserverapi") return;
+  throw new ForbiddenError(`${what} needs scope pageserverapi: a tenant-scoped token can't`);
 }
 
 function claimsOf(p: JWTPayload): Claims {

@@ -6,9 +6,9 @@
  * command-line flags. Embedded defaults are enough to run: `npm start`.
  */
 import { existsSync, readFileSync } from "node:fs";
-import { join, resolve } from "node:path";
+import { isAbsolute, join, resolve } from "node:path";
 import { parseRemoteStorageUrl } from "../remote/storage_url.js";
-import { DEFAULT_TENANT_CONF, parseTenantConf, type TenantConf } from "../tenant/config.js";
+import { DEFAULT_TENANT_CONF, parseDurationMs, parseTenantConf, type TenantConf } from "../tenant/config.js";
 import { InvalidArgumentError } from "../types/errors.js";
 
 export interface NodeConfig {
@@ -22,6 +22,8 @@ export interface NodeConfig {
   page_service_max_connections_per_tenant: number;
   /** Page service connections from one remote address; one more gets FATAL 53300 and is closed. */
   page_service_max_connections_per_peer: number;
+  /** A listener of its own for GET /metrics (then not on listen_http); null: /metrics on listen_http. */
+  listen_metrics: { host: string; port: number } | null;
   /** PEM public key (Ed25519 or RSA) that turns on JWT auth for HTTP and the page service; null: no auth. */
   auth_public_key: string | null;
   page_cache_size_bytes: number;
@@ -55,6 +57,29 @@ export interface NodeConfig {
   min_free_disk_bytes: number;
   /** Whether a wal_source connstr may name a unix socket (host '/dir'); off: TCP hosts only. */
   wal_source_unix_sockets: boolean;
+  /** PUT /v1/failpoints and the FAILPOINTS variable work only when true (`--enable-failpoints`). */
+  enable_failpoints: boolean;
+  /**
+   * The only directory `import_pgdata` reads data directories from (resolved, symlinks
+   * included, before every import); null: import_pgdata is refused.
+   */
+  import_pgdata_root: string | null;
+  /**
+   * Floors of node-protecting tenant settings: a tenant-scoped token can't set a tenant's
+   * checkpoint_distance, gc_horizon or pitr_interval below them (pageserverapi can).
+   */
+  tenant_min_checkpoint_distance_bytes: number;
+  tenant_min_gc_horizon_bytes: number;
+  tenant_min_pitr_interval_ms: number;
+  /**
+   * Heavy requests (forced image compaction, remote_check with checksums, tenant size, base
+   * backups over HTTP and the page service, do_gc) one tenant runs at once; beyond: 429.
+   */
+  max_heavy_requests_per_tenant: number;
+  /** HTTP requests being served at once, each holding its connection (beyond: 429 and the connection closes). */
+  http_max_inflight_requests: number;
+  /** Request body bytes the HTTP server holds at once across all requests (beyond: 429 before the body is read). */
+  http_max_inflight_body_bytes: number;
 }
 
 export const DEFAULT_NODE_CONFIG: NodeConfig = {
@@ -64,6 +89,7 @@ export const DEFAULT_NODE_CONFIG: NodeConfig = {
   page_service_idle_timeout_ms: 10 * 60 * 1000,
   page_service_max_connections_per_tenant: 512,
   page_service_max_connections_per_peer: 1024,
+  listen_metrics: null,
   auth_public_key: null,
   page_cache_size_bytes: 64 * 1024 * 1024,
   flush_threads: 1,
@@ -80,6 +106,14 @@ export const DEFAULT_NODE_CONFIG: NodeConfig = {
   max_local_disk_bytes: 0,
   min_free_disk_bytes: 0,
   wal_source_unix_sockets: false,
+  enable_failpoints: false,
+  import_pgdata_root: null,
+  tenant_min_checkpoint_distance_bytes: 8 * 1024 * 1024,
+  tenant_min_gc_horizon_bytes: 0,
+  tenant_min_pitr_interval_ms: 0,
+  max_heavy_requests_per_tenant: 2,
+  http_max_inflight_requests: 1024,
+  http_max_inflight_body_bytes: 64 * 1024 * 1024,
 };
 
 export function parseListen(text: string): { host: string; port: number } {
@@ -111,6 +145,7 @@ export interface ConfigOverrides {
   page_service_idle_timeout_ms?: number | string;
   page_service_max_connections_per_tenant?: number | string;
   page_service_max_connections_per_peer?: number | string;
+  listen_metrics?: string;
   auth_public_key?: string;
   page_cache_size?: number | string;
   flush_threads?: number | string;
@@ -127,6 +162,14 @@ export interface ConfigOverrides {
   max_local_disk_bytes?: number | string;
   min_free_disk_bytes?: number | string;
   wal_source_unix_sockets?: boolean;
+  enable_failpoints?: boolean;
+  import_pgdata_root?: string;
+  tenant_min_checkpoint_distance?: number | string;
+  tenant_min_gc_horizon?: number | string;
+  tenant_min_pitr_interval?: number | string;
+  max_heavy_requests_per_tenant?: number | string;
+  http_max_inflight_requests?: number | string;
+  http_max_inflight_body_bytes?: number | string;
 }
 
 function apply(c: NodeConfig, o: ConfigOverrides): void {
@@ -144,6 +187,7 @@ function apply(c: NodeConfig, o: ConfigOverrides): void {
   if (o.page_service_max_connections_per_peer !== undefined) {
     c.page_service_max_connections_per_peer = positiveInt(o.page_service_max_connections_per_peer, "page_service_max_connections_per_peer");
   }
+  if (o.listen_metrics !== undefined) c.listen_metrics = parseListen(o.listen_metrics);
   if (o.auth_public_key !== undefined) c.auth_public_key = o.auth_public_key;
   if (o.page_cache_size !== undefined) c.page_cache_size_bytes = positiveInt(o.page_cache_size, "page_cache_size");
   if (o.flush_threads !== undefined) c.flush_threads = positiveInt(o.flush_threads, "flush_threads");
@@ -174,6 +218,22 @@ function apply(c: NodeConfig, o: ConfigOverrides): void {
     if (typeof o.wal_source_unix_sockets !== "boolean") throw new InvalidArgumentError(`wal_source_unix_sockets: expected true or false, got ${JSON.stringify(o.wal_source_unix_sockets)}`);
     c.wal_source_unix_sockets = o.wal_source_unix_sockets;
   }
+  if (o.enable_failpoints !== undefined) {
+    if (typeof o.enable_failpoints !== "boolean") throw new InvalidArgumentError(`enable_failpoints: expected true or false, got ${JSON.stringify(o.enable_failpoints)}`);
+    c.enable_failpoints = o.enable_failpoints;
+  }
+  if (o.import_pgdata_root !== undefined) {
+    if (typeof o.import_pgdata_root !== "string" || !isAbsolute(o.import_pgdata_root)) {
+      throw new InvalidArgumentError(`import_pgdata_root: expected an absolute path, got ${JSON.stringify(o.import_pgdata_root)}`);
+    }
+    c.import_pgdata_root = o.import_pgdata_root;
+  }
+  if (o.tenant_min_checkpoint_distance !== undefined) c.tenant_min_checkpoint_distance_bytes = nonNegativeInt(o.tenant_min_checkpoint_distance, "tenant_min_checkpoint_distance");
+  if (o.tenant_min_gc_horizon !== undefined) c.tenant_min_gc_horizon_bytes = nonNegativeInt(o.tenant_min_gc_horizon, "tenant_min_gc_horizon");
+  if (o.tenant_min_pitr_interval !== undefined) c.tenant_min_pitr_interval_ms = parseDurationMs(o.tenant_min_pitr_interval, "tenant_min_pitr_interval");
+  if (o.max_heavy_requests_per_tenant !== undefined) c.max_heavy_requests_per_tenant = positiveInt(o.max_heavy_requests_per_tenant, "max_heavy_requests_per_tenant");
+  if (o.http_max_inflight_requests !== undefined) c.http_max_inflight_requests = positiveInt(o.http_max_inflight_requests, "http_max_inflight_requests");
+  if (o.http_max_inflight_body_bytes !== undefined) c.http_max_inflight_body_bytes = positiveInt(o.http_max_inflight_body_bytes, "http_max_inflight_body_bytes");
 }
 
 function nonNegativeInt(x: unknown, name: string): number {
@@ -182,10 +242,8 @@ function nonNegativeInt(x: unknown, name: string): number {
   throw new InvalidArgumentError(`${name}: expected a non-negative integer, got ${JSON.stringify(x)}`);
 }
 
-const FILE_KEYS = new Set(["listen", "listen_pg", "auth_public_key", "page_cache_size", "flush_threads", "compaction_threads", "gc_threads", "redo_threads", "log_level", "log_format", "max_tenants", "max_concurrent_background_tasks", "concurrent_tenant_size_logical_size_queries", "tenant_config", "remote_storage", "max_local_disk_bytes", "min_free_disk_bytes", "wal_source_unix_sockets"]);
 
-const PAGE_SERVICE_FILE_KEYS = ["page_service_idle_timeout_ms", "page_service_max_connections_per_tenant", "page_service_max_connections_per_peer"];
-for (const k of PAGE_SERVICE_FILE_KEYS) FILE_KEYS.add(k);
+const FILE_KEYS = new Set(["listen", "listen_pg", "listen_metrics", "auth_public_key", "page_cache_size", "flush_threads", "compaction_threads", "gc_threads", "redo_threads", "log_level", "log_format", "max_tenants", "max_concurrent_background_tasks", "concurrent_tenant_size_logical_size_queries", "tenant_config", "remote_storage", "max_local_disk_bytes", "min_free_disk_bytes", "enable_failpoints", "import_pgdata_root", "tenant_min_checkpoint_distance", "tenant_min_gc_horizon", "tenant_min_pitr_interval", "max_heavy_requests_per_tenant", "http_max_inflight_requests", "http_max_inflight_body_bytes", "wal_source_unix_sockets", "page_service_idle_timeout_ms", "page_service_max_connections_per_tenant", "page_service_max_connections_per_peer"]);
 
 /** Build the node config from flags (and the workdir's pageserver.json, if any). */
 export function loadNodeConfig(flags: ConfigOverrides): NodeConfig {

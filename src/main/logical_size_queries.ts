@@ -1,8 +1,10 @@
 /**
  * LogicalSizeQueries: the node's logical-size computations for the tenant size model
  * (GET /v1/tenant/:id/size). Each walks every relation's size at an LSN (many page reads), so
- * at most `concurrent_tenant_size_logical_size_queries` run at once across all tenants (a
- * FIFO semaphore); each one is timed in pageserver_storage_operations_seconds with Neon's
+ * at most `concurrent_tenant_size_logical_size_queries` run at once across all tenants, shared
+ * among tenants round-robin (src/tenant/heavy_work.ts FairQueue: one tenant's requests don't
+ * make the others queue behind all of them); a request whose client went away (its
+ * AbortSignal) leaves the queue and stops before its next computation. Each one is timed in pageserver_storage_operations_seconds with Neon's
  * operation label "logical size".
  *
  * `compute` is the computation itself (default: src/pgdata's logicalSize); a caller may wrap
@@ -15,35 +17,35 @@ import type { Timeline } from "../tenant/timeline.js";
 import type { TimelineId } from "../types/ids.js";
 import type { Lsn } from "../types/lsn.js";
 import { secondsSince } from "../types/metrics_sink.js";
-import { Semaphore } from "../types/semaphore.js";
+import { FairQueue } from "../tenant/heavy_work.js";
 
 export type LogicalSizeCompute = (tl: Timeline, lsn: Lsn) => Promise<number>;
 
 export class LogicalSizeQueries {
-  private readonly sem: Semaphore;
+  private readonly queue: FairQueue;
   private readonly compute: LogicalSizeCompute;
 
   constructor(limit: number, compute: LogicalSizeCompute = logicalSize) {
-    this.sem = new Semaphore(limit);
+    this.queue = new FairQueue(limit);
     this.compute = compute;
   }
 
-  /** The logical size of `tl` at `lsn`, within the node's limit. */
-  at(tl: Timeline, lsn: Lsn): Promise<number> {
-    return this.sem.run(async () => {
+  /** The logical size of `tl` at `lsn`, within the node's limit, its turn shared fairly among tenants. */
+  at(tl: Timeline, lsn: Lsn, signal?: AbortSignal): Promise<number> {
+    return this.queue.run(tl.tenantId, async () => {
       const start_ms = performance.now();
       try {
         return await this.compute(tl, lsn);
       } finally {
         tl.metrics.storageOperation("logical size", secondsSince(start_ms));
       }
-    });
+    }, signal);
   }
 
   /** The tenant's size by the model (src/tenant/size_model.ts), with the inputs it used. */
-  async tenantSize(tenant: Tenant, now_ms = Date.now()): Promise<TenantSize & { inputs: SizeInputs }> {
+  async tenantSize(tenant: Tenant, now_ms = Date.now(), signal?: AbortSignal): Promise<TenantSize & { inputs: SizeInputs }> {
     const inputs = sizeInputs(tenant, now_ms);
-    const size = await computeTenantSize(inputs, (id: TimelineId, lsn: Lsn) => this.at(tenant.getTimeline(id), lsn));
+    const size = await computeTenantSize(inputs, (id: TimelineId, lsn: Lsn) => this.at(tenant.getTimeline(id), lsn, signal));
     return { ...size, inputs };
   }
 }

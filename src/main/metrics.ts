@@ -9,6 +9,11 @@
  *   worker pools, walreceiver lag. A scrape costs O(timelines) with constant work each (layer
  *   stats are cached per immutable layer map), nothing that walks layers or reads files.
  *
+ * Series of deleted (or detached) tenants and timelines go: before each scrape every metric of
+ * the registry, whoever registered it, loses the series whose tenant_id (and timeline_id) no
+ * longer name a tenant (timeline) of this node (PruningRegistry), so create/delete cycles
+ * leave nothing behind.
+ *
  * Names are Neon's (pageserver/src/metrics.rs) where Neon has the metric; promtool's lint
  * forced a few changes (counters end in _total, gauges don't end in _count), listed in
  * docs/metrics.md.
@@ -40,8 +45,45 @@ export interface MetricSources {
   loops: { readonly queued: number; readonly active: number; readonly concurrency: number };
 }
 
+/** prom-client's per-series storage (not in its typings): every series keeps its labels. */
+type SeriesMap = Record<string, { labels: Record<string, string | number> }>;
+
+/**
+ * A Registry that, before each exposition, removes the series of tenants and timelines that
+ * are gone (`live` says which are here: tenant id → its timeline ids).
+ */
+export class PruningRegistry extends Registry {
+  live: (() => Map<string, Set<string>>) | null = null;
+
+  override async metrics(): Promise<string> {
+    this.prune();
+    return super.metrics();
+  }
+
+  /** Remove every series naming a tenant or timeline `live` doesn't list; returns how many. */
+  prune(): number {
+    if (this.live === null) return 0;
+    const live = this.live();
+    let removed = 0;
+    for (const m of this.getMetricsAsArray()) {
+      const series = (m as unknown as { hashMap?: SeriesMap }).hashMap;
+      if (series === undefined) continue;
+      for (const { labels } of Object.values(series)) {
+        const tenant = labels["tenant_id"];
+        if (tenant === undefined) continue;
+        const timelines = live.get(String(tenant));
+        const timeline = labels["timeline_id"];
+        if (timelines !== undefined && (timeline === undefined || timelines.has(String(timeline)))) continue;
+        (m as unknown as { remove(l: Record<string, string | number>): void }).remove(labels);
+        removed++;
+      }
+    }
+    return removed;
+  }
+}
+
 export class NodeMetrics implements MetricsSink {
-  readonly registry = new Registry();
+  readonly registry = new PruningRegistry();
   private readonly waitLsnSeconds: Histogram<string>;
   private readonly storageSeconds: Histogram<string>;
   private readonly storageSecondsGlobal: Histogram<string>;
@@ -91,6 +133,7 @@ export class NodeMetrics implements MetricsSink {
   /** Register the metrics read at scrape time. Called once, when the node's parts exist. */
   collectFrom(src: MetricSources): void {
     const register = this.registry;
+    this.registry.live = () => new Map(src.tenants.list().map((t) => [t.id as string, new Set(t.listTimelines().map((tl) => tl.timelineId as string))]));
     const registers = [register];
     collectDefaultMetrics({ register });
     // prom-client names three gauges *_total, which Prometheus reserves for counters (promtool
@@ -230,14 +273,18 @@ export class NodeMetrics implements MetricsSink {
         labelNames,
         registers,
         collect() {
+          const here = new Set<string>();
           each((tl, l) => {
             const k = `${l.tenant_id}/${l.timeline_id}`;
+            here.add(k);
             const total_s = pick(tl.backpressureStats) / 1000;
             const before = seen.get(k) ?? 0;
             // Touch every series so it shows (at 0) before the first wait.
             this.inc(l, Math.max(total_s - before, 0));
             seen.set(k, Math.max(total_s, before));
           });
+          // A deleted timeline's total goes with it (its series is pruned by the registry).
+          for (const k of seen.keys()) if (!here.has(k)) seen.delete(k);
         },
       });
     };

@@ -38,6 +38,7 @@ import type { NodeConfig } from "./config.js";
 import { PageServiceConnection } from "./page_service_conn.js";
 import { PageServiceMetrics } from "./page_service_metrics.js";
 import { PgSocket } from "./pg_socket.js";
+import type { TenantWorkLimiter } from "../tenant/heavy_work.js";
 import type { TenantManager } from "./tenant_manager.js";
 
 export const MAX_CONNECTIONS = 4096;
@@ -103,15 +104,18 @@ export class PageService {
   /** Per timeline, the snapshot of its latest request: its directories and sizes decoded once. */
   private readonly snapshots = new WeakMap<Timeline, DatadirSnapshot>();
   private nextConnId = 1;
+  /** Heavy requests per tenant (the basebackup command), shared with HTTP. */
+  private readonly heavy: TenantWorkLimiter | null;
 
   /** `auth` is read per connection (the server loads its key in start()). */
-  constructor(tenants: TenantManager, registry: Registry, log: Logger, auth: () => Auth | null, conf: PageServiceConfig) {
+  constructor(tenants: TenantManager, registry: Registry, log: Logger, auth: () => Auth | null, conf: PageServiceConfig, heavy: TenantWorkLimiter | null = null) {
     this.tenants = tenants;
     this.conf = conf;
     this.tenantConns = new TenantConnectionCounts(conf.page_service_max_connections_per_tenant);
     this.log = log.child({ component: "page_service" });
     this.auth = auth;
     this.metrics = new PageServiceMetrics(registry);
+    this.heavy = heavy;
   }
 
   /** Listen on host:port (0: any free port); resolves with the bound port. */
@@ -163,6 +167,7 @@ export class PageService {
         idle_timeout_ms: this.conf.page_service_idle_timeout_ms,
         tenant_conns: this.tenantConns,
         metrics: this.metrics,
+        heavy: this.heavy,
         pagestream: {
           metrics: this.metrics,
           max_batch_size: MAX_BATCH_SIZE,

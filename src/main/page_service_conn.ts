@@ -50,11 +50,12 @@ import {
 } from "../client/pg_wire.js";
 import { basebackupTar } from "../pgdata/basebackup.js";
 import { MAX_TIMER_MS } from "../tenant/config.js";
+import type { TenantWorkLimiter } from "../tenant/heavy_work.js";
 import type { Tenant } from "../tenant/tenant.js";
 import type { Timeline } from "../tenant/timeline.js";
 import { type ErrorCode, InvalidArgumentError, PageserverError } from "../types/errors.js";
 import { parseTenantId, parseTimelineId, type TenantId } from "../types/ids.js";
-import { parseLsn } from "../types/lsn.js";
+import { type Lsn, parseLsn } from "../types/lsn.js";
 import { Auth, type Claims } from "./auth.js";
 import type { ClosedReason, PageServiceMetrics } from "./page_service_metrics.js";
 import { type PagestreamContext, PagestreamHandler } from "./pagestream_handler.js";
@@ -109,6 +110,8 @@ export interface ConnDeps {
   idle_timeout_ms: number;
   tenant_conns: TenantSlots;
   metrics: PageServiceMetrics;
+  /** Heavy requests per tenant (basebackup), shared with HTTP; null: unlimited. */
+  heavy?: TenantWorkLimiter | null;
   pagestream: PagestreamContext;
 }
 
@@ -383,6 +386,17 @@ export class PageServiceConnection {
       else throw new InvalidArgumentError(`unexpected argument ${JSON.stringify(w)}: usage: ${usage}`);
     }
     const lsn = lsnArg === null || lsnArg === "latest" ? tl.lastRecordLsn : parseLsn(lsnArg);
+    // A tenant's base backups count against its heavy-work limit (an ErrorResponse 53400
+    // beyond it) until the copy ends or the connection closes (the loops below stop then).
+    const permit = this.deps.heavy?.acquire(tl.tenantId, "base backup") ?? null;
+    try {
+      await this.sendBasebackup(tl, lsn, gzip);
+    } finally {
+      permit?.release();
+    }
+  }
+
+  private async sendBasebackup(tl: Timeline, lsn: Lsn, gzip: boolean): Promise<void> {
     const tar = await basebackupTar(tl, lsn);
     this.io.send(copyOutResponse());
     try {

@@ -2,8 +2,11 @@
 /**
  * `pageserver` entry point: parse flags, start the node in the foreground; SIGTERM/SIGINT
  * stop it cleanly (flush, then exit 0). Bad configuration exits 2 with a clear message; so
- * does a bad FAILPOINTS environment variable ("name=action;…", src/types/failpoints.ts).
+ * does a bad FAILPOINTS environment variable ("name=action;…", src/types/failpoints.ts), or
+ * one set while failpoints are off: they work only with `--enable-failpoints` (or
+ * PAGESERVER_ENABLE_FAILPOINTS=1 in the environment), as Neon gates them.
  */
+import { resolve } from "node:path";
 import { Command } from "commander";
 import { InvalidArgumentError, PageserverError } from "../types/errors.js";
 import { applyFailpoints, parseFailpointSpec } from "../types/failpoints.js";
@@ -18,6 +21,7 @@ const program = new Command()
   .option("--workdir <dir>", "data directory", ".pageserver")
   .option("--listen <host:port>", "HTTP API address", "127.0.0.1:9898")
   .option("--listen-pg <host:port>", "page service address (pagestream, basebackup)")
+  .option("--listen-metrics <host:port>", "serve GET /metrics on this address only (default: on --listen)")
   .option("--auth-public-key <file>", "PEM public key (Ed25519 or RSA): JWT auth on HTTP and the page service")
   .option("--page-cache-size <bytes>", "shared page cache size in bytes")
   .option("--log-level <level>", "pino log level")
@@ -25,12 +29,15 @@ const program = new Command()
   .option("--remote-storage <url>", "remote storage: file:///abs/path or s3://bucket/prefix?endpoint=URL&region=R (credentials: AWS_* env)")
   .option("--max-local-disk-bytes <bytes>", "evict the coldest uploaded layers above this many resident bytes (0: off; needs remote storage)")
   .option("--min-free-disk-bytes <bytes>", "evict the coldest uploaded layers while the workdir's filesystem has less free space (0: off; needs remote storage)")
+  .option("--enable-failpoints", "allow failpoints (FAILPOINTS, PUT /v1/failpoints); also PAGESERVER_ENABLE_FAILPOINTS=1")
+  .option("--import-pgdata-root <dir>", "import_pgdata reads data directories only under this directory (absent: import_pgdata is refused)")
   .parse();
 
 const opts = program.opts<{
   workdir: string;
   listen: string;
   listenPg?: string;
+  listenMetrics?: string;
   authPublicKey?: string;
   pageCacheSize?: string;
   logLevel?: string;
@@ -38,19 +45,20 @@ const opts = program.opts<{
   remoteStorage?: string;
   maxLocalDiskBytes?: string;
   minFreeDiskBytes?: string;
+  enableFailpoints?: boolean;
+  importPgdataRoot?: string;
 }>();
 
 let server: Server;
 try {
-  try {
-    applyFailpoints(parseFailpointSpec(process.env["FAILPOINTS"] ?? ""));
-  } catch (e) {
-    throw e instanceof PageserverError ? new InvalidArgumentError(`FAILPOINTS: ${e.message}`) : e;
-  }
+  const envEnabled = process.env["PAGESERVER_ENABLE_FAILPOINTS"];
   const config = loadNodeConfig({
+    ...(opts.enableFailpoints === true || envEnabled === "1" || envEnabled === "true" ? { enable_failpoints: true } : {}),
+    ...(opts.importPgdataRoot === undefined ? {} : { import_pgdata_root: resolve(opts.importPgdataRoot) }),
     workdir: opts.workdir,
     listen: opts.listen,
     listen_pg: opts.listenPg,
+    listen_metrics: opts.listenMetrics,
     auth_public_key: opts.authPublicKey,
     page_cache_size: opts.pageCacheSize,
     log_level: opts.logLevel,
@@ -59,6 +67,13 @@ try {
     max_local_disk_bytes: opts.maxLocalDiskBytes,
     min_free_disk_bytes: opts.minFreeDiskBytes,
   });
+  const spec = process.env["FAILPOINTS"] ?? "";
+  if (spec !== "" && !config.enable_failpoints) throw new InvalidArgumentError("FAILPOINTS is set but failpoints are off: start with --enable-failpoints (or PAGESERVER_ENABLE_FAILPOINTS=1)");
+  try {
+    applyFailpoints(parseFailpointSpec(spec));
+  } catch (e) {
+    throw e instanceof PageserverError ? new InvalidArgumentError(`FAILPOINTS: ${e.message}`) : e;
+  }
   server = new Server(config);
   await server.start();
 } catch (e) {

@@ -31,6 +31,8 @@ import { BadStateError, ConflictError, InvalidArgumentError } from "../types/err
 import type { TenantId } from "../types/ids.js";
 import { openRemoteStorage, parseRemoteStorageUrl } from "../remote/storage_url.js";
 import { TenantManager } from "./tenant_manager.js";
+import { TenantWorkLimiter } from "../tenant/heavy_work.js";
+import { apiPolicy, registerMetricsRoute, warnIfExposed } from "./api.js";
 import { WalSources } from "./wal_sources.js";
 
 const isTs = import.meta.url.endsWith(".ts");
@@ -54,11 +56,16 @@ export class Server {
   readonly eviction: DiskUsageEviction | null;
   /** Tenants being detached (a second detach of one is a ConflictError). */
   private readonly detaching = new Set<TenantId>();
+  /** Heavy requests per tenant (HTTP and the page service's basebackup). */
+  readonly heavy: TenantWorkLimiter;
   /** JWT verification when `auth_public_key` is set (loaded in start); null: auth off. */
   auth: Auth | null = null;
   port = 0;
   /** The page service's bound port (config.listen_pg; 0 there picks a free one). */
   pgPort = 0;
+  /** GET /metrics alone on config.listen_metrics (null: /metrics is on the API's listener). */
+  private metricsHttp: HttpServer | null = null;
+  metricsPort = 0;
 
   constructor(config: NodeConfig, log?: Logger) {
     this.config = config;
@@ -105,7 +112,7 @@ export class Server {
       config.workdir,
       config.max_tenants,
     );
-    this.http = new HttpServer(this.log);
+    this.http = new HttpServer(this.log, { max_inflight_requests: config.http_max_inflight_requests, max_inflight_body_bytes: config.http_max_inflight_body_bytes });
     // With remote storage the source keeps WAL until it is in the bucket: its flush position
     // is remote_consistent_lsn once a generation check confirmed it (RemoteTimelines.feedbackLsn;
     // INVALID_LSN before: the source ignores it).
@@ -131,7 +138,8 @@ export class Server {
             log: this.log,
           });
     this.eviction?.registerMetrics(this.metrics);
-    this.pageService = new PageService(this.tenants, this.metrics, this.log, () => this.auth, config);
+    this.heavy = new TenantWorkLimiter(config.max_heavy_requests_per_tenant);
+    this.pageService = new PageService(this.tenants, this.metrics, this.log, () => this.auth, config, this.heavy);
   }
 
   async start(): Promise<number> {
@@ -147,11 +155,14 @@ export class Server {
       remote: this.remote,
       sizes: new LogicalSizeQueries(this.config.concurrent_tenant_size_logical_size_queries),
       mobility: this.remote === null ? null : { detach: (id) => this.detachTenant(id), attach: (id, gen) => this.attachTenant(id, gen) },
+      policy: apiPolicy(this.config, this.heavy),
     });
     this.http.fallback();
+    if (this.config.listen_metrics !== null) this.metricsPort = await this.listenMetrics(this.config.listen_metrics);
     this.port = await this.http.listen(this.config.listen_http.host, this.config.listen_http.port);
     this.pgPort = await this.pageService.listen(this.config.listen_pg.host, this.config.listen_pg.port);
     this.log.info({ workdir: this.config.workdir, listen: `${this.config.listen_http.host}:${this.port}`, listen_pg: `${this.config.listen_pg.host}:${this.pgPort}` }, "pageserver started");
+    warnIfExposed(this.config, this.log);
     // The API and the page service answer while tenants load (they show as Loading); sources start once loaded.
     await this.tenants.loadAll();
     this.resumeAttaches();
@@ -179,6 +190,13 @@ export class Server {
       this.log.info({ tenant_id: t.id, generation: gen }, "resuming an attach a restart cut short");
       this.attachTenant(t.id, gen).catch((e: unknown) => this.log.warn({ err: e, tenant_id: t.id, generation: gen }, "resumed attach failed"));
     }
+  }
+
+  private async listenMetrics(at: { host: string; port: number }): Promise<number> {
+    this.metricsHttp = new HttpServer(this.log);
+    registerMetricsRoute(this.metricsHttp, this.metrics);
+    this.metricsHttp.fallback();
+    return this.metricsHttp.listen(at.host, at.port);
   }
 
   private requireRemote(what: string): RemoteTimelines {
@@ -246,6 +264,7 @@ export class Server {
   /** Stop accepting requests, flush every timeline, stop the workers. */
   async stop(): Promise<void> {
     this.http.close();
+    this.metricsHttp?.close();
     await this.pageService.close();
     await this.walSources.stopAll();
     await this.tenants.shutdown(true);

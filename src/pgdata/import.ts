@@ -28,12 +28,18 @@
  * multiple of 8192 is refused (ImportError). Large files are streamed page by page; the
  * writer puts data early, so memory stays bounded.
  *
+ * Where from (`import_pgdata` over HTTP): only under the node's import root. resolveImportDir
+ * resolves the requested directory (symlinks included) and refuses anything outside the root
+ * with one message whatever the reason (missing, not a directory, outside, a symlink out), so
+ * the error doesn't tell a prober which paths exist; with `within`, every file read is checked
+ * the same way (a symlinked file or tablespace pointing out of the root is refused).
+ *
  * Any size: the values go to a bulk import (src/tenant/bulk_import.ts), which sorts them into
  * image layers at the import LSN off the main thread, not into the in-memory layer (which
  * can't be frozen part way through one LSN). The importer waits for it between chunks.
  */
-import { createReadStream, existsSync, lstatSync, readdirSync, readFileSync, readlinkSync, statSync } from "node:fs";
-import { join } from "node:path";
+import { createReadStream, existsSync, lstatSync, readdirSync, readFileSync, readlinkSync, realpathSync, statSync } from "node:fs";
+import { join, sep } from "node:path";
 import type { Readable } from "node:stream";
 import { extract } from "tar-stream";
 import type { Timeline } from "../tenant/timeline.js";
@@ -240,10 +246,46 @@ async function* fileChunks(path: string): AsyncIterable<Uint8Array> {
   for await (const c of createReadStream(path, { highWaterMark: READ_CHUNK_BYTES })) yield c as Buffer;
 }
 
+/** Is `real` (a resolved path) `root` or inside it? */
+function isInside(real: string, root: string): boolean {
+  return real === root || real.startsWith(root.endsWith(sep) ? root : root + sep);
+}
+
+/**
+ * The data directory `requested` resolved (symlinks followed), if it is a directory under
+ * `root` (resolved too); else one ImportError that says nothing about why. `root` null: the
+ * node has no import root, and import_pgdata is refused.
+ */
+export function resolveImportDir(root: string | null, requested: string): { dir: string; root: string } {
+  if (root === null) throw new PageserverError("unsupported", "import_pgdata is off on this node: it needs an import root (node config import_pgdata_root)");
+  const refused = new ImportError(`import_pgdata: ${JSON.stringify(requested.slice(0, 200))} is not a data directory under the node's import root`);
+  try {
+    const realRoot = realpathSync(root);
+    const real = realpathSync(requested);
+    if (!isInside(real, realRoot) || !statSync(real).isDirectory()) throw refused;
+    return { dir: real, root: realRoot };
+  } catch {
+    throw refused;
+  }
+}
+
+/** With an import root: refuse a file whose resolved path leaves it (same message for every reason). */
+function checkWithin(path: string, within: string | undefined): void {
+  if (within === undefined) return;
+  let real: string;
+  try {
+    real = realpathSync(path);
+  } catch {
+    real = "";
+  }
+  if (!isInside(real, within)) throw new ImportError("import_pgdata: a file of the data directory resolves outside the node's import root");
+}
+
 /** The import LSN of a data directory: its checkpoint location; refuses a cluster not cleanly shut down. */
-export function readImportLsn(pgdata: string): { lsn: Lsn; control: ControlFileData } {
+export function readImportLsn(pgdata: string, within?: string): { lsn: Lsn; control: ControlFileData } {
   const path = join(pgdata, "global", "pg_control");
   if (!existsSync(path)) throw new ImportError(`${pgdata} is not a PostgreSQL data directory (no global/pg_control)`);
+  checkWithin(path, within);
   const control = decodeControlFile(new Uint8Array(readFileSync(path)));
   if (control.state !== DbState.Shutdowned) {
     throw new ImportError(
@@ -268,12 +310,16 @@ function checkEmpty(timeline: Timeline, lsn: Lsn): void {
   if (timeline.getNow(DBDIR_KEY, timeline.lastRecordLsn) !== null) throw new ImportError(`timeline ${timeline.timelineId} is not empty`);
 }
 
-/** Relative paths of every regular file under `dir` (symlinks to directories followed: tablespaces). */
-function walk(root: string, rel = "", out: string[] = []): string[] {
+/**
+ * Relative paths of every regular file under `dir` (symlinks to directories followed:
+ * tablespaces; with `within`, only while they stay under it).
+ */
+function walk(root: string, within: string | undefined, rel = "", out: string[] = []): string[] {
   for (const name of readdirSync(join(root, rel)).sort()) {
     const p = rel === "" ? name : `${rel}/${name}`;
+    checkWithin(join(root, p), within);
     const st = statSync(join(root, p));
-    if (st.isDirectory()) walk(root, p, out);
+    if (st.isDirectory()) walk(root, within, p, out);
     else if (st.isFile()) out.push(p);
   }
   return out;
@@ -293,8 +339,8 @@ function importOrder(paths: string[]): string[] {
  * Import a cleanly shut down PostgreSQL 15 data directory into `timeline` (empty, created at
  * the directory's checkpoint LSN or below), then checkpoint the timeline (all on disk).
  */
-export async function importDatadir(timeline: Timeline, pgdata: string): Promise<ImportResult> {
-  const { lsn, control } = readImportLsn(pgdata);
+export async function importDatadir(timeline: Timeline, pgdata: string, opts: { within?: string } = {}): Promise<ImportResult> {
+  const { lsn, control } = readImportLsn(pgdata, opts.within);
   checkEmpty(timeline, lsn);
   const bulk = timeline.bulkImport(lsn);
   const w = new DatadirWriter(timeline, bulk);
@@ -307,8 +353,9 @@ export async function importDatadir(timeline: Timeline, pgdata: string): Promise
       const db = u32(name);
       if (db !== null) w.createDb(DEFAULTTABLESPACE_OID, db);
     }
+    // Every path checked against the import root first (walk), then the tablespaces recorded.
+    const paths = walk(pgdata, opts.within).filter((p) => p !== "global/pg_control" && classifyPath(p).kind !== "skip");
     importTablespaceDirs(w, pgdata);
-    const paths = walk(pgdata).filter((p) => p !== "global/pg_control" && classifyPath(p).kind !== "skip");
     for (const p of importOrder(paths)) {
       await imp.file(p, statSync(join(pgdata, p)).size, fileChunks(join(pgdata, p)));
     }

@@ -406,14 +406,17 @@ export class Tenant {
    * its L0 compaction skips image creation this round, as Neon's compaction_l0_first: the
    * next round follows at once, and ingest may be waiting for the L0 count to drop.
    */
-  compact(opts: { forceImages?: boolean; l0First?: boolean; timeline?: Timeline } = {}): Promise<{ l0Compacted: number; imagesCreated: number }> {
+  compact(opts: { forceImages?: boolean; l0First?: boolean; timeline?: Timeline; signal?: AbortSignal } = {}): Promise<{ l0Compacted: number; imagesCreated: number }> {
     return this.bg.run(async () => {
       let l0Compacted = 0;
       let imagesCreated = 0;
       for (const tl of this.scope(opts.timeline)) {
+        // A request whose client went away stops between steps (each leaves a consistent map).
+        opts.signal?.throwIfAborted();
         l0Compacted += await tl.compactL0();
         if (opts.l0First === true && tl.l0Count >= this.conf_.compaction_threshold) continue;
-        imagesCreated += await tl.createImageLayers(opts.forceImages ?? false);
+        opts.signal?.throwIfAborted();
+        imagesCreated += await tl.createImageLayers(opts.forceImages ?? false, opts.signal);
       }
       return { l0Compacted, imagesCreated };
     });
@@ -427,11 +430,12 @@ export class Tenant {
    * its children's branch points are kept. A cutoff is never taken from one timeline and
    * applied to another.
    */
-  gc(opts: { timeline?: Timeline; horizonBytes?: number; cutoffLsn?: Lsn; now_ms?: number } = {}): Promise<number> {
+  gc(opts: { timeline?: Timeline; horizonBytes?: number; cutoffLsn?: Lsn; now_ms?: number; signal?: AbortSignal } = {}): Promise<number> {
     assert(opts.cutoffLsn === undefined || (opts.timeline !== undefined && opts.horizonBytes === undefined), "an absolute GC cutoff names one timeline");
     return this.bg.run(async () => {
       let removed = 0;
       for (const tl of this.scope(opts.timeline)) {
+        opts.signal?.throwIfAborted();
         const retain = this.children(tl).map((c) => c.ancestorLsn);
         const cutoff = opts.cutoffLsn ?? (opts.horizonBytes === undefined ? tl.gcCutoff(opts.now_ms) : Math.max(0, tl.lastRecordLsn - opts.horizonBytes));
         removed += await tl.gc(retain, cutoff);

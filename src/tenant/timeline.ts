@@ -1289,7 +1289,7 @@ export class Timeline {
    * Create image layers at disk_consistent_lsn for every partition over which at least
    * image_creation_threshold deltas lie above the newest image. Returns layers created.
    */
-  async createImageLayers(force = false): Promise<number> {
+  async createImageLayers(force = false, signal?: AbortSignal): Promise<number> {
     this.checkActive();
     const conf = this.deps.conf();
     const lsn = this.diskConsistent.load();
@@ -1314,20 +1314,23 @@ export class Timeline {
     for (let t: Timeline = this; t.ancestor !== null; t = t.ancestor) inputs.push(...t.ancestor.layerMap_.layers);
     const release = await this.pinAndFetch(inputs);
     try {
-      return await this.createImagesFor(todo, chain, lsn, conf);
+      return await this.createImagesFor(todo, chain, lsn, conf, signal);
     } finally {
       release();
       this.metrics.storageOperation("create images", secondsSince(start_ms));
     }
   }
 
-  private async createImagesFor(todo: KeyRange[], chain: ChainLink[], lsn: Lsn, conf: TenantConf): Promise<number> {
+  private async createImagesFor(todo: KeyRange[], chain: ChainLink[], lsn: Lsn, conf: TenantConf, signal: AbortSignal | undefined): Promise<number> {
     // Only now: walking the keyspace reads every relation's size on the main thread.
     const provider = this.deps.keyspace ?? WHOLE_KEYSPACE;
     const keyspace = await this.withResidentLayers(() => provider(this, lsn));
     // One job per partition: between them the pool serves other tenants' jobs (fair queue).
     let created = 0;
     for (const part of todo) {
+      // Stopped between partitions (an operator request whose client went away): each
+      // partition's images are in the map already, the rest wait for the next round.
+      signal?.throwIfAborted();
       const res = await this.deps.jobs.images(
         {
           outDir: this.dir,

@@ -22,11 +22,17 @@ export const PGBENCH_STATE_SQL = `SELECT (SELECT sum(abalance) FROM pgbench_acco
   || ',' || (SELECT sum(tbalance) FROM pgbench_tellers) || ',' || (SELECT count(*) FROM pgbench_history)`;
 
 /** A source and a pageserver, for a test's beforeAll. */
-export async function startE2e(env: TestEnv, sourceConf: Record<string, string | number>, tmpPrefix: string): Promise<{ src: PgInstance; ps: PageserverProcess; dir: string }> {
+export async function startE2e(
+  env: TestEnv,
+  sourceConf: Record<string, string | number>,
+  tmpPrefix: string,
+  psArgs: string[] = [],
+): Promise<{ src: PgInstance; ps: PageserverProcess; dir: string }> {
   const src = await PgInstance.start({ conf: sourceConf });
   env.add("source.log", src.logFile);
   const dir = mkdtempSync(join(tmpdir(), tmpPrefix));
   const ps = new PageserverProcess(join(dir, "workdir"), await freePort(), join(dir, "pageserver.log"));
+  ps.extraArgs.push(...psArgs);
   env.add("pageserver.log", ps.logFile);
   await ps.start();
   return { src, ps, dir };

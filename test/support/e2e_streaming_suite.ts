@@ -71,7 +71,7 @@ beforeAll(async () => {
   env.add("pageserver_workdir", workdir);
   env.add("pageserver.log", join(workdir, "pageserver.log"));
   const log = pino({ level: process.env["TEST_LOG_LEVEL"] ?? "info" }, pino.destination({ dest: join(workdir, "pageserver.log"), sync: true }));
-  server = new Server(loadNodeConfig({ workdir, listen: "127.0.0.1:0", listen_pg: "127.0.0.1:0" }), log);
+  server = new Server(loadNodeConfig({ workdir, listen: "127.0.0.1:0", listen_pg: "127.0.0.1:0", import_pgdata_root: tmpdir() }), log);
   base = `http://127.0.0.1:${await server.start()}`;
 });
 

@@ -24,7 +24,7 @@ export interface FixtureOptions {
   authPublicKeyPem?: string;
   httpToken?: string;
   tenantConfig?: Record<string, unknown>;
-  /** Node settings besides the fixture's own (workdir, listen addresses, auth). */
+  /** Node settings besides the fixture's own (workdir, listen addresses, auth, import root). */
   nodeConfig?: ConfigOverrides;
   /** The server's logger (default: silent). */
   logger?: Logger;
@@ -103,7 +103,7 @@ export class PageServiceFixture {
         writeFileSync(authPath, opts.authPublicKeyPem);
       }
       server = new Server(
-        loadNodeConfig({ ...opts.nodeConfig, workdir, listen: "127.0.0.1:0", listen_pg: "127.0.0.1:0", ...(authPath ? { auth_public_key: authPath } : {}) }),
+        loadNodeConfig({ workdir, listen: "127.0.0.1:0", listen_pg: "127.0.0.1:0", import_pgdata_root: tmpdir(), ...(authPath ? { auth_public_key: authPath } : {}), ...(opts.nodeConfig ?? {}) }),
         opts.logger ?? pino({ level: "silent" }),
       );
       await server.start();

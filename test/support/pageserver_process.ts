@@ -5,6 +5,7 @@
  */
 import { type ChildProcess, spawn } from "node:child_process";
 import { appendFileSync, readFileSync } from "node:fs";
+import { tmpdir } from "node:os";
 import { fileURLToPath } from "node:url";
 
 const ENTRY = fileURLToPath(new URL("../../src/main/pageserver.ts", import.meta.url));
@@ -18,6 +19,11 @@ export class PageserverProcess {
   readonly port: number;
   readonly logFile: string;
   private child: ChildProcess | null = null;
+  /**
+   * Flags after the workdir and listen addresses. Test PostgreSQL data directories live in
+   * the temp directory: that is the import root. Tests that use failpoints add --enable-failpoints.
+   */
+  readonly extraArgs: string[] = ["--import-pgdata-root", tmpdir()];
 
   constructor(workdir: string, port: number, logFile: string) {
     this.workdir = workdir;
@@ -31,7 +37,7 @@ export class PageserverProcess {
 
   /** Start and wait until /v1/status answers. `env`: extra environment (e.g. FAILPOINTS). */
   async start(timeout_ms = 30_000, env: Record<string, string> = {}): Promise<void> {
-    const child = spawn(process.execPath, ["--import", "tsx", ENTRY, "--workdir", this.workdir, "--listen", `127.0.0.1:${this.port}`, "--listen-pg", "127.0.0.1:0"], {
+    const child = spawn(process.execPath, ["--import", "tsx", ENTRY, "--workdir", this.workdir, "--listen", `127.0.0.1:${this.port}`, "--listen-pg", "127.0.0.1:0", ...this.extraArgs], {
       stdio: ["ignore", "pipe", "pipe"],
       env: { ...process.env, ...env },
     });

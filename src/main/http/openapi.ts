@@ -2,13 +2,16 @@
  * The OpenAPI 3.1 document of the HTTP API, generated from the route declarations
  * (schema.ts) the server registered: paths with their params and query, request bodies,
  * every declared reply by status, and the error catalogue's replies (errors.ts) on every
- * route. Schemas are TypeBox's JSON Schema (2020-12 compatible, as OpenAPI 3.1 takes it).
+ * route, and each route's scope (`x-scope`: open, tenant or management; `x-scope-note` when a
+ * body field or setting of a tenant route needs management). Schemas are TypeBox's JSON
+ * Schema (2020-12 compatible, as OpenAPI 3.1 takes it).
  * Built once, when asked first: routes are registered before the server listens.
  */
 import type { TObject, TSchema } from "@sinclair/typebox";
 import { codesFor, ERROR_STATUSES } from "./errors.js";
 import { ApiError } from "./models.js";
 import type { RouteSpec } from "./schema.js";
+import { routeScope } from "./server.js";
 
 /** A plain JSON copy of a TypeBox schema (drops its symbol keys). */
 function jsonSchema(s: TSchema): Record<string, unknown> {
@@ -56,6 +59,15 @@ function operation(spec: RouteSpec): Record<string, unknown> {
   };
   if (spec.body !== undefined) op["requestBody"] = { required: false, content: { "application/json": { schema: jsonSchema(spec.body) } } };
   if (spec.open === true) op["security"] = [];
+  const scope = routeScope(spec);
+  op["x-scope"] = scope;
+  if (spec.scopeNote !== undefined) op["x-scope-note"] = spec.scopeNote;
+  op["description"] =
+    scope === "open"
+      ? "Scope: open (no token)."
+      : scope === "tenant"
+        ? `Scope: tenant (that tenant's token, or pageserverapi).${spec.scopeNote === undefined ? "" : ` ${spec.scopeNote}`}`
+        : "Scope: management (a pageserverapi token).";
   return op;
 }
 
@@ -76,7 +88,14 @@ export function openApiDocument(routes: readonly { spec: RouteSpec }[], info: { 
     servers: [{ url: "/" }],
     components: {
       schemas: { Error: jsonSchema(ApiError) },
-      securitySchemes: { bearer: { type: "http", scheme: "bearer", bearerFormat: "JWT" } },
+      securitySchemes: {
+        bearer: {
+          type: "http",
+          scheme: "bearer",
+          bearerFormat: "JWT",
+          description: "scope `pageserverapi` (every route) or `tenant` with `tenant_id` (that tenant's routes of x-scope tenant)",
+        },
+      },
     },
     security: [{ bearer: [] }],
     paths,

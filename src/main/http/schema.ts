@@ -13,6 +13,7 @@ import { type TypeCheck, TypeCompiler } from "@sinclair/typebox/compiler";
 import { type ValueError, ValueErrorType } from "@sinclair/typebox/errors";
 import { InvalidArgumentError } from "../../types/errors.js";
 import { quoteInput } from "../../types/ids.js";
+import type { Claims } from "../auth.js";
 
 export type Method = "get" | "post" | "put" | "delete";
 
@@ -32,6 +33,14 @@ export interface RouteSpec<B extends TSchema = TSchema, Q extends TProperties = 
   summary: string;
   /** Served without a token when auth is on (/metrics, /v1/status, /v1/openapi.json). */
   open?: boolean;
+  /**
+   * Who may call it when auth is on (http/server.ts routeScope): `tenant` (that tenant's token
+   * or pageserverapi) or `management` (pageserverapi). Default: tenant for a path with
+   * `:tenant_id`, management otherwise.
+   */
+  scope?: "tenant" | "management";
+  /** When some requests of a tenant route need management (a body field, a setting): stated in the OpenAPI document. */
+  scopeNote?: string;
   /** Every `:name` of the path, each a string schema. */
   params?: TObject;
   /** Query parameters (all optional strings on the wire). */
@@ -50,6 +59,10 @@ export interface ValidRequest<B extends TSchema = TSchema, Q extends TProperties
   query: Static<TObject<Q>>;
   headers: Record<string, string>;
   body: Static<B>;
+  /** The caller's verified claims; null when auth is off (every caller is the operator). */
+  claims: Claims | null;
+  /** Aborted when the client goes away: heavy handlers pass it into their loops. */
+  signal: AbortSignal;
 }
 
 /** Compiled checks of one route, built once at registration. */

@@ -1,26 +1,39 @@
 /**
  * A small JSON HTTP layer over uWebSockets.js: routes declared with their schemas (schema.ts:
- * params, query, body, responses) and `:param` segments, bodies read with a size limit,
- * requests validated after auth and before the handler, typed errors mapped to statuses
- * (errors.ts: PageserverError.code → status), and streamed responses with backpressure for
- * large bodies (base backups). With `checkResponses` on (tests), every reply is checked
- * against its route's declared schema for its status; a mismatch is a 500 and an ERROR line.
+ * params, query, body, responses), their scope (tenant or management) and `:param` segments,
+ * typed errors mapped to statuses (errors.ts: PageserverError.code → status), and streamed
+ * responses with backpressure for large bodies (base backups). With `checkResponses` on
+ * (tests), every reply is checked against its route's declared schema for its status; a
+ * mismatch is a 500 and an ERROR line.
+ *
+ * Order of a request, so an unauthenticated client costs no body memory: the in-flight
+ * request cap (429, connection closed) → the token (401/403; the body stays unread in the
+ * socket: reading is paused) → Content-Length against the per-request limit (413) and the
+ * node-wide in-flight body budget (429) → only then the body is read → validation → handler.
+ * A reply sent before the body was read closes the connection, but for a 413 to a client that
+ * passed auth (its body is then read and dropped). Reading stays paused while a handler runs
+ * (see StreamState.paused).
  *
  * uWS rules followed here: everything from `req` is read before the first await (req is
- * stack-allocated); every async response registers onAborted and checks it before writing;
- * writes after an abort are dropped.
+ * stack-allocated); onData is registered in the handler (uWS drops data otherwise) and
+ * paused; every async response registers onAborted and checks it before writing; writes
+ * after an abort are dropped. An abort also aborts the request's AbortSignal, which heavy
+ * handlers thread into their loops.
  */
 import type { Logger } from "pino";
 import type { TProperties, TSchema } from "@sinclair/typebox";
-import { PageserverError, RequestTooLargeError } from "../../types/errors.js";
+import { randomUUID } from "node:crypto";
+import { LimitReachedError, PageserverError, RequestTooLargeError } from "../../types/errors.js";
 import { ERROR_STATUSES, httpStatusFor } from "./errors.js";
 import { ApiError } from "./models.js";
 import { checkValue, compile, type Method, queryObject, type RouteSpec, type RouteValidator, routeValidator, type ValidRequest } from "./schema.js";
 import type { TenantId } from "../../types/ids.js";
-import { Auth } from "../auth.js";
+import { Auth, type AuthScope, type Claims } from "../auth.js";
 import { type HttpRequest, type HttpResponse, loadUws, type TemplatedApp, type us_listen_socket } from "./uws.js";
 
 export const MAX_BODY_BYTES = 1024 * 1024;
+/** JSON nested deeper than this is refused (400) before it is parsed or validated. */
+export const MAX_JSON_DEPTH = 64;
 /**
  * Longest path + query we answer (414 above it). uWebSockets.js itself resets connections
  * whose request head passes ~128 KiB before any handler runs: that limit is not ours to move.
@@ -66,8 +79,28 @@ export interface RegisteredRoute {
   method: Method;
   pattern: string;
   open: boolean;
+  /** Who may call it: see routeScope. */
+  scope: AuthScope;
   spec: RouteSpec;
 }
+
+/**
+ * A route's scope: `open` (no token), `management` (pageserverapi only) or `tenant` (the
+ * token of the tenant in its path, or pageserverapi). Declared, or by default: tenant for a
+ * path with `:tenant_id`, management otherwise.
+ */
+export function routeScope(spec: Pick<RouteSpec, "open" | "scope" | "path">): AuthScope {
+  if (spec.open === true) return "open";
+  return spec.scope ?? (spec.path.includes(":tenant_id") ? "tenant" : "management");
+}
+
+/** Node-wide bounds of the HTTP server (node config http_max_inflight_*). */
+export interface HttpLimits {
+  max_inflight_requests: number;
+  max_inflight_body_bytes: number;
+}
+
+const DEFAULT_LIMITS: HttpLimits = { max_inflight_requests: 1024, max_inflight_body_bytes: 64 * 1024 * 1024 };
 
 const STATUS_TEXT: Record<number, string> = {
   200: "200 OK",
@@ -96,6 +129,19 @@ function statusLine(s: number): string {
 
 export class HttpError extends PageserverError {}
 
+/** Reading resumed before a reply is written: the connection serves its next request afterwards. */
+function resumeForReply(res: HttpResponse, state: StreamState): void {
+  if (!state.paused) return;
+  res.resume();
+  state.paused = false;
+}
+
+/** The token of `Authorization: Bearer <token>`, or undefined. */
+function bearerToken(headers: Record<string, string>): string | undefined {
+  const m = /^Bearer\s+(\S+)\s*$/i.exec(headers["authorization"] ?? "");
+  return m === null ? undefined : m[1];
+}
+
 /** 5xx codes that describe a known state rather than a failure (logged at INFO). */
 const EXPECTED_5XX: ReadonlySet<string> = new Set(["bad_state", "shutdown", "lsn_timeout"]);
 
@@ -103,6 +149,56 @@ const EXPECTED_5XX: ReadonlySet<string> = new Set(["bad_state", "shutdown", "lsn
 interface StreamState {
   aborted: boolean;
   onAbort: (() => void) | null;
+  /** Aborted with the request: handed to the handler (ValidRequest.signal). */
+  controller: AbortController;
+  /**
+   * Reading is paused (res.pause): before the checks, and again once the body is in. uWS arms
+   * its 10 s idle timeout on resume and would close a connection whose handler runs longer,
+   * so the socket is resumed only to read the body and right before the reply is written.
+   */
+  paused: boolean;
+}
+
+/** A request body as uWS delivers it: chunks held (bounded by MAX_BODY_BYTES) until the last. */
+interface BodyState {
+  chunks: Buffer[];
+  size: number;
+  tooLarge: boolean;
+  done: boolean;
+  /** Bytes of this request counted in the node-wide in-flight body total. */
+  counted: number;
+  /** Answered before the body: what still arrives is dropped uncounted. */
+  discard: boolean;
+  waiter: (() => void) | null;
+}
+
+/**
+ * Absolute paths in a 5xx message (the workdir, temp dirs): each cut to `…/<its last
+ * component>`, so a reply names the file (a layer, `metadata`) but never where the node keeps
+ * its data. LSNs (`0/16B3748`) are not paths.
+ */
+export function redactPaths(message: string): string {
+  return message.replace(/(?<![\w.~-])\/[^\s'"`,;()]+/g, (p) => `…/${p.slice(p.lastIndexOf("/") + 1)}`);
+}
+
+/** Nesting depth of JSON text (brackets outside strings): linear, no recursion. */
+export function jsonDepth(text: string, limit: number): number {
+  let depth = 0;
+  let max = 0;
+  let inString = false;
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i);
+    if (inString) {
+      if (c === 0x5c) i++; // backslash: skip the escaped character
+      else if (c === 0x22) inString = false;
+    } else if (c === 0x22) inString = true;
+    else if (c === 0x5b || c === 0x7b) {
+      depth++;
+      if (depth > max) max = depth;
+      if (max > limit) return max;
+    } else if (c === 0x5d || c === 0x7d) depth--;
+  }
+  return max;
 }
 
 export class HttpServer {
@@ -110,32 +206,41 @@ export class HttpServer {
   private listenSocket: us_listen_socket | null = null;
   private readonly log: Logger;
   private inflight = 0;
+  /** Request body bytes held (or reserved by Content-Length) across all requests. */
+  private inflightBodyBytes = 0;
+  private readonly limits: HttpLimits;
   private auth: Auth | null = null;
   /** Every route registered, in order (tests walk them all, e.g. the auth matrix). */
   readonly routes: RegisteredRoute[] = [];
   /** Check every reply against its route's declared schema (tests; costs a validation per reply). */
   checkResponses = false;
 
-  constructor(log: Logger) {
+  constructor(log: Logger, limits: HttpLimits = DEFAULT_LIMITS) {
     this.app = loadUws().App();
     this.log = log;
+    this.limits = limits;
+  }
+
+  /** Requests being served and body bytes held now (tests, metrics). */
+  get load(): { requests: number; body_bytes: number } {
+    return { requests: this.inflight, body_bytes: this.inflightBodyBytes };
   }
 
   /**
-   * Turn on JWT auth for every route not registered `open`: a route with a `:tenant_id`
-   * needs a token for that tenant (or pageserverapi); every other route is management.
+   * Turn on JWT auth for every route not registered `open`: a `tenant` route needs a token for
+   * the tenant in its path (or pageserverapi); a `management` route needs pageserverapi.
    */
   setAuth(auth: Auth): void {
     this.auth = auth;
   }
 
-  private async authorize(r: Request): Promise<void> {
-    if (this.auth === null) return;
-    const h = r.headers["authorization"] ?? "";
-    const m = /^Bearer\s+(\S+)\s*$/i.exec(h);
-    const claims = await this.auth.verify(m === null ? undefined : m[1]);
+  /** The claims of a request to a route of `scope`; null when auth is off (every caller is the operator). */
+  private async authorize(r: Request, scope: AuthScope): Promise<Claims | null> {
+    if (this.auth === null || scope === "open") return null;
+    const claims = await this.auth.verify(bearerToken(r.headers));
     const tenant = r.params["tenant_id"];
-    Auth.check(claims, tenant === undefined ? "management" : { tenant: tenant as TenantId });
+    Auth.check(claims, scope === "management" || tenant === undefined ? "management" : { tenant: tenant as TenantId });
+    return claims;
   }
 
   /** Register a route: its declaration (validated requests, documented replies) and its handler. */
@@ -145,7 +250,7 @@ export class HttpServer {
     const declared = Object.keys(spec.params?.properties ?? {}).sort();
     if (JSON.stringify(declared) !== JSON.stringify([...names].sort())) throw new Error(`route ${pattern}: params schema names ${declared} but the path has ${names}`);
     if (this.routes.some((r) => r.method === method && r.pattern === pattern)) throw new Error(`route ${method} ${pattern} registered twice`);
-    const registered: RegisteredRoute = { method, pattern, open: spec.open === true, spec: spec as unknown as RouteSpec };
+    const registered: RegisteredRoute = { method, pattern, open: spec.open === true, scope: routeScope(spec), spec: spec as unknown as RouteSpec };
     this.routes.push(registered);
     const validator = routeValidator(registered.spec);
     const run = handler as unknown as Handler;
@@ -176,21 +281,33 @@ export class HttpServer {
         headers,
         body: undefined,
       };
-      const state: StreamState = { aborted: false, onAbort: null };
+      const state: StreamState = { aborted: false, onAbort: null, controller: new AbortController(), paused: false };
       res.onAborted(() => {
         state.aborted = true;
         state.onAbort?.();
+        state.controller.abort(new HttpError("shutdown", "client went away"));
       });
+      if (this.inflight >= this.limits.max_inflight_requests) {
+        const e = new LimitReachedError(`the server is serving ${this.inflight} requests (http_max_inflight_requests); retry later`);
+        this.writeEarly(res, state, null, this.errorReply(r, e));
+        return;
+      }
       this.inflight++;
-      this.readBody(res, state, (raw, tooLarge) => {
-        // Refused after auth (as every other request error) but before validation.
-        const refusal: PageserverError | null =
-          urlBytes > MAX_URL_BYTES
-            ? new RequestTooLargeError("uri_too_long", `request URL of ${urlBytes} bytes is longer than ${MAX_URL_BYTES}`)
-            : badSegment === null
-              ? null
-              : new HttpError("invalid_argument", `malformed percent-encoding in path segment '${badSegment}'`);
-        void this.dispatch(res, state, r, raw, tooLarge, refusal, run, registered, validator).finally(() => this.inflight--);
+      // The body stays in the socket until the token and the size are checked.
+      const body = this.readBody(res, state);
+      res.pause();
+      state.paused = true;
+      const refusal: PageserverError | null =
+        urlBytes > MAX_URL_BYTES
+          ? new RequestTooLargeError("uri_too_long", `request URL of ${urlBytes} bytes is longer than ${MAX_URL_BYTES}`)
+          : badSegment === null
+            ? null
+            : new HttpError("invalid_argument", `malformed percent-encoding in path segment '${badSegment}'`);
+      void this.dispatch(res, state, body, r, refusal, run, registered, validator).finally(() => {
+        this.inflight--;
+        this.inflightBodyBytes -= body.counted;
+        body.counted = 0;
+        body.chunks = [];
       });
     });
   }
@@ -211,65 +328,143 @@ export class HttpServer {
     });
   }
 
-  private readBody(res: HttpResponse, state: StreamState, done: (raw: Buffer | null, tooLarge: boolean) => void): void {
-    const chunks: Buffer[] = [];
-    let size = 0;
-    let tooLarge = false;
+  private readBody(res: HttpResponse, state: StreamState): BodyState {
+    const body: BodyState = { chunks: [], size: 0, tooLarge: false, done: false, counted: 0, discard: false, waiter: null };
     res.onData((ab, isLast) => {
-      if (state.aborted) return;
-      if (!tooLarge) {
-        size += ab.byteLength;
-        if (size > MAX_BODY_BYTES) tooLarge = true;
-        // uWS reuses the ArrayBuffer after this callback: copy.
-        else chunks.push(Buffer.from(new Uint8Array(ab).slice()));
+      if (state.aborted || body.done || body.discard) return;
+      if (!body.tooLarge) {
+        body.size += ab.byteLength;
+        if (body.size > MAX_BODY_BYTES) {
+          body.tooLarge = true;
+          body.chunks = [];
+        } else {
+          // uWS reuses the ArrayBuffer after this callback: copy.
+          body.chunks.push(Buffer.from(new Uint8Array(ab).slice()));
+          // Bytes beyond the reservation (no Content-Length, or chunks before the checks) count too.
+          if (body.size > body.counted) {
+            this.inflightBodyBytes += body.size - body.counted;
+            body.counted = body.size;
+          }
+        }
       }
-      if (isLast) done(tooLarge ? null : Buffer.concat(chunks), tooLarge);
+      if (isLast) {
+        body.done = true;
+        body.waiter?.();
+      }
     });
+    return body;
+  }
+
+  /**
+   * Reply at once, before the body. A client that passed auth (a 413) keeps its connection:
+   * the body is read and dropped as it arrives. Any other (401, 403, 429) is closed after the
+   * reply, its body unread.
+   */
+  private writeEarly(res: HttpResponse, state: StreamState, body: BodyState | null, reply: JsonReply): void {
+    if (state.aborted) return;
+    const keepAlive = body !== null && reply.status === 413;
+    if (body !== null) {
+      body.discard = true;
+      body.chunks = [];
+    }
+    if (keepAlive) resumeForReply(res, state);
+    res.cork(() => {
+      res.writeStatus(statusLine(reply.status)).writeHeader("content-type", "application/json").end(JSON.stringify(reply.json), !keepAlive);
+    });
+  }
+
+  /**
+   * The checks that come before the body: token, then size (Content-Length against the
+   * per-request limit and the node-wide budget, reserved here). Then the body is read.
+   */
+  private async admit(res: HttpResponse, state: StreamState, body: BodyState, r: Request, route: RegisteredRoute): Promise<Claims | null> {
+    const claims = await this.authorize(r, route.scope);
+    const lenText = r.headers["content-length"];
+    const declared = lenText === undefined ? 0 : /^\d{1,15}$/.test(lenText) ? Number(lenText) : Number.NaN;
+    if (Number.isNaN(declared)) throw new HttpError("invalid_argument", "invalid Content-Length header");
+    if (declared > MAX_BODY_BYTES) throw new RequestTooLargeError("payload_too_large", `request body larger than ${MAX_BODY_BYTES} bytes (Content-Length ${declared})`);
+    const extra = Math.max(0, declared - body.counted);
+    if (this.inflightBodyBytes + extra > this.limits.max_inflight_body_bytes) {
+      throw new LimitReachedError(`the server holds ${this.inflightBodyBytes} bytes of request bodies (http_max_inflight_body_bytes); retry later`);
+    }
+    this.inflightBodyBytes += extra;
+    body.counted += extra;
+    // A client gone during the checks: nothing more will arrive (and onAbort already ran).
+    if (state.aborted) return claims;
+    if (!body.done) {
+      res.resume();
+      state.paused = false;
+      await new Promise<void>((resolve) => {
+        body.waiter = resolve;
+        state.onAbort = resolve;
+      });
+      state.onAbort = null;
+      if (!state.aborted) {
+        res.pause();
+        state.paused = true;
+      }
+    }
+    return claims;
   }
 
   private async dispatch(
     res: HttpResponse,
     state: StreamState,
+    body: BodyState,
     r: Request,
-    raw: Buffer | null,
-    tooLarge: boolean,
     refusal: PageserverError | null,
     handler: Handler,
     route: RegisteredRoute,
     validator: RouteValidator,
   ): Promise<void> {
+    let claims: Claims | null;
+    try {
+      // Auth first: a refused request is answered before its body is even read.
+      claims = await this.admit(res, state, body, r, route);
+    } catch (e) {
+      this.writeEarly(res, state, body, this.errorReply(r, e));
+      return;
+    }
+    if (state.aborted) return;
     let reply: Reply;
     try {
-      // Auth first: a refused request is answered before its body is even parsed.
-      if (!route.open) await this.authorize(r);
       if (refusal !== null) throw refusal;
-      if (tooLarge) throw new RequestTooLargeError("payload_too_large", `request body larger than ${MAX_BODY_BYTES} bytes`);
-      if (raw !== null && raw.length > 0) {
+      if (body.tooLarge) throw new RequestTooLargeError("payload_too_large", `request body larger than ${MAX_BODY_BYTES} bytes`);
+      const raw = Buffer.concat(body.chunks);
+      if (raw.length > 0) {
+        const text = raw.toString("utf8");
+        if (jsonDepth(text, MAX_JSON_DEPTH) > MAX_JSON_DEPTH) throw new HttpError("invalid_argument", `request body nests deeper than ${MAX_JSON_DEPTH} levels`);
         try {
-          r.body = JSON.parse(raw.toString("utf8"));
+          r.body = JSON.parse(text);
         } catch {
           throw new HttpError("invalid_argument", "request body is not valid JSON");
         }
       }
-      reply = await handler(this.validate(r, validator));
+      reply = await handler(this.validate(r, validator, claims, state.controller.signal));
     } catch (e) {
       reply = this.errorReply(r, e);
     }
     if (this.checkResponses) reply = this.checkReply(r, route, reply);
-    if (state.aborted) return;
+    if (state.aborted) {
+      // A producer holds resources until it runs (a heavy-work permit, pinned layers): let
+      // it end at its first write.
+      if ("produce" in reply) await reply.produce(() => Promise.reject(new HttpError("shutdown", "client went away"))).catch(() => undefined);
+      return;
+    }
     if ("produce" in reply) {
       await this.stream(res, state, reply, r);
       return;
     }
-    const body = "json" in reply ? JSON.stringify(reply.json) : reply.body;
+    const out = "json" in reply ? JSON.stringify(reply.json) : reply.body;
     const ctype = "json" in reply ? "application/json" : reply.contentType;
+    resumeForReply(res, state);
     res.cork(() => {
-      res.writeStatus(statusLine(reply.status)).writeHeader("content-type", ctype).end(body);
+      res.writeStatus(statusLine(reply.status)).writeHeader("content-type", ctype).end(out);
     });
   }
 
   /** Params, query and body against the route's schemas: the first failure is a 400 naming its field. */
-  private validate(r: Request, v: RouteValidator): ValidRequest {
+  private validate(r: Request, v: RouteValidator, claims: Claims | null, signal: AbortSignal): ValidRequest {
     const params = v.params === null ? r.params : (checkValue("params", v.params, r.params) as Record<string, string>);
     const q = queryObject(r.query);
     const query = v.query === null ? q : checkValue("query", v.query, q);
@@ -282,7 +477,7 @@ export class HttpServer {
     } else {
       body = checkValue("body", v.body, body === undefined ? {} : body);
     }
-    return { method: r.method, url: r.url, params, query, headers: r.headers, body };
+    return { method: r.method, url: r.url, params, query, headers: r.headers, body, claims, signal };
   }
 
   /**
@@ -328,10 +523,13 @@ export class HttpServer {
         if (EXPECTED_5XX.has(e.code)) this.log.info({ code: e.code, reason: e.message, url: r.url }, "request refused");
         else this.log.error({ err: e, url: r.url }, "request failed");
       }
-      return { status, json: { error: e.message, code: e.code } };
+      return { status, json: { error: status >= 500 ? redactPaths(e.message) : e.message, code: e.code } };
     }
-    this.log.error({ err: e, url: r.url }, "request failed with an unexpected error");
-    return { status: 500, json: { error: `internal error: ${(e as Error)?.message ?? String(e)}`, code: "internal" } };
+    // An unexpected error's message is for the log (it may name files, or be a stack
+    // overflow): the client gets an id to quote.
+    const id = randomUUID();
+    this.log.error({ err: e, url: r.url, error_id: id }, "request failed with an unexpected error");
+    return { status: 500, json: { error: `internal error ${id}: ${redactPaths((e as Error)?.message ?? String(e))}`, code: "internal" } };
   }
 
   /**
@@ -342,6 +540,7 @@ export class HttpServer {
    * waits while more than STREAM_QUEUE_HIGH_BYTES are queued.
    */
   private async stream(res: HttpResponse, state: StreamState, reply: StreamReply, r: Request): Promise<void> {
+    resumeForReply(res, state);
     res.cork(() => {
       res.writeStatus(statusLine(reply.status)).writeHeader("content-type", reply.contentType);
       for (const [k, v] of Object.entries(reply.headers ?? {})) res.writeHeader(k, v);
@@ -398,8 +597,10 @@ export class HttpServer {
       producerDone = true;
       if (!backpressured) pump();
     } catch (e) {
-      // Headers are gone already: the only honest signal left is a broken connection.
-      this.log.error({ err: e, url: r.url }, "streamed response failed");
+      // Headers are gone already: the only honest signal left is a broken connection. A
+      // client that went away is not a failure of ours.
+      if (state.aborted) this.log.info({ url: r.url, reason: (e as Error).message }, "streamed response ended: the client went away");
+      else this.log.error({ err: e, url: r.url }, "streamed response failed");
       if (!state.aborted && !ended) res.close();
     }
   }
