@@ -11,7 +11,8 @@
  *   restored server, moved to each next T by a restart with the new target;
  * both show the same count(*) of pgbench_history and sum(abalance) of pgbench_accounts, and a T
  * read during a run lies strictly between the figures of the runs' ends (the runs really were
- * going). Every wait is bounded; everything started is stopped in afterAll.
+ * going). An ABORT is indexed too (PostgreSQL's recovery stops before an abort later than T as
+ * before a commit). Every wait is bounded; everything started is stopped in afterAll.
  */
 import { execFileSync, spawn } from "node:child_process";
 import { appendFileSync, chownSync, createReadStream, existsSync, mkdirSync, mkdtempSync, rmSync, statSync, writeFileSync } from "node:fs";
@@ -21,6 +22,7 @@ import { fileURLToPath } from "node:url";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { loadNodeConfig } from "../src/main/config.js";
 import { Server } from "../src/main/server.js";
+import type { TenantId, TimelineId } from "../src/types/ids.js";
 import { BackupServer, freePort, runPg } from "./support/backup_server.js";
 import { lsnNum, pgbench } from "./support/e2e_fixture.js";
 import { TestEnv } from "./support/env.js";
@@ -217,5 +219,24 @@ describe("a branch at a time T holds what PostgreSQL's recovery_target_time = T 
     expect(counts[3]).toBeGreaterThan(40_000);
     expect(counts[3]).toBeLessThan(52_000);
     expect(counts[4]).toBe(52_000);
+  });
+
+  it("an ABORT is a transaction end too: the index holds its time", async () => {
+    const before = await sourceNow();
+    await new Promise((res) => setTimeout(res, 5));
+    // A transaction with an xid that rolls back: an ABORT record carrying xact_time.
+    await src.psql("BEGIN; INSERT INTO pgbench_history (tid, bid, aid, delta, mtime) VALUES (1, 1, 1, 0, now()); ROLLBACK;");
+    const end = await src.psql("SELECT pg_current_wal_insert_lsn()");
+    await new Promise((res) => setTimeout(res, 5));
+    const after = await sourceNow();
+    await waitFor("ingest", async () => {
+      const info = (await (await fetch(`${url}/v1/tenant/${tenant}/timeline/${main}`)).json()) as { last_record_lsn: string };
+      return lsnNum(info.last_record_lsn) >= lsnNum(end);
+    });
+    const tl = server!.tenants.get(tenant as TenantId).getTimeline(main as TimelineId);
+    const at = tl.timeForLsn(lsnNum(end));
+    expect(at).not.toBeNull();
+    expect(at!).toBeGreaterThan(Date.parse(before));
+    expect(at!).toBeLessThanOrEqual(Date.parse(after) + 1);
   });
 });

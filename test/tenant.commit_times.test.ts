@@ -16,7 +16,7 @@
  * - through a Timeline: answers equal the model after checkpoints and restarts (the WAL above
  *   disk_consistent_lsn ingested again), GC trims the file below its cutoff (times before it
  *   `past`, later ones exact), a corrupt index is kept aside and restarted without breaking the
- *   timeline.
+ *   timeline; PITR retention and the size model's retention start use the same exact lookup.
  */
 import { mkdtempSync, readFileSync, rmSync, statSync, truncateSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -34,6 +34,7 @@ import {
   resolveLsnForTime,
   type TimeProbe,
 } from "../src/tenant/commit_times.js";
+import { sizeInputs } from "../src/tenant/size_model.js";
 import { TimelineState } from "../src/tenant/timeline.js";
 import { CorruptionError } from "../src/types/errors.js";
 import { makeKey } from "../src/types/key.js";
@@ -519,4 +520,35 @@ describe("CommitTimes", () => {
       await h.close();
     }
   }, 120_000);
+
+  it("PITR retention and the size model start where a branch at now − pitr_interval starts, exactly, deep in a long history", async () => {
+    const h = new TenantHarness({ conf: { gc_horizon: 0, pitr_interval: "1h" } });
+    try {
+      const k = makeKey(0, 1663, 5, 1000, 0, 1);
+      const t = await h.create();
+      const tl = await t.createTimeline({ startLsn: 0x100 });
+      tl.put(k, 0x100, testInit("0"));
+      tl.finishWrite(0x100);
+      const all = stream(20_000, 5, 5_000, 0x200);
+      const model = new Model(all);
+      for (let i = 0; i < all.length; i++) {
+        if (i % 1000 === 0 || i === all.length - 1) tl.put(k, all[i]!.lsn, testAppend("x"));
+        tl.noteCommit(all[i]!.lsn, all[i]!.t);
+        tl.finishWrite(all[i]!.lsn);
+      }
+      await tl.checkpoint();
+      for (const i of [2_000, 9_000, 15_000, 19_000]) {
+        // The latest time up to entry i: the stop record comes after it.
+        const limit = model.runMax[i]!;
+        const now_ms = pgTimestampToMs(limit) + 3_600_000;
+        const want = model.answer(limit, 0x100, tl.lastRecordLsn);
+        expect(want.kind, `entry ${i}`).toBe("present");
+        expect(model.endedBy(want.lsn)).toBe(model.stop(limit));
+        expect(tl.gcCutoff(now_ms), `entry ${i}`).toBe(want.lsn);
+        expect(sizeInputs(t, now_ms).timelines[0]!.retention_start_lsn).toBe(want.lsn);
+      }
+    } finally {
+      await h.close();
+    }
+  }, 60_000);
 });

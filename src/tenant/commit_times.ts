@@ -478,9 +478,29 @@ export class CommitTimes {
     return p;
   }
 
+  /** The newest entry at or below `lsn`, -1 for none; null when it is in a block already written (nothing to save). */
+  private newestUnsaved(lsn: Lsn): Lsn | null {
+    if (this.tCount > 0 && this.tFirst <= lsn) {
+      this.scanFloor(this.tailView(), this.tCount, lsn);
+      return this.rLsn;
+    }
+    let lo = 0;
+    let hi = this.nBlocks;
+    while (lo < hi) {
+      const mid = (lo + hi) >>> 1;
+      if (this.dirFirst[mid]! <= lsn) lo = mid + 1;
+      else hi = mid;
+    }
+    if (lo === 0) return -1;
+    if (lo - 1 < this.onDisk) return null;
+    this.scanFloor(this.pending[lo - 1 - this.onDisk]!, this.dirCount[lo - 1]!, lsn);
+    return this.rLsn;
+  }
+
   private async saveNow(durableLsn: Lsn): Promise<void> {
-    const newest = this.floor(durableLsn) ? this.rLsn : -1;
-    if (newest === this.savedNewest && (this.fileExists || newest < 0)) return;
+    // No read of the file here: a save never depends on blocks already written.
+    const newest = this.newestUnsaved(durableLsn);
+    if (newest === null || (newest === this.savedNewest && (this.fileExists || newest < 0))) return;
     // Everything below is decided now, before the first await: add() goes on meanwhile.
     let k = this.onDisk;
     while (k < this.nBlocks && this.dirLast[k]! <= durableLsn) k++;

@@ -3,8 +3,9 @@
  * history costs to keep, in bytes, from a few inputs per timeline.
  *
  * Per timeline, its retention start R = max(latest_gc_cutoff_lsn, the cutoff GC would use now
- * (gc_horizon / PITR, Timeline.gcCutoff)), never below its own start (initdb LSN or branch
- * point) nor above last_record_lsn. Its segment:
+ * (gc_horizon / PITR, Timeline.gcCutoff: PITR is where a branch at now − pitr_interval would
+ * start, the exact commit-time lookup of get_lsn_by_timestamp)), never below its own start
+ * (initdb LSN or branch point) nor above last_record_lsn. Its segment:
  * - a root: the logical size at R (a full copy of the database there) + the WAL from R to
  *   last_record_lsn;
  * - a branch at B of a parent whose retention starts at R_p ≤ B (the branch point lies in the
