@@ -21,7 +21,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { fileURLToPath } from "node:url";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
 import { LayerEvictedError } from "../src/layers/historic_layer.js";
 import { loadNodeConfig } from "../src/main/config.js";
 import { Server } from "../src/main/server.js";
@@ -192,5 +192,28 @@ describe("a base backup while its layers are flushed, compacted, evicted and col
     expect(text.length).toBeLessThan(4096);
     expect((line!.raw["err"] as Record<string, unknown>)["layer_name"]).toBe(e.layer_name);
     expect(text).not.toMatch(/not stringified|"cache"/);
+  });
+
+  it("a stream handed out but never read (its HTTP client left first) gives its lease back; read later, it leases again", async () => {
+    // Fake timers only for the lease's own timer (the node's loops pause meanwhile).
+    vi.useFakeTimers({ toFake: ["setTimeout", "clearTimeout"] });
+    let tar: AsyncIterable<Uint8Array>;
+    try {
+      tar = await basebackupTar(tl, x);
+      expect(tl.readLeaseCount).toBe(1);
+      vi.advanceTimersByTime(60_000);
+      expect(tl.readLeaseCount).toBe(0);
+    } finally {
+      vi.useRealTimers();
+    }
+    let bytes = 0;
+    let leasedWhileReading = 0;
+    for await (const chunk of tar) {
+      bytes += chunk.length;
+      leasedWhileReading = Math.max(leasedWhileReading, tl.readLeaseCount);
+    }
+    expect(bytes).toBeGreaterThan(1024 * 1024);
+    expect(leasedWhileReading).toBe(1);
+    expect(tl.readLeaseCount).toBe(0);
   });
 });

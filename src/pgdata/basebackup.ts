@@ -83,6 +83,8 @@ export const CHECKPOINT_RECORD_BYTES = 24 + 2 + SIZEOF_CHECKPOINT;
 /** Pages per yielded chunk of a relation file (bounds memory of one chunk to 1 MiB). */
 const PAGES_PER_CHUNK = 128;
 const TAR_BLOCK = 512;
+/** A stream not started this long after it was handed out gives its read lease back (StreamLease). */
+const UNSTARTED_LEASE_MS = 60_000;
 
 export interface BasebackupOptions {
   /** xl_prev of the checkpoint record (must be below it); default: the timeline's prev record LSN when X is its last record LSN, else 0. */
@@ -297,12 +299,12 @@ export async function basebackupTar(timeline: Timeline, lsn: Lsn, opts: Baseback
   // is leased (no layer a read at it may visit is evicted, those created meanwhile included)
   // and what is evicted now is downloaded first, until the stream ends. Each step still reads
   // under withResidentLayers, so a layer that is evicted anyway is downloaded, not an error.
-  const unpin = await timeline.pinLayersAt(lsn);
+  const lease = new StreamLease(timeline, lsn, await timeline.pinLayersAt(lsn));
   try {
     const read: Read = (fn) => timeline.withResidentLayers(fn);
-    return timed(timeline, start_ms, unpin, await read(() => prepare(timeline, snap, lsn, now0(opts), opts, read)));
+    return timed(timeline, start_ms, lease, await read(() => prepare(timeline, snap, lsn, now0(opts), opts, read)));
   } catch (e) {
-    unpin();
+    lease.release();
     throw e;
   }
 }
@@ -349,12 +351,48 @@ function prepare(timeline: Timeline, snap: DatadirSnapshot, lsn: Lsn, now: numbe
   return generate(snap, read, control, newControl, wal, walName, now, opts);
 }
 
-/** The stream, timed from the request to its last chunk (or to the consumer stopping early); unpins its layers at the end. */
-async function* timed(timeline: Timeline, start_ms: number, unpin: () => void, inner: AsyncGenerator<Uint8Array>): AsyncGenerator<Uint8Array> {
+/**
+ * The read lease of a stream (Timeline.leaseReadsAt), taken before the stream is handed out
+ * and released in the stream's finally. A stream that is never started never runs its
+ * finally (an HTTP client that left while the layers came down: the reply is not produced),
+ * so a lease not taken over by the stream within UNSTARTED_LEASE_MS is given back; a stream
+ * that starts later leases again.
+ */
+class StreamLease {
+  private readonly timeline: Timeline;
+  private readonly lsn: Lsn;
+  private held: (() => void) | null;
+  private readonly timer: NodeJS.Timeout;
+
+  constructor(timeline: Timeline, lsn: Lsn, release: () => void) {
+    this.timeline = timeline;
+    this.lsn = lsn;
+    this.held = release;
+    this.timer = setTimeout(() => this.release(), UNSTARTED_LEASE_MS);
+    this.timer.unref();
+  }
+
+  /** The stream starts: it owns the lease now (leased again if the timer gave it back). */
+  async start(): Promise<void> {
+    clearTimeout(this.timer);
+    if (this.held === null) this.held = await this.timeline.pinLayersAt(this.lsn);
+  }
+
+  release(): void {
+    clearTimeout(this.timer);
+    const r = this.held;
+    this.held = null;
+    r?.();
+  }
+}
+
+/** The stream, timed from the request to its last chunk (or to the consumer stopping early); releases its lease at the end. */
+async function* timed(timeline: Timeline, start_ms: number, lease: StreamLease, inner: AsyncGenerator<Uint8Array>): AsyncGenerator<Uint8Array> {
   try {
+    await lease.start();
     yield* inner;
   } finally {
-    unpin();
+    lease.release();
     timeline.metrics.storageOperation("basebackup", secondsSince(start_ms));
   }
 }
