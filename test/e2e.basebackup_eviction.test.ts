@@ -75,6 +75,20 @@ async function checkpointUploadEvict(tl: Timeline): Promise<void> {
   await ps.eviction!.round();
 }
 
+/**
+ * Eviction rounds until no layer of `tl` is resident: a download ingest started (its lookups
+ * meet evicted layers) may land just after a round. Bounded.
+ */
+async function evictAll(tl: Timeline): Promise<void> {
+  const deadline = Date.now() + WAIT_BOUND_MS;
+  for (;;) {
+    await ps.eviction!.round();
+    if (tl.residentBytes() === 0) return;
+    if (Date.now() > deadline) throw new Error(`still ${tl.residentBytes()} bytes resident after eviction rounds`);
+    await sleep(100);
+  }
+}
+
 beforeAll(async () => {
   src = await PgInstance.start({ conf: SOURCE_CONF });
   env.add("source.log", src.logFile);
@@ -110,7 +124,7 @@ describe("a base backup while its layers are flushed, compacted, evicted and col
     await waitIngested(tl, await sourceLsn());
     // Everything so far in layer files, uploaded, and evicted (the limit is 1 byte).
     await checkpointUploadEvict(tl);
-    expect(tl.residentBytes()).toBe(0);
+    await evictAll(tl);
     expect(tl.evictedLayerNames().length).toBeGreaterThan(0);
 
     // Every page of t gets a newer version, held only in memory when the backup starts.
@@ -120,8 +134,7 @@ describe("a base backup while its layers are flushed, compacted, evicted and col
     const expected = await src.psql(FIGURES);
     expect(expected).toBe("20000,200010000,20000");
     // Ingest's lookups downloaded layers again: evict them, so the backup starts with none here.
-    await ps.eviction!.round();
-    expect(tl.residentBytes()).toBe(0);
+    await evictAll(tl);
     const downloadsBefore = ps.remote!.ondemand.downloads;
 
     const stream = (await basebackupTar(tl, x))[Symbol.asyncIterator]();
@@ -163,16 +176,14 @@ describe("a base backup while its layers are flushed, compacted, evicted and col
     expect(await backup.psql("SELECT count(*) FROM t WHERE i = 30000")).toBe("0");
 
     // The lease is gone: the same round now evicts what the backup kept.
-    await ps.eviction!.round();
-    expect(tl.residentBytes()).toBe(0);
+    await evictAll(tl);
   });
 
   it("a synchronous read of an evicted layer: the error names the layer, holds no live object, and its log line is small", async () => {
-    await ps.eviction!.round();
-    expect(tl.residentBytes()).toBe(0);
     // Block 0 of t at X: its version is in an evicted layer (the backup kept its pages out of the materialized cache).
     const dbnode = Number(await src.psql("SELECT oid FROM pg_database WHERE datname = 'postgres'"));
     const relnode = Number(await src.psql("SELECT pg_relation_filenode('t')"));
+    await evictAll(tl);
     let caught: unknown = null;
     try {
       tl.getNow(relBlockKey({ spcnode: 1663, dbnode, relnode, forknum: 0 }, 0), x);
