@@ -10,8 +10,8 @@
  * callers share one download. `pins` counts users that need this file to stay (a worker job
  * reading it); a long read of a whole timeline (a base backup) leases an LSN on the timeline
  * instead (Timeline.leaseReadsAt), which also covers layers created after it started.
- * Eviction skips a pinned or leased layer and one being downloaded, and takes the coldest first (lastAccess: a tick of a process-wide read counter, one store per
- * layer visited).
+ * Eviction skips a pinned or leased layer and one being downloaded, and takes the coldest
+ * first (lastAccess: a tick of a process-wide read counter, one store per layer visited).
  */
 import { join } from "node:path";
 import type { PageCacheApi } from "../cache/api.js";

@@ -674,7 +674,8 @@ export class Timeline {
   /**
    * Evict one resident layer of this timeline: recorded in the manifest first, then closed
    * and unlinked. False when it can't be now (see evictable: not in the map any more, pinned,
-   * leased, downloading, already evicted). The caller decides it is safe remotely (uploaded, no upload pending).
+   * leased, downloading, already evicted). The caller decides it is safe remotely (uploaded,
+   * no upload pending).
    */
   async evictLayer(layer: HistoricLayer): Promise<boolean> {
     if (!this.evictable(layer)) return false;
