@@ -7,10 +7,11 @@
  * on local disk) or evicted (known by name, ranges and size, held only in remote storage).
  * A synchronous read of an evicted layer throws LayerEvictedError naming it; an async caller
  * then awaits `fetch(downloader)` and reads again. `fetch` is single-flight: concurrent
- * callers share one download. `pins` counts users that need the file to stay (a worker job
- * reading it, a base backup): eviction skips a pinned layer and one being downloaded, and
- * takes the coldest first (lastAccess: a tick of a process-wide read counter, one store per
- * layer visited).
+ * callers share one download. `pins` counts users that need this file to stay (a worker job
+ * reading it); a long read of a whole timeline (a base backup) leases an LSN on the timeline
+ * instead (Timeline.leaseReadsAt), which also covers layers created after it started.
+ * Eviction skips a pinned or leased layer and one being downloaded, and takes the coldest
+ * first (lastAccess: a tick of a process-wide read counter, one store per layer visited).
  */
 import { join } from "node:path";
 import type { PageCacheApi } from "../cache/api.js";
@@ -22,12 +23,18 @@ import { openLayer, type PersistentLayer } from "./layer_file.js";
 import type { LayerDesc } from "./layer_name.js";
 import type { ReconstructState } from "./reconstruct_state.js";
 
-/** A synchronous read met a layer that is not on local disk: use the async path, which downloads it. */
+/**
+ * A synchronous read met a layer that is not on local disk: use the async path, which
+ * downloads it. It names the layer (file name, timeline directory), never holds it: errors
+ * are logged, and a layer object reaches the whole page cache.
+ */
 export class LayerEvictedError extends PageserverError {
-  readonly layer: HistoricLayer;
+  readonly layer_name: string;
+  readonly timeline_dir: string;
   constructor(layer: HistoricLayer) {
     super("bad_state", `layer ${layer.desc.fileName} is not on local disk (evicted): read through the async path, which downloads it first`);
-    this.layer = layer;
+    this.layer_name = layer.desc.fileName;
+    this.timeline_dir = layer.dir;
   }
 }
 
@@ -47,7 +54,7 @@ export class HistoricLayer {
   private file: PersistentLayer | null = null;
   private resident_: boolean;
   private downloading: Promise<void> | null = null;
-  /** Users that need the file to stay on disk (jobs reading it in workers, base backups). */
+  /** Users that need the file to stay on disk (jobs reading it in workers). */
   pins = 0;
   /** The access tick (advanceAccessTick) of the last read: eviction takes the smallest first. */
   lastAccess = 0;

@@ -9,8 +9,9 @@
  *
  * Only a layer that is safe to drop locally is a candidate: its timeline is connected to
  * remote storage, the uploaded index names it with the same size and no upload of it is
- * pending (RemoteTimelineClient.isUploaded), it is not pinned by a job or a base backup and
- * not being downloaded (Timeline.evictLayer checks those again after its manifest write).
+ * pending (RemoteTimelineClient.isUploaded), it is not pinned by a job, no leased read (a
+ * base backup streaming) may visit it, and it is not being downloaded (Timeline.evictable;
+ * evictLayer checks it again after its manifest write).
  * In-memory layers (open, frozen) are no historic layers and never candidates. An evicted
  * layer comes back when a read needs it (on-demand download).
  *
@@ -121,7 +122,7 @@ export class DiskUsageEviction {
       const remote = this.remoteOf(tl);
       if (remote === undefined) continue;
       for (const layer of tl.residentLayers()) {
-        if (layer.pins > 0 || layer.downloadInFlight || !remote.isUploaded(layer.desc.fileName, layer.desc.fileSize)) continue;
+        if (!tl.evictable(layer) || !remote.isUploaded(layer.desc.fileName, layer.desc.fileSize)) continue;
         candidates.push({ tl, layer });
       }
     }

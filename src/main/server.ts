@@ -22,6 +22,7 @@ import { buildInfo } from "./build_info.js";
 import { LogicalSizeQueries } from "./logical_size_queries.js";
 import { NodeMetrics } from "./metrics.js";
 import { PageService } from "./page_service.js";
+import { withBoundedErrors } from "./log_serializers.js";
 import { DiskUsageEviction } from "./disk_usage_eviction.js";
 import { RemoteTimelines } from "./remote_timelines.js";
 import { attachPending, attachTenant } from "../remote/attach.js";
@@ -69,8 +70,10 @@ export class Server {
 
   constructor(config: NodeConfig, log?: Logger) {
     this.config = config;
-    this.log =
-      log ?? (config.log_format === "pretty" ? pino({ level: config.log_level }, pino.transport({ target: "pino-pretty" })) : pino({ level: config.log_level }));
+    // Errors are logged with names and ids, never live objects (log_serializers.ts).
+    this.log = withBoundedErrors(
+      log ?? (config.log_format === "pretty" ? pino({ level: config.log_level }, pino.transport({ target: "pino-pretty" })) : pino({ level: config.log_level })),
+    );
     mkdirSync(config.workdir, { recursive: true });
     const metrics = new NodeMetrics();
     this.cache = PageCache.create({ size_bytes: config.page_cache_size_bytes });

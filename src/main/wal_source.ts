@@ -444,7 +444,7 @@ export class TimelineWalSource {
           break;
         } catch (e) {
           if (!(e instanceof LayerEvictedError) || downloads >= MAX_DOWNLOADS_PER_RECORD) throw e;
-          await tl.downloadLayer(e.layer);
+          await tl.downloadEvicted(e);
         }
       }
       records++;

@@ -28,8 +28,12 @@
  *   storage only; evicted_layers.ts keeps the list across restarts). The synchronous read
  *   (getNow, collectRead) throws LayerEvictedError on an evicted layer; the async read (get,
  *   withResidentLayers) downloads it and reads again. Jobs that read files in workers
- *   (compaction, image creation) download and pin their inputs first; eviction
- *   (evictLayer) takes only resident, unpinned layers, between reads.
+ *   (compaction, image creation) download and pin their inputs first. A long read that runs
+ *   synchronously in steps over the whole datadir (a base backup) leases its LSN
+ *   (leaseReadsAt): every layer a read at that LSN may visit, on this timeline and its
+ *   ancestors, including layers a flush or compaction creates while it runs, stays resident,
+ *   and GC keeps its cutoff at or below the LSN. Eviction (evictLayer) takes only resident,
+ *   unpinned, unleased layers, between reads.
  *
  * Lock order: none on this object (single-threaded); the tenant's background mutex orders
  * compaction and GC (never both at once for a tenant), and flushes are one at a time.
@@ -122,6 +126,8 @@ const MAX_FLUSH_WAITERS = 100_000;
 const MAX_DOWNLOADS_PER_READ = 10_000;
 /** Reads waiting at once for remote storage to connect (each is a request). */
 const MAX_DOWNLOADER_WAITERS = 100_000;
+/** Read leases held at once on one timeline (each is a base backup in flight). */
+const MAX_READ_LEASES = 100_000;
 
 /** An in-memory layer as the operator sees it: LSN range [start, end), bytes, frozen or open. */
 export interface InMemoryLayerInfo {
@@ -192,6 +198,8 @@ export class Timeline {
   private readonly downloaderWaiters = new Set<() => void>();
   /** The evicted-layer manifest writes, one at a time in order. */
   private manifestWrite: Promise<void> = Promise.resolve();
+  /** Read leases (leaseReadsAt): LSN → how many long reads hold it, here or on a descendant at its branch point. */
+  private readonly readLeases = new Map<Lsn, number>();
 
   // Read-path scratch: reads are synchronous once started, so one set per timeline suffices.
   private readonly rs = new ReconstructState();
@@ -506,6 +514,22 @@ export class Timeline {
   }
 
   /**
+   * Download the layer `e` names, if a map of this timeline or an ancestor still holds it
+   * (the error carries names only). When none does, a compaction or GC replaced it meanwhile:
+   * nothing to download, the caller's rerun walks the new map.
+   */
+  async downloadEvicted(e: LayerEvictedError): Promise<void> {
+    let depth = 0;
+    for (let t: Timeline | null = this; t !== null; t = t.ancestor) {
+      assert(depth++ < 100_000, "ancestry too deep");
+      if (t.dir !== e.timeline_dir) continue;
+      const layer = t.layerMap_.get(e.layer_name);
+      if (layer !== undefined) await this.downloadLayer(layer);
+      return;
+    }
+  }
+
+  /**
    * Run the synchronous read `fn`; each time it meets an evicted layer, download that layer
    * and run `fn` again (reads are pure, so a rerun is safe). The async face of every
    * synchronous reader (DatadirSnapshot, ingest lookups, keyspace walks).
@@ -516,26 +540,118 @@ export class Timeline {
         return fn();
       } catch (e) {
         if (!(e instanceof LayerEvictedError) || downloads >= MAX_DOWNLOADS_PER_READ) throw e;
-        await this.downloadLayer(e.layer);
+        await this.downloadEvicted(e);
       }
     }
   }
 
   /**
-   * Download and pin every layer a read at `lsn` could visit (this timeline's layers that
-   * start at or below it, and the ancestors' below their branch points): for readers that
-   * read everything and can't stop to download (base backups). Returns the unpin function.
+   * Lease `lsn` for a long read (a base backup) until the returned release function runs
+   * (idempotent; call it in a finally). While the lease is held, eviction leaves every layer
+   * a read at `lsn` may visit: this timeline's layers that start at or below it, the
+   * ancestors' at or below their branch points, and layers created later (a flush of the
+   * in-memory layer that held `lsn`, a compaction's output) as much as those there now. GC
+   * keeps the cutoff at or below a leased LSN (an LSN below the cutoff already: GcCutoffError).
+   * Synchronous: no eviction can come between the caller's check and the lease.
    */
-  async pinLayersAt(lsn: Lsn): Promise<() => void> {
-    const pinned: HistoricLayer[] = [];
+  leaseReadsAt(lsn: Lsn): () => void {
+    this.checkReadable(lsn);
+    const held: { t: Timeline; at: Lsn }[] = [];
     let at = lsn;
     let depth = 0;
     for (let t: Timeline | null = this; t !== null; t = t.ancestor) {
       assert(depth++ < 100_000, "ancestry too deep");
-      for (const l of t.layerMap_.layers) if (l.desc.lsnRange.start <= at) pinned.push(l);
+      if (t.readLeases.size >= MAX_READ_LEASES && !t.readLeases.has(at)) {
+        for (const h of held) h.t.dropLease(h.at);
+        throw new BadStateError(`timeline ${t.timelineId} has ${MAX_READ_LEASES} read leases already`);
+      }
+      t.readLeases.set(at, (t.readLeases.get(at) ?? 0) + 1);
+      held.push({ t, at });
       at = Math.min(at, t.ancestorLsn);
     }
-    return this.pinAndFetch(pinned);
+    let released = false;
+    return () => {
+      if (released) return;
+      released = true;
+      for (const h of held) h.t.dropLease(h.at);
+    };
+  }
+
+  private dropLease(at: Lsn): void {
+    const n = this.readLeases.get(at);
+    assert(n !== undefined && n > 0, "read lease released twice");
+    if (n === 1) this.readLeases.delete(at);
+    else this.readLeases.set(at, n - 1);
+  }
+
+  /** The highest leased LSN on this timeline (-1: none): layers starting at or below it stay. */
+  private maxLeasedLsn(): Lsn {
+    let max = -1;
+    for (const at of this.readLeases.keys()) if (at > max) max = at;
+    return max;
+  }
+
+  /** The lowest leased LSN on this timeline (MAX_LSN: none): GC's cutoff stays at or below it. */
+  private minLeasedLsn(): Lsn {
+    let min = MAX_LSN;
+    for (const at of this.readLeases.keys()) if (at < min) min = at;
+    return min;
+  }
+
+  /** Number of read leases held on this timeline (its own long reads and its descendants'). */
+  get readLeaseCount(): number {
+    let n = 0;
+    for (const c of this.readLeases.values()) n += c;
+    return n;
+  }
+
+  /**
+   * Whether eviction may take `layer` of this timeline now: in the map, resident, not pinned
+   * by a job, not being downloaded, and no leased read may visit it.
+   */
+  evictable(layer: HistoricLayer): boolean {
+    return (
+      this.layerMap_.get(layer.desc.fileName) === layer &&
+      layer.resident &&
+      layer.pins === 0 &&
+      !layer.downloadInFlight &&
+      layer.desc.lsnRange.start > this.maxLeasedLsn()
+    );
+  }
+
+  /**
+   * Lease `lsn` (leaseReadsAt), then download every evicted layer a read at it may visit: for
+   * readers that read everything synchronously in steps (base backups). Returns the release
+   * function. A layer that shows up evicted later anyway (remote storage connecting adopts
+   * layers of the index) is still a LayerEvictedError: such readers read under
+   * withResidentLayers as well.
+   */
+  async pinLayersAt(lsn: Lsn): Promise<() => void> {
+    const release = this.leaseReadsAt(lsn);
+    try {
+      for (let round = 0; ; round++) {
+        assert(round < MAX_DOWNLOADS_PER_READ, "lease downloads did not settle");
+        const missing = this.evictedAt(lsn);
+        if (missing.length === 0) return release;
+        for (const l of missing) await this.downloadLayer(l);
+      }
+    } catch (e) {
+      release();
+      throw e;
+    }
+  }
+
+  /** The evicted layers a read at `lsn` may visit (this timeline's, the ancestors' below their branch points). */
+  private evictedAt(lsn: Lsn): HistoricLayer[] {
+    const out: HistoricLayer[] = [];
+    let at = lsn;
+    let depth = 0;
+    for (let t: Timeline | null = this; t !== null; t = t.ancestor) {
+      assert(depth++ < 100_000, "ancestry too deep");
+      for (const l of t.layerMap_.layers) if (!l.resident && l.desc.lsnRange.start <= at) out.push(l);
+      at = Math.min(at, t.ancestorLsn);
+    }
+    return out;
   }
 
   /** Pin `layers` (so eviction leaves them), then download those that are evicted. Returns the unpin function. */
@@ -558,15 +674,15 @@ export class Timeline {
 
   /**
    * Evict one resident layer of this timeline: recorded in the manifest first, then closed
-   * and unlinked. False when it can't be now (not in the map any more, pinned, downloading,
-   * already evicted). The caller decides it is safe remotely (uploaded, no upload pending).
+   * and unlinked. False when it can't be now (see evictable: not in the map any more, pinned,
+   * leased, downloading, already evicted). The caller decides it is safe remotely (uploaded,
+   * no upload pending).
    */
   async evictLayer(layer: HistoricLayer): Promise<boolean> {
-    const usable = (): boolean => this.layerMap_.get(layer.desc.fileName) === layer && layer.resident && layer.pins === 0 && !layer.downloadInFlight;
-    if (!usable()) return false;
+    if (!this.evictable(layer)) return false;
     await this.saveEvictedManifest(layer);
-    // The manifest write awaited: a read, a pin or a map change may have come meanwhile.
-    if (!usable()) return false;
+    // The manifest write awaited: a read, a pin, a lease or a map change may have come meanwhile.
+    if (!this.evictable(layer)) return false;
     layer.markEvicted();
     try {
       unlinkSync(layer.path);
@@ -1043,7 +1159,7 @@ export class Timeline {
         break;
       } catch (e) {
         if (!(e instanceof LayerEvictedError) || downloads >= MAX_DOWNLOADS_PER_READ) throw e;
-        await this.downloadLayer(e.layer);
+        await this.downloadEvicted(e);
       }
     }
     if (baseLsn === ABSENT) return null;
@@ -1397,12 +1513,15 @@ export class Timeline {
    */
   async gc(retainLsns: Lsn[], cutoffOverride?: Lsn): Promise<number> {
     this.checkActive();
-    const cutoff = Math.min(cutoffOverride ?? this.gcCutoff(), this.diskConsistent.load());
+    // Never above a leased read (a base backup streaming at that LSN reads on after this).
+    const cutoff = Math.min(cutoffOverride ?? this.gcCutoff(), this.diskConsistent.load(), this.minLeasedLsn());
     if (cutoff <= this.latestGcCutoff_) return 0;
     this.plannedGcCutoff = cutoff;
     const start_ms = performance.now();
     try {
       const plan = await this.deps.jobs.gc({ layers: this.layerMap_.layers.map((l) => l.desc), cutoffLsn: cutoff, retainLsns }, this.tenantId);
+      // A long read leased an LSN below the plan while it was made: not this round.
+      if (this.minLeasedLsn() < cutoff) return 0;
       // Publish the cutoff durably first: after that no read or branch may go below it.
       this.latestGcCutoff_ = cutoff;
       await this.persistMetadata({});
