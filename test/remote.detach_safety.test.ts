@@ -4,7 +4,9 @@
  * - a bucket that was never reachable (s3 endpoint 127.0.0.1:1): a detach is refused (503,
  *   naming the timeline), the tenant stays Active with its directory; with a second tenant
  *   that can't reach the bucket either the refusal still comes (no node-wide wait);
- * - s3rver killed after the timeline connected: a detach whose uploads can't finish within
+ * - the bucket going away after the timeline connected (a TCP proxy in front of s3rver that
+ *   resets every connection while "down": the endpoint's port never changes hands, as it might
+ *   if s3rver itself were killed while other test files pick ports): a detach whose uploads can't finish within
  *   detach_timeout_ms is refused, the tenant is Active again and serves its data, and once the
  *   bucket is back the detach goes through with the bucket holding everything;
  * - a timeline or tenant DELETE that can't reach the bucket fails and leaves it Active, with
@@ -12,6 +14,7 @@
  * - attach: a generation equal to the bucket's newest is refused (409), an older one as before.
  */
 import { existsSync, mkdtempSync, rmSync } from "node:fs";
+import { type AddressInfo, connect as connectTcp, createServer as createNetServer, type Socket } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
@@ -119,10 +122,58 @@ describe("detach with a bucket that was never reachable", () => {
   });
 });
 
-describe("with s3rver going away and coming back", () => {
+/** A TCP proxy to s3rver that resets every connection (new and open ones) while `down`. */
+class OutageProxy {
+  private readonly srv = createNetServer((c) => this.accept(c));
+  private readonly sockets = new Set<Socket>();
+  private down_ = false;
+  port = 0;
+
+  async start(): Promise<void> {
+    await new Promise<void>((r) => this.srv.listen(0, "127.0.0.1", r));
+    this.port = (this.srv.address() as AddressInfo).port;
+  }
+
+  private accept(client: Socket): void {
+    if (this.down_) return void client.resetAndDestroy();
+    const up = connectTcp(s3.port, "127.0.0.1");
+    for (const x of [client, up]) {
+      this.sockets.add(x);
+      x.on("error", () => undefined);
+      x.on("close", () => {
+        this.sockets.delete(x);
+        client.destroy();
+        up.destroy();
+      });
+    }
+    client.pipe(up);
+    up.pipe(client);
+  }
+
+  set down(v: boolean) {
+    this.down_ = v;
+    if (v) for (const x of this.sockets) x.resetAndDestroy();
+  }
+
+  async close(): Promise<void> {
+    this.down = true;
+    await new Promise<void>((r) => this.srv.close(() => r()));
+  }
+}
+
+describe("with the bucket going away and coming back", () => {
   let s: Server;
+  const proxy = new OutageProxy();
   beforeAll(async () => {
-    s = await server(`${s3.url(`detach-${Date.now()}`)}&detach_timeout_ms=${DETACH_TIMEOUT_MS}`);
+    await proxy.start();
+    const url = `s3://${s3.bucket}/detach-${Date.now()}?endpoint=${encodeURIComponent(`http://127.0.0.1:${proxy.port}`)}&region=us-east-1`;
+    s = await server(`${url}&detach_timeout_ms=${DETACH_TIMEOUT_MS}`);
+  });
+  afterAll(async () => {
+    // Stopped while the proxy still passes its last uploads; not again by the file's afterAll.
+    servers.splice(servers.indexOf(s), 1);
+    await s.stop();
+    await proxy.close();
   });
 
   it("a detach whose uploads can't finish is refused and the tenant is Active again; once the bucket is back it detaches whole", async () => {
@@ -130,7 +181,7 @@ describe("with s3rver going away and coming back", () => {
     await write(s, tenant, timeline, "a");
     await within(s.remote!.whenConnected(), "connected");
     await within(s.remote!.clientOf(s.tenants.get(tenant).getTimeline(timeline))!.waitUploaded(), "first uploads");
-    await s3.stop();
+    proxy.down = true;
     const dcl = await write(s, tenant, timeline, "b");
     const r = await within(call(s, "POST", `/v1/tenant/${tenant}/detach`), "detach answers");
     expect(r.status, JSON.stringify(r.json)).toBe(503);
@@ -142,7 +193,7 @@ describe("with s3rver going away and coming back", () => {
     expect(tl.diskConsistentLsn).toBe(dcl);
     expect(Buffer.from((await tl.get(k(5), dcl))!).toString()).toBe("b 5");
 
-    await s3.start();
+    proxy.down = false;
     await waitFor("reconnected and uploaded", () => s.remote!.remoteConsistentLsn(s.tenants.get(tenant).getTimeline(timeline)) === dcl);
     const ok = await within(call(s, "POST", `/v1/tenant/${tenant}/detach`), "detach answers");
     expect(ok.status, JSON.stringify(ok.json)).toBe(200);
@@ -156,11 +207,11 @@ describe("with s3rver going away and coming back", () => {
     const { tenant, timeline } = await tenantWithTimeline(s);
     await write(s, tenant, timeline, "a");
     await within(s.remote!.whenConnected(), "connected");
-    await s3.stop();
+    proxy.down = true;
     const r = await within(call(s, "DELETE", `/v1/tenant/${tenant}/timeline/${timeline}`), "DELETE answers");
     expect(r.status, JSON.stringify(r.json)).toBe(503);
     expect((await call(s, "GET", `/v1/tenant/${tenant}/timeline/${timeline}`)).status).toBe(200);
-    await s3.start();
+    proxy.down = false;
     const dcl = await write(s, tenant, timeline, "after");
     const tl = s.tenants.get(tenant).getTimeline(timeline);
     await waitFor("the timeline's changes in the bucket", () => s.remote!.remoteConsistentLsn(tl) === dcl);
@@ -170,11 +221,11 @@ describe("with s3rver going away and coming back", () => {
     const { tenant, timeline } = await tenantWithTimeline(s);
     await write(s, tenant, timeline, "a");
     await within(s.remote!.whenConnected(), "connected");
-    await s3.stop();
+    proxy.down = true;
     const r = await within(call(s, "DELETE", `/v1/tenant/${tenant}`), "DELETE answers");
     expect(r.status, JSON.stringify(r.json)).toBe(503);
     expect((await call(s, "GET", `/v1/tenant/${tenant}`)).json["state"]).toBe("Active");
-    await s3.start();
+    proxy.down = false;
     const dcl = await write(s, tenant, timeline, "after");
     await waitFor("the tenant's changes in the bucket", () => s.remote!.remoteConsistentLsn(s.tenants.get(tenant).getTimeline(timeline)) === dcl);
     expect((await call(s, "DELETE", `/v1/tenant/${tenant}`)).status).toBe(200);

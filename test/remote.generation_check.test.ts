@@ -5,7 +5,7 @@
  * a newer generation in the bucket (another node attached, uploaded nothing yet) makes the
  * next check put the tenant Broken ("superseded"), its remote client stops, and the reported
  * position never moves past what was confirmed before. The bucket validator sees markers and
- * index keys alike.
+ * index keys alike, and so does a stale node's remote deletion.
  */
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -17,6 +17,7 @@ import { loadNodeConfig } from "../src/main/config.js";
 import { Server } from "../src/main/server.js";
 import { bucketGenerationValidator } from "../src/remote/generation_check.js";
 import { LocalFs } from "../src/remote/local_fs.js";
+import { deleteRemoteTenant, deleteRemoteTimeline } from "../src/remote/remote_delete.js";
 import { generationMarkerKey, indexKey } from "../src/remote/remote_path.js";
 import { generateTenantId, generateTimelineId, type TenantId, type TimelineId } from "../src/types/ids.js";
 import { INVALID_LSN } from "../src/types/lsn.js";
@@ -61,6 +62,21 @@ describe("generation checks before flush feedback", () => {
     expect(await v.newestGeneration(tenant, [tl], {})).toBe(3);
     await storage.put(generationMarkerKey(tenant, 5), new Uint8Array(0), { size_bytes: 0 });
     expect(await v.newestGeneration(tenant, [tl], {})).toBe(5);
+  });
+
+  it("a stale node's remote deletion deletes nothing once a newer attach marker is there (the new holder may read our objects)", async () => {
+    const storage = new LocalFs(tmp("ps-gencheck-del-"));
+    const tenant = generateTenantId();
+    const tl = generateTimelineId();
+    await storage.put(indexKey(tenant, tl, 1), new Uint8Array(1), { size_bytes: 1 });
+    await storage.put(generationMarkerKey(tenant, 2), new Uint8Array(0), { size_bytes: 0 });
+    const before = (await storage.list("")).map((o) => o.key);
+    await expect(deleteRemoteTenant(storage, tenant, 1)).rejects.toThrow(/superseded by generation 2/);
+    await expect(deleteRemoteTimeline(storage, tenant, tl, 1)).rejects.toThrow(/superseded by generation 2/);
+    expect((await storage.list("")).map((o) => o.key)).toEqual(before);
+    // The holder of generation 2 deletes it all, its marker too.
+    await deleteRemoteTenant(storage, tenant, 2);
+    expect(await storage.list("")).toEqual([]);
   });
 
   it("reports a position only once confirmed; a newer attach marker makes the tenant Broken (superseded) and stops its uploads", async () => {

@@ -66,11 +66,11 @@ async function deleteTimelines(
   // holder may have read our index and not yet uploaded its own).
   for (const o of await storage.list(generationMarkerPrefix(tenant), opts)) {
     const g = parseGenerationMarkerKey(o.key);
-    if (g !== null && g > generation) throw new SupersededError(timelines[0] ?? ("" as TimelineId), generation, g);
+    if (g !== null && g > generation) throw new SupersededError(`tenant ${tenant} (attach marker)`, generation, g);
   }
   for (const tl of timelines) {
     const newest = (await listIndexGenerations(storage, tenant, tl, opts)).at(-1);
-    if (newest !== undefined && newest > generation) throw new SupersededError(tl, generation, newest);
+    if (newest !== undefined && newest > generation) throw new SupersededError(`timeline ${tl}`, generation, newest);
   }
   let deleted = 0;
   const left: string[] = [];

@@ -39,8 +39,9 @@ import { UploadQueue, type UploadQueueOptions, type UploadQueueStats, type Uploa
 /** Our generation is not the newest: another pageserver attached this tenant after us. */
 export class SupersededError extends PageserverError {
   readonly newer_generation: Generation;
-  constructor(timeline: TimelineId, ours: Generation, newer: Generation) {
-    super("bad_state", `timeline ${timeline}: generation ${ours} is superseded by generation ${newer}`);
+  /** `subject`: what was found superseded, e.g. `timeline <id>` or `tenant <id>`. */
+  constructor(subject: string, ours: Generation, newer: Generation) {
+    super("bad_state", `${subject}: generation ${ours} is superseded by generation ${newer}`);
     this.newer_generation = newer;
   }
 }
@@ -74,7 +75,7 @@ export class RemoteTimelineClient implements LayerEvents {
   static async open(o: RemoteTimelineClientOptions, call: RemoteCallOptions = {}): Promise<RemoteTimelineClient> {
     const gens = await listIndexGenerations(o.storage, o.tenant_id, o.timeline_id, call);
     const newest = gens.at(-1);
-    if (newest !== undefined && newest > o.generation) throw new SupersededError(o.timeline_id, o.generation, newest);
+    if (newest !== undefined && newest > o.generation) throw new SupersededError(`timeline ${o.timeline_id}`, o.generation, newest);
     const latest = await findLatestIndex(o.storage, o.tenant_id, o.timeline_id, o.generation, call);
     const orphans: string[] = [];
     for (const obj of await o.storage.list(timelinePrefix(o.tenant_id, o.timeline_id), call)) {

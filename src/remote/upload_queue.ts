@@ -710,11 +710,12 @@ function linkLocal(path: string): string {
   return link;
 }
 
+/** Removes an upload's link; a failure leaves a `.___temp` file that timeline load removes. */
 function unlinkQuiet(path: string): void {
   try {
     unlinkSync(path);
-  } catch (e) {
-    if ((e as NodeJS.ErrnoException).code !== "ENOENT") throw e;
+  } catch {
+    // Gone already, or removed at the next load.
   }
 }
 
