@@ -96,7 +96,7 @@ export function registerDataCommands(program: Command): void {
 
   program
     .command("lsn-by-time")
-    .description("the LSN of the last commit at or before a time (present), or past / future / nodata")
+    .description("the LSN where recovery_target_time = TIME stops: after the last commit at or before it (present), or past / future / nodata")
     .argument("<tenant_id>")
     .argument("<timeline_id>")
     .argument("<time>", "RFC 3339, e.g. 2026-01-02T03:04:05Z, or 'now'")

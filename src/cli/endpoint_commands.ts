@@ -229,7 +229,7 @@ export function registerEndpointCommands(program: Command): void {
     .requiredOption("--tenant <tenant_id>")
     .requiredOption("--timeline <timeline_id>")
     .option("--lsn <lsn>", "branch the timeline at this LSN and start the endpoint on the branch")
-    .option("--at <time>", "branch at the last commit at or before this time (RFC 3339)")
+    .option("--at <time>", "branch where PostgreSQL's recovery_target_time would stop: after the last commit at or before this time (RFC 3339)")
     .option("--branch", "branch at the timeline's latest LSN")
     .requiredOption("--pgdata <dir>", "the endpoint's data directory (absent or empty)")
     .requiredOption("--port <port>", "its TCP port (it listens on 127.0.0.1)")

@@ -63,7 +63,7 @@ export function registerTimelineCommands(program: Command): void {
     .argument("<tenant_id>")
     .argument("<ancestor_timeline_id>")
     .option("--lsn <lsn>", "branch point")
-    .option("--at <time>", "branch at the last commit at or before this time (RFC 3339)")
+    .option("--at <time>", "branch where PostgreSQL's recovery_target_time would stop: after the last commit at or before this time (RFC 3339)")
     .option("--id <timeline_id>", "the new timeline's id (default: a random one)")
     .action(async (tenant: string, ancestor: string, o: { lsn?: string; at?: string; id?: string }, cmd: Command) => {
       const cli = cliOf(cmd);

@@ -281,7 +281,7 @@ export function registerTimelineRoutes(http: HttpServer, tenants: TenantManager,
     {
       method: "get",
       path: "/v1/tenant/:tenant_id/timeline/:timeline_id/get_lsn_by_timestamp",
-      summary: "the LSN of the last commit at or before a time (Neon's kinds: present, past, future, nodata)",
+      summary: "the LSN where recovery_target_time = T stops, after the last commit at or before T, by PostgreSQL's rule (Neon's kinds: present, past, future, nodata)",
       params: TimelineParams,
       query: M.LsnByTimestampQuery,
       responses: { 200: { description: "the LSN and what kind of answer it is", schema: M.LsnByTimestamp } },
