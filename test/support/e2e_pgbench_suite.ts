@@ -189,10 +189,15 @@ describe(`pgbench through the pageserver (${variant.name})`, { timeout: 300_000 
     const minimal = await PgInstance.start({ conf: { wal_level: "minimal", max_wal_senders: 0 } });
     cleanup.push(() => minimal.destroy());
     const before = (await api("GET", `/v1/tenant/${tenant}/timeline`)).json;
+    const refusedLogFrom = statSync(ps.logFile).size;
     const refused = await api("POST", `/v1/tenant/${tenant}/timeline`, { wal_source: { connstr: minimal.connectionString() } });
     expect(refused.status, JSON.stringify(refused.json)).toBe(422);
     expect(refused.json["code"]).toBe("source_unavailable");
-    expect(String(refused.json["error"])).toMatch(/cannot connect to the WAL source: .*max_wal_senders/);
+    // The client gets one message for every failed connect (it must not tell what was probed);
+    // the operator finds PostgreSQL's reason in the log.
+    expect(String(refused.json["error"])).toBe("cannot connect to the WAL source (the reason is in the pageserver log)");
+    const reason = logLinesSince(refusedLogFrom).find((l) => l["msg"] === "cannot connect to the WAL source");
+    expect(JSON.stringify(reason), ps.logTail()).toMatch(/max_wal_senders/);
     expect((await api("GET", `/v1/tenant/${tenant}/timeline`)).json).toEqual(before);
 
     // A corrupted byte in the WAL stream stops ingest on that timeline only, naming the LSN.
