@@ -4,8 +4,11 @@
  *
  * Row: {"name", "unit", "value", "peer", "peer_value", "ratio"}; ratio > 1 means we are better
  * (for "higher is better" units it is value / peer_value, for latencies peer_value / value).
+ * The JSON file also records the machine's load average (1, 5, 15 min) at the start and the
+ * end of the run: the machines here are shared, and a figure means little without it.
  */
 import { mkdirSync, writeFileSync } from "node:fs";
+import { loadavg } from "node:os";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 
@@ -48,12 +51,21 @@ export function printTable(bench: string, rows: BenchRow[]): void {
   for (const c of cells) console.log(line(c));
 }
 
+/** The load average when this module was loaded (the start of the run). */
+const LOAD_AVG_AT_START = loadavg();
+
 export function writeResults(bench: string, rows: BenchRow[]): string {
   const dir = join(dirname(fileURLToPath(import.meta.url)), "results");
   mkdirSync(dir, { recursive: true });
   const path = join(dir, `${bench}.json`);
-  writeFileSync(path, `${JSON.stringify(rows, null, 2)}\n`);
+  const load_avg = { start: LOAD_AVG_AT_START, end: loadavg() };
+  writeFileSync(path, `${JSON.stringify(rows.map((r) => ({ ...r, load_avg })), null, 2)}\n`);
+  console.log(`load average (1/5/15 min): start ${fmtLoad(load_avg.start)}, end ${fmtLoad(load_avg.end)}`);
   return path;
+}
+
+function fmtLoad(l: number[]): string {
+  return l.map((x) => x.toFixed(2)).join(" ");
 }
 
 /** Percentile of a sorted array of numbers. */

@@ -64,6 +64,19 @@ function logLinesSince(from: number): Record<string, unknown>[] {
   return out;
 }
 
+/**
+ * The first log line since byte `from` that `pred` accepts, polled until it appears (the
+ * logger writes its file asynchronously) or `bound_ms` passes (then undefined).
+ */
+async function awaitLogLine(from: number, pred: (l: Record<string, unknown>) => boolean, bound_ms = 30_000): Promise<Record<string, unknown> | undefined> {
+  const deadline = Date.now() + bound_ms;
+  for (;;) {
+    const found = logLinesSince(from).find(pred);
+    if (found !== undefined || Date.now() >= deadline) return found;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
 beforeAll(async () => {
   ({ src, ps, dir } = await startE2e(env, variant.source_conf, "ps-e2e-pgbench-"));
   env.add("pageserver_workdir", ps.workdir);
@@ -106,12 +119,7 @@ describe(`pgbench through the pageserver (${variant.name})`, { timeout: 300_000 
     expect(after["initdb_lsn"]).toBe(initdbLsn);
     expect(((await api("GET", `/v1/tenant/${tenant}/timeline`)).json as unknown as Record<string, unknown>[]).map((t) => t["timeline_id"])).toEqual([main]);
     // Resumed from its slot at that LSN, not bootstrapped again.
-    const deadline = Date.now() + 30_000;
-    let resumed: Record<string, unknown> | undefined;
-    while (resumed === undefined && Date.now() < deadline) {
-      resumed = logLinesSince(logFrom).find((l) => l["msg"] === "streaming WAL" && l["timeline_id"] === main);
-      if (resumed === undefined) await new Promise((r) => setTimeout(r, 100));
-    }
+    const resumed = await awaitLogLine(logFrom, (l) => l["msg"] === "streaming WAL" && l["timeline_id"] === main);
     expect(resumed, ps.logTail()).toBeDefined();
     expect(resumed!["slot"]).toBe(slot);
     expect(resumed!["start_lsn"]).toBe(durable);
@@ -196,7 +204,7 @@ describe(`pgbench through the pageserver (${variant.name})`, { timeout: 300_000 
     // The client gets one message for every failed connect (it must not tell what was probed);
     // the operator finds PostgreSQL's reason in the log.
     expect(String(refused.json["error"])).toBe("cannot connect to the WAL source (the reason is in the pageserver log)");
-    const reason = logLinesSince(refusedLogFrom).find((l) => l["msg"] === "cannot connect to the WAL source");
+    const reason = await awaitLogLine(refusedLogFrom, (l) => l["msg"] === "cannot connect to the WAL source");
     expect(JSON.stringify(reason), ps.logTail()).toMatch(/max_wal_senders/);
     expect((await api("GET", `/v1/tenant/${tenant}/timeline`)).json).toEqual(before);
 
