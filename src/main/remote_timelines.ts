@@ -212,6 +212,7 @@ export class RemoteTimelines {
             timeline_id: tl.timelineId,
             generation,
             log: tl.log,
+            commit_times: () => tl.commitTimesSnapshot(),
             onStopped: (status, reason) => {
               if (status === "superseded") this.superseded(tenant, reason);
               else tl.setBroken(`remote storage: ${reason}`);

@@ -254,7 +254,7 @@ export class Server {
     const t = this.tenants.beginAttach(id);
     try {
       // Layers come down on demand (the timelines' remote clients download them on reads).
-      await attachTenant(remote.storage, id, generation, t.dir, { lazy_layers: true });
+      await attachTenant(remote.storage, id, generation, t.dir, { lazy_layers: true, log: this.log });
     } catch (e) {
       t.setBroken(`attach in generation ${generation} failed: ${(e as Error).message}`);
       throw e;

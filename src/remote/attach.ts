@@ -19,12 +19,16 @@
  * (tenants/<id>/generation-<gen>, src/remote/remote_path.ts): the previous holder's generation
  * checks see it from then on (src/remote/generation_check.ts).
  *
+ * Each timeline's commit-time index comes down with it (download.ts); a missing or corrupt one
+ * is logged (opts.log) as a warning and the timeline starts that index empty.
+ *
  * The generation file is what the remote client of each timeline writes its keys with
  * (readTenantGeneration); a tenant created here, without one, is in FIRST_GENERATION.
  */
 import { existsSync, readFileSync } from "node:fs";
 import { mkdir, rm } from "node:fs/promises";
 import { join } from "node:path";
+import type { Logger } from "pino";
 import { fsyncDir, writeFileDurable } from "../tenant/durable.js";
 import { BadStateError, ConflictError, CorruptionError } from "../types/errors.js";
 import { failpoint } from "../types/failpoints.js";
@@ -75,8 +79,8 @@ export async function attachTenant(
   tenant: TenantId,
   gen: Generation,
   tenantDir: string,
-  opts: RemoteCallOptions & { concurrency?: number; lazy_layers?: boolean } = {},
-): Promise<{ timelines: { id: TimelineId; downloaded: number; present: number }[] }> {
+  opts: RemoteCallOptions & { concurrency?: number; lazy_layers?: boolean; log?: Logger } = {},
+): Promise<{ timelines: { id: TimelineId; downloaded: number; present: number; warning: string | null }[] }> {
   const pending = existsSync(tenantDir) ? attachPending(tenantDir) : null;
   if (pending !== null && pending !== gen) throw new BadStateError(`tenant ${tenant}: an attach in generation ${pending} is pending here, not ${gen}`);
   if (pending === null && existsSync(join(tenantDir, GENERATION_FILE))) {
@@ -99,11 +103,12 @@ export async function attachTenant(
   // (src/remote/generation_check.ts), so it reports no flush position past what we read.
   await storage.put(generationMarkerKey(tenant, gen), new Uint8Array(0), { ...opts, size_bytes: 0 });
   const ids = await listRemoteTimelines(storage, tenant, opts);
-  const timelines: { id: TimelineId; downloaded: number; present: number }[] = [];
+  const timelines: { id: TimelineId; downloaded: number; present: number; warning: string | null }[] = [];
   for (const id of ids) {
     await failpoint("remote-attach-timeline");
     const r = await downloadTimeline(storage, tenant, id, gen, join(tenantDir, "timelines", id), opts);
-    timelines.push({ id, downloaded: r.downloaded, present: r.present });
+    if (r.warning !== null) opts.log?.warn({ tenant_id: tenant, timeline_id: id, generation: gen }, r.warning);
+    timelines.push({ id, downloaded: r.downloaded, present: r.present, warning: r.warning });
   }
   await fsyncDir(join(tenantDir, "timelines"));
   if (!existsSync(join(tenantDir, TENANT_CONFIG_FILE))) await writeFileDurable(join(tenantDir, TENANT_CONFIG_FILE), Buffer.from("{}"));

@@ -12,6 +12,11 @@
  *   downloaded: the timeline's evicted-layer manifest (src/tenant/evicted_layers.ts) names
  *   every layer of the index, and reads download them on demand (a layer file already
  *   present stays, and counts as present).
+ * - The commit-time index object the index names (commit_times-<gen>) comes down before the
+ *   metadata in both modes, laid down as the timeline's commit-time files
+ *   (writeCommitTimesSnapshot); a missing or corrupt one leaves none (the timeline starts its
+ *   commit-time index empty, as before this object existed) and is returned as a warning for
+ *   the log: times it covered answer `nodata`/`past`, never a wrong LSN.
  * - listRemoteTimelines: the timelines of a tenant that have objects in the bucket.
  */
 import { mkdir, open, rename, rm, stat } from "node:fs/promises";
@@ -19,6 +24,7 @@ import { join } from "node:path";
 import { crc32c } from "@node-rs/crc32";
 import { TEMP_SUFFIX } from "../layers/layer_name.js";
 import { fsyncDir } from "../tenant/durable.js";
+import { removeCommitTimesFiles, writeCommitTimesSnapshot } from "../tenant/commit_times.js";
 import { writeEvictedLayers } from "../tenant/evicted_layers.js";
 import { writeMetadata } from "../tenant/metadata.js";
 import { assert } from "../types/assert.js";
@@ -27,8 +33,8 @@ import { CorruptionError, NotFoundError } from "../types/errors.js";
 import { isId, type TenantId, type TimelineId } from "../types/ids.js";
 import type { Generation } from "./generation.js";
 import { findLatestIndex, type IndexLayerMetadata, type IndexPart } from "./index_part.js";
-import { layerKey, tenantPrefix } from "./remote_path.js";
-import type { RemoteCallOptions, RemoteStorage } from "./remote_storage.js";
+import { commitTimesKey, layerKey, tenantPrefix } from "./remote_path.js";
+import { type RemoteCallOptions, type RemoteStorage, RemoteStorageError } from "./remote_storage.js";
 
 /** The local metadata file's name in a timeline directory (as Timeline keeps it). */
 export const TIMELINE_METADATA_FILE = "metadata";
@@ -79,8 +85,41 @@ export async function downloadLayer(storage: RemoteStorage, key: string, dest: s
 }
 
 /**
+ * The commit-time index object `index` names into `dir` (replacing the files there); returns a
+ * warning when it is missing or corrupt (then `dir` holds no commit-time files), else null.
+ */
+export async function downloadCommitTimes(
+  storage: RemoteStorage,
+  tenant: TenantId,
+  timeline: TimelineId,
+  index: IndexPart,
+  dir: string,
+  opts?: RemoteCallOptions,
+): Promise<string | null> {
+  await removeCommitTimesFiles(dir);
+  if (!index.commit_times) return null;
+  const key = commitTimesKey(tenant, timeline, index.commit_times.generation);
+  let bytes: Uint8Array;
+  try {
+    bytes = await storage.get(key, opts);
+  } catch (e) {
+    if (e instanceof RemoteStorageError && e.kind === "not_found") return `commit-time index ${key} is missing: it starts empty`;
+    throw e;
+  }
+  try {
+    await writeCommitTimesSnapshot(dir, key, bytes);
+  } catch (e) {
+    if (!(e instanceof CorruptionError)) throw e;
+    await removeCommitTimesFiles(dir);
+    return `${e.message}: the commit-time index starts empty`;
+  }
+  return null;
+}
+
+/**
  * A timeline's remote state into `dir` (created if missing): its layers, then its metadata.
- * Returns the index it followed. A timeline with no index ≤ `gen` is a NotFoundError.
+ * Returns the index it followed (and a warning about its commit-time index, or null). A
+ * timeline with no index ≤ `gen` is a NotFoundError.
  */
 export async function downloadTimeline(
   storage: RemoteStorage,
@@ -89,10 +128,11 @@ export async function downloadTimeline(
   gen: Generation,
   dir: string,
   opts: RemoteCallOptions & { concurrency?: number; lazy_layers?: boolean } = {},
-): Promise<{ index: IndexPart; downloaded: number; present: number }> {
+): Promise<{ index: IndexPart; downloaded: number; present: number; warning: string | null }> {
   const latest = await findLatestIndex(storage, tenant, timeline, gen, opts);
   if (latest === null) throw new NotFoundError(`timeline ${timeline} of tenant ${tenant} has no index of generation ≤ ${gen} in ${storage.description}`);
   await mkdir(dir, { recursive: true });
+  const warning = await downloadCommitTimes(storage, tenant, timeline, latest.index, dir, opts);
   if (opts.lazy_layers === true) {
     const evicted = new Map<string, number>();
     let present = 0;
@@ -103,7 +143,7 @@ export async function downloadTimeline(
     }
     await writeEvictedLayers(dir, evicted);
     await writeMetadata(join(dir, TIMELINE_METADATA_FILE), latest.index.metadata);
-    return { index: latest.index, downloaded: 0, present };
+    return { index: latest.index, downloaded: 0, present, warning };
   }
   const todo = [...latest.index.layers];
   let next = 0;
@@ -129,5 +169,5 @@ export async function downloadTimeline(
   await fsyncDir(dir);
   // Last: from here on the directory is a timeline.
   await writeMetadata(join(dir, TIMELINE_METADATA_FILE), latest.index.metadata);
-  return { index: latest.index, downloaded, present };
+  return { index: latest.index, downloaded, present, warning };
 }

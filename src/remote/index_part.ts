@@ -7,10 +7,14 @@
  *     "metadata": { "disk_consistent_lsn": "0/16B3748", "prev_record_lsn": null | "X/Y",
  *                   "ancestor_timeline_id": null | "<32 hex>", "ancestor_lsn": "X/Y",
  *                   "latest_gc_cutoff_lsn": "X/Y", "initdb_lsn": "X/Y", "pg_version": 15 },
- *     "layers": { "<layer name>": { "file_size": N, "crc32c": N, "generation": N }, ... }
+ *     "layers": { "<layer name>": { "file_size": N, "crc32c": N, "generation": N }, ... },
+ *     "commit_times": { "generation": N }        (optional: absent in older indexes)
  *   }
  *
  * crc32c covers the whole layer file; generation is the one in the layer's object key.
+ * commit_times names the timeline's commit-time index object `commit_times-<gen>`
+ * (remote_path.ts; a snapshot of src/tenant/commit_times.ts's files, checked by its own CRC32C
+ * and block seals, so the index carries no checksum of it). Absent: the timeline has none.
  * Stored under `index_part.json-<gen:08x>` (remote_path.ts); a reader takes the newest one with
  * a generation ≤ its own (findLatestIndex). Parsing validates every field: a bad index is an
  * IndexCorruptError naming its key, never a half-read state.
@@ -40,6 +44,8 @@ export interface IndexPart {
   metadata: TimelineMetadata;
   /** Layer name → its metadata. A Map: layer names must never meet Object.prototype. */
   layers: Map<string, IndexLayerMetadata>;
+  /** The commit-time index object (commitTimesKey) of that generation; absent or null: none. */
+  commit_times?: { generation: Generation } | null;
 }
 
 export class IndexCorruptError extends PageserverError {
@@ -69,6 +75,7 @@ export function encodeIndexPart(ip: IndexPart): Uint8Array {
       pg_version: m.pg_version,
     },
     layers,
+    ...(ip.commit_times ? { commit_times: { generation: ip.commit_times.generation } } : {}),
   };
   return Buffer.from(JSON.stringify(json), "utf8");
 }
@@ -138,7 +145,14 @@ export function parseIndexPart(key: string, bytes: Uint8Array): IndexPart {
     if (keyGen !== null && generation > keyGen) bad(`layer ${name} has generation ${generation}, newer than the index's ${keyGen}`);
     layers.set(name, { file_size: file_size as number, crc32c: crc as number, generation });
   }
-  return { metadata, layers };
+  const ct = parsed["commit_times"];
+  let commit_times: { generation: Generation } | null = null;
+  if (ct !== undefined && ct !== null) {
+    if (!isObject(ct) || !isGeneration(ct["generation"])) return bad("commit_times is not {generation}");
+    if (keyGen !== null && ct["generation"] > keyGen) bad(`commit_times has generation ${ct["generation"]}, newer than the index's ${keyGen}`);
+    commit_times = { generation: ct["generation"] };
+  }
+  return { metadata, layers, commit_times };
 }
 
 /** The generations of every index of a timeline in the bucket, ascending. */

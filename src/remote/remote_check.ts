@@ -7,7 +7,11 @@
  *   checksum_mismatch   (verify_checksums) the object's CRC32C is not the index's
  *   orphans          a layer object of a generation ≤ ours that the index does not name
  *                    (an upload or deletion that never finished; garbage, never data)
- *   unknown          keys under the prefix that are neither a layer nor an index
+ *   unknown          keys under the prefix that are neither a layer, an index nor a
+ *                    commit-time index object (commit_times-<gen>)
+ *
+ * The commit-time index object the index names counts as a layer does (missing if absent);
+ * one of a generation ≤ ours that it does not name is an orphan.
  *
  * Objects of newer generations belong to whoever attached after us: listed, never judged.
  * Older indexes are listed (stale_indexes) but are no error: a generation leaves its last
@@ -17,7 +21,7 @@ import { crc32c } from "@node-rs/crc32";
 import type { TenantId, TimelineId } from "../types/ids.js";
 import type { Generation } from "./generation.js";
 import { findLatestIndex } from "./index_part.js";
-import { layerKey, parseIndexKey, parseLayerKey, timelinePrefix } from "./remote_path.js";
+import { commitTimesKey, layerKey, parseCommitTimesKey, parseIndexKey, parseLayerKey, timelinePrefix } from "./remote_path.js";
 import type { RemoteCallOptions, RemoteStorage } from "./remote_storage.js";
 
 export interface RemoteTimelineCheck {
@@ -76,7 +80,19 @@ export async function checkRemoteTimeline(
       out.checksum_mismatch.push(key);
     }
   }
+  const ct = latest?.index.commit_times;
+  if (ct) {
+    const key = commitTimesKey(tenant, timeline, ct.generation);
+    named.add(key);
+    if (!sizes.has(key)) out.missing.push(key);
+  }
   for (const o of objects) {
+    const cg = parseCommitTimesKey(o.key);
+    if (cg !== null) {
+      if (cg > generation) out.newer_generation_keys.push(o.key);
+      else if (!named.has(o.key)) out.orphans.push(o.key);
+      continue;
+    }
     const ig = parseIndexKey(o.key);
     if (ig !== null) {
       if (ig > generation) out.newer_generation_keys.push(o.key);

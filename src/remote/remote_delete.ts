@@ -6,9 +6,9 @@
  *   is checked for an index of a generation above ours; if one exists we are stale (another
  *   pageserver attached the tenant after us: SupersededError) and nothing at all is deleted.
  *   An attach's generation marker (tenants/<t>/generation-<gen>) newer than ours counts too.
- * - Only keys we know (layer and index objects of a generation ≤ ours) are deleted; anything
+ * - Only keys we know (layer, index and commit-time index objects of a generation ≤ ours) are deleted; anything
  *   else under the prefix is left and reported (`left`), never guessed at.
- * - The indexes go first, then the layers: a deletion cut short leaves no index naming a
+ * - The indexes go first, then the layers and commit-time objects: a deletion cut short leaves no index naming a
  *   missing layer, only unindexed layer objects (garbage, never data; a retry removes them).
  * The caller stops the timeline's upload queue first: nothing uploads while this runs.
  */
@@ -16,7 +16,7 @@ import { failpoint } from "../types/failpoints.js";
 import { isId, type TenantId, type TimelineId } from "../types/ids.js";
 import type { Generation } from "./generation.js";
 import { listIndexGenerations } from "./index_part.js";
-import { generationMarkerPrefix, parseGenerationMarkerKey, parseIndexKey, parseLayerKey, tenantPrefix, timelinePrefix } from "./remote_path.js";
+import { generationMarkerPrefix, parseCommitTimesKey, parseGenerationMarkerKey, parseIndexKey, parseLayerKey, tenantPrefix, timelinePrefix } from "./remote_path.js";
 import type { RemoteCallOptions, RemoteStorage } from "./remote_storage.js";
 import { SupersededError } from "./remote_timeline_client.js";
 
@@ -80,7 +80,7 @@ async function deleteTimelines(
     for (const o of await storage.list(timelinePrefix(tenant, tl), opts)) {
       const ig = parseIndexKey(o.key);
       const lk = ig === null ? parseLayerKey(o.key) : null;
-      const g = ig ?? lk?.generation ?? null;
+      const g = ig ?? lk?.generation ?? parseCommitTimesKey(o.key);
       if (g === null || g > generation) left.push(o.key);
       else if (ig !== null) indexes.push(o.key);
       else layers.push(o.key);

@@ -3,6 +3,8 @@
  *
  *   tenants/<tenant>/timelines/<timeline>/<layer name>-<gen:08x>
  *   tenants/<tenant>/timelines/<timeline>/index_part.json-<gen:08x>
+ *   tenants/<tenant>/timelines/<timeline>/commit_times-<gen:08x>   the commit-time index
+ *                                             (one per generation, replaced by each upload)
  *   tenants/<tenant>/generation-<gen:08x>     (empty) written by an attach before it reads
  *                                             anything: the tenant is held in <gen> from here on
  *
@@ -31,6 +33,21 @@ export function layerKey(tenant: TenantId, timeline: TimelineId, layer_name: str
 
 export function indexKey(tenant: TenantId, timeline: TimelineId, gen: Generation): string {
   return `${timelinePrefix(tenant, timeline)}${INDEX_PART_NAME}-${generationSuffix(gen)}`;
+}
+
+export const COMMIT_TIMES_OBJECT_NAME = "commit_times";
+
+/** The commit-time index object of generation `gen` (index_part.ts `commit_times`). */
+export function commitTimesKey(tenant: TenantId, timeline: TimelineId, gen: Generation): string {
+  return `${timelinePrefix(tenant, timeline)}${COMMIT_TIMES_OBJECT_NAME}-${generationSuffix(gen)}`;
+}
+
+/** `commit_times-<gen>` → gen; null for anything else. */
+export function parseCommitTimesKey(key: string): Generation | null {
+  const base = baseName(key);
+  const head = `${COMMIT_TIMES_OBJECT_NAME}-`;
+  if (!base.startsWith(head)) return null;
+  return parseGenerationSuffix(base.slice(head.length));
 }
 
 const GENERATION_MARKER_NAME = "generation";

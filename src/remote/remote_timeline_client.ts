@@ -49,7 +49,7 @@ export class SupersededError extends PageserverError {
 export interface RemoteTimelineClientOptions
   extends Pick<
     UploadQueueOptions,
-    "max_concurrent_uploads" | "max_queued_ops" | "retry_base_ms" | "retry_max_ms" | "op_timeout_ms" | "onStopped"
+    "max_concurrent_uploads" | "max_queued_ops" | "retry_base_ms" | "retry_max_ms" | "op_timeout_ms" | "onStopped" | "commit_times"
   > {
   storage: RemoteStorage;
   tenant_id: TenantId;

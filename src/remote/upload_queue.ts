@@ -33,6 +33,12 @@
  * - Backpressure: waitForRoom() resolves once the queue holds fewer than
  *   max_queued_ops - roomHeadroom() operations; a timeline's flush waits on it (bounded
  *   waits), so a long outage slows flushes (and so ingest) instead of filling the queue.
+ * - The commit-time index (commit_times option): each index upload first puts the timeline's
+ *   commit-time snapshot as `commit_times-<our gen>` (skipped when its CRC32C equals the one
+ *   we put last) and names it in the index, so an index never names a snapshot older than
+ *   its disk_consistent_lsn (the timeline saves the commit-time index before it reports the
+ *   metadata). After an index that names ours is in, the object of an older generation the
+ *   previous index named is deleted (after the generation check).
  * - remote_consistent_lsn is the disk_consistent_lsn of the last index known to be uploaded.
  * - shutdown() aborts what is in flight, stops retrying, and rejects every pending wait with a
  *   ShutdownError; a stop (failed/superseded) rejects them with UploadQueueStoppedError.
@@ -56,7 +62,7 @@ import { FailpointError, failpoint } from "../types/failpoints.js";
 import { type Lsn, lsnToString } from "../types/lsn.js";
 import { type Generation, isGeneration } from "./generation.js";
 import { encodeIndexPart, type IndexLayerMetadata, type IndexPart, listIndexGenerations } from "./index_part.js";
-import { indexKey, layerKey, parseLayerKey } from "./remote_path.js";
+import { commitTimesKey, indexKey, layerKey, parseLayerKey } from "./remote_path.js";
 import { type RemoteStorage, RemoteStorageError } from "./remote_storage.js";
 
 export interface LayerUpload {
@@ -78,6 +84,8 @@ export interface ProjectedLayer {
 export interface ProjectedIndex {
   metadata: TimelineMetadata;
   layers: Map<string, Readonly<ProjectedLayer>>;
+  /** Set when the index goes out (the snapshot is taken then). */
+  commit_times?: { generation: Generation } | null;
 }
 
 export interface UploadQueueOptions {
@@ -102,6 +110,11 @@ export interface UploadQueueOptions {
    * deletion. Default: the newest index_part.json-<gen> under the timeline's prefix.
    */
   newestRemoteGeneration?: (signal: AbortSignal) => Promise<Generation | null>;
+  /**
+   * The timeline's commit-time index as one object (CommitTimes.snapshot), taken at each index
+   * upload; null: it has none. Absent: the queue carries the remote index's reference as is.
+   */
+  commit_times?: () => Promise<Uint8Array | null>;
   /** Called once when the queue stops by itself (failed or superseded), with the reason. */
   onStopped?: (status: "failed" | "superseded", reason: string) => void;
 }
@@ -193,6 +206,9 @@ export class UploadQueue {
   private projectedLayers: Map<string, ProjectedLayer>;
   private projectedMetadata: TimelineMetadata | null;
   private uploaded: IndexPart | null;
+  /** The commit-time object the last uploaded index names, and the CRC32C of the one we put (null: none yet). */
+  private commitTimesRef: { generation: Generation } | null;
+  private commitTimesCrc: number | null = null;
   private _status: UploadQueueStatus = "active";
   private _stop_reason: string | null = null;
   private readonly counters = {
@@ -216,6 +232,7 @@ export class UploadQueue {
     this.projectedLayers = new Map([...(opts.initial?.layers ?? [])].map(([n, l]) => [n, { ...l }]));
     this.projectedMetadata = opts.initial?.metadata ?? null;
     this.uploaded = opts.initial;
+    this.commitTimesRef = opts.initial?.commit_times ?? null;
   }
 
   get status(): UploadQueueStatus {
@@ -533,8 +550,17 @@ export class UploadQueue {
         return this.uploadLayer(op);
       case "upload_index": {
         await failpoint("remote-upload-index");
+        op.index.commit_times = await this.uploadCommitTimes(call);
         const bytes = encodeIndexPart(publishable(op.index));
         await this.o.storage.put(indexKey(this.o.tenant_id, this.o.timeline_id, this.o.generation), bytes, { ...call, size_bytes: bytes.byteLength });
+        const before = this.commitTimesRef;
+        if (before !== null && before.generation !== this.o.generation && op.index.commit_times?.generation !== before.generation) {
+          // The index no longer names the older generation's object: it is garbage now.
+          const newer = await this.checkGeneration(this.abort.signal);
+          if (newer !== null) throw new NewerGenerationError(newer);
+          await this.o.storage.delete([commitTimesKey(this.o.tenant_id, this.o.timeline_id, before.generation)], call);
+        }
+        this.commitTimesRef = op.index.commit_times;
         return;
       }
       case "delete_layers": {
@@ -545,6 +571,20 @@ export class UploadQueue {
         return;
       }
     }
+  }
+
+  /** Puts the commit-time snapshot (unless unchanged) and returns what the index names. */
+  private async uploadCommitTimes(call: { signal: AbortSignal; timeout_ms: number | undefined }): Promise<{ generation: Generation } | null> {
+    if (this.o.commit_times === undefined) return this.commitTimesRef;
+    const bytes = await this.o.commit_times();
+    if (bytes === null) return null;
+    const crc = crc32c(bytes) >>> 0;
+    const ours = this.commitTimesRef?.generation === this.o.generation;
+    if (!ours || crc !== this.commitTimesCrc) {
+      await this.o.storage.put(commitTimesKey(this.o.tenant_id, this.o.timeline_id, this.o.generation), bytes, { ...call, size_bytes: bytes.byteLength });
+      this.commitTimesCrc = crc;
+    }
+    return { generation: this.o.generation };
   }
 
   private async uploadLayer(op: LayerOp): Promise<void> {
@@ -651,7 +691,7 @@ function publishable(ip: ProjectedIndex): IndexPart {
     assert(l.crc32c !== null, `index names layer ${name} before its upload is done`);
     layers.set(name, { file_size: l.file_size, crc32c: l.crc32c, generation: l.generation });
   }
-  return { metadata: ip.metadata, layers };
+  return { metadata: ip.metadata, layers, commit_times: ip.commit_times ?? null };
 }
 
 const READ_CHUNK_BYTES = 1024 * 1024;

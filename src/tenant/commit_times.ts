@@ -36,18 +36,25 @@
  * answers `past`. A corrupt file is a CorruptionError from load(); the timeline then calls
  * reset(), which keeps the bad files aside and starts the index at disk_consistent_lsn.
  *
+ * Remote storage (docs/storage.md "Commit-time index in remote storage"): snapshot() frames
+ * both files as they are durably (after the saves and trims before it) into one object the
+ * upload queue puts before the index_part.json that names it; writeCommitTimesSnapshot()
+ * lays such an object down as the two files of a timeline directory being attached, and the
+ * timeline's load() then checks every seal and the chain as for its own files.
+ *
  * Concurrency: main thread only. File writes (save, trimBelow) run one at a time in order
  * (the `io` chain); lookups only read blocks whose write completed (index < onDisk).
  */
 import { closeSync, existsSync, ftruncateSync, openSync, readFileSync, readSync, renameSync, statSync, unlinkSync } from "node:fs";
-import { open } from "node:fs/promises";
+import { open, readFile } from "node:fs/promises";
+import { crc32c } from "@node-rs/crc32";
 import { dirname, join } from "node:path";
 import { BLOCK_PAYLOAD, BLOCK_SIZE, blockSealOk, readU16, readU32, readU64OrNeg, sealBlock, writeFileDurably, writeU16, writeU32, writeU64 } from "../layers/block_io.js";
 import { TEMP_SUFFIX } from "../layers/layer_name.js";
 import { assert } from "../types/assert.js";
 import { CorruptionError } from "../types/errors.js";
 import type { Lsn } from "../types/lsn.js";
-import { fsyncDir, writeFileDurable } from "./durable.js";
+import { fsyncDir, removeFileDurable, writeFileDurable } from "./durable.js";
 
 export const COMMIT_TIMES_FILE = "commit_times";
 export const COMMIT_TIMES_TAIL_FILE = "commit_times.tail";
@@ -805,6 +812,25 @@ export class CommitTimes {
     await fsyncDir(dirname(this.path));
   }
 
+  /**
+   * Both files as they are durably, framed as one object for remote storage (see
+   * writeCommitTimesSnapshot); null while no save has written them. Runs after the saves and
+   * trims before it (the `io` chain), so it never reads a half-written file.
+   */
+  snapshot(): Promise<Uint8Array | null> {
+    const p = this.io.then(async () => {
+      if (!this.fileExists || !existsSync(this.path)) return null;
+      const main = await readFile(this.path);
+      const tail = existsSync(this.tailPath) ? await readFile(this.tailPath) : null;
+      return encodeSnapshot(main, tail);
+    });
+    this.io = p.then(
+      () => undefined,
+      () => undefined,
+    );
+    return p;
+  }
+
   /** Bytes on disk now (for the bench and the size of the index). */
   diskBytes(): number {
     let n = 0;
@@ -874,4 +900,57 @@ function cutBlock(b: Uint8Array, count: number, max: Lsn, out: Uint8Array): void
   }
   out.set(b.subarray(B_ENTRIES, off), B_ENTRIES);
   writeTailHeader(out, n, off, prev, firstLsn, lsn, firstTime, maxTime);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Remote snapshot: SNAP_HEADER_BYTES of header, then `commit_times`, then `commit_times.tail`.
+
+const SNAP_MAGIC = 0x50534352; // 'PSCR'
+const SNAP_VERSION = 1;
+const SNAP_HAS_TAIL = 1;
+const SNAP_HEADER_BYTES = 16;
+/** A snapshot larger than this is refused (2^24 blocks is the index's own bound). */
+export const MAX_SNAPSHOT_BYTES = SNAP_HEADER_BYTES + (MAX_BLOCKS + 2) * BLOCK_SIZE;
+
+function encodeSnapshot(main: Uint8Array, tail: Uint8Array | null): Uint8Array {
+  const out = new Uint8Array(SNAP_HEADER_BYTES + main.length + (tail?.length ?? 0));
+  out.set(main, SNAP_HEADER_BYTES);
+  if (tail !== null) out.set(tail, SNAP_HEADER_BYTES + main.length);
+  writeU32(out, 0, SNAP_MAGIC);
+  writeU16(out, 4, SNAP_VERSION);
+  writeU16(out, 6, tail === null ? 0 : SNAP_HAS_TAIL);
+  writeU32(out, 8, main.length);
+  writeU32(out, 12, crc32c(out.subarray(SNAP_HEADER_BYTES)) >>> 0);
+  return out;
+}
+
+/**
+ * Lay a snapshot (CommitTimes.snapshot, downloaded as `name`) down as the index files of
+ * timeline directory `dir`, replacing any there. A snapshot that is not whole (framing, size,
+ * CRC32C) is a CorruptionError and leaves no index files (the timeline starts it empty). The
+ * blocks are checked when the timeline loads them (seals, chain; entries above its
+ * disk_consistent_lsn dropped).
+ */
+export async function writeCommitTimesSnapshot(dir: string, name: string, bytes: Uint8Array): Promise<void> {
+  await removeCommitTimesFiles(dir);
+  const bad = (why: string): never => {
+    throw new CorruptionError(name, 0, `commit-time snapshot: ${why}`);
+  };
+  if (bytes.length < SNAP_HEADER_BYTES || bytes.length > MAX_SNAPSHOT_BYTES) bad(`${bytes.length} bytes`);
+  if (readU32(bytes, 0) !== SNAP_MAGIC || readU16(bytes, 4) !== SNAP_VERSION) bad("not a snapshot of version 1");
+  const hasTail = (readU16(bytes, 6) & SNAP_HAS_TAIL) !== 0;
+  const mainLen = readU32(bytes, 8);
+  if (mainLen < BLOCK_SIZE || mainLen % BLOCK_SIZE !== 0 || SNAP_HEADER_BYTES + mainLen + (hasTail ? BLOCK_SIZE : 0) !== bytes.length) bad("lengths do not add up");
+  if (crc32c(bytes.subarray(SNAP_HEADER_BYTES)) >>> 0 !== readU32(bytes, 12)) bad("CRC32C mismatch");
+  const main = bytes.subarray(SNAP_HEADER_BYTES, SNAP_HEADER_BYTES + mainLen);
+  // The tail first: a directory with `commit_times` but no tail holds only whole blocks.
+  if (hasTail) await writeFileDurable(join(dir, COMMIT_TIMES_TAIL_FILE), bytes.subarray(SNAP_HEADER_BYTES + mainLen));
+  await writeFileDurable(join(dir, COMMIT_TIMES_FILE), main);
+}
+
+/** Remove the index files of timeline directory `dir` (before a snapshot is laid down). */
+export async function removeCommitTimesFiles(dir: string): Promise<void> {
+  for (const f of [COMMIT_TIMES_FILE, COMMIT_TIMES_TAIL_FILE, COMMIT_TIMES_LEGACY_FILE]) {
+    if (existsSync(join(dir, f))) await removeFileDurable(join(dir, f));
+  }
 }

@@ -1595,6 +1595,11 @@ export class Timeline {
     this.commitTimes.add(lsn, xactTime_us);
   }
 
+  /** The commit-time index's files as one object for remote storage (CommitTimes.snapshot). */
+  commitTimesSnapshot(): Promise<Uint8Array | null> {
+    return this.commitTimes.snapshot();
+  }
+
   /** The lowest LSN a branch of this timeline may start at now. */
   earliestBranchLsn(): Lsn {
     return Math.max(this.latestGcCutoff_, this.plannedGcCutoff, this.initdbLsn, this.ancestor === null ? 0 : this.ancestorLsn);
