@@ -146,13 +146,11 @@ export function parseIndexPart(key: string, bytes: Uint8Array): IndexPart {
     layers.set(name, { file_size: file_size as number, crc32c: crc as number, generation });
   }
   const ct = parsed["commit_times"];
-  let commit_times: { generation: Generation } | null = null;
-  if (ct !== undefined && ct !== null) {
-    if (!isObject(ct) || !isGeneration(ct["generation"])) return bad("commit_times is not {generation}");
-    if (keyGen !== null && ct["generation"] > keyGen) bad(`commit_times has generation ${ct["generation"]}, newer than the index's ${keyGen}`);
-    commit_times = { generation: ct["generation"] };
-  }
-  return { metadata, layers, commit_times };
+  // Absent (an older index, or a timeline without one): the field stays absent.
+  if (ct === undefined || ct === null) return { metadata, layers };
+  if (!isObject(ct) || !isGeneration(ct["generation"])) return bad("commit_times is not {generation}");
+  if (keyGen !== null && ct["generation"] > keyGen) bad(`commit_times has generation ${ct["generation"]}, newer than the index's ${keyGen}`);
+  return { metadata, layers, commit_times: { generation: ct["generation"] } };
 }
 
 /** The generations of every index of a timeline in the bucket, ascending. */

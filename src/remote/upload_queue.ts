@@ -691,7 +691,7 @@ function publishable(ip: ProjectedIndex): IndexPart {
     assert(l.crc32c !== null, `index names layer ${name} before its upload is done`);
     layers.set(name, { file_size: l.file_size, crc32c: l.crc32c, generation: l.generation });
   }
-  return { metadata: ip.metadata, layers, commit_times: ip.commit_times ?? null };
+  return ip.commit_times ? { metadata: ip.metadata, layers, commit_times: ip.commit_times } : { metadata: ip.metadata, layers };
 }
 
 const READ_CHUNK_BYTES = 1024 * 1024;
