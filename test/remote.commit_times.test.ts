@@ -5,14 +5,17 @@
  * checked against a model), keeps appending as it ingests, and publishes its own
  * `commit_times-<gen>` object (the older one deleted, remote check ok). A corrupt object in
  * the bucket: the attach still works, the index starts empty (answers `nodata`/`past`, never
- * a wrong LSN) and a warning is logged. Old indexes without the field still parse.
+ * a wrong LSN) and a warning is logged; the same for blocks failing their seals. An attach
+ * resumed after a crash replaces stale files. Old indexes without the field still parse.
  */
-import { mkdtempSync, rmSync } from "node:fs";
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { crc32c } from "@node-rs/crc32";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { loadNodeConfig } from "../src/main/config.js";
 import { Server } from "../src/main/server.js";
+import { attachTenant } from "../src/remote/attach.js";
 import { encodeIndexPart, parseIndexPart } from "../src/remote/index_part.js";
 import { checkRemoteTimeline } from "../src/remote/remote_check.js";
 import { type LsnForTime, pgTimestampToMs } from "../src/tenant/commit_times.js";
@@ -60,7 +63,7 @@ afterAll(async () => {
   await a?.stop();
   await b?.stop();
   for (const d of dirs) rmSync(d, { recursive: true, force: true });
-  logs.expectClean([/commit-time snapshot: CRC32C mismatch/]);
+  logs.expectClean([/commit-time snapshot: CRC32C mismatch/, /commit-time index corrupt/]);
 });
 
 describe("commit-time index in remote storage", () => {
@@ -183,6 +186,52 @@ describe("commit-time index in remote storage", () => {
     const check = await checkRemoteTimeline(storage, tenantId, timelineId, 4);
     expect(check.ok, JSON.stringify(check)).toBe(true);
     expect((await storage.list(`tenants/${tenantId}/timelines/${timelineId}/commit_times`)).map((o) => o.key)).toEqual([objectKey(tenantId, timelineId, 4)]);
+  });
+
+  it("blocks that fail their seal (the object's own CRC32C made to match): the timeline keeps them aside and starts the index empty", async () => {
+    const tlb = b.tenants.get(tenantId).getTimeline(timelineId);
+    await within(b.remote!.clientOf(tlb)!.waitUploaded(), "B's upload");
+    await within(b.detachTenant(tenantId), "detach B");
+    const storage = a.remote!.storage;
+    const key = objectKey(tenantId, timelineId, 4);
+    const bytes = await storage.get(key);
+    expect(bytes.length).toBeGreaterThan(16 + 8192);
+    // A byte inside block 1 of `commit_times` (after the 16-byte header and block 0).
+    bytes[16 + 8192 + 100]! ^= 0x01;
+    new DataView(bytes.buffer, bytes.byteOffset).setUint32(12, crc32c(bytes.subarray(16)) >>> 0);
+    await storage.put(key, bytes, { size_bytes: bytes.length });
+    const warned = logs.find(/commit-time index corrupt/).length;
+
+    const ta = await within(a.attachTenant(tenantId, 5), "attach");
+    expect(ta.state, ta.brokenReason ?? "").toBe("Active");
+    expect(logs.find(/commit-time index corrupt/).length).toBe(warned + 1);
+    const tla = ta.getTimeline(timelineId);
+    for (const t of asks()) expect(["nodata", "past"]).toContain(tla.lsnForTime(pgTimestampToMs(t)).kind);
+    // More commits, published in generation 5 (the bad object is deleted).
+    ingest(tla, 20);
+    await tla.checkpoint();
+    await within(a.remote!.whenConnected(), "A's remote client");
+    await within(a.remote!.clientOf(tla)!.waitUploaded(), "A's upload");
+    expect((await storage.list(`tenants/${tenantId}/timelines/${timelineId}/commit_times`)).map((o) => o.key)).toEqual([objectKey(tenantId, timelineId, 5)]);
+    await within(a.detachTenant(tenantId), "detach A");
+  });
+
+  it("an attach resumed after a crash replaces the commit-time files its first attempt left", async () => {
+    const storage = a.remote!.storage;
+    const dir = tmp("ct-resume-");
+    const tlDir = join(dir, "timelines", timelineId);
+    mkdirSync(tlDir, { recursive: true });
+    // What an attach in generation 6 cut short could have left: its marker and stale files.
+    writeFileSync(join(dir, "attaching"), JSON.stringify({ generation: 6 }));
+    writeFileSync(join(tlDir, "commit_times"), Buffer.alloc(8192, 7));
+    writeFileSync(join(tlDir, "commit_times.tail"), Buffer.alloc(8192, 9));
+    const r = await attachTenant(storage, tenantId, 6, dir, { lazy_layers: true });
+    expect(r.timelines).toEqual([{ id: timelineId, downloaded: 0, present: 0, warning: null }]);
+    const obj = await storage.get(objectKey(tenantId, timelineId, 5));
+    const mainLen = new DataView(obj.buffer, obj.byteOffset).getUint32(8);
+    expect(readFileSync(join(tlDir, "commit_times")).equals(Buffer.from(obj.subarray(16, 16 + mainLen)))).toBe(true);
+    expect(readFileSync(join(tlDir, "commit_times.tail")).equals(Buffer.from(obj.subarray(16 + mainLen)))).toBe(true);
+    expect(existsSync(join(dir, "attaching"))).toBe(false);
   });
 
   it("index_part.json: commit_times is optional (older indexes parse), and round-trips", () => {

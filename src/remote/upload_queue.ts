@@ -38,7 +38,8 @@
  *   we put last) and names it in the index, so an index never names a snapshot older than
  *   its disk_consistent_lsn (the timeline saves the commit-time index before it reports the
  *   metadata). After an index that names ours is in, the object of an older generation the
- *   previous index named is deleted (after the generation check).
+ *   previous index named is deleted (after the generation check), as is ours when the index
+ *   names none (the timeline has no commit-time files, or they can't be read: warning).
  * - remote_consistent_lsn is the disk_consistent_lsn of the last index known to be uploaded.
  * - shutdown() aborts what is in flight, stops retrying, and rejects every pending wait with a
  *   ShutdownError; a stop (failed/superseded) rejects them with UploadQueueStoppedError.
@@ -554,8 +555,9 @@ export class UploadQueue {
         const bytes = encodeIndexPart(publishable(op.index));
         await this.o.storage.put(indexKey(this.o.tenant_id, this.o.timeline_id, this.o.generation), bytes, { ...call, size_bytes: bytes.byteLength });
         const before = this.commitTimesRef;
-        if (before !== null && before.generation !== this.o.generation && op.index.commit_times?.generation !== before.generation) {
-          // The index no longer names the older generation's object: it is garbage now.
+        if (before !== null && op.index.commit_times?.generation !== before.generation) {
+          // The index no longer names that object (an older generation's, or ours when the
+          // timeline has no index now): it is garbage.
           const newer = await this.checkGeneration(this.abort.signal);
           if (newer !== null) throw new NewerGenerationError(newer);
           await this.o.storage.delete([commitTimesKey(this.o.tenant_id, this.o.timeline_id, before.generation)], call);
@@ -576,7 +578,15 @@ export class UploadQueue {
   /** Puts the commit-time snapshot (unless unchanged) and returns what the index names. */
   private async uploadCommitTimes(call: { signal: AbortSignal; timeout_ms: number | undefined }): Promise<{ generation: Generation } | null> {
     if (this.o.commit_times === undefined) return this.commitTimesRef;
-    const bytes = await this.o.commit_times();
+    let bytes: Uint8Array | null;
+    try {
+      bytes = await this.o.commit_times();
+    } catch (e) {
+      // A commit-time index that can't be read is no reason to stop the layers' uploads: the
+      // index names none (an older snapshot could lack entries up to its LSN).
+      this.o.log.warn({ err: e }, "commit-time index unreadable: the remote index names none");
+      return null;
+    }
     if (bytes === null) return null;
     const crc = crc32c(bytes) >>> 0;
     const ours = this.commitTimesRef?.generation === this.o.generation;
