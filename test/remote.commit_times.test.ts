@@ -6,7 +6,7 @@
  * `commit_times-<gen>` object (the older one deleted, remote check ok). A corrupt object in
  * the bucket: the attach still works, the index starts empty (answers `nodata`/`past`, never
  * a wrong LSN) and a warning is logged; the same for blocks failing their seals. An attach
- * resumed after a crash replaces stale files. Old indexes without the field still parse.
+ * resumed after a crash replaces stale files; remote deletion takes the objects along. Old indexes without the field still parse.
  */
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -18,6 +18,7 @@ import { Server } from "../src/main/server.js";
 import { attachTenant } from "../src/remote/attach.js";
 import { encodeIndexPart, parseIndexPart } from "../src/remote/index_part.js";
 import { checkRemoteTimeline } from "../src/remote/remote_check.js";
+import { deleteRemoteTenant } from "../src/remote/remote_delete.js";
 import { type LsnForTime, pgTimestampToMs } from "../src/tenant/commit_times.js";
 import type { Timeline } from "../src/tenant/timeline.js";
 import { generateTenantId, generateTimelineId, type TenantId, type TimelineId } from "../src/types/ids.js";
@@ -232,6 +233,14 @@ describe("commit-time index in remote storage", () => {
     expect(readFileSync(join(tlDir, "commit_times")).equals(Buffer.from(obj.subarray(16, 16 + mainLen)))).toBe(true);
     expect(readFileSync(join(tlDir, "commit_times.tail")).equals(Buffer.from(obj.subarray(16 + mainLen)))).toBe(true);
     expect(existsSync(join(dir, "attaching"))).toBe(false);
+  });
+
+  it("remote deletion of the tenant deletes its commit-time objects too (nothing left)", async () => {
+    const storage = a.remote!.storage;
+    expect((await storage.list(`tenants/${tenantId}/timelines/${timelineId}/commit_times`)).length).toBe(1);
+    const r = await deleteRemoteTenant(storage, tenantId, 6);
+    expect(r.left).toEqual([]);
+    expect(await storage.list(`tenants/${tenantId}/`)).toEqual([]);
   });
 
   it("index_part.json: commit_times is optional (older indexes parse), and round-trips", () => {

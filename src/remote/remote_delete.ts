@@ -21,7 +21,7 @@ import type { RemoteCallOptions, RemoteStorage } from "./remote_storage.js";
 import { SupersededError } from "./remote_timeline_client.js";
 
 export interface RemoteDeletion {
-  /** Index and layer objects deleted. */
+  /** Index, layer and commit-time index objects deleted. */
   deleted: number;
   /** Keys under the prefix left alone (neither a layer nor an index of ours). */
   left: string[];
