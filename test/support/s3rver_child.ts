@@ -8,6 +8,12 @@
  * the removals race and the request fails with HTTP 500. Real S3 has no directories; here the
  * per-object deletions run one at a time.
  *
+ * And a second one: a PUT whose client gave up (a pageserver stopping an upload before it
+ * deletes the prefix) is still written by s3rver after the deletion removed its directory,
+ * and the ENOENT of that write is an unhandled 'error' event that kills the process. Real S3
+ * has no directories and simply drops the aborted PUT: here that one error is logged and
+ * the server goes on; any other uncaught error still ends the process.
+ *
  *   node --openssl-legacy-provider --import tsx test/support/s3rver_child.ts <dir> <port> <bucket>
  *
  * Prints "listening <port>" once serving; exits when its stdin closes (the test process is
@@ -45,6 +51,14 @@ store.deleteObject = (b: string, k: string): Promise<void> => {
   tail = p.catch(() => undefined);
   return p;
 };
+process.on("uncaughtException", (e: NodeJS.ErrnoException) => {
+  if (e.code === "ENOENT" && typeof e.path === "string" && e.path.startsWith(dir!)) {
+    process.stderr.write(`s3rver: a write raced a deletion of its directory (dropped, as S3 drops an aborted PUT): ${e.message}\n`);
+    return;
+  }
+  process.stderr.write(`s3rver: uncaught ${e.stack ?? String(e)}\n`);
+  process.exit(1);
+});
 const addr = await inst.run();
 process.stdout.write(`listening ${addr.port}\n`);
 process.stdin.on("end", () => process.exit(0));
