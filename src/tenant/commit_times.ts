@@ -50,11 +50,10 @@ import { open, readFile } from "node:fs/promises";
 import { crc32c } from "@node-rs/crc32";
 import { dirname, join } from "node:path";
 import { BLOCK_PAYLOAD, BLOCK_SIZE, blockSealOk, readU16, readU32, readU64OrNeg, sealBlock, writeFileDurably, writeU16, writeU32, writeU64 } from "../layers/block_io.js";
-import { TEMP_SUFFIX } from "../layers/layer_name.js";
 import { assert } from "../types/assert.js";
 import { CorruptionError } from "../types/errors.js";
 import type { Lsn } from "../types/lsn.js";
-import { fsyncDir, removeFileDurable, writeFileDurable } from "./durable.js";
+import { fsyncDir, removeFileDurable, uniqueTempPath, writeFileDurable } from "./durable.js";
 
 export const COMMIT_TIMES_FILE = "commit_times";
 export const COMMIT_TIMES_TAIL_FILE = "commit_times.tail";
@@ -383,13 +382,8 @@ export class CommitTimes {
     return this.floor(lsn) ? this.rTime : null;
   }
 
-  /** Find the last entry at or below `lsn` into rLsn / rTime; false when there is none. */
-  private floor(lsn: Lsn): boolean {
-    if (this.tCount > 0 && this.tFirst <= lsn) {
-      this.scanFloor(this.tailView(), this.tCount, lsn);
-      return true;
-    }
-    // The last block starting at or below lsn.
+  /** How many blocks start at or below `lsn` (the last of them is the one that may hold its floor). */
+  private blocksStartingAtOrBelow(lsn: Lsn): number {
     let lo = 0;
     let hi = this.nBlocks;
     while (lo < hi) {
@@ -397,6 +391,16 @@ export class CommitTimes {
       if (this.dirFirst[mid]! <= lsn) lo = mid + 1;
       else hi = mid;
     }
+    return lo;
+  }
+
+  /** Find the last entry at or below `lsn` into rLsn / rTime; false when there is none. */
+  private floor(lsn: Lsn): boolean {
+    if (this.tCount > 0 && this.tFirst <= lsn) {
+      this.scanFloor(this.tailView(), this.tCount, lsn);
+      return true;
+    }
+    const lo = this.blocksStartingAtOrBelow(lsn);
     if (lo === 0) return false;
     this.scanFloor(this.block(lo - 1), this.dirCount[lo - 1]!, lsn);
     return true;
@@ -491,13 +495,7 @@ export class CommitTimes {
       this.scanFloor(this.tailView(), this.tCount, lsn);
       return this.rLsn;
     }
-    let lo = 0;
-    let hi = this.nBlocks;
-    while (lo < hi) {
-      const mid = (lo + hi) >>> 1;
-      if (this.dirFirst[mid]! <= lsn) lo = mid + 1;
-      else hi = mid;
-    }
+    const lo = this.blocksStartingAtOrBelow(lsn);
     if (lo === 0) return -1;
     if (lo - 1 < this.onDisk) return null;
     this.scanFloor(this.pending[lo - 1 - this.onDisk]!, this.dirCount[lo - 1]!, lsn);
@@ -786,7 +784,7 @@ export class CommitTimes {
       sealBlock(b, 1 + j);
     }
     out.set(this.headerBlock(newStart, newBeforeMax, true), 0);
-    const tmp = this.path + TEMP_SUFFIX;
+    const tmp = uniqueTempPath(this.path);
     const w = await open(tmp, "w", 0o600);
     try {
       await w.writeFile(out);
