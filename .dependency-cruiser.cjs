@@ -11,10 +11,11 @@ const allowed = {
   tenant: ["workers", "layers", "cache", "types"],
   pg: ["types"],
   pgdata: ["tenant", "workers", "layers", "cache", "types", "pg"],
-  client: ["types", "pg"],
+  protocol: ["types", "pg"],
+  client: ["protocol", "types", "pg"],
   remote: ["tenant", "layers", "cache", "types"],
-  main: ["pgdata", "tenant", "workers", "layers", "cache", "types", "pg", "client", "remote"],
-  cli: ["client", "types", "pg"],
+  main: ["pgdata", "tenant", "workers", "layers", "cache", "types", "pg", "protocol", "remote"],
+  cli: ["client", "protocol", "types", "pg"],
 };
 module.exports = {
   forbidden: [

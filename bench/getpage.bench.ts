@@ -23,7 +23,7 @@ import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { PageServiceClient, type PagestreamSession } from "../src/client/page_service_client.js";
-import { LATEST_LSN } from "../src/client/pagestream.js";
+import { LATEST_LSN } from "../src/protocol/pagestream.js";
 import { parseLsn } from "../src/types/lsn.js";
 import { PgInstance } from "../test/support/postgres.js";
 import { rng } from "../test/support/rng.js";

@@ -14,7 +14,7 @@
  * directory then needs crash recovery from that checkpoint) and its pg_wal is read with
  * test/support/redo_verify.ts's verifyWal, which keeps our version of every page (APPLY
  * images restored, our own redo output otherwise) and redoes each block reference of every
- * rmgr the registry (src/pg/redo/rmgr_redo.ts) has, comparing the result with the check image
+ * rmgr the registry (src/pg/redo/redo_table.ts) has, comparing the result with the check image
  * after masking: any mismatch fails the bench. Records with verified native redo are sampled
  * uniformly (reservoir of REDO_BENCH_SAMPLE records, fixed seed), each with all its verified
  * (block id, base page, result); so the sample has the corpus's mix of kinds.
@@ -70,12 +70,12 @@ import { relBlockKey, relTag } from "../src/pgdata/keys.js";
 import { BLCKSZ, setPageChecksum } from "../src/pg/page.js";
 import { initNative, pgImage } from "../src/pg/redo/native.js";
 import { PgRedo } from "../src/pg/redo/pg_redo.js";
-import type { RmgrRedo } from "../src/pg/redo/rmgr.js";
-import { rmgrRedo } from "../src/pg/redo/rmgr_redo.js";
+import type { RmgrRedo } from "../src/pg/redo/rmgr_interface.js";
+import { rmgrRedo } from "../src/pg/redo/redo_table.js";
 import { WalStreamDecoder } from "../src/pg/wal/decoder.js";
 import { walFileName } from "../src/pg/wal/page.js";
 import { type DecodedBlock, type DecodedRecord, decodeRecord } from "../src/pg/wal/record.js";
-import { describeRecordKind, RM_HEAP2_ID, RM_HEAP_ID, rmgrName } from "../src/pg/wal/rmgr.js";
+import { describeRecordKind, RM_HEAP2_ID, RM_HEAP_ID, rmgrName } from "../src/pg/wal/rmgr_ids.js";
 import type { Key } from "../src/types/key.js";
 import { type Lsn, lsnToString, parseLsn } from "../src/types/lsn.js";
 import { pgRecordValue, type Value } from "../src/types/value.js";

@@ -1,5 +1,5 @@
 /**
- * JWT auth on the HTTP API (src/main/auth.ts, src/main/http/server.ts): a Server started with
+ * JWT auth on the HTTP API (src/main/auth.ts, src/main/http/http_server.ts): a Server started with
  * an Ed25519 public key (and one with an RSA key), with remote storage (so attach, detach and
  * remote_check exist). Every registered route (walked from the server's own route table, so
  * new routes are covered), with the scope the OpenAPI document states for it (x-scope) ×

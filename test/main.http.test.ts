@@ -1,5 +1,5 @@
 /**
- * The HTTP API v1 (src/main/api.ts over src/main/http/server.ts) in-process through a real
+ * The HTTP API v1 (src/main/http/tenant_routes.ts over src/main/http/http_server.ts) in-process through a real
  * Server on an ephemeral port: every route (tenants, timelines, branching, checkpoint,
  * compact, do_gc, config, status, metrics) with fetch(), the error mapping (bad ids, unknown
  * routes, malformed and oversized bodies → JSON {error, code}), /metrics checked by

@@ -9,7 +9,7 @@ import { request } from "node:http";
 import { pino } from "pino";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { Type } from "@sinclair/typebox";
-import { HttpServer } from "../src/main/http/server.js";
+import { HttpServer } from "../src/main/http/http_server.js";
 
 const TOTAL_BYTES = 24 * 1024 * 1024;
 let server: HttpServer;

@@ -9,7 +9,7 @@ import { generateKeyPairSync, type KeyObject } from "node:crypto";
 import { SignJWT } from "jose";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { PageServiceClient, PageServiceError } from "../src/client/page_service_client.js";
-import { LATEST_LSN } from "../src/client/pagestream.js";
+import { LATEST_LSN } from "../src/protocol/pagestream.js";
 import { generateTenantId } from "../src/types/ids.js";
 import { PageServiceFixture } from "./support/page_service_fixture.js";
 

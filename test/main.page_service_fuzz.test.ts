@@ -11,7 +11,7 @@
  */
 import { connect } from "node:net";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { decodeResponse, encodeRequest, header, LATEST_LSN, type PagestreamRequest, type PagestreamVersion } from "../src/client/pagestream.js";
+import { decodeResponse, encodeRequest, header, LATEST_LSN, type PagestreamRequest, type PagestreamVersion } from "../src/protocol/pagestream.js";
 import {
   copyData,
   copyDone,
@@ -25,7 +25,7 @@ import {
   gssencRequest,
   startupMessage,
   terminate,
-} from "../src/client/pg_wire.js";
+} from "../src/protocol/pg_wire.js";
 import { PageServiceFixture } from "./support/page_service_fixture.js";
 import { rng } from "./support/rng.js";
 

@@ -9,8 +9,8 @@
 import { connect } from "node:net";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { PagestreamRequestError, type PageServiceClient } from "../src/client/page_service_client.js";
-import { encodeRequest, header, LATEST_LSN } from "../src/client/pagestream.js";
-import { copyData, MSG, parseErrorFields, query, startupMessage } from "../src/client/pg_wire.js";
+import { encodeRequest, header, LATEST_LSN } from "../src/protocol/pagestream.js";
+import { copyData, MSG, parseErrorFields, query, startupMessage } from "../src/protocol/pg_wire.js";
 import { PageServiceFixture } from "./support/page_service_fixture.js";
 import { within } from "./support/within.js";
 

@@ -13,7 +13,7 @@ import { join } from "node:path";
 import { pino } from "pino";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { PageServiceClient } from "../src/client/page_service_client.js";
-import { LATEST_LSN } from "../src/client/pagestream.js";
+import { LATEST_LSN } from "../src/protocol/pagestream.js";
 import { loadNodeConfig } from "../src/main/config.js";
 import { Server } from "../src/main/server.js";
 import { DatadirSnapshot } from "../src/pgdata/reader.js";

@@ -11,7 +11,7 @@
  * sum is (M − B) / N minus that serving time (milliseconds here), never more.
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { LATEST_LSN, type PagestreamResponse } from "../src/client/pagestream.js";
+import { LATEST_LSN, type PagestreamResponse } from "../src/protocol/pagestream.js";
 import { PageServiceFixture } from "./support/page_service_fixture.js";
 
 const N = 50; // requests per second

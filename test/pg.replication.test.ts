@@ -29,7 +29,7 @@ import {
   WalReceiver,
 } from "../src/pg/replication/index.js";
 import { WalStreamDecoder } from "../src/pg/wal/decoder.js";
-import { rmgrName } from "../src/pg/wal/rmgr.js";
+import { rmgrName } from "../src/pg/wal/rmgr_ids.js";
 import { type Lsn, lsnToString, parseLsn, writeLsnBE } from "../src/types/lsn.js";
 import { PgInstance } from "./support/postgres.js";
 

@@ -34,7 +34,7 @@ import {
   decodeRecord,
   MAX_RECORD_BYTES,
 } from "../src/pg/wal/record.js";
-import { describeRecordKind, infoName, RM_XLOG_ID, rmgrName, XLOG_SWITCH } from "../src/pg/wal/rmgr.js";
+import { describeRecordKind, infoName, RM_XLOG_ID, rmgrName, XLOG_SWITCH } from "../src/pg/wal/rmgr_ids.js";
 import { type Lsn, lsnToString, parseLsn } from "../src/types/lsn.js";
 import { PgInstance } from "./support/postgres.js";
 import { buildRecord, bytesOf, mainDataBody, TEST_SYSID, u16le, u32le, WalWriter } from "./support/walgen.js";

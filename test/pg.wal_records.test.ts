@@ -91,7 +91,7 @@ import {
   RM_XLOG_ID,
   rmgrName,
   infoName,
-} from "../src/pg/wal/rmgr.js";
+} from "../src/pg/wal/rmgr_ids.js";
 import { CorruptionError } from "../src/types/errors.js";
 import { type Lsn, lsnToString, parseLsn } from "../src/types/lsn.js";
 import { PgInstance } from "./support/postgres.js";

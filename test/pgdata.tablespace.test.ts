@@ -20,7 +20,7 @@ import { IS_ROOT } from "../src/cli/endpoint.js";
 import { type CheckPoint, encodeCheckPoint } from "../src/pg/control.js";
 import { type DecodedRecord, decodeRecord } from "../src/pg/wal/record.js";
 import { decodeTblspcRecord, XLOG_TBLSPC_CREATE, XLOG_TBLSPC_DROP } from "../src/pg/wal/records/tblspc.js";
-import { RM_DBASE_ID, RM_RELMAP_ID, RM_SMGR_ID, RM_TBLSPC_ID } from "../src/pg/wal/rmgr.js";
+import { RM_DBASE_ID, RM_RELMAP_ID, RM_SMGR_ID, RM_TBLSPC_ID } from "../src/pg/wal/rmgr_ids.js";
 import {
   collectKeyspace,
   DatadirSnapshot,

@@ -28,7 +28,7 @@ import {
   XLOG_BRIN_SAMEPAGE_UPDATE,
   XLOG_BRIN_UPDATE,
 } from "../src/pg/wal/records/brin.js";
-import { RM_BRIN_ID } from "../src/pg/wal/rmgr.js";
+import { RM_BRIN_ID } from "../src/pg/wal/rmgr_ids.js";
 import { CorruptionError, UnsupportedError } from "../src/types/errors.js";
 import { checkTruncations, fakeRecord, RecordSampler } from "./support/redo_malformed.js";
 import { formatReport, type VerifyReport, verifyRedo } from "./support/redo_verify.js";

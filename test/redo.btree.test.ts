@@ -38,7 +38,7 @@ import {
   itupTidBlock,
   setBtOpaque,
 } from "../src/pg/redo/btree_page.js";
-import { rmgrRedo } from "../src/pg/redo/rmgr_redo.js";
+import { rmgrRedo } from "../src/pg/redo/redo_table.js";
 import type { DecodedBlock, DecodedRecord } from "../src/pg/wal/record.js";
 import {
   decodeBtreeDedup,
@@ -71,7 +71,7 @@ import {
   XLOG_BTREE_UNLINK_PAGE_META,
   XLOG_BTREE_VACUUM,
 } from "../src/pg/wal/records/btree.js";
-import { describeRecordKind, RM_BTREE_ID } from "../src/pg/wal/rmgr.js";
+import { describeRecordKind, RM_BTREE_ID } from "../src/pg/wal/rmgr_ids.js";
 import { havePg15, type PgInstance } from "./support/postgres.js";
 import { corruptionOf } from "./support/redo_malformed.js";
 import { formatReport, type VerifyReport, verifyRedo } from "./support/redo_verify.js";

@@ -61,8 +61,8 @@ import {
   setPdPruneXid,
   setPdUpper,
 } from "../src/pg/redo/bufpage.js";
-import { rmgrRedo, rmgrsWithoutNativeRedo } from "../src/pg/redo/rmgr_redo.js";
-import { RM_XLOG_ID } from "../src/pg/wal/rmgr.js";
+import { rmgrRedo, rmgrsWithoutNativeRedo } from "../src/pg/redo/redo_table.js";
+import { RM_XLOG_ID } from "../src/pg/wal/rmgr_ids.js";
 import { rng } from "./support/rng.js";
 
 /** An item of `len` bytes whose content names it: byte k = (seed * 31 + k) & 0xff. */

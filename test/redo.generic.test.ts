@@ -12,7 +12,7 @@ import { genericRedo } from "../src/pg/redo/generic.js";
 import { BLCKSZ } from "../src/pg/page.js";
 import type { DecodedRecord } from "../src/pg/wal/record.js";
 import { checkGenericDelta } from "../src/pg/wal/records/generic.js";
-import { RM_GENERIC_ID } from "../src/pg/wal/rmgr.js";
+import { RM_GENERIC_ID } from "../src/pg/wal/rmgr_ids.js";
 import { CorruptionError } from "../src/types/errors.js";
 import { findPgBinDir } from "./support/postgres.js";
 import { checkTruncations, fakeRecord, RecordSampler } from "./support/redo_malformed.js";

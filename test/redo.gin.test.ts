@@ -29,7 +29,7 @@ import {
   XLOG_GIN_VACUUM_DATA_LEAF_PAGE,
   XLOG_GIN_VACUUM_PAGE,
 } from "../src/pg/wal/records/gin.js";
-import { describeRecordKind, RM_GIN_ID } from "../src/pg/wal/rmgr.js";
+import { describeRecordKind, RM_GIN_ID } from "../src/pg/wal/rmgr_ids.js";
 import { corruptionOf } from "./support/redo_malformed.js";
 import { formatReport, verifyRedo } from "./support/redo_verify.js";
 import { u16le } from "./support/walgen.js";

@@ -34,7 +34,7 @@ import {
   XLOG_GIST_PAGE_SPLIT,
   XLOG_GIST_PAGE_UPDATE,
 } from "../src/pg/wal/records/gist.js";
-import { RM_GIST_ID } from "../src/pg/wal/rmgr.js";
+import { RM_GIST_ID } from "../src/pg/wal/rmgr_ids.js";
 import { CorruptionError, UnsupportedError } from "../src/types/errors.js";
 import { PgInstance } from "./support/postgres.js";
 import { checkTruncations, fakeRecord, RecordSampler } from "./support/redo_malformed.js";

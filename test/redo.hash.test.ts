@@ -26,7 +26,7 @@ import {
   XLOG_HASH_SPLIT_PAGE,
   XLOG_HASH_VACUUM_ONE_PAGE,
 } from "../src/pg/wal/records/hash.js";
-import { describeRecordKind, RM_HASH_ID } from "../src/pg/wal/rmgr.js";
+import { describeRecordKind, RM_HASH_ID } from "../src/pg/wal/rmgr_ids.js";
 import { corruptionOf } from "./support/redo_malformed.js";
 import { formatReport, verifyRedo } from "./support/redo_verify.js";
 

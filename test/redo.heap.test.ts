@@ -85,7 +85,7 @@ import {
   XLOG_HEAP2_VACUUM,
   XLOG_HEAP2_VISIBLE,
 } from "../src/pg/wal/records/heap2.js";
-import { describeRecordKind, RM_HEAP2_ID, RM_HEAP_ID, RM_SMGR_ID, RM_XLOG_ID, XLOG_FPI_FOR_HINT, XLR_RMGR_INFO_MASK } from "../src/pg/wal/rmgr.js";
+import { describeRecordKind, RM_HEAP2_ID, RM_HEAP_ID, RM_SMGR_ID, RM_XLOG_ID, XLOG_FPI_FOR_HINT, XLR_RMGR_INFO_MASK } from "../src/pg/wal/rmgr_ids.js";
 import { UnsupportedError } from "../src/types/errors.js";
 import { lsnToString } from "../src/types/lsn.js";
 import type { PgInstance } from "./support/postgres.js";

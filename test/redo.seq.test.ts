@@ -12,7 +12,7 @@ import { BLCKSZ, pageLsn } from "../src/pg/page.js";
 import { PgRedo } from "../src/pg/redo/pg_redo.js";
 import { restorePageImage } from "../src/pg/wal/image.js";
 import { decodeSeqLog } from "../src/pg/wal/records/seq.js";
-import { RM_SEQ_ID } from "../src/pg/wal/rmgr.js";
+import { RM_SEQ_ID } from "../src/pg/wal/rmgr_ids.js";
 import { CorruptionError, UnsupportedError } from "../src/types/errors.js";
 import { makeKey } from "../src/types/key.js";
 import { pgRecordValue } from "../src/types/value.js";

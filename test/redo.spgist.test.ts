@@ -31,7 +31,7 @@ import {
   XLOG_SPGIST_VACUUM_REDIRECT,
   XLOG_SPGIST_VACUUM_ROOT,
 } from "../src/pg/wal/records/spgist.js";
-import { RM_SPGIST_ID } from "../src/pg/wal/rmgr.js";
+import { RM_SPGIST_ID } from "../src/pg/wal/rmgr_ids.js";
 import { CorruptionError, UnsupportedError } from "../src/types/errors.js";
 import { checkTruncations, fakeRecord, RecordSampler } from "./support/redo_malformed.js";
 import { formatReport, type VerifyReport, verifyRedo } from "./support/redo_verify.js";

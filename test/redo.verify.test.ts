@@ -8,12 +8,12 @@
 import { afterAll, describe, expect, it } from "vitest";
 import { maskPageLsnAndChecksum } from "../src/pg/redo/bufmask.js";
 import { PgRedo, recordStartLsn } from "../src/pg/redo/pg_redo.js";
-import { findBlock, type RmgrRedo } from "../src/pg/redo/rmgr.js";
-import { PAGE_RMGRS, rmgrsWithoutNativeRedo } from "../src/pg/redo/rmgr_redo.js";
+import { findBlock, type RmgrRedo } from "../src/pg/redo/rmgr_interface.js";
+import { PAGE_RMGRS, rmgrsWithoutNativeRedo } from "../src/pg/redo/redo_table.js";
 import { pageLsn, setPageLsn } from "../src/pg/page.js";
 import { restorePageImage } from "../src/pg/wal/image.js";
 import type { DecodedRecord } from "../src/pg/wal/record.js";
-import { RM_BTREE_ID, RM_HEAP_ID, RM_XLOG_ID, XLOG_FPI, XLOG_FPI_FOR_HINT } from "../src/pg/wal/rmgr.js";
+import { RM_BTREE_ID, RM_HEAP_ID, RM_XLOG_ID, XLOG_FPI, XLOG_FPI_FOR_HINT } from "../src/pg/wal/rmgr_ids.js";
 import { CorruptionError, UnsupportedError } from "../src/types/errors.js";
 import { makeKey } from "../src/types/key.js";
 import { lsnToString } from "../src/types/lsn.js";

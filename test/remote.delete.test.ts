@@ -1,5 +1,5 @@
 /**
- * Remote deletion (src/remote/remote_delete.ts, wired in src/main/remote_timelines.ts):
+ * Remote deletion (src/remote/remote_delete.ts, wired in src/main/remote/remote_timelines.ts):
  * - directly on LocalFs: a tenant's timelines' layer and index objects of generations ≤ ours
  *   go, keys we don't know stay (reported); one timeline holding a newer generation's index
  *   makes the whole deletion refused (SupersededError) with nothing deleted anywhere;

@@ -1,5 +1,5 @@
 /**
- * Remote storage in a real Server (src/main/remote_timelines.ts wiring the timeline's
+ * Remote storage in a real Server (src/main/remote/remote_timelines.ts wiring the timeline's
  * LayerEvents to RemoteTimelineClient), on LocalFs and on S3 (s3rver): a tenant and timeline
  * created over HTTP, data written and checkpointed, then compaction and GC; after each step
  * the bucket holds exactly the timeline's local layers and an index naming exactly them

@@ -1,5 +1,5 @@
 /**
- * A client of the page service (src/main/page_service.ts): one TCP connection speaking the
+ * A client of the page service (src/main/page_service/page_service.ts): one TCP connection speaking the
  * PostgreSQL wire protocol, on which to open a pagestream session (pipelined requests) or
  * fetch a base backup. Used by tests, benches and pagectl.
  *
@@ -33,7 +33,7 @@ import {
   startupMessage,
   terminate,
   typeName,
-} from "./pg_wire.js";
+} from "../protocol/pg_wire.js";
 import {
   decodeResponse,
   encodeRequest,
@@ -44,7 +44,7 @@ import {
   type RelTag,
   type RequestHeader,
   sameHeader,
-} from "./pagestream.js";
+} from "../protocol/pagestream.js";
 
 /** An ErrorResponse from the server (sqlstate set), or the connection failing (sqlstate null). */
 export class PageServiceError extends PageserverError {

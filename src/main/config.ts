@@ -48,7 +48,7 @@ export interface NodeConfig {
    */
   remote_storage: string | null;
   /**
-   * Disk-usage eviction (src/main/disk_usage_eviction.ts): above this many bytes of resident
+   * Disk-usage eviction (src/main/remote/disk_usage_eviction.ts): above this many bytes of resident
    * layer files the coldest uploaded layers are evicted (downloaded again on demand). 0: off.
    * Needs remote_storage.
    */

@@ -25,7 +25,7 @@ import type { PoolStats } from "../workers/pools.js";
 import type { Timeline } from "../tenant/timeline.js";
 import { buildInfo } from "./build_info.js";
 import type { TenantManager } from "./tenant_manager.js";
-import type { WalSources } from "./wal_sources.js";
+import type { WalSources } from "./wal_source/wal_sources.js";
 
 /** Neon's CRITICAL_OP_BUCKETS: operations on the read path, 1 µs … 100 s. */
 const CRITICAL_OP_BUCKETS = [0.000_001, 0.000_01, 0.000_1, 0.001, 0.01, 0.1, 1, 10, 100];

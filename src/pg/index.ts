@@ -14,6 +14,6 @@ export * from "./wal/index.js";
 export * from "./replication/index.js";
 export { PgRedo } from "./redo/pg_redo.js";
 export * from "./redo/native.js";
-export { PAGE_RMGRS, type RmgrRedo, rmgrRedo, rmgrsWithoutNativeRedo } from "./redo/rmgr_redo.js";
+export { PAGE_RMGRS, type RmgrRedo, rmgrRedo, rmgrsWithoutNativeRedo } from "./redo/redo_table.js";
 export * from "./control.js";
 export { pageChecksum, pageIsNew, pageLsn, setPageChecksum, setPageLsn } from "./page.js";

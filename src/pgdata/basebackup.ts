@@ -81,7 +81,7 @@ import {
 } from "../pg/wal/page.js";
 import { setPageChecksum } from "../pg/page.js";
 import { XLR_BLOCK_ID_DATA_SHORT } from "../pg/wal/record.js";
-import { RM_XLOG_ID, XLOG_CHECKPOINT_SHUTDOWN } from "../pg/wal/rmgr.js";
+import { RM_XLOG_ID, XLOG_CHECKPOINT_SHUTDOWN } from "../pg/wal/rmgr_ids.js";
 
 /** Page checksums live in src/pg/page.ts; re-exported for callers of this module. */
 export { pageChecksum, setPageChecksum } from "../pg/page.js";

@@ -147,7 +147,7 @@ import {
   RM_XACT_ID,
   RM_XLOG_ID,
   XLR_RMGR_INFO_MASK,
-} from "../pg/wal/rmgr.js";
+} from "../pg/wal/rmgr_ids.js";
 import { CHECKPOINT_KEY, GLOBALTABLESPACE_OID, type RelTag, relTag, SlruKind } from "./keys.js";
 import { DatadirSnapshot } from "./reader.js";
 import { DatadirWriter } from "./writer.js";

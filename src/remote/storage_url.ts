@@ -7,7 +7,7 @@
  * Both take the node's remote options as query parameters too (NODE_OPTION_KEYS, integers in
  * milliseconds): detach_timeout_ms (bound on each wait of a detach) and
  * generation_check_interval_ms (at most one generation check per tenant this often before a
- * new flush position goes to a WAL source); src/main/remote_timelines.ts uses them.
+ * new flush position goes to a WAL source); src/main/remote/remote_timelines.ts uses them.
  *
  * Anything else is an InvalidArgumentError that says what was expected. Credentials never
  * appear in the URL (the AWS SDK reads them from the environment).
@@ -18,7 +18,7 @@ import { LocalFs } from "./local_fs.js";
 import { checkKey, type RemoteStorage } from "./remote_storage.js";
 import { S3Storage } from "./s3.js";
 
-/** The node's remote options carried in the URL (absent: the defaults of src/main/remote_timelines.ts). */
+/** The node's remote options carried in the URL (absent: the defaults of src/main/remote/remote_timelines.ts). */
 export interface RemoteNodeOptions {
   detach_timeout_ms?: number;
   generation_check_interval_ms?: number;

@@ -96,7 +96,7 @@ export class JobPools implements JobRunner {
     const gcThreads = opts.gcThreads ?? 1;
     const redoThreads = opts.redoThreads ?? 1;
     this.flushPool = new Piscina({ ...base, ...jobModule("flush_job", opts.cacheSab), maxThreads: flushThreads });
-    this.compactionPool = new Piscina({ ...base, ...jobModule("compaction_jobs", opts.cacheSab), maxThreads: compactionThreads });
+    this.compactionPool = new Piscina({ ...base, ...jobModule("compaction_pool", opts.cacheSab), maxThreads: compactionThreads });
     this.gcPool = new Piscina({ ...base, ...jobModule("gc_job", opts.cacheSab), maxThreads: gcThreads });
     this.redoPool = new Piscina({ ...base, ...jobModule("redo_job", opts.cacheSab), maxThreads: redoThreads });
     this.flushQueue = new FairQueue(flushThreads, maxQueue);

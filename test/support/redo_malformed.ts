@@ -12,11 +12,11 @@
  * hand-made record (fakeRecord), and corruptionOf for asserting on a decoder's error.
  */
 import { expect } from "vitest";
-import type { RmgrRedo } from "../../src/pg/redo/rmgr.js";
+import type { RmgrRedo } from "../../src/pg/redo/rmgr_interface.js";
 import { BLCKSZ } from "../../src/pg/page.js";
 import { restorePageImage } from "../../src/pg/wal/image.js";
 import type { DecodedBlock, DecodedRecord } from "../../src/pg/wal/record.js";
-import { describeRecordKind } from "../../src/pg/wal/rmgr.js";
+import { describeRecordKind } from "../../src/pg/wal/rmgr_ids.js";
 import { CorruptionError, PageserverError } from "../../src/types/errors.js";
 import { lsnToString } from "../../src/types/lsn.js";
 

@@ -28,15 +28,15 @@
  */
 import { closeSync, openSync, readSync, statSync } from "node:fs";
 import { join } from "node:path";
-import type { RmgrRedo } from "../../src/pg/redo/rmgr.js";
-import { rmgrRedo } from "../../src/pg/redo/rmgr_redo.js";
+import type { RmgrRedo } from "../../src/pg/redo/rmgr_interface.js";
+import { rmgrRedo } from "../../src/pg/redo/redo_table.js";
 import { initNative, pgImage } from "../../src/pg/redo/native.js";
 import { BLCKSZ } from "../../src/pg/page.js";
 import { WalStreamDecoder } from "../../src/pg/wal/decoder.js";
 import { SIZE_OF_XLOG_LONG_PHD, walFileName } from "../../src/pg/wal/page.js";
 import { restorePageImage } from "../../src/pg/wal/image.js";
 import type { DecodedBlock, DecodedRecord } from "../../src/pg/wal/record.js";
-import { describeRecordKind, infoName, RM_GIST_ID, rmgrName } from "../../src/pg/wal/rmgr.js";
+import { describeRecordKind, infoName, RM_GIST_ID, rmgrName } from "../../src/pg/wal/rmgr_ids.js";
 import { type Lsn, lsnToString, parseLsn } from "../../src/types/lsn.js";
 import { PgInstance } from "./postgres.js";
 

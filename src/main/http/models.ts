@@ -18,7 +18,7 @@ import { TenantState } from "../../tenant/tenant.js";
 import { KEY_MAX, KEY_MIN, keyToHex } from "../../types/key.js";
 import { lsnToString } from "../../types/lsn.js";
 import { secondsSince } from "../../types/metrics_sink.js";
-import type { WalSources } from "../wal_sources.js";
+import type { WalSources } from "../wal_source/wal_sources.js";
 import { ERROR_CODES } from "./errors.js";
 
 // -----------------------------------------------------------------------------------------

@@ -34,7 +34,7 @@ export interface RouteSpec<B extends TSchema = TSchema, Q extends TProperties = 
   /** Served without a token when auth is on (/metrics, /v1/status, /v1/openapi.json). */
   open?: boolean;
   /**
-   * Who may call it when auth is on (http/server.ts routeScope): `tenant` (that tenant's token
+   * Who may call it when auth is on (http/http_server.ts routeScope): `tenant` (that tenant's token
    * or pageserverapi) or `management` (pageserverapi). Default: tenant for a path with
    * `:tenant_id`, management otherwise.
    */

@@ -40,7 +40,7 @@ import {
   XLOG_BRIN_SAMEPAGE_UPDATE,
   XLOG_BRIN_UPDATE,
 } from "../wal/records/brin.js";
-import { RM_BRIN_ID } from "../wal/rmgr.js";
+import { RM_BRIN_ID } from "../wal/rmgr_ids.js";
 import { maskPageHintBits, maskPageLsnAndChecksum, maskUnusedSpace } from "./bufmask.js";
 import {
   BLCKSZ,
@@ -58,7 +58,7 @@ import {
   setPageLsn,
   setPdLower,
 } from "./bufpage.js";
-import { findBlock, redoBlock, redoCorruption, redoUnsupported, type RmgrRedo, unexpectedBlock } from "./rmgr.js";
+import { findBlock, redoBlock, redoCorruption, redoUnsupported, type RmgrRedo, unexpectedBlock } from "./rmgr_interface.js";
 import { setU16, setU32, u16 } from "../bytes.js";
 
 export const SIZE_OF_BRIN_SPECIAL = 8;

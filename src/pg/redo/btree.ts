@@ -78,7 +78,7 @@ import {
   XLOG_BTREE_UNLINK_PAGE_META,
   XLOG_BTREE_VACUUM,
 } from "../wal/records/btree.js";
-import { RM_BTREE_ID } from "../wal/rmgr.js";
+import { RM_BTREE_ID } from "../wal/rmgr_ids.js";
 import { maskLpFlags, maskPageHintBits, maskPageLsnAndChecksum, maskUnusedSpace } from "./bufmask.js";
 import {
   BLCKSZ,
@@ -142,7 +142,7 @@ import {
   writeMetaPage,
   writeTopParentHikey,
 } from "./btree_page.js";
-import { findBlock, type RmgrRedo, redoCorruption } from "./rmgr.js";
+import { findBlock, type RmgrRedo, redoCorruption } from "./rmgr_interface.js";
 
 // Module-level work space (redo is synchronous and never re-entered).
 const tempPage = new Uint8Array(BLCKSZ);

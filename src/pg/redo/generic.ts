@@ -11,10 +11,10 @@
 import { assert } from "../../types/assert.js";
 import type { DecodedRecord } from "../wal/record.js";
 import { checkGenericDelta, GENERIC_FRAGMENT_HEADER_SIZE, MAX_GENERIC_XLOG_PAGES, XLOG_GENERIC } from "../wal/records/generic.js";
-import { RM_GENERIC_ID, XLR_RMGR_INFO_MASK } from "../wal/rmgr.js";
+import { RM_GENERIC_ID, XLR_RMGR_INFO_MASK } from "../wal/rmgr_ids.js";
 import { maskPageLsnAndChecksum, maskUnusedSpace } from "./bufmask.js";
 import { BLCKSZ, pdLower, pdUpper, setPageLsn } from "./bufpage.js";
-import { redoBlock, redoCorruption, redoUnsupported, type RmgrRedo } from "./rmgr.js";
+import { redoBlock, redoCorruption, redoUnsupported, type RmgrRedo } from "./rmgr_interface.js";
 import { u16 } from "../bytes.js";
 
 

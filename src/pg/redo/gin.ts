@@ -53,7 +53,7 @@ import {
   XLOG_GIN_VACUUM_DATA_LEAF_PAGE,
   XLOG_GIN_VACUUM_PAGE,
 } from "../wal/records/gin.js";
-import { RM_GIN_ID, XLR_RMGR_INFO_MASK } from "../wal/rmgr.js";
+import { RM_GIN_ID, XLR_RMGR_INFO_MASK } from "../wal/rmgr_ids.js";
 import { maskPageContent, maskPageHintBits, maskPageLsnAndChecksum, maskUnusedSpace } from "./bufmask.js";
 import {
   BLCKSZ,
@@ -74,7 +74,7 @@ import {
   setPdPruneXid,
 } from "./bufpage.js";
 import { decodePostingList, encodePostingList, itemPointerValue, mergeItemPointers, postingListSize } from "./gin_posting_list.js";
-import { readForRedo, redoBlock, redoCorruption, redoUnsupported, type RmgrRedo, unexpectedBlock } from "./rmgr.js";
+import { readForRedo, redoBlock, redoCorruption, redoUnsupported, type RmgrRedo, unexpectedBlock } from "./rmgr_interface.js";
 import { setU16, setU32, u16 } from "../bytes.js";
 
 export const GIN_DATA = 1 << 0;

@@ -38,7 +38,7 @@ import {
   XLOG_GIST_PAGE_SPLIT,
   XLOG_GIST_PAGE_UPDATE,
 } from "../wal/records/gist.js";
-import { RM_GIST_ID } from "../wal/rmgr.js";
+import { RM_GIST_ID } from "../wal/rmgr_ids.js";
 import {
   BLCKSZ,
   FirstOffsetNumber,
@@ -56,7 +56,7 @@ import {
   setPdLower,
 } from "./bufpage.js";
 import { maskLpFlags, maskPageHintBits, maskPageLsnAndChecksum, maskUnusedSpace } from "./bufmask.js";
-import { findBlock, redoBlock, redoCorruption, redoUnsupported, type RmgrRedo, unexpectedBlock } from "./rmgr.js";
+import { findBlock, redoBlock, redoCorruption, redoUnsupported, type RmgrRedo, unexpectedBlock } from "./rmgr_interface.js";
 import { setU16, setU32 } from "../bytes.js";
 
 export const SIZE_OF_GIST_OPAQUE = 16;

@@ -19,7 +19,7 @@
  * a cleanup lock is left untouched (no LSN either). SPLIT_PAGE carries nothing but an image:
  * a SPLIT_PAGE block without one is corrupt, as PostgreSQL says.
  */
-import { RM_HASH_ID, XLR_RMGR_INFO_MASK } from "../wal/rmgr.js";
+import { RM_HASH_ID, XLR_RMGR_INFO_MASK } from "../wal/rmgr_ids.js";
 import type { DecodedBlock, DecodedRecord } from "../wal/record.js";
 import {
   decodeHashAddOvflPage,
@@ -63,7 +63,7 @@ import {
 } from "../wal/records/hash.js";
 import { maskLpFlags, maskPageContent, maskPageHintBits, maskPageLsnAndChecksum, maskUnusedSpace } from "./bufmask.js";
 import { BLCKSZ, InvalidOffsetNumber, pageAddItemBytes, pageAddItemExtended, pageIndexMultiDelete, pageInit, pdSpecial, setPageLsn, setPdLower, SIZE_OF_PAGE_HEADER } from "./bufpage.js";
-import { findBlock, readForRedo, redoBlock, redoCorruption, redoUnsupported, type RmgrRedo, unexpectedBlock } from "./rmgr.js";
+import { findBlock, readForRedo, redoBlock, redoCorruption, redoUnsupported, type RmgrRedo, unexpectedBlock } from "./rmgr_interface.js";
 import { setU16, setU32, u16, u32 } from "../bytes.js";
 
 const INVALID_BLOCK_NUMBER = 0xffff_ffff;

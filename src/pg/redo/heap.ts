@@ -130,7 +130,7 @@ import {
   XLOG_HEAP2_VACUUM,
   XLOG_HEAP2_VISIBLE,
 } from "../wal/records/heap2.js";
-import { RM_HEAP2_ID, RM_HEAP_ID } from "../wal/rmgr.js";
+import { RM_HEAP2_ID, RM_HEAP_ID } from "../wal/rmgr_ids.js";
 import {
   FirstOffsetNumber,
   itemIdFlags,
@@ -161,7 +161,7 @@ import {
   SIZE_OF_PAGE_HEADER,
 } from "./bufpage.js";
 import { maskPageHintBits, maskPageLsnAndChecksum, maskUnusedSpace, MASK_MARKER } from "./bufmask.js";
-import { findBlock, redoBlock, redoCorruption, redoUnsupported, type RmgrRedo } from "./rmgr.js";
+import { findBlock, redoBlock, redoCorruption, redoUnsupported, type RmgrRedo } from "./rmgr_interface.js";
 
 /** The most line pointers a page can hold: bounds every line-pointer loop. */
 const MAX_LINE_POINTERS = (BLCKSZ - SIZE_OF_PAGE_HEADER) / 4;

@@ -4,7 +4,7 @@
  *   - pageserver records (NATIVE / NATIVE_INIT: CLOG bits, multixacts, visibility-map
  *     clears, full-page images kept as the WAL carried them), see ./native.ts;
  *   - PostgreSQL WAL records (PG_RECORD / PG_RECORD_INIT) through the native redo registry
- *     (./rmgr_redo.ts): the record is decoded once, the block reference whose relation, fork
+ *     (./redo_table.ts): the record is decoded once, the block reference whose relation, fork
  *     and block number match the key is redone by its rmgr's RmgrRedo. PG_RECORD_INIT
  *     (BKPBLOCK_WILL_INIT) starts from a zeroed page, PG_RECORD from the version before it.
  * A record whose rmgr has no RmgrRedo yet is an UnsupportedError naming the rmgr, the info
@@ -29,8 +29,8 @@ import { DEFAULT_WAL_SEGMENT_SIZE, maxAlign, SIZE_OF_XLOG_LONG_PHD, SIZE_OF_XLOG
 import { type DecodedBlock, type DecodedRecord, decodeRecord } from "../wal/record.js";
 import { PageLayoutError } from "./bufpage.js";
 import { applyNative, initNative } from "./native.js";
-import { describeRecord, relFilePath } from "./rmgr.js";
-import { PAGE_RMGRS, rmgrRedo } from "./rmgr_redo.js";
+import { describeRecord, relFilePath } from "./rmgr_interface.js";
+import { PAGE_RMGRS, rmgrRedo } from "./redo_table.js";
 
 const XLOG_RECORD_TOT_LEN_BYTES = 4;
 

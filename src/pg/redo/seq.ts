@@ -8,10 +8,10 @@
 import { assert } from "../../types/assert.js";
 import type { DecodedRecord } from "../wal/record.js";
 import { decodeSeqLog, XLOG_SEQ_LOG, XLOG_SEQ_OPMASK } from "../wal/records/seq.js";
-import { RM_SEQ_ID } from "../wal/rmgr.js";
+import { RM_SEQ_ID } from "../wal/rmgr_ids.js";
 import { maskPageLsnAndChecksum, maskUnusedSpace } from "./bufmask.js";
 import { BLCKSZ, FirstOffsetNumber, InvalidOffsetNumber, pageAddItemExtended, pageInit, pdSpecial, setPageLsn } from "./bufpage.js";
-import { redoBlock, redoCorruption, redoUnsupported, type RmgrRedo } from "./rmgr.js";
+import { redoBlock, redoCorruption, redoUnsupported, type RmgrRedo } from "./rmgr_interface.js";
 
 export const SEQ_MAGIC = 0x1717;
 /** sizeof(sequence_magic). */

@@ -42,7 +42,7 @@ import {
   XLOG_SPGIST_VACUUM_REDIRECT,
   XLOG_SPGIST_VACUUM_ROOT,
 } from "../wal/records/spgist.js";
-import { RM_SPGIST_ID } from "../wal/rmgr.js";
+import { RM_SPGIST_ID } from "../wal/rmgr_ids.js";
 import { maskPageHintBits, maskPageLsnAndChecksum, maskUnusedSpace } from "./bufmask.js";
 import {
   BLCKSZ,
@@ -61,7 +61,7 @@ import {
   SIZE_OF_PAGE_HEADER,
   setPageLsn,
 } from "./bufpage.js";
-import { findBlock, redoBlock, redoCorruption, redoUnsupported, type RmgrRedo, unexpectedBlock } from "./rmgr.js";
+import { findBlock, redoBlock, redoCorruption, redoUnsupported, type RmgrRedo, unexpectedBlock } from "./rmgr_interface.js";
 import { setU16, setU32, u16, u32 } from "../bytes.js";
 
 export const SIZE_OF_SPGIST_OPAQUE = 8;

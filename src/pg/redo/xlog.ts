@@ -14,9 +14,9 @@
  */
 import { restorePageImage } from "../wal/image.js";
 import type { DecodedRecord } from "../wal/record.js";
-import { RM_XLOG_ID, XLOG_FPI, XLOG_FPI_FOR_HINT, XLR_RMGR_INFO_MASK } from "../wal/rmgr.js";
+import { RM_XLOG_ID, XLOG_FPI, XLOG_FPI_FOR_HINT, XLR_RMGR_INFO_MASK } from "../wal/rmgr_ids.js";
 import { pageIsNew, setPageLsn } from "./bufpage.js";
-import { redoBlock, redoCorruption, type RmgrRedo } from "./rmgr.js";
+import { redoBlock, redoCorruption, type RmgrRedo } from "./rmgr_interface.js";
 
 export const xlogRedo: RmgrRedo = {
   rmid: RM_XLOG_ID,

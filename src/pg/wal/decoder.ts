@@ -56,7 +56,7 @@ import {
   XLP_FIRST_IS_OVERWRITE_CONTRECORD,
 } from "./page.js";
 import { type DecodedRecord, decodeRecord, MAX_RECORD_BYTES, readTotLen, validateRecordHeader, verifyRecordCrc } from "./record.js";
-import { RM_XLOG_ID, XLOG_SWITCH, XLR_RMGR_INFO_MASK } from "./rmgr.js";
+import { RM_XLOG_ID, XLOG_SWITCH, XLR_RMGR_INFO_MASK } from "./rmgr_ids.js";
 
 export interface WalStreamDecoderOptions {
   /** WAL segment size of the cluster (pg_control / initdb --wal-segsize); default 16 MiB. */

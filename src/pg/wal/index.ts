@@ -8,4 +8,4 @@ export { type WalStreamDecoderOptions, WalStreamDecoder } from "./decoder.js";
 export { imageCompression, restorePageImage } from "./image.js";
 export * from "./page.js";
 export * from "./record.js";
-export * from "./rmgr.js";
+export * from "./rmgr_ids.js";

@@ -34,7 +34,7 @@ import { type Lsn, lsnToString } from "../../types/lsn.js";
 import { BLCKSZ, MAX_FORKNUM } from "../consts.js";
 import { crc32cRange } from "./crc32c.js";
 import { SIZE_OF_XLOG_RECORD, WalDecodeError } from "./page.js";
-import { isValidRmgrId } from "./rmgr.js";
+import { isValidRmgrId } from "./rmgr_ids.js";
 import { u16, u32 } from "../bytes.js";
 
 /** PostgreSQL's record size limit (MaxAllocSize, 1 GiB - 1): anything larger is corrupt. */

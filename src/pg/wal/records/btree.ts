@@ -32,7 +32,7 @@
 import { CorruptionError } from "../../../types/errors.js";
 import { lsnToString } from "../../../types/lsn.js";
 import type { DecodedRecord } from "../record.js";
-import { describeRecordKind, XLR_RMGR_INFO_MASK } from "../rmgr.js";
+import { describeRecordKind, XLR_RMGR_INFO_MASK } from "../rmgr_ids.js";
 import { u16, u32 } from "../../bytes.js";
 import { blockById } from "./record_access.js";
 

@@ -14,7 +14,7 @@
 import { CLOG_XACTS_PER_PAGE } from "../../consts.js";
 import { u32 } from "../../bytes.js";
 import type { DecodedRecord } from "../record.js";
-import { RM_CLOG_ID, XLR_RMGR_INFO_MASK } from "../rmgr.js";
+import { RM_CLOG_ID, XLR_RMGR_INFO_MASK } from "../rmgr_ids.js";
 import { exactMain, recordCorruption } from "./record_access.js";
 
 export const CLOG_ZEROPAGE = 0x00;

@@ -15,7 +15,7 @@
  */
 import { u32 } from "../../bytes.js";
 import type { DecodedRecord } from "../record.js";
-import { RM_DBASE_ID, XLR_RMGR_INFO_MASK } from "../rmgr.js";
+import { RM_DBASE_ID, XLR_RMGR_INFO_MASK } from "../rmgr_ids.js";
 import { exactMain, needMain, recordCorruption } from "./record_access.js";
 
 export const XLOG_DBASE_CREATE_FILE_COPY = 0x00;

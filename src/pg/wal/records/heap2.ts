@@ -33,7 +33,7 @@
 import { u16, u32 } from "../../bytes.js";
 import { MAX_HEAP_TUPLE_SIZE, SIZEOF_HEAP_TUPLE_HEADER } from "../../heap_tuple.js";
 import type { DecodedRecord } from "../record.js";
-import { RM_HEAP2_ID } from "../rmgr.js";
+import { RM_HEAP2_ID } from "../rmgr_ids.js";
 import { exactMain, needMain, recordCorruption, requireBlock } from "./record_access.js";
 import {
   expectOp,

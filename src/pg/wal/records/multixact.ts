@@ -17,7 +17,7 @@
 import { MULTIXACT_MEMBERS_PER_PAGE, MULTIXACT_OFFSETS_PER_PAGE } from "../../consts.js";
 import { u32 } from "../../bytes.js";
 import type { DecodedRecord } from "../record.js";
-import { RM_MULTIXACT_ID, XLR_RMGR_INFO_MASK } from "../rmgr.js";
+import { RM_MULTIXACT_ID, XLR_RMGR_INFO_MASK } from "../rmgr_ids.js";
 import { exactMain, needMain, recordCorruption } from "./record_access.js";
 
 export const XLOG_MULTIXACT_ZERO_OFF_PAGE = 0x00;

@@ -8,7 +8,7 @@
 import { CorruptionError } from "../../../types/errors.js";
 import { lsnToString } from "../../../types/lsn.js";
 import type { DecodedBlock, DecodedRecord } from "../record.js";
-import { describeRecordKind, XLR_RMGR_INFO_MASK } from "../rmgr.js";
+import { describeRecordKind, XLR_RMGR_INFO_MASK } from "../rmgr_ids.js";
 
 /** "Heap/INSERT (rmgr 10, info 0x00) at 0/16B3748": a record for messages. */
 export function describeRecord(rec: DecodedRecord): string {

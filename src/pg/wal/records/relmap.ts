@@ -12,7 +12,7 @@
 import { RELMAPPER_FILESIZE } from "../../consts.js";
 import { u32 } from "../../bytes.js";
 import type { DecodedRecord } from "../record.js";
-import { RM_RELMAP_ID, XLR_RMGR_INFO_MASK } from "../rmgr.js";
+import { RM_RELMAP_ID, XLR_RMGR_INFO_MASK } from "../rmgr_ids.js";
 import { needMain, recordCorruption } from "./record_access.js";
 
 export const XLOG_RELMAP_UPDATE = 0x00;

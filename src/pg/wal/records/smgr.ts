@@ -13,7 +13,7 @@
 import { MAX_FORKNUM } from "../../consts.js";
 import { u32 } from "../../bytes.js";
 import { type DecodedRecord, type RelFileNode, readRelFileNode } from "../record.js";
-import { RM_SMGR_ID, XLR_RMGR_INFO_MASK } from "../rmgr.js";
+import { RM_SMGR_ID, XLR_RMGR_INFO_MASK } from "../rmgr_ids.js";
 import { exactMain, recordCorruption } from "./record_access.js";
 
 export const XLOG_SMGR_CREATE = 0x10;

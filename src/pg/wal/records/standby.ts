@@ -16,7 +16,7 @@
  */
 import { u32 } from "../../bytes.js";
 import type { DecodedRecord } from "../record.js";
-import { RM_STANDBY_ID, XLR_RMGR_INFO_MASK } from "../rmgr.js";
+import { RM_STANDBY_ID, XLR_RMGR_INFO_MASK } from "../rmgr_ids.js";
 import { needMain, recordCorruption } from "./record_access.js";
 
 export const XLOG_STANDBY_LOCK = 0x00;

@@ -36,7 +36,7 @@ import { type Lsn, readLsnLE } from "../../../types/lsn.js";
 import { i64, u16, u32 } from "../../bytes.js";
 import { maxAlign } from "../page.js";
 import { type DecodedRecord, type RelFileNode, readRelFileNode } from "../record.js";
-import { RM_XACT_ID } from "../rmgr.js";
+import { RM_XACT_ID } from "../rmgr_ids.js";
 import { recordCorruption } from "./record_access.js";
 
 export const XLOG_XACT_COMMIT = 0x00;

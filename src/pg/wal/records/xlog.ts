@@ -1,7 +1,7 @@
 /**
  * Typed decoders of the XLOG rmgr's records (RM_XLOG_ID, src/include/catalog/pg_control.h
  * and xlog_internal.h of PostgreSQL 15.18). xl_info & 0xF0 is the opcode. The opcode
- * constants live in ../rmgr.ts (the WAL decoder itself needs XLOG_SWITCH) and are
+ * constants live in ../rmgr_ids.ts (the WAL decoder itself needs XLOG_SWITCH) and are
  * re-exported here with the record layouts.
  *
  *   info  name                   main data (little-endian, C struct layout)
@@ -45,7 +45,7 @@ import {
   XLOG_RESTORE_POINT,
   XLOG_SWITCH,
   XLR_RMGR_INFO_MASK,
-} from "../rmgr.js";
+} from "../rmgr_ids.js";
 import { exactMain, recordCorruption } from "./record_access.js";
 
 export {

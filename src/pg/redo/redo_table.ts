@@ -3,7 +3,7 @@
  * can redo is fixed at build time and readable here. Each rmgr module adds ONE import and ONE
  * entry to REDO_TABLE (one entry per rmid: asserted at load).
  *
- * The interface itself lives in ./rmgr.ts (rmgr modules import it from there; importing
+ * The interface itself lives in ./rmgr_interface.ts (rmgr modules import it from there; importing
  * this registry back would be a cycle).
  *
  * PAGE_RMGRS names the rmgrs whose records change relation pages and that
@@ -23,7 +23,7 @@ import {
   RM_HEAP_ID,
   RM_SEQ_ID,
   RM_SPGIST_ID,
-} from "../wal/rmgr.js";
+} from "../wal/rmgr_ids.js";
 import { brinRedo } from "./brin.js";
 import { btreeRmgrRedo } from "./btree.js";
 import { genericRedo } from "./generic.js";
@@ -31,12 +31,12 @@ import { ginRedo } from "./gin.js";
 import { gistRedo } from "./gist.js";
 import { hashRedo } from "./hash.js";
 import { heap2Redo, heapRedo } from "./heap.js";
-import type { RmgrRedo } from "./rmgr.js";
+import type { RmgrRedo } from "./rmgr_interface.js";
 import { seqRedo } from "./seq.js";
 import { spgistRedo } from "./spgist.js";
 import { xlogRedo } from "./xlog.js";
 
-export type { RmgrRedo } from "./rmgr.js";
+export type { RmgrRedo } from "./rmgr_interface.js";
 
 const REDO_TABLE: readonly RmgrRedo[] = [
   xlogRedo,

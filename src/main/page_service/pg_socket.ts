@@ -27,7 +27,7 @@
  * answers it and closes).
  */
 import type { Socket } from "node:net";
-import { errorResponse, type Frame, FrameReader } from "../client/pg_wire.js";
+import { errorResponse, type Frame, FrameReader } from "../../protocol/pg_wire.js";
 
 export interface PgSocketLimits {
   /** The largest frame a client may send (startup packets: at most 10,000 bytes anyway). */

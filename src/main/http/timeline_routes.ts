@@ -14,24 +14,24 @@
  * fails after the timeline exists: never half-created.
  */
 import { Type } from "@sinclair/typebox";
-import { basebackupTar } from "../pgdata/basebackup.js";
-import { importDatadir, readImportLsn, resolveImportDir } from "../pgdata/import.js";
-import type { Tenant, TimelineReservation } from "../tenant/tenant.js";
-import type { Timeline } from "../tenant/timeline.js";
-import { InvalidArgumentError } from "../types/errors.js";
-import type { TenantId, TimelineId } from "../types/ids.js";
-import { type Lsn, lsnToString, parseLsn } from "../types/lsn.js";
-import * as M from "./http/models.js";
-import type { HttpServer } from "./http/server.js";
+import { basebackupTar } from "../../pgdata/basebackup.js";
+import { importDatadir, readImportLsn, resolveImportDir } from "../../pgdata/import.js";
+import type { Tenant, TimelineReservation } from "../../tenant/tenant.js";
+import type { Timeline } from "../../tenant/timeline.js";
+import { InvalidArgumentError } from "../../types/errors.js";
+import type { TenantId, TimelineId } from "../../types/ids.js";
+import { type Lsn, lsnToString, parseLsn } from "../../types/lsn.js";
+import * as M from "./models.js";
+import type { HttpServer } from "./http_server.js";
 import { layerMapSvg } from "./layer_map_svg.js";
-import type { TenantManager } from "./tenant_manager.js";
-import { bootstrapFromSource } from "./wal_source.js";
-import type { WalSources } from "./wal_sources.js";
-import type { RemoteTimelines } from "./remote_timelines.js";
-import { readTenantGeneration } from "../remote/attach.js";
-import { checkRemoteTimeline } from "../remote/remote_check.js";
-import { type ApiPolicy, checkGcHorizonScope } from "./api_scopes.js";
-import { requireManagement } from "./auth.js";
+import type { TenantManager } from "../tenant_manager.js";
+import { bootstrapFromSource } from "../wal_source/timeline_wal_source.js";
+import type { WalSources } from "../wal_source/wal_sources.js";
+import type { RemoteTimelines } from "../remote/remote_timelines.js";
+import { readTenantGeneration } from "../../remote/attach.js";
+import { checkRemoteTimeline } from "../../remote/remote_check.js";
+import { type ApiPolicy, checkGcHorizonScope } from "./scope_checks.js";
+import { requireManagement } from "../auth.js";
 
 const TenantParams = Type.Object({ tenant_id: M.Id }, { additionalProperties: false });
 const TimelineParams = Type.Object({ tenant_id: M.Id, timeline_id: M.Id }, { additionalProperties: false });

@@ -21,12 +21,12 @@
 import { statfsSync } from "node:fs";
 import type { Logger } from "pino";
 import { Counter, Gauge, type Registry } from "prom-client";
-import type { HistoricLayer } from "../layers/historic_layer.js";
-import type { LoopHandle, BackgroundLoops } from "../tenant/background_loops.js";
-import { TenantState } from "../tenant/tenant.js";
-import { type Timeline, TimelineState } from "../tenant/timeline.js";
-import { assert } from "../types/assert.js";
-import type { TenantManager } from "./tenant_manager.js";
+import type { HistoricLayer } from "../../layers/historic_layer.js";
+import type { LoopHandle, BackgroundLoops } from "../../tenant/background_loops.js";
+import { TenantState } from "../../tenant/tenant.js";
+import { type Timeline, TimelineState } from "../../tenant/timeline.js";
+import { assert } from "../../types/assert.js";
+import type { TenantManager } from "../tenant_manager.js";
 
 /** How often the loop compares the resident bytes with the limit. */
 export const EVICTION_PERIOD_MS = 1000;

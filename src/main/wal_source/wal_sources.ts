@@ -15,11 +15,11 @@
  * change starts (ShutdownError), and one already running stops the source it made.
  */
 import type { Logger } from "pino";
-import { ReplicationConnection } from "../pg/replication/connection.js";
-import type { Timeline } from "../tenant/timeline.js";
-import { NotFoundError, ShutdownError } from "../types/errors.js";
-import type { Lsn } from "../types/lsn.js";
-import type { TenantManager } from "./tenant_manager.js";
+import { ReplicationConnection } from "../../pg/replication/connection.js";
+import type { Timeline } from "../../tenant/timeline.js";
+import { NotFoundError, ShutdownError } from "../../types/errors.js";
+import type { Lsn } from "../../types/lsn.js";
+import type { TenantManager } from "../tenant_manager.js";
 import {
   type ConnstrPolicy,
   parseConnstr,
@@ -30,7 +30,7 @@ import {
   TimelineWalSource,
   timelineSystemId,
   type WalSourceStatus,
-} from "./wal_source.js";
+} from "./timeline_wal_source.js";
 
 /** How long a switch waits for the new source to stream before it leaves the old slot alone. */
 const SWITCH_STREAMING_WAIT_MS = 10_000;

@@ -11,9 +11,9 @@
  * range and size) that viewers show on hover. The output is well-formed XML: every text is
  * escaped.
  */
-import { assert } from "../types/assert.js";
-import { lsnToString, parseLsn } from "../types/lsn.js";
-import type { LayerInfoT } from "./http/models.js";
+import { assert } from "../../types/assert.js";
+import { lsnToString, parseLsn } from "../../types/lsn.js";
+import type { LayerInfoT } from "./models.js";
 
 export interface LayerMapPicture {
   title: string;

@@ -1,33 +1,33 @@
 /**
- * HTTP API v1 routes (management): node, tenants, and (api_timeline.ts) timelines. Every
+ * HTTP API v1 routes (management): node, tenants, and (timeline_routes.ts) timelines. Every
  * route is declared with its schemas (http/schema.ts; wire models in http/models.ts): the
  * HTTP layer validates requests against them before a handler runs, and the OpenAPI
  * document served at /v1/openapi.json is generated from them. docs/http-api.md describes
  * each route.
  *
- * Scopes (with auth on): each route declares who may call it (http/server.ts routeScope);
+ * Scopes (with auth on): each route declares who may call it (http/http_server.ts routeScope);
  * a tenant route whose request needs management for a body field or a setting checks it here
  * (api_scopes.ts). Heavy requests take a permit of their tenant (src/tenant/heavy_work.ts).
  */
 import { Type } from "@sinclair/typebox";
 import type { Logger } from "pino";
 import type { Registry } from "prom-client";
-import { activeFailpoints, applyFailpoints, parseFailpointConfig } from "../types/failpoints.js";
-import type { TenantId } from "../types/ids.js";
-import { registerTimelineRoutes } from "./api_timeline.js";
-import { type ApiPolicy, checkTenantConfigScope } from "./api_scopes.js";
-import type { TenantWorkLimiter } from "../tenant/heavy_work.js";
-import { UnsupportedError } from "../types/errors.js";
-import type { NodeConfig } from "./config.js";
-import type { LogicalSizeQueries } from "./logical_size_queries.js";
-import type { RemoteTimelines } from "./remote_timelines.js";
-import { buildInfo } from "./build_info.js";
-import * as M from "./http/models.js";
-import { openApiDocument } from "./http/openapi.js";
-import type { HttpServer } from "./http/server.js";
-import type { Tenant } from "../tenant/tenant.js";
-import type { TenantManager } from "./tenant_manager.js";
-import type { WalSources } from "./wal_sources.js";
+import { activeFailpoints, applyFailpoints, parseFailpointConfig } from "../../types/failpoints.js";
+import type { TenantId } from "../../types/ids.js";
+import { registerTimelineRoutes } from "./timeline_routes.js";
+import { type ApiPolicy, checkTenantConfigScope } from "./scope_checks.js";
+import type { TenantWorkLimiter } from "../../tenant/heavy_work.js";
+import { UnsupportedError } from "../../types/errors.js";
+import type { NodeConfig } from "../config.js";
+import type { LogicalSizeQueries } from "../logical_size_queries.js";
+import type { RemoteTimelines } from "../remote/remote_timelines.js";
+import { buildInfo } from "../build_info.js";
+import * as M from "./models.js";
+import { openApiDocument } from "./openapi.js";
+import type { HttpServer } from "./http_server.js";
+import type { Tenant } from "../../tenant/tenant.js";
+import type { TenantManager } from "../tenant_manager.js";
+import type { WalSources } from "../wal_source/wal_sources.js";
 
 /** The API's policy from the node config. */
 export function apiPolicy(c: NodeConfig, heavy: TenantWorkLimiter): ApiPolicy {

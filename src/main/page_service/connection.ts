@@ -26,7 +26,7 @@
 import { createGzip } from "node:zlib";
 import { decodeJwt } from "jose";
 import type { Logger } from "pino";
-import type { PagestreamVersion } from "../client/pagestream.js";
+import type { PagestreamVersion } from "../../protocol/pagestream.js";
 import {
   authenticationCleartextPassword,
   authenticationOk,
@@ -47,20 +47,20 @@ import {
   SSL_REQUEST_CODE,
   typeName,
   WireProtocolError,
-} from "../client/pg_wire.js";
-import { basebackupTar } from "../pgdata/basebackup.js";
-import { MAX_TIMER_MS } from "../tenant/config.js";
-import type { TenantWorkLimiter } from "../tenant/heavy_work.js";
-import type { Tenant } from "../tenant/tenant.js";
-import type { Timeline } from "../tenant/timeline.js";
-import { type ErrorCode, InvalidArgumentError, PageserverError } from "../types/errors.js";
-import { parseTenantId, parseTimelineId, type TenantId } from "../types/ids.js";
-import { type Lsn, parseLsn } from "../types/lsn.js";
-import { Auth, type Claims } from "./auth.js";
-import type { ClosedReason, PageServiceMetrics } from "./page_service_metrics.js";
+} from "../../protocol/pg_wire.js";
+import { basebackupTar } from "../../pgdata/basebackup.js";
+import { MAX_TIMER_MS } from "../../tenant/config.js";
+import type { TenantWorkLimiter } from "../../tenant/heavy_work.js";
+import type { Tenant } from "../../tenant/tenant.js";
+import type { Timeline } from "../../tenant/timeline.js";
+import { type ErrorCode, InvalidArgumentError, PageserverError } from "../../types/errors.js";
+import { parseTenantId, parseTimelineId, type TenantId } from "../../types/ids.js";
+import { type Lsn, parseLsn } from "../../types/lsn.js";
+import { Auth, type Claims } from "../auth.js";
+import type { ClosedReason, PageServiceMetrics } from "./metrics.js";
 import { type PagestreamContext, PagestreamHandler } from "./pagestream_handler.js";
 import type { PgSocket } from "./pg_socket.js";
-import type { TenantManager } from "./tenant_manager.js";
+import type { TenantManager } from "../tenant_manager.js";
 
 /** The startup (packets and authentication) must be over within this. */
 export const STARTUP_TIMEOUT_MS = 10_000;

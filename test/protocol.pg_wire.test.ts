@@ -1,5 +1,5 @@
 /**
- * PostgreSQL wire framing (src/client/pg_wire.ts): messages written by hand in bytes, parsed
+ * PostgreSQL wire framing (src/protocol/pg_wire.ts): messages written by hand in bytes, parsed
  * whole and split at every byte; lengths out of range refused with a clear error; the
  * startup phase (no type byte) then typed messages; the writers' exact bytes.
  */
@@ -23,7 +23,7 @@ import {
   sslRequest,
   startupMessage,
   WireProtocolError,
-} from "../src/client/pg_wire.js";
+} from "../src/protocol/pg_wire.js";
 
 function hex(s: string): Uint8Array {
   return Uint8Array.from(Buffer.from(s.replace(/\s+/g, ""), "hex"));

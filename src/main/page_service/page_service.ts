@@ -15,7 +15,7 @@
  * - At most `page_service_max_connections_per_tenant` connections per tenant: a connection
  *   counts for the tenant of its tenant-scoped token (from its login) or of its latest
  *   command (pagestream, basebackup); the one beyond gets FATAL 53300 and is closed
- *   (page_service_conn.ts). Counts drop when a connection closes; a zero count is no entry,
+ *   (connection.ts). Counts drop when a connection closes; a zero count is no entry,
  *   so each map holds at most MAX_CONNECTIONS entries.
  * - close() stops accepting, destroys every open connection (their sessions end: a pending
  *   LSN wait finishes into a closed socket and writes nothing), and resolves when every
@@ -26,20 +26,20 @@
 import { createServer, type Server as NetServer, type Socket } from "node:net";
 import type { Logger } from "pino";
 import type { Registry } from "prom-client";
-import { errorResponse } from "../client/pg_wire.js";
-import { type DatadirSnapshot, datadirAt } from "../pgdata/reader.js";
-import { getpageThrottle } from "../tenant/config.js";
-import type { Tenant } from "../tenant/tenant.js";
-import type { Timeline } from "../tenant/timeline.js";
-import { TokenBucket } from "../tenant/throttle.js";
-import type { TenantId } from "../types/ids.js";
-import type { Auth } from "./auth.js";
-import type { NodeConfig } from "./config.js";
-import { PageServiceConnection } from "./page_service_conn.js";
-import { PageServiceMetrics } from "./page_service_metrics.js";
+import { errorResponse } from "../../protocol/pg_wire.js";
+import { type DatadirSnapshot, datadirAt } from "../../pgdata/reader.js";
+import { getpageThrottle } from "../../tenant/config.js";
+import type { Tenant } from "../../tenant/tenant.js";
+import type { Timeline } from "../../tenant/timeline.js";
+import { TokenBucket } from "../../tenant/throttle.js";
+import type { TenantId } from "../../types/ids.js";
+import type { Auth } from "../auth.js";
+import type { NodeConfig } from "../config.js";
+import { PageServiceConnection } from "./connection.js";
+import { PageServiceMetrics } from "./metrics.js";
 import { PgSocket } from "./pg_socket.js";
-import type { TenantWorkLimiter } from "../tenant/heavy_work.js";
-import type { TenantManager } from "./tenant_manager.js";
+import type { TenantWorkLimiter } from "../../tenant/heavy_work.js";
+import type { TenantManager } from "../tenant_manager.js";
 
 export const MAX_CONNECTIONS = 4096;
 /** GetPage requests served from one snapshot at most (Neon's max_batch_size). */

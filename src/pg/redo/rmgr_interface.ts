@@ -5,7 +5,7 @@
  * block number, block reference id) so a failed read can be traced to its WAL.
  *
  * Rmgr modules (src/pg/redo/heap.ts, btree.ts, …) import from here, never from the
- * registry (rmgr_redo.ts imports them: importing it back would be a cycle).
+ * registry (redo_table.ts imports them: importing it back would be a cycle).
  */
 import { CorruptionError, UnsupportedError } from "../../types/errors.js";
 import { DEFAULTTABLESPACE_OID, GLOBALTABLESPACE_OID } from "../consts.js";
@@ -18,7 +18,7 @@ import { pageIsNew, setPageLsn } from "./bufpage.js";
 export { blockById as findBlock, describeRecord };
 
 export interface RmgrRedo {
-  /** RM_*_ID from src/pg/wal/rmgr.ts. */
+  /** RM_*_ID from src/pg/wal/rmgr_ids.ts. */
   rmid: number;
   /** As wal_consistency_checking spells it: heap, heap2, btree, hash, gin, gist, sequence, spgist, brin, generic (xlog for XLOG, which has no such setting). */
   name: string;

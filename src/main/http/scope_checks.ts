@@ -1,6 +1,6 @@
 /**
  * What in a tenant route's request needs the management scope (pageserverapi), decided on the
- * values the request leads to. Used by the route handlers after auth (http/server.ts decided
+ * values the request leads to. Used by the route handlers after auth (http/http_server.ts decided
  * the route's own scope) and before anything changes.
  *
  * Node-protecting tenant settings: a tenant token may change the tenant's other settings, and
@@ -10,9 +10,9 @@
  * (compaction_period 0); nor lower checkpoint_distance, gc_horizon or pitr_interval below the
  * node's floors (node config tenant_min_*). With auth off (claims null) nothing is checked.
  */
-import type { TenantWorkLimiter } from "../tenant/heavy_work.js";
-import { l0Thresholds, parseTenantConf, type TenantConf } from "../tenant/config.js";
-import { type Claims, requireManagement } from "./auth.js";
+import type { TenantWorkLimiter } from "../../tenant/heavy_work.js";
+import { l0Thresholds, parseTenantConf, type TenantConf } from "../../tenant/config.js";
+import { type Claims, requireManagement } from "../auth.js";
 
 /** What the node config decides for the API (src/main/config.ts). */
 export interface ApiPolicy {

@@ -36,15 +36,15 @@ import {
   type PagestreamVersion,
   type RequestHeader,
   responseBytes,
-} from "../client/pagestream.js";
-import { COPY_DATA_HEADER_BYTES, MSG, typeName, writeCopyDataHeader } from "../client/pg_wire.js";
-import type { DatadirSnapshot } from "../pgdata/reader.js";
-import { DEFAULTTABLESPACE_OID, SLRU_KINDS, type SlruKind } from "../pgdata/keys.js";
-import type { Tenant } from "../tenant/tenant.js";
-import type { Timeline } from "../tenant/timeline.js";
-import { InvalidArgumentError, PageserverError } from "../types/errors.js";
-import { lsnToString } from "../types/lsn.js";
-import type { PageServiceMetrics, SmgrQueryType } from "./page_service_metrics.js";
+} from "../../protocol/pagestream.js";
+import { COPY_DATA_HEADER_BYTES, MSG, typeName, writeCopyDataHeader } from "../../protocol/pg_wire.js";
+import type { DatadirSnapshot } from "../../pgdata/reader.js";
+import { DEFAULTTABLESPACE_OID, SLRU_KINDS, type SlruKind } from "../../pgdata/keys.js";
+import type { Tenant } from "../../tenant/tenant.js";
+import type { Timeline } from "../../tenant/timeline.js";
+import { InvalidArgumentError, PageserverError } from "../../types/errors.js";
+import { lsnToString } from "../../types/lsn.js";
+import type { PageServiceMetrics, SmgrQueryType } from "./metrics.js";
 import type { PgSocket } from "./pg_socket.js";
 
 /** Requests taken from the socket per round: the per-connection in-flight bound. */

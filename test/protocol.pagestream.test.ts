@@ -1,5 +1,5 @@
 /**
- * Pagestream v2/v3 codec (src/client/pagestream.ts) against byte vectors written by hand
+ * Pagestream v2/v3 codec (src/protocol/pagestream.ts) against byte vectors written by hand
  * from the layouts in reference/neon-pagestream.md (and Neon's pagestream_api.rs): one per
  * request and response kind, in both versions, including Error. Each decodes to the expected
  * value and re-encodes to the same bytes; the vector cut short by one byte, and with one byte
@@ -17,7 +17,7 @@ import {
   type PagestreamRequest,
   type PagestreamResponse,
   type PagestreamVersion,
-} from "../src/client/pagestream.js";
+} from "../src/protocol/pagestream.js";
 
 /** Hex with spaces for readability → bytes. */
 function hex(s: string): Uint8Array {

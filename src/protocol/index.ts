@@ -1,0 +1,9 @@
+/**
+ * src/protocol: the wire formats the pageserver's server side (src/main) and its clients
+ * (src/client) share, so both ends encode and decode with one codec (may import only
+ * src/types and src/pg).
+ * - pg_wire: PostgreSQL v3 wire protocol framing (FrameReader) and message writers, both directions
+ * - pagestream: Neon's pagestream v2/v3 requests and responses, encode + decode
+ */
+export * from "./pagestream.js";
+export * as pgWire from "./pg_wire.js";
