@@ -1,5 +1,6 @@
 /** Domain types shared by every layer of the process: Lsn, Key, ids, values, errors, assert. */
 export * from "./assert.js";
+export * from "./bytes.js";
 export * from "./errors.js";
 export * from "./ids.js";
 export * from "./key.js";
