@@ -23,7 +23,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { loadNodeConfig } from "../src/main/config.js";
 import { ApiError } from "../src/main/http/models.js";
 import { openApiPath } from "../src/main/http/openapi.js";
-import type { RegisteredRoute } from "../src/main/http/http_server.js";
+import type { RegisteredRoute } from "../src/main/http/exchange.js";
 import { Server } from "../src/main/server.js";
 import { parseLsn } from "../src/types/lsn.js";
 import { LogCapture } from "./support/log_check.js";

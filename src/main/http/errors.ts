@@ -2,7 +2,8 @@
  * The HTTP error catalogue: every PageserverError code (src/types/errors.ts) and the status
  * it answers with, plus the JSON error body `{"error", "code"}` every non-2xx reply carries.
  * The table is total over ErrorCode: a new code without a status does not compile.
- * docs/http-api.md lists the same table for operators.
+ * docs/http-api.md lists the same table for operators. Also what a 5xx reply may say: which
+ * codes are known states (logged at INFO), and paths cut to their last component.
  */
 import type { ErrorCode } from "../../types/errors.js";
 
@@ -38,4 +39,16 @@ export const ERROR_STATUSES: readonly number[] = [...new Set(Object.values(HTTP_
 /** The codes answering with `status` (the OpenAPI description of that response). */
 export function codesFor(status: number): ErrorCode[] {
   return ERROR_CODES.filter((c) => HTTP_STATUS[c] === status);
+}
+
+/** 5xx codes that describe a known state rather than a failure (logged at INFO). */
+export const EXPECTED_5XX: ReadonlySet<string> = new Set(["bad_state", "shutdown", "lsn_timeout"]);
+
+/**
+ * Absolute paths in a 5xx message (the workdir, temp dirs): each cut to `…/<its last
+ * component>`, so a reply names the file (a layer, `metadata`) but never where the node keeps
+ * its data. LSNs (`0/16B3748`) are not paths.
+ */
+export function redactPaths(message: string): string {
+  return message.replace(/(?<![\w.~-])\/[^\s'"`,;()]+/g, (p) => `…/${p.slice(p.lastIndexOf("/") + 1)}`);
 }

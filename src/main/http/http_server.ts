@@ -24,110 +24,18 @@ import type { Logger } from "pino";
 import type { TProperties, TSchema } from "@sinclair/typebox";
 import { randomUUID } from "node:crypto";
 import { LimitReachedError, PageserverError, RequestTooLargeError } from "../../types/errors.js";
-import { ERROR_STATUSES, httpStatusFor } from "./errors.js";
+import { ERROR_STATUSES, EXPECTED_5XX, httpStatusFor, redactPaths } from "./errors.js";
+import { HttpError, type Handler, type JsonReply, type RegisteredRoute, type Reply, type Request, routeScope, type StreamReply, statusLine } from "./exchange.js";
+import { DEFAULT_LIMITS, type HttpLimits, jsonDepth, MAX_BODY_BYTES, MAX_JSON_DEPTH, MAX_URL_BYTES } from "./limits.js";
 import { ApiError } from "./models.js";
-import { checkValue, compile, type Method, queryObject, type RouteSpec, type RouteValidator, routeValidator, type ValidRequest } from "./schema.js";
+import { checkValue, compile, queryObject, type RouteSpec, type RouteValidator, routeValidator, type ValidRequest } from "./schema.js";
 import type { TenantId } from "../../types/ids.js";
 import { Auth, type AuthScope, type Claims } from "../auth.js";
 import { type HttpRequest, type HttpResponse, loadUws, type TemplatedApp, type us_listen_socket } from "./uws.js";
 
-export const MAX_BODY_BYTES = 1024 * 1024;
-/** JSON nested deeper than this is refused (400) before it is parsed or validated. */
-export const MAX_JSON_DEPTH = 64;
-/**
- * Longest path + query we answer (414 above it). uWebSockets.js itself resets connections
- * whose request head passes ~128 KiB before any handler runs: that limit is not ours to move.
- */
-export const MAX_URL_BYTES = 8 * 1024;
 /** A streamed body's producer waits while more than this is queued, and resumes below LOW. */
 const STREAM_QUEUE_HIGH_BYTES = 4 * 1024 * 1024;
 const STREAM_QUEUE_LOW_BYTES = 1024 * 1024;
-
-export type { Method } from "./schema.js";
-
-/** A request as read from the wire, before validation. */
-export interface Request {
-  method: string;
-  url: string;
-  params: Record<string, string>;
-  query: URLSearchParams;
-  headers: Record<string, string>;
-  body: unknown;
-}
-
-export interface JsonReply {
-  status: number;
-  json: unknown;
-}
-export interface RawReply {
-  status: number;
-  contentType: string;
-  body: string | Uint8Array;
-}
-/** A streamed body: `produce` writes chunks through `write`, which resolves when the client drained. */
-export interface StreamReply {
-  status: number;
-  contentType: string;
-  headers?: Record<string, string>;
-  produce: (write: (chunk: Uint8Array) => Promise<void>) => Promise<void>;
-}
-export type Reply = JsonReply | RawReply | StreamReply;
-export type Handler<B extends TSchema = TSchema, Q extends TProperties = TProperties> = (req: ValidRequest<B, Q>) => Promise<Reply> | Reply;
-
-/** A registered route: what the auth matrix, the fuzzer and the OpenAPI document walk. */
-export interface RegisteredRoute {
-  method: Method;
-  pattern: string;
-  open: boolean;
-  /** Who may call it: see routeScope. */
-  scope: AuthScope;
-  spec: RouteSpec;
-}
-
-/**
- * A route's scope: `open` (no token), `management` (pageserverapi only) or `tenant` (the
- * token of the tenant in its path, or pageserverapi). Declared, or by default: tenant for a
- * path with `:tenant_id`, management otherwise.
- */
-export function routeScope(spec: Pick<RouteSpec, "open" | "scope" | "path">): AuthScope {
-  if (spec.open === true) return "open";
-  return spec.scope ?? (spec.path.includes(":tenant_id") ? "tenant" : "management");
-}
-
-/** Node-wide bounds of the HTTP server (node config http_max_inflight_*). */
-export interface HttpLimits {
-  max_inflight_requests: number;
-  max_inflight_body_bytes: number;
-}
-
-const DEFAULT_LIMITS: HttpLimits = { max_inflight_requests: 1024, max_inflight_body_bytes: 64 * 1024 * 1024 };
-
-const STATUS_TEXT: Record<number, string> = {
-  200: "200 OK",
-  201: "201 Created",
-  202: "202 Accepted",
-  204: "204 No Content",
-  400: "400 Bad Request",
-  401: "401 Unauthorized",
-  403: "403 Forbidden",
-  404: "404 Not Found",
-  405: "405 Method Not Allowed",
-  406: "406 Not Acceptable",
-  409: "409 Conflict",
-  413: "413 Payload Too Large",
-  414: "414 URI Too Long",
-  422: "422 Unprocessable Entity",
-  429: "429 Too Many Requests",
-  500: "500 Internal Server Error",
-  503: "503 Service Unavailable",
-  504: "504 Gateway Timeout",
-};
-
-function statusLine(s: number): string {
-  return STATUS_TEXT[s] ?? `${s} Status`;
-}
-
-export class HttpError extends PageserverError {}
 
 /** Reading resumed before a reply is written: the connection serves its next request afterwards. */
 function resumeForReply(res: HttpResponse, state: StreamState): void {
@@ -141,9 +49,6 @@ function bearerToken(headers: Record<string, string>): string | undefined {
   const m = /^Bearer\s+(\S+)\s*$/i.exec(headers["authorization"] ?? "");
   return m === null ? undefined : m[1];
 }
-
-/** 5xx codes that describe a known state rather than a failure (logged at INFO). */
-const EXPECTED_5XX: ReadonlySet<string> = new Set(["bad_state", "shutdown", "lsn_timeout"]);
 
 /** Per-request state shared with uWS callbacks: set when the client goes away. */
 interface StreamState {
@@ -170,35 +75,6 @@ interface BodyState {
   /** Answered before the body: what still arrives is dropped uncounted. */
   discard: boolean;
   waiter: (() => void) | null;
-}
-
-/**
- * Absolute paths in a 5xx message (the workdir, temp dirs): each cut to `…/<its last
- * component>`, so a reply names the file (a layer, `metadata`) but never where the node keeps
- * its data. LSNs (`0/16B3748`) are not paths.
- */
-export function redactPaths(message: string): string {
-  return message.replace(/(?<![\w.~-])\/[^\s'"`,;()]+/g, (p) => `…/${p.slice(p.lastIndexOf("/") + 1)}`);
-}
-
-/** Nesting depth of JSON text (brackets outside strings): linear, no recursion. */
-export function jsonDepth(text: string, limit: number): number {
-  let depth = 0;
-  let max = 0;
-  let inString = false;
-  for (let i = 0; i < text.length; i++) {
-    const c = text.charCodeAt(i);
-    if (inString) {
-      if (c === 0x5c) i++; // backslash: skip the escaped character
-      else if (c === 0x22) inString = false;
-    } else if (c === 0x22) inString = true;
-    else if (c === 0x5b || c === 0x7b) {
-      depth++;
-      if (depth > max) max = depth;
-      if (max > limit) return max;
-    } else if (c === 0x5d || c === 0x7d) depth--;
-  }
-  return max;
 }
 
 export class HttpServer {

@@ -11,7 +11,7 @@ import type { TObject, TSchema } from "@sinclair/typebox";
 import { codesFor, ERROR_STATUSES } from "./errors.js";
 import { ApiError } from "./models.js";
 import type { RouteSpec } from "./schema.js";
-import { routeScope } from "./http_server.js";
+import { routeScope } from "./exchange.js";
 
 /** A plain JSON copy of a TypeBox schema (drops its symbol keys). */
 function jsonSchema(s: TSchema): Record<string, unknown> {
