@@ -2,7 +2,8 @@
  * Delta layer files: every version of the keys of [keyStart, keyEnd) with LSN in
  * [lsnStart, lsnEnd). DeltaLayerWriter streams them to disk; DeltaLayer reads them.
  *
- * File layout (block_io.ts has the header, block seal and blob formats; disk_btree.ts the index):
+ * File layout (layer_header.ts has the header, block_seal.ts the block seal, blob_io.ts the blob
+ * format, disk_btree.ts the index):
  *
  *   +---------+--------------------------------+--------------------------+-------------+
  *   | block 0 | blocks 1..                     | leaves (consecutive)     | upper nodes |
@@ -39,20 +40,11 @@ import { BadStateError, CorruptionError, InvalidArgumentError } from "../types/e
 import { KEY_SIZE, type Key, keyFromBytes, keyToBytes } from "../types/key.js";
 import type { Lsn } from "../types/lsn.js";
 import { isValueTag, type Value, valueWillInit } from "../types/value.js";
-import {
-  BLOB_HEADER_BYTES,
-  BLOCK_SIZE,
-  BlobReader,
-  BlobWriter,
-  type BlockFile,
-  BlockFileWriter,
-  HEADER_BLK,
-  MAX_VALUE_BYTES,
-  readU64OrNeg,
-  VALUES_START_BLK,
-  valueBlocksFor,
-  writeU64,
-} from "./block_io.js";
+import { readU64BEOrNeg, writeU64BE } from "../types/bytes.js";
+import { BLOB_HEADER_BYTES, BlobReader, BlobWriter, MAX_VALUE_BYTES, VALUES_START_BLK, valueBlocksFor } from "./blob_io.js";
+import { type BlockFile, BlockFileWriter } from "./block_file.js";
+import { BLOCK_SIZE } from "./block_seal.js";
+import { HEADER_BLK } from "./layer_header.js";
 import { BtreeCursor, type BtreeMeta, DiskBtreeBuilder } from "./disk_btree.js";
 import { deltaLayerName, type LayerDesc, type LsnRange, TEMP_SUFFIX } from "./layer_name.js";
 import { openLayerFile, sealLayerFile } from "./layer_open.js";
@@ -109,7 +101,7 @@ export class DeltaLayerWriter {
     if (value.length === 0 || !isValueTag(value[0]!)) throw new InvalidArgumentError(`put: value without a valid tag byte (${value.length} bytes)`);
     const offset = this.blobs.append(value);
     keyToBytes(key, this.entryKey, 0);
-    writeU64(this.entryKey, KEY_SIZE, lsn);
+    writeU64BE(this.entryKey, KEY_SIZE, lsn);
     this.index.add(this.entryKey, 0, offset * 2 + (valueWillInit(value) ? 1 : 0));
     this.lastKey = key;
     this.lastLsn = lsn;
@@ -209,7 +201,7 @@ export class DeltaLayer {
     s.busy = true;
     try {
       keyToBytes(key, s.search, 0);
-      writeU64(s.search, KEY_SIZE, hi);
+      writeU64BE(s.search, KEY_SIZE, hi);
       const c = s.cursor;
       c.reset(this.file, this.meta, DELTA_KEY_WIDTH, this.rootNode);
       c.seekGE(s.search);
@@ -226,7 +218,7 @@ export class DeltaLayer {
           }
         }
         if (!sameKey) break;
-        const lsn = readU64OrNeg(e, KEY_SIZE);
+        const lsn = readU64BEOrNeg(e, KEY_SIZE);
         if (lsn < 0 || lsn >= newer) throw new CorruptionError(this.path, c.leafBlk, "index entries out of order");
         if (lsn < lo) break;
         newer = lsn;
@@ -316,7 +308,7 @@ export class DeltaLayer {
         key = keyFromBytes(cur, 0);
         if (key < d.keyRange.start || key >= d.keyRange.end) throw new CorruptionError(this.path, c.leafBlk, "index key outside the layer's key range");
       }
-      const lsn = readU64OrNeg(cur, KEY_SIZE);
+      const lsn = readU64BEOrNeg(cur, KEY_SIZE);
       if (lsn < d.lsnRange.start || lsn >= d.lsnRange.end) throw new CorruptionError(this.path, c.leafBlk, `index LSN ${lsn} outside the layer's range`);
       seen++;
       const ref = c.value();

@@ -3,7 +3,8 @@
  * A key of the range that is absent does not exist at that LSN. ImageLayerWriter streams the
  * file; ImageLayer reads it.
  *
- * File layout (block_io.ts has the header, block seal and blob formats; disk_btree.ts the index):
+ * File layout (layer_header.ts has the header, block_seal.ts the block seal, blob_io.ts the blob
+ * format, disk_btree.ts the index):
  *
  *   +---------+--------------------------------+--------------------------+-------------+
  *   | block 0 | blocks 1..                     | leaves (consecutive)     | upper nodes |
@@ -33,16 +34,10 @@ import { BadStateError, CorruptionError, InvalidArgumentError } from "../types/e
 import { KEY_SIZE, type Key, keyFromBytes, keyToBytes } from "../types/key.js";
 import type { Lsn } from "../types/lsn.js";
 import { type Value, ValueTag } from "../types/value.js";
-import {
-  BLOCK_SIZE,
-  BlobReader,
-  BlobWriter,
-  type BlockFile,
-  BlockFileWriter,
-  HEADER_BLK,
-  VALUES_START_BLK,
-  valueBlocksFor,
-} from "./block_io.js";
+import { BlobReader, BlobWriter, VALUES_START_BLK, valueBlocksFor } from "./blob_io.js";
+import { type BlockFile, BlockFileWriter } from "./block_file.js";
+import { BLOCK_SIZE } from "./block_seal.js";
+import { HEADER_BLK } from "./layer_header.js";
 import { BtreeCursor, type BtreeMeta, DiskBtreeBuilder } from "./disk_btree.js";
 import { imageLayerName, type LayerDesc, TEMP_SUFFIX } from "./layer_name.js";
 import { openLayerFile, sealLayerFile } from "./layer_open.js";

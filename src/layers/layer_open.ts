@@ -9,7 +9,9 @@ import type { PageCacheApi } from "../cache/api.js";
 import { CorruptionError, InvalidArgumentError } from "../types/errors.js";
 import type { Key } from "../types/key.js";
 import type { Lsn } from "../types/lsn.js";
-import { BLOCK_SIZE, BlockFile, type BlockFileWriter, encodeLayerHeader, HEADER_BLK, readLayerHeader } from "./block_io.js";
+import { BlockFile, type BlockFileWriter } from "./block_file.js";
+import { BLOCK_SIZE } from "./block_seal.js";
+import { encodeLayerHeader, HEADER_BLK, readLayerHeader } from "./layer_header.js";
 import { type BtreeMeta, validateBtreeMeta } from "./disk_btree.js";
 import { type LayerDesc, type LayerKind, parseLayerName } from "./layer_name.js";
 
