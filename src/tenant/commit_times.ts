@@ -50,12 +50,11 @@ import { open, readFile } from "node:fs/promises";
 import { crc32c } from "@node-rs/crc32";
 import { dirname, join } from "node:path";
 import { BLOCK_PAYLOAD, BLOCK_SIZE, blockSealOk, sealBlock } from "../layers/block_seal.js";
-import { writeFileDurably } from "../layers/durable_file.js";
+import { fsyncDir, removeFileDurable, uniqueTempPath, writeFileDurable, writeFileDurableSync } from "../layers/durable_file.js";
 import { readU16BE, readU32BE, readU64BEOrNeg, writeU16BE, writeU32BE, writeU64BE } from "../types/bytes.js";
 import { assert } from "../types/assert.js";
 import { CorruptionError } from "../types/errors.js";
 import type { Lsn } from "../types/lsn.js";
-import { fsyncDir, removeFileDurable, uniqueTempPath, writeFileDurable } from "./durable.js";
 
 export const COMMIT_TIMES_FILE = "commit_times";
 export const COMMIT_TIMES_TAIL_FILE = "commit_times.tail";
@@ -679,7 +678,7 @@ export class CommitTimes {
     // The kept prefix is durable in the tail file before the file loses the block.
     const sealed = new Uint8Array(cut);
     sealBlock(sealed, TAIL_SEED);
-    writeFileDurably(this.tailPath, sealed);
+    writeFileDurableSync(this.tailPath, sealed);
     this.truncateFile(i);
     this.nBlocks = i;
     this.onDisk = i;
