@@ -37,8 +37,8 @@
  * its parent's (so no walk can loop), values below 2^53, depth <= MAX_BTREE_DEPTH.
  */
 import { assert } from "../types/assert.js";
-import { CorruptionError } from "../types/errors.js";
 import { readU16BE, readU32BE, writeU16BE, writeU32BE } from "../types/bytes.js";
+import { CorruptionError } from "../types/errors.js";
 import type { BlockFile, BlockSink } from "./block_file.js";
 import { BLOCK_PAYLOAD, BLOCK_SIZE } from "./block_seal.js";
 
