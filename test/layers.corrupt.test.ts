@@ -15,20 +15,11 @@ import * as fs from "node:fs";
 import * as path from "node:path";
 import { beforeAll, describe, expect, it } from "vitest";
 import { PAGE_SIZE, PageCache } from "../src/cache/index.js";
-import {
-  BLOCK_PAYLOAD,
-  BLOCK_SIZE,
-  BlockFile,
-  DELTA_MAGIC,
-  type LayerHeader,
-  LAYER_HEADER_BYTES,
-  MAX_VALUE_BYTES,
-  readLayerHeader,
-  readU16,
-  readU32,
-  sealBlock,
-  writeU32,
-} from "../src/layers/block_io.js";
+import { MAX_VALUE_BYTES } from "../src/layers/blob_io.js";
+import { BlockFile } from "../src/layers/block_file.js";
+import { BLOCK_PAYLOAD, BLOCK_SIZE, sealBlock } from "../src/layers/block_seal.js";
+import { DELTA_MAGIC, LAYER_HEADER_BYTES, type LayerHeader, readLayerHeader } from "../src/layers/layer_header.js";
+import { readU16BE, readU32BE, writeU32BE } from "../src/types/bytes.js";
 import { DeltaLayer, DeltaLayerWriter } from "../src/layers/delta_layer.js";
 import { ImageLayer, ImageLayerWriter } from "../src/layers/image_layer.js";
 import type { LayerDesc } from "../src/layers/layer_name.js";
@@ -179,11 +170,11 @@ interface NodeEntry {
 
 /** Decodes one index node (test-side, from the documented format); null if it does not parse. */
 function decodeNode(block: Uint8Array): { level: number; entries: NodeEntry[] } | null {
-  if (readU16(block, 0) !== 0x4254) return null;
+  if (readU16BE(block, 0) !== 0x4254) return null;
   const level = block[2]!;
-  const count = readU16(block, 4);
-  const width = readU16(block, 6);
-  const prefixLen = readU16(block, 8);
+  const count = readU16BE(block, 4);
+  const width = readU16BE(block, 6);
+  const prefixLen = readU16BE(block, 8);
   if (prefixLen > width || 10 + prefixLen + count * (width - prefixLen + 7) > BLOCK_PAYLOAD) return null;
   const prefix = Buffer.from(block.subarray(10, 10 + prefixLen));
   const entries: NodeEntry[] = [];
@@ -191,7 +182,7 @@ function decodeNode(block: Uint8Array): { level: number; entries: NodeEntry[] } 
     const off = 10 + prefixLen + i * (width - prefixLen + 7);
     const suffix = Buffer.from(block.subarray(off, off + width - prefixLen));
     const v = off + width - prefixLen;
-    const value = ((block[v]! << 16) | (block[v + 1]! << 8) | block[v + 2]!) * 2 ** 32 + readU32(block, v + 3);
+    const value = ((block[v]! << 16) | (block[v + 1]! << 8) | block[v + 2]!) * 2 ** 32 + readU32BE(block, v + 3);
     entries.push({ key: Buffer.concat([prefix, suffix]).toString("hex"), value });
   }
   return { level, entries };
@@ -212,7 +203,7 @@ interface Named {
 /** Every (key → versions) the leaves of `bytes` name (unparseable leaves name nothing). */
 function namedVersions(fx: Fixture, bytes: Uint8Array): Map<Key, Named[]> {
   const out = new Map<Key, Named[]>();
-  const imageLsn = readU32(bytes, 44) * 2 ** 32 + readU32(bytes, 48);
+  const imageLsn = readU32BE(bytes, 44) * 2 ** 32 + readU32BE(bytes, 48);
   for (let blk = fx.header.indexStartBlk; blk < fx.header.indexLeafEndBlk; blk++) {
     const node = decodeNode(bytes.subarray(blk * BLOCK_SIZE, (blk + 1) * BLOCK_SIZE));
     if (node === null) continue;
@@ -222,7 +213,7 @@ function namedVersions(fx: Fixture, bytes: Uint8Array): Map<Key, Named[]> {
       const key = keyFromBytes(kb, 0);
       const named: Named =
         fx.kind === "delta"
-          ? { lsn: kb.length >= KEY_SIZE + 8 ? readU32(kb, KEY_SIZE) * 2 ** 32 + readU32(kb, KEY_SIZE + 4) : -1, offset: Math.floor(e.value / 2) }
+          ? { lsn: kb.length >= KEY_SIZE + 8 ? readU32BE(kb, KEY_SIZE) * 2 ** 32 + readU32BE(kb, KEY_SIZE + 4) : -1, offset: Math.floor(e.value / 2) }
           : { lsn: imageLsn, offset: e.value };
       const list = out.get(key);
       if (list === undefined) out.set(key, [named]);
@@ -370,7 +361,7 @@ for (const kind of ["delta", "image"] as const) {
       ];
       for (const [off, v] of cases) {
         const p = damaged(fx, (b) => {
-          writeU32(b, off, v);
+          writeU32BE(b, off, v);
           sealBlock(b.subarray(0, BLOCK_SIZE), 0);
         });
         const e = catchErr(() => {
@@ -426,7 +417,7 @@ for (const kind of ["delta", "image"] as const) {
         [8, 0x0102_0304],
       ] as const) {
         const p = damaged(fx, (b) => {
-          writeU32(b, BLOCK_SIZE + off, v);
+          writeU32BE(b, BLOCK_SIZE + off, v);
           sealBlock(b.subarray(BLOCK_SIZE, 2 * BLOCK_SIZE), 1);
         });
         const l = open(kind, p);

@@ -10,7 +10,9 @@ import * as path from "node:path";
 import fc from "fast-check";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { PAGE_SIZE, PageCache } from "../src/cache/index.js";
-import { BLOCK_SIZE, BlockFile, BlockFileWriter, blockSealOk, DurableFileWriter, sealBlock, writeFileDurably } from "../src/layers/block_io.js";
+import { BlockFile, BlockFileWriter } from "../src/layers/block_file.js";
+import { BLOCK_SIZE, blockSealOk, sealBlock } from "../src/layers/block_seal.js";
+import { DurableFileWriter, writeFileDurableSync } from "../src/layers/durable_file.js";
 import { BtreeCursor, type BtreeMeta, DiskBtreeBuilder, validateBtreeMeta } from "../src/layers/disk_btree.js";
 import { TEMP_SUFFIX } from "../src/layers/layer_name.js";
 import { AssertionError } from "../src/types/assert.js";
@@ -328,13 +330,22 @@ describe("disk B-tree", () => {
 });
 
 describe("block I/O", () => {
-  it("writeFileDurably writes the whole file and leaves no temp file", () => {
+  it("writeFileDurableSync writes the whole file and leaves no temp file", () => {
     const d = fs.mkdtempSync(path.join(dir, "durable-"));
     const data = new Uint8Array(300_000).map((_, i) => i * 7);
-    writeFileDurably(path.join(d, "f"), data);
-    writeFileDurably(path.join(d, "f"), data.subarray(0, 10)); // replaces
+    writeFileDurableSync(path.join(d, "f"), data);
+    writeFileDurableSync(path.join(d, "f"), data.subarray(0, 10)); // replaces
     expect(fs.readdirSync(d)).toEqual(["f"]);
     expect(Buffer.compare(fs.readFileSync(path.join(d, "f")), data.subarray(0, 10))).toBe(0);
+  });
+
+  it("writeFileDurableSync takes a unique temp name: a leftover temp file of another write does not stop it", () => {
+    const d = fs.mkdtempSync(path.join(dir, "durable-"));
+    // What a crashed writer of the old fixed-name scheme (or another thread) left beside the target.
+    fs.writeFileSync(path.join(d, `f${TEMP_SUFFIX}`), "half");
+    writeFileDurableSync(path.join(d, "f"), new Uint8Array([1, 2, 3]));
+    expect(fs.readdirSync(d).sort()).toEqual(["f", `f${TEMP_SUFFIX}`]);
+    expect([...fs.readFileSync(path.join(d, "f"))]).toEqual([1, 2, 3]);
   });
 
   it("DurableFileWriter batches, rewrites, finishes, aborts", () => {

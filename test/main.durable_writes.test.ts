@@ -17,7 +17,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { TEMP_SUFFIX } from "../src/layers/layer_name.js";
 import { loadNodeConfig } from "../src/main/config.js";
 import { Server } from "../src/main/server.js";
-import { removeFileDurable, writeFileDurable } from "../src/tenant/durable.js";
+import { removeFileDurable, writeFileDurable } from "../src/layers/durable_file.js";
 import { generateTenantId, generateTimelineId } from "../src/types/ids.js";
 import { LogCapture } from "./support/log_check.js";
 

@@ -2,7 +2,8 @@
  * Delta layer files: every version of the keys of [keyStart, keyEnd) with LSN in
  * [lsnStart, lsnEnd). DeltaLayerWriter streams them to disk; DeltaLayer reads them.
  *
- * File layout (block_io.ts has the header, block seal and blob formats; disk_btree.ts the index):
+ * File layout (layer_header.ts has the header, block_seal.ts the block seal, blob_io.ts the blob
+ * format, disk_btree.ts the index):
  *
  *   +---------+--------------------------------+--------------------------+-------------+
  *   | block 0 | blocks 1..                     | leaves (consecutive)     | upper nodes |
@@ -31,118 +32,48 @@
  * lsnStart <= lsn < lsnEnd. The reader re-checks them on what it reads (order, ranges, tag vs
  * will_init) and reports a CorruptionError naming the block rather than a wrong value.
  */
-import { randomBytes } from "node:crypto";
-import * as path from "node:path";
 import type { PageCacheApi } from "../cache/api.js";
 import { assert } from "../types/assert.js";
+import { readU64BEOrNeg, writeU64BE } from "../types/bytes.js";
 import { BadStateError, CorruptionError, InvalidArgumentError } from "../types/errors.js";
 import { KEY_SIZE, type Key, keyFromBytes, keyToBytes } from "../types/key.js";
 import type { Lsn } from "../types/lsn.js";
 import { isValueTag, type Value, valueWillInit } from "../types/value.js";
-import {
-  BLOB_HEADER_BYTES,
-  BLOCK_SIZE,
-  BlobReader,
-  BlobWriter,
-  type BlockFile,
-  BlockFileWriter,
-  HEADER_BLK,
-  MAX_VALUE_BYTES,
-  readU64OrNeg,
-  VALUES_START_BLK,
-  valueBlocksFor,
-  writeU64,
-} from "./block_io.js";
-import { BtreeCursor, type BtreeMeta, DiskBtreeBuilder } from "./disk_btree.js";
-import { deltaLayerName, type LayerDesc, type LsnRange, TEMP_SUFFIX } from "./layer_name.js";
-import { openLayerFile, sealLayerFile } from "./layer_open.js";
+import { BLOB_HEADER_BYTES, BlobReader, MAX_VALUE_BYTES } from "./blob_io.js";
+import type { BlockFile } from "./block_file.js";
+import { BtreeCursor, type BtreeMeta } from "./disk_btree.js";
+import { LayerFileWriter } from "./layer_file_writer.js";
+import { HEADER_BLK } from "./layer_header.js";
+import type { LayerDesc, LsnRange } from "./layer_name.js";
+import { openLayerFile } from "./layer_open.js";
 import type { ReconstructState } from "./reconstruct_state.js";
 
 /** Index key width: Key + big-endian LSN. */
 export const DELTA_KEY_WIDTH = KEY_SIZE + 8;
 
-export class DeltaLayerWriter {
-  readonly dir: string;
-  readonly keyStart: Key;
+/** Streams a delta layer: entries in strictly increasing (key, lsn) order. */
+export class DeltaLayerWriter extends LayerFileWriter {
   readonly lsnRange: LsnRange;
-  private readonly out: BlockFileWriter;
-  private readonly blobs: BlobWriter;
-  private readonly index = new DiskBtreeBuilder(DELTA_KEY_WIDTH);
-  private readonly entryKey = new Uint8Array(DELTA_KEY_WIDTH);
-  private lastKey: Key | null = null;
   private lastLsn: Lsn = -1;
-  private state: "open" | "finished" | "aborted" = "open";
 
   /** `_cache` is accepted for symmetry with the readers; writing does not go through it. */
   constructor(_cache: PageCacheApi, dir: string, keyStart: Key, lsnRange: LsnRange) {
-    assert(keyStart.length === KEY_SIZE, "keyStart is not a Key");
+    // Checked before the temp file is created.
     assert(Number.isSafeInteger(lsnRange.start) && Number.isSafeInteger(lsnRange.end), "LSN range not integral");
     assert(lsnRange.start >= 0 && lsnRange.start < lsnRange.end, `empty LSN range ${lsnRange.start}..${lsnRange.end}`);
-    this.dir = dir;
-    this.keyStart = keyStart;
+    super("delta", dir, keyStart, lsnRange, DELTA_KEY_WIDTH);
     this.lsnRange = { start: lsnRange.start, end: lsnRange.end };
-    this.out = new BlockFileWriter(path.join(dir, `delta-${randomBytes(8).toString("hex")}${TEMP_SUFFIX}`));
-    try {
-      // Block 0 is reserved for the header, rewritten by finish() once the counts are known.
-      this.out.appendBlock(new Uint8Array(BLOCK_SIZE));
-      this.blobs = new BlobWriter(this.out);
-    } catch (e) {
-      this.out.abort();
-      throw e;
-    }
-  }
-
-  /** Bytes the file would have if finished now (values + header + an upper bound of the index). */
-  get sizeBytes(): number {
-    return (VALUES_START_BLK + valueBlocksFor(this.blobs.lengthBytes)) * BLOCK_SIZE + this.index.estimatedBytes;
-  }
-
-  get numEntries(): number {
-    return this.index.numEntries;
   }
 
   put(key: Key, lsn: Lsn, value: Value): void {
-    if (this.state !== "open") throw new BadStateError(`delta layer writer is ${this.state}`);
-    assert(key.length === KEY_SIZE && key >= this.keyStart, "put: key below the layer's key start");
+    this.checkPut(key);
     if (!(Number.isSafeInteger(lsn) && lsn >= this.lsnRange.start && lsn < this.lsnRange.end)) assert(false, `put: LSN ${lsn} outside the layer's range`);
     assert(this.lastKey === null || key > this.lastKey || (key === this.lastKey && lsn > this.lastLsn), "put: (key, lsn) must strictly increase");
     if (value.length === 0 || !isValueTag(value[0]!)) throw new InvalidArgumentError(`put: value without a valid tag byte (${value.length} bytes)`);
-    const offset = this.blobs.append(value);
-    keyToBytes(key, this.entryKey, 0);
-    writeU64(this.entryKey, KEY_SIZE, lsn);
-    this.index.add(this.entryKey, 0, offset * 2 + (valueWillInit(value) ? 1 : 0));
-    this.lastKey = key;
+    const offset = this.appendValue(key, value);
+    writeU64BE(this.entryKey, KEY_SIZE, lsn);
+    this.addEntry(key, offset * 2 + (valueWillInit(value) ? 1 : 0));
     this.lastLsn = lsn;
-  }
-
-  /** Write the index and the header, make the file durable under its layer name. */
-  finish(keyEnd: Key): LayerDesc {
-    if (this.state !== "open") throw new BadStateError(`delta layer writer is ${this.state}`);
-    assert(keyEnd.length === KEY_SIZE && keyEnd > this.keyStart, "finish: empty key range");
-    assert(this.lastKey === null || this.lastKey < keyEnd, "finish: keyEnd must be above every key put");
-    const keyRange = { start: this.keyStart, end: keyEnd };
-    const fileName = deltaLayerName(keyRange, this.lsnRange);
-    try {
-      const valuesBytes = this.blobs.finish();
-      const meta = this.index.finish(this.out);
-      const fileSize = sealLayerFile(
-        this.out,
-        { kind: "delta", keyStart: this.keyStart, keyEnd, lsnStart: this.lsnRange.start, lsnEnd: this.lsnRange.end, valuesBytes, meta, keyWidth: DELTA_KEY_WIDTH },
-        path.join(this.dir, fileName),
-      );
-      this.state = "finished";
-      return { kind: "delta", keyRange, lsnRange: { ...this.lsnRange }, fileName, fileSize };
-    } catch (e) {
-      this.abort();
-      throw e;
-    }
-  }
-
-  /** Delete the temp file. Idempotent; a no-op after finish(). */
-  abort(): void {
-    if (this.state !== "open") return;
-    this.state = "aborted";
-    this.out.abort();
   }
 }
 
@@ -209,7 +140,7 @@ export class DeltaLayer {
     s.busy = true;
     try {
       keyToBytes(key, s.search, 0);
-      writeU64(s.search, KEY_SIZE, hi);
+      writeU64BE(s.search, KEY_SIZE, hi);
       const c = s.cursor;
       c.reset(this.file, this.meta, DELTA_KEY_WIDTH, this.rootNode);
       c.seekGE(s.search);
@@ -226,7 +157,7 @@ export class DeltaLayer {
           }
         }
         if (!sameKey) break;
-        const lsn = readU64OrNeg(e, KEY_SIZE);
+        const lsn = readU64BEOrNeg(e, KEY_SIZE);
         if (lsn < 0 || lsn >= newer) throw new CorruptionError(this.path, c.leafBlk, "index entries out of order");
         if (lsn < lo) break;
         newer = lsn;
@@ -316,7 +247,7 @@ export class DeltaLayer {
         key = keyFromBytes(cur, 0);
         if (key < d.keyRange.start || key >= d.keyRange.end) throw new CorruptionError(this.path, c.leafBlk, "index key outside the layer's key range");
       }
-      const lsn = readU64OrNeg(cur, KEY_SIZE);
+      const lsn = readU64BEOrNeg(cur, KEY_SIZE);
       if (lsn < d.lsnRange.start || lsn >= d.lsnRange.end) throw new CorruptionError(this.path, c.leafBlk, `index LSN ${lsn} outside the layer's range`);
       seen++;
       const ref = c.value();

@@ -11,7 +11,7 @@
  * blocks in key order and a cursor moves to a sibling leaf by ±1), then each upper level from
  * the first keys of the level below, until one node (the root, the last block written) remains.
  *
- * Node (one sealed block, see block_io.ts; integers big-endian):
+ * Node (one sealed block, see block_seal.ts; integers big-endian):
  *
  *   off        size                  field
  *   0          2                     magic 0x4254 ('BT')
@@ -37,8 +37,10 @@
  * its parent's (so no walk can loop), values below 2^53, depth <= MAX_BTREE_DEPTH.
  */
 import { assert } from "../types/assert.js";
+import { readU16BE, readU32BE, writeU16BE, writeU32BE } from "../types/bytes.js";
 import { CorruptionError } from "../types/errors.js";
-import { BLOCK_PAYLOAD, BLOCK_SIZE, type BlockFile, type BlockSink, readU16, readU32, writeU16, writeU32 } from "./block_io.js";
+import type { BlockFile, BlockSink } from "./block_file.js";
+import { BLOCK_PAYLOAD, BLOCK_SIZE } from "./block_seal.js";
 
 export const NODE_MAGIC = 0x4254;
 export const NODE_HEADER_BYTES = 10;
@@ -73,7 +75,7 @@ function writeValue(b: Uint8Array, off: number, v: number): void {
   b[off] = hi >>> 16;
   b[off + 1] = (hi >>> 8) & 0xff;
   b[off + 2] = hi & 0xff;
-  writeU32(b, off + 3, v % TWO_32);
+  writeU32BE(b, off + 3, v % TWO_32);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -246,12 +248,12 @@ function nodeCorruption(path: string, blk: number, reason: string): CorruptionEr
 }
 
 function writeNodeHeader(block: Uint8Array, level: number, count: number, keyWidth: number, prefixLen: number): void {
-  writeU16(block, 0, NODE_MAGIC);
+  writeU16BE(block, 0, NODE_MAGIC);
   block[2] = level;
   block[3] = 0;
-  writeU16(block, 4, count);
-  writeU16(block, 6, keyWidth);
-  writeU16(block, 8, prefixLen);
+  writeU16BE(block, 4, count);
+  writeU16BE(block, 6, keyWidth);
+  writeU16BE(block, 8, prefixLen);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -436,7 +438,7 @@ export class BtreeCursor {
     const off = this.entriesOff + i * this.stride + this.suffixWidth;
     const hi = (b[off]! << 16) | (b[off + 1]! << 8) | b[off + 2]!;
     if (hi > MAX_SAFE_HI) throw new CorruptionError(this.file!.path, this.blk, `index: value beyond 2^53 in entry ${i}`);
-    return hi * TWO_32 + readU32(b, off + 3);
+    return hi * TWO_32 + readU32BE(b, off + 3);
   }
 
   /** First index whose key is > key (upper) or >= key (!upper), in the node in `buf`. */
@@ -489,13 +491,13 @@ export class BtreeCursor {
     const w = this.keyWidth;
     // No closure here: this runs for every node a lookup visits.
     const bad = nodeCorruption;
-    if (readU16(b, 0) !== NODE_MAGIC) throw bad(file.path, blk, `bad magic 0x${readU16(b, 0).toString(16)}`);
+    if (readU16BE(b, 0) !== NODE_MAGIC) throw bad(file.path, blk, `bad magic 0x${readU16BE(b, 0).toString(16)}`);
     if (b[2] !== level) throw bad(file.path, blk, `level ${b[2]}, expected ${level}`);
     const inLeaves = blk >= this.meta.startBlk && blk < this.meta.leafEndBlk;
     if (inLeaves !== (level === 0)) throw bad(file.path, blk, `a level-${level} node at a ${inLeaves ? "leaf" : "internal"} position`);
-    if (readU16(b, 6) !== w) throw bad(file.path, blk, `key width ${readU16(b, 6)}, expected ${w}`);
-    const count = readU16(b, 4);
-    const prefixLen = readU16(b, 8);
+    if (readU16BE(b, 6) !== w) throw bad(file.path, blk, `key width ${readU16BE(b, 6)}, expected ${w}`);
+    const count = readU16BE(b, 4);
+    const prefixLen = readU16BE(b, 8);
     if (prefixLen > w) throw bad(file.path, blk, `prefix length ${prefixLen} > key width ${w}`);
     if (nodeBytes(count, w, prefixLen) > BLOCK_PAYLOAD) throw bad(file.path, blk, `${count} entries overflow the block`);
     if (count === 0 && !(this.meta.numEntries === 0 && blk === this.meta.rootBlk)) throw bad(file.path, blk, "empty node");

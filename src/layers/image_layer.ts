@@ -3,7 +3,8 @@
  * A key of the range that is absent does not exist at that LSN. ImageLayerWriter streams the
  * file; ImageLayer reads it.
  *
- * File layout (block_io.ts has the header, block seal and blob formats; disk_btree.ts the index):
+ * File layout (layer_header.ts has the header, block_seal.ts the block seal, blob_io.ts the blob
+ * format, disk_btree.ts the index):
  *
  *   +---------+--------------------------------+--------------------------+-------------+
  *   | block 0 | blocks 1..                     | leaves (consecutive)     | upper nodes |
@@ -25,109 +26,41 @@
  * The reader re-checks order and ranges on what it reads and reports a CorruptionError naming
  * the block rather than a wrong value.
  */
-import { randomBytes } from "node:crypto";
-import * as path from "node:path";
 import type { PageCacheApi } from "../cache/api.js";
 import { assert } from "../types/assert.js";
 import { BadStateError, CorruptionError, InvalidArgumentError } from "../types/errors.js";
 import { KEY_SIZE, type Key, keyFromBytes, keyToBytes } from "../types/key.js";
 import type { Lsn } from "../types/lsn.js";
 import { type Value, ValueTag } from "../types/value.js";
-import {
-  BLOCK_SIZE,
-  BlobReader,
-  BlobWriter,
-  type BlockFile,
-  BlockFileWriter,
-  HEADER_BLK,
-  VALUES_START_BLK,
-  valueBlocksFor,
-} from "./block_io.js";
-import { BtreeCursor, type BtreeMeta, DiskBtreeBuilder } from "./disk_btree.js";
-import { imageLayerName, type LayerDesc, TEMP_SUFFIX } from "./layer_name.js";
-import { openLayerFile, sealLayerFile } from "./layer_open.js";
+import { BlobReader } from "./blob_io.js";
+import type { BlockFile } from "./block_file.js";
+import { BtreeCursor, type BtreeMeta } from "./disk_btree.js";
+import { LayerFileWriter } from "./layer_file_writer.js";
+import { HEADER_BLK } from "./layer_header.js";
+import type { LayerDesc } from "./layer_name.js";
+import { openLayerFile } from "./layer_open.js";
 import type { ReconstructState } from "./reconstruct_state.js";
 
 export const IMAGE_KEY_WIDTH = KEY_SIZE;
 
-export class ImageLayerWriter {
-  readonly dir: string;
-  readonly keyStart: Key;
+/** Streams an image layer: images in strictly increasing key order. */
+export class ImageLayerWriter extends LayerFileWriter {
   readonly lsn: Lsn;
-  private readonly out: BlockFileWriter;
-  private readonly blobs: BlobWriter;
-  private readonly index = new DiskBtreeBuilder(IMAGE_KEY_WIDTH);
-  private readonly entryKey = new Uint8Array(IMAGE_KEY_WIDTH);
-  private lastKey: Key | null = null;
-  private state: "open" | "finished" | "aborted" = "open";
 
   /** `_cache` is accepted for symmetry with the readers; writing does not go through it. */
   constructor(_cache: PageCacheApi, dir: string, keyStart: Key, lsn: Lsn) {
-    assert(keyStart.length === KEY_SIZE, "keyStart is not a Key");
-    // lsn + 1 (the end of the image's LSN range) must stay exact.
+    // lsn + 1 (the end of the image's LSN range) must stay exact. Checked before the temp
+    // file is created.
     assert(Number.isSafeInteger(lsn + 1) && lsn >= 0, `bad image LSN ${lsn}`);
-    this.dir = dir;
-    this.keyStart = keyStart;
+    super("image", dir, keyStart, { start: lsn, end: lsn + 1 }, IMAGE_KEY_WIDTH);
     this.lsn = lsn;
-    this.out = new BlockFileWriter(path.join(dir, `image-${randomBytes(8).toString("hex")}${TEMP_SUFFIX}`));
-    try {
-      // Block 0 is reserved for the header, rewritten by finish() once the counts are known.
-      this.out.appendBlock(new Uint8Array(BLOCK_SIZE));
-      this.blobs = new BlobWriter(this.out);
-    } catch (e) {
-      this.out.abort();
-      throw e;
-    }
-  }
-
-  /** Bytes the file would have if finished now (values + header + an upper bound of the index). */
-  get sizeBytes(): number {
-    return (VALUES_START_BLK + valueBlocksFor(this.blobs.lengthBytes)) * BLOCK_SIZE + this.index.estimatedBytes;
-  }
-
-  get numEntries(): number {
-    return this.index.numEntries;
   }
 
   put(key: Key, value: Value): void {
-    if (this.state !== "open") throw new BadStateError(`image layer writer is ${this.state}`);
-    assert(key.length === KEY_SIZE && key >= this.keyStart, "put: key below the layer's key start");
+    this.checkPut(key);
     assert(this.lastKey === null || key > this.lastKey, "put: keys must strictly increase");
     if (value.length === 0 || value[0] !== ValueTag.Image) throw new InvalidArgumentError(`put: an image layer holds images only (tag ${value[0]})`);
-    const offset = this.blobs.append(value);
-    keyToBytes(key, this.entryKey, 0);
-    this.index.add(this.entryKey, 0, offset);
-    this.lastKey = key;
-  }
-
-  /** Write the index and the header, make the file durable under its layer name. */
-  finish(keyEnd: Key): LayerDesc {
-    if (this.state !== "open") throw new BadStateError(`image layer writer is ${this.state}`);
-    assert(keyEnd.length === KEY_SIZE && keyEnd > this.keyStart, "finish: empty key range");
-    assert(this.lastKey === null || this.lastKey < keyEnd, "finish: keyEnd must be above every key put");
-    const keyRange = { start: this.keyStart, end: keyEnd };
-    const fileName = imageLayerName(keyRange, this.lsn);
-    try {
-      const valuesBytes = this.blobs.finish();
-      const meta = this.index.finish(this.out);
-      const fileSize = sealLayerFile(
-        this.out,
-        { kind: "image", keyStart: this.keyStart, keyEnd, lsnStart: this.lsn, lsnEnd: 0, valuesBytes, meta, keyWidth: IMAGE_KEY_WIDTH },
-        path.join(this.dir, fileName),
-      );
-      this.state = "finished";
-      return { kind: "image", keyRange, lsnRange: { start: this.lsn, end: this.lsn + 1 }, fileName, fileSize };
-    } catch (e) {
-      this.abort();
-      throw e;
-    }
-  }
-
-  /** Delete the temp file. Idempotent; a no-op after finish(). */
-  abort(): void {
-    if (this.state !== "open") return;
-    this.state = "aborted";
-    this.out.abort();
+    this.addEntry(key, this.appendValue(key, value));
   }
 }
 

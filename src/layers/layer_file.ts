@@ -2,7 +2,7 @@
  * Persistent layers: the delta and image layer files, opened by descriptor.
  *
  * Owns only the dispatch by kind; the formats live in delta_layer.ts, image_layer.ts,
- * disk_btree.ts and block_io.ts.
+ * disk_btree.ts, layer_header.ts, blob_io.ts, block_file.ts and block_seal.ts.
  */
 import * as path from "node:path";
 import type { PageCacheApi } from "../cache/api.js";

@@ -1,16 +1,16 @@
 /**
- * What delta and image layer files share at both ends of their life: sealing a finished file
- * (header block written last, then the durable rename), and opening one (the name must be a
- * layer name of the right kind, the header must verify and agree with the ranges in the
- * name, the index metadata must be consistent; the root node is read, verified, and kept).
+ * What delta and image layer files share when opened: the name must be a layer name of the
+ * right kind, the header must verify and agree with the ranges in the name, the index
+ * metadata must be consistent; the root node is read, verified, and kept. (Writing them is
+ * layer_file_writer.ts.)
  */
 import * as path from "node:path";
 import type { PageCacheApi } from "../cache/api.js";
 import { CorruptionError, InvalidArgumentError } from "../types/errors.js";
-import type { Key } from "../types/key.js";
-import type { Lsn } from "../types/lsn.js";
-import { BLOCK_SIZE, BlockFile, type BlockFileWriter, encodeLayerHeader, HEADER_BLK, readLayerHeader } from "./block_io.js";
+import { BlockFile } from "./block_file.js";
+import { BLOCK_SIZE } from "./block_seal.js";
 import { type BtreeMeta, validateBtreeMeta } from "./disk_btree.js";
+import { HEADER_BLK, readLayerHeader } from "./layer_header.js";
 import { type LayerDesc, type LayerKind, parseLayerName } from "./layer_name.js";
 
 export interface OpenedLayerFile {
@@ -49,36 +49,4 @@ export function openLayerFile(cache: PageCacheApi, filePath: string, kind: Layer
     file.close();
     throw e;
   }
-}
-
-/**
- * Write the header of a finished layer file (its values and index are written) and make the
- * file durable under its final name. Returns the file size in bytes.
- */
-export function sealLayerFile(
-  out: BlockFileWriter,
-  h: { kind: LayerKind; keyStart: Key; keyEnd: Key; lsnStart: Lsn; lsnEnd: Lsn; valuesBytes: number; meta: BtreeMeta; keyWidth: number },
-  finalPath: string,
-): number {
-  const header = new Uint8Array(BLOCK_SIZE);
-  encodeLayerHeader(
-    {
-      kind: h.kind,
-      keyStart: h.keyStart,
-      keyEnd: h.keyEnd,
-      lsnStart: h.lsnStart,
-      lsnEnd: h.lsnEnd,
-      entryCount: h.meta.numEntries,
-      valuesBytes: h.valuesBytes,
-      indexStartBlk: h.meta.startBlk,
-      indexLeafEndBlk: h.meta.leafEndBlk,
-      indexRootBlk: h.meta.rootBlk,
-      indexDepth: h.meta.depth,
-      totalBlocks: out.blocksWritten,
-      indexKeyWidth: h.keyWidth,
-    },
-    header,
-  );
-  out.writeBlock(HEADER_BLK, header);
-  return out.finish(finalPath);
 }

@@ -17,7 +17,7 @@ import { existsSync, mkdirSync, readdirSync, renameSync, rmSync } from "node:fs"
 import { rename, rm } from "node:fs/promises";
 import { join } from "node:path";
 import { attachPending } from "../remote/attach.js";
-import { fsyncDir } from "../tenant/durable.js";
+import { fsyncDir } from "../layers/durable_file.js";
 import { assert } from "../types/assert.js";
 import { Tenant, type TenantDeps, TenantState } from "../tenant/tenant.js";
 import { TEMP_SUFFIX } from "../layers/layer_name.js";

@@ -29,7 +29,7 @@ import { existsSync, readFileSync } from "node:fs";
 import { mkdir, rm } from "node:fs/promises";
 import { join } from "node:path";
 import type { Logger } from "pino";
-import { fsyncDir, writeFileDurable } from "../tenant/durable.js";
+import { fsyncDir, writeFileDurable } from "../layers/durable_file.js";
 import { BadStateError, ConflictError, CorruptionError } from "../types/errors.js";
 import { failpoint } from "../types/failpoints.js";
 import type { TenantId, TimelineId } from "../types/ids.js";

@@ -19,7 +19,7 @@ import type { Dirent } from "node:fs";
 import { mkdir, open, readdir, readFile, rename, rm, stat, unlink } from "node:fs/promises";
 import { dirname, isAbsolute, join } from "node:path";
 import { addAbortSignal, type Readable } from "node:stream";
-import { fsyncDir } from "../tenant/durable.js";
+import { fsyncDir } from "../layers/durable_file.js";
 import { assert } from "../types/assert.js";
 import { InvalidArgumentError } from "../types/errors.js";
 import {

@@ -22,7 +22,7 @@
  * Files (docs/storage.md "Commit-time index"): `commit_times` = header block + full data
  * blocks, appended, never rewritten in place; `commit_times.tail` = the durable prefix of the
  * first block that is not yet full on disk, replaced whole (temp + fsync + rename) at each
- * save. Every block is 8 kB sealed with CRC32C as layer files are (block_io.ts); the seal seed
+ * save. Every block is 8 kB sealed with CRC32C as layer files are (block_seal.ts); the seal seed
  * is the block number in `commit_times`, TAIL_SEED for the tail file. Each data block names
  * the LSN of the entry before it (prev_lsn), so the chain of blocks and the tail is checked on
  * load: a block that fails its seal at the end of the file is a torn append only when the
@@ -49,11 +49,12 @@ import { closeSync, existsSync, ftruncateSync, openSync, readFileSync, readSync,
 import { open, readFile } from "node:fs/promises";
 import { crc32c } from "@node-rs/crc32";
 import { dirname, join } from "node:path";
-import { BLOCK_PAYLOAD, BLOCK_SIZE, blockSealOk, readU16, readU32, readU64OrNeg, sealBlock, writeFileDurably, writeU16, writeU32, writeU64 } from "../layers/block_io.js";
+import { BLOCK_PAYLOAD, BLOCK_SIZE, blockSealOk, sealBlock } from "../layers/block_seal.js";
+import { fsyncDir, removeFileDurable, uniqueTempPath, writeFileDurable, writeFileDurableSync } from "../layers/durable_file.js";
+import { readU16BE, readU32BE, readU64BEOrNeg, writeU16BE, writeU32BE, writeU64BE } from "../types/bytes.js";
 import { assert } from "../types/assert.js";
 import { CorruptionError } from "../types/errors.js";
 import type { Lsn } from "../types/lsn.js";
-import { fsyncDir, removeFileDurable, uniqueTempPath, writeFileDurable } from "./durable.js";
 
 export const COMMIT_TIMES_FILE = "commit_times";
 export const COMMIT_TIMES_TAIL_FILE = "commit_times.tail";
@@ -427,7 +428,7 @@ export class CommitTimes {
       closeSync(fd);
     }
     if (n !== BLOCK_SIZE || !blockSealOk(b, blkno)) throw new CorruptionError(this.path, blkno, "commit-time block checksum mismatch");
-    if (readU16(b, B_COUNT) !== this.dirCount[i] || readU64OrNeg(b, B_FIRST) !== this.dirFirst[i] || readU64OrNeg(b, B_LAST) !== this.dirLast[i]) {
+    if (readU16BE(b, B_COUNT) !== this.dirCount[i] || readU64BEOrNeg(b, B_FIRST) !== this.dirFirst[i] || readU64BEOrNeg(b, B_LAST) !== this.dirLast[i]) {
       throw new CorruptionError(this.path, blkno, "commit-time block differs from what the file held at load");
     }
     return b;
@@ -435,10 +436,10 @@ export class CommitTimes {
 
   /** rLsn/rTime: the first entry of `b` later than t_us (rLsn -1: none); rPrev: the one before it in b (-1: none). */
   private scanFirstAfter(b: Uint8Array, count: number, t_us: number): void {
-    let lsn = readU64OrNeg(b, B_FIRST);
+    let lsn = readU64BEOrNeg(b, B_FIRST);
     let time = readF64(b, B_FIRST_TIME);
     let prev = -1;
-    const end = readU16(b, B_USED);
+    const end = readU16BE(b, B_USED);
     let off = B_ENTRIES;
     for (let i = 0; ; i++) {
       if (time > t_us) {
@@ -462,9 +463,9 @@ export class CommitTimes {
 
   /** rLsn/rTime: the last entry of `b` at or below `max` (the block's first is). */
   private scanFloor(b: Uint8Array, count: number, max: Lsn): void {
-    let lsn = readU64OrNeg(b, B_FIRST);
+    let lsn = readU64BEOrNeg(b, B_FIRST);
     let time = readF64(b, B_FIRST_TIME);
-    const end = readU16(b, B_USED);
+    const end = readU16BE(b, B_USED);
     let off = B_ENTRIES;
     for (let i = 1; i < count; i++) {
       const dl = getVarint(b, off, end);
@@ -512,7 +513,7 @@ export class CommitTimes {
     const tailOut = new Uint8Array(BLOCK_SIZE);
     if (k < this.nBlocks) cutBlock(this.pending[k - this.onDisk]!, this.dirCount[k]!, durableLsn, tailOut);
     else if (this.tCount > 0) cutBlock(this.tailView(), this.tCount, durableLsn, tailOut);
-    if (readU16(tailOut, B_COUNT) === 0) writeU64(tailOut, B_PREV, k > 0 ? this.dirLast[k - 1]! : this.startLsn);
+    if (readU16BE(tailOut, B_COUNT) === 0) writeU64BE(tailOut, B_PREV, k > 0 ? this.dirLast[k - 1]! : this.startLsn);
     sealBlock(tailOut, TAIL_SEED);
     const from = this.onDisk;
     const blocks = this.pending.slice(0, k - from);
@@ -544,10 +545,10 @@ export class CommitTimes {
 
   private headerBlock(startLsn = this.startLsn, beforeMax_us = this.beforeMax_us, hasBefore = this.hasBefore): Uint8Array {
     const h = new Uint8Array(BLOCK_SIZE);
-    writeU32(h, HB_MAGIC, MAGIC);
-    writeU16(h, HB_VERSION, VERSION);
-    writeU16(h, HB_FLAGS, hasBefore ? FLAG_HAS_BEFORE : 0);
-    writeU64(h, HB_START_LSN, startLsn);
+    writeU32BE(h, HB_MAGIC, MAGIC);
+    writeU16BE(h, HB_VERSION, VERSION);
+    writeU16BE(h, HB_FLAGS, hasBefore ? FLAG_HAS_BEFORE : 0);
+    writeU64BE(h, HB_START_LSN, startLsn);
     writeF64(h, HB_BEFORE_MAX, beforeMax_us);
     sealBlock(h, 0);
     return h;
@@ -575,13 +576,13 @@ export class CommitTimes {
     const file = readFileSync(this.path);
     const h = file.subarray(0, BLOCK_SIZE);
     if (h.length !== BLOCK_SIZE || !blockSealOk(h, 0)) throw new CorruptionError(this.path, 0, "commit-time index header checksum mismatch");
-    if (readU32(h, HB_MAGIC) !== MAGIC || readU16(h, HB_VERSION) !== VERSION) throw new CorruptionError(this.path, 0, "not a commit-time index of version 1");
-    const start = readU64OrNeg(h, HB_START_LSN);
+    if (readU32BE(h, HB_MAGIC) !== MAGIC || readU16BE(h, HB_VERSION) !== VERSION) throw new CorruptionError(this.path, 0, "not a commit-time index of version 1");
+    const start = readU64BEOrNeg(h, HB_START_LSN);
     const beforeMax = readF64(h, HB_BEFORE_MAX);
     if (start < 0 || Number.isNaN(beforeMax)) throw new CorruptionError(this.path, 0, "commit-time index header out of range");
     this.startLsn = start;
     this.beforeMax_us = beforeMax;
-    this.hasBefore = (readU16(h, HB_FLAGS) & FLAG_HAS_BEFORE) !== 0;
+    this.hasBefore = (readU16BE(h, HB_FLAGS) & FLAG_HAS_BEFORE) !== 0;
     this.fileExists = true;
 
     const whole = Math.floor(file.length / BLOCK_SIZE) - 1;
@@ -596,9 +597,9 @@ export class CommitTimes {
       this.dirLast = growF64(this.dirLast, n + 1);
       this.dirCount = growF64(this.dirCount, n + 1);
       this.dirRunMax = growF64(this.dirRunMax, n + 1);
-      this.dirFirst[n] = readU64OrNeg(b, B_FIRST);
-      this.dirLast[n] = readU64OrNeg(b, B_LAST);
-      this.dirCount[n] = readU16(b, B_COUNT);
+      this.dirFirst[n] = readU64BEOrNeg(b, B_FIRST);
+      this.dirLast[n] = readU64BEOrNeg(b, B_LAST);
+      this.dirCount[n] = readU16BE(b, B_COUNT);
       const max = readF64(b, B_MAX_TIME);
       this.dirRunMax[n] = n > 0 ? Math.max(this.dirRunMax[n - 1]!, max) : max;
       this.nBlocks = n + 1;
@@ -611,11 +612,11 @@ export class CommitTimes {
     if (existsSync(this.tailPath)) {
       const t = readFileSync(this.tailPath);
       if (t.length !== BLOCK_SIZE || !blockSealOk(t, TAIL_SEED)) throw new CorruptionError(this.tailPath, 0, "commit-time tail checksum mismatch");
-      if (!blockSane(t, readU64OrNeg(t, B_PREV), true)) throw new CorruptionError(this.tailPath, 0, "commit-time tail header out of range");
+      if (!blockSane(t, readU64BEOrNeg(t, B_PREV), true)) throw new CorruptionError(this.tailPath, 0, "commit-time tail header out of range");
       tailBlk = t;
     }
     // No tail file: no save finished, nothing was durable before the blocks appended.
-    const tailPrev = tailBlk === null ? start : readU64OrNeg(tailBlk, B_PREV);
+    const tailPrev = tailBlk === null ? start : readU64BEOrNeg(tailBlk, B_PREV);
     if (torn) {
       // Blocks appended by a save that did not finish (it writes the tail file after them): the
       // tail file it would have replaced starts at or before where the good blocks end, so the
@@ -626,7 +627,7 @@ export class CommitTimes {
     if (tailBlk !== null) {
       if (tailPrev > prev) throw new CorruptionError(this.tailPath, 0, `commit-time tail starts after ${prev}, where the blocks end: entries are missing`);
       // tailPrev < prev: blocks appended after it was written hold its entries.
-      if (tailPrev === prev && readU16(tailBlk, B_COUNT) > 0) this.adoptTail(tailBlk);
+      if (tailPrev === prev && readU16BE(tailBlk, B_COUNT) > 0) this.adoptTail(tailBlk);
     }
     let count = 0;
     for (let i = 0; i < this.nBlocks; i++) count += this.dirCount[i]!;
@@ -641,11 +642,11 @@ export class CommitTimes {
     t.fill(0);
     t.set(b.subarray(0, BLOCK_PAYLOAD));
     this.tail = t;
-    this.tCount = readU16(b, B_COUNT);
-    this.tUsed = readU16(b, B_USED);
-    this.tPrev = readU64OrNeg(b, B_PREV);
-    this.tFirst = readU64OrNeg(b, B_FIRST);
-    this.tLast = readU64OrNeg(b, B_LAST);
+    this.tCount = readU16BE(b, B_COUNT);
+    this.tUsed = readU16BE(b, B_USED);
+    this.tPrev = readU64BEOrNeg(b, B_PREV);
+    this.tFirst = readU64BEOrNeg(b, B_FIRST);
+    this.tLast = readU64BEOrNeg(b, B_LAST);
     this.tFirstTime = readF64(b, B_FIRST_TIME);
     this.tMax = readF64(b, B_MAX_TIME);
     this.scanFloor(b, this.tCount, this.tLast);
@@ -672,16 +673,16 @@ export class CommitTimes {
     if (i === this.nBlocks) return;
     const cut = new Uint8Array(BLOCK_SIZE);
     cutBlock(this.block(i), this.dirCount[i]!, durableLsn, cut);
-    if (readU16(cut, B_COUNT) === 0) writeU64(cut, B_PREV, i > 0 ? this.dirLast[i - 1]! : this.startLsn);
+    if (readU16BE(cut, B_COUNT) === 0) writeU64BE(cut, B_PREV, i > 0 ? this.dirLast[i - 1]! : this.startLsn);
     for (let j = i; j < this.nBlocks; j++) this.entries -= this.dirCount[j]!;
     // The kept prefix is durable in the tail file before the file loses the block.
     const sealed = new Uint8Array(cut);
     sealBlock(sealed, TAIL_SEED);
-    writeFileDurably(this.tailPath, sealed);
+    writeFileDurableSync(this.tailPath, sealed);
     this.truncateFile(i);
     this.nBlocks = i;
     this.onDisk = i;
-    if (readU16(cut, B_COUNT) > 0) {
+    if (readU16BE(cut, B_COUNT) > 0) {
       this.adoptTail(cut);
       this.entries += this.tCount;
     }
@@ -838,27 +839,27 @@ export class CommitTimes {
 }
 
 function writeTailHeader(b: Uint8Array, count: number, used: number, prev: Lsn, first: Lsn, last: Lsn, firstTime: number, max: number): void {
-  writeU16(b, B_COUNT, count);
-  writeU16(b, B_USED, used);
-  writeU32(b, 4, 0);
-  writeU64(b, B_PREV, prev);
-  writeU64(b, B_FIRST, first);
-  writeU64(b, B_LAST, last);
+  writeU16BE(b, B_COUNT, count);
+  writeU16BE(b, B_USED, used);
+  writeU32BE(b, 4, 0);
+  writeU64BE(b, B_PREV, prev);
+  writeU64BE(b, B_FIRST, first);
+  writeU64BE(b, B_LAST, last);
   writeF64(b, B_FIRST_TIME, firstTime);
   writeF64(b, B_MAX_TIME, max);
 }
 
 /** The header of a data block read from disk is in range and follows `prev`. */
 function blockSane(b: Uint8Array, prev: Lsn, allowEmpty = false): boolean {
-  const count = readU16(b, B_COUNT);
-  const used = readU16(b, B_USED);
-  if (count === 0) return allowEmpty && readU64OrNeg(b, B_PREV) >= 0;
-  const first = readU64OrNeg(b, B_FIRST);
-  const last = readU64OrNeg(b, B_LAST);
+  const count = readU16BE(b, B_COUNT);
+  const used = readU16BE(b, B_USED);
+  if (count === 0) return allowEmpty && readU64BEOrNeg(b, B_PREV) >= 0;
+  const first = readU64BEOrNeg(b, B_FIRST);
+  const last = readU64BEOrNeg(b, B_LAST);
   const ft = readF64(b, B_FIRST_TIME);
   const mt = readF64(b, B_MAX_TIME);
   return (
-    readU64OrNeg(b, B_PREV) === prev &&
+    readU64BEOrNeg(b, B_PREV) === prev &&
     first > prev &&
     last >= first &&
     (count === 1 ? last === first : last > first) &&
@@ -873,14 +874,14 @@ function blockSane(b: Uint8Array, prev: Lsn, allowEmpty = false): boolean {
 /** Re-encode into `out` the entries of block `b` (count entries, header written) at or below `max`. */
 function cutBlock(b: Uint8Array, count: number, max: Lsn, out: Uint8Array): void {
   out.fill(0);
-  const prev = readU64OrNeg(b, B_PREV);
-  let lsn = readU64OrNeg(b, B_FIRST);
+  const prev = readU64BEOrNeg(b, B_PREV);
+  let lsn = readU64BEOrNeg(b, B_FIRST);
   let time = readF64(b, B_FIRST_TIME);
   if (lsn > max) {
     writeTailHeader(out, 0, B_ENTRIES, prev, 0, 0, 0, 0);
     return;
   }
-  const end = readU16(b, B_USED);
+  const end = readU16BE(b, B_USED);
   let off = B_ENTRIES;
   let n = 1;
   let maxTime = time;
@@ -914,11 +915,11 @@ function encodeSnapshot(main: Uint8Array, tail: Uint8Array | null): Uint8Array {
   const out = new Uint8Array(SNAP_HEADER_BYTES + main.length + (tail?.length ?? 0));
   out.set(main, SNAP_HEADER_BYTES);
   if (tail !== null) out.set(tail, SNAP_HEADER_BYTES + main.length);
-  writeU32(out, 0, SNAP_MAGIC);
-  writeU16(out, 4, SNAP_VERSION);
-  writeU16(out, 6, tail === null ? 0 : SNAP_HAS_TAIL);
-  writeU32(out, 8, main.length);
-  writeU32(out, 12, crc32c(out.subarray(SNAP_HEADER_BYTES)) >>> 0);
+  writeU32BE(out, 0, SNAP_MAGIC);
+  writeU16BE(out, 4, SNAP_VERSION);
+  writeU16BE(out, 6, tail === null ? 0 : SNAP_HAS_TAIL);
+  writeU32BE(out, 8, main.length);
+  writeU32BE(out, 12, crc32c(out.subarray(SNAP_HEADER_BYTES)) >>> 0);
   return out;
 }
 
@@ -935,11 +936,11 @@ export async function writeCommitTimesSnapshot(dir: string, name: string, bytes:
     throw new CorruptionError(name, 0, `commit-time snapshot: ${why}`);
   };
   if (bytes.length < SNAP_HEADER_BYTES || bytes.length > MAX_SNAPSHOT_BYTES) bad(`${bytes.length} bytes`);
-  if (readU32(bytes, 0) !== SNAP_MAGIC || readU16(bytes, 4) !== SNAP_VERSION) bad("not a snapshot of version 1");
-  const hasTail = (readU16(bytes, 6) & SNAP_HAS_TAIL) !== 0;
-  const mainLen = readU32(bytes, 8);
+  if (readU32BE(bytes, 0) !== SNAP_MAGIC || readU16BE(bytes, 4) !== SNAP_VERSION) bad("not a snapshot of version 1");
+  const hasTail = (readU16BE(bytes, 6) & SNAP_HAS_TAIL) !== 0;
+  const mainLen = readU32BE(bytes, 8);
   if (mainLen < BLOCK_SIZE || mainLen % BLOCK_SIZE !== 0 || SNAP_HEADER_BYTES + mainLen + (hasTail ? BLOCK_SIZE : 0) !== bytes.length) bad("lengths do not add up");
-  if (crc32c(bytes.subarray(SNAP_HEADER_BYTES)) >>> 0 !== readU32(bytes, 12)) bad("CRC32C mismatch");
+  if (crc32c(bytes.subarray(SNAP_HEADER_BYTES)) >>> 0 !== readU32BE(bytes, 12)) bad("CRC32C mismatch");
   const main = bytes.subarray(SNAP_HEADER_BYTES, SNAP_HEADER_BYTES + mainLen);
   // The tail first: a directory with `commit_times` but no tail holds only whole blocks.
   if (hasTail) await writeFileDurable(join(dir, COMMIT_TIMES_TAIL_FILE), bytes.subarray(SNAP_HEADER_BYTES + mainLen));

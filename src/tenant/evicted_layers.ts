@@ -12,7 +12,7 @@ import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { parseLayerName } from "../layers/layer_name.js";
 import { CorruptionError } from "../types/errors.js";
-import { writeFileDurable } from "./durable.js";
+import { writeFileDurable } from "../layers/durable_file.js";
 
 export const EVICTED_LAYERS_FILE = "evicted_layers.json";
 /** Bound on entries read back (a timeline's layer count is far below it). */

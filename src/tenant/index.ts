@@ -5,7 +5,6 @@
  */
 export * from "./commit_times.js";
 export * from "./config.js";
-export * from "./durable.js";
 export * from "./layer_events.js";
 export * from "./metadata.js";
 export * from "./seqwait.js";

@@ -13,7 +13,7 @@ import { crc32c } from "@node-rs/crc32";
 import { CorruptionError } from "../types/errors.js";
 import { isId, parseTimelineId, type TimelineId } from "../types/ids.js";
 import { type Lsn, lsnToString, parseLsn } from "../types/lsn.js";
-import { writeFileDurable } from "./durable.js";
+import { writeFileDurable } from "../layers/durable_file.js";
 
 export const METADATA_FORMAT_VERSION = 1;
 const MAGIC = "pageserver-timeline-metadata";

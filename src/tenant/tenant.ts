@@ -42,7 +42,7 @@ import type { MetricsSink } from "../types/metrics_sink.js";
 import type { WalRedoManager } from "../types/redo.js";
 import { parseTenantConf, type TenantConf } from "./config.js";
 import type { BackgroundLoops, LoopHandle } from "./background_loops.js";
-import { fsyncDir, writeFileDurable } from "./durable.js";
+import { fsyncDir, writeFileDurable } from "../layers/durable_file.js";
 import { readMetadata } from "./metadata.js";
 import { type KeyspaceProvider, Timeline, TimelineState } from "./timeline.js";
 

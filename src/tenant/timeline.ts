@@ -45,7 +45,7 @@ import { PAGE_SIZE, type PageCacheApi } from "../cache/api.js";
 import { advanceAccessTick, HistoricLayer, type LayerDownloader, LayerEvictedError } from "../layers/historic_layer.js";
 import { InMemoryLayer } from "../layers/inmemory_layer.js";
 import { LayerMap, type LayerStats } from "../layers/layer_map.js";
-import { fsyncDir } from "../layers/block_io.js";
+import { fsyncDirSync as fsyncDir } from "../layers/durable_file.js";
 import { type LayerDesc, parseLayerName, TEMP_SUFFIX } from "../layers/layer_name.js";
 import { WalkStatus, walkHistoric } from "../layers/read_path.js";
 import { planReconstruct, ReconstructState, reconstructValue } from "../layers/reconstruct_state.js";

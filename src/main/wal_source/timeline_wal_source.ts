@@ -58,7 +58,7 @@ import { rmgrsWithoutNativeRedo } from "../../pg/redo/redo_table.js";
 import type { DecodedRecord } from "../../pg/wal/record.js";
 import { RM_XLOG_ID, XLOG_CHECKPOINT_SHUTDOWN } from "../../pg/wal/rmgr_ids.js";
 import { Backpressure } from "../../tenant/ingest_gate.js";
-import { removeFileDurable, writeFileDurable } from "../../tenant/durable.js";
+import { removeFileDurable, writeFileDurable } from "../../layers/durable_file.js";
 import type { Tenant, TimelineReservation } from "../../tenant/tenant.js";
 import type { Timeline } from "../../tenant/timeline.js";
 import { ConflictError, InvalidArgumentError, SourceUnavailableError, UnsupportedError } from "../../types/errors.js";

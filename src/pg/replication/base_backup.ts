@@ -34,7 +34,10 @@
 import { assert } from "../../types/assert.js";
 import { UnsupportedError } from "../../types/errors.js";
 import { type Lsn, parseLsn } from "../../types/lsn.js";
-import { type CopyOutCommand, type ReplicationConnection, ReplicationError, type ResultSet } from "./connection.js";
+import type { ReplicationConnection } from "./connection.js";
+import type { CopyOutCommand } from "./copy_streams.js";
+import { ReplicationError } from "./errors.js";
+import type { ResultSet } from "./result_set.js";
 
 export interface BaseBackupOptions {
   label?: string;

@@ -31,13 +31,10 @@
  */
 import { assert } from "../../types/assert.js";
 import { isValidLsn, type Lsn, lsnToString } from "../../types/lsn.js";
-import {
-  type PhysicalReplicationStream,
-  ReplicationConnection,
-  ReplicationError,
-  type StandbyStatus,
-  toReplicationError,
-} from "./connection.js";
+import { ReplicationConnection } from "./connection.js";
+import type { PhysicalReplicationStream } from "./copy_streams.js";
+import { ReplicationError, toReplicationError } from "./errors.js";
+import type { StandbyStatus } from "./messages.js";
 
 export type WalReceiverStateName = "connecting" | "streaming" | "backoff" | "stopped" | "failed";
 
