@@ -7,7 +7,7 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import type { AddressInfo } from "node:net";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { HttpApiError, PageserverHttpClient } from "../src/client/http_client.js";
-import { ResponseShapeError } from "../src/client/http_models.js";
+import { ResponseShapeError } from "../src/client/reply_checks.js";
 
 type Handler = (req: IncomingMessage, body: string, res: ServerResponse) => void;
 let handler: Handler = (_req, _body, res) => res.end();

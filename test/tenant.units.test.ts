@@ -13,6 +13,7 @@ import { crc32c } from "@node-rs/crc32";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { DEFAULT_NODE_CONFIG, loadNodeConfig, parseListen } from "../src/main/config.js";
 import { DEFAULT_TENANT_CONF, getpageThrottle, l0Thresholds, MAX_TIMER_MS, parseDurationMs, parseTenantConf, TENANT_CONF_KEYS } from "../src/tenant/config.js";
+import { encodeIndexPart, IndexCorruptError, parseIndexPart } from "../src/remote/index_part.js";
 import { decodeMetadata, encodeMetadata, readMetadata, type TimelineMetadata, writeMetadata } from "../src/tenant/metadata.js";
 import { MAX_WAITERS, SeqWait } from "../src/tenant/seqwait.js";
 import { AssertionError } from "../src/types/assert.js";
@@ -345,6 +346,17 @@ describe("timeline metadata", () => {
     expect(corruption("f", variant({ ancestor_lsn: "FFFFFFFF/FFFFFFFF" })).message).toContain("ancestor_lsn");
     // Not an object at all.
     for (const body of ["null", "[]", "42", '"x"']) expect(corruption("f", sealed(body)).message, body).toContain("not a JSON object");
+  });
+
+  it("is one JSON shape with the remote index's metadata, checked by one decoder", () => {
+    const j = JSON.parse(Buffer.from(encodeMetadata(meta)).toString("utf8").split("\n")[1]!) as Record<string, unknown>;
+    const index = JSON.parse(Buffer.from(encodeIndexPart({ metadata: meta, layers: new Map() })).toString("utf8")) as Record<string, unknown>;
+    expect({ format_version: 1, ...(index["metadata"] as object) }).toEqual(j);
+    // The index's range of PostgreSQL versions holds for the local file too.
+    for (const pg_version of [13, 18, 15.5]) {
+      expect(corruption("f", sealed(JSON.stringify({ ...j, pg_version }))).message, String(pg_version)).toContain("pg_version");
+      expect(() => parseIndexPart("k", Buffer.from(JSON.stringify({ ...index, metadata: { ...(index["metadata"] as object), pg_version } })))).toThrow(IndexCorruptError);
+    }
   });
 });
 

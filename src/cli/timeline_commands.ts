@@ -5,7 +5,7 @@
  */
 import { writeFileSync } from "node:fs";
 import type { Command } from "commander";
-import type { LayerInfo, TimelineInfo } from "../client/http_models.js";
+import type { LayerInfo, TimelineInfo } from "../protocol/http_models.js";
 import { argId, argInt, argLsn, argTime, UsageError } from "./args.js";
 import { cliOf } from "./context.js";
 import { progressWanted, withElapsed } from "./progress.js";

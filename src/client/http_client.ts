@@ -11,32 +11,40 @@
  *   HttpApiError carrying the server's `code` and the HTTP status; a server that can't be
  *   reached is an HttpApiError with code `source_unavailable` and status null.
  * - Every JSON reply is read to at most MAX_JSON_BYTES and checked against the shape its
- *   method promises (http_models.ts) before it is returned.
+ *   method promises (reply_checks.ts) before it is returned; the types
+ *   of the replies are the server's own schemas (src/protocol/http_models.ts).
  * - Each request is bounded: `timeout_ms` covers the whole exchange of a JSON request and the
  *   wait for the headers of a streamed one (a base backup streams for as long as it takes).
  * - The token, when given, goes out as `Authorization: Bearer`; it is never put in a message.
  */
 import { type ErrorCode, PageserverError } from "../types/errors.js";
 import {
-  expectArray,
-  expectLsnByTimestamp,
-  expectObject,
-  expectRemoteCheck,
-  expectTenantSize,
-  expectTimelineInfo,
+  type Checkpointed,
+  type Compacted,
+  type Failpoints,
+  type FailpointsBody,
+  type GcDone,
+  isErrorCode,
   type LayerInfo,
   type LsnByTimestamp,
-  type NodeStatus,
   type RemoteCheck,
-  ResponseShapeError,
+  type Status,
   type TenantConfig,
+  type TenantConfigSet,
+  type TenantCreate,
+  type TenantCreated,
+  type TenantDeleted,
+  type TenantDetached,
   type TenantInfo,
+  type TenantListItem,
   type TenantSize,
-  type TenantSummary,
-  type TimelineCreateRequest,
+  type TimelineCreate,
+  type TimelineDeleted,
   type TimelineInfo,
-  type WalSourceInfo,
-} from "./http_models.js";
+  type WalSourceRemoved,
+  type WalSourceSet,
+} from "../protocol/http_models.js";
+import { expectArray, expectLsnByTimestamp, expectObject, expectRemoteCheck, expectTenantSize, expectTimelineInfo, ResponseShapeError } from "./reply_checks.js";
 
 /** JSON (and SVG) replies larger than this are refused: no reply of the API comes close. */
 export const MAX_JSON_BYTES = 64 * 1024 * 1024;
@@ -64,30 +72,6 @@ export interface HttpClientOptions {
 export interface StreamedReply {
   body: AsyncIterable<Uint8Array>;
   size_bytes: number | null;
-}
-
-/** Every code a reply may carry (a Record over ErrorCode, so a new code fails the type check here). */
-const KNOWN_CODES: Record<ErrorCode, true> = {
-  invalid_argument: true,
-  not_found: true,
-  conflict: true,
-  lsn_timeout: true,
-  gc_cutoff: true,
-  corrupt: true,
-  bad_state: true,
-  shutdown: true,
-  unauthorized: true,
-  forbidden: true,
-  unsupported: true,
-  source_unavailable: true,
-  limit_reached: true,
-  payload_too_large: true,
-  uri_too_long: true,
-  internal: true,
-};
-
-function isErrorCode(x: unknown): x is ErrorCode {
-  return typeof x === "string" && Object.hasOwn(KNOWN_CODES, x);
 }
 
 /** The code for a status when the body has none (a proxy's reply, an old server). */
@@ -130,34 +114,34 @@ export class PageserverHttpClient {
   }
 
   // ---- node ----
-  async status(): Promise<NodeStatus> {
-    return expectObject<NodeStatus>("status", await this.json("GET", "/v1/status"), ["status", "version"]);
+  async status(): Promise<Status> {
+    return expectObject<Status>("status", await this.json("GET", "/v1/status"), ["status", "version"]);
   }
 
-  async failpoints(): Promise<Record<string, string>> {
-    return expectObject<Record<string, string>>("failpoints", await this.json("GET", "/v1/failpoints"), []);
+  async failpoints(): Promise<Failpoints> {
+    return expectObject<Failpoints>("failpoints", await this.json("GET", "/v1/failpoints"), []);
   }
 
   /** Set (or, with action "off", clear) failpoints; the active set after the change. */
-  async setFailpoints(settings: { name: string; actions: string }[]): Promise<Record<string, string>> {
-    return expectObject<Record<string, string>>("failpoints", await this.json("PUT", "/v1/failpoints", settings), []);
+  async setFailpoints(settings: FailpointsBody): Promise<Failpoints> {
+    return expectObject<Failpoints>("failpoints", await this.json("PUT", "/v1/failpoints", settings), []);
   }
 
   // ---- tenants ----
-  async listTenants(): Promise<TenantSummary[]> {
-    return expectArray<TenantSummary>("tenant list", await this.json("GET", "/v1/tenant"), ["id", "state"]);
+  async listTenants(): Promise<TenantListItem[]> {
+    return expectArray<TenantListItem>("tenant list", await this.json("GET", "/v1/tenant"), ["id", "state"]);
   }
 
-  async createTenant(body: { new_tenant_id?: string; config?: Record<string, unknown> } = {}): Promise<{ id: string }> {
-    return expectObject<{ id: string }>("tenant create answer", await this.json("POST", "/v1/tenant", body), ["id"]);
+  async createTenant(body: TenantCreate = {}): Promise<TenantCreated> {
+    return expectObject<TenantCreated>("tenant create answer", await this.json("POST", "/v1/tenant", body), ["id"]);
   }
 
   async getTenant(tenant: string): Promise<TenantInfo> {
     return expectObject<TenantInfo>("tenant info", await this.json("GET", `/v1/tenant/${enc(tenant)}`), ["id", "state"]);
   }
 
-  async deleteTenant(tenant: string): Promise<Record<string, unknown>> {
-    return expectObject<Record<string, unknown>>("tenant delete answer", await this.json("DELETE", `/v1/tenant/${enc(tenant)}`), []);
+  async deleteTenant(tenant: string): Promise<TenantDeleted> {
+    return expectObject<TenantDeleted>("tenant delete answer", await this.json("DELETE", `/v1/tenant/${enc(tenant)}`), []);
   }
 
   /** The tenant size model: size, one segment per timeline, the inputs. */
@@ -171,8 +155,8 @@ export class PageserverHttpClient {
   }
 
   /** Detach: flush, wait for the bucket, leave this node (the server must have remote storage). */
-  async detachTenant(tenant: string): Promise<{ tenant_id: string }> {
-    return expectObject<{ tenant_id: string }>("tenant detach answer", await this.json("POST", `/v1/tenant/${enc(tenant)}/detach`), ["tenant_id"]);
+  async detachTenant(tenant: string): Promise<TenantDetached> {
+    return expectObject<TenantDetached>("tenant detach answer", await this.json("POST", `/v1/tenant/${enc(tenant)}/detach`), ["tenant_id"]);
   }
 
   async getTenantConfig(tenant: string): Promise<TenantConfig> {
@@ -182,8 +166,8 @@ export class PageserverHttpClient {
   }
 
   /** Replace the tenant's overrides with `config`. */
-  async putTenantConfig(tenant: string, config: Record<string, unknown>): Promise<TenantConfig> {
-    return expectObject<TenantConfig>("tenant config", await this.json("PUT", `/v1/tenant/${enc(tenant)}/config`, config), []);
+  async putTenantConfig(tenant: string, config: Record<string, unknown>): Promise<TenantConfigSet> {
+    return expectObject<TenantConfigSet>("tenant config", await this.json("PUT", `/v1/tenant/${enc(tenant)}/config`, config), []);
   }
 
   // ---- timelines ----
@@ -197,12 +181,12 @@ export class PageserverHttpClient {
     return expectTimelineInfo(await this.json("GET", this.tl(tenant, timeline)));
   }
 
-  async createTimeline(tenant: string, body: TimelineCreateRequest): Promise<TimelineInfo> {
+  async createTimeline(tenant: string, body: TimelineCreate): Promise<TimelineInfo> {
     return expectTimelineInfo(await this.json("POST", `/v1/tenant/${enc(tenant)}/timeline`, body));
   }
 
-  async deleteTimeline(tenant: string, timeline: string): Promise<Record<string, unknown>> {
-    return expectObject<Record<string, unknown>>("timeline delete answer", await this.json("DELETE", this.tl(tenant, timeline)), []);
+  async deleteTimeline(tenant: string, timeline: string): Promise<TimelineDeleted> {
+    return expectObject<TimelineDeleted>("timeline delete answer", await this.json("DELETE", this.tl(tenant, timeline)), []);
   }
 
   async layers(tenant: string, timeline: string): Promise<LayerInfo[]> {
@@ -222,29 +206,29 @@ export class PageserverHttpClient {
     return expectLsnByTimestamp(await this.json("GET", `${this.tl(tenant, timeline)}/get_lsn_by_timestamp?timestamp=${enc(timestamp)}`));
   }
 
-  async setWalSource(tenant: string, timeline: string, connstr: string): Promise<WalSourceInfo> {
-    return expectObject<WalSourceInfo>("wal source status", await this.json("PUT", `${this.tl(tenant, timeline)}/wal_source`, { connstr }), ["state"]);
+  async setWalSource(tenant: string, timeline: string, connstr: string): Promise<WalSourceSet> {
+    return expectObject<WalSourceSet>("wal source status", await this.json("PUT", `${this.tl(tenant, timeline)}/wal_source`, { connstr }), ["state"]);
   }
 
-  async deleteWalSource(tenant: string, timeline: string): Promise<{ removed: boolean; slot_dropped: boolean; slot_error?: string }> {
-    const r = expectObject<{ removed: boolean; slot_dropped: boolean; slot_error?: string }>("wal source removal", await this.json("DELETE", `${this.tl(tenant, timeline)}/wal_source`), []);
+  async deleteWalSource(tenant: string, timeline: string): Promise<WalSourceRemoved> {
+    const r = expectObject<WalSourceRemoved>("wal source removal", await this.json("DELETE", `${this.tl(tenant, timeline)}/wal_source`), []);
     if (typeof r.slot_dropped !== "boolean") throw new ResponseShapeError("wal source removal", r);
     return r;
   }
 
-  async checkpoint(tenant: string, timeline: string): Promise<{ disk_consistent_lsn: string }> {
-    return expectObject<{ disk_consistent_lsn: string }>("checkpoint answer", await this.json("PUT", `${this.tl(tenant, timeline)}/checkpoint`), ["disk_consistent_lsn"]);
+  async checkpoint(tenant: string, timeline: string): Promise<Checkpointed> {
+    return expectObject<Checkpointed>("checkpoint answer", await this.json("PUT", `${this.tl(tenant, timeline)}/checkpoint`), ["disk_consistent_lsn"]);
   }
 
-  async compact(tenant: string, timeline: string, forceImageLayerCreation = false): Promise<Record<string, unknown>> {
+  async compact(tenant: string, timeline: string, forceImageLayerCreation = false): Promise<Compacted> {
     const q = forceImageLayerCreation ? "?force_image_layer_creation=true" : "";
-    return expectObject<Record<string, unknown>>("compact answer", await this.json("PUT", `${this.tl(tenant, timeline)}/compact${q}`), []);
+    return expectObject<Compacted>("compact answer", await this.json("PUT", `${this.tl(tenant, timeline)}/compact${q}`), []);
   }
 
   /** GC of this timeline, `gc_horizon_bytes` back from its last record LSN (default: the tenant's settings). */
-  async gc(tenant: string, timeline: string, gc_horizon_bytes?: number): Promise<Record<string, unknown>> {
+  async gc(tenant: string, timeline: string, gc_horizon_bytes?: number): Promise<GcDone> {
     const body = gc_horizon_bytes === undefined ? {} : { gc_horizon: gc_horizon_bytes };
-    return expectObject<Record<string, unknown>>("gc answer", await this.json("PUT", `${this.tl(tenant, timeline)}/do_gc`, body), []);
+    return expectObject<GcDone>("gc answer", await this.json("PUT", `${this.tl(tenant, timeline)}/do_gc`, body), []);
   }
 
   /** The timeline's index against its objects in remote storage. */

@@ -2,11 +2,13 @@
  * src/main: the node. What each folder holds:
  * - here: the entry point (pageserver.ts), node configuration (config.ts), the Server that
  *   wires the page cache, worker pools, tenant manager, WAL sources, HTTP API and page service
- *   together (server.ts), the tenant manager, auth, build info, Prometheus metrics, log
+ *   together (server.ts), the tenant manager, auth, build info, Prometheus metrics (metrics.ts;
+ *   delta_counter.ts: counters read from running totals at scrape time), log
  *   serializers, and the node-wide logical-size query limiter.
  * - http/: the HTTP framework over uWebSockets.js (http_server.ts: routing, auth, limits,
  *   streaming), route declarations with schemas (schema.ts), the error catalogue (errors.ts),
- *   the OpenAPI document (openapi.ts), wire models (models.ts), and the routes themselves
+ *   the OpenAPI document (openapi.ts), wire models built from domain objects (models.ts; the
+ *   schemas are src/protocol/http_models.ts), and the routes themselves
  *   (tenant_routes.ts, timeline_routes.ts, scope_checks.ts, layer_map_svg.ts).
  * - page_service/: pagestream v2/v3 and basebackup over the PostgreSQL wire protocol
  *   (page_service.ts: the listener; connection.ts: one connection; pagestream_handler.ts: one

@@ -24,6 +24,7 @@ import { type MetricsSink, STORAGE_OPERATIONS, type StorageOperation } from "../
 import type { PoolStats } from "../workers/pools.js";
 import type { Timeline } from "../tenant/timeline.js";
 import { buildInfo } from "./build_info.js";
+import { type DeltaSample, deltaCounter } from "./delta_counter.js";
 import type { TenantManager } from "./tenant_manager.js";
 import type { WalSources } from "./wal_source/wal_sources.js";
 
@@ -157,15 +158,19 @@ export class NodeMetrics implements MetricsSink {
       for (const t of src.tenants.list()) for (const tl of t.listTimelines()) out.push(tl.counters);
       return out;
     };
-    const sumOf = (pick: (c: Timeline["counters"]) => number) => (): Array<[Record<string, string>, number]> => {
-      let n = 0;
-      for (const c of readCounters()) n += pick(c);
-      return [[{}, n]];
+    // Sums over the timelines: a removed timeline lowers the sum (no increase; counting resumes).
+    const sumOf = (name: string, help: string, pick: (c: Timeline["counters"]) => number): void => {
+      const read = (): DeltaSample<never>[] => {
+        let n = 0;
+        for (const c of readCounters()) n += pick(c);
+        return [{ labels: {}, total: n }];
+      };
+      deltaCounter({ name, help, registers, read });
     };
-    this.counterFrom("pageserver_getpage_reads_total", "Values read (get@LSN)", [], sumOf((c) => c.reads));
-    this.counterFrom("pageserver_materialized_page_hits_total", "Reads that started from a cached materialized page version", [], sumOf((c) => c.materializedHits));
-    this.counterFrom("pageserver_wal_redo_total", "Reads that applied records", [], sumOf((c) => c.redos));
-    this.counterFrom("pageserver_wal_redo_offloaded_total", "Reads whose long record chain was redone on the redo worker pool", [], sumOf((c) => c.offloadedRedos));
+    sumOf("pageserver_getpage_reads_total", "Values read (get@LSN)", (c) => c.reads);
+    sumOf("pageserver_materialized_page_hits_total", "Reads that started from a cached materialized page version", (c) => c.materializedHits);
+    sumOf("pageserver_wal_redo_total", "Reads that applied records", (c) => c.redos);
+    sumOf("pageserver_wal_redo_offloaded_total", "Reads whose long record chain was redone on the redo worker pool", (c) => c.offloadedRedos);
     new Gauge({
       // Neon: pageserver_tenant_states_count (a gauge may not end in _count for promtool).
       name: "pageserver_tenant_states",
@@ -179,38 +184,17 @@ export class NodeMetrics implements MetricsSink {
     });
   }
 
-  /**
-   * A counter whose totals are kept elsewhere (the cache's shared buffer, timelines, pools):
-   * each scrape adds the increase since the last one. A total that went down (a timeline
-   * removed) is no increase; counting resumes from the lower total.
-   */
-  private counterFrom(name: string, help: string, labelNames: string[], read: () => Array<[Record<string, string>, number]>): void {
-    const last = new Map<string, number>();
-    new Counter({
-      name,
-      help,
-      labelNames,
-      registers: [this.registry],
-      collect() {
-        for (const [labels, total] of read()) {
-          const key = JSON.stringify(labels);
-          const d = total - (last.get(key) ?? 0);
-          if (labelNames.length === 0) this.inc(Math.max(d, 0));
-          else this.inc(labels, Math.max(d, 0));
-          last.set(key, total);
-        }
-      },
-    });
-  }
-
   private cacheMetrics(src: MetricSources): void {
-    const byKind = (pick: (s: { hits: number; misses: number; evictions: number }) => number) => (): Array<[Record<string, string>, number]> => {
-      const s = src.cache.stats();
-      return PAGE_KIND_NAMES.map((kind) => [{ key_kind: KEY_KIND[kind] }, pick(s.byKind[kind])]);
+    const byKind = (name: string, help: string, pick: (s: { hits: number; misses: number; evictions: number }) => number): void => {
+      const read = (): DeltaSample<"key_kind">[] => {
+        const s = src.cache.stats();
+        return PAGE_KIND_NAMES.map((kind) => ({ labels: { key_kind: KEY_KIND[kind] }, total: pick(s.byKind[kind]) }));
+      };
+      deltaCounter({ name, help, labelNames: ["key_kind"], registers: [this.registry], read });
     };
-    this.counterFrom("pageserver_page_cache_read_accesses_total", "Page cache lookups", ["key_kind"], byKind((s) => s.hits + s.misses));
-    this.counterFrom("pageserver_page_cache_read_hits_total", "Page cache lookups that hit", ["key_kind"], byKind((s) => s.hits));
-    this.counterFrom("pageserver_page_cache_evictions_total", "Page cache slots taken from a page of this kind for another page", ["key_kind"], byKind((s) => s.evictions));
+    byKind("pageserver_page_cache_read_accesses_total", "Page cache lookups", (s) => s.hits + s.misses);
+    byKind("pageserver_page_cache_read_hits_total", "Page cache lookups that hit", (s) => s.hits);
+    byKind("pageserver_page_cache_evictions_total", "Page cache slots taken from a page of this kind for another page", (s) => s.evictions);
     new Gauge({ name: "pageserver_page_cache_size_max_bytes", help: "Size of the shared page cache", registers: [this.registry] }).set(src.cacheSizeBytes);
   }
 
@@ -265,28 +249,14 @@ export class NodeMetrics implements MetricsSink {
     layerGauge("pageserver_layer_bytes", "Bytes of the layers per timeline by level and kind (frozen: in-memory size)", (x) => x.bytes);
 
     // Ingest backpressure: seconds ingest waited, by stage (timeline info has the same in ms).
+    // Every timeline's series shows (at 0) before its first wait.
     const waited = (name: string, help: string, pick: (s: { delayed_ms: number; stalled_ms: number }) => number): void => {
-      const seen = new Map<string, number>();
-      new Counter({
-        name,
-        help,
-        labelNames,
-        registers,
-        collect() {
-          const here = new Set<string>();
-          each((tl, l) => {
-            const k = `${l.tenant_id}/${l.timeline_id}`;
-            here.add(k);
-            const total_s = pick(tl.backpressureStats) / 1000;
-            const before = seen.get(k) ?? 0;
-            // Touch every series so it shows (at 0) before the first wait.
-            this.inc(l, Math.max(total_s - before, 0));
-            seen.set(k, Math.max(total_s, before));
-          });
-          // A deleted timeline's total goes with it (its series is pruned by the registry).
-          for (const k of seen.keys()) if (!here.has(k)) seen.delete(k);
-        },
-      });
+      const read = (): DeltaSample<string>[] => {
+        const out: DeltaSample<string>[] = [];
+        each((tl, labels) => out.push({ labels, total: pick(tl.backpressureStats) / 1000, owner: tl }));
+        return out;
+      };
+      deltaCounter({ name, help, labelNames, registers, read });
     };
     waited("pageserver_wal_ingest_delayed_seconds_total", "Time ingest waited for flushes because L0 files reached l0_flush_delay_threshold", (s) => s.delayed_ms);
     waited(
@@ -296,20 +266,17 @@ export class NodeMetrics implements MetricsSink {
     );
 
     // Per source object (a new source of the timeline counts from 0 again; the series goes on).
-    const ingestErrorsSeen = new WeakMap<object, number>();
-    new Counter({
+    deltaCounter({
       name: "pageserver_wal_ingest_errors_total",
       help: "WAL records ingest refused: each stopped the timeline's stream, which restarts after a backoff (wal_source.state error)",
       labelNames,
       registers,
-      collect() {
-        for (const source of src.walSources.list()) {
-          const tl = source.timeline;
-          const before = ingestErrorsSeen.get(source) ?? 0;
-          this.inc({ tenant_id: tl.tenantId, timeline_id: tl.timelineId }, source.ingestErrors - before);
-          ingestErrorsSeen.set(source, source.ingestErrors);
-        }
-      },
+      read: () =>
+        src.walSources.list().map((source) => ({
+          labels: { tenant_id: source.timeline.tenantId, timeline_id: source.timeline.timelineId },
+          total: source.ingestErrors,
+          owner: source,
+        })),
     });
 
     new Gauge({
@@ -360,8 +327,12 @@ export class NodeMetrics implements MetricsSink {
     gauge("pageserver_worker_pool_threads", "Worker threads alive in the pool", (s) => s.threads);
     gauge("pageserver_worker_pool_max_threads", "Worker threads the pool may run", (s) => s.maxThreads);
     gauge("pageserver_worker_pool_utilization_ratio", "Piscina's utilization of the pool since it started: mean job run time over capacity (0..1)", (s) => s.utilization);
-    this.counterFrom("pageserver_worker_pool_jobs_completed_total", "Jobs the pool completed", labelNames, () =>
-      src.pools.stats().map((s) => [{ pool: s.pool }, s.completed]),
-    );
+    deltaCounter({
+      name: "pageserver_worker_pool_jobs_completed_total",
+      help: "Jobs the pool completed",
+      labelNames,
+      registers,
+      read: () => src.pools.stats().map((s) => ({ labels: { pool: s.pool }, total: s.completed })),
+    });
   }
 }

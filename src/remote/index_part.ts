@@ -7,6 +7,7 @@
  *     "metadata": { "disk_consistent_lsn": "0/16B3748", "prev_record_lsn": null | "X/Y",
  *                   "ancestor_timeline_id": null | "<32 hex>", "ancestor_lsn": "X/Y",
  *                   "latest_gc_cutoff_lsn": "X/Y", "initdb_lsn": "X/Y", "pg_version": 15 },
+ *                   (the local metadata file's JSON: src/tenant/metadata.ts encodes and checks it)
  *     "layers": { "<layer name>": { "file_size": N, "crc32c": N, "generation": N }, ... },
  *     "commit_times": { "generation": N }        (optional: absent in older indexes)
  *   }
@@ -22,10 +23,9 @@
 import { open } from "node:fs/promises";
 import { crc32c } from "@node-rs/crc32";
 import { parseLayerName } from "../layers/layer_name.js";
-import type { TimelineMetadata } from "../tenant/metadata.js";
+import { metadataFromJson, metadataToJson, type TimelineMetadata } from "../tenant/metadata.js";
 import { PageserverError } from "../types/errors.js";
-import { isId, type TenantId, type TimelineId } from "../types/ids.js";
-import { type Lsn, lsnToString, parseLsn } from "../types/lsn.js";
+import type { TenantId, TimelineId } from "../types/ids.js";
 import { type Generation, isGeneration } from "./generation.js";
 import { INDEX_PART_NAME, indexKey, parseIndexKey, timelinePrefix } from "./remote_path.js";
 import type { RemoteCallOptions, RemoteStorage } from "./remote_storage.js";
@@ -57,7 +57,6 @@ export class IndexCorruptError extends PageserverError {
 }
 
 export function encodeIndexPart(ip: IndexPart): Uint8Array {
-  const m = ip.metadata;
   const layers: Record<string, IndexLayerMetadata> = {};
   for (const name of [...ip.layers.keys()].sort()) {
     const l = ip.layers.get(name)!;
@@ -65,15 +64,7 @@ export function encodeIndexPart(ip: IndexPart): Uint8Array {
   }
   const json = {
     version: INDEX_PART_VERSION,
-    metadata: {
-      disk_consistent_lsn: lsnToString(m.disk_consistent_lsn),
-      prev_record_lsn: m.prev_record_lsn === null ? null : lsnToString(m.prev_record_lsn),
-      ancestor_timeline_id: m.ancestor_timeline_id,
-      ancestor_lsn: lsnToString(m.ancestor_lsn),
-      latest_gc_cutoff_lsn: lsnToString(m.latest_gc_cutoff_lsn),
-      initdb_lsn: lsnToString(m.initdb_lsn),
-      pg_version: m.pg_version,
-    },
+    metadata: metadataToJson(ip.metadata),
     layers,
     ...(ip.commit_times ? { commit_times: { generation: ip.commit_times.generation } } : {}),
   };
@@ -103,28 +94,7 @@ export function parseIndexPart(key: string, bytes: Uint8Array): IndexPart {
   if (parsed["version"] !== INDEX_PART_VERSION) bad(`unsupported version ${JSON.stringify(parsed["version"])}`);
   const md = parsed["metadata"];
   if (!isObject(md)) return bad("metadata missing");
-  const lsn = (k: string): Lsn => {
-    const v = md[k];
-    if (typeof v !== "string") return bad(`metadata.${k} missing`);
-    try {
-      return parseLsn(v);
-    } catch (e) {
-      return bad(`metadata.${k}: ${(e as Error).message}`);
-    }
-  };
-  const anc = md["ancestor_timeline_id"];
-  if (anc !== null && !isId(anc)) bad("metadata.ancestor_timeline_id is neither null nor a timeline id");
-  const pg = md["pg_version"];
-  if (typeof pg !== "number" || !Number.isInteger(pg) || pg < 14 || pg > 17) bad(`metadata.pg_version ${JSON.stringify(pg)} is not 14..17`);
-  const metadata: TimelineMetadata = {
-    disk_consistent_lsn: lsn("disk_consistent_lsn"),
-    prev_record_lsn: md["prev_record_lsn"] === null ? null : lsn("prev_record_lsn"),
-    ancestor_timeline_id: anc === null ? null : (anc as TimelineId),
-    ancestor_lsn: lsn("ancestor_lsn"),
-    latest_gc_cutoff_lsn: lsn("latest_gc_cutoff_lsn"),
-    initdb_lsn: lsn("initdb_lsn"),
-    pg_version: pg as number,
-  };
+  const metadata = metadataFromJson(md, bad, "metadata.");
   const keyGen = parseIndexKey(key);
   const ls = parsed["layers"];
   if (!isObject(ls)) return bad("layers missing");

@@ -30,8 +30,8 @@ export function httpStatusFor(code: ErrorCode): number {
   return HTTP_STATUS[code];
 }
 
-/** Every code, in the catalogue's order (the OpenAPI document's Error.code enum). */
-export const ERROR_CODES = Object.keys(HTTP_STATUS) as ErrorCode[];
+/** Every code, in the catalogue's order (src/protocol/http_models.ts lists them in this order for the OpenAPI document). */
+const ERROR_CODES = Object.keys(HTTP_STATUS) as ErrorCode[];
 
 /** Every status an error can answer with, ascending. */
 export const ERROR_STATUSES: readonly number[] = [...new Set(Object.values(HTTP_STATUS))].sort((a, b) => a - b);

@@ -13,11 +13,11 @@
  */
 import { assert } from "../../types/assert.js";
 import { lsnToString, parseLsn } from "../../types/lsn.js";
-import type { LayerInfoT } from "./models.js";
+import type { LayerInfo } from "./models.js";
 
 export interface LayerMapPicture {
   title: string;
-  layers: readonly LayerInfoT[];
+  layers: readonly LayerInfo[];
   /** Children's branch points on this timeline. */
   branchPoints: readonly { lsn: number; label: string }[];
   gcCutoffLsn: number;

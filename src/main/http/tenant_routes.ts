@@ -175,7 +175,7 @@ export function registerRoutes(
     async (r) => {
       const id = r.params["tenant_id"] as TenantId;
       const timelines = await tenants.delete(id, async (t) => {
-        const out: M.TimelineDeletedT[] = [];
+        const out: M.TimelineDeleted[] = [];
         for (const tl of t.listTimelines()) out.push({ tenant_id: id, timeline_id: tl.timelineId, wal_source: await ws.remove(tl, true) });
         await extra.remote?.dropTenant(t);
         return out;

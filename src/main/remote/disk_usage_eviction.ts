@@ -20,7 +20,8 @@
  */
 import { statfsSync } from "node:fs";
 import type { Logger } from "pino";
-import { Counter, Gauge, type Registry } from "prom-client";
+import { Gauge, type Registry } from "prom-client";
+import { deltaCounter } from "../delta_counter.js";
 import type { HistoricLayer } from "../../layers/historic_layer.js";
 import type { LoopHandle, BackgroundLoops } from "../../tenant/background_loops.js";
 import { TenantState } from "../../tenant/tenant.js";
@@ -150,24 +151,17 @@ export class DiskUsageEviction {
   registerMetrics(registry: Registry): void {
     const registers = [registry];
     const counters = this.counters;
-    const last = { evictions: 0, evicted_bytes: 0 };
-    new Counter({
+    deltaCounter({
       name: "pageserver_layer_evictions_total",
       help: "Layer files evicted from local disk for disk usage (max_local_disk_bytes)",
       registers,
-      collect() {
-        this.inc(counters.evictions - last.evictions);
-        last.evictions = counters.evictions;
-      },
+      read: () => [{ labels: {}, total: counters.evictions }],
     });
-    new Counter({
+    deltaCounter({
       name: "pageserver_layer_evicted_bytes_total",
       help: "Bytes of layer files evicted from local disk for disk usage",
       registers,
-      collect() {
-        this.inc(counters.evicted_bytes - last.evicted_bytes);
-        last.evicted_bytes = counters.evicted_bytes;
-      },
+      read: () => [{ labels: {}, total: counters.evicted_bytes }],
     });
     const self = this;
     new Gauge({

@@ -42,7 +42,8 @@
  */
 import { setTimeout as sleep } from "node:timers/promises";
 import type { Logger } from "pino";
-import { Counter, Gauge, Histogram, type Registry } from "prom-client";
+import { Gauge, Histogram, type Registry } from "prom-client";
+import { deltaCounter } from "../delta_counter.js";
 import { readTenantGeneration } from "../../remote/attach.js";
 import type { Generation } from "../../remote/generation.js";
 import { bucketGenerationValidator, type GenerationValidator } from "../../remote/generation_check.js";
@@ -501,24 +502,17 @@ export class RemoteTimelines {
     const registers = [registry];
     registry.registerMetric(this.downloadSeconds);
     const ondemand = this.ondemand;
-    const downloadedLast = { downloads: 0, bytes: 0 };
-    new Counter({
+    deltaCounter({
       name: "pageserver_remote_ondemand_downloaded_layers_total",
       help: "Layers downloaded on demand from remote storage",
       registers,
-      collect() {
-        this.inc(ondemand.downloads - downloadedLast.downloads);
-        downloadedLast.downloads = ondemand.downloads;
-      },
+      read: () => [{ labels: {}, total: ondemand.downloads }],
     });
-    new Counter({
+    deltaCounter({
       name: "pageserver_remote_ondemand_downloaded_bytes_total",
       help: "Bytes of layers downloaded on demand from remote storage",
       registers,
-      collect() {
-        this.inc(ondemand.bytes - downloadedLast.bytes);
-        downloadedLast.bytes = ondemand.bytes;
-      },
+      read: () => [{ labels: {}, total: ondemand.bytes }],
     });
     const labelNames = ["tenant_id", "timeline_id"];
     const labels = (tl: Timeline) => ({ tenant_id: tl.tenantId, timeline_id: tl.timelineId });
@@ -550,22 +544,9 @@ export class RemoteTimelines {
         }
       },
     });
+    // Per client object: a timeline's new client (after a re-attach) counts from 0.
     const counter = (name: string, help: string, pick: (c: RemoteTimelineClient) => number): void => {
-      const last = new Map<RemoteTimelineClient, number>();
-      new Counter({
-        name,
-        help,
-        labelNames,
-        registers,
-        collect() {
-          for (const [tl, c] of clients) {
-            const total = pick(c);
-            this.inc(labels(tl), Math.max(0, total - (last.get(c) ?? 0)));
-            last.set(c, total);
-          }
-          for (const c of last.keys()) if (![...clients.values()].includes(c)) last.delete(c);
-        },
-      });
+      deltaCounter({ name, help, labelNames, registers, read: () => [...clients].map(([tl, c]) => ({ labels: labels(tl), total: pick(c), owner: c })) });
     };
     counter("pageserver_remote_upload_retries_total", "Remote storage operations retried after a transient error", (c) => c.stats().retries_total);
     counter(
