@@ -24,7 +24,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { PageServiceClient, type PagestreamSession } from "../src/client/page_service_client.js";
 import { LATEST_LSN } from "../src/protocol/pagestream.js";
-import { parseLsn } from "../src/types/lsn.js";
+import { asLsn, parseLsn } from "../src/types/lsn.js";
 import { PgInstance } from "../test/support/postgres.js";
 import { rng } from "../test/support/rng.js";
 import { type BenchRow, percentile, row } from "./harness.js";
@@ -195,7 +195,7 @@ async function closedLoop(t: Target, depth: number, seconds: number, seed: numbe
   const worker = async (s: PagestreamSession): Promise<void> => {
     while (performance.now() < deadline) {
       const t0 = performance.now();
-      await s.getPage(t.rel, Math.floor(random() * t.nblocks), LATEST_LSN, t.lsn);
+      await s.getPage(t.rel, Math.floor(random() * t.nblocks), LATEST_LSN, asLsn(t.lsn));
       if (n < MAX_SAMPLES) lat[n++] = (performance.now() - t0) * 1000;
     }
   };
@@ -225,7 +225,7 @@ async function openLoop(t: Target, rate: number, seconds: number, seed: number):
       const i = sent;
       const s = x.sessions[i % x.sessions.length]!;
       pending.push(
-        s.getPage(t.rel, Math.floor(random() * t.nblocks), LATEST_LSN, t.lsn).then(() => {
+        s.getPage(t.rel, Math.floor(random() * t.nblocks), LATEST_LSN, asLsn(t.lsn)).then(() => {
           lat[i] = (performance.now() - now) * 1000;
         }),
       );
@@ -242,7 +242,7 @@ async function checkPages(t: Target, file: Uint8Array): Promise<void> {
   const x = await sessions(t, 1, 64);
   const s = x.sessions[0]!;
   for (const b of [0, 1, Math.floor(t.nblocks / 2), t.nblocks - 1]) {
-    const p = await s.getPage(t.rel, b, LATEST_LSN, t.lsn);
+    const p = await s.getPage(t.rel, b, LATEST_LSN, asLsn(t.lsn));
     if (!Buffer.from(p).equals(Buffer.from(file.subarray(b * 8192, (b + 1) * 8192)))) throw new Error(`block ${b} differs from the relation file`);
   }
   await closeAll(x);
@@ -253,7 +253,7 @@ async function warm(t: Target): Promise<void> {
   const x = await sessions(t, 1, 256);
   const s = x.sessions[0]!;
   const all: Promise<Uint8Array>[] = [];
-  for (let b = 0; b < t.nblocks; b++) all.push(s.getPage(t.rel, b, LATEST_LSN, t.lsn));
+  for (let b = 0; b < t.nblocks; b++) all.push(s.getPage(t.rel, b, LATEST_LSN, asLsn(t.lsn)));
   await Promise.all(all);
   await closeAll(x);
 }

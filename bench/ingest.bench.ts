@@ -40,7 +40,7 @@ import pg from "pg";
 import { pino } from "pino";
 import { loadNodeConfig } from "../src/main/config.js";
 import { Server } from "../src/main/server.js";
-import { type Lsn, lsnToString, parseLsn } from "../src/types/lsn.js";
+import { asLsn, type Lsn, lsnToString, parseLsn } from "../src/types/lsn.js";
 import { BackupServer } from "../test/support/backup_server.js";
 import { PgInstance } from "../test/support/postgres.js";
 import { Standby } from "../test/support/standby.js";
@@ -189,7 +189,7 @@ class StandbyWatcher {
   /** Seconds from `t0` (epoch ms, performance.timeOrigin + performance.now()) until replay ≥ target. */
   async timeToReach(target: Lsn, t0: number, timeoutMs: number): Promise<number> {
     const r = await this.request<WatchReply>({ cmd: "wait", target, timeoutMs, pollMs: POLL_MS });
-    if (r.at === null) throw new Error(`standby did not reach ${lsnToString(target)} in ${timeoutMs} ms (at ${r.last === null ? "-" : lsnToString(r.last)})`);
+    if (r.at === null) throw new Error(`standby did not reach ${lsnToString(target)} in ${timeoutMs} ms (at ${r.last === null ? "-" : lsnToString(asLsn(r.last))})`);
     const s = (r.at - t0) / 1000;
     this.lastFirstAnswerS = ((r.firstAt ?? r.at) - t0) / 1000;
     log(`  standby reached ${lsnToString(target)} after ${s.toFixed(2)} s (${r.polls} polls, ${(r.pollMs / r.polls).toFixed(1)} ms each)`);
@@ -200,7 +200,7 @@ class StandbyWatcher {
   async replayLsn(timeoutMs: number): Promise<Lsn> {
     const r = await this.request<WatchReply>({ cmd: "wait", target: 0, timeoutMs, pollMs: POLL_MS });
     if (r.last === null) throw new Error("standby did not answer");
-    return r.last;
+    return asLsn(r.last);
   }
 
   /** Drop the connection (before stopping the standby). */
@@ -247,8 +247,8 @@ async function pgbench(src: PgInstance, args: string[]): Promise<string> {
  */
 async function insertLsn(src: PgInstance): Promise<Lsn> {
   const lsn = parseLsn(await src.psql("SELECT pg_current_wal_insert_lsn()"));
-  if (lsn % WAL_SEG_SIZE === LONG_PAGE_HEADER) return lsn - LONG_PAGE_HEADER;
-  if (lsn % WAL_PAGE_SIZE === SHORT_PAGE_HEADER) return lsn - SHORT_PAGE_HEADER;
+  if (lsn % WAL_SEG_SIZE === LONG_PAGE_HEADER) return asLsn(lsn - LONG_PAGE_HEADER);
+  if (lsn % WAL_PAGE_SIZE === SHORT_PAGE_HEADER) return asLsn(lsn - SHORT_PAGE_HEADER);
   return lsn;
 }
 

@@ -13,6 +13,7 @@ import { Server } from "../src/main/server.js";
 import { makeKey } from "../src/types/key.js";
 import { imageValue } from "../src/types/value.js";
 import { type BenchRow, row } from "./harness.js";
+import { asLsn } from "../src/types/lsn.js";
 
 const TENANTS = Number(process.env["METRICS_BENCH_TENANTS"] ?? 1000);
 const SCRAPES = 20;
@@ -30,12 +31,12 @@ export default async function run(): Promise<BenchRow[]> {
       await Promise.all(
         Array.from({ length: n }, async () => {
           const t = await server.tenants.create(undefined, QUIET);
-          const tl = await t.createTimeline({ startLsn: 0x1000 });
-          for (let k = 0; k < 10; k++) tl.put(makeKey(0, 1663, 5, 16384, 0, k), 0x1000 + 8 * (k + 1), imageValue(new Uint8Array(100)));
-          tl.finishWrite(0x1000 + 80);
+          const tl = await t.createTimeline({ startLsn: asLsn(0x1000) });
+          for (let k = 0; k < 10; k++) tl.put(makeKey(0, 1663, 5, 16384, 0, k), asLsn(0x1000 + 8 * (k + 1)), imageValue(new Uint8Array(100)));
+          tl.finishWrite(asLsn(0x1000 + 80));
           await tl.checkpoint();
-          tl.put(makeKey(0, 1663, 5, 16384, 0, 0), 0x1000 + 88, imageValue(new Uint8Array(100)));
-          tl.finishWrite(0x1000 + 88);
+          tl.put(makeKey(0, 1663, 5, 16384, 0, 0), asLsn(0x1000 + 88), imageValue(new Uint8Array(100)));
+          tl.finishWrite(asLsn(0x1000 + 88));
         }),
       );
     }

@@ -77,7 +77,7 @@ import { walFileName } from "../src/pg/wal/page.js";
 import { type DecodedBlock, type DecodedRecord, decodeRecord } from "../src/pg/wal/record.js";
 import { describeRecordKind, RM_HEAP2_ID, RM_HEAP_ID, rmgrName } from "../src/pg/wal/rmgr_ids.js";
 import type { Key } from "../src/types/key.js";
-import { type Lsn, lsnToString, parseLsn } from "../src/types/lsn.js";
+import { asLsn, type Lsn, lsnToString, parseLsn } from "../src/types/lsn.js";
 import { pgRecordValue, type Value } from "../src/types/value.js";
 import { PgInstance } from "../test/support/postgres.js";
 import { formatReport, verifyWal } from "../test/support/redo_verify.js";
@@ -259,15 +259,15 @@ async function timeRecovery(src: Source, label: string): Promise<Recovery> {
     if (starts === null || done === null) throw new Error(`${label}: no "redo starts/done" in the recovery log:\n${text.slice(-3000)}`);
     if (parseLsn(starts[1]!) !== src.startLsn) throw new Error(`${label}: redo started at ${starts[1]}, expected ${lsnToString(src.startLsn)}`);
     const done0 = parseLsn(done[1]!);
-    if (lastLsn >= 0 && done0 !== lastLsn) throw new Error(`${label}: recovery runs ended at ${lsnToString(lastLsn)} and ${done[1]}`);
+    if (lastLsn >= 0 && done0 !== lastLsn) throw new Error(`${label}: recovery runs ended at ${lsnToString(asLsn(lastLsn))} and ${done[1]}`);
     lastLsn = done0;
     const elapsed = Number(done[4]);
     log(`${label}: crash recovery run ${run + 1}: redo ${starts[1]}..${done[1]} elapsed ${elapsed} s (CPU user ${done[2]} s, system ${done[3]} s)`);
     best = Math.min(best, elapsed);
     cpu = Math.min(cpu, Number(done[2]) + Number(done[3]));
   }
-  const records = countRecords(join(src.crashedDir, "pg_wal"), src.segSize, src.startLsn, lastLsn);
-  return { elapsedS: best, cpuS: cpu, records, lastLsn };
+  const records = countRecords(join(src.crashedDir, "pg_wal"), src.segSize, src.startLsn, asLsn(lastLsn));
+  return { elapsedS: best, cpuS: cpu, records, lastLsn: asLsn(lastLsn) };
 }
 
 interface RecordCounts {
@@ -699,14 +699,14 @@ function timerOverheadUs(): number {
 function timeChains(prefixes: ChainPrefix[]): number {
   const redo = new PgRedo();
   for (const c of prefixes) {
-    const page = redo.apply(c.key, null, 0, c.values, c.lsns);
+    const page = redo.apply(c.key, null, asLsn(0), c.values, c.lsns);
     if (Buffer.compare(page, c.expected) !== 0) {
       throw new Error(`PgRedo.apply of a heap chain (${c.values.length - 1} records to ${lsnToString(c.lsns[c.lsns.length - 1]!)}) differs from the verified page`);
     }
   }
   for (let w = 0; w < CHAIN_WARMUP_CALLS; w++) {
     const c = prefixes[w % prefixes.length]!;
-    redo.apply(c.key, null, 0, c.values, c.lsns);
+    redo.apply(c.key, null, asLsn(0), c.values, c.lsns);
   }
   const times = prefixes.map(() => new Float64Array(CHAIN_CALLS));
   let calls = 0;
@@ -715,7 +715,7 @@ function timeChains(prefixes: ChainPrefix[]): number {
     for (let i = 0; i < prefixes.length; i++) {
       const c = prefixes[i]!;
       const t = performance.now();
-      redo.apply(c.key, null, 0, c.values, c.lsns);
+      redo.apply(c.key, null, asLsn(0), c.values, c.lsns);
       times[i]![calls] = (performance.now() - t) * 1000;
     }
     calls++;

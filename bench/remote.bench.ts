@@ -41,7 +41,7 @@ import { loadNodeConfig } from "../src/main/config.js";
 import { Server } from "../src/main/server.js";
 import type { RelTag } from "../src/protocol/pagestream.js";
 import type { TimelineId } from "../src/types/ids.js";
-import { parseLsn } from "../src/types/lsn.js";
+import { asLsn, parseLsn } from "../src/types/lsn.js";
 import { PgInstance } from "../test/support/postgres.js";
 import { rng } from "../test/support/rng.js";
 import { TestS3 } from "../test/support/s3rver.js";
@@ -110,14 +110,14 @@ async function pgbenchTenant(label: string, remoteUrl: string, data: PgbenchData
     const c = await PageServiceClient.connect({ host: "127.0.0.1", port: b.pgPort });
     try {
       const s = await c.pagestream(tenantId, timelineId as TimelineId, 2, { max_in_flight: 1 });
-      const page = await s.getPage(data.rel, 0, LATEST_LSN, lsn);
+      const page = await s.getPage(data.rel, 0, LATEST_LSN, asLsn(lsn));
       const first_ms = performance.now() - t1;
       if (page.length !== 8192) throw new Error("first page: not 8192 bytes");
       const random = rng(0x7e_a7);
       const lat = new Float64Array(READS);
       for (let i = 0; i < READS; i++) {
         const r0 = performance.now();
-        await s.getPage(data.rel, Math.floor(random() * data.nblocks), LATEST_LSN, lsn);
+        await s.getPage(data.rel, Math.floor(random() * data.nblocks), LATEST_LSN, asLsn(lsn));
         lat[i] = performance.now() - r0;
       }
       lat.sort();
@@ -138,7 +138,7 @@ async function pgbenchTenant(label: string, remoteUrl: string, data: PgbenchData
 const MIB = 1024 * 1024;
 
 function meta(dcl: number): TimelineMetadata {
-  return { disk_consistent_lsn: dcl, prev_record_lsn: null, ancestor_timeline_id: null, ancestor_lsn: 0, latest_gc_cutoff_lsn: 0, initdb_lsn: 0, pg_version: 15 };
+  return { disk_consistent_lsn: asLsn(dcl), prev_record_lsn: null, ancestor_timeline_id: null, ancestor_lsn: asLsn(0), latest_gc_cutoff_lsn: asLsn(0), initdb_lsn: asLsn(0), pg_version: 15 };
 }
 
 async function measure(label: string, storage: RemoteStorage, files: { name: string; path: string }[]): Promise<BenchRow[]> {
@@ -200,7 +200,7 @@ export default async function run(): Promise<BenchRow[]> {
   try {
     const files: { name: string; path: string }[] = [];
     for (let i = 0; i < FILES; i++) {
-      const name = deltaLayerName({ start: KEY_MIN, end: KEY_MAX }, { start: (i + 1) * 0x1000, end: (i + 1) * 0x1000 + 0x800 });
+      const name = deltaLayerName({ start: KEY_MIN, end: KEY_MAX }, { start: asLsn((i + 1) * 0x1000), end: asLsn((i + 1) * 0x1000 + 0x800) });
       const path = join(scratch, name);
       const bytes = Buffer.alloc(FILE_MIB * MIB);
       for (let o = 0; o < bytes.length; o += 4096) bytes.writeUInt32LE((i * 7919 + o) >>> 0, o);

@@ -26,6 +26,7 @@ import { pino } from "pino";
 import { loadNodeConfig } from "../src/main/config.js";
 import { Server } from "../src/main/server.js";
 import { makeKey } from "../src/types/key.js";
+import { asLsn } from "../src/types/lsn.js";
 import { imageValue } from "../src/types/value.js";
 import { freePort } from "../test/support/backup_server.js";
 import { type BenchRow, row } from "./harness.js";
@@ -37,7 +38,7 @@ const IDLE_S = Number(process.env["TENANTS_IDLE_S"] ?? 30);
 const STARTUP_DEADLINE_MS = 120_000;
 const PAGE_CACHE_BYTES = 64 * 1024 * 1024;
 const ROOT = fileURLToPath(new URL("..", import.meta.url));
-const START_LSN = 0x0100_0000;
+const START_LSN = asLsn(0x0100_0000);
 const CLK_TCK = 100;
 /** Extra node flags for the server process, e.g. TENANTS_NODE_ARGS="--cpu-prof --cpu-prof-dir=/tmp/prof". */
 const NODE_ARGS = (process.env["TENANTS_NODE_ARGS"] ?? "").split(" ").filter((a) => a.length > 0);
@@ -66,9 +67,9 @@ async function populate(workdir: string): Promise<void> {
       for (let b = 0; b < PAGES; b++) {
         page[0] = i & 0xff;
         page[1] = b;
-        tl.put(makeKey(0, 1663, 5, 16384 + (i % 100), 0, b), START_LSN + 8, imageValue(page));
+        tl.put(makeKey(0, 1663, 5, 16384 + (i % 100), 0, b), asLsn(START_LSN + 8), imageValue(page));
       }
-      tl.finishWrite(START_LSN + 8);
+      tl.finishWrite(asLsn(START_LSN + 8));
       await tl.checkpoint();
     }
   } finally {

@@ -18,6 +18,7 @@ import { makeKey } from "../src/types/key.js";
 import { imageValue } from "../src/types/value.js";
 import { type BenchRow, percentile, row } from "./harness.js";
 import { commitTimeBench } from "./timeline_commit_times.js";
+import { asLsn, lsnAdd } from "../src/types/lsn.js";
 
 const key = (i: number) => makeKey(0, 1663, 5, 16384, 0, i);
 
@@ -25,15 +26,15 @@ async function putBench(rows: BenchRow[]): Promise<void> {
   const h = new TenantHarness({ cacheBytes: 64 * 1024 * 1024, conf: { checkpoint_distance: 1 << 30 } });
   try {
     const t = await h.create();
-    const tl = await t.createTimeline({ startLsn: 0x1000 });
+    const tl = await t.createTimeline({ startLsn: asLsn(0x1000) });
     const page = imageValue(new Uint8Array(8192).fill(7));
     const N_IMG = 20_000;
     let lsn = 0x1000;
     let t0 = performance.now();
     for (let i = 0; i < N_IMG; i++) {
       lsn += 8;
-      tl.put(key(i), lsn, page);
-      tl.finishWrite(lsn);
+      tl.put(key(i), asLsn(lsn), page);
+      tl.finishWrite(asLsn(lsn));
     }
     let s = (performance.now() - t0) / 1000;
     rows.push(row("put 8 kB images", "values/s", N_IMG / s));
@@ -43,8 +44,8 @@ async function putBench(rows: BenchRow[]): Promise<void> {
     t0 = performance.now();
     for (let i = 0; i < N_REC; i++) {
       lsn += 8;
-      tl.put(key(i % N_IMG), lsn, rec);
-      tl.finishWrite(lsn);
+      tl.put(key(i % N_IMG), asLsn(lsn), rec);
+      tl.finishWrite(asLsn(lsn));
     }
     s = (performance.now() - t0) / 1000;
     rows.push(row("put 64-byte records", "values/s", N_REC / s));
@@ -68,30 +69,30 @@ async function getBench(rows: BenchRow[], hot: boolean): Promise<void> {
   });
   try {
     const t = await h.create();
-    const tl = await t.createTimeline({ startLsn: 0x1000 });
+    const tl = await t.createTimeline({ startLsn: asLsn(0x1000) });
     const NKEYS = 2000;
     let lsn = 0x1000;
     const page = imageValue(new Uint8Array(8192));
-    for (let i = 0; i < NKEYS; i++) tl.put(key(i), lsn, page);
-    tl.finishWrite(lsn);
+    for (let i = 0; i < NKEYS; i++) tl.put(key(i), asLsn(lsn), page);
+    tl.finishWrite(asLsn(lsn));
     await tl.checkpoint();
     await t.compact({ forceImages: true }); // one image layer at the start LSN
     for (let d = 0; d < 10; d++) {
       lsn += 8;
-      for (let i = 0; i < NKEYS; i++) tl.put(key(i), lsn, testWriteAt(d * 16, new Uint8Array([d + 1, i & 0xff])));
-      tl.finishWrite(lsn);
+      for (let i = 0; i < NKEYS; i++) tl.put(key(i), asLsn(lsn), testWriteAt(d * 16, new Uint8Array([d + 1, i & 0xff])));
+      tl.finishWrite(asLsn(lsn));
       await tl.checkpoint(); // one L0 delta per round
     }
     const ROUNDS = hot ? 20 : 5;
     const lat = new Float64Array(NKEYS * ROUNDS);
     // Warm-up (and, when hot, materialize every page once).
-    for (let i = 0; i < NKEYS; i++) tl.getNow(key(i), lsn);
+    for (let i = 0; i < NKEYS; i++) tl.getNow(key(i), asLsn(lsn));
     const t0 = performance.now();
     let n = 0;
     for (let r = 0; r < ROUNDS; r++) {
       for (let i = 0; i < NKEYS; i++) {
         const a = performance.now();
-        const p = tl.getNow(key(i), lsn)!;
+        const p = tl.getNow(key(i), asLsn(lsn))!;
         lat[n++] = performance.now() - a;
         if (p[0] !== 1 || p[9 * 16] !== 10) throw new Error("bench read a wrong page");
       }
@@ -112,10 +113,10 @@ function layerMapBench(rows: BenchRow[]): void {
   const kr = (r: number) => ({ start: key(r * 1000), end: key((r + 1) * 1000) });
   for (let g = 0; g < GENS; g++) {
     for (let r = 0; r < RANGES; r++) {
-      const lsnRange = { start: 0x1000 + g * 0x1000, end: 0x1000 + (g + 1) * 0x1000 };
+      const lsnRange = { start: asLsn(0x1000 + g * 0x1000), end: asLsn(0x1000 + (g + 1) * 0x1000) };
       layers.push({ desc: { kind: "delta", keyRange: kr(r), lsnRange, fileName: deltaLayerName(kr(r), lsnRange), fileSize: 0 } });
       if (g % 5 === 4) {
-        const img = { start: lsnRange.end - 1, end: lsnRange.end };
+        const img = { start: lsnAdd(lsnRange.end, -1), end: lsnRange.end };
         layers.push({ desc: { kind: "image", keyRange: kr(r), lsnRange: img, fileName: imageLayerName(kr(r), img.start), fileSize: 0 } });
       }
     }
@@ -127,7 +128,7 @@ function layerMapBench(rows: BenchRow[]): void {
   let sink = 0;
   t0 = performance.now();
   for (let i = 0; i < N; i++) {
-    const r = map.search(key((i * 7919) % (RANGES * 1000)), 0x1000 + ((i * 104729) % (GENS * 0x1000)) + 1);
+    const r = map.search(key((i * 7919) % (RANGES * 1000)), asLsn(0x1000 + ((i * 104729) % (GENS * 0x1000)) + 1));
     if (r !== null) sink += r.floor;
   }
   const s = (performance.now() - t0) / 1000;

@@ -19,6 +19,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { CommitTimes } from "../src/tenant/commit_times.js";
 import { type BenchRow, percentile, row } from "./harness.js";
+import { asLsn } from "../src/types/lsn.js";
 
 const N = 1_000_000;
 const LOOKUPS = 20_000;
@@ -75,7 +76,7 @@ export async function commitTimeBench(rows: BenchRow[]): Promise<void> {
   try {
     const c = new CommitTimes(dir);
     let t0 = performance.now();
-    for (let i = 0; i < N; i++) c.add(lsns[i]!, times[i]!);
+    for (let i = 0; i < N; i++) c.add(asLsn(lsns[i]!), times[i]!);
     const addS = (performance.now() - t0) / 1000;
     const old = new ThinningIndex();
     t0 = performance.now();
@@ -83,14 +84,14 @@ export async function commitTimeBench(rows: BenchRow[]): Promise<void> {
     const oldS = (performance.now() - t0) / 1000;
     rows.push(row("commit times: add() at 10^6 commits", "commits/s", N / addS, "earlier index (JS arrays, thinned at 8,192)", N / oldS));
 
-    await c.save(lsns[N - 1]!);
+    await c.save(asLsn(lsns[N - 1]!));
     const json = JSON.stringify({ version: 1, lsns: Array.from(lsns), times_ms: Array.from(times, (t) => t / 1000 + 946_684_800_000) });
     rows.push(sizeRow("commit times: disk bytes per commit (10^6)", "B", c.diskBytes() / N, "commit_times.json format, unbounded", Buffer.byteLength(json) / N));
     rows.push(sizeRow("commit times: memory bytes per commit once saved (10^6)", "B", c.memoryBytes / N, "2 Float64Arrays in memory", 16));
 
     t0 = performance.now();
     const loaded = new CommitTimes(dir);
-    loaded.load(lsns[N - 1]!);
+    loaded.load(asLsn(lsns[N - 1]!));
     rows.push(row("commit times: load 10^6 commits (restart)", "ms", performance.now() - t0));
 
     const ours = new Float64Array(LOOKUPS);
@@ -100,7 +101,7 @@ export async function commitTimeBench(rows: BenchRow[]): Promise<void> {
     for (let i = 0; i < LOOKUPS; i++) {
       const t = lo + Math.floor(rnd() * (hi - lo));
       let a = performance.now();
-      const p = loaded.probe(t, Number.MAX_SAFE_INTEGER);
+      const p = loaded.probe(t, asLsn(Number.MAX_SAFE_INTEGER));
       ours[i] = (performance.now() - a) * 1000;
       a = performance.now();
       let l = 0;

@@ -9,6 +9,7 @@ import { AllSlotsPinnedError } from "../src/cache/page_cache.js";
 import { CorruptionError, InvalidArgumentError } from "../src/types/errors.js";
 import { makeKey } from "../src/types/key.js";
 import { fillMaterializedPattern, PatternSource, verifyBlockPage, verifyMaterializedPage } from "./support/cache_stress_worker.js";
+import { asLsn, type Lsn } from "../src/types/lsn.js";
 
 const FILE = PageKind.FileBlock;
 const EPH = PageKind.EphemeralBlock;
@@ -93,10 +94,10 @@ describe("PageCache construction", () => {
     expect(() => c.readBlock(FILE, 1, 0, src, new Uint8Array(100))).toThrow(InvalidArgumentError);
     expect(() => c.readBlock(PageKind.Materialized as PageKind.FileBlock, 1, 0, src, dst)).toThrow(InvalidArgumentError);
     const key = makeKey(0, 1, 2, 3, 0, 4);
-    expect(() => c.lookupMaterialized(1, key, -1, dst)).toThrow(InvalidArgumentError);
-    expect(() => c.lookupMaterialized(1, key, 2 ** 53, dst)).toThrow(InvalidArgumentError);
-    expect(() => c.insertMaterialized(0, key, 5, dst)).toThrow(InvalidArgumentError);
-    expect(() => c.insertMaterialized(1, key, 5, new Uint8Array(10))).toThrow(InvalidArgumentError);
+    expect(() => c.lookupMaterialized(1, key, -1 as Lsn, dst)).toThrow(InvalidArgumentError);
+    expect(() => c.lookupMaterialized(1, key, 2 ** 53 as Lsn, dst)).toThrow(InvalidArgumentError);
+    expect(() => c.insertMaterialized(0, key, asLsn(5), dst)).toThrow(InvalidArgumentError);
+    expect(() => c.insertMaterialized(1, key, asLsn(5), new Uint8Array(10))).toThrow(InvalidArgumentError);
   });
 });
 
@@ -231,10 +232,10 @@ describe("PageCache materialized pages", () => {
     const c = tiny(16);
     const ns = c.allocNamespaceId();
     const lsns = [0x100, 0x200, 0x1_0000_0000 + 5, 2 ** 52 + 7]; // hi words in use
-    for (const lsn of lsns) c.insertMaterialized(ns, key, lsn, matPage(ns, key, lsn));
+    for (const lsn of lsns) c.insertMaterialized(ns, key, asLsn(lsn), matPage(ns, key, lsn));
     const dst = new Uint8Array(PAGE_SIZE);
     const expectAt = (want: number, got: number): void => {
-      expect(c.lookupMaterialized(ns, key, want, dst)).toBe(got);
+      expect(c.lookupMaterialized(ns, key, asLsn(want), dst)).toBe(got);
       if (got >= 0) expect(verifyMaterializedPage(ns, key, got, dst)).toBeNull();
     };
     expectAt(0, -1);
@@ -247,8 +248,8 @@ describe("PageCache materialized pages", () => {
     expectAt(0x1_0000_0005, 0x1_0000_0005);
     expectAt(2 ** 52 + 6, 0x1_0000_0005);
     expectAt(Number.MAX_SAFE_INTEGER, 2 ** 52 + 7);
-    expect(c.lookupMaterialized(ns, otherKey, Number.MAX_SAFE_INTEGER, dst)).toBe(-1);
-    expect(c.lookupMaterialized(ns + 1, key, Number.MAX_SAFE_INTEGER, dst)).toBe(-1);
+    expect(c.lookupMaterialized(ns, otherKey, asLsn(Number.MAX_SAFE_INTEGER), dst)).toBe(-1);
+    expect(c.lookupMaterialized(ns + 1, key, asLsn(Number.MAX_SAFE_INTEGER), dst)).toBe(-1);
     const s = c.stats().byKind.materialized;
     expect(s).toEqual({ hits: 8, misses: 4, evictions: 0 });
   });
@@ -256,25 +257,25 @@ describe("PageCache materialized pages", () => {
   it("a duplicate insert is a no-op that keeps the first page", () => {
     const c = tiny(8);
     const ns = c.allocNamespaceId();
-    c.insertMaterialized(ns, key, 500, matPage(ns, key, 500));
-    c.insertMaterialized(ns, key, 500, new Uint8Array(PAGE_SIZE).fill(1));
+    c.insertMaterialized(ns, key, asLsn(500), matPage(ns, key, 500));
+    c.insertMaterialized(ns, key, asLsn(500), new Uint8Array(PAGE_SIZE).fill(1));
     expect(c.checkInvariants()).toEqual({ valid: 1, free: 7 });
     const dst = new Uint8Array(PAGE_SIZE);
-    expect(c.lookupMaterialized(ns, key, 600, dst)).toBe(500);
+    expect(c.lookupMaterialized(ns, key, asLsn(600), dst)).toBe(500);
     expect(verifyMaterializedPage(ns, key, 500, dst)).toBeNull();
   });
 
   it("materialized pages compete with blocks for slots and are counted when evicted", () => {
     const c = tiny(8);
     const ns = c.allocNamespaceId();
-    for (let v = 1; v <= 6; v++) c.insertMaterialized(ns, key, v * 10, matPage(ns, key, v * 10));
+    for (let v = 1; v <= 6; v++) c.insertMaterialized(ns, key, asLsn(v * 10), matPage(ns, key, v * 10));
     const src = new PatternSource(FILE, 1);
     for (let b = 0; b < 16; b++) read(c, src, b);
     const s = c.stats();
     expect(s.byKind.materialized.evictions).toBe(6);
     expect(s.byKind.file.evictions).toBe(16 - 2 - 6); // 2 free slots, 6 taken from materialized
     const dst = new Uint8Array(PAGE_SIZE);
-    expect(c.lookupMaterialized(ns, key, 1000, dst)).toBe(-1);
+    expect(c.lookupMaterialized(ns, key, asLsn(1000), dst)).toBe(-1);
     expect(c.checkInvariants()).toEqual({ valid: 8, free: 0 });
   });
 });

@@ -29,7 +29,7 @@ import { basebackupTar } from "../src/pgdata/basebackup.js";
 import { relBlockKey } from "../src/pgdata/keys.js";
 import type { Timeline } from "../src/tenant/timeline.js";
 import { generateTenantId, type TenantId, type TimelineId } from "../src/types/ids.js";
-import { parseLsn } from "../src/types/lsn.js";
+import { asLsn, parseLsn } from "../src/types/lsn.js";
 import { BackupServer } from "./support/backup_server.js";
 import { TestEnv } from "./support/env.js";
 import { LogCapture } from "./support/log_check.js";
@@ -137,7 +137,7 @@ describe("a base backup while its layers are flushed, compacted, evicted and col
     await evictAll(tl);
     const downloadsBefore = ps.remote!.ondemand.downloads;
 
-    const stream = (await basebackupTar(tl, x))[Symbol.asyncIterator]();
+    const stream = (await basebackupTar(tl, asLsn(x)))[Symbol.asyncIterator]();
     const first = await stream.next();
     expect(first.done).toBe(false);
     // The start downloaded what a read at X may visit, and leased X.
@@ -186,7 +186,7 @@ describe("a base backup while its layers are flushed, compacted, evicted and col
     await evictAll(tl);
     let caught: unknown = null;
     try {
-      tl.getNow(relBlockKey({ spcnode: 1663, dbnode, relnode, forknum: 0 }, 0), x);
+      tl.getNow(relBlockKey({ spcnode: 1663, dbnode, relnode, forknum: 0 }, 0), asLsn(x));
     } catch (e) {
       caught = e;
     }
@@ -210,7 +210,7 @@ describe("a base backup while its layers are flushed, compacted, evicted and col
     vi.useFakeTimers({ toFake: ["setTimeout", "clearTimeout"] });
     let tar: AsyncIterable<Uint8Array>;
     try {
-      tar = await basebackupTar(tl, x);
+      tar = await basebackupTar(tl, asLsn(x));
       expect(tl.readLeaseCount).toBe(1);
       vi.advanceTimersByTime(60_000);
       expect(tl.readLeaseCount).toBe(0);

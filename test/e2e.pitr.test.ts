@@ -19,7 +19,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { loadNodeConfig } from "../src/main/config.js";
 import { Server } from "../src/main/server.js";
 import type { TenantId, TimelineId } from "../src/types/ids.js";
-import { lsnToString, parseLsn } from "../src/types/lsn.js";
+import { asLsn, lsnToString, parseLsn } from "../src/types/lsn.js";
 import { BackupServer } from "./support/backup_server.js";
 import { TestEnv } from "./support/env.js";
 import { LogCapture } from "./support/log_check.js";
@@ -135,7 +135,7 @@ describe("PITR by commit time with a streaming source", { timeout: 300_000 }, ()
 
     expect(await rowsAt(timeline, lsnToString(cutoff))).toBe(2001);
     expect(await rowsAt(timeline, String(info["last_record_lsn"]))).toBe(4001);
-    const below = lsnToString(cutoff - 8);
+    const below = lsnToString(asLsn(cutoff - 8));
     const bb = await fetch(`${base}${TL}/basebackup?lsn=${below}`);
     expect(bb.status).toBe(406);
     expect(((await bb.json()) as { code: string }).code).toBe("gc_cutoff");

@@ -16,7 +16,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { loadNodeConfig } from "../src/main/config.js";
 import { Server } from "../src/main/server.js";
 import { parseTenantId, parseTimelineId } from "../src/types/ids.js";
-import { lsnToString, parseLsn } from "../src/types/lsn.js";
+import { asLsn, lsnToString, parseLsn } from "../src/types/lsn.js";
 import { TestEnv } from "./support/env.js";
 import { LogCapture } from "./support/log_check.js";
 import { PgInstance } from "./support/postgres.js";
@@ -113,6 +113,6 @@ describe("stale node and the source's slot", { timeout: 600_000 }, () => {
       (await src.psql(`SELECT active FROM pg_replication_slots WHERE slot_name = 'pageserver_${timeline}'`)) === "f" ? true : null,
     );
     const restart = await slotRestart();
-    expect(restart, `slot restart_lsn ${lsnToString(restart)} vs B's start ${lsnToString(bStart)}`).toBeLessThanOrEqual(bStart);
+    expect(restart, `slot restart_lsn ${lsnToString(asLsn(restart))} vs B's start ${lsnToString(bStart)}`).toBeLessThanOrEqual(bStart);
   });
 });

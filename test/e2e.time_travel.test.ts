@@ -28,6 +28,7 @@ import { lsnNum, pgbench } from "./support/e2e_fixture.js";
 import { TestEnv } from "./support/env.js";
 import { LogCapture } from "./support/log_check.js";
 import { PgInstance } from "./support/postgres.js";
+import { asLsn } from "../src/types/lsn.js";
 
 const PAGECTL = fileURLToPath(new URL("../src/cli/pagectl.ts", import.meta.url));
 const IS_ROOT = typeof process.getuid === "function" && process.getuid() === 0;
@@ -234,7 +235,7 @@ describe("a branch at a time T holds what PostgreSQL's recovery_target_time = T 
       return lsnNum(info.last_record_lsn) >= lsnNum(end);
     });
     const tl = server!.tenants.get(tenant as TenantId).getTimeline(main as TimelineId);
-    const at = tl.timeForLsn(lsnNum(end));
+    const at = tl.timeForLsn(asLsn(lsnNum(end)));
     expect(at).not.toBeNull();
     expect(at!).toBeGreaterThan(Date.parse(before));
     expect(at!).toBeLessThanOrEqual(Date.parse(after) + 1);

@@ -26,7 +26,7 @@ import type { LayerDesc } from "../src/layers/layer_name.js";
 import { ReconstructState } from "../src/layers/reconstruct_state.js";
 import { CorruptionError } from "../src/types/errors.js";
 import { KEY_MAX, KEY_MIN, KEY_SIZE, type Key, keyFromBytes, makeKey } from "../src/types/key.js";
-import { MAX_LSN } from "../src/types/lsn.js";
+import { asLsn, MAX_LSN } from "../src/types/lsn.js";
 import { imageValue, pgRecordValue, type Value } from "../src/types/value.js";
 import { payload, tempDirs } from "./support/layer_fixture.js";
 import { rng } from "./support/rng.js";
@@ -64,17 +64,17 @@ function makeFixture(kind: Kind): Fixture {
   };
   let desc: LayerDesc;
   if (kind === "delta") {
-    const w = new DeltaLayerWriter(newCache(), dir, KEY_MIN, { start: 100, end: 1000 });
+    const w = new DeltaLayerWriter(newCache(), dir, KEY_MIN, { start: asLsn(100), end: asLsn(1000) });
     keys.forEach((k, i) => {
       const img = imageValue(payload(size(), i));
       const rec = pgRecordValue(false, payload(1 + Math.floor(r() * 100), i + 7));
-      w.put(k, 200, img);
-      w.put(k, 300, rec);
+      w.put(k, asLsn(200), img);
+      w.put(k, asLsn(300), rec);
       expect.set(k, { lsns: [300, 200], values: [rec, img] });
     });
     desc = w.finish(KEY_MAX);
   } else {
-    const w = new ImageLayerWriter(newCache(), dir, KEY_MIN, 500);
+    const w = new ImageLayerWriter(newCache(), dir, KEY_MIN, asLsn(500));
     keys.forEach((k, i) => {
       const img = imageValue(payload(size(), i));
       w.put(k, img);
@@ -142,7 +142,7 @@ function lookupAll(fx: Fixture, layer: DeltaLayer | ImageLayer, keys: Key[] = fx
   for (const k of keys) {
     state.reset();
     try {
-      layer.getValues(k, 0, MAX_LSN, state);
+      layer.getValues(k, asLsn(0), MAX_LSN, state);
     } catch (e) {
       errors.push(e);
       continue;
@@ -394,7 +394,7 @@ for (const kind of ["delta", "image"] as const) {
         const l = open(kind, p);
         const state = new ReconstructState();
         expectCorrupt(
-          catchErr(() => l.getValues(fx.keys[0]!, 0, MAX_LSN, state)),
+          catchErr(() => l.getValues(fx.keys[0]!, asLsn(0), MAX_LSN, state)),
           p,
           leaf,
         );
@@ -424,7 +424,7 @@ for (const kind of ["delta", "image"] as const) {
         const state = new ReconstructState();
         // The first key's oldest version is the first blob.
         expectCorrupt(
-          catchErr(() => l.getValues(fx.keys[0]!, 0, MAX_LSN, state)),
+          catchErr(() => l.getValues(fx.keys[0]!, asLsn(0), MAX_LSN, state)),
           p,
           1,
         );
@@ -470,7 +470,7 @@ for (const kind of ["delta", "image"] as const) {
               for (const k of sample) {
                 state.reset();
                 try {
-                  l.getValues(k, 0, MAX_LSN, state);
+                  l.getValues(k, asLsn(0), MAX_LSN, state);
                 } catch (e) {
                   expectCorrupt(e, p);
                   // Value damage is reported at the damaged block or at the start of the blob over it.

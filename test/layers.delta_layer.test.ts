@@ -15,7 +15,7 @@ import { ReconstructState } from "../src/layers/reconstruct_state.js";
 import { AssertionError } from "../src/types/assert.js";
 import { BadStateError, CorruptionError, InvalidArgumentError } from "../src/types/errors.js";
 import { KEY_MAX, KEY_MIN, type Key, keyNext, makeKey } from "../src/types/key.js";
-import { MAX_LSN } from "../src/types/lsn.js";
+import { asLsn, MAX_LSN } from "../src/types/lsn.js";
 import { type Value, ValueTag, valueWillInit } from "../src/types/value.js";
 import { tempDirs } from "./support/layer_fixture.js";
 import { rng } from "./support/rng.js";
@@ -76,17 +76,17 @@ function makeDataset(seed: number, nKeys: number): Dataset {
 }
 
 function writeDataset(dir: string, ds: Dataset, keyStart: Key = KEY_MIN, keyEnd: Key = KEY_MAX): { writer: DeltaLayerWriter; layer: DeltaLayer } {
-  const w = new DeltaLayerWriter(cache, dir, keyStart, { start: ds.lsnStart, end: ds.lsnEnd });
+  const w = new DeltaLayerWriter(cache, dir, keyStart, { start: asLsn(ds.lsnStart), end: asLsn(ds.lsnEnd) });
   let lastSize = w.sizeBytes;
   for (const k of ds.keys) {
     for (const v of ds.versions.get(k)!) {
-      w.put(k, v.lsn, v.value);
+      w.put(k, asLsn(v.lsn), v.value);
       expect(w.sizeBytes).toBeGreaterThanOrEqual(lastSize);
       lastSize = w.sizeBytes;
     }
   }
   const desc = w.finish(keyEnd);
-  expect(desc.fileName).toBe(deltaLayerName({ start: keyStart, end: keyEnd }, { start: ds.lsnStart, end: ds.lsnEnd }));
+  expect(desc.fileName).toBe(deltaLayerName({ start: keyStart, end: keyEnd }, { start: asLsn(ds.lsnStart), end: asLsn(ds.lsnEnd) }));
   expect(desc.fileSize).toBe(fs.statSync(path.join(dir, desc.fileName)).size);
   expect(desc.fileSize).toBeLessThanOrEqual(lastSize);
   expect(fs.readdirSync(dir).filter((f) => f.endsWith(TEMP_SUFFIX))).toEqual([]);
@@ -112,7 +112,7 @@ function expected(ds: Dataset, key: Key, floor: number, end: number): Version[] 
 function check(layer: DeltaLayer, ds: Dataset, key: Key, floor: number, end: number, state: ReconstructState): void {
   state.reset();
   const want = expected(ds, key, floor, end);
-  const complete = layer.getValues(key, floor, end, state);
+  const complete = layer.getValues(key, asLsn(floor), asLsn(end), state);
   expect(state.lsns).toEqual(want.map((v) => v.lsn));
   expect(state.values.length).toBe(want.length);
   for (let i = 0; i < want.length; i++) expect(Buffer.compare(state.values[i]!, want[i]!.value)).toBe(0);
@@ -166,12 +166,12 @@ describe("delta layer", () => {
     for (const k of [ds.keys[0]!, ds.keys[100]!, ds.keys[ds.keys.length - 1]!]) {
       const absent = keyNext(k); // block numbers are even: k + 1 is never present
       state.reset();
-      expect(layer.getValues(absent, 0, MAX_LSN, state)).toBe(false);
+      expect(layer.getValues(absent, asLsn(0), MAX_LSN, state)).toBe(false);
       expect(state.lsns).toEqual([]);
     }
     state.reset();
-    expect(layer.getValues(KEY_MIN, 0, MAX_LSN, state)).toBe(false);
-    expect(layer.getValues(makeKey(0xff, 0, 0, 0, 0, 0), 0, MAX_LSN, state)).toBe(false);
+    expect(layer.getValues(KEY_MIN, asLsn(0), MAX_LSN, state)).toBe(false);
+    expect(layer.getValues(makeKey(0xff, 0, 0, 0, 0, 0), asLsn(0), MAX_LSN, state)).toBe(false);
     expect(state.lsns).toEqual([]);
   });
 
@@ -183,8 +183,8 @@ describe("delta layer", () => {
       const newest = list[list.length - 1]!;
       if (valueWillInit(newest.value)) continue;
       state.reset();
-      state.add(newest.lsn, newest.value);
-      layer.getValues(k, 0, state.oldestLsn(), state);
+      state.add(asLsn(newest.lsn), newest.value);
+      layer.getValues(k, asLsn(0), state.oldestLsn(), state);
       const want = [newest, ...expected(ds, k, 0, newest.lsn)];
       expect(state.lsns).toEqual(want.map((v) => v.lsn));
     }
@@ -240,7 +240,7 @@ describe("delta layer", () => {
   it("refuses use after close", () => {
     const l = DeltaLayer.open(cache, layer.path);
     l.close();
-    expect(() => l.getValues(ds.keys[0]!, 0, MAX_LSN, new ReconstructState())).toThrow(BadStateError);
+    expect(() => l.getValues(ds.keys[0]!, asLsn(0), MAX_LSN, new ReconstructState())).toThrow(BadStateError);
     expect(() => l.entries().next()).toThrow(BadStateError);
   });
 });
@@ -254,8 +254,8 @@ describe("delta layer index with ≥ 3 levels", () => {
       set.add(makeKey(Math.floor(r() * 256), Math.floor(r() * 2 ** 32), Math.floor(r() * 2 ** 32), Math.floor(r() * 2 ** 32), 0, Math.floor(r() * 2 ** 32)));
     }
     const keys = [...set].sort();
-    const w = new DeltaLayerWriter(cache, dir, KEY_MIN, { start: 100, end: 200 });
-    for (let i = 0; i < keys.length; i++) w.put(keys[i]!, 100 + (i % 50), makeValue(i % 2 ? ValueTag.Image : ValueTag.PgRecord, 1 + (i % 13), i));
+    const w = new DeltaLayerWriter(cache, dir, KEY_MIN, { start: asLsn(100), end: asLsn(200) });
+    for (let i = 0; i < keys.length; i++) w.put(keys[i]!, asLsn(100 + (i % 50)), makeValue(i % 2 ? ValueTag.Image : ValueTag.PgRecord, 1 + (i % 13), i));
     const desc = w.finish(KEY_MAX);
     const layer = DeltaLayer.open(cache, path.join(dir, desc.fileName));
     expect(layer.indexDepth).toBeGreaterThanOrEqual(3);
@@ -263,7 +263,7 @@ describe("delta layer index with ≥ 3 levels", () => {
     for (let n = 0; n < 3000; n++) {
       const i = Math.floor(r() * keys.length);
       state.reset();
-      layer.getValues(keys[i]!, 0, MAX_LSN, state);
+      layer.getValues(keys[i]!, asLsn(0), MAX_LSN, state);
       expect(state.lsns).toEqual([100 + (i % 50)]);
       expect(Buffer.compare(state.values[0]!, makeValue(i % 2 ? ValueTag.Image : ValueTag.PgRecord, 1 + (i % 13), i))).toBe(0);
     }
@@ -282,11 +282,11 @@ describe("delta layer index with ≥ 3 levels", () => {
 describe("delta layer writer", () => {
   it("writes an empty layer and a partial key range", () => {
     const dir = freshDir();
-    const w = new DeltaLayerWriter(cache, dir, KEY_MIN, { start: 10, end: 20 });
+    const w = new DeltaLayerWriter(cache, dir, KEY_MIN, { start: asLsn(10), end: asLsn(20) });
     const desc = w.finish(KEY_MAX);
     const l = DeltaLayer.open(cache, path.join(dir, desc.fileName));
     expect([...l.entries()]).toEqual([]);
-    expect(l.getValues(makeKey(0, 1, 2, 3, 0, 4), 0, MAX_LSN, new ReconstructState())).toBe(false);
+    expect(l.getValues(makeKey(0, 1, 2, 3, 0, 4), asLsn(0), MAX_LSN, new ReconstructState())).toBe(false);
     l.close();
 
     const ds = makeDataset(3, 60);
@@ -301,23 +301,23 @@ describe("delta layer writer", () => {
 
   it("abort removes the temp file; misuse is refused", () => {
     const dir = freshDir();
-    const w = new DeltaLayerWriter(cache, dir, KEY_MIN, { start: 10, end: 20 });
+    const w = new DeltaLayerWriter(cache, dir, KEY_MIN, { start: asLsn(10), end: asLsn(20) });
     const k = makeKey(0, 1, 2, 3, 0, 4);
-    w.put(k, 10, makeValue(ValueTag.Image, PAGE_SIZE + 1, 1));
+    w.put(k, asLsn(10), makeValue(ValueTag.Image, PAGE_SIZE + 1, 1));
     expect(fs.readdirSync(dir).length).toBe(1);
-    expect(() => w.put(k, 10, makeValue(ValueTag.PgRecord, 5, 1))).toThrow(AssertionError); // not increasing
-    expect(() => w.put(keyNext(k), 20, makeValue(ValueTag.PgRecord, 5, 1))).toThrow(AssertionError); // LSN outside
-    expect(() => w.put(keyNext(k), 9, makeValue(ValueTag.PgRecord, 5, 1))).toThrow(AssertionError);
-    expect(() => w.put(keyNext(k), 11, new Uint8Array(0))).toThrow(InvalidArgumentError);
-    expect(() => w.put(keyNext(k), 11, new Uint8Array([9, 1]))).toThrow(InvalidArgumentError);
+    expect(() => w.put(k, asLsn(10), makeValue(ValueTag.PgRecord, 5, 1))).toThrow(AssertionError); // not increasing
+    expect(() => w.put(keyNext(k), asLsn(20), makeValue(ValueTag.PgRecord, 5, 1))).toThrow(AssertionError); // LSN outside
+    expect(() => w.put(keyNext(k), asLsn(9), makeValue(ValueTag.PgRecord, 5, 1))).toThrow(AssertionError);
+    expect(() => w.put(keyNext(k), asLsn(11), new Uint8Array(0))).toThrow(InvalidArgumentError);
+    expect(() => w.put(keyNext(k), asLsn(11), new Uint8Array([9, 1]))).toThrow(InvalidArgumentError);
     w.abort();
     w.abort();
     expect(fs.readdirSync(dir)).toEqual([]);
-    expect(() => w.put(keyNext(k), 11, makeValue(ValueTag.PgRecord, 5, 1))).toThrow(BadStateError);
+    expect(() => w.put(keyNext(k), asLsn(11), makeValue(ValueTag.PgRecord, 5, 1))).toThrow(BadStateError);
     expect(() => w.finish(KEY_MAX)).toThrow(BadStateError);
 
-    const w2 = new DeltaLayerWriter(cache, dir, KEY_MIN, { start: 10, end: 20 });
-    w2.put(k, 15, makeValue(ValueTag.Image, 3, 1));
+    const w2 = new DeltaLayerWriter(cache, dir, KEY_MIN, { start: asLsn(10), end: asLsn(20) });
+    w2.put(k, asLsn(15), makeValue(ValueTag.Image, 3, 1));
     expect(() => w2.finish(k)).toThrow(AssertionError); // keyEnd must be above the keys
     const desc = w2.finish(keyNext(k));
     w2.abort(); // no-op after finish
@@ -328,11 +328,11 @@ describe("delta layer writer", () => {
 describe("delta layer open", () => {
   it("checks the header against the file name", () => {
     const dir = freshDir();
-    const w = new DeltaLayerWriter(cache, dir, KEY_MIN, { start: 10, end: 20 });
-    w.put(makeKey(0, 1, 2, 3, 0, 4), 12, makeValue(ValueTag.Image, 100, 1));
+    const w = new DeltaLayerWriter(cache, dir, KEY_MIN, { start: asLsn(10), end: asLsn(20) });
+    w.put(makeKey(0, 1, 2, 3, 0, 4), asLsn(12), makeValue(ValueTag.Image, 100, 1));
     const desc = w.finish(KEY_MAX);
     const src = path.join(dir, desc.fileName);
-    const renamed = path.join(dir, deltaLayerName({ start: KEY_MIN, end: KEY_MAX }, { start: 10, end: 21 }));
+    const renamed = path.join(dir, deltaLayerName({ start: KEY_MIN, end: KEY_MAX }, { start: asLsn(10), end: asLsn(21) }));
     fs.copyFileSync(src, renamed);
     const err = (() => {
       try {

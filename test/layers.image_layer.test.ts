@@ -14,7 +14,7 @@ import { ReconstructState } from "../src/layers/reconstruct_state.js";
 import { AssertionError } from "../src/types/assert.js";
 import { BadStateError, CorruptionError, InvalidArgumentError } from "../src/types/errors.js";
 import { KEY_MAX, KEY_MIN, type Key, keyNext, makeKey } from "../src/types/key.js";
-import { MAX_LSN } from "../src/types/lsn.js";
+import { asLsn, MAX_LSN } from "../src/types/lsn.js";
 import { imageValue, pgRecordValue, type Value } from "../src/types/value.js";
 import { payload, tempDirs } from "./support/layer_fixture.js";
 import { rng } from "./support/rng.js";
@@ -26,7 +26,7 @@ beforeAll(() => {
   cache = PageCache.create({ size_bytes: 1024 * PAGE_SIZE });
 });
 
-const LSN = 0x2_0000_0000 + 0x1234; // above 2^32
+const LSN = asLsn(0x2_0000_0000 + 0x1234); // above 2^32
 
 describe("image layer", () => {
   const r = rng(1);
@@ -77,18 +77,18 @@ describe("image layer", () => {
   it("adds the image in getValues only inside the LSN window", () => {
     const state = new ReconstructState();
     const k = keys[17]!;
-    expect(layer.getValues(k, 0, LSN, state)).toBe(false); // end exclusive
-    expect(layer.getValues(k, LSN + 1, MAX_LSN, state)).toBe(false);
+    expect(layer.getValues(k, asLsn(0), LSN, state)).toBe(false); // end exclusive
+    expect(layer.getValues(k, asLsn(LSN + 1), MAX_LSN, state)).toBe(false);
     expect(state.lsns).toEqual([]);
-    expect(layer.getValues(k, LSN, LSN + 1, state)).toBe(true);
+    expect(layer.getValues(k, LSN, asLsn(LSN + 1), state)).toBe(true);
     expect(state.lsns).toEqual([LSN]);
     expect(Buffer.compare(state.values[0]!, values.get(k)!)).toBe(0);
     state.reset();
-    state.add(LSN + 50, pgRecordValue(false, payload(10, 1)));
-    expect(layer.getValues(k, 0, state.oldestLsn(), state)).toBe(true);
+    state.add(asLsn(LSN + 50), pgRecordValue(false, payload(10, 1)));
+    expect(layer.getValues(k, asLsn(0), state.oldestLsn(), state)).toBe(true);
     expect(state.lsns).toEqual([LSN + 50, LSN]);
     state.reset();
-    expect(layer.getValues(keyNext(k), 0, MAX_LSN, state)).toBe(false);
+    expect(layer.getValues(keyNext(k), asLsn(0), MAX_LSN, state)).toBe(false);
     expect(state.lsns).toEqual([]);
   });
 
@@ -129,7 +129,7 @@ describe("image layer index with ≥ 3 levels", () => {
       set.add(makeKey(Math.floor(r() * 256), Math.floor(r() * 2 ** 32), Math.floor(r() * 2 ** 32), Math.floor(r() * 2 ** 32), 0, Math.floor(r() * 2 ** 32)));
     }
     const keys = [...set].sort();
-    const w = new ImageLayerWriter(cache, dir, KEY_MIN, 500);
+    const w = new ImageLayerWriter(cache, dir, KEY_MIN, asLsn(500));
     for (let i = 0; i < keys.length; i++) w.put(keys[i]!, imageValue(payload(i % 9, i)));
     const layer = ImageLayer.open(cache, path.join(dir, w.finish(KEY_MAX).fileName));
     expect(layer.indexDepth).toBeGreaterThanOrEqual(3);
@@ -150,7 +150,7 @@ describe("image layer index with ≥ 3 levels", () => {
 describe("image layer writer", () => {
   it("writes an empty layer and a partial key range", () => {
     const dir = freshDir();
-    const w = new ImageLayerWriter(cache, dir, KEY_MIN, 7);
+    const w = new ImageLayerWriter(cache, dir, KEY_MIN, asLsn(7));
     const l = ImageLayer.open(cache, path.join(dir, w.finish(KEY_MAX).fileName));
     expect([...l.entries()]).toEqual([]);
     expect(l.get(makeKey(0, 1, 2, 3, 0, 4))).toBeNull();
@@ -158,7 +158,7 @@ describe("image layer writer", () => {
 
     const a = makeKey(0, 1, 2, 3, 0, 10);
     const b = makeKey(0, 1, 2, 3, 0, 11);
-    const w2 = new ImageLayerWriter(cache, dir, a, 7);
+    const w2 = new ImageLayerWriter(cache, dir, a, asLsn(7));
     w2.put(a, imageValue(payload(5, 1)));
     w2.put(b, imageValue(payload(PAGE_SIZE * 3, 2)));
     const l2 = ImageLayer.open(cache, path.join(dir, w2.finish(keyNext(b)).fileName));
@@ -171,11 +171,11 @@ describe("image layer writer", () => {
   it("abort removes the temp file; misuse is refused", () => {
     const dir = freshDir();
     const k = makeKey(0, 1, 2, 3, 0, 4);
-    const w = new ImageLayerWriter(cache, dir, k, 9);
+    const w = new ImageLayerWriter(cache, dir, k, asLsn(9));
     w.put(k, imageValue(payload(PAGE_SIZE, 1)));
     expect(() => w.put(k, imageValue(payload(3, 1)))).toThrow(AssertionError);
     expect(() => w.put(keyNext(k), pgRecordValue(true, payload(3, 1)))).toThrow(InvalidArgumentError);
-    expect(() => new ImageLayerWriter(cache, dir, k, 9).put(KEY_MIN, imageValue(payload(1, 1)))).toThrow(AssertionError);
+    expect(() => new ImageLayerWriter(cache, dir, k, asLsn(9)).put(KEY_MIN, imageValue(payload(1, 1)))).toThrow(AssertionError);
     for (const f of fs.readdirSync(dir)) if (!f.startsWith(`image-`)) throw new Error(`unexpected ${f}`);
     w.abort();
     expect(fs.readdirSync(dir).length).toBe(1); // the writer abandoned by the throw above
@@ -185,17 +185,17 @@ describe("image layer writer", () => {
 
   it("open refuses a header that disagrees with the file name or kind", () => {
     const dir = freshDir();
-    const w = new ImageLayerWriter(cache, dir, KEY_MIN, 9);
+    const w = new ImageLayerWriter(cache, dir, KEY_MIN, asLsn(9));
     w.put(makeKey(0, 1, 2, 3, 0, 4), imageValue(payload(10, 1)));
     const desc = w.finish(KEY_MAX);
     const src = path.join(dir, desc.fileName);
-    const otherLsn = path.join(dir, imageLayerName({ start: KEY_MIN, end: KEY_MAX }, 10));
+    const otherLsn = path.join(dir, imageLayerName({ start: KEY_MIN, end: KEY_MAX }, asLsn(10)));
     fs.copyFileSync(src, otherLsn);
     expect(() => ImageLayer.open(cache, otherLsn)).toThrow(CorruptionError);
-    const asDelta = path.join(dir, deltaLayerName({ start: KEY_MIN, end: KEY_MAX }, { start: 9, end: 10 }));
+    const asDelta = path.join(dir, deltaLayerName({ start: KEY_MIN, end: KEY_MAX }, { start: asLsn(9), end: asLsn(10) }));
     fs.copyFileSync(src, asDelta);
     expect(() => ImageLayer.open(cache, asDelta)).toThrow(InvalidArgumentError); // the name says delta
-    expect(() => openLayer(cache, dir, { kind: "delta", keyRange: { start: KEY_MIN, end: KEY_MAX }, lsnRange: { start: 9, end: 10 }, fileName: path.basename(asDelta), fileSize: 0 })).toThrow(
+    expect(() => openLayer(cache, dir, { kind: "delta", keyRange: { start: KEY_MIN, end: KEY_MAX }, lsnRange: { start: asLsn(9), end: asLsn(10) }, fileName: path.basename(asDelta), fileSize: 0 })).toThrow(
       /bad magic/,
     );
   });

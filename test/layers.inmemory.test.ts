@@ -25,7 +25,7 @@ import { ReconstructState } from "../src/layers/reconstruct_state.js";
 import { AssertionError } from "../src/types/assert.js";
 import { BadStateError } from "../src/types/errors.js";
 import { type Key, makeKey } from "../src/types/key.js";
-import type { Lsn } from "../src/types/lsn.js";
+import { asLsn, type Lsn } from "../src/types/lsn.js";
 import { imageValue, pgRecordValue, type Value, type ValueTag } from "../src/types/value.js";
 
 const TAIL_BYTES = WRITE_BUFFER_BLOCKS * PAGE_SIZE;
@@ -73,9 +73,9 @@ describe("EphemeralFile", () => {
     const f = newFile();
     const v = pgRecordValue(true, new Uint8Array([9, 8, 7]));
     const lsn = 0x0000_0012 * 0x1_0000_0000 + 0x3456_789a;
-    expect(f.append(k(5), lsn, v)).toBe(EPHEMERAL_RECORD_HEADER_SIZE);
+    expect(f.append(k(5), asLsn(lsn), v)).toBe(EPHEMERAL_RECORD_HEADER_SIZE);
     expect(f.sizeBytes).toBe(EPHEMERAL_RECORD_HEADER_SIZE + 4);
-    expect(f.append(k(6), 1, v)).toBe(2 * EPHEMERAL_RECORD_HEADER_SIZE + 4);
+    expect(f.append(k(6), asLsn(1), v)).toBe(2 * EPHEMERAL_RECORD_HEADER_SIZE + 4);
     f.flushToOs();
     const bytes = readFileSync(f.path);
     expect(bytes.length).toBe(2 * (EPHEMERAL_RECORD_HEADER_SIZE + 4));
@@ -95,7 +95,7 @@ describe("EphemeralFile", () => {
     let lsn = 100;
     for (let i = 0; i < 60; i++) {
       const v = pattern(i, sizes[i % sizes.length]!, i % 3 === 0);
-      const off = f.append(k(i % 7), lsn++, v);
+      const off = f.append(k(i % 7), asLsn(lsn++), v);
       written.push({ off, v });
       // Reading the value just written: often part on disk, part still in the tail.
       expect(Buffer.compare(f.read(off, v.length), v)).toBe(0);
@@ -113,11 +113,11 @@ describe("EphemeralFile", () => {
   it("a write-buffer-sized value lands exactly on the buffer boundary and reads back", () => {
     const f = newFile();
     const first = pattern(1, TAIL_BYTES - EPHEMERAL_RECORD_HEADER_SIZE);
-    const off1 = f.append(k(1), 1, first);
+    const off1 = f.append(k(1), asLsn(1), first);
     expect(f.sizeBytes).toBe(TAIL_BYTES); // the tail was written out, empty now
     expect(statSize(f.path)).toBe(TAIL_BYTES);
     const second = pattern(2, 10);
-    const off2 = f.append(k(1), 2, second);
+    const off2 = f.append(k(1), asLsn(2), second);
     expect(off2).toBe(TAIL_BYTES + EPHEMERAL_RECORD_HEADER_SIZE);
     expect(Buffer.compare(f.read(off1, first.length), first)).toBe(0);
     expect(Buffer.compare(f.read(off2, second.length), second)).toBe(0);
@@ -130,7 +130,7 @@ describe("EphemeralFile", () => {
   it("blocks on disk are read through the shared page cache: a miss, then hits", () => {
     const f = newFile();
     const v = pattern(3, 3 * TAIL_BYTES);
-    const off = f.append(k(1), 1, v);
+    const off = f.append(k(1), asLsn(1), v);
     const before = cache.stats().byKind.ephemeral;
     expect(Buffer.compare(f.read(off, PAGE_SIZE - off), v.subarray(0, PAGE_SIZE - off))).toBe(0); // block 0 only
     const mid = cache.stats().byKind.ephemeral;
@@ -157,28 +157,28 @@ describe("EphemeralFile", () => {
     expect(a.fileId).not.toBe(b.fileId);
     const va = pattern(10, TAIL_BYTES + 5);
     const vb = pattern(11, TAIL_BYTES + 5);
-    const oa = a.append(k(1), 1, va);
-    const ob = b.append(k(1), 1, vb);
+    const oa = a.append(k(1), asLsn(1), va);
+    const ob = b.append(k(1), asLsn(1), vb);
     expect(Buffer.compare(a.read(oa, PAGE_SIZE), va.subarray(0, PAGE_SIZE))).toBe(0);
     expect(Buffer.compare(b.read(ob, PAGE_SIZE), vb.subarray(0, PAGE_SIZE))).toBe(0);
   });
 
   it("refuses empty and oversized values and appends after close; close(true) removes the file", () => {
     const f = newFile();
-    expect(() => f.append(k(1), 1, new Uint8Array(0))).toThrow("ephemeral value size out of range");
-    expect(() => f.append(k(1), 1, new Uint8Array(MAX_EPHEMERAL_VALUE_SIZE + 1))).toThrow(AssertionError);
+    expect(() => f.append(k(1), asLsn(1), new Uint8Array(0))).toThrow("ephemeral value size out of range");
+    expect(() => f.append(k(1), asLsn(1), new Uint8Array(MAX_EPHEMERAL_VALUE_SIZE + 1))).toThrow(AssertionError);
     expect(f.sizeBytes).toBe(0);
     f.close(true);
     expect(existsSync(f.path)).toBe(false);
     f.close(true); // idempotent
-    expect(() => f.append(k(1), 1, record(1))).toThrow("append to a closed ephemeral file");
+    expect(() => f.append(k(1), asLsn(1), record(1))).toThrow("append to a closed ephemeral file");
   });
 
   it("random appends read back (property)", () => {
     fc.assert(
       fc.property(fc.array(fc.integer({ min: 1, max: 3 * PAGE_SIZE }), { minLength: 1, maxLength: 40 }), (sizes) => {
         const f = newFile();
-        const written = sizes.map((len, i) => ({ v: pattern(i + len, len), off: f.append(k(i), i, pattern(i + len, len)) }));
+        const written = sizes.map((len, i) => ({ v: pattern(i + len, len), off: f.append(k(i), asLsn(i), pattern(i + len, len)) }));
         for (const { off, v } of written) expect(Buffer.compare(f.read(off, v.length), v)).toBe(0);
         f.close(true);
       }),
@@ -196,15 +196,15 @@ describe("EphemeralFile", () => {
           const b = newFile();
           // Start near the end of the tail so headers and tag bytes straddle the boundary.
           const pad = pattern(99, TAIL_BYTES - EPHEMERAL_RECORD_HEADER_SIZE - 60 - shift);
-          a.append(k(0), 0, pad);
-          b.append(k(0), 0, pad);
+          a.append(k(0), asLsn(0), pad);
+          b.append(k(0), asLsn(0), pad);
           ops.forEach((op, i) => {
             const payload = pattern(i + op.len, op.len + 1).subarray(1);
             const whole = new Uint8Array(op.len + 1);
             whole[0] = op.tag;
             whole.set(payload, 1);
-            const offA = a.append(k(i), i + 1, whole);
-            const offB = op.tagged ? b.appendTagged(k(i), i + 1, op.tag as ValueTag, payload) : b.append(k(i), i + 1, whole);
+            const offA = a.append(k(i), asLsn(i + 1), whole);
+            const offB = op.tagged ? b.appendTagged(k(i), asLsn(i + 1), op.tag as ValueTag, payload) : b.append(k(i), asLsn(i + 1), whole);
             expect(offB).toBe(offA);
             expect(Buffer.compare(b.read(offB, whole.length), whole)).toBe(0);
           });
@@ -234,7 +234,7 @@ describe("scanEphemeralFile", () => {
       const key = k(i % 5);
       const lsn = 0x1_0000_0000 * (i % 2) + 1000 + i; // LSNs with a high half too
       const v = pattern(i, sizes[i % sizes.length]!, i % 4 === 0);
-      out.push({ key, lsn, v, off: f.append(key, lsn, v) });
+      out.push({ key, lsn: asLsn(lsn), v, off: f.append(key, asLsn(lsn), v) });
     }
     f.flushToOs();
     return out;
@@ -313,15 +313,15 @@ describe("InMemoryLayer", () => {
   const img = (b: number): Value => imageValue(new Uint8Array([b]));
 
   it("returns versions newest first within [floor, end)", () => {
-    const l = newLayer(100);
-    for (const lsn of [100, 110, 120, 130, 140]) l.put(k(1), lsn, rec(lsn & 0xff));
-    l.put(k(2), 125, rec(1));
-    expect(collect(l, k(1), 0, 1000)).toEqual({ lsns: [140, 130, 120, 110, 100], firstBytes: [140, 130, 120, 110, 100], complete: false });
-    expect(collect(l, k(1), 110, 140).lsns).toEqual([130, 120, 110]);
-    expect(collect(l, k(1), 111, 130).lsns).toEqual([120]);
-    expect(collect(l, k(1), 141, 1000).lsns).toEqual([]);
-    expect(collect(l, k(1), 0, 100).lsns).toEqual([]);
-    expect(collect(l, k(3), 0, 1000).lsns).toEqual([]);
+    const l = newLayer(asLsn(100));
+    for (const lsn of [100, 110, 120, 130, 140]) l.put(k(1), asLsn(lsn), rec(lsn & 0xff));
+    l.put(k(2), asLsn(125), rec(1));
+    expect(collect(l, k(1), asLsn(0), asLsn(1000))).toEqual({ lsns: [140, 130, 120, 110, 100], firstBytes: [140, 130, 120, 110, 100], complete: false });
+    expect(collect(l, k(1), asLsn(110), asLsn(140)).lsns).toEqual([130, 120, 110]);
+    expect(collect(l, k(1), asLsn(111), asLsn(130)).lsns).toEqual([120]);
+    expect(collect(l, k(1), asLsn(141), asLsn(1000)).lsns).toEqual([]);
+    expect(collect(l, k(1), asLsn(0), asLsn(100)).lsns).toEqual([]);
+    expect(collect(l, k(3), asLsn(0), asLsn(1000)).lsns).toEqual([]);
     expect(l.valueCount).toBe(6);
     expect(l.keyCount).toBe(2);
     expect(l.maxLsn).toBe(140);
@@ -331,55 +331,55 @@ describe("InMemoryLayer", () => {
   });
 
   it("stops at the first will_init version going down", () => {
-    const l = newLayer(0);
-    l.put(k(1), 10, rec(1));
-    l.put(k(1), 20, img(2));
-    l.put(k(1), 30, rec(3));
-    l.put(k(1), 40, rec(4));
-    expect(collect(l, k(1), 0, 100)).toEqual({ lsns: [40, 30, 20], firstBytes: [4, 3, 2], complete: true });
-    expect(collect(l, k(1), 0, 20)).toEqual({ lsns: [10], firstBytes: [1], complete: false });
-    expect(l.newestWillInit(k(1), 100)).toBe(false);
-    expect(l.newestWillInit(k(1), 29)).toBe(true);
-    expect(l.newestWillInit(k(1), 9)).toBeNull();
-    expect(l.newestWillInit(k(9), 100)).toBeNull();
+    const l = newLayer(asLsn(0));
+    l.put(k(1), asLsn(10), rec(1));
+    l.put(k(1), asLsn(20), img(2));
+    l.put(k(1), asLsn(30), rec(3));
+    l.put(k(1), asLsn(40), rec(4));
+    expect(collect(l, k(1), asLsn(0), asLsn(100))).toEqual({ lsns: [40, 30, 20], firstBytes: [4, 3, 2], complete: true });
+    expect(collect(l, k(1), asLsn(0), asLsn(20))).toEqual({ lsns: [10], firstBytes: [1], complete: false });
+    expect(l.newestWillInit(k(1), asLsn(100))).toBe(false);
+    expect(l.newestWillInit(k(1), asLsn(29))).toBe(true);
+    expect(l.newestWillInit(k(1), asLsn(9))).toBeNull();
+    expect(l.newestWillInit(k(9), asLsn(100))).toBeNull();
   });
 
   it("writing the same (key, lsn) again replaces the version", () => {
-    const l = newLayer(0);
-    l.put(k(1), 10, rec(1));
-    l.put(k(1), 20, rec(2));
+    const l = newLayer(asLsn(0));
+    l.put(k(1), asLsn(10), rec(1));
+    l.put(k(1), asLsn(20), rec(2));
     const size = l.sizeBytes;
-    l.put(k(1), 20, img(7));
+    l.put(k(1), asLsn(20), img(7));
     expect(l.sizeBytes).toBeGreaterThan(size); // the file only grows
     expect(l.valueCount).toBe(2);
-    expect(collect(l, k(1), 0, 100)).toEqual({ lsns: [20], firstBytes: [7], complete: true });
+    expect(collect(l, k(1), asLsn(0), asLsn(100))).toEqual({ lsns: [20], firstBytes: [7], complete: true });
     // Going backwards for one key is a bug, not input.
-    expect(() => l.put(k(1), 15, rec(3))).toThrow("per-key LSNs must ascend");
+    expect(() => l.put(k(1), asLsn(15), rec(3))).toThrow("per-key LSNs must ascend");
     // Other keys may use lower LSNs.
-    l.put(k(2), 15, rec(3));
-    expect(collect(l, k(2), 0, 100).lsns).toEqual([15]);
+    l.put(k(2), asLsn(15), rec(3));
+    expect(collect(l, k(2), asLsn(0), asLsn(100)).lsns).toEqual([15]);
   });
 
   it("refuses puts below its start LSN", () => {
-    const l = newLayer(100);
-    expect(() => l.put(k(1), 99, rec(1))).toThrow("put below the layer's start LSN");
+    const l = newLayer(asLsn(100));
+    expect(() => l.put(k(1), asLsn(99), rec(1))).toThrow("put below the layer's start LSN");
   });
 
   it("freeze sets end to at + 1 once, never below a written LSN; puts into a frozen layer are refused", () => {
-    const l = newLayer(0x100);
+    const l = newLayer(asLsn(0x100));
     expect(l.frozen).toBe(false);
     expect(l.end).toBe(Number.POSITIVE_INFINITY);
-    l.put(k(1), 0x150, rec(1));
-    expect(() => l.freeze(0x14f)).toThrow("freeze below written LSNs");
-    expect(() => l.freeze(0xff)).toThrow(AssertionError);
+    l.put(k(1), asLsn(0x150), rec(1));
+    expect(() => l.freeze(asLsn(0x14f))).toThrow("freeze below written LSNs");
+    expect(() => l.freeze(asLsn(0xff))).toThrow(AssertionError);
     expect(l.frozen).toBe(false);
-    l.freeze(0x1ff);
+    l.freeze(asLsn(0x1ff));
     expect(l.frozen).toBe(true);
     expect(l.end).toBe(0x200);
-    expect(() => l.freeze(0x300)).toThrow("freeze twice");
+    expect(() => l.freeze(asLsn(0x300))).toThrow("freeze twice");
     let err: unknown;
     try {
-      l.put(k(1), 0x160, rec(2));
+      l.put(k(1), asLsn(0x160), rec(2));
     } catch (e) {
       err = e;
     }
@@ -387,34 +387,34 @@ describe("InMemoryLayer", () => {
     expect((err as BadStateError).code).toBe("bad_state");
     expect((err as Error).message).toBe("put into frozen in-memory layer 0/100-0/200");
     // Still readable, and the whole file is visible to a flush job.
-    expect(collect(l, k(1), 0, 0x1000).lsns).toEqual([0x150]);
+    expect(collect(l, k(1), asLsn(0), asLsn(0x1000)).lsns).toEqual([0x150]);
     const scanned = [...scanEphemeralFile(l.file.path, l.sizeBytes)];
     expect(scanned.map((s) => [s.entry.key, s.entry.lsn])).toEqual([[k(1), 0x150]]);
   });
 
   it("an empty layer freezes at its start; freezing at the max written LSN is allowed", () => {
-    const a = newLayer(50);
-    a.freeze(50);
+    const a = newLayer(asLsn(50));
+    a.freeze(asLsn(50));
     expect(a.end).toBe(51);
-    const b = newLayer(50);
-    b.put(k(1), 60, rec(1));
-    b.freeze(60);
+    const b = newLayer(asLsn(50));
+    b.put(k(1), asLsn(60), rec(1));
+    b.freeze(asLsn(60));
     expect(b.end).toBe(61);
   });
 
   it("holds values larger than the write buffer and many keys (reads go through the cache)", () => {
-    const l = newLayer(0);
+    const l = newLayer(asLsn(0));
     const big = pattern(5, TAIL_BYTES * 2 + 123, true);
-    for (let i = 0; i < 200; i++) l.put(k(i), 10 + i, pattern(i, 1000 + i));
-    l.put(k(7), 1000, big);
+    for (let i = 0; i < 200; i++) l.put(k(i), asLsn(10 + i), pattern(i, 1000 + i));
+    l.put(k(7), asLsn(1000), big);
     for (let i = 0; i < 200; i++) {
       const st = new ReconstructState();
-      l.getValues(k(i), 0, 10 + i + 1, st);
+      l.getValues(k(i), asLsn(0), asLsn(10 + i + 1), st);
       expect(st.lsns).toEqual([10 + i]);
       expect(Buffer.compare(st.values[0]!, pattern(i, 1000 + i))).toBe(0);
     }
     const st = new ReconstructState();
-    expect(l.getValues(k(7), 0, 2000, st)).toBe(true);
+    expect(l.getValues(k(7), asLsn(0), asLsn(2000), st)).toBe(true);
     expect(Buffer.compare(st.values[0]!, big)).toBe(0);
     expect(st.lsns).toEqual([1000]);
   });

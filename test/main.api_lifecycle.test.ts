@@ -19,7 +19,7 @@ import { loadNodeConfig } from "../src/main/config.js";
 import { Server } from "../src/main/server.js";
 import { generateTenantId, generateTimelineId } from "../src/types/ids.js";
 import { makeKey } from "../src/types/key.js";
-import { lsnToString } from "../src/types/lsn.js";
+import { asLsn, lsnToString } from "../src/types/lsn.js";
 import { imageValue } from "../src/types/value.js";
 import { LogCapture } from "./support/log_check.js";
 
@@ -55,9 +55,9 @@ async function fill(t: string, tl: string, from: number, rounds: number): Promis
   for (let round = 0; round < rounds; round++) {
     for (let i = 0; i < 20; i++) {
       lsn += 8;
-      timeline.put(k(i), lsn, imageValue(Buffer.from(`v${i}r${round}`)));
+      timeline.put(k(i), asLsn(lsn), imageValue(Buffer.from(`v${i}r${round}`)));
     }
-    timeline.finishWrite(lsn);
+    timeline.finishWrite(asLsn(lsn));
     await timeline.checkpoint();
   }
   return lsn;
@@ -94,13 +94,13 @@ describe("API lifecycle", { timeout: 120_000 }, () => {
 
       const br = generateTimelineId();
       const brs = await Promise.all(
-        [0, 1].map(() => call("POST", `/v1/tenant/${tid}/timeline`, { new_timeline_id: br, ancestor_timeline_id: tl, ancestor_start_lsn: lsnToString(end) })),
+        [0, 1].map(() => call("POST", `/v1/tenant/${tid}/timeline`, { new_timeline_id: br, ancestor_timeline_id: tl, ancestor_start_lsn: lsnToString(asLsn(end)) })),
       );
       expect(brs.map((r) => r.status).sort()).toEqual([201, 409]);
       overlapped.push(String(tls.find((r) => r.status === 409)!.json["error"]), String(brs.find((r) => r.status === 409)!.json["error"]));
       const list = (await call("GET", `/v1/tenant/${tid}/timeline`)).json as unknown as { timeline_id: string; ancestor_lsn: string | null }[];
       expect(list.map((x) => x.timeline_id).sort()).toEqual([tl, br].sort());
-      expect(list.find((x) => x.timeline_id === br)!.ancestor_lsn).toBe(lsnToString(end));
+      expect(list.find((x) => x.timeline_id === br)!.ancestor_lsn).toBe(lsnToString(asLsn(end)));
       expect(readdirSync(join(tenantDir(tid), "timelines")).sort()).toEqual([tl, br].sort());
       expect((await call("GET", `/v1/tenant/${tid}`)).json).toMatchObject({ timelines: 2, timeline_ids: [tl, br].sort(), config: QUIET });
       for (const id of [tl, br]) expect(existsSync(join(timelineDir(tid, id), "metadata"))).toBe(true);
@@ -115,7 +115,7 @@ describe("API lifecycle", { timeout: 120_000 }, () => {
     expect((await call("POST", "/v1/tenant", { new_tenant_id: tid, config: QUIET })).status).toBe(201);
     const parent = String((await call("POST", `/v1/tenant/${tid}/timeline`, { start_lsn: "0/1000" })).json["timeline_id"]);
     const end = await fill(tid, parent, 0x1000, 2);
-    const child = String((await call("POST", `/v1/tenant/${tid}/timeline`, { ancestor_timeline_id: parent, ancestor_start_lsn: lsnToString(end) })).json["timeline_id"]);
+    const child = String((await call("POST", `/v1/tenant/${tid}/timeline`, { ancestor_timeline_id: parent, ancestor_start_lsn: lsnToString(asLsn(end)) })).json["timeline_id"]);
     await fill(tid, child, end, 1);
 
     const refused = await call("DELETE", `/v1/tenant/${tid}/timeline/${parent}`);
@@ -164,14 +164,14 @@ describe("API lifecycle", { timeout: 120_000 }, () => {
     const end = await fill(tid, tl, mid, 2);
     const branches = [];
     for (const at of [mid, end]) {
-      const b = await call("POST", `/v1/tenant/${tid}/timeline`, { ancestor_timeline_id: tl, ancestor_start_lsn: lsnToString(at) });
+      const b = await call("POST", `/v1/tenant/${tid}/timeline`, { ancestor_timeline_id: tl, ancestor_start_lsn: lsnToString(asLsn(at)) });
       expect(b.status).toBe(201);
       branches.push(b.json);
     }
     // Unflushed values: the open in-memory layer.
     const timeline = server!.tenants.get(tid as never).getTimeline(tl as never);
-    timeline.put(k(0), end + 8, imageValue(Buffer.from("open")));
-    timeline.finishWrite(end + 8);
+    timeline.put(k(0), asLsn(end + 8), imageValue(Buffer.from("open")));
+    timeline.finishWrite(asLsn(end + 8));
 
     type Layer = { name: string; kind: string; level: string; in_memory: string | null; key_start: string; key_end: string; lsn_start: string; lsn_end: string; size_bytes: number };
     const layers = (await call("GET", `/v1/tenant/${tid}/timeline/${tl}/layer`)).json as unknown as Layer[];
@@ -189,7 +189,7 @@ describe("API lifecycle", { timeout: 120_000 }, () => {
     expect(l0.every((l) => l.key_start === "0".repeat(36) && l.key_end === "F".repeat(36))).toBe(true);
     const open = layers.filter((l) => l.in_memory === "open");
     expect(open.length).toBe(1);
-    expect(open[0]!.lsn_end).toBe(lsnToString(end + 9));
+    expect(open[0]!.lsn_end).toBe(lsnToString(asLsn(end + 9)));
     expect(layers.slice(files.length).every((l) => l.in_memory !== null)).toBe(true);
 
     const svg = await call("GET", `/v1/tenant/${tid}/timeline/${tl}/layer_map.svg`);

@@ -17,7 +17,7 @@ import { Server } from "../src/main/server.js";
 import { activeFailpoints, clearFailpoints, parseFailpointSpec } from "../src/types/failpoints.js";
 import { generateTenantId, type TenantId, type TimelineId } from "../src/types/ids.js";
 import { makeKey } from "../src/types/key.js";
-import { lsnToString } from "../src/types/lsn.js";
+import { asLsn, lsnToString } from "../src/types/lsn.js";
 import { imageValue } from "../src/types/value.js";
 import { LogCapture } from "./support/log_check.js";
 
@@ -56,14 +56,14 @@ function write(tenant: TenantId, timeline: TimelineId, from: number, tag: string
   let lsn = from;
   for (let i = 0; i < 20; i++) {
     lsn += 8;
-    tl.put(k(i), lsn, imageValue(Buffer.from(`${tag}${i}`)));
+    tl.put(k(i), asLsn(lsn), imageValue(Buffer.from(`${tag}${i}`)));
   }
-  tl.finishWrite(lsn);
+  tl.finishWrite(asLsn(lsn));
   return lsn;
 }
 
 async function read(tenant: TenantId, timeline: TimelineId, i: number, lsn: number): Promise<string> {
-  return Buffer.from((await server!.tenants.get(tenant).getTimeline(timeline).get(k(i), lsn))!).toString();
+  return Buffer.from((await server!.tenants.get(tenant).getTimeline(timeline).get(k(i), asLsn(lsn)))!).toString();
 }
 
 beforeAll(async () => {
@@ -150,7 +150,7 @@ describe("failpoints in an in-process server", () => {
     // Still serving: status, the timeline's info, and its data (from the frozen layer).
     expect((await call("GET", "/v1/status")).status).toBe(200);
     const info = await call("GET", `/v1/tenant/${tenant}/timeline/${timeline}`);
-    expect(info.json).toMatchObject({ state: "Active", disk_consistent_lsn: "0/1000", last_record_lsn: lsnToString(lsn), layers: { l0: 0, frozen: 1 } });
+    expect(info.json).toMatchObject({ state: "Active", disk_consistent_lsn: "0/1000", last_record_lsn: lsnToString(asLsn(lsn)), layers: { l0: 0, frozen: 1 } });
     expect(await read(tenant, timeline, 7, lsn)).toBe("a7");
     // Another try fails the same way: the layer is still frozen, nothing half-done shows.
     expect((await call("PUT", `/v1/tenant/${tenant}/timeline/${timeline}/checkpoint`)).status).toBe(503);
@@ -158,7 +158,7 @@ describe("failpoints in an in-process server", () => {
     await setFailpoints([{ name: "flush-before-layer-map", actions: "off" }]);
     const ok = await call("PUT", `/v1/tenant/${tenant}/timeline/${timeline}/checkpoint`);
     expect(ok.status, JSON.stringify(ok.json)).toBe(200);
-    expect(ok.json).toEqual({ disk_consistent_lsn: lsnToString(lsn) });
+    expect(ok.json).toEqual({ disk_consistent_lsn: lsnToString(asLsn(lsn)) });
     const after = await call("GET", `/v1/tenant/${tenant}/timeline/${timeline}`);
     expect(after.json).toMatchObject({ state: "Active", layers: { l0: 1, frozen: 0 } });
     expect(await read(tenant, timeline, 7, lsn)).toBe("a7");

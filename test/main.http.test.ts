@@ -17,7 +17,7 @@ import { loadNodeConfig } from "../src/main/config.js";
 import { Server } from "../src/main/server.js";
 import { generateTenantId, generateTimelineId, type TenantId, type TimelineId } from "../src/types/ids.js";
 import { makeKey } from "../src/types/key.js";
-import { lsnToString, parseLsn } from "../src/types/lsn.js";
+import { asLsn, lsnToString, parseLsn } from "../src/types/lsn.js";
 import { imageValue } from "../src/types/value.js";
 import { DBDIR_KEY } from "../src/pgdata/keys.js";
 import { LogCapture } from "./support/log_check.js";
@@ -215,17 +215,17 @@ describe("HTTP API v1 in-process", () => {
     for (let round = 0; round < 3; round++) {
       for (let i = 0; i < 20; i++) {
         lsn += 8;
-        tl.put(k(i), lsn, imageValue(Buffer.from(`v${i}r${round}`)));
+        tl.put(k(i), asLsn(lsn), imageValue(Buffer.from(`v${i}r${round}`)));
       }
-      tl.finishWrite(lsn);
+      tl.finishWrite(asLsn(lsn));
       const cp = await call("PUT", `/v1/tenant/${tenantId}/timeline/${mainTl}/checkpoint`);
       expect(cp.status).toBe(200);
-      expect(cp.json).toEqual({ disk_consistent_lsn: lsnToString(lsn) });
+      expect(cp.json).toEqual({ disk_consistent_lsn: lsnToString(asLsn(lsn)) });
     }
-    expect(Buffer.from((await tl.get(k(3), lsn))!).toString()).toBe("v3r2");
-    expect(Buffer.from((await tl.get(k(3), lsn - 20 * 8))!).toString()).toBe("v3r1");
+    expect(Buffer.from((await tl.get(k(3), asLsn(lsn)))!).toString()).toBe("v3r2");
+    expect(Buffer.from((await tl.get(k(3), asLsn(lsn - 20 * 8)))!).toString()).toBe("v3r1");
     const info = (await call("GET", `/v1/tenant/${tenantId}/timeline/${mainTl}`)).json as { last_record_lsn: string; layers: { l0: number; delta: number; image: number } };
-    expect(info.last_record_lsn).toBe(lsnToString(lsn));
+    expect(info.last_record_lsn).toBe(lsnToString(asLsn(lsn)));
     expect(info.layers.l0).toBe(3);
     const compact = await call("PUT", `/v1/tenant/${tenantId}/timeline/${mainTl}/compact?force_image_layer_creation=true`);
     expect(compact.status).toBe(200);
@@ -239,7 +239,7 @@ describe("HTTP API v1 in-process", () => {
     expect(gc.status).toBe(200);
     const gj = gc.json as { layers_removed: number; latest_gc_cutoff_lsn: string };
     expect(gj.layers_removed).toBeGreaterThan(0);
-    expect(gj.latest_gc_cutoff_lsn).toBe(lsnToString(lsn));
+    expect(gj.latest_gc_cutoff_lsn).toBe(lsnToString(asLsn(lsn)));
     await expectError(call("PUT", `/v1/tenant/${tenantId}/timeline/${mainTl}/do_gc`, { gc_horizon: -1 }), 400, "invalid_argument", "body.gc_horizon: expected integer ≥ 0, got -1");
     await expectError(call("PUT", `/v1/tenant/${tenantId}/timeline/${mainTl}/do_gc`, { gc_horizon: "1MB" }), 400, "invalid_argument", 'body.gc_horizon: expected integer ≥ 0, got "1MB"');
     // A GC with the default cutoff works too.
@@ -262,9 +262,9 @@ describe("HTTP API v1 in-process", () => {
       for (let round = 0; round < 3; round++) {
         for (let i = 0; i < 20; i++) {
           lsn += 8;
-          tl.put(k(i), lsn, imageValue(Buffer.from(`${tag}${i}r${round}`)));
+          tl.put(k(i), asLsn(lsn), imageValue(Buffer.from(`${tag}${i}r${round}`)));
         }
-        tl.finishWrite(lsn);
+        tl.finishWrite(asLsn(lsn));
         await tl.checkpoint();
       }
       return lsn;
@@ -273,12 +273,12 @@ describe("HTTP API v1 in-process", () => {
     const b = await mk({ start_lsn: "0/1000" });
     const aMid = await fill(a, 0x1000, "a");
     const bEnd = await fill(b, 0x1000, "b");
-    const c = await mk({ ancestor_timeline_id: a, ancestor_start_lsn: lsnToString(aMid) });
+    const c = await mk({ ancestor_timeline_id: a, ancestor_start_lsn: lsnToString(asLsn(aMid)) });
     const cEnd = await fill(c, aMid, "c");
     const aEnd = await fill(a, aMid, "A");
     type Info = { latest_gc_cutoff_lsn: string; layers: { l0: number } };
     const info = async (id: TimelineId): Promise<Info> => (await call("GET", `/v1/tenant/${tid}/timeline/${id}`)).json as Info;
-    const read = async (id: TimelineId, i: number, lsn: number): Promise<string> => Buffer.from((await t.getTimeline(id).get(k(i), lsn))!).toString();
+    const read = async (id: TimelineId, i: number, lsn: number): Promise<string> => Buffer.from((await t.getTimeline(id).get(k(i), asLsn(lsn)))!).toString();
     const cutoff0 = (await info(a)).latest_gc_cutoff_lsn;
     const op = async (id: TimelineId, what: "compact" | "do_gc"): Promise<void> => {
       const path = `/v1/tenant/${tid}/timeline/${id}/${what === "compact" ? "compact?force_image_layer_creation=true" : "do_gc"}`;
@@ -289,7 +289,7 @@ describe("HTTP API v1 in-process", () => {
     // The branch first: its parent and the unrelated timeline keep their L0s and history.
     await op(c, "compact");
     await op(c, "do_gc");
-    expect((await info(c)).latest_gc_cutoff_lsn).toBe(lsnToString(cEnd));
+    expect((await info(c)).latest_gc_cutoff_lsn).toBe(lsnToString(asLsn(cEnd)));
     for (const id of [a, b]) {
       expect((await info(id)).latest_gc_cutoff_lsn).toBe(cutoff0);
       expect((await info(id)).layers.l0).toBeGreaterThan(0);
@@ -301,9 +301,9 @@ describe("HTTP API v1 in-process", () => {
     // The unrelated one: the other two keep theirs.
     await op(b, "compact");
     await op(b, "do_gc");
-    expect((await info(b)).latest_gc_cutoff_lsn).toBe(lsnToString(bEnd));
+    expect((await info(b)).latest_gc_cutoff_lsn).toBe(lsnToString(asLsn(bEnd)));
     expect((await info(a)).latest_gc_cutoff_lsn).toBe(cutoff0);
-    expect((await info(c)).latest_gc_cutoff_lsn).toBe(lsnToString(cEnd));
+    expect((await info(c)).latest_gc_cutoff_lsn).toBe(lsnToString(asLsn(cEnd)));
     expect(await read(a, 7, 0x1000 + 8 * 8)).toBe("a7r0");
 
     // The parent last: the others keep their cutoffs. (These keys are outside any PostgreSQL
@@ -311,9 +311,9 @@ describe("HTTP API v1 in-process", () => {
     // only on timelines not compacted yet; test/tenant.timeline.test.ts has a keyspace.)
     await op(a, "compact");
     await op(a, "do_gc");
-    expect((await info(a)).latest_gc_cutoff_lsn).toBe(lsnToString(aEnd));
-    expect((await info(b)).latest_gc_cutoff_lsn).toBe(lsnToString(bEnd));
-    expect((await info(c)).latest_gc_cutoff_lsn).toBe(lsnToString(cEnd));
+    expect((await info(a)).latest_gc_cutoff_lsn).toBe(lsnToString(asLsn(aEnd)));
+    expect((await info(b)).latest_gc_cutoff_lsn).toBe(lsnToString(asLsn(bEnd)));
+    expect((await info(c)).latest_gc_cutoff_lsn).toBe(lsnToString(asLsn(cEnd)));
     await expectError(call("PUT", `/v1/tenant/${tid}/timeline/${generateTimelineId()}/do_gc`, { gc_horizon: 0 }), 404, "not_found", "timeline");
   });
 
@@ -326,8 +326,8 @@ describe("HTTP API v1 in-process", () => {
     expect((r.json as { current_logical_size: number | null }).current_logical_size).toBe(0);
     const tl = server!.tenants.get(tid).getTimeline(id);
     // A database directory value that doesn't decode: the size can't be known.
-    tl.put(DBDIR_KEY, 0x2008, imageValue(Buffer.from("not a directory")));
-    tl.finishWrite(0x2008);
+    tl.put(DBDIR_KEY, asLsn(0x2008), imageValue(Buffer.from("not a directory")));
+    tl.finishWrite(asLsn(0x2008));
     await new Promise((res) => setTimeout(res, 2100)); // the size is cached for 2 s
     const info = (await call("GET", `/v1/tenant/${tid}/timeline/${id}`)).json as Record<string, unknown>;
     expect(info["current_logical_size"]).toBeNull();
@@ -338,23 +338,23 @@ describe("HTTP API v1 in-process", () => {
     const main = server!.tenants.get(tenantId).getTimeline(mainTl);
     const last = main.lastRecordLsn;
     // Write more so there is a branch point above the GC cutoff.
-    main.put(k(1), last + 8, imageValue(Buffer.from("v1!")));
-    main.finishWrite(last + 8);
-    const r = await call("POST", `/v1/tenant/${tenantId}/timeline`, { ancestor_timeline_id: mainTl, ancestor_start_lsn: lsnToString(last + 8) });
+    main.put(k(1), asLsn(last + 8), imageValue(Buffer.from("v1!")));
+    main.finishWrite(asLsn(last + 8));
+    const r = await call("POST", `/v1/tenant/${tenantId}/timeline`, { ancestor_timeline_id: mainTl, ancestor_start_lsn: lsnToString(asLsn(last + 8)) });
     expect(r.status).toBe(201);
     const j = r.json as Record<string, unknown>;
     branchTl = j["timeline_id"] as string;
-    expect(j).toMatchObject({ ancestor_timeline_id: mainTl, ancestor_lsn: lsnToString(last + 8), last_record_lsn: lsnToString(last + 8) });
+    expect(j).toMatchObject({ ancestor_timeline_id: mainTl, ancestor_lsn: lsnToString(asLsn(last + 8)), last_record_lsn: lsnToString(asLsn(last + 8)) });
     // Without ancestor_start_lsn: at the ancestor's last record LSN.
     const r2 = await call("POST", `/v1/tenant/${tenantId}/timeline`, { ancestor_timeline_id: mainTl });
     expect(r2.status).toBe(201);
-    expect((r2.json as Record<string, unknown>)["ancestor_lsn"]).toBe(lsnToString(last + 8));
-    const beyond = lsnToString(last + 0x100);
+    expect((r2.json as Record<string, unknown>)["ancestor_lsn"]).toBe(lsnToString(asLsn(last + 8)));
+    const beyond = lsnToString(asLsn(last + 0x100));
     await expectError(
       call("POST", `/v1/tenant/${tenantId}/timeline`, { ancestor_timeline_id: mainTl, ancestor_start_lsn: beyond }),
       400,
       "invalid_argument",
-      `invalid branch start lsn ${beyond}: beyond the ancestor's last record LSN ${lsnToString(last + 8)}`,
+      `invalid branch start lsn ${beyond}: beyond the ancestor's last record LSN ${lsnToString(asLsn(last + 8))}`,
     );
     await expectError(
       call("POST", `/v1/tenant/${tenantId}/timeline`, { ancestor_timeline_id: mainTl, ancestor_start_lsn: "0/1000" }),
@@ -371,7 +371,7 @@ describe("HTTP API v1 in-process", () => {
     expect(((await call("GET", `/v1/tenant/${tenantId}`)).json as { timelines: number }).timelines).toBe(3);
     // The branch reads its ancestor's data.
     const branch = server!.tenants.get(tenantId).getTimeline(branchTl as TimelineId);
-    expect(Buffer.from((await branch.get(k(1), last + 8))!).toString()).toBe("v1!");
+    expect(Buffer.from((await branch.get(k(1), asLsn(last + 8)))!).toString()).toBe("v1!");
   });
 
   it("GET/PUT /v1/tenant/:id/config", async () => {

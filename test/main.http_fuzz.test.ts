@@ -16,6 +16,7 @@ import { Server } from "../src/main/server.js";
 import type { Timeline } from "../src/tenant/timeline.js";
 import { generateTenantId, generateTimelineId } from "../src/types/ids.js";
 import { makeKey } from "../src/types/key.js";
+import { asLsn } from "../src/types/lsn.js";
 import { imageValue } from "../src/types/value.js";
 import { rng } from "./support/rng.js";
 
@@ -32,7 +33,7 @@ class Rng {
 
 const REQUESTS = 3000;
 const BUDGET_MS = 90_000;
-const START_LSN = 0x0100_0000;
+const START_LSN = asLsn(0x0100_0000);
 const logs = new LogCapture();
 
 let dir: string;
@@ -66,9 +67,9 @@ beforeAll(async () => {
   const page = new Uint8Array(8192);
   for (const [b, k] of keys.entries()) {
     page.fill(b + 1);
-    tl.put(k, START_LSN + 8, imageValue(page));
+    tl.put(k, asLsn(START_LSN + 8), imageValue(page));
   }
-  tl.finishWrite(START_LSN + 8);
+  tl.finishWrite(asLsn(START_LSN + 8));
   await tl.checkpoint();
 });
 

@@ -21,7 +21,7 @@ import { loadNodeConfig } from "../src/main/config.js";
 import { Server } from "../src/main/server.js";
 import { COMMIT_TIMES_FILE } from "../src/tenant/commit_times.js";
 import type { TenantId, TimelineId } from "../src/types/ids.js";
-import { parseLsn } from "../src/types/lsn.js";
+import { asLsn, parseLsn } from "../src/types/lsn.js";
 import { BackupServer } from "./support/backup_server.js";
 import { TestEnv } from "./support/env.js";
 import { LogCapture } from "./support/log_check.js";
@@ -154,7 +154,7 @@ describe("get_lsn_by_timestamp", { timeout: 300_000 }, () => {
       expect(at).not.toBeNull();
       expect(at!).toBeGreaterThan(Date.parse(times[i - 1]!));
       expect(at!).toBeLessThanOrEqual(Date.parse(times[i]!) + 1);
-      expect(tl.timeForLsn(commits[i - 1]!.before)).toBe(i === 1 ? null : tl.timeForLsn(parseLsn((await lsnAt(timeline, times[i - 1]!)).lsn)));
+      expect(tl.timeForLsn(asLsn(commits[i - 1]!.before))).toBe(i === 1 ? null : tl.timeForLsn(parseLsn((await lsnAt(timeline, times[i - 1]!)).lsn)));
     }
     const last = await api("GET", `/v1/tenant/${tenant}/timeline/${timeline}`);
     const future = await lsnAt(timeline, times[3]!);

@@ -23,7 +23,7 @@ import { PageServiceError, PagestreamRequestError } from "../src/client/page_ser
 import { encodeRequest, header, LATEST_LSN, type PagestreamRequest, type PagestreamVersion } from "../src/protocol/pagestream.js";
 import { copyData, query, startupMessage } from "../src/protocol/pg_wire.js";
 import { generateTenantId, generateTimelineId } from "../src/types/ids.js";
-import { lsnToString, parseLsn } from "../src/types/lsn.js";
+import { asLsn, lsnToString, parseLsn } from "../src/types/lsn.js";
 import { PageServiceFixture } from "./support/page_service_fixture.js";
 
 let fx: PageServiceFixture;
@@ -62,7 +62,7 @@ describe.each([2, 3] as PagestreamVersion[])("pagestream v%i", (version) => {
       for (const [req, nms] of [
         [LATEST_LSN, fx.lsn],
         [fx.lsn, fx.lsn],
-        [fx.lsn, 1],
+        [fx.lsn, asLsn(1)],
       ] as const) {
         expect(await s.exists(fx.rel, req, nms)).toBe(true);
         expect(await s.exists(missing, req, nms)).toBe(false);
@@ -138,8 +138,8 @@ describe.each([2, 3] as PagestreamVersion[])("pagestream v%i", (version) => {
         s.send(ok(0)),
         s.send({ kind: "get_page", hdr: missingHdr, rel: { ...fx.rel, relnode: 999_999 }, blkno: 0 }),
         s.send(ok(1)),
-        s.send({ kind: "get_page", hdr: s.header(fx.lsn, fx.lsn + 8), rel: fx.rel, blkno: 2 }),
-        s.send({ kind: "exists", hdr: s.header(0, 0), rel: fx.rel }),
+        s.send({ kind: "get_page", hdr: s.header(fx.lsn, asLsn(fx.lsn + 8)), rel: fx.rel, blkno: 2 }),
+        s.send({ kind: "exists", hdr: s.header(asLsn(0), asLsn(0)), rel: fx.rel }),
         s.send({ kind: "get_slru_segment", hdr: s.header(LATEST_LSN, fx.lsn), slruKind: 7, segno: 0 }),
         s.send({ kind: "get_page", hdr: s.header(LATEST_LSN, fx.lsn), rel: { ...fx.rel, forknum: 9 }, blkno: 0 }),
         s.send(ok(2)),
@@ -207,7 +207,7 @@ describe("GC cutoff", () => {
     const c = await fx.client();
     try {
       const s = await c.pagestream(fx.tenant, fx.timeline, 3);
-      await expect(s.getPage(fx.rel, 0, cutoff - 8, cutoff - 8)).rejects.toThrow(/below the GC cutoff/);
+      await expect(s.getPage(fx.rel, 0, asLsn(cutoff - 8), asLsn(cutoff - 8))).rejects.toThrow(/below the GC cutoff/);
       expect(Buffer.from(await s.getPage(fx.rel, 0, cutoff, cutoff)).equals(Buffer.from(block(0)))).toBe(true);
       await s.close();
     } finally {
@@ -254,7 +254,7 @@ describe("commands", () => {
       await expect(c.pagestream("nope", fx.timeline, 3)).rejects.toThrow(/invalid tenant id "nope".*SQLSTATE 22023/);
       await expect(c.command("SELECT 1")).rejects.toThrow(/unsupported command "SELECT 1".*SQLSTATE 0A000/);
       await expect(c.command(`basebackup ${fx.tenant} ${fx.timeline} 0/1 --replica`)).rejects.toThrow(/unexpected argument "--replica"/);
-      await expect(c.basebackup(fx.tenant, fx.timeline, 1)).rejects.toThrow(PageServiceError);
+      await expect(c.basebackup(fx.tenant, fx.timeline, asLsn(1))).rejects.toThrow(PageServiceError);
       await expect(c.command(`pagestream_v3 ${fx.tenant}`)).rejects.toThrow(/usage: pagestream_v3/);
       // Still usable.
       const s = await c.pagestream(fx.tenant, fx.timeline, 2);

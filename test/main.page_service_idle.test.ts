@@ -13,6 +13,7 @@ import { encodeRequest, header, LATEST_LSN } from "../src/protocol/pagestream.js
 import { copyData, MSG, parseErrorFields, query, startupMessage } from "../src/protocol/pg_wire.js";
 import { PageServiceFixture } from "./support/page_service_fixture.js";
 import { within } from "./support/within.js";
+import { asLsn } from "../src/types/lsn.js";
 
 const IDLE_MS = 2000;
 const WAIT_LSN_MS = 4000;
@@ -71,7 +72,7 @@ describe("page service idle timeout", () => {
       const s = await c.pagestream(fx.tenant, fx.timeline, 2);
       // not_modified_since beyond what is ingested (nothing streams): the server waits
       // wait_lsn_timeout (4 s), then answers with an Error; the connection goes on.
-      await expect(s.nblocks(fx.rel, LATEST_LSN, fx.lsn + 0x100000)).rejects.toThrow(PagestreamRequestError);
+      await expect(s.nblocks(fx.rel, LATEST_LSN, asLsn(fx.lsn + 0x100000))).rejects.toThrow(PagestreamRequestError);
       expect(await s.exists(fx.rel, LATEST_LSN, fx.lsn)).toBe(true);
       await s.close();
       // And then, with nothing to do, it is idle.

@@ -20,7 +20,7 @@ import { DatadirSnapshot } from "../src/pgdata/reader.js";
 import { REDO_OFFLOAD_MIN_RECORDS } from "../src/tenant/timeline.js";
 import type { Timeline } from "../src/tenant/timeline.js";
 import { parseTenantId, parseTimelineId } from "../src/types/ids.js";
-import { parseLsn } from "../src/types/lsn.js";
+import { asLsn, parseLsn } from "../src/types/lsn.js";
 import { PgInstance } from "./support/postgres.js";
 
 const SOURCE_CONF = { wal_level: "replica", max_wal_senders: 4, max_replication_slots: 4, autovacuum: "off" };
@@ -98,7 +98,7 @@ describe("page service on a streaming timeline", () => {
       await src.psql("INSERT INTO s SELECT g, 0 FROM generate_series(1000, 3000) g;");
       const lsn = await insertLsn();
       // Asked before (or while) the WAL arrives: the answer reflects at least `lsn`.
-      const n = await s.nblocks(rel, LATEST_LSN, lsn);
+      const n = await s.nblocks(rel, LATEST_LSN, asLsn(lsn));
       expect(tl.lastRecordLsn).toBeGreaterThanOrEqual(lsn);
       expect(n).toBeGreaterThan(before);
       expect(n).toBe(Number(await src.psql("SELECT pg_relation_size('s') / 8192")));

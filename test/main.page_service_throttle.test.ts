@@ -13,6 +13,7 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { LATEST_LSN, type PagestreamResponse } from "../src/protocol/pagestream.js";
 import { PageServiceFixture } from "./support/page_service_fixture.js";
+import { asLsn } from "../src/types/lsn.js";
 
 const N = 50; // requests per second
 const B = 10; // burst
@@ -98,7 +99,7 @@ describe("GetPage throttle", () => {
     const c = await fx.client();
     const s = await c.pagestream(fx.tenant, fx.timeline, 3);
     // not_modified_since beyond last_record_lsn: the server waits for ingest (wait_lsn_timeout).
-    const waiting = s.getPage(fx.rel, 0, fx.lsn + 1_000_000, fx.lsn + 1_000_000);
+    const waiting = s.getPage(fx.rel, 0, asLsn(fx.lsn + 1_000_000), asLsn(fx.lsn + 1_000_000));
     const settled = waiting.then(
       () => "answered",
       (e: Error) => e.message,

@@ -17,6 +17,7 @@ import { makeKey } from "../src/types/key.js";
 import { imageValue } from "../src/types/value.js";
 import { freePort } from "./support/backup_server.js";
 import { LogCapture } from "./support/log_check.js";
+import { asLsn } from "../src/types/lsn.js";
 
 const PROMETHEUS = "/usr/bin/prometheus";
 const JOB = "pageserver";
@@ -77,12 +78,12 @@ beforeAll(async () => {
   const port = await server.start();
   httpBase = `http://127.0.0.1:${port}`;
   const t = await server.tenants.create(tenantId, { compaction_period: 0, gc_period: 0, checkpoint_timeout: "1d" });
-  const tl = await t.createTimeline({ timelineId, startLsn: 0x1000 });
-  for (let i = 0; i < 50; i++) tl.put(k(i), 0x1000 + 8 * (i + 1), imageValue(Buffer.from(`v${i}`)));
-  tl.finishWrite(0x1000 + 8 * 50);
+  const tl = await t.createTimeline({ timelineId, startLsn: asLsn(0x1000) });
+  for (let i = 0; i < 50; i++) tl.put(k(i), asLsn(0x1000 + 8 * (i + 1)), imageValue(Buffer.from(`v${i}`)));
+  tl.finishWrite(asLsn(0x1000 + 8 * 50));
   await tl.checkpoint();
   // Reads from the flushed L0 file go through the page cache.
-  for (let i = 0; i < 50; i++) expect(Buffer.from((await tl.get(k(i), 0x1000 + 8 * 50))!).toString()).toBe(`v${i}`);
+  for (let i = 0; i < 50; i++) expect(Buffer.from((await tl.get(k(i), asLsn(0x1000 + 8 * 50)))!).toString()).toBe(`v${i}`);
 
   const promPort = await freePort();
   promUrl = `http://127.0.0.1:${promPort}`;
@@ -151,8 +152,8 @@ describe("a real Prometheus scrapes /metrics", () => {
     const n0 = sampleValue(before[0]!);
     expect(n0).toBeGreaterThanOrEqual(1);
     const tl = server!.tenants.get(tenantId).getTimeline(timelineId);
-    tl.put(k(0), 0x1000 + 8 * 51, imageValue(Buffer.from("again")));
-    tl.finishWrite(0x1000 + 8 * 51);
+    tl.put(k(0), asLsn(0x1000 + 8 * 51), imageValue(Buffer.from("again")));
+    tl.finishWrite(asLsn(0x1000 + 8 * 51));
     const res = await fetch(`${httpBase}/v1/tenant/${tenantId}/timeline/${timelineId}/checkpoint`, { method: "PUT" });
     expect(res.status).toBe(200);
     const after = await waitFor(q, (s) => s.length === 1 && sampleValue(s[0]!) >= n0 + 1);
@@ -177,9 +178,9 @@ describe("a real Prometheus scrapes /metrics", () => {
     await tl.get(k(1), last);
     expect(await count()).toBe(0);
     // A read one record ahead parks until the record is written.
-    const ahead = tl.get(k(60), last + 8);
-    tl.put(k(60), last + 8, imageValue(Buffer.from("late")));
-    tl.finishWrite(last + 8);
+    const ahead = tl.get(k(60), asLsn(last + 8));
+    tl.put(k(60), asLsn(last + 8), imageValue(Buffer.from("late")));
+    tl.finishWrite(asLsn(last + 8));
     expect(Buffer.from((await ahead)!).toString()).toBe("late");
     expect(await count()).toBe(1);
   });

@@ -34,6 +34,7 @@ import { makeKey } from "../src/types/key.js";
 import { LogCapture } from "./support/log_check.js";
 import { havePg15, PgInstance } from "./support/postgres.js";
 import { TenantHarness } from "./support/tenant_harness.js";
+import { asLsn } from "../src/types/lsn.js";
 
 const P = "a".repeat(32) as TimelineId;
 const B = "b".repeat(32) as TimelineId;
@@ -45,17 +46,17 @@ const root = (last: number, start: number): SizeInputTimeline => ({
   timeline_id: P,
   ancestor_id: null,
   ancestor_lsn: null,
-  last_record_lsn: last,
-  latest_gc_cutoff_lsn: start,
-  retention_start_lsn: start,
+  last_record_lsn: asLsn(last),
+  latest_gc_cutoff_lsn: asLsn(start),
+  retention_start_lsn: asLsn(start),
 });
 const branch = (at: number, last: number, start: number): SizeInputTimeline => ({
   timeline_id: B,
   ancestor_id: P,
-  ancestor_lsn: at,
-  last_record_lsn: last,
-  latest_gc_cutoff_lsn: at,
-  retention_start_lsn: start,
+  ancestor_lsn: asLsn(at),
+  last_record_lsn: asLsn(last),
+  latest_gc_cutoff_lsn: asLsn(at),
+  retention_start_lsn: asLsn(start),
 });
 /** A logical size that grows with the LSN: 1 MB + the LSN. */
 const logical = async (_id: TimelineId, lsn: number): Promise<number> => 1_000_000 + lsn;
@@ -104,14 +105,14 @@ describe("the size model's inputs from a tenant", () => {
   it("retention starts at the GC cutoff (gc_horizon back, at least latest_gc_cutoff_lsn); branches above it share, below it don't", async () => {
     h = new TenantHarness({ conf: { gc_horizon: 0x200, pitr_interval: 0 } });
     const t = await h.create();
-    const main = await t.createTimeline({ startLsn: 0x100 });
+    const main = await t.createTimeline({ startLsn: asLsn(0x100) });
     for (let lsn = 0x100; lsn <= 0x600; lsn += 0x100) {
-      main.put(makeKey(0, 1663, 5, 1000, 0, 1), lsn, testInit(String(lsn)));
-      main.finishWrite(lsn);
+      main.put(makeKey(0, 1663, 5, 1000, 0, 1), asLsn(lsn), testInit(String(lsn)));
+      main.finishWrite(asLsn(lsn));
     }
     await main.checkpoint();
-    const shared = await t.createTimeline({ ancestorId: main.timelineId, ancestorLsn: 0x500 });
-    const own = await t.createTimeline({ ancestorId: main.timelineId, ancestorLsn: 0x300 });
+    const shared = await t.createTimeline({ ancestorId: main.timelineId, ancestorLsn: asLsn(0x500) });
+    const own = await t.createTimeline({ ancestorId: main.timelineId, ancestorLsn: asLsn(0x300) });
     const inputs = sizeInputs(t, Date.now());
     const byId = new Map(inputs.timelines.map((x) => [x.timeline_id, x]));
     expect(inputs).toMatchObject({ gc_horizon_bytes: 0x200, pitr_interval_ms: 0 });
@@ -138,7 +139,7 @@ describe("the size model's inputs from a tenant", () => {
     ]);
     expect(size.size_bytes).toBe(1000 + 0x200 + 0 + 1000 + 0);
     // After a GC past the horizon, latest_gc_cutoff_lsn holds the retention start up.
-    await t.gc({ timeline: main, cutoffLsn: 0x400 });
+    await t.gc({ timeline: main, cutoffLsn: asLsn(0x400) });
     expect(sizeInputs(t, Date.now()).timelines.find((x) => x.timeline_id === main.timelineId)).toMatchObject({ latest_gc_cutoff_lsn: 0x400, retention_start_lsn: 0x400 });
   });
 });
@@ -168,9 +169,9 @@ describe("the concurrency limit of logical-size queries", () => {
       const t = await h.create();
       // Two timelines not sharing history: two computations per tenant.
       for (const start of [0x100, 0x200]) {
-        const tl = await t.createTimeline({ startLsn: start });
-        tl.put(makeKey(0, 1663, 5, 1000, 0, 1), start, testInit("x"));
-        tl.finishWrite(start);
+        const tl = await t.createTimeline({ startLsn: asLsn(start) });
+        tl.put(makeKey(0, 1663, 5, 1000, 0, 1), asLsn(start), testInit("x"));
+        tl.finishWrite(asLsn(start));
       }
       tenants.push(t);
     }

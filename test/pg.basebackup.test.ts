@@ -17,7 +17,7 @@ import { basebackupTar, checkpointLocation, checkpointRecordEnd, pageChecksum } 
 import { decodeControlFile, encodeControlFile } from "../src/pg/control.js";
 import { collectKeyspace, DatadirSnapshot, DatadirWriter, importDatadir, importTarStream, readImportLsn } from "../src/pgdata/index.js";
 import type { Timeline } from "../src/tenant/timeline.js";
-import { lsnToString, parseLsn } from "../src/types/lsn.js";
+import { asLsn, INVALID_LSN, lsnToString, parseLsn } from "../src/types/lsn.js";
 import { BackupServer, runPg } from "./support/backup_server.js";
 import { PgInstance } from "./support/postgres.js";
 import { TenantHarness } from "./support/tenant_harness.js";
@@ -51,7 +51,7 @@ async function diffWithSource(timeline: Timeline, lsn: number, srcDir: string): 
   const dir = mkdtempSync(join(tmpdir(), "pgbb-diff-"));
   try {
     const tarPath = join(dir, "backup.tar");
-    await pipeline(Readable.from(await basebackupTar(timeline, lsn)), createWriteStream(tarPath));
+    await pipeline(Readable.from(await basebackupTar(timeline, asLsn(lsn))), createWriteStream(tarPath));
     execFileSync("tar", ["-xf", tarPath, "-C", dir]);
     const out: string[] = [];
     const dirs = ["global", ...readdirSync(join(srcDir, "base")).map((d) => `base/${d}`)];
@@ -93,7 +93,7 @@ let src: PgInstance | null = null;
 let h: TenantHarness | null = null;
 const servers: BackupServer[] = [];
 let expected: string[] = [];
-let importLsn = 0;
+let importLsn = INVALID_LSN;
 let tl: Timeline;
 
 beforeAll(async () => {
@@ -140,7 +140,7 @@ afterAll(async () => {
 async function startFromBackup(timeline: Timeline, lsn: number): Promise<BackupServer> {
   const s = new BackupServer();
   servers.push(s);
-  await s.untar(await basebackupTar(timeline, lsn));
+  await s.untar(await basebackupTar(timeline, asLsn(lsn)));
   await s.start();
   return s;
 }
@@ -250,21 +250,21 @@ describe("base backup of an imported cluster", () => {
 
   it("refuses bad LSNs with typed errors", async () => {
     await expect(importDatadir(tl, src!.dataDir)).rejects.toThrow(/not empty/);
-    await expect(basebackupTar(tl, importLsn - 8)).rejects.toThrow(/below the timeline's start/);
+    await expect(basebackupTar(tl, asLsn(importLsn - 8))).rejects.toThrow(/below the timeline's start/);
     // Beyond last_record_lsn: waits (wait_lsn_timeout 2 s in tests), then times out.
-    await expect(basebackupTar(tl, importLsn + 0x1000)).rejects.toMatchObject({ code: "lsn_timeout" });
+    await expect(basebackupTar(tl, asLsn(importLsn + 0x1000))).rejects.toMatchObject({ code: "lsn_timeout" });
   });
 
   it("places the checkpoint after the page header when the LSN is on a page boundary; PostgreSQL starts", async () => {
     const x = importLsn - (importLsn % 8192) + 8192;
     const w = new DatadirWriter(tl);
-    w.begin(x);
+    w.begin(asLsn(x));
     w.putRelmap(1663, 5, new DatadirSnapshot(tl, importLsn).relmap(1663, 5)!); // an unchanged rewrite
     w.commit(importLsn);
-    const c = checkpointLocation(x, 16 * 1024 * 1024);
+    const c = checkpointLocation(asLsn(x), 16 * 1024 * 1024);
     expect(c).toBe(x + 24);
-    expect(checkpointLocation(x - 80, 16 * 1024 * 1024)).toBe(c); // record would cross the page end
-    expect(checkpointLocation(0x2000000, 16 * 1024 * 1024)).toBe(0x2000000 + 40);
+    expect(checkpointLocation(asLsn(x - 80), 16 * 1024 * 1024)).toBe(c); // record would cross the page end
+    expect(checkpointLocation(asLsn(0x2000000), 16 * 1024 * 1024)).toBe(0x2000000 + 40);
     const s = await startFromBackup(tl, x);
     expect(parseLsn(await s.psql("SELECT pg_current_wal_lsn()"))).toBeGreaterThanOrEqual(checkpointRecordEnd(c));
     expect(await runQueries((sql, db) => s.psql(sql, db))).toEqual(expected);

@@ -21,7 +21,7 @@ import { WalStreamDecoder } from "../src/pg/wal/decoder.js";
 import { restorePageImage } from "../src/pg/wal/image.js";
 import { walFileName } from "../src/pg/wal/page.js";
 import { BKPIMAGE_COMPRESS_LZ4, BKPIMAGE_COMPRESS_PGLZ, BKPIMAGE_COMPRESS_ZSTD, type BlockImage, type DecodedRecord } from "../src/pg/wal/record.js";
-import { parseLsn } from "../src/types/lsn.js";
+import { asLsn, parseLsn } from "../src/types/lsn.js";
 import { PgInstance } from "./support/postgres.js";
 
 const enc = (s: string) => new Uint8Array(Buffer.from(s, "latin1"));
@@ -301,7 +301,7 @@ beforeAll(async () => {
   const parts: Buffer[] = [];
   for (let s = segStart; s < end; s += SEG) parts.push(readFileSync(join(pg.walDir, walFileName(1, s / SEG, SEG))));
   const wal = Buffer.concat(parts).subarray(0, end - segStart);
-  const dec = new WalStreamDecoder(segStart);
+  const dec = new WalStreamDecoder(asLsn(segStart));
   dec.feed(wal);
   for (let r = dec.next(); r !== null; r = dec.next()) {
     for (const b of r.blocks) {

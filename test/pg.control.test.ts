@@ -17,7 +17,7 @@ import {
   PG_CONTROL_VERSION,
   systemIdentifierString,
 } from "../src/pg/control.js";
-import { lsnToString } from "../src/types/lsn.js";
+import { asLsn, lsnToString } from "../src/types/lsn.js";
 import { PgInstance } from "./support/postgres.js";
 
 let pg: PgInstance;
@@ -107,7 +107,7 @@ describe("pg_control", () => {
     expect(cp).toEqual(file.subarray(40, 128));
     expect(decodeCheckPoint(cp)).toEqual(c.checkPointCopy);
     // A changed field gets a fresh, valid CRC.
-    const changed = encodeControlFile({ ...c, state: DbState.InProduction, checkPoint: c.checkPoint + 0x1000 });
+    const changed = encodeControlFile({ ...c, state: DbState.InProduction, checkPoint: asLsn(c.checkPoint + 0x1000) });
     const back = decodeControlFile(changed);
     expect(back.state).toBe(DbState.InProduction);
     expect(back.checkPoint).toBe(c.checkPoint + 0x1000);

@@ -44,7 +44,7 @@ import { basebackupTar } from "../src/pgdata/basebackup.js";
 import { PendingValues } from "../src/pgdata/pending_values.js";
 import type { Timeline } from "../src/tenant/timeline.js";
 import { type Key, keyFields, keyToHex, makeKey } from "../src/types/key.js";
-import type { Lsn } from "../src/types/lsn.js";
+import { asLsn, type Lsn } from "../src/types/lsn.js";
 import { type Value, ValueTag } from "../src/types/value.js";
 import { TenantHarness } from "./support/tenant_harness.js";
 
@@ -154,7 +154,7 @@ describe("PendingValues", () => {
             put: (k: Key, _lsn: Lsn, v: Value) => got.push([k, [...v]]),
             putTagged: (k: Key, _lsn: Lsn, tag: ValueTag, payload: Uint8Array) => got.push([k, [tag, ...payload]]),
           },
-          1,
+          asLsn(1),
         );
         expect(got).toEqual([...model].map(([k, v]) => [k, [...v]]));
       }),
@@ -167,7 +167,7 @@ describe("writer and reader", () => {
   async function setup(conf: Record<string, unknown> = {}): Promise<Timeline> {
     h = new TenantHarness({ keyspace: collectKeyspace, conf });
     const t = await h.create();
-    return await t.createTimeline({ startLsn: 0x1000 });
+    return await t.createTimeline({ startLsn: asLsn(0x1000) });
   }
 
   it("creates, extends, truncates, drops relations; drops databases; logical size", async () => {
@@ -175,7 +175,7 @@ describe("writer and reader", () => {
     const w = new DatadirWriter(tl);
     const rel = relTag(1663, 5, 16384, 0);
     const fsm = relTag(1663, 5, 16384, 1);
-    w.begin(0x1000);
+    w.begin(asLsn(0x1000));
     w.createDb(1663, 5);
     w.putRelmap(1663, 5, new Uint8Array(512).fill(7));
     w.createRel(rel);
@@ -186,7 +186,7 @@ describe("writer and reader", () => {
     expect(w.relExists(fsm)).toBe(false);
     w.commit();
 
-    let s = new DatadirSnapshot(tl, 0x1000);
+    let s = new DatadirSnapshot(tl, asLsn(0x1000));
     expect(s.listDbs()).toEqual([{ spcnode: 1663, dbnode: 5, relmapExists: true }]);
     expect(s.relExists(rel)).toBe(true);
     expect(s.relSize(rel)).toBe(4);
@@ -199,56 +199,56 @@ describe("writer and reader", () => {
     expect(s.relmap(1663, 5)).toEqual(new Uint8Array(512).fill(7));
     expect(s.logicalSize()).toBe(4 * 8192);
 
-    w.begin(0x2000);
+    w.begin(asLsn(0x2000));
     w.truncateRel(rel, 1);
     w.createRel(fsm, 2);
     w.commit();
-    s = new DatadirSnapshot(tl, 0x2000);
+    s = new DatadirSnapshot(tl, asLsn(0x2000));
     expect(s.relSize(rel)).toBe(1);
     expect(s.getRelPage(rel, 3)).toEqual(page(0));
     expect(s.listRels(1663, 5)).toEqual([rel, fsm]);
     expect(s.logicalSize()).toBe(3 * 8192);
     // Re-extension after truncation must not resurrect the old block 3.
-    w.begin(0x3000);
+    w.begin(asLsn(0x3000));
     w.putRelPageImage(rel, 4, page(9));
     w.commit();
-    s = new DatadirSnapshot(tl, 0x3000);
+    s = new DatadirSnapshot(tl, asLsn(0x3000));
     expect(s.getRelPage(rel, 3)).toEqual(page(0));
     expect(s.getRelPage(rel, 4)[0]).toBe(9);
     // Old LSNs still read the old state.
-    expect(new DatadirSnapshot(tl, 0x1000).getRelPage(rel, 3)[0]).toBe(4);
+    expect(new DatadirSnapshot(tl, asLsn(0x1000)).getRelPage(rel, 3)[0]).toBe(4);
 
-    w.begin(0x4000);
+    w.begin(asLsn(0x4000));
     w.dropRel(rel);
     w.commit();
-    s = new DatadirSnapshot(tl, 0x4000);
+    s = new DatadirSnapshot(tl, asLsn(0x4000));
     expect(s.relExists(rel)).toBe(false);
     expect(s.listRels(1663, 5)).toEqual([fsm]);
     // Re-created relnode starts empty.
-    w.begin(0x5000);
+    w.begin(asLsn(0x5000));
     w.createRel(rel);
     w.commit();
-    expect(new DatadirSnapshot(tl, 0x5000).relSize(rel)).toBe(0);
+    expect(new DatadirSnapshot(tl, asLsn(0x5000)).relSize(rel)).toBe(0);
 
-    w.begin(0x6000);
+    w.begin(asLsn(0x6000));
     w.dropDb(1663, 5);
     w.commit();
-    s = new DatadirSnapshot(tl, 0x6000);
+    s = new DatadirSnapshot(tl, asLsn(0x6000));
     expect(s.listDbs()).toEqual([]);
     expect(s.relExists(fsm)).toBe(false);
     expect(s.listRels(1663, 5)).toEqual([]);
     expect(s.logicalSize()).toBe(0);
     // A database created again has no relations from before.
-    w.begin(0x7000);
+    w.begin(asLsn(0x7000));
     w.createDb(1663, 5);
     w.commit();
-    expect(new DatadirSnapshot(tl, 0x7000).listRels(1663, 5)).toEqual([]);
+    expect(new DatadirSnapshot(tl, asLsn(0x7000)).listRels(1663, 5)).toEqual([]);
   });
 
   it("SLRU segments, two-phase files, control file, checkpoint", async () => {
     const tl = await setup();
     const w = new DatadirWriter(tl);
-    w.begin(0x1000);
+    w.begin(asLsn(0x1000));
     const seg = new Uint8Array(3 * 8192);
     seg[8192] = 0x55;
     w.putSlruSegment(SlruKind.Clog, 0, seg);
@@ -257,18 +257,18 @@ describe("writer and reader", () => {
     w.putControlFile(new Uint8Array(8192).fill(1));
     w.putCheckpoint(new Uint8Array(88).fill(2));
     w.commit();
-    w.begin(0x2000);
+    w.begin(asLsn(0x2000));
     w.putTwophase(1235, new Uint8Array([4]));
     w.dropTwophase(1234);
     w.commit();
-    const s = new DatadirSnapshot(tl, 0x2000);
+    const s = new DatadirSnapshot(tl, asLsn(0x2000));
     expect(s.slruSegments(SlruKind.Clog)).toEqual([0]);
     expect(s.getSlruSegment(SlruKind.Clog, 0)).toEqual(seg);
     expect(s.slruSegmentSize(SlruKind.MultiXactOffsets, 0)).toBe(2);
     expect(s.getSlruPage(SlruKind.MultiXactOffsets, 0, 1)[0]).toBe(3);
     expect(s.twophaseXids()).toEqual([1235]);
     expect(s.twophaseFile(1235)).toEqual(new Uint8Array([4]));
-    expect(new DatadirSnapshot(tl, 0x1000).twophaseXids()).toEqual([1234]);
+    expect(new DatadirSnapshot(tl, asLsn(0x1000)).twophaseXids()).toEqual([1234]);
     expect(s.controlFile()![0]).toBe(1);
     expect(s.checkpoint()!.length).toBe(88);
     // Keyspace: sorted, non-overlapping, holds what exists.
@@ -288,7 +288,7 @@ describe("writer and reader", () => {
     const keep = relTag(1663, 5, 16384, 0);
     const gone = relTag(1663, 5, 16385, 0);
     const goneDb = relTag(1663, 6, 16386, 0);
-    w.begin(0x1000);
+    w.begin(asLsn(0x1000));
     for (let b = 0; b < 5; b++) {
       w.putRelPageImage(keep, b, page(b + 1));
       w.putRelPageImage(gone, b, page(b + 11));
@@ -296,52 +296,52 @@ describe("writer and reader", () => {
     }
     w.commit();
     await tl.checkpoint();
-    let ks = collectKeyspace(tl, 0x1000);
+    let ks = collectKeyspace(tl, asLsn(0x1000));
     const inKs = (k: string) => ks.some((r) => r.start <= k && k < r.end);
     expect(inKs(relBlockKey(gone, 4)) && inKs(relBlockKey(goneDb, 0))).toBe(true);
 
-    w.begin(0x2000);
+    w.begin(asLsn(0x2000));
     w.dropRel(gone);
     w.dropDb(1663, 6);
     w.putRelPageImage(keep, 0, page(99));
     w.commit();
     await tl.checkpoint();
-    ks = collectKeyspace(tl, 0x2000);
+    ks = collectKeyspace(tl, asLsn(0x2000));
     expect(inKs(relBlockKey(keep, 4)) && inKs(relSizeKey(keep))).toBe(true);
     expect(inKs(relBlockKey(keep, 5))).toBe(false);
     expect(inKs(relBlockKey(gone, 0)) || inKs(relSizeKey(gone)) || inKs(relBlockKey(goneDb, 0)) || inKs(relDirKey(1663, 6))).toBe(false);
 
     await t.compact({ forceImages: true });
-    await t.gc({ timeline: tl, cutoffLsn: 0x2000 });
+    await t.gc({ timeline: tl, cutoffLsn: asLsn(0x2000) });
     expect(tl.layerMap.layers.every((l) => l.desc.kind === "image")).toBe(true);
-    const s = new DatadirSnapshot(tl, 0x2000);
+    const s = new DatadirSnapshot(tl, asLsn(0x2000));
     expect(s.getRelPage(keep, 0)[0]).toBe(99);
     expect(s.getRelPage(keep, 4)[0]).toBe(5);
     expect(s.relExists(gone)).toBe(false);
     // The raw keys of the dropped relations are gone from storage.
-    expect(await tl.get(relBlockKey(gone, 2), 0x2000)).toBe(null);
-    expect(await tl.get(relBlockKey(goneDb, 2), 0x2000)).toBe(null);
-    expect(await tl.get(relSizeKey(gone), 0x2000)).toBe(null);
+    expect(await tl.get(relBlockKey(gone, 2), asLsn(0x2000))).toBe(null);
+    expect(await tl.get(relBlockKey(goneDb, 2), asLsn(0x2000))).toBe(null);
+    expect(await tl.get(relSizeKey(gone), asLsn(0x2000))).toBe(null);
     // Below the GC cutoff: typed errors from reads and base backups.
-    await expect(datadirAt(tl, 0x1000)).rejects.toMatchObject({ code: "gc_cutoff" });
-    await expect(basebackupTar(tl, 0x1000)).rejects.toMatchObject({ code: "gc_cutoff" });
+    await expect(datadirAt(tl, asLsn(0x1000))).rejects.toMatchObject({ code: "gc_cutoff" });
+    await expect(basebackupTar(tl, asLsn(0x1000))).rejects.toMatchObject({ code: "gc_cutoff" });
     // Still right after a restart (layers on disk).
     const t2 = await h!.restart(true);
     const tl2 = t2.getTimeline(tl.timelineId);
-    expect(new DatadirSnapshot(tl2, 0x2000).getRelPage(keep, 4)[0]).toBe(5);
-    expect(new DatadirSnapshot(tl2, 0x2000).logicalSize()).toBe(5 * 8192);
+    expect(new DatadirSnapshot(tl2, asLsn(0x2000)).getRelPage(keep, 4)[0]).toBe(5);
+    expect(new DatadirSnapshot(tl2, asLsn(0x2000)).logicalSize()).toBe(5 * 8192);
   });
 
   it("big modifications put data early and stay consistent", async () => {
     const tl = await setup();
     const w = new DatadirWriter(tl);
     const rel = relTag(1663, 5, 16384, 0);
-    w.begin(0x1000);
+    w.begin(asLsn(0x1000));
     for (let b = 0; b < 2000; b++) w.putRelPageImage(rel, b, page(b & 0xff)); // 16 MB > 8 MiB pending
     expect(w.commit()).toBeGreaterThan(2000);
-    const s = new DatadirSnapshot(tl, 0x1000);
+    const s = new DatadirSnapshot(tl, asLsn(0x1000));
     expect(s.relSize(rel)).toBe(2000);
     expect(s.getRelPage(rel, 1999)[0]).toBe(1999 & 0xff);
-    expect(() => w.begin(0x800)).toThrow(/below last_record_lsn/);
+    expect(() => w.begin(asLsn(0x800))).toThrow(/below last_record_lsn/);
   });
 });

@@ -30,7 +30,7 @@ import {
 } from "../src/pg/replication/index.js";
 import { WalStreamDecoder } from "../src/pg/wal/decoder.js";
 import { rmgrName } from "../src/pg/wal/rmgr_ids.js";
-import { type Lsn, lsnToString, parseLsn, writeLsnBE } from "../src/types/lsn.js";
+import { asLsn, type Lsn, lsnToString, parseLsn, writeLsnBE } from "../src/types/lsn.js";
 import { PgInstance } from "./support/postgres.js";
 
 const RM_HEAP_ID = 10;
@@ -69,7 +69,7 @@ describe("replication message codecs", () => {
     w[0] = 0x77;
     writeLsnBE(w, 1, parseLsn("1/2000028"));
     writeLsnBE(w, 9, parseLsn("A/FFFFFFF8"));
-    writeLsnBE(w, 17, 0x0002_e0a1_b2c3_d4e5 - 0); // a time beyond 2^32 µs
+    writeLsnBE(w, 17, asLsn(0x0002_e0a1_b2c3_d4e5 - 0)); // a time beyond 2^32 µs
     w.set([1, 2, 3], 25);
     const mw = parseReplicationMessage(w);
     expect(mw.kind).toBe("xlogdata");
@@ -86,7 +86,7 @@ describe("replication message codecs", () => {
     const mk = parseReplicationMessage(k);
     expect(mk).toEqual({ kind: "keepalive", walEnd: parseLsn("2/10"), sendTime_us: 0, replyRequested: true });
 
-    const r = encodeStandbyStatus({ write: parseLsn("3/4"), flush: parseLsn("5/6"), apply: 0, replyRequested: true, sendTime_us: 2 ** 40 + 7 });
+    const r = encodeStandbyStatus({ write: parseLsn("3/4"), flush: parseLsn("5/6"), apply: asLsn(0), replyRequested: true, sendTime_us: 2 ** 40 + 7 });
     expect(r.length).toBe(34);
     expect(Buffer.from(r).toString("hex")).toBe(
       `72${"0000000300000004"}${"0000000500000006"}${"0000000000000000"}${"0000010000000007"}01`,
@@ -177,7 +177,7 @@ describe("physical replication against PostgreSQL 15", () => {
       {
         onWal: async (lsn, bytes) => {
           if (lsn !== expectedNext) violations.push(`onWal at ${lsnToString(lsn)}, expected ${lsnToString(expectedNext)}`);
-          expectedNext = lsn + bytes.length;
+          expectedNext = asLsn(lsn + bytes.length);
           decoder.feed(bytes);
           for (let r = decoder.next(); r !== null; r = decoder.next()) {
             if (lastRecordLsn !== null && r.prev !== lastRecordLsn) violations.push(`xl_prev break at ${lsnToString(r.lsn)}`);
@@ -278,7 +278,7 @@ describe("physical replication against PostgreSQL 15", () => {
         onWal: async (lsn, bytes) => {
           calls++;
           if (lsn !== expectedNext) throw new Error(`onWal at ${lsnToString(lsn)}, expected ${lsnToString(expectedNext)}`);
-          expectedNext = lsn + bytes.length;
+          expectedNext = asLsn(lsn + bytes.length);
           if (blocked) await gate;
         },
         flushLsn: () => start,
@@ -314,7 +314,7 @@ describe("physical replication against PostgreSQL 15", () => {
   it("a wrong expected system id fails with a typed error after one attempt", async () => {
     const receiver = new WalReceiver(
       { connstr, slot_name: "ps_wrong", start_lsn: parseLsn("0/1000000"), expected_system_id: "12345", timeline: 1, backoff_initial_ms: 10 },
-      { onWal: () => {}, flushLsn: () => 0 },
+      { onWal: () => {}, flushLsn: () => asLsn(0) },
     );
     receiver.start();
     const err = await receiver.finished.then(
@@ -336,7 +336,7 @@ describe("physical replication against PostgreSQL 15", () => {
   it("a timeline mismatch is a typed, non-retried error", async () => {
     const receiver = new WalReceiver(
       { connstr, slot_name: "ps_tli", start_lsn: parseLsn("0/1000000"), timeline: 2, backoff_initial_ms: 10 },
-      { onWal: () => {}, flushLsn: () => 0 },
+      { onWal: () => {}, flushLsn: () => asLsn(0) },
     );
     receiver.start();
     await expect(receiver.finished).rejects.toMatchObject({ kind: "timeline_mismatch", retryable: false });
@@ -372,8 +372,8 @@ describe("physical replication against PostgreSQL 15", () => {
     const dead = "postgresql://postgres@127.0.0.1:1/postgres";
     const states: string[] = [];
     const bounded = new WalReceiver(
-      { connstr: dead, slot_name: "ps_dead", start_lsn: 0, timeline: 1, backoff_initial_ms: 1, backoff_max_ms: 4, max_consecutive_failures: 4 },
-      { onWal: () => {}, flushLsn: () => 0, onStateChange: (s) => states.push(s.state) },
+      { connstr: dead, slot_name: "ps_dead", start_lsn: asLsn(0), timeline: 1, backoff_initial_ms: 1, backoff_max_ms: 4, max_consecutive_failures: 4 },
+      { onWal: () => {}, flushLsn: () => asLsn(0), onStateChange: (s) => states.push(s.state) },
     );
     bounded.start();
     await expect(bounded.finished).rejects.toMatchObject({ kind: "connection" });
@@ -382,8 +382,8 @@ describe("physical replication against PostgreSQL 15", () => {
     expect(states[states.length - 1]).toBe("failed");
 
     const stopped = new WalReceiver(
-      { connstr: dead, slot_name: "ps_dead", start_lsn: 0, timeline: 1, backoff_initial_ms: 60_000 },
-      { onWal: () => {}, flushLsn: () => 0 },
+      { connstr: dead, slot_name: "ps_dead", start_lsn: asLsn(0), timeline: 1, backoff_initial_ms: 60_000 },
+      { onWal: () => {}, flushLsn: () => asLsn(0) },
     );
     stopped.start();
     await waitFor("backoff", () => stopped.state.state === "backoff");

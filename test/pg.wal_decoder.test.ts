@@ -35,7 +35,7 @@ import {
   MAX_RECORD_BYTES,
 } from "../src/pg/wal/record.js";
 import { describeRecordKind, infoName, RM_XLOG_ID, rmgrName, XLOG_SWITCH } from "../src/pg/wal/rmgr_ids.js";
-import { type Lsn, lsnToString, parseLsn } from "../src/types/lsn.js";
+import { asLsn, type Lsn, lsnAdd, lsnToString, parseLsn } from "../src/types/lsn.js";
 import { PgInstance } from "./support/postgres.js";
 import { buildRecord, bytesOf, mainDataBody, TEST_SYSID, u16le, u32le, WalWriter } from "./support/walgen.js";
 
@@ -200,7 +200,7 @@ beforeAll(async () => {
   t1FileNode = Number(await pg.psql("SELECT pg_relation_filenode('t1')"));
   await pg.stop();
 
-  walStart = Math.floor(before / SEG) * SEG;
+  walStart = asLsn(Math.floor(before / SEG) * SEG);
   const segs = new Set(pg.walSegments());
   const parts: Buffer[] = [];
   for (let segNo = walStart / SEG; segs.has(walFileName(1, segNo, SEG)); segNo++) {
@@ -334,10 +334,10 @@ describe("WalStreamDecoder on real PostgreSQL 15 WAL", () => {
     const starts: Lsn[] = [];
     for (const r of multi) {
       const firstBoundary = Math.ceil((r.lsn + 1) / XLOG_BLCKSZ) * XLOG_BLCKSZ;
-      starts.push(firstBoundary, firstBoundary + XLOG_BLCKSZ);
+      starts.push(asLsn(firstBoundary), asLsn(firstBoundary + XLOG_BLCKSZ));
     }
     // Every segment start in the range (some begin with a continuation, some not).
-    for (let s = walStart; s < walEnd; s += SEG) starts.push(s);
+    for (let s = walStart; s < walEnd; s = lsnAdd(s, SEG)) starts.push(s);
     for (const start of starts) {
       const got = decodeAll(start, wal.subarray(start - walStart, walEnd - walStart));
       const want = records.filter((r) => r.lsn >= start);
@@ -416,12 +416,12 @@ describe("WalStreamDecoder on real PostgreSQL 15 WAL", () => {
   it("a bad page magic, a wrong pageaddr, a bad long header are errors naming the page", () => {
     const page = Math.ceil((records[300]!.lsn + 1) / XLOG_BLCKSZ) * XLOG_BLCKSZ;
     const cases: [string, (b: Uint8Array) => void, RegExp, Lsn][] = [
-      ["magic", (b) => (b[page - walStart]! ^= 0xff), /invalid magic number/, page],
-      ["pageaddr", (b) => (b[page - walStart + 9]! ^= 0x01), /unexpected pageaddr/, page],
-      ["info bits", (b) => (b[page - walStart + 2]! |= 0x40), /invalid info bits/, page],
-      ["segment size", (b) => (b[walStart + SEG - walStart + 34]! ^= 0x01), /incorrect segment size/, walStart + SEG],
-      ["sysid", (b) => (b[walStart + SEG - walStart + 24]! ^= 0x01), /different database system/, walStart + SEG],
-      ["no long header", (b) => (b[walStart + SEG - walStart + 2]! &= ~0x02), /no long header/, walStart + SEG],
+      ["magic", (b) => (b[page - walStart]! ^= 0xff), /invalid magic number/, asLsn(page)],
+      ["pageaddr", (b) => (b[page - walStart + 9]! ^= 0x01), /unexpected pageaddr/, asLsn(page)],
+      ["info bits", (b) => (b[page - walStart + 2]! |= 0x40), /invalid info bits/, asLsn(page)],
+      ["segment size", (b) => (b[walStart + SEG - walStart + 34]! ^= 0x01), /incorrect segment size/, asLsn(walStart + SEG)],
+      ["sysid", (b) => (b[walStart + SEG - walStart + 24]! ^= 0x01), /different database system/, asLsn(walStart + SEG)],
+      ["no long header", (b) => (b[walStart + SEG - walStart + 2]! &= ~0x02), /no long header/, asLsn(walStart + SEG)],
     ];
     for (const [name, corrupt, re, at] of cases) {
       const bytes = wal.slice(0, walEnd - walStart);
@@ -476,7 +476,7 @@ function checkT1HeapPage(page: Uint8Array, where: string): number {
 }
 
 describe("WalStreamDecoder on hand-made WAL", () => {
-  const BASE = 0x4000000; // a segment start with 1 MiB segments
+  const BASE = asLsn(0x4000000); // a segment start with 1 MiB segments
   const opts = { segmentSizeBytes: SEG };
 
   it("reassembles records whose 24-byte header is split across pages, at every split point", () => {
@@ -513,7 +513,7 @@ describe("WalStreamDecoder on hand-made WAL", () => {
     expect(b).toBe(BASE + XLOG_BLCKSZ + 24);
     // Starting from each page inside b skips the rest of b.
     for (let p = BASE + 2 * XLOG_BLCKSZ; p < c; p += XLOG_BLCKSZ) {
-      expect(decodeAll(p, bytes.subarray(p - BASE), opts).map((r) => r.lsn)).toEqual([c]);
+      expect(decodeAll(asLsn(p), bytes.subarray(p - BASE), opts).map((r) => r.lsn)).toEqual([c]);
     }
   });
 
@@ -522,7 +522,7 @@ describe("WalStreamDecoder on hand-made WAL", () => {
     const a = w.add({ body: mainDataBody(100) });
     const sw = w.add({ rmid: RM_XLOG_ID, info: XLOG_SWITCH, body: new Uint8Array(0) });
     w.align();
-    w.zeroFillTo(BASE + SEG);
+    w.zeroFillTo(asLsn(BASE + SEG));
     const c = w.add({ body: mainDataBody(50) });
     const got = decodeChunked(new WalStreamDecoder(BASE, opts), w.bytes(), [4096, 1, 70000]);
     expect(got.map((r) => r.lsn)).toEqual([a, sw, c]);
@@ -574,7 +574,7 @@ describe("WalStreamDecoder on hand-made WAL", () => {
   it("checks the xl_prev chain, lengths and rmgr ids of record headers", () => {
     const w = new WalWriter(BASE, SEG);
     const a = w.add({ body: mainDataBody(10) });
-    w.prev = a + 8; // the next record links to the wrong place
+    w.prev = asLsn(a + 8); // the next record links to the wrong place
     const b = w.add({ body: mainDataBody(10) });
     let e = errorOf(() => decodeAll(BASE, w.bytes(), opts));
     expect(e.lsn).toBe(b);
@@ -605,7 +605,7 @@ describe("WalStreamDecoder on hand-made WAL", () => {
     w.add({ body: mainDataBody(10) });
     w.add({ rmid: RM_XLOG_ID, info: XLOG_SWITCH, body: new Uint8Array(0) });
     w.align();
-    w.zeroFillTo(BASE + SEG);
+    w.zeroFillTo(asLsn(BASE + SEG));
     const c = w.add({ body: mainDataBody(10) });
     const bytes = w.bytes();
     const sysid = (BigInt(TEST_SYSID.hi) * 2n ** 32n + BigInt(TEST_SYSID.lo)).toString();
@@ -622,8 +622,8 @@ describe("WalStreamDecoder on hand-made WAL", () => {
   });
 
   it("refuses bad constructor arguments", () => {
-    expect(() => new WalStreamDecoder(BASE + 4)).toThrow(/start LSN/);
-    expect(() => new WalStreamDecoder(BASE + 8, { segmentSizeBytes: SEG })).toThrow(/start LSN/); // inside the long header
+    expect(() => new WalStreamDecoder(asLsn(BASE + 4))).toThrow(/start LSN/);
+    expect(() => new WalStreamDecoder(asLsn(BASE + 8), { segmentSizeBytes: SEG })).toThrow(/start LSN/); // inside the long header
     expect(() => new WalStreamDecoder(BASE, { segmentSizeBytes: 3 << 20 })).toThrow(/segment size/);
   });
 });
@@ -632,7 +632,7 @@ describe("decodeRecord validation (DecodeXLogRecord's rules)", () => {
   const LSN = 0x1234568;
   const rel = [...u32le(1663), ...u32le(5), ...u32le(16384)];
   const blockHdr = (id: number, forkFlags: number, dataLen: number) => [id, forkFlags, ...u16le(dataLen)];
-  const rec = (body: Uint8Array | number[]) => buildRecord({ rmid: 10, body: bytesOf(body) }, 0x100);
+  const rec = (body: Uint8Array | number[]) => buildRecord({ rmid: 10, body: bytesOf(body) }, asLsn(0x100));
 
   it("decodes blocks, images, origin, top-level xid and long main data", () => {
     const image = new Uint8Array(8192 - 100).fill(7);
@@ -650,7 +650,7 @@ describe("decodeRecord validation (DecodeXLogRecord's rules)", () => {
       [1, 2, 3],
       new Uint8Array(300).fill(5),
     );
-    const r = decodeRecord(rec(body), LSN, LSN + 8);
+    const r = decodeRecord(rec(body), asLsn(LSN), asLsn(LSN + 8));
     expect(r.blocks.length).toBe(2);
     const [b0, b2] = r.blocks;
     expect(b0!.rnode).toEqual({ spcNode: 1663, dbNode: 5, relNode: 16384 });
@@ -695,10 +695,10 @@ describe("decodeRecord validation (DecodeXLogRecord's rules)", () => {
   ];
   for (const [name, parts, re] of bad) {
     it(`refuses: ${name}`, () => {
-      const e = errorOf(() => decodeRecord(rec(bytesOf(...parts)), LSN, LSN + 8));
+      const e = errorOf(() => decodeRecord(rec(bytesOf(...parts)), asLsn(LSN), asLsn(LSN + 8)));
       expect(e.message).toMatch(re);
       expect(e.lsn).toBe(LSN);
-      expect(e.message).toContain(lsnToString(LSN));
+      expect(e.message).toContain(lsnToString(asLsn(LSN)));
     });
   }
 
@@ -709,7 +709,7 @@ describe("decodeRecord validation (DecodeXLogRecord's rules)", () => {
     });
     expect(() => restorePageImage(img(new Uint8Array(8000), 0, 0, 0))).toThrow(/stored bytes/);
     expect(() => restorePageImage(img(new Uint8Array(100), 0, 0, 0x0c))).toThrow(/several methods/);
-    expect(() => restorePageImage(img(new Uint8Array([0x10, 0x41]), 0, 0, 0x08), undefined, 0x16b3748)).toThrow(/0\/16B3748.*lz4/);
+    expect(() => restorePageImage(img(new Uint8Array([0x10, 0x41]), 0, 0, 0x08), undefined, asLsn(0x16b3748))).toThrow(/0\/16B3748.*lz4/);
     expect(() => restorePageImage({ id: 3 })).toThrow(WalDecodeError);
   });
 });

@@ -93,11 +93,11 @@ import {
   infoName,
 } from "../src/pg/wal/rmgr_ids.js";
 import { CorruptionError } from "../src/types/errors.js";
-import { type Lsn, lsnToString, parseLsn } from "../src/types/lsn.js";
+import { asLsn, type Lsn, lsnToString, parseLsn } from "../src/types/lsn.js";
 import { PgInstance } from "./support/postgres.js";
 import { buildRecord, bytesOf, u16le, u32le } from "./support/walgen.js";
 
-const LSN = 0x0301_2345_6788;
+const LSN = asLsn(0x0301_2345_6788);
 
 function u64le(v: number): number[] {
   return [...u32le(v % 0x1_0000_0000), ...u32le(Math.floor(v / 0x1_0000_0000))];
@@ -107,7 +107,7 @@ function u64le(v: number): number[] {
 function record(rmid: number, info: number, main: Uint8Array | number[], xid = 0): DecodedRecord {
   const data = bytesOf(main);
   const hdr = data.length === 0 ? [] : data.length <= 255 ? [255, data.length] : [254, ...u32le(data.length)];
-  return decodeRecord(buildRecord({ rmid, info, xid, body: bytesOf(hdr, data) }, 0x100), LSN, LSN + 24 + hdr.length + data.length);
+  return decodeRecord(buildRecord({ rmid, info, xid, body: bytesOf(hdr, data) }, asLsn(0x100)), LSN, asLsn(LSN + 24 + hdr.length + data.length));
 }
 
 type Decoder = (rec: DecodedRecord) => unknown;
@@ -139,7 +139,7 @@ const RNODE = [...u32le(1663), ...u32le(16384), ...u32le(24576)];
 
 describe("XLOG records", () => {
   const cp: CheckPoint = {
-    redo: 0x0301_0000_0028,
+    redo: asLsn(0x0301_0000_0028),
     thisTimeLineId: 3,
     prevTimeLineId: 2,
     fullPageWrites: true,
@@ -559,7 +559,7 @@ beforeAll(async () => {
   const walStart = Math.floor(before / SEG) * SEG;
   const parts: Buffer[] = [];
   for (let segNo = walStart / SEG; segNo * SEG < walEnd; segNo++) parts.push(readFileSync(join(pg.walDir, walFileName(1, segNo, SEG))));
-  const dec = new WalStreamDecoder(walStart, { segmentSizeBytes: SEG });
+  const dec = new WalStreamDecoder(asLsn(walStart), { segmentSizeBytes: SEG });
   dec.feed(new Uint8Array(Buffer.concat(parts)).subarray(0, walEnd - walStart));
   for (let r = dec.next(); r !== null; r = dec.next()) records.push(r);
 }, 240_000);

@@ -36,7 +36,7 @@ import { classifyPath, importDatadir, readImportLsn } from "../src/pgdata/import
 import type { Timeline } from "../src/tenant/timeline.js";
 import { CorruptionError } from "../src/types/errors.js";
 import { keyNext } from "../src/types/key.js";
-import { type Lsn, lsnToString } from "../src/types/lsn.js";
+import { asLsn, type Lsn, lsnToString } from "../src/types/lsn.js";
 import { PgInstance } from "./support/postgres.js";
 import { TenantHarness } from "./support/tenant_harness.js";
 import { buildRecord, bytesOf, u32le } from "./support/walgen.js";
@@ -51,7 +51,7 @@ afterEach(async () => {
 function record(rmid: number, info: number, main: Uint8Array | number[], lsn: Lsn): DecodedRecord {
   const data = bytesOf(main);
   const hdr = data.length === 0 ? [] : data.length <= 255 ? [255, data.length] : [254, ...u32le(data.length)];
-  return decodeRecord(buildRecord({ rmid, info, body: bytesOf(hdr, data) }, 0x100), lsn, lsn + 24 + hdr.length + data.length);
+  return decodeRecord(buildRecord({ rmid, info, body: bytesOf(hdr, data) }, asLsn(0x100)), lsn, asLsn(lsn + 24 + hdr.length + data.length));
 }
 
 function cstring(s: string): number[] {
@@ -59,7 +59,7 @@ function cstring(s: string): number[] {
 }
 
 const CHECKPOINT: CheckPoint = {
-  redo: 0x1000,
+  redo: asLsn(0x1000),
   thisTimeLineId: 1,
   prevTimeLineId: 1,
   fullPageWrites: true,
@@ -84,17 +84,17 @@ const DB = 16400;
 
 describe("Tablespace records", () => {
   it("decodes CREATE with its location and DROP", () => {
-    expect(decodeTblspcRecord(record(RM_TBLSPC_ID, XLOG_TBLSPC_CREATE, [...u32le(TS_INPLACE), ...cstring("")], 0x2000))).toEqual({
+    expect(decodeTblspcRecord(record(RM_TBLSPC_ID, XLOG_TBLSPC_CREATE, [...u32le(TS_INPLACE), ...cstring("")], asLsn(0x2000)))).toEqual({
       op: XLOG_TBLSPC_CREATE,
       tsId: TS_INPLACE,
       path: "",
     });
-    expect(decodeTblspcRecord(record(RM_TBLSPC_ID, XLOG_TBLSPC_CREATE, [...u32le(TS_LOC), ...cstring("/srv/ts é")], 0x2000))).toEqual({
+    expect(decodeTblspcRecord(record(RM_TBLSPC_ID, XLOG_TBLSPC_CREATE, [...u32le(TS_LOC), ...cstring("/srv/ts é")], asLsn(0x2000)))).toEqual({
       op: XLOG_TBLSPC_CREATE,
       tsId: TS_LOC,
       path: "/srv/ts é",
     });
-    expect(decodeTblspcRecord(record(RM_TBLSPC_ID, XLOG_TBLSPC_DROP, u32le(TS_LOC), 0x2000))).toEqual({ op: XLOG_TBLSPC_DROP, tsId: TS_LOC });
+    expect(decodeTblspcRecord(record(RM_TBLSPC_ID, XLOG_TBLSPC_DROP, u32le(TS_LOC), asLsn(0x2000)))).toEqual({ op: XLOG_TBLSPC_DROP, tsId: TS_LOC });
   });
 
   it("refuses malformed records naming LSN, rmgr and info", () => {
@@ -108,7 +108,7 @@ describe("Tablespace records", () => {
       [0x20, u32le(TS_LOC), /unknown Tablespace info code 0x20/],
     ];
     for (const [info, main, re] of bad) {
-      const rec = record(RM_TBLSPC_ID, info, main, 0x2000);
+      const rec = record(RM_TBLSPC_ID, info, main, asLsn(0x2000));
       let err: unknown;
       try {
         decodeTblspcRecord(rec);
@@ -117,7 +117,7 @@ describe("Tablespace records", () => {
       }
       expect(err).toBeInstanceOf(CorruptionError);
       expect((err as Error).message).toMatch(re);
-      expect((err as Error).message).toContain(`at ${lsnToString(0x2000)}`);
+      expect((err as Error).message).toContain(`at ${lsnToString(asLsn(0x2000))}`);
       expect((err as Error).message).toContain(`rmgr 5, info 0x${info.toString(16).padStart(2, "0")}`);
     }
   });
@@ -150,9 +150,9 @@ describe("WalIngest of tablespace records", () => {
   async function setup(): Promise<Timeline> {
     h = new TenantHarness({ keyspace: collectKeyspace });
     const t = await h.create();
-    const tl = await t.createTimeline({ startLsn: 0x1000 });
+    const tl = await t.createTimeline({ startLsn: asLsn(0x1000) });
     const w = new DatadirWriter(tl);
-    w.begin(0x1000);
+    w.begin(asLsn(0x1000));
     w.createDb(1663, 5);
     w.putCheckpoint(encodeCheckPoint(CHECKPOINT));
     w.commit();
@@ -168,8 +168,8 @@ describe("WalIngest of tablespace records", () => {
     const snap = (): DatadirSnapshot => new DatadirSnapshot(tl, tl.lastRecordLsn);
 
     // CREATE TABLESPACE: one in place, one with a LOCATION.
-    ing.ingest(record(RM_TBLSPC_ID, XLOG_TBLSPC_CREATE, [...u32le(TS_INPLACE), ...cstring("")], 0x2000));
-    ing.ingest(record(RM_TBLSPC_ID, XLOG_TBLSPC_CREATE, [...u32le(TS_LOC), ...cstring("/srv/ts2")], 0x2100));
+    ing.ingest(record(RM_TBLSPC_ID, XLOG_TBLSPC_CREATE, [...u32le(TS_INPLACE), ...cstring("")], asLsn(0x2000)));
+    ing.ingest(record(RM_TBLSPC_ID, XLOG_TBLSPC_CREATE, [...u32le(TS_LOC), ...cstring("/srv/ts2")], asLsn(0x2100)));
     const afterCreate = tl.lastRecordLsn;
     expect(snap().listTablespaces()).toEqual([
       { spcnode: TS_INPLACE, location: "" },
@@ -177,7 +177,7 @@ describe("WalIngest of tablespace records", () => {
     ]);
 
     // CREATE TABLE … TABLESPACE: the database gets a directory in the tablespace.
-    ing.ingest(smgrCreate(TS_INPLACE, 5, 20000, 0x2200));
+    ing.ingest(smgrCreate(TS_INPLACE, 5, 20000, asLsn(0x2200)));
     expect(snap().listDbs()).toEqual([
       { spcnode: 1663, dbnode: 5, relmapExists: false },
       { spcnode: TS_INPLACE, dbnode: 5, relmapExists: false },
@@ -185,34 +185,34 @@ describe("WalIngest of tablespace records", () => {
     expect(snap().listRels(TS_INPLACE, 5)).toEqual([relTag(TS_INPLACE, 5, 20000, 0)]);
 
     // CREATE DATABASE … TABLESPACE (WAL_LOG): directory, relmap, relations there.
-    ing.ingest(record(RM_DBASE_ID, 0x10, [...u32le(DB), ...u32le(TS_INPLACE)], 0x2300));
+    ing.ingest(record(RM_DBASE_ID, 0x10, [...u32le(DB), ...u32le(TS_INPLACE)], asLsn(0x2300)));
     const relmap = new Uint8Array(512).fill(9);
-    ing.ingest(record(RM_RELMAP_ID, 0x00, [...u32le(DB), ...u32le(TS_INPLACE), ...u32le(512), ...relmap], 0x2400));
-    ing.ingest(smgrCreate(TS_INPLACE, DB, 1259, 0x2700));
+    ing.ingest(record(RM_RELMAP_ID, 0x00, [...u32le(DB), ...u32le(TS_INPLACE), ...u32le(512), ...relmap], asLsn(0x2400)));
+    ing.ingest(smgrCreate(TS_INPLACE, DB, 1259, asLsn(0x2700)));
     // A page of it, as a full-page write would leave it.
     const w = new DatadirWriter(tl);
-    w.begin(0x2800);
+    w.begin(asLsn(0x2800));
     w.putRelPageImage(relTag(TS_INPLACE, DB, 1259, 0), 0, new Uint8Array(8192).fill(3));
     w.commit();
     expect(snap().relmap(TS_INPLACE, DB)).toEqual(relmap);
     expect(snap().dbExists(TS_INPLACE, DB)).toBe(true);
 
     // CREATE DATABASE … TEMPLATE … STRATEGY FILE_COPY TABLESPACE ts2: the files are copied.
-    ing.ingest(record(RM_DBASE_ID, 0x00, [...u32le(DB + 1), ...u32le(TS_LOC), ...u32le(DB), ...u32le(TS_INPLACE)], 0x2900));
+    ing.ingest(record(RM_DBASE_ID, 0x00, [...u32le(DB + 1), ...u32le(TS_LOC), ...u32le(DB), ...u32le(TS_INPLACE)], asLsn(0x2900)));
     expect(snap().relmap(TS_LOC, DB + 1)).toEqual(relmap);
     expect(snap().relSize(relTag(TS_LOC, DB + 1, 1259, 0))).toBe(1);
     expect(snap().getRelPage(relTag(TS_LOC, DB + 1, 1259, 0), 0)).toEqual(new Uint8Array(8192).fill(3));
 
     // ALTER DATABASE SET TABLESPACE pg_default: FILE_COPY into the new one, DROP of the old.
-    ing.ingest(record(RM_DBASE_ID, 0x00, [...u32le(DB + 1), ...u32le(1663), ...u32le(DB + 1), ...u32le(TS_LOC)], 0x2a00));
-    ing.ingest(record(RM_DBASE_ID, 0x20, [...u32le(DB + 1), ...u32le(1), ...u32le(TS_LOC)], 0x2b00));
+    ing.ingest(record(RM_DBASE_ID, 0x00, [...u32le(DB + 1), ...u32le(1663), ...u32le(DB + 1), ...u32le(TS_LOC)], asLsn(0x2a00)));
+    ing.ingest(record(RM_DBASE_ID, 0x20, [...u32le(DB + 1), ...u32le(1), ...u32le(TS_LOC)], asLsn(0x2b00)));
     expect(snap().dbExists(TS_LOC, DB + 1)).toBe(false);
     expect(snap().getRelPage(relTag(1663, DB + 1, 1259, 0), 0)).toEqual(new Uint8Array(8192).fill(3));
 
     // DROP DATABASE in two tablespaces, then DROP TABLESPACE: its leftover directories go too.
-    ing.ingest(record(RM_DBASE_ID, 0x20, [...u32le(DB), ...u32le(1), ...u32le(TS_INPLACE)], 0x2c00));
+    ing.ingest(record(RM_DBASE_ID, 0x20, [...u32le(DB), ...u32le(1), ...u32le(TS_INPLACE)], asLsn(0x2c00)));
     expect(snap().dbExists(TS_INPLACE, DB)).toBe(false);
-    ing.ingest(record(RM_TBLSPC_ID, XLOG_TBLSPC_DROP, u32le(TS_INPLACE), 0x2d00));
+    ing.ingest(record(RM_TBLSPC_ID, XLOG_TBLSPC_DROP, u32le(TS_INPLACE), asLsn(0x2d00)));
     expect(snap().listTablespaces()).toEqual([{ spcnode: TS_LOC, location: "/srv/ts2" }]);
     expect(snap().listDbs().map((d) => `${d.spcnode}/${d.dbnode}`)).toEqual(["1663/5", `1663/${DB + 1}`]);
 
@@ -229,11 +229,11 @@ describe("WalIngest of tablespace records", () => {
   it("a record it refuses changes nothing, and the same ingest goes on after it", async () => {
     const tl = await setup();
     const ing = new WalIngest(tl);
-    ing.ingest(record(RM_TBLSPC_ID, XLOG_TBLSPC_CREATE, [...u32le(TS_LOC), ...cstring("/srv/ts2")], 0x2000));
+    ing.ingest(record(RM_TBLSPC_ID, XLOG_TBLSPC_CREATE, [...u32le(TS_LOC), ...cstring("/srv/ts2")], asLsn(0x2000)));
     const before = tl.lastRecordLsn;
-    expect(() => ing.ingest(record(RM_TBLSPC_ID, 0x30, u32le(TS_LOC), 0x2100))).toThrow(/Tablespace.*rmgr 5, info 0x30/);
+    expect(() => ing.ingest(record(RM_TBLSPC_ID, 0x30, u32le(TS_LOC), asLsn(0x2100)))).toThrow(/Tablespace.*rmgr 5, info 0x30/);
     expect(tl.lastRecordLsn).toBe(before);
-    ing.ingest(record(RM_TBLSPC_ID, XLOG_TBLSPC_DROP, u32le(TS_LOC), 0x2200));
+    ing.ingest(record(RM_TBLSPC_ID, XLOG_TBLSPC_DROP, u32le(TS_LOC), asLsn(0x2200)));
     expect(new DatadirSnapshot(tl, tl.lastRecordLsn).listTablespaces()).toEqual([]);
   });
 });

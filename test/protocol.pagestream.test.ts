@@ -18,6 +18,7 @@ import {
   type PagestreamResponse,
   type PagestreamVersion,
 } from "../src/protocol/pagestream.js";
+import { asLsn } from "../src/types/lsn.js";
 
 /** Hex with spaces for readability → bytes. */
 function hex(s: string): Uint8Array {
@@ -40,9 +41,9 @@ SEG.fill(2, 8192);
 const REL_HEX = "0000067f 00000005 00004000 00";
 const rel = { spcnode: 1663, dbnode: 5, relnode: 16384, forknum: 0 };
 const V2_HDR_HEX = "ffffffffffffffff 00000000016b3748";
-const v2hdr = { reqidHi: 0, reqidLo: 0, requestLsn: LATEST_LSN, notModifiedSince: 0x16b3748 };
+const v2hdr = { reqidHi: 0, reqidLo: 0, requestLsn: LATEST_LSN, notModifiedSince: asLsn(0x16b3748) };
 const V3_HDR_HEX = "0000000100000002 0000000200000000 0000000100000000";
-const v3hdr = { reqidHi: 1, reqidLo: 2, requestLsn: 2 * 2 ** 32, notModifiedSince: 2 ** 32 };
+const v3hdr = { reqidHi: 1, reqidLo: 2, requestLsn: asLsn(2 * 2 ** 32), notModifiedSince: asLsn(2 ** 32) };
 
 interface ReqVector {
   name: string;

@@ -75,6 +75,7 @@ import { describeRecordKind, RM_BTREE_ID } from "../src/pg/wal/rmgr_ids.js";
 import { havePg15, type PgInstance } from "./support/postgres.js";
 import { corruptionOf } from "./support/redo_malformed.js";
 import { formatReport, type VerifyReport, verifyRedo } from "./support/redo_verify.js";
+import { asLsn } from "../src/types/lsn.js";
 
 const REC_LSN = 0x1_0000_2000;
 const REC_END_LSN = 0x1_0000_2040;
@@ -99,7 +100,7 @@ function mkRec(info: number, main: Uint8Array, blocks: BlockSpec[] = []): Decode
     hasData: (b.data?.length ?? 0) > 0,
     data: b.data ?? new Uint8Array(0),
   }));
-  return { lsn: REC_LSN, endLsn: REC_END_LSN, xid: 0, prev: 0, info, rmid: RM_BTREE_ID, totLen: 0, blocks: decoded, mainData: main, record: new Uint8Array(0) };
+  return { lsn: asLsn(REC_LSN), endLsn: asLsn(REC_END_LSN), xid: 0, prev: asLsn(0), info, rmid: RM_BTREE_ID, totLen: 0, blocks: decoded, mainData: main, record: new Uint8Array(0) };
 }
 
 /** Little-endian bytes from a list of [value, width] pairs. */

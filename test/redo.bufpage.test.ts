@@ -64,6 +64,7 @@ import {
 import { rmgrRedo, rmgrsWithoutNativeRedo } from "../src/pg/redo/redo_table.js";
 import { RM_XLOG_ID } from "../src/pg/wal/rmgr_ids.js";
 import { rng } from "./support/rng.js";
+import { asLsn } from "../src/types/lsn.js";
 
 /** An item of `len` bytes whose content names it: byte k = (seed * 31 + k) & 0xff. */
 function item(len: number, seed: number): Uint8Array {
@@ -451,7 +452,7 @@ describe("bufmask", () => {
     pageAddItemExtended(p, item(8, 1), 0, 0);
     pageAddItemExtended(p, item(8, 2), 0, 0);
     setItemId(p, 2, itemIdOff(p, 2), LP_DEAD, 8);
-    setPageLsn(p, 0x1_2345_6789);
+    setPageLsn(p, asLsn(0x1_2345_6789));
     p[8] = 0x12;
     p[9] = 0x34;
     setPdFlags(p, PD_HAS_FREE_LINES | PD_PAGE_FULL | PD_ALL_VISIBLE);

@@ -17,6 +17,7 @@ import { CorruptionError } from "../src/types/errors.js";
 import { findPgBinDir } from "./support/postgres.js";
 import { checkTruncations, fakeRecord, RecordSampler } from "./support/redo_malformed.js";
 import { formatReport, type VerifyReport, verifyRedo } from "./support/redo_verify.js";
+import { asLsn } from "../src/types/lsn.js";
 
 function checkAll(rec: DecodedRecord): void {
   for (const b of rec.blocks) checkGenericDelta(rec, b.id, b.data);
@@ -73,10 +74,10 @@ describe("Generic WAL redo against PostgreSQL 15 (bloom)", () => {
 
   it("refuses deltas that overrun the data or the page", () => {
     const rec: DecodedRecord = {
-      lsn: 0x100_0000,
-      endLsn: 0x100_0040,
+      lsn: asLsn(0x100_0000),
+      endLsn: asLsn(0x100_0040),
       xid: 0,
-      prev: 0,
+      prev: asLsn(0),
       info: 0,
       rmid: RM_GENERIC_ID,
       totLen: 0,

@@ -33,6 +33,7 @@ import { describeRecordKind, RM_GIN_ID } from "../src/pg/wal/rmgr_ids.js";
 import { corruptionOf } from "./support/redo_malformed.js";
 import { formatReport, verifyRedo } from "./support/redo_verify.js";
 import { u16le } from "./support/walgen.js";
+import { asLsn } from "../src/types/lsn.js";
 
 const EMPTY = new Uint8Array(0);
 
@@ -52,7 +53,7 @@ function block(id: number, data: Uint8Array = EMPTY): DecodedBlock {
 }
 
 function record(info: number, mainData: Uint8Array, blocks: DecodedBlock[]): DecodedRecord {
-  return { lsn: 0x2_0000_0100, endLsn: 0x2_0000_0140, xid: 0, prev: 0, info, rmid: RM_GIN_ID, totLen: 0, blocks, mainData, record: EMPTY };
+  return { lsn: asLsn(0x2_0000_0100), endLsn: asLsn(0x2_0000_0140), xid: 0, prev: asLsn(0), info, rmid: RM_GIN_ID, totLen: 0, blocks, mainData, record: EMPTY };
 }
 
 /** Item pointer (blk, off) as the 43-bit value. */

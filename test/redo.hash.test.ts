@@ -29,6 +29,7 @@ import {
 import { describeRecordKind, RM_HASH_ID } from "../src/pg/wal/rmgr_ids.js";
 import { corruptionOf } from "./support/redo_malformed.js";
 import { formatReport, verifyRedo } from "./support/redo_verify.js";
+import { asLsn } from "../src/types/lsn.js";
 
 const EMPTY = new Uint8Array(0);
 
@@ -50,10 +51,10 @@ function block(id: number, data: Uint8Array = EMPTY, extra: Partial<DecodedBlock
 
 function record(info: number, mainData: Uint8Array, blocks: DecodedBlock[]): DecodedRecord {
   return {
-    lsn: 0x1_0000_2000,
-    endLsn: 0x1_0000_2040,
+    lsn: asLsn(0x1_0000_2000),
+    endLsn: asLsn(0x1_0000_2040),
     xid: 0,
-    prev: 0,
+    prev: asLsn(0),
     info,
     rmid: RM_HASH_ID,
     totLen: 0,

@@ -87,7 +87,7 @@ import {
 } from "../src/pg/wal/records/heap2.js";
 import { describeRecordKind, RM_HEAP2_ID, RM_HEAP_ID, RM_SMGR_ID, RM_XLOG_ID, XLOG_FPI_FOR_HINT, XLR_RMGR_INFO_MASK } from "../src/pg/wal/rmgr_ids.js";
 import { UnsupportedError } from "../src/types/errors.js";
-import { lsnToString } from "../src/types/lsn.js";
+import { asLsn, lsnToString } from "../src/types/lsn.js";
 import type { PgInstance } from "./support/postgres.js";
 import { corruptionOf } from "./support/redo_malformed.js";
 import { formatReport, type VerifyReport, verifyRedo } from "./support/redo_verify.js";
@@ -623,10 +623,10 @@ function block(id: number, data: number[] | null, blkno = 0, willInit = false): 
 
 function record(rmid: number, info: number, main: number[], blocks: DecodedBlock[], xid = 1000): DecodedRecord {
   return {
-    lsn: 0x1_0000_0028,
-    endLsn: 0x1_0000_0080,
+    lsn: asLsn(0x1_0000_0028),
+    endLsn: asLsn(0x1_0000_0080),
     xid,
-    prev: 0,
+    prev: asLsn(0),
     info,
     rmid,
     totLen: 0,

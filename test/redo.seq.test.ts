@@ -18,6 +18,7 @@ import { makeKey } from "../src/types/key.js";
 import { pgRecordValue } from "../src/types/value.js";
 import { checkTruncations, fakeRecord, RecordSampler } from "./support/redo_malformed.js";
 import { formatReport, type VerifyReport, verifyRedo } from "./support/redo_verify.js";
+import { asLsn } from "../src/types/lsn.js";
 
 describe("Sequence redo against PostgreSQL 15", () => {
   const sampler = new RecordSampler([RM_SEQ_ID], 8);
@@ -65,7 +66,7 @@ describe("Sequence redo against PostgreSQL 15", () => {
     for (const rec of sampler.samples.get("Sequence/LOG") ?? []) {
       const b = rec.blocks[0]!;
       const key = makeKey(0, b.rnode.spcNode, b.rnode.dbNode, b.rnode.relNode, b.forkNum, b.blkno);
-      const page = redo.apply(key, null, 0, [pgRecordValue(true, rec.record)], [rec.endLsn]);
+      const page = redo.apply(key, null, asLsn(0), [pgRecordValue(true, rec.record)], [rec.endLsn]);
       expect(pageLsn(page)).toBe(rec.endLsn);
       const theirs = new Uint8Array(BLCKSZ);
       restorePageImage(b, theirs, rec.lsn);

@@ -16,7 +16,7 @@ import type { DecodedRecord } from "../src/pg/wal/record.js";
 import { RM_BTREE_ID, RM_HEAP_ID, RM_XLOG_ID, XLOG_FPI, XLOG_FPI_FOR_HINT } from "../src/pg/wal/rmgr_ids.js";
 import { CorruptionError, UnsupportedError } from "../src/types/errors.js";
 import { makeKey } from "../src/types/key.js";
-import { lsnToString } from "../src/types/lsn.js";
+import { asLsn, lsnToString } from "../src/types/lsn.js";
 import { pgRecordValue } from "../src/types/value.js";
 import { formatReport, type VerifyReport, verifyRedo } from "./support/redo_verify.js";
 import { buildRecord, bytesOf, u16le, u32le } from "./support/walgen.js";
@@ -117,7 +117,7 @@ describe("PgRedo on stored records", () => {
   function recordFor(rmid: number, info: number, willInit = false): Uint8Array {
     const forkFlags = willInit ? 0x40 : 0;
     const body = bytesOf([0, forkFlags, ...u16le(0)], u32le(REL.spc), u32le(REL.db), u32le(REL.rel), u32le(7), [255, 4], [1, 2, 3, 4]);
-    return buildRecord({ rmid, info, body }, 0x100_0000);
+    return buildRecord({ rmid, info, body }, asLsn(0x100_0000));
   }
 
   it("XLOG_FPI_FOR_HINT without an image leaves the page as it was; XLOG_FPI without one is corrupt", () => {
@@ -125,12 +125,12 @@ describe("PgRedo on stored records", () => {
     base[14] = 0x00;
     base[15] = 0x20; // pd_upper = 8192: not a new page
     base[12] = 24;
-    setPageLsn(base, 0x0100_0000);
+    setPageLsn(base, asLsn(0x0100_0000));
     const redo = new PgRedo();
-    const out = redo.apply(key, base, 0x0100_0000, [pgRecordValue(false, recordFor(RM_XLOG_ID, XLOG_FPI_FOR_HINT))], [0x0200_0000]);
+    const out = redo.apply(key, base, asLsn(0x0100_0000), [pgRecordValue(false, recordFor(RM_XLOG_ID, XLOG_FPI_FOR_HINT))], [asLsn(0x0200_0000)]);
     expect(pageLsn(out)).toBe(0x0100_0000);
     expect(out.subarray(10)).toEqual(base.subarray(10));
-    expect(() => redo.apply(key, base, 0x0100_0000, [pgRecordValue(false, recordFor(RM_XLOG_ID, XLOG_FPI))], [0x0200_0000])).toThrow(
+    expect(() => redo.apply(key, base, asLsn(0x0100_0000), [pgRecordValue(false, recordFor(RM_XLOG_ID, XLOG_FPI))], [asLsn(0x0200_0000)])).toThrow(
       CorruptionError,
     );
   });
@@ -139,15 +139,15 @@ describe("PgRedo on stored records", () => {
     const base = new Uint8Array(8192);
     for (const name of rmgrsWithoutNativeRedo()) {
       const rmid = PAGE_RMGRS.find((p) => p.name === name)!.rmid;
-      const run = () => new PgRedo().apply(key, base, 0, [pgRecordValue(false, recordFor(rmid, 0))], [0x0200_0000]);
+      const run = () => new PgRedo().apply(key, base, asLsn(0), [pgRecordValue(false, recordFor(rmid, 0))], [asLsn(0x0200_0000)]);
       expect(run).toThrow(UnsupportedError);
       expect(run).toThrow(new RegExp(`wal_consistency_checking including '${name}'`));
     }
     // A custom rmgr never has native redo, nor a wal_consistency_checking name.
     const custom = recordFor(130, 0x10);
-    const start = lsnToString(recordStartLsn(0x0200_0000, custom.length));
+    const start = lsnToString(recordStartLsn(asLsn(0x0200_0000), custom.length));
     expect(start).toBe("0/1FFFFC8");
-    expect(() => new PgRedo().apply(key, base, 0, [pgRecordValue(false, custom)], [0x0200_0000])).toThrow(
+    expect(() => new PgRedo().apply(key, base, asLsn(0), [pgRecordValue(false, custom)], [asLsn(0x0200_0000)])).toThrow(
       `cannot redo custom130/UNKNOWN (0x10) (rmgr 130, info 0x10) at ${start} for base/5/16384 block 7: no native redo for this rmgr yet. This rmgr has no wal_consistency_checking setting`,
     );
   });
@@ -155,22 +155,22 @@ describe("PgRedo on stored records", () => {
   it("refuses a record that does not reference the key's block, or disagrees with its will_init tag", () => {
     const other = makeKey(0, REL.spc, REL.db, REL.rel, 0, 8);
     const base = new Uint8Array(8192);
-    expect(() => new PgRedo().apply(other, base, 0, [pgRecordValue(false, recordFor(RM_XLOG_ID, XLOG_FPI_FOR_HINT))], [0x0200_0000])).toThrow(
+    expect(() => new PgRedo().apply(other, base, asLsn(0), [pgRecordValue(false, recordFor(RM_XLOG_ID, XLOG_FPI_FOR_HINT))], [asLsn(0x0200_0000)])).toThrow(
       /has no reference to it/,
     );
-    expect(() => new PgRedo().apply(key, null, 0, [pgRecordValue(true, recordFor(RM_XLOG_ID, XLOG_FPI_FOR_HINT))], [0x0200_0000])).toThrow(
+    expect(() => new PgRedo().apply(key, null, asLsn(0), [pgRecordValue(true, recordFor(RM_XLOG_ID, XLOG_FPI_FOR_HINT))], [asLsn(0x0200_0000)])).toThrow(
       /BKPBLOCK_WILL_INIT/,
     );
   });
 
   it("recordStartLsn counts the page headers a record crosses", () => {
     // 100 bytes on one page.
-    expect(recordStartLsn(0x1000 + 104, 100)).toBe(0x1000);
+    expect(recordStartLsn(asLsn(0x1000 + 104), 100)).toBe(0x1000);
     // Starts 8 bytes before a page boundary, 100 bytes: 8 + 24 (header) + 92 → end 0x2000 + 24 + 96.
-    expect(recordStartLsn(0x2000 + 24 + 96, 100)).toBe(0x2000 - 8);
+    expect(recordStartLsn(asLsn(0x2000 + 24 + 96), 100)).toBe(0x2000 - 8);
     // Crossing a 16 MiB segment start: a 40-byte long header.
-    expect(recordStartLsn(0x100_0000 + 40 + 96, 100)).toBe(0x100_0000 - 8);
+    expect(recordStartLsn(asLsn(0x100_0000 + 40 + 96), 100)).toBe(0x100_0000 - 8);
     // A 20000-byte record starting at 0x3018 crosses two page boundaries: 0x4000 and 0x6000.
-    expect(recordStartLsn(0x3018 + 20000 + 2 * 24, 20000)).toBe(0x3018);
+    expect(recordStartLsn(asLsn(0x3018 + 20000 + 2 * 24), 20000)).toBe(0x3018);
   });
 });

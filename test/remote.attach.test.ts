@@ -23,6 +23,7 @@ import { generateTenantId, generateTimelineId, parseTimelineId } from "../src/ty
 import { makeKey } from "../src/types/key.js";
 import { imageValue } from "../src/types/value.js";
 import { TenantHarness } from "./support/tenant_harness.js";
+import { asLsn } from "../src/types/lsn.js";
 
 const silent = pino({ level: "silent" });
 const k = (n: number) => makeKey(0, 1663, 5, 16384, 0, n);
@@ -46,13 +47,13 @@ beforeAll(async () => {
   storage = new LocalFs(root);
   src = new TenantHarness({ conf: { compaction_threshold: 2, image_creation_threshold: 1 } });
   const tenant = await src.create();
-  const tl = await tenant.createTimeline({ startLsn: lsn });
+  const tl = await tenant.createTimeline({ startLsn: asLsn(lsn) });
   for (let round = 0; round < 3; round++) {
     for (let i = 0; i < KEYS; i++) {
       lsn += 8;
-      tl.put(k(i), lsn, imageValue(Buffer.from(`v ${i} r${round}`)));
+      tl.put(k(i), asLsn(lsn), imageValue(Buffer.from(`v ${i} r${round}`)));
     }
-    tl.finishWrite(lsn);
+    tl.finishWrite(asLsn(lsn));
     await tl.checkpoint();
   }
   const c = await RemoteTimelineClient.open({ storage, tenant_id: src.tenantId, timeline_id: tl.timelineId, generation: 1, log: silent });
@@ -60,7 +61,7 @@ beforeAll(async () => {
   await c.waitUploaded();
   await c.shutdown();
   for (let i = 0; i < KEYS; i++) {
-    const v = await tl.get(k(i), lsn);
+    const v = await tl.get(k(i), asLsn(lsn));
     values.push(v === null ? null : Buffer.from(v).toString());
   }
 }, 120_000);
@@ -111,7 +112,7 @@ describe("attach", () => {
       const tl = t.listTimelines()[0]!;
       expect(tl.diskConsistentLsn).toBe(lsn);
       for (let i = 0; i < KEYS; i++) {
-        const v = await tl.get(k(i), lsn);
+        const v = await tl.get(k(i), asLsn(lsn));
         expect(v === null ? null : Buffer.from(v).toString()).toBe(values[i]);
       }
       // The attached copy's remote client writes generation 2 and starts from generation 1's index.
@@ -135,7 +136,7 @@ describe("attach", () => {
   it("refuses a generation older than the bucket's", async () => {
     const other = generateTenantId();
     const bytes = encodeIndexPart({
-      metadata: { disk_consistent_lsn: 0x100, prev_record_lsn: null, ancestor_timeline_id: null, ancestor_lsn: 0, latest_gc_cutoff_lsn: 0, initdb_lsn: 0x100, pg_version: 15 },
+      metadata: { disk_consistent_lsn: asLsn(0x100), prev_record_lsn: null, ancestor_timeline_id: null, ancestor_lsn: asLsn(0), latest_gc_cutoff_lsn: asLsn(0), initdb_lsn: asLsn(0x100), pg_version: 15 },
       layers: new Map(),
     });
     await storage.put(indexKey(other, generateTimelineId(), 5), bytes, { size_bytes: bytes.byteLength });

@@ -20,6 +20,7 @@ import { generateTimelineId } from "../src/types/ids.js";
 import { makeKey } from "../src/types/key.js";
 import { imageValue } from "../src/types/value.js";
 import { TenantHarness } from "./support/tenant_harness.js";
+import { asLsn, lsnAdd } from "../src/types/lsn.js";
 
 const k = (n: number) => makeKey(0, 1663, 5, 16384, 0, n);
 const root = mkdtempSync(join(tmpdir(), "ps-bp-bucket-"));
@@ -43,7 +44,7 @@ describe("a full upload queue", () => {
     try {
       const t = await h.create();
       const timelineId = generateTimelineId();
-      const tl = await t.createTimeline({ timelineId, startLsn: 0x1000 });
+      const tl = await t.createTimeline({ timelineId, startLsn: asLsn(0x1000) });
       const storage = new OutageFs(root);
       const stopped: string[] = [];
       const client = await RemoteTimelineClient.open({
@@ -68,7 +69,7 @@ describe("a full upload queue", () => {
       const writer = (async () => {
         for (let round = 0; round < ROUNDS; round++) {
           for (let i = 0; i < 8; i++) {
-            lsn += 8;
+            lsn = lsnAdd(lsn, 8);
             tl.put(k(i), lsn, imageValue(Buffer.from(`r${round} ${i}`)));
           }
           tl.finishWrite(lsn);

@@ -26,6 +26,7 @@ import { makeKey } from "../src/types/key.js";
 import { imageValue } from "../src/types/value.js";
 import { LogCapture } from "./support/log_check.js";
 import { within } from "./support/within.js";
+import { asLsn } from "../src/types/lsn.js";
 
 const k = (n: number) => makeKey(0, 1663, 5, 16384, 0, n);
 const QUIET = { compaction_period: 0, gc_period: 0, checkpoint_timeout: "1d" };
@@ -79,9 +80,9 @@ describe("commit-time index in remote storage", () => {
       lsn += 0x40;
       const j = commits.length;
       const t = BASE_US + j * 1000 - (j % 7 === 3 ? 1500 : 0);
-      if (i % 500 === 0) tl.put(k(j % 10), lsn, imageValue(Buffer.from(`v${j}`)));
-      tl.noteCommit(lsn, t);
-      tl.finishWrite(lsn);
+      if (i % 500 === 0) tl.put(k(j % 10), asLsn(lsn), imageValue(Buffer.from(`v${j}`)));
+      tl.noteCommit(asLsn(lsn), t);
+      tl.finishWrite(asLsn(lsn));
       commits.push({ lsn, t });
     }
   };
@@ -92,7 +93,7 @@ describe("commit-time index in remote storage", () => {
     const j = commits.findIndex((c) => c.t > t_us);
     if (j < 0) return { kind: "future", lsn: tl.lastRecordLsn };
     if (j === 0 || commits[j]!.lsn <= earliest) return { kind: "past", lsn: earliest };
-    return { kind: "present", lsn: Math.max(commits[j - 1]!.lsn, earliest) };
+    return { kind: "present", lsn: asLsn(Math.max(commits[j - 1]!.lsn, earliest)) };
   };
 
   /** Times to ask: before all, every commit's time and ±1 µs around some, after all. */
@@ -114,9 +115,9 @@ describe("commit-time index in remote storage", () => {
 
   it("A → B: B answers every time lookup exactly as A did, then keeps appending", async () => {
     const t = await a.tenants.create(tenantId, QUIET);
-    const tl = await t.createTimeline({ timelineId, startLsn: lsn });
-    tl.put(k(0), lsn, imageValue(Buffer.from("init")));
-    tl.finishWrite(lsn);
+    const tl = await t.createTimeline({ timelineId, startLsn: asLsn(lsn) });
+    tl.put(k(0), asLsn(lsn), imageValue(Buffer.from("init")));
+    tl.finishWrite(asLsn(lsn));
     // Several sealed 8 kB blocks (~1,500 commits each) and a partial one.
     ingest(tl, 4000);
     await tl.checkpoint();
@@ -245,12 +246,12 @@ describe("commit-time index in remote storage", () => {
 
   it("index_part.json: commit_times is optional (older indexes parse), and round-trips", () => {
     const metadata = {
-      disk_consistent_lsn: 0x100,
+      disk_consistent_lsn: asLsn(0x100),
       prev_record_lsn: null,
       ancestor_timeline_id: null,
-      ancestor_lsn: 0,
-      latest_gc_cutoff_lsn: 0,
-      initdb_lsn: 0x100,
+      ancestor_lsn: asLsn(0),
+      latest_gc_cutoff_lsn: asLsn(0),
+      initdb_lsn: asLsn(0x100),
       pg_version: 15,
     };
     const key = "tenants/t/timelines/x/index_part.json-00000002";

@@ -27,6 +27,7 @@ import { indexKey, layerKey, tenantPrefix, timelinePrefix } from "../src/remote/
 import type { RemoteStorage } from "../src/remote/remote_storage.js";
 import { generateTenantId, generateTimelineId, type TenantId, type TimelineId } from "../src/types/ids.js";
 import { makeKey } from "../src/types/key.js";
+import { lsnAdd } from "../src/types/lsn.js";
 import { imageValue } from "../src/types/value.js";
 import { LogCapture } from "./support/log_check.js";
 import { TestS3 } from "./support/s3rver.js";
@@ -103,7 +104,7 @@ describe.each(["local", "s3"])("DELETE with remote storage on %s", (backend) => 
     let lsn = tl.lastRecordLsn;
     for (let round = 0; round < 2; round++) {
       for (let i = 0; i < 20; i++) {
-        lsn += 8;
+        lsn = lsnAdd(lsn, 8);
         tl.put(k(i), lsn, imageValue(Buffer.from(`v${i}r${round}`)));
       }
       tl.finishWrite(lsn);

@@ -28,6 +28,7 @@ import { makeKey } from "../src/types/key.js";
 import { imageValue } from "../src/types/value.js";
 import { LogCapture } from "./support/log_check.js";
 import { TestS3 } from "./support/s3rver.js";
+import { asLsn, lsnAdd } from "../src/types/lsn.js";
 
 const QUIET = { compaction_period: 0, gc_period: 0, checkpoint_timeout: "1d" };
 const k = (n: number) => makeKey(0, 1663, 5, 16384, 0, n);
@@ -87,7 +88,7 @@ async function write(s: Server, tenant: TenantId, timeline: TimelineId, tag: str
   const tl = s.tenants.get(tenant).getTimeline(timeline);
   let lsn = tl.lastRecordLsn;
   for (let i = 0; i < n; i++) {
-    lsn += 8;
+    lsn = lsnAdd(lsn, 8);
     tl.put(k(i), lsn, imageValue(Buffer.from(`${tag} ${i}`)));
   }
   tl.finishWrite(lsn);
@@ -191,7 +192,7 @@ describe("with the bucket going away and coming back", () => {
     expect(info.json["state"], JSON.stringify(info.json)).toBe("Active");
     const tl = s.tenants.get(tenant).getTimeline(timeline);
     expect(tl.diskConsistentLsn).toBe(dcl);
-    expect(Buffer.from((await tl.get(k(5), dcl))!).toString()).toBe("b 5");
+    expect(Buffer.from((await tl.get(k(5), asLsn(dcl)))!).toString()).toBe("b 5");
 
     proxy.down = false;
     await waitFor("reconnected and uploaded", () => s.remote!.remoteConsistentLsn(s.tenants.get(tenant).getTimeline(timeline)) === dcl);

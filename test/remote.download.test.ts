@@ -22,6 +22,7 @@ import { generateTimelineId, type TimelineId } from "../src/types/ids.js";
 import { makeKey } from "../src/types/key.js";
 import { imageValue } from "../src/types/value.js";
 import { TenantHarness } from "./support/tenant_harness.js";
+import { asLsn, lsnAdd } from "../src/types/lsn.js";
 
 const silent = pino({ level: "silent" });
 const k = (n: number) => makeKey(0, 1663, 5, 16384, 0, n);
@@ -49,21 +50,21 @@ beforeAll(async () => {
   storage = new LocalFs(root);
   src = new TenantHarness({ conf: { compaction_threshold: 2, image_creation_threshold: 1 } });
   const tenant = await src.create();
-  const main = await tenant.createTimeline({ startLsn: 0x1000 });
+  const main = await tenant.createTimeline({ startLsn: asLsn(0x1000) });
   let lsn = 0x1000;
   for (let round = 0; round < 4; round++) {
     for (let i = 0; i < KEYS; i++) {
       lsn += 8;
-      main.put(k(i), lsn, imageValue(Buffer.from(`main ${i} r${round}`)));
+      main.put(k(i), asLsn(lsn), imageValue(Buffer.from(`main ${i} r${round}`)));
     }
-    main.finishWrite(lsn);
+    main.finishWrite(asLsn(lsn));
     await main.checkpoint();
   }
   await tenant.compact({ timeline: main });
-  const branch = await tenant.createTimeline({ ancestorId: main.timelineId, ancestorLsn: lsn - 8 * KEYS });
+  const branch = await tenant.createTimeline({ ancestorId: main.timelineId, ancestorLsn: asLsn(lsn - 8 * KEYS) });
   let blsn = branch.lastRecordLsn;
   for (let i = 0; i < KEYS; i += 3) {
-    blsn += 8;
+    blsn = lsnAdd(blsn, 8);
     branch.put(k(i), blsn, imageValue(Buffer.from(`branch ${i}`)));
   }
   branch.finishWrite(blsn);

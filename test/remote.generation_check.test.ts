@@ -20,7 +20,7 @@ import { LocalFs } from "../src/remote/local_fs.js";
 import { deleteRemoteTenant, deleteRemoteTimeline } from "../src/remote/remote_delete.js";
 import { generationMarkerKey, indexKey } from "../src/remote/remote_path.js";
 import { generateTenantId, generateTimelineId, type TenantId, type TimelineId } from "../src/types/ids.js";
-import { INVALID_LSN } from "../src/types/lsn.js";
+import { asLsn, INVALID_LSN } from "../src/types/lsn.js";
 import { makeKey } from "../src/types/key.js";
 import { imageValue } from "../src/types/value.js";
 import { LogCapture } from "./support/log_check.js";
@@ -90,14 +90,14 @@ describe("generation checks before flush feedback", () => {
     const tenantId: TenantId = generateTenantId();
     const timelineId: TimelineId = generateTimelineId();
     const t = await server.tenants.create(tenantId, QUIET);
-    const tl = await t.createTimeline({ timelineId, startLsn: 0x1000 });
+    const tl = await t.createTimeline({ timelineId, startLsn: asLsn(0x1000) });
     let lsn = 0x1000;
     const write = async (tag: string): Promise<void> => {
       for (let i = 0; i < 10; i++) {
         lsn += 8;
-        tl.put(k(i), lsn, imageValue(Buffer.from(`${tag} ${i}`)));
+        tl.put(k(i), asLsn(lsn), imageValue(Buffer.from(`${tag} ${i}`)));
       }
-      tl.finishWrite(lsn);
+      tl.finishWrite(asLsn(lsn));
       await tl.checkpoint();
     };
     await write("a");

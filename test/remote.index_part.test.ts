@@ -16,6 +16,7 @@ import { indexKey, layerKey, parseIndexKey, parseLayerKey, timelinePrefix } from
 import { InvalidArgumentError } from "../src/types/errors.js";
 import { generateTenantId, generateTimelineId } from "../src/types/ids.js";
 import { KEY_MAX, KEY_MIN } from "../src/types/key.js";
+import { asLsn } from "../src/types/lsn.js";
 
 let dir: string;
 beforeAll(() => {
@@ -27,18 +28,18 @@ afterAll(() => {
 
 const tenant = generateTenantId();
 const timeline = generateTimelineId();
-const L1 = deltaLayerName({ start: KEY_MIN, end: KEY_MAX }, { start: 0x100, end: 0x200 });
-const L2 = imageLayerName({ start: KEY_MIN, end: KEY_MAX }, 0x200);
+const L1 = deltaLayerName({ start: KEY_MIN, end: KEY_MAX }, { start: asLsn(0x100), end: asLsn(0x200) });
+const L2 = imageLayerName({ start: KEY_MIN, end: KEY_MAX }, asLsn(0x200));
 
 function sample(): IndexPart {
   return {
     metadata: {
-      disk_consistent_lsn: 0x1_0000_0200,
+      disk_consistent_lsn: asLsn(0x1_0000_0200),
       prev_record_lsn: null,
       ancestor_timeline_id: generateTimelineId(),
-      ancestor_lsn: 0x80,
-      latest_gc_cutoff_lsn: 0x90,
-      initdb_lsn: 0x10,
+      ancestor_lsn: asLsn(0x80),
+      latest_gc_cutoff_lsn: asLsn(0x90),
+      initdb_lsn: asLsn(0x10),
       pg_version: 15,
     },
     layers: new Map([
@@ -131,7 +132,7 @@ describe("keys and generations", () => {
     expect(await findLatestIndex(st, tenant, timeline, 5)).toBeNull();
     for (const g of [1, 3, 6]) {
       const ip = sample();
-      ip.metadata.disk_consistent_lsn = 0x1000 * g;
+      ip.metadata.disk_consistent_lsn = asLsn(0x1000 * g);
       ip.layers = new Map([[L1, { file_size: 1, crc32c: 1, generation: 1 }]]);
       const bytes = encodeIndexPart(ip);
       await st.put(indexKey(tenant, timeline, g), bytes, { size_bytes: bytes.byteLength });

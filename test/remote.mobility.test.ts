@@ -23,6 +23,7 @@ import { generateTenantId, generateTimelineId } from "../src/types/ids.js";
 import { KEY_MAX, KEY_MIN, makeKey } from "../src/types/key.js";
 import { imageValue } from "../src/types/value.js";
 import { LogCapture } from "./support/log_check.js";
+import { asLsn } from "../src/types/lsn.js";
 
 const k = (n: number) => makeKey(0, 1663, 5, 16384, 0, n);
 const KEYS = 50;
@@ -90,23 +91,23 @@ describe("tenant mobility", () => {
 
   it("A detaches: it waits for the bucket, then keeps nothing", async () => {
     const t = await a.tenants.create(tenantId, QUIET);
-    const tl = await t.createTimeline({ timelineId, startLsn: lsn });
+    const tl = await t.createTimeline({ timelineId, startLsn: asLsn(lsn) });
     for (let round = 0; round < 3; round++) {
       for (let i = 0; i < KEYS; i++) {
         lsn += 8;
-        tl.put(k(i), lsn, imageValue(Buffer.from(`a ${i} r${round}`)));
+        tl.put(k(i), asLsn(lsn), imageValue(Buffer.from(`a ${i} r${round}`)));
       }
-      tl.finishWrite(lsn);
+      tl.finishWrite(asLsn(lsn));
       await tl.checkpoint();
     }
     // The last round stays in memory: detach flushes it.
     for (let i = 0; i < KEYS; i += 2) {
       lsn += 8;
-      tl.put(k(i), lsn, imageValue(Buffer.from(`a ${i} last`)));
+      tl.put(k(i), asLsn(lsn), imageValue(Buffer.from(`a ${i} last`)));
     }
-    tl.finishWrite(lsn);
+    tl.finishWrite(asLsn(lsn));
     for (let i = 0; i < KEYS; i++) {
-      const v = await tl.get(k(i), lsn);
+      const v = await tl.get(k(i), asLsn(lsn));
       values.push(v === null ? null : Buffer.from(v).toString());
     }
     await within(a.detachTenant(tenantId), "detach");
@@ -123,7 +124,7 @@ describe("tenant mobility", () => {
     const tl = t.getTimeline(timelineId);
     expect(tl.diskConsistentLsn).toBe(dcl);
     for (let i = 0; i < KEYS; i++) {
-      const v = await tl.get(k(i), dcl);
+      const v = await tl.get(k(i), asLsn(dcl));
       expect(v === null ? null : Buffer.from(v).toString(), `key ${i}`).toBe(values[i]);
     }
     await within(b.remote!.whenConnected(), "B's remote client");
@@ -131,8 +132,8 @@ describe("tenant mobility", () => {
     expect(await listIndexGenerations(b.remote!.storage, tenantId, timelineId)).toEqual([1, 2]);
     expect(b.remote!.clientOf(tl)!.stats().uploaded_layers_total).toBe(0);
     // B writes on, in generation 2.
-    tl.put(k(0), dcl + 8, imageValue(Buffer.from("b 0")));
-    tl.finishWrite(dcl + 8);
+    tl.put(k(0), asLsn(dcl + 8), imageValue(Buffer.from("b 0")));
+    tl.finishWrite(asLsn(dcl + 8));
     await tl.checkpoint();
     await within(b.remote!.clientOf(tl)!.waitUploaded(), "B's upload");
     const check = await checkRemoteTimeline(b.remote!.storage, tenantId, timelineId, 2, { verify_checksums: true });
@@ -150,7 +151,7 @@ describe("tenant mobility", () => {
     await b.detachTenant(tenantId);
     const back = await within(a.attachTenant(tenantId, 3), "attach back in generation 3");
     expect(back.state).toBe("Active");
-    const v = await back.getTimeline(timelineId).get(k(0), dcl + 8);
+    const v = await back.getTimeline(timelineId).get(k(0), asLsn(dcl + 8));
     expect(Buffer.from(v!).toString()).toBe("b 0");
   });
 
@@ -171,7 +172,7 @@ describe("tenant mobility", () => {
     expect((await call(b, "POST", `/v1/tenant/${tenantId}/attach`, { generation: 5 })).status).toBe(409);
     const doc = (await call(b, "GET", "/v1/openapi.json")).json as { paths: Record<string, unknown> };
     expect(Object.keys(doc.paths)).toEqual(expect.arrayContaining(["/v1/tenant/{tenant_id}/detach", "/v1/tenant/{tenant_id}/attach"]));
-    const v = await b.tenants.get(tenantId).getTimeline(timelineId).get(k(0), dcl + 8);
+    const v = await b.tenants.get(tenantId).getTimeline(timelineId).get(k(0), asLsn(dcl + 8));
     expect(Buffer.from(v!).toString()).toBe("b 0");
   });
 
@@ -184,7 +185,7 @@ describe("tenant mobility", () => {
     const json = await pagectl(bUrl, ["--json", "remote", "check", tenantId, timelineId]);
     expect(JSON.parse(json.stdout)).toMatchObject({ ok: true, index_generation: 4, missing: [], orphans: [] });
     // An object of B's generation that no index names.
-    const orphan = layerKey(tenantId, timelineId, deltaLayerName({ start: KEY_MIN, end: KEY_MAX }, { start: 0x10, end: 0x20 }), 4);
+    const orphan = layerKey(tenantId, timelineId, deltaLayerName({ start: KEY_MIN, end: KEY_MAX }, { start: asLsn(0x10), end: asLsn(0x20) }), 4);
     await b.remote!.storage.put(orphan, new Uint8Array(3), { size_bytes: 3 });
     const bad = await pagectl(bUrl, ["remote", "check", tenantId, timelineId]);
     expect(bad.code).toBe(1);
@@ -203,7 +204,7 @@ describe("tenant mobility", () => {
   it("deleting a timeline or a tenant stops its remote clients", async () => {
     const id = generateTenantId();
     const t = await b.tenants.create(id, QUIET);
-    const [x, y] = [await t.createTimeline({ startLsn: 0x1000 }), await t.createTimeline({ startLsn: 0x1000 })];
+    const [x, y] = [await t.createTimeline({ startLsn: asLsn(0x1000) }), await t.createTimeline({ startLsn: asLsn(0x1000) })];
     await within(b.remote!.whenConnected(), "clients");
     expect(b.remote!.clientOf(x)).toBeDefined();
     const base = `http://127.0.0.1:${b.port}`;

@@ -29,6 +29,7 @@ import { freePort } from "./support/backup_server.js";
 import { LogCapture } from "./support/log_check.js";
 import { PageserverProcess } from "./support/pageserver_process.js";
 import { TestS3 } from "./support/s3rver.js";
+import { asLsn } from "../src/types/lsn.js";
 
 const k = (n: number) => makeKey(0, 1663, 5, 16384, 0, n);
 /** Each round writes its own keys and becomes one L0 layer: a read of round r's key stops in round r's layer. */
@@ -82,7 +83,7 @@ async function writeAndDetach(a: Server): Promise<Written> {
   const timelineId = generateTimelineId();
   const t = await a.tenants.create(tenantId, QUIET);
   let lsn = 0x1000;
-  const tl = await t.createTimeline({ timelineId, startLsn: lsn });
+  const tl = await t.createTimeline({ timelineId, startLsn: asLsn(lsn) });
   const values = new Map<number, string>();
   const roundKeys: number[] = [];
   for (let r = 0; r < ROUNDS; r++) {
@@ -91,10 +92,10 @@ async function writeAndDetach(a: Server): Promise<Written> {
       const key = r * KEYS_PER_ROUND + i;
       lsn += 8;
       const v = `value ${key} round ${r} ${"x".repeat(200)}`;
-      tl.put(k(key), lsn, imageValue(Buffer.from(v)));
+      tl.put(k(key), asLsn(lsn), imageValue(Buffer.from(v)));
       values.set(key, v);
     }
-    tl.finishWrite(lsn);
+    tl.finishWrite(asLsn(lsn));
     await tl.checkpoint();
   }
   expect(tl.layerMap.size).toBe(ROUNDS);
@@ -151,16 +152,16 @@ describe.each([
     const before = b.remote!.ondemand.downloads;
     // The newest round's key: its layer is the first the walk visits, and it ends the read.
     const newest = w.roundKeys[ROUNDS - 1]!;
-    expect(text(await within(tl.get(k(newest), w.lsn), "first read"))).toBe(w.values.get(newest));
+    expect(text(await within(tl.get(k(newest), asLsn(w.lsn)), "first read"))).toBe(w.values.get(newest));
     expect(b.remote!.ondemand.downloads - before).toBe(1);
     expect(layerFiles(tl).length).toBe(1);
     const listed = (await (await fetch(`http://127.0.0.1:${b.port}/v1/tenant/${w.tenantId}/timeline/${w.timelineId}/layer`)).json()) as { name: string; remote: boolean }[];
     expect(listed.filter((l) => !l.remote).map((l) => l.name)).toEqual(layerFiles(tl));
     expect(listed.filter((l) => l.remote).length).toBe(ROUNDS - 1);
     // Round 2's key: the walk visits rounds 5, 4, 3, 2 (one of them already here).
-    expect(text(await tl.get(k(w.roundKeys[2]!), w.lsn))).toBe(w.values.get(w.roundKeys[2]!));
+    expect(text(await tl.get(k(w.roundKeys[2]!), asLsn(w.lsn)))).toBe(w.values.get(w.roundKeys[2]!));
     expect(layerFiles(tl).length).toBe(ROUNDS - 2);
-    for (const [key, v] of w.values) expect(text(await tl.get(k(key), w.lsn)), `key ${key}`).toBe(v);
+    for (const [key, v] of w.values) expect(text(await tl.get(k(key), asLsn(w.lsn))), `key ${key}`).toBe(v);
     expect(layerFiles(tl).length).toBe(ROUNDS);
     expect(b.remote!.ondemand.downloads - before).toBe(ROUNDS);
     expect(tempFiles(tl.dir)).toEqual([]);
@@ -175,11 +176,11 @@ describe.each([
     const w = await writeAndDetach(a);
     const tl = await attach(w);
     const oldest = w.roundKeys[0]!;
-    expect(() => tl.getNow(k(oldest), w.lsn)).toThrow(LayerEvictedError);
-    expect(() => tl.getNow(k(oldest), w.lsn)).toThrow(/async path/);
+    expect(() => tl.getNow(k(oldest), asLsn(w.lsn))).toThrow(LayerEvictedError);
+    expect(() => tl.getNow(k(oldest), asLsn(w.lsn))).toThrow(/async path/);
     expect(layerFiles(tl)).toEqual([]);
     // Under withResidentLayers the same synchronous read downloads what it meets and runs again.
-    expect(text(await within(tl.withResidentLayers(() => tl.getNow(k(oldest), w.lsn)), "sync read made async"))).toBe(w.values.get(oldest));
+    expect(text(await within(tl.withResidentLayers(() => tl.getNow(k(oldest), asLsn(w.lsn))), "sync read made async"))).toBe(w.values.get(oldest));
     expect(layerFiles(tl).length).toBe(ROUNDS);
     // Back to all evicted, by hand (every layer is uploaded), then the jobs.
     const client = b.remote!.clientOf(tl)!;
@@ -193,7 +194,7 @@ describe.each([
     const r = await within(t.compact({ timeline: tl }), "compaction of evicted layers");
     expect(r.l0Compacted).toBe(ROUNDS);
     expect(tl.evictedLayerNames()).toEqual([]);
-    for (const [key, v] of w.values) expect(text(await tl.get(k(key), w.lsn)), `key ${key}`).toBe(v);
+    for (const [key, v] of w.values) expect(text(await tl.get(k(key), asLsn(w.lsn))), `key ${key}`).toBe(v);
     // Image creation: its worker jobs read every layer of the chain, and its keyspace walk
     // (the datadir's, which these raw keys are not part of) reads on the main thread.
     await within(client.waitUploaded(), "L1 uploads");
@@ -208,7 +209,7 @@ describe.each([
     const tl = await attach(w);
     const before = b.remote!.ondemand.downloads;
     const newest = w.roundKeys[ROUNDS - 1]!;
-    const reads = Array.from({ length: 16 }, (_, i) => tl.get(k(newest + (i % KEYS_PER_ROUND)), w.lsn));
+    const reads = Array.from({ length: 16 }, (_, i) => tl.get(k(newest + (i % KEYS_PER_ROUND)), asLsn(w.lsn)));
     const got = await within(Promise.all(reads), "concurrent reads");
     for (let i = 0; i < got.length; i++) expect(text(got[i]!)).toBe(w.values.get(newest + (i % KEYS_PER_ROUND)));
     expect(b.remote!.ondemand.downloads - before).toBe(1);
@@ -228,7 +229,7 @@ describe.each([
     const tl = await attach(w);
     const newest = w.roundKeys[ROUNDS - 1]!;
     const failures = b.remote!.ondemand.failures;
-    const e = await within(tl.get(k(newest), w.lsn), "read of a corrupt layer").catch((x: unknown) => x);
+    const e = await within(tl.get(k(newest), asLsn(w.lsn)), "read of a corrupt layer").catch((x: unknown) => x);
     expect(e).toBeInstanceOf(CorruptionError);
     expect((e as Error).message).toContain("CRC32C");
     expect(b.remote!.ondemand.failures).toBe(failures + 1);
@@ -237,7 +238,7 @@ describe.each([
     expect(tl.evictedLayerNames()).toContain(victim);
     // Fixed: the same read again downloads it.
     await storage.put(key, good, { size_bytes: good.byteLength });
-    expect(text(await within(tl.get(k(newest), w.lsn), "read after the fix"))).toBe(w.values.get(newest));
+    expect(text(await within(tl.get(k(newest), asLsn(w.lsn)), "read after the fix"))).toBe(w.values.get(newest));
     expect(statSync(join(tl.dir, victim)).size).toBe(meta.file_size);
   });
 });
@@ -251,7 +252,7 @@ describe("disk-usage eviction (LocalFs)", () => {
     const tenantId = generateTenantId();
     const t = await s.tenants.create(tenantId, QUIET);
     let lsn = 0x1000;
-    const tl = await t.createTimeline({ timelineId: generateTimelineId(), startLsn: lsn });
+    const tl = await t.createTimeline({ timelineId: generateTimelineId(), startLsn: asLsn(lsn) });
     await within(s.remote!.whenConnected(), "remote connect");
     const client = s.remote!.clientOf(tl)!;
     const values = new Map<number, string>();
@@ -261,10 +262,10 @@ describe("disk-usage eviction (LocalFs)", () => {
         const key = r * KEYS_PER_ROUND + i;
         lsn += 8;
         const v = `evict ${key} round ${r} ${"y".repeat(200)}`;
-        tl.put(k(key), lsn, imageValue(Buffer.from(v)));
+        tl.put(k(key), asLsn(lsn), imageValue(Buffer.from(v)));
         values.set(key, v);
       }
-      tl.finishWrite(lsn);
+      tl.finishWrite(asLsn(lsn));
       await tl.checkpoint();
       await within(client.waitUploaded(), "uploads");
       await s.eviction!.round();
@@ -277,7 +278,7 @@ describe("disk-usage eviction (LocalFs)", () => {
     // The coldest went first: the newest layer is still here.
     const newestName = [...tl.layerMap.layers].sort((x, y) => y.desc.lsnRange.end - x.desc.lsnRange.end)[0]!.desc.fileName;
     expect(layerFiles(tl)).toContain(newestName);
-    for (const [key, v] of values) expect(text(await within(tl.get(k(key), lsn), "read after eviction")), `key ${key}`).toBe(v);
+    for (const [key, v] of values) expect(text(await within(tl.get(k(key), asLsn(lsn)), "read after eviction")), `key ${key}`).toBe(v);
     // Reading everything brought layers back over the limit; the node's own loop evicts again (bounded wait).
     const deadline = Date.now() + WAIT_BOUND_MS;
     while (tl.residentBytes() > limit && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
@@ -292,7 +293,7 @@ describe("disk-usage eviction (LocalFs)", () => {
     const tl2 = again.tenants.get(tenantId).getTimeline(tl.timelineId);
     expect(tl2.evictedLayerNames().length).toBeGreaterThan(0);
     expect(tl2.layerMap.size).toBe(tl.layerMap.size);
-    for (const [key, v] of values) expect(text(await within(tl2.get(k(key), lsn), "read after restart")), `key ${key}`).toBe(v);
+    for (const [key, v] of values) expect(text(await within(tl2.get(k(key), asLsn(lsn)), "read after restart")), `key ${key}`).toBe(v);
   }, 120_000);
 
   it("min_free_disk_bytes: a floor above the free space evicts every uploaded layer; a floor below it evicts none; reads come back", async () => {
@@ -302,7 +303,7 @@ describe("disk-usage eviction (LocalFs)", () => {
     expect(s.eviction!.freeDiskBytes()).toBeGreaterThan(0);
     const t = await s.tenants.create(generateTenantId(), QUIET);
     let lsn = 0x1000;
-    const tl = await t.createTimeline({ timelineId: generateTimelineId(), startLsn: lsn });
+    const tl = await t.createTimeline({ timelineId: generateTimelineId(), startLsn: asLsn(lsn) });
     await within(s.remote!.whenConnected(), "remote connect");
     const client = s.remote!.clientOf(tl)!;
     const values = new Map<number, string>();
@@ -311,24 +312,24 @@ describe("disk-usage eviction (LocalFs)", () => {
         const key = r * KEYS_PER_ROUND + i;
         lsn += 8;
         values.set(key, `floor ${key}`);
-        tl.put(k(key), lsn, imageValue(Buffer.from(`floor ${key}`)));
+        tl.put(k(key), asLsn(lsn), imageValue(Buffer.from(`floor ${key}`)));
       }
-      tl.finishWrite(lsn);
+      tl.finishWrite(asLsn(lsn));
       await tl.checkpoint();
     }
     await within(client.waitUploaded(), "uploads");
     await s.eviction!.round();
     expect(layerFiles(tl)).toEqual([]);
     expect(tl.evictedLayerNames().length).toBe(3);
-    for (const [key, v] of values) expect(text(await within(tl.get(k(key), lsn), "read after eviction")), `key ${key}`).toBe(v);
+    for (const [key, v] of values) expect(text(await within(tl.get(k(key), asLsn(lsn)), "read after eviction")), `key ${key}`).toBe(v);
 
     // A floor the filesystem meets evicts nothing.
     const s2 = await server(tmp("floor-node2-"), `file://${tmp("floor-bucket2-")}`, { min_free_disk_bytes: 1 });
     const t2 = await s2.tenants.create(generateTenantId(), QUIET);
-    const tl2 = await t2.createTimeline({ timelineId: generateTimelineId(), startLsn: 0x1000 });
+    const tl2 = await t2.createTimeline({ timelineId: generateTimelineId(), startLsn: asLsn(0x1000) });
     await within(s2.remote!.whenConnected(), "remote connect");
-    tl2.put(k(1), 0x1008, imageValue(Buffer.from("kept")));
-    tl2.finishWrite(0x1008);
+    tl2.put(k(1), asLsn(0x1008), imageValue(Buffer.from("kept")));
+    tl2.finishWrite(asLsn(0x1008));
     await tl2.checkpoint();
     await within(s2.remote!.clientOf(tl2)!.waitUploaded(), "uploads");
     await s2.eviction!.round();
@@ -378,7 +379,7 @@ describe("SIGKILL during an on-demand download (LocalFs)", () => {
     expect(tempFiles(tlDir)).toEqual([]);
     expect(tl.evictedLayerNames()).toContain(partial);
     expect(tl.evictedLayerNames().length).toBe(ROUNDS);
-    for (const [key, v] of w.values) expect(text(await within(tl.get(k(key), w.lsn), "read after restart")), `key ${key}`).toBe(v);
+    for (const [key, v] of w.values) expect(text(await within(tl.get(k(key), asLsn(w.lsn)), "read after restart")), `key ${key}`).toBe(v);
     expect(statSync(join(tlDir, partial)).isFile()).toBe(true);
   }, 120_000);
 });

@@ -23,7 +23,7 @@ import { checkRemoteTimeline } from "../src/remote/remote_check.js";
 import type { Timeline } from "../src/tenant/timeline.js";
 import { generateTenantId, generateTimelineId } from "../src/types/ids.js";
 import { makeKey } from "../src/types/key.js";
-import { lsnToString } from "../src/types/lsn.js";
+import { asLsn, lsnToString } from "../src/types/lsn.js";
 import { imageValue } from "../src/types/value.js";
 import { LogCapture } from "./support/log_check.js";
 import { TestS3 } from "./support/s3rver.js";
@@ -123,9 +123,9 @@ describe.each(["local", "s3"])("a Server with remote storage on %s", (backend) =
     for (let round = 0; round < 3; round++) {
       for (let i = 0; i < 40; i++) {
         lsn += 8;
-        tl.put(k(i), lsn, imageValue(Buffer.from(`v${i}r${round}`)));
+        tl.put(k(i), asLsn(lsn), imageValue(Buffer.from(`v${i}r${round}`)));
       }
-      tl.finishWrite(lsn);
+      tl.finishWrite(asLsn(lsn));
       expect((await call("PUT", `/v1/tenant/${tenantId}/timeline/${timelineId}/checkpoint`)).status).toBe(200);
     }
     expect(tl.l0Count).toBe(3);
@@ -136,7 +136,7 @@ describe.each(["local", "s3"])("a Server with remote storage on %s", (backend) =
     expect(metrics).toMatch(/pageserver_remote_uploaded_layer_bytes_total\{[^}]*\} [1-9]/);
     const promtool = spawnSync("promtool", ["check", "metrics"], { input: metrics, encoding: "utf8", timeout: 20_000 });
     expect(promtool.status, `${promtool.stdout}${promtool.stderr}`).toBe(0);
-    expect(lsnToString(server!.remote!.remoteConsistentLsn(tl)!)).toBe(lsnToString(lsn));
+    expect(lsnToString(server!.remote!.remoteConsistentLsn(tl)!)).toBe(lsnToString(asLsn(lsn)));
   });
 
   it("compaction and GC: the bucket follows, no orphans", async () => {
@@ -196,9 +196,9 @@ describe("a tenant whose attach was cut short", () => {
     await a.start();
     try {
       const t = await a.tenants.create(id, QUIET);
-      const tl = await t.createTimeline({ timelineId: tlId, startLsn: 0x1000 });
-      tl.put(k(1), 0x1008, imageValue(Buffer.from("resumed")));
-      tl.finishWrite(0x1008);
+      const tl = await t.createTimeline({ timelineId: tlId, startLsn: asLsn(0x1000) });
+      tl.put(k(1), asLsn(0x1008), imageValue(Buffer.from("resumed")));
+      tl.finishWrite(asLsn(0x1008));
       await tl.checkpoint();
       await within(a.remote!.whenConnected(), "connect");
       await within(a.remote!.clientOf(tl)!.waitUploaded(), "uploads");
@@ -217,7 +217,7 @@ describe("a tenant whose attach was cut short", () => {
       const t = b.tenants.get(id);
       expect(t.state, t.brokenReason ?? "").toBe("Active");
       const tl = t.getTimeline(tlId);
-      expect(Buffer.from((await within(tl.get(k(1), 0x1008), "read"))!).toString()).toBe("resumed");
+      expect(Buffer.from((await within(tl.get(k(1), asLsn(0x1008)), "read"))!).toString()).toBe("resumed");
     } finally {
       await b.stop();
     }
@@ -239,9 +239,9 @@ describe("an attach that fails half way (failpoint remote-attach-timeline)", () 
     const a = new Server(conf(workA), logs.logger);
     await a.start();
     try {
-      const tl = await (await a.tenants.create(id, QUIET)).createTimeline({ timelineId: tlId, startLsn: 0x1000 });
-      tl.put(k(2), 0x1008, imageValue(Buffer.from("after the failpoint")));
-      tl.finishWrite(0x1008);
+      const tl = await (await a.tenants.create(id, QUIET)).createTimeline({ timelineId: tlId, startLsn: asLsn(0x1000) });
+      tl.put(k(2), asLsn(0x1008), imageValue(Buffer.from("after the failpoint")));
+      tl.finishWrite(asLsn(0x1008));
       await tl.checkpoint();
       await within(a.remote!.whenConnected(), "connect");
       await within(a.remote!.clientOf(tl)!.waitUploaded(), "uploads");
@@ -268,7 +268,7 @@ describe("an attach that fails half way (failpoint remote-attach-timeline)", () 
       while (b2.tenants.get(id).state !== "Active" && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
       const t = b2.tenants.get(id);
       expect(t.state, t.brokenReason ?? "").toBe("Active");
-      expect(Buffer.from((await within(t.getTimeline(tlId).get(k(2), 0x1008), "read"))!).toString()).toBe("after the failpoint");
+      expect(Buffer.from((await within(t.getTimeline(tlId).get(k(2), asLsn(0x1008)), "read"))!).toString()).toBe("after the failpoint");
     } finally {
       await b2.stop();
     }

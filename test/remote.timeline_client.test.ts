@@ -24,6 +24,7 @@ import type { TimelineMetadata } from "../src/tenant/metadata.js";
 import { BadStateError } from "../src/types/errors.js";
 import { generateTenantId, generateTimelineId, type TenantId, type TimelineId } from "../src/types/ids.js";
 import { KEY_MAX, KEY_MIN } from "../src/types/key.js";
+import { asLsn } from "../src/types/lsn.js";
 
 const silent = pino({ level: "silent" });
 
@@ -45,15 +46,15 @@ function layerFile(size_bytes: number, kind: "delta" | "image" = "delta"): Added
   seq++;
   const name =
     kind === "delta"
-      ? deltaLayerName({ start: KEY_MIN, end: KEY_MAX }, { start: seq * 0x100, end: seq * 0x100 + 0x80 })
-      : imageLayerName({ start: KEY_MIN, end: KEY_MAX }, seq * 0x100);
+      ? deltaLayerName({ start: KEY_MIN, end: KEY_MAX }, { start: asLsn(seq * 0x100), end: asLsn(seq * 0x100 + 0x80) })
+      : imageLayerName({ start: KEY_MIN, end: KEY_MAX }, asLsn(seq * 0x100));
   const path = join(local, name);
   writeFileSync(path, Buffer.alloc(size_bytes, seq & 0xff));
   return { name, path };
 }
 
 function meta(dcl: number, gc_cutoff = 0): TimelineMetadata {
-  return { disk_consistent_lsn: dcl, prev_record_lsn: null, ancestor_timeline_id: null, ancestor_lsn: 0, latest_gc_cutoff_lsn: gc_cutoff, initdb_lsn: 0x10, pg_version: 15 };
+  return { disk_consistent_lsn: asLsn(dcl), prev_record_lsn: null, ancestor_timeline_id: null, ancestor_lsn: asLsn(0), latest_gc_cutoff_lsn: asLsn(gc_cutoff), initdb_lsn: asLsn(0x10), pg_version: 15 };
 }
 
 /** A storage whose layer puts wait while `hold` is set (to keep uploads pending). */

@@ -38,6 +38,7 @@ import { ConflictError, InvalidArgumentError, LimitReachedError, NotFoundError, 
 import { generateTenantId, generateTimelineId, type TenantId, type TimelineId } from "../src/types/ids.js";
 import { KEY_MAX, KEY_MIN } from "../src/types/key.js";
 import { TestS3 } from "./support/s3rver.js";
+import { asLsn } from "../src/types/lsn.js";
 
 const silent = pino({ level: "silent" });
 /** Upper bound on any single wait in this file; a hang fails the test instead of stalling it. */
@@ -182,7 +183,7 @@ let layerSeq = 0;
 /** A local "layer file" with a real layer name, its size and CRC32C. */
 function makeLayer(size_bytes: number): LayerUpload & { crc32c: number } {
   layerSeq++;
-  const name = deltaLayerName({ start: KEY_MIN, end: KEY_MAX }, { start: layerSeq * 0x1000, end: layerSeq * 0x1000 + 0x800 });
+  const name = deltaLayerName({ start: KEY_MIN, end: KEY_MAX }, { start: asLsn(layerSeq * 0x1000), end: asLsn(layerSeq * 0x1000 + 0x800) });
   const bytes = Buffer.alloc(size_bytes);
   for (let i = 0; i < size_bytes; i += 4096) bytes.writeUInt32LE(layerSeq * 7919 + i, i);
   const local_path = join(scratch, name);
@@ -192,12 +193,12 @@ function makeLayer(size_bytes: number): LayerUpload & { crc32c: number } {
 
 function meta(dcl: number): TimelineMetadata {
   return {
-    disk_consistent_lsn: dcl,
+    disk_consistent_lsn: asLsn(dcl),
     prev_record_lsn: null,
     ancestor_timeline_id: null,
-    ancestor_lsn: 0,
-    latest_gc_cutoff_lsn: 0,
-    initdb_lsn: 0x100,
+    ancestor_lsn: asLsn(0),
+    latest_gc_cutoff_lsn: asLsn(0),
+    initdb_lsn: asLsn(0x100),
     pg_version: 15,
   };
 }

@@ -12,7 +12,7 @@ import { afterEach, describe, expect, it } from "vitest";
 import { Backpressure } from "../src/tenant/ingest_gate.js";
 import type { Timeline } from "../src/tenant/timeline.js";
 import { type Key, makeKey } from "../src/types/key.js";
-import type { Lsn } from "../src/types/lsn.js";
+import { asLsn, type Lsn } from "../src/types/lsn.js";
 import { FairQueue } from "../src/workers/fair_queue.js";
 import type { JobRunner } from "../src/workers/jobs.js";
 import { TenantHarness } from "./support/tenant_harness.js";
@@ -115,7 +115,7 @@ describe("ingest backpressure", () => {
       jobs: (pools) => hooked(pools, { flush: flushValve, compact: compactValve }),
     });
     const t = await h.create();
-    const tl = await t.createTimeline({ startLsn: 0x1000 });
+    const tl = await t.createTimeline({ startLsn: asLsn(0x1000) });
     const model = new Model();
     const lsns: Lsn[] = [];
     const writtenAt = new Map<Lsn, number>();
@@ -140,11 +140,11 @@ describe("ingest backpressure", () => {
         const k = Math.floor(rand() * KEYS);
         const init = !model.has(k) || rand() < 0.7;
         const text = init ? `${k}@${lsn}:${pad}` : `+${lsn}`;
-        tl.put(key(k), lsn, init ? testInit(text) : testAppend(text));
-        tl.finishWrite(lsn);
-        model.add(k, lsn, init, text);
-        lsns.push(lsn);
-        writtenAt.set(lsn, k);
+        tl.put(key(k), asLsn(lsn), init ? testInit(text) : testAppend(text));
+        tl.finishWrite(asLsn(lsn));
+        model.add(k, asLsn(lsn), init, text);
+        lsns.push(asLsn(lsn));
+        writtenAt.set(asLsn(lsn), k);
         maxFrozen = Math.max(maxFrozen, tl.frozenCount);
         if (tl.frozenCount > MAX_FROZEN) throw new Error(`${tl.frozenCount} frozen layers at ${lsn}`);
         // The flush lag in WAL bytes: at most max_frozen_layers + 1 layers of checkpoint_distance, plus a record.
@@ -228,14 +228,14 @@ describe("ingest backpressure", () => {
       jobs: (pools) => hooked(pools, { flush: flushValve }),
     });
     const t = await h.create();
-    const tl: Timeline = await t.createTimeline({ startLsn: 0x1000 });
+    const tl: Timeline = await t.createTimeline({ startLsn: asLsn(0x1000) });
     flushValve.close();
     let lsn = 0x1000;
     for (let i = 0; tl.ingestBackpressure() === Backpressure.None; i++) {
       expect(i).toBeLessThan(1000);
       lsn += 0x20;
-      tl.put(key(i % KEYS), lsn, testInit("y".repeat(600)));
-      tl.finishWrite(lsn);
+      tl.put(key(i % KEYS), asLsn(lsn), testInit("y".repeat(600)));
+      tl.finishWrite(asLsn(lsn));
     }
     const stop = new AbortController();
     const waiting = tl.waitIngestCapacity(stop.signal).then(

@@ -38,6 +38,7 @@ import { sizeInputs } from "../src/tenant/size_model.js";
 import { TimelineState } from "../src/tenant/timeline.js";
 import { CorruptionError } from "../src/types/errors.js";
 import { makeKey } from "../src/types/key.js";
+import { asLsn, type Lsn, lsnMax, MAX_LSN } from "../src/types/lsn.js";
 import { TenantHarness } from "./support/tenant_harness.js";
 import { testAppend, testInit } from "./support/test_redo.js";
 
@@ -51,10 +52,10 @@ afterAll(() => {
   for (const d of dirs) rmSync(d, { recursive: true, force: true });
 });
 
-const ALL = Number.MAX_SAFE_INTEGER;
+const ALL = MAX_LSN;
 
 interface Entry {
-  lsn: number;
+  lsn: Lsn;
   t: number;
 }
 
@@ -85,14 +86,14 @@ function stream(n: number, seed: number, jitter_us: number, fromLsn = 0x1000000,
     lsn += u < 0.001 ? 2 ** 33 : 24 + Math.floor(r() * 4000);
     clock += u < 0.0005 ? -1_000_000 : Math.floor(r() * 2000);
     const t = u > 0.98 && out.length > 0 ? out[out.length - 1]!.t : clock - Math.floor(r() * jitter_us);
-    out.push({ lsn, t });
+    out.push({ lsn: asLsn(lsn), t });
   }
   return out;
 }
 
 /** The model: PostgreSQL's stop record over the whole history, then the kinds (see resolveLsnForTime). */
 class Model {
-  readonly lsns: number[] = [];
+  readonly lsns: Lsn[] = [];
   readonly runMax: number[] = [];
   constructor(entries: Entry[]) {
     let m = Number.NEGATIVE_INFINITY;
@@ -113,12 +114,12 @@ class Model {
     }
     return lo;
   }
-  answer(t: number, earliest: number, last: number): LsnForTime {
+  answer(t: number, earliest: Lsn, last: Lsn): LsnForTime {
     if (this.lsns.length === 0) return { kind: "nodata", lsn: earliest };
     const i = this.stop(t);
     if (i === this.lsns.length) return { kind: "future", lsn: last };
     if (i === 0 || this.lsns[i]! <= earliest) return { kind: "past", lsn: earliest };
-    return { kind: "present", lsn: Math.max(this.lsns[i - 1]!, earliest) };
+    return { kind: "present", lsn: lsnMax(this.lsns[i - 1]!, earliest) };
   }
   /** Transactions ended at or below lsn. */
   endedBy(lsn: number): number {
@@ -134,7 +135,7 @@ class Model {
 }
 
 /** A single timeline's answer from its index. */
-function answerOf(c: CommitTimes, t: number, earliest: number, last: number): LsnForTime {
+function answerOf(c: CommitTimes, t: number, earliest: Lsn, last: Lsn): LsnForTime {
   return resolveLsnForTime([{ ...c.probe(t, ALL) }], earliest, last);
 }
 
@@ -153,7 +154,7 @@ function timesToAsk(entries: Entry[], r: () => number, n: number): number[] {
 }
 
 function check(model: Model, got: LsnForTime, t: number, earliest: number, last: number): void {
-  const want = model.answer(t, earliest, last);
+  const want = model.answer(t, asLsn(earliest), asLsn(last));
   expect(got, `T=${t} earliest=${earliest}`).toEqual(want);
   if (got.kind === "present") {
     // Exactly the transactions that ended by T under PostgreSQL's rule.
@@ -180,13 +181,13 @@ describe("CommitTimes", () => {
   it("probe: the first record later than T in LSN order, the one before it, within an LSN bound", () => {
     const c = new CommitTimes(tmp());
     expect(c.probe(100, ALL)).toEqual({ before: false, hasBefore: false, stopLsn: -1, prevLsn: -1, lastLsn: -1 });
-    c.add(1000, 10);
-    c.add(2000, 20);
+    c.add(asLsn(1000), 10);
+    c.add(asLsn(2000), 20);
     // Took its timestamp before the one above, wrote its record after it.
-    c.add(3000, 19);
-    c.add(4000, 40);
-    c.add(4000, 99); // the same record streamed again: ignored
-    c.add(3500, 99); // behind the newest: ignored
+    c.add(asLsn(3000), 19);
+    c.add(asLsn(4000), 40);
+    c.add(asLsn(4000), 99); // the same record streamed again: ignored
+    c.add(asLsn(3500), 99); // behind the newest: ignored
     expect(c.size).toBe(4);
     expect(c.probe(5, ALL)).toMatchObject({ stopLsn: 1000, prevLsn: -1 });
     expect(c.probe(10, ALL)).toMatchObject({ stopLsn: 2000, prevLsn: 1000 });
@@ -194,29 +195,29 @@ describe("CommitTimes", () => {
     expect(c.probe(19, ALL)).toMatchObject({ stopLsn: 2000, prevLsn: 1000 });
     expect(c.probe(25, ALL)).toMatchObject({ stopLsn: 4000, prevLsn: 3000 });
     expect(c.probe(40, ALL)).toMatchObject({ stopLsn: -1, lastLsn: 4000 });
-    expect(c.probe(25, 2500)).toMatchObject({ stopLsn: -1, lastLsn: 2000 });
-    expect(c.probe(25, 500)).toMatchObject({ stopLsn: -1, lastLsn: -1 });
-    expect(c.timeAt(999)).toBeNull();
-    expect(c.timeAt(1000)).toBe(10);
-    expect(c.timeAt(3999)).toBe(19);
-    expect(c.timeAt(1e12)).toBe(40);
+    expect(c.probe(25, asLsn(2500))).toMatchObject({ stopLsn: -1, lastLsn: 2000 });
+    expect(c.probe(25, asLsn(500))).toMatchObject({ stopLsn: -1, lastLsn: -1 });
+    expect(c.timeAt(asLsn(999))).toBeNull();
+    expect(c.timeAt(asLsn(1000))).toBe(10);
+    expect(c.timeAt(asLsn(3999))).toBe(19);
+    expect(c.timeAt(asLsn(1e12))).toBe(40);
   });
 
   it("resolveLsnForTime: Neon's kinds; a branch's history is its ancestor's below the branch point, then its own", () => {
-    const p = (o: Partial<TimeProbe>): TimeProbe => ({ before: false, hasBefore: false, stopLsn: -1, prevLsn: -1, lastLsn: -1, ...o });
-    expect(resolveLsnForTime([p({})], 50, 900)).toEqual({ kind: "nodata", lsn: 50 });
-    expect(resolveLsnForTime([p({ lastLsn: 300 })], 50, 900)).toEqual({ kind: "future", lsn: 900 });
-    expect(resolveLsnForTime([p({ stopLsn: 300 })], 50, 900)).toEqual({ kind: "past", lsn: 50 });
-    expect(resolveLsnForTime([p({ stopLsn: 300, prevLsn: 200 })], 50, 900)).toEqual({ kind: "present", lsn: 200 });
-    expect(resolveLsnForTime([p({ stopLsn: 300, prevLsn: 200 })], 250, 900)).toEqual({ kind: "present", lsn: 250 });
-    expect(resolveLsnForTime([p({ stopLsn: 300, prevLsn: 200 })], 300, 900)).toEqual({ kind: "past", lsn: 300 });
-    expect(resolveLsnForTime([p({ before: true, hasBefore: true })], 50, 900)).toEqual({ kind: "past", lsn: 50 });
-    expect(resolveLsnForTime([p({ stopLsn: 300, hasBefore: true })], 50, 900)).toEqual({ kind: "present", lsn: 50 });
+    const p = (o: Partial<TimeProbe>): TimeProbe => ({ before: false, hasBefore: false, stopLsn: -1 as Lsn, prevLsn: -1 as Lsn, lastLsn: -1 as Lsn, ...o });
+    expect(resolveLsnForTime([p({})], asLsn(50), asLsn(900))).toEqual({ kind: "nodata", lsn: 50 });
+    expect(resolveLsnForTime([p({ lastLsn: asLsn(300) })], asLsn(50), asLsn(900))).toEqual({ kind: "future", lsn: 900 });
+    expect(resolveLsnForTime([p({ stopLsn: asLsn(300) })], asLsn(50), asLsn(900))).toEqual({ kind: "past", lsn: 50 });
+    expect(resolveLsnForTime([p({ stopLsn: asLsn(300), prevLsn: asLsn(200) })], asLsn(50), asLsn(900))).toEqual({ kind: "present", lsn: 200 });
+    expect(resolveLsnForTime([p({ stopLsn: asLsn(300), prevLsn: asLsn(200) })], asLsn(250), asLsn(900))).toEqual({ kind: "present", lsn: 250 });
+    expect(resolveLsnForTime([p({ stopLsn: asLsn(300), prevLsn: asLsn(200) })], asLsn(300), asLsn(900))).toEqual({ kind: "past", lsn: 300 });
+    expect(resolveLsnForTime([p({ before: true, hasBefore: true })], asLsn(50), asLsn(900))).toEqual({ kind: "past", lsn: 50 });
+    expect(resolveLsnForTime([p({ stopLsn: asLsn(300), hasBefore: true })], asLsn(50), asLsn(900))).toEqual({ kind: "present", lsn: 50 });
     // Ancestor (to the branch point 400) then the branch: its first own record stops, the
     // ancestor's last one is before it; the branch cannot start below 400.
-    expect(resolveLsnForTime([p({ lastLsn: 350 }), p({ stopLsn: 500 })], 400, 900)).toEqual({ kind: "present", lsn: 400 });
-    expect(resolveLsnForTime([p({ stopLsn: 350, prevLsn: 300 }), p({ stopLsn: 500 })], 400, 900)).toEqual({ kind: "past", lsn: 400 });
-    expect(resolveLsnForTime([p({}), p({ stopLsn: 500 })], 400, 900)).toEqual({ kind: "past", lsn: 400 });
+    expect(resolveLsnForTime([p({ lastLsn: asLsn(350) }), p({ stopLsn: asLsn(500) })], asLsn(400), asLsn(900))).toEqual({ kind: "present", lsn: 400 });
+    expect(resolveLsnForTime([p({ stopLsn: asLsn(350), prevLsn: asLsn(300) }), p({ stopLsn: asLsn(500) })], asLsn(400), asLsn(900))).toEqual({ kind: "past", lsn: 400 });
+    expect(resolveLsnForTime([p({}), p({ stopLsn: asLsn(500) })], asLsn(400), asLsn(900))).toEqual({ kind: "past", lsn: 400 });
   });
 
   it("property: answers equal PostgreSQL's rule across saves, restarts at a durable LSN, trims and branches", async () => {
@@ -247,19 +248,19 @@ describe("CommitTimes", () => {
             const newest = added > 0 ? all[added - 1]!.lsn : 0;
             if (step.op === "save") {
               saved = Math.max(saved, Math.floor(saved + r() * (newest - saved + 1)));
-              await c.save(saved);
+              await c.save(asLsn(saved));
               persisted = Math.max(persisted, Math.floor(persisted + r() * (saved - persisted + 1)));
             } else if (step.op === "restart") {
               // A crash between the index's save and the metadata write: the index holds more.
               c = new CommitTimes(dir);
-              c.load(persisted);
+              c.load(asLsn(persisted));
               saved = persisted;
               added = 0;
               while (added < all.length && all[added]!.lsn <= persisted) added++;
               expect(c.size).toBeLessThanOrEqual(added);
             } else if (step.op === "trim") {
               earliest = Math.max(earliest, Math.floor(earliest + r() * (persisted - earliest + 1)));
-              await c.trimBelow(earliest);
+              await c.trimBelow(asLsn(earliest));
             } else {
               // A child branched at an LSN in the history fed so far: ancestor below it, then its own stream.
               const b = Math.max(earliest, added > 0 ? all[Math.floor(r() * added)]!.lsn : 0);
@@ -269,16 +270,16 @@ describe("CommitTimes", () => {
               const bm = new Model([...all.slice(0, added).filter((e) => e.lsn <= b), ...own]);
               const lastB = (own[own.length - 1]?.lsn ?? b) + 8;
               for (const t of timesToAsk([...all.slice(0, added), ...own], r, 40)) {
-                const got = resolveLsnForTime([{ ...c.probe(t, b) }, { ...child.probe(t, ALL) }], b, lastB);
+                const got = resolveLsnForTime([{ ...c.probe(t, asLsn(b)) }, { ...child.probe(t, ALL) }], asLsn(b), asLsn(lastB));
                 check(bm, got, t, b, lastB);
               }
             }
             const seen = new Model(all.slice(0, added));
             const lastSeen = added > 0 ? all[added - 1]!.lsn + 8 : last;
-            for (const t of timesToAsk(all.slice(0, added), r, 40)) check(seen, answerOf(c, t, earliest, lastSeen), t, earliest, lastSeen);
+            for (const t of timesToAsk(all.slice(0, added), r, 40)) check(seen, answerOf(c, t, asLsn(earliest), asLsn(lastSeen)), t, earliest, lastSeen);
           }
           feed(all.length);
-          for (const t of timesToAsk(all, r, 200)) check(model, answerOf(c, t, earliest, last), t, earliest, last);
+          for (const t of timesToAsk(all, r, 200)) check(model, answerOf(c, t, asLsn(earliest), asLsn(last)), t, earliest, last);
         },
       ),
       { numRuns: 60 },
@@ -295,7 +296,7 @@ describe("CommitTimes", () => {
     expect(c.size).toBe(n);
     const r = prng(1);
     const last = all[n - 1]!.lsn + 8;
-    for (const t of timesToAsk(all, r, 2_000)) check(model, answerOf(c, t, 0, last), t, 0, last);
+    for (const t of timesToAsk(all, r, 2_000)) check(model, answerOf(c, t, asLsn(0), asLsn(last)), t, 0, last);
     // Half durable, then reloaded: the upper half streamed again.
     const half = all[n / 2]!.lsn;
     await c.save(half);
@@ -303,23 +304,23 @@ describe("CommitTimes", () => {
     d.load(half);
     expect(d.size).toBe(n / 2 + 1);
     for (let i = n / 2 + 1; i < n; i++) d.add(all[i]!.lsn, all[i]!.t);
-    await d.save(last);
+    await d.save(asLsn(last));
     const e = new CommitTimes(dir);
-    e.load(last);
+    e.load(asLsn(last));
     expect(e.size).toBe(n);
-    for (const t of timesToAsk(all, r, 2_000)) check(model, answerOf(e, t, 0, last), t, 0, last);
+    for (const t of timesToAsk(all, r, 2_000)) check(model, answerOf(e, t, asLsn(0), asLsn(last)), t, 0, last);
     const bytes = e.diskBytes();
     expect(bytes / n).toBeLessThan(8);
     expect(e.timeAt(all[123_456]!.lsn)).toBe(all[123_456]!.t);
-    expect(e.timeAt(all[123_456]!.lsn + 1)).toBe(all[123_456]!.t);
+    expect(e.timeAt(asLsn(all[123_456]!.lsn + 1))).toBe(all[123_456]!.t);
     // Trimmed below an LSN: times before it answer `past`, later ones stay exact.
     const cut = all[700_000]!.lsn;
     await e.trimBelow(cut);
     expect(e.diskBytes()).toBeLessThan(bytes / 2);
-    for (const t of timesToAsk(all, r, 2_000)) check(model, answerOf(e, t, cut, last), t, cut, last);
+    for (const t of timesToAsk(all, r, 2_000)) check(model, answerOf(e, t, cut, asLsn(last)), t, cut, last);
     const f = new CommitTimes(dir);
-    f.load(last);
-    for (const t of timesToAsk(all, r, 500)) check(model, answerOf(f, t, cut, last), t, cut, last);
+    f.load(asLsn(last));
+    for (const t of timesToAsk(all, r, 500)) check(model, answerOf(f, t, cut, asLsn(last)), t, cut, last);
   }, 120_000);
 
   it("a torn append (the tail file continues the good blocks) is accepted; other damage is a CorruptionError naming the file", async () => {
@@ -345,12 +346,12 @@ describe("CommitTimes", () => {
       const path = join(dir, COMMIT_TIMES_FILE);
       truncateSync(path, statSync(path).size - 5000);
       const c = new CommitTimes(dir);
-      c.load(mid);
+      c.load(asLsn(mid));
       const m = new Model(all.filter((e) => e.lsn <= mid));
-      for (const t of timesToAsk(all, prng(2), 300)) check(m, answerOf(c, t, 0, mid + 8), t, 0, mid + 8);
+      for (const t of timesToAsk(all, prng(2), 300)) check(m, answerOf(c, t, asLsn(0), asLsn(mid + 8)), t, 0, mid + 8);
       // Streamed again: whole again.
       for (const e of all) c.add(e.lsn, e.t);
-      for (const t of timesToAsk(all, prng(3), 300)) check(model, answerOf(c, t, 0, all[all.length - 1]!.lsn + 8), t, 0, all[all.length - 1]!.lsn + 8);
+      for (const t of timesToAsk(all, prng(3), 300)) check(model, answerOf(c, t, asLsn(0), asLsn(all[all.length - 1]!.lsn + 8)), t, 0, all[all.length - 1]!.lsn + 8);
     }
     // A block inside the durable part flipped: corruption, not a torn append.
     {
@@ -360,19 +361,19 @@ describe("CommitTimes", () => {
       f[8192 + 100] = f[8192 + 100]! ^ 1;
       writeFileSync(path, f);
       const c = new CommitTimes(dir);
-      expect(() => c.load(mid)).toThrow(CorruptionError);
-      expect(() => c.load(mid)).toThrow(/corrupt file .*commit_times at block 1/);
+      expect(() => c.load(asLsn(mid))).toThrow(CorruptionError);
+      expect(() => c.load(asLsn(mid))).toThrow(/corrupt file .*commit_times at block 1/);
       // The timeline then resets it: bad files aside, empty from the durable LSN.
-      c.reset(mid);
+      c.reset(asLsn(mid));
       expect(c.size).toBe(0);
-      c.add(mid + 10, 1);
-      expect(answerOf(c, 0, mid, mid + 20).kind).toBe("past");
+      c.add(asLsn(mid + 10), 1);
+      expect(answerOf(c, 0, asLsn(mid), asLsn(mid + 20)).kind).toBe("past");
     }
     // A tail file that does not continue the blocks (entries missing between).
     {
       const { dir, mid } = await make();
       truncateSync(join(dir, COMMIT_TIMES_FILE), 2 * 8192);
-      expect(() => new CommitTimes(dir).load(mid)).toThrow(/commit_times\.tail .*entries are missing/);
+      expect(() => new CommitTimes(dir).load(asLsn(mid))).toThrow(/commit_times\.tail .*entries are missing/);
     }
     // A tail file with a bad seal.
     {
@@ -381,7 +382,7 @@ describe("CommitTimes", () => {
       const t = readFileSync(tp);
       t[60] = t[60]! ^ 0x40;
       writeFileSync(tp, t);
-      expect(() => new CommitTimes(dir).load(mid)).toThrow(/commit_times\.tail .*checksum/);
+      expect(() => new CommitTimes(dir).load(asLsn(mid))).toThrow(/commit_times\.tail .*checksum/);
     }
   }, 60_000);
 
@@ -403,20 +404,20 @@ describe("CommitTimes", () => {
   it("save keeps entries at or below the durable LSN; load drops what is above the recorded one", async () => {
     const dir = tmp();
     const c = new CommitTimes(dir);
-    for (let i = 1; i <= 10; i++) c.add(i * 100, i * 1000);
-    await c.save(550);
+    for (let i = 1; i <= 10; i++) c.add(asLsn(i * 100), i * 1000);
+    await c.save(asLsn(550));
     const loaded = new CommitTimes(dir);
-    loaded.load(10_000);
+    loaded.load(asLsn(10_000));
     expect(loaded.size).toBe(5);
     const older = new CommitTimes(dir);
-    older.load(250);
+    older.load(asLsn(250));
     expect(older.size).toBe(2);
     // Streamed again from the durable LSN: the entries above it come back, once.
-    for (let i = 3; i <= 10; i++) older.add(i * 100, i * 1000);
+    for (let i = 3; i <= 10; i++) older.add(asLsn(i * 100), i * 1000);
     expect(older.size).toBe(10);
-    await older.save(10_000);
+    await older.save(asLsn(10_000));
     const again = new CommitTimes(dir);
-    again.load(10_000);
+    again.load(asLsn(10_000));
     expect(again.size).toBe(10);
     expect(again.probe(7500, ALL)).toMatchObject({ stopLsn: 800, prevLsn: 700 });
   });
@@ -426,25 +427,25 @@ describe("CommitTimes", () => {
     const lsns = [100, 200, 300];
     writeFileSync(join(dir, COMMIT_TIMES_LEGACY_FILE), JSON.stringify({ version: 1, lsns, times_ms: lsns.map((l) => pgTimestampToMs(l * 10)) }));
     const c = new CommitTimes(dir);
-    expect(c.load(250)).toMatch(/migrated 2 commit times/);
+    expect(c.load(asLsn(250))).toMatch(/migrated 2 commit times/);
     expect(c.probe(1500, ALL)).toMatchObject({ stopLsn: 200, prevLsn: 100 });
-    await c.save(250);
+    await c.save(asLsn(250));
     expect(() => readFileSync(join(dir, COMMIT_TIMES_LEGACY_FILE))).toThrow();
     const d = new CommitTimes(dir);
-    expect(d.load(250)).toBeNull();
+    expect(d.load(asLsn(250))).toBeNull();
     expect(d.size).toBe(2);
 
     const dir2 = tmp();
     const many = Array.from({ length: 7000 }, (_, i) => (i + 1) * 100);
     writeFileSync(join(dir2, COMMIT_TIMES_LEGACY_FILE), JSON.stringify({ version: 1, lsns: many, times_ms: many.map((l) => pgTimestampToMs(l)) }));
     const e = new CommitTimes(dir2);
-    expect(e.load(500_000)).toMatch(/thinned history/);
+    expect(e.load(asLsn(500_000))).toMatch(/thinned history/);
     expect(e.size).toBe(0);
-    e.add(400_000, 1);
+    e.add(asLsn(400_000), 1);
     expect(e.size).toBe(0); // below the start: its history is not known
     for (const text of ["{not json", JSON.stringify({ version: 2, lsns: [], times_ms: [] }), JSON.stringify({ version: 1, lsns: [2, 1], times_ms: [1, 2] })]) {
       writeFileSync(join(dir2, COMMIT_TIMES_LEGACY_FILE), text);
-      expect(() => new CommitTimes(dir2).load(1e12)).toThrow(/corrupt file .*commit_times\.json/);
+      expect(() => new CommitTimes(dir2).load(asLsn(1e12))).toThrow(/corrupt file .*commit_times\.json/);
     }
   });
 
@@ -453,9 +454,9 @@ describe("CommitTimes", () => {
     try {
       const k = makeKey(0, 1663, 5, 1000, 0, 1);
       const t = await h.create();
-      let tl = await t.createTimeline({ startLsn: 0x100 });
-      tl.put(k, 0x100, testInit("0"));
-      tl.finishWrite(0x100);
+      let tl = await t.createTimeline({ startLsn: asLsn(0x100) });
+      tl.put(k, asLsn(0x100), testInit("0"));
+      tl.finishWrite(asLsn(0x100));
       const all = stream(30_000, 11, 5_000, 0x200);
       const model = new Model(all);
       const ingest = (from: number): void => {
@@ -510,10 +511,10 @@ describe("CommitTimes", () => {
       expect(tl.lsnForTime(pgTimestampToMs(all[25_000]!.t)).kind).toBe("nodata");
       // New commits after the reset: times before the first of them are `past`, later ones exact.
       const latest = model.runMax[model.runMax.length - 1]!;
-      tl.noteCommit(dcl + 0x100, latest + 1_000);
-      tl.finishWrite(dcl + 0x100);
-      tl.noteCommit(dcl + 0x200, latest + 2_000);
-      tl.finishWrite(dcl + 0x200);
+      tl.noteCommit(asLsn(dcl + 0x100), latest + 1_000);
+      tl.finishWrite(asLsn(dcl + 0x100));
+      tl.noteCommit(asLsn(dcl + 0x200), latest + 2_000);
+      tl.finishWrite(asLsn(dcl + 0x200));
       expect(tl.lsnForTime(pgTimestampToMs(all[25_000]!.t))).toEqual({ kind: "past", lsn: tl.earliestBranchLsn() });
       expect(tl.lsnForTime(pgTimestampToMs(latest + 1_500))).toEqual({ kind: "present", lsn: dcl + 0x100 });
     } finally {
@@ -526,9 +527,9 @@ describe("CommitTimes", () => {
     try {
       const k = makeKey(0, 1663, 5, 1000, 0, 1);
       const t = await h.create();
-      const tl = await t.createTimeline({ startLsn: 0x100 });
-      tl.put(k, 0x100, testInit("0"));
-      tl.finishWrite(0x100);
+      const tl = await t.createTimeline({ startLsn: asLsn(0x100) });
+      tl.put(k, asLsn(0x100), testInit("0"));
+      tl.finishWrite(asLsn(0x100));
       const all = stream(20_000, 5, 5_000, 0x200);
       const model = new Model(all);
       for (let i = 0; i < all.length; i++) {
@@ -541,7 +542,7 @@ describe("CommitTimes", () => {
         // The latest time up to entry i: the stop record comes after it.
         const limit = model.runMax[i]!;
         const now_ms = pgTimestampToMs(limit) + 3_600_000;
-        const want = model.answer(limit, 0x100, tl.lastRecordLsn);
+        const want = model.answer(limit, asLsn(0x100), tl.lastRecordLsn);
         expect(want.kind, `entry ${i}`).toBe("present");
         expect(model.endedBy(want.lsn)).toBe(model.stop(limit));
         expect(tl.gcCutoff(now_ms), `entry ${i}`).toBe(want.lsn);

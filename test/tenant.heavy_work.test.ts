@@ -10,6 +10,7 @@ import { LimitReachedError } from "../src/types/errors.js";
 import { type Key, makeKey } from "../src/types/key.js";
 import { testInit } from "./support/test_redo.js";
 import { TenantHarness } from "./support/tenant_harness.js";
+import { asLsn } from "../src/types/lsn.js";
 
 const k = (n: number): Key => makeKey(0, 1663, 5, 1000, 0, n);
 let h: TenantHarness | null = null;
@@ -101,13 +102,13 @@ describe("a request's AbortSignal in compaction and GC", () => {
   it("an aborted signal stops compact and gc before their work; without it they run", async () => {
     h = new TenantHarness({ conf: { compaction_threshold: 2, image_creation_threshold: 1 } });
     const t = await h.create();
-    const tl = await t.createTimeline({ startLsn: 0x100 });
+    const tl = await t.createTimeline({ startLsn: asLsn(0x100) });
     let lsn = 0x100;
     for (let round = 0; round < 4; round++) {
       for (let i = 0; i < 5; i++) {
         lsn += 8;
-        tl.put(k(i), lsn, testInit(`v${round}`));
-        tl.finishWrite(lsn);
+        tl.put(k(i), asLsn(lsn), testInit(`v${round}`));
+        tl.finishWrite(asLsn(lsn));
       }
       await tl.checkpoint();
     }
@@ -118,12 +119,12 @@ describe("a request's AbortSignal in compaction and GC", () => {
     await expect(t.compact({ forceImages: true, timeline: tl, signal: gone.signal })).rejects.toThrow("client went away");
     expect(tl.layerMap.l0Layers().length).toBe(l0);
     expect(tl.layerMap.layers.filter((l) => l.desc.kind === "image").length).toBe(0);
-    await expect(t.gc({ timeline: tl, cutoffLsn: lsn, signal: gone.signal })).rejects.toThrow("client went away");
+    await expect(t.gc({ timeline: tl, cutoffLsn: asLsn(lsn), signal: gone.signal })).rejects.toThrow("client went away");
     expect(tl.latestGcCutoffLsn).toBeLessThan(lsn);
     const res = await t.compact({ forceImages: true, timeline: tl, signal: new AbortController().signal });
     expect(res.l0Compacted).toBe(l0);
     expect(res.imagesCreated).toBeGreaterThan(0);
-    await t.gc({ timeline: tl, cutoffLsn: lsn, signal: new AbortController().signal });
+    await t.gc({ timeline: tl, cutoffLsn: asLsn(lsn), signal: new AbortController().signal });
     expect(tl.latestGcCutoffLsn).toBe(lsn);
   });
 });

@@ -14,6 +14,7 @@ import { generateTenantId, generateTimelineId } from "../src/types/ids.js";
 import { KEY_MIN } from "../src/types/key.js";
 import { expectedAt, keyOf, NKEYS, START_LSN } from "./support/kill9_schedule.js";
 import { TenantHarness } from "./support/tenant_harness.js";
+import { asLsn } from "../src/types/lsn.js";
 
 const KILLS = 6;
 const CHILD = fileURLToPath(new URL("./support/kill9_child.ts", import.meta.url));
@@ -83,7 +84,7 @@ describe("kill -9", () => {
         const lsns = [dcl, START_LSN + Math.floor((dcl - START_LSN) / 2 / 8) * 8, prevDcl];
         for (const lsn of lsns) {
           for (let k = 0; k < NKEYS; k++) {
-            const got = await tl.get(keyOf(k), lsn);
+            const got = await tl.get(keyOf(k), asLsn(lsn));
             const want = expectedAt(k, lsn);
             expect(got === null ? null : new TextDecoder().decode(got), `key ${k} at ${lsn.toString(16)} (round ${round})`).toBe(want);
           }

@@ -22,6 +22,7 @@ import type { Timeline } from "../src/tenant/timeline.js";
 import type { TimelineId } from "../src/types/ids.js";
 import { type Key, makeKey } from "../src/types/key.js";
 import { TenantHarness } from "./support/tenant_harness.js";
+import { asLsn } from "../src/types/lsn.js";
 
 const NKEYS = 6;
 const keyOf = (i: number): Key => makeKey(0, 1663, 1, 100 + (i % 3), 0, i);
@@ -81,8 +82,8 @@ class PutCmd implements fc.AsyncCommand<Model, Real> {
       const exists = modelGet(mt, this.key, mt.last) !== null;
       const init = this.init || !exists;
       const text = `${this.ch}${i}`;
-      tl.put(keyOf(this.key), lsn, init ? testInit(text) : testAppend(text));
-      tl.finishWrite(lsn);
+      tl.put(keyOf(this.key), asLsn(lsn), init ? testInit(text) : testAppend(text));
+      tl.finishWrite(asLsn(lsn));
       mt.writes.push({ key: this.key, lsn, init, text });
       mt.last = lsn;
     }
@@ -99,7 +100,7 @@ class GetCmd implements fc.AsyncCommand<Model, Real> {
     const lo = Math.max(tl.latestGcCutoffLsn, mt.branchLsn);
     const lsn = lo + Math.floor(this.at * (mt.last - lo + 1));
     if (lsn > mt.last) return;
-    const got = await tl.get(keyOf(this.key), lsn);
+    const got = await tl.get(keyOf(this.key), asLsn(lsn));
     expect(got === null ? null : dec.decode(got), `t${this.t} k${this.key} @${lsn.toString(16)}`).toBe(modelGet(mt, this.key, lsn));
   }
   toString = (): string => `get(t${this.t}, k${this.key}, ${this.at.toFixed(2)})`;
@@ -114,7 +115,7 @@ class BranchCmd implements fc.AsyncCommand<Model, Real> {
     const lo = Math.max(tl.latestGcCutoffLsn, mt.branchLsn);
     const lsn = lo + Math.floor(this.at * (mt.last - lo + 1));
     if (lsn > mt.last) return;
-    const child = await r.tenant.createTimeline({ ancestorId: mt.id, ancestorLsn: lsn });
+    const child = await r.tenant.createTimeline({ ancestorId: mt.id, ancestorLsn: asLsn(lsn) });
     m.timelines.push({ id: child.timelineId, parent: mt, branchLsn: lsn, writes: [], last: lsn, durable: lsn });
   }
   toString = (): string => `branch(t${this.t}, ${this.at.toFixed(2)})`;
@@ -146,7 +147,7 @@ class GcCmd implements fc.AsyncCommand<Model, Real> {
   async run(m: Model, r: Real): Promise<void> {
     const mt = m.timelines[this.t % m.timelines.length]!;
     const cutoff = mt.branchLsn + Math.floor(this.frac * (mt.last - mt.branchLsn));
-    await r.tenant.gc({ timeline: tlOf(r, mt), cutoffLsn: cutoff });
+    await r.tenant.gc({ timeline: tlOf(r, mt), cutoffLsn: asLsn(cutoff) });
   }
   toString = (): string => `gc(t${this.t}, ${this.frac.toFixed(2)})`;
 }
@@ -225,7 +226,7 @@ describe("timeline vs model", () => {
         });
         harnesses.push(h);
         const tenant = await h.create();
-        const root = await tenant.createTimeline({ startLsn: 0x1000 });
+        const root = await tenant.createTimeline({ startLsn: asLsn(0x1000) });
         const model: Model = { timelines: [{ id: root.timelineId, parent: null, branchLsn: 0x1000, writes: [], last: 0x1000, durable: 0x1000 }] };
         const real: Real = { h, tenant };
         try {
@@ -234,7 +235,7 @@ describe("timeline vs model", () => {
           for (const mt of model.timelines) {
             const tl = real.tenant.getTimeline(mt.id);
             for (let k = 0; k < NKEYS; k++) {
-              const got = await tl.get(keyOf(k), mt.last);
+              const got = await tl.get(keyOf(k), asLsn(mt.last));
               expect(got === null ? null : dec.decode(got)).toBe(modelGet(mt, k, mt.last));
             }
           }

@@ -20,7 +20,7 @@ import { AssertionError } from "../src/types/assert.js";
 import { BadStateError, CorruptionError, InvalidArgumentError, LsnTimeoutError, ShutdownError } from "../src/types/errors.js";
 import { generateTimelineId } from "../src/types/ids.js";
 import { TokenBucket } from "../src/tenant/throttle.js";
-import { parseLsn } from "../src/types/lsn.js";
+import { asLsn, parseLsn } from "../src/types/lsn.js";
 
 let dir: string;
 beforeAll(() => {
@@ -42,92 +42,92 @@ async function rejection(p: Promise<unknown>): Promise<Error> {
 
 describe("SeqWait", () => {
   it("resolves at once at or below the current LSN, and never goes backwards", async () => {
-    const s = new SeqWait(100);
-    await s.wait(100, 10);
-    await s.wait(0, 10);
+    const s = new SeqWait(asLsn(100));
+    await s.wait(asLsn(100), 10);
+    await s.wait(asLsn(0), 10);
     expect(s.waiterCount()).toBe(0);
     expect(s.load()).toBe(100);
-    s.advance(100); // equal is fine
-    expect(() => s.advance(99)).toThrow(AssertionError);
-    expect(() => s.advance(99)).toThrow("SeqWait went backwards: 0/63 < 0/64");
+    s.advance(asLsn(100)); // equal is fine
+    expect(() => s.advance(asLsn(99))).toThrow(AssertionError);
+    expect(() => s.advance(asLsn(99))).toThrow("SeqWait went backwards: 0/63 < 0/64");
     expect(s.load()).toBe(100);
   });
 
   it("wakes waiters in LSN order, only those reached, FIFO among equal LSNs", async () => {
-    const s = new SeqWait(0);
+    const s = new SeqWait(asLsn(0));
     const order: string[] = [];
     const ps = [
-      s.wait(30, 5000).then(() => order.push("30")),
-      s.wait(10, 5000).then(() => order.push("10a")),
-      s.wait(20, 5000).then(() => order.push("20")),
-      s.wait(10, 5000).then(() => order.push("10b")),
-      s.wait(40, 5000).then(() => order.push("40")),
+      s.wait(asLsn(30), 5000).then(() => order.push("30")),
+      s.wait(asLsn(10), 5000).then(() => order.push("10a")),
+      s.wait(asLsn(20), 5000).then(() => order.push("20")),
+      s.wait(asLsn(10), 5000).then(() => order.push("10b")),
+      s.wait(asLsn(40), 5000).then(() => order.push("40")),
     ];
     expect(s.waiterCount()).toBe(5);
-    s.advance(9);
+    s.advance(asLsn(9));
     await Promise.resolve();
     expect(order).toEqual([]);
-    s.advance(25);
+    s.advance(asLsn(25));
     await Promise.all(ps.slice(1, 4));
     expect(order).toEqual(["10a", "10b", "20"]);
     expect(s.waiterCount()).toBe(2);
-    s.advance(1000);
+    s.advance(asLsn(1000));
     await Promise.all(ps);
     expect(order).toEqual(["10a", "10b", "20", "30", "40"]);
     expect(s.waiterCount()).toBe(0);
   });
 
   it("times out with a message naming the LSNs, the timeout and the caller's context", async () => {
-    const s = new SeqWait(0x32);
-    const other = s.wait(0x1000, 5000);
-    const e = await rejection(s.wait(0x64, 20, () => "timeline abc"));
+    const s = new SeqWait(asLsn(0x32));
+    const other = s.wait(asLsn(0x1000), 5000);
+    const e = await rejection(s.wait(asLsn(0x64), 20, () => "timeline abc"));
     expect(e).toBeInstanceOf(LsnTimeoutError);
     expect((e as LsnTimeoutError).code).toBe("lsn_timeout");
     expect(e.message).toBe("timed out after 20 ms waiting for WAL to reach 0/64: last_record_lsn is 0/32; timeline abc");
     // The timed-out waiter is gone; the other one still waits and still wakes.
     expect(s.waiterCount()).toBe(1);
-    const e2 = await rejection(s.wait(0x64, 1));
+    const e2 = await rejection(s.wait(asLsn(0x64), 1));
     expect(e2.message).toBe("timed out after 1 ms waiting for WAL to reach 0/64: last_record_lsn is 0/32");
-    s.advance(0x1000);
+    s.advance(asLsn(0x1000));
     await other;
   });
 
   it(`refuses the waiter beyond MAX_WAITERS (${MAX_WAITERS}) instead of queueing it`, async () => {
-    const s = new SeqWait(0);
+    const s = new SeqWait(asLsn(0));
     const parked: Array<Promise<unknown>> = [];
-    for (let i = 0; i < MAX_WAITERS; i++) parked.push(s.wait(1 + (i % 100), 60_000).then(() => "woken", (e: unknown) => e));
+    for (let i = 0; i < MAX_WAITERS; i++) parked.push(s.wait(asLsn(1 + (i % 100)), 60_000).then(() => "woken", (e: unknown) => e));
     expect(s.waiterCount()).toBe(MAX_WAITERS);
-    const e = await rejection(s.wait(5, 60_000));
+    const e = await rejection(s.wait(asLsn(5), 60_000));
     expect(e).toBeInstanceOf(BadStateError);
     expect(e.message).toBe(`too many readers waiting for WAL (${MAX_WAITERS})`);
     // An LSN already reached needs no slot.
-    await s.wait(0, 1);
+    await s.wait(asLsn(0), 1);
     // Waking some makes room again.
-    s.advance(50);
+    s.advance(asLsn(50));
     expect(s.waiterCount()).toBe(MAX_WAITERS / 2);
-    const late = s.wait(60, 60_000);
-    s.advance(100);
+    const late = s.wait(asLsn(60), 60_000);
+    s.advance(asLsn(100));
     await late;
     expect(s.waiterCount()).toBe(0);
     expect(new Set(await Promise.all(parked))).toEqual(new Set(["woken"]));
   });
 
   it("shutdown rejects every waiter and every later wait with its reason", async () => {
-    const s = new SeqWait(0);
-    const a = rejection(s.wait(10, 60_000));
-    const b = rejection(s.wait(20, 60_000));
+    const s = new SeqWait(asLsn(0));
+    const a = rejection(s.wait(asLsn(10), 60_000));
+    const b = rejection(s.wait(asLsn(20), 60_000));
     s.shutdown("tenant detached");
     expect(s.waiterCount()).toBe(0);
     for (const e of [await a, await b]) {
       expect(e).toBeInstanceOf(ShutdownError);
       expect(e.message).toBe("tenant detached");
     }
-    const later = await rejection(s.wait(0, 10));
+    const later = await rejection(s.wait(asLsn(0), 10));
     expect(later).toBeInstanceOf(ShutdownError);
     expect(later.message).toBe("tenant detached");
-    const d = new SeqWait(0);
+    const d = new SeqWait(asLsn(0));
     d.shutdown();
-    expect((await rejection(d.wait(1, 10))).message).toBe("timeline is shutting down");
+    expect((await rejection(d.wait(asLsn(1), 10))).message).toBe("timeline is shutting down");
   });
 });
 
@@ -271,7 +271,7 @@ describe("timeline metadata", () => {
     initdb_lsn: parseLsn("0/14EE0B0"),
     pg_version: 15,
   };
-  const root: TimelineMetadata = { ...meta, prev_record_lsn: null, ancestor_timeline_id: null, ancestor_lsn: 0 };
+  const root: TimelineMetadata = { ...meta, prev_record_lsn: null, ancestor_timeline_id: null, ancestor_lsn: asLsn(0) };
 
   /** A metadata file with a correct header and checksum over an arbitrary body. */
   function sealed(body: string, version = 1): Uint8Array {

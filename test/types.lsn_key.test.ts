@@ -30,11 +30,15 @@ import {
   makeKey,
 } from "../src/types/key.js";
 import {
+  asLsn,
   isValidLsn,
+  lsnAdd,
   lsnFromHex16,
   lsnFromParts,
   lsnHi,
   lsnLo,
+  lsnMax,
+  lsnMin,
   lsnToHex16,
   lsnToString,
   MAX_LSN,
@@ -49,11 +53,11 @@ const TWO_32 = 0x1_0000_0000;
 
 describe("Lsn text form", () => {
   it("prints as PostgreSQL does: upper-case hex halves without padding", () => {
-    expect(lsnToString(0)).toBe("0/0");
-    expect(lsnToString(0x16b3748)).toBe("0/16B3748");
-    expect(lsnToString(TWO_32)).toBe("1/0");
-    expect(lsnToString(TWO_32 - 1)).toBe("0/FFFFFFFF");
-    expect(lsnToString(0xab * TWO_32 + 0xcd)).toBe("AB/CD");
+    expect(lsnToString(asLsn(0))).toBe("0/0");
+    expect(lsnToString(asLsn(0x16b3748))).toBe("0/16B3748");
+    expect(lsnToString(asLsn(TWO_32))).toBe("1/0");
+    expect(lsnToString(asLsn(TWO_32 - 1))).toBe("0/FFFFFFFF");
+    expect(lsnToString(asLsn(0xab * TWO_32 + 0xcd))).toBe("AB/CD");
     expect(lsnToString(MAX_LSN)).toBe("1FFFFF/FFFFFFFF");
   });
 
@@ -81,9 +85,9 @@ describe("Lsn text form", () => {
   it("round-trips every safe LSN through text", () => {
     fc.assert(
       fc.property(fc.integer({ min: 0, max: MAX_LSN }), (lsn) => {
-        expect(parseLsn(lsnToString(lsn))).toBe(lsn);
-        expect(lsnHi(lsn) * TWO_32 + lsnLo(lsn)).toBe(lsn);
-        expect(lsnLo(lsn)).toBeLessThan(TWO_32);
+        expect(parseLsn(lsnToString(asLsn(lsn)))).toBe(lsn);
+        expect(lsnHi(asLsn(lsn)) * TWO_32 + lsnLo(asLsn(lsn))).toBe(lsn);
+        expect(lsnLo(asLsn(lsn))).toBeLessThan(TWO_32);
       }),
       { numRuns: 2000 },
     );
@@ -98,17 +102,30 @@ describe("Lsn text form", () => {
     expect(isValidLsn("0/0")).toBe(false);
     expect(isValidLsn(Number.NaN)).toBe(false);
   });
+
+  it("asLsn brands a number from outside only when it is a valid LSN", () => {
+    expect(asLsn(0)).toBe(0);
+    expect(asLsn(MAX_LSN)).toBe(MAX_LSN);
+    for (const bad of [-1, MAX_LSN + 1, 1.5, Number.NaN, Number.POSITIVE_INFINITY]) expect(() => asLsn(bad), String(bad)).toThrow(InvalidArgumentError);
+  });
+
+  it("lsnAdd, lsnMax and lsnMin are plain arithmetic on LSNs", () => {
+    expect(lsnAdd(asLsn(TWO_32 - 8), 16)).toBe(TWO_32 + 8);
+    expect(lsnAdd(asLsn(0x100), -8)).toBe(0xf8);
+    expect(lsnMax(asLsn(1), asLsn(2))).toBe(2);
+    expect(lsnMin(asLsn(1), asLsn(2))).toBe(1);
+  });
 });
 
 describe("Lsn hex16 form (file names)", () => {
   it("is 16 upper-case digits and sorts like the number", () => {
-    expect(lsnToHex16(0)).toBe("0000000000000000");
-    expect(lsnToHex16(0x16b3748)).toBe("00000000016B3748");
+    expect(lsnToHex16(asLsn(0))).toBe("0000000000000000");
+    expect(lsnToHex16(asLsn(0x16b3748))).toBe("00000000016B3748");
     expect(lsnToHex16(MAX_LSN)).toBe("001FFFFFFFFFFFFF");
     fc.assert(
       fc.property(fc.integer({ min: 0, max: MAX_LSN }), fc.integer({ min: 0, max: MAX_LSN }), (a, b) => {
-        const ha = lsnToHex16(a);
-        const hb = lsnToHex16(b);
+        const ha = lsnToHex16(asLsn(a));
+        const hb = lsnToHex16(asLsn(b));
         expect(ha).toHaveLength(16);
         expect(lsnFromHex16(ha)).toBe(a);
         expect(Math.sign(ha < hb ? -1 : ha > hb ? 1 : 0)).toBe(Math.sign(a - b));
@@ -128,14 +145,14 @@ describe("Lsn hex16 form (file names)", () => {
 describe("Lsn binary readers and writers", () => {
   it("LE is PostgreSQL's byte order: low half first, each half little-endian", () => {
     const buf = new Uint8Array(12);
-    writeLsnLE(buf, 2, 0x000a_0b0c * TWO_32 + 0x0506_0708);
+    writeLsnLE(buf, 2, asLsn(0x000a_0b0c * TWO_32 + 0x0506_0708));
     expect([...buf]).toEqual([0, 0, 0x08, 0x07, 0x06, 0x05, 0x0c, 0x0b, 0x0a, 0x00, 0, 0]);
     expect(readLsnLE(buf, 2)).toBe(0x000a_0b0c * TWO_32 + 0x0506_0708);
   });
 
   it("BE is high half first, big-endian", () => {
     const buf = new Uint8Array(10);
-    writeLsnBE(buf, 1, 0x000a_0b0c * TWO_32 + 0x0506_0708);
+    writeLsnBE(buf, 1, asLsn(0x000a_0b0c * TWO_32 + 0x0506_0708));
     expect([...buf]).toEqual([0, 0x00, 0x0a, 0x0b, 0x0c, 0x05, 0x06, 0x07, 0x08, 0]);
     expect(readLsnBE(buf, 1)).toBe(0x000a_0b0c * TWO_32 + 0x0506_0708);
   });
@@ -144,7 +161,7 @@ describe("Lsn binary readers and writers", () => {
     const backing = new Uint8Array(32);
     const view = backing.subarray(5, 21);
     writeLsnBE(view, 0, MAX_LSN);
-    writeLsnLE(view, 8, 0x16b3748);
+    writeLsnLE(view, 8, asLsn(0x16b3748));
     expect(readLsnBE(backing, 5)).toBe(MAX_LSN);
     expect(readLsnLE(backing, 13)).toBe(0x16b3748);
     const big = new Uint8Array(8).fill(0xff);
@@ -160,8 +177,8 @@ describe("Lsn binary readers and writers", () => {
     fc.assert(
       fc.property(fc.integer({ min: 0, max: MAX_LSN }), (lsn) => {
         const buf = new Uint8Array(16);
-        writeLsnLE(buf, 0, lsn);
-        writeLsnBE(buf, 8, lsn);
+        writeLsnLE(buf, 0, asLsn(lsn));
+        writeLsnBE(buf, 8, asLsn(lsn));
         const dv = new DataView(buf.buffer);
         expect(dv.getBigUint64(0, true)).toBe(BigInt(lsn));
         expect(dv.getBigUint64(8, false)).toBe(BigInt(lsn));

@@ -559,7 +559,7 @@ export class PageCache implements PageCacheApi {
     mutexLock(m, stripeAt, this.lock_timeout_ms);
     // Inexact lookup: the newest version at or below `lsn` among this chain's versions.
     let best = -1;
-    let bestLsn = -1;
+    let bestLsn = -1 as Lsn;
     let slot = m[this.bucketsBase + bucket];
     for (let steps = 0; slot !== -1; steps++) {
       assert(steps < this.slots, "page cache hash chain has a cycle");
@@ -576,7 +576,7 @@ export class PageCache implements PageCacheApi {
         const v = (m[at + S_TAG + 6] >>> 0) * TWO_32 + (m[at + S_TAG + 7] >>> 0);
         if (v <= lsn && v > bestLsn) {
           best = slot;
-          bestLsn = v;
+          bestLsn = v as Lsn;
         }
       }
       slot = m[at + S_NEXT];
@@ -585,7 +585,7 @@ export class PageCache implements PageCacheApi {
     mutexUnlock(m, stripeAt);
     if (best < 0) {
       this.myStats[KIND_MATERIALIZED * ST_PER_KIND + ST_MISSES] += 1;
-      return -1;
+      return -1 as Lsn;
     }
     // Materialized slots are linked only when VALID, and a pinned VALID slot keeps its tag
     // and bytes until unpinned: copy without a lock.

@@ -20,7 +20,7 @@
  */
 import { connect as netConnect, type Socket } from "node:net";
 import { type ErrorCode, InvalidArgumentError, LimitReachedError, PageserverError } from "../types/errors.js";
-import { lsnToString } from "../types/lsn.js";
+import { type Lsn, lsnToString } from "../types/lsn.js";
 import {
   copyDone,
   type Frame,
@@ -264,7 +264,7 @@ export class PageServiceClient {
    * The base backup tar at `lsn` (or the latest), as the server sent it: gzip bytes with
    * `gzip`. At most `max_bytes` (default 1 GiB) are accepted.
    */
-  async basebackup(tenant: string, timeline: string, lsn: number | "latest", opts: { gzip?: boolean; max_bytes?: number } = {}): Promise<Uint8Array> {
+  async basebackup(tenant: string, timeline: string, lsn: Lsn | "latest", opts: { gzip?: boolean; max_bytes?: number } = {}): Promise<Uint8Array> {
     this.begin();
     try {
       const lsnArg = lsn === "latest" ? "latest" : lsnToString(lsn);
@@ -342,7 +342,7 @@ export class PagestreamSession {
   }
 
   /** A fresh header: reqid counts from 1 (v3 echoes it; v2 has none). */
-  header(requestLsn: number, notModifiedSince: number): RequestHeader {
+  header(requestLsn: Lsn, notModifiedSince: Lsn): RequestHeader {
     return header(this.version === 3 ? this.nextReqid++ : 0, requestLsn, notModifiedSince);
   }
 
@@ -414,27 +414,27 @@ export class PagestreamSession {
 
   // Typed helpers: the payload, or a PagestreamRequestError.
 
-  async exists(rel: RelTag, requestLsn: number, notModifiedSince: number): Promise<boolean> {
+  async exists(rel: RelTag, requestLsn: Lsn, notModifiedSince: Lsn): Promise<boolean> {
     const r = await this.send({ kind: "exists", hdr: this.header(requestLsn, notModifiedSince), rel });
     return expectKind(r, "exists").exists;
   }
 
-  async nblocks(rel: RelTag, requestLsn: number, notModifiedSince: number): Promise<number> {
+  async nblocks(rel: RelTag, requestLsn: Lsn, notModifiedSince: Lsn): Promise<number> {
     const r = await this.send({ kind: "nblocks", hdr: this.header(requestLsn, notModifiedSince), rel });
     return expectKind(r, "nblocks").nblocks;
   }
 
-  async getPage(rel: RelTag, blkno: number, requestLsn: number, notModifiedSince: number): Promise<Uint8Array> {
+  async getPage(rel: RelTag, blkno: number, requestLsn: Lsn, notModifiedSince: Lsn): Promise<Uint8Array> {
     const r = await this.send({ kind: "get_page", hdr: this.header(requestLsn, notModifiedSince), rel, blkno });
     return expectKind(r, "get_page").page;
   }
 
-  async dbSize(dbnode: number, requestLsn: number, notModifiedSince: number): Promise<number> {
+  async dbSize(dbnode: number, requestLsn: Lsn, notModifiedSince: Lsn): Promise<number> {
     const r = await this.send({ kind: "db_size", hdr: this.header(requestLsn, notModifiedSince), dbnode });
     return expectKind(r, "db_size").dbSizeBytes;
   }
 
-  async getSlruSegment(slruKind: number, segno: number, requestLsn: number, notModifiedSince: number): Promise<Uint8Array> {
+  async getSlruSegment(slruKind: number, segno: number, requestLsn: Lsn, notModifiedSince: Lsn): Promise<Uint8Array> {
     const r = await this.send({ kind: "get_slru_segment", hdr: this.header(requestLsn, notModifiedSince), slruKind, segno });
     return expectKind(r, "get_slru_segment").segment;
   }

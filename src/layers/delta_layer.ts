@@ -54,7 +54,7 @@ export const DELTA_KEY_WIDTH = KEY_SIZE + 8;
 /** Streams a delta layer: entries in strictly increasing (key, lsn) order. */
 export class DeltaLayerWriter extends LayerFileWriter {
   readonly lsnRange: LsnRange;
-  private lastLsn: Lsn = -1;
+  private lastLsn: Lsn = -1 as Lsn;
 
   /** `_cache` is accepted for symmetry with the readers; writing does not go through it. */
   constructor(_cache: PageCacheApi, dir: string, keyStart: Key, lsnRange: LsnRange) {
@@ -157,7 +157,7 @@ export class DeltaLayer {
           }
         }
         if (!sameKey) break;
-        const lsn = readU64BEOrNeg(e, KEY_SIZE);
+        const lsn = readU64BEOrNeg(e, KEY_SIZE) as Lsn;
         if (lsn < 0 || lsn >= newer) throw new CorruptionError(this.path, c.leafBlk, "index entries out of order");
         if (lsn < lo) break;
         newer = lsn;
@@ -247,7 +247,7 @@ export class DeltaLayer {
         key = keyFromBytes(cur, 0);
         if (key < d.keyRange.start || key >= d.keyRange.end) throw new CorruptionError(this.path, c.leafBlk, "index key outside the layer's key range");
       }
-      const lsn = readU64BEOrNeg(cur, KEY_SIZE);
+      const lsn = readU64BEOrNeg(cur, KEY_SIZE) as Lsn;
       if (lsn < d.lsnRange.start || lsn >= d.lsnRange.end) throw new CorruptionError(this.path, c.leafBlk, `index LSN ${lsn} outside the layer's range`);
       seen++;
       const ref = c.value();

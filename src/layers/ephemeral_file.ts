@@ -228,7 +228,7 @@ export function* scanEphemeralFile(
       const len = dv.getUint32(o, true);
       let key = "";
       for (let i = 0; i < KEY_SIZE; i++) key += String.fromCharCode(buf[o + 4 + i]!);
-      const lsn = dv.getUint32(o + 22, true) * TWO_32 + dv.getUint32(o + 26, true);
+      const lsn = (dv.getUint32(o + 22, true) * TWO_32 + dv.getUint32(o + 26, true)) as Lsn;
       pos += EPHEMERAL_RECORD_HEADER_SIZE;
       if (!(len > 0 && pos + len <= length_bytes)) assert(false, `ephemeral file ${path}: record at ${pos} runs past the end`);
       // The tag byte (first value byte) tells will_init; the rest is read only when asked for.

@@ -7,7 +7,7 @@
  *      so an image at a delta's last LSN supersedes the delta.
  * Reads at or above the cutoff then never reach it: the covering images complete them first.
  */
-import type { Lsn } from "../types/lsn.js";
+import { type Lsn, lsnAdd } from "../types/lsn.js";
 import { LayerMap } from "./layer_map.js";
 import type { LayerDesc } from "./layer_name.js";
 
@@ -16,10 +16,10 @@ export function planGc(layers: readonly LayerDesc[], cutoffLsn: Lsn, retainLsns:
   const maxRetain = retainLsns.length === 0 ? -1 : Math.max(...retainLsns);
   const remove: string[] = [];
   for (const d of layers) {
-    const lastLsn = d.lsnRange.end - 1;
+    const lastLsn = lsnAdd(d.lsnRange.end, -1);
     if (lastLsn > cutoffLsn) continue;
     if (d.lsnRange.start <= maxRetain) continue;
-    const from = d.kind === "image" ? lastLsn + 1 : lastLsn;
+    const from = d.kind === "image" ? lsnAdd(lastLsn, 1) : lastLsn;
     if (!map.imageCoverageExists(d.keyRange, from, cutoffLsn)) continue;
     remove.push(d.fileName);
   }

@@ -30,7 +30,7 @@ import type { PageCacheApi } from "../cache/api.js";
 import { assert } from "../types/assert.js";
 import { BadStateError, CorruptionError, InvalidArgumentError } from "../types/errors.js";
 import { KEY_SIZE, type Key, keyFromBytes, keyToBytes } from "../types/key.js";
-import type { Lsn } from "../types/lsn.js";
+import { type Lsn, lsnAdd } from "../types/lsn.js";
 import { type Value, ValueTag } from "../types/value.js";
 import { BlobReader } from "./blob_io.js";
 import type { BlockFile } from "./block_file.js";
@@ -52,7 +52,7 @@ export class ImageLayerWriter extends LayerFileWriter {
     // lsn + 1 (the end of the image's LSN range) must stay exact. Checked before the temp
     // file is created.
     assert(Number.isSafeInteger(lsn + 1) && lsn >= 0, `bad image LSN ${lsn}`);
-    super("image", dir, keyStart, { start: lsn, end: lsn + 1 }, IMAGE_KEY_WIDTH);
+    super("image", dir, keyStart, { start: lsn, end: lsnAdd(lsn, 1) }, IMAGE_KEY_WIDTH);
     this.lsn = lsn;
   }
 

@@ -12,7 +12,7 @@ import type { PageCacheApi } from "../cache/api.js";
 import { assert } from "../types/assert.js";
 import { BadStateError } from "../types/errors.js";
 import type { Key } from "../types/key.js";
-import { type Lsn, lsnToString } from "../types/lsn.js";
+import { type Lsn, lsnAdd, lsnToString } from "../types/lsn.js";
 import { type Value, type ValueTag, valueWillInit } from "../types/value.js";
 import { EphemeralFile } from "./ephemeral_file.js";
 import type { ReconstructState } from "./reconstruct_state.js";
@@ -22,7 +22,7 @@ const STRIDE = 3;
 
 export class InMemoryLayer {
   readonly start: Lsn;
-  private end_: Lsn = Number.POSITIVE_INFINITY;
+  private end_ = Number.POSITIVE_INFINITY as Lsn;
   readonly file: EphemeralFile;
   /** key → flattened [lsn, offset, length]* ascending by lsn. */
   private readonly index = new Map<Key, number[]>();
@@ -30,7 +30,7 @@ export class InMemoryLayer {
   /** Wall-clock time of the first write (checkpoint_timeout). */
   readonly created_ms: number;
   /** Highest LSN written into this layer. */
-  private maxLsn_: Lsn = -1;
+  private maxLsn_ = -1 as Lsn;
 
   constructor(cache: PageCacheApi, dir: string, ephemeralNo: number, start: Lsn) {
     this.start = start;
@@ -95,7 +95,7 @@ export class InMemoryLayer {
   freeze(at: Lsn): void {
     assert(!this.frozen, "freeze twice");
     assert(at >= this.start && at >= this.maxLsn_, "freeze below written LSNs");
-    this.end_ = at + 1;
+    this.end_ = lsnAdd(at, 1);
     this.file.flushToOs();
   }
 
@@ -108,7 +108,7 @@ export class InMemoryLayer {
     state.layersVisited++;
     if (v === undefined) return false;
     for (let i = v.length - STRIDE; i >= 0; i -= STRIDE) {
-      const lsn = v[i]!;
+      const lsn = v[i]! as Lsn;
       if (lsn >= lsnEnd) continue;
       if (lsn < lsnFloor) break;
       const value = this.file.read(v[i + 1]!, v[i + 2]!);

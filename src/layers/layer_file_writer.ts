@@ -20,6 +20,7 @@ import { assert } from "../types/assert.js";
 import { BadStateError } from "../types/errors.js";
 import { KEY_SIZE, type Key, keyToBytes } from "../types/key.js";
 import type { Value } from "../types/value.js";
+import { INVALID_LSN } from "../types/lsn.js";
 import { BlobWriter, VALUES_START_BLK, valueBlocksFor } from "./blob_io.js";
 import { BlockFileWriter } from "./block_file.js";
 import { BLOCK_SIZE } from "./block_seal.js";
@@ -117,7 +118,7 @@ export abstract class LayerFileWriter {
           keyEnd,
           // An image's header holds its one LSN and 0; a delta's, its range.
           lsnStart: lsnRange.start,
-          lsnEnd: this.kind === "delta" ? lsnRange.end : 0,
+          lsnEnd: this.kind === "delta" ? lsnRange.end : INVALID_LSN,
           entryCount: meta.numEntries,
           valuesBytes,
           indexStartBlk: meta.startBlk,

@@ -16,7 +16,7 @@
  */
 import { assert } from "../types/assert.js";
 import { KEY_MAX, KEY_MIN, type Key, type KeyRange } from "../types/key.js";
-import type { Lsn } from "../types/lsn.js";
+import { type Lsn, lsnAdd, lsnMax } from "../types/lsn.js";
 import type { LayerDesc } from "./layer_name.js";
 
 export interface HasDesc {
@@ -171,7 +171,7 @@ export class LayerMap<T extends HasDesc> {
       // Compare with the top of the window we would read the delta in, not its nominal end:
       // otherwise a delta above the window could make us read an empty window forever.
       if (delta === null || imgLsn + 1 >= Math.min(delta.desc.lsnRange.end, endLsn)) return { layer: image, floor: imgLsn };
-      return { layer: delta, floor: Math.max(delta.desc.lsnRange.start, imgLsn + 1) };
+      return { layer: delta, floor: lsnMax(delta.desc.lsnRange.start, lsnAdd(imgLsn, 1)) };
     }
     if (delta !== null) return { layer: delta, floor: delta.desc.lsnRange.start };
     return null;
@@ -198,7 +198,7 @@ export class LayerMap<T extends HasDesc> {
   /** LSN of the newest image covering every key of `range` at or below `lsn`, or -1 (image creation). */
   newestImageCovering(range: KeyRange, lsn: Lsn): Lsn {
     let s = floorIndex(this.bounds, range.start);
-    if (s < 0) return -1;
+    if (s < 0) return -1 as Lsn;
     let result = Number.POSITIVE_INFINITY;
     for (; s < this.bounds.length - 1 && this.bounds[s]! < range.end; s++) {
       let segBest = -1;
@@ -209,9 +209,9 @@ export class LayerMap<T extends HasDesc> {
         }
       }
       if (segBest < result) result = segBest;
-      if (result < 0) return -1;
+      if (result < 0) return -1 as Lsn;
     }
-    return result === Number.POSITIVE_INFINITY ? -1 : result;
+    return (result === Number.POSITIVE_INFINITY ? -1 : result) as Lsn;
   }
 
   /**

@@ -10,7 +10,7 @@
  */
 import { InvalidArgumentError } from "../types/errors.js";
 import { type KeyRange, keyFromHex, keyToHex } from "../types/key.js";
-import { type Lsn, lsnFromHex16, lsnToHex16 } from "../types/lsn.js";
+import { type Lsn, lsnAdd, lsnFromHex16, lsnToHex16 } from "../types/lsn.js";
 
 export const TEMP_SUFFIX = ".___temp";
 
@@ -52,7 +52,7 @@ export function parseLayerName(name: string): Omit<LayerDesc, "fileSize"> | null
   const lsnStart = lsnFromHex16(m[3]!);
   if (!(keyRange.start < keyRange.end)) throw new InvalidArgumentError(`layer name ${name}: empty key range`);
   if (m[4] === undefined) {
-    return { kind: "image", keyRange, lsnRange: { start: lsnStart, end: lsnStart + 1 }, fileName: name };
+    return { kind: "image", keyRange, lsnRange: { start: lsnStart, end: lsnAdd(lsnStart, 1) }, fileName: name };
   }
   const lsnEnd = lsnFromHex16(m[4]);
   if (!(lsnStart < lsnEnd)) throw new InvalidArgumentError(`layer name ${name}: empty LSN range`);

@@ -6,7 +6,7 @@
  */
 import { assert } from "../types/assert.js";
 import type { Key } from "../types/key.js";
-import type { Lsn } from "../types/lsn.js";
+import { type Lsn, lsnMax } from "../types/lsn.js";
 import type { HistoricLayer } from "./historic_layer.js";
 import type { LayerMap } from "./layer_map.js";
 import type { ReconstructState } from "./reconstruct_state.js";
@@ -42,7 +42,7 @@ export function walkHistoric(
     if (end <= floorLimit) break;
     const r = map.search(key, end);
     if (r === null) break;
-    const floor = Math.max(r.floor, floorLimit);
+    const floor = lsnMax(r.floor, floorLimit);
     assert(floor < end, "layer window must not be empty");
     if (r.layer.getValues(key, floor, end, state)) return WalkStatus.Complete;
     if (r.layer.isImage && r.floor >= floorLimit) return WalkStatus.Absent;

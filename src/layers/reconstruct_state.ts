@@ -41,7 +41,7 @@ export class ReconstructState {
 
   /** LSN of the oldest value collected so far (the walk continues strictly below it). */
   oldestLsn(): Lsn {
-    return this.lsns.length === 0 ? -1 : this.lsns[this.lsns.length - 1]!;
+    return this.lsns.length === 0 ? (-1 as Lsn) : this.lsns[this.lsns.length - 1]!;
   }
 }
 
@@ -61,7 +61,7 @@ export interface ReconstructPlan {
 export function planReconstruct(rs: ReconstructState, fallbackBase: Uint8Array | null, fallbackLsn: Lsn): ReconstructPlan {
   const n = rs.values.length;
   let base: Uint8Array | null = null;
-  let baseAt = -1;
+  let baseAt = -1 as Lsn;
   let firstRecord = n - 1; // index (newest-first order) of the oldest record to apply
   if (rs.complete) {
     const oldest = rs.values[n - 1]!;

@@ -27,7 +27,7 @@ export { BLCKSZ };
 
 export function pageLsn(page: Uint8Array): Lsn {
   if (page.length < 8) throw new RangeError(`pageLsn: a ${page.length}-byte page has no pd_lsn`);
-  return u32(page, 0) * 0x1_0000_0000 + u32(page, 4);
+  return (u32(page, 0) * 0x1_0000_0000 + u32(page, 4)) as Lsn;
 }
 
 export function setPageLsn(page: Uint8Array, lsn: Lsn): void {

@@ -39,7 +39,7 @@ import { InvalidArgumentError, NotFoundError } from "../types/errors.js";
 import { failpoint } from "../types/failpoints.js";
 import { encodeTablespacesFile, TABLESPACES_FILE } from "../types/tablespaces_file.js";
 import { secondsSince } from "../types/metrics_sink.js";
-import { type Lsn, lsnToString, writeLsnLE } from "../types/lsn.js";
+import { INVALID_LSN, type Lsn, lsnAdd, lsnToString, writeLsnLE } from "../types/lsn.js";
 import {
   type CheckPoint,
   type ControlFileData,
@@ -220,12 +220,12 @@ export function checkpointLocation(lsn: Lsn, segSizeBytes: number): Lsn {
     const next = pageStart + XLOG_BLCKSZ;
     c = next + (next % segSizeBytes === 0 ? SIZE_OF_XLOG_LONG_PHD : SIZE_OF_XLOG_SHORT_PHD);
   }
-  return c;
+  return c as Lsn;
 }
 
 /** Where the started server writes its first record. */
 export function checkpointRecordEnd(checkpointLsn: Lsn): Lsn {
-  return checkpointLsn + maxAlign(CHECKPOINT_RECORD_BYTES);
+  return lsnAdd(checkpointLsn, maxAlign(CHECKPOINT_RECORD_BYTES));
 }
 
 /** The XLOG_CHECKPOINT_SHUTDOWN record (114 bytes) with its CRC. */
@@ -261,10 +261,10 @@ function writePageHeader(seg: Uint8Array, off: number, info: number, tli: number
 export function checkpointWalSegment(control: ControlFileData, c: Lsn, record: Uint8Array): Uint8Array {
   const segSize = control.xlogSegSize;
   const tli = control.checkPointCopy.thisTimeLineId;
-  const segStart = c - (c % segSize);
+  const segStart = lsnAdd(c, -(c % segSize));
   const seg = new Uint8Array(segSize);
   const pageOff = (c - segStart) % XLOG_BLCKSZ;
-  const pageStart = c - pageOff;
+  const pageStart = lsnAdd(c, -pageOff);
   assert(pageOff + record.length <= XLOG_BLCKSZ, "checkpoint record must fit on its page");
   const dv = new DataView(seg.buffer);
   const firstRem = pageStart === segStart ? c - segStart - SIZE_OF_XLOG_LONG_PHD : 0;
@@ -330,8 +330,8 @@ function prepare(timeline: Timeline, snap: DatadirSnapshot, lsn: Lsn, now: numbe
   if (controlBytes === null || cpBytes === null) throw new NotFoundError(`timeline ${timeline.timelineId} has no control file / checkpoint at ${lsnToString(lsn)}`);
   const control = decodeControlFile(controlBytes);
   const c = checkpointLocation(lsn, control.xlogSegSize);
-  let prev = opts.prevLsn ?? (lsn === timeline.lastRecordLsn ? (timeline.prevRecordLsn ?? 0) : 0);
-  if (!(prev < c)) prev = 0;
+  let prev = opts.prevLsn ?? (lsn === timeline.lastRecordLsn ? (timeline.prevRecordLsn ?? INVALID_LSN) : INVALID_LSN);
+  if (!(prev < c)) prev = INVALID_LSN;
   const cp: CheckPoint = {
     ...decodeCheckPoint(cpBytes),
     redo: c,
@@ -348,10 +348,10 @@ function prepare(timeline: Timeline, snap: DatadirSnapshot, lsn: Lsn, now: numbe
     time: now,
     checkPoint: c,
     checkPointCopy: cp,
-    minRecoveryPoint: 0,
+    minRecoveryPoint: INVALID_LSN,
     minRecoveryPointTli: 0,
-    backupStartPoint: 0,
-    backupEndPoint: 0,
+    backupStartPoint: INVALID_LSN,
+    backupEndPoint: INVALID_LSN,
     backupEndRequired: false,
   });
   const wal = checkpointWalSegment(control, c, checkpointRecord(cp, prev));

@@ -103,7 +103,7 @@ export interface DatadirSink extends PendingValuesSink {
 export class DatadirWriter {
   readonly timeline: Timeline;
   private readonly sink: DatadirSink;
-  private lsn_: Lsn = -1;
+  private lsn_ = -1 as Lsn;
   private active = false;
 
   private readonly data = new PendingValues();

@@ -20,12 +20,12 @@
  * - reqid is any u64: carried as two u32 halves so the echo is exact.
  */
 import { PageserverError } from "../types/errors.js";
-import { lsnToString } from "../types/lsn.js";
+import { type Lsn, lsnToString } from "../types/lsn.js";
 
 export type PagestreamVersion = 2 | 3;
 
 /** u64 max on the wire: "the latest version" (a primary's request_lsn). */
-export const LATEST_LSN: number = Number.POSITIVE_INFINITY;
+export const LATEST_LSN = Number.POSITIVE_INFINITY as Lsn;
 
 export const PAGE_BYTES = 8192;
 /** Pages in an SLRU segment file (SLRU_PAGES_PER_SEGMENT). */
@@ -45,9 +45,9 @@ export interface RequestHeader {
   reqidHi: number;
   reqidLo: number;
   /** An Lsn, or LATEST_LSN. */
-  requestLsn: number;
+  requestLsn: Lsn;
   /** An Lsn, or LATEST_LSN (which the server refuses). */
-  notModifiedSince: number;
+  notModifiedSince: Lsn;
 }
 
 /** Same fields as src/pgdata's RelTag (src/client can't import it). */
@@ -110,12 +110,12 @@ export function requestBytes(kind: PagestreamRequest["kind"], version: Pagestrea
 }
 
 /** A header for a client: reqid as a safe integer. */
-export function header(reqid: number, requestLsn: number, notModifiedSince: number): RequestHeader {
+export function header(reqid: number, requestLsn: Lsn, notModifiedSince: Lsn): RequestHeader {
   if (!(Number.isSafeInteger(reqid) && reqid >= 0)) throw new PagestreamDecodeError(`reqid ${reqid} is not a u64 we can write`);
   return { reqidHi: Math.floor(reqid / TWO_32), reqidLo: reqid % TWO_32, requestLsn, notModifiedSince };
 }
 
-export function lsnText(lsn: number): string {
+export function lsnText(lsn: Lsn): string {
   return lsn === LATEST_LSN ? "latest" : lsnToString(lsn);
 }
 
@@ -132,16 +132,16 @@ function putU32(b: Uint8Array, off: number, v: number): void {
   b[off + 3] = v & 0xff;
 }
 
-function readLsn(b: Uint8Array, off: number, what: string): number {
+function readLsn(b: Uint8Array, off: number, what: string): Lsn {
   const hi = u32(b, off);
   const lo = u32(b, off + 4);
   if (hi === 0xffff_ffff && lo === 0xffff_ffff) return LATEST_LSN;
   const v = hi * TWO_32 + lo;
   if (!Number.isSafeInteger(v)) throw new PagestreamDecodeError(`${what} ${hi.toString(16).toUpperCase()}/${lo.toString(16).toUpperCase()} is beyond 2^53`);
-  return v;
+  return v as Lsn;
 }
 
-function putLsn(b: Uint8Array, off: number, lsn: number): void {
+function putLsn(b: Uint8Array, off: number, lsn: Lsn): void {
   if (lsn === LATEST_LSN) {
     putU32(b, off, 0xffff_ffff);
     putU32(b, off + 4, 0xffff_ffff);

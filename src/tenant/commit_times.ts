@@ -54,7 +54,7 @@ import { fsyncDir, removeFileDurable, uniqueTempPath, writeFileDurable, writeFil
 import { readU16BE, readU32BE, readU64BEOrNeg, writeU16BE, writeU32BE, writeU64BE } from "../types/bytes.js";
 import { assert } from "../types/assert.js";
 import { CorruptionError } from "../types/errors.js";
-import type { Lsn } from "../types/lsn.js";
+import { INVALID_LSN, type Lsn, lsnAdd, lsnMax } from "../types/lsn.js";
 
 export const COMMIT_TIMES_FILE = "commit_times";
 export const COMMIT_TIMES_TAIL_FILE = "commit_times.tail";
@@ -64,6 +64,10 @@ export const COMMIT_TIMES_LEGACY_FILE = "commit_times.json";
 export const CORRUPT_SUFFIX = ".corrupt";
 /** A legacy index with fewer entries never thinned (it thinned 8,192 down to 6,144): it is complete. */
 const LEGACY_NEVER_THINNED = 6144;
+/** "No entry" in probes, scanners and the directory (never a valid LSN). */
+const NO_LSN = -1 as Lsn;
+/** An LSN field of a block (B_PREV/B_FIRST/B_LAST, HB_START_LSN); -1 when beyond 2^53 (the loaders refuse it). */
+const readLsnOrNeg = (b: Uint8Array, off: number): Lsn => readU64BEOrNeg(b, off) as Lsn;
 
 /** Files of the index in a timeline directory (Timeline.load leaves them alone). */
 export function isCommitTimesFile(name: string): boolean {
@@ -187,13 +191,13 @@ export interface LsnForTime {
  */
 export function resolveLsnForTime(probes: readonly TimeProbe[], earliest: Lsn, lastRecordLsn: Lsn): LsnForTime {
   let known = false;
-  let prev = -1;
+  let prev = NO_LSN;
   for (const p of probes) {
     if (p.before) return { kind: "past", lsn: earliest };
     if (p.stopLsn >= 0) {
       const knownBefore = p.prevLsn >= 0 || p.hasBefore || known;
       if (!knownBefore || p.stopLsn <= earliest) return { kind: "past", lsn: earliest };
-      return { kind: "present", lsn: Math.max(p.prevLsn >= 0 ? p.prevLsn : prev, earliest) };
+      return { kind: "present", lsn: lsnMax(p.prevLsn >= 0 ? p.prevLsn : prev, earliest) };
     }
     if (p.lastLsn >= 0) {
       known = true;
@@ -220,7 +224,7 @@ export class CommitTimes {
 
   // Header: entries at or below startLsn are not kept; beforeMax_us is the largest time among
   // the trimmed ones (-Infinity: none known).
-  private startLsn: Lsn = 0;
+  private startLsn = INVALID_LSN;
   private beforeMax_us = Number.NEGATIVE_INFINITY;
   private hasBefore = false;
 
@@ -239,9 +243,9 @@ export class CommitTimes {
   private tail: Uint8Array | null = null;
   private tCount = 0;
   private tUsed = B_ENTRIES;
-  private tPrev: Lsn = 0;
-  private tFirst: Lsn = 0;
-  private tLast: Lsn = 0;
+  private tPrev = INVALID_LSN;
+  private tFirst = INVALID_LSN;
+  private tLast = INVALID_LSN;
   private tFirstTime = 0;
   private tLastTime = 0;
   private tMax = 0;
@@ -250,14 +254,14 @@ export class CommitTimes {
   /** The file exists with its header. */
   private fileExists = false;
   /** The newest entry the files hold durably (-1: none). */
-  private savedNewest: Lsn = -1;
+  private savedNewest = NO_LSN;
   private io: Promise<void> = Promise.resolve();
   private scratch: Uint8Array | null = null;
-  private readonly probeOut: TimeProbe = { before: false, hasBefore: false, stopLsn: -1, prevLsn: -1, lastLsn: -1 };
+  private readonly probeOut: TimeProbe = { before: false, hasBefore: false, stopLsn: NO_LSN, prevLsn: NO_LSN, lastLsn: NO_LSN };
   // Results of the block scanners.
-  private rLsn = -1;
+  private rLsn = NO_LSN;
   private rTime = 0;
-  private rPrev = -1;
+  private rPrev = NO_LSN;
 
   constructor(dir: string) {
     this.path = join(dir, COMMIT_TIMES_FILE);
@@ -278,7 +282,7 @@ export class CommitTimes {
 
   private get newest(): Lsn {
     if (this.tCount > 0) return this.tLast;
-    return this.nBlocks > 0 ? this.dirLast[this.nBlocks - 1]! : -1;
+    return this.nBlocks > 0 ? (this.dirLast[this.nBlocks - 1]! as Lsn) : NO_LSN;
   }
 
   // -------------------------------------------------------------------------------------------
@@ -299,7 +303,7 @@ export class CommitTimes {
         this.tail = reused ?? new Uint8Array(BLOCK_SIZE);
       }
       const n = this.nBlocks;
-      this.tPrev = n > 0 ? this.dirLast[n - 1]! : this.startLsn;
+      this.tPrev = n > 0 ? (this.dirLast[n - 1]! as Lsn) : this.startLsn;
       this.tFirst = lsn;
       this.tFirstTime = time_us;
       this.tMax = time_us;
@@ -346,9 +350,9 @@ export class CommitTimes {
     const out = this.probeOut;
     out.before = t_us < this.beforeMax_us;
     out.hasBefore = this.hasBefore;
-    out.stopLsn = -1;
-    out.prevLsn = -1;
-    out.lastLsn = -1;
+    out.stopLsn = NO_LSN;
+    out.prevLsn = NO_LSN;
+    out.lastLsn = NO_LSN;
     if (out.before) return out;
     // The first block whose running maximum passes t_us holds the first entry past it.
     let lo = 0;
@@ -362,18 +366,18 @@ export class CommitTimes {
       this.scanFirstAfter(this.block(lo), this.dirCount[lo]!, t_us);
       if (this.rLsn < 0) throw new CorruptionError(this.path, 1 + lo, "commit-time block's maximum time is later than all of its entries");
       out.stopLsn = this.rLsn;
-      out.prevLsn = this.rPrev >= 0 ? this.rPrev : lo > 0 ? this.dirLast[lo - 1]! : -1;
+      out.prevLsn = this.rPrev >= 0 ? this.rPrev : lo > 0 ? (this.dirLast[lo - 1]! as Lsn) : NO_LSN;
     } else if (this.tCount > 0 && this.tMax > t_us) {
       this.scanFirstAfter(this.tailView(), this.tCount, t_us);
       out.stopLsn = this.rLsn;
-      out.prevLsn = this.rPrev >= 0 ? this.rPrev : lo > 0 ? this.dirLast[lo - 1]! : -1;
+      out.prevLsn = this.rPrev >= 0 ? this.rPrev : lo > 0 ? (this.dirLast[lo - 1]! as Lsn) : NO_LSN;
     }
     if (out.stopLsn > maxLsn) {
-      out.stopLsn = -1;
-      out.prevLsn = -1;
+      out.stopLsn = NO_LSN;
+      out.prevLsn = NO_LSN;
     }
     if (out.stopLsn < 0) {
-      out.lastLsn = this.floor(maxLsn) ? this.rLsn : -1;
+      out.lastLsn = this.floor(maxLsn) ? this.rLsn : NO_LSN;
     }
     return out;
   }
@@ -436,9 +440,9 @@ export class CommitTimes {
 
   /** rLsn/rTime: the first entry of `b` later than t_us (rLsn -1: none); rPrev: the one before it in b (-1: none). */
   private scanFirstAfter(b: Uint8Array, count: number, t_us: number): void {
-    let lsn = readU64BEOrNeg(b, B_FIRST);
+    let lsn = readLsnOrNeg(b, B_FIRST);
     let time = readF64(b, B_FIRST_TIME);
-    let prev = -1;
+    let prev = NO_LSN;
     const end = readU16BE(b, B_USED);
     let off = B_ENTRIES;
     for (let i = 0; ; i++) {
@@ -454,16 +458,16 @@ export class CommitTimes {
       const dt = dl < 0 ? -1 : getVarint(b, vpos, end);
       if (dl <= 0 || dt < 0) throw new CorruptionError(this.path, 0, `commit-time block entry ${i + 1} does not decode`);
       off = vpos;
-      lsn += dl;
+      lsn = lsnAdd(lsn, dl);
       time += unzigzag(dt);
     }
-    this.rLsn = -1;
+    this.rLsn = NO_LSN;
     this.rPrev = lsn;
   }
 
   /** rLsn/rTime: the last entry of `b` at or below `max` (the block's first is). */
   private scanFloor(b: Uint8Array, count: number, max: Lsn): void {
-    let lsn = readU64BEOrNeg(b, B_FIRST);
+    let lsn = readLsnOrNeg(b, B_FIRST);
     let time = readF64(b, B_FIRST_TIME);
     const end = readU16BE(b, B_USED);
     let off = B_ENTRIES;
@@ -473,7 +477,7 @@ export class CommitTimes {
       if (dl <= 0 || dt < 0) throw new CorruptionError(this.path, 0, `commit-time block entry ${i} does not decode`);
       if (lsn + dl > max) break;
       off = vpos;
-      lsn += dl;
+      lsn = lsnAdd(lsn, dl);
       time += unzigzag(dt);
     }
     this.rLsn = lsn;
@@ -497,7 +501,7 @@ export class CommitTimes {
       return this.rLsn;
     }
     const lo = this.blocksStartingAtOrBelow(lsn);
-    if (lo === 0) return -1;
+    if (lo === 0) return NO_LSN;
     if (lo - 1 < this.onDisk) return null;
     this.scanFloor(this.pending[lo - 1 - this.onDisk]!, this.dirCount[lo - 1]!, lsn);
     return this.rLsn;
@@ -560,12 +564,12 @@ export class CommitTimes {
    * index is then empty (see reset). Returns a note for the log, or null.
    */
   load(durableLsn: Lsn): string | null {
-    this.clear(0, false);
+    this.clear(INVALID_LSN, false);
     if (!existsSync(this.path)) return existsSync(this.legacyPath) ? this.migrateLegacy(durableLsn) : null;
     try {
       this.loadFiles(durableLsn);
     } catch (e) {
-      this.clear(0, false);
+      this.clear(INVALID_LSN, false);
       throw e;
     }
     if (existsSync(this.legacyPath)) unlinkSync(this.legacyPath);
@@ -577,7 +581,7 @@ export class CommitTimes {
     const h = file.subarray(0, BLOCK_SIZE);
     if (h.length !== BLOCK_SIZE || !blockSealOk(h, 0)) throw new CorruptionError(this.path, 0, "commit-time index header checksum mismatch");
     if (readU32BE(h, HB_MAGIC) !== MAGIC || readU16BE(h, HB_VERSION) !== VERSION) throw new CorruptionError(this.path, 0, "not a commit-time index of version 1");
-    const start = readU64BEOrNeg(h, HB_START_LSN);
+    const start = readLsnOrNeg(h, HB_START_LSN);
     const beforeMax = readF64(h, HB_BEFORE_MAX);
     if (start < 0 || Number.isNaN(beforeMax)) throw new CorruptionError(this.path, 0, "commit-time index header out of range");
     this.startLsn = start;
@@ -603,7 +607,7 @@ export class CommitTimes {
       const max = readF64(b, B_MAX_TIME);
       this.dirRunMax[n] = n > 0 ? Math.max(this.dirRunMax[n - 1]!, max) : max;
       this.nBlocks = n + 1;
-      prev = this.dirLast[n]!;
+      prev = this.dirLast[n]! as Lsn;
     }
     this.onDisk = good;
     const torn = good < whole || file.length % BLOCK_SIZE !== 0;
@@ -612,11 +616,11 @@ export class CommitTimes {
     if (existsSync(this.tailPath)) {
       const t = readFileSync(this.tailPath);
       if (t.length !== BLOCK_SIZE || !blockSealOk(t, TAIL_SEED)) throw new CorruptionError(this.tailPath, 0, "commit-time tail checksum mismatch");
-      if (!blockSane(t, readU64BEOrNeg(t, B_PREV), true)) throw new CorruptionError(this.tailPath, 0, "commit-time tail header out of range");
+      if (!blockSane(t, readLsnOrNeg(t, B_PREV), true)) throw new CorruptionError(this.tailPath, 0, "commit-time tail header out of range");
       tailBlk = t;
     }
     // No tail file: no save finished, nothing was durable before the blocks appended.
-    const tailPrev = tailBlk === null ? start : readU64BEOrNeg(tailBlk, B_PREV);
+    const tailPrev = tailBlk === null ? start : readLsnOrNeg(tailBlk, B_PREV);
     if (torn) {
       // Blocks appended by a save that did not finish (it writes the tail file after them): the
       // tail file it would have replaced starts at or before where the good blocks end, so the
@@ -644,9 +648,9 @@ export class CommitTimes {
     this.tail = t;
     this.tCount = readU16BE(b, B_COUNT);
     this.tUsed = readU16BE(b, B_USED);
-    this.tPrev = readU64BEOrNeg(b, B_PREV);
-    this.tFirst = readU64BEOrNeg(b, B_FIRST);
-    this.tLast = readU64BEOrNeg(b, B_LAST);
+    this.tPrev = readLsnOrNeg(b, B_PREV);
+    this.tFirst = readLsnOrNeg(b, B_FIRST);
+    this.tLast = readLsnOrNeg(b, B_LAST);
     this.tFirstTime = readF64(b, B_FIRST_TIME);
     this.tMax = readF64(b, B_MAX_TIME);
     this.scanFloor(b, this.tCount, this.tLast);
@@ -720,11 +724,11 @@ export class CommitTimes {
       const lsn = lsns[i] as unknown;
       const t = times[i] as unknown;
       if (typeof lsn !== "number" || !Number.isSafeInteger(lsn) || lsn <= prev || typeof t !== "number" || !Number.isFinite(t)) {
-        this.clear(0, false);
+        this.clear(INVALID_LSN, false);
         throw new CorruptionError(this.legacyPath, 0, `commit-time index entry ${i} is not an ascending LSN with a finite time`);
       }
       prev = lsn;
-      if (lsn <= durableLsn) this.add(lsn, msToPgTimestamp(t));
+      if (lsn <= durableLsn) this.add(lsn as Lsn, msToPgTimestamp(t));
     }
     return `migrated ${this.entries} commit times from ${COMMIT_TIMES_LEGACY_FILE} (aborts before the migration were not recorded)`;
   }
@@ -740,7 +744,7 @@ export class CommitTimes {
     this.tCount = 0;
     this.entries = 0;
     this.fileExists = false;
-    this.savedNewest = -1;
+    this.savedNewest = NO_LSN;
   }
 
   /**
@@ -769,7 +773,7 @@ export class CommitTimes {
     while (d < this.onDisk && this.dirLast[d]! <= lsn) d++;
     if (d === 0 || d * 4 < this.onDisk) return;
     const keep = this.onDisk - d;
-    const newStart = this.dirLast[d - 1]!;
+    const newStart = this.dirLast[d - 1]! as Lsn;
     const newBeforeMax = Math.max(this.beforeMax_us, this.dirRunMax[d - 1]!);
     const out = new Uint8Array((1 + keep) * BLOCK_SIZE);
     const fh = await open(this.path, "r");
@@ -874,11 +878,11 @@ function blockSane(b: Uint8Array, prev: Lsn, allowEmpty = false): boolean {
 /** Re-encode into `out` the entries of block `b` (count entries, header written) at or below `max`. */
 function cutBlock(b: Uint8Array, count: number, max: Lsn, out: Uint8Array): void {
   out.fill(0);
-  const prev = readU64BEOrNeg(b, B_PREV);
-  let lsn = readU64BEOrNeg(b, B_FIRST);
+  const prev = readLsnOrNeg(b, B_PREV);
+  let lsn = readLsnOrNeg(b, B_FIRST);
   let time = readF64(b, B_FIRST_TIME);
   if (lsn > max) {
-    writeTailHeader(out, 0, B_ENTRIES, prev, 0, 0, 0, 0);
+    writeTailHeader(out, 0, B_ENTRIES, prev, INVALID_LSN, INVALID_LSN, 0, 0);
     return;
   }
   const end = readU16BE(b, B_USED);
@@ -893,7 +897,7 @@ function cutBlock(b: Uint8Array, count: number, max: Lsn, out: Uint8Array): void
     assert(dl > 0 && dt >= 0, "commit-time block does not decode");
     if (lsn + dl > max) break;
     off = vpos;
-    lsn += dl;
+    lsn = lsnAdd(lsn, dl);
     time += unzigzag(dt);
     if (time > maxTime) maxTime = time;
   }

@@ -25,7 +25,7 @@
  */
 import { assert } from "../types/assert.js";
 import type { TimelineId } from "../types/ids.js";
-import type { Lsn } from "../types/lsn.js";
+import { type Lsn, lsnMax, lsnMin } from "../types/lsn.js";
 import type { Tenant } from "./tenant.js";
 import { TimelineState } from "./timeline.js";
 
@@ -72,7 +72,7 @@ export function sizeInputs(tenant: Tenant, now_ms: number): SizeInputs {
     if (tl.state !== TimelineState.Active) continue;
     const last = tl.lastRecordLsn;
     const own = tl.ancestor === null ? tl.initdbLsn : tl.ancestorLsn;
-    const start = Math.min(last, Math.max(tl.latestGcCutoffLsn, tl.gcCutoff(now_ms), own));
+    const start = lsnMin(last, lsnMax(lsnMax(tl.latestGcCutoffLsn, tl.gcCutoff(now_ms)), own));
     timelines.push({
       timeline_id: tl.timelineId,
       ancestor_id: tl.ancestor?.timelineId ?? null,

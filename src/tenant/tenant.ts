@@ -36,7 +36,7 @@ import type { JobRunner } from "../workers/jobs.js";
 import { assert } from "../types/assert.js";
 import { BadStateError, ConflictError, InvalidArgumentError, NotFoundError } from "../types/errors.js";
 import { generateTimelineId, isId, type TenantId, type TimelineId } from "../types/ids.js";
-import { type Lsn, lsnToString } from "../types/lsn.js";
+import { INVALID_LSN, type Lsn, lsnAdd, lsnMax, lsnToString } from "../types/lsn.js";
 import { failpointSync } from "../types/failpoints.js";
 import type { MetricsSink } from "../types/metrics_sink.js";
 import type { WalRedoManager } from "../types/redo.js";
@@ -311,7 +311,7 @@ export class Tenant {
     }
     const ancestor = opts.ancestorId === undefined ? null : this.getTimeline(opts.ancestorId);
     if (ancestor !== null && this.deleting.has(ancestor.timelineId)) throw new ConflictError(`timeline ${ancestor.timelineId} is being deleted`);
-    const start = ancestor === null ? (opts.startLsn ?? 0) : (opts.ancestorLsn ?? ancestor.lastRecordLsn);
+    const start = ancestor === null ? (opts.startLsn ?? INVALID_LSN) : (opts.ancestorLsn ?? ancestor.lastRecordLsn);
     ancestor?.checkBranchPoint(start);
     const reservation = opts.reservation ?? this.reserveTimeline(opts.timelineId);
     const ancestorKey = ancestor?.timelineId;
@@ -437,7 +437,7 @@ export class Tenant {
       for (const tl of this.scope(opts.timeline)) {
         opts.signal?.throwIfAborted();
         const retain = this.children(tl).map((c) => c.ancestorLsn);
-        const cutoff = opts.cutoffLsn ?? (opts.horizonBytes === undefined ? tl.gcCutoff(opts.now_ms) : Math.max(0, tl.lastRecordLsn - opts.horizonBytes));
+        const cutoff = opts.cutoffLsn ?? (opts.horizonBytes === undefined ? tl.gcCutoff(opts.now_ms) : lsnMax(INVALID_LSN, lsnAdd(tl.lastRecordLsn, -opts.horizonBytes)));
         removed += await tl.gc(retain, cutoff);
       }
       return removed;

@@ -8,12 +8,13 @@ import { closeSync, openSync, readSync } from "node:fs";
 import { scanEphemeralFile } from "../layers/ephemeral_file.js";
 import { DeltaLayerWriter } from "../layers/delta_layer.js";
 import { KEY_MAX, KEY_MIN, type Key } from "../types/key.js";
+import type { Lsn } from "../types/lsn.js";
 import type { FlushResult, FlushTask } from "./jobs.js";
 import { workerCache } from "./worker_cache.js";
 
 export default async function flush(task: FlushTask): Promise<FlushResult> {
   const keys: Key[] = [];
-  const lsns: number[] = [];
+  const lsns: Lsn[] = [];
   const offsets: number[] = [];
   const lengths: number[] = [];
   for (const { entry } of scanEphemeralFile(task.ephemeralPath, task.lengthBytes, false)) {

@@ -12,6 +12,7 @@ import type { LayerDesc } from "../layers/layer_name.js";
 import { WalkStatus, walkHistoric } from "../layers/read_path.js";
 import { ReconstructState, reconstructValue } from "../layers/reconstruct_state.js";
 import { type Key, type KeyRange, keyRangesOverlap } from "../types/key.js";
+import { INVALID_LSN, type Lsn, lsnAdd, lsnMin } from "../types/lsn.js";
 import { imageValue } from "../types/value.js";
 import type { ImageResult, ImageTask } from "./jobs.js";
 import { loadRedo } from "./redo_module.js";
@@ -56,15 +57,15 @@ export default async function createImages(task: ImageTask): Promise<ImageResult
         for (const key of sorted) {
           rs.reset();
           let status = WalkStatus.Continue;
-          let end = task.lsn + 1;
+          let end = lsnAdd(task.lsn, 1);
           for (const { map, endLsn } of maps) {
-            end = Math.min(end, endLsn);
-            status = walkHistoric(map, key, end, 0, rs, out);
+            end = lsnMin(end, endLsn);
+            status = walkHistoric(map, key, end, INVALID_LSN, rs, out);
             if (status !== WalkStatus.Continue) break;
-            end = out[0]!;
+            end = out[0]! as Lsn;
           }
           if (status !== WalkStatus.Complete) continue; // absent or never existed at lsn
-          const { value } = reconstructValue(key, rs, redo, null, -1);
+          const { value } = reconstructValue(key, rs, redo, null, -1 as Lsn);
           if (writer.sizeBytes >= task.targetSizeBytes) {
             added.push(writer.finish(key));
             writer = new ImageLayerWriter(cache, task.outDir, key, task.lsn);

@@ -18,6 +18,7 @@ import { type BlockSource, PAGE_SIZE, PageCache, PageKind, rwWriteLock, rwWriteU
 import { CorruptionError } from "../../src/types/errors.js";
 import type { Key } from "../../src/types/key.js";
 import { KEY_SIZE, makeKey } from "../../src/types/key.js";
+import { asLsn } from "../../src/types/lsn.js";
 
 const BLOCK_MAGIC = 0x0b10c000;
 const MAT_MAGIC = 0x3a7e0000;
@@ -243,7 +244,7 @@ export function runStress(cache: PageCache, cfg: StressConfig): StressResult {
         r.mat_lookups++;
         const k = rng.next() % 2 === 0 ? rng.below(Math.min(4, cfg.keys)) : rng.below(cfg.keys);
         const want = rng.below(cfg.versions + 2) * TWO_32 + rng.below(64);
-        const got = cache.lookupMaterialized(cfg.ns, keys[k], want, dst);
+        const got = cache.lookupMaterialized(cfg.ns, keys[k], asLsn(want), dst);
         if (got >= 0) {
           r.mat_hits++;
           const v = Math.floor(got / TWO_32);
@@ -260,7 +261,7 @@ export function runStress(cache: PageCache, cfg: StressConfig): StressResult {
         const k = rng.below(cfg.keys);
         const lsn = versionLsn(1 + rng.below(cfg.versions));
         fillMaterializedPattern(cfg.ns, keys[k], lsn, page);
-        cache.insertMaterialized(cfg.ns, keys[k], lsn, page);
+        cache.insertMaterialized(cfg.ns, keys[k], asLsn(lsn), page);
       }
     } catch (e) {
       if (e instanceof CorruptionError && e.message.includes("injected failure")) r.injected_failures++;

@@ -23,7 +23,7 @@ import { readFileSync, statSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { readMetadata } from "../../src/tenant/metadata.js";
-import { lsnToString } from "../../src/types/lsn.js";
+import { asLsn, lsnToString } from "../../src/types/lsn.js";
 import { CorruptingProxy } from "./corrupting_proxy.js";
 import type { PageserverProcess } from "./pageserver_process.js";
 import { lsnNum, PGBENCH_STATE_SQL, pageserverApi, pgbench, pgbenchPoint, startE2e, stopE2e } from "./e2e_fixture.js";
@@ -238,7 +238,7 @@ describe(`pgbench through the pageserver (${variant.name})`, { timeout: 300_000 
     const byteLsn = proxy.corruptedByteLsn!;
     if (proxy.corruptedAt! % 8192 === 0) {
       expect(m![2], lastError).toBe("unexpected pageaddr");
-      expect(m![1], lastError).toBe(lsnToString(proxy.corruptedAt!));
+      expect(m![1], lastError).toBe(lsnToString(asLsn(proxy.corruptedAt!)));
     } else {
       expect(m![2], lastError).toBe("incorrect resource manager data checksum in record");
       const dump = await src.waldump(["-s", m![1]!, "-n", "1"]);
@@ -247,8 +247,8 @@ describe(`pgbench through the pageserver (${variant.name})`, { timeout: 300_000 
       expect(lsnNum(rec![2]!), `pg_waldump: ${dump.stdout}`).toBe(errLsn);
       // The record spans the byte (page headers inside it count too).
       const span = Number(rec![1]) + 40 * (1 + Math.ceil(Number(rec![1]) / 8192));
-      expect(byteLsn, `flipped byte at ${lsnToString(byteLsn)}, record at ${m![1]}`).toBeGreaterThanOrEqual(errLsn);
-      expect(byteLsn, `flipped byte at ${lsnToString(byteLsn)}, record at ${m![1]}`).toBeLessThan(errLsn + span);
+      expect(byteLsn, `flipped byte at ${lsnToString(asLsn(byteLsn))}, record at ${m![1]}`).toBeGreaterThanOrEqual(errLsn);
+      expect(byteLsn, `flipped byte at ${lsnToString(asLsn(byteLsn))}, record at ${m![1]}`).toBeLessThan(errLsn + span);
     }
     // The other timelines still serve, and the healthy one ingests past the corrupted LSN.
     expect(lsnNum(afterCorruption)).toBeGreaterThan(byteLsn);

@@ -12,6 +12,7 @@ import { join } from "node:path";
 import { parseTenantId, parseTimelineId } from "../../src/types/ids.js";
 import { START_LSN, lsnOfStep, stepOfLsn, valueOfStep } from "./kill9_schedule.js";
 import { TenantHarness } from "./tenant_harness.js";
+import { asLsn } from "../../src/types/lsn.js";
 
 const MAX_STEPS = 2_000_000;
 const MAX_RUN_MS = 60_000;
@@ -39,8 +40,8 @@ while (step < MAX_STEPS && Date.now() - started < MAX_RUN_MS) {
   for (let n = 0; n < 100; n++, step++) {
     const { key, value } = valueOfStep(step);
     const lsn = lsnOfStep(step);
-    tl.put(key, lsn, value);
-    tl.finishWrite(lsn);
+    tl.put(key, asLsn(lsn), value);
+    tl.finishWrite(asLsn(lsn));
   }
   if (tl.diskConsistentLsn !== lastDcl) {
     lastDcl = tl.diskConsistentLsn;

@@ -5,9 +5,10 @@
  */
 import { testAppend, testInit } from "./test_redo.js";
 import { type Key, makeKey } from "../../src/types/key.js";
+import { asLsn } from "../../src/types/lsn.js";
 import type { Value } from "../../src/types/value.js";
 
-export const START_LSN = 0x10000;
+export const START_LSN = asLsn(0x10000);
 export const NKEYS = 64;
 const INIT_EVERY = 5;
 const PAD = "x".repeat(120);

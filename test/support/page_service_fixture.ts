@@ -15,7 +15,7 @@ import { type Logger, pino } from "pino";
 import { PageServiceClient } from "../../src/client/page_service_client.js";
 import { type ConfigOverrides, loadNodeConfig } from "../../src/main/config.js";
 import { Server } from "../../src/main/server.js";
-import { parseLsn } from "../../src/types/lsn.js";
+import { type Lsn, parseLsn } from "../../src/types/lsn.js";
 import { PgInstance } from "./postgres.js";
 
 export interface FixtureOptions {
@@ -58,7 +58,7 @@ export class PageServiceFixture {
   readonly workdir: string;
   readonly tenant: string;
   readonly timeline: string;
-  readonly lsn: number;
+  readonly lsn: Lsn;
   readonly dbOid: number;
   readonly relfilenode: number;
   readonly httpToken: string | undefined;
@@ -69,7 +69,7 @@ export class PageServiceFixture {
     workdir: string;
     tenant: string;
     timeline: string;
-    lsn: number;
+    lsn: Lsn;
     dbOid: number;
     relfilenode: number;
     httpToken: string | undefined;

@@ -18,7 +18,7 @@ import { restorePageImage } from "../../src/pg/wal/image.js";
 import type { DecodedBlock, DecodedRecord } from "../../src/pg/wal/record.js";
 import { describeRecordKind } from "../../src/pg/wal/rmgr_ids.js";
 import { CorruptionError, PageserverError } from "../../src/types/errors.js";
-import { lsnToString } from "../../src/types/lsn.js";
+import { asLsn, lsnToString } from "../../src/types/lsn.js";
 
 /** Lengths to cut a field of `len` bytes to: all below 64, then 16 spread over the rest. */
 export function cutLengths(len: number): number[] {
@@ -135,10 +135,10 @@ export function fakeRecord(
 ): DecodedRecord {
   const rnode = { spcNode: 1663, dbNode: 5, relNode: 16384 };
   return {
-    lsn: 0x100_0028,
-    endLsn: 0x100_0080,
+    lsn: asLsn(0x100_0028),
+    endLsn: asLsn(0x100_0080),
     xid: 0,
-    prev: 0x100_0000,
+    prev: asLsn(0x100_0000),
     info,
     rmid,
     totLen: 0,

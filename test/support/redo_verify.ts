@@ -37,7 +37,7 @@ import { SIZE_OF_XLOG_LONG_PHD, walFileName } from "../../src/pg/wal/page.js";
 import { restorePageImage } from "../../src/pg/wal/image.js";
 import type { DecodedBlock, DecodedRecord } from "../../src/pg/wal/record.js";
 import { describeRecordKind, infoName, RM_GIST_ID, rmgrName } from "../../src/pg/wal/rmgr_ids.js";
-import { type Lsn, lsnToString, parseLsn } from "../../src/types/lsn.js";
+import { asLsn, type Lsn, lsnToString, parseLsn } from "../../src/types/lsn.js";
 import { PgInstance } from "./postgres.js";
 
 /** What checking a stretch of WAL (verifyWal) takes. */
@@ -190,7 +190,7 @@ function readSegment(path: string, from: number, to: number, segSize: number): U
 }
 
 class Verifier {
-  readonly report: VerifyReport = { checked: new Map(), mismatches: [], noBase: 0, unsupported: new Map(), records: 0, startLsn: 0, endLsn: 0 };
+  readonly report: VerifyReport = { checked: new Map(), mismatches: [], noBase: 0, unsupported: new Map(), records: 0, startLsn: asLsn(0), endLsn: asLsn(0) };
   private readonly pages = new Map<string, Uint8Array>();
   private readonly overrides = new Map<number, RmgrRedo>();
   private readonly only: Set<number> | null;

@@ -18,7 +18,7 @@ import {
   XLP_LONG_HEADER,
 } from "../../src/pg/wal/page.js";
 import { computeRecordCrc } from "../../src/pg/wal/record.js";
-import type { Lsn } from "../../src/types/lsn.js";
+import { asLsn, type Lsn } from "../../src/types/lsn.js";
 
 export const TEST_SYSID = { hi: 0x7300_1234, lo: 0x89ab_cdef };
 
@@ -87,7 +87,7 @@ export class WalWriter {
   private used = 0;
   readonly base: Lsn;
   readonly segSize: number;
-  prev: Lsn = 0;
+  prev: Lsn = asLsn(0);
   /** xlp_info bits ORed into the next page header written (then cleared). */
   nextPageExtraFlags = 0;
   /** xlp_tli of the pages written from now on. */
@@ -97,12 +97,12 @@ export class WalWriter {
     if (base % XLOG_BLCKSZ !== 0) throw new Error("WalWriter base must be page-aligned");
     this.base = base;
     this.segSize = segSize;
-    this.prev = prevOfFirst;
+    this.prev = asLsn(prevOfFirst);
     this.buf = new Uint8Array(1 << 16);
   }
 
   get pos(): Lsn {
-    return this.base + this.used;
+    return asLsn(this.base + this.used);
   }
 
   private ensure(n: number): void {

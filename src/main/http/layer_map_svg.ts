@@ -12,15 +12,15 @@
  * escaped.
  */
 import { assert } from "../../types/assert.js";
-import { lsnToString, parseLsn } from "../../types/lsn.js";
+import { type Lsn, lsnToString, parseLsn } from "../../types/lsn.js";
 import type { LayerInfo } from "./models.js";
 
 export interface LayerMapPicture {
   title: string;
   layers: readonly LayerInfo[];
   /** Children's branch points on this timeline. */
-  branchPoints: readonly { lsn: number; label: string }[];
-  gcCutoffLsn: number;
+  branchPoints: readonly { lsn: Lsn; label: string }[];
+  gcCutoffLsn: Lsn;
 }
 
 /** Layers drawn at most (a timeline has far fewer; the bound keeps the reply bounded). */
@@ -68,7 +68,7 @@ export function layerMapSvg(p: LayerMapPicture): string {
   const kSlots = Math.max(1, keyRank.size - 1);
   const lSlots = Math.max(1, lsnRank.size - 1);
   const x = (key: string): number => MARGIN_LEFT + (keyRank.get(key)! / kSlots) * plotW;
-  const y = (lsn: number): number => MARGIN_TOP + plotH - (lsnRank.get(lsn)! / lSlots) * plotH;
+  const y = (lsn: Lsn): number => MARGIN_TOP + plotH - (lsnRank.get(lsn)! / lSlots) * plotH;
 
   const out: string[] = [];
   out.push('<?xml version="1.0" encoding="UTF-8"?>');

@@ -13,7 +13,7 @@ import { DatadirSnapshot } from "../../pgdata/reader.js";
 import type { Backpressure } from "../../tenant/ingest_gate.js";
 import type { TenantState } from "../../tenant/tenant.js";
 import { KEY_MAX, KEY_MIN, keyToHex } from "../../types/key.js";
-import { lsnToString } from "../../types/lsn.js";
+import { type Lsn, lsnToString } from "../../types/lsn.js";
 import { secondsSince } from "../../types/metrics_sink.js";
 import type { WalSources } from "../wal_source/wal_sources.js";
 import type {
@@ -38,7 +38,7 @@ type SameSet<A, B> = [A] extends [B] ? ([B] extends [A] ? true : false) : false;
 true satisfies SameSet<`${TenantState}`, TenantStateName> & SameSet<`${TimelineState}`, TimelineStateName> & SameSet<`${Backpressure}`, BackpressureName>;
 
 export function tenantSize(id: string, s: TenantSizeModel & { inputs: SizeInputs }): TenantSize {
-  const opt = (l: number | null): string | null => (l === null ? null : lsnToString(l));
+  const opt = (l: Lsn | null): string | null => (l === null ? null : lsnToString(l));
   return {
     id,
     size: s.size_bytes,
@@ -112,7 +112,7 @@ function logicalSizeNow(tl: Timeline): LogicalSize {
 
 /** Where remote_consistent_lsn comes from (the node's RemoteTimelines, when remote storage is on). */
 export interface RemoteLsnSource {
-  remoteConsistentLsn(tl: Timeline): number | null;
+  remoteConsistentLsn(tl: Timeline): Lsn | null;
 }
 
 export function timelineInfo(tl: Timeline, walSources?: WalSources, remote?: RemoteLsnSource | null): TimelineInfo {

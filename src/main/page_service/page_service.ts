@@ -33,6 +33,7 @@ import type { Tenant } from "../../tenant/tenant.js";
 import type { Timeline } from "../../tenant/timeline.js";
 import { TokenBucket } from "../../tenant/throttle.js";
 import type { TenantId } from "../../types/ids.js";
+import type { Lsn } from "../../types/lsn.js";
 import type { Auth } from "../auth.js";
 import type { NodeConfig } from "../config.js";
 import { PageServiceConnection } from "./connection.js";
@@ -196,7 +197,7 @@ export class PageService {
    * The datadir of `tl` at `lsn`. A snapshot is immutable (the state at an ingested LSN never
    * changes), so the last one is reused for the same LSN while it is at or above the GC cutoff.
    */
-  private async snapshot(tl: Timeline, lsn: number): Promise<DatadirSnapshot> {
+  private async snapshot(tl: Timeline, lsn: Lsn): Promise<DatadirSnapshot> {
     const s = this.snapshots.get(tl);
     if (s !== undefined && s.lsn === lsn && lsn >= tl.latestGcCutoffLsn) return s;
     const fresh = await datadirAt(tl, lsn);

@@ -43,7 +43,7 @@ import { DEFAULTTABLESPACE_OID, SLRU_KINDS, type SlruKind } from "../../pgdata/k
 import type { Tenant } from "../../tenant/tenant.js";
 import type { Timeline } from "../../tenant/timeline.js";
 import { InvalidArgumentError, PageserverError } from "../../types/errors.js";
-import { lsnToString } from "../../types/lsn.js";
+import { INVALID_LSN, type Lsn, lsnMin, lsnToString } from "../../types/lsn.js";
 import type { PageServiceMetrics, SmgrQueryType } from "./metrics.js";
 import type { PgSocket } from "./pg_socket.js";
 
@@ -55,14 +55,14 @@ export interface PagestreamContext {
   /** ms to wait before serving `n` GetPage of `tenant` (its token bucket); 0 when not throttled. */
   throttle(tenant: Tenant, n: number): number;
   /** The datadir at `lsn` (waits for it; GC cutoff checked), shared between the timeline's sessions. */
-  snapshot(tl: Timeline, lsn: number): Promise<DatadirSnapshot>;
+  snapshot(tl: Timeline, lsn: Lsn): Promise<DatadirSnapshot>;
   max_batch_size: number;
 }
 
 /** How a session ended: the client sent CopyDone (back to the query loop) or the connection is over. */
 export type SessionEnd = "copy_done" | "closed";
 
-const ZERO_HEADER: RequestHeader = { reqidHi: 0, reqidLo: 0, requestLsn: 0, notModifiedSince: 0 };
+const ZERO_HEADER: RequestHeader = { reqidHi: 0, reqidLo: 0, requestLsn: INVALID_LSN, notModifiedSince: INVALID_LSN };
 
 export class PagestreamHandler {
   private readonly io: PgSocket;
@@ -127,7 +127,7 @@ export class PagestreamHandler {
       if (this.io.needsDrain) await this.io.drained();
       if (this.io.closed) return;
       const r = reqs[i]!;
-      let lsn: number;
+      let lsn: Lsn;
       try {
         lsn = this.effectiveLsn(r.hdr);
       } catch (e) {
@@ -153,17 +153,17 @@ export class PagestreamHandler {
   }
 
   /** The LSN to read at (see the header); throws InvalidArgumentError for a bad pair. */
-  private effectiveLsn(h: RequestHeader): number {
+  private effectiveLsn(h: RequestHeader): Lsn {
     const req = h.requestLsn;
     const nms = h.notModifiedSince;
     if (req === 0) throw new InvalidArgumentError("invalid request_lsn 0");
     if (nms === LATEST_LSN) throw new InvalidArgumentError("not_modified_since can't be latest (u64 max)");
     if (req < nms) throw new InvalidArgumentError(`invalid request: request_lsn ${lsnText(req)} is below not_modified_since ${lsnToString(nms)}`);
     const last = this.tl.lastRecordLsn;
-    return nms > last ? nms : Math.min(last, req);
+    return nms > last ? nms : lsnMin(last, req);
   }
 
-  private effectiveLsnOrNull(h: RequestHeader): number | null {
+  private effectiveLsnOrNull(h: RequestHeader): Lsn | null {
     try {
       return this.effectiveLsn(h);
     } catch {
@@ -171,7 +171,7 @@ export class PagestreamHandler {
     }
   }
 
-  private async serveOne(r: Exclude<PagestreamRequest, GetPageRequest>, lsn: number): Promise<void> {
+  private async serveOne(r: Exclude<PagestreamRequest, GetPageRequest>, lsn: Lsn): Promise<void> {
     const t0 = performance.now();
     let resp: PagestreamResponse;
     let type: SmgrQueryType;
@@ -203,7 +203,7 @@ export class PagestreamHandler {
     this.ctx.metrics.observe(type, (performance.now() - t0) / 1000);
   }
 
-  private async serveGetPages(batch: GetPageRequest[], lsn: number): Promise<void> {
+  private async serveGetPages(batch: GetPageRequest[], lsn: Lsn): Promise<void> {
     const n = batch.length;
     const wait_ms = this.ctx.throttle(this.tenant, n);
     if (wait_ms > 0) {

@@ -64,7 +64,7 @@ import type { Timeline } from "../../tenant/timeline.js";
 import { ConflictError, InvalidArgumentError, SourceUnavailableError, UnsupportedError } from "../../types/errors.js";
 import { failpoint } from "../../types/failpoints.js";
 import type { TimelineId } from "../../types/ids.js";
-import { type Lsn, lsnToString, parseLsn } from "../../types/lsn.js";
+import { type Lsn, lsnAdd, lsnMax, lsnToString, parseLsn } from "../../types/lsn.js";
 
 export const WAL_SOURCE_FILE = "wal_source.json";
 /** A stream that brought no WAL for this long gets what it ingested flushed (see the header). */
@@ -554,8 +554,8 @@ export function streamStartLsn(tl: Timeline): Lsn {
   const control = new DatadirSnapshot(tl, last).controlFile();
   if (control === null) return last;
   const c = checkpointLocation(last, decodeControlFile(control).xlogSegSize);
-  const page = c - (c % 8192);
-  return Math.max(page, last);
+  const page = lsnAdd(c, -(c % 8192));
+  return lsnMax(page, last);
 }
 
 /**

@@ -152,7 +152,7 @@ export function initNative(v: Value): Uint8Array {
     page,
   );
   if (pageIsNew(page)) return page;
-  const pdLsn = dv.getUint32(8, true) * 0x1_0000_0000 + dv.getUint32(12, true);
+  const pdLsn = (dv.getUint32(8, true) * 0x1_0000_0000 + dv.getUint32(12, true)) as Lsn;
   setPageLsn(page, pdLsn);
   if (dv.getUint8(6) & PG_IMAGE_GIST_FIXUP) {
     // The left child of a GiST split gets NSN = the record's LSN and F_FOLLOW_RIGHT cleared

@@ -64,7 +64,7 @@ export function recordStartLsn(endLsn: Lsn, totLen: number): Lsn {
     if (next === start) break;
     start = next;
   }
-  return start;
+  return start as Lsn;
 }
 
 /** Decode a PG_RECORD(_INIT) value (tag byte included) stored at end LSN `endLsn`. */

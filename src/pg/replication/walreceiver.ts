@@ -30,7 +30,7 @@
  *   attempts in a row. Those end in state "failed"; `finished` rejects with the error.
  */
 import { assert } from "../../types/assert.js";
-import { isValidLsn, type Lsn, lsnToString } from "../../types/lsn.js";
+import { INVALID_LSN, isValidLsn, type Lsn, lsnAdd, lsnToString } from "../../types/lsn.js";
 import { ReplicationConnection } from "./connection.js";
 import type { PhysicalReplicationStream } from "./copy_streams.js";
 import { ReplicationError, toReplicationError } from "./errors.js";
@@ -165,8 +165,8 @@ export class WalReceiver {
     this.st = {
       state: "connecting",
       last_received_lsn: opts.start_lsn,
-      server_wal_end_lsn: 0,
-      last_reported_flush_lsn: 0,
+      server_wal_end_lsn: INVALID_LSN,
+      last_reported_flush_lsn: INVALID_LSN,
       last_error: null,
       next_attempt_at_ms: null,
       connect_attempts: 0,
@@ -385,7 +385,7 @@ export class WalReceiver {
     } catch (e) {
       throw new WalConsumerError(start, e);
     }
-    this.nextLsn = start + bytes.length;
+    this.nextLsn = lsnAdd(start, bytes.length);
     this.st.last_received_lsn = this.nextLsn;
   }
 

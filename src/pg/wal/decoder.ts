@@ -37,7 +37,7 @@
  * nothing is ever skipped silently.
  */
 import { InvalidArgumentError } from "../../types/errors.js";
-import { isValidLsn, type Lsn, lsnToString } from "../../types/lsn.js";
+import { INVALID_LSN, isValidLsn, type Lsn, lsnAdd, lsnToString } from "../../types/lsn.js";
 import {
   DEFAULT_WAL_SEGMENT_SIZE,
   isValidRecordStart,
@@ -92,7 +92,7 @@ export class WalStreamDecoder {
 
   // The record being gathered across pages or chunks (recBuf null when none).
   private recBuf: Uint8Array | null = null;
-  private recStart: Lsn = 0;
+  private recStart: Lsn = INVALID_LSN;
   private recTotLen = 0;
   private recGot = 0;
   private recHeaderChecked = false;
@@ -225,10 +225,10 @@ export class WalStreamDecoder {
   private finish(rec: Uint8Array, start: Lsn): DecodedRecord {
     verifyRecordCrc(rec, start);
     const endPos = this.pos;
-    let endLsn = maxAlign(endPos);
+    let endLsn = maxAlign(endPos) as Lsn;
     if (rec[17] === RM_XLOG_ID && (rec[16]! & XLR_RMGR_INFO_MASK) === XLOG_SWITCH) {
       // The rest of the segment is zeros, page headers included: read nothing of it.
-      endLsn = Math.ceil(endPos / this.segmentSizeBytes) * this.segmentSizeBytes;
+      endLsn = (Math.ceil(endPos / this.segmentSizeBytes) * this.segmentSizeBytes) as Lsn;
     }
     const decoded = decodeRecord(rec, start, endLsn);
     this.skipBytes = endLsn - endPos;
@@ -308,7 +308,7 @@ export class WalStreamDecoder {
   /** Drop `n` (<= availBytes) bytes from the front of the queue. */
   private consume(n: number): void {
     this.availBytes -= n;
-    this.pos += n;
+    this.pos = lsnAdd(this.pos, n);
     while (n > 0) {
       const c = this.chunks[this.head]!;
       const left = c.length - this.chunkOff;
@@ -324,7 +324,7 @@ export class WalStreamDecoder {
   /** Copy `n` (<= availBytes) bytes from the front of the queue to dst[dstOff..] and drop them. */
   private copyOut(dst: Uint8Array, dstOff: number, n: number): void {
     this.availBytes -= n;
-    this.pos += n;
+    this.pos = lsnAdd(this.pos, n);
     while (n > 0) {
       const c = this.chunks[this.head]!;
       const left = c.length - this.chunkOff;

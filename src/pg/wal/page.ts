@@ -26,7 +26,7 @@
  * the long header's seg size / block size / system id, and a timeline that never decreases.
  */
 import { PageserverError } from "../../types/errors.js";
-import { type Lsn, lsnFromParts, lsnToString } from "../../types/lsn.js";
+import { type Lsn, lsnAdd, lsnFromParts, lsnToString } from "../../types/lsn.js";
 
 export const XLOG_PAGE_MAGIC = 0xd110;
 /** Defined in src/pg/consts.ts; re-exported for the WAL modules that take them from here. */
@@ -92,7 +92,7 @@ export function isValidRecordStart(lsn: Lsn, segSizeBytes: number): boolean {
   if (lsn % 8 !== 0) return false;
   const pageOff = lsn % XLOG_BLCKSZ;
   if (pageOff === 0) return true;
-  return pageOff >= pageHeaderSizeAt(lsn - pageOff, segSizeBytes);
+  return pageOff >= pageHeaderSizeAt(lsnAdd(lsn, -pageOff), segSizeBytes);
 }
 
 /** A decoded page header. `sysidHi/Lo`, `segSize`, `blcksz` are 0 on short headers. */
@@ -119,7 +119,7 @@ export function readPageHeader(buf: Uint8Array, off: number): XLogPageHeader {
   const info = u16(buf, off + 2);
   const addrHi = u32(buf, off + 12);
   const addrLo = u32(buf, off + 8);
-  const pageAddr = addrHi >= 0x20_0000 ? -1 : lsnFromParts(addrHi, addrLo);
+  const pageAddr = addrHi >= 0x20_0000 ? (-1 as Lsn) : lsnFromParts(addrHi, addrLo);
   const isLong = (info & XLP_LONG_HEADER) !== 0;
   return {
     magic: u16(buf, off),
@@ -206,7 +206,7 @@ export function walSegmentNumber(lsn: Lsn, segSizeBytes: number): number {
 
 /** First LSN of segment `segNo`. */
 export function walSegmentStart(segNo: number, segSizeBytes: number): Lsn {
-  return segNo * segSizeBytes;
+  return (segNo * segSizeBytes) as Lsn;
 }
 
 /**

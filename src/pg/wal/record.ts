@@ -141,8 +141,8 @@ export function readTotLen(buf: Uint8Array, off: number): number {
 /** xl_prev of a record header at `buf[off]`; -1 if beyond 2^53 (never valid). */
 export function readPrev(buf: Uint8Array, off: number): Lsn {
   const hi = u32(buf, off + 12);
-  if (hi >= 0x20_0000) return -1;
-  return hi * 0x1_0000_0000 + u32(buf, off + 8);
+  if (hi >= 0x20_0000) return -1 as Lsn;
+  return (hi * 0x1_0000_0000 + u32(buf, off + 8)) as Lsn;
 }
 
 /** The CRC stored in a record (xl_crc). */

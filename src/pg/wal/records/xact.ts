@@ -32,7 +32,7 @@
  * data exactly: a short or malformed record is a CorruptionError naming LSN, rmgr and info.
  * Timestamps are microseconds since 2000-01-01 as numbers.
  */
-import { type Lsn, readLsnLE } from "../../../types/lsn.js";
+import { INVALID_LSN, type Lsn, readLsnLE } from "../../../types/lsn.js";
 import { i64, u16, u32 } from "../../bytes.js";
 import { maxAlign } from "../page.js";
 import { type DecodedRecord, type RelFileNode, readRelFileNode } from "../record.js";
@@ -255,7 +255,7 @@ function decodeFinish(rec: DecodedRecord, op: XactFinishRecord["op"]): XactFinis
     msgs: EMPTY,
     twophaseXid: 0,
     twophaseGid: "",
-    originLsn: 0,
+    originLsn: INVALID_LSN,
     originTimestamp: 0,
   };
   if (xinfo & XACT_XINFO_HAS_DBINFO) {
