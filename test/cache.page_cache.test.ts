@@ -166,12 +166,12 @@ describe("PageCache blocks", () => {
     const src = new PatternSource(FILE, 4);
     const pinned = [0, 1, 2].map((b) => c.pinBlock(FILE, src.fileId, b, src));
     for (let b = 100; b < 300; b++) read(c, src, b);
-    for (let i = 0; i < 3; i++) expect(verifyBlockPage(FILE, src.fileId, i, c.pageView(pinned[i]))).toBeNull();
+    for (const [i, slot] of pinned.entries()) expect(verifyBlockPage(FILE, src.fileId, i, c.pageView(slot))).toBeNull();
     const fills = src.fills;
     for (let b = 0; b < 3; b++) read(c, src, b);
     expect(src.fills).toBe(fills); // all three were still cached
     for (const slot of pinned) c.unpinSlot(slot);
-    expect(() => c.unpinSlot(pinned[0])).toThrow(/not pinned/);
+    expect(() => c.unpinSlot(pinned[0]!)).toThrow(/not pinned/);
     expect(c.checkInvariants().valid).toBe(8);
   });
 
@@ -184,7 +184,7 @@ describe("PageCache blocks", () => {
     expect(() => c.readBlock(FILE, src.fileId, 99, src, dst)).toThrow(AllSlotsPinnedError);
     expect(() => c.readBlock(FILE, src.fileId, 99, src, dst)).toThrow(/all page cache slots pinned/);
     read(c, src, 2); // a hit on a pinned slot is fine
-    c.unpinSlot(slots[0]);
+    c.unpinSlot(slots[0]!);
     read(c, src, 99);
     for (const slot of slots.slice(1)) c.unpinSlot(slot);
     c.checkInvariants();
@@ -211,7 +211,7 @@ describe("PageCache blocks", () => {
     const src = new PatternSource(FILE, 8);
     read(c, src, 1);
     const slot = c.pinBlock(FILE, src.fileId, 1, src);
-    c.pageView(slot)[100] ^= 0x01; // a bit flip in shared memory
+    c.pageView(slot)[100]! ^= 0x01; // a bit flip in shared memory
     c.unpinSlot(slot);
     const dst = new Uint8Array(PAGE_SIZE);
     c.readBlock(FILE, src.fileId, 1, src, dst);
