@@ -83,6 +83,18 @@ describe("PageCache construction", () => {
     expect(() => PageCache.attach(truncated)).toThrow(/does not match its header/);
   });
 
+  it("refuses a buffer whose header geometry is corrupt, as create refuses it", () => {
+    const c = PageCache.create({ size_bytes: 4 * PAGE_SIZE, stripes: 4 });
+    const header = new Int32Array(c.shared, 0, 8);
+    header[4] = 3; // stripes: not a power of two (the buffer's size still matches: rounding)
+    expect(() => PageCache.attach(c.shared)).toThrow(/header is corrupt: 4 slots, 3 stripes/);
+    header[4] = 4;
+    header[2] = 0; // slots
+    expect(() => PageCache.attach(c.shared)).toThrow(InvalidArgumentError);
+    header[2] = 4;
+    expect(PageCache.attach(c.shared).slots).toBe(4);
+  });
+
   it("refuses bad arguments", () => {
     const c = tiny(4);
     const src = new PatternSource(FILE, 1);

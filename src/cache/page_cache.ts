@@ -57,8 +57,8 @@ import { assert } from "../types/assert.js";
 import { InvalidArgumentError, PageserverError } from "../types/errors.js";
 import { KEY_SIZE, type Key } from "../types/key.js";
 import type { Lsn } from "../types/lsn.js";
-import { type BlockSource, type CacheStats, PAGE_KIND_NAMES, PAGE_SIZE, type PageCacheApi, type PageKind } from "./api.js";
-import { DEFAULT_LOCK_TIMEOUT_MS, mutexLock, mutexUnlock, rwReadLock, rwReadUnlock, rwTryWriteLock, rwWriteUnlock } from "./lock.js";
+import { type BlockSource, type CacheStats, PAGE_KIND_NAMES, PAGE_SIZE, type PageCacheApi, PageKind } from "./api.js";
+import { DEFAULT_LOCK_TIMEOUT_MS, LOCK_WORDS, mutexLock, mutexUnlock, rwReadLock, rwReadUnlock, rwTryWriteLock, rwWriteUnlock } from "./lock.js";
 
 // ---- layout --------------------------------------------------------------------------------
 
@@ -127,6 +127,23 @@ const MAX_ID = 0x7fff_ffff;
 
 const TWO_32 = 0x1_0000_0000;
 const PAGE_ALIGN_BYTES = 4096;
+const CACHE_LINE_BYTES = 64;
+
+// The layout constants tie together; checked once at load, so a change to one that breaks
+// another fails every test that imports the cache instead of corrupting shared memory.
+assert(H_UID_LO < H_CLOCK_HAND && H_CLOCK_HAND < HEADER_WORDS, "layout: header fields overlap the clock hand or the header");
+assert((H_CLOCK_HAND * 4) % CACHE_LINE_BYTES === 0 && (HEADER_WORDS - H_CLOCK_HAND) * 4 >= CACHE_LINE_BYTES, "layout: the clock hand has its own cache line");
+assert((HEADER_WORDS * 4) % CACHE_LINE_BYTES === 0, "layout: stripes start on a cache line");
+assert(STRIPE_WORDS * 4 === CACHE_LINE_BYTES && LOCK_WORDS <= STRIPE_WORDS, "layout: one stripe mutex per cache line");
+assert(SLOT_WORDS === 1 << SLOT_SHIFT && SLOT_WORDS * 4 === CACHE_LINE_BYTES, "layout: a slot's meta is one cache line, indexed by shift");
+assert(S_LOCK + LOCK_WORDS <= S_PIN && S_PIN < S_USAGE && S_USAGE < S_STATE && S_STATE < S_KIND && S_KIND < S_HASH && S_HASH < S_NEXT && S_NEXT < S_TAG, "layout: slot fields in order, the lock's words before the pin count");
+assert(S_TAG + TAG_WORDS <= SLOT_WORDS, "layout: the tag fits the slot");
+assert(MAX_SLOTS * SLOT_WORDS < 2 ** 31 && Number.isSafeInteger(MAX_SLOTS * PAGE_SIZE), "layout: slot indexes fit an int32 shift, page offsets a safe integer");
+assert((MAX_STRIPES & (MAX_STRIPES - 1)) === 0 && (DEFAULT_STRIPES & (DEFAULT_STRIPES - 1)) === 0 && DEFAULT_STRIPES <= MAX_STRIPES, "layout: stripe counts are powers of two");
+assert(PAGE_SIZE % PAGE_ALIGN_BYTES === 0 && DEFAULT_CACHE_SIZE_BYTES % PAGE_SIZE === 0, "layout: every page starts aligned");
+assert(NKINDS === PAGE_KIND_NAMES.length && KIND_FILE === PageKind.FileBlock && KIND_EPHEMERAL === PageKind.EphemeralBlock && KIND_MATERIALIZED === PageKind.Materialized, "layout: kinds are api.ts's PageKind");
+assert(ST_HITS < ST_PER_KIND && ST_MISSES < ST_PER_KIND && ST_EVICTIONS < ST_PER_KIND && NKINDS * ST_PER_KIND <= STATS_ROW_DOUBLES, "layout: a stats row holds every kind's counters");
+assert(TAG_WORDS === 8 && KEY_SIZE === 18, "layout: a materialized tag is ns, a key as 4 words + 2 bytes, lsn hi and lo");
 
 // ---- errors --------------------------------------------------------------------------------
 
@@ -324,7 +341,13 @@ export class PageCache implements PageCacheApi {
     if (Atomics.load(header, H_MAGIC) !== MAGIC || Atomics.load(header, H_VERSION) !== LAYOUT_VERSION) {
       throw new InvalidArgumentError("buffer is not a page cache (bad magic or layout version)");
     }
-    const g = geometry(word(header, H_NSLOTS), word(header, H_NSTRIPES));
+    // The header's geometry, checked as create() checked it before writing it.
+    const nslots = word(header, H_NSLOTS);
+    const nstripes = word(header, H_NSTRIPES);
+    if (nslots < MIN_SLOTS || nslots > MAX_SLOTS || nstripes < 1 || nstripes > MAX_STRIPES || (nstripes & (nstripes - 1)) !== 0) {
+      throw new InvalidArgumentError(`page cache header is corrupt: ${nslots} slots, ${nstripes} stripes`);
+    }
+    const g = geometry(nslots, nstripes);
     if (g.nbuckets !== word(header, H_NBUCKETS) || g.total_bytes !== sab.byteLength) {
       throw new InvalidArgumentError(`page cache buffer of ${sab.byteLength} bytes does not match its header (expected ${g.total_bytes})`);
     }
