@@ -262,6 +262,8 @@ export class PagestreamHandler {
       writeCopyDataHeader(out, off, len);
       off = encodeResponseInto(out, off + COPY_DATA_HEADER_BYTES, resp, this.version);
     }
+    // The CopyData lengths were computed before encoding: a mismatch would desync the client.
+    if (off !== total) assert(false, `pagestream batch encoded ${off} bytes, sized ${total}`);
     this.io.send(out);
     const s = (performance.now() - t0) / 1000;
     for (let k = 0; k < n; k++) this.ctx.metrics.observe("get_page_at_lsn", s);
@@ -282,7 +284,8 @@ export class PagestreamHandler {
     const len = responseBytes(resp, this.version);
     const out = Buffer.allocUnsafe(COPY_DATA_HEADER_BYTES + len);
     writeCopyDataHeader(out, 0, len);
-    encodeResponseInto(out, COPY_DATA_HEADER_BYTES, resp, this.version);
+    const end = encodeResponseInto(out, COPY_DATA_HEADER_BYTES, resp, this.version);
+    if (end !== out.length) assert(false, `pagestream ${resp.kind} response encoded ${end} bytes, sized ${out.length}`);
     this.io.send(out);
   }
 }
