@@ -77,7 +77,7 @@ function zipfTrace(): Int32Array {
     let hi = DISTINCT - 1;
     while (lo < hi) {
       const mid = (lo + hi) >>> 1;
-      if (cdf[mid] < u) lo = mid + 1;
+      if (cdf[mid]! < u) lo = mid + 1;
       else hi = mid;
     }
     trace[i] = lo;
@@ -112,7 +112,7 @@ function sourcesFor(fileIds: number[]): PatternSource[] {
 
 /** Bytes of a returned page a checksum sums: the stamp (block, file), a template byte, the last. */
 function pageCheck(p: Uint8Array): number {
-  return p[0] + p[1] * 3 + p[2] * 5 + p[4097] * 7 + p[PAGE_SIZE - 1] * 11;
+  return p[0]! + p[1]! * 3 + p[2]! * 5 + p[4097]! * 7 + p[PAGE_SIZE - 1]! * 11;
 }
 
 /** Replays trace[from, from + count) (wrapping) through our cache; returns a checksum of the copies. */
@@ -120,8 +120,8 @@ function replayOurs(cache: PageCache, sources: PatternSource[], trace: Int32Arra
   let check = 0;
   const n = trace.length;
   for (let i = 0; i < count; i++) {
-    const rank = trace[(from + i) % n];
-    const src = sources[rank % FILES];
+    const rank = trace[(from + i) % n]!;
+    const src = sources[rank % FILES]!;
     cache.readBlock(PageKind.FileBlock, src.fileId, (rank / FILES) | 0, src, dst);
     check += pageCheck(dst);
   }
@@ -132,8 +132,8 @@ function replayOurs(cache: PageCache, sources: PatternSource[], trace: Int32Arra
 function replayOursPinned(cache: PageCache, sources: PatternSource[], trace: Int32Array): number {
   let check = 0;
   for (let i = 0; i < trace.length; i++) {
-    const rank = trace[i];
-    const src = sources[rank % FILES];
+    const rank = trace[i]!;
+    const src = sources[rank % FILES]!;
     const slot = cache.pinBlock(PageKind.FileBlock, src.fileId, (rank / FILES) | 0, src);
     check += pageCheck(cache.pageView(slot));
     cache.unpinSlot(slot);
@@ -144,8 +144,8 @@ function replayOursPinned(cache: PageCache, sources: PatternSource[], trace: Int
 function replayLruNoCopy(lru: LRUCache<number, Buffer>, fileIds: number[], trace: Int32Array): number {
   let check = 0;
   for (let i = 0; i < trace.length; i++) {
-    const rank = trace[i];
-    const fileId = fileIds[rank % FILES];
+    const rank = trace[i]!;
+    const fileId = fileIds[rank % FILES]!;
     const blkno = (rank / FILES) | 0;
     const page = lru.get(fileId * 0x10_0000 + blkno);
     if (page === undefined) throw new Error("cache bench: lru-cache missed in a hit pass");
@@ -167,8 +167,8 @@ function replayLru(lru: LRUCache<number, Buffer>, fileIds: number[], trace: Int3
   let check = 0;
   const n = trace.length;
   for (let i = 0; i < count; i++) {
-    const rank = trace[(from + i) % n];
-    const fileId = fileIds[rank % FILES];
+    const rank = trace[(from + i) % n]!;
+    const fileId = fileIds[rank % FILES]!;
     const blkno = (rank / FILES) | 0;
     // A small-integer key (no string, no heap number): the cheapest key lru-cache can get.
     const key = fileId * 0x10_0000 + blkno;
@@ -183,11 +183,11 @@ function replayLru(lru: LRUCache<number, Buffer>, fileIds: number[], trace: Int3
 function compareAllBytes(cache: PageCache, sources: PatternSource[], lru: LRUCache<number, Buffer>, fileIds: number[], trace: Int32Array): void {
   const ours = Buffer.alloc(PAGE_SIZE);
   for (let i = 0; i < trace.length; i++) {
-    const rank = trace[i];
-    const src = sources[rank % FILES];
+    const rank = trace[i]!;
+    const src = sources[rank % FILES]!;
     const blkno = (rank / FILES) | 0;
     cache.readBlock(PageKind.FileBlock, src.fileId, blkno, src, ours);
-    const theirs = lru.get(fileIds[rank % FILES] * 0x10_0000 + blkno);
+    const theirs = lru.get(fileIds[rank % FILES]! * 0x10_0000 + blkno);
     if (theirs === undefined || !ours.equals(theirs)) throw new Error(`cache bench: block ${src.fileId}/${blkno} differs between ours and lru-cache`);
   }
 }
@@ -277,7 +277,7 @@ function startTsWorker(file: string, data: BenchWorkerData): Worker {
   const require = createRequire(import.meta.url);
   const pkgPath = require.resolve("tsx/package.json");
   const pkg = JSON.parse(readFileSync(pkgPath, "utf8")) as { exports: Record<string, { import: { default: string } }> };
-  const api = pathToFileURL(join(dirname(pkgPath), pkg.exports["./esm/api"].import.default)).href;
+  const api = pathToFileURL(join(dirname(pkgPath), pkg.exports["./esm/api"]!.import.default)).href;
   const url = pathToFileURL(file).href;
   const code = `import(${JSON.stringify(api)}).then((m) => m.tsImport(${JSON.stringify(url)}, ${JSON.stringify(url)}))`;
   return new Worker(code, { eval: true, workerData: data });

@@ -84,6 +84,18 @@ describe("PageCache construction", () => {
     expect(() => PageCache.attach(truncated)).toThrow(/does not match its header/);
   });
 
+  it("refuses a buffer whose header geometry is corrupt, as create refuses it", () => {
+    const c = PageCache.create({ size_bytes: 4 * PAGE_SIZE, stripes: 4 });
+    const header = new Int32Array(c.shared, 0, 8);
+    header[4] = 3; // stripes: not a power of two (the buffer's size still matches: rounding)
+    expect(() => PageCache.attach(c.shared)).toThrow(/header is corrupt: 4 slots, 3 stripes/);
+    header[4] = 4;
+    header[2] = 0; // slots
+    expect(() => PageCache.attach(c.shared)).toThrow(InvalidArgumentError);
+    header[2] = 4;
+    expect(PageCache.attach(c.shared).slots).toBe(4);
+  });
+
   it("refuses bad arguments", () => {
     const c = tiny(4);
     const src = new PatternSource(FILE, 1);
@@ -167,12 +179,12 @@ describe("PageCache blocks", () => {
     const src = new PatternSource(FILE, 4);
     const pinned = [0, 1, 2].map((b) => c.pinBlock(FILE, src.fileId, b, src));
     for (let b = 100; b < 300; b++) read(c, src, b);
-    for (let i = 0; i < 3; i++) expect(verifyBlockPage(FILE, src.fileId, i, c.pageView(pinned[i]))).toBeNull();
+    for (const [i, slot] of pinned.entries()) expect(verifyBlockPage(FILE, src.fileId, i, c.pageView(slot))).toBeNull();
     const fills = src.fills;
     for (let b = 0; b < 3; b++) read(c, src, b);
     expect(src.fills).toBe(fills); // all three were still cached
     for (const slot of pinned) c.unpinSlot(slot);
-    expect(() => c.unpinSlot(pinned[0])).toThrow(/not pinned/);
+    expect(() => c.unpinSlot(pinned[0]!)).toThrow(/not pinned/);
     expect(c.checkInvariants().valid).toBe(8);
   });
 
@@ -185,7 +197,7 @@ describe("PageCache blocks", () => {
     expect(() => c.readBlock(FILE, src.fileId, 99, src, dst)).toThrow(AllSlotsPinnedError);
     expect(() => c.readBlock(FILE, src.fileId, 99, src, dst)).toThrow(/all page cache slots pinned/);
     read(c, src, 2); // a hit on a pinned slot is fine
-    c.unpinSlot(slots[0]);
+    c.unpinSlot(slots[0]!);
     read(c, src, 99);
     for (const slot of slots.slice(1)) c.unpinSlot(slot);
     c.checkInvariants();
@@ -212,7 +224,7 @@ describe("PageCache blocks", () => {
     const src = new PatternSource(FILE, 8);
     read(c, src, 1);
     const slot = c.pinBlock(FILE, src.fileId, 1, src);
-    c.pageView(slot)[100] ^= 0x01; // a bit flip in shared memory
+    c.pageView(slot)[100]! ^= 0x01; // a bit flip in shared memory
     c.unpinSlot(slot);
     const dst = new Uint8Array(PAGE_SIZE);
     c.readBlock(FILE, src.fileId, 1, src, dst);

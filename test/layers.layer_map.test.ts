@@ -205,6 +205,16 @@ describe("LayerMap.with", () => {
     expect(m3.l0Layers()).toEqual([]);
   });
 
+  it("search asserts its window lies inside the layer it returns", () => {
+    // A descriptor with an empty LSN range (end = start): the window [start, end) would be
+    // empty, so a reader would go round forever; search refuses to hand it out.
+    const bad = image(range(10, 20), asLsn(100));
+    const broken: L = { desc: { ...bad.desc, lsnRange: { start: asLsn(100), end: asLsn(100) } }, tag: "broken" };
+    const m = new LayerMap([delta(ALL, asLsn(0), asLsn(50)), broken]);
+    expect(() => m.search(k(15), asLsn(1000))).toThrow(/outside the layer or the window/);
+    expect(s(m, k(25), asLsn(1000))).toBe("D[0,50) 0");
+  });
+
   it("refuses to remove an unknown layer and to hold one name twice", () => {
     const a = delta(ALL, asLsn(0), asLsn(100));
     const m = new LayerMap([a]);

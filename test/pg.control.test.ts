@@ -116,7 +116,7 @@ describe("pg_control", () => {
 
   it("refuses a corrupt file with a typed error", () => {
     const bad = file.slice();
-    bad[40] ^= 1;
+    bad[40]! ^= 1;
     expect(() => decodeControlFile(bad)).toThrow(ControlFileError);
     expect(() => decodeControlFile(file.subarray(0, 100))).toThrow(ControlFileError);
     const v14 = file.slice();

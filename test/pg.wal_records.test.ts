@@ -343,7 +343,7 @@ describe("Transaction records", () => {
     );
     expectCorrupt(record(RM_XACT_ID, XLOG_XACT_COMMIT_PREPARED, u64le(5)), decodeXactRecord, /without its xid/);
     const badMagic = prepareFile("p", 0);
-    badMagic[0] ^= 1;
+    badMagic[0]! ^= 1;
     expectCorrupt(record(RM_XACT_ID, XLOG_XACT_PREPARE, badMagic), decodeXactRecord, /magic/);
     expectCorrupt(record(RM_XACT_ID, 0x70, u64le(5)), decodeXactRecord, /unknown Transaction info code 0x70/);
   });
@@ -648,7 +648,7 @@ describe("typed decoders on real PostgreSQL 15 WAL", () => {
     const ap = xacts.find((x) => x.op === XLOG_XACT_ABORT_PREPARED);
     expect(cp?.op === XLOG_XACT_COMMIT_PREPARED && cp.twophaseGid).toBe("tx-commit");
     expect(ap?.op === XLOG_XACT_ABORT_PREPARED && ap.twophaseGid).toBe("tx-abort");
-    expect(ap?.op === XLOG_XACT_ABORT_PREPARED && prepares[1]?.op === XLOG_XACT_PREPARE && ap.twophaseXid).toBe(prepares[1].xid);
+    expect(ap?.op === XLOG_XACT_ABORT_PREPARED && prepares[1]?.op === XLOG_XACT_PREPARE && ap.twophaseXid).toBe(prepares[1]!.xid);
     expect(ap?.op === XLOG_XACT_ABORT_PREPARED && ap.nrels).toBe(1);
     // The rolled-back table's files are dropped by the abort record; DROP TABLE's by a commit.
     expect(xacts.some((x) => x.op === XLOG_XACT_ABORT && x.nrels > 0)).toBe(true);

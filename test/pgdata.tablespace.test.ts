@@ -34,6 +34,7 @@ import {
 } from "../src/pgdata/index.js";
 import { classifyPath, importDatadir, readImportLsn } from "../src/pgdata/import.js";
 import type { Timeline } from "../src/tenant/timeline.js";
+import { AssertionError } from "../src/types/assert.js";
 import { CorruptionError } from "../src/types/errors.js";
 import { keyNext } from "../src/types/key.js";
 import { asLsn, type Lsn, lsnToString } from "../src/types/lsn.js";
@@ -235,6 +236,21 @@ describe("WalIngest of tablespace records", () => {
     expect(tl.lastRecordLsn).toBe(before);
     ing.ingest(record(RM_TBLSPC_ID, XLOG_TBLSPC_DROP, u32le(TS_LOC), asLsn(0x2200)));
     expect(new DatadirSnapshot(tl, tl.lastRecordLsn).listTablespaces()).toEqual([]);
+  });
+
+  it("records reach ingest in WAL order: a replayed or overlapping record is an assertion", async () => {
+    const tl = await setup();
+    const ing = new WalIngest(tl);
+    const first = record(RM_TBLSPC_ID, XLOG_TBLSPC_CREATE, [...u32le(TS_LOC), ...cstring("/srv/ts2")], asLsn(0x2000));
+    ing.ingest(first);
+    const after = tl.lastRecordLsn;
+    // The same record again: its end LSN equals last_record_lsn, which the writer accepts.
+    expect(() => ing.ingest(first)).toThrow(AssertionError);
+    // One that starts inside the previous record.
+    expect(() => ing.ingest(smgrCreate(TS_LOC, 5, 20000, asLsn(first.endLsn - 8)))).toThrow(/out of LSN order/);
+    expect(tl.lastRecordLsn).toBe(after);
+    ing.ingest(smgrCreate(TS_LOC, 5, 20000, first.endLsn));
+    expect(tl.lastRecordLsn).toBeGreaterThan(after);
   });
 });
 

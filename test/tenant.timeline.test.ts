@@ -247,7 +247,7 @@ describe("failure handling", () => {
     await t.shutdown(false);
     const md = join(tl.dir, "metadata");
     const bytes = readFileSync(md);
-    bytes[bytes.length - 3] ^= 0x20;
+    bytes[bytes.length - 3]! ^= 0x20;
     writeFileSync(md, bytes);
     const t2 = h.load();
     expect(t2.state).toBe("Broken");
@@ -266,7 +266,7 @@ describe("failure handling", () => {
     const tl2 = t2.getTimeline(tl.timelineId);
     const layer = tl2.layerMap.layers[0]!;
     const bytes = readFileSync(layer.path);
-    bytes[8192 + 40] ^= 0xff; // inside the values region
+    bytes[8192 + 40]! ^= 0xff; // inside the values region
     writeFileSync(layer.path, bytes);
     await expect(tl2.get(k(1), asLsn(0x100))).rejects.toThrow(new RegExp(`corrupt file .*${layer.desc.fileName} at block \\d+`));
     tl2.put(k(2), asLsn(0x200), testInit("fresh"));

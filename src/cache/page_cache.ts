@@ -57,8 +57,8 @@ import { assert } from "../types/assert.js";
 import { InvalidArgumentError, PageserverError } from "../types/errors.js";
 import { KEY_SIZE, type Key } from "../types/key.js";
 import type { Lsn } from "../types/lsn.js";
-import { type BlockSource, type CacheStats, PAGE_KIND_NAMES, PAGE_SIZE, type PageCacheApi, type PageKind } from "./api.js";
-import { DEFAULT_LOCK_TIMEOUT_MS, mutexLock, mutexUnlock, rwReadLock, rwReadUnlock, rwTryWriteLock, rwWriteUnlock } from "./lock.js";
+import { type BlockSource, type CacheStats, PAGE_KIND_NAMES, PAGE_SIZE, type PageCacheApi, PageKind } from "./api.js";
+import { DEFAULT_LOCK_TIMEOUT_MS, LOCK_WORDS, mutexLock, mutexUnlock, rwReadLock, rwReadUnlock, rwTryWriteLock, rwWriteUnlock } from "./lock.js";
 
 // ---- layout --------------------------------------------------------------------------------
 
@@ -127,6 +127,23 @@ const MAX_ID = 0x7fff_ffff;
 
 const TWO_32 = 0x1_0000_0000;
 const PAGE_ALIGN_BYTES = 4096;
+const CACHE_LINE_BYTES = 64;
+
+// The layout constants tie together; checked once at load, so a change to one that breaks
+// another fails every test that imports the cache instead of corrupting shared memory.
+assert(H_UID_LO < H_CLOCK_HAND && H_CLOCK_HAND < HEADER_WORDS, "layout: header fields overlap the clock hand or the header");
+assert((H_CLOCK_HAND * 4) % CACHE_LINE_BYTES === 0 && (HEADER_WORDS - H_CLOCK_HAND) * 4 >= CACHE_LINE_BYTES, "layout: the clock hand has its own cache line");
+assert((HEADER_WORDS * 4) % CACHE_LINE_BYTES === 0, "layout: stripes start on a cache line");
+assert(STRIPE_WORDS * 4 === CACHE_LINE_BYTES && LOCK_WORDS <= STRIPE_WORDS, "layout: one stripe mutex per cache line");
+assert(SLOT_WORDS === 1 << SLOT_SHIFT && SLOT_WORDS * 4 === CACHE_LINE_BYTES, "layout: a slot's meta is one cache line, indexed by shift");
+assert(S_LOCK + LOCK_WORDS <= S_PIN && S_PIN < S_USAGE && S_USAGE < S_STATE && S_STATE < S_KIND && S_KIND < S_HASH && S_HASH < S_NEXT && S_NEXT < S_TAG, "layout: slot fields in order, the lock's words before the pin count");
+assert(S_TAG + TAG_WORDS <= SLOT_WORDS, "layout: the tag fits the slot");
+assert(MAX_SLOTS * SLOT_WORDS < 2 ** 31 && Number.isSafeInteger(MAX_SLOTS * PAGE_SIZE), "layout: slot indexes fit an int32 shift, page offsets a safe integer");
+assert((MAX_STRIPES & (MAX_STRIPES - 1)) === 0 && (DEFAULT_STRIPES & (DEFAULT_STRIPES - 1)) === 0 && DEFAULT_STRIPES <= MAX_STRIPES, "layout: stripe counts are powers of two");
+assert(PAGE_SIZE % PAGE_ALIGN_BYTES === 0 && DEFAULT_CACHE_SIZE_BYTES % PAGE_SIZE === 0, "layout: every page starts aligned");
+assert(NKINDS === PAGE_KIND_NAMES.length && KIND_FILE === PageKind.FileBlock && KIND_EPHEMERAL === PageKind.EphemeralBlock && KIND_MATERIALIZED === PageKind.Materialized, "layout: kinds are api.ts's PageKind");
+assert(ST_HITS < ST_PER_KIND && ST_MISSES < ST_PER_KIND && ST_EVICTIONS < ST_PER_KIND && NKINDS * ST_PER_KIND <= STATS_ROW_DOUBLES, "layout: a stats row holds every kind's counters");
+assert(TAG_WORDS === 8 && KEY_SIZE === 18, "layout: a materialized tag is ns, a key as 4 words + 2 bytes, lsn hi and lo");
 
 // ---- errors --------------------------------------------------------------------------------
 
@@ -224,6 +241,32 @@ function checkBlockArgs(what: string, kind: number, fileId: number, blkno: numbe
   if (!(Number.isInteger(blkno) && blkno >= 0 && blkno <= 0xffff_ffff)) throw new InvalidArgumentError(`${what}: bad block number ${blkno}`);
 }
 
+// ---- checked reads -------------------------------------------------------------------------
+// Every index the cache computes lies inside the layout (a slot < nslots, a bucket ≤ the mask,
+// a stats row < MAX_STATS_ROWS), so a read past the end is a bug: these assert it rather than
+// let `undefined` flow on as a NaN count or a bogus slot. One compare, no allocation (the
+// message is a constant). Comparisons of a word against a known value read it directly:
+// `undefined` equals nothing, so they need no check.
+
+/** Word `i` of the Int32 part of the buffer. */
+function word(m: Int32Array, i: number): number {
+  const v = m[i];
+  assert(v !== undefined, "page cache: word index outside the layout");
+  return v;
+}
+
+/** Double `i` of the stats part of the buffer. */
+function double(stats: Float64Array, i: number): number {
+  const v = stats[i];
+  assert(v !== undefined, "page cache: stats index outside the layout");
+  return v;
+}
+
+/** Adds one to counter `i` of this thread's stats row. */
+function bump(stats: Float64Array, i: number): void {
+  stats[i] = double(stats, i) + 1;
+}
+
 // ---- per-thread stats rows -----------------------------------------------------------------
 
 /**
@@ -298,8 +341,14 @@ export class PageCache implements PageCacheApi {
     if (Atomics.load(header, H_MAGIC) !== MAGIC || Atomics.load(header, H_VERSION) !== LAYOUT_VERSION) {
       throw new InvalidArgumentError("buffer is not a page cache (bad magic or layout version)");
     }
-    const g = geometry(header[H_NSLOTS], header[H_NSTRIPES]);
-    if (g.nbuckets !== header[H_NBUCKETS] || g.total_bytes !== sab.byteLength) {
+    // The header's geometry, checked as create() checked it before writing it.
+    const nslots = word(header, H_NSLOTS);
+    const nstripes = word(header, H_NSTRIPES);
+    if (nslots < MIN_SLOTS || nslots > MAX_SLOTS || nstripes < 1 || nstripes > MAX_STRIPES || (nstripes & (nstripes - 1)) !== 0) {
+      throw new InvalidArgumentError(`page cache header is corrupt: ${nslots} slots, ${nstripes} stripes`);
+    }
+    const g = geometry(nslots, nstripes);
+    if (g.nbuckets !== word(header, H_NBUCKETS) || g.total_bytes !== sab.byteLength) {
       throw new InvalidArgumentError(`page cache buffer of ${sab.byteLength} bytes does not match its header (expected ${g.total_bytes})`);
     }
     this.shared = sab;
@@ -405,12 +454,19 @@ export class PageCache implements PageCacheApi {
     throw new PageserverError("internal", `page cache: block ${fileId}/${blkno} changed under ${MAX_LOOKUP_ATTEMPTS} lookups in a row`);
   }
 
+  /** The page view of `slot` (no pin check: the callers hold it pinned or write-locked). */
+  private page(slot: number): Uint8Array {
+    const p = this.pages[slot];
+    assert(p !== undefined, "page cache: slot outside the page views");
+    return p;
+  }
+
   /** The page bytes of a slot this thread holds pinned (from pinBlock). */
   pageView(slot: number): Uint8Array {
     // Messages built only on failure: this is a hot path and must not allocate.
     if (!(Number.isInteger(slot) && slot >= 0 && slot < this.slots)) assert(false, `pageView: slot ${slot} out of range`);
     if (Atomics.load(this.m, this.slotsBase + (slot << SLOT_SHIFT) + S_PIN) <= 0) assert(false, `pageView: slot ${slot} is not pinned`);
-    return this.pages[slot];
+    return this.page(slot);
   }
 
   unpinSlot(slot: number): void {
@@ -440,30 +496,30 @@ export class PageCache implements PageCacheApi {
     if (slot >= 0) Atomics.add(m, this.slotsBase + (slot << SLOT_SHIFT) + S_PIN, 1);
     mutexUnlock(m, stripeAt);
     if (slot >= 0) {
-      this.myStats[kind * ST_PER_KIND + ST_HITS] += 1;
+      bump(this.myStats, kind * ST_PER_KIND + ST_HITS);
       return slot;
     }
-    this.myStats[kind * ST_PER_KIND + ST_MISSES] += 1;
+    bump(this.myStats, kind * ST_PER_KIND + ST_MISSES);
     return this.fillBlock(kind, fileId, blk, hash, bucket, stripeAt, source);
   }
 
   /** Under the stripe lock of `bucket`: the slot holding block (kind, fileId, blk), or -1. */
   private findBlock(bucket: number, kind: number, fileId: number, blk: number): number {
     const m = this.m;
-    let slot = m[this.bucketsBase + bucket];
+    let slot = word(m, this.bucketsBase + bucket);
     for (let steps = 0; slot !== -1; steps++) {
       assert(steps < this.slots, "page cache hash chain has a cycle");
       const at = this.slotsBase + (slot << SLOT_SHIFT);
       if (m[at + S_TAG] === fileId && m[at + S_TAG + 1] === blk && m[at + S_KIND] === kind) return slot;
-      slot = m[at + S_NEXT];
+      slot = word(m, at + S_NEXT);
     }
     return -1;
   }
 
   private copyOutAndUnpin(slot: number, at: number, dst: Uint8Array): void {
     const m = this.m;
-    dst.set(this.pages[slot]);
-    const usage = m[at + S_USAGE];
+    dst.set(this.page(slot));
+    const usage = word(m, at + S_USAGE);
     if (usage < USAGE_MAX) Atomics.store(m, at + S_USAGE, usage + 1);
     Atomics.sub(m, at + S_PIN, 1);
   }
@@ -485,8 +541,8 @@ export class PageCache implements PageCacheApi {
     }
     const ok = m[at + S_STATE] === SLOT_VALID && m[at + S_KIND] === kind && m[at + S_TAG] === w0 && m[at + S_TAG + 1] === w1;
     if (ok) {
-      if (dst !== null) dst.set(this.pages[slot]);
-      const usage = m[at + S_USAGE];
+      if (dst !== null) dst.set(this.page(slot));
+      const usage = word(m, at + S_USAGE);
       if (usage < USAGE_MAX) Atomics.store(m, at + S_USAGE, usage + 1);
     }
     rwReadUnlock(m, at + S_LOCK);
@@ -515,14 +571,14 @@ export class PageCache implements PageCacheApi {
     m[at + S_TAG + 1] = blk;
     m[at + S_HASH] = hash;
     Atomics.store(m, at + S_STATE, SLOT_IO_IN_PROGRESS);
-    m[at + S_NEXT] = m[this.bucketsBase + bucket];
+    m[at + S_NEXT] = word(m, this.bucketsBase + bucket);
     m[this.bucketsBase + bucket] = victim;
     mutexUnlock(m, stripeAt);
     // Linked and IO_IN_PROGRESS: readers of this block now park on our write lock. (So a
     // source must not read the block it is filling through this cache: it would wait on
     // itself until the lock deadline. Other blocks are fine.)
     try {
-      source.readBlockInto(blk >>> 0, this.pages[victim]);
+      source.readBlockInto(blk >>> 0, this.page(victim));
     } catch (e) {
       // Nothing unverified stays cached: unlink, free, let the parked readers retry.
       mutexLock(m, stripeAt, this.lock_timeout_ms);
@@ -560,7 +616,7 @@ export class PageCache implements PageCacheApi {
     // Inexact lookup: the newest version at or below `lsn` among this chain's versions.
     let best = -1;
     let bestLsn = -1 as Lsn;
-    let slot = m[this.bucketsBase + bucket];
+    let slot = word(m, this.bucketsBase + bucket);
     for (let steps = 0; slot !== -1; steps++) {
       assert(steps < this.slots, "page cache hash chain has a cycle");
       const at = this.slotsBase + (slot << SLOT_SHIFT);
@@ -573,18 +629,18 @@ export class PageCache implements PageCacheApi {
         m[at + S_TAG] === ns &&
         m[at + S_KIND] === KIND_MATERIALIZED
       ) {
-        const v = (m[at + S_TAG + 6] >>> 0) * TWO_32 + (m[at + S_TAG + 7] >>> 0);
+        const v = (word(m, at + S_TAG + 6) >>> 0) * TWO_32 + (word(m, at + S_TAG + 7) >>> 0);
         if (v <= lsn && v > bestLsn) {
           best = slot;
           bestLsn = v as Lsn;
         }
       }
-      slot = m[at + S_NEXT];
+      slot = word(m, at + S_NEXT);
     }
     if (best >= 0) Atomics.add(m, this.slotsBase + (best << SLOT_SHIFT) + S_PIN, 1);
     mutexUnlock(m, stripeAt);
     if (best < 0) {
-      this.myStats[KIND_MATERIALIZED * ST_PER_KIND + ST_MISSES] += 1;
+      bump(this.myStats, KIND_MATERIALIZED * ST_PER_KIND + ST_MISSES);
       return -1 as Lsn;
     }
     // Materialized slots are linked only when VALID, and a pinned VALID slot keeps its tag
@@ -592,7 +648,7 @@ export class PageCache implements PageCacheApi {
     const at = this.slotsBase + (best << SLOT_SHIFT);
     assert(Atomics.load(m, at + S_STATE) === SLOT_VALID, "pinned materialized slot is not VALID");
     this.copyOutAndUnpin(best, at, dst);
-    this.myStats[KIND_MATERIALIZED * ST_PER_KIND + ST_HITS] += 1;
+    bump(this.myStats, KIND_MATERIALIZED * ST_PER_KIND + ST_HITS);
     return bestLsn;
   }
 
@@ -622,7 +678,7 @@ export class PageCache implements PageCacheApi {
     const victim = this.getVictim();
     const at = this.slotsBase + (victim << SLOT_SHIFT);
     // Filled while unlinked and write-held: no reader can see it before it is VALID.
-    this.pages[victim].set(page);
+    this.page(victim).set(page);
     this.lockStripeHoldingVictim(stripeAt, victim);
     dup = this.findMaterialized(bucket, ns, k0, k1, k2, k3, k4, hi, lo);
     if (dup >= 0) {
@@ -642,7 +698,7 @@ export class PageCache implements PageCacheApi {
     m[at + S_HASH] = hash;
     Atomics.store(m, at + S_STATE, SLOT_VALID);
     Atomics.store(m, at + S_USAGE, 1);
-    m[at + S_NEXT] = m[this.bucketsBase + bucket];
+    m[at + S_NEXT] = word(m, this.bucketsBase + bucket);
     m[this.bucketsBase + bucket] = victim;
     mutexUnlock(m, stripeAt);
     rwWriteUnlock(m, at + S_LOCK);
@@ -650,7 +706,7 @@ export class PageCache implements PageCacheApi {
 
   private findMaterialized(bucket: number, ns: number, k0: number, k1: number, k2: number, k3: number, k4: number, hi: number, lo: number): number {
     const m = this.m;
-    let slot = m[this.bucketsBase + bucket];
+    let slot = word(m, this.bucketsBase + bucket);
     for (let steps = 0; slot !== -1; steps++) {
       assert(steps < this.slots, "page cache hash chain has a cycle");
       const at = this.slotsBase + (slot << SLOT_SHIFT);
@@ -667,7 +723,7 @@ export class PageCache implements PageCacheApi {
       ) {
         return slot;
       }
-      slot = m[at + S_NEXT];
+      slot = word(m, at + S_NEXT);
     }
     return -1;
   }
@@ -700,7 +756,7 @@ export class PageCache implements PageCacheApi {
         continue;
       }
       assert(state === SLOT_VALID, "write-locked linked slot is not VALID");
-      const bucket = m[at + S_HASH] & this.bucketMask;
+      const bucket = word(m, at + S_HASH) & this.bucketMask;
       const stripeAt = this.stripesBase + (bucket & this.stripeMask) * STRIPE_WORDS;
       this.lockStripeHoldingVictim(stripeAt, slot);
       // Pins happen only under this stripe lock: zero now means zero until we unlink.
@@ -711,9 +767,9 @@ export class PageCache implements PageCacheApi {
       }
       this.unlink(slot, bucket);
       mutexUnlock(m, stripeAt);
-      const kind = m[at + S_KIND];
+      const kind = word(m, at + S_KIND);
       assert(kind >= 0 && kind < NKINDS, "evicted slot has no kind");
-      this.myStats[kind * ST_PER_KIND + ST_EVICTIONS] += 1;
+      bump(this.myStats, kind * ST_PER_KIND + ST_EVICTIONS);
       m[at + S_KIND] = KIND_NONE;
       Atomics.store(m, at + S_STATE, SLOT_FREE);
       return slot;
@@ -748,8 +804,8 @@ export class PageCache implements PageCacheApi {
   private unlink(slot: number, bucket: number): void {
     const m = this.m;
     const headAt = this.bucketsBase + bucket;
-    const next = m[this.slotsBase + (slot << SLOT_SHIFT) + S_NEXT];
-    let cur = m[headAt];
+    const next = word(m, this.slotsBase + (slot << SLOT_SHIFT) + S_NEXT);
+    let cur = word(m, headAt);
     if (cur === slot) {
       m[headAt] = next;
       return;
@@ -757,7 +813,7 @@ export class PageCache implements PageCacheApi {
     for (let steps = 0; cur !== -1; steps++) {
       assert(steps < this.slots, "page cache hash chain has a cycle");
       const curAt = this.slotsBase + (cur << SLOT_SHIFT);
-      const after = m[curAt + S_NEXT];
+      const after = word(m, curAt + S_NEXT);
       if (after === slot) {
         m[curAt + S_NEXT] = next;
         return;
@@ -777,11 +833,13 @@ export class PageCache implements PageCacheApi {
       let evictions = 0;
       for (let row = 0; row < MAX_STATS_ROWS; row++) {
         const base = row * STATS_ROW_DOUBLES + kind * ST_PER_KIND;
-        hits += this.statsAll[base + ST_HITS];
-        misses += this.statsAll[base + ST_MISSES];
-        evictions += this.statsAll[base + ST_EVICTIONS];
+        hits += double(this.statsAll, base + ST_HITS);
+        misses += double(this.statsAll, base + ST_MISSES);
+        evictions += double(this.statsAll, base + ST_EVICTIONS);
       }
-      byKind[PAGE_KIND_NAMES[kind]] = { hits, misses, evictions };
+      const name = PAGE_KIND_NAMES[kind];
+      assert(name !== undefined, "stats: a kind without a name");
+      byKind[name] = { hits, misses, evictions };
     }
     return { slots: this.slots, byKind };
   }
@@ -800,22 +858,22 @@ export class PageCache implements PageCacheApi {
       assert(m[at] === 0 && m[at + 1] === 0, `stripe ${stripe} is locked or has waiters while quiescent`);
     }
     for (let bucket = 0; bucket <= this.bucketMask; bucket++) {
-      let slot = m[this.bucketsBase + bucket];
+      let slot = word(m, this.bucketsBase + bucket);
       for (let steps = 0; slot !== -1; steps++) {
         assert(steps < this.slots, `bucket ${bucket} has a cycle`);
         assert(slot >= 0 && slot < this.slots, `bucket ${bucket} links to slot ${slot}, out of range`);
         assert(linked[slot] === 0, `slot ${slot} is linked twice`);
         linked[slot] = 1;
         const at = this.slotsBase + (slot << SLOT_SHIFT);
-        assert((m[at + S_HASH] & this.bucketMask) === bucket, `slot ${slot} is in bucket ${bucket}, not its hash's`);
-        const kind = m[at + S_KIND];
+        assert((word(m, at + S_HASH) & this.bucketMask) === bucket, `slot ${slot} is in bucket ${bucket}, not its hash's`);
+        const kind = word(m, at + S_KIND);
         assert(kind >= 0 && kind < NKINDS, `linked slot ${slot} has kind ${kind}`);
         const words = kind === KIND_MATERIALIZED ? TAG_WORDS : 2;
         let tag = `${kind}`;
         for (let w = 0; w < words; w++) tag += `:${m[at + S_TAG + w]}`;
         assert(!tags.has(tag), `tag ${tag} is cached twice`);
         tags.add(tag);
-        slot = m[at + S_NEXT];
+        slot = word(m, at + S_NEXT);
       }
     }
     let valid = 0;
@@ -826,7 +884,8 @@ export class PageCache implements PageCacheApi {
       assert(m[at + S_LOCK] === 0, `slot ${slot} is locked while quiescent`);
       assert(m[at + S_LOCK + 1] === 0, `slot ${slot} has lock waiters while quiescent`);
       assert(m[at + S_PIN] === 0, `slot ${slot} is pinned (${m[at + S_PIN]}) while quiescent`);
-      assert(m[at + S_USAGE] >= 0 && m[at + S_USAGE] <= USAGE_MAX, `slot ${slot} usage ${m[at + S_USAGE]} out of range`);
+      const usage = word(m, at + S_USAGE);
+      assert(usage >= 0 && usage <= USAGE_MAX, `slot ${slot} usage ${usage} out of range`);
       if (state === SLOT_VALID) {
         assert(linked[slot] === 1, `VALID slot ${slot} is not linked`);
         valid++;

@@ -12,10 +12,12 @@
  * Invariant relied on by readers (and kept by every writer of layers): a delta layer holds
  * every value of every key of its key range within its LSN range, and an image layer at L
  * holds every key of its key range that exists at L. So reading any one layer within an LSN
- * window that no other read covered is correct, even when layers overlap.
+ * window that no other read covered is correct, even when layers overlap. search() asserts
+ * what it returns: a layer covering the key, read from a floor inside its LSN range and below
+ * the requested end.
  */
 import { assert } from "../types/assert.js";
-import { KEY_MAX, KEY_MIN, type Key, type KeyRange } from "../types/key.js";
+import { KEY_MAX, KEY_MIN, type Key, type KeyRange, keyToHex } from "../types/key.js";
 import { type Lsn, lsnAdd, lsnMax } from "../types/lsn.js";
 import type { LayerDesc } from "./layer_name.js";
 
@@ -50,6 +52,19 @@ function floorIndex(a: readonly Key[], k: Key): number {
     else hi = mid;
   }
   return lo - 1;
+}
+
+/**
+ * search()'s postcondition: the layer covers `key`, and its window [floor, endLsn) is not
+ * empty and starts inside the layer's LSN range (a reader reads the layer there, then goes on
+ * below floor). A few compares per search; the message is built only on failure.
+ */
+function checkedWindow<T extends HasDesc>(r: SearchResult<T>, key: Key, endLsn: Lsn): SearchResult<T> {
+  const d = r.layer.desc;
+  if (!(d.keyRange.start <= key && key < d.keyRange.end && d.lsnRange.start <= r.floor && r.floor < d.lsnRange.end && r.floor < endLsn)) {
+    assert(false, `LayerMap.search(${keyToHex(key)}, ${endLsn}) gave ${d.fileName} with floor ${r.floor}, outside the layer or the window`);
+  }
+  return r;
 }
 
 const byEndDesc = (a: HasDesc, b: HasDesc): number => b.desc.lsnRange.end - a.desc.lsnRange.end || b.desc.lsnRange.start - a.desc.lsnRange.start;
@@ -170,10 +185,10 @@ export class LayerMap<T extends HasDesc> {
       const imgLsn = image.desc.lsnRange.start;
       // Compare with the top of the window we would read the delta in, not its nominal end:
       // otherwise a delta above the window could make us read an empty window forever.
-      if (delta === null || imgLsn + 1 >= Math.min(delta.desc.lsnRange.end, endLsn)) return { layer: image, floor: imgLsn };
-      return { layer: delta, floor: lsnMax(delta.desc.lsnRange.start, lsnAdd(imgLsn, 1)) };
+      if (delta === null || imgLsn + 1 >= Math.min(delta.desc.lsnRange.end, endLsn)) return checkedWindow({ layer: image, floor: imgLsn }, key, endLsn);
+      return checkedWindow({ layer: delta, floor: lsnMax(delta.desc.lsnRange.start, lsnAdd(imgLsn, 1)) }, key, endLsn);
     }
-    if (delta !== null) return { layer: delta, floor: delta.desc.lsnRange.start };
+    if (delta !== null) return checkedWindow({ layer: delta, floor: delta.desc.lsnRange.start }, key, endLsn);
     return null;
   }
 

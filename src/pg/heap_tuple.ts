@@ -16,7 +16,7 @@
  *
  * Callers check that the tuple's 23 header bytes lie inside the page before using these.
  */
-import { setU16 } from "./bytes.js";
+import { writeU16LE } from "../types/bytes.js";
 import { BLCKSZ } from "./consts.js";
 
 
@@ -72,9 +72,9 @@ export const FIRST_COMMAND_ID = 0;
 
 /** ItemPointerSet(&tuple->t_ctid, blkno, offnum) for the tuple at `b[t]`. */
 export function setCtid(b: Uint8Array, t: number, blkno: number, offnum: number): void {
-  setU16(b, t + T_CTID, blkno >>> 16);
-  setU16(b, t + T_CTID + 2, blkno & 0xffff);
-  setU16(b, t + T_CTID + 4, offnum);
+  writeU16LE(b, t + T_CTID, blkno >>> 16);
+  writeU16LE(b, t + T_CTID + 2, blkno & 0xffff);
+  writeU16LE(b, t + T_CTID + 4, offnum);
 }
 
 /** HEAP_XMAX_IS_LOCKED_ONLY(infomask). */

@@ -19,7 +19,7 @@
  */
 import { type Lsn, lsnHi, lsnLo } from "../types/lsn.js";
 
-import { setU32, u32 } from "./bytes.js";
+import { readU32LE, writeU32LE } from "../types/bytes.js";
 import { BLCKSZ } from "./consts.js";
 
 /** BLCKSZ is defined in consts.ts; re-exported for the many modules that take it from here. */
@@ -27,13 +27,13 @@ export { BLCKSZ };
 
 export function pageLsn(page: Uint8Array): Lsn {
   if (page.length < 8) throw new RangeError(`pageLsn: a ${page.length}-byte page has no pd_lsn`);
-  return (u32(page, 0) * 0x1_0000_0000 + u32(page, 4)) as Lsn;
+  return (readU32LE(page, 0) * 0x1_0000_0000 + readU32LE(page, 4)) as Lsn;
 }
 
 export function setPageLsn(page: Uint8Array, lsn: Lsn): void {
   if (page.length < 8) throw new RangeError(`setPageLsn: a ${page.length}-byte page has no pd_lsn`);
-  setU32(page, 0, lsnHi(lsn));
-  setU32(page, 4, lsnLo(lsn));
+  writeU32LE(page, 0, lsnHi(lsn));
+  writeU32LE(page, 4, lsnLo(lsn));
 }
 
 /** A "new" page (all zeros header: pd_upper == 0) has no checksum and keeps pd_lsn 0. */

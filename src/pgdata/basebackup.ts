@@ -193,7 +193,7 @@ export function tarHeader(name: string, sizeBytes: number, type: "0" | "5", mtim
   // Checksum: sum of all bytes with the checksum field as spaces; 6 octal digits, NUL, space.
   for (let i = 148; i < 156; i++) h[i] = 0x20;
   let sum = 0;
-  for (let i = 0; i < TAR_BLOCK; i++) sum += h[i]!;
+  for (const byte of h) sum += byte;
   const s = sum.toString(8).padStart(6, "0");
   ascii(h, 148, s, 6);
   h[154] = 0;

@@ -20,6 +20,9 @@
  * rmgr; a malformed record is their CorruptionError naming LSN, rmgr and info): this layer
  * switches on their opcodes and fields and reads no bytes of a record itself.
  *
+ * Records arrive in WAL order (asserted: each starts at or after the end of the one before;
+ * a record that failed may come again, a record that was ingested never does).
+ *
  * A record that can't be handled is an UnsupportedError naming rmgr and info; the caller
  * (the WAL source) shows it as its error and retries from last_record_lsn with a backoff.
  * Nothing is skipped silently.
@@ -27,6 +30,7 @@
 import { XLOG_GIST_PAGE_SPLIT, XLOG_GIST_PAGE_UPDATE } from "../pg/wal/records/gist.js";
 import { crc32c } from "@node-rs/crc32";
 import type { Timeline } from "../tenant/timeline.js";
+import { assert } from "../types/assert.js";
 import { UnsupportedError } from "../types/errors.js";
 import { type Lsn, lsnToString } from "../types/lsn.js";
 import type { Value } from "../types/value.js";
@@ -178,6 +182,12 @@ export class WalIngest {
   private readonly checkpointScratch = new Uint8Array(SIZEOF_CHECKPOINT);
   /** Records ingested and values written, for metrics. */
   records = 0;
+  /**
+   * The end LSN of the last record ingested (null before the first): WAL order means the next
+   * record starts at or after it. A record replayed twice or out of order would otherwise pass
+   * the writer's check (it refuses only an end LSN below last_record_lsn).
+   */
+  private prevEndLsn: Lsn | null = null;
   /** The xact_time (µs since 2000) of the commit or abort record being ingested, NaN for other records: noted once the record is written. */
   private commitTime_us = Number.NaN;
 
@@ -190,6 +200,11 @@ export class WalIngest {
   }
 
   ingest(rec: DecodedRecord): void {
+    // Messages built only on failure: this runs per record.
+    if (!(rec.endLsn > rec.lsn)) assert(false, `record at ${lsnToString(rec.lsn)} ends at ${lsnToString(rec.endLsn)}`);
+    if (this.prevEndLsn !== null && rec.lsn < this.prevEndLsn) {
+      assert(false, `records out of LSN order: one at ${lsnToString(rec.lsn)} after one that ended at ${lsnToString(this.prevEndLsn)}`);
+    }
     const w = this.w;
     w.begin(rec.endLsn);
     try {
@@ -202,6 +217,7 @@ export class WalIngest {
         this.checkpointDirty = false;
       }
       w.commit(rec.lsn);
+      this.prevEndLsn = rec.endLsn;
       this.records++;
       if (!Number.isNaN(this.commitTime_us)) this.timeline.noteCommit(rec.endLsn, this.commitTime_us);
     } catch (e) {

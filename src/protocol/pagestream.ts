@@ -19,6 +19,7 @@
  *   distinct, re-encoded as u64 max); any other value ≥ 2^53 is refused.
  * - reqid is any u64: carried as two u32 halves so the echo is exact.
  */
+import { readU32BE, writeU32BE } from "../types/bytes.js";
 import { PageserverError } from "../types/errors.js";
 import { type Lsn, lsnToString } from "../types/lsn.js";
 
@@ -119,22 +120,11 @@ export function lsnText(lsn: Lsn): string {
   return lsn === LATEST_LSN ? "latest" : lsnToString(lsn);
 }
 
-// ─── primitive reads and writes ──────────────────────────────────────────────────────────
-
-function u32(b: Uint8Array, off: number): number {
-  return ((b[off]! << 24) | (b[off + 1]! << 16) | (b[off + 2]! << 8) | b[off + 3]!) >>> 0;
-}
-
-function putU32(b: Uint8Array, off: number, v: number): void {
-  b[off] = (v >>> 24) & 0xff;
-  b[off + 1] = (v >>> 16) & 0xff;
-  b[off + 2] = (v >>> 8) & 0xff;
-  b[off + 3] = v & 0xff;
-}
+// ─── LSN, header and RelTag fields (big-endian) ─────────────────────────────────────────
 
 function readLsn(b: Uint8Array, off: number, what: string): Lsn {
-  const hi = u32(b, off);
-  const lo = u32(b, off + 4);
+  const hi = readU32BE(b, off);
+  const lo = readU32BE(b, off + 4);
   if (hi === 0xffff_ffff && lo === 0xffff_ffff) return LATEST_LSN;
   const v = hi * TWO_32 + lo;
   if (!Number.isSafeInteger(v)) throw new PagestreamDecodeError(`${what} ${hi.toString(16).toUpperCase()}/${lo.toString(16).toUpperCase()} is beyond 2^53`);
@@ -143,19 +133,19 @@ function readLsn(b: Uint8Array, off: number, what: string): Lsn {
 
 function putLsn(b: Uint8Array, off: number, lsn: Lsn): void {
   if (lsn === LATEST_LSN) {
-    putU32(b, off, 0xffff_ffff);
-    putU32(b, off + 4, 0xffff_ffff);
+    writeU32BE(b, off, 0xffff_ffff);
+    writeU32BE(b, off + 4, 0xffff_ffff);
     return;
   }
   if (!(Number.isSafeInteger(lsn) && lsn >= 0)) throw new PagestreamDecodeError(`LSN ${lsn} can't be encoded`);
-  putU32(b, off, Math.floor(lsn / TWO_32));
-  putU32(b, off + 4, lsn % TWO_32);
+  writeU32BE(b, off, Math.floor(lsn / TWO_32));
+  writeU32BE(b, off + 4, lsn % TWO_32);
 }
 
 function readHeader(b: Uint8Array, version: PagestreamVersion): RequestHeader {
   // b[0] is the tag
   if (version === 3) {
-    return { reqidHi: u32(b, 1), reqidLo: u32(b, 5), requestLsn: readLsn(b, 9, "request_lsn"), notModifiedSince: readLsn(b, 17, "not_modified_since") };
+    return { reqidHi: readU32BE(b, 1), reqidLo: readU32BE(b, 5), requestLsn: readLsn(b, 9, "request_lsn"), notModifiedSince: readLsn(b, 17, "not_modified_since") };
   }
   return { reqidHi: 0, reqidLo: 0, requestLsn: readLsn(b, 1, "request_lsn"), notModifiedSince: readLsn(b, 9, "not_modified_since") };
 }
@@ -164,8 +154,8 @@ function readHeader(b: Uint8Array, version: PagestreamVersion): RequestHeader {
 function putHeader(b: Uint8Array, off: number, h: RequestHeader, version: PagestreamVersion): number {
   let o = off;
   if (version === 3) {
-    putU32(b, o, h.reqidHi);
-    putU32(b, o + 4, h.reqidLo);
+    writeU32BE(b, o, h.reqidHi);
+    writeU32BE(b, o + 4, h.reqidLo);
     o += 8;
   }
   putLsn(b, o, h.requestLsn);
@@ -174,13 +164,13 @@ function putHeader(b: Uint8Array, off: number, h: RequestHeader, version: Pagest
 }
 
 function readRel(b: Uint8Array, off: number): RelTag {
-  return { spcnode: u32(b, off), dbnode: u32(b, off + 4), relnode: u32(b, off + 8), forknum: b[off + 12]! };
+  return { spcnode: readU32BE(b, off), dbnode: readU32BE(b, off + 4), relnode: readU32BE(b, off + 8), forknum: b[off + 12]! };
 }
 
 function putRel(b: Uint8Array, off: number, r: RelTag): number {
-  putU32(b, off, r.spcnode);
-  putU32(b, off + 4, r.dbnode);
-  putU32(b, off + 8, r.relnode);
+  writeU32BE(b, off, r.spcnode);
+  writeU32BE(b, off + 4, r.dbnode);
+  writeU32BE(b, off + 8, r.relnode);
   b[off + 12] = r.forknum;
   return off + 13;
 }
@@ -222,14 +212,14 @@ function writeRequestFields(b: Uint8Array, off: number, r: PagestreamRequest): n
       return putRel(b, off, r.rel);
     case "get_page":
       putRel(b, off, r.rel);
-      putU32(b, off + 13, r.blkno);
+      writeU32BE(b, off + 13, r.blkno);
       return off + 17;
     case "db_size":
-      putU32(b, off, r.dbnode);
+      writeU32BE(b, off, r.dbnode);
       return off + 4;
     case "get_slru_segment":
       b[off] = r.slruKind;
-      putU32(b, off + 1, r.segno);
+      writeU32BE(b, off + 1, r.segno);
       return off + 5;
   }
 }
@@ -290,7 +280,7 @@ export function encodeResponseInto(b: Uint8Array, off: number, r: PagestreamResp
       b[o] = r.exists ? 1 : 0;
       return o + 1;
     case "nblocks":
-      putU32(b, o, r.nblocks);
+      writeU32BE(b, o, r.nblocks);
       return o + 4;
     case "get_page":
       if (r.page.length !== PAGE_BYTES) throw new PagestreamDecodeError(`page of ${r.page.length} bytes`);
@@ -298,12 +288,12 @@ export function encodeResponseInto(b: Uint8Array, off: number, r: PagestreamResp
       return o + PAGE_BYTES;
     case "db_size":
       if (!(Number.isSafeInteger(r.dbSizeBytes) && r.dbSizeBytes >= 0)) throw new PagestreamDecodeError(`db size ${r.dbSizeBytes}`);
-      putU32(b, o, Math.floor(r.dbSizeBytes / TWO_32));
-      putU32(b, o + 4, r.dbSizeBytes % TWO_32);
+      writeU32BE(b, o, Math.floor(r.dbSizeBytes / TWO_32));
+      writeU32BE(b, o + 4, r.dbSizeBytes % TWO_32);
       return o + 8;
     case "get_slru_segment":
       if (r.segment.length % PAGE_BYTES !== 0) throw new PagestreamDecodeError(`SLRU segment of ${r.segment.length} bytes`);
-      putU32(b, o, r.segment.length / PAGE_BYTES);
+      writeU32BE(b, o, r.segment.length / PAGE_BYTES);
       b.set(r.segment, o + 4);
       return o + 4 + r.segment.length;
   }
@@ -354,20 +344,20 @@ export function decodeResponse(b: Uint8Array, version: PagestreamVersion): Pages
     }
     case "nblocks":
       expectLength(b, o + 4, what);
-      return { kind, req: req as NblocksRequest | null, nblocks: u32(b, o) };
+      return { kind, req: req as NblocksRequest | null, nblocks: readU32BE(b, o) };
     case "get_page":
       expectLength(b, o + PAGE_BYTES, what);
       return { kind, req: req as GetPageRequest | null, page: b.subarray(o, o + PAGE_BYTES) };
     case "db_size": {
       expectLength(b, o + 8, what);
-      const hi = u32(b, o);
-      const size = hi * TWO_32 + u32(b, o + 4);
+      const hi = readU32BE(b, o);
+      const size = hi * TWO_32 + readU32BE(b, o + 4);
       if (!Number.isSafeInteger(size)) throw new PagestreamDecodeError(`${what}: db size beyond 2^53 (or negative)`);
       return { kind, req: req as DbSizeRequest | null, dbSizeBytes: size };
     }
     case "get_slru_segment": {
       if (b.length < o + 4) throw new PagestreamDecodeError(`${what}: ${b.length} bytes (truncated)`);
-      const n = u32(b, o);
+      const n = readU32BE(b, o);
       if (n > SLRU_SEGMENT_MAX_BLOCKS) throw new PagestreamDecodeError(`${what}: ${n} blocks (at most ${SLRU_SEGMENT_MAX_BLOCKS})`);
       expectLength(b, o + 4 + n * PAGE_BYTES, what);
       return { kind, req: req as GetSlruSegmentRequest | null, segment: b.subarray(o + 4, o + 4 + n * PAGE_BYTES) };
@@ -382,11 +372,11 @@ function readRequestFields(b: Uint8Array, o: number, kind: PagestreamRequest["ki
     case "nblocks":
       return { kind, hdr, rel: readRel(b, o) };
     case "get_page":
-      return { kind, hdr, rel: readRel(b, o), blkno: u32(b, o + 13) };
+      return { kind, hdr, rel: readRel(b, o), blkno: readU32BE(b, o + 13) };
     case "db_size":
-      return { kind, hdr, dbnode: u32(b, o) };
+      return { kind, hdr, dbnode: readU32BE(b, o) };
     case "get_slru_segment":
-      return { kind, hdr, slruKind: b[o]!, segno: u32(b, o + 1) };
+      return { kind, hdr, slruKind: b[o]!, segno: readU32BE(b, o + 1) };
   }
 }
 

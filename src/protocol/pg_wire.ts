@@ -20,6 +20,7 @@
  * `writeCopyDataHeader`).
  */
 import { assert } from "../types/assert.js";
+import { readU32BE, writeU32BE } from "../types/bytes.js";
 import { PageserverError } from "../types/errors.js";
 
 /** A message that breaks the protocol (bad length, unexpected type, malformed body). */
@@ -123,18 +124,20 @@ export class FrameReader {
     const s = this.start;
     if (this.startup) {
       if (avail < 4) return null;
-      const len = readI32(b, s);
+      // Lengths and codes are the protocol's Int32: `| 0` keeps the sign, so a length with the
+      // high bit set is rejected as negative, as before.
+      const len = readU32BE(b, s) | 0;
       if (len < 8 || len > Math.min(this.max_frame_bytes, MAX_STARTUP_PACKET_BYTES)) {
         throw new WireProtocolError(`invalid startup packet length ${len} (expected 8..${Math.min(this.max_frame_bytes, MAX_STARTUP_PACKET_BYTES)})`);
       }
       if (avail < len) return null;
-      const code = readI32(b, s + 4);
+      const code = readU32BE(b, s + 4) | 0;
       this.start += len;
       return { type: 0, code, body: b.subarray(s + 8, s + len) };
     }
     if (avail < 5) return null;
     const type = b[s]!;
-    const len = readI32(b, s + 1);
+    const len = readU32BE(b, s + 1) | 0;
     if (len < 4 || len > this.max_frame_bytes) {
       throw new WireProtocolError(`invalid length ${len} of message type ${typeName(type)} (expected 4..${this.max_frame_bytes})`);
     }
@@ -147,17 +150,6 @@ export class FrameReader {
 /** A printable name of a message type byte, for error messages. */
 export function typeName(type: number): string {
   return type >= 0x20 && type < 0x7f ? `'${String.fromCharCode(type)}'` : `0x${type.toString(16).padStart(2, "0")}`;
-}
-
-function readI32(b: Uint8Array, off: number): number {
-  return ((b[off]! << 24) | (b[off + 1]! << 16) | (b[off + 2]! << 8) | b[off + 3]!) | 0;
-}
-
-function writeI32(b: Uint8Array, off: number, v: number): void {
-  b[off] = (v >>> 24) & 0xff;
-  b[off + 1] = (v >>> 16) & 0xff;
-  b[off + 2] = (v >>> 8) & 0xff;
-  b[off + 3] = v & 0xff;
 }
 
 // ─── body readers ────────────────────────────────────────────────────────────────────────
@@ -215,7 +207,7 @@ export function parseErrorFields(body: Uint8Array): Map<string, string> {
 export function message(type: number, body: Uint8Array = EMPTY): Buffer {
   const out = Buffer.allocUnsafe(5 + body.length);
   out[0] = type;
-  writeI32(out, 1, 4 + body.length);
+  writeU32BE(out, 1, 4 + body.length);
   out.set(body, 5);
   return out;
 }
@@ -229,7 +221,7 @@ const ZERO = Buffer.from([0]);
 
 function int32s(...vs: number[]): Buffer {
   const b = Buffer.allocUnsafe(4 * vs.length);
-  for (let i = 0; i < vs.length; i++) writeI32(b, 4 * i, vs[i]!);
+  for (let i = 0; i < vs.length; i++) writeU32BE(b, 4 * i, vs[i]!);
   return b;
 }
 
@@ -281,7 +273,7 @@ export function copyData(payload: Uint8Array): Buffer {
 /** The 5-byte CopyData header for a payload of `payload_bytes`, written at `off` of `buf`. */
 export function writeCopyDataHeader(buf: Uint8Array, off: number, payload_bytes: number): void {
   buf[off] = MSG.CopyData;
-  writeI32(buf, off + 1, 4 + payload_bytes);
+  writeU32BE(buf, off + 1, 4 + payload_bytes);
 }
 
 export const COPY_DATA_HEADER_BYTES = 5;

@@ -200,8 +200,8 @@ export class S3Storage implements RemoteStorage {
           { abortSignal: signal },
         );
         const failed = (res.Errors ?? []).filter((er) => er.Code !== "NoSuchKey");
-        if (failed.length > 0) {
-          const f = failed[0]!;
+        const [f] = failed;
+        if (f !== undefined) {
           const kind = f.Code !== undefined && PERMANENT_NAMES.has(f.Code) ? "permanent" : "transient";
           throw new RemoteStorageError(kind, f.Key ?? batch[0]!, `${failed.length} of ${batch.length} deletions failed, first: ${f.Code}: ${f.Message}`);
         }

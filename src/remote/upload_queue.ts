@@ -392,7 +392,8 @@ export class UploadQueue {
   waitUploaded(opts: { signal?: AbortSignal } = {}): Promise<void> {
     if (this._status !== "active") return Promise.reject(this.stoppedError());
     const seq = this.next_seq - 1;
-    if (this.pending.length === 0 || this.pending[0]!.seq > seq) return Promise.resolve();
+    const head = this.pending[0];
+    if (head === undefined || head.seq > seq) return Promise.resolve();
     if (this.waiters.length >= MAX_WAITERS) return Promise.reject(new LimitReachedError(`more than ${MAX_WAITERS} waits on one upload queue`));
     return new Promise<void>((resolve, reject) => {
       const w: Waiter = { seq, resolve, reject };
@@ -647,7 +648,7 @@ export class UploadQueue {
         this.counters.deleted_layers_total += last.keys.length;
         break;
     }
-    const first = this.pending.length === 0 ? Number.POSITIVE_INFINITY : this.pending[0]!.seq;
+    const first = this.pending[0]?.seq ?? Number.POSITIVE_INFINITY;
     const ready = this.waiters.filter((w) => w.seq < first);
     if (ready.length > 0) {
       this.waiters = this.waiters.filter((w) => w.seq >= first);

@@ -607,7 +607,7 @@ export class CommitTimes {
       const max = readF64(b, B_MAX_TIME);
       this.dirRunMax[n] = n > 0 ? Math.max(this.dirRunMax[n - 1]!, max) : max;
       this.nBlocks = n + 1;
-      prev = this.dirLast[n]! as Lsn;
+      prev = this.dirLast[n] as Lsn;
     }
     this.onDisk = good;
     const torn = good < whole || file.length % BLOCK_SIZE !== 0;

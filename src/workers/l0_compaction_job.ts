@@ -26,11 +26,16 @@ function advance(c: Cursor): void {
 }
 
 export default async function compact(task: CompactTask): Promise<CompactResult> {
-  assert(task.l0.length >= 1, "compaction needs an L0 layer");
-  for (let i = 1; i < task.l0.length; i++) assert(task.l0[i - 1]!.lsnRange.end === task.l0[i]!.lsnRange.start, "L0 chain must be contiguous");
+  const [first, ...rest] = task.l0;
+  assert(first !== undefined, "compaction needs an L0 layer");
+  let end = first.lsnRange.end;
+  for (const d of rest) {
+    assert(d.lsnRange.start === end, "L0 chain must be contiguous");
+    end = d.lsnRange.end;
+  }
   const cache = workerCache();
   const layers = task.l0.map((d) => DeltaLayer.open(cache, join(task.dir, d.fileName)));
-  const lsnRange = { start: task.l0[0]!.lsnRange.start, end: task.l0[task.l0.length - 1]!.lsnRange.end };
+  const lsnRange = { start: first.lsnRange.start, end };
   const cursors: Cursor[] = layers.map((l) => ({ it: l.entries(), cur: null }));
   for (const c of cursors) advance(c);
   const added: LayerDesc[] = [];

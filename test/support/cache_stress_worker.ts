@@ -15,6 +15,7 @@ import { dirname, join } from "node:path";
 import { pathToFileURL } from "node:url";
 import { isMainThread, parentPort, Worker, workerData } from "node:worker_threads";
 import { type BlockSource, PAGE_SIZE, PageCache, PageKind, rwWriteLock, rwWriteUnlock } from "../../src/cache/index.js";
+import { readU32BE, writeU32BE } from "../../src/types/bytes.js";
 import { CorruptionError } from "../../src/types/errors.js";
 import type { Key } from "../../src/types/key.js";
 import { KEY_SIZE, makeKey } from "../../src/types/key.js";
@@ -25,20 +26,9 @@ const MAT_MAGIC = 0x3a7e0000;
 const CHECKSUM_AT = PAGE_SIZE - 4;
 const TWO_32 = 0x1_0000_0000;
 
-function putU32(page: Uint8Array, off: number, v: number): void {
-  page[off] = v >>> 24;
-  page[off + 1] = (v >>> 16) & 0xff;
-  page[off + 2] = (v >>> 8) & 0xff;
-  page[off + 3] = v & 0xff;
-}
-
-function getU32(page: Uint8Array, off: number): number {
-  return ((page[off] << 24) | (page[off + 1] << 16) | (page[off + 2] << 8) | page[off + 3]) >>> 0;
-}
-
 function fnv1a(page: Uint8Array, end: number): number {
   let h = 0x811c9dc5;
-  for (let i = 0; i < end; i++) h = Math.imul(h ^ page[i], 0x01000193);
+  for (let i = 0; i < end; i++) h = Math.imul(h ^ page[i]!, 0x01000193);
   return h >>> 0;
 }
 
@@ -60,20 +50,20 @@ function fillRandom(page: Uint8Array, from: number, seed: number): void {
 
 /** The content of block `blkno` of file `fileId` (of `kind`). */
 export function fillBlockPattern(kind: number, fileId: number, blkno: number, page: Uint8Array): void {
-  putU32(page, 0, BLOCK_MAGIC | kind);
-  putU32(page, 4, fileId);
-  putU32(page, 8, blkno);
+  writeU32BE(page, 0, BLOCK_MAGIC | kind);
+  writeU32BE(page, 4, fileId);
+  writeU32BE(page, 8, blkno);
   fillRandom(page, 12, seedOf(kind, fileId, blkno));
-  putU32(page, CHECKSUM_AT, fnv1a(page, CHECKSUM_AT));
+  writeU32BE(page, CHECKSUM_AT, fnv1a(page, CHECKSUM_AT));
 }
 
 /** Null when `page` is exactly what fillBlockPattern writes for the key, else what is wrong. */
 export function verifyBlockPage(kind: number, fileId: number, blkno: number, page: Uint8Array): string | null {
   if (page.length !== PAGE_SIZE) return `page of ${page.length} bytes`;
-  if (getU32(page, CHECKSUM_AT) !== fnv1a(page, CHECKSUM_AT)) return `checksum mismatch in block ${kind}/${fileId}/${blkno}`;
-  const gotKind = getU32(page, 0) ^ BLOCK_MAGIC;
-  const gotFile = getU32(page, 4);
-  const gotBlk = getU32(page, 8);
+  if (readU32BE(page, CHECKSUM_AT) !== fnv1a(page, CHECKSUM_AT)) return `checksum mismatch in block ${kind}/${fileId}/${blkno}`;
+  const gotKind = readU32BE(page, 0) ^ BLOCK_MAGIC;
+  const gotFile = readU32BE(page, 4);
+  const gotBlk = readU32BE(page, 8);
   if (gotKind !== kind || gotFile !== fileId || gotBlk !== blkno) {
     return `expected block ${kind}/${fileId}/${blkno}, got ${gotKind}/${gotFile}/${gotBlk}`;
   }
@@ -82,23 +72,23 @@ export function verifyBlockPage(kind: number, fileId: number, blkno: number, pag
 
 /** The content of version `lsn` of materialized page (ns, key). */
 export function fillMaterializedPattern(ns: number, key: Key, lsn: number, page: Uint8Array): void {
-  putU32(page, 0, MAT_MAGIC);
-  putU32(page, 4, ns);
+  writeU32BE(page, 0, MAT_MAGIC);
+  writeU32BE(page, 4, ns);
   for (let i = 0; i < KEY_SIZE; i++) page[8 + i] = key.charCodeAt(i);
-  putU32(page, 26, Math.floor(lsn / TWO_32));
-  putU32(page, 30, lsn >>> 0);
+  writeU32BE(page, 26, Math.floor(lsn / TWO_32));
+  writeU32BE(page, 30, lsn >>> 0);
   let keySeed = 0;
   for (let i = 0; i < KEY_SIZE; i++) keySeed = Math.imul(keySeed ^ key.charCodeAt(i), 0x01000193);
   fillRandom(page, 34, seedOf(ns, keySeed, lsn >>> 0));
-  putU32(page, CHECKSUM_AT, fnv1a(page, CHECKSUM_AT));
+  writeU32BE(page, CHECKSUM_AT, fnv1a(page, CHECKSUM_AT));
 }
 
 export function verifyMaterializedPage(ns: number, key: Key, lsn: number, page: Uint8Array): string | null {
   if (page.length !== PAGE_SIZE) return `page of ${page.length} bytes`;
-  if (getU32(page, CHECKSUM_AT) !== fnv1a(page, CHECKSUM_AT)) return `checksum mismatch in materialized page ns ${ns} lsn ${lsn}`;
-  if (getU32(page, 0) !== MAT_MAGIC || getU32(page, 4) !== ns) return `materialized page header is not ns ${ns}`;
+  if (readU32BE(page, CHECKSUM_AT) !== fnv1a(page, CHECKSUM_AT)) return `checksum mismatch in materialized page ns ${ns} lsn ${lsn}`;
+  if (readU32BE(page, 0) !== MAT_MAGIC || readU32BE(page, 4) !== ns) return `materialized page header is not ns ${ns}`;
   for (let i = 0; i < KEY_SIZE; i++) if (page[8 + i] !== key.charCodeAt(i)) return `materialized page of another key (ns ${ns})`;
-  const got = getU32(page, 26) * TWO_32 + getU32(page, 30);
+  const got = readU32BE(page, 26) * TWO_32 + readU32BE(page, 30);
   if (got !== lsn) return `materialized page of lsn ${got}, expected ${lsn}`;
   return null;
 }
@@ -220,7 +210,7 @@ export function runStress(cache: PageCache, cfg: StressConfig): StressResult {
     const op = rng.below(100);
     try {
       if (op < 60) {
-        const src = sources[rng.below(sources.length)];
+        const src = sources[rng.below(sources.length)]!;
         const blkno = rng.below(2) === 0 ? rng.below(cfg.hot_blocks) : rng.below(cfg.blocks_per_file);
         const kind = src.kind as PageKind.FileBlock | PageKind.EphemeralBlock;
         if (op < 50) {
@@ -244,14 +234,15 @@ export function runStress(cache: PageCache, cfg: StressConfig): StressResult {
         r.mat_lookups++;
         const k = rng.next() % 2 === 0 ? rng.below(Math.min(4, cfg.keys)) : rng.below(cfg.keys);
         const want = rng.below(cfg.versions + 2) * TWO_32 + rng.below(64);
-        const got = cache.lookupMaterialized(cfg.ns, keys[k], asLsn(want), dst);
+        const key = keys[k]!;
+        const got = cache.lookupMaterialized(cfg.ns, key, asLsn(want), dst);
         if (got >= 0) {
           r.mat_hits++;
           const v = Math.floor(got / TWO_32);
           if (got > want) fail(`lookupMaterialized(${want}) returned newer ${got}`);
           else if (v < 1 || v > cfg.versions || got !== versionLsn(v)) fail(`lookupMaterialized returned unknown lsn ${got}`);
           else {
-            const bad = verifyMaterializedPage(cfg.ns, keys[k], got, dst);
+            const bad = verifyMaterializedPage(cfg.ns, key, got, dst);
             if (bad !== null) fail(`lookupMaterialized: ${bad}`);
             else r.verified++;
           }
@@ -260,8 +251,9 @@ export function runStress(cache: PageCache, cfg: StressConfig): StressResult {
         r.mat_inserts++;
         const k = rng.below(cfg.keys);
         const lsn = versionLsn(1 + rng.below(cfg.versions));
-        fillMaterializedPattern(cfg.ns, keys[k], lsn, page);
-        cache.insertMaterialized(cfg.ns, keys[k], asLsn(lsn), page);
+        const key = keys[k]!;
+        fillMaterializedPattern(cfg.ns, key, lsn, page);
+        cache.insertMaterialized(cfg.ns, key, asLsn(lsn), page);
       }
     } catch (e) {
       if (e instanceof CorruptionError && e.message.includes("injected failure")) r.injected_failures++;
@@ -284,7 +276,7 @@ export function startTsWorker(file: URL, data: unknown): Worker {
   const require = createRequire(import.meta.url);
   const pkgPath = require.resolve("tsx/package.json");
   const pkg = JSON.parse(readFileSync(pkgPath, "utf8")) as { exports: Record<string, { import: { default: string } }> };
-  const api = pathToFileURL(join(dirname(pkgPath), pkg.exports["./esm/api"].import.default)).href;
+  const api = pathToFileURL(join(dirname(pkgPath), pkg.exports["./esm/api"]!.import.default)).href;
   const code = `import(${JSON.stringify(api)}).then((m) => m.tsImport(${JSON.stringify(file.href)}, ${JSON.stringify(file.href)}))`;
   return new Worker(code, { eval: true, workerData: data });
 }

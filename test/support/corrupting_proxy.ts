@@ -43,7 +43,7 @@ export class CorruptingProxy {
           const payload = 5 + 25; // message header, then XLogData header
           const startLsn = msg.readUInt32BE(6) * 2 ** 32 + msg.readUInt32BE(10);
           const k = startLsn % 8192 === 0 ? 9 : 26;
-          msg[payload + k] ^= 0x5a;
+          msg[payload + k]! ^= 0x5a;
           this.armed = false;
           this.corruptedAt = startLsn;
           this.corruptedByteLsn = startLsn + k;

@@ -147,8 +147,9 @@ function reportedError(first: ValueError): ValueError {
   for (let depth = 0; depth < MAX_UNION_DEPTH && e.type === ValueErrorType.Union; depth++) {
     const t = jsonType(e.value);
     const alts = ((e.schema["anyOf"] as TSchema[] | undefined) ?? []).filter((a) => a["type"] === t || (t === "integer" && a["type"] === "number"));
-    if (alts.length !== 1 || alts[0]!["const"] !== undefined) break;
-    const inner = compile(alts[0]!).Errors(e.value).First();
+    const [only] = alts;
+    if (only === undefined || alts.length !== 1 || only["const"] !== undefined) break;
+    const inner = compile(only).Errors(e.value).First();
     if (inner === undefined) break;
     e = { ...inner, path: e.path + inner.path };
   }

@@ -1,7 +1,8 @@
 /**
  * One pagestream session (after `pagestream_v2|v3 <tenant> <timeline>` and CopyBothResponse):
  * every CopyData from the client is one request, every answer one CopyData back, in request
- * order.
+ * order (asserted: each answer sent is for the next request of the round, and a round ends
+ * with every request answered unless the connection closed).
  *
  * Each round: wait for one frame, then take every frame already received (at most
  * MAX_ROUND_REQUESTS: the per-connection in-flight bound), and answer them in order. Before
@@ -42,6 +43,7 @@ import type { DatadirSnapshot } from "../../pgdata/reader.js";
 import { DEFAULTTABLESPACE_OID, SLRU_KINDS, type SlruKind } from "../../pgdata/keys.js";
 import type { Tenant } from "../../tenant/tenant.js";
 import type { Timeline } from "../../tenant/timeline.js";
+import { assert } from "../../types/assert.js";
 import { InvalidArgumentError, PageserverError } from "../../types/errors.js";
 import { INVALID_LSN, type Lsn, lsnMin, lsnToString } from "../../types/lsn.js";
 import type { PageServiceMetrics, SmgrQueryType } from "./metrics.js";
@@ -72,6 +74,13 @@ export class PagestreamHandler {
   private readonly ctx: PagestreamContext;
   private readonly log: Logger;
   private readonly batch: GetPageRequest[] = [];
+  /**
+   * The round being answered (null outside serve()) and how many of its requests have their
+   * answer sent: each response must answer round[answered], so answers leave in request order,
+   * one per request (asserted per response: a few compares).
+   */
+  private round: readonly PagestreamRequest[] | null = null;
+  private answered = 0;
 
   constructor(io: PgSocket, tenant: Tenant, tl: Timeline, version: PagestreamVersion, ctx: PagestreamContext, log: Logger) {
     this.io = io;
@@ -122,10 +131,12 @@ export class PagestreamHandler {
 
   /** Answer `reqs` in order. */
   private async serve(reqs: PagestreamRequest[]): Promise<void> {
+    this.round = reqs;
+    this.answered = 0;
     let i = 0;
     while (i < reqs.length) {
       if (this.io.needsDrain) await this.io.drained();
-      if (this.io.closed) return;
+      if (this.io.closed) break;
       const r = reqs[i]!;
       let lsn: Lsn;
       try {
@@ -150,6 +161,18 @@ export class PagestreamHandler {
       }
       await this.serveGetPages(batch, lsn);
     }
+    if (!this.io.closed && this.answered !== reqs.length) assert(false, `pagestream round of ${reqs.length} requests got ${this.answered} answers`);
+    this.round = null;
+  }
+
+  /** Asserts `resp` answers the next request of the round; counts it. */
+  private checkAnswerOrder(resp: PagestreamResponse): void {
+    const round = this.round;
+    if (round === null) return; // the closing error of a malformed stream answers no request
+    const want = round[this.answered];
+    const ok = want !== undefined && (resp.kind === "error" ? resp.hdr === want.hdr : resp.req === want);
+    if (!ok) assert(false, `pagestream answer ${this.answered} (${resp.kind}) is not for request ${this.answered} of ${round.length} (${want?.kind ?? "none"})`);
+    this.answered++;
   }
 
   /** The LSN to read at (see the header); throws InvalidArgumentError for a bad pair. */
@@ -234,10 +257,13 @@ export class PagestreamHandler {
     const out = Buffer.allocUnsafe(total);
     let off = 0;
     for (const resp of resps) {
+      this.checkAnswerOrder(resp);
       const len = responseBytes(resp, this.version);
       writeCopyDataHeader(out, off, len);
       off = encodeResponseInto(out, off + COPY_DATA_HEADER_BYTES, resp, this.version);
     }
+    // The CopyData lengths were computed before encoding: a mismatch would desync the client.
+    if (off !== total) assert(false, `pagestream batch encoded ${off} bytes, sized ${total}`);
     this.io.send(out);
     const s = (performance.now() - t0) / 1000;
     for (let k = 0; k < n; k++) this.ctx.metrics.observe("get_page_at_lsn", s);
@@ -254,10 +280,12 @@ export class PagestreamHandler {
   }
 
   private write(resp: PagestreamResponse): void {
+    this.checkAnswerOrder(resp);
     const len = responseBytes(resp, this.version);
     const out = Buffer.allocUnsafe(COPY_DATA_HEADER_BYTES + len);
     writeCopyDataHeader(out, 0, len);
-    encodeResponseInto(out, COPY_DATA_HEADER_BYTES, resp, this.version);
+    const end = encodeResponseInto(out, COPY_DATA_HEADER_BYTES, resp, this.version);
+    if (end !== out.length) assert(false, `pagestream ${resp.kind} response encoded ${end} bytes, sized ${out.length}`);
     this.io.send(out);
   }
 }

@@ -59,7 +59,7 @@ import {
   setPdLower,
 } from "./bufpage.js";
 import { findBlock, redoBlock, redoCorruption, redoUnsupported, type RmgrRedo, unexpectedBlock } from "./rmgr_interface.js";
-import { setU16, setU32, u16 } from "../bytes.js";
+import { readU16LE, writeU16LE, writeU32LE } from "../../types/bytes.js";
 
 export const SIZE_OF_BRIN_SPECIAL = 8;
 export const BRIN_PAGETYPE_META = 0xf091;
@@ -78,23 +78,23 @@ const INVALID_BLOCK_NUMBER = 0xffff_ffff;
 
 
 function brinPageType(page: Uint8Array): number {
-  return u16(page, pdSpecial(page) + SPECIAL_TYPE);
+  return readU16LE(page, pdSpecial(page) + SPECIAL_TYPE);
 }
 
 /** brin_page_init. */
 function brinPageInit(page: Uint8Array, type: number): void {
   pageInit(page, SIZE_OF_BRIN_SPECIAL);
-  setU16(page, pdSpecial(page) + SPECIAL_TYPE, type);
+  writeU16LE(page, pdSpecial(page) + SPECIAL_TYPE, type);
 }
 
 /** brin_metapage_init. */
 function brinMetapageInit(page: Uint8Array, pagesPerRange: number, version: number): void {
   brinPageInit(page, BRIN_PAGETYPE_META);
-  setU32(page, SIZE_OF_PAGE_HEADER, BRIN_META_MAGIC);
-  setU32(page, SIZE_OF_PAGE_HEADER + 4, version);
-  setU32(page, SIZE_OF_PAGE_HEADER + 8, pagesPerRange);
+  writeU32LE(page, SIZE_OF_PAGE_HEADER, BRIN_META_MAGIC);
+  writeU32LE(page, SIZE_OF_PAGE_HEADER + 4, version);
+  writeU32LE(page, SIZE_OF_PAGE_HEADER + 8, pagesPerRange);
   // Block 0 is not a valid revmap page: this lets the first one be created with the index.
-  setU32(page, META_LAST_REVMAP_PAGE, 0);
+  writeU32LE(page, META_LAST_REVMAP_PAGE, 0);
   setPdLower(page, SIZE_OF_PAGE_HEADER + SIZE_OF_BRIN_META);
 }
 
@@ -103,9 +103,9 @@ function setRevmapEntry(page: Uint8Array, pagesPerRange: number, heapBlk: number
   const at = SIZE_OF_PAGE_HEADER + 6 * (Math.floor(heapBlk / pagesPerRange) % REVMAP_PAGE_MAXITEMS);
   const valid = off !== InvalidOffsetNumber;
   const b = valid ? blkno : INVALID_BLOCK_NUMBER;
-  setU16(page, at, b >>> 16);
-  setU16(page, at + 2, b & 0xffff);
-  setU16(page, at + 4, valid ? off : InvalidOffsetNumber);
+  writeU16LE(page, at, b >>> 16);
+  writeU16LE(page, at + 2, b & 0xffff);
+  writeU16LE(page, at + 4, valid ? off : InvalidOffsetNumber);
 }
 
 function checkOffset(rec: DecodedRecord, bid: number, page: Uint8Array, off: number): void {
@@ -165,7 +165,7 @@ function redoRevmapExtend(rec: DecodedRecord, block: DecodedBlock, page: Uint8Ar
   const xl = decodeBrinRevmapExtend(rec);
   if (block.id === 0) {
     if (block.applyImage) return;
-    setU32(page, META_LAST_REVMAP_PAGE, xl.targetBlk);
+    writeU32LE(page, META_LAST_REVMAP_PAGE, xl.targetBlk);
     setPageLsn(page, rec.endLsn);
     // Pre-v11 metapages may have had a wrong pd_lower: PostgreSQL resets it here.
     setPdLower(page, SIZE_OF_PAGE_HEADER + SIZE_OF_BRIN_META);
@@ -231,7 +231,7 @@ function mask(page: Uint8Array, _blkno: number): void {
   if (type === BRIN_PAGETYPE_REGULAR || (type === BRIN_PAGETYPE_META && pdLower(page) > SIZE_OF_PAGE_HEADER)) maskUnusedSpace(page);
   // BRIN_EVACUATE_PAGE is not WAL-logged.
   const f = pdSpecial(page) + SPECIAL_FLAGS;
-  setU16(page, f, u16(page, f) & ~BRIN_EVACUATE_PAGE);
+  writeU16LE(page, f, readU16LE(page, f) & ~BRIN_EVACUATE_PAGE);
 }
 
 export const brinRedo: RmgrRedo = { rmid: RM_BRIN_ID, name: "brin", redo, mask };

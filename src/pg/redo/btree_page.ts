@@ -24,7 +24,7 @@
 import { BLCKSZ } from "../page.js";
 import type { XlBtreeMetadata } from "../wal/records/btree.js";
 import { copyBytes, maxAlign, PageLayoutError, pageInit, pdSpecial, SIZE_OF_PAGE_HEADER, setPdLower, setPdUpper } from "./bufpage.js";
-import { setU16, setU32, u16, u32 } from "../bytes.js";
+import { readU16LE, readU32LE, writeU16LE, writeU32LE } from "../../types/bytes.js";
 
 export const SIZE_OF_BT_PAGE_OPAQUE = 16;
 
@@ -73,28 +73,28 @@ export function opaqueAt(page: Uint8Array): number {
 }
 
 export function btpoPrev(page: Uint8Array): number {
-  return u32(page, opaqueAt(page) + OPQ_PREV);
+  return readU32LE(page, opaqueAt(page) + OPQ_PREV);
 }
 export function setBtpoPrev(page: Uint8Array, v: number): void {
-  setU32(page, opaqueAt(page) + OPQ_PREV, v);
+  writeU32LE(page, opaqueAt(page) + OPQ_PREV, v);
 }
 export function btpoNext(page: Uint8Array): number {
-  return u32(page, opaqueAt(page) + OPQ_NEXT);
+  return readU32LE(page, opaqueAt(page) + OPQ_NEXT);
 }
 export function setBtpoNext(page: Uint8Array, v: number): void {
-  setU32(page, opaqueAt(page) + OPQ_NEXT, v);
+  writeU32LE(page, opaqueAt(page) + OPQ_NEXT, v);
 }
 export function btpoLevel(page: Uint8Array): number {
-  return u32(page, opaqueAt(page) + OPQ_LEVEL);
+  return readU32LE(page, opaqueAt(page) + OPQ_LEVEL);
 }
 export function btpoFlags(page: Uint8Array): number {
-  return u16(page, opaqueAt(page) + OPQ_FLAGS);
+  return readU16LE(page, opaqueAt(page) + OPQ_FLAGS);
 }
 export function setBtpoFlags(page: Uint8Array, v: number): void {
-  setU16(page, opaqueAt(page) + OPQ_FLAGS, v);
+  writeU16LE(page, opaqueAt(page) + OPQ_FLAGS, v);
 }
 export function setBtpoCycleid(page: Uint8Array, v: number): void {
-  setU16(page, opaqueAt(page) + OPQ_CYCLEID, v);
+  writeU16LE(page, opaqueAt(page) + OPQ_CYCLEID, v);
 }
 
 /** P_FIRSTDATAKEY: rightmost pages have no high key, so their data starts at 1. */
@@ -110,11 +110,11 @@ export function btPageInit(page: Uint8Array): void {
 /** Set every opaque field at once (the redo routines that rebuild a page from scratch). */
 export function setBtOpaque(page: Uint8Array, prev: number, next: number, level: number, flags: number, cycleid: number): void {
   const o = opaqueAt(page);
-  setU32(page, o + OPQ_PREV, prev);
-  setU32(page, o + OPQ_NEXT, next);
-  setU32(page, o + OPQ_LEVEL, level);
-  setU16(page, o + OPQ_FLAGS, flags);
-  setU16(page, o + OPQ_CYCLEID, cycleid);
+  writeU32LE(page, o + OPQ_PREV, prev);
+  writeU32LE(page, o + OPQ_NEXT, next);
+  writeU32LE(page, o + OPQ_LEVEL, level);
+  writeU16LE(page, o + OPQ_FLAGS, flags);
+  writeU16LE(page, o + OPQ_CYCLEID, cycleid);
 }
 
 /**
@@ -132,27 +132,27 @@ export function pageGetTempPageCopySpecial(page: Uint8Array, temp: Uint8Array): 
 
 /** IndexTupleSize. */
 export function itupSize(b: Uint8Array, o: number): number {
-  return u16(b, o + 6) & INDEX_SIZE_MASK;
+  return readU16LE(b, o + 6) & INDEX_SIZE_MASK;
 }
 /** ItemPointerGetBlockNumberNoCheck of t_tid. */
 export function itupTidBlock(b: Uint8Array, o: number): number {
-  return ((u16(b, o) << 16) | u16(b, o + 2)) >>> 0;
+  return ((readU16LE(b, o) << 16) | readU16LE(b, o + 2)) >>> 0;
 }
 /** ItemPointerSetBlockNumber on t_tid. */
 export function setItupTidBlock(b: Uint8Array, o: number, blkno: number): void {
-  setU16(b, o, blkno >>> 16);
-  setU16(b, o + 2, blkno & 0xffff);
+  writeU16LE(b, o, blkno >>> 16);
+  writeU16LE(b, o + 2, blkno & 0xffff);
 }
 
 export function btreeTupleIsPosting(b: Uint8Array, o: number): boolean {
-  return (u16(b, o + 6) & INDEX_ALT_TID_MASK) !== 0 && (u16(b, o + 4) & BT_IS_POSTING) !== 0;
+  return (readU16LE(b, o + 6) & INDEX_ALT_TID_MASK) !== 0 && (readU16LE(b, o + 4) & BT_IS_POSTING) !== 0;
 }
 export function btreeTupleIsPivot(b: Uint8Array, o: number): boolean {
-  return (u16(b, o + 6) & INDEX_ALT_TID_MASK) !== 0 && (u16(b, o + 4) & BT_IS_POSTING) === 0;
+  return (readU16LE(b, o + 6) & INDEX_ALT_TID_MASK) !== 0 && (readU16LE(b, o + 4) & BT_IS_POSTING) === 0;
 }
 /** BTreeTupleGetNPosting (a posting tuple). */
 export function btreeTupleGetNPosting(b: Uint8Array, o: number): number {
-  return u16(b, o + 4) & BT_OFFSET_MASK;
+  return readU16LE(b, o + 4) & BT_OFFSET_MASK;
 }
 /** BTreeTupleGetPostingOffset (a posting tuple): where its TID array starts. */
 export function btreeTupleGetPostingOffset(b: Uint8Array, o: number): number {
@@ -166,8 +166,8 @@ export function btreeTupleGetPostingOffset(b: Uint8Array, o: number): number {
 export function writeTopParentHikey(out: Uint8Array, topparent: number): void {
   out.fill(0, 0, SIZE_OF_INDEX_TUPLE_DATA);
   setItupTidBlock(out, 0, topparent);
-  setU16(out, 4, 0);
-  setU16(out, 6, SIZE_OF_INDEX_TUPLE_DATA | INDEX_ALT_TID_MASK);
+  writeU16LE(out, 4, 0);
+  writeU16LE(out, 6, SIZE_OF_INDEX_TUPLE_DATA | INDEX_ALT_TID_MASK);
 }
 
 /** A posting tuple's header and TID array, checked to lie inside its IndexTupleSize and `b`. */
@@ -196,15 +196,15 @@ export function btFormPosting(base: Uint8Array, baseOff: number, htids: Uint8Arr
   }
   out.fill(0, 0, newsize);
   out.set(base.subarray(baseOff, baseOff + keysize), 0);
-  let info = (u16(out, 6) & ~INDEX_SIZE_MASK) | newsize;
+  let info = (readU16LE(out, 6) & ~INDEX_SIZE_MASK) | newsize;
   if (nhtids > 1) {
     info |= INDEX_ALT_TID_MASK;
-    setU16(out, 6, info);
-    setU16(out, 4, nhtids | BT_IS_POSTING);
+    writeU16LE(out, 6, info);
+    writeU16LE(out, 4, nhtids | BT_IS_POSTING);
     setItupTidBlock(out, 0, keysize);
     out.set(htids.subarray(0, nhtids * SIZE_OF_ITEM_POINTER), keysize);
   } else {
-    setU16(out, 6, info & ~INDEX_ALT_TID_MASK);
+    writeU16LE(out, 6, info & ~INDEX_ALT_TID_MASK);
     out.set(htids.subarray(0, SIZE_OF_ITEM_POINTER), 0);
   }
   return newsize;
@@ -224,23 +224,23 @@ export function btUpdatePosting(orig: Uint8Array, origOff: number, del: Uint8Arr
   const newsize = nhtids > 1 ? maxAlign(keysize + nhtids * SIZE_OF_ITEM_POINTER) : keysize;
   out.fill(0, 0, newsize);
   out.set(orig.subarray(origOff, origOff + keysize), 0);
-  let info = (u16(out, 6) & ~INDEX_SIZE_MASK) | newsize;
+  let info = (readU16LE(out, 6) & ~INDEX_SIZE_MASK) | newsize;
   let dst: number;
   if (nhtids > 1) {
     info |= INDEX_ALT_TID_MASK;
-    setU16(out, 6, info);
-    setU16(out, 4, nhtids | BT_IS_POSTING);
+    writeU16LE(out, 6, info);
+    writeU16LE(out, 4, nhtids | BT_IS_POSTING);
     setItupTidBlock(out, 0, keysize);
     dst = keysize;
   } else {
-    setU16(out, 6, info & ~INDEX_ALT_TID_MASK);
+    writeU16LE(out, 6, info & ~INDEX_ALT_TID_MASK);
     dst = 0;
   }
   const src = origOff + keysize;
   let ui = 0;
   let d = 0;
   for (let i = 0; i < norig; i++) {
-    if (d < ndeleted && u16(del, delPos + d * 2) === i) {
+    if (d < ndeleted && readU16LE(del, delPos + d * 2) === i) {
       d++;
       continue;
     }
@@ -285,16 +285,16 @@ export function btSwapPosting(newitem: Uint8Array, oposting: Uint8Array, opostin
 export function writeMetaPage(page: Uint8Array, md: XlBtreeMetadata): void {
   btPageInit(page);
   const m = SIZE_OF_PAGE_HEADER;
-  setU32(page, m, BTREE_MAGIC);
-  setU32(page, m + 4, md.version);
-  setU32(page, m + 8, md.root);
-  setU32(page, m + 12, md.level);
-  setU32(page, m + 16, md.fastroot);
-  setU32(page, m + 20, md.fastlevel);
-  setU32(page, m + 24, md.lastCleanupNumDelpages);
+  writeU32LE(page, m, BTREE_MAGIC);
+  writeU32LE(page, m + 4, md.version);
+  writeU32LE(page, m + 8, md.root);
+  writeU32LE(page, m + 12, md.level);
+  writeU32LE(page, m + 16, md.fastroot);
+  writeU32LE(page, m + 20, md.fastlevel);
+  writeU32LE(page, m + 24, md.lastCleanupNumDelpages);
   // btm_last_cleanup_num_heap_tuples = -1.0 (deprecated field): IEEE 754 0xBFF0000000000000.
-  setU32(page, m + 32, 0);
-  setU32(page, m + 36, 0xbff0_0000);
+  writeU32LE(page, m + 32, 0);
+  writeU32LE(page, m + 36, 0xbff0_0000);
   page[m + 40] = md.allequalimage ? 1 : 0;
   setBtpoFlags(page, BTP_META);
   setPdLower(page, m + SIZE_OF_BT_META_PAGE_DATA);
@@ -305,6 +305,6 @@ export function btPageSetDeleted(page: Uint8Array, safexidEpoch: number, safexid
   setBtpoFlags(page, (btpoFlags(page) & ~BTP_HALF_DEAD) | BTP_DELETED | BTP_HAS_FULLXID);
   setPdLower(page, maxAlign(SIZE_OF_PAGE_HEADER) + SIZE_OF_BT_DELETED_PAGE_DATA);
   setPdUpper(page, pdSpecial(page));
-  setU32(page, SIZE_OF_PAGE_HEADER, safexidXid);
-  setU32(page, SIZE_OF_PAGE_HEADER + 4, safexidEpoch);
+  writeU32LE(page, SIZE_OF_PAGE_HEADER, safexidXid);
+  writeU32LE(page, SIZE_OF_PAGE_HEADER + 4, safexidEpoch);
 }

@@ -6,7 +6,7 @@
  *
  * Used by the verification harness and the rmgrs' mask functions, not on the read path.
  */
-import { u16 } from "../bytes.js";
+import { readU16LE } from "../../types/bytes.js";
 import { BLCKSZ } from "../consts.js";
 import { LP_UNUSED, pageGetMaxOffsetNumber, PageLayoutError, PD_ALL_VISIBLE, PD_HAS_FREE_LINES, PD_PAGE_FULL, SIZE_OF_PAGE_HEADER } from "./bufpage.js";
 
@@ -26,9 +26,9 @@ export function maskPageHintBits(page: Uint8Array): void {
 
 /** The hole [pd_lower, pd_upper). Throws PageLayoutError on impossible pointers, as PostgreSQL errors out. */
 export function maskUnusedSpace(page: Uint8Array): void {
-  const lower = u16(page, 12);
-  const upper = u16(page, 14);
-  const special = u16(page, 16);
+  const lower = readU16LE(page, 12);
+  const upper = readU16LE(page, 14);
+  const special = readU16LE(page, 16);
   if (lower > upper || special < upper || lower < SIZE_OF_PAGE_HEADER || special > BLCKSZ) {
     throw new PageLayoutError(`invalid page pd_lower ${lower} pd_upper ${upper} pd_special ${special}`);
   }

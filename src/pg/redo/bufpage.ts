@@ -30,7 +30,7 @@
  */
 import { PageserverError } from "../../types/errors.js";
 import { BLCKSZ, MAXIMUM_ALIGNOF, SIZE_OF_PAGE_HEADER } from "../consts.js";
-import { setU16, setU32, u16, u32 } from "../bytes.js";
+import { readU16LE, readU32LE, writeU16LE, writeU32LE } from "../../types/bytes.js";
 
 export { BLCKSZ, MAXIMUM_ALIGNOF, SIZE_OF_PAGE_HEADER };
 export { pageIsNew, pageLsn, setPageLsn } from "../page.js";
@@ -88,43 +88,43 @@ export function maxAlign(n: number): number {
 // ---- header fields -------------------------------------------------------------------
 
 export function pdChecksum(page: Uint8Array): number {
-  return u16(page, PD_CHECKSUM);
+  return readU16LE(page, PD_CHECKSUM);
 }
 export function setPdChecksum(page: Uint8Array, v: number): void {
-  setU16(page, PD_CHECKSUM, v);
+  writeU16LE(page, PD_CHECKSUM, v);
 }
 export function pdFlags(page: Uint8Array): number {
-  return u16(page, PD_FLAGS);
+  return readU16LE(page, PD_FLAGS);
 }
 export function setPdFlags(page: Uint8Array, v: number): void {
-  setU16(page, PD_FLAGS, v);
+  writeU16LE(page, PD_FLAGS, v);
 }
 export function pdLower(page: Uint8Array): number {
-  return u16(page, PD_LOWER);
+  return readU16LE(page, PD_LOWER);
 }
 export function setPdLower(page: Uint8Array, v: number): void {
-  setU16(page, PD_LOWER, v);
+  writeU16LE(page, PD_LOWER, v);
 }
 export function pdUpper(page: Uint8Array): number {
-  return u16(page, PD_UPPER);
+  return readU16LE(page, PD_UPPER);
 }
 export function setPdUpper(page: Uint8Array, v: number): void {
-  setU16(page, PD_UPPER, v);
+  writeU16LE(page, PD_UPPER, v);
 }
 export function pdSpecial(page: Uint8Array): number {
-  return u16(page, PD_SPECIAL);
+  return readU16LE(page, PD_SPECIAL);
 }
 export function setPdSpecial(page: Uint8Array, v: number): void {
-  setU16(page, PD_SPECIAL, v);
+  writeU16LE(page, PD_SPECIAL, v);
 }
 export function pdPagesizeVersion(page: Uint8Array): number {
-  return u16(page, PD_PAGESIZE_VERSION);
+  return readU16LE(page, PD_PAGESIZE_VERSION);
 }
 export function pdPruneXid(page: Uint8Array): number {
-  return u32(page, PD_PRUNE_XID);
+  return readU32LE(page, PD_PRUNE_XID);
 }
 export function setPdPruneXid(page: Uint8Array, xid: number): void {
-  setU32(page, PD_PRUNE_XID, xid);
+  writeU32LE(page, PD_PRUNE_XID, xid);
 }
 
 /** TransactionIdPrecedes: modulo-2^32 order for normal xids, plain order otherwise. */
@@ -161,7 +161,7 @@ function lpAt(off: number): number {
 }
 
 function lpWord(page: Uint8Array, off: number): number {
-  return u32(page, lpAt(off));
+  return readU32LE(page, lpAt(off));
 }
 
 export function itemIdOff(page: Uint8Array, off: number): number {
@@ -194,7 +194,7 @@ export function itemIdHasStorage(page: Uint8Array, off: number): boolean {
 }
 
 export function setItemId(page: Uint8Array, off: number, lpOff: number, lpFlags: number, lpLen: number): void {
-  setU32(page, lpAt(off), ((lpOff & 0x7fff) | ((lpFlags & 3) << 15) | ((lpLen & 0x7fff) << 17)) >>> 0);
+  writeU32LE(page, lpAt(off), ((lpOff & 0x7fff) | ((lpFlags & 3) << 15) | ((lpLen & 0x7fff) << 17)) >>> 0);
 }
 /** ItemIdSetUnused. */
 export function setItemIdUnused(page: Uint8Array, off: number): void {
@@ -254,7 +254,7 @@ export function pageInit(page: Uint8Array, specialSizeBytes: number): void {
   setPdLower(page, SIZE_OF_PAGE_HEADER);
   setPdUpper(page, BLCKSZ - special);
   setPdSpecial(page, BLCKSZ - special);
-  setU16(page, PD_PAGESIZE_VERSION, BLCKSZ | PG_PAGE_LAYOUT_VERSION);
+  writeU16LE(page, PD_PAGESIZE_VERSION, BLCKSZ | PG_PAGE_LAYOUT_VERSION);
 }
 
 function corruptPointers(page: Uint8Array): PageLayoutError {
@@ -374,7 +374,7 @@ export function copyBytes(dst: Uint8Array, dstOff: number, src: Uint8Array, srcO
 /** Line pointer `lp` keeps its flags and length and points at `lpOff`. */
 function setItemIdOff(page: Uint8Array, lp: number, lpOff: number): void {
   const at = lpAt(lp);
-  setU32(page, at, ((u32(page, at) & ~0x7fff) | (lpOff & 0x7fff)) >>> 0);
+  writeU32LE(page, at, ((readU32LE(page, at) & ~0x7fff) | (lpOff & 0x7fff)) >>> 0);
 }
 
 /** Below this many line pointers a byte loop is cheaper than making a word view of the page. */
@@ -660,7 +660,7 @@ export function pageIndexMultiDelete(page: Uint8Array, offs: ArrayLike<number>):
       compactOff[nused] = offset;
       compactLen[nused] = maxAlign(size);
       totalLen += maxAlign(size);
-      setU32(scratchLinePointers, nused * SIZE_OF_ITEM_ID, w);
+      writeU32LE(scratchLinePointers, nused * SIZE_OF_ITEM_ID, w);
       nused++;
     }
   }

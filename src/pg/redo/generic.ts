@@ -15,15 +15,15 @@ import { RM_GENERIC_ID, XLR_RMGR_INFO_MASK } from "../wal/rmgr_ids.js";
 import { maskPageLsnAndChecksum, maskUnusedSpace } from "./bufmask.js";
 import { BLCKSZ, pdLower, pdUpper, setPageLsn } from "./bufpage.js";
 import { redoBlock, redoCorruption, redoUnsupported, type RmgrRedo } from "./rmgr_interface.js";
-import { u16 } from "../bytes.js";
+import { readU16LE } from "../../types/bytes.js";
 
 
 /** applyPageRedo on a delta that checkGenericDelta accepted. */
 function applyDelta(page: Uint8Array, delta: Uint8Array): void {
   let p = 0;
   while (p < delta.length) {
-    const offset = u16(delta, p);
-    const length = u16(delta, p + 2);
+    const offset = readU16LE(delta, p);
+    const length = readU16LE(delta, p + 2);
     p += GENERIC_FRAGMENT_HEADER_SIZE;
     page.set(delta.subarray(p, p + length), offset);
     p += length;

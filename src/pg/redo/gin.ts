@@ -75,7 +75,7 @@ import {
 } from "./bufpage.js";
 import { decodePostingList, encodePostingList, itemPointerValue, mergeItemPointers, postingListSize } from "./gin_posting_list.js";
 import { readForRedo, redoBlock, redoCorruption, redoUnsupported, type RmgrRedo, unexpectedBlock } from "./rmgr_interface.js";
-import { setU16, setU32, u16 } from "../bytes.js";
+import { readU16LE, writeU16LE, writeU32LE } from "../../types/bytes.js";
 
 export const GIN_DATA = 1 << 0;
 export const GIN_LEAF = 1 << 1;
@@ -111,8 +111,8 @@ const newSegment = new Uint8Array(BLCKSZ);
 
 /** BlockIdSet: bi_hi then bi_lo. */
 function setBlockId(b: Uint8Array, o: number, blkno: number): void {
-  setU16(b, o, Math.floor(blkno / 0x1_0000));
-  setU16(b, o + 2, blkno % 0x1_0000);
+  writeU16LE(b, o, Math.floor(blkno / 0x1_0000));
+  writeU16LE(b, o + 2, blkno % 0x1_0000);
 }
 
 // ---- page helpers (ginutil.c, gindatapage.c) ----------------------------------------------
@@ -130,8 +130,8 @@ function opaqueAt(rec: DecodedRecord, blockId: number, page: Uint8Array): number
 function ginInitPage(page: Uint8Array, flags: number): number {
   pageInit(page, SIZE_OF_GIN_PAGE_OPAQUE);
   const at = BLCKSZ - SIZE_OF_GIN_PAGE_OPAQUE;
-  setU16(page, at + OPAQUE_FLAGS, flags);
-  setU32(page, at + OPAQUE_RIGHTLINK, INVALID_BLOCK_NUMBER);
+  writeU16LE(page, at + OPAQUE_FLAGS, flags);
+  writeU32LE(page, at + OPAQUE_RIGHTLINK, INVALID_BLOCK_NUMBER);
   return at;
 }
 
@@ -153,7 +153,7 @@ function setDataSize(rec: DecodedRecord, blockId: number, page: Uint8Array, size
 
 /** GinDataPageAddPostingItem: insert `item` (10 bytes) at `offset` (0: append), maxoff++. */
 function addPostingItem(rec: DecodedRecord, blockId: number, page: Uint8Array, at: number, item: Uint8Array, offset: number): void {
-  const maxoff = u16(page, at + OPAQUE_MAXOFF);
+  const maxoff = readU16LE(page, at + OPAQUE_MAXOFF);
   if (DATA_START + (maxoff + 1) * SIZE_OF_POSTING_ITEM > at) throw redoCorruption(rec, blockId, `no room for posting item ${maxoff + 1}`);
   let ptr: number;
   if (offset === InvalidOffsetNumber) {
@@ -164,20 +164,20 @@ function addPostingItem(rec: DecodedRecord, blockId: number, page: Uint8Array, a
     if (offset !== maxoff + 1) page.copyWithin(ptr + SIZE_OF_POSTING_ITEM, ptr, DATA_START + maxoff * SIZE_OF_POSTING_ITEM);
   }
   page.set(item, ptr);
-  setU16(page, at + OPAQUE_MAXOFF, maxoff + 1);
+  writeU16LE(page, at + OPAQUE_MAXOFF, maxoff + 1);
   setDataSize(rec, blockId, page, (maxoff + 1) * SIZE_OF_POSTING_ITEM);
 }
 
 /** GinPageDeletePostingItem. */
 function deletePostingItem(rec: DecodedRecord, blockId: number, page: Uint8Array, offset: number): void {
   const at = opaqueAt(rec, blockId, page);
-  const maxoff = u16(page, at + OPAQUE_MAXOFF);
+  const maxoff = readU16LE(page, at + OPAQUE_MAXOFF);
   if (offset < FirstOffsetNumber || offset > maxoff) throw redoCorruption(rec, blockId, `posting item offset ${offset} outside [1, ${maxoff}]`);
   if (DATA_START + maxoff * SIZE_OF_POSTING_ITEM > at) throw redoCorruption(rec, blockId, `maxoff ${maxoff} reaches past the special space`);
   if (offset !== maxoff) {
     page.copyWithin(DATA_START + (offset - 1) * SIZE_OF_POSTING_ITEM, DATA_START + offset * SIZE_OF_POSTING_ITEM, DATA_START + maxoff * SIZE_OF_POSTING_ITEM);
   }
-  setU16(page, at + OPAQUE_MAXOFF, maxoff - 1);
+  writeU16LE(page, at + OPAQUE_MAXOFF, maxoff - 1);
   setDataSize(rec, blockId, page, (maxoff - 1) * SIZE_OF_POSTING_ITEM);
 }
 
@@ -196,7 +196,7 @@ function addTupleRun(rec: DecodedRecord, blockId: number, page: Uint8Array, data
 
 /** Pre-9.4 leaf: compress its raw ItemPointerData array into one segment, mark it compressed. */
 function convertUncompressedLeaf(rec: DecodedRecord, blockId: number, page: Uint8Array, at: number): void {
-  const n = u16(page, at + OPAQUE_MAXOFF);
+  const n = readU16LE(page, at + OPAQUE_MAXOFF);
   let total = 0;
   if (n > 0) {
     if (DATA_START + n * SIZE_OF_ITEM_POINTER > at || n > MAX_ITEMS) throw redoCorruption(rec, blockId, `uncompressed leaf with ${n} items`);
@@ -208,8 +208,8 @@ function convertUncompressedLeaf(rec: DecodedRecord, blockId: number, page: Uint
     page.set(newSegment.subarray(0, total), DATA_START);
   }
   setDataSize(rec, blockId, page, total);
-  setU16(page, at + OPAQUE_FLAGS, u16(page, at + OPAQUE_FLAGS) | GIN_COMPRESSED);
-  setU16(page, at + OPAQUE_MAXOFF, InvalidOffsetNumber);
+  writeU16LE(page, at + OPAQUE_FLAGS, readU16LE(page, at + OPAQUE_FLAGS) | GIN_COMPRESSED);
+  writeU16LE(page, at + OPAQUE_MAXOFF, InvalidOffsetNumber);
 }
 
 /**
@@ -219,7 +219,7 @@ function convertUncompressedLeaf(rec: DecodedRecord, blockId: number, page: Uint
  */
 function ginRedoRecompress(rec: DecodedRecord, blockId: number, page: Uint8Array, actions: GinRecompress): void {
   const at = opaqueAt(rec, blockId, page);
-  if ((u16(page, at + OPAQUE_FLAGS) & GIN_COMPRESSED) === 0) convertUncompressedLeaf(rec, blockId, page, at);
+  if ((readU16LE(page, at + OPAQUE_FLAGS) & GIN_COMPRESSED) === 0) convertUncompressedLeaf(rec, blockId, page, at);
 
   const lower = pdLower(page);
   if (lower < DATA_START || lower > at) throw redoCorruption(rec, blockId, `leaf pd_lower ${lower} outside [${DATA_START}, ${at}]`);
@@ -329,7 +329,7 @@ function checkedSegmentSize(rec: DecodedRecord, blockId: number, b: Uint8Array, 
 function clearIncompleteSplit(rec: DecodedRecord, blk: DecodedBlock, page: Uint8Array): void {
   if (!readForRedo(rec, blk, page)) return;
   const at = opaqueAt(rec, blk.id, page) + OPAQUE_FLAGS;
-  setU16(page, at, u16(page, at) & ~GIN_INCOMPLETE_SPLIT);
+  writeU16LE(page, at, readU16LE(page, at) & ~GIN_INCOMPLETE_SPLIT);
   setPageLsn(page, rec.endLsn);
 }
 
@@ -382,12 +382,12 @@ function redoGin(rec: DecodedRecord, blockId: number, page: Uint8Array): void {
       if (!readForRedo(rec, blk, page)) return;
       const at = opaqueAt(rec, blockId, page);
       if (blockId === 0) {
-        setU16(page, at + OPAQUE_FLAGS, u16(page, at + OPAQUE_FLAGS) | GIN_DELETED);
+        writeU16LE(page, at + OPAQUE_FLAGS, readU16LE(page, at + OPAQUE_FLAGS) | GIN_DELETED);
         setPdPruneXid(page, xl.deleteXid);
       } else if (blockId === 1) {
         deletePostingItem(rec, blockId, page, xl.parentOffset);
       } else {
-        setU32(page, at + OPAQUE_RIGHTLINK, xl.rightLink);
+        writeU32LE(page, at + OPAQUE_RIGHTLINK, xl.rightLink);
       }
       setPageLsn(page, lsn);
       return;
@@ -409,12 +409,12 @@ function redoGin(rec: DecodedRecord, blockId: number, page: Uint8Array): void {
         const off = pageIsEmpty(page) ? FirstOffsetNumber : pageGetMaxOffsetNumber(page) + 1;
         addTupleRun(rec, blockId, page, run.data, run.starts, off);
         const at = opaqueAt(rec, blockId, page) + OPAQUE_MAXOFF;
-        setU16(page, at, u16(page, at) + 1);
+        writeU16LE(page, at, readU16LE(page, at) + 1);
         setPageLsn(page, lsn);
       } else if (xl.prevTail !== INVALID_BLOCK_NUMBER) {
         // A new sublist chained after the old tail.
         if (!readForRedo(rec, blk, page)) return;
-        setU32(page, opaqueAt(rec, blockId, page) + OPAQUE_RIGHTLINK, xl.newRightlink);
+        writeU32LE(page, opaqueAt(rec, blockId, page) + OPAQUE_RIGHTLINK, xl.newRightlink);
         setPageLsn(page, lsn);
       } else {
         throw unexpectedBlock(rec, blockId);
@@ -426,11 +426,11 @@ function redoGin(rec: DecodedRecord, blockId: number, page: Uint8Array): void {
       if (blockId !== 0) throw unexpectedBlock(rec, blockId);
       readForRedo(rec, blk, page);
       const at = ginInitPage(page, GIN_LIST);
-      setU32(page, at + OPAQUE_RIGHTLINK, xl.rightlink);
+      writeU32LE(page, at + OPAQUE_RIGHTLINK, xl.rightlink);
       if (xl.rightlink === INVALID_BLOCK_NUMBER) {
         // The tail of a sublist holds whole rows.
-        setU16(page, at + OPAQUE_FLAGS, GIN_LIST | GIN_LIST_FULLROW);
-        setU16(page, at + OPAQUE_MAXOFF, 1);
+        writeU16LE(page, at + OPAQUE_FLAGS, GIN_LIST | GIN_LIST_FULLROW);
+        writeU16LE(page, at + OPAQUE_MAXOFF, 1);
       }
       const run = decodeGinTupleRun(rec, 0, xl.ntuples);
       addTupleRun(rec, blockId, page, run.data, run.starts, FirstOffsetNumber);
@@ -469,7 +469,7 @@ function redoInsert(rec: DecodedRecord, blk: DecodedBlock, page: Uint8Array): vo
   if (blockId !== 0) throw unexpectedBlock(rec, blockId);
   if (!readForRedo(rec, blk, page)) return;
   const at = opaqueAt(rec, blockId, page);
-  const isLeafPage = (u16(page, at + OPAQUE_FLAGS) & GIN_LEAF) !== 0;
+  const isLeafPage = (readU16LE(page, at + OPAQUE_FLAGS) & GIN_LEAF) !== 0;
   if (xl.isData) {
     if (xl.isLeaf) {
       if (!isLeafPage) throw redoCorruption(rec, blockId, "leaf insert on a non-leaf posting-tree page");
@@ -477,7 +477,7 @@ function redoInsert(rec: DecodedRecord, blk: DecodedBlock, page: Uint8Array): vo
     } else {
       if (isLeafPage) throw redoCorruption(rec, blockId, "downlink insert on a posting-tree leaf");
       const data = decodeGinInsertDataInternal(rec);
-      const maxoff = u16(page, at + OPAQUE_MAXOFF);
+      const maxoff = readU16LE(page, at + OPAQUE_MAXOFF);
       if (data.offset < FirstOffsetNumber || data.offset > maxoff + 1) throw redoCorruption(rec, blockId, `posting item offset ${data.offset} outside [1, ${maxoff + 1}]`);
       if (DATA_START + (maxoff + 1) * SIZE_OF_POSTING_ITEM > at) throw redoCorruption(rec, blockId, `no room for posting item ${maxoff + 1}`);
       // The existing downlink now points at the split's right page.
@@ -492,7 +492,7 @@ function redoInsert(rec: DecodedRecord, blk: DecodedBlock, page: Uint8Array): vo
       checkTupleOffset(rec, blockId, page, off);
       const item = itemIdOff(page, off);
       setBlockId(page, item, xl.rightChildBlkno);
-      setU16(page, item + 4, InvalidOffsetNumber);
+      writeU16LE(page, item + 4, InvalidOffsetNumber);
     }
     if (data.isDelete) {
       if (!isLeafPage) throw redoCorruption(rec, blockId, "entry replacement on a non-leaf page");
@@ -516,7 +516,7 @@ function checkTupleOffset(rec: DecodedRecord, blockId: number, page: Uint8Array,
 function maskGin(page: Uint8Array, _blkno: number): void {
   maskPageLsnAndChecksum(page);
   const special = pdSpecial(page);
-  const flags = special + SIZE_OF_GIN_PAGE_OPAQUE <= BLCKSZ ? u16(page, special + OPAQUE_FLAGS) : 0;
+  const flags = special + SIZE_OF_GIN_PAGE_OPAQUE <= BLCKSZ ? readU16LE(page, special + OPAQUE_FLAGS) : 0;
   maskPageHintBits(page);
   // A deleted page is re-initialized empty on replay: hide all of it. Otherwise mask the hole
   // when pd_lower looks set (pre-9.4 data pages left it at the header).

@@ -13,7 +13,7 @@
  * decoding never reads past a segment's nbytes.
  */
 import { PageLayoutError } from "./bufpage.js";
-import { u16 } from "../bytes.js";
+import { readU16LE } from "../../types/bytes.js";
 
 export const MAX_HEAP_TUPLES_PER_PAGE_BITS = 11;
 const OFFSET_LIMIT = 1 << MAX_HEAP_TUPLES_PER_PAGE_BITS;
@@ -26,8 +26,8 @@ const ITEM_POINTER_BYTES = 6;
 
 /** The item pointer at b[o] as PostgreSQL's 43-bit integer; throws when its offset needs more than 11 bits. */
 export function itemPointerValue(b: Uint8Array, o: number): number {
-  const blk = u16(b, o) * 0x1_0000 + u16(b, o + 2);
-  const off = u16(b, o + 4);
+  const blk = readU16LE(b, o) * 0x1_0000 + readU16LE(b, o + 2);
+  const off = readU16LE(b, o + 4);
   if (off >= OFFSET_LIMIT) throw new PageLayoutError(`item pointer (${blk},${off}): offset does not fit in ${MAX_HEAP_TUPLES_PER_PAGE_BITS} bits`);
   return blk * OFFSET_LIMIT + off;
 }
@@ -48,7 +48,7 @@ export function setItemPointerValue(b: Uint8Array, o: number, v: number): void {
 
 /** SizeOfGinPostingList of the segment at b[at]: header + SHORTALIGN(nbytes). */
 export function postingListSize(b: Uint8Array, at: number): number {
-  const nbytes = u16(b, at + ITEM_POINTER_BYTES);
+  const nbytes = readU16LE(b, at + ITEM_POINTER_BYTES);
   return GIN_POSTING_LIST_HEADER_BYTES + ((nbytes + 1) & ~1);
 }
 
@@ -65,7 +65,7 @@ export function decodePostingList(b: Uint8Array, at: number, end: number, out: F
   let val = itemPointerValue(b, at);
   out[n++] = val;
   let p = at + GIN_POSTING_LIST_HEADER_BYTES;
-  const stop = p + u16(b, at + ITEM_POINTER_BYTES);
+  const stop = p + readU16LE(b, at + ITEM_POINTER_BYTES);
   while (p < stop) {
     let delta = 0;
     let scale = 1;

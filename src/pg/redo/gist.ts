@@ -57,7 +57,7 @@ import {
 } from "./bufpage.js";
 import { maskLpFlags, maskPageHintBits, maskPageLsnAndChecksum, maskUnusedSpace } from "./bufmask.js";
 import { findBlock, redoBlock, redoCorruption, redoUnsupported, type RmgrRedo, unexpectedBlock } from "./rmgr_interface.js";
-import { setU16, setU32 } from "../bytes.js";
+import { writeU16LE, writeU32LE } from "../../types/bytes.js";
 
 export const SIZE_OF_GIST_OPAQUE = 16;
 export const F_LEAF = 1 << 0;
@@ -86,24 +86,24 @@ function gistFlags(page: Uint8Array): number {
   return page[o]! | (page[o + 1]! << 8);
 }
 function setGistFlags(page: Uint8Array, flags: number): void {
-  setU16(page, opaqueAt(page) + OPAQUE_FLAGS, flags);
+  writeU16LE(page, opaqueAt(page) + OPAQUE_FLAGS, flags);
 }
 function setNsn(page: Uint8Array, hi: number, lo: number): void {
   const o = opaqueAt(page) + OPAQUE_NSN;
-  setU32(page, o, hi);
-  setU32(page, o + 4, lo);
+  writeU32LE(page, o, hi);
+  writeU32LE(page, o + 4, lo);
 }
 function setRightlink(page: Uint8Array, blkno: number): void {
-  setU32(page, opaqueAt(page) + OPAQUE_RIGHTLINK, blkno);
+  writeU32LE(page, opaqueAt(page) + OPAQUE_RIGHTLINK, blkno);
 }
 
 /** gistinitpage: an empty page with a GiST opaque carrying `flags`. */
 function gistInitPage(page: Uint8Array, flags: number): void {
   pageInit(page, SIZE_OF_GIST_OPAQUE);
   const o = opaqueAt(page);
-  setU32(page, o + OPAQUE_RIGHTLINK, INVALID_BLOCK_NUMBER);
-  setU16(page, o + OPAQUE_FLAGS, flags);
-  setU16(page, o + OPAQUE_PAGE_ID, GIST_PAGE_ID);
+  writeU32LE(page, o + OPAQUE_RIGHTLINK, INVALID_BLOCK_NUMBER);
+  writeU16LE(page, o + OPAQUE_FLAGS, flags);
+  writeU16LE(page, o + OPAQUE_PAGE_ID, GIST_PAGE_ID);
 }
 
 /** gistRedoClearFollowRight on a page (restored from an image or not). */
@@ -185,8 +185,8 @@ function redoPageDeleteLeaf(rec: DecodedRecord, page: Uint8Array): void {
   const xl = decodeGistPageDelete(rec);
   setGistFlags(page, gistFlags(page) | F_DELETED);
   setPdLower(page, SIZE_OF_PAGE_HEADER + SIZE_OF_GIST_DELETED_CONTENTS);
-  setU32(page, SIZE_OF_PAGE_HEADER, xl.deleteXidLo);
-  setU32(page, SIZE_OF_PAGE_HEADER + 4, xl.deleteXidHi);
+  writeU32LE(page, SIZE_OF_PAGE_HEADER, xl.deleteXidLo);
+  writeU32LE(page, SIZE_OF_PAGE_HEADER + 4, xl.deleteXidHi);
   setPageLsn(page, rec.endLsn);
 }
 

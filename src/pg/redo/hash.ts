@@ -64,7 +64,7 @@ import {
 import { maskLpFlags, maskPageContent, maskPageHintBits, maskPageLsnAndChecksum, maskUnusedSpace } from "./bufmask.js";
 import { BLCKSZ, InvalidOffsetNumber, pageAddItemBytes, pageAddItemExtended, pageIndexMultiDelete, pageInit, pdSpecial, setPageLsn, setPdLower, SIZE_OF_PAGE_HEADER } from "./bufpage.js";
 import { findBlock, readForRedo, redoBlock, redoCorruption, redoUnsupported, type RmgrRedo, unexpectedBlock } from "./rmgr_interface.js";
-import { setU16, setU32, u16, u32 } from "../bytes.js";
+import { readU16LE, readU32LE, writeU16LE, writeU32LE } from "../../types/bytes.js";
 
 const INVALID_BLOCK_NUMBER = 0xffff_ffff;
 const INVALID_BUCKET = 0xffff_ffff;
@@ -156,11 +156,11 @@ function opaqueAt(rec: DecodedRecord, blockId: number, page: Uint8Array): number
 }
 
 function setOpaque(page: Uint8Array, at: number, prev: number, next: number, bucket: number, flag: number): void {
-  setU32(page, at + OPAQUE_PREVBLKNO, prev);
-  setU32(page, at + OPAQUE_NEXTBLKNO, next);
-  setU32(page, at + OPAQUE_BUCKET, bucket);
-  setU16(page, at + OPAQUE_FLAG, flag);
-  setU16(page, at + OPAQUE_PAGE_ID, HASHO_PAGE_ID);
+  writeU32LE(page, at + OPAQUE_PREVBLKNO, prev);
+  writeU32LE(page, at + OPAQUE_NEXTBLKNO, next);
+  writeU32LE(page, at + OPAQUE_BUCKET, bucket);
+  writeU16LE(page, at + OPAQUE_FLAG, flag);
+  writeU16LE(page, at + OPAQUE_PAGE_ID, HASHO_PAGE_ID);
 }
 
 /** _hash_pageinit. */
@@ -198,23 +198,23 @@ function hashInitMetaPage(page: Uint8Array, numTuples: number, procid: number, f
   const at = hashPageInit(page);
   setOpaque(page, at, INVALID_BLOCK_NUMBER, INVALID_BLOCK_NUMBER, INVALID_BUCKET, LH_META_PAGE);
 
-  setU32(page, META_MAGIC, HASH_MAGIC);
-  setU32(page, META_VERSION, HASH_VERSION);
+  writeU32LE(page, META_MAGIC, HASH_MAGIC);
+  writeU32LE(page, META_VERSION, HASH_VERSION);
   // ntuples = 0 (a zeroed double), nmaps = 0, spares[] and mapp[] zeroed: PageInit did it.
-  setU16(page, META_FFACTOR, ffactor);
+  writeU16LE(page, META_FFACTOR, ffactor);
   const bsize = BLCKSZ - (CONTENTS + SIZE_OF_HASH_PAGE_OPAQUE);
-  setU16(page, META_BSIZE, bsize);
+  writeU16LE(page, META_BSIZE, bsize);
   const lshift = leftmostOnePos32(bsize);
-  setU16(page, META_BMSIZE, 1 << lshift);
-  setU16(page, META_BMSHIFT, lshift + BYTE_TO_BIT);
-  setU32(page, META_PROCID, procid);
-  setU32(page, META_MAXBUCKET, numBuckets - 1);
+  writeU16LE(page, META_BMSIZE, 1 << lshift);
+  writeU16LE(page, META_BMSHIFT, lshift + BYTE_TO_BIT);
+  writeU32LE(page, META_PROCID, procid);
+  writeU32LE(page, META_MAXBUCKET, numBuckets - 1);
   const highmask = nextPower2(numBuckets + 1) - 1;
-  setU32(page, META_HIGHMASK, highmask);
-  setU32(page, META_LOWMASK, highmask >>> 1);
-  setU32(page, META_SPARES + 4 * spareIndex, 1);
-  setU32(page, META_OVFLPOINT, spareIndex);
-  setU32(page, META_FIRSTFREE, 0);
+  writeU32LE(page, META_HIGHMASK, highmask);
+  writeU32LE(page, META_LOWMASK, highmask >>> 1);
+  writeU32LE(page, META_SPARES + 4 * spareIndex, 1);
+  writeU32LE(page, META_OVFLPOINT, spareIndex);
+  writeU32LE(page, META_FIRSTFREE, 0);
   setPdLower(page, CONTENTS + SIZE_OF_HASH_META_PAGE_DATA);
 }
 
@@ -226,10 +226,10 @@ function sparesAt(rec: DecodedRecord, blockId: number, ovflpoint: number): numbe
 
 /** Appends `blkno` to hashm_mapp[] (hashm_nmaps++). */
 function metaAddBitmap(rec: DecodedRecord, blockId: number, page: Uint8Array, blkno: number): void {
-  const nmaps = u32(page, META_NMAPS);
+  const nmaps = readU32LE(page, META_NMAPS);
   if (nmaps >= HASH_MAX_BITMAPS) throw redoCorruption(rec, blockId, `hashm_nmaps ${nmaps}: no room for another bitmap page`);
-  setU32(page, META_MAPP + 4 * nmaps, blkno);
-  setU32(page, META_NMAPS, nmaps + 1);
+  writeU32LE(page, META_MAPP + 4 * nmaps, blkno);
+  writeU32LE(page, META_NMAPS, nmaps + 1);
 }
 
 /** The byte holding bit `bit` of a bitmap page (little-endian u32 words = plain bit order). */
@@ -250,7 +250,7 @@ function addTuples(rec: DecodedRecord, blockId: number, page: Uint8Array, list: 
 
 function clearFlag(rec: DecodedRecord, blockId: number, page: Uint8Array, bits: number): void {
   const at = opaqueAt(rec, blockId, page) + OPAQUE_FLAG;
-  setU16(page, at, u16(page, at) & ~bits);
+  writeU16LE(page, at, readU16LE(page, at) & ~bits);
 }
 
 // ---- redo -------------------------------------------------------------------------------
@@ -276,7 +276,7 @@ function redoHash(rec: DecodedRecord, blockId: number, page: Uint8Array): void {
         setPageLsn(page, lsn);
       } else if (blockId === 1) {
         if (!readForRedo(rec, blk, page)) return;
-        metaAddBitmap(rec, blockId, page, u32(page, META_MAXBUCKET) + 1 + 1);
+        metaAddBitmap(rec, blockId, page, readU32LE(page, META_MAXBUCKET) + 1 + 1);
         setPageLsn(page, lsn);
       } else {
         throw unexpectedBlock(rec, blockId);
@@ -314,7 +314,7 @@ function redoHash(rec: DecodedRecord, blockId: number, page: Uint8Array): void {
       if (blockId > 1) throw unexpectedBlock(rec, blockId);
       // Replayed even over a restored image, as PostgreSQL does.
       readForRedo(rec, blk, page);
-      setU16(page, opaqueAt(rec, blockId, page) + OPAQUE_FLAG, blockId === 0 ? xl.oldBucketFlag : xl.newBucketFlag);
+      writeU16LE(page, opaqueAt(rec, blockId, page) + OPAQUE_FLAG, blockId === 0 ? xl.oldBucketFlag : xl.newBucketFlag);
       setPageLsn(page, lsn);
       return;
     }
@@ -410,7 +410,7 @@ function redoAddOvflPage(rec: DecodedRecord, blk: DecodedBlock, page: Uint8Array
       const bucket = hashBlockU32(rec, 0);
       readForRedo(rec, blk, page);
       const at = hashInitBuf(page, INVALID_BLOCK_NUMBER, bucket, LH_OVERFLOW_PAGE);
-      setU32(page, at + OPAQUE_PREVBLKNO, left.blkno);
+      writeU32LE(page, at + OPAQUE_PREVBLKNO, left.blkno);
       setPageLsn(page, lsn);
       return;
     }
@@ -418,7 +418,7 @@ function redoAddOvflPage(rec: DecodedRecord, blk: DecodedBlock, page: Uint8Array
       const right = findBlock(rec, 0);
       if (right === undefined) throw redoCorruption(rec, blockId, "no block reference 0 (the new overflow page)");
       if (!readForRedo(rec, blk, page)) return;
-      setU32(page, opaqueAt(rec, blockId, page) + OPAQUE_NEXTBLKNO, right.blkno);
+      writeU32LE(page, opaqueAt(rec, blockId, page) + OPAQUE_NEXTBLKNO, right.blkno);
       setPageLsn(page, lsn);
       return;
     }
@@ -437,14 +437,14 @@ function redoAddOvflPage(rec: DecodedRecord, blk: DecodedBlock, page: Uint8Array
       return;
     case 4: {
       if (!readForRedo(rec, blk, page)) return;
-      setU32(page, META_FIRSTFREE, hashBlockU32(rec, 4));
+      writeU32LE(page, META_FIRSTFREE, hashBlockU32(rec, 4));
       if (!xl.bmpageFound) {
-        const spares = sparesAt(rec, blockId, u32(page, META_OVFLPOINT));
-        setU32(page, spares, u32(page, spares) + 1);
+        const spares = sparesAt(rec, blockId, readU32LE(page, META_OVFLPOINT));
+        writeU32LE(page, spares, readU32LE(page, spares) + 1);
         const newmap = findBlock(rec, 3);
         if (newmap !== undefined) {
           metaAddBitmap(rec, blockId, page, newmap.blkno);
-          setU32(page, spares, u32(page, spares) + 1);
+          writeU32LE(page, spares, readU32LE(page, spares) + 1);
         }
       }
       setPageLsn(page, lsn);
@@ -464,8 +464,8 @@ function redoSplitAllocatePage(rec: DecodedRecord, blk: DecodedBlock, page: Uint
       // The old bucket: updated even over a restored image, as PostgreSQL does.
       readForRedo(rec, blk, page);
       const at = opaqueAt(rec, blockId, page);
-      setU16(page, at + OPAQUE_FLAG, xl.oldBucketFlag);
-      setU32(page, at + OPAQUE_PREVBLKNO, xl.newBucket);
+      writeU16LE(page, at + OPAQUE_FLAG, xl.oldBucketFlag);
+      writeU32LE(page, at + OPAQUE_PREVBLKNO, xl.newBucket);
       setPageLsn(page, lsn);
       return;
     }
@@ -477,14 +477,14 @@ function redoSplitAllocatePage(rec: DecodedRecord, blk: DecodedBlock, page: Uint
     case 2: {
       if (!readForRedo(rec, blk, page)) return;
       const upd = decodeHashSplitMetaUpdate(rec, xl.flags);
-      setU32(page, META_MAXBUCKET, xl.newBucket);
+      writeU32LE(page, META_MAXBUCKET, xl.newBucket);
       if (upd.hasMasks) {
-        setU32(page, META_LOWMASK, upd.lowmask);
-        setU32(page, META_HIGHMASK, upd.highmask);
+        writeU32LE(page, META_LOWMASK, upd.lowmask);
+        writeU32LE(page, META_HIGHMASK, upd.highmask);
       }
       if (upd.hasSplitpoint) {
-        setU32(page, sparesAt(rec, blockId, upd.ovflpoint), upd.ovflpages);
-        setU32(page, META_OVFLPOINT, upd.ovflpoint);
+        writeU32LE(page, sparesAt(rec, blockId, upd.ovflpoint), upd.ovflpages);
+        writeU32LE(page, META_OVFLPOINT, upd.ovflpoint);
       }
       setPageLsn(page, lsn);
       return;
@@ -507,7 +507,7 @@ function redoSqueezePage(rec: DecodedRecord, blk: DecodedBlock, page: Uint8Array
     case 1:
       if (!readForRedo(rec, blk, page)) return;
       if (xl.ntups > 0) addTuples(rec, blockId, page, decodeHashTupleList(rec, 1, xl.ntups));
-      if (xl.isPrevBucketSameWrt) setU32(page, opaqueAt(rec, blockId, page) + OPAQUE_NEXTBLKNO, xl.nextblkno);
+      if (xl.isPrevBucketSameWrt) writeU32LE(page, opaqueAt(rec, blockId, page) + OPAQUE_NEXTBLKNO, xl.nextblkno);
       setPageLsn(page, lsn);
       return;
     case 2: {
@@ -523,12 +523,12 @@ function redoSqueezePage(rec: DecodedRecord, blk: DecodedBlock, page: Uint8Array
       // registers block 3 then (and would not read it).
       if (xl.isPrevBucketSameWrt) throw unexpectedBlock(rec, blockId);
       if (!readForRedo(rec, blk, page)) return;
-      setU32(page, opaqueAt(rec, blockId, page) + OPAQUE_NEXTBLKNO, xl.nextblkno);
+      writeU32LE(page, opaqueAt(rec, blockId, page) + OPAQUE_NEXTBLKNO, xl.nextblkno);
       setPageLsn(page, lsn);
       return;
     case 4:
       if (!readForRedo(rec, blk, page)) return;
-      setU32(page, opaqueAt(rec, blockId, page) + OPAQUE_PREVBLKNO, xl.prevblkno);
+      writeU32LE(page, opaqueAt(rec, blockId, page) + OPAQUE_PREVBLKNO, xl.prevblkno);
       setPageLsn(page, lsn);
       return;
     case 5: {
@@ -541,7 +541,7 @@ function redoSqueezePage(rec: DecodedRecord, blk: DecodedBlock, page: Uint8Array
     }
     case 6:
       if (!readForRedo(rec, blk, page)) return;
-      setU32(page, META_FIRSTFREE, hashBlockU32(rec, 6));
+      writeU32LE(page, META_FIRSTFREE, hashBlockU32(rec, 6));
       setPageLsn(page, lsn);
       return;
     default:
@@ -559,7 +559,7 @@ function maskHash(page: Uint8Array, _blkno: number): void {
   const special = pdSpecial(page);
   if (special + SIZE_OF_HASH_PAGE_OPAQUE > BLCKSZ) return;
   const flagAt = special + OPAQUE_FLAG;
-  const pagetype = u16(page, flagAt) & LH_PAGE_TYPE;
+  const pagetype = readU16LE(page, flagAt) & LH_PAGE_TYPE;
   if (pagetype === LH_UNUSED_PAGE) {
     maskPageContent(page);
   } else if (pagetype === LH_BUCKET_PAGE || pagetype === LH_OVERFLOW_PAGE) {
@@ -567,7 +567,7 @@ function maskHash(page: Uint8Array, _blkno: number): void {
     maskLpFlags(page);
   }
   // LH_PAGE_HAS_DEAD_TUPLES is a hint that may go unlogged.
-  setU16(page, flagAt, u16(page, flagAt) & ~LH_PAGE_HAS_DEAD_TUPLES);
+  writeU16LE(page, flagAt, readU16LE(page, flagAt) & ~LH_PAGE_HAS_DEAD_TUPLES);
 }
 
 export const hashRedo: RmgrRedo = {

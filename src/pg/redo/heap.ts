@@ -36,7 +36,7 @@
  * (no scratch copy, no view per tuple); the decoders allocate only their small result objects.
  */
 import type { CorruptionError } from "../../types/errors.js";
-import { setU16, setU32, u16 } from "../bytes.js";
+import { readU16LE, writeU16LE, writeU32LE } from "../../types/bytes.js";
 import {
   FIRST_COMMAND_ID,
   FROZEN_TRANSACTION_ID,
@@ -210,32 +210,32 @@ function checkedOffset(rec: DecodedRecord, blockId: number, page: Uint8Array, of
 
 /** fix_infomask_from_infobits, on the tuple at `page[t]`. */
 function fixInfomaskFromInfobits(page: Uint8Array, t: number, infobits: number): void {
-  let infomask = u16(page, t + T_INFOMASK) & ~(HEAP_XMAX_IS_MULTI | HEAP_XMAX_LOCK_ONLY | HEAP_XMAX_KEYSHR_LOCK | HEAP_XMAX_EXCL_LOCK);
-  let infomask2 = u16(page, t + T_INFOMASK2) & ~HEAP_KEYS_UPDATED;
+  let infomask = readU16LE(page, t + T_INFOMASK) & ~(HEAP_XMAX_IS_MULTI | HEAP_XMAX_LOCK_ONLY | HEAP_XMAX_KEYSHR_LOCK | HEAP_XMAX_EXCL_LOCK);
+  let infomask2 = readU16LE(page, t + T_INFOMASK2) & ~HEAP_KEYS_UPDATED;
   if (infobits & XLHL_XMAX_IS_MULTI) infomask |= HEAP_XMAX_IS_MULTI;
   if (infobits & XLHL_XMAX_LOCK_ONLY) infomask |= HEAP_XMAX_LOCK_ONLY;
   if (infobits & XLHL_XMAX_EXCL_LOCK) infomask |= HEAP_XMAX_EXCL_LOCK;
   // HEAP_XMAX_SHR_LOCK isn't considered here (as in PostgreSQL)
   if (infobits & XLHL_XMAX_KEYSHR_LOCK) infomask |= HEAP_XMAX_KEYSHR_LOCK;
   if (infobits & XLHL_KEYS_UPDATED) infomask2 |= HEAP_KEYS_UPDATED;
-  setU16(page, t + T_INFOMASK, infomask);
-  setU16(page, t + T_INFOMASK2, infomask2);
+  writeU16LE(page, t + T_INFOMASK, infomask);
+  writeU16LE(page, t + T_INFOMASK2, infomask2);
 }
 
 /** The common start of DELETE, UPDATE (old tuple), LOCK and LOCK_UPDATED. */
 function clearXmaxBits(page: Uint8Array, t: number): void {
-  setU16(page, t + T_INFOMASK, u16(page, t + T_INFOMASK) & ~(HEAP_XMAX_BITS | HEAP_MOVED));
-  setU16(page, t + T_INFOMASK2, u16(page, t + T_INFOMASK2) & ~HEAP_KEYS_UPDATED);
+  writeU16LE(page, t + T_INFOMASK, readU16LE(page, t + T_INFOMASK) & ~(HEAP_XMAX_BITS | HEAP_MOVED));
+  writeU16LE(page, t + T_INFOMASK2, readU16LE(page, t + T_INFOMASK2) & ~HEAP_KEYS_UPDATED);
 }
 
 /** HeapTupleHeaderSetCmin/SetCmax(tuple, FirstCommandId, false): t_cid and HEAP_COMBOCID off. */
 function setFirstCommandId(b: Uint8Array, t: number): void {
-  setU32(b, t + T_CID, FIRST_COMMAND_ID);
-  setU16(b, t + T_INFOMASK, u16(b, t + T_INFOMASK) & ~HEAP_COMBOCID);
+  writeU32LE(b, t + T_CID, FIRST_COMMAND_ID);
+  writeU16LE(b, t + T_INFOMASK, readU16LE(b, t + T_INFOMASK) & ~HEAP_COMBOCID);
 }
 
 function setInfomask2Bits(page: Uint8Array, t: number, set: number, clear: number): void {
-  setU16(page, t + T_INFOMASK2, (u16(page, t + T_INFOMASK2) & ~clear) | set);
+  writeU16LE(page, t + T_INFOMASK2, (readU16LE(page, t + T_INFOMASK2) & ~clear) | set);
 }
 
 /**
@@ -259,12 +259,12 @@ function placeRebuiltTuple(
   const t = pageAddItemSpace(page, len, offnum, PAI_OVERWRITE | PAI_IS_HEAP);
   if (t === 0) throw redoCorruption(rec, blockId, `failed to add a ${len}-byte tuple at offset ${offnum}`);
   // The 23 header bytes, every one written.
-  setU32(page, t + T_XMIN, rec.xid);
-  setU32(page, t + T_XMAX, xmax);
-  setU32(page, t + T_CID, FIRST_COMMAND_ID);
+  writeU32LE(page, t + T_XMIN, rec.xid);
+  writeU32LE(page, t + T_XMAX, xmax);
+  writeU32LE(page, t + T_CID, FIRST_COMMAND_ID);
   setCtid(page, t, blkno, offnum);
-  setU16(page, t + T_INFOMASK2, infomask2);
-  setU16(page, t + T_INFOMASK, infomask & ~HEAP_COMBOCID);
+  writeU16LE(page, t + T_INFOMASK2, infomask2);
+  writeU16LE(page, t + T_INFOMASK, infomask & ~HEAP_COMBOCID);
   page[t + T_HOFF] = hoff;
   return t;
 }
@@ -304,8 +304,8 @@ function heapXlogDelete(rec: DecodedRecord, blockId: number, page: Uint8Array): 
   clearXmaxBits(page, t);
   setInfomask2Bits(page, t, 0, HEAP_HOT_UPDATED);
   fixInfomaskFromInfobits(page, t, x.infobitsSet);
-  if (x.flags & XLH_DELETE_IS_SUPER) setU32(page, t + T_XMIN, INVALID_TRANSACTION_ID);
-  else setU32(page, t + T_XMAX, x.xmax);
+  if (x.flags & XLH_DELETE_IS_SUPER) writeU32LE(page, t + T_XMIN, INVALID_TRANSACTION_ID);
+  else writeU32LE(page, t + T_XMAX, x.xmax);
   setFirstCommandId(page, t);
   pageSetPrunable(page, rec.xid);
   if (x.flags & XLH_DELETE_ALL_VISIBLE_CLEARED) pageClearAllVisible(page);
@@ -334,7 +334,7 @@ function heapXlogUpdate(rec: DecodedRecord, blockId: number, page: Uint8Array, h
     clearXmaxBits(page, t);
     setInfomask2Bits(page, t, hot ? HEAP_HOT_UPDATED : 0, hot ? 0 : HEAP_HOT_UPDATED);
     fixInfomaskFromInfobits(page, t, x.oldInfobitsSet);
-    setU32(page, t + T_XMAX, x.oldXmax);
+    writeU32LE(page, t + T_XMAX, x.oldXmax);
     setFirstCommandId(page, t);
     setCtid(page, t, newblk, x.newOffnum);
     pageSetPrunable(page, rec.xid);
@@ -399,11 +399,11 @@ function heapXlogLock(rec: DecodedRecord, blockId: number, page: Uint8Array): vo
   clearXmaxBits(page, t);
   fixInfomaskFromInfobits(page, t, x.infobitsSet);
   // Clear the update flags only if the new infomask says there is no update.
-  if (xmaxIsLockedOnly(u16(page, t + T_INFOMASK))) {
+  if (xmaxIsLockedOnly(readU16LE(page, t + T_INFOMASK))) {
     setInfomask2Bits(page, t, 0, HEAP_HOT_UPDATED);
     setCtid(page, t, redoBlock(rec, 0).blkno, x.offnum);
   }
-  setU32(page, t + T_XMAX, x.lockingXid);
+  writeU32LE(page, t + T_XMAX, x.lockingXid);
   setFirstCommandId(page, t);
   setPageLsn(page, rec.endLsn);
 }
@@ -490,12 +490,12 @@ function heapXlogFreezePage(rec: DecodedRecord, blockId: number, page: Uint8Arra
   for (let i = 0; i < x.ntuples; i++) {
     const off = checkedOffset(rec, 0, page, freezePlanOffset(plans, i));
     const t = tupleWithHeader(rec, 0, page, off);
-    setU32(page, t + T_XMAX, freezePlanXmax(plans, i));
+    writeU32LE(page, t + T_XMAX, freezePlanXmax(plans, i));
     const frz = freezePlanFlags(plans, i);
-    if (frz & XLH_FREEZE_XVAC) setU32(page, t + T_CID, FROZEN_TRANSACTION_ID);
-    if (frz & XLH_INVALID_XVAC) setU32(page, t + T_CID, INVALID_TRANSACTION_ID);
-    setU16(page, t + T_INFOMASK, freezePlanInfomask(plans, i));
-    setU16(page, t + T_INFOMASK2, freezePlanInfomask2(plans, i));
+    if (frz & XLH_FREEZE_XVAC) writeU32LE(page, t + T_CID, FROZEN_TRANSACTION_ID);
+    if (frz & XLH_INVALID_XVAC) writeU32LE(page, t + T_CID, INVALID_TRANSACTION_ID);
+    writeU16LE(page, t + T_INFOMASK, freezePlanInfomask(plans, i));
+    writeU16LE(page, t + T_INFOMASK2, freezePlanInfomask2(plans, i));
   }
   setPageLsn(page, rec.endLsn);
 }
@@ -555,7 +555,7 @@ function heapXlogLockUpdated(rec: DecodedRecord, blockId: number, page: Uint8Arr
   const t = normalTuple(rec, 0, page, x.offnum);
   clearXmaxBits(page, t);
   fixInfomaskFromInfobits(page, t, x.infobitsSet);
-  setU32(page, t + T_XMAX, x.xmax);
+  writeU32LE(page, t + T_XMAX, x.xmax);
   setPageLsn(page, rec.endLsn);
 }
 
@@ -607,11 +607,11 @@ export function heapMask(page: Uint8Array, blkno: number): void {
     const t = itemIdOff(page, off);
     if (itemIdFlags(page, off) === LP_NORMAL) {
       if (t + SIZEOF_HEAP_TUPLE_HEADER > BLCKSZ) throw new PageLayoutError(`heap_mask: tuple ${off} at ${t} reaches past the page`);
-      const infomask = u16(page, t + T_INFOMASK);
-      if ((infomask & HEAP_XMIN_FROZEN) !== HEAP_XMIN_FROZEN) setU16(page, t + T_INFOMASK, infomask & ~HEAP_XACT_MASK);
-      else setU16(page, t + T_INFOMASK, infomask & ~(HEAP_XMAX_INVALID | HEAP_XMAX_COMMITTED));
-      setU32(page, t + T_CID, MASK_MARKER);
-      if (u16(page, t + T_CTID + 4) === SPEC_TOKEN_OFFSET_NUMBER) setCtid(page, t, blkno, off);
+      const infomask = readU16LE(page, t + T_INFOMASK);
+      if ((infomask & HEAP_XMIN_FROZEN) !== HEAP_XMIN_FROZEN) writeU16LE(page, t + T_INFOMASK, infomask & ~HEAP_XACT_MASK);
+      else writeU16LE(page, t + T_INFOMASK, infomask & ~(HEAP_XMAX_INVALID | HEAP_XMAX_COMMITTED));
+      writeU32LE(page, t + T_CID, MASK_MARKER);
+      if (readU16LE(page, t + T_CTID + 4) === SPEC_TOKEN_OFFSET_NUMBER) setCtid(page, t, blkno, off);
     }
     if (itemIdHasStorage(page, off)) {
       const len = itemIdLen(page, off);

@@ -24,7 +24,7 @@
 import { UnsupportedError } from "../../types/errors.js";
 import { type Lsn, lsnHi, lsnLo } from "../../types/lsn.js";
 import { nativeValue, type Value, ValueTag } from "../../types/value.js";
-import { setU16, u16 } from "../bytes.js";
+import { readU16LE, writeU16LE } from "../../types/bytes.js";
 import {
   BLCKSZ,
   CLOG_XACTS_PER_PAGE,
@@ -157,10 +157,10 @@ export function initNative(v: Value): Uint8Array {
   if (dv.getUint8(6) & PG_IMAGE_GIST_FIXUP) {
     // The left child of a GiST split gets NSN = the record's LSN and F_FOLLOW_RIGHT cleared
     // after XLogInsert, so its image still shows the old state; redo would set them.
-    const special = u16(page, 16);
+    const special = readU16LE(page, 16);
     if (special + 16 <= BLCKSZ) {
       setPageLsn(page.subarray(special, special + 8), pdLsn);
-      setU16(page, special + 12, u16(page, special + 12) & ~F_FOLLOW_RIGHT);
+      writeU16LE(page, special + 12, readU16LE(page, special + 12) & ~F_FOLLOW_RIGHT);
     }
   }
   return page;

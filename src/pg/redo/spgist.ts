@@ -62,7 +62,7 @@ import {
   setPageLsn,
 } from "./bufpage.js";
 import { findBlock, redoBlock, redoCorruption, redoUnsupported, type RmgrRedo, unexpectedBlock } from "./rmgr_interface.js";
-import { setU16, setU32, u16, u32 } from "../bytes.js";
+import { readU16LE, readU32LE, writeU16LE, writeU32LE } from "../../types/bytes.js";
 
 export const SIZE_OF_SPGIST_OPAQUE = 8;
 export const SPGIST_META = 1 << 0;
@@ -90,27 +90,27 @@ const OPAQUE_PAGE_ID = 6;
 
 /** ItemPointerSet on 6 bytes at `o`: bi_hi, bi_lo, posid. */
 function setItemPointer(p: Uint8Array, o: number, blkno: number, off: number): void {
-  setU16(p, o, blkno >>> 16);
-  setU16(p, o + 2, blkno & 0xffff);
-  setU16(p, o + 4, off);
+  writeU16LE(p, o, blkno >>> 16);
+  writeU16LE(p, o + 2, blkno & 0xffff);
+  writeU16LE(p, o + 4, off);
 }
 
 // ---- page opaque ----------------------------------------------------------------------
 
 function opaqueCounter(page: Uint8Array, field: number): number {
-  return u16(page, pdSpecial(page) + field);
+  return readU16LE(page, pdSpecial(page) + field);
 }
 /** Adds `delta` to nRedirection or nPlaceholder, wrapping as the uint16 it is. */
 function bumpCounter(page: Uint8Array, field: number, delta: number): void {
-  setU16(page, pdSpecial(page) + field, (opaqueCounter(page, field) + delta) & 0xffff);
+  writeU16LE(page, pdSpecial(page) + field, (opaqueCounter(page, field) + delta) & 0xffff);
 }
 
 /** SpGistInitPage: an empty page with an SP-GiST opaque carrying `flags`. */
 function spgInitPage(page: Uint8Array, flags: number): void {
   pageInit(page, SIZE_OF_SPGIST_OPAQUE);
   const o = pdSpecial(page);
-  setU16(page, o + OPAQUE_FLAGS, flags);
-  setU16(page, o + OPAQUE_PAGE_ID, SPGIST_PAGE_ID);
+  writeU16LE(page, o + OPAQUE_FLAGS, flags);
+  writeU16LE(page, o + OPAQUE_PAGE_ID, SPGIST_PAGE_ID);
 }
 
 // ---- tuples ---------------------------------------------------------------------------
@@ -139,10 +139,10 @@ const deadTuple = new Uint8Array(SGDTSIZE);
 
 function formDeadTuple(state: SpgState, tstate: number, blkno: number, off: number): Uint8Array {
   deadTuple.fill(0);
-  setU32(deadTuple, 0, (tstate | (SGDTSIZE << 2)) >>> 0);
+  writeU32LE(deadTuple, 0, (tstate | (SGDTSIZE << 2)) >>> 0);
   if (tstate === SPGIST_REDIRECT) {
     setItemPointer(deadTuple, 6, blkno, off);
-    setU32(deadTuple, 12, state.myXid);
+    writeU32LE(deadTuple, 12, state.myXid);
   } else {
     setItemPointer(deadTuple, 6, INVALID_BLOCK_NUMBER, InvalidOffsetNumber);
   }
@@ -186,12 +186,12 @@ function addLeafTuples(rec: DecodedRecord, bid: number, page: Uint8Array, tuples
 
 /** SGLT_SET_NEXTOFFSET on a leaf tuple in place. */
 function setNextOffset(lt: Uint8Array, next: number): void {
-  setU16(lt, 4, (u16(lt, 4) & 0xc000) | (next & 0x3fff));
+  writeU16LE(lt, 4, (readU16LE(lt, 4) & 0xc000) | (next & 0x3fff));
 }
 
 /** spgUpdateNodeLink: point node `nodeI` of the inner tuple `tup` (in the page) at blkno/off. */
 function updateNodeLink(rec: DecodedRecord, bid: number, tup: Uint8Array, nodeI: number, blkno: number, off: number): void {
-  const word0 = u32(tup, 0);
+  const word0 = readU32LE(tup, 0);
   const nNodes = (word0 >>> 3) & 0x1fff;
   let p = SGITHDRSZ + (word0 >>> 16);
   for (let i = 0; i < nNodes; i++) {
@@ -200,7 +200,7 @@ function updateNodeLink(rec: DecodedRecord, bid: number, tup: Uint8Array, nodeI:
       setItemPointer(tup, p, blkno, off);
       return;
     }
-    p += u16(tup, p + 6) & INDEX_SIZE_MASK;
+    p += readU16LE(tup, p + 6) & INDEX_SIZE_MASK;
   }
   throw redoCorruption(rec, bid, `failed to find requested node ${nodeI} in SPGiST inner tuple of ${nNodes} nodes`);
 }
@@ -419,9 +419,9 @@ function redoVacuumLeaf(rec: DecodedRecord, block: DecodedBlock, page: Uint8Arra
     }
     const a = SIZE_OF_PAGE_HEADER + (src - 1) * SIZE_OF_ITEM_ID;
     const b = SIZE_OF_PAGE_HEADER + (dst - 1) * SIZE_OF_ITEM_ID;
-    const tmp = u32(page, a);
-    setU32(page, a, u32(page, b));
-    setU32(page, b, tmp);
+    const tmp = readU32LE(page, a);
+    writeU32LE(page, a, readU32LE(page, b));
+    writeU32LE(page, b, tmp);
   }
   spgMultiDelete(rec, bid, st, page, xl.moveSrc, SPGIST_PLACEHOLDER, SPGIST_PLACEHOLDER, INVALID_BLOCK_NUMBER, InvalidOffsetNumber);
   for (let i = 0; i < xl.chainSrc.length; i++) setNextOffset(itemAt(rec, bid, page, xl.chainSrc[i]!), xl.chainDest[i]!);

@@ -31,7 +31,7 @@ import { type Lsn, lsnAdd, lsnFromParts, lsnToString } from "../../types/lsn.js"
 export const XLOG_PAGE_MAGIC = 0xd110;
 /** Defined in src/pg/consts.ts; re-exported for the WAL modules that take them from here. */
 import { MAXIMUM_ALIGNOF, XLOG_BLCKSZ } from "../consts.js";
-import { u16, u32 } from "../bytes.js";
+import { readU16LE, readU32LE } from "../../types/bytes.js";
 
 export { BLCKSZ, XLOG_BLCKSZ } from "../consts.js";
 export const SIZE_OF_XLOG_SHORT_PHD = 24;
@@ -116,22 +116,22 @@ export interface XLogPageHeader {
  * A pageaddr beyond 2^53 becomes -1 so that validation fails on it with a clear message.
  */
 export function readPageHeader(buf: Uint8Array, off: number): XLogPageHeader {
-  const info = u16(buf, off + 2);
-  const addrHi = u32(buf, off + 12);
-  const addrLo = u32(buf, off + 8);
+  const info = readU16LE(buf, off + 2);
+  const addrHi = readU32LE(buf, off + 12);
+  const addrLo = readU32LE(buf, off + 8);
   const pageAddr = addrHi >= 0x20_0000 ? (-1 as Lsn) : lsnFromParts(addrHi, addrLo);
   const isLong = (info & XLP_LONG_HEADER) !== 0;
   return {
-    magic: u16(buf, off),
+    magic: readU16LE(buf, off),
     info,
-    tli: u32(buf, off + 4),
+    tli: readU32LE(buf, off + 4),
     pageAddr,
-    remLen: u32(buf, off + 16),
+    remLen: readU32LE(buf, off + 16),
     isLong,
-    sysidLo: isLong ? u32(buf, off + 24) : 0,
-    sysidHi: isLong ? u32(buf, off + 28) : 0,
-    segSize: isLong ? u32(buf, off + 32) : 0,
-    blcksz: isLong ? u32(buf, off + 36) : 0,
+    sysidLo: isLong ? readU32LE(buf, off + 24) : 0,
+    sysidHi: isLong ? readU32LE(buf, off + 28) : 0,
+    segSize: isLong ? readU32LE(buf, off + 32) : 0,
+    blcksz: isLong ? readU32LE(buf, off + 36) : 0,
   };
 }
 

@@ -35,7 +35,7 @@ import { BLCKSZ, MAX_FORKNUM } from "../consts.js";
 import { crc32cRange } from "./crc32c.js";
 import { SIZE_OF_XLOG_RECORD, WalDecodeError } from "./page.js";
 import { isValidRmgrId } from "./rmgr_ids.js";
-import { u16, u32 } from "../bytes.js";
+import { readU16LE, readU32LE } from "../../types/bytes.js";
 
 /** PostgreSQL's record size limit (MaxAllocSize, 1 GiB - 1): anything larger is corrupt. */
 export const MAX_RECORD_BYTES = 0x3fff_ffff;
@@ -70,7 +70,7 @@ export interface RelFileNode {
 
 /** The 12-byte RelFileNode (spcNode, dbNode, relNode: u32 each) at `b[o]`; the caller checked the length. */
 export function readRelFileNode(b: Uint8Array, o: number): RelFileNode {
-  return { spcNode: u32(b, o), dbNode: u32(b, o + 4), relNode: u32(b, o + 8) };
+  return { spcNode: readU32LE(b, o), dbNode: readU32LE(b, o + 4), relNode: readU32LE(b, o + 8) };
 }
 
 /** A full-page image as stored: maybe compressed, with its hole removed. */
@@ -135,19 +135,19 @@ function shortData(lsn: Lsn, dataTotal: number, remaining: number): WalDecodeErr
 
 /** xl_tot_len of the record whose header starts at `buf[off]` (4 bytes needed). */
 export function readTotLen(buf: Uint8Array, off: number): number {
-  return u32(buf, off);
+  return readU32LE(buf, off);
 }
 
 /** xl_prev of a record header at `buf[off]`; -1 if beyond 2^53 (never valid). */
 export function readPrev(buf: Uint8Array, off: number): Lsn {
-  const hi = u32(buf, off + 12);
+  const hi = readU32LE(buf, off + 12);
   if (hi >= 0x20_0000) return -1 as Lsn;
-  return (hi * 0x1_0000_0000 + u32(buf, off + 8)) as Lsn;
+  return (hi * 0x1_0000_0000 + readU32LE(buf, off + 8)) as Lsn;
 }
 
 /** The CRC stored in a record (xl_crc). */
 export function storedRecordCrc(record: Uint8Array): number {
-  return u32(record, 20);
+  return readU32LE(record, 20);
 }
 
 /** The CRC a record should carry: over [24, tot_len), then over header bytes [0, 20). */
@@ -174,7 +174,7 @@ function hex8(x: number): string {
  * access, where only xl_prev < lsn can be checked.
  */
 export function validateRecordHeader(buf: Uint8Array, off: number, lsn: Lsn, expectedPrev: Lsn | null): void {
-  const totLen = u32(buf, off);
+  const totLen = readU32LE(buf, off);
   if (totLen < SIZE_OF_XLOG_RECORD) {
     throw new WalDecodeError(lsn, `invalid record length: wanted ${SIZE_OF_XLOG_RECORD}, got ${totLen}`);
   }
@@ -205,7 +205,7 @@ export function validateRecordHeader(buf: Uint8Array, off: number, lsn: Lsn, exp
 export function decodeRecord(record: Uint8Array, lsn: Lsn, endLsn: Lsn): DecodedRecord {
   const len = record.length;
   if (len < SIZE_OF_XLOG_RECORD) throw new WalDecodeError(lsn, `record of ${len} bytes is shorter than its header`);
-  const totLen = u32(record, 0);
+  const totLen = readU32LE(record, 0);
   if (totLen !== len) throw new WalDecodeError(lsn, `xl_tot_len ${totLen} does not match the ${len} record bytes`);
   const rmid = record[17]!;
   if (!isValidRmgrId(rmid)) throw new WalDecodeError(lsn, `invalid resource manager ID ${rmid}`);
@@ -236,7 +236,7 @@ export function decodeRecord(record: Uint8Array, lsn: Lsn, endLsn: Lsn): Decoded
     }
     if (id === XLR_BLOCK_ID_DATA_LONG) {
       if (remaining < 4) throw shortData(lsn, dataTotal, remaining);
-      mainDataLen = u32(record, ptr);
+      mainDataLen = readU32LE(record, ptr);
       ptr += 4;
       remaining -= 4;
       dataTotal += mainDataLen;
@@ -244,14 +244,14 @@ export function decodeRecord(record: Uint8Array, lsn: Lsn, endLsn: Lsn): Decoded
     }
     if (id === XLR_BLOCK_ID_ORIGIN) {
       if (remaining < 2) throw shortData(lsn, dataTotal, remaining);
-      origin = u16(record, ptr);
+      origin = readU16LE(record, ptr);
       ptr += 2;
       remaining -= 2;
       continue;
     }
     if (id === XLR_BLOCK_ID_TOPLEVEL_XID) {
       if (remaining < 4) throw shortData(lsn, dataTotal, remaining);
-      topLevelXid = u32(record, ptr);
+      topLevelXid = readU32LE(record, ptr);
       ptr += 4;
       remaining -= 4;
       continue;
@@ -262,7 +262,7 @@ export function decodeRecord(record: Uint8Array, lsn: Lsn, endLsn: Lsn): Decoded
 
     if (remaining < 3) throw shortData(lsn, dataTotal, remaining);
     const forkFlags = record[ptr]!;
-    const dataLen = u16(record, ptr + 1);
+    const dataLen = readU16LE(record, ptr + 1);
     ptr += 3;
     remaining -= 3;
     const hasImage = (forkFlags & BKPBLOCK_HAS_IMAGE) !== 0;
@@ -279,8 +279,8 @@ export function decodeRecord(record: Uint8Array, lsn: Lsn, endLsn: Lsn): Decoded
     let applyImage = false;
     if (hasImage) {
       if (remaining < 5) throw shortData(lsn, dataTotal, remaining);
-      const bimgLen = u16(record, ptr);
-      const holeOffset = u16(record, ptr + 2);
+      const bimgLen = readU16LE(record, ptr);
+      const holeOffset = readU16LE(record, ptr + 2);
       const bimgInfo = record[ptr + 4]!;
       ptr += 5;
       remaining -= 5;
@@ -291,7 +291,7 @@ export function decodeRecord(record: Uint8Array, lsn: Lsn, endLsn: Lsn): Decoded
       if (compressed) {
         if (hasHole) {
           if (remaining < 2) throw shortData(lsn, dataTotal, remaining);
-          holeLength = u16(record, ptr);
+          holeLength = readU16LE(record, ptr);
           ptr += 2;
           remaining -= 2;
         } else {
@@ -336,7 +336,7 @@ export function decodeRecord(record: Uint8Array, lsn: Lsn, endLsn: Lsn): Decoded
       rnode = lastRnode;
     }
     if (remaining < 4) throw shortData(lsn, dataTotal, remaining);
-    const blkno = u32(record, ptr);
+    const blkno = readU32LE(record, ptr);
     ptr += 4;
     remaining -= 4;
 
@@ -378,7 +378,7 @@ export function decodeRecord(record: Uint8Array, lsn: Lsn, endLsn: Lsn): Decoded
   return {
     lsn,
     endLsn,
-    xid: u32(record, 4),
+    xid: readU32LE(record, 4),
     prev: readPrev(record, 0),
     info: record[16]!,
     rmid,

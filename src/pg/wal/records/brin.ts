@@ -15,7 +15,7 @@
  */
 import type { DecodedRecord } from "../record.js";
 import { needMain, recordCorruption } from "./record_access.js";
-import { u16, u32 } from "../../bytes.js";
+import { readU16LE, readU32LE } from "../../../types/bytes.js";
 
 export const XLOG_BRIN_CREATE_INDEX = 0x00;
 export const XLOG_BRIN_INSERT = 0x10;
@@ -41,7 +41,7 @@ export interface BrinCreateIdx {
 
 export function decodeBrinCreateIdx(rec: DecodedRecord): BrinCreateIdx {
   const d = needMain(rec, SIZE_OF_CREATE_IDX, "xl_brin_createidx");
-  return { pagesPerRange: u32(d, 0), version: u16(d, 4) };
+  return { pagesPerRange: readU32LE(d, 0), version: readU16LE(d, 4) };
 }
 
 /** xl_brin_insert, also the tail of xl_brin_update. */
@@ -52,10 +52,10 @@ export interface BrinInsert {
 }
 
 function insertAt(rec: DecodedRecord, d: Uint8Array, at: number): BrinInsert {
-  const pagesPerRange = u32(d, at + 4);
+  const pagesPerRange = readU32LE(d, at + 4);
   // HEAPBLK_TO_REVMAP_INDEX divides by it.
   if (pagesPerRange === 0) throw recordCorruption(rec, "pagesPerRange is 0");
-  return { heapBlk: u32(d, at), pagesPerRange, offnum: u16(d, at + 8) };
+  return { heapBlk: readU32LE(d, at), pagesPerRange, offnum: readU16LE(d, at + 8) };
 }
 
 export function decodeBrinInsert(rec: DecodedRecord): BrinInsert {
@@ -69,7 +69,7 @@ export interface BrinUpdate {
 
 export function decodeBrinUpdate(rec: DecodedRecord): BrinUpdate {
   const d = needMain(rec, SIZE_OF_UPDATE, "xl_brin_update");
-  return { oldOffnum: u16(d, 0), insert: insertAt(rec, d, 4) };
+  return { oldOffnum: readU16LE(d, 0), insert: insertAt(rec, d, 4) };
 }
 
 export interface BrinSamepageUpdate {
@@ -77,7 +77,7 @@ export interface BrinSamepageUpdate {
 }
 
 export function decodeBrinSamepageUpdate(rec: DecodedRecord): BrinSamepageUpdate {
-  return { offnum: u16(needMain(rec, SIZE_OF_SAMEPAGE_UPDATE, "xl_brin_samepage_update"), 0) };
+  return { offnum: readU16LE(needMain(rec, SIZE_OF_SAMEPAGE_UPDATE, "xl_brin_samepage_update"), 0) };
 }
 
 export interface BrinRevmapExtend {
@@ -85,7 +85,7 @@ export interface BrinRevmapExtend {
 }
 
 export function decodeBrinRevmapExtend(rec: DecodedRecord): BrinRevmapExtend {
-  return { targetBlk: u32(needMain(rec, SIZE_OF_REVMAP_EXTEND, "xl_brin_revmap_extend"), 0) };
+  return { targetBlk: readU32LE(needMain(rec, SIZE_OF_REVMAP_EXTEND, "xl_brin_revmap_extend"), 0) };
 }
 
 export interface BrinDesummarize {
@@ -96,7 +96,7 @@ export interface BrinDesummarize {
 
 export function decodeBrinDesummarize(rec: DecodedRecord): BrinDesummarize {
   const d = needMain(rec, SIZE_OF_DESUMMARIZE, "xl_brin_desummarize");
-  const pagesPerRange = u32(d, 0);
+  const pagesPerRange = readU32LE(d, 0);
   if (pagesPerRange === 0) throw recordCorruption(rec, "pagesPerRange is 0");
-  return { pagesPerRange, heapBlk: u32(d, 4), regOffset: u16(d, 8) };
+  return { pagesPerRange, heapBlk: readU32LE(d, 4), regOffset: readU16LE(d, 8) };
 }

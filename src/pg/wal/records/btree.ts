@@ -33,7 +33,7 @@ import { CorruptionError } from "../../../types/errors.js";
 import { lsnToString } from "../../../types/lsn.js";
 import type { DecodedRecord } from "../record.js";
 import { describeRecordKind, XLR_RMGR_INFO_MASK } from "../rmgr_ids.js";
-import { u16, u32 } from "../../bytes.js";
+import { readU16LE, readU32LE } from "../../../types/bytes.js";
 import { blockById } from "./record_access.js";
 
 export const XLOG_BTREE_INSERT_LEAF = 0x00;
@@ -115,7 +115,7 @@ function indexTupleSizeAt(rec: DecodedRecord, blockId: number, data: Uint8Array,
   if (off + SIZE_OF_INDEX_TUPLE_DATA > data.length) {
     throw btreeRecordError(rec, `${what}: ${data.length - off} bytes left, an index tuple header needs ${SIZE_OF_INDEX_TUPLE_DATA}`, blockId);
   }
-  const size = u16(data, off + 6) & INDEX_SIZE_MASK;
+  const size = readU16LE(data, off + 6) & INDEX_SIZE_MASK;
   if (size < SIZE_OF_INDEX_TUPLE_DATA) throw btreeRecordError(rec, `${what}: index tuple size ${size} is below its header size`, blockId);
   return size;
 }
@@ -139,12 +139,12 @@ export function decodeBtreeMetadata(rec: DecodedRecord, blockId: number): XlBtre
     throw btreeRecordError(rec, `xl_btree_metadata is ${d.length} bytes, expected ${SIZE_OF_BTREE_METADATA}`, blockId);
   }
   return {
-    version: u32(d, 0),
-    root: u32(d, 4),
-    level: u32(d, 8),
-    fastroot: u32(d, 12),
-    fastlevel: u32(d, 16),
-    lastCleanupNumDelpages: u32(d, 20),
+    version: readU32LE(d, 0),
+    root: readU32LE(d, 4),
+    level: readU32LE(d, 8),
+    fastroot: readU32LE(d, 12),
+    fastlevel: readU32LE(d, 16),
+    lastCleanupNumDelpages: readU32LE(d, 20),
     allequalimage: d[24] !== 0,
   };
 }
@@ -157,7 +157,7 @@ export interface XlBtreeInsert {
 
 export function decodeBtreeInsert(rec: DecodedRecord): XlBtreeInsert {
   const d = mainDataExactly(rec, SIZE_OF_BTREE_INSERT, "xl_btree_insert");
-  return { offnum: u16(d, 0) };
+  return { offnum: readU16LE(d, 0) };
 }
 
 export interface XlBtreeInsertData {
@@ -174,7 +174,7 @@ export function decodeBtreeInsertData(rec: DecodedRecord, posting: boolean): XlB
   let postingoff = 0;
   if (posting) {
     if (d.length < 2) throw btreeRecordError(rec, `data is ${d.length} bytes, too short for postingoff`, 0);
-    postingoff = u16(d, 0);
+    postingoff = readU16LE(d, 0);
     if (postingoff === 0) throw btreeRecordError(rec, "posting list split at offset 0", 0);
     off = 2;
   }
@@ -196,7 +196,7 @@ export interface XlBtreeSplit {
 
 export function decodeBtreeSplit(rec: DecodedRecord): XlBtreeSplit {
   const d = mainDataExactly(rec, SIZE_OF_BTREE_SPLIT, "xl_btree_split");
-  return { level: u32(d, 0), firstrightoff: u16(d, 4), newitemoff: u16(d, 6), postingoff: u16(d, 8) };
+  return { level: readU32LE(d, 0), firstrightoff: readU16LE(d, 4), newitemoff: readU16LE(d, 6), postingoff: readU16LE(d, 8) };
 }
 
 export interface XlBtreeSplitLeftData {
@@ -259,7 +259,7 @@ export interface XlBtreeDedup {
 
 export function decodeBtreeDedup(rec: DecodedRecord): XlBtreeDedup {
   const d = mainDataExactly(rec, SIZE_OF_BTREE_DEDUP, "xl_btree_dedup");
-  return { nintervals: u16(d, 0) };
+  return { nintervals: readU16LE(d, 0) };
 }
 
 /** Block 0's BTDedupInterval array, exactly nintervals of them; read with dedupIntervalBaseoff/Nitems. */
@@ -272,10 +272,10 @@ export function decodeBtreeDedupIntervals(rec: DecodedRecord, dedup: XlBtreeDedu
 }
 
 export function dedupIntervalBaseoff(intervals: Uint8Array, i: number): number {
-  return u16(intervals, i * SIZE_OF_BTREE_DEDUP_INTERVAL);
+  return readU16LE(intervals, i * SIZE_OF_BTREE_DEDUP_INTERVAL);
 }
 export function dedupIntervalNitems(intervals: Uint8Array, i: number): number {
-  return u16(intervals, i * SIZE_OF_BTREE_DEDUP_INTERVAL + 2);
+  return readU16LE(intervals, i * SIZE_OF_BTREE_DEDUP_INTERVAL + 2);
 }
 
 // ---- VACUUM, DELETE ------------------------------------------------------------------
@@ -287,7 +287,7 @@ export interface XlBtreeVacuum {
 
 export function decodeBtreeVacuum(rec: DecodedRecord): XlBtreeVacuum {
   const d = mainDataExactly(rec, SIZE_OF_BTREE_VACUUM, "xl_btree_vacuum");
-  return { ndeleted: u16(d, 0), nupdated: u16(d, 2) };
+  return { ndeleted: readU16LE(d, 0), nupdated: readU16LE(d, 2) };
 }
 
 export interface XlBtreeDelete extends XlBtreeVacuum {
@@ -296,7 +296,7 @@ export interface XlBtreeDelete extends XlBtreeVacuum {
 
 export function decodeBtreeDelete(rec: DecodedRecord): XlBtreeDelete {
   const d = mainDataExactly(rec, SIZE_OF_BTREE_DELETE, "xl_btree_delete");
-  return { latestRemovedXid: u32(d, 0), ndeleted: u16(d, 4), nupdated: u16(d, 6) };
+  return { latestRemovedXid: readU32LE(d, 0), ndeleted: readU16LE(d, 4), nupdated: readU16LE(d, 6) };
 }
 
 /**
@@ -319,7 +319,7 @@ export function decodeBtreeDeleteData(rec: DecodedRecord, counts: XlBtreeVacuum)
   let off = fixed;
   for (let i = 0; i < counts.nupdated; i++) {
     if (off + SIZE_OF_BTREE_UPDATE > d.length) throw btreeRecordError(rec, `xl_btree_update ${i} starts past the ${d.length} bytes of data`, 0);
-    const n = u16(d, off);
+    const n = readU16LE(d, off);
     if (n === 0) throw btreeRecordError(rec, `xl_btree_update ${i} deletes no TIDs`, 0);
     off += SIZE_OF_BTREE_UPDATE + n * 2;
   }
@@ -333,16 +333,16 @@ export function decodeBtreeDeleteData(rec: DecodedRecord, counts: XlBtreeVacuum)
 
 /** Element `i` of a u16 array in record data (not necessarily 2-aligned). */
 export function offsetAt(arr: Uint8Array, i: number): number {
-  return u16(arr, i * 2);
+  return readU16LE(arr, i * 2);
 }
 
 /** ndeletedtids of the xl_btree_update at byte `pos` of `updates`. */
 export function updateNDeleted(updates: Uint8Array, pos: number): number {
-  return u16(updates, pos);
+  return readU16LE(updates, pos);
 }
 /** Byte position of the xl_btree_update after the one at `pos`. */
 export function nextUpdate(updates: Uint8Array, pos: number): number {
-  return pos + SIZE_OF_BTREE_UPDATE + u16(updates, pos) * 2;
+  return pos + SIZE_OF_BTREE_UPDATE + readU16LE(updates, pos) * 2;
 }
 
 // ---- MARK_PAGE_HALFDEAD, UNLINK_PAGE[_META] ----------------------------------------------
@@ -357,7 +357,7 @@ export interface XlBtreeMarkPageHalfdead {
 
 export function decodeBtreeMarkPageHalfdead(rec: DecodedRecord): XlBtreeMarkPageHalfdead {
   const d = mainDataExactly(rec, SIZE_OF_BTREE_MARK_PAGE_HALFDEAD, "xl_btree_mark_page_halfdead");
-  return { poffset: u16(d, 0), leafblk: u32(d, 4), leftblk: u32(d, 8), rightblk: u32(d, 12), topparent: u32(d, 16) };
+  return { poffset: readU16LE(d, 0), leafblk: readU32LE(d, 4), leftblk: readU32LE(d, 8), rightblk: readU32LE(d, 12), topparent: readU32LE(d, 16) };
 }
 
 export interface XlBtreeUnlinkPage {
@@ -375,14 +375,14 @@ export interface XlBtreeUnlinkPage {
 export function decodeBtreeUnlinkPage(rec: DecodedRecord): XlBtreeUnlinkPage {
   const d = mainDataExactly(rec, SIZE_OF_BTREE_UNLINK_PAGE, "xl_btree_unlink_page");
   return {
-    leftsib: u32(d, 0),
-    rightsib: u32(d, 4),
-    level: u32(d, 8),
-    safexidXid: u32(d, 16),
-    safexidEpoch: u32(d, 20),
-    leafleftsib: u32(d, 24),
-    leafrightsib: u32(d, 28),
-    leaftopparent: u32(d, 32),
+    leftsib: readU32LE(d, 0),
+    rightsib: readU32LE(d, 4),
+    level: readU32LE(d, 8),
+    safexidXid: readU32LE(d, 16),
+    safexidEpoch: readU32LE(d, 20),
+    leafleftsib: readU32LE(d, 24),
+    leafrightsib: readU32LE(d, 28),
+    leaftopparent: readU32LE(d, 32),
   };
 }
 
@@ -395,7 +395,7 @@ export interface XlBtreeNewroot {
 
 export function decodeBtreeNewroot(rec: DecodedRecord): XlBtreeNewroot {
   const d = mainDataExactly(rec, SIZE_OF_BTREE_NEWROOT, "xl_btree_newroot");
-  return { rootblk: u32(d, 0), level: u32(d, 4) };
+  return { rootblk: readU32LE(d, 0), level: readU32LE(d, 4) };
 }
 
 export interface XlBtreeReusePage {
@@ -410,12 +410,12 @@ export interface XlBtreeReusePage {
 export function decodeBtreeReusePage(rec: DecodedRecord): XlBtreeReusePage {
   const d = mainDataExactly(rec, SIZE_OF_BTREE_REUSE_PAGE, "xl_btree_reuse_page");
   return {
-    spcNode: u32(d, 0),
-    dbNode: u32(d, 4),
-    relNode: u32(d, 8),
-    block: u32(d, 12),
-    latestRemovedFullXidXid: u32(d, 16),
-    latestRemovedFullXidEpoch: u32(d, 20),
+    spcNode: readU32LE(d, 0),
+    dbNode: readU32LE(d, 4),
+    relNode: readU32LE(d, 8),
+    block: readU32LE(d, 12),
+    latestRemovedFullXidXid: readU32LE(d, 16),
+    latestRemovedFullXidEpoch: readU32LE(d, 20),
   };
 }
 

@@ -12,7 +12,7 @@
  * and info.
  */
 import { CLOG_XACTS_PER_PAGE } from "../../consts.js";
-import { u32 } from "../../bytes.js";
+import { readU32LE } from "../../../types/bytes.js";
 import type { DecodedRecord } from "../record.js";
 import { RM_CLOG_ID, XLR_RMGR_INFO_MASK } from "../rmgr_ids.js";
 import { exactMain, recordCorruption } from "./record_access.js";
@@ -41,7 +41,7 @@ export interface ClogTruncateRecord {
 export type ClogRecord = ClogZeroPageRecord | ClogTruncateRecord;
 
 function pagenoAt(rec: DecodedRecord, d: Uint8Array): number {
-  const pageno = u32(d, 0);
+  const pageno = readU32LE(d, 0);
   if (pageno > CLOG_MAX_PAGENO) throw recordCorruption(rec, `CLOG page ${pageno | 0} is outside 0..${CLOG_MAX_PAGENO}`);
   return pageno;
 }
@@ -55,7 +55,7 @@ export function decodeClogRecord(rec: DecodedRecord): ClogRecord {
       return { op, pageno: pagenoAt(rec, exactMain(rec, SIZE_OF_CLOG_ZEROPAGE, "CLOG page number")) };
     case CLOG_TRUNCATE: {
       const d = exactMain(rec, SIZE_OF_CLOG_TRUNCATE, "xl_clog_truncate");
-      return { op, pageno: pagenoAt(rec, d), oldestXact: u32(d, 4), oldestXactDb: u32(d, 8) };
+      return { op, pageno: pagenoAt(rec, d), oldestXact: readU32LE(d, 4), oldestXactDb: readU32LE(d, 8) };
     }
     default:
       throw recordCorruption(rec, `unknown CLOG info code 0x${op.toString(16).padStart(2, "0")}`);

@@ -13,7 +13,7 @@
  *
  * Every length is checked: a malformed record is a CorruptionError naming LSN, rmgr and info.
  */
-import { u32 } from "../../bytes.js";
+import { readU32LE } from "../../../types/bytes.js";
 import type { DecodedRecord } from "../record.js";
 import { RM_DBASE_ID, XLR_RMGR_INFO_MASK } from "../rmgr_ids.js";
 import { exactMain, needMain, recordCorruption } from "./record_access.js";
@@ -52,7 +52,7 @@ export type DbaseRecord = DbaseCreateFileCopyRecord | DbaseCreateWalLogRecord | 
 
 /** The i-th tablespace of a DROP record. */
 export function tablespaceIdAt(r: DbaseDropRecord, i: number): number {
-  return u32(r.tablespaceIds, 4 * i);
+  return readU32LE(r.tablespaceIds, 4 * i);
 }
 
 /** Decode any Database record; an opcode PostgreSQL 15 does not define is a CorruptionError. */
@@ -62,20 +62,20 @@ export function decodeDbaseRecord(rec: DecodedRecord): DbaseRecord {
   switch (op) {
     case XLOG_DBASE_CREATE_FILE_COPY: {
       const d = exactMain(rec, SIZE_OF_DBASE_CREATE_FILE_COPY, "xl_dbase_create_file_copy_rec");
-      return { op, dbId: u32(d, 0), tablespaceId: u32(d, 4), srcDbId: u32(d, 8), srcTablespaceId: u32(d, 12) };
+      return { op, dbId: readU32LE(d, 0), tablespaceId: readU32LE(d, 4), srcDbId: readU32LE(d, 8), srcTablespaceId: readU32LE(d, 12) };
     }
     case XLOG_DBASE_CREATE_WAL_LOG: {
       const d = exactMain(rec, SIZE_OF_DBASE_CREATE_WAL_LOG, "xl_dbase_create_wal_log_rec");
-      return { op, dbId: u32(d, 0), tablespaceId: u32(d, 4) };
+      return { op, dbId: readU32LE(d, 0), tablespaceId: readU32LE(d, 4) };
     }
     case XLOG_DBASE_DROP: {
       const d = needMain(rec, MIN_SIZE_OF_DBASE_DROP, "xl_dbase_drop_rec");
-      const n = u32(d, 4);
+      const n = readU32LE(d, 4);
       // A negative count reads as >= 2^31 and fails like any count the data can't hold.
       if (n > (d.length - MIN_SIZE_OF_DBASE_DROP) / 4 || d.length !== MIN_SIZE_OF_DBASE_DROP + 4 * n) {
         throw recordCorruption(rec, `main data is ${d.length} bytes, xl_dbase_drop_rec with ${n | 0} tablespaces is ${MIN_SIZE_OF_DBASE_DROP} + 4 each`);
       }
-      return { op, dbId: u32(d, 0), ntablespaces: n, tablespaceIds: d.subarray(MIN_SIZE_OF_DBASE_DROP) };
+      return { op, dbId: readU32LE(d, 0), ntablespaces: n, tablespaceIds: d.subarray(MIN_SIZE_OF_DBASE_DROP) };
     }
     default:
       throw recordCorruption(rec, `unknown Database info code 0x${op.toString(16).padStart(2, "0")}`);

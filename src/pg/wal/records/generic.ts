@@ -13,7 +13,7 @@
 import { BLCKSZ } from "../page.js";
 import type { DecodedRecord } from "../record.js";
 import { recordCorruption } from "./record_access.js";
-import { u16 } from "../../bytes.js";
+import { readU16LE } from "../../../types/bytes.js";
 
 export const XLOG_GENERIC = 0x00;
 export const MAX_GENERIC_XLOG_PAGES = 4;
@@ -30,8 +30,8 @@ export function checkGenericDelta(rec: DecodedRecord, blockId: number, delta: Ui
   // Each fragment consumes at least its header, so the loop runs at most len/4 times.
   while (p < delta.length) {
     if (delta.length - p < GENERIC_FRAGMENT_HEADER_SIZE) throw recordCorruption(rec, `block ${blockId} delta: ${delta.length - p} bytes left at ${p}, shorter than a fragment header`);
-    const offset = u16(delta, p);
-    const length = u16(delta, p + 2);
+    const offset = readU16LE(delta, p);
+    const length = readU16LE(delta, p + 2);
     p += GENERIC_FRAGMENT_HEADER_SIZE;
     if (length > delta.length - p) throw recordCorruption(rec, `block ${blockId} delta: fragment ${n} of ${length} bytes overruns the ${delta.length}-byte delta`);
     if (offset + length > BLCKSZ) throw recordCorruption(rec, `block ${blockId} delta: fragment ${n} at page offset ${offset} of ${length} bytes reaches past the page`);

@@ -30,7 +30,7 @@
  */
 import type { DecodedRecord } from "../record.js";
 import { blockById, expectInfo, needMain, recordCorruption, requireBlock } from "./record_access.js";
-import { u16, u32 } from "../../bytes.js";
+import { readU16LE, readU32LE } from "../../../types/bytes.js";
 
 export const XLOG_GIN_CREATE_PTREE = 0x10;
 export const XLOG_GIN_INSERT = 0x20;
@@ -156,13 +156,13 @@ export interface XlGinDeleteListPages {
 
 /** BlockIdData: bi_hi u16 then bi_lo u16. */
 export function blockIdAt(b: Uint8Array, o: number): number {
-  return u16(b, o) * 0x1_0000 + u16(b, o + 2);
+  return readU16LE(b, o) * 0x1_0000 + readU16LE(b, o + 2);
 }
 
 export function decodeGinCreatePostingTree(rec: DecodedRecord): XlGinCreatePostingTree {
   expectInfo(rec, XLOG_GIN_CREATE_PTREE);
   const d = needMain(rec, SIZE_OF_CREATE_PTREE, "ginxlogCreatePostingTree");
-  const size = u32(d, 0);
+  const size = readU32LE(d, 0);
   if (d.length !== SIZE_OF_CREATE_PTREE + size) throw recordCorruption(rec, `posting list of ${size} bytes, ${d.length - SIZE_OF_CREATE_PTREE} present`);
   return { postingList: d.subarray(SIZE_OF_CREATE_PTREE) };
 }
@@ -170,7 +170,7 @@ export function decodeGinCreatePostingTree(rec: DecodedRecord): XlGinCreatePosti
 export function decodeGinInsert(rec: DecodedRecord): XlGinInsert {
   expectInfo(rec, XLOG_GIN_INSERT);
   const d = needMain(rec, SIZE_OF_GIN_INSERT, "ginxlogInsert");
-  const flags = u16(d, 0);
+  const flags = readU16LE(d, 0);
   const isLeaf = (flags & GIN_INSERT_ISLEAF) !== 0;
   const want = isLeaf ? SIZE_OF_GIN_INSERT : SIZE_OF_GIN_INSERT + 8;
   if (d.length !== want) throw recordCorruption(rec, `ginxlogInsert main data is ${d.length} bytes, flags 0x${flags.toString(16)} need ${want}`);
@@ -187,22 +187,22 @@ export function decodeGinInsert(rec: DecodedRecord): XlGinInsert {
 export function decodeGinInsertEntry(rec: DecodedRecord): GinInsertEntry {
   const d = requireBlock(rec, 0).data;
   if (d.length < INSERT_ENTRY_HEADER + SIZE_OF_INDEX_TUPLE_DATA) throw recordCorruption(rec, `ginxlogInsertEntry of ${d.length} bytes`);
-  const size = u16(d, INSERT_ENTRY_HEADER + T_INFO_OFFSET) & INDEX_SIZE_MASK;
+  const size = readU16LE(d, INSERT_ENTRY_HEADER + T_INFO_OFFSET) & INDEX_SIZE_MASK;
   if (size !== d.length - INSERT_ENTRY_HEADER) throw recordCorruption(rec, `entry tuple size ${size}, ${d.length - INSERT_ENTRY_HEADER} bytes logged`);
-  return { offset: u16(d, 0), isDelete: d[2] !== 0, tuple: d.subarray(INSERT_ENTRY_HEADER) };
+  return { offset: readU16LE(d, 0), isDelete: d[2] !== 0, tuple: d.subarray(INSERT_ENTRY_HEADER) };
 }
 
 /** INSERT block 0 on an internal posting-tree page: ginxlogInsertDataInternal. */
 export function decodeGinInsertDataInternal(rec: DecodedRecord): GinInsertDataInternal {
   const d = requireBlock(rec, 0).data;
   if (d.length !== SIZE_OF_INSERT_DATA_INTERNAL) throw recordCorruption(rec, `ginxlogInsertDataInternal of ${d.length} bytes, expected ${SIZE_OF_INSERT_DATA_INTERNAL}`);
-  return { offset: u16(d, 0), newItem: d.subarray(2, 2 + SIZE_OF_POSTING_ITEM) };
+  return { offset: readU16LE(d, 0), newItem: d.subarray(2, 2 + SIZE_OF_POSTING_ITEM) };
 }
 
 /** Size of the GinPostingList at d[at] (header + SHORTALIGN(nbytes)), checked against `end`. */
 function postingListSize(rec: DecodedRecord, d: Uint8Array, at: number, end: number, what: string): number {
   if (at + SIZE_OF_GIN_POSTING_LIST_HEADER > end) throw recordCorruption(rec, `${what}: posting list header past the end of the data`);
-  const nbytes = u16(d, at + SIZE_OF_ITEM_POINTER);
+  const nbytes = readU16LE(d, at + SIZE_OF_ITEM_POINTER);
   const size = SIZE_OF_GIN_POSTING_LIST_HEADER + ((nbytes + 1) & ~1);
   if (at + size > end) throw recordCorruption(rec, `${what}: posting list of ${size} bytes, ${end - at} present`);
   return size;
@@ -212,7 +212,7 @@ function postingListSize(rec: DecodedRecord, d: Uint8Array, at: number, end: num
 export function decodeGinRecompress(rec: DecodedRecord, blockId: number): GinRecompress {
   const d = requireBlock(rec, blockId).data;
   if (d.length < 2) throw recordCorruption(rec, `ginxlogRecompressDataLeaf of ${d.length} bytes`);
-  const nactions = u16(d, 0);
+  const nactions = readU16LE(d, 0);
   if (nactions > MAX_ACTIONS) throw recordCorruption(rec, `${nactions} segment actions`);
   const segnos = new Uint8Array(nactions);
   const types = new Uint8Array(nactions);
@@ -234,7 +234,7 @@ export function decodeGinRecompress(rec: DecodedRecord, blockId: number): GinRec
       pos += size;
     } else if (type === GIN_SEGMENT_ADDITEMS) {
       if (pos + 2 > d.length) throw recordCorruption(rec, `segment action ${i}: item count past the end of the data`);
-      const nitems = u16(d, pos);
+      const nitems = readU16LE(d, pos);
       pos += 2;
       const len = nitems * SIZE_OF_ITEM_POINTER;
       if (pos + len > d.length) throw recordCorruption(rec, `segment action ${i}: ${nitems} items need ${len} bytes, ${d.length - pos} present`);
@@ -254,11 +254,11 @@ export function decodeGinRecompress(rec: DecodedRecord, blockId: number): GinRec
 export function decodeGinSplit(rec: DecodedRecord): XlGinSplit {
   expectInfo(rec, XLOG_GIN_SPLIT);
   const d = needMain(rec, SIZE_OF_SPLIT_FIELDS, "ginxlogSplit");
-  const flags = u16(d, 24);
+  const flags = readU16LE(d, 24);
   return {
-    rrlink: u32(d, 12),
-    leftChildBlkno: u32(d, 16),
-    rightChildBlkno: u32(d, 20),
+    rrlink: readU32LE(d, 12),
+    leftChildBlkno: readU32LE(d, 16),
+    rightChildBlkno: readU32LE(d, 20),
     flags,
     isLeaf: (flags & GIN_INSERT_ISLEAF) !== 0,
     isRoot: (flags & GIN_SPLIT_ROOT) !== 0,
@@ -268,17 +268,17 @@ export function decodeGinSplit(rec: DecodedRecord): XlGinSplit {
 export function decodeGinDeletePage(rec: DecodedRecord): XlGinDeletePage {
   expectInfo(rec, XLOG_GIN_DELETE_PAGE);
   const d = needMain(rec, SIZE_OF_DELETE_PAGE, "ginxlogDeletePage");
-  return { parentOffset: u16(d, 0), rightLink: u32(d, 4), deleteXid: u32(d, 8) };
+  return { parentOffset: readU16LE(d, 0), rightLink: readU32LE(d, 4), deleteXid: readU32LE(d, 8) };
 }
 
 export function decodeGinUpdateMeta(rec: DecodedRecord): XlGinUpdateMeta {
   expectInfo(rec, XLOG_GIN_UPDATE_META_PAGE);
   const d = needMain(rec, SIZE_OF_UPDATE_META_FIELDS, "ginxlogUpdateMeta");
-  const ntuples = u32(d, 80) | 0;
+  const ntuples = readU32LE(d, 80) | 0;
   return {
     metadata: d.subarray(UPDATE_META_METADATA, UPDATE_META_METADATA + SIZE_OF_GIN_META_PAGE_DATA),
-    prevTail: u32(d, 72),
-    newRightlink: u32(d, 76),
+    prevTail: readU32LE(d, 72),
+    newRightlink: readU32LE(d, 76),
     ntuples,
   };
 }
@@ -286,15 +286,15 @@ export function decodeGinUpdateMeta(rec: DecodedRecord): XlGinUpdateMeta {
 export function decodeGinInsertListPage(rec: DecodedRecord): XlGinInsertListPage {
   expectInfo(rec, XLOG_GIN_INSERT_LISTPAGE);
   const d = needMain(rec, SIZE_OF_INSERT_LISTPAGE, "ginxlogInsertListPage");
-  const ntuples = u32(d, 4) | 0;
+  const ntuples = readU32LE(d, 4) | 0;
   if (ntuples < 0) throw recordCorruption(rec, `negative ntuples ${ntuples}`);
-  return { rightlink: u32(d, 0), ntuples };
+  return { rightlink: readU32LE(d, 0), ntuples };
 }
 
 export function decodeGinDeleteListPages(rec: DecodedRecord): XlGinDeleteListPages {
   expectInfo(rec, XLOG_GIN_DELETE_LISTPAGE);
   const d = needMain(rec, SIZE_OF_DELETE_LISTPAGES_FIELDS, "ginxlogDeleteListPages");
-  const ndeleted = u32(d, 56) | 0;
+  const ndeleted = readU32LE(d, 56) | 0;
   if (ndeleted < 0 || ndeleted > GIN_NDELETE_AT_ONCE) throw recordCorruption(rec, `ndeleted ${ndeleted} outside [0, ${GIN_NDELETE_AT_ONCE}]`);
   for (let i = 1; i <= ndeleted; i++) {
     if (blockById(rec, i) === undefined) throw recordCorruption(rec, `ndeleted ${ndeleted} but no block reference ${i}`);
@@ -315,7 +315,7 @@ export function decodeGinTupleRun(rec: DecodedRecord, blockId: number, ntuples: 
   let pos = 0;
   for (let i = 0; i < ntuples; i++) {
     if (pos + SIZE_OF_INDEX_TUPLE_DATA > d.length) throw recordCorruption(rec, `block ${blockId} tuple ${i} past the end of the data`);
-    const size = u16(d, pos + T_INFO_OFFSET) & INDEX_SIZE_MASK;
+    const size = readU16LE(d, pos + T_INFO_OFFSET) & INDEX_SIZE_MASK;
     if (size < SIZE_OF_INDEX_TUPLE_DATA || pos + size > d.length) throw recordCorruption(rec, `block ${blockId} tuple ${i}: size ${size}, ${d.length - pos} bytes present`);
     starts[i] = pos;
     pos += size;

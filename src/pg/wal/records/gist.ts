@@ -21,7 +21,7 @@
 import { BLCKSZ } from "../../consts.js";
 import type { DecodedRecord } from "../record.js";
 import { blockById, needMain, recordCorruption } from "./record_access.js";
-import { u16, u32 } from "../../bytes.js";
+import { readU16LE, readU32LE } from "../../../types/bytes.js";
 
 export const XLOG_GIST_PAGE_UPDATE = 0x00;
 export const XLOG_GIST_DELETE = 0x10;
@@ -54,7 +54,7 @@ function indexTuples(rec: DecodedRecord, bytes: Uint8Array, start: number, end: 
   while (p < end) {
     if (out.length >= MAX_TUPLES_PER_PAGE) throw recordCorruption(rec, `${what}: more than ${MAX_TUPLES_PER_PAGE} tuples`);
     if (end - p < SIZE_OF_INDEX_TUPLE) throw recordCorruption(rec, `${what}: ${end - p} bytes left, shorter than a tuple header`);
-    const size = u16(bytes, p + 6) & INDEX_SIZE_MASK;
+    const size = readU16LE(bytes, p + 6) & INDEX_SIZE_MASK;
     if (size < SIZE_OF_INDEX_TUPLE || size > end - p) {
       throw recordCorruption(rec, `${what}: tuple at byte ${p - start} of size ${size} with ${end - p} bytes left`);
     }
@@ -77,7 +77,7 @@ function indexTupleRun(rec: DecodedRecord, bytes: Uint8Array, start: number, end
   while (p < end) {
     if (n >= MAX_TUPLES_PER_PAGE) throw recordCorruption(rec, `${what}: more than ${MAX_TUPLES_PER_PAGE} tuples`);
     if (end - p < SIZE_OF_INDEX_TUPLE) throw recordCorruption(rec, `${what}: ${end - p} bytes left, shorter than a tuple header`);
-    const size = u16(bytes, p + 6) & INDEX_SIZE_MASK;
+    const size = readU16LE(bytes, p + 6) & INDEX_SIZE_MASK;
     if (size < SIZE_OF_INDEX_TUPLE || size > end - p) {
       throw recordCorruption(rec, `${what}: tuple at byte ${p - start} of size ${size} with ${end - p} bytes left`);
     }
@@ -88,7 +88,7 @@ function indexTupleRun(rec: DecodedRecord, bytes: Uint8Array, start: number, end
   p = start;
   for (let i = 0; i < n; i++) {
     bounds[i] = p;
-    p += u16(bytes, p + 6) & INDEX_SIZE_MASK;
+    p += readU16LE(bytes, p + 6) & INDEX_SIZE_MASK;
   }
   bounds[n] = p;
   return { data: bytes, bounds };
@@ -96,7 +96,7 @@ function indexTupleRun(rec: DecodedRecord, bytes: Uint8Array, start: number, end
 
 function offsets(bytes: Uint8Array, at: number, n: number): Uint16Array {
   const out = new Uint16Array(n);
-  for (let i = 0; i < n; i++) out[i] = u16(bytes, at + 2 * i);
+  for (let i = 0; i < n; i++) out[i] = readU16LE(bytes, at + 2 * i);
   return out;
 }
 
@@ -107,7 +107,7 @@ export interface GistPageUpdate {
 
 export function decodeGistPageUpdate(rec: DecodedRecord): GistPageUpdate {
   const d = needMain(rec, SIZE_OF_PAGE_UPDATE, "gistxlogPageUpdate");
-  return { ntodelete: u16(d, 0), ntoinsert: u16(d, 2) };
+  return { ntodelete: readU16LE(d, 0), ntoinsert: readU16LE(d, 2) };
 }
 
 /** Block 0's data of a PAGE_UPDATE: the offsets to delete and the tuples to add. */
@@ -134,13 +134,13 @@ export interface GistDelete {
 
 export function decodeGistDelete(rec: DecodedRecord): GistDelete {
   const d = needMain(rec, SIZE_OF_DELETE, "gistxlogDelete");
-  const ntodelete = u16(d, 4);
+  const ntodelete = readU16LE(d, 4);
   // gistRedoDeleteRecord deletes only when the main data goes on past the header.
-  if (d.length === SIZE_OF_DELETE) return { latestRemovedXid: u32(d, 0), todelete: new Uint16Array(0) };
+  if (d.length === SIZE_OF_DELETE) return { latestRemovedXid: readU32LE(d, 0), todelete: new Uint16Array(0) };
   if (d.length < SIZE_OF_DELETE + 2 * ntodelete) {
     throw recordCorruption(rec, `main data of ${d.length} bytes is shorter than ${ntodelete} offsets to delete`);
   }
-  return { latestRemovedXid: u32(d, 0), todelete: offsets(d, SIZE_OF_DELETE, ntodelete) };
+  return { latestRemovedXid: readU32LE(d, 0), todelete: offsets(d, SIZE_OF_DELETE, ntodelete) };
 }
 
 export interface GistPageReuse {
@@ -155,12 +155,12 @@ export interface GistPageReuse {
 export function decodeGistPageReuse(rec: DecodedRecord): GistPageReuse {
   const d = needMain(rec, SIZE_OF_PAGE_REUSE, "gistxlogPageReuse");
   return {
-    spcNode: u32(d, 0),
-    dbNode: u32(d, 4),
-    relNode: u32(d, 8),
-    block: u32(d, 12),
-    latestRemovedFullXidLo: u32(d, 16),
-    latestRemovedFullXidHi: u32(d, 20),
+    spcNode: readU32LE(d, 0),
+    dbNode: readU32LE(d, 4),
+    relNode: readU32LE(d, 8),
+    block: readU32LE(d, 12),
+    latestRemovedFullXidLo: readU32LE(d, 16),
+    latestRemovedFullXidHi: readU32LE(d, 20),
   };
 }
 
@@ -175,15 +175,15 @@ export interface GistPageSplit {
 
 export function decodeGistPageSplit(rec: DecodedRecord): GistPageSplit {
   const d = needMain(rec, SIZE_OF_PAGE_SPLIT, "gistxlogPageSplit");
-  const npage = u16(d, 18);
+  const npage = readU16LE(d, 18);
   // Blocks 1..npage are the split pages: every one must be referenced.
   for (let i = 1; i <= npage; i++) {
     if (blockById(rec, i) === undefined) throw recordCorruption(rec, `split of ${npage} pages lacks block reference ${i}`);
   }
   return {
-    origrlink: u32(d, 0),
-    orignsnLo: u32(d, 8),
-    orignsnHi: u32(d, 12),
+    origrlink: readU32LE(d, 0),
+    orignsnLo: readU32LE(d, 8),
+    orignsnHi: readU32LE(d, 12),
     origleaf: d[16] !== 0,
     npage,
     markfollowright: d[20] !== 0,
@@ -193,7 +193,7 @@ export function decodeGistPageSplit(rec: DecodedRecord): GistPageSplit {
 /** A split page's block data: an int count, then that many tuples covering the rest. */
 export function decodeGistSplitPageTuples(rec: DecodedRecord, blockId: number, data: Uint8Array): GistTupleRun {
   if (data.length < 4) throw recordCorruption(rec, `block ${blockId} data of ${data.length} bytes lacks the tuple count`);
-  const n = u32(data, 0) | 0;
+  const n = readU32LE(data, 0) | 0;
   const tuples = indexTupleRun(rec, data, 4, data.length, `block ${blockId} tuples`);
   if (tuples.bounds.length - 1 !== n) throw recordCorruption(rec, `block ${blockId} carries ${tuples.bounds.length - 1} tuples, its count says ${n}`);
   return tuples;
@@ -207,5 +207,5 @@ export interface GistPageDelete {
 
 export function decodeGistPageDelete(rec: DecodedRecord): GistPageDelete {
   const d = needMain(rec, SIZE_OF_PAGE_DELETE, "gistxlogPageDelete");
-  return { deleteXidLo: u32(d, 0), deleteXidHi: u32(d, 4), downlinkOffset: u16(d, 8) };
+  return { deleteXidLo: readU32LE(d, 0), deleteXidHi: readU32LE(d, 4), downlinkOffset: readU16LE(d, 8) };
 }

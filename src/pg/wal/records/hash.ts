@@ -34,7 +34,7 @@
 import { MAXIMUM_ALIGNOF } from "../../consts.js";
 import type { DecodedRecord } from "../record.js";
 import { expectInfo, needMain, recordCorruption, requireBlock } from "./record_access.js";
-import { u16, u32 } from "../../bytes.js";
+import { readU16LE, readU32LE } from "../../../types/bytes.js";
 
 export const XLOG_HASH_INIT_META_PAGE = 0x00;
 export const XLOG_HASH_INIT_BITMAP_PAGE = 0x10;
@@ -174,7 +174,7 @@ export interface HashTupleList {
 export function hashBlockU32(rec: DecodedRecord, blockId: number): number {
   const d = requireBlock(rec, blockId).data;
   if (d.length !== 4) throw recordCorruption(rec, `block ${blockId} data is ${d.length} bytes, expected a u32`);
-  return u32(d, 0);
+  return readU32LE(d, 0);
 }
 
 /** An OffsetNumber array of `byteLength` bytes at `bytes[start]`, copied (the source may be unaligned). */
@@ -182,7 +182,7 @@ function offsetArray(rec: DecodedRecord, bytes: Uint8Array, start: number, count
   if (count > MAX_OFFSET_NUMBER) throw recordCorruption(rec, `${what}: ${count} offsets exceed MaxOffsetNumber`);
   if (start + 2 * count > bytes.length) throw recordCorruption(rec, `${what}: ${count} offsets need ${2 * count} bytes, ${bytes.length - start} present`);
   const out = new Uint16Array(count);
-  for (let i = 0; i < count; i++) out[i] = u16(bytes, start + 2 * i);
+  for (let i = 0; i < count; i++) out[i] = readU16LE(bytes, start + 2 * i);
   return out;
 }
 
@@ -197,19 +197,19 @@ export function decodeHashInitMetaPage(rec: DecodedRecord): XlHashInitMetaPage {
   expectInfo(rec, XLOG_HASH_INIT_META_PAGE);
   const d = needMain(rec, SIZE_OF_HASH_INIT_META_PAGE, "xl_hash_init_meta_page");
   const dv = new DataView(d.buffer, d.byteOffset, d.length);
-  return { numTuples: dv.getFloat64(0, true), procid: u32(d, 8), ffactor: u16(d, 12) };
+  return { numTuples: dv.getFloat64(0, true), procid: readU32LE(d, 8), ffactor: readU16LE(d, 12) };
 }
 
 export function decodeHashInitBitmapPage(rec: DecodedRecord): XlHashInitBitmapPage {
   expectInfo(rec, XLOG_HASH_INIT_BITMAP_PAGE);
   const d = needMain(rec, SIZE_OF_HASH_INIT_BITMAP_PAGE, "xl_hash_init_bitmap_page");
-  return { bmsize: u16(d, 0) };
+  return { bmsize: readU16LE(d, 0) };
 }
 
 export function decodeHashInsert(rec: DecodedRecord): XlHashInsert {
   expectInfo(rec, XLOG_HASH_INSERT);
   const d = needMain(rec, SIZE_OF_HASH_INSERT, "xl_hash_insert");
-  return { offnum: u16(d, 0) };
+  return { offnum: readU16LE(d, 0) };
 }
 
 /** INSERT block 0: the index tuple, whose t_info size must match the data length. */
@@ -222,13 +222,13 @@ export function hashInsertTuple(rec: DecodedRecord): Uint8Array {
 export function decodeHashAddOvflPage(rec: DecodedRecord): XlHashAddOvflPage {
   expectInfo(rec, XLOG_HASH_ADD_OVFL_PAGE);
   const d = needMain(rec, SIZE_OF_HASH_ADD_OVFL_PAGE, "xl_hash_add_ovfl_page");
-  return { bmsize: u16(d, 0), bmpageFound: d[2] !== 0 };
+  return { bmsize: readU16LE(d, 0), bmpageFound: d[2] !== 0 };
 }
 
 export function decodeHashSplitAllocatePage(rec: DecodedRecord): XlHashSplitAllocatePage {
   expectInfo(rec, XLOG_HASH_SPLIT_ALLOCATE_PAGE);
   const d = needMain(rec, SIZE_OF_HASH_SPLIT_ALLOC_PAGE, "xl_hash_split_allocate_page");
-  return { newBucket: u32(d, 0), oldBucketFlag: u16(d, 4), newBucketFlag: u16(d, 6), flags: d[8]! };
+  return { newBucket: readU32LE(d, 0), oldBucketFlag: readU16LE(d, 4), newBucketFlag: readU16LE(d, 6), flags: d[8]! };
 }
 
 /** SPLIT_ALLOCATE_PAGE block 2: the masks and/or the splitpoint, as `flags` announces them. */
@@ -241,33 +241,33 @@ export function decodeHashSplitMetaUpdate(rec: DecodedRecord, flags: number): Ha
   const at = hasMasks ? 8 : 0;
   return {
     hasMasks,
-    lowmask: hasMasks ? u32(d, 0) : 0,
-    highmask: hasMasks ? u32(d, 4) : 0,
+    lowmask: hasMasks ? readU32LE(d, 0) : 0,
+    highmask: hasMasks ? readU32LE(d, 4) : 0,
     hasSplitpoint,
-    ovflpoint: hasSplitpoint ? u32(d, at) : 0,
-    ovflpages: hasSplitpoint ? u32(d, at + 4) : 0,
+    ovflpoint: hasSplitpoint ? readU32LE(d, at) : 0,
+    ovflpages: hasSplitpoint ? readU32LE(d, at + 4) : 0,
   };
 }
 
 export function decodeHashSplitComplete(rec: DecodedRecord): XlHashSplitComplete {
   expectInfo(rec, XLOG_HASH_SPLIT_COMPLETE);
   const d = needMain(rec, SIZE_OF_HASH_SPLIT_COMPLETE, "xl_hash_split_complete");
-  return { oldBucketFlag: u16(d, 0), newBucketFlag: u16(d, 2) };
+  return { oldBucketFlag: readU16LE(d, 0), newBucketFlag: readU16LE(d, 2) };
 }
 
 export function decodeHashMovePageContents(rec: DecodedRecord): XlHashMovePageContents {
   expectInfo(rec, XLOG_HASH_MOVE_PAGE_CONTENTS);
   const d = needMain(rec, SIZE_OF_HASH_MOVE_PAGE_CONTENTS, "xl_hash_move_page_contents");
-  return { ntups: u16(d, 0), isPrimBucketSameWrt: d[2] !== 0 };
+  return { ntups: readU16LE(d, 0), isPrimBucketSameWrt: d[2] !== 0 };
 }
 
 export function decodeHashSqueezePage(rec: DecodedRecord): XlHashSqueezePage {
   expectInfo(rec, XLOG_HASH_SQUEEZE_PAGE);
   const d = needMain(rec, SIZE_OF_HASH_SQUEEZE_PAGE, "xl_hash_squeeze_page");
   return {
-    prevblkno: u32(d, 0),
-    nextblkno: u32(d, 4),
-    ntups: u16(d, 8),
+    prevblkno: readU32LE(d, 0),
+    nextblkno: readU32LE(d, 4),
+    ntups: readU16LE(d, 8),
     isPrimBucketSameWrt: d[10] !== 0,
     isPrevBucketSameWrt: d[11] !== 0,
   };
@@ -275,7 +275,7 @@ export function decodeHashSqueezePage(rec: DecodedRecord): XlHashSqueezePage {
 
 function checkIndexTuple(rec: DecodedRecord, d: Uint8Array, start: number, avail: number, what: string): number {
   if (avail < SIZE_OF_INDEX_TUPLE_DATA) throw recordCorruption(rec, `${what}: ${avail} bytes cannot hold an index tuple header`);
-  const size = u16(d, start + T_INFO_OFFSET) & INDEX_SIZE_MASK;
+  const size = readU16LE(d, start + T_INFO_OFFSET) & INDEX_SIZE_MASK;
   if (size < SIZE_OF_INDEX_TUPLE_DATA || size > avail) throw recordCorruption(rec, `${what}: index tuple size ${size}, ${avail} bytes present`);
   return size;
 }
@@ -318,9 +318,9 @@ export function decodeHashUpdateMetaPage(rec: DecodedRecord): XlHashUpdateMetaPa
 export function decodeHashVacuumOnePage(rec: DecodedRecord): XlHashVacuumOnePage {
   expectInfo(rec, XLOG_HASH_VACUUM_ONE_PAGE);
   const d = needMain(rec, SIZE_OF_HASH_VACUUM_ONE_PAGE, "xl_hash_vacuum_one_page");
-  const ntuples = u32(d, 4) | 0;
+  const ntuples = readU32LE(d, 4) | 0;
   if (ntuples < 0) throw recordCorruption(rec, `negative ntuples ${ntuples}`);
   // PostgreSQL deletes the offsets only when the record is longer than the struct.
   const offsets = d.length > SIZE_OF_HASH_VACUUM_ONE_PAGE ? offsetArray(rec, d, SIZE_OF_HASH_VACUUM_ONE_PAGE, ntuples, "deleted offsets") : new Uint16Array(0);
-  return { latestRemovedXid: u32(d, 0), ntuples, offsets };
+  return { latestRemovedXid: readU32LE(d, 0), ntuples, offsets };
 }

@@ -28,7 +28,7 @@
  * or inconsistent record is a CorruptionError naming LSN, rmgr and info. Decoders return
  * views (subarrays) into the record; nothing is copied.
  */
-import { u16, u32 } from "../../bytes.js";
+import { readU16LE, readU32LE } from "../../../types/bytes.js";
 import { MAX_HEAP_TUPLE_SIZE, SIZEOF_HEAP_TUPLE_HEADER } from "../../heap_tuple.js";
 import type { DecodedRecord } from "../record.js";
 import { RM_HEAP_ID } from "../rmgr_ids.js";
@@ -178,8 +178,8 @@ function decodeHeapTuple(rec: DecodedRecord, bytes: Uint8Array, from: number, to
     throw recordCorruption(rec, `${what}: ${SIZEOF_HEAP_TUPLE_HEADER + dataLen}-byte tuple exceeds MaxHeapTupleSize`, blockId);
   }
   return {
-    infomask2: u16(bytes, from),
-    infomask: u16(bytes, from + 2),
+    infomask2: readU16LE(bytes, from),
+    infomask: readU16LE(bytes, from + 2),
     hoff,
     data: bytes.subarray(from + SIZE_OF_HEAP_HEADER, to),
   };
@@ -206,7 +206,7 @@ export function decodeHeapInsert(rec: DecodedRecord): XlHeapInsert {
   const d = exactMain(rec, SIZE_OF_HEAP_INSERT, "xl_heap_insert");
   const data = blockData(rec, 0);
   return {
-    offnum: u16(d, 0),
+    offnum: readU16LE(d, 0),
     flags: d[2]!,
     tuple: data === null ? null : decodeHeapTuple(rec, data, 0, data.length, "block 0 data", 0),
   };
@@ -223,7 +223,7 @@ export function decodeHeapDelete(rec: DecodedRecord): XlHeapDelete {
   } else if (d.length !== SIZE_OF_HEAP_DELETE) {
     throw recordCorruption(rec, `main data is ${d.length} bytes, xl_heap_delete without an old tuple is ${SIZE_OF_HEAP_DELETE}`);
   }
-  return { xmax: u32(d, 0), offnum: u16(d, 4), infobitsSet: d[6]!, flags, oldTuple };
+  return { xmax: readU32LE(d, 0), offnum: readU16LE(d, 4), infobitsSet: d[6]!, flags, oldTuple };
 }
 
 export function decodeHeapUpdate(rec: DecodedRecord): XlHeapUpdate {
@@ -251,11 +251,11 @@ export function decodeHeapUpdate(rec: DecodedRecord): XlHeapUpdate {
     if (affixes > 0 && b1 !== undefined) throw recordCorruption(rec, "prefix/suffix from the old tuple, but the old tuple is on another page");
     if (data.length < 2 * affixes) throw recordCorruption(rec, `block 0 data is ${data.length} bytes, its prefix/suffix lengths need ${2 * affixes}`, 0);
     if (flags & XLH_UPDATE_PREFIX_FROM_OLD) {
-      prefixLen = u16(data, pos);
+      prefixLen = readU16LE(data, pos);
       pos += 2;
     }
     if (flags & XLH_UPDATE_SUFFIX_FROM_OLD) {
-      suffixLen = u16(data, pos);
+      suffixLen = readU16LE(data, pos);
       pos += 2;
     }
     newTuple = decodeHeapTuple(rec, data, pos, data.length, "new tuple", 0);
@@ -267,12 +267,12 @@ export function decodeHeapUpdate(rec: DecodedRecord): XlHeapUpdate {
     }
   }
   return {
-    oldXmax: u32(d, 0),
-    oldOffnum: u16(d, 4),
+    oldXmax: readU32LE(d, 0),
+    oldOffnum: readU16LE(d, 4),
     oldInfobitsSet: d[6]!,
     flags,
-    newXmax: u32(d, 8),
-    newOffnum: u16(d, 12),
+    newXmax: readU32LE(d, 8),
+    newOffnum: readU16LE(d, 12),
     oldTuple,
     prefixLen,
     suffixLen,
@@ -283,34 +283,34 @@ export function decodeHeapUpdate(rec: DecodedRecord): XlHeapUpdate {
 export function decodeHeapTruncate(rec: DecodedRecord): XlHeapTruncate {
   expectOp(rec, RM_HEAP_ID, XLOG_HEAP_TRUNCATE, "Heap/TRUNCATE");
   const d = needMain(rec, SIZE_OF_HEAP_TRUNCATE, "xl_heap_truncate");
-  const nrelids = u32(d, 4);
+  const nrelids = readU32LE(d, 4);
   if (d.length !== SIZE_OF_HEAP_TRUNCATE + 4 * nrelids) {
     throw recordCorruption(rec, `main data is ${d.length} bytes, xl_heap_truncate with ${nrelids} relids is ${SIZE_OF_HEAP_TRUNCATE + 4 * nrelids}`);
   }
-  return { dbId: u32(d, 0), nrelids, flags: d[8]!, relids: d.subarray(SIZE_OF_HEAP_TRUNCATE) };
+  return { dbId: readU32LE(d, 0), nrelids, flags: d[8]!, relids: d.subarray(SIZE_OF_HEAP_TRUNCATE) };
 }
 
 /** The i-th relation OID of a TRUNCATE record. */
 export function relidAt(t: XlHeapTruncate, i: number): number {
-  return u32(t.relids, 4 * i);
+  return readU32LE(t.relids, 4 * i);
 }
 
 export function decodeHeapConfirm(rec: DecodedRecord): XlHeapConfirm {
   expectOp(rec, RM_HEAP_ID, XLOG_HEAP_CONFIRM, "Heap/HEAP_CONFIRM");
   const d = exactMain(rec, SIZE_OF_HEAP_CONFIRM, "xl_heap_confirm");
   requireBlock(rec, 0);
-  return { offnum: u16(d, 0) };
+  return { offnum: readU16LE(d, 0) };
 }
 
 export function decodeHeapLock(rec: DecodedRecord): XlHeapLock {
   expectOp(rec, RM_HEAP_ID, XLOG_HEAP_LOCK, "Heap/LOCK");
   const d = exactMain(rec, SIZE_OF_HEAP_LOCK, "xl_heap_lock");
   requireBlock(rec, 0);
-  return { lockingXid: u32(d, 0), offnum: u16(d, 4), infobitsSet: d[6]!, flags: d[7]! };
+  return { lockingXid: readU32LE(d, 0), offnum: readU16LE(d, 4), infobitsSet: d[6]!, flags: d[7]! };
 }
 
 export function decodeHeapInplace(rec: DecodedRecord): XlHeapInplace {
   expectOp(rec, RM_HEAP_ID, XLOG_HEAP_INPLACE, "Heap/INPLACE");
   const d = exactMain(rec, SIZE_OF_HEAP_INPLACE, "xl_heap_inplace");
-  return { offnum: u16(d, 0), newData: blockData(rec, 0) };
+  return { offnum: readU16LE(d, 0), newData: blockData(rec, 0) };
 }

@@ -30,7 +30,7 @@
  * relative to the start of the block data. Every length is checked: a malformed record is a
  * CorruptionError naming LSN, rmgr and info.
  */
-import { u16, u32 } from "../../bytes.js";
+import { readU16LE, readU32LE } from "../../../types/bytes.js";
 import { MAX_HEAP_TUPLE_SIZE, SIZEOF_HEAP_TUPLE_HEADER } from "../../heap_tuple.js";
 import type { DecodedRecord } from "../record.js";
 import { RM_HEAP2_ID } from "../rmgr_ids.js";
@@ -144,20 +144,20 @@ export interface XlHeapRewriteMapping {
 
 /** The i-th u16 OffsetNumber of an offsets array. */
 export function offsetAt(offsets: Uint8Array, i: number): number {
-  return u16(offsets, 2 * i);
+  return readU16LE(offsets, 2 * i);
 }
 
 export function freezePlanXmax(plans: Uint8Array, i: number): number {
-  return u32(plans, SIZE_OF_HEAP_FREEZE_TUPLE * i);
+  return readU32LE(plans, SIZE_OF_HEAP_FREEZE_TUPLE * i);
 }
 export function freezePlanOffset(plans: Uint8Array, i: number): number {
-  return u16(plans, SIZE_OF_HEAP_FREEZE_TUPLE * i + 4);
+  return readU16LE(plans, SIZE_OF_HEAP_FREEZE_TUPLE * i + 4);
 }
 export function freezePlanInfomask2(plans: Uint8Array, i: number): number {
-  return u16(plans, SIZE_OF_HEAP_FREEZE_TUPLE * i + 6);
+  return readU16LE(plans, SIZE_OF_HEAP_FREEZE_TUPLE * i + 6);
 }
 export function freezePlanInfomask(plans: Uint8Array, i: number): number {
-  return u16(plans, SIZE_OF_HEAP_FREEZE_TUPLE * i + 8);
+  return readU16LE(plans, SIZE_OF_HEAP_FREEZE_TUPLE * i + 8);
 }
 export function freezePlanFlags(plans: Uint8Array, i: number): number {
   return plans[SIZE_OF_HEAP_FREEZE_TUPLE * i + 10]!;
@@ -165,13 +165,13 @@ export function freezePlanFlags(plans: Uint8Array, i: number): number {
 
 /** xl_multi_insert_tuple at `start` of MULTI_INSERT block data, and its bytes right after it. */
 export function multiInsertDataLen(tupleData: Uint8Array, start: number): number {
-  return u16(tupleData, start);
+  return readU16LE(tupleData, start);
 }
 export function multiInsertInfomask2(tupleData: Uint8Array, start: number): number {
-  return u16(tupleData, start + 2);
+  return readU16LE(tupleData, start + 2);
 }
 export function multiInsertInfomask(tupleData: Uint8Array, start: number): number {
-  return u16(tupleData, start + 4);
+  return readU16LE(tupleData, start + 4);
 }
 export function multiInsertHoff(tupleData: Uint8Array, start: number): number {
   return tupleData[start + 6]!;
@@ -185,8 +185,8 @@ function heap2Data(rec: DecodedRecord, id: number): Uint8Array | null {
 export function decodeHeap2Prune(rec: DecodedRecord): XlHeapPrune {
   expectOp(rec, RM_HEAP2_ID, XLOG_HEAP2_PRUNE, "Heap2/PRUNE");
   const d = exactMain(rec, SIZE_OF_HEAP_PRUNE, "xl_heap_prune");
-  const nredirected = u16(d, 4);
-  const ndead = u16(d, 6);
+  const nredirected = readU16LE(d, 4);
+  const ndead = readU16LE(d, 6);
   const offsets = heap2Data(rec, 0);
   let nunused = 0;
   if (offsets !== null) {
@@ -196,13 +196,13 @@ export function decodeHeap2Prune(rec: DecodedRecord): XlHeapPrune {
     }
     nunused = (offsets.length - fixed) / 2;
   }
-  return { latestRemovedXid: u32(d, 0), nredirected, ndead, nunused, offsets };
+  return { latestRemovedXid: readU32LE(d, 0), nredirected, ndead, nunused, offsets };
 }
 
 export function decodeHeap2Vacuum(rec: DecodedRecord): XlHeapVacuum {
   expectOp(rec, RM_HEAP2_ID, XLOG_HEAP2_VACUUM, "Heap2/VACUUM");
   const d = exactMain(rec, SIZE_OF_HEAP_VACUUM, "xl_heap_vacuum");
-  const nunused = u16(d, 0);
+  const nunused = readU16LE(d, 0);
   const offsets = heap2Data(rec, 0);
   if (offsets !== null && offsets.length !== 2 * nunused) {
     throw recordCorruption(rec, `block 0 data is ${offsets.length} bytes, ${nunused} unused offsets are ${2 * nunused}`, 0);
@@ -213,12 +213,12 @@ export function decodeHeap2Vacuum(rec: DecodedRecord): XlHeapVacuum {
 export function decodeHeap2FreezePage(rec: DecodedRecord): XlHeapFreezePage {
   expectOp(rec, RM_HEAP2_ID, XLOG_HEAP2_FREEZE_PAGE, "Heap2/FREEZE_PAGE");
   const d = exactMain(rec, SIZE_OF_HEAP_FREEZE_PAGE, "xl_heap_freeze_page");
-  const ntuples = u16(d, 4);
+  const ntuples = readU16LE(d, 4);
   const plans = heap2Data(rec, 0);
   if (plans !== null && plans.length !== SIZE_OF_HEAP_FREEZE_TUPLE * ntuples) {
     throw recordCorruption(rec, `block 0 data is ${plans.length} bytes, ${ntuples} freeze plans are ${SIZE_OF_HEAP_FREEZE_TUPLE * ntuples}`, 0);
   }
-  return { cutoffXid: u32(d, 0), ntuples, plans };
+  return { cutoffXid: readU32LE(d, 0), ntuples, plans };
 }
 
 export function decodeHeap2Visible(rec: DecodedRecord): XlHeapVisible {
@@ -230,14 +230,14 @@ export function decodeHeap2Visible(rec: DecodedRecord): XlHeapVisible {
   if ((flags & VISIBILITYMAP_VALID_BITS) === 0 || (flags & ~VISIBILITYMAP_VALID_BITS) !== 0) {
     throw recordCorruption(rec, `visibility-map flags 0x${flags.toString(16)}`);
   }
-  return { cutoffXid: u32(d, 0), flags };
+  return { cutoffXid: readU32LE(d, 0), flags };
 }
 
 export function decodeHeap2MultiInsert(rec: DecodedRecord): XlHeapMultiInsert {
   expectOp(rec, RM_HEAP2_ID, XLOG_HEAP2_MULTI_INSERT, "Heap2/MULTI_INSERT");
   const d = needMain(rec, SIZE_OF_HEAP_MULTI_INSERT, "xl_heap_multi_insert");
   const init = (rec.info & XLOG_HEAP_INIT_PAGE) !== 0;
-  const ntuples = u16(d, 2);
+  const ntuples = readU16LE(d, 2);
   const mainLen = SIZE_OF_HEAP_MULTI_INSERT + (init ? 0 : 2 * ntuples);
   if (d.length !== mainLen) throw recordCorruption(rec, `main data is ${d.length} bytes, xl_heap_multi_insert of ${ntuples} tuples is ${mainLen}`);
   const tupleData = heap2Data(rec, 0);
@@ -250,7 +250,7 @@ export function decodeHeap2MultiInsert(rec: DecodedRecord): XlHeapMultiInsert {
       if (pos + SIZE_OF_MULTI_INSERT_TUPLE > tupleData.length) {
         throw recordCorruption(rec, `block 0 data of ${tupleData.length} bytes ends inside the header of tuple ${i + 1} of ${ntuples}`, 0);
       }
-      const dataLen = u16(tupleData, pos);
+      const dataLen = readU16LE(tupleData, pos);
       const hoff = tupleData[pos + 6]!;
       if (hoff < SIZEOF_HEAP_TUPLE_HEADER) throw recordCorruption(rec, `tuple ${i + 1}: t_hoff ${hoff} is below ${SIZEOF_HEAP_TUPLE_HEADER}`, 0);
       if (SIZEOF_HEAP_TUPLE_HEADER + dataLen > MAX_HEAP_TUPLE_SIZE) throw recordCorruption(rec, `tuple ${i + 1}: ${dataLen} data bytes exceed MaxHeapTupleSize`, 0);
@@ -274,41 +274,41 @@ export function decodeHeap2LockUpdated(rec: DecodedRecord): XlHeapLockUpdated {
   expectOp(rec, RM_HEAP2_ID, XLOG_HEAP2_LOCK_UPDATED, "Heap2/LOCK_UPDATED");
   const d = exactMain(rec, SIZE_OF_HEAP_LOCK_UPDATED, "xl_heap_lock_updated");
   requireBlock(rec, 0);
-  return { xmax: u32(d, 0), offnum: u16(d, 4), infobitsSet: d[6]!, flags: d[7]! };
+  return { xmax: readU32LE(d, 0), offnum: readU16LE(d, 4), infobitsSet: d[6]!, flags: d[7]! };
 }
 
 export function decodeHeap2NewCid(rec: DecodedRecord): XlHeapNewCid {
   expectOp(rec, RM_HEAP2_ID, XLOG_HEAP2_NEW_CID, "Heap2/NEW_CID");
   const d = exactMain(rec, SIZE_OF_HEAP_NEW_CID, "xl_heap_new_cid");
   return {
-    topXid: u32(d, 0),
-    cmin: u32(d, 4),
-    cmax: u32(d, 8),
-    combocid: u32(d, 12),
-    spcNode: u32(d, 16),
-    dbNode: u32(d, 20),
-    relNode: u32(d, 24),
-    targetBlkno: ((u16(d, 28) << 16) | u16(d, 30)) >>> 0,
-    targetOffnum: u16(d, 32),
+    topXid: readU32LE(d, 0),
+    cmin: readU32LE(d, 4),
+    cmax: readU32LE(d, 8),
+    combocid: readU32LE(d, 12),
+    spcNode: readU32LE(d, 16),
+    dbNode: readU32LE(d, 20),
+    relNode: readU32LE(d, 24),
+    targetBlkno: ((readU16LE(d, 28) << 16) | readU16LE(d, 30)) >>> 0,
+    targetOffnum: readU16LE(d, 32),
   };
 }
 
 export function decodeHeap2Rewrite(rec: DecodedRecord): XlHeapRewriteMapping {
   expectOp(rec, RM_HEAP2_ID, XLOG_HEAP2_REWRITE, "Heap2/REWRITE");
   const d = needMain(rec, SIZE_OF_HEAP_REWRITE_MAPPING, "xl_heap_rewrite_mapping");
-  const numMappings = u32(d, 24);
+  const numMappings = readU32LE(d, 24);
   const want = SIZE_OF_HEAP_REWRITE_MAPPING + SIZE_OF_LOGICAL_REWRITE_MAPPING * numMappings;
   if (d.length !== want) throw recordCorruption(rec, `main data is ${d.length} bytes, a rewrite mapping of ${numMappings} entries is ${want}`);
-  const offsetHi = u32(d, 20);
-  const lsnHi = u32(d, 36);
+  const offsetHi = readU32LE(d, 20);
+  const lsnHi = readU32LE(d, 36);
   if (offsetHi >= 0x20_0000 || lsnHi >= 0x20_0000) throw recordCorruption(rec, "rewrite mapping offset or start LSN beyond 2^53");
   return {
-    mappedXid: u32(d, 0),
-    mappedDb: u32(d, 4),
-    mappedRel: u32(d, 8),
-    offset: offsetHi * 0x1_0000_0000 + u32(d, 16),
+    mappedXid: readU32LE(d, 0),
+    mappedDb: readU32LE(d, 4),
+    mappedRel: readU32LE(d, 8),
+    offset: offsetHi * 0x1_0000_0000 + readU32LE(d, 16),
     numMappings,
-    startLsn: lsnHi * 0x1_0000_0000 + u32(d, 32),
+    startLsn: lsnHi * 0x1_0000_0000 + readU32LE(d, 32),
     mappings: d.subarray(SIZE_OF_HEAP_REWRITE_MAPPING),
   };
 }

@@ -15,7 +15,7 @@
  * CorruptionError naming LSN, rmgr and info.
  */
 import { MULTIXACT_MEMBERS_PER_PAGE, MULTIXACT_OFFSETS_PER_PAGE } from "../../consts.js";
-import { u32 } from "../../bytes.js";
+import { readU32LE } from "../../../types/bytes.js";
 import type { DecodedRecord } from "../record.js";
 import { RM_MULTIXACT_ID, XLR_RMGR_INFO_MASK } from "../rmgr_ids.js";
 import { exactMain, needMain, recordCorruption } from "./record_access.js";
@@ -70,11 +70,11 @@ export interface MultiXactTruncateRecord {
 export type MultiXactRecord = MultiXactZeroPageRecord | MultiXactCreateRecord | MultiXactTruncateRecord;
 
 export function memberXidAt(r: MultiXactCreateRecord, i: number): number {
-  return u32(r.members, SIZE_OF_MULTIXACT_MEMBER * i);
+  return readU32LE(r.members, SIZE_OF_MULTIXACT_MEMBER * i);
 }
 
 export function memberStatusAt(r: MultiXactCreateRecord, i: number): number {
-  return u32(r.members, SIZE_OF_MULTIXACT_MEMBER * i + 4);
+  return readU32LE(r.members, SIZE_OF_MULTIXACT_MEMBER * i + 4);
 }
 
 /** Decode any MultiXact record; an opcode PostgreSQL 15 does not define is a CorruptionError. */
@@ -84,19 +84,19 @@ export function decodeMultiXactRecord(rec: DecodedRecord): MultiXactRecord {
   switch (op) {
     case XLOG_MULTIXACT_ZERO_OFF_PAGE:
     case XLOG_MULTIXACT_ZERO_MEM_PAGE: {
-      const pageno = u32(exactMain(rec, SIZE_OF_MULTIXACT_ZERO_PAGE, "page number"), 0);
+      const pageno = readU32LE(exactMain(rec, SIZE_OF_MULTIXACT_ZERO_PAGE, "page number"), 0);
       const max = op === XLOG_MULTIXACT_ZERO_OFF_PAGE ? MULTIXACT_MAX_OFFSETS_PAGENO : MULTIXACT_MAX_MEMBERS_PAGENO;
       if (pageno > max) throw recordCorruption(rec, `page ${pageno | 0} is outside 0..${max}`);
       return { op, pageno };
     }
     case XLOG_MULTIXACT_CREATE_ID: {
       const d = needMain(rec, SIZE_OF_MULTIXACT_CREATE, "xl_multixact_create");
-      const n = u32(d, 8);
+      const n = readU32LE(d, 8);
       // multixact_redo reads members[0]; a negative count reads as >= 2^31 and fails here.
       if (n < 1 || n > (d.length - SIZE_OF_MULTIXACT_CREATE) / SIZE_OF_MULTIXACT_MEMBER || d.length !== SIZE_OF_MULTIXACT_CREATE + SIZE_OF_MULTIXACT_MEMBER * n) {
         throw recordCorruption(rec, `main data is ${d.length} bytes, xl_multixact_create with ${n | 0} members is ${SIZE_OF_MULTIXACT_CREATE} + ${SIZE_OF_MULTIXACT_MEMBER} each (at least one)`);
       }
-      const r: MultiXactCreateRecord = { op, mid: u32(d, 0), moff: u32(d, 4), nmembers: n, members: d.subarray(SIZE_OF_MULTIXACT_CREATE) };
+      const r: MultiXactCreateRecord = { op, mid: readU32LE(d, 0), moff: readU32LE(d, 4), nmembers: n, members: d.subarray(SIZE_OF_MULTIXACT_CREATE) };
       for (let i = 0; i < n; i++) {
         const status = memberStatusAt(r, i);
         if (status > MULTIXACT_STATUS_UPDATE) throw recordCorruption(rec, `member ${i} has status ${status | 0}`);
@@ -105,7 +105,7 @@ export function decodeMultiXactRecord(rec: DecodedRecord): MultiXactRecord {
     }
     case XLOG_MULTIXACT_TRUNCATE_ID: {
       const d = exactMain(rec, SIZE_OF_MULTIXACT_TRUNCATE, "xl_multixact_truncate");
-      return { op, oldestMultiDb: u32(d, 0), startTruncOff: u32(d, 4), endTruncOff: u32(d, 8), startTruncMemb: u32(d, 12), endTruncMemb: u32(d, 16) };
+      return { op, oldestMultiDb: readU32LE(d, 0), startTruncOff: readU32LE(d, 4), endTruncOff: readU32LE(d, 8), startTruncMemb: readU32LE(d, 12), endTruncMemb: readU32LE(d, 16) };
     }
     default:
       throw recordCorruption(rec, `unknown MultiXact info code 0x${op.toString(16).padStart(2, "0")}`);

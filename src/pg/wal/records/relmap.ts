@@ -10,7 +10,7 @@
  * Every length is checked: a malformed record is a CorruptionError naming LSN, rmgr and info.
  */
 import { RELMAPPER_FILESIZE } from "../../consts.js";
-import { u32 } from "../../bytes.js";
+import { readU32LE } from "../../../types/bytes.js";
 import type { DecodedRecord } from "../record.js";
 import { RM_RELMAP_ID, XLR_RMGR_INFO_MASK } from "../rmgr_ids.js";
 import { needMain, recordCorruption } from "./record_access.js";
@@ -35,10 +35,10 @@ export function decodeRelmapRecord(rec: DecodedRecord): RelmapRecord {
   const op = rec.info & XLR_RMGR_INFO_MASK;
   if (op !== XLOG_RELMAP_UPDATE) throw recordCorruption(rec, `unknown RelMap info code 0x${op.toString(16).padStart(2, "0")}`);
   const d = needMain(rec, MIN_SIZE_OF_RELMAP_UPDATE, "xl_relmap_update");
-  const nbytes = u32(d, 8);
+  const nbytes = readU32LE(d, 8);
   if (nbytes !== RELMAPPER_FILESIZE) throw recordCorruption(rec, `relmap update of ${nbytes | 0} bytes, a map file is ${RELMAPPER_FILESIZE}`);
   if (d.length !== MIN_SIZE_OF_RELMAP_UPDATE + nbytes) {
     throw recordCorruption(rec, `main data is ${d.length} bytes, xl_relmap_update of ${nbytes} bytes is ${MIN_SIZE_OF_RELMAP_UPDATE + nbytes}`);
   }
-  return { op, dbId: u32(d, 0), tsId: u32(d, 4), data: d.subarray(MIN_SIZE_OF_RELMAP_UPDATE) };
+  return { op, dbId: readU32LE(d, 0), tsId: readU32LE(d, 4), data: d.subarray(MIN_SIZE_OF_RELMAP_UPDATE) };
 }

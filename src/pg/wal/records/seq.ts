@@ -8,7 +8,7 @@
  */
 import type { DecodedRecord } from "../record.js";
 import { recordCorruption } from "./record_access.js";
-import { u32 } from "../../bytes.js";
+import { readU32LE } from "../../../types/bytes.js";
 
 export const XLOG_SEQ_LOG = 0x00;
 export const XLOG_SEQ_OPMASK = 0xf0;
@@ -27,5 +27,5 @@ export interface SeqLog {
 export function decodeSeqLog(rec: DecodedRecord): SeqLog {
   const d = rec.mainData;
   if (d.length <= SIZE_OF_SEQ_REC) throw recordCorruption(rec, `main data of ${d.length} bytes holds no sequence tuple after the ${SIZE_OF_SEQ_REC}-byte xl_seq_rec`);
-  return { spcNode: u32(d, 0), dbNode: u32(d, 4), relNode: u32(d, 8), tuple: d.subarray(SIZE_OF_SEQ_REC) };
+  return { spcNode: readU32LE(d, 0), dbNode: readU32LE(d, 4), relNode: readU32LE(d, 8), tuple: d.subarray(SIZE_OF_SEQ_REC) };
 }

@@ -11,7 +11,7 @@
  * naming LSN, rmgr and info.
  */
 import { MAX_FORKNUM } from "../../consts.js";
-import { u32 } from "../../bytes.js";
+import { readU32LE } from "../../../types/bytes.js";
 import { type DecodedRecord, type RelFileNode, readRelFileNode } from "../record.js";
 import { RM_SMGR_ID, XLR_RMGR_INFO_MASK } from "../rmgr_ids.js";
 import { exactMain, recordCorruption } from "./record_access.js";
@@ -51,15 +51,15 @@ export function decodeSmgrRecord(rec: DecodedRecord): SmgrRecord {
   switch (op) {
     case XLOG_SMGR_CREATE: {
       const d = exactMain(rec, SIZE_OF_SMGR_CREATE, "xl_smgr_create");
-      const forkNum = u32(d, 12);
+      const forkNum = readU32LE(d, 12);
       if (forkNum > MAX_FORKNUM) throw recordCorruption(rec, `fork number ${forkNum | 0}`);
       return { op, rnode: readRelFileNode(d, 0), forkNum };
     }
     case XLOG_SMGR_TRUNCATE: {
       const d = exactMain(rec, SIZE_OF_SMGR_TRUNCATE, "xl_smgr_truncate");
-      const flags = u32(d, 16);
+      const flags = readU32LE(d, 16);
       if ((flags & ~SMGR_TRUNCATE_ALL) !== 0) throw recordCorruption(rec, `truncate flags 0x${flags.toString(16)}`);
-      return { op, blkno: u32(d, 0), rnode: readRelFileNode(d, 4), flags };
+      return { op, blkno: readU32LE(d, 0), rnode: readRelFileNode(d, 4), flags };
     }
     default:
       throw recordCorruption(rec, `unknown Storage info code 0x${op.toString(16).padStart(2, "0")}`);

@@ -30,7 +30,7 @@
  */
 import type { DecodedRecord } from "../record.js";
 import { needMain, recordCorruption } from "./record_access.js";
-import { u16, u32 } from "../../bytes.js";
+import { readU16LE, readU32LE } from "../../../types/bytes.js";
 
 export const XLOG_SPGIST_ADD_LEAF = 0x10;
 export const XLOG_SPGIST_MOVE_LEAFS = 0x20;
@@ -63,7 +63,7 @@ export interface SpgState {
 }
 
 function state(d: Uint8Array, at: number): SpgState {
-  return { myXid: u32(d, at), isBuild: d[at + 4] !== 0 };
+  return { myXid: readU32LE(d, at), isBuild: d[at + 4] !== 0 };
 }
 
 /** A cursor over the main data: every read checks the bytes are there. */
@@ -80,7 +80,7 @@ class Reader {
   offsets(n: number, what: string): Uint16Array {
     if (this.d.length - this.pos < 2 * n) throw recordCorruption(this.rec, `${what}: ${n} offsets at byte ${this.pos} overrun ${this.d.length} bytes of main data`);
     const out = new Uint16Array(n);
-    for (let i = 0; i < n; i++) out[i] = u16(this.d, this.pos + 2 * i);
+    for (let i = 0; i < n; i++) out[i] = readU16LE(this.d, this.pos + 2 * i);
     this.pos += 2 * n;
     return out;
   }
@@ -101,7 +101,7 @@ class Reader {
   /** leafTuple without a view: the tuple's start in the main data (it ends at `pos`). */
   leafTupleAt(what: string): number {
     if (this.d.length - this.pos < SIZE_OF_SPGIST_LEAF_TUPLE) throw recordCorruption(this.rec, `${what}: leaf tuple header at byte ${this.pos} overruns the main data`);
-    const size = u32(this.d, this.pos) >>> 2;
+    const size = readU32LE(this.d, this.pos) >>> 2;
     if (size < SIZE_OF_SPGIST_LEAF_TUPLE) throw recordCorruption(this.rec, `${what}: leaf tuple of size ${size} is shorter than its header`);
     if (this.d.length - this.pos < size) throw recordCorruption(this.rec, `${what}: ${size} bytes at byte ${this.pos} overrun ${this.d.length} bytes of main data`);
     const start = this.pos;
@@ -123,7 +123,7 @@ class Reader {
   /** An inner tuple: its size is the u16 at byte 4. */
   innerTuple(what: string): Uint8Array {
     if (this.d.length - this.pos < SIZE_OF_SPGIST_INNER_TUPLE) throw recordCorruption(this.rec, `${what}: inner tuple header at byte ${this.pos} overruns the main data`);
-    const size = u16(this.d, this.pos + 4);
+    const size = readU16LE(this.d, this.pos + 4);
     if (size < SIZE_OF_SPGIST_INNER_TUPLE) throw recordCorruption(this.rec, `${what}: inner tuple of size ${size} is shorter than its header`);
     return this.bytes(size, what);
   }
@@ -152,10 +152,10 @@ export function decodeSpgAddLeaf(rec: DecodedRecord): SpgAddLeaf {
   return {
     newPage: d[0] !== 0,
     storesNulls: d[1] !== 0,
-    offnumLeaf: u16(d, 2),
-    offnumHeadLeaf: u16(d, 4),
-    offnumParent: u16(d, 6),
-    nodeI: u16(d, 8),
+    offnumLeaf: readU16LE(d, 2),
+    offnumHeadLeaf: readU16LE(d, 4),
+    offnumParent: readU16LE(d, 6),
+    nodeI: readU16LE(d, 8),
     leafTuple: r.leafTuple("new leaf tuple"),
   };
 }
@@ -177,7 +177,7 @@ export interface SpgMoveLeafs {
 
 export function decodeSpgMoveLeafs(rec: DecodedRecord): SpgMoveLeafs {
   const d = needMain(rec, SIZE_OF_MOVE_LEAFS, "spgxlogMoveLeafs");
-  const nMoves = u16(d, 0);
+  const nMoves = readU16LE(d, 0);
   const replaceDead = d[3] !== 0;
   const nInsert = replaceDead ? 1 : nMoves + 1;
   const r = new Reader(rec, d, SIZE_OF_MOVE_LEAFS);
@@ -189,8 +189,8 @@ export function decodeSpgMoveLeafs(rec: DecodedRecord): SpgMoveLeafs {
     newPage: d[2] !== 0,
     replaceDead,
     storesNulls: d[4] !== 0,
-    offnumParent: u16(d, 6),
-    nodeI: u16(d, 8),
+    offnumParent: readU16LE(d, 6),
+    nodeI: readU16LE(d, 8),
     stateSrc: state(d, 12),
     toDelete,
     toInsert,
@@ -219,12 +219,12 @@ export function decodeSpgAddNode(rec: DecodedRecord): SpgAddNode {
   if (parentBlk < SPG_PARENT_NONE || parentBlk > 2) throw recordCorruption(rec, `parentBlk ${parentBlk} is not -1, 0, 1 or 2`);
   const r = new Reader(rec, d, SIZE_OF_ADD_NODE);
   return {
-    offnum: u16(d, 0),
-    offnumNew: u16(d, 2),
+    offnum: readU16LE(d, 0),
+    offnumNew: readU16LE(d, 2),
     newPage: d[4] !== 0,
     parentBlk,
-    offnumParent: u16(d, 6),
-    nodeI: u16(d, 8),
+    offnumParent: readU16LE(d, 6),
+    nodeI: readU16LE(d, 8),
     stateSrc: state(d, 12),
     innerTuple: r.innerTuple("new inner tuple"),
   };
@@ -245,8 +245,8 @@ export function decodeSpgSplitTuple(rec: DecodedRecord): SpgSplitTuple {
   const prefixTuple = r.innerTuple("prefix tuple");
   const postfixTuple = r.innerTuple("postfix tuple");
   return {
-    offnumPrefix: u16(d, 0),
-    offnumPostfix: u16(d, 2),
+    offnumPrefix: readU16LE(d, 0),
+    offnumPostfix: readU16LE(d, 2),
     newPage: d[4] !== 0,
     postfixBlkSame: d[5] !== 0,
     prefixTuple,
@@ -277,8 +277,8 @@ export interface SpgPickSplit {
 
 export function decodeSpgPickSplit(rec: DecodedRecord): SpgPickSplit {
   const d = needMain(rec, SIZE_OF_PICKSPLIT, "spgxlogPickSplit");
-  const nDelete = u16(d, 2);
-  const nInsert = u16(d, 4);
+  const nDelete = readU16LE(d, 2);
+  const nInsert = readU16LE(d, 4);
   const r = new Reader(rec, d, SIZE_OF_PICKSPLIT);
   const toDelete = r.offsets(nDelete, "toDelete");
   const toInsert = r.offsets(nInsert, "toInsert");
@@ -291,12 +291,12 @@ export function decodeSpgPickSplit(rec: DecodedRecord): SpgPickSplit {
     nInsert,
     initSrc: d[6] !== 0,
     initDest: d[7] !== 0,
-    offnumInner: u16(d, 8),
+    offnumInner: readU16LE(d, 8),
     initInner: d[10] !== 0,
     storesNulls: d[11] !== 0,
     innerIsParent: d[12] !== 0,
-    offnumParent: u16(d, 14),
-    nodeI: u16(d, 16),
+    offnumParent: readU16LE(d, 14),
+    nodeI: readU16LE(d, 16),
     stateSrc: state(d, 20),
     toDelete,
     toInsert,
@@ -318,10 +318,10 @@ export interface SpgVacuumLeaf {
 
 export function decodeSpgVacuumLeaf(rec: DecodedRecord): SpgVacuumLeaf {
   const d = needMain(rec, SIZE_OF_VACUUM_LEAF, "spgxlogVacuumLeaf");
-  const nDead = u16(d, 0);
-  const nPlaceholder = u16(d, 2);
-  const nMove = u16(d, 4);
-  const nChain = u16(d, 6);
+  const nDead = readU16LE(d, 0);
+  const nPlaceholder = readU16LE(d, 2);
+  const nMove = readU16LE(d, 4);
+  const nChain = readU16LE(d, 6);
   const r = new Reader(rec, d, SIZE_OF_VACUUM_LEAF);
   return {
     stateSrc: state(d, 8),
@@ -342,7 +342,7 @@ export interface SpgVacuumRoot {
 export function decodeSpgVacuumRoot(rec: DecodedRecord): SpgVacuumRoot {
   const d = needMain(rec, SIZE_OF_VACUUM_ROOT, "spgxlogVacuumRoot");
   const r = new Reader(rec, d, SIZE_OF_VACUUM_ROOT);
-  return { stateSrc: state(d, 4), toDelete: r.offsets(u16(d, 0), "toDelete") };
+  return { stateSrc: state(d, 4), toDelete: r.offsets(readU16LE(d, 0), "toDelete") };
 }
 
 export interface SpgVacuumRedirect {
@@ -355,8 +355,8 @@ export function decodeSpgVacuumRedirect(rec: DecodedRecord): SpgVacuumRedirect {
   const d = needMain(rec, SIZE_OF_VACUUM_REDIRECT, "spgxlogVacuumRedirect");
   const r = new Reader(rec, d, SIZE_OF_VACUUM_REDIRECT);
   return {
-    firstPlaceholder: u16(d, 2),
-    newestRedirectXid: u32(d, 4),
-    itemToPlaceholder: r.offsets(u16(d, 0), "itemToPlaceholder"),
+    firstPlaceholder: readU16LE(d, 2),
+    newestRedirectXid: readU32LE(d, 4),
+    itemToPlaceholder: r.offsets(readU16LE(d, 0), "itemToPlaceholder"),
   };
 }

@@ -14,7 +14,7 @@
  * Arrays are views into the record. Every length is checked: a malformed record is a
  * CorruptionError naming LSN, rmgr and info.
  */
-import { u32 } from "../../bytes.js";
+import { readU32LE } from "../../../types/bytes.js";
 import type { DecodedRecord } from "../record.js";
 import { RM_STANDBY_ID, XLR_RMGR_INFO_MASK } from "../rmgr_ids.js";
 import { needMain, recordCorruption } from "./record_access.js";
@@ -81,30 +81,30 @@ export function decodeStandbyRecord(rec: DecodedRecord): StandbyRecord {
   switch (op) {
     case XLOG_STANDBY_LOCK: {
       const d = needMain(rec, MIN_SIZE_OF_STANDBY_LOCKS, "xl_standby_locks");
-      const nlocks = u32(d, 0);
+      const nlocks = readU32LE(d, 0);
       return { op, nlocks, locks: exactItems(rec, d, MIN_SIZE_OF_STANDBY_LOCKS, nlocks, SIZE_OF_STANDBY_LOCK, "xl_standby_locks") };
     }
     case XLOG_RUNNING_XACTS: {
       const d = needMain(rec, MIN_SIZE_OF_RUNNING_XACTS, "xl_running_xacts");
-      const xcnt = u32(d, 0);
-      const subxcnt = u32(d, 4);
+      const xcnt = readU32LE(d, 0);
+      const subxcnt = readU32LE(d, 4);
       const xids = exactItems(rec, d, MIN_SIZE_OF_RUNNING_XACTS, xcnt + subxcnt, 4, "xl_running_xacts");
       return {
         op,
         xcnt,
         subxcnt,
         subxidOverflow: boolAt(rec, d, 8, "subxid_overflow"),
-        nextXid: u32(d, 12),
-        oldestRunningXid: u32(d, 16),
-        latestCompletedXid: u32(d, 20),
+        nextXid: readU32LE(d, 12),
+        oldestRunningXid: readU32LE(d, 16),
+        latestCompletedXid: readU32LE(d, 20),
         xids,
       };
     }
     case XLOG_INVALIDATIONS: {
       const d = needMain(rec, MIN_SIZE_OF_INVALIDATIONS, "xl_invalidations");
-      const nmsgs = u32(d, 12);
+      const nmsgs = readU32LE(d, 12);
       const msgs = exactItems(rec, d, MIN_SIZE_OF_INVALIDATIONS, nmsgs, SIZE_OF_SHARED_INVAL_MESSAGE, "xl_invalidations");
-      return { op, dbId: u32(d, 0), tsId: u32(d, 4), relcacheInitFileInval: boolAt(rec, d, 8, "relcacheInitFileInval"), nmsgs, msgs };
+      return { op, dbId: readU32LE(d, 0), tsId: readU32LE(d, 4), relcacheInitFileInval: boolAt(rec, d, 8, "relcacheInitFileInval"), nmsgs, msgs };
     }
     default:
       throw recordCorruption(rec, `unknown Standby info code 0x${op.toString(16).padStart(2, "0")}`);

@@ -9,7 +9,7 @@
  *
  * Every length is checked: a malformed record is a CorruptionError naming LSN, rmgr and info.
  */
-import { u32 } from "../../bytes.js";
+import { readU32LE } from "../../../types/bytes.js";
 import type { DecodedRecord } from "../record.js";
 import { RM_TBLSPC_ID, XLR_RMGR_INFO_MASK } from "../rmgr_ids.js";
 import { exactMain, needMain, recordCorruption } from "./record_access.js";
@@ -48,11 +48,11 @@ export function decodeTblspcRecord(rec: DecodedRecord): TblspcRecord {
       if (nul < 0) throw recordCorruption(rec, "xl_tblspc_create_rec: ts_path is not NUL-terminated");
       if (nul !== d.length - 1) throw recordCorruption(rec, `xl_tblspc_create_rec: ${d.length - 1 - nul} bytes after ts_path's NUL`);
       if (nul - 4 >= MAX_TBLSPC_PATH_BYTES) throw recordCorruption(rec, `xl_tblspc_create_rec: ts_path of ${nul - 4} bytes`);
-      return { op, tsId: u32(d, 0), path: new TextDecoder().decode(d.subarray(4, nul)) };
+      return { op, tsId: readU32LE(d, 0), path: new TextDecoder().decode(d.subarray(4, nul)) };
     }
     case XLOG_TBLSPC_DROP: {
       const d = exactMain(rec, SIZE_OF_TBLSPC_DROP, "xl_tblspc_drop_rec");
-      return { op, tsId: u32(d, 0) };
+      return { op, tsId: readU32LE(d, 0) };
     }
     default:
       throw recordCorruption(rec, `unknown Tablespace info code 0x${op.toString(16).padStart(2, "0")}`);

@@ -33,7 +33,7 @@
  * Timestamps are microseconds since 2000-01-01 as numbers.
  */
 import { INVALID_LSN, type Lsn, readLsnLE } from "../../../types/lsn.js";
-import { i64, u16, u32 } from "../../bytes.js";
+import { readI64LE, readU16LE, readU32LE } from "../../../types/bytes.js";
 import { maxAlign } from "../page.js";
 import { type DecodedRecord, type RelFileNode, readRelFileNode } from "../record.js";
 import { RM_XACT_ID } from "../rmgr_ids.js";
@@ -164,7 +164,7 @@ const EMPTY = new Uint8Array(0);
 
 /** The i-th xid of a subxact array view. */
 export function subxactAt(xids: Uint8Array, i: number): number {
-  return u32(xids, SIZE_OF_XID * i);
+  return readU32LE(xids, SIZE_OF_XID * i);
 }
 
 /** The i-th RelFileNode of a relation array view. */
@@ -188,7 +188,7 @@ class Cursor {
 
   u32(what: string): number {
     this.need(4, what);
-    const v = u32(this.d, this.off);
+    const v = readU32LE(this.d, this.off);
     this.off += 4;
     return v;
   }
@@ -236,7 +236,7 @@ class Cursor {
 function decodeFinish(rec: DecodedRecord, op: XactFinishRecord["op"]): XactFinishRecord {
   const c = new Cursor(rec, rec.mainData);
   c.need(SIZE_OF_XACT_COMMIT, "xact_time");
-  const xactTime = i64(c.d, 0);
+  const xactTime = readI64LE(c.d, 0);
   c.off = SIZE_OF_XACT_COMMIT;
   const xinfo = rec.info & XLOG_XACT_HAS_INFO ? c.u32("xinfo") : 0;
   const x: XactFinishRecord = {
@@ -290,7 +290,7 @@ function decodeFinish(rec: DecodedRecord, op: XactFinishRecord["op"]): XactFinis
   if (xinfo & XACT_XINFO_HAS_ORIGIN) {
     c.need(SIZE_OF_XACT_ORIGIN, "xl_xact_origin");
     x.originLsn = readLsnLE(c.d, c.off);
-    x.originTimestamp = i64(c.d, c.off + 8);
+    x.originTimestamp = readI64LE(c.d, c.off + 8);
     c.off += SIZE_OF_XACT_ORIGIN;
   }
   c.end(commit ? "xl_xact_commit" : "xl_xact_abort");
@@ -304,23 +304,23 @@ function decodePrepare(rec: DecodedRecord): XactPrepareRecord {
   const d = rec.mainData;
   const c = new Cursor(rec, d);
   c.need(SIZE_OF_XACT_PREPARE, "xl_xact_prepare");
-  const magic = u32(d, 0);
+  const magic = readU32LE(d, 0);
   if (magic !== TWOPHASE_MAGIC) throw recordCorruption(rec, `two-phase state file magic 0x${magic.toString(16)}`);
   // total_len counts the CRC-32C that pg_twophase appends to the WAL's bytes.
-  const totalLen = u32(d, 4);
+  const totalLen = readU32LE(d, 4);
   if (totalLen !== d.length + 4) throw recordCorruption(rec, `two-phase state file total_len ${totalLen}, main data has ${d.length} bytes + CRC`);
-  const gidlen = u16(d, 54);
+  const gidlen = readU16LE(d, 54);
   if (gidlen < 1 || gidlen > GIDSIZE) throw recordCorruption(rec, `GID length ${gidlen}`);
   if (d[52]! > 1) throw recordCorruption(rec, `initfileinval is ${d[52]}, not a bool`);
   c.off = maxAlign(SIZE_OF_XACT_PREPARE);
   const gidBytes = c.alignedItems(gidlen, 1, "GID bytes");
   if (gidBytes[gidlen - 1] !== 0 || gidBytes.indexOf(0) !== gidlen - 1) throw recordCorruption(rec, "GID is not one NUL-terminated string of gidlen bytes");
-  const nsubxacts = u32(d, 28);
-  const ncommitrels = u32(d, 32);
-  const nabortrels = u32(d, 36);
-  const ncommitstats = u32(d, 40);
-  const nabortstats = u32(d, 44);
-  const nmsgs = u32(d, 48);
+  const nsubxacts = readU32LE(d, 28);
+  const ncommitrels = readU32LE(d, 32);
+  const nabortrels = readU32LE(d, 36);
+  const ncommitstats = readU32LE(d, 40);
+  const nabortstats = readU32LE(d, 44);
+  const nmsgs = readU32LE(d, 48);
   const subxacts = c.alignedItems(nsubxacts, SIZE_OF_XID, "subxacts");
   const commitRels = c.alignedItems(ncommitrels, SIZE_OF_RELFILENODE, "commit rels");
   const abortRels = c.alignedItems(nabortrels, SIZE_OF_RELFILENODE, "abort rels");
@@ -329,10 +329,10 @@ function decodePrepare(rec: DecodedRecord): XactPrepareRecord {
   const msgs = c.alignedItems(nmsgs, SIZE_OF_SHARED_INVAL_MESSAGE, "invalidation messages");
   return {
     op: XLOG_XACT_PREPARE,
-    xid: u32(d, 8),
-    database: u32(d, 12),
-    preparedAt: i64(d, 16),
-    owner: u32(d, 24),
+    xid: readU32LE(d, 8),
+    database: readU32LE(d, 12),
+    preparedAt: readI64LE(d, 16),
+    owner: readU32LE(d, 24),
     initFileInval: d[52] === 1,
     gid: new TextDecoder().decode(gidBytes.subarray(0, gidlen - 1)),
     nsubxacts,
@@ -348,7 +348,7 @@ function decodePrepare(rec: DecodedRecord): XactPrepareRecord {
     nmsgs,
     msgs,
     originLsn: readLsnLE(d, 56),
-    originTimestamp: i64(d, 64),
+    originTimestamp: readI64LE(d, 64),
     rmgrRecords: d.subarray(c.off),
     stateFile: d,
   };

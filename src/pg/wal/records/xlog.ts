@@ -27,7 +27,7 @@
  */
 import { type Lsn, readLsnLE } from "../../../types/lsn.js";
 import { type CheckPoint, decodeCheckPoint, SIZEOF_CHECKPOINT } from "../../control.js";
-import { i64, u32 } from "../../bytes.js";
+import { readI64LE, readU32LE } from "../../../types/bytes.js";
 import type { DecodedRecord } from "../record.js";
 import {
   RM_XLOG_ID,
@@ -185,7 +185,7 @@ export function decodeXlogRecord(rec: DecodedRecord): XlogRecord {
     case XLOG_NOOP:
       return { op, data: rec.mainData };
     case XLOG_NEXTOID:
-      return { op, nextOid: u32(exactMain(rec, SIZE_OF_NEXTOID, "NEXTOID's Oid"), 0) };
+      return { op, nextOid: readU32LE(exactMain(rec, SIZE_OF_NEXTOID, "NEXTOID's Oid"), 0) };
     case XLOG_SWITCH:
       exactMain(rec, 0, "XLOG_SWITCH");
       return { op };
@@ -193,15 +193,15 @@ export function decodeXlogRecord(rec: DecodedRecord): XlogRecord {
       return { op, startPoint: readLsnLE(exactMain(rec, SIZE_OF_BACKUP_END, "BACKUP_END's start point"), 0) };
     case XLOG_PARAMETER_CHANGE: {
       const d = exactMain(rec, SIZE_OF_PARAMETER_CHANGE, "xl_parameter_change");
-      const walLevel = u32(d, 20);
+      const walLevel = readU32LE(d, 20);
       if (walLevel > WAL_LEVEL_LOGICAL) throw recordCorruption(rec, `wal_level ${walLevel} is not one of minimal, replica, logical`);
       return {
         op,
-        maxConnections: u32(d, 0),
-        maxWorkerProcesses: u32(d, 4),
-        maxWalSenders: u32(d, 8),
-        maxPreparedXacts: u32(d, 12),
-        maxLocksPerXact: u32(d, 16),
+        maxConnections: readU32LE(d, 0),
+        maxWorkerProcesses: readU32LE(d, 4),
+        maxWalSenders: readU32LE(d, 8),
+        maxPreparedXacts: readU32LE(d, 12),
+        maxLocksPerXact: readU32LE(d, 16),
         walLevel,
         walLogHints: boolAt(rec, d, 24, "wal_log_hints"),
         trackCommitTimestamp: boolAt(rec, d, 25, "track_commit_timestamp"),
@@ -212,7 +212,7 @@ export function decodeXlogRecord(rec: DecodedRecord): XlogRecord {
       const nameBytes = d.subarray(8, SIZE_OF_RESTORE_POINT);
       const nul = nameBytes.indexOf(0);
       if (nul < 0) throw recordCorruption(rec, `restore point name is not NUL-terminated within ${MAXFNAMELEN} bytes`);
-      return { op, time: i64(d, 0), name: new TextDecoder().decode(nameBytes.subarray(0, nul)) };
+      return { op, time: readI64LE(d, 0), name: new TextDecoder().decode(nameBytes.subarray(0, nul)) };
     }
     case XLOG_FPW_CHANGE: {
       const d = exactMain(rec, SIZE_OF_FPW_CHANGE, "FPW_CHANGE's bool");
@@ -220,7 +220,7 @@ export function decodeXlogRecord(rec: DecodedRecord): XlogRecord {
     }
     case XLOG_END_OF_RECOVERY: {
       const d = exactMain(rec, SIZE_OF_END_OF_RECOVERY, "xl_end_of_recovery");
-      return { op, endTime: i64(d, 0), thisTimeLineId: u32(d, 8), prevTimeLineId: u32(d, 12) };
+      return { op, endTime: readI64LE(d, 0), thisTimeLineId: readU32LE(d, 8), prevTimeLineId: readU32LE(d, 12) };
     }
     case XLOG_FPI:
     case XLOG_FPI_FOR_HINT:
@@ -228,7 +228,7 @@ export function decodeXlogRecord(rec: DecodedRecord): XlogRecord {
       return { op };
     case XLOG_OVERWRITE_CONTRECORD: {
       const d = exactMain(rec, SIZE_OF_OVERWRITE_CONTRECORD, "xl_overwrite_contrecord");
-      return { op, overwrittenLsn: readLsnLE(d, 0), overwriteTime: i64(d, 8) };
+      return { op, overwrittenLsn: readLsnLE(d, 0), overwriteTime: readI64LE(d, 8) };
     }
     default:
       throw recordCorruption(rec, `unknown XLOG info code 0x${op.toString(16).padStart(2, "0")}`);
