@@ -19,7 +19,7 @@ import { fileURLToPath } from "node:url";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { loadNodeConfig } from "../src/main/config.js";
 import { Server } from "../src/main/server.js";
-import { COMMIT_TIMES_FILE } from "../src/tenant/commit_times.js";
+import { COMMIT_TIMES_FILE } from "../src/tenant/commit_time_format.js";
 import type { TenantId, TimelineId } from "../src/types/ids.js";
 import { asLsn, parseLsn } from "../src/types/lsn.js";
 import { BackupServer } from "./support/backup_server.js";

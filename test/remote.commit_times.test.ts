@@ -19,7 +19,7 @@ import { attachTenant } from "../src/remote/attach.js";
 import { encodeIndexPart, parseIndexPart } from "../src/remote/index_part.js";
 import { checkRemoteTimeline } from "../src/remote/remote_check.js";
 import { deleteRemoteTenant } from "../src/remote/remote_delete.js";
-import { type LsnForTime, pgTimestampToMs } from "../src/tenant/commit_times.js";
+import { type LsnForTime, pgTimestampToMs } from "../src/tenant/lsn_for_time.js";
 import type { Timeline } from "../src/tenant/timeline.js";
 import { generateTenantId, generateTimelineId, type TenantId, type TimelineId } from "../src/types/ids.js";
 import { makeKey } from "../src/types/key.js";

@@ -23,17 +23,9 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import fc from "fast-check";
 import { afterAll, describe, expect, it } from "vitest";
-import {
-  COMMIT_TIMES_FILE,
-  COMMIT_TIMES_LEGACY_FILE,
-  COMMIT_TIMES_TAIL_FILE,
-  CommitTimes,
-  type LsnForTime,
-  msToPgTimestamp,
-  pgTimestampToMs,
-  resolveLsnForTime,
-  type TimeProbe,
-} from "../src/tenant/commit_times.js";
+import { COMMIT_TIMES_FILE, COMMIT_TIMES_LEGACY_FILE, COMMIT_TIMES_TAIL_FILE } from "../src/tenant/commit_time_format.js";
+import { CommitTimes } from "../src/tenant/commit_times.js";
+import { type LsnForTime, msToPgTimestamp, pgTimestampToMs, resolveLsnForTime, type TimeProbe } from "../src/tenant/lsn_for_time.js";
 import { sizeInputs } from "../src/tenant/size_model.js";
 import { TimelineState } from "../src/tenant/timeline.js";
 import { CorruptionError } from "../src/types/errors.js";

@@ -24,7 +24,7 @@ import { join } from "node:path";
 import { crc32c } from "@node-rs/crc32";
 import { TEMP_SUFFIX } from "../layers/layer_name.js";
 import { fsyncDir } from "../layers/durable_file.js";
-import { removeCommitTimesFiles, writeCommitTimesSnapshot } from "../tenant/commit_times.js";
+import { removeCommitTimesFiles, writeCommitTimesSnapshot } from "../tenant/commit_times_snapshot.js";
 import { writeEvictedLayers } from "../tenant/evicted_layers.js";
 import { writeMetadata } from "../tenant/metadata.js";
 import { assert } from "../types/assert.js";
