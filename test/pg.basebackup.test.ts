@@ -16,7 +16,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { basebackupTar, checkpointLocation, checkpointRecordEnd, pageChecksum } from "../src/pgdata/basebackup.js";
 import { decodeControlFile, encodeControlFile } from "../src/pg/control.js";
 import { collectKeyspace, DatadirSnapshot, DatadirWriter, importDatadir, importTarStream, readImportLsn } from "../src/pgdata/index.js";
-import type { Timeline } from "../src/tenant/timeline.js";
+import type { Timeline } from "../src/tenant/timeline/index.js";
 import { lsnToString, parseLsn } from "../src/types/lsn.js";
 import { BackupServer, runPg } from "./support/backup_server.js";
 import { PgInstance } from "./support/postgres.js";

@@ -42,7 +42,7 @@ import {
 } from "../src/pgdata/index.js";
 import { basebackupTar } from "../src/pgdata/basebackup.js";
 import { PendingValues } from "../src/pgdata/pending_values.js";
-import type { Timeline } from "../src/tenant/timeline.js";
+import type { Timeline } from "../src/tenant/timeline/index.js";
 import { type Key, keyFields, keyToHex, makeKey } from "../src/types/key.js";
 import type { Lsn } from "../src/types/lsn.js";
 import { type Value, ValueTag } from "../src/types/value.js";

@@ -33,7 +33,7 @@ import {
   WalIngest,
 } from "../src/pgdata/index.js";
 import { classifyPath, importDatadir, readImportLsn } from "../src/pgdata/import.js";
-import type { Timeline } from "../src/tenant/timeline.js";
+import type { Timeline } from "../src/tenant/timeline/index.js";
 import { CorruptionError } from "../src/types/errors.js";
 import { keyNext } from "../src/types/key.js";
 import { type Lsn, lsnToString } from "../src/types/lsn.js";

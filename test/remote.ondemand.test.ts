@@ -20,7 +20,7 @@ import { loadNodeConfig } from "../src/main/config.js";
 import { Server } from "../src/main/server.js";
 import { findLatestIndex } from "../src/remote/index_part.js";
 import { layerKey } from "../src/remote/remote_path.js";
-import type { Timeline } from "../src/tenant/timeline.js";
+import type { Timeline } from "../src/tenant/timeline/index.js";
 import { CorruptionError } from "../src/types/errors.js";
 import { generateTenantId, generateTimelineId, type TenantId, type TimelineId } from "../src/types/ids.js";
 import { makeKey } from "../src/types/key.js";

@@ -35,7 +35,7 @@ import {
   type TimeProbe,
 } from "../src/tenant/commit_times.js";
 import { sizeInputs } from "../src/tenant/size_model.js";
-import { TimelineState } from "../src/tenant/timeline.js";
+import { TimelineState } from "../src/tenant/timeline/index.js";
 import { CorruptionError } from "../src/types/errors.js";
 import { makeKey } from "../src/types/key.js";
 import { TenantHarness } from "./support/tenant_harness.js";

@@ -33,7 +33,7 @@
  * Errors: X below the timeline's start → InvalidArgumentError; below its GC cutoff →
  * GcCutoffError; beyond last_record_lsn → waits (wait_lsn_timeout), then LsnTimeoutError.
  */
-import type { Timeline } from "../tenant/timeline.js";
+import type { Timeline } from "../tenant/timeline/index.js";
 import { assert } from "../types/assert.js";
 import { InvalidArgumentError, NotFoundError } from "../types/errors.js";
 import { failpoint } from "../types/failpoints.js";

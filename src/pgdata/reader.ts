@@ -18,7 +18,7 @@
  *   the two-phase dir and files; control file; checkpoint.
  * Keys of dropped relations and databases are not in it, so new image layers leave them out.
  */
-import type { KeyspaceProvider, Timeline } from "../tenant/timeline.js";
+import type { KeyspaceProvider, Timeline } from "../tenant/timeline/index.js";
 import { GcCutoffError, InvalidArgumentError, NotFoundError } from "../types/errors.js";
 import { type Key, type KeyRange, keyNext } from "../types/key.js";
 import { type Lsn, lsnToString } from "../types/lsn.js";

@@ -26,7 +26,7 @@
  */
 import { XLOG_GIST_PAGE_SPLIT, XLOG_GIST_PAGE_UPDATE } from "../pg/wal/records/gist.js";
 import { crc32c } from "@node-rs/crc32";
-import type { Timeline } from "../tenant/timeline.js";
+import type { Timeline } from "../tenant/timeline/index.js";
 import { UnsupportedError } from "../types/errors.js";
 import { type Lsn, lsnToString } from "../types/lsn.js";
 import type { Value } from "../types/value.js";

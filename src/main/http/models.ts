@@ -10,7 +10,7 @@
 import { type Static, type TLiteral, type TSchema, type TUnion, Type } from "@sinclair/typebox";
 import type { SizeInputs, TenantSize as TenantSizeModel } from "../../tenant/size_model.js";
 import type { Tenant } from "../../tenant/tenant.js";
-import { type Timeline, TimelineState } from "../../tenant/timeline.js";
+import { type Timeline, TimelineState } from "../../tenant/timeline/index.js";
 import { LayerEvictedError } from "../../layers/historic_layer.js";
 import { DatadirSnapshot } from "../../pgdata/reader.js";
 import { Backpressure } from "../../tenant/ingest_gate.js";

@@ -17,7 +17,7 @@ import { Type } from "@sinclair/typebox";
 import { basebackupTar } from "../../pgdata/basebackup.js";
 import { importDatadir, readImportLsn, resolveImportDir } from "../../pgdata/import.js";
 import type { Tenant, TimelineReservation } from "../../tenant/tenant.js";
-import type { Timeline } from "../../tenant/timeline.js";
+import type { Timeline } from "../../tenant/timeline/index.js";
 import { InvalidArgumentError } from "../../types/errors.js";
 import type { TenantId, TimelineId } from "../../types/ids.js";
 import { type Lsn, lsnToString, parseLsn } from "../../types/lsn.js";

@@ -41,7 +41,7 @@ import { COPY_DATA_HEADER_BYTES, MSG, typeName, writeCopyDataHeader } from "../.
 import type { DatadirSnapshot } from "../../pgdata/reader.js";
 import { DEFAULTTABLESPACE_OID, SLRU_KINDS, type SlruKind } from "../../pgdata/keys.js";
 import type { Tenant } from "../../tenant/tenant.js";
-import type { Timeline } from "../../tenant/timeline.js";
+import type { Timeline } from "../../tenant/timeline/index.js";
 import { InvalidArgumentError, PageserverError } from "../../types/errors.js";
 import { lsnToString } from "../../types/lsn.js";
 import type { PageServiceMetrics, SmgrQueryType } from "./metrics.js";

@@ -24,7 +24,7 @@ import { Counter, Gauge, type Registry } from "prom-client";
 import type { HistoricLayer } from "../../layers/historic_layer.js";
 import type { LoopHandle, BackgroundLoops } from "../../tenant/background_loops.js";
 import { TenantState } from "../../tenant/tenant.js";
-import { type Timeline, TimelineState } from "../../tenant/timeline.js";
+import { type Timeline, TimelineState } from "../../tenant/timeline/index.js";
 import { assert } from "../../types/assert.js";
 import type { TenantManager } from "../tenant_manager.js";
 

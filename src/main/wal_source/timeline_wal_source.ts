@@ -60,7 +60,7 @@ import { RM_XLOG_ID, XLOG_CHECKPOINT_SHUTDOWN } from "../../pg/wal/rmgr_ids.js";
 import { Backpressure } from "../../tenant/ingest_gate.js";
 import { removeFileDurable, writeFileDurable } from "../../tenant/durable.js";
 import type { Tenant, TimelineReservation } from "../../tenant/tenant.js";
-import type { Timeline } from "../../tenant/timeline.js";
+import type { Timeline } from "../../tenant/timeline/index.js";
 import { ConflictError, InvalidArgumentError, SourceUnavailableError, UnsupportedError } from "../../types/errors.js";
 import { failpoint } from "../../types/failpoints.js";
 import type { TimelineId } from "../../types/ids.js";

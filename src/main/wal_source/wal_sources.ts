@@ -16,7 +16,7 @@
  */
 import type { Logger } from "pino";
 import { ReplicationConnection } from "../../pg/replication/connection.js";
-import type { Timeline } from "../../tenant/timeline.js";
+import type { Timeline } from "../../tenant/timeline/index.js";
 import { NotFoundError, ShutdownError } from "../../types/errors.js";
 import type { Lsn } from "../../types/lsn.js";
 import type { TenantManager } from "../tenant_manager.js";
