@@ -75,7 +75,7 @@ describe("page service on a streaming timeline", () => {
     const lsn = await insertLsn();
     await waitIngested(lsn);
     const at = tl.lastRecordLsn;
-    const sync = new DatadirSnapshot(tl, at, { fillCache: false }).getRelPage(rel, 0);
+    const sync = await new DatadirSnapshot(tl, at, { fillCache: false }).getRelPage(rel, 0);
     const offloadedBefore = tl.counters.offloadedRedos;
     const c = await PageServiceClient.connect({ host: "127.0.0.1", port: server.pgPort });
     try {

@@ -32,8 +32,8 @@ const COMPACTION_UPPER_LIMIT = 10;
 
 /** What compaction needs of the rest of the timeline. */
 export interface CompactionHooks {
-  /** The live keys at `lsn` (a synchronous read of the timeline; image creation copies only these). */
-  keyspaceAt(lsn: Lsn): KeyRange[];
+  /** The live keys at `lsn` (image creation copies only these); it reads through readAt. */
+  keyspaceAt(lsn: Lsn): Promise<KeyRange[]>;
   /** The L0 count changed: the ingest gate looks again. */
   progressed(): void;
 }
@@ -171,7 +171,7 @@ export class TimelineCompaction {
   private async createImagesFor(todo: KeyRange[], chain: ChainLink[], lsn: Lsn, conf: TenantConf, signal: AbortSignal | undefined): Promise<number> {
     const core = this.core;
     // Only now: walking the keyspace reads every relation's size on the main thread.
-    const keyspace = await this.residency.withResidentLayers(() => this.hooks.keyspaceAt(lsn));
+    const keyspace = await this.hooks.keyspaceAt(lsn);
     // One job per partition: between them the pool serves other tenants' jobs (fair queue).
     let created = 0;
     for (const part of todo) {

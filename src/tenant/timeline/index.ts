@@ -5,5 +5,6 @@
  * GC, LSN ↔ time, and loading a timeline directory.
  */
 export { FlushLoopState, TimelineState } from "./core.js";
+export type { RecordApplier } from "./ingest.js";
 export { REDO_OFFLOAD_MIN_RECORDS } from "./read.js";
 export { type InMemoryLayerInfo, type KeyspaceProvider, Timeline, type TimelineDeps, WHOLE_KEYSPACE } from "./timeline.js";

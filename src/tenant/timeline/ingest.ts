@@ -9,6 +9,8 @@
  * - a freeze happens only below the frozen limit (pendingFlushes < max_frozen_layers): at the
  *   limit the open layer keeps growing, and the gate holds ingest until a flush is recorded.
  * - a bulk import adopts image layers only into an empty, ancestor-less timeline, at its LSN.
+ * - a record whose reads meet an evicted layer is applied again whole after the download
+ *   (applyRecord): the caller never sees the eviction.
  *
  * Hot path: put and putTagged cost one check and one call into the open layer; finishWrite
  * one clock read per record. Nothing here allocates per value.
@@ -18,7 +20,7 @@
 import { renameSync } from "node:fs";
 import { join } from "node:path";
 import { fsyncDir } from "../../layers/block_io.js";
-import { HistoricLayer } from "../../layers/historic_layer.js";
+import { HistoricLayer, LayerEvictedError } from "../../layers/historic_layer.js";
 import { InMemoryLayer } from "../../layers/inmemory_layer.js";
 import type { LayerDesc } from "../../layers/layer_name.js";
 import { assert } from "../../types/assert.js";
@@ -32,17 +34,58 @@ import { Backpressure, GATE_OPEN, type GateStats, type GateVerdict, IngestGate }
 import { type TimelineCore, TimelineState } from "./core.js";
 import type { TimelineFlush } from "./flush.js";
 import type { TimelineLsnTime } from "./lsn_time.js";
+import { type LayerResidency, MAX_DOWNLOADS_PER_READ } from "./residency.js";
+
+/**
+ * What applies one WAL record to a timeline (pgdata's WalIngest): synchronously, reading the
+ * latest state and putting values. If it throws, nothing of the record may stay pending.
+ */
+export interface RecordApplier<R> {
+  ingest(rec: R): void;
+}
 
 export class TimelineIngest {
   private readonly core: TimelineCore;
   private readonly flush: TimelineFlush;
   private readonly lsnTime: TimelineLsnTime;
+  private readonly residency: LayerResidency;
   private readonly gate = new IngestGate(() => this.gateVerdict());
 
-  constructor(core: TimelineCore, flush: TimelineFlush, lsnTime: TimelineLsnTime) {
+  constructor(core: TimelineCore, flush: TimelineFlush, lsnTime: TimelineLsnTime, residency: LayerResidency) {
     this.core = core;
     this.flush = flush;
     this.lsnTime = lsnTime;
+    this.residency = residency;
+  }
+
+  /**
+   * Apply one WAL record with `applier`. Undefined when it was applied synchronously (every
+   * layer its reads visited is on local disk: the common case, no Promise); else a Promise
+   * that downloads what the reads met (the applier dropped the record's pending changes when
+   * it threw) and applies the record again.
+   */
+  applyRecord<R>(applier: RecordApplier<R>, rec: R): Promise<void> | undefined {
+    try {
+      applier.ingest(rec);
+      return undefined;
+    } catch (e) {
+      if (!(e instanceof LayerEvictedError)) throw e;
+      return this.applyAfterDownload(applier, rec, e);
+    }
+  }
+
+  private async applyAfterDownload<R>(applier: RecordApplier<R>, rec: R, first: LayerEvictedError): Promise<void> {
+    let evicted = first;
+    for (let downloads = 1; ; downloads++) {
+      await this.residency.downloadEvicted(evicted);
+      try {
+        applier.ingest(rec);
+        return;
+      } catch (e) {
+        if (!(e instanceof LayerEvictedError) || downloads >= MAX_DOWNLOADS_PER_READ) throw e;
+        evicted = e;
+      }
+    }
   }
 
   put(key: Key, lsn: Lsn, value: Value): void {

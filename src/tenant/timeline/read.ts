@@ -10,8 +10,9 @@
  * Invariants:
  * - the scratch is shared by every read of the timeline: a collection and the reconstruction
  *   that uses it run with no await between them (reads are synchronous once started).
- * - a read meets an evicted layer as a LayerEvictedError; the async read downloads it
- *   (residency.ts) and collects again: reads are pure, so a rerun is safe.
+ * - a read meets an evicted layer as a LayerEvictedError, which never leaves src/tenant: get
+ *   and readAt download it (residency.ts) and collect again (reads are pure, so a rerun is
+ *   safe); a read that meets only resident layers stays synchronous (readAt returns the value).
  * - a chain of REDO_OFFLOAD_MIN_RECORDS values or more is redone on the redo pool; its plan is
  *   copied out of the layers and the cache first.
  *
@@ -87,12 +88,42 @@ export class TimelineReader {
 
   /**
    * get() for an LSN that is already ingested; synchronous from start to end. `fillCache`
-   * false keeps a reconstructed page out of the materialized page cache (bulk reads).
+   * false keeps a reconstructed page out of the materialized page cache (bulk reads). An
+   * evicted layer on the way throws LayerEvictedError: callers outside src/tenant use readAt
+   * (or a tenant API that reruns them, applyRecord) instead.
    */
   getNow(key: Key, lsn: Lsn, fillCache = true): Uint8Array | null {
     const baseLsn = this.collectRead(key, lsn);
     if (baseLsn === ABSENT) return null;
     return this.reconstruct(key, baseLsn, fillCache);
+  }
+
+  /**
+   * The value of `key` at the ingested `lsn`, for readers that read many keys (a snapshot of
+   * the datadir): the value itself when every layer the read visits is on local disk (today's
+   * synchronous path, no Promise), else a Promise that downloads what the read meets and reads
+   * again. Reconstruction stays on this thread (`fillCache` as for getNow).
+   */
+  readAt(key: Key, lsn: Lsn, fillCache = true): Uint8Array | null | Promise<Uint8Array | null> {
+    try {
+      return this.getNow(key, lsn, fillCache);
+    } catch (e) {
+      if (!(e instanceof LayerEvictedError)) throw e;
+      return this.readAfterDownload(key, lsn, fillCache, e);
+    }
+  }
+
+  private async readAfterDownload(key: Key, lsn: Lsn, fillCache: boolean, first: LayerEvictedError): Promise<Uint8Array | null> {
+    let evicted = first;
+    for (let downloads = 1; ; downloads++) {
+      await this.residency.downloadEvicted(evicted);
+      try {
+        return this.getNow(key, lsn, fillCache);
+      } catch (e) {
+        if (!(e instanceof LayerEvictedError) || downloads >= MAX_DOWNLOADS_PER_READ) throw e;
+        evicted = e;
+      }
+    }
   }
 
   /**

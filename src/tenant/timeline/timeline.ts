@@ -22,7 +22,7 @@
  * compaction and GC (never both at once for a tenant), and flushes are one at a time.
  */
 import { join } from "node:path";
-import type { HistoricLayer, LayerDownloader, LayerEvictedError } from "../../layers/historic_layer.js";
+import type { HistoricLayer, LayerDownloader } from "../../layers/historic_layer.js";
 import type { LayerStats } from "../../layers/layer_map.js";
 import type { LayerDesc } from "../../layers/layer_name.js";
 import { assert } from "../../types/assert.js";
@@ -40,14 +40,14 @@ import { TimelineCompaction } from "./compaction.js";
 import { type CoreDeps, type FlushLoopState, TimelineCore, TimelineState } from "./core.js";
 import { TimelineFlush } from "./flush.js";
 import { TimelineGc } from "./gc.js";
-import { TimelineIngest } from "./ingest.js";
+import { type RecordApplier, TimelineIngest } from "./ingest.js";
 import { METADATA_FILE, scanTimelineDir } from "./load.js";
 import { TimelineLsnTime } from "./lsn_time.js";
 import { TimelineReader } from "./read.js";
 import { LayerResidency } from "./residency.js";
 
 /** Which keys exist at an LSN, as sorted half-open ranges (image creation copies only these). */
-export type KeyspaceProvider = (timeline: Timeline, lsn: Lsn) => KeyRange[];
+export type KeyspaceProvider = (timeline: Timeline, lsn: Lsn) => KeyRange[] | Promise<KeyRange[]>;
 
 export const WHOLE_KEYSPACE: KeyspaceProvider = () => [{ start: KEY_MIN, end: KEY_MAX }];
 
@@ -90,10 +90,10 @@ export class Timeline extends TimelineCore {
     this.reader = new TimelineReader(this, this.residency);
     this.lsnTime = new TimelineLsnTime(this);
     this.flusher = new TimelineFlush(this, { progressed: () => this.ingester.notifyGate(), setBroken: (reason) => this.setBroken(reason) });
-    this.ingester = new TimelineIngest(this, this.flusher, this.lsnTime);
+    this.ingester = new TimelineIngest(this, this.flusher, this.lsnTime, this.residency);
     const keyspace = deps.keyspace ?? WHOLE_KEYSPACE;
     this.compactor = new TimelineCompaction(this, this.residency, {
-      keyspaceAt: (lsn) => keyspace(this, lsn),
+      keyspaceAt: async (lsn) => keyspace(this, lsn),
       progressed: () => this.ingester.notifyGate(),
     });
     this.collector = new TimelineGc(this, this.flusher, this.residency, this.lsnTime);
@@ -244,9 +244,17 @@ export class Timeline extends TimelineCore {
   get(key: Key, lsn: Lsn): Promise<Uint8Array | null> {
     return this.reader.get(key, lsn);
   }
-  /** get() at an ingested LSN, synchronously; `fillCache` false keeps the page out of the materialized cache. */
+  /**
+   * get() at an ingested LSN, synchronously; `fillCache` false keeps the page out of the
+   * materialized cache. Only for data that can't be evicted (a timeline being imported, the
+   * ingest path under applyRecord): other readers use readAt.
+   */
   getNow(key: Key, lsn: Lsn, fillCache = true): Uint8Array | null {
     return this.reader.getNow(key, lsn, fillCache);
+  }
+  /** The value at an ingested LSN: at once when its layers are on local disk, else a Promise (read.ts). */
+  readAt(key: Key, lsn: Lsn, fillCache = true): Uint8Array | null | Promise<Uint8Array | null> {
+    return this.reader.readAt(key, lsn, fillCache);
   }
 
   // ---------------------------------------------------------------------------------------
@@ -281,6 +289,10 @@ export class Timeline extends TimelineCore {
   /** Housekeeping: freeze an idle open layer past checkpoint_timeout; retry a failed flush round when due. */
   checkTimeout(): void {
     this.ingester.checkTimeout();
+  }
+  /** Apply one WAL record (undefined: done; a Promise: done once what its reads need is downloaded). */
+  applyRecord<R>(applier: RecordApplier<R>, rec: R): Promise<void> | undefined {
+    return this.ingester.applyRecord(applier, rec);
   }
   /** Start a bulk import at `lsn` into this empty, ancestor-less timeline (bulk_import.ts). */
   bulkImport(lsn: Lsn): BulkImport {
@@ -320,9 +332,7 @@ export class Timeline extends TimelineCore {
   downloadLayer(layer: HistoricLayer): Promise<void> {
     return this.residency.downloadLayer(layer);
   }
-  downloadEvicted(e: LayerEvictedError): Promise<void> {
-    return this.residency.downloadEvicted(e);
-  }
+  /** Run the synchronous read `fn`, downloading what it meets evicted and running it again (for src/tenant and its tests). */
   withResidentLayers<T>(fn: () => T): Promise<T> {
     return this.residency.withResidentLayers(fn);
   }
