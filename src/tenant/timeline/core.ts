@@ -16,8 +16,9 @@
  * - latestGcCutoff only grows; reads and branches below it are refused.
  *
  * Lock order: none (single-threaded). The parts import this file and each other in one
- * direction only (core ← residency ← read; core ← flush ← ingest; residency, flush ←
- * compaction, gc): no part imports timeline.ts.
+ * direction only (core ← residency ← read; core ← lsn_time; flush, lsn_time, residency ←
+ * ingest; residency ← compaction; flush, lsn_time, residency ← gc): no part imports
+ * timeline.ts, so the folder has no import cycle.
  */
 import type { Logger } from "pino";
 import type { PageCacheApi } from "../../cache/api.js";
