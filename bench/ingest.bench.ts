@@ -44,7 +44,7 @@ import { asLsn, type Lsn, lsnToString, parseLsn } from "../src/types/lsn.js";
 import { BackupServer } from "../test/support/backup_server.js";
 import { PgInstance } from "../test/support/postgres.js";
 import { Standby } from "../test/support/standby.js";
-import type { Timeline } from "../src/tenant/timeline.js";
+import type { Timeline } from "../src/tenant/timeline/index.js";
 import type { TenantId, TimelineId } from "../src/types/ids.js";
 import { type BenchRow, percentile, row } from "./harness.js";
 

@@ -27,7 +27,7 @@ import { loadNodeConfig } from "../src/main/config.js";
 import { Server } from "../src/main/server.js";
 import { basebackupTar } from "../src/pgdata/basebackup.js";
 import { relBlockKey } from "../src/pgdata/keys.js";
-import type { Timeline } from "../src/tenant/timeline.js";
+import type { Timeline } from "../src/tenant/timeline/index.js";
 import { generateTenantId, type TenantId, type TimelineId } from "../src/types/ids.js";
 import { asLsn, parseLsn } from "../src/types/lsn.js";
 import { BackupServer } from "./support/backup_server.js";

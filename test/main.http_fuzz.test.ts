@@ -13,7 +13,7 @@ import { LogCapture } from "./support/log_check.js";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { loadNodeConfig } from "../src/main/config.js";
 import { Server } from "../src/main/server.js";
-import type { Timeline } from "../src/tenant/timeline.js";
+import type { Timeline } from "../src/tenant/timeline/index.js";
 import { generateTenantId, generateTimelineId } from "../src/types/ids.js";
 import { makeKey } from "../src/types/key.js";
 import { asLsn } from "../src/types/lsn.js";

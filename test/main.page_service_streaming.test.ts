@@ -17,8 +17,8 @@ import { LATEST_LSN } from "../src/protocol/pagestream.js";
 import { loadNodeConfig } from "../src/main/config.js";
 import { Server } from "../src/main/server.js";
 import { DatadirSnapshot } from "../src/pgdata/reader.js";
-import { REDO_OFFLOAD_MIN_RECORDS } from "../src/tenant/timeline.js";
-import type { Timeline } from "../src/tenant/timeline.js";
+import { REDO_OFFLOAD_MIN_RECORDS } from "../src/tenant/timeline/index.js";
+import type { Timeline } from "../src/tenant/timeline/index.js";
 import { parseTenantId, parseTimelineId } from "../src/types/ids.js";
 import { asLsn, parseLsn } from "../src/types/lsn.js";
 import { PgInstance } from "./support/postgres.js";
@@ -75,7 +75,7 @@ describe("page service on a streaming timeline", () => {
     const lsn = await insertLsn();
     await waitIngested(lsn);
     const at = tl.lastRecordLsn;
-    const sync = new DatadirSnapshot(tl, at, { fillCache: false }).getRelPage(rel, 0);
+    const sync = await new DatadirSnapshot(tl, at, { fillCache: false }).getRelPage(rel, 0);
     const offloadedBefore = tl.counters.offloadedRedos;
     const c = await PageServiceClient.connect({ host: "127.0.0.1", port: server.pgPort });
     try {

@@ -16,7 +16,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { basebackupTar, checkpointLocation, checkpointRecordEnd, pageChecksum } from "../src/pgdata/basebackup.js";
 import { decodeControlFile, encodeControlFile } from "../src/pg/control.js";
 import { collectKeyspace, DatadirSnapshot, DatadirWriter, importDatadir, importTarStream, readImportLsn } from "../src/pgdata/index.js";
-import type { Timeline } from "../src/tenant/timeline.js";
+import type { Timeline } from "../src/tenant/timeline/index.js";
 import { asLsn, INVALID_LSN, lsnToString, parseLsn } from "../src/types/lsn.js";
 import { BackupServer, runPg } from "./support/backup_server.js";
 import { PgInstance } from "./support/postgres.js";
@@ -146,26 +146,26 @@ async function startFromBackup(timeline: Timeline, lsn: number): Promise<BackupS
 }
 
 describe("base backup of an imported cluster", () => {
-  it("imports the datadir: databases, relations, sizes, SLRUs, control", () => {
+  it("imports the datadir: databases, relations, sizes, SLRUs, control", async () => {
     const snap = new DatadirSnapshot(tl, importLsn);
-    const dbs = snap.listDbs().map((d) => `${d.spcnode}/${d.dbnode}`);
+    const dbs = (await snap.listDbs()).map((d) => `${d.spcnode}/${d.dbnode}`);
     expect(dbs).toContain("1664/0");
     expect(dbs).toContain("1663/5");
     expect(dbs.length).toBe(5); // global, template1, template0, postgres, db2
-    expect(snap.slruSegments(0)).toEqual([0]);
-    const ctl = decodeControlFile(snap.controlFile()!);
+    expect(await snap.slruSegments(0)).toEqual([0]);
+    const ctl = decodeControlFile((await snap.controlFile())!);
     expect(ctl.checkPoint).toBe(importLsn);
-    expect(snap.logicalSize()).toBeGreaterThan(20 * 1024 * 1024);
+    expect(await snap.logicalSize()).toBeGreaterThan(20 * 1024 * 1024);
     expect(tl.diskConsistentLsn).toBe(importLsn);
   });
 
-  it("computes PostgreSQL's page checksums", () => {
+  it("computes PostgreSQL's page checksums", async () => {
     const snap = new DatadirSnapshot(tl, importLsn);
     let checked = 0;
-    for (const rel of snap.listRels(1663, 5)) {
-      const n = Math.min(snap.relSize(rel), 3);
+    for (const rel of await snap.listRels(1663, 5)) {
+      const n = Math.min(await snap.relSize(rel), 3);
       for (let b = 0; b < n; b++) {
-        const p = snap.getRelPage(rel, b);
+        const p = await snap.getRelPage(rel, b);
         if ((p[14]! | (p[15]! << 8)) === 0) continue;
         expect(pageChecksum(p, b)).toBe(p[8]! | (p[9]! << 8));
         checked++;
@@ -224,28 +224,28 @@ describe("base backup of an imported cluster", () => {
     expect(res.pages).toBeGreaterThan(1000);
     const a = new DatadirSnapshot(tl, importLsn);
     const b = new DatadirSnapshot(tl3, importLsn);
-    expect(b.listDbs()).toEqual(a.listDbs());
-    const all = a.listRels(1663, 5);
+    expect(await b.listDbs()).toEqual(await a.listDbs());
+    const all = await a.listRels(1663, 5);
     // Unlogged relations (with an init fork) come back empty, as after a crash; the rest is equal.
     const unlogged = new Set(all.filter((r) => r.forknum === 3).map((r) => r.relnode));
-    expect(b.listRels(1663, 5)).toEqual(all.filter((r) => !unlogged.has(r.relnode) || r.forknum === 0 || r.forknum === 3));
+    expect(await b.listRels(1663, 5)).toEqual(all.filter((r) => !unlogged.has(r.relnode) || r.forknum === 0 || r.forknum === 3));
     const logged = all.filter((r) => !unlogged.has(r.relnode));
     expect(unlogged.size).toBe(1);
     let pages = 0;
     for (const rel of logged) {
-      const n = a.relSize(rel);
-      expect(b.relSize(rel)).toBe(n);
+      const n = await a.relSize(rel);
+      expect(await b.relSize(rel)).toBe(n);
       for (let blk = 0; blk < Math.min(n, 4); blk++) {
         // The backup re-stamps checksums; everything else is byte-identical.
-        const pa = a.getRelPage(rel, blk);
-        const pb = b.getRelPage(rel, blk);
+        const pa = await a.getRelPage(rel, blk);
+        const pb = await b.getRelPage(rel, blk);
         // (Buffer.equals: vitest's deep equality on 8 kB arrays is slow.)
         expect(Buffer.from(pb.subarray(10)).equals(pa.subarray(10)) && Buffer.from(pb.subarray(0, 8)).equals(pa.subarray(0, 8))).toBe(true);
         pages++;
       }
     }
     expect(pages).toBeGreaterThan(200);
-    for (const rel of all.filter((r) => unlogged.has(r.relnode) && r.forknum === 0)) expect(b.relSize(rel)).toBe(a.relSize({ ...rel, forknum: 3 }));
+    for (const rel of all.filter((r) => unlogged.has(r.relnode) && r.forknum === 0)) expect(await b.relSize(rel)).toBe(await a.relSize({ ...rel, forknum: 3 }));
   });
 
   it("refuses bad LSNs with typed errors", async () => {
@@ -259,7 +259,7 @@ describe("base backup of an imported cluster", () => {
     const x = importLsn - (importLsn % 8192) + 8192;
     const w = new DatadirWriter(tl);
     w.begin(asLsn(x));
-    w.putRelmap(1663, 5, new DatadirSnapshot(tl, importLsn).relmap(1663, 5)!); // an unchanged rewrite
+    w.putRelmap(1663, 5, (await new DatadirSnapshot(tl, importLsn).relmap(1663, 5))!); // an unchanged rewrite
     w.commit(importLsn);
     const c = checkpointLocation(asLsn(x), 16 * 1024 * 1024);
     expect(c).toBe(x + 24);

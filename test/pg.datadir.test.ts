@@ -42,7 +42,7 @@ import {
 } from "../src/pgdata/index.js";
 import { basebackupTar } from "../src/pgdata/basebackup.js";
 import { PendingValues } from "../src/pgdata/pending_values.js";
-import type { Timeline } from "../src/tenant/timeline.js";
+import type { Timeline } from "../src/tenant/timeline/index.js";
 import { type Key, keyFields, keyToHex, makeKey } from "../src/types/key.js";
 import { asLsn, type Lsn } from "../src/types/lsn.js";
 import { type Value, ValueTag } from "../src/types/value.js";
@@ -59,7 +59,7 @@ function page(fill: number): Uint8Array {
 }
 
 describe("keys", () => {
-  it("lays out keys as Neon does", () => {
+  it("lays out keys as Neon does", async () => {
     const rel = relTag(1663, 5, 16384, 0);
     expect(keyToHex(relBlockKey(rel, 7))).toBe("00" + "0000067F" + "00000005" + "00004000" + "00" + "00000007");
     expect(keyFields(relSizeKey(rel)).field6).toBe(0xffffffff);
@@ -89,7 +89,7 @@ describe("keys", () => {
 });
 
 describe("directory encodings", () => {
-  it("round-trip and refuse bad bytes with a typed error", () => {
+  it("round-trip and refuse bad bytes with a typed error", async () => {
     const db = new Map([
       ["1664/0", { spcnode: 1664, dbnode: 0, relmapExists: true }],
       ["1663/5", { spcnode: 1663, dbnode: 5, relmapExists: false }],
@@ -113,7 +113,7 @@ describe("directory encodings", () => {
 });
 
 describe("PendingValues", () => {
-  it("behaves as a Map of key → value (order, replace, delete, delete ranges, bytes), with and without its index (property)", () => {
+  it("behaves as a Map of key → value (order, replace, delete, delete ranges, bytes), with and without its index (property)", async () => {
     const op = fc.oneof(
       fc.record({ kind: fc.constant("set" as const), key: fc.integer({ min: 0, max: 40 }), len: fc.integer({ min: 1, max: 9 }), tagged: fc.boolean() }),
       fc.record({ kind: fc.constant("del" as const), from: fc.integer({ min: 0, max: 40 }), n: fc.integer({ min: 0, max: 6 }) }),
@@ -187,62 +187,62 @@ describe("writer and reader", () => {
     w.commit();
 
     let s = new DatadirSnapshot(tl, asLsn(0x1000));
-    expect(s.listDbs()).toEqual([{ spcnode: 1663, dbnode: 5, relmapExists: true }]);
-    expect(s.relExists(rel)).toBe(true);
-    expect(s.relSize(rel)).toBe(4);
-    expect(s.relSize(fsm)).toBe(0); // nonexistent FSM fork → 0
-    expect(() => s.relSize(relTag(1663, 5, 99999, 0))).toThrow(/does not exist/);
-    expect(s.getRelPage(rel, 0)[0]).toBe(1);
-    expect(s.getRelPage(rel, 2)).toEqual(page(0));
-    expect(s.getRelPage(rel, 3)[100]).toBe(4);
-    expect(s.getRelPage(rel, 100)).toEqual(page(0)); // beyond EOF
-    expect(s.relmap(1663, 5)).toEqual(new Uint8Array(512).fill(7));
-    expect(s.logicalSize()).toBe(4 * 8192);
+    expect(await s.listDbs()).toEqual([{ spcnode: 1663, dbnode: 5, relmapExists: true }]);
+    expect(await s.relExists(rel)).toBe(true);
+    expect(await s.relSize(rel)).toBe(4);
+    expect(await s.relSize(fsm)).toBe(0); // nonexistent FSM fork → 0
+    await expect(s.relSize(relTag(1663, 5, 99999, 0))).rejects.toThrow(/does not exist/);
+    expect((await s.getRelPage(rel, 0))[0]).toBe(1);
+    expect(await s.getRelPage(rel, 2)).toEqual(page(0));
+    expect((await s.getRelPage(rel, 3))[100]).toBe(4);
+    expect(await s.getRelPage(rel, 100)).toEqual(page(0)); // beyond EOF
+    expect(await s.relmap(1663, 5)).toEqual(new Uint8Array(512).fill(7));
+    expect(await s.logicalSize()).toBe(4 * 8192);
 
     w.begin(asLsn(0x2000));
     w.truncateRel(rel, 1);
     w.createRel(fsm, 2);
     w.commit();
     s = new DatadirSnapshot(tl, asLsn(0x2000));
-    expect(s.relSize(rel)).toBe(1);
-    expect(s.getRelPage(rel, 3)).toEqual(page(0));
-    expect(s.listRels(1663, 5)).toEqual([rel, fsm]);
-    expect(s.logicalSize()).toBe(3 * 8192);
+    expect(await s.relSize(rel)).toBe(1);
+    expect(await s.getRelPage(rel, 3)).toEqual(page(0));
+    expect(await s.listRels(1663, 5)).toEqual([rel, fsm]);
+    expect(await s.logicalSize()).toBe(3 * 8192);
     // Re-extension after truncation must not resurrect the old block 3.
     w.begin(asLsn(0x3000));
     w.putRelPageImage(rel, 4, page(9));
     w.commit();
     s = new DatadirSnapshot(tl, asLsn(0x3000));
-    expect(s.getRelPage(rel, 3)).toEqual(page(0));
-    expect(s.getRelPage(rel, 4)[0]).toBe(9);
+    expect(await s.getRelPage(rel, 3)).toEqual(page(0));
+    expect((await s.getRelPage(rel, 4))[0]).toBe(9);
     // Old LSNs still read the old state.
-    expect(new DatadirSnapshot(tl, asLsn(0x1000)).getRelPage(rel, 3)[0]).toBe(4);
+    expect((await new DatadirSnapshot(tl, asLsn(0x1000)).getRelPage(rel, 3))[0]).toBe(4);
 
     w.begin(asLsn(0x4000));
     w.dropRel(rel);
     w.commit();
     s = new DatadirSnapshot(tl, asLsn(0x4000));
-    expect(s.relExists(rel)).toBe(false);
-    expect(s.listRels(1663, 5)).toEqual([fsm]);
+    expect(await s.relExists(rel)).toBe(false);
+    expect(await s.listRels(1663, 5)).toEqual([fsm]);
     // Re-created relnode starts empty.
     w.begin(asLsn(0x5000));
     w.createRel(rel);
     w.commit();
-    expect(new DatadirSnapshot(tl, asLsn(0x5000)).relSize(rel)).toBe(0);
+    expect(await new DatadirSnapshot(tl, asLsn(0x5000)).relSize(rel)).toBe(0);
 
     w.begin(asLsn(0x6000));
     w.dropDb(1663, 5);
     w.commit();
     s = new DatadirSnapshot(tl, asLsn(0x6000));
-    expect(s.listDbs()).toEqual([]);
-    expect(s.relExists(fsm)).toBe(false);
-    expect(s.listRels(1663, 5)).toEqual([]);
-    expect(s.logicalSize()).toBe(0);
+    expect(await s.listDbs()).toEqual([]);
+    expect(await s.relExists(fsm)).toBe(false);
+    expect(await s.listRels(1663, 5)).toEqual([]);
+    expect(await s.logicalSize()).toBe(0);
     // A database created again has no relations from before.
     w.begin(asLsn(0x7000));
     w.createDb(1663, 5);
     w.commit();
-    expect(new DatadirSnapshot(tl, asLsn(0x7000)).listRels(1663, 5)).toEqual([]);
+    expect(await new DatadirSnapshot(tl, asLsn(0x7000)).listRels(1663, 5)).toEqual([]);
   });
 
   it("SLRU segments, two-phase files, control file, checkpoint", async () => {
@@ -262,17 +262,17 @@ describe("writer and reader", () => {
     w.dropTwophase(1234);
     w.commit();
     const s = new DatadirSnapshot(tl, asLsn(0x2000));
-    expect(s.slruSegments(SlruKind.Clog)).toEqual([0]);
-    expect(s.getSlruSegment(SlruKind.Clog, 0)).toEqual(seg);
-    expect(s.slruSegmentSize(SlruKind.MultiXactOffsets, 0)).toBe(2);
-    expect(s.getSlruPage(SlruKind.MultiXactOffsets, 0, 1)[0]).toBe(3);
-    expect(s.twophaseXids()).toEqual([1235]);
-    expect(s.twophaseFile(1235)).toEqual(new Uint8Array([4]));
-    expect(new DatadirSnapshot(tl, asLsn(0x1000)).twophaseXids()).toEqual([1234]);
-    expect(s.controlFile()![0]).toBe(1);
-    expect(s.checkpoint()!.length).toBe(88);
+    expect(await s.slruSegments(SlruKind.Clog)).toEqual([0]);
+    expect(await s.getSlruSegment(SlruKind.Clog, 0)).toEqual(seg);
+    expect(await s.slruSegmentSize(SlruKind.MultiXactOffsets, 0)).toBe(2);
+    expect((await s.getSlruPage(SlruKind.MultiXactOffsets, 0, 1))[0]).toBe(3);
+    expect(await s.twophaseXids()).toEqual([1235]);
+    expect(await s.twophaseFile(1235)).toEqual(new Uint8Array([4]));
+    expect(await new DatadirSnapshot(tl, asLsn(0x1000)).twophaseXids()).toEqual([1234]);
+    expect((await s.controlFile())![0]).toBe(1);
+    expect((await s.checkpoint())!.length).toBe(88);
     // Keyspace: sorted, non-overlapping, holds what exists.
-    const ks = s.keyspace();
+    const ks = await s.keyspace();
     for (let i = 1; i < ks.length; i++) expect(ks[i - 1]!.end < ks[i]!.start).toBe(true);
     const inKs = (k: string) => ks.some((r) => r.start <= k && k < r.end);
     expect(inKs(slruBlockKey(SlruKind.Clog, 0, 2))).toBe(true);
@@ -296,7 +296,7 @@ describe("writer and reader", () => {
     }
     w.commit();
     await tl.checkpoint();
-    let ks = collectKeyspace(tl, asLsn(0x1000));
+    let ks = await collectKeyspace(tl, asLsn(0x1000));
     const inKs = (k: string) => ks.some((r) => r.start <= k && k < r.end);
     expect(inKs(relBlockKey(gone, 4)) && inKs(relBlockKey(goneDb, 0))).toBe(true);
 
@@ -306,7 +306,7 @@ describe("writer and reader", () => {
     w.putRelPageImage(keep, 0, page(99));
     w.commit();
     await tl.checkpoint();
-    ks = collectKeyspace(tl, asLsn(0x2000));
+    ks = await collectKeyspace(tl, asLsn(0x2000));
     expect(inKs(relBlockKey(keep, 4)) && inKs(relSizeKey(keep))).toBe(true);
     expect(inKs(relBlockKey(keep, 5))).toBe(false);
     expect(inKs(relBlockKey(gone, 0)) || inKs(relSizeKey(gone)) || inKs(relBlockKey(goneDb, 0)) || inKs(relDirKey(1663, 6))).toBe(false);
@@ -315,9 +315,9 @@ describe("writer and reader", () => {
     await t.gc({ timeline: tl, cutoffLsn: asLsn(0x2000) });
     expect(tl.layerMap.layers.every((l) => l.desc.kind === "image")).toBe(true);
     const s = new DatadirSnapshot(tl, asLsn(0x2000));
-    expect(s.getRelPage(keep, 0)[0]).toBe(99);
-    expect(s.getRelPage(keep, 4)[0]).toBe(5);
-    expect(s.relExists(gone)).toBe(false);
+    expect((await s.getRelPage(keep, 0))[0]).toBe(99);
+    expect((await s.getRelPage(keep, 4))[0]).toBe(5);
+    expect(await s.relExists(gone)).toBe(false);
     // The raw keys of the dropped relations are gone from storage.
     expect(await tl.get(relBlockKey(gone, 2), asLsn(0x2000))).toBe(null);
     expect(await tl.get(relBlockKey(goneDb, 2), asLsn(0x2000))).toBe(null);
@@ -328,8 +328,8 @@ describe("writer and reader", () => {
     // Still right after a restart (layers on disk).
     const t2 = await h!.restart(true);
     const tl2 = t2.getTimeline(tl.timelineId);
-    expect(new DatadirSnapshot(tl2, asLsn(0x2000)).getRelPage(keep, 4)[0]).toBe(5);
-    expect(new DatadirSnapshot(tl2, asLsn(0x2000)).logicalSize()).toBe(5 * 8192);
+    expect((await new DatadirSnapshot(tl2, asLsn(0x2000)).getRelPage(keep, 4))[0]).toBe(5);
+    expect(await new DatadirSnapshot(tl2, asLsn(0x2000)).logicalSize()).toBe(5 * 8192);
   });
 
   it("big modifications put data early and stay consistent", async () => {
@@ -340,8 +340,8 @@ describe("writer and reader", () => {
     for (let b = 0; b < 2000; b++) w.putRelPageImage(rel, b, page(b & 0xff)); // 16 MB > 8 MiB pending
     expect(w.commit()).toBeGreaterThan(2000);
     const s = new DatadirSnapshot(tl, asLsn(0x1000));
-    expect(s.relSize(rel)).toBe(2000);
-    expect(s.getRelPage(rel, 1999)[0]).toBe(1999 & 0xff);
+    expect(await s.relSize(rel)).toBe(2000);
+    expect((await s.getRelPage(rel, 1999))[0]).toBe(1999 & 0xff);
     expect(() => w.begin(asLsn(0x800))).toThrow(/below last_record_lsn/);
   });
 });

@@ -33,7 +33,7 @@ import {
   WalIngest,
 } from "../src/pgdata/index.js";
 import { classifyPath, importDatadir, readImportLsn } from "../src/pgdata/import.js";
-import type { Timeline } from "../src/tenant/timeline.js";
+import type { Timeline } from "../src/tenant/timeline/index.js";
 import { AssertionError } from "../src/types/assert.js";
 import { CorruptionError } from "../src/types/errors.js";
 import { keyNext } from "../src/types/key.js";
@@ -84,7 +84,7 @@ const TS_LOC = 16391;
 const DB = 16400;
 
 describe("Tablespace records", () => {
-  it("decodes CREATE with its location and DROP", () => {
+  it("decodes CREATE with its location and DROP", async () => {
     expect(decodeTblspcRecord(record(RM_TBLSPC_ID, XLOG_TBLSPC_CREATE, [...u32le(TS_INPLACE), ...cstring("")], asLsn(0x2000)))).toEqual({
       op: XLOG_TBLSPC_CREATE,
       tsId: TS_INPLACE,
@@ -98,7 +98,7 @@ describe("Tablespace records", () => {
     expect(decodeTblspcRecord(record(RM_TBLSPC_ID, XLOG_TBLSPC_DROP, u32le(TS_LOC), asLsn(0x2000)))).toEqual({ op: XLOG_TBLSPC_DROP, tsId: TS_LOC });
   });
 
-  it("refuses malformed records naming LSN, rmgr and info", () => {
+  it("refuses malformed records naming LSN, rmgr and info", async () => {
     const bad: [number, number[], RegExp][] = [
       [XLOG_TBLSPC_CREATE, u32le(TS_LOC), /xl_tblspc_create_rec/],
       [XLOG_TBLSPC_CREATE, [...u32le(TS_LOC), 0x2f, 0x61], /not NUL-terminated/],
@@ -125,7 +125,7 @@ describe("Tablespace records", () => {
 });
 
 describe("TablespaceDirectory", () => {
-  it("round-trips and refuses corrupt bytes", () => {
+  it("round-trips and refuses corrupt bytes", async () => {
     const d = new Map([
       [TS_LOC, "/srv/ts2"],
       [TS_INPLACE, ""],
@@ -172,18 +172,18 @@ describe("WalIngest of tablespace records", () => {
     ing.ingest(record(RM_TBLSPC_ID, XLOG_TBLSPC_CREATE, [...u32le(TS_INPLACE), ...cstring("")], asLsn(0x2000)));
     ing.ingest(record(RM_TBLSPC_ID, XLOG_TBLSPC_CREATE, [...u32le(TS_LOC), ...cstring("/srv/ts2")], asLsn(0x2100)));
     const afterCreate = tl.lastRecordLsn;
-    expect(snap().listTablespaces()).toEqual([
+    expect(await snap().listTablespaces()).toEqual([
       { spcnode: TS_INPLACE, location: "" },
       { spcnode: TS_LOC, location: "/srv/ts2" },
     ]);
 
     // CREATE TABLE … TABLESPACE: the database gets a directory in the tablespace.
     ing.ingest(smgrCreate(TS_INPLACE, 5, 20000, asLsn(0x2200)));
-    expect(snap().listDbs()).toEqual([
+    expect(await snap().listDbs()).toEqual([
       { spcnode: 1663, dbnode: 5, relmapExists: false },
       { spcnode: TS_INPLACE, dbnode: 5, relmapExists: false },
     ]);
-    expect(snap().listRels(TS_INPLACE, 5)).toEqual([relTag(TS_INPLACE, 5, 20000, 0)]);
+    expect(await snap().listRels(TS_INPLACE, 5)).toEqual([relTag(TS_INPLACE, 5, 20000, 0)]);
 
     // CREATE DATABASE … TABLESPACE (WAL_LOG): directory, relmap, relations there.
     ing.ingest(record(RM_DBASE_ID, 0x10, [...u32le(DB), ...u32le(TS_INPLACE)], asLsn(0x2300)));
@@ -195,35 +195,35 @@ describe("WalIngest of tablespace records", () => {
     w.begin(asLsn(0x2800));
     w.putRelPageImage(relTag(TS_INPLACE, DB, 1259, 0), 0, new Uint8Array(8192).fill(3));
     w.commit();
-    expect(snap().relmap(TS_INPLACE, DB)).toEqual(relmap);
-    expect(snap().dbExists(TS_INPLACE, DB)).toBe(true);
+    expect(await snap().relmap(TS_INPLACE, DB)).toEqual(relmap);
+    expect(await snap().dbExists(TS_INPLACE, DB)).toBe(true);
 
     // CREATE DATABASE … TEMPLATE … STRATEGY FILE_COPY TABLESPACE ts2: the files are copied.
     ing.ingest(record(RM_DBASE_ID, 0x00, [...u32le(DB + 1), ...u32le(TS_LOC), ...u32le(DB), ...u32le(TS_INPLACE)], asLsn(0x2900)));
-    expect(snap().relmap(TS_LOC, DB + 1)).toEqual(relmap);
-    expect(snap().relSize(relTag(TS_LOC, DB + 1, 1259, 0))).toBe(1);
-    expect(snap().getRelPage(relTag(TS_LOC, DB + 1, 1259, 0), 0)).toEqual(new Uint8Array(8192).fill(3));
+    expect(await snap().relmap(TS_LOC, DB + 1)).toEqual(relmap);
+    expect(await snap().relSize(relTag(TS_LOC, DB + 1, 1259, 0))).toBe(1);
+    expect(await snap().getRelPage(relTag(TS_LOC, DB + 1, 1259, 0), 0)).toEqual(new Uint8Array(8192).fill(3));
 
     // ALTER DATABASE SET TABLESPACE pg_default: FILE_COPY into the new one, DROP of the old.
     ing.ingest(record(RM_DBASE_ID, 0x00, [...u32le(DB + 1), ...u32le(1663), ...u32le(DB + 1), ...u32le(TS_LOC)], asLsn(0x2a00)));
     ing.ingest(record(RM_DBASE_ID, 0x20, [...u32le(DB + 1), ...u32le(1), ...u32le(TS_LOC)], asLsn(0x2b00)));
-    expect(snap().dbExists(TS_LOC, DB + 1)).toBe(false);
-    expect(snap().getRelPage(relTag(1663, DB + 1, 1259, 0), 0)).toEqual(new Uint8Array(8192).fill(3));
+    expect(await snap().dbExists(TS_LOC, DB + 1)).toBe(false);
+    expect(await snap().getRelPage(relTag(1663, DB + 1, 1259, 0), 0)).toEqual(new Uint8Array(8192).fill(3));
 
     // DROP DATABASE in two tablespaces, then DROP TABLESPACE: its leftover directories go too.
     ing.ingest(record(RM_DBASE_ID, 0x20, [...u32le(DB), ...u32le(1), ...u32le(TS_INPLACE)], asLsn(0x2c00)));
-    expect(snap().dbExists(TS_INPLACE, DB)).toBe(false);
+    expect(await snap().dbExists(TS_INPLACE, DB)).toBe(false);
     ing.ingest(record(RM_TBLSPC_ID, XLOG_TBLSPC_DROP, u32le(TS_INPLACE), asLsn(0x2d00)));
-    expect(snap().listTablespaces()).toEqual([{ spcnode: TS_LOC, location: "/srv/ts2" }]);
-    expect(snap().listDbs().map((d) => `${d.spcnode}/${d.dbnode}`)).toEqual(["1663/5", `1663/${DB + 1}`]);
+    expect(await snap().listTablespaces()).toEqual([{ spcnode: TS_LOC, location: "/srv/ts2" }]);
+    expect((await snap().listDbs()).map((d) => `${d.spcnode}/${d.dbnode}`)).toEqual(["1663/5", `1663/${DB + 1}`]);
 
     // Earlier LSNs still see what was there then.
     const then = new DatadirSnapshot(tl, afterCreate);
-    expect(then.listTablespaces().map((t) => t.spcnode)).toEqual([TS_INPLACE, TS_LOC]);
-    expect(then.dbExists(TS_INPLACE, 5)).toBe(false);
+    expect((await then.listTablespaces()).map((t) => t.spcnode)).toEqual([TS_INPLACE, TS_LOC]);
+    expect(await then.dbExists(TS_INPLACE, 5)).toBe(false);
 
     // The directory is a live key (image layers keep it).
-    const ks = collectKeyspace(tl, tl.lastRecordLsn);
+    const ks = await collectKeyspace(tl, tl.lastRecordLsn);
     expect(ks.some((r) => r.start <= TABLESPACEDIR_KEY && keyNext(TABLESPACEDIR_KEY) <= r.end)).toBe(true);
   });
 
@@ -235,7 +235,7 @@ describe("WalIngest of tablespace records", () => {
     expect(() => ing.ingest(record(RM_TBLSPC_ID, 0x30, u32le(TS_LOC), asLsn(0x2100)))).toThrow(/Tablespace.*rmgr 5, info 0x30/);
     expect(tl.lastRecordLsn).toBe(before);
     ing.ingest(record(RM_TBLSPC_ID, XLOG_TBLSPC_DROP, u32le(TS_LOC), asLsn(0x2200)));
-    expect(new DatadirSnapshot(tl, tl.lastRecordLsn).listTablespaces()).toEqual([]);
+    expect(await new DatadirSnapshot(tl, tl.lastRecordLsn).listTablespaces()).toEqual([]);
   });
 
   it("records reach ingest in WAL order: a replayed or overlapping record is an assertion", async () => {
@@ -255,7 +255,7 @@ describe("WalIngest of tablespace records", () => {
 });
 
 describe("import paths", () => {
-  it("classifies files of user tablespaces", () => {
+  it("classifies files of user tablespaces", async () => {
     expect(classifyPath(`pg_tblspc/${TS_LOC}/PG_15_202209061/${DB}/16384_fsm.2`)).toEqual({
       kind: "rel",
       rel: relTag(TS_LOC, DB, 16384, 1),
@@ -285,13 +285,13 @@ describe("importDatadir with tablespaces", () => {
       const tl = await (await h.create()).createTimeline({ startLsn: readImportLsn(pg.dataDir).lsn });
       await importDatadir(tl, pg.dataDir);
       const snap = new DatadirSnapshot(tl, tl.lastRecordLsn);
-      expect(snap.listTablespaces()).toEqual([
+      expect(await snap.listTablespaces()).toEqual([
         { spcnode: ids[0], location: "" },
         { spcnode: ids[1], location: loc },
       ]);
-      expect(snap.relSize(relTag(ids[0]!, dbPostgres, relIn, 0))).toBeGreaterThan(0);
-      expect(snap.dbExists(ids[1]!, db)).toBe(true);
-      expect(snap.relmap(ids[1]!, db)).not.toBeNull();
+      expect(await snap.relSize(relTag(ids[0]!, dbPostgres, relIn, 0))).toBeGreaterThan(0);
+      expect(await snap.dbExists(ids[1]!, db)).toBe(true);
+      expect(await snap.relmap(ids[1]!, db)).not.toBeNull();
     } finally {
       await pg.destroy();
     }

@@ -20,7 +20,7 @@ import { encodeIndexPart, parseIndexPart } from "../src/remote/index_part.js";
 import { checkRemoteTimeline } from "../src/remote/remote_check.js";
 import { deleteRemoteTenant } from "../src/remote/remote_delete.js";
 import { type LsnForTime, pgTimestampToMs } from "../src/tenant/lsn_for_time.js";
-import type { Timeline } from "../src/tenant/timeline.js";
+import type { Timeline } from "../src/tenant/timeline/index.js";
 import { generateTenantId, generateTimelineId, type TenantId, type TimelineId } from "../src/types/ids.js";
 import { makeKey } from "../src/types/key.js";
 import { imageValue } from "../src/types/value.js";

@@ -16,7 +16,7 @@ import { findLatestIndex } from "../src/remote/index_part.js";
 import { LocalFs } from "../src/remote/local_fs.js";
 import { layerKey } from "../src/remote/remote_path.js";
 import { RemoteTimelineClient } from "../src/remote/remote_timeline_client.js";
-import type { Timeline } from "../src/tenant/timeline.js";
+import type { Timeline } from "../src/tenant/timeline/index.js";
 import { CorruptionError, NotFoundError } from "../src/types/errors.js";
 import { generateTimelineId, type TimelineId } from "../src/types/ids.js";
 import { makeKey } from "../src/types/key.js";

@@ -20,7 +20,7 @@ import { loadNodeConfig } from "../src/main/config.js";
 import { Server } from "../src/main/server.js";
 import { findLatestIndex } from "../src/remote/index_part.js";
 import { layerKey } from "../src/remote/remote_path.js";
-import type { Timeline } from "../src/tenant/timeline.js";
+import type { Timeline } from "../src/tenant/timeline/index.js";
 import { CorruptionError } from "../src/types/errors.js";
 import { generateTenantId, generateTimelineId, type TenantId, type TimelineId } from "../src/types/ids.js";
 import { makeKey } from "../src/types/key.js";
@@ -170,6 +170,37 @@ describe.each([
     const count = /pageserver_remote_ondemand_download_seconds_count (\d+)/.exec(metrics);
     expect(Number(count?.[1] ?? 0)).toBeGreaterThanOrEqual(ROUNDS);
     expect(metrics).toMatch(/pageserver_remote_ondemand_downloaded_layers_total \d+/);
+  });
+
+  it("readAt answers at once from local layers and with a Promise that downloads evicted ones; applyRecord ingests a record again after its reads met one", async () => {
+    const w = await writeAndDetach(a);
+    const tl = await attach(w);
+    const oldest = w.roundKeys[0]!;
+    const first = tl.readAt(k(oldest), asLsn(w.lsn));
+    expect(first).toBeInstanceOf(Promise);
+    expect(text(await within(first as Promise<Uint8Array | null>, "readAt of evicted layers"))).toBe(w.values.get(oldest));
+    expect(layerFiles(tl).length).toBe(ROUNDS);
+    // Every layer the read visits is local now: the value itself, no Promise.
+    const again = tl.readAt(k(oldest), asLsn(w.lsn));
+    expect(again).not.toBeInstanceOf(Promise);
+    expect(text(again as Uint8Array | null)).toBe(w.values.get(oldest));
+    // A record whose lookups meet an evicted layer: applied again once it is downloaded.
+    for (const l of tl.residentLayers()) expect(await tl.evictLayer(l)).toBe(true);
+    let runs = 0;
+    const applier = {
+      ingest: (key: number): void => {
+        runs++;
+        tl.getNow(k(key), asLsn(w.lsn));
+      },
+    };
+    const applying = tl.applyRecord(applier, oldest);
+    expect(applying).toBeInstanceOf(Promise);
+    await within(applying!, "applyRecord with evicted layers");
+    // The walk meets the evicted layers one at a time: one run per download, then the one that succeeds.
+    expect(runs).toBe(ROUNDS + 1);
+    expect(layerFiles(tl).length).toBe(ROUNDS);
+    expect(tl.applyRecord(applier, oldest)).toBeUndefined();
+    expect(runs).toBe(ROUNDS + 2);
   });
 
   it("a synchronous read of an evicted layer is a typed error; compaction and image creation download their inputs first", async () => {

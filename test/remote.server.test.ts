@@ -20,7 +20,7 @@ import { applyFailpoints, clearFailpoints, parseFailpointSpec } from "../src/typ
 import { encodeIndexPart, findLatestIndex } from "../src/remote/index_part.js";
 import { indexKey } from "../src/remote/remote_path.js";
 import { checkRemoteTimeline } from "../src/remote/remote_check.js";
-import type { Timeline } from "../src/tenant/timeline.js";
+import type { Timeline } from "../src/tenant/timeline/index.js";
 import { generateTenantId, generateTimelineId } from "../src/types/ids.js";
 import { makeKey } from "../src/types/key.js";
 import { asLsn, lsnToString } from "../src/types/lsn.js";

@@ -10,7 +10,7 @@
 import { setImmediate as yieldNow } from "node:timers/promises";
 import { afterEach, describe, expect, it } from "vitest";
 import { Backpressure } from "../src/tenant/ingest_gate.js";
-import type { Timeline } from "../src/tenant/timeline.js";
+import type { Timeline } from "../src/tenant/timeline/index.js";
 import { type Key, makeKey } from "../src/types/key.js";
 import { asLsn, type Lsn } from "../src/types/lsn.js";
 import { FairQueue } from "../src/workers/fair_queue.js";

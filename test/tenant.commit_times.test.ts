@@ -27,7 +27,7 @@ import { COMMIT_TIMES_FILE, COMMIT_TIMES_LEGACY_FILE, COMMIT_TIMES_TAIL_FILE } f
 import { CommitTimes } from "../src/tenant/commit_times.js";
 import { type LsnForTime, msToPgTimestamp, pgTimestampToMs, resolveLsnForTime, type TimeProbe } from "../src/tenant/lsn_for_time.js";
 import { sizeInputs } from "../src/tenant/size_model.js";
-import { TimelineState } from "../src/tenant/timeline.js";
+import { TimelineState } from "../src/tenant/timeline/index.js";
 import { CorruptionError } from "../src/types/errors.js";
 import { makeKey } from "../src/types/key.js";
 import { asLsn, type Lsn, lsnMax, MAX_LSN } from "../src/types/lsn.js";

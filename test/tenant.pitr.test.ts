@@ -10,7 +10,7 @@ import { afterEach, describe, expect, it } from "vitest";
 import { testAppend, testInit } from "./support/test_redo.js";
 import { type Key, makeKey } from "../src/types/key.js";
 import { TenantHarness } from "./support/tenant_harness.js";
-import type { Timeline } from "../src/tenant/timeline.js";
+import type { Timeline } from "../src/tenant/timeline/index.js";
 import { asLsn } from "../src/types/lsn.js";
 
 const dec = new TextDecoder();

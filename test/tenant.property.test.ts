@@ -18,7 +18,7 @@ import { afterAll, describe, it } from "vitest";
 import { expect } from "vitest";
 import type { Tenant } from "../src/tenant/tenant.js";
 import { testAppend, testInit } from "./support/test_redo.js";
-import type { Timeline } from "../src/tenant/timeline.js";
+import type { Timeline } from "../src/tenant/timeline/index.js";
 import type { TimelineId } from "../src/types/ids.js";
 import { type Key, makeKey } from "../src/types/key.js";
 import { TenantHarness } from "./support/tenant_harness.js";

@@ -4,7 +4,7 @@ import { afterEach, describe, expect, it } from "vitest";
 import { testAppend, testInit, testWriteAt } from "./support/test_redo.js";
 import { type Key, KEY_MAX, makeKey } from "../src/types/key.js";
 import { imageValue, nativeValue } from "../src/types/value.js";
-import { REDO_OFFLOAD_MIN_RECORDS } from "../src/tenant/timeline.js";
+import { REDO_OFFLOAD_MIN_RECORDS } from "../src/tenant/timeline/index.js";
 import { TenantHarness } from "./support/tenant_harness.js";
 import { asLsn } from "../src/types/lsn.js";
 

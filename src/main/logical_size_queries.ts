@@ -13,7 +13,7 @@
 import { logicalSize } from "../pgdata/reader.js";
 import { computeTenantSize, sizeInputs, type SizeInputs, type TenantSize } from "../tenant/size_model.js";
 import type { Tenant } from "../tenant/tenant.js";
-import type { Timeline } from "../tenant/timeline.js";
+import type { Timeline } from "../tenant/timeline/index.js";
 import type { TimelineId } from "../types/ids.js";
 import type { Lsn } from "../types/lsn.js";
 import { secondsSince } from "../types/metrics_sink.js";

@@ -22,7 +22,7 @@ import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from "prom
 import { PAGE_KIND_NAMES, type PageCacheApi } from "../cache/api.js";
 import { type MetricsSink, STORAGE_OPERATIONS, type StorageOperation } from "../types/metrics_sink.js";
 import type { PoolStats } from "../workers/pools.js";
-import type { Timeline } from "../tenant/timeline.js";
+import type { Timeline } from "../tenant/timeline/index.js";
 import { buildInfo } from "./build_info.js";
 import { type DeltaSample, deltaCounter } from "./delta_counter.js";
 import type { TenantManager } from "./tenant_manager.js";

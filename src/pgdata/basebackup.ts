@@ -33,7 +33,7 @@
  * Errors: X below the timeline's start → InvalidArgumentError; below its GC cutoff →
  * GcCutoffError; beyond last_record_lsn → waits (wait_lsn_timeout), then LsnTimeoutError.
  */
-import type { Timeline } from "../tenant/timeline.js";
+import type { Timeline } from "../tenant/timeline/index.js";
 import { assert } from "../types/assert.js";
 import { InvalidArgumentError, NotFoundError } from "../types/errors.js";
 import { failpoint } from "../types/failpoints.js";
@@ -303,14 +303,12 @@ export async function basebackupTar(timeline: Timeline, lsn: Lsn, opts: Baseback
   if (lsn < start) throw new InvalidArgumentError(`base backup LSN ${lsnToString(lsn)} is below the timeline's start ${lsnToString(start)}`);
   // A base backup reads every page once: keep it out of the materialized page cache.
   const snap = await datadirAt(timeline, lsn, { fillCache: false });
-  // The backup reads synchronously, chunk by chunk, for as long as the client takes: its LSN
-  // is leased (no layer a read at it may visit is evicted, those created meanwhile included)
-  // and what is evicted now is downloaded first, until the stream ends. Each step still reads
-  // under withResidentLayers, so a layer that is evicted anyway is downloaded, not an error.
+  // The backup reads chunk by chunk, for as long as the client takes: its LSN is leased (GC
+  // keeps it, and what a read at it visits stays on local disk, those layers created meanwhile
+  // included) and fetched first where it is not, until the stream ends.
   const lease = new StreamLease(timeline, lsn, await timeline.pinLayersAt(lsn));
   try {
-    const read: Read = (fn) => timeline.withResidentLayers(fn);
-    return timed(timeline, start_ms, lease, await read(() => prepare(timeline, snap, lsn, now0(opts), opts, read)));
+    return timed(timeline, start_ms, lease, await prepare(timeline, snap, lsn, now0(opts), opts));
   } catch (e) {
     lease.release();
     throw e;
@@ -321,12 +319,9 @@ function now0(opts: BasebackupOptions): number {
   return opts.nowSeconds ?? Math.floor(Date.now() / 1000);
 }
 
-/** Runs one synchronous step of reads, downloading what it meets evicted and running it again. */
-type Read = <T>(fn: () => T) => Promise<T>;
-
-function prepare(timeline: Timeline, snap: DatadirSnapshot, lsn: Lsn, now: number, opts: BasebackupOptions, read: Read): AsyncGenerator<Uint8Array> {
-  const controlBytes = snap.controlFile();
-  const cpBytes = snap.checkpoint();
+async function prepare(timeline: Timeline, snap: DatadirSnapshot, lsn: Lsn, now: number, opts: BasebackupOptions): Promise<AsyncGenerator<Uint8Array>> {
+  const controlBytes = await snap.controlFile();
+  const cpBytes = await snap.checkpoint();
   if (controlBytes === null || cpBytes === null) throw new NotFoundError(`timeline ${timeline.timelineId} has no control file / checkpoint at ${lsnToString(lsn)}`);
   const control = decodeControlFile(controlBytes);
   const c = checkpointLocation(lsn, control.xlogSegSize);
@@ -356,7 +351,7 @@ function prepare(timeline: Timeline, snap: DatadirSnapshot, lsn: Lsn, now: numbe
   });
   const wal = checkpointWalSegment(control, c, checkpointRecord(cp, prev));
   const walName = walFileName(cp.thisTimeLineId, Math.floor(c / control.xlogSegSize), control.xlogSegSize);
-  return generate(snap, read, control, newControl, wal, walName, now, opts);
+  return generate(snap, control, newControl, wal, walName, now, opts);
 }
 
 /**
@@ -407,7 +402,6 @@ async function* timed(timeline: Timeline, start_ms: number, lease: StreamLease, 
 
 async function* generate(
   snap: DatadirSnapshot,
-  read: Read,
   control: ControlFileData,
   newControl: Uint8Array,
   wal: Uint8Array,
@@ -434,7 +428,7 @@ async function* generate(
   // User tablespaces, always in place: pg_tblspc/<oid>/PG_15_202209061/ as directories
   // (PostgreSQL 15 runs on in-place tablespace directories as on symlinked ones; an endpoint
   // moves one elsewhere with --tablespace-mapping, leaving a symlink, as pg_basebackup does).
-  const tablespaces = await read(() => snap.listTablespaces());
+  const tablespaces = await snap.listTablespaces();
   const tblspcDirs = new Set<string>();
   const tblspcDir = function* (path: string): Generator<Uint8Array> {
     // A database directory of a tablespace with no record of its own (a timeline ingested
@@ -450,7 +444,7 @@ async function* generate(
   };
   for (const t of tablespaces) yield* tblspcDir(`${tablespaceLinkPath(t.spcnode)}/${TABLESPACE_VERSION_DIR}`);
   if (tablespaces.length > 0) yield* file(TABLESPACES_FILE, text(encodeTablespacesFile(tablespaces.map((t) => ({ oid: t.spcnode, location: t.location })))));
-  for (const db of await read(() => snap.listDbs())) {
+  for (const db of await snap.listDbs()) {
     const path = dbDirPath(db.spcnode, db.dbnode);
     if (db.spcnode !== GLOBALTABLESPACE_OID) {
       if (path.startsWith("pg_tblspc/")) yield* tblspcDir(path);
@@ -459,57 +453,52 @@ async function* generate(
       // its directory in another tablespace, made for a relation, has neither.
       if (db.relmapExists || db.spcnode === DEFAULTTABLESPACE_OID) yield* file(`${path}/PG_VERSION`, text("15\n"));
     }
-    const relmap = await read(() => snap.relmap(db.spcnode, db.dbnode));
+    const relmap = await snap.relmap(db.spcnode, db.dbnode);
     if (relmap !== null) yield* file(`${path}/pg_filenode.map`, relmap);
-    const rels = await read(() => snap.listRels(db.spcnode, db.dbnode));
+    const rels = await snap.listRels(db.spcnode, db.dbnode);
     const unlogged = new Set(rels.filter((r) => r.forknum === INIT_FORKNUM).map((r) => r.relnode));
     for (const rel of rels) {
       if (unlogged.has(rel.relnode)) {
         if (rel.forknum === FSM_FORKNUM || rel.forknum === VISIBILITYMAP_FORKNUM) continue;
         if (rel.forknum === MAIN_FORKNUM) continue; // written below as a copy of the init fork
         if (rel.forknum === INIT_FORKNUM) {
-          yield* relFile(snap, read, rel, rel, now, checksums);
-          yield* relFile(snap, read, rel, { ...rel, forknum: MAIN_FORKNUM }, now, checksums);
+          yield* relFile(snap, rel, rel, now, checksums);
+          yield* relFile(snap, rel, { ...rel, forknum: MAIN_FORKNUM }, now, checksums);
           continue;
         }
       }
-      yield* relFile(snap, read, rel, rel, now, checksums);
+      yield* relFile(snap, rel, rel, now, checksums);
     }
   }
 
   for (const kind of SLRU_KINDS) {
-    for (const segno of await read(() => snap.slruSegments(kind))) {
-      yield* file(`${slruDirName(kind)}/${hex(segno, 4)}`, await read(() => snap.getSlruSegment(kind, segno)));
+    for (const segno of await snap.slruSegments(kind)) {
+      yield* file(`${slruDirName(kind)}/${hex(segno, 4)}`, await snap.getSlruSegment(kind, segno));
     }
   }
-  for (const xid of await read(() => snap.twophaseXids())) yield* file(`pg_twophase/${hex(xid, 8)}`, await read(() => snap.twophaseFile(xid)));
+  for (const xid of await snap.twophaseXids()) yield* file(`pg_twophase/${hex(xid, 8)}`, await snap.twophaseFile(xid));
   yield* file(`pg_wal/${walName}`, wal);
   yield* file("global/pg_control", newControl);
   yield new Uint8Array(2 * TAR_BLOCK);
 }
 
-/** Pages [first, first + n) of fork `src`, checksummed when the cluster has checksums (synchronous: rerun whole). */
-function relChunk(snap: DatadirSnapshot, src: RelTag, first: number, n: number, checksums: boolean): Uint8Array {
-  const chunk = new Uint8Array(n * BLCKSZ);
-  for (let i = 0; i < n; i++) {
-    const blkno = first + i;
-    const page = chunk.subarray(i * BLCKSZ, (i + 1) * BLCKSZ);
-    page.set(snap.getRelPage(src, blkno));
-    if (checksums) setPageChecksum(page, blkno);
-  }
+/** Pages [first, first + n) of fork `src`, checksummed when the cluster has checksums. */
+async function relChunk(snap: DatadirSnapshot, src: RelTag, first: number, n: number, checksums: boolean): Promise<Uint8Array> {
+  const chunk = await snap.getRelPages(src, first, n);
+  if (checksums) for (let i = 0; i < n; i++) setPageChecksum(chunk.subarray(i * BLCKSZ, (i + 1) * BLCKSZ), first + i);
   return chunk;
 }
 
 /** Files of fork `src` written under the name of fork `dst` (the same, or main for unlogged). */
-async function* relFile(snap: DatadirSnapshot, read: Read, src: RelTag, dst: RelTag, now: number, checksums: boolean): AsyncGenerator<Uint8Array> {
-  const nblocks = await read(() => snap.relSize(src));
+async function* relFile(snap: DatadirSnapshot, src: RelTag, dst: RelTag, now: number, checksums: boolean): AsyncGenerator<Uint8Array> {
+  const nblocks = await snap.relSize(src);
   const segments = Math.max(1, Math.ceil(nblocks / RELSEG_SIZE));
   for (let seg = 0; seg < segments; seg++) {
     const first = seg * RELSEG_SIZE;
     const count = Math.min(RELSEG_SIZE, nblocks - first);
     yield tarHeader(relSegmentPath(dst, seg), count * BLCKSZ, "0", now);
     for (let b = 0; b < count; b += PAGES_PER_CHUNK) {
-      yield await read(() => relChunk(snap, src, first + b, Math.min(PAGES_PER_CHUNK, count - b), checksums));
+      yield await relChunk(snap, src, first + b, Math.min(PAGES_PER_CHUNK, count - b), checksums);
     }
   }
 }

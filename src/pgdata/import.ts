@@ -42,7 +42,7 @@ import { createReadStream, existsSync, lstatSync, readdirSync, readFileSync, rea
 import { join, sep } from "node:path";
 import type { Readable } from "node:stream";
 import { extract } from "tar-stream";
-import type { Timeline } from "../tenant/timeline.js";
+import type { Timeline } from "../tenant/timeline/index.js";
 import { PageserverError } from "../types/errors.js";
 import { type Lsn, lsnToString } from "../types/lsn.js";
 import { RELMAPPER_FILESIZE } from "../pg/consts.js";

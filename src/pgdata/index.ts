@@ -6,7 +6,8 @@
  * - writer: DatadirWriter, batched changes at one LSN (pending_values: its pending data)
  * - reader: DatadirSnapshot / DatadirReader reads at an LSN, collectKeyspace, logical size
  * - import: a shut-down data directory (or a base.tar stream) into an empty timeline
- * - walingest: WalIngest, one decoded record → datadir modifications
+ * - walingest: WalIngest, one decoded record → datadir modifications (applied through
+ *   Timeline.applyRecord; stored_state: the few whole-datadir reads a record makes)
  * - basebackup: a base backup tar at any LSN
  */
 export * from "./directories.js";

@@ -29,7 +29,7 @@
  */
 import { XLOG_GIST_PAGE_SPLIT, XLOG_GIST_PAGE_UPDATE } from "../pg/wal/records/gist.js";
 import { crc32c } from "@node-rs/crc32";
-import type { Timeline } from "../tenant/timeline.js";
+import type { Timeline } from "../tenant/timeline/index.js";
 import { assert } from "../types/assert.js";
 import { UnsupportedError } from "../types/errors.js";
 import { type Lsn, lsnToString } from "../types/lsn.js";
@@ -153,7 +153,7 @@ import {
   XLR_RMGR_INFO_MASK,
 } from "../pg/wal/rmgr_ids.js";
 import { CHECKPOINT_KEY, GLOBALTABLESPACE_OID, type RelTag, relTag, SlruKind } from "./keys.js";
-import { DatadirSnapshot } from "./reader.js";
+import { StoredState } from "./stored_state.js";
 import { DatadirWriter } from "./writer.js";
 
 const ZERO_PAGE = new Uint8Array(BLCKSZ);
@@ -191,12 +191,17 @@ export class WalIngest {
   /** The xact_time (µs since 2000) of the commit or abort record being ingested, NaN for other records: noted once the record is written. */
   private commitTime_us = Number.NaN;
 
-  constructor(timeline: Timeline) {
+  /** An ingest of `timeline` from its last_record_lsn; `cp`: its stored checkpoint (read now when not given: see open). */
+  constructor(timeline: Timeline, cp: Uint8Array | null = timeline.getNow(CHECKPOINT_KEY, timeline.lastRecordLsn)) {
     this.timeline = timeline;
     this.w = new DatadirWriter(timeline);
-    const cp = timeline.getNow(CHECKPOINT_KEY, timeline.lastRecordLsn);
     if (cp === null) throw new UnsupportedError(`timeline ${timeline.timelineId} has no checkpoint: import a base backup first`);
     this.checkpoint = decodeCheckPoint(cp);
+  }
+
+  /** An ingest of `timeline`, its checkpoint read through readAt (fetched first if it is not on local disk). */
+  static async open(timeline: Timeline): Promise<WalIngest> {
+    return new WalIngest(timeline, await timeline.readAt(CHECKPOINT_KEY, timeline.lastRecordLsn));
   }
 
   ingest(rec: DecodedRecord): void {
@@ -493,7 +498,7 @@ export class WalIngest {
       case XLOG_DBASE_CREATE_FILE_COPY: {
         // Copy every relation of the source database as of now.
         const { dbId: db, tablespaceId: spc, srcDbId: srcDb, srcTablespaceId: srcSpc } = r;
-        const snap = new DatadirSnapshot(this.timeline, this.timeline.lastRecordLsn);
+        const snap = new StoredState(this.timeline);
         if (!snap.dbExists(srcSpc, srcDb)) this.unsupported(rec, `source database ${srcSpc}/${srcDb} does not exist`);
         this.w.createDb(spc, db);
         const relmap = snap.relmap(srcSpc, srcDb);
@@ -522,7 +527,7 @@ export class WalIngest {
 
   /** Drop the segments before `keepFrom` (wraparound of segment numbers is not handled yet). */
   private truncateSlru(kind: SlruKind, keepFrom: number): void {
-    const snap = new DatadirSnapshot(this.timeline, this.timeline.lastRecordLsn);
+    const snap = new StoredState(this.timeline);
     for (const seg of snap.slruSegments(kind)) if (seg < keepFrom) this.w.dropSlruSegment(kind, seg);
   }
 

@@ -29,7 +29,7 @@
  * Values go to the timeline, or to a `sink` given to the constructor (a bulk import, whose
  * values become image layers once it finishes; its reads still go to the empty timeline).
  */
-import type { Timeline } from "../tenant/timeline.js";
+import type { Timeline } from "../tenant/timeline/index.js";
 import { assert } from "../types/assert.js";
 import { BadStateError, InvalidArgumentError } from "../types/errors.js";
 import type { Key } from "../types/key.js";

@@ -12,4 +12,4 @@ export * from "./layer_events.js";
 export * from "./metadata.js";
 export * from "./seqwait.js";
 export * from "./tenant.js";
-export * from "./timeline.js";
+export * from "./timeline/index.js";

@@ -27,7 +27,7 @@ import { assert } from "../types/assert.js";
 import type { TimelineId } from "../types/ids.js";
 import { type Lsn, lsnMax, lsnMin } from "../types/lsn.js";
 import type { Tenant } from "./tenant.js";
-import { TimelineState } from "./timeline.js";
+import { TimelineState } from "./timeline/index.js";
 
 export interface SizeInputTimeline {
   timeline_id: TimelineId;

@@ -44,7 +44,7 @@ import { parseTenantConf, type TenantConf } from "./config.js";
 import type { BackgroundLoops, LoopHandle } from "./background_loops.js";
 import { fsyncDir, writeFileDurable } from "../layers/durable_file.js";
 import { readMetadata } from "./metadata.js";
-import { type KeyspaceProvider, Timeline, TimelineState } from "./timeline.js";
+import { type KeyspaceProvider, Timeline, TimelineState } from "./timeline/index.js";
 
 export enum TenantState {
   Loading = "Loading",

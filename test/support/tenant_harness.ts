@@ -14,7 +14,7 @@ import { DEFAULT_TENANT_CONF, parseTenantConf, type TenantConf } from "../../src
 import { BackgroundLoops } from "../../src/tenant/background_loops.js";
 import { Tenant, type TenantDeps } from "../../src/tenant/tenant.js";
 import { TestRedo } from "./test_redo.js";
-import type { KeyspaceProvider } from "../../src/tenant/timeline.js";
+import type { KeyspaceProvider } from "../../src/tenant/timeline/index.js";
 import { generateTenantId, type TenantId } from "../../src/types/ids.js";
 import type { JobRunner } from "../../src/workers/jobs.js";
 import { JobPools } from "../../src/workers/pools.js";

@@ -7,8 +7,7 @@
  */
 import type { SizeInputs, TenantSize as TenantSizeModel } from "../../tenant/size_model.js";
 import type { Tenant } from "../../tenant/tenant.js";
-import type { Timeline, TimelineState } from "../../tenant/timeline.js";
-import { LayerEvictedError } from "../../layers/historic_layer.js";
+import { type Timeline, TimelineState } from "../../tenant/timeline/index.js";
 import { DatadirSnapshot } from "../../pgdata/reader.js";
 import type { Backpressure } from "../../tenant/ingest_gate.js";
 import type { TenantState } from "../../tenant/tenant.js";
@@ -86,24 +85,30 @@ interface LogicalSize {
   error: string | null;
 }
 const logicalSizes = new WeakMap<Timeline, LogicalSize>();
+/** The computation under way per timeline: requests meanwhile share it. */
+const logicalSizesComputing = new WeakMap<Timeline, Promise<LogicalSize>>();
 
 /** The timeline's logical size, or null with the reason when it can't be computed (never a made-up 0). */
-function logicalSizeNow(tl: Timeline): LogicalSize {
+function logicalSizeNow(tl: Timeline): Promise<LogicalSize> {
   const now = Date.now();
   const c = logicalSizes.get(tl);
-  if (c !== undefined && (c.lsn === tl.lastRecordLsn || now - c.at_ms < LOGICAL_SIZE_TTL_MS)) return c;
+  if (c !== undefined && (c.lsn === tl.lastRecordLsn || now - c.at_ms < LOGICAL_SIZE_TTL_MS)) return Promise.resolve(c);
+  const running = logicalSizesComputing.get(tl);
+  if (running !== undefined) return running;
+  const p = computeLogicalSize(tl, now).finally(() => logicalSizesComputing.delete(tl));
+  logicalSizesComputing.set(tl, p);
+  return p;
+}
+
+async function computeLogicalSize(tl: Timeline, now: number): Promise<LogicalSize> {
+  const lsn = tl.lastRecordLsn;
   let entry: LogicalSize;
   const start_ms = performance.now();
   try {
-    entry = { at_ms: now, lsn: tl.lastRecordLsn, size: new DatadirSnapshot(tl, tl.lastRecordLsn).logicalSize(), error: null };
+    entry = { at_ms: now, lsn, size: await new DatadirSnapshot(tl, lsn).logicalSize(), error: null };
   } catch (e) {
-    const error = e instanceof Error ? e.message : String(e);
-    if (e instanceof LayerEvictedError) {
-      // Not now (this view is synchronous): download what the walk needs in the background,
-      // so a later request finds the layers here.
-      tl.withResidentLayers(() => new DatadirSnapshot(tl, tl.lastRecordLsn).logicalSize()).catch(() => undefined);
-    } else tl.log.warn({ err: e }, "could not compute the logical size");
-    entry = { at_ms: now, lsn: tl.lastRecordLsn, size: null, error };
+    tl.log.warn({ err: e }, "could not compute the logical size");
+    entry = { at_ms: now, lsn, size: null, error: e instanceof Error ? e.message : String(e) };
   }
   tl.metrics.storageOperation("logical size", secondsSince(start_ms));
   logicalSizes.set(tl, entry);
@@ -115,11 +120,11 @@ export interface RemoteLsnSource {
   remoteConsistentLsn(tl: Timeline): Lsn | null;
 }
 
-export function timelineInfo(tl: Timeline, walSources?: WalSources, remote?: RemoteLsnSource | null): TimelineInfo {
+export async function timelineInfo(tl: Timeline, walSources?: WalSources, remote?: RemoteLsnSource | null): Promise<TimelineInfo> {
+  const size = await logicalSizeNow(tl);
   const remoteLsn = remote?.remoteConsistentLsn(tl) ?? null;
   const st = tl.layerStats();
   const bp = tl.backpressureStats;
-  const size = logicalSizeNow(tl);
   const prev = tl.prevRecordLsn;
   return {
     tenant_id: tl.tenantId,

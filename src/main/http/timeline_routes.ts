@@ -17,7 +17,7 @@ import { Type } from "@sinclair/typebox";
 import { basebackupTar } from "../../pgdata/basebackup.js";
 import { importDatadir, readImportLsn, resolveImportDir } from "../../pgdata/import.js";
 import type { Tenant, TimelineReservation } from "../../tenant/tenant.js";
-import type { Timeline } from "../../tenant/timeline.js";
+import type { Timeline } from "../../tenant/timeline/index.js";
 import { InvalidArgumentError } from "../../types/errors.js";
 import type { TenantId, TimelineId } from "../../types/ids.js";
 import { type Lsn, lsnToString, parseLsn } from "../../types/lsn.js";
@@ -121,7 +121,7 @@ export function registerTimelineRoutes(http: HttpServer, tenants: TenantManager,
             await undoCreate(t, reservation.id);
             throw e;
           }
-          return { status: 201, json: M.timelineInfo(tl, ws, remote) };
+          return { status: 201, json: await M.timelineInfo(tl, ws, remote) };
         }
         if (connstr !== null && ancestorId === undefined) {
           // Bootstrap from a running source: BASE_BACKUP, import, then stream from its start.
@@ -129,7 +129,7 @@ export function registerTimelineRoutes(http: HttpServer, tenants: TenantManager,
           try {
             const boot = await bootstrapFromSource(t, reservation, connstr, ws.log);
             await ws.set(boot.timeline, connstr, { consistentFrom: boot.config.consistent_from_lsn ?? null });
-            return { status: 201, json: M.timelineInfo(boot.timeline, ws, remote) };
+            return { status: 201, json: await M.timelineInfo(boot.timeline, ws, remote) };
           } catch (e) {
             await undoCreate(t, reservation.id);
             throw e;
@@ -153,7 +153,7 @@ export function registerTimelineRoutes(http: HttpServer, tenants: TenantManager,
             throw e;
           }
         }
-        return { status: 201, json: M.timelineInfo(tl, ws, remote) };
+        return { status: 201, json: await M.timelineInfo(tl, ws, remote) };
       } finally {
         reservation.release();
       }
@@ -167,7 +167,7 @@ export function registerTimelineRoutes(http: HttpServer, tenants: TenantManager,
       params: TenantParams,
       responses: { 200: { description: "timeline infos", schema: Type.Array(M.TimelineInfo) } },
     },
-    (r) => ({ status: 200, json: tenantOf(r.params).listTimelines().map((tl) => M.timelineInfo(tl, ws, remote)) }),
+    async (r) => ({ status: 200, json: await Promise.all(tenantOf(r.params).listTimelines().map((tl) => M.timelineInfo(tl, ws, remote))) }),
   );
   http.route(
     {
@@ -177,7 +177,7 @@ export function registerTimelineRoutes(http: HttpServer, tenants: TenantManager,
       params: TimelineParams,
       responses: { 200: { description: "timeline info", schema: M.TimelineInfo } },
     },
-    (r) => ({ status: 200, json: M.timelineInfo(timelineOf(r.params), ws, remote) }),
+    async (r) => ({ status: 200, json: await M.timelineInfo(timelineOf(r.params), ws, remote) }),
   );
   http.route(
     {

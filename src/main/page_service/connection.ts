@@ -52,7 +52,7 @@ import { basebackupTar } from "../../pgdata/basebackup.js";
 import { MAX_TIMER_MS } from "../../tenant/config.js";
 import type { TenantWorkLimiter } from "../../tenant/heavy_work.js";
 import type { Tenant } from "../../tenant/tenant.js";
-import type { Timeline } from "../../tenant/timeline.js";
+import type { Timeline } from "../../tenant/timeline/index.js";
 import { type ErrorCode, InvalidArgumentError, PageserverError } from "../../types/errors.js";
 import { parseTenantId, parseTimelineId, type TenantId } from "../../types/ids.js";
 import { type Lsn, parseLsn } from "../../types/lsn.js";

@@ -30,7 +30,7 @@ import { errorResponse } from "../../protocol/pg_wire.js";
 import { type DatadirSnapshot, datadirAt } from "../../pgdata/reader.js";
 import { getpageThrottle } from "../../tenant/config.js";
 import type { Tenant } from "../../tenant/tenant.js";
-import type { Timeline } from "../../tenant/timeline.js";
+import type { Timeline } from "../../tenant/timeline/index.js";
 import { TokenBucket } from "../../tenant/throttle.js";
 import type { TenantId } from "../../types/ids.js";
 import type { Lsn } from "../../types/lsn.js";

@@ -42,7 +42,7 @@ import { COPY_DATA_HEADER_BYTES, MSG, typeName, writeCopyDataHeader } from "../.
 import type { DatadirSnapshot } from "../../pgdata/reader.js";
 import { DEFAULTTABLESPACE_OID, SLRU_KINDS, type SlruKind } from "../../pgdata/keys.js";
 import type { Tenant } from "../../tenant/tenant.js";
-import type { Timeline } from "../../tenant/timeline.js";
+import type { Timeline } from "../../tenant/timeline/index.js";
 import { assert } from "../../types/assert.js";
 import { InvalidArgumentError, PageserverError } from "../../types/errors.js";
 import { INVALID_LSN, type Lsn, lsnMin, lsnToString } from "../../types/lsn.js";
@@ -203,19 +203,19 @@ export class PagestreamHandler {
       switch (r.kind) {
         case "exists":
           type = "get_rel_exists";
-          resp = { kind: "exists", req: r, exists: await this.tl.withResidentLayers(() => snap.relExists(r.rel)) };
+          resp = { kind: "exists", req: r, exists: await snap.relExists(r.rel) };
           break;
         case "nblocks":
           type = "get_rel_size";
-          resp = { kind: "nblocks", req: r, nblocks: await this.tl.withResidentLayers(() => snap.relSize(r.rel)) };
+          resp = { kind: "nblocks", req: r, nblocks: await snap.relSize(r.rel) };
           break;
         case "db_size":
           type = "get_db_size";
-          resp = { kind: "db_size", req: r, dbSizeBytes: await this.tl.withResidentLayers(() => snap.dbSize(DEFAULTTABLESPACE_OID, r.dbnode)) };
+          resp = { kind: "db_size", req: r, dbSizeBytes: await snap.dbSize(DEFAULTTABLESPACE_OID, r.dbnode) };
           break;
         case "get_slru_segment":
           type = "get_slru_segment";
-          resp = { kind: "get_slru_segment", req: r, segment: await this.tl.withResidentLayers(() => snap.getSlruSegment(slruKind(r.slruKind), r.segno)) };
+          resp = { kind: "get_slru_segment", req: r, segment: await snap.getSlruSegment(slruKind(r.slruKind), r.segno) };
           break;
       }
     } catch (e) {

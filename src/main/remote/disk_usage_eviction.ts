@@ -25,7 +25,7 @@ import { deltaCounter } from "../delta_counter.js";
 import type { HistoricLayer } from "../../layers/historic_layer.js";
 import type { LoopHandle, BackgroundLoops } from "../../tenant/background_loops.js";
 import { TenantState } from "../../tenant/tenant.js";
-import { type Timeline, TimelineState } from "../../tenant/timeline.js";
+import { type Timeline, TimelineState } from "../../tenant/timeline/index.js";
 import { assert } from "../../types/assert.js";
 import type { TenantManager } from "../tenant_manager.js";
 

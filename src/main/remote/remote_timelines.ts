@@ -51,7 +51,7 @@ import { deleteRemoteTenant, deleteRemoteTimeline, type RemoteDeletion } from ".
 import type { RemoteStorage } from "../../remote/remote_storage.js";
 import { RemoteTimelineClient, SupersededError } from "../../remote/remote_timeline_client.js";
 import { type Tenant, TenantState } from "../../tenant/tenant.js";
-import { type Timeline, TimelineState } from "../../tenant/timeline.js";
+import { type Timeline, TimelineState } from "../../tenant/timeline/index.js";
 import { assert } from "../../types/assert.js";
 import { BadStateError } from "../../types/errors.js";
 import type { TenantId } from "../../types/ids.js";

@@ -43,7 +43,6 @@
 import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import type { Logger } from "pino";
-import { LayerEvictedError } from "../../layers/historic_layer.js";
 import { checkpointLocation } from "../../pgdata/basebackup.js";
 import { decodeControlFile, systemIdentifierString } from "../../pg/control.js";
 import { DatadirSnapshot } from "../../pgdata/reader.js";
@@ -60,7 +59,7 @@ import { RM_XLOG_ID, XLOG_CHECKPOINT_SHUTDOWN } from "../../pg/wal/rmgr_ids.js";
 import { Backpressure } from "../../tenant/ingest_gate.js";
 import { removeFileDurable, writeFileDurable } from "../../layers/durable_file.js";
 import type { Tenant, TimelineReservation } from "../../tenant/tenant.js";
-import type { Timeline } from "../../tenant/timeline.js";
+import type { Timeline } from "../../tenant/timeline/index.js";
 import { ConflictError, InvalidArgumentError, SourceUnavailableError, UnsupportedError } from "../../types/errors.js";
 import { failpoint } from "../../types/failpoints.js";
 import type { TimelineId } from "../../types/ids.js";
@@ -108,8 +107,6 @@ const START_RETRY_MAX_MS = 60_000;
 /** Retries of a stream whose ingest failed: 1 s, 2 s, … capped here. */
 const INGEST_RETRY_INITIAL_MS = 1_000;
 const INGEST_RETRY_MAX_MS = 60_000;
-/** Layers one record's ingest may wait to download before it fails (each makes one resident). */
-const MAX_DOWNLOADS_PER_RECORD = 10_000;
 
 export function slotNameFor(timelineId: TimelineId): string {
   return `pageserver_${timelineId}`;
@@ -209,8 +206,8 @@ async function connectSource(connstr: string, application_name: string, log: Log
 }
 
 /** The system identifier in the timeline's pg_control at its last LSN; null if it has none. */
-export function timelineSystemId(tl: Timeline): string | null {
-  const control = new DatadirSnapshot(tl, tl.lastRecordLsn).controlFile();
+export async function timelineSystemId(tl: Timeline): Promise<string | null> {
+  const control = await new DatadirSnapshot(tl, tl.lastRecordLsn).controlFile();
   return control === null ? null : systemIdentifierString(decodeControlFile(control));
 }
 
@@ -295,9 +292,8 @@ export class TimelineWalSource {
       await this.persist();
     }
     const tl = this.timeline;
-    // Both read the timeline synchronously: downloading what they need (evicted layers) first.
-    const start = await tl.withResidentLayers(() => streamStartLsn(tl));
-    this.ingest = await tl.withResidentLayers(() => new WalIngest(tl));
+    const start = await streamStartLsn(tl);
+    this.ingest = await WalIngest.open(tl);
     if (this.stopped) return;
     this.decoder = new WalStreamDecoder(start);
     this.failure = null;
@@ -436,17 +432,9 @@ export class TimelineWalSource {
     let records = 0;
     for (let rec = dec.next(); rec !== null; rec = dec.next()) {
       if (tl.ingestBackpressure() !== Backpressure.None) await tl.waitIngestCapacity(this.stopSignal.signal);
-      // A record whose lookups (relation sizes, directories) meet an evicted layer is aborted
-      // whole (the writer drops its pending changes), the layer downloaded, the record ingested again.
-      for (let downloads = 0; ; downloads++) {
-        try {
-          ing.ingest(rec);
-          break;
-        } catch (e) {
-          if (!(e instanceof LayerEvictedError) || downloads >= MAX_DOWNLOADS_PER_RECORD) throw e;
-          await tl.downloadEvicted(e);
-        }
-      }
+      // Synchronous unless the record's lookups need data fetched first (then it is ingested again).
+      const applying = tl.applyRecord(ing, rec);
+      if (applying !== undefined) await applying;
       records++;
       if (isShutdownCheckpoint(rec)) shutdown = true;
     }
@@ -548,10 +536,10 @@ function isShutdownCheckpoint(rec: DecodedRecord): boolean {
  * begins with the synthetic checkpoint record; when that record had to move to the next page
  * (it did not fit), the bytes before it are not WAL, so start at that page.
  */
-export function streamStartLsn(tl: Timeline): Lsn {
+export async function streamStartLsn(tl: Timeline): Promise<Lsn> {
   const last = tl.lastRecordLsn;
   if (tl.ancestor === null || last !== tl.ancestorLsn) return last;
-  const control = new DatadirSnapshot(tl, last).controlFile();
+  const control = await new DatadirSnapshot(tl, last).controlFile();
   if (control === null) return last;
   const c = checkpointLocation(last, decodeControlFile(control).xlogSegSize);
   const page = lsnAdd(c, -(c % 8192));

@@ -16,7 +16,7 @@
  */
 import type { Logger } from "pino";
 import { ReplicationConnection } from "../../pg/replication/connection.js";
-import type { Timeline } from "../../tenant/timeline.js";
+import type { Timeline } from "../../tenant/timeline/index.js";
 import { NotFoundError, ShutdownError } from "../../types/errors.js";
 import type { Lsn } from "../../types/lsn.js";
 import type { TenantManager } from "../tenant_manager.js";
@@ -132,7 +132,7 @@ export class WalSources {
    */
   async probe(tl: Timeline, connstr: string): Promise<SourceInfo> {
     parseConnstr(connstr, this.policy);
-    return probeSource(connstr, this.get(tl)?.config.system_id ?? (await tl.withResidentLayers(() => timelineSystemId(tl))), tl.log);
+    return probeSource(connstr, this.get(tl)?.config.system_id ?? (await timelineSystemId(tl)), tl.log);
   }
 
   /**
@@ -203,7 +203,7 @@ export class WalSources {
       this.sources.delete(WalSources.keyOf(tl));
       await old.stop();
     }
-    const system_id = await tl.withResidentLayers(() => timelineSystemId(tl));
+    const system_id = await timelineSystemId(tl);
     const src = new TimelineWalSource(
       tl,
       { connstr, slot_name: slotNameFor(tl.timelineId), system_id, consistent_from_lsn: null },
