@@ -7,7 +7,7 @@
  */
 import type { SizeInputs, TenantSize as TenantSizeModel } from "../../tenant/size_model.js";
 import type { Tenant } from "../../tenant/tenant.js";
-import { type Timeline, TimelineState } from "../../tenant/timeline/index.js";
+import type { Timeline, TimelineState } from "../../tenant/timeline/index.js";
 import { DatadirSnapshot } from "../../pgdata/reader.js";
 import type { Backpressure } from "../../tenant/ingest_gate.js";
 import type { TenantState } from "../../tenant/tenant.js";
