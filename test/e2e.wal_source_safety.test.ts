@@ -21,7 +21,7 @@ import { pino } from "pino";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { loadNodeConfig } from "../src/main/config.js";
 import { Server } from "../src/main/server.js";
-import { SOURCE_UNAVAILABLE_MESSAGE } from "../src/main/wal_source/timeline_wal_source.js";
+import { SOURCE_UNAVAILABLE_MESSAGE } from "../src/main/wal_source/source_connect.js";
 import { parseLsn } from "../src/types/lsn.js";
 import { TestEnv } from "./support/env.js";
 import { PgInstance } from "./support/postgres.js";

@@ -14,7 +14,8 @@
  *   (page_service.ts: the listener; connection.ts: one connection; pagestream_handler.ts: one
  *   pagestream session; pg_socket.ts: frames with flow control; metrics.ts).
  * - wal_source/: timelines streaming WAL from a PostgreSQL source (timeline_wal_source.ts: one
- *   timeline's stream; wal_sources.ts: the node's running sources).
+ *   timeline's stream; wal_sources.ts: the node's running sources; source_connect.ts: connection
+ *   strings, probes and bootstrap).
  * - remote/: remote storage wiring (remote_timelines.ts) and disk-usage eviction of layers the
  *   bucket holds (disk_usage_eviction.ts).
  */
@@ -23,4 +24,5 @@ export { PageService } from "./page_service/page_service.js";
 export { Server } from "./server.js";
 export { TenantManager } from "./tenant_manager.js";
 export { WalSources } from "./wal_source/wal_sources.js";
+export * from "./wal_source/source_connect.js";
 export * from "./wal_source/timeline_wal_source.js";

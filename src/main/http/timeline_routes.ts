@@ -25,7 +25,7 @@ import * as M from "./models.js";
 import type { HttpServer } from "./http_server.js";
 import { layerMapSvg } from "./layer_map_svg.js";
 import type { TenantManager } from "../tenant_manager.js";
-import { bootstrapFromSource } from "../wal_source/timeline_wal_source.js";
+import { bootstrapFromSource } from "../wal_source/source_connect.js";
 import type { WalSources } from "../wal_source/wal_sources.js";
 import type { RemoteTimelines } from "../remote/remote_timelines.js";
 import { readTenantGeneration } from "../../remote/attach.js";

@@ -20,17 +20,8 @@ import type { Timeline } from "../../tenant/timeline/index.js";
 import { NotFoundError, ShutdownError } from "../../types/errors.js";
 import type { Lsn } from "../../types/lsn.js";
 import type { TenantManager } from "../tenant_manager.js";
-import {
-  type ConnstrPolicy,
-  parseConnstr,
-  probeSource,
-  publicSourceError,
-  type SourceInfo,
-  slotNameFor,
-  TimelineWalSource,
-  timelineSystemId,
-  type WalSourceStatus,
-} from "./timeline_wal_source.js";
+import { type ConnstrPolicy, parseConnstr, probeSource, publicSourceError, type SourceInfo, slotNameFor } from "./source_connect.js";
+import { TimelineWalSource, timelineSystemId, type WalSourceStatus } from "./timeline_wal_source.js";
 
 /** How long a switch waits for the new source to stream before it leaves the old slot alone. */
 const SWITCH_STREAMING_WAIT_MS = 10_000;
