@@ -5,7 +5,7 @@
  */
 import { describe, expect, it } from "vitest";
 import { type BlockSource, PAGE_SIZE, PageCache, PageKind } from "../src/cache/index.js";
-import { AllSlotsPinnedError } from "../src/cache/page_cache.js";
+import { AllSlotsPinnedError } from "../src/cache/index.js";
 import { CorruptionError, InvalidArgumentError } from "../src/types/errors.js";
 import { makeKey } from "../src/types/key.js";
 import { fillMaterializedPattern, PatternSource, verifyBlockPage, verifyMaterializedPage } from "./support/cache_stress_worker.js";

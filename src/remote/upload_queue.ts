@@ -1,93 +1,65 @@
 /**
  * The upload queue of one timeline: the ordered operations that carry its layer files and its
  * index to remote storage, with Neon's ordering rules (remote_timeline_client.rs,
- * upload_queue.rs):
+ * upload_queue.rs). This file holds the queue: scheduling, starting ops in order, running and
+ * completing them, stopping. Its parts: the ops and their ordering rules (upload_ops.ts), the
+ * retry policy (upload_retry.ts), a layer's local file and its read (upload_layer_file.ts),
+ * waiters and backpressure (upload_waiters.ts), the commit-time index (upload_commit_times.ts).
  *
  * - The queue keeps the *projected* index: the remote state once everything scheduled so far
  *   is done. scheduleLayerUpload adds a layer to it, scheduleIndexUpload snapshots it (with new
  *   metadata), scheduleLayerDeletion removes layers, snapshots it, then deletes them.
- * - An index upload starts only when every operation scheduled before it is done, so an index
- *   never names a layer that isn't uploaded. Consecutive index uploads that are ready together
- *   are coalesced: only the newest is written, and all of them complete with it.
- * - A deletion starts only when every operation before it is done, in particular the index
- *   that stopped naming its layers; and only after checkGeneration() finds no newer generation
- *   of the timeline in the bucket. If one exists, nothing is deleted and the queue stops as
- *   "superseded by generation N".
- * - Layer uploads run concurrently (at most max_concurrent_uploads operations in flight) and
- *   may overtake earlier index uploads (an earlier index never names a later layer), but never
- *   an earlier operation on the same object key.
- * - Every remote storage error (transient or "permanent": a clock-skew 403 or an expired
- *   token heals) is retried with jittered exponential backoff (a random delay in the upper
- *   half of retry_base_ms doubling up to retry_max_ms, so thousands of queues that failed
- *   together don't retry in lockstep) until it succeeds or the queue stops; a retry loop ends
- *   only with the queue. Each retry is counted (stats().retries_total) and logged (WARN for
- *   the first attempts and every RETRY_LOG_EVERY-th, DEBUG between). Only a local error (the
- *   layer file changed or is gone) stops the queue as "failed" with the reason: every later
- *   index would be wrong without it.
- * - A scheduled layer upload holds a hard link to its local file (beside it, named
- *   `<file>.upload-<random>.___temp`, which timeline load removes after a crash) until it
- *   ends, so the timeline may unlink a layer (compaction, GC) right away without losing a
- *   pending upload; isPending() says whether one is still queued or in flight. A queued upload
- *   holds no file descriptor: the file is opened only while its upload runs (at most
- *   max_concurrent_uploads at once).
+ * - Ops start in the order upload_ops.ts's rules allow, at most max_concurrent_uploads
+ *   operations in flight. A deletion (and the removal of a stale commit-time object) runs only
+ *   after checkGeneration() finds no newer generation of the timeline in the bucket. If one
+ *   exists, nothing is deleted and the queue stops as "superseded by generation N".
+ * - Every remote error is retried (counted in stats().retries_total) until it succeeds or the
+ *   queue stops. Only a local error (the layer file changed or is gone) stops the queue as
+ *   "failed" with the reason: every later index would be wrong without it.
  * - Backpressure: waitForRoom() resolves once the queue holds fewer than
  *   max_queued_ops - roomHeadroom() operations; a timeline's flush waits on it (bounded
  *   waits), so a long outage slows flushes (and so ingest) instead of filling the queue.
- * - The commit-time index (commit_times option): each index upload first puts the timeline's
- *   commit-time snapshot as `commit_times-<our gen>` (skipped when its CRC32C equals the one
- *   we put last) and names it in the index, so an index never names a snapshot older than
- *   its disk_consistent_lsn (the timeline saves the commit-time index before it reports the
- *   metadata). After an index that names ours is in, the object of an older generation the
- *   previous index named is deleted (after the generation check), as is ours when the index
- *   names none (the timeline has no commit-time files, or they can't be read: warning).
  * - remote_consistent_lsn is the disk_consistent_lsn of the last index known to be uploaded.
  * - shutdown() aborts what is in flight, stops retrying, and rejects every pending wait with a
  *   ShutdownError; a stop (failed/superseded) rejects them with UploadQueueStoppedError.
  *
- * Nothing here is persisted: after a restart the queue starts from the remote index and the
- * local files (the owner reconciles them), as Neon's does.
+ * Invariants: at most max_queued_ops ops pending and max_concurrent_uploads in flight; an op
+ * leaves `pending` only when done (complete) or when a stopped queue is idle; the status only
+ * leaves "active", once. Nothing here is persisted: after a restart the queue starts from the
+ * remote index and the local files (the owner reconciles them), as Neon's does.
  */
-import { randomBytes } from "node:crypto";
-import { linkSync, read, unlinkSync } from "node:fs";
-import { open } from "node:fs/promises";
-import { Readable } from "node:stream";
 import { setTimeout as sleep } from "node:timers/promises";
-import { crc32c } from "@node-rs/crc32";
 import type { Logger } from "pino";
-import { parseLayerName, TEMP_SUFFIX } from "../layers/layer_name.js";
+import { parseLayerName } from "../layers/layer_name.js";
 import type { TimelineMetadata } from "../tenant/metadata.js";
 import { assert } from "../types/assert.js";
-import { BadStateError, ConflictError, InvalidArgumentError, LimitReachedError, NotFoundError, PageserverError, ShutdownError } from "../types/errors.js";
+import { BadStateError, ConflictError, InvalidArgumentError, LimitReachedError, PageserverError, ShutdownError } from "../types/errors.js";
 import type { TenantId, TimelineId } from "../types/ids.js";
-import { FailpointError, failpoint } from "../types/failpoints.js";
-import { type Lsn, lsnToString } from "../types/lsn.js";
+import { failpoint } from "../types/failpoints.js";
+import type { Lsn } from "../types/lsn.js";
 import { type Generation, isGeneration } from "./generation.js";
-import { encodeIndexPart, type IndexLayerMetadata, type IndexPart, listIndexGenerations } from "./index_part.js";
-import { commitTimesKey, indexKey, layerKey, parseLayerKey } from "./remote_path.js";
-import { type RemoteStorage, RemoteStorageError } from "./remote_storage.js";
+import { encodeIndexPart, type IndexPart, listIndexGenerations } from "./index_part.js";
+import { indexKey, layerKey, parseLayerKey } from "./remote_path.js";
+import type { RemoteStorage } from "./remote_storage.js";
+import { CommitTimesUploads } from "./upload_commit_times.js";
+import { linkLocal, unlinkQuiet, uploadLayerFile } from "./upload_layer_file.js";
+import {
+  canStart,
+  describe,
+  type IndexOp,
+  indexRunEnd,
+  type LayerUpload,
+  type Op,
+  opCounts,
+  type ProjectedIndex,
+  type ProjectedLayer,
+  publishable,
+  type UploadQueueStats,
+} from "./upload_ops.js";
+import { backoffDelayMs, isRetryable, NewerGenerationError, retryLogLevel } from "./upload_retry.js";
+import { UploadWaiters } from "./upload_waiters.js";
 
-export interface LayerUpload {
-  name: string;
-  local_path: string;
-  file_size: number;
-  /** CRC32C of the whole file; null: taken while uploading (the file is read once). */
-  crc32c: number | null;
-}
-
-/** A layer of the projected index; crc32c is null until the upload that reads it is done. */
-export interface ProjectedLayer {
-  file_size: number;
-  crc32c: number | null;
-  generation: Generation;
-}
-
-/** The remote state once everything scheduled is done (see UploadQueue.projectedIndex). */
-export interface ProjectedIndex {
-  metadata: TimelineMetadata;
-  layers: Map<string, Readonly<ProjectedLayer>>;
-  /** Set when the index goes out (the snapshot is taken then). */
-  commit_times?: { generation: Generation } | null;
-}
+export type { LayerUpload, ProjectedIndex, ProjectedLayer, UploadQueueStats } from "./upload_ops.js";
 
 export interface UploadQueueOptions {
   storage: RemoteStorage;
@@ -129,66 +101,6 @@ export class UploadQueueStoppedError extends PageserverError {
   }
 }
 
-class NewerGenerationError extends Error {
-  readonly generation: Generation;
-  constructor(generation: Generation) {
-    super(`superseded by generation ${generation}`);
-    this.generation = generation;
-  }
-}
-
-type OpState = "queued" | "inflight";
-
-interface LayerOp {
-  kind: "upload_layer";
-  seq: number;
-  state: OpState;
-  key: string;
-  layer: LayerUpload;
-  /** Its entry in the projected index (and in every index snapshot taken since): the upload fills in crc32c. */
-  entry: ProjectedLayer;
-  /** A hard link to the local file, from scheduling until the op ends: the layer's name may go meanwhile. */
-  link: string;
-}
-interface IndexOp {
-  kind: "upload_index";
-  seq: number;
-  state: OpState;
-  index: ProjectedIndex;
-}
-interface DeleteOp {
-  kind: "delete_layers";
-  seq: number;
-  state: OpState;
-  names: string[];
-  keys: string[];
-}
-type Op = LayerOp | IndexOp | DeleteOp;
-type OpKind = Op["kind"];
-
-interface Waiter {
-  seq: number;
-  resolve: () => void;
-  reject: (e: Error) => void;
-}
-
-export interface UploadQueueStats {
-  queued: Record<OpKind, number>;
-  inflight: Record<OpKind, number>;
-  retries_total: number;
-  uploaded_layers_total: number;
-  uploaded_layer_bytes_total: number;
-  uploaded_indexes_total: number;
-  deleted_layers_total: number;
-  /** waitForRoom calls that found the queue full (a flush held back). */
-  backpressure_waits_total: number;
-}
-
-const MAX_WAITERS = 10_000;
-/** Retries logged at WARN: the first few of an op, then every this many. */
-const RETRY_LOG_FIRST = 3;
-const RETRY_LOG_EVERY = 10;
-
 export class UploadQueue {
   private readonly o: UploadQueueOptions;
   private readonly max_inflight: number;
@@ -199,17 +111,13 @@ export class UploadQueue {
   /** Undone operations (queued or in flight), in schedule order. */
   private readonly pending: Op[] = [];
   private readonly running = new Set<Promise<void>>();
-  private waiters: Waiter[] = [];
-  /** waitForRoom calls waiting: each checks for room when an op completes or the queue stops. */
-  private readonly roomWaiters = new Set<() => void>();
+  private readonly waits = new UploadWaiters();
   private next_seq = 1;
   private inflight = 0;
   private projectedLayers: Map<string, ProjectedLayer>;
   private projectedMetadata: TimelineMetadata | null;
   private uploaded: IndexPart | null;
-  /** The commit-time object the last uploaded index names, and the CRC32C of the one we put (null: none yet). */
-  private commitTimesRef: { generation: Generation } | null;
-  private commitTimesCrc: number | null = null;
+  private readonly commitTimes: CommitTimesUploads;
   private _status: UploadQueueStatus = "active";
   private _stop_reason: string | null = null;
   private readonly counters = {
@@ -233,7 +141,7 @@ export class UploadQueue {
     this.projectedLayers = new Map([...(opts.initial?.layers ?? [])].map(([n, l]) => [n, { ...l }]));
     this.projectedMetadata = opts.initial?.metadata ?? null;
     this.uploaded = opts.initial;
-    this.commitTimesRef = opts.initial?.commit_times ?? null;
+    this.commitTimes = new CommitTimesUploads(opts, opts.initial?.commit_times ?? null);
   }
 
   get status(): UploadQueueStatus {
@@ -275,10 +183,7 @@ export class UploadQueue {
   }
 
   stats(): UploadQueueStats {
-    const queued: Record<OpKind, number> = { upload_layer: 0, upload_index: 0, delete_layers: 0 };
-    const inflight: Record<OpKind, number> = { upload_layer: 0, upload_index: 0, delete_layers: 0 };
-    for (const op of this.pending) (op.state === "queued" ? queued : inflight)[op.kind]++;
-    return { queued, inflight, ...this.counters };
+    return { ...opCounts(this.pending), ...this.counters };
   }
 
   /**
@@ -318,20 +223,9 @@ export class UploadQueue {
   waitForRoom(timeout_ms: number): Promise<boolean> {
     const hasRoom = (): boolean => this._status !== "active" || this.pending.length < this.max_queued - this.roomHeadroom();
     if (hasRoom()) return Promise.resolve(true);
-    if (this.roomWaiters.size >= MAX_WAITERS) return Promise.resolve(false);
+    if (this.waits.roomFull) return Promise.resolve(false);
     this.counters.backpressure_waits_total++;
-    return new Promise<boolean>((resolve) => {
-      const done = (): void => {
-        clearTimeout(timer);
-        this.roomWaiters.delete(check);
-        resolve(hasRoom());
-      };
-      const check = (): void => {
-        if (hasRoom()) done();
-      };
-      const timer = setTimeout(done, timeout_ms);
-      this.roomWaiters.add(check);
-    });
+    return this.waits.untilRoom(hasRoom, timeout_ms);
   }
 
   /** Uploads the projected index with this metadata, after everything scheduled before it. */
@@ -394,19 +288,7 @@ export class UploadQueue {
     const seq = this.next_seq - 1;
     const head = this.pending[0];
     if (head === undefined || head.seq > seq) return Promise.resolve();
-    if (this.waiters.length >= MAX_WAITERS) return Promise.reject(new LimitReachedError(`more than ${MAX_WAITERS} waits on one upload queue`));
-    return new Promise<void>((resolve, reject) => {
-      const w: Waiter = { seq, resolve, reject };
-      this.waiters.push(w);
-      opts.signal?.addEventListener(
-        "abort",
-        () => {
-          this.waiters = this.waiters.filter((x) => x !== w);
-          reject(opts.signal!.reason instanceof Error ? opts.signal!.reason : new ShutdownError("wait aborted"));
-        },
-        { once: true },
-      );
-    });
+    return this.waits.untilDone(seq, opts.signal);
   }
 
   /**
@@ -455,31 +337,14 @@ export class UploadQueue {
     this.pump();
   }
 
-  /** Whether the queued op at pending[i] may start now (see the header's rules). */
-  private canStart(i: number): boolean {
-    const op = this.pending[i]!;
-    if (op.kind !== "upload_layer") return i === 0;
-    for (let j = 0; j < i; j++) {
-      const other = this.pending[j]!;
-      if (other.kind === "upload_layer" && other.key === op.key) return false;
-      if (other.kind === "delete_layers" && other.keys.includes(op.key)) return false;
-      if (other.kind === "upload_index") {
-        const l = other.index.layers.get(op.layer.name);
-        if (l !== undefined && l.generation === this.o.generation) return false;
-      }
-    }
-    return true;
-  }
-
   private pump(): void {
     // Each pass starts at most one op per pending entry; it ends at the inflight bound.
     for (let i = 0; i < this.pending.length && this._status === "active" && this.inflight < this.max_inflight; i++) {
       const op = this.pending[i]!;
-      if (op.state !== "queued" || !this.canStart(i)) continue;
+      if (op.state !== "queued" || !canStart(this.pending, i, this.o.generation)) continue;
       if (op.kind === "upload_index") {
         // Coalesce: the run of queued index uploads right behind this one is ready too.
-        let last = i;
-        while (last + 1 < this.pending.length && this.pending[last + 1]!.kind === "upload_index") last++;
+        const last = indexRunEnd(this.pending, i);
         const group = this.pending.slice(i, last + 1) as IndexOp[];
         this.start(group, group[group.length - 1]!);
         i = last;
@@ -523,15 +388,12 @@ export class UploadQueue {
           this.stop("superseded", e.message);
           return false;
         }
-        // Any remote error may heal (a 403 from clock skew, an expired token, an outage); a
-        // failpoint's `return` stands for one. Only local errors stop the queue.
-        if ((e instanceof RemoteStorageError && e.kind !== "cancelled") || e instanceof FailpointError) {
+        // Any remote error may heal (upload_retry.ts). Only local errors stop the queue.
+        if (isRetryable(e)) {
           this.counters.retries_total++;
-          const cap_ms = Math.min(this.retry_max_ms, this.retry_base_ms * 2 ** Math.min(attempt, 30));
-          const delay_ms = Math.round(cap_ms / 2 + Math.random() * (cap_ms / 2));
+          const delay_ms = backoffDelayMs(attempt, this.retry_base_ms, this.retry_max_ms);
           const n = attempt + 1;
-          const level = n <= RETRY_LOG_FIRST || n % RETRY_LOG_EVERY === 0 ? "warn" : "debug";
-          this.o.log[level]({ op: op.kind, attempt: n, delay_ms, err: e.message }, "remote operation failed, retrying");
+          this.o.log[retryLogLevel(n)]({ op: op.kind, attempt: n, delay_ms, err: e.message }, "remote operation failed, retrying");
           try {
             await sleep(delay_ms, undefined, { signal: this.abort.signal });
           } catch {
@@ -549,21 +411,21 @@ export class UploadQueue {
     const call = { signal: this.abort.signal, timeout_ms: this.o.op_timeout_ms };
     switch (op.kind) {
       case "upload_layer":
-        return this.uploadLayer(op);
+        return uploadLayerFile(op, this.o.storage, call);
       case "upload_index": {
         await failpoint("remote-upload-index");
-        op.index.commit_times = await this.uploadCommitTimes(call);
+        const named = await this.commitTimes.put(call);
+        op.index.commit_times = named;
         const bytes = encodeIndexPart(publishable(op.index));
         await this.o.storage.put(indexKey(this.o.tenant_id, this.o.timeline_id, this.o.generation), bytes, { ...call, size_bytes: bytes.byteLength });
-        const before = this.commitTimesRef;
-        if (before !== null && op.index.commit_times?.generation !== before.generation) {
-          // The index no longer names that object (an older generation's, or ours when the
-          // timeline has no index now): it is garbage.
+        const stale = this.commitTimes.staleKey(named);
+        if (stale !== null) {
+          // The index no longer names that object: it is garbage.
           const newer = await this.checkGeneration(this.abort.signal);
           if (newer !== null) throw new NewerGenerationError(newer);
-          await this.o.storage.delete([commitTimesKey(this.o.tenant_id, this.o.timeline_id, before.generation)], call);
+          await this.o.storage.delete([stale], call);
         }
-        this.commitTimesRef = op.index.commit_times;
+        this.commitTimes.indexUploaded(named);
         return;
       }
       case "delete_layers": {
@@ -573,57 +435,6 @@ export class UploadQueue {
         await this.o.storage.delete(op.keys, call);
         return;
       }
-    }
-  }
-
-  /** Puts the commit-time snapshot (unless unchanged) and returns what the index names. */
-  private async uploadCommitTimes(call: { signal: AbortSignal; timeout_ms: number | undefined }): Promise<{ generation: Generation } | null> {
-    if (this.o.commit_times === undefined) return this.commitTimesRef;
-    let bytes: Uint8Array | null;
-    try {
-      bytes = await this.o.commit_times();
-    } catch (e) {
-      // A commit-time index that can't be read is no reason to stop the layers' uploads: the
-      // index names none (an older snapshot could lack entries up to its LSN).
-      this.o.log.warn({ err: e }, "commit-time index unreadable: the remote index names none");
-      return null;
-    }
-    if (bytes === null) return null;
-    const crc = crc32c(bytes) >>> 0;
-    const ours = this.commitTimesRef?.generation === this.o.generation;
-    if (!ours || crc !== this.commitTimesCrc) {
-      await this.o.storage.put(commitTimesKey(this.o.tenant_id, this.o.timeline_id, this.o.generation), bytes, { ...call, size_bytes: bytes.byteLength });
-      this.commitTimesCrc = crc;
-    }
-    return { generation: this.o.generation };
-  }
-
-  private async uploadLayer(op: LayerOp): Promise<void> {
-    const { local_path, file_size, crc32c: expected_crc } = op.layer;
-    let fh: Awaited<ReturnType<typeof open>>;
-    try {
-      fh = await open(op.link, "r");
-    } catch (e) {
-      throw new LocalLayerError(`local file ${local_path} (held as ${op.link}) can't be opened: ${(e as Error).message}`);
-    }
-    try {
-      const size = (await fh.stat()).size;
-      if (size !== file_size) throw new LocalLayerError(`local file ${local_path} is ${size} bytes, scheduled as ${file_size}`);
-      await failpoint("remote-upload-layer");
-      const reader = new FdReader(fh.fd, file_size, local_path);
-      try {
-        await this.o.storage.put(op.key, reader.stream, { signal: this.abort.signal, timeout_ms: this.o.op_timeout_ms, size_bytes: file_size });
-      } finally {
-        reader.stream.destroy();
-        // No read may still use the fd when the attempt ends and the fd is closed.
-        await reader.idle();
-      }
-      if (expected_crc !== null && reader.crc !== expected_crc) {
-        throw new LocalLayerError(`local file ${local_path} has CRC32C ${reader.crc.toString(16)}, scheduled as ${expected_crc.toString(16)}`);
-      }
-      op.entry.crc32c = reader.crc;
-    } finally {
-      await fh.close();
     }
   }
 
@@ -649,12 +460,8 @@ export class UploadQueue {
         break;
     }
     const first = this.pending[0]?.seq ?? Number.POSITIVE_INFINITY;
-    const ready = this.waiters.filter((w) => w.seq < first);
-    if (ready.length > 0) {
-      this.waiters = this.waiters.filter((w) => w.seq >= first);
-      for (const w of ready) w.resolve();
-    }
-    this.wakeRoomWaiters();
+    this.waits.doneBefore(first);
+    this.waits.wakeRoom();
     this.pump();
   }
 
@@ -664,7 +471,7 @@ export class UploadQueue {
     this._stop_reason = reason;
     this.o.log.error({ status, reason }, "upload queue stopped");
     this.abortAll(new UploadQueueStoppedError(`upload queue of timeline ${this.o.timeline_id} stopped: ${reason}`));
-    this.wakeRoomWaiters();
+    this.waits.wakeRoom();
     void this.closeFilesWhenIdle();
     this.o.onStopped?.(status, reason);
   }
@@ -674,109 +481,11 @@ export class UploadQueue {
     // Each round awaits the ops running now; a stopped queue starts none, so one round ends it.
     while (this.running.size > 0) await Promise.allSettled([...this.running]);
     for (const op of this.pending.splice(0)) if (op.kind === "upload_layer") unlinkQuiet(op.link);
-    this.wakeRoomWaiters();
-  }
-
-  private wakeRoomWaiters(): void {
-    for (const w of [...this.roomWaiters]) w();
+    this.waits.wakeRoom();
   }
 
   private abortAll(err: Error): void {
     this.abort.abort(err);
-    const ws = this.waiters;
-    this.waiters = [];
-    for (const w of ws) w.reject(err);
-  }
-}
-
-/** The local side of a layer upload is wrong (the file changed): retrying won't help. */
-class LocalLayerError extends Error {}
-
-/**
- * An index snapshot as it goes out: every layer's CRC is known by then, because an index
- * upload starts only after every upload scheduled before it is done.
- */
-function publishable(ip: ProjectedIndex): IndexPart {
-  const layers = new Map<string, IndexLayerMetadata>();
-  for (const [name, l] of ip.layers) {
-    assert(l.crc32c !== null, `index names layer ${name} before its upload is done`);
-    layers.set(name, { file_size: l.file_size, crc32c: l.crc32c, generation: l.generation });
-  }
-  return ip.commit_times ? { metadata: ip.metadata, layers, commit_times: ip.commit_times } : { metadata: ip.metadata, layers };
-}
-
-const READ_CHUNK_BYTES = 1024 * 1024;
-
-/**
- * A stream over the first `size_bytes` of an open file, read by position (so each attempt
- * reads from byte 0 of the same fd, and destroying the stream never closes the fd), with the
- * CRC32C of what it read.
- */
-class FdReader {
-  readonly stream: Readable;
-  crc = 0;
-  private pos = 0;
-  private reading: Promise<void> = Promise.resolve();
-
-  constructor(fd: number, size_bytes: number, path: string) {
-    this.stream = new Readable({
-      highWaterMark: READ_CHUNK_BYTES,
-      read: () => {
-        if (this.pos >= size_bytes) {
-          this.stream.push(null);
-          return;
-        }
-        const len = Math.min(READ_CHUNK_BYTES, size_bytes - this.pos);
-        const buf = Buffer.allocUnsafe(len);
-        this.reading = new Promise<void>((done) => {
-          read(fd, buf, 0, len, this.pos, (err, n) => {
-            done();
-            if (this.stream.destroyed) return;
-            if (err !== null) return void this.stream.destroy(err);
-            if (n === 0) return void this.stream.destroy(new LocalLayerError(`local file ${path} shrank below ${size_bytes} bytes during its upload`));
-            const chunk = n === len ? buf : buf.subarray(0, n);
-            this.crc = crc32c(chunk, this.crc) >>> 0;
-            this.pos += n;
-            this.stream.push(chunk);
-          });
-        });
-      },
-    });
-  }
-
-  idle(): Promise<void> {
-    return this.reading;
-  }
-}
-
-/** A hard link to `path` beside it (see the header); a missing file is a NotFoundError. */
-function linkLocal(path: string): string {
-  const link = `${path}.upload-${randomBytes(6).toString("hex")}${TEMP_SUFFIX}`;
-  try {
-    linkSync(path, link);
-  } catch (e) {
-    if ((e as NodeJS.ErrnoException).code === "ENOENT") throw new NotFoundError(`local layer file ${path} does not exist`);
-    throw e;
-  }
-  return link;
-}
-
-/** Removes an upload's link; a failure leaves a `.___temp` file that timeline load removes. */
-function unlinkQuiet(path: string): void {
-  try {
-    unlinkSync(path);
-  } catch {
-    // Gone already, or removed at the next load.
-  }
-}
-
-function describe(op: Op): string {
-  switch (op.kind) {
-    case "upload_layer":
-      return `upload of layer ${op.layer.name}`;
-    case "upload_index":
-      return `upload of the index at ${lsnToString(op.index.metadata.disk_consistent_lsn)}`;
-    case "delete_layers":
-      return `deletion of ${op.keys.length} layers`;
+    this.waits.rejectAll(err);
   }
 }
