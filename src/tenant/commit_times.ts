@@ -42,11 +42,10 @@ import { CorruptionError } from "../types/errors.js";
 import { INVALID_LSN, type Lsn, } from "../types/lsn.js";
 import { B_COUNT, B_ENTRIES, B_FIRST, B_FIRST_TIME, B_LAST, B_MAX_TIME, B_PREV, B_USED, blockSane, COMMIT_TIMES_FILE, COMMIT_TIMES_LEGACY_FILE, COMMIT_TIMES_TAIL_FILE, CORRUPT_SUFFIX, cutBlock, FLAG_HAS_BEFORE, HB_BEFORE_MAX, HB_FLAGS, HB_MAGIC, HB_START_LSN, HB_VERSION, MAGIC, MAX_ENTRY_BYTES, NO_LSN, putVarint, readF64, readLsnOrNeg, scanFirstAfter, scanFloor, type ScanResult, TAIL_SEED, VERSION, writeF64, writeTailHeader, zigzag } from "./commit_time_format.js";
 import { BlockDirectory } from "./commit_time_directory.js";
+import { readLegacyCommitTimes } from "./commit_times_legacy.js";
 import { encodeSnapshot } from "./commit_times_snapshot.js";
 import { msToPgTimestamp, type TimeProbe } from "./lsn_for_time.js";
 
-/** A legacy index with fewer entries never thinned (it thinned 8,192 down to 6,144): it is complete. */
-const LEGACY_NEVER_THINNED = 6144;
 
 export class CommitTimes {
   readonly path: string;
@@ -441,32 +440,15 @@ export class CommitTimes {
 
   /** Accept the JSON index of the earlier format when it never thinned (it is then complete). */
   private migrateLegacy(durableLsn: Lsn): string {
-    let f: { version?: unknown; lsns?: unknown; times_ms?: unknown };
-    try {
-      f = JSON.parse(readFileSync(this.legacyPath, "utf8")) as typeof f;
-    } catch (e) {
-      throw new CorruptionError(this.legacyPath, 0, `unreadable commit-time index: ${(e as Error).message}`);
-    }
-    const lsns = f?.lsns;
-    const times = f?.times_ms;
-    if (f?.version !== 1 || !Array.isArray(lsns) || !Array.isArray(times) || lsns.length !== times.length) {
-      throw new CorruptionError(this.legacyPath, 0, "commit-time index is not {version: 1, lsns, times_ms} of equal lengths");
-    }
-    if (lsns.length >= LEGACY_NEVER_THINNED) {
-      // Thinned: which commits are missing is not known. Start at the durable LSN, as after a reset.
+    const legacy = readLegacyCommitTimes(this.legacyPath);
+    if (legacy.kind === "thinned") {
+      // Which commits are missing is not known. Start at the durable LSN, as after a reset.
       this.clear(durableLsn, false);
-      return `${COMMIT_TIMES_LEGACY_FILE} held a thinned history (${lsns.length} entries): not migrated, times before ${durableLsn} answer "past"`;
+      return `${COMMIT_TIMES_LEGACY_FILE} held a thinned history (${legacy.entries} entries): not migrated, times before ${durableLsn} answer "past"`;
     }
-    let prev = -1;
-    for (let i = 0; i < lsns.length; i++) {
-      const lsn = lsns[i] as unknown;
-      const t = times[i] as unknown;
-      if (typeof lsn !== "number" || !Number.isSafeInteger(lsn) || lsn <= prev || typeof t !== "number" || !Number.isFinite(t)) {
-        this.clear(INVALID_LSN, false);
-        throw new CorruptionError(this.legacyPath, 0, `commit-time index entry ${i} is not an ascending LSN with a finite time`);
-      }
-      prev = lsn;
-      if (lsn <= durableLsn) this.add(lsn as Lsn, msToPgTimestamp(t));
+    for (let i = 0; i < legacy.lsns.length; i++) {
+      const lsn = legacy.lsns[i]!;
+      if (lsn <= durableLsn) this.add(lsn, msToPgTimestamp(legacy.times_ms[i]!));
     }
     return `migrated ${this.entries} commit times from ${COMMIT_TIMES_LEGACY_FILE} (aborts before the migration were not recorded)`;
   }
