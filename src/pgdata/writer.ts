@@ -3,15 +3,16 @@
  * DatadirModification). `begin(lsn)`, any number of puts, then `commit()`, which hands every
  * value to timeline.put(key, lsn, …) and finishes the write at `lsn`.
  *
- * Two kinds of pending state:
+ * Three kinds of pending state:
  * - data (relation and SLRU blocks): kept as values (PendingValues; a WAL record for a block,
  *   putRelRecord, as the record itself and its tag: referenced until commit, not copied), not
  *   readable through this writer; a batch above MAX_PENDING_DATA_BYTES is put into the
  *   timeline early (only allowed because nothing reads at `lsn` before finishWrite(lsn)
  *   except in a bootstrap import).
- * - metadata (directories, sizes, relmap, control, checkpoint, two-phase files): kept
- *   decoded, visible to later calls of the same modification, encoded at commit. RelDirs
- *   and SLRU directories are changed in place in the cross-modification cache (below).
+ * - directories and sizes: PendingDirectories (pending_directories.ts), decoded, visible to
+ *   later calls of the same modification, over a cache kept across modifications; encoded
+ *   at commit.
+ * - raw metadata files (relmap, control, checkpoint, two-phase state): copies, put as images.
  *
  * Semantics (as Neon's):
  * - existence comes from the directories (DbDir → RelDir), never from a size key: dropped
@@ -30,47 +31,22 @@
  * values become image layers once it finishes; its reads still go to the empty timeline).
  */
 import type { Timeline } from "../tenant/timeline/index.js";
-import { assert } from "../types/assert.js";
 import { BadStateError, InvalidArgumentError } from "../types/errors.js";
 import type { Key } from "../types/key.js";
 import { type Lsn, lsnToString } from "../types/lsn.js";
 import { imageValue, isValueTag, type Value, ValueTag } from "../types/value.js";
-import {
-  type DbDirectory,
-  dbDirKey,
-  decodeDbDirectory,
-  decodeRelDirectory,
-  decodeSlruDirectory,
-  decodeTablespaceDirectory,
-  decodeTwoPhaseDirectory,
-  encodeDbDirectory,
-  encodeTablespaceDirectory,
-  encodeRelDirectory,
-  encodeSlruDirectory,
-  encodeTwoPhaseDirectory,
-  type RelDirectory,
-  relDirEntry,
-  relDirEntryFork,
-  relDirEntryRelnode,
-  type SlruDirectory,
-  type TablespaceDirectory,
-  type TwoPhaseDirectory,
-} from "./directories.js";
+import { relDirEntry, relDirEntryFork, relDirEntryRelnode } from "./directories.js";
 import {
   BLCKSZ,
   CHECKPOINT_KEY,
   CONTROLFILE_KEY,
   checkRelTag,
-  DBDIR_KEY,
   DEFAULTTABLESPACE_OID,
   GLOBALTABLESPACE_OID,
-  decodeNblocks,
   dbdirKeyRange,
-  encodeNblocks,
   MAX_BLKNO,
   type RelTag,
   relBlockKey,
-  relDirKey,
   relKeyRange,
   relmapFileKey,
   relSizeKey,
@@ -78,14 +54,12 @@ import {
   SLRU_PAGES_PER_SEGMENT,
   type SlruKind,
   slruBlockKey,
-  TABLESPACEDIR_KEY,
-  slruDirKey,
   slruSegmentKeyRange,
   slruSegmentSizeKey,
-  TWOPHASEDIR_KEY,
   twophaseFileKey,
 } from "./keys.js";
 import { RELMAPPER_FILESIZE } from "../pg/consts.js";
+import { PendingDirectories } from "./pending_directories.js";
 import { PendingValues, type PendingValuesSink } from "./pending_values.js";
 import { PG_CONTROL_FILE_SIZE, SIZEOF_CHECKPOINT } from "../pg/control.js";
 
@@ -108,60 +82,16 @@ export class DatadirWriter {
 
   private readonly data = new PendingValues();
   private flushedEarly = 0;
-
-  private dbDir: DbDirectory | null = null;
-  private dbDirDirty = false;
-  /** RelDirs and SLRU directories are changed in place in the cache below; these name the changed ones. */
-  private readonly relDirsDirty = new Set<string>();
-  private readonly sizes = new Map<Key, number>();
-  private readonly slruDirsDirty = new Set<SlruKind>();
-  private twophaseDir: TwoPhaseDirectory | null = null;
-  private twophaseDirty = false;
-  private tablespaceDir: TablespaceDirectory | null = null;
-  private tablespaceDirty = false;
+  private readonly dirs: PendingDirectories;
   /** Raw metadata files (relmap, control, checkpoint, two-phase state): copies, put as images. */
   private readonly files = new PendingValues();
   /** putCheckpoint's copy (one per record that moves nextXid: a new buffer each time showed up in profiles). */
   private readonly checkpointCopy = new Uint8Array(SIZEOF_CHECKPOINT);
 
-  /**
-   * Decoded metadata as of `cacheLsn`, kept across modifications: ingest reads the same
-   * directories and sizes for every record, and decoding them each time dominated its cost.
-   * Valid only while this writer is the timeline's only writer (checked at begin(): any
-   * other write moves last_record_lsn away from cacheLsn); dropped on abort, since pending
-   * changes mutate the cached objects in place.
-   */
-  private cacheLsn = -1;
-  private cachedDbDir: DbDirectory | null = null;
-  private readonly cachedRelDirs = new Map<string, RelDirectory>();
-  private readonly cachedSizes = new Map<Key, number | null>();
-  private readonly cachedSlruDirs = new Map<SlruKind, SlruDirectory>();
-
   constructor(timeline: Timeline, sink: DatadirSink = timeline) {
     this.timeline = timeline;
     this.sink = sink;
-  }
-
-  /** dbDirKey of the last database asked about: records touch one database after another. */
-  private dbKeySpc = -1;
-  private dbKeyDb = -1;
-  private dbKeyStr = "";
-
-  private dbKey(spcnode: number, dbnode: number): string {
-    if (spcnode !== this.dbKeySpc || dbnode !== this.dbKeyDb) {
-      this.dbKeyStr = dbDirKey(spcnode, dbnode);
-      this.dbKeySpc = spcnode;
-      this.dbKeyDb = dbnode;
-    }
-    return this.dbKeyStr;
-  }
-
-  private clearCache(): void {
-    this.cacheLsn = -1;
-    this.cachedDbDir = null;
-    this.cachedRelDirs.clear();
-    this.cachedSizes.clear();
-    this.cachedSlruDirs.clear();
+    this.dirs = new PendingDirectories(timeline);
   }
 
   get lsn(): Lsn {
@@ -178,24 +108,15 @@ export class DatadirWriter {
       throw new InvalidArgumentError(`modification at ${lsnToString(lsn)} below last_record_lsn ${lsnToString(this.timeline.lastRecordLsn)}`);
     }
     this.reset();
-    if (this.timeline.lastRecordLsn !== this.cacheLsn) this.clearCache();
+    this.dirs.dropCacheIfStale();
     this.lsn_ = lsn;
     this.active = true;
   }
 
   private reset(): void {
-    // Map.clear() allocates a new table even when empty; this runs twice per WAL record.
     this.data.clear();
     this.flushedEarly = 0;
-    this.dbDir = null;
-    this.dbDirDirty = false;
-    if (this.relDirsDirty.size > 0) this.relDirsDirty.clear();
-    if (this.sizes.size > 0) this.sizes.clear();
-    if (this.slruDirsDirty.size > 0) this.slruDirsDirty.clear();
-    this.twophaseDir = null;
-    this.twophaseDirty = false;
-    this.tablespaceDir = null;
-    this.tablespaceDirty = false;
+    this.dirs.reset();
     this.files.clear();
   }
 
@@ -203,71 +124,19 @@ export class DatadirWriter {
     if (!this.active) throw new BadStateError("no modification begun");
   }
 
-  /** Stored state (before this modification). */
-  private stored(key: Key): Uint8Array | null {
-    const at = this.timeline.lastRecordLsn;
-    return this.timeline.getNow(key, at);
+  private dropPendingIn(r: { start: Key; end: Key }): void {
+    this.data.deleteRange(r.start, r.end);
+    this.files.deleteRange(r.start, r.end);
+    this.dirs.dropSizesIn(r.start, r.end);
   }
 
   // ---------------------------------------------------------------------------------------
-  // Metadata reads (see pending updates)
-
-  private getDbDir(): DbDirectory {
-    if (this.dbDir === null) {
-      if (this.cachedDbDir === null) {
-        const b = this.stored(DBDIR_KEY);
-        this.cachedDbDir = b === null ? new Map() : decodeDbDirectory(b);
-      }
-      this.dbDir = this.cachedDbDir;
-    }
-    return this.dbDir;
-  }
-
-  /** The RelDir of a database, or null when the database does not exist. */
-  private getRelDir(spcnode: number, dbnode: number): RelDirectory | null {
-    const k = this.dbKey(spcnode, dbnode);
-    if (!this.getDbDir().has(k)) return null;
-    let d = this.cachedRelDirs.get(k);
-    if (d === undefined) {
-      const b = this.stored(relDirKey(spcnode, dbnode));
-      d = b === null ? new Set<number>() : decodeRelDirectory(b);
-      this.cachedRelDirs.set(k, d);
-    }
-    return d;
-  }
-
-  private getSize(key: Key): number | null {
-    const p = this.sizes.get(key);
-    if (p !== undefined) return p;
-    const c = this.cachedSizes.get(key);
-    if (c !== undefined) return c;
-    const b = this.stored(key);
-    const n = b === null ? null : decodeNblocks(b);
-    this.cachedSizes.set(key, n);
-    return n;
-  }
+  // Databases and tablespaces
 
   dbExists(spcnode: number, dbnode: number): boolean {
     this.check();
-    return this.getDbDir().has(this.dbKey(spcnode, dbnode));
+    return this.dirs.hasDb(spcnode, dbnode);
   }
-
-  relExists(rel: RelTag): boolean {
-    this.check();
-    checkRelTag(rel);
-    const d = this.getRelDir(rel.spcnode, rel.dbnode);
-    return d?.has(relDirEntry(rel.relnode, rel.forknum)) === true;
-  }
-
-  /** nblocks of an existing relation fork; null when it does not exist. */
-  relSize(rel: RelTag): number | null {
-    if (!this.relExists(rel)) return null;
-    const n = this.getSize(relSizeKey(rel));
-    return n ?? 0;
-  }
-
-  // ---------------------------------------------------------------------------------------
-  // Databases
 
   /**
    * Create a database's directory in a tablespace (idempotent): DbDir entry and an empty
@@ -276,13 +145,7 @@ export class DatadirWriter {
   createDb(spcnode: number, dbnode: number): void {
     this.check();
     if (spcnode === 0) throw new InvalidArgumentError(`database ${dbnode} in tablespace 0`);
-    const dir = this.getDbDir();
-    const k = this.dbKey(spcnode, dbnode);
-    if (dir.has(k)) return;
-    dir.set(k, { spcnode, dbnode, relmapExists: false });
-    this.dbDirDirty = true;
-    this.cachedRelDirs.set(k, new Set());
-    this.relDirsDirty.add(k);
+    this.dirs.addDb(spcnode, dbnode);
   }
 
   /** Store a database's pg_filenode.map (creating the database entry if needed). */
@@ -290,41 +153,21 @@ export class DatadirWriter {
     this.check();
     if (file.length !== RELMAPPER_FILESIZE) throw new InvalidArgumentError(`relmap file of ${file.length} bytes (expected ${RELMAPPER_FILESIZE})`);
     this.createDb(spcnode, dbnode);
-    const e = this.getDbDir().get(this.dbKey(spcnode, dbnode))!;
-    if (!e.relmapExists) {
-      e.relmapExists = true;
-      this.dbDirDirty = true;
-    }
+    this.dirs.setRelmapExists(spcnode, dbnode);
     this.files.setTagged(relmapFileKey(spcnode, dbnode), ValueTag.Image, file.slice());
   }
 
   /** Drop a database and (logically) everything in it. */
   dropDb(spcnode: number, dbnode: number): void {
     this.check();
-    const dir = this.getDbDir();
-    const k = this.dbKey(spcnode, dbnode);
-    if (!dir.delete(k)) return;
-    this.dbDirDirty = true;
-    this.cachedRelDirs.delete(k);
-    this.relDirsDirty.delete(k);
+    if (!this.dirs.deleteDb(spcnode, dbnode)) return;
     this.dropPendingIn(dbdirKeyRange(spcnode, dbnode));
-  }
-
-  // ---------------------------------------------------------------------------------------
-  // Tablespaces
-
-  private getTablespaceDir(): TablespaceDirectory {
-    if (this.tablespaceDir === null) {
-      const b = this.stored(TABLESPACEDIR_KEY);
-      this.tablespaceDir = b === null ? new Map() : decodeTablespaceDirectory(b);
-    }
-    return this.tablespaceDir;
   }
 
   /** User tablespaces (OID → LOCATION, "" in place) as this modification sees them. */
   tablespaces(): ReadonlyMap<number, string> {
     this.check();
-    return this.getTablespaceDir();
+    return this.dirs.tablespaces();
   }
 
   /** Record a user tablespace (a second CREATE of the same OID replaces its location: redo of a replayed record). */
@@ -333,10 +176,7 @@ export class DatadirWriter {
     if (!(Number.isInteger(spcnode) && spcnode > 0 && spcnode <= 0xffff_ffff) || spcnode === DEFAULTTABLESPACE_OID || spcnode === GLOBALTABLESPACE_OID) {
       throw new InvalidArgumentError(`invalid tablespace OID ${spcnode}`);
     }
-    const d = this.getTablespaceDir();
-    if (d.get(spcnode) === location) return;
-    d.set(spcnode, location);
-    this.tablespaceDirty = true;
+    this.dirs.setTablespace(spcnode, location);
   }
 
   /**
@@ -345,32 +185,36 @@ export class DatadirWriter {
    */
   dropTablespace(spcnode: number): void {
     this.check();
-    const d = this.getTablespaceDir();
-    if (d.delete(spcnode)) this.tablespaceDirty = true;
-    for (const e of [...this.getDbDir().values()]) if (e.spcnode === spcnode) this.dropDb(e.spcnode, e.dbnode);
-  }
-
-  private dropPendingIn(r: { start: Key; end: Key }): void {
-    this.data.deleteRange(r.start, r.end);
-    this.files.deleteRange(r.start, r.end);
-    for (const key of this.sizes.keys()) if (key >= r.start && key < r.end) this.sizes.delete(key);
+    this.dirs.deleteTablespace(spcnode);
+    for (const e of this.dirs.dbsIn(spcnode)) this.dropDb(e.spcnode, e.dbnode);
   }
 
   // ---------------------------------------------------------------------------------------
   // Relations
+
+  relExists(rel: RelTag): boolean {
+    this.check();
+    checkRelTag(rel);
+    const d = this.dirs.relDir(rel.spcnode, rel.dbnode);
+    return d?.has(relDirEntry(rel.relnode, rel.forknum)) === true;
+  }
+
+  /** nblocks of an existing relation fork; null when it does not exist. */
+  relSize(rel: RelTag): number | null {
+    if (!this.relExists(rel)) return null;
+    const n = this.dirs.size(relSizeKey(rel));
+    return n ?? 0;
+  }
 
   /** Create a relation fork with `nblocks` zero pages (default empty). Creating its database if needed. */
   createRel(rel: RelTag, nblocks = 0): void {
     this.check();
     checkRelTag(rel);
     this.createDb(rel.spcnode, rel.dbnode);
-    const k = this.dbKey(rel.spcnode, rel.dbnode);
-    const d = this.getRelDir(rel.spcnode, rel.dbnode)!;
-    const e = relDirEntry(rel.relnode, rel.forknum);
-    if (d.has(e)) throw new InvalidArgumentError(`relation ${relTagToString(rel)} already exists`);
-    d.add(e);
-    this.relDirsDirty.add(k);
-    this.sizes.set(relSizeKey(rel), 0);
+    if (!this.dirs.addRel(rel.spcnode, rel.dbnode, relDirEntry(rel.relnode, rel.forknum))) {
+      throw new InvalidArgumentError(`relation ${relTagToString(rel)} already exists`);
+    }
+    this.dirs.setSize(relSizeKey(rel), 0);
     if (nblocks > 0) this.extendRel(rel, nblocks);
   }
 
@@ -381,7 +225,7 @@ export class DatadirWriter {
     if (!(Number.isInteger(nblocks) && nblocks >= 0 && nblocks <= MAX_BLKNO + 1)) throw new InvalidArgumentError(`invalid size ${nblocks}`);
     if (nblocks <= cur) return;
     for (let b = cur; b < nblocks; b++) this.putData(relBlockKey(rel, b), ZERO_PAGE_VALUE);
-    this.sizes.set(relSizeKey(rel), nblocks);
+    this.dirs.setSize(relSizeKey(rel), nblocks);
   }
 
   /** Shrink to `nblocks` (blocks beyond read as zero pages until written again). */
@@ -390,7 +234,7 @@ export class DatadirWriter {
     if (cur === null) throw new InvalidArgumentError(`truncate of nonexistent relation ${relTagToString(rel)}`);
     if (!(Number.isInteger(nblocks) && nblocks >= 0)) throw new InvalidArgumentError(`invalid size ${nblocks}`);
     if (nblocks >= cur) return;
-    this.sizes.set(relSizeKey(rel), nblocks);
+    this.dirs.setSize(relSizeKey(rel), nblocks);
     // Blocks from nblocks on: the fork's keys below its size key (the last of them).
     this.data.deleteRange(relBlockKey(rel, nblocks), relSizeKey(rel));
   }
@@ -399,16 +243,14 @@ export class DatadirWriter {
   dropRel(rel: RelTag): void {
     this.check();
     checkRelTag(rel);
-    const d = this.getRelDir(rel.spcnode, rel.dbnode);
-    if (d === null || !d.delete(relDirEntry(rel.relnode, rel.forknum))) return;
-    this.relDirsDirty.add(this.dbKey(rel.spcnode, rel.dbnode));
+    if (!this.dirs.deleteRel(rel.spcnode, rel.dbnode, relDirEntry(rel.relnode, rel.forknum))) return;
     this.dropPendingIn(relKeyRange(rel));
   }
 
   /** Relation forks of a database as this modification sees them. */
   listRels(spcnode: number, dbnode: number): RelTag[] {
     this.check();
-    const d = this.getRelDir(spcnode, dbnode);
+    const d = this.dirs.relDir(spcnode, dbnode);
     if (d === null) return [];
     return [...d].sort((a, b) => a - b).map((e) => ({ spcnode, dbnode, relnode: relDirEntryRelnode(e), forknum: relDirEntryFork(e) }));
   }
@@ -449,7 +291,7 @@ export class DatadirWriter {
     }
     if (blkno >= size) {
       for (let b = size; b < blkno; b++) this.putData(relBlockKey(rel, b), ZERO_PAGE_VALUE);
-      this.sizes.set(relSizeKey(rel), blkno + 1);
+      this.dirs.setSize(relSizeKey(rel), blkno + 1);
     }
     return key;
   }
@@ -469,25 +311,15 @@ export class DatadirWriter {
   // ---------------------------------------------------------------------------------------
   // SLRUs
 
-  private getSlruDir(kind: SlruKind): SlruDirectory {
-    let d = this.cachedSlruDirs.get(kind);
-    if (d === undefined) {
-      const b = this.stored(slruDirKey(kind));
-      d = b === null ? new Set<number>() : decodeSlruDirectory(b);
-      this.cachedSlruDirs.set(kind, d);
-    }
-    return d;
-  }
-
   slruSegmentExists(kind: SlruKind, segno: number): boolean {
     this.check();
-    return this.getSlruDir(kind).has(segno);
+    return this.dirs.hasSlruSegment(kind, segno);
   }
 
   /** nblocks of an SLRU segment, or null when it does not exist. */
   slruSegmentSize(kind: SlruKind, segno: number): number | null {
     if (!this.slruSegmentExists(kind, segno)) return null;
-    return this.getSize(slruSegmentSizeKey(kind, segno)) ?? 0;
+    return this.dirs.size(slruSegmentSizeKey(kind, segno)) ?? 0;
   }
 
   /** A whole SLRU segment file (a multiple of 8192 bytes, at most 32 pages). */
@@ -499,19 +331,15 @@ export class DatadirWriter {
     const nblocks = file.length / BLCKSZ;
     this.createSlruSegment(kind, segno);
     for (let b = 0; b < nblocks; b++) this.putData(slruBlockKey(kind, segno, b), imageValue(file.subarray(b * BLCKSZ, (b + 1) * BLCKSZ)));
-    this.sizes.set(slruSegmentSizeKey(kind, segno), nblocks);
+    this.dirs.setSize(slruSegmentSizeKey(kind, segno), nblocks);
   }
 
   /** Create an empty segment (idempotent: an existing one is truncated to 0 pages). */
   createSlruSegment(kind: SlruKind, segno: number): void {
     this.check();
-    const d = this.getSlruDir(kind);
-    if (!d.has(segno)) {
-      d.add(segno);
-      this.slruDirsDirty.add(kind);
-    }
+    this.dirs.addSlruSegment(kind, segno);
     this.dropPendingIn(slruSegmentKeyRange(kind, segno));
-    this.sizes.set(slruSegmentSizeKey(kind, segno), 0);
+    this.dirs.setSize(slruSegmentSizeKey(kind, segno), 0);
   }
 
   /** One SLRU page (value: image or record); creates/extends the segment, zero-filling gaps. */
@@ -525,7 +353,7 @@ export class DatadirWriter {
     }
     if (blkno >= size) {
       for (let b = size; b < blkno; b++) this.putData(slruBlockKey(kind, segno, b), ZERO_PAGE_VALUE);
-      this.sizes.set(slruSegmentSizeKey(kind, segno), blkno + 1);
+      this.dirs.setSize(slruSegmentSizeKey(kind, segno), blkno + 1);
     }
     this.putData(key, value);
   }
@@ -537,40 +365,23 @@ export class DatadirWriter {
 
   dropSlruSegment(kind: SlruKind, segno: number): void {
     this.check();
-    const d = this.getSlruDir(kind);
-    if (!d.delete(segno)) return;
-    this.slruDirsDirty.add(kind);
+    if (!this.dirs.deleteSlruSegment(kind, segno)) return;
     this.dropPendingIn(slruSegmentKeyRange(kind, segno));
   }
 
   // ---------------------------------------------------------------------------------------
   // Two-phase, control file, checkpoint
 
-  private getTwophaseDir(): TwoPhaseDirectory {
-    if (this.twophaseDir === null) {
-      const b = this.stored(TWOPHASEDIR_KEY);
-      this.twophaseDir = b === null ? new Set() : decodeTwoPhaseDirectory(b);
-    }
-    return this.twophaseDir;
-  }
-
   putTwophase(xid: number, file: Uint8Array): void {
     this.check();
-    const key = twophaseFileKey(xid);
-    const d = this.getTwophaseDir();
-    if (!d.has(xid)) {
-      d.add(xid);
-      this.twophaseDirty = true;
-    }
-    this.files.setTagged(key, ValueTag.Image, file.slice());
+    this.dirs.addTwophase(xid);
+    this.files.setTagged(twophaseFileKey(xid), ValueTag.Image, file.slice());
   }
 
   dropTwophase(xid: number): void {
     this.check();
-    const key = twophaseFileKey(xid);
-    if (!this.getTwophaseDir().delete(xid)) return;
-    this.twophaseDirty = true;
-    this.files.delete(key);
+    if (!this.dirs.deleteTwophase(xid)) return;
+    this.files.delete(twophaseFileKey(xid));
   }
 
   putControlFile(file: Uint8Array): void {
@@ -597,42 +408,12 @@ export class DatadirWriter {
     const lsn = this.lsn_;
     let n = this.flushedEarly + this.data.size;
     this.flushData();
-    // Metadata is encoded fresh (files were copied when set): put as images without a copy.
-    const IMAGE = ValueTag.Image;
-    if (this.dbDirDirty) {
-      tl.putTagged(DBDIR_KEY, lsn, IMAGE, encodeDbDirectory(this.getDbDir()));
-      n++;
-    }
-    for (const k of this.relDirsDirty) {
-      const d = this.cachedRelDirs.get(k);
-      assert(d !== undefined, "dirty RelDir not loaded");
-      const [spc, db] = k.split("/").map(Number) as [number, number];
-      tl.putTagged(relDirKey(spc, db), lsn, IMAGE, encodeRelDirectory(d));
-      n++;
-    }
-    for (const kind of this.slruDirsDirty) {
-      tl.putTagged(slruDirKey(kind), lsn, IMAGE, encodeSlruDirectory(this.cachedSlruDirs.get(kind)!));
-      n++;
-    }
-    if (this.twophaseDirty) {
-      tl.putTagged(TWOPHASEDIR_KEY, lsn, IMAGE, encodeTwoPhaseDirectory(this.getTwophaseDir()));
-      n++;
-    }
-    if (this.tablespaceDirty) {
-      tl.putTagged(TABLESPACEDIR_KEY, lsn, IMAGE, encodeTablespaceDirectory(this.getTablespaceDir()));
-      n++;
-    }
-    for (const [key, nblocks] of this.sizes) {
-      tl.putTagged(key, lsn, IMAGE, encodeNblocks(nblocks));
-      n++;
-    }
+    n += this.dirs.putDirty(tl, lsn);
     this.files.putAll(tl, lsn);
     n += this.files.size;
     tl.finishWrite(lsn, prevRecordLsn);
     // What this modification wrote is the stored state now.
-    if (this.dbDirDirty) this.cachedDbDir = this.dbDir;
-    for (const [key, nblocks] of this.sizes) this.cachedSizes.set(key, nblocks);
-    this.cacheLsn = lsn;
+    this.dirs.committed(lsn);
     this.active = false;
     this.reset();
     return n;
@@ -642,7 +423,7 @@ export class DatadirWriter {
   abort(): void {
     this.active = false;
     this.reset();
-    this.clearCache();
+    this.dirs.clearCache();
   }
 }
 

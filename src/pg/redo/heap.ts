@@ -20,7 +20,7 @@
  *     newer pd_lsn on a page that has the change is always safe).
  * The free-space-map updates heap redo makes are skipped: the FSM is not WAL-logged and
  * PostgreSQL rebuilds it. Visibility-map clears implied by heap records are ingest's
- * pageserver records (src/pgdata/walingest.ts, native.ts VM_CLEAR); VISIBLE's VM block is
+ * pageserver records (src/pgdata/ingest_relations.ts, native.ts VM_CLEAR); VISIBLE's VM block is
  * redone here (visibilitymap_set, PageInit of a new VM page first, as heap_xlog_visible).
  *
  * Records without a page change refuse to be redone: Heap/TRUNCATE (SMGR records do the
