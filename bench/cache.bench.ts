@@ -163,7 +163,14 @@ function lruFill(lru: LRUCache<number, Buffer>, key: number, fileId: number, blk
 }
 
 /** Replays trace[from, from + count) (wrapping) through lru-cache; returns a checksum of the copies. */
-function replayLru(lru: LRUCache<number, Buffer>, fileIds: number[], trace: Int32Array, dst: Uint8Array, from = 0, count = trace.length): number {
+function replayLru(
+  lru: LRUCache<number, Buffer>,
+  fileIds: number[],
+  trace: Int32Array,
+  dst: Uint8Array,
+  from = 0,
+  count = trace.length,
+): number {
   let check = 0;
   const n = trace.length;
   for (let i = 0; i < count; i++) {
@@ -180,7 +187,13 @@ function replayLru(lru: LRUCache<number, Buffer>, fileIds: number[], trace: Int3
 }
 
 /** Untimed: every access of the trace returns the same 8 KiB from both caches. */
-function compareAllBytes(cache: PageCache, sources: PatternSource[], lru: LRUCache<number, Buffer>, fileIds: number[], trace: Int32Array): void {
+function compareAllBytes(
+  cache: PageCache,
+  sources: PatternSource[],
+  lru: LRUCache<number, Buffer>,
+  fileIds: number[],
+  trace: Int32Array,
+): void {
   const ours = Buffer.alloc(PAGE_SIZE);
   for (let i = 0; i < trace.length; i++) {
     const rank = trace[i]!;
@@ -188,7 +201,8 @@ function compareAllBytes(cache: PageCache, sources: PatternSource[], lru: LRUCac
     const blkno = (rank / FILES) | 0;
     cache.readBlock(PageKind.FileBlock, src.fileId, blkno, src, ours);
     const theirs = lru.get(fileIds[rank % FILES]! * 0x10_0000 + blkno);
-    if (theirs === undefined || !ours.equals(theirs)) throw new Error(`cache bench: block ${src.fileId}/${blkno} differs between ours and lru-cache`);
+    if (theirs === undefined || !ours.equals(theirs))
+      throw new Error(`cache bench: block ${src.fileId}/${blkno} differs between ours and lru-cache`);
   }
 }
 
@@ -285,7 +299,10 @@ function startTsWorker(file: string, data: BenchWorkerData): Worker {
 
 function nextReport(worker: Worker, type: "ready" | "done"): Promise<BenchWorkerReport> {
   return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`cache bench worker: no '${type}' within ${WORKER_DEADLINE_MS} ms`)), WORKER_DEADLINE_MS);
+    const timer = setTimeout(
+      () => reject(new Error(`cache bench worker: no '${type}' within ${WORKER_DEADLINE_MS} ms`)),
+      WORKER_DEADLINE_MS,
+    );
     const onMessage = (msg: BenchWorkerReport): void => {
       if (msg.type !== type) return;
       clearTimeout(timer);
@@ -308,7 +325,14 @@ function nextReport(worker: Worker, type: "ready" | "done"): Promise<BenchWorker
  * while the main thread runs `mainPass`; ops over the span from the first start to the last
  * end. Both threads' checksums must be `check` (the trace's, in any order).
  */
-async function twoThreads(kind: "ours" | "lru", cache: PageCache, trace: Int32Array, fileIds: number[], check: number, mainPass: () => number): Promise<number> {
+async function twoThreads(
+  kind: "ours" | "lru",
+  cache: PageCache,
+  trace: Int32Array,
+  fileIds: number[],
+  check: number,
+  mainPass: () => number,
+): Promise<number> {
   const control = new SharedArrayBuffer(4);
   const ctl = new Int32Array(control);
   const data: BenchWorkerData = { role: "cache-bench", cache: kind, sab: cache.shared, trace, fileIds, control, from: trace.length >>> 1 };
@@ -361,16 +385,34 @@ export default async function run(): Promise<BenchRow[]> {
     const check = pass();
     return { opsPerSec: opsPerSec(trace.length, performance.now() - t0), check };
   };
-  const oursSingle = best("ours, copy-out hits", traceCheck, timed(() => replayOurs(cache, sources, trace, 0, trace.length, dst)));
-  const lruSingle = best("lru-cache, copy-out hits", traceCheck, timed(() => replayLru(lru, fileIds, trace, dst)));
+  const oursSingle = best(
+    "ours, copy-out hits",
+    traceCheck,
+    timed(() => replayOurs(cache, sources, trace, 0, trace.length, dst)),
+  );
+  const lruSingle = best(
+    "lru-cache, copy-out hits",
+    traceCheck,
+    timed(() => replayLru(lru, fileIds, trace, dst)),
+  );
   rows.push(row("hit lookups/s (single thread)", "ops/s", oursSingle, "lru-cache", lruSingle));
-  const oursPinned = best("ours, zero-copy hits", traceCheck, timed(() => replayOursPinned(cache, sources, trace)));
-  const lruNoCopy = best("lru-cache, get without copy", traceCheck, timed(() => replayLruNoCopy(lru, fileIds, trace)));
+  const oursPinned = best(
+    "ours, zero-copy hits",
+    traceCheck,
+    timed(() => replayOursPinned(cache, sources, trace)),
+  );
+  const lruNoCopy = best(
+    "lru-cache, get without copy",
+    traceCheck,
+    timed(() => replayLruNoCopy(lru, fileIds, trace)),
+  );
   rows.push(row("zero-copy hits/s (pinBlock+unpinSlot vs get)", "ops/s", oursPinned, "lru-cache get", lruNoCopy));
   if (cache.stats().byKind.file.misses !== warm.misses) throw new Error("cache bench: the measured passes were not all hits");
 
   // Hits, two threads: ours on one shared cache; lru-cache with one cache per thread.
-  const oursDual = await twoThreads("ours", cache, trace, fileIds, traceCheck, () => replayOurs(cache, sources, trace, 0, trace.length, dst));
+  const oursDual = await twoThreads("ours", cache, trace, fileIds, traceCheck, () =>
+    replayOurs(cache, sources, trace, 0, trace.length, dst),
+  );
   const lruDual = await twoThreads("lru", cache, trace, fileIds, traceCheck, () => replayLru(lru, fileIds, trace, dst));
   if (cache.stats().byKind.file.misses !== warm.misses) throw new Error("cache bench: the two-thread passes were not all hits");
   rows.push(row("hit lookups/s (main + 1 worker, aggregate)", "ops/s", oursDual, "lru-cache (2 threads, a cache each)", lruDual));

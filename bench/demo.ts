@@ -78,11 +78,25 @@ async function startPageserver(dir: string): Promise<Pageserver> {
   const log = join(dir, "pageserver.log");
   // Its own process group: Ctrl-C in the terminal does not reach it, our cleanup stops it
   // (after the endpoint, which needs it to remove its WAL source).
-  const child = spawn(process.execPath, ["--import", "tsx", PAGESERVER, "--workdir", join(dir, "workdir"), "--listen", `127.0.0.1:${port}`, "--listen-pg", `127.0.0.1:${pgPort}`], {
-    cwd: ROOT,
-    stdio: ["ignore", "pipe", "pipe"],
-    detached: true,
-  });
+  const child = spawn(
+    process.execPath,
+    [
+      "--import",
+      "tsx",
+      PAGESERVER,
+      "--workdir",
+      join(dir, "workdir"),
+      "--listen",
+      `127.0.0.1:${port}`,
+      "--listen-pg",
+      `127.0.0.1:${pgPort}`,
+    ],
+    {
+      cwd: ROOT,
+      stdio: ["ignore", "pipe", "pipe"],
+      detached: true,
+    },
+  );
   child.stdout!.on("data", (d: Buffer) => appendFileSync(log, d));
   child.stderr!.on("data", (d: Buffer) => appendFileSync(log, d));
   const ps: Pageserver = { url: `http://127.0.0.1:${port}`, pg: `127.0.0.1:${pgPort}`, child, log };
@@ -123,12 +137,19 @@ function sleep(ms: number): Promise<void> {
 }
 
 /** Run pagectl as an operator would, printing the command and its output; stdout. */
-async function pagectl(ps: Pageserver, args: string[], opts: { quiet?: boolean; allowFail?: boolean; cleanup?: boolean } = {}): Promise<{ code: number; stdout: string; stderr: string }> {
+async function pagectl(
+  ps: Pageserver,
+  args: string[],
+  opts: { quiet?: boolean; allowFail?: boolean; cleanup?: boolean } = {},
+): Promise<{ code: number; stdout: string; stderr: string }> {
   // Once stopping has begun, the story does not go on beside it (it would start what the
   // cleanup just stopped).
   if (cleaning !== null && opts.cleanup !== true) throw new Error("stopping");
   say(`$ pagectl ${args.join(" ")}`);
-  const child = spawn(process.execPath, ["--import", "tsx", PAGECTL, "--server", ps.url, "--pg-server", ps.pg, ...args], { cwd: ROOT, stdio: ["ignore", "pipe", "pipe"] });
+  const child = spawn(process.execPath, ["--import", "tsx", PAGECTL, "--server", ps.url, "--pg-server", ps.pg, ...args], {
+    cwd: ROOT,
+    stdio: ["ignore", "pipe", "pipe"],
+  });
   let stdout = "";
   let stderr = "";
   child.stdout.on("data", (d: Buffer) => {
@@ -144,7 +165,11 @@ async function pagectl(ps: Pageserver, args: string[], opts: { quiet?: boolean; 
 }
 
 async function psql(port: number, sql: string): Promise<string> {
-  const r = await runPg("psql", ["-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-h", "127.0.0.1", "-p", String(port), "-U", "postgres", "-d", "postgres", "-f", "-"], sql);
+  const r = await runPg(
+    "psql",
+    ["-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-h", "127.0.0.1", "-p", String(port), "-U", "postgres", "-d", "postgres", "-f", "-"],
+    sql,
+  );
   if (r.code !== 0) throw new Error(`psql on port ${port}: ${r.stderr.trim()}`);
   return r.stdout.trim();
 }
@@ -183,7 +208,8 @@ async function main(): Promise<void> {
   mkdirSync(outDir, { recursive: true });
   const dir = mkdtempSync(join(tmpdir(), "pageserver-demo-"));
   // The endpoint's data directory lives here: PostgreSQL runs as `postgres` when we are root.
-  if (IS_ROOT) chownSync(dir, Number(execFileSync("id", ["-u", "postgres"]).toString()), Number(execFileSync("id", ["-g", "postgres"]).toString()));
+  if (IS_ROOT)
+    chownSync(dir, Number(execFileSync("id", ["-u", "postgres"]).toString()), Number(execFileSync("id", ["-g", "postgres"]).toString()));
   cleanups.push({ what: "temp dir", fn: async () => rmSync(dir, { recursive: true, force: true }) });
   const started_ms = Date.now();
 
@@ -198,7 +224,16 @@ async function main(): Promise<void> {
   step("2. pgbench data on the source; a tenant; a timeline bootstrapped from the source");
   await pgbench(src.port, ["-i", "-s", "1", "-q"]);
   // Small layers so that a short demo shows a few of each kind in the picture.
-  const tenant = (await pagectl(ps, ["tenant", "create", "checkpoint_distance=2097152", "compaction_threshold=3", "compaction_target_size=2097152", "compaction_period=2s"])).stdout.trim();
+  const tenant = (
+    await pagectl(ps, [
+      "tenant",
+      "create",
+      "checkpoint_distance=2097152",
+      "compaction_threshold=3",
+      "compaction_target_size=2097152",
+      "compaction_period=2s",
+    ])
+  ).stdout.trim();
   const created = await pagectl(ps, ["--json", "timeline", "create", tenant, "--source", src.connectionString()], { quiet: true });
   const main = (JSON.parse(created.stdout) as { timeline_id: string }).timeline_id;
   say(`  timeline ${main}, streaming from the source`);
@@ -221,13 +256,43 @@ async function main(): Promise<void> {
   await pagectl(ps, ["lsn-by-time", tenant, main, T]);
   const epDir = join(dir, "endpoint");
   const epPort = await freePort();
-  cleanups.push({ what: "endpoint", fn: () => pagectl(ps, ["endpoint", "stop", "--pgdata", epDir], { allowFail: true, cleanup: true }).then((r) => (r.code === 0 ? undefined : runPg("pg_ctl", ["-D", epDir, "-m", "immediate", "stop"]))) });
-  const ep = await pagectl(ps, ["--json", "endpoint", "start", "--tenant", tenant, "--timeline", main, "--at", T, "--pgdata", epDir, "--port", String(epPort), "--conf", "fsync=off", "--conf", "shared_buffers=16MB"], {
-    quiet: true,
+  cleanups.push({
+    what: "endpoint",
+    fn: () =>
+      pagectl(ps, ["endpoint", "stop", "--pgdata", epDir], { allowFail: true, cleanup: true }).then((r) =>
+        r.code === 0 ? undefined : runPg("pg_ctl", ["-D", epDir, "-m", "immediate", "stop"]),
+      ),
   });
+  const ep = await pagectl(
+    ps,
+    [
+      "--json",
+      "endpoint",
+      "start",
+      "--tenant",
+      tenant,
+      "--timeline",
+      main,
+      "--at",
+      T,
+      "--pgdata",
+      epDir,
+      "--port",
+      String(epPort),
+      "--conf",
+      "fsync=off",
+      "--conf",
+      "shared_buffers=16MB",
+    ],
+    {
+      quiet: true,
+    },
+  );
   const epInfo = JSON.parse(ep.stdout) as { timeline_id: string; lsn: string; wal_source_state: string };
   const branch = epInfo.timeline_id;
-  say(`  endpoint on 127.0.0.1:${epPort}: branch ${branch} at ${epInfo.lsn} (the last commit at or before T); pageserver ${epInfo.wal_source_state} from it`);
+  say(
+    `  endpoint on 127.0.0.1:${epPort}: branch ${branch} at ${epInfo.lsn} (the last commit at or before T); pageserver ${epInfo.wal_source_state} from it`,
+  );
 
   step("5. the same queries on the source and on the endpoint");
   const onSource = await psql(src.port, COUNTS_SQL);
@@ -240,7 +305,11 @@ async function main(): Promise<void> {
   say(`  endpoint    ${epRows!.padStart(20)}  ${epSum!.padStart(13)}`);
   say(`  (at T       ${tRows!.padStart(20)}  ${tSum!.padStart(13)})`);
   const asExpected = onEndpoint === atT && Number(srcRows) > Number(epRows);
-  say(asExpected ? "  the endpoint shows the database as it was at T; the source has the later commits too" : "  UNEXPECTED: the endpoint does not show the database at T");
+  say(
+    asExpected
+      ? "  the endpoint shows the database as it was at T; the source has the later commits too"
+      : "  UNEXPECTED: the endpoint does not show the database at T",
+  );
   await psql(epPort, "CREATE TABLE only_on_the_branch AS SELECT g FROM generate_series(1, 1000) g");
   const onBranch = await psql(epPort, "SELECT count(*) FROM only_on_the_branch");
   const onSrc = await psql(src.port, "SELECT count(*) FROM pg_class WHERE relname = 'only_on_the_branch'");
@@ -249,13 +318,18 @@ async function main(): Promise<void> {
   step("6. the layers of the main timeline and their picture");
   await pagectl(ps, ["timeline", "checkpoint", tenant, main]);
   await pagectl(ps, ["timeline", "compact", tenant, main, "--force-images"]);
-  const layers = JSON.parse((await pagectl(ps, ["--json", "timeline", "layers", tenant, main], { quiet: true })).stdout) as { level: string; in_memory: string | null }[];
+  const layers = JSON.parse((await pagectl(ps, ["--json", "timeline", "layers", tenant, main], { quiet: true })).stdout) as {
+    level: string;
+    in_memory: string | null;
+  }[];
   const by = new Map<string, number>();
   for (const l of layers) by.set(l.in_memory ?? l.level, (by.get(l.in_memory ?? l.level) ?? 0) + 1);
   const layerSummary = `${layers.length} layers (${[...by].map(([k, n]) => `${n} ${k}`).join(", ")})`;
   say(`  ${layerSummary}`);
   const svgPath = join(outDir, "layer_map.svg");
-  const drawn = JSON.parse((await pagectl(ps, ["--json", "timeline", "draw", tenant, main, "-o", svgPath], { quiet: true })).stdout) as { layers: number };
+  const drawn = JSON.parse((await pagectl(ps, ["--json", "timeline", "draw", tenant, main, "-o", svgPath], { quiet: true })).stdout) as {
+    layers: number;
+  };
   const pictureLine = `the layer picture: ${svgPath} (${drawn.layers} layers drawn by key range and LSN range; the branch point at T and the GC cutoff marked)`;
   say(`  ${pictureLine}`);
   await pagectl(ps, ["timeline", "list", tenant]);

@@ -72,7 +72,27 @@ async function pgbenchRun(pg: PgInstance, nblocks: number, args: string[], tag: 
   const script = join(pg.baseDir, "getpage.sql");
   writeFileSync(script, `\\set blk random(0, ${nblocks - 1})\nSELECT get_raw_page('pgbench_accounts', :blk);\n`, { mode: 0o644 });
   for (const f of readdirSync(pg.baseDir)) if (f.startsWith(`${tag}.`)) rmSync(join(pg.baseDir, f));
-  const r = await pg.run("pgbench", ["-n", "-M", "prepared", "-f", script, "-c", String(CONNS), "-j", "2", "-l", `--log-prefix=${tag}`, ...args, "-h", pg.host, "-p", String(pg.port), "-U", "postgres", "postgres"]);
+  const r = await pg.run("pgbench", [
+    "-n",
+    "-M",
+    "prepared",
+    "-f",
+    script,
+    "-c",
+    String(CONNS),
+    "-j",
+    "2",
+    "-l",
+    `--log-prefix=${tag}`,
+    ...args,
+    "-h",
+    pg.host,
+    "-p",
+    String(pg.port),
+    "-U",
+    "postgres",
+    "postgres",
+  ]);
   if (r.code !== 0) throw new Error(`pgbench failed: ${r.stderr}`);
   const tps = /tps = ([\d.]+) \(without initial connection time\)/.exec(r.stdout);
   if (tps === null) throw new Error(`no tps in pgbench output:\n${r.stdout}`);
@@ -152,7 +172,10 @@ class PageserverChild {
   }
 
   async api(method: string, path: string, body?: unknown): Promise<Record<string, unknown>> {
-    const r = await fetch(`http://127.0.0.1:${this.httpPort}${path}`, { method, body: body === undefined ? undefined : JSON.stringify(body) });
+    const r = await fetch(`http://127.0.0.1:${this.httpPort}${path}`, {
+      method,
+      body: body === undefined ? undefined : JSON.stringify(body),
+    });
     const j = (await r.json()) as Record<string, unknown>;
     if (r.status >= 300) throw new Error(`${method} ${path}: ${r.status} ${JSON.stringify(j)}\n${this.log}`);
     return j;
@@ -168,7 +191,11 @@ interface Target {
   lsn: number;
 }
 
-async function sessions(t: Target, n: number, maxInFlight: number): Promise<{ clients: PageServiceClient[]; sessions: PagestreamSession[] }> {
+async function sessions(
+  t: Target,
+  n: number,
+  maxInFlight: number,
+): Promise<{ clients: PageServiceClient[]; sessions: PagestreamSession[] }> {
   const clients: PageServiceClient[] = [];
   const ss: PagestreamSession[] = [];
   for (let i = 0; i < n; i++) {
@@ -243,7 +270,8 @@ async function checkPages(t: Target, file: Uint8Array): Promise<void> {
   const s = x.sessions[0]!;
   for (const b of [0, 1, Math.floor(t.nblocks / 2), t.nblocks - 1]) {
     const p = await s.getPage(t.rel, b, LATEST_LSN, asLsn(t.lsn));
-    if (!Buffer.from(p).equals(Buffer.from(file.subarray(b * 8192, (b + 1) * 8192)))) throw new Error(`block ${b} differs from the relation file`);
+    if (!Buffer.from(p).equals(Buffer.from(file.subarray(b * 8192, (b + 1) * 8192))))
+      throw new Error(`block ${b} differs from the relation file`);
   }
   await closeAll(x);
 }
@@ -264,12 +292,26 @@ export default async function run(): Promise<BenchRow[]> {
   const ps = new PageserverChild(workdir, await freePort(), await freePort());
   const rows: BenchRow[] = [];
   try {
-    const init = await pg.run("pgbench", ["-i", "-s", String(SCALE), "-q", "-h", pg.host, "-p", String(pg.port), "-U", "postgres", "postgres"]);
+    const init = await pg.run("pgbench", [
+      "-i",
+      "-s",
+      String(SCALE),
+      "-q",
+      "-h",
+      pg.host,
+      "-p",
+      String(pg.port),
+      "-U",
+      "postgres",
+      "postgres",
+    ]);
     if (init.code !== 0) throw new Error(`pgbench -i: ${init.stderr}`);
     await pg.psql("CREATE EXTENSION pageinspect; CHECKPOINT;");
-    const [dbOid, relnode, nblocks] = (await pg.psql(
-      "SELECT d.oid, c.relfilenode, pg_relation_size(c.oid) / 8192 FROM pg_database d, pg_class c WHERE d.datname = 'postgres' AND c.relname = 'pgbench_accounts'",
-    ))
+    const [dbOid, relnode, nblocks] = (
+      await pg.psql(
+        "SELECT d.oid, c.relfilenode, pg_relation_size(c.oid) / 8192 FROM pg_database d, pg_class c WHERE d.datname = 'postgres' AND c.relname = 'pgbench_accounts'",
+      )
+    )
       .split("|")
       .map(Number) as [number, number, number];
 
@@ -322,7 +364,15 @@ export default async function run(): Promise<BenchRow[]> {
     rows.push(row(`cold p50 (× ${DEPTH} in flight)`, "us", cs.p50));
     rows.push(row(`cold p99 (× ${DEPTH} in flight)`, "us", cs.p99));
     rows.push(row(`cold p99.9 (× ${DEPTH} in flight)`, "us", cs.p999));
-    rows.push(row(`p99 at half the peak rate (ours ${Math.floor(hotRate / 2)}/s, peer ${Math.floor(peerPeakRate / 2)}/s)`, "us", hh.p99, PEER, ph.p99));
+    rows.push(
+      row(
+        `p99 at half the peak rate (ours ${Math.floor(hotRate / 2)}/s, peer ${Math.floor(peerPeakRate / 2)}/s)`,
+        "us",
+        hh.p99,
+        PEER,
+        ph.p99,
+      ),
+    );
     rows.push(row("p50 at half the peak rate", "us", hh.p50, PEER, ph.p50));
     rows.push(row("pgbench_accounts blocks", "blocks", nblocks));
   } finally {

@@ -42,7 +42,14 @@ function fmt(x: number | null): string {
 
 export function printTable(bench: string, rows: BenchRow[]): void {
   const header = ["name", "unit", "value", "peer", "peer_value", "ratio"];
-  const cells = rows.map((r) => [r.name, r.unit, fmt(r.value), r.peer ?? "-", fmt(r.peer_value), r.ratio === null ? "-" : r.ratio.toFixed(2)]);
+  const cells = rows.map((r) => [
+    r.name,
+    r.unit,
+    fmt(r.value),
+    r.peer ?? "-",
+    fmt(r.peer_value),
+    r.ratio === null ? "-" : r.ratio.toFixed(2),
+  ]);
   const widths = header.map((h, i) => Math.max(h.length, ...cells.map((c) => c[i]!.length)));
   const line = (c: string[]) => c.map((s, i) => (i >= 2 ? s.padStart(widths[i]!) : s.padEnd(widths[i]!))).join("  ");
   console.log(`\n== bench: ${bench} ==`);
@@ -59,7 +66,14 @@ export function writeResults(bench: string, rows: BenchRow[]): string {
   mkdirSync(dir, { recursive: true });
   const path = join(dir, `${bench}.json`);
   const load_avg = { start: LOAD_AVG_AT_START, end: loadavg() };
-  writeFileSync(path, `${JSON.stringify(rows.map((r) => ({ ...r, load_avg })), null, 2)}\n`);
+  writeFileSync(
+    path,
+    `${JSON.stringify(
+      rows.map((r) => ({ ...r, load_avg })),
+      null,
+      2,
+    )}\n`,
+  );
   console.log(`load average (1/5/15 min): start ${fmtLoad(load_avg.start)}, end ${fmtLoad(load_avg.end)}`);
   return path;
 }

@@ -79,7 +79,9 @@ const PS_POLL_MS = Number(process.env["INGEST_PS_POLL_MS"] ?? POLL_MS);
 const TOTAL_MS = 175_000;
 const PEER = "PG15 streaming standby";
 /** Appended to the name of every row compared with the standby: what the peer does. */
-const PEER_NOTE = IMAGES ? " [image WAL: peer replays + checks an image on every record]" : " [plain WAL: peer is a plain standby replaying it]";
+const PEER_NOTE = IMAGES
+  ? " [image WAL: peer replays + checks an image on every record]"
+  : " [plain WAL: peer is a plain standby replaying it]";
 
 const sleep = (ms: number) => new Promise<void>((res) => setTimeout(res, ms));
 const log = (msg: string) => console.error(`[ingest ${new Date().toISOString().slice(11, 23)}] ${msg}`);
@@ -189,7 +191,10 @@ class StandbyWatcher {
   /** Seconds from `t0` (epoch ms, performance.timeOrigin + performance.now()) until replay ≥ target. */
   async timeToReach(target: Lsn, t0: number, timeoutMs: number): Promise<number> {
     const r = await this.request<WatchReply>({ cmd: "wait", target, timeoutMs, pollMs: POLL_MS });
-    if (r.at === null) throw new Error(`standby did not reach ${lsnToString(target)} in ${timeoutMs} ms (at ${r.last === null ? "-" : lsnToString(asLsn(r.last))})`);
+    if (r.at === null)
+      throw new Error(
+        `standby did not reach ${lsnToString(target)} in ${timeoutMs} ms (at ${r.last === null ? "-" : lsnToString(asLsn(r.last))})`,
+      );
     const s = (r.at - t0) / 1000;
     this.lastFirstAnswerS = ((r.firstAt ?? r.at) - t0) / 1000;
     log(`  standby reached ${lsnToString(target)} after ${s.toFixed(2)} s (${r.polls} polls, ${(r.pollMs / r.polls).toFixed(1)} ms each)`);
@@ -231,7 +236,8 @@ async function timeToReach(what: string, get: () => Promise<Lsn | null>, target:
       log(`  ${what} reached ${lsnToString(target)} after ${s.toFixed(2)} s (${polls} polls, ${(pollMs / polls).toFixed(1)} ms each)`);
       return s;
     }
-    if (Date.now() > end) throw new Error(`${what} did not reach ${lsnToString(target)} in ${timeoutMs} ms (at ${last === null ? "-" : lsnToString(last)})`);
+    if (Date.now() > end)
+      throw new Error(`${what} did not reach ${lsnToString(target)} in ${timeoutMs} ms (at ${last === null ? "-" : lsnToString(last)})`);
     await sleep(PS_POLL_MS);
   }
 }
@@ -279,7 +285,10 @@ export default async function run(): Promise<BenchRow[]> {
 
     log("pageserver: bootstrap a timeline from the source");
     workdir = mkdtempSync(join(tmpdir(), "ps-bench-ingest-"));
-    server = new Server(loadNodeConfig({ workdir, listen: "127.0.0.1:0", listen_pg: "127.0.0.1:0" }), pino({ level: process.env["BENCH_LOG_LEVEL"] ?? "silent" }));
+    server = new Server(
+      loadNodeConfig({ workdir, listen: "127.0.0.1:0", listen_pg: "127.0.0.1:0" }),
+      pino({ level: process.env["BENCH_LOG_LEVEL"] ?? "silent" }),
+    );
     ctx.base = `http://127.0.0.1:${await server.start()}`;
     ctx.tenant = String((await ctx.api("POST", "/v1/tenant", {}))["id"]);
     const connstr = src.connectionString();
@@ -314,12 +323,16 @@ export default async function run(): Promise<BenchRow[]> {
     const liveRecords = await countRecords(src, lsn0, lsn1);
     const liveMB = (lsn1 - lsn0) / 1e6;
     const tps = /tps = ([\d.]+)/.exec(liveOut)?.[1] ?? "?";
-    log(`live: ${liveMB.toFixed(1)} MB, ${liveRecords} records, load ${loadS.toFixed(1)} s (${tps} tps); pageserver ${psLive.toFixed(2)} s, standby ${sbLive.toFixed(2)} s`);
+    log(
+      `live: ${liveMB.toFixed(1)} MB, ${liveRecords} records, load ${loadS.toFixed(1)} s (${tps} tps); pageserver ${psLive.toFixed(2)} s, standby ${sbLive.toFixed(2)} s`,
+    );
     rows.push(row(`live: s from load start to lsn1 (pgbench -T ${LIVE_S})`, "s", psLive, PEER, sbLive));
     rows.push(row("live: WAL MB/s (incl. load)", "MB/s", liveMB / psLive, PEER, liveMB / sbLive));
     rows.push(row("live: records/s (incl. load)", "records/s", liveRecords / psLive, PEER, liveRecords / sbLive));
     const bp = lag.stop();
-    log(`live: flush lag p50 ${bp.lagP50MB.toFixed(1)} MB, max ${bp.lagMaxMB.toFixed(1)} MB, frozen max ${bp.frozenMax}, ${bp.samples} samples`);
+    log(
+      `live: flush lag p50 ${bp.lagP50MB.toFixed(1)} MB, max ${bp.lagMaxMB.toFixed(1)} MB, frozen max ${bp.frozenMax}, ${bp.samples} samples`,
+    );
     rows.push(row("live: flush lag p50 (MB)", "MB", bp.lagP50MB));
     rows.push(row("live: flush lag max (MB)", "MB", bp.lagMaxMB));
     rows.push(row("live: frozen layers max", "layers", bp.frozenMax));
@@ -363,7 +376,9 @@ export default async function run(): Promise<BenchRow[]> {
     const ingestedTo = parseLsn(String(after["last_record_lsn"]));
     const dumped = await countRecords(src, psResume, ingestedTo);
     if (ingested !== dumped) {
-      throw new Error(`records_ingested ${ingested} != pg_waldump's ${dumped} records in ${lsnToString(psResume)}..${lsnToString(ingestedTo)}`);
+      throw new Error(
+        `records_ingested ${ingested} != pg_waldump's ${dumped} records in ${lsnToString(psResume)}..${lsnToString(ingestedTo)}`,
+      );
     }
     const psMB = (lsn2 - psResume) / 1e6;
     const sbMB = (lsn2 - sbResume) / 1e6;
@@ -376,7 +391,9 @@ export default async function run(): Promise<BenchRow[]> {
     rows.push(row("catch-up: records/s", "records/s", psRecords / psCatch, PEER, sbRecords / sbCatch));
     rows.push(row("catch-up: standby startup (pg_ctl start until it answers)", "s", sbStartup));
     const sbReplay = Math.max(sbCatch - sbStartup, Number.EPSILON);
-    rows.push(row(`catch-up: s from resume to lsn1, standby from its startup's end (pgbench -T ${CATCHUP_S})`, "s", psCatch, PEER, sbReplay));
+    rows.push(
+      row(`catch-up: s from resume to lsn1, standby from its startup's end (pgbench -T ${CATCHUP_S})`, "s", psCatch, PEER, sbReplay),
+    );
     rows.push(row("catch-up: WAL MB/s, standby from its startup's end", "MB/s", psMB / psCatch, PEER, sbMB / sbReplay));
 
     // --- sanity: a base backup at lsn2 has the source's pgbench_accounts.
@@ -394,7 +411,8 @@ export default async function run(): Promise<BenchRow[]> {
     for (let i = 0; i < 10; i++) await ctx.info();
     getMs = (performance.now() - getMs) / 10;
     log(`note: GET timeline info takes ${getMs.toFixed(1)} ms when idle`);
-    if (got !== want || sbSum !== want) throw new Error(`pgbench_accounts differ at ${lsnToString(lsn2)}: source ${want}, base backup ${got}, standby ${sbSum}`);
+    if (got !== want || sbSum !== want)
+      throw new Error(`pgbench_accounts differ at ${lsnToString(lsn2)}: source ${want}, base backup ${got}, standby ${sbSum}`);
     return rows.map((r) => (r.peer === PEER ? { ...r, name: r.name + PEER_NOTE } : r));
   } finally {
     await watcher?.terminate().catch(() => undefined);

@@ -23,7 +23,10 @@ const QUIET = { compaction_period: 0, gc_period: 0, checkpoint_timeout: "1d" };
 
 export default async function run(): Promise<BenchRow[]> {
   const dir = mkdtempSync(join(tmpdir(), "ps-bench-metrics-"));
-  const server = new Server(loadNodeConfig({ workdir: dir, listen: "127.0.0.1:0", listen_pg: "127.0.0.1:0", max_tenants: TENANTS }), pino({ level: "silent" }));
+  const server = new Server(
+    loadNodeConfig({ workdir: dir, listen: "127.0.0.1:0", listen_pg: "127.0.0.1:0", max_tenants: TENANTS }),
+    pino({ level: "silent" }),
+  );
   try {
     await server.start();
     for (let i = 0; i < TENANTS; i += BATCH) {
@@ -32,7 +35,8 @@ export default async function run(): Promise<BenchRow[]> {
         Array.from({ length: n }, async () => {
           const t = await server.tenants.create(undefined, QUIET);
           const tl = await t.createTimeline({ startLsn: asLsn(0x1000) });
-          for (let k = 0; k < 10; k++) tl.put(makeKey(0, 1663, 5, 16384, 0, k), asLsn(0x1000 + 8 * (k + 1)), imageValue(new Uint8Array(100)));
+          for (let k = 0; k < 10; k++)
+            tl.put(makeKey(0, 1663, 5, 16384, 0, k), asLsn(0x1000 + 8 * (k + 1)), imageValue(new Uint8Array(100)));
           tl.finishWrite(asLsn(0x1000 + 80));
           await tl.checkpoint();
           tl.put(makeKey(0, 1663, 5, 16384, 0, 0), asLsn(0x1000 + 88), imageValue(new Uint8Array(100)));

@@ -57,7 +57,8 @@ const MAX_CHUNKS = Math.ceil(TOTAL_MS / 1000 / CHUNK_S);
 const PEER = "PG15 base backup + WAL archive replay";
 /** Appended to the name of every row compared with the peer: what the peer does. */
 const NOTE = " [plain WAL: peer replays it, no image checks]";
-const STATE_SQL = "SELECT (SELECT sum(abalance) FROM pgbench_accounts), (SELECT count(*) FROM pgbench_history), (SELECT sum(delta) FROM pgbench_history)";
+const STATE_SQL =
+  "SELECT (SELECT sum(abalance) FROM pgbench_accounts), (SELECT count(*) FROM pgbench_history), (SELECT sum(delta) FROM pgbench_history)";
 /** Settings for both restored servers (-c; no spaces in values). */
 const RESTORED_CONF = { archive_mode: "off", autovacuum: "off", shared_buffers: "128MB" };
 
@@ -120,7 +121,9 @@ export default async function run(): Promise<BenchRow[]> {
     chownPg(peerDir);
     chownPg(archive);
 
-    log(`source: initdb, start (plain WAL: default settings, archive_mode on, checkpoint_timeout ${CHECKPOINT_TIMEOUT}), pgbench -i -s ${SCALE}`);
+    log(
+      `source: initdb, start (plain WAL: default settings, archive_mode on, checkpoint_timeout ${CHECKPOINT_TIMEOUT}), pgbench -i -s ${SCALE}`,
+    );
     src = await PgInstance.start({
       conf: {
         wal_level: "replica",
@@ -142,32 +145,58 @@ export default async function run(): Promise<BenchRow[]> {
 
     log("pageserver: bootstrap a timeline from the source");
     workdir = mkdtempSync(join(tmpdir(), "ps-bench-pitr-"));
-    server = new Server(loadNodeConfig({ workdir, listen: "127.0.0.1:0", listen_pg: "127.0.0.1:0" }), pino({ level: process.env["BENCH_LOG_LEVEL"] ?? "silent" }));
+    server = new Server(
+      loadNodeConfig({ workdir, listen: "127.0.0.1:0", listen_pg: "127.0.0.1:0" }),
+      pino({ level: process.env["BENCH_LOG_LEVEL"] ?? "silent" }),
+    );
     const base = `http://127.0.0.1:${await server.start()}`;
     const api = async (method: string, path: string, timeoutMs: number, body?: unknown): Promise<Record<string, unknown>> => {
-      const r = await fetch(`${base}${path}`, { method, body: body === undefined ? undefined : JSON.stringify(body), signal: AbortSignal.timeout(timeoutMs) });
+      const r = await fetch(`${base}${path}`, {
+        method,
+        body: body === undefined ? undefined : JSON.stringify(body),
+        signal: AbortSignal.timeout(timeoutMs),
+      });
       const text = await r.text();
       if (r.status >= 300) throw new Error(`${method} ${path}: ${r.status} ${text}`);
       return JSON.parse(text) as Record<string, unknown>;
     };
     const tenant = String((await api("POST", "/v1/tenant", budget(10_000), {}))["id"]);
-    const created = await api("POST", `/v1/tenant/${tenant}/timeline`, budget(300_000), { wal_source: { connstr: src.connectionString() } });
+    const created = await api("POST", `/v1/tenant/${tenant}/timeline`, budget(300_000), {
+      wal_source: { connstr: src.connectionString() },
+    });
     const tlPath = `/v1/tenant/${tenant}/timeline/${String(created["timeline_id"])}`;
 
     log("peer: pg_basebackup -Ft -X none (before the load)");
-    await src.runChecked("pg_basebackup", ["-h", src.host, "-p", String(src.port), "-U", src.user, "-D", bbDir, "-Ft", "-X", "none", "--checkpoint=fast", "--no-sync"]);
+    await src.runChecked("pg_basebackup", [
+      "-h",
+      src.host,
+      "-p",
+      String(src.port),
+      "-U",
+      src.user,
+      "-D",
+      bbDir,
+      "-Ft",
+      "-X",
+      "none",
+      "--checkpoint=fast",
+      "--no-sync",
+    ]);
     const baseTar = join(bbDir, "base.tar");
     const label = execFileSync("tar", ["-xOf", baseTar, "backup_label"], { encoding: "utf8" });
     const startMatch = /^START WAL LOCATION: ([0-9A-F]+\/[0-9A-F]+)/m.exec(label);
     if (startMatch === null) throw new Error(`pitr bench: no START WAL LOCATION in the peer's backup_label:\n${label}`);
     const lsnBase = parseLsn(startMatch[1]!);
-    log(`peer: base.tar ${(statSync(baseTar).size / 1e6).toFixed(1)} MB (database ${dbMB.toFixed(1)} MB), replay starts at ${lsnToString(lsnBase)}`);
+    log(
+      `peer: base.tar ${(statSync(baseTar).size / 1e6).toFixed(1)} MB (database ${dbMB.toFixed(1)} MB), replay starts at ${lsnToString(lsnBase)}`,
+    );
 
     // --- the load: pgbench runs until the largest volume is passed; each X read mid-run.
     lsnClient = new pg.Client({ host: s.host, port: s.port, user: s.user, database: "postgres", connectionTimeoutMillis: 5000 });
     await lsnClient.connect();
     const lc = lsnClient;
-    const insertLsn = async (): Promise<Lsn> => parseLsn(String((await lc.query("SELECT pg_current_wal_insert_lsn()::text AS l")).rows[0].l));
+    const insertLsn = async (): Promise<Lsn> =>
+      parseLsn(String((await lc.query("SELECT pg_current_wal_insert_lsn()::text AS l")).rows[0].l));
     const xs: Lsn[] = [];
     log(`load: pgbench -c ${CLIENTS} in runs of ${CHUNK_S} s until ${VOLUMES_MB.join(", ")} MB after ${lsnToString(lsnBase)} are passed`);
     const loadT0 = performance.now();
@@ -186,7 +215,9 @@ export default async function run(): Promise<BenchRow[]> {
         // Only a reading taken while pgbench still runs: X is in the middle of the load.
         if (running && xs.length < VOLUMES_MB.length && lsn - lsnBase >= VOLUMES_MB[xs.length]! * 1e6) {
           xs.push(lsn);
-          log(`  X${xs.length} = ${lsnToString(lsn)}: ${((lsn - lsnBase) / 1e6).toFixed(1)} MB after the peer's backup, ${((performance.now() - loadT0) / 1000).toFixed(1)} s into the load`);
+          log(
+            `  X${xs.length} = ${lsnToString(lsn)}: ${((lsn - lsnBase) / 1e6).toFixed(1)} MB after the peer's backup, ${((performance.now() - loadT0) / 1000).toFixed(1)} s into the load`,
+          );
         }
       }
       await load;
@@ -278,7 +309,8 @@ export default async function run(): Promise<BenchRow[]> {
       const peerState = await peer.psql(STATE_SQL);
       const stopLine = /recovery stopping [^\n]*/.exec(peer.logText())?.[0] ?? "(no 'recovery stopping' line in the log)";
       const redoDone = /redo done at [0-9A-F]+\/[0-9A-F]+ system usage: .*elapsed: ([\d.]+) s/.exec(peer.logText());
-      if (redoDone === null) throw new Error(`pitr bench: no "redo done … elapsed" line in the peer's log:\n${peer.logText().slice(-2000)}`);
+      if (redoDone === null)
+        throw new Error(`pitr bench: no "redo done … elapsed" line in the peer's log:\n${peer.logText().slice(-2000)}`);
       const peerReplayS = Number(redoDone[1]);
       log(`  peer: ${peerS.toFixed(2)} s (untar ${peerUntarS.toFixed(2)} s, WAL replay ${peerReplayS.toFixed(2)} s); ${stopLine}`);
       await peer.destroy();
@@ -288,7 +320,9 @@ export default async function run(): Promise<BenchRow[]> {
       points.push({ volumeMB, x, walMB, oursS, oursFetchS, peerS, peerReplayS });
     }
 
-    log(`curves (s to a running PostgreSQL at X): ours ${points.map((p) => p.oursS.toFixed(2)).join(", ")}; peer ${points.map((p) => p.peerS.toFixed(2)).join(", ")}`);
+    log(
+      `curves (s to a running PostgreSQL at X): ours ${points.map((p) => p.oursS.toFixed(2)).join(", ")}; peer ${points.map((p) => p.peerS.toFixed(2)).join(", ")}`,
+    );
     const rows: BenchRow[] = [
       row(`database size after pgbench -i -s ${SCALE}`, "MB", dbMB),
       row(`load: WAL written by pgbench -c ${CLIENTS} (checkpoint_timeout ${CHECKPOINT_TIMEOUT})`, "MB", (lsnEnd - lsnBase) / 1e6),

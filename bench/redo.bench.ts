@@ -172,7 +172,17 @@ async function workload(pg: PgInstance): Promise<void> {
     VACUUM bx;
     SELECT count(nextval('bseq')) FROM generate_series(1, 500);
     COPY bcopy (k) FROM PROGRAM 'seq 1 ${5 * ROWS}';`);
-  await pg.runChecked("pgbench", ["-t", String(Math.ceil(TX / CLIENTS)), "-c", String(CLIENTS), "-j", String(CLIENTS), "-n", ...conn, "postgres"]);
+  await pg.runChecked("pgbench", [
+    "-t",
+    String(Math.ceil(TX / CLIENTS)),
+    "-c",
+    String(CLIENTS),
+    "-j",
+    String(CLIENTS),
+    "-n",
+    ...conn,
+    "postgres",
+  ]);
   await pg.psql("VACUUM pgbench_accounts, pgbench_branches, pgbench_tellers, pgbench_history;");
 }
 
@@ -257,12 +267,16 @@ async function timeRecovery(src: Source, label: string): Promise<Recovery> {
     const starts = REDO_STARTS.exec(text);
     const done = REDO_DONE.exec(text);
     if (starts === null || done === null) throw new Error(`${label}: no "redo starts/done" in the recovery log:\n${text.slice(-3000)}`);
-    if (parseLsn(starts[1]!) !== src.startLsn) throw new Error(`${label}: redo started at ${starts[1]}, expected ${lsnToString(src.startLsn)}`);
+    if (parseLsn(starts[1]!) !== src.startLsn)
+      throw new Error(`${label}: redo started at ${starts[1]}, expected ${lsnToString(src.startLsn)}`);
     const done0 = parseLsn(done[1]!);
-    if (lastLsn >= 0 && done0 !== lastLsn) throw new Error(`${label}: recovery runs ended at ${lsnToString(asLsn(lastLsn))} and ${done[1]}`);
+    if (lastLsn >= 0 && done0 !== lastLsn)
+      throw new Error(`${label}: recovery runs ended at ${lsnToString(asLsn(lastLsn))} and ${done[1]}`);
     lastLsn = done0;
     const elapsed = Number(done[4]);
-    log(`${label}: crash recovery run ${run + 1}: redo ${starts[1]}..${done[1]} elapsed ${elapsed} s (CPU user ${done[2]} s, system ${done[3]} s)`);
+    log(
+      `${label}: crash recovery run ${run + 1}: redo ${starts[1]}..${done[1]} elapsed ${elapsed} s (CPU user ${done[2]} s, system ${done[3]} s)`,
+    );
     best = Math.min(best, elapsed);
     cpu = Math.min(cpu, Number(done[2]) + Number(done[3]));
   }
@@ -382,7 +396,8 @@ class Corpus {
       const key = blockKey(b);
       if (b.applyImage) {
         // A new image of a followed page restarts its chain.
-        if (this.chains.has(key) || ((rec.rmid === RM_HEAP_ID || rec.rmid === RM_HEAP2_ID) && this.wantChains())) this.startChain(key, rec, b);
+        if (this.chains.has(key) || ((rec.rmid === RM_HEAP_ID || rec.rmid === RM_HEAP2_ID) && this.wantChains()))
+          this.startChain(key, rec, b);
         continue;
       }
       const c = this.chains.get(key);
@@ -401,7 +416,14 @@ class Corpus {
     const image = pgImage(b.image!, rec.endLsn, false);
     const expected = initNative(image);
     setPageChecksum(expected, b.blkno);
-    this.chains.set(key, { key, blkno: b.blkno, values: [image], lsns: [rec.endLsn], lastEnd: rec.endLsn, expected: new Map([[0, expected]]) });
+    this.chains.set(key, {
+      key,
+      blkno: b.blkno,
+      values: [image],
+      lsns: [rec.endLsn],
+      lastEnd: rec.endLsn,
+      expected: new Map([[0, expected]]),
+    });
   }
 
   private chainRecord(rec: DecodedRecord, b: DecodedBlock, redone: Uint8Array): void {
@@ -513,7 +535,9 @@ function checkBatch(recs: Sample[], from: number, end: number, pages: Uint8Array
     for (const it of recs[r]!.items) {
       if (Buffer.compare(pages[slot]!, it.expected) !== 0) {
         const rec = recs[r]!.rec;
-        throw new Error(`timed redo of ${describeRecordKind(rec.rmid, rec.info)} at ${lsnToString(rec.lsn)} block ${it.blockId} differs from its verified result`);
+        throw new Error(
+          `timed redo of ${describeRecordKind(rec.rmid, rec.info)} at ${lsnToString(rec.lsn)} block ${it.blockId} differs from its verified result`,
+        );
       }
       slot++;
     }
@@ -540,7 +564,14 @@ function batchBounds(recs: Sample[]): number[] {
  * Redo records from..end (one batch, its base pages already in `pages`) under one timer, no
  * timer per record: wall µs and CPU µs (process user + system) of the redo (and decode) alone.
  */
-function timeBatch(recs: Sample[], from: number, end: number, pages: Uint8Array[], decode: boolean, out: { wallUs: number; cpuUs: number }): void {
+function timeBatch(
+  recs: Sample[],
+  from: number,
+  end: number,
+  pages: Uint8Array[],
+  decode: boolean,
+  out: { wallUs: number; cpuUs: number },
+): void {
   const cpu0 = process.cpuUsage();
   const t0 = performance.now();
   let slot = 0;
@@ -701,7 +732,9 @@ function timeChains(prefixes: ChainPrefix[]): number {
   for (const c of prefixes) {
     const page = redo.apply(c.key, null, asLsn(0), c.values, c.lsns);
     if (Buffer.compare(page, c.expected) !== 0) {
-      throw new Error(`PgRedo.apply of a heap chain (${c.values.length - 1} records to ${lsnToString(c.lsns[c.lsns.length - 1]!)}) differs from the verified page`);
+      throw new Error(
+        `PgRedo.apply of a heap chain (${c.values.length - 1} records to ${lsnToString(c.lsns[c.lsns.length - 1]!)}) differs from the verified page`,
+      );
     }
   }
   for (let w = 0; w < CHAIN_WARMUP_CALLS; w++) {
@@ -742,9 +775,12 @@ export default async function run(): Promise<BenchRow[]> {
     });
     console.log(formatReport(report));
     corpus.finish();
-    if (report.mismatches.length > 0) throw new Error(`native redo differs from PostgreSQL's check images in ${report.mismatches.length} blocks (see above)`);
+    if (report.mismatches.length > 0)
+      throw new Error(`native redo differs from PostgreSQL's check images in ${report.mismatches.length} blocks (see above)`);
     recordsA = report.records;
-    log(`source A: ${report.records} records read in ${((performance.now() - t0) / 1000).toFixed(1)} s; ${corpus.verifiedBlocks} block redos verified in ${corpus.seen} records`);
+    log(
+      `source A: ${report.records} records read in ${((performance.now() - t0) / 1000).toFixed(1)} s; ${corpus.verifiedBlocks} block redos verified in ${corpus.seen} records`,
+    );
     recA = await timeRecovery(srcA, "source A");
   } finally {
     await srcA?.pg.destroy();
@@ -771,7 +807,9 @@ export default async function run(): Promise<BenchRow[]> {
   const redoOnly = timeMeans(byKind, false, TIMED_ROUNDS);
   const withDecode = timeMeans(byKind, true, DECODE_ROUNDS);
   const dist = timeDistribution(all);
-  log(`redo: ${redoOnly.rounds} timed rounds, decode + redo: ${withDecode.rounds}; p50/p99 include one performance.now() pair per record: ${timerOverheadUs().toFixed(3)} µs`);
+  log(
+    `redo: ${redoOnly.rounds} timed rounds, decode + redo: ${withDecode.rounds}; p50/p99 include one performance.now() pair per record: ${timerOverheadUs().toFixed(3)} µs`,
+  );
 
   const peerUs = (recB.elapsedS * 1e6) / recB.records.all;
   const peerRate = 1e6 / peerUs;
@@ -811,13 +849,16 @@ export default async function run(): Promise<BenchRow[]> {
     rows.push(row(`PgRedo.apply heap page, 1 image + ${n} records (${prefixes.length} pages)`, "pages/s", timeChains(prefixes)));
   }
 
-  rows.push(row("PG15 crash recovery of source A's WAL (incl. its consistency checks): per record", "us", (recA.elapsedS * 1e6) / recA.records.all));
+  rows.push(
+    row("PG15 crash recovery of source A's WAL (incl. its consistency checks): per record", "us", (recA.elapsedS * 1e6) / recA.records.all),
+  );
   rows.push(row("corpus records (source A)", "count", recordsA));
   rows.push(row("records with verified native redo (source A)", "count", corpus.seen));
   rows.push(row("records timed (uniform sample)", "count", all.length));
   rows.push(row("records replayed by the peer (source B)", "count", recB.records.all));
   rows.push(row("  of which redo a page without an image", "count", recB.records.pageRedo));
-  const counts = (c: RecordCounts) => `${c.all} records (${c.pageRedo} page redo, ${c.imageOnly} full-page images only, ${c.noBlocks} without blocks)`;
+  const counts = (c: RecordCounts) =>
+    `${c.all} records (${c.pageRedo} page redo, ${c.imageOnly} full-page images only, ${c.noBlocks} without blocks)`;
   log(`peer: ${counts(recB.records)}, ${recB.elapsedS} s elapsed (CPU ${recB.cpuS.toFixed(2)} s): ${peerUs.toFixed(2)} µs/record`);
   log(`source A replay: ${counts(recA.records)}, ${recA.elapsedS} s elapsed (CPU ${recA.cpuS.toFixed(2)} s)`);
   for (const k of [...byKind.keys()].sort((a, b) => b.seen - a.seen)) {

@@ -62,11 +62,25 @@ interface PgbenchData {
 
 async function pgbenchData(): Promise<{ pg: PgInstance; data: PgbenchData }> {
   const pg = await PgInstance.start({});
-  const init = await pg.run("pgbench", ["-i", "-s", String(SCALE), "-q", "-h", pg.host, "-p", String(pg.port), "-U", "postgres", "postgres"]);
+  const init = await pg.run("pgbench", [
+    "-i",
+    "-s",
+    String(SCALE),
+    "-q",
+    "-h",
+    pg.host,
+    "-p",
+    String(pg.port),
+    "-U",
+    "postgres",
+    "postgres",
+  ]);
   if (init.code !== 0) throw new Error(`pgbench -i: ${init.stderr}`);
   await pg.psql("CHECKPOINT");
   const [dbOid, relnode, nblocks] = (
-    await pg.psql("SELECT d.oid, c.relfilenode, pg_relation_size(c.oid) / 8192 FROM pg_database d, pg_class c WHERE d.datname = 'postgres' AND c.relname = 'pgbench_accounts'")
+    await pg.psql(
+      "SELECT d.oid, c.relfilenode, pg_relation_size(c.oid) / 8192 FROM pg_database d, pg_class c WHERE d.datname = 'postgres' AND c.relname = 'pgbench_accounts'",
+    )
   )
     .split("|")
     .map(Number) as [number, number, number];
@@ -75,7 +89,17 @@ async function pgbenchData(): Promise<{ pg: PgInstance; data: PgbenchData }> {
 }
 
 async function startServer(workdir: string, remoteUrl: string): Promise<Server> {
-  const s = new Server(loadNodeConfig({ workdir, listen: "127.0.0.1:0", listen_pg: "127.0.0.1:0", remote_storage: remoteUrl, log_level: "warn", import_pgdata_root: tmpdir() }), pino({ level: "warn" }));
+  const s = new Server(
+    loadNodeConfig({
+      workdir,
+      listen: "127.0.0.1:0",
+      listen_pg: "127.0.0.1:0",
+      remote_storage: remoteUrl,
+      log_level: "warn",
+      import_pgdata_root: tmpdir(),
+    }),
+    pino({ level: "warn" }),
+  );
   await s.start();
   return s;
 }
@@ -90,7 +114,10 @@ async function pgbenchTenant(label: string, remoteUrl: string, data: PgbenchData
   try {
     const t = await a.tenants.create(tenantId, QUIET);
     const t0 = performance.now();
-    const res = await fetch(`http://127.0.0.1:${a.port}/v1/tenant/${tenantId}/timeline`, { method: "POST", body: JSON.stringify({ import_pgdata: data.dataDir }) });
+    const res = await fetch(`http://127.0.0.1:${a.port}/v1/tenant/${tenantId}/timeline`, {
+      method: "POST",
+      body: JSON.stringify({ import_pgdata: data.dataDir }),
+    });
     const body = (await res.json()) as Record<string, unknown>;
     if (res.status !== 201) throw new Error(`import: ${res.status} ${JSON.stringify(body)}`);
     timelineId = String(body["timeline_id"]);
@@ -123,7 +150,11 @@ async function pgbenchTenant(label: string, remoteUrl: string, data: PgbenchData
       lat.sort();
       await s.close();
       return [
-        row(`${label}: pgbench -s ${SCALE} tenant, import + upload (${(layer_bytes / MIB).toFixed(0)} MiB of layers)`, "MiB/s", layer_bytes / MIB / upload_s),
+        row(
+          `${label}: pgbench -s ${SCALE} tenant, import + upload (${(layer_bytes / MIB).toFixed(0)} MiB of layers)`,
+          "MiB/s",
+          layer_bytes / MIB / upload_s,
+        ),
         row(`${label}: attach (generation 2, lazy) to the first page`, "ms", first_ms),
         row(`${label}: then GetPage of random blocks (downloads on demand) p50`, "ms", percentile(lat, 50)),
         row(`${label}: then GetPage of random blocks p99`, "ms", percentile(lat, 99)),
@@ -138,13 +169,28 @@ async function pgbenchTenant(label: string, remoteUrl: string, data: PgbenchData
 const MIB = 1024 * 1024;
 
 function meta(dcl: number): TimelineMetadata {
-  return { disk_consistent_lsn: asLsn(dcl), prev_record_lsn: null, ancestor_timeline_id: null, ancestor_lsn: asLsn(0), latest_gc_cutoff_lsn: asLsn(0), initdb_lsn: asLsn(0), pg_version: 15 };
+  return {
+    disk_consistent_lsn: asLsn(dcl),
+    prev_record_lsn: null,
+    ancestor_timeline_id: null,
+    ancestor_lsn: asLsn(0),
+    latest_gc_cutoff_lsn: asLsn(0),
+    initdb_lsn: asLsn(0),
+    pg_version: 15,
+  };
 }
 
 async function measure(label: string, storage: RemoteStorage, files: { name: string; path: string }[]): Promise<BenchRow[]> {
   const tenant = generateTenantId();
   const timeline = generateTimelineId();
-  const queue = new UploadQueue({ storage, tenant_id: tenant, timeline_id: timeline, generation: 1, initial: null, log: pino({ level: "silent" }) });
+  const queue = new UploadQueue({
+    storage,
+    tenant_id: tenant,
+    timeline_id: timeline,
+    generation: 1,
+    initial: null,
+    log: pino({ level: "silent" }),
+  });
   const t0 = performance.now();
   for (const f of files) queue.scheduleLayerUpload({ name: f.name, local_path: f.path, file_size: FILE_MIB * MIB, crc32c: null });
   queue.scheduleIndexUpload(meta(0x1000));
@@ -167,7 +213,11 @@ async function measure(label: string, storage: RemoteStorage, files: { name: str
     for (const f of files) {
       const { crc32c, size_bytes } = await fileCrc32c(f.path);
       const s = performance.now();
-      await downloadLayer(storage, layerKey(tenant, timeline, f.name, 1), join(fetched, f.name), { file_size: size_bytes, crc32c, generation: 1 });
+      await downloadLayer(storage, layerKey(tenant, timeline, f.name, 1), join(fetched, f.name), {
+        file_size: size_bytes,
+        crc32c,
+        generation: 1,
+      });
       dl.push(performance.now() - s);
     }
   } finally {
@@ -200,7 +250,10 @@ export default async function run(): Promise<BenchRow[]> {
   try {
     const files: { name: string; path: string }[] = [];
     for (let i = 0; i < FILES; i++) {
-      const name = deltaLayerName({ start: KEY_MIN, end: KEY_MAX }, { start: asLsn((i + 1) * 0x1000), end: asLsn((i + 1) * 0x1000 + 0x800) });
+      const name = deltaLayerName(
+        { start: KEY_MIN, end: KEY_MAX },
+        { start: asLsn((i + 1) * 0x1000), end: asLsn((i + 1) * 0x1000 + 0x800) },
+      );
       const path = join(scratch, name);
       const bytes = Buffer.alloc(FILE_MIB * MIB);
       for (let o = 0; o < bytes.length; o += 4096) bytes.writeUInt32LE((i * 7919 + o) >>> 0, o);

@@ -57,7 +57,10 @@ function rssBytes(pid: number): number {
 }
 
 async function populate(workdir: string): Promise<void> {
-  const server = new Server(loadNodeConfig({ workdir, listen: "127.0.0.1:0", listen_pg: "127.0.0.1:0", log_level: "warn" }), pino({ level: "warn" }));
+  const server = new Server(
+    loadNodeConfig({ workdir, listen: "127.0.0.1:0", listen_pg: "127.0.0.1:0", log_level: "warn" }),
+    pino({ level: "warn" }),
+  );
   await server.start();
   try {
     const page = new Uint8Array(8192);
@@ -108,7 +111,20 @@ export default async function run(): Promise<BenchRow[]> {
     const started = performance.now();
     child = spawn(
       process.execPath,
-      [...NODE_ARGS, join(ROOT, "dist/src/main/pageserver.js"), "--workdir", workdir, "--listen", `127.0.0.1:${port}`, "--listen-pg", `127.0.0.1:${pgPort}`, "--page-cache-size", String(PAGE_CACHE_BYTES), "--log-level", "warn"],
+      [
+        ...NODE_ARGS,
+        join(ROOT, "dist/src/main/pageserver.js"),
+        "--workdir",
+        workdir,
+        "--listen",
+        `127.0.0.1:${port}`,
+        "--listen-pg",
+        `127.0.0.1:${pgPort}`,
+        "--page-cache-size",
+        String(PAGE_CACHE_BYTES),
+        "--log-level",
+        "warn",
+      ],
       { stdio: ["ignore", "inherit", "inherit"] },
     );
     const pid = child.pid!;

@@ -86,7 +86,15 @@ export async function commitTimeBench(rows: BenchRow[]): Promise<void> {
 
     await c.save(asLsn(lsns[N - 1]!));
     const json = JSON.stringify({ version: 1, lsns: Array.from(lsns), times_ms: Array.from(times, (t) => t / 1000 + 946_684_800_000) });
-    rows.push(sizeRow("commit times: disk bytes per commit (10^6)", "B", c.diskBytes() / N, "commit_times.json format, unbounded", Buffer.byteLength(json) / N));
+    rows.push(
+      sizeRow(
+        "commit times: disk bytes per commit (10^6)",
+        "B",
+        c.diskBytes() / N,
+        "commit_times.json format, unbounded",
+        Buffer.byteLength(json) / N,
+      ),
+    );
     rows.push(sizeRow("commit times: memory bytes per commit once saved (10^6)", "B", c.memoryBytes / N, "2 Float64Arrays in memory", 16));
 
     t0 = performance.now();
@@ -114,7 +122,8 @@ export async function commitTimeBench(rows: BenchRow[]): Promise<void> {
       peer[i] = (performance.now() - a) * 1000;
       const wantStop = l < N ? lsns[l]! : -1;
       const wantPrev = l > 0 && l < N ? lsns[l - 1]! : -1;
-      if (p.stopLsn !== wantStop || p.prevLsn !== wantPrev) throw new Error(`commit-time lookup at ${t}: ${p.stopLsn}/${p.prevLsn}, want ${wantStop}/${wantPrev}`);
+      if (p.stopLsn !== wantStop || p.prevLsn !== wantPrev)
+        throw new Error(`commit-time lookup at ${t}: ${p.stopLsn}/${p.prevLsn}, want ${wantStop}/${wantPrev}`);
     }
     ours.sort();
     peer.sort();

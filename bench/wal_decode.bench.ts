@@ -93,11 +93,14 @@ export default async function run(): Promise<BenchRow[]> {
     // The peer's count of the same range: every run of ours must decode exactly these records.
     const stats = await pg.waldump(["--stats", "--start", lsnToString(start), "--end", lsnToString(end)]);
     const total = /^Total\s+(\d+)/m.exec(stats.stdout);
-    if (stats.code !== 0 || total === null) throw new Error(`wal_decode bench: pg_waldump --stats gave no total: ${stats.stderr || stats.stdout.slice(0, 400)}`);
+    if (stats.code !== 0 || total === null)
+      throw new Error(`wal_decode bench: pg_waldump --stats gave no total: ${stats.stderr || stats.stdout.slice(0, 400)}`);
     const records = Number(total[1]);
     const checkCount = (r: { records: number }, what: string): void => {
       if (r.records !== records) {
-        throw new Error(`wal_decode bench: ${what} decoded ${r.records} records in ${lsnToString(start)}..${lsnToString(end)}, pg_waldump counts ${records}`);
+        throw new Error(
+          `wal_decode bench: ${what} decoded ${r.records} records in ${lsnToString(start)}..${lsnToString(end)}, pg_waldump counts ${records}`,
+        );
       }
     };
 

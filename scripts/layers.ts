@@ -86,7 +86,10 @@ export function urlEdges(file: string, text: string): { edges: UrlEdge[]; proble
       } else if (EXT_TAIL_RE.test(tpl.slice(cut)) && !tpl.slice(0, cut).endsWith("/")) {
         rel = `${tpl.slice(0, cut)}.ts`;
       } else {
-        if (NAMED_MODULES[file] === undefined) problems.push(`${file}:${line}: a module URL with a computed name (\`${tpl}\`): name it literally or add a NAMED_MODULES row in scripts/layers.ts`);
+        if (NAMED_MODULES[file] === undefined)
+          problems.push(
+            `${file}:${line}: a module URL with a computed name (\`${tpl}\`): name it literally or add a NAMED_MODULES row in scripts/layers.ts`,
+          );
         continue;
       }
     }
@@ -98,7 +101,8 @@ export function urlEdges(file: string, text: string): { edges: UrlEdge[]; proble
   }
   const named = NAMED_MODULES[file];
   if (named !== undefined) {
-    for (const m of text.matchAll(named.call)) edges.push({ from: file, to: `${named.dir}/${m[1]}${named.ext}`, line: lineOf(text, m.index) });
+    for (const m of text.matchAll(named.call))
+      edges.push({ from: file, to: `${named.dir}/${m[1]}${named.ext}`, line: lineOf(text, m.index) });
   }
   return { edges, problems };
 }
@@ -120,7 +124,8 @@ export function edgeProblem(table: LayerTable, edge: Edge): string | null {
   if (to === null) return `${edge.from} loads ${edge.to}, outside src, bench and test/support`;
   if (from === "bench" || from === "test/support") {
     if (to === "bench" && from === "test/support") return `test/support may not load bench code (${edge.to})`;
-    if (to !== "bench" && to !== "test/support" && table[to] === undefined) return `${edge.to} is in src/${to}, which the layer table does not name`;
+    if (to !== "bench" && to !== "test/support" && table[to] === undefined)
+      return `${edge.to} is in src/${to}, which the layer table does not name`;
     return null;
   }
   const row = table[from];
@@ -164,18 +169,27 @@ interface CruiseResult {
 /** Runs the whole check in `root`; returns the lines to print (empty when all is well). */
 export function checkLayers(root: string): string[] {
   const require = createRequire(join(root, "package.json"));
-  const config = require(join(root, ".dependency-cruiser.cjs")) as { layerTable?: LayerTable; forbidden: { name: string; comment?: string }[] };
+  const config = require(join(root, ".dependency-cruiser.cjs")) as {
+    layerTable?: LayerTable;
+    forbidden: { name: string; comment?: string }[];
+  };
   const table = config.layerTable;
   if (table === undefined) return [".dependency-cruiser.cjs does not export its layer table (layerTable)"];
   const bin = join(root, "node_modules", ".bin", "depcruise");
   const roots = ROOTS.filter((r) => existsSync(join(root, r)));
-  const run = spawnSync(bin, [...roots, "--config", ".dependency-cruiser.cjs", "--output-type", "json"], { cwd: root, encoding: "utf8", maxBuffer: 256 << 20 });
+  const run = spawnSync(bin, [...roots, "--config", ".dependency-cruiser.cjs", "--output-type", "json"], {
+    cwd: root,
+    encoding: "utf8",
+    maxBuffer: 256 << 20,
+  });
   if (run.status !== 0 && run.stdout === "") return [`depcruise failed: ${run.stderr}`];
   const result = JSON.parse(run.stdout) as CruiseResult;
   const comments = new Map(config.forbidden.map((r) => [r.name, r.comment ?? ""]));
   const out: string[] = [];
   for (const v of result.summary.violations) {
-    out.push(`${v.rule.severity} ${v.rule.name}: ${v.from} → ${v.to}${comments.get(v.rule.name) ? `  (${comments.get(v.rule.name)})` : ""}`);
+    out.push(
+      `${v.rule.severity} ${v.rule.name}: ${v.from} → ${v.to}${comments.get(v.rule.name) ? `  (${comments.get(v.rule.name)})` : ""}`,
+    );
   }
   const edges: Edge[] = [];
   for (const m of result.modules) for (const d of m.dependencies) edges.push({ from: m.source, to: d.resolved });
@@ -195,7 +209,8 @@ export function checkLayers(root: string): string[] {
       edges.push(e);
     }
   }
-  for (const p of unusedPermissions(table, edges)) out.push(`error layer-unused: nothing in src/${p.split(" → ")[0]} uses its permission ${p}: remove it from the table`);
+  for (const p of unusedPermissions(table, edges))
+    out.push(`error layer-unused: nothing in src/${p.split(" → ")[0]} uses its permission ${p}: remove it from the table`);
   return out;
 }
 

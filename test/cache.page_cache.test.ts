@@ -107,7 +107,7 @@ describe("PageCache construction", () => {
     expect(() => c.readBlock(PageKind.Materialized as PageKind.FileBlock, 1, 0, src, dst)).toThrow(InvalidArgumentError);
     const key = makeKey(0, 1, 2, 3, 0, 4);
     expect(() => c.lookupMaterialized(1, key, -1 as Lsn, dst)).toThrow(InvalidArgumentError);
-    expect(() => c.lookupMaterialized(1, key, 2 ** 53 as Lsn, dst)).toThrow(InvalidArgumentError);
+    expect(() => c.lookupMaterialized(1, key, (2 ** 53) as Lsn, dst)).toThrow(InvalidArgumentError);
     expect(() => c.insertMaterialized(0, key, asLsn(5), dst)).toThrow(InvalidArgumentError);
     expect(() => c.insertMaterialized(1, key, asLsn(5), new Uint8Array(10))).toThrow(InvalidArgumentError);
   });

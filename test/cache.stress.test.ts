@@ -30,7 +30,11 @@ const TIME_LIMIT_MS = 6_000;
 /** How long the workers may take to start, run and report before the test calls it a hang. */
 const WORKER_DEADLINE_MS = 25_000;
 
-type Msg = { type: "ready" } | { type: "done"; result: StressResult } | { type: "read"; result: ReadOneResult } | { type: "error"; message: string };
+type Msg =
+  | { type: "ready" }
+  | { type: "done"; result: StressResult }
+  | { type: "read"; result: ReadOneResult }
+  | { type: "error"; message: string };
 
 function waitFor(worker: Worker, type: "ready" | "done" | "read", deadline_ms: number): Promise<StressResult | ReadOneResult | null> {
   return new Promise((resolve, reject) => {

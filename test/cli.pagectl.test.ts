@@ -94,13 +94,22 @@ function expectFailure(r: Run, exitCode: number, code: string): void {
 /** A ustar archive's entries: name → sha256 of the content. */
 function tarEntries(tar: Buffer): Map<string, string> {
   const out = new Map<string, string>();
-  const field = (off: number, len: number): string => tar.subarray(off, off + len).toString("latin1").replace(/\0.*$/s, "");
+  const field = (off: number, len: number): string =>
+    tar
+      .subarray(off, off + len)
+      .toString("latin1")
+      .replace(/\0.*$/s, "");
   for (let off = 0; off + 512 <= tar.length; ) {
     const name = field(off, 100);
     if (name === "") break;
     const size = Number.parseInt(field(off + 124, 12).trim() || "0", 8);
     expect(off + 512 + size).toBeLessThanOrEqual(tar.length);
-    out.set(name, createHash("sha256").update(tar.subarray(off + 512, off + 512 + size)).digest("hex"));
+    out.set(
+      name,
+      createHash("sha256")
+        .update(tar.subarray(off + 512, off + 512 + size))
+        .digest("hex"),
+    );
     off += 512 + Math.ceil(size / 512) * 512;
   }
   return out;
@@ -117,7 +126,11 @@ async function waitIngested(tenant: string, timeline: string, lsn: string, timeo
 }
 
 async function psql(port: number, sql: string): Promise<string> {
-  const r = await runPg("psql", ["-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-h", "127.0.0.1", "-p", String(port), "-U", "postgres", "-d", "postgres", "-f", "-"], sql);
+  const r = await runPg(
+    "psql",
+    ["-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-h", "127.0.0.1", "-p", String(port), "-U", "postgres", "-d", "postgres", "-f", "-"],
+    sql,
+  );
   if (r.code !== 0) throw new Error(`psql: ${r.stderr}`);
   return r.stdout.trim();
 }
@@ -131,7 +144,10 @@ beforeAll(async () => {
     const { uid, gid } = statSync(src.baseDir);
     chownSync(dir, uid, gid);
   }
-  server = new Server(loadNodeConfig({ workdir: join(dir, "workdir"), listen: "127.0.0.1:0", listen_pg: "127.0.0.1:0", enable_failpoints: true }), logs.logger);
+  server = new Server(
+    loadNodeConfig({ workdir: join(dir, "workdir"), listen: "127.0.0.1:0", listen_pg: "127.0.0.1:0", enable_failpoints: true }),
+    logs.logger,
+  );
   url = `http://127.0.0.1:${await server.start()}`;
   pgAddr = `127.0.0.1:${server.pgPort}`;
   await src.psql("CREATE TABLE t (x int); INSERT INTO t SELECT g FROM generate_series(1, 1000) g");
@@ -179,7 +195,9 @@ describe("pagectl against a real pageserver", { timeout: 300_000 }, () => {
   });
 
   it("failpoints: set, list, clear; a bad name changes nothing", async () => {
-    expect(await okJson<Record<string, string>>(["failpoints", "set", "basebackup-start=sleep(1)"])).toEqual({ "basebackup-start": "sleep(1)" });
+    expect(await okJson<Record<string, string>>(["failpoints", "set", "basebackup-start=sleep(1)"])).toEqual({
+      "basebackup-start": "sleep(1)",
+    });
     expect((await ok(["failpoints"])).trimEnd().split("\n")).toEqual(["NAME              ACTION", "basebackup-start  sleep(1)"]);
     expectFailure(await pagectl(["failpoints", "set", "no-such-failpoint=return"]), 1, "invalid_argument");
     expectFailure(await pagectl(["failpoints", "set", "basebackup-start"]), 2, "usage");
@@ -209,14 +227,27 @@ describe("pagectl against a real pageserver", { timeout: 300_000 }, () => {
   });
 
   it("timelines: bootstrap from a source, branch at an LSN, list, show", async () => {
-    const created = await okJson<{ timeline_id: string; wal_source: { state: string } }>(["timeline", "create", tenant, "--source", src.connectionString()]);
+    const created = await okJson<{ timeline_id: string; wal_source: { state: string } }>([
+      "timeline",
+      "create",
+      tenant,
+      "--source",
+      src.connectionString(),
+    ]);
     main = created.timeline_id;
     lsnBefore = await src.psql("SELECT pg_current_wal_insert_lsn()");
     await waitIngested(tenant, main, lsnBefore);
     await src.psql("INSERT INTO t SELECT g FROM generate_series(1001, 3000) g");
     await waitIngested(tenant, main, await src.psql("SELECT pg_current_wal_insert_lsn()"));
 
-    const branch = await okJson<{ timeline_id: string; ancestor_timeline_id: string; ancestor_lsn: string }>(["timeline", "branch", tenant, main, "--lsn", lsnBefore]);
+    const branch = await okJson<{ timeline_id: string; ancestor_timeline_id: string; ancestor_lsn: string }>([
+      "timeline",
+      "branch",
+      tenant,
+      main,
+      "--lsn",
+      lsnBefore,
+    ]);
     expect(branch.ancestor_timeline_id).toBe(main);
     expect(branch.ancestor_lsn).toBe(lsnBefore);
 
@@ -262,7 +293,8 @@ describe("pagectl against a real pageserver", { timeout: 300_000 }, () => {
     // The same archive: the same files with the same contents, but for the time stamps of the
     // download (tar headers' mtimes, the synthetic checkpoint's time in pg_control and pg_wal).
     expect(piped.raw.length).toBe(tar.length);
-    const timeless = (m: Map<string, string>): [string, string][] => [...m].map(([k, v]) => [k, k === "global/pg_control" || k.startsWith("pg_wal/0") ? "(time)" : v]);
+    const timeless = (m: Map<string, string>): [string, string][] =>
+      [...m].map(([k, v]) => [k, k === "global/pg_control" || k.startsWith("pg_wal/0") ? "(time)" : v]);
     expect(timeless(tarEntries(piped.raw))).toEqual(timeless(tarEntries(tar)));
 
     // --json: machine output only on stdout, no progress (stderr is not a terminal here).
@@ -271,13 +303,25 @@ describe("pagectl against a real pageserver", { timeout: 300_000 }, () => {
   });
 
   it("getpage through the page service: hexdump, --json", async () => {
-    const rel = (await src.psql("SELECT (SELECT oid FROM pg_database WHERE datname = 'postgres') || '/' || pg_relation_filenode('t')")).trim();
+    const rel = (
+      await src.psql("SELECT (SELECT oid FROM pg_database WHERE datname = 'postgres') || '/' || pg_relation_filenode('t')")
+    ).trim();
     const spec = `1663/${rel}`;
     const hex = await ok(["getpage", tenant, main, "--rel", spec, "--blk", "0"]);
     const lines = hex.trimEnd().split("\n");
     expect(lines[0]).toMatch(/^00000000 {2}([0-9a-f]{2} ){8} ([0-9a-f]{2} ){7}[0-9a-f]{2} {2}\|.{16}\|$/);
     expect(lines.at(-1)).toBe("00002000");
-    const j = await okJson<{ page_hex: string; lsn: string }>(["getpage", tenant, main, "--rel", `${spec}.main`, "--blk", "0", "--lsn", lsnBefore]);
+    const j = await okJson<{ page_hex: string; lsn: string }>([
+      "getpage",
+      tenant,
+      main,
+      "--rel",
+      `${spec}.main`,
+      "--blk",
+      "0",
+      "--lsn",
+      lsnBefore,
+    ]);
     expect(j.page_hex).toHaveLength(16384);
     expect(j.lsn).toBe(lsnBefore);
     // pd_lower (bytes 12..13 LE) of a heap page with tuples is past the header.
@@ -291,7 +335,22 @@ describe("pagectl against a real pageserver", { timeout: 300_000 }, () => {
     endpointDirs.push(pgdata);
     const port = await freePort();
     const started = await okJson<{ timeline_id: string; lsn: string; branch_created: boolean; wal_source_state: string; port: number }>([
-      "endpoint", "start", "--tenant", tenant, "--timeline", main, "--lsn", lsnBefore, "--pgdata", pgdata, "--port", String(port), "--conf", "fsync=off", "--conf", "shared_buffers=16MB",
+      "endpoint",
+      "start",
+      "--tenant",
+      tenant,
+      "--timeline",
+      main,
+      "--lsn",
+      lsnBefore,
+      "--pgdata",
+      pgdata,
+      "--port",
+      String(port),
+      "--conf",
+      "fsync=off",
+      "--conf",
+      "shared_buffers=16MB",
     ]);
     expect(started).toMatchObject({ lsn: lsnBefore, branch_created: true, wal_source_state: "streaming", port });
     const branch = started.timeline_id;
@@ -302,20 +361,70 @@ describe("pagectl against a real pageserver", { timeout: 300_000 }, () => {
     await waitIngested(tenant, branch, end);
 
     // The main timeline streams from the source: an endpoint on it directly is refused.
-    expectFailure(await pagectl(["endpoint", "start", "--tenant", tenant, "--timeline", main, "--pgdata", join(dir, "ep-refused"), "--port", String(await freePort())]), 1, "conflict");
+    expectFailure(
+      await pagectl([
+        "endpoint",
+        "start",
+        "--tenant",
+        tenant,
+        "--timeline",
+        main,
+        "--pgdata",
+        join(dir, "ep-refused"),
+        "--port",
+        String(await freePort()),
+      ]),
+      1,
+      "conflict",
+    );
     // A start that fails half way (the port is taken) leaves nothing running and --pgdata
     // empty; the branch it created is kept, and said so.
     const busy = join(dir, "ep-busy");
     endpointDirs.push(busy);
-    const failed = await pagectl(["endpoint", "start", "--tenant", tenant, "--timeline", main, "--lsn", lsnBefore, "--pgdata", busy, "--port", String(src.port)]);
+    const failed = await pagectl([
+      "endpoint",
+      "start",
+      "--tenant",
+      tenant,
+      "--timeline",
+      main,
+      "--lsn",
+      lsnBefore,
+      "--pgdata",
+      busy,
+      "--port",
+      String(src.port),
+    ]);
     expectFailure(failed, 1, "internal");
     expect(failed.stderr).toMatch(/pg_ctl start failed/);
     expect(failed.stderr).toMatch(/the branch [0-9a-f]{32} created for this endpoint is kept/);
     expect(readdirSync(busy)).toEqual([]);
     // The data directory of a running endpoint is not reused.
-    expectFailure(await pagectl(["endpoint", "start", "--tenant", tenant, "--timeline", branch, "--branch", "--pgdata", pgdata, "--port", String(await freePort())]), 1, "invalid_argument");
+    expectFailure(
+      await pagectl([
+        "endpoint",
+        "start",
+        "--tenant",
+        tenant,
+        "--timeline",
+        branch,
+        "--branch",
+        "--pgdata",
+        pgdata,
+        "--port",
+        String(await freePort()),
+      ]),
+      1,
+      "invalid_argument",
+    );
 
-    const stopped = await okJson<{ stopped: boolean; fast_shutdown: boolean; wal_source: { removed: boolean }; last_record_lsn: string; disk_consistent_lsn: string }>(["endpoint", "stop", "--pgdata", pgdata]);
+    const stopped = await okJson<{
+      stopped: boolean;
+      fast_shutdown: boolean;
+      wal_source: { removed: boolean };
+      last_record_lsn: string;
+      disk_consistent_lsn: string;
+    }>(["endpoint", "stop", "--pgdata", pgdata]);
     expect(stopped).toMatchObject({ stopped: true, fast_shutdown: true, wal_source: { removed: true } });
     // Fast shutdown waited for the pageserver's flush: every byte is durable.
     expect(stopped.disk_consistent_lsn).toBe(stopped.last_record_lsn);
@@ -330,7 +439,20 @@ describe("pagectl against a real pageserver", { timeout: 300_000 }, () => {
     const pgdata2 = join(dir, "ep2");
     endpointDirs.push(pgdata2);
     const port2 = await freePort();
-    const second = await okJson<{ timeline_id: string; branch_created: boolean }>(["endpoint", "start", "--tenant", tenant, "--timeline", branch, "--pgdata", pgdata2, "--port", String(port2), "--conf", "fsync=off"]);
+    const second = await okJson<{ timeline_id: string; branch_created: boolean }>([
+      "endpoint",
+      "start",
+      "--tenant",
+      tenant,
+      "--timeline",
+      branch,
+      "--pgdata",
+      pgdata2,
+      "--port",
+      String(port2),
+      "--conf",
+      "fsync=off",
+    ]);
     expect(second).toMatchObject({ timeline_id: branch, branch_created: false });
     expect(await psql(port2, "SELECT count(*), sum(x) FROM t")).toBe(`1500|${(1000 * 1001) / 2 - (500 * 501) / 2}`);
     const stop2 = await pagectl(["endpoint", "stop", "--pgdata", pgdata2]);
@@ -359,7 +481,12 @@ describe("pagectl against a real pageserver", { timeout: 300_000 }, () => {
     expect(past.stderr).toMatch(/"past"/);
 
     await ok(["timeline", "checkpoint", tenant, main]);
-    const layers = await okJson<{ name: string; kind: string; level: string; in_memory: string | null; size_bytes: number }[]>(["timeline", "layers", tenant, main]);
+    const layers = await okJson<{ name: string; kind: string; level: string; in_memory: string | null; size_bytes: number }[]>([
+      "timeline",
+      "layers",
+      tenant,
+      main,
+    ]);
     expect(layers.length).toBeGreaterThan(0);
     expect(layers.every((l) => typeof l.name === "string" && ["l0", "l1", "image"].includes(l.level))).toBe(true);
     const table = (await ok(["timeline", "layers", tenant, main])).trimEnd().split("\n");
@@ -379,7 +506,9 @@ describe("pagectl against a real pageserver", { timeout: 300_000 }, () => {
     // sources, their slots dropped on the source.
     expectFailure(await pagectl(["timeline", "delete", tenant, main]), 1, "conflict");
     expect(await ok(["timeline", "delete", tenant, atBranch.timeline_id])).toMatch(new RegExp(`^deleted timeline ${atBranch.timeline_id}`));
-    expect((await okJson<{ timeline_id: string }[]>(["timeline", "list", tenant])).map((t) => t.timeline_id)).not.toContain(atBranch.timeline_id);
+    expect((await okJson<{ timeline_id: string }[]>(["timeline", "list", tenant])).map((t) => t.timeline_id)).not.toContain(
+      atBranch.timeline_id,
+    );
     expect(await src.psql(`SELECT count(*) FROM pg_replication_slots WHERE slot_name = 'pageserver_${main}'`)).toBe("1");
     const deleted = await ok(["tenant", "delete", tenant]);
     expect(deleted).toMatch(new RegExp(`^deleted tenant ${tenant}$`, "m"));
@@ -399,7 +528,8 @@ describe("pagectl against a real pageserver", { timeout: 300_000 }, () => {
     );
     const authUrl = `http://127.0.0.1:${await authServer.start()}`;
     try {
-      const sign = (claims: Record<string, unknown>): Promise<string> => new SignJWT(claims).setProtectedHeader({ alg: "EdDSA" }).setIssuedAt().sign(privateKey);
+      const sign = (claims: Record<string, unknown>): Promise<string> =>
+        new SignJWT(claims).setProtectedHeader({ alg: "EdDSA" }).setIssuedAt().sign(privateKey);
       const admin = await sign({ scope: "pageserverapi" });
       expectFailure(await pagectl(["--server", authUrl, "tenant", "list"]), 1, "unauthorized");
       const t = (await ok(["--server", authUrl, "--token", admin, "tenant", "create"])).trim();

@@ -39,7 +39,8 @@ describe("--tablespace-mapping", () => {
   it("parses OLD=NEW as pg_basebackup does", () => {
     expect(parseTablespaceMapping("/srv/ts2=/data/ts2")).toEqual({ old: "/srv/ts2", new: "/data/ts2" });
     expect(parseTablespaceMapping("/srv/a\\=b=/data/x/../y")).toEqual({ old: "/srv/a=b", new: "/data/y" });
-    for (const bad of ["/srv/ts2", "=/x", "/a=", "/a=/b=/c", "/a=relative"]) expect(() => parseTablespaceMapping(bad), bad).toThrow(/--tablespace-mapping/);
+    for (const bad of ["/srv/ts2", "=/x", "/a=", "/a=/b=/c", "/a=relative"])
+      expect(() => parseTablespaceMapping(bad), bad).toThrow(/--tablespace-mapping/);
   });
 
   it("moves a tablespace found by its original location or its OID and leaves a symlink", () => {

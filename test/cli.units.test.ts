@@ -17,7 +17,9 @@ const dir = mkdtempSync(join(tmpdir(), "ps-cli-units-"));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
 /** A tar of `entries` (name, type, content). */
-async function* tarOf(entries: { name: string; type?: "file" | "directory" | "symlink"; body?: string; linkname?: string }[]): AsyncGenerator<Uint8Array> {
+async function* tarOf(
+  entries: { name: string; type?: "file" | "directory" | "symlink"; body?: string; linkname?: string }[],
+): AsyncGenerator<Uint8Array> {
   const pack = tar.pack();
   for (const e of entries) {
     const type = e.type ?? "file";
@@ -91,7 +93,15 @@ describe("output", () => {
 describe("untar", () => {
   it("unpacks files and directories (0600 / 0700)", async () => {
     const root = mkdtempSync(join(dir, "ok-"));
-    const r = await untar(tarOf([{ name: "global/", type: "directory" }, { name: "global/pg_control", body: "ctl" }, { name: "base/1/1259", body: "x".repeat(10_000) }, { name: "PG_VERSION", body: "15\n" }]), root);
+    const r = await untar(
+      tarOf([
+        { name: "global/", type: "directory" },
+        { name: "global/pg_control", body: "ctl" },
+        { name: "base/1/1259", body: "x".repeat(10_000) },
+        { name: "PG_VERSION", body: "15\n" },
+      ]),
+      root,
+    );
     expect(r).toEqual({ files: 3, size_bytes: 3 + 10_000 + 3 });
     expect(readFileSync(join(root, "global/pg_control"), "utf8")).toBe("ctl");
     expect(readFileSync(join(root, "base/1/1259"), "utf8")).toHaveLength(10_000);
@@ -110,7 +120,9 @@ describe("untar", () => {
       expect(readdirSync(dir).filter((f) => f === "escape")).toEqual([]);
     }
     const root = mkdtempSync(join(dir, "link-"));
-    await expect(untar(tarOf([{ name: "pg_tblspc/16400", type: "symlink", linkname: "/tmp" }]), root)).rejects.toThrow(/is a symlink: only files and directories/);
+    await expect(untar(tarOf([{ name: "pg_tblspc/16400", type: "symlink", linkname: "/tmp" }]), root)).rejects.toThrow(
+      /is a symlink: only files and directories/,
+    );
   });
 
   it("a truncated archive is an error, not a short data directory", async () => {

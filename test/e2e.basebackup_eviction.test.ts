@@ -40,7 +40,14 @@ import { WAIT_BOUND_MS, within } from "./support/within.js";
 const SOURCE_CONF = { wal_level: "replica", max_wal_senders: 4, max_replication_slots: 4, autovacuum: "off" };
 const FIGURES = "SELECT count(*) || ',' || sum(i) || ',' || count(*) FILTER (WHERE v LIKE 'second%') FROM t";
 // Nothing flushes, compacts or collects on its own: the test does each step.
-const QUIET = { compaction_period: 0, gc_period: 0, checkpoint_timeout: "1d", checkpoint_distance: 256 * 1024 * 1024, compaction_threshold: 2, image_creation_threshold: 100 };
+const QUIET = {
+  compaction_period: 0,
+  gc_period: 0,
+  checkpoint_timeout: "1d",
+  checkpoint_distance: 256 * 1024 * 1024,
+  compaction_threshold: 2,
+  image_creation_threshold: 100,
+};
 
 const env = new TestEnv(fileURLToPath(import.meta.url));
 const logs = new LogCapture();
@@ -96,7 +103,13 @@ beforeAll(async () => {
   const workdir = mkdtempSync(join(tmpdir(), "ps-bbevict-"));
   dirs.push(bucket, workdir);
   ps = new Server(
-    loadNodeConfig({ workdir, listen: "127.0.0.1:0", listen_pg: "127.0.0.1:0", remote_storage: `file://${bucket}`, max_local_disk_bytes: 1 }),
+    loadNodeConfig({
+      workdir,
+      listen: "127.0.0.1:0",
+      listen_pg: "127.0.0.1:0",
+      remote_storage: `file://${bucket}`,
+      max_local_disk_bytes: 1,
+    }),
     logs.logger,
   );
   await ps.start();
@@ -115,7 +128,9 @@ describe("a base backup while its layers are flushed, compacted, evicted and col
   let x = 0;
 
   it("completes, and a stock PostgreSQL started from it has the source's rows at its LSN", async () => {
-    await src.psql("CREATE TABLE t (i int PRIMARY KEY, v text); INSERT INTO t SELECT g, 'first ' || g || repeat('x', 100) FROM generate_series(1, 20000) g");
+    await src.psql(
+      "CREATE TABLE t (i int PRIMARY KEY, v text); INSERT INTO t SELECT g, 'first ' || g || repeat('x', 100) FROM generate_series(1, 20000) g",
+    );
     const tenantId = generateTenantId();
     await ps.tenants.create(tenantId, QUIET);
     const created = await api("POST", `/v1/tenant/${tenantId}/timeline`, { wal_source: { connstr: src.connectionString() } });

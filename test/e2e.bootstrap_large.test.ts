@@ -58,7 +58,8 @@ describe("bootstrap from a source larger than checkpoint_distance", { timeout: 4
     const size = Number(await src.psql("SELECT pg_database_size('postgres')"));
     expect(size).toBeGreaterThan(40 * CHECKPOINT_DISTANCE);
     const tenant = String(
-      (await api("POST", "/v1/tenant", { config: { checkpoint_distance: CHECKPOINT_DISTANCE, compaction_target_size: 8 * 1024 * 1024 } })).json["id"],
+      (await api("POST", "/v1/tenant", { config: { checkpoint_distance: CHECKPOINT_DISTANCE, compaction_target_size: 8 * 1024 * 1024 } }))
+        .json["id"],
     );
     const created = await api("POST", `/v1/tenant/${tenant}/timeline`, { wal_source: { connstr: src.connectionString() } });
     expect(created.status, `${JSON.stringify(created.json)}\n${ps.logTail()}`).toBe(201);

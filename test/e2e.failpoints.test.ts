@@ -84,7 +84,10 @@ describe("failpoints in the pageserver process", { timeout: 300_000 }, () => {
     await ps.start();
     expect(await waitLoaded(tenant)).toMatchObject({ state: "Active" });
     const lines = parseLogLines(readFileSync(ps.logFile, "utf8"));
-    expect(lines.some((l) => l.msg === "deleting future layer"), "the L0 file written before the exit is deleted at load").toBe(true);
+    expect(
+      lines.some((l) => l.msg === "deleting future layer"),
+      "the L0 file written before the exit is deleted at load",
+    ).toBe(true);
     const starting = lines.filter((l) => l.msg === "pageserver starting");
     expect(starting.length).toBe(2);
     expect(starting[1]!.raw["failpoints"]).toEqual({});
@@ -118,7 +121,10 @@ describe("failpoints in the pageserver process", { timeout: 300_000 }, () => {
   it("FAILPOINTS=tenant-load=return: the tenant is Broken naming the failpoint, the server serves; without it the tenant loads", async () => {
     await ps.stop();
     await ps.start(30_000, { FAILPOINTS: "tenant-load=return" });
-    expect(await waitLoaded(tenant)).toMatchObject({ state: "Broken", broken_reason: "cannot load: failpoint 'tenant-load' returned an error" });
+    expect(await waitLoaded(tenant)).toMatchObject({
+      state: "Broken",
+      broken_reason: "cannot load: failpoint 'tenant-load' returned an error",
+    });
     expect((await api("GET", "/v1/status")).status).toBe(200);
     expect((await api("GET", "/v1/failpoints")).json).toEqual({ "tenant-load": "return" });
     const starting = parseLogLines(readFileSync(ps.logFile, "utf8")).filter((l) => l.msg === "pageserver starting");
@@ -146,7 +152,9 @@ describe("failpoints in the pageserver process", { timeout: 300_000 }, () => {
     const lateAt = (await src.psql("SELECT pg_current_wal_insert_lsn()")).trim();
     const errorsMetric = async (): Promise<number> => {
       const text = await (await fetch(`${ps.url}/metrics`)).text();
-      const line = text.split("\n").find((l) => l.startsWith(`pageserver_wal_ingest_errors_total{tenant_id="${tenant}",timeline_id="${timeline}"}`));
+      const line = text
+        .split("\n")
+        .find((l) => l.startsWith(`pageserver_wal_ingest_errors_total{tenant_id="${tenant}",timeline_id="${timeline}"}`));
       return line === undefined ? 0 : Number(line.split(" ").at(-1));
     };
     const deadline = Date.now() + 60_000;
@@ -158,7 +166,9 @@ describe("failpoints in the pageserver process", { timeout: 300_000 }, () => {
       await new Promise((r) => setTimeout(r, 50));
     }
     expect(status["state"]).toBe("error");
-    expect(String(status["last_error"])).toMatch(/^WAL consumer failed at [0-9A-F]+\/[0-9A-F]+: failpoint 'walreceiver-before-ingest' returned an error$/);
+    expect(String(status["last_error"])).toMatch(
+      /^WAL consumer failed at [0-9A-F]+\/[0-9A-F]+: failpoint 'walreceiver-before-ingest' returned an error$/,
+    );
     expect(Number.isNaN(Date.parse(String(status["next_retry_at"])))).toBe(false);
     expect(await errorsMetric()).toBeGreaterThanOrEqual(2);
     expect((await api("PUT", "/v1/failpoints", [{ name: "walreceiver-before-ingest", actions: "off" }])).status).toBe(200);

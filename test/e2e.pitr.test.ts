@@ -87,7 +87,9 @@ beforeAll(async () => {
   base = `http://127.0.0.1:${await server.start()}`;
   const conf = { compaction_period: "0s", gc_period: "0s", gc_horizon: 0, pitr_interval: "1h", image_creation_threshold: 1 };
   tenant = String((await ok("POST", "/v1/tenant", { config: conf }))["id"]);
-  timeline = String((await ok("POST", `/v1/tenant/${tenant}/timeline`, { wal_source: { connstr: src.connectionString() } }))["timeline_id"]);
+  timeline = String(
+    (await ok("POST", `/v1/tenant/${tenant}/timeline`, { wal_source: { connstr: src.connectionString() } }))["timeline_id"],
+  );
 }, 180_000);
 
 afterAll(async () => {

@@ -64,7 +64,13 @@ beforeAll(async () => {
   const workdir = mkdtempSync(join(tmpdir(), "ps-evict-"));
   dirs.push(bucket, workdir);
   ps = new Server(
-    loadNodeConfig({ workdir, listen: "127.0.0.1:0", listen_pg: "127.0.0.1:0", remote_storage: `file://${bucket}`, max_local_disk_bytes: LIMIT_BYTES }),
+    loadNodeConfig({
+      workdir,
+      listen: "127.0.0.1:0",
+      listen_pg: "127.0.0.1:0",
+      remote_storage: `file://${bucket}`,
+      max_local_disk_bytes: LIMIT_BYTES,
+    }),
     logs.logger,
   );
   await ps.start();
@@ -81,14 +87,18 @@ afterAll(async () => {
 describe("disk-usage eviction with a streaming source", { timeout: 600_000 }, () => {
   it("resident layers stay under max_local_disk_bytes across rounds of writes; a base backup has exactly the source's rows", async () => {
     await src.psql("CREATE TABLE t (i int PRIMARY KEY, v text); INSERT INTO t SELECT g, 'row ' || g FROM generate_series(1, 2000) g");
-    tenant = String((await api("POST", "/v1/tenant", { config: { compaction_period: 0, gc_period: 0, checkpoint_distance: 1024 * 1024 } })).json["id"]);
+    tenant = String(
+      (await api("POST", "/v1/tenant", { config: { compaction_period: 0, gc_period: 0, checkpoint_distance: 1024 * 1024 } })).json["id"],
+    );
     const created = await api("POST", `/v1/tenant/${tenant}/timeline`, { wal_source: { connstr: src.connectionString() } });
     expect(created.status, JSON.stringify(created.json)).toBe(201);
     timeline = String(created.json["timeline_id"]);
     const tl = ps.tenants.get(tenant as TenantId).getTimeline(timeline as TimelineId);
     for (let r = 0; r < ROUNDS; r++) {
       const from = 2001 + r * 4000;
-      await src.psql(`INSERT INTO t SELECT g, 'row ' || g || repeat('x', 200) FROM generate_series(${from}, ${from + 3999}) g; UPDATE t SET v = 'updated' WHERE i % ${5 + r} = 0`);
+      await src.psql(
+        `INSERT INTO t SELECT g, 'row ' || g || repeat('x', 200) FROM generate_series(${from}, ${from + 3999}) g; UPDATE t SET v = 'updated' WHERE i % ${5 + r} = 0`,
+      );
       await waitIngested(await sourceLsn());
       const cp = await api("PUT", `/v1/tenant/${tenant}/timeline/${timeline}/checkpoint`);
       expect(cp.status, JSON.stringify(cp.json)).toBe(200);

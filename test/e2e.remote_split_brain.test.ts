@@ -34,7 +34,12 @@ let bucket: LocalFs;
 let tenant = "";
 let timeline = "";
 
-async function call(base: string, method: string, path: string, body?: unknown): Promise<{ status: number; json: Record<string, unknown> }> {
+async function call(
+  base: string,
+  method: string,
+  path: string,
+  body?: unknown,
+): Promise<{ status: number; json: Record<string, unknown> }> {
   const r = await fetch(`${base}${path}`, { method, body: body === undefined ? undefined : JSON.stringify(body) });
   const text = await r.text();
   return { status: r.status, json: text.length > 0 ? (JSON.parse(text) as Record<string, unknown>) : {} };
@@ -72,7 +77,10 @@ beforeAll(async () => {
   env.add("a.log", a.logFile);
   await a.start();
   const bWork = join(dir, "b");
-  b = new Server(loadNodeConfig({ workdir: bWork, listen: "127.0.0.1:0", listen_pg: "127.0.0.1:0", remote_storage: `file://${root}` }), logs.logger);
+  b = new Server(
+    loadNodeConfig({ workdir: bWork, listen: "127.0.0.1:0", listen_pg: "127.0.0.1:0", remote_storage: `file://${root}` }),
+    logs.logger,
+  );
   await b.start();
 });
 

@@ -52,9 +52,15 @@ beforeAll(async () => {
   const root = join(dir, "bucket");
   mkdirSync(root);
   const remote = `file://${root}?generation_check_interval_ms=${CHECK_INTERVAL_MS}`;
-  a = new Server(loadNodeConfig({ workdir: join(dir, "a"), listen: "127.0.0.1:0", listen_pg: "127.0.0.1:0", remote_storage: remote }), logs.logger);
+  a = new Server(
+    loadNodeConfig({ workdir: join(dir, "a"), listen: "127.0.0.1:0", listen_pg: "127.0.0.1:0", remote_storage: remote }),
+    logs.logger,
+  );
   await a.start();
-  b = new Server(loadNodeConfig({ workdir: join(dir, "b"), listen: "127.0.0.1:0", listen_pg: "127.0.0.1:0", remote_storage: remote }), logs.logger);
+  b = new Server(
+    loadNodeConfig({ workdir: join(dir, "b"), listen: "127.0.0.1:0", listen_pg: "127.0.0.1:0", remote_storage: remote }),
+    logs.logger,
+  );
   await b.start();
 });
 
@@ -86,7 +92,9 @@ describe("stale node and the source's slot", { timeout: 600_000 }, () => {
     expect((await call(a, "PUT", `/v1/tenant/${tenant}/timeline/${timeline}/checkpoint`)).status).toBe(200);
     const rcl1 = await waitFor("A's uploads", async () => {
       const j = await info();
-      return j["remote_consistent_lsn"] !== null && j["remote_consistent_lsn"] === j["disk_consistent_lsn"] ? parseLsn(String(j["remote_consistent_lsn"])) : null;
+      return j["remote_consistent_lsn"] !== null && j["remote_consistent_lsn"] === j["disk_consistent_lsn"]
+        ? parseLsn(String(j["remote_consistent_lsn"]))
+        : null;
     });
     await waitFor("the slot follows A's confirmed position", async () => ((await slotRestart()) >= rcl1 ? true : null));
 

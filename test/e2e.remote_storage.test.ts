@@ -50,7 +50,11 @@ async function waitFor<T>(what: string, fn: () => Promise<T | null>, timeout_ms 
 async function info(): Promise<{ last: number; dcl: number; remote: number | null }> {
   const j = (await api("GET", `/v1/tenant/${tenant}/timeline/${timeline}`)).json;
   const remote = j["remote_consistent_lsn"];
-  return { last: parseLsn(String(j["last_record_lsn"])), dcl: parseLsn(String(j["disk_consistent_lsn"])), remote: remote === null ? null : parseLsn(String(remote)) };
+  return {
+    last: parseLsn(String(j["last_record_lsn"])),
+    dcl: parseLsn(String(j["disk_consistent_lsn"])),
+    remote: remote === null ? null : parseLsn(String(remote)),
+  };
 }
 
 async function restartLsn(): Promise<number> {
@@ -71,7 +75,10 @@ beforeAll(async () => {
   src = await PgInstance.start({ conf: SOURCE_CONF });
   env.add("source.log", src.logFile);
   workdir = mkdtempSync(join(tmpdir(), "ps-e2e-remote-"));
-  server = new Server(loadNodeConfig({ workdir, listen: "127.0.0.1:0", listen_pg: "127.0.0.1:0", remote_storage: s3.url("e2e") }), logs.logger);
+  server = new Server(
+    loadNodeConfig({ workdir, listen: "127.0.0.1:0", listen_pg: "127.0.0.1:0", remote_storage: s3.url("e2e") }),
+    logs.logger,
+  );
   base = `http://127.0.0.1:${await server.start()}`;
   await src.psql("CREATE TABLE t (x int, pad text)");
   tenant = String((await api("POST", "/v1/tenant", {})).json["id"]);

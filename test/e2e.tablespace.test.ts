@@ -58,7 +58,11 @@ function pgOwnedDir(path: string): string {
 
 /** psql as pg_regress runs a test: echo off, errors don't stop it; the output (with its ERRORs) is returned. */
 async function runRegress(sql: string, db: string): Promise<string> {
-  const r = await src.run("psql", ["-X", "-q", "-v", "ON_ERROR_STOP=0", "-h", src.host, "-p", String(src.port), "-U", "postgres", "-d", db, "-f", "-"], sql);
+  const r = await src.run(
+    "psql",
+    ["-X", "-q", "-v", "ON_ERROR_STOP=0", "-h", src.host, "-p", String(src.port), "-U", "postgres", "-d", db, "-f", "-"],
+    sql,
+  );
   expect(r.code, r.stderr).toBe(0);
   return r.stdout + r.stderr;
 }
@@ -120,7 +124,9 @@ describe("tablespaces: PostgreSQL's tablespace regression test on a streaming so
   it("bootstraps from a source that already has a LOCATION tablespace (one BASE_BACKUP tar per tablespace) and an in-place one", async () => {
     preLoc = pgOwnedDir(join(src.baseDir, "ts_pre"));
     await src.psql(`CREATE TABLESPACE pre_ts LOCATION '${preLoc}'`);
-    await src.psql("CREATE TABLE pre_t (i int PRIMARY KEY, t text) TABLESPACE pre_ts; INSERT INTO pre_t SELECT g, md5(g::text) FROM generate_series(1, 3000) g");
+    await src.psql(
+      "CREATE TABLE pre_t (i int PRIMARY KEY, t text) TABLESPACE pre_ts; INSERT INTO pre_t SELECT g, md5(g::text) FROM generate_series(1, 3000) g",
+    );
     await src.psql("CREATE DATABASE pre_db TABLESPACE pre_ts");
     await src.psql("CREATE TABLE in_pre_db (i int); INSERT INTO in_pre_db SELECT generate_series(1, 100)", "pre_db");
     await src.psql("SET allow_in_place_tablespaces = true; CREATE TABLESPACE pre_inplace LOCATION ''");
@@ -142,8 +148,13 @@ describe("tablespaces: PostgreSQL's tablespace regression test on a streaming so
   it("streams the regression test's first part; a base backup at its end has the same dump (in-place tablespace with partitioned tables, indexes, a matview)", async () => {
     const out = await runRegress(REGRESS_SQL.slice(0, SPLIT_AT), "regression");
     // It ran: the statements that fail on purpose did, and its tablespace has relations.
-    expect(out).toContain('ERROR:  tablespace location must be an absolute path');
-    expect(await src.psql("SELECT count(*) > 0 FROM pg_class c JOIN pg_tablespace s ON c.reltablespace = s.oid WHERE s.spcname = 'regress_tblspace'", "regression")).toBe("t");
+    expect(out).toContain("ERROR:  tablespace location must be an absolute path");
+    expect(
+      await src.psql(
+        "SELECT count(*) > 0 FROM pg_class c JOIN pg_tablespace s ON c.reltablespace = s.oid WHERE s.spcname = 'regress_tblspace'",
+        "regression",
+      ),
+    ).toBe("t");
     const info = await timelineInfo(tenant, timeline);
     expect(info["wal_source"]).toMatchObject({ state: "streaming", last_error: null });
 
@@ -151,7 +162,10 @@ describe("tablespaces: PostgreSQL's tablespace regression test on a streaming so
     const { b, mapped } = await backupAt(p.lsn, [preLoc]);
     expectSameDump(await dumpall(b.port), p.dump, mapped);
     // The endpoint writes to an in-place tablespace and the mapped one.
-    await b.psql("CREATE TABLE testschema.written_here (i int) TABLESPACE regress_tblspace; INSERT INTO testschema.written_here VALUES (1)", "regression");
+    await b.psql(
+      "CREATE TABLE testschema.written_here (i int) TABLESPACE regress_tblspace; INSERT INTO testschema.written_here VALUES (1)",
+      "regression",
+    );
     await b.psql("INSERT INTO pre_t VALUES (100000, 'endpoint')");
     expect(await b.psql("SELECT count(*) FROM pre_t")).toBe("3001");
     expect((await b.amcheck("regression")).code).toBe(0);
@@ -180,7 +194,9 @@ describe("tablespaces: PostgreSQL's tablespace regression test on a streaming so
       "postgres",
     );
     await src.psql("CREATE TABLE in_db_inplace AS SELECT generate_series(1, 500) i", "db_inplace");
-    expect(await src.psql("SELECT string_agg(spcname, ',' ORDER BY spcname) FROM pg_tablespace")).toBe("pg_default,pg_global,pre_inplace,pre_ts,ts_keep,ts_late");
+    expect(await src.psql("SELECT string_agg(spcname, ',' ORDER BY spcname) FROM pg_tablespace")).toBe(
+      "pg_default,pg_global,pre_inplace,pre_ts,ts_keep,ts_late",
+    );
     const info = await timelineInfo(tenant, timeline);
     expect(info["wal_source"]).toMatchObject({ state: "streaming", last_error: null });
 
@@ -201,27 +217,69 @@ describe("tablespaces: PostgreSQL's tablespace regression test on a streaming so
     const epPort = await freePort();
     const pagectl = (args: string[]): Promise<{ code: number; stdout: string; stderr: string }> =>
       new Promise((resolve) => {
-        execFile(process.execPath, ["--import", "tsx", PAGECTL, "--server", ps.url, "--json", ...args], { encoding: "utf8", timeout: 180_000 }, (err, stdout, stderr) =>
-          resolve({ code: err === null ? 0 : typeof err.code === "number" ? err.code : 1, stdout, stderr }),
+        execFile(
+          process.execPath,
+          ["--import", "tsx", PAGECTL, "--server", ps.url, "--json", ...args],
+          { encoding: "utf8", timeout: 180_000 },
+          (err, stdout, stderr) => resolve({ code: err === null ? 0 : typeof err.code === "number" ? err.code : 1, stdout, stderr }),
         );
       });
     const started = await pagectl([
-      "endpoint", "start", "--tenant", tenant, "--timeline", timeline, "--branch", "--pgdata", pgdata, "--port", String(epPort),
-      "--conf", "fsync=off", "--conf", "shared_buffers=16MB",
-      "--tablespace-mapping", `${preLoc}=${newPre}`, "--tablespace-mapping", `${lateLoc}=${newLate}`,
+      "endpoint",
+      "start",
+      "--tenant",
+      tenant,
+      "--timeline",
+      timeline,
+      "--branch",
+      "--pgdata",
+      pgdata,
+      "--port",
+      String(epPort),
+      "--conf",
+      "fsync=off",
+      "--conf",
+      "shared_buffers=16MB",
+      "--tablespace-mapping",
+      `${preLoc}=${newPre}`,
+      "--tablespace-mapping",
+      `${lateLoc}=${newLate}`,
     ]);
     cleanup.push(() => pagectl(["endpoint", "stop", "--pgdata", pgdata]));
     expect(started.code, started.stderr).toBe(0);
     const ep = JSON.parse(started.stdout) as { timeline_id: string; wal_source_state: string };
     expect(ep.wal_source_state).toBe("streaming");
     const q = async (sql: string): Promise<string> => {
-      const r = await runPg("psql", ["-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-h", "127.0.0.1", "-p", String(epPort), "-U", "postgres", "-d", "postgres", "-f", "-"], sql);
+      const r = await runPg(
+        "psql",
+        [
+          "-X",
+          "-q",
+          "-A",
+          "-t",
+          "-v",
+          "ON_ERROR_STOP=1",
+          "-h",
+          "127.0.0.1",
+          "-p",
+          String(epPort),
+          "-U",
+          "postgres",
+          "-d",
+          "postgres",
+          "-f",
+          "-",
+        ],
+        sql,
+      );
       expect(r.code, r.stderr).toBe(0);
       return r.stdout.trim();
     };
-    expect(await q("SELECT string_agg(spcname || '=' || pg_tablespace_location(oid), ',' ORDER BY spcname) FROM pg_tablespace WHERE spcname IN ('pre_ts', 'ts_late')")).toBe(
-      `pre_ts=${newPre},ts_late=${newLate}`,
-    );
+    expect(
+      await q(
+        "SELECT string_agg(spcname || '=' || pg_tablespace_location(oid), ',' ORDER BY spcname) FROM pg_tablespace WHERE spcname IN ('pre_ts', 'ts_late')",
+      ),
+    ).toBe(`pre_ts=${newPre},ts_late=${newLate}`);
     expect(readlinkSync(join(pgdata, "pg_tblspc", await q("SELECT oid FROM pg_tablespace WHERE spcname = 'pre_ts'")))).toBe(newPre);
     // Tablespace DDL on the endpoint: into its branch.
     await q("SET allow_in_place_tablespaces = true; CREATE TABLESPACE ep_ts LOCATION ''");
@@ -236,7 +294,9 @@ describe("tablespaces: PostgreSQL's tablespace regression test on a streaming so
 
   it("the timeline's ingest never failed", async () => {
     const metrics = await (await fetch(`${ps.url}/metrics`)).text();
-    const line = metrics.split("\n").find((l) => l.startsWith(`pageserver_wal_ingest_errors_total{tenant_id="${tenant}",timeline_id="${timeline}"}`));
+    const line = metrics
+      .split("\n")
+      .find((l) => l.startsWith(`pageserver_wal_ingest_errors_total{tenant_id="${tenant}",timeline_id="${timeline}"}`));
     expect(line?.split(" ").at(-1)).toBe("0");
   });
 });

@@ -58,7 +58,9 @@ function chownPg(path: string): void {
 }
 
 async function pagectl(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  const child = spawn(process.execPath, ["--import", "tsx", PAGECTL, "--server", url, "--pg-server", pgAddr, ...args], { stdio: ["ignore", "pipe", "pipe"] });
+  const child = spawn(process.execPath, ["--import", "tsx", PAGECTL, "--server", url, "--pg-server", pgAddr, ...args], {
+    stdio: ["ignore", "pipe", "pipe"],
+  });
   let stdout = "";
   let stderr = "";
   child.stdout.on("data", (d: Buffer) => {
@@ -80,7 +82,11 @@ async function okJson<T>(args: string[]): Promise<T> {
 }
 
 async function psqlAt(port: number, sql: string): Promise<string> {
-  const r = await runPg("psql", ["-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-h", "127.0.0.1", "-p", String(port), "-U", "postgres", "-d", "postgres", "-f", "-"], sql);
+  const r = await runPg(
+    "psql",
+    ["-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-h", "127.0.0.1", "-p", String(port), "-U", "postgres", "-d", "postgres", "-f", "-"],
+    sql,
+  );
   if (r.code !== 0) throw new Error(`psql: ${r.stderr}`);
   return r.stdout.trim();
 }
@@ -105,7 +111,12 @@ beforeAll(async () => {
   mkdirSync(archive);
   if (IS_ROOT) chownPg(dir);
   src = await PgInstance.start({
-    conf: { max_wal_senders: 10, max_replication_slots: 10, archive_mode: true, archive_command: `test ! -f ${archive}/%f && cp %p ${archive}/%f` },
+    conf: {
+      max_wal_senders: 10,
+      max_replication_slots: 10,
+      archive_mode: true,
+      archive_command: `test ! -f ${archive}/%f && cp %p ${archive}/%f`,
+    },
   });
   env.add("source.log", src.logFile);
   server = new Server(loadNodeConfig({ workdir: join(dir, "workdir"), listen: "127.0.0.1:0", listen_pg: "127.0.0.1:0" }), logs.logger);
@@ -137,7 +148,21 @@ describe("a branch at a time T holds what PostgreSQL's recovery_target_time = T 
     expect(init.code, init.stderr).toBe(0);
     // PostgreSQL's side starts from a base backup taken now; its WAL comes from the archive.
     const bb = join(dir, "basebackup");
-    await src.runChecked("pg_basebackup", ["-h", src.host, "-p", String(src.port), "-U", src.user, "-D", bb, "-Ft", "-X", "none", "--checkpoint=fast", "--no-sync"]);
+    await src.runChecked("pg_basebackup", [
+      "-h",
+      src.host,
+      "-p",
+      String(src.port),
+      "-U",
+      src.user,
+      "-D",
+      bb,
+      "-Ft",
+      "-X",
+      "none",
+      "--checkpoint=fast",
+      "--no-sync",
+    ]);
     baseTar = join(bb, "base.tar");
     expect(statSync(baseTar).size).toBeGreaterThan(0);
 
@@ -170,7 +195,10 @@ describe("a branch at a time T holds what PostgreSQL's recovery_target_time = T 
       240_000,
     );
     const seg = await src.psql("SELECT pg_walfile_name(pg_switch_wal())");
-    await waitFor("the archive", async () => (await src.psql(`SELECT coalesce(last_archived_wal, '') >= '${seg}' FROM pg_stat_archiver`)) === "t");
+    await waitFor(
+      "the archive",
+      async () => (await src.psql(`SELECT coalesce(last_archived_wal, '') >= '${seg}' FROM pg_stat_archiver`)) === "t",
+    );
   });
 
   it("for each T: an endpoint at T and PostgreSQL's PITR to T show the same figures", async () => {
@@ -182,7 +210,10 @@ describe("a branch at a time T holds what PostgreSQL's recovery_target_time = T 
     await peer.untar(createReadStream(baseTar));
     writeFileSync(join(peer.data, "recovery.signal"), "");
     const autoConf = join(peer.data, "postgresql.auto.conf");
-    appendFileSync(autoConf, `\nrestore_command = 'cp ${archive}/%f %p'\narchive_mode = off\nrecovery_target_action = 'pause'\nhot_standby = on\n`);
+    appendFileSync(
+      autoConf,
+      `\nrestore_command = 'cp ${archive}/%f %p'\narchive_mode = off\nrecovery_target_action = 'pause'\nhot_standby = on\n`,
+    );
     chownPg(peer.base);
 
     const ours: string[] = [];
@@ -195,7 +226,24 @@ describe("a branch at a time T holds what PostgreSQL's recovery_target_time = T 
       endpointDirs.push(pgdata);
       const port = await freePort();
       const ep = await okJson<{ timeline_id: string; lsn: string; branch_created: boolean }>([
-        "endpoint", "start", "--tenant", tenant, "--timeline", main, "--at", t, "--pgdata", pgdata, "--port", String(port), "--conf", "fsync=off", "--conf", "shared_buffers=16MB", "--conf", "autovacuum=off",
+        "endpoint",
+        "start",
+        "--tenant",
+        tenant,
+        "--timeline",
+        main,
+        "--at",
+        t,
+        "--pgdata",
+        pgdata,
+        "--port",
+        String(port),
+        "--conf",
+        "fsync=off",
+        "--conf",
+        "shared_buffers=16MB",
+        "--conf",
+        "autovacuum=off",
       ]);
       expect(ep.branch_created).toBe(true);
       ours.push(await psqlAt(port, FIGURES_SQL));
@@ -206,7 +254,11 @@ describe("a branch at a time T holds what PostgreSQL's recovery_target_time = T 
       // Its parser takes "YYYY-MM-DD HH:MM:SS.US+00", not RFC 3339's T and Z: the same instant.
       appendFileSync(autoConf, `recovery_target_time = '${t.replace("T", " ").replace("Z", "+00")}'\n`);
       await peer.start({}, 300);
-      await waitFor("PostgreSQL's recovery to pause at its target", async () => (await psqlAt(peer.port, "SELECT pg_get_wal_replay_pause_state()")) === "paused", 300_000);
+      await waitFor(
+        "PostgreSQL's recovery to pause at its target",
+        async () => (await psqlAt(peer.port, "SELECT pg_get_wal_replay_pause_state()")) === "paused",
+        300_000,
+      );
       theirs.push(await psqlAt(peer.port, FIGURES_SQL));
       await peer.stop();
       expect(ours[i], `T${i} = ${t} (branch at ${ep.lsn})`).toBe(theirs[i]);

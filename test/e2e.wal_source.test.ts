@@ -85,8 +85,10 @@ async function writeAndIngest(n: number): Promise<void> {
   });
 }
 
-const walsendersOf = async (tl: string): Promise<number> => Number(await src.psql(`SELECT count(*) FROM pg_stat_replication WHERE application_name = 'pageserver_${tl}'`));
-const slotsOf = async (tl: string): Promise<number> => Number(await src.psql(`SELECT count(*) FROM pg_replication_slots WHERE slot_name = 'pageserver_${tl}'`));
+const walsendersOf = async (tl: string): Promise<number> =>
+  Number(await src.psql(`SELECT count(*) FROM pg_stat_replication WHERE application_name = 'pageserver_${tl}'`));
+const slotsOf = async (tl: string): Promise<number> =>
+  Number(await src.psql(`SELECT count(*) FROM pg_replication_slots WHERE slot_name = 'pageserver_${tl}'`));
 
 async function slotsOn(pg: PgInstance): Promise<string> {
   return pg.psql("SELECT coalesce(string_agg(slot_name || ':' || active, ',' ORDER BY slot_name), '') FROM pg_replication_slots");
@@ -226,7 +228,9 @@ describe("WAL sources", { timeout: 300_000 }, () => {
       for (const r of replies) expect(r.status, JSON.stringify(r.json)).toBe(200);
       const s = await waitState("streaming");
       expect(s.connstr).toBe(arrived[arrived.length - 1]);
-      const onDisk = JSON.parse(readFileSync(join(workdir, "tenants", tenant, "timelines", tl, "wal_source.json"), "utf8")) as { connstr: string };
+      const onDisk = JSON.parse(readFileSync(join(workdir, "tenants", tenant, "timelines", tl, "wal_source.json"), "utf8")) as {
+        connstr: string;
+      };
       expect(onDisk.connstr).toBe(s.connstr);
       expect(await walsendersOf(tl)).toBe(1);
     }
@@ -243,7 +247,9 @@ describe("WAL sources", { timeout: 300_000 }, () => {
   });
 
   it("log lines about a timeline carry tenant_id and timeline_id, each once", () => {
-    const lines = readFileSync(logFile(), "utf8").split("\n").filter((l) => l.length > 0);
+    const lines = readFileSync(logFile(), "utf8")
+      .split("\n")
+      .filter((l) => l.length > 0);
     let aboutTimeline = 0;
     for (const line of lines) {
       const tl = line.split('"timeline_id":').length - 1;

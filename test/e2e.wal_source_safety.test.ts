@@ -70,7 +70,8 @@ async function waitFor<T>(what: string, fn: () => Promise<T | null>, timeout_ms 
 }
 
 type SourceStatus = { connstr: string; state: string; last_error: string | null };
-const status = async (tl: string): Promise<SourceStatus> => (await api("GET", `/v1/tenant/${tenant}/timeline/${tl}`)).json["wal_source"] as SourceStatus;
+const status = async (tl: string): Promise<SourceStatus> =>
+  (await api("GET", `/v1/tenant/${tenant}/timeline/${tl}`)).json["wal_source"] as SourceStatus;
 const waitStreaming = (tl: string): Promise<SourceStatus> =>
   waitFor(`timeline ${tl} streaming`, async () => {
     const s = await status(tl);
@@ -119,9 +120,11 @@ function withoutAmbient<T>(spawnNow: () => Promise<T>): Promise<T> {
 }
 const sql = (q: string): Promise<string> => withoutAmbient(() => src.psql(q));
 /** libpq itself (psql) logs in with `connstr`: the string is one libpq reads the same way. */
-const libpqLogsIn = async (connstr: string): Promise<string> => (await withoutAmbient(() => src.runChecked("psql", ["-X", "-A", "-t", "-d", connstr, "-c", "SELECT current_user"]))).trim();
+const libpqLogsIn = async (connstr: string): Promise<string> =>
+  (await withoutAmbient(() => src.runChecked("psql", ["-X", "-A", "-t", "-d", connstr, "-c", "SELECT current_user"]))).trim();
 
-const walsendersOf = async (tl: string): Promise<number> => Number(await sql(`SELECT count(*) FROM pg_stat_replication WHERE application_name = 'pageserver_${tl}'`));
+const walsendersOf = async (tl: string): Promise<number> =>
+  Number(await sql(`SELECT count(*) FROM pg_stat_replication WHERE application_name = 'pageserver_${tl}'`));
 
 beforeAll(async () => {
   src = await PgInstance.start({ conf: SOURCE_CONF });
@@ -129,7 +132,10 @@ beforeAll(async () => {
   // A role that must log in with its password over TCP; everyone else as before (trust).
   await src.psql(`CREATE ROLE ${PW_ROLE} LOGIN REPLICATION PASSWORD '${PW.replace(/'/g, "''")}'; CREATE TABLE t (x int)`);
   const hba = join(src.dataDir, "pg_hba.conf");
-  writeFileSync(hba, `host replication ${PW_ROLE} 127.0.0.1/32 scram-sha-256\nhost all ${PW_ROLE} 127.0.0.1/32 scram-sha-256\n${readFileSync(hba, "utf8")}`);
+  writeFileSync(
+    hba,
+    `host replication ${PW_ROLE} 127.0.0.1/32 scram-sha-256\nhost all ${PW_ROLE} 127.0.0.1/32 scram-sha-256\n${readFileSync(hba, "utf8")}`,
+  );
   await src.psql("SELECT pg_reload_conf()");
   workdir = mkdtempSync(join(tmpdir(), "ps-e2e-wss-"));
   env.add("pageserver.log", logFile());
@@ -162,7 +168,9 @@ describe("WAL source connection safety", { timeout: 300_000 }, () => {
     expect(s.connstr).toBe(`host=${src.host} port=${src.port} user=${PW_ROLE} dbname=postgres password=***`);
     await sql("INSERT INTO t SELECT generate_series(1, 100)");
     const lsn = parseLsn(await sql("SELECT pg_current_wal_insert_lsn()"));
-    await waitFor("ingest", async () => (parseLsn(String((await api("GET", `/v1/tenant/${tenant}/timeline/${tl}`)).json["last_record_lsn"])) >= lsn - 8192 ? true : null));
+    await waitFor("ingest", async () =>
+      parseLsn(String((await api("GET", `/v1/tenant/${tenant}/timeline/${tl}`)).json["last_record_lsn"])) >= lsn - 8192 ? true : null,
+    );
 
     const secret = "s3cret";
     const forms = [
@@ -190,7 +198,10 @@ describe("WAL source connection safety", { timeout: 300_000 }, () => {
     await waitStreaming(tl);
     // With PGSSLMODE=require applied this would have failed: the source has no SSL.
     expect(await walsendersOf(tl)).toBe(1);
-    for (const connstr of [`postgresql://${PW_ROLE}@${src.host}:${src.port}/postgres`, `host=${src.host} port=${src.port} user=${PW_ROLE}`]) {
+    for (const connstr of [
+      `postgresql://${PW_ROLE}@${src.host}:${src.port}/postgres`,
+      `host=${src.host} port=${src.port} user=${PW_ROLE}`,
+    ]) {
       const put = await api("PUT", `/v1/tenant/${tenant}/timeline/${tl}/wal_source`, { connstr });
       expect(put.status, put.text).toBe(422);
       expect(put.json).toEqual({ error: SOURCE_UNAVAILABLE_MESSAGE, code: "source_unavailable" });
@@ -229,12 +240,18 @@ describe("WAL source connection safety", { timeout: 300_000 }, () => {
 
   it("a unix-socket host is refused unless the node sets wal_source_unix_sockets", async () => {
     const target = ((await api("GET", `/v1/tenant/${tenant}/timeline`)).json as unknown as { timeline_id: string }[])[0]!.timeline_id;
-    for (const connstr of [`host=${src.socketDir} port=${src.port} user=postgres`, `postgresql:///postgres?host=${encodeURIComponent(src.socketDir)}&port=${src.port}&user=postgres`, `postgresql://postgres@%2Ftmp/postgres`]) {
+    for (const connstr of [
+      `host=${src.socketDir} port=${src.port} user=postgres`,
+      `postgresql:///postgres?host=${encodeURIComponent(src.socketDir)}&port=${src.port}&user=postgres`,
+      `postgresql://postgres@%2Ftmp/postgres`,
+    ]) {
       const r = await api("PUT", `/v1/tenant/${tenant}/timeline/${target}/wal_source`, { connstr });
       expect(r.status, r.text).toBe(400);
       expect(String(r.json["error"])).toMatch(/unix socket/);
     }
-    const created = await api("POST", `/v1/tenant/${tenant}/timeline`, { wal_source: { connstr: `host=${src.socketDir} port=${src.port} user=postgres` } });
+    const created = await api("POST", `/v1/tenant/${tenant}/timeline`, {
+      wal_source: { connstr: `host=${src.socketDir} port=${src.port} user=postgres` },
+    });
     expect(created.status, created.text).toBe(400);
 
     await server!.stop();

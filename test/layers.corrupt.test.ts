@@ -150,7 +150,8 @@ function lookupAll(fx: Fixture, layer: DeltaLayer | ImageLayer, keys: Key[] = fx
     // The delta's newest version is a record: the walk goes on to the image.
     const want = fx.expect.get(k)!;
     const ok =
-      state.lsns.length === want.lsns.length && state.lsns.every((l, i) => l === want.lsns[i] && sameBytes(state.values[i]!, want.values[i]!));
+      state.lsns.length === want.lsns.length &&
+      state.lsns.every((l, i) => l === want.lsns[i] && sameBytes(state.values[i]!, want.values[i]!));
     if (!ok) throw new WrongValueError(`wrong versions for a key: lsns ${state.lsns.join(",")}`);
   }
   return errors;
@@ -213,7 +214,10 @@ function namedVersions(fx: Fixture, bytes: Uint8Array): Map<Key, Named[]> {
       const key = keyFromBytes(kb, 0);
       const named: Named =
         fx.kind === "delta"
-          ? { lsn: kb.length >= KEY_SIZE + 8 ? readU32BE(kb, KEY_SIZE) * 2 ** 32 + readU32BE(kb, KEY_SIZE + 4) : -1, offset: Math.floor(e.value / 2) }
+          ? {
+              lsn: kb.length >= KEY_SIZE + 8 ? readU32BE(kb, KEY_SIZE) * 2 ** 32 + readU32BE(kb, KEY_SIZE + 4) : -1,
+              offset: Math.floor(e.value / 2),
+            }
           : { lsn: imageLsn, offset: e.value };
       const list = out.get(key);
       if (list === undefined) out.set(key, [named]);
@@ -381,7 +385,11 @@ for (const kind of ["delta", "image"] as const) {
     it("a sealed leaf pointing outside the values: the leaf", () => {
       const leaf = fx.header.indexStartBlk;
       const width = fx.header.indexKeyWidth;
-      for (const bad of [[0xff, 0xff, 0xff], [0x00, 0x10, 0x00], [0x1f, 0xff, 0xff]]) {
+      for (const bad of [
+        [0xff, 0xff, 0xff],
+        [0x00, 0x10, 0x00],
+        [0x1f, 0xff, 0xff],
+      ]) {
         const p = damaged(fx, (b) => {
           const base = leaf * BLOCK_SIZE;
           const prefixLen = (b[base + 8]! << 8) | b[base + 9]!;
@@ -445,7 +453,12 @@ for (const kind of ["delta", "image"] as const) {
         for (let trial = 0; trial < 150; trial++) {
           // Favour the header and the index: they are few blocks but the most intricate.
           const x = r();
-          const blk = x < 0.15 ? 0 : x < 0.6 ? fx.header.indexStartBlk + Math.floor(r() * (total - fx.header.indexStartBlk)) : 1 + Math.floor(r() * (total - 1));
+          const blk =
+            x < 0.15
+              ? 0
+              : x < 0.6
+                ? fx.header.indexStartBlk + Math.floor(r() * (total - fx.header.indexStartBlk))
+                : 1 + Math.floor(r() * (total - 1));
           const inValues = blk >= 1 && blk < fx.header.indexStartBlk;
           const block = original.slice(blk * BLOCK_SIZE, (blk + 1) * BLOCK_SIZE);
           const flips = 1 + Math.floor(r() * 3);
@@ -480,7 +493,8 @@ for (const kind of ["delta", "image"] as const) {
                 }
                 const want = fx.expect.get(k)!;
                 const exact =
-                  state.lsns.length === want.lsns.length && state.lsns.every((lsn, i) => lsn === want.lsns[i] && sameBytes(state.values[i]!, want.values[i]!));
+                  state.lsns.length === want.lsns.length &&
+                  state.lsns.every((lsn, i) => lsn === want.lsns[i] && sameBytes(state.values[i]!, want.values[i]!));
                 if (exact) continue;
                 const what = `trial ${trial}, block ${blk} (${inValues ? "values" : "index/header"}), key ${Buffer.from(k, "latin1").toString("hex")}: lsns ${state.lsns.join(",")}`;
                 // A changed answer needs a changed index: the damage must have relabeled something.
@@ -489,7 +503,9 @@ for (const kind of ["delta", "image"] as const) {
                 // the bytes written at the offset it names.
                 const versions = named.get(k) ?? [];
                 state.lsns.forEach((lsn, i) => {
-                  const ok = versions.some((n) => n.lsn === lsn && blobAt.has(n.offset) && sameBytes(blobAt.get(n.offset)!, state.values[i]!));
+                  const ok = versions.some(
+                    (n) => n.lsn === lsn && blobAt.has(n.offset) && sameBytes(blobAt.get(n.offset)!, state.values[i]!),
+                  );
                   if (!ok) throw new WrongValueError(`${what}: version ${i} is not what the damaged index names`);
                 });
                 sawRelabel = true;

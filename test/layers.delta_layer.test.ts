@@ -75,7 +75,12 @@ function makeDataset(seed: number, nKeys: number): Dataset {
   return { keys, versions, lsnStart, lsnEnd };
 }
 
-function writeDataset(dir: string, ds: Dataset, keyStart: Key = KEY_MIN, keyEnd: Key = KEY_MAX): { writer: DeltaLayerWriter; layer: DeltaLayer } {
+function writeDataset(
+  dir: string,
+  ds: Dataset,
+  keyStart: Key = KEY_MIN,
+  keyEnd: Key = KEY_MAX,
+): { writer: DeltaLayerWriter; layer: DeltaLayer } {
   const w = new DeltaLayerWriter(cache, dir, keyStart, { start: asLsn(ds.lsnStart), end: asLsn(ds.lsnEnd) });
   let lastSize = w.sizeBytes;
   for (const k of ds.keys) {
@@ -251,11 +256,21 @@ describe("delta layer index with ≥ 3 levels", () => {
     const r = rng(7);
     const set = new Set<Key>();
     while (set.size < 80_000) {
-      set.add(makeKey(Math.floor(r() * 256), Math.floor(r() * 2 ** 32), Math.floor(r() * 2 ** 32), Math.floor(r() * 2 ** 32), 0, Math.floor(r() * 2 ** 32)));
+      set.add(
+        makeKey(
+          Math.floor(r() * 256),
+          Math.floor(r() * 2 ** 32),
+          Math.floor(r() * 2 ** 32),
+          Math.floor(r() * 2 ** 32),
+          0,
+          Math.floor(r() * 2 ** 32),
+        ),
+      );
     }
     const keys = [...set].sort();
     const w = new DeltaLayerWriter(cache, dir, KEY_MIN, { start: asLsn(100), end: asLsn(200) });
-    for (let i = 0; i < keys.length; i++) w.put(keys[i]!, asLsn(100 + (i % 50)), makeValue(i % 2 ? ValueTag.Image : ValueTag.PgRecord, 1 + (i % 13), i));
+    for (let i = 0; i < keys.length; i++)
+      w.put(keys[i]!, asLsn(100 + (i % 50)), makeValue(i % 2 ? ValueTag.Image : ValueTag.PgRecord, 1 + (i % 13), i));
     const desc = w.finish(KEY_MAX);
     const layer = DeltaLayer.open(cache, path.join(dir, desc.fileName));
     expect(layer.indexDepth).toBeGreaterThanOrEqual(3);

@@ -126,7 +126,16 @@ describe("image layer index with ≥ 3 levels", () => {
     const r = rng(2);
     const set = new Set<Key>();
     while (set.size < 150_000) {
-      set.add(makeKey(Math.floor(r() * 256), Math.floor(r() * 2 ** 32), Math.floor(r() * 2 ** 32), Math.floor(r() * 2 ** 32), 0, Math.floor(r() * 2 ** 32)));
+      set.add(
+        makeKey(
+          Math.floor(r() * 256),
+          Math.floor(r() * 2 ** 32),
+          Math.floor(r() * 2 ** 32),
+          Math.floor(r() * 2 ** 32),
+          0,
+          Math.floor(r() * 2 ** 32),
+        ),
+      );
     }
     const keys = [...set].sort();
     const w = new ImageLayerWriter(cache, dir, KEY_MIN, asLsn(500));
@@ -195,8 +204,14 @@ describe("image layer writer", () => {
     const asDelta = path.join(dir, deltaLayerName({ start: KEY_MIN, end: KEY_MAX }, { start: asLsn(9), end: asLsn(10) }));
     fs.copyFileSync(src, asDelta);
     expect(() => ImageLayer.open(cache, asDelta)).toThrow(InvalidArgumentError); // the name says delta
-    expect(() => openLayer(cache, dir, { kind: "delta", keyRange: { start: KEY_MIN, end: KEY_MAX }, lsnRange: { start: asLsn(9), end: asLsn(10) }, fileName: path.basename(asDelta), fileSize: 0 })).toThrow(
-      /bad magic/,
-    );
+    expect(() =>
+      openLayer(cache, dir, {
+        kind: "delta",
+        keyRange: { start: KEY_MIN, end: KEY_MAX },
+        lsnRange: { start: asLsn(9), end: asLsn(10) },
+        fileName: path.basename(asDelta),
+        fileSize: 0,
+      }),
+    ).toThrow(/bad magic/);
   });
 });

@@ -189,7 +189,10 @@ describe("EphemeralFile", () => {
   it("appendTagged writes the same bytes and offsets as append of the built value, at every tail position (property)", () => {
     fc.assert(
       fc.property(
-        fc.array(fc.record({ len: fc.integer({ min: 0, max: 3 * PAGE_SIZE }), tagged: fc.boolean(), tag: fc.integer({ min: 0, max: 4 }) }), { minLength: 1, maxLength: 40 }),
+        fc.array(
+          fc.record({ len: fc.integer({ min: 0, max: 3 * PAGE_SIZE }), tagged: fc.boolean(), tag: fc.integer({ min: 0, max: 4 }) }),
+          { minLength: 1, maxLength: 40 },
+        ),
         fc.integer({ min: 0, max: EPHEMERAL_RECORD_HEADER_SIZE + 2 }),
         (ops, shift) => {
           const a = newFile();
@@ -316,7 +319,11 @@ describe("InMemoryLayer", () => {
     const l = newLayer(asLsn(100));
     for (const lsn of [100, 110, 120, 130, 140]) l.put(k(1), asLsn(lsn), rec(lsn & 0xff));
     l.put(k(2), asLsn(125), rec(1));
-    expect(collect(l, k(1), asLsn(0), asLsn(1000))).toEqual({ lsns: [140, 130, 120, 110, 100], firstBytes: [140, 130, 120, 110, 100], complete: false });
+    expect(collect(l, k(1), asLsn(0), asLsn(1000))).toEqual({
+      lsns: [140, 130, 120, 110, 100],
+      firstBytes: [140, 130, 120, 110, 100],
+      complete: false,
+    });
     expect(collect(l, k(1), asLsn(110), asLsn(140)).lsns).toEqual([130, 120, 110]);
     expect(collect(l, k(1), asLsn(111), asLsn(130)).lsns).toEqual([120]);
     expect(collect(l, k(1), asLsn(141), asLsn(1000)).lsns).toEqual([]);

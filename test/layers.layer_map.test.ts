@@ -28,11 +28,23 @@ interface L extends HasDesc {
 }
 
 function delta(keys: KeyRange, start: Lsn, end: Lsn): L {
-  const desc: LayerDesc = { kind: "delta", keyRange: keys, lsnRange: { start, end }, fileName: layerName("delta", keys, { start, end }), fileSize: 0 };
+  const desc: LayerDesc = {
+    kind: "delta",
+    keyRange: keys,
+    lsnRange: { start, end },
+    fileName: layerName("delta", keys, { start, end }),
+    fileSize: 0,
+  };
   return { desc, tag: `D${keys === ALL ? "" : "1"}[${start},${end})` };
 }
 function image(keys: KeyRange, lsn: Lsn): L {
-  const desc: LayerDesc = { kind: "image", keyRange: keys, lsnRange: { start: lsn, end: asLsn(lsn + 1) }, fileName: layerName("image", keys, { start: lsn, end: asLsn(lsn + 1) }), fileSize: 0 };
+  const desc: LayerDesc = {
+    kind: "image",
+    keyRange: keys,
+    lsnRange: { start: lsn, end: asLsn(lsn + 1) },
+    fileName: layerName("image", keys, { start: lsn, end: asLsn(lsn + 1) }),
+    fileSize: 0,
+  };
   return { desc, tag: `I@${lsn}` };
 }
 function range(a: number, b: number): KeyRange {
@@ -69,7 +81,11 @@ describe("LayerMap.search", () => {
   });
 
   it("L1 deltas answer only inside their (half-open) key range", () => {
-    const m = new LayerMap([delta(ALL, asLsn(0), asLsn(100)), delta(range(10, 20), asLsn(100), asLsn(200)), delta(range(20, 30), asLsn(100), asLsn(200))]);
+    const m = new LayerMap([
+      delta(ALL, asLsn(0), asLsn(100)),
+      delta(range(10, 20), asLsn(100), asLsn(200)),
+      delta(range(20, 30), asLsn(100), asLsn(200)),
+    ]);
     expect(s(m, k(9), asLsn(1000))).toBe("D[0,100) 0");
     expect(s(m, k(10), asLsn(1000))).toBe("D1[100,200) 100");
     expect(m.search(k(19), asLsn(1000))?.layer.desc.keyRange.start).toBe(k(10));
@@ -84,7 +100,11 @@ describe("LayerMap.search", () => {
   });
 
   it("an L1 newer than the newest L0 wins, an older one loses", () => {
-    const m = new LayerMap([delta(ALL, asLsn(0), asLsn(100)), delta(range(10, 20), asLsn(100), asLsn(200)), delta(ALL, asLsn(200), asLsn(300))]);
+    const m = new LayerMap([
+      delta(ALL, asLsn(0), asLsn(100)),
+      delta(range(10, 20), asLsn(100), asLsn(200)),
+      delta(ALL, asLsn(200), asLsn(300)),
+    ]);
     expect(s(m, k(15), asLsn(1000))).toBe("D[200,300) 200");
     expect(s(m, k(15), asLsn(200))).toBe("D1[100,200) 100");
     expect(s(m, k(15), asLsn(100))).toBe("D[0,100) 0");
@@ -235,7 +255,10 @@ function layersArb(imagesInside: boolean): fc.Arbitrary<L[]> {
   const kr = fc.tuple(fc.integer({ min: 0, max: 8 }), fc.integer({ min: 1, max: 8 })).map(([a, n]) => range(a, a + n));
   const deltaSpec = fc.record({ gap: fc.integer({ min: 0, max: 3 }), len: fc.integer({ min: 1, max: 20 }), l0: fc.boolean(), keys: kr });
   return fc
-    .tuple(fc.array(deltaSpec, { maxLength: 12 }), fc.array(fc.record({ at: fc.integer({ min: 0, max: 300 }), keys: kr }), { maxLength: 10 }))
+    .tuple(
+      fc.array(deltaSpec, { maxLength: 12 }),
+      fc.array(fc.record({ at: fc.integer({ min: 0, max: 300 }), keys: kr }), { maxLength: 10 }),
+    )
     .map(([ds, imgs]) => {
       const out: L[] = [];
       let lsn = 0;
@@ -316,7 +339,13 @@ describe("planGc", () => {
   const tags = (ls: L[], removed: string[]): string[] => ls.filter((l) => removed.includes(l.desc.fileName)).map((l) => l.tag);
 
   it("Neon's example: images 1000/2000/3000, deltas 1000-2000 and 2000-3000, cutoff 2500", () => {
-    const ls = [image(ALL, asLsn(1000)), image(ALL, asLsn(2000)), image(ALL, asLsn(3000)), delta(ALL, asLsn(1000), asLsn(2000)), delta(ALL, asLsn(2000), asLsn(3000))];
+    const ls = [
+      image(ALL, asLsn(1000)),
+      image(ALL, asLsn(2000)),
+      image(ALL, asLsn(3000)),
+      delta(ALL, asLsn(1000), asLsn(2000)),
+      delta(ALL, asLsn(2000), asLsn(3000)),
+    ];
     expect(tags(ls, planGc(descs(ls), asLsn(2500), []))).toEqual(["I@1000", "D[1000,2000)"]);
     // At cutoff 3000 the second pair goes too; the newest image always stays.
     expect(tags(ls, planGc(descs(ls), asLsn(3000), []))).toEqual(["I@1000", "I@2000", "D[1000,2000)", "D[2000,3000)"]);
@@ -346,7 +375,13 @@ describe("planGc", () => {
   });
 
   it("retain LSNs keep every layer starting at or below the largest branch point", () => {
-    const ls = [image(ALL, asLsn(1000)), delta(ALL, asLsn(1000), asLsn(2000)), image(ALL, asLsn(2000)), delta(ALL, asLsn(2000), asLsn(3000)), image(ALL, asLsn(3000))];
+    const ls = [
+      image(ALL, asLsn(1000)),
+      delta(ALL, asLsn(1000), asLsn(2000)),
+      image(ALL, asLsn(2000)),
+      delta(ALL, asLsn(2000), asLsn(3000)),
+      image(ALL, asLsn(3000)),
+    ];
     expect(tags(ls, planGc(descs(ls), asLsn(3000), [asLsn(1000)]))).toEqual(["I@2000", "D[2000,3000)"]);
     expect(tags(ls, planGc(descs(ls), asLsn(3000), [asLsn(999)]))).toEqual(["I@1000", "D[1000,2000)", "I@2000", "D[2000,3000)"]);
     expect(tags(ls, planGc(descs(ls), asLsn(3000), [asLsn(500), asLsn(2500), asLsn(1500)]))).toEqual([]);

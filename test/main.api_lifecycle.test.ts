@@ -38,7 +38,11 @@ async function start(): Promise<void> {
   base = `http://127.0.0.1:${await server.start()}`;
 }
 
-async function call(method: string, path: string, body?: unknown): Promise<{ status: number; json: Record<string, unknown>; text: string; type: string | null }> {
+async function call(
+  method: string,
+  path: string,
+  body?: unknown,
+): Promise<{ status: number; json: Record<string, unknown>; text: string; type: string | null }> {
   const r = await fetch(`${base}${path}`, { method, body: body === undefined ? undefined : JSON.stringify(body) });
   const text = await r.text();
   const type = r.headers.get("content-type");
@@ -84,28 +88,43 @@ describe("API lifecycle", { timeout: 120_000 }, () => {
       expect(twice.map((r) => r.status).sort()).toEqual([201, 409]);
       expect(twice.find((r) => r.status === 409)!.json["code"]).toBe("conflict");
       overlapped.push(String(twice.find((r) => r.status === 409)!.json["error"]));
-      expect((await call("GET", "/v1/tenant")).json as unknown as { id: string }[]).toSatisfy((l: { id: string }[]) => l.filter((x) => x.id === tid).length === 1);
+      expect((await call("GET", "/v1/tenant")).json as unknown as { id: string }[]).toSatisfy(
+        (l: { id: string }[]) => l.filter((x) => x.id === tid).length === 1,
+      );
       expect((await call("GET", `/v1/tenant/${tid}`)).json["state"]).toBe("Active");
 
       const tl = generateTimelineId();
-      const tls = await Promise.all([0, 1].map(() => call("POST", `/v1/tenant/${tid}/timeline`, { new_timeline_id: tl, start_lsn: "0/1000" })));
+      const tls = await Promise.all(
+        [0, 1].map(() => call("POST", `/v1/tenant/${tid}/timeline`, { new_timeline_id: tl, start_lsn: "0/1000" })),
+      );
       expect(tls.map((r) => r.status).sort()).toEqual([201, 409]);
       const end = await fill(tid, tl, 0x1000, 1);
 
       const br = generateTimelineId();
       const brs = await Promise.all(
-        [0, 1].map(() => call("POST", `/v1/tenant/${tid}/timeline`, { new_timeline_id: br, ancestor_timeline_id: tl, ancestor_start_lsn: lsnToString(asLsn(end)) })),
+        [0, 1].map(() =>
+          call("POST", `/v1/tenant/${tid}/timeline`, {
+            new_timeline_id: br,
+            ancestor_timeline_id: tl,
+            ancestor_start_lsn: lsnToString(asLsn(end)),
+          }),
+        ),
       );
       expect(brs.map((r) => r.status).sort()).toEqual([201, 409]);
       overlapped.push(String(tls.find((r) => r.status === 409)!.json["error"]), String(brs.find((r) => r.status === 409)!.json["error"]));
-      const list = (await call("GET", `/v1/tenant/${tid}/timeline`)).json as unknown as { timeline_id: string; ancestor_lsn: string | null }[];
+      const list = (await call("GET", `/v1/tenant/${tid}/timeline`)).json as unknown as {
+        timeline_id: string;
+        ancestor_lsn: string | null;
+      }[];
       expect(list.map((x) => x.timeline_id).sort()).toEqual([tl, br].sort());
       expect(list.find((x) => x.timeline_id === br)!.ancestor_lsn).toBe(lsnToString(asLsn(end)));
       expect(readdirSync(join(tenantDir(tid), "timelines")).sort()).toEqual([tl, br].sort());
       expect((await call("GET", `/v1/tenant/${tid}`)).json).toMatchObject({ timelines: 2, timeline_ids: [tl, br].sort(), config: QUIET });
       for (const id of [tl, br]) expect(existsSync(join(timelineDir(tid, id), "metadata"))).toBe(true);
     }
-    console.log(`409 answers: ${overlapped.filter((m) => m.includes("is being created")).length} while the other was being created, ${overlapped.filter((m) => m.includes("already exists")).length} after`);
+    console.log(
+      `409 answers: ${overlapped.filter((m) => m.includes("is being created")).length} while the other was being created, ${overlapped.filter((m) => m.includes("already exists")).length} after`,
+    );
     // The requests did race: a creation in progress was seen (its id reserved before its first await).
     expect(overlapped.some((m) => /tenant \w+ is being created/.test(m))).toBe(true);
   });
@@ -115,7 +134,10 @@ describe("API lifecycle", { timeout: 120_000 }, () => {
     expect((await call("POST", "/v1/tenant", { new_tenant_id: tid, config: QUIET })).status).toBe(201);
     const parent = String((await call("POST", `/v1/tenant/${tid}/timeline`, { start_lsn: "0/1000" })).json["timeline_id"]);
     const end = await fill(tid, parent, 0x1000, 2);
-    const child = String((await call("POST", `/v1/tenant/${tid}/timeline`, { ancestor_timeline_id: parent, ancestor_start_lsn: lsnToString(asLsn(end)) })).json["timeline_id"]);
+    const child = String(
+      (await call("POST", `/v1/tenant/${tid}/timeline`, { ancestor_timeline_id: parent, ancestor_start_lsn: lsnToString(asLsn(end)) }))
+        .json["timeline_id"],
+    );
     await fill(tid, child, end, 1);
 
     const refused = await call("DELETE", `/v1/tenant/${tid}/timeline/${parent}`);
@@ -173,7 +195,17 @@ describe("API lifecycle", { timeout: 120_000 }, () => {
     timeline.put(k(0), asLsn(end + 8), imageValue(Buffer.from("open")));
     timeline.finishWrite(asLsn(end + 8));
 
-    type Layer = { name: string; kind: string; level: string; in_memory: string | null; key_start: string; key_end: string; lsn_start: string; lsn_end: string; size_bytes: number };
+    type Layer = {
+      name: string;
+      kind: string;
+      level: string;
+      in_memory: string | null;
+      key_start: string;
+      key_end: string;
+      lsn_start: string;
+      lsn_end: string;
+      size_bytes: number;
+    };
     const layers = (await call("GET", `/v1/tenant/${tid}/timeline/${tl}/layer`)).json as unknown as Layer[];
     const files = layers.filter((l) => l.in_memory === null);
     expect(files.length).toBe(timeline.layerMap.size);

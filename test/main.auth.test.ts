@@ -62,8 +62,17 @@ async function snapshot(admin: string): Promise<string> {
   const tenants = (await req("GET", "/v1/tenant", admin)).json as { id: string }[];
   const out: string[] = [];
   for (const t of tenants.map((x) => x.id).sort()) {
-    const tls = (await req("GET", `/v1/tenant/${t}/timeline`, admin)).json as { timeline_id: string; last_record_lsn: string; wal_source: unknown }[];
-    out.push(`${t}: ${tls.map((x) => `${x.timeline_id}@${x.last_record_lsn}/${JSON.stringify(x.wal_source)}`).sort().join(",")}`);
+    const tls = (await req("GET", `/v1/tenant/${t}/timeline`, admin)).json as {
+      timeline_id: string;
+      last_record_lsn: string;
+      wal_source: unknown;
+    }[];
+    out.push(
+      `${t}: ${tls
+        .map((x) => `${x.timeline_id}@${x.last_record_lsn}/${JSON.stringify(x.wal_source)}`)
+        .sort()
+        .join(",")}`,
+    );
   }
   const cfg = (await req("GET", `/v1/tenant/${tenantA}/config`, admin)).json;
   return `${out.join("\n")}\n${JSON.stringify(cfg)}`;
@@ -213,7 +222,9 @@ describe("HTTP auth", () => {
     await forbidden("POST", tl, { wal_source: { connstr: "postgresql://postgres@127.0.0.1:1/postgres" } }, "wal_source in a creation");
     const cfg = `/v1/tenant/${tenantA}/config`;
     // The operator throttles the tenant; the tenant may send that back unchanged, not change it.
-    expect((await req("PUT", cfg, admin, { getpage_throttle_rps: 1000, compaction_period: 0, gc_period: 0, checkpoint_timeout: "1d" })).status).toBe(200);
+    expect(
+      (await req("PUT", cfg, admin, { getpage_throttle_rps: 1000, compaction_period: 0, gc_period: 0, checkpoint_timeout: "1d" })).status,
+    ).toBe(200);
     const base = { getpage_throttle_rps: 1000, compaction_period: 0, gc_period: 0, checkpoint_timeout: "1d" };
     for (const [what, change] of [
       ["getpage_throttle_rps", { getpage_throttle_rps: 0 }],
@@ -233,7 +244,14 @@ describe("HTTP auth", () => {
     expect((await req("PUT", cfg, admin, { ...base, compaction_period: "20s" })).status).toBe(200);
     await forbidden("PUT", cfg, { ...base, compaction_period: 0 }, "compaction_period 0");
     // Safe settings, and node-protecting ones sent back unchanged: the tenant's own.
-    const safe = await req("PUT", cfg, tokenA, { ...base, compaction_period: "20s", image_creation_threshold: 5, checkpoint_distance: 2 * 1024 * 1024, gc_horizon: 2 * 1024 * 1024, pitr_interval: "2h" });
+    const safe = await req("PUT", cfg, tokenA, {
+      ...base,
+      compaction_period: "20s",
+      image_creation_threshold: 5,
+      checkpoint_distance: 2 * 1024 * 1024,
+      gc_horizon: 2 * 1024 * 1024,
+      pitr_interval: "2h",
+    });
     expect(safe.status, JSON.stringify(safe.json)).toBe(200);
     expect((await req("PUT", cfg, admin, base)).status).toBe(200);
     expect((await req("GET", cfg, admin)).json).toEqual(overrides);
@@ -264,7 +282,9 @@ describe("HTTP auth", () => {
     expect(await auth.verify(tok)).toEqual({ scope: "tenant", tenant_id: tenantA });
     const edTok = await sign({ scope: "pageserverapi" });
     await expect(auth.verify(edTok)).rejects.toThrow(/does not match the server key/);
-    await expect(Auth.fromPem("-----BEGIN PUBLIC KEY-----\nAAAA\n-----END PUBLIC KEY-----\n")).rejects.toThrow(/not an Ed25519 or RSA public key/);
+    await expect(Auth.fromPem("-----BEGIN PUBLIC KEY-----\nAAAA\n-----END PUBLIC KEY-----\n")).rejects.toThrow(
+      /not an Ed25519 or RSA public key/,
+    );
     await expect(Auth.fromPublicKeyFile(join(dir, "missing.pem"))).rejects.toThrow(/cannot read/);
   });
 });

@@ -78,7 +78,24 @@ describe("directory fsync", { timeout: 120_000 }, () => {
     const port = await freePort();
     child = spawn(
       "strace",
-      ["-f", "-qq", "-e", "trace=mkdir,mkdirat,open,openat,fsync,fdatasync", "-o", traceFile, process.execPath, "--import", "tsx", ENTRY, "--workdir", workdir, "--listen", `127.0.0.1:${port}`, "--listen-pg", "127.0.0.1:0"],
+      [
+        "-f",
+        "-qq",
+        "-e",
+        "trace=mkdir,mkdirat,open,openat,fsync,fdatasync",
+        "-o",
+        traceFile,
+        process.execPath,
+        "--import",
+        "tsx",
+        ENTRY,
+        "--workdir",
+        workdir,
+        "--listen",
+        `127.0.0.1:${port}`,
+        "--listen-pg",
+        "127.0.0.1:0",
+      ],
       { stdio: ["ignore", "ignore", "pipe"] },
     );
     let stderr = "";
@@ -100,7 +117,14 @@ describe("directory fsync", { timeout: 120_000 }, () => {
     const tid = generateTenantId();
     const tl = generateTimelineId();
     expect((await fetch(`${url}/v1/tenant`, { method: "POST", body: JSON.stringify({ new_tenant_id: tid }) })).status).toBe(201);
-    expect((await fetch(`${url}/v1/tenant/${tid}/timeline`, { method: "POST", body: JSON.stringify({ new_timeline_id: tl, start_lsn: "0/1000" }) })).status).toBe(201);
+    expect(
+      (
+        await fetch(`${url}/v1/tenant/${tid}/timeline`, {
+          method: "POST",
+          body: JSON.stringify({ new_timeline_id: tl, start_lsn: "0/1000" }),
+        })
+      ).status,
+    ).toBe(201);
     // The node process is strace's first traced pid: stop it (strace ends with it).
     const first = /^(\d+)\s/.exec(readFileSync(traceFile, "utf8"));
     expect(first).not.toBeNull();

@@ -34,10 +34,18 @@ async function start(): Promise<void> {
   base = `http://127.0.0.1:${await server.start()}`;
 }
 
-async function call(method: string, path: string, body?: unknown): Promise<{ status: number; json: Record<string, unknown>; text: string }> {
+async function call(
+  method: string,
+  path: string,
+  body?: unknown,
+): Promise<{ status: number; json: Record<string, unknown>; text: string }> {
   const r = await fetch(`${base}${path}`, { method, body: body === undefined ? undefined : JSON.stringify(body) });
   const text = await r.text();
-  return { status: r.status, json: r.headers.get("content-type") === "application/json" ? (JSON.parse(text) as Record<string, unknown>) : {}, text };
+  return {
+    status: r.status,
+    json: r.headers.get("content-type") === "application/json" ? (JSON.parse(text) as Record<string, unknown>) : {},
+    text,
+  };
 }
 
 const tenantDir = (t: string): string => join(workdir, "tenants", t);
@@ -61,7 +69,10 @@ describe("durable writes", { timeout: 120_000 }, () => {
     const configPath = join(tenantDir(tid), "config.json");
     let last: Record<string, unknown> = {};
     for (let round = 0; round < ROUNDS; round++) {
-      const bodies = Array.from({ length: WRITERS }, (_, w) => ({ gc_horizon: 1_000_000 + round * WRITERS + w, compaction_period: `${w + 1}s` }));
+      const bodies = Array.from({ length: WRITERS }, (_, w) => ({
+        gc_horizon: 1_000_000 + round * WRITERS + w,
+        compaction_period: `${w + 1}s`,
+      }));
       const replies = await Promise.all(bodies.map((b) => call("PUT", `/v1/tenant/${tid}/config`, b)));
       for (const r of replies) expect(r.status, r.text).toBe(200);
       const served = (await call("GET", `/v1/tenant/${tid}/config`)).json["overrides"] as Record<string, unknown>;
@@ -82,7 +93,9 @@ describe("durable writes", { timeout: 120_000 }, () => {
     const dir = mkdtempSync(join(workdir, "w-"));
     const path = join(dir, "f.json");
     const n = 64;
-    await Promise.all(Array.from({ length: n }, (_, i) => writeFileDurable(path, Buffer.from(JSON.stringify({ i, pad: "x".repeat(i * 100) })))));
+    await Promise.all(
+      Array.from({ length: n }, (_, i) => writeFileDurable(path, Buffer.from(JSON.stringify({ i, pad: "x".repeat(i * 100) })))),
+    );
     expect(JSON.parse(readFileSync(path, "utf8"))).toEqual({ i: n - 1, pad: "x".repeat((n - 1) * 100) });
     expect(readdirSync(dir)).toEqual(["f.json"]);
   });

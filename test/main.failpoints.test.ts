@@ -44,7 +44,9 @@ async function setFailpoints(body: unknown): Promise<void> {
  */
 async function newTimeline(): Promise<{ tenant: TenantId; timeline: TimelineId }> {
   const tenant = generateTenantId();
-  expect((await call("POST", "/v1/tenant", { new_tenant_id: tenant, config: { ...QUIET, image_creation_threshold: 1000 } })).status).toBe(201);
+  expect((await call("POST", "/v1/tenant", { new_tenant_id: tenant, config: { ...QUIET, image_creation_threshold: 1000 } })).status).toBe(
+    201,
+  );
   const r = await call("POST", `/v1/tenant/${tenant}/timeline`, { start_lsn: "0/1000" });
   expect(r.status).toBe(201);
   return { tenant, timeline: r.json["timeline_id"] as TimelineId };
@@ -68,7 +70,10 @@ async function read(tenant: TenantId, timeline: TimelineId, i: number, lsn: numb
 
 beforeAll(async () => {
   dir = mkdtempSync(join(tmpdir(), "ps-failpoints-"));
-  server = new Server(loadNodeConfig({ workdir: dir, listen: "127.0.0.1:0", listen_pg: "127.0.0.1:0", enable_failpoints: true }), logs.logger);
+  server = new Server(
+    loadNodeConfig({ workdir: dir, listen: "127.0.0.1:0", listen_pg: "127.0.0.1:0", enable_failpoints: true }),
+    logs.logger,
+  );
   base = `http://127.0.0.1:${await server.start()}`;
 });
 
@@ -98,7 +103,9 @@ describe("the FAILPOINTS spec", () => {
       { name: "tenant-load", action: { kind: "off" } },
     ]);
     expect(() => parseFailpointSpec("nope=return")).toThrow(/unknown failpoint 'nope': known failpoints are flush-before-layer-map/);
-    expect(() => parseFailpointSpec("tenant-load=explode")).toThrow("invalid failpoint action 'explode': expected return, exit, sleep(<ms>) or off");
+    expect(() => parseFailpointSpec("tenant-load=explode")).toThrow(
+      "invalid failpoint action 'explode': expected return, exit, sleep(<ms>) or off",
+    );
     expect(() => parseFailpointSpec("tenant-load=sleep(-1)")).toThrow("invalid failpoint action 'sleep(-1)'");
     expect(() => parseFailpointSpec("tenant-load=sleep(600001)")).toThrow("sleep is at most 600000 ms");
     expect(() => parseFailpointSpec("tenant-load")).toThrow("invalid FAILPOINTS entry 'tenant-load': expected name=action");
@@ -150,7 +157,12 @@ describe("failpoints in an in-process server", () => {
     // Still serving: status, the timeline's info, and its data (from the frozen layer).
     expect((await call("GET", "/v1/status")).status).toBe(200);
     const info = await call("GET", `/v1/tenant/${tenant}/timeline/${timeline}`);
-    expect(info.json).toMatchObject({ state: "Active", disk_consistent_lsn: "0/1000", last_record_lsn: lsnToString(asLsn(lsn)), layers: { l0: 0, frozen: 1 } });
+    expect(info.json).toMatchObject({
+      state: "Active",
+      disk_consistent_lsn: "0/1000",
+      last_record_lsn: lsnToString(asLsn(lsn)),
+      layers: { l0: 0, frozen: 1 },
+    });
     expect(await read(tenant, timeline, 7, lsn)).toBe("a7");
     // Another try fails the same way: the layer is still frozen, nothing half-done shows.
     expect((await call("PUT", `/v1/tenant/${tenant}/timeline/${timeline}/checkpoint`)).status).toBe(503);

@@ -97,7 +97,9 @@ describe("heavy work per tenant", () => {
   it("a client that goes away mid-stream frees its permit: the stream stops, the next base backup is served", async () => {
     const heavy = fx.server.heavy;
     const ac = new AbortController();
-    const res = await fetch(`http://127.0.0.1:${fx.server.port}/v1/tenant/${fx.tenant}/timeline/${fx.timeline}/basebackup`, { signal: ac.signal });
+    const res = await fetch(`http://127.0.0.1:${fx.server.port}/v1/tenant/${fx.tenant}/timeline/${fx.timeline}/basebackup`, {
+      signal: ac.signal,
+    });
     expect(res.status).toBe(200);
     const reader = res.body!.getReader();
     const firstChunk = await reader.read();

@@ -36,7 +36,12 @@ interface ApiError {
   code: string;
 }
 
-async function call(method: string, path: string, body?: unknown, raw?: string | Uint8Array): Promise<{ status: number; json: unknown; type: string | null }> {
+async function call(
+  method: string,
+  path: string,
+  body?: unknown,
+  raw?: string | Uint8Array,
+): Promise<{ status: number; json: unknown; type: string | null }> {
   const init: RequestInit = { method };
   if (raw !== undefined) init.body = raw;
   else if (body !== undefined) init.body = JSON.stringify(body);
@@ -52,7 +57,12 @@ async function call(method: string, path: string, body?: unknown, raw?: string |
 }
 
 /** Expect a JSON error reply with `status`, `code` and a message containing `msg`. */
-async function expectError(p: Promise<{ status: number; json: unknown; type: string | null }>, status: number, code: string, msg: string): Promise<void> {
+async function expectError(
+  p: Promise<{ status: number; json: unknown; type: string | null }>,
+  status: number,
+  code: string,
+  msg: string,
+): Promise<void> {
   const r = await p;
   expect(r.status, JSON.stringify(r.json)).toBe(status);
   expect(r.type).toBe("application/json");
@@ -168,7 +178,12 @@ describe("HTTP API v1 in-process", () => {
     const c = await call("POST", "/v1/tenant");
     expect(c.status).toBe(201);
     await expectError(call("POST", "/v1/tenant", { new_tenant_id: tenantId }), 409, "conflict", `tenant ${tenantId} already exists`);
-    await expectError(call("POST", "/v1/tenant", { new_tenant_id: "xyz" }), 400, "invalid_argument", 'body.new_tenant_id: expected 32 lower-case hex characters, got "xyz"');
+    await expectError(
+      call("POST", "/v1/tenant", { new_tenant_id: "xyz" }),
+      400,
+      "invalid_argument",
+      'body.new_tenant_id: expected 32 lower-case hex characters, got "xyz"',
+    );
     await expectError(call("POST", "/v1/tenant", { config: { nope: 1 } }), 400, "invalid_argument", "unknown tenant config key 'nope'");
     await expectError(call("POST", "/v1/tenant", { config: [1] }), 400, "invalid_argument", "body.config: expected object, got [1]");
     await expectError(call("POST", "/v1/tenant", [1, 2]), 400, "invalid_argument", "body: expected object, got [1,2]");
@@ -203,10 +218,30 @@ describe("HTTP API v1 in-process", () => {
       state: "Active",
     });
     await expectError(call("POST", `/v1/tenant/${tenantId}/timeline`, { new_timeline_id: mainTl }), 409, "conflict", "already exists");
-    await expectError(call("POST", `/v1/tenant/${tenantId}/timeline`, { start_lsn: "nope" }), 400, "invalid_argument", 'body.start_lsn: expected an LSN like "0/16B3748", got "nope"');
-    await expectError(call("POST", `/v1/tenant/${tenantId}/timeline`, { start_lsn: 4096 }), 400, "invalid_argument", 'body.start_lsn: expected an LSN like "0/16B3748" or null, got 4096');
-    await expectError(call("POST", `/v1/tenant/${tenantId}/timeline`, { new_timeline_id: "../etc" }), 400, "invalid_argument", 'body.new_timeline_id: expected 32 lower-case hex characters, got "../etc"');
-    await expectError(call("POST", `/v1/tenant/${tenantId}/timeline`, { ancestor_start_lsn: "0/1000" }), 400, "invalid_argument", "without ancestor_timeline_id");
+    await expectError(
+      call("POST", `/v1/tenant/${tenantId}/timeline`, { start_lsn: "nope" }),
+      400,
+      "invalid_argument",
+      'body.start_lsn: expected an LSN like "0/16B3748", got "nope"',
+    );
+    await expectError(
+      call("POST", `/v1/tenant/${tenantId}/timeline`, { start_lsn: 4096 }),
+      400,
+      "invalid_argument",
+      'body.start_lsn: expected an LSN like "0/16B3748" or null, got 4096',
+    );
+    await expectError(
+      call("POST", `/v1/tenant/${tenantId}/timeline`, { new_timeline_id: "../etc" }),
+      400,
+      "invalid_argument",
+      'body.new_timeline_id: expected 32 lower-case hex characters, got "../etc"',
+    );
+    await expectError(
+      call("POST", `/v1/tenant/${tenantId}/timeline`, { ancestor_start_lsn: "0/1000" }),
+      400,
+      "invalid_argument",
+      "without ancestor_timeline_id",
+    );
   });
 
   it("data written in-process: checkpoint makes it durable; compact and do_gc act on it", async () => {
@@ -224,7 +259,10 @@ describe("HTTP API v1 in-process", () => {
     }
     expect(Buffer.from((await tl.get(k(3), asLsn(lsn)))!).toString()).toBe("v3r2");
     expect(Buffer.from((await tl.get(k(3), asLsn(lsn - 20 * 8)))!).toString()).toBe("v3r1");
-    const info = (await call("GET", `/v1/tenant/${tenantId}/timeline/${mainTl}`)).json as { last_record_lsn: string; layers: { l0: number; delta: number; image: number } };
+    const info = (await call("GET", `/v1/tenant/${tenantId}/timeline/${mainTl}`)).json as {
+      last_record_lsn: string;
+      layers: { l0: number; delta: number; image: number };
+    };
     expect(info.last_record_lsn).toBe(lsnToString(asLsn(lsn)));
     expect(info.layers.l0).toBe(3);
     const compact = await call("PUT", `/v1/tenant/${tenantId}/timeline/${mainTl}/compact?force_image_layer_creation=true`);
@@ -240,8 +278,18 @@ describe("HTTP API v1 in-process", () => {
     const gj = gc.json as { layers_removed: number; latest_gc_cutoff_lsn: string };
     expect(gj.layers_removed).toBeGreaterThan(0);
     expect(gj.latest_gc_cutoff_lsn).toBe(lsnToString(asLsn(lsn)));
-    await expectError(call("PUT", `/v1/tenant/${tenantId}/timeline/${mainTl}/do_gc`, { gc_horizon: -1 }), 400, "invalid_argument", "body.gc_horizon: expected integer ≥ 0, got -1");
-    await expectError(call("PUT", `/v1/tenant/${tenantId}/timeline/${mainTl}/do_gc`, { gc_horizon: "1MB" }), 400, "invalid_argument", 'body.gc_horizon: expected integer ≥ 0, got "1MB"');
+    await expectError(
+      call("PUT", `/v1/tenant/${tenantId}/timeline/${mainTl}/do_gc`, { gc_horizon: -1 }),
+      400,
+      "invalid_argument",
+      "body.gc_horizon: expected integer ≥ 0, got -1",
+    );
+    await expectError(
+      call("PUT", `/v1/tenant/${tenantId}/timeline/${mainTl}/do_gc`, { gc_horizon: "1MB" }),
+      400,
+      "invalid_argument",
+      'body.gc_horizon: expected integer ≥ 0, got "1MB"',
+    );
     // A GC with the default cutoff works too.
     expect((await call("PUT", `/v1/tenant/${tenantId}/timeline/${mainTl}/do_gc`)).status).toBe(200);
   });
@@ -278,7 +326,8 @@ describe("HTTP API v1 in-process", () => {
     const aEnd = await fill(a, aMid, "A");
     type Info = { latest_gc_cutoff_lsn: string; layers: { l0: number } };
     const info = async (id: TimelineId): Promise<Info> => (await call("GET", `/v1/tenant/${tid}/timeline/${id}`)).json as Info;
-    const read = async (id: TimelineId, i: number, lsn: number): Promise<string> => Buffer.from((await t.getTimeline(id).get(k(i), asLsn(lsn)))!).toString();
+    const read = async (id: TimelineId, i: number, lsn: number): Promise<string> =>
+      Buffer.from((await t.getTimeline(id).get(k(i), asLsn(lsn)))!).toString();
     const cutoff0 = (await info(a)).latest_gc_cutoff_lsn;
     const op = async (id: TimelineId, what: "compact" | "do_gc"): Promise<void> => {
       const path = `/v1/tenant/${tid}/timeline/${id}/${what === "compact" ? "compact?force_image_layer_creation=true" : "do_gc"}`;
@@ -314,7 +363,12 @@ describe("HTTP API v1 in-process", () => {
     expect((await info(a)).latest_gc_cutoff_lsn).toBe(lsnToString(asLsn(aEnd)));
     expect((await info(b)).latest_gc_cutoff_lsn).toBe(lsnToString(asLsn(bEnd)));
     expect((await info(c)).latest_gc_cutoff_lsn).toBe(lsnToString(asLsn(cEnd)));
-    await expectError(call("PUT", `/v1/tenant/${tid}/timeline/${generateTimelineId()}/do_gc`, { gc_horizon: 0 }), 404, "not_found", "timeline");
+    await expectError(
+      call("PUT", `/v1/tenant/${tid}/timeline/${generateTimelineId()}/do_gc`, { gc_horizon: 0 }),
+      404,
+      "not_found",
+      "timeline",
+    );
   });
 
   it("current_logical_size is null with the reason when it can't be computed, never a made-up 0", async () => {
@@ -340,11 +394,18 @@ describe("HTTP API v1 in-process", () => {
     // Write more so there is a branch point above the GC cutoff.
     main.put(k(1), asLsn(last + 8), imageValue(Buffer.from("v1!")));
     main.finishWrite(asLsn(last + 8));
-    const r = await call("POST", `/v1/tenant/${tenantId}/timeline`, { ancestor_timeline_id: mainTl, ancestor_start_lsn: lsnToString(asLsn(last + 8)) });
+    const r = await call("POST", `/v1/tenant/${tenantId}/timeline`, {
+      ancestor_timeline_id: mainTl,
+      ancestor_start_lsn: lsnToString(asLsn(last + 8)),
+    });
     expect(r.status).toBe(201);
     const j = r.json as Record<string, unknown>;
     branchTl = j["timeline_id"] as string;
-    expect(j).toMatchObject({ ancestor_timeline_id: mainTl, ancestor_lsn: lsnToString(asLsn(last + 8)), last_record_lsn: lsnToString(asLsn(last + 8)) });
+    expect(j).toMatchObject({
+      ancestor_timeline_id: mainTl,
+      ancestor_lsn: lsnToString(asLsn(last + 8)),
+      last_record_lsn: lsnToString(asLsn(last + 8)),
+    });
     // Without ancestor_start_lsn: at the ancestor's last record LSN.
     const r2 = await call("POST", `/v1/tenant/${tenantId}/timeline`, { ancestor_timeline_id: mainTl });
     expect(r2.status).toBe(201);
@@ -362,7 +423,12 @@ describe("HTTP API v1 in-process", () => {
       "gc_cutoff",
       "less than latest GC cutoff",
     );
-    await expectError(call("POST", `/v1/tenant/${tenantId}/timeline`, { ancestor_timeline_id: generateTimelineId() }), 404, "not_found", "not found");
+    await expectError(
+      call("POST", `/v1/tenant/${tenantId}/timeline`, { ancestor_timeline_id: generateTimelineId() }),
+      404,
+      "not_found",
+      "not found",
+    );
     const list = await call("GET", `/v1/tenant/${tenantId}/timeline`);
     expect(list.status).toBe(200);
     expect((list.json as Array<{ timeline_id: string }>).map((t) => t.timeline_id).sort()).toEqual(
@@ -382,23 +448,66 @@ describe("HTTP API v1 in-process", () => {
     expect(gj.effective).toMatchObject({ compaction_threshold: 2, gc_period_ms: 0, checkpoint_distance_bytes: 256 * 1024 * 1024 });
     const p = await call("PUT", `/v1/tenant/${tenantId}/config`, { ...QUIET, checkpoint_distance: 1 << 20, wait_lsn_timeout: "5s" });
     expect(p.status).toBe(200);
-    expect((p.json as { overrides: Record<string, unknown> }).overrides).toMatchObject({ checkpoint_distance: 1 << 20, wait_lsn_timeout: "5s" });
+    expect((p.json as { overrides: Record<string, unknown> }).overrides).toMatchObject({
+      checkpoint_distance: 1 << 20,
+      wait_lsn_timeout: "5s",
+    });
     const g2 = (await call("GET", `/v1/tenant/${tenantId}/config`)).json as { effective: Record<string, unknown> };
     expect(g2.effective).toMatchObject({ checkpoint_distance_bytes: 1 << 20, wait_lsn_timeout_ms: 5000 });
-    await expectError(call("PUT", `/v1/tenant/${tenantId}/config`, { bogus: true }), 400, "invalid_argument", "unknown tenant config key 'bogus'");
-    await expectError(call("PUT", `/v1/tenant/${tenantId}/config`, { gc_period: "soon" }), 400, "invalid_argument", 'gc_period: invalid duration "soon"');
+    await expectError(
+      call("PUT", `/v1/tenant/${tenantId}/config`, { bogus: true }),
+      400,
+      "invalid_argument",
+      "unknown tenant config key 'bogus'",
+    );
+    await expectError(
+      call("PUT", `/v1/tenant/${tenantId}/config`, { gc_period: "soon" }),
+      400,
+      "invalid_argument",
+      'gc_period: invalid duration "soon"',
+    );
     // A refused update changes nothing.
     const g3 = (await call("GET", `/v1/tenant/${tenantId}/config`)).json as { effective: Record<string, unknown> };
     expect(g3.effective).toEqual(g2.effective);
   });
 
   it("bad ids are 400 with a JSON {error, code}; unknown ones 404", async () => {
-    await expectError(call("GET", "/v1/tenant/xyz"), 400, "invalid_argument", 'params.tenant_id: expected 32 lower-case hex characters, got "xyz"');
-    await expectError(call("GET", "/v1/tenant/%2E%2E%2Fetc"), 400, "invalid_argument", 'params.tenant_id: expected 32 lower-case hex characters, got "../etc"');
-    await expectError(call("GET", `/v1/tenant/${tenantId.toUpperCase()}`), 400, "invalid_argument", "params.tenant_id: expected 32 lower-case hex characters");
-    await expectError(call("GET", `/v1/tenant/${tenantId}/timeline/xyz`), 400, "invalid_argument", 'params.timeline_id: expected 32 lower-case hex characters, got "xyz"');
-    await expectError(call("PUT", `/v1/tenant/${tenantId}/timeline/%2E%2E%2Fx/checkpoint`), 400, "invalid_argument", 'params.timeline_id: expected 32 lower-case hex characters, got "../x"');
-    await expectError(call("PUT", `/v1/tenant/xyz/timeline/${mainTl}/compact`), 400, "invalid_argument", "params.tenant_id: expected 32 lower-case hex characters");
+    await expectError(
+      call("GET", "/v1/tenant/xyz"),
+      400,
+      "invalid_argument",
+      'params.tenant_id: expected 32 lower-case hex characters, got "xyz"',
+    );
+    await expectError(
+      call("GET", "/v1/tenant/%2E%2E%2Fetc"),
+      400,
+      "invalid_argument",
+      'params.tenant_id: expected 32 lower-case hex characters, got "../etc"',
+    );
+    await expectError(
+      call("GET", `/v1/tenant/${tenantId.toUpperCase()}`),
+      400,
+      "invalid_argument",
+      "params.tenant_id: expected 32 lower-case hex characters",
+    );
+    await expectError(
+      call("GET", `/v1/tenant/${tenantId}/timeline/xyz`),
+      400,
+      "invalid_argument",
+      'params.timeline_id: expected 32 lower-case hex characters, got "xyz"',
+    );
+    await expectError(
+      call("PUT", `/v1/tenant/${tenantId}/timeline/%2E%2E%2Fx/checkpoint`),
+      400,
+      "invalid_argument",
+      'params.timeline_id: expected 32 lower-case hex characters, got "../x"',
+    );
+    await expectError(
+      call("PUT", `/v1/tenant/xyz/timeline/${mainTl}/compact`),
+      400,
+      "invalid_argument",
+      "params.tenant_id: expected 32 lower-case hex characters",
+    );
     await expectError(call("GET", `/v1/tenant/${tenantId}/timeline/${generateTimelineId()}`), 404, "not_found", "not found");
     await expectError(call("PUT", `/v1/tenant/${tenantId}/timeline/${generateTimelineId()}/do_gc`), 404, "not_found", "not found");
     await expectError(call("GET", `/v1/tenant/${generateTenantId()}/timeline`), 404, "not_found", "not found");
@@ -409,14 +518,24 @@ describe("HTTP API v1 in-process", () => {
 
   it("unknown routes and methods are 404 JSON", async () => {
     await expectError(call("GET", "/v1/nope"), 404, "not_found", "no route for GET /v1/nope");
-    await expectError(call("DELETE", `/v1/tenant/${tenantId}/config`), 404, "not_found", `no route for DELETE /v1/tenant/${tenantId}/config`);
+    await expectError(
+      call("DELETE", `/v1/tenant/${tenantId}/config`),
+      404,
+      "not_found",
+      `no route for DELETE /v1/tenant/${tenantId}/config`,
+    );
     await expectError(call("POST", "/v1/status"), 404, "not_found", "no route for POST /v1/status");
     await expectError(call("GET", "/"), 404, "not_found", "no route");
   });
 
   it("malformed JSON is 400; bodies over 1 MiB are 413, URLs over 8 KiB 414; the connection stays usable", async () => {
     await expectError(call("POST", "/v1/tenant", undefined, "{not json"), 400, "invalid_argument", "request body is not valid JSON");
-    await expectError(call("PUT", `/v1/tenant/${tenantId}/config`, undefined, "[1,"), 400, "invalid_argument", "request body is not valid JSON");
+    await expectError(
+      call("PUT", `/v1/tenant/${tenantId}/config`, undefined, "[1,"),
+      400,
+      "invalid_argument",
+      "request body is not valid JSON",
+    );
     const big = JSON.stringify({ config: { pad: "x".repeat(1024 * 1024) } });
     await expectError(call("POST", "/v1/tenant", undefined, big), 413, "payload_too_large", "request body larger than 1048576 bytes");
     // Exactly at the limit is read (and then judged on its content).
@@ -482,7 +601,14 @@ describe("HTTP API v1 in-process", () => {
       }
       expect(line, "sample line").toMatch(sample);
     }
-    for (const n of ["pageserver_page_cache_read_accesses_total", "pageserver_last_record_lsn", "pageserver_disk_consistent_lsn", "pageserver_layers", "pageserver_tenant_states", "pageserver_background_loop_rounds"]) {
+    for (const n of [
+      "pageserver_page_cache_read_accesses_total",
+      "pageserver_last_record_lsn",
+      "pageserver_disk_consistent_lsn",
+      "pageserver_layers",
+      "pageserver_tenant_states",
+      "pageserver_background_loop_rounds",
+    ]) {
       expect(names.has(n), n).toBe(true);
     }
     expect(text).toContain(`pageserver_last_record_lsn{tenant_id="${tenantId}",timeline_id="${mainTl}"}`);
@@ -553,7 +679,10 @@ function exitOf(child: ChildProcess, timeoutMs: number): Promise<{ code: number 
 }
 
 function startProcess(args: string[]): { child: ChildProcess; output: () => string } {
-  const child = spawn(process.execPath, ["--import", "tsx", "src/main/pageserver.ts", ...args], { cwd: ROOT, stdio: ["ignore", "pipe", "pipe"] });
+  const child = spawn(process.execPath, ["--import", "tsx", "src/main/pageserver.ts", ...args], {
+    cwd: ROOT,
+    stdio: ["ignore", "pipe", "pipe"],
+  });
   children.push(child);
   let out = "";
   child.stdout?.on("data", (d: Buffer) => {
@@ -580,7 +709,16 @@ describe("pageserver process", () => {
     const dir = mkdtempSync(join(tmpdir(), "ps-proc-"));
     try {
       const port = await freePort();
-      const { child, output } = startProcess(["--workdir", dir, "--listen", `127.0.0.1:${port}`, "--listen-pg", "127.0.0.1:0", "--page-cache-size", String(4 * 1024 * 1024)]);
+      const { child, output } = startProcess([
+        "--workdir",
+        dir,
+        "--listen",
+        `127.0.0.1:${port}`,
+        "--listen-pg",
+        "127.0.0.1:0",
+        "--page-cache-size",
+        String(4 * 1024 * 1024),
+      ]);
       let up = false;
       for (let i = 0; i < 200 && !up; i++) {
         if (child.exitCode !== null) break;
@@ -610,11 +748,27 @@ describe("pageserver process", () => {
       });
       expect(r.status, r.stderr).toBe(2);
       expect(r.stderr.trim()).toBe("pageserver: invalid listen address 'nope': expected HOST:PORT");
-      const r2 = spawnSync(process.execPath, ["--import", "tsx", "src/main/pageserver.ts", "--workdir", dir, "--listen", "127.0.0.1:0", "--listen-pg", "127.0.0.1:0", "--page-cache-size", "1000"], {
-        cwd: ROOT,
-        encoding: "utf8",
-        timeout: 20_000,
-      });
+      const r2 = spawnSync(
+        process.execPath,
+        [
+          "--import",
+          "tsx",
+          "src/main/pageserver.ts",
+          "--workdir",
+          dir,
+          "--listen",
+          "127.0.0.1:0",
+          "--listen-pg",
+          "127.0.0.1:0",
+          "--page-cache-size",
+          "1000",
+        ],
+        {
+          cwd: ROOT,
+          encoding: "utf8",
+          timeout: 20_000,
+        },
+      );
       expect(r2.status, r2.stderr).toBe(2);
       expect(r2.stderr).toContain("pageserver: page cache size_bytes 1000 is not a multiple of 8192");
       expect(r2.stderr).not.toContain("    at ");

@@ -79,8 +79,33 @@ afterAll(async () => {
   rmSync(dir, { recursive: true, force: true });
 });
 
-const JUNK_SEGMENTS = ["", "x", "%zz", "%00", "..", "%2e%2e", "0".repeat(31), "g".repeat(32), "A".repeat(32), "a".repeat(5000), "é", "%E2%82", "null", "-1"];
-const JUNK_QUERY = ["lsn=", "lsn=0/0", "lsn=zz/zz", "lsn=FFFFFFFF/FFFFFFFF", "lsn=1/", "force_image_layer_creation=maybe", "a=%zz", "lsn=0/1000000&lsn=1/0", "x".repeat(9000)];
+const JUNK_SEGMENTS = [
+  "",
+  "x",
+  "%zz",
+  "%00",
+  "..",
+  "%2e%2e",
+  "0".repeat(31),
+  "g".repeat(32),
+  "A".repeat(32),
+  "a".repeat(5000),
+  "é",
+  "%E2%82",
+  "null",
+  "-1",
+];
+const JUNK_QUERY = [
+  "lsn=",
+  "lsn=0/0",
+  "lsn=zz/zz",
+  "lsn=FFFFFFFF/FFFFFFFF",
+  "lsn=1/",
+  "force_image_layer_creation=maybe",
+  "a=%zz",
+  "lsn=0/1000000&lsn=1/0",
+  "x".repeat(9000),
+];
 
 function randomString(r: Rng, n: number): string {
   let s = "";
@@ -108,7 +133,22 @@ function randomJson(r: Rng, depth: number): unknown {
       if (depth > 3) return {};
       const o: Record<string, unknown> = {};
       // No wal_source / import_pgdata: bodies naming a source or a datadir would reach out of the process.
-      const fields = ["new_tenant_id", "new_timeline_id", "ancestor_timeline_id", "ancestor_start_lsn", "start_lsn", "pg_version", "config", "gc_horizon", "checkpoint_distance", "compaction_threshold", "gc_period", "wait_lsn_timeout", "ancestor_start_time", "x"];
+      const fields = [
+        "new_tenant_id",
+        "new_timeline_id",
+        "ancestor_timeline_id",
+        "ancestor_start_lsn",
+        "start_lsn",
+        "pg_version",
+        "config",
+        "gc_horizon",
+        "checkpoint_distance",
+        "compaction_threshold",
+        "gc_period",
+        "wait_lsn_timeout",
+        "ancestor_start_time",
+        "x",
+      ];
       for (let i = r.int(0, 4); i > 0; i--) o[fields[r.int(0, fields.length - 1)]!] = randomJson(r, depth + 1);
       return o;
     }

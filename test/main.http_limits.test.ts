@@ -34,7 +34,13 @@ async function start(extra: Parameters<typeof loadNodeConfig>[0] = {}): Promise<
   const dir = mkdtempSync(join(tmpdir(), "ps-http-limits-"));
   dirs.push(dir);
   const server = new Server(
-    loadNodeConfig({ workdir: join(dir, "work"), listen: "127.0.0.1:0", listen_pg: "127.0.0.1:0", tenant_config: { compaction_period: 0, gc_period: 0 }, ...extra }),
+    loadNodeConfig({
+      workdir: join(dir, "work"),
+      listen: "127.0.0.1:0",
+      listen_pg: "127.0.0.1:0",
+      tenant_config: { compaction_period: 0, gc_period: 0 },
+      ...extra,
+    }),
     logs.logger,
   );
   servers.push(server);
@@ -112,7 +118,9 @@ describe("auth and size before the body", () => {
     expect(r.status).toBe(413);
     expect(r.text).toContain('"code":"payload_too_large"');
     // A tenant-scoped token on a management route is a 403 before the body too.
-    const tenantToken = await new SignJWT({ scope: "tenant", tenant_id: generateTenantId() }).setProtectedHeader({ alg: "EdDSA" }).sign(key.privateKey);
+    const tenantToken = await new SignJWT({ scope: "tenant", tenant_id: generateTenantId() })
+      .setProtectedHeader({ alg: "EdDSA" })
+      .sign(key.privateKey);
     const forbidden = rawRequest(port, post("/v1/tenant", BODY, { Authorization: `Bearer ${tenantToken}` }));
     expect((await within(forbidden.reply, "403 before the body")).status).toBe(403);
   });
@@ -181,7 +189,10 @@ describe("error replies", () => {
       expect(json.error).toContain("nests deeper than 64 levels");
     }
     // 64 levels are fine (and then judged on their content).
-    const ok = await fetch(`http://127.0.0.1:${port}/v1/tenant`, { method: "POST", body: `{"config":{"pad":${"[".repeat(62)}${"]".repeat(62)}}}` });
+    const ok = await fetch(`http://127.0.0.1:${port}/v1/tenant`, {
+      method: "POST",
+      body: `{"config":{"pad":${"[".repeat(62)}${"]".repeat(62)}}}`,
+    });
     expect(ok.status).toBe(400);
     expect(((await ok.json()) as { error: string }).error).toContain("unknown tenant config key 'pad'");
     expect(logs.lines.filter((l) => l.level >= 50).length).toBe(before);

@@ -25,14 +25,25 @@ const servers: Server[] = [];
 async function start(root: string | undefined): Promise<string> {
   const work = mkdtempSync(join(tmpdir(), "ps-import-root-"));
   const s = new Server(
-    loadNodeConfig({ workdir: work, listen: "127.0.0.1:0", listen_pg: "127.0.0.1:0", ...(root === undefined ? {} : { import_pgdata_root: root }), tenant_config: { compaction_period: 0, gc_period: 0 } }),
+    loadNodeConfig({
+      workdir: work,
+      listen: "127.0.0.1:0",
+      listen_pg: "127.0.0.1:0",
+      ...(root === undefined ? {} : { import_pgdata_root: root }),
+      tenant_config: { compaction_period: 0, gc_period: 0 },
+    }),
     logs.logger,
   );
   servers.push(s);
   return `http://127.0.0.1:${await s.start()}`;
 }
 
-async function call(base: string, method: string, path: string, body?: unknown): Promise<{ status: number; json: Record<string, unknown> }> {
+async function call(
+  base: string,
+  method: string,
+  path: string,
+  body?: unknown,
+): Promise<{ status: number; json: Record<string, unknown> }> {
   const r = await fetch(`${base}${path}`, { method, body: body === undefined ? undefined : JSON.stringify(body) });
   return { status: r.status, json: (await r.json()) as Record<string, unknown> };
 }

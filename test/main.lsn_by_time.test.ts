@@ -154,7 +154,9 @@ describe("get_lsn_by_timestamp", { timeout: 300_000 }, () => {
       expect(at).not.toBeNull();
       expect(at!).toBeGreaterThan(Date.parse(times[i - 1]!));
       expect(at!).toBeLessThanOrEqual(Date.parse(times[i]!) + 1);
-      expect(tl.timeForLsn(asLsn(commits[i - 1]!.before))).toBe(i === 1 ? null : tl.timeForLsn(parseLsn((await lsnAt(timeline, times[i - 1]!)).lsn)));
+      expect(tl.timeForLsn(asLsn(commits[i - 1]!.before))).toBe(
+        i === 1 ? null : tl.timeForLsn(parseLsn((await lsnAt(timeline, times[i - 1]!)).lsn)),
+      );
     }
     const last = await api("GET", `/v1/tenant/${tenant}/timeline/${timeline}`);
     const future = await lsnAt(timeline, times[3]!);
@@ -185,7 +187,11 @@ describe("get_lsn_by_timestamp", { timeout: 300_000 }, () => {
     expect(refused.status).toBe(400);
     expect(refused.json["code"]).toBe("invalid_argument");
     expect(String(refused.json["error"])).toContain('answers "past"');
-    const both = await api("POST", `/v1/tenant/${tenant}/timeline`, { ancestor_timeline_id: timeline, ancestor_start_time: times[1], ancestor_start_lsn: "0/1" });
+    const both = await api("POST", `/v1/tenant/${tenant}/timeline`, {
+      ancestor_timeline_id: timeline,
+      ancestor_start_time: times[1],
+      ancestor_start_lsn: "0/1",
+    });
     expect(both.status).toBe(400);
   });
 
@@ -203,7 +209,8 @@ describe("get_lsn_by_timestamp", { timeout: 300_000 }, () => {
 
   it("deleting the streaming timeline (after its branches) drops its slot on the source; deleting the tenant removes it", async () => {
     const slot = `pageserver_${timeline}`;
-    const state = async (): Promise<unknown> => ((await api("GET", `/v1/tenant/${tenant}/timeline/${timeline}`)).json["wal_source"] as { state: string }).state;
+    const state = async (): Promise<unknown> =>
+      ((await api("GET", `/v1/tenant/${tenant}/timeline/${timeline}`)).json["wal_source"] as { state: string }).state;
     for (let i = 0; (await state()) !== "streaming"; i++) {
       expect(i, "the source streams again after the restart").toBeLessThan(600);
       await new Promise((res) => setTimeout(res, 100));
@@ -213,7 +220,10 @@ describe("get_lsn_by_timestamp", { timeout: 300_000 }, () => {
     expect(refused.status).toBe(409);
     // Refused before anything stopped: still streaming.
     expect(await state()).toBe("streaming");
-    const all = (await api("GET", `/v1/tenant/${tenant}/timeline`)).json as unknown as { timeline_id: string; ancestor_timeline_id: string | null }[];
+    const all = (await api("GET", `/v1/tenant/${tenant}/timeline`)).json as unknown as {
+      timeline_id: string;
+      ancestor_timeline_id: string | null;
+    }[];
     for (const b of all.filter((x) => x.ancestor_timeline_id !== null)) {
       expect((await api("DELETE", `/v1/tenant/${tenant}/timeline/${b.timeline_id}`)).status).toBe(200);
     }

@@ -90,7 +90,10 @@ describe("series of deleted tenants and timelines", () => {
 describe("listen_metrics", () => {
   it("serves /metrics on its own address, and not on the API's", async () => {
     const work = mkdtempSync(join(tmpdir(), "ps-metrics-listen-"));
-    const s = new Server(loadNodeConfig({ workdir: work, listen: "127.0.0.1:0", listen_pg: "127.0.0.1:0", listen_metrics: "127.0.0.1:0" }), logs.logger);
+    const s = new Server(
+      loadNodeConfig({ workdir: work, listen: "127.0.0.1:0", listen_pg: "127.0.0.1:0", listen_metrics: "127.0.0.1:0" }),
+      logs.logger,
+    );
     try {
       const api = `http://127.0.0.1:${await s.start()}`;
       expect(s.metricsPort).toBeGreaterThan(0);

@@ -52,7 +52,10 @@ interface Reply {
 }
 
 async function send(method: string, path: string, body?: unknown): Promise<Reply> {
-  const res = await fetch(`${base}${path}`, { method, body: body === undefined ? undefined : typeof body === "string" ? body : JSON.stringify(body) });
+  const res = await fetch(`${base}${path}`, {
+    method,
+    body: body === undefined ? undefined : typeof body === "string" ? body : JSON.stringify(body),
+  });
   const type = (res.headers.get("content-type") ?? "").split(";")[0]!;
   const buf = Buffer.from(await res.arrayBuffer());
   const text = type === "application/x-tar" ? "" : buf.toString("utf8");
@@ -96,7 +99,14 @@ beforeAll(async () => {
   await pg.stop();
   workdir = mkdtempSync(join(tmpdir(), "ps-openapi-"));
   server = new Server(
-    loadNodeConfig({ workdir, listen: "127.0.0.1:0", listen_pg: "127.0.0.1:0", enable_failpoints: true, import_pgdata_root: tmpdir(), tenant_config: { compaction_period: 0, gc_period: 0 } }),
+    loadNodeConfig({
+      workdir,
+      listen: "127.0.0.1:0",
+      listen_pg: "127.0.0.1:0",
+      enable_failpoints: true,
+      import_pgdata_root: tmpdir(),
+      tenant_config: { compaction_period: 0, gc_period: 0 },
+    }),
     logs.logger,
   );
   server.http.checkResponses = true;
@@ -184,7 +194,9 @@ describe("OpenAPI document", { timeout: 300_000 }, () => {
     tenant = String(((await valid("POST /v1/tenant", 201, { body: { config: { compaction_period: "0s" } } })).json as { id: string }).id);
     scratchTenant = String(((await valid("POST /v1/tenant", 201, { body: {} })).json as { id: string }).id);
     await invalid("POST /v1/tenant", "body.bogus: unknown field", { body: { bogus: 1 } });
-    await invalid("POST /v1/tenant", 'body.new_tenant_id: expected 32 lower-case hex characters, got "xyz"', { body: { new_tenant_id: "xyz" } });
+    await invalid("POST /v1/tenant", 'body.new_tenant_id: expected 32 lower-case hex characters, got "xyz"', {
+      body: { new_tenant_id: "xyz" },
+    });
     await valid("GET /v1/tenant", 200);
     await valid(`GET ${T}`, 200);
     await badId(`GET ${T}`, "tenant_id");
@@ -211,11 +223,17 @@ describe("OpenAPI document", { timeout: 300_000 }, () => {
     timeline = String((created.json as { timeline_id: string }).timeline_id);
     await invalid(`POST ${T}/timeline`, "body.import_pgdata: expected an absolute path", { body: { import_pgdata: "relative/dir" } });
     await invalid(`POST ${T}/timeline`, "body.wal_source.connstr: required", { body: { wal_source: {} } });
-    await invalid(`POST ${T}/timeline`, 'body.ancestor_start_time: expected an RFC 3339 time like "2026-01-02T03:04:05.678Z", got "yesterday"', {
-      body: { ancestor_timeline_id: timeline, ancestor_start_time: "yesterday" },
-    });
+    await invalid(
+      `POST ${T}/timeline`,
+      'body.ancestor_start_time: expected an RFC 3339 time like "2026-01-02T03:04:05.678Z", got "yesterday"',
+      {
+        body: { ancestor_timeline_id: timeline, ancestor_start_time: "yesterday" },
+      },
+    );
     await badId(`POST ${T}/timeline`, "tenant_id", {});
-    branch = String(((await valid(`POST ${T}/timeline`, 201, { body: { ancestor_timeline_id: timeline } })).json as { timeline_id: string }).timeline_id);
+    branch = String(
+      ((await valid(`POST ${T}/timeline`, 201, { body: { ancestor_timeline_id: timeline } })).json as { timeline_id: string }).timeline_id,
+    );
     await valid(`GET ${T}/timeline`, 200);
     await badId(`GET ${T}/timeline`, "tenant_id");
     await valid(`GET ${TL}`, 200);
@@ -246,10 +264,16 @@ describe("OpenAPI document", { timeout: 300_000 }, () => {
     expect(tar.type).toBe("application/x-tar");
     await invalid(`GET ${TL}/basebackup`, 'query.lsn: expected an LSN like "0/16B3748", got "zz"', { query: "lsn=zz" });
     await invalid(`GET ${TL}/basebackup`, "query.bogus: unknown field", { query: "bogus=1" });
-    const byTime = await valid(`GET ${TL}/get_lsn_by_timestamp`, 200, { query: `timestamp=${encodeURIComponent(new Date().toISOString())}` });
+    const byTime = await valid(`GET ${TL}/get_lsn_by_timestamp`, 200, {
+      query: `timestamp=${encodeURIComponent(new Date().toISOString())}`,
+    });
     expect((byTime.json as { kind: string }).kind).toBe("future");
     await invalid(`GET ${TL}/get_lsn_by_timestamp`, "query.timestamp: required");
-    await invalid(`GET ${TL}/get_lsn_by_timestamp`, 'query.timestamp: expected an RFC 3339 time like "2026-01-02T03:04:05.678Z", got "now"', { query: "timestamp=now" });
+    await invalid(
+      `GET ${TL}/get_lsn_by_timestamp`,
+      'query.timestamp: expected an RFC 3339 time like "2026-01-02T03:04:05.678Z", got "now"',
+      { query: "timestamp=now" },
+    );
     const layers = await valid(`GET ${TL}/layer`, 200);
     expect((layers.json as unknown[]).length).toBeGreaterThan(0);
     await badId(`GET ${TL}/layer`, "tenant_id");
@@ -261,7 +285,9 @@ describe("OpenAPI document", { timeout: 300_000 }, () => {
     await valid(`PUT ${TL}/checkpoint`, 200);
     await invalid(`PUT ${TL}/checkpoint`, "body: this route takes no request body", { body: { x: 1 } });
     await valid(`PUT ${TL}/compact`, 200, { query: "force_image_layer_creation=true" });
-    await invalid(`PUT ${TL}/compact`, 'query.force_image_layer_creation: expected "true" or "false", got "maybe"', { query: "force_image_layer_creation=maybe" });
+    await invalid(`PUT ${TL}/compact`, 'query.force_image_layer_creation: expected "true" or "false", got "maybe"', {
+      query: "force_image_layer_creation=maybe",
+    });
     await valid(`PUT ${TL}/do_gc`, 200, { body: { gc_horizon: 1 << 30 } });
     await invalid(`PUT ${TL}/do_gc`, "body.gc_horizon: expected integer ≥ 0, got -1", { body: { gc_horizon: -1 } });
 

@@ -287,5 +287,9 @@ async function batchHistogram(): Promise<{ count: number; sum: number; over32: n
   const num = (re: RegExp): number => Number(re.exec(text)?.[1] ?? "0");
   const le32 = num(/^pageserver_page_service_batch_size_bucket\{le="32"\} (\d+)/m);
   const inf = num(/^pageserver_page_service_batch_size_bucket\{le="\+Inf"\} (\d+)/m);
-  return { count: num(/^pageserver_page_service_batch_size_count (\d+)/m), sum: num(/^pageserver_page_service_batch_size_sum (\d+)/m), over32: inf - le32 };
+  return {
+    count: num(/^pageserver_page_service_batch_size_count (\d+)/m),
+    sum: num(/^pageserver_page_service_batch_size_sum (\d+)/m),
+    over32: inf - le32,
+  };
 }

@@ -27,7 +27,11 @@ let apiToken: string;
 
 beforeAll(async () => {
   apiToken = await token({ scope: "pageserverapi" });
-  fx = await PageServiceFixture.start({ rows: 200, authPublicKeyPem: publicKey.export({ type: "spki", format: "pem" }).toString(), httpToken: apiToken });
+  fx = await PageServiceFixture.start({
+    rows: 200,
+    authPublicKeyPem: publicKey.export({ type: "spki", format: "pem" }).toString(),
+    httpToken: apiToken,
+  });
 }, 120_000);
 
 afterAll(async () => {
@@ -72,7 +76,9 @@ describe("page service auth", () => {
     const c = await PageServiceClient.connect({ host: "127.0.0.1", port: fx.server.pgPort, password: mine });
     try {
       const b = generateTenantId();
-      await expect(c.pagestream(b, fx.timeline, 2)).rejects.toThrow(new RegExp(`the token is for tenant ${fx.tenant}, not ${b}.*SQLSTATE 42501`));
+      await expect(c.pagestream(b, fx.timeline, 2)).rejects.toThrow(
+        new RegExp(`the token is for tenant ${fx.tenant}, not ${b}.*SQLSTATE 42501`),
+      );
       await expect(c.basebackup(b, fx.timeline, "latest")).rejects.toThrow(/SQLSTATE 42501/);
       const s = await c.pagestream(fx.tenant, fx.timeline, 2);
       expect(await s.exists(fx.rel, LATEST_LSN, fx.lsn)).toBe(true);

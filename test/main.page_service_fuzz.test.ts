@@ -11,7 +11,14 @@
  */
 import { connect } from "node:net";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { decodeResponse, encodeRequest, header, LATEST_LSN, type PagestreamRequest, type PagestreamVersion } from "../src/protocol/pagestream.js";
+import {
+  decodeResponse,
+  encodeRequest,
+  header,
+  LATEST_LSN,
+  type PagestreamRequest,
+  type PagestreamVersion,
+} from "../src/protocol/pagestream.js";
 import {
   copyData,
   copyDone,
@@ -105,7 +112,17 @@ function exchange(bytes: Uint8Array): Promise<Reply> {
   });
 }
 
-const SERVER_TYPES = new Set([MSG.Authentication, MSG.ParameterStatus, MSG.ReadyForQuery, MSG.ErrorResponse, MSG.CopyBothResponse, MSG.CopyOutResponse, MSG.CopyData, MSG.CopyDone, MSG.CommandComplete]);
+const SERVER_TYPES = new Set([
+  MSG.Authentication,
+  MSG.ParameterStatus,
+  MSG.ReadyForQuery,
+  MSG.ErrorResponse,
+  MSG.CopyBothResponse,
+  MSG.CopyOutResponse,
+  MSG.CopyData,
+  MSG.CopyDone,
+  MSG.CommandComplete,
+]);
 
 /** The checks every reply passes; `version` set when the case opened a session of that version. */
 function checkReply(reply: Reply, version: PagestreamVersion | null, what: string): { errors: number } {
@@ -182,7 +199,10 @@ async function stillServes(): Promise<void> {
   try {
     const s = await c.pagestream(fx.tenant, fx.timeline, 3);
     const file = fx.tableFile();
-    for (let b = 0; b < 3; b++) expect(Buffer.from(await s.getPage(fx.rel, b, LATEST_LSN, fx.lsn)).equals(Buffer.from(file.subarray(b * 8192, (b + 1) * 8192)))).toBe(true);
+    for (let b = 0; b < 3; b++)
+      expect(Buffer.from(await s.getPage(fx.rel, b, LATEST_LSN, fx.lsn)).equals(Buffer.from(file.subarray(b * 8192, (b + 1) * 8192)))).toBe(
+        true,
+      );
     await s.close();
   } finally {
     c.close();
@@ -221,7 +241,14 @@ describe("protocol edges, byte by byte", () => {
       bigLsn.set([0, 0x20, 0, 0, 0, 0, 0, 0], version === 3 ? 9 : 1); // request_lsn 2^53
       for (const bad of [badTag, bigLsn, good.subarray(0, good.length - 1)]) {
         const reply = await exchange(
-          Buffer.concat([STARTUP, query(`pagestream_v${version} ${fx.tenant} ${fx.timeline}`), copyData(good), copyData(bad), copyData(good), copyDone()]),
+          Buffer.concat([
+            STARTUP,
+            query(`pagestream_v${version} ${fx.tenant} ${fx.timeline}`),
+            copyData(good),
+            copyData(bad),
+            copyData(good),
+            copyDone(),
+          ]),
         );
         const types = reply.frames.map((f) => String.fromCharCode(f.type)).join("");
         // Startup, CopyBoth, the first answer, the Error — and nothing after: no answer to the third request, no ReadyForQuery.
@@ -229,7 +256,9 @@ describe("protocol edges, byte by byte", () => {
         expect(decodeResponse(reply.frames[5]!.body, version).kind).toBe("get_page");
         const e = decodeResponse(reply.frames[6]!.body, version);
         expect(e.kind).toBe("error");
-        expect(e.kind === "error" && e.message).toMatch(/malformed pagestream message: (unknown pagestream request tag 9|request_lsn 200000\/0 is beyond 2\^53|.*truncated)/);
+        expect(e.kind === "error" && e.message).toMatch(
+          /malformed pagestream message: (unknown pagestream request tag 9|request_lsn 200000\/0 is beyond 2\^53|.*truncated)/,
+        );
       }
     }
   });
@@ -300,8 +329,10 @@ describe("bad input never crashes the page service", () => {
         for (const req of reqs) {
           const body = encodeRequest(req, version);
           const k = int(r, 4);
-          if (k === 0) parts.push(mutate(r, copyData(body))); // the frame itself (type, length)
-          else if (k === 1) parts.push(copyData(mutate(r, body))); // the request inside
+          if (k === 0)
+            parts.push(mutate(r, copyData(body))); // the frame itself (type, length)
+          else if (k === 1)
+            parts.push(copyData(mutate(r, body))); // the request inside
           else parts.push(copyData(body));
           intact &&= k >= 2;
         }

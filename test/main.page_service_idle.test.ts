@@ -89,7 +89,13 @@ describe("page service idle timeout", () => {
       await within(new Promise((resolve, reject) => sock.once("connect", resolve).once("error", reject)), "connect");
       sock.pause(); // read nothing
       const one = copyData(encodeRequest({ kind: "get_page", hdr: header(0, LATEST_LSN, fx.lsn), rel: fx.rel, blkno: 0 }, 2));
-      sock.write(Buffer.concat([startupMessage({ user: "unread" }), query(`pagestream_v2 ${fx.tenant} ${fx.timeline}`), ...Array.from({ length: 5000 }, () => one)]));
+      sock.write(
+        Buffer.concat([
+          startupMessage({ user: "unread" }),
+          query(`pagestream_v2 ${fx.tenant} ${fx.timeline}`),
+          ...Array.from({ length: 5000 }, () => one),
+        ]),
+      );
       await within(
         (async () => {
           while ((await idleCloses()) === before) await new Promise((r) => setTimeout(r, 100));

@@ -143,7 +143,9 @@ describe("a client that doesn't read its answers", () => {
       sock.pause(); // read nothing
       const one = copyData(encodeRequest({ kind: "get_slru_segment", hdr: header(0, LATEST_LSN, fx.lsn), slruKind: 0, segno: 0 }, 2));
       const N = 2000;
-      sock.write(Buffer.concat([startupMessage({ user: "drain" }), passwordMessage(apiToken), query(`pagestream_v2 ${fx.tenant} ${fx.timeline}`)]));
+      sock.write(
+        Buffer.concat([startupMessage({ user: "drain" }), passwordMessage(apiToken), query(`pagestream_v2 ${fx.tenant} ${fx.timeline}`)]),
+      );
       sock.write(Buffer.concat(Array.from({ length: N }, () => one)));
       // Until the server is stuck on it: output queued, nothing more read or written for a while.
       const stuck = (): ReturnType<typeof fx.server.pageService.connectionStats>[number] | undefined =>
@@ -300,9 +302,18 @@ describe("settings", () => {
     const dir = mkdtempSync(join(tmpdir(), "ps-pagesvc-conf-"));
     try {
       const file = join(dir, "pageserver.json");
-      writeFileSync(file, JSON.stringify({ page_service_idle_timeout_ms: 30_000, page_service_max_connections_per_tenant: 8, page_service_max_connections_per_peer: 16 }));
+      writeFileSync(
+        file,
+        JSON.stringify({
+          page_service_idle_timeout_ms: 30_000,
+          page_service_max_connections_per_tenant: 8,
+          page_service_max_connections_per_peer: 16,
+        }),
+      );
       const c = loadNodeConfig({ workdir: dir });
-      expect([c.page_service_idle_timeout_ms, c.page_service_max_connections_per_tenant, c.page_service_max_connections_per_peer]).toEqual([30_000, 8, 16]);
+      expect([c.page_service_idle_timeout_ms, c.page_service_max_connections_per_tenant, c.page_service_max_connections_per_peer]).toEqual([
+        30_000, 8, 16,
+      ]);
       writeFileSync(file, JSON.stringify({ page_service_max_connections_per_peer: 0 }));
       expect(() => loadNodeConfig({ workdir: dir })).toThrow(/page_service_max_connections_per_peer: expected a positive integer/);
       writeFileSync(file, JSON.stringify({ page_service_idle_timeout_ms: 2 ** 31 }));

@@ -48,14 +48,23 @@ beforeAll(async () => {
   workdir = mkdtempSync(join(tmpdir(), "ps-pagesvc-stream-"));
   server = new Server(loadNodeConfig({ workdir, listen: "127.0.0.1:0", listen_pg: "127.0.0.1:0" }), pino({ level: "silent" }));
   await server.start();
-  await src.psql("CREATE TABLE s (id int PRIMARY KEY, n int) WITH (fillfactor = 50); INSERT INTO s SELECT g, 0 FROM generate_series(1, 50) g;");
-  const [dbOid, relnode] = (await src.psql("SELECT d.oid, c.relfilenode FROM pg_database d, pg_class c WHERE d.datname = 'postgres' AND c.relname = 's'"))
+  await src.psql(
+    "CREATE TABLE s (id int PRIMARY KEY, n int) WITH (fillfactor = 50); INSERT INTO s SELECT g, 0 FROM generate_series(1, 50) g;",
+  );
+  const [dbOid, relnode] = (
+    await src.psql("SELECT d.oid, c.relfilenode FROM pg_database d, pg_class c WHERE d.datname = 'postgres' AND c.relname = 's'")
+  )
     .split("|")
     .map(Number) as [number, number];
   rel = { spcnode: 1663, dbnode: dbOid, relnode, forknum: 0 };
   const base = `http://127.0.0.1:${server.port}`;
-  const t = (await (await fetch(`${base}/v1/tenant`, { method: "POST", body: JSON.stringify({ config: { compaction_period: 0, gc_period: 0 } }) })).json()) as { id: string };
-  const r = await fetch(`${base}/v1/tenant/${t.id}/timeline`, { method: "POST", body: JSON.stringify({ wal_source: { connstr: src.connectionString() } }) });
+  const t = (await (
+    await fetch(`${base}/v1/tenant`, { method: "POST", body: JSON.stringify({ config: { compaction_period: 0, gc_period: 0 } }) })
+  ).json()) as { id: string };
+  const r = await fetch(`${base}/v1/tenant/${t.id}/timeline`, {
+    method: "POST",
+    body: JSON.stringify({ wal_source: { connstr: src.connectionString() } }),
+  });
   const created = (await r.json()) as { timeline_id: string };
   expect(r.status, JSON.stringify(created)).toBe(201);
   tl = server.tenants.get(parseTenantId(t.id)).getTimeline(parseTimelineId(created.timeline_id));

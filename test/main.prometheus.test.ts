@@ -67,7 +67,9 @@ async function waitFor(q: string, ok: (s: Sample[]) => boolean): Promise<Sample[
     }
     await new Promise((r) => setTimeout(r, POLL_MS));
   }
-  throw new Error(`prometheus query ${q} not satisfied within ${WAIT_MS} ms; last answer: ${JSON.stringify(last)}; prometheus output: ${promOutput.slice(-4000)}`);
+  throw new Error(
+    `prometheus query ${q} not satisfied within ${WAIT_MS} ms; last answer: ${JSON.stringify(last)}; prometheus output: ${promOutput.slice(-4000)}`,
+  );
 }
 
 const sampleValue = (s: Sample): number => Number(s.value[1]);
@@ -101,9 +103,18 @@ beforeAll(async () => {
       "",
     ].join("\n"),
   );
-  prom = spawn(PROMETHEUS, [`--config.file=${config}`, `--storage.tsdb.path=${join(dir, "tsdb")}`, `--web.listen-address=127.0.0.1:${promPort}`, "--log.level=warn"], {
-    stdio: ["ignore", "pipe", "pipe"],
-  });
+  prom = spawn(
+    PROMETHEUS,
+    [
+      `--config.file=${config}`,
+      `--storage.tsdb.path=${join(dir, "tsdb")}`,
+      `--web.listen-address=127.0.0.1:${promPort}`,
+      "--log.level=warn",
+    ],
+    {
+      stdio: ["ignore", "pipe", "pipe"],
+    },
+  );
   const keep = (d: Buffer): void => {
     promOutput = (promOutput + d.toString()).slice(-64 * 1024);
   };
@@ -136,7 +147,10 @@ describe("a real Prometheus scrapes /metrics", () => {
   });
 
   it("page cache counters are stored with their labels", async () => {
-    const s = await waitFor('pageserver_page_cache_read_accesses_total{key_kind="immutable"}', (x) => x.length === 1 && sampleValue(x[0]!) > 0);
+    const s = await waitFor(
+      'pageserver_page_cache_read_accesses_total{key_kind="immutable"}',
+      (x) => x.length === 1 && sampleValue(x[0]!) > 0,
+    );
     expect(s[0]!.metric["job"]).toBe(JOB);
     const hits = await query('pageserver_page_cache_read_hits_total{key_kind="immutable"}');
     expect(hits.length).toBe(1);

@@ -65,7 +65,15 @@ describe("the size model", () => {
   it("one timeline: the logical size at its retention start plus the WAL after it", async () => {
     const s = await computeTenantSize(inputs([root(0x9000, 0x5000)]), logical);
     expect(s.segments).toEqual([
-      { timeline_id: P, parent: null, lsn_start: 0x5000, lsn_end: 0x9000, logical_size_bytes: 1_000_000 + 0x5000, wal_bytes: 0x4000, size_bytes: 1_000_000 + 0x5000 + 0x4000 },
+      {
+        timeline_id: P,
+        parent: null,
+        lsn_start: 0x5000,
+        lsn_end: 0x9000,
+        logical_size_bytes: 1_000_000 + 0x5000,
+        wal_bytes: 0x4000,
+        size_bytes: 1_000_000 + 0x5000 + 0x4000,
+      },
     ]);
     expect(s.size_bytes).toBe(1_000_000 + 0x5000 + 0x4000);
   });
@@ -74,7 +82,15 @@ describe("the size model", () => {
     const both = await computeTenantSize(inputs([branch(0x7000, 0xa000, 0x7000), root(0x9000, 0x5000)]), logical);
     // Parents first, whatever the input order.
     expect(both.segments.map((g) => g.timeline_id)).toEqual([P, B]);
-    expect(both.segments[1]).toEqual({ timeline_id: B, parent: P, lsn_start: 0x7000, lsn_end: 0xa000, logical_size_bytes: null, wal_bytes: 0x3000, size_bytes: 0x3000 });
+    expect(both.segments[1]).toEqual({
+      timeline_id: B,
+      parent: P,
+      lsn_start: 0x7000,
+      lsn_end: 0xa000,
+      logical_size_bytes: null,
+      wal_bytes: 0x3000,
+      size_bytes: 0x3000,
+    });
     const parent = await computeTenantSize(inputs([root(0x9000, 0x5000)]), logical);
     const alone = await computeTenantSize(inputs([{ ...branch(0x7000, 0xa000, 0x7000), ancestor_id: null, ancestor_lsn: null }]), logical);
     expect(both.size_bytes).toBe(parent.size_bytes + 0x3000);
@@ -125,7 +141,12 @@ describe("the size model's inputs from a tenant", () => {
       retention_start_lsn: 0x400,
     });
     // A branch with no WAL of its own retains from its branch point.
-    expect(byId.get(shared.timelineId)).toMatchObject({ ancestor_id: main.timelineId, ancestor_lsn: 0x500, retention_start_lsn: 0x500, last_record_lsn: 0x500 });
+    expect(byId.get(shared.timelineId)).toMatchObject({
+      ancestor_id: main.timelineId,
+      ancestor_lsn: 0x500,
+      retention_start_lsn: 0x500,
+      last_record_lsn: 0x500,
+    });
     expect(byId.get(own.timelineId)).toMatchObject({ ancestor_lsn: 0x300, retention_start_lsn: 0x300 });
     const asked: [TimelineId, number][] = [];
     const size = await computeTenantSize(inputs, async (id, lsn) => {
@@ -140,7 +161,10 @@ describe("the size model's inputs from a tenant", () => {
     expect(size.size_bytes).toBe(1000 + 0x200 + 0 + 1000 + 0);
     // After a GC past the horizon, latest_gc_cutoff_lsn holds the retention start up.
     await t.gc({ timeline: main, cutoffLsn: asLsn(0x400) });
-    expect(sizeInputs(t, Date.now()).timelines.find((x) => x.timeline_id === main.timelineId)).toMatchObject({ latest_gc_cutoff_lsn: 0x400, retention_start_lsn: 0x400 });
+    expect(sizeInputs(t, Date.now()).timelines.find((x) => x.timeline_id === main.timelineId)).toMatchObject({
+      latest_gc_cutoff_lsn: 0x400,
+      retention_start_lsn: 0x400,
+    });
   });
 });
 
@@ -227,7 +251,11 @@ describe.skipIf(!havePg15())("GET /v1/tenant/:id/size with a real data directory
       const m = /^pageserver_storage_operations_seconds_count\{operation="logical size"\} (\d+)$/m.exec(text);
       return m === null ? 0 : Number(m[1]);
     };
-    type Size = { id: string; size: number; segments: { timeline_id: string; logical_size_bytes: number | null; wal_bytes: number; size_bytes: number }[] };
+    type Size = {
+      id: string;
+      size: number;
+      segments: { timeline_id: string; logical_size_bytes: number | null; wal_bytes: number; size_bytes: number }[];
+    };
     const sizeOf = async (t: string): Promise<Size> => (await api("GET", `/v1/tenant/${t}/size`)) as unknown as Size;
 
     const a = String((await api("POST", "/v1/tenant", {}))["id"]);
@@ -259,7 +287,8 @@ describe.skipIf(!havePg15())("GET /v1/tenant/:id/size with a real data directory
     expect(viaClient.segments).toEqual(both.segments);
     const PAGECTL = fileURLToPath(new URL("../src/cli/pagectl.ts", import.meta.url));
     // Asynchronous: the server runs in this process.
-    const run = (args: string[]) => promisify(execFile)(process.execPath, ["--import", "tsx", PAGECTL, "--server", base, ...args], { encoding: "utf8", timeout: 60_000 });
+    const run = (args: string[]) =>
+      promisify(execFile)(process.execPath, ["--import", "tsx", PAGECTL, "--server", base, ...args], { encoding: "utf8", timeout: 60_000 });
     const table = await run(["tenant", "size", a]);
     expect(table.stdout).toContain(`tenant ${a}: `);
     expect(table.stdout).toContain(`(${both.size} bytes)`);

@@ -31,7 +31,12 @@ async function start(): Promise<string> {
   return `http://127.0.0.1:${await server.start()}`;
 }
 
-async function call(base: string, method: string, path: string, body?: unknown): Promise<{ status: number; json: Record<string, unknown> & unknown[] }> {
+async function call(
+  base: string,
+  method: string,
+  path: string,
+  body?: unknown,
+): Promise<{ status: number; json: Record<string, unknown> & unknown[] }> {
   const r = await fetch(`${base}${path}`, { method, body: body === undefined ? undefined : JSON.stringify(body) });
   return { status: r.status, json: (await r.json()) as Record<string, unknown> & unknown[] };
 }

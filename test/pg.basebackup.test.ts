@@ -245,7 +245,8 @@ describe("base backup of an imported cluster", () => {
       }
     }
     expect(pages).toBeGreaterThan(200);
-    for (const rel of all.filter((r) => unlogged.has(r.relnode) && r.forknum === 0)) expect(await b.relSize(rel)).toBe(await a.relSize({ ...rel, forknum: 3 }));
+    for (const rel of all.filter((r) => unlogged.has(r.relnode) && r.forknum === 0))
+      expect(await b.relSize(rel)).toBe(await a.relSize({ ...rel, forknum: 3 }));
   });
 
   it("refuses bad LSNs with typed errors", async () => {

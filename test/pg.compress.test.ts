@@ -20,7 +20,13 @@ import { zstdDecompress } from "../src/pg/compress/zstd.js";
 import { WalStreamDecoder } from "../src/pg/wal/decoder.js";
 import { restorePageImage } from "../src/pg/wal/image.js";
 import { walFileName } from "../src/pg/wal/page.js";
-import { BKPIMAGE_COMPRESS_LZ4, BKPIMAGE_COMPRESS_PGLZ, BKPIMAGE_COMPRESS_ZSTD, type BlockImage, type DecodedRecord } from "../src/pg/wal/record.js";
+import {
+  BKPIMAGE_COMPRESS_LZ4,
+  BKPIMAGE_COMPRESS_PGLZ,
+  BKPIMAGE_COMPRESS_ZSTD,
+  type BlockImage,
+  type DecodedRecord,
+} from "../src/pg/wal/record.js";
 import { asLsn, parseLsn } from "../src/types/lsn.js";
 import { PgInstance } from "./support/postgres.js";
 
@@ -374,7 +380,10 @@ describe("on data compressed by PostgreSQL 15", () => {
           const data = tup + page[tup + 22]!;
           const id = dv.getInt32(data, true);
           const b0 = page[data + 4]!;
-          const v = (b0 & 1) === 1 ? page.subarray(data + 5, data + 4 + (b0 >>> 1)) : page.subarray(data + 8, data + 4 + (dv.getUint32(data + 4, true) >>> 2));
+          const v =
+            (b0 & 1) === 1
+              ? page.subarray(data + 5, data + 4 + (b0 >>> 1))
+              : page.subarray(data + 8, data + 4 + (dv.getUint32(data + 4, true) >>> 2));
           const s = Buffer.from(v).toString("latin1");
           const base = String.fromCharCode(65 + (id % 26)).repeat(id % 200);
           expect(s.startsWith(base) && /^u*$/.test(s.slice(base.length)), `row ${id}`).toBe(true);
@@ -407,9 +416,15 @@ describe("on data compressed by PostgreSQL 15", () => {
   });
 
   it("mutated images: every decoder either yields the exact size or throws DecompressError", () => {
-    const sample = [BKPIMAGE_COMPRESS_PGLZ, BKPIMAGE_COMPRESS_LZ4, BKPIMAGE_COMPRESS_ZSTD].flatMap((m) => images.filter((i) => i.method === m).slice(0, 8));
+    const sample = [BKPIMAGE_COMPRESS_PGLZ, BKPIMAGE_COMPRESS_LZ4, BKPIMAGE_COMPRESS_ZSTD].flatMap((m) =>
+      images.filter((i) => i.method === m).slice(0, 8),
+    );
     const decode = (m: number, bytes: Uint8Array, size: number) =>
-      m === BKPIMAGE_COMPRESS_PGLZ ? pglzDecompress(bytes, size) : m === BKPIMAGE_COMPRESS_LZ4 ? lz4DecompressBlock(bytes, size) : zstdDecompress(bytes, size);
+      m === BKPIMAGE_COMPRESS_PGLZ
+        ? pglzDecompress(bytes, size)
+        : m === BKPIMAGE_COMPRESS_LZ4
+          ? lz4DecompressBlock(bytes, size)
+          : zstdDecompress(bytes, size);
     fc.assert(
       fc.property(
         fc.nat(sample.length - 1),
@@ -453,4 +468,3 @@ describe("random round trips", () => {
     );
   });
 });
-

@@ -12,7 +12,12 @@ const params = (s: string): Record<string, string> => Object.fromEntries(parseCo
 
 describe("conninfo", () => {
   it("key=value: the form libpq documents, with quoting, escapes and spaces around '='", () => {
-    expect(params("host=127.0.0.1 port=5432 user=postgres dbname=postgres")).toEqual({ host: "127.0.0.1", port: "5432", user: "postgres", dbname: "postgres" });
+    expect(params("host=127.0.0.1 port=5432 user=postgres dbname=postgres")).toEqual({
+      host: "127.0.0.1",
+      port: "5432",
+      user: "postgres",
+      dbname: "postgres",
+    });
     expect(params("  host = h\tport=1  ")).toEqual({ host: "h", port: "1" });
     expect(params(String.raw`password='a b\'c\\d' user=u`)).toEqual({ password: String.raw`a b'c\d`, user: "u" });
     expect(params(String.raw`password=a\ b user=u`)).toEqual({ password: "a b", user: "u" });
@@ -62,7 +67,9 @@ describe("conninfo", () => {
 
   it("masks every password form in place and leaves the rest as written", () => {
     expect(maskConninfo("postgresql://u:s3cret@h:5432/d")).toBe("postgresql://u:***@h:5432/d");
-    expect(maskConninfo("postgresql://u@h/d?sslmode=disable&password=s3cret&application_name=")).toBe("postgresql://u@h/d?sslmode=disable&password=***&application_name=");
+    expect(maskConninfo("postgresql://u@h/d?sslmode=disable&password=s3cret&application_name=")).toBe(
+      "postgresql://u@h/d?sslmode=disable&password=***&application_name=",
+    );
     expect(maskConninfo("host=h password=s3cret user=u")).toBe("host=h password=*** user=u");
     expect(maskConninfo(String.raw`host=h password = 'se cr\'et' user=u`)).toBe("host=h password = *** user=u");
     expect(maskConninfo("password=a password=b")).toBe("password=*** password=***");
@@ -81,7 +88,12 @@ describe("conninfo", () => {
       ssl: "off",
       options: null,
     });
-    expect(resolveConninfo("postgresql://u:pw@h/d?sslmode=verify-full&options=-c%20x%3D1")).toMatchObject({ password: "pw", ssl: "verified", options: "-c x=1", port: 5432 });
+    expect(resolveConninfo("postgresql://u:pw@h/d?sslmode=verify-full&options=-c%20x%3D1")).toMatchObject({
+      password: "pw",
+      ssl: "verified",
+      options: "-c x=1",
+      port: 5432,
+    });
     expect(resolveConninfo("hostaddr=10.0.0.1 host=name user=u").host).toBe("10.0.0.1");
     expect(resolveConninfo("host=h user=u").database).toBe("u");
     const refused = (s: string, re: RegExp) => expect(() => resolveConninfo(s)).toThrow(re);

@@ -66,7 +66,14 @@ describe("keys", () => {
     expect(keyToHex(DBDIR_KEY)).toBe("0".repeat(36));
     expect(keyFields(relDirKey(1663, 5))).toEqual({ field1: 0, field2: 1663, field3: 5, field4: 0, field5: 0, field6: 1 });
     expect(keyFields(relmapFileKey(1663, 5)).field6).toBe(0);
-    expect(keyFields(slruBlockKey(SlruKind.MultiXactOffsets, 3, 4))).toEqual({ field1: 1, field2: 2, field3: 1, field4: 3, field5: 0, field6: 4 });
+    expect(keyFields(slruBlockKey(SlruKind.MultiXactOffsets, 3, 4))).toEqual({
+      field1: 1,
+      field2: 2,
+      field3: 1,
+      field4: 3,
+      field5: 0,
+      field6: 4,
+    });
     expect(keyFields(slruSegmentSizeKey(SlruKind.Clog, 0)).field6).toBe(0xffffffff);
     expect(keyFields(twophaseFileKey(0x1_2345_6789 * 0x100 + 0xab))).toMatchObject({ field1: 2 });
     expect(keyFields(CONTROLFILE_KEY)).toMatchObject({ field1: 3, field6: 0 });
@@ -115,7 +122,12 @@ describe("directory encodings", () => {
 describe("PendingValues", () => {
   it("behaves as a Map of key → value (order, replace, delete, delete ranges, bytes), with and without its index (property)", async () => {
     const op = fc.oneof(
-      fc.record({ kind: fc.constant("set" as const), key: fc.integer({ min: 0, max: 40 }), len: fc.integer({ min: 1, max: 9 }), tagged: fc.boolean() }),
+      fc.record({
+        kind: fc.constant("set" as const),
+        key: fc.integer({ min: 0, max: 40 }),
+        len: fc.integer({ min: 1, max: 9 }),
+        tagged: fc.boolean(),
+      }),
       fc.record({ kind: fc.constant("del" as const), from: fc.integer({ min: 0, max: 40 }), n: fc.integer({ min: 0, max: 6 }) }),
       fc.record({ kind: fc.constant("del1" as const), key: fc.integer({ min: 0, max: 40 }) }),
       fc.record({ kind: fc.constant("clear" as const) }),

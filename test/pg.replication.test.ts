@@ -47,7 +47,9 @@ function waldumpRecords(stdout: string): string[] {
   const out: string[] = [];
   for (const line of stdout.split("\n")) {
     if (!line.startsWith("rmgr:")) continue;
-    const m = /^rmgr: (\S+)\s+len \(rec\/tot\):\s*\d+\/\s*(\d+), tx:\s*\d+, lsn: ([0-9A-F]+\/[0-9A-F]+), prev ([0-9A-F]+\/[0-9A-F]+),/.exec(line);
+    const m = /^rmgr: (\S+)\s+len \(rec\/tot\):\s*\d+\/\s*(\d+), tx:\s*\d+, lsn: ([0-9A-F]+\/[0-9A-F]+), prev ([0-9A-F]+\/[0-9A-F]+),/.exec(
+      line,
+    );
     if (m === null) throw new Error(`unparsed pg_waldump line: ${line}`);
     out.push(`${m[1]} ${lsnToString(parseLsn(m[3]!))} ${lsnToString(parseLsn(m[4]!))} ${m[2]}`);
   }
@@ -86,11 +88,15 @@ describe("replication message codecs", () => {
     const mk = parseReplicationMessage(k);
     expect(mk).toEqual({ kind: "keepalive", walEnd: parseLsn("2/10"), sendTime_us: 0, replyRequested: true });
 
-    const r = encodeStandbyStatus({ write: parseLsn("3/4"), flush: parseLsn("5/6"), apply: asLsn(0), replyRequested: true, sendTime_us: 2 ** 40 + 7 });
+    const r = encodeStandbyStatus({
+      write: parseLsn("3/4"),
+      flush: parseLsn("5/6"),
+      apply: asLsn(0),
+      replyRequested: true,
+      sendTime_us: 2 ** 40 + 7,
+    });
     expect(r.length).toBe(34);
-    expect(Buffer.from(r).toString("hex")).toBe(
-      `72${"0000000300000004"}${"0000000500000006"}${"0000000000000000"}${"0000010000000007"}01`,
-    );
+    expect(Buffer.from(r).toString("hex")).toBe(`72${"0000000300000004"}${"0000000500000006"}${"0000000000000000"}${"0000010000000007"}01`);
     expect(() => parseReplicationMessage(new Uint8Array([0x77, 0]))).toThrow(ReplicationError);
     expect(() => parseReplicationMessage(new Uint8Array([0x7a]))).toThrow(ReplicationError);
   });
@@ -102,7 +108,9 @@ describe("physical replication against PostgreSQL 15", () => {
   let systemId: string;
 
   beforeAll(async () => {
-    pg = await PgInstance.start({ conf: { wal_level: "replica", max_wal_senders: 10, max_replication_slots: 10, wal_sender_timeout: "60s" } });
+    pg = await PgInstance.start({
+      conf: { wal_level: "replica", max_wal_senders: 10, max_replication_slots: 10, wal_sender_timeout: "60s" },
+    });
     connstr = pg.connectionString();
     systemId = await pg.psql("SELECT system_identifier FROM pg_control_system()");
   });
@@ -253,7 +261,10 @@ describe("physical replication against PostgreSQL 15", () => {
     }
     expect(receiver.state.state).toBe("stopped");
     await expect(receiver.finished).resolves.toBeUndefined();
-    await waitFor("the walsender to go", async () => (await pg.psql("SELECT count(*) FROM pg_stat_replication WHERE application_name = 'ps_test_recv'")) === "0");
+    await waitFor(
+      "the walsender to go",
+      async () => (await pg.psql("SELECT count(*) FROM pg_stat_replication WHERE application_name = 'ps_test_recv'")) === "0",
+    );
     expect(await pg.psql("SELECT active FROM pg_replication_slots WHERE slot_name = 'ps_stream'")).toBe("f");
     await pg.psql("SELECT pg_drop_replication_slot('ps_stream')");
   });
@@ -273,7 +284,15 @@ describe("physical replication against PostgreSQL 15", () => {
     let expectedNext: Lsn = start;
     let calls = 0;
     const receiver = new WalReceiver(
-      { connstr, slot_name: "ps_bp", start_lsn: start, timeline: 1, status_interval_ms: 100, max_buffered_bytes, application_name: "ps_test_bp" },
+      {
+        connstr,
+        slot_name: "ps_bp",
+        start_lsn: start,
+        timeline: 1,
+        status_interval_ms: 100,
+        max_buffered_bytes,
+        application_name: "ps_test_bp",
+      },
       {
         onWal: async (lsn, bytes) => {
           calls++;
@@ -313,7 +332,14 @@ describe("physical replication against PostgreSQL 15", () => {
 
   it("a wrong expected system id fails with a typed error after one attempt", async () => {
     const receiver = new WalReceiver(
-      { connstr, slot_name: "ps_wrong", start_lsn: parseLsn("0/1000000"), expected_system_id: "12345", timeline: 1, backoff_initial_ms: 10 },
+      {
+        connstr,
+        slot_name: "ps_wrong",
+        start_lsn: parseLsn("0/1000000"),
+        expected_system_id: "12345",
+        timeline: 1,
+        backoff_initial_ms: 10,
+      },
       { onWal: () => {}, flushLsn: () => asLsn(0) },
     );
     receiver.start();
@@ -363,7 +389,10 @@ describe("physical replication against PostgreSQL 15", () => {
     expect(receiver.state.state).toBe("failed");
     expect(receiver.state.connect_attempts).toBe(1);
     expect(receiver.state.last_error).toContain("disk full");
-    await waitFor("the walsender to go", async () => (await pg.psql("SELECT count(*) FROM pg_replication_slots WHERE slot_name = 'ps_throw' AND active")) === "0");
+    await waitFor(
+      "the walsender to go",
+      async () => (await pg.psql("SELECT count(*) FROM pg_replication_slots WHERE slot_name = 'ps_throw' AND active")) === "0",
+    );
     await pg.psql("SELECT pg_drop_replication_slot('ps_throw')");
   });
 
@@ -372,7 +401,15 @@ describe("physical replication against PostgreSQL 15", () => {
     const dead = "postgresql://postgres@127.0.0.1:1/postgres";
     const states: string[] = [];
     const bounded = new WalReceiver(
-      { connstr: dead, slot_name: "ps_dead", start_lsn: asLsn(0), timeline: 1, backoff_initial_ms: 1, backoff_max_ms: 4, max_consecutive_failures: 4 },
+      {
+        connstr: dead,
+        slot_name: "ps_dead",
+        start_lsn: asLsn(0),
+        timeline: 1,
+        backoff_initial_ms: 1,
+        backoff_max_ms: 4,
+        max_consecutive_failures: 4,
+      },
       { onWal: () => {}, flushLsn: () => asLsn(0), onStateChange: (s) => states.push(s.state) },
     );
     bounded.start();

@@ -53,7 +53,8 @@ interface DumpRecord {
   blocks: { id: number; rel: string; fork: string; blk: number; fpw: "" | "FPW" | "verify" }[];
 }
 
-const DUMP_RE = /^rmgr: (\S+)\s+len \(rec\/tot\):\s*(\d+)\/\s*(\d+), tx:\s*(\d+), lsn: ([0-9A-F]+\/[0-9A-F]+), prev ([0-9A-F]+\/[0-9A-F]+), desc: (.*)$/;
+const DUMP_RE =
+  /^rmgr: (\S+)\s+len \(rec\/tot\):\s*(\d+)\/\s*(\d+), tx:\s*(\d+), lsn: ([0-9A-F]+\/[0-9A-F]+), prev ([0-9A-F]+\/[0-9A-F]+), desc: (.*)$/;
 const BLKREF_RE = /blkref #(\d+): rel (\d+\/\d+\/\d+)(?: fork (\w+))? blk (\d+)( FPW for WAL verification| FPW)?/g;
 
 function parseDump(stdout: string): DumpRecord[] {
@@ -288,12 +289,7 @@ describe("WalStreamDecoder on real PostgreSQL 15 WAL", () => {
 
   it("gives the same records whatever the chunking (1, 7, 8191, 100000 bytes and random)", () => {
     const bytes = wal.subarray(0, walEnd - walStart);
-    const runs = [
-      [1, 7, 8191, 100000],
-      pseudoRandomSizes(1000, 20000, 42),
-      [XLOG_BLCKSZ],
-      [SEG],
-    ];
+    const runs = [[1, 7, 8191, 100000], pseudoRandomSizes(1000, 20000, 42), [XLOG_BLCKSZ], [SEG]];
     for (const sizes of runs) {
       const dec = new WalStreamDecoder(walStart, { segmentSizeBytes: SEG });
       const got = decodeChunked(dec, bytes, sizes);
@@ -679,14 +675,42 @@ describe("decodeRecord validation (DecodeXLogRecord's rules)", () => {
     ["HAS_DATA without data", [blockHdr(0, 0x20, 0), rel, u32le(1)], /BKPBLOCK_HAS_DATA set, but no data/],
     ["data without HAS_DATA", [blockHdr(0, 0, 4), rel, u32le(1), [1, 2, 3, 4]], /BKPBLOCK_HAS_DATA not set/],
     ["SAME_REL first", [blockHdr(0, 0x80, 0), u32le(1)], /SAME_REL set but no previous rel/],
-    ["hole with offset 0", [blockHdr(0, 0x10, 0), [...u16le(8000), ...u16le(0), 0x01], rel, u32le(1), new Uint8Array(8000)], /HAS_HOLE set/],
+    [
+      "hole with offset 0",
+      [blockHdr(0, 0x10, 0), [...u16le(8000), ...u16le(0), 0x01], rel, u32le(1), new Uint8Array(8000)],
+      /HAS_HOLE set/,
+    ],
     // Uncompressed, hole_length = 8192 - bimg_len: the "no hole" check fires first, as in PostgreSQL.
-    ["no hole but short image", [blockHdr(0, 0x10, 0), [...u16le(8000), ...u16le(0), 0x00], rel, u32le(1), new Uint8Array(8000)], /HAS_HOLE not set, but hole offset 0 length 192/],
-    ["no hole but hole offset", [blockHdr(0, 0x10, 0), [...u16le(8192), ...u16le(10), 0x00], rel, u32le(1), new Uint8Array(8192)], /HAS_HOLE not set/],
-    ["compressed full size", [blockHdr(0, 0x10, 0), [...u16le(8192), ...u16le(0), 0x04], rel, u32le(1), new Uint8Array(8192)], /COMPRESSED set/],
-    ["compressed hole of 0", [blockHdr(0, 0x10, 0), [...u16le(10), ...u16le(100), 0x05, ...u16le(0)], rel, u32le(1), new Uint8Array(10)], /HAS_HOLE set/],
-    ["hole past the page", [blockHdr(0, 0x10, 0), [...u16le(10), ...u16le(8000), 0x05, ...u16le(300)], rel, u32le(1), new Uint8Array(10)], /reaches past BLCKSZ/],
-    ["image longer than a page", [blockHdr(0, 0x10, 0), [...u16le(9000), ...u16le(0), 0x00], rel, u32le(1), new Uint8Array(9000)], /exceeds BLCKSZ/],
+    [
+      "no hole but short image",
+      [blockHdr(0, 0x10, 0), [...u16le(8000), ...u16le(0), 0x00], rel, u32le(1), new Uint8Array(8000)],
+      /HAS_HOLE not set, but hole offset 0 length 192/,
+    ],
+    [
+      "no hole but hole offset",
+      [blockHdr(0, 0x10, 0), [...u16le(8192), ...u16le(10), 0x00], rel, u32le(1), new Uint8Array(8192)],
+      /HAS_HOLE not set/,
+    ],
+    [
+      "compressed full size",
+      [blockHdr(0, 0x10, 0), [...u16le(8192), ...u16le(0), 0x04], rel, u32le(1), new Uint8Array(8192)],
+      /COMPRESSED set/,
+    ],
+    [
+      "compressed hole of 0",
+      [blockHdr(0, 0x10, 0), [...u16le(10), ...u16le(100), 0x05, ...u16le(0)], rel, u32le(1), new Uint8Array(10)],
+      /HAS_HOLE set/,
+    ],
+    [
+      "hole past the page",
+      [blockHdr(0, 0x10, 0), [...u16le(10), ...u16le(8000), 0x05, ...u16le(300)], rel, u32le(1), new Uint8Array(10)],
+      /reaches past BLCKSZ/,
+    ],
+    [
+      "image longer than a page",
+      [blockHdr(0, 0x10, 0), [...u16le(9000), ...u16le(0), 0x00], rel, u32le(1), new Uint8Array(9000)],
+      /exceeds BLCKSZ/,
+    ],
     ["fork 5", [blockHdr(0, 0x05, 0), rel, u32le(1)], /invalid fork number 5/],
     ["truncated block header", [blockHdr(0, 0, 0), [1, 2]], /invalid length/],
     ["payload missing", [blockHdr(0, 0x20, 10), rel, u32le(1), [1, 2, 3]], /invalid length/],

@@ -107,7 +107,11 @@ function u64le(v: number): number[] {
 function record(rmid: number, info: number, main: Uint8Array | number[], xid = 0): DecodedRecord {
   const data = bytesOf(main);
   const hdr = data.length === 0 ? [] : data.length <= 255 ? [255, data.length] : [254, ...u32le(data.length)];
-  return decodeRecord(buildRecord({ rmid, info, xid, body: bytesOf(hdr, data) }, asLsn(0x100)), LSN, asLsn(LSN + 24 + hdr.length + data.length));
+  return decodeRecord(
+    buildRecord({ rmid, info, xid, body: bytesOf(hdr, data) }, asLsn(0x100)),
+    LSN,
+    asLsn(LSN + 24 + hdr.length + data.length),
+  );
 }
 
 type Decoder = (rec: DecodedRecord) => unknown;
@@ -169,7 +173,10 @@ describe("XLOG records", () => {
     expect(decodeXlogRecord(record(RM_XLOG_ID, XLOG_FPI_FOR_HINT, []))).toEqual({ op: XLOG_FPI_FOR_HINT });
     const noop = decodeXlogRecord(record(RM_XLOG_ID, XLOG_NOOP, [9, 8, 7]));
     expect(noop.op === XLOG_NOOP && [...noop.data]).toEqual([9, 8, 7]);
-    expect(decodeXlogRecord(record(RM_XLOG_ID, XLOG_BACKUP_END, u64le(0x0002_0000_1000)))).toEqual({ op: XLOG_BACKUP_END, startPoint: 0x0002_0000_1000 });
+    expect(decodeXlogRecord(record(RM_XLOG_ID, XLOG_BACKUP_END, u64le(0x0002_0000_1000)))).toEqual({
+      op: XLOG_BACKUP_END,
+      startPoint: 0x0002_0000_1000,
+    });
     const pc = [...u32le(100), ...u32le(8), ...u32le(10), ...u32le(5), ...u32le(64), ...u32le(2), 1, 0, 0, 0];
     expect(decodeXlogRecord(record(RM_XLOG_ID, XLOG_PARAMETER_CHANGE, pc))).toEqual({
       op: XLOG_PARAMETER_CHANGE,
@@ -215,7 +222,11 @@ describe("XLOG records", () => {
     expectExact(RM_XLOG_ID, XLOG_END_OF_RECOVERY, new Uint8Array(16), decodeXlogRecord);
     expectExact(RM_XLOG_ID, XLOG_OVERWRITE_CONTRECORD, new Uint8Array(16), decodeXlogRecord);
     expectCorrupt(record(RM_XLOG_ID, XLOG_RESTORE_POINT, new Uint8Array(72).fill(65)), decodeXlogRecord, /NUL-terminated/);
-    expectCorrupt(record(RM_XLOG_ID, XLOG_PARAMETER_CHANGE, bytesOf(new Uint8Array(20), u32le(3), [0, 0, 0, 0])), decodeXlogRecord, /wal_level 3/);
+    expectCorrupt(
+      record(RM_XLOG_ID, XLOG_PARAMETER_CHANGE, bytesOf(new Uint8Array(20), u32le(3), [0, 0, 0, 0])),
+      decodeXlogRecord,
+      /wal_level 3/,
+    );
     expectCorrupt(record(RM_XLOG_ID, XLOG_FPW_CHANGE, [2]), decodeXlogRecord, /not a bool/);
     expectCorrupt(record(RM_XLOG_ID, 0xc0, []), decodeXlogRecord, /unknown XLOG info code 0xc0/);
     expectCorrupt(record(RM_XACT_ID, XLOG_NEXTOID, u32le(5)), decodeXlogRecord, /not an XLOG record/);
@@ -271,13 +282,22 @@ describe("Transaction records", () => {
   it("decodes a plain COMMIT, an ABORT (which has no invalidations), ABORT_PREPARED, ASSIGNMENT and INVALIDATIONS", () => {
     const plain = decodeXactRecord(record(RM_XACT_ID, XLOG_XACT_COMMIT, u64le(5), 700));
     expect(plain).toMatchObject({ op: XLOG_XACT_COMMIT, xactTime: 5, xinfo: 0, nsubxacts: 0, nrels: 0, twophaseXid: 0, twophaseGid: "" });
-    const abortMain = bytesOf(u64le(6), u32le(XACT_XINFO_HAS_SUBXACTS | XACT_XINFO_HAS_RELFILENODES), [...u32le(1), ...u32le(3000)], [...u32le(1), ...RNODE]);
+    const abortMain = bytesOf(
+      u64le(6),
+      u32le(XACT_XINFO_HAS_SUBXACTS | XACT_XINFO_HAS_RELFILENODES),
+      [...u32le(1), ...u32le(3000)],
+      [...u32le(1), ...RNODE],
+    );
     const abort = decodeXactRecord(record(RM_XACT_ID, XLOG_XACT_ABORT | XLOG_XACT_HAS_INFO, abortMain));
     if (abort.op !== XLOG_XACT_ABORT) throw new Error("wrong op");
     expect(subxactAt(abort.subxacts, 0)).toBe(3000);
     expect(relFileNodeAt(abort.rels, 0).relNode).toBe(24576);
     const ap = decodeXactRecord(
-      record(RM_XACT_ID, XLOG_XACT_ABORT_PREPARED | XLOG_XACT_HAS_INFO, bytesOf(u64le(7), u32le(XACT_XINFO_HAS_TWOPHASE | XACT_XINFO_HAS_GID), u32le(4444), gid("g"))),
+      record(
+        RM_XACT_ID,
+        XLOG_XACT_ABORT_PREPARED | XLOG_XACT_HAS_INFO,
+        bytesOf(u64le(7), u32le(XACT_XINFO_HAS_TWOPHASE | XACT_XINFO_HAS_GID), u32le(4444), gid("g")),
+      ),
     );
     expect(ap).toMatchObject({ op: XLOG_XACT_ABORT_PREPARED, twophaseXid: 4444, twophaseGid: "g" });
     const asg = decodeXactRecord(record(RM_XACT_ID, XLOG_XACT_ASSIGNMENT, [...u32le(900), ...u32le(2), ...u32le(901), ...u32le(902)]));
@@ -337,7 +357,11 @@ describe("Transaction records", () => {
     // A negative count, a GID without its NUL, a prepared commit without its xid.
     expectCorrupt(record(RM_XACT_ID, XLOG_XACT_ASSIGNMENT, [...u32le(900), ...u32le(0xffffffff)]), decodeXactRecord, /do not fit/);
     expectCorrupt(
-      record(RM_XACT_ID, XLOG_XACT_ABORT_PREPARED | XLOG_XACT_HAS_INFO, bytesOf(u64le(7), u32le(XACT_XINFO_HAS_TWOPHASE | XACT_XINFO_HAS_GID), u32le(4444), [65, 65])),
+      record(
+        RM_XACT_ID,
+        XLOG_XACT_ABORT_PREPARED | XLOG_XACT_HAS_INFO,
+        bytesOf(u64le(7), u32le(XACT_XINFO_HAS_TWOPHASE | XACT_XINFO_HAS_GID), u32le(4444), [65, 65]),
+      ),
       decodeXactRecord,
       /GID is not NUL-terminated/,
     );
@@ -384,7 +408,9 @@ describe("Storage, CLOG, Database, MultiXact, RelMap, Standby records", () => {
   });
 
   it("Database: CREATE_FILE_COPY, CREATE_WAL_LOG, DROP", () => {
-    expect(decodeDbaseRecord(record(RM_DBASE_ID, XLOG_DBASE_CREATE_FILE_COPY, [...u32le(16400), ...u32le(1663), ...u32le(1), ...u32le(1663)]))).toEqual({
+    expect(
+      decodeDbaseRecord(record(RM_DBASE_ID, XLOG_DBASE_CREATE_FILE_COPY, [...u32le(16400), ...u32le(1663), ...u32le(1), ...u32le(1663)])),
+    ).toEqual({
       op: XLOG_DBASE_CREATE_FILE_COPY,
       dbId: 16400,
       tablespaceId: 1663,
@@ -406,12 +432,39 @@ describe("Storage, CLOG, Database, MultiXact, RelMap, Standby records", () => {
   });
 
   it("MultiXact: ZERO_OFF_PAGE, ZERO_MEM_PAGE, CREATE_ID, TRUNCATE_ID", () => {
-    expect(decodeMultiXactRecord(record(RM_MULTIXACT_ID, XLOG_MULTIXACT_ZERO_OFF_PAGE, u32le(32)))).toEqual({ op: XLOG_MULTIXACT_ZERO_OFF_PAGE, pageno: 32 });
-    expect(decodeMultiXactRecord(record(RM_MULTIXACT_ID, XLOG_MULTIXACT_ZERO_MEM_PAGE, u32le(2_625_285)))).toEqual({ op: XLOG_MULTIXACT_ZERO_MEM_PAGE, pageno: 2_625_285 });
-    const create = decodeMultiXactRecord(record(RM_MULTIXACT_ID, XLOG_MULTIXACT_CREATE_ID, [...u32le(70), ...u32le(500), ...u32le(2), ...u32le(900), ...u32le(1), ...u32le(901), ...u32le(5)]));
+    expect(decodeMultiXactRecord(record(RM_MULTIXACT_ID, XLOG_MULTIXACT_ZERO_OFF_PAGE, u32le(32)))).toEqual({
+      op: XLOG_MULTIXACT_ZERO_OFF_PAGE,
+      pageno: 32,
+    });
+    expect(decodeMultiXactRecord(record(RM_MULTIXACT_ID, XLOG_MULTIXACT_ZERO_MEM_PAGE, u32le(2_625_285)))).toEqual({
+      op: XLOG_MULTIXACT_ZERO_MEM_PAGE,
+      pageno: 2_625_285,
+    });
+    const create = decodeMultiXactRecord(
+      record(RM_MULTIXACT_ID, XLOG_MULTIXACT_CREATE_ID, [
+        ...u32le(70),
+        ...u32le(500),
+        ...u32le(2),
+        ...u32le(900),
+        ...u32le(1),
+        ...u32le(901),
+        ...u32le(5),
+      ]),
+    );
     if (create.op !== XLOG_MULTIXACT_CREATE_ID) throw new Error("wrong op");
-    expect([create.mid, create.moff, create.nmembers, memberXidAt(create, 1), memberStatusAt(create, 1), memberStatusAt(create, 0)]).toEqual([70, 500, 2, 901, 5, 1]);
-    expect(decodeMultiXactRecord(record(RM_MULTIXACT_ID, XLOG_MULTIXACT_TRUNCATE_ID, [...u32le(5), ...u32le(1), ...u32le(2048), ...u32le(0), ...u32le(1636)]))).toEqual({
+    expect([
+      create.mid,
+      create.moff,
+      create.nmembers,
+      memberXidAt(create, 1),
+      memberStatusAt(create, 1),
+      memberStatusAt(create, 0),
+    ]).toEqual([70, 500, 2, 901, 5, 1]);
+    expect(
+      decodeMultiXactRecord(
+        record(RM_MULTIXACT_ID, XLOG_MULTIXACT_TRUNCATE_ID, [...u32le(5), ...u32le(1), ...u32le(2048), ...u32le(0), ...u32le(1636)]),
+      ),
+    ).toEqual({
       op: XLOG_MULTIXACT_TRUNCATE_ID,
       oldestMultiDb: 5,
       startTruncOff: 1,
@@ -420,11 +473,24 @@ describe("Storage, CLOG, Database, MultiXact, RelMap, Standby records", () => {
       endTruncMemb: 1636,
     });
     expectExact(RM_MULTIXACT_ID, XLOG_MULTIXACT_ZERO_OFF_PAGE, u32le(1), decodeMultiXactRecord);
-    expectExact(RM_MULTIXACT_ID, XLOG_MULTIXACT_CREATE_ID, [...u32le(70), ...u32le(500), ...u32le(1), ...u32le(900), ...u32le(0)], decodeMultiXactRecord);
+    expectExact(
+      RM_MULTIXACT_ID,
+      XLOG_MULTIXACT_CREATE_ID,
+      [...u32le(70), ...u32le(500), ...u32le(1), ...u32le(900), ...u32le(0)],
+      decodeMultiXactRecord,
+    );
     expectExact(RM_MULTIXACT_ID, XLOG_MULTIXACT_TRUNCATE_ID, new Uint8Array(20), decodeMultiXactRecord);
     expectCorrupt(record(RM_MULTIXACT_ID, XLOG_MULTIXACT_ZERO_OFF_PAGE, u32le(2_097_152)), decodeMultiXactRecord, /outside/);
-    expectCorrupt(record(RM_MULTIXACT_ID, XLOG_MULTIXACT_CREATE_ID, [...u32le(70), ...u32le(500), ...u32le(0)]), decodeMultiXactRecord, /at least one/);
-    expectCorrupt(record(RM_MULTIXACT_ID, XLOG_MULTIXACT_CREATE_ID, [...u32le(70), ...u32le(500), ...u32le(1), ...u32le(900), ...u32le(6)]), decodeMultiXactRecord, /status 6/);
+    expectCorrupt(
+      record(RM_MULTIXACT_ID, XLOG_MULTIXACT_CREATE_ID, [...u32le(70), ...u32le(500), ...u32le(0)]),
+      decodeMultiXactRecord,
+      /at least one/,
+    );
+    expectCorrupt(
+      record(RM_MULTIXACT_ID, XLOG_MULTIXACT_CREATE_ID, [...u32le(70), ...u32le(500), ...u32le(1), ...u32le(900), ...u32le(6)]),
+      decodeMultiXactRecord,
+      /status 6/,
+    );
   });
 
   it("RelMap: UPDATE of a whole map file", () => {
@@ -432,14 +498,35 @@ describe("Storage, CLOG, Database, MultiXact, RelMap, Standby records", () => {
     const r = decodeRelmapRecord(record(RM_RELMAP_ID, XLOG_RELMAP_UPDATE, bytesOf(u32le(0), u32le(1664), u32le(512), map)));
     expect([r.dbId, r.tsId, r.data.length, r.data[511]]).toEqual([0, 1664, 512, 3]);
     expectExact(RM_RELMAP_ID, XLOG_RELMAP_UPDATE, bytesOf(u32le(5), u32le(1663), u32le(512), map), decodeRelmapRecord);
-    expectCorrupt(record(RM_RELMAP_ID, XLOG_RELMAP_UPDATE, bytesOf(u32le(5), u32le(1663), u32le(511), map.subarray(1))), decodeRelmapRecord, /511 bytes/);
-    expectCorrupt(record(RM_RELMAP_ID, 0x10, bytesOf(u32le(5), u32le(1663), u32le(512), map)), decodeRelmapRecord, /unknown RelMap info code/);
+    expectCorrupt(
+      record(RM_RELMAP_ID, XLOG_RELMAP_UPDATE, bytesOf(u32le(5), u32le(1663), u32le(511), map.subarray(1))),
+      decodeRelmapRecord,
+      /511 bytes/,
+    );
+    expectCorrupt(
+      record(RM_RELMAP_ID, 0x10, bytesOf(u32le(5), u32le(1663), u32le(512), map)),
+      decodeRelmapRecord,
+      /unknown RelMap info code/,
+    );
   });
 
   it("Standby: LOCK, RUNNING_XACTS, INVALIDATIONS", () => {
     const lock = decodeStandbyRecord(record(RM_STANDBY_ID, XLOG_STANDBY_LOCK, [...u32le(1), ...u32le(800), ...u32le(5), ...u32le(16384)]));
     expect(lock).toMatchObject({ op: XLOG_STANDBY_LOCK, nlocks: 1 });
-    const running = [...u32le(2), ...u32le(1), 1, 0, 0, 0, ...u32le(805), ...u32le(800), ...u32le(804), ...u32le(800), ...u32le(803), ...u32le(801)];
+    const running = [
+      ...u32le(2),
+      ...u32le(1),
+      1,
+      0,
+      0,
+      0,
+      ...u32le(805),
+      ...u32le(800),
+      ...u32le(804),
+      ...u32le(800),
+      ...u32le(803),
+      ...u32le(801),
+    ];
     expect(decodeStandbyRecord(record(RM_STANDBY_ID, XLOG_RUNNING_XACTS, running))).toMatchObject({
       op: XLOG_RUNNING_XACTS,
       xcnt: 2,
@@ -450,7 +537,12 @@ describe("Storage, CLOG, Database, MultiXact, RelMap, Standby records", () => {
       latestCompletedXid: 804,
     });
     const invals = bytesOf(u32le(5), u32le(1663), [0, 0, 0, 0], u32le(1), new Uint8Array(16));
-    expect(decodeStandbyRecord(record(RM_STANDBY_ID, XLOG_INVALIDATIONS, invals))).toMatchObject({ op: XLOG_INVALIDATIONS, dbId: 5, relcacheInitFileInval: false, nmsgs: 1 });
+    expect(decodeStandbyRecord(record(RM_STANDBY_ID, XLOG_INVALIDATIONS, invals))).toMatchObject({
+      op: XLOG_INVALIDATIONS,
+      dbId: 5,
+      relcacheInitFileInval: false,
+      nmsgs: 1,
+    });
     expectExact(RM_STANDBY_ID, XLOG_STANDBY_LOCK, [...u32le(1), ...u32le(800), ...u32le(5), ...u32le(16384)], decodeStandbyRecord);
     expectExact(RM_STANDBY_ID, XLOG_RUNNING_XACTS, running, decodeStandbyRecord);
     expectExact(RM_STANDBY_ID, XLOG_INVALIDATIONS, invals, decodeStandbyRecord);
@@ -635,7 +727,9 @@ describe("typed decoders on real PostgreSQL 15 WAL", () => {
     const xacts = records.filter((r) => r.rmid === RM_XACT_ID).map(decodeXactRecord);
     // The multixact transaction: 2100 subtransactions, some of them in its commit record
     // (the rest were assigned by ASSIGNMENT records as they piled up).
-    const assigned = xacts.filter((x) => x.op === XLOG_XACT_ASSIGNMENT).reduce((n, x) => n + (x.op === XLOG_XACT_ASSIGNMENT ? x.nsubxacts : 0), 0);
+    const assigned = xacts
+      .filter((x) => x.op === XLOG_XACT_ASSIGNMENT)
+      .reduce((n, x) => n + (x.op === XLOG_XACT_ASSIGNMENT ? x.nsubxacts : 0), 0);
     const bigCommit = xacts.find((x) => x.op === XLOG_XACT_COMMIT && x.nsubxacts > 0);
     expect(bigCommit?.op === XLOG_XACT_COMMIT && bigCommit.nsubxacts).toBe(2100);
     expect(assigned).toBeGreaterThan(0);
@@ -658,7 +752,10 @@ describe("typed decoders on real PostgreSQL 15 WAL", () => {
     const walLog = dbase.find((d) => d.op === XLOG_DBASE_CREATE_WAL_LOG);
     expect(walLog?.dbId).toBe(createdDbs.get("d_wal_log"));
     const fileCopy = dbase.find((d) => d.op === XLOG_DBASE_CREATE_FILE_COPY);
-    expect(fileCopy?.op === XLOG_DBASE_CREATE_FILE_COPY && [fileCopy.srcDbId, fileCopy.tablespaceId]).toEqual([createdDbs.get("template1"), 1663]);
+    expect(fileCopy?.op === XLOG_DBASE_CREATE_FILE_COPY && [fileCopy.srcDbId, fileCopy.tablespaceId]).toEqual([
+      createdDbs.get("template1"),
+      1663,
+    ]);
     const drop = dbase.find((d) => d.op === XLOG_DBASE_DROP);
     expect(drop?.dbId).toBe(fileCopy?.dbId);
 
@@ -666,7 +763,11 @@ describe("typed decoders on real PostgreSQL 15 WAL", () => {
     const creates = multis.filter((m) => m.op === XLOG_MULTIXACT_CREATE_ID);
     // One or more per row (the updated tuple's xmax, and the lock carried to its new version).
     expect(creates.length).toBeGreaterThanOrEqual(2100);
-    expect(creates[0]?.op === XLOG_MULTIXACT_CREATE_ID && [creates[0].mid, creates[0].moff, creates[0].nmembers]).toEqual([NEXT_MULTI, NEXT_MULTI_OFFSET, 2]);
+    expect(creates[0]?.op === XLOG_MULTIXACT_CREATE_ID && [creates[0].mid, creates[0].moff, creates[0].nmembers]).toEqual([
+      NEXT_MULTI,
+      NEXT_MULTI_OFFSET,
+      2,
+    ]);
     expect(multis.find((m) => m.op === XLOG_MULTIXACT_ZERO_OFF_PAGE)?.op === XLOG_MULTIXACT_ZERO_OFF_PAGE).toBe(true);
     const clog = records.filter((r) => r.rmid === RM_CLOG_ID).map(decodeClogRecord);
     expect(clog.find((c) => c.op === CLOG_ZEROPAGE)?.pageno).toBe(NEXT_XID / 32768);

@@ -90,12 +90,17 @@ describe("Tablespace records", () => {
       tsId: TS_INPLACE,
       path: "",
     });
-    expect(decodeTblspcRecord(record(RM_TBLSPC_ID, XLOG_TBLSPC_CREATE, [...u32le(TS_LOC), ...cstring("/srv/ts é")], asLsn(0x2000)))).toEqual({
+    expect(
+      decodeTblspcRecord(record(RM_TBLSPC_ID, XLOG_TBLSPC_CREATE, [...u32le(TS_LOC), ...cstring("/srv/ts é")], asLsn(0x2000))),
+    ).toEqual({
       op: XLOG_TBLSPC_CREATE,
       tsId: TS_LOC,
       path: "/srv/ts é",
     });
-    expect(decodeTblspcRecord(record(RM_TBLSPC_ID, XLOG_TBLSPC_DROP, u32le(TS_LOC), asLsn(0x2000)))).toEqual({ op: XLOG_TBLSPC_DROP, tsId: TS_LOC });
+    expect(decodeTblspcRecord(record(RM_TBLSPC_ID, XLOG_TBLSPC_DROP, u32le(TS_LOC), asLsn(0x2000)))).toEqual({
+      op: XLOG_TBLSPC_DROP,
+      tsId: TS_LOC,
+    });
   });
 
   it("refuses malformed records naming LSN, rmgr and info", async () => {
@@ -261,7 +266,11 @@ describe("import paths", () => {
       rel: relTag(TS_LOC, DB, 16384, 1),
       segno: 2,
     });
-    expect(classifyPath(`pg_tblspc/${TS_LOC}/PG_15_202209061/${DB}/pg_filenode.map`)).toEqual({ kind: "relmap", spcnode: TS_LOC, dbnode: DB });
+    expect(classifyPath(`pg_tblspc/${TS_LOC}/PG_15_202209061/${DB}/pg_filenode.map`)).toEqual({
+      kind: "relmap",
+      spcnode: TS_LOC,
+      dbnode: DB,
+    });
     expect(classifyPath(`pg_tblspc/${TS_LOC}/PG_14_202107181/${DB}/16384`)).toEqual({ kind: "skip" });
   });
 });
@@ -273,12 +282,20 @@ describe("importDatadir with tablespaces", () => {
       const loc = join(pg.baseDir, "ts_loc");
       mkdirSync(loc);
       if (IS_ROOT) execFileSync("chown", ["postgres:postgres", loc]);
-      await pg.psql(`SET allow_in_place_tablespaces = true; CREATE TABLESPACE ts_in LOCATION ''; CREATE TABLESPACE ts_loc LOCATION '${loc}'`);
+      await pg.psql(
+        `SET allow_in_place_tablespaces = true; CREATE TABLESPACE ts_in LOCATION ''; CREATE TABLESPACE ts_loc LOCATION '${loc}'`,
+      );
       await pg.psql("CREATE TABLE a (i int) TABLESPACE ts_in; INSERT INTO a SELECT generate_series(1, 1000)");
       await pg.psql("CREATE DATABASE d TABLESPACE ts_loc");
-      const ids = (await pg.psql("SELECT string_agg(oid::text, ',' ORDER BY spcname) FROM pg_tablespace WHERE spcname LIKE 'ts_%'")).split(",").map(Number);
+      const ids = (await pg.psql("SELECT string_agg(oid::text, ',' ORDER BY spcname) FROM pg_tablespace WHERE spcname LIKE 'ts_%'"))
+        .split(",")
+        .map(Number);
       const db = Number(await pg.psql("SELECT oid FROM pg_database WHERE datname = 'd'"));
-      const [relIn, dbPostgres] = (await pg.psql("SELECT pg_relation_filenode('a') || ',' || (SELECT oid FROM pg_database WHERE datname = 'postgres')")).split(",").map(Number) as [number, number];
+      const [relIn, dbPostgres] = (
+        await pg.psql("SELECT pg_relation_filenode('a') || ',' || (SELECT oid FROM pg_database WHERE datname = 'postgres')")
+      )
+        .split(",")
+        .map(Number) as [number, number];
       await pg.stop();
 
       h = new TenantHarness({ keyspace: collectKeyspace });

@@ -57,15 +57,36 @@ const REQUESTS: ReqVector[] = [
   { name: "Nblocks", version: 2, bytes: `01 ${V2_HDR_HEX} ${REL_HEX}`, value: { kind: "nblocks", hdr: v2hdr, rel } },
   { name: "GetPage", version: 2, bytes: `02 ${V2_HDR_HEX} ${REL_HEX} 0000002a`, value: { kind: "get_page", hdr: v2hdr, rel, blkno: 42 } },
   { name: "DbSize", version: 2, bytes: `03 ${V2_HDR_HEX} 00000005`, value: { kind: "db_size", hdr: v2hdr, dbnode: 5 } },
-  { name: "GetSlruSegment", version: 2, bytes: `04 ${V2_HDR_HEX} 01 0000000c`, value: { kind: "get_slru_segment", hdr: v2hdr, slruKind: 1, segno: 12 } },
+  {
+    name: "GetSlruSegment",
+    version: 2,
+    bytes: `04 ${V2_HDR_HEX} 01 0000000c`,
+    value: { kind: "get_slru_segment", hdr: v2hdr, slruKind: 1, segno: 12 },
+  },
   { name: "Exists", version: 3, bytes: `00 ${V3_HDR_HEX} ${REL_HEX}`, value: { kind: "exists", hdr: v3hdr, rel } },
   { name: "Nblocks", version: 3, bytes: `01 ${V3_HDR_HEX} ${REL_HEX}`, value: { kind: "nblocks", hdr: v3hdr, rel } },
-  { name: "GetPage", version: 3, bytes: `02 ${V3_HDR_HEX} ${REL_HEX} ffffffff`, value: { kind: "get_page", hdr: v3hdr, rel, blkno: 0xffffffff } },
+  {
+    name: "GetPage",
+    version: 3,
+    bytes: `02 ${V3_HDR_HEX} ${REL_HEX} ffffffff`,
+    value: { kind: "get_page", hdr: v3hdr, rel, blkno: 0xffffffff },
+  },
   { name: "DbSize", version: 3, bytes: `03 ${V3_HDR_HEX} 00000005`, value: { kind: "db_size", hdr: v3hdr, dbnode: 5 } },
-  { name: "GetSlruSegment", version: 3, bytes: `04 ${V3_HDR_HEX} 00 00000000`, value: { kind: "get_slru_segment", hdr: v3hdr, slruKind: 0, segno: 0 } },
+  {
+    name: "GetSlruSegment",
+    version: 3,
+    bytes: `04 ${V3_HDR_HEX} 00 00000000`,
+    value: { kind: "get_slru_segment", hdr: v3hdr, slruKind: 0, segno: 0 },
+  },
 ];
 
-const SIZES: Record<string, [number, number]> = { Exists: [30, 38], Nblocks: [30, 38], GetPage: [34, 42], DbSize: [21, 29], GetSlruSegment: [22, 30] };
+const SIZES: Record<string, [number, number]> = {
+  Exists: [30, 38],
+  Nblocks: [30, 38],
+  GetPage: [34, 42],
+  DbSize: [21, 29],
+  GetSlruSegment: [22, 30],
+};
 
 interface RespVector {
   name: string;
@@ -91,10 +112,25 @@ const RESPONSES: RespVector[] = [
   { name: "GetSlruSegment", version: 2, bytes: `69 00000002 ${SEG_HEX}`, value: { kind: "get_slru_segment", req: null, segment: SEG } },
   { name: "Exists", version: 3, bytes: `64 ${V3_HDR_HEX} ${REL_HEX} 00`, value: { kind: "exists", req: existsReq3, exists: false } },
   { name: "Nblocks", version: 3, bytes: `65 ${V3_HDR_HEX} ${REL_HEX} 00000010`, value: { kind: "nblocks", req: nblocksReq3, nblocks: 16 } },
-  { name: "GetPage", version: 3, bytes: `66 ${V3_HDR_HEX} ${REL_HEX} ffffffff ${PAGE_HEX}`, value: { kind: "get_page", req: getPageReq3, page: PAGE } },
+  {
+    name: "GetPage",
+    version: 3,
+    bytes: `66 ${V3_HDR_HEX} ${REL_HEX} ffffffff ${PAGE_HEX}`,
+    value: { kind: "get_page", req: getPageReq3, page: PAGE },
+  },
   // Error in v3: only the 24-byte header is echoed, then the message and its NUL.
-  { name: "Error", version: 3, bytes: `67 ${V3_HDR_HEX} 6e6f20737563682072656c 00`, value: { kind: "error", hdr: v3hdr, message: "no such rel" } },
-  { name: "DbSize", version: 3, bytes: `68 ${V3_HDR_HEX} 00000005 0000000000002000`, value: { kind: "db_size", req: dbSizeReq3, dbSizeBytes: 8192 } },
+  {
+    name: "Error",
+    version: 3,
+    bytes: `67 ${V3_HDR_HEX} 6e6f20737563682072656c 00`,
+    value: { kind: "error", hdr: v3hdr, message: "no such rel" },
+  },
+  {
+    name: "DbSize",
+    version: 3,
+    bytes: `68 ${V3_HDR_HEX} 00000005 0000000000002000`,
+    value: { kind: "db_size", req: dbSizeReq3, dbSizeBytes: 8192 },
+  },
   {
     name: "GetSlruSegment",
     version: 3,
@@ -128,7 +164,9 @@ describe("pagestream requests", () => {
     expect(maxSafe.hdr.requestLsn).toBe(2 ** 53 - 1);
     expect(maxSafe.hdr.requestLsn).not.toBe(LATEST_LSN);
     expect(() => decodeRequest(hex(`03 0020000000000000 0000000000000001 00000005`), 2)).toThrow(/request_lsn 200000\/0 is beyond 2\^53/);
-    expect(() => decodeRequest(hex(`03 0000000000000001 fffffffffffffffe 00000005`), 2)).toThrow(/not_modified_since FFFFFFFF\/FFFFFFFE is beyond 2\^53/);
+    expect(() => decodeRequest(hex(`03 0000000000000001 fffffffffffffffe 00000005`), 2)).toThrow(
+      /not_modified_since FFFFFFFF\/FFFFFFFE is beyond 2\^53/,
+    );
     const latestBoth = decodeRequest(hex(`03 ffffffffffffffff ffffffffffffffff 00000005`), 2);
     expect(latestBoth.hdr).toEqual({ reqidHi: 0, reqidLo: 0, requestLsn: LATEST_LSN, notModifiedSince: LATEST_LSN });
     expect(Buffer.from(encodeRequest(latestBoth, 2)).toString("hex")).toBe("03ffffffffffffffffffffffffffffffff00000005");

@@ -117,19 +117,31 @@ describe("BRIN redo on hand-made malformed records", () => {
   const tuple = [0, 0, 0, 0, 8, 0, 0, 0];
 
   it("inserts onto a new page and points the revmap at it", () => {
-    const rec = fakeRecord(RM_BRIN_ID, XLOG_BRIN_INSERT | 0x80, insert(10, 1, 1), [{ id: 0, blkno: 2, data: tuple, willInit: true }, { id: 1, blkno: 1 }]);
+    const rec = fakeRecord(RM_BRIN_ID, XLOG_BRIN_INSERT | 0x80, insert(10, 1, 1), [
+      { id: 0, blkno: 2, data: tuple, willInit: true },
+      { id: 1, blkno: 1 },
+    ]);
     const regular = new Uint8Array(BLCKSZ);
     brinRedo.redo(rec, 0, regular);
     expect(regular[12]! | (regular[13]! << 8)).toBe(28);
     const revmap = new Uint8Array(BLCKSZ);
-    brinRedo.redo(fakeRecord(RM_BRIN_ID, XLOG_BRIN_REVMAP_EXTEND, u32le(1), [{ id: 0, blkno: 0 }, { id: 1, blkno: 1, willInit: true }]), 1, revmap);
+    brinRedo.redo(
+      fakeRecord(RM_BRIN_ID, XLOG_BRIN_REVMAP_EXTEND, u32le(1), [
+        { id: 0, blkno: 0 },
+        { id: 1, blkno: 1, willInit: true },
+      ]),
+      1,
+      revmap,
+    );
     brinRedo.redo(rec, 1, revmap);
     // Entry 10: (block 2, offset 1) at 24 + 6 * 10.
     expect([...revmap.subarray(84, 90)]).toEqual([0, 0, 2, 0, 1, 0]);
   });
 
   it("refuses pagesPerRange 0, offsets past the page, and unknown info codes, naming the record", () => {
-    expect(() => decodeBrinInsert(fakeRecord(RM_BRIN_ID, XLOG_BRIN_INSERT, insert(10, 0, 1)))).toThrow(/BRIN\/INSERT.*0\/1000028.*pagesPerRange is 0/);
+    expect(() => decodeBrinInsert(fakeRecord(RM_BRIN_ID, XLOG_BRIN_INSERT, insert(10, 0, 1)))).toThrow(
+      /BRIN\/INSERT.*0\/1000028.*pagesPerRange is 0/,
+    );
     const rec = fakeRecord(RM_BRIN_ID, XLOG_BRIN_INSERT | 0x80, insert(10, 1, 3), [{ id: 0, data: tuple, willInit: true }, { id: 1 }]);
     expect(() => brinRedo.redo(rec, 0, new Uint8Array(BLCKSZ))).toThrow(/invalid max offset number/);
     const empty = fakeRecord(RM_BRIN_ID, XLOG_BRIN_INSERT | 0x80, insert(10, 1, 1), [{ id: 0, willInit: true }, { id: 1 }]);

@@ -9,15 +9,7 @@
  *    blocks per info code.
  */
 import { describe, expect, it } from "vitest";
-import {
-  BLCKSZ,
-  pageAddItemExtended,
-  pageGetItem,
-  pageGetMaxOffsetNumber,
-  pageLsn,
-  pdLower,
-  pdUpper,
-} from "../src/pg/redo/bufpage.js";
+import { BLCKSZ, pageAddItemExtended, pageGetItem, pageGetMaxOffsetNumber, pageLsn, pdLower, pdUpper } from "../src/pg/redo/bufpage.js";
 import { btreeRmgrRedo } from "../src/pg/redo/btree.js";
 import {
   BTP_DELETED,
@@ -100,7 +92,18 @@ function mkRec(info: number, main: Uint8Array, blocks: BlockSpec[] = []): Decode
     hasData: (b.data?.length ?? 0) > 0,
     data: b.data ?? new Uint8Array(0),
   }));
-  return { lsn: asLsn(REC_LSN), endLsn: asLsn(REC_END_LSN), xid: 0, prev: asLsn(0), info, rmid: RM_BTREE_ID, totLen: 0, blocks: decoded, mainData: main, record: new Uint8Array(0) };
+  return {
+    lsn: asLsn(REC_LSN),
+    endLsn: asLsn(REC_END_LSN),
+    xid: 0,
+    prev: asLsn(0),
+    info,
+    rmid: RM_BTREE_ID,
+    totLen: 0,
+    blocks: decoded,
+    mainData: main,
+    record: new Uint8Array(0),
+  };
 }
 
 /** Little-endian bytes from a list of [value, width] pairs. */
@@ -179,10 +182,28 @@ describe("btree record decoders on malformed input", () => {
     const unlink = decodeBtreeUnlinkPage(
       mkRec(XLOG_BTREE_UNLINK_PAGE_META, le([3, 4], [5, 4], [1, 4], [0, 4], [1234, 4], [2, 4], [7, 4], [8, 4], [9, 4])),
     );
-    expect(unlink).toEqual({ leftsib: 3, rightsib: 5, level: 1, safexidXid: 1234, safexidEpoch: 2, leafleftsib: 7, leafrightsib: 8, leaftopparent: 9 });
+    expect(unlink).toEqual({
+      leftsib: 3,
+      rightsib: 5,
+      level: 1,
+      safexidXid: 1234,
+      safexidEpoch: 2,
+      leafleftsib: 7,
+      leafrightsib: 8,
+      leaftopparent: 9,
+    });
     const reuse = decodeBtreeReusePage(mkRec(XLOG_BTREE_REUSE_PAGE, le([1663, 4], [5, 4], [16384, 4], [42, 4], [999, 4], [1, 4])));
-    expect(reuse).toEqual({ spcNode: 1663, dbNode: 5, relNode: 16384, block: 42, latestRemovedFullXidXid: 999, latestRemovedFullXidEpoch: 1 });
-    const half = decodeBtreeMarkPageHalfdead(mkRec(XLOG_BTREE_MARK_PAGE_HALFDEAD, le([4, 2], [0, 2], [10, 4], [9, 4], [11, 4], [0xffffffff, 4])));
+    expect(reuse).toEqual({
+      spcNode: 1663,
+      dbNode: 5,
+      relNode: 16384,
+      block: 42,
+      latestRemovedFullXidXid: 999,
+      latestRemovedFullXidEpoch: 1,
+    });
+    const half = decodeBtreeMarkPageHalfdead(
+      mkRec(XLOG_BTREE_MARK_PAGE_HALFDEAD, le([4, 2], [0, 2], [10, 4], [9, 4], [11, 4], [0xffffffff, 4])),
+    );
     expect(half).toEqual({ poffset: 4, leafblk: 10, leftblk: 9, rightblk: 11, topparent: 0xffffffff });
     const split = decodeBtreeSplit(mkRec(XLOG_BTREE_SPLIT_R, le([1, 4], [100, 2], [150, 2], [0, 2])));
     expect(split).toEqual({ level: 1, firstrightoff: 100, newitemoff: 150, postingoff: 0 });
@@ -482,7 +503,10 @@ describe.skipIf(!havePg15())("btree redo against PostgreSQL 15's own images", ()
       META_CLEANUP: 2,
     };
     expectVerified(report, floors);
-    expect(levels.every((l) => l >= 2), `root levels ${levels}`).toBe(true);
+    expect(
+      levels.every((l) => l >= 2),
+      `root levels ${levels}`,
+    ).toBe(true);
     expectFeatures(seen.counts, ["Btree/REUSE_PAGE", "internal split", "new root above an old root", "internal page unlinked"]);
   });
 
@@ -544,7 +568,17 @@ describe.skipIf(!havePg15())("btree redo against PostgreSQL 15's own images", ()
         `);
       },
     });
-    expectVerified(report, { INSERT_LEAF: 7000, DEDUP: 100, INSERT_POST: 1500, DELETE: 10, VACUUM: 8, INSERT_UPPER: 50, SPLIT_L: 40, SPLIT_R: 30, NEWROOT: 3 });
+    expectVerified(report, {
+      INSERT_LEAF: 7000,
+      DEDUP: 100,
+      INSERT_POST: 1500,
+      DELETE: 10,
+      VACUUM: 8,
+      INSERT_UPPER: 50,
+      SPLIT_L: 40,
+      SPLIT_R: 30,
+      NEWROOT: 3,
+    });
     expectFeatures(seen.counts, ["posting list split", "split with posting list split", "vacuum updates posting lists"]);
     expect(seen.counts.get("split with posting list split") ?? 0).toBeGreaterThanOrEqual(5);
   });

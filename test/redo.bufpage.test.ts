@@ -5,13 +5,7 @@
  * line-pointer order. Plus the registry's view of which rmgrs still lack native redo.
  */
 import { describe, expect, it } from "vitest";
-import {
-  maskLpFlags,
-  maskPageContent,
-  maskPageHintBits,
-  maskPageLsnAndChecksum,
-  maskUnusedSpace,
-} from "../src/pg/redo/bufmask.js";
+import { maskLpFlags, maskPageContent, maskPageHintBits, maskPageLsnAndChecksum, maskUnusedSpace } from "../src/pg/redo/bufmask.js";
 import {
   BLCKSZ,
   itemIdFlags,
@@ -270,7 +264,11 @@ describe("index tuple deletion and overwrite", () => {
   });
 
   it("pageIndexMultiDelete with two items is two retail deletes, with more it compacts in line-pointer order", () => {
-    for (const dels of [[2, 4], [1, 3, 5], [2, 3, 4, 6]]) {
+    for (const dels of [
+      [2, 4],
+      [1, 3, 5],
+      [2, 3, 4, 6],
+    ]) {
       const p = newPage(8);
       for (let i = 1; i <= 6; i++) pageAddItemExtended(p, item(3 + 5 * i, i), 0, 0);
       const before = alignedItems(p);

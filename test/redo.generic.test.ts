@@ -85,7 +85,8 @@ describe("Generic WAL redo against PostgreSQL 15 (bloom)", () => {
       mainData: new Uint8Array(0),
       record: new Uint8Array(0),
     };
-    const frag = (off: number, len: number, have: number) => new Uint8Array([off & 0xff, off >>> 8, len & 0xff, len >>> 8, ...new Array(have).fill(7)]);
+    const frag = (off: number, len: number, have: number) =>
+      new Uint8Array([off & 0xff, off >>> 8, len & 0xff, len >>> 8, ...new Array(have).fill(7)]);
     expect(checkGenericDelta(rec, 0, frag(100, 3, 3))).toBe(1);
     expect(() => checkGenericDelta(rec, 0, frag(100, 3, 2))).toThrow(CorruptionError);
     expect(() => checkGenericDelta(rec, 0, frag(BLCKSZ - 2, 3, 3))).toThrow(CorruptionError);

@@ -53,7 +53,18 @@ function block(id: number, data: Uint8Array = EMPTY): DecodedBlock {
 }
 
 function record(info: number, mainData: Uint8Array, blocks: DecodedBlock[]): DecodedRecord {
-  return { lsn: asLsn(0x2_0000_0100), endLsn: asLsn(0x2_0000_0140), xid: 0, prev: asLsn(0), info, rmid: RM_GIN_ID, totLen: 0, blocks, mainData, record: EMPTY };
+  return {
+    lsn: asLsn(0x2_0000_0100),
+    endLsn: asLsn(0x2_0000_0140),
+    xid: 0,
+    prev: asLsn(0),
+    info,
+    rmid: RM_GIN_ID,
+    totLen: 0,
+    blocks,
+    mainData,
+    record: EMPTY,
+  };
 }
 
 /** Item pointer (blk, off) as the 43-bit value. */
@@ -128,9 +139,9 @@ describe("GIN record decoders", () => {
   });
 
   it("check CREATE_PTREE's posting list size and INSERT's child block ids", () => {
-    expect(corruptionOf(() => decodeGinCreatePostingTree(record(XLOG_GIN_CREATE_PTREE, new Uint8Array([20, 0, 0, 0, 1, 2]), []))).message).toContain(
-      "posting list of 20 bytes",
-    );
+    expect(
+      corruptionOf(() => decodeGinCreatePostingTree(record(XLOG_GIN_CREATE_PTREE, new Uint8Array([20, 0, 0, 0, 1, 2]), []))).message,
+    ).toContain("posting list of 20 bytes");
     // Non-leaf insert without its two BlockIdData.
     expect(corruptionOf(() => decodeGinInsert(record(XLOG_GIN_INSERT, new Uint8Array([0, 0]), []))).message).toContain("need 10");
     const leaf = decodeGinInsert(record(XLOG_GIN_INSERT, new Uint8Array([GIN_INSERT_ISLEAF, 0]), []));
@@ -144,19 +155,25 @@ describe("GIN record decoders", () => {
   it("check entry tuples against their t_info size", () => {
     const d = new Uint8Array(4 + 16);
     d[4 + 6] = 24; // the tuple claims 24 bytes, 16 are logged
-    expect(corruptionOf(() => decodeGinInsertEntry(record(XLOG_GIN_INSERT, new Uint8Array(2), [block(0, d)]))).message).toContain("entry tuple size 24");
+    expect(corruptionOf(() => decodeGinInsertEntry(record(XLOG_GIN_INSERT, new Uint8Array(2), [block(0, d)]))).message).toContain(
+      "entry tuple size 24",
+    );
   });
 
   it("check recompress actions: types, lengths, order, trailing bytes", () => {
     const rec = (bytes: number[]) => record(XLOG_GIN_VACUUM_DATA_LEAF_PAGE, EMPTY, [block(0, new Uint8Array(bytes))]);
     // ADDITEMS of 2 items with only one logged.
-    expect(corruptionOf(() => decodeGinRecompress(rec([...u16le(1), 0, 4, ...u16le(2), 0, 0, 0, 0, 1, 0]), 0)).message).toContain("2 items need 12 bytes");
+    expect(corruptionOf(() => decodeGinRecompress(rec([...u16le(1), 0, 4, ...u16le(2), 0, 0, 0, 0, 1, 0]), 0)).message).toContain(
+      "2 items need 12 bytes",
+    );
     // Unknown action type.
     expect(corruptionOf(() => decodeGinRecompress(rec([...u16le(1), 0, 9]), 0)).message).toContain("unexpected GIN leaf action: 9");
     // Segments going backwards.
     expect(corruptionOf(() => decodeGinRecompress(rec([...u16le(2), 3, 1, 2, 1]), 0)).message).toContain("after segment 3");
     // A REPLACE whose posting list runs past the data.
-    expect(corruptionOf(() => decodeGinRecompress(rec([...u16le(1), 0, 3, 0, 0, 0, 0, 1, 0, ...u16le(10), 1]), 0)).message).toContain("posting list");
+    expect(corruptionOf(() => decodeGinRecompress(rec([...u16le(1), 0, 3, 0, 0, 0, 0, 1, 0, ...u16le(10), 1]), 0)).message).toContain(
+      "posting list",
+    );
     // Bytes after the announced actions.
     expect(corruptionOf(() => decodeGinRecompress(rec([...u16le(1), 0, 1, 0xaa]), 0)).message).toContain("1 bytes after 1 segment actions");
     const ok = decodeGinRecompress(rec([...u16le(2), 0, 1, 2, 4, ...u16le(1), 0, 0, 0, 9, 1, 0]), 0);
@@ -167,18 +184,24 @@ describe("GIN record decoders", () => {
   it("check tuple runs and DELETE_LISTPAGE's block references", () => {
     const tup = new Uint8Array(16);
     tup[6] = 16;
-    expect(corruptionOf(() => decodeGinTupleRun(record(XLOG_GIN_UPDATE_META_PAGE, EMPTY, [block(1, tup)]), 1, 3)).message).toContain("cannot fit");
+    expect(corruptionOf(() => decodeGinTupleRun(record(XLOG_GIN_UPDATE_META_PAGE, EMPTY, [block(1, tup)]), 1, 3)).message).toContain(
+      "cannot fit",
+    );
     const two = new Uint8Array(32);
     two.set(tup);
     two[16 + 6] = 20;
-    expect(corruptionOf(() => decodeGinTupleRun(record(XLOG_GIN_UPDATE_META_PAGE, EMPTY, [block(1, two)]), 1, 2)).message).toContain("tuple 1");
+    expect(corruptionOf(() => decodeGinTupleRun(record(XLOG_GIN_UPDATE_META_PAGE, EMPTY, [block(1, two)]), 1, 2)).message).toContain(
+      "tuple 1",
+    );
     const main = new Uint8Array(64);
     main[56] = 3;
-    expect(corruptionOf(() => decodeGinDeleteListPages(record(XLOG_GIN_DELETE_LISTPAGE, main, [block(0), block(1), block(2)]))).message).toContain(
-      "no block reference 3",
-    );
+    expect(
+      corruptionOf(() => decodeGinDeleteListPages(record(XLOG_GIN_DELETE_LISTPAGE, main, [block(0), block(1), block(2)]))).message,
+    ).toContain("no block reference 3");
     main[56] = 17;
-    expect(corruptionOf(() => decodeGinDeleteListPages(record(XLOG_GIN_DELETE_LISTPAGE, main, [block(0)]))).message).toContain("ndeleted 17");
+    expect(corruptionOf(() => decodeGinDeleteListPages(record(XLOG_GIN_DELETE_LISTPAGE, main, [block(0)]))).message).toContain(
+      "ndeleted 17",
+    );
   });
 
   it("restore APPLY images; UPDATE_META_PAGE rebuilds the metapage over its image anyway", () => {
@@ -218,7 +241,9 @@ describe("GIN record decoders", () => {
     // (0,1), (0,2), (1,1) as raw ItemPointerData; pd_lower left at the header, as before 9.4.
     page.set([0, 0, 0, 0, 1, 0, 0, 0, 0, 0, 2, 0, 0, 0, 1, 0, 1, 0], 32);
     // One action: ADDITEMS (2,1) to segment 0, which the conversion just produced.
-    const rec = record(XLOG_GIN_VACUUM_DATA_LEAF_PAGE, EMPTY, [block(0, new Uint8Array([...u16le(1), 0, 4, ...u16le(1), 0, 0, 2, 0, 1, 0]))]);
+    const rec = record(XLOG_GIN_VACUUM_DATA_LEAF_PAGE, EMPTY, [
+      block(0, new Uint8Array([...u16le(1), 0, 4, ...u16le(1), 0, 0, 2, 0, 1, 0])),
+    ]);
     ginRedo.redo(rec, 0, page);
     // (0,1) | nbytes 5 | deltas 1, 2047, 2048 | pad
     expect([...page.subarray(32, 46)]).toEqual([0, 0, 0, 0, 1, 0, 5, 0, 0x01, 0xff, 0x0f, 0x80, 0x10, 0]);

@@ -180,7 +180,9 @@ describe("Gist/DELETE: PostgreSQL's redo differs from its primary by F_TUPLES_DE
       pg.killPostmaster();
       await expect(pg.restart()).rejects.toThrow();
       const log = readFileSync(pg.logFile, "utf8");
-      expect(log).toMatch(/FATAL: {2}inconsistent page found, rel [0-9/]+, forknum 0, blkno \d+\n[^\n]*CONTEXT: {2}WAL redo at [0-9A-F/]+ for Gist\/DELETE/);
+      expect(log).toMatch(
+        /FATAL: {2}inconsistent page found, rel [0-9/]+, forknum 0, blkno \d+\n[^\n]*CONTEXT: {2}WAL redo at [0-9A-F/]+ for Gist\/DELETE/,
+      );
     } finally {
       await pg.destroy();
     }
@@ -229,12 +231,25 @@ describe("GiST redo on hand-made malformed records", () => {
   };
   function splitMain(npage: number): number[] {
     const d = new Array(24).fill(0);
-    d[0] = 0xff; d[1] = 0xff; d[2] = 0xff; d[3] = 0xff; // origrlink: none
+    d[0] = 0xff;
+    d[1] = 0xff;
+    d[2] = 0xff;
+    d[3] = 0xff; // origrlink: none
     d[16] = 1; // origleaf
     d[18] = npage;
     return d;
   }
-  const tuple = (size: number): number[] => [0, 0, 0, 0, 1, 0, size & 0xff, (size >>> 8) & 0x1f, ...new Array(Math.max(0, size - 8)).fill(0x5a)];
+  const tuple = (size: number): number[] => [
+    0,
+    0,
+    0,
+    0,
+    1,
+    0,
+    size & 0xff,
+    (size >>> 8) & 0x1f,
+    ...new Array(Math.max(0, size - 8)).fill(0x5a),
+  ];
 
   it("names the record in its errors: LSN, rmgr, info", () => {
     const rec = fakeRecord(RM_GIST_ID, XLOG_GIST_PAGE_SPLIT, splitMain(2), [{ id: 1, data: [0, 0, 0, 0] }]);
@@ -242,7 +257,8 @@ describe("GiST redo on hand-made malformed records", () => {
   });
 
   it("refuses tuples that overrun their data or have no size, and counts that disagree", () => {
-    const upd = (data: number[], ntoinsert: number) => fakeRecord(RM_GIST_ID, XLOG_GIST_PAGE_UPDATE, [0, 0, ntoinsert, 0], [{ id: 0, data }]);
+    const upd = (data: number[], ntoinsert: number) =>
+      fakeRecord(RM_GIST_ID, XLOG_GIST_PAGE_UPDATE, [0, 0, ntoinsert, 0], [{ id: 0, data }]);
     expect(() => gistRedo.redo(upd(tuple(0), 1), 0, leafPage())).toThrow(CorruptionError);
     expect(() => gistRedo.redo(upd(tuple(16).slice(0, 12), 1), 0, leafPage())).toThrow(CorruptionError);
     expect(() => gistRedo.redo(upd([...tuple(16), ...tuple(16)], 1), 0, leafPage())).toThrow(CorruptionError);

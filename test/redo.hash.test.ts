@@ -83,8 +83,12 @@ describe("hash record decoders", () => {
   it("check block data lengths", () => {
     const rec = record(XLOG_HASH_SPLIT_ALLOCATE_PAGE, new Uint8Array(9), [block(2, new Uint8Array(4))]);
     expect(corruptionOf(() => decodeHashSplitMetaUpdate(rec, XLH_SPLIT_META_UPDATE_MASKS)).message).toContain("block 2 data is 4 bytes");
-    expect(corruptionOf(() => hashBlockU32(record(XLOG_HASH_INSERT, new Uint8Array(2), [block(2, new Uint8Array(3))]), 2)).message).toContain("u32");
-    expect(corruptionOf(() => hashBlockOffsets(record(XLOG_HASH_INSERT, new Uint8Array(2), [block(1, new Uint8Array(3))]), 1)).message).toContain("odd length");
+    expect(
+      corruptionOf(() => hashBlockU32(record(XLOG_HASH_INSERT, new Uint8Array(2), [block(2, new Uint8Array(3))]), 2)).message,
+    ).toContain("u32");
+    expect(
+      corruptionOf(() => hashBlockOffsets(record(XLOG_HASH_INSERT, new Uint8Array(2), [block(1, new Uint8Array(3))]), 1)).message,
+    ).toContain("odd length");
     expect(corruptionOf(() => hashBlockU32(record(XLOG_HASH_INSERT, new Uint8Array(2), []), 4)).message).toContain("no block reference 4");
   });
 
@@ -123,7 +127,12 @@ describe("hash record decoders", () => {
     const image = new Uint8Array(8192);
     pageInit(image, 16);
     image[8176 + 12] = 0x22;
-    const applied = (id: number) => block(id, EMPTY, { hasImage: true, applyImage: true, image: { bytes: image, holeOffset: 0, holeLength: 0, bimgInfo: BKPIMAGE_APPLY } });
+    const applied = (id: number) =>
+      block(id, EMPTY, {
+        hasImage: true,
+        applyImage: true,
+        image: { bytes: image, holeOffset: 0, holeLength: 0, bimgInfo: BKPIMAGE_APPLY },
+      });
     // SPLIT_COMPLETE sets the bucket flags even on a restored page.
     const complete = record(XLOG_HASH_SPLIT_COMPLETE, new Uint8Array([0x42, 0, 0x02, 0]), [applied(0), applied(1)]);
     const page = new Uint8Array(8192).fill(0x77);

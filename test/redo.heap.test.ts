@@ -85,7 +85,15 @@ import {
   XLOG_HEAP2_VACUUM,
   XLOG_HEAP2_VISIBLE,
 } from "../src/pg/wal/records/heap2.js";
-import { describeRecordKind, RM_HEAP2_ID, RM_HEAP_ID, RM_SMGR_ID, RM_XLOG_ID, XLOG_FPI_FOR_HINT, XLR_RMGR_INFO_MASK } from "../src/pg/wal/rmgr_ids.js";
+import {
+  describeRecordKind,
+  RM_HEAP2_ID,
+  RM_HEAP_ID,
+  RM_SMGR_ID,
+  RM_XLOG_ID,
+  XLOG_FPI_FOR_HINT,
+  XLR_RMGR_INFO_MASK,
+} from "../src/pg/wal/rmgr_ids.js";
 import { UnsupportedError } from "../src/types/errors.js";
 import { asLsn, lsnToString } from "../src/types/lsn.js";
 import type { PgInstance } from "./support/postgres.js";
@@ -241,7 +249,8 @@ class VmTracker {
 
   see(rec: DecodedRecord): void {
     for (const b of rec.blocks) if (b.forkNum === VM_FORKNUM) this.vmBlock(rec, b);
-    if (rec.rmid === RM_SMGR_ID) this.pages.clear(); // truncations: start over from images
+    if (rec.rmid === RM_SMGR_ID)
+      this.pages.clear(); // truncations: start over from images
     else if (rec.rmid === RM_HEAP_ID || rec.rmid === RM_HEAP2_ID) this.clears(rec);
   }
 
@@ -286,23 +295,34 @@ class VmTracker {
     const b0 = findBlock(rec, 0);
     if (b0 === undefined) return;
     if (rec.rmid === RM_HEAP_ID) {
-      if (op === XLOG_HEAP_INSERT && decodeHeapInsert(rec).flags & XLH_INSERT_ALL_VISIBLE_CLEARED) this.clear(b0, b0.blkno, VISIBILITYMAP_VALID_BITS);
-      if (op === XLOG_HEAP_DELETE && decodeHeapDelete(rec).flags & XLH_DELETE_ALL_VISIBLE_CLEARED) this.clear(b0, b0.blkno, VISIBILITYMAP_VALID_BITS);
+      if (op === XLOG_HEAP_INSERT && decodeHeapInsert(rec).flags & XLH_INSERT_ALL_VISIBLE_CLEARED)
+        this.clear(b0, b0.blkno, VISIBILITYMAP_VALID_BITS);
+      if (op === XLOG_HEAP_DELETE && decodeHeapDelete(rec).flags & XLH_DELETE_ALL_VISIBLE_CLEARED)
+        this.clear(b0, b0.blkno, VISIBILITYMAP_VALID_BITS);
       if (op === XLOG_HEAP_UPDATE || op === XLOG_HEAP_HOT_UPDATE) {
         const x = decodeHeapUpdate(rec);
         const oldBlk = findBlock(rec, 1)?.blkno ?? b0.blkno;
         if (x.flags & XLH_UPDATE_OLD_ALL_VISIBLE_CLEARED) this.clear(b0, oldBlk, VISIBILITYMAP_VALID_BITS);
         if (x.flags & XLH_UPDATE_NEW_ALL_VISIBLE_CLEARED) this.clear(b0, b0.blkno, VISIBILITYMAP_VALID_BITS);
       }
-      if (op === XLOG_HEAP_LOCK && decodeHeapLock(rec).flags & XLH_LOCK_ALL_FROZEN_CLEARED) this.clear(b0, b0.blkno, VISIBILITYMAP_ALL_FROZEN);
+      if (op === XLOG_HEAP_LOCK && decodeHeapLock(rec).flags & XLH_LOCK_ALL_FROZEN_CLEARED)
+        this.clear(b0, b0.blkno, VISIBILITYMAP_ALL_FROZEN);
       return;
     }
-    if (op === XLOG_HEAP2_MULTI_INSERT && decodeHeap2MultiInsert(rec).flags & XLH_INSERT_ALL_VISIBLE_CLEARED) this.clear(b0, b0.blkno, VISIBILITYMAP_VALID_BITS);
-    if (op === XLOG_HEAP2_LOCK_UPDATED && decodeHeap2LockUpdated(rec).flags & XLH_LOCK_ALL_FROZEN_CLEARED) this.clear(b0, b0.blkno, VISIBILITYMAP_ALL_FROZEN);
+    if (op === XLOG_HEAP2_MULTI_INSERT && decodeHeap2MultiInsert(rec).flags & XLH_INSERT_ALL_VISIBLE_CLEARED)
+      this.clear(b0, b0.blkno, VISIBILITYMAP_VALID_BITS);
+    if (op === XLOG_HEAP2_LOCK_UPDATED && decodeHeap2LockUpdated(rec).flags & XLH_LOCK_ALL_FROZEN_CLEARED)
+      this.clear(b0, b0.blkno, VISIBILITYMAP_ALL_FROZEN);
   }
 }
 
-function expectClean(report: VerifyReport, census: RecordCensus, vm: VmTracker, floors: Record<string, number>, features: Record<string, number>): void {
+function expectClean(
+  report: VerifyReport,
+  census: RecordCensus,
+  vm: VmTracker,
+  floors: Record<string, number>,
+  features: Record<string, number>,
+): void {
   const msg = `${formatReport(report)}\n${census.format()}\n  VM pages compared unmasked: ${vm.checked}\n${vm.mismatches.map((m) => `  VM MISMATCH ${m}`).join("\n")}`;
   expect(report.mismatches.length, msg).toBe(0);
   expect(census.errors.length, msg).toBe(0);
@@ -560,7 +580,14 @@ describe("native Heap/Heap2 redo matches PostgreSQL's images", () => {
           "Heap2/MULTI_INSERT+INIT": 40,
           "Heap2/LOCK_UPDATED": 10,
         },
-        { "super-delete": 2, "partition move": 100, "update across pages": 10, "update prefix": 100, "update suffix": 100, "multi-insert all-frozen": 20 },
+        {
+          "super-delete": 2,
+          "partition move": 100,
+          "update across pages": 10,
+          "update prefix": 100,
+          "update suffix": 100,
+          "multi-insert all-frozen": 20,
+        },
       );
       expect(vm.checked, "VM pages compared unmasked").toBeGreaterThan(10);
       expect(hintImages, "XLOG/FPI_FOR_HINT records (data checksums on)").toBeGreaterThan(0);
@@ -649,19 +676,53 @@ function xlTuple(n: number, natts = 1): number[] {
 
 describe("Heap/Heap2 decoders refuse malformed records", () => {
   it("truncated main data: CorruptionError naming LSN, rmgr and info", () => {
-    expectCorruption(() => decodeHeapInsert(record(RM_HEAP_ID, XLOG_HEAP_INSERT, [1, 0], [block(0, xlTuple(1))])), "Heap/INSERT", "rmgr 10", "info 0x00");
-    expectCorruption(() => decodeHeapDelete(record(RM_HEAP_ID, XLOG_HEAP_DELETE, [1, 2, 3], [block(0, null)])), "Heap/DELETE", "xl_heap_delete");
-    expectCorruption(() => decodeHeapUpdate(record(RM_HEAP_ID, XLOG_HEAP_HOT_UPDATE, new Array(13).fill(0), [block(0, null)])), "Heap/HOT_UPDATE", "xl_heap_update");
+    expectCorruption(
+      () => decodeHeapInsert(record(RM_HEAP_ID, XLOG_HEAP_INSERT, [1, 0], [block(0, xlTuple(1))])),
+      "Heap/INSERT",
+      "rmgr 10",
+      "info 0x00",
+    );
+    expectCorruption(
+      () => decodeHeapDelete(record(RM_HEAP_ID, XLOG_HEAP_DELETE, [1, 2, 3], [block(0, null)])),
+      "Heap/DELETE",
+      "xl_heap_delete",
+    );
+    expectCorruption(
+      () => decodeHeapUpdate(record(RM_HEAP_ID, XLOG_HEAP_HOT_UPDATE, new Array(13).fill(0), [block(0, null)])),
+      "Heap/HOT_UPDATE",
+      "xl_heap_update",
+    );
     expectCorruption(() => decodeHeapLock(record(RM_HEAP_ID, XLOG_HEAP_LOCK, [0, 0, 0, 0, 1, 0, 0], [block(0, null)])), "Heap/LOCK");
     expectCorruption(() => decodeHeapConfirm(record(RM_HEAP_ID, XLOG_HEAP_CONFIRM, [1], [block(0, null)])), "Heap/HEAP_CONFIRM");
     expectCorruption(() => decodeHeapInplace(record(RM_HEAP_ID, XLOG_HEAP_INPLACE, [], [block(0, [1])])), "Heap/INPLACE");
-    expectCorruption(() => decodeHeapTruncate(record(RM_HEAP_ID, XLOG_HEAP_TRUNCATE, [...u32le(5), ...u32le(2), 0, 0, 0, 0, ...u32le(1)], [])), "Heap/TRUNCATE", "2 relids");
-    expectCorruption(() => decodeHeap2Prune(record(RM_HEAP2_ID, XLOG_HEAP2_PRUNE, [0, 0, 0, 0, 1, 0], [block(0, [1, 0])])), "Heap2/PRUNE", "rmgr 9", "info 0x10");
+    expectCorruption(
+      () => decodeHeapTruncate(record(RM_HEAP_ID, XLOG_HEAP_TRUNCATE, [...u32le(5), ...u32le(2), 0, 0, 0, 0, ...u32le(1)], [])),
+      "Heap/TRUNCATE",
+      "2 relids",
+    );
+    expectCorruption(
+      () => decodeHeap2Prune(record(RM_HEAP2_ID, XLOG_HEAP2_PRUNE, [0, 0, 0, 0, 1, 0], [block(0, [1, 0])])),
+      "Heap2/PRUNE",
+      "rmgr 9",
+      "info 0x10",
+    );
     expectCorruption(() => decodeHeap2Vacuum(record(RM_HEAP2_ID, XLOG_HEAP2_VACUUM, [2], [block(0, [1, 0])])), "Heap2/VACUUM");
-    expectCorruption(() => decodeHeap2FreezePage(record(RM_HEAP2_ID, XLOG_HEAP2_FREEZE_PAGE, [0, 0, 0, 0, 1], [block(0, null)])), "Heap2/FREEZE_PAGE");
-    expectCorruption(() => decodeHeap2Visible(record(RM_HEAP2_ID, XLOG_HEAP2_VISIBLE, [0, 0, 0, 0], [block(0, null), block(1, null)])), "Heap2/VISIBLE");
-    expectCorruption(() => decodeHeap2MultiInsert(record(RM_HEAP2_ID, XLOG_HEAP2_MULTI_INSERT, [0, 0, 2], [block(0, null)])), "Heap2/MULTI_INSERT");
-    expectCorruption(() => decodeHeap2LockUpdated(record(RM_HEAP2_ID, XLOG_HEAP2_LOCK_UPDATED, [0, 0, 0], [block(0, null)])), "Heap2/LOCK_UPDATED");
+    expectCorruption(
+      () => decodeHeap2FreezePage(record(RM_HEAP2_ID, XLOG_HEAP2_FREEZE_PAGE, [0, 0, 0, 0, 1], [block(0, null)])),
+      "Heap2/FREEZE_PAGE",
+    );
+    expectCorruption(
+      () => decodeHeap2Visible(record(RM_HEAP2_ID, XLOG_HEAP2_VISIBLE, [0, 0, 0, 0], [block(0, null), block(1, null)])),
+      "Heap2/VISIBLE",
+    );
+    expectCorruption(
+      () => decodeHeap2MultiInsert(record(RM_HEAP2_ID, XLOG_HEAP2_MULTI_INSERT, [0, 0, 2], [block(0, null)])),
+      "Heap2/MULTI_INSERT",
+    );
+    expectCorruption(
+      () => decodeHeap2LockUpdated(record(RM_HEAP2_ID, XLOG_HEAP2_LOCK_UPDATED, [0, 0, 0], [block(0, null)])),
+      "Heap2/LOCK_UPDATED",
+    );
     expectCorruption(() => decodeHeap2NewCid(record(RM_HEAP2_ID, XLOG_HEAP2_NEW_CID, new Array(33).fill(0), [])), "Heap2/NEW_CID");
     expectCorruption(() => decodeHeap2Rewrite(record(RM_HEAP2_ID, XLOG_HEAP2_REWRITE, new Array(39).fill(0), [])), "Heap2/REWRITE");
   });
@@ -681,19 +742,40 @@ describe("Heap/Heap2 decoders refuse malformed records", () => {
       "another page",
     );
     // A delete flagged with an old tuple that is not there.
-    expectCorruption(() => decodeHeapDelete(record(RM_HEAP_ID, XLOG_HEAP_DELETE, [0, 0, 0, 0, 1, 0, 0, XLH_DELETE_CONTAINS_OLD], [block(0, null)])), "old tuple");
+    expectCorruption(
+      () => decodeHeapDelete(record(RM_HEAP_ID, XLOG_HEAP_DELETE, [0, 0, 0, 0, 1, 0, 0, XLH_DELETE_CONTAINS_OLD], [block(0, null)])),
+      "old tuple",
+    );
     // Prune offsets of odd length; vacuum offsets not matching nunused; freeze plans cut short.
-    expectCorruption(() => decodeHeap2Prune(record(RM_HEAP2_ID, XLOG_HEAP2_PRUNE, [0, 0, 0, 0, 1, 0, 0, 0], [block(0, [1, 0, 2])])), "OffsetNumbers");
+    expectCorruption(
+      () => decodeHeap2Prune(record(RM_HEAP2_ID, XLOG_HEAP2_PRUNE, [0, 0, 0, 0, 1, 0, 0, 0], [block(0, [1, 0, 2])])),
+      "OffsetNumbers",
+    );
     expectCorruption(() => decodeHeap2Vacuum(record(RM_HEAP2_ID, XLOG_HEAP2_VACUUM, [2, 0], [block(0, [1, 0])])), "2 unused offsets");
-    expectCorruption(() => decodeHeap2FreezePage(record(RM_HEAP2_ID, XLOG_HEAP2_FREEZE_PAGE, [0, 0, 0, 0, 1, 0], [block(0, new Array(11).fill(0))])), "freeze plans");
+    expectCorruption(
+      () => decodeHeap2FreezePage(record(RM_HEAP2_ID, XLOG_HEAP2_FREEZE_PAGE, [0, 0, 0, 0, 1, 0], [block(0, new Array(11).fill(0))])),
+      "freeze plans",
+    );
     // VISIBLE with invalid flags, or without its heap block.
-    expectCorruption(() => decodeHeap2Visible(record(RM_HEAP2_ID, XLOG_HEAP2_VISIBLE, [0, 0, 0, 0, 8], [block(0, null), block(1, null)])), "flags");
+    expectCorruption(
+      () => decodeHeap2Visible(record(RM_HEAP2_ID, XLOG_HEAP2_VISIBLE, [0, 0, 0, 0, 8], [block(0, null), block(1, null)])),
+      "flags",
+    );
     expectCorruption(() => decodeHeap2Visible(record(RM_HEAP2_ID, XLOG_HEAP2_VISIBLE, [0, 0, 0, 0, 1], [block(0, null)])), "block 1");
     // MULTI_INSERT: a tuple running past the data, and bytes left over.
     const mi = [0, 0, ...u16le(1), ...u16le(1)];
-    expectCorruption(() => decodeHeap2MultiInsert(record(RM_HEAP2_ID, XLOG_HEAP2_MULTI_INSERT, mi, [block(0, [...u16le(10), ...u16le(1), ...u16le(0), 24, 1, 2])])), "ends inside tuple 1");
     expectCorruption(
-      () => decodeHeap2MultiInsert(record(RM_HEAP2_ID, XLOG_HEAP2_MULTI_INSERT, mi, [block(0, [...u16le(1), ...u16le(1), ...u16le(0), 24, 1, 9, 9])])),
+      () =>
+        decodeHeap2MultiInsert(
+          record(RM_HEAP2_ID, XLOG_HEAP2_MULTI_INSERT, mi, [block(0, [...u16le(10), ...u16le(1), ...u16le(0), 24, 1, 2])]),
+        ),
+      "ends inside tuple 1",
+    );
+    expectCorruption(
+      () =>
+        decodeHeap2MultiInsert(
+          record(RM_HEAP2_ID, XLOG_HEAP2_MULTI_INSERT, mi, [block(0, [...u16le(1), ...u16le(1), ...u16le(0), 24, 1, 9, 9])]),
+        ),
       "total tuple length mismatch",
     );
     // A rewrite mapping whose entry count disagrees with its length.
@@ -708,11 +790,41 @@ describe("Heap/Heap2 decoders refuse malformed records", () => {
     expect(x.newTuple).toMatchObject({ infomask2: 3, infomask: 0x0800, hoff: 24 });
     expect(x.newTuple!.data.length).toBe(7);
     const mi = decodeHeap2MultiInsert(
-      record(RM_HEAP2_ID, XLOG_HEAP2_MULTI_INSERT | 0x80, [XLH_INSERT_ALL_FROZEN_SET, 0, ...u16le(2)], [block(0, [...u16le(2), ...u16le(1), ...u16le(0), 24, 0x42, 0x43, 0, ...u16le(2), ...u16le(1), ...u16le(0x0800), 24, 1, 2], 0, true)]),
+      record(
+        RM_HEAP2_ID,
+        XLOG_HEAP2_MULTI_INSERT | 0x80,
+        [XLH_INSERT_ALL_FROZEN_SET, 0, ...u16le(2)],
+        [
+          block(
+            0,
+            [...u16le(2), ...u16le(1), ...u16le(0), 24, 0x42, 0x43, 0, ...u16le(2), ...u16le(1), ...u16le(0x0800), 24, 1, 2],
+            0,
+            true,
+          ),
+        ],
+      ),
     );
     expect(mi).toMatchObject({ ntuples: 2, init: true, offsets: null });
     expect(Array.from(mi.tupleStarts!)).toEqual([0, 10]);
-    const nc = decodeHeap2NewCid(record(RM_HEAP2_ID, XLOG_HEAP2_NEW_CID, [...u32le(9), ...u32le(1), ...u32le(2), ...u32le(3), ...u32le(1663), ...u32le(5), ...u32le(16384), ...u16le(1), ...u16le(2), ...u16le(7)], []));
+    const nc = decodeHeap2NewCid(
+      record(
+        RM_HEAP2_ID,
+        XLOG_HEAP2_NEW_CID,
+        [
+          ...u32le(9),
+          ...u32le(1),
+          ...u32le(2),
+          ...u32le(3),
+          ...u32le(1663),
+          ...u32le(5),
+          ...u32le(16384),
+          ...u16le(1),
+          ...u16le(2),
+          ...u16le(7),
+        ],
+        [],
+      ),
+    );
     expect(nc).toMatchObject({ topXid: 9, cmin: 1, cmax: 2, combocid: 3, relNode: 16384, targetBlkno: 0x1_0002, targetOffnum: 7 });
   });
 });

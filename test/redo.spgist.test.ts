@@ -205,10 +205,34 @@ describe("SP-GiST redo against PostgreSQL 15", () => {
 
 describe("SP-GiST redo on hand-made malformed records", () => {
   /** A 16-byte leaf tuple: tupstate LIVE, size 16, nextOffset 0, heap pointer (0, 1). */
-  const leaf = (size = 16): number[] => [(size << 2) & 0xff, (size >>> 6) & 0xff, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0, ...new Array(Math.max(0, size - 12)).fill(0)];
+  const leaf = (size = 16): number[] => [
+    (size << 2) & 0xff,
+    (size >>> 6) & 0xff,
+    0,
+    0,
+    0,
+    0,
+    0,
+    0,
+    0,
+    0,
+    1,
+    0,
+    ...new Array(Math.max(0, size - 12)).fill(0),
+  ];
   /** ADD_LEAF main data: newPage, offnumLeaf, offnumHeadLeaf, offnumParent, nodeI, then the tuple. */
   const addLeaf = (newPage: boolean, offLeaf: number, offHead: number, offParent: number, nodeI: number, tuple: number[]): number[] => [
-    newPage ? 1 : 0, 0, offLeaf, 0, offHead, 0, offParent, 0, nodeI, 0, ...tuple,
+    newPage ? 1 : 0,
+    0,
+    offLeaf,
+    0,
+    offHead,
+    0,
+    offParent,
+    0,
+    nodeI,
+    0,
+    ...tuple,
   ];
   const newLeafPage = (): Uint8Array => {
     const p = new Uint8Array(BLCKSZ);
@@ -225,8 +249,12 @@ describe("SP-GiST redo on hand-made malformed records", () => {
   });
 
   it("refuses a leaf tuple whose size is below its header or beyond the record", () => {
-    expect(() => decodeSpgAddLeaf(fakeRecord(RM_SPGIST_ID, XLOG_SPGIST_ADD_LEAF, addLeaf(true, 1, 0, 0, 0, leaf(4).slice(0, 12))))).toThrow(CorruptionError);
-    expect(() => decodeSpgAddLeaf(fakeRecord(RM_SPGIST_ID, XLOG_SPGIST_ADD_LEAF, addLeaf(true, 1, 0, 0, 0, leaf(24).slice(0, 20))))).toThrow(CorruptionError);
+    expect(() => decodeSpgAddLeaf(fakeRecord(RM_SPGIST_ID, XLOG_SPGIST_ADD_LEAF, addLeaf(true, 1, 0, 0, 0, leaf(4).slice(0, 12))))).toThrow(
+      CorruptionError,
+    );
+    expect(() =>
+      decodeSpgAddLeaf(fakeRecord(RM_SPGIST_ID, XLOG_SPGIST_ADD_LEAF, addLeaf(true, 1, 0, 0, 0, leaf(24).slice(0, 20)))),
+    ).toThrow(CorruptionError);
   });
 
   it("refuses replacing a live tuple, a missing node, a bad parentBlk, and placeholders past the page", () => {
@@ -239,7 +267,9 @@ describe("SP-GiST redo on hand-made malformed records", () => {
     expect(() => spgistRedo.redo(parent, 1, newLeafPage())).toThrow(/failed to find requested node 9/);
     const addNode = new Array(20).fill(0);
     addNode[5] = 7; // parentBlk
-    expect(() => decodeSpgAddNode(fakeRecord(RM_SPGIST_ID, XLOG_SPGIST_ADD_NODE, [...addNode, 0, 0, 0, 0, 8, 0, 0, 0]))).toThrow(/parentBlk 7/);
+    expect(() => decodeSpgAddNode(fakeRecord(RM_SPGIST_ID, XLOG_SPGIST_ADD_NODE, [...addNode, 0, 0, 0, 0, 8, 0, 0, 0]))).toThrow(
+      /parentBlk 7/,
+    );
     const redirect = fakeRecord(RM_SPGIST_ID, XLOG_SPGIST_VACUUM_REDIRECT, [0, 0, 9, 0, 0, 0, 0, 0], [{ id: 0 }]);
     expect(() => spgistRedo.redo(redirect, 0, newLeafPage())).toThrow(/first placeholder 9/);
   });

@@ -101,7 +101,9 @@ describe("verifyRedo", () => {
       expect(m.rel).toMatch(/^1663\/5\/\d+$/);
     }
     const first = report.mismatches[0]!;
-    expect(text).toContain(`MISMATCH at ${lsnToString(first.lsn)} Heap/${first.info} (info 0x${first.infoCode.toString(16).padStart(2, "0")}) block 0 rel ${first.rel} fork 0 blk ${first.blkno}`);
+    expect(text).toContain(
+      `MISMATCH at ${lsnToString(first.lsn)} Heap/${first.info} (info 0x${first.infoCode.toString(16).padStart(2, "0")}) block 0 rel ${first.rel} fork 0 blk ${first.blkno}`,
+    );
     expect(text).toContain("first difference at offset 100");
     expect(first.ours).toMatch(/ {2}96: .*\[[0-9a-f]{2}\]/);
     expect(first.ours).not.toBe(first.theirs);
@@ -127,12 +129,18 @@ describe("PgRedo on stored records", () => {
     base[12] = 24;
     setPageLsn(base, asLsn(0x0100_0000));
     const redo = new PgRedo();
-    const out = redo.apply(key, base, asLsn(0x0100_0000), [pgRecordValue(false, recordFor(RM_XLOG_ID, XLOG_FPI_FOR_HINT))], [asLsn(0x0200_0000)]);
+    const out = redo.apply(
+      key,
+      base,
+      asLsn(0x0100_0000),
+      [pgRecordValue(false, recordFor(RM_XLOG_ID, XLOG_FPI_FOR_HINT))],
+      [asLsn(0x0200_0000)],
+    );
     expect(pageLsn(out)).toBe(0x0100_0000);
     expect(out.subarray(10)).toEqual(base.subarray(10));
-    expect(() => redo.apply(key, base, asLsn(0x0100_0000), [pgRecordValue(false, recordFor(RM_XLOG_ID, XLOG_FPI))], [asLsn(0x0200_0000)])).toThrow(
-      CorruptionError,
-    );
+    expect(() =>
+      redo.apply(key, base, asLsn(0x0100_0000), [pgRecordValue(false, recordFor(RM_XLOG_ID, XLOG_FPI))], [asLsn(0x0200_0000)]),
+    ).toThrow(CorruptionError);
   });
 
   it("a record whose rmgr has no native redo names the rmgr, the info and the wal_consistency_checking setting", () => {
@@ -155,12 +163,12 @@ describe("PgRedo on stored records", () => {
   it("refuses a record that does not reference the key's block, or disagrees with its will_init tag", () => {
     const other = makeKey(0, REL.spc, REL.db, REL.rel, 0, 8);
     const base = new Uint8Array(8192);
-    expect(() => new PgRedo().apply(other, base, asLsn(0), [pgRecordValue(false, recordFor(RM_XLOG_ID, XLOG_FPI_FOR_HINT))], [asLsn(0x0200_0000)])).toThrow(
-      /has no reference to it/,
-    );
-    expect(() => new PgRedo().apply(key, null, asLsn(0), [pgRecordValue(true, recordFor(RM_XLOG_ID, XLOG_FPI_FOR_HINT))], [asLsn(0x0200_0000)])).toThrow(
-      /BKPBLOCK_WILL_INIT/,
-    );
+    expect(() =>
+      new PgRedo().apply(other, base, asLsn(0), [pgRecordValue(false, recordFor(RM_XLOG_ID, XLOG_FPI_FOR_HINT))], [asLsn(0x0200_0000)]),
+    ).toThrow(/has no reference to it/);
+    expect(() =>
+      new PgRedo().apply(key, null, asLsn(0), [pgRecordValue(true, recordFor(RM_XLOG_ID, XLOG_FPI_FOR_HINT))], [asLsn(0x0200_0000)]),
+    ).toThrow(/BKPBLOCK_WILL_INIT/);
   });
 
   it("recordStartLsn counts the page headers a record crosses", () => {

@@ -116,7 +116,13 @@ describe("attach", () => {
         expect(v === null ? null : Buffer.from(v).toString()).toBe(values[i]);
       }
       // The attached copy's remote client writes generation 2 and starts from generation 1's index.
-      const c = await RemoteTimelineClient.open({ storage, tenant_id: src.tenantId, timeline_id: tl.timelineId, generation: readTenantGeneration(tdir), log: silent });
+      const c = await RemoteTimelineClient.open({
+        storage,
+        tenant_id: src.tenantId,
+        timeline_id: tl.timelineId,
+        generation: readTenantGeneration(tdir),
+        log: silent,
+      });
       expect(c.remote_consistent_lsn).toBe(lsn);
       c.reconcile({ layers: tl.layerFiles(), metadata: tl.metadata() });
       await c.waitUploaded();
@@ -125,9 +131,9 @@ describe("attach", () => {
       expect(await listIndexGenerations(storage, src.tenantId, tl.timelineId)).toEqual([1, 2]);
       expect((await checkRemoteTimeline(storage, src.tenantId, tl.timelineId, 2, { verify_checksums: true })).ok).toBe(true);
       // Generation 1 is stale now.
-      await expect(RemoteTimelineClient.open({ storage, tenant_id: src.tenantId, timeline_id: tl.timelineId, generation: 1, log: silent })).rejects.toThrow(
-        /superseded by generation 2/,
-      );
+      await expect(
+        RemoteTimelineClient.open({ storage, tenant_id: src.tenantId, timeline_id: tl.timelineId, generation: 1, log: silent }),
+      ).rejects.toThrow(/superseded by generation 2/);
     } finally {
       await copy.close();
     }
@@ -136,7 +142,15 @@ describe("attach", () => {
   it("refuses a generation older than the bucket's", async () => {
     const other = generateTenantId();
     const bytes = encodeIndexPart({
-      metadata: { disk_consistent_lsn: asLsn(0x100), prev_record_lsn: null, ancestor_timeline_id: null, ancestor_lsn: asLsn(0), latest_gc_cutoff_lsn: asLsn(0), initdb_lsn: asLsn(0x100), pg_version: 15 },
+      metadata: {
+        disk_consistent_lsn: asLsn(0x100),
+        prev_record_lsn: null,
+        ancestor_timeline_id: null,
+        ancestor_lsn: asLsn(0),
+        latest_gc_cutoff_lsn: asLsn(0),
+        initdb_lsn: asLsn(0x100),
+        pg_version: 15,
+      },
       layers: new Map(),
     });
     await storage.put(indexKey(other, generateTimelineId(), 5), bytes, { size_bytes: bytes.byteLength });

@@ -187,7 +187,9 @@ describe("commit-time index in remote storage", () => {
     await within(b.remote!.clientOf(tlb)!.waitUploaded(), "B's upload");
     const check = await checkRemoteTimeline(storage, tenantId, timelineId, 4);
     expect(check.ok, JSON.stringify(check)).toBe(true);
-    expect((await storage.list(`tenants/${tenantId}/timelines/${timelineId}/commit_times`)).map((o) => o.key)).toEqual([objectKey(tenantId, timelineId, 4)]);
+    expect((await storage.list(`tenants/${tenantId}/timelines/${timelineId}/commit_times`)).map((o) => o.key)).toEqual([
+      objectKey(tenantId, timelineId, 4),
+    ]);
   });
 
   it("blocks that fail their seal (the object's own CRC32C made to match): the timeline keeps them aside and starts the index empty", async () => {
@@ -214,7 +216,9 @@ describe("commit-time index in remote storage", () => {
     await tla.checkpoint();
     await within(a.remote!.whenConnected(), "A's remote client");
     await within(a.remote!.clientOf(tla)!.waitUploaded(), "A's upload");
-    expect((await storage.list(`tenants/${tenantId}/timelines/${timelineId}/commit_times`)).map((o) => o.key)).toEqual([objectKey(tenantId, timelineId, 5)]);
+    expect((await storage.list(`tenants/${tenantId}/timelines/${timelineId}/commit_times`)).map((o) => o.key)).toEqual([
+      objectKey(tenantId, timelineId, 5),
+    ]);
     await within(a.detachTenant(tenantId), "detach A");
   });
 
@@ -257,8 +261,12 @@ describe("commit-time index in remote storage", () => {
     const key = "tenants/t/timelines/x/index_part.json-00000002";
     const old = parseIndexPart(key, encodeIndexPart({ metadata, layers: new Map() }));
     expect(old.commit_times ?? null).toBeNull();
-    expect(parseIndexPart(key, encodeIndexPart({ metadata, layers: new Map(), commit_times: { generation: 2 } })).commit_times).toEqual({ generation: 2 });
+    expect(parseIndexPart(key, encodeIndexPart({ metadata, layers: new Map(), commit_times: { generation: 2 } })).commit_times).toEqual({
+      generation: 2,
+    });
     // Not from a newer generation than the index's own.
-    expect(() => parseIndexPart(key, encodeIndexPart({ metadata, layers: new Map(), commit_times: { generation: 3 } }))).toThrow(/commit_times has generation 3/);
+    expect(() => parseIndexPart(key, encodeIndexPart({ metadata, layers: new Map(), commit_times: { generation: 3 } }))).toThrow(
+      /commit_times has generation 3/,
+    );
   });
 });

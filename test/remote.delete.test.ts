@@ -51,7 +51,8 @@ afterAll(async () => {
   for (const d of dirs) rmSync(d, { recursive: true, force: true });
 });
 
-const keysUnder = async (storage: RemoteStorage, prefix: string): Promise<string[]> => (await storage.list(prefix)).map((o) => o.key).sort();
+const keysUnder = async (storage: RemoteStorage, prefix: string): Promise<string[]> =>
+  (await storage.list(prefix)).map((o) => o.key).sort();
 
 describe("deleteRemoteTenant on LocalFs", () => {
   async function put(storage: RemoteStorage, key: string): Promise<void> {
@@ -97,7 +98,8 @@ describe.each(["local", "s3"])("DELETE with remote storage on %s", (backend) => 
   /** A timeline with data in two checkpoints; returns once the bucket holds it all. */
   async function timelineWithData(tenant: TenantId, ancestor?: TimelineId): Promise<TimelineId> {
     const id = generateTimelineId();
-    const body = ancestor === undefined ? { new_timeline_id: id, start_lsn: "0/1000" } : { new_timeline_id: id, ancestor_timeline_id: ancestor };
+    const body =
+      ancestor === undefined ? { new_timeline_id: id, start_lsn: "0/1000" } : { new_timeline_id: id, ancestor_timeline_id: ancestor };
     const r = await call("POST", `/v1/tenant/${tenant}/timeline`, body);
     expect(r.status, JSON.stringify(r.json)).toBe(201);
     const tl = server!.tenants.get(tenant).getTimeline(id);
@@ -123,7 +125,10 @@ describe.each(["local", "s3"])("DELETE with remote storage on %s", (backend) => 
   beforeAll(async () => {
     const workdir = tmp("ps-rdel-node-");
     const url = backend === "local" ? `file://${tmp("ps-rdel-bucket-")}` : s3.url(`del-${generateTenantId().slice(0, 8)}`);
-    server = new Server(loadNodeConfig({ workdir, listen: "127.0.0.1:0", listen_pg: "127.0.0.1:0", remote_storage: url, enable_failpoints: true }), logs.logger);
+    server = new Server(
+      loadNodeConfig({ workdir, listen: "127.0.0.1:0", listen_pg: "127.0.0.1:0", remote_storage: url, enable_failpoints: true }),
+      logs.logger,
+    );
     server.http.checkResponses = true;
     base = `http://127.0.0.1:${await server.start()}`;
   });

@@ -62,7 +62,10 @@ afterAll(async () => {
 });
 
 async function server(remote: string): Promise<Server> {
-  const s = new Server(loadNodeConfig({ workdir: tmp("ps-detach-"), listen: "127.0.0.1:0", listen_pg: "127.0.0.1:0", remote_storage: remote }), logs.logger);
+  const s = new Server(
+    loadNodeConfig({ workdir: tmp("ps-detach-"), listen: "127.0.0.1:0", listen_pg: "127.0.0.1:0", remote_storage: remote }),
+    logs.logger,
+  );
   servers.push(s);
   await s.start();
   return s;
@@ -107,7 +110,9 @@ async function waitFor(what: string, cond: () => boolean): Promise<void> {
 
 describe("detach with a bucket that was never reachable", () => {
   it("is refused (503, naming the timeline); the tenant stays Active with its directory, also beside another such tenant", async () => {
-    const s = await server(`s3://nowhere/p?endpoint=${encodeURIComponent("http://127.0.0.1:1")}&region=us-east-1&detach_timeout_ms=${DETACH_TIMEOUT_MS}`);
+    const s = await server(
+      `s3://nowhere/p?endpoint=${encodeURIComponent("http://127.0.0.1:1")}&region=us-east-1&detach_timeout_ms=${DETACH_TIMEOUT_MS}`,
+    );
     const one = await tenantWithTimeline(s);
     const other = await tenantWithTimeline(s);
     await write(s, one.tenant, one.timeline, "one");
@@ -118,7 +123,10 @@ describe("detach with a bucket that was never reachable", () => {
     expect(existsSync(join(s.config.workdir, "tenants", one.tenant, "timelines", one.timeline, "metadata"))).toBe(true);
     expect((await call(s, "GET", `/v1/tenant/${one.tenant}`)).json["state"]).toBe("Active");
     expect((await call(s, "GET", `/v1/tenant/${other.tenant}`)).json["state"]).toBe("Active");
-    const v = await s.tenants.get(one.tenant).getTimeline(one.timeline).get(k(3), s.tenants.get(one.tenant).getTimeline(one.timeline).lastRecordLsn);
+    const v = await s.tenants
+      .get(one.tenant)
+      .getTimeline(one.timeline)
+      .get(k(3), s.tenants.get(one.tenant).getTimeline(one.timeline).lastRecordLsn);
     expect(Buffer.from(v!).toString()).toBe("one 3");
   });
 });
@@ -228,7 +236,10 @@ describe("with the bucket going away and coming back", () => {
     expect((await call(s, "GET", `/v1/tenant/${tenant}`)).json["state"]).toBe("Active");
     proxy.down = false;
     const dcl = await write(s, tenant, timeline, "after");
-    await waitFor("the tenant's changes in the bucket", () => s.remote!.remoteConsistentLsn(s.tenants.get(tenant).getTimeline(timeline)) === dcl);
+    await waitFor(
+      "the tenant's changes in the bucket",
+      () => s.remote!.remoteConsistentLsn(s.tenants.get(tenant).getTimeline(timeline)) === dcl,
+    );
     expect((await call(s, "DELETE", `/v1/tenant/${tenant}`)).status).toBe(200);
   });
 });

@@ -138,6 +138,8 @@ describe("downloads", () => {
   });
 
   it("a timeline without an index is not found", async () => {
-    await expect(downloadTimeline(storage, src.tenantId, generateTimelineId(), 1, join(copyDir, "none"))).rejects.toBeInstanceOf(NotFoundError);
+    await expect(downloadTimeline(storage, src.tenantId, generateTimelineId(), 1, join(copyDir, "none"))).rejects.toBeInstanceOf(
+      NotFoundError,
+    );
   });
 });

@@ -82,7 +82,12 @@ describe("generation checks before flush feedback", () => {
   it("reports a position only once confirmed; a newer attach marker makes the tenant Broken (superseded) and stops its uploads", async () => {
     const root = tmp("ps-gencheck-");
     server = new Server(
-      loadNodeConfig({ workdir: tmp("ps-gencheck-node-"), listen: "127.0.0.1:0", listen_pg: "127.0.0.1:0", remote_storage: `file://${root}?generation_check_interval_ms=0` }),
+      loadNodeConfig({
+        workdir: tmp("ps-gencheck-node-"),
+        listen: "127.0.0.1:0",
+        listen_pg: "127.0.0.1:0",
+        remote_storage: `file://${root}?generation_check_interval_ms=0`,
+      }),
       logs.logger,
     );
     await server.start();

@@ -10,7 +10,15 @@ import { crc32c } from "@node-rs/crc32";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { deltaLayerName, imageLayerName } from "../src/layers/layer_name.js";
 import { generationSuffix, parseGeneration, parseGenerationSuffix } from "../src/remote/generation.js";
-import { encodeIndexPart, fileCrc32c, findLatestIndex, IndexCorruptError, type IndexPart, listIndexGenerations, parseIndexPart } from "../src/remote/index_part.js";
+import {
+  encodeIndexPart,
+  fileCrc32c,
+  findLatestIndex,
+  IndexCorruptError,
+  type IndexPart,
+  listIndexGenerations,
+  parseIndexPart,
+} from "../src/remote/index_part.js";
 import { LocalFs } from "../src/remote/local_fs.js";
 import { indexKey, layerKey, parseIndexKey, parseLayerKey, timelinePrefix } from "../src/remote/remote_path.js";
 import { InvalidArgumentError } from "../src/types/errors.js";

@@ -61,7 +61,15 @@ function tmp(prefix: string): string {
 }
 
 async function server(workdir: string, remote: string | undefined): Promise<Server> {
-  const s = new Server(loadNodeConfig({ workdir, listen: "127.0.0.1:0", listen_pg: "127.0.0.1:0", ...(remote === undefined ? {} : { remote_storage: remote }) }), logs.logger);
+  const s = new Server(
+    loadNodeConfig({
+      workdir,
+      listen: "127.0.0.1:0",
+      listen_pg: "127.0.0.1:0",
+      ...(remote === undefined ? {} : { remote_storage: remote }),
+    }),
+    logs.logger,
+  );
   // Every reply checked against its declared schema.
   s.http.checkResponses = true;
   await s.start();
@@ -157,7 +165,10 @@ describe("tenant mobility", () => {
 
   it("over HTTP: POST …/detach on A, POST …/attach {generation} on B; both in the OpenAPI document", async () => {
     const call = async (srv: Server, method: string, path: string, body?: unknown) => {
-      const res = await fetch(`http://127.0.0.1:${srv.port}${path}`, { method, ...(body === undefined ? {} : { body: JSON.stringify(body) }) });
+      const res = await fetch(`http://127.0.0.1:${srv.port}${path}`, {
+        method,
+        ...(body === undefined ? {} : { body: JSON.stringify(body) }),
+      });
       return { status: res.status, json: (await res.json()) as Record<string, unknown> };
     };
     // A holds the tenant now (generation 3): it moves to B in generation 4.
@@ -172,7 +183,10 @@ describe("tenant mobility", () => {
     expect((await call(b, "POST", `/v1/tenant/${tenantId}/attach`, { generation: 5 })).status).toBe(409);
     const doc = (await call(b, "GET", "/v1/openapi.json")).json as { paths: Record<string, unknown> };
     expect(Object.keys(doc.paths)).toEqual(expect.arrayContaining(["/v1/tenant/{tenant_id}/detach", "/v1/tenant/{tenant_id}/attach"]));
-    const v = await b.tenants.get(tenantId).getTimeline(timelineId).get(k(0), asLsn(dcl + 8));
+    const v = await b.tenants
+      .get(tenantId)
+      .getTimeline(timelineId)
+      .get(k(0), asLsn(dcl + 8));
     expect(Buffer.from(v!).toString()).toBe("b 0");
   });
 
@@ -185,7 +199,12 @@ describe("tenant mobility", () => {
     const json = await pagectl(bUrl, ["--json", "remote", "check", tenantId, timelineId]);
     expect(JSON.parse(json.stdout)).toMatchObject({ ok: true, index_generation: 4, missing: [], orphans: [] });
     // An object of B's generation that no index names.
-    const orphan = layerKey(tenantId, timelineId, deltaLayerName({ start: KEY_MIN, end: KEY_MAX }, { start: asLsn(0x10), end: asLsn(0x20) }), 4);
+    const orphan = layerKey(
+      tenantId,
+      timelineId,
+      deltaLayerName({ start: KEY_MIN, end: KEY_MAX }, { start: asLsn(0x10), end: asLsn(0x20) }),
+      4,
+    );
     await b.remote!.storage.put(orphan, new Uint8Array(3), { size_bytes: 3 });
     const bad = await pagectl(bUrl, ["remote", "check", tenantId, timelineId]);
     expect(bad.code).toBe(1);

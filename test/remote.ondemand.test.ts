@@ -47,8 +47,15 @@ function tmp(prefix: string): string {
   return d;
 }
 
-async function server(workdir: string, remote: string, extra: { max_local_disk_bytes?: number; min_free_disk_bytes?: number } = {}): Promise<Server> {
-  const s = new Server(loadNodeConfig({ workdir, listen: "127.0.0.1:0", listen_pg: "127.0.0.1:0", remote_storage: remote, ...extra }), logs.logger);
+async function server(
+  workdir: string,
+  remote: string,
+  extra: { max_local_disk_bytes?: number; min_free_disk_bytes?: number } = {},
+): Promise<Server> {
+  const s = new Server(
+    loadNodeConfig({ workdir, listen: "127.0.0.1:0", listen_pg: "127.0.0.1:0", remote_storage: remote, ...extra }),
+    logs.logger,
+  );
   // Every reply checked against its declared schema.
   s.http.checkResponses = true;
   await s.start();
@@ -155,7 +162,10 @@ describe.each([
     expect(text(await within(tl.get(k(newest), asLsn(w.lsn)), "first read"))).toBe(w.values.get(newest));
     expect(b.remote!.ondemand.downloads - before).toBe(1);
     expect(layerFiles(tl).length).toBe(1);
-    const listed = (await (await fetch(`http://127.0.0.1:${b.port}/v1/tenant/${w.tenantId}/timeline/${w.timelineId}/layer`)).json()) as { name: string; remote: boolean }[];
+    const listed = (await (await fetch(`http://127.0.0.1:${b.port}/v1/tenant/${w.tenantId}/timeline/${w.timelineId}/layer`)).json()) as {
+      name: string;
+      remote: boolean;
+    }[];
     expect(listed.filter((l) => !l.remote).map((l) => l.name)).toEqual(layerFiles(tl));
     expect(listed.filter((l) => l.remote).length).toBe(ROUNDS - 1);
     // Round 2's key: the walk visits rounds 5, 4, 3, 2 (one of them already here).
@@ -211,7 +221,14 @@ describe.each([
     expect(() => tl.getNow(k(oldest), asLsn(w.lsn))).toThrow(/async path/);
     expect(layerFiles(tl)).toEqual([]);
     // Under withResidentLayers the same synchronous read downloads what it meets and runs again.
-    expect(text(await within(tl.withResidentLayers(() => tl.getNow(k(oldest), asLsn(w.lsn))), "sync read made async"))).toBe(w.values.get(oldest));
+    expect(
+      text(
+        await within(
+          tl.withResidentLayers(() => tl.getNow(k(oldest), asLsn(w.lsn))),
+          "sync read made async",
+        ),
+      ),
+    ).toBe(w.values.get(oldest));
     expect(layerFiles(tl).length).toBe(ROUNDS);
     // Back to all evicted, by hand (every layer is uploaded), then the jobs.
     const client = b.remote!.clientOf(tl)!;

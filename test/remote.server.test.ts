@@ -86,9 +86,21 @@ describe.each(["local", "s3"])("a Server with remote storage on %s", (backend) =
     const tl = timeline();
     const storage = server!.remote!.storage;
     const check = await checkRemoteTimeline(storage, tenantId, timelineId, 1, { verify_checksums: true });
-    expect(check, JSON.stringify(check)).toMatchObject({ ok: true, missing: [], orphans: [], size_mismatch: [], checksum_mismatch: [], unknown: [] });
+    expect(check, JSON.stringify(check)).toMatchObject({
+      ok: true,
+      missing: [],
+      orphans: [],
+      size_mismatch: [],
+      checksum_mismatch: [],
+      unknown: [],
+    });
     const latest = await findLatestIndex(storage, tenantId, timelineId, 1);
-    expect([...latest!.index.layers.keys()].sort()).toEqual(tl.layerFiles().map((l) => l.name).sort());
+    expect([...latest!.index.layers.keys()].sort()).toEqual(
+      tl
+        .layerFiles()
+        .map((l) => l.name)
+        .sort(),
+    );
     expect(latest!.index.metadata.disk_consistent_lsn).toBe(tl.diskConsistentLsn);
     const info = (await call("GET", `/v1/tenant/${tenantId}/timeline/${timelineId}`)).json as Record<string, string>;
     expect(info["remote_consistent_lsn"]).toBe(info["disk_consistent_lsn"]);
@@ -117,7 +129,9 @@ describe.each(["local", "s3"])("a Server with remote storage on %s", (backend) =
     expect((await call("POST", "/v1/tenant", { new_tenant_id: tenantId, config: QUIET })).status).toBe(201);
     expect((await call("POST", `/v1/tenant/${tenantId}/timeline`, { new_timeline_id: timelineId, start_lsn: "0/1000" })).status).toBe(201);
     await drained();
-    expect(((await call("GET", `/v1/tenant/${tenantId}/timeline/${timelineId}`)).json as Record<string, unknown>)["remote_consistent_lsn"]).toBe("0/1000");
+    expect(
+      ((await call("GET", `/v1/tenant/${tenantId}/timeline/${timelineId}`)).json as Record<string, unknown>)["remote_consistent_lsn"],
+    ).toBe("0/1000");
     const tl = timeline();
     let lsn = 0x1000;
     for (let round = 0; round < 3; round++) {
@@ -155,13 +169,21 @@ describe.each(["local", "s3"])("a Server with remote storage on %s", (backend) =
 
   it("a restart reconciles without uploading any layer again", async () => {
     const tl = timeline();
-    const layers = tl.layerFiles().map((l) => l.name).sort();
+    const layers = tl
+      .layerFiles()
+      .map((l) => l.name)
+      .sort();
     const dcl = tl.diskConsistentLsn;
     await server!.stop();
     server = await start();
     await expectBucketMatchesLocal();
     expect(server.remote!.clientOf(timeline())!.stats()).toMatchObject({ uploaded_layers_total: 0, deleted_layers_total: 0 });
-    expect(timeline().layerFiles().map((l) => l.name).sort()).toEqual(layers);
+    expect(
+      timeline()
+        .layerFiles()
+        .map((l) => l.name)
+        .sort(),
+    ).toEqual(layers);
     expect(timeline().diskConsistentLsn).toBe(dcl);
   });
 
@@ -178,7 +200,9 @@ describe.each(["local", "s3"])("a Server with remote storage on %s", (backend) =
     const t = (await call("GET", `/v1/tenant/${tenantId}`)).json as { state: string; broken_reason?: string };
     expect(t.state).toBe("Broken");
     expect(t.broken_reason).toContain("superseded by generation 2");
-    expect((await server.remote!.storage.list(`tenants/${tenantId}/`)).map((o) => o.key).sort()).toEqual([...before, indexKey(tenantId, timelineId, 2)].sort());
+    expect((await server.remote!.storage.list(`tenants/${tenantId}/`)).map((o) => o.key).sort()).toEqual(
+      [...before, indexKey(tenantId, timelineId, 2)].sort(),
+    );
   });
 });
 
@@ -192,7 +216,10 @@ describe("a tenant whose attach was cut short", () => {
     const url = `file://${bucket}`;
     const id = generateTenantId();
     const tlId = generateTimelineId();
-    const a = new Server(loadNodeConfig({ workdir: workA, listen: "127.0.0.1:0", listen_pg: "127.0.0.1:0", remote_storage: url }), logs.logger);
+    const a = new Server(
+      loadNodeConfig({ workdir: workA, listen: "127.0.0.1:0", listen_pg: "127.0.0.1:0", remote_storage: url }),
+      logs.logger,
+    );
     await a.start();
     try {
       const t = await a.tenants.create(id, QUIET);
@@ -209,7 +236,10 @@ describe("a tenant whose attach was cut short", () => {
     const tdir = join(workB, "tenants", id);
     mkdirSync(join(tdir, "timelines"), { recursive: true });
     writeFileSync(join(tdir, ATTACHING_MARKER), JSON.stringify({ generation: 2 }));
-    const b = new Server(loadNodeConfig({ workdir: workB, listen: "127.0.0.1:0", listen_pg: "127.0.0.1:0", remote_storage: url }), logs.logger);
+    const b = new Server(
+      loadNodeConfig({ workdir: workB, listen: "127.0.0.1:0", listen_pg: "127.0.0.1:0", remote_storage: url }),
+      logs.logger,
+    );
     await b.start();
     try {
       const deadline = Date.now() + WAIT_BOUND_MS;

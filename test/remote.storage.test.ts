@@ -299,7 +299,14 @@ describe("storage URL", () => {
   it("parses file and s3 URLs", () => {
     expect(parseRemoteStorageUrl("file:///var/lib/ps/remote")).toEqual({ kind: "local", root_path: "/var/lib/ps/remote", options: {} });
     expect(parseRemoteStorageUrl("file:///var/lib/ps/remote/")).toEqual({ kind: "local", root_path: "/var/lib/ps/remote", options: {} });
-    expect(parseRemoteStorageUrl("s3://my-bucket")).toEqual({ kind: "s3", bucket: "my-bucket", prefix: "", region: "us-east-1", endpoint: null, options: {} });
+    expect(parseRemoteStorageUrl("s3://my-bucket")).toEqual({
+      kind: "s3",
+      bucket: "my-bucket",
+      prefix: "",
+      region: "us-east-1",
+      endpoint: null,
+      options: {},
+    });
     expect(parseRemoteStorageUrl("s3://my-bucket/a/b/?endpoint=http://127.0.0.1:9000&region=eu-west-1")).toEqual({
       kind: "s3",
       bucket: "my-bucket",
@@ -314,7 +321,9 @@ describe("storage URL", () => {
       root_path: "/r",
       options: { detach_timeout_ms: 5000, generation_check_interval_ms: 0 },
     });
-    expect(parseRemoteStorageUrl("s3://bkt/p?generation_check_interval_ms=2500")).toMatchObject({ options: { generation_check_interval_ms: 2500 } });
+    expect(parseRemoteStorageUrl("s3://bkt/p?generation_check_interval_ms=2500")).toMatchObject({
+      options: { generation_check_interval_ms: 2500 },
+    });
     expect(parseRemoteStorageUrl(`s3://bkt/p?endpoint=${encodeURIComponent("https://s3.example.com")}`)).toMatchObject({
       endpoint: "https://s3.example.com",
     });

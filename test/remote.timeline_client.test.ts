@@ -54,7 +54,15 @@ function layerFile(size_bytes: number, kind: "delta" | "image" = "delta"): Added
 }
 
 function meta(dcl: number, gc_cutoff = 0): TimelineMetadata {
-  return { disk_consistent_lsn: asLsn(dcl), prev_record_lsn: null, ancestor_timeline_id: null, ancestor_lsn: asLsn(0), latest_gc_cutoff_lsn: asLsn(gc_cutoff), initdb_lsn: asLsn(0x10), pg_version: 15 };
+  return {
+    disk_consistent_lsn: asLsn(dcl),
+    prev_record_lsn: null,
+    ancestor_timeline_id: null,
+    ancestor_lsn: asLsn(0),
+    latest_gc_cutoff_lsn: asLsn(gc_cutoff),
+    initdb_lsn: asLsn(0x10),
+    pg_version: 15,
+  };
 }
 
 /** A storage whose layer puts wait while `hold` is set (to keep uploads pending). */
@@ -77,7 +85,14 @@ describe("RemoteTimelineClient", () => {
     const timeline = generateTimelineId();
     const st = new HoldingStorage(root);
     const stopped: string[] = [];
-    const o = { storage: st, tenant_id: tenant, timeline_id: timeline, generation: 1, log: silent, onStopped: (_s: string, r: string) => stopped.push(r) };
+    const o = {
+      storage: st,
+      tenant_id: tenant,
+      timeline_id: timeline,
+      generation: 1,
+      log: silent,
+      onStopped: (_s: string, r: string) => stopped.push(r),
+    };
 
     // Load: two local layers, an empty bucket.
     const c1 = await RemoteTimelineClient.open(o);
@@ -144,7 +159,9 @@ describe("RemoteTimelineClient", () => {
     await within(c2.waitUploaded(), "restart reconcile");
     check = await checkRemoteTimeline(st, tenant, timeline, 2, { verify_checksums: true });
     expect(check).toMatchObject({ ok: true, layers_named: 1, index_generation: 2, stale_indexes: [indexKey(tenant, timeline, 1)] });
-    expect(await names(st, tenant, timeline)).toEqual([`${e.name}-00000002`, "index_part.json-00000001", "index_part.json-00000002"].sort());
+    expect(await names(st, tenant, timeline)).toEqual(
+      [`${e.name}-00000002`, "index_part.json-00000001", "index_part.json-00000002"].sort(),
+    );
 
     // Generation 1 is stale now: it can't open.
     await expect(RemoteTimelineClient.open(o)).rejects.toBeInstanceOf(SupersededError);
@@ -176,7 +193,14 @@ describe("RemoteTimelineClient", () => {
     const tenant = generateTenantId();
     const timeline = generateTimelineId();
     const stopped: [string, string][] = [];
-    const c = await RemoteTimelineClient.open({ storage, tenant_id: tenant, timeline_id: timeline, generation: 1, log: silent, onStopped: (s, r) => stopped.push([s, r]) });
+    const c = await RemoteTimelineClient.open({
+      storage,
+      tenant_id: tenant,
+      timeline_id: timeline,
+      generation: 1,
+      log: silent,
+      onStopped: (s, r) => stopped.push([s, r]),
+    });
     c.metadataChanged(meta(0x100));
     const gone = layerFile(10);
     unlinkSync(gone.path);
@@ -231,6 +255,10 @@ describe("checkRemoteTimeline", () => {
     // No index at all: every layer object is an orphan.
     const t2 = generateTimelineId();
     await put(layerKey(tenant, t2, ls[3]!.name, 1), new Uint8Array(1));
-    expect(await checkRemoteTimeline(storage, tenant, t2, 1)).toMatchObject({ ok: false, index_key: null, orphans: [layerKey(tenant, t2, ls[3]!.name, 1)] });
+    expect(await checkRemoteTimeline(storage, tenant, t2, 1)).toMatchObject({
+      ok: false,
+      index_key: null,
+      orphans: [layerKey(tenant, t2, ls[3]!.name, 1)],
+    });
   });
 });

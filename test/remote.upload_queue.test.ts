@@ -412,7 +412,9 @@ describe("upload queue rules", () => {
     await within(q3.waitUploaded(), "gen 3 uploads");
     expect(rec.violations).toEqual([]);
     const f3 = { ...g2, rec };
-    expect((await bucketNames(f3)).sort()).toEqual([`${fresh.name}-00000003`, "index_part.json-00000002", "index_part.json-00000003"].sort());
+    expect((await bucketNames(f3)).sort()).toEqual(
+      [`${fresh.name}-00000003`, "index_part.json-00000002", "index_part.json-00000003"].sort(),
+    );
     expect(rec.log.some((l) => l.startsWith("delete") && l.includes(`${old.name}-00000002`))).toBe(true);
     const latest = await findLatestIndex(rec.inner, g2.tenant, g2.timeline, 3);
     expect([...latest!.index.layers]).toEqual([[fresh.name, { file_size: 800, crc32c: fresh.crc32c, generation: 3 }]]);
@@ -431,7 +433,10 @@ describe("upload queue rules", () => {
     await within(f.queue.waitUploaded(), "uploads");
     expect(await f.queue.checkGeneration()).toBeNull();
     // Another pageserver attaches in generation 2 and writes its index.
-    const theirs = encodeIndexPart({ metadata: meta(0x1000), layers: new Map([[a.name, { file_size: 100, crc32c: a.crc32c, generation: 1 }]]) });
+    const theirs = encodeIndexPart({
+      metadata: meta(0x1000),
+      layers: new Map([[a.name, { file_size: 100, crc32c: a.crc32c, generation: 1 }]]),
+    });
     await f.rec.inner.put(indexKey(f.tenant, f.timeline, 2), theirs, { size_bytes: theirs.byteLength });
     expect(await f.queue.checkGeneration()).toBe(2);
     f.queue.scheduleLayerDeletion([a.name]);
@@ -525,7 +530,8 @@ describe("upload queue rules", () => {
     const log = pino({ level: "debug" }, { write: (line: string) => void lines.push(JSON.parse(line) as { delay_ms: number }) });
     const qs = [0, 1, 2].map(() => fixture("local", { retry_base_ms: 100, retry_max_ms: 100, log }));
     for (const f of qs) {
-      f.rec.hooks.failPut = (key) => (f.queue.stats().retries_total < 3 ? new RemoteStorageError("transient", key, "down (injected)") : null);
+      f.rec.hooks.failPut = (key) =>
+        f.queue.stats().retries_total < 3 ? new RemoteStorageError("transient", key, "down (injected)") : null;
       f.queue.scheduleIndexUpload(meta(0x1000));
     }
     for (const f of qs) await within(f.queue.waitUploaded(), "drained");
@@ -661,7 +667,9 @@ describe("upload queue rules", () => {
     // Orphan deletion: only unindexed layer objects of our own generation and timeline.
     expect(() => f.queue.scheduleOrphanDeletion([layerKey(f.tenant, f.timeline, a.name, 1)])).toThrow(ConflictError);
     expect(() => f.queue.scheduleOrphanDeletion([layerKey(f.tenant, f.timeline, makeLayer(10).name, 2)])).toThrow(InvalidArgumentError);
-    expect(() => f.queue.scheduleOrphanDeletion([layerKey(f.tenant, generateTimelineId(), makeLayer(10).name, 1)])).toThrow(InvalidArgumentError);
+    expect(() => f.queue.scheduleOrphanDeletion([layerKey(f.tenant, generateTimelineId(), makeLayer(10).name, 1)])).toThrow(
+      InvalidArgumentError,
+    );
     expect(() => f.queue.scheduleOrphanDeletion([indexKey(f.tenant, f.timeline, 1)])).toThrow(InvalidArgumentError);
     await f.queue.shutdown();
   });
@@ -723,11 +731,23 @@ describe("upload queue with S3 going away", () => {
     });
     await new Promise<void>((r) => proxy.listen(0, "127.0.0.1", r));
     const port = (proxy.address() as AddressInfo).port;
-    const storage = openRemoteStorage(parseRemoteStorageUrl(`s3://${s3.bucket}/uq403?endpoint=${encodeURIComponent(`http://127.0.0.1:${port}`)}&region=us-east-1`));
+    const storage = openRemoteStorage(
+      parseRemoteStorageUrl(`s3://${s3.bucket}/uq403?endpoint=${encodeURIComponent(`http://127.0.0.1:${port}`)}&region=us-east-1`),
+    );
     const tenant = generateTenantId();
     const timeline = generateTimelineId();
     const stopped: string[] = [];
-    const queue = new UploadQueue({ storage, tenant_id: tenant, timeline_id: timeline, generation: 1, initial: null, log: silent, retry_base_ms: 5, retry_max_ms: 50, onStopped: (_st, r) => stopped.push(r) });
+    const queue = new UploadQueue({
+      storage,
+      tenant_id: tenant,
+      timeline_id: timeline,
+      generation: 1,
+      initial: null,
+      log: silent,
+      retry_base_ms: 5,
+      retry_max_ms: 50,
+      onStopped: (_st, r) => stopped.push(r),
+    });
     try {
       const l = makeLayer(8192);
       queue.scheduleLayerUpload(l);

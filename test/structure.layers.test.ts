@@ -33,13 +33,19 @@ describe("module URLs", () => {
     const { edges, problems } = urlEdges("src/workers/pools.ts", read("src/workers/pools.ts"));
     expect(problems).toEqual([]);
     expect(edges.map((e) => e.to).sort()).toEqual(
-      ["src/workers/compaction_pool.ts", "src/workers/dev_bootstrap.cjs", "src/workers/flush_job.ts", "src/workers/gc_job.ts", "src/workers/redo_job.ts"].sort(),
+      [
+        "src/workers/compaction_pool.ts",
+        "src/workers/dev_bootstrap.cjs",
+        "src/workers/flush_job.ts",
+        "src/workers/gc_job.ts",
+        "src/workers/redo_job.ts",
+      ].sort(),
     );
   });
 
   it("refuses a URL whose module name is computed, outside a NAMED_MODULES file", () => {
     // biome-ignore lint/suspicious/noTemplateCurlyInString: the source text of a template literal, on purpose
-    const text = "const u = new URL(`./${name}${isTs ? \".ts\" : \".js\"}`, import.meta.url);";
+    const text = 'const u = new URL(`./${name}${isTs ? ".ts" : ".js"}`, import.meta.url);';
     expect(urlEdges("src/tenant/x.ts", text).problems).toHaveLength(1);
   });
 
@@ -87,7 +93,10 @@ describe("npm run layers", () => {
     symlinkSync(join(ROOT, "node_modules"), join(dir, "node_modules"));
     writeFileSync(join(dir, ".dependency-cruiser.cjs"), read(".dependency-cruiser.cjs"));
     writeFileSync(join(dir, "package.json"), '{ "type": "module" }');
-    writeFileSync(join(dir, "tsconfig.json"), '{ "compilerOptions": { "module": "NodeNext", "moduleResolution": "NodeNext", "strict": true }, "include": ["src"] }');
+    writeFileSync(
+      join(dir, "tsconfig.json"),
+      '{ "compilerOptions": { "module": "NodeNext", "moduleResolution": "NodeNext", "strict": true }, "include": ["src"] }',
+    );
     for (const [rel, text] of Object.entries(files)) {
       mkdirSync(dirname(join(dir, rel)), { recursive: true });
       writeFileSync(join(dir, rel), text);

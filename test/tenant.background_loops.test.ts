@@ -113,7 +113,11 @@ describe("BackgroundLoops", () => {
   it("period 0 disables a loop, stop() ends it, a failing round is reported and the loop goes on", async () => {
     s = new BackgroundLoops(2);
     let disabledRounds = 0;
-    s.register({ what: "d", period_ms: () => 0, onError: () => undefined, round: () => {
+    s.register({
+      what: "d",
+      period_ms: () => 0,
+      onError: () => undefined,
+      round: () => {
         disabledRounds++;
         return false;
       },
@@ -130,7 +134,11 @@ describe("BackgroundLoops", () => {
       },
     });
     let stopped = 0;
-    const h = s.register({ what: "s", period_ms: () => 10, onError: () => undefined, round: () => {
+    const h = s.register({
+      what: "s",
+      period_ms: () => 10,
+      onError: () => undefined,
+      round: () => {
         stopped++;
         return false;
       },
@@ -148,9 +156,19 @@ describe("BackgroundLoops", () => {
   it("inline loops run in the tick, outside the limit", async () => {
     s = new BackgroundLoops(1);
     let release: () => void = () => undefined;
-    s.register({ what: "busy", period_ms: () => 60_000, onError: () => undefined, round: () => new Promise<boolean>((r) => (release = () => r(false))) }).wake();
+    s.register({
+      what: "busy",
+      period_ms: () => 60_000,
+      onError: () => undefined,
+      round: () => new Promise<boolean>((r) => (release = () => r(false))),
+    }).wake();
     let ticks = 0;
-    s.register({ what: "hk", period_ms: () => 10, inline: true, onError: () => undefined, round: () => {
+    s.register({
+      what: "hk",
+      period_ms: () => 10,
+      inline: true,
+      onError: () => undefined,
+      round: () => {
         ticks++;
         return false;
       },

@@ -97,7 +97,9 @@ afterEach(async () => {
 });
 
 describe("ingest backpressure", () => {
-  it("bounds the frozen layers, stalls and delays ingest until flush and compaction catch up, loses nothing", { timeout: 120_000 }, async () => {
+  it("bounds the frozen layers, stalls and delays ingest until flush and compaction catch up, loses nothing", {
+    timeout: 120_000,
+  }, async () => {
     const flushValve = new Valve();
     const compactValve = new Valve();
     const MAX_FROZEN = 2;

@@ -196,19 +196,40 @@ describe("CommitTimes", () => {
   });
 
   it("resolveLsnForTime: Neon's kinds; a branch's history is its ancestor's below the branch point, then its own", () => {
-    const p = (o: Partial<TimeProbe>): TimeProbe => ({ before: false, hasBefore: false, stopLsn: -1 as Lsn, prevLsn: -1 as Lsn, lastLsn: -1 as Lsn, ...o });
+    const p = (o: Partial<TimeProbe>): TimeProbe => ({
+      before: false,
+      hasBefore: false,
+      stopLsn: -1 as Lsn,
+      prevLsn: -1 as Lsn,
+      lastLsn: -1 as Lsn,
+      ...o,
+    });
     expect(resolveLsnForTime([p({})], asLsn(50), asLsn(900))).toEqual({ kind: "nodata", lsn: 50 });
     expect(resolveLsnForTime([p({ lastLsn: asLsn(300) })], asLsn(50), asLsn(900))).toEqual({ kind: "future", lsn: 900 });
     expect(resolveLsnForTime([p({ stopLsn: asLsn(300) })], asLsn(50), asLsn(900))).toEqual({ kind: "past", lsn: 50 });
-    expect(resolveLsnForTime([p({ stopLsn: asLsn(300), prevLsn: asLsn(200) })], asLsn(50), asLsn(900))).toEqual({ kind: "present", lsn: 200 });
-    expect(resolveLsnForTime([p({ stopLsn: asLsn(300), prevLsn: asLsn(200) })], asLsn(250), asLsn(900))).toEqual({ kind: "present", lsn: 250 });
-    expect(resolveLsnForTime([p({ stopLsn: asLsn(300), prevLsn: asLsn(200) })], asLsn(300), asLsn(900))).toEqual({ kind: "past", lsn: 300 });
+    expect(resolveLsnForTime([p({ stopLsn: asLsn(300), prevLsn: asLsn(200) })], asLsn(50), asLsn(900))).toEqual({
+      kind: "present",
+      lsn: 200,
+    });
+    expect(resolveLsnForTime([p({ stopLsn: asLsn(300), prevLsn: asLsn(200) })], asLsn(250), asLsn(900))).toEqual({
+      kind: "present",
+      lsn: 250,
+    });
+    expect(resolveLsnForTime([p({ stopLsn: asLsn(300), prevLsn: asLsn(200) })], asLsn(300), asLsn(900))).toEqual({
+      kind: "past",
+      lsn: 300,
+    });
     expect(resolveLsnForTime([p({ before: true, hasBefore: true })], asLsn(50), asLsn(900))).toEqual({ kind: "past", lsn: 50 });
     expect(resolveLsnForTime([p({ stopLsn: asLsn(300), hasBefore: true })], asLsn(50), asLsn(900))).toEqual({ kind: "present", lsn: 50 });
     // Ancestor (to the branch point 400) then the branch: its first own record stops, the
     // ancestor's last one is before it; the branch cannot start below 400.
-    expect(resolveLsnForTime([p({ lastLsn: asLsn(350) }), p({ stopLsn: asLsn(500) })], asLsn(400), asLsn(900))).toEqual({ kind: "present", lsn: 400 });
-    expect(resolveLsnForTime([p({ stopLsn: asLsn(350), prevLsn: asLsn(300) }), p({ stopLsn: asLsn(500) })], asLsn(400), asLsn(900))).toEqual({ kind: "past", lsn: 400 });
+    expect(resolveLsnForTime([p({ lastLsn: asLsn(350) }), p({ stopLsn: asLsn(500) })], asLsn(400), asLsn(900))).toEqual({
+      kind: "present",
+      lsn: 400,
+    });
+    expect(
+      resolveLsnForTime([p({ stopLsn: asLsn(350), prevLsn: asLsn(300) }), p({ stopLsn: asLsn(500) })], asLsn(400), asLsn(900)),
+    ).toEqual({ kind: "past", lsn: 400 });
     expect(resolveLsnForTime([p({}), p({ stopLsn: asLsn(500) })], asLsn(400), asLsn(900))).toEqual({ kind: "past", lsn: 400 });
   });
 
@@ -219,7 +240,10 @@ describe("CommitTimes", () => {
           n: fc.integer({ min: 0, max: 12_000 }),
           seed: fc.integer(),
           jitter_us: fc.constantFrom(0, 500, 5_000, 200_000),
-          steps: fc.array(fc.record({ op: fc.constantFrom("save", "restart", "trim", "branch"), at: fc.double({ min: 0, max: 1, noNaN: true }) }), { maxLength: 8 }),
+          steps: fc.array(
+            fc.record({ op: fc.constantFrom("save", "restart", "trim", "branch"), at: fc.double({ min: 0, max: 1, noNaN: true }) }),
+            { maxLength: 8 },
+          ),
         }),
         async ({ n, seed, jitter_us, steps }) => {
           const all = stream(n, seed, jitter_us);
@@ -268,7 +292,8 @@ describe("CommitTimes", () => {
             }
             const seen = new Model(all.slice(0, added));
             const lastSeen = added > 0 ? all[added - 1]!.lsn + 8 : last;
-            for (const t of timesToAsk(all.slice(0, added), r, 40)) check(seen, answerOf(c, t, asLsn(earliest), asLsn(lastSeen)), t, earliest, lastSeen);
+            for (const t of timesToAsk(all.slice(0, added), r, 40))
+              check(seen, answerOf(c, t, asLsn(earliest), asLsn(lastSeen)), t, earliest, lastSeen);
           }
           feed(all.length);
           for (const t of timesToAsk(all, r, 200)) check(model, answerOf(c, t, asLsn(earliest), asLsn(last)), t, earliest, last);
@@ -343,7 +368,8 @@ describe("CommitTimes", () => {
       for (const t of timesToAsk(all, prng(2), 300)) check(m, answerOf(c, t, asLsn(0), asLsn(mid + 8)), t, 0, mid + 8);
       // Streamed again: whole again.
       for (const e of all) c.add(e.lsn, e.t);
-      for (const t of timesToAsk(all, prng(3), 300)) check(model, answerOf(c, t, asLsn(0), asLsn(all[all.length - 1]!.lsn + 8)), t, 0, all[all.length - 1]!.lsn + 8);
+      for (const t of timesToAsk(all, prng(3), 300))
+        check(model, answerOf(c, t, asLsn(0), asLsn(all[all.length - 1]!.lsn + 8)), t, 0, all[all.length - 1]!.lsn + 8);
     }
     // A block inside the durable part flipped: corruption, not a torn append.
     {
@@ -417,7 +443,10 @@ describe("CommitTimes", () => {
   it("the JSON index of the earlier format: migrated when it never thinned, else started at the durable LSN", async () => {
     const dir = tmp();
     const lsns = [100, 200, 300];
-    writeFileSync(join(dir, COMMIT_TIMES_LEGACY_FILE), JSON.stringify({ version: 1, lsns, times_ms: lsns.map((l) => pgTimestampToMs(l * 10)) }));
+    writeFileSync(
+      join(dir, COMMIT_TIMES_LEGACY_FILE),
+      JSON.stringify({ version: 1, lsns, times_ms: lsns.map((l) => pgTimestampToMs(l * 10)) }),
+    );
     const c = new CommitTimes(dir);
     expect(c.load(asLsn(250))).toMatch(/migrated 2 commit times/);
     expect(c.probe(1500, ALL)).toMatchObject({ stopLsn: 200, prevLsn: 100 });
@@ -429,13 +458,20 @@ describe("CommitTimes", () => {
 
     const dir2 = tmp();
     const many = Array.from({ length: 7000 }, (_, i) => (i + 1) * 100);
-    writeFileSync(join(dir2, COMMIT_TIMES_LEGACY_FILE), JSON.stringify({ version: 1, lsns: many, times_ms: many.map((l) => pgTimestampToMs(l)) }));
+    writeFileSync(
+      join(dir2, COMMIT_TIMES_LEGACY_FILE),
+      JSON.stringify({ version: 1, lsns: many, times_ms: many.map((l) => pgTimestampToMs(l)) }),
+    );
     const e = new CommitTimes(dir2);
     expect(e.load(asLsn(500_000))).toMatch(/thinned history/);
     expect(e.size).toBe(0);
     e.add(asLsn(400_000), 1);
     expect(e.size).toBe(0); // below the start: its history is not known
-    for (const text of ["{not json", JSON.stringify({ version: 2, lsns: [], times_ms: [] }), JSON.stringify({ version: 1, lsns: [2, 1], times_ms: [1, 2] })]) {
+    for (const text of [
+      "{not json",
+      JSON.stringify({ version: 2, lsns: [], times_ms: [] }),
+      JSON.stringify({ version: 1, lsns: [2, 1], times_ms: [1, 2] }),
+    ]) {
       writeFileSync(join(dir2, COMMIT_TIMES_LEGACY_FILE), text);
       expect(() => new CommitTimes(dir2).load(asLsn(1e12))).toThrow(/corrupt file .*commit_times\.json/);
     }

@@ -32,7 +32,9 @@ describe("TenantWorkLimiter", () => {
     const a1 = l.acquire("a", "x");
     const a2 = l.acquire("a", "x");
     expect(() => l.acquire("a", "base backup")).toThrow(LimitReachedError);
-    expect(() => l.acquire("a", "base backup")).toThrow(/tenant a already runs 2 heavy requests \(max_heavy_requests_per_tenant 2\): base backup refused/);
+    expect(() => l.acquire("a", "base backup")).toThrow(
+      /tenant a already runs 2 heavy requests \(max_heavy_requests_per_tenant 2\): base backup refused/,
+    );
     const b = l.acquire("b", "x");
     a1.release();
     a1.release();

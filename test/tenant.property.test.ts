@@ -72,7 +72,13 @@ function modelGet(t: ModelTimeline, key: number, lsn: number): string | null {
 const tlOf = (r: Real, m: ModelTimeline): Timeline => r.tenant.getTimeline(m.id);
 
 class PutCmd implements fc.AsyncCommand<Model, Real> {
-  constructor(readonly t: number, readonly key: number, readonly init: boolean, readonly ch: string, readonly n: number) {}
+  constructor(
+    readonly t: number,
+    readonly key: number,
+    readonly init: boolean,
+    readonly ch: string,
+    readonly n: number,
+  ) {}
   check = (): boolean => true;
   async run(m: Model, r: Real): Promise<void> {
     const mt = m.timelines[this.t % m.timelines.length]!;
@@ -92,7 +98,11 @@ class PutCmd implements fc.AsyncCommand<Model, Real> {
 }
 
 class GetCmd implements fc.AsyncCommand<Model, Real> {
-  constructor(readonly t: number, readonly key: number, readonly at: number) {}
+  constructor(
+    readonly t: number,
+    readonly key: number,
+    readonly at: number,
+  ) {}
   check = (): boolean => true;
   async run(m: Model, r: Real): Promise<void> {
     const mt = m.timelines[this.t % m.timelines.length]!;
@@ -107,7 +117,10 @@ class GetCmd implements fc.AsyncCommand<Model, Real> {
 }
 
 class BranchCmd implements fc.AsyncCommand<Model, Real> {
-  constructor(readonly t: number, readonly at: number) {}
+  constructor(
+    readonly t: number,
+    readonly at: number,
+  ) {}
   check = (m: Readonly<Model>): boolean => m.timelines.length < 5;
   async run(m: Model, r: Real): Promise<void> {
     const mt = m.timelines[this.t % m.timelines.length]!;
@@ -142,7 +155,10 @@ class CompactCmd implements fc.AsyncCommand<Model, Real> {
 }
 
 class GcCmd implements fc.AsyncCommand<Model, Real> {
-  constructor(readonly t: number, readonly frac: number) {}
+  constructor(
+    readonly t: number,
+    readonly frac: number,
+  ) {}
   check = (): boolean => true;
   async run(m: Model, r: Real): Promise<void> {
     const mt = m.timelines[this.t % m.timelines.length]!;
@@ -217,7 +233,9 @@ afterAll(async () => {
 });
 
 describe("timeline vs model", () => {
-  it("get@LSN matches the model over random put/branch/flush/compact/gc/restart sequences", { timeout: TIME_LIMIT_MS + 60_000 }, async () => {
+  it("get@LSN matches the model over random put/branch/flush/compact/gc/restart sequences", {
+    timeout: TIME_LIMIT_MS + 60_000,
+  }, async () => {
     const details = await fc.check(
       fc.asyncProperty(fc.commands(commands, { maxCommands: 60, size: "max" }), async (cmds) => {
         const h = new TenantHarness({
@@ -227,7 +245,9 @@ describe("timeline vs model", () => {
         harnesses.push(h);
         const tenant = await h.create();
         const root = await tenant.createTimeline({ startLsn: asLsn(0x1000) });
-        const model: Model = { timelines: [{ id: root.timelineId, parent: null, branchLsn: 0x1000, writes: [], last: 0x1000, durable: 0x1000 }] };
+        const model: Model = {
+          timelines: [{ id: root.timelineId, parent: null, branchLsn: 0x1000, writes: [], last: 0x1000, durable: 0x1000 }],
+        };
         const real: Real = { h, tenant };
         try {
           await fc.asyncModelRun(() => ({ model, real }), cmds);
@@ -246,7 +266,9 @@ describe("timeline vs model", () => {
       }),
       { numRuns: NUM_RUNS, interruptAfterTimeLimit: TIME_LIMIT_MS },
     );
-    console.log(`property: ${details.numRuns} of ${NUM_RUNS} cases ran${details.interrupted ? ` (cut by the ${TIME_LIMIT_MS} ms limit)` : ""}`);
+    console.log(
+      `property: ${details.numRuns} of ${NUM_RUNS} cases ran${details.interrupted ? ` (cut by the ${TIME_LIMIT_MS} ms limit)` : ""}`,
+    );
     if (details.failed) throw new Error(await fc.asyncDefaultReportMessage(details));
     expect(details.numRuns, `only ${details.numRuns} cases ran within ${TIME_LIMIT_MS} ms`).toBeGreaterThanOrEqual(MIN_RUNS);
   });

@@ -85,7 +85,9 @@ describe("timeline get/put", () => {
       tl.finishWrite(asLsn(0x1100));
     }, 50);
     expect(str(await pending)).toBe("xy");
-    await expect(tl.get(k(1), asLsn(0x2000))).rejects.toThrow(/timed out after 2000 ms waiting for WAL to reach 0\/2000: last_record_lsn is 0\/1100/);
+    await expect(tl.get(k(1), asLsn(0x2000))).rejects.toThrow(
+      /timed out after 2000 ms waiting for WAL to reach 0\/2000: last_record_lsn is 0\/1100/,
+    );
   });
 
   it("serves repeated reads of a hot page from the materialized page cache", async () => {
@@ -156,7 +158,9 @@ describe("branching", () => {
     expect(await main.get(k(9), asLsn(0x300))).toBe(null);
     expect(str(await br.get(k(9), asLsn(0x280)))).toBe("only-on-branch");
 
-    await expect(t.createTimeline({ ancestorId: main.timelineId, ancestorLsn: asLsn(0x400) })).rejects.toThrow(/beyond the ancestor's last record LSN/);
+    await expect(t.createTimeline({ ancestorId: main.timelineId, ancestorLsn: asLsn(0x400) })).rejects.toThrow(
+      /beyond the ancestor's last record LSN/,
+    );
 
     // Restart: the branch still resolves through its ancestor.
     await br.checkpoint();
@@ -320,7 +324,10 @@ describe("failure handling", () => {
     expect(str(await tl.get(k(1), asLsn(0x100 + 8 * 10)))).toBe(expected.slice(0, 11).join(""));
     expect(str(await tl.get(k(2), asLsn(lsn)))).toBe("yz");
     expect(tl.counters.offloadedRedos).toBe(before + 1);
-    await expect(tl.get(k(3), asLsn(lsn))).rejects.toMatchObject({ code: "unsupported", message: expect.stringContaining("unknown op 126") });
+    await expect(tl.get(k(3), asLsn(lsn))).rejects.toMatchObject({
+      code: "unsupported",
+      message: expect.stringContaining("unknown op 126"),
+    });
     expect(tl.counters.offloadedRedos).toBe(before + 1);
   });
 });

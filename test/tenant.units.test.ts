@@ -12,7 +12,15 @@ import { join, resolve } from "node:path";
 import { crc32c } from "@node-rs/crc32";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { DEFAULT_NODE_CONFIG, loadNodeConfig, parseListen } from "../src/main/config.js";
-import { DEFAULT_TENANT_CONF, getpageThrottle, l0Thresholds, MAX_TIMER_MS, parseDurationMs, parseTenantConf, TENANT_CONF_KEYS } from "../src/tenant/config.js";
+import {
+  DEFAULT_TENANT_CONF,
+  getpageThrottle,
+  l0Thresholds,
+  MAX_TIMER_MS,
+  parseDurationMs,
+  parseTenantConf,
+  TENANT_CONF_KEYS,
+} from "../src/tenant/config.js";
 import { encodeIndexPart, IndexCorruptError, parseIndexPart } from "../src/remote/index_part.js";
 import { decodeMetadata, encodeMetadata, readMetadata, type TimelineMetadata, writeMetadata } from "../src/tenant/metadata.js";
 import { MAX_WAITERS, SeqWait } from "../src/tenant/seqwait.js";
@@ -95,7 +103,13 @@ describe("SeqWait", () => {
   it(`refuses the waiter beyond MAX_WAITERS (${MAX_WAITERS}) instead of queueing it`, async () => {
     const s = new SeqWait(asLsn(0));
     const parked: Array<Promise<unknown>> = [];
-    for (let i = 0; i < MAX_WAITERS; i++) parked.push(s.wait(asLsn(1 + (i % 100)), 60_000).then(() => "woken", (e: unknown) => e));
+    for (let i = 0; i < MAX_WAITERS; i++)
+      parked.push(
+        s.wait(asLsn(1 + (i % 100)), 60_000).then(
+          () => "woken",
+          (e: unknown) => e,
+        ),
+      );
     expect(s.waiterCount()).toBe(MAX_WAITERS);
     const e = await rejection(s.wait(asLsn(5), 60_000));
     expect(e).toBeInstanceOf(BadStateError);
@@ -193,23 +207,52 @@ describe("tenant config", () => {
   });
 
   it("refuses bad durations with a message naming the setting and the value", () => {
-    for (const bad of ["1w", "-1s", "s", "", "10", "1e3s", "1.5.2s", "10 minutes", -5, Number.NaN, Number.POSITIVE_INFINITY, null, true, {}]) {
+    for (const bad of [
+      "1w",
+      "-1s",
+      "s",
+      "",
+      "10",
+      "1e3s",
+      "1.5.2s",
+      "10 minutes",
+      -5,
+      Number.NaN,
+      Number.POSITIVE_INFINITY,
+      null,
+      true,
+      {},
+    ]) {
       expect(() => parseDurationMs(bad, "gc_period"), String(bad)).toThrow(InvalidArgumentError);
-      expect(() => parseDurationMs(bad, "gc_period")).toThrow(`gc_period: invalid duration ${JSON.stringify(bad)} (e.g. "20s", "10m", "1h", or milliseconds)`);
+      expect(() => parseDurationMs(bad, "gc_period")).toThrow(
+        `gc_period: invalid duration ${JSON.stringify(bad)} (e.g. "20s", "10m", "1h", or milliseconds)`,
+      );
     }
   });
 
   it("applies overrides on top of a base without changing it", () => {
     const base = parseTenantConf({ gc_horizon: 1000 });
     const c = parseTenantConf({ checkpoint_distance: 8192, compaction_period: "1s", materialized_page_cache: false }, base);
-    expect(c).toEqual({ ...DEFAULT_TENANT_CONF, gc_horizon_bytes: 1000, checkpoint_distance_bytes: 8192, compaction_period_ms: 1000, materialized_page_cache: false });
+    expect(c).toEqual({
+      ...DEFAULT_TENANT_CONF,
+      gc_horizon_bytes: 1000,
+      checkpoint_distance_bytes: 8192,
+      compaction_period_ms: 1000,
+      materialized_page_cache: false,
+    });
     expect(base.checkpoint_distance_bytes).toBe(DEFAULT_TENANT_CONF.checkpoint_distance_bytes);
     expect(DEFAULT_TENANT_CONF.gc_horizon_bytes).toBe(64 * 1024 * 1024);
-    expect(parseTenantConf({ gc_horizon: 0, compaction_period: 0, gc_period: "0s" })).toMatchObject({ gc_horizon_bytes: 0, compaction_period_ms: 0, gc_period_ms: 0 });
+    expect(parseTenantConf({ gc_horizon: 0, compaction_period: 0, gc_period: "0s" })).toMatchObject({
+      gc_horizon_bytes: 0,
+      compaction_period_ms: 0,
+      gc_period_ms: 0,
+    });
   });
 
   it("refuses unknown keys (listing the known ones) and out-of-range counts", () => {
-    expect(() => parseTenantConf({ checkpoint_distanse: 1 })).toThrow(`unknown tenant config key 'checkpoint_distanse'; known: ${TENANT_CONF_KEYS.join(", ")}`);
+    expect(() => parseTenantConf({ checkpoint_distanse: 1 })).toThrow(
+      `unknown tenant config key 'checkpoint_distanse'; known: ${TENANT_CONF_KEYS.join(", ")}`,
+    );
     expect(() => parseTenantConf({ checkpoint_distance: 8191 })).toThrow("checkpoint_distance: expected an integer >= 8192, got 8191");
     expect(() => parseTenantConf({ compaction_threshold: 0 })).toThrow("compaction_threshold: expected an integer >= 1, got 0");
     expect(() => parseTenantConf({ image_creation_threshold: 1.5 })).toThrow("image_creation_threshold: expected an integer >= 1, got 1.5");
@@ -227,7 +270,10 @@ describe("tenant config", () => {
       expect(parseTenantConf({ [key]: "24d" })).toBeDefined();
     }
     // Not timers: long values are fine.
-    expect(parseTenantConf({ pitr_interval: "365d", checkpoint_timeout: "30d" })).toMatchObject({ pitr_interval_ms: 365 * 86_400_000, checkpoint_timeout_ms: 30 * 86_400_000 });
+    expect(parseTenantConf({ pitr_interval: "365d", checkpoint_timeout: "30d" })).toMatchObject({
+      pitr_interval_ms: 365 * 86_400_000,
+      checkpoint_timeout_ms: 30 * 86_400_000,
+    });
   });
 });
 
@@ -237,7 +283,9 @@ describe("GetPage throttle", () => {
     expect(getpageThrottle(parseTenantConf({ getpage_throttle_rps: 100 }))).toEqual({ rps: 100, burst: 100 });
     expect(getpageThrottle(parseTenantConf({ getpage_throttle_rps: 0.5 }))).toEqual({ rps: 0.5, burst: 1 });
     expect(getpageThrottle(parseTenantConf({ getpage_throttle_rps: 10, getpage_throttle_burst: 3 }))).toEqual({ rps: 10, burst: 3 });
-    expect(() => parseTenantConf({ getpage_throttle_rps: -1 })).toThrow(/getpage_throttle_rps: expected a number of requests per second >= 0/);
+    expect(() => parseTenantConf({ getpage_throttle_rps: -1 })).toThrow(
+      /getpage_throttle_rps: expected a number of requests per second >= 0/,
+    );
     expect(() => parseTenantConf({ getpage_throttle_rps: "10" })).toThrow(InvalidArgumentError);
     expect(() => parseTenantConf({ getpage_throttle_burst: 0 })).toThrow(/getpage_throttle_burst: expected an integer >= 1/);
   });
@@ -327,7 +375,9 @@ describe("timeline metadata", () => {
     expect(corruption("f", good.subarray(0, nl)).message).toContain("no header line");
     expect(corruption("f", new Uint8Array(0)).message).toContain("no header line");
     expect(corruption("f", Buffer.from("hello\n{}")).message).toContain("bad header 'hello'");
-    const body = Buffer.from(good).subarray(nl + 1).toString("utf8");
+    const body = Buffer.from(good)
+      .subarray(nl + 1)
+      .toString("utf8");
     expect(corruption("f", sealed(body, 2)).message).toContain("unsupported format version 2");
     expect(corruption("f", sealed(body, 0)).message).toContain("unsupported format version 0");
   });
@@ -350,12 +400,17 @@ describe("timeline metadata", () => {
 
   it("is one JSON shape with the remote index's metadata, checked by one decoder", () => {
     const j = JSON.parse(Buffer.from(encodeMetadata(meta)).toString("utf8").split("\n")[1]!) as Record<string, unknown>;
-    const index = JSON.parse(Buffer.from(encodeIndexPart({ metadata: meta, layers: new Map() })).toString("utf8")) as Record<string, unknown>;
+    const index = JSON.parse(Buffer.from(encodeIndexPart({ metadata: meta, layers: new Map() })).toString("utf8")) as Record<
+      string,
+      unknown
+    >;
     expect({ format_version: 1, ...(index["metadata"] as object) }).toEqual(j);
     // The index's range of PostgreSQL versions holds for the local file too.
     for (const pg_version of [13, 18, 15.5]) {
       expect(corruption("f", sealed(JSON.stringify({ ...j, pg_version }))).message, String(pg_version)).toContain("pg_version");
-      expect(() => parseIndexPart("k", Buffer.from(JSON.stringify({ ...index, metadata: { ...(index["metadata"] as object), pg_version } })))).toThrow(IndexCorruptError);
+      expect(() =>
+        parseIndexPart("k", Buffer.from(JSON.stringify({ ...index, metadata: { ...(index["metadata"] as object), pg_version } }))),
+      ).toThrow(IndexCorruptError);
     }
   });
 });
@@ -419,7 +474,13 @@ describe("node config", () => {
     expect(fromFile.auth_public_key).toBeNull();
     expect(fromFile.min_free_disk_bytes).toBe(0);
     expect(fromFile.tenant_defaults).toEqual({ ...DEFAULT_TENANT_CONF, gc_period_ms: 7_200_000, compaction_threshold: 4 });
-    const flagged = loadNodeConfig({ workdir: w, listen: "127.0.0.1:0", page_cache_size: "16777216", log_level: "warn", tenant_config: { gc_horizon: 0 } });
+    const flagged = loadNodeConfig({
+      workdir: w,
+      listen: "127.0.0.1:0",
+      page_cache_size: "16777216",
+      log_level: "warn",
+      tenant_config: { gc_horizon: 0 },
+    });
     expect(flagged.listen_http).toEqual({ host: "127.0.0.1", port: 0 });
     expect(flagged.page_cache_size_bytes).toBe(16 * 1024 * 1024);
     expect(flagged.log_level).toBe("warn");
@@ -456,7 +517,10 @@ describe("node config", () => {
     refuses('{"log_format":"xml"}', 'log_format: expected json or pretty, got "xml"');
     refuses('{"min_free_disk_bytes":-1}', "min_free_disk_bytes: expected a non-negative integer, got -1");
     refuses('{"max_concurrent_background_tasks":0}', "max_concurrent_background_tasks: expected a positive integer, got 0");
-    refuses('{"concurrent_tenant_size_logical_size_queries":0}', "concurrent_tenant_size_logical_size_queries: expected a positive integer, got 0");
+    refuses(
+      '{"concurrent_tenant_size_logical_size_queries":0}',
+      "concurrent_tenant_size_logical_size_queries: expected a positive integer, got 0",
+    );
     refuses('{"log_level":"verbose"}', 'log_level: expected one of fatal, error, warn, info, debug, trace, silent, got "verbose"');
   });
 

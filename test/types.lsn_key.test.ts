@@ -106,7 +106,8 @@ describe("Lsn text form", () => {
   it("asLsn brands a number from outside only when it is a valid LSN", () => {
     expect(asLsn(0)).toBe(0);
     expect(asLsn(MAX_LSN)).toBe(MAX_LSN);
-    for (const bad of [-1, MAX_LSN + 1, 1.5, Number.NaN, Number.POSITIVE_INFINITY]) expect(() => asLsn(bad), String(bad)).toThrow(InvalidArgumentError);
+    for (const bad of [-1, MAX_LSN + 1, 1.5, Number.NaN, Number.POSITIVE_INFINITY])
+      expect(() => asLsn(bad), String(bad)).toThrow(InvalidArgumentError);
   });
 
   it("lsnAdd, lsnMax and lsnMin are plain arithmetic on LSNs", () => {
@@ -216,7 +217,14 @@ describe("Key", () => {
     expect(k).toHaveLength(KEY_SIZE);
     expect([...bytesOf(k)]).toEqual([1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18]);
     expect(keyToHex(k)).toBe("0102030405060708090A0B0C0D0E0F101112");
-    expect(keyFields(k)).toEqual({ field1: 1, field2: 0x0203_0405, field3: 0x0607_0809, field4: 0x0a0b_0c0d, field5: 0x0e, field6: 0x0f10_1112 });
+    expect(keyFields(k)).toEqual({
+      field1: 1,
+      field2: 0x0203_0405,
+      field3: 0x0607_0809,
+      field4: 0x0a0b_0c0d,
+      field5: 0x0e,
+      field6: 0x0f10_1112,
+    });
     expect(keyField6(k)).toBe(0x0f10_1112);
     expect(makeKey(0xff, 0xffff_ffff, 0xffff_ffff, 0xffff_ffff, 0xff, 0xffff_ffff)).toBe(KEY_MAX);
     expect(makeKey(0, 0, 0, 0, 0, 0)).toBe(KEY_MIN);
@@ -348,7 +356,18 @@ describe("ids", () => {
   });
 
   it("refuses anything else with a message that names the input and the expected form", () => {
-    const bads: unknown[] = ["xyz", "../etc", "0123456789ABCDEF0123456789abcdef", "0".repeat(31), "0".repeat(33), `${"0".repeat(31)}/`, "", 42, null, undefined];
+    const bads: unknown[] = [
+      "xyz",
+      "../etc",
+      "0123456789ABCDEF0123456789abcdef",
+      "0".repeat(31),
+      "0".repeat(33),
+      `${"0".repeat(31)}/`,
+      "",
+      42,
+      null,
+      undefined,
+    ];
     for (const bad of bads) {
       expect(() => parseTenantId(bad)).toThrow(InvalidArgumentError);
       expect(() => parseTenantId(bad)).toThrow(`invalid tenant id ${JSON.stringify(bad)}: expected 32 lower-case hex characters`);

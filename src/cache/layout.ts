@@ -99,17 +99,44 @@ const CACHE_LINE_BYTES = 64;
 // The layout constants tie together; checked once at load, so a change to one that breaks
 // another fails every test that imports the cache instead of corrupting shared memory.
 assert(H_UID_LO < H_CLOCK_HAND && H_CLOCK_HAND < HEADER_WORDS, "layout: header fields overlap the clock hand or the header");
-assert((H_CLOCK_HAND * 4) % CACHE_LINE_BYTES === 0 && (HEADER_WORDS - H_CLOCK_HAND) * 4 >= CACHE_LINE_BYTES, "layout: the clock hand has its own cache line");
+assert(
+  (H_CLOCK_HAND * 4) % CACHE_LINE_BYTES === 0 && (HEADER_WORDS - H_CLOCK_HAND) * 4 >= CACHE_LINE_BYTES,
+  "layout: the clock hand has its own cache line",
+);
 assert((HEADER_WORDS * 4) % CACHE_LINE_BYTES === 0, "layout: stripes start on a cache line");
 assert(STRIPE_WORDS * 4 === CACHE_LINE_BYTES && LOCK_WORDS <= STRIPE_WORDS, "layout: one stripe mutex per cache line");
 assert(SLOT_WORDS === 1 << SLOT_SHIFT && SLOT_WORDS * 4 === CACHE_LINE_BYTES, "layout: a slot's meta is one cache line, indexed by shift");
-assert(S_LOCK + LOCK_WORDS <= S_PIN && S_PIN < S_USAGE && S_USAGE < S_STATE && S_STATE < S_KIND && S_KIND < S_HASH && S_HASH < S_NEXT && S_NEXT < S_TAG, "layout: slot fields in order, the lock's words before the pin count");
+assert(
+  S_LOCK + LOCK_WORDS <= S_PIN &&
+    S_PIN < S_USAGE &&
+    S_USAGE < S_STATE &&
+    S_STATE < S_KIND &&
+    S_KIND < S_HASH &&
+    S_HASH < S_NEXT &&
+    S_NEXT < S_TAG,
+  "layout: slot fields in order, the lock's words before the pin count",
+);
 assert(S_TAG + TAG_WORDS <= SLOT_WORDS, "layout: the tag fits the slot");
-assert(MAX_SLOTS * SLOT_WORDS < 2 ** 31 && Number.isSafeInteger(MAX_SLOTS * PAGE_SIZE), "layout: slot indexes fit an int32 shift, page offsets a safe integer");
-assert((MAX_STRIPES & (MAX_STRIPES - 1)) === 0 && (DEFAULT_STRIPES & (DEFAULT_STRIPES - 1)) === 0 && DEFAULT_STRIPES <= MAX_STRIPES, "layout: stripe counts are powers of two");
+assert(
+  MAX_SLOTS * SLOT_WORDS < 2 ** 31 && Number.isSafeInteger(MAX_SLOTS * PAGE_SIZE),
+  "layout: slot indexes fit an int32 shift, page offsets a safe integer",
+);
+assert(
+  (MAX_STRIPES & (MAX_STRIPES - 1)) === 0 && (DEFAULT_STRIPES & (DEFAULT_STRIPES - 1)) === 0 && DEFAULT_STRIPES <= MAX_STRIPES,
+  "layout: stripe counts are powers of two",
+);
 assert(PAGE_SIZE % PAGE_ALIGN_BYTES === 0 && DEFAULT_CACHE_SIZE_BYTES % PAGE_SIZE === 0, "layout: every page starts aligned");
-assert(NKINDS === PAGE_KIND_NAMES.length && KIND_FILE === PageKind.FileBlock && KIND_EPHEMERAL === PageKind.EphemeralBlock && KIND_MATERIALIZED === PageKind.Materialized, "layout: kinds are api.ts's PageKind");
-assert(ST_HITS < ST_PER_KIND && ST_MISSES < ST_PER_KIND && ST_EVICTIONS < ST_PER_KIND && NKINDS * ST_PER_KIND <= STATS_ROW_DOUBLES, "layout: a stats row holds every kind's counters");
+assert(
+  NKINDS === PAGE_KIND_NAMES.length &&
+    KIND_FILE === PageKind.FileBlock &&
+    KIND_EPHEMERAL === PageKind.EphemeralBlock &&
+    KIND_MATERIALIZED === PageKind.Materialized,
+  "layout: kinds are api.ts's PageKind",
+);
+assert(
+  ST_HITS < ST_PER_KIND && ST_MISSES < ST_PER_KIND && ST_EVICTIONS < ST_PER_KIND && NKINDS * ST_PER_KIND <= STATS_ROW_DOUBLES,
+  "layout: a stats row holds every kind's counters",
+);
 assert(TAG_WORDS === 8 && KEY_SIZE === 18, "layout: a materialized tag is ns, a key as 4 words + 2 bytes, lsn hi and lo");
 
 // ---- geometry ------------------------------------------------------------------------------
@@ -145,7 +172,19 @@ export function geometry(nslots: number, nstripes: number): Geometry {
   const stats_end = stats_offset_bytes + MAX_STATS_ROWS * STATS_ROW_DOUBLES * 8;
   const pages_offset_bytes = Math.ceil(stats_end / PAGE_ALIGN_BYTES) * PAGE_ALIGN_BYTES;
   const total_bytes = pages_offset_bytes + nslots * PAGE_SIZE;
-  return { nslots, nbuckets, nstripes, stripes_base, slots_base, buckets_base, owners_base, int_words, stats_offset_bytes, pages_offset_bytes, total_bytes };
+  return {
+    nslots,
+    nbuckets,
+    nstripes,
+    stripes_base,
+    slots_base,
+    buckets_base,
+    owners_base,
+    int_words,
+    stats_offset_bytes,
+    pages_offset_bytes,
+    total_bytes,
+  };
 }
 
 // ---- header --------------------------------------------------------------------------------

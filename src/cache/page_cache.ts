@@ -88,11 +88,11 @@ export interface PageCacheAttachOptions {
   lock_timeout_ms?: number;
 }
 
-
 function checkBlockArgs(what: string, kind: number, fileId: number, blkno: number): void {
   if (kind !== KIND_FILE && kind !== KIND_EPHEMERAL) throw new InvalidArgumentError(`${what}: kind ${kind} is not a block kind`);
   if (!(Number.isInteger(fileId) && fileId > 0 && fileId < MAX_ID)) throw new InvalidArgumentError(`${what}: bad file id ${fileId}`);
-  if (!(Number.isInteger(blkno) && blkno >= 0 && blkno <= 0xffff_ffff)) throw new InvalidArgumentError(`${what}: bad block number ${blkno}`);
+  if (!(Number.isInteger(blkno) && blkno >= 0 && blkno <= 0xffff_ffff))
+    throw new InvalidArgumentError(`${what}: bad block number ${blkno}`);
 }
 
 export class PageCache extends SlotTable implements PageCacheApi {
@@ -254,7 +254,15 @@ export class PageCache extends SlotTable implements PageCacheApi {
    * Miss path. Returns a slot pinned for the caller: the one this thread filled, or one that
    * another thread linked for the same block meanwhile (then our victim goes back FREE).
    */
-  private fillBlock(kind: number, fileId: number, blk: number, hash: number, bucket: number, stripeAt: number, source: BlockSource): number {
+  private fillBlock(
+    kind: number,
+    fileId: number,
+    blk: number,
+    hash: number,
+    bucket: number,
+    stripeAt: number,
+    source: BlockSource,
+  ): number {
     const m = this.m;
     const victim = this.getVictim(); // write-locked, FREE, unlinked, unpinned
     const at = this.slotsBase + (victim << SLOT_SHIFT);
@@ -404,7 +412,17 @@ export class PageCache extends SlotTable implements PageCacheApi {
     rwWriteUnlock(m, at + S_LOCK);
   }
 
-  private findMaterialized(bucket: number, ns: number, k0: number, k1: number, k2: number, k3: number, k4: number, hi: number, lo: number): number {
+  private findMaterialized(
+    bucket: number,
+    ns: number,
+    k0: number,
+    k1: number,
+    k2: number,
+    k3: number,
+    k4: number,
+    hi: number,
+    lo: number,
+  ): number {
     const m = this.m;
     let slot = word(m, this.bucketsBase + bucket);
     for (let steps = 0; slot !== -1; steps++) {

@@ -86,7 +86,8 @@ export abstract class SlotTable {
 
   protected constructor(sab: SharedArrayBuffer, lock_timeout_ms: number) {
     if (!(sab instanceof SharedArrayBuffer)) throw new InvalidArgumentError("PageCache.attach needs the SharedArrayBuffer of a PageCache");
-    if (!(Number.isFinite(lock_timeout_ms) && lock_timeout_ms > 0)) throw new InvalidArgumentError(`lock_timeout_ms ${lock_timeout_ms} must be > 0`);
+    if (!(Number.isFinite(lock_timeout_ms) && lock_timeout_ms > 0))
+      throw new InvalidArgumentError(`lock_timeout_ms ${lock_timeout_ms} must be > 0`);
     const g = readGeometry(sab);
     this.shared = sab;
     this.slots = g.nslots;
@@ -212,7 +213,6 @@ export abstract class SlotTable {
     }
     assert(false, `unlink: slot ${slot} not in its bucket ${bucket}`);
   }
-
 
   /**
    * Checks every structural invariant; throws an AssertionError naming the first one broken.

@@ -88,7 +88,10 @@ export function registerDataCommands(program: Command): void {
       }
       if (o.output !== undefined) {
         writeFileSync(o.output, page);
-        cli.print({ file: o.output, lsn: lsnText, size_bytes: page.length }, () => `wrote ${o.output} (page ${blk} of ${o.rel} at ${lsnText})`);
+        cli.print(
+          { file: o.output, lsn: lsnText, size_bytes: page.length },
+          () => `wrote ${o.output} (page ${blk} of ${o.rel} at ${lsnText})`,
+        );
         return;
       }
       cli.print({ lsn: lsnText, rel, blkno: blk, page_hex: Buffer.from(page).toString("hex") }, () => hexdump(page));
@@ -96,7 +99,9 @@ export function registerDataCommands(program: Command): void {
 
   program
     .command("lsn-by-time")
-    .description("the LSN where recovery_target_time = TIME stops: after the last commit at or before it (present), or past / future / nodata")
+    .description(
+      "the LSN where recovery_target_time = TIME stops: after the last commit at or before it (present), or past / future / nodata",
+    )
     .argument("<tenant_id>")
     .argument("<timeline_id>")
     .argument("<time>", "RFC 3339, e.g. 2026-01-02T03:04:05Z, or 'now'")

@@ -169,7 +169,8 @@ export function parseTablespaceMapping(arg: string): TablespaceMapping {
     } else if (c === "=") parts.push("");
     else parts[parts.length - 1] += c;
   }
-  if (parts.length !== 2 || parts[0] === "" || parts[1] === "") throw new InvalidArgumentError(`--tablespace-mapping '${arg}': expected OLD=NEW`);
+  if (parts.length !== 2 || parts[0] === "" || parts[1] === "")
+    throw new InvalidArgumentError(`--tablespace-mapping '${arg}': expected OLD=NEW`);
   if (!isAbsolute(parts[1]!)) throw new InvalidArgumentError(`--tablespace-mapping '${arg}': NEW must be an absolute path`);
   return { old: parts[0]!, new: normalize(parts[1]!) };
 }
@@ -193,7 +194,10 @@ function moveEntries(from: string, to: string): void {
  * NEW and pg_tblspc/<oid> becomes a symlink to NEW. Every mapping is checked before anything
  * moves. Returns what was moved.
  */
-export function applyTablespaceMappings(pgdata: string, mappings: readonly TablespaceMapping[]): { oid: number; from: string; to: string }[] {
+export function applyTablespaceMappings(
+  pgdata: string,
+  mappings: readonly TablespaceMapping[],
+): { oid: number; from: string; to: string }[] {
   if (mappings.length === 0) return [];
   const listPath = join(pgdata, TABLESPACES_FILE);
   const tablespaces = existsSync(listPath) ? parseTablespacesFile(readFileSync(listPath, "utf8")) : [];
@@ -202,7 +206,9 @@ export function applyTablespaceMappings(pgdata: string, mappings: readonly Table
     const t = tablespaces.find((x) => String(x.oid) === m.old || (x.location !== "" && normalize(x.location) === normalize(m.old)));
     if (t === undefined) {
       const known = tablespaces.map((x) => (x.location === "" ? `${x.oid} (in place)` : `${x.oid} (${x.location})`)).join(", ");
-      throw new InvalidArgumentError(`--tablespace-mapping ${m.old}=${m.new}: the base backup has no tablespace ${m.old} (it has: ${known === "" ? "none" : known})`);
+      throw new InvalidArgumentError(
+        `--tablespace-mapping ${m.old}=${m.new}: the base backup has no tablespace ${m.old} (it has: ${known === "" ? "none" : known})`,
+      );
     }
     if (plan.some((p) => p.oid === t.oid)) throw new InvalidArgumentError(`--tablespace-mapping: tablespace ${t.oid} is mapped twice`);
     if (plan.some((p) => p.to === m.new)) throw new InvalidArgumentError(`--tablespace-mapping: ${m.new} is the target of two tablespaces`);
@@ -235,7 +241,8 @@ export function writeEndpointConf(pgdata: string, port: number, extra: Record<st
     logging_collector: false,
     ...extra,
   };
-  const quote = (v: unknown): string => (typeof v === "number" ? String(v) : typeof v === "boolean" ? (v ? "on" : "off") : `'${String(v).replace(/'/g, "''")}'`);
+  const quote = (v: unknown): string =>
+    typeof v === "number" ? String(v) : typeof v === "boolean" ? (v ? "on" : "off") : `'${String(v).replace(/'/g, "''")}'`;
   const text = Object.entries(settings)
     .map(([k, v]) => `${k} = ${quote(v)}`)
     .join("\n");
@@ -284,7 +291,16 @@ export function logTail(pgdata: string, max_chars = 2000): string {
 
 /** pg_ctl start, waiting until it accepts connections. */
 export async function pgStart(bindir: string, pgdata: string): Promise<void> {
-  const r = await runPgBinary(bindir, "pg_ctl", ["-D", pgdata, "-l", join(pgdata, ENDPOINT_LOG_FILE), "-w", "-t", String(PG_CTL_TIMEOUT_S), "start"]);
+  const r = await runPgBinary(bindir, "pg_ctl", [
+    "-D",
+    pgdata,
+    "-l",
+    join(pgdata, ENDPOINT_LOG_FILE),
+    "-w",
+    "-t",
+    String(PG_CTL_TIMEOUT_S),
+    "start",
+  ]);
   if (r.code !== 0) {
     // One line: pg_ctl's complaint and the server log's reasons (the log goes with --pgdata).
     const reasons = logTail(pgdata, 8000)
@@ -305,7 +321,11 @@ export async function pgStop(bindir: string, pgdata: string): Promise<{ fast: bo
   const fast = await runPgBinary(bindir, "pg_ctl", ["-D", pgdata, "-m", "fast", "-w", "-t", String(PG_CTL_TIMEOUT_S), "stop"]);
   if (fast.code === 0) return { fast: true, message: fast.stdout.trim() };
   const imm = await runPgBinary(bindir, "pg_ctl", ["-D", pgdata, "-m", "immediate", "-w", "-t", "10", "stop"]);
-  if (imm.code !== 0) throw new PageserverError("internal", `pg_ctl stop failed: ${(fast.stderr || fast.stdout).trim()}; immediate: ${(imm.stderr || imm.stdout).trim()}`);
+  if (imm.code !== 0)
+    throw new PageserverError(
+      "internal",
+      `pg_ctl stop failed: ${(fast.stderr || fast.stdout).trim()}; immediate: ${(imm.stderr || imm.stdout).trim()}`,
+    );
   return { fast: false, message: `fast shutdown failed (${(fast.stderr || fast.stdout).trim()}); stopped with -m immediate` };
 }
 
@@ -320,5 +340,6 @@ export async function checkReachable(pgdata: string): Promise<void> {
   const r = await new Promise<number>((resolve) => {
     execFile("runuser", ["-u", "postgres", "--", "test", "-w", pgdata], (err) => resolve(err === null ? 0 : 1));
   });
-  if (r !== 0) throw new InvalidArgumentError(`the postgres user can't write ${pgdata}: make its parent directories reachable (e.g. chmod o+x)`);
+  if (r !== 0)
+    throw new InvalidArgumentError(`the postgres user can't write ${pgdata}: make its parent directories reachable (e.g. chmod o+x)`);
 }

@@ -97,7 +97,9 @@ async function start(cli: Cli, o: StartOptions): Promise<void> {
       ...(atArg === undefined ? {} : { ancestor_start_time: atArg }),
     });
     created = true;
-    cli.note(`created branch ${target.timeline_id} of ${base} at ${target.ancestor_lsn}${atArg === undefined ? "" : `, the last commit at or before ${atArg}`}`);
+    cli.note(
+      `created branch ${target.timeline_id} of ${base} at ${target.ancestor_lsn}${atArg === undefined ? "" : `, the last commit at or before ${atArg}`}`,
+    );
   } else {
     target = await cli.api.getTimeline(tenant, base);
     const src = target.wal_source;
@@ -144,7 +146,16 @@ async function start(cli: Cli, o: StartOptions): Promise<void> {
     for (const m of mapped) cli.note(`tablespace moved to ${m}`);
     writeEndpointConf(pgdata, port, extra);
     const connstr = `postgresql://${encodeURIComponent(o.pgUser)}@127.0.0.1:${port}/postgres`;
-    const record: EndpointRecord = { tenant_id: tenant, timeline_id: timeline, server: cli.api.url, port, lsn, connstr, branch_created: created, started_at: new Date().toISOString() };
+    const record: EndpointRecord = {
+      tenant_id: tenant,
+      timeline_id: timeline,
+      server: cli.api.url,
+      port,
+      lsn,
+      connstr,
+      branch_created: created,
+      started_at: new Date().toISOString(),
+    };
     writeEndpointRecord(pgdata, record);
     handToPostgres(pgdata);
     started = true;
@@ -153,7 +164,8 @@ async function start(cli: Cli, o: StartOptions): Promise<void> {
     await cli.api.setWalSource(tenant, timeline, connstr);
     const info = await waitStreaming(cli.api, tenant, timeline);
     const state = info.wal_source?.state ?? "none";
-    if (state !== "streaming") cli.note(`warning: the pageserver is not streaming from the endpoint yet (${state}: ${info.wal_source?.last_error ?? "no error"})`);
+    if (state !== "streaming")
+      cli.note(`warning: the pageserver is not streaming from the endpoint yet (${state}: ${info.wal_source?.last_error ?? "no error"})`);
     const out = { ...record, pgdata, base_backup_bytes: unpacked.size_bytes, wal_source_state: state };
     cli.print(out, () =>
       formatRecord({
@@ -174,7 +186,8 @@ async function start(cli: Cli, o: StartOptions): Promise<void> {
     if (started && (await pgRunning(bindir, pgdata))) await pgStop(bindir, pgdata).catch(() => undefined);
     emptyDataDir(pgdata);
     for (const m of mapped) emptyDataDir(m);
-    if (created) cli.note(`the branch ${timeline} created for this endpoint is kept (pagectl timeline delete ${tenant} ${timeline} removes it)`);
+    if (created)
+      cli.note(`the branch ${timeline} created for this endpoint is kept (pagectl timeline delete ${tenant} ${timeline} removes it)`);
     throw e;
   } finally {
     process.off("SIGINT", interrupted);
@@ -215,7 +228,12 @@ async function stop(cli: Cli, o: { pgdata: string; keepSource?: boolean }, serve
       pgdata,
       timeline_id: rec.timeline_id,
       postgres: running ? (stopped.fast ? "stopped (fast)" : stopped.message) : "was not running",
-      wal_source: source["removed"] === true ? `removed${source["slot_dropped"] === true ? "" : " (its slot stays in the stopped data directory)"}` : o.keepSource ? "kept" : "none",
+      wal_source:
+        source["removed"] === true
+          ? `removed${source["slot_dropped"] === true ? "" : " (its slot stays in the stopped data directory)"}`
+          : o.keepSource
+            ? "kept"
+            : "none",
       last_record_lsn: out.last_record_lsn,
       disk_consistent_lsn: out.disk_consistent_lsn,
     }),
@@ -223,13 +241,18 @@ async function stop(cli: Cli, o: { pgdata: string; keepSource?: boolean }, serve
 }
 
 export function registerEndpointCommands(program: Command): void {
-  const ep = program.command("endpoint").description("a stock PostgreSQL 15 on a timeline (from its base backup), streaming its WAL back into it");
+  const ep = program
+    .command("endpoint")
+    .description("a stock PostgreSQL 15 on a timeline (from its base backup), streaming its WAL back into it");
   ep.command("start")
     .description("start an endpoint on a timeline (or on a new branch of it at --lsn / --at / --branch)")
     .requiredOption("--tenant <tenant_id>")
     .requiredOption("--timeline <timeline_id>")
     .option("--lsn <lsn>", "branch the timeline at this LSN and start the endpoint on the branch")
-    .option("--at <time>", "branch where PostgreSQL's recovery_target_time would stop: after the last commit at or before this time (RFC 3339)")
+    .option(
+      "--at <time>",
+      "branch where PostgreSQL's recovery_target_time would stop: after the last commit at or before this time (RFC 3339)",
+    )
     .option("--branch", "branch at the timeline's latest LSN")
     .requiredOption("--pgdata <dir>", "the endpoint's data directory (absent or empty)")
     .requiredOption("--port <port>", "its TCP port (it listens on 127.0.0.1)")

@@ -77,7 +77,9 @@ export async function runPagectl(argv: readonly string[]): Promise<number> {
       return EXIT_FAILED;
     }
     const err = e as NodeJS.ErrnoException;
-    process.stderr.write(`pagectl: ${err instanceof Error ? err.message : String(e)} (${typeof err.code === "string" ? err.code : "error"})\n`);
+    process.stderr.write(
+      `pagectl: ${err instanceof Error ? err.message : String(e)} (${typeof err.code === "string" ? err.code : "error"})\n`,
+    );
     return EXIT_FAILED;
   }
 }

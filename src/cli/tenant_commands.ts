@@ -19,7 +19,10 @@ export function registerTenantCommands(program: Command): void {
     .action(async (settings: string[], o: { id?: string }, cmd: Command) => {
       const cli = cliOf(cmd);
       const config = argSettings(settings);
-      const body = { ...(o.id === undefined ? {} : { new_tenant_id: argId("tenant id", o.id) }), ...(settings.length > 0 ? { config } : {}) };
+      const body = {
+        ...(o.id === undefined ? {} : { new_tenant_id: argId("tenant id", o.id) }),
+        ...(settings.length > 0 ? { config } : {}),
+      };
       const r = await cli.api.createTenant(body);
       cli.print(r, () => r.id);
     });
@@ -86,7 +89,11 @@ export function registerTenantCommands(program: Command): void {
       const tid = argId("tenant id", id);
       const r = await cli.api.deleteTenant(tid);
       const timelines = Array.isArray(r["timelines"]) ? (r["timelines"] as Record<string, unknown>[]) : [];
-      cli.print(r, () => [`deleted tenant ${tid}`, ...timelines.map((t) => `  timeline ${String(t["timeline_id"])}${sourceNote(t["wal_source"])}`)].join("\n"));
+      cli.print(r, () =>
+        [`deleted tenant ${tid}`, ...timelines.map((t) => `  timeline ${String(t["timeline_id"])}${sourceNote(t["wal_source"])}`)].join(
+          "\n",
+        ),
+      );
     });
 
   tenant
@@ -119,7 +126,11 @@ export function registerTenantCommands(program: Command): void {
       const cli = cliOf(cmd);
       const c = await cli.api.getTenantConfig(argId("tenant id", id));
       // The effective settings use the server's internal names (units in the name): two lists.
-      cli.print(c, () => `overrides:\n${indent(Object.keys(c.overrides).length === 0 ? "(none)" : formatRecord(c.overrides))}\neffective:\n${indent(formatRecord(c.effective ?? {}))}`);
+      cli.print(
+        c,
+        () =>
+          `overrides:\n${indent(Object.keys(c.overrides).length === 0 ? "(none)" : formatRecord(c.overrides))}\neffective:\n${indent(formatRecord(c.effective ?? {}))}`,
+      );
     });
   config
     .command("set")

@@ -43,27 +43,37 @@ export function registerTimelineCommands(program: Command): void {
     .option("--import-pgdata <dir>", "import a cleanly shut down data directory (absolute path, on the server's machine)")
     .option("--start-lsn <lsn>", "an empty timeline starting at this LSN")
     .option("--progress", "show elapsed time while the server works (default: when stderr is a terminal)")
-    .action(async (tenant: string, o: { id?: string; source?: string; importPgdata?: string; startLsn?: string; progress?: boolean }, cmd: Command) => {
-      const cli = cliOf(cmd);
-      const t = argId("tenant id", tenant);
-      if (o.startLsn !== undefined && (o.source !== undefined || o.importPgdata !== undefined)) throw new UsageError("--start-lsn is for an empty timeline: not with --source or --import-pgdata");
-      const body = {
-        ...(o.id === undefined ? {} : { new_timeline_id: argId("timeline id", o.id) }),
-        ...(o.source === undefined ? {} : { wal_source: { connstr: o.source } }),
-        ...(o.importPgdata === undefined ? {} : { import_pgdata: o.importPgdata }),
-        ...(o.startLsn === undefined ? {} : { start_lsn: argLsn("--start-lsn", o.startLsn) }),
-      };
-      const long = o.source !== undefined || o.importPgdata !== undefined;
-      const r = await withElapsed(long && progressWanted(o.progress) && !cli.json, "importing", () => cli.api.createTimeline(t, body));
-      cli.print(r, () => timelineRecord(r));
-    });
+    .action(
+      async (
+        tenant: string,
+        o: { id?: string; source?: string; importPgdata?: string; startLsn?: string; progress?: boolean },
+        cmd: Command,
+      ) => {
+        const cli = cliOf(cmd);
+        const t = argId("tenant id", tenant);
+        if (o.startLsn !== undefined && (o.source !== undefined || o.importPgdata !== undefined))
+          throw new UsageError("--start-lsn is for an empty timeline: not with --source or --import-pgdata");
+        const body = {
+          ...(o.id === undefined ? {} : { new_timeline_id: argId("timeline id", o.id) }),
+          ...(o.source === undefined ? {} : { wal_source: { connstr: o.source } }),
+          ...(o.importPgdata === undefined ? {} : { import_pgdata: o.importPgdata }),
+          ...(o.startLsn === undefined ? {} : { start_lsn: argLsn("--start-lsn", o.startLsn) }),
+        };
+        const long = o.source !== undefined || o.importPgdata !== undefined;
+        const r = await withElapsed(long && progressWanted(o.progress) && !cli.json, "importing", () => cli.api.createTimeline(t, body));
+        cli.print(r, () => timelineRecord(r));
+      },
+    );
 
   tl.command("branch")
     .description("branch a timeline at an LSN, at a time, or at its latest LSN")
     .argument("<tenant_id>")
     .argument("<ancestor_timeline_id>")
     .option("--lsn <lsn>", "branch point")
-    .option("--at <time>", "branch where PostgreSQL's recovery_target_time would stop: after the last commit at or before this time (RFC 3339)")
+    .option(
+      "--at <time>",
+      "branch where PostgreSQL's recovery_target_time would stop: after the last commit at or before this time (RFC 3339)",
+    )
     .option("--id <timeline_id>", "the new timeline's id (default: a random one)")
     .action(async (tenant: string, ancestor: string, o: { lsn?: string; at?: string; id?: string }, cmd: Command) => {
       const cli = cliOf(cmd);
@@ -78,7 +88,10 @@ export function registerTimelineCommands(program: Command): void {
         ...(at === undefined ? {} : { ancestor_start_time: at }),
         ...(o.id === undefined ? {} : { new_timeline_id: argId("timeline id", o.id) }),
       });
-      cli.print(r, () => `${r.timeline_id} (branch of ${a} at ${r.ancestor_lsn}${at === undefined ? "" : `, the last commit at or before ${at}`})`);
+      cli.print(
+        r,
+        () => `${r.timeline_id} (branch of ${a} at ${r.ancestor_lsn}${at === undefined ? "" : `, the last commit at or before ${at}`})`,
+      );
     });
 
   tl.command("list")
@@ -165,7 +178,10 @@ export function registerTimelineCommands(program: Command): void {
       writeFileSync(o.output, svg);
       // docs/http-api.md: every layer is a <rect class="layer">.
       const layers = (svg.match(/<rect class="layer"/g) ?? []).length;
-      cli.print({ file: o.output, size_bytes: Buffer.byteLength(svg), layers }, () => `wrote ${o.output} (${formatBytes(Buffer.byteLength(svg))}, ${layers} layers drawn)`);
+      cli.print(
+        { file: o.output, size_bytes: Buffer.byteLength(svg), layers },
+        () => `wrote ${o.output} (${formatBytes(Buffer.byteLength(svg))}, ${layers} layers drawn)`,
+      );
     });
 }
 
@@ -202,5 +218,7 @@ export function layerSummary(list: readonly LayerInfo[]): string {
 export function sourceNote(ws: unknown): string {
   if (ws === null || ws === undefined || typeof ws !== "object") return "";
   const w = ws as Record<string, unknown>;
-  return w["slot_dropped"] === true ? " (its WAL source stopped, slot dropped)" : ` (its WAL source stopped; the slot was NOT dropped: ${String(w["slot_error"] ?? "unknown reason")})`;
+  return w["slot_dropped"] === true
+    ? " (its WAL source stopped, slot dropped)"
+    : ` (its WAL source stopped; the slot was NOT dropped: ${String(w["slot_error"] ?? "unknown reason")})`;
 }

@@ -44,7 +44,15 @@ import {
   type WalSourceRemoved,
   type WalSourceSet,
 } from "../protocol/http_models.js";
-import { expectArray, expectLsnByTimestamp, expectObject, expectRemoteCheck, expectTenantSize, expectTimelineInfo, ResponseShapeError } from "./reply_checks.js";
+import {
+  expectArray,
+  expectLsnByTimestamp,
+  expectObject,
+  expectRemoteCheck,
+  expectTenantSize,
+  expectTimelineInfo,
+  ResponseShapeError,
+} from "./reply_checks.js";
 
 /** JSON (and SVG) replies larger than this are refused: no reply of the API comes close. */
 export const MAX_JSON_BYTES = 64 * 1024 * 1024;
@@ -107,7 +115,8 @@ export class PageserverHttpClient {
     } catch {
       throw new HttpApiError("invalid_argument", null, `invalid server URL '${opts.url}'`);
     }
-    if (url.protocol !== "http:" && url.protocol !== "https:") throw new HttpApiError("invalid_argument", null, `server URL '${opts.url}' must be http(s)`);
+    if (url.protocol !== "http:" && url.protocol !== "https:")
+      throw new HttpApiError("invalid_argument", null, `server URL '${opts.url}' must be http(s)`);
     this.url = url.toString().replace(/\/+$/, "");
     this.token = opts.token;
     this.timeout_ms = opts.timeout_ms ?? DEFAULT_TIMEOUT_MS;
@@ -151,7 +160,10 @@ export class PageserverHttpClient {
 
   /** Attach from remote storage in `generation` (the server must have remote storage). */
   async attachTenant(tenant: string, generation: number): Promise<TenantInfo> {
-    return expectObject<TenantInfo>("tenant attach answer", await this.json("POST", `/v1/tenant/${enc(tenant)}/attach`, { generation }), ["id", "state"]);
+    return expectObject<TenantInfo>("tenant attach answer", await this.json("POST", `/v1/tenant/${enc(tenant)}/attach`, { generation }), [
+      "id",
+      "state",
+    ]);
   }
 
   /** Detach: flush, wait for the bucket, leave this node (the server must have remote storage). */
@@ -207,17 +219,25 @@ export class PageserverHttpClient {
   }
 
   async setWalSource(tenant: string, timeline: string, connstr: string): Promise<WalSourceSet> {
-    return expectObject<WalSourceSet>("wal source status", await this.json("PUT", `${this.tl(tenant, timeline)}/wal_source`, { connstr }), ["state"]);
+    return expectObject<WalSourceSet>("wal source status", await this.json("PUT", `${this.tl(tenant, timeline)}/wal_source`, { connstr }), [
+      "state",
+    ]);
   }
 
   async deleteWalSource(tenant: string, timeline: string): Promise<WalSourceRemoved> {
-    const r = expectObject<WalSourceRemoved>("wal source removal", await this.json("DELETE", `${this.tl(tenant, timeline)}/wal_source`), []);
+    const r = expectObject<WalSourceRemoved>(
+      "wal source removal",
+      await this.json("DELETE", `${this.tl(tenant, timeline)}/wal_source`),
+      [],
+    );
     if (typeof r.slot_dropped !== "boolean") throw new ResponseShapeError("wal source removal", r);
     return r;
   }
 
   async checkpoint(tenant: string, timeline: string): Promise<Checkpointed> {
-    return expectObject<Checkpointed>("checkpoint answer", await this.json("PUT", `${this.tl(tenant, timeline)}/checkpoint`), ["disk_consistent_lsn"]);
+    return expectObject<Checkpointed>("checkpoint answer", await this.json("PUT", `${this.tl(tenant, timeline)}/checkpoint`), [
+      "disk_consistent_lsn",
+    ]);
   }
 
   async compact(tenant: string, timeline: string, forceImageLayerCreation = false): Promise<Compacted> {
@@ -246,7 +266,10 @@ export class PageserverHttpClient {
     if (res.body === null) throw new ResponseShapeError("base backup (no body)", null);
     const len = res.headers.get("content-length");
     const size = len === null ? null : Number(len);
-    return { body: res.body as unknown as AsyncIterable<Uint8Array>, size_bytes: size !== null && Number.isSafeInteger(size) && size >= 0 ? size : null };
+    return {
+      body: res.body as unknown as AsyncIterable<Uint8Array>,
+      size_bytes: size !== null && Number.isSafeInteger(size) && size >= 0 ? size : null,
+    };
   }
 
   // ---- plumbing ----
@@ -279,7 +302,12 @@ export class PageserverHttpClient {
     if (body !== undefined) headers["content-type"] = "application/json";
     let res: Response;
     try {
-      res = await fetch(`${this.url}${path}`, { method, headers, body: body === undefined ? undefined : JSON.stringify(body), signal: ac.signal });
+      res = await fetch(`${this.url}${path}`, {
+        method,
+        headers,
+        body: body === undefined ? undefined : JSON.stringify(body),
+        signal: ac.signal,
+      });
     } catch (e) {
       done();
       const cause = e instanceof Error && e.cause instanceof Error ? e.cause.message : e instanceof Error ? e.message : String(e);
@@ -307,7 +335,8 @@ export class PageserverHttpClient {
   private async readText(res: Response, done: () => void): Promise<string> {
     try {
       const len = Number(res.headers.get("content-length") ?? "0");
-      if (len > MAX_JSON_BYTES) throw new PageserverError("limit_reached", `a reply of ${len} bytes from the pageserver (limit ${MAX_JSON_BYTES})`);
+      if (len > MAX_JSON_BYTES)
+        throw new PageserverError("limit_reached", `a reply of ${len} bytes from the pageserver (limit ${MAX_JSON_BYTES})`);
       if (res.body === null) return "";
       const chunks: Uint8Array[] = [];
       let total = 0;
@@ -319,7 +348,9 @@ export class PageserverHttpClient {
       return Buffer.concat(chunks).toString("utf8");
     } catch (e) {
       if (e instanceof PageserverError) throw e;
-      throw new HttpApiError("source_unavailable", res.status, `reading the reply failed: ${e instanceof Error ? e.message : String(e)}`, { cause: e });
+      throw new HttpApiError("source_unavailable", res.status, `reading the reply failed: ${e instanceof Error ? e.message : String(e)}`, {
+        cause: e,
+      });
     } finally {
       done();
     }

@@ -188,7 +188,8 @@ export class PageServiceClient {
         const kind = new DataView(f.body.buffer, f.body.byteOffset, 4).getInt32(0);
         if (kind === 0) continue;
         if (kind !== 3) throw new PageServiceError("08P01", `unsupported authentication request ${kind}`);
-        if (opts.password === undefined) throw new PageServiceError("28000", "the page service asks for a password (a JWT) and none was given");
+        if (opts.password === undefined)
+          throw new PageServiceError("28000", "the page service asks for a password (a JWT) and none was given");
         this.sock.write(passwordMessage(opts.password));
         continue;
       }
@@ -232,7 +233,12 @@ export class PageServiceClient {
   }
 
   /** Open a pagestream session (`pagestream_v2|v3 <tenant> <timeline>`). */
-  async pagestream(tenant: string, timeline: string, version: PagestreamVersion, opts: { max_in_flight?: number; max_queued?: number } = {}): Promise<PagestreamSession> {
+  async pagestream(
+    tenant: string,
+    timeline: string,
+    version: PagestreamVersion,
+    opts: { max_in_flight?: number; max_queued?: number } = {},
+  ): Promise<PagestreamSession> {
     this.begin();
     try {
       this.sock.write(query(`pagestream_v${version} ${tenant} ${timeline}`));
@@ -264,7 +270,12 @@ export class PageServiceClient {
    * The base backup tar at `lsn` (or the latest), as the server sent it: gzip bytes with
    * `gzip`. At most `max_bytes` (default 1 GiB) are accepted.
    */
-  async basebackup(tenant: string, timeline: string, lsn: Lsn | "latest", opts: { gzip?: boolean; max_bytes?: number } = {}): Promise<Uint8Array> {
+  async basebackup(
+    tenant: string,
+    timeline: string,
+    lsn: Lsn | "latest",
+    opts: { gzip?: boolean; max_bytes?: number } = {},
+  ): Promise<Uint8Array> {
     this.begin();
     try {
       const lsnArg = lsn === "latest" ? "latest" : lsnToString(lsn);
@@ -281,7 +292,8 @@ export class PageServiceClient {
           if (total > max) throw new LimitReachedError(`base backup larger than max_bytes ${max}`);
           chunks.push(f.body);
         } else if (f.type === MSG.ErrorResponse) err = errorFromFrame(f);
-        else if (f.type !== MSG.CopyOutResponse && f.type !== MSG.CopyDone && f.type !== MSG.CommandComplete) this.checkCommon(f, "basebackup");
+        else if (f.type !== MSG.CopyOutResponse && f.type !== MSG.CopyDone && f.type !== MSG.CommandComplete)
+          this.checkCommon(f, "basebackup");
       }
       if (err !== null) throw err;
       return Buffer.concat(chunks);

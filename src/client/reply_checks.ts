@@ -41,23 +41,31 @@ export function expectArray<T>(what: string, x: unknown, fields: readonly string
 export function expectRemoteCheck(x: unknown): RemoteCheck {
   const r = expectObject<Obj>("remote check", x, [], ["index_key"]);
   const lists = ["missing", "size_mismatch", "checksum_mismatch", "orphans", "unknown", "stale_indexes", "newer_generation_keys"];
-  if (typeof r["ok"] !== "boolean" || typeof r["layers_named"] !== "number" || lists.some((f) => !Array.isArray(r[f]))) throw new ResponseShapeError("remote check", x);
+  if (typeof r["ok"] !== "boolean" || typeof r["layers_named"] !== "number" || lists.some((f) => !Array.isArray(r[f])))
+    throw new ResponseShapeError("remote check", x);
   return r as RemoteCheck;
 }
 
 export function expectTenantSize(x: unknown): TenantSize {
   const r = expectObject<Obj>("tenant size", x, ["id"]);
   if (typeof r["size"] !== "number" || !Array.isArray(r["segments"]) || !isObj(r["inputs"])) throw new ResponseShapeError("tenant size", x);
-  for (const g of r["segments"]) expectObject<TenantSizeSegment>("tenant size segment", g, ["timeline_id", "lsn_start", "lsn_end"], ["parent"]);
+  for (const g of r["segments"])
+    expectObject<TenantSizeSegment>("tenant size segment", g, ["timeline_id", "lsn_start", "lsn_end"], ["parent"]);
   return r as TenantSize;
 }
 
 export function expectTimelineInfo(x: unknown): TimelineInfo {
-  return expectObject<TimelineInfo>("timeline info", x, ["tenant_id", "timeline_id", "last_record_lsn", "state"], ["ancestor_timeline_id", "ancestor_lsn"]);
+  return expectObject<TimelineInfo>(
+    "timeline info",
+    x,
+    ["tenant_id", "timeline_id", "last_record_lsn", "state"],
+    ["ancestor_timeline_id", "ancestor_lsn"],
+  );
 }
 
 export function expectLsnByTimestamp(x: unknown): LsnByTimestamp {
   const r = expectObject<Obj>("get_lsn_by_timestamp answer", x, ["lsn", "kind"]);
-  if (!LsnByTimestamp.properties.kind.anyOf.some((k) => k.const === r["kind"])) throw new ResponseShapeError("get_lsn_by_timestamp kind", x);
+  if (!LsnByTimestamp.properties.kind.anyOf.some((k) => k.const === r["kind"]))
+    throw new ResponseShapeError("get_lsn_by_timestamp kind", x);
   return r as LsnByTimestamp;
 }

@@ -67,9 +67,14 @@ export class DeltaLayerWriter extends LayerFileWriter {
 
   put(key: Key, lsn: Lsn, value: Value): void {
     this.checkPut(key);
-    if (!(Number.isSafeInteger(lsn) && lsn >= this.lsnRange.start && lsn < this.lsnRange.end)) assert(false, `put: LSN ${lsn} outside the layer's range`);
-    assert(this.lastKey === null || key > this.lastKey || (key === this.lastKey && lsn > this.lastLsn), "put: (key, lsn) must strictly increase");
-    if (value.length === 0 || !isValueTag(value[0]!)) throw new InvalidArgumentError(`put: value without a valid tag byte (${value.length} bytes)`);
+    if (!(Number.isSafeInteger(lsn) && lsn >= this.lsnRange.start && lsn < this.lsnRange.end))
+      assert(false, `put: LSN ${lsn} outside the layer's range`);
+    assert(
+      this.lastKey === null || key > this.lastKey || (key === this.lastKey && lsn > this.lastLsn),
+      "put: (key, lsn) must strictly increase",
+    );
+    if (value.length === 0 || !isValueTag(value[0]!))
+      throw new InvalidArgumentError(`put: value without a valid tag byte (${value.length} bytes)`);
     const offset = this.appendValue(key, value);
     writeU64BE(this.entryKey, KEY_SIZE, lsn);
     this.addEntry(key, offset * 2 + (valueWillInit(value) ? 1 : 0));
@@ -187,7 +192,8 @@ export class DeltaLayer {
       if (pending !== null) yield { key: pending.key, lsn: pending.lsn, sizeBytes: this.blobSize(pending.offset, offset, pending.leafBlk) };
       pending = { key: e.key, lsn: e.lsn, offset, leafBlk: e.leafBlk };
     }
-    if (pending !== null) yield { key: pending.key, lsn: pending.lsn, sizeBytes: this.blobSize(pending.offset, this.valuesBytes, pending.leafBlk) };
+    if (pending !== null)
+      yield { key: pending.key, lsn: pending.lsn, sizeBytes: this.blobSize(pending.offset, this.valuesBytes, pending.leafBlk) };
   }
 
   close(): void {
@@ -217,7 +223,8 @@ export class DeltaLayer {
   /** Size of the value in the blob at `offset`, from the offset of the next blob. */
   private blobSize(offset: number, nextOffset: number, leafBlk: number): number {
     const size = nextOffset - offset - BLOB_HEADER_BYTES;
-    if (!(size >= 1 && size <= MAX_VALUE_BYTES)) throw new CorruptionError(this.path, leafBlk, `index offsets ${offset}, ${nextOffset} imply a value of ${size} bytes`);
+    if (!(size >= 1 && size <= MAX_VALUE_BYTES))
+      throw new CorruptionError(this.path, leafBlk, `index offsets ${offset}, ${nextOffset} imply a value of ${size} bytes`);
     return size;
   }
 
@@ -245,10 +252,12 @@ export class DeltaLayer {
       if (cmp <= 0) throw new CorruptionError(this.path, c.leafBlk, "index entries out of order");
       if (keyDiffers) {
         key = keyFromBytes(cur, 0);
-        if (key < d.keyRange.start || key >= d.keyRange.end) throw new CorruptionError(this.path, c.leafBlk, "index key outside the layer's key range");
+        if (key < d.keyRange.start || key >= d.keyRange.end)
+          throw new CorruptionError(this.path, c.leafBlk, "index key outside the layer's key range");
       }
       const lsn = readU64BEOrNeg(cur, KEY_SIZE) as Lsn;
-      if (lsn < d.lsnRange.start || lsn >= d.lsnRange.end) throw new CorruptionError(this.path, c.leafBlk, `index LSN ${lsn} outside the layer's range`);
+      if (lsn < d.lsnRange.start || lsn >= d.lsnRange.end)
+        throw new CorruptionError(this.path, c.leafBlk, `index LSN ${lsn} outside the layer's range`);
       seen++;
       const ref = c.value();
       const leafBlk = c.leafBlk;
@@ -257,6 +266,7 @@ export class DeltaLayer {
       prev = t;
       yield { key: key!, lsn, ref, leafBlk };
     }
-    if (seen !== this.meta.numEntries) throw new CorruptionError(this.path, HEADER_BLK, `header says ${this.meta.numEntries} entries, index has ${seen}`);
+    if (seen !== this.meta.numEntries)
+      throw new CorruptionError(this.path, HEADER_BLK, `header says ${this.meta.numEntries} entries, index has ${seen}`);
   }
 }

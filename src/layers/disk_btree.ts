@@ -225,7 +225,15 @@ export class DiskBtreeBuilder {
     return { next, firstBlk, lastBlk };
   }
 
-  private writeNode(sink: BlockSink, block: Uint8Array, level: number, input: PackedEntries, from: number, to: number, prefixLen: number): number {
+  private writeNode(
+    sink: BlockSink,
+    block: Uint8Array,
+    level: number,
+    input: PackedEntries,
+    from: number,
+    to: number,
+    prefixLen: number,
+  ): number {
     const w = this.keyWidth;
     const count = to - from;
     assert(nodeBytes(count, w, prefixLen) <= BLOCK_PAYLOAD, "B-tree node overflow");

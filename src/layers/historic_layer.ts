@@ -32,7 +32,10 @@ export class LayerEvictedError extends PageserverError {
   readonly layer_name: string;
   readonly timeline_dir: string;
   constructor(layer: HistoricLayer) {
-    super("bad_state", `layer ${layer.desc.fileName} is not on local disk (evicted): read through the async path, which downloads it first`);
+    super(
+      "bad_state",
+      `layer ${layer.desc.fileName} is not on local disk (evicted): read through the async path, which downloads it first`,
+    );
     this.layer_name = layer.desc.fileName;
     this.timeline_dir = layer.dir;
   }

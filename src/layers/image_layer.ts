@@ -59,7 +59,8 @@ export class ImageLayerWriter extends LayerFileWriter {
   put(key: Key, value: Value): void {
     this.checkPut(key);
     assert(this.lastKey === null || key > this.lastKey, "put: keys must strictly increase");
-    if (value.length === 0 || value[0] !== ValueTag.Image) throw new InvalidArgumentError(`put: an image layer holds images only (tag ${value[0]})`);
+    if (value.length === 0 || value[0] !== ValueTag.Image)
+      throw new InvalidArgumentError(`put: an image layer holds images only (tag ${value[0]})`);
     this.addEntry(key, this.appendValue(key, value));
   }
 }
@@ -186,11 +187,13 @@ export class ImageLayer {
       c.copyKey(buf, 0);
       const key = keyFromBytes(buf, 0);
       if (prev !== null && !(key > prev)) throw new CorruptionError(this.path, c.leafBlk, "index keys out of order");
-      if (key < d.keyRange.start || key >= d.keyRange.end) throw new CorruptionError(this.path, c.leafBlk, "index key outside the layer's key range");
+      if (key < d.keyRange.start || key >= d.keyRange.end)
+        throw new CorruptionError(this.path, c.leafBlk, "index key outside the layer's key range");
       prev = key;
       seen++;
       yield { key, offset: c.value(), leafBlk: c.leafBlk };
     }
-    if (seen !== this.meta.numEntries) throw new CorruptionError(this.path, HEADER_BLK, `header says ${this.meta.numEntries} entries, index has ${seen}`);
+    if (seen !== this.meta.numEntries)
+      throw new CorruptionError(this.path, HEADER_BLK, `header says ${this.meta.numEntries} entries, index has ${seen}`);
   }
 }

@@ -139,11 +139,13 @@ export function readLayerHeader(file: BlockFile, kind: "delta" | "image", block:
   if (h.totalBlocks * BLOCK_SIZE > file.sizeBytes) {
     throw new CorruptionError(p, file.numBlocks, `file truncated: ${file.sizeBytes} bytes, header says ${h.totalBlocks} blocks`);
   }
-  if (h.totalBlocks * BLOCK_SIZE !== file.sizeBytes) throw new CorruptionError(p, h.totalBlocks, `${file.sizeBytes - h.totalBlocks * BLOCK_SIZE} bytes after the last block`);
+  if (h.totalBlocks * BLOCK_SIZE !== file.sizeBytes)
+    throw new CorruptionError(p, h.totalBlocks, `${file.sizeBytes - h.totalBlocks * BLOCK_SIZE} bytes after the last block`);
   if (h.indexStartBlk !== VALUES_START_BLK + valueBlocksFor(h.valuesBytes)) {
     throw bad(`index start block ${h.indexStartBlk} does not follow a value stream of ${h.valuesBytes} bytes`);
   }
-  if (h.entryCount > 0 && h.valuesBytes < h.entryCount * (BLOB_HEADER_BYTES + 1)) throw bad(`${h.entryCount} entries cannot fit ${h.valuesBytes} bytes of values`);
+  if (h.entryCount > 0 && h.valuesBytes < h.entryCount * (BLOB_HEADER_BYTES + 1))
+    throw bad(`${h.entryCount} entries cannot fit ${h.valuesBytes} bytes of values`);
   if (h.entryCount === 0 && h.valuesBytes !== 0) throw bad("values without entries");
   if (!(h.indexRootBlk + 1 === h.totalBlocks)) throw bad(`index root block ${h.indexRootBlk} is not the last block`);
   return h;

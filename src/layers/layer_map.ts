@@ -67,7 +67,8 @@ function checkedWindow<T extends HasDesc>(r: SearchResult<T>, key: Key, endLsn: 
   return r;
 }
 
-const byEndDesc = (a: HasDesc, b: HasDesc): number => b.desc.lsnRange.end - a.desc.lsnRange.end || b.desc.lsnRange.start - a.desc.lsnRange.start;
+const byEndDesc = (a: HasDesc, b: HasDesc): number =>
+  b.desc.lsnRange.end - a.desc.lsnRange.end || b.desc.lsnRange.start - a.desc.lsnRange.start;
 
 export class LayerMap<T extends HasDesc> {
   readonly layers: readonly T[];
@@ -185,7 +186,8 @@ export class LayerMap<T extends HasDesc> {
       const imgLsn = image.desc.lsnRange.start;
       // Compare with the top of the window we would read the delta in, not its nominal end:
       // otherwise a delta above the window could make us read an empty window forever.
-      if (delta === null || imgLsn + 1 >= Math.min(delta.desc.lsnRange.end, endLsn)) return checkedWindow({ layer: image, floor: imgLsn }, key, endLsn);
+      if (delta === null || imgLsn + 1 >= Math.min(delta.desc.lsnRange.end, endLsn))
+        return checkedWindow({ layer: image, floor: imgLsn }, key, endLsn);
       return checkedWindow({ layer: delta, floor: lsnMax(delta.desc.lsnRange.start, lsnAdd(imgLsn, 1)) }, key, endLsn);
     }
     if (delta !== null) return checkedWindow({ layer: delta, floor: delta.desc.lsnRange.start }, key, endLsn);

@@ -24,7 +24,8 @@ export interface OpenedLayerFile {
 export function openLayerFile(cache: PageCacheApi, filePath: string, kind: LayerKind, keyWidth: number): OpenedLayerFile {
   const fileName = path.basename(filePath);
   const named = parseLayerName(fileName);
-  if (named === null || named.kind !== kind) throw new InvalidArgumentError(`${filePath}: not ${kind === "delta" ? "a delta" : "an image"} layer file name`);
+  if (named === null || named.kind !== kind)
+    throw new InvalidArgumentError(`${filePath}: not ${kind === "delta" ? "a delta" : "an image"} layer file name`);
   const file = BlockFile.open(cache, filePath);
   try {
     const h = readLayerHeader(file, kind, new Uint8Array(BLOCK_SIZE));

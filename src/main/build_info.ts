@@ -39,7 +39,12 @@ function gitCommit(dir: string | null): string {
   const env = process.env["GIT_VERSION"]?.trim();
   if (env !== undefined && env !== "") return env.slice(0, 100);
   if (dir === null) return "unknown";
-  const r = spawnSync("git", ["rev-parse", "HEAD"], { cwd: dir, encoding: "utf8", timeout: GIT_TIMEOUT_MS, stdio: ["ignore", "pipe", "ignore"] });
+  const r = spawnSync("git", ["rev-parse", "HEAD"], {
+    cwd: dir,
+    encoding: "utf8",
+    timeout: GIT_TIMEOUT_MS,
+    stdio: ["ignore", "pipe", "ignore"],
+  });
   const out = typeof r.stdout === "string" ? r.stdout.trim() : "";
   return r.status === 0 && /^[0-9a-f]{40}$/.test(out) ? out : "unknown";
 }

@@ -179,10 +179,14 @@ function apply(c: NodeConfig, o: ConfigOverrides): void {
   if (o.page_service_idle_timeout_ms !== undefined) {
     c.page_service_idle_timeout_ms = positiveInt(o.page_service_idle_timeout_ms, "page_service_idle_timeout_ms");
     // setTimeout's limit (2^31 - 1 ms, ~24.8 days): a longer timer would fire at once.
-    if (c.page_service_idle_timeout_ms > 0x7fff_ffff) throw new InvalidArgumentError(`page_service_idle_timeout_ms: at most ${0x7fff_ffff}`);
+    if (c.page_service_idle_timeout_ms > 0x7fff_ffff)
+      throw new InvalidArgumentError(`page_service_idle_timeout_ms: at most ${0x7fff_ffff}`);
   }
   if (o.page_service_max_connections_per_tenant !== undefined) {
-    c.page_service_max_connections_per_tenant = positiveInt(o.page_service_max_connections_per_tenant, "page_service_max_connections_per_tenant");
+    c.page_service_max_connections_per_tenant = positiveInt(
+      o.page_service_max_connections_per_tenant,
+      "page_service_max_connections_per_tenant",
+    );
   }
   if (o.page_service_max_connections_per_peer !== undefined) {
     c.page_service_max_connections_per_peer = positiveInt(o.page_service_max_connections_per_peer, "page_service_max_connections_per_peer");
@@ -196,7 +200,8 @@ function apply(c: NodeConfig, o: ConfigOverrides): void {
   if (o.redo_threads !== undefined) c.redo_threads = positiveInt(o.redo_threads, "redo_threads");
   if (o.log_level !== undefined) c.log_level = logLevel(o.log_level);
   if (o.log_format !== undefined) {
-    if (o.log_format !== "json" && o.log_format !== "pretty") throw new InvalidArgumentError(`log_format: expected json or pretty, got ${JSON.stringify(o.log_format)}`);
+    if (o.log_format !== "json" && o.log_format !== "pretty")
+      throw new InvalidArgumentError(`log_format: expected json or pretty, got ${JSON.stringify(o.log_format)}`);
     c.log_format = o.log_format;
   }
   if (o.max_tenants !== undefined) c.max_tenants = positiveInt(o.max_tenants, "max_tenants");
@@ -204,22 +209,28 @@ function apply(c: NodeConfig, o: ConfigOverrides): void {
     c.max_concurrent_background_tasks = positiveInt(o.max_concurrent_background_tasks, "max_concurrent_background_tasks");
   }
   if (o.concurrent_tenant_size_logical_size_queries !== undefined) {
-    c.concurrent_tenant_size_logical_size_queries = positiveInt(o.concurrent_tenant_size_logical_size_queries, "concurrent_tenant_size_logical_size_queries");
+    c.concurrent_tenant_size_logical_size_queries = positiveInt(
+      o.concurrent_tenant_size_logical_size_queries,
+      "concurrent_tenant_size_logical_size_queries",
+    );
   }
   if (o.tenant_config !== undefined) c.tenant_defaults = parseTenantConf(o.tenant_config, c.tenant_defaults);
   if (o.remote_storage !== undefined) {
-    if (typeof o.remote_storage !== "string") throw new InvalidArgumentError(`remote_storage: expected a URL string, got ${JSON.stringify(o.remote_storage)}`);
+    if (typeof o.remote_storage !== "string")
+      throw new InvalidArgumentError(`remote_storage: expected a URL string, got ${JSON.stringify(o.remote_storage)}`);
     parseRemoteStorageUrl(o.remote_storage);
     c.remote_storage = o.remote_storage;
   }
   if (o.max_local_disk_bytes !== undefined) c.max_local_disk_bytes = nonNegativeInt(o.max_local_disk_bytes, "max_local_disk_bytes");
   if (o.min_free_disk_bytes !== undefined) c.min_free_disk_bytes = nonNegativeInt(o.min_free_disk_bytes, "min_free_disk_bytes");
   if (o.wal_source_unix_sockets !== undefined) {
-    if (typeof o.wal_source_unix_sockets !== "boolean") throw new InvalidArgumentError(`wal_source_unix_sockets: expected true or false, got ${JSON.stringify(o.wal_source_unix_sockets)}`);
+    if (typeof o.wal_source_unix_sockets !== "boolean")
+      throw new InvalidArgumentError(`wal_source_unix_sockets: expected true or false, got ${JSON.stringify(o.wal_source_unix_sockets)}`);
     c.wal_source_unix_sockets = o.wal_source_unix_sockets;
   }
   if (o.enable_failpoints !== undefined) {
-    if (typeof o.enable_failpoints !== "boolean") throw new InvalidArgumentError(`enable_failpoints: expected true or false, got ${JSON.stringify(o.enable_failpoints)}`);
+    if (typeof o.enable_failpoints !== "boolean")
+      throw new InvalidArgumentError(`enable_failpoints: expected true or false, got ${JSON.stringify(o.enable_failpoints)}`);
     c.enable_failpoints = o.enable_failpoints;
   }
   if (o.import_pgdata_root !== undefined) {
@@ -228,12 +239,18 @@ function apply(c: NodeConfig, o: ConfigOverrides): void {
     }
     c.import_pgdata_root = o.import_pgdata_root;
   }
-  if (o.tenant_min_checkpoint_distance !== undefined) c.tenant_min_checkpoint_distance_bytes = nonNegativeInt(o.tenant_min_checkpoint_distance, "tenant_min_checkpoint_distance");
-  if (o.tenant_min_gc_horizon !== undefined) c.tenant_min_gc_horizon_bytes = nonNegativeInt(o.tenant_min_gc_horizon, "tenant_min_gc_horizon");
-  if (o.tenant_min_pitr_interval !== undefined) c.tenant_min_pitr_interval_ms = parseDurationMs(o.tenant_min_pitr_interval, "tenant_min_pitr_interval");
-  if (o.max_heavy_requests_per_tenant !== undefined) c.max_heavy_requests_per_tenant = positiveInt(o.max_heavy_requests_per_tenant, "max_heavy_requests_per_tenant");
-  if (o.http_max_inflight_requests !== undefined) c.http_max_inflight_requests = positiveInt(o.http_max_inflight_requests, "http_max_inflight_requests");
-  if (o.http_max_inflight_body_bytes !== undefined) c.http_max_inflight_body_bytes = positiveInt(o.http_max_inflight_body_bytes, "http_max_inflight_body_bytes");
+  if (o.tenant_min_checkpoint_distance !== undefined)
+    c.tenant_min_checkpoint_distance_bytes = nonNegativeInt(o.tenant_min_checkpoint_distance, "tenant_min_checkpoint_distance");
+  if (o.tenant_min_gc_horizon !== undefined)
+    c.tenant_min_gc_horizon_bytes = nonNegativeInt(o.tenant_min_gc_horizon, "tenant_min_gc_horizon");
+  if (o.tenant_min_pitr_interval !== undefined)
+    c.tenant_min_pitr_interval_ms = parseDurationMs(o.tenant_min_pitr_interval, "tenant_min_pitr_interval");
+  if (o.max_heavy_requests_per_tenant !== undefined)
+    c.max_heavy_requests_per_tenant = positiveInt(o.max_heavy_requests_per_tenant, "max_heavy_requests_per_tenant");
+  if (o.http_max_inflight_requests !== undefined)
+    c.http_max_inflight_requests = positiveInt(o.http_max_inflight_requests, "http_max_inflight_requests");
+  if (o.http_max_inflight_body_bytes !== undefined)
+    c.http_max_inflight_body_bytes = positiveInt(o.http_max_inflight_body_bytes, "http_max_inflight_body_bytes");
 }
 
 function nonNegativeInt(x: unknown, name: string): number {
@@ -242,8 +259,38 @@ function nonNegativeInt(x: unknown, name: string): number {
   throw new InvalidArgumentError(`${name}: expected a non-negative integer, got ${JSON.stringify(x)}`);
 }
 
-
-const FILE_KEYS = new Set(["listen", "listen_pg", "listen_metrics", "auth_public_key", "page_cache_size", "flush_threads", "compaction_threads", "gc_threads", "redo_threads", "log_level", "log_format", "max_tenants", "max_concurrent_background_tasks", "concurrent_tenant_size_logical_size_queries", "tenant_config", "remote_storage", "max_local_disk_bytes", "min_free_disk_bytes", "enable_failpoints", "import_pgdata_root", "tenant_min_checkpoint_distance", "tenant_min_gc_horizon", "tenant_min_pitr_interval", "max_heavy_requests_per_tenant", "http_max_inflight_requests", "http_max_inflight_body_bytes", "wal_source_unix_sockets", "page_service_idle_timeout_ms", "page_service_max_connections_per_tenant", "page_service_max_connections_per_peer"]);
+const FILE_KEYS = new Set([
+  "listen",
+  "listen_pg",
+  "listen_metrics",
+  "auth_public_key",
+  "page_cache_size",
+  "flush_threads",
+  "compaction_threads",
+  "gc_threads",
+  "redo_threads",
+  "log_level",
+  "log_format",
+  "max_tenants",
+  "max_concurrent_background_tasks",
+  "concurrent_tenant_size_logical_size_queries",
+  "tenant_config",
+  "remote_storage",
+  "max_local_disk_bytes",
+  "min_free_disk_bytes",
+  "enable_failpoints",
+  "import_pgdata_root",
+  "tenant_min_checkpoint_distance",
+  "tenant_min_gc_horizon",
+  "tenant_min_pitr_interval",
+  "max_heavy_requests_per_tenant",
+  "http_max_inflight_requests",
+  "http_max_inflight_body_bytes",
+  "wal_source_unix_sockets",
+  "page_service_idle_timeout_ms",
+  "page_service_max_connections_per_tenant",
+  "page_service_max_connections_per_peer",
+]);
 
 /** Build the node config from flags (and the workdir's pageserver.json, if any). */
 export function loadNodeConfig(flags: ConfigOverrides): NodeConfig {

@@ -32,14 +32,18 @@ export class LogicalSizeQueries {
 
   /** The logical size of `tl` at `lsn`, within the node's limit, its turn shared fairly among tenants. */
   at(tl: Timeline, lsn: Lsn, signal?: AbortSignal): Promise<number> {
-    return this.queue.run(tl.tenantId, async () => {
-      const start_ms = performance.now();
-      try {
-        return await this.compute(tl, lsn);
-      } finally {
-        tl.metrics.storageOperation("logical size", secondsSince(start_ms));
-      }
-    }, signal);
+    return this.queue.run(
+      tl.tenantId,
+      async () => {
+        const start_ms = performance.now();
+        try {
+          return await this.compute(tl, lsn);
+        } finally {
+          tl.metrics.storageOperation("logical size", secondsSince(start_ms));
+        }
+      },
+      signal,
+    );
   }
 
   /** The tenant's size by the model (src/tenant/size_model.ts), with the inputs it used. */

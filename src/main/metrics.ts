@@ -34,7 +34,11 @@ const CRITICAL_OP_BUCKETS = [0.000_001, 0.000_01, 0.000_1, 0.001, 0.01, 0.1, 1, 
 const STORAGE_OP_BUCKETS = [0.001, 0.01, 0.1, 1, 10, 100, 1000];
 
 /** Our page kinds under Neon's label name key_kind, with Neon's values where it has the kind. */
-const KEY_KIND: Record<(typeof PAGE_KIND_NAMES)[number], string> = { file: "immutable", ephemeral: "ephemeral", materialized: "materialized_page" };
+const KEY_KIND: Record<(typeof PAGE_KIND_NAMES)[number], string> = {
+  file: "immutable",
+  ephemeral: "ephemeral",
+  materialized: "materialized_page",
+};
 
 /** What the scrape-time metrics read. */
 export interface MetricSources {
@@ -100,7 +104,13 @@ export class NodeMetrics implements MetricsSink {
       registers,
     });
     const storageHelp = "Time spent on storage operations that did work, by operation";
-    this.storageSeconds = new Histogram({ name: "pageserver_storage_operations_seconds", help: storageHelp, labelNames: ["operation"], buckets: STORAGE_OP_BUCKETS, registers });
+    this.storageSeconds = new Histogram({
+      name: "pageserver_storage_operations_seconds",
+      help: storageHelp,
+      labelNames: ["operation"],
+      buckets: STORAGE_OP_BUCKETS,
+      registers,
+    });
     this.storageSecondsGlobal = new Histogram({
       name: "pageserver_storage_operations_seconds_global",
       help: `${storageHelp} (Neon's name for the same histogram)`,
@@ -113,8 +123,16 @@ export class NodeMetrics implements MetricsSink {
       this.storageSeconds.zero({ operation });
       this.storageSecondsGlobal.zero({ operation });
     }
-    this.walRecords = new Counter({ name: "pageserver_wal_ingest_records_received_total", help: "WAL records received from sources and ingested", registers });
-    this.walBytes = new Counter({ name: "pageserver_wal_ingest_bytes_received_total", help: "Bytes of WAL received from sources", registers });
+    this.walRecords = new Counter({
+      name: "pageserver_wal_ingest_records_received_total",
+      help: "WAL records received from sources and ingested",
+      registers,
+    });
+    this.walBytes = new Counter({
+      name: "pageserver_wal_ingest_bytes_received_total",
+      help: "Bytes of WAL received from sources",
+      registers,
+    });
   }
 
   waitLsn(seconds: number): void {
@@ -134,7 +152,8 @@ export class NodeMetrics implements MetricsSink {
   /** Register the metrics read at scrape time. Called once, when the node's parts exist. */
   collectFrom(src: MetricSources): void {
     const register = this.registry;
-    this.registry.live = () => new Map(src.tenants.list().map((t) => [t.id as string, new Set(t.listTimelines().map((tl) => tl.timelineId as string))]));
+    this.registry.live = () =>
+      new Map(src.tenants.list().map((t) => [t.id as string, new Set(t.listTimelines().map((tl) => tl.timelineId as string))]));
     const registers = [register];
     collectDefaultMetrics({ register });
     // prom-client names three gauges *_total, which Prometheus reserves for counters (promtool
@@ -144,10 +163,12 @@ export class NodeMetrics implements MetricsSink {
     }
 
     const b = buildInfo();
-    new Gauge({ name: "pageserver_build_info", help: "Build of this pageserver (always 1)", labelNames: ["version", "revision"], registers }).set(
-      { version: b.version, revision: b.git_commit },
-      1,
-    );
+    new Gauge({
+      name: "pageserver_build_info",
+      help: "Build of this pageserver (always 1)",
+      labelNames: ["version", "revision"],
+      registers,
+    }).set({ version: b.version, revision: b.git_commit }, 1);
 
     this.cacheMetrics(src);
     this.timelineMetrics(src);
@@ -168,9 +189,17 @@ export class NodeMetrics implements MetricsSink {
       deltaCounter({ name, help, registers, read });
     };
     sumOf("pageserver_getpage_reads_total", "Values read (get@LSN)", (c) => c.reads);
-    sumOf("pageserver_materialized_page_hits_total", "Reads that started from a cached materialized page version", (c) => c.materializedHits);
+    sumOf(
+      "pageserver_materialized_page_hits_total",
+      "Reads that started from a cached materialized page version",
+      (c) => c.materializedHits,
+    );
     sumOf("pageserver_wal_redo_total", "Reads that applied records", (c) => c.redos);
-    sumOf("pageserver_wal_redo_offloaded_total", "Reads whose long record chain was redone on the redo worker pool", (c) => c.offloadedRedos);
+    sumOf(
+      "pageserver_wal_redo_offloaded_total",
+      "Reads whose long record chain was redone on the redo worker pool",
+      (c) => c.offloadedRedos,
+    );
     new Gauge({
       // Neon: pageserver_tenant_states_count (a gauge may not end in _count for promtool).
       name: "pageserver_tenant_states",
@@ -195,7 +224,9 @@ export class NodeMetrics implements MetricsSink {
     byKind("pageserver_page_cache_read_accesses_total", "Page cache lookups", (s) => s.hits + s.misses);
     byKind("pageserver_page_cache_read_hits_total", "Page cache lookups that hit", (s) => s.hits);
     byKind("pageserver_page_cache_evictions_total", "Page cache slots taken from a page of this kind for another page", (s) => s.evictions);
-    new Gauge({ name: "pageserver_page_cache_size_max_bytes", help: "Size of the shared page cache", registers: [this.registry] }).set(src.cacheSizeBytes);
+    new Gauge({ name: "pageserver_page_cache_size_max_bytes", help: "Size of the shared page cache", registers: [this.registry] }).set(
+      src.cacheSizeBytes,
+    );
   }
 
   /** Per-timeline gauges: one pass over the timelines per metric, constant work each. */
@@ -245,7 +276,11 @@ export class NodeMetrics implements MetricsSink {
       });
     };
     // Neon calls this pageserver_layer_count; a gauge named *_count fails promtool's lint.
-    layerGauge("pageserver_layers", "Layers per timeline by level and kind (frozen: in-memory layers waiting for their flush)", (x) => x.count);
+    layerGauge(
+      "pageserver_layers",
+      "Layers per timeline by level and kind (frozen: in-memory layers waiting for their flush)",
+      (x) => x.count,
+    );
     layerGauge("pageserver_layer_bytes", "Bytes of the layers per timeline by level and kind (frozen: in-memory size)", (x) => x.bytes);
 
     // Ingest backpressure: seconds ingest waited, by stage (timeline info has the same in ms).
@@ -258,7 +293,11 @@ export class NodeMetrics implements MetricsSink {
       };
       deltaCounter({ name, help, labelNames, registers, read });
     };
-    waited("pageserver_wal_ingest_delayed_seconds_total", "Time ingest waited for flushes because L0 files reached l0_flush_delay_threshold", (s) => s.delayed_ms);
+    waited(
+      "pageserver_wal_ingest_delayed_seconds_total",
+      "Time ingest waited for flushes because L0 files reached l0_flush_delay_threshold",
+      (s) => s.delayed_ms,
+    );
     waited(
       "pageserver_wal_ingest_stalled_seconds_total",
       "Time ingest stopped because the frozen layers reached max_frozen_layers or L0 files reached l0_flush_stall_threshold",
@@ -326,7 +365,11 @@ export class NodeMetrics implements MetricsSink {
     gauge("pageserver_worker_pool_running_jobs", "Jobs running on the pool", (s) => s.running);
     gauge("pageserver_worker_pool_threads", "Worker threads alive in the pool", (s) => s.threads);
     gauge("pageserver_worker_pool_max_threads", "Worker threads the pool may run", (s) => s.maxThreads);
-    gauge("pageserver_worker_pool_utilization_ratio", "Piscina's utilization of the pool since it started: mean job run time over capacity (0..1)", (s) => s.utilization);
+    gauge(
+      "pageserver_worker_pool_utilization_ratio",
+      "Piscina's utilization of the pool since it started: mean job run time over capacity (0..1)",
+      (s) => s.utilization,
+    );
     deltaCounter({
       name: "pageserver_worker_pool_jobs_completed_total",
       help: "Jobs the pool completed",

@@ -27,8 +27,14 @@ const program = new Command()
   .option("--log-level <level>", "pino log level")
   .option("--log-format <format>", "json (default) or pretty (human-readable, via pino-pretty)")
   .option("--remote-storage <url>", "remote storage: file:///abs/path or s3://bucket/prefix?endpoint=URL&region=R (credentials: AWS_* env)")
-  .option("--max-local-disk-bytes <bytes>", "evict the coldest uploaded layers above this many resident bytes (0: off; needs remote storage)")
-  .option("--min-free-disk-bytes <bytes>", "evict the coldest uploaded layers while the workdir's filesystem has less free space (0: off; needs remote storage)")
+  .option(
+    "--max-local-disk-bytes <bytes>",
+    "evict the coldest uploaded layers above this many resident bytes (0: off; needs remote storage)",
+  )
+  .option(
+    "--min-free-disk-bytes <bytes>",
+    "evict the coldest uploaded layers while the workdir's filesystem has less free space (0: off; needs remote storage)",
+  )
   .option("--enable-failpoints", "allow failpoints (FAILPOINTS, PUT /v1/failpoints); also PAGESERVER_ENABLE_FAILPOINTS=1")
   .option("--import-pgdata-root <dir>", "import_pgdata reads data directories only under this directory (absent: import_pgdata is refused)")
   .parse();
@@ -68,7 +74,10 @@ try {
     min_free_disk_bytes: opts.minFreeDiskBytes,
   });
   const spec = process.env["FAILPOINTS"] ?? "";
-  if (spec !== "" && !config.enable_failpoints) throw new InvalidArgumentError("FAILPOINTS is set but failpoints are off: start with --enable-failpoints (or PAGESERVER_ENABLE_FAILPOINTS=1)");
+  if (spec !== "" && !config.enable_failpoints)
+    throw new InvalidArgumentError(
+      "FAILPOINTS is set but failpoints are off: start with --enable-failpoints (or PAGESERVER_ENABLE_FAILPOINTS=1)",
+    );
   try {
     applyFailpoints(parseFailpointSpec(spec));
   } catch (e) {
@@ -77,7 +86,7 @@ try {
   server = new Server(config);
   await server.start();
 } catch (e) {
-  const msg = e instanceof PageserverError ? e.message : (e as Error).stack ?? String(e);
+  const msg = e instanceof PageserverError ? e.message : ((e as Error).stack ?? String(e));
   process.stderr.write(`pageserver: ${msg}\n`);
   process.exit(2);
 }

@@ -72,7 +72,10 @@ export class Server {
     this.config = config;
     // Errors are logged with names and ids, never live objects (log_serializers.ts).
     this.log = withBoundedErrors(
-      log ?? (config.log_format === "pretty" ? pino({ level: config.log_level }, pino.transport({ target: "pino-pretty" })) : pino({ level: config.log_level })),
+      log ??
+        (config.log_format === "pretty"
+          ? pino({ level: config.log_level }, pino.transport({ target: "pino-pretty" }))
+          : pino({ level: config.log_level })),
     );
     mkdirSync(config.workdir, { recursive: true });
     const metrics = new NodeMetrics();
@@ -115,19 +118,31 @@ export class Server {
       config.workdir,
       config.max_tenants,
     );
-    this.http = new HttpServer(this.log, { max_inflight_requests: config.http_max_inflight_requests, max_inflight_body_bytes: config.http_max_inflight_body_bytes });
+    this.http = new HttpServer(this.log, {
+      max_inflight_requests: config.http_max_inflight_requests,
+      max_inflight_body_bytes: config.http_max_inflight_body_bytes,
+    });
     // With remote storage the source keeps WAL until it is in the bucket: its flush position
     // is remote_consistent_lsn once a generation check confirmed it (RemoteTimelines.feedbackLsn;
     // INVALID_LSN before: the source ignores it).
     this.walSources = new WalSources(this.log, remote === null ? undefined : (tl) => remote.feedbackLsn(tl), {
       allowUnixSockets: config.wal_source_unix_sockets,
     });
-    metrics.collectFrom({ cache: this.cache, cacheSizeBytes: config.page_cache_size_bytes, tenants: this.tenants, pools: this.pools, walSources: this.walSources, loops: this.loops });
+    metrics.collectFrom({
+      cache: this.cache,
+      cacheSizeBytes: config.page_cache_size_bytes,
+      tenants: this.tenants,
+      pools: this.pools,
+      walSources: this.walSources,
+      loops: this.loops,
+    });
     this.metrics = metrics.registry;
     remote?.registerMetrics(this.metrics);
     if ((config.max_local_disk_bytes > 0 || config.min_free_disk_bytes > 0) && remote === null) {
       const which = config.max_local_disk_bytes > 0 ? "max_local_disk_bytes" : "min_free_disk_bytes";
-      throw new InvalidArgumentError(`${which} needs remote storage (config remote_storage): an evicted layer must have somewhere to come back from`);
+      throw new InvalidArgumentError(
+        `${which} needs remote storage (config remote_storage): an evicted layer must have somewhere to come back from`,
+      );
     }
     this.eviction =
       remote === null
@@ -164,7 +179,14 @@ export class Server {
     if (this.config.listen_metrics !== null) this.metricsPort = await this.listenMetrics(this.config.listen_metrics);
     this.port = await this.http.listen(this.config.listen_http.host, this.config.listen_http.port);
     this.pgPort = await this.pageService.listen(this.config.listen_pg.host, this.config.listen_pg.port);
-    this.log.info({ workdir: this.config.workdir, listen: `${this.config.listen_http.host}:${this.port}`, listen_pg: `${this.config.listen_pg.host}:${this.pgPort}` }, "pageserver started");
+    this.log.info(
+      {
+        workdir: this.config.workdir,
+        listen: `${this.config.listen_http.host}:${this.port}`,
+        listen_pg: `${this.config.listen_pg.host}:${this.pgPort}`,
+      },
+      "pageserver started",
+    );
     warnIfExposed(this.config, this.log);
     // The API and the page service answer while tenants load (they show as Loading); sources start once loaded.
     await this.tenants.loadAll();
@@ -191,7 +213,9 @@ export class Server {
       }
       if (gen === null) continue;
       this.log.info({ tenant_id: t.id, generation: gen }, "resuming an attach a restart cut short");
-      this.attachTenant(t.id, gen).catch((e: unknown) => this.log.warn({ err: e, tenant_id: t.id, generation: gen }, "resumed attach failed"));
+      this.attachTenant(t.id, gen).catch((e: unknown) =>
+        this.log.warn({ err: e, tenant_id: t.id, generation: gen }, "resumed attach failed"),
+      );
     }
   }
 

@@ -91,7 +91,9 @@ export class TenantManager {
     if (this.creating.has(tid)) throw new ConflictError(`tenant ${tid} is being created`);
     if (this.tenants.size + this.creating.size >= this.maxTenants) {
       this.deps.log.warn({ max_tenants: this.maxTenants }, "tenant creation refused: max_tenants reached");
-      throw new LimitReachedError(`this pageserver hosts its maximum of ${this.maxTenants} tenants; raise max_tenants in pageserver.json to host more`);
+      throw new LimitReachedError(
+        `this pageserver hosts its maximum of ${this.maxTenants} tenants; raise max_tenants in pageserver.json to host more`,
+      );
     }
     this.creating.add(tid);
     const dir = join(this.dir, tid);
@@ -102,7 +104,9 @@ export class TenantManager {
         mkdirSync(dir);
       } catch (e) {
         if ((e as NodeJS.ErrnoException).code !== "EEXIST") throw e;
-        throw new ConflictError(`tenant directory ${tid} already exists on disk: remove it by hand to create the tenant anew, or attach it`);
+        throw new ConflictError(
+          `tenant directory ${tid} already exists on disk: remove it by hand to create the tenant anew, or attach it`,
+        );
       }
       let t: Tenant;
       try {
@@ -129,7 +133,8 @@ export class TenantManager {
   async delete<T>(id: TenantId, beforeStop: (t: Tenant) => Promise<T>): Promise<T> {
     const t = this.get(id);
     if (this.deleting.has(id)) throw new ConflictError(`tenant ${id} is being deleted`);
-    if (t.state === TenantState.Loading || t.state === TenantState.Attaching) throw new BadStateError(`tenant ${id} is still ${t.state === TenantState.Loading ? "loading" : "attaching"}`);
+    if (t.state === TenantState.Loading || t.state === TenantState.Attaching)
+      throw new BadStateError(`tenant ${id} is still ${t.state === TenantState.Loading ? "loading" : "attaching"}`);
     this.deleting.add(id);
     try {
       // No creation or background round starts on it while its sources stop.
@@ -168,7 +173,9 @@ export class TenantManager {
       this.tenants.delete(id);
     }
     if (this.tenants.size + this.creating.size >= this.maxTenants) {
-      throw new LimitReachedError(`this pageserver hosts its maximum of ${this.maxTenants} tenants; raise max_tenants in pageserver.json to host more`);
+      throw new LimitReachedError(
+        `this pageserver hosts its maximum of ${this.maxTenants} tenants; raise max_tenants in pageserver.json to host more`,
+      );
     }
     const t = Tenant.attaching(this.deps, id, join(this.dir, id));
     this.tenants.set(id, t);
@@ -204,7 +211,10 @@ export class TenantManager {
    */
   async forget(id: TenantId): Promise<void> {
     const t = this.get(id);
-    assert(t.state !== TenantState.Active && t.state !== TenantState.Loading && t.state !== TenantState.Attaching, `forget an ${t.state} tenant`);
+    assert(
+      t.state !== TenantState.Active && t.state !== TenantState.Loading && t.state !== TenantState.Attaching,
+      `forget an ${t.state} tenant`,
+    );
     this.tenants.delete(id);
     if (!existsSync(t.dir)) return;
     const tmp = join(this.dir, `${id}${TEMP_SUFFIX}`);

@@ -216,7 +216,8 @@ export function decodeControlFile(file: Uint8Array): ControlFileData {
   const v = dv(file);
   const crc = v.getUint32(CONTROL_CRC_OFFSET, true);
   const version = v.getUint32(8, true);
-  if (version !== PG_CONTROL_VERSION) throw new UnsupportedError(`pg_control version ${version} (PostgreSQL 15 uses ${PG_CONTROL_VERSION})`);
+  if (version !== PG_CONTROL_VERSION)
+    throw new UnsupportedError(`pg_control version ${version} (PostgreSQL 15 uses ${PG_CONTROL_VERSION})`);
   const computed = controlFileCrc(file);
   if (computed !== crc) throw new ControlFileError(`CRC mismatch: stored ${crc.toString(16)}, computed ${computed.toString(16)}`);
   return {

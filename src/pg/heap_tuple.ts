@@ -19,7 +19,6 @@
 import { writeU16LE } from "../types/bytes.js";
 import { BLCKSZ } from "./consts.js";
 
-
 export const T_XMIN = 0;
 export const T_XMAX = 4;
 export const T_CID = 8;

@@ -300,7 +300,8 @@ export async function basebackupTar(timeline: Timeline, lsn: Lsn, opts: Baseback
   const start_ms = performance.now();
   await failpoint("basebackup-start");
   const start = timeline.ancestor === null ? timeline.initdbLsn : timeline.ancestorLsn;
-  if (lsn < start) throw new InvalidArgumentError(`base backup LSN ${lsnToString(lsn)} is below the timeline's start ${lsnToString(start)}`);
+  if (lsn < start)
+    throw new InvalidArgumentError(`base backup LSN ${lsnToString(lsn)} is below the timeline's start ${lsnToString(start)}`);
   // A base backup reads every page once: keep it out of the materialized page cache.
   const snap = await datadirAt(timeline, lsn, { fillCache: false });
   // The backup reads chunk by chunk, for as long as the client takes: its LSN is leased (GC
@@ -319,10 +320,17 @@ function now0(opts: BasebackupOptions): number {
   return opts.nowSeconds ?? Math.floor(Date.now() / 1000);
 }
 
-async function prepare(timeline: Timeline, snap: DatadirSnapshot, lsn: Lsn, now: number, opts: BasebackupOptions): Promise<AsyncGenerator<Uint8Array>> {
+async function prepare(
+  timeline: Timeline,
+  snap: DatadirSnapshot,
+  lsn: Lsn,
+  now: number,
+  opts: BasebackupOptions,
+): Promise<AsyncGenerator<Uint8Array>> {
   const controlBytes = await snap.controlFile();
   const cpBytes = await snap.checkpoint();
-  if (controlBytes === null || cpBytes === null) throw new NotFoundError(`timeline ${timeline.timelineId} has no control file / checkpoint at ${lsnToString(lsn)}`);
+  if (controlBytes === null || cpBytes === null)
+    throw new NotFoundError(`timeline ${timeline.timelineId} has no control file / checkpoint at ${lsnToString(lsn)}`);
   const control = decodeControlFile(controlBytes);
   const c = checkpointLocation(lsn, control.xlogSegSize);
   let prev = opts.prevLsn ?? (lsn === timeline.lastRecordLsn ? (timeline.prevRecordLsn ?? INVALID_LSN) : INVALID_LSN);
@@ -390,7 +398,12 @@ class StreamLease {
 }
 
 /** The stream, timed from the request to its last chunk (or to the consumer stopping early); releases its lease at the end. */
-async function* timed(timeline: Timeline, start_ms: number, lease: StreamLease, inner: AsyncGenerator<Uint8Array>): AsyncGenerator<Uint8Array> {
+async function* timed(
+  timeline: Timeline,
+  start_ms: number,
+  lease: StreamLease,
+  inner: AsyncGenerator<Uint8Array>,
+): AsyncGenerator<Uint8Array> {
   try {
     await lease.start();
     yield* inner;
@@ -443,7 +456,8 @@ async function* generate(
     }
   };
   for (const t of tablespaces) yield* tblspcDir(`${tablespaceLinkPath(t.spcnode)}/${TABLESPACE_VERSION_DIR}`);
-  if (tablespaces.length > 0) yield* file(TABLESPACES_FILE, text(encodeTablespacesFile(tablespaces.map((t) => ({ oid: t.spcnode, location: t.location })))));
+  if (tablespaces.length > 0)
+    yield* file(TABLESPACES_FILE, text(encodeTablespacesFile(tablespaces.map((t) => ({ oid: t.spcnode, location: t.location })))));
   for (const db of await snap.listDbs()) {
     const path = dbDirPath(db.spcnode, db.dbnode);
     if (db.spcnode !== GLOBALTABLESPACE_OID) {

@@ -116,7 +116,8 @@ export function decodeDbDirectory(b: Uint8Array): DbDirectory {
     const dbnode = dv.getUint32(off + 4, true);
     const flags = b[off + 8]!;
     if (flags > 1) throw new DirectoryDecodeError("DbDirectory", `unknown flags ${flags}`);
-    if (!(spcnode > prevSpc || (spcnode === prevSpc && dbnode > prevDb))) throw new DirectoryDecodeError("DbDirectory", "entries not ascending");
+    if (!(spcnode > prevSpc || (spcnode === prevSpc && dbnode > prevDb)))
+      throw new DirectoryDecodeError("DbDirectory", "entries not ascending");
     prevSpc = spcnode;
     prevDb = dbnode;
     d.set(dbDirKey(spcnode, dbnode), { spcnode, dbnode, relmapExists: flags === 1 });
@@ -239,7 +240,8 @@ export function encodeTablespaceDirectory(d: TablespaceDirectory): Uint8Array {
 export function decodeTablespaceDirectory(b: Uint8Array): TablespaceDirectory {
   const what = "TablespaceDirectory";
   if (b.length < HEADER_BYTES) throw new DirectoryDecodeError(what, `${b.length} bytes, shorter than the header`);
-  if (b[0] !== DirKind.Tablespace) throw new DirectoryDecodeError(what, `kind byte 0x${b[0]!.toString(16)}, expected 0x${DirKind.Tablespace.toString(16)}`);
+  if (b[0] !== DirKind.Tablespace)
+    throw new DirectoryDecodeError(what, `kind byte 0x${b[0]!.toString(16)}, expected 0x${DirKind.Tablespace.toString(16)}`);
   if (b[1] !== VERSION) throw new DirectoryDecodeError(what, `unknown version ${b[1]}`);
   const dv = new DataView(b.buffer, b.byteOffset, b.byteLength);
   const n = dv.getUint32(4, true);

@@ -46,7 +46,14 @@ import type { Timeline } from "../tenant/timeline/index.js";
 import { PageserverError } from "../types/errors.js";
 import { type Lsn, lsnToString } from "../types/lsn.js";
 import { RELMAPPER_FILESIZE } from "../pg/consts.js";
-import { type ControlFileData, DB_STATE_NAMES, DbState, decodeControlFile, PG_CONTROL_FILE_SIZE, SIZEOF_CHECKPOINT } from "../pg/control.js";
+import {
+  type ControlFileData,
+  DB_STATE_NAMES,
+  DbState,
+  decodeControlFile,
+  PG_CONTROL_FILE_SIZE,
+  SIZEOF_CHECKPOINT,
+} from "../pg/control.js";
 import {
   BLCKSZ,
   DBDIR_KEY,
@@ -190,7 +197,8 @@ class Importer {
           }
         }
       }
-      if (fill !== 0 || blk - first !== sizeBytes / BLCKSZ) throw new ImportError(`relation file ${path}: read ${(blk - first) * BLCKSZ + fill} of ${sizeBytes} bytes`);
+      if (fill !== 0 || blk - first !== sizeBytes / BLCKSZ)
+        throw new ImportError(`relation file ${path}: read ${(blk - first) * BLCKSZ + fill} of ${sizeBytes} bytes`);
       return;
     }
     const bytes = await collect(chunks, sizeBytes, path);
@@ -257,8 +265,11 @@ function isInside(real: string, root: string): boolean {
  * node has no import root, and import_pgdata is refused.
  */
 export function resolveImportDir(root: string | null, requested: string): { dir: string; root: string } {
-  if (root === null) throw new PageserverError("unsupported", "import_pgdata is off on this node: it needs an import root (node config import_pgdata_root)");
-  const refused = new ImportError(`import_pgdata: ${JSON.stringify(requested.slice(0, 200))} is not a data directory under the node's import root`);
+  if (root === null)
+    throw new PageserverError("unsupported", "import_pgdata is off on this node: it needs an import root (node config import_pgdata_root)");
+  const refused = new ImportError(
+    `import_pgdata: ${JSON.stringify(requested.slice(0, 200))} is not a data directory under the node's import root`,
+  );
   try {
     const realRoot = realpathSync(root);
     const real = realpathSync(requested);
@@ -414,7 +425,11 @@ export function importTarStream(timeline: Timeline, lsn: Lsn, stream: Readable |
  * Import every archive of a BASE_BACKUP (each read to its end before the next is asked
  * for) at `lsn`, then checkpoint the timeline.
  */
-export async function importArchives(timeline: Timeline, lsn: Lsn, archives: AsyncIterable<ImportArchive> | Iterable<ImportArchive>): Promise<ImportResult> {
+export async function importArchives(
+  timeline: Timeline,
+  lsn: Lsn,
+  archives: AsyncIterable<ImportArchive> | Iterable<ImportArchive>,
+): Promise<ImportResult> {
   checkEmpty(timeline, lsn);
   const bulk = timeline.bulkImport(lsn);
   const w = new DatadirWriter(timeline, bulk);

@@ -14,7 +14,14 @@
  *
  * Lock order: none (synchronous, inside one record's ingest).
  */
-import { FSM_FORKNUM, FSM_SLOTS_PER_PAGE, FSM_TREE_DEPTH, HEAPBLOCKS_PER_VM_PAGE, MAIN_FORKNUM, VISIBILITYMAP_FORKNUM } from "../pg/consts.js";
+import {
+  FSM_FORKNUM,
+  FSM_SLOTS_PER_PAGE,
+  FSM_TREE_DEPTH,
+  HEAPBLOCKS_PER_VM_PAGE,
+  MAIN_FORKNUM,
+  VISIBILITYMAP_FORKNUM,
+} from "../pg/consts.js";
 import { pgImage, vmClear, vmTruncate } from "../pg/redo/native.js";
 import type { DecodedBlock, DecodedRecord } from "../pg/wal/record.js";
 import { XLOG_GIST_PAGE_SPLIT, XLOG_GIST_PAGE_UPDATE } from "../pg/wal/records/gist.js";

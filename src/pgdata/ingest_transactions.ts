@@ -186,7 +186,12 @@ export function ingestMultixact(w: DatadirWriter, timeline: Timeline, cp: Ingest
     }
     case XLOG_MULTIXACT_TRUNCATE_ID:
       truncateSlru(w, timeline, SlruKind.MultiXactOffsets, Math.floor(r.endTruncOff / MULTIXACT_OFFSETS_PER_PAGE / SLRU_PAGES_PER_SEGMENT));
-      truncateSlru(w, timeline, SlruKind.MultiXactMembers, Math.floor(r.endTruncMemb / MULTIXACT_MEMBERS_PER_PAGE / SLRU_PAGES_PER_SEGMENT));
+      truncateSlru(
+        w,
+        timeline,
+        SlruKind.MultiXactMembers,
+        Math.floor(r.endTruncMemb / MULTIXACT_MEMBERS_PER_PAGE / SLRU_PAGES_PER_SEGMENT),
+      );
       cp.truncatedMulti(r.endTruncOff, r.oldestMultiDb);
       return;
   }

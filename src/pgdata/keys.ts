@@ -200,7 +200,8 @@ export function slruDirKey(kind: SlruKind): Key {
 
 export function slruBlockKey(kind: SlruKind, segno: number, blkno: number): Key {
   checkSlru(kind, segno);
-  if (!(Number.isInteger(blkno) && blkno >= 0 && blkno < SLRU_PAGES_PER_SEGMENT)) throw new InvalidArgumentError(`invalid SLRU block ${blkno}`);
+  if (!(Number.isInteger(blkno) && blkno >= 0 && blkno < SLRU_PAGES_PER_SEGMENT))
+    throw new InvalidArgumentError(`invalid SLRU block ${blkno}`);
   return makeKey(1, kind, 1, segno, 0, blkno);
 }
 

@@ -43,7 +43,16 @@ import {
   type TablespaceDirectory,
   type TwoPhaseDirectory,
 } from "./directories.js";
-import { DBDIR_KEY, decodeNblocks, encodeNblocks, relDirKey, type SlruKind, slruDirKey, TABLESPACEDIR_KEY, TWOPHASEDIR_KEY } from "./keys.js";
+import {
+  DBDIR_KEY,
+  decodeNblocks,
+  encodeNblocks,
+  relDirKey,
+  type SlruKind,
+  slruDirKey,
+  TABLESPACEDIR_KEY,
+  TWOPHASEDIR_KEY,
+} from "./keys.js";
 import type { PendingValuesSink } from "./pending_values.js";
 
 export class PendingDirectories {

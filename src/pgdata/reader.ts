@@ -149,7 +149,9 @@ export class DatadirSnapshot {
   async relSize(rel: RelTag): Promise<number> {
     if (!(await this.relExists(rel))) {
       if (rel.forknum === FSM_FORKNUM || rel.forknum === VISIBILITYMAP_FORKNUM) return 0;
-      throw new NotFoundError(`relation ${rel.spcnode}/${rel.dbnode}/${rel.relnode} fork ${rel.forknum} does not exist at ${lsnToString(this.lsn)}`);
+      throw new NotFoundError(
+        `relation ${rel.spcnode}/${rel.dbnode}/${rel.relnode} fork ${rel.forknum} does not exist at ${lsnToString(this.lsn)}`,
+      );
     }
     return this.storedRelSize(rel);
   }
@@ -244,7 +246,8 @@ export class DatadirSnapshot {
   }
 
   async slruSegmentSize(kind: SlruKind, segno: number): Promise<number> {
-    if (!(await this.slruSegmentExists(kind, segno))) throw new NotFoundError(`SLRU ${kind} segment ${segno} does not exist at ${lsnToString(this.lsn)}`);
+    if (!(await this.slruSegmentExists(kind, segno)))
+      throw new NotFoundError(`SLRU ${kind} segment ${segno} does not exist at ${lsnToString(this.lsn)}`);
     const b = await this.get(slruSegmentSizeKey(kind, segno));
     return b === null ? 0 : decodeNblocks(b);
   }

@@ -14,8 +14,27 @@
 import type { Timeline } from "../tenant/timeline/index.js";
 import type { Key } from "../types/key.js";
 import type { Lsn } from "../types/lsn.js";
-import { type DbEntry, dbDirKey, decodeDbDirectory, decodeRelDirectory, decodeSlruDirectory, relDirEntryFork, relDirEntryRelnode } from "./directories.js";
-import { BLCKSZ, DBDIR_KEY, decodeNblocks, type RelTag, relBlockKey, relDirKey, relmapFileKey, relSizeKey, type SlruKind, slruDirKey } from "./keys.js";
+import {
+  type DbEntry,
+  dbDirKey,
+  decodeDbDirectory,
+  decodeRelDirectory,
+  decodeSlruDirectory,
+  relDirEntryFork,
+  relDirEntryRelnode,
+} from "./directories.js";
+import {
+  BLCKSZ,
+  DBDIR_KEY,
+  decodeNblocks,
+  type RelTag,
+  relBlockKey,
+  relDirKey,
+  relmapFileKey,
+  relSizeKey,
+  type SlruKind,
+  slruDirKey,
+} from "./keys.js";
 
 const ZERO_PAGE = new Uint8Array(BLCKSZ);
 

@@ -56,7 +56,7 @@ import { IngestCheckpoint } from "./ingest_checkpoint.js";
 import { ingestDbase, ingestTblspc } from "./ingest_databases.js";
 import { ingestBlocks, ingestHeapVm, ingestSmgr } from "./ingest_relations.js";
 import { ingestClog, ingestMultixact, ingestXact } from "./ingest_transactions.js";
-import { CHECKPOINT_KEY, } from "./keys.js";
+import { CHECKPOINT_KEY } from "./keys.js";
 import { DatadirWriter } from "./writer.js";
 
 export class WalIngest {
@@ -157,4 +157,3 @@ export class WalIngest {
     return this.checkpoint.current;
   }
 }
-

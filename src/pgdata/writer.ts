@@ -105,7 +105,9 @@ export class DatadirWriter {
   begin(lsn: Lsn): void {
     if (this.active) throw new BadStateError(`modification at ${lsnToString(this.lsn_)} still open`);
     if (lsn < this.timeline.lastRecordLsn) {
-      throw new InvalidArgumentError(`modification at ${lsnToString(lsn)} below last_record_lsn ${lsnToString(this.timeline.lastRecordLsn)}`);
+      throw new InvalidArgumentError(
+        `modification at ${lsnToString(lsn)} below last_record_lsn ${lsnToString(this.timeline.lastRecordLsn)}`,
+      );
     }
     this.reset();
     this.dirs.dropCacheIfStale();
@@ -151,7 +153,8 @@ export class DatadirWriter {
   /** Store a database's pg_filenode.map (creating the database entry if needed). */
   putRelmap(spcnode: number, dbnode: number, file: Uint8Array): void {
     this.check();
-    if (file.length !== RELMAPPER_FILESIZE) throw new InvalidArgumentError(`relmap file of ${file.length} bytes (expected ${RELMAPPER_FILESIZE})`);
+    if (file.length !== RELMAPPER_FILESIZE)
+      throw new InvalidArgumentError(`relmap file of ${file.length} bytes (expected ${RELMAPPER_FILESIZE})`);
     this.createDb(spcnode, dbnode);
     this.dirs.setRelmapExists(spcnode, dbnode);
     this.files.setTagged(relmapFileKey(spcnode, dbnode), ValueTag.Image, file.slice());
@@ -173,7 +176,11 @@ export class DatadirWriter {
   /** Record a user tablespace (a second CREATE of the same OID replaces its location: redo of a replayed record). */
   createTablespace(spcnode: number, location: string): void {
     this.check();
-    if (!(Number.isInteger(spcnode) && spcnode > 0 && spcnode <= 0xffff_ffff) || spcnode === DEFAULTTABLESPACE_OID || spcnode === GLOBALTABLESPACE_OID) {
+    if (
+      !(Number.isInteger(spcnode) && spcnode > 0 && spcnode <= 0xffff_ffff) ||
+      spcnode === DEFAULTTABLESPACE_OID ||
+      spcnode === GLOBALTABLESPACE_OID
+    ) {
       throw new InvalidArgumentError(`invalid tablespace OID ${spcnode}`);
     }
     this.dirs.setTablespace(spcnode, location);

@@ -73,17 +73,25 @@ export type ApiError = Static<typeof ApiError>;
 // -----------------------------------------------------------------------------------------
 // Node
 
-export const Status = Type.Object({ status: Type.Literal("ok"), version: Type.String(), git_commit: Type.String(), started_at: Type.String() }, { additionalProperties: false });
+export const Status = Type.Object(
+  { status: Type.Literal("ok"), version: Type.String(), git_commit: Type.String(), started_at: Type.String() },
+  { additionalProperties: false },
+);
 export type Status = Static<typeof Status>;
 export const Failpoints = Type.Record(Type.String(), Type.String(), { description: "active failpoints: name → action" });
 export type Failpoints = Static<typeof Failpoints>;
-export const FailpointsBody = Type.Array(Type.Object({ name: Type.String(), actions: Type.String() }, { additionalProperties: false }), { maxItems: 1000 });
+export const FailpointsBody = Type.Array(Type.Object({ name: Type.String(), actions: Type.String() }, { additionalProperties: false }), {
+  maxItems: 1000,
+});
 export type FailpointsBody = Static<typeof FailpointsBody>;
 
 // -----------------------------------------------------------------------------------------
 // Tenants
 
-export const TenantCreate = Type.Object({ new_tenant_id: Type.Optional(Id), config: Type.Optional(AnyObject) }, { additionalProperties: false });
+export const TenantCreate = Type.Object(
+  { new_tenant_id: Type.Optional(Id), config: Type.Optional(AnyObject) },
+  { additionalProperties: false },
+);
 export type TenantCreate = Static<typeof TenantCreate>;
 export const TenantCreated = Type.Object({ id: Id }, { additionalProperties: false });
 export type TenantCreated = Static<typeof TenantCreated>;
@@ -113,9 +121,15 @@ export const TenantConfigSet = Type.Object({ overrides: AnyObject }, { additiona
 export type TenantConfigSet = Static<typeof TenantConfigSet>;
 
 /** What became of a WAL source's slot when the source was removed: null when there was none. */
-export const SlotDrop = Type.Object({ slot_dropped: Type.Boolean(), slot_error: Type.Optional(Type.String()) }, { additionalProperties: false });
+export const SlotDrop = Type.Object(
+  { slot_dropped: Type.Boolean(), slot_error: Type.Optional(Type.String()) },
+  { additionalProperties: false },
+);
 export type SlotDrop = Static<typeof SlotDrop>;
-export const TimelineDeleted = Type.Object({ tenant_id: Id, timeline_id: Id, wal_source: Nullable(SlotDrop) }, { additionalProperties: false });
+export const TimelineDeleted = Type.Object(
+  { tenant_id: Id, timeline_id: Id, wal_source: Nullable(SlotDrop) },
+  { additionalProperties: false },
+);
 export type TimelineDeleted = Static<typeof TimelineDeleted>;
 export const TenantDeleted = Type.Object({ tenant_id: Id, timelines: Type.Array(TimelineDeleted) }, { additionalProperties: false });
 export type TenantDeleted = Static<typeof TenantDeleted>;
@@ -135,7 +149,9 @@ export const RemoteCheck = Type.Object(
     index_generation: Nullable(Type.Integer({ minimum: 1 })),
     layers_named: Count,
     missing: Keys,
-    size_mismatch: Type.Array(Type.Object({ key: Type.String(), index_bytes: Count, object_bytes: Count }, { additionalProperties: false })),
+    size_mismatch: Type.Array(
+      Type.Object({ key: Type.String(), index_bytes: Count, object_bytes: Count }, { additionalProperties: false }),
+    ),
     checksum_mismatch: Keys,
     orphans: Keys,
     unknown: Keys,
@@ -154,7 +170,9 @@ export const TenantSizeSegment = Type.Object(
     parent: Nullable(Id),
     lsn_start: Lsn,
     lsn_end: Lsn,
-    logical_size_bytes: Nullable(Type.Integer({ minimum: 0, description: "the logical size at lsn_start; null when the parent's retained history holds it" })),
+    logical_size_bytes: Nullable(
+      Type.Integer({ minimum: 0, description: "the logical size at lsn_start; null when the parent's retained history holds it" }),
+    ),
     wal_bytes: Count,
     size_bytes: Count,
   },
@@ -207,7 +225,10 @@ export const WalSourceStatus = Type.Object(
   { additionalProperties: false },
 );
 export type WalSourceStatus = Static<typeof WalSourceStatus>;
-export const WalSourceSet = Type.Object({ ...WalSourceStatus.properties, old_slot: Type.Optional(SlotDrop) }, { additionalProperties: false });
+export const WalSourceSet = Type.Object(
+  { ...WalSourceStatus.properties, old_slot: Type.Optional(SlotDrop) },
+  { additionalProperties: false },
+);
 export type WalSourceSet = Static<typeof WalSourceSet>;
 export const WalSourceRemoved = Type.Object({ removed: Type.Literal(true), ...SlotDrop.properties }, { additionalProperties: false });
 export type WalSourceRemoved = Static<typeof WalSourceRemoved>;
@@ -266,7 +287,10 @@ export const Checkpointed = Type.Object({ disk_consistent_lsn: Lsn }, { addition
 export type Checkpointed = Static<typeof Checkpointed>;
 export const Compacted = Type.Object({ l0_compacted: Count, image_layers_created: Count }, { additionalProperties: false });
 export type Compacted = Static<typeof Compacted>;
-export const GcBody = Type.Object({ gc_horizon: Type.Optional(Type.Integer({ minimum: 0, description: "bytes of WAL" })) }, { additionalProperties: false });
+export const GcBody = Type.Object(
+  { gc_horizon: Type.Optional(Type.Integer({ minimum: 0, description: "bytes of WAL" })) },
+  { additionalProperties: false },
+);
 export type GcBody = Static<typeof GcBody>;
 export const GcDone = Type.Object({ layers_removed: Count, latest_gc_cutoff_lsn: Lsn }, { additionalProperties: false });
 export type GcDone = Static<typeof GcDone>;

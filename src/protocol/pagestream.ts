@@ -104,7 +104,13 @@ export function headerBytes(version: PagestreamVersion): number {
   return version === 3 ? 25 : 17;
 }
 
-const REQUEST_BODY_BYTES: Record<PagestreamRequest["kind"], number> = { exists: 13, nblocks: 13, get_page: 17, db_size: 4, get_slru_segment: 5 };
+const REQUEST_BODY_BYTES: Record<PagestreamRequest["kind"], number> = {
+  exists: 13,
+  nblocks: 13,
+  get_page: 17,
+  db_size: 4,
+  get_slru_segment: 5,
+};
 
 export function requestBytes(kind: PagestreamRequest["kind"], version: PagestreamVersion): number {
   return headerBytes(version) + REQUEST_BODY_BYTES[kind];
@@ -127,7 +133,8 @@ function readLsn(b: Uint8Array, off: number, what: string): Lsn {
   const lo = readU32BE(b, off + 4);
   if (hi === 0xffff_ffff && lo === 0xffff_ffff) return LATEST_LSN;
   const v = hi * TWO_32 + lo;
-  if (!Number.isSafeInteger(v)) throw new PagestreamDecodeError(`${what} ${hi.toString(16).toUpperCase()}/${lo.toString(16).toUpperCase()} is beyond 2^53`);
+  if (!Number.isSafeInteger(v))
+    throw new PagestreamDecodeError(`${what} ${hi.toString(16).toUpperCase()}/${lo.toString(16).toUpperCase()} is beyond 2^53`);
   return v as Lsn;
 }
 
@@ -145,7 +152,12 @@ function putLsn(b: Uint8Array, off: number, lsn: Lsn): void {
 function readHeader(b: Uint8Array, version: PagestreamVersion): RequestHeader {
   // b[0] is the tag
   if (version === 3) {
-    return { reqidHi: readU32BE(b, 1), reqidLo: readU32BE(b, 5), requestLsn: readLsn(b, 9, "request_lsn"), notModifiedSince: readLsn(b, 17, "not_modified_since") };
+    return {
+      reqidHi: readU32BE(b, 1),
+      reqidLo: readU32BE(b, 5),
+      requestLsn: readLsn(b, 9, "request_lsn"),
+      notModifiedSince: readLsn(b, 17, "not_modified_since"),
+    };
   }
   return { reqidHi: 0, reqidLo: 0, requestLsn: readLsn(b, 1, "request_lsn"), notModifiedSince: readLsn(b, 9, "not_modified_since") };
 }
@@ -177,7 +189,9 @@ function putRel(b: Uint8Array, off: number, r: RelTag): number {
 
 function expectLength(b: Uint8Array, want: number, what: string): void {
   if (b.length !== want) {
-    throw new PagestreamDecodeError(`${what}: ${b.length} bytes, expected ${want}${b.length > want ? " (trailing bytes)" : " (truncated)"}`);
+    throw new PagestreamDecodeError(
+      `${what}: ${b.length} bytes, expected ${want}${b.length > want ? " (trailing bytes)" : " (truncated)"}`,
+    );
   }
 }
 
@@ -202,7 +216,13 @@ export function encodeRequest(r: PagestreamRequest, version: PagestreamVersion):
   return b;
 }
 
-const KIND_NAME = { exists: "Exists", nblocks: "Nblocks", get_page: "GetPage", db_size: "DbSize", get_slru_segment: "GetSlruSegment" } as const;
+const KIND_NAME = {
+  exists: "Exists",
+  nblocks: "Nblocks",
+  get_page: "GetPage",
+  db_size: "DbSize",
+  get_slru_segment: "GetSlruSegment",
+} as const;
 
 /** The request's own fields (after the header) at `off`; returns the offset after them. */
 function writeRequestFields(b: Uint8Array, off: number, r: PagestreamRequest): number {
@@ -318,10 +338,17 @@ export function decodeResponse(b: Uint8Array, version: PagestreamVersion): Pages
     if (b.length < start + 1) throw new PagestreamDecodeError(`pagestream v${version} error response: ${b.length} bytes (truncated)`);
     const nul = b.indexOf(0, start);
     if (nul < 0) throw new PagestreamDecodeError("pagestream error response: message without NUL terminator");
-    if (nul !== b.length - 1) throw new PagestreamDecodeError(`pagestream error response: ${b.length - 1 - nul} trailing bytes after the message`);
+    if (nul !== b.length - 1)
+      throw new PagestreamDecodeError(`pagestream error response: ${b.length - 1 - nul} trailing bytes after the message`);
     return { kind: "error", hdr: v3 ? readHeader(b, 3) : null, message: DECODER.decode(b.subarray(start, nul)) };
   }
-  const kinds: Record<number, PagestreamRequest["kind"]> = { 100: "exists", 101: "nblocks", 102: "get_page", 104: "db_size", 105: "get_slru_segment" };
+  const kinds: Record<number, PagestreamRequest["kind"]> = {
+    100: "exists",
+    101: "nblocks",
+    102: "get_page",
+    104: "db_size",
+    105: "get_slru_segment",
+  };
   const kind = kinds[tag];
   if (kind === undefined) throw new PagestreamDecodeError(`unknown pagestream response tag ${tag}`);
   let req: PagestreamRequest | null = null;

@@ -128,7 +128,9 @@ export class FrameReader {
       // high bit set is rejected as negative, as before.
       const len = readU32BE(b, s) | 0;
       if (len < 8 || len > Math.min(this.max_frame_bytes, MAX_STARTUP_PACKET_BYTES)) {
-        throw new WireProtocolError(`invalid startup packet length ${len} (expected 8..${Math.min(this.max_frame_bytes, MAX_STARTUP_PACKET_BYTES)})`);
+        throw new WireProtocolError(
+          `invalid startup packet length ${len} (expected 8..${Math.min(this.max_frame_bytes, MAX_STARTUP_PACKET_BYTES)})`,
+        );
       }
       if (avail < len) return null;
       const code = readU32BE(b, s + 4) | 0;
@@ -253,7 +255,17 @@ export function errorResponse(sqlstate: string, text: string, severity: "ERROR" 
   const clean = text.replaceAll("\0", "\\0");
   return message(
     MSG.ErrorResponse,
-    Buffer.concat([Buffer.from("S"), cstr(severity), Buffer.from("V"), cstr(severity), Buffer.from("C"), cstr(sqlstate), Buffer.from("M"), cstr(clean), ZERO]),
+    Buffer.concat([
+      Buffer.from("S"),
+      cstr(severity),
+      Buffer.from("V"),
+      cstr(severity),
+      Buffer.from("C"),
+      cstr(sqlstate),
+      Buffer.from("M"),
+      cstr(clean),
+      ZERO,
+    ]),
   );
 }
 

@@ -82,7 +82,8 @@ export async function attachTenant(
   opts: RemoteCallOptions & { concurrency?: number; lazy_layers?: boolean; log?: Logger } = {},
 ): Promise<{ timelines: { id: TimelineId; downloaded: number; present: number; warning: string | null }[] }> {
   const pending = existsSync(tenantDir) ? attachPending(tenantDir) : null;
-  if (pending !== null && pending !== gen) throw new BadStateError(`tenant ${tenant}: an attach in generation ${pending} is pending here, not ${gen}`);
+  if (pending !== null && pending !== gen)
+    throw new BadStateError(`tenant ${tenant}: an attach in generation ${pending} is pending here, not ${gen}`);
   if (pending === null && existsSync(join(tenantDir, GENERATION_FILE))) {
     throw new BadStateError(`tenant ${tenant} is attached here already (generation ${readTenantGeneration(tenantDir)})`);
   }
@@ -95,7 +96,9 @@ export async function attachTenant(
   // The same generation as a live holder's would make two writers of one index key; only
   // our own attach, cut short here (its marker), may go on in it.
   if (newest === gen && pending !== gen) {
-    throw new ConflictError(`tenant ${tenant}: generation ${gen} is already in use in ${storage.description}: attach in a newer generation`);
+    throw new ConflictError(
+      `tenant ${tenant}: generation ${gen} is already in use in ${storage.description}: attach in a newer generation`,
+    );
   }
   await mkdir(join(tenantDir, "timelines"), { recursive: true });
   await writeFileDurable(join(tenantDir, ATTACHING_MARKER), Buffer.from(JSON.stringify({ generation: gen })));

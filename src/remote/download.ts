@@ -52,7 +52,13 @@ export async function listRemoteTimelines(storage: RemoteStorage, tenant: Tenant
 }
 
 /** One layer object into `dest`, checked against its index entry. */
-export async function downloadLayer(storage: RemoteStorage, key: string, dest: string, expected: IndexLayerMetadata, opts?: RemoteCallOptions): Promise<void> {
+export async function downloadLayer(
+  storage: RemoteStorage,
+  key: string,
+  dest: string,
+  expected: IndexLayerMetadata,
+  opts?: RemoteCallOptions,
+): Promise<void> {
   const tmp = dest + TEMP_SUFFIX;
   try {
     const { stream, size_bytes } = await storage.getStream(key, opts);
@@ -76,7 +82,8 @@ export async function downloadLayer(storage: RemoteStorage, key: string, dest: s
       await fh.close();
     }
     if (n !== expected.file_size) throw new CorruptionError(key, 0, `read ${n} bytes, the index says ${expected.file_size}`);
-    if (crc >>> 0 !== expected.crc32c) throw new CorruptionError(key, 0, `CRC32C ${(crc >>> 0).toString(16)}, the index says ${expected.crc32c.toString(16)}`);
+    if (crc >>> 0 !== expected.crc32c)
+      throw new CorruptionError(key, 0, `CRC32C ${(crc >>> 0).toString(16)}, the index says ${expected.crc32c.toString(16)}`);
     await rename(tmp, dest);
   } catch (e) {
     await rm(tmp, { force: true });
@@ -130,7 +137,8 @@ export async function downloadTimeline(
   opts: RemoteCallOptions & { concurrency?: number; lazy_layers?: boolean } = {},
 ): Promise<{ index: IndexPart; downloaded: number; present: number; warning: string | null }> {
   const latest = await findLatestIndex(storage, tenant, timeline, gen, opts);
-  if (latest === null) throw new NotFoundError(`timeline ${timeline} of tenant ${tenant} has no index of generation ≤ ${gen} in ${storage.description}`);
+  if (latest === null)
+    throw new NotFoundError(`timeline ${timeline} of tenant ${tenant} has no index of generation ≤ ${gen} in ${storage.description}`);
   await mkdir(dir, { recursive: true });
   const warning = await downloadCommitTimes(storage, tenant, timeline, latest.index, dir, opts);
   if (opts.lazy_layers === true) {

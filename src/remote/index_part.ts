@@ -119,7 +119,8 @@ export function parseIndexPart(key: string, bytes: Uint8Array): IndexPart {
   // Absent (an older index, or a timeline without one): the field stays absent.
   if (ct === undefined || ct === null) return { metadata, layers };
   if (!isObject(ct) || !isGeneration(ct["generation"])) return bad("commit_times is not {generation}");
-  if (keyGen !== null && ct["generation"] > keyGen) bad(`commit_times has generation ${ct["generation"]}, newer than the index's ${keyGen}`);
+  if (keyGen !== null && ct["generation"] > keyGen)
+    bad(`commit_times has generation ${ct["generation"]}, newer than the index's ${keyGen}`);
   return { metadata, layers, commit_times: { generation: ct["generation"] } };
 }
 

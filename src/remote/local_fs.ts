@@ -157,7 +157,8 @@ export class LocalFs implements RemoteStorage {
       while (dirs.length > 0) {
         signal.throwIfAborted();
         walked++;
-        if (walked > MAX_WALK_DIRS) throw new RemoteStorageError("permanent", prefix, `more than ${MAX_WALK_DIRS} directories under the prefix`);
+        if (walked > MAX_WALK_DIRS)
+          throw new RemoteStorageError("permanent", prefix, `more than ${MAX_WALK_DIRS} directories under the prefix`);
         const rel = dirs.pop()!;
         let entries: Dirent[];
         try {
@@ -238,4 +239,3 @@ export class LocalFs implements RemoteStorage {
     return new RemoteStorageError("transient", key, err?.message ?? String(e), { cause: e });
   }
 }
-

@@ -16,7 +16,15 @@ import { failpoint } from "../types/failpoints.js";
 import { isId, type TenantId, type TimelineId } from "../types/ids.js";
 import type { Generation } from "./generation.js";
 import { listIndexGenerations } from "./index_part.js";
-import { generationMarkerPrefix, parseCommitTimesKey, parseGenerationMarkerKey, parseIndexKey, parseLayerKey, tenantPrefix, timelinePrefix } from "./remote_path.js";
+import {
+  generationMarkerPrefix,
+  parseCommitTimesKey,
+  parseGenerationMarkerKey,
+  parseIndexKey,
+  parseLayerKey,
+  tenantPrefix,
+  timelinePrefix,
+} from "./remote_path.js";
 import type { RemoteCallOptions, RemoteStorage } from "./remote_storage.js";
 import { SupersededError } from "./remote_timeline_client.js";
 
@@ -39,7 +47,12 @@ export function deleteRemoteTimeline(
 }
 
 /** Delete every timeline of a tenant that the bucket holds (see the header): all or nothing on a newer generation. */
-export async function deleteRemoteTenant(storage: RemoteStorage, tenant: TenantId, generation: Generation, opts: RemoteCallOptions = {}): Promise<RemoteDeletion> {
+export async function deleteRemoteTenant(
+  storage: RemoteStorage,
+  tenant: TenantId,
+  generation: Generation,
+  opts: RemoteCallOptions = {},
+): Promise<RemoteDeletion> {
   const prefix = `${tenantPrefix(tenant)}timelines/`;
   const ids = new Set<TimelineId>();
   const left: string[] = [];
@@ -50,7 +63,9 @@ export async function deleteRemoteTenant(storage: RemoteStorage, tenant: TenantI
   }
   const r = await deleteTimelines(storage, tenant, [...ids], generation, opts);
   // Last: the attach markers of our generation and older (a newer one stopped us above).
-  const markers = (await storage.list(generationMarkerPrefix(tenant), opts)).map((o) => o.key).filter((k) => (parseGenerationMarkerKey(k) ?? Number.POSITIVE_INFINITY) <= generation);
+  const markers = (await storage.list(generationMarkerPrefix(tenant), opts))
+    .map((o) => o.key)
+    .filter((k) => (parseGenerationMarkerKey(k) ?? Number.POSITIVE_INFINITY) <= generation);
   if (markers.length > 0) await storage.delete(markers, opts);
   return { deleted: r.deleted + markers.length, left: [...left, ...r.left] };
 }

@@ -203,7 +203,11 @@ export class S3Storage implements RemoteStorage {
         const [f] = failed;
         if (f !== undefined) {
           const kind = f.Code !== undefined && PERMANENT_NAMES.has(f.Code) ? "permanent" : "transient";
-          throw new RemoteStorageError(kind, f.Key ?? batch[0]!, `${failed.length} of ${batch.length} deletions failed, first: ${f.Code}: ${f.Message}`);
+          throw new RemoteStorageError(
+            kind,
+            f.Key ?? batch[0]!,
+            `${failed.length} of ${batch.length} deletions failed, first: ${f.Code}: ${f.Message}`,
+          );
         }
       } catch (e) {
         throw this.classify(batch[0]!, e, opts, signal);

@@ -59,7 +59,8 @@ export function parseRemoteStorageUrl(text: string): RemoteStorageConfig {
     const v = url.searchParams.get(key);
     if (v === null) continue;
     const n = /^\d{1,9}$/.test(v) ? Number(v) : Number.NaN;
-    if (!(n >= (key === "detach_timeout_ms" ? 1 : 0) && n <= MAX_OPTION_MS)) bad(`${key} must be an integer number of milliseconds up to ${MAX_OPTION_MS}`);
+    if (!(n >= (key === "detach_timeout_ms" ? 1 : 0) && n <= MAX_OPTION_MS))
+      bad(`${key} must be an integer number of milliseconds up to ${MAX_OPTION_MS}`);
     options[key] = n;
     url.searchParams.delete(key);
   }

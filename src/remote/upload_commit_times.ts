@@ -59,7 +59,10 @@ export class CommitTimesUploads {
     const crc = crc32c(bytes) >>> 0;
     const ours = this.named?.generation === this.o.generation;
     if (!ours || crc !== this.crc) {
-      await this.o.storage.put(commitTimesKey(this.o.tenant_id, this.o.timeline_id, this.o.generation), bytes, { ...call, size_bytes: bytes.byteLength });
+      await this.o.storage.put(commitTimesKey(this.o.tenant_id, this.o.timeline_id, this.o.generation), bytes, {
+        ...call,
+        size_bytes: bytes.byteLength,
+      });
       this.crc = crc;
     }
     return { generation: this.o.generation };

@@ -33,7 +33,11 @@ class LocalLayerError extends Error {}
  * when the local file is gone or differs from what was scheduled (size, CRC32C); on success
  * fills in the projected entry's crc32c.
  */
-export async function uploadLayerFile(op: LayerOp, storage: RemoteStorage, call: { signal: AbortSignal; timeout_ms: number | undefined }): Promise<void> {
+export async function uploadLayerFile(
+  op: LayerOp,
+  storage: RemoteStorage,
+  call: { signal: AbortSignal; timeout_ms: number | undefined },
+): Promise<void> {
   const { local_path, file_size, crc32c: expected_crc } = op.layer;
   let fh: Awaited<ReturnType<typeof open>>;
   try {
@@ -54,7 +58,9 @@ export async function uploadLayerFile(op: LayerOp, storage: RemoteStorage, call:
       await reader.idle();
     }
     if (expected_crc !== null && reader.crc !== expected_crc) {
-      throw new LocalLayerError(`local file ${local_path} has CRC32C ${reader.crc.toString(16)}, scheduled as ${expected_crc.toString(16)}`);
+      throw new LocalLayerError(
+        `local file ${local_path} has CRC32C ${reader.crc.toString(16)}, scheduled as ${expected_crc.toString(16)}`,
+      );
     }
     op.entry.crc32c = reader.crc;
   } finally {
@@ -90,7 +96,8 @@ class FdReader {
             done();
             if (this.stream.destroyed) return;
             if (err !== null) return void this.stream.destroy(err);
-            if (n === 0) return void this.stream.destroy(new LocalLayerError(`local file ${path} shrank below ${size_bytes} bytes during its upload`));
+            if (n === 0)
+              return void this.stream.destroy(new LocalLayerError(`local file ${path} shrank below ${size_bytes} bytes during its upload`));
             const chunk = n === len ? buf : buf.subarray(0, n);
             this.crc = crc32c(chunk, this.crc) >>> 0;
             this.pos += n;

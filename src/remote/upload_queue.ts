@@ -237,7 +237,12 @@ export class UploadQueue {
       );
     }
     this.projectedMetadata = { ...metadata };
-    this.enqueue({ kind: "upload_index", seq: 0, state: "queued", index: { metadata: { ...metadata }, layers: new Map(this.projectedLayers) } });
+    this.enqueue({
+      kind: "upload_index",
+      seq: 0,
+      state: "queued",
+      index: { metadata: { ...metadata }, layers: new Map(this.projectedLayers) },
+    });
   }
 
   /**
@@ -299,8 +304,12 @@ export class UploadQueue {
     const sig = signal ?? this.abort.signal;
     const newest = this.o.newestRemoteGeneration
       ? await this.o.newestRemoteGeneration(sig)
-      : ((await listIndexGenerations(this.o.storage, this.o.tenant_id, this.o.timeline_id, { signal: sig, timeout_ms: this.o.op_timeout_ms })).at(-1) ??
-        null);
+      : ((
+          await listIndexGenerations(this.o.storage, this.o.tenant_id, this.o.timeline_id, {
+            signal: sig,
+            timeout_ms: this.o.op_timeout_ms,
+          })
+        ).at(-1) ?? null);
     return newest !== null && newest > this.o.generation ? newest : null;
   }
 
@@ -322,7 +331,9 @@ export class UploadQueue {
   private checkSchedulable(n_ops: number): void {
     if (this._status !== "active") throw this.stoppedError();
     if (this.pending.length + n_ops > this.max_queued) {
-      throw new LimitReachedError(`upload queue of ${this.o.timeline_id} holds ${this.pending.length} operations (max_queued_ops ${this.max_queued})`);
+      throw new LimitReachedError(
+        `upload queue of ${this.o.timeline_id} holds ${this.pending.length} operations (max_queued_ops ${this.max_queued})`,
+      );
     }
   }
 
@@ -417,7 +428,10 @@ export class UploadQueue {
         const named = await this.commitTimes.put(call);
         op.index.commit_times = named;
         const bytes = encodeIndexPart(publishable(op.index));
-        await this.o.storage.put(indexKey(this.o.tenant_id, this.o.timeline_id, this.o.generation), bytes, { ...call, size_bytes: bytes.byteLength });
+        await this.o.storage.put(indexKey(this.o.tenant_id, this.o.timeline_id, this.o.generation), bytes, {
+          ...call,
+          size_bytes: bytes.byteLength,
+        });
         const stale = this.commitTimes.staleKey(named);
         if (stale !== null) {
           // The index no longer names that object: it is garbage.

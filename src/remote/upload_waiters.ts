@@ -25,7 +25,8 @@ export class UploadWaiters {
 
   /** Resolves once doneBefore() passes a seq above `seq`; rejects on rejectAll() or when `signal` aborts. */
   untilDone(seq: number, signal?: AbortSignal): Promise<void> {
-    if (this.waiters.length >= MAX_WAITERS) return Promise.reject(new LimitReachedError(`more than ${MAX_WAITERS} waits on one upload queue`));
+    if (this.waiters.length >= MAX_WAITERS)
+      return Promise.reject(new LimitReachedError(`more than ${MAX_WAITERS} waits on one upload queue`));
     return new Promise<void>((resolve, reject) => {
       const w: Waiter = { seq, resolve, reject };
       this.waiters.push(w);

@@ -141,7 +141,14 @@ export class BulkImport {
     mkdirSync(runDir);
     const p = this.d.jobs
       .importRun(
-        { spillPath: spill.path, lengthBytes: spill.sizeBytes, outDir: runDir, lsn: this.d.lsn, final: false, targetSizeBytes: this.d.targetSizeBytes },
+        {
+          spillPath: spill.path,
+          lengthBytes: spill.sizeBytes,
+          outDir: runDir,
+          lsn: this.d.lsn,
+          final: false,
+          targetSizeBytes: this.d.targetSizeBytes,
+        },
         this.d.owner,
       )
       .then((res) => {

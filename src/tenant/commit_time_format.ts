@@ -113,7 +113,16 @@ export function getVarint(b: Uint8Array, off: number, end: number): number {
 export const zigzag = (d: number): number => (d >= 0 ? 2 * d : -2 * d - 1);
 export const unzigzag = (z: number): number => (z % 2 === 0 ? z / 2 : -(z + 1) / 2);
 
-export function writeTailHeader(b: Uint8Array, count: number, used: number, prev: Lsn, first: Lsn, last: Lsn, firstTime: number, max: number): void {
+export function writeTailHeader(
+  b: Uint8Array,
+  count: number,
+  used: number,
+  prev: Lsn,
+  first: Lsn,
+  last: Lsn,
+  firstTime: number,
+  max: number,
+): void {
   writeU16BE(b, B_COUNT, count);
   writeU16BE(b, B_USED, used);
   writeU32BE(b, 4, 0);

@@ -39,13 +39,47 @@ import { fsyncDir, uniqueTempPath, writeFileDurable, writeFileDurableSync } from
 import { readU16BE, readU32BE, readU64BEOrNeg, writeU16BE, writeU32BE, writeU64BE } from "../types/bytes.js";
 import { assert } from "../types/assert.js";
 import { CorruptionError } from "../types/errors.js";
-import { INVALID_LSN, type Lsn, } from "../types/lsn.js";
-import { B_COUNT, B_ENTRIES, B_FIRST, B_FIRST_TIME, B_LAST, B_MAX_TIME, B_PREV, B_USED, blockSane, COMMIT_TIMES_FILE, COMMIT_TIMES_LEGACY_FILE, COMMIT_TIMES_TAIL_FILE, CORRUPT_SUFFIX, cutBlock, FLAG_HAS_BEFORE, HB_BEFORE_MAX, HB_FLAGS, HB_MAGIC, HB_START_LSN, HB_VERSION, MAGIC, MAX_ENTRY_BYTES, NO_LSN, putVarint, readF64, readLsnOrNeg, scanFirstAfter, scanFloor, type ScanResult, TAIL_SEED, VERSION, writeF64, writeTailHeader, zigzag } from "./commit_time_format.js";
+import { INVALID_LSN, type Lsn } from "../types/lsn.js";
+import {
+  B_COUNT,
+  B_ENTRIES,
+  B_FIRST,
+  B_FIRST_TIME,
+  B_LAST,
+  B_MAX_TIME,
+  B_PREV,
+  B_USED,
+  blockSane,
+  COMMIT_TIMES_FILE,
+  COMMIT_TIMES_LEGACY_FILE,
+  COMMIT_TIMES_TAIL_FILE,
+  CORRUPT_SUFFIX,
+  cutBlock,
+  FLAG_HAS_BEFORE,
+  HB_BEFORE_MAX,
+  HB_FLAGS,
+  HB_MAGIC,
+  HB_START_LSN,
+  HB_VERSION,
+  MAGIC,
+  MAX_ENTRY_BYTES,
+  NO_LSN,
+  putVarint,
+  readF64,
+  readLsnOrNeg,
+  scanFirstAfter,
+  scanFloor,
+  type ScanResult,
+  TAIL_SEED,
+  VERSION,
+  writeF64,
+  writeTailHeader,
+  zigzag,
+} from "./commit_time_format.js";
 import { BlockDirectory } from "./commit_time_directory.js";
 import { readLegacyCommitTimes } from "./commit_times_legacy.js";
 import { encodeSnapshot } from "./commit_times_snapshot.js";
 import { msToPgTimestamp, type TimeProbe } from "./lsn_for_time.js";
-
 
 export class CommitTimes {
   readonly path: string;
@@ -99,7 +133,10 @@ export class CommitTimes {
 
   /** Bytes held in memory: the directory, pending blocks, the tail block and scratch. */
   get memoryBytes(): number {
-    return this.dir.memoryBytes + (this.pending.length + this.spare.length + (this.tail === null ? 0 : 1) + (this.scratch === null ? 0 : 1)) * BLOCK_SIZE;
+    return (
+      this.dir.memoryBytes +
+      (this.pending.length + this.spare.length + (this.tail === null ? 0 : 1) + (this.scratch === null ? 0 : 1)) * BLOCK_SIZE
+    );
   }
 
   private get newest(): Lsn {
@@ -170,7 +207,8 @@ export class CommitTimes {
     const lo = this.dir.firstWithTimeAfter(t_us);
     if (lo < this.dir.n) {
       scanFirstAfter(this.path, this.block(lo), this.dir.count[lo]!, t_us, this.scan);
-      if (this.scan.lsn < 0) throw new CorruptionError(this.path, 1 + lo, "commit-time block's maximum time is later than all of its entries");
+      if (this.scan.lsn < 0)
+        throw new CorruptionError(this.path, 1 + lo, "commit-time block's maximum time is later than all of its entries");
       out.stopLsn = this.scan.lsn;
       out.prevLsn = this.scan.prev >= 0 ? this.scan.prev : lo > 0 ? this.dir.lastLsn(lo - 1) : NO_LSN;
     } else if (this.tCount > 0 && this.tMax > t_us) {
@@ -226,12 +264,15 @@ export class CommitTimes {
       closeSync(fd);
     }
     if (n !== BLOCK_SIZE || !blockSealOk(b, blkno)) throw new CorruptionError(this.path, blkno, "commit-time block checksum mismatch");
-    if (readU16BE(b, B_COUNT) !== this.dir.count[i] || readU64BEOrNeg(b, B_FIRST) !== this.dir.first[i] || readU64BEOrNeg(b, B_LAST) !== this.dir.last[i]) {
+    if (
+      readU16BE(b, B_COUNT) !== this.dir.count[i] ||
+      readU64BEOrNeg(b, B_FIRST) !== this.dir.first[i] ||
+      readU64BEOrNeg(b, B_LAST) !== this.dir.last[i]
+    ) {
       throw new CorruptionError(this.path, blkno, "commit-time block differs from what the file held at load");
     }
     return b;
   }
-
 
   // -------------------------------------------------------------------------------------------
   // Durability
@@ -328,8 +369,10 @@ export class CommitTimes {
   private loadFiles(durableLsn: Lsn): void {
     const file = readFileSync(this.path);
     const h = file.subarray(0, BLOCK_SIZE);
-    if (h.length !== BLOCK_SIZE || !blockSealOk(h, 0)) throw new CorruptionError(this.path, 0, "commit-time index header checksum mismatch");
-    if (readU32BE(h, HB_MAGIC) !== MAGIC || readU16BE(h, HB_VERSION) !== VERSION) throw new CorruptionError(this.path, 0, "not a commit-time index of version 1");
+    if (h.length !== BLOCK_SIZE || !blockSealOk(h, 0))
+      throw new CorruptionError(this.path, 0, "commit-time index header checksum mismatch");
+    if (readU32BE(h, HB_MAGIC) !== MAGIC || readU16BE(h, HB_VERSION) !== VERSION)
+      throw new CorruptionError(this.path, 0, "not a commit-time index of version 1");
     const start = readLsnOrNeg(h, HB_START_LSN);
     const beforeMax = readF64(h, HB_BEFORE_MAX);
     if (start < 0 || Number.isNaN(beforeMax)) throw new CorruptionError(this.path, 0, "commit-time index header out of range");
@@ -354,7 +397,8 @@ export class CommitTimes {
     let tailBlk: Uint8Array | null = null;
     if (existsSync(this.tailPath)) {
       const t = readFileSync(this.tailPath);
-      if (t.length !== BLOCK_SIZE || !blockSealOk(t, TAIL_SEED)) throw new CorruptionError(this.tailPath, 0, "commit-time tail checksum mismatch");
+      if (t.length !== BLOCK_SIZE || !blockSealOk(t, TAIL_SEED))
+        throw new CorruptionError(this.tailPath, 0, "commit-time tail checksum mismatch");
       if (!blockSane(t, readLsnOrNeg(t, B_PREV), true)) throw new CorruptionError(this.tailPath, 0, "commit-time tail header out of range");
       tailBlk = t;
     }
@@ -364,11 +408,17 @@ export class CommitTimes {
       // Blocks appended by a save that did not finish (it writes the tail file after them): the
       // tail file it would have replaced starts at or before where the good blocks end, so the
       // good blocks and that tail hold everything durable. A tail starting later: a lost block.
-      if (tailPrev > prev) throw new CorruptionError(this.path, 1 + good, "commit-time block checksum or chain mismatch (not a torn append: the tail file starts after it)");
+      if (tailPrev > prev)
+        throw new CorruptionError(
+          this.path,
+          1 + good,
+          "commit-time block checksum or chain mismatch (not a torn append: the tail file starts after it)",
+        );
       this.truncateFile(good);
     }
     if (tailBlk !== null) {
-      if (tailPrev > prev) throw new CorruptionError(this.tailPath, 0, `commit-time tail starts after ${prev}, where the blocks end: entries are missing`);
+      if (tailPrev > prev)
+        throw new CorruptionError(this.tailPath, 0, `commit-time tail starts after ${prev}, where the blocks end: entries are missing`);
       // tailPrev < prev: blocks appended after it was written hold its entries.
       if (tailPrev === prev && readU16BE(tailBlk, B_COUNT) > 0) this.adoptTail(tailBlk);
     }
@@ -555,4 +605,3 @@ export class CommitTimes {
     return n;
   }
 }
-

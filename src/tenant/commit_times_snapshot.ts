@@ -56,7 +56,8 @@ export async function writeCommitTimesSnapshot(dir: string, name: string, bytes:
   if (readU32BE(bytes, 0) !== SNAP_MAGIC || readU16BE(bytes, 4) !== SNAP_VERSION) bad("not a snapshot of version 1");
   const hasTail = (readU16BE(bytes, 6) & SNAP_HAS_TAIL) !== 0;
   const mainLen = readU32BE(bytes, 8);
-  if (mainLen < BLOCK_SIZE || mainLen % BLOCK_SIZE !== 0 || SNAP_HEADER_BYTES + mainLen + (hasTail ? BLOCK_SIZE : 0) !== bytes.length) bad("lengths do not add up");
+  if (mainLen < BLOCK_SIZE || mainLen % BLOCK_SIZE !== 0 || SNAP_HEADER_BYTES + mainLen + (hasTail ? BLOCK_SIZE : 0) !== bytes.length)
+    bad("lengths do not add up");
   if (crc32c(bytes.subarray(SNAP_HEADER_BYTES)) >>> 0 !== readU32BE(bytes, 12)) bad("CRC32C mismatch");
   const main = bytes.subarray(SNAP_HEADER_BYTES, SNAP_HEADER_BYTES + mainLen);
   // The tail first: a directory with `commit_times` but no tail holds only whole blocks.

@@ -84,7 +84,8 @@ export function parseDurationMs(x: unknown, name: string, max_ms = Number.MAX_SA
     const m = /^(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)$/.exec(x.trim());
     if (m) ms = Math.round(Number.parseFloat(m[1]!) * UNITS_MS[m[2]!]!);
   }
-  if (ms === null) throw new InvalidArgumentError(`${name}: invalid duration ${JSON.stringify(x)} (e.g. "20s", "10m", "1h", or milliseconds)`);
+  if (ms === null)
+    throw new InvalidArgumentError(`${name}: invalid duration ${JSON.stringify(x)} (e.g. "20s", "10m", "1h", or milliseconds)`);
   if (ms > max_ms) throw new InvalidArgumentError(`${name}: ${JSON.stringify(x)} is longer than ${max_ms} ms`);
   return ms;
 }

@@ -41,7 +41,9 @@ export class TenantWorkLimiter {
   acquire(tenant: string, what: string): WorkPermit {
     const n = this.runningFor(tenant);
     if (n >= this.max_per_tenant) {
-      throw new LimitReachedError(`tenant ${tenant} already runs ${n} heavy requests (max_heavy_requests_per_tenant ${this.max_per_tenant}): ${what} refused, retry later`);
+      throw new LimitReachedError(
+        `tenant ${tenant} already runs ${n} heavy requests (max_heavy_requests_per_tenant ${this.max_per_tenant}): ${what} refused, retry later`,
+      );
     }
     this.running.set(tenant, n + 1);
     let released = false;
@@ -113,7 +115,8 @@ export class FairQueue {
       this.held_++;
       return Promise.resolve();
     }
-    if (this.waiting_ >= MAX_FAIR_WAITERS) return Promise.reject(new BadStateError(`too many waiters (${MAX_FAIR_WAITERS}) for ${this.permits} permits`));
+    if (this.waiting_ >= MAX_FAIR_WAITERS)
+      return Promise.reject(new BadStateError(`too many waiters (${MAX_FAIR_WAITERS}) for ${this.permits} permits`));
     return new Promise<void>((resolve, reject) => {
       const w: Waiter = { resolve, reject };
       const onAbort = (): void => {

@@ -73,7 +73,8 @@ export function metadataFromJson(j: Record<string, unknown>, bad: (why: string) 
   const anc = j["ancestor_timeline_id"];
   if (anc !== null && !isId(anc)) bad(`bad ${prefix}ancestor_timeline_id: neither null nor a timeline id`);
   const pg = j["pg_version"];
-  if (typeof pg !== "number" || !Number.isInteger(pg) || pg < 14 || pg > 17) bad(`field ${prefix}pg_version missing or not 14..17: ${JSON.stringify(pg)}`);
+  if (typeof pg !== "number" || !Number.isInteger(pg) || pg < 14 || pg > 17)
+    bad(`field ${prefix}pg_version missing or not 14..17: ${JSON.stringify(pg)}`);
   return {
     disk_consistent_lsn: lsn("disk_consistent_lsn"),
     prev_record_lsn: j["prev_record_lsn"] === null ? null : lsn("prev_record_lsn"),

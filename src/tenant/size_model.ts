@@ -106,7 +106,15 @@ export async function computeTenantSize(inputs: SizeInputs, logicalSizeAt: Logic
     let seg: SizeSegment;
     if (shared) {
       const wal = t.last_record_lsn - (t.ancestor_lsn as Lsn);
-      seg = { timeline_id: t.timeline_id, parent: t.ancestor_id, lsn_start: t.ancestor_lsn as Lsn, lsn_end: t.last_record_lsn, logical_size_bytes: null, wal_bytes: wal, size_bytes: wal };
+      seg = {
+        timeline_id: t.timeline_id,
+        parent: t.ancestor_id,
+        lsn_start: t.ancestor_lsn as Lsn,
+        lsn_end: t.last_record_lsn,
+        logical_size_bytes: null,
+        wal_bytes: wal,
+        size_bytes: wal,
+      };
     } else {
       const logical = await logicalSizeAt(t.timeline_id, t.retention_start_lsn);
       const wal = t.last_record_lsn - t.retention_start_lsn;

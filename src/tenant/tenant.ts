@@ -202,7 +202,8 @@ export class Tenant {
   private loadTimelines(): void {
     const tdir = join(this.dir, "timelines");
     // A deletion that did not finish: its directory was renamed first.
-    if (existsSync(tdir)) for (const n of readdirSync(tdir)) if (n.endsWith(TEMP_SUFFIX)) rmSync(join(tdir, n), { recursive: true, force: true });
+    if (existsSync(tdir))
+      for (const n of readdirSync(tdir)) if (n.endsWith(TEMP_SUFFIX)) rmSync(join(tdir, n), { recursive: true, force: true });
     const ids = existsSync(tdir) ? readdirSync(tdir).filter((n) => isId(n)) : [];
     // Ancestors first: a child's reads need its ancestor object.
     const ancestorOf = new Map<TimelineId, TimelineId | null>();
@@ -283,7 +284,8 @@ export class Tenant {
     const tid = id ?? generateTimelineId();
     if (this.timelines.has(tid) || this.deleting.has(tid)) throw new ConflictError(`timeline ${tid} already exists in tenant ${this.id}`);
     if (this.reserved.has(tid)) throw new ConflictError(`timeline ${tid} is being created in tenant ${this.id}`);
-    if (this.timelines.size + this.reserved.size >= MAX_TIMELINES_PER_TENANT) throw new BadStateError(`tenant ${this.id} has too many timelines`);
+    if (this.timelines.size + this.reserved.size >= MAX_TIMELINES_PER_TENANT)
+      throw new BadStateError(`tenant ${this.id} has too many timelines`);
     this.reserved.add(tid);
     let held = true;
     return {
@@ -310,7 +312,8 @@ export class Tenant {
       throw new InvalidArgumentError("ancestor_start_lsn given without ancestor_timeline_id");
     }
     const ancestor = opts.ancestorId === undefined ? null : this.getTimeline(opts.ancestorId);
-    if (ancestor !== null && this.deleting.has(ancestor.timelineId)) throw new ConflictError(`timeline ${ancestor.timelineId} is being deleted`);
+    if (ancestor !== null && this.deleting.has(ancestor.timelineId))
+      throw new ConflictError(`timeline ${ancestor.timelineId} is being deleted`);
     const start = ancestor === null ? (opts.startLsn ?? INVALID_LSN) : (opts.ancestorLsn ?? ancestor.lastRecordLsn);
     ancestor?.checkBranchPoint(start);
     const reservation = opts.reservation ?? this.reserveTimeline(opts.timelineId);
@@ -338,7 +341,9 @@ export class Tenant {
       mkdirSync(dir);
     } catch (e) {
       if ((e as NodeJS.ErrnoException).code !== "EEXIST") throw e;
-      throw new ConflictError(`timeline directory ${id} already exists on disk in tenant ${this.id}: remove it by hand to create the timeline anew`);
+      throw new ConflictError(
+        `timeline directory ${id} already exists on disk in tenant ${this.id}: remove it by hand to create the timeline anew`,
+      );
     }
     let tl: Timeline;
     try {
@@ -377,7 +382,8 @@ export class Tenant {
     const tl = this.getTimeline(id);
     if (this.deleting.has(id)) throw new ConflictError(`timeline ${id} is being deleted`);
     const kids = this.children(tl);
-    if (kids.length > 0) throw new ConflictError(`timeline ${id} has child branches (${kids.map((k) => k.timelineId).join(", ")}): delete them first`);
+    if (kids.length > 0)
+      throw new ConflictError(`timeline ${id} has child branches (${kids.map((k) => k.timelineId).join(", ")}): delete them first`);
     if ((this.branching.get(id) ?? 0) > 0) throw new ConflictError(`a branch of timeline ${id} is being created`);
     this.deleting.add(id);
     try {
@@ -406,7 +412,9 @@ export class Tenant {
    * its L0 compaction skips image creation this round, as Neon's compaction_l0_first: the
    * next round follows at once, and ingest may be waiting for the L0 count to drop.
    */
-  compact(opts: { forceImages?: boolean; l0First?: boolean; timeline?: Timeline; signal?: AbortSignal } = {}): Promise<{ l0Compacted: number; imagesCreated: number }> {
+  compact(
+    opts: { forceImages?: boolean; l0First?: boolean; timeline?: Timeline; signal?: AbortSignal } = {},
+  ): Promise<{ l0Compacted: number; imagesCreated: number }> {
     return this.bg.run(async () => {
       let l0Compacted = 0;
       let imagesCreated = 0;
@@ -431,13 +439,18 @@ export class Tenant {
    * applied to another.
    */
   gc(opts: { timeline?: Timeline; horizonBytes?: number; cutoffLsn?: Lsn; now_ms?: number; signal?: AbortSignal } = {}): Promise<number> {
-    assert(opts.cutoffLsn === undefined || (opts.timeline !== undefined && opts.horizonBytes === undefined), "an absolute GC cutoff names one timeline");
+    assert(
+      opts.cutoffLsn === undefined || (opts.timeline !== undefined && opts.horizonBytes === undefined),
+      "an absolute GC cutoff names one timeline",
+    );
     return this.bg.run(async () => {
       let removed = 0;
       for (const tl of this.scope(opts.timeline)) {
         opts.signal?.throwIfAborted();
         const retain = this.children(tl).map((c) => c.ancestorLsn);
-        const cutoff = opts.cutoffLsn ?? (opts.horizonBytes === undefined ? tl.gcCutoff(opts.now_ms) : lsnMax(INVALID_LSN, lsnAdd(tl.lastRecordLsn, -opts.horizonBytes)));
+        const cutoff =
+          opts.cutoffLsn ??
+          (opts.horizonBytes === undefined ? tl.gcCutoff(opts.now_ms) : lsnMax(INVALID_LSN, lsnAdd(tl.lastRecordLsn, -opts.horizonBytes)));
         removed += await tl.gc(retain, cutoff);
       }
       return removed;
@@ -466,7 +479,10 @@ export class Tenant {
       async () => {
         const r = await this.compact({ l0First: true });
         // More rounds while they make progress and some timeline is still at the threshold.
-        return r.l0Compacted > 0 && this.listTimelines().some((tl) => tl.state === TimelineState.Active && tl.l0Count >= this.conf_.compaction_threshold);
+        return (
+          r.l0Compacted > 0 &&
+          this.listTimelines().some((tl) => tl.state === TimelineState.Active && tl.l0Count >= this.conf_.compaction_threshold)
+        );
       },
     );
     const gc = spec(

@@ -100,7 +100,8 @@ export function parseFailpointConfig(body: unknown): FailpointSetting[] {
   if (!Array.isArray(body)) throw new InvalidArgumentError('failpoints body must be an array of {"name", "actions"}');
   if (body.length > MAX_ENTRIES) throw new InvalidArgumentError(`at most ${MAX_ENTRIES} failpoints at once`);
   return body.map((e: unknown) => {
-    if (typeof e !== "object" || e === null || Array.isArray(e)) throw new InvalidArgumentError('each failpoint must be an object {"name", "actions"}');
+    if (typeof e !== "object" || e === null || Array.isArray(e))
+      throw new InvalidArgumentError('each failpoint must be an object {"name", "actions"}');
     const { name, actions } = e as Record<string, unknown>;
     if (typeof name !== "string") throw new InvalidArgumentError("failpoint name must be a string");
     if (typeof actions !== "string") throw new InvalidArgumentError(`failpoint '${name.slice(0, 100)}': actions must be a string`);

@@ -16,7 +16,14 @@
  */
 export type StorageOperation = "layer flush" | "compact" | "create images" | "gc" | "logical size" | "basebackup";
 
-export const STORAGE_OPERATIONS: readonly StorageOperation[] = ["layer flush", "compact", "create images", "gc", "logical size", "basebackup"];
+export const STORAGE_OPERATIONS: readonly StorageOperation[] = [
+  "layer flush",
+  "compact",
+  "create images",
+  "gc",
+  "logical size",
+  "basebackup",
+];
 
 export interface MetricsSink {
   /** A read waited `seconds` for ingest to reach its LSN (successful or not). */

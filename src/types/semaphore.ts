@@ -43,7 +43,8 @@ export class Semaphore {
       this.held_++;
       return;
     }
-    if (this.waiters.length >= MAX_SEMAPHORE_WAITERS) throw new BadStateError(`too many waiters (${MAX_SEMAPHORE_WAITERS}) for a semaphore of ${this.permits}`);
+    if (this.waiters.length >= MAX_SEMAPHORE_WAITERS)
+      throw new BadStateError(`too many waiters (${MAX_SEMAPHORE_WAITERS}) for a semaphore of ${this.permits}`);
     // The releaser hands its permit over: held_ stays as it is.
     await new Promise<void>((resolve) => this.waiters.push(resolve));
   }

@@ -102,14 +102,28 @@ export class BackupServer {
   }
 
   async psql(sql: string, db = "postgres"): Promise<string> {
-    const r = await runPg("psql", ["-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-h", "127.0.0.1", "-p", String(this.port), "-U", "postgres", "-d", db, "-f", "-"], sql);
+    const r = await runPg(
+      "psql",
+      ["-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-h", "127.0.0.1", "-p", String(this.port), "-U", "postgres", "-d", db, "-f", "-"],
+      sql,
+    );
     if (r.code !== 0) throw new Error(`psql: ${r.stderr}`);
     return r.stdout.trim();
   }
 
   async amcheck(db = "postgres"): Promise<{ code: number; out: string }> {
     await this.psql("CREATE EXTENSION IF NOT EXISTS amcheck", db);
-    const r = await runPg("pg_amcheck", ["-h", "127.0.0.1", "-p", String(this.port), "-U", "postgres", "--heapallindexed", "--no-dependent-toast", db]);
+    const r = await runPg("pg_amcheck", [
+      "-h",
+      "127.0.0.1",
+      "-p",
+      String(this.port),
+      "-U",
+      "postgres",
+      "--heapallindexed",
+      "--no-dependent-toast",
+      db,
+    ]);
     return { code: r.code, out: r.stdout + r.stderr };
   }
 

@@ -39,7 +39,12 @@ export async function startE2e(
 }
 
 /** afterAll: the test's cleanups (newest first, failures ignored), then pageserver, source, temp dir. */
-export async function stopE2e(cleanup: (() => Promise<unknown>)[], ps: PageserverProcess | undefined, src: PgInstance | undefined, dir: string | undefined): Promise<void> {
+export async function stopE2e(
+  cleanup: (() => Promise<unknown>)[],
+  ps: PageserverProcess | undefined,
+  src: PgInstance | undefined,
+  dir: string | undefined,
+): Promise<void> {
   for (const c of cleanup.reverse()) await c().catch(() => undefined);
   await ps?.stop();
   await src?.destroy();

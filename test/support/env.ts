@@ -56,4 +56,3 @@ function dirSize(path: string, limit: number): number {
   }
   return total;
 }
-

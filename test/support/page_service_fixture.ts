@@ -41,7 +41,11 @@ export interface HttpReply {
 async function httpCall(port: number, token: string | undefined, method: string, path: string, body?: unknown): Promise<HttpReply> {
   const headers: Record<string, string> = {};
   if (token !== undefined) headers["authorization"] = `Bearer ${token}`;
-  const r = await fetch(`http://127.0.0.1:${port}${path}`, { method, headers, body: body === undefined ? undefined : JSON.stringify(body) });
+  const r = await fetch(`http://127.0.0.1:${port}${path}`, {
+    method,
+    headers,
+    body: body === undefined ? undefined : JSON.stringify(body),
+  });
   const bytes = new Uint8Array(await r.arrayBuffer());
   let json: Record<string, unknown> = {};
   try {
@@ -91,8 +95,12 @@ export class PageServiceFixture {
     let server: Server | null = null;
     try {
       const rows = opts.rows ?? 2000;
-      await pg.psql(`CREATE TABLE t (id int PRIMARY KEY, v text); INSERT INTO t SELECT g, repeat('x', 100) || g FROM generate_series(1, ${rows}) g; VACUUM t; CHECKPOINT;`);
-      const [dbOid, relfilenode] = (await pg.psql("SELECT d.oid, c.relfilenode FROM pg_database d, pg_class c WHERE d.datname = 'postgres' AND c.relname = 't'"))
+      await pg.psql(
+        `CREATE TABLE t (id int PRIMARY KEY, v text); INSERT INTO t SELECT g, repeat('x', 100) || g FROM generate_series(1, ${rows}) g; VACUUM t; CHECKPOINT;`,
+      );
+      const [dbOid, relfilenode] = (
+        await pg.psql("SELECT d.oid, c.relfilenode FROM pg_database d, pg_class c WHERE d.datname = 'postgres' AND c.relname = 't'")
+      )
         .split("|")
         .map(Number) as [number, number];
       await pg.stop();
@@ -103,7 +111,14 @@ export class PageServiceFixture {
         writeFileSync(authPath, opts.authPublicKeyPem);
       }
       server = new Server(
-        loadNodeConfig({ workdir, listen: "127.0.0.1:0", listen_pg: "127.0.0.1:0", import_pgdata_root: tmpdir(), ...(authPath ? { auth_public_key: authPath } : {}), ...(opts.nodeConfig ?? {}) }),
+        loadNodeConfig({
+          workdir,
+          listen: "127.0.0.1:0",
+          listen_pg: "127.0.0.1:0",
+          import_pgdata_root: tmpdir(),
+          ...(authPath ? { auth_public_key: authPath } : {}),
+          ...(opts.nodeConfig ?? {}),
+        }),
         opts.logger ?? pino({ level: "silent" }),
       );
       await server.start();

@@ -37,10 +37,25 @@ export class PageserverProcess {
 
   /** Start and wait until /v1/status answers. `env`: extra environment (e.g. FAILPOINTS). */
   async start(timeout_ms = 30_000, env: Record<string, string> = {}): Promise<void> {
-    const child = spawn(process.execPath, ["--import", "tsx", ENTRY, "--workdir", this.workdir, "--listen", `127.0.0.1:${this.port}`, "--listen-pg", "127.0.0.1:0", ...this.extraArgs], {
-      stdio: ["ignore", "pipe", "pipe"],
-      env: { ...process.env, ...env },
-    });
+    const child = spawn(
+      process.execPath,
+      [
+        "--import",
+        "tsx",
+        ENTRY,
+        "--workdir",
+        this.workdir,
+        "--listen",
+        `127.0.0.1:${this.port}`,
+        "--listen-pg",
+        "127.0.0.1:0",
+        ...this.extraArgs,
+      ],
+      {
+        stdio: ["ignore", "pipe", "pipe"],
+        env: { ...process.env, ...env },
+      },
+    );
     live.add(child);
     this.child = child;
     child.stdout!.on("data", (d: Buffer) => appendFileSync(this.logFile, d));

@@ -54,7 +54,6 @@ function pgOwner(): { uid: number; gid: number } {
 const live = new Set<PgInstance>();
 let exitHookInstalled = false;
 
-
 /** Whether a PostgreSQL 15 is available (for skipping tests where it is not). */
 export function havePg15(): boolean {
   try {
@@ -126,7 +125,18 @@ export class PgInstance {
         chownSync(baseDir, uid, gid);
         chownSync(pg.socketDir, uid, gid);
       }
-      await pg.runChecked("initdb", ["-D", pg.dataDir, "-k", "-U", "postgres", "--auth=trust", "-E", "UTF8", "--locale=C", ...(opts.initdbArgs ?? [])]);
+      await pg.runChecked("initdb", [
+        "-D",
+        pg.dataDir,
+        "-k",
+        "-U",
+        "postgres",
+        "--auth=trust",
+        "-E",
+        "UTF8",
+        "--locale=C",
+        ...(opts.initdbArgs ?? []),
+      ]);
       for (let attempt = 0; ; attempt++) {
         pg.port = await freePort();
         pg.writeConf(opts.conf ?? {});

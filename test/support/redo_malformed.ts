@@ -42,9 +42,11 @@ export function withBlockData(rec: DecodedRecord, id: number, n: number): Decode
 /** Every cut-short variant of `rec`: main data first, then each block's data. */
 export function truncatedVariants(rec: DecodedRecord): { what: string; rec: DecodedRecord }[] {
   const out: { what: string; rec: DecodedRecord }[] = [];
-  for (const n of cutLengths(rec.mainData.length)) out.push({ what: `main data cut to ${n} of ${rec.mainData.length}`, rec: withMainData(rec, n) });
+  for (const n of cutLengths(rec.mainData.length))
+    out.push({ what: `main data cut to ${n} of ${rec.mainData.length}`, rec: withMainData(rec, n) });
   for (const b of rec.blocks) {
-    for (const n of cutLengths(b.data.length)) out.push({ what: `block ${b.id} data cut to ${n} of ${b.data.length}`, rec: withBlockData(rec, b.id, n) });
+    for (const n of cutLengths(b.data.length))
+      out.push({ what: `block ${b.id} data cut to ${n} of ${b.data.length}`, rec: withBlockData(rec, b.id, n) });
   }
   return out;
 }

@@ -164,7 +164,8 @@ export function verifyWal(walDir: string, segSize: number, startLsn: Lsn, endLsn
     }
   }
   // endLsn may point just past a page header that the last record's end stops before.
-  if (dec.lsn + SIZE_OF_XLOG_LONG_PHD < endLsn) throw new Error(`WAL ends at ${lsnToString(dec.lsn)}, before the workload's end ${lsnToString(endLsn)}`);
+  if (dec.lsn + SIZE_OF_XLOG_LONG_PHD < endLsn)
+    throw new Error(`WAL ends at ${lsnToString(dec.lsn)}, before the workload's end ${lsnToString(endLsn)}`);
   v.report.startLsn = startLsn;
   v.report.endLsn = endLsn;
   return v.report;
@@ -190,7 +191,15 @@ function readSegment(path: string, from: number, to: number, segSize: number): U
 }
 
 class Verifier {
-  readonly report: VerifyReport = { checked: new Map(), mismatches: [], noBase: 0, unsupported: new Map(), records: 0, startLsn: asLsn(0), endLsn: asLsn(0) };
+  readonly report: VerifyReport = {
+    checked: new Map(),
+    mismatches: [],
+    noBase: 0,
+    unsupported: new Map(),
+    records: 0,
+    startLsn: asLsn(0),
+    endLsn: asLsn(0),
+  };
   private readonly pages = new Map<string, Uint8Array>();
   private readonly overrides = new Map<number, RmgrRedo>();
   private readonly only: Set<number> | null;

@@ -36,9 +36,13 @@ export class TestS3 {
 
   async start(): Promise<void> {
     if (this.child !== null) return;
-    const child = spawn(process.execPath, ["--openssl-legacy-provider", "--import", "tsx", CHILD, this.dir, String(this.port), this.bucket], {
-      stdio: ["pipe", "pipe", "inherit"],
-    });
+    const child = spawn(
+      process.execPath,
+      ["--openssl-legacy-provider", "--import", "tsx", CHILD, this.dir, String(this.port), this.bucket],
+      {
+        stdio: ["pipe", "pipe", "inherit"],
+      },
+    );
     this.child = child;
     this.port = await new Promise<number>((res, rej) => {
       let out = "";

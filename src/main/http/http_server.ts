@@ -25,7 +25,17 @@ import type { TProperties, TSchema } from "@sinclair/typebox";
 import { randomUUID } from "node:crypto";
 import { LimitReachedError, PageserverError, RequestTooLargeError } from "../../types/errors.js";
 import { ERROR_STATUSES, EXPECTED_5XX, httpStatusFor, redactPaths } from "./errors.js";
-import { HttpError, type Handler, type JsonReply, type RegisteredRoute, type Reply, type Request, routeScope, type StreamReply, statusLine } from "./exchange.js";
+import {
+  HttpError,
+  type Handler,
+  type JsonReply,
+  type RegisteredRoute,
+  type Reply,
+  type Request,
+  routeScope,
+  type StreamReply,
+  statusLine,
+} from "./exchange.js";
 import { DEFAULT_LIMITS, type HttpLimits, jsonDepth, MAX_BODY_BYTES, MAX_JSON_DEPTH, MAX_URL_BYTES } from "./limits.js";
 import { ApiError } from "./models.js";
 import { checkValue, compile, queryObject, type RouteSpec, type RouteValidator, routeValidator, type ValidRequest } from "./schema.js";
@@ -124,9 +134,17 @@ export class HttpServer {
     const { method, path: pattern } = spec;
     const names = [...pattern.matchAll(/:([a-z_]+)/g)].map((m) => m[1]!);
     const declared = Object.keys(spec.params?.properties ?? {}).sort();
-    if (JSON.stringify(declared) !== JSON.stringify([...names].sort())) throw new Error(`route ${pattern}: params schema names ${declared} but the path has ${names}`);
-    if (this.routes.some((r) => r.method === method && r.pattern === pattern)) throw new Error(`route ${method} ${pattern} registered twice`);
-    const registered: RegisteredRoute = { method, pattern, open: spec.open === true, scope: routeScope(spec), spec: spec as unknown as RouteSpec };
+    if (JSON.stringify(declared) !== JSON.stringify([...names].sort()))
+      throw new Error(`route ${pattern}: params schema names ${declared} but the path has ${names}`);
+    if (this.routes.some((r) => r.method === method && r.pattern === pattern))
+      throw new Error(`route ${method} ${pattern} registered twice`);
+    const registered: RegisteredRoute = {
+      method,
+      pattern,
+      open: spec.open === true,
+      scope: routeScope(spec),
+      spec: spec as unknown as RouteSpec,
+    };
     this.routes.push(registered);
     const validator = routeValidator(registered.spec);
     const run = handler as unknown as Handler;
@@ -258,10 +276,13 @@ export class HttpServer {
     const lenText = r.headers["content-length"];
     const declared = lenText === undefined ? 0 : /^\d{1,15}$/.test(lenText) ? Number(lenText) : Number.NaN;
     if (Number.isNaN(declared)) throw new HttpError("invalid_argument", "invalid Content-Length header");
-    if (declared > MAX_BODY_BYTES) throw new RequestTooLargeError("payload_too_large", `request body larger than ${MAX_BODY_BYTES} bytes (Content-Length ${declared})`);
+    if (declared > MAX_BODY_BYTES)
+      throw new RequestTooLargeError("payload_too_large", `request body larger than ${MAX_BODY_BYTES} bytes (Content-Length ${declared})`);
     const extra = Math.max(0, declared - body.counted);
     if (this.inflightBodyBytes + extra > this.limits.max_inflight_body_bytes) {
-      throw new LimitReachedError(`the server holds ${this.inflightBodyBytes} bytes of request bodies (http_max_inflight_body_bytes); retry later`);
+      throw new LimitReachedError(
+        `the server holds ${this.inflightBodyBytes} bytes of request bodies (http_max_inflight_body_bytes); retry later`,
+      );
     }
     this.inflightBodyBytes += extra;
     body.counted += extra;
@@ -309,7 +330,8 @@ export class HttpServer {
       const raw = Buffer.concat(body.chunks);
       if (raw.length > 0) {
         const text = raw.toString("utf8");
-        if (jsonDepth(text, MAX_JSON_DEPTH) > MAX_JSON_DEPTH) throw new HttpError("invalid_argument", `request body nests deeper than ${MAX_JSON_DEPTH} levels`);
+        if (jsonDepth(text, MAX_JSON_DEPTH) > MAX_JSON_DEPTH)
+          throw new HttpError("invalid_argument", `request body nests deeper than ${MAX_JSON_DEPTH} levels`);
         try {
           r.body = JSON.parse(text);
         } catch {
@@ -324,7 +346,8 @@ export class HttpServer {
     if (state.aborted) {
       // A producer holds resources until it runs (a heavy-work permit, pinned layers): let
       // it end at its first write.
-      if ("produce" in reply) await reply.produce(() => Promise.reject(new HttpError("shutdown", "client went away"))).catch(() => undefined);
+      if ("produce" in reply)
+        await reply.produce(() => Promise.reject(new HttpError("shutdown", "client went away"))).catch(() => undefined);
       return;
     }
     if ("produce" in reply) {
@@ -347,7 +370,8 @@ export class HttpServer {
     let body: unknown = r.body;
     if (v.body === null) {
       // A route without a body ignores an empty object (clients send `{}` on a bare PUT).
-      const empty = body === undefined || (typeof body === "object" && body !== null && !Array.isArray(body) && Object.keys(body).length === 0);
+      const empty =
+        body === undefined || (typeof body === "object" && body !== null && !Array.isArray(body) && Object.keys(body).length === 0);
       if (!empty) throw new HttpError("invalid_argument", "body: this route takes no request body");
       body = undefined;
     } else {
@@ -386,7 +410,8 @@ export class HttpServer {
       }
       return reply;
     }
-    if (decl.contentType !== reply.contentType.split(";")[0]) return fail(`content type ${reply.contentType}, declared ${decl.contentType}`);
+    if (decl.contentType !== reply.contentType.split(";")[0])
+      return fail(`content type ${reply.contentType}, declared ${decl.contentType}`);
     return reply;
   }
 

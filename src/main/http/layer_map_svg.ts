@@ -61,7 +61,10 @@ export function layerMapSvg(p: LayerMapPicture): string {
     parsed.flatMap((x) => [x.l.key_start, x.l.key_end]),
     (a, b) => (a < b ? -1 : a > b ? 1 : 0),
   );
-  const lines = [...p.branchPoints.map((b) => ({ lsn: b.lsn, label: b.label, cls: "branch" })), { lsn: p.gcCutoffLsn, label: `gc cutoff ${lsnToString(p.gcCutoffLsn)}`, cls: "gc" }];
+  const lines = [
+    ...p.branchPoints.map((b) => ({ lsn: b.lsn, label: b.label, cls: "branch" })),
+    { lsn: p.gcCutoffLsn, label: `gc cutoff ${lsnToString(p.gcCutoffLsn)}`, cls: "gc" },
+  ];
   const lsnRank = ranks([...parsed.flatMap((x) => [x.lsnStart, x.lsnEnd]), ...lines.map((x) => x.lsn)], (a, b) => a - b);
   const plotW = WIDTH - MARGIN_LEFT - MARGIN_RIGHT;
   const plotH = HEIGHT - MARGIN_TOP - MARGIN_BOTTOM;
@@ -72,12 +75,20 @@ export function layerMapSvg(p: LayerMapPicture): string {
 
   const out: string[] = [];
   out.push('<?xml version="1.0" encoding="UTF-8"?>');
-  out.push(`<svg xmlns="http://www.w3.org/2000/svg" width="${WIDTH}" height="${HEIGHT}" viewBox="0 0 ${WIDTH} ${HEIGHT}" font-family="sans-serif" font-size="11">`);
+  out.push(
+    `<svg xmlns="http://www.w3.org/2000/svg" width="${WIDTH}" height="${HEIGHT}" viewBox="0 0 ${WIDTH} ${HEIGHT}" font-family="sans-serif" font-size="11">`,
+  );
   out.push(`<text x="${MARGIN_LEFT}" y="22" font-size="14" font-weight="bold">${esc(p.title)}</text>`);
   // Plot frame and axes.
-  out.push(`<g class="axes" stroke="#333" fill="none"><line x1="${MARGIN_LEFT}" y1="${MARGIN_TOP + plotH}" x2="${MARGIN_LEFT + plotW}" y2="${MARGIN_TOP + plotH}"/><line x1="${MARGIN_LEFT}" y1="${MARGIN_TOP}" x2="${MARGIN_LEFT}" y2="${MARGIN_TOP + plotH}"/></g>`);
-  out.push(`<text x="${MARGIN_LEFT + plotW / 2}" y="${HEIGHT - 15}" text-anchor="middle">key range (rank order of layer key bounds: ${keyRank.size} distinct)</text>`);
-  out.push(`<text x="18" y="${MARGIN_TOP + plotH / 2}" text-anchor="middle" transform="rotate(-90 18 ${MARGIN_TOP + plotH / 2})">LSN (rank order: ${lsnRank.size} distinct)</text>`);
+  out.push(
+    `<g class="axes" stroke="#333" fill="none"><line x1="${MARGIN_LEFT}" y1="${MARGIN_TOP + plotH}" x2="${MARGIN_LEFT + plotW}" y2="${MARGIN_TOP + plotH}"/><line x1="${MARGIN_LEFT}" y1="${MARGIN_TOP}" x2="${MARGIN_LEFT}" y2="${MARGIN_TOP + plotH}"/></g>`,
+  );
+  out.push(
+    `<text x="${MARGIN_LEFT + plotW / 2}" y="${HEIGHT - 15}" text-anchor="middle">key range (rank order of layer key bounds: ${keyRank.size} distinct)</text>`,
+  );
+  out.push(
+    `<text x="18" y="${MARGIN_TOP + plotH / 2}" text-anchor="middle" transform="rotate(-90 18 ${MARGIN_TOP + plotH / 2})">LSN (rank order: ${lsnRank.size} distinct)</text>`,
+  );
   const lsnsSorted = [...lsnRank.keys()];
   const step = Math.max(1, Math.ceil(lsnsSorted.length / MAX_TICKS));
   for (let i = 0; i < lsnsSorted.length; i += step) {
@@ -119,7 +130,9 @@ export function layerMapSvg(p: LayerMapPicture): string {
   ];
   legend.forEach(([label, colour], i) => {
     const ly = MARGIN_TOP + plotH - 80 + i * 18;
-    out.push(`<g class="legend"><rect class="legend" x="${MARGIN_LEFT + plotW + 10}" y="${ly}" width="12" height="12" fill="${colour}" fill-opacity="0.6"/><text x="${MARGIN_LEFT + plotW + 28}" y="${ly + 10}">${label}</text></g>`);
+    out.push(
+      `<g class="legend"><rect class="legend" x="${MARGIN_LEFT + plotW + 10}" y="${ly}" width="12" height="12" fill="${colour}" fill-opacity="0.6"/><text x="${MARGIN_LEFT + plotW + 28}" y="${ly + 10}">${label}</text></g>`,
+    );
   });
   out.push("</svg>");
   return `${out.join("\n")}\n`;

@@ -34,7 +34,9 @@ export * from "../../protocol/http_models.js";
  * src/tenant): they must be the same sets both ways, or this does not compile.
  */
 type SameSet<A, B> = [A] extends [B] ? ([B] extends [A] ? true : false) : false;
-true satisfies SameSet<`${TenantState}`, TenantStateName> & SameSet<`${TimelineState}`, TimelineStateName> & SameSet<`${Backpressure}`, BackpressureName>;
+true satisfies SameSet<`${TenantState}`, TenantStateName> &
+  SameSet<`${TimelineState}`, TimelineStateName> &
+  SameSet<`${Backpressure}`, BackpressureName>;
 
 export function tenantSize(id: string, s: TenantSizeModel & { inputs: SizeInputs }): TenantSize {
   const opt = (l: Lsn | null): string | null => (l === null ? null : lsnToString(l));
@@ -142,7 +144,13 @@ export async function timelineInfo(tl: Timeline, walSources?: WalSources, remote
     state: tl.state,
     wal_source: (walSources?.status(tl) as WalSourceStatus | undefined) ?? null,
     layers: { delta: st.l0Delta.count + st.l1Delta.count, image: st.image.count, l0: st.l0Delta.count, frozen: st.frozen.count },
-    ingest_backpressure: { state: bp.state, reason: bp.reason, delayed_ms: Math.round(bp.delayed_ms), stalled_ms: Math.round(bp.stalled_ms), waits: bp.waits },
+    ingest_backpressure: {
+      state: bp.state,
+      reason: bp.reason,
+      delayed_ms: Math.round(bp.delayed_ms),
+      stalled_ms: Math.round(bp.stalled_ms),
+      waits: bp.waits,
+    },
   };
 }
 

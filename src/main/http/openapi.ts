@@ -42,7 +42,10 @@ function errorStatuses(spec: RouteSpec): number[] {
 function operation(spec: RouteSpec): Record<string, unknown> {
   const responses: Record<string, unknown> = {};
   for (const [status, r] of Object.entries(spec.responses)) {
-    const media = r.schema === undefined ? { [r.contentType ?? "application/octet-stream"]: {} } : { "application/json": { schema: jsonSchema(r.schema) } };
+    const media =
+      r.schema === undefined
+        ? { [r.contentType ?? "application/octet-stream"]: {} }
+        : { "application/json": { schema: jsonSchema(r.schema) } };
     responses[status] = { description: r.description, content: media };
   }
   for (const s of errorStatuses(spec)) {
@@ -83,7 +86,8 @@ export function openApiDocument(routes: readonly { spec: RouteSpec }[], info: { 
     info: {
       title: "pageserver HTTP API",
       version: info.version,
-      description: "Management API of the pageserver: tenants, timelines, branching, layers, LSN by time. Errors are {error, code}; docs/http-api.md.",
+      description:
+        "Management API of the pageserver: tenants, timelines, branching, layers, LSN by time. Errors are {error, code}; docs/http-api.md.",
     },
     servers: [{ url: "/" }],
     components: {

@@ -146,7 +146,9 @@ function reportedError(first: ValueError): ValueError {
   let e = first;
   for (let depth = 0; depth < MAX_UNION_DEPTH && e.type === ValueErrorType.Union; depth++) {
     const t = jsonType(e.value);
-    const alts = ((e.schema["anyOf"] as TSchema[] | undefined) ?? []).filter((a) => a["type"] === t || (t === "integer" && a["type"] === "number"));
+    const alts = ((e.schema["anyOf"] as TSchema[] | undefined) ?? []).filter(
+      (a) => a["type"] === t || (t === "integer" && a["type"] === "number"),
+    );
     const [only] = alts;
     if (only === undefined || alts.length !== 1 || only["const"] !== undefined) break;
     const inner = compile(only).Errors(e.value).First();

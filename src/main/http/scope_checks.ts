@@ -61,7 +61,8 @@ export function checkTenantConfigScope(
   for (const [name, v] of Object.entries(after)) {
     if (before[name] !== v) requireManagement(claims, `changing ${name}`);
   }
-  if (next.compaction_period_ms === 0 && current.compaction_period_ms !== 0) requireManagement(claims, "compaction_period 0 (compaction off)");
+  if (next.compaction_period_ms === 0 && current.compaction_period_ms !== 0)
+    requireManagement(claims, "compaction_period 0 (compaction off)");
   const below = (name: string, v: number, was: number, floor: number): void => {
     if (v < floor && v !== was) requireManagement(claims, `${name} ${v} below the node's floor ${floor}`);
   };

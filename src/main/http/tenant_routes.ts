@@ -34,7 +34,11 @@ export function apiPolicy(c: NodeConfig, heavy: TenantWorkLimiter): ApiPolicy {
   return {
     enable_failpoints: c.enable_failpoints,
     import_pgdata_root: c.import_pgdata_root,
-    floors: { checkpoint_distance_bytes: c.tenant_min_checkpoint_distance_bytes, gc_horizon_bytes: c.tenant_min_gc_horizon_bytes, pitr_interval_ms: c.tenant_min_pitr_interval_ms },
+    floors: {
+      checkpoint_distance_bytes: c.tenant_min_checkpoint_distance_bytes,
+      gc_horizon_bytes: c.tenant_min_gc_horizon_bytes,
+      pitr_interval_ms: c.tenant_min_pitr_interval_ms,
+    },
     heavy,
     tenant_defaults: c.tenant_defaults,
     separate_metrics: c.listen_metrics !== null,
@@ -44,7 +48,13 @@ export function apiPolicy(c: NodeConfig, heavy: TenantWorkLimiter): ApiPolicy {
 /** GET /metrics (open): on the API listener, or alone on `listen_metrics`. */
 export function registerMetricsRoute(http: HttpServer, metrics: Registry): void {
   http.route(
-    { method: "get", path: "/metrics", summary: "Prometheus metrics", open: true, responses: { 200: { description: "text exposition format", contentType: "text/plain" } } },
+    {
+      method: "get",
+      path: "/metrics",
+      summary: "Prometheus metrics",
+      open: true,
+      responses: { 200: { description: "text exposition format", contentType: "text/plain" } },
+    },
     async () => ({ status: 200, contentType: metrics.contentType, body: await metrics.metrics() }),
   );
 }
@@ -65,13 +75,20 @@ export function warnIfExposed(c: NodeConfig, log: Logger): void {
     ["listen_pg (page service)", c.listen_pg],
   ] as const) {
     if (!isLoopback(l.host)) {
-      log.warn({ listener: name, host: l.host, port: l.port }, "listening beyond loopback with auth off: anyone who reaches this address has every power (set auth_public_key)");
+      log.warn(
+        { listener: name, host: l.host, port: l.port },
+        "listening beyond loopback with auth off: anyone who reaches this address has every power (set auth_public_key)",
+      );
     }
   }
 }
 
 const TenantParams = Type.Object({ tenant_id: M.Id }, { additionalProperties: false });
-const OpenApiDoc = Type.Object({ openapi: Type.String(), info: Type.Object({ version: Type.String() }), paths: Type.Record(Type.String(), Type.Unknown()) });
+const OpenApiDoc = Type.Object({
+  openapi: Type.String(),
+  info: Type.Object({ version: Type.String() }),
+  paths: Type.Record(Type.String(), Type.Unknown()),
+});
 
 export function registerRoutes(
   http: HttpServer,
@@ -97,8 +114,17 @@ export function registerRoutes(
   // Node
 
   http.route(
-    { method: "get", path: "/v1/status", summary: "version, git commit, start time", open: true, responses: { 200: { description: "the node", schema: M.Status } } },
-    () => ({ status: 200, json: { status: "ok", version: build.version, git_commit: build.git_commit, started_at: extra.startedAt.toISOString() } }),
+    {
+      method: "get",
+      path: "/v1/status",
+      summary: "version, git commit, start time",
+      open: true,
+      responses: { 200: { description: "the node", schema: M.Status } },
+    },
+    () => ({
+      status: 200,
+      json: { status: "ok", version: build.version, git_commit: build.git_commit, started_at: extra.startedAt.toISOString() },
+    }),
   );
   let openApi: unknown = null;
   http.route(
@@ -115,10 +141,18 @@ export function registerRoutes(
     },
   );
   // Failpoints (src/types/failpoints.ts): Neon's body, [{"name", "actions"}]; all or nothing.
-  http.route({ method: "get", path: "/v1/failpoints", summary: "the active failpoints", responses: { 200: { description: "name → action", schema: M.Failpoints } } }, () => ({
-    status: 200,
-    json: activeFailpoints(),
-  }));
+  http.route(
+    {
+      method: "get",
+      path: "/v1/failpoints",
+      summary: "the active failpoints",
+      responses: { 200: { description: "name → action", schema: M.Failpoints } },
+    },
+    () => ({
+      status: 200,
+      json: activeFailpoints(),
+    }),
+  );
   http.route(
     {
       method: "put",
@@ -128,7 +162,10 @@ export function registerRoutes(
       responses: { 200: { description: "the active failpoints", schema: M.Failpoints } },
     },
     (r) => {
-      if (!extra.policy.enable_failpoints) throw new UnsupportedError("failpoints are off on this node: start it with --enable-failpoints (or PAGESERVER_ENABLE_FAILPOINTS=1)");
+      if (!extra.policy.enable_failpoints)
+        throw new UnsupportedError(
+          "failpoints are off on this node: start it with --enable-failpoints (or PAGESERVER_ENABLE_FAILPOINTS=1)",
+        );
       const settings = parseFailpointConfig(r.body);
       applyFailpoints(settings);
       extra.log.info({ failpoints: activeFailpoints() }, "failpoints changed");
@@ -154,13 +191,27 @@ export function registerRoutes(
       return { status: 201, json: { id: t.id } };
     },
   );
-  http.route({ method: "get", path: "/v1/tenant", summary: "list tenants", responses: { 200: { description: "every tenant", schema: Type.Array(M.TenantListItem) } } }, () => ({
-    status: 200,
-    json: tenants.list().map(M.tenantListItem),
-  }));
+  http.route(
+    {
+      method: "get",
+      path: "/v1/tenant",
+      summary: "list tenants",
+      responses: { 200: { description: "every tenant", schema: Type.Array(M.TenantListItem) } },
+    },
+    () => ({
+      status: 200,
+      json: tenants.list().map(M.tenantListItem),
+    }),
+  );
   const tenantOf = (params: Record<string, string>) => tenants.get(params["tenant_id"] as TenantId);
   http.route(
-    { method: "get", path: "/v1/tenant/:tenant_id", summary: "a tenant: state, timelines", params: TenantParams, responses: { 200: { description: "the tenant", schema: M.TenantInfo } } },
+    {
+      method: "get",
+      path: "/v1/tenant/:tenant_id",
+      summary: "a tenant: state, timelines",
+      params: TenantParams,
+      responses: { 200: { description: "the tenant", schema: M.TenantInfo } },
+    },
     (r) => ({ status: 200, json: M.tenantInfo(tenantOf(r.params)) }),
   );
   http.route(
@@ -234,7 +285,8 @@ export function registerRoutes(
       method: "put",
       path: "/v1/tenant/:tenant_id/config",
       summary: "replace the tenant's config overrides",
-      scopeNote: "Node-protecting settings need management: changing getpage_throttle_*, max_frozen_layers, l0_flush_* (or the thresholds derived from compaction_threshold), wait_lsn_timeout; compaction_period 0; checkpoint_distance, gc_horizon or pitr_interval below the node's floors (tenant_min_*).",
+      scopeNote:
+        "Node-protecting settings need management: changing getpage_throttle_*, max_frozen_layers, l0_flush_* (or the thresholds derived from compaction_threshold), wait_lsn_timeout; compaction_period 0; checkpoint_distance, gc_horizon or pitr_interval below the node's floors (tenant_min_*).",
       params: TenantParams,
       body: Type.Record(Type.String(), Type.Unknown(), { description: "tenant settings (docs/configuration.md)" }),
       responses: { 200: { description: "the overrides now", schema: M.TenantConfigSet } },
@@ -251,7 +303,8 @@ export function registerRoutes(
     {
       method: "get",
       path: "/v1/tenant/:tenant_id/size",
-      summary: "the tenant size model: per timeline the logical size at its retention start plus the WAL after it, history shared at branch points counted once",
+      summary:
+        "the tenant size model: per timeline the logical size at its retention start plus the WAL after it, history shared at branch points counted once",
       scopeNote: "Heavy: at most max_heavy_requests_per_tenant of the tenant's heavy requests at once (429 beyond).",
       params: TenantParams,
       responses: { 200: { description: "size, segments and the model's inputs", schema: M.TenantSize } },

@@ -36,7 +36,8 @@ import { requireManagement } from "../auth.js";
 const TenantParams = Type.Object({ tenant_id: M.Id }, { additionalProperties: false });
 const TimelineParams = Type.Object({ tenant_id: M.Id, timeline_id: M.Id }, { additionalProperties: false });
 
-const HEAVY = "Heavy: at most max_heavy_requests_per_tenant of the tenant's heavy requests at once (429 beyond); stops when the client goes away.";
+const HEAVY =
+  "Heavy: at most max_heavy_requests_per_tenant of the tenant's heavy requests at once (429 beyond); stops when the client goes away.";
 
 const RFC3339_RE = /^(\d{4}-\d{2}-\d{2})[Tt ](\d{2}:\d{2}:\d{2})(?:\.(\d+))?([Zz]|[+-]\d{2}:\d{2})$/;
 
@@ -49,7 +50,13 @@ export function parseRfc3339Ms(text: string): number {
   return whole + frac;
 }
 
-export function registerTimelineRoutes(http: HttpServer, tenants: TenantManager, ws: WalSources, remote: RemoteTimelines | null, policy: ApiPolicy): void {
+export function registerTimelineRoutes(
+  http: HttpServer,
+  tenants: TenantManager,
+  ws: WalSources,
+  remote: RemoteTimelines | null,
+  policy: ApiPolicy,
+): void {
   const tenantOf = (p: Record<string, string>): Tenant => tenants.get(p["tenant_id"] as TenantId);
   const timelineOf = (p: Record<string, string>): Timeline => tenantOf(p).getTimeline(p["timeline_id"] as TimelineId);
   const optLsn = (v: string | null | undefined): Lsn | undefined => (v === undefined || v === null ? undefined : parseLsn(v));
@@ -90,7 +97,8 @@ export function registerTimelineRoutes(http: HttpServer, tenants: TenantManager,
       const ancestorId = (b.ancestor_timeline_id ?? undefined) as TimelineId | undefined;
       const connstr = b.wal_source === undefined || b.wal_source === null ? null : ws.parseConnstr(b.wal_source.connstr);
       // Only under the node's import root, symlinks resolved (refused alike whatever the reason).
-      const imported = b.import_pgdata === undefined || b.import_pgdata === null ? null : resolveImportDir(policy.import_pgdata_root, b.import_pgdata);
+      const imported =
+        b.import_pgdata === undefined || b.import_pgdata === null ? null : resolveImportDir(policy.import_pgdata_root, b.import_pgdata);
       const pgdata = imported?.dir ?? null;
       let ancestorLsn = optLsn(b.ancestor_start_lsn);
       const atTime = b.ancestor_start_time ?? null;
@@ -105,7 +113,8 @@ export function registerTimelineRoutes(http: HttpServer, tenants: TenantManager,
         }
         ancestorLsn = found.lsn;
       }
-      if (pgdata !== null && ancestorId !== undefined) throw new InvalidArgumentError("import_pgdata and ancestor_timeline_id exclude each other");
+      if (pgdata !== null && ancestorId !== undefined)
+        throw new InvalidArgumentError("import_pgdata and ancestor_timeline_id exclude each other");
       const reservation: TimelineReservation = t.reserveTimeline(b.new_timeline_id as TimelineId | undefined);
       try {
         if (pgdata !== null) {
@@ -167,7 +176,14 @@ export function registerTimelineRoutes(http: HttpServer, tenants: TenantManager,
       params: TenantParams,
       responses: { 200: { description: "timeline infos", schema: Type.Array(M.TimelineInfo) } },
     },
-    async (r) => ({ status: 200, json: await Promise.all(tenantOf(r.params).listTimelines().map((tl) => M.timelineInfo(tl, ws, remote))) }),
+    async (r) => ({
+      status: 200,
+      json: await Promise.all(
+        tenantOf(r.params)
+          .listTimelines()
+          .map((tl) => M.timelineInfo(tl, ws, remote)),
+      ),
+    }),
   );
   http.route(
     {
@@ -235,7 +251,14 @@ export function registerTimelineRoutes(http: HttpServer, tenants: TenantManager,
       const tl = timelineOf(r.params);
       ws.requireFor(tl);
       const slot = await ws.remove(tl, true);
-      return { status: 200, json: { removed: true, slot_dropped: slot?.slot_dropped ?? false, ...(slot?.slot_error === undefined ? {} : { slot_error: slot.slot_error }) } };
+      return {
+        status: 200,
+        json: {
+          removed: true,
+          slot_dropped: slot?.slot_dropped ?? false,
+          ...(slot?.slot_error === undefined ? {} : { slot_error: slot.slot_error }),
+        },
+      };
     },
   );
 
@@ -281,7 +304,8 @@ export function registerTimelineRoutes(http: HttpServer, tenants: TenantManager,
     {
       method: "get",
       path: "/v1/tenant/:tenant_id/timeline/:timeline_id/get_lsn_by_timestamp",
-      summary: "the LSN where recovery_target_time = T stops, after the last commit at or before T, by PostgreSQL's rule (Neon's kinds: present, past, future, nodata)",
+      summary:
+        "the LSN where recovery_target_time = T stops, after the last commit at or before T, by PostgreSQL's rule (Neon's kinds: present, past, future, nodata)",
       params: TimelineParams,
       query: M.LsnByTimestampQuery,
       responses: { 200: { description: "the LSN and what kind of answer it is", schema: M.LsnByTimestamp } },
@@ -315,7 +339,9 @@ export function registerTimelineRoutes(http: HttpServer, tenants: TenantManager,
       const svg = layerMapSvg({
         title: `tenant ${t.id} timeline ${tl.timelineId} at ${lsnToString(tl.lastRecordLsn)}`,
         layers: M.layerList(tl),
-        branchPoints: t.children(tl).map((c) => ({ lsn: c.ancestorLsn, label: `branch ${c.timelineId.slice(0, 8)} @ ${lsnToString(c.ancestorLsn)}` })),
+        branchPoints: t
+          .children(tl)
+          .map((c) => ({ lsn: c.ancestorLsn, label: `branch ${c.timelineId.slice(0, 8)} @ ${lsnToString(c.ancestorLsn)}` })),
         gcCutoffLsn: tl.latestGcCutoffLsn,
       });
       return { status: 200, contentType: "image/svg+xml", body: svg };
@@ -346,7 +372,10 @@ export function registerTimelineRoutes(http: HttpServer, tenants: TenantManager,
       summary: "compact L0 and create image layers, this timeline only",
       scopeNote: "force_image_layer_creation is heavy: at most max_heavy_requests_per_tenant at once (429 beyond).",
       params: TimelineParams,
-      query: Type.Object({ force_image_layer_creation: Type.Optional(Type.Union([Type.Literal("true"), Type.Literal("false")])) }, { additionalProperties: false }),
+      query: Type.Object(
+        { force_image_layer_creation: Type.Optional(Type.Union([Type.Literal("true"), Type.Literal("false")])) },
+        { additionalProperties: false },
+      ),
       responses: { 200: { description: "done", schema: M.Compacted } },
     },
     async (r) => {
@@ -372,7 +401,9 @@ export function registerTimelineRoutes(http: HttpServer, tenants: TenantManager,
       const t = tenantOf(r.params);
       const tl = timelineOf(r.params);
       checkGcHorizonScope(r.claims, r.body.gc_horizon, policy.floors);
-      const removed = await policy.heavy.run(t.id, "do_gc", () => t.gc({ timeline: tl, horizonBytes: r.body.gc_horizon, signal: r.signal }));
+      const removed = await policy.heavy.run(t.id, "do_gc", () =>
+        t.gc({ timeline: tl, horizonBytes: r.body.gc_horizon, signal: r.signal }),
+      );
       return { status: 200, json: { layers_removed: removed, latest_gc_cutoff_lsn: lsnToString(tl.latestGcCutoffLsn) } };
     },
   );
@@ -385,14 +416,21 @@ export function registerTimelineRoutes(http: HttpServer, tenants: TenantManager,
         summary: "the timeline's index against its objects in remote storage: missing, mismatched, orphaned (only with remote storage)",
         scopeNote: "verify_checksums (downloads every layer) is heavy: at most max_heavy_requests_per_tenant at once (429 beyond).",
         params: TimelineParams,
-        query: Type.Object({ verify_checksums: Type.Optional(Type.Union([Type.Literal("true"), Type.Literal("false")])) }, { additionalProperties: false }),
+        query: Type.Object(
+          { verify_checksums: Type.Optional(Type.Union([Type.Literal("true"), Type.Literal("false")])) },
+          { additionalProperties: false },
+        ),
         responses: { 200: { description: "the check", schema: M.RemoteCheck } },
       },
       async (r) => {
         const t = tenantOf(r.params);
         const tl = timelineOf(r.params);
         const verify = r.query.verify_checksums === "true";
-        const check = () => checkRemoteTimeline(r0.storage, tl.tenantId, tl.timelineId, readTenantGeneration(t.dir), { verify_checksums: verify, signal: r.signal });
+        const check = () =>
+          checkRemoteTimeline(r0.storage, tl.tenantId, tl.timelineId, readTenantGeneration(t.dir), {
+            verify_checksums: verify,
+            signal: r.signal,
+          });
         const checked = verify ? await policy.heavy.run(t.id, "remote_check with verify_checksums", check) : await check();
         return { status: 200, json: checked };
       },

@@ -253,13 +253,19 @@ export class PageServiceConnection {
     this.log.info({ idle_timeout_ms: ms }, "page service connection idle: closing it");
     this.deps.metrics.closed("idle_timeout");
     this.closedBy = "idle_timeout";
-    this.io.terminate("57P05", `terminating connection due to idle-session timeout (waited ${ms} ms on the client: no request, or answers unread)`);
+    this.io.terminate(
+      "57P05",
+      `terminating connection due to idle-session timeout (waited ${ms} ms on the client: no request, or answers unread)`,
+    );
   }
 
   /** Count this connection for `tenant` (moving it from its previous tenant); false when `tenant` is full. */
   private claimTenant(tenant: TenantId): boolean {
     if (!this.deps.tenant_conns.move(this.tenantSlot, tenant)) {
-      this.log.info({ tenant_id: tenant, max_connections_per_tenant: this.deps.tenant_conns.max_per_tenant }, "page service connection refused: too many connections for this tenant");
+      this.log.info(
+        { tenant_id: tenant, max_connections_per_tenant: this.deps.tenant_conns.max_per_tenant },
+        "page service connection refused: too many connections for this tenant",
+      );
       this.deps.metrics.refused("tenant_limit");
       return false;
     }
@@ -325,7 +331,10 @@ export class PageServiceConnection {
           await this.basebackup(words);
           break;
         default:
-          throw new PageserverError("unsupported", `unsupported command ${JSON.stringify(sql.slice(0, 80))}: expected pagestream_v2, pagestream_v3 or basebackup`);
+          throw new PageserverError(
+            "unsupported",
+            `unsupported command ${JSON.stringify(sql.slice(0, 80))}: expected pagestream_v2, pagestream_v3 or basebackup`,
+          );
       }
     } catch (e) {
       if (e instanceof TooManyConnectionsError) {

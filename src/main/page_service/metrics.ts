@@ -16,7 +16,9 @@ export type RefusedReason = "peer_limit" | "tenant_limit";
 /** Why the server closed a connection: no request in the idle timeout, or its token's exp passed. */
 export type ClosedReason = "idle_timeout" | "token_expired";
 
-const LATENCY_BUCKETS_S = [0.00001, 0.00003, 0.0001, 0.0003, 0.0006, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30];
+const LATENCY_BUCKETS_S = [
+  0.00001, 0.00003, 0.0001, 0.0003, 0.0006, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30,
+];
 const BATCH_BUCKETS = [1, 2, 4, 8, 16, 24, 32];
 
 type Observer = { observe(v: number): void };
@@ -51,7 +53,11 @@ export class PageServiceMetrics {
       buckets: BATCH_BUCKETS,
       registers: [registry],
     });
-    this.connections = new Gauge({ name: "pageserver_page_service_connections", help: "Open page service connections", registers: [registry] });
+    this.connections = new Gauge({
+      name: "pageserver_page_service_connections",
+      help: "Open page service connections",
+      registers: [registry],
+    });
     this.throttled = new Counter({
       name: "pageserver_tenant_throttled_seconds_total",
       help: "Time GetPage requests of a tenant waited for its getpage_throttle_rps token bucket",

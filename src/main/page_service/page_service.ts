@@ -56,7 +56,10 @@ export const SOCKET_LIMITS = {
 const REFUSE_FLUSH_TIMEOUT_MS = 1_000;
 
 /** The node settings the page service reads (NodeConfig has them). */
-export type PageServiceConfig = Pick<NodeConfig, "page_service_idle_timeout_ms" | "page_service_max_connections_per_tenant" | "page_service_max_connections_per_peer">;
+export type PageServiceConfig = Pick<
+  NodeConfig,
+  "page_service_idle_timeout_ms" | "page_service_max_connections_per_tenant" | "page_service_max_connections_per_peer"
+>;
 
 /** Connections per tenant (a connection holds at most one tenant's slot). */
 export class TenantConnectionCounts {
@@ -64,7 +67,8 @@ export class TenantConnectionCounts {
   private readonly counts = new Map<TenantId, number>();
 
   constructor(max_per_tenant: number) {
-    if (!(Number.isSafeInteger(max_per_tenant) && max_per_tenant > 0)) throw new RangeError(`max_per_tenant must be a positive integer, got ${max_per_tenant}`);
+    if (!(Number.isSafeInteger(max_per_tenant) && max_per_tenant > 0))
+      throw new RangeError(`max_per_tenant must be a positive integer, got ${max_per_tenant}`);
     this.max_per_tenant = max_per_tenant;
   }
 
@@ -109,7 +113,14 @@ export class PageService {
   private readonly heavy: TenantWorkLimiter | null;
 
   /** `auth` is read per connection (the server loads its key in start()). */
-  constructor(tenants: TenantManager, registry: Registry, log: Logger, auth: () => Auth | null, conf: PageServiceConfig, heavy: TenantWorkLimiter | null = null) {
+  constructor(
+    tenants: TenantManager,
+    registry: Registry,
+    log: Logger,
+    auth: () => Auth | null,
+    conf: PageServiceConfig,
+    heavy: TenantWorkLimiter | null = null,
+  ) {
     this.tenants = tenants;
     this.conf = conf;
     this.tenantConns = new TenantConnectionCounts(conf.page_service_max_connections_per_tenant);

@@ -161,7 +161,8 @@ export class PagestreamHandler {
       }
       await this.serveGetPages(batch, lsn);
     }
-    if (!this.io.closed && this.answered !== reqs.length) assert(false, `pagestream round of ${reqs.length} requests got ${this.answered} answers`);
+    if (!this.io.closed && this.answered !== reqs.length)
+      assert(false, `pagestream round of ${reqs.length} requests got ${this.answered} answers`);
     this.round = null;
   }
 
@@ -171,7 +172,11 @@ export class PagestreamHandler {
     if (round === null) return; // the closing error of a malformed stream answers no request
     const want = round[this.answered];
     const ok = want !== undefined && (resp.kind === "error" ? resp.hdr === want.hdr : resp.req === want);
-    if (!ok) assert(false, `pagestream answer ${this.answered} (${resp.kind}) is not for request ${this.answered} of ${round.length} (${want?.kind ?? "none"})`);
+    if (!ok)
+      assert(
+        false,
+        `pagestream answer ${this.answered} (${resp.kind}) is not for request ${this.answered} of ${round.length} (${want?.kind ?? "none"})`,
+      );
     this.answered++;
   }
 
@@ -181,7 +186,8 @@ export class PagestreamHandler {
     const nms = h.notModifiedSince;
     if (req === 0) throw new InvalidArgumentError("invalid request_lsn 0");
     if (nms === LATEST_LSN) throw new InvalidArgumentError("not_modified_since can't be latest (u64 max)");
-    if (req < nms) throw new InvalidArgumentError(`invalid request: request_lsn ${lsnText(req)} is below not_modified_since ${lsnToString(nms)}`);
+    if (req < nms)
+      throw new InvalidArgumentError(`invalid request: request_lsn ${lsnText(req)} is below not_modified_since ${lsnToString(nms)}`);
     const last = this.tl.lastRecordLsn;
     return nms > last ? nms : lsnMin(last, req);
   }

@@ -98,7 +98,8 @@ export class PgSocket {
 
   /** Call `onIdle` once the server has waited on the client for `timeout_ms` straight (see the header). */
   setIdleTimeout(timeout_ms: number, onIdle: () => void): void {
-    if (!(Number.isSafeInteger(timeout_ms) && timeout_ms > 0)) throw new RangeError(`idle timeout must be a positive integer of ms, got ${timeout_ms}`);
+    if (!(Number.isSafeInteger(timeout_ms) && timeout_ms > 0))
+      throw new RangeError(`idle timeout must be a positive integer of ms, got ${timeout_ms}`);
     this.idleTimeoutMs = timeout_ms;
     this.onIdle = onIdle;
   }

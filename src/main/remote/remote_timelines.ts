@@ -122,7 +122,12 @@ export class RemoteTimelines {
   /** Called when a tenant is found superseded (after it is Broken): the node stops its WAL streams. */
   private readonly onSuperseded: (tenant: Tenant) => void;
 
-  constructor(storage: RemoteStorage, log: Logger, onSuperseded: (tenant: Tenant) => void = () => undefined, opts: RemoteTimelinesOptions = {}) {
+  constructor(
+    storage: RemoteStorage,
+    log: Logger,
+    onSuperseded: (tenant: Tenant) => void = () => undefined,
+    opts: RemoteTimelinesOptions = {},
+  ) {
     this.storage = storage;
     this.log = log.child({ remote_storage: storage.description });
     this.onSuperseded = onSuperseded;
@@ -165,7 +170,8 @@ export class RemoteTimelines {
   /** Resolves at the next connection progress, or when `signal` fires. */
   private nextProgress(signal: AbortSignal): Promise<void> {
     if (signal.aborted) return Promise.resolve();
-    if (this.progressWaiters.size >= MAX_PROGRESS_WAITERS) throw new BadStateError(`more than ${MAX_PROGRESS_WAITERS} waits for remote connections`);
+    if (this.progressWaiters.size >= MAX_PROGRESS_WAITERS)
+      throw new BadStateError(`more than ${MAX_PROGRESS_WAITERS} waits for remote connections`);
     return new Promise<void>((resolve) => {
       const done = (): void => {
         signal.removeEventListener("abort", done);
@@ -335,14 +341,18 @@ export class RemoteTimelines {
       )
       .then((newest) => {
         if (newest !== null && newest > vv.generation) {
-          this.log.warn({ tenant_id: tenant.id, generation: vv.generation, newer_generation: newest }, "a newer generation holds the tenant: no more flush positions or uploads from here");
+          this.log.warn(
+            { tenant_id: tenant.id, generation: vv.generation, newer_generation: newest },
+            "a newer generation holds the tenant: no more flush positions or uploads from here",
+          );
           this.superseded(tenant, `superseded: generation ${vv.generation} is superseded by generation ${newest}`);
           return;
         }
         for (const [tl, lsn] of snapshot) if (lsn > (vv.confirmed.get(tl) ?? INVALID_LSN)) vv.confirmed.set(tl, lsn);
       })
       .catch((e: unknown) => {
-        if (!this.abort.signal.aborted) this.log.warn({ err: e, tenant_id: tenant.id }, "generation check failed; the flush position reported stays where it was");
+        if (!this.abort.signal.aborted)
+          this.log.warn({ err: e, tenant_id: tenant.id }, "generation check failed; the flush position reported stays where it was");
       })
       .finally(() => {
         vv.inflight = false;
@@ -380,7 +390,9 @@ export class RemoteTimelines {
   private refusal(tenant: TenantId, problems: string[]): BadStateError {
     const shown = problems.slice(0, 10).join("; ");
     const more = problems.length > 10 ? `; and ${problems.length - 10} more` : "";
-    return new BadStateError(`tenant ${tenant} can't detach: not every timeline is in remote storage (${this.storage.description}): ${shown}${more}. Its data stays on this node`);
+    return new BadStateError(
+      `tenant ${tenant} can't detach: not every timeline is in remote storage (${this.storage.description}): ${shown}${more}. Its data stays on this node`,
+    );
   }
 
   /**
@@ -404,12 +416,16 @@ export class RemoteTimelines {
         try {
           await c.waitUploaded({ signal: drain });
         } catch (e) {
-          problems.push(`${tl.timelineId} (${drain.aborted ? `uploads not done within ${this.detach_timeout_ms} ms` : (e as Error).message})`);
+          problems.push(
+            `${tl.timelineId} (${drain.aborted ? `uploads not done within ${this.detach_timeout_ms} ms` : (e as Error).message})`,
+          );
           return;
         }
         const rcl = c.remote_consistent_lsn;
         if (rcl === null || rcl < tl.diskConsistentLsn) {
-          problems.push(`${tl.timelineId} (remote_consistent_lsn ${rcl === null ? "null" : lsnToString(rcl)} behind disk_consistent_lsn ${lsnToString(tl.diskConsistentLsn)})`);
+          problems.push(
+            `${tl.timelineId} (remote_consistent_lsn ${rcl === null ? "null" : lsnToString(rcl)} behind disk_consistent_lsn ${lsnToString(tl.diskConsistentLsn)})`,
+          );
         }
       }),
     );
@@ -438,7 +454,9 @@ export class RemoteTimelines {
     await c?.shutdown();
     try {
       const generation = readTenantGeneration(tenant.dir);
-      await this.deleteRemote(tenant, () => deleteRemoteTimeline(this.storage, tenant.id, tl.timelineId, generation, { signal: this.abort.signal }));
+      await this.deleteRemote(tenant, () =>
+        deleteRemoteTimeline(this.storage, tenant.id, tl.timelineId, generation, { signal: this.abort.signal }),
+      );
     } catch (e) {
       // The timeline stays (the DELETE fails): its changes must keep following to the bucket.
       this.dropped.delete(tl);
@@ -463,7 +481,11 @@ export class RemoteTimelines {
   private async deleteRemote(tenant: Tenant, run: () => Promise<RemoteDeletion>): Promise<void> {
     try {
       const r = await run();
-      if (r.left.length > 0) this.log.warn({ tenant_id: tenant.id, left: r.left.slice(0, 10), n_left: r.left.length }, "remote deletion left objects it does not own");
+      if (r.left.length > 0)
+        this.log.warn(
+          { tenant_id: tenant.id, left: r.left.slice(0, 10), n_left: r.left.length },
+          "remote deletion left objects it does not own",
+        );
       this.log.info({ tenant_id: tenant.id, deleted: r.deleted }, "remote objects deleted");
     } catch (e) {
       if (!(e instanceof SupersededError)) throw e;
@@ -546,15 +568,29 @@ export class RemoteTimelines {
     });
     // Per client object: a timeline's new client (after a re-attach) counts from 0.
     const counter = (name: string, help: string, pick: (c: RemoteTimelineClient) => number): void => {
-      deltaCounter({ name, help, labelNames, registers, read: () => [...clients].map(([tl, c]) => ({ labels: labels(tl), total: pick(c), owner: c })) });
+      deltaCounter({
+        name,
+        help,
+        labelNames,
+        registers,
+        read: () => [...clients].map(([tl, c]) => ({ labels: labels(tl), total: pick(c), owner: c })),
+      });
     };
-    counter("pageserver_remote_upload_retries_total", "Remote storage operations retried after a transient error", (c) => c.stats().retries_total);
+    counter(
+      "pageserver_remote_upload_retries_total",
+      "Remote storage operations retried after a transient error",
+      (c) => c.stats().retries_total,
+    );
     counter(
       "pageserver_remote_upload_backpressure_waits_total",
       "Flushes held back because the timeline's upload queue was full",
       (c) => c.stats().backpressure_waits_total,
     );
-    counter("pageserver_remote_uploaded_layer_bytes_total", "Bytes of layer files uploaded to remote storage", (c) => c.stats().uploaded_layer_bytes_total);
+    counter(
+      "pageserver_remote_uploaded_layer_bytes_total",
+      "Bytes of layer files uploaded to remote storage",
+      (c) => c.stats().uploaded_layer_bytes_total,
+    );
     counter("pageserver_remote_deleted_layers_total", "Layer objects deleted from remote storage", (c) => c.stats().deleted_layers_total);
   }
 }

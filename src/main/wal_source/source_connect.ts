@@ -69,8 +69,10 @@ export const SOURCE_UNAVAILABLE_MESSAGE = "cannot connect to the WAL source (the
  * never echoes the string (it may hold a password).
  */
 export function parseConnstr(x: unknown, policy: ConnstrPolicy): string {
-  if (typeof x !== "string" || x.length === 0 || x.length > MAX_CONNINFO_LENGTH) throw new InvalidArgumentError("wal_source.connstr must be a non-empty string");
-  if (/^[a-z][a-z0-9+.-]*:\/\//i.test(x) && !/^postgres(ql)?:\/\//.test(x)) throw new InvalidArgumentError("wal_source.connstr must be a postgresql:// URL or key=value pairs");
+  if (typeof x !== "string" || x.length === 0 || x.length > MAX_CONNINFO_LENGTH)
+    throw new InvalidArgumentError("wal_source.connstr must be a non-empty string");
+  if (/^[a-z][a-z0-9+.-]*:\/\//i.test(x) && !/^postgres(ql)?:\/\//.test(x))
+    throw new InvalidArgumentError("wal_source.connstr must be a postgresql:// URL or key=value pairs");
   let host: string;
   try {
     host = resolveConninfo(x).host;
@@ -78,7 +80,9 @@ export function parseConnstr(x: unknown, policy: ConnstrPolicy): string {
     throw new InvalidArgumentError(`wal_source.connstr: ${(e as Error).message}`);
   }
   if (isUnixSocketHost(host) && !policy.allowUnixSockets) {
-    throw new InvalidArgumentError("wal_source.connstr names a unix socket: this node allows TCP sources only (pageserver.json wal_source_unix_sockets)");
+    throw new InvalidArgumentError(
+      "wal_source.connstr names a unix socket: this node allows TCP sources only (pageserver.json wal_source_unix_sockets)",
+    );
   }
   return x;
 }
@@ -107,7 +111,8 @@ export async function checkSource(conn: ReplicationConnection): Promise<{ system
     }
   }
   const level = (await conn.show("wal_level")).trim();
-  if (level !== "replica" && level !== "logical") throw new UnsupportedError(`source has wal_level = '${level}': replica or logical is needed`);
+  if (level !== "replica" && level !== "logical")
+    throw new UnsupportedError(`source has wal_level = '${level}': replica or logical is needed`);
   return conn.identifySystem();
 }
 

@@ -38,7 +38,7 @@ import { checkpointLocation } from "../../pgdata/basebackup.js";
 import { decodeControlFile, systemIdentifierString } from "../../pg/control.js";
 import { DatadirSnapshot } from "../../pgdata/reader.js";
 import { WalIngest } from "../../pgdata/walingest.js";
-import { maskConninfo, } from "../../pg/replication/conninfo.js";
+import { maskConninfo } from "../../pg/replication/conninfo.js";
 import { WalConsumerError, WalReceiver, type WalReceiverState } from "../../pg/replication/walreceiver.js";
 import { WalStreamDecoder } from "../../pg/wal/decoder.js";
 import type { DecodedRecord } from "../../pg/wal/record.js";
@@ -46,10 +46,17 @@ import { RM_XLOG_ID, XLOG_CHECKPOINT_SHUTDOWN } from "../../pg/wal/rmgr_ids.js";
 import { Backpressure } from "../../tenant/ingest_gate.js";
 import { removeFileDurable, writeFileDurable } from "../../layers/durable_file.js";
 import type { Timeline } from "../../tenant/timeline/index.js";
-import { ConflictError, } from "../../types/errors.js";
+import { ConflictError } from "../../types/errors.js";
 import { failpoint } from "../../types/failpoints.js";
 import { type Lsn, lsnAdd, lsnMax, lsnToString, parseLsn } from "../../types/lsn.js";
-import { type ConnstrPolicy, parseConnstr, probeSource, publicSourceError, type SourceInfo, type WalSourceConfig } from "./source_connect.js";
+import {
+  type ConnstrPolicy,
+  parseConnstr,
+  probeSource,
+  publicSourceError,
+  type SourceInfo,
+  type WalSourceConfig,
+} from "./source_connect.js";
 
 export const WAL_SOURCE_FILE = "wal_source.json";
 /** A stream that brought no WAL for this long gets what it ingested flushed (see the header). */
@@ -187,11 +194,17 @@ export class TimelineWalSource {
           this.state_ = s;
           // Transitions an operator wants in the log: the stream lost (and why), and back.
           if (s.state === "backoff") {
-            this.log.warn({ last_error: s.last_error, next_attempt_at_ms: s.next_attempt_at_ms, last_received_lsn: lsnToString(s.last_received_lsn) }, "WAL stream lost; reconnecting");
+            this.log.warn(
+              { last_error: s.last_error, next_attempt_at_ms: s.next_attempt_at_ms, last_received_lsn: lsnToString(s.last_received_lsn) },
+              "WAL stream lost; reconnecting",
+            );
           } else if (s.state === "streaming" && was !== undefined && was !== "connecting") {
             this.log.info({ last_received_lsn: lsnToString(s.last_received_lsn) }, "WAL stream resumed");
           } else if (s.state === "streaming" && was === "connecting" && s.connect_attempts > 1) {
-            this.log.info({ last_received_lsn: lsnToString(s.last_received_lsn), connect_attempts: s.connect_attempts }, "WAL stream resumed");
+            this.log.info(
+              { last_received_lsn: lsnToString(s.last_received_lsn), connect_attempts: s.connect_attempts },
+              "WAL stream resumed",
+            );
           }
         },
       },
@@ -258,7 +271,10 @@ export class TimelineWalSource {
     this.ingestErrors++;
     this.ingestFailure = { error: e.message, at_lsn: tl.lastRecordLsn, retry_at_ms: Date.now() + delay_ms };
     this.ingestRetryDelay_ms = Math.min(delay_ms * 2, INGEST_RETRY_MAX_MS);
-    this.log.error({ err: e.cause ?? e, at_lsn: lsnToString(tl.lastRecordLsn), retry_in_ms: delay_ms }, "WAL ingest failed; the stream restarts after a backoff");
+    this.log.error(
+      { err: e.cause ?? e, at_lsn: lsnToString(tl.lastRecordLsn), retry_in_ms: delay_ms },
+      "WAL ingest failed; the stream restarts after a backoff",
+    );
     this.receiver = null;
     if (this.idleTimer !== null) clearInterval(this.idleTimer);
     this.idleTimer = null;
@@ -389,7 +405,9 @@ export class TimelineWalSource {
       slot_name: this.config.slot_name,
       state,
       last_received_lsn: s === null ? null : lsnToString(s.last_received_lsn),
-      last_error: ((e) => (e === null ? null : publicSourceError(e)))(this.failure ?? ingestFailure?.error ?? this.retry?.error ?? s?.last_error ?? null),
+      last_error: ((e) => (e === null ? null : publicSourceError(e)))(
+        this.failure ?? ingestFailure?.error ?? this.retry?.error ?? s?.last_error ?? null,
+      ),
       next_retry_at: nextRetry === null ? null : new Date(nextRetry).toISOString(),
       records_ingested: this.ingest?.records ?? 0,
     };
@@ -415,4 +433,3 @@ export async function streamStartLsn(tl: Timeline): Promise<Lsn> {
   const page = lsnAdd(c, -(c % 8192));
   return lsnMax(page, last);
 }
-

@@ -43,7 +43,11 @@ export class WalSources {
   /** The flush position reported to a timeline's source (see TimelineWalSource). */
   private readonly flushLsnOf: (tl: Timeline) => Lsn;
 
-  constructor(log: Logger, flushLsnOf: (tl: Timeline) => Lsn = (tl) => tl.diskConsistentLsn, policy: ConnstrPolicy = { allowUnixSockets: false }) {
+  constructor(
+    log: Logger,
+    flushLsnOf: (tl: Timeline) => Lsn = (tl) => tl.diskConsistentLsn,
+    policy: ConnstrPolicy = { allowUnixSockets: false },
+  ) {
     this.log = log;
     this.flushLsnOf = flushLsnOf;
     this.policy = policy;
@@ -131,7 +135,11 @@ export class WalSources {
    * leaves the current source streaming), then switch, persist, start. Returns the new source
    * and, when an old source on another connstr was replaced, what became of its slot.
    */
-  async set(tl: Timeline, connstr: string, opts: { probed?: SourceInfo; consistentFrom?: string | null } = {}): Promise<{ source: TimelineWalSource; oldSlot: SlotDrop | null }> {
+  async set(
+    tl: Timeline,
+    connstr: string,
+    opts: { probed?: SourceInfo; consistentFrom?: string | null } = {},
+  ): Promise<{ source: TimelineWalSource; oldSlot: SlotDrop | null }> {
     parseConnstr(connstr, this.policy);
     return this.serial(tl, () => this.setNow(tl, connstr, opts));
   }

@@ -49,7 +49,8 @@ export function lz4DecompressBlockInto(src: Uint8Array, dst: Uint8Array, dstOff:
       } while (b === 255);
     }
     if (litLen > iend - ip) throw new DecompressError("lz4", `literal run of ${litLen} bytes at input offset ${ip} exceeds the input`);
-    if (litLen > oend - op) throw new DecompressError("lz4", `literal run of ${litLen} bytes at output offset ${op - ostart} exceeds ${rawSizeBytes} bytes`);
+    if (litLen > oend - op)
+      throw new DecompressError("lz4", `literal run of ${litLen} bytes at output offset ${op - ostart} exceeds ${rawSizeBytes} bytes`);
     if (litLen < 32) {
       for (let i = 0; i < litLen; i++) dst[op + i] = src[ip + i]!;
     } else {
@@ -76,7 +77,8 @@ export function lz4DecompressBlockInto(src: Uint8Array, dst: Uint8Array, dstOff:
       } while (b === 255);
     }
     matchLen += 4;
-    if (matchLen > oend - op) throw new DecompressError("lz4", `match of ${matchLen} bytes at output offset ${op - ostart} exceeds ${rawSizeBytes} bytes`);
+    if (matchLen > oend - op)
+      throw new DecompressError("lz4", `match of ${matchLen} bytes at output offset ${op - ostart} exceeds ${rawSizeBytes} bytes`);
     op = copyMatch(dst, op, offset, matchLen);
   }
   if (op !== oend) throw new DecompressError("lz4", `produced ${op - ostart} bytes, expected ${rawSizeBytes}`);

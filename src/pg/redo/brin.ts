@@ -76,7 +76,6 @@ const META_LAST_REVMAP_PAGE = SIZE_OF_PAGE_HEADER + 12;
 const SIZE_OF_BRIN_META = 16;
 const INVALID_BLOCK_NUMBER = 0xffff_ffff;
 
-
 function brinPageType(page: Uint8Array): number {
   return readU16LE(page, pdSpecial(page) + SPECIAL_TYPE);
 }
@@ -121,7 +120,8 @@ function redoInsertUpdate(rec: DecodedRecord, block: DecodedBlock, page: Uint8Ar
     else if (block.applyImage) return;
     const tuple = block.data;
     if (tuple.length === 0) throw redoCorruption(rec, bid, "block 0 carries no BRIN tuple");
-    if (pageGetMaxOffsetNumber(page) + 1 < xl.offnum) throw redoCorruption(rec, bid, `invalid max offset number: offset ${xl.offnum} on a page of ${pageGetMaxOffsetNumber(page)}`);
+    if (pageGetMaxOffsetNumber(page) + 1 < xl.offnum)
+      throw redoCorruption(rec, bid, `invalid max offset number: offset ${xl.offnum} on a page of ${pageGetMaxOffsetNumber(page)}`);
     if (pageAddItemExtended(page, tuple, xl.offnum, PAI_OVERWRITE) === InvalidOffsetNumber) {
       throw redoCorruption(rec, bid, `failed to add a BRIN tuple of ${tuple.length} bytes at offset ${xl.offnum}`);
     }

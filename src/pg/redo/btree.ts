@@ -340,7 +340,15 @@ function redoSplitLeft(rec: DecodedRecord, origpage: Uint8Array, xlrec: XlBtreeS
       addItem(rec, tempPage, newitem!, leftoff, "new item to left page after split");
       leftoff++;
     }
-    addItemBytes(rec, tempPage, origpage, pageGetItemPos(origpage, off), itemIdLen(origpage, off), leftoff, "old item to left page after split");
+    addItemBytes(
+      rec,
+      tempPage,
+      origpage,
+      pageGetItemPos(origpage, off),
+      itemIdLen(origpage, off),
+      leftoff,
+      "old item to left page after split",
+    );
     leftoff++;
   }
   if (newitemonleft && off === newitemoff) {
@@ -472,7 +480,8 @@ function redoDedup(rec: DecodedRecord, blockId: number, page: Uint8Array): void 
   // An empty page can't be deduplicated (PostgreSQL would finish a pending list it never started).
   if (maxoff < minoff) throw corrupt(rec, "deduplication of a page without data items");
   dedupFinishPending(rec, page, tempPage, intervals, nintervals);
-  if (dedupNintervals !== nintervals) throw corrupt(rec, `deduplication formed ${dedupNintervals} posting lists, the record logs ${nintervals}`);
+  if (dedupNintervals !== nintervals)
+    throw corrupt(rec, `deduplication formed ${dedupNintervals} posting lists, the record logs ${nintervals}`);
   if ((btpoFlags(page) & BTP_HAS_GARBAGE) !== 0) setBtpoFlags(tempPage, btpoFlags(tempPage) & ~BTP_HAS_GARBAGE);
   page.set(tempPage);
   setPageLsn(page, rec.endLsn);
@@ -491,7 +500,14 @@ function redoDeleteItems(rec: DecodedRecord, blockId: number, page: Uint8Array, 
     for (let i = 0; i < counts.nupdated; i++) {
       const off = offsetAt(data.updatedOffsets, i);
       checkOffset(rec, page, off, "updated tuple");
-      const size = btUpdatePosting(pageGetItem(page, off), 0, data.updates, pos + SIZE_OF_BTREE_UPDATE, updateNDeleted(data.updates, pos), tupleOut);
+      const size = btUpdatePosting(
+        pageGetItem(page, off),
+        0,
+        data.updates,
+        pos + SIZE_OF_BTREE_UPDATE,
+        updateNDeleted(data.updates, pos),
+        tupleOut,
+      );
       if (!pageIndexTupleOverwrite(page, off, tupleOut.subarray(0, maxAlign(size)))) {
         throw corrupt(rec, `failed to update partially dead item at offset ${off}`);
       }
@@ -529,7 +545,8 @@ function redoMarkPageHalfdead(rec: DecodedRecord, blockId: number, page: Uint8Ar
     checkOffset(rec, page, nextoffset, "parent's next downlink");
     const next = pageGetItem(page, nextoffset);
     const cur = pageGetItem(page, xlrec.poffset);
-    if (next.length < SIZE_OF_INDEX_TUPLE_DATA || cur.length < SIZE_OF_INDEX_TUPLE_DATA) throw corrupt(rec, "parent downlink items are shorter than an index tuple header");
+    if (next.length < SIZE_OF_INDEX_TUPLE_DATA || cur.length < SIZE_OF_INDEX_TUPLE_DATA)
+      throw corrupt(rec, "parent downlink items are shorter than an index tuple header");
     setItupTidBlock(cur, 0, itupTidBlock(next, 0));
     pageIndexTupleDelete(page, nextoffset);
     setPageLsn(page, rec.endLsn);

@@ -54,7 +54,8 @@ export const BT_OFFSET_MASK = 0x0fff;
 export const BT_IS_POSTING = 0x2000;
 
 /** BTMaxItemSize(page) for BLCKSZ 8192: MAXALIGN_DOWN((8192 - MAXALIGN(24 + 3*4 + 3*6) - 16) / 3). */
-export const BT_MAX_ITEM_SIZE = Math.floor((BLCKSZ - maxAlign(SIZE_OF_PAGE_HEADER + 3 * 4 + 3 * SIZE_OF_ITEM_POINTER) - SIZE_OF_BT_PAGE_OPAQUE) / 3) & ~7;
+export const BT_MAX_ITEM_SIZE =
+  Math.floor((BLCKSZ - maxAlign(SIZE_OF_PAGE_HEADER + 3 * 4 + 3 * SIZE_OF_ITEM_POINTER) - SIZE_OF_BT_PAGE_OPAQUE) / 3) & ~7;
 
 const OPQ_PREV = 0;
 const OPQ_NEXT = 4;
@@ -62,13 +63,13 @@ const OPQ_LEVEL = 8;
 const OPQ_FLAGS = 12;
 const OPQ_CYCLEID = 14;
 
-
 // ---- page opaque ---------------------------------------------------------------------
 
 /** BTPageGetOpaque: the opaque's byte position (pd_special), checked to fit in the page. */
 export function opaqueAt(page: Uint8Array): number {
   const special = pdSpecial(page);
-  if (special + SIZE_OF_BT_PAGE_OPAQUE > BLCKSZ) throw new PageLayoutError(`btree page: pd_special ${special} leaves no room for BTPageOpaqueData`);
+  if (special + SIZE_OF_BT_PAGE_OPAQUE > BLCKSZ)
+    throw new PageLayoutError(`btree page: pd_special ${special} leaves no room for BTPageOpaqueData`);
   return special;
 }
 
@@ -215,7 +216,14 @@ export function btFormPosting(base: Uint8Array, baseOff: number, htids: Uint8Arr
  * listed, ascending, as `ndeleted` u16s at `del[delPos]` (straight from record data, so not
  * necessarily 2-aligned), into `out`. Returns the new tuple's size.
  */
-export function btUpdatePosting(orig: Uint8Array, origOff: number, del: Uint8Array, delPos: number, ndeleted: number, out: Uint8Array): number {
+export function btUpdatePosting(
+  orig: Uint8Array,
+  origOff: number,
+  del: Uint8Array,
+  delPos: number,
+  ndeleted: number,
+  out: Uint8Array,
+): number {
   const norig = checkPosting(orig, origOff, "tuple to update");
   const nhtids = norig - ndeleted;
   if (delPos + ndeleted * 2 > del.length) throw new PageLayoutError(`${ndeleted} deleted TID indexes pass the end of their array`);

@@ -8,7 +8,15 @@
  */
 import { readU16LE } from "../../types/bytes.js";
 import { BLCKSZ } from "../consts.js";
-import { LP_UNUSED, pageGetMaxOffsetNumber, PageLayoutError, PD_ALL_VISIBLE, PD_HAS_FREE_LINES, PD_PAGE_FULL, SIZE_OF_PAGE_HEADER } from "./bufpage.js";
+import {
+  LP_UNUSED,
+  pageGetMaxOffsetNumber,
+  PageLayoutError,
+  PD_ALL_VISIBLE,
+  PD_HAS_FREE_LINES,
+  PD_PAGE_FULL,
+  SIZE_OF_PAGE_HEADER,
+} from "./bufpage.js";
 
 export const MASK_MARKER = 0;
 

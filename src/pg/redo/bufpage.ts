@@ -84,7 +84,6 @@ export function maxAlign(n: number): number {
   return (n + (MAXIMUM_ALIGNOF - 1)) & ~(MAXIMUM_ALIGNOF - 1);
 }
 
-
 // ---- header fields -------------------------------------------------------------------
 
 export function pdChecksum(page: Uint8Array): number {
@@ -287,8 +286,16 @@ export function pageAddItemExtended(page: Uint8Array, item: Uint8Array, offsetNu
 }
 
 /** pageAddItemExtended of the item src[srcOff, srcOff + len) (src may be the page itself), without a view of it. */
-export function pageAddItemBytes(page: Uint8Array, src: Uint8Array, srcOff: number, len: number, offsetNumber: number, flags: number): number {
-  if (srcOff < 0 || len < 0 || srcOff + len > src.length) throw new RangeError(`item [${srcOff}, ${srcOff + len}) is outside its ${src.length}-byte array`);
+export function pageAddItemBytes(
+  page: Uint8Array,
+  src: Uint8Array,
+  srcOff: number,
+  len: number,
+  offsetNumber: number,
+  flags: number,
+): number {
+  if (srcOff < 0 || len < 0 || srcOff + len > src.length)
+    throw new RangeError(`item [${srcOff}, ${srcOff + len}) is outside its ${src.length}-byte array`);
   const off = addItemSlot(page, len, offsetNumber, flags);
   if (off === InvalidOffsetNumber) return off;
   if (srcOff === 0 && len === src.length) page.set(src, slotUpper);

@@ -17,7 +17,6 @@ import { BLCKSZ, pdLower, pdUpper, setPageLsn } from "./bufpage.js";
 import { redoBlock, redoCorruption, redoUnsupported, type RmgrRedo } from "./rmgr_interface.js";
 import { readU16LE } from "../../types/bytes.js";
 
-
 /** applyPageRedo on a delta that checkGenericDelta accepted. */
 function applyDelta(page: Uint8Array, delta: Uint8Array): void {
   let p = 0;
@@ -34,14 +33,16 @@ function redo(rec: DecodedRecord, blockId: number, page: Uint8Array): void {
   const op = rec.info & XLR_RMGR_INFO_MASK;
   if (op !== XLOG_GENERIC) throw redoUnsupported(rec, `unknown generic op code 0x${op.toString(16)}`);
   const block = redoBlock(rec, blockId);
-  if (blockId >= MAX_GENERIC_XLOG_PAGES) throw redoCorruption(rec, blockId, `block reference ${blockId} beyond the ${MAX_GENERIC_XLOG_PAGES} pages of a generic record`);
+  if (blockId >= MAX_GENERIC_XLOG_PAGES)
+    throw redoCorruption(rec, blockId, `block reference ${blockId} beyond the ${MAX_GENERIC_XLOG_PAGES} pages of a generic record`);
   assert(page.length === BLCKSZ, `redo needs an 8192-byte page, got ${page.length} bytes`);
   if (block.applyImage) return;
   checkGenericDelta(rec, blockId, block.data);
   applyDelta(page, block.data);
   const lower = pdLower(page);
   const upper = pdUpper(page);
-  if (lower > upper || upper > BLCKSZ) throw redoCorruption(rec, blockId, `block ${blockId}: after the delta pd_lower ${lower} and pd_upper ${upper} make no hole`);
+  if (lower > upper || upper > BLCKSZ)
+    throw redoCorruption(rec, blockId, `block ${blockId}: after the delta pd_lower ${lower} and pd_upper ${upper} make no hole`);
   page.fill(0, lower, upper);
   setPageLsn(page, rec.endLsn);
 }

@@ -147,7 +147,8 @@ function ginRestoreMetapage(page: Uint8Array, metadata: Uint8Array): void {
 
 /** GinDataPageSetDataSize. */
 function setDataSize(rec: DecodedRecord, blockId: number, page: Uint8Array, size: number): void {
-  if (size > GIN_DATA_PAGE_MAX_DATA_SIZE) throw redoCorruption(rec, blockId, `posting data of ${size} bytes exceeds GinDataPageMaxDataSize`);
+  if (size > GIN_DATA_PAGE_MAX_DATA_SIZE)
+    throw redoCorruption(rec, blockId, `posting data of ${size} bytes exceeds GinDataPageMaxDataSize`);
   setPdLower(page, DATA_START + size);
 }
 
@@ -172,10 +173,16 @@ function addPostingItem(rec: DecodedRecord, blockId: number, page: Uint8Array, a
 function deletePostingItem(rec: DecodedRecord, blockId: number, page: Uint8Array, offset: number): void {
   const at = opaqueAt(rec, blockId, page);
   const maxoff = readU16LE(page, at + OPAQUE_MAXOFF);
-  if (offset < FirstOffsetNumber || offset > maxoff) throw redoCorruption(rec, blockId, `posting item offset ${offset} outside [1, ${maxoff}]`);
-  if (DATA_START + maxoff * SIZE_OF_POSTING_ITEM > at) throw redoCorruption(rec, blockId, `maxoff ${maxoff} reaches past the special space`);
+  if (offset < FirstOffsetNumber || offset > maxoff)
+    throw redoCorruption(rec, blockId, `posting item offset ${offset} outside [1, ${maxoff}]`);
+  if (DATA_START + maxoff * SIZE_OF_POSTING_ITEM > at)
+    throw redoCorruption(rec, blockId, `maxoff ${maxoff} reaches past the special space`);
   if (offset !== maxoff) {
-    page.copyWithin(DATA_START + (offset - 1) * SIZE_OF_POSTING_ITEM, DATA_START + offset * SIZE_OF_POSTING_ITEM, DATA_START + maxoff * SIZE_OF_POSTING_ITEM);
+    page.copyWithin(
+      DATA_START + (offset - 1) * SIZE_OF_POSTING_ITEM,
+      DATA_START + offset * SIZE_OF_POSTING_ITEM,
+      DATA_START + maxoff * SIZE_OF_POSTING_ITEM,
+    );
   }
   writeU16LE(page, at + OPAQUE_MAXOFF, maxoff - 1);
   setDataSize(rec, blockId, page, (maxoff - 1) * SIZE_OF_POSTING_ITEM);
@@ -199,7 +206,8 @@ function convertUncompressedLeaf(rec: DecodedRecord, blockId: number, page: Uint
   const n = readU16LE(page, at + OPAQUE_MAXOFF);
   let total = 0;
   if (n > 0) {
-    if (DATA_START + n * SIZE_OF_ITEM_POINTER > at || n > MAX_ITEMS) throw redoCorruption(rec, blockId, `uncompressed leaf with ${n} items`);
+    if (DATA_START + n * SIZE_OF_ITEM_POINTER > at || n > MAX_ITEMS)
+      throw redoCorruption(rec, blockId, `uncompressed leaf with ${n} items`);
     for (let i = 0; i < n; i++) oldItems[i] = itemPointerValue(page, DATA_START + i * SIZE_OF_ITEM_POINTER);
     const packed = encodePostingList(oldItems, n, newSegment, 0, BLCKSZ);
     if (packed !== n) throw redoCorruption(rec, blockId, `only ${packed} of ${n} items fit in one posting list`);
@@ -261,7 +269,8 @@ function ginRedoRecompress(rec: DecodedRecord, blockId: number, page: Uint8Array
       const nadd = actions.lens[a]! / SIZE_OF_ITEM_POINTER;
       for (let i = 0; i < nadd; i++) addItems[i] = itemPointerValue(wal, payload + i * SIZE_OF_ITEM_POINTER);
       const nnew = mergeItemPointers(addItems, nadd, oldItems, nold, mergedItems);
-      if (nnew !== nold + nadd) throw redoCorruption(rec, blockId, `ADDITEMS on segment ${aSegno}: ${nadd} logged items overlap the ${nold} present`);
+      if (nnew !== nold + nadd)
+        throw redoCorruption(rec, blockId, `ADDITEMS on segment ${aSegno}: ${nadd} logged items overlap the ${nold} present`);
       const packed = encodePostingList(mergedItems, nnew, newSegment, 0, BLCKSZ);
       if (packed !== nnew) throw redoCorruption(rec, blockId, `ADDITEMS on segment ${aSegno}: ${nnew} items do not fit in one segment`);
       newseg = newSegment;
@@ -276,7 +285,8 @@ function ginRedoRecompress(rec: DecodedRecord, blockId: number, page: Uint8Array
       segsize = checkedSegmentSize(rec, blockId, src, segptr, segmentend);
     } else {
       // Positioned after the last segment: only INSERT makes sense (PostgreSQL asserts it).
-      if (aAction !== GIN_SEGMENT_INSERT) throw redoCorruption(rec, blockId, `action ${aAction} on segment ${aSegno} past the last segment`);
+      if (aAction !== GIN_SEGMENT_INSERT)
+        throw redoCorruption(rec, blockId, `action ${aAction} on segment ${aSegno} past the last segment`);
       segsize = 0;
     }
 
@@ -478,8 +488,10 @@ function redoInsert(rec: DecodedRecord, blk: DecodedBlock, page: Uint8Array): vo
       if (isLeafPage) throw redoCorruption(rec, blockId, "downlink insert on a posting-tree leaf");
       const data = decodeGinInsertDataInternal(rec);
       const maxoff = readU16LE(page, at + OPAQUE_MAXOFF);
-      if (data.offset < FirstOffsetNumber || data.offset > maxoff + 1) throw redoCorruption(rec, blockId, `posting item offset ${data.offset} outside [1, ${maxoff + 1}]`);
-      if (DATA_START + (maxoff + 1) * SIZE_OF_POSTING_ITEM > at) throw redoCorruption(rec, blockId, `no room for posting item ${maxoff + 1}`);
+      if (data.offset < FirstOffsetNumber || data.offset > maxoff + 1)
+        throw redoCorruption(rec, blockId, `posting item offset ${data.offset} outside [1, ${maxoff + 1}]`);
+      if (DATA_START + (maxoff + 1) * SIZE_OF_POSTING_ITEM > at)
+        throw redoCorruption(rec, blockId, `no room for posting item ${maxoff + 1}`);
       // The existing downlink now points at the split's right page.
       setBlockId(page, DATA_START + (data.offset - 1) * SIZE_OF_POSTING_ITEM, xl.rightChildBlkno);
       addPostingItem(rec, blockId, page, at, data.newItem, data.offset);
@@ -499,7 +511,8 @@ function redoInsert(rec: DecodedRecord, blk: DecodedBlock, page: Uint8Array): vo
       checkTupleOffset(rec, blockId, page, off);
       pageIndexTupleDelete(page, off);
     }
-    if (pageAddItemExtended(page, data.tuple, off, 0) === InvalidOffsetNumber) throw redoCorruption(rec, blockId, "failed to add item to index page");
+    if (pageAddItemExtended(page, data.tuple, off, 0) === InvalidOffsetNumber)
+      throw redoCorruption(rec, blockId, "failed to add item to index page");
   }
   setPageLsn(page, rec.endLsn);
 }
@@ -507,7 +520,8 @@ function redoInsert(rec: DecodedRecord, blk: DecodedBlock, page: Uint8Array): vo
 function checkTupleOffset(rec: DecodedRecord, blockId: number, page: Uint8Array, off: number): void {
   const maxoff = pageGetMaxOffsetNumber(page);
   if (off < FirstOffsetNumber || off > maxoff) throw redoCorruption(rec, blockId, `tuple offset ${off} outside [1, ${maxoff}]`);
-  if (itemIdOff(page, off) + Math.max(itemIdLen(page, off), 6) > BLCKSZ) throw redoCorruption(rec, blockId, `line pointer ${off} reaches past the page`);
+  if (itemIdOff(page, off) + Math.max(itemIdLen(page, off), 6) > BLCKSZ)
+    throw redoCorruption(rec, blockId, `line pointer ${off} reaches past the page`);
 }
 
 // ---- mask -------------------------------------------------------------------------------------

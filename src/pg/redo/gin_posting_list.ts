@@ -23,12 +23,12 @@ const MAX_BYTES_PER_INTEGER = 7;
 export const GIN_POSTING_LIST_HEADER_BYTES = 8;
 const ITEM_POINTER_BYTES = 6;
 
-
 /** The item pointer at b[o] as PostgreSQL's 43-bit integer; throws when its offset needs more than 11 bits. */
 export function itemPointerValue(b: Uint8Array, o: number): number {
   const blk = readU16LE(b, o) * 0x1_0000 + readU16LE(b, o + 2);
   const off = readU16LE(b, o + 4);
-  if (off >= OFFSET_LIMIT) throw new PageLayoutError(`item pointer (${blk},${off}): offset does not fit in ${MAX_HEAP_TUPLES_PER_PAGE_BITS} bits`);
+  if (off >= OFFSET_LIMIT)
+    throw new PageLayoutError(`item pointer (${blk},${off}): offset does not fit in ${MAX_HEAP_TUPLES_PER_PAGE_BITS} bits`);
   return blk * OFFSET_LIMIT + off;
 }
 
@@ -75,7 +75,8 @@ export function decodePostingList(b: Uint8Array, at: number, end: number, out: F
       const c = b[p++]!;
       if (i === MAX_BYTES_PER_INTEGER - 1) {
         // The 7th byte carries the last bits and never a continuation bit.
-        if ((c & 0x80) !== 0) throw new PageLayoutError(`posting list at ${at}: varbyte integer longer than ${MAX_BYTES_PER_INTEGER} bytes`);
+        if ((c & 0x80) !== 0)
+          throw new PageLayoutError(`posting list at ${at}: varbyte integer longer than ${MAX_BYTES_PER_INTEGER} bytes`);
         delta += c * scale;
         break;
       }

@@ -76,7 +76,6 @@ const OPAQUE_RIGHTLINK = 8;
 const OPAQUE_FLAGS = 12;
 const OPAQUE_PAGE_ID = 14;
 
-
 /** Byte position of the opaque; GiST pages always have theirs at BLCKSZ - 16. */
 function opaqueAt(page: Uint8Array): number {
   return pdSpecial(page);

@@ -62,7 +62,18 @@ import {
   type HashTupleList,
 } from "../wal/records/hash.js";
 import { maskLpFlags, maskPageContent, maskPageHintBits, maskPageLsnAndChecksum, maskUnusedSpace } from "./bufmask.js";
-import { BLCKSZ, InvalidOffsetNumber, pageAddItemBytes, pageAddItemExtended, pageIndexMultiDelete, pageInit, pdSpecial, setPageLsn, setPdLower, SIZE_OF_PAGE_HEADER } from "./bufpage.js";
+import {
+  BLCKSZ,
+  InvalidOffsetNumber,
+  pageAddItemBytes,
+  pageAddItemExtended,
+  pageIndexMultiDelete,
+  pageInit,
+  pdSpecial,
+  setPageLsn,
+  setPdLower,
+  SIZE_OF_PAGE_HEADER,
+} from "./bufpage.js";
 import { findBlock, readForRedo, redoBlock, redoCorruption, redoUnsupported, type RmgrRedo, unexpectedBlock } from "./rmgr_interface.js";
 import { readU16LE, readU32LE, writeU16LE, writeU32LE } from "../../types/bytes.js";
 
@@ -108,7 +119,6 @@ const HASH_SPLITPOINT_PHASE_BITS = 2;
 const HASH_SPLITPOINT_PHASE_MASK = (1 << HASH_SPLITPOINT_PHASE_BITS) - 1;
 const HASH_SPLITPOINT_GROUPS_WITH_ONE_PHASE = 10;
 const BYTE_TO_BIT = 3;
-
 
 // ---- page helpers (hashpage.c, hashovfl.c, hashutil.c) ---------------------------------
 
@@ -220,7 +230,8 @@ function hashInitMetaPage(page: Uint8Array, numTuples: number, procid: number, f
 
 /** hashm_spares[ovflpoint]'s offset, checked against the array. */
 function sparesAt(rec: DecodedRecord, blockId: number, ovflpoint: number): number {
-  if (ovflpoint >= HASH_MAX_SPLITPOINTS) throw redoCorruption(rec, blockId, `hashm_ovflpoint ${ovflpoint} beyond ${HASH_MAX_SPLITPOINTS} splitpoints`);
+  if (ovflpoint >= HASH_MAX_SPLITPOINTS)
+    throw redoCorruption(rec, blockId, `hashm_ovflpoint ${ovflpoint} beyond ${HASH_MAX_SPLITPOINTS} splitpoints`);
   return META_SPARES + 4 * ovflpoint;
 }
 
@@ -288,7 +299,8 @@ function redoHash(rec: DecodedRecord, blockId: number, page: Uint8Array): void {
       if (blockId === 0) {
         if (!readForRedo(rec, blk, page)) return;
         const tuple = hashInsertTuple(rec);
-        if (pageAddItemExtended(page, tuple, xl.offnum, 0) === InvalidOffsetNumber) throw redoCorruption(rec, blockId, "hash_xlog_insert: failed to add item");
+        if (pageAddItemExtended(page, tuple, xl.offnum, 0) === InvalidOffsetNumber)
+          throw redoCorruption(rec, blockId, "hash_xlog_insert: failed to add item");
         setPageLsn(page, lsn);
       } else if (blockId === 1) {
         if (!readForRedo(rec, blk, page)) return;

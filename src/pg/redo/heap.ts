@@ -185,7 +185,11 @@ function pageSetAllVisible(page: Uint8Array): void {
  */
 function normalTuple(rec: DecodedRecord, blockId: number, page: Uint8Array, offnum: number): number {
   if (offnum < FirstOffsetNumber || pageGetMaxOffsetNumber(page) < offnum || itemIdFlags(page, offnum) !== LP_NORMAL) {
-    throw redoCorruption(rec, blockId, `invalid lp: offset ${offnum} is not a normal line pointer (max offset ${pageGetMaxOffsetNumber(page)})`);
+    throw redoCorruption(
+      rec,
+      blockId,
+      `invalid lp: offset ${offnum} is not a normal line pointer (max offset ${pageGetMaxOffsetNumber(page)})`,
+    );
   }
   return tupleWithHeader(rec, blockId, page, offnum);
 }
@@ -210,7 +214,8 @@ function checkedOffset(rec: DecodedRecord, blockId: number, page: Uint8Array, of
 
 /** fix_infomask_from_infobits, on the tuple at `page[t]`. */
 function fixInfomaskFromInfobits(page: Uint8Array, t: number, infobits: number): void {
-  let infomask = readU16LE(page, t + T_INFOMASK) & ~(HEAP_XMAX_IS_MULTI | HEAP_XMAX_LOCK_ONLY | HEAP_XMAX_KEYSHR_LOCK | HEAP_XMAX_EXCL_LOCK);
+  let infomask =
+    readU16LE(page, t + T_INFOMASK) & ~(HEAP_XMAX_IS_MULTI | HEAP_XMAX_LOCK_ONLY | HEAP_XMAX_KEYSHR_LOCK | HEAP_XMAX_EXCL_LOCK);
   let infomask2 = readU16LE(page, t + T_INFOMASK2) & ~HEAP_KEYS_UPDATED;
   if (infobits & XLHL_XMAX_IS_MULTI) infomask |= HEAP_XMAX_IS_MULTI;
   if (infobits & XLHL_XMAX_LOCK_ONLY) infomask |= HEAP_XMAX_LOCK_ONLY;
@@ -290,7 +295,18 @@ function heapXlogInsert(rec: DecodedRecord, blockId: number, page: Uint8Array): 
   const tup = x.tuple;
   if (tup === null) throw noData(rec, 0);
   checkInsertOffset(rec, 0, page, x.offnum);
-  const t = placeRebuiltTuple(rec, 0, page, SIZEOF_HEAP_TUPLE_HEADER + tup.data.length, x.offnum, tup.infomask2, tup.infomask, tup.hoff, blkno, 0);
+  const t = placeRebuiltTuple(
+    rec,
+    0,
+    page,
+    SIZEOF_HEAP_TUPLE_HEADER + tup.data.length,
+    x.offnum,
+    tup.infomask2,
+    tup.infomask,
+    tup.hoff,
+    blkno,
+    0,
+  );
   page.set(tup.data, t + SIZEOF_HEAP_TUPLE_HEADER);
   setPageLsn(page, rec.endLsn);
   if (x.flags & XLH_INSERT_ALL_VISIBLE_CLEARED) pageClearAllVisible(page);
@@ -363,12 +379,24 @@ function heapXlogUpdate(rec: DecodedRecord, blockId: number, page: Uint8Array, h
   // The new tuple is assembled in place: its space lies below pd_upper, apart from the old
   // tuple it takes a prefix / suffix from.
   const dataLen = tup.data.length;
-  const t = placeRebuiltTuple(rec, 0, page, SIZEOF_HEAP_TUPLE_HEADER + prefixLen + dataLen + suffixLen, x.newOffnum, tup.infomask2, tup.infomask, tup.hoff, newblk, x.newXmax);
+  const t = placeRebuiltTuple(
+    rec,
+    0,
+    page,
+    SIZEOF_HEAP_TUPLE_HEADER + prefixLen + dataLen + suffixLen,
+    x.newOffnum,
+    tup.infomask2,
+    tup.infomask,
+    tup.hoff,
+    newblk,
+    x.newXmax,
+  );
   let pos = t + SIZEOF_HEAP_TUPLE_HEADER;
   if (prefixLen > 0) {
     // bitmap [+ padding] [+ oid] from WAL, the prefix from the old tuple, then the rest from WAL
     const bitmapLen = tup.hoff - SIZEOF_HEAP_TUPLE_HEADER;
-    if (bitmapLen > dataLen) throw redoCorruption(rec, 0, `t_hoff ${tup.hoff} leaves ${bitmapLen} bitmap bytes in ${dataLen} bytes of tuple data`);
+    if (bitmapLen > dataLen)
+      throw redoCorruption(rec, 0, `t_hoff ${tup.hoff} leaves ${bitmapLen} bitmap bytes in ${dataLen} bytes of tuple data`);
     copyBytes(page, pos, tup.data, 0, bitmapLen);
     pos += bitmapLen;
     page.copyWithin(pos, oldTuple + oldHoff, oldTuple + oldHoff + prefixLen);
@@ -436,7 +464,10 @@ function heapRedoBlock(rec: DecodedRecord, blockId: number, page: Uint8Array): v
       heapXlogUpdate(rec, blockId, page, true);
       return;
     case XLOG_HEAP_TRUNCATE:
-      throw redoUnsupported(rec, "Heap/TRUNCATE changes no page (it exists for logical decoding; the truncation is an SMGR record): nothing to redo");
+      throw redoUnsupported(
+        rec,
+        "Heap/TRUNCATE changes no page (it exists for logical decoding; the truncation is an SMGR record): nothing to redo",
+      );
     case XLOG_HEAP_CONFIRM:
       heapXlogConfirm(rec, blockId, page);
       return;
@@ -517,7 +548,8 @@ function heapXlogVisible(rec: DecodedRecord, blockId: number, page: Uint8Array):
   if (pageIsNew(page)) pageInit(page, 0);
   if (!(rec.endLsn > pageLsn(page))) return;
   const mapBlock = Math.floor(heapBlk / HEAPBLOCKS_PER_VM_PAGE);
-  if (mapBlock !== redoBlock(rec, 0).blkno) throw redoCorruption(rec, 0, `wrong VM buffer: heap block ${heapBlk} is on VM page ${mapBlock}`);
+  if (mapBlock !== redoBlock(rec, 0).blkno)
+    throw redoCorruption(rec, 0, `wrong VM buffer: heap block ${heapBlk} is on VM page ${mapBlock}`);
   const inPage = heapBlk % HEAPBLOCKS_PER_VM_PAGE;
   const mapByte = VM_MAP_OFFSET + Math.floor(inPage / VM_HEAPBLOCKS_PER_BYTE);
   const mapOffset = (inPage % VM_HEAPBLOCKS_PER_BYTE) * VM_BITS_PER_HEAPBLOCK;
@@ -540,7 +572,18 @@ function heapXlogMultiInsert(rec: DecodedRecord, blockId: number, page: Uint8Arr
     checkInsertOffset(rec, 0, page, offnum);
     const s = starts[i]!;
     const dataLen = multiInsertDataLen(data, s);
-    const t = placeRebuiltTuple(rec, 0, page, SIZEOF_HEAP_TUPLE_HEADER + dataLen, offnum, multiInsertInfomask2(data, s), multiInsertInfomask(data, s), multiInsertHoff(data, s), blkno, 0);
+    const t = placeRebuiltTuple(
+      rec,
+      0,
+      page,
+      SIZEOF_HEAP_TUPLE_HEADER + dataLen,
+      offnum,
+      multiInsertInfomask2(data, s),
+      multiInsertInfomask(data, s),
+      multiInsertHoff(data, s),
+      blkno,
+      0,
+    );
     copyBytes(page, t + SIZEOF_HEAP_TUPLE_HEADER, data, s + SIZE_OF_MULTI_INSERT_TUPLE, dataLen);
   }
   setPageLsn(page, rec.endLsn);

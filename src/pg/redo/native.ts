@@ -148,7 +148,14 @@ export function initNative(v: Value): Uint8Array {
   const dv = new DataView(v.buffer, v.byteOffset + 1, PG_IMAGE_HEADER);
   const page = new Uint8Array(BLCKSZ);
   restorePageImage(
-    { image: { bytes: v.subarray(1 + PG_IMAGE_HEADER), bimgInfo: dv.getUint8(1), holeOffset: dv.getUint16(2, true), holeLength: dv.getUint16(4, true) } },
+    {
+      image: {
+        bytes: v.subarray(1 + PG_IMAGE_HEADER),
+        bimgInfo: dv.getUint8(1),
+        holeOffset: dv.getUint16(2, true),
+        holeLength: dv.getUint16(4, true),
+      },
+    },
     page,
   );
   if (pageIsNew(page)) return page;

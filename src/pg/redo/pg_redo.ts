@@ -120,8 +120,10 @@ export class PgRedo implements WalRedoManager {
         continue;
       }
       if (tag !== ValueTag.Native) throw new UnsupportedError(`value tag ${tag} is not a record at ${lsnToString(lsns[i]!)}`);
-      if (page === null) throw new UnsupportedError(`pageserver record at ${lsnToString(lsns[i]!)} for key ${keyToHex(key)} has no base image`);
-      if (page.length !== BLCKSZ) throw new UnsupportedError(`pageserver record at ${lsnToString(lsns[i]!)}: base is ${page.length} bytes, not a page`);
+      if (page === null)
+        throw new UnsupportedError(`pageserver record at ${lsnToString(lsns[i]!)} for key ${keyToHex(key)} has no base image`);
+      if (page.length !== BLCKSZ)
+        throw new UnsupportedError(`pageserver record at ${lsnToString(lsns[i]!)}: base is ${page.length} bytes, not a page`);
       applyNative(r, page, isSlruBlock ? f.field4 : 0, f.field6);
     }
     if (page === null) throw new UnsupportedError(`nothing to reconstruct key ${keyToHex(key)} from`);
@@ -129,11 +131,25 @@ export class PgRedo implements WalRedoManager {
     return page;
   }
 
-  private redoRecord(v: Value, endLsn: Lsn, init: boolean, spc: number, db: number, rel: number, fork: number, blkno: number, page: Uint8Array): void {
+  private redoRecord(
+    v: Value,
+    endLsn: Lsn,
+    init: boolean,
+    spc: number,
+    db: number,
+    rel: number,
+    fork: number,
+    blkno: number,
+    page: Uint8Array,
+  ): void {
     const rec = decodeRecordValue(v, endLsn);
     const blk = matchingBlock(rec, spc, db, rel, fork, blkno);
     if (blk === undefined) {
-      throw new CorruptionError(relFilePath({ spcNode: spc, dbNode: db, relNode: rel }, fork), blkno, `${describeRecord(rec)} stored for this block has no reference to it`);
+      throw new CorruptionError(
+        relFilePath({ spcNode: spc, dbNode: db, relNode: rel }, fork),
+        blkno,
+        `${describeRecord(rec)} stored for this block has no reference to it`,
+      );
     }
     if (blk.willInit !== init) {
       throw new CorruptionError(
@@ -156,7 +172,11 @@ export class PgRedo implements WalRedoManager {
       redo.redo(rec, blk.id, page);
     } catch (e) {
       if (e instanceof PageLayoutError) {
-        throw new CorruptionError(relFilePath(blk.rnode, fork), blkno, `redo of ${describeRecord(rec)}, block reference ${blk.id}: ${e.message}`);
+        throw new CorruptionError(
+          relFilePath(blk.rnode, fork),
+          blkno,
+          `redo of ${describeRecord(rec)}, block reference ${blk.id}: ${e.message}`,
+        );
       }
       throw e;
     }

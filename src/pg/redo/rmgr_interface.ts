@@ -70,7 +70,11 @@ export function readForRedo(rec: DecodedRecord, blk: DecodedBlock, page: Uint8Ar
 export function redoCorruption(rec: DecodedRecord, blockId: number, why: string): CorruptionError {
   const blk = blockById(rec, blockId);
   const path = blk === undefined ? "(no such block reference)" : relFilePath(blk.rnode, blk.forkNum);
-  return new CorruptionError(path, blk === undefined ? -1 : blk.blkno, `redo of ${describeRecord(rec)}, block reference ${blockId}: ${why}`);
+  return new CorruptionError(
+    path,
+    blk === undefined ? -1 : blk.blkno,
+    `redo of ${describeRecord(rec)}, block reference ${blockId}: ${why}`,
+  );
 }
 
 /** A block reference the record has but PostgreSQL's redo of this record never reads. */

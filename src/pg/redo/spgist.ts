@@ -87,7 +87,6 @@ const OPAQUE_N_REDIRECTION = 2;
 const OPAQUE_N_PLACEHOLDER = 4;
 const OPAQUE_PAGE_ID = 6;
 
-
 /** ItemPointerSet on 6 bytes at `o`: bi_hi, bi_lo, posid. */
 function setItemPointer(p: Uint8Array, o: number, blkno: number, off: number): void {
   writeU16LE(p, o, blkno >>> 16);
@@ -161,10 +160,19 @@ function addOrReplaceTuple(rec: DecodedRecord, bid: number, page: Uint8Array, tu
 }
 
 /** addOrReplaceTuple of the tuple src[srcOff, srcOff + len) (no view of it). */
-function addOrReplaceTupleBytes(rec: DecodedRecord, bid: number, page: Uint8Array, src: Uint8Array, srcOff: number, len: number, off: number): void {
+function addOrReplaceTupleBytes(
+  rec: DecodedRecord,
+  bid: number,
+  page: Uint8Array,
+  src: Uint8Array,
+  srcOff: number,
+  len: number,
+  off: number,
+): void {
   if (off <= pageGetMaxOffsetNumber(page)) {
     const dt = itemAt(rec, bid, page, off);
-    if (tupstate(dt) !== SPGIST_PLACEHOLDER) throw redoCorruption(rec, bid, `SPGiST tuple to be replaced at offset ${off} is not a placeholder`);
+    if (tupstate(dt) !== SPGIST_PLACEHOLDER)
+      throw redoCorruption(rec, bid, `SPGiST tuple to be replaced at offset ${off} is not a placeholder`);
     bumpCounter(page, OPAQUE_N_PLACEHOLDER, -1);
     pageIndexTupleDelete(page, off);
   }
@@ -174,7 +182,15 @@ function addOrReplaceTupleBytes(rec: DecodedRecord, bid: number, page: Uint8Arra
 }
 
 /** Every leaf tuple i of `tuples` (with `select` non-zero iff toDest, when given) added or replacing a placeholder at toInsert[i]. */
-function addLeafTuples(rec: DecodedRecord, bid: number, page: Uint8Array, tuples: SpgLeafTuples, toInsert: Uint16Array, select: Uint8Array | null, toDest: boolean): void {
+function addLeafTuples(
+  rec: DecodedRecord,
+  bid: number,
+  page: Uint8Array,
+  tuples: SpgLeafTuples,
+  toInsert: Uint16Array,
+  select: Uint8Array | null,
+  toDest: boolean,
+): void {
   const { data, starts, sizes } = tuples;
   if (toInsert.length < starts.length || (select !== null && select.length < starts.length)) {
     throw redoCorruption(rec, bid, `${starts.length} leaf tuples for ${toInsert.length} offsets`);
@@ -285,7 +301,17 @@ function redoMoveLeafs(rec: DecodedRecord, block: DecodedBlock, page: Uint8Array
       break;
     case 0:
       if (block.applyImage) return;
-      spgMultiDelete(rec, bid, xl.stateSrc, page, xl.toDelete, xl.stateSrc.isBuild ? SPGIST_PLACEHOLDER : SPGIST_REDIRECT, SPGIST_PLACEHOLDER, blknoDst, lastInsert);
+      spgMultiDelete(
+        rec,
+        bid,
+        xl.stateSrc,
+        page,
+        xl.toDelete,
+        xl.stateSrc.isBuild ? SPGIST_PLACEHOLDER : SPGIST_REDIRECT,
+        SPGIST_PLACEHOLDER,
+        blknoDst,
+        lastInsert,
+      );
       break;
     case 2:
       if (block.applyImage) return;
@@ -376,7 +402,17 @@ function redoPickSplit(rec: DecodedRecord, block: DecodedBlock, page: Uint8Array
       else if (!xl.stateSrc.isBuild) {
         spgMultiDelete(rec, bid, xl.stateSrc, page, xl.toDelete, SPGIST_REDIRECT, SPGIST_PLACEHOLDER, blknoInner, xl.offnumInner);
       } else {
-        spgMultiDelete(rec, bid, xl.stateSrc, page, xl.toDelete, SPGIST_PLACEHOLDER, SPGIST_PLACEHOLDER, INVALID_BLOCK_NUMBER, InvalidOffsetNumber);
+        spgMultiDelete(
+          rec,
+          bid,
+          xl.stateSrc,
+          page,
+          xl.toDelete,
+          SPGIST_PLACEHOLDER,
+          SPGIST_PLACEHOLDER,
+          INVALID_BLOCK_NUMBER,
+          InvalidOffsetNumber,
+        );
       }
       addLeafTuples(rec, bid, page, xl.leafTuples, xl.toInsert, xl.leafPageSelect, false);
       break;
@@ -454,7 +490,8 @@ function redoVacuumRedirect(rec: DecodedRecord, block: DecodedBlock, page: Uint8
   if (xl.firstPlaceholder !== InvalidOffsetNumber) {
     // Drop the placeholders at the end of the page: [firstPlaceholder, max], in order.
     const max = pageGetMaxOffsetNumber(page);
-    if (xl.firstPlaceholder > max + 1) throw redoCorruption(rec, bid, `first placeholder ${xl.firstPlaceholder} is past the page's ${max} line pointers`);
+    if (xl.firstPlaceholder > max + 1)
+      throw redoCorruption(rec, bid, `first placeholder ${xl.firstPlaceholder} is past the page's ${max} line pointers`);
     const count = max - xl.firstPlaceholder + 1;
     const toDelete = new Uint16Array(count);
     for (let i = 0; i < count; i++) toDelete[i] = xl.firstPlaceholder + i;

@@ -23,7 +23,8 @@ export const xlogRedo: RmgrRedo = {
   name: "xlog",
   redo(rec: DecodedRecord, blockId: number, page: Uint8Array): void {
     const info = rec.info & XLR_RMGR_INFO_MASK;
-    if (info !== XLOG_FPI && info !== XLOG_FPI_FOR_HINT) throw redoCorruption(rec, blockId, "only FPI records have block references in the XLOG rmgr");
+    if (info !== XLOG_FPI && info !== XLOG_FPI_FOR_HINT)
+      throw redoCorruption(rec, blockId, "only FPI records have block references in the XLOG rmgr");
     const blk = redoBlock(rec, blockId);
     if (blk.hasImage) {
       if (!blk.applyImage) throw redoCorruption(rec, blockId, "full-page image without BKPIMAGE_APPLY");

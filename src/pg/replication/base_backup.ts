@@ -61,9 +61,11 @@ export interface BaseBackupEnd {
 }
 
 function lsnAndTli(rs: ResultSet | undefined, context: string): { lsn: Lsn; tli: number } {
-  if (rs === undefined || rs.rows.length !== 1 || rs.rows[0]!.length < 2) throw new ReplicationError("protocol", `${context}: expected one (recptr, tli) row`);
+  if (rs === undefined || rs.rows.length !== 1 || rs.rows[0]!.length < 2)
+    throw new ReplicationError("protocol", `${context}: expected one (recptr, tli) row`);
   const [recptr, tli] = rs.rows[0]!;
-  if (recptr === null || tli === null || tli === undefined || recptr === undefined) throw new ReplicationError("protocol", `${context}: NULL recptr or tli`);
+  if (recptr === null || tli === null || tli === undefined || recptr === undefined)
+    throw new ReplicationError("protocol", `${context}: NULL recptr or tli`);
   let lsn: Lsn;
   try {
     lsn = parseLsn(recptr);
@@ -125,7 +127,10 @@ export class BaseBackup {
     const all = this.archives;
     return (async function* () {
       for await (const a of all) {
-        if (a.spcnode !== null) throw new UnsupportedError(`BASE_BACKUP: archive for tablespace ${a.spcnode} ('${a.location}'): only the main data directory is read here`);
+        if (a.spcnode !== null)
+          throw new UnsupportedError(
+            `BASE_BACKUP: archive for tablespace ${a.spcnode} ('${a.location}'): only the main data directory is read here`,
+          );
         yield* a.data;
       }
     })();
@@ -182,27 +187,28 @@ export class BaseBackup {
         const msg = await this.nextMessage();
         if (msg === null) break;
         switch (msg[0]) {
-          case 0x6e /* 'n' */: {
-            const name = readCString(msg, 1, "BASE_BACKUP 'n'");
-            const path = readCString(msg, name.next, "BASE_BACKUP 'n'");
-            let spcnode: number | null = null;
-            if (path.text === "") main++;
-            else {
-              const m = /^(\d+)\.tar$/.exec(name.text);
-              spcnode = m === null ? Number.NaN : Number(m[1]);
-              if (!(Number.isInteger(spcnode) && spcnode > 0 && spcnode <= 0xffff_ffff)) {
-                throw new ReplicationError("protocol", `BASE_BACKUP: tablespace archive named '${name.text}' (expected <oid>.tar)`);
+          case 0x6e /* 'n' */:
+            {
+              const name = readCString(msg, 1, "BASE_BACKUP 'n'");
+              const path = readCString(msg, name.next, "BASE_BACKUP 'n'");
+              let spcnode: number | null = null;
+              if (path.text === "") main++;
+              else {
+                const m = /^(\d+)\.tar$/.exec(name.text);
+                spcnode = m === null ? Number.NaN : Number(m[1]);
+                if (!(Number.isInteger(spcnode) && spcnode > 0 && spcnode <= 0xffff_ffff)) {
+                  throw new ReplicationError("protocol", `BASE_BACKUP: tablespace archive named '${name.text}' (expected <oid>.tar)`);
+                }
               }
+              if (main > 1) throw new ReplicationError("protocol", "BASE_BACKUP: two archives of the main data directory");
+              const data = this.archiveData();
+              yield { spcnode, location: path.text, data };
+              // Whatever the consumer left unread of this archive is skipped.
+              for await (const _ of data) {
+                // drain
+              }
+              break;
             }
-            if (main > 1) throw new ReplicationError("protocol", "BASE_BACKUP: two archives of the main data directory");
-            const data = this.archiveData();
-            yield { spcnode, location: path.text, data };
-            // Whatever the consumer left unread of this archive is skipped.
-            for await (const _ of data) {
-              // drain
-            }
-            break;
-          }
           case 0x64 /* 'd' */:
             if (inManifest) break; // MANIFEST 'no' is asked for; ignore one if sent anyway
             throw new ReplicationError("protocol", "BASE_BACKUP: data before any archive");

@@ -65,7 +65,10 @@ const SLOT_NAME_RE = /^[a-z0-9_]{1,63}$/;
 function checkSlotName(name: string): void {
   // PostgreSQL's own rule (ReplicationSlotValidateName); it also keeps names safe to splice
   // into command text.
-  if (!SLOT_NAME_RE.test(name)) throw new ReplicationError("protocol", `invalid replication slot name '${name}': use [a-z0-9_], 1..63 characters`, { retryable: false });
+  if (!SLOT_NAME_RE.test(name))
+    throw new ReplicationError("protocol", `invalid replication slot name '${name}': use [a-z0-9_], 1..63 characters`, {
+      retryable: false,
+    });
 }
 
 /**
@@ -109,7 +112,11 @@ function explicitClient(ci: ResolvedConninfo, application_name: string, connect_
   // An empty `options` falls back to PGOPTIONS inside pg: set what we mean.
   params["options"] = ci.options ?? undefined;
   assert(
-    params["host"] === ci.host && params["port"] === ci.port && params["user"] === ci.user && params["database"] === ci.database && params["replication"] === "true",
+    params["host"] === ci.host &&
+      params["port"] === ci.port &&
+      params["user"] === ci.user &&
+      params["database"] === ci.database &&
+      params["replication"] === "true",
     "pg.Client took a connection parameter from elsewhere than the connection string",
   );
   return client;
@@ -126,7 +133,10 @@ export class ReplicationConnection {
     this.client = client;
     this.max_buffered_bytes = max_buffered_bytes;
     this.wire = (client as unknown as { connection: PgWire }).connection;
-    assert(typeof this.wire.sendCopyFromChunk === "function" && typeof this.wire.endCopyFrom === "function", "pg Connection lacks the copy methods");
+    assert(
+      typeof this.wire.sendCopyFromChunk === "function" && typeof this.wire.endCopyFrom === "function",
+      "pg Connection lacks the copy methods",
+    );
     // CopyBothResponse ('W' → "replicationStart"), CopyOutResponse and CopyDone are not
     // routed to the active query by pg.Client; forward them.
     this.wire.on("replicationStart", () => this.active?.onCopyStart());
@@ -140,7 +150,9 @@ export class ReplicationConnection {
   static async connect(opts: ReplicationConnectOptions): Promise<ReplicationConnection> {
     const max_buffered_bytes = opts.max_buffered_bytes ?? DEFAULT_MAX_BUFFERED_BYTES;
     if (!(Number.isInteger(max_buffered_bytes) && max_buffered_bytes > 0)) {
-      throw new ReplicationError("protocol", `max_buffered_bytes must be a positive integer, got ${max_buffered_bytes}`, { retryable: false });
+      throw new ReplicationError("protocol", `max_buffered_bytes must be a positive integer, got ${max_buffered_bytes}`, {
+        retryable: false,
+      });
     }
     const client = explicitClient(resolveConninfo(opts.connstr), opts.application_name ?? "pageserver", opts.connect_timeout_ms ?? 10_000);
     const conn = new ReplicationConnection(client, max_buffered_bytes);
@@ -320,7 +332,9 @@ export class ReplicationConnection {
    * (default: a non-retryable "stopped").
    */
   destroy(reason?: ReplicationError): void {
-    this.markClosed(this.closedError ?? reason ?? new ReplicationError("stopped", "replication connection closed by us", { retryable: false }));
+    this.markClosed(
+      this.closedError ?? reason ?? new ReplicationError("stopped", "replication connection closed by us", { retryable: false }),
+    );
     this.wire.stream.destroy();
   }
 

@@ -87,7 +87,10 @@ export class PhysicalReplicationStream {
     if (rs !== undefined && rs.rows.length === 1) {
       const tli = cell(rs, "next_tli", "end of timeline");
       const pos = cell(rs, "next_tli_startpos", "end of timeline");
-      this.end = { nextTimeline: tli === null ? null : intCell(tli, "next_tli"), nextTimelineStart: pos === null ? null : lsnCell(pos, "next_tli_startpos") };
+      this.end = {
+        nextTimeline: tli === null ? null : intCell(tli, "next_tli"),
+        nextTimelineStart: pos === null ? null : lsnCell(pos, "next_tli_startpos"),
+      };
     }
     return null;
   }

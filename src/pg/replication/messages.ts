@@ -99,7 +99,8 @@ export function parseReplicationMessage(buf: Uint8Array): ReplicationMessage {
   const dv = new DataView(buf.buffer, buf.byteOffset, buf.byteLength);
   const type = buf[0];
   if (type === 0x77 /* 'w' */) {
-    if (buf.length < XLOGDATA_HEADER_BYTES) throw new ReplicationError("protocol", `XLogData message of ${buf.length} bytes, expected >= ${XLOGDATA_HEADER_BYTES}`);
+    if (buf.length < XLOGDATA_HEADER_BYTES)
+      throw new ReplicationError("protocol", `XLogData message of ${buf.length} bytes, expected >= ${XLOGDATA_HEADER_BYTES}`);
     return {
       kind: "xlogdata",
       dataStart: readLsnBE(buf, 1),
@@ -111,7 +112,8 @@ export function parseReplicationMessage(buf: Uint8Array): ReplicationMessage {
     };
   }
   if (type === 0x6b /* 'k' */) {
-    if (buf.length < KEEPALIVE_BYTES) throw new ReplicationError("protocol", `keepalive message of ${buf.length} bytes, expected ${KEEPALIVE_BYTES}`);
+    if (buf.length < KEEPALIVE_BYTES)
+      throw new ReplicationError("protocol", `keepalive message of ${buf.length} bytes, expected ${KEEPALIVE_BYTES}`);
     return { kind: "keepalive", walEnd: readLsnBE(buf, 1), sendTime_us: readI64BE(dv, 9), replyRequested: buf[17] !== 0 };
   }
   throw new ReplicationError("protocol", `unknown replication message type 0x${type!.toString(16)}`);

@@ -117,7 +117,8 @@ export class WalConsumerError extends ReplicationError {
 }
 
 function positiveInt(name: string, v: number): number {
-  if (!(Number.isSafeInteger(v) && v > 0)) throw new ReplicationError("protocol", `${name} must be a positive integer, got ${v}`, { retryable: false });
+  if (!(Number.isSafeInteger(v) && v > 0))
+    throw new ReplicationError("protocol", `${name} must be a positive integer, got ${v}`, { retryable: false });
   return v;
 }
 
@@ -144,7 +145,8 @@ export class WalReceiver {
 
   constructor(opts: WalReceiverOptions, callbacks: WalReceiverCallbacks) {
     if (!isValidLsn(opts.start_lsn)) throw new ReplicationError("protocol", `invalid start LSN ${opts.start_lsn}`, { retryable: false });
-    if (!(Number.isInteger(opts.timeline) && opts.timeline > 0)) throw new ReplicationError("protocol", `invalid timeline ${opts.timeline}`, { retryable: false });
+    if (!(Number.isInteger(opts.timeline) && opts.timeline > 0))
+      throw new ReplicationError("protocol", `invalid timeline ${opts.timeline}`, { retryable: false });
     this.opts = {
       connstr: opts.connstr,
       slot_name: opts.slot_name,
@@ -238,7 +240,9 @@ export class WalReceiver {
         if (this.stopping) break;
         // The server ended the COPY: our timeline ended on the source (it was promoted to a
         // new one). Following it is the caller's decision.
-        throw new ReplicationError("timeline_mismatch", `the source ended timeline ${this.opts.timeline} at ${lsnToString(this.nextLsn)}`, { retryable: false });
+        throw new ReplicationError("timeline_mismatch", `the source ended timeline ${this.opts.timeline} at ${lsnToString(this.nextLsn)}`, {
+          retryable: false,
+        });
       } catch (e) {
         if (this.stopping) break;
         // Consumer failures arrive as WalConsumerError (deliver, sendStatus); anything else
@@ -246,7 +250,11 @@ export class WalReceiver {
         const err =
           e instanceof ReplicationError
             ? e
-            : new ReplicationError("protocol", `internal error at ${lsnToString(this.nextLsn)}: ${e instanceof Error ? e.message : String(e)}`, { retryable: false, cause: e });
+            : new ReplicationError(
+                "protocol",
+                `internal error at ${lsnToString(this.nextLsn)}: ${e instanceof Error ? e.message : String(e)}`,
+                { retryable: false, cause: e },
+              );
         this.st.last_error = err.message;
         if (e instanceof StreamedThenFailed) {
           failures = 0;
@@ -305,10 +313,16 @@ export class WalReceiver {
       if (this.stopping) return;
       const id = await conn.identifySystem();
       if (this.opts.expected_system_id !== undefined && id.systemId !== this.opts.expected_system_id) {
-        throw new ReplicationError("system_id_mismatch", `source system id ${id.systemId} differs from the expected ${this.opts.expected_system_id}`, { retryable: false });
+        throw new ReplicationError(
+          "system_id_mismatch",
+          `source system id ${id.systemId} differs from the expected ${this.opts.expected_system_id}`,
+          { retryable: false },
+        );
       }
       if (id.timeline !== this.opts.timeline) {
-        throw new ReplicationError("timeline_mismatch", `source is on timeline ${id.timeline}, expected ${this.opts.timeline}`, { retryable: false });
+        throw new ReplicationError("timeline_mismatch", `source is on timeline ${id.timeline}, expected ${this.opts.timeline}`, {
+          retryable: false,
+        });
       }
       await conn.createPhysicalSlot(this.opts.slot_name, { reserveWal: true });
       if (this.stopping) return;
@@ -376,7 +390,10 @@ export class WalReceiver {
       start = this.nextLsn;
     }
     if (start > this.nextLsn) {
-      throw new ReplicationError("protocol", `gap in the WAL stream: expected ${lsnToString(this.nextLsn)}, got data at ${lsnToString(start)}`);
+      throw new ReplicationError(
+        "protocol",
+        `gap in the WAL stream: expected ${lsnToString(this.nextLsn)}, got data at ${lsnToString(start)}`,
+      );
     }
     if (bytes.length === 0) return;
     assert(start === this.nextLsn, "delivered WAL must be contiguous");
@@ -436,6 +453,10 @@ export class WalReceiver {
 /** A retryable failure after messages were received: the failure count starts over. */
 class StreamedThenFailed extends ReplicationError {
   constructor(inner: ReplicationError) {
-    super(inner.kind, inner.message, { retryable: true, ...(inner.sqlstate === undefined ? {} : { sqlstate: inner.sqlstate }), cause: inner });
+    super(inner.kind, inner.message, {
+      retryable: true,
+      ...(inner.sqlstate === undefined ? {} : { sqlstate: inner.sqlstate }),
+      cause: inner,
+    });
   }
 }

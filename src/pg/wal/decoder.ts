@@ -265,7 +265,10 @@ export class WalStreamDecoder {
       }
       const left = this.recTotLen - this.recGot;
       if (hdr.remLen === 0 || hdr.remLen !== left) {
-        throw new WalDecodeError(pageLsn, `invalid contrecord length ${hdr.remLen} (expected ${left}) for the record at ${lsnToString(this.recStart)}`);
+        throw new WalDecodeError(
+          pageLsn,
+          `invalid contrecord length ${hdr.remLen} (expected ${left}) for the record at ${lsnToString(this.recStart)}`,
+        );
       }
     } else if (this.seekingFirst) {
       if (isCont) {

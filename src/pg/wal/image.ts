@@ -87,7 +87,10 @@ export function restorePageImage(
         zstdDecompressInto(bytes, page, 0, storedPageBytes);
         break;
       default:
-        throw new WalDecodeError(recordLsn, `${what}: compressed with unknown or several methods (bimg_info 0x${img.bimgInfo.toString(16)})`);
+        throw new WalDecodeError(
+          recordLsn,
+          `${what}: compressed with unknown or several methods (bimg_info 0x${img.bimgInfo.toString(16)})`,
+        );
     }
   } catch (e) {
     if (e instanceof DecompressError) throw new WalDecodeError(recordLsn, `${what}: ${e.message}`);

@@ -64,12 +64,7 @@ export class WalDecodeError extends PageserverError {
 }
 
 export function isValidWalSegmentSize(bytes: number): boolean {
-  return (
-    Number.isInteger(bytes) &&
-    bytes >= MIN_WAL_SEGMENT_SIZE &&
-    bytes <= MAX_WAL_SEGMENT_SIZE &&
-    (bytes & (bytes - 1)) === 0
-  );
+  return Number.isInteger(bytes) && bytes >= MIN_WAL_SEGMENT_SIZE && bytes <= MAX_WAL_SEGMENT_SIZE && (bytes & (bytes - 1)) === 0;
 }
 
 /** MAXALIGN: records start and end on 8-byte boundaries. */
@@ -108,7 +103,6 @@ export interface XLogPageHeader {
   segSize: number;
   blcksz: number;
 }
-
 
 /**
  * Decode the header at `buf[off..]`: 24 bytes, or 40 when XLP_LONG_HEADER is set (the caller

@@ -132,7 +132,6 @@ function shortData(lsn: Lsn, dataTotal: number, remaining: number): WalDecodeErr
   return new WalDecodeError(lsn, `record with invalid length (headers announce ${dataTotal} payload bytes, ${remaining} remain)`);
 }
 
-
 /** xl_tot_len of the record whose header starts at `buf[off]` (4 bytes needed). */
 export function readTotLen(buf: Uint8Array, off: number): number {
   return readU32LE(buf, off);

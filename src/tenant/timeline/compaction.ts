@@ -65,7 +65,11 @@ export class TimelineCompaction {
     // Only a contiguous chain (each end == next start) may merge into one LSN range.
     const limit = Math.max(conf.compaction_threshold, COMPACTION_UPPER_LIMIT);
     const chain = [l0[0]!];
-    for (let i = 1; i < l0.length && chain.length < limit && chain[chain.length - 1]!.desc.lsnRange.end === l0[i]!.desc.lsnRange.start; i++) {
+    for (
+      let i = 1;
+      i < l0.length && chain.length < limit && chain[chain.length - 1]!.desc.lsnRange.end === l0[i]!.desc.lsnRange.start;
+      i++
+    ) {
       chain.push(l0[i]!);
     }
     const start_ms = performance.now();
@@ -95,7 +99,9 @@ export class TimelineCompaction {
     await failpoint("compact-before-map-swap");
     const removed = chain.map((l) => l.desc.fileName);
     // An L1 file of an interrupted compaction of the same chain is in the map already.
-    const added = res.added.filter((d) => core.layerMap.get(d.fileName) === undefined).map((d) => new HistoricLayer(core.deps.cache, core.dir, d));
+    const added = res.added
+      .filter((d) => core.layerMap.get(d.fileName) === undefined)
+      .map((d) => new HistoricLayer(core.deps.cache, core.dir, d));
     this.residency.markRewritten(res.added);
     const gone = removed.filter((n) => !res.added.some((d) => d.fileName === n));
     core.layerMap = core.layerMap.with(added, gone);
@@ -168,7 +174,13 @@ export class TimelineCompaction {
     }
   }
 
-  private async createImagesFor(todo: KeyRange[], chain: ChainLink[], lsn: Lsn, conf: TenantConf, signal: AbortSignal | undefined): Promise<number> {
+  private async createImagesFor(
+    todo: KeyRange[],
+    chain: ChainLink[],
+    lsn: Lsn,
+    conf: TenantConf,
+    signal: AbortSignal | undefined,
+  ): Promise<number> {
     const core = this.core;
     // Only now: walking the keyspace reads every relation's size on the main thread.
     const keyspace = await this.hooks.keyspaceAt(lsn);

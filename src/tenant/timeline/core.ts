@@ -107,7 +107,17 @@ export class TimelineCore {
   readonly commitTimes: CommitTimes;
 
   /** Counters for metrics and tests. */
-  readonly counters = { reads: 0, materializedHits: 0, redos: 0, offloadedRedos: 0, layersVisited: 0, flushes: 0, compactions: 0, imageLayersCreated: 0, gcLayersRemoved: 0 };
+  readonly counters = {
+    reads: 0,
+    materializedHits: 0,
+    redos: 0,
+    offloadedRedos: 0,
+    layersVisited: 0,
+    flushes: 0,
+    compactions: 0,
+    imageLayersCreated: 0,
+    gcLayersRemoved: 0,
+  };
 
   protected constructor(
     deps: CoreDeps,

@@ -140,7 +140,8 @@ export class TimelineFlush {
       await (this.flushing ?? this.dclWriter);
     }
     core.checkActive();
-    if (this.pendingFlushes >= core.deps.conf().max_frozen_layers && this.flushFailure !== null) throw this.flushFailedError(this.flushFailure.error);
+    if (this.pendingFlushes >= core.deps.conf().max_frozen_layers && this.flushFailure !== null)
+      throw this.flushFailedError(this.flushFailure.error);
     const target = core.lastRecord.load();
     if (core.open !== null && core.open.valueCount > 0) this.freezeAt(target);
     else if (core.open !== null) {

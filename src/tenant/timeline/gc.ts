@@ -76,7 +76,10 @@ export class TimelineGc {
     core.plannedGcCutoff = cutoff;
     const start_ms = performance.now();
     try {
-      const plan = await core.deps.jobs.gc({ layers: core.layerMap.layers.map((l) => l.desc), cutoffLsn: cutoff, retainLsns }, core.tenantId);
+      const plan = await core.deps.jobs.gc(
+        { layers: core.layerMap.layers.map((l) => l.desc), cutoffLsn: cutoff, retainLsns },
+        core.tenantId,
+      );
       // A long read leased an LSN below the plan while it was made: not this round.
       if (this.residency.minLeasedLsn() < cutoff) return 0;
       // Publish the cutoff durably first: after that no read or branch may go below it.
@@ -86,7 +89,10 @@ export class TimelineGc {
       // The cutoff is durable, nothing is deleted yet: the next GC above this cutoff plans again.
       await failpoint("gc-before-delete");
       const victims = plan.remove.map((n) => core.layerMap.get(n)).filter((l): l is HistoricLayer => l !== undefined);
-      core.layerMap = core.layerMap.with([], victims.map((l) => l.desc.fileName));
+      core.layerMap = core.layerMap.with(
+        [],
+        victims.map((l) => l.desc.fileName),
+      );
       core.events.layersRemoved(victims.map((l) => l.desc.fileName));
       if (victims.some((l) => !l.resident)) await this.residency.saveEvictedManifest();
       for (const l of victims) {
@@ -121,13 +127,19 @@ export class TimelineGc {
       );
     }
     if (lsn < core.latestGcCutoff) {
-      throw new GcCutoffError(`invalid branch start lsn ${lsnToString(lsn)}: less than latest GC cutoff ${lsnToString(core.latestGcCutoff)}`);
+      throw new GcCutoffError(
+        `invalid branch start lsn ${lsnToString(lsn)}: less than latest GC cutoff ${lsnToString(core.latestGcCutoff)}`,
+      );
     }
     if (lsn < core.plannedGcCutoff) {
-      throw new GcCutoffError(`invalid branch start lsn ${lsnToString(lsn)}: less than planned GC cutoff ${lsnToString(core.plannedGcCutoff)}`);
+      throw new GcCutoffError(
+        `invalid branch start lsn ${lsnToString(lsn)}: less than planned GC cutoff ${lsnToString(core.plannedGcCutoff)}`,
+      );
     }
     if (core.ancestor !== null && lsn < core.ancestorLsn) {
-      throw new InvalidArgumentError(`invalid branch start lsn ${lsnToString(lsn)}: below this timeline's own branch point ${lsnToString(core.ancestorLsn)}`);
+      throw new InvalidArgumentError(
+        `invalid branch start lsn ${lsnToString(lsn)}: below this timeline's own branch point ${lsnToString(core.ancestorLsn)}`,
+      );
     }
   }
 }

@@ -108,9 +108,12 @@ export class TimelineIngest {
     const core = this.core;
     core.checkActive();
     const last = core.lastRecord.load();
-    if (!(lsn >= last)) throw new InvalidArgumentError(`put at ${lsnToString(lsn)} goes backwards: last_record_lsn is ${lsnToString(last)}`);
+    if (!(lsn >= last))
+      throw new InvalidArgumentError(`put at ${lsnToString(lsn)} goes backwards: last_record_lsn is ${lsnToString(last)}`);
     if (!(lsn >= core.nextOpenLayerAt)) {
-      throw new InvalidArgumentError(`put at ${lsnToString(lsn)} is below the open layer start ${lsnToString(core.nextOpenLayerAt)} (already frozen)`);
+      throw new InvalidArgumentError(
+        `put at ${lsnToString(lsn)} is below the open layer start ${lsnToString(core.nextOpenLayerAt)} (already frozen)`,
+      );
     }
     if (!(lsn <= MAX_LSN)) throw new InvalidArgumentError("LSN beyond 2^53");
   }
@@ -131,7 +134,8 @@ export class TimelineIngest {
     core.checkActive();
     const last = core.lastRecord.load();
     if (lsn < last) throw new InvalidArgumentError(`finishWrite at ${lsnToString(lsn)} goes backwards from ${lsnToString(last)}`);
-    if (core.open !== null && core.open.maxLsn > lsn) throw new InvalidArgumentError(`finishWrite at ${lsnToString(lsn)} below values already put`);
+    if (core.open !== null && core.open.maxLsn > lsn)
+      throw new InvalidArgumentError(`finishWrite at ${lsnToString(lsn)} below values already put`);
     core.prevRecord = prevRecordLsn;
     core.lastRecord.advance(lsn);
     // One clock read per record for both (Date.now() is a visible share of ingest's cost).
@@ -177,7 +181,10 @@ export class TimelineIngest {
     const conf = core.deps.conf();
     const frozen = this.flush.pendingFlushes;
     if (frozen >= conf.max_frozen_layers) {
-      return { state: Backpressure.Stalled, reason: `${frozen} frozen layers wait for their flush (max_frozen_layers ${conf.max_frozen_layers})` };
+      return {
+        state: Backpressure.Stalled,
+        reason: `${frozen} frozen layers wait for their flush (max_frozen_layers ${conf.max_frozen_layers})`,
+      };
     }
     // Without the compaction loop nothing lowers the L0 count: waiting for it would never end.
     if (conf.compaction_period_ms === 0) return GATE_OPEN;
@@ -248,7 +255,10 @@ export class TimelineIngest {
   private async adoptImport(layers: LayerDesc[], fromDir: string, lsn: Lsn, prevRecordLsn: Lsn | null): Promise<void> {
     const core = this.core;
     core.checkActive();
-    assert(core.layerMap.size === 0 && core.frozen.length === 0 && (core.open?.valueCount ?? 0) === 0, "bulk import into a timeline that got other data");
+    assert(
+      core.layerMap.size === 0 && core.frozen.length === 0 && (core.open?.valueCount ?? 0) === 0,
+      "bulk import into a timeline that got other data",
+    );
     for (const l of layers) {
       assert(l.kind === "image" && l.lsnRange.start === lsn, "a bulk import adopts image layers at its LSN");
       renameSync(join(fromDir, l.fileName), join(core.dir, l.fileName));

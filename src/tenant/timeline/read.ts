@@ -58,7 +58,11 @@ export class TimelineReader {
    */
   waitLsn(lsn: Lsn, timeout_ms = this.core.deps.conf().wait_lsn_timeout_ms): Promise<void> {
     const core = this.core;
-    const p = core.lastRecord.wait(lsn, timeout_ms, () => `disk_consistent_lsn is ${lsnToString(core.diskConsistent.load())}, timeline ${core.timelineId}`);
+    const p = core.lastRecord.wait(
+      lsn,
+      timeout_ms,
+      () => `disk_consistent_lsn is ${lsnToString(core.diskConsistent.load())}, timeline ${core.timelineId}`,
+    );
     if (lsn <= core.lastRecord.load()) return p;
     const start_ms = performance.now();
     const observe = (): void => core.metrics.waitLsn(secondsSince(start_ms));

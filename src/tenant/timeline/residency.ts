@@ -161,7 +161,10 @@ export class LayerResidency {
     const owner = this.ownerOf(layer) ?? this;
     const d = await owner.awaitDownloader();
     if (layer.resident) return;
-    if (d === null) throw new BadStateError(`layer ${layer.desc.fileName} of timeline ${owner.core.timelineId} is evicted and remote storage is not connected (yet)`);
+    if (d === null)
+      throw new BadStateError(
+        `layer ${layer.desc.fileName} of timeline ${owner.core.timelineId} is evicted and remote storage is not connected (yet)`,
+      );
     await layer.fetch(d);
     // GC or compaction dropped the layer while it came down: its file must not stay, or the
     // next load would take it for one of the timeline's layers.

@@ -144,7 +144,10 @@ export class Timeline extends TimelineCore {
     } catch (e) {
       // An index of commit times is no reason to refuse the timeline's data: keep the bad files
       // aside and start it at disk_consistent_lsn (times before the next commits answer `past`).
-      deps.log.warn({ err: e, disk_consistent_lsn: lsnToString(dcl) }, "commit-time index corrupt: kept aside as *.corrupt, restarted at disk_consistent_lsn");
+      deps.log.warn(
+        { err: e, disk_consistent_lsn: lsnToString(dcl) },
+        "commit-time index corrupt: kept aside as *.corrupt, restarted at disk_consistent_lsn",
+      );
       tl.commitTimes.reset(dcl);
     }
     return tl;
@@ -229,7 +232,8 @@ export class Timeline extends TimelineCore {
   inMemoryLayers(): InMemoryLayerInfo[] {
     const out: InMemoryLayerInfo[] = this.frozen.map((f) => ({ start: f.start, end: f.end, sizeBytes: f.sizeBytes, frozen: true }));
     const open = this.open;
-    if (open !== null) out.push({ start: open.start, end: lsnAdd(lsnMax(open.start, this.lastRecord.load()), 1), sizeBytes: open.sizeBytes, frozen: false });
+    if (open !== null)
+      out.push({ start: open.start, end: lsnAdd(lsnMax(open.start, this.lastRecord.load()), 1), sizeBytes: open.sizeBytes, frozen: false });
     return out;
   }
 

@@ -33,7 +33,6 @@ const SIZE_OF_SAMEPAGE_UPDATE = 2;
 const SIZE_OF_REVMAP_EXTEND = 4;
 const SIZE_OF_DESUMMARIZE = 10;
 
-
 export interface BrinCreateIdx {
   pagesPerRange: number;
   version: number;

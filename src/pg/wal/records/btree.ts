@@ -93,7 +93,6 @@ export function btreeRecordError(rec: DecodedRecord, what: string, blockId = -1)
   );
 }
 
-
 function mainDataExactly(rec: DecodedRecord, size: number, struct: string): Uint8Array {
   const d = rec.mainData;
   if (d.length !== size) throw btreeRecordError(rec, `${struct} main data is ${d.length} bytes, expected ${size}`);
@@ -113,7 +112,11 @@ function blockData(rec: DecodedRecord, blockId: number): Uint8Array {
 /** IndexTupleSize of the tuple at `data[off]`, checked to fit in `data` (8-byte header included). */
 function indexTupleSizeAt(rec: DecodedRecord, blockId: number, data: Uint8Array, off: number, what: string): number {
   if (off + SIZE_OF_INDEX_TUPLE_DATA > data.length) {
-    throw btreeRecordError(rec, `${what}: ${data.length - off} bytes left, an index tuple header needs ${SIZE_OF_INDEX_TUPLE_DATA}`, blockId);
+    throw btreeRecordError(
+      rec,
+      `${what}: ${data.length - off} bytes left, an index tuple header needs ${SIZE_OF_INDEX_TUPLE_DATA}`,
+      blockId,
+    );
   }
   const size = readU16LE(data, off + 6) & INDEX_SIZE_MASK;
   if (size < SIZE_OF_INDEX_TUPLE_DATA) throw btreeRecordError(rec, `${what}: index tuple size ${size} is below its header size`, blockId);
@@ -314,11 +317,16 @@ export function decodeBtreeDeleteData(rec: DecodedRecord, counts: XlBtreeVacuum)
   const d = blockData(rec, 0);
   const fixed = (counts.ndeleted + counts.nupdated) * 2;
   if (d.length < fixed) {
-    throw btreeRecordError(rec, `${counts.ndeleted} deleted and ${counts.nupdated} updated offsets need ${fixed} bytes, the data has ${d.length}`, 0);
+    throw btreeRecordError(
+      rec,
+      `${counts.ndeleted} deleted and ${counts.nupdated} updated offsets need ${fixed} bytes, the data has ${d.length}`,
+      0,
+    );
   }
   let off = fixed;
   for (let i = 0; i < counts.nupdated; i++) {
-    if (off + SIZE_OF_BTREE_UPDATE > d.length) throw btreeRecordError(rec, `xl_btree_update ${i} starts past the ${d.length} bytes of data`, 0);
+    if (off + SIZE_OF_BTREE_UPDATE > d.length)
+      throw btreeRecordError(rec, `xl_btree_update ${i} starts past the ${d.length} bytes of data`, 0);
     const n = readU16LE(d, off);
     if (n === 0) throw btreeRecordError(rec, `xl_btree_update ${i} deletes no TIDs`, 0);
     off += SIZE_OF_BTREE_UPDATE + n * 2;
@@ -357,7 +365,13 @@ export interface XlBtreeMarkPageHalfdead {
 
 export function decodeBtreeMarkPageHalfdead(rec: DecodedRecord): XlBtreeMarkPageHalfdead {
   const d = mainDataExactly(rec, SIZE_OF_BTREE_MARK_PAGE_HALFDEAD, "xl_btree_mark_page_halfdead");
-  return { poffset: readU16LE(d, 0), leafblk: readU32LE(d, 4), leftblk: readU32LE(d, 8), rightblk: readU32LE(d, 12), topparent: readU32LE(d, 16) };
+  return {
+    poffset: readU16LE(d, 0),
+    leafblk: readU32LE(d, 4),
+    leftblk: readU32LE(d, 8),
+    rightblk: readU32LE(d, 12),
+    topparent: readU32LE(d, 16),
+  };
 }
 
 export interface XlBtreeUnlinkPage {
@@ -423,7 +437,10 @@ export function decodeBtreeReusePage(rec: DecodedRecord): XlBtreeReusePage {
 
 /** A btree record's main data, typed by its info code (block data is decoded by redo, per block). */
 export type BtreeRecord =
-  | { info: typeof XLOG_BTREE_INSERT_LEAF | typeof XLOG_BTREE_INSERT_UPPER | typeof XLOG_BTREE_INSERT_META | typeof XLOG_BTREE_INSERT_POST; insert: XlBtreeInsert }
+  | {
+      info: typeof XLOG_BTREE_INSERT_LEAF | typeof XLOG_BTREE_INSERT_UPPER | typeof XLOG_BTREE_INSERT_META | typeof XLOG_BTREE_INSERT_POST;
+      insert: XlBtreeInsert;
+    }
   | { info: typeof XLOG_BTREE_SPLIT_L | typeof XLOG_BTREE_SPLIT_R; split: XlBtreeSplit }
   | { info: typeof XLOG_BTREE_DEDUP; dedup: XlBtreeDedup }
   | { info: typeof XLOG_BTREE_VACUUM; vacuum: XlBtreeVacuum }
@@ -462,7 +479,8 @@ export function decodeBtreeRecord(rec: DecodedRecord): BtreeRecord {
     case XLOG_BTREE_REUSE_PAGE:
       return { info, reuse: decodeBtreeReusePage(rec) };
     case XLOG_BTREE_META_CLEANUP:
-      if (rec.mainData.length !== 0) throw btreeRecordError(rec, `META_CLEANUP carries ${rec.mainData.length} bytes of main data, expected none`);
+      if (rec.mainData.length !== 0)
+        throw btreeRecordError(rec, `META_CLEANUP carries ${rec.mainData.length} bytes of main data, expected none`);
       return { info };
     default:
       throw btreeRecordError(rec, `unknown btree op code 0x${info.toString(16)}`);

@@ -73,7 +73,10 @@ export function decodeDbaseRecord(rec: DecodedRecord): DbaseRecord {
       const n = readU32LE(d, 4);
       // A negative count reads as >= 2^31 and fails like any count the data can't hold.
       if (n > (d.length - MIN_SIZE_OF_DBASE_DROP) / 4 || d.length !== MIN_SIZE_OF_DBASE_DROP + 4 * n) {
-        throw recordCorruption(rec, `main data is ${d.length} bytes, xl_dbase_drop_rec with ${n | 0} tablespaces is ${MIN_SIZE_OF_DBASE_DROP} + 4 each`);
+        throw recordCorruption(
+          rec,
+          `main data is ${d.length} bytes, xl_dbase_drop_rec with ${n | 0} tablespaces is ${MIN_SIZE_OF_DBASE_DROP} + 4 each`,
+        );
       }
       return { op, dbId: readU32LE(d, 0), ntablespaces: n, tablespaceIds: d.subarray(MIN_SIZE_OF_DBASE_DROP) };
     }

@@ -19,7 +19,6 @@ export const XLOG_GENERIC = 0x00;
 export const MAX_GENERIC_XLOG_PAGES = 4;
 export const GENERIC_FRAGMENT_HEADER_SIZE = 4;
 
-
 /**
  * Check a block's delta: every fragment header and payload inside `delta`, every target range
  * inside the page. Returns the number of fragments. Reading them again needs no checks.
@@ -29,12 +28,18 @@ export function checkGenericDelta(rec: DecodedRecord, blockId: number, delta: Ui
   let n = 0;
   // Each fragment consumes at least its header, so the loop runs at most len/4 times.
   while (p < delta.length) {
-    if (delta.length - p < GENERIC_FRAGMENT_HEADER_SIZE) throw recordCorruption(rec, `block ${blockId} delta: ${delta.length - p} bytes left at ${p}, shorter than a fragment header`);
+    if (delta.length - p < GENERIC_FRAGMENT_HEADER_SIZE)
+      throw recordCorruption(rec, `block ${blockId} delta: ${delta.length - p} bytes left at ${p}, shorter than a fragment header`);
     const offset = readU16LE(delta, p);
     const length = readU16LE(delta, p + 2);
     p += GENERIC_FRAGMENT_HEADER_SIZE;
-    if (length > delta.length - p) throw recordCorruption(rec, `block ${blockId} delta: fragment ${n} of ${length} bytes overruns the ${delta.length}-byte delta`);
-    if (offset + length > BLCKSZ) throw recordCorruption(rec, `block ${blockId} delta: fragment ${n} at page offset ${offset} of ${length} bytes reaches past the page`);
+    if (length > delta.length - p)
+      throw recordCorruption(rec, `block ${blockId} delta: fragment ${n} of ${length} bytes overruns the ${delta.length}-byte delta`);
+    if (offset + length > BLCKSZ)
+      throw recordCorruption(
+        rec,
+        `block ${blockId} delta: fragment ${n} at page offset ${offset} of ${length} bytes reaches past the page`,
+      );
     p += length;
     n++;
   }

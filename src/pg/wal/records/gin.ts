@@ -163,7 +163,8 @@ export function decodeGinCreatePostingTree(rec: DecodedRecord): XlGinCreatePosti
   expectInfo(rec, XLOG_GIN_CREATE_PTREE);
   const d = needMain(rec, SIZE_OF_CREATE_PTREE, "ginxlogCreatePostingTree");
   const size = readU32LE(d, 0);
-  if (d.length !== SIZE_OF_CREATE_PTREE + size) throw recordCorruption(rec, `posting list of ${size} bytes, ${d.length - SIZE_OF_CREATE_PTREE} present`);
+  if (d.length !== SIZE_OF_CREATE_PTREE + size)
+    throw recordCorruption(rec, `posting list of ${size} bytes, ${d.length - SIZE_OF_CREATE_PTREE} present`);
   return { postingList: d.subarray(SIZE_OF_CREATE_PTREE) };
 }
 
@@ -173,7 +174,8 @@ export function decodeGinInsert(rec: DecodedRecord): XlGinInsert {
   const flags = readU16LE(d, 0);
   const isLeaf = (flags & GIN_INSERT_ISLEAF) !== 0;
   const want = isLeaf ? SIZE_OF_GIN_INSERT : SIZE_OF_GIN_INSERT + 8;
-  if (d.length !== want) throw recordCorruption(rec, `ginxlogInsert main data is ${d.length} bytes, flags 0x${flags.toString(16)} need ${want}`);
+  if (d.length !== want)
+    throw recordCorruption(rec, `ginxlogInsert main data is ${d.length} bytes, flags 0x${flags.toString(16)} need ${want}`);
   return {
     flags,
     isLeaf,
@@ -188,14 +190,16 @@ export function decodeGinInsertEntry(rec: DecodedRecord): GinInsertEntry {
   const d = requireBlock(rec, 0).data;
   if (d.length < INSERT_ENTRY_HEADER + SIZE_OF_INDEX_TUPLE_DATA) throw recordCorruption(rec, `ginxlogInsertEntry of ${d.length} bytes`);
   const size = readU16LE(d, INSERT_ENTRY_HEADER + T_INFO_OFFSET) & INDEX_SIZE_MASK;
-  if (size !== d.length - INSERT_ENTRY_HEADER) throw recordCorruption(rec, `entry tuple size ${size}, ${d.length - INSERT_ENTRY_HEADER} bytes logged`);
+  if (size !== d.length - INSERT_ENTRY_HEADER)
+    throw recordCorruption(rec, `entry tuple size ${size}, ${d.length - INSERT_ENTRY_HEADER} bytes logged`);
   return { offset: readU16LE(d, 0), isDelete: d[2] !== 0, tuple: d.subarray(INSERT_ENTRY_HEADER) };
 }
 
 /** INSERT block 0 on an internal posting-tree page: ginxlogInsertDataInternal. */
 export function decodeGinInsertDataInternal(rec: DecodedRecord): GinInsertDataInternal {
   const d = requireBlock(rec, 0).data;
-  if (d.length !== SIZE_OF_INSERT_DATA_INTERNAL) throw recordCorruption(rec, `ginxlogInsertDataInternal of ${d.length} bytes, expected ${SIZE_OF_INSERT_DATA_INTERNAL}`);
+  if (d.length !== SIZE_OF_INSERT_DATA_INTERNAL)
+    throw recordCorruption(rec, `ginxlogInsertDataInternal of ${d.length} bytes, expected ${SIZE_OF_INSERT_DATA_INTERNAL}`);
   return { offset: readU16LE(d, 0), newItem: d.subarray(2, 2 + SIZE_OF_POSTING_ITEM) };
 }
 
@@ -224,7 +228,8 @@ export function decodeGinRecompress(rec: DecodedRecord, blockId: number): GinRec
     const segno = d[pos]!;
     const type = d[pos + 1]!;
     pos += 2;
-    if (i > 0 && segno < segnos[i - 1]!) throw recordCorruption(rec, `segment action ${i} on segment ${segno} after segment ${segnos[i - 1]}`);
+    if (i > 0 && segno < segnos[i - 1]!)
+      throw recordCorruption(rec, `segment action ${i} on segment ${segno} after segment ${segnos[i - 1]}`);
     segnos[i] = segno;
     types[i] = type;
     starts[i] = pos;
@@ -237,7 +242,8 @@ export function decodeGinRecompress(rec: DecodedRecord, blockId: number): GinRec
       const nitems = readU16LE(d, pos);
       pos += 2;
       const len = nitems * SIZE_OF_ITEM_POINTER;
-      if (pos + len > d.length) throw recordCorruption(rec, `segment action ${i}: ${nitems} items need ${len} bytes, ${d.length - pos} present`);
+      if (pos + len > d.length)
+        throw recordCorruption(rec, `segment action ${i}: ${nitems} items need ${len} bytes, ${d.length - pos} present`);
       starts[i] = pos;
       lens[i] = len;
       pos += len;
@@ -295,7 +301,8 @@ export function decodeGinDeleteListPages(rec: DecodedRecord): XlGinDeleteListPag
   expectInfo(rec, XLOG_GIN_DELETE_LISTPAGE);
   const d = needMain(rec, SIZE_OF_DELETE_LISTPAGES_FIELDS, "ginxlogDeleteListPages");
   const ndeleted = readU32LE(d, 56) | 0;
-  if (ndeleted < 0 || ndeleted > GIN_NDELETE_AT_ONCE) throw recordCorruption(rec, `ndeleted ${ndeleted} outside [0, ${GIN_NDELETE_AT_ONCE}]`);
+  if (ndeleted < 0 || ndeleted > GIN_NDELETE_AT_ONCE)
+    throw recordCorruption(rec, `ndeleted ${ndeleted} outside [0, ${GIN_NDELETE_AT_ONCE}]`);
   for (let i = 1; i <= ndeleted; i++) {
     if (blockById(rec, i) === undefined) throw recordCorruption(rec, `ndeleted ${ndeleted} but no block reference ${i}`);
   }
@@ -310,13 +317,15 @@ export function decodeGinDeleteListPages(rec: DecodedRecord): XlGinDeleteListPag
 export function decodeGinTupleRun(rec: DecodedRecord, blockId: number, ntuples: number): { data: Uint8Array; starts: Int32Array } {
   const d = requireBlock(rec, blockId).data;
   // Each tuple takes at least its 8-byte header: a count beyond that cannot be honest.
-  if (ntuples > d.length / SIZE_OF_INDEX_TUPLE_DATA) throw recordCorruption(rec, `${ntuples} tuples cannot fit in ${d.length} bytes of block ${blockId}`);
+  if (ntuples > d.length / SIZE_OF_INDEX_TUPLE_DATA)
+    throw recordCorruption(rec, `${ntuples} tuples cannot fit in ${d.length} bytes of block ${blockId}`);
   const starts = new Int32Array(ntuples);
   let pos = 0;
   for (let i = 0; i < ntuples; i++) {
     if (pos + SIZE_OF_INDEX_TUPLE_DATA > d.length) throw recordCorruption(rec, `block ${blockId} tuple ${i} past the end of the data`);
     const size = readU16LE(d, pos + T_INFO_OFFSET) & INDEX_SIZE_MASK;
-    if (size < SIZE_OF_INDEX_TUPLE_DATA || pos + size > d.length) throw recordCorruption(rec, `block ${blockId} tuple ${i}: size ${size}, ${d.length - pos} bytes present`);
+    if (size < SIZE_OF_INDEX_TUPLE_DATA || pos + size > d.length)
+      throw recordCorruption(rec, `block ${blockId} tuple ${i}: size ${size}, ${d.length - pos} bytes present`);
     starts[i] = pos;
     pos += size;
   }

@@ -43,7 +43,6 @@ const SIZE_OF_PAGE_DELETE = 10;
 /** A page holds at most BLCKSZ / (tuple + line pointer) tuples: the bound of every tuple loop. */
 const MAX_TUPLES_PER_PAGE = BLCKSZ / (SIZE_OF_INDEX_TUPLE + 4);
 
-
 /**
  * Split `bytes[start, end)` into consecutive IndexTuples (subarrays), each at least a header
  * long and inside the range, which they must cover exactly.
@@ -122,7 +121,8 @@ export function decodeGistPageUpdateBlock(rec: DecodedRecord, xl: GistPageUpdate
     throw recordCorruption(rec, `block 0 data of ${data.length} bytes is shorter than ${xl.ntodelete} offsets to delete`);
   }
   const tuples = indexTuples(rec, data, delBytes, data.length, "block 0 tuples");
-  if (tuples.length !== xl.ntoinsert) throw recordCorruption(rec, `block 0 carries ${tuples.length} tuples, the record announces ${xl.ntoinsert}`);
+  if (tuples.length !== xl.ntoinsert)
+    throw recordCorruption(rec, `block 0 carries ${tuples.length} tuples, the record announces ${xl.ntoinsert}`);
   return { todelete: offsets(data, 0, xl.ntodelete), tuples };
 }
 
@@ -195,7 +195,8 @@ export function decodeGistSplitPageTuples(rec: DecodedRecord, blockId: number, d
   if (data.length < 4) throw recordCorruption(rec, `block ${blockId} data of ${data.length} bytes lacks the tuple count`);
   const n = readU32LE(data, 0) | 0;
   const tuples = indexTupleRun(rec, data, 4, data.length, `block ${blockId} tuples`);
-  if (tuples.bounds.length - 1 !== n) throw recordCorruption(rec, `block ${blockId} carries ${tuples.bounds.length - 1} tuples, its count says ${n}`);
+  if (tuples.bounds.length - 1 !== n)
+    throw recordCorruption(rec, `block ${blockId} carries ${tuples.bounds.length - 1} tuples, its count says ${n}`);
   return tuples;
 }
 

@@ -169,7 +169,6 @@ export interface HashTupleList {
   data: Uint8Array;
 }
 
-
 /** A block's data that must be exactly one u32 (bucket number, bitmap bit, firstfree). */
 export function hashBlockU32(rec: DecodedRecord, blockId: number): number {
   const d = requireBlock(rec, blockId).data;
@@ -180,7 +179,8 @@ export function hashBlockU32(rec: DecodedRecord, blockId: number): number {
 /** An OffsetNumber array of `byteLength` bytes at `bytes[start]`, copied (the source may be unaligned). */
 function offsetArray(rec: DecodedRecord, bytes: Uint8Array, start: number, count: number, what: string): Uint16Array {
   if (count > MAX_OFFSET_NUMBER) throw recordCorruption(rec, `${what}: ${count} offsets exceed MaxOffsetNumber`);
-  if (start + 2 * count > bytes.length) throw recordCorruption(rec, `${what}: ${count} offsets need ${2 * count} bytes, ${bytes.length - start} present`);
+  if (start + 2 * count > bytes.length)
+    throw recordCorruption(rec, `${what}: ${count} offsets need ${2 * count} bytes, ${bytes.length - start} present`);
   const out = new Uint16Array(count);
   for (let i = 0; i < count; i++) out[i] = readU16LE(bytes, start + 2 * i);
   return out;
@@ -276,7 +276,8 @@ export function decodeHashSqueezePage(rec: DecodedRecord): XlHashSqueezePage {
 function checkIndexTuple(rec: DecodedRecord, d: Uint8Array, start: number, avail: number, what: string): number {
   if (avail < SIZE_OF_INDEX_TUPLE_DATA) throw recordCorruption(rec, `${what}: ${avail} bytes cannot hold an index tuple header`);
   const size = readU16LE(d, start + T_INFO_OFFSET) & INDEX_SIZE_MASK;
-  if (size < SIZE_OF_INDEX_TUPLE_DATA || size > avail) throw recordCorruption(rec, `${what}: index tuple size ${size}, ${avail} bytes present`);
+  if (size < SIZE_OF_INDEX_TUPLE_DATA || size > avail)
+    throw recordCorruption(rec, `${what}: index tuple size ${size}, ${avail} bytes present`);
   return size;
 }
 
@@ -321,6 +322,9 @@ export function decodeHashVacuumOnePage(rec: DecodedRecord): XlHashVacuumOnePage
   const ntuples = readU32LE(d, 4) | 0;
   if (ntuples < 0) throw recordCorruption(rec, `negative ntuples ${ntuples}`);
   // PostgreSQL deletes the offsets only when the record is longer than the struct.
-  const offsets = d.length > SIZE_OF_HASH_VACUUM_ONE_PAGE ? offsetArray(rec, d, SIZE_OF_HASH_VACUUM_ONE_PAGE, ntuples, "deleted offsets") : new Uint16Array(0);
+  const offsets =
+    d.length > SIZE_OF_HASH_VACUUM_ONE_PAGE
+      ? offsetArray(rec, d, SIZE_OF_HASH_VACUUM_ONE_PAGE, ntuples, "deleted offsets")
+      : new Uint16Array(0);
   return { latestRemovedXid: readU32LE(d, 0), ntuples, offsets };
 }

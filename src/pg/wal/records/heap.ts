@@ -94,7 +94,6 @@ export const SIZE_OF_HEAP_CONFIRM = 2;
 export const SIZE_OF_HEAP_LOCK = 8;
 export const SIZE_OF_HEAP_INPLACE = 2;
 
-
 /** A tuple as WAL carries it: xl_heap_header and the bytes after the fixed header. */
 export interface XlHeapTuple {
   infomask2: number;
@@ -248,8 +247,10 @@ export function decodeHeapUpdate(rec: DecodedRecord): XlHeapUpdate {
   if (data !== null) {
     let pos = 0;
     const affixes = (flags & XLH_UPDATE_PREFIX_FROM_OLD ? 1 : 0) + (flags & XLH_UPDATE_SUFFIX_FROM_OLD ? 1 : 0);
-    if (affixes > 0 && b1 !== undefined) throw recordCorruption(rec, "prefix/suffix from the old tuple, but the old tuple is on another page");
-    if (data.length < 2 * affixes) throw recordCorruption(rec, `block 0 data is ${data.length} bytes, its prefix/suffix lengths need ${2 * affixes}`, 0);
+    if (affixes > 0 && b1 !== undefined)
+      throw recordCorruption(rec, "prefix/suffix from the old tuple, but the old tuple is on another page");
+    if (data.length < 2 * affixes)
+      throw recordCorruption(rec, `block 0 data is ${data.length} bytes, its prefix/suffix lengths need ${2 * affixes}`, 0);
     if (flags & XLH_UPDATE_PREFIX_FROM_OLD) {
       prefixLen = readU16LE(data, pos);
       pos += 2;
@@ -260,7 +261,11 @@ export function decodeHeapUpdate(rec: DecodedRecord): XlHeapUpdate {
     }
     newTuple = decodeHeapTuple(rec, data, pos, data.length, "new tuple", 0);
     if (prefixLen > 0 && newTuple.data.length < newTuple.hoff - SIZEOF_HEAP_TUPLE_HEADER) {
-      throw recordCorruption(rec, `new tuple: ${newTuple.data.length} bytes cannot hold its ${newTuple.hoff - SIZEOF_HEAP_TUPLE_HEADER}-byte null bitmap`, 0);
+      throw recordCorruption(
+        rec,
+        `new tuple: ${newTuple.data.length} bytes cannot hold its ${newTuple.hoff - SIZEOF_HEAP_TUPLE_HEADER}-byte null bitmap`,
+        0,
+      );
     }
     if (SIZEOF_HEAP_TUPLE_HEADER + newTuple.data.length + prefixLen + suffixLen > MAX_HEAP_TUPLE_SIZE) {
       throw recordCorruption(rec, "new tuple with its prefix and suffix exceeds MaxHeapTupleSize", 0);
@@ -285,7 +290,10 @@ export function decodeHeapTruncate(rec: DecodedRecord): XlHeapTruncate {
   const d = needMain(rec, SIZE_OF_HEAP_TRUNCATE, "xl_heap_truncate");
   const nrelids = readU32LE(d, 4);
   if (d.length !== SIZE_OF_HEAP_TRUNCATE + 4 * nrelids) {
-    throw recordCorruption(rec, `main data is ${d.length} bytes, xl_heap_truncate with ${nrelids} relids is ${SIZE_OF_HEAP_TRUNCATE + 4 * nrelids}`);
+    throw recordCorruption(
+      rec,
+      `main data is ${d.length} bytes, xl_heap_truncate with ${nrelids} relids is ${SIZE_OF_HEAP_TRUNCATE + 4 * nrelids}`,
+    );
   }
   return { dbId: readU32LE(d, 0), nrelids, flags: d[8]!, relids: d.subarray(SIZE_OF_HEAP_TRUNCATE) };
 }

@@ -35,10 +35,7 @@ import { MAX_HEAP_TUPLE_SIZE, SIZEOF_HEAP_TUPLE_HEADER } from "../../heap_tuple.
 import type { DecodedRecord } from "../record.js";
 import { RM_HEAP2_ID } from "../rmgr_ids.js";
 import { exactMain, needMain, recordCorruption, requireBlock } from "./record_access.js";
-import {
-  expectOp,
-  XLOG_HEAP_INIT_PAGE,
-} from "./heap.js";
+import { expectOp, XLOG_HEAP_INIT_PAGE } from "./heap.js";
 
 export const XLOG_HEAP2_REWRITE = 0x00;
 export const XLOG_HEAP2_PRUNE = 0x10;
@@ -192,7 +189,11 @@ export function decodeHeap2Prune(rec: DecodedRecord): XlHeapPrune {
   if (offsets !== null) {
     const fixed = 2 * (2 * nredirected + ndead);
     if ((offsets.length & 1) !== 0 || offsets.length < fixed) {
-      throw recordCorruption(rec, `block 0 data is ${offsets.length} bytes, not an array of OffsetNumbers holding ${nredirected} redirects and ${ndead} dead`, 0);
+      throw recordCorruption(
+        rec,
+        `block 0 data is ${offsets.length} bytes, not an array of OffsetNumbers holding ${nredirected} redirects and ${ndead} dead`,
+        0,
+      );
     }
     nunused = (offsets.length - fixed) / 2;
   }
@@ -216,7 +217,11 @@ export function decodeHeap2FreezePage(rec: DecodedRecord): XlHeapFreezePage {
   const ntuples = readU16LE(d, 4);
   const plans = heap2Data(rec, 0);
   if (plans !== null && plans.length !== SIZE_OF_HEAP_FREEZE_TUPLE * ntuples) {
-    throw recordCorruption(rec, `block 0 data is ${plans.length} bytes, ${ntuples} freeze plans are ${SIZE_OF_HEAP_FREEZE_TUPLE * ntuples}`, 0);
+    throw recordCorruption(
+      rec,
+      `block 0 data is ${plans.length} bytes, ${ntuples} freeze plans are ${SIZE_OF_HEAP_FREEZE_TUPLE * ntuples}`,
+      0,
+    );
   }
   return { cutoffXid: readU32LE(d, 0), ntuples, plans };
 }
@@ -239,7 +244,8 @@ export function decodeHeap2MultiInsert(rec: DecodedRecord): XlHeapMultiInsert {
   const init = (rec.info & XLOG_HEAP_INIT_PAGE) !== 0;
   const ntuples = readU16LE(d, 2);
   const mainLen = SIZE_OF_HEAP_MULTI_INSERT + (init ? 0 : 2 * ntuples);
-  if (d.length !== mainLen) throw recordCorruption(rec, `main data is ${d.length} bytes, xl_heap_multi_insert of ${ntuples} tuples is ${mainLen}`);
+  if (d.length !== mainLen)
+    throw recordCorruption(rec, `main data is ${d.length} bytes, xl_heap_multi_insert of ${ntuples} tuples is ${mainLen}`);
   const tupleData = heap2Data(rec, 0);
   let tupleStarts: Uint16Array | null = null;
   if (tupleData !== null) {
@@ -252,13 +258,17 @@ export function decodeHeap2MultiInsert(rec: DecodedRecord): XlHeapMultiInsert {
       }
       const dataLen = readU16LE(tupleData, pos);
       const hoff = tupleData[pos + 6]!;
-      if (hoff < SIZEOF_HEAP_TUPLE_HEADER) throw recordCorruption(rec, `tuple ${i + 1}: t_hoff ${hoff} is below ${SIZEOF_HEAP_TUPLE_HEADER}`, 0);
-      if (SIZEOF_HEAP_TUPLE_HEADER + dataLen > MAX_HEAP_TUPLE_SIZE) throw recordCorruption(rec, `tuple ${i + 1}: ${dataLen} data bytes exceed MaxHeapTupleSize`, 0);
+      if (hoff < SIZEOF_HEAP_TUPLE_HEADER)
+        throw recordCorruption(rec, `tuple ${i + 1}: t_hoff ${hoff} is below ${SIZEOF_HEAP_TUPLE_HEADER}`, 0);
+      if (SIZEOF_HEAP_TUPLE_HEADER + dataLen > MAX_HEAP_TUPLE_SIZE)
+        throw recordCorruption(rec, `tuple ${i + 1}: ${dataLen} data bytes exceed MaxHeapTupleSize`, 0);
       tupleStarts[i] = pos;
       pos += SIZE_OF_MULTI_INSERT_TUPLE + dataLen;
-      if (pos > tupleData.length) throw recordCorruption(rec, `block 0 data of ${tupleData.length} bytes ends inside tuple ${i + 1} of ${ntuples}`, 0);
+      if (pos > tupleData.length)
+        throw recordCorruption(rec, `block 0 data of ${tupleData.length} bytes ends inside tuple ${i + 1} of ${ntuples}`, 0);
     }
-    if (pos !== tupleData.length) throw recordCorruption(rec, `total tuple length mismatch: ${ntuples} tuples use ${pos} of ${tupleData.length} bytes`, 0);
+    if (pos !== tupleData.length)
+      throw recordCorruption(rec, `total tuple length mismatch: ${ntuples} tuples use ${pos} of ${tupleData.length} bytes`, 0);
   }
   return {
     flags: d[0]!,
@@ -298,7 +308,8 @@ export function decodeHeap2Rewrite(rec: DecodedRecord): XlHeapRewriteMapping {
   const d = needMain(rec, SIZE_OF_HEAP_REWRITE_MAPPING, "xl_heap_rewrite_mapping");
   const numMappings = readU32LE(d, 24);
   const want = SIZE_OF_HEAP_REWRITE_MAPPING + SIZE_OF_LOGICAL_REWRITE_MAPPING * numMappings;
-  if (d.length !== want) throw recordCorruption(rec, `main data is ${d.length} bytes, a rewrite mapping of ${numMappings} entries is ${want}`);
+  if (d.length !== want)
+    throw recordCorruption(rec, `main data is ${d.length} bytes, a rewrite mapping of ${numMappings} entries is ${want}`);
   const offsetHi = readU32LE(d, 20);
   const lsnHi = readU32LE(d, 36);
   if (offsetHi >= 0x20_0000 || lsnHi >= 0x20_0000) throw recordCorruption(rec, "rewrite mapping offset or start LSN beyond 2^53");

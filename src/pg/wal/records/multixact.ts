@@ -93,10 +93,23 @@ export function decodeMultiXactRecord(rec: DecodedRecord): MultiXactRecord {
       const d = needMain(rec, SIZE_OF_MULTIXACT_CREATE, "xl_multixact_create");
       const n = readU32LE(d, 8);
       // multixact_redo reads members[0]; a negative count reads as >= 2^31 and fails here.
-      if (n < 1 || n > (d.length - SIZE_OF_MULTIXACT_CREATE) / SIZE_OF_MULTIXACT_MEMBER || d.length !== SIZE_OF_MULTIXACT_CREATE + SIZE_OF_MULTIXACT_MEMBER * n) {
-        throw recordCorruption(rec, `main data is ${d.length} bytes, xl_multixact_create with ${n | 0} members is ${SIZE_OF_MULTIXACT_CREATE} + ${SIZE_OF_MULTIXACT_MEMBER} each (at least one)`);
+      if (
+        n < 1 ||
+        n > (d.length - SIZE_OF_MULTIXACT_CREATE) / SIZE_OF_MULTIXACT_MEMBER ||
+        d.length !== SIZE_OF_MULTIXACT_CREATE + SIZE_OF_MULTIXACT_MEMBER * n
+      ) {
+        throw recordCorruption(
+          rec,
+          `main data is ${d.length} bytes, xl_multixact_create with ${n | 0} members is ${SIZE_OF_MULTIXACT_CREATE} + ${SIZE_OF_MULTIXACT_MEMBER} each (at least one)`,
+        );
       }
-      const r: MultiXactCreateRecord = { op, mid: readU32LE(d, 0), moff: readU32LE(d, 4), nmembers: n, members: d.subarray(SIZE_OF_MULTIXACT_CREATE) };
+      const r: MultiXactCreateRecord = {
+        op,
+        mid: readU32LE(d, 0),
+        moff: readU32LE(d, 4),
+        nmembers: n,
+        members: d.subarray(SIZE_OF_MULTIXACT_CREATE),
+      };
       for (let i = 0; i < n; i++) {
         const status = memberStatusAt(r, i);
         if (status > MULTIXACT_STATUS_UPDATE) throw recordCorruption(rec, `member ${i} has status ${status | 0}`);
@@ -105,7 +118,14 @@ export function decodeMultiXactRecord(rec: DecodedRecord): MultiXactRecord {
     }
     case XLOG_MULTIXACT_TRUNCATE_ID: {
       const d = exactMain(rec, SIZE_OF_MULTIXACT_TRUNCATE, "xl_multixact_truncate");
-      return { op, oldestMultiDb: readU32LE(d, 0), startTruncOff: readU32LE(d, 4), endTruncOff: readU32LE(d, 8), startTruncMemb: readU32LE(d, 12), endTruncMemb: readU32LE(d, 16) };
+      return {
+        op,
+        oldestMultiDb: readU32LE(d, 0),
+        startTruncOff: readU32LE(d, 4),
+        endTruncOff: readU32LE(d, 8),
+        startTruncMemb: readU32LE(d, 12),
+        endTruncMemb: readU32LE(d, 16),
+      };
     }
     default:
       throw recordCorruption(rec, `unknown MultiXact info code 0x${op.toString(16).padStart(2, "0")}`);

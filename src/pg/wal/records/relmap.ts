@@ -36,9 +36,13 @@ export function decodeRelmapRecord(rec: DecodedRecord): RelmapRecord {
   if (op !== XLOG_RELMAP_UPDATE) throw recordCorruption(rec, `unknown RelMap info code 0x${op.toString(16).padStart(2, "0")}`);
   const d = needMain(rec, MIN_SIZE_OF_RELMAP_UPDATE, "xl_relmap_update");
   const nbytes = readU32LE(d, 8);
-  if (nbytes !== RELMAPPER_FILESIZE) throw recordCorruption(rec, `relmap update of ${nbytes | 0} bytes, a map file is ${RELMAPPER_FILESIZE}`);
+  if (nbytes !== RELMAPPER_FILESIZE)
+    throw recordCorruption(rec, `relmap update of ${nbytes | 0} bytes, a map file is ${RELMAPPER_FILESIZE}`);
   if (d.length !== MIN_SIZE_OF_RELMAP_UPDATE + nbytes) {
-    throw recordCorruption(rec, `main data is ${d.length} bytes, xl_relmap_update of ${nbytes} bytes is ${MIN_SIZE_OF_RELMAP_UPDATE + nbytes}`);
+    throw recordCorruption(
+      rec,
+      `main data is ${d.length} bytes, xl_relmap_update of ${nbytes} bytes is ${MIN_SIZE_OF_RELMAP_UPDATE + nbytes}`,
+    );
   }
   return { op, dbId: readU32LE(d, 0), tsId: readU32LE(d, 4), data: d.subarray(MIN_SIZE_OF_RELMAP_UPDATE) };
 }

@@ -23,9 +23,9 @@ export interface SeqLog {
   tuple: Uint8Array;
 }
 
-
 export function decodeSeqLog(rec: DecodedRecord): SeqLog {
   const d = rec.mainData;
-  if (d.length <= SIZE_OF_SEQ_REC) throw recordCorruption(rec, `main data of ${d.length} bytes holds no sequence tuple after the ${SIZE_OF_SEQ_REC}-byte xl_seq_rec`);
+  if (d.length <= SIZE_OF_SEQ_REC)
+    throw recordCorruption(rec, `main data of ${d.length} bytes holds no sequence tuple after the ${SIZE_OF_SEQ_REC}-byte xl_seq_rec`);
   return { spcNode: readU32LE(d, 0), dbNode: readU32LE(d, 4), relNode: readU32LE(d, 8), tuple: d.subarray(SIZE_OF_SEQ_REC) };
 }

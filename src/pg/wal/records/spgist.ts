@@ -55,7 +55,6 @@ const SIZE_OF_VACUUM_LEAF = 16;
 const SIZE_OF_VACUUM_ROOT = 12;
 const SIZE_OF_VACUUM_REDIRECT = 8;
 
-
 /** The record state PostgreSQL's redo builds a fake SpGistState from (fillFakeState). */
 export interface SpgState {
   myXid: number;
@@ -78,7 +77,8 @@ class Reader {
   }
 
   offsets(n: number, what: string): Uint16Array {
-    if (this.d.length - this.pos < 2 * n) throw recordCorruption(this.rec, `${what}: ${n} offsets at byte ${this.pos} overrun ${this.d.length} bytes of main data`);
+    if (this.d.length - this.pos < 2 * n)
+      throw recordCorruption(this.rec, `${what}: ${n} offsets at byte ${this.pos} overrun ${this.d.length} bytes of main data`);
     const out = new Uint16Array(n);
     for (let i = 0; i < n; i++) out[i] = readU16LE(this.d, this.pos + 2 * i);
     this.pos += 2 * n;
@@ -86,7 +86,8 @@ class Reader {
   }
 
   bytes(n: number, what: string): Uint8Array {
-    if (this.d.length - this.pos < n) throw recordCorruption(this.rec, `${what}: ${n} bytes at byte ${this.pos} overrun ${this.d.length} bytes of main data`);
+    if (this.d.length - this.pos < n)
+      throw recordCorruption(this.rec, `${what}: ${n} bytes at byte ${this.pos} overrun ${this.d.length} bytes of main data`);
     const out = this.d.subarray(this.pos, this.pos + n);
     this.pos += n;
     return out;
@@ -100,10 +101,13 @@ class Reader {
 
   /** leafTuple without a view: the tuple's start in the main data (it ends at `pos`). */
   leafTupleAt(what: string): number {
-    if (this.d.length - this.pos < SIZE_OF_SPGIST_LEAF_TUPLE) throw recordCorruption(this.rec, `${what}: leaf tuple header at byte ${this.pos} overruns the main data`);
+    if (this.d.length - this.pos < SIZE_OF_SPGIST_LEAF_TUPLE)
+      throw recordCorruption(this.rec, `${what}: leaf tuple header at byte ${this.pos} overruns the main data`);
     const size = readU32LE(this.d, this.pos) >>> 2;
-    if (size < SIZE_OF_SPGIST_LEAF_TUPLE) throw recordCorruption(this.rec, `${what}: leaf tuple of size ${size} is shorter than its header`);
-    if (this.d.length - this.pos < size) throw recordCorruption(this.rec, `${what}: ${size} bytes at byte ${this.pos} overrun ${this.d.length} bytes of main data`);
+    if (size < SIZE_OF_SPGIST_LEAF_TUPLE)
+      throw recordCorruption(this.rec, `${what}: leaf tuple of size ${size} is shorter than its header`);
+    if (this.d.length - this.pos < size)
+      throw recordCorruption(this.rec, `${what}: ${size} bytes at byte ${this.pos} overrun ${this.d.length} bytes of main data`);
     const start = this.pos;
     this.pos += size;
     return start;
@@ -122,9 +126,11 @@ class Reader {
 
   /** An inner tuple: its size is the u16 at byte 4. */
   innerTuple(what: string): Uint8Array {
-    if (this.d.length - this.pos < SIZE_OF_SPGIST_INNER_TUPLE) throw recordCorruption(this.rec, `${what}: inner tuple header at byte ${this.pos} overruns the main data`);
+    if (this.d.length - this.pos < SIZE_OF_SPGIST_INNER_TUPLE)
+      throw recordCorruption(this.rec, `${what}: inner tuple header at byte ${this.pos} overruns the main data`);
     const size = readU16LE(this.d, this.pos + 4);
-    if (size < SIZE_OF_SPGIST_INNER_TUPLE) throw recordCorruption(this.rec, `${what}: inner tuple of size ${size} is shorter than its header`);
+    if (size < SIZE_OF_SPGIST_INNER_TUPLE)
+      throw recordCorruption(this.rec, `${what}: inner tuple of size ${size} is shorter than its header`);
     return this.bytes(size, what);
   }
 }

@@ -104,7 +104,14 @@ export function decodeStandbyRecord(rec: DecodedRecord): StandbyRecord {
       const d = needMain(rec, MIN_SIZE_OF_INVALIDATIONS, "xl_invalidations");
       const nmsgs = readU32LE(d, 12);
       const msgs = exactItems(rec, d, MIN_SIZE_OF_INVALIDATIONS, nmsgs, SIZE_OF_SHARED_INVAL_MESSAGE, "xl_invalidations");
-      return { op, dbId: readU32LE(d, 0), tsId: readU32LE(d, 4), relcacheInitFileInval: boolAt(rec, d, 8, "relcacheInitFileInval"), nmsgs, msgs };
+      return {
+        op,
+        dbId: readU32LE(d, 0),
+        tsId: readU32LE(d, 4),
+        relcacheInitFileInval: boolAt(rec, d, 8, "relcacheInitFileInval"),
+        nmsgs,
+        msgs,
+      };
     }
     default:
       throw recordCorruption(rec, `unknown Standby info code 0x${op.toString(16).padStart(2, "0")}`);

@@ -198,7 +198,10 @@ class Cursor {
     const n = this.u32(`${what} count`);
     // A negative int reads as >= 2^31 and fails here like any count too large for the data.
     if (n > (this.d.length - this.off) / size) {
-      throw recordCorruption(this.rec, `${n} ${what} of ${size} bytes at offset ${this.off} do not fit in ${this.d.length} bytes of main data`);
+      throw recordCorruption(
+        this.rec,
+        `${n} ${what} of ${size} bytes at offset ${this.off} do not fit in ${this.d.length} bytes of main data`,
+      );
     }
     const items = this.d.subarray(this.off, this.off + n * size);
     this.off += n * size;
@@ -208,7 +211,10 @@ class Cursor {
   /** `n` items of `size` bytes, the view padded to MAXALIGN (the 2PC state file's layout). */
   alignedItems(n: number, size: number, what: string): Uint8Array {
     if (n > (this.d.length - this.off) / size) {
-      throw recordCorruption(this.rec, `${n} ${what} of ${size} bytes at offset ${this.off} do not fit in ${this.d.length} bytes of main data`);
+      throw recordCorruption(
+        this.rec,
+        `${n} ${what} of ${size} bytes at offset ${this.off} do not fit in ${this.d.length} bytes of main data`,
+      );
     }
     const items = this.d.subarray(this.off, this.off + n * size);
     const padded = maxAlign(n * size);
@@ -308,13 +314,15 @@ function decodePrepare(rec: DecodedRecord): XactPrepareRecord {
   if (magic !== TWOPHASE_MAGIC) throw recordCorruption(rec, `two-phase state file magic 0x${magic.toString(16)}`);
   // total_len counts the CRC-32C that pg_twophase appends to the WAL's bytes.
   const totalLen = readU32LE(d, 4);
-  if (totalLen !== d.length + 4) throw recordCorruption(rec, `two-phase state file total_len ${totalLen}, main data has ${d.length} bytes + CRC`);
+  if (totalLen !== d.length + 4)
+    throw recordCorruption(rec, `two-phase state file total_len ${totalLen}, main data has ${d.length} bytes + CRC`);
   const gidlen = readU16LE(d, 54);
   if (gidlen < 1 || gidlen > GIDSIZE) throw recordCorruption(rec, `GID length ${gidlen}`);
   if (d[52]! > 1) throw recordCorruption(rec, `initfileinval is ${d[52]}, not a bool`);
   c.off = maxAlign(SIZE_OF_XACT_PREPARE);
   const gidBytes = c.alignedItems(gidlen, 1, "GID bytes");
-  if (gidBytes[gidlen - 1] !== 0 || gidBytes.indexOf(0) !== gidlen - 1) throw recordCorruption(rec, "GID is not one NUL-terminated string of gidlen bytes");
+  if (gidBytes[gidlen - 1] !== 0 || gidBytes.indexOf(0) !== gidlen - 1)
+    throw recordCorruption(rec, "GID is not one NUL-terminated string of gidlen bytes");
   const nsubxacts = readU32LE(d, 28);
   const ncommitrels = readU32LE(d, 32);
   const nabortrels = readU32LE(d, 36);
