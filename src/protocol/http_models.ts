@@ -250,7 +250,7 @@ export const TimelineCreate = Type.Object(
 );
 export type TimelineCreate = Static<typeof TimelineCreate>;
 
-/** src/tenant/timeline.ts TimelineState's values. */
+/** src/tenant/timeline/core.ts TimelineState's values. */
 export const TimelineStateName = enumOf(["Loading", "Active", "Stopping", "Broken"]);
 export type TimelineStateName = Static<typeof TimelineStateName>;
 /** src/tenant/ingest_gate.ts Backpressure's values. */
