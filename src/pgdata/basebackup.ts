@@ -304,10 +304,9 @@ export async function basebackupTar(timeline: Timeline, lsn: Lsn, opts: Baseback
     throw new InvalidArgumentError(`base backup LSN ${lsnToString(lsn)} is below the timeline's start ${lsnToString(start)}`);
   // A base backup reads every page once: keep it out of the materialized page cache.
   const snap = await datadirAt(timeline, lsn, { fillCache: false });
-  // The backup reads chunk by chunk, for as long as the client takes: its LSN is leased (GC
-  // keeps it, and what a read at it visits stays on local disk, those layers created meanwhile
-  // included) and fetched first where it is not, until the stream ends.
-  const lease = new StreamLease(timeline, lsn, await timeline.pinLayersAt(lsn));
+  // The backup reads chunk by chunk, for as long as the client takes: the timeline holds what
+  // a read at its LSN needs (Timeline.holdReadsAt) until the stream ends.
+  const lease = new StreamLease(timeline, lsn, await timeline.holdReadsAt(lsn));
   try {
     return timed(timeline, start_ms, lease, await prepare(timeline, snap, lsn, now0(opts), opts));
   } catch (e) {
@@ -363,9 +362,9 @@ async function prepare(
 }
 
 /**
- * The read lease of a stream (Timeline.leaseReadsAt), taken before the stream is handed out
+ * The read hold of a stream (Timeline.holdReadsAt), taken before the stream is handed out
  * and released in the stream's finally. A stream that is never started never runs its
- * finally (an HTTP client that left while the layers came down: the reply is not produced),
+ * finally (an HTTP client that left before the reply was produced),
  * so a lease not taken over by the stream within UNSTARTED_LEASE_MS is given back; a stream
  * that starts later leases again.
  */
@@ -386,7 +385,7 @@ class StreamLease {
   /** The stream starts: it owns the lease now (leased again if the timer gave it back). */
   async start(): Promise<void> {
     clearTimeout(this.timer);
-    if (this.held === null) this.held = await this.timeline.pinLayersAt(this.lsn);
+    if (this.held === null) this.held = await this.timeline.holdReadsAt(this.lsn);
   }
 
   release(): void {

@@ -285,7 +285,7 @@ export class LayerResidency {
    * function. A layer that shows up evicted later anyway (remote storage connecting adopts
    * layers of the index) is still met by the reads, which download it then.
    */
-  async pinLayersAt(lsn: Lsn): Promise<() => void> {
+  async holdReadsAt(lsn: Lsn): Promise<() => void> {
     const release = this.leaseReadsAt(lsn);
     try {
       for (let round = 0; ; round++) {

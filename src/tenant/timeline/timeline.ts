@@ -349,8 +349,12 @@ export class Timeline extends TimelineCore {
   evictable(layer: HistoricLayer): boolean {
     return this.residency.evictable(layer);
   }
-  pinLayersAt(lsn: Lsn): Promise<() => void> {
-    return this.residency.pinLayersAt(lsn);
+  /**
+   * Hold what a read at `lsn` needs until the returned release runs: GC keeps the LSN, and
+   * every layer such a read visits is local and stays so (for long streams: base backups).
+   */
+  holdReadsAt(lsn: Lsn): Promise<() => void> {
+    return this.residency.holdReadsAt(lsn);
   }
   evictLayer(layer: HistoricLayer): Promise<boolean> {
     return this.residency.evictLayer(layer);
