@@ -126,7 +126,12 @@ describe("remote storage with a PostgreSQL source", { timeout: 300_000 }, () => 
     const tl = server!.tenants.get(parseTenantId(tenant)).getTimeline(parseTimelineId(timeline));
     // The stream goes on (an idle flush or a compaction may add or replace layers while the
     // bucket is checked): compare once the layer set held still across a whole check.
-    const layerNames = (): string => tl.layerFiles().map((l) => l.name).sort().join(",");
+    const layerNames = (): string =>
+      tl
+        .layerFiles()
+        .map((l) => l.name)
+        .sort()
+        .join(",");
     await waitFor("the index names exactly the local layers", async () => {
       const before = layerNames();
       await server!.remote!.clientOf(tl)!.waitUploaded();
