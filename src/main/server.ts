@@ -35,6 +35,7 @@ import { TenantManager } from "./tenant_manager.js";
 import { TenantWorkLimiter } from "../tenant/heavy_work.js";
 import { apiPolicy, registerMetricsRoute, warnIfExposed } from "./http/tenant_routes.js";
 import { WalSources } from "./wal_source/wal_sources.js";
+import { WorkdirLock } from "./workdir_lock.js";
 
 const isTs = import.meta.url.endsWith(".ts");
 // Workers (image creation) load the same redo by URL.
@@ -66,6 +67,8 @@ export class Server {
   pgPort = 0;
   /** GET /metrics alone on config.listen_metrics (null: /metrics is on the API's listener). */
   private metricsHttp: HttpServer | null = null;
+  /** `<workdir>/pageserver.pid`, held from start to the end of stop. */
+  private workdirLock: WorkdirLock | null = null;
   metricsPort = 0;
 
   constructor(config: NodeConfig, log?: Logger) {
@@ -162,6 +165,8 @@ export class Server {
 
   async start(): Promise<number> {
     this.log.info({ ...buildInfo(), failpoints: activeFailpoints() }, "pageserver starting");
+    // Before anything reads the workdir: a second pageserver on it stops here.
+    this.workdirLock = WorkdirLock.acquire(this.config.workdir);
     if (this.config.auth_public_key !== null) {
       this.auth = await Auth.fromPublicKeyFile(this.config.auth_public_key);
       this.http.setAuth(this.auth);
@@ -300,6 +305,7 @@ export class Server {
     await this.remote?.shutdown();
     this.loops.close();
     await this.pools.destroy();
+    this.workdirLock?.release();
     this.log.info("pageserver stopped");
   }
 }

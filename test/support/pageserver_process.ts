@@ -31,6 +31,11 @@ export class PageserverProcess {
     this.logFile = logFile;
   }
 
+  /** The running process's pid (null before start). */
+  get pid(): number | null {
+    return this.child?.pid ?? null;
+  }
+
   get url(): string {
     return `http://127.0.0.1:${this.port}`;
   }
@@ -93,7 +98,8 @@ export class PageserverProcess {
   /** SIGKILL and wait for the exit. */
   async kill(): Promise<void> {
     const c = this.child;
-    if (c === null || c.exitCode !== null) return;
+    // Already gone (exited, or killed by a signal): nothing to wait for.
+    if (c === null || c.exitCode !== null || c.signalCode !== null) return;
     const exited = new Promise((r) => c.once("exit", r));
     c.kill("SIGKILL");
     await exited;
@@ -102,7 +108,7 @@ export class PageserverProcess {
   /** SIGTERM; resolves with the exit code. */
   async stop(timeout_ms = 30_000): Promise<number | null> {
     const c = this.child;
-    if (c === null || c.exitCode !== null) return c?.exitCode ?? null;
+    if (c === null || c.exitCode !== null || c.signalCode !== null) return c?.exitCode ?? null;
     const exited = new Promise<number | null>((r) => c.once("exit", (code) => r(code)));
     c.kill("SIGTERM");
     const t = setTimeout(() => c.kill("SIGKILL"), timeout_ms);

@@ -23,7 +23,7 @@
 import type { Logger } from "pino";
 import type { TProperties, TSchema } from "@sinclair/typebox";
 import { randomUUID } from "node:crypto";
-import { LimitReachedError, PageserverError, RequestTooLargeError } from "../../types/errors.js";
+import { ConflictError, LimitReachedError, PageserverError, RequestTooLargeError } from "../../types/errors.js";
 import { ERROR_STATUSES, EXPECTED_5XX, httpStatusFor, redactPaths } from "./errors.js";
 import {
   HttpError,
@@ -43,6 +43,8 @@ import type { TenantId } from "../../types/ids.js";
 import { Auth, type AuthScope, type Claims } from "../auth.js";
 import { type HttpRequest, type HttpResponse, loadUws, type TemplatedApp, type us_listen_socket } from "./uws.js";
 
+/** uWebSockets.js's ListenOptions.LIBUS_LISTEN_EXCLUSIVE_PORT. */
+const LIBUS_LISTEN_EXCLUSIVE_PORT = 1;
 /** A streamed body's producer waits while more than this is queued, and resumes below LOW. */
 const STREAM_QUEUE_HIGH_BYTES = 4 * 1024 * 1024;
 const STREAM_QUEUE_LOW_BYTES = 1024 * 1024;
@@ -508,9 +510,21 @@ export class HttpServer {
 
   listen(host: string, port: number): Promise<number> {
     return new Promise((resolve, reject) => {
-      this.app.listen(host, port, (sock) => {
+      // Exclusive (no SO_REUSEPORT): a second server on this port fails here instead of
+      // sharing the port's connections with this one.
+      const listenExclusive = this.app.listen as unknown as (
+        h: string,
+        p: number,
+        options: number,
+        cb: (s: us_listen_socket | false) => void,
+      ) => void;
+      listenExclusive.call(this.app, host, port, LIBUS_LISTEN_EXCLUSIVE_PORT, (sock) => {
         if (!sock) {
-          reject(new Error(`cannot listen on ${host}:${port}`));
+          reject(
+            new ConflictError(
+              `cannot listen on ${host}:${port} (HTTP API): the port is in use (another pageserver?) or the address is not available`,
+            ),
+          );
           return;
         }
         this.listenSocket = sock;

@@ -32,6 +32,7 @@ import { getpageThrottle } from "../../tenant/config.js";
 import type { Tenant } from "../../tenant/tenant.js";
 import type { Timeline } from "../../tenant/timeline/index.js";
 import { TokenBucket } from "../../tenant/throttle.js";
+import { ConflictError } from "../../types/errors.js";
 import type { TenantId } from "../../types/ids.js";
 import type { Lsn } from "../../types/lsn.js";
 import type { Auth } from "../auth.js";
@@ -135,9 +136,12 @@ export class PageService {
     const server = createServer({ noDelay: true, allowHalfOpen: true }, (sock) => this.accept(sock));
     server.maxConnections = MAX_CONNECTIONS;
     await new Promise<void>((resolve, reject) => {
-      server.once("error", reject);
+      server.once("error", (e: NodeJS.ErrnoException) => {
+        const why = e.code === "EADDRINUSE" ? "the port is in use (another pageserver?)" : `${e.code ?? e.message}`;
+        reject(new ConflictError(`cannot listen on ${host}:${port} (page service): ${why}`));
+      });
       server.listen(port, host, () => {
-        server.off("error", reject);
+        server.removeAllListeners("error");
         resolve();
       });
     });
