@@ -2,10 +2,11 @@
  * One pageserver per workdir and per port (src/main/workdir_lock.ts, exclusive listens in
  * src/main/http/http_server.ts and src/main/page_service/page_service.ts): a second process on
  * the same workdir or the same port refuses to start with exit 2 and a message naming what is
- * taken, and a workdir whose holder died (kill -9) is taken over.
+ * taken, and a workdir whose holder died (kill -9) is taken over. Also: pageserver.json's
+ * `listen` holds unless --listen is given.
  */
-import { spawnSync } from "node:child_process";
-import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { spawn, spawnSync } from "node:child_process";
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -73,5 +74,30 @@ describe("one pageserver per workdir and per port", { timeout: 180_000 }, () => 
     expect(pg.status).toBe(2);
     expect(pg.stderr).toContain(`cannot listen on 127.0.0.1:${pgPort} (page service): the port is in use`);
     expect(await first.stop()).toBe(0);
+  });
+
+  it("pageserver.json's listen is used when --listen is not given", async () => {
+    const workdir = join(dir, "cfg");
+    mkdirSync(workdir, { recursive: true });
+    const port = await freePort();
+    writeFileSync(join(workdir, "pageserver.json"), JSON.stringify({ listen: `127.0.0.1:${port}`, listen_pg: "127.0.0.1:0" }));
+    const child = spawn(process.execPath, ["--import", "tsx", ENTRY, "--workdir", workdir], { stdio: "ignore" });
+    try {
+      let status = 0;
+      for (let i = 0; i < 300 && status !== 200 && child.exitCode === null; i++) {
+        status = await fetch(`http://127.0.0.1:${port}/v1/status`).then(
+          (r) => r.status,
+          () => 0,
+        );
+        if (status !== 200) await new Promise((r) => setTimeout(r, 100));
+      }
+      expect(status).toBe(200);
+    } finally {
+      if (child.exitCode === null && child.signalCode === null) {
+        const exited = new Promise((r) => child.once("exit", r));
+        child.kill("SIGTERM");
+        await exited;
+      }
+    }
   });
 });

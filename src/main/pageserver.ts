@@ -18,8 +18,10 @@ const program = new Command()
   .name("pageserver")
   .description("A multi-tenant, branchable, point-in-time page store for PostgreSQL 15")
   .version(versionLine(), "-V, --version", "print the version and git commit")
-  .option("--workdir <dir>", "data directory", ".pageserver")
-  .option("--listen <host:port>", "HTTP API address", "127.0.0.1:9898")
+  // No defaults here: a flag overrides pageserver.json only when it is given (the defaults are
+  // the node config's, src/main/config.ts).
+  .option("--workdir <dir>", "data directory (default: .pageserver)")
+  .option("--listen <host:port>", "HTTP API address (default: 127.0.0.1:9898)")
   .option("--listen-pg <host:port>", "page service address (pagestream, basebackup)")
   .option("--listen-metrics <host:port>", "serve GET /metrics on this address only (default: on --listen)")
   .option("--auth-public-key <file>", "PEM public key (Ed25519 or RSA): JWT auth on HTTP and the page service")
@@ -40,8 +42,8 @@ const program = new Command()
   .parse();
 
 const opts = program.opts<{
-  workdir: string;
-  listen: string;
+  workdir?: string;
+  listen?: string;
   listenPg?: string;
   listenMetrics?: string;
   authPublicKey?: string;
