@@ -11,8 +11,11 @@ import { Command } from "commander";
 import { InvalidArgumentError, PageserverError } from "../types/errors.js";
 import { applyFailpoints, parseFailpointSpec } from "../types/failpoints.js";
 import { versionLine } from "./build_info.js";
-import { loadNodeConfig } from "./config.js";
+import { DEFAULT_NODE_CONFIG, loadNodeConfig } from "./config.js";
 import { Server } from "./server.js";
+
+/** The help shows the node config's own defaults (flags have none: see below). */
+const DEFAULT_LISTEN = `${DEFAULT_NODE_CONFIG.listen_http.host}:${DEFAULT_NODE_CONFIG.listen_http.port}`;
 
 const program = new Command()
   .name("pageserver")
@@ -20,8 +23,8 @@ const program = new Command()
   .version(versionLine(), "-V, --version", "print the version and git commit")
   // No defaults here: a flag overrides pageserver.json only when it is given (the defaults are
   // the node config's, src/main/config.ts).
-  .option("--workdir <dir>", "data directory (default: .pageserver)")
-  .option("--listen <host:port>", "HTTP API address (default: 127.0.0.1:9898)")
+  .option("--workdir <dir>", `data directory (default: ${DEFAULT_NODE_CONFIG.workdir})`)
+  .option("--listen <host:port>", `HTTP API address (default: ${DEFAULT_LISTEN})`)
   .option("--listen-pg <host:port>", "page service address (pagestream, basebackup)")
   .option("--listen-metrics <host:port>", "serve GET /metrics on this address only (default: on --listen)")
   .option("--auth-public-key <file>", "PEM public key (Ed25519 or RSA): JWT auth on HTTP and the page service")
