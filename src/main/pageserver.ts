@@ -1,36 +1,65 @@
 #!/usr/bin/env node
 /**
  * `pageserver` entry point: parse flags, start the node in the foreground; SIGTERM/SIGINT
- * stop it cleanly (flush, then exit 0). Bad configuration exits 2 with a clear message; so
- * does a bad FAILPOINTS environment variable ("name=action;…", src/types/failpoints.ts), or
- * one set while failpoints are off: they work only with `--enable-failpoints` (or
- * PAGESERVER_ENABLE_FAILPOINTS=1 in the environment), as Neon gates them.
+ * stop it cleanly (flush, then exit 0).
+ *
+ * Settings, later wins (src/main/config.ts): embedded defaults < the config file (`--config`,
+ * else `<workdir>/pageserver.json`) < `PAGESERVER_<KEY>` variables < the flags given.
+ *
+ * Every expected startup failure (usage, bad configuration, a bad FAILPOINTS variable or one
+ * set while failpoints are off, a busy port, a locked workdir, an unreadable key file) prints
+ * one line `pageserver: <message>` to stderr and exits 2; the stack only at --log-level
+ * debug or trace. Failpoints work only with `--enable-failpoints` (or
+ * PAGESERVER_ENABLE_FAILPOINTS=1), as Neon gates them.
  */
 import { resolve } from "node:path";
-import { Command } from "commander";
+import { Command, type CommanderError } from "commander";
 import { InvalidArgumentError, PageserverError } from "../types/errors.js";
 import { applyFailpoints, parseFailpointSpec } from "../types/failpoints.js";
 import { versionLine } from "./build_info.js";
-import { DEFAULT_NODE_CONFIG, loadNodeConfig } from "./config.js";
+import {
+  type ConfigOverrides,
+  DEFAULT_NODE_CONFIG,
+  defaultText,
+  flagValue,
+  LOG_FORMATS,
+  loadNodeConfig,
+  NODE_CONFIG_KEYS,
+  type NodeConfig,
+  type NodeConfigKey,
+} from "./config.js";
 import { Server } from "./server.js";
 
-/** The help shows the node config's own defaults (flags have none: see below). */
-const DEFAULT_LISTEN = `${DEFAULT_NODE_CONFIG.listen_http.host}:${DEFAULT_NODE_CONFIG.listen_http.port}`;
+/** Exit code of every startup failure (usage and configuration included). */
+const EXIT_STARTUP = 2;
+
+const PRECEDENCE = `
+Settings, later wins: embedded defaults < config file (--config FILE, else
+<workdir>/pageserver.json if present) < environment PAGESERVER_<KEY> (one variable per
+config-file key, e.g. PAGESERVER_LISTEN=127.0.0.1:9898, PAGESERVER_PAGE_CACHE_SIZE=8388608,
+PAGESERVER_TENANT_CONFIG='{"gc_period":"1h"}'; PAGESERVER_WORKDIR for --workdir) < flags given.
+An unknown key or PAGESERVER_ variable, or a value of the wrong type, is refused at startup.`;
+
+/** Help text of a flag with its key's default from the node config (flags have none: see below). */
+const d = (key: NodeConfigKey, what: string): string => `${what} (default: ${defaultText(key)})`;
 
 const program = new Command()
   .name("pageserver")
   .description("A multi-tenant, branchable, point-in-time page store for PostgreSQL 15")
   .version(versionLine(), "-V, --version", "print the version and git commit")
-  // No defaults here: a flag overrides pageserver.json only when it is given (the defaults are
-  // the node config's, src/main/config.ts).
+  // No defaults here: a flag overrides the file and the environment only when it is given.
+  .option("--config <file>", "config file (default: <workdir>/pageserver.json, if present)")
   .option("--workdir <dir>", `data directory (default: ${DEFAULT_NODE_CONFIG.workdir})`)
-  .option("--listen <host:port>", `HTTP API address (default: ${DEFAULT_LISTEN})`)
-  .option("--listen-pg <host:port>", "page service address (pagestream, basebackup)")
+  .option("--listen <host:port>", d("listen", "HTTP API address"))
+  .option("--listen-pg <host:port>", d("listen_pg", "page service address (pagestream, basebackup)"))
   .option("--listen-metrics <host:port>", "serve GET /metrics on this address only (default: on --listen)")
   .option("--auth-public-key <file>", "PEM public key (Ed25519 or RSA): JWT auth on HTTP and the page service")
-  .option("--page-cache-size <bytes>", "shared page cache size in bytes")
-  .option("--log-level <level>", "pino log level")
-  .option("--log-format <format>", "json (default) or pretty (human-readable, via pino-pretty)")
+  .option("--page-cache-size <bytes>", d("page_cache_size", "shared page cache size in bytes"))
+  .option("--log-level <level>", d("log_level", "pino log level"))
+  .option(
+    "--log-format <format>",
+    d("log_format", `${LOG_FORMATS.join(" | ")}: pino's json (epoch-ms time, numeric level), json-iso (ISO 8601 time, level names) or pino-pretty`),
+  )
   .option("--remote-storage <url>", "remote storage: file:///abs/path or s3://bucket/prefix?endpoint=URL&region=R (credentials: AWS_* env)")
   .option(
     "--max-local-disk-bytes <bytes>",
@@ -42,41 +71,40 @@ const program = new Command()
   )
   .option("--enable-failpoints", "allow failpoints (FAILPOINTS, PUT /v1/failpoints); also PAGESERVER_ENABLE_FAILPOINTS=1")
   .option("--import-pgdata-root <dir>", "import_pgdata reads data directories only under this directory (absent: import_pgdata is refused)")
+  .addHelpText("after", PRECEDENCE)
+  // Usage errors are startup failures like the others: one line, exit 2.
+  .configureOutput({ outputError: (text, write) => write(`pageserver: ${text.replace(/^error: /, "").trim()}\n`) })
+  .exitOverride((e: CommanderError) => process.exit(e.exitCode === 0 ? 0 : EXIT_STARTUP))
   .parse();
 
-const opts = program.opts<{
-  workdir?: string;
-  listen?: string;
-  listenPg?: string;
-  listenMetrics?: string;
-  authPublicKey?: string;
-  pageCacheSize?: string;
-  logLevel?: string;
-  logFormat?: string;
-  remoteStorage?: string;
-  maxLocalDiskBytes?: string;
-  minFreeDiskBytes?: string;
-  enableFailpoints?: boolean;
-  importPgdataRoot?: string;
-}>();
+const opts = program.opts<Record<string, string | boolean | undefined>>();
+
+/** The flags given, by config key (commander's camelCase names → snake_case keys). */
+function flagOverrides(): ConfigOverrides {
+  const o: Record<string, unknown> = {};
+  for (const [name, v] of Object.entries(opts)) {
+    const key = name.replace(/[A-Z]/g, (c) => `_${c.toLowerCase()}`);
+    if (v === undefined || key === "config") continue;
+    if (key === "workdir") o[key] = v;
+    else if (key === "import_pgdata_root") o[key] = resolve(String(v));
+    else if (Object.hasOwn(NODE_CONFIG_KEYS, key)) o[key] = flagValue(key as NodeConfigKey, v);
+  }
+  return o as ConfigOverrides;
+}
+
+/** Whether a failure may print its stack: --log-level (or PAGESERVER_LOG_LEVEL, or the config) debug or trace. */
+function verbose(config: NodeConfig | null): boolean {
+  const level = config?.log_level ?? opts["logLevel"] ?? process.env["PAGESERVER_LOG_LEVEL"];
+  return level === "debug" || level === "trace";
+}
 
 let server: Server;
+let config: NodeConfig | null = null;
 try {
-  const envEnabled = process.env["PAGESERVER_ENABLE_FAILPOINTS"];
-  const config = loadNodeConfig({
-    ...(opts.enableFailpoints === true || envEnabled === "1" || envEnabled === "true" ? { enable_failpoints: true } : {}),
-    ...(opts.importPgdataRoot === undefined ? {} : { import_pgdata_root: resolve(opts.importPgdataRoot) }),
-    workdir: opts.workdir,
-    listen: opts.listen,
-    listen_pg: opts.listenPg,
-    listen_metrics: opts.listenMetrics,
-    auth_public_key: opts.authPublicKey,
-    page_cache_size: opts.pageCacheSize,
-    log_level: opts.logLevel,
-    log_format: opts.logFormat,
-    remote_storage: opts.remoteStorage,
-    max_local_disk_bytes: opts.maxLocalDiskBytes,
-    min_free_disk_bytes: opts.minFreeDiskBytes,
+  const configFile = opts["config"];
+  config = loadNodeConfig(flagOverrides(), {
+    env: process.env,
+    ...(typeof configFile === "string" ? { config_file: configFile } : {}),
   });
   const spec = process.env["FAILPOINTS"] ?? "";
   if (spec !== "" && !config.enable_failpoints)
@@ -91,9 +119,11 @@ try {
   server = new Server(config);
   await server.start();
 } catch (e) {
-  const msg = e instanceof PageserverError ? e.message : ((e as Error).stack ?? String(e));
-  process.stderr.write(`pageserver: ${msg}\n`);
-  process.exit(2);
+  const err = e instanceof Error ? e : new Error(String(e));
+  // One line: a message that spans lines (a JSON parse error's excerpt) is joined.
+  process.stderr.write(`pageserver: ${err.message.replace(/\s*\n\s*/g, " ")}\n`);
+  if (verbose(config) && err.stack !== undefined) process.stderr.write(`${err.stack}\n`);
+  process.exit(EXIT_STARTUP);
 }
 
 let stopping = false;

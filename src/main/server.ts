@@ -6,7 +6,7 @@
 import { pathToFileURL } from "node:url";
 import { fileURLToPath } from "node:url";
 import { mkdirSync } from "node:fs";
-import { pino, type Logger } from "pino";
+import type { Logger } from "pino";
 import type { Registry } from "prom-client";
 import { PageCache } from "../cache/index.js";
 import { collectKeyspace } from "../pgdata/reader.js";
@@ -22,6 +22,7 @@ import { buildInfo } from "./build_info.js";
 import { LogicalSizeQueries } from "./logical_size_queries.js";
 import { NodeMetrics } from "./metrics.js";
 import { PageService } from "./page_service/page_service.js";
+import { createLogger } from "./log.js";
 import { withBoundedErrors } from "./log_serializers.js";
 import { DiskUsageEviction } from "./remote/disk_usage_eviction.js";
 import { RemoteTimelines } from "./remote/remote_timelines.js";
@@ -75,10 +76,7 @@ export class Server {
     this.config = config;
     // Errors are logged with names and ids, never live objects (log_serializers.ts).
     this.log = withBoundedErrors(
-      log ??
-        (config.log_format === "pretty"
-          ? pino({ level: config.log_level }, pino.transport({ target: "pino-pretty" }))
-          : pino({ level: config.log_level })),
+      log ?? createLogger(config.log_level, config.log_format),
     );
     mkdirSync(config.workdir, { recursive: true });
     const metrics = new NodeMetrics();

@@ -1,7 +1,7 @@
 /**
  * Tenant configuration: the knobs of layered storage, with Neon's names and defaults. Durations
- * are given as strings ("20s", "10m", "1h", "7d") or milliseconds; sizes in bytes. Internally
- * every field carries its unit in its name.
+ * are given as strings ("20s", "10m", "1h30m", "7d", as Neon's humantime) or milliseconds;
+ * sizes in bytes. Internally every field carries its unit in its name.
  *
  * Ingest backpressure (see Timeline.ingestBackpressure): the frozen-layer limit and the two L0
  * thresholds. The L0 thresholds default to multiples of compaction_threshold (null = derived,
@@ -76,18 +76,46 @@ const UNITS_MS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_0
 /** The longest delay a Node timer waits (2^31 - 1 ms, ~24.8 days): a longer one fires after 1 ms. */
 export const MAX_TIMER_MS = 0x7fff_ffff;
 
-/** A duration in ms; `max_ms` bounds settings that become timer delays (MAX_TIMER_MS). */
+/** Longest duration text read: bounds the terms of a compound duration. */
+const MAX_DURATION_TEXT = 64;
+/** The whole text: one or more `<number><unit>` terms, blanks between and around them. */
+const DURATION_TEXT = /^(?:\d+(?:\.\d+)?\s*(?:ms|s|m|h|d)\s*)+$/;
+const DURATION_TERM = /(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)/g;
+
+/**
+ * A duration in ms: milliseconds as a number, or text of terms summed as Neon's humantime
+ * does ("20s", "1h30m", "1h 30m", "2d 3h", "1m 30s", "1.5s"); units ms, s, m, h, d. `max_ms`
+ * bounds settings that become timer delays (MAX_TIMER_MS).
+ */
 export function parseDurationMs(x: unknown, name: string, max_ms = Number.MAX_SAFE_INTEGER): number {
   let ms: number | null = null;
   if (typeof x === "number" && Number.isFinite(x) && x >= 0) ms = x;
-  else if (typeof x === "string") {
-    const m = /^(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)$/.exec(x.trim());
-    if (m) ms = Math.round(Number.parseFloat(m[1]!) * UNITS_MS[m[2]!]!);
+  else if (typeof x === "string" && x.length <= MAX_DURATION_TEXT) {
+    const text = x.trim();
+    if (DURATION_TEXT.test(text)) {
+      let sum = 0;
+      for (const m of text.matchAll(DURATION_TERM)) sum += Number.parseFloat(m[1]!) * UNITS_MS[m[2]!]!;
+      if (Number.isSafeInteger(Math.round(sum))) ms = Math.round(sum);
+    }
   }
   if (ms === null)
     throw new InvalidArgumentError(`${name}: invalid duration ${JSON.stringify(x)} (e.g. "20s", "10m", "1h", or milliseconds)`);
   if (ms > max_ms) throw new InvalidArgumentError(`${name}: ${JSON.stringify(x)} is longer than ${max_ms} ms`);
   return ms;
+}
+
+/** `ms` as parseDurationMs reads it back: "1d 2h 3m 4s 5ms" (zero terms left out; 0 is "0ms"). */
+export function formatDurationMs(ms: number): string {
+  if (!Number.isSafeInteger(ms) || ms < 0) throw new InvalidArgumentError(`not a duration in ms: ${ms}`);
+  const terms: string[] = [];
+  let rest = ms;
+  for (const unit of ["d", "h", "m", "s", "ms"] as const) {
+    const size = UNITS_MS[unit]!;
+    const n = Math.floor(rest / size);
+    rest -= n * size;
+    if (n > 0) terms.push(`${n}${unit}`);
+  }
+  return terms.length === 0 ? "0ms" : terms.join(" ");
 }
 
 function parseCount(x: unknown, name: string, min: number): number {
