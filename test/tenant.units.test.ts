@@ -10,12 +10,14 @@ import { mkdtempSync, readdirSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { crc32c } from "@node-rs/crc32";
+import fc from "fast-check";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { DEFAULT_NODE_CONFIG, loadNodeConfig, parseListen } from "../src/main/config.js";
 import {
   DEFAULT_TENANT_CONF,
   getpageThrottle,
   l0Thresholds,
+  formatDurationMs,
   MAX_TIMER_MS,
   parseDurationMs,
   parseTenantConf,
@@ -204,6 +206,32 @@ describe("tenant config", () => {
     expect(parseDurationMs("0s", "x")).toBe(0);
     expect(parseDurationMs(1234, "x")).toBe(1234);
     expect(parseDurationMs(0, "x")).toBe(0);
+  });
+
+  it("parses compound durations as Neon's humantime does: terms summed, blanks optional", () => {
+    expect(parseDurationMs("1h30m", "x")).toBe(5_400_000);
+    expect(parseDurationMs("1h 30m", "x")).toBe(5_400_000);
+    expect(parseDurationMs("2d 3h", "x")).toBe(2 * 86_400_000 + 3 * 3_600_000);
+    expect(parseDurationMs("500ms", "x")).toBe(500);
+    expect(parseDurationMs("1m 30s", "x")).toBe(90_000);
+    expect(parseDurationMs("1m30s500ms", "x")).toBe(90_500);
+    expect(parseDurationMs(" 1h  30m ", "x")).toBe(5_400_000);
+    // Garbage between, before or after terms, and texts past the length bound, are refused.
+    for (const bad of ["1h30", "1h,30m", "h30m", "1h-30m", "1h 30x", "30m 1", "1h 30m garbage", `${"1s".repeat(40)}`]) {
+      expect(() => parseDurationMs(bad, "pitr_interval"), bad).toThrow(`pitr_interval: invalid duration ${JSON.stringify(bad)}`);
+    }
+  });
+
+  it("formatDurationMs then parseDurationMs gives the same milliseconds (property)", () => {
+    fc.assert(
+      fc.property(fc.integer({ min: 0, max: 2 ** 42 }), (ms) => {
+        const text = formatDurationMs(ms);
+        expect(parseDurationMs(text, "x"), text).toBe(ms);
+      }),
+      { numRuns: 2000 },
+    );
+    expect(formatDurationMs(5_400_000)).toBe("1h 30m");
+    expect(formatDurationMs(0)).toBe("0ms");
   });
 
   it("refuses bad durations with a message naming the setting and the value", () => {
@@ -514,7 +542,7 @@ describe("node config", () => {
     refuses('{"flush_threads":1.5}', "flush_threads: expected a positive integer, got 1.5");
     refuses('{"tenant_config":{"gc_horizon":-1}}', "gc_horizon: expected an integer >= 0");
     refuses('{"tenant_config":{"nope":1}}', "unknown tenant config key 'nope'");
-    refuses('{"log_format":"xml"}', 'log_format: expected json or pretty, got "xml"');
+    refuses('{"log_format":"xml"}', 'log_format: expected one of json, json-iso, pretty, got "xml"');
     refuses('{"min_free_disk_bytes":-1}', "min_free_disk_bytes: expected a non-negative integer, got -1");
     refuses('{"max_concurrent_background_tasks":0}', "max_concurrent_background_tasks: expected a positive integer, got 0");
     refuses(

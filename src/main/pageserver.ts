@@ -73,7 +73,7 @@ const program = new Command()
   .option("--import-pgdata-root <dir>", "import_pgdata reads data directories only under this directory (absent: import_pgdata is refused)")
   .addHelpText("after", PRECEDENCE)
   // Usage errors are startup failures like the others: one line, exit 2.
-  .configureOutput({ outputError: (text, write) => write(`pageserver: ${text.replace(/^error: /, "").trim()}\n`) })
+  .configureOutput({ outputError: (text, write) => write(`pageserver: ${text.replace(/^error: /, "").trim().replace(/\s*\n\s*/g, " ")}\n`) })
   .exitOverride((e: CommanderError) => process.exit(e.exitCode === 0 ? 0 : EXIT_STARTUP))
   .parse();
 
