@@ -208,10 +208,12 @@ describe("the pageserver process", { timeout: 180_000 }, () => {
     try {
       expect(await waitStatus(envPort, child)).toBe(200);
       // The file's port is not used: the environment beat it.
-      expect(await fetch(`http://127.0.0.1:${filePort}/v1/status`).then(
-        () => "answered",
-        () => "refused",
-      )).toBe("refused");
+      expect(
+        await fetch(`http://127.0.0.1:${filePort}/v1/status`).then(
+          () => "answered",
+          () => "refused",
+        ),
+      ).toBe("refused");
       const lines = out
         .split("\n")
         .filter((l) => l !== "")
@@ -236,6 +238,10 @@ describe("the pageserver process", { timeout: 180_000 }, () => {
     const holder = new PageserverProcess(join(dir, "held"), await freePort(), join(dir, "held.log"));
     running.push(holder);
     await holder.start();
+    // The default log format stays pino's own: epoch-ms time, numeric level.
+    const first = JSON.parse(holder.logTail(1_000_000).split("\n")[0]!) as { time: unknown; level: unknown };
+    expect(typeof first.time).toBe("number");
+    expect(first.level).toBe(30);
     const notADir = join(dir, "a-file");
     writeFileSync(notADir, "");
     const badFile = workdirWith({ listen: "127.0.0.1:0", lsiten: 1 });
@@ -245,7 +251,12 @@ describe("the pageserver process", { timeout: 180_000 }, () => {
       ["bad config file", ["--workdir", badFile], {}, "unknown key 'lsiten'"],
       ["missing --config", ["--config", join(dir, "absent.json")], {}, "no such file"],
       ["unknown variable", ["--workdir", join(dir, "v")], { PAGESERVER_NOPE: "1" }, "PAGESERVER_NOPE: unknown setting"],
-      ["busy HTTP port", ["--workdir", join(dir, "b"), "--listen", `127.0.0.1:${holder.port}`, "--listen-pg", "127.0.0.1:0"], {}, "cannot listen"],
+      [
+        "busy HTTP port",
+        ["--workdir", join(dir, "b"), "--listen", `127.0.0.1:${holder.port}`, "--listen-pg", "127.0.0.1:0"],
+        {},
+        "cannot listen",
+      ],
       ["locked workdir", ["--workdir", holder.workdir, "--listen", await free(), "--listen-pg", "127.0.0.1:0"], {}, "is in use by"],
       [
         "unreadable key file",
@@ -262,7 +273,16 @@ describe("the pageserver process", { timeout: 180_000 }, () => {
       expect(r.stderr, what).toContain(message);
     }
     // At debug the stack follows the line.
-    const debug = refusedStart(["--workdir", join(notADir, "w"), "--log-level", "debug", "--listen", await free(), "--listen-pg", "127.0.0.1:0"]);
+    const debug = refusedStart([
+      "--workdir",
+      join(notADir, "w"),
+      "--log-level",
+      "debug",
+      "--listen",
+      await free(),
+      "--listen-pg",
+      "127.0.0.1:0",
+    ]);
     expect(debug.status).toBe(2);
     expect(debug.stderr).toMatch(/^pageserver: [^\n]*ENOTDIR[^\n]*\n.*\n\s+at /s);
   });

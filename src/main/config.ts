@@ -215,7 +215,12 @@ export const NODE_CONFIG_KEYS = {
     0,
     "disk-usage eviction: above this many resident layer bytes the coldest uploaded layers are evicted (0: off)",
   ),
-  min_free_disk_bytes: intRow("min_free_disk_bytes", 0, 0, "disk-usage eviction also keeps this many bytes free on the workdir's filesystem"),
+  min_free_disk_bytes: intRow(
+    "min_free_disk_bytes",
+    0,
+    0,
+    "disk-usage eviction also keeps this many bytes free on the workdir's filesystem",
+  ),
   wal_source_unix_sockets: boolRow("wal_source_unix_sockets", "whether a wal_source connstr may name a unix socket"),
   enable_failpoints: boolRow("enable_failpoints", "allow failpoints (FAILPOINTS, PUT /v1/failpoints)"),
   import_pgdata_root: row<"import_pgdata_root", string | null>({
@@ -275,13 +280,14 @@ export const NODE_CONFIG_FILE_SCHEMA = Type.Partial(
 /** Values by config-file key (what a file, a flag or a test gives), plus `workdir`. */
 export type ConfigOverrides = { workdir?: string } & { [K in NodeConfigKey]?: ConfigValue<K> };
 /** The value type a key takes: its schema's, by its parser's input. */
-type ConfigValue<K extends NodeConfigKey> = RowValue<Rows[K]> extends boolean
-  ? boolean
-  : K extends "tenant_config"
-    ? Record<string, unknown>
-    : RowValue<Rows[K]> extends number
-      ? number | string
-      : string | (null extends RowValue<Rows[K]> ? null : never);
+type ConfigValue<K extends NodeConfigKey> =
+  RowValue<Rows[K]> extends boolean
+    ? boolean
+    : K extends "tenant_config"
+      ? Record<string, unknown>
+      : RowValue<Rows[K]> extends number
+        ? number | string
+        : string | (null extends RowValue<Rows[K]> ? null : never);
 
 const KEY_NAMES = Object.keys(NODE_CONFIG_KEYS) as NodeConfigKey[];
 const isKey = (k: string): k is NodeConfigKey => Object.hasOwn(NODE_CONFIG_KEYS, k);
@@ -373,7 +379,10 @@ function readEnv(env: Readonly<Record<string, string | undefined>>): { workdir?:
     const key = name.slice("PAGESERVER_".length).toLowerCase();
     if (key === "workdir") workdir = text;
     else if (isKey(key) && name === envName(key)) values.push([key, fromText(key, text, name), name]);
-    else throw new InvalidArgumentError(`${name}: unknown setting (variables: PAGESERVER_<KEY> for a pageserver.json key, e.g. PAGESERVER_LISTEN)`);
+    else
+      throw new InvalidArgumentError(
+        `${name}: unknown setting (variables: PAGESERVER_<KEY> for a pageserver.json key, e.g. PAGESERVER_LISTEN)`,
+      );
   }
   return workdir === undefined ? { values } : { workdir, values };
 }

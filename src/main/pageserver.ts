@@ -58,7 +58,10 @@ const program = new Command()
   .option("--log-level <level>", d("log_level", "pino log level"))
   .option(
     "--log-format <format>",
-    d("log_format", `${LOG_FORMATS.join(" | ")}: pino's json (epoch-ms time, numeric level), json-iso (ISO 8601 time, level names) or pino-pretty`),
+    d(
+      "log_format",
+      `${LOG_FORMATS.join(" | ")}: pino's json (epoch-ms time, numeric level), json-iso (ISO 8601 time, level names) or pino-pretty`,
+    ),
   )
   .option("--remote-storage <url>", "remote storage: file:///abs/path or s3://bucket/prefix?endpoint=URL&region=R (credentials: AWS_* env)")
   .option(
@@ -73,7 +76,15 @@ const program = new Command()
   .option("--import-pgdata-root <dir>", "import_pgdata reads data directories only under this directory (absent: import_pgdata is refused)")
   .addHelpText("after", PRECEDENCE)
   // Usage errors are startup failures like the others: one line, exit 2.
-  .configureOutput({ outputError: (text, write) => write(`pageserver: ${text.replace(/^error: /, "").trim().replace(/\s*\n\s*/g, " ")}\n`) })
+  .configureOutput({
+    outputError: (text, write) =>
+      write(
+        `pageserver: ${text
+          .replace(/^error: /, "")
+          .trim()
+          .replace(/\s*\n\s*/g, " ")}\n`,
+      ),
+  })
   .exitOverride((e: CommanderError) => process.exit(e.exitCode === 0 ? 0 : EXIT_STARTUP))
   .parse();
 
