@@ -64,11 +64,11 @@ interface Row<F extends string, T> {
 const row = <F extends string, T>(r: Row<F, T>): Row<F, T> => r;
 const described = (description: string, def: unknown) => ({ description, default: def });
 
-/** An integer setting ≥ 1 (`min` 1) or ≥ 0 (`min` 0); a string of digits is taken too (flags, env). */
+/** An integer setting ≥ 1 (`min` 1) or ≥ 0 (`min` 0); a string of digits is taken too (flags, env). `max` is the parser's ("at most …"). */
 function intRow<F extends string>(field: F, min: 0 | 1, def: number, description: string, max = Number.MAX_SAFE_INTEGER) {
   return row<F, number>({
     field,
-    schema: Type.Union([Type.Integer({ minimum: min, maximum: max }), Type.String({ pattern: "^[0-9]+$" })], described(description, def)),
+    schema: Type.Union([Type.Integer({ minimum: min }), Type.String({ pattern: "^[0-9]+$" })], described(description, def)),
     expected: min === 1 ? "a positive integer" : "a non-negative integer",
     parse: (v, name) => {
       const n = min === 1 ? positiveInt(v, name) : nonNegativeInt(v, name);
