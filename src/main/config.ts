@@ -19,6 +19,7 @@ import { type TSchema, Type } from "@sinclair/typebox";
 import { Value } from "@sinclair/typebox/value";
 import { parseRemoteStorageUrl } from "../remote/storage_url.js";
 import { DEFAULT_TENANT_CONF, parseDurationMs, parseTenantConf, type TenantConf } from "../tenant/config.js";
+import { assert } from "../types/assert.js";
 import { InvalidArgumentError } from "../types/errors.js";
 
 export function parseListen(text: string): { host: string; port: number } {
@@ -342,10 +343,16 @@ function fromText(key: NodeConfigKey, text: string, source: string): unknown {
 }
 
 /** Check one value against its row's schema and parse it into `c`. */
+/** Refuse a value its key's schema doesn't take, naming the source and the key. */
+function checkType(key: NodeConfigKey, v: unknown, source: string): void {
+  const r = NODE_CONFIG_KEYS[key] as unknown as Row<string, unknown>;
+  if (!Value.Check(r.schema, v)) throw new InvalidArgumentError(`${source}: ${key}: expected ${r.expected}, got ${JSON.stringify(v)}`);
+}
+
 function applyOne(c: NodeConfig, key: NodeConfigKey, v: unknown, source: string): void {
   const r = NODE_CONFIG_KEYS[key] as unknown as Row<string, unknown>;
   const fields = c as unknown as Record<string, unknown>;
-  if (!Value.Check(r.schema, v)) throw new InvalidArgumentError(`${source}: ${key}: expected ${r.expected}, got ${JSON.stringify(v)}`);
+  checkType(key, v, source);
   try {
     fields[r.field] = r.parse(v, key, fields[r.field]);
   } catch (e) {
@@ -363,7 +370,14 @@ function readConfigFile(file: string): Record<string, unknown> {
   }
   if (typeof j !== "object" || j === null || Array.isArray(j)) throw new InvalidArgumentError(`${file}: expected a JSON object`);
   const o = j as Record<string, unknown>;
-  for (const k of Object.keys(o)) if (!isKey(k)) throw new InvalidArgumentError(`${file}: unknown key '${k}'`);
+  if (!Value.Check(NODE_CONFIG_FILE_SCHEMA, o)) {
+    // The schema refused the file: name the first key it refused.
+    for (const [k, v] of Object.entries(o)) {
+      if (!isKey(k)) throw new InvalidArgumentError(`${file}: unknown key '${k}'`);
+      checkType(k, v, file);
+    }
+    assert(false, `${file}: refused by the schema but by none of its keys`);
+  }
   return o;
 }
 
