@@ -234,6 +234,16 @@ describe("the pageserver process", { timeout: 180_000 }, () => {
     }
   });
 
+  it("--help states the precedence of the sources and the variables' names", () => {
+    const r = spawnSync(process.execPath, ["--import", "tsx", ENTRY, "--help"], { encoding: "utf8", timeout: 60_000 });
+    expect(r.status).toBe(0);
+    const help = r.stdout.replace(/\s+/g, " ");
+    expect(help).toContain("Settings, later wins: embedded defaults < config file (--config FILE, else <workdir>/pageserver.json");
+    expect(help).toContain("< environment PAGESERVER_<KEY>");
+    expect(help).toContain("< flags given");
+    expect(help).toContain("--log-format <format> json | json-iso | pretty");
+  });
+
   it("every expected startup failure is one line 'pageserver: …' on stderr and exit 2; the stack only at debug", async () => {
     const holder = new PageserverProcess(join(dir, "held"), await freePort(), join(dir, "held.log"));
     running.push(holder);
