@@ -204,8 +204,8 @@ export const NODE_CONFIG_KEYS = {
     field: "remote_storage",
     schema: Nullable(Type.String(), "remote storage URL: file:///abs/path or s3://bucket/prefix?endpoint=…&region=… (null: local only)"),
     expected: "a URL string or null",
-    parse: (v) => {
-      if (v !== null) parseRemoteStorageUrl(v as string);
+    parse: (v, name) => {
+      if (v !== null) wrapped(name, () => parseRemoteStorageUrl(v as string));
       return v as string | null;
     },
     text: "string",
