@@ -2,8 +2,9 @@
  * Small tenant and node modules on their own: SeqWait (src/tenant/seqwait.ts: wake order,
  * timeout message, the MAX_WAITERS bound, shutdown), tenant config (src/tenant/config.ts:
  * durations simple and compound with a format/parse round-trip property, counts, unknown
- * keys, defaults, timer limits), timeline metadata (src/tenant/metadata.ts: round trip, every flipped byte a CorruptionError naming the file,
- * versions, checksummed but malformed bodies) and node config (src/main/config.ts: listen
+ * keys, defaults, timer limits), timeline metadata (src/tenant/metadata.ts: round trip,
+ * every flipped byte a CorruptionError naming the file, versions, checksummed but malformed
+ * bodies) and node config (src/main/config.ts: listen
  * parsing, pageserver.json merged under the flags, unknown keys and bad values refused).
  */
 import { mkdtempSync, readdirSync, rmSync, writeFileSync } from "node:fs";
