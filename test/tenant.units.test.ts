@@ -4,8 +4,8 @@
  * durations simple and compound with a format/parse round-trip property, counts, unknown
  * keys, defaults, timer limits), timeline metadata (src/tenant/metadata.ts: round trip,
  * every flipped byte a CorruptionError naming the file, versions, checksummed but malformed
- * bodies) and node config (src/main/config.ts: listen
- * parsing, pageserver.json merged under the flags, unknown keys and bad values refused).
+ * bodies) and node config (src/main/config.ts: listen parsing, pageserver.json merged
+ * under the flags, unknown keys and bad values refused).
  */
 import { mkdtempSync, readdirSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
