@@ -26,6 +26,12 @@ export interface NodeConfig {
   listen_metrics: { host: string; port: number } | null;
   /** PEM public key (Ed25519 or RSA) that turns on JWT auth for HTTP and the page service; null: no auth. */
   auth_public_key: string | null;
+  /**
+   * PEM certificate chain and private key (both or neither, src/main/tls.ts): the page service
+   * answers SSLRequest with TLS and refuses startups in clear text; null: no TLS.
+   */
+  tls_cert_file: string | null;
+  tls_key_file: string | null;
   page_cache_size_bytes: number;
   flush_threads: number;
   compaction_threads: number;
@@ -91,6 +97,8 @@ export const DEFAULT_NODE_CONFIG: NodeConfig = {
   page_service_max_connections_per_peer: 1024,
   listen_metrics: null,
   auth_public_key: null,
+  tls_cert_file: null,
+  tls_key_file: null,
   page_cache_size_bytes: 64 * 1024 * 1024,
   flush_threads: 1,
   compaction_threads: 1,
@@ -147,6 +155,8 @@ export interface ConfigOverrides {
   page_service_max_connections_per_peer?: number | string;
   listen_metrics?: string;
   auth_public_key?: string;
+  tls_cert_file?: string;
+  tls_key_file?: string;
   page_cache_size?: number | string;
   flush_threads?: number | string;
   compaction_threads?: number | string;
@@ -193,6 +203,8 @@ function apply(c: NodeConfig, o: ConfigOverrides): void {
   }
   if (o.listen_metrics !== undefined) c.listen_metrics = parseListen(o.listen_metrics);
   if (o.auth_public_key !== undefined) c.auth_public_key = o.auth_public_key;
+  if (o.tls_cert_file !== undefined) c.tls_cert_file = filePath(o.tls_cert_file, "tls_cert_file");
+  if (o.tls_key_file !== undefined) c.tls_key_file = filePath(o.tls_key_file, "tls_key_file");
   if (o.page_cache_size !== undefined) c.page_cache_size_bytes = positiveInt(o.page_cache_size, "page_cache_size");
   if (o.flush_threads !== undefined) c.flush_threads = positiveInt(o.flush_threads, "flush_threads");
   if (o.compaction_threads !== undefined) c.compaction_threads = positiveInt(o.compaction_threads, "compaction_threads");
@@ -253,6 +265,11 @@ function apply(c: NodeConfig, o: ConfigOverrides): void {
     c.http_max_inflight_body_bytes = positiveInt(o.http_max_inflight_body_bytes, "http_max_inflight_body_bytes");
 }
 
+function filePath(x: unknown, name: string): string {
+  if (typeof x === "string" && x.length > 0) return resolve(x);
+  throw new InvalidArgumentError(`${name}: expected a file path, got ${JSON.stringify(x)}`);
+}
+
 function nonNegativeInt(x: unknown, name: string): number {
   if (typeof x === "number" && Number.isSafeInteger(x) && x >= 0) return x;
   if (typeof x === "string" && /^\d+$/.test(x) && Number.isSafeInteger(Number(x))) return Number(x);
@@ -264,6 +281,8 @@ const FILE_KEYS = new Set([
   "listen_pg",
   "listen_metrics",
   "auth_public_key",
+  "tls_cert_file",
+  "tls_key_file",
   "page_cache_size",
   "flush_threads",
   "compaction_threads",
@@ -309,6 +328,9 @@ export function loadNodeConfig(flags: ConfigOverrides): NodeConfig {
     apply(c, j as ConfigOverrides);
   }
   apply(c, flags);
+  // The files are read at startup (src/main/tls.ts); one without the other is a mistake.
+  if ((c.tls_cert_file === null) !== (c.tls_key_file === null))
+    throw new InvalidArgumentError("tls_cert_file and tls_key_file (--tls-cert, --tls-key) go together: give both or neither");
   c.workdir = workdir;
   return c;
 }

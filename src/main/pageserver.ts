@@ -28,6 +28,8 @@ const program = new Command()
   .option("--listen-pg <host:port>", "page service address (pagestream, basebackup)")
   .option("--listen-metrics <host:port>", "serve GET /metrics on this address only (default: on --listen)")
   .option("--auth-public-key <file>", "PEM public key (Ed25519 or RSA): JWT auth on HTTP and the page service")
+  .option("--tls-cert <file>", "PEM certificate chain: TLS on the page service and HTTPS (with --tls-key)")
+  .option("--tls-key <file>", "PEM private key of --tls-cert")
   .option("--page-cache-size <bytes>", "shared page cache size in bytes")
   .option("--log-level <level>", "pino log level")
   .option("--log-format <format>", "json (default) or pretty (human-readable, via pino-pretty)")
@@ -50,6 +52,8 @@ const opts = program.opts<{
   listenPg?: string;
   listenMetrics?: string;
   authPublicKey?: string;
+  tlsCert?: string;
+  tlsKey?: string;
   pageCacheSize?: string;
   logLevel?: string;
   logFormat?: string;
@@ -71,6 +75,8 @@ try {
     listen_pg: opts.listenPg,
     listen_metrics: opts.listenMetrics,
     auth_public_key: opts.authPublicKey,
+    tls_cert_file: opts.tlsCert,
+    tls_key_file: opts.tlsKey,
     page_cache_size: opts.pageCacheSize,
     log_level: opts.logLevel,
     log_format: opts.logFormat,

@@ -22,6 +22,7 @@ import { buildInfo } from "./build_info.js";
 import { LogicalSizeQueries } from "./logical_size_queries.js";
 import { NodeMetrics } from "./metrics.js";
 import { PageService } from "./page_service/page_service.js";
+import { loadNodeTls, type NodeTls } from "./tls.js";
 import { withBoundedErrors } from "./log_serializers.js";
 import { DiskUsageEviction } from "./remote/disk_usage_eviction.js";
 import { RemoteTimelines } from "./remote/remote_timelines.js";
@@ -60,6 +61,8 @@ export class Server {
   private readonly detaching = new Set<TenantId>();
   /** Heavy requests per tenant (HTTP and the page service's basebackup). */
   readonly heavy: TenantWorkLimiter;
+  /** The node's certificate (tls_cert_file / tls_key_file, read in the constructor); null: no TLS. */
+  readonly tls: NodeTls | null;
   /** JWT verification when `auth_public_key` is set (loaded in start); null: auth off. */
   auth: Auth | null = null;
   port = 0;
@@ -73,6 +76,8 @@ export class Server {
 
   constructor(config: NodeConfig, log?: Logger) {
     this.config = config;
+    // Before any thread or file is made: a bad certificate is a one-line startup error.
+    this.tls = loadNodeTls(config);
     // Errors are logged with names and ids, never live objects (log_serializers.ts).
     this.log = withBoundedErrors(
       log ??
@@ -160,7 +165,7 @@ export class Server {
           });
     this.eviction?.registerMetrics(this.metrics);
     this.heavy = new TenantWorkLimiter(config.max_heavy_requests_per_tenant);
-    this.pageService = new PageService(this.tenants, this.metrics, this.log, () => this.auth, config, this.heavy);
+    this.pageService = new PageService(this.tenants, this.metrics, this.log, () => this.auth, config, this.heavy, this.tls);
   }
 
   async start(): Promise<number> {
@@ -173,6 +178,7 @@ export class Server {
     }
     registerRoutes(this.http, this.tenants, this.metrics, {
       startedAt: new Date(),
+      tls: this.tls !== null,
       walSources: this.walSources,
       log: this.log,
       remote: this.remote,
