@@ -199,7 +199,7 @@ async function stop(cli: Cli, o: { pgdata: string; keepSource?: boolean }, serve
   const pgdata = resolve(o.pgdata);
   const rec = readEndpointRecord(pgdata);
   const bindir = findPgBinDir();
-  const api = serverGiven ? cli.api : new PageserverHttpClient({ url: rec.server, token: cli.opts.token });
+  const api = serverGiven ? cli.api : cli.httpClient(rec.server);
   const running = await pgRunning(bindir, pgdata);
   const stopped = running ? await pgStop(bindir, pgdata) : { fast: true, message: "was not running" };
   let source: Record<string, unknown> = { removed: false };
