@@ -362,8 +362,13 @@ async function startTls(sock: Socket, host: string, ca: string | Buffer, where: 
     sock.once("error", () => {}); // its 'close' follows and rejects
     sock.write(sslRequest());
   });
+  if (answer[0] === MSG.ErrorResponse && answer.length >= 5 && answer.readInt32BE(1) === answer.length - 1) {
+    // Refused before TLS (too many connections from this peer): the server's FATAL, in clear.
+    throw errorFromFrame({ type: MSG.ErrorResponse, code: 0, body: answer.subarray(5) });
+  }
   if (answer.length !== 1 || answer[0] !== 0x53 /* S */) {
-    const why = answer[0] === 0x4e /* N */ ? "the page service does not offer TLS (no certificate configured)" : "unexpected answer to SSLRequest";
+    const why =
+      answer[0] === 0x4e /* N */ ? "the page service does not offer TLS (no certificate configured)" : "unexpected answer to SSLRequest";
     throw new PageServiceError(null, `TLS with ${where}: ${why}`);
   }
   return await new Promise<TLSSocket>((resolve, reject) => {
