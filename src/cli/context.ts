@@ -44,7 +44,8 @@ export class Cli {
   /** The --ca-file's bytes, read once; undefined without the option. */
   get ca(): Buffer | undefined {
     const file = this.opts.caFile;
-    if (file === undefined) return undefined;
+    // An empty PAGESERVER_CA_FILE is no CA, as an unset one.
+    if (file === undefined || file === "") return undefined;
     if (this.ca_ === null) {
       try {
         this.ca_ = readFileSync(file);
