@@ -9,9 +9,11 @@
  * closed without harm to the node; the per-peer limit and the idle timeout apply over TLS.
  * A node without a certificate answers SSLRequest 'N' (psql's sslmode=require fails there).
  */
+import { spawn } from "node:child_process";
 import { generateKeyPairSync } from "node:crypto";
 import { connect as netConnect, type Socket } from "node:net";
 import { connect as tlsConnect } from "node:tls";
+import { fileURLToPath } from "node:url";
 import { SignJWT } from "jose";
 import { type Logger, pino } from "pino";
 import { Registry } from "prom-client";
@@ -25,6 +27,8 @@ import { loadNodeTls } from "../src/main/tls.js";
 import { PageServiceFixture } from "./support/page_service_fixture.js";
 import { makeTestCerts, type TestCerts } from "./support/tls_certs.js";
 
+const PAGECTL = fileURLToPath(new URL("../src/cli/pagectl.ts", import.meta.url));
+const PAGESERVER = fileURLToPath(new URL("../src/main/pageserver.ts", import.meta.url));
 const { publicKey, privateKey } = generateKeyPairSync("ed25519");
 const silent: Logger = pino({ level: "silent" });
 
@@ -92,6 +96,23 @@ function closed(s: Socket): Promise<void> {
   });
 }
 
+/** A TypeScript entry point (pagectl, pageserver) run to its end. */
+async function run(entry: string, args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+  const env: NodeJS.ProcessEnv = { ...process.env };
+  delete env["PAGESERVER_CA_FILE"];
+  const child = spawn(process.execPath, ["--import", "tsx", entry, ...args], { stdio: ["ignore", "pipe", "pipe"], env });
+  let stdout = "";
+  let stderr = "";
+  child.stdout.on("data", (d: Buffer) => {
+    stdout += d.toString();
+  });
+  child.stderr.on("data", (d: Buffer) => {
+    stderr += d.toString();
+  });
+  const code = await new Promise<number>((r) => child.once("close", (c) => r(c ?? -1)));
+  return { code, stdout, stderr };
+}
+
 /** What psql prints connecting with this conninfo (it runs `SELECT 1`, which the page service refuses). */
 async function psql(conninfo: string): Promise<{ code: number; stderr: string }> {
   const r = await fx.pg.run("psql", ["-X", "-w", "-c", "SELECT 1", conninfo]);
@@ -122,7 +143,7 @@ describe("page service over TLS", () => {
 
   it("a client trusting another CA fails verification", async () => {
     const p = PageServiceClient.connect({ host: "127.0.0.1", port: fx.server.pgPort, password: apiToken, tls: { ca: certs.other_ca } });
-    await expect(p).rejects.toThrow(/TLS with 127\.0\.0\.1:\d+: .*certificate/);
+    await expect(p).rejects.toThrow(/TLS with 127\.0\.0\.1:\d+: unable to (verify the first|get local issuer) certificate/);
     await p.catch((e: unknown) => expect(e).toBeInstanceOf(PageServiceError));
   });
 
@@ -231,7 +252,50 @@ describe("page service over TLS", () => {
   });
 });
 
+describe("pagectl --ca-file", () => {
+  it("getpage goes over TLS with the CA; without it the page service refuses", async () => {
+    const args = [
+      "--server",
+      `http://127.0.0.1:${fx.server.port}`,
+      "--pg-server",
+      `127.0.0.1:${fx.server.pgPort}`,
+      "--token",
+      apiToken,
+      "--json",
+      "getpage",
+      fx.tenant,
+      fx.timeline,
+      "--rel",
+      `1663/${fx.dbOid}/${fx.relfilenode}`,
+      "--blk",
+      "0",
+    ];
+    const ok = await run(PAGECTL, ["--ca-file", certs.ca_file, ...args]);
+    expect(ok.code, ok.stderr).toBe(0);
+    const page = Buffer.from((JSON.parse(ok.stdout) as { page_hex: string }).page_hex, "hex");
+    expect(page.equals(Buffer.from(fx.tableFile().subarray(0, 8192)))).toBe(true);
+    const clear = await run(PAGECTL, args);
+    expect(clear.code).toBe(1);
+    expect(clear.stderr).toMatch(/^pagectl: the page service requires TLS: connect with sslmode=require.*\(unauthorized\)\n$/);
+  }, 60_000);
+});
+
 describe("tls_cert_file / tls_key_file", () => {
+  it("pageserver exits 2 with one line naming the file: one flag alone, a missing file, not PEM", async () => {
+    const start = (flags: string[]): Promise<{ code: number; stdout: string; stderr: string }> =>
+      run(PAGESERVER, ["--workdir", `${certs.dir}/workdir`, "--listen", "127.0.0.1:0", "--listen-pg", "127.0.0.1:0", ...flags]);
+    const alone = await start(["--tls-cert", certs.cert_file]);
+    expect(alone.code).toBe(2);
+    expect(alone.stderr).toMatch(/^pageserver: tls_cert_file and tls_key_file \(--tls-cert, --tls-key\) go together: give both or neither\n$/);
+    const missing = await start(["--tls-cert", `${certs.dir}/nope.pem`, "--tls-key", certs.key_file]);
+    expect(missing.code).toBe(2);
+    expect(missing.stderr).toMatch(/^pageserver: tls_cert_file \/.*\/nope\.pem: cannot read it \(ENOENT\)\n$/);
+    const notPem = await start(["--tls-cert", certs.cert_file, "--tls-key", `${certs.dir}/ext.cnf`]);
+    expect(notPem.code).toBe(2);
+    expect(notPem.stderr).toMatch(/^pageserver: tls_key_file \/.*\/ext\.cnf: not a PEM file\n$/);
+  }, 60_000);
+
+
   it("go together: one alone is a config error", () => {
     expect(() => loadNodeConfig({ workdir: certs.dir, tls_cert_file: certs.cert_file })).toThrow(
       /tls_cert_file and tls_key_file \(--tls-cert, --tls-key\) go together/,
