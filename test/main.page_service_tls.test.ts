@@ -286,7 +286,9 @@ describe("tls_cert_file / tls_key_file", () => {
       run(PAGESERVER, ["--workdir", `${certs.dir}/workdir`, "--listen", "127.0.0.1:0", "--listen-pg", "127.0.0.1:0", ...flags]);
     const alone = await start(["--tls-cert", certs.cert_file]);
     expect(alone.code).toBe(2);
-    expect(alone.stderr).toMatch(/^pageserver: tls_cert_file and tls_key_file \(--tls-cert, --tls-key\) go together: give both or neither\n$/);
+    expect(alone.stderr).toMatch(
+      /^pageserver: tls_cert_file and tls_key_file \(--tls-cert, --tls-key\) go together: give both or neither\n$/,
+    );
     const missing = await start(["--tls-cert", `${certs.dir}/nope.pem`, "--tls-key", certs.key_file]);
     expect(missing.code).toBe(2);
     expect(missing.stderr).toMatch(/^pageserver: tls_cert_file \/.*\/nope\.pem: cannot read it \(ENOENT\)\n$/);
@@ -294,7 +296,6 @@ describe("tls_cert_file / tls_key_file", () => {
     expect(notPem.code).toBe(2);
     expect(notPem.stderr).toMatch(/^pageserver: tls_key_file \/.*\/ext\.cnf: not a PEM file\n$/);
   }, 60_000);
-
 
   it("go together: one alone is a config error", () => {
     expect(() => loadNodeConfig({ workdir: certs.dir, tls_cert_file: certs.cert_file })).toThrow(

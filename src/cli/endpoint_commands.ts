@@ -13,7 +13,7 @@
  */
 import { resolve } from "node:path";
 import type { Command } from "commander";
-import { HttpApiError, PageserverHttpClient } from "../client/http_client.js";
+import { HttpApiError, type PageserverHttpClient } from "../client/http_client.js";
 import type { TimelineInfo } from "../protocol/http_models.js";
 import { ConflictError } from "../types/errors.js";
 import { argId, argInt, argLsn, argSettings, argTime, UsageError } from "./args.js";

@@ -205,7 +205,11 @@ export class PageServiceConnection {
       if (this.deps.tls !== null && !this.io.tls) {
         this.log.info("page service startup in clear text refused: the node requires TLS");
         this.io.send(
-          errorResponse("28000", "the page service requires TLS: connect with sslmode=require (or verify-full), not in clear text", "FATAL"),
+          errorResponse(
+            "28000",
+            "the page service requires TLS: connect with sslmode=require (or verify-full), not in clear text",
+            "FATAL",
+          ),
         );
         return false;
       }
