@@ -11,7 +11,9 @@
  */
 import { spawn } from "node:child_process";
 import { generateKeyPairSync } from "node:crypto";
+import { mkdirSync, writeFileSync } from "node:fs";
 import { connect as netConnect, type Socket } from "node:net";
+import { join } from "node:path";
 import { connect as tlsConnect } from "node:tls";
 import { fileURLToPath } from "node:url";
 import { SignJWT } from "jose";
@@ -56,7 +58,11 @@ afterAll(async () => {
 });
 
 /** A second page service on the fixture's tenants: `tls` on or off, with these limits. */
-async function pageService(tls: boolean, limits: { idle_ms?: number; per_peer?: number } = {}): Promise<number> {
+async function pageService(
+  tls: boolean,
+  limits: { idle_ms?: number; per_peer?: number } = {},
+  files = { tls_cert_file: certs.cert_file, tls_key_file: certs.key_file },
+): Promise<number> {
   const ps = new PageService(
     fx.server.tenants,
     new Registry(),
@@ -68,7 +74,7 @@ async function pageService(tls: boolean, limits: { idle_ms?: number; per_peer?: 
       page_service_max_connections_per_peer: limits.per_peer ?? 100,
     },
     null,
-    tls ? loadNodeTls({ tls_cert_file: certs.cert_file, tls_key_file: certs.key_file }) : null,
+    tls ? loadNodeTls(files) : null,
   );
   extra.push(ps);
   return await ps.listen("127.0.0.1", 0);
@@ -145,6 +151,12 @@ describe("page service over TLS", () => {
     const p = PageServiceClient.connect({ host: "127.0.0.1", port: fx.server.pgPort, password: apiToken, tls: { ca: certs.other_ca } });
     await expect(p).rejects.toThrow(/TLS with 127\.0\.0\.1:\d+: unable to (verify the first|get local issuer) certificate/);
     await p.catch((e: unknown) => expect(e).toBeInstanceOf(PageServiceError));
+  });
+
+  it("a certificate that doesn't name the host dialed fails verification (verify-full)", async () => {
+    const port = await pageService(true, {}, { tls_cert_file: certs.other_host_cert_file, tls_key_file: certs.other_host_key_file });
+    const p = PageServiceClient.connect({ host: "127.0.0.1", port, password: apiToken, tls: { ca: certs.ca } });
+    await expect(p).rejects.toThrow(/TLS with 127\.0\.0\.1:\d+: Hostname\/IP does not match certificate's altnames/);
   });
 
   it("GSSENCRequest gets 'N', then SSLRequest gets 'S' and a TLS handshake", async () => {
@@ -304,6 +316,12 @@ describe("tls_cert_file / tls_key_file", () => {
     expect(() => loadNodeConfig({ workdir: certs.dir, tls_key_file: certs.key_file })).toThrow(/go together/);
     const c = loadNodeConfig({ workdir: certs.dir, tls_cert_file: certs.cert_file, tls_key_file: certs.key_file });
     expect([c.tls_cert_file, c.tls_key_file]).toEqual([certs.cert_file, certs.key_file]);
+    // From pageserver.json too: one there and the other by flag is both.
+    const workdir = join(certs.dir, "json");
+    mkdirSync(workdir);
+    writeFileSync(join(workdir, "pageserver.json"), JSON.stringify({ tls_cert_file: certs.cert_file }));
+    expect(() => loadNodeConfig({ workdir })).toThrow(/go together/);
+    expect(loadNodeConfig({ workdir, tls_key_file: certs.key_file }).tls_cert_file).toBe(certs.cert_file);
   });
 
   it("a missing file, a file that isn't PEM, or a key of another certificate is an error naming the file", () => {
