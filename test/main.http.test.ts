@@ -160,9 +160,10 @@ describe("HTTP API v1 in-process", () => {
     const r = await call("GET", "/v1/status");
     expect(r.status).toBe(200);
     expect(r.type).toBe("application/json");
-    const j = r.json as { status: string; started_at: string };
+    const j = r.json as { status: string; started_at: string; tls: boolean };
     expect(j.status).toBe("ok");
     expect(Number.isNaN(Date.parse(j.started_at))).toBe(false);
+    expect(j.tls).toBe(false); // no --tls-cert
   });
 
   it("POST /v1/tenant with and without new_tenant_id; a duplicate is 409", async () => {

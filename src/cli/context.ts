@@ -1,12 +1,13 @@
 /**
  * What every pagectl command shares: the global options (--server, --pg-server, --token,
- * --json), the HTTP client built from them, and output: a table or record for humans on
+ * --ca-file, --json), the HTTP client built from them, and output: a table or record for humans on
  * stdout, or one JSON document for machines (--json); notes for humans go to stderr so
  * stdout stays parseable.
  */
+import { readFileSync } from "node:fs";
 import type { Command } from "commander";
 import { PageserverHttpClient } from "../client/http_client.js";
-import { argHostPort } from "./args.js";
+import { argHostPort, UsageError } from "./args.js";
 
 export const DEFAULT_SERVER = "http://127.0.0.1:9898";
 export const DEFAULT_PG_SERVER = "127.0.0.1:6400";
@@ -15,20 +16,58 @@ export interface GlobalOptions {
   server: string;
   pgServer: string;
   token?: string;
+  /** PEM CA file: https:// servers and the page service (then over TLS) are verified against it. */
+  caFile?: string;
   json?: boolean;
 }
 
 export class Cli {
   readonly opts: GlobalOptions;
   private api_: PageserverHttpClient | null = null;
+  private ca_: Buffer | null = null;
 
   constructor(opts: GlobalOptions) {
     this.opts = opts;
   }
 
   get api(): PageserverHttpClient {
-    this.api_ ??= new PageserverHttpClient({ url: this.opts.server, token: this.opts.token });
+    this.api_ ??= this.httpClient(this.opts.server);
     return this.api_;
+  }
+
+  /** An HTTP client of `url` with the global options (token, CA). */
+  httpClient(url: string): PageserverHttpClient {
+    const ca = this.ca;
+    return new PageserverHttpClient({ url, token: this.opts.token, ...(ca === undefined ? {} : { ca }) });
+  }
+
+  /** The --ca-file's bytes, read once; undefined without the option. */
+  get ca(): Buffer | undefined {
+    const file = this.opts.caFile;
+    // An empty PAGESERVER_CA_FILE is no CA, as an unset one.
+    if (file === undefined || file === "") return undefined;
+    if (this.ca_ === null) {
+      try {
+        this.ca_ = readFileSync(file);
+      } catch (e) {
+        throw new UsageError(`--ca-file ${file}: cannot read it (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`);
+      }
+      if (!this.ca_.toString("latin1").includes("-----BEGIN CERTIFICATE-----"))
+        throw new UsageError(`--ca-file ${file}: not a PEM certificate`);
+    }
+    return this.ca_;
+  }
+
+  /** The page service's address and, with --ca-file, TLS verified against the CA. */
+  get pgConnect(): { host: string; port: number; password?: string; tls?: { ca: Buffer } } {
+    const { host, port } = this.pgServer;
+    const ca = this.ca;
+    return {
+      host,
+      port,
+      ...(this.opts.token === undefined ? {} : { password: this.opts.token }),
+      ...(ca === undefined ? {} : { tls: { ca } }),
+    };
   }
 
   get pgServer(): { host: string; port: number } {

@@ -74,10 +74,10 @@ export function registerDataCommands(program: Command): void {
       const tl = argId("timeline id", timeline);
       const rel = argRel(o.rel);
       const blk = argInt("--blk", o.blk, 0, 0xffff_fffe);
-      const pg = cli.pgServer;
+      const pg = cli.pgConnect;
       const lsnText = o.lsn === undefined ? (await cli.api.getTimeline(t, tl)).last_record_lsn : argLsn("--lsn", o.lsn);
       const lsn = parseLsn(lsnText);
-      const client = await PageServiceClient.connect({ host: pg.host, port: pg.port, password: cli.opts.token });
+      const client = await PageServiceClient.connect(pg);
       let page: Uint8Array;
       try {
         const session = await client.pagestream(t, tl, 2);

@@ -13,7 +13,7 @@
  */
 import { resolve } from "node:path";
 import type { Command } from "commander";
-import { HttpApiError, PageserverHttpClient } from "../client/http_client.js";
+import { HttpApiError, type PageserverHttpClient } from "../client/http_client.js";
 import type { TimelineInfo } from "../protocol/http_models.js";
 import { ConflictError } from "../types/errors.js";
 import { argId, argInt, argLsn, argSettings, argTime, UsageError } from "./args.js";
@@ -199,7 +199,7 @@ async function stop(cli: Cli, o: { pgdata: string; keepSource?: boolean }, serve
   const pgdata = resolve(o.pgdata);
   const rec = readEndpointRecord(pgdata);
   const bindir = findPgBinDir();
-  const api = serverGiven ? cli.api : new PageserverHttpClient({ url: rec.server, token: cli.opts.token });
+  const api = serverGiven ? cli.api : cli.httpClient(rec.server);
   const running = await pgRunning(bindir, pgdata);
   const stopped = running ? await pgStop(bindir, pgdata) : { fast: true, message: "was not running" };
   let source: Record<string, unknown> = { removed: false };

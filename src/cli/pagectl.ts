@@ -43,6 +43,11 @@ export function buildProgram(): Command {
     .addOption(new Option("--server <url>", "the pageserver's HTTP API").env("PAGESERVER_URL").default(DEFAULT_SERVER))
     .addOption(new Option("--pg-server <host:port>", "the page service, for getpage").env("PAGESERVER_PG").default(DEFAULT_PG_SERVER))
     .addOption(new Option("--token <jwt>", "a JWT when the server's auth is on").env("PAGESERVER_TOKEN"))
+    .addOption(
+      new Option("--ca-file <file>", "PEM CA to verify the server's certificate: https:// --server, and TLS to the page service").env(
+        "PAGESERVER_CA_FILE",
+      ),
+    )
     .option("--json", "print results as JSON (for scripts)")
     .showHelpAfterError("(pagectl --help for usage)")
     .configureOutput({ outputError: (str, write) => write(`pagectl: ${str.replace(/^error: /, "")}`) })

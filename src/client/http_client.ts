@@ -16,7 +16,11 @@
  * - Each request is bounded: `timeout_ms` covers the whole exchange of a JSON request and the
  *   wait for the headers of a streamed one (a base backup streams for as long as it takes).
  * - The token, when given, goes out as `Authorization: Bearer`; it is never put in a message.
+ * - With `ca`, an https:// server's certificate must chain to it and name the URL's host
+ *   (node:https, since fetch takes no CA); without, fetch and the system's roots.
  */
+import { request as httpsRequest } from "node:https";
+import { Readable } from "node:stream";
 import { type ErrorCode, PageserverError } from "../types/errors.js";
 import {
   type Checkpointed,
@@ -74,6 +78,11 @@ export interface HttpClientOptions {
   /** A JWT, sent as `Authorization: Bearer` (the server's auth is on). */
   token?: string;
   timeout_ms?: number;
+  /**
+   * PEM CA certificate(s) an https:// server's certificate must chain to (instead of the
+   * system's roots), its host checked against the certificate; ignored for http://.
+   */
+  ca?: string | Buffer;
 }
 
 /** A streamed reply: its bytes, and its length when the server said it. */
@@ -107,6 +116,8 @@ export class PageserverHttpClient {
   readonly url: string;
   private readonly token: string | undefined;
   private readonly timeout_ms: number;
+  /** The CA of an https:// URL; null: fetch with the system's roots (or plain http). */
+  private readonly ca: string | Buffer | null;
 
   constructor(opts: HttpClientOptions) {
     let url: URL;
@@ -120,6 +131,7 @@ export class PageserverHttpClient {
     this.url = url.toString().replace(/\/+$/, "");
     this.token = opts.token;
     this.timeout_ms = opts.timeout_ms ?? DEFAULT_TIMEOUT_MS;
+    this.ca = url.protocol === "https:" && opts.ca !== undefined ? opts.ca : null;
   }
 
   // ---- node ----
@@ -302,12 +314,9 @@ export class PageserverHttpClient {
     if (body !== undefined) headers["content-type"] = "application/json";
     let res: Response;
     try {
-      res = await fetch(`${this.url}${path}`, {
-        method,
-        headers,
-        body: body === undefined ? undefined : JSON.stringify(body),
-        signal: ac.signal,
-      });
+      const init = { method, headers, body: body === undefined ? undefined : JSON.stringify(body), signal: ac.signal };
+      // fetch can't take a CA (undici's dispatcher isn't public in Node): node:https can.
+      res = this.ca === null ? await fetch(`${this.url}${path}`, init) : await httpsFetch(`${this.url}${path}`, init, this.ca);
     } catch (e) {
       done();
       const cause = e instanceof Error && e.cause instanceof Error ? e.cause.message : e instanceof Error ? e.message : String(e);
@@ -355,4 +364,40 @@ export class PageserverHttpClient {
       done();
     }
   }
+}
+
+/** Statuses whose Response has no body (the constructor refuses one). */
+const NULL_BODY_STATUSES = new Set([101, 204, 205, 304]);
+
+/**
+ * A request over node:https verified against `ca`, answered as a fetch Response (its body
+ * streams), so both transports share the rest of the client. Rejects as fetch does: on a
+ * network or TLS failure, or when `signal` aborts before the headers.
+ */
+function httpsFetch(
+  url: string,
+  init: { method: string; headers: Record<string, string>; body: string | undefined; signal: AbortSignal },
+  ca: string | Buffer,
+): Promise<Response> {
+  return new Promise((resolve, reject) => {
+    const req = httpsRequest(url, { method: init.method, headers: init.headers, ca, signal: init.signal }, (res) => {
+      try {
+        const headers = new Headers();
+        for (const [k, v] of Object.entries(res.headers)) {
+          if (v === undefined) continue;
+          for (const x of Array.isArray(v) ? v : [v]) headers.append(k, x);
+        }
+        const status = res.statusCode ?? 0;
+        const nullBody = NULL_BODY_STATUSES.has(status) || init.method === "HEAD";
+        if (nullBody) res.resume();
+        const stream = nullBody ? null : (Readable.toWeb(res) as unknown as ReadableStream<Uint8Array>);
+        resolve(new Response(stream, { status, statusText: res.statusMessage ?? "", headers }));
+      } catch (e) {
+        res.destroy();
+        reject(e);
+      }
+    });
+    req.on("error", reject);
+    req.end(init.body);
+  });
 }

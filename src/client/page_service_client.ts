@@ -3,7 +3,7 @@
  * PostgreSQL wire protocol, on which to open a pagestream session (pipelined requests) or
  * fetch a base backup. Used by tests, benches and pagectl.
  *
- *   const c = await PageServiceClient.connect({ host, port, password: jwt });
+ *   const c = await PageServiceClient.connect({ host, port, password: jwt, tls: { ca } });
  *   const s = await c.pagestream(tenant, timeline, 3);
  *   const page = await s.getPage(rel, 0, LATEST_LSN, lsn);    // or many send()s, pipelined
  *   await s.close(); c.close();
@@ -17,8 +17,11 @@
  *   `max_inbox_bytes` the socket is paused until the reader drains it.
  * - A v3 response must echo its request's header: a mismatch fails the session.
  * - The socket closing (or an ErrorResponse inside a session) fails every pending request.
+ * - With `tls`, nothing (the password least of all) is sent before the server's certificate
+ *   is verified against the CA and the host (sslmode=verify-full).
  */
-import { connect as netConnect, type Socket } from "node:net";
+import { isIP, connect as netConnect, type Socket } from "node:net";
+import { connect as tlsConnect, type TLSSocket } from "node:tls";
 import { type ErrorCode, InvalidArgumentError, LimitReachedError, PageserverError } from "../types/errors.js";
 import { type Lsn, lsnToString } from "../types/lsn.js";
 import {
@@ -30,6 +33,7 @@ import {
   parseErrorFields,
   passwordMessage,
   query,
+  sslRequest,
   startupMessage,
   terminate,
   typeName,
@@ -77,6 +81,12 @@ export interface ConnectOptions {
   /** The JWT, sent when the server asks for a cleartext password. */
   password?: string;
   user?: string;
+  /**
+   * TLS as libpq's sslmode=verify-full: SSLRequest, the server must answer 'S', then a TLS
+   * handshake whose certificate must chain to `ca` (PEM) and name `host` (a DNS name or an IP
+   * address in its subjectAltName). Absent: clear text (a node with a certificate refuses it).
+   */
+  tls?: { ca: string | Buffer };
   connect_timeout_ms?: number;
   max_inbox_bytes?: number;
 }
@@ -104,12 +114,14 @@ export class PageServiceClient {
   }
 
   static async connect(opts: ConnectOptions): Promise<PageServiceClient> {
-    const sock = await new Promise<Socket>((resolve, reject) => {
+    const where = `${opts.host}:${opts.port}`;
+    const timeout_ms = opts.connect_timeout_ms ?? DEFAULT_CONNECT_TIMEOUT_MS;
+    let sock = await new Promise<Socket>((resolve, reject) => {
       const s = netConnect({ host: opts.host, port: opts.port });
       const timer = setTimeout(() => {
         s.destroy();
-        reject(new PageServiceError(null, `connect to ${opts.host}:${opts.port} timed out`));
-      }, opts.connect_timeout_ms ?? DEFAULT_CONNECT_TIMEOUT_MS);
+        reject(new PageServiceError(null, `connect to ${where} timed out`));
+      }, timeout_ms);
       s.once("connect", () => {
         clearTimeout(timer);
         s.setNoDelay(true);
@@ -117,9 +129,17 @@ export class PageServiceClient {
       });
       s.once("error", (e) => {
         clearTimeout(timer);
-        reject(new PageServiceError(null, `connect to ${opts.host}:${opts.port}: ${e.message}`));
+        reject(new PageServiceError(null, `connect to ${where}: ${e.message}`));
       });
     });
+    if (opts.tls !== undefined) {
+      try {
+        sock = await startTls(sock, opts.host, opts.tls.ca, where, timeout_ms);
+      } catch (e) {
+        sock.destroy();
+        throw e;
+      }
+    }
     const c = new PageServiceClient(sock, opts.max_inbox_bytes ?? DEFAULT_INBOX_BYTES);
     try {
       await c.startup(opts);
@@ -313,6 +333,62 @@ export class PageServiceClient {
   get closed(): boolean {
     return this.failure !== null;
   }
+}
+
+/**
+ * SSLRequest on `sock`, then TLS over it, verified as libpq's sslmode=verify-full: the
+ * certificate chains to `ca` and names `host`. Any answer but 'S', or a byte after it before
+ * the handshake (a man in the middle injecting clear text, CVE-2021-23222), fails.
+ */
+async function startTls(sock: Socket, host: string, ca: string | Buffer, where: string, timeout_ms: number): Promise<TLSSocket> {
+  const answer = await new Promise<Buffer>((resolve, reject) => {
+    const timer = setTimeout(() => reject(new PageServiceError(null, `TLS with ${where}: no answer to SSLRequest in time`)), timeout_ms);
+    const done = (): void => {
+      clearTimeout(timer);
+      sock.off("data", onData);
+      sock.off("close", onClose);
+    };
+    const onData = (d: Buffer): void => {
+      done();
+      sock.pause();
+      resolve(d);
+    };
+    const onClose = (): void => {
+      done();
+      reject(new PageServiceError(null, `TLS with ${where}: the connection closed after SSLRequest`));
+    };
+    sock.on("data", onData);
+    sock.once("close", onClose);
+    sock.once("error", () => {}); // its 'close' follows and rejects
+    sock.write(sslRequest());
+  });
+  if (answer[0] === MSG.ErrorResponse && answer.length >= 5 && answer.readInt32BE(1) === answer.length - 1) {
+    // Refused before TLS (too many connections from this peer): the server's FATAL, in clear.
+    throw errorFromFrame({ type: MSG.ErrorResponse, code: 0, body: answer.subarray(5) });
+  }
+  if (answer.length !== 1 || answer[0] !== 0x53 /* S */) {
+    const why =
+      answer[0] === 0x4e /* N */ ? "the page service does not offer TLS (no certificate configured)" : "unexpected answer to SSLRequest";
+    throw new PageServiceError(null, `TLS with ${where}: ${why}`);
+  }
+  return await new Promise<TLSSocket>((resolve, reject) => {
+    const t = tlsConnect({ socket: sock, ca, host, ...(isIP(host) === 0 ? { servername: host } : {}) });
+    const timer = setTimeout(() => {
+      t.destroy();
+      reject(new PageServiceError(null, `TLS with ${where}: handshake timed out`));
+    }, timeout_ms);
+    t.once("secureConnect", () => {
+      clearTimeout(timer);
+      t.off("error", onError);
+      resolve(t);
+    });
+    const onError = (e: Error): void => {
+      clearTimeout(timer);
+      t.destroy();
+      reject(new PageServiceError(null, `TLS with ${where}: ${e.message}`));
+    };
+    t.once("error", onError);
+  });
 }
 
 function errorFromFrame(f: Frame): PageServiceError {

@@ -65,6 +65,17 @@ interface Row<F extends string, T> {
 const row = <F extends string, T>(r: Row<F, T>): Row<F, T> => r;
 const described = (description: string, def: unknown) => ({ description, default: def });
 
+/** A file path setting or null, resolved against the working directory when read. */
+function pathRow<F extends string>(field: F, description: string) {
+  return row<F, string | null>({
+    field,
+    schema: Nullable(Type.String({ minLength: 1 }), description),
+    expected: "a file path or null",
+    parse: (v) => (v === null ? null : resolve(v as string)),
+    text: "string",
+  });
+}
+
 /** An integer setting ≥ 1 (`min` 1) or ≥ 0 (`min` 0); a string of digits is taken too (flags, env). `max` is the parser's ("at most …"). */
 function intRow<F extends string>(field: F, min: 0 | 1, def: number, description: string, max = Number.MAX_SAFE_INTEGER) {
   return row<F, number>({
@@ -168,6 +179,11 @@ export const NODE_CONFIG_KEYS = {
     parse: (v) => v as string | null,
     text: "string",
   }),
+  tls_cert_file: pathRow(
+    "tls_cert_file",
+    "PEM certificate chain (with tls_key_file; src/main/tls.ts): TLS on the page service (SSLRequest; clear-text startups refused) and HTTPS",
+  ),
+  tls_key_file: pathRow("tls_key_file", "PEM private key of tls_cert_file"),
   page_cache_size: intRow("page_cache_size_bytes", 1, 64 * 1024 * 1024, "shared page cache size in bytes"),
   flush_threads: intRow("flush_threads", 1, 1, "worker threads of the flush pool"),
   compaction_threads: intRow("compaction_threads", 1, 1, "worker threads of the compaction pool"),

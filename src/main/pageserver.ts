@@ -54,6 +54,8 @@ const program = new Command()
   .option("--listen-pg <host:port>", d("listen_pg", "page service address (pagestream, basebackup)"))
   .option("--listen-metrics <host:port>", "serve GET /metrics on this address only (default: on --listen)")
   .option("--auth-public-key <file>", "PEM public key (Ed25519 or RSA): JWT auth on HTTP and the page service")
+  .option("--tls-cert <file>", "PEM certificate chain: TLS on the page service and HTTPS (with --tls-key)")
+  .option("--tls-key <file>", "PEM private key of --tls-cert")
   .option("--page-cache-size <bytes>", d("page_cache_size", "shared page cache size in bytes"))
   .option("--log-level <level>", d("log_level", "pino log level"))
   .option(
@@ -90,11 +92,15 @@ const program = new Command()
 
 const opts = program.opts<Record<string, string | boolean | undefined>>();
 
+/** Flags whose config key is not their own name. */
+const FLAG_KEYS: Readonly<Record<string, string>> = { tls_cert: "tls_cert_file", tls_key: "tls_key_file" };
+
 /** The flags given, by config key (commander's camelCase names → snake_case keys). */
 function flagOverrides(): ConfigOverrides {
   const o: Record<string, unknown> = {};
   for (const [name, v] of Object.entries(opts)) {
-    const key = name.replace(/[A-Z]/g, (c) => `_${c.toLowerCase()}`);
+    const flag = name.replace(/[A-Z]/g, (c) => `_${c.toLowerCase()}`);
+    const key = FLAG_KEYS[flag] ?? flag;
     if (v === undefined || key === "config") continue;
     if (key === "workdir") o[key] = v;
     else if (key === "import_pgdata_root") o[key] = resolve(String(v));

@@ -23,6 +23,7 @@ import { LogicalSizeQueries } from "./logical_size_queries.js";
 import { NodeMetrics } from "./metrics.js";
 import { PageService } from "./page_service/page_service.js";
 import { createLogger } from "./log.js";
+import { loadNodeTls, type NodeTls } from "./tls.js";
 import { withBoundedErrors } from "./log_serializers.js";
 import { DiskUsageEviction } from "./remote/disk_usage_eviction.js";
 import { RemoteTimelines } from "./remote/remote_timelines.js";
@@ -61,6 +62,8 @@ export class Server {
   private readonly detaching = new Set<TenantId>();
   /** Heavy requests per tenant (HTTP and the page service's basebackup). */
   readonly heavy: TenantWorkLimiter;
+  /** The node's certificate (tls_cert_file / tls_key_file, read in the constructor); null: no TLS. */
+  readonly tls: NodeTls | null;
   /** JWT verification when `auth_public_key` is set (loaded in start); null: auth off. */
   auth: Auth | null = null;
   port = 0;
@@ -74,10 +77,10 @@ export class Server {
 
   constructor(config: NodeConfig, log?: Logger) {
     this.config = config;
+    // Before any thread or file is made: a bad certificate is a one-line startup error.
+    this.tls = loadNodeTls(config);
     // Errors are logged with names and ids, never live objects (log_serializers.ts).
-    this.log = withBoundedErrors(
-      log ?? createLogger(config.log_level, config.log_format),
-    );
+    this.log = withBoundedErrors(log ?? createLogger(config.log_level, config.log_format));
     mkdirSync(config.workdir, { recursive: true });
     const metrics = new NodeMetrics();
     this.cache = PageCache.create({ size_bytes: config.page_cache_size_bytes });
@@ -158,7 +161,7 @@ export class Server {
           });
     this.eviction?.registerMetrics(this.metrics);
     this.heavy = new TenantWorkLimiter(config.max_heavy_requests_per_tenant);
-    this.pageService = new PageService(this.tenants, this.metrics, this.log, () => this.auth, config, this.heavy);
+    this.pageService = new PageService(this.tenants, this.metrics, this.log, () => this.auth, config, this.heavy, this.tls);
   }
 
   async start(): Promise<number> {
@@ -171,6 +174,7 @@ export class Server {
     }
     registerRoutes(this.http, this.tenants, this.metrics, {
       startedAt: new Date(),
+      tls: this.tls !== null,
       walSources: this.walSources,
       log: this.log,
       remote: this.remote,

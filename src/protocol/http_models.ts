@@ -74,7 +74,13 @@ export type ApiError = Static<typeof ApiError>;
 // Node
 
 export const Status = Type.Object(
-  { status: Type.Literal("ok"), version: Type.String(), git_commit: Type.String(), started_at: Type.String() },
+  {
+    status: Type.Literal("ok"),
+    version: Type.String(),
+    git_commit: Type.String(),
+    started_at: Type.String(),
+    tls: Type.Boolean({ description: "whether the node has a TLS certificate (--tls-cert): the page service then requires TLS" }),
+  },
   { additionalProperties: false },
 );
 export type Status = Static<typeof Status>;

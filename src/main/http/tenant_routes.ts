@@ -96,6 +96,8 @@ export function registerRoutes(
   metrics: Registry,
   extra: {
     startedAt: Date;
+    /** Whether the node has a TLS certificate (config tls_cert_file, src/main/tls.ts). */
+    tls: boolean;
     walSources: WalSources;
     log: Logger;
     remote?: RemoteTimelines | null;
@@ -117,13 +119,19 @@ export function registerRoutes(
     {
       method: "get",
       path: "/v1/status",
-      summary: "version, git commit, start time",
+      summary: "version, git commit, start time, whether TLS is on",
       open: true,
       responses: { 200: { description: "the node", schema: M.Status } },
     },
     () => ({
       status: 200,
-      json: { status: "ok", version: build.version, git_commit: build.git_commit, started_at: extra.startedAt.toISOString() },
+      json: {
+        status: "ok",
+        version: build.version,
+        git_commit: build.git_commit,
+        started_at: extra.startedAt.toISOString(),
+        tls: extra.tls,
+      },
     }),
   );
   let openApi: unknown = null;

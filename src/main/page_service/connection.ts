@@ -1,7 +1,10 @@
 /**
  * One page service connection, from the first byte to the close:
- *   startup   SSLRequest / GSSENCRequest → 'N' (no TLS), then the StartupMessage (protocol
- *             3.0; anything else → FATAL 0A000); a CancelRequest just closes.
+ *   startup   GSSENCRequest → 'N'; SSLRequest → 'S' and a TLS handshake when the node has a
+ *             certificate (`tls`), else 'N'; then the StartupMessage (protocol 3.0; anything
+ *             else → FATAL 0A000); a CancelRequest just closes. With a certificate, a
+ *             StartupMessage in clear text gets FATAL 28000 (tokens never travel in clear).
+ *             A failed handshake closes the connection (logged at INFO).
  *   auth      trust when auth is off; else AuthenticationCleartextPassword, and the password
  *             is a JWT: a bad one → FATAL 28000 and close. Then AuthenticationOk,
  *             ParameterStatus, ReadyForQuery. The whole startup has STARTUP_TIMEOUT_MS.
@@ -23,6 +26,7 @@
  * the connection holds at most one tenant slot and gives it back when run() ends; client
  * strings (startup parameters) are logged cut to MAX_LOGGED_PARAM_CHARS.
  */
+import type { SecureContext } from "node:tls";
 import { createGzip } from "node:zlib";
 import { decodeJwt } from "jose";
 import type { Logger } from "pino";
@@ -106,6 +110,8 @@ export interface TenantSlots {
 export interface ConnDeps {
   tenants: TenantManager;
   auth: Auth | null;
+  /** The node's certificate (src/main/tls.ts): SSLRequest gets 'S', clear-text startups are refused; null: no TLS. */
+  tls: SecureContext | null;
   /** Waiting on the client this long after the login closes the connection. */
   idle_timeout_ms: number;
   tenant_conns: TenantSlots;
@@ -178,12 +184,33 @@ export class PageServiceConnection {
       if (f === null) return false;
       if (f.code === SSL_REQUEST_CODE || f.code === GSSENC_REQUEST_CODE) {
         if (f.body.length !== 0) throw new WireProtocolError("SSLRequest/GSSENCRequest with a body");
+        if (f.code === SSL_REQUEST_CODE && this.deps.tls !== null) {
+          const r = await this.io.startTls(this.deps.tls);
+          if (!r.ok) {
+            this.log.info({ reason: r.reason }, "page service TLS handshake failed: closing");
+            return false;
+          }
+          continue;
+        }
+        // A GSSENCRequest over TLS is a protocol violation in PostgreSQL too.
+        if (this.io.tls) throw new WireProtocolError("GSSENCRequest on a connection already over TLS");
         this.io.send(Buffer.from("N"));
         continue;
       }
       if (f.code === CANCEL_REQUEST_CODE) return false; // nothing runs long enough to cancel
       if (f.code !== PROTOCOL_V3) {
         this.io.send(errorResponse("0A000", `unsupported frontend protocol ${f.code >>> 16}.${f.code & 0xffff}: only 3.0`, "FATAL"));
+        return false;
+      }
+      if (this.deps.tls !== null && !this.io.tls) {
+        this.log.info("page service startup in clear text refused: the node requires TLS");
+        this.io.send(
+          errorResponse(
+            "28000",
+            "the page service requires TLS: connect with sslmode=require (or verify-full), not in clear text",
+            "FATAL",
+          ),
+        );
         return false;
       }
       const params = parseStartupParams(f.body);

@@ -20,6 +20,9 @@
  * - close() stops accepting, destroys every open connection (their sessions end: a pending
  *   LSN wait finishes into a closed socket and writes nothing), and resolves when every
  *   connection and the listener are closed.
+ * - With a certificate (`tls`), a connection's frames after its SSLRequest travel over TLS
+ *   (PgSocket.startTls) and a startup in clear text is refused (connection.ts); the limits
+ *   above apply from the accept, before the handshake, and the startup timeout covers it.
  * - A tenant has a token bucket only while its getpage_throttle_rps is set (WeakMap: a
  *   dropped tenant's bucket goes with it).
  */
@@ -37,6 +40,7 @@ import type { TenantId } from "../../types/ids.js";
 import type { Lsn } from "../../types/lsn.js";
 import type { Auth } from "../auth.js";
 import type { NodeConfig } from "../config.js";
+import type { NodeTls } from "../tls.js";
 import { PageServiceConnection } from "./connection.js";
 import { PageServiceMetrics } from "./metrics.js";
 import { PgSocket } from "./pg_socket.js";
@@ -112,6 +116,8 @@ export class PageService {
   private nextConnId = 1;
   /** Heavy requests per tenant (the basebackup command), shared with HTTP. */
   private readonly heavy: TenantWorkLimiter | null;
+  /** The node's certificate: TLS after SSLRequest, clear-text startups refused; null: no TLS. */
+  private readonly tls: NodeTls | null;
 
   /** `auth` is read per connection (the server loads its key in start()). */
   constructor(
@@ -121,7 +127,9 @@ export class PageService {
     auth: () => Auth | null,
     conf: PageServiceConfig,
     heavy: TenantWorkLimiter | null = null,
+    tls: NodeTls | null = null,
   ) {
+    this.tls = tls;
     this.tenants = tenants;
     this.conf = conf;
     this.tenantConns = new TenantConnectionCounts(conf.page_service_max_connections_per_tenant);
@@ -180,6 +188,7 @@ export class PageService {
       {
         tenants: this.tenants,
         auth: this.auth(),
+        tls: this.tls?.context ?? null,
         idle_timeout_ms: this.conf.page_service_idle_timeout_ms,
         tenant_conns: this.tenantConns,
         metrics: this.metrics,
@@ -243,12 +252,16 @@ export class PageService {
    * (flow control is visible here).
    */
   connectionStats(): { bytes_read: number; bytes_written: number; unwritten_bytes: number; peak_unwritten_bytes: number }[] {
-    return [...this.conns].map(([s, io]) => ({
-      bytes_read: s.bytesRead,
-      bytes_written: s.bytesWritten,
-      unwritten_bytes: s.writableLength,
-      peak_unwritten_bytes: io?.peak_unwritten_bytes ?? s.writableLength,
-    }));
+    return [...this.conns].map(([raw, io]) => {
+      // Over TLS the TLSSocket's counts: the protocol's bytes, not the records'.
+      const s = io?.sock ?? raw;
+      return {
+        bytes_read: s.bytesRead,
+        bytes_written: s.bytesWritten,
+        unwritten_bytes: s.writableLength,
+        peak_unwritten_bytes: io?.peak_unwritten_bytes ?? s.writableLength,
+      };
+    });
   }
 
   /** Connections a tenant holds now (its count against page_service_max_connections_per_tenant). */
@@ -259,9 +272,10 @@ export class PageService {
   async close(): Promise<void> {
     const server = this.server;
     this.server = null;
-    const socks = [...this.conns.keys()];
-    const closed = socks.map((s) => new Promise<void>((resolve) => s.once("close", () => resolve())));
-    for (const s of socks) s.destroy();
+    const conns = [...this.conns];
+    const closed = conns.map(([s]) => new Promise<void>((resolve) => s.once("close", () => resolve())));
+    // Over TLS the TLSSocket owns the TCP socket's handle: destroying it closes both.
+    for (const [s, io] of conns) (io?.sock ?? s).destroy();
     await Promise.all(closed);
     if (server === null) return;
     await new Promise<void>((resolve) => server.close(() => resolve()));

@@ -18,6 +18,9 @@
  *   ErrorResponse is queued, then the socket is ended; from then on the socket is closed for
  *   the handlers (`next()` returns null, `drained()` resolves, `send` does nothing).
  *
+ * - TLS: `startTls(context)` answers an SSLRequest with 'S' and moves the connection onto a
+ *   TLSSocket over the TCP socket (server mode); every method above then works on it.
+ *
  * The socket is half-open capable (the server is created with allowHalfOpen): a client that
  * sends its requests and then ends its side still gets every answer before the close.
  *
@@ -27,7 +30,8 @@
  * answers it and closes).
  */
 import type { Socket } from "node:net";
-import { errorResponse, type Frame, FrameReader } from "../../protocol/pg_wire.js";
+import { type SecureContext, TLSSocket } from "node:tls";
+import { errorResponse, type Frame, FrameReader, WireProtocolError } from "../../protocol/pg_wire.js";
 
 export interface PgSocketLimits {
   /** The largest frame a client may send (startup packets: at most 10,000 bytes anyway). */
@@ -37,7 +41,7 @@ export interface PgSocketLimits {
 }
 
 export class PgSocket {
-  readonly sock: Socket;
+  private sock_: Socket;
   private readonly reader: FrameReader;
   private readonly limits: PgSocketLimits;
   private dataWaiter: (() => void) | null = null;
@@ -55,31 +59,90 @@ export class PgSocket {
   private idleTimer: NodeJS.Timeout | null = null;
 
   constructor(sock: Socket, limits: PgSocketLimits) {
-    this.sock = sock;
+    this.sock_ = sock;
     this.limits = limits;
     this.reader = new FrameReader({ max_frame_bytes: limits.max_frame_bytes, startup: true });
-    sock.on("data", (d: Buffer) => {
-      // The reader's views are invalidated by a push: a handler holding one mid-decode is
-      // synchronous, so this never runs under it.
-      this.reader.push(d);
-      if (this.reader.buffered_bytes > this.limits.max_buffered_bytes) this.pauseReading();
-      this.wake();
+    this.listen(sock);
+  }
+
+  /** The socket frames are read from: the TCP socket, or the TLSSocket over it after `startTls`. */
+  get sock(): Socket {
+    return this.sock_;
+  }
+
+  /** Whether the connection runs over TLS (`startTls` finished its handshake). */
+  get tls(): boolean {
+    return this.sock_ instanceof TLSSocket;
+  }
+
+  private listen(sock: Socket): void {
+    sock.on("data", this.onData);
+    sock.on("drain", this.onDrain);
+    sock.on("end", this.onEnd);
+    sock.on("close", this.onClose);
+  }
+
+  private readonly onData = (d: Buffer): void => {
+    // The reader's views are invalidated by a push: a handler holding one mid-decode is
+    // synchronous, so this never runs under it.
+    this.reader.push(d);
+    if (this.reader.buffered_bytes > this.limits.max_buffered_bytes) this.pauseReading();
+    this.wake();
+  };
+
+  private readonly onDrain = (): void => {
+    this.writeBlocked = false;
+    this.maybeResume();
+    for (const w of this.drainWaiters.splice(0)) w();
+  };
+
+  private readonly onEnd = (): void => {
+    this.inputEnded = true;
+    this.wake();
+  };
+
+  private readonly onClose = (): void => {
+    this.closed_ = true;
+    this.clearIdle();
+    this.wake();
+    for (const w of this.drainWaiters.splice(0)) w();
+  };
+
+  /**
+   * Answer an SSLRequest with 'S' and go on over TLS (server side, `context`'s certificate):
+   * from here on frames are read from, and answers written to, the TLSSocket over the TCP
+   * socket. Resolves true once the handshake is done; false when it failed or the connection
+   * closed first (the connection is destroyed then; `reason` says why). A client that sent
+   * bytes after its SSLRequest, before our 'S', is refused (a WireProtocolError): those bytes
+   * would be taken as if they came over TLS (CVE-2021-23214, PostgreSQL refuses them too).
+   */
+  async startTls(context: SecureContext): Promise<{ ok: true } | { ok: false; reason: string }> {
+    if (this.tls) throw new WireProtocolError("SSLRequest on a connection already over TLS");
+    if (this.reader.buffered_bytes !== 0) throw new WireProtocolError("unencrypted data after SSLRequest");
+    if (this.closed) return { ok: false, reason: "connection closed" };
+    const raw = this.sock_;
+    raw.off("data", this.onData);
+    raw.off("drain", this.onDrain);
+    raw.off("end", this.onEnd);
+    raw.off("close", this.onClose);
+    raw.write("S");
+    const t = new TLSSocket(raw, { isServer: true, secureContext: context });
+    this.sock_ = t;
+    this.listen(t);
+    // A failed handshake (garbage, an unknown CA on the client's side) errors the TLSSocket:
+    // seen here, then the socket is destroyed; later errors end in 'close' the same way.
+    let failure: string | null = null;
+    t.on("error", (e: Error) => {
+      failure ??= e.message;
+      t.destroy();
     });
-    sock.on("drain", () => {
-      this.writeBlocked = false;
-      this.maybeResume();
-      for (const w of this.drainWaiters.splice(0)) w();
+    const secure = await new Promise<boolean>((resolve) => {
+      t.once("secure", () => resolve(true));
+      t.once("close", () => resolve(false));
     });
-    sock.on("end", () => {
-      this.inputEnded = true;
-      this.wake();
-    });
-    sock.on("close", () => {
-      this.closed_ = true;
-      this.clearIdle();
-      this.wake();
-      for (const w of this.drainWaiters.splice(0)) w();
-    });
+    if (secure && !this.closed) return { ok: true };
+    t.destroy();
+    return { ok: false, reason: failure ?? "connection closed during the TLS handshake" };
   }
 
   get closed(): boolean {
