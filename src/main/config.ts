@@ -448,6 +448,9 @@ export function loadNodeConfig(flags: ConfigOverrides, sources: ConfigSources = 
     if (!isKey(k)) throw new InvalidArgumentError(`unknown setting '${k}'`);
     applyOne(c, k, v, flagName(k));
   }
+  // The files are read at startup (src/main/tls.ts); one without the other is a mistake.
+  if ((c.tls_cert_file === null) !== (c.tls_key_file === null))
+    throw new InvalidArgumentError("tls_cert_file and tls_key_file (--tls-cert, --tls-key) go together: give both or neither");
   c.workdir = workdir;
   return c;
 }
