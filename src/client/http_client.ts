@@ -131,7 +131,9 @@ export class PageserverHttpClient {
 
   /** The node's remote storage and whether it answered a probe (GET /v1/remote_storage). */
   async remoteStorage(): Promise<RemoteStorageStatus> {
-    return expectObject<RemoteStorageStatus>("remote storage", await this.json("GET", "/v1/remote_storage"), ["configured"]);
+    const r = expectObject<RemoteStorageStatus>("remote storage", await this.json("GET", "/v1/remote_storage"), [], ["description", "error"]);
+    if (typeof r.configured !== "boolean") throw new ResponseShapeError("remote storage", r);
+    return r;
   }
 
   async failpoints(): Promise<Failpoints> {
