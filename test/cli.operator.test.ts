@@ -202,12 +202,17 @@ describe("pagectl operator features", { timeout: 300_000 }, () => {
   });
 
   it("timeline create with neither --source nor --import-pgdata is refused with a hint, nothing created", async () => {
-    const before = await okJson<unknown[]>(["timeline", "list", "store"]);
-    const r = await pagectl(["timeline", "create", "store"]);
+    const fresh = (await ok(["tenant", "create"])).trim();
+    const r = await pagectl(["timeline", "create", fresh]);
     expectFailure(r, 2, "usage");
     expect(r.stderr).toMatch(/--source CONNSTR .* or --import-pgdata DIR/);
     expect(r.stderr).toMatch(/timeline branch/);
-    expect(await okJson<unknown[]>(["timeline", "list", "store"])).toHaveLength(before.length);
+    expect(await okJson<unknown[]>(["timeline", "list", fresh])).toEqual([]);
+    // An empty timeline on purpose (WAL fed by other means) is still possible, explicitly.
+    expect(await okJson<{ last_record_lsn: string }>(["timeline", "create", fresh, "--start-lsn", "0/1000000"])).toMatchObject({
+      last_record_lsn: "0/1000000",
+    });
+    await ok(["tenant", "delete", fresh]);
   });
 
   it("--pg-bin / PG_BIN: a directory without the binaries is an error naming the path and the option", async () => {
@@ -269,7 +274,10 @@ describe("pagectl operator features", { timeout: 300_000 }, () => {
       "source role",
       "source replication connection",
     ])
-      expect(lines.some((l) => new RegExp(`^ok {4}${check} `).test(l)), check).toBe(true);
+      expect(
+        lines.some((l) => new RegExp(`^ok {4}${check} `).test(l)),
+        check,
+      ).toBe(true);
     const json = await okJson<{ check: string; ok: boolean }[]>(["doctor"], { PG_BIN });
     expect(json.every((c) => c.ok)).toBe(true);
   });
@@ -292,7 +300,9 @@ describe("pagectl operator features", { timeout: 300_000 }, () => {
     const plain = src.connectionString().replace(/\/\/[^@]+@/, "//doctor_plain@");
     const r = await pagectl(["doctor", "--source", plain], { PG_BIN });
     expectFailure(r, 1, "bad_state");
-    expect(r.stdout).toMatch(/^FAIL {2}source role +doctor_plain has neither REPLICATION nor superuser — fix: ALTER ROLE "doctor_plain" REPLICATION;$/m);
+    expect(r.stdout).toMatch(
+      /^FAIL {2}source role +doctor_plain has neither REPLICATION nor superuser — fix: ALTER ROLE "doctor_plain" REPLICATION;$/m,
+    );
     expect(r.stdout).toMatch(/^FAIL {2}source replication connection +refused from here: .* — fix: .*pg_hba\.conf/m);
     expect(r.stdout).toMatch(/^ok {4}source wal_level +replica$/m);
   });
@@ -314,13 +324,15 @@ describe("pagectl operator features", { timeout: 300_000 }, () => {
       const good = await pagectl(["--server", otherUrl, "--token", admin, "doctor"], { PG_BIN });
       expect(good.code, good.stdout + good.stderr).toBe(0);
       expect(good.stdout).toMatch(/^ok {4}auth +the token is accepted$/m);
-      expect(good.stdout).toMatch(new RegExp(`^ok {4}remote storage +file://.*bucket answers$`, "m"));
+      expect(good.stdout).toMatch(/^ok {4}remote storage +file:\/\/.*bucket answers$/m);
       // The bucket's directory replaced by a file: the node can't reach its storage.
       rmSync(bucket, { recursive: true });
       writeFileSync(bucket, "not a directory");
       const broken = await pagectl(["--server", otherUrl, "--token", admin, "doctor"], { PG_BIN });
       expectFailure(broken, 1, "bad_state");
-      expect(broken.stdout).toMatch(/^FAIL {2}remote storage +file:\/\/.* does not answer the node: .* — fix: check the node's remote_storage/m);
+      expect(broken.stdout).toMatch(
+        /^FAIL {2}remote storage +file:\/\/.* does not answer the node: .* — fix: check the node's remote_storage/m,
+      );
     } finally {
       await other.stop();
     }

@@ -183,7 +183,12 @@ describe("OpenAPI document", { timeout: 300_000 }, () => {
     // Node.
     await valid("GET /v1/status", 200);
     await valid("GET /v1/openapi.json", 200);
-    expect((await valid("GET /v1/remote_storage", 200)).json).toEqual({ configured: false, description: null, reachable: null, error: null });
+    expect((await valid("GET /v1/remote_storage", 200)).json).toEqual({
+      configured: false,
+      description: null,
+      reachable: null,
+      error: null,
+    });
     await valid("GET /v1/failpoints", 200);
     await valid("PUT /v1/failpoints", 200, { body: [] });
     await invalid("PUT /v1/failpoints", "body: expected array", { body: { name: "x" } });

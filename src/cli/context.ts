@@ -43,14 +43,22 @@ export class Cli {
   async tenantId(ref: Ref): Promise<string> {
     if (ref.id !== undefined) return ref.id;
     const hits = (await this.api.listTenants()).filter((t) => t.name === ref.name);
-    return oneOf("tenant", ref.name, hits.map((t) => t.id));
+    return oneOf(
+      "tenant",
+      ref.name,
+      hits.map((t) => t.id),
+    );
   }
 
   /** The id of the timeline `ref` names in `tenantId` (a name: the one timeline of the tenant with it). */
   async timelineId(tenantId: string, ref: Ref): Promise<string> {
     if (ref.id !== undefined) return ref.id;
     const hits = (await this.api.listTimelines(tenantId)).filter((t) => t.name === ref.name);
-    return oneOf(`timeline of tenant ${tenantId}`, ref.name, hits.map((t) => t.timeline_id));
+    return oneOf(
+      `timeline of tenant ${tenantId}`,
+      ref.name,
+      hits.map((t) => t.timeline_id),
+    );
   }
 
   /** A tenant and one of its timelines, each by id or name. */

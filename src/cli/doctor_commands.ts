@@ -61,9 +61,7 @@ async function nodeChecks(cli: Cli, pagectlVersion: string): Promise<Check[]> {
         fail(
           "auth",
           `${tokenGiven ? "the token is refused" : "the node wants a token"}: ${e.message}`,
-          tokenGiven
-            ? "use a JWT signed by the key in the node's auth_public_key, not expired"
-            : "pass --token JWT (or PAGESERVER_TOKEN)",
+          tokenGiven ? "use a JWT signed by the key in the node's auth_public_key, not expired" : "pass --token JWT (or PAGESERVER_TOKEN)",
         ),
       );
     } else {
@@ -87,6 +85,8 @@ async function nodeChecks(cli: Cli, pagectlVersion: string): Promise<Check[]> {
   } catch (e) {
     // An older node has no such route: nothing to check there.
     if (e instanceof HttpApiError && e.code === "not_found") out.push(pass("remote storage", "the node does not report it"));
+    else if (e instanceof HttpApiError && e.code === "forbidden")
+      out.push(pass("remote storage", "not shown to a tenant's token (a management token sees it)"));
     else out.push(fail("remote storage", messageOf(e), "see the node's log"));
   }
   return out;
@@ -142,7 +142,11 @@ async function sourceChecks(connstr: string): Promise<Check[]> {
     out.push(
       Number(row.senders) > 0
         ? pass("source max_wal_senders", row.senders)
-        : fail("source max_wal_senders", "0: the pageserver streams through a WAL sender", `ALTER SYSTEM SET max_wal_senders = 10; ${restart}`),
+        : fail(
+            "source max_wal_senders",
+            "0: the pageserver streams through a WAL sender",
+            `ALTER SYSTEM SET max_wal_senders = 10; ${restart}`,
+          ),
     );
     out.push(
       Number(row.slots) > 0
@@ -164,7 +168,11 @@ async function sourceChecks(connstr: string): Promise<Check[]> {
     await client.end().catch(() => undefined);
   }
   // The pageserver's own connection is a physical replication one: pg_hba.conf treats it apart.
-  const repl = new pg.Client({ connectionString: connstr, connectionTimeoutMillis: SOURCE_CONNECT_TIMEOUT_MS, replication: true } as pg.ClientConfig);
+  const repl = new pg.Client({
+    connectionString: connstr,
+    connectionTimeoutMillis: SOURCE_CONNECT_TIMEOUT_MS,
+    replication: true,
+  } as pg.ClientConfig);
   try {
     await repl.connect();
     const r = await repl.query<{ systemid: string }>("IDENTIFY_SYSTEM");
@@ -192,7 +200,9 @@ function rootOf(cmd: Command): Command {
 export function registerDoctorCommands(program: Command): void {
   program
     .command("doctor")
-    .description("check the node (reachable, version, auth, remote storage), the PostgreSQL 15 binaries and, with --source, a source's settings")
+    .description(
+      "check the node (reachable, version, auth, remote storage), the PostgreSQL 15 binaries and, with --source, a source's settings",
+    )
     .option("--source <connstr>", "also check this PostgreSQL 15 as a WAL source")
     .action(async (o: { source?: string }, cmd: Command) => {
       const cli = cliOf(cmd);

@@ -83,7 +83,9 @@ export function findPgBinDir(given?: string, needed: readonly string[] = PG_BINA
     }
     const v = pgVersionOf(given);
     if (v === null || !/\(PostgreSQL\) 15\./.test(v))
-      throw new UnsupportedError(`${join(given, "postgres")} is not PostgreSQL 15 (${v ?? "does not run"}): --pg-bin / PG_BIN must name 15's binaries`);
+      throw new UnsupportedError(
+        `${join(given, "postgres")} is not PostgreSQL 15 (${v ?? "does not run"}): --pg-bin / PG_BIN must name 15's binaries`,
+      );
     return given;
   }
   const candidates: string[] = [];

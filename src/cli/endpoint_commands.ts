@@ -42,6 +42,9 @@ import {
 import { byteProgress, progressWanted } from "./progress.js";
 import { formatBytes, formatRecord, formatTable } from "./table.js";
 
+/** What an endpoint runs: pg_ctl (which starts postgres); `postgres --version` tells the version. */
+const ENDPOINT_BINARIES = ["postgres", "pg_ctl"] as const;
+
 /** How long start waits for the pageserver to be streaming from the new endpoint. */
 const STREAMING_WAIT_MS = 30_000;
 
@@ -85,7 +88,7 @@ async function start(cli: Cli, o: StartOptions): Promise<void> {
       throw new UsageError((e as Error).message);
     }
   });
-  const bindir = findPgBinDir(cli.opts.pgBin);
+  const bindir = findPgBinDir(cli.opts.pgBin, ENDPOINT_BINARIES);
   const [tenant, base] = await cli.ids(tenantRef, baseRef);
   prepareDataDir(pgdata);
   handToPostgres(pgdata);
@@ -203,7 +206,7 @@ async function start(cli: Cli, o: StartOptions): Promise<void> {
 async function stop(cli: Cli, o: { pgdata: string; keepSource?: boolean }, serverGiven: boolean): Promise<void> {
   const pgdata = resolve(o.pgdata);
   const rec = readEndpointRecord(pgdata);
-  const bindir = findPgBinDir(cli.opts.pgBin);
+  const bindir = findPgBinDir(cli.opts.pgBin, ENDPOINT_BINARIES);
   const api = serverGiven ? cli.api : new PageserverHttpClient({ url: rec.server, token: cli.opts.token });
   const running = await pgRunning(bindir, pgdata);
   const stopped = running ? await pgStop(bindir, pgdata) : { fast: true, message: "was not running" };

@@ -46,7 +46,9 @@ export function buildProgram(): Command {
     .addOption(new Option("--pg-server <host:port>", "the page service, for getpage").env("PAGESERVER_PG").default(DEFAULT_PG_SERVER))
     .addOption(new Option("--token <jwt>", "a JWT when the server's auth is on").env("PAGESERVER_TOKEN"))
     .addOption(
-      new Option("--pg-bin <dir>", "the PostgreSQL 15 binaries (default: pg_config --bindir, else /usr/lib/postgresql/15/bin)").env("PG_BIN"),
+      new Option("--pg-bin <dir>", "the PostgreSQL 15 binaries (default: pg_config --bindir, else /usr/lib/postgresql/15/bin)").env(
+        "PG_BIN",
+      ),
     )
     .option("--json", "print results as JSON (for scripts)")
     .showHelpAfterError("(pagectl --help for usage)")

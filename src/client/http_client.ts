@@ -131,7 +131,12 @@ export class PageserverHttpClient {
 
   /** The node's remote storage and whether it answered a probe (GET /v1/remote_storage). */
   async remoteStorage(): Promise<RemoteStorageStatus> {
-    const r = expectObject<RemoteStorageStatus>("remote storage", await this.json("GET", "/v1/remote_storage"), [], ["description", "error"]);
+    const r = expectObject<RemoteStorageStatus>(
+      "remote storage",
+      await this.json("GET", "/v1/remote_storage"),
+      [],
+      ["description", "error"],
+    );
     if (typeof r.configured !== "boolean") throw new ResponseShapeError("remote storage", r);
     return r;
   }

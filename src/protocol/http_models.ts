@@ -92,7 +92,7 @@ export type Status = Static<typeof Status>;
 export const RemoteStorageStatus = Type.Object(
   {
     configured: Type.Boolean(),
-    description: Nullable(Type.String({ description: 's3://bucket/prefix or file:///path; null without remote storage' })),
+    description: Nullable(Type.String({ description: "s3://bucket/prefix or file:///path; null without remote storage" })),
     reachable: Nullable(Type.Boolean()),
     error: Nullable(Type.String()),
   },
