@@ -192,6 +192,15 @@ describe("pagectl operator features", { timeout: 300_000 }, () => {
       name: "dev2",
     });
 
+    // Of two concurrent claims of one name, one wins (the name is held from before the first await).
+    const tenantRace = await Promise.all([0, 1].map(() => call("POST", "/v1/tenant", { name: "race" })));
+    expect(tenantRace.map((r) => r.status).sort()).toEqual([201, 409]);
+    const branchRace = await Promise.all(
+      [0, 1].map(() => call("POST", `/v1/tenant/${tenant}/timeline`, { ancestor_timeline_id: main, name: "race" })),
+    );
+    expect(branchRace.map((r) => r.status).sort()).toEqual([201, 409]);
+    expect(branchRace.find((r) => r.status === 409)!.json).toMatchObject({ code: "conflict" });
+
     // A deleted timeline frees its name.
     const scratch = await okJson<{ timeline_id: string }>(["timeline", "branch", "store", "main", "--name", "scratch"]);
     await ok(["timeline", "delete", "store", "scratch"]);
