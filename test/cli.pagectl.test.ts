@@ -176,10 +176,10 @@ describe("pagectl against a real pageserver", { timeout: 300_000 }, () => {
     tenant = (await ok(["tenant", "create", "checkpoint_distance=4194304"])).trim();
     expect(tenant).toMatch(/^[0-9a-f]{32}$/);
     const list = await okJson<{ id: string; state: string }[]>(["tenant", "list"]);
-    expect(list).toContainEqual({ id: tenant, state: "Active" });
+    expect(list).toContainEqual({ id: tenant, state: "Active", name: null });
     const table = await ok(["tenant", "list"]);
     const lines = table.trimEnd().split("\n");
-    expect(lines[0]).toMatch(/^TENANT_ID\s+STATE$/);
+    expect(lines[0]).toMatch(/^TENANT_ID\s+NAME\s+STATE$/);
     expect(lines.some((l) => l.startsWith(tenant) && l.endsWith("Active"))).toBe(true);
 
     const shown = await okJson<{ id: string; timelines: number }>(["tenant", "show", tenant]);
@@ -211,7 +211,8 @@ describe("pagectl against a real pageserver", { timeout: 300_000 }, () => {
     expectFailure(await pagectl(["tenant", "config", "set", tenant, "no_such_setting=1"]), 1, "invalid_argument");
     expectFailure(await pagectl(["--server", "http://127.0.0.1:1", "status"]), 1, "source_unavailable");
     // Usage: nothing is sent.
-    expectFailure(await pagectl(["tenant", "show", "not-an-id"]), 2, "usage");
+    // Neither an id nor a name (names are A-Z a-z 0-9 _ . -; "not-an-id" would be one).
+    expectFailure(await pagectl(["tenant", "show", "not an id!"]), 2, "usage");
     expectFailure(await pagectl(["timeline", "branch", tenant, tenant, "--lsn", "zz"]), 2, "usage");
     expectFailure(await pagectl(["getpage", tenant, tenant, "--rel", "1/2", "--blk", "0"]), 2, "usage");
     const unknown = await pagectl(["frobnicate"]);
@@ -254,7 +255,7 @@ describe("pagectl against a real pageserver", { timeout: 300_000 }, () => {
     const list = await okJson<{ timeline_id: string }[]>(["timeline", "list", tenant]);
     expect(list.map((t) => t.timeline_id).sort()).toEqual([main, branch.timeline_id].sort());
     const table = (await ok(["timeline", "list", tenant])).trimEnd().split("\n");
-    expect(table[0]).toMatch(/^TIMELINE_ID\s+ANCESTOR\s+ANCESTOR_LSN\s+LAST_RECORD_LSN/);
+    expect(table[0]).toMatch(/^TIMELINE_ID\s+NAME\s+ANCESTOR\s+ANCESTOR_LSN\s+LAST_RECORD_LSN/);
     expect(table).toHaveLength(3);
     // Aligned: every row's second column starts where the header's does.
     const col = table[0]!.indexOf("ANCESTOR");
@@ -535,7 +536,7 @@ describe("pagectl against a real pageserver", { timeout: 300_000 }, () => {
       const t = (await ok(["--server", authUrl, "--token", admin, "tenant", "create"])).trim();
       const viaEnv = await pagectl(["--server", authUrl, "--json", "tenant", "list"], { PAGESERVER_TOKEN: admin });
       expect(viaEnv.code, viaEnv.stderr).toBe(0);
-      expect(JSON.parse(viaEnv.stdout)).toEqual([{ id: t, state: "Active" }]);
+      expect(JSON.parse(viaEnv.stdout)).toEqual([{ id: t, state: "Active", name: null }]);
       // A tenant token reaches its tenant only, not the management routes.
       const tenantToken = await sign({ scope: "tenant", tenant_id: t });
       expect((await pagectl(["--server", authUrl, "--token", tenantToken, "tenant", "show", t])).code).toBe(0);

@@ -200,7 +200,7 @@ describe("HTTP API v1 in-process", () => {
     expect((list.json as Array<{ state: string }>).every((t) => t.state === "Active")).toBe(true);
     const one = await call("GET", `/v1/tenant/${tenantId}`);
     expect(one.status).toBe(200);
-    expect(one.json).toEqual({ id: tenantId, state: "Active", timelines: 0, timeline_ids: [], config: QUIET });
+    expect(one.json).toEqual({ id: tenantId, state: "Active", name: null, timelines: 0, timeline_ids: [], config: QUIET });
     await expectError(call("GET", `/v1/tenant/${generateTenantId()}`), 404, "not_found", "not found");
   });
 

@@ -183,6 +183,12 @@ describe("OpenAPI document", { timeout: 300_000 }, () => {
     // Node.
     await valid("GET /v1/status", 200);
     await valid("GET /v1/openapi.json", 200);
+    expect((await valid("GET /v1/remote_storage", 200)).json).toEqual({
+      configured: false,
+      description: null,
+      reachable: null,
+      error: null,
+    });
     await valid("GET /v1/failpoints", 200);
     await valid("PUT /v1/failpoints", 200, { body: [] });
     await invalid("PUT /v1/failpoints", "body: expected array", { body: { name: "x" } });
@@ -198,6 +204,8 @@ describe("OpenAPI document", { timeout: 300_000 }, () => {
       body: { new_tenant_id: "xyz" },
     });
     await valid("GET /v1/tenant", 200);
+    expect((await valid(`PUT ${T}/name`, 200, { body: { name: "openapi.tenant" } })).json).toMatchObject({ name: "openapi.tenant" });
+    await invalid(`PUT ${T}/name`, "body.name: required", { body: {} });
     await valid(`GET ${T}`, 200);
     await badId(`GET ${T}`, "tenant_id");
     await valid(`GET ${T}/config`, 200);
@@ -237,6 +245,8 @@ describe("OpenAPI document", { timeout: 300_000 }, () => {
     await valid(`GET ${T}/timeline`, 200);
     await badId(`GET ${T}/timeline`, "tenant_id");
     await valid(`GET ${TL}`, 200);
+    expect((await valid(`PUT ${TL}/name`, 200, { body: { name: "main" } })).json).toMatchObject({ name: "main" });
+    await badId(`PUT ${TL}/name`, "timeline_id", { name: "main" });
     await badId(`GET ${TL}`, "timeline_id");
 
     // Its source: the data directory's server, running again.

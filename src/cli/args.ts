@@ -16,6 +16,24 @@ export function argId(what: string, x: string): string {
   return x;
 }
 
+/** A tenant or timeline named on the command line: by id, or by its name (resolved through the list). */
+export type Ref = { id: string; name?: undefined } | { id?: undefined; name: string };
+
+const NAME_RE = /^[A-Za-z0-9_.-]{1,63}$/;
+
+/** An id, or a name (1..63 of A-Z a-z 0-9 _ . -): checked here, resolved later (Cli.tenantId / timelineId). */
+export function argRef(what: string, x: string): Ref {
+  if (isId(x)) return { id: x };
+  if (NAME_RE.test(x)) return { name: x };
+  throw new UsageError(`invalid ${what} '${x}': expected an id (32 lower-case hex characters) or a name (1..63 of A-Z a-z 0-9 _ . -)`);
+}
+
+/** A new name (tenant create --name, timeline create/branch --name, rename). */
+export function argName(what: string, x: string): string {
+  if (!NAME_RE.test(x) || isId(x)) throw new UsageError(`invalid ${what} '${x}': expected 1..63 of A-Z a-z 0-9 _ . - (not an id)`);
+  return x;
+}
+
 /** An LSN argument, normalized to PostgreSQL's form (upper-case hex). */
 export function argLsn(what: string, x: string): string {
   try {

@@ -8,7 +8,7 @@ import { pipeline } from "node:stream/promises";
 import type { Command } from "commander";
 import { PageServiceClient } from "../client/page_service_client.js";
 import { parseLsn } from "../types/lsn.js";
-import { argId, argInt, argLsn, argRel, argTime } from "./args.js";
+import { argInt, argLsn, argRef, argRel, argTime } from "./args.js";
 import { cliOf } from "./context.js";
 import { hexdump } from "./hexdump.js";
 import { byteProgress, progressWanted } from "./progress.js";
@@ -18,16 +18,17 @@ export function registerDataCommands(program: Command): void {
   program
     .command("basebackup")
     .description("download a base backup (tar) of a timeline at an LSN (default: latest)")
-    .argument("<tenant_id>")
-    .argument("<timeline_id>")
+    .argument("<tenant>", "tenant id or name")
+    .argument("<timeline>", "timeline id or name")
     .option("--lsn <lsn>", "the LSN (default: the timeline's last record LSN)")
     .requiredOption("-o, --output <file>", "where to write the tar ('-' for stdout)")
     .option("--progress", "show download progress on stderr (default: when stderr is a terminal)")
     .action(async (tenant: string, timeline: string, o: { lsn?: string; output: string; progress?: boolean }, cmd: Command) => {
       const cli = cliOf(cmd);
-      const t = argId("tenant id", tenant);
-      const tl = argId("timeline id", timeline);
+      const tRef = argRef("tenant", tenant);
+      const tlRef = argRef("timeline", timeline);
       const lsn = o.lsn === undefined ? undefined : argLsn("--lsn", o.lsn);
+      const [t, tl] = await cli.ids(tRef, tlRef);
       const reply = await cli.api.basebackup(t, tl, lsn);
       const bar = byteProgress(progressWanted(o.progress) && o.output !== "-", "base backup", reply.size_bytes);
       let size_bytes = 0;
@@ -62,19 +63,21 @@ export function registerDataCommands(program: Command): void {
   program
     .command("getpage")
     .description("read one page of a relation at an LSN through the page service (hexdump, or -o file)")
-    .argument("<tenant_id>")
-    .argument("<timeline_id>")
+    .argument("<tenant>", "tenant id or name")
+    .argument("<timeline>", "timeline id or name")
     .requiredOption("--rel <spc/db/rel[.fork]>", "the relation, e.g. 1663/5/16384 or 1663/5/16384.fsm")
     .requiredOption("--blk <n>", "block number")
     .option("--lsn <lsn>", "the LSN (default: the timeline's last record LSN)")
     .option("-o, --output <file>", "write the 8192 bytes here instead of a hexdump")
     .action(async (tenant: string, timeline: string, o: { rel: string; blk: string; lsn?: string; output?: string }, cmd: Command) => {
       const cli = cliOf(cmd);
-      const t = argId("tenant id", tenant);
-      const tl = argId("timeline id", timeline);
+      const tRef = argRef("tenant", tenant);
+      const tlRef = argRef("timeline", timeline);
       const rel = argRel(o.rel);
       const blk = argInt("--blk", o.blk, 0, 0xffff_fffe);
       const pg = cli.pgConnect;
+      if (o.lsn !== undefined) argLsn("--lsn", o.lsn);
+      const [t, tl] = await cli.ids(tRef, tlRef);
       const lsnText = o.lsn === undefined ? (await cli.api.getTimeline(t, tl)).last_record_lsn : argLsn("--lsn", o.lsn);
       const lsn = parseLsn(lsnText);
       const client = await PageServiceClient.connect(pg);
@@ -102,13 +105,14 @@ export function registerDataCommands(program: Command): void {
     .description(
       "the LSN where recovery_target_time = TIME stops: after the last commit at or before it (present), or past / future / nodata",
     )
-    .argument("<tenant_id>")
-    .argument("<timeline_id>")
+    .argument("<tenant>", "tenant id or name")
+    .argument("<timeline>", "timeline id or name")
     .argument("<time>", "RFC 3339, e.g. 2026-01-02T03:04:05Z, or 'now'")
     .action(async (tenant: string, timeline: string, time: string, _o: unknown, cmd: Command) => {
       const cli = cliOf(cmd);
+      const refs = [argRef("tenant", tenant), argRef("timeline", timeline)] as const;
       const at = argTime("time", time);
-      const r = await cli.api.lsnByTimestamp(argId("tenant id", tenant), argId("timeline id", timeline), at);
+      const r = await cli.api.lsnByTimestamp(...(await cli.ids(...refs)), at);
       cli.print(r, () => formatRecord({ timestamp: at, lsn: r.lsn, kind: r.kind }));
     });
 }

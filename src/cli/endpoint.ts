@@ -11,6 +11,11 @@
  * - The data directory is 0700 and, when we are root, owned by `postgres` (PostgreSQL checks).
  * - Settings live in their own file included at the end of postgresql.conf, so they win over
  *   the base backup's and ALTER SYSTEM (postgresql.auto.conf) still works.
+ * - Every endpoint started is registered (registerEndpoint): one file per data directory under
+ *   the state directory (PAGECTL_STATE_DIR, else $XDG_STATE_HOME/pagectl, else
+ *   ~/.local/state/pagectl), named by a hash of its path, so concurrent starts never race on
+ *   one file. `endpoint list` reads them (at most MAX_REGISTERED_ENDPOINTS) and drops the ones
+ *   whose data directory no longer holds an endpoint record.
  * - Tablespaces come in place (pg_tblspc/<oid>/ directories); `--tablespace-mapping OLD=NEW`
  *   (pg_basebackup's option; OLD is the tablespace's original LOCATION, as the base backup's
  *   pageserver_tablespaces.json names it, or its OID) moves one to NEW (absolute; absent or
@@ -31,6 +36,8 @@ import {
   symlinkSync,
   writeFileSync,
 } from "node:fs";
+import { createHash } from "node:crypto";
+import { homedir } from "node:os";
 import { dirname, isAbsolute, join, normalize, sep } from "node:path";
 import { Readable } from "node:stream";
 import { pipeline } from "node:stream/promises";
@@ -44,28 +51,55 @@ export const ENDPOINT_LOG_FILE = "endpoint.log";
 /** A base backup has a few thousand files for a small cluster; a million is not a data directory. */
 const MAX_TAR_ENTRIES = 1_000_000;
 const PG_CTL_TIMEOUT_S = 60;
+/** `endpoint list` reads at most this many registrations: a developer's machine has a handful. */
+const MAX_REGISTERED_ENDPOINTS = 10_000;
 
 export const IS_ROOT = typeof process.getuid === "function" && process.getuid() === 0;
 
-/** The directory of the PostgreSQL 15 binaries: pg_config --bindir, else the Debian path. */
-export function findPgBinDir(): string {
+/** Where Debian's postgresql-15 package puts the binaries. */
+export const DEBIAN_PG_BIN = "/usr/lib/postgresql/15/bin";
+/** The binaries pagectl runs (pg_ctl for endpoints, postgres for its version) and doctor checks. */
+export const PG_BINARIES = ["postgres", "pg_ctl", "initdb", "pg_basebackup"] as const;
+const PG_BIN_HINT = "pass --pg-bin DIR or set PG_BIN to the directory of the PostgreSQL 15 binaries";
+
+/** `postgres --version`'s first line, or null when it does not run. */
+export function pgVersionOf(bindir: string): string | null {
+  try {
+    return execFileSync(join(bindir, "postgres"), ["--version"], { encoding: "utf8", stdio: ["ignore", "pipe", "ignore"] }).trim();
+  } catch {
+    return null;
+  }
+}
+
+/**
+ * The directory of the PostgreSQL 15 binaries: `given` (--pg-bin / PG_BIN) when set, checked
+ * for every binary in `needed` and for version 15; else pg_config --bindir, else Debian's path.
+ * A missing binary is an error naming its path and the option.
+ */
+export function findPgBinDir(given?: string, needed: readonly string[] = PG_BINARIES): string {
+  if (given !== undefined && given !== "") {
+    for (const bin of needed) {
+      if (!existsSync(join(given, bin))) throw new UnsupportedError(`${join(given, bin)} not found (from --pg-bin / PG_BIN)`);
+    }
+    const v = pgVersionOf(given);
+    if (v === null || !/\(PostgreSQL\) 15\./.test(v))
+      throw new UnsupportedError(
+        `${join(given, "postgres")} is not PostgreSQL 15 (${v ?? "does not run"}): --pg-bin / PG_BIN must name 15's binaries`,
+      );
+    return given;
+  }
   const candidates: string[] = [];
   try {
     candidates.push(execFileSync("pg_config", ["--bindir"], { encoding: "utf8", stdio: ["ignore", "pipe", "ignore"] }).trim());
   } catch {
     // no pg_config on PATH
   }
-  candidates.push("/usr/lib/postgresql/15/bin");
+  candidates.push(DEBIAN_PG_BIN);
   for (const dir of candidates) {
-    if (!existsSync(join(dir, "postgres"))) continue;
-    try {
-      const v = execFileSync(join(dir, "postgres"), ["--version"], { encoding: "utf8" });
-      if (/\(PostgreSQL\) 15\./.test(v)) return dir;
-    } catch {
-      // not runnable
-    }
+    if (!needed.every((bin) => existsSync(join(dir, bin)))) continue;
+    if (/\(PostgreSQL\) 15\./.test(pgVersionOf(dir) ?? "")) return dir;
   }
-  throw new UnsupportedError(`PostgreSQL 15 binaries not found (tried ${candidates.join(", ")})`);
+  throw new UnsupportedError(`PostgreSQL 15 binaries (${needed.join(", ")}) not found in ${candidates.join(" or ")}: ${PG_BIN_HINT}`);
 }
 
 export interface RunResult {
@@ -342,4 +376,85 @@ export async function checkReachable(pgdata: string): Promise<void> {
   });
   if (r !== 0)
     throw new InvalidArgumentError(`the postgres user can't write ${pgdata}: make its parent directories reachable (e.g. chmod o+x)`);
+}
+
+/** Where pagectl keeps what outlives one command: the endpoints it started. */
+export function stateDir(): string {
+  const explicit = process.env["PAGECTL_STATE_DIR"];
+  if (explicit !== undefined && explicit !== "") return explicit;
+  const xdg = process.env["XDG_STATE_HOME"];
+  return join(xdg !== undefined && xdg !== "" ? xdg : join(homedir(), ".local", "state"), "pagectl");
+}
+
+function registryDir(): string {
+  return join(stateDir(), "endpoints");
+}
+
+/** Remember an endpoint's data directory (absolute) for `endpoint list`. */
+export function registerEndpoint(pgdata: string): void {
+  mkdirSync(registryDir(), { recursive: true, mode: 0o700 });
+  const name = createHash("sha256").update(pgdata).digest("hex").slice(0, 32);
+  writeFileSync(join(registryDir(), `${name}.json`), `${JSON.stringify({ pgdata })}\n`, { mode: 0o600 });
+}
+
+export interface RegisteredEndpoint {
+  pgdata: string;
+  record: EndpointRecord;
+  /** The postmaster's pid while it runs (postmaster.pid names a live postgres), else null. */
+  pid: number | null;
+}
+
+/** The endpoints pagectl started whose data directories still hold their record, by data directory. */
+export function listRegisteredEndpoints(): RegisteredEndpoint[] {
+  const dir = registryDir();
+  if (!existsSync(dir)) return [];
+  const out: RegisteredEndpoint[] = [];
+  const files = readdirSync(dir).filter((f) => f.endsWith(".json"));
+  for (const f of files.slice(0, MAX_REGISTERED_ENDPOINTS)) {
+    let pgdata: unknown;
+    try {
+      pgdata = (JSON.parse(readFileSync(join(dir, f), "utf8")) as { pgdata?: unknown }).pgdata;
+    } catch {
+      pgdata = undefined;
+    }
+    let record: EndpointRecord | null = null;
+    try {
+      if (typeof pgdata === "string") record = readEndpointRecord(pgdata);
+    } catch {
+      record = null;
+    }
+    // Its data directory was removed or reused: nothing to list any more.
+    if (typeof pgdata !== "string" || record === null) {
+      rmSync(join(dir, f), { force: true });
+      continue;
+    }
+    out.push({ pgdata, record, pid: postmasterPid(pgdata) });
+  }
+  return out.sort((a, b) => a.pgdata.localeCompare(b.pgdata));
+}
+
+/**
+ * The pid in `pgdata`/postmaster.pid when that process is alive and (where /proc tells) a
+ * postgres: a crash leaves the file behind, and its pid may have been reused since.
+ */
+export function postmasterPid(pgdata: string): number | null {
+  let pid: number;
+  try {
+    pid = Number(readFileSync(join(pgdata, "postmaster.pid"), "utf8").split("\n")[0]);
+  } catch {
+    return null;
+  }
+  if (!Number.isSafeInteger(pid) || pid <= 0) return null;
+  try {
+    process.kill(pid, 0);
+  } catch (e) {
+    // EPERM: alive, another user's (postgres when we are not root).
+    if ((e as NodeJS.ErrnoException).code !== "EPERM") return null;
+  }
+  try {
+    if (readFileSync(`/proc/${pid}/comm`, "utf8").trim() !== "postgres") return null;
+  } catch {
+    // no /proc (not Linux): the live pid is all we know
+  }
+  return pid;
 }

@@ -1,6 +1,7 @@
 /**
- * `pagectl endpoint start|stop`: a stock PostgreSQL 15 on a timeline, its WAL streamed back
- * into that timeline.
+ * `pagectl endpoint start|stop|list`: a stock PostgreSQL 15 on a timeline, its WAL streamed
+ * back into that timeline; list: the endpoints this user's pagectl started (endpoint.ts
+ * registers each), running or not.
  *
  * start: (with --lsn / --at / --branch: first a branch of the timeline there) → base backup of
  * the target timeline at its last record LSN → unpacked into --pgdata (tablespaces in place,
@@ -16,7 +17,7 @@ import type { Command } from "commander";
 import { HttpApiError, type PageserverHttpClient } from "../client/http_client.js";
 import type { TimelineInfo } from "../protocol/http_models.js";
 import { ConflictError } from "../types/errors.js";
-import { argId, argInt, argLsn, argSettings, argTime, UsageError } from "./args.js";
+import { argInt, argLsn, argRef, argSettings, argTime, UsageError } from "./args.js";
 import { type Cli, cliOf } from "./context.js";
 import {
   applyTablespaceMappings,
@@ -25,19 +26,24 @@ import {
   type EndpointRecord,
   findPgBinDir,
   handToPostgres,
+  listRegisteredEndpoints,
   parseTablespaceMapping,
   pgRunning,
   pgStart,
   pgStop,
   prepareDataDir,
   readEndpointRecord,
+  registerEndpoint,
   type TablespaceMapping,
   untar,
   writeEndpointConf,
   writeEndpointRecord,
 } from "./endpoint.js";
 import { byteProgress, progressWanted } from "./progress.js";
-import { formatBytes, formatRecord } from "./table.js";
+import { formatBytes, formatRecord, formatTable } from "./table.js";
+
+/** What an endpoint runs: pg_ctl (which starts postgres); `postgres --version` tells the version. */
+const ENDPOINT_BINARIES = ["postgres", "pg_ctl"] as const;
 
 /** How long start waits for the pageserver to be streaming from the new endpoint. */
 const STREAMING_WAIT_MS = 30_000;
@@ -66,8 +72,8 @@ async function waitStreaming(api: PageserverHttpClient, tenant: string, timeline
 }
 
 async function start(cli: Cli, o: StartOptions): Promise<void> {
-  const tenant = argId("--tenant", o.tenant);
-  const base = argId("--timeline", o.timeline);
+  const tenantRef = argRef("--tenant", o.tenant);
+  const baseRef = argRef("--timeline", o.timeline);
   const port = argInt("--port", o.port, 1, 65535);
   const extra = argSettings(o.conf);
   const pgdata = resolve(o.pgdata);
@@ -82,7 +88,8 @@ async function start(cli: Cli, o: StartOptions): Promise<void> {
       throw new UsageError((e as Error).message);
     }
   });
-  const bindir = findPgBinDir();
+  const bindir = findPgBinDir(cli.opts.pgBin, ENDPOINT_BINARIES);
+  const [tenant, base] = await cli.ids(tenantRef, baseRef);
   prepareDataDir(pgdata);
   handToPostgres(pgdata);
   await checkReachable(pgdata);
@@ -160,6 +167,7 @@ async function start(cli: Cli, o: StartOptions): Promise<void> {
     handToPostgres(pgdata);
     started = true;
     await pgStart(bindir, pgdata);
+    registerEndpoint(pgdata);
     sourceSet = true;
     await cli.api.setWalSource(tenant, timeline, connstr);
     const info = await waitStreaming(cli.api, tenant, timeline);
@@ -198,7 +206,7 @@ async function start(cli: Cli, o: StartOptions): Promise<void> {
 async function stop(cli: Cli, o: { pgdata: string; keepSource?: boolean }, serverGiven: boolean): Promise<void> {
   const pgdata = resolve(o.pgdata);
   const rec = readEndpointRecord(pgdata);
-  const bindir = findPgBinDir();
+  const bindir = findPgBinDir(cli.opts.pgBin, ENDPOINT_BINARIES);
   const api = serverGiven ? cli.api : cli.httpClient(rec.server);
   const running = await pgRunning(bindir, pgdata);
   const stopped = running ? await pgStop(bindir, pgdata) : { fast: true, message: "was not running" };
@@ -246,8 +254,8 @@ export function registerEndpointCommands(program: Command): void {
     .description("a stock PostgreSQL 15 on a timeline (from its base backup), streaming its WAL back into it");
   ep.command("start")
     .description("start an endpoint on a timeline (or on a new branch of it at --lsn / --at / --branch)")
-    .requiredOption("--tenant <tenant_id>")
-    .requiredOption("--timeline <timeline_id>")
+    .requiredOption("--tenant <tenant>", "tenant id or name")
+    .requiredOption("--timeline <timeline>", "timeline id or name")
     .option("--lsn <lsn>", "branch the timeline at this LSN and start the endpoint on the branch")
     .option(
       "--at <time>",
@@ -274,5 +282,32 @@ export function registerEndpointCommands(program: Command): void {
     .option("--keep-source", "leave the WAL source configured (the pageserver retries until the endpoint runs again)")
     .action(async (o: { pgdata: string; keepSource?: boolean }, cmd: Command) => {
       await stop(cliOf(cmd), o, cmd.getOptionValueSourceWithGlobals("server") !== "default");
+    });
+  ep.command("list")
+    .description("the endpoints pagectl started (whose data directories still hold them): tenant, timeline, port, pid, running or not")
+    .action((_o: unknown, cmd: Command) => {
+      const cli = cliOf(cmd);
+      const list = listRegisteredEndpoints().map((e) => ({
+        pgdata: e.pgdata,
+        tenant_id: e.record.tenant_id,
+        timeline_id: e.record.timeline_id,
+        port: e.record.port,
+        pid: e.pid,
+        running: e.pid !== null,
+        server: e.record.server,
+        started_at: e.record.started_at,
+      }));
+      cli.print(list, () =>
+        list.length === 0
+          ? "no endpoints"
+          : formatTable(list, [
+              { header: "pgdata", value: (e) => e.pgdata },
+              { header: "tenant_id", value: (e) => e.tenant_id },
+              { header: "timeline_id", value: (e) => e.timeline_id },
+              { header: "port", value: (e) => e.port, right: true },
+              { header: "pid", value: (e) => e.pid, right: true },
+              { header: "state", value: (e) => (e.running ? "running" : "stopped") },
+            ]),
+      );
     });
 }

@@ -3,7 +3,8 @@
  * pagectl: the pageserver's command line (issue 11). Every HTTP API action, base backups and
  * pages, and endpoints (a stock PostgreSQL 15 started on a branch, streaming back into it).
  * One file per command group: tenant_commands, timeline_commands, data_commands,
- * node_commands, endpoint_commands, remote_commands.
+ * node_commands, endpoint_commands, remote_commands, doctor_commands. A tenant or timeline
+ * argument is its id or its name (context.ts resolves names through the list routes).
  *
  * Exit codes: 0 done; 1 the action failed (one line on stderr: `pagectl: <message> (<code>)`,
  * the code being the server's error code, e.g. not_found); 2 a usage error (unknown command
@@ -16,6 +17,7 @@ import { PageserverError } from "../types/errors.js";
 import { UsageError } from "./args.js";
 import { DEFAULT_PG_SERVER, DEFAULT_SERVER } from "./context.js";
 import { registerDataCommands } from "./data_commands.js";
+import { registerDoctorCommands } from "./doctor_commands.js";
 import { registerEndpointCommands } from "./endpoint_commands.js";
 import { registerNodeCommands } from "./node_commands.js";
 import { registerRemoteCommands } from "./remote_commands.js";
@@ -48,6 +50,11 @@ export function buildProgram(): Command {
         "PAGESERVER_CA_FILE",
       ),
     )
+    .addOption(
+      new Option("--pg-bin <dir>", "the PostgreSQL 15 binaries (default: pg_config --bindir, else /usr/lib/postgresql/15/bin)").env(
+        "PG_BIN",
+      ),
+    )
     .option("--json", "print results as JSON (for scripts)")
     .showHelpAfterError("(pagectl --help for usage)")
     .configureOutput({ outputError: (str, write) => write(`pagectl: ${str.replace(/^error: /, "")}`) })
@@ -59,6 +66,7 @@ export function buildProgram(): Command {
   registerEndpointCommands(program);
   registerNodeCommands(program);
   registerRemoteCommands(program);
+  registerDoctorCommands(program);
   return program;
 }
 

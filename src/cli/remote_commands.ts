@@ -5,7 +5,7 @@
  */
 import type { Command } from "commander";
 import { PageserverError } from "../types/errors.js";
-import { argId } from "./args.js";
+import { argRef } from "./args.js";
 import { cliOf } from "./context.js";
 import { formatRecord } from "./table.js";
 
@@ -14,12 +14,13 @@ export function registerRemoteCommands(program: Command): void {
   remote
     .command("check")
     .description("the timeline's index against its objects in remote storage")
-    .argument("<tenant_id>")
-    .argument("<timeline_id>")
+    .argument("<tenant>", "tenant id or name")
+    .argument("<timeline>", "timeline id or name")
     .option("--verify-checksums", "read every object named by the index and check its CRC32C")
     .action(async (tenant: string, timeline: string, o: { verifyChecksums?: boolean }, cmd: Command) => {
       const cli = cliOf(cmd);
-      const r = await cli.api.remoteCheck(argId("tenant id", tenant), argId("timeline id", timeline), o.verifyChecksums === true);
+      const refs = [argRef("tenant", tenant), argRef("timeline", timeline)] as const;
+      const r = await cli.api.remoteCheck(...(await cli.ids(...refs)), o.verifyChecksums === true);
       cli.print(r, () =>
         formatRecord({
           ok: r.ok,

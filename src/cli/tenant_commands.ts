@@ -1,9 +1,9 @@
 /**
- * `pagectl tenant create|list|show|size|delete|detach|attach|config [get|set k=v…]`: one HTTP call each
- * (config set: two).
+ * `pagectl tenant create|list|show|size|rename|delete|detach|attach|config [get|set k=v…]`: one
+ * HTTP call each (config set: two), plus the list call that resolves a tenant given by name.
  */
 import type { Command } from "commander";
-import { argId, argInt, argSettings } from "./args.js";
+import { argId, argInt, argName, argRef, argSettings, UsageError } from "./args.js";
 import { cliOf } from "./context.js";
 import { cellText, formatBytes, formatRecord, formatTable } from "./table.js";
 import { sourceNote } from "./timeline_commands.js";
@@ -15,12 +15,14 @@ export function registerTenantCommands(program: Command): void {
     .command("create")
     .description("create a tenant (prints its id)")
     .option("--id <tenant_id>", "the new tenant's id (default: a random one)")
+    .option("--name <name>", "a name, unique on the node, that pagectl accepts wherever a tenant id goes")
     .argument("[settings...]", "tenant settings as key=value (e.g. checkpoint_distance=1048576)")
-    .action(async (settings: string[], o: { id?: string }, cmd: Command) => {
+    .action(async (settings: string[], o: { id?: string; name?: string }, cmd: Command) => {
       const cli = cliOf(cmd);
       const config = argSettings(settings);
       const body = {
         ...(o.id === undefined ? {} : { new_tenant_id: argId("tenant id", o.id) }),
+        ...(o.name === undefined ? {} : { name: argName("--name", o.name) }),
         ...(settings.length > 0 ? { config } : {}),
       };
       const r = await cli.api.createTenant(body);
@@ -36,6 +38,7 @@ export function registerTenantCommands(program: Command): void {
       cli.print(list, () =>
         formatTable(list, [
           { header: "tenant_id", value: (t) => t.id },
+          { header: "name", value: (t) => t.name ?? null },
           { header: "state", value: (t) => t.state },
         ]),
       );
@@ -44,10 +47,10 @@ export function registerTenantCommands(program: Command): void {
   tenant
     .command("show")
     .description("a tenant's state and timeline count")
-    .argument("<tenant_id>")
+    .argument("<tenant>", "tenant id or name")
     .action(async (id: string, _o: unknown, cmd: Command) => {
       const cli = cliOf(cmd);
-      const t = await cli.api.getTenant(argId("tenant id", id));
+      const t = await cli.api.getTenant(await cli.tenantId(argRef("tenant", id)));
       cli.print(t, () => {
         const { timeline_ids, config, ...rest } = t;
         const settings = Object.entries(config ?? {}).map(([k, v]) => `${k}=${cellText(v)}`);
@@ -60,10 +63,10 @@ export function registerTenantCommands(program: Command): void {
   tenant
     .command("size")
     .description("the tenant size model: per timeline the logical size at its retention start and the WAL after it")
-    .argument("<tenant_id>")
+    .argument("<tenant>", "tenant id or name")
     .action(async (id: string, _o: unknown, cmd: Command) => {
       const cli = cliOf(cmd);
-      const r = await cli.api.tenantSize(argId("tenant id", id));
+      const r = await cli.api.tenantSize(await cli.tenantId(argRef("tenant", id)));
       cli.print(r, () =>
         [
           `tenant ${r.id}: ${formatBytes(r.size)} (${r.size} bytes)`,
@@ -81,12 +84,27 @@ export function registerTenantCommands(program: Command): void {
     });
 
   tenant
+    .command("rename")
+    .description("set a tenant's name (unique on the node); --clear removes it")
+    .argument("<tenant>", "tenant id or name")
+    .argument("[new_name]")
+    .option("--clear", "remove the tenant's name")
+    .action(async (id: string, newName: string | undefined, o: { clear?: boolean }, cmd: Command) => {
+      const cli = cliOf(cmd);
+      const ref = argRef("tenant", id);
+      if ((newName === undefined) === (o.clear !== true)) throw new UsageError("give either a new name or --clear");
+      const name = newName === undefined ? null : argName("new name", newName);
+      const t = await cli.api.renameTenant(await cli.tenantId(ref), name);
+      cli.print(t, () => (t.name === null ? `tenant ${t.id} has no name` : `tenant ${t.id} is named ${t.name}`));
+    });
+
+  tenant
     .command("delete")
     .description("stop a tenant (its WAL sources too) and remove it from disk")
-    .argument("<tenant_id>")
+    .argument("<tenant>", "tenant id or name")
     .action(async (id: string, _o: unknown, cmd: Command) => {
       const cli = cliOf(cmd);
-      const tid = argId("tenant id", id);
+      const tid = await cli.tenantId(argRef("tenant", id));
       const r = await cli.api.deleteTenant(tid);
       const timelines = Array.isArray(r["timelines"]) ? (r["timelines"] as Record<string, unknown>[]) : [];
       cli.print(r, () =>
@@ -99,10 +117,10 @@ export function registerTenantCommands(program: Command): void {
   tenant
     .command("detach")
     .description("detach a tenant (remote storage): flush, wait until the bucket has everything, leave this node")
-    .argument("<tenant_id>")
+    .argument("<tenant>", "tenant id or name")
     .action(async (id: string, _o: unknown, cmd: Command) => {
       const cli = cliOf(cmd);
-      const r = await cli.api.detachTenant(argId("tenant id", id));
+      const r = await cli.api.detachTenant(await cli.tenantId(argRef("tenant", id)));
       cli.print(r, () => `detached tenant ${r.tenant_id}`);
     });
 
@@ -121,10 +139,10 @@ export function registerTenantCommands(program: Command): void {
   config
     .command("get", { isDefault: true })
     .description("the tenant's overrides and effective settings")
-    .argument("<tenant_id>")
+    .argument("<tenant>", "tenant id or name")
     .action(async (id: string, _o: unknown, cmd: Command) => {
       const cli = cliOf(cmd);
-      const c = await cli.api.getTenantConfig(argId("tenant id", id));
+      const c = await cli.api.getTenantConfig(await cli.tenantId(argRef("tenant", id)));
       // The effective settings use the server's internal names (units in the name): two lists.
       cli.print(
         c,
@@ -135,12 +153,13 @@ export function registerTenantCommands(program: Command): void {
   config
     .command("set")
     .description("change settings (merged into the current overrides; key= removes one)")
-    .argument("<tenant_id>")
+    .argument("<tenant>", "tenant id or name")
     .argument("<settings...>", "key=value")
     .action(async (id: string, pairs: string[], _o: unknown, cmd: Command) => {
       const cli = cliOf(cmd);
-      const tid = argId("tenant id", id);
+      const ref = argRef("tenant", id);
       const changes = argSettings(pairs);
+      const tid = await cli.tenantId(ref);
       // The API replaces the overrides whole: read, merge, write.
       const current = await cli.api.getTenantConfig(tid);
       const next: Record<string, unknown> = { ...current.overrides };

@@ -6,7 +6,7 @@
 import { writeFileSync } from "node:fs";
 import type { Command } from "commander";
 import type { LayerInfo, TimelineInfo } from "../protocol/http_models.js";
-import { argId, argInt, argLsn, argTime, UsageError } from "./args.js";
+import { argId, argInt, argLsn, argName, argRef, argTime, UsageError } from "./args.js";
 import { cliOf } from "./context.js";
 import { progressWanted, withElapsed } from "./progress.js";
 import { formatBytes, formatRecord, formatTable } from "./table.js";
@@ -14,6 +14,7 @@ import { formatBytes, formatRecord, formatTable } from "./table.js";
 export function timelineTable(list: readonly TimelineInfo[]): string {
   return formatTable(list, [
     { header: "timeline_id", value: (t) => t.timeline_id },
+    { header: "name", value: (t) => t.name ?? null },
     { header: "ancestor", value: (t) => t.ancestor_timeline_id },
     { header: "ancestor_lsn", value: (t) => t.ancestor_lsn },
     { header: "last_record_lsn", value: (t) => t.last_record_lsn },
@@ -36,30 +37,40 @@ export function registerTimelineCommands(program: Command): void {
   const tl = program.command("timeline").description("create, branch, list, show, delete timelines; their layers and the layer picture");
 
   tl.command("create")
-    .description("create a timeline: bootstrap from a running PostgreSQL 15 (--source), import a stopped data directory, or empty")
-    .argument("<tenant_id>")
+    .description(
+      "create a timeline: bootstrap from a running PostgreSQL 15 (--source) or import a stopped data directory (--import-pgdata); branches: `timeline branch`",
+    )
+    .argument("<tenant>", "tenant id or name")
     .option("--id <timeline_id>", "the new timeline's id (default: a random one)")
+    .option("--name <name>", "a name, unique in the tenant, that pagectl accepts wherever a timeline id goes")
     .option("--source <connstr>", "bootstrap from this PostgreSQL 15 and keep streaming its WAL")
     .option("--import-pgdata <dir>", "import a cleanly shut down data directory (absolute path, on the server's machine)")
-    .option("--start-lsn <lsn>", "an empty timeline starting at this LSN")
+    .option("--start-lsn <lsn>", "an empty timeline starting at this LSN, for WAL fed by other means (without --source or --import-pgdata)")
     .option("--progress", "show elapsed time while the server works (default: when stderr is a terminal)")
     .action(
       async (
         tenant: string,
-        o: { id?: string; source?: string; importPgdata?: string; startLsn?: string; progress?: boolean },
+        o: { id?: string; name?: string; source?: string; importPgdata?: string; startLsn?: string; progress?: boolean },
         cmd: Command,
       ) => {
         const cli = cliOf(cmd);
-        const t = argId("tenant id", tenant);
+        const tRef = argRef("tenant", tenant);
         if (o.startLsn !== undefined && (o.source !== undefined || o.importPgdata !== undefined))
           throw new UsageError("--start-lsn is for an empty timeline: not with --source or --import-pgdata");
+        // Without either, the server makes an empty timeline at 0/0: no base backup, no endpoint.
+        if (o.source === undefined && o.importPgdata === undefined && o.startLsn === undefined)
+          throw new UsageError(
+            "a timeline needs data: --source CONNSTR (a running PostgreSQL 15, streamed from then on) or --import-pgdata DIR (a stopped data directory); to branch one, `pagectl timeline branch`",
+          );
         const body = {
           ...(o.id === undefined ? {} : { new_timeline_id: argId("timeline id", o.id) }),
+          ...(o.name === undefined ? {} : { name: argName("--name", o.name) }),
           ...(o.source === undefined ? {} : { wal_source: { connstr: o.source } }),
           ...(o.importPgdata === undefined ? {} : { import_pgdata: o.importPgdata }),
           ...(o.startLsn === undefined ? {} : { start_lsn: argLsn("--start-lsn", o.startLsn) }),
         };
         const long = o.source !== undefined || o.importPgdata !== undefined;
+        const t = await cli.tenantId(tRef);
         const r = await withElapsed(long && progressWanted(o.progress) && !cli.json, "importing", () => cli.api.createTimeline(t, body));
         cli.print(r, () => timelineRecord(r));
       },
@@ -67,26 +78,31 @@ export function registerTimelineCommands(program: Command): void {
 
   tl.command("branch")
     .description("branch a timeline at an LSN, at a time, or at its latest LSN")
-    .argument("<tenant_id>")
-    .argument("<ancestor_timeline_id>")
+    .argument("<tenant>", "tenant id or name")
+    .argument("<ancestor>", "the ancestor timeline's id or name")
     .option("--lsn <lsn>", "branch point")
     .option(
       "--at <time>",
       "branch where PostgreSQL's recovery_target_time would stop: after the last commit at or before this time (RFC 3339)",
     )
     .option("--id <timeline_id>", "the new timeline's id (default: a random one)")
-    .action(async (tenant: string, ancestor: string, o: { lsn?: string; at?: string; id?: string }, cmd: Command) => {
+    .option("--name <name>", "the branch's name, unique in the tenant")
+    .action(async (tenant: string, ancestor: string, o: { lsn?: string; at?: string; id?: string; name?: string }, cmd: Command) => {
       const cli = cliOf(cmd);
-      const t = argId("tenant id", tenant);
-      const a = argId("ancestor timeline id", ancestor);
+      const tRef = argRef("tenant", tenant);
+      const aRef = argRef("ancestor timeline", ancestor);
       if (o.lsn !== undefined && o.at !== undefined) throw new UsageError("--lsn and --at exclude each other");
       const lsn = o.lsn === undefined ? undefined : argLsn("--lsn", o.lsn);
       const at = o.at === undefined ? undefined : argTime("--at", o.at);
+      const name = o.name === undefined ? undefined : argName("--name", o.name);
+      const newId = o.id === undefined ? undefined : argId("timeline id", o.id);
+      const [t, a] = await cli.ids(tRef, aRef);
       const r = await cli.api.createTimeline(t, {
         ancestor_timeline_id: a,
         ...(lsn === undefined ? {} : { ancestor_start_lsn: lsn }),
         ...(at === undefined ? {} : { ancestor_start_time: at }),
-        ...(o.id === undefined ? {} : { new_timeline_id: argId("timeline id", o.id) }),
+        ...(newId === undefined ? {} : { new_timeline_id: newId }),
+        ...(name === undefined ? {} : { name }),
       });
       cli.print(
         r,
@@ -96,85 +112,102 @@ export function registerTimelineCommands(program: Command): void {
 
   tl.command("list")
     .description("a tenant's timelines")
-    .argument("<tenant_id>")
+    .argument("<tenant>", "tenant id or name")
     .action(async (tenant: string, _o: unknown, cmd: Command) => {
       const cli = cliOf(cmd);
-      const list = await cli.api.listTimelines(argId("tenant id", tenant));
+      const list = await cli.api.listTimelines(await cli.tenantId(argRef("tenant", tenant)));
       cli.print(list, () => timelineTable(list));
     });
 
   tl.command("show")
     .description("a timeline's info")
-    .argument("<tenant_id>")
-    .argument("<timeline_id>")
+    .argument("<tenant>", "tenant id or name")
+    .argument("<timeline>", "timeline id or name")
     .action(async (tenant: string, timeline: string, _o: unknown, cmd: Command) => {
       const cli = cliOf(cmd);
-      const r = await cli.api.getTimeline(argId("tenant id", tenant), argId("timeline id", timeline));
+      const r = await cli.api.getTimeline(...(await cli.ids(argRef("tenant", tenant), argRef("timeline", timeline))));
       cli.print(r, () => timelineRecord(r));
+    });
+
+  tl.command("rename")
+    .description("set a timeline's name (unique in its tenant); --clear removes it")
+    .argument("<tenant>", "tenant id or name")
+    .argument("<timeline>", "timeline id or name")
+    .argument("[new_name]")
+    .option("--clear", "remove the timeline's name")
+    .action(async (tenant: string, timeline: string, newName: string | undefined, o: { clear?: boolean }, cmd: Command) => {
+      const cli = cliOf(cmd);
+      const refs = [argRef("tenant", tenant), argRef("timeline", timeline)] as const;
+      if ((newName === undefined) === (o.clear !== true)) throw new UsageError("give either a new name or --clear");
+      const name = newName === undefined ? null : argName("new name", newName);
+      const r = await cli.api.renameTimeline(...(await cli.ids(...refs)), name);
+      cli.print(r, () => (r.name === null ? `timeline ${r.timeline_id} has no name` : `timeline ${r.timeline_id} is named ${r.name}`));
     });
 
   tl.command("delete")
     .description("delete a timeline without branches (its WAL source is stopped and the slot dropped)")
-    .argument("<tenant_id>")
-    .argument("<timeline_id>")
+    .argument("<tenant>", "tenant id or name")
+    .argument("<timeline>", "timeline id or name")
     .action(async (tenant: string, timeline: string, _o: unknown, cmd: Command) => {
       const cli = cliOf(cmd);
-      const tlid = argId("timeline id", timeline);
-      const r = await cli.api.deleteTimeline(argId("tenant id", tenant), tlid);
+      const [tid, tlid] = await cli.ids(argRef("tenant", tenant), argRef("timeline", timeline));
+      const r = await cli.api.deleteTimeline(tid, tlid);
       cli.print(r, () => `deleted timeline ${tlid}${sourceNote(r["wal_source"])}`);
     });
 
   tl.command("checkpoint")
     .description("freeze and flush what the timeline holds in memory; returns once durable")
-    .argument("<tenant_id>")
-    .argument("<timeline_id>")
+    .argument("<tenant>", "tenant id or name")
+    .argument("<timeline>", "timeline id or name")
     .action(async (tenant: string, timeline: string, _o: unknown, cmd: Command) => {
       const cli = cliOf(cmd);
-      const r = await cli.api.checkpoint(argId("tenant id", tenant), argId("timeline id", timeline));
+      const r = await cli.api.checkpoint(...(await cli.ids(argRef("tenant", tenant), argRef("timeline", timeline))));
       cli.print(r, () => formatRecord(r));
     });
 
   tl.command("compact")
     .description("compact the timeline's L0 layers (and create image layers)")
-    .argument("<tenant_id>")
-    .argument("<timeline_id>")
+    .argument("<tenant>", "tenant id or name")
+    .argument("<timeline>", "timeline id or name")
     .option("--force-images", "create image layers whatever the thresholds say")
     .action(async (tenant: string, timeline: string, o: { forceImages?: boolean }, cmd: Command) => {
       const cli = cliOf(cmd);
-      const r = await cli.api.compact(argId("tenant id", tenant), argId("timeline id", timeline), o.forceImages === true);
+      const refs = [argRef("tenant", tenant), argRef("timeline", timeline)] as const;
+      const r = await cli.api.compact(...(await cli.ids(...refs)), o.forceImages === true);
       cli.print(r, () => formatRecord(r));
     });
 
   tl.command("gc")
     .description("garbage-collect the timeline's layers below its GC cutoff")
-    .argument("<tenant_id>")
-    .argument("<timeline_id>")
+    .argument("<tenant>", "tenant id or name")
+    .argument("<timeline>", "timeline id or name")
     .option("--horizon <bytes>", "keep this many bytes of WAL history (default: the tenant's gc_horizon / pitr_interval)")
     .action(async (tenant: string, timeline: string, o: { horizon?: string }, cmd: Command) => {
       const cli = cliOf(cmd);
+      const refs = [argRef("tenant", tenant), argRef("timeline", timeline)] as const;
       const h = o.horizon === undefined ? undefined : argInt("--horizon", o.horizon, 0, Number.MAX_SAFE_INTEGER);
-      const r = await cli.api.gc(argId("tenant id", tenant), argId("timeline id", timeline), h);
+      const r = await cli.api.gc(...(await cli.ids(...refs)), h);
       cli.print(r, () => formatRecord(r));
     });
 
   tl.command("layers")
     .description("a timeline's layers: kind, key range, LSN range, size")
-    .argument("<tenant_id>")
-    .argument("<timeline_id>")
+    .argument("<tenant>", "tenant id or name")
+    .argument("<timeline>", "timeline id or name")
     .action(async (tenant: string, timeline: string, _o: unknown, cmd: Command) => {
       const cli = cliOf(cmd);
-      const list = await cli.api.layers(argId("tenant id", tenant), argId("timeline id", timeline));
+      const list = await cli.api.layers(...(await cli.ids(argRef("tenant", tenant), argRef("timeline", timeline))));
       cli.print(list, () => `${layerTable(list)}\n${layerSummary(list)}`);
     });
 
   tl.command("draw")
     .description("write the picture of a timeline's layers (SVG) to a file")
-    .argument("<tenant_id>")
-    .argument("<timeline_id>")
+    .argument("<tenant>", "tenant id or name")
+    .argument("<timeline>", "timeline id or name")
     .requiredOption("-o, --output <file>", "where to write the SVG")
     .action(async (tenant: string, timeline: string, o: { output: string }, cmd: Command) => {
       const cli = cliOf(cmd);
-      const svg = await cli.api.layerMapSvg(argId("tenant id", tenant), argId("timeline id", timeline));
+      const svg = await cli.api.layerMapSvg(...(await cli.ids(argRef("tenant", tenant), argRef("timeline", timeline))));
       writeFileSync(o.output, svg);
       // docs/http-api.md: every layer is a <rect class="layer">.
       const layers = (svg.match(/<rect class="layer"/g) ?? []).length;

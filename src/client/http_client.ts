@@ -31,7 +31,9 @@ import {
   isErrorCode,
   type LayerInfo,
   type LsnByTimestamp,
+  type NameBody,
   type RemoteCheck,
+  type RemoteStorageStatus,
   type Status,
   type TenantConfig,
   type TenantConfigSet,
@@ -139,6 +141,18 @@ export class PageserverHttpClient {
     return expectObject<Status>("status", await this.json("GET", "/v1/status"), ["status", "version"]);
   }
 
+  /** The node's remote storage and whether it answered a probe (GET /v1/remote_storage). */
+  async remoteStorage(): Promise<RemoteStorageStatus> {
+    const r = expectObject<RemoteStorageStatus>(
+      "remote storage",
+      await this.json("GET", "/v1/remote_storage"),
+      [],
+      ["description", "error"],
+    );
+    if (typeof r.configured !== "boolean") throw new ResponseShapeError("remote storage", r);
+    return r;
+  }
+
   async failpoints(): Promise<Failpoints> {
     return expectObject<Failpoints>("failpoints", await this.json("GET", "/v1/failpoints"), []);
   }
@@ -159,6 +173,11 @@ export class PageserverHttpClient {
 
   async getTenant(tenant: string): Promise<TenantInfo> {
     return expectObject<TenantInfo>("tenant info", await this.json("GET", `/v1/tenant/${enc(tenant)}`), ["id", "state"]);
+  }
+
+  /** Set the tenant's name (null: remove it); names are unique on the node. */
+  async renameTenant(tenant: string, name: NameBody["name"]): Promise<TenantInfo> {
+    return expectObject<TenantInfo>("tenant info", await this.json("PUT", `/v1/tenant/${enc(tenant)}/name`, { name }), ["id", "state"]);
   }
 
   async deleteTenant(tenant: string): Promise<TenantDeleted> {
@@ -207,6 +226,11 @@ export class PageserverHttpClient {
 
   async createTimeline(tenant: string, body: TimelineCreate): Promise<TimelineInfo> {
     return expectTimelineInfo(await this.json("POST", `/v1/tenant/${enc(tenant)}/timeline`, body));
+  }
+
+  /** Set the timeline's name (null: remove it); names are unique within the tenant. */
+  async renameTimeline(tenant: string, timeline: string, name: NameBody["name"]): Promise<TimelineInfo> {
+    return expectTimelineInfo(await this.json("PUT", `${this.tl(tenant, timeline)}/name`, { name }));
   }
 
   async deleteTimeline(tenant: string, timeline: string): Promise<TimelineDeleted> {

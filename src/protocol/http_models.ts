@@ -31,6 +31,16 @@ const Nullable = <T extends TSchema>(t: T) => Type.Union([t, Type.Null()]);
 /** A string enum as a union of literals (what Static<> narrows to, and OpenAPI shows as anyOf const). */
 const enumOf = <const T extends string>(values: readonly T[]): TUnion<TLiteral<T>[]> => Type.Union(values.map((v) => Type.Literal(v)));
 const Count = Type.Integer({ minimum: 0 });
+/**
+ * A tenant's or timeline's name (pagectl accepts it wherever an id goes): 1..63 of
+ * [A-Za-z0-9_.-]. A name that reads as an id is refused by the server (it could never be
+ * told apart from one).
+ */
+export const NAME_MAX_CHARS = 63;
+export const Name = Type.String({
+  pattern: `^[A-Za-z0-9_.-]{1,${NAME_MAX_CHARS}}$`,
+  description: `a name: 1..${NAME_MAX_CHARS} of A-Z a-z 0-9 _ . - (unique per node for tenants, per tenant for timelines)`,
+});
 const AnyObject = Type.Record(Type.String(), Type.Unknown(), { description: "an object" });
 
 /**
@@ -84,6 +94,17 @@ export const Status = Type.Object(
   { additionalProperties: false },
 );
 export type Status = Static<typeof Status>;
+/** GET /v1/remote_storage: the node's remote storage, and whether it answered a probe just now. */
+export const RemoteStorageStatus = Type.Object(
+  {
+    configured: Type.Boolean(),
+    description: Nullable(Type.String({ description: "s3://bucket/prefix or file:///path; null without remote storage" })),
+    reachable: Nullable(Type.Boolean()),
+    error: Nullable(Type.String()),
+  },
+  { additionalProperties: false },
+);
+export type RemoteStorageStatus = Static<typeof RemoteStorageStatus>;
 export const Failpoints = Type.Record(Type.String(), Type.String(), { description: "active failpoints: name → action" });
 export type Failpoints = Static<typeof Failpoints>;
 export const FailpointsBody = Type.Array(Type.Object({ name: Type.String(), actions: Type.String() }, { additionalProperties: false }), {
@@ -95,7 +116,7 @@ export type FailpointsBody = Static<typeof FailpointsBody>;
 // Tenants
 
 export const TenantCreate = Type.Object(
-  { new_tenant_id: Type.Optional(Id), config: Type.Optional(AnyObject) },
+  { new_tenant_id: Type.Optional(Id), config: Type.Optional(AnyObject), name: Type.Optional(Name) },
   { additionalProperties: false },
 );
 export type TenantCreate = Static<typeof TenantCreate>;
@@ -104,12 +125,13 @@ export type TenantCreated = Static<typeof TenantCreated>;
 /** src/tenant/tenant.ts TenantState's values. */
 export const TenantStateName = enumOf(["Loading", "Attaching", "Active", "Stopping", "Broken"]);
 export type TenantStateName = Static<typeof TenantStateName>;
-export const TenantListItem = Type.Object({ id: Id, state: TenantStateName }, { additionalProperties: false });
+export const TenantListItem = Type.Object({ id: Id, state: TenantStateName, name: Nullable(Name) }, { additionalProperties: false });
 export type TenantListItem = Static<typeof TenantListItem>;
 export const TenantInfo = Type.Object(
   {
     id: Id,
     state: TenantStateName,
+    name: Nullable(Name),
     broken_reason: Type.Optional(Type.String()),
     /** How many timelines (timeline_ids lists them, sorted). */
     timelines: Count,
@@ -121,6 +143,9 @@ export const TenantInfo = Type.Object(
 );
 export type TenantInfo = Static<typeof TenantInfo>;
 export const TenantConfig = Type.Object({ overrides: AnyObject, effective: AnyObject }, { additionalProperties: false });
+/** PUT /v1/tenant/:id/name and …/timeline/:id/name: a new name, or null to remove it. */
+export const NameBody = Type.Object({ name: Nullable(Name) }, { additionalProperties: false });
+export type NameBody = Static<typeof NameBody>;
 export type TenantConfig = Static<typeof TenantConfig>;
 /** PUT …/config's reply: the overrides now (GET …/config has the effective values too). */
 export const TenantConfigSet = Type.Object({ overrides: AnyObject }, { additionalProperties: false });
@@ -251,6 +276,7 @@ export const TimelineCreate = Type.Object(
     pg_version: Type.Optional(Type.Literal(15)),
     import_pgdata: Type.Optional(Nullable(Type.String({ pattern: "^/", maxLength: 4096, description: "an absolute path" }))),
     wal_source: Type.Optional(Nullable(WalSourceBody)),
+    name: Type.Optional(Name),
   },
   { additionalProperties: false },
 );
@@ -267,6 +293,7 @@ export const TimelineInfo = Type.Object(
   {
     tenant_id: Id,
     timeline_id: Id,
+    name: Nullable(Name),
     ancestor_timeline_id: Nullable(Id),
     ancestor_lsn: Nullable(Lsn),
     last_record_lsn: Lsn,

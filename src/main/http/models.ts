@@ -58,16 +58,17 @@ export function tenantSize(id: string, s: TenantSizeModel & { inputs: SizeInputs
   };
 }
 
-export function tenantListItem(t: Tenant): TenantListItem {
-  return { id: t.id, state: t.state };
+export function tenantListItem(t: Tenant, name: string | null): TenantListItem {
+  return { id: t.id, state: t.state, name };
 }
 
-export function tenantInfo(t: Tenant): TenantInfo {
+export function tenantInfo(t: Tenant, name: string | null): TenantInfo {
   const ids = t.listTimelines().map((tl) => tl.timelineId as string);
   ids.sort();
   return {
     id: t.id,
     state: t.state,
+    name,
     ...(t.brokenReason ? { broken_reason: t.brokenReason } : {}),
     timelines: ids.length,
     timeline_ids: ids,
@@ -122,7 +123,12 @@ export interface RemoteLsnSource {
   remoteConsistentLsn(tl: Timeline): Lsn | null;
 }
 
-export async function timelineInfo(tl: Timeline, walSources?: WalSources, remote?: RemoteLsnSource | null): Promise<TimelineInfo> {
+export async function timelineInfo(
+  tl: Timeline,
+  name: string | null,
+  walSources?: WalSources,
+  remote?: RemoteLsnSource | null,
+): Promise<TimelineInfo> {
   const size = await logicalSizeNow(tl);
   const remoteLsn = remote?.remoteConsistentLsn(tl) ?? null;
   const st = tl.layerStats();
@@ -131,6 +137,7 @@ export async function timelineInfo(tl: Timeline, walSources?: WalSources, remote
   return {
     tenant_id: tl.tenantId,
     timeline_id: tl.timelineId,
+    name,
     ancestor_timeline_id: tl.ancestor?.timelineId ?? null,
     ancestor_lsn: tl.ancestor === null ? null : lsnToString(tl.ancestorLsn),
     last_record_lsn: lsnToString(tl.lastRecordLsn),

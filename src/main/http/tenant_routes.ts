@@ -18,6 +18,7 @@ import { registerTimelineRoutes } from "./timeline_routes.js";
 import { type ApiPolicy, checkTenantConfigScope } from "./scope_checks.js";
 import type { TenantWorkLimiter } from "../../tenant/heavy_work.js";
 import { UnsupportedError } from "../../types/errors.js";
+import { RemoteStorageError } from "../../remote/remote_storage.js";
 import type { NodeConfig } from "../config.js";
 import type { LogicalSizeQueries } from "../logical_size_queries.js";
 import type { RemoteTimelines } from "../remote/remote_timelines.js";
@@ -28,6 +29,7 @@ import type { HttpServer } from "./http_server.js";
 import type { Tenant } from "../../tenant/tenant.js";
 import type { TenantManager } from "../tenant_manager.js";
 import type { WalSources } from "../wal_source/wal_sources.js";
+import { NameBook } from "../names.js";
 
 /** The API's policy from the node config. */
 export function apiPolicy(c: NodeConfig, heavy: TenantWorkLimiter): ApiPolicy {
@@ -83,6 +85,10 @@ export function warnIfExposed(c: NodeConfig, log: Logger): void {
   }
 }
 
+/** A key no object has (keys live under tenants/): its HEAD answers "not found" when the bucket is there. */
+const REMOTE_PROBE_KEY = "pageserver-reachability-probe";
+const REMOTE_PROBE_TIMEOUT_MS = 10_000;
+
 const TenantParams = Type.Object({ tenant_id: M.Id }, { additionalProperties: false });
 const OpenApiDoc = Type.Object({
   openapi: Type.String(),
@@ -111,6 +117,7 @@ export function registerRoutes(
 ): void {
   const ws = extra.walSources;
   const build = buildInfo();
+  const names = new NameBook();
 
   // ---------------------------------------------------------------------------------------
   // Node
@@ -133,6 +140,26 @@ export function registerRoutes(
         tls: extra.tls,
       },
     }),
+  );
+  http.route(
+    {
+      method: "get",
+      path: "/v1/remote_storage",
+      summary: "the node's remote storage and whether it answers (a HEAD of a key that does not exist)",
+      responses: { 200: { description: "remote storage", schema: M.RemoteStorageStatus } },
+    },
+    async () => {
+      const storage = extra.remote?.storage ?? null;
+      if (storage === null) return { status: 200, json: { configured: false, description: null, reachable: null, error: null } };
+      let error: string | null = null;
+      try {
+        await storage.head(REMOTE_PROBE_KEY, { timeout_ms: REMOTE_PROBE_TIMEOUT_MS });
+      } catch (e) {
+        // "not found" is the answer of a bucket that is there: reachable.
+        if (!(e instanceof RemoteStorageError && e.kind === "not_found")) error = e instanceof Error ? e.message : String(e);
+      }
+      return { status: 200, json: { configured: true, description: storage.description, reachable: error === null, error } };
+    },
   );
   let openApi: unknown = null;
   http.route(
@@ -195,8 +222,24 @@ export function registerRoutes(
       responses: { 201: { description: "created", schema: M.TenantCreated } },
     },
     async (r) => {
-      const t = await tenants.create(r.body.new_tenant_id as TenantId | undefined, r.body.config ?? {});
-      return { status: 201, json: { id: t.id } };
+      const name = r.body.name;
+      // Held from before the first await to the end: of two creates with one name, one wins.
+      const claim = name === undefined ? null : names.claimTenantName(name, tenants.list());
+      try {
+        const t = await tenants.create(r.body.new_tenant_id as TenantId | undefined, r.body.config ?? {});
+        if (name !== undefined) {
+          try {
+            await names.setTenantName(t, name);
+          } catch (e) {
+            // Never half-created: a tenant whose name could not be written goes again.
+            await tenants.delete(t.id, async () => undefined).catch(() => undefined);
+            throw e;
+          }
+        }
+        return { status: 201, json: { id: t.id } };
+      } finally {
+        claim?.release();
+      }
     },
   );
   http.route(
@@ -208,7 +251,7 @@ export function registerRoutes(
     },
     () => ({
       status: 200,
-      json: tenants.list().map(M.tenantListItem),
+      json: tenants.list().map((t) => M.tenantListItem(t, names.tenantName(t))),
     }),
   );
   const tenantOf = (params: Record<string, string>) => tenants.get(params["tenant_id"] as TenantId);
@@ -220,7 +263,31 @@ export function registerRoutes(
       params: TenantParams,
       responses: { 200: { description: "the tenant", schema: M.TenantInfo } },
     },
-    (r) => ({ status: 200, json: M.tenantInfo(tenantOf(r.params)) }),
+    (r) => {
+      const t = tenantOf(r.params);
+      return { status: 200, json: M.tenantInfo(t, names.tenantName(t)) };
+    },
+  );
+  http.route(
+    {
+      method: "put",
+      path: "/v1/tenant/:tenant_id/name",
+      summary: "rename a tenant (name null: remove its name); names are unique on the node",
+      scope: "management",
+      params: TenantParams,
+      body: M.NameBody,
+      responses: { 200: { description: "the tenant", schema: M.TenantInfo } },
+    },
+    async (r) => {
+      const t = tenantOf(r.params);
+      const claim = r.body.name === null ? null : names.claimTenantName(r.body.name, tenants.list(), t);
+      try {
+        await names.setTenantName(t, r.body.name);
+      } finally {
+        claim?.release();
+      }
+      return { status: 200, json: M.tenantInfo(t, names.tenantName(t)) };
+    },
   );
   http.route(
     {
@@ -271,7 +338,7 @@ export function registerRoutes(
       },
       async (r) => {
         const t = await mobility.attach(r.params["tenant_id"] as TenantId, r.body.generation);
-        return { status: 201, json: M.tenantInfo(t) };
+        return { status: 201, json: M.tenantInfo(t, names.tenantName(t)) };
       },
     );
   }
@@ -324,5 +391,5 @@ export function registerRoutes(
     },
   );
 
-  registerTimelineRoutes(http, tenants, ws, extra.remote ?? null, extra.policy);
+  registerTimelineRoutes(http, tenants, ws, extra.remote ?? null, extra.policy, names);
 }

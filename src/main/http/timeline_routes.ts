@@ -32,6 +32,7 @@ import { readTenantGeneration } from "../../remote/attach.js";
 import { checkRemoteTimeline } from "../../remote/remote_check.js";
 import { type ApiPolicy, checkGcHorizonScope } from "./scope_checks.js";
 import { requireManagement } from "../auth.js";
+import type { NameBook, NameClaim } from "../names.js";
 
 const TenantParams = Type.Object({ tenant_id: M.Id }, { additionalProperties: false });
 const TimelineParams = Type.Object({ tenant_id: M.Id, timeline_id: M.Id }, { additionalProperties: false });
@@ -56,9 +57,11 @@ export function registerTimelineRoutes(
   ws: WalSources,
   remote: RemoteTimelines | null,
   policy: ApiPolicy,
+  names: NameBook,
 ): void {
   const tenantOf = (p: Record<string, string>): Tenant => tenants.get(p["tenant_id"] as TenantId);
   const timelineOf = (p: Record<string, string>): Timeline => tenantOf(p).getTimeline(p["timeline_id"] as TimelineId);
+  const info = (t: Tenant, tl: Timeline) => M.timelineInfo(tl, names.timelineName(t, tl.timelineId), ws, remote);
   const optLsn = (v: string | null | undefined): Lsn | undefined => (v === undefined || v === null ? undefined : parseLsn(v));
 
   /**
@@ -115,7 +118,27 @@ export function registerTimelineRoutes(
       }
       if (pgdata !== null && ancestorId !== undefined)
         throw new InvalidArgumentError("import_pgdata and ancestor_timeline_id exclude each other");
-      const reservation: TimelineReservation = t.reserveTimeline(b.new_timeline_id as TimelineId | undefined);
+      // The name is held from here (before any await) to the creation's end, like the id.
+      const claim: NameClaim | null = b.name === undefined ? null : names.claimTimelineName(t, b.name);
+      let reservation: TimelineReservation;
+      try {
+        reservation = t.reserveTimeline(b.new_timeline_id as TimelineId | undefined);
+      } catch (e) {
+        claim?.release();
+        throw e;
+      }
+      /** The created timeline's reply, once its name is written (or the creation is undone). */
+      const created = async (tl: Timeline) => {
+        if (b.name !== undefined) {
+          try {
+            await names.setTimelineName(t, tl.timelineId, b.name);
+          } catch (e) {
+            await undoCreate(t, tl.timelineId);
+            throw e;
+          }
+        }
+        return { status: 201, json: await info(t, tl) };
+      };
       try {
         if (pgdata !== null) {
           // Bootstrap from a cleanly shut down data directory on this machine, at its checkpoint.
@@ -130,7 +153,7 @@ export function registerTimelineRoutes(
             await undoCreate(t, reservation.id);
             throw e;
           }
-          return { status: 201, json: await M.timelineInfo(tl, ws, remote) };
+          return await created(tl);
         }
         if (connstr !== null && ancestorId === undefined) {
           // Bootstrap from a running source: BASE_BACKUP, import, then stream from its start.
@@ -138,7 +161,7 @@ export function registerTimelineRoutes(
           try {
             const boot = await bootstrapFromSource(t, reservation, connstr, ws.log);
             await ws.set(boot.timeline, connstr, { consistentFrom: boot.config.consistent_from_lsn ?? null });
-            return { status: 201, json: await M.timelineInfo(boot.timeline, ws, remote) };
+            return await created(boot.timeline);
           } catch (e) {
             await undoCreate(t, reservation.id);
             throw e;
@@ -162,9 +185,10 @@ export function registerTimelineRoutes(
             throw e;
           }
         }
-        return { status: 201, json: await M.timelineInfo(tl, ws, remote) };
+        return await created(tl);
       } finally {
         reservation.release();
+        claim?.release();
       }
     },
   );
@@ -176,14 +200,10 @@ export function registerTimelineRoutes(
       params: TenantParams,
       responses: { 200: { description: "timeline infos", schema: Type.Array(M.TimelineInfo) } },
     },
-    async (r) => ({
-      status: 200,
-      json: await Promise.all(
-        tenantOf(r.params)
-          .listTimelines()
-          .map((tl) => M.timelineInfo(tl, ws, remote)),
-      ),
-    }),
+    async (r) => {
+      const t = tenantOf(r.params);
+      return { status: 200, json: await Promise.all(t.listTimelines().map((tl) => info(t, tl))) };
+    },
   );
   http.route(
     {
@@ -193,7 +213,28 @@ export function registerTimelineRoutes(
       params: TimelineParams,
       responses: { 200: { description: "timeline info", schema: M.TimelineInfo } },
     },
-    async (r) => ({ status: 200, json: await M.timelineInfo(timelineOf(r.params), ws, remote) }),
+    async (r) => ({ status: 200, json: await info(tenantOf(r.params), timelineOf(r.params)) }),
+  );
+  http.route(
+    {
+      method: "put",
+      path: "/v1/tenant/:tenant_id/timeline/:timeline_id/name",
+      summary: "rename a timeline (name null: remove its name); names are unique within the tenant",
+      params: TimelineParams,
+      body: M.NameBody,
+      responses: { 200: { description: "timeline info", schema: M.TimelineInfo } },
+    },
+    async (r) => {
+      const t = tenantOf(r.params);
+      const tl = timelineOf(r.params);
+      const claim = r.body.name === null ? null : names.claimTimelineName(t, r.body.name, tl.timelineId);
+      try {
+        await names.setTimelineName(t, tl.timelineId, r.body.name);
+      } finally {
+        claim?.release();
+      }
+      return { status: 200, json: await info(t, tl) };
+    },
   );
   http.route(
     {
