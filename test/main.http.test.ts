@@ -748,7 +748,7 @@ describe("pageserver process", () => {
         timeout: 20_000,
       });
       expect(r.status, r.stderr).toBe(2);
-      expect(r.stderr.trim()).toBe("pageserver: invalid listen address 'nope': expected HOST:PORT");
+      expect(r.stderr.trim()).toBe("pageserver: --listen: invalid listen address 'nope': expected HOST:PORT");
       const r2 = spawnSync(
         process.execPath,
         [

@@ -338,6 +338,9 @@ const FOREIGN_ENV = new Set(["PAGESERVER_URL", "PAGESERVER_PG", "PAGESERVER_TOKE
 /** Bound on the environment variables looked at (TIGER_STYLE: no unbounded loop over input). */
 const MAX_ENV_VARS = 100_000;
 
+/** `source: key`, or the flag alone when the source is the key's own flag. */
+const named = (source: string, key: string): string => (source === flagName(key) ? source : `${source}: ${key}`);
+
 /** Text (a variable, a flag's argument) → a value of the key's schema. */
 function fromText(key: NodeConfigKey, text: string, source: string): unknown {
   const r = NODE_CONFIG_KEYS[key] as unknown as Row<string, unknown>;
@@ -345,12 +348,12 @@ function fromText(key: NodeConfigKey, text: string, source: string): unknown {
     case "boolean":
       if (text === "1" || text === "true") return true;
       if (text === "0" || text === "false") return false;
-      throw new InvalidArgumentError(`${source}: ${key}: expected true or false (or 1 / 0), got ${JSON.stringify(text)}`);
+      throw new InvalidArgumentError(`${named(source, key)}: expected true or false (or 1 / 0), got ${JSON.stringify(text)}`);
     case "json":
       try {
         return JSON.parse(text) as unknown;
       } catch (e) {
-        throw new InvalidArgumentError(`${source}: ${key}: expected JSON: ${(e as Error).message}`);
+        throw new InvalidArgumentError(`${named(source, key)}: expected JSON: ${(e as Error).message}`);
       }
     case "string":
       // An empty variable unsets a nullable setting.
@@ -372,7 +375,11 @@ function applyOne(c: NodeConfig, key: NodeConfigKey, v: unknown, source: string)
   try {
     fields[r.field] = r.parse(v, key, fields[r.field]);
   } catch (e) {
-    if (e instanceof InvalidArgumentError) throw new InvalidArgumentError(`${source}: ${e.message}`);
+    if (e instanceof InvalidArgumentError) {
+      // A flag names its key already: `--listen: invalid …`, not `--listen: listen: invalid …`.
+      const own = source === flagName(key) && e.message.startsWith(`${key}: `);
+      throw new InvalidArgumentError(`${source}: ${own ? e.message.slice(key.length + 2) : e.message}`);
+    }
     throw e;
   }
 }
