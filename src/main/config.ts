@@ -10,6 +10,7 @@ import { isAbsolute, join, resolve } from "node:path";
 import { parseRemoteStorageUrl } from "../remote/storage_url.js";
 import { DEFAULT_TENANT_CONF, parseDurationMs, parseTenantConf, type TenantConf } from "../tenant/config.js";
 import { InvalidArgumentError } from "../types/errors.js";
+import { HTTP_SERVER_CHOICES, type HttpServerChoice } from "./http/wire.js";
 
 export interface NodeConfig {
   workdir: string;
@@ -80,6 +81,8 @@ export interface NodeConfig {
   http_max_inflight_requests: number;
   /** Request body bytes the HTTP server holds at once across all requests (beyond: 429 before the body is read). */
   http_max_inflight_body_bytes: number;
+  /** HTTP wire adapter: uWebSockets.js, node:http, or auto (uWS where its native binary loads, else node:http). */
+  http_server: HttpServerChoice;
 }
 
 export const DEFAULT_NODE_CONFIG: NodeConfig = {
@@ -114,6 +117,7 @@ export const DEFAULT_NODE_CONFIG: NodeConfig = {
   max_heavy_requests_per_tenant: 2,
   http_max_inflight_requests: 1024,
   http_max_inflight_body_bytes: 64 * 1024 * 1024,
+  http_server: "auto",
 };
 
 export function parseListen(text: string): { host: string; port: number } {
@@ -170,6 +174,7 @@ export interface ConfigOverrides {
   max_heavy_requests_per_tenant?: number | string;
   http_max_inflight_requests?: number | string;
   http_max_inflight_body_bytes?: number | string;
+  http_server?: string;
 }
 
 function apply(c: NodeConfig, o: ConfigOverrides): void {
@@ -251,6 +256,12 @@ function apply(c: NodeConfig, o: ConfigOverrides): void {
     c.http_max_inflight_requests = positiveInt(o.http_max_inflight_requests, "http_max_inflight_requests");
   if (o.http_max_inflight_body_bytes !== undefined)
     c.http_max_inflight_body_bytes = positiveInt(o.http_max_inflight_body_bytes, "http_max_inflight_body_bytes");
+  if (o.http_server !== undefined) {
+    const choice = HTTP_SERVER_CHOICES.find((x) => x === o.http_server);
+    if (choice === undefined)
+      throw new InvalidArgumentError(`http_server: expected ${HTTP_SERVER_CHOICES.join(", ")}, got ${JSON.stringify(o.http_server)}`);
+    c.http_server = choice;
+  }
 }
 
 function nonNegativeInt(x: unknown, name: string): number {
@@ -286,6 +297,7 @@ const FILE_KEYS = new Set([
   "max_heavy_requests_per_tenant",
   "http_max_inflight_requests",
   "http_max_inflight_body_bytes",
+  "http_server",
   "wal_source_unix_sockets",
   "page_service_idle_timeout_ms",
   "page_service_max_connections_per_tenant",

@@ -31,6 +31,7 @@ const program = new Command()
   .option("--page-cache-size <bytes>", "shared page cache size in bytes")
   .option("--log-level <level>", "pino log level")
   .option("--log-format <format>", "json (default) or pretty (human-readable, via pino-pretty)")
+  .option("--http-server <kind>", "HTTP server: auto (uWebSockets.js where it loads, else node:http), uws or node")
   .option("--remote-storage <url>", "remote storage: file:///abs/path or s3://bucket/prefix?endpoint=URL&region=R (credentials: AWS_* env)")
   .option(
     "--max-local-disk-bytes <bytes>",
@@ -53,6 +54,7 @@ const opts = program.opts<{
   pageCacheSize?: string;
   logLevel?: string;
   logFormat?: string;
+  httpServer?: string;
   remoteStorage?: string;
   maxLocalDiskBytes?: string;
   minFreeDiskBytes?: string;
@@ -74,6 +76,7 @@ try {
     page_cache_size: opts.pageCacheSize,
     log_level: opts.logLevel,
     log_format: opts.logFormat,
+    http_server: opts.httpServer,
     remote_storage: opts.remoteStorage,
     max_local_disk_bytes: opts.maxLocalDiskBytes,
     min_free_disk_bytes: opts.minFreeDiskBytes,

@@ -74,7 +74,15 @@ export type ApiError = Static<typeof ApiError>;
 // Node
 
 export const Status = Type.Object(
-  { status: Type.Literal("ok"), version: Type.String(), git_commit: Type.String(), started_at: Type.String() },
+  {
+    status: Type.Literal("ok"),
+    version: Type.String(),
+    git_commit: Type.String(),
+    started_at: Type.String(),
+    http_server: Type.Union([Type.Literal("uws"), Type.Literal("node")], {
+      description: "the HTTP server serving: uWebSockets.js or node:http (node config http_server)",
+    }),
+  },
   { additionalProperties: false },
 );
 export type Status = Static<typeof Status>;

@@ -123,7 +123,13 @@ export function registerRoutes(
     },
     () => ({
       status: 200,
-      json: { status: "ok", version: build.version, git_commit: build.git_commit, started_at: extra.startedAt.toISOString() },
+      json: {
+        status: "ok",
+        version: build.version,
+        git_commit: build.git_commit,
+        started_at: extra.startedAt.toISOString(),
+        http_server: http.kind,
+      },
     }),
   );
   let openApi: unknown = null;
