@@ -22,7 +22,7 @@ const IDLE_TIMEOUT_MS = 10_000;
 /** A request whose body is not in after this long is closed (uWS: idle timeout between chunks). */
 const REQUEST_TIMEOUT_MS = 60_000;
 /** Request heads up to this size are read (uWS reads ~128 KiB): a long URL gets our 414, not node's 431. */
-const MAX_HEADER_BYTES = 64 * 1024;
+const MAX_HEADER_BYTES = 128 * 1024;
 
 class NodeExchange implements Exchange {
   aborted = false;
@@ -63,8 +63,11 @@ class NodeExchange implements Exchange {
     if (this.aborted) return;
     // Kept: the rest of the body must be read (and is dropped) for the next request to follow.
     if (!close && this.reading) this.req.resume();
-    this.res.writeHead(status, statusLine(status).slice(4), { ...headers, ...(close ? { connection: "close" } : {}) });
-    this.res.end(body);
+    const bytes = typeof body === "string" ? Buffer.from(body) : body;
+    // Content-Length, as uWS sends: writeHead alone would make node send the body chunked.
+    const extra: Record<string, string> = { "content-length": String(bytes.byteLength), ...(close ? { connection: "close" } : {}) };
+    this.res.writeHead(status, statusLine(status).slice(4), { ...headers, ...extra });
+    this.res.end(bytes);
   }
 
   beginStream(status: number, headers: Record<string, string>): void {
