@@ -716,7 +716,7 @@ describe("pageserver process", () => {
     }
   });
 
-  it("serves /v1/status and exits 0 on SIGTERM", async () => {
+  it("serves /v1/status (on the server --http-server names, logged at startup) and exits 0 on SIGTERM", async () => {
     const dir = mkdtempSync(join(tmpdir(), "ps-proc-"));
     try {
       const port = await freePort();
@@ -729,6 +729,8 @@ describe("pageserver process", () => {
         "127.0.0.1:0",
         "--page-cache-size",
         String(4 * 1024 * 1024),
+        "--http-server",
+        "node",
       ]);
       let up = false;
       for (let i = 0; i < 200 && !up; i++) {
@@ -740,6 +742,8 @@ describe("pageserver process", () => {
         }
       }
       expect(up, output()).toBe(true);
+      expect(((await (await fetch(`http://127.0.0.1:${port}/v1/status`)).json()) as { http_server: string }).http_server).toBe("node");
+      expect(output()).toContain('"http_server":"node","http_server_why":"http_server is node"');
       const created = await fetch(`http://127.0.0.1:${port}/v1/tenant`, { method: "POST", body: "{}" });
       expect(created.status).toBe(201);
       child.kill("SIGTERM");
