@@ -791,4 +791,40 @@ describe("pageserver process", () => {
       rmSync(dir, { recursive: true, force: true });
     }
   });
+
+  it("--http-server uws where uWS does not load is a startup error saying why (auto then serves on node:http)", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "ps-proc-"));
+    // UWS_USE_FALLBACK makes uWebSockets.js load its JS fallback, as where no native build loads.
+    const env = { ...process.env, UWS_USE_FALLBACK: "1" };
+    try {
+      const r = spawnSync(
+        process.execPath,
+        ["--import", "tsx", "src/main/pageserver.ts", "--workdir", dir, "--listen", "127.0.0.1:0", "--listen-pg", "127.0.0.1:0", "--http-server", "uws"],
+        { cwd: ROOT, encoding: "utf8", timeout: 20_000, env },
+      );
+      expect(r.status, r.stderr).toBe(2);
+      expect(r.stderr).toContain("pageserver: http_server is uws but uWebSockets.js native binary did not load for Node");
+      expect(r.stderr).toContain("refusing the JS fallback; use http_server auto or node");
+      const port = await freePort();
+      const child = spawn(
+        process.execPath,
+        ["--import", "tsx", "src/main/pageserver.ts", "--workdir", dir, "--listen", `127.0.0.1:${port}`, "--listen-pg", "127.0.0.1:0"],
+        { cwd: ROOT, stdio: "ignore", env },
+      );
+      children.push(child);
+      let status: { http_server?: string } = {};
+      for (let i = 0; i < 200 && status.http_server === undefined && child.exitCode === null; i++) {
+        try {
+          status = (await (await fetch(`http://127.0.0.1:${port}/v1/status`)).json()) as { http_server: string };
+        } catch {
+          await new Promise((res) => setTimeout(res, 100));
+        }
+      }
+      expect(status.http_server).toBe("node");
+      child.kill("SIGTERM");
+      expect(await exitOf(child, 20_000)).toEqual({ code: 0, signal: null });
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
 });
