@@ -10,7 +10,8 @@
  * Targets, one describe each: uWS and node:http in this process, and uWS in the harness
  * spawned on the system's Node 20 (/usr/bin/node), so uWS stays covered when this process
  * runs a Node where no uWS build loads. A target that can't run here is skipped, its reason
- * printed (the only conditional).
+ * printed (the only conditional). `UWS_USE_FALLBACK=1 npx vitest run <this file>` shows that
+ * case on Node 20: uWS in-process is skipped, the harness still serves on uWS.
  */
 import { type ChildProcess, spawn, spawnSync } from "node:child_process";
 import { generateKeyPairSync, type KeyObject } from "node:crypto";
@@ -56,7 +57,9 @@ function spawned(kind: HttpServerKind, o: HarnessOptions): Promise<Running> {
   const args = ["--import", "tsx", HARNESS, "--adapter", kind, "--port", String(o.port)];
   if (o.tls !== null) args.push("--tls", `${o.tls.cert_file},${o.tls.key_file}`);
   if (o.auth_key_file !== null) args.push("--auth-key", o.auth_key_file);
-  const child: ChildProcess = spawn(SYSTEM_NODE, args, { cwd: ROOT, stdio: ["ignore", "pipe", "pipe"] });
+  // Without UWS_USE_FALLBACK, with which a run on Node 20 stands in for a Node where uWS does not load.
+  const { UWS_USE_FALLBACK: _, ...env } = process.env;
+  const child: ChildProcess = spawn(SYSTEM_NODE, args, { cwd: ROOT, env, stdio: ["ignore", "pipe", "pipe"] });
   let out = "";
   let err = "";
   child.stderr!.on("data", (d: Buffer) => {
