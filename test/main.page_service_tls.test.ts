@@ -48,6 +48,7 @@ beforeAll(async () => {
     authPublicKeyPem: publicKey.export({ type: "spki", format: "pem" }).toString(),
     httpToken: apiToken,
     nodeConfig: { tls_cert_file: certs.cert_file, tls_key_file: certs.key_file },
+    ca: certs.ca,
   });
 }, 120_000);
 
@@ -268,7 +269,7 @@ describe("pagectl --ca-file", () => {
   it("getpage goes over TLS with the CA; without it the page service refuses", async () => {
     const args = [
       "--server",
-      `http://127.0.0.1:${fx.server.port}`,
+      `https://127.0.0.1:${fx.server.port}`,
       "--pg-server",
       `127.0.0.1:${fx.server.pgPort}`,
       "--token",
@@ -289,6 +290,22 @@ describe("pagectl --ca-file", () => {
     const clear = await run(PAGECTL, args);
     expect(clear.code).toBe(1);
     expect(clear.stderr).toMatch(/^pagectl: the page service requires TLS: connect with sslmode=require.*\(unauthorized\)\n$/);
+  }, 60_000);
+});
+
+describe("HTTPS with the same certificate", () => {
+  it("the HTTP API answers over TLS verified against the CA; clear HTTP gets no reply; pagectl --ca-file lists tenants", async () => {
+    const status = await fx.http("GET", "/v1/status");
+    expect(status.status).toBe(200);
+    expect(status.json["tls"]).toBe(true);
+    await expect(fetch(`http://127.0.0.1:${fx.server.port}/v1/status`)).rejects.toThrow();
+    const server = ["--server", `https://127.0.0.1:${fx.server.port}`, "--token", apiToken, "--json"];
+    const list = await run(PAGECTL, ["--ca-file", certs.ca_file, ...server, "tenant", "list"]);
+    expect(list.code, list.stderr).toBe(0);
+    expect((JSON.parse(list.stdout) as { id: string }[]).map((t) => t.id)).toContain(fx.tenant);
+    const untrusted = await run(PAGECTL, ["--ca-file", certs.other_ca_file, ...server, "tenant", "list"]);
+    expect(untrusted.code).not.toBe(0);
+    expect(untrusted.stderr).toMatch(/certificate|self.signed|verify/i);
   }, 60_000);
 });
 

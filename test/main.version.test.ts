@@ -13,6 +13,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { loadNodeConfig } from "../src/main/config.js";
 import { Server } from "../src/main/server.js";
 import { LogCapture, unexpectedWarnings } from "./support/log_check.js";
+import { uwsUnavailable } from "../src/main/http/adapter_choice.js";
 
 const ROOT = fileURLToPath(new URL("..", import.meta.url));
 const VERSION = (JSON.parse(readFileSync(join(ROOT, "package.json"), "utf8")) as { version: string }).version;
@@ -71,11 +72,13 @@ describe("pageserver --version", () => {
 });
 
 describe("build info of a running server", () => {
-  it("GET /v1/status returns version, git_commit and started_at", async () => {
+  it("GET /v1/status returns version, git_commit, started_at and the HTTP server", async () => {
     const r = await fetch(`${base}/v1/status`);
     expect(r.status).toBe(200);
     const j = (await r.json()) as Record<string, unknown>;
-    expect(Object.keys(j).sort()).toEqual(["git_commit", "started_at", "status", "version"]);
+    expect(Object.keys(j).sort()).toEqual(["git_commit", "http_server", "started_at", "status", "version"]);
+    // http_server auto: uWS where it loads, else node:http.
+    expect(j["http_server"]).toBe(uwsUnavailable() === null ? "uws" : "node");
     expect(j).toMatchObject({ status: "ok", version: VERSION, git_commit: expectedCommit() });
     const started = Date.parse(String(j["started_at"]));
     expect(started).toBeGreaterThanOrEqual(startedBefore - 1000);

@@ -544,6 +544,7 @@ describe("node config", () => {
     refuses('{"tenant_config":{"gc_horizon":-1}}', "gc_horizon: expected an integer >= 0");
     refuses('{"tenant_config":{"nope":1}}', "unknown tenant config key 'nope'");
     refuses('{"log_format":"xml"}', 'log_format: expected one of json, json-iso, pretty, got "xml"');
+    refuses('{"http_server":"apache"}', 'http_server: expected one of auto, uws, node, got "apache"');
     refuses('{"min_free_disk_bytes":-1}', "min_free_disk_bytes: expected a non-negative integer, got -1");
     refuses('{"max_concurrent_background_tasks":0}', "max_concurrent_background_tasks: expected a positive integer, got 0");
     refuses(
@@ -558,5 +559,8 @@ describe("node config", () => {
     expect(() => loadNodeConfig({ workdir: w, listen: "nope" })).toThrow("invalid listen address 'nope': expected HOST:PORT");
     expect(() => loadNodeConfig({ workdir: w, page_cache_size: "-8192" })).toThrow("page_cache_size: expected a positive integer");
     expect(() => loadNodeConfig({ workdir: w, log_level: "loud" })).toThrow(InvalidArgumentError);
+    expect(() => loadNodeConfig({ workdir: w, http_server: "UWS" })).toThrow('http_server: expected one of auto, uws, node, got "UWS"');
+    expect(loadNodeConfig({ workdir: w }).http_server).toBe("auto");
+    expect(loadNodeConfig({ workdir: w, http_server: "node" }).http_server).toBe("node");
   });
 });

@@ -21,6 +21,7 @@ import { parseRemoteStorageUrl } from "../remote/storage_url.js";
 import { DEFAULT_TENANT_CONF, parseDurationMs, parseTenantConf, type TenantConf } from "../tenant/config.js";
 import { assert } from "../types/assert.js";
 import { InvalidArgumentError } from "../types/errors.js";
+import { HTTP_SERVER_CHOICES } from "./http/wire.js";
 
 export function parseListen(text: string): { host: string; port: number } {
   const m = /^(\[[0-9a-fA-F:]+\]|[A-Za-z0-9.-]+):(\d{1,5})$/.exec(text);
@@ -270,6 +271,12 @@ export const NODE_CONFIG_KEYS = {
     1,
     2,
     "heavy requests (base backups, /size, do_gc, forced image compaction, checksummed remote_check) one tenant runs at once",
+  ),
+  http_server: enumRow(
+    "http_server",
+    HTTP_SERVER_CHOICES,
+    "auto",
+    "HTTP wire adapter: uws (uWebSockets.js), node (node:http) or auto (uWS where its native binary loads, else node:http)",
   ),
   http_max_inflight_requests: intRow("http_max_inflight_requests", 1, 1024, "HTTP requests being served at once (beyond: 429)"),
   http_max_inflight_body_bytes: intRow(

@@ -5,8 +5,8 @@
  *   together (server.ts), the tenant manager, auth, build info, Prometheus metrics (metrics.ts;
  *   delta_counter.ts: counters read from running totals at scrape time), log
  *   serializers, and the node-wide logical-size query limiter.
- * - http/: the HTTP framework over uWebSockets.js (http_server.ts: routing, auth, limits,
- *   streaming), route declarations with schemas (schema.ts), the error catalogue (errors.ts),
+ * - http/: the HTTP framework (http_server.ts: routing, auth, limits, streaming) over a wire
+ *   adapter (wire.ts: uws_adapter.ts or node_adapter.ts, chosen by adapter_choice.ts), route declarations with schemas (schema.ts), the error catalogue (errors.ts),
  *   the OpenAPI document (openapi.ts), wire models built from domain objects (models.ts; the
  *   schemas are src/protocol/http_models.ts), and the routes themselves
  *   (tenant_routes.ts, timeline_routes.ts, scope_checks.ts, layer_map_svg.ts).

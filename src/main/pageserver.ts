@@ -65,6 +65,7 @@ const program = new Command()
       `${LOG_FORMATS.join(" | ")}: pino's json (epoch-ms time, numeric level), json-iso (ISO 8601 time, level names) or pino-pretty`,
     ),
   )
+  .option("--http-server <kind>", d("http_server", "HTTP server: auto (uWebSockets.js where it loads, else node:http), uws or node"))
   .option("--remote-storage <url>", "remote storage: file:///abs/path or s3://bucket/prefix?endpoint=URL&region=R (credentials: AWS_* env)")
   .option(
     "--max-local-disk-bytes <bytes>",

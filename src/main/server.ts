@@ -17,6 +17,8 @@ import { registerRoutes } from "./http/tenant_routes.js";
 import { Auth } from "./auth.js";
 import type { NodeConfig } from "./config.js";
 import { HttpServer } from "./http/http_server.js";
+import { chooseHttpServer } from "./http/adapter_choice.js";
+import type { HttpServerKind } from "./http/wire.js";
 import { activeFailpoints } from "../types/failpoints.js";
 import { buildInfo } from "./build_info.js";
 import { LogicalSizeQueries } from "./logical_size_queries.js";
@@ -53,6 +55,8 @@ export class Server {
   readonly walSources: WalSources;
   readonly loops: BackgroundLoops;
   readonly http: HttpServer;
+  /** The wire adapter (node config http_server) and why it was chosen, logged at startup. */
+  private readonly httpChoice: { kind: HttpServerKind; why: string };
   readonly pageService: PageService;
   /** Remote storage (config remote_storage); null: layers stay local. */
   readonly remote: RemoteTimelines | null;
@@ -122,10 +126,12 @@ export class Server {
       config.workdir,
       config.max_tenants,
     );
-    this.http = new HttpServer(this.log, {
-      max_inflight_requests: config.http_max_inflight_requests,
-      max_inflight_body_bytes: config.http_max_inflight_body_bytes,
-    });
+    this.httpChoice = chooseHttpServer(config.http_server);
+    this.http = new HttpServer(
+      this.log,
+      { max_inflight_requests: config.http_max_inflight_requests, max_inflight_body_bytes: config.http_max_inflight_body_bytes },
+      { kind: this.httpChoice.kind, tls: this.httpTls() },
+    );
     // With remote storage the source keeps WAL until it is in the bucket: its flush position
     // is remote_consistent_lsn once a generation check confirmed it (RemoteTimelines.feedbackLsn;
     // INVALID_LSN before: the source ignores it).
@@ -182,7 +188,6 @@ export class Server {
       mobility: this.remote === null ? null : { detach: (id) => this.detachTenant(id), attach: (id, gen) => this.attachTenant(id, gen) },
       policy: apiPolicy(this.config, this.heavy),
     });
-    this.http.fallback();
     if (this.config.listen_metrics !== null) this.metricsPort = await this.listenMetrics(this.config.listen_metrics);
     this.port = await this.http.listen(this.config.listen_http.host, this.config.listen_http.port);
     this.pgPort = await this.pageService.listen(this.config.listen_pg.host, this.config.listen_pg.port);
@@ -191,6 +196,8 @@ export class Server {
         workdir: this.config.workdir,
         listen: `${this.config.listen_http.host}:${this.port}`,
         listen_pg: `${this.config.listen_pg.host}:${this.pgPort}`,
+        http_server: this.httpChoice.kind,
+        http_server_why: this.httpChoice.why,
       },
       "pageserver started",
     );
@@ -227,10 +234,14 @@ export class Server {
   }
 
   private async listenMetrics(at: { host: string; port: number }): Promise<number> {
-    this.metricsHttp = new HttpServer(this.log);
+    this.metricsHttp = new HttpServer(this.log, undefined, { kind: this.httpChoice.kind, tls: this.httpTls() });
     registerMetricsRoute(this.metricsHttp, this.metrics);
-    this.metricsHttp.fallback();
     return this.metricsHttp.listen(at.host, at.port);
+  }
+
+  /** With a certificate every listener is TLS: the API (its tokens) and the metrics listener alike. */
+  private httpTls(): { cert_file: string; key_file: string } | null {
+    return this.tls === null ? null : { cert_file: this.tls.cert_file, key_file: this.tls.key_file };
   }
 
   private requireRemote(what: string): RemoteTimelines {

@@ -89,6 +89,9 @@ export const Status = Type.Object(
     version: Type.String(),
     git_commit: Type.String(),
     started_at: Type.String(),
+    http_server: Type.Union([Type.Literal("uws"), Type.Literal("node")], {
+      description: "the HTTP server serving: uWebSockets.js or node:http (node config http_server)",
+    }),
     tls: Type.Boolean({ description: "whether the node has a TLS certificate (--tls-cert): the page service then requires TLS" }),
   },
   { additionalProperties: false },

@@ -9,6 +9,7 @@
  *   try { … fx.client() … } finally { await fx.destroy(); }
  */
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { request as httpsRequest } from "node:https";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { type Logger, pino } from "pino";
@@ -28,6 +29,8 @@ export interface FixtureOptions {
   nodeConfig?: ConfigOverrides;
   /** The server's logger (default: silent). */
   logger?: Logger;
+  /** The CA of the node's certificate (nodeConfig tls_cert_file): HTTP calls go over HTTPS verified against it. */
+  ca?: Buffer;
   /** Runs on the stopped source PostgreSQL before its data directory is imported. */
   beforeImport?: (pg: PgInstance) => Promise<void>;
 }
@@ -38,22 +41,43 @@ export interface HttpReply {
   bytes: Uint8Array;
 }
 
-async function httpCall(port: number, token: string | undefined, method: string, path: string, body?: unknown): Promise<HttpReply> {
+/** One request; with `ca`, over HTTPS verified against it (the node has a certificate). */
+async function httpCall(
+  port: number,
+  token: string | undefined,
+  method: string,
+  path: string,
+  body?: unknown,
+  ca?: Buffer,
+): Promise<HttpReply> {
   const headers: Record<string, string> = {};
   if (token !== undefined) headers["authorization"] = `Bearer ${token}`;
-  const r = await fetch(`http://127.0.0.1:${port}${path}`, {
-    method,
-    headers,
-    body: body === undefined ? undefined : JSON.stringify(body),
-  });
-  const bytes = new Uint8Array(await r.arrayBuffer());
+  const payload = body === undefined ? undefined : JSON.stringify(body);
+  let status: number;
+  let bytes: Uint8Array;
+  if (ca === undefined) {
+    const r = await fetch(`http://127.0.0.1:${port}${path}`, { method, headers, body: payload });
+    status = r.status;
+    bytes = new Uint8Array(await r.arrayBuffer());
+  } else {
+    [status, bytes] = await new Promise<[number, Uint8Array]>((resolve, reject) => {
+      const req = httpsRequest({ host: "127.0.0.1", port, path, method, headers, ca }, (res) => {
+        const chunks: Buffer[] = [];
+        res.on("data", (c: Buffer) => chunks.push(c));
+        res.on("end", () => resolve([res.statusCode ?? 0, new Uint8Array(Buffer.concat(chunks))]));
+        res.on("error", reject);
+      });
+      req.on("error", reject);
+      req.end(payload);
+    });
+  }
   let json: Record<string, unknown> = {};
   try {
     json = JSON.parse(Buffer.from(bytes).toString("utf8")) as Record<string, unknown>;
   } catch {
     // not JSON (a tar)
   }
-  return { status: r.status, json, bytes };
+  return { status, json, bytes };
 }
 
 export class PageServiceFixture {
@@ -66,6 +90,7 @@ export class PageServiceFixture {
   readonly dbOid: number;
   readonly relfilenode: number;
   readonly httpToken: string | undefined;
+  readonly ca: Buffer | undefined;
 
   private constructor(f: {
     server: Server;
@@ -77,6 +102,7 @@ export class PageServiceFixture {
     dbOid: number;
     relfilenode: number;
     httpToken: string | undefined;
+    ca: Buffer | undefined;
   }) {
     this.server = f.server;
     this.pg = f.pg;
@@ -87,6 +113,7 @@ export class PageServiceFixture {
     this.dbOid = f.dbOid;
     this.relfilenode = f.relfilenode;
     this.httpToken = f.httpToken;
+    this.ca = f.ca;
   }
 
   static async start(opts: FixtureOptions = {}): Promise<PageServiceFixture> {
@@ -123,7 +150,7 @@ export class PageServiceFixture {
       );
       await server.start();
       const http = async (method: string, path: string, body?: unknown): Promise<Record<string, unknown>> => {
-        const r = await httpCall(server!.port, opts.httpToken, method, path, body);
+        const r = await httpCall(server!.port, opts.httpToken, method, path, body, opts.ca);
         if (r.status >= 300) throw new Error(`${method} ${path}: ${r.status} ${JSON.stringify(r.json)}`);
         return r.json;
       };
@@ -140,6 +167,7 @@ export class PageServiceFixture {
         dbOid,
         relfilenode,
         httpToken: opts.httpToken,
+        ca: opts.ca,
       });
     } catch (e) {
       if (server !== null) await server.stop();
@@ -151,7 +179,7 @@ export class PageServiceFixture {
 
   /** HTTP call to this server (with the setup token, if any). */
   http(method: string, path: string, body?: unknown): Promise<HttpReply> {
-    return httpCall(this.server.port, this.httpToken, method, path, body);
+    return httpCall(this.server.port, this.httpToken, method, path, body, this.ca);
   }
 
   /** The table's main fork from the data directory (8192-byte blocks). */

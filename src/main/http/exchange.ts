@@ -29,6 +29,8 @@ export interface JsonReply {
 export interface RawReply {
   status: number;
   contentType: string;
+  /** More response headers (e.g. Content-Encoding); lower-case names, Content-Type excluded. */
+  headers?: Record<string, string>;
   body: string | Uint8Array;
 }
 /** A streamed body: `produce` writes chunks through `write`, which resolves when the client drained. */

@@ -1,29 +1,29 @@
 /**
- * A small JSON HTTP layer over uWebSockets.js: routes declared with their schemas (schema.ts:
+ * The HTTP framework, independent of the wire: routes declared with their schemas (schema.ts:
  * params, query, body, responses), their scope (tenant or management) and `:param` segments,
- * typed errors mapped to statuses (errors.ts: PageserverError.code → status), and streamed
- * responses with backpressure for large bodies (base backups). With `checkResponses` on
- * (tests), every reply is checked against its route's declared schema for its status; a
- * mismatch is a 500 and an ERROR line.
+ * typed errors mapped to statuses (errors.ts: PageserverError.code → status), the limits of
+ * limits.ts, and replies (exchange.ts) handed to a wire adapter (wire.ts: uws_adapter.ts or
+ * node_adapter.ts, chosen by adapter_choice.ts) that only reads requests and writes replies.
+ * With `checkResponses` on (tests), every reply is checked against its route's declared schema
+ * for its status; a mismatch is a 500 and an ERROR line.
  *
- * Order of a request, so an unauthenticated client costs no body memory: the in-flight
- * request cap (429, connection closed) → the token (401/403; the body stays unread in the
- * socket: reading is paused) → Content-Length against the per-request limit (413) and the
- * node-wide in-flight body budget (429) → only then the body is read → validation → handler.
- * A reply sent before the body was read closes the connection, but for a 413 to a client that
- * passed auth (its body is then read and dropped). Reading stays paused while a handler runs
- * (see StreamState.paused).
+ * Order of a request, so an unauthenticated client costs no body memory: the route (404, or
+ * 414 for a URL past MAX_URL_BYTES) → the in-flight request cap (429, connection closed) → the
+ * token (401/403; the body stays unread in the socket: reading is paused) → Content-Length
+ * against the per-request limit (413) and the node-wide in-flight body budget (429) → only
+ * then the body is read → validation → handler. A reply sent before the body was read closes
+ * the connection, but for a 413 to a client that passed auth (its body is then read and
+ * dropped). Reading stays paused while a handler runs.
  *
- * uWS rules followed here: everything from `req` is read before the first await (req is
- * stack-allocated); onData is registered in the handler (uWS drops data otherwise) and
- * paused; every async response registers onAborted and checks it before writing; writes
- * after an abort are dropped. An abort also aborts the request's AbortSignal, which heavy
- * handlers thread into their loops.
+ * Routing: a path matches a pattern of as many `/`-separated segments whose literals are
+ * equal; among several, the one whose first differing segment is a literal wins (as uWS
+ * routes). A client that goes away aborts the request's AbortSignal, which heavy handlers
+ * thread into their loops, and ends a streamed body at its next write.
  */
 import type { Logger } from "pino";
 import type { TProperties, TSchema } from "@sinclair/typebox";
 import { randomUUID } from "node:crypto";
-import { ConflictError, LimitReachedError, PageserverError, RequestTooLargeError } from "../../types/errors.js";
+import { LimitReachedError, PageserverError, RequestTooLargeError } from "../../types/errors.js";
 import { ERROR_STATUSES, EXPECTED_5XX, httpStatusFor, redactPaths } from "./errors.js";
 import {
   HttpError,
@@ -34,27 +34,16 @@ import {
   type Request,
   routeScope,
   type StreamReply,
-  statusLine,
 } from "./exchange.js";
 import { DEFAULT_LIMITS, type HttpLimits, jsonDepth, MAX_BODY_BYTES, MAX_JSON_DEPTH, MAX_URL_BYTES } from "./limits.js";
 import { ApiError } from "./models.js";
 import { checkValue, compile, queryObject, type RouteSpec, type RouteValidator, routeValidator, type ValidRequest } from "./schema.js";
 import type { TenantId } from "../../types/ids.js";
 import { Auth, type AuthScope, type Claims } from "../auth.js";
-import { type HttpRequest, type HttpResponse, loadUws, type TemplatedApp, type us_listen_socket } from "./uws.js";
+import { chooseHttpServer, createWire } from "./adapter_choice.js";
+import type { Exchange, HttpServerKind, HttpTls, WireServer } from "./wire.js";
 
-/** uWebSockets.js's ListenOptions.LIBUS_LISTEN_EXCLUSIVE_PORT. */
-const LIBUS_LISTEN_EXCLUSIVE_PORT = 1;
-/** A streamed body's producer waits while more than this is queued, and resumes below LOW. */
-const STREAM_QUEUE_HIGH_BYTES = 4 * 1024 * 1024;
-const STREAM_QUEUE_LOW_BYTES = 1024 * 1024;
-
-/** Reading resumed before a reply is written: the connection serves its next request afterwards. */
-function resumeForReply(res: HttpResponse, state: StreamState): void {
-  if (!state.paused) return;
-  res.resume();
-  state.paused = false;
-}
+const JSON_HEADERS: Readonly<Record<string, string>> = { "content-type": "application/json" };
 
 /** The token of `Authorization: Bearer <token>`, or undefined. */
 function bearerToken(headers: Record<string, string>): string | undefined {
@@ -62,21 +51,26 @@ function bearerToken(headers: Record<string, string>): string | undefined {
   return m === null ? undefined : m[1];
 }
 
-/** Per-request state shared with uWS callbacks: set when the client goes away. */
-interface StreamState {
-  aborted: boolean;
-  onAbort: (() => void) | null;
-  /** Aborted with the request: handed to the handler (ValidRequest.signal). */
-  controller: AbortController;
-  /**
-   * Reading is paused (res.pause): before the checks, and again once the body is in. uWS arms
-   * its 10 s idle timeout on resume and would close a connection whose handler runs longer,
-   * so the socket is resumed only to read the body and right before the reply is written.
-   */
-  paused: boolean;
+/** A route as the table holds it. */
+interface Entry {
+  route: RegisteredRoute;
+  /** The pattern's segments; `null` for a `:param`. */
+  segments: (string | null)[];
+  /** The `:param` names, in path order. */
+  names: string[];
+  validator: RouteValidator;
+  run: Handler;
 }
 
-/** A request body as uWS delivers it: chunks held (bounded by MAX_BODY_BYTES) until the last. */
+/** Per-request state: the body's reading and the request's abort. */
+interface RequestState {
+  /** Aborted with the request: handed to the handler (ValidRequest.signal). */
+  controller: AbortController;
+  /** Runs when the client goes away (the body waiter). */
+  onAbort: (() => void) | null;
+}
+
+/** A request body as the adapter delivers it: chunks held (bounded by MAX_BODY_BYTES) until the last. */
 interface BodyState {
   chunks: Buffer[];
   size: number;
@@ -89,24 +83,36 @@ interface BodyState {
   waiter: (() => void) | null;
 }
 
+/** How a server serves: the wire adapter and TLS. */
+export interface HttpServerOptions {
+  kind: HttpServerKind;
+  tls: HttpTls;
+}
+
 export class HttpServer {
-  private readonly app: TemplatedApp;
-  private listenSocket: us_listen_socket | null = null;
+  private readonly wire: WireServer;
   private readonly log: Logger;
   private inflight = 0;
   /** Request body bytes held (or reserved by Content-Length) across all requests. */
   private inflightBodyBytes = 0;
   private readonly limits: HttpLimits;
   private auth: Auth | null = null;
+  private readonly table: Entry[] = [];
   /** Every route registered, in order (tests walk them all, e.g. the auth matrix). */
   readonly routes: RegisteredRoute[] = [];
   /** Check every reply against its route's declared schema (tests; costs a validation per reply). */
   checkResponses = false;
 
-  constructor(log: Logger, limits: HttpLimits = DEFAULT_LIMITS) {
-    this.app = loadUws().App();
+  /** Without options: uWS where it loads, else node:http (adapter_choice.ts); plain HTTP. */
+  constructor(log: Logger, limits: HttpLimits = DEFAULT_LIMITS, options?: HttpServerOptions) {
     this.log = log;
     this.limits = limits;
+    this.wire = createWire(options?.kind ?? chooseHttpServer("auto").kind, (ex) => this.serve(ex), options?.tls ?? null);
+  }
+
+  /** The wire adapter serving (GET /v1/status, the startup line). */
+  get kind(): HttpServerKind {
+    return this.wire.kind;
   }
 
   /** Requests being served and body bytes held now (tests, metrics). */
@@ -148,94 +154,101 @@ export class HttpServer {
       spec: spec as unknown as RouteSpec,
     };
     this.routes.push(registered);
-    const validator = routeValidator(registered.spec);
-    const run = handler as unknown as Handler;
-    const register = method === "delete" ? this.app.del : this.app[method];
-    register.call(this.app, pattern, (res: HttpResponse, req: HttpRequest) => {
-      const params: Record<string, string> = {};
-      // A malformed escape (`%zz`) is the client's error: a 400, never an uncaught URIError.
-      let badSegment: string | null = null;
-      names.forEach((n, i) => {
-        const raw = req.getParameter(i) ?? "";
-        try {
-          params[n] = decodeURIComponent(raw);
-        } catch {
-          badSegment ??= raw;
-          params[n] = raw;
-        }
-      });
-      const headers: Record<string, string> = {};
-      req.forEach((k, v) => {
-        headers[k] = v;
-      });
-      const urlBytes = req.getUrl().length + (req.getQuery()?.length ?? 0);
-      const r: Request = {
-        method: method.toUpperCase(),
-        url: req.getUrl(),
-        params,
-        query: new URLSearchParams(req.getQuery() ?? ""),
-        headers,
-        body: undefined,
-      };
-      const state: StreamState = { aborted: false, onAbort: null, controller: new AbortController(), paused: false };
-      res.onAborted(() => {
-        state.aborted = true;
-        state.onAbort?.();
-        state.controller.abort(new HttpError("shutdown", "client went away"));
-      });
-      if (this.inflight >= this.limits.max_inflight_requests) {
-        const e = new LimitReachedError(`the server is serving ${this.inflight} requests (http_max_inflight_requests); retry later`);
-        this.writeEarly(res, state, null, this.errorReply(r, e));
-        return;
-      }
-      this.inflight++;
-      // The body stays in the socket until the token and the size are checked.
-      const body = this.readBody(res, state);
-      res.pause();
-      state.paused = true;
-      const refusal: PageserverError | null =
-        urlBytes > MAX_URL_BYTES
-          ? new RequestTooLargeError("uri_too_long", `request URL of ${urlBytes} bytes is longer than ${MAX_URL_BYTES}`)
-          : badSegment === null
-            ? null
-            : new HttpError("invalid_argument", `malformed percent-encoding in path segment '${badSegment}'`);
-      void this.dispatch(res, state, body, r, refusal, run, registered, validator).finally(() => {
-        this.inflight--;
-        this.inflightBodyBytes -= body.counted;
-        body.counted = 0;
-        body.chunks = [];
-      });
+    this.table.push({
+      route: registered,
+      segments: pattern.split("/").map((s) => (s.startsWith(":") ? null : s)),
+      names,
+      validator: routeValidator(registered.spec),
+      run: handler as unknown as Handler,
     });
   }
 
-  /** 404 for everything else, as JSON. */
-  fallback(): void {
-    this.app.any("/*", (res, req) => {
-      const url = req.getUrl();
-      const method = req.getMethod();
-      const urlBytes = url.length + (req.getQuery()?.length ?? 0);
-      const [status, body] =
+  /** The route serving `method path` and the raw values of its params, or null. */
+  private match(method: string, path: string): { entry: Entry; raw: string[] } | null {
+    const parts = path.split("/");
+    let best: Entry | null = null;
+    for (const e of this.table) {
+      if (e.route.method.toUpperCase() !== method || e.segments.length !== parts.length) continue;
+      if (!e.segments.every((s, i) => s === null || s === parts[i])) continue;
+      if (best === null || literalFirst(e, best)) best = e;
+    }
+    if (best === null) return null;
+    return { entry: best, raw: parts.filter((_, i) => best.segments[i] === null) };
+  }
+
+  /** One request, from its head: what the adapter calls as it arrives. */
+  private serve(ex: Exchange): void {
+    const { head } = ex;
+    const urlBytes = head.path.length + head.query.length;
+    const m = this.match(head.method, head.path);
+    if (m === null) {
+      const [status, json] =
         urlBytes > MAX_URL_BYTES
           ? [414, { error: `request URL of ${urlBytes} bytes is longer than ${MAX_URL_BYTES}`, code: "uri_too_long" }]
-          : [404, { error: `no route for ${method.toUpperCase()} ${url}`, code: "not_found" }];
-      res.cork(() => {
-        res.writeStatus(statusLine(status)).writeHeader("content-type", "application/json").end(JSON.stringify(body));
-      });
+          : [404, { error: `no route for ${head.method} ${head.path}`, code: "not_found" }];
+      ex.reply(status, JSON_HEADERS, JSON.stringify(json), false);
+      return;
+    }
+    const { entry, raw } = m;
+    const params: Record<string, string> = {};
+    // A malformed escape (`%zz`) is the client's error: a 400, never an uncaught URIError.
+    let badSegment: string | null = null;
+    entry.names.forEach((n, i) => {
+      const v = raw[i] ?? "";
+      try {
+        params[n] = decodeURIComponent(v);
+      } catch {
+        badSegment ??= v;
+        params[n] = v;
+      }
+    });
+    const r: Request = {
+      method: head.method,
+      url: head.path,
+      params,
+      query: new URLSearchParams(head.query),
+      headers: head.headers,
+      body: undefined,
+    };
+    const state: RequestState = { controller: new AbortController(), onAbort: null };
+    ex.onAbort = () => {
+      state.onAbort?.();
+      state.controller.abort(new HttpError("shutdown", "client went away"));
+    };
+    if (this.inflight >= this.limits.max_inflight_requests) {
+      const e = new LimitReachedError(`the server is serving ${this.inflight} requests (http_max_inflight_requests); retry later`);
+      this.writeEarly(ex, null, this.errorReply(r, e));
+      return;
+    }
+    this.inflight++;
+    // The body stays in the socket until the token and the size are checked.
+    const body = this.readBody(ex);
+    const refusal: PageserverError | null =
+      urlBytes > MAX_URL_BYTES
+        ? new RequestTooLargeError("uri_too_long", `request URL of ${urlBytes} bytes is longer than ${MAX_URL_BYTES}`)
+        : badSegment === null
+          ? null
+          : new HttpError("invalid_argument", `malformed percent-encoding in path segment '${badSegment}'`);
+    void this.dispatch(ex, state, body, r, refusal, entry).finally(() => {
+      this.inflight--;
+      this.inflightBodyBytes -= body.counted;
+      body.counted = 0;
+      body.chunks = [];
     });
   }
 
-  private readBody(res: HttpResponse, state: StreamState): BodyState {
+  private readBody(ex: Exchange): BodyState {
     const body: BodyState = { chunks: [], size: 0, tooLarge: false, done: false, counted: 0, discard: false, waiter: null };
-    res.onData((ab, isLast) => {
-      if (state.aborted || body.done || body.discard) return;
+    ex.onChunk = (chunk, isLast) => {
+      if (body.done || body.discard) return;
       if (!body.tooLarge) {
-        body.size += ab.byteLength;
+        body.size += chunk.byteLength;
         if (body.size > MAX_BODY_BYTES) {
           body.tooLarge = true;
           body.chunks = [];
         } else {
-          // uWS reuses the ArrayBuffer after this callback: copy.
-          body.chunks.push(Buffer.from(new Uint8Array(ab).slice()));
+          // A copy: the adapter may reuse the chunk's memory after this call.
+          if (chunk.byteLength > 0) body.chunks.push(Buffer.from(chunk));
           // Bytes beyond the reservation (no Content-Length, or chunks before the checks) count too.
           if (body.size > body.counted) {
             this.inflightBodyBytes += body.size - body.counted;
@@ -247,7 +260,7 @@ export class HttpServer {
         body.done = true;
         body.waiter?.();
       }
-    });
+    };
     return body;
   }
 
@@ -256,24 +269,20 @@ export class HttpServer {
    * the body is read and dropped as it arrives. Any other (401, 403, 429) is closed after the
    * reply, its body unread.
    */
-  private writeEarly(res: HttpResponse, state: StreamState, body: BodyState | null, reply: JsonReply): void {
-    if (state.aborted) return;
+  private writeEarly(ex: Exchange, body: BodyState | null, reply: JsonReply): void {
     const keepAlive = body !== null && reply.status === 413;
     if (body !== null) {
       body.discard = true;
       body.chunks = [];
     }
-    if (keepAlive) resumeForReply(res, state);
-    res.cork(() => {
-      res.writeStatus(statusLine(reply.status)).writeHeader("content-type", "application/json").end(JSON.stringify(reply.json), !keepAlive);
-    });
+    ex.reply(reply.status, JSON_HEADERS, JSON.stringify(reply.json), !keepAlive);
   }
 
   /**
    * The checks that come before the body: token, then size (Content-Length against the
    * per-request limit and the node-wide budget, reserved here). Then the body is read.
    */
-  private async admit(res: HttpResponse, state: StreamState, body: BodyState, r: Request, route: RegisteredRoute): Promise<Claims | null> {
+  private async admit(ex: Exchange, state: RequestState, body: BodyState, r: Request, route: RegisteredRoute): Promise<Claims | null> {
     const claims = await this.authorize(r, route.scope);
     const lenText = r.headers["content-length"];
     const declared = lenText === undefined ? 0 : /^\d{1,15}$/.test(lenText) ? Number(lenText) : Number.NaN;
@@ -289,42 +298,36 @@ export class HttpServer {
     this.inflightBodyBytes += extra;
     body.counted += extra;
     // A client gone during the checks: nothing more will arrive (and onAbort already ran).
-    if (state.aborted) return claims;
+    if (ex.aborted) return claims;
     if (!body.done) {
-      res.resume();
-      state.paused = false;
+      ex.resume();
       await new Promise<void>((resolve) => {
         body.waiter = resolve;
         state.onAbort = resolve;
       });
       state.onAbort = null;
-      if (!state.aborted) {
-        res.pause();
-        state.paused = true;
-      }
+      ex.pause();
     }
     return claims;
   }
 
   private async dispatch(
-    res: HttpResponse,
-    state: StreamState,
+    ex: Exchange,
+    state: RequestState,
     body: BodyState,
     r: Request,
     refusal: PageserverError | null,
-    handler: Handler,
-    route: RegisteredRoute,
-    validator: RouteValidator,
+    entry: Entry,
   ): Promise<void> {
     let claims: Claims | null;
     try {
       // Auth first: a refused request is answered before its body is even read.
-      claims = await this.admit(res, state, body, r, route);
+      claims = await this.admit(ex, state, body, r, entry.route);
     } catch (e) {
-      this.writeEarly(res, state, body, this.errorReply(r, e));
+      this.writeEarly(ex, body, this.errorReply(r, e));
       return;
     }
-    if (state.aborted) return;
+    if (ex.aborted) return;
     let reply: Reply;
     try {
       if (refusal !== null) throw refusal;
@@ -340,12 +343,12 @@ export class HttpServer {
           throw new HttpError("invalid_argument", "request body is not valid JSON");
         }
       }
-      reply = await handler(this.validate(r, validator, claims, state.controller.signal));
+      reply = await entry.run(this.validate(r, entry.validator, claims, state.controller.signal));
     } catch (e) {
       reply = this.errorReply(r, e);
     }
-    if (this.checkResponses) reply = this.checkReply(r, route, reply);
-    if (state.aborted) {
+    if (this.checkResponses) reply = this.checkReply(r, entry.route, reply);
+    if (ex.aborted) {
       // A producer holds resources until it runs (a heavy-work permit, pinned layers): let
       // it end at its first write.
       if ("produce" in reply)
@@ -353,15 +356,11 @@ export class HttpServer {
       return;
     }
     if ("produce" in reply) {
-      await this.stream(res, state, reply, r);
+      await this.stream(ex, reply, r);
       return;
     }
-    const out = "json" in reply ? JSON.stringify(reply.json) : reply.body;
-    const ctype = "json" in reply ? "application/json" : reply.contentType;
-    resumeForReply(res, state);
-    res.cork(() => {
-      res.writeStatus(statusLine(reply.status)).writeHeader("content-type", ctype).end(out);
-    });
+    if ("json" in reply) ex.reply(reply.status, JSON_HEADERS, JSON.stringify(reply.json), false);
+    else ex.reply(reply.status, { ...reply.headers, "content-type": reply.contentType }, reply.body, false);
   }
 
   /** Params, query and body against the route's schemas: the first failure is a 400 naming its field. */
@@ -436,107 +435,47 @@ export class HttpServer {
   }
 
   /**
-   * Stream a body with chunked encoding. uWS corrupts the chunk framing when each write is
-   * corked on its own and backpressure builds up (uWebSockets.js issues 1005, 1249; we saw it
-   * under load). So writes are queued, and one pump writes as many as the socket takes inside
-   * a single cork, then waits for onWritable to pump again. The queue is bounded: the producer
-   * waits while more than STREAM_QUEUE_HIGH_BYTES are queued.
+   * Stream a body (chunked). The adapter's `write` resolves once the client drained (its queue
+   * is bounded), so the producer runs at the client's pace and stops at its first write after
+   * the client went away.
    */
-  private async stream(res: HttpResponse, state: StreamState, reply: StreamReply, r: Request): Promise<void> {
-    resumeForReply(res, state);
-    res.cork(() => {
-      res.writeStatus(statusLine(reply.status)).writeHeader("content-type", reply.contentType);
-      for (const [k, v] of Object.entries(reply.headers ?? {})) res.writeHeader(k, v);
-    });
-    const queue: Uint8Array[] = [];
-    let queuedBytes = 0;
-    let backpressured = false;
-    let producerDone = false;
-    let ended = false;
-    let spaceWaiter: (() => void) | null = null;
-    const wakeProducer = (): void => {
-      if (spaceWaiter !== null && (queuedBytes < STREAM_QUEUE_LOW_BYTES || state.aborted)) {
-        const w = spaceWaiter;
-        spaceWaiter = null;
-        w();
-      }
-    };
-    const pump = (): boolean => {
-      if (state.aborted || ended) return true;
-      let ok = true;
-      res.cork(() => {
-        while (ok && queue.length > 0) {
-          const c = queue.shift()!;
-          queuedBytes -= c.length;
-          ok = res.write(c);
-        }
-        if (ok && producerDone && queue.length === 0) {
-          res.end();
-          ended = true;
-        }
-      });
-      backpressured = !ok;
-      wakeProducer();
-      return ok;
-    };
-    res.onWritable(() => pump());
-    state.onAbort = wakeProducer;
+  private async stream(ex: Exchange, reply: StreamReply, r: Request): Promise<void> {
+    ex.beginStream(reply.status, { ...reply.headers, "content-type": reply.contentType });
     const write = async (chunk: Uint8Array): Promise<void> => {
-      if (state.aborted) throw new HttpError("shutdown", "client went away");
+      if (ex.aborted) throw new HttpError("shutdown", "client went away");
       // A zero-length write would end the chunked body.
       if (chunk.length === 0) return;
-      queue.push(chunk);
-      queuedBytes += chunk.length;
-      if (!backpressured) pump();
-      if (queuedBytes >= STREAM_QUEUE_HIGH_BYTES) {
-        await new Promise<void>((resolve) => {
-          spaceWaiter = resolve;
-        });
-        if (state.aborted) throw new HttpError("shutdown", "client went away");
-      }
+      await ex.write(chunk);
+      if (ex.aborted) throw new HttpError("shutdown", "client went away");
     };
     try {
       await reply.produce(write);
-      producerDone = true;
-      if (!backpressured) pump();
+      ex.end();
     } catch (e) {
       // Headers are gone already: the only honest signal left is a broken connection. A
       // client that went away is not a failure of ours.
-      if (state.aborted) this.log.info({ url: r.url, reason: (e as Error).message }, "streamed response ended: the client went away");
+      if (ex.aborted) this.log.info({ url: r.url, reason: (e as Error).message }, "streamed response ended: the client went away");
       else this.log.error({ err: e, url: r.url }, "streamed response failed");
-      if (!state.aborted && !ended) res.close();
+      ex.destroy();
     }
   }
 
+  /** Listen exclusively; the bound port. ConflictError naming the port when it is taken. */
   listen(host: string, port: number): Promise<number> {
-    return new Promise((resolve, reject) => {
-      // Exclusive (no SO_REUSEPORT): a second server on this port fails here instead of
-      // sharing the port's connections with this one.
-      const listenExclusive = this.app.listen as unknown as (
-        h: string,
-        p: number,
-        options: number,
-        cb: (s: us_listen_socket | false) => void,
-      ) => void;
-      listenExclusive.call(this.app, host, port, LIBUS_LISTEN_EXCLUSIVE_PORT, (sock) => {
-        if (!sock) {
-          reject(
-            new ConflictError(
-              `cannot listen on ${host}:${port} (HTTP API): the port is in use (another pageserver?) or the address is not available`,
-            ),
-          );
-          return;
-        }
-        this.listenSocket = sock;
-        resolve(loadUws().us_socket_local_port(sock));
-      });
-    });
+    return this.wire.listen(host, port);
   }
 
   close(): void {
-    if (this.listenSocket !== null) {
-      loadUws().us_listen_socket_close(this.listenSocket);
-      this.listenSocket = null;
-    }
+    this.wire.close();
   }
+}
+
+/** Whether `a` beats `b` for the same path: its first segment that differs in kind is a literal. */
+function literalFirst(a: Entry, b: Entry): boolean {
+  for (let i = 0; i < a.segments.length; i++) {
+    const la = a.segments[i] !== null;
+    const lb = b.segments[i] !== null;
+    if (la !== lb) return la;
+  }
+  return false;
 }

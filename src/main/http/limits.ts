@@ -8,8 +8,9 @@ export const MAX_BODY_BYTES = 1024 * 1024;
 /** JSON nested deeper than this is refused (400) before it is parsed or validated. */
 export const MAX_JSON_DEPTH = 64;
 /**
- * Longest path + query we answer (414 above it). uWebSockets.js itself resets connections
- * whose request head passes ~128 KiB before any handler runs: that limit is not ours to move.
+ * Longest path + query we answer (414 above it). A request head past ~128 KiB is refused before
+ * any handler runs: uWebSockets.js resets the connection, node:http (node_adapter.ts reads
+ * heads up to 128 KiB to match) answers 431.
  */
 export const MAX_URL_BYTES = 8 * 1024;
 

@@ -138,6 +138,7 @@ export function registerRoutes(
         git_commit: build.git_commit,
         started_at: extra.startedAt.toISOString(),
         tls: extra.tls,
+        http_server: http.kind,
       },
     }),
   );
