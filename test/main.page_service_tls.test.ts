@@ -26,6 +26,7 @@ import { GSSENC_REQUEST_CODE, MSG, parseErrorFields, sslRequest, startupMessage 
 import { loadNodeConfig } from "../src/main/config.js";
 import { PageService } from "../src/main/page_service/page_service.js";
 import { loadNodeTls } from "../src/main/tls.js";
+import { lsnToString } from "../src/types/lsn.js";
 import { PageServiceFixture } from "./support/page_service_fixture.js";
 import { makeTestCerts, type TestCerts } from "./support/tls_certs.js";
 
@@ -282,6 +283,9 @@ describe("pagectl --ca-file", () => {
       `1663/${fx.dbOid}/${fx.relfilenode}`,
       "--blk",
       "0",
+      // With the LSN given, pagectl goes straight to the page service (no HTTPS call first).
+      "--lsn",
+      lsnToString(fx.lsn),
     ];
     const ok = await run(PAGECTL, ["--ca-file", certs.ca_file, ...args]);
     expect(ok.code, ok.stderr).toBe(0);

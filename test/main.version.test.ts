@@ -76,7 +76,7 @@ describe("build info of a running server", () => {
     const r = await fetch(`${base}/v1/status`);
     expect(r.status).toBe(200);
     const j = (await r.json()) as Record<string, unknown>;
-    expect(Object.keys(j).sort()).toEqual(["git_commit", "http_server", "started_at", "status", "version"]);
+    expect(Object.keys(j).sort()).toEqual(["git_commit", "http_server", "started_at", "status", "tls", "version"]);
     // http_server auto: uWS where it loads, else node:http.
     expect(j["http_server"]).toBe(uwsUnavailable() === null ? "uws" : "node");
     expect(j).toMatchObject({ status: "ok", version: VERSION, git_commit: expectedCommit() });
