@@ -270,9 +270,9 @@ describe("commands", () => {
     try {
       const text = Buffer.from((await fx.http("GET", "/metrics")).bytes).toString("utf8");
       expect(text).toMatch(/^pageserver_page_service_connections [1-9]/m);
-      expect(text).toMatch(/^pageserver_smgr_query_seconds_count\{smgr_query_type="get_page_at_lsn"\} [1-9]/m);
-      expect(text).toMatch(/^pageserver_smgr_query_seconds_count\{smgr_query_type="get_rel_exists"\} [1-9]/m);
-      expect(text).toMatch(/^pageserver_smgr_query_seconds_count\{smgr_query_type="get_slru_segment"\} [1-9]/m);
+      expect(text).toMatch(/^pageserver_smgr_query_seconds_global_count\{smgr_query_type="get_page_at_lsn"\} [1-9]/m);
+      expect(text).toMatch(/^pageserver_smgr_query_seconds_global_count\{smgr_query_type="get_rel_exists"\} [1-9]/m);
+      expect(text).toMatch(/^pageserver_smgr_query_seconds_global_count\{smgr_query_type="get_slru_segment"\} [1-9]/m);
       expect(text).toMatch(/^pageserver_page_service_batch_size_count [1-9]/m);
       // Nobody was throttled: no series.
       expect(text).not.toMatch(/^pageserver_tenant_throttled_seconds_total\{/m);

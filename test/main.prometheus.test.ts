@@ -160,8 +160,8 @@ describe("a real Prometheus scrapes /metrics", () => {
     expect(lsn.map(sampleValue)).toEqual([0x1000 + 8 * 50]);
   });
 
-  it("a checkpoint over HTTP shows in pageserver_storage_operations_seconds_count", async () => {
-    const q = 'pageserver_storage_operations_seconds_count{operation="layer flush"}';
+  it("a checkpoint over HTTP shows in pageserver_storage_operations_seconds_global_count", async () => {
+    const q = 'pageserver_storage_operations_seconds_global_count{operation="layer flush"}';
     const before = await waitFor(q, (s) => s.length === 1);
     const n0 = sampleValue(before[0]!);
     expect(n0).toBeGreaterThanOrEqual(1);
@@ -173,10 +173,10 @@ describe("a real Prometheus scrapes /metrics", () => {
     const after = await waitFor(q, (s) => s.length === 1 && sampleValue(s[0]!) >= n0 + 1);
     expect(sampleValue(after[0]!)).toBe(n0 + 1);
     // The buckets are stored too: the +Inf bucket counts every flush.
-    const inf = await query('pageserver_storage_operations_seconds_bucket{operation="layer flush",le="+Inf"}');
+    const inf = await query('pageserver_storage_operations_seconds_global_bucket{operation="layer flush",le="+Inf"}');
     expect(inf.map(sampleValue)).toEqual([n0 + 1]);
     // Operations that have not run show at 0.
-    const gc = await query('pageserver_storage_operations_seconds_count{operation="gc"}');
+    const gc = await query('pageserver_storage_operations_seconds_global_count{operation="gc"}');
     expect(gc.map(sampleValue)).toEqual([0]);
   });
 

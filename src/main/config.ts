@@ -24,6 +24,8 @@ export interface NodeConfig {
   page_service_max_connections_per_peer: number;
   /** A listener of its own for GET /metrics (then not on listen_http); null: /metrics on listen_http. */
   listen_metrics: { host: string; port: number } | null;
+  /** Series per timeline (tenant_id, timeline_id) for the per-timeline metric families; false: per-node aggregates only. */
+  metrics_per_timeline: boolean;
   /** PEM public key (Ed25519 or RSA) that turns on JWT auth for HTTP and the page service; null: no auth. */
   auth_public_key: string | null;
   page_cache_size_bytes: number;
@@ -90,6 +92,7 @@ export const DEFAULT_NODE_CONFIG: NodeConfig = {
   page_service_max_connections_per_tenant: 512,
   page_service_max_connections_per_peer: 1024,
   listen_metrics: null,
+  metrics_per_timeline: true,
   auth_public_key: null,
   page_cache_size_bytes: 64 * 1024 * 1024,
   flush_threads: 1,
@@ -163,6 +166,7 @@ export interface ConfigOverrides {
   min_free_disk_bytes?: number | string;
   wal_source_unix_sockets?: boolean;
   enable_failpoints?: boolean;
+  metrics_per_timeline?: boolean;
   import_pgdata_root?: string;
   tenant_min_checkpoint_distance?: number | string;
   tenant_min_gc_horizon?: number | string;
@@ -228,6 +232,11 @@ function apply(c: NodeConfig, o: ConfigOverrides): void {
       throw new InvalidArgumentError(`wal_source_unix_sockets: expected true or false, got ${JSON.stringify(o.wal_source_unix_sockets)}`);
     c.wal_source_unix_sockets = o.wal_source_unix_sockets;
   }
+  if (o.metrics_per_timeline !== undefined) {
+    if (typeof o.metrics_per_timeline !== "boolean")
+      throw new InvalidArgumentError(`metrics_per_timeline: expected true or false, got ${JSON.stringify(o.metrics_per_timeline)}`);
+    c.metrics_per_timeline = o.metrics_per_timeline;
+  }
   if (o.enable_failpoints !== undefined) {
     if (typeof o.enable_failpoints !== "boolean")
       throw new InvalidArgumentError(`enable_failpoints: expected true or false, got ${JSON.stringify(o.enable_failpoints)}`);
@@ -279,6 +288,7 @@ const FILE_KEYS = new Set([
   "max_local_disk_bytes",
   "min_free_disk_bytes",
   "enable_failpoints",
+  "metrics_per_timeline",
   "import_pgdata_root",
   "tenant_min_checkpoint_distance",
   "tenant_min_gc_horizon",

@@ -7,7 +7,6 @@ import { pathToFileURL } from "node:url";
 import { fileURLToPath } from "node:url";
 import { mkdirSync } from "node:fs";
 import { pino, type Logger } from "pino";
-import type { Registry } from "prom-client";
 import { PageCache } from "../cache/index.js";
 import { collectKeyspace } from "../pgdata/reader.js";
 import { PgRedo } from "../pg/redo/pg_redo.js";
@@ -20,7 +19,7 @@ import { HttpServer } from "./http/http_server.js";
 import { activeFailpoints } from "../types/failpoints.js";
 import { buildInfo } from "./build_info.js";
 import { LogicalSizeQueries } from "./logical_size_queries.js";
-import { NodeMetrics } from "./metrics.js";
+import { NodeMetrics, type PruningRegistry } from "./metrics.js";
 import { PageService } from "./page_service/page_service.js";
 import { withBoundedErrors } from "./log_serializers.js";
 import { DiskUsageEviction } from "./remote/disk_usage_eviction.js";
@@ -47,7 +46,7 @@ export class Server {
   readonly cache: PageCache;
   readonly pools: JobPools;
   readonly tenants: TenantManager;
-  readonly metrics: Registry;
+  readonly metrics: PruningRegistry;
   readonly walSources: WalSources;
   readonly loops: BackgroundLoops;
   readonly http: HttpServer;
@@ -82,6 +81,7 @@ export class Server {
     );
     mkdirSync(config.workdir, { recursive: true });
     const metrics = new NodeMetrics();
+    metrics.registry.perTimeline = config.metrics_per_timeline;
     this.cache = PageCache.create({ size_bytes: config.page_cache_size_bytes });
     this.pools = new JobPools({
       cacheSab: this.cache.shared,

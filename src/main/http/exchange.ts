@@ -29,6 +29,8 @@ export interface JsonReply {
 export interface RawReply {
   status: number;
   contentType: string;
+  /** Written after content-type (e.g. content-encoding of a gzipped scrape). */
+  headers?: Record<string, string>;
   body: string | Uint8Array;
 }
 /** A streamed body: `produce` writes chunks through `write`, which resolves when the client drained. */

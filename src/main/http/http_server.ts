@@ -359,8 +359,11 @@ export class HttpServer {
     const out = "json" in reply ? JSON.stringify(reply.json) : reply.body;
     const ctype = "json" in reply ? "application/json" : reply.contentType;
     resumeForReply(res, state);
+    const extra = "headers" in reply ? reply.headers : undefined;
     res.cork(() => {
-      res.writeStatus(statusLine(reply.status)).writeHeader("content-type", ctype).end(out);
+      res.writeStatus(statusLine(reply.status)).writeHeader("content-type", ctype);
+      for (const [k, v] of Object.entries(extra ?? {})) res.writeHeader(k, v);
+      res.end(out);
     });
   }
 

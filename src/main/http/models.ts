@@ -90,6 +90,12 @@ const logicalSizes = new WeakMap<Timeline, LogicalSize>();
 /** The computation under way per timeline: requests meanwhile share it. */
 const logicalSizesComputing = new WeakMap<Timeline, Promise<LogicalSize>>();
 
+/** The logical size last computed for the timeline (pageserver_current_logical_size); null: never computed, or failed. */
+export function lastLogicalSize(tl: Timeline): { lsn: number; size: number } | null {
+  const c = logicalSizes.get(tl);
+  return c === undefined || c.size === null ? null : { lsn: c.lsn, size: c.size };
+}
+
 /** The timeline's logical size, or null with the reason when it can't be computed (never a made-up 0). */
 function logicalSizeNow(tl: Timeline): Promise<LogicalSize> {
   const now = Date.now();

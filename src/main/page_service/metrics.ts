@@ -33,7 +33,7 @@ export class PageServiceMetrics {
 
   constructor(registry: Registry) {
     const smgr = new Histogram({
-      name: "pageserver_smgr_query_seconds",
+      name: "pageserver_smgr_query_seconds_global",
       help: "Time to serve a page service request, from its batch's start (after throttling) to its answer being queued",
       labelNames: ["smgr_query_type"],
       buckets: LATENCY_BUCKETS_S,
