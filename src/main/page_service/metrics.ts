@@ -1,7 +1,8 @@
 /**
  * Metrics of the page service, registered on the node's prom-client Registry. Names as
- * Neon's. Global (not per tenant: a node hosts thousands), except the throttle counter, which
- * only tenants that were actually throttled get a series of.
+ * Neon's (a global histogram carries its `_global` suffix: Neon's unsuffixed one is per
+ * timeline). Global (not per tenant: a node hosts thousands), except the throttle counter,
+ * which only tenants that were actually throttled get a series of.
  *
  * Hot-path cost: the per-query-type histogram children are resolved once here, so serving a
  * request costs one observe() (a batch of GetPage: one observe per request of the batch's time,
@@ -39,6 +40,8 @@ export class PageServiceMetrics {
       buckets: LATENCY_BUCKETS_S,
       registers: [registry],
     });
+    // Every query type shows (at 0) before its first request: rate() and dashboards need the series.
+    for (const t of SMGR_QUERY_TYPES) smgr.zero({ smgr_query_type: t });
     const child = (t: SmgrQueryType): Observer => smgr.labels({ smgr_query_type: t });
     this.byType = {
       get_page_at_lsn: child("get_page_at_lsn"),
