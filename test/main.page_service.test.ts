@@ -246,6 +246,14 @@ describe("commands", () => {
   });
 
   it("unknown tenant, timeline, command and bad arguments → ErrorResponse, and the connection goes on", async () => {
+    const errors = async (code: string): Promise<number> => {
+      const text = Buffer.from((await fx.http("GET", "/metrics")).bytes).toString("utf8");
+      const m = new RegExp(`^pageserver_page_service_request_errors_total\\{code="${code}"\\} (\\d+)$`, "m").exec(text);
+      expect(m, code).not.toBeNull();
+      return Number(m![1]);
+    };
+    const notFound0 = await errors("not_found");
+    const internal0 = await errors("internal");
     const c = await fx.client();
     try {
       const t = generateTenantId();
@@ -260,6 +268,9 @@ describe("commands", () => {
       const s = await c.pagestream(fx.tenant, fx.timeline, 2);
       expect(await s.nblocks(fx.rel, LATEST_LSN, fx.lsn)).toBe(nblocks);
       await s.close();
+      // Counted by code in pageserver_page_service_request_errors_total; none was internal.
+      expect(await errors("not_found")).toBe(notFound0 + 2);
+      expect(await errors("internal")).toBe(internal0);
     } finally {
       c.close();
     }

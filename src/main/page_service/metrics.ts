@@ -9,6 +9,7 @@
  * plus one for the batch size).
  */
 import { Counter, Gauge, Histogram, type Registry } from "prom-client";
+import { type ErrorCode, PageserverError } from "../../types/errors.js";
 
 export const SMGR_QUERY_TYPES = ["get_page_at_lsn", "get_rel_exists", "get_rel_size", "get_db_size", "get_slru_segment"] as const;
 export type SmgrQueryType = (typeof SMGR_QUERY_TYPES)[number];
@@ -16,6 +17,9 @@ export type SmgrQueryType = (typeof SMGR_QUERY_TYPES)[number];
 export type RefusedReason = "peer_limit" | "tenant_limit";
 /** Why the server closed a connection: no request in the idle timeout, or its token's exp passed. */
 export type ClosedReason = "idle_timeout" | "token_expired";
+
+/** Error series shown at 0 from the start: those the alert rules (deploy/prometheus) watch. */
+const ERROR_SERIES: readonly (ErrorCode | "internal")[] = ["internal", "lsn_timeout", "corrupt", "not_found"];
 
 const LATENCY_BUCKETS_S = [
   0.00001, 0.00003, 0.0001, 0.0003, 0.0006, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30,
@@ -31,6 +35,7 @@ export class PageServiceMetrics {
   private readonly throttled: Counter<"tenant_id">;
   private readonly refusedTotal: Counter<"reason">;
   private readonly closedTotal: Counter<"reason">;
+  private readonly errorsTotal: Counter<"code">;
 
   constructor(registry: Registry) {
     const smgr = new Histogram({
@@ -79,9 +84,21 @@ export class PageServiceMetrics {
       labelNames: ["reason"],
       registers: [registry],
     });
+    this.errorsTotal = new Counter({
+      name: "pageserver_page_service_request_errors_total",
+      help: "Page service requests and commands answered with an error, by error code (internal: an unexpected error, a bug)",
+      labelNames: ["code"],
+      registers: [registry],
+    });
     // Every series from the start (0), so a rate() sees the first one.
     for (const reason of ["peer_limit", "tenant_limit"] satisfies RefusedReason[]) this.refusedTotal.inc({ reason }, 0);
     for (const reason of ["idle_timeout", "token_expired"] satisfies ClosedReason[]) this.closedTotal.inc({ reason }, 0);
+    for (const code of ERROR_SERIES) this.errorsTotal.inc({ code }, 0);
+  }
+
+  /** A request or command answered with an error (the catalogue's code; bounded label set). */
+  requestError(e: unknown): void {
+    this.errorsTotal.inc({ code: e instanceof PageserverError ? e.code : "internal" });
   }
 
   refused(reason: RefusedReason): void {
