@@ -143,7 +143,7 @@ function promtoolCheck(text: string): { status: number | null; out: string } {
 
 /** Sample lines of `family` (exactly that name, any labels). */
 const samplesOf = (lines: string[], family: string): string[] => lines.filter((l) => l.startsWith(`${family}{`) || l.startsWith(`${family} `));
-const valueOf = (line: string): number => Number(line.slice(line.lastIndexOf(" ") + 1));
+const sampleValue = (line: string): number => Number(line.slice(line.lastIndexOf(" ") + 1));
 
 describe("gzip", () => {
   it("a scrape that accepts gzip is gzipped (content-encoding), the same text; one that doesn't is plain", async () => {
@@ -190,8 +190,8 @@ describe("series Neon's dashboards look for", () => {
 
     const lines = await scrape();
     const l = `tenant_id="${tenant}",timeline_id="${timeline}"`;
-    expect(samplesOf(lines, "pageserver_wal_redo_seconds_count").map(valueOf)).toEqual([1]);
-    expect(samplesOf(lines, "pageserver_materialized_cache_hits_total").map(valueOf)[0]).toBeGreaterThanOrEqual(1);
+    expect(samplesOf(lines, "pageserver_wal_redo_seconds_count").map(sampleValue)).toEqual([1]);
+    expect(samplesOf(lines, "pageserver_materialized_cache_hits_total").map(sampleValue)[0]).toBeGreaterThanOrEqual(1);
     expect(samplesOf(lines, "pageserver_materialized_page_hits_total")).toEqual([]);
     // The storage operations histogram once, under Neon's name.
     expect(lines.some((x) => x.startsWith('pageserver_storage_operations_seconds_global_count{operation="layer flush"} '))).toBe(true);
@@ -203,12 +203,12 @@ describe("series Neon's dashboards look for", () => {
     // Resident size: the timeline's layer files (the L0 file just flushed).
     const resident = lines.find((x) => x.startsWith(`pageserver_resident_physical_size{${l}} `));
     expect(resident).toBeDefined();
-    expect(valueOf(resident!)).toBe(tl.residentBytes());
-    expect(valueOf(resident!)).toBeGreaterThan(0);
+    expect(sampleValue(resident!)).toBe(tl.residentBytes());
+    expect(sampleValue(resident!)).toBeGreaterThan(0);
     // Logical size: as timeline info last computed it (the creation's answer: 0, no relations).
     const logical = lines.find((x) => x.startsWith(`pageserver_current_logical_size{${l}} `));
     expect(logical).toBeDefined();
-    expect(valueOf(logical!)).toBe(created.json["current_logical_size"]);
+    expect(sampleValue(logical!)).toBe(created.json["current_logical_size"]);
     expect(promtoolCheck(`${(await (await fetch(`${base}/metrics`)).text())}`).status).toBe(0);
     expect((await call("DELETE", `/v1/tenant/${tenant}`)).status).toBe(200);
   });
@@ -256,7 +256,7 @@ describe("metrics_per_timeline false", () => {
       const resident = samplesOf(lines, "pageserver_resident_physical_size");
       expect(resident.length).toBe(1);
       const sum = ids.reduce((n, id) => n + s.tenants.get(id as TenantId).listTimelines()[0]!.residentBytes(), 0);
-      expect(valueOf(resident[0]!)).toBe(sum);
+      expect(sampleValue(resident[0]!)).toBe(sum);
       expect(samplesOf(lines, "pageserver_wal_ingest_stalled_seconds_total")).toEqual(["pageserver_wal_ingest_stalled_seconds_total 0"]);
       expect(samplesOf(lines, "pageserver_remote_upload_retries_total")).toEqual(["pageserver_remote_upload_retries_total 0"]);
       expect(promtoolCheck(text).status).toBe(0);
