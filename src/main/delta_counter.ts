@@ -47,14 +47,18 @@ export function nodeLabels<T extends Record<string, string | number>>(labels: T)
   return out;
 }
 
-/** Samples summed per node-wide label set (owners dropped: the sum is keyed by its labels). */
-function sumPerNode<L extends string>(samples: Iterable<DeltaSample<L>>): DeltaSample<L>[] {
+/**
+ * Samples summed per node-wide label set (owners dropped: the sum is keyed by its labels):
+ * keyed by the values of `kept` labels, the labels object built once per key.
+ */
+function sumPerNode<L extends string>(samples: Iterable<DeltaSample<L>>, kept: readonly string[]): DeltaSample<L>[] {
   const sums = new Map<string, DeltaSample<L>>();
   for (const s of samples) {
-    const labels = nodeLabels(s.labels as Record<string, string | number>) as LabelValues<L>;
-    const key = JSON.stringify(labels);
+    const all = s.labels as Record<string, string | number>;
+    let key = "";
+    for (const k of kept) key += `${all[k]}\u0000`;
     const acc = sums.get(key);
-    if (acc === undefined) sums.set(key, { labels, total: s.total });
+    if (acc === undefined) sums.set(key, { labels: nodeLabels(all) as LabelValues<L>, total: s.total });
     else acc.total += s.total;
   }
   return [...sums.values()];
@@ -62,6 +66,7 @@ function sumPerNode<L extends string>(samples: Iterable<DeltaSample<L>>): DeltaS
 
 export function deltaCounter<L extends string = never>(spec: DeltaCounterSpec<L>): Counter<L> {
   const labelled = (spec.labelNames ?? []).length > 0;
+  const kept = (spec.labelNames ?? []).filter((k) => !TIMELINE_LABELS.includes(k));
   let last = new Map<unknown, number>();
   let lastPerNode = false;
   return new Counter<L>({
@@ -77,7 +82,7 @@ export function deltaCounter<L extends string = never>(spec: DeltaCounterSpec<L>
         lastPerNode = perNode;
       }
       const now = new Map<unknown, number>();
-      for (const s of perNode ? sumPerNode(spec.read()) : spec.read()) {
+      for (const s of perNode ? sumPerNode(spec.read(), kept) : spec.read()) {
         const key = s.owner ?? JSON.stringify(s.labels);
         const increase = Math.max(s.total - (last.get(key) ?? 0), 0);
         if (labelled) this.inc(s.labels, increase);
