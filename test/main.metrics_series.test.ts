@@ -8,7 +8,7 @@
  * there; with metrics_per_timeline false the per-timeline families are per node only.
  */
 import { spawnSync } from "node:child_process";
-import { mkdtempSync, rmSync } from "node:fs";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { type IncomingHttpHeaders, get as httpGet } from "node:http";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -215,6 +215,20 @@ describe("series Neon's dashboards look for", () => {
 });
 
 describe("metrics_per_timeline false", () => {
+  it("is read from pageserver.json, a flag overrides it, and a non-boolean is refused naming the key", () => {
+    const work = mkdtempSync(join(tmpdir(), "ps-metrics-conf-"));
+    try {
+      expect(loadNodeConfig({ workdir: work }).metrics_per_timeline).toBe(true);
+      writeFileSync(join(work, "pageserver.json"), JSON.stringify({ metrics_per_timeline: false }));
+      expect(loadNodeConfig({ workdir: work }).metrics_per_timeline).toBe(false);
+      expect(loadNodeConfig({ workdir: work, metrics_per_timeline: true }).metrics_per_timeline).toBe(true);
+      writeFileSync(join(work, "pageserver.json"), JSON.stringify({ metrics_per_timeline: "no" }));
+      expect(() => loadNodeConfig({ workdir: work })).toThrow(/metrics_per_timeline/);
+    } finally {
+      rmSync(work, { recursive: true, force: true });
+    }
+  });
+
   it("the per-timeline families have per-node series only: sums, maxima, no LSNs; promtool accepts the scrape", async () => {
     const work = mkdtempSync(join(tmpdir(), "ps-metrics-pernode-"));
     const s = new Server(
