@@ -371,8 +371,8 @@ export class NodeMetrics implements MetricsSink {
       "sum",
       (emit) =>
         each((tl, l) => {
-          const s = lastLogicalSize(tl);
-          if (s !== null) emit(l, s.size);
+          const size = lastLogicalSize(tl);
+          if (size !== null) emit(l, size);
         }),
     );
 

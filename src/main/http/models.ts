@@ -91,9 +91,8 @@ const logicalSizes = new WeakMap<Timeline, LogicalSize>();
 const logicalSizesComputing = new WeakMap<Timeline, Promise<LogicalSize>>();
 
 /** The logical size last computed for the timeline (pageserver_current_logical_size); null: never computed, or failed. */
-export function lastLogicalSize(tl: Timeline): { lsn: number; size: number } | null {
-  const c = logicalSizes.get(tl);
-  return c === undefined || c.size === null ? null : { lsn: c.lsn, size: c.size };
+export function lastLogicalSize(tl: Timeline): number | null {
+  return logicalSizes.get(tl)?.size ?? null;
 }
 
 /** The timeline's logical size, or null with the reason when it can't be computed (never a made-up 0). */
