@@ -210,6 +210,11 @@ describe("series Neon's dashboards look for", () => {
     expect(logical).toBeDefined();
     expect(sampleValue(logical!)).toBe(created.json["current_logical_size"]);
     expect(promtoolCheck(`${(await (await fetch(`${base}/metrics`)).text())}`).status).toBe(0);
+    // The per-timeline families (rendered by the registry itself) serve prom-client's JSON too.
+    const json = await server.metrics.getMetricsAsJSON();
+    const layers = json.find((m) => m.name === "pageserver_layers");
+    expect(layers?.type).toBe("gauge");
+    expect(layers?.values).toContainEqual({ labels: { tenant_id: tenant, timeline_id: timeline, level: "l0", kind: "delta" }, value: 1 });
     expect((await call("DELETE", `/v1/tenant/${tenant}`)).status).toBe(200);
   });
 });

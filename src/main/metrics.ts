@@ -91,37 +91,84 @@ export interface TimelineGaugeSpec {
   read: (emit: (labels: Record<string, string>, value: number) => void) => void;
 }
 
+/** A label value as the text format wants it (ids and our fixed values need no escape: checked first). */
+function labelValue(v: string): string {
+  return /[\\"\n]/.test(v) ? v.replaceAll("\\", "\\\\").replaceAll('"', '\\"').replaceAll("\n", "\\n") : v;
+}
+
+/** A sample value as prom-client writes it. */
+function sampleText(v: number): string {
+  if (Number.isNaN(v)) return "NaN";
+  if (v === Number.POSITIVE_INFINITY) return "+Inf";
+  if (v === Number.NEGATIVE_INFINITY) return "-Inf";
+  return String(v);
+}
+
 /**
- * A gauge of a per-timeline family: one series per timeline when `registry.perTimeline`,
+ * A gauge family of per-timeline values: one series per timeline when `registry.perTimeline`,
  * else one per node per `extraLabels` set, folded by `agg` (src/main/remote uses it too).
+ *
+ * Not a prom-client Gauge: its series are rebuilt from the timelines at every scrape, so
+ * prom-client's per-series bookkeeping (a hashed labels key per set, then a generic
+ * formatter) is pure cost; at 10,000 timelines it was most of a scrape's main-thread time.
+ * PruningRegistry renders it with render(); get() serves prom-client's other readers (JSON).
  */
-export function timelineFamilyGauge(registry: PruningRegistry, spec: TimelineGaugeSpec): Gauge<string> {
-  const extraLabels = spec.extraLabels ?? [];
-  const { agg, read } = spec;
-  return new Gauge({
-    name: spec.name,
-    help: spec.help,
-    labelNames: ["tenant_id", "timeline_id", ...extraLabels],
-    registers: [registry],
-    collect() {
-      this.reset();
-      if (registry.perTimeline) {
-        read((l, v) => this.set(l, v));
-        return;
-      }
-      if (agg === "none") return;
-      // Keyed by the other labels' values: one string per sample, the labels object once per key.
-      const folded = new Map<string, { labels: Record<string, string | number>; value: number }>();
-      read((l, v) => {
-        let key = "";
-        for (const k of extraLabels) key += `${l[k]}\u0000`;
-        const acc = folded.get(key);
-        if (acc === undefined) folded.set(key, { labels: nodeLabels(l), value: v });
-        else acc.value = agg === "sum" ? acc.value + v : Math.max(acc.value, v);
-      });
-      for (const { labels, value } of folded.values()) this.set(labels, value);
-    },
-  });
+export class TimelineFamily {
+  readonly name: string;
+  readonly help: string;
+  readonly type = "gauge";
+  readonly aggregator = "sum";
+  private readonly extraLabels: readonly string[];
+
+  constructor(
+    private readonly registry: PruningRegistry,
+    private readonly spec: TimelineGaugeSpec,
+  ) {
+    this.name = spec.name;
+    this.help = spec.help;
+    this.extraLabels = spec.extraLabels ?? [];
+    // prom-client's registry takes any object with its metric interface (name, get()).
+    registry.registerMetric(this as unknown as Gauge);
+  }
+
+  /** The series now: per timeline, or folded per node (none for agg "none"). */
+  private series(emit: (labels: Record<string, string | number>, value: number) => void): void {
+    const { agg, read } = this.spec;
+    if (this.registry.perTimeline) {
+      read(emit);
+      return;
+    }
+    if (agg === "none") return;
+    // Keyed by the other labels' values: one string per sample, the labels object once per key.
+    const folded = new Map<string, { labels: Record<string, string | number>; value: number }>();
+    read((l, v) => {
+      let key = "";
+      for (const k of this.extraLabels) key += `${l[k]}\u0000`;
+      const acc = folded.get(key);
+      if (acc === undefined) folded.set(key, { labels: nodeLabels(l), value: v });
+      else acc.value = agg === "sum" ? acc.value + v : Math.max(acc.value, v);
+    });
+    for (const { labels, value } of folded.values()) emit(labels, value);
+  }
+
+  /** The family in the text format, as prom-client's registry renders a metric (no trailing newline). */
+  render(): string {
+    const escHelp = this.help.replaceAll("\\", "\\\\").replaceAll("\n", "\\n");
+    const lines = [`# HELP ${this.name} ${escHelp}`, `# TYPE ${this.name} gauge`];
+    this.series((labels, value) => {
+      let text = "";
+      for (const k in labels) text += `${text === "" ? "" : ","}${k}="${labelValue(String(labels[k]))}"`;
+      lines.push(`${this.name}${text === "" ? "" : `{${text}}`} ${sampleText(value)}`);
+    });
+    return lines.join("\n");
+  }
+
+  /** prom-client's metric interface (getMetricsAsJSON). */
+  async get(): Promise<{ name: string; help: string; type: string; aggregator: string; values: { labels: Record<string, string | number>; value: number }[] }> {
+    const values: { labels: Record<string, string | number>; value: number }[] = [];
+    this.series((labels, value) => values.push({ labels, value }));
+    return { name: this.name, help: this.help, type: this.type, aggregator: this.aggregator, values };
+  }
 }
 
 /** Our page kinds under Neon's label name key_kind, with Neon's values where it has the kind. */
@@ -156,6 +203,12 @@ export class PruningRegistry extends Registry {
   override async metrics(): Promise<string> {
     this.prune();
     return super.metrics();
+  }
+
+  /** prom-client renders each metric here (not in its typings): a TimelineFamily renders itself. */
+  async getMetricsAsString(metric: unknown): Promise<string> {
+    if (metric instanceof TimelineFamily) return metric.render();
+    return (Registry.prototype as unknown as { getMetricsAsString(m: unknown): Promise<string> }).getMetricsAsString.call(this, metric);
   }
 
   /** Remove every series naming a tenant or timeline `live` doesn't list; returns how many. */
@@ -341,7 +394,7 @@ export class NodeMetrics implements MetricsSink {
       read: (emit: (labels: Record<string, string>, value: number) => void) => void,
       extraLabels: readonly string[] = [],
     ): void => {
-      timelineFamilyGauge(registry, { name, help, agg, read, extraLabels });
+      new TimelineFamily(registry, { name, help, agg, read, extraLabels });
     };
     const perTimeline = (name: string, help: string, agg: PerNode, value: (tl: Timeline) => number): void =>
       timelineGauge(name, help, agg, (emit) => each((tl, l) => emit(l, value(tl))));

@@ -44,7 +44,7 @@ import { setTimeout as sleep } from "node:timers/promises";
 import type { Logger } from "pino";
 import { Histogram } from "prom-client";
 import { deltaCounter } from "../delta_counter.js";
-import { type PruningRegistry, timelineFamilyGauge } from "../metrics.js";
+import { type PruningRegistry, TimelineFamily } from "../metrics.js";
 import { readTenantGeneration } from "../../remote/attach.js";
 import type { Generation } from "../../remote/generation.js";
 import { bucketGenerationValidator, type GenerationValidator } from "../../remote/generation_check.js";
@@ -541,7 +541,7 @@ export class RemoteTimelines {
     const labelNames = ["tenant_id", "timeline_id"];
     const labels = (tl: Timeline) => ({ tenant_id: tl.tenantId, timeline_id: tl.timelineId });
     // metrics_per_timeline off: no LSN series (a sum of LSNs means nothing), queue ops summed.
-    timelineFamilyGauge(registry, {
+    new TimelineFamily(registry, {
       name: "pageserver_projected_remote_consistent_lsn",
       help: "disk_consistent_lsn of the last index uploaded to remote storage",
       agg: "none",
@@ -552,7 +552,7 @@ export class RemoteTimelines {
         }
       },
     });
-    timelineFamilyGauge(registry, {
+    new TimelineFamily(registry, {
       name: "pageserver_remote_upload_queue_ops",
       help: "Operations in a timeline's upload queue, by kind (upload_layer, upload_index, delete_layers) and state (queued, inflight)",
       agg: "sum",
