@@ -14,12 +14,14 @@
  * families have one series per timeline (tenant_id, timeline_id); off, one per node instead:
  * the timelines' sum (sizes, layer counts, counters) or max (lags), and none for LSNs (a sum of
  * LSNs means nothing). At 10,000 timelines that is ~250k series against a few hundred.
+ * The per-timeline gauges are TimelineFamily objects that render their text themselves
+ * (rebuilt each scrape: prom-client's series bookkeeping would only add cost).
  *
  * A scrape whose client accepts gzip (Prometheus does) is compressed on libuv's thread pool
  * (metricsReply), not on the main thread.
  *
- * Series of deleted (or detached) tenants and timelines go: before each scrape every metric of
- * the registry, whoever registered it, loses the series whose tenant_id (and timeline_id) no
+ * Series of deleted (or detached) tenants and timelines go: before each scrape every
+ * prom-client metric of the registry, whoever registered it, loses the series whose tenant_id (and timeline_id) no
  * longer name a tenant (timeline) of this node (PruningRegistry), so create/delete cycles
  * leave nothing behind.
  *
