@@ -24,7 +24,7 @@ export interface BenchRow {
 export type BenchFn = () => Promise<BenchRow[]>;
 
 /** Units where smaller is better (times, CPU share, memory): ratio is inverted for them. */
-const LOWER_IS_BETTER = new Set(["us", "ms", "s", "ns", "%", "MiB"]);
+const LOWER_IS_BETTER = new Set(["us", "ms", "s", "ns", "%", "MiB", "series"]);
 
 export function row(name: string, unit: string, value: number, peer?: string, peerValue?: number): BenchRow {
   let ratio: number | null = null;

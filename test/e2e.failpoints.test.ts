@@ -112,8 +112,8 @@ describe("failpoints in the pageserver process", { timeout: 300_000 }, () => {
     expect(value("pageserver_wal_ingest_records_received_total")).toBeGreaterThan(0);
     expect(value("pageserver_wal_ingest_bytes_received_total")).toBeGreaterThan(0);
     expect(value(`pageserver_walreceiver_lag_bytes{tenant_id="${tenant}",timeline_id="${timeline}"}`)).toBeGreaterThanOrEqual(0);
-    expect(value('pageserver_storage_operations_seconds_count{operation="basebackup"}')).toBe(1);
-    expect(value('pageserver_storage_operations_seconds_count{operation="layer flush"}')).toBeGreaterThanOrEqual(1);
+    expect(value('pageserver_storage_operations_seconds_global_count{operation="basebackup"}')).toBe(1);
+    expect(value('pageserver_storage_operations_seconds_global_count{operation="layer flush"}')).toBeGreaterThanOrEqual(1);
     const promtool = spawnSync("promtool", ["check", "metrics"], { input: text, encoding: "utf8", timeout: 20_000 });
     expect(promtool.status, `${promtool.stdout}${promtool.stderr}`).toBe(0);
   });

@@ -245,10 +245,10 @@ describe("failpoints in an in-process server", () => {
     expect(g2.json["layers_removed"]).toBeGreaterThan(0);
   });
 
-  it("storage operations are timed, failed ones too (pageserver_storage_operations_seconds)", async () => {
+  it("storage operations are timed, failed ones too (pageserver_storage_operations_seconds_global)", async () => {
     const text = await (await fetch(`${base}/metrics`)).text();
     const count = (op: string): number => {
-      const m = new RegExp(`^pageserver_storage_operations_seconds_count\\{operation="${op}"\\} (\\d+)$`, "m").exec(text);
+      const m = new RegExp(`^pageserver_storage_operations_seconds_global_count\\{operation="${op}"\\} (\\d+)$`, "m").exec(text);
       return m === null ? -1 : Number(m[1]);
     };
     // Flushes: 2 × 3 failed attempts + 1 (the return test), 1 (sleep), 3 + 1 (compaction test).

@@ -246,6 +246,14 @@ describe("commands", () => {
   });
 
   it("unknown tenant, timeline, command and bad arguments → ErrorResponse, and the connection goes on", async () => {
+    const errors = async (code: string): Promise<number> => {
+      const text = Buffer.from((await fx.http("GET", "/metrics")).bytes).toString("utf8");
+      const m = new RegExp(`^pageserver_page_service_request_errors_total\\{code="${code}"\\} (\\d+)$`, "m").exec(text);
+      expect(m, code).not.toBeNull();
+      return Number(m![1]);
+    };
+    const notFound0 = await errors("not_found");
+    const internal0 = await errors("internal");
     const c = await fx.client();
     try {
       const t = generateTenantId();
@@ -260,6 +268,9 @@ describe("commands", () => {
       const s = await c.pagestream(fx.tenant, fx.timeline, 2);
       expect(await s.nblocks(fx.rel, LATEST_LSN, fx.lsn)).toBe(nblocks);
       await s.close();
+      // Counted by code in pageserver_page_service_request_errors_total; none was internal.
+      expect(await errors("not_found")).toBe(notFound0 + 2);
+      expect(await errors("internal")).toBe(internal0);
     } finally {
       c.close();
     }
@@ -270,9 +281,9 @@ describe("commands", () => {
     try {
       const text = Buffer.from((await fx.http("GET", "/metrics")).bytes).toString("utf8");
       expect(text).toMatch(/^pageserver_page_service_connections [1-9]/m);
-      expect(text).toMatch(/^pageserver_smgr_query_seconds_count\{smgr_query_type="get_page_at_lsn"\} [1-9]/m);
-      expect(text).toMatch(/^pageserver_smgr_query_seconds_count\{smgr_query_type="get_rel_exists"\} [1-9]/m);
-      expect(text).toMatch(/^pageserver_smgr_query_seconds_count\{smgr_query_type="get_slru_segment"\} [1-9]/m);
+      expect(text).toMatch(/^pageserver_smgr_query_seconds_global_count\{smgr_query_type="get_page_at_lsn"\} [1-9]/m);
+      expect(text).toMatch(/^pageserver_smgr_query_seconds_global_count\{smgr_query_type="get_rel_exists"\} [1-9]/m);
+      expect(text).toMatch(/^pageserver_smgr_query_seconds_global_count\{smgr_query_type="get_slru_segment"\} [1-9]/m);
       expect(text).toMatch(/^pageserver_page_service_batch_size_count [1-9]/m);
       // Nobody was throttled: no series.
       expect(text).not.toMatch(/^pageserver_tenant_throttled_seconds_total\{/m);

@@ -3,7 +3,8 @@
  * `prometheus` binary (/usr/bin/prometheus, from the distribution's package) scraping it every
  * second with its own config and TSDB in a temp dir. Once `up` is 1 for our job, series are
  * read back through Prometheus' query API: page cache counters, and the storage-operation
- * histogram after a checkpoint made over HTTP. Prometheus is killed in afterAll.
+ * histogram after a checkpoint made over HTTP, the series named as Neon's (scraped gzipped, as
+ * Prometheus asks). Prometheus is killed in afterAll.
  */
 import { type ChildProcess, spawn } from "node:child_process";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
@@ -12,6 +13,8 @@ import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { loadNodeConfig } from "../src/main/config.js";
 import { Server } from "../src/main/server.js";
+import { clogSet } from "../src/pg/redo/native.js";
+import { SlruKind, slruBlockKey } from "../src/pgdata/keys.js";
 import { generateTenantId, generateTimelineId } from "../src/types/ids.js";
 import { makeKey } from "../src/types/key.js";
 import { imageValue } from "../src/types/value.js";
@@ -160,8 +163,8 @@ describe("a real Prometheus scrapes /metrics", () => {
     expect(lsn.map(sampleValue)).toEqual([0x1000 + 8 * 50]);
   });
 
-  it("a checkpoint over HTTP shows in pageserver_storage_operations_seconds_count", async () => {
-    const q = 'pageserver_storage_operations_seconds_count{operation="layer flush"}';
+  it("a checkpoint over HTTP shows in pageserver_storage_operations_seconds_global_count", async () => {
+    const q = 'pageserver_storage_operations_seconds_global_count{operation="layer flush"}';
     const before = await waitFor(q, (s) => s.length === 1);
     const n0 = sampleValue(before[0]!);
     expect(n0).toBeGreaterThanOrEqual(1);
@@ -173,11 +176,39 @@ describe("a real Prometheus scrapes /metrics", () => {
     const after = await waitFor(q, (s) => s.length === 1 && sampleValue(s[0]!) >= n0 + 1);
     expect(sampleValue(after[0]!)).toBe(n0 + 1);
     // The buckets are stored too: the +Inf bucket counts every flush.
-    const inf = await query('pageserver_storage_operations_seconds_bucket{operation="layer flush",le="+Inf"}');
+    const inf = await query('pageserver_storage_operations_seconds_global_bucket{operation="layer flush",le="+Inf"}');
     expect(inf.map(sampleValue)).toEqual([n0 + 1]);
     // Operations that have not run show at 0.
-    const gc = await query('pageserver_storage_operations_seconds_count{operation="gc"}');
+    const gc = await query('pageserver_storage_operations_seconds_global_count{operation="gc"}');
     expect(gc.map(sampleValue)).toEqual([0]);
+  });
+
+  it("Neon's names reach Prometheus (scraped gzipped): smgr _global, materialized cache hits, redo, logical and resident size", async () => {
+    // Prometheus asks for gzip: the scrapes it stored were gzipped.
+    const direct = await fetch(`${httpBase}/metrics`, { headers: { "accept-encoding": "gzip" } });
+    expect(direct.headers.get("content-encoding")).toBe("gzip");
+    const tl = server!.tenants.get(tenantId).getTimeline(timelineId);
+    const key = slruBlockKey(SlruKind.Clog, 0, 0);
+    const at = tl.lastRecordLsn;
+    tl.put(key, asLsn(at + 8), imageValue(new Uint8Array(8192)));
+    tl.put(key, asLsn(at + 16), clogSet(1, [7]));
+    tl.finishWrite(asLsn(at + 16));
+    await tl.get(key, asLsn(at + 16));
+    await tl.get(key, asLsn(at + 16));
+    // Timeline info computes the logical size, which the gauge then shows.
+    const info = (await (await fetch(`${httpBase}/v1/tenant/${tenantId}/timeline/${timelineId}`)).json()) as Record<string, unknown>;
+    expect(typeof info["current_logical_size"]).toBe("number");
+    const ids = `tenant_id="${tenantId}",timeline_id="${timelineId}"`;
+    await waitFor("pageserver_wal_redo_seconds_count", (x) => x.length === 1 && sampleValue(x[0]!) >= 1);
+    await waitFor("pageserver_materialized_cache_hits_total", (x) => x.length === 1 && sampleValue(x[0]!) >= 1);
+    const logical = await waitFor(`pageserver_current_logical_size{${ids}}`, (x) => x.length === 1);
+    expect(sampleValue(logical[0]!)).toBe(info["current_logical_size"]);
+    const resident = await query(`pageserver_resident_physical_size{${ids}}`);
+    expect(resident.map(sampleValue)).toEqual([tl.residentBytes()]);
+    const smgr = await query('pageserver_smgr_query_seconds_global_count{smgr_query_type="get_page_at_lsn"}');
+    expect(smgr.length).toBe(1);
+    // The storage operations histogram is exported once, under Neon's name only.
+    expect(await query("pageserver_storage_operations_seconds_count")).toEqual([]);
   });
 
   it("a read that waits for WAL is observed in pageserver_wait_lsn_seconds; one that doesn't wait is not", async () => {

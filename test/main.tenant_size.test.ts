@@ -13,7 +13,7 @@
  * - over HTTP with a real PostgreSQL 15 data directory (import_pgdata): GET /v1/tenant/:id/size
  *   (replies checked against the declared schema), shared history counted once against a
  *   second tenant holding the same data alone, and the computations timed in
- *   pageserver_storage_operations_seconds{operation="logical size"}; the same answer through
+ *   pageserver_storage_operations_seconds_global{operation="logical size"}; the same answer through
  *   PageserverHttpClient.tenantSize and `pagectl tenant size` (table and --json).
  */
 import { execFile } from "node:child_process";
@@ -248,7 +248,7 @@ describe.skipIf(!havePg15())("GET /v1/tenant/:id/size with a real data directory
     };
     const count = async (): Promise<number> => {
       const text = await (await fetch(`${base}/metrics`)).text();
-      const m = /^pageserver_storage_operations_seconds_count\{operation="logical size"\} (\d+)$/m.exec(text);
+      const m = /^pageserver_storage_operations_seconds_global_count\{operation="logical size"\} (\d+)$/m.exec(text);
       return m === null ? 0 : Number(m[1]);
     };
     type Size = {

@@ -102,10 +102,10 @@ function listenRow<F extends string>(field: F, def: string, description: string)
   });
 }
 
-function boolRow<F extends string>(field: F, description: string) {
+function boolRow<F extends string>(field: F, description: string, def = false) {
   return row<F, boolean>({
     field,
-    schema: Type.Boolean(described(description, false)),
+    schema: Type.Boolean(described(description, def)),
     expected: "true or false",
     parse: (v) => v as boolean,
     text: "boolean",
@@ -180,6 +180,11 @@ export const NODE_CONFIG_KEYS = {
     parse: (v) => v as string | null,
     text: "string",
   }),
+  metrics_per_timeline: boolRow(
+    "metrics_per_timeline",
+    "series per timeline (tenant_id, timeline_id) for the per-timeline metric families; false: per-node aggregates only",
+    true,
+  ),
   tls_cert_file: pathRow(
     "tls_cert_file",
     "PEM certificate chain (with tls_key_file; src/main/tls.ts): TLS on the page service (SSLRequest; clear-text startups refused) and HTTPS",

@@ -12,6 +12,9 @@
  *   all of its total an increase.
  * - Only what the last scrape read is remembered: an owner that is gone is not held.
  * - Every series read is touched (inc by at least 0), so it shows before its first event.
+ * - With `perNode()` true (metrics_per_timeline off), samples are summed over tenant_id and
+ *   timeline_id first: one series per remaining label set. A switch of mode resets the counter
+ *   (Prometheus reads it as a counter reset), so no series of the other mode lingers.
  */
 import { Counter, type LabelValues, type Registry } from "prom-client";
 
@@ -30,19 +33,56 @@ export interface DeltaCounterSpec<L extends string> {
   registers: Registry[];
   /** The totals now: one sample per series (bounded by what the node holds: timelines, pools…). */
   read: () => Iterable<DeltaSample<L>>;
+  /** Whether to sum the samples over tenant_id/timeline_id (metrics_per_timeline off); absent: never. */
+  perNode?: () => boolean;
+}
+
+/** The labels the node-wide aggregate of a per-timeline family keeps. */
+export const TIMELINE_LABELS: readonly string[] = ["tenant_id", "timeline_id"];
+
+/** `labels` without tenant_id and timeline_id (a per-timeline series' node-wide series). */
+export function nodeLabels<T extends Record<string, string | number>>(labels: T): Record<string, string | number> {
+  const out: Record<string, string | number> = {};
+  for (const [k, v] of Object.entries(labels)) if (!TIMELINE_LABELS.includes(k)) out[k] = v;
+  return out;
+}
+
+/**
+ * Samples summed per node-wide label set (owners dropped: the sum is keyed by its labels):
+ * keyed by the values of `kept` labels, the labels object built once per key.
+ */
+function sumPerNode<L extends string>(samples: Iterable<DeltaSample<L>>, kept: readonly string[]): DeltaSample<L>[] {
+  const sums = new Map<string, DeltaSample<L>>();
+  for (const s of samples) {
+    const all = s.labels as Record<string, string | number>;
+    let key = "";
+    for (const k of kept) key += `${all[k]}\u0000`;
+    const acc = sums.get(key);
+    if (acc === undefined) sums.set(key, { labels: nodeLabels(all) as LabelValues<L>, total: s.total });
+    else acc.total += s.total;
+  }
+  return [...sums.values()];
 }
 
 export function deltaCounter<L extends string = never>(spec: DeltaCounterSpec<L>): Counter<L> {
   const labelled = (spec.labelNames ?? []).length > 0;
+  const kept = (spec.labelNames ?? []).filter((k) => !TIMELINE_LABELS.includes(k));
   let last = new Map<unknown, number>();
+  let lastPerNode = false;
   return new Counter<L>({
     name: spec.name,
     help: spec.help,
     labelNames: spec.labelNames ?? [],
     registers: spec.registers,
     collect() {
+      const perNode = spec.perNode?.() ?? false;
+      if (perNode !== lastPerNode) {
+        this.reset();
+        last = new Map();
+        lastPerNode = perNode;
+      }
       const now = new Map<unknown, number>();
-      for (const s of spec.read()) {
+      for (const s of perNode ? sumPerNode(spec.read(), kept) : spec.read()) {
         const key = s.owner ?? JSON.stringify(s.labels);
         const increase = Math.max(s.total - (last.get(key) ?? 0), 0);
         if (labelled) this.inc(s.labels, increase);

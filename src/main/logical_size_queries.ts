@@ -4,7 +4,7 @@
  * at most `concurrent_tenant_size_logical_size_queries` run at once across all tenants, shared
  * among tenants round-robin (src/tenant/heavy_work.ts FairQueue: one tenant's requests don't
  * make the others queue behind all of them); a request whose client went away (its
- * AbortSignal) leaves the queue and stops before its next computation. Each one is timed in pageserver_storage_operations_seconds with Neon's
+ * AbortSignal) leaves the queue and stops before its next computation. Each one is timed in pageserver_storage_operations_seconds_global with Neon's
  * operation label "logical size".
  *
  * `compute` is the computation itself (default: src/pgdata's logicalSize); a caller may wrap

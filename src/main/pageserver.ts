@@ -75,6 +75,9 @@ const program = new Command()
     "--min-free-disk-bytes <bytes>",
     "evict the coldest uploaded layers while the workdir's filesystem has less free space (0: off; needs remote storage)",
   )
+  // Both forms, so that neither given leaves it undefined (pageserver.json's value stands).
+  .option("--metrics-per-timeline", "series per timeline for the per-timeline metric families (default)")
+  .option("--no-metrics-per-timeline", "per-node aggregates only for the per-timeline metric families (many tenants)")
   .option("--enable-failpoints", "allow failpoints (FAILPOINTS, PUT /v1/failpoints); also PAGESERVER_ENABLE_FAILPOINTS=1")
   .option("--import-pgdata-root <dir>", "import_pgdata reads data directories only under this directory (absent: import_pgdata is refused)")
   .addHelpText("after", PRECEDENCE)

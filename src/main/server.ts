@@ -22,7 +22,7 @@ import type { HttpServerKind } from "./http/wire.js";
 import { activeFailpoints } from "../types/failpoints.js";
 import { buildInfo } from "./build_info.js";
 import { LogicalSizeQueries } from "./logical_size_queries.js";
-import { NodeMetrics } from "./metrics.js";
+import { NodeMetrics, type PruningRegistry } from "./metrics.js";
 import { PageService } from "./page_service/page_service.js";
 import { createLogger } from "./log.js";
 import { loadNodeTls, type NodeTls } from "./tls.js";
@@ -51,7 +51,7 @@ export class Server {
   readonly cache: PageCache;
   readonly pools: JobPools;
   readonly tenants: TenantManager;
-  readonly metrics: Registry;
+  readonly metrics: PruningRegistry;
   readonly walSources: WalSources;
   readonly loops: BackgroundLoops;
   readonly http: HttpServer;
@@ -87,6 +87,7 @@ export class Server {
     this.log = withBoundedErrors(log ?? createLogger(config.log_level, config.log_format));
     mkdirSync(config.workdir, { recursive: true });
     const metrics = new NodeMetrics();
+    metrics.registry.perTimeline = config.metrics_per_timeline;
     this.cache = PageCache.create({ size_bytes: config.page_cache_size_bytes });
     this.pools = new JobPools({
       cacheSab: this.cache.shared,

@@ -10,7 +10,7 @@
  */
 
 /**
- * Storage operations timed in `pageserver_storage_operations_seconds`. The label values are
+ * Storage operations timed in `pageserver_storage_operations_seconds_global`. The label values are
  * Neon's (its StorageTimeOperation), so its dashboards' selectors match; `basebackup` is ours
  * (Neon times it in a metric of its own).
  */
@@ -32,6 +32,8 @@ export interface MetricsSink {
   storageOperation(op: StorageOperation, seconds: number): void;
   /** One message of WAL from a source: `records` decoded records in `bytes` bytes. */
   walReceived(records: number, bytes: number): void;
+  /** A read applied WAL records to rebuild a value (on the main thread or the redo pool): `seconds` it took. */
+  walRedo(seconds: number): void;
 }
 
 /** The sink of a timeline or tenant built without metrics (tests of the storage layers alone). */
@@ -39,6 +41,7 @@ export const NO_METRICS: MetricsSink = {
   waitLsn: () => undefined,
   storageOperation: () => undefined,
   walReceived: () => undefined,
+  walRedo: () => undefined,
 };
 
 /** Seconds since `start_ms` (a performance.now() reading). */

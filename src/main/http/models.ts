@@ -91,6 +91,11 @@ const logicalSizes = new WeakMap<Timeline, LogicalSize>();
 /** The computation under way per timeline: requests meanwhile share it. */
 const logicalSizesComputing = new WeakMap<Timeline, Promise<LogicalSize>>();
 
+/** The logical size last computed for the timeline (pageserver_current_logical_size); null: never computed, or failed. */
+export function lastLogicalSize(tl: Timeline): number | null {
+  return logicalSizes.get(tl)?.size ?? null;
+}
+
 /** The timeline's logical size, or null with the reason when it can't be computed (never a made-up 0). */
 function logicalSizeNow(tl: Timeline): Promise<LogicalSize> {
   const now = Date.now();

@@ -12,6 +12,7 @@
 import { Type } from "@sinclair/typebox";
 import type { Logger } from "pino";
 import type { Registry } from "prom-client";
+import { metricsReply } from "../metrics.js";
 import { activeFailpoints, applyFailpoints, parseFailpointConfig } from "../../types/failpoints.js";
 import type { TenantId } from "../../types/ids.js";
 import { registerTimelineRoutes } from "./timeline_routes.js";
@@ -57,7 +58,7 @@ export function registerMetricsRoute(http: HttpServer, metrics: Registry): void 
       open: true,
       responses: { 200: { description: "text exposition format", contentType: "text/plain" } },
     },
-    async () => ({ status: 200, contentType: metrics.contentType, body: await metrics.metrics() }),
+    (req) => metricsReply(metrics, req.headers["accept-encoding"]),
   );
 }
 

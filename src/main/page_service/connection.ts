@@ -376,6 +376,7 @@ export class PageServiceConnection {
   }
 
   private sendError(e: unknown): void {
+    this.deps.metrics.requestError(e);
     if (e instanceof PageserverError) {
       this.io.send(errorResponse(SQLSTATE[e.code], e.message));
     } else {

@@ -277,6 +277,7 @@ export class PagestreamHandler {
   }
 
   private errorFor(r: PagestreamRequest, e: unknown): PagestreamResponse {
+    this.ctx.metrics.requestError(e);
     if (!(e instanceof PageserverError)) {
       // Not bad input: a bug. Answer it like any error (the session can go on), but loudly.
       this.log.error({ err: e, request: r.kind }, "pagestream request failed unexpectedly");

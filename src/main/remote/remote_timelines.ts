@@ -42,8 +42,9 @@
  */
 import { setTimeout as sleep } from "node:timers/promises";
 import type { Logger } from "pino";
-import { Gauge, Histogram, type Registry } from "prom-client";
+import { Histogram } from "prom-client";
 import { deltaCounter } from "../delta_counter.js";
+import { type PruningRegistry, TimelineFamily } from "../metrics.js";
 import { readTenantGeneration } from "../../remote/attach.js";
 import type { Generation } from "../../remote/generation.js";
 import { bucketGenerationValidator, type GenerationValidator } from "../../remote/generation_check.js";
@@ -519,9 +520,10 @@ export class RemoteTimelines {
   }
 
   /** Scrape-time metrics on the node's registry. */
-  registerMetrics(registry: Registry): void {
+  registerMetrics(registry: PruningRegistry): void {
     const clients = this.clients;
     const registers = [registry];
+    const perNode = (): boolean => !registry.perTimeline;
     registry.registerMetric(this.downloadSeconds);
     const ondemand = this.ondemand;
     deltaCounter({
@@ -538,30 +540,28 @@ export class RemoteTimelines {
     });
     const labelNames = ["tenant_id", "timeline_id"];
     const labels = (tl: Timeline) => ({ tenant_id: tl.tenantId, timeline_id: tl.timelineId });
-    new Gauge({
+    // metrics_per_timeline off: no LSN series (a sum of LSNs means nothing), queue ops summed.
+    new TimelineFamily(registry, {
       name: "pageserver_projected_remote_consistent_lsn",
       help: "disk_consistent_lsn of the last index uploaded to remote storage",
-      labelNames,
-      registers,
-      collect() {
-        this.reset();
+      agg: "none",
+      read: (emit) => {
         for (const [tl, c] of clients) {
           const lsn = c.remote_consistent_lsn;
-          if (lsn !== null) this.set(labels(tl), lsn);
+          if (lsn !== null) emit(labels(tl), lsn);
         }
       },
     });
-    new Gauge({
+    new TimelineFamily(registry, {
       name: "pageserver_remote_upload_queue_ops",
       help: "Operations in a timeline's upload queue, by kind (upload_layer, upload_index, delete_layers) and state (queued, inflight)",
-      labelNames: [...labelNames, "op_kind", "state"],
-      registers,
-      collect() {
-        this.reset();
+      agg: "sum",
+      extraLabels: ["op_kind", "state"],
+      read: (emit) => {
         for (const [tl, c] of clients) {
           const s = c.stats();
           for (const state of ["queued", "inflight"] as const) {
-            for (const [op_kind, n] of Object.entries(s[state])) this.set({ ...labels(tl), op_kind, state }, n);
+            for (const [op_kind, n] of Object.entries(s[state])) emit({ ...labels(tl), op_kind, state }, n);
           }
         }
       },
@@ -573,6 +573,7 @@ export class RemoteTimelines {
         help,
         labelNames,
         registers,
+        perNode,
         read: () => [...clients].map(([tl, c]) => ({ labels: labels(tl), total: pick(c), owner: c })),
       });
     };

@@ -174,6 +174,7 @@ export class TimelineReader {
     const fromCache = !this.rs.complete;
     if (fromCache) core.counters.materializedHits++;
     const plan = planReconstruct(this.rs, fromCache ? this.basePage : null, baseLsn);
+    const start_ms = performance.now();
     const res = await core.deps.jobs.redo(
       {
         redoModule: core.deps.redoModule,
@@ -185,6 +186,8 @@ export class TimelineReader {
       },
       core.tenantId,
     );
+    // Queueing for a redo thread included: it is part of what the read waited for redo.
+    core.metrics.walRedo(secondsSince(start_ms));
     if ("error" in res) throw new PageserverError(res.error.code, res.error.message);
     core.counters.redos++;
     core.counters.offloadedRedos++;
@@ -199,8 +202,10 @@ export class TimelineReader {
     const rs = this.rs;
     const fromCache = !rs.complete;
     if (fromCache) core.counters.materializedHits++;
+    const start_ms = performance.now();
     const r = reconstructValue(key, rs, core.deps.redo, fromCache ? this.basePage.slice() : null, baseLsn);
     if (r.applied > 0) {
+      core.metrics.walRedo(secondsSince(start_ms));
       core.counters.redos++;
       if (fillCache && core.deps.conf().materialized_page_cache && r.value.length === PAGE_SIZE) {
         core.deps.cache.insertMaterialized(core.ns, key, r.lastLsn, r.value);
