@@ -107,7 +107,11 @@ describe("deploy/grafana", () => {
       for (const t of p.targets!) exprs.push({ panel: p.title, expr: t.expr });
     }
     expect(exprs.length).toBeGreaterThan(20);
-    const missing = exprs.flatMap(({ panel, expr }) => metricNames(expr).filter((n) => !exported.has(n)).map((n) => `${panel}: ${n}`));
+    const missing = exprs.flatMap(({ panel, expr }) =>
+      metricNames(expr)
+        .filter((n) => !exported.has(n))
+        .map((n) => `${panel}: ${n}`),
+    );
     expect(missing).toEqual([]);
     // Each query as a recording rule, Grafana's variables replaced: promtool parses them.
     const rules = [

@@ -142,7 +142,8 @@ function promtoolCheck(text: string): { status: number | null; out: string } {
 }
 
 /** Sample lines of `family` (exactly that name, any labels). */
-const samplesOf = (lines: string[], family: string): string[] => lines.filter((l) => l.startsWith(`${family}{`) || l.startsWith(`${family} `));
+const samplesOf = (lines: string[], family: string): string[] =>
+  lines.filter((l) => l.startsWith(`${family}{`) || l.startsWith(`${family} `));
 const sampleValue = (line: string): number => Number(line.slice(line.lastIndexOf(" ") + 1));
 
 describe("gzip", () => {
@@ -209,7 +210,7 @@ describe("series Neon's dashboards look for", () => {
     const logical = lines.find((x) => x.startsWith(`pageserver_current_logical_size{${l}} `));
     expect(logical).toBeDefined();
     expect(sampleValue(logical!)).toBe(created.json["current_logical_size"]);
-    expect(promtoolCheck(`${(await (await fetch(`${base}/metrics`)).text())}`).status).toBe(0);
+    expect(promtoolCheck(`${await (await fetch(`${base}/metrics`)).text()}`).status).toBe(0);
     // The per-timeline families (rendered by the registry itself) serve prom-client's JSON too.
     const json = await server.metrics.getMetricsAsJSON();
     const layers = json.find((m) => m.name === "pageserver_layers");
@@ -274,7 +275,15 @@ describe("metrics_per_timeline false", () => {
       expect(samplesOf(lines, "pageserver_projected_remote_consistent_lsn")).toEqual([]);
       const resident = samplesOf(lines, "pageserver_resident_physical_size");
       expect(resident.length).toBe(1);
-      const sum = ids.reduce((n, id) => n + s.tenants.get(id as TenantId).listTimelines()[0]!.residentBytes(), 0);
+      const sum = ids.reduce(
+        (n, id) =>
+          n +
+          s.tenants
+            .get(id as TenantId)
+            .listTimelines()[0]!
+            .residentBytes(),
+        0,
+      );
       expect(sampleValue(resident[0]!)).toBe(sum);
       expect(samplesOf(lines, "pageserver_wal_ingest_stalled_seconds_total")).toEqual(["pageserver_wal_ingest_stalled_seconds_total 0"]);
       expect(samplesOf(lines, "pageserver_remote_upload_retries_total")).toEqual(["pageserver_remote_upload_retries_total 0"]);

@@ -34,7 +34,12 @@ let pg: PgInstance;
 let server: Server;
 let workdir: string;
 let base: string;
-let doc: { openapi: string; paths: Record<string, Record<string, Operation>>; components: { schemas: { Error: unknown } } };
+let doc: {
+  openapi: string;
+  info: { license: unknown };
+  paths: Record<string, Record<string, Operation>>;
+  components: { schemas: { Error: unknown } };
+};
 let tenant = "";
 let timeline = "";
 
@@ -126,6 +131,7 @@ describe("OpenAPI document", { timeout: 300_000 }, () => {
     expect(r.status).toBe(200);
     doc = r.json as typeof doc;
     expect(doc.openapi).toBe("3.1.0");
+    expect(doc.info.license).toEqual({ name: "Apache-2.0", identifier: "Apache-2.0" });
     expect(doc.components.schemas.Error).toEqual(plain(ApiError));
     const routes = server.http.routes;
     const ops = Object.entries(doc.paths).flatMap(([p, m]) => Object.keys(m).map((method) => `${method} ${p}`));
@@ -306,6 +312,18 @@ describe("OpenAPI document", { timeout: 300_000 }, () => {
     expect((size.json as { segments: unknown[] }).segments.length).toBe(2);
     await badId(`GET ${T}/size`, "tenant_id");
 
+    // Remote storage: its routes are in the document on a node without it too, and answer a
+    // documented 409 remote_storage_disabled before touching the tenant.
+    for (const [key, body] of [
+      [`POST ${T}/detach`, undefined],
+      [`POST ${T}/attach`, { generation: 1 }],
+      [`GET ${TL}/remote_check`, undefined],
+    ] as const) {
+      const r = await valid(key, 409, body === undefined ? {} : { body });
+      expect((r.json as { code: string }).code, key).toBe("remote_storage_disabled");
+    }
+    expect((await send("GET", path(TL))).status).toBe(200);
+
     // Deletes: the branch, then the scratch tenant; a timeline with children is a documented 409.
     const withChild = await send("DELETE", path(TL));
     expect(withChild.status).toBe(409);
@@ -319,6 +337,28 @@ describe("OpenAPI document", { timeout: 300_000 }, () => {
     checkAgainstDoc(routes.get(`DELETE ${T}`)!, gone);
 
     expect([...routes.keys()].filter((k) => !seen.has(k))).toEqual([]);
+  });
+
+  it("is one document whatever the configuration: a node with remote storage serves the same", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "ps-openapi-remote-"));
+    const other = new Server(
+      loadNodeConfig({
+        workdir: join(dir, "node"),
+        listen: "127.0.0.1:0",
+        listen_pg: "127.0.0.1:0",
+        remote_storage: `file://${join(dir, "bucket")}`,
+      }),
+      logs.logger,
+    );
+    try {
+      const res = await fetch(`http://127.0.0.1:${await other.start()}/v1/openapi.json`);
+      const otherDoc = (await res.json()) as typeof doc;
+      expect(otherDoc.paths).toEqual(doc.paths);
+      expect(otherDoc.components).toEqual(doc.components);
+    } finally {
+      await other.stop();
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 
   it("the HTTP layer's own errors are the document's Error: unknown route 404, bad JSON 400, 413, 414", async () => {

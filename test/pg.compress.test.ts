@@ -237,7 +237,7 @@ describe("lz4 (raw block)", () => {
   });
 });
 
-describe("zstd (guarded fzstd)", () => {
+describe("zstd (guarded node:zlib)", () => {
   it("decodes frames made by the zstd tool and refuses damaged ones", () => {
     for (const s of sampleInputs().filter((x) => x.length > 0)) {
       const frame = new Uint8Array(execFileSync("zstd", ["-c", "-q", "-3"], { input: s }));

@@ -32,7 +32,7 @@ import { RemoteTimelines } from "./remote/remote_timelines.js";
 import { attachPending, attachTenant } from "../remote/attach.js";
 import type { Generation } from "../remote/generation.js";
 import { type Tenant, TenantState } from "../tenant/tenant.js";
-import { BadStateError, ConflictError, InvalidArgumentError } from "../types/errors.js";
+import { BadStateError, ConflictError, InvalidArgumentError, RemoteStorageDisabledError } from "../types/errors.js";
 import type { TenantId } from "../types/ids.js";
 import { openRemoteStorage, parseRemoteStorageUrl } from "../remote/storage_url.js";
 import { TenantManager } from "./tenant_manager.js";
@@ -186,7 +186,7 @@ export class Server {
       log: this.log,
       remote: this.remote,
       sizes: new LogicalSizeQueries(this.config.concurrent_tenant_size_logical_size_queries),
-      mobility: this.remote === null ? null : { detach: (id) => this.detachTenant(id), attach: (id, gen) => this.attachTenant(id, gen) },
+      mobility: { detach: (id) => this.detachTenant(id), attach: (id, gen) => this.attachTenant(id, gen) },
       policy: apiPolicy(this.config, this.heavy),
     });
     if (this.config.listen_metrics !== null) this.metricsPort = await this.listenMetrics(this.config.listen_metrics);
@@ -246,7 +246,7 @@ export class Server {
   }
 
   private requireRemote(what: string): RemoteTimelines {
-    if (this.remote === null) throw new BadStateError(`${what} needs remote storage (config remote_storage)`);
+    if (this.remote === null) throw new RemoteStorageDisabledError(what);
     return this.remote;
   }
 

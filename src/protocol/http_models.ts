@@ -55,6 +55,7 @@ const ERROR_CODE_SET: Record<ErrorCode, true> = {
   not_found: true,
   gc_cutoff: true,
   conflict: true,
+  remote_storage_disabled: true,
   payload_too_large: true,
   uri_too_long: true,
   unsupported: true,

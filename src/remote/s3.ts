@@ -77,10 +77,6 @@ export class S3Storage implements RemoteStorage {
     this.prefix = cfg.prefix === "" ? "" : `${cfg.prefix}/`;
     this.timeout_ms = cfg.timeout_ms ?? DEFAULT_TIMEOUT_MS;
     this.description = `s3://${cfg.bucket}/${cfg.prefix}`;
-    // The SDK warns once per process that its releases after January 2027 need Node 22; this
-    // server stays on Node 20 (the uWebSockets.js build) with the SDK version the lockfile
-    // pins, so the warning would only alarm operators. An explicit setting is kept.
-    process.env["AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED"] ??= "true";
     this.client = new S3Client({
       region: cfg.region,
       ...(cfg.endpoint === null ? {} : { endpoint: cfg.endpoint }),

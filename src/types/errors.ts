@@ -20,6 +20,7 @@ export type ErrorCode =
   | "limit_reached"
   | "payload_too_large"
   | "uri_too_long"
+  | "remote_storage_disabled"
   | "internal";
 
 export class PageserverError extends Error {
@@ -105,6 +106,13 @@ export class LimitReachedError extends PageserverError {
 export class SourceUnavailableError extends PageserverError {
   constructor(message: string, options?: { cause?: unknown }) {
     super("source_unavailable", message, options);
+  }
+}
+
+/** An operation that needs remote storage, on a node without it (config remote_storage). */
+export class RemoteStorageDisabledError extends PageserverError {
+  constructor(what: string) {
+    super("remote_storage_disabled", `${what} needs remote storage (config remote_storage), which this node has not`);
   }
 }
 

@@ -14,6 +14,7 @@ const HTTP_STATUS: Record<ErrorCode, number> = {
   not_found: 404,
   gc_cutoff: 406,
   conflict: 409,
+  remote_storage_disabled: 409,
   payload_too_large: 413,
   uri_too_long: 414,
   unsupported: 422,

@@ -86,6 +86,7 @@ export function openApiDocument(routes: readonly { spec: RouteSpec }[], info: { 
     info: {
       title: "pageserver HTTP API",
       version: info.version,
+      license: { name: "Apache-2.0", identifier: "Apache-2.0" },
       description:
         "Management API of the pageserver: tenants, timelines, branching, layers, LSN by time. Errors are {error, code}; docs/http-api.md.",
     },

@@ -18,7 +18,7 @@ import type { TenantId } from "../../types/ids.js";
 import { registerTimelineRoutes } from "./timeline_routes.js";
 import { type ApiPolicy, checkTenantConfigScope } from "./scope_checks.js";
 import type { TenantWorkLimiter } from "../../tenant/heavy_work.js";
-import { UnsupportedError } from "../../types/errors.js";
+import { RemoteStorageDisabledError, UnsupportedError } from "../../types/errors.js";
 import { RemoteStorageError } from "../../remote/remote_storage.js";
 import type { NodeConfig } from "../config.js";
 import type { LogicalSizeQueries } from "../logical_size_queries.js";
@@ -312,38 +312,38 @@ export function registerRoutes(
     },
   );
   const mobility = extra.mobility ?? null;
-  if (mobility !== null) {
-    http.route(
-      {
-        method: "post",
-        path: "/v1/tenant/:tenant_id/detach",
-        summary: "detach a tenant: its WAL sources stop (slots kept), it flushes, the bucket receives everything, then it leaves this node",
-        scope: "management",
-        params: TenantParams,
-        responses: { 200: { description: "detached", schema: M.TenantDetached } },
-      },
-      async (r) => {
-        const id = r.params["tenant_id"] as TenantId;
-        await mobility.detach(id);
-        return { status: 200, json: { tenant_id: id } };
-      },
-    );
-    http.route(
-      {
-        method: "post",
-        path: "/v1/tenant/:tenant_id/attach",
-        summary: "attach a tenant from remote storage in a generation: downloaded (resumable), then loaded",
-        scope: "management",
-        params: TenantParams,
-        body: M.TenantAttach,
-        responses: { 201: { description: "attached", schema: M.TenantInfo } },
-      },
-      async (r) => {
-        const t = await mobility.attach(r.params["tenant_id"] as TenantId, r.body.generation);
-        return { status: 201, json: M.tenantInfo(t, names.tenantName(t)) };
-      },
-    );
-  }
+  http.route(
+    {
+      method: "post",
+      path: "/v1/tenant/:tenant_id/detach",
+      summary: "detach a tenant: its WAL sources stop (slots kept), it flushes, the bucket receives everything, then it leaves this node",
+      scope: "management",
+      params: TenantParams,
+      responses: { 200: { description: "detached", schema: M.TenantDetached } },
+    },
+    async (r) => {
+      const id = r.params["tenant_id"] as TenantId;
+      if (mobility === null) throw new RemoteStorageDisabledError("detach");
+      await mobility.detach(id);
+      return { status: 200, json: { tenant_id: id } };
+    },
+  );
+  http.route(
+    {
+      method: "post",
+      path: "/v1/tenant/:tenant_id/attach",
+      summary: "attach a tenant from remote storage in a generation: downloaded (resumable), then loaded",
+      scope: "management",
+      params: TenantParams,
+      body: M.TenantAttach,
+      responses: { 201: { description: "attached", schema: M.TenantInfo } },
+    },
+    async (r) => {
+      if (mobility === null) throw new RemoteStorageDisabledError("attach");
+      const t = await mobility.attach(r.params["tenant_id"] as TenantId, r.body.generation);
+      return { status: 201, json: M.tenantInfo(t, names.tenantName(t)) };
+    },
+  );
   http.route(
     {
       method: "get",

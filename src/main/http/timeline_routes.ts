@@ -18,7 +18,7 @@ import { basebackupTar } from "../../pgdata/basebackup.js";
 import { importDatadir, readImportLsn, resolveImportDir } from "../../pgdata/import.js";
 import type { Tenant, TimelineReservation } from "../../tenant/tenant.js";
 import type { Timeline } from "../../tenant/timeline/index.js";
-import { InvalidArgumentError } from "../../types/errors.js";
+import { InvalidArgumentError, RemoteStorageDisabledError } from "../../types/errors.js";
 import type { TenantId, TimelineId } from "../../types/ids.js";
 import { type Lsn, lsnToString, parseLsn } from "../../types/lsn.js";
 import * as M from "./models.js";
@@ -448,33 +448,32 @@ export function registerTimelineRoutes(
       return { status: 200, json: { layers_removed: removed, latest_gc_cutoff_lsn: lsnToString(tl.latestGcCutoffLsn) } };
     },
   );
-  if (remote !== null) {
-    const r0 = remote;
-    http.route(
-      {
-        method: "get",
-        path: "/v1/tenant/:tenant_id/timeline/:timeline_id/remote_check",
-        summary: "the timeline's index against its objects in remote storage: missing, mismatched, orphaned (only with remote storage)",
-        scopeNote: "verify_checksums (downloads every layer) is heavy: at most max_heavy_requests_per_tenant at once (429 beyond).",
-        params: TimelineParams,
-        query: Type.Object(
-          { verify_checksums: Type.Optional(Type.Union([Type.Literal("true"), Type.Literal("false")])) },
-          { additionalProperties: false },
-        ),
-        responses: { 200: { description: "the check", schema: M.RemoteCheck } },
-      },
-      async (r) => {
-        const t = tenantOf(r.params);
-        const tl = timelineOf(r.params);
-        const verify = r.query.verify_checksums === "true";
-        const check = () =>
-          checkRemoteTimeline(r0.storage, tl.tenantId, tl.timelineId, readTenantGeneration(t.dir), {
-            verify_checksums: verify,
-            signal: r.signal,
-          });
-        const checked = verify ? await policy.heavy.run(t.id, "remote_check with verify_checksums", check) : await check();
-        return { status: 200, json: checked };
-      },
-    );
-  }
+  http.route(
+    {
+      method: "get",
+      path: "/v1/tenant/:tenant_id/timeline/:timeline_id/remote_check",
+      summary:
+        "the timeline's index against its objects in remote storage: missing, mismatched, orphaned (409 remote_storage_disabled without remote storage)",
+      scopeNote: "verify_checksums (downloads every layer) is heavy: at most max_heavy_requests_per_tenant at once (429 beyond).",
+      params: TimelineParams,
+      query: Type.Object(
+        { verify_checksums: Type.Optional(Type.Union([Type.Literal("true"), Type.Literal("false")])) },
+        { additionalProperties: false },
+      ),
+      responses: { 200: { description: "the check", schema: M.RemoteCheck } },
+    },
+    async (r) => {
+      if (remote === null) throw new RemoteStorageDisabledError("remote_check");
+      const t = tenantOf(r.params);
+      const tl = timelineOf(r.params);
+      const verify = r.query.verify_checksums === "true";
+      const check = () =>
+        checkRemoteTimeline(remote.storage, tl.tenantId, tl.timelineId, readTenantGeneration(t.dir), {
+          verify_checksums: verify,
+          signal: r.signal,
+        });
+      const checked = verify ? await policy.heavy.run(t.id, "remote_check with verify_checksums", check) : await check();
+      return { status: 200, json: checked };
+    },
+  );
 }

@@ -84,6 +84,7 @@ const SQLSTATE: Record<ErrorCode, string> = {
   invalid_argument: "22023", // invalid_parameter_value
   not_found: "42704", // undefined_object
   conflict: "55000",
+  remote_storage_disabled: "55000", // object_not_in_prerequisite_state
   lsn_timeout: "57014", // query_canceled (timed out)
   gc_cutoff: "22023",
   corrupt: "XX001", // data_corrupted

@@ -1,24 +1,25 @@
 /**
  * zstd decompression for wal_compression = zstd images: PostgreSQL stores one complete zstd
  * frame (ZSTD_compress, level 3) and reads it back with ZSTD_decompress. The decoding itself
- * is fzstd's (pure JS); this module only guards it:
+ * is libzstd's through node:zlib (Node ≥ 22.15); this module only guards it:
  *
  *   frame = magic 28 B5 2F FD | FHD | [window descriptor] | [dictionary id] | [content size]
  *           | blocks … | [checksum]
  *   FHD bits: 7-6 content-size flag, 5 single segment, 4 unused, 3 reserved (must be 0),
  *             2 checksum flag, 1-0 dictionary-id flag
  *
- * Before fzstd runs, the header is checked so that a corrupt header cannot make it allocate a
+ * Before libzstd runs, the header is checked so that a corrupt header cannot make it allocate a
  * huge window: no dictionary, a content size (when present) equal to the expected size, and a
- * window of at most 8 MiB otherwise. fzstd's streaming decoder reports each block it
- * produces, so the output is counted exactly (its one-shot form fills a preallocated buffer
- * and cannot tell a short frame from a complete one). Any failure is DecompressError.
+ * window of at most 8 MiB otherwise (also passed to libzstd as windowLogMax). The output is
+ * capped at the expected size plus one byte, so a frame that decodes to more is told apart
+ * from one that decodes exactly. Any failure is DecompressError.
  */
-import { Decompress } from "fzstd";
+import { constants, zstdDecompressSync } from "node:zlib";
 import { DecompressError } from "./pglz.js";
 
 const ZSTD_MAGIC = 0xfd2fb528;
-const MAX_WINDOW_BYTES = 8 * 1024 * 1024;
+const MAX_WINDOW_LOG = 23;
+const MAX_WINDOW_BYTES = 2 ** MAX_WINDOW_LOG;
 
 /** Decompress one zstd frame `src` into exactly `rawSizeBytes` new bytes. */
 export function zstdDecompress(src: Uint8Array, rawSizeBytes: number): Uint8Array {
@@ -33,23 +34,19 @@ export function zstdDecompressInto(src: Uint8Array, dst: Uint8Array, dstOff: num
     throw new RangeError(`zstd: bad destination range ${dstOff}+${rawSizeBytes} of ${dst.length}`);
   }
   checkFrameHeader(src, rawSizeBytes);
-  let produced = 0;
-  let overflow = false;
-  const sink = (chunk: Uint8Array): void => {
-    if (overflow || chunk.length > rawSizeBytes - produced) {
-      overflow = true;
-      return;
-    }
-    dst.set(chunk, dstOff + produced);
-    produced += chunk.length;
-  };
+  let out: Buffer;
   try {
-    new Decompress(sink).push(src, true);
+    out = zstdDecompressSync(src, {
+      maxOutputLength: rawSizeBytes + 1,
+      params: { [constants.ZSTD_d_windowLogMax]: MAX_WINDOW_LOG },
+    });
   } catch (e) {
+    if (e instanceof RangeError) throw new DecompressError("zstd", `frame decodes to more than ${rawSizeBytes} bytes`);
     throw new DecompressError("zstd", `corrupt frame (${e instanceof Error ? e.message : String(e)})`);
   }
-  if (overflow) throw new DecompressError("zstd", `frame decodes to more than ${rawSizeBytes} bytes`);
-  if (produced !== rawSizeBytes) throw new DecompressError("zstd", `produced ${produced} bytes, expected ${rawSizeBytes}`);
+  if (out.length > rawSizeBytes) throw new DecompressError("zstd", `frame decodes to more than ${rawSizeBytes} bytes`);
+  if (out.length !== rawSizeBytes) throw new DecompressError("zstd", `produced ${out.length} bytes, expected ${rawSizeBytes}`);
+  dst.set(out, dstOff);
 }
 
 function checkFrameHeader(src: Uint8Array, rawSizeBytes: number): void {
@@ -78,4 +75,31 @@ function checkFrameHeader(src: Uint8Array, rawSizeBytes: number): void {
   } else if (windowBytes > MAX_WINDOW_BYTES) {
     throw new DecompressError("zstd", `window of ${windowBytes} bytes exceeds ${MAX_WINDOW_BYTES}`);
   }
+  checkFrameLength(src, pos + fcsBytes, (fhd & 0x04) !== 0);
+}
+
+/**
+ * Walks the block headers to the frame's end: PostgreSQL's ZSTD_decompress refuses bytes after
+ * the one frame, while libzstd's stream (what node:zlib runs) would read them as the start of a
+ * next frame and stop quietly. Each block header is 3 bytes LE: bit 0 last block, bits 1-2
+ * type (raw, RLE, compressed, reserved), bits 3-23 size; an RLE block carries 1 byte.
+ */
+function checkFrameLength(src: Uint8Array, firstBlock: number, hasChecksum: boolean): void {
+  let pos = firstBlock;
+  // A frame of n blocks needs at least 3n bytes: the walk ends within src.length / 3 steps.
+  for (let blocks = 0; blocks <= src.length / 3; blocks++) {
+    if (pos + 3 > src.length) throw new DecompressError("zstd", "frame truncated in a block header");
+    const header = src[pos]! | (src[pos + 1]! << 8) | (src[pos + 2]! << 16);
+    pos += 3;
+    const type = (header >>> 1) & 3;
+    if (type === 3) throw new DecompressError("zstd", "reserved block type");
+    pos += type === 1 ? 1 : header >>> 3;
+    if ((header & 1) === 1) {
+      const end = pos + (hasChecksum ? 4 : 0);
+      if (end > src.length) throw new DecompressError("zstd", "frame truncated");
+      if (end < src.length) throw new DecompressError("zstd", `${src.length - end} bytes after the frame`);
+      return;
+    }
+  }
+  throw new DecompressError("zstd", "frame truncated: no last block");
 }
