@@ -59,7 +59,9 @@ export default async function run(): Promise<BenchRow[]> {
       const t0 = performance.now();
       await addTenants(server, tenants - have);
       have = tenants;
-      console.log(`${tenants} tenants set up (+${((performance.now() - t0) / 1000).toFixed(1)} s), RSS ${(process.memoryUsage().rss / MIB).toFixed(0)} MiB`);
+      console.log(
+        `${tenants} tenants set up (+${((performance.now() - t0) / 1000).toFixed(1)} s), RSS ${(process.memoryUsage().rss / MIB).toFixed(0)} MiB`,
+      );
 
       const measure = async (perTimeline: boolean, gzip: boolean): Promise<Scrape> => {
         registry.perTimeline = perTimeline;

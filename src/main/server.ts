@@ -7,7 +7,6 @@ import { pathToFileURL } from "node:url";
 import { fileURLToPath } from "node:url";
 import { mkdirSync } from "node:fs";
 import type { Logger } from "pino";
-import type { Registry } from "prom-client";
 import { PageCache } from "../cache/index.js";
 import { collectKeyspace } from "../pgdata/reader.js";
 import { PgRedo } from "../pg/redo/pg_redo.js";
