@@ -1,23 +1,44 @@
 /**
- * Loads uWebSockets.js and refuses to run on its pure-JS fallback: the package silently
- * falls back to a Node implementation when its native binary does not load (no build for this
- * Node ABI or libc), and we want the native server or a clear reason why not. Loaded on
- * first use, so a node that serves HTTP with node:http never loads the package at all.
+ * Loads uWebSockets.js's native binary for this Node ABI, platform and architecture, or says
+ * why not in one line. The package's own entry point, when its binary does not load (no build
+ * for this ABI, or a glibc too old), prints a multi-line warning on stderr and falls back to a
+ * slow pure-JS server; we want the native server or a clear reason, and no noise on a node
+ * that then serves with node:http. So the binary the entry point would pick is required
+ * directly. Loaded on first use: a node started with `--http-server node` never loads it.
  */
 import { createRequire } from "node:module";
+import { dirname, join } from "node:path";
 import type uws from "uWebSockets.js";
 
 let loaded: typeof uws | null = null;
 
 export function loadUws(): typeof uws {
   if (loaded !== null) return loaded;
-  const m = createRequire(import.meta.url)("uWebSockets.js") as typeof uws;
-  // The fallback only has App; the native module also has SSLApp, getParts and more.
-  const native = typeof (m as unknown as Record<string, unknown>)["SSLApp"] === "function";
-  if (!native) {
+  // The package's switch to its fallback: honoured as "uWS does not load here" (tests use it
+  // to stand in for a Node without a build), never by serving on the fallback.
+  if (/^(1|true)$/i.test(process.env["UWS_USE_FALLBACK"] ?? "")) {
+    throw new Error("uWebSockets.js is not used: UWS_USE_FALLBACK is set and its pure-JS fallback is refused");
+  }
+  const require = createRequire(import.meta.url);
+  // The package's entry is <package>/src/uws.js; its binaries are in <package>/binaries.
+  const binary = join(
+    dirname(require.resolve("uWebSockets.js")),
+    "..",
+    "binaries",
+    `uws_${process.platform}_${process.arch}_${process.versions.modules}.node`,
+  );
+  let m: typeof uws;
+  try {
+    m = require(binary) as typeof uws;
+  } catch (e) {
+    const why = (e instanceof Error ? e.message : String(e)).split("\n")[0];
     throw new Error(
-      `uWebSockets.js native binary did not load for Node ${process.versions.node} (ABI ${process.versions.modules}, ${process.platform}-${process.arch}); refusing the JS fallback`,
+      `uWebSockets.js has no native binary that loads on Node ${process.versions.node} (ABI ${process.versions.modules}, ${process.platform}-${process.arch}): ${why}`,
     );
+  }
+  // The native module has SSLApp, getParts and more (a fallback would have App only).
+  if (typeof (m as unknown as Record<string, unknown>)["SSLApp"] !== "function") {
+    throw new Error(`uWebSockets.js binary ${binary} lacks SSLApp: not the native server`);
   }
   loaded = m;
   return m;
