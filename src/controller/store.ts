@@ -93,6 +93,10 @@ export class ControllerStore {
     assert(Number.isInteger(max_connections) && max_connections >= 1 && max_connections <= 64, "max_connections in 1..64");
     const base: pg.PoolConfig = typeof config === "string" ? { connectionString: config } : config;
     this.pool = new pg.Pool({ ...base, max: max_connections, application_name: "pageserver-controller" });
+    // An idle connection the server ends (restart, admin shutdown, network) is an 'error' on the
+    // pool, which pg-pool has already dropped; without a listener it would kill the process.
+    // The next query opens a new connection, and its failure, if any, reaches its caller.
+    this.pool.on("error", () => {});
   }
 
   /**
