@@ -6,6 +6,7 @@
  */
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { ControllerStore, SCHEMA_VERSION, SchemaTooNewError } from "../src/controller/index.js";
+import { ConflictError, NotFoundError } from "../src/types/index.js";
 import { PgInstance } from "./support/postgres.js";
 
 describe("ControllerStore", () => {
@@ -105,5 +106,21 @@ describe("ControllerStore", () => {
     const last = generations.indexOf(51);
     expect(t?.attached_node_id).toBe(last % 2 === 0 ? 1 : 2);
     expect(await a.getTenant("ffffffffffffffffffffffffffffffff")).toBeNull();
+  });
+
+  it("typed errors: a duplicate tenant, an unknown tenant, an unregistered node", async () => {
+    const db = await freshDb();
+    const s = storeOn(db);
+    await s.migrate();
+    await s.registerNode({ node_id: 1, http_addr: "127.0.0.1:9801", pg_addr: "127.0.0.1:6401" });
+    const tenant_id = "00000000000000000000000000000001";
+    await s.createTenant(tenant_id, 1, {});
+    await expect(s.createTenant(tenant_id, 1, {})).rejects.toBeInstanceOf(ConflictError);
+    await expect(s.createTenant("00000000000000000000000000000002", 7, {})).rejects.toBeInstanceOf(NotFoundError);
+    await expect(s.incrementGeneration("00000000000000000000000000000003", 1)).rejects.toBeInstanceOf(NotFoundError);
+    await expect(s.incrementGeneration(tenant_id, 7)).rejects.toBeInstanceOf(NotFoundError);
+    // A failed increment issues nothing.
+    expect((await s.getTenant(tenant_id))?.generation).toBe(1);
+    expect(await s.incrementGeneration(tenant_id, 1)).toBe(2);
   });
 });
